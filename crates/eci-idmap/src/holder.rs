@@ -1,0 +1,83 @@
+//! Proof that the process holding a lease is still alive: its pid plus its start time (so that a
+//! recycled pid does not keep a dead lease alive), within the current boot.
+
+use serde::{Deserialize, Serialize};
+use std::io;
+
+/// A process that keeps a lease alive while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Holder {
+    /// Process ID in the runtime's PID namespace.
+    pub pid: i32,
+    /// Start time in clock ticks since boot (field 22 of /proc/PID/stat).
+    pub start_time: u64,
+}
+
+impl Holder {
+    /// The calling process.
+    pub fn current() -> io::Result<Holder> {
+        Holder::of(std::process::id() as i32)
+    }
+
+    /// Process `pid`, as it is now.
+    pub fn of(pid: i32) -> io::Result<Holder> {
+        Ok(Holder {
+            pid,
+            start_time: start_time(pid)?,
+        })
+    }
+
+    /// True while the same process (same pid and start time) exists.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid).is_ok_and(|t| t == self.start_time)
+    }
+}
+
+/// Field 22 of /proc/PID/stat. The command name (field 2) may hold spaces and parentheses, so
+/// fields are counted from the last ')'.
+pub fn start_time(pid: i32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_start_time(&stat).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("malformed /proc/{pid}/stat"),
+        )
+    })
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // Fields after the command start at field 3 (state); start time is field 22.
+    after_comm.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// This boot's identity, so that leases from before a reboot are recognised as dead.
+pub fn boot_id() -> io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_start_time_past_awkward_command_names() {
+        let stat = "42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn the_current_process_is_alive_and_a_changed_start_time_is_not() {
+        let me = Holder::current().unwrap();
+        assert!(me.is_alive());
+        assert!(!Holder {
+            start_time: me.start_time + 1,
+            ..me
+        }
+        .is_alive());
+    }
+}

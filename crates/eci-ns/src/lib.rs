@@ -1,0 +1,33 @@
+//! Namespaces and processes for eci: starting a container's init with clone3 so that the kernel
+//! locks its initial mounts, a parent/child channel that carries typed failures and file
+//! descriptors, pidfds, and long-lived helpers that act inside a container's namespaces.
+//!
+//! Everything that runs in a child is allocation-free, because a library cannot know whether the
+//! program that links it has other threads: between fork and exec only async-signal-safe work is
+//! allowed. Callers prepare every string and buffer first and pass closures that only make
+//! syscalls.
+//!
+//! ```
+//! use eci_ns::channel::{Channel, Message};
+//! use eci_ns::failure::{Failure, Stage};
+//! use eci_ns::sys::Errno;
+//!
+//! // A child reports a failure; the parent reads it back as a typed value.
+//! let (parent, child) = Channel::pair().unwrap();
+//! child.send(Failure { stage: Stage::Init, step: 3, errno: Errno(2) }.to_message()).unwrap();
+//! let (msg, _) = parent.recv().unwrap().unwrap();
+//! let failure = Failure::from_message(&msg).unwrap();
+//! assert_eq!((failure.stage, failure.step), (Stage::Init, 3));
+//! ```
+
+pub mod channel;
+pub mod failure;
+pub mod helper;
+pub mod namespaces;
+pub mod pidfd;
+pub mod spawn;
+pub mod sys;
+
+pub use namespaces::Namespaces;
+pub use pidfd::{ExitStatus, PidFd};
+pub use spawn::{spawn, SpawnError, SpawnRequest, Spawned};

@@ -1,0 +1,358 @@
+//! Starting a container's init process so that the kernel locks its initial mounts.
+//!
+//! Four processes take part:
+//!
+//! - the **runtime** (the caller, possibly multi-threaded);
+//! - a **setup** process forked from it, which enters a new mount namespace owned by the host user
+//!   namespace (the *setup namespace*);
+//! - the **init**, cloned by the setup process into new user, PID, network, IPC and UTS namespaces
+//!   (with `CLONE_PARENT`, so the runtime is its parent). It starts inside the setup namespace,
+//!   where it can change nothing, and waits;
+//! - a **mounter**, forked by the setup process after it joined the init's PID, network and IPC
+//!   namespaces. With host credentials it builds the container's whole mount table in the setup
+//!   namespace (so /proc shows the container's PIDs, /sys its network devices, /dev/mqueue its
+//!   queues) and pivots into the rootfs, which moves the waiting init's root along.
+//!
+//! Only then does the init `unshare(CLONE_NEWNS)`. Its new mount namespace is owned by its own,
+//! less privileged user namespace, so the kernel marks every mount it inherits `MNT_LOCKED`, with
+//! the read-only, nosuid, nodev and noexec flags locked too: no process in the container can
+//! unmount them or make them writable, whatever its capabilities. Nothing is ever mounted in the
+//! runtime's own mount namespace.
+//!
+//! Every child runs between fork and exec of a possibly multi-threaded program, so the work
+//! passed in must be async-signal-safe: prepare every string and buffer before calling
+//! [`spawn`], and only make syscalls in the closures.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::channel::{Channel, Message};
+use crate::failure::{Failure, Stage, FAILURE_EXIT_CODE};
+use crate::namespaces::Namespaces;
+use crate::pidfd::{ExitStatus, PidFd};
+use crate::sys::{self, clone_fork, Errno, Forked};
+
+const INIT_PID: u32 = 0x1000;
+const GO: u32 = 0x1001;
+const DONE: u32 = 0x1002;
+
+/// What to start.
+pub struct SpawnRequest<'a> {
+    /// The namespaces the container gets. USER, MOUNT and PID are always used.
+    pub namespaces: Namespaces,
+    /// Runs in the mounter: host credentials, the init's PID, network and IPC namespaces, the
+    /// setup mount namespace. Builds the mount table and pivots into the rootfs.
+    /// Async-signal-safe work only.
+    pub setup: &'a (dyn Fn() -> Result<(), Failure> + Sync),
+    /// Runs in the init once it is root of its user namespace, in its own session and mount
+    /// namespace. Does whatever is left and execs; returns only on failure. The channel is the
+    /// init's end of the runtime's [`Spawned::channel`]. Async-signal-safe work only.
+    pub init: &'a (dyn Fn(&Channel) -> Failure + Sync),
+    /// Runs in the runtime once the init exists and before the mounts are made: write the ID
+    /// maps, place the init in its cgroups.
+    pub prepare: &'a mut Prepare<'a>,
+}
+
+/// An error from the runtime's own `prepare` step.
+pub type PrepareError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The runtime's step between the init's creation and its mounts.
+pub type Prepare<'a> = dyn FnMut(&PidFd) -> Result<(), PrepareError> + 'a;
+
+/// A started init, waiting in its own namespaces for what its `init` closure expects next.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The init process; the runtime is its parent.
+    pub init: PidFd,
+    /// The runtime's end of the init's channel.
+    pub channel: Channel,
+}
+
+/// Why a container's init could not be started. Every child is killed and reaped before this is
+/// returned.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// A syscall in the runtime failed.
+    #[error("{what}: {source}")]
+    Runtime {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A child reported a failure.
+    #[error("{0}")]
+    Child(Failure),
+    /// The `prepare` step failed.
+    #[error("preparing the container's init: {0}")]
+    Prepare(PrepareError),
+    /// A child died or broke the protocol without reporting why.
+    #[error("the {who} process {status} without reporting why")]
+    Died {
+        /// Which child.
+        who: &'static str,
+        /// How it ended.
+        status: String,
+    },
+}
+
+fn runtime_err(what: &'static str) -> impl FnOnce(Errno) -> SpawnError {
+    move |errno| SpawnError::Runtime {
+        what,
+        source: errno.into(),
+    }
+}
+
+/// Kills and reaps a child unless disarmed.
+struct Reaper {
+    pid: i32,
+    armed: bool,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if self.armed {
+            // SAFETY: kill takes plain integers; the pid is our unreaped child, so it cannot have
+            // been reused.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = sys::waitpid(self.pid);
+        }
+    }
+}
+
+/// Kills and reaps the init unless disarmed.
+struct InitReaper<'a> {
+    init: &'a PidFd,
+    armed: bool,
+}
+
+impl Drop for InitReaper<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.init.signal(libc::SIGKILL);
+            let _ = self.init.wait();
+        }
+    }
+}
+
+/// Starts a container's init as described in the module documentation.
+pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
+    let (runtime_setup, setup_end) = Channel::pair().map_err(|source| SpawnError::Runtime {
+        what: "creating the setup channel",
+        source,
+    })?;
+    let (runtime_init, init_end) = Channel::pair().map_err(|source| SpawnError::Runtime {
+        what: "creating the init channel",
+        source,
+    })?;
+    let ends = ChildEnds {
+        setup: &setup_end,
+        init: &init_end,
+        runtime_ends: [runtime_setup.as_raw_fd(), runtime_init.as_raw_fd()],
+    };
+    // SAFETY: the child runs only `setup_process`, which is async-signal-safe and never returns.
+    let setup_pid =
+        match unsafe { sys::fork() }.map_err(runtime_err("forking the setup process"))? {
+            Forked::Child => setup_process(&ends, request.namespaces, request.setup, request.init),
+            Forked::Parent { pid, .. } => pid,
+        };
+    drop(setup_end);
+    drop(init_end);
+    let mut setup = Reaper {
+        pid: setup_pid,
+        armed: true,
+    };
+
+    let init_pid = match receive(&runtime_setup, "setup") {
+        Ok(msg) if msg.kind == INIT_PID => msg.a,
+        Ok(_) | Err(SpawnError::Died { .. }) => return Err(died(&mut setup, "setup")),
+        Err(err) => return Err(err),
+    };
+    // The init is our child (CLONE_PARENT), so its pid cannot be reused before we reap it.
+    let init = PidFd::open(init_pid).map_err(runtime_err("opening a pidfd for the init"))?;
+    let mut init_guard = InitReaper {
+        init: &init,
+        armed: true,
+    };
+    (request.prepare)(&init).map_err(SpawnError::Prepare)?;
+
+    runtime_setup
+        .send(Message::of(GO))
+        .map_err(runtime_err("starting the mount setup"))?;
+    match receive(&runtime_setup, "setup") {
+        Ok(msg) if msg.kind == DONE => {}
+        Ok(_) | Err(SpawnError::Died { .. }) => return Err(died(&mut setup, "setup")),
+        Err(err) => return Err(err),
+    }
+    setup.armed = false;
+    sys::waitpid(setup_pid).map_err(runtime_err("reaping the setup process"))?;
+
+    runtime_init
+        .send(Message::of(GO))
+        .map_err(runtime_err("releasing the init"))?;
+    init_guard.armed = false;
+    drop(init_guard);
+    Ok(Spawned {
+        init,
+        channel: runtime_init,
+    })
+}
+
+/// Receives the next message from a child, turning failure reports into errors.
+fn receive(channel: &Channel, who: &'static str) -> Result<Message, SpawnError> {
+    match channel
+        .recv()
+        .map_err(runtime_err("reading from a child"))?
+    {
+        None => Err(SpawnError::Died {
+            who,
+            status: "exited".into(),
+        }),
+        Some((msg, _fds)) => match Failure::from_message(&msg) {
+            Some(failure) => Err(SpawnError::Child(failure)),
+            None => Ok(msg),
+        },
+    }
+}
+
+/// Reaps a child that stopped talking and says how it ended.
+fn died(child: &mut Reaper, who: &'static str) -> SpawnError {
+    child.armed = false;
+    // SAFETY: kill takes plain integers; the pid is our unreaped child.
+    unsafe { libc::kill(child.pid, libc::SIGKILL) };
+    let status = match sys::waitpid(child.pid) {
+        Ok(raw) => ExitStatus::from_wait_status(raw).to_string(),
+        Err(errno) => format!("could not be reaped ({errno})"),
+    };
+    SpawnError::Died { who, status }
+}
+
+/// The channel ends a child inherits, and the runtime's ends it must close.
+struct ChildEnds<'a> {
+    setup: &'a Channel,
+    init: &'a Channel,
+    runtime_ends: [RawFd; 2],
+}
+
+/// The setup process. Never returns.
+fn setup_process(
+    ends: &ChildEnds<'_>,
+    namespaces: Namespaces,
+    setup: &(dyn Fn() -> Result<(), Failure> + Sync),
+    init: &(dyn Fn(&Channel) -> Failure + Sync),
+) -> ! {
+    for fd in ends.runtime_ends {
+        sys::close(fd);
+    }
+    let channel = ends.setup;
+    let fail = |stage, step| Failure::last_errno(stage, step).report_and_exit(channel);
+    if sys::unshare(libc::CLONE_NEWNS).is_err() {
+        fail(Stage::SetupNamespace, 0);
+    }
+    // Nothing done here may propagate back to the runtime's mount namespace.
+    if sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).is_err() {
+        fail(Stage::SetupNamespace, 1);
+    }
+    let clone_flags = (namespaces & !(Namespaces::MOUNT | Namespaces::CGROUP)
+        | Namespaces::USER
+        | Namespaces::PID)
+        .clone_flags()
+        | libc::CLONE_PARENT as u64
+        | libc::CLONE_PIDFD as u64;
+    // SAFETY: the child runs only `init_process`, which is async-signal-safe and never returns.
+    let (init_pid, init_pidfd) = match unsafe { clone_fork(clone_flags) } {
+        Err(errno) => Failure {
+            stage: Stage::Clone,
+            step: 0,
+            errno,
+        }
+        .report_and_exit(channel),
+        Ok(Forked::Child) => init_process(ends, namespaces, init),
+        Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
+    };
+    sys::close(ends.init.raw_fd());
+    if channel
+        .send(Message {
+            kind: INIT_PID,
+            a: init_pid,
+            b: 0,
+            c: 0,
+        })
+        .is_err()
+    {
+        sys::exit(1);
+    }
+    match channel.recv() {
+        Ok(Some((msg, _))) if msg.kind == GO => {}
+        _ => sys::exit(1),
+    }
+    let join = namespaces & (Namespaces::PID | Namespaces::NET | Namespaces::IPC);
+    if sys::setns(init_pidfd, join.setns_flags()).is_err() {
+        fail(Stage::JoinNamespaces, 0);
+    }
+    // SAFETY: the child runs only the caller's async-signal-safe setup, then exits.
+    let mounter = match unsafe { sys::fork() } {
+        Err(_) => fail(Stage::JoinNamespaces, 1),
+        Ok(Forked::Child) => match setup() {
+            Ok(()) => sys::exit(0),
+            Err(failure) => failure.report_and_exit(channel),
+        },
+        Ok(Forked::Parent { pid, .. }) => pid,
+    };
+    match sys::waitpid(mounter).map(ExitStatus::from_wait_status) {
+        Ok(ExitStatus::Exited(0)) => {
+            let _ = channel.send(Message::of(DONE));
+        }
+        Ok(ExitStatus::Exited(FAILURE_EXIT_CODE)) => {}
+        _ => {
+            let _ = channel.send(
+                Failure {
+                    stage: Stage::Died,
+                    step: 0,
+                    errno: Errno(0),
+                }
+                .to_message(),
+            );
+        }
+    }
+    sys::exit(0)
+}
+
+/// The container's init before it runs the caller's `init`. Never returns.
+fn init_process(
+    ends: &ChildEnds<'_>,
+    namespaces: Namespaces,
+    init: &(dyn Fn(&Channel) -> Failure + Sync),
+) -> ! {
+    // Holding the setup channel would hide the setup process's death from the runtime.
+    sys::close(ends.setup.raw_fd());
+    let channel = ends.init;
+    let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
+    match channel.recv() {
+        Ok(Some((msg, _))) if msg.kind == GO => {}
+        _ => sys::exit(1),
+    }
+    // The maps exist now: become root of the user namespace. Until now the init carried the
+    // host's root IDs, which the namespace cannot name.
+    // SAFETY: plain syscalls with integer arguments; a NULL list with size 0 is allowed.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) == -1 {
+            fail(0);
+        }
+        if libc::setresgid(0, 0, 0) == -1 {
+            fail(1);
+        }
+        if libc::setresuid(0, 0, 0) == -1 {
+            fail(2);
+        }
+        if libc::setsid() == -1 {
+            fail(3);
+        }
+    }
+    if sys::unshare(libc::CLONE_NEWNS).is_err() {
+        fail(4);
+    }
+    if namespaces.contains(Namespaces::CGROUP) && sys::unshare(libc::CLONE_NEWCGROUP).is_err() {
+        fail(5);
+    }
+    init(channel).report_and_exit(channel)
+}

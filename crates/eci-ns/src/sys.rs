@@ -1,0 +1,267 @@
+//! Thin, allocation-free wrappers over the raw syscalls this crate needs. Every function here is
+//! async-signal-safe, so it may run between fork and exec.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+/// An errno value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    /// The calling thread's errno.
+    pub fn last() -> Errno {
+        // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+        Errno(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", std::io::Error::from_raw_os_error(self.0))
+    }
+}
+
+impl std::error::Error for Errno {}
+
+impl From<Errno> for std::io::Error {
+    fn from(errno: Errno) -> Self {
+        std::io::Error::from_raw_os_error(errno.0)
+    }
+}
+
+/// Result of a raw syscall.
+pub type SysResult<T> = Result<T, Errno>;
+
+/// Turns a -1 return into the thread's errno.
+pub fn check(ret: libc::c_long) -> SysResult<libc::c_long> {
+    if ret == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Turns a -1 `c_int` return into the thread's errno.
+pub fn check_int(ret: libc::c_int) -> SysResult<libc::c_int> {
+    check(ret as libc::c_long).map(|r| r as libc::c_int)
+}
+
+/// Retries a call interrupted by a signal.
+pub fn retry<T>(mut call: impl FnMut() -> SysResult<T>) -> SysResult<T> {
+    loop {
+        match call() {
+            Err(Errno(libc::EINTR)) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `struct clone_args` of clone3(2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What a fork-like clone returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent: the child's pid and, if asked for, its pidfd.
+    Parent {
+        /// The child's pid.
+        pid: i32,
+        /// The child's pidfd (`-1` unless requested).
+        pidfd: RawFd,
+    },
+    /// In the child.
+    Child,
+}
+
+/// Forks with `flags` (CLONE_NEW*, CLONE_PARENT, CLONE_PIDFD) using clone3, falling back to clone
+/// on kernels without clone3. The child continues on a copy of the caller's stack, like fork.
+///
+/// # Safety
+/// The caller must treat the child like a child of fork in a multi-threaded program: only
+/// async-signal-safe work until exec or `_exit`.
+pub unsafe fn clone_fork(flags: u64) -> SysResult<Forked> {
+    let mut pidfd: RawFd = -1;
+    // clone3 refuses an exit signal with CLONE_PARENT: the child then signals the caller's
+    // parent with the caller's own exit signal.
+    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
+    let args = CloneArgs {
+        flags,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal,
+        ..Default::default()
+    };
+    // SAFETY: args is a valid clone_args of the size passed; with no stack, clone3 behaves like
+    // fork, and the caller upholds the post-fork contract.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let ret = match check(ret) {
+        // clone(2) cannot express CLONE_NEWTIME: its bit is part of the exit signal there.
+        Err(Errno(libc::ENOSYS)) if flags & libc::CLONE_NEWTIME as u64 != 0 => {
+            return Err(Errno(libc::ENOSYS))
+        }
+        Err(Errno(libc::ENOSYS)) => {
+            // clone(2): flags and exit signal share one word; CLONE_PIDFD returns the fd
+            // through the parent_tid argument.
+            // SAFETY: a NULL stack makes clone behave like fork; the pointers are valid.
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    flags | exit_signal,
+                    std::ptr::null_mut::<libc::c_void>(),
+                    &mut pidfd as *mut RawFd,
+                    std::ptr::null_mut::<libc::c_void>(),
+                    0usize,
+                )
+            })?
+        }
+        other => other?,
+    };
+    Ok(if ret == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent {
+            pid: ret as i32,
+            pidfd,
+        }
+    })
+}
+
+/// Plain fork through the C library, which keeps its own state (and its allocator's locks)
+/// consistent in the child.
+///
+/// # Safety
+/// As for [`clone_fork`].
+pub unsafe fn fork() -> SysResult<Forked> {
+    // SAFETY: the caller upholds the post-fork contract.
+    let pid = check_int(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent { pid, pidfd: -1 }
+    })
+}
+
+/// setns(2) with a namespace fd or a pidfd.
+pub fn setns(fd: RawFd, nstype: libc::c_int) -> SysResult<()> {
+    // SAFETY: setns takes plain integers.
+    check_int(unsafe { libc::setns(fd, nstype) }).map(drop)
+}
+
+/// unshare(2).
+pub fn unshare(flags: libc::c_int) -> SysResult<()> {
+    // SAFETY: unshare takes plain integers.
+    check_int(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// mount(2) with optional arguments.
+pub fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> SysResult<()> {
+    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is NULL or a valid NUL-terminated string.
+    check_int(unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    })
+    .map(drop)
+}
+
+/// close(2), ignoring errors (the fd is gone either way).
+pub fn close(fd: RawFd) {
+    // SAFETY: closing an fd the caller owns.
+    unsafe { libc::close(fd) };
+}
+
+/// close_range(2): closes (or, with CLOSE_RANGE_CLOEXEC, marks close-on-exec) every fd in
+/// `first..=last`.
+pub fn close_range(first: u32, last: u32, flags: u32) -> SysResult<()> {
+    // SAFETY: close_range takes plain integers.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) }).map(drop)
+}
+
+/// Closes every fd from 3 up except those in `keep`.
+pub fn close_fds_except(keep: &[RawFd]) -> SysResult<()> {
+    let mut next: u32 = 3;
+    let mut sorted = [0i32; 16];
+    let count = keep.len().min(sorted.len());
+    sorted[..count].copy_from_slice(&keep[..count]);
+    sorted[..count].sort_unstable();
+    for &fd in &sorted[..count] {
+        if fd < 3 || (fd as u32) < next {
+            continue;
+        }
+        if (fd as u32) > next {
+            close_range(next, fd as u32 - 1, 0)?;
+        }
+        next = fd as u32 + 1;
+    }
+    close_range(next, u32::MAX, 0)
+}
+
+/// _exit(2): leaves without running destructors or atexit handlers.
+pub fn exit(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// pidfd_open(2).
+pub fn pidfd_open(pid: i32) -> SysResult<RawFd> {
+    // SAFETY: pidfd_open takes plain integers.
+    check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as RawFd)
+}
+
+/// pidfd_send_signal(2).
+pub fn pidfd_send_signal(pidfd: RawFd, signal: i32) -> SysResult<()> {
+    // SAFETY: a NULL siginfo is allowed; the rest are integers.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            signal,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// waitpid(2) for one child, retried on EINTR. Returns the raw wait status.
+pub fn waitpid(pid: i32) -> SysResult<i32> {
+    let mut status = 0;
+    // SAFETY: status is a valid out pointer.
+    retry(|| check_int(unsafe { libc::waitpid(pid, &mut status, libc::__WALL) }))?;
+    Ok(status)
+}

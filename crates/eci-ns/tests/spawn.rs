@@ -1,0 +1,114 @@
+//! Starts real inits in real namespaces (needs root).
+
+use eci_ns::channel::{Channel, Message};
+use eci_ns::failure::{Failure, Stage};
+use eci_ns::sys::{self, Errno};
+use eci_ns::{spawn, Namespaces, PidFd, SpawnError, SpawnRequest};
+
+const HOST_BASE: u32 = 0x3000_0000;
+
+fn write_maps(init: &PidFd) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for file in ["uid_map", "gid_map"] {
+        std::fs::write(
+            format!("/proc/{}/{file}", init.pid()),
+            format!("0 {HOST_BASE} 65536\n"),
+        )?;
+    }
+    Ok(())
+}
+
+fn children_of_this_process() -> Vec<String> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(children.split_whitespace().map(str::to_string));
+    }
+    out
+}
+
+#[test]
+fn init_is_pid_one_and_root_of_its_own_user_namespace() {
+    let setup = || Ok(());
+    let init = |channel: &Channel| {
+        // SAFETY: getpid and getuid cannot fail.
+        let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
+        let _ = channel.send(Message {
+            kind: 42,
+            a: pid,
+            b: uid as i32,
+            c: 0,
+        });
+        sys::exit(0)
+    };
+    let spawned = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &init,
+        prepare: &mut write_maps,
+    })
+    .unwrap();
+    let (msg, _) = spawned.channel.recv().unwrap().unwrap();
+    assert_eq!((msg.kind, msg.a, msg.b), (42, 1, 0));
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
+}
+
+#[test]
+fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
+    let setup = || {
+        Err(Failure {
+            stage: Stage::Mounts,
+            step: 5,
+            errno: Errno(libc::EPERM),
+        })
+    };
+    let init = |_: &Channel| sys::exit(0);
+    let err = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &init,
+        prepare: &mut write_maps,
+    })
+    .unwrap_err();
+    match err {
+        SpawnError::Child(failure) => {
+            assert_eq!(
+                (failure.stage, failure.step, failure.errno),
+                (Stage::Mounts, 5, Errno(libc::EPERM))
+            )
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    // Other tests in this binary may have children of their own; ours are reaped, and none of
+    // the remaining children runs with the test's host IDs.
+    for pid in children_of_this_process() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        assert!(
+            !status.contains(&format!("Uid:\t{HOST_BASE}")),
+            "leftover child {pid}"
+        );
+    }
+}
+
+#[test]
+fn a_prepare_failure_kills_the_init() {
+    let setup = || Ok(());
+    let init = |_: &Channel| sys::exit(0);
+    let mut seen = None;
+    let mut prepare = |init: &PidFd| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        seen = Some(init.pid());
+        Err("no cgroup for you".into())
+    };
+    let err = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &init,
+        prepare: &mut prepare,
+    })
+    .unwrap_err();
+    assert!(matches!(err, SpawnError::Prepare(_)), "{err}");
+    let pid = seen.unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "init {pid} was left behind"
+    );
+}

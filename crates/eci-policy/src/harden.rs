@@ -1,0 +1,656 @@
+//! OCI spec hardening: a spec in, a spec that eci will run and a report of what changed out.
+//!
+//! Isolation is not optional: a user namespace with the container's own ID block is always used,
+//! joining or sharing the host's namespaces is refused, bind sources are checked against the path
+//! policy, devices are cut to a safe set and the default masks always apply. Anything that cannot
+//! be made safe is an error that names what was wrong.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capabilities, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Mount, Spec,
+};
+
+use crate::caps::{number, CapSet};
+use crate::ids::{validate_mappings, IdBlock, IdMapping, MappingError};
+use crate::paths::{PathDecision, ResolvedPath};
+use crate::settings::{Policy, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+
+/// What hardening needs besides the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct HardenContext<'a> {
+    /// The settings.
+    pub policy: &'a Policy,
+    /// The host IDs allocated to this container.
+    pub block: IdBlock,
+    /// The runtime's own capability bounding set; the container never gets more.
+    pub runtime_caps: CapSet,
+}
+
+/// A spec that is safe to run, and what was changed to make it so.
+#[derive(Debug, Clone)]
+pub struct Hardened {
+    /// The spec to run.
+    pub spec: Spec,
+    /// Every change made, in order.
+    pub report: Vec<Change>,
+}
+
+/// One change hardening made to the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A namespace the spec left out was added.
+    AddedNamespace(&'static str),
+    /// The spec's uid or gid mappings were replaced by the container's block.
+    MappedToBlock {
+        /// "uid" or "gid".
+        kind: &'static str,
+        /// The mapping used.
+        mapping: IdMapping,
+    },
+    /// A default mount the container needs was added.
+    AddedMount(PathBuf),
+    /// A bind mount of a read-only shared path was made read-only.
+    ForcedReadOnly(PathBuf),
+    /// Default masked paths the spec left out were added.
+    AddedMaskedPaths(Vec<String>),
+    /// Default read-only paths the spec left out were added.
+    AddedReadonlyPaths(Vec<String>),
+    /// A device outside the safe set was dropped.
+    DroppedDevice(PathBuf),
+    /// The device cgroup rules were replaced by the safe set.
+    RestrictedDeviceCgroup,
+    /// Capabilities beyond the runtime's own were dropped.
+    DroppedCapabilities(Vec<String>),
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::AddedNamespace(ns) => write!(f, "added a new {ns} namespace"),
+            Change::MappedToBlock { kind, mapping } => {
+                write!(f, "{kind} mapping set to the container's block: {mapping}")
+            }
+            Change::AddedMount(dest) => write!(f, "added the default mount at {}", dest.display()),
+            Change::ForcedReadOnly(dest) => {
+                write!(
+                    f,
+                    "bind mount at {} made read-only (shared read-only)",
+                    dest.display()
+                )
+            }
+            Change::AddedMaskedPaths(paths) => write!(f, "masked {}", paths.join(", ")),
+            Change::AddedReadonlyPaths(paths) => write!(f, "made read-only {}", paths.join(", ")),
+            Change::DroppedDevice(path) => {
+                write!(f, "dropped device {} (not in the safe set)", path.display())
+            }
+            Change::RestrictedDeviceCgroup => write!(f, "device cgroup limited to the safe set"),
+            Change::DroppedCapabilities(caps) => {
+                write!(
+                    f,
+                    "dropped capabilities the runtime lacks: {}",
+                    caps.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// Why a spec cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum HardenError {
+    /// `root` or `root.path` is missing.
+    #[error("the spec has no root filesystem (root.path)")]
+    MissingRoot,
+    /// `process` or `process.args` is missing.
+    #[error("the spec has no process to run (process.args is empty)")]
+    MissingProcess,
+    /// `process.cwd` is relative.
+    #[error("process.cwd '{0}' is not absolute")]
+    RelativeCwd(PathBuf),
+    /// A namespace entry with a path: joining an existing namespace.
+    #[error("joining an existing {ns} namespace ({}) is refused: every container gets its own", path.display())]
+    JoinNamespace {
+        /// The namespace type.
+        ns: &'static str,
+        /// The path the spec names.
+        path: PathBuf,
+    },
+    /// A namespace missing from the spec, which means sharing the host's.
+    #[error("the spec shares the host's {0} namespace (no '{0}' entry in linux.namespaces); host namespaces are refused")]
+    HostNamespace(&'static str),
+    /// The same namespace type listed twice.
+    #[error("linux.namespaces lists the {0} namespace twice")]
+    DuplicateNamespace(&'static str),
+    /// The spec's own ID mappings are invalid.
+    #[error("linux.{kind}Mappings: {source}")]
+    Mappings {
+        /// "uid" or "gid".
+        kind: &'static str,
+        /// What is wrong with them.
+        source: MappingError,
+    },
+    /// The process user is outside the container's block.
+    #[error("process.user {kind} {id} is outside the container's {size} IDs")]
+    UserOutsideBlock {
+        /// "uid", "gid" or "additional gid".
+        kind: &'static str,
+        /// The ID.
+        id: u32,
+        /// The block size.
+        size: u32,
+    },
+    /// A mount destination that is not absolute.
+    #[error("mount destination '{0}' is not absolute")]
+    RelativeMountDestination(PathBuf),
+    /// A mount over the container's root.
+    #[error("mount destination '/' would cover the root filesystem")]
+    MountOverRoot,
+    /// A bind mount without a source.
+    #[error("bind mount at {0} has no source")]
+    BindWithoutSource(PathBuf),
+    /// A bind mount source the resolver could not resolve.
+    #[error("bind mount source {}: {source}", path.display())]
+    UnresolvableSource {
+        /// The source as given.
+        path: PathBuf,
+        /// Why it could not be resolved.
+        source: std::io::Error,
+    },
+    /// A bind mount of a restricted host path.
+    #[error("bind mount of host path {} is refused by the rule for {}", path.display(), rule.display())]
+    RestrictedSource {
+        /// The resolved host path.
+        path: PathBuf,
+        /// The rule's path.
+        rule: PathBuf,
+    },
+    /// A bind mount of a host path no rule shares.
+    #[error("bind mount of host path {} is refused: it is not in the shared paths", path.display())]
+    NotSharedSource {
+        /// The resolved host path.
+        path: PathBuf,
+    },
+    /// A sysctl that is not namespaced would change the host.
+    #[error("sysctl {0} is not namespaced: setting it would change the host")]
+    GlobalSysctl(String),
+    /// A hook outside the allowed directories (hooks run on the host as root).
+    #[error("hook {} is outside the allowed hook directories", .0.display())]
+    HookNotAllowed(PathBuf),
+}
+
+/// Namespaces whose absence from the spec means sharing the host's; refused.
+const REQUIRED_NAMESPACES: [LinuxNamespaceType; 4] = [
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+];
+
+/// Namespaces eci adds when the spec leaves them out.
+const ADDED_NAMESPACES: [LinuxNamespaceType; 3] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Cgroup,
+];
+
+/// The name OCI uses for a namespace type.
+pub fn namespace_name(ns: LinuxNamespaceType) -> &'static str {
+    match ns {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Character devices a container may have: (major, minor, path). Minor `None` means any.
+pub const SAFE_DEVICES: &[(i64, Option<i64>, &str)] = &[
+    (1, Some(3), "/dev/null"),
+    (1, Some(5), "/dev/zero"),
+    (1, Some(7), "/dev/full"),
+    (1, Some(8), "/dev/random"),
+    (1, Some(9), "/dev/urandom"),
+    (5, Some(0), "/dev/tty"),
+    (5, Some(2), "/dev/ptmx"),
+    (136, None, "/dev/pts/*"),
+    (10, Some(229), "/dev/fuse"),
+    (10, Some(200), "/dev/net/tun"),
+];
+
+fn is_safe_device(typ: LinuxDeviceType, major: i64, minor: i64) -> bool {
+    matches!(typ, LinuxDeviceType::C | LinuxDeviceType::U)
+        && SAFE_DEVICES
+            .iter()
+            .any(|(ma, mi, _)| *ma == major && mi.is_none_or(|mi| mi == minor))
+}
+
+/// Hardens `spec` for a container that owns `ctx.block`. `resolve` turns a bind mount source into
+/// a host path with every symlink resolved (relative sources are the resolver's to interpret,
+/// usually against the bundle directory).
+///
+/// ```
+/// use eci_policy::harden::{harden, Change, HardenContext};
+/// use eci_policy::{caps::CapSet, ids::IdBlock, Policy};
+/// use oci_spec::runtime::Spec;
+///
+/// let policy = Policy::default();
+/// let ctx = HardenContext { policy: &policy, block: IdBlock::new(1 << 28, 65536).unwrap(), runtime_caps: CapSet::ALL };
+/// let hardened = harden(Spec::default(), &ctx, &mut |p| Ok(p.to_path_buf())).unwrap();
+/// assert!(hardened.report.contains(&Change::AddedNamespace("user")));
+/// let uid_map = hardened.spec.linux().as_ref().unwrap().uid_mappings().clone().unwrap();
+/// assert_eq!(uid_map[0].host_id(), 1 << 28);
+/// ```
+pub fn harden(
+    mut spec: Spec,
+    ctx: &HardenContext<'_>,
+    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+) -> Result<Hardened, HardenError> {
+    let mut report = Vec::new();
+    check_root_and_process(&spec, ctx.block)?;
+    let mut linux = spec.linux().clone().unwrap_or_default();
+
+    let namespaces =
+        harden_namespaces(linux.namespaces().clone().unwrap_or_default(), &mut report)?;
+    linux.set_namespaces(Some(namespaces));
+    for (kind, mappings) in [("uid", linux.uid_mappings()), ("gid", linux.gid_mappings())] {
+        if let Some(list) = mappings {
+            let list: Vec<IdMapping> = list.iter().map(to_mapping).collect();
+            validate_mappings(&list).map_err(|source| HardenError::Mappings { kind, source })?;
+        }
+        report.push(Change::MappedToBlock {
+            kind,
+            mapping: ctx.block.mapping(),
+        });
+    }
+    let block_mapping = vec![from_mapping(ctx.block.mapping())];
+    linux.set_uid_mappings(Some(block_mapping.clone()));
+    linux.set_gid_mappings(Some(block_mapping));
+
+    let mounts = harden_mounts(
+        spec.mounts().clone().unwrap_or_default(),
+        ctx,
+        resolve,
+        &mut report,
+    )?;
+    spec.set_mounts(Some(mounts));
+
+    let masked = union_with_defaults(linux.masked_paths(), DEFAULT_MASKED_PATHS);
+    if !masked.1.is_empty() {
+        report.push(Change::AddedMaskedPaths(masked.1));
+    }
+    linux.set_masked_paths(Some(masked.0));
+    let readonly = union_with_defaults(linux.readonly_paths(), DEFAULT_READONLY_PATHS);
+    if !readonly.1.is_empty() {
+        report.push(Change::AddedReadonlyPaths(readonly.1));
+    }
+    linux.set_readonly_paths(Some(readonly.0));
+
+    harden_devices(&mut linux, &mut report);
+    if let Some(sysctls) = linux.sysctl() {
+        if let Some(key) = sysctls.keys().find(|key| !is_namespaced_sysctl(key)) {
+            return Err(HardenError::GlobalSysctl(key.clone()));
+        }
+    }
+    spec.set_linux(Some(linux));
+    check_hooks(&spec, ctx.policy, resolve)?;
+    harden_capabilities(&mut spec, ctx.runtime_caps, &mut report);
+    Ok(Hardened { spec, report })
+}
+
+fn to_mapping(m: &LinuxIdMapping) -> IdMapping {
+    IdMapping {
+        container_start: m.container_id(),
+        host_start: m.host_id(),
+        size: m.size(),
+    }
+}
+
+fn from_mapping(m: IdMapping) -> LinuxIdMapping {
+    LinuxIdMappingBuilder::default()
+        .container_id(m.container_start)
+        .host_id(m.host_start)
+        .size(m.size)
+        .build()
+        .expect("every field of an ID mapping is set")
+}
+
+fn check_root_and_process(spec: &Spec, block: IdBlock) -> Result<(), HardenError> {
+    match spec.root() {
+        Some(root) if !root.path().as_os_str().is_empty() => {}
+        _ => return Err(HardenError::MissingRoot),
+    }
+    let process = spec.process().as_ref().ok_or(HardenError::MissingProcess)?;
+    if process.args().as_ref().is_none_or(|args| args.is_empty()) {
+        return Err(HardenError::MissingProcess);
+    }
+    if !process.cwd().is_absolute() {
+        return Err(HardenError::RelativeCwd(process.cwd().clone()));
+    }
+    let user = process.user();
+    let extra = user.additional_gids().clone().unwrap_or_default();
+    let ids = [("uid", user.uid()), ("gid", user.gid())]
+        .into_iter()
+        .chain(extra.into_iter().map(|gid| ("additional gid", gid)));
+    for (kind, id) in ids {
+        if block.to_host(id).is_none() {
+            return Err(HardenError::UserOutsideBlock {
+                kind,
+                id,
+                size: block.size(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn harden_namespaces(
+    mut list: Vec<LinuxNamespace>,
+    report: &mut Vec<Change>,
+) -> Result<Vec<LinuxNamespace>, HardenError> {
+    let mut seen = HashSet::new();
+    for ns in &list {
+        let name = namespace_name(ns.typ());
+        if let Some(path) = ns.path() {
+            return Err(HardenError::JoinNamespace {
+                ns: name,
+                path: path.clone(),
+            });
+        }
+        if !seen.insert(ns.typ()) {
+            return Err(HardenError::DuplicateNamespace(name));
+        }
+    }
+    if let Some(missing) = REQUIRED_NAMESPACES.iter().find(|ns| !seen.contains(ns)) {
+        return Err(HardenError::HostNamespace(namespace_name(*missing)));
+    }
+    for ns in ADDED_NAMESPACES.iter().filter(|ns| !seen.contains(ns)) {
+        let mut entry = LinuxNamespace::default();
+        entry.set_typ(*ns);
+        list.push(entry);
+        report.push(Change::AddedNamespace(namespace_name(*ns)));
+    }
+    Ok(list)
+}
+
+/// True for a mount the spec asks to be a bind mount.
+pub fn is_bind(mount: &Mount) -> bool {
+    mount.typ().as_deref() == Some("bind")
+        || mount
+            .options()
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"))
+}
+
+fn harden_mounts(
+    mounts: Vec<Mount>,
+    ctx: &HardenContext<'_>,
+    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+    report: &mut Vec<Change>,
+) -> Result<Vec<Mount>, HardenError> {
+    let mut out = Vec::with_capacity(mounts.len() + DEFAULT_MOUNTS.len());
+    for mut mount in mounts {
+        let dest = crate::paths::normalize(mount.destination())
+            .map_err(|_| HardenError::RelativeMountDestination(mount.destination().clone()))?;
+        if dest == Path::new("/") {
+            return Err(HardenError::MountOverRoot);
+        }
+        mount.set_destination(dest.clone());
+        if is_bind(&mount) {
+            check_bind_source(&mut mount, ctx, resolve, report)?;
+        }
+        out.push(mount);
+    }
+    for (dest, typ, source, options) in DEFAULT_MOUNTS {
+        if out.iter().any(|m| m.destination() == Path::new(dest)) {
+            continue;
+        }
+        let mut mount = Mount::default();
+        mount.set_destination(PathBuf::from(dest));
+        mount.set_typ(Some(typ.to_string()));
+        mount.set_source(Some(PathBuf::from(source)));
+        mount.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+        report.push(Change::AddedMount(PathBuf::from(dest)));
+        out.push(mount);
+    }
+    // A parent must be mounted before what goes inside it (/dev before /dev/pts).
+    out.sort_by_key(|m| m.destination().components().count());
+    Ok(out)
+}
+
+/// Mounts every container gets unless the spec has its own at the same destination:
+/// (destination, type, source, options).
+pub const DEFAULT_MOUNTS: &[(&str, &str, &str, &[&str])] = &[
+    ("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+    (
+        "/dev",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "strictatime", "mode=755", "size=65536k"],
+    ),
+    (
+        "/dev/pts",
+        "devpts",
+        "devpts",
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ],
+    ),
+    (
+        "/dev/shm",
+        "tmpfs",
+        "shm",
+        &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    ),
+    (
+        "/dev/mqueue",
+        "mqueue",
+        "mqueue",
+        &["nosuid", "noexec", "nodev"],
+    ),
+    (
+        "/sys",
+        "sysfs",
+        "sysfs",
+        &["nosuid", "noexec", "nodev", "ro"],
+    ),
+];
+
+fn check_bind_source(
+    mount: &mut Mount,
+    ctx: &HardenContext<'_>,
+    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+    report: &mut Vec<Change>,
+) -> Result<(), HardenError> {
+    let dest = mount.destination().clone();
+    let source = mount
+        .source()
+        .clone()
+        .ok_or_else(|| HardenError::BindWithoutSource(dest.clone()))?;
+    let resolved = resolve(&source).map_err(|err| HardenError::UnresolvableSource {
+        path: source.clone(),
+        source: err,
+    })?;
+    let resolved =
+        ResolvedPath::from_resolved(&resolved).map_err(|err| HardenError::UnresolvableSource {
+            path: source.clone(),
+            source: std::io::Error::other(err),
+        })?;
+    match ctx.policy.paths.decide(&resolved) {
+        PathDecision::Restricted { rule } => Err(HardenError::RestrictedSource {
+            path: resolved.as_path().to_path_buf(),
+            rule: rule.to_path_buf(),
+        }),
+        PathDecision::NotShared => Err(HardenError::NotSharedSource {
+            path: resolved.as_path().to_path_buf(),
+        }),
+        PathDecision::Shared { read_only, .. } => {
+            mount.set_source(Some(resolved.as_path().to_path_buf()));
+            let mut options = mount.options().clone().unwrap_or_default();
+            if read_only && !options.iter().any(|o| o == "ro") {
+                options.retain(|o| o != "rw");
+                options.push("ro".to_string());
+                report.push(Change::ForcedReadOnly(dest));
+            }
+            mount.set_options(Some(options));
+            Ok(())
+        }
+    }
+}
+
+/// The spec's list plus every default it lacks, and the defaults that were added.
+fn union_with_defaults(
+    list: &Option<Vec<String>>,
+    defaults: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let mut all = list.clone().unwrap_or_default();
+    let added: Vec<String> = defaults
+        .iter()
+        .filter(|d| !all.iter().any(|p| p == *d))
+        .map(|d| d.to_string())
+        .collect();
+    all.extend(added.iter().cloned());
+    (all, added)
+}
+
+fn harden_devices(linux: &mut oci_spec::runtime::Linux, report: &mut Vec<Change>) {
+    if let Some(devices) = linux.devices().clone() {
+        let (kept, dropped): (Vec<LinuxDevice>, Vec<LinuxDevice>) = devices
+            .into_iter()
+            .partition(|d| is_safe_device(d.typ(), d.major(), d.minor()));
+        report.extend(
+            dropped
+                .into_iter()
+                .map(|d| Change::DroppedDevice(d.path().clone())),
+        );
+        linux.set_devices(Some(kept));
+    }
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    resources.set_devices(Some(safe_device_cgroup()));
+    linux.set_resources(Some(resources));
+    report.push(Change::RestrictedDeviceCgroup);
+}
+
+/// Device cgroup rules allowing only [`SAFE_DEVICES`].
+pub fn safe_device_cgroup() -> Vec<LinuxDeviceCgroup> {
+    let mut deny_all = LinuxDeviceCgroup::default();
+    deny_all.set_allow(false);
+    deny_all.set_typ(Some(LinuxDeviceType::A));
+    deny_all.set_access(Some("rwm".to_string()));
+    let allows = SAFE_DEVICES.iter().map(|(major, minor, _)| {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(LinuxDeviceType::C));
+        rule.set_major(Some(*major));
+        rule.set_minor(*minor);
+        rule.set_access(Some("rwm".to_string()));
+        rule
+    });
+    std::iter::once(deny_all).chain(allows).collect()
+}
+
+/// True for sysctls that live in a namespace the container owns (IPC, UTS or network).
+pub fn is_namespaced_sysctl(key: &str) -> bool {
+    const IPC: [&str; 7] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+    ];
+    IPC.contains(&key)
+        || key == "kernel.shm_rmid_forced"
+        || key.starts_with("fs.mqueue.")
+        || key == "kernel.hostname"
+        || key == "kernel.domainname"
+        || (key.starts_with("net.") && !key.starts_with("net.core.") || is_namespaced_net_core(key))
+}
+
+fn is_namespaced_net_core(key: &str) -> bool {
+    matches!(
+        key,
+        "net.core.somaxconn" | "net.core.xfrm_acq_expires" | "net.core.xfrm_aevent_etime"
+    )
+}
+
+fn check_hooks(
+    spec: &Spec,
+    policy: &Policy,
+    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+) -> Result<(), HardenError> {
+    let Some(hooks) = spec.hooks() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let lists = [
+        hooks.prestart(),
+        hooks.create_runtime(),
+        hooks.create_container(),
+        hooks.start_container(),
+        hooks.poststart(),
+        hooks.poststop(),
+    ];
+    for hook in lists.into_iter().flatten().flatten() {
+        let resolved = resolve(hook.path()).map_err(|source| HardenError::UnresolvableSource {
+            path: hook.path().clone(),
+            source,
+        })?;
+        if !policy.hook_dirs.iter().any(|dir| resolved.starts_with(dir)) {
+            return Err(HardenError::HookNotAllowed(hook.path().clone()));
+        }
+    }
+    Ok(())
+}
+
+fn harden_capabilities(spec: &mut Spec, runtime: CapSet, report: &mut Vec<Change>) {
+    let Some(process) = spec.process_mut() else {
+        return;
+    };
+    let Some(caps) = process.capabilities().clone() else {
+        return;
+    };
+    let mut dropped = Vec::new();
+    let mut limit = |set: &Option<Capabilities>| {
+        set.as_ref().map(|set| {
+            set.iter()
+                .copied()
+                .filter(|cap| {
+                    let keep = runtime.has(number(*cap));
+                    if !keep {
+                        dropped.push(crate::caps::name(*cap));
+                    }
+                    keep
+                })
+                .collect::<Capabilities>()
+        })
+    };
+    let mut limited = LinuxCapabilities::default();
+    limited.set_bounding(limit(caps.bounding()));
+    limited.set_effective(limit(caps.effective()));
+    limited.set_inheritable(limit(caps.inheritable()));
+    limited.set_permitted(limit(caps.permitted()));
+    limited.set_ambient(limit(caps.ambient()));
+    process.set_capabilities(Some(limited));
+    if !dropped.is_empty() {
+        dropped.sort();
+        dropped.dedup();
+        report.push(Change::DroppedCapabilities(dropped));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+use super::*;
+use crate::settings::Policy;
+use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, MountBuilder};
+use proptest::prelude::*;
+
+fn block() -> IdBlock {
+    IdBlock::new(1 << 28, 65536).unwrap()
+}
+
+fn run(spec: Spec) -> Result<Hardened, HardenError> {
+    let policy = Policy::default();
+    let ctx = HardenContext {
+        policy: &policy,
+        block: block(),
+        runtime_caps: CapSet::ALL,
+    };
+    harden(spec, &ctx, &mut |p| Ok(p.to_path_buf()))
+}
+
+fn spec_with_namespaces(types: &[LinuxNamespaceType]) -> Spec {
+    let namespaces: Vec<_> = types
+        .iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(*t).build().unwrap())
+        .collect();
+    let mut spec = Spec::default();
+    spec.set_linux(Some(
+        LinuxBuilder::default()
+            .namespaces(namespaces)
+            .build()
+            .unwrap(),
+    ));
+    spec
+}
+
+#[test]
+fn default_spec_gets_a_user_namespace_and_the_block() {
+    let hardened = run(Spec::default()).unwrap();
+    let linux = hardened.spec.linux().clone().unwrap();
+    let types: Vec<_> = linux
+        .namespaces()
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|n| n.typ())
+        .collect();
+    assert!(types.contains(&LinuxNamespaceType::User));
+    let map = linux.gid_mappings().clone().unwrap();
+    assert_eq!(
+        (map[0].container_id(), map[0].host_id(), map[0].size()),
+        (0, 1 << 28, 65536)
+    );
+}
+
+#[test]
+fn joining_a_namespace_is_refused_by_name() {
+    let mut spec = Spec::default();
+    let mut linux = spec.linux().clone().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap();
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    namespaces.push(
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Network)
+            .path("/proc/1/ns/net")
+            .build()
+            .unwrap(),
+    );
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    let err = run(spec).unwrap_err();
+    assert!(
+        matches!(err, HardenError::JoinNamespace { ns: "network", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("network"));
+}
+
+#[test]
+fn leaving_out_the_pid_namespace_means_host_pid_and_is_refused() {
+    use LinuxNamespaceType::*;
+    let err = run(spec_with_namespaces(&[Network, Ipc, Uts, Mount])).unwrap_err();
+    assert!(matches!(err, HardenError::HostNamespace("pid")), "{err}");
+}
+
+#[test]
+fn overlapping_spec_mappings_are_an_error() {
+    let mut spec = Spec::default();
+    let mut linux = spec.linux().clone().unwrap();
+    let m = |c, h, s| {
+        from_mapping(IdMapping {
+            container_start: c,
+            host_start: h,
+            size: s,
+        })
+    };
+    linux.set_uid_mappings(Some(vec![m(0, 1000, 100), m(50, 5000, 100)]));
+    spec.set_linux(Some(linux));
+    let err = run(spec).unwrap_err();
+    assert!(err.to_string().starts_with("linux.uidMappings"), "{err}");
+}
+
+#[test]
+fn a_spec_without_process_or_root_is_refused() {
+    let mut spec = Spec::default();
+    spec.set_process(None);
+    assert!(matches!(
+        run(spec).unwrap_err(),
+        HardenError::MissingProcess
+    ));
+    let mut spec = Spec::default();
+    spec.set_root(None);
+    assert!(matches!(run(spec).unwrap_err(), HardenError::MissingRoot));
+}
+
+#[test]
+fn relative_mount_destination_is_an_error() {
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(vec![MountBuilder::default()
+        .destination("tmp")
+        .typ("tmpfs")
+        .source("tmpfs")
+        .build()
+        .unwrap()]));
+    assert!(matches!(
+        run(spec).unwrap_err(),
+        HardenError::RelativeMountDestination(_)
+    ));
+}
+
+#[test]
+fn bind_of_a_restricted_path_names_the_rule() {
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(vec![MountBuilder::default()
+        .destination("/host-etc")
+        .typ("bind")
+        .source("/etc")
+        .options(vec!["rbind".to_string()])
+        .build()
+        .unwrap()]));
+    let err = run(spec).unwrap_err();
+    assert!(matches!(err, HardenError::RestrictedSource { .. }));
+    assert!(err.to_string().contains("/etc"), "{err}");
+}
+
+#[test]
+fn shared_read_only_binds_become_read_only() {
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(vec![MountBuilder::default()
+        .destination("/usr")
+        .typ("bind")
+        .source("/usr")
+        .options(vec!["rbind".to_string(), "rw".to_string()])
+        .build()
+        .unwrap()]));
+    let hardened = run(spec).unwrap();
+    let usr = hardened.spec.mounts().clone().unwrap();
+    let usr = usr
+        .iter()
+        .find(|m| m.destination() == Path::new("/usr"))
+        .unwrap();
+    assert!(usr.options().clone().unwrap().contains(&"ro".to_string()));
+    assert!(!usr.options().clone().unwrap().contains(&"rw".to_string()));
+}
+
+#[test]
+fn default_mounts_come_parent_first() {
+    let hardened = run(Spec::default()).unwrap();
+    let dests: Vec<_> = hardened
+        .spec
+        .mounts()
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|m| m.destination().clone())
+        .collect();
+    let dev = dests.iter().position(|d| d == Path::new("/dev")).unwrap();
+    let pts = dests
+        .iter()
+        .position(|d| d == Path::new("/dev/pts"))
+        .unwrap();
+    assert!(dev < pts);
+}
+
+#[test]
+fn privileged_device_lists_are_cut_to_the_safe_set() {
+    use oci_spec::runtime::LinuxDeviceBuilder;
+    let mut spec = Spec::default();
+    let mut linux = spec.linux().clone().unwrap();
+    let dev = |path: &str, typ, major, minor| {
+        LinuxDeviceBuilder::default()
+            .path(path)
+            .typ(typ)
+            .major(major)
+            .minor(minor)
+            .build()
+            .unwrap()
+    };
+    linux.set_devices(Some(vec![
+        dev("/dev/null", LinuxDeviceType::C, 1, 3),
+        dev("/dev/sda", LinuxDeviceType::B, 8, 0),
+        dev("/dev/mem", LinuxDeviceType::C, 1, 1),
+    ]));
+    spec.set_linux(Some(linux));
+    let hardened = run(spec).unwrap();
+    let kept = hardened
+        .spec
+        .linux()
+        .clone()
+        .unwrap()
+        .devices()
+        .clone()
+        .unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(hardened
+        .report
+        .contains(&Change::DroppedDevice(PathBuf::from("/dev/sda"))));
+    assert!(hardened
+        .report
+        .contains(&Change::DroppedDevice(PathBuf::from("/dev/mem"))));
+}
+
+#[test]
+fn global_sysctls_are_refused() {
+    let mut spec = Spec::default();
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_sysctl(Some([("kernel.panic".to_string(), "1".to_string())].into()));
+    spec.set_linux(Some(linux));
+    assert!(matches!(run(spec).unwrap_err(), HardenError::GlobalSysctl(k) if k == "kernel.panic"));
+    assert!(is_namespaced_sysctl("net.ipv4.ip_forward"));
+    assert!(is_namespaced_sysctl("kernel.shmmax"));
+    assert!(!is_namespaced_sysctl("net.core.rmem_max"));
+    assert!(!is_namespaced_sysctl("vm.overcommit_memory"));
+}
+
+#[test]
+fn capabilities_never_exceed_the_runtime() {
+    let mut spec = Spec::default();
+    let all: Capabilities = [Capability::SysAdmin, Capability::SysModule]
+        .into_iter()
+        .collect();
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(Some(all.clone()));
+    caps.set_effective(Some(all));
+    spec.process_mut()
+        .as_mut()
+        .unwrap()
+        .set_capabilities(Some(caps));
+    let policy = Policy::default();
+    let runtime = CapSet(1 << number(Capability::SysAdmin));
+    let ctx = HardenContext {
+        policy: &policy,
+        block: block(),
+        runtime_caps: runtime,
+    };
+    let hardened = harden(spec, &ctx, &mut |p| Ok(p.to_path_buf())).unwrap();
+    let caps = hardened
+        .spec
+        .process()
+        .clone()
+        .unwrap()
+        .capabilities()
+        .clone()
+        .unwrap();
+    assert_eq!(caps.bounding().clone().unwrap().len(), 1);
+    let dropped = hardened.report.iter().find_map(|c| match c {
+        Change::DroppedCapabilities(list) => Some(list.clone()),
+        _ => None,
+    });
+    let dropped = dropped.expect("a capability was dropped");
+    assert!(dropped.contains(&"CAP_SYS_MODULE".to_string()));
+    assert!(!dropped.contains(&"CAP_SYS_ADMIN".to_string()));
+}
+
+use oci_spec::runtime::Capability;
+
+fn any_namespaces() -> impl Strategy<Value = Vec<(LinuxNamespaceType, bool)>> {
+    use LinuxNamespaceType::*;
+    proptest::collection::vec(
+        (
+            prop::sample::select(vec![Mount, Cgroup, Uts, Ipc, User, Pid, Network, Time]),
+            any::<bool>(),
+        ),
+        0..10,
+    )
+}
+
+proptest! {
+    #[test]
+    fn hardened_specs_always_have_a_private_user_namespace_and_the_block(list in any_namespaces()) {
+        let namespaces: Vec<_> = list.iter().map(|(t, join)| {
+            let mut b = LinuxNamespaceBuilder::default().typ(*t);
+            if *join { b = b.path("/proc/1/ns/x"); }
+            b.build().unwrap()
+        }).collect();
+        let mut spec = Spec::default();
+        spec.set_linux(Some(LinuxBuilder::default().namespaces(namespaces).build().unwrap()));
+        if let Ok(hardened) = run(spec) {
+            let linux = hardened.spec.linux().clone().unwrap();
+            let ns = linux.namespaces().clone().unwrap();
+            prop_assert!(ns.iter().all(|n| n.path().is_none()));
+            for required in [LinuxNamespaceType::User, LinuxNamespaceType::Pid, LinuxNamespaceType::Network, LinuxNamespaceType::Mount] {
+                prop_assert!(ns.iter().any(|n| n.typ() == required));
+            }
+            let uid = linux.uid_mappings().clone().unwrap();
+            prop_assert_eq!(uid.len(), 1);
+            prop_assert_eq!(uid[0].host_id(), 1 << 28);
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Pure isolation decisions for eci. Nothing here makes a syscall, so every function is cheap to
+//! call, deterministic and easy to test exhaustively.
+//!
+//! - [`ids`]: host ID blocks and user namespace mappings;
+//! - [`settings`]: the settings every decision reads ([`Policy`]) and its built-in defaults;
+//! - [`paths`]: which host paths may be bind-mounted;
+//! - [`harden`]: turning any OCI spec into one that eci will run;
+//! - [`mount`]: the verdict on each mount syscall a container makes;
+//! - [`caps`]: capability numbers.
+//!
+//! ```
+//! use eci_policy::harden::{harden, HardenContext};
+//! use eci_policy::{caps::CapSet, Policy};
+//! use oci_spec::runtime::Spec;
+//!
+//! let policy = Policy::default();
+//! let block = policy.id_pool.block(0).unwrap();
+//! let ctx = HardenContext { policy: &policy, block, runtime_caps: CapSet::ALL };
+//! let hardened = harden(Spec::default(), &ctx, &mut |p| Ok(p.to_path_buf())).unwrap();
+//! for change in &hardened.report {
+//!     println!("{change}");
+//! }
+//! ```
+
+pub mod caps;
+pub mod harden;
+pub mod ids;
+pub mod mount;
+pub mod paths;
+pub mod settings;
+
+pub use settings::Policy;

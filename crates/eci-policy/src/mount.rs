@@ -1,0 +1,391 @@
+//! Decisions for the mount syscalls a container makes.
+//!
+//! Everything here is `Copy` and allocation-free: the decision runs inside a helper process that
+//! was forked from a multi-threaded runtime, where only async-signal-safe work is allowed.
+
+use crate::settings::{FsTypes, Immutability};
+
+/// mount(2) flag values (identical on every Linux architecture).
+pub mod flags {
+    /// MS_RDONLY
+    pub const RDONLY: u64 = 1;
+    /// MS_NOSUID
+    pub const NOSUID: u64 = 2;
+    /// MS_NODEV
+    pub const NODEV: u64 = 4;
+    /// MS_NOEXEC
+    pub const NOEXEC: u64 = 8;
+    /// MS_REMOUNT
+    pub const REMOUNT: u64 = 32;
+    /// MS_BIND
+    pub const BIND: u64 = 4096;
+    /// MS_MOVE
+    pub const MOVE: u64 = 8192;
+    /// MS_REC
+    pub const REC: u64 = 16384;
+    /// MS_UNBINDABLE
+    pub const UNBINDABLE: u64 = 1 << 17;
+    /// MS_PRIVATE
+    pub const PRIVATE: u64 = 1 << 18;
+    /// MS_SLAVE
+    pub const SLAVE: u64 = 1 << 19;
+    /// MS_SHARED
+    pub const SHARED: u64 = 1 << 20;
+    /// The magic number old programs put in the top 16 bits; the kernel strips it.
+    pub const MGC_VAL: u64 = 0xC0ED_0000;
+    /// Mask for [`MGC_VAL`].
+    pub const MGC_MSK: u64 = 0xFFFF_0000;
+}
+
+/// errno values used in decisions (identical on every Linux architecture).
+pub mod errno {
+    /// EPERM
+    pub const EPERM: i32 = 1;
+    /// EINVAL
+    pub const EINVAL: i32 = 22;
+    /// ENOSYS
+    pub const ENOSYS: i32 = 38;
+}
+
+/// What a mount(2) call does, decided from its flags in the order the kernel uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountKind {
+    /// A new filesystem instance.
+    NewFilesystem,
+    /// A bind mount; `recursive` for MS_REC.
+    Bind {
+        /// MS_REC was given.
+        recursive: bool,
+    },
+    /// MS_REMOUNT: new options for a mount (`bind`: its per-mount flags only).
+    Remount {
+        /// MS_BIND was given too: only the mount's own flags change.
+        bind: bool,
+        /// The mount becomes (or stays) read-only.
+        read_only: bool,
+    },
+    /// MS_MOVE.
+    Move,
+    /// A change of propagation type (shared, private, slave, unbindable).
+    Propagation,
+}
+
+/// Strips the legacy magic number from mount(2) flags, as the kernel does.
+pub fn effective_flags(flags: u64) -> u64 {
+    if flags & flags::MGC_MSK == flags::MGC_VAL {
+        flags & !flags::MGC_MSK
+    } else {
+        flags
+    }
+}
+
+/// Classifies mount(2) flags the way `path_mount` in the kernel does.
+///
+/// ```
+/// use eci_policy::mount::{classify, flags, MountKind};
+/// assert_eq!(classify(flags::REMOUNT | flags::BIND), MountKind::Remount { bind: true, read_only: false });
+/// assert_eq!(classify(flags::BIND | flags::REC), MountKind::Bind { recursive: true });
+/// assert_eq!(classify(0), MountKind::NewFilesystem);
+/// ```
+pub fn classify(raw_flags: u64) -> MountKind {
+    let f = effective_flags(raw_flags);
+    let read_only = f & flags::RDONLY != 0;
+    if f & flags::REMOUNT != 0 {
+        MountKind::Remount {
+            bind: f & flags::BIND != 0,
+            read_only,
+        }
+    } else if f & flags::BIND != 0 {
+        MountKind::Bind {
+            recursive: f & flags::REC != 0,
+        }
+    } else if f & (flags::SHARED | flags::PRIVATE | flags::SLAVE | flags::UNBINDABLE) != 0 {
+        MountKind::Propagation
+    } else if f & flags::MOVE != 0 {
+        MountKind::Move
+    } else {
+        MountKind::NewFilesystem
+    }
+}
+
+/// Facts about the mount a target path is the root of, gathered in the caller's own namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Target {
+    /// Set when the path is the root of a mount the runtime set up (an initial mount).
+    pub initial: Option<InitialMount>,
+}
+
+/// An initial mount: one the runtime made before the container started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitialMount {
+    /// The runtime made it read-only.
+    pub read_only: bool,
+}
+
+/// Facts about the calling process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// CAP_SYS_ADMIN is in the caller's effective set.
+    pub cap_sys_admin: bool,
+    /// The caller is in the container's own user namespace (not a nested one).
+    pub in_container_userns: bool,
+}
+
+/// The rule behind a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The caller lacks CAP_SYS_ADMIN, so the kernel would refuse too.
+    NotPrivileged,
+    /// The caller is in a nested user namespace, whose mounts are not vetted yet.
+    NestedUserNamespace,
+    /// Making an initial read-only mount writable.
+    InitialReadOnly,
+    /// Unmounting an initial mount, which would reveal what it covers.
+    InitialUnmount,
+    /// Moving an initial mount, which would reveal what it covers.
+    InitialMove,
+    /// A filesystem type the policy does not allow.
+    FilesystemType,
+}
+
+impl Rule {
+    /// A sentence naming the rule, for logs and errors.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Rule::NotPrivileged => "the caller lacks CAP_SYS_ADMIN",
+            Rule::NestedUserNamespace => "mounts from nested user namespaces are refused",
+            Rule::InitialReadOnly => "initial read-only mounts stay read-only",
+            Rule::InitialUnmount => "initial mounts cannot be unmounted",
+            Rule::InitialMove => "initial mounts cannot be moved",
+            Rule::FilesystemType => "the filesystem type is not allowed",
+        }
+    }
+
+    /// A stable number for the rule, for wire formats.
+    pub fn code(&self) -> u32 {
+        *self as u32 + 1
+    }
+
+    /// The rule with [`Rule::code`] `code`.
+    pub fn from_code(code: u32) -> Option<Rule> {
+        const ALL: [Rule; 6] = [
+            Rule::NotPrivileged,
+            Rule::NestedUserNamespace,
+            Rule::InitialReadOnly,
+            Rule::InitialUnmount,
+            Rule::InitialMove,
+            Rule::FilesystemType,
+        ];
+        ALL.into_iter().find(|rule| rule.code() == code)
+    }
+}
+
+/// What to do with a mount syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Perform it in the caller's namespaces from the copied arguments.
+    Perform,
+    /// Fail it with `errno`, because of `rule`.
+    Deny {
+        /// The error the caller sees.
+        errno: i32,
+        /// Why.
+        rule: Rule,
+    },
+}
+
+const fn deny(rule: Rule) -> Verdict {
+    Verdict::Deny {
+        errno: errno::EPERM,
+        rule,
+    }
+}
+
+/// The settings a mount decision reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MountPolicy {
+    /// Protection of initial mounts.
+    pub immutability: Immutability,
+    /// Filesystem types the container may mount.
+    pub types: FsTypes,
+}
+
+fn check_caller(caller: &Caller) -> Option<Verdict> {
+    if !caller.cap_sys_admin {
+        return Some(deny(Rule::NotPrivileged));
+    }
+    if !caller.in_container_userns {
+        return Some(deny(Rule::NestedUserNamespace));
+    }
+    None
+}
+
+/// Decides a mount(2) call.
+///
+/// ```
+/// use eci_policy::mount::*;
+/// let policy = MountPolicy::default();
+/// let root = Caller { cap_sys_admin: true, in_container_userns: true };
+/// let ro = Target { initial: Some(InitialMount { read_only: true }) };
+/// let remount_rw = classify(flags::REMOUNT | flags::BIND);
+/// assert!(matches!(decide_mount(&policy, remount_rw, b"", &ro, &root), Verdict::Deny { rule: Rule::InitialReadOnly, .. }));
+/// assert_eq!(decide_mount(&policy, MountKind::NewFilesystem, b"tmpfs", &Target::default(), &root), Verdict::Perform);
+/// ```
+pub fn decide_mount(
+    policy: &MountPolicy,
+    kind: MountKind,
+    fstype: &[u8],
+    target: &Target,
+    caller: &Caller,
+) -> Verdict {
+    if let Some(verdict) = check_caller(caller) {
+        return verdict;
+    }
+    let imm = policy.immutability;
+    match kind {
+        MountKind::Remount {
+            read_only: false, ..
+        } if target.initial.is_some_and(|m| m.read_only) && !imm.allow_remount => {
+            deny(Rule::InitialReadOnly)
+        }
+        MountKind::Move if target.initial.is_some() && !imm.allow_unmount => {
+            deny(Rule::InitialMove)
+        }
+        MountKind::NewFilesystem if !policy.types.allows(fstype) => deny(Rule::FilesystemType),
+        _ => Verdict::Perform,
+    }
+}
+
+/// Decides an umount2(2) call on `target`.
+///
+/// ```
+/// use eci_policy::mount::*;
+/// let root = Caller { cap_sys_admin: true, in_container_userns: true };
+/// let initial = Target { initial: Some(InitialMount { read_only: false }) };
+/// assert!(matches!(decide_umount(&MountPolicy::default(), &initial, &root), Verdict::Deny { rule: Rule::InitialUnmount, .. }));
+/// ```
+pub fn decide_umount(policy: &MountPolicy, target: &Target, caller: &Caller) -> Verdict {
+    if let Some(verdict) = check_caller(caller) {
+        return verdict;
+    }
+    if target.initial.is_some() && !policy.immutability.allow_unmount {
+        return deny(Rule::InitialUnmount);
+    }
+    Verdict::Perform
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn caller() -> impl Strategy<Value = Caller> {
+        (any::<bool>(), any::<bool>()).prop_map(|(cap_sys_admin, in_container_userns)| Caller {
+            cap_sys_admin,
+            in_container_userns,
+        })
+    }
+
+    fn target() -> impl Strategy<Value = Target> {
+        prop_oneof![
+            Just(Target { initial: None }),
+            any::<bool>().prop_map(|read_only| Target {
+                initial: Some(InitialMount { read_only })
+            }),
+        ]
+    }
+
+    fn policy() -> impl Strategy<Value = MountPolicy> {
+        (any::<bool>(), any::<bool>()).prop_map(|(allow_remount, allow_unmount)| MountPolicy {
+            immutability: Immutability {
+                allow_remount,
+                allow_unmount,
+            },
+            types: FsTypes::default(),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn an_initial_read_only_mount_never_becomes_writable_unless_allowed(
+            flags in any::<u64>(), p in policy(), c in caller(), fstype in proptest::collection::vec(any::<u8>(), 0..8)
+        ) {
+            let t = Target { initial: Some(InitialMount { read_only: true }) };
+            let kind = classify(flags);
+            let verdict = decide_mount(&p, kind, &fstype, &t, &c);
+            if matches!(kind, MountKind::Remount { read_only: false, .. }) && !p.immutability.allow_remount {
+                let denied = matches!(verdict, Verdict::Deny { .. });
+                prop_assert!(denied);
+            }
+        }
+
+        #[test]
+        fn initial_mounts_are_never_unmounted_or_moved_unless_allowed(p in policy(), c in caller(), t in target(), flags in any::<u64>()) {
+            let protected = t.initial.is_some() && !p.immutability.allow_unmount;
+            if protected {
+                let umount_denied = matches!(decide_umount(&p, &t, &c), Verdict::Deny { .. });
+                prop_assert!(umount_denied);
+                if classify(flags) == MountKind::Move {
+                    let move_denied = matches!(decide_mount(&p, MountKind::Move, b"", &t, &c), Verdict::Deny { .. });
+                    prop_assert!(move_denied);
+                }
+            }
+        }
+
+        #[test]
+        fn unprivileged_callers_never_mount(p in policy(), t in target(), flags in any::<u64>()) {
+            let c = Caller { cap_sys_admin: false, in_container_userns: true };
+            prop_assert_eq!(decide_mount(&p, classify(flags), b"tmpfs", &t, &c), Verdict::Deny { errno: errno::EPERM, rule: Rule::NotPrivileged });
+            prop_assert_eq!(decide_umount(&p, &t, &c), Verdict::Deny { errno: errno::EPERM, rule: Rule::NotPrivileged });
+        }
+
+        #[test]
+        fn decisions_are_deterministic(p in policy(), c in caller(), t in target(), flags in any::<u64>()) {
+            let kind = classify(flags);
+            prop_assert_eq!(decide_mount(&p, kind, b"proc", &t, &c), decide_mount(&p, kind, b"proc", &t, &c));
+        }
+    }
+
+    #[test]
+    fn magic_number_is_stripped() {
+        assert_eq!(
+            classify(flags::MGC_VAL | flags::BIND),
+            MountKind::Bind { recursive: false }
+        );
+        assert_eq!(classify(flags::MGC_VAL), MountKind::NewFilesystem);
+    }
+
+    #[test]
+    fn rule_codes_round_trip() {
+        for rule in [
+            Rule::NotPrivileged,
+            Rule::InitialUnmount,
+            Rule::FilesystemType,
+        ] {
+            assert_eq!(Rule::from_code(rule.code()), Some(rule));
+        }
+        assert_eq!(Rule::from_code(0), None);
+    }
+
+    #[test]
+    fn unknown_filesystems_are_refused() {
+        let root = Caller {
+            cap_sys_admin: true,
+            in_container_userns: true,
+        };
+        let verdict = decide_mount(
+            &MountPolicy::default(),
+            MountKind::NewFilesystem,
+            b"ext4",
+            &Target::default(),
+            &root,
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Deny {
+                errno: errno::EPERM,
+                rule: Rule::FilesystemType
+            }
+        );
+    }
+}

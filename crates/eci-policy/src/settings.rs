@@ -1,0 +1,438 @@
+//! The isolation settings every decision reads. This is the built-in default; the settings
+//! document that an administrator writes is parsed into the same types.
+
+use std::path::{Path, PathBuf};
+
+use crate::ids::{IdBlock, DEFAULT_BLOCK_SIZE};
+use crate::paths::{PathPolicy, Scope};
+
+/// The range of host IDs that container blocks are carved from.
+///
+/// ```
+/// use eci_policy::settings::IdPool;
+/// let pool = IdPool::new(1 << 28, 1 << 20, 65536).unwrap();
+/// assert_eq!(pool.block_count(), 16);
+/// assert_eq!(pool.block(1).unwrap().host_start(), (1 << 28) + 65536);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdPool {
+    start: u32,
+    size: u32,
+    block_size: u32,
+}
+
+/// Why an ID pool is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// Block sizes are whole 16-bit ranges so that every container sees IDs 0-65535.
+    #[error("block size {0} is not a positive multiple of 65536")]
+    BlockSize(u32),
+    /// The pool would hand out host IDs 0-65535, which belong to the host's own users.
+    #[error("pool starts at {0}; host IDs 0-65535 are never handed out")]
+    OverlapsHostIds(u32),
+    /// The pool runs past the largest valid ID.
+    #[error("pool {start}+{size} runs past the largest valid ID")]
+    OutOfRange {
+        /// First ID of the pool.
+        start: u32,
+        /// Size of the pool.
+        size: u32,
+    },
+    /// The pool holds no whole block.
+    #[error("pool of {size} IDs holds no block of {block_size}")]
+    TooSmall {
+        /// Size of the pool.
+        size: u32,
+        /// Size of one block.
+        block_size: u32,
+    },
+}
+
+impl IdPool {
+    /// A pool of `size` host IDs from `start`, cut into blocks of `block_size`.
+    pub fn new(start: u32, size: u32, block_size: u32) -> Result<Self, PoolError> {
+        if block_size == 0 || block_size % DEFAULT_BLOCK_SIZE != 0 {
+            return Err(PoolError::BlockSize(block_size));
+        }
+        if start < DEFAULT_BLOCK_SIZE {
+            return Err(PoolError::OverlapsHostIds(start));
+        }
+        if u64::from(start) + u64::from(size) > u64::from(u32::MAX) {
+            return Err(PoolError::OutOfRange { start, size });
+        }
+        if size < block_size {
+            return Err(PoolError::TooSmall { size, block_size });
+        }
+        Ok(Self {
+            start,
+            size,
+            block_size,
+        })
+    }
+
+    /// First host ID of the pool.
+    pub fn start(&self) -> u32 {
+        self.start
+    }
+
+    /// Number of host IDs in the pool.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Number of IDs in one block.
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// Number of whole blocks in the pool.
+    pub fn block_count(&self) -> u32 {
+        self.size / self.block_size
+    }
+
+    /// The block at `index`, if the pool has it.
+    pub fn block(&self, index: u32) -> Option<IdBlock> {
+        if index >= self.block_count() {
+            return None;
+        }
+        IdBlock::new(self.start + index * self.block_size, self.block_size)
+    }
+
+    /// The index of `block` in this pool, if it is one of the pool's blocks.
+    pub fn index_of(&self, block: &IdBlock) -> Option<u32> {
+        let offset = block.host_start().checked_sub(self.start)?;
+        let index = offset / self.block_size;
+        (offset % self.block_size == 0
+            && block.size() == self.block_size
+            && index < self.block_count())
+        .then_some(index)
+    }
+}
+
+impl Default for IdPool {
+    /// 4096 blocks of 65536 starting at 2^28: far above the IDs distributions hand to users and
+    /// to /etc/subuid entries (which start at 100000), and below 2^31 for tools that treat IDs
+    /// as signed.
+    fn default() -> Self {
+        Self {
+            start: 1 << 28,
+            size: 1 << 28,
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
+    }
+}
+
+/// How strictly the mounts the runtime sets up are protected from the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Immutability {
+    /// Let the container remount an initial read-only mount read-write.
+    pub allow_remount: bool,
+    /// Let the container unmount (or move) an initial mount.
+    pub allow_unmount: bool,
+}
+
+/// Filesystem types a container may mount itself. Every type here is one the kernel lets a user
+/// namespace mount; the list only narrows what the kernel allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FsTypes(u32);
+
+/// Known filesystem types, each one bit of [`FsTypes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum FsType {
+    /// tmpfs
+    Tmpfs = 1 << 0,
+    /// ramfs
+    Ramfs = 1 << 1,
+    /// proc
+    Proc = 1 << 2,
+    /// sysfs
+    Sysfs = 1 << 3,
+    /// devpts
+    Devpts = 1 << 4,
+    /// mqueue
+    Mqueue = 1 << 5,
+    /// cgroup (v1)
+    Cgroup = 1 << 6,
+    /// cgroup2
+    Cgroup2 = 1 << 7,
+    /// overlay
+    Overlay = 1 << 8,
+    /// fuse and fuse.* subtypes
+    Fuse = 1 << 9,
+    /// binfmt_misc (per user namespace since Linux 6.7)
+    BinfmtMisc = 1 << 10,
+}
+
+impl FsType {
+    /// Every known type.
+    pub const ALL: [FsType; 11] = [
+        FsType::Tmpfs,
+        FsType::Ramfs,
+        FsType::Proc,
+        FsType::Sysfs,
+        FsType::Devpts,
+        FsType::Mqueue,
+        FsType::Cgroup,
+        FsType::Cgroup2,
+        FsType::Overlay,
+        FsType::Fuse,
+        FsType::BinfmtMisc,
+    ];
+
+    /// The type named by a mount(2) `filesystemtype` argument, if it is a known one.
+    ///
+    /// ```
+    /// use eci_policy::settings::FsType;
+    /// assert_eq!(FsType::parse(b"tmpfs"), Some(FsType::Tmpfs));
+    /// assert_eq!(FsType::parse(b"fuse.sshfs"), Some(FsType::Fuse));
+    /// assert_eq!(FsType::parse(b"ext4"), None);
+    /// ```
+    pub fn parse(name: &[u8]) -> Option<FsType> {
+        Some(match name {
+            b"tmpfs" => FsType::Tmpfs,
+            b"ramfs" => FsType::Ramfs,
+            b"proc" => FsType::Proc,
+            b"sysfs" => FsType::Sysfs,
+            b"devpts" => FsType::Devpts,
+            b"mqueue" => FsType::Mqueue,
+            b"cgroup" => FsType::Cgroup,
+            b"cgroup2" => FsType::Cgroup2,
+            b"overlay" => FsType::Overlay,
+            b"fuse" | b"fuseblk" => FsType::Fuse,
+            name if name.starts_with(b"fuse.") => FsType::Fuse,
+            b"binfmt_misc" => FsType::BinfmtMisc,
+            _ => return None,
+        })
+    }
+}
+
+impl FsTypes {
+    /// No type.
+    pub const NONE: FsTypes = FsTypes(0);
+
+    /// The set holding just `types`.
+    pub const fn of(types: &[FsType]) -> FsTypes {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < types.len() {
+            bits |= types[i] as u32;
+            i += 1;
+        }
+        FsTypes(bits)
+    }
+
+    /// True if `fs` is in the set.
+    pub fn contains(&self, fs: FsType) -> bool {
+        self.0 & fs as u32 != 0
+    }
+
+    /// True if the mount(2) type name is a known type in the set. Unknown names are refused.
+    pub fn allows(&self, name: &[u8]) -> bool {
+        FsType::parse(name).is_some_and(|fs| self.contains(fs))
+    }
+}
+
+impl Default for FsTypes {
+    /// Everything an inner container runtime needs; not binfmt_misc, whose per-namespace
+    /// instances are new enough (6.7) that a default should not rely on them.
+    fn default() -> Self {
+        FsTypes::of(&[
+            FsType::Tmpfs,
+            FsType::Ramfs,
+            FsType::Proc,
+            FsType::Sysfs,
+            FsType::Devpts,
+            FsType::Mqueue,
+            FsType::Cgroup,
+            FsType::Cgroup2,
+            FsType::Overlay,
+            FsType::Fuse,
+        ])
+    }
+}
+
+/// Paths masked inside every container, on top of whatever the spec lists: the OCI defaults plus
+/// the entries that reveal host kernel state.
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/kallsyms",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/sysrq-trigger",
+    "/sys/firmware",
+    "/sys/kernel/security",
+];
+
+/// Paths made read-only inside every container, on top of whatever the spec lists.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
+
+/// Host paths that may be bind-mounted by default, and whether they are forced read-only.
+pub const DEFAULT_SHARED_PATHS: &[(&str, bool)] = &[
+    ("/home", false),
+    ("/tmp", false),
+    ("/var/tmp", false),
+    ("/mnt", false),
+    ("/media", false),
+    ("/srv", false),
+    ("/opt", false),
+    ("/usr", true),
+    ("/bin", true),
+    ("/sbin", true),
+    ("/lib", true),
+    ("/lib32", true),
+    ("/lib64", true),
+    ("/libx32", true),
+];
+
+/// Host paths never bind-mounted by default, with their scope. The runtime's own state
+/// directory is added by [`Policy::with_state_dir`].
+pub const DEFAULT_RESTRICTED_PATHS: &[(&str, Scope)] = &[
+    ("/", Scope::Exact),
+    ("/etc", Scope::Subtree),
+    ("/proc", Scope::Subtree),
+    ("/sys", Scope::Subtree),
+    ("/dev", Scope::Subtree),
+    ("/boot", Scope::Subtree),
+    ("/root", Scope::Subtree),
+    ("/var/lib/docker", Scope::Subtree),
+    ("/var/lib/containerd", Scope::Subtree),
+    ("/run/docker.sock", Scope::Exact),
+    ("/var/run/docker.sock", Scope::Exact),
+    ("/run/containerd", Scope::Subtree),
+    ("/run/eci", Scope::Subtree),
+];
+
+/// Everything the runtime decides with.
+///
+/// ```
+/// use eci_policy::Policy;
+/// let policy = Policy::default();
+/// assert_eq!(policy.id_pool.block_size(), 65536);
+/// assert!(!policy.immutability.allow_unmount);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Host IDs that container blocks come from.
+    pub id_pool: IdPool,
+    /// Protection of initial mounts.
+    pub immutability: Immutability,
+    /// Filesystem types a container may mount.
+    pub mount_types: FsTypes,
+    /// Host paths that may and may not be bind-mounted.
+    pub paths: PathPolicy,
+    /// Directories whose programs may run as OCI hooks (hooks run on the host as root).
+    pub hook_dirs: Vec<PathBuf>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let mut paths = PathPolicy::empty();
+        for (path, read_only) in DEFAULT_SHARED_PATHS {
+            paths
+                .share(Path::new(path), *read_only)
+                .expect("default paths are absolute");
+        }
+        for (path, scope) in DEFAULT_RESTRICTED_PATHS {
+            paths
+                .restrict(Path::new(path), *scope)
+                .expect("default paths are absolute");
+        }
+        Self {
+            id_pool: IdPool::default(),
+            immutability: Immutability::default(),
+            mount_types: FsTypes::default(),
+            paths,
+            hook_dirs: Vec::new(),
+        }
+    }
+}
+
+impl Policy {
+    /// Adds the runtime's state directory to the restricted paths: a container that could bind it
+    /// could read or forge other containers' records.
+    pub fn with_state_dir(mut self, state_dir: &Path) -> Result<Self, crate::paths::PathError> {
+        self.paths.restrict(state_dir, Scope::Subtree)?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pool_blocks_are_disjoint_and_inside(start in 65536u32..1 << 30, blocks in 1u32..64, a in 0u32..64, b in 0u32..64) {
+            let pool = IdPool::new(start, blocks * 65536, 65536).unwrap();
+            let (ba, bb) = (pool.block(a), pool.block(b));
+            prop_assert_eq!(ba.is_some(), a < blocks);
+            if let (Some(x), Some(y)) = (ba, bb) {
+                prop_assert_eq!(x.overlaps(&y), a == b);
+                prop_assert!(x.host_start() >= start);
+                prop_assert!(x.host_end() <= u64::from(start) + u64::from(pool.size()));
+                prop_assert_eq!(pool.index_of(&x), Some(a));
+            }
+        }
+    }
+
+    #[test]
+    fn pool_rejects_bad_shapes() {
+        assert_eq!(
+            IdPool::new(0, 1 << 20, 65536),
+            Err(PoolError::OverlapsHostIds(0))
+        );
+        assert_eq!(
+            IdPool::new(1 << 20, 1 << 20, 1000),
+            Err(PoolError::BlockSize(1000))
+        );
+        assert!(matches!(
+            IdPool::new(1 << 20, 100, 65536),
+            Err(PoolError::TooSmall { .. })
+        ));
+        assert!(matches!(
+            IdPool::new(u32::MAX - 70000, 131072, 65536),
+            Err(PoolError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn default_policy_restricts_the_sensitive_paths() {
+        use crate::paths::{PathDecision, ResolvedPath};
+        let policy = Policy::default()
+            .with_state_dir(Path::new("/var/lib/eci"))
+            .unwrap();
+        for path in [
+            "/",
+            "/etc/shadow",
+            "/proc/1",
+            "/run/docker.sock",
+            "/var/lib/docker/x",
+            "/var/lib/eci/ids",
+        ] {
+            let resolved = ResolvedPath::from_resolved(Path::new(path)).unwrap();
+            assert!(
+                matches!(
+                    policy.paths.decide(&resolved),
+                    PathDecision::Restricted { .. }
+                ),
+                "{path} must be restricted"
+            );
+        }
+        let usr = ResolvedPath::from_resolved(Path::new("/usr/bin")).unwrap();
+        assert!(matches!(
+            policy.paths.decide(&usr),
+            PathDecision::Shared {
+                read_only: true,
+                ..
+            }
+        ));
+    }
+}

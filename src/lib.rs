@@ -1,0 +1,1 @@
+//! The eci facade (being built): one crate that other projects link against.
