@@ -408,21 +408,43 @@ fn harden_mounts(
         }
         out.push(mount);
     }
+    add_default_mounts(&mut out, report);
+    Ok(out)
+}
+
+/// Inserts each default mount the spec lacks without reordering the spec's own (OCI mounts are
+/// made in the listed order): right after the last mount of one of its parents (the spec's own
+/// /dev before an added /dev/pts), otherwise at the front, defaults in their own order.
+fn add_default_mounts(out: &mut Vec<Mount>, report: &mut Vec<Change>) {
+    let mut front = 0;
     for (dest, typ, source, options) in DEFAULT_MOUNTS {
-        if out.iter().any(|m| m.destination() == Path::new(dest)) {
+        let dest = Path::new(dest);
+        if out.iter().any(|m| m.destination() == dest) {
             continue;
         }
+        let after_parent = out
+            .iter()
+            .rposition(|m| dest.starts_with(m.destination()) && dest != m.destination())
+            .map(|parent| {
+                let parent_dest = out[parent].destination().clone();
+                let children = out[parent + 1..]
+                    .iter()
+                    .take_while(|m| m.destination().starts_with(&parent_dest))
+                    .count();
+                parent + 1 + children
+            });
+        let at = after_parent.unwrap_or(front);
+        if after_parent.is_none() {
+            front += 1;
+        }
         let mut mount = Mount::default();
-        mount.set_destination(PathBuf::from(dest));
+        mount.set_destination(dest.to_path_buf());
         mount.set_typ(Some(typ.to_string()));
         mount.set_source(Some(PathBuf::from(source)));
         mount.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
-        report.push(Change::AddedMount(PathBuf::from(dest)));
-        out.push(mount);
+        out.insert(at, mount);
+        report.push(Change::AddedMount(dest.to_path_buf()));
     }
-    // A parent must be mounted before what goes inside it (/dev before /dev/pts).
-    out.sort_by_key(|m| m.destination().components().count());
-    Ok(out)
 }
 
 /// Mounts every container gets unless the spec has its own at the same destination:

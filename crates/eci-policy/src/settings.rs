@@ -51,7 +51,7 @@ pub enum PoolError {
 impl IdPool {
     /// A pool of `size` host IDs from `start`, cut into blocks of `block_size`.
     pub fn new(start: u32, size: u32, block_size: u32) -> Result<Self, PoolError> {
-        if block_size == 0 || block_size % DEFAULT_BLOCK_SIZE != 0 {
+        if block_size == 0 || !block_size.is_multiple_of(DEFAULT_BLOCK_SIZE) {
             return Err(PoolError::BlockSize(block_size));
         }
         if start < DEFAULT_BLOCK_SIZE {
@@ -102,7 +102,7 @@ impl IdPool {
     pub fn index_of(&self, block: &IdBlock) -> Option<u32> {
         let offset = block.host_start().checked_sub(self.start)?;
         let index = offset / self.block_size;
-        (offset % self.block_size == 0
+        (offset.is_multiple_of(self.block_size)
             && block.size() == self.block_size
             && index < self.block_count())
         .then_some(index)

@@ -181,6 +181,40 @@ fn default_mounts_come_parent_first() {
 }
 
 #[test]
+fn the_specs_own_mounts_keep_their_order() {
+    let mount = |dest: &str, typ: &str| {
+        MountBuilder::default()
+            .destination(dest)
+            .typ(typ)
+            .source(typ)
+            .build()
+            .unwrap()
+    };
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(vec![
+        mount("/data/x", "tmpfs"),
+        mount("/dev", "tmpfs"),
+        mount("/data", "tmpfs"),
+    ]));
+    let hardened = run(spec).unwrap();
+    let dests: Vec<_> = hardened
+        .spec
+        .mounts()
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|m| m.destination().clone())
+        .collect();
+    let at = |d: &str| dests.iter().position(|x| x == Path::new(d)).unwrap();
+    assert!(
+        at("/data/x") < at("/data"),
+        "the spec's order is kept: {dests:?}"
+    );
+    assert_eq!(at("/dev/pts"), at("/dev") + 1, "{dests:?}");
+    assert!(at("/proc") < at("/data/x"));
+}
+
+#[test]
 fn privileged_device_lists_are_cut_to_the_safe_set() {
     use oci_spec::runtime::LinuxDeviceBuilder;
     let mut spec = Spec::default();
