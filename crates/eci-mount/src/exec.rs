@@ -1,0 +1,504 @@
+//! Executing a [`MountPlan`] in the mounter: host credentials, the setup mount namespace, the
+//! container's PID, network and IPC namespaces. Runs after fork, so it is allocation-free.
+//!
+//! Every path inside the rootfs is resolved with `openat2(RESOLVE_IN_ROOT)` against the rootfs,
+//! so a symlink in an image cannot send a mount (or a device node) outside it; the mount then
+//! goes through `/proc/self/fd/N`, onto exactly the object that was resolved.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use eci_ns::failure::{Failure, Stage};
+use eci_ns::sys::{self, check, check_int, Errno, SysResult};
+
+use crate::plan::{MountPlan, PointKind, RootPath, Source, Step};
+
+/// What a failing step was doing: the low 4 bits of a failure's step code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Action {
+    /// Resolving or creating the destination.
+    Resolve = 0,
+    /// Mounting.
+    Mount = 1,
+    /// Remounting with the requested flags.
+    Remount = 2,
+    /// Changing propagation.
+    Propagation = 3,
+    /// Creating a device node or link.
+    Create = 4,
+    /// Changing ownership of something the runtime created.
+    Chown = 5,
+}
+
+/// Step codes for the work around the steps.
+pub mod global {
+    /// Binding the rootfs onto itself.
+    pub const BIND_ROOTFS: u32 = u32::MAX - 1;
+    /// Opening the rootfs.
+    pub const OPEN_ROOTFS: u32 = u32::MAX - 2;
+    /// Setting the rootfs propagation.
+    pub const ROOTFS_PROPAGATION: u32 = u32::MAX - 3;
+    /// Making the rootfs read-only.
+    pub const ROOT_READONLY: u32 = u32::MAX - 4;
+    /// pivot_root.
+    pub const PIVOT: u32 = u32::MAX - 5;
+    /// Detaching the old root.
+    pub const DETACH_OLD_ROOT: u32 = u32::MAX - 6;
+}
+
+fn code(step: usize, action: Action) -> u32 {
+    (step as u32) << 4 | action as u32
+}
+
+/// Splits a step code into the step index and action.
+pub fn decode(step: u32) -> Option<(usize, Action)> {
+    if step >= global::DETACH_OLD_ROOT {
+        return None;
+    }
+    let action = match step & 0xF {
+        0 => Action::Resolve,
+        1 => Action::Mount,
+        2 => Action::Remount,
+        3 => Action::Propagation,
+        4 => Action::Create,
+        _ => Action::Chown,
+    };
+    Some(((step >> 4) as usize, action))
+}
+
+/// An owned raw fd that closes on drop (allocation-free, unlike nothing else here).
+struct Fd(RawFd);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        sys::close(self.0);
+    }
+}
+
+/// "/proc/self/fd/N" in a stack buffer.
+struct FdPath {
+    buf: [u8; 32],
+}
+
+impl FdPath {
+    fn new(fd: RawFd) -> FdPath {
+        let mut buf = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 12];
+        let mut n = fd.unsigned_abs();
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            buf[prefix.len() + i] = digits[len - 1 - i];
+        }
+        FdPath { buf }
+    }
+
+    fn as_cstr(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.buf).expect("the buffer always ends in NUL")
+    }
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_IN_ROOT: u64 = 0x10;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+
+/// Opens `rel` inside the tree rooted at `root`, never leaving it.
+fn open_in_root(root: RawFd, rel: &CStr, flags: i32) -> SysResult<Fd> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: rel is NUL-terminated and how is a valid open_how of the size passed.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            rel.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })?;
+    Ok(Fd(fd as RawFd))
+}
+
+fn mount_flags_of(fd: RawFd) -> SysResult<libc::c_ulong> {
+    // SAFETY: an all-zero statvfs is valid; fstatvfs fills it in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid out pointer.
+    check_int(unsafe { libc::fstatvfs(fd, &mut st) })?;
+    const KEPT: [(libc::c_ulong, libc::c_ulong); 9] = [
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_SYNCHRONOUS, libc::MS_SYNCHRONOUS),
+        (libc::ST_MANDLOCK, libc::MS_MANDLOCK),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ];
+    Ok(KEPT
+        .iter()
+        .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
+        .fold(0, |acc, (_, ms)| acc | ms))
+}
+
+/// Remounts the mount at `fd` with its current flags plus `flags`: binds never lose a flag of
+/// what they copy.
+fn remount_with(fd: RawFd, flags: libc::c_ulong) -> SysResult<()> {
+    let current = mount_flags_of(fd)?;
+    let path = FdPath::new(fd);
+    sys::mount(
+        None,
+        path.as_cstr(),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | current | flags,
+        None,
+    )
+}
+
+/// Resolves `dest` in the root, creating missing directories (and a file for `PointKind::File`),
+/// each owned by the container's root.
+fn ensure(root: RawFd, dest: &RootPath, kind: PointKind, owner: (u32, u32)) -> SysResult<Fd> {
+    match open_in_root(root, &dest.rel, libc::O_PATH) {
+        Err(Errno(libc::ENOENT)) => {}
+        other => return other,
+    }
+    let (parent, name) = parent_of(root, dest, owner)?;
+    let created = match kind {
+        PointKind::File => {
+            let flags =
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+            // SAFETY: name is NUL-terminated; parent is a directory fd.
+            check_int(unsafe { libc::openat(parent.0, name.as_ptr(), flags, 0o644) })
+                .map(sys::close)
+        }
+        PointKind::Dir => {
+            // SAFETY: name is NUL-terminated; parent is a directory fd.
+            check_int(unsafe { libc::mkdirat(parent.0, name.as_ptr(), 0o755) }).map(drop)
+        }
+    };
+    match created {
+        Ok(()) => chown_at(parent.0, name, owner)?,
+        Err(Errno(libc::EEXIST)) => {}
+        Err(errno) => return Err(errno),
+    }
+    open_in_root(root, &dest.rel, libc::O_PATH)
+}
+
+fn chown_at(dir: RawFd, name: &CStr, (uid, gid): (u32, u32)) -> SysResult<()> {
+    // SAFETY: name is NUL-terminated; AT_SYMLINK_NOFOLLOW keeps the change on the entry itself.
+    check_int(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+        .map(drop)
+}
+
+/// The parent directory of `dest` (created, with its own parents, if missing) and its last name.
+fn parent_of(root: RawFd, dest: &RootPath, owner: (u32, u32)) -> SysResult<(Fd, &CStr)> {
+    let (last, parents) = dest.components.split_last().ok_or(Errno(libc::EINVAL))?;
+    for (parent, name) in parents {
+        let parent = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY)?;
+        // SAFETY: name is NUL-terminated; parent is a directory fd.
+        match check_int(unsafe { libc::mkdirat(parent.0, name.as_ptr(), 0o755) }) {
+            Ok(_) => chown_at(parent.0, name, owner)?,
+            Err(Errno(libc::EEXIST)) => {}
+            Err(errno) => return Err(errno),
+        }
+    }
+    let (parent, name) = last;
+    Ok((
+        open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY)?,
+        name.as_c_str(),
+    ))
+}
+
+impl MountPlan {
+    /// Builds the mount table and pivots into the rootfs. Returns a failure whose step code
+    /// [`MountPlan::explain`] turns into words.
+    pub fn execute(&self) -> Result<(), Failure> {
+        let fail = |step: u32| {
+            move |errno: Errno| Failure {
+                stage: Stage::Mounts,
+                step,
+                errno,
+            }
+        };
+        sys::mount(
+            Some(&self.rootfs),
+            &self.rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(fail(global::BIND_ROOTFS))?;
+        if self.rootfs_propagation != 0 {
+            sys::mount(None, &self.rootfs, None, self.rootfs_propagation, None)
+                .map_err(fail(global::ROOTFS_PROPAGATION))?;
+        }
+        // SAFETY: the path is NUL-terminated.
+        let root = check_int(unsafe {
+            libc::open(
+                self.rootfs.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })
+        .map(Fd)
+        .map_err(fail(global::OPEN_ROOTFS))?;
+        for (index, step) in self.steps.iter().enumerate() {
+            self.run_step(root.0, index, step)?;
+        }
+        if self.root_readonly {
+            remount_with(root.0, libc::MS_RDONLY).map_err(fail(global::ROOT_READONLY))?;
+        }
+        pivot(root.0)
+    }
+
+    fn run_step(&self, root: RawFd, index: usize, step: &Step) -> Result<(), Failure> {
+        let fail = |action| {
+            move |errno| Failure {
+                stage: Stage::Mounts,
+                step: code(index, action),
+                errno,
+            }
+        };
+        match step {
+            Step::Mount {
+                dest,
+                kind,
+                source,
+                fstype,
+                flags,
+                data,
+                bind,
+                recursive,
+                propagation,
+                chown_root,
+            } => {
+                let target =
+                    ensure(root, dest, *kind, self.owner).map_err(fail(Action::Resolve))?;
+                let target_path = FdPath::new(target.0);
+                let source = match source {
+                    Source::Host(path) | Source::Name(path) => path.as_c_str(),
+                };
+                if *bind {
+                    let rec = if *recursive { libc::MS_REC } else { 0 };
+                    sys::mount(
+                        Some(source),
+                        target_path.as_cstr(),
+                        None,
+                        libc::MS_BIND | rec,
+                        None,
+                    )
+                    .map_err(fail(Action::Mount))?;
+                } else {
+                    sys::mount(
+                        Some(source),
+                        target_path.as_cstr(),
+                        fstype.as_deref(),
+                        *flags,
+                        data.as_deref(),
+                    )
+                    .map_err(fail(Action::Mount))?;
+                }
+                // From here on the destination names the new mount.
+                let mounted =
+                    open_in_root(root, &dest.rel, libc::O_PATH).map_err(fail(Action::Resolve))?;
+                if *bind && *flags != 0 {
+                    remount_with(mounted.0, *flags).map_err(fail(Action::Remount))?;
+                }
+                if *propagation != 0 {
+                    let path = FdPath::new(mounted.0);
+                    sys::mount(None, path.as_cstr(), None, *propagation, None)
+                        .map_err(fail(Action::Propagation))?;
+                }
+                if *chown_root {
+                    // SAFETY: an empty path with AT_EMPTY_PATH names the fd itself: the new
+                    // filesystem's root, never a bind of anything else.
+                    check_int(unsafe {
+                        libc::fchownat(
+                            mounted.0,
+                            c"".as_ptr(),
+                            self.owner.0,
+                            self.owner.1,
+                            libc::AT_EMPTY_PATH,
+                        )
+                    })
+                    .map_err(fail(Action::Chown))?;
+                }
+                Ok(())
+            }
+            Step::Device {
+                dest,
+                mode,
+                major,
+                minor,
+                uid,
+                gid,
+            } => {
+                let (parent, name) =
+                    parent_of(root, dest, self.owner).map_err(fail(Action::Resolve))?;
+                let dev = libc::makedev(*major, *minor);
+                // SAFETY: name is NUL-terminated; parent is a directory of the /dev tmpfs the
+                // plan mounted just before.
+                match check_int(unsafe {
+                    libc::mknodat(parent.0, name.as_ptr(), libc::S_IFCHR | mode, dev)
+                }) {
+                    Ok(_) => chown_at(parent.0, name, (*uid, *gid)).map_err(fail(Action::Chown)),
+                    Err(Errno(libc::EEXIST)) => Ok(()),
+                    Err(errno) => Err(fail(Action::Create)(errno)),
+                }
+            }
+            Step::Symlink { dest, target } => {
+                let (parent, name) =
+                    parent_of(root, dest, self.owner).map_err(fail(Action::Resolve))?;
+                // SAFETY: both strings are NUL-terminated; parent is a directory fd.
+                match check_int(unsafe {
+                    libc::symlinkat(target.as_ptr(), parent.0, name.as_ptr())
+                }) {
+                    Ok(_) => chown_at(parent.0, name, self.owner).map_err(fail(Action::Chown)),
+                    Err(Errno(libc::EEXIST)) => Ok(()),
+                    Err(errno) => Err(fail(Action::Create)(errno)),
+                }
+            }
+            Step::Mask { dest } => mask(root, dest).map_err(fail(Action::Mount)),
+            Step::ReadOnly { dest } => read_only(root, dest).map_err(fail(Action::Mount)),
+        }
+    }
+}
+
+/// Hides a path: an empty read-only tmpfs over a directory, the container's /dev/null (or the
+/// host's, if the container has no /dev of ours) over anything else. Missing paths are skipped.
+fn mask(root: RawFd, dest: &RootPath) -> SysResult<()> {
+    let target = match open_in_root(root, &dest.rel, libc::O_PATH) {
+        Err(Errno(libc::ENOENT)) => return Ok(()),
+        other => other?,
+    };
+    // SAFETY: an all-zero stat is valid; fstat fills it in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid out pointer.
+    check_int(unsafe { libc::fstat(target.0, &mut st) })?;
+    let path = FdPath::new(target.0);
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        return sys::mount(
+            Some(c"tmpfs"),
+            path.as_cstr(),
+            Some(c"tmpfs"),
+            flags,
+            Some(c"size=0,mode=0555"),
+        );
+    }
+    let null = open_in_root(root, c"dev/null", libc::O_PATH).ok();
+    let null_path = null.as_ref().map(|fd| FdPath::new(fd.0));
+    let source = null_path.as_ref().map_or(c"/dev/null", FdPath::as_cstr);
+    sys::mount(Some(source), path.as_cstr(), None, libc::MS_BIND, None)
+}
+
+/// Makes a path read-only with a bind of itself. Missing paths are skipped.
+fn read_only(root: RawFd, dest: &RootPath) -> SysResult<()> {
+    let target = match open_in_root(root, &dest.rel, libc::O_PATH) {
+        Err(Errno(libc::ENOENT)) => return Ok(()),
+        other => other?,
+    };
+    let path = FdPath::new(target.0);
+    sys::mount(
+        Some(path.as_cstr()),
+        path.as_cstr(),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    let bound = open_in_root(root, &dest.rel, libc::O_PATH)?;
+    remount_with(bound.0, libc::MS_RDONLY)
+}
+
+/// Makes the rootfs the root, moving every process whose root was the old one along with it,
+/// and detaches the old root.
+fn pivot(root: RawFd) -> Result<(), Failure> {
+    let fail = |step| {
+        move |errno| Failure {
+            stage: Stage::Mounts,
+            step,
+            errno,
+        }
+    };
+    // SAFETY: root is an open directory fd.
+    check_int(unsafe { libc::fchdir(root) }).map_err(fail(global::PIVOT))?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
+    // removes it. No directory for the old root is needed.
+    // SAFETY: both paths are NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) })
+        .map_err(fail(global::PIVOT))?;
+    // SAFETY: the path is NUL-terminated.
+    check_int(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })
+        .map_err(fail(global::DETACH_OLD_ROOT))?;
+    // SAFETY: the path is NUL-terminated.
+    check_int(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(fail(global::DETACH_OLD_ROOT))?;
+    Ok(())
+}
+
+impl MountPlan {
+    /// Turns the step code of a mount failure into words.
+    pub fn explain(&self, step: u32) -> String {
+        let rootfs = self.rootfs_display.display();
+        match step {
+            global::BIND_ROOTFS => format!("binding the rootfs {rootfs} onto itself"),
+            global::OPEN_ROOTFS => format!("opening the rootfs {rootfs}"),
+            global::ROOTFS_PROPAGATION => "setting the rootfs propagation".to_string(),
+            global::ROOT_READONLY => "making the rootfs read-only".to_string(),
+            global::PIVOT => format!("pivoting into the rootfs {rootfs}"),
+            global::DETACH_OLD_ROOT => "detaching the host's root".to_string(),
+            code => match decode(code).and_then(|(i, action)| Some((self.steps.get(i)?, action))) {
+                Some((step, action)) => format!("{} {step}", action_words(action)),
+                None => format!("mount step {code}"),
+            },
+        }
+    }
+}
+
+fn action_words(action: Action) -> &'static str {
+    match action {
+        Action::Resolve => "resolving the mount point of",
+        Action::Mount => "mounting",
+        Action::Remount => "applying the options of",
+        Action::Propagation => "changing the propagation of",
+        Action::Create => "creating",
+        Action::Chown => "giving the container's root ownership of",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_paths_are_spelled_out() {
+        assert_eq!(FdPath::new(0).as_cstr(), c"/proc/self/fd/0");
+        assert_eq!(FdPath::new(1234567).as_cstr(), c"/proc/self/fd/1234567");
+    }
+
+    #[test]
+    fn step_codes_round_trip() {
+        assert_eq!(
+            decode(code(17, Action::Remount)),
+            Some((17, Action::Remount))
+        );
+        assert_eq!(decode(global::PIVOT), None);
+    }
+}

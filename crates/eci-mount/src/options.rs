@@ -1,0 +1,184 @@
+//! OCI mount options: the words of a spec's `options` list turned into mount(2) flags, a
+//! propagation change and the filesystem-specific data string.
+
+/// MS_NOSYMFOLLOW (Linux 5.10); not in every libc yet.
+pub const MS_NOSYMFOLLOW: libc::c_ulong = 256;
+
+/// Parsed mount options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MountOptions {
+    /// mount(2) flags to set.
+    pub flags: libc::c_ulong,
+    /// Propagation flags to apply after mounting (MS_PRIVATE, MS_SLAVE, ... with MS_REC).
+    pub propagation: libc::c_ulong,
+    /// A bind mount (`bind` or `rbind`).
+    pub bind: bool,
+    /// A recursive bind mount (`rbind`).
+    pub recursive: bool,
+    /// Filesystem-specific options, comma-separated, in the given order.
+    pub data: String,
+}
+
+/// An option this parser refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// Idmapped mounts are requested per mount; not supported by this parser yet.
+    #[error("mount option '{0}' (idmapped mounts) is not supported yet")]
+    Unsupported(String),
+    /// An empty word.
+    #[error("empty mount option")]
+    Empty,
+}
+
+/// Parses a spec's options.
+///
+/// ```
+/// use eci_mount::options::parse;
+/// let opts = parse(&["rbind", "ro", "nosuid", "rslave", "mode=755"]).unwrap();
+/// assert!(opts.bind && opts.recursive);
+/// assert_eq!(opts.flags, libc::MS_RDONLY | libc::MS_NOSUID);
+/// assert_eq!(opts.propagation, libc::MS_SLAVE | libc::MS_REC);
+/// assert_eq!(opts.data, "mode=755");
+/// ```
+pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<MountOptions, OptionError> {
+    let mut out = MountOptions::default();
+    let mut data: Vec<&str> = Vec::new();
+    for word in words {
+        let word = word.as_ref();
+        if word.is_empty() {
+            return Err(OptionError::Empty);
+        }
+        if let Some((set, flag)) = flag_word(word) {
+            if set {
+                out.flags |= flag;
+            } else {
+                out.flags &= !flag;
+            }
+            if flag == libc::MS_STRICTATIME && set {
+                out.flags &= !(libc::MS_RELATIME | libc::MS_NOATIME);
+            }
+            continue;
+        }
+        if let Some(propagation) = propagation_word(word) {
+            out.propagation = propagation;
+            continue;
+        }
+        match word {
+            "bind" => out.bind = true,
+            "rbind" => {
+                out.bind = true;
+                out.recursive = true;
+            }
+            "idmap" | "ridmap" => return Err(OptionError::Unsupported(word.to_string())),
+            // runc's own extension; a tmpfs here starts empty.
+            "tmpcopyup" => {}
+            _ => data.push(word),
+        }
+    }
+    out.data = data.join(",");
+    Ok(out)
+}
+
+/// (set?, flag) for the words that are mount(2) flags.
+fn flag_word(word: &str) -> Option<(bool, libc::c_ulong)> {
+    Some(match word {
+        "ro" => (true, libc::MS_RDONLY),
+        "rw" => (false, libc::MS_RDONLY),
+        "nosuid" => (true, libc::MS_NOSUID),
+        "suid" => (false, libc::MS_NOSUID),
+        "nodev" => (true, libc::MS_NODEV),
+        "dev" => (false, libc::MS_NODEV),
+        "noexec" => (true, libc::MS_NOEXEC),
+        "exec" => (false, libc::MS_NOEXEC),
+        "sync" => (true, libc::MS_SYNCHRONOUS),
+        "async" => (false, libc::MS_SYNCHRONOUS),
+        "dirsync" => (true, libc::MS_DIRSYNC),
+        "mand" => (true, libc::MS_MANDLOCK),
+        "nomand" => (false, libc::MS_MANDLOCK),
+        "noatime" => (true, libc::MS_NOATIME),
+        "atime" => (false, libc::MS_NOATIME),
+        "nodiratime" => (true, libc::MS_NODIRATIME),
+        "diratime" => (false, libc::MS_NODIRATIME),
+        "relatime" => (true, libc::MS_RELATIME),
+        "norelatime" => (false, libc::MS_RELATIME),
+        "strictatime" => (true, libc::MS_STRICTATIME),
+        "nostrictatime" => (false, libc::MS_STRICTATIME),
+        "nosymfollow" => (true, MS_NOSYMFOLLOW),
+        "symfollow" => (false, MS_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+fn propagation_word(word: &str) -> Option<libc::c_ulong> {
+    Some(match word {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => return None,
+    })
+}
+
+/// The rootfs propagation named by a spec's `rootfsPropagation`, if valid.
+pub fn rootfs_propagation(word: &str) -> Option<libc::c_ulong> {
+    propagation_word(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WORDS: &[&str] = &[
+        "ro",
+        "rw",
+        "nosuid",
+        "suid",
+        "nodev",
+        "dev",
+        "noexec",
+        "exec",
+        "bind",
+        "rbind",
+        "rprivate",
+        "slave",
+        "relatime",
+        "strictatime",
+        "noatime",
+        "mode=755",
+        "size=1m",
+        "uid=5",
+    ];
+
+    proptest! {
+        #[test]
+        fn the_last_word_about_a_flag_wins(words in proptest::collection::vec(prop::sample::select(WORDS), 0..12)) {
+            let parsed = parse(&words).unwrap();
+            let last = |on: &str, off: &str| words.iter().rposition(|w| *w == on).map(|i| (i, true))
+                .max(words.iter().rposition(|w| *w == off).map(|i| (i, false)))
+                .is_some_and(|(_, set)| set);
+            prop_assert_eq!(parsed.flags & libc::MS_RDONLY != 0, last("ro", "rw"));
+            prop_assert_eq!(parsed.flags & libc::MS_NOSUID != 0, last("nosuid", "suid"));
+            prop_assert_eq!(parsed.bind, words.iter().any(|w| *w == "bind" || *w == "rbind"));
+            let data: Vec<&str> = words.iter().copied().filter(|w| w.contains('=')).collect();
+            prop_assert_eq!(parsed.data, data.join(","));
+        }
+
+        #[test]
+        fn parsing_never_panics(words in proptest::collection::vec(".{0,12}", 0..8)) {
+            let _ = parse(&words);
+        }
+    }
+
+    #[test]
+    fn idmapped_binds_are_refused_by_name() {
+        assert_eq!(
+            parse(&["bind", "idmap"]),
+            Err(OptionError::Unsupported("idmap".into()))
+        );
+    }
+}

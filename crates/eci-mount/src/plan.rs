@@ -1,0 +1,575 @@
+//! The container's mount table as a plan: built from a hardened spec in the runtime, where
+//! allocation is fine, and executed by [`crate::exec`] in the mounter, where it is not.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use eci_policy::harden::is_bind;
+use eci_policy::ids::IdBlock;
+use oci_spec::runtime::{LinuxDeviceType, Spec};
+
+use crate::options::{self, OptionError};
+
+/// A path inside the rootfs, prepared so that the mounter can resolve or create it without
+/// allocating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootPath {
+    /// Relative to the rootfs, e.g. `dev/pts`.
+    pub(crate) rel: CString,
+    /// Each component as (its parent relative to the rootfs, or `.`; its name).
+    pub(crate) components: Vec<(CString, CString)>,
+    /// As the container sees it, e.g. `/dev/pts`.
+    pub(crate) display: PathBuf,
+}
+
+impl RootPath {
+    /// Prepares an absolute container path. `None` for `/` itself or a path with `..`.
+    pub fn new(path: &Path) -> Option<RootPath> {
+        let mut parts = Vec::new();
+        for component in path.components() {
+            match component {
+                Component::RootDir | Component::CurDir => {}
+                Component::Normal(part) => parts.push(part.as_bytes().to_vec()),
+                Component::ParentDir | Component::Prefix(_) => return None,
+            }
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        let mut components = Vec::with_capacity(parts.len());
+        let mut prefix: Vec<u8> = Vec::new();
+        for part in &parts {
+            let parent = if prefix.is_empty() {
+                b".".to_vec()
+            } else {
+                prefix.clone()
+            };
+            components.push((CString::new(parent).ok()?, CString::new(part.clone()).ok()?));
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(part);
+        }
+        Some(RootPath {
+            rel: CString::new(prefix).ok()?,
+            components,
+            display: path.to_path_buf(),
+        })
+    }
+
+    /// The path as the container sees it.
+    pub fn display(&self) -> &Path {
+        &self.display
+    }
+}
+
+/// Whether a mount point is created as a directory or a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointKind {
+    /// A directory.
+    Dir,
+    /// A regular file (for binds of files).
+    File,
+}
+
+/// Where a mount's source comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A host path the policy already vetted.
+    Host(CString),
+    /// A filesystem source name (`proc`, `tmpfs`, ...).
+    Name(CString),
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Mount at `dest`, creating the mount point.
+    Mount {
+        /// Where.
+        dest: RootPath,
+        /// Directory or file mount point.
+        kind: PointKind,
+        /// What.
+        source: Source,
+        /// Filesystem type; `None` for binds.
+        fstype: Option<CString>,
+        /// mount(2) flags.
+        flags: libc::c_ulong,
+        /// Filesystem data.
+        data: Option<CString>,
+        /// A bind mount; flags are applied by a remount afterwards.
+        bind: bool,
+        /// A recursive bind.
+        recursive: bool,
+        /// Propagation change afterwards (0 for none).
+        propagation: libc::c_ulong,
+        /// Give the new mount's root directory to the container's root (filesystems without
+        /// uid=/gid= options, such as mqueue).
+        chown_root: bool,
+    },
+    /// A character device node.
+    Device {
+        /// Where.
+        dest: RootPath,
+        /// Permission bits.
+        mode: u32,
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+        /// Host owner.
+        uid: u32,
+        /// Host group.
+        gid: u32,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// Where.
+        dest: RootPath,
+        /// What it points to.
+        target: CString,
+    },
+    /// Hide what is at `dest` (a read-only empty tmpfs over a directory, /dev/null over a file).
+    Mask {
+        /// Where.
+        dest: RootPath,
+    },
+    /// Make `dest` read-only (a read-only bind of itself).
+    ReadOnly {
+        /// Where.
+        dest: RootPath,
+    },
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The rootfs is unusable.
+    #[error("rootfs {}: {reason}", path.display())]
+    Rootfs {
+        /// The rootfs path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A mount destination that cannot be used.
+    #[error("mount destination {}: must be absolute, below / and without '..'", .0.display())]
+    Destination(PathBuf),
+    /// Bad mount options.
+    #[error("mount at {}: {source}", dest.display())]
+    Options {
+        /// The destination.
+        dest: PathBuf,
+        /// What is wrong.
+        source: OptionError,
+    },
+    /// A filesystem type the runtime does not mount for a container.
+    #[error("mount at {}: type '{fstype}' is not one eci mounts for a container (bind, proc, sysfs, tmpfs, devpts, mqueue)", dest.display())]
+    Type {
+        /// The destination.
+        dest: PathBuf,
+        /// The type.
+        fstype: String,
+    },
+    /// A bind source that cannot be used.
+    #[error("bind mount at {}: source {}: {reason}", dest.display(), host_path.display())]
+    BindSource {
+        /// The destination.
+        dest: PathBuf,
+        /// The source.
+        host_path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Devices were asked for but /dev is not a tmpfs the runtime mounts.
+    #[error("devices need /dev to be a tmpfs mounted by eci")]
+    DevicesWithoutDevTmpfs,
+    /// A string with a NUL byte.
+    #[error("{0} contains a NUL byte")]
+    Nul(String),
+    /// An unknown rootfs propagation.
+    #[error("linux.rootfsPropagation '{0}' is not a propagation type")]
+    Propagation(String),
+}
+
+/// Everything the mounter does, in order.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub(crate) rootfs: CString,
+    pub(crate) rootfs_display: PathBuf,
+    pub(crate) root_readonly: bool,
+    pub(crate) rootfs_propagation: libc::c_ulong,
+    pub(crate) owner: (u32, u32),
+    pub(crate) steps: Vec<Step>,
+}
+
+/// Filesystem types the runtime mounts for a container (it mounts them with host credentials,
+/// so anything reaching a real device is out).
+const INITIAL_TYPES: [&str; 5] = ["proc", "sysfs", "tmpfs", "devpts", "mqueue"];
+
+/// The devices every container gets: (path, major, minor).
+const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// The links every container's /dev gets: (path, target).
+const DEFAULT_LINKS: [(&str, &str); 5] = [
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+    ("/dev/ptmx", "pts/ptmx"),
+];
+
+fn cstring(value: &[u8], what: &str) -> Result<CString, PlanError> {
+    CString::new(value).map_err(|_| PlanError::Nul(what.to_string()))
+}
+
+impl MountPlan {
+    /// Plans the mounts of a hardened spec over `rootfs` (an absolute host directory) for a
+    /// container that owns `block`.
+    ///
+    /// ```no_run
+    /// use eci_mount::plan::MountPlan;
+    /// use eci_policy::ids::IdBlock;
+    /// let spec = oci_spec::runtime::Spec::load("config.json")?;
+    /// let block = IdBlock::new(1 << 28, 65536).unwrap();
+    /// let plan = MountPlan::from_spec(&spec, "/run/eci/c1/rootfs".as_ref(), block)?;
+    /// for line in plan.describe() { println!("{line}"); }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_spec(spec: &Spec, rootfs: &Path, block: IdBlock) -> Result<MountPlan, PlanError> {
+        check_rootfs(rootfs)?;
+        let owner = (block.host_start(), block.host_start());
+        let linux = spec.linux().clone().unwrap_or_default();
+        let mut steps = Vec::new();
+        let mut dev_is_tmpfs = false;
+        for mount in spec.mounts().iter().flatten() {
+            let step = plan_mount(mount, block)?;
+            let is_dev = mount.destination() == Path::new("/dev");
+            steps.push(step);
+            if is_dev && mount.typ().as_deref() == Some("tmpfs") && !is_bind(mount) {
+                dev_is_tmpfs = true;
+                steps.extend(dev_contents(&linux, block)?);
+            }
+        }
+        if !dev_is_tmpfs && linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(PlanError::DevicesWithoutDevTmpfs);
+        }
+        for path in linux.masked_paths().iter().flatten() {
+            steps.push(Step::Mask {
+                dest: root_path(Path::new(path))?,
+            });
+        }
+        for path in linux.readonly_paths().iter().flatten() {
+            steps.push(Step::ReadOnly {
+                dest: root_path(Path::new(path))?,
+            });
+        }
+        let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
+            None | Some("") => 0,
+            Some(word) => options::rootfs_propagation(word)
+                .ok_or_else(|| PlanError::Propagation(word.to_string()))?,
+        };
+        Ok(MountPlan {
+            rootfs: cstring(rootfs.as_os_str().as_bytes(), "rootfs path")?,
+            rootfs_display: rootfs.to_path_buf(),
+            root_readonly: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+            rootfs_propagation,
+            owner,
+            steps,
+        })
+    }
+
+    /// One line per step, numbered as failures name them.
+    pub fn describe(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| format!("{i}: {step}"))
+            .collect()
+    }
+
+    /// The steps.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The rootfs on the host.
+    pub fn rootfs(&self) -> &Path {
+        &self.rootfs_display
+    }
+}
+
+fn check_rootfs(rootfs: &Path) -> Result<(), PlanError> {
+    let bad = |reason: String| PlanError::Rootfs {
+        path: rootfs.to_path_buf(),
+        reason,
+    };
+    if !rootfs.is_absolute() {
+        return Err(bad("not an absolute path".into()));
+    }
+    match std::fs::metadata(rootfs) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(bad("not a directory".into())),
+        Err(err) => Err(bad(err.to_string())),
+    }
+}
+
+fn root_path(path: &Path) -> Result<RootPath, PlanError> {
+    RootPath::new(path).ok_or_else(|| PlanError::Destination(path.to_path_buf()))
+}
+
+fn plan_mount(mount: &oci_spec::runtime::Mount, block: IdBlock) -> Result<Step, PlanError> {
+    let dest = root_path(mount.destination())?;
+    let words = mount.options().clone().unwrap_or_default();
+    let opts = options::parse(&words).map_err(|source| PlanError::Options {
+        dest: dest.display.clone(),
+        source,
+    })?;
+    let bind = opts.bind || mount.typ().as_deref() == Some("bind");
+    if bind {
+        return plan_bind(mount, dest, opts);
+    }
+    let fstype = mount.typ().clone().unwrap_or_default();
+    if !INITIAL_TYPES.contains(&fstype.as_str()) {
+        return Err(PlanError::Type {
+            dest: dest.display.clone(),
+            fstype,
+        });
+    }
+    let data = container_ids_to_host(&fstype, &opts.data, block);
+    let source = mount
+        .source()
+        .as_ref()
+        .map_or_else(|| fstype.clone().into(), |s| s.clone());
+    Ok(Step::Mount {
+        kind: PointKind::Dir,
+        source: Source::Name(cstring(source.as_os_str().as_bytes(), "mount source")?),
+        fstype: Some(cstring(fstype.as_bytes(), "mount type")?),
+        flags: opts.flags,
+        data: (!data.is_empty())
+            .then(|| cstring(data.as_bytes(), "mount options"))
+            .transpose()?,
+        bind: false,
+        recursive: false,
+        propagation: opts.propagation,
+        chown_root: fstype == "mqueue",
+        dest,
+    })
+}
+
+fn plan_bind(
+    mount: &oci_spec::runtime::Mount,
+    dest: RootPath,
+    opts: options::MountOptions,
+) -> Result<Step, PlanError> {
+    let source = mount.source().clone().unwrap_or_default();
+    let bad = |reason: String| PlanError::BindSource {
+        dest: dest.display.clone(),
+        host_path: source.clone(),
+        reason,
+    };
+    if !source.is_absolute() {
+        return Err(bad("not an absolute host path".into()));
+    }
+    let meta = std::fs::metadata(&source).map_err(|err| bad(err.to_string()))?;
+    Ok(Step::Mount {
+        kind: if meta.is_dir() {
+            PointKind::Dir
+        } else {
+            PointKind::File
+        },
+        source: Source::Host(cstring(source.as_os_str().as_bytes(), "bind source")?),
+        fstype: None,
+        flags: opts.flags,
+        data: None,
+        bind: true,
+        recursive: opts.recursive,
+        propagation: opts.propagation,
+        chown_root: false,
+        dest,
+    })
+}
+
+/// The mounter has host credentials, so ownership options written as container IDs must become
+/// host IDs, and a tmpfs without them would belong to the host's root.
+fn container_ids_to_host(fstype: &str, data: &str, block: IdBlock) -> String {
+    if !matches!(fstype, "tmpfs" | "devpts") {
+        return data.to_string();
+    }
+    let mut words: Vec<String> = Vec::new();
+    let (mut has_uid, mut has_gid) = (false, false);
+    for word in data.split(',').filter(|w| !w.is_empty()) {
+        let translated = word.split_once('=').and_then(|(key, value)| {
+            let id: u32 = value.parse().ok()?;
+            matches!(key, "uid" | "gid").then(|| {
+                has_uid |= key == "uid";
+                has_gid |= key == "gid";
+                // An ID outside the block has no host ID; nobody is the kernel's answer too.
+                format!(
+                    "{key}={}",
+                    block.to_host(id).unwrap_or(block.host_start() + 65534)
+                )
+            })
+        });
+        words.push(translated.unwrap_or_else(|| word.to_string()));
+    }
+    if fstype == "tmpfs" {
+        if !has_uid {
+            words.push(format!("uid={}", block.host_start()));
+        }
+        if !has_gid {
+            words.push(format!("gid={}", block.host_start()));
+        }
+    }
+    words.join(",")
+}
+
+fn dev_contents(linux: &oci_spec::runtime::Linux, block: IdBlock) -> Result<Vec<Step>, PlanError> {
+    let root = block.host_start();
+    let mut steps = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for (path, major, minor) in DEFAULT_DEVICES {
+        seen.push(PathBuf::from(path));
+        steps.push(Step::Device {
+            dest: root_path(Path::new(path))?,
+            mode: 0o666,
+            major,
+            minor,
+            uid: root,
+            gid: root,
+        });
+    }
+    for device in linux.devices().iter().flatten() {
+        if seen.iter().any(|p| p == device.path()) {
+            continue;
+        }
+        if !matches!(device.typ(), LinuxDeviceType::C | LinuxDeviceType::U) {
+            // Hardening keeps only character devices; anything else is not made.
+            continue;
+        }
+        let to_host = |id: Option<u32>| id.and_then(|id| block.to_host(id)).unwrap_or(root);
+        seen.push(device.path().clone());
+        steps.push(Step::Device {
+            dest: root_path(device.path())?,
+            mode: device.file_mode().unwrap_or(0o666) & 0o7777,
+            major: u32::try_from(device.major()).unwrap_or(0),
+            minor: u32::try_from(device.minor()).unwrap_or(0),
+            uid: to_host(device.uid()),
+            gid: to_host(device.gid()),
+        });
+    }
+    for (path, target) in DEFAULT_LINKS {
+        steps.push(Step::Symlink {
+            dest: root_path(Path::new(path))?,
+            target: cstring(target.as_bytes(), "link")?,
+        });
+    }
+    Ok(steps)
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Mount {
+                dest,
+                source,
+                fstype,
+                bind,
+                ..
+            } => {
+                let what = match (bind, source) {
+                    (true, Source::Host(path)) => format!("bind of {}", path.to_string_lossy()),
+                    _ => fstype
+                        .as_ref()
+                        .map_or("".into(), |t| t.to_string_lossy().into_owned()),
+                };
+                write!(f, "{what} at {}", dest.display.display())
+            }
+            Step::Device {
+                dest, major, minor, ..
+            } => {
+                write!(f, "device {major}:{minor} at {}", dest.display.display())
+            }
+            Step::Symlink { dest, target } => {
+                write!(
+                    f,
+                    "link {} -> {}",
+                    dest.display.display(),
+                    target.to_string_lossy()
+                )
+            }
+            Step::Mask { dest } => write!(f, "mask over {}", dest.display.display()),
+            Step::ReadOnly { dest } => write!(f, "read-only {}", dest.display.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn root_paths_list_their_parents() {
+        let p = RootPath::new(Path::new("/dev//pts/")).unwrap();
+        assert_eq!(p.rel.to_str().unwrap(), "dev/pts");
+        let comps: Vec<_> = p
+            .components
+            .iter()
+            .map(|(a, b)| (a.to_str().unwrap(), b.to_str().unwrap()))
+            .collect();
+        assert_eq!(comps, [(".", "dev"), ("dev", "pts")]);
+        assert!(RootPath::new(Path::new("/")).is_none());
+        assert!(RootPath::new(Path::new("/a/../b")).is_none());
+    }
+
+    #[test]
+    fn ownership_options_become_host_ids() {
+        let block = IdBlock::new(1 << 28, 65536).unwrap();
+        let base = 1u32 << 28;
+        assert_eq!(
+            container_ids_to_host("devpts", "newinstance,gid=5,mode=0620", block),
+            format!("newinstance,gid={},mode=0620", base + 5)
+        );
+        assert_eq!(
+            container_ids_to_host("tmpfs", "mode=755", block),
+            format!("mode=755,uid={base},gid={base}")
+        );
+        assert_eq!(
+            container_ids_to_host("proc", "hidepid=2", block),
+            "hidepid=2"
+        );
+        assert_eq!(
+            container_ids_to_host("tmpfs", "uid=70000", block),
+            format!("uid={},gid={base}", base + 65534)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_prefix_is_listed_once(parts in proptest::collection::vec("[a-z]{1,5}", 1..6)) {
+            let path = PathBuf::from(format!("/{}", parts.join("/")));
+            let p = RootPath::new(&path).unwrap();
+            prop_assert_eq!(p.components.len(), parts.len());
+            for (i, (parent, name)) in p.components.iter().enumerate() {
+                prop_assert_eq!(name.to_str().unwrap(), parts[i].as_str());
+                let expected = if i == 0 { ".".to_string() } else { parts[..i].join("/") };
+                prop_assert_eq!(parent.to_str().unwrap(), expected.as_str());
+            }
+        }
+    }
+}
