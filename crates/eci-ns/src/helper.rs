@@ -25,7 +25,7 @@ const READY: u32 = 0x2000;
 
 /// The function a helper serves requests with: the request bytes and descriptors in, the
 /// response written to the buffer, its length returned. Runs after fork: async-signal-safe only.
-pub type Serve = dyn Fn(&[u8], &mut ReceivedFds, &mut [u8; MAX_RESPONSE]) -> usize + Sync;
+pub type Serve<'a> = dyn Fn(&[u8], &mut ReceivedFds, &mut [u8; MAX_RESPONSE]) -> usize + Sync + 'a;
 
 /// Why a helper could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,11 @@ pub struct Helper {
 
 impl Helper {
     /// Starts a helper in `target`'s namespaces `join` that answers with `serve`.
-    pub fn spawn(target: &PidFd, join: Namespaces, serve: &Serve) -> Result<Helper, HelperError> {
+    pub fn spawn(
+        target: &PidFd,
+        join: Namespaces,
+        serve: &Serve<'_>,
+    ) -> Result<Helper, HelperError> {
         let (runtime_end, helper_end) = Channel::pair().map_err(|source| HelperError::Io {
             what: "creating its channel",
             source,
@@ -167,7 +171,7 @@ fn helper_process(
     runtime_end: RawFd,
     pidfd: RawFd,
     join: Namespaces,
-    serve: &Serve,
+    serve: &Serve<'_>,
 ) -> ! {
     sys::close(runtime_end);
     if sys::setns(pidfd, join.setns_flags()).is_err() {

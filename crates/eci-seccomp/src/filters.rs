@@ -1,0 +1,325 @@
+//! The BPF programs every container process runs under.
+//!
+//! - The **deny filter** answers EPERM for operations on global kernel state (modules, kexec,
+//!   raw I/O ports, swap, accounting, the clock, host keyrings, file handles, BPF, the kernel
+//!   log), and ENOSYS for the new mount API, so that mount(8) falls back to mount(2), which is
+//!   vetted.
+//! - The **notify filter** sends `mount` and `umount2` to the supervisor
+//!   (SECCOMP_RET_USER_NOTIF). Every other syscall is decided in the kernel.
+//!
+//! Both start with a guard of our own: a syscall of a foreign architecture (i386 through
+//! `int 0x80` on x86-64) or an x32 syscall number answers ENOSYS, so no numbering the rules do
+//! not cover reaches the kernel. seccompiler builds the rest; it has no notify action, so the
+//! notify filter is built with a sentinel action that is rewritten afterwards.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{SeccompAction, SeccompFilter, SeccompRule, TargetArch};
+
+/// A compiled BPF program.
+pub type Program = Vec<libc::sock_filter>;
+
+/// Why a filter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// seccompiler refused the rules.
+    #[error("building the {which} filter: {source}")]
+    Build {
+        /// Which filter.
+        which: &'static str,
+        /// seccompiler's error.
+        source: seccompiler::BackendError,
+    },
+    /// The architecture is not one eci builds filters for.
+    #[error("no seccomp filters for architecture {0}")]
+    Arch(&'static str),
+}
+
+/// Syscalls that change global kernel state: EPERM.
+fn denied_syscalls() -> Vec<i64> {
+    let mut list = vec![
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_acct,
+        libc::SYS_settimeofday,
+        libc::SYS_clock_settime,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_bpf,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_keyctl,
+        libc::SYS_syslog,
+        libc::SYS_quotactl,
+        libc::SYS_lookup_dcookie,
+        libc::SYS_perf_event_open,
+        libc::SYS_vhangup,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    list.extend([
+        libc::SYS_iopl,
+        libc::SYS_ioperm,
+        libc::SYS_uselib,
+        libc::SYS_nfsservctl,
+        libc::SYS__sysctl,
+    ]);
+    list
+}
+
+/// The new mount API: ENOSYS, so that tools fall back to the vetted mount(2).
+pub fn new_mount_api_syscalls() -> [i64; 7] {
+    [
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_open_tree,
+        libc::SYS_move_mount,
+        libc::SYS_mount_setattr,
+    ]
+}
+
+/// The syscalls the supervisor vets.
+pub fn notified_syscalls() -> Vec<i64> {
+    vec![libc::SYS_mount, libc::SYS_umount2]
+}
+
+const SENTINEL: u32 = 0x0ec1;
+const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
+
+fn native_arch() -> Result<(TargetArch, u32), FilterError> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok((TargetArch::x86_64, 0xc000_003e)),
+        "aarch64" => Ok((TargetArch::aarch64, 0xc000_00b7)),
+        "riscv64" => Ok((TargetArch::riscv64, 0xc000_00f3)),
+        other => Err(FilterError::Arch(other)),
+    }
+}
+
+fn stmt(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+const fn errno_action(errno: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)
+}
+
+/// The guard every program starts with: foreign architectures and x32 numbers answer ENOSYS.
+fn guard(audit_arch: u32) -> Program {
+    let enosys = errno_action(libc::ENOSYS);
+    let mut prog = vec![
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4), // seccomp_data.arch
+        jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            audit_arch,
+            1,
+            0,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, enosys),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+        prog.extend([
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0), // seccomp_data.nr
+            jump(
+                libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+                X32_SYSCALL_BIT,
+                0,
+                1,
+            ),
+            stmt(libc::BPF_RET | libc::BPF_K, enosys),
+        ]);
+    }
+    prog
+}
+
+fn compile(
+    which: &'static str,
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    action: SeccompAction,
+) -> Result<Program, FilterError> {
+    let (arch, audit_arch) = native_arch()?;
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, action, arch)
+        .map_err(|source| FilterError::Build { which, source })?;
+    let body: seccompiler::BpfProgram = filter
+        .try_into()
+        .map_err(|source| FilterError::Build { which, source })?;
+    let mut prog = guard(audit_arch);
+    prog.extend(body.into_iter().map(|i| libc::sock_filter {
+        code: i.code,
+        jt: i.jt,
+        jf: i.jf,
+        k: i.k,
+    }));
+    Ok(prog)
+}
+
+/// The deny filter: EPERM for global kernel operations, ENOSYS for the new mount API.
+///
+/// It is two seccompiler filters joined (seccompiler gives one action per filter), each
+/// starting with the guard; the kernel runs them as one list where the strictest answer wins.
+pub fn deny_filter() -> Result<(Program, Program), FilterError> {
+    let eperm = compile(
+        "deny",
+        denied_syscalls()
+            .into_iter()
+            .map(|nr| (nr, vec![]))
+            .collect(),
+        SeccompAction::Errno(libc::EPERM as u32),
+    )?;
+    let enosys = compile(
+        "new mount API",
+        new_mount_api_syscalls()
+            .into_iter()
+            .map(|nr| (nr, vec![]))
+            .collect(),
+        SeccompAction::Errno(libc::ENOSYS as u32),
+    )?;
+    Ok((eperm, enosys))
+}
+
+/// The notify filter: `mount` and `umount2` go to the supervisor.
+pub fn notify_filter() -> Result<Program, FilterError> {
+    let mut prog = compile(
+        "notify",
+        notified_syscalls()
+            .into_iter()
+            .map(|nr| (nr, vec![]))
+            .collect(),
+        SeccompAction::Trace(SENTINEL),
+    )?;
+    let sentinel = SECCOMP_RET_TRACE | SENTINEL;
+    for insn in prog
+        .iter_mut()
+        .filter(|i| i.code == BPF_RET_K && i.k == sentinel)
+    {
+        insn.k = libc::SECCOMP_RET_USER_NOTIF;
+    }
+    Ok(prog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a classic BPF program over a seccomp_data, as the kernel would.
+    pub(crate) fn run(prog: &[libc::sock_filter], arch: u32, nr: i32) -> u32 {
+        let mut data = [0u32; 16];
+        data[0] = nr as u32;
+        data[1] = arch;
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let insn = prog[pc];
+            let class = u32::from(insn.code) & 0x07;
+            match class {
+                0x00 => acc = data[insn.k as usize / 4],
+                0x05 => {
+                    let op = u32::from(insn.code) & 0xf0;
+                    let taken = match op {
+                        0x00 => {
+                            pc += insn.k as usize + 1;
+                            continue;
+                        }
+                        0x10 => acc == insn.k,
+                        0x20 => acc > insn.k,
+                        0x30 => acc >= insn.k,
+                        0x40 => acc & insn.k != 0,
+                        _ => panic!("unknown jump {op:#x}"),
+                    };
+                    pc += 1 + usize::from(if taken { insn.jt } else { insn.jf });
+                    continue;
+                }
+                0x06 => return insn.k,
+                0x04 => {
+                    let op = u32::from(insn.code) & 0xf0;
+                    acc = match op {
+                        0x50 => acc & insn.k,
+                        _ => panic!("unknown alu {op:#x}"),
+                    };
+                }
+                _ => panic!("unknown class {class:#x}"),
+            }
+            pc += 1;
+        }
+    }
+
+    const NATIVE: u32 = 0xc000_003e;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn mount_is_notified_and_nothing_else() {
+        let prog = notify_filter().unwrap();
+        assert_eq!(
+            run(&prog, NATIVE, libc::SYS_mount as i32),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(
+            run(&prog, NATIVE, libc::SYS_umount2 as i32),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(
+            run(&prog, NATIVE, libc::SYS_getppid as i32),
+            libc::SECCOMP_RET_ALLOW
+        );
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn foreign_and_x32_numbers_answer_enosys() {
+        let enosys = errno_action(libc::ENOSYS);
+        let (deny, _) = deny_filter().unwrap();
+        for prog in [notify_filter().unwrap(), deny] {
+            // i386 mount through int 0x80.
+            assert_eq!(run(&prog, 0x4000_0003, 21), enosys);
+            assert_eq!(
+                run(&prog, NATIVE, 0x4000_0000 | libc::SYS_mount as i32),
+                enosys
+            );
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn global_operations_answer_eperm_and_the_new_mount_api_enosys() {
+        let (eperm, enosys) = deny_filter().unwrap();
+        for nr in [
+            libc::SYS_init_module,
+            libc::SYS_finit_module,
+            libc::SYS_kexec_load,
+            libc::SYS_iopl,
+        ] {
+            assert_eq!(run(&eperm, NATIVE, nr as i32), errno_action(libc::EPERM));
+        }
+        assert_eq!(
+            run(&eperm, NATIVE, libc::SYS_read as i32),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&enosys, NATIVE, libc::SYS_fsopen as i32),
+            errno_action(libc::ENOSYS)
+        );
+        assert_eq!(
+            run(&enosys, NATIVE, libc::SYS_mount as i32),
+            libc::SECCOMP_RET_ALLOW
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The supervisor's side of a seccomp listener.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use eci_ns::sys::{check_int, Errno, SysResult};
+
+/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6): wake the supervisor on the caller's CPU.
+const SYNC_WAKE_UP: u64 = 1;
+
+/// One trapped syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notification {
+    /// The kernel's cookie for this call.
+    pub id: u64,
+    /// The calling thread, in the supervisor's PID namespace.
+    pub pid: u32,
+    /// Syscall number.
+    pub nr: i32,
+    /// AUDIT_ARCH_* of the call.
+    pub arch: u32,
+    /// Raw arguments.
+    pub args: [u64; 6],
+}
+
+/// How the trapped call returns. There is deliberately no "continue": every call this crate
+/// traps is decided on copied arguments and, if allowed, performed by the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Fail with this errno.
+    Error(i32),
+    /// Succeed, returning this value.
+    Success(i64),
+}
+
+/// A seccomp notify listener.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+}
+
+impl Listener {
+    /// Takes a listener fd, asking for synchronous wake-ups where the kernel has them.
+    pub fn new(fd: OwnedFd) -> Listener {
+        // SAFETY: a valid listener fd and a u64 flag word.
+        let _ = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                SYNC_WAKE_UP,
+            )
+        };
+        Listener { fd }
+    }
+
+    /// Receives the next notification; `None` if it was withdrawn (the caller died or was
+    /// interrupted) before we got it.
+    pub fn receive(&self) -> SysResult<Option<Notification>> {
+        // SAFETY: an all-zero seccomp_notif is valid and the kernel requires it zeroed.
+        let mut raw: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: raw is a valid seccomp_notif for the kernel to fill.
+        match check_int(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut raw,
+            )
+        }) {
+            Ok(_) => Ok(Some(Notification {
+                id: raw.id,
+                pid: raw.pid,
+                nr: raw.data.nr,
+                arch: raw.data.arch,
+                args: raw.data.args,
+            })),
+            Err(Errno(libc::ENOENT)) | Err(Errno(libc::EINTR)) => Ok(None),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// Answers a notification. A caller that is already gone is not an error.
+    pub fn respond(&self, id: u64, reply: Reply) -> SysResult<()> {
+        let (val, error) = match reply {
+            Reply::Error(errno) => (0, -errno),
+            Reply::Success(val) => (val, 0),
+        };
+        let mut resp = libc::seccomp_notif_resp {
+            id,
+            val,
+            error,
+            flags: 0,
+        };
+        // SAFETY: resp is a valid seccomp_notif_resp.
+        match check_int(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &mut resp,
+            )
+        }) {
+            Ok(_) | Err(Errno(libc::ENOENT)) => Ok(()),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// True while the notification `id` is still pending: the caller has not died or been
+    /// interrupted, so its pid still names it. Checked after every read of its memory.
+    pub fn is_valid(&self, id: u64) -> bool {
+        let mut id = id;
+        // SAFETY: a valid listener fd and a pointer to a u64.
+        unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                &mut id,
+            ) == 0
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Reads a NUL-terminated string of at most `max` bytes (NUL excluded) from `pid`'s memory.
+/// Reads page by page, so a string that ends just before an unmapped page is still read.
+/// ENAMETOOLONG if no NUL comes within `max`; EFAULT for a bad address.
+pub fn read_string(pid: u32, addr: u64, max: usize) -> SysResult<Vec<u8>> {
+    const PAGE: u64 = 4096;
+    let mut out = Vec::with_capacity(256);
+    let mut at = addr;
+    while out.len() <= max {
+        let chunk = ((PAGE - at % PAGE) as usize).min(max + 1 - out.len());
+        let start = out.len();
+        out.resize(start + chunk, 0);
+        let local = libc::iovec {
+            iov_base: out[start..].as_mut_ptr().cast(),
+            iov_len: chunk,
+        };
+        let remote = libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: chunk,
+        };
+        // SAFETY: local points at `chunk` writable bytes we own; remote is only read by the
+        // kernel from the other process.
+        let read = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        if read <= 0 {
+            return Err(if read == 0 {
+                Errno(libc::EFAULT)
+            } else {
+                Errno::last()
+            });
+        }
+        out.truncate(start + read as usize);
+        if let Some(nul) = out[start..].iter().position(|b| *b == 0) {
+            out.truncate(start + nul);
+            return Ok(out);
+        }
+        at += read as u64;
+    }
+    Err(Errno(libc::ENAMETOOLONG))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_strings_across_page_boundaries() {
+        // A string that starts 3 bytes before a page boundary.
+        let mut buf = vec![0u8; 3 * 4096];
+        let base = buf.as_ptr() as usize;
+        let start = (base / 4096 + 1) * 4096 - 3 - base;
+        buf[start..start + 6].copy_from_slice(b"hello\0");
+        let me = std::process::id();
+        let addr = (base + start) as u64;
+        assert_eq!(read_string(me, addr, 100).unwrap(), b"hello");
+        assert_eq!(
+            read_string(me, addr, 3).unwrap_err(),
+            Errno(libc::ENAMETOOLONG)
+        );
+        assert_eq!(read_string(me, 8, 10).unwrap_err(), Errno(libc::EFAULT));
+    }
+}
