@@ -1,0 +1,178 @@
+//! eci-run: runs a command as root in a privileged container that cannot reach the host.
+//!
+//! ```text
+//! cargo run --release --example eci-run -- [OPTIONS] -- COMMAND [ARGS...]
+//! ```
+//! With no `--rootfs` or `--bundle`, the root is built from the host's own /usr, /bin, /sbin and
+//! /lib* (read-only) with a small /etc of its own. The container ID and its ID mapping go to
+//! stderr; the exit code is the command's.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use eci::{ContainerConfig, HostRootfs, Runtime, RuntimeConfig};
+use nix::sys::signal::{SigSet, Signal};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Run a command in an eci container")]
+struct Args {
+    /// Run in this root filesystem directory (read-only, as root with every capability).
+    #[arg(long, conflicts_with = "bundle")]
+    rootfs: Option<PathBuf>,
+    /// Run the OCI bundle in this directory (config.json and its rootfs).
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// Container ID [default: eci-PID].
+    #[arg(long)]
+    id: Option<String>,
+    /// Where the runtime keeps ID leases.
+    #[arg(long, default_value = "/run/eci")]
+    state_dir: PathBuf,
+    /// Bind a host directory into the container: HOST:CONTAINER[:ro]. Only paths the policy
+    /// shares are allowed.
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// Print what hardening changed in the spec.
+    #[arg(long)]
+    verbose: bool,
+    /// The command and its arguments (with --bundle, replaces the spec's process.args).
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// Signals passed on to the container instead of ending eci-run.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ECI_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("eci-run: {err}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
+    // Block the forwarded signals in every thread (the runtime's too); one thread waits for them.
+    let mut signals = SigSet::empty();
+    FORWARDED.iter().for_each(|s| signals.add(*s));
+    signals.thread_block()?;
+
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("eci-{}", std::process::id()));
+    let runtime = Runtime::new(RuntimeConfig {
+        state_dir: args.state_dir.clone(),
+        ..Default::default()
+    })?;
+    let mut host_rootfs = None;
+    let (spec, bundle) = match (&args.bundle, &args.rootfs) {
+        (Some(bundle), _) => {
+            let mut spec = eci::load_spec(bundle)?;
+            if !args.command.is_empty() {
+                let mut process = spec.process().clone().unwrap_or_default();
+                process.set_args(Some(args.command.clone()));
+                spec.set_process(Some(process));
+            }
+            (spec, bundle.clone())
+        }
+        (None, Some(rootfs)) => (
+            eci::privileged_spec(&std::fs::canonicalize(rootfs)?, command(&args), &[]),
+            PathBuf::from("/"),
+        ),
+        (None, None) => {
+            let rootfs = HostRootfs::create(&runtime.state_dir().join("rootfs").join(&id))?;
+            let spec = rootfs.spec(command(&args));
+            host_rootfs = Some(rootfs);
+            (spec, PathBuf::from("/"))
+        }
+    };
+    let spec = with_volumes(spec, &args.volumes)?;
+    let result = run_container(&runtime, &id, spec, bundle, args.verbose, signals);
+    if let Some(rootfs) = host_rootfs {
+        rootfs.remove()?;
+    }
+    result
+}
+
+/// Adds `-v HOST:CONTAINER[:ro]` binds to the spec.
+fn with_volumes(
+    mut spec: oci_spec::runtime::Spec,
+    volumes: &[String],
+) -> Result<oci_spec::runtime::Spec, String> {
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for volume in volumes {
+        let parts: Vec<&str> = volume.split(':').collect();
+        let (host, inside, read_only) = match parts.as_slice() {
+            [host, inside] => (host, inside, false),
+            [host, inside, "ro"] => (host, inside, true),
+            _ => return Err(format!("volume '{volume}' is not HOST:CONTAINER[:ro]")),
+        };
+        let mut mount = oci_spec::runtime::Mount::default();
+        mount.set_destination(PathBuf::from(inside));
+        mount.set_typ(Some("bind".into()));
+        mount.set_source(Some(PathBuf::from(host)));
+        let mut options = vec!["rbind".to_string()];
+        if read_only {
+            options.push("ro".into());
+        }
+        mount.set_options(Some(options));
+        mounts.push(mount);
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(spec)
+}
+
+fn command(args: &Args) -> Vec<String> {
+    if args.command.is_empty() {
+        vec!["sh".into()]
+    } else {
+        args.command.clone()
+    }
+}
+
+fn run_container(
+    runtime: &Runtime,
+    id: &str,
+    spec: oci_spec::runtime::Spec,
+    bundle: PathBuf,
+    verbose: bool,
+    signals: SigSet,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let mut container = runtime.create(ContainerConfig::new(id, spec).bundle(bundle))?;
+    let map = container.id_mapping();
+    eprintln!("eci-run: container {id}: uid and gid {map}");
+    if verbose {
+        for change in container.hardening_report() {
+            eprintln!("eci-run: hardening: {change}");
+        }
+    }
+    let forward = eci::eci_ns::PidFd::open(container.pid())?;
+    std::thread::spawn(move || {
+        while let Ok(signal) = signals.wait() {
+            if forward.signal(signal as i32).is_err() {
+                break;
+            }
+        }
+    });
+    container.start()?;
+    let status = container.wait()?;
+    container.delete()?;
+    Ok(status.code().clamp(0, 255) as u8)
+}

@@ -1,0 +1,597 @@
+//! A container: created, started, waited for, killed and deleted.
+
+use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use eci_idmap::{write_id_maps, Holder, Lease};
+use eci_mount::MountPlan;
+use eci_ns::channel::Channel;
+use eci_ns::failure::{Failure, Stage};
+use eci_ns::{spawn, ExitStatus, Namespaces, PidFd, SpawnError, SpawnRequest};
+use eci_policy::harden::{harden, Change, HardenContext};
+use eci_policy::ids::IdMapping;
+use eci_policy::mount::MountPolicy;
+use eci_seccomp::mount::{HelperConfig, MountVetter};
+use eci_seccomp::Registration;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroup::Cgroup;
+use crate::error::{Error, Result};
+use crate::init::{InitPlan, LISTENER, START};
+use crate::runtime::Shared;
+
+/// Descriptors for the container's stdin, stdout and stderr. `None` keeps the runtime's own.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    /// Standard input.
+    pub stdin: Option<OwnedFd>,
+    /// Standard output.
+    pub stdout: Option<OwnedFd>,
+    /// Standard error.
+    pub stderr: Option<OwnedFd>,
+}
+
+impl Stdio {
+    fn raw(&self) -> [RawFd; 3] {
+        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        [raw(&self.stdin), raw(&self.stdout), raw(&self.stderr)]
+    }
+}
+
+/// What to create.
+#[derive(Debug)]
+pub struct ContainerConfig {
+    /// The container's ID.
+    pub id: String,
+    /// The OCI runtime spec; hardened before use.
+    pub spec: Spec,
+    /// The bundle directory: a relative `root.path` and relative bind sources are resolved
+    /// against it.
+    pub bundle: PathBuf,
+    /// Standard streams.
+    pub stdio: Stdio,
+}
+
+impl ContainerConfig {
+    /// A container `id` running `spec`, with the current directory as its bundle.
+    pub fn new(id: impl Into<String>, spec: Spec) -> ContainerConfig {
+        ContainerConfig {
+            id: id.into(),
+            spec,
+            bundle: PathBuf::from("."),
+            stdio: Stdio::default(),
+        }
+    }
+
+    /// Sets the bundle directory.
+    pub fn bundle(mut self, dir: impl Into<PathBuf>) -> ContainerConfig {
+        self.bundle = dir.into();
+        self
+    }
+
+    /// Sets the standard streams.
+    pub fn stdio(mut self, stdio: Stdio) -> ContainerConfig {
+        self.stdio = stdio;
+        self
+    }
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Set up, its process waiting to be started.
+    Created,
+    /// Its process is running the spec's program.
+    Running,
+    /// Its process has exited.
+    Stopped(ExitStatus),
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Created => write!(f, "created"),
+            State::Running => write!(f, "running"),
+            State::Stopped(status) => write!(f, "stopped ({status})"),
+        }
+    }
+}
+
+/// A container. Dropping it deletes it (best effort); [`Container::delete`] reports errors.
+pub struct Container {
+    id: String,
+    state: State,
+    init: PidFd,
+    channel: Option<Channel>,
+    mapping: IdMapping,
+    report: Vec<Change>,
+    init_plan: InitPlan,
+    resources: Resources,
+    shared: Arc<Shared>,
+}
+
+/// What a container holds that must be given back, in the order it is given back.
+struct Resources {
+    registration: Option<Registration>,
+    vetter: Option<Arc<MountVetter>>,
+    cgroup: Option<Cgroup>,
+    lease: Option<Lease>,
+}
+
+impl Resources {
+    fn release(&mut self) -> Result<()> {
+        // The listener closes with the registration: any mount call still waiting fails.
+        self.registration.take();
+        self.vetter.take();
+        let cgroup = self.cgroup.take().map(|c| c.remove());
+        let lease = self.lease.take().map(|l| l.release());
+        cgroup.transpose()?;
+        lease.transpose()?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Container {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Container")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .field("pid", &self.init.pid())
+            .field("mapping", &self.mapping)
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn namespaces_of(spec: &Spec) -> Namespaces {
+    let mut set = Namespaces::empty();
+    for ns in spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.namespaces().iter().flatten())
+    {
+        set |= match ns.typ() {
+            LinuxNamespaceType::Mount => Namespaces::MOUNT,
+            LinuxNamespaceType::Cgroup => Namespaces::CGROUP,
+            LinuxNamespaceType::Uts => Namespaces::UTS,
+            LinuxNamespaceType::Ipc => Namespaces::IPC,
+            LinuxNamespaceType::User => Namespaces::USER,
+            LinuxNamespaceType::Pid => Namespaces::PID,
+            LinuxNamespaceType::Network => Namespaces::NET,
+            LinuxNamespaceType::Time => Namespaces::TIME,
+        };
+    }
+    set
+}
+
+/// Refuses what the runtime cannot do yet, rather than run less isolated than asked.
+fn check_supported(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    if linux.seccomp().is_some() {
+        return Err(Error::Unsupported(
+            "a seccomp profile in the spec (linux.seccomp)",
+        ));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|o| !o.is_empty()) {
+        return Err(Error::Unsupported("time namespace offsets"));
+    }
+    if spec.hooks().is_some() {
+        return Err(Error::Unsupported("OCI hooks"));
+    }
+    let process = spec.process().clone().unwrap_or_default();
+    if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
+        return Err(Error::Unsupported("AppArmor or SELinux labels"));
+    }
+    Ok(())
+}
+
+/// Resolves a path of the spec against the bundle, following symlinks on the host.
+fn resolve_in_bundle(bundle: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    std::fs::canonicalize(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        bundle.join(path)
+    })
+}
+
+impl Container {
+    pub(crate) fn create(shared: Arc<Shared>, config: ContainerConfig) -> Result<Container> {
+        let ContainerConfig {
+            id,
+            spec,
+            bundle,
+            stdio,
+        } = config;
+        if !valid_id(&id) {
+            return Err(Error::InvalidId(id));
+        }
+        if !shared.live.lock().expect("live set").insert(id.clone()) {
+            return Err(Error::Exists(id));
+        }
+        let created = Self::create_reserved(Arc::clone(&shared), &id, spec, &bundle, stdio);
+        if created.is_err() {
+            shared.live.lock().expect("live set").remove(&id);
+        }
+        created
+    }
+
+    fn create_reserved(
+        shared: Arc<Shared>,
+        id: &str,
+        spec: Spec,
+        bundle: &Path,
+        stdio: Stdio,
+    ) -> Result<Container> {
+        let bundle = std::fs::canonicalize(bundle).map_err(|source| Error::Path {
+            what: "bundle",
+            path: bundle.to_path_buf(),
+            source,
+        })?;
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
+        let rootfs = resolve_in_bundle(&bundle, &root).map_err(|source| Error::Path {
+            what: "rootfs",
+            path: bundle.join(&root),
+            source,
+        })?;
+        check_supported(&spec)?;
+
+        let holder = Holder::current().map_err(Error::io("reading the runtime's start time"))?;
+        let lease = shared.allocator.allocate(id, holder)?;
+        let block = lease.block();
+        let ctx = HardenContext {
+            policy: &shared.policy,
+            block,
+            runtime_caps: shared.runtime_caps,
+        };
+        let hardened = harden(spec, &ctx, &mut |p| resolve_in_bundle(&bundle, p))?;
+        let spec = hardened.spec;
+        let mount_plan = MountPlan::from_spec(&spec, &rootfs, block)?;
+        let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
+        let cgroup_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .unwrap_or_else(|| PathBuf::from(format!("/eci/{id}")));
+        let cgroup = Cgroup::new(&cgroup_path, id)?;
+        let resources_spec = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+
+        let mut resources = Resources {
+            registration: None,
+            vetter: None,
+            cgroup: Some(cgroup),
+            lease: Some(lease),
+        };
+        let spawned = {
+            let mapping = [block.mapping()];
+            let cgroup = resources.cgroup.as_ref().expect("just set");
+            let lease = resources.lease.as_ref().expect("just set");
+            let mut prepare =
+                |init: &PidFd| -> std::result::Result<(), eci_ns::spawn::PrepareError> {
+                    write_id_maps(init.pid(), &mapping, &mapping)?;
+                    cgroup.join(init.pid(), &resources_spec)?;
+                    set_rlimits(init.pid(), &spec)?;
+                    lease.add_holder(Holder::of(init.pid())?)?;
+                    Ok(())
+                };
+            let setup = || mount_plan.execute();
+            let init = |channel: &Channel| init_plan.run(channel);
+            spawn(SpawnRequest {
+                namespaces: namespaces_of(&spec),
+                setup: &setup,
+                init: &init,
+                prepare: &mut prepare,
+            })
+        };
+        let spawned = match spawned {
+            Ok(spawned) => spawned,
+            Err(err) => {
+                let _ = resources.release();
+                return Err(explain_spawn(err, &mount_plan, &init_plan));
+            }
+        };
+        // From here on the init exists: any error kills it before giving everything back.
+        let mut container = Container {
+            id: id.to_string(),
+            state: State::Created,
+            init: spawned.init,
+            channel: Some(spawned.channel),
+            mapping: block.mapping(),
+            report: hardened.report,
+            init_plan,
+            resources,
+            shared,
+        };
+        if let Err(err) = container.supervise(&mount_plan) {
+            let _ = container.destroy();
+            return Err(err);
+        }
+        Ok(container)
+    }
+
+    /// Receives the init's seccomp listener and starts vetting its mount calls.
+    fn supervise(&mut self, mount_plan: &MountPlan) -> Result<()> {
+        let channel = self
+            .channel
+            .as_ref()
+            .expect("a created container has its channel");
+        let listener = match channel.recv() {
+            Ok(Some((msg, mut fds))) if msg.kind == LISTENER => fds.take(),
+            Ok(Some((msg, _))) => {
+                let failure = Failure::from_message(&msg);
+                return Err(failure.map_or_else(
+                    || Error::Io {
+                        what: "talking to the init".into(),
+                        source: std::io::ErrorKind::InvalidData.into(),
+                    },
+                    |f| explain(f, mount_plan, &self.init_plan),
+                ));
+            }
+            Ok(None) => None,
+            Err(errno) => {
+                return Err(Error::Io {
+                    what: "talking to the init".into(),
+                    source: errno.into(),
+                })
+            }
+        };
+        let listener = listener.ok_or_else(|| Error::Setup {
+            what: "the container's init exited before handing over its seccomp listener".into(),
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        })?;
+        let pid = self.init.pid();
+        let initial = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
+            "reading the container's mount table (/proc/{pid}/mountinfo)"
+        )))?;
+        let mut initial: Vec<(u32, bool)> = initial.iter().map(|m| (m.id, m.read_only())).collect();
+        initial.sort_unstable();
+        let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
+            .map_err(Error::io("reading the container's user namespace"))?
+            .ino();
+        let policy = &self.shared.policy;
+        let config = HelperConfig {
+            policy: MountPolicy {
+                immutability: policy.immutability,
+                types: policy.mount_types,
+            },
+            userns,
+            initial,
+        };
+        let vetter = MountVetter::start(&self.init, config)?;
+        let handler: Arc<dyn eci_seccomp::supervisor::Handler> = vetter.clone();
+        self.resources.vetter = Some(vetter);
+        self.resources.registration = Some(
+            self.shared
+                .supervisor
+                .register(listener, handler)
+                .map_err(Error::io("registering the seccomp listener"))?,
+        );
+        Ok(())
+    }
+
+    /// Runs the spec's program. Returns once it has been executed inside the container.
+    pub fn start(&mut self) -> Result<()> {
+        if self.state != State::Created {
+            return Err(self.state_error("start"));
+        }
+        let channel = self
+            .channel
+            .take()
+            .expect("a created container has its channel");
+        channel
+            .send(eci_ns::channel::Message::of(START))
+            .map_err(|errno| Error::Io {
+                what: "starting the container".into(),
+                source: errno.into(),
+            })?;
+        // The channel closes when exec succeeds; a message means it failed.
+        match channel.recv() {
+            Ok(None) => {
+                self.state = State::Running;
+                Ok(())
+            }
+            Ok(Some((msg, _))) => {
+                let status = self.init.wait().ok();
+                self.state = State::Stopped(status.unwrap_or(ExitStatus::Exited(127)));
+                Err(Failure::from_message(&msg).map_or_else(
+                    || Error::Io {
+                        what: "starting the container".into(),
+                        source: std::io::ErrorKind::InvalidData.into(),
+                    },
+                    |f| Error::Setup {
+                        what: self.init_plan.explain(f.step),
+                        source: f.errno.into(),
+                    },
+                ))
+            }
+            Err(errno) => Err(Error::Io {
+                what: "starting the container".into(),
+                source: errno.into(),
+            }),
+        }
+    }
+
+    /// Waits for the container's process to exit.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        match self.state {
+            State::Stopped(status) => Ok(status),
+            State::Created => Err(self.state_error("wait before start")),
+            State::Running => {
+                let status = self.init.wait().map_err(|errno| Error::Io {
+                    what: format!("waiting for container '{}'", self.id),
+                    source: errno.into(),
+                })?;
+                self.state = State::Stopped(status);
+                Ok(status)
+            }
+        }
+    }
+
+    /// Sends `signal` to the container's init.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        if let State::Stopped(_) = self.state {
+            return Err(self.state_error("signal"));
+        }
+        self.init.signal(signal).map_err(|errno| Error::Io {
+            what: format!("signalling container '{}'", self.id),
+            source: errno.into(),
+        })
+    }
+
+    /// Deletes the container: kills what still runs, and gives back its helper, seccomp
+    /// registration, cgroup and ID block.
+    pub fn delete(mut self) -> Result<()> {
+        self.destroy()
+    }
+
+    fn destroy(&mut self) -> Result<()> {
+        if !matches!(self.state, State::Stopped(_)) {
+            let _ = self.init.signal(libc::SIGKILL);
+            let status = self
+                .init
+                .wait()
+                .unwrap_or(ExitStatus::Signaled(libc::SIGKILL));
+            self.state = State::Stopped(status);
+        }
+        self.channel.take();
+        let released = self.resources.release();
+        self.shared.live.lock().expect("live set").remove(&self.id);
+        released
+    }
+
+    fn state_error(&self, action: &'static str) -> Error {
+        Error::State {
+            id: self.id.clone(),
+            state: self.state,
+            action,
+        }
+    }
+
+    /// The container's ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The init's pid in the runtime's PID namespace.
+    pub fn pid(&self) -> i32 {
+        self.init.pid()
+    }
+
+    /// The container's current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The container's uid and gid mapping (its whole ID block).
+    pub fn id_mapping(&self) -> IdMapping {
+        self.mapping
+    }
+
+    /// What hardening changed in the spec.
+    pub fn hardening_report(&self) -> &[Change] {
+        &self.report
+    }
+
+    /// The process handle of the init.
+    pub fn pidfd(&self) -> &PidFd {
+        &self.init
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.resources.lease.is_some() || self.resources.cgroup.is_some() {
+            if let Err(err) = self.destroy() {
+                tracing::warn!(container = %self.id, "deleting on drop: {err}");
+            }
+        }
+    }
+}
+
+fn set_rlimits(pid: i32, spec: &Spec) -> std::io::Result<()> {
+    use oci_spec::runtime::PosixRlimitType as T;
+    for limit in spec
+        .process()
+        .iter()
+        .flat_map(|p| p.rlimits().iter().flatten())
+    {
+        let resource = match limit.typ() {
+            T::RlimitCpu => libc::RLIMIT_CPU,
+            T::RlimitFsize => libc::RLIMIT_FSIZE,
+            T::RlimitData => libc::RLIMIT_DATA,
+            T::RlimitStack => libc::RLIMIT_STACK,
+            T::RlimitCore => libc::RLIMIT_CORE,
+            T::RlimitRss => libc::RLIMIT_RSS,
+            T::RlimitNproc => libc::RLIMIT_NPROC,
+            T::RlimitNofile => libc::RLIMIT_NOFILE,
+            T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+            T::RlimitAs => libc::RLIMIT_AS,
+            T::RlimitLocks => libc::RLIMIT_LOCKS,
+            T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+            T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+            T::RlimitNice => libc::RLIMIT_NICE,
+            T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+            T::RlimitRttime => libc::RLIMIT_RTTIME,
+        };
+        let value = libc::rlimit {
+            rlim_cur: limit.soft(),
+            rlim_max: limit.hard(),
+        };
+        // SAFETY: value is a valid rlimit; a NULL old-limit pointer is allowed.
+        if unsafe { libc::prlimit(pid, resource, &value, std::ptr::null_mut()) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn explain(failure: Failure, mounts: &MountPlan, init: &InitPlan) -> Error {
+    let what = match failure.stage {
+        Stage::Mounts => mounts.explain(failure.step),
+        Stage::Init => init.explain(failure.step),
+        stage => format!("{} (step {})", stage.describe(), failure.step),
+    };
+    Error::Setup {
+        what,
+        source: failure.errno.into(),
+    }
+}
+
+fn explain_spawn(err: SpawnError, mounts: &MountPlan, init: &InitPlan) -> Error {
+    match err {
+        SpawnError::Child(failure) => explain(failure, mounts, init),
+        other => Error::Spawn(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_id;
+
+    #[test]
+    fn ids_are_path_safe() {
+        for good in ["a", "web-1", "x.y_z", &"a".repeat(128)] {
+            assert!(valid_id(good), "{good}");
+        }
+        for bad in ["", ".hidden", "a/b", "..", "a b", &"a".repeat(129)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The facade's error type: every way creating or running a container can fail, each naming
+//! what was wrong.
+
+use std::path::PathBuf;
+
+/// Why a container operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A container ID that cannot be used in paths and records.
+    #[error("container id '{0}' is invalid: use 1-128 letters, digits, '.', '_' or '-', not starting with '.'")]
+    InvalidId(String),
+    /// The runtime already has a container with this ID.
+    #[error("container '{0}' already exists")]
+    Exists(String),
+    /// The rootfs or bundle cannot be used.
+    #[error("{what} {}: {source}", path.display())]
+    Path {
+        /// "rootfs" or "bundle".
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        source: std::io::Error,
+    },
+    /// The spec file cannot be parsed.
+    #[error("{}: {reason}", path.display())]
+    SpecFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        reason: String,
+    },
+    /// The spec cannot be made safe.
+    #[error("spec refused: {0}")]
+    Spec(#[from] eci_policy::harden::HardenError),
+    /// The spec asks for something this runtime does not do yet; running without it would be
+    /// less isolated or different from what was asked.
+    #[error("spec refused: {0} is not supported yet")]
+    Unsupported(&'static str),
+    /// The mount table cannot be planned.
+    #[error("spec refused: {0}")]
+    Mounts(#[from] eci_mount::PlanError),
+    /// The process cannot be prepared.
+    #[error("spec refused: {0}")]
+    Process(#[from] crate::init::ProcessError),
+    /// No ID block could be leased.
+    #[error(transparent)]
+    Ids(#[from] eci_idmap::AllocError),
+    /// The seccomp filters could not be built.
+    #[error(transparent)]
+    Filters(#[from] eci_seccomp::filters::FilterError),
+    /// A cgroup operation failed.
+    #[error("cgroup {}: {reason}", path.display())]
+    Cgroup {
+        /// The cgroup path.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// Starting the container failed in one of its processes.
+    #[error("{what}: {source}")]
+    Setup {
+        /// What was being done, in words.
+        what: String,
+        /// The kernel's error.
+        source: std::io::Error,
+    },
+    /// Starting the container's processes failed.
+    #[error(transparent)]
+    Spawn(#[from] eci_ns::SpawnError),
+    /// The mount helper could not start.
+    #[error(transparent)]
+    Helper(#[from] eci_ns::helper::HelperError),
+    /// The operation does not fit the container's state.
+    #[error("container '{id}' is {state}; cannot {action}")]
+    State {
+        /// The container.
+        id: String,
+        /// Its state.
+        state: crate::State,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// Any other failed system call in the runtime.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+/// Results of the facade.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Reads `config.json` of a bundle. Errors name the file, line and column.
+///
+/// ```no_run
+/// let spec = eci::load_spec("bundle".as_ref())?;
+/// # Ok::<(), eci::Error>(())
+/// ```
+pub fn load_spec(bundle: &std::path::Path) -> Result<oci_spec::runtime::Spec> {
+    let path = bundle.join("config.json");
+    let file = std::fs::File::open(&path).map_err(|source| Error::Path {
+        what: "spec",
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_reader(std::io::BufReader::new(file)).map_err(|err| Error::SpecFile {
+        path,
+        reason: err.to_string(),
+    })
+}

@@ -1,0 +1,460 @@
+//! What the container's init does once its mounts exist: hostname, seccomp, identity,
+//! capabilities, exec. Built from the hardened spec in the runtime; run after fork, so the run
+//! is allocation-free and every string and pointer array is prepared here.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+
+use eci_ns::channel::{Channel, Message};
+use eci_ns::failure::{Failure, Stage};
+use eci_ns::sys::{self, check, check_int, Errno, SysResult};
+use eci_policy::caps::CapSet;
+use eci_seccomp::Filters;
+use oci_spec::runtime::{Process, Spec};
+
+/// Message kind: the init's seccomp listener (with the fd).
+pub(crate) const LISTENER: u32 = 0x3000;
+/// Message kind: the runtime says start.
+pub(crate) const START: u32 = 0x3001;
+
+/// Steps of the init, as failures name them.
+pub(crate) mod step {
+    pub const HOSTNAME: u32 = 1;
+    pub const DOMAINNAME: u32 = 2;
+    pub const SYSCTL: u32 = 3;
+    pub const SECCOMP: u32 = 10;
+    pub const SEND_LISTENER: u32 = 11;
+    pub const WAIT_START: u32 = 12;
+    pub const STDIO: u32 = 20;
+    pub const GROUPS: u32 = 21;
+    pub const GID: u32 = 22;
+    pub const UID: u32 = 23;
+    pub const BOUNDING: u32 = 24;
+    pub const CAPSET: u32 = 25;
+    pub const AMBIENT: u32 = 26;
+    pub const NO_NEW_PRIVS: u32 = 27;
+    pub const CWD: u32 = 28;
+    pub const CLOSE_FDS: u32 = 29;
+    pub const EXEC: u32 = 30;
+}
+
+/// Strings and the NULL-terminated pointer array execve takes, built once.
+struct StringArray {
+    strings: Vec<CString>,
+    pointers: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the pointers point into the CStrings of the same value, which are never mutated or
+// dropped while it lives (CString data is on the heap and does not move with the Vec), so
+// sharing or sending it shares or sends read-only pointers to immutable data.
+unsafe impl Sync for StringArray {}
+// SAFETY: as above.
+unsafe impl Send for StringArray {}
+
+impl StringArray {
+    fn new(strings: Vec<CString>) -> StringArray {
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        StringArray { strings, pointers }
+    }
+}
+
+/// Capability sets as capset(2) and prctl(2) take them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Caps {
+    bounding: CapSet,
+    effective: CapSet,
+    permitted: CapSet,
+    inheritable: CapSet,
+    ambient: CapSet,
+}
+
+/// The init's work after its mounts, prepared.
+pub(crate) struct InitPlan {
+    hostname: Option<CString>,
+    domainname: Option<CString>,
+    sysctls: Vec<(CString, CString)>,
+    uid: u32,
+    gid: u32,
+    groups: Vec<libc::gid_t>,
+    umask: Option<u32>,
+    caps: Caps,
+    last_cap: u8,
+    no_new_privs: bool,
+    cwd: CString,
+    args: StringArray,
+    env: StringArray,
+    search_path: Vec<CString>,
+    stdio: [RawFd; 3],
+    filters: Filters,
+}
+
+/// Why a spec's process cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// A string with a NUL byte.
+    #[error("{0} contains a NUL byte")]
+    Nul(&'static str),
+    /// A terminal was asked for.
+    #[error("process.terminal is not supported by this runtime yet; run without a terminal")]
+    Terminal,
+    /// No process.
+    #[error("the spec has no process")]
+    Missing,
+}
+
+fn cstr(bytes: &[u8], what: &'static str) -> Result<CString, ProcessError> {
+    CString::new(bytes).map_err(|_| ProcessError::Nul(what))
+}
+
+impl InitPlan {
+    pub(crate) fn new(
+        spec: &Spec,
+        stdio: [RawFd; 3],
+        filters: Filters,
+        last_cap: u8,
+    ) -> Result<InitPlan, ProcessError> {
+        let process: &Process = spec.process().as_ref().ok_or(ProcessError::Missing)?;
+        if process.terminal() == Some(true) {
+            return Err(ProcessError::Terminal);
+        }
+        let args: Vec<CString> = process
+            .args()
+            .iter()
+            .flatten()
+            .map(|a| cstr(a.as_bytes(), "process.args"))
+            .collect::<Result<_, _>>()?;
+        let env: Vec<CString> = process
+            .env()
+            .iter()
+            .flatten()
+            .map(|e| cstr(e.as_bytes(), "process.env"))
+            .collect::<Result<_, _>>()?;
+        let path = process
+            .env()
+            .iter()
+            .flatten()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        let search_path = path
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| cstr(d.as_bytes(), "PATH"))
+            .collect::<Result<_, _>>()?;
+        let caps = process
+            .capabilities()
+            .as_ref()
+            .map_or(Caps::default(), |c| {
+                let set = |s: &Option<oci_spec::runtime::Capabilities>| {
+                    s.as_ref().map_or(CapSet::default(), CapSet::from_spec)
+                };
+                Caps {
+                    bounding: set(c.bounding()),
+                    effective: set(c.effective()),
+                    permitted: set(c.permitted()),
+                    inheritable: set(c.inheritable()),
+                    ambient: set(c.ambient()),
+                }
+            });
+        let sysctls = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.sysctl().clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| {
+                let path = format!("/proc/sys/{}", key.replace('.', "/"));
+                Ok((
+                    cstr(path.as_bytes(), "sysctl")?,
+                    cstr(value.as_bytes(), "sysctl value")?,
+                ))
+            })
+            .collect::<Result<_, ProcessError>>()?;
+        let user = process.user();
+        Ok(InitPlan {
+            hostname: spec
+                .hostname()
+                .as_ref()
+                .map(|h| cstr(h.as_bytes(), "hostname"))
+                .transpose()?,
+            domainname: spec
+                .domainname()
+                .as_ref()
+                .map(|d| cstr(d.as_bytes(), "domainname"))
+                .transpose()?,
+            sysctls,
+            uid: user.uid(),
+            gid: user.gid(),
+            groups: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask(),
+            caps,
+            last_cap,
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            cwd: cstr(process.cwd().as_os_str().as_bytes(), "process.cwd")?,
+            args: StringArray::new(args),
+            env: StringArray::new(env),
+            search_path,
+            stdio,
+            filters,
+        })
+    }
+
+    /// The program the init will run.
+    pub(crate) fn program(&self) -> String {
+        self.args
+            .strings
+            .first()
+            .map_or_else(String::new, |a| a.to_string_lossy().into_owned())
+    }
+
+    /// Runs in the init: returns only on failure.
+    pub(crate) fn run(&self, channel: &Channel) -> Failure {
+        match self.run_steps(channel) {
+            Ok(never) => match never {},
+            Err((step, errno)) => Failure {
+                stage: Stage::Init,
+                step,
+                errno,
+            },
+        }
+    }
+
+    fn run_steps(&self, channel: &Channel) -> Result<std::convert::Infallible, (u32, Errno)> {
+        let at = |step: u32| move |errno: Errno| (step, errno);
+        if let Some(name) = &self.hostname {
+            // SAFETY: name is a valid buffer of the given length.
+            check_int(unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) })
+                .map_err(at(step::HOSTNAME))?;
+        }
+        if let Some(name) = &self.domainname {
+            // SAFETY: name is a valid buffer of the given length.
+            check_int(unsafe { libc::setdomainname(name.as_ptr(), name.as_bytes().len()) })
+                .map_err(at(step::DOMAINNAME))?;
+        }
+        for (path, value) in &self.sysctls {
+            write_file(path, value.as_bytes()).map_err(at(step::SYSCTL))?;
+        }
+        let listener = self
+            .filters
+            .install()
+            .map_err(|(_, errno)| (step::SECCOMP, errno))?;
+        let sent = channel.send_with_fds(Message::of(LISTENER), &[listener]);
+        // A container that kept its listener could answer its own mount calls.
+        sys::close(listener);
+        sent.map_err(at(step::SEND_LISTENER))?;
+        match channel.recv() {
+            Ok(Some((msg, _))) if msg.kind == START => {}
+            Ok(_) => sys::exit(1),
+            Err(errno) => return Err((step::WAIT_START, errno)),
+        }
+        self.set_stdio().map_err(at(step::STDIO))?;
+        self.set_identity()?;
+        if self.no_new_privs {
+            // SAFETY: prctl with integer arguments.
+            check_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+                .map_err(at(step::NO_NEW_PRIVS))?;
+        }
+        if let Some(mask) = self.umask {
+            // SAFETY: umask cannot fail.
+            unsafe { libc::umask(mask as libc::mode_t) };
+        }
+        // SAFETY: cwd is NUL-terminated.
+        check_int(unsafe { libc::chdir(self.cwd.as_ptr()) }).map_err(at(step::CWD))?;
+        // Nothing of the runtime's survives exec; the channel closes on exec, which tells the
+        // runtime that exec succeeded.
+        sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC).map_err(at(step::CLOSE_FDS))?;
+        reset_signals();
+        Err((step::EXEC, self.exec()))
+    }
+
+    /// Puts the runtime-supplied descriptors at 0, 1 and 2.
+    fn set_stdio(&self) -> SysResult<()> {
+        let mut moved = [-1; 3];
+        for (i, &fd) in self.stdio.iter().enumerate() {
+            if fd >= 0 {
+                // First out of the way of 0-2, so one source cannot be overwritten by another.
+                // SAFETY: fcntl with integer arguments.
+                moved[i] = check_int(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) })?;
+            }
+        }
+        for (target, &fd) in moved.iter().enumerate() {
+            if fd >= 0 {
+                // SAFETY: dup2 with integer arguments; the copy at `target` is not close-on-exec.
+                check_int(unsafe { libc::dup2(fd, target as RawFd) })?;
+                sys::close(fd);
+            }
+        }
+        Ok(())
+    }
+
+    /// Groups, then the bounding set (dropping needs CAP_SETPCAP, which a switch to a non-root
+    /// uid clears from the effective set), then the uid with capabilities kept, then the final
+    /// capability sets.
+    fn set_identity(&self) -> Result<(), (u32, Errno)> {
+        let at = |step: u32| move |errno: Errno| (step, errno);
+        // SAFETY: plain syscalls; groups is a valid array of the given length.
+        unsafe {
+            check_int(libc::setgroups(self.groups.len(), self.groups.as_ptr()))
+                .map_err(at(step::GROUPS))?;
+            check_int(libc::setresgid(self.gid, self.gid, self.gid)).map_err(at(step::GID))?;
+        }
+        for cap in (0..=self.last_cap).filter(|cap| !self.caps.bounding.has(*cap)) {
+            // SAFETY: prctl with integer arguments.
+            check_int(unsafe {
+                libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0)
+            })
+            .map_err(at(step::BOUNDING))?;
+        }
+        // SAFETY: plain syscalls with integer arguments.
+        unsafe {
+            check_int(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0)).map_err(at(step::UID))?;
+            check_int(libc::setresuid(self.uid, self.uid, self.uid)).map_err(at(step::UID))?;
+            check_int(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0)).map_err(at(step::UID))?;
+        }
+        capset(self.caps).map_err(at(step::CAPSET))?;
+        for cap in (0..=self.last_cap).filter(|cap| self.caps.ambient.has(*cap)) {
+            // SAFETY: prctl with integer arguments.
+            check_int(unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    libc::c_ulong::from(cap),
+                    0,
+                    0,
+                )
+            })
+            .map_err(at(step::AMBIENT))?;
+        }
+        Ok(())
+    }
+
+    /// execve, searching PATH like execvp when the program has no slash. Returns the error.
+    fn exec(&self) -> Errno {
+        let Some(program) = self.args.strings.first() else {
+            return Errno(libc::ENOENT);
+        };
+        if program.as_bytes().contains(&b'/') {
+            return execve(program, &self.args, &self.env);
+        }
+        let program = program.as_bytes();
+        let mut best = Errno(libc::ENOENT);
+        let mut buf = [0u8; 4096];
+        for dir in &self.search_path {
+            let dir = dir.as_bytes();
+            let len = dir.len() + 1 + program.len();
+            if len >= buf.len() {
+                continue;
+            }
+            buf[..dir.len()].copy_from_slice(dir);
+            buf[dir.len()] = b'/';
+            buf[dir.len() + 1..len].copy_from_slice(program);
+            buf[len] = 0;
+            let Ok(path) = CStr::from_bytes_with_nul(&buf[..=len]) else {
+                continue;
+            };
+            match execve(path, &self.args, &self.env) {
+                Errno(libc::ENOENT) | Errno(libc::ENOTDIR) => {}
+                Errno(libc::EACCES) => best = Errno(libc::EACCES),
+                other => return other,
+            }
+        }
+        best
+    }
+
+    /// What a failed init step means, in words.
+    pub(crate) fn explain(&self, step: u32) -> String {
+        let program = self.program();
+        match step {
+            step::HOSTNAME => "setting the hostname".into(),
+            step::DOMAINNAME => "setting the domain name".into(),
+            step::SYSCTL => "writing the spec's sysctls".into(),
+            step::SECCOMP => "installing the seccomp filters".into(),
+            step::SEND_LISTENER => "handing the seccomp listener to the runtime".into(),
+            step::WAIT_START => "waiting for start".into(),
+            step::STDIO => "setting up stdin, stdout and stderr".into(),
+            step::GROUPS => format!("setting supplementary groups {:?}", self.groups),
+            step::GID => format!("switching to gid {}", self.gid),
+            step::UID => format!("switching to uid {}", self.uid),
+            step::BOUNDING => "limiting the capability bounding set".into(),
+            step::CAPSET => "setting capabilities".into(),
+            step::AMBIENT => "raising ambient capabilities".into(),
+            step::NO_NEW_PRIVS => "setting no_new_privs".into(),
+            step::CWD => format!(
+                "changing to the working directory {}",
+                self.cwd.to_string_lossy()
+            ),
+            step::CLOSE_FDS => "closing the runtime's descriptors".into(),
+            step::EXEC => format!("executing '{program}' in the container"),
+            other => format!("init step {other}"),
+        }
+    }
+}
+
+/// Gives the program default signal handling: ignored signals (Rust ignores SIGPIPE) and a
+/// blocked mask would otherwise survive exec.
+fn reset_signals() {
+    // SAFETY: an all-zero sigaction is SIG_DFL with an empty mask; sigaction and sigprocmask
+    // are async-signal-safe. SIGKILL and SIGSTOP fail harmlessly.
+    unsafe {
+        let default: libc::sigaction = std::mem::zeroed();
+        for signal in 1..libc::SIGRTMAX() {
+            libc::sigaction(signal, &default, std::ptr::null_mut());
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+fn execve(path: &CStr, args: &StringArray, env: &StringArray) -> Errno {
+    // SAFETY: path is NUL-terminated; both arrays are NULL-terminated arrays of pointers to
+    // NUL-terminated strings they own.
+    unsafe { libc::execve(path.as_ptr(), args.pointers.as_ptr(), env.pointers.as_ptr()) };
+    Errno::last()
+}
+
+fn write_file(path: &CStr, value: &[u8]) -> SysResult<()> {
+    // SAFETY: path is NUL-terminated.
+    let fd = check_int(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: value is a valid buffer of the given length.
+    let written =
+        check(unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) } as libc::c_long);
+    sys::close(fd);
+    written.map(drop)
+}
+
+fn capset(caps: Caps) -> SysResult<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let half = |set: CapSet, i: u32| (set.0 >> (32 * i)) as u32;
+    let data: [Data; 2] = std::array::from_fn(|i| {
+        let i = i as u32;
+        Data {
+            effective: half(caps.effective, i),
+            permitted: half(caps.permitted, i),
+            inheritable: half(caps.inheritable, i),
+        }
+    });
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: header and data are valid version-3 capset arguments.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) })
+        .map(drop)
+}

@@ -1,0 +1,158 @@
+//! The runtime: settings, the ID allocator, the seccomp supervisor and the compiled filters,
+//! shared by every container it creates.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use eci_idmap::Allocator;
+use eci_policy::caps::CapSet;
+use eci_policy::Policy;
+use eci_seccomp::{Filters, Supervisor};
+
+use crate::container::{Container, ContainerConfig};
+use crate::error::{Error, Result};
+
+/// How a runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where the ID leases (and the runtime's other state) live. Shared by every runtime on the
+    /// host that hands out blocks from the same pool.
+    pub state_dir: PathBuf,
+    /// The isolation settings.
+    pub policy: Policy,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            state_dir: PathBuf::from("/run/eci"),
+            policy: Policy::default(),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) policy: Policy,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) allocator: Allocator,
+    pub(crate) supervisor: Supervisor,
+    pub(crate) filters: Filters,
+    pub(crate) runtime_caps: CapSet,
+    pub(crate) last_cap: u8,
+    pub(crate) live: Mutex<HashSet<String>>,
+}
+
+/// A runtime that creates protected containers.
+///
+/// ```no_run
+/// use eci::{ContainerConfig, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
+/// let spec = oci_spec::runtime::Spec::load("bundle/config.json")?;
+/// let mut container = runtime.create(ContainerConfig::new("web-1", spec).bundle("bundle"))?;
+/// container.start()?;
+/// let status = container.wait()?;
+/// container.delete()?;
+/// println!("{status}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("state_dir", &self.shared.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Opens the state directory, reclaims ID blocks of containers that no longer exist, compiles
+    /// the seccomp filters and starts the supervisor.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime> {
+        std::fs::create_dir_all(&config.state_dir).map_err(Error::io(format!(
+            "creating the state directory {}",
+            config.state_dir.display()
+        )))?;
+        let state_dir = std::fs::canonicalize(&config.state_dir).map_err(Error::io(format!(
+            "resolving {}",
+            config.state_dir.display()
+        )))?;
+        let policy = config
+            .policy
+            .with_state_dir(&state_dir)
+            .map_err(|e| Error::Io {
+                what: "restricting the state directory".into(),
+                source: std::io::Error::other(e),
+            })?;
+        let allocator = Allocator::open(&state_dir.join("idmap"), policy.id_pool)?;
+        let supervisor =
+            Supervisor::start().map_err(Error::io("starting the seccomp supervisor"))?;
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                filters: Filters::build()?,
+                runtime_caps: own_bounding_set()?,
+                last_cap: last_cap()?,
+                policy,
+                state_dir,
+                allocator,
+                supervisor,
+                live: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// Creates a container: everything set up, its process waiting for [`Container::start`].
+    pub fn create(&self, config: ContainerConfig) -> Result<Container> {
+        Container::create(Arc::clone(&self.shared), config)
+    }
+
+    /// The settings in force (with the state directory restricted).
+    pub fn policy(&self) -> &Policy {
+        &self.shared.policy
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.shared.state_dir
+    }
+
+    /// The ID allocator, to inspect leases.
+    pub fn allocator(&self) -> &Allocator {
+        &self.shared.allocator
+    }
+
+    /// Number of containers whose mount calls are being vetted.
+    pub fn supervised(&self) -> usize {
+        self.shared.supervisor.listeners()
+    }
+}
+
+/// The runtime's own capability bounding set: a container never gets more.
+fn own_bounding_set() -> Result<CapSet> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(Error::io("reading /proc/self/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .map(CapSet)
+        .ok_or_else(|| Error::Io {
+            what: "reading CapBnd".into(),
+            source: std::io::ErrorKind::InvalidData.into(),
+        })
+}
+
+/// The highest capability the kernel knows; every one above the spec's bounding set is dropped.
+fn last_cap() -> Result<u8> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .map_err(Error::io("reading /proc/sys/kernel/cap_last_cap"))?;
+    text.trim().parse().map_err(|_| Error::Io {
+        what: "parsing cap_last_cap".into(),
+        source: std::io::ErrorKind::InvalidData.into(),
+    })
+}

@@ -1,0 +1,154 @@
+//! Bad specs give clear errors and leave nothing behind: no ID lease, cgroup, mount or process.
+//! One test, so that nothing else runs in this process while it checks.
+
+mod common;
+
+use std::path::Path;
+
+use common::{probe_mount, runtime, STATE_DIR};
+use eci::oci_spec::runtime::{LinuxIdMappingBuilder, Mount, Spec};
+use eci::{ContainerConfig, Error, HostRootfs};
+
+fn attempt(name: &str, edit: impl FnOnce(&mut Spec)) -> (String, Result<eci::Container, Error>) {
+    let id = format!("bad-{}-{name}", std::process::id());
+    let rootfs = HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    let mut mounts = spec.mounts().clone().unwrap();
+    mounts.push(probe_mount());
+    spec.set_mounts(Some(mounts));
+    edit(&mut spec);
+    let result = runtime().create(ContainerConfig::new(id.clone(), spec));
+    rootfs.remove().unwrap();
+    (id, result)
+}
+
+fn expect_error(
+    name: &str,
+    edit: impl FnOnce(&mut Spec),
+    check: impl FnOnce(&Error) -> bool,
+) -> String {
+    let (id, result) = attempt(name, edit);
+    match result {
+        Ok(_) => panic!("{name}: the bad spec was accepted"),
+        Err(err) => {
+            assert!(check(&err), "{name}: unexpected error: {err}");
+            eprintln!("{name}: {err}");
+        }
+    }
+    id
+}
+
+fn children() -> Vec<String> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(list.split_whitespace().map(str::to_string));
+    }
+    out
+}
+
+#[test]
+fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
+    let mut ids = Vec::new();
+    ids.push(expect_error(
+        "missing-rootfs",
+        |spec| {
+            spec.root_mut()
+                .as_mut()
+                .unwrap()
+                .set_path("/nonexistent/rootfs".into());
+        },
+        |e| {
+            matches!(e, Error::Path { what: "rootfs", .. })
+                && e.to_string().contains("/nonexistent/rootfs")
+        },
+    ));
+    ids.push(expect_error(
+        "overlapping-mappings",
+        |spec| {
+            let m = |c: u32, h: u32| {
+                LinuxIdMappingBuilder::default()
+                    .container_id(c)
+                    .host_id(h)
+                    .size(100u32)
+                    .build()
+                    .unwrap()
+            };
+            let mut linux = spec.linux().clone().unwrap();
+            linux.set_uid_mappings(Some(vec![m(0, 100_000), m(50, 200_000)]));
+            spec.set_linux(Some(linux));
+        },
+        |e| e.to_string().contains("uidMappings") && e.to_string().contains("overlap"),
+    ));
+    ids.push(expect_error(
+        "relative-destination",
+        |spec| {
+            let mut mount = Mount::default();
+            mount.set_destination("data".into());
+            mount.set_typ(Some("tmpfs".into()));
+            spec.mounts_mut().as_mut().unwrap().push(mount);
+        },
+        |e| e.to_string().contains("'data' is not absolute"),
+    ));
+    // Refused by the kernel in the mounter, after the init exists.
+    ids.push(expect_error(
+        "kernel-refuses-mount",
+        |spec| {
+            let mut mount = Mount::default();
+            mount.set_destination("/data".into());
+            mount.set_typ(Some("tmpfs".into()));
+            mount.set_options(Some(vec!["size=not-a-size".into()]));
+            spec.mounts_mut().as_mut().unwrap().push(mount);
+        },
+        |e| matches!(e, Error::Setup { .. }) && e.to_string().contains("mounting tmpfs at /data"),
+    ));
+    // Created, but the program does not exist: start fails, delete cleans up.
+    let (id, created) = attempt("no-such-program", |spec| {
+        spec.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_args(Some(vec!["/no/such/program".into()]));
+    });
+    let mut container = created.expect("creating succeeds; exec is at start");
+    let err = container.start().unwrap_err();
+    assert!(
+        err.to_string().contains("executing '/no/such/program'"),
+        "{err}"
+    );
+    container.delete().unwrap();
+    ids.push(id);
+
+    // A spec file with an unknown namespace type.
+    let bundle = tempfile::tempdir().unwrap();
+    let mut json = serde_json::to_value(Spec::default()).unwrap();
+    json["linux"]["namespaces"][0]["type"] = "bogus".into();
+    std::fs::write(
+        bundle.path().join("config.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+    let err = eci::load_spec(bundle.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown variant `bogus`") && err.to_string().contains("line"),
+        "{err}"
+    );
+
+    // Nothing is left behind.
+    let leases = runtime().allocator().leases().unwrap();
+    for id in &ids {
+        assert!(
+            !leases.iter().any(|l| &l.owner == id),
+            "lease of {id} left behind"
+        );
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let dir = hierarchy.path().join("eci").join(id);
+            assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+        }
+    }
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !host_mounts.contains(STATE_DIR),
+        "a mount under {STATE_DIR} is visible on the host"
+    );
+    assert_eq!(children(), Vec::<String>::new(), "processes left behind");
+}

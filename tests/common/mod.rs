@@ -1,0 +1,133 @@
+//! Shared harness: a runtime for the test binary and a way to run a command in a fresh
+//! privileged container built from the host's /usr, with eci-probe at /probe.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use eci::oci_spec::runtime::{Mount, Spec};
+use eci::{Container, ContainerConfig, HostRootfs, Policy, Runtime, RuntimeConfig, Stdio};
+
+pub const STATE_DIR: &str = "/run/eci-test";
+pub const PROBE: &str = env!("CARGO_BIN_EXE_eci-probe");
+
+/// The test binary's runtime. Its policy also shares the directory of eci-probe, read-only.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let mut policy = Policy::default();
+        let probe_dir = Path::new(PROBE).parent().unwrap();
+        policy.paths.share(probe_dir, true).unwrap();
+        Runtime::new(RuntimeConfig {
+            state_dir: PathBuf::from(STATE_DIR),
+            policy,
+        })
+        .expect("runtime")
+    })
+}
+
+/// A unique container ID for this test binary.
+pub fn unique_id(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A container with its host rootfs, removed together.
+pub struct TestContainer {
+    pub container: Option<Container>,
+    pub rootfs: Option<HostRootfs>,
+    stdout: Option<std::fs::File>,
+}
+
+impl TestContainer {
+    pub fn container(&mut self) -> &mut Container {
+        self.container.as_mut().unwrap()
+    }
+
+    /// Starts, waits, and returns (exit code, stdout).
+    pub fn run_to_end(&mut self) -> (i32, String) {
+        let container = self.container.as_mut().unwrap();
+        container.start().expect("start");
+        let status = container.wait().expect("wait");
+        let mut out = String::new();
+        self.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        (status.code(), out)
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        if let Some(container) = self.container.take() {
+            container.delete().expect("delete");
+        }
+        if let Some(rootfs) = self.rootfs.take() {
+            rootfs.remove().expect("remove rootfs");
+        }
+    }
+}
+
+/// A bind of eci-probe at /probe.
+pub fn probe_mount() -> Mount {
+    let mut mount = Mount::default();
+    mount.set_destination(PathBuf::from("/probe"));
+    mount.set_typ(Some("bind".into()));
+    mount.set_source(Some(PathBuf::from(PROBE)));
+    mount.set_options(Some(vec!["bind".into(), "ro".into()]));
+    mount
+}
+
+/// The spec for `args` in a fresh host rootfs, edited by `edit`.
+pub fn create_with(name: &str, args: &[&str], edit: impl FnOnce(&mut Spec)) -> TestContainer {
+    let id = unique_id(name);
+    let rootfs =
+        HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).expect("rootfs");
+    let mut spec = rootfs.spec(args.iter().map(|a| a.to_string()).collect());
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(probe_mount());
+    spec.set_mounts(Some(mounts));
+    edit(&mut spec);
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stdio = Stdio {
+        stdin: None,
+        stdout: Some(OwnedFd::from(writer)),
+        stderr: None,
+    };
+    let container = runtime().create(ContainerConfig::new(id, spec).stdio(stdio));
+    match container {
+        Ok(container) => TestContainer {
+            container: Some(container),
+            rootfs: Some(rootfs),
+            stdout: Some(std::fs::File::from(OwnedFd::from(reader))),
+        },
+        Err(err) => {
+            rootfs.remove().unwrap();
+            panic!("create {name}: {err}");
+        }
+    }
+}
+
+/// Runs `args` in a fresh container; returns (exit code, stdout).
+pub fn run(name: &str, args: &[&str]) -> (i32, String) {
+    create_with(name, args, |_| {}).run_to_end()
+}
+
+/// Runs eci-probe commands; returns its answers, one per command.
+pub fn probe(name: &str, commands: &[&str]) -> Vec<String> {
+    let mut args = vec!["/probe"];
+    args.extend_from_slice(commands);
+    let (code, out) = run(name, &args);
+    assert_eq!(code, 0, "probe exited with {code}: {out}");
+    out.lines().map(str::to_string).collect()
+}

@@ -1,0 +1,152 @@
+//! Real containers in real namespaces, each asserting from inside. Needs root.
+
+mod common;
+
+use common::{create_with, probe, run, runtime};
+
+#[test]
+fn uid_map_shows_the_allocated_block_and_the_command_runs_as_root() {
+    let mut c = create_with(
+        "uidmap",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; id -u; echo $$",
+        ],
+        |_| {},
+    );
+    let mapping = c.container().id_mapping();
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let expected = vec![
+        "0".to_string(),
+        mapping.host_start.to_string(),
+        "65536".to_string(),
+    ];
+    assert_eq!(lines[0], expected, "uid_map: {out}");
+    assert_eq!(lines[1], expected, "gid_map: {out}");
+    assert_eq!(lines[2], ["0"], "uid inside");
+    assert_eq!(lines[3], ["1"], "the command is pid 1");
+    assert!(
+        mapping.host_start >= 65536,
+        "container root is never a host system user"
+    );
+}
+
+#[test]
+fn two_containers_at_once_get_disjoint_blocks() {
+    let mut a = create_with("disjoint-a", &["true"], |_| {});
+    let mut b = create_with("disjoint-b", &["true"], |_| {});
+    let (ma, mb) = (a.container().id_mapping(), b.container().id_mapping());
+    let a_range = u64::from(ma.host_start)..u64::from(ma.host_start) + u64::from(ma.size);
+    assert!(
+        !a_range.contains(&u64::from(mb.host_start)),
+        "{ma} overlaps {mb}"
+    );
+    assert!(
+        !a_range.contains(&(u64::from(mb.host_start) + u64::from(mb.size) - 1)),
+        "{ma} overlaps {mb}"
+    );
+    let leases = runtime().allocator().leases().unwrap();
+    for id in [a.container().id(), b.container().id()] {
+        assert_eq!(
+            leases.iter().filter(|l| l.owner == id).count(),
+            1,
+            "one lease for {id}"
+        );
+    }
+    assert_eq!(a.run_to_end().0, 0);
+    assert_eq!(b.run_to_end().0, 0);
+}
+
+#[test]
+fn a_read_only_bind_cannot_be_made_writable() {
+    // /usr is bound read-only with nosuid,nodev; keeping those (as mount(8) does) is allowed,
+    // dropping read-only is not.
+    let answers = probe(
+        "remount",
+        &[
+            "remount-rw",
+            "/usr",
+            "nosuid,nodev",
+            ",",
+            "remount-rw",
+            "/probe",
+            ",",
+            "remount-ro",
+            "/usr",
+            "nosuid,nodev",
+            ",",
+            "remount-ro",
+            "/probe",
+        ],
+    );
+    assert_eq!(answers, ["EPERM", "EPERM", "ok", "ok"]);
+}
+
+#[test]
+fn masks_cannot_be_removed() {
+    // Every default mask that exists on this kernel (/proc/kcore only with CONFIG_PROC_KCORE).
+    let masked: Vec<&str> = eci::eci_policy::settings::DEFAULT_MASKED_PATHS
+        .iter()
+        .copied()
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    assert!(
+        masked.contains(&"/proc/kallsyms"),
+        "the host has no /proc/kallsyms to test with"
+    );
+    let mut commands = Vec::new();
+    for path in &masked {
+        commands.extend(["umount", path, ",", "umount", path, "detach", ","]);
+    }
+    commands.extend(["umount", "/proc/sys"]);
+    let answers = probe("mask", &commands);
+    assert_eq!(answers.len(), masked.len() * 2 + 1);
+    assert!(
+        answers.iter().all(|a| a == "EPERM"),
+        "{masked:?}: {answers:?}"
+    );
+}
+
+#[test]
+fn kernel_modules_cannot_be_loaded() {
+    let answers = probe(
+        "modules",
+        &[
+            "syscall",
+            "init_module",
+            ",",
+            "syscall",
+            "finit_module",
+            ",",
+            "syscall",
+            "delete_module",
+        ],
+    );
+    assert_eq!(answers, ["EPERM", "EPERM", "EPERM"]);
+}
+
+#[test]
+fn a_tmpfs_mounted_inside_works_and_is_visible() {
+    let (code, out) = run(
+        "tmpfs",
+        &["sh", "-c", "/probe mount tmpfs /mnt tmpfs size=1m && echo hello > /mnt/f && cat /mnt/f && grep -c ' /mnt tmpfs ' /proc/self/mounts"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["ok", "hello", "1"]);
+}
+
+#[test]
+fn the_exit_code_comes_back() {
+    assert_eq!(run("exit", &["sh", "-c", "exit 42"]).0, 42);
+    // A signal from the runtime: the init of a PID namespace only takes SIGKILL uninvited.
+    let mut c = create_with("killed", &["sleep", "100"], |_| {});
+    c.container().start().unwrap();
+    c.container().kill(libc::SIGKILL).unwrap();
+    assert_eq!(c.container().wait().unwrap().code(), 128 + libc::SIGKILL);
+}
