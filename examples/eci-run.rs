@@ -4,8 +4,9 @@
 //! cargo run --release --example eci-run -- [OPTIONS] -- COMMAND [ARGS...]
 //! ```
 //! With no `--rootfs` or `--bundle`, the root is built from the host's own /usr, /bin, /sbin and
-//! /lib* (read-only) with a small /etc of its own. The container ID and its ID mapping go to
-//! stderr; the exit code is the command's.
+//! /lib* (read-only) with a small /etc of its own, and `eci-probe` (this program under another
+//! name, see `eci::probe`) on its PATH. The container ID and its ID mapping go to stderr; the exit
+//! code is the command's.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,12 @@ const FORWARDED: [Signal; 7] = [
 ];
 
 fn main() -> ExitCode {
+    // Run as eci-probe (inside the default root), this program answers probe commands.
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if argv0.ends_with("eci-probe") {
+        eci::probe::main_with(&std::env::args().skip(1).collect::<Vec<_>>());
+        return ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("ECI_LOG"))
         .with_writer(std::io::stderr)
@@ -98,6 +105,7 @@ fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
         ),
         (None, None) => {
             let rootfs = HostRootfs::create(&runtime.state_dir().join("rootfs").join(&id))?;
+            rootfs.add_tool(&std::env::current_exe()?, "eci-probe")?;
             let spec = rootfs.spec(command(&args));
             host_rootfs = Some(rootfs);
             (spec, PathBuf::from("/"))

@@ -252,6 +252,7 @@ impl Container {
         let holder = Holder::current().map_err(Error::io("reading the runtime's start time"))?;
         let lease = shared.allocator.allocate(id, holder)?;
         let block = lease.block();
+        tracing::debug!(container = id, block = %block, "leased");
         let ctx = HardenContext {
             policy: &shared.policy,
             block,
@@ -267,6 +268,7 @@ impl Container {
             .and_then(|l| l.cgroups_path().clone())
             .unwrap_or_else(|| PathBuf::from(format!("/eci/{id}")));
         let cgroup = Cgroup::new(&cgroup_path, id)?;
+        tracing::debug!(container = id, "planned");
         let resources_spec = spec
             .linux()
             .as_ref()
@@ -300,6 +302,7 @@ impl Container {
                 prepare: &mut prepare,
             })
         };
+        tracing::debug!(container = id, "spawned");
         let spawned = match spawned {
             Ok(spawned) => spawned,
             Err(err) => {
@@ -323,6 +326,7 @@ impl Container {
             let _ = container.destroy();
             return Err(err);
         }
+        tracing::debug!(container = id, "created");
         Ok(container)
     }
 
@@ -462,6 +466,7 @@ impl Container {
     }
 
     fn destroy(&mut self) -> Result<()> {
+        tracing::debug!(container = %self.id, "deleting");
         if !matches!(self.state, State::Stopped(_)) {
             let _ = self.init.signal(libc::SIGKILL);
             let status = self
@@ -473,6 +478,7 @@ impl Container {
         self.channel.take();
         let released = self.resources.release();
         self.shared.live.lock().expect("live set").remove(&self.id);
+        tracing::debug!(container = %self.id, "deleted");
         released
     }
 

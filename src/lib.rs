@@ -39,6 +39,7 @@ mod cgroup;
 mod container;
 mod error;
 mod init;
+pub mod probe;
 mod rootfs;
 mod runtime;
 

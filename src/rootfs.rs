@@ -94,6 +94,15 @@ impl HostRootfs {
         })
     }
 
+    /// Copies a program into the root's own `/.eci/bin` (on the spec's PATH) as `name`.
+    pub fn add_tool(&self, program: &Path, name: &str) -> Result<()> {
+        let bin = self.dir.join(".eci/bin");
+        std::fs::create_dir_all(&bin).map_err(Error::io(format!("creating {}", bin.display())))?;
+        std::fs::copy(program, bin.join(name))
+            .map_err(Error::io(format!("copying {}", program.display())))?;
+        Ok(())
+    }
+
     /// The root directory.
     pub fn path(&self) -> &Path {
         &self.dir
@@ -152,7 +161,7 @@ pub fn privileged_spec(root: &Path, args: Vec<String>, binds: &[PathBuf]) -> Spe
     let mut process = Process::default();
     process.set_args(Some(args));
     process.set_env(Some(vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/.eci/bin".into(),
         "HOME=/root".into(),
         "TERM=xterm".into(),
     ]));

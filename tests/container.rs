@@ -150,3 +150,28 @@ fn the_exit_code_comes_back() {
     c.container().kill(libc::SIGKILL).unwrap();
     assert_eq!(c.container().wait().unwrap().code(), 128 + libc::SIGKILL);
 }
+
+#[test]
+fn a_competing_seccomp_notifier_is_refused() {
+    // The kernel allows one listener per filter chain; ours is in every container process's
+    // chain, so an inner runtime cannot put its own notifier in front of it.
+    assert_eq!(probe("notifier", &["seccomp-listener"]), ["EBUSY"]);
+}
+
+#[test]
+fn the_new_mount_api_is_refused_so_mount_falls_back() {
+    let answers = probe(
+        "newapi",
+        &[
+            "syscall",
+            "fsopen",
+            ",",
+            "syscall",
+            "open_tree",
+            ",",
+            "syscall",
+            "mount_setattr",
+        ],
+    );
+    assert_eq!(answers, ["ENOSYS", "ENOSYS", "ENOSYS"]);
+}

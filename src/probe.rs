@@ -1,0 +1,169 @@
+//! Asks the kernel, from inside a container, whether an operation is allowed, and answers with
+//! an errno name (`EPERM`) or `ok`. The tests use it to assert exact errnos; the `eci-probe`
+//! binary and `eci-run` (run as `eci-probe`) expose it to users.
+//!
+//! ```text
+//! eci-probe syscall init_module|finit_module|delete_module|kexec_load|iopl|ioperm|swapon|
+//!                   swapoff|acct|settimeofday|clock_settime|open_by_handle_at|bpf|keyctl|
+//!                   syslog|perf_event_open|fsopen|open_tree|mount_setattr
+//! eci-probe mount SOURCE TARGET FSTYPE [DATA]     new filesystem
+//! eci-probe bind SOURCE TARGET                    bind mount
+//! eci-probe rbind SOURCE TARGET                   recursive bind mount
+//! eci-probe move SOURCE TARGET                    move a mount
+//! eci-probe remount-rw TARGET [FLAGS] | remount-ro TARGET [FLAGS]
+//!                                                 per-mount flags (MS_REMOUNT|MS_BIND), plus
+//!                                                 FLAGS such as nosuid,nodev,noexec
+//! eci-probe umount TARGET [detach]
+//! eci-probe seccomp-listener                      try to install a competing notifier
+//! eci-probe private TARGET                        make a mount private
+//! ```
+//! Several commands may be joined with `,` as separate arguments: `eci-probe umount /a , umount /b`.
+//!
+//! ```
+//! assert_eq!(eci::probe::run(&["no-such-command"]), "usage error: [\"no-such-command\"]");
+//! ```
+
+use std::ffi::CString;
+
+fn answer(ret: libc::c_long) -> String {
+    if ret == -1 {
+        format!("{:?}", nix::errno::Errno::last())
+    } else {
+        "ok".to_string()
+    }
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).expect("arguments have no NUL")
+}
+
+fn mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> String {
+    let (source, target, fstype, data) = (source.map(c), c(target), fstype.map(c), data.map(c));
+    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: every pointer is NULL or a valid NUL-terminated string.
+    answer(unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    } as libc::c_long)
+}
+
+fn syscall(name: &str) -> String {
+    let nr = match name {
+        "init_module" => libc::SYS_init_module,
+        "finit_module" => libc::SYS_finit_module,
+        "delete_module" => libc::SYS_delete_module,
+        "kexec_load" => libc::SYS_kexec_load,
+        #[cfg(target_arch = "x86_64")]
+        "iopl" => libc::SYS_iopl,
+        #[cfg(target_arch = "x86_64")]
+        "ioperm" => libc::SYS_ioperm,
+        "swapon" => libc::SYS_swapon,
+        "swapoff" => libc::SYS_swapoff,
+        "acct" => libc::SYS_acct,
+        "settimeofday" => libc::SYS_settimeofday,
+        "clock_settime" => libc::SYS_clock_settime,
+        "open_by_handle_at" => libc::SYS_open_by_handle_at,
+        "bpf" => libc::SYS_bpf,
+        "keyctl" => libc::SYS_keyctl,
+        "syslog" => libc::SYS_syslog,
+        "perf_event_open" => libc::SYS_perf_event_open,
+        "fsopen" => libc::SYS_fsopen,
+        "open_tree" => libc::SYS_open_tree,
+        "mount_setattr" => libc::SYS_mount_setattr,
+        other => return format!("unknown syscall {other}"),
+    };
+    // Harmless arguments: zeroes and null pointers. The filter answers before the kernel looks.
+    // SAFETY: every argument is zero, which no syscall here dereferences before failing.
+    answer(unsafe { libc::syscall(nr, 0, 0, 0, 0, 0, 0) })
+}
+
+fn seccomp_listener() -> String {
+    let filter = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ALLOW,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: filter.as_ptr() as *mut _,
+    };
+    // SAFETY: prctl and seccomp with a valid one-instruction program.
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        answer(libc::syscall(
+            libc::SYS_seccomp,
+            1,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &prog as *const _,
+        ))
+    }
+}
+
+/// Extra per-mount flags named by a comma-separated list.
+fn flags(list: &str) -> libc::c_ulong {
+    list.split(',')
+        .map(|f| match f {
+            "nosuid" => libc::MS_NOSUID,
+            "nodev" => libc::MS_NODEV,
+            "noexec" => libc::MS_NOEXEC,
+            _ => 0,
+        })
+        .fold(0, |acc, f| acc | f)
+}
+
+/// Runs one probe command and returns its answer.
+pub fn run(args: &[&str]) -> String {
+    let bind = libc::MS_BIND;
+    let remount = libc::MS_REMOUNT | bind;
+    match args {
+        ["syscall", name] => syscall(name),
+        ["mount", source, target, fstype] => mount(Some(source), target, Some(fstype), 0, None),
+        ["mount", source, target, fstype, data] => {
+            mount(Some(source), target, Some(fstype), 0, Some(data))
+        }
+        ["bind", source, target] => mount(Some(source), target, None, bind, None),
+        ["rbind", source, target] => mount(Some(source), target, None, bind | libc::MS_REC, None),
+        ["move", source, target] => mount(Some(source), target, None, libc::MS_MOVE, None),
+        ["remount-rw", target] => mount(None, target, None, remount, None),
+        ["remount-rw", target, extra] => mount(None, target, None, remount | flags(extra), None),
+        ["remount-ro", target] => mount(None, target, None, remount | libc::MS_RDONLY, None),
+        ["remount-ro", target, extra] => mount(
+            None,
+            target,
+            None,
+            remount | libc::MS_RDONLY | flags(extra),
+            None,
+        ),
+        ["private", target] => mount(None, target, None, libc::MS_PRIVATE, None),
+        ["umount", target] => {
+            // SAFETY: a valid NUL-terminated path.
+            answer(unsafe { libc::umount2(c(target).as_ptr(), 0) } as libc::c_long)
+        }
+        ["umount", target, "detach"] => {
+            // SAFETY: a valid NUL-terminated path.
+            answer(unsafe { libc::umount2(c(target).as_ptr(), libc::MNT_DETACH) } as libc::c_long)
+        }
+        ["seccomp-listener"] => seccomp_listener(),
+        other => format!("usage error: {other:?}"),
+    }
+}
+
+/// Runs the commands in `args` (separated by `,`) and prints one answer per line.
+pub fn main_with(args: &[String]) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for command in args.split(|a| *a == ",") {
+        println!("{}", run(command));
+    }
+}
