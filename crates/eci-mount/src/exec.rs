@@ -29,6 +29,8 @@ pub enum Action {
     Create = 4,
     /// Changing ownership of something the runtime created.
     Chown = 5,
+    /// Opening a bind source on the host.
+    Source = 6,
 }
 
 /// Step codes for the work around the steps.
@@ -62,7 +64,8 @@ pub fn decode(step: u32) -> Option<(usize, Action)> {
         2 => Action::Remount,
         3 => Action::Propagation,
         4 => Action::Create,
-        _ => Action::Chown,
+        5 => Action::Chown,
+        _ => Action::Source,
     };
     Some(((step >> 4) as usize, action))
 }
@@ -117,20 +120,32 @@ struct OpenHow {
 
 const RESOLVE_IN_ROOT: u64 = 0x10;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 
 /// Opens `rel` inside the tree rooted at `root`, never leaving it.
 fn open_in_root(root: RawFd, rel: &CStr, flags: i32) -> SysResult<Fd> {
+    openat2(root, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens a host path the policy vetted after resolving it, refusing any symlink on the way: if a
+/// component was swapped for a symlink since (by a container that shares that directory), this
+/// fails with ELOOP instead of binding wherever the link points.
+fn open_vetted_host_path(path: &CStr) -> SysResult<Fd> {
+    openat2(libc::AT_FDCWD, path, libc::O_PATH, RESOLVE_NO_SYMLINKS)
+}
+
+fn openat2(dir: RawFd, path: &CStr, flags: i32, resolve: u64) -> SysResult<Fd> {
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
-    // SAFETY: rel is NUL-terminated and how is a valid open_how of the size passed.
+    // SAFETY: path is NUL-terminated and how is a valid open_how of the size passed.
     let fd = check(unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root,
-            rel.as_ptr(),
+            dir,
+            path.as_ptr(),
             &how as *const OpenHow,
             std::mem::size_of::<OpenHow>(),
         )
@@ -293,22 +308,26 @@ impl MountPlan {
                 let target =
                     ensure(root, dest, *kind, self.owner).map_err(fail(Action::Resolve))?;
                 let target_path = FdPath::new(target.0);
-                let source = match source {
-                    Source::Host(path) | Source::Name(path) => path.as_c_str(),
-                };
                 if *bind {
+                    let Source::Host(path) = source else {
+                        return Err(fail(Action::Source)(Errno(libc::EINVAL)));
+                    };
+                    let source = open_vetted_host_path(path).map_err(fail(Action::Source))?;
+                    let source_path = FdPath::new(source.0);
                     let rec = if *recursive { libc::MS_REC } else { 0 };
+                    let flags = libc::MS_BIND | rec;
                     sys::mount(
-                        Some(source),
+                        Some(source_path.as_cstr()),
                         target_path.as_cstr(),
                         None,
-                        libc::MS_BIND | rec,
+                        flags,
                         None,
                     )
                     .map_err(fail(Action::Mount))?;
                 } else {
+                    let (Source::Host(name) | Source::Name(name)) = source;
                     sys::mount(
-                        Some(source),
+                        Some(name),
                         target_path.as_cstr(),
                         fstype.as_deref(),
                         *flags,
@@ -480,6 +499,7 @@ fn action_words(action: Action) -> &'static str {
         Action::Propagation => "changing the propagation of",
         Action::Create => "creating",
         Action::Chown => "giving the container's root ownership of",
+        Action::Source => "opening (without following symlinks) the source of",
     }
 }
 
@@ -491,6 +511,23 @@ mod tests {
     fn fd_paths_are_spelled_out() {
         assert_eq!(FdPath::new(0).as_cstr(), c"/proc/self/fd/0");
         assert_eq!(FdPath::new(1234567).as_cstr(), c"/proc/self/fd/1234567");
+    }
+
+    #[test]
+    fn a_vetted_host_path_turned_into_a_symlink_is_not_followed() {
+        let dir = std::env::temp_dir().join(format!("eci-mount-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        let vetted = std::ffi::CString::new(dir.join("shared").to_str().unwrap()).unwrap();
+        std::fs::create_dir(dir.join("shared")).unwrap();
+        assert!(open_vetted_host_path(&vetted).is_ok());
+        // After vetting, a container that shares the directory swaps it for a symlink.
+        std::fs::remove_dir(dir.join("shared")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("shared")).unwrap();
+        assert_eq!(
+            open_vetted_host_path(&vetted).err(),
+            Some(Errno(libc::ELOOP))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
