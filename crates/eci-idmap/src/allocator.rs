@@ -1,47 +1,54 @@
 //! The durable, shared allocator of container ID blocks.
 //!
-//! One JSON record per state directory lists every lease. Every change takes an exclusive
-//! `flock` on a lock file (so runtimes in different processes never hand out the same block),
-//! re-reads the record, and replaces it with a temp file + fsync + rename + directory fsync, so a
-//! crash at any point leaves either the old record or the new one. A record that cannot be read is
-//! an error, never a reset: resetting could hand out a block a live container still uses.
+//! One journal per state directory ([`crate::journal`]) records every lease. Every change takes
+//! an exclusive `flock` on a lock file, so runtimes in different processes never hand out the
+//! same block, reads what other processes appended since, and appends its own change with one
+//! fdatasync. A record that cannot be read is an error, never a reset: resetting could hand out a
+//! block that a live container still uses.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use eci_policy::ids::IdBlock;
 use eci_policy::settings::IdPool;
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
 
 use crate::holder::{boot_id, Holder};
+use crate::journal::{complete_lines, Entry, Header, VERSION};
 use crate::table::BlockTable;
 
-const RECORD: &str = "leases.json";
-const RECORD_TMP: &str = "leases.json.tmp";
+const JOURNAL: &str = "leases.jsonl";
+const JOURNAL_TMP: &str = "leases.jsonl.tmp";
 const LOCK: &str = "lock";
-const VERSION: u32 = 1;
 
 /// Errors of the allocator. Each names the file or the numbers involved.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocError {
     /// Every block of the pool is leased to a live holder.
-    #[error("ID pool exhausted: all {blocks} blocks of {block_size} IDs from host ID {start} are in use")]
+    #[error("ID pool exhausted: the pool of {pool_size} IDs from host ID {start} has {blocks} blocks of {block_size}, and all {in_use} are in use")]
     Exhausted {
-        /// Blocks in the pool (all in use).
+        /// IDs in the pool.
+        pool_size: u32,
+        /// First ID of the pool.
+        start: u32,
+        /// Blocks in the pool.
         blocks: u32,
         /// IDs per block.
         block_size: u32,
-        /// First ID of the pool.
-        start: u32,
+        /// Blocks leased to live holders.
+        in_use: u32,
     },
     /// The record exists but cannot be understood.
-    #[error("lease record {path} is corrupt: {reason}; refusing to reset it while containers may hold blocks")]
+    #[error("lease record {path} is corrupt at line {line}: {reason}; refusing to reset it while containers may hold blocks")]
     Corrupt {
         /// The record file.
         path: PathBuf,
+        /// 1-based line number.
+        line: usize,
         /// What is wrong.
         reason: String,
     },
@@ -63,6 +70,9 @@ pub enum AllocError {
         /// Owner named at allocation.
         owner: String,
     },
+    /// An owner name the record cannot hold.
+    #[error("lease owner '{0}' is empty or longer than 256 bytes")]
+    Owner(String),
     /// A filesystem operation failed.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -83,37 +93,8 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> A
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PoolRecord {
-    start: u32,
-    size: u32,
-    block_size: u32,
-}
-
-impl From<IdPool> for PoolRecord {
-    fn from(pool: IdPool) -> Self {
-        Self {
-            start: pool.start(),
-            size: pool.size(),
-            block_size: pool.block_size(),
-        }
-    }
-}
-
-impl std::fmt::Display for PoolRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}+{} in blocks of {}",
-            self.start, self.size, self.block_size
-        )
-    }
-}
-
 /// One lease as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
     /// Block index in the pool.
     pub index: u32,
@@ -125,14 +106,123 @@ pub struct LeaseRecord {
     pub holders: Vec<Holder>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Record {
-    version: u32,
-    boot_id: String,
-    pool: PoolRecord,
+/// The leases as of the last read of the journal.
+#[derive(Debug, Clone)]
+struct State {
+    leases: BTreeMap<u32, LeaseRecord>,
+    table: BlockTable,
     next_token: u64,
-    leases: Vec<LeaseRecord>,
+    /// Change lines in the journal (for deciding when to compact).
+    lines: usize,
+}
+
+impl State {
+    fn empty(pool: IdPool) -> State {
+        State {
+            leases: BTreeMap::new(),
+            table: BlockTable::new(pool.block_count()),
+            next_token: 1,
+            lines: 0,
+        }
+    }
+
+    /// Applies one change, checking that it is consistent with the state.
+    fn apply(&mut self, entry: &Entry) -> Result<(), String> {
+        match entry {
+            Entry::Lease {
+                index,
+                token,
+                owner,
+                holder,
+            } => {
+                if !self.table.take(*index) {
+                    return Err(format!(
+                        "block {index} is leased twice or lies outside the pool"
+                    ));
+                }
+                self.next_token = self.next_token.max(token + 1);
+                let record = LeaseRecord {
+                    index: *index,
+                    owner: owner.clone(),
+                    token: *token,
+                    holders: vec![*holder],
+                };
+                self.leases.insert(*index, record);
+            }
+            Entry::Hold {
+                index,
+                token,
+                holder,
+            } => {
+                let lease = self.leases.get_mut(index).filter(|l| l.token == *token);
+                let lease = lease
+                    .ok_or_else(|| format!("holder added to block {index}, which is not leased"))?;
+                if !lease.holders.contains(holder) {
+                    lease.holders.push(*holder);
+                }
+            }
+            Entry::Release { index, token } => {
+                if self.leases.get(index).is_none_or(|l| l.token != *token) {
+                    return Err(format!("release of block {index}, which is not leased"));
+                }
+                self.leases.remove(index);
+                self.table.release(*index);
+            }
+        }
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// The entries that recreate the live leases.
+    fn snapshot(&self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.leases.len());
+        for lease in self.leases.values() {
+            let mut holders = lease.holders.iter();
+            let Some(first) = holders.next() else {
+                continue;
+            };
+            out.push(Entry::Lease {
+                index: lease.index,
+                token: lease.token,
+                owner: lease.owner.clone(),
+                holder: *first,
+            });
+            out.extend(holders.map(|h| Entry::Hold {
+                index: lease.index,
+                token: lease.token,
+                holder: *h,
+            }));
+        }
+        out
+    }
+
+    fn dead_leases(&self) -> Vec<Entry> {
+        self.leases
+            .values()
+            .filter(|l| !l.holders.iter().any(Holder::is_alive))
+            .map(|l| {
+                tracing::info!(block = l.index, owner = %l.owner, "reclaiming the ID block of a dead holder");
+                Entry::Release { index: l.index, token: l.token }
+            })
+            .collect()
+    }
+}
+
+/// What this process last read of the journal.
+#[derive(Debug)]
+struct Cache {
+    /// (device, inode) of the journal read.
+    identity: Option<(u64, u64)>,
+    /// Bytes of it read.
+    offset: u64,
+    state: State,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    pool: IdPool,
+    cache: Mutex<Cache>,
 }
 
 /// A block leased to one container. Dropping it releases the block (best effort; use
@@ -169,17 +259,22 @@ impl Lease {
             .allocator
             .as_ref()
             .expect("a live lease has its allocator");
-        allocator.update(|record| {
-            let lease = find_lease(record, self.index, self.token).ok_or_else(|| {
-                AllocError::LeaseGone {
-                    index: self.index,
+        let (index, token) = (self.index, self.token);
+        allocator.change(|state| {
+            if state.leases.get(&index).is_none_or(|l| l.token != token) {
+                return Err(AllocError::LeaseGone {
+                    index,
                     owner: self.owner.clone(),
-                }
-            })?;
-            if !lease.holders.contains(&holder) {
-                lease.holders.push(holder);
+                });
             }
-            Ok(())
+            Ok((
+                vec![Entry::Hold {
+                    index,
+                    token,
+                    holder,
+                }],
+                (),
+            ))
         })
     }
 
@@ -189,28 +284,21 @@ impl Lease {
             .allocator
             .take()
             .expect("a live lease has its allocator");
-        allocator.release_record(self.index, self.token)
+        allocator.release_lease(self.index, self.token)
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(allocator) = self.allocator.take() {
-            if let Err(err) = allocator.release_record(self.index, self.token) {
+            if let Err(err) = allocator.release_lease(self.index, self.token) {
                 tracing::warn!(block = self.index, owner = %self.owner, "releasing ID block: {err}");
             }
         }
     }
 }
 
-fn find_lease(record: &mut Record, index: u32, token: u64) -> Option<&mut LeaseRecord> {
-    record
-        .leases
-        .iter_mut()
-        .find(|l| l.index == index && l.token == token)
-}
-
-/// The allocator of one state directory.
+/// The allocator of one state directory. Cheap to clone; clones share what was read.
 ///
 /// ```no_run
 /// use eci_idmap::{Allocator, Holder};
@@ -224,8 +312,7 @@ fn find_lease(record: &mut Record, index: u32, token: u64) -> Option<&mut LeaseR
 /// ```
 #[derive(Debug, Clone)]
 pub struct Allocator {
-    dir: PathBuf,
-    pool: IdPool,
+    inner: Arc<Inner>,
 }
 
 impl Allocator {
@@ -233,45 +320,62 @@ impl Allocator {
     /// holders are all gone.
     pub fn open(dir: &Path, pool: IdPool) -> Result<Allocator, AllocError> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        let allocator = Allocator {
-            dir: dir.to_path_buf(),
-            pool,
+        let cache = Cache {
+            identity: None,
+            offset: 0,
+            state: State::empty(pool),
         };
-        allocator.update(|record| {
-            reclaim_dead(record);
-            Ok(())
-        })?;
+        let allocator = Allocator {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                pool,
+                cache: Mutex::new(cache),
+            }),
+        };
+        allocator.change(|state| Ok((state.dead_leases(), ())))?;
         Ok(allocator)
     }
 
     /// The pool blocks come from.
     pub fn pool(&self) -> IdPool {
-        self.pool
+        self.inner.pool
     }
 
     /// Leases the lowest free block to `owner`, kept alive by `holder`.
     pub fn allocate(&self, owner: &str, holder: Holder) -> Result<Lease, AllocError> {
-        let pool = self.pool;
-        let (index, token) = self.update(|record| {
-            let mut table = table_of(record, pool);
-            if table.free_count() == 0 {
-                reclaim_dead(record);
-                table = table_of(record, pool);
+        if owner.is_empty() || owner.len() > 256 {
+            return Err(AllocError::Owner(owner.to_string()));
+        }
+        let pool = self.inner.pool;
+        let (index, token) = self.change(|state| {
+            let mut released = Vec::new();
+            if state.table.free_count() == 0 {
+                released = state.dead_leases();
+                for entry in &released {
+                    state
+                        .apply(entry)
+                        .expect("releasing a recorded lease is consistent");
+                }
             }
-            let index = table.take_lowest().ok_or(AllocError::Exhausted {
-                blocks: pool.block_count(),
-                block_size: pool.block_size(),
-                start: pool.start(),
-            })?;
-            let token = record.next_token;
-            record.next_token += 1;
-            record.leases.push(LeaseRecord {
+            let Some(index) = state.table.take_lowest() else {
+                return Err(AllocError::Exhausted {
+                    pool_size: pool.size(),
+                    start: pool.start(),
+                    blocks: pool.block_count(),
+                    block_size: pool.block_size(),
+                    in_use: state.leases.len() as u32,
+                });
+            };
+            // Undo the take: `change` applies the entry itself.
+            state.table.release(index);
+            let token = state.next_token;
+            released.push(Entry::Lease {
                 index,
-                owner: owner.to_string(),
                 token,
-                holders: vec![holder],
+                owner: owner.to_string(),
+                holder,
             });
-            Ok((index, token))
+            Ok((released, (index, token)))
         })?;
         let block = pool
             .block(index)
@@ -287,36 +391,50 @@ impl Allocator {
 
     /// Every recorded lease, live or not yet reclaimed.
     pub fn leases(&self) -> Result<Vec<LeaseRecord>, AllocError> {
-        let _lock = self.lock()?;
-        Ok(self.read()?.leases)
+        self.change(|state| Ok((Vec::new(), state.leases.values().cloned().collect())))
     }
 
-    fn release_record(&self, index: u32, token: u64) -> Result<(), AllocError> {
-        self.update(|record| {
-            record
-                .leases
-                .retain(|l| !(l.index == index && l.token == token));
-            Ok(())
+    fn release_lease(&self, index: u32, token: u64) -> Result<(), AllocError> {
+        self.change(|state| {
+            let recorded = state.leases.get(&index).is_some_and(|l| l.token == token);
+            Ok((
+                if recorded {
+                    vec![Entry::Release { index, token }]
+                } else {
+                    Vec::new()
+                },
+                (),
+            ))
         })
     }
 
-    /// Runs `change` on the record under the lock and writes the result durably.
-    fn update<T>(
+    /// Under the lock: catches up with the journal, lets `decide` look at the state (entries it
+    /// already applied to `state` must not be returned twice), then appends and applies the
+    /// entries it returns, with one fdatasync.
+    fn change<T>(
         &self,
-        change: impl FnOnce(&mut Record) -> Result<T, AllocError>,
+        decide: impl FnOnce(&mut State) -> Result<(Vec<Entry>, T), AllocError>,
     ) -> Result<T, AllocError> {
         let _lock = self.lock()?;
-        let mut record = self.read()?;
-        let before = record.clone();
-        let out = change(&mut record)?;
-        if record != before {
-            self.write(&record)?;
+        let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut journal = self.catch_up(&mut cache)?;
+        let mut scratch = cache.state.clone();
+        let (entries, out) = decide(&mut scratch)?;
+        if !entries.is_empty() {
+            for entry in &entries {
+                cache
+                    .state
+                    .apply(entry)
+                    .expect("decisions are consistent with the state");
+            }
+            self.append(&mut journal, &mut cache, &entries)?;
+            self.compact_if_large(&mut cache)?;
         }
         Ok(out)
     }
 
     fn lock(&self) -> Result<Flock<File>, AllocError> {
-        let path = self.dir.join(LOCK);
+        let path = self.inner.dir.join(LOCK);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -331,77 +449,130 @@ impl Allocator {
         })
     }
 
-    fn read(&self) -> Result<Record, AllocError> {
-        let path = self.dir.join(RECORD);
-        let boot = boot_id().map_err(io_err("reading the boot id for", &path))?;
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Ok(Record {
-                    version: VERSION,
-                    boot_id: boot,
-                    pool: self.pool.into(),
-                    next_token: 1,
-                    leases: Vec::new(),
-                })
+    /// Opens the journal (creating it) and brings the cache up to date with it.
+    fn catch_up(&self, cache: &mut Cache) -> Result<File, AllocError> {
+        let path = self.inner.dir.join(JOURNAL);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        let meta = file.metadata().map_err(io_err("reading", &path))?;
+        let identity = (meta.dev(), meta.ino());
+        if cache.identity != Some(identity) || meta.len() < cache.offset {
+            cache.identity = Some(identity);
+            cache.offset = 0;
+            cache.state = State::empty(self.inner.pool);
+            if meta.len() == 0 {
+                self.start_journal(cache)?;
+                return self.catch_up(cache);
             }
-            Err(err) => return Err(io_err("reading", &path)(err)),
-        };
-        let mut record: Record =
-            serde_json::from_slice(&bytes).map_err(|err| AllocError::Corrupt {
-                path: path.clone(),
-                reason: err.to_string(),
-            })?;
-        self.check(&path, &record)?;
-        if record.boot_id != boot {
-            // Every holder died with the previous boot.
-            record.boot_id = boot;
-            record.leases.clear();
         }
-        Ok(record)
+        let mut tail = Vec::new();
+        file.seek(SeekFrom::Start(cache.offset))
+            .map_err(io_err("reading", &path))?;
+        file.read_to_end(&mut tail)
+            .map_err(io_err("reading", &path))?;
+        let (lines, complete) = complete_lines(&tail);
+        let first_line = cache.state.lines + usize::from(cache.offset > 0) + 1;
+        for (i, line) in lines.iter().enumerate() {
+            let number = first_line + i;
+            let corrupt = |reason: String| AllocError::Corrupt {
+                path: path.clone(),
+                line: number,
+                reason,
+            };
+            if cache.offset == 0 && i == 0 {
+                let header = self.read_header(line, &path)?;
+                if header.boot_id != boot_id().map_err(io_err("reading the boot id for", &path))? {
+                    // Every holder died with that boot.
+                    cache.identity = None;
+                    self.start_journal(cache)?;
+                    return self.catch_up(cache);
+                }
+                cache.state.next_token = header.next_token;
+                continue;
+            }
+            let entry: Entry = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
+            cache.state.apply(&entry).map_err(corrupt)?;
+        }
+        if complete < tail.len() {
+            // A write that never finished: it was not acknowledged, so it never happened.
+            let end = cache.offset + complete as u64;
+            file.set_len(end)
+                .map_err(io_err("cutting an unfinished write from", &path))?;
+            tracing::warn!(path = %path.display(), "cut an unfinished write from the lease journal");
+        }
+        cache.offset += complete as u64;
+        Ok(file)
     }
 
-    fn check(&self, path: &Path, record: &Record) -> Result<(), AllocError> {
-        let corrupt = |reason: String| AllocError::Corrupt {
+    /// Reads the header, checking its version and pool.
+    fn read_header(&self, line: &[u8], path: &Path) -> Result<Header, AllocError> {
+        let header: Header = serde_json::from_slice(line).map_err(|e| AllocError::Corrupt {
             path: path.to_path_buf(),
-            reason,
-        };
-        if record.version != VERSION {
-            return Err(corrupt(format!(
-                "version {} is not {VERSION}",
-                record.version
-            )));
-        }
-        let requested = PoolRecord::from(self.pool);
-        if record.pool != requested {
-            return Err(AllocError::PoolChanged {
+            line: 1,
+            reason: format!("header: {e}"),
+        })?;
+        if header.eci_leases != VERSION {
+            let reason = format!("version {} is not {VERSION}", header.eci_leases);
+            return Err(AllocError::Corrupt {
                 path: path.to_path_buf(),
-                recorded: record.pool.to_string(),
-                requested: requested.to_string(),
+                line: 1,
+                reason,
             });
         }
-        let mut table = BlockTable::new(self.pool.block_count());
-        for lease in &record.leases {
-            if !table.take(lease.index) {
-                return Err(corrupt(format!(
-                    "block {} is leased twice or lies outside the pool",
-                    lease.index
-                )));
-            }
-            if lease.token >= record.next_token {
-                return Err(corrupt(format!(
-                    "lease token {} is not below next token",
-                    lease.token
-                )));
-            }
+        let requested = self.header(String::new(), 0);
+        let pool = |h: &Header| {
+            format!(
+                "{}+{} in blocks of {}",
+                h.pool_start, h.pool_size, h.block_size
+            )
+        };
+        if (header.pool_start, header.pool_size, header.block_size)
+            != (
+                requested.pool_start,
+                requested.pool_size,
+                requested.block_size,
+            )
+        {
+            return Err(AllocError::PoolChanged {
+                path: path.to_path_buf(),
+                recorded: pool(&header),
+                requested: pool(&requested),
+            });
         }
-        Ok(())
+        Ok(header)
     }
 
-    fn write(&self, record: &Record) -> Result<(), AllocError> {
-        let tmp = self.dir.join(RECORD_TMP);
-        let path = self.dir.join(RECORD);
-        let bytes = serde_json::to_vec_pretty(record).expect("the record always serialises");
+    fn header(&self, boot_id: String, next_token: u64) -> Header {
+        let pool = self.inner.pool;
+        Header {
+            eci_leases: VERSION,
+            boot_id,
+            pool_start: pool.start(),
+            pool_size: pool.size(),
+            block_size: pool.block_size(),
+            next_token,
+        }
+    }
+
+    /// Replaces the journal with a header and the cached live leases.
+    fn start_journal(&self, cache: &mut Cache) -> Result<(), AllocError> {
+        let dir = &self.inner.dir;
+        let boot = boot_id().map_err(io_err("reading the boot id for", dir))?;
+        let header = self.header(boot, cache.state.next_token);
+        let mut text = serde_json::to_string(&header).expect("a header serialises");
+        text.push('\n');
+        for entry in cache.state.snapshot() {
+            text.push_str(&serde_json::to_string(&entry).expect("an entry serialises"));
+            text.push('\n');
+        }
+        let tmp = dir.join(JOURNAL_TMP);
+        let path = dir.join(JOURNAL);
         let mut file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -409,110 +580,48 @@ impl Allocator {
             .mode(0o600)
             .open(&tmp)
             .map_err(io_err("creating", &tmp))?;
-        file.write_all(&bytes).map_err(io_err("writing", &tmp))?;
+        file.write_all(text.as_bytes())
+            .map_err(io_err("writing", &tmp))?;
         file.sync_all().map_err(io_err("syncing", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err("renaming over", &path))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_err("syncing directory", &self.dir))
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("syncing directory", dir))?;
+        let meta = std::fs::metadata(&path).map_err(io_err("reading", &path))?;
+        cache.identity = Some((meta.dev(), meta.ino()));
+        cache.offset = meta.len();
+        cache.state.lines = cache.state.leases.values().map(|l| l.holders.len()).sum();
+        Ok(())
     }
-}
 
-fn table_of(record: &Record, pool: IdPool) -> BlockTable {
-    let mut table = BlockTable::new(pool.block_count());
-    for lease in &record.leases {
-        table.take(lease.index);
-    }
-    table
-}
-
-fn reclaim_dead(record: &mut Record) {
-    record.leases.retain(|lease| {
-        let alive = lease.holders.iter().any(Holder::is_alive);
-        if !alive {
-            tracing::info!(block = lease.index, owner = %lease.owner, "reclaiming ID block of a dead holder");
+    fn append(
+        &self,
+        journal: &mut File,
+        cache: &mut Cache,
+        entries: &[Entry],
+    ) -> Result<(), AllocError> {
+        let path = self.inner.dir.join(JOURNAL);
+        let mut text = String::new();
+        for entry in entries {
+            text.push_str(&serde_json::to_string(entry).expect("an entry serialises"));
+            text.push('\n');
         }
-        alive
-    });
+        journal
+            .write_all(text.as_bytes())
+            .map_err(io_err("appending to", &path))?;
+        journal.sync_data().map_err(io_err("syncing", &path))?;
+        cache.offset += text.len() as u64;
+        Ok(())
+    }
+
+    fn compact_if_large(&self, cache: &mut Cache) -> Result<(), AllocError> {
+        let live: usize = cache.state.leases.values().map(|l| l.holders.len()).sum();
+        if cache.state.lines > 4 * live + 256 {
+            self.start_journal(cache)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pool(blocks: u32) -> IdPool {
-        IdPool::new(1 << 28, blocks * 65536, 65536).unwrap()
-    }
-
-    #[test]
-    fn blocks_are_exclusive_and_reused_after_release() {
-        let dir = tempfile::tempdir().unwrap();
-        let alloc = Allocator::open(dir.path(), pool(3)).unwrap();
-        let me = Holder::current().unwrap();
-        let a = alloc.allocate("a", me).unwrap();
-        let b = alloc.allocate("b", me).unwrap();
-        assert!(!a.block().overlaps(&b.block()));
-        let (a_index, b_start) = (a.index(), b.block().host_start());
-        a.release().unwrap();
-        let c = alloc.allocate("c", me).unwrap();
-        assert_eq!(c.index(), a_index);
-        assert_ne!(c.block().host_start(), b_start);
-        drop(b);
-        assert_eq!(alloc.leases().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn exhaustion_names_the_pool() {
-        let dir = tempfile::tempdir().unwrap();
-        let alloc = Allocator::open(dir.path(), pool(1)).unwrap();
-        let me = Holder::current().unwrap();
-        let _held = alloc.allocate("a", me).unwrap();
-        let err = alloc.allocate("b", me).unwrap_err();
-        assert!(matches!(
-            err,
-            AllocError::Exhausted {
-                blocks: 1,
-                block_size: 65536,
-                ..
-            }
-        ));
-        assert!(err.to_string().contains("all 1 blocks"));
-    }
-
-    #[test]
-    fn dead_holders_are_reclaimed_when_the_pool_is_full() {
-        let dir = tempfile::tempdir().unwrap();
-        let alloc = Allocator::open(dir.path(), pool(1)).unwrap();
-        let me = Holder::current().unwrap();
-        let dead = Holder {
-            start_time: me.start_time + 1,
-            ..me
-        };
-        std::mem::forget(alloc.allocate("ghost", dead).unwrap());
-        let lease = alloc.allocate("live", me).unwrap();
-        assert_eq!(lease.index(), 0);
-    }
-
-    #[test]
-    fn a_corrupt_record_is_an_error_not_a_reset() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(RECORD), b"{ not json").unwrap();
-        let err = Allocator::open(dir.path(), pool(2)).unwrap_err();
-        assert!(matches!(err, AllocError::Corrupt { .. }), "{err}");
-        assert_eq!(
-            std::fs::read(dir.path().join(RECORD)).unwrap(),
-            b"{ not json"
-        );
-    }
-
-    #[test]
-    fn a_changed_pool_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
-        let _lease = alloc.allocate("a", Holder::current().unwrap()).unwrap();
-        assert!(matches!(
-            Allocator::open(dir.path(), pool(3)),
-            Err(AllocError::PoolChanged { .. })
-        ));
-    }
-}
+mod tests;

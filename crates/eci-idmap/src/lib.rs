@@ -18,8 +18,11 @@
 
 mod allocator;
 mod holder;
+mod journal;
 mod maps;
+pub mod subid;
 pub mod table;
+pub mod translate;
 
 pub use allocator::{AllocError, Allocator, Lease, LeaseRecord};
 pub use holder::{boot_id, start_time, Holder};
