@@ -30,6 +30,10 @@ struct Args {
     /// Where the runtime keeps ID leases.
     #[arg(long, default_value = "/run/eci")]
     state_dir: PathBuf,
+    /// Take container ID blocks from this user's /etc/subuid and /etc/subgid range instead of
+    /// the default pool.
+    #[arg(long, value_name = "USER")]
+    subuid_user: Option<String>,
     /// Bind a host directory into the container: HOST:CONTAINER[:ro]. Only paths the policy
     /// shares are allowed.
     #[arg(short = 'v', long = "volume")]
@@ -84,10 +88,19 @@ fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
         .id
         .clone()
         .unwrap_or_else(|| format!("eci-{}", std::process::id()));
-    let runtime = Runtime::new(RuntimeConfig {
+    let mut config = RuntimeConfig {
         state_dir: args.state_dir.clone(),
         ..Default::default()
-    })?;
+    };
+    if let Some(user) = &args.subuid_user {
+        let uid = nix::unistd::User::from_name(user)?
+            .ok_or_else(|| format!("no user {user}"))?
+            .uid;
+        let block_size = config.policy.id_pool.block_size();
+        config.policy.id_pool =
+            eci::eci_idmap::subid::pool_from_system(user, uid.as_raw(), block_size)?;
+    }
+    let runtime = Runtime::new(config)?;
     let mut host_rootfs = None;
     let (spec, bundle) = match (&args.bundle, &args.rootfs) {
         (Some(bundle), _) => {

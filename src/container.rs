@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eci_idmap::{write_id_maps, Holder, Lease};
+use eci_mount::exec::ExecContext;
 use eci_mount::MountPlan;
 use eci_ns::channel::Channel;
 use eci_ns::failure::{Failure, Stage};
-use eci_ns::{spawn, ExitStatus, Namespaces, PidFd, SpawnError, SpawnRequest};
+use eci_ns::{spawn, ExitStatus, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest};
 use eci_policy::harden::{harden, Change, HardenContext};
 use eci_policy::ids::IdMapping;
 use eci_policy::mount::MountPolicy;
@@ -285,15 +286,25 @@ impl Container {
             let mapping = [block.mapping()];
             let cgroup = resources.cgroup.as_ref().expect("just set");
             let lease = resources.lease.as_ref().expect("just set");
+            let shifted = shared.state_dir.join("idmap").join("shifted");
             let mut prepare =
-                |init: &PidFd| -> std::result::Result<(), eci_ns::spawn::PrepareError> {
+                |init: &PidFd| -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
                     write_id_maps(init.pid(), &mapping, &mapping)?;
+                    tracing::debug!(container = id, "mapped");
                     cgroup.join(init.pid(), &resources_spec)?;
+                    tracing::debug!(container = id, "in its cgroup");
                     set_rlimits(init.pid(), &spec)?;
                     lease.add_holder(Holder::of(init.pid())?)?;
-                    Ok(())
+                    tracing::debug!(container = id, "held by its init");
+                    rootfs_ownership(&rootfs, init.pid(), block, &shifted)
                 };
-            let setup = || mount_plan.execute();
+            let setup = |ctx: SetupContext| {
+                let rootfs_idmap = ctx.flags & ROOTFS_IDMAP != 0;
+                mount_plan.execute(&ExecContext {
+                    init_pid: ctx.init_pid,
+                    rootfs_idmap,
+                })
+            };
             let init = |channel: &Channel| init_plan.run(channel);
             spawn(SpawnRequest {
                 namespaces: namespaces_of(&spec),
@@ -529,6 +540,33 @@ impl Drop for Container {
             }
         }
     }
+}
+
+/// Flag for the mounter: mount the rootfs idmapped.
+const ROOTFS_IDMAP: u32 = 1;
+
+/// Makes the rootfs appear with container-relative owners: idmapped through the init's user
+/// namespace where the filesystem allows it (tried, not guessed from versions), otherwise by
+/// shifting its owners on disk into the block, once per (rootfs, block).
+fn rootfs_ownership(
+    rootfs: &Path,
+    pid: i32,
+    block: eci_policy::ids::IdBlock,
+    markers: &Path,
+) -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
+    let root = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(rootfs)?;
+    if eci_idmap::idmapped::supported(root.as_fd(), true, userns.as_fd())? {
+        return Ok(ROOTFS_IDMAP);
+    }
+    let shifted = eci_idmap::shift::shift_rootfs(markers, rootfs, block)?;
+    tracing::info!(rootfs = %rootfs.display(), ?shifted, "the rootfs cannot be idmapped; its owners were shifted");
+    Ok(0)
 }
 
 fn set_rlimits(pid: i32, spec: &Spec) -> std::io::Result<()> {

@@ -44,6 +44,7 @@ mod rootfs;
 mod runtime;
 
 pub use container::{Container, ContainerConfig, State, Stdio};
+pub use eci_idmap::Durability;
 pub use eci_ns::ExitStatus;
 pub use eci_policy::harden::Change;
 pub use eci_policy::ids::IdMapping;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use eci_idmap::Allocator;
+use eci_idmap::{Allocator, Durability};
 use eci_policy::caps::CapSet;
 use eci_policy::Policy;
 use eci_seccomp::{Filters, Supervisor};
@@ -21,6 +21,8 @@ pub struct RuntimeConfig {
     pub state_dir: PathBuf,
     /// The isolation settings.
     pub policy: Policy,
+    /// How hard ID lease changes are pushed to disk (see [`Durability`]).
+    pub lease_durability: Durability,
 }
 
 impl Default for RuntimeConfig {
@@ -28,6 +30,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             state_dir: PathBuf::from("/run/eci"),
             policy: Policy::default(),
+            lease_durability: Durability::Sync,
         }
     }
 }
@@ -89,7 +92,11 @@ impl Runtime {
                 what: "restricting the state directory".into(),
                 source: std::io::Error::other(e),
             })?;
-        let allocator = Allocator::open(&state_dir.join("idmap"), policy.id_pool)?;
+        let allocator = Allocator::open_with(
+            &state_dir.join("idmap"),
+            policy.id_pool,
+            config.lease_durability,
+        )?;
         let supervisor =
             Supervisor::start().map_err(Error::io("starting the seccomp supervisor"))?;
         Ok(Runtime {

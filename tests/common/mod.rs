@@ -24,6 +24,7 @@ pub fn runtime() -> &'static Runtime {
         Runtime::new(RuntimeConfig {
             state_dir: PathBuf::from(STATE_DIR),
             policy,
+            ..Default::default()
         })
         .expect("runtime")
     })

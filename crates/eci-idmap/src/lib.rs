@@ -18,12 +18,14 @@
 
 mod allocator;
 mod holder;
+pub mod idmapped;
 mod journal;
 mod maps;
+pub mod shift;
 pub mod subid;
 pub mod table;
 pub mod translate;
 
-pub use allocator::{AllocError, Allocator, Lease, LeaseRecord};
+pub use allocator::{AllocError, Allocator, Durability, Lease, LeaseRecord};
 pub use holder::{boot_id, start_time, Holder};
 pub use maps::{map_text, write_id_maps, MapError};

@@ -31,6 +31,11 @@ impl BlockTable {
         self.free.values().sum()
     }
 
+    /// The lowest free block, left free.
+    pub fn lowest_free(&self) -> Option<u32> {
+        self.free.keys().next().copied()
+    }
+
     /// Takes the lowest free block.
     pub fn take_lowest(&mut self) -> Option<u32> {
         let (&start, &len) = self.free.iter().next()?;

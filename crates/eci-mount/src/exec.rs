@@ -6,12 +6,14 @@
 //! goes through `/proc/self/fd/N`, onto exactly the object that was resolved.
 
 use std::ffi::CStr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+
+use eci_idmap::idmapped;
 
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 
-use crate::plan::{MountPlan, PointKind, RootPath, Source, Step};
+use crate::plan::{Idmap, MountPlan, PointKind, RootPath, Source, Step};
 
 /// What a failing step was doing: the low 4 bits of a failure's step code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,10 @@ pub mod global {
     pub const PIVOT: u32 = u32::MAX - 5;
     /// Detaching the old root.
     pub const DETACH_OLD_ROOT: u32 = u32::MAX - 6;
+    /// Opening the container's user namespace for idmapped mounts.
+    pub const USERNS: u32 = u32::MAX - 7;
+    /// Taking the container's root as the filesystem IDs.
+    pub const FSIDS: u32 = u32::MAX - 8;
 }
 
 fn code(step: usize, action: Action) -> u32 {
@@ -55,7 +61,7 @@ fn code(step: usize, action: Action) -> u32 {
 
 /// Splits a step code into the step index and action.
 pub fn decode(step: u32) -> Option<(usize, Action)> {
-    if step >= global::DETACH_OLD_ROOT {
+    if step >= global::FSIDS {
         return None;
     }
     let action = match step & 0xF {
@@ -189,14 +195,15 @@ fn remount_with(fd: RawFd, flags: libc::c_ulong) -> SysResult<()> {
     )
 }
 
-/// Resolves `dest` in the root, creating missing directories (and a file for `PointKind::File`),
-/// each owned by the container's root.
-fn ensure(root: RawFd, dest: &RootPath, kind: PointKind, owner: (u32, u32)) -> SysResult<Fd> {
+/// Resolves `dest` in the root, creating missing directories (and a file for `PointKind::File`).
+/// The mounter runs with the container's root as its filesystem IDs, so what it creates belongs
+/// to the container's root.
+fn ensure(root: RawFd, dest: &RootPath, kind: PointKind) -> SysResult<Fd> {
     match open_in_root(root, &dest.rel, libc::O_PATH) {
         Err(Errno(libc::ENOENT)) => {}
         other => return other,
     }
-    let (parent, name) = parent_of(root, dest, owner)?;
+    let (parent, name) = parent_of(root, dest)?;
     let created = match kind {
         PointKind::File => {
             let flags =
@@ -211,8 +218,7 @@ fn ensure(root: RawFd, dest: &RootPath, kind: PointKind, owner: (u32, u32)) -> S
         }
     };
     match created {
-        Ok(()) => chown_at(parent.0, name, owner)?,
-        Err(Errno(libc::EEXIST)) => {}
+        Ok(()) | Err(Errno(libc::EEXIST)) => {}
         Err(errno) => return Err(errno),
     }
     open_in_root(root, &dest.rel, libc::O_PATH)
@@ -225,14 +231,13 @@ fn chown_at(dir: RawFd, name: &CStr, (uid, gid): (u32, u32)) -> SysResult<()> {
 }
 
 /// The parent directory of `dest` (created, with its own parents, if missing) and its last name.
-fn parent_of(root: RawFd, dest: &RootPath, owner: (u32, u32)) -> SysResult<(Fd, &CStr)> {
+fn parent_of(root: RawFd, dest: &RootPath) -> SysResult<(Fd, &CStr)> {
     let (last, parents) = dest.components.split_last().ok_or(Errno(libc::EINVAL))?;
     for (parent, name) in parents {
         let parent = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY)?;
         // SAFETY: name is NUL-terminated; parent is a directory fd.
         match check_int(unsafe { libc::mkdirat(parent.0, name.as_ptr(), 0o755) }) {
-            Ok(_) => chown_at(parent.0, name, owner)?,
-            Err(Errno(libc::EEXIST)) => {}
+            Ok(_) | Err(Errno(libc::EEXIST)) => {}
             Err(errno) => return Err(errno),
         }
     }
@@ -243,10 +248,95 @@ fn parent_of(root: RawFd, dest: &RootPath, owner: (u32, u32)) -> SysResult<(Fd, 
     ))
 }
 
+/// What the mounter knows at run time that the plan could not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecContext {
+    /// The container's init, in the PID namespace of the mounter's /proc (the host's).
+    pub init_pid: i32,
+    /// Mount the rootfs idmapped through the init's user namespace. The runtime tried it first;
+    /// where the filesystem cannot be idmapped it shifted the rootfs's owners instead.
+    pub rootfs_idmap: bool,
+}
+
+/// Makes everything the mounter creates belong to the container's root: directories and files
+/// for mount points, links, device nodes, the roots of new tmpfs and mqueue instances. Host root
+/// has no on-disk ID through the idmapped rootfs, so creating there as host root would fail
+/// (EOVERFLOW). SECBIT_NO_SETUID_FIXUP keeps the capabilities the mounter still needs (CAP_MKNOD,
+/// CAP_DAC_OVERRIDE for an image's own directories, CAP_CHOWN) when the IDs change.
+fn act_as_container_root((uid, gid): (u32, u32)) -> SysResult<()> {
+    const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+    // SAFETY: prctl, umask, setfsgid and setfsuid take plain integers.
+    unsafe {
+        check_int(libc::prctl(
+            libc::PR_SET_SECUREBITS,
+            SECBIT_NO_SETUID_FIXUP,
+            0,
+            0,
+            0,
+        ))?;
+        // Every mode the plan creates is spelled out (device nodes 0666, mount points 0755).
+        libc::umask(0);
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+        // Both return the previous ID; asking again returns the current one.
+        if libc::setfsuid(uid) as u32 != uid || libc::setfsgid(gid) as u32 != gid {
+            return Err(Errno(libc::EPERM));
+        }
+    }
+    Ok(())
+}
+
+/// Binds `source` (an O_PATH fd of a vetted host path) onto `target`, idmapped as asked.
+fn bind_host_path(
+    source: &Fd,
+    target: &Fd,
+    recursive: bool,
+    idmap: Idmap,
+    userns: RawFd,
+) -> SysResult<()> {
+    if idmap != Idmap::No {
+        // SAFETY: both fds stay open for the duration of the call.
+        let (source_fd, userns) = unsafe {
+            (
+                BorrowedFd::borrow_raw(source.0),
+                BorrowedFd::borrow_raw(userns),
+            )
+        };
+        match idmapped::idmapped_copy(source_fd, recursive, userns) {
+            Ok(tree) => return idmapped::attach(tree.as_fd(), target.0, c""),
+            Err(errno) if idmap == Idmap::Try && idmapped::unsupported(errno) => {}
+            Err(errno) => return Err(errno),
+        }
+    }
+    let (source, target) = (FdPath::new(source.0), FdPath::new(target.0));
+    let rec = if recursive { libc::MS_REC } else { 0 };
+    sys::mount(
+        Some(source.as_cstr()),
+        target.as_cstr(),
+        None,
+        libc::MS_BIND | rec,
+        None,
+    )
+}
+
+/// "/proc/PID/ns/user" in a stack buffer.
+fn userns_path(pid: i32) -> [u8; 40] {
+    let mut buf = [0u8; 40];
+    let fd = FdPath::new(pid);
+    // "/proc/self/fd/N" -> take N.
+    let digits = &fd.as_cstr().to_bytes()[b"/proc/self/fd/".len()..];
+    let mut at = 0;
+    for part in [&b"/proc/"[..], digits, &b"/ns/user"[..]] {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    buf
+}
+
 impl MountPlan {
     /// Builds the mount table and pivots into the rootfs. Returns a failure whose step code
     /// [`MountPlan::explain`] turns into words.
-    pub fn execute(&self) -> Result<(), Failure> {
+    pub fn execute(&self, ctx: &ExecContext) -> Result<(), Failure> {
         let fail = |step: u32| {
             move |errno: Errno| Failure {
                 stage: Stage::Mounts,
@@ -254,14 +344,48 @@ impl MountPlan {
                 errno,
             }
         };
-        sys::mount(
-            Some(&self.rootfs),
-            &self.rootfs,
-            None,
-            libc::MS_BIND | libc::MS_REC,
-            None,
-        )
-        .map_err(fail(global::BIND_ROOTFS))?;
+        act_as_container_root(self.owner).map_err(fail(global::FSIDS))?;
+        let userns = if ctx.rootfs_idmap || self.needs_userns() {
+            let path = userns_path(ctx.init_pid);
+            let path = CStr::from_bytes_until_nul(&path).expect("the buffer ends in NUL");
+            // SAFETY: the path is NUL-terminated.
+            Some(
+                check_int(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })
+                    .map(Fd)
+                    .map_err(fail(global::USERNS))?,
+            )
+        } else {
+            None
+        };
+        match (&userns, ctx.rootfs_idmap) {
+            (Some(userns), true) => {
+                // SAFETY: the path is NUL-terminated.
+                let source = check_int(unsafe {
+                    libc::open(self.rootfs.as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
+                })
+                .map(Fd)
+                .map_err(fail(global::BIND_ROOTFS))?;
+                // SAFETY: both fds stay open for the duration of the calls.
+                let (source, userns) = unsafe {
+                    (
+                        BorrowedFd::borrow_raw(source.0),
+                        BorrowedFd::borrow_raw(userns.0),
+                    )
+                };
+                let tree = idmapped::idmapped_copy(source, true, userns)
+                    .map_err(fail(global::BIND_ROOTFS))?;
+                idmapped::attach(tree.as_fd(), libc::AT_FDCWD, &self.rootfs)
+                    .map_err(fail(global::BIND_ROOTFS))?;
+            }
+            _ => sys::mount(
+                Some(&self.rootfs),
+                &self.rootfs,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(fail(global::BIND_ROOTFS))?,
+        }
         if self.rootfs_propagation != 0 {
             sys::mount(None, &self.rootfs, None, self.rootfs_propagation, None)
                 .map_err(fail(global::ROOTFS_PROPAGATION))?;
@@ -275,8 +399,9 @@ impl MountPlan {
         })
         .map(Fd)
         .map_err(fail(global::OPEN_ROOTFS))?;
+        let userns = userns.as_ref().map_or(-1, |fd| fd.0);
         for (index, step) in self.steps.iter().enumerate() {
-            self.run_step(root.0, index, step)?;
+            self.run_step(root.0, userns, index, step)?;
         }
         if self.root_readonly {
             remount_with(root.0, libc::MS_RDONLY).map_err(fail(global::ROOT_READONLY))?;
@@ -284,7 +409,26 @@ impl MountPlan {
         pivot(root.0)
     }
 
-    fn run_step(&self, root: RawFd, index: usize, step: &Step) -> Result<(), Failure> {
+    /// True if any bind may be idmapped.
+    fn needs_userns(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::Mount {
+                    idmap: Idmap::Try | Idmap::Required,
+                    ..
+                }
+            )
+        })
+    }
+
+    fn run_step(
+        &self,
+        root: RawFd,
+        userns: RawFd,
+        index: usize,
+        step: &Step,
+    ) -> Result<(), Failure> {
         let fail = |action| {
             move |errno| Failure {
                 stage: Stage::Mounts,
@@ -302,28 +446,19 @@ impl MountPlan {
                 data,
                 bind,
                 recursive,
+                idmap,
                 propagation,
                 chown_root,
             } => {
-                let target =
-                    ensure(root, dest, *kind, self.owner).map_err(fail(Action::Resolve))?;
+                let target = ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
                 let target_path = FdPath::new(target.0);
                 if *bind {
                     let Source::Host(path) = source else {
                         return Err(fail(Action::Source)(Errno(libc::EINVAL)));
                     };
                     let source = open_vetted_host_path(path).map_err(fail(Action::Source))?;
-                    let source_path = FdPath::new(source.0);
-                    let rec = if *recursive { libc::MS_REC } else { 0 };
-                    let flags = libc::MS_BIND | rec;
-                    sys::mount(
-                        Some(source_path.as_cstr()),
-                        target_path.as_cstr(),
-                        None,
-                        flags,
-                        None,
-                    )
-                    .map_err(fail(Action::Mount))?;
+                    bind_host_path(&source, &target, *recursive, *idmap, userns)
+                        .map_err(fail(Action::Mount))?;
                 } else {
                     let (Source::Host(name) | Source::Name(name)) = source;
                     sys::mount(
@@ -347,16 +482,11 @@ impl MountPlan {
                         .map_err(fail(Action::Propagation))?;
                 }
                 if *chown_root {
-                    // SAFETY: an empty path with AT_EMPTY_PATH names the fd itself: the new
-                    // filesystem's root, never a bind of anything else.
+                    let (uid, gid) = self.owner;
+                    // SAFETY: an empty path with AT_EMPTY_PATH names the fd itself: the root of
+                    // the filesystem just mounted, never a bind of anything else.
                     check_int(unsafe {
-                        libc::fchownat(
-                            mounted.0,
-                            c"".as_ptr(),
-                            self.owner.0,
-                            self.owner.1,
-                            libc::AT_EMPTY_PATH,
-                        )
+                        libc::fchownat(mounted.0, c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH)
                     })
                     .map_err(fail(Action::Chown))?;
                 }
@@ -370,8 +500,7 @@ impl MountPlan {
                 uid,
                 gid,
             } => {
-                let (parent, name) =
-                    parent_of(root, dest, self.owner).map_err(fail(Action::Resolve))?;
+                let (parent, name) = parent_of(root, dest).map_err(fail(Action::Resolve))?;
                 let dev = libc::makedev(*major, *minor);
                 // SAFETY: name is NUL-terminated; parent is a directory of the /dev tmpfs the
                 // plan mounted just before.
@@ -384,14 +513,12 @@ impl MountPlan {
                 }
             }
             Step::Symlink { dest, target } => {
-                let (parent, name) =
-                    parent_of(root, dest, self.owner).map_err(fail(Action::Resolve))?;
+                let (parent, name) = parent_of(root, dest).map_err(fail(Action::Resolve))?;
                 // SAFETY: both strings are NUL-terminated; parent is a directory fd.
                 match check_int(unsafe {
                     libc::symlinkat(target.as_ptr(), parent.0, name.as_ptr())
                 }) {
-                    Ok(_) => chown_at(parent.0, name, self.owner).map_err(fail(Action::Chown)),
-                    Err(Errno(libc::EEXIST)) => Ok(()),
+                    Ok(_) | Err(Errno(libc::EEXIST)) => Ok(()),
                     Err(errno) => Err(fail(Action::Create)(errno)),
                 }
             }
@@ -483,6 +610,10 @@ impl MountPlan {
             global::ROOT_READONLY => "making the rootfs read-only".to_string(),
             global::PIVOT => format!("pivoting into the rootfs {rootfs}"),
             global::DETACH_OLD_ROOT => "detaching the host's root".to_string(),
+            global::USERNS => {
+                "opening the container's user namespace for idmapped mounts".to_string()
+            }
+            global::FSIDS => "taking the container's root as the filesystem IDs".to_string(),
             code => match decode(code).and_then(|(i, action)| Some((self.steps.get(i)?, action))) {
                 Some((step, action)) => format!("{} {step}", action_words(action)),
                 None => format!("mount step {code}"),

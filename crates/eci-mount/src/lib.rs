@@ -18,8 +18,10 @@
 //! let spec = oci_spec::runtime::Spec::load("bundle/config.json")?;
 //! let block = IdBlock::new(1 << 28, 65536).unwrap();
 //! let plan = MountPlan::from_spec(&spec, "/abs/bundle/rootfs".as_ref(), block)?;
-//! // In the mounter process (see eci_ns::spawn):
-//! if let Err(failure) = plan.execute() {
+//! // In the mounter process (see eci_ns::spawn), which knows the init and whether the runtime
+//! // could idmap the rootfs:
+//! let ctx = eci_mount::exec::ExecContext { init_pid: 4242, rootfs_idmap: true };
+//! if let Err(failure) = plan.execute(&ctx) {
 //!     eprintln!("{}: {}", plan.explain(failure.step), failure.errno);
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())

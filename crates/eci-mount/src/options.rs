@@ -15,6 +15,8 @@ pub struct MountOptions {
     pub bind: bool,
     /// A recursive bind mount (`rbind`).
     pub recursive: bool,
+    /// An idmapped bind (`idmap` or `ridmap`): files appear with container-relative owners.
+    pub idmap: bool,
     /// Filesystem-specific options, comma-separated, in the given order.
     pub data: String,
 }
@@ -22,9 +24,6 @@ pub struct MountOptions {
 /// An option this parser refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionError {
-    /// Idmapped mounts are requested per mount; not supported by this parser yet.
-    #[error("mount option '{0}' (idmapped mounts) is not supported yet")]
-    Unsupported(String),
     /// An empty word.
     #[error("empty mount option")]
     Empty,
@@ -69,7 +68,7 @@ pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<MountOptions, OptionError> {
                 out.bind = true;
                 out.recursive = true;
             }
-            "idmap" | "ridmap" => return Err(OptionError::Unsupported(word.to_string())),
+            "idmap" | "ridmap" => out.idmap = true,
             // runc's own extension; a tmpfs here starts empty.
             "tmpcopyup" => {}
             _ => data.push(word),
@@ -175,10 +174,8 @@ mod tests {
     }
 
     #[test]
-    fn idmapped_binds_are_refused_by_name() {
-        assert_eq!(
-            parse(&["bind", "idmap"]),
-            Err(OptionError::Unsupported("idmap".into()))
-        );
+    fn idmap_is_a_request_not_data() {
+        let opts = parse(&["rbind", "ridmap"]).unwrap();
+        assert!(opts.idmap && opts.bind && opts.recursive && opts.data.is_empty());
     }
 }

@@ -74,6 +74,20 @@ pub enum PointKind {
     File,
 }
 
+/// Whether a bind shows its files with container-relative owners (an idmapped mount through the
+/// container's user namespace: on-disk ID N appears as container ID N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idmap {
+    /// A plain bind: host IDs inside the container's block appear as container IDs, others as
+    /// nobody; files the container creates belong to its block on the host.
+    No,
+    /// Idmapped if the filesystem supports it, plain otherwise (read-only host binds, where
+    /// nothing can be created: host root's files show as root inside).
+    Try,
+    /// Idmapped or an error (the spec's `idmap` option).
+    Required,
+}
+
 /// Where a mount's source comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -104,10 +118,12 @@ pub enum Step {
         bind: bool,
         /// A recursive bind.
         recursive: bool,
+        /// Whether a bind is idmapped.
+        idmap: Idmap,
         /// Propagation change afterwards (0 for none).
         propagation: libc::c_ulong,
-        /// Give the new mount's root directory to the container's root (filesystems without
-        /// uid=/gid= options, such as mqueue).
+        /// Give the new filesystem's root directory to the container's root: mqueue and devpts
+        /// roots are made by the kernel with host root's IDs, and have no option to change it.
         chown_root: bool,
     },
     /// A character device node.
@@ -190,6 +206,14 @@ pub enum PlanError {
     /// A string with a NUL byte.
     #[error("{0} contains a NUL byte")]
     Nul(String),
+    /// Something the plan does not do yet.
+    #[error("mount at {}: {what} is not supported yet", dest.display())]
+    Unsupported {
+        /// The destination.
+        dest: PathBuf,
+        /// What was asked.
+        what: &'static str,
+    },
     /// An unknown rootfs propagation.
     #[error("linux.rootfsPropagation '{0}' is not a propagation type")]
     Propagation(String),
@@ -365,8 +389,9 @@ fn plan_mount(mount: &oci_spec::runtime::Mount, block: IdBlock) -> Result<Step, 
             .transpose()?,
         bind: false,
         recursive: false,
+        idmap: Idmap::No,
         propagation: opts.propagation,
-        chown_root: fstype == "mqueue",
+        chown_root: matches!(fstype.as_str(), "mqueue" | "devpts"),
         dest,
     })
 }
@@ -386,6 +411,22 @@ fn plan_bind(
         return Err(bad("not an absolute host path".into()));
     }
     let meta = std::fs::metadata(&source).map_err(|err| bad(err.to_string()))?;
+    if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
+        let what = "an idmapped bind with mappings of its own (uidMappings/gidMappings)";
+        return Err(PlanError::Unsupported {
+            dest: dest.display.clone(),
+            what,
+        });
+    }
+    // Idmapping a writable bind would let container root create files owned by host root there
+    // (setuid programs a host user could run), so only read-only binds are idmapped unasked.
+    let idmap = if opts.idmap {
+        Idmap::Required
+    } else if opts.flags & libc::MS_RDONLY != 0 {
+        Idmap::Try
+    } else {
+        Idmap::No
+    };
     Ok(Step::Mount {
         kind: if meta.is_dir() {
             PointKind::Dir
@@ -398,6 +439,7 @@ fn plan_bind(
         data: None,
         bind: true,
         recursive: opts.recursive,
+        idmap,
         propagation: opts.propagation,
         chown_root: false,
         dest,

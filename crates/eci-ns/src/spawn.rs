@@ -35,6 +35,16 @@ const INIT_PID: u32 = 0x1000;
 const GO: u32 = 0x1001;
 const DONE: u32 = 0x1002;
 
+/// What the mounter learns when it starts: the init (in the runtime's PID namespace) and the
+/// flags the runtime's `prepare` step returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetupContext {
+    /// The init's pid, as /proc of the runtime's PID namespace names it.
+    pub init_pid: i32,
+    /// What `prepare` returned.
+    pub flags: u32,
+}
+
 /// What to start.
 pub struct SpawnRequest<'a> {
     /// The namespaces the container gets. USER, MOUNT and PID are always used.
@@ -42,13 +52,14 @@ pub struct SpawnRequest<'a> {
     /// Runs in the mounter: host credentials, the init's PID, network and IPC namespaces, the
     /// setup mount namespace. Builds the mount table and pivots into the rootfs.
     /// Async-signal-safe work only.
-    pub setup: &'a (dyn Fn() -> Result<(), Failure> + Sync),
+    pub setup: &'a (dyn Fn(SetupContext) -> Result<(), Failure> + Sync),
     /// Runs in the init once it is root of its user namespace, in its own session and mount
     /// namespace. Does whatever is left and execs; returns only on failure. The channel is the
     /// init's end of the runtime's [`Spawned::channel`]. Async-signal-safe work only.
     pub init: &'a (dyn Fn(&Channel) -> Failure + Sync),
     /// Runs in the runtime once the init exists and before the mounts are made: write the ID
-    /// maps, place the init in its cgroups.
+    /// maps, place the init in its cgroups. What it returns reaches `setup` as
+    /// [`SetupContext::flags`].
     pub prepare: &'a mut Prepare<'a>,
 }
 
@@ -56,7 +67,7 @@ pub struct SpawnRequest<'a> {
 pub type PrepareError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The runtime's step between the init's creation and its mounts.
-pub type Prepare<'a> = dyn FnMut(&PidFd) -> Result<(), PrepareError> + 'a;
+pub type Prepare<'a> = dyn FnMut(&PidFd) -> Result<u32, PrepareError> + 'a;
 
 /// A started init, waiting in its own namespaces for what its `init` closure expects next.
 #[derive(Debug)]
@@ -173,10 +184,16 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         init: &init,
         armed: true,
     };
-    (request.prepare)(&init).map_err(SpawnError::Prepare)?;
+    let flags = (request.prepare)(&init).map_err(SpawnError::Prepare)?;
 
+    let go = Message {
+        kind: GO,
+        a: 0,
+        b: 0,
+        c: flags,
+    };
     runtime_setup
-        .send(Message::of(GO))
+        .send(go)
         .map_err(runtime_err("starting the mount setup"))?;
     match receive(&runtime_setup, "setup") {
         Ok(msg) if msg.kind == DONE => {}
@@ -237,7 +254,7 @@ struct ChildEnds<'a> {
 fn setup_process(
     ends: &ChildEnds<'_>,
     namespaces: Namespaces,
-    setup: &(dyn Fn() -> Result<(), Failure> + Sync),
+    setup: &(dyn Fn(SetupContext) -> Result<(), Failure> + Sync),
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
     for fd in ends.runtime_ends {
@@ -281,10 +298,13 @@ fn setup_process(
     {
         sys::exit(1);
     }
-    match channel.recv() {
-        Ok(Some((msg, _))) if msg.kind == GO => {}
+    let context = match channel.recv() {
+        Ok(Some((msg, _))) if msg.kind == GO => SetupContext {
+            init_pid,
+            flags: msg.c,
+        },
         _ => sys::exit(1),
-    }
+    };
     let join = namespaces & (Namespaces::PID | Namespaces::NET | Namespaces::IPC);
     if sys::setns(init_pidfd, join.setns_flags()).is_err() {
         fail(Stage::JoinNamespaces, 0);
@@ -292,7 +312,7 @@ fn setup_process(
     // SAFETY: the child runs only the caller's async-signal-safe setup, then exits.
     let mounter = match unsafe { sys::fork() } {
         Err(_) => fail(Stage::JoinNamespaces, 1),
-        Ok(Forked::Child) => match setup() {
+        Ok(Forked::Child) => match setup(context) {
             Ok(()) => sys::exit(0),
             Err(failure) => failure.report_and_exit(channel),
         },

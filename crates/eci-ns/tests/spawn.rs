@@ -3,18 +3,18 @@
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::sys::{self, Errno};
-use eci_ns::{spawn, Namespaces, PidFd, SpawnError, SpawnRequest};
+use eci_ns::{spawn, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest};
 
 const HOST_BASE: u32 = 0x3000_0000;
 
-fn write_maps(init: &PidFd) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+fn write_maps(init: &PidFd) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
     for file in ["uid_map", "gid_map"] {
         std::fs::write(
             format!("/proc/{}/{file}", init.pid()),
             format!("0 {HOST_BASE} 65536\n"),
         )?;
     }
-    Ok(())
+    Ok(0)
 }
 
 fn children_of_this_process() -> Vec<String> {
@@ -28,7 +28,7 @@ fn children_of_this_process() -> Vec<String> {
 
 #[test]
 fn init_is_pid_one_and_root_of_its_own_user_namespace() {
-    let setup = || Ok(());
+    let setup = |_: SetupContext| Ok(());
     let init = |channel: &Channel| {
         // SAFETY: getpid and getuid cannot fail.
         let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
@@ -54,7 +54,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
 
 #[test]
 fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
-    let setup = || {
+    let setup = |_: SetupContext| {
         Err(Failure {
             stage: Stage::Mounts,
             step: 5,
@@ -90,11 +90,41 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
 }
 
 #[test]
+fn what_prepare_returns_reaches_the_mounter() {
+    // The mounter reports the flags and the init's pid back as a failure of its own.
+    let setup = |ctx: SetupContext| {
+        Err(Failure {
+            stage: Stage::Mounts,
+            step: ctx.flags,
+            errno: Errno(ctx.init_pid),
+        })
+    };
+    let init = |_: &Channel| sys::exit(0);
+    let mut pid = 0;
+    let mut prepare = |init: &PidFd| -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+        write_maps(init)?;
+        pid = init.pid();
+        Ok(0xABCD)
+    };
+    let err = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &init,
+        prepare: &mut prepare,
+    })
+    .unwrap_err();
+    match err {
+        SpawnError::Child(f) => assert_eq!((f.step, f.errno), (0xABCD, Errno(pid))),
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
 fn a_prepare_failure_kills_the_init() {
-    let setup = || Ok(());
+    let setup = |_: SetupContext| Ok(());
     let init = |_: &Channel| sys::exit(0);
     let mut seen = None;
-    let mut prepare = |init: &PidFd| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut prepare = |init: &PidFd| -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
         seen = Some(init.pid());
         Err("no cgroup for you".into())
     };

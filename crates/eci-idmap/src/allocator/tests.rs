@@ -91,7 +91,7 @@ fn an_unfinished_last_write_is_cut_and_a_corrupt_line_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
     let lease = alloc.allocate("a", Holder::current().unwrap()).unwrap();
-    let journal = dir.path().join(JOURNAL);
+    let journal = dir.path().join(journal_name(&boot_id().unwrap()));
     let before = std::fs::read(&journal).unwrap();
     // A crash in the middle of appending the next line.
     std::fs::OpenOptions::new()
@@ -143,7 +143,7 @@ fn the_journal_is_compacted_and_stays_consistent() {
             .release()
             .unwrap();
     }
-    let lines = std::fs::read_to_string(dir.path().join(JOURNAL))
+    let lines = std::fs::read_to_string(dir.path().join(journal_name(&boot_id().unwrap())))
         .unwrap()
         .lines()
         .count();
@@ -155,4 +155,20 @@ fn the_journal_is_compacted_and_stays_consistent() {
     let leases = other.leases().unwrap();
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0].index, keep.index());
+}
+
+#[test]
+fn journals_of_earlier_boots_are_removed_and_boot_scoped_writes_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir
+        .path()
+        .join("leases-00000000-0000-0000-0000-000000000000.jsonl");
+    std::fs::write(&old, b"whatever an earlier boot left\n").unwrap();
+    let alloc = Allocator::open_with(dir.path(), pool(2), Durability::BootScoped).unwrap();
+    assert!(!old.exists());
+    let a = alloc.allocate("a", Holder::current().unwrap()).unwrap();
+    let other = Allocator::open(dir.path(), pool(2)).unwrap();
+    assert_eq!(other.leases().unwrap().len(), 1);
+    a.release().unwrap();
+    assert_eq!(other.leases().unwrap().len(), 0);
 }

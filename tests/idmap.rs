@@ -1,0 +1,106 @@
+//! Ownership across the container boundary: idmapped rootfs and read-only binds, plain
+//! writable binds. Needs root.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::create_with;
+use eci::oci_spec::runtime::Mount;
+
+/// A host directory with a file owned by host root and one owned by a host ID no container
+/// block maps (70000 is above the 65536 IDs an idmapped mount shows).
+fn host_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root-owned"), b"").unwrap();
+    std::fs::write(dir.path().join("foreign"), b"").unwrap();
+    std::os::unix::fs::chown(dir.path().join("foreign"), Some(70000), Some(70000)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    dir
+}
+
+fn bind(source: &Path, dest: &str, options: &[&str]) -> Mount {
+    let mut mount = Mount::default();
+    mount.set_destination(dest.into());
+    mount.set_typ(Some("bind".into()));
+    mount.set_source(Some(source.to_path_buf()));
+    mount.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    mount
+}
+
+fn run_with_bind(name: &str, mount: Mount, script: &str) -> (i32, String) {
+    create_with(name, &["sh", "-c", script], |spec| {
+        spec.mounts_mut().as_mut().unwrap().push(mount)
+    })
+    .run_to_end()
+}
+
+#[test]
+fn a_read_only_bind_shows_host_root_as_root_and_foreign_ids_as_nobody() {
+    let dir = host_dir();
+    let script =
+        "stat -c %u:%g /data/root-owned /data/foreign; touch /data/new 2>/dev/null || echo refused";
+    let (code, out) = run_with_bind(
+        "ro-bind",
+        bind(dir.path(), "/data", &["rbind", "ro"]),
+        script,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0:0", "65534:65534", "refused"]
+    );
+}
+
+#[test]
+fn files_created_in_a_writable_bind_belong_to_the_containers_block_on_the_host() {
+    let dir = host_dir();
+    let mut c = create_with(
+        "rw-bind",
+        &[
+            "sh",
+            "-c",
+            "stat -c %u /data/root-owned; echo hi > /data/made-inside",
+        ],
+        |spec| {
+            spec.mounts_mut()
+                .as_mut()
+                .unwrap()
+                .push(bind(dir.path(), "/data", &["rbind", "rw"]))
+        },
+    );
+    let block_start = c.container().id_mapping().host_start;
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    // Not idmapped: host root's files are not the container's.
+    assert_eq!(out.trim(), "65534");
+    let made = std::fs::metadata(dir.path().join("made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (block_start, block_start));
+}
+
+#[test]
+fn the_idmap_option_idmaps_a_writable_bind() {
+    let dir = host_dir();
+    let script = "stat -c %u /data/root-owned; grep -c ' /data .*idmapped' /proc/self/mountinfo";
+    let (code, out) = run_with_bind(
+        "idmap-opt",
+        bind(dir.path(), "/data", &["rbind", "rw", "idmap"]),
+        script,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "1"]);
+}
+
+#[test]
+fn the_rootfs_and_host_programs_appear_owned_by_container_root() {
+    let script =
+        "stat -c %u:%g /etc/passwd /usr/bin/env; grep -c ' / .*idmapped' /proc/self/mountinfo";
+    let (code, out) = create_with("rootfs-owner", &["sh", "-c", script], |_| {}).run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0:0", "0:0", "1"]);
+}

@@ -1,0 +1,113 @@
+//! A rootfs on a filesystem that cannot be idmapped (ramfs) gets its owners shifted into the
+//! container's block, once per (rootfs, block). One test: consecutive containers then get the
+//! same block. Needs root and busybox-static.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::runtime;
+use eci::{ContainerConfig, Stdio};
+
+/// A ramfs mounted for the test, unmounted however the test ends.
+struct Ramfs(PathBuf);
+
+impl Ramfs {
+    fn mount(path: &Path) -> Ramfs {
+        std::fs::create_dir_all(path).unwrap();
+        let c = |s: &str| CString::new(s).unwrap();
+        let target = c(path.to_str().unwrap());
+        // SAFETY: valid NUL-terminated strings.
+        let ret = unsafe {
+            libc::mount(
+                c("ramfs").as_ptr(),
+                target.as_ptr(),
+                c("ramfs").as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(
+            ret,
+            0,
+            "mounting a ramfs: {}",
+            std::io::Error::last_os_error()
+        );
+        Ramfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Ramfs {
+    fn drop(&mut self) {
+        let target = CString::new(self.0.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn run_in(rootfs: &Path, id: &str) -> (u32, String) {
+    let spec = eci::privileged_spec(
+        rootfs,
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "stat -c %u /bin/busybox /etc/owned".into(),
+        ],
+        &[],
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stdio = Stdio {
+        stdout: Some(writer.into()),
+        ..Default::default()
+    };
+    let mut container = runtime()
+        .create(ContainerConfig::new(id, spec).stdio(stdio))
+        .expect("create");
+    let block = container.id_mapping().host_start;
+    container.start().unwrap();
+    assert_eq!(container.wait().unwrap().code(), 0);
+    container.delete().unwrap();
+    (block, std::io::read_to_string(reader).unwrap())
+}
+
+#[test]
+fn a_rootfs_that_cannot_be_idmapped_is_shifted_once_per_block() {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "install busybox-static (scripts/test does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ramfs = Ramfs::mount(&dir.path().join("rootfs"));
+    let rootfs = &ramfs.0;
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/stat")).unwrap();
+    std::fs::write(rootfs.join("etc/owned"), b"").unwrap();
+
+    let id = format!("shift-{}", std::process::id());
+    let (block, out) = run_in(rootfs, &format!("{id}-1"));
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0", "0"],
+        "container root owns its rootfs"
+    );
+    let on_host = std::fs::metadata(rootfs.join("bin/busybox")).unwrap();
+    assert_eq!(on_host.uid(), block, "shifted on disk into the block");
+    let ctime = (on_host.ctime(), on_host.ctime_nsec());
+
+    // Alone in this process, the next container gets the lowest free block: the same one.
+    let (again, out) = run_in(rootfs, &format!("{id}-2"));
+    assert_eq!(again, block);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "0"]);
+    let now = std::fs::metadata(rootfs.join("bin/busybox")).unwrap();
+    assert_eq!(
+        (now.ctime(), now.ctime_nsec()),
+        ctime,
+        "the same block is not shifted twice"
+    );
+}
