@@ -1,7 +1,7 @@
 //! A container: created, started, waited for, killed and deleted.
 
 use std::fmt;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use eci_policy::harden::{harden, Change, HardenContext};
 use eci_policy::ids::IdMapping;
 use eci_policy::mount::MountPolicy;
 use eci_seccomp::mount::{HelperConfig, MountVetter};
+use eci_seccomp::notify::Listener;
 use eci_seccomp::Registration;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -389,15 +390,21 @@ impl Container {
             userns,
             initial,
         };
-        let vetter = MountVetter::start(&self.init, config)?;
+        let listener = Listener::new(listener);
+        let vetter = MountVetter::start(&self.init, &listener, config)?;
         let handler: Arc<dyn eci_seccomp::supervisor::Handler> = vetter.clone();
         self.resources.vetter = Some(vetter);
-        self.resources.registration = Some(
-            self.shared
-                .supervisor
-                .register(listener, handler)
-                .map_err(Error::io("registering the seccomp listener"))?,
-        );
+        let exit = self
+            .init
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(Error::io("duplicating the init's pidfd"))?;
+        let registration = self
+            .shared
+            .supervisor
+            .register(listener, handler, Some(exit));
+        self.resources.registration =
+            Some(registration.map_err(Error::io("registering the seccomp listener"))?);
         Ok(())
     }
 

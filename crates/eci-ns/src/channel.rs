@@ -140,6 +140,15 @@ impl Channel {
 
     /// Sends one datagram of `bytes` with up to [`MAX_FDS`] descriptors.
     pub fn send_bytes(&self, bytes: &[u8], fds: &[RawFd]) -> SysResult<()> {
+        self.send_bytes_with(bytes, fds, 0)
+    }
+
+    /// Like [`Channel::send_bytes`] but EAGAIN instead of waiting when the other end is behind.
+    pub fn try_send_bytes(&self, bytes: &[u8]) -> SysResult<()> {
+        self.send_bytes_with(bytes, &[], libc::MSG_DONTWAIT)
+    }
+
+    fn send_bytes_with(&self, bytes: &[u8], fds: &[RawFd], flags: libc::c_int) -> SysResult<()> {
         if fds.len() > MAX_FDS {
             return Err(Errno(libc::EINVAL));
         }
@@ -174,7 +183,7 @@ impl Channel {
         let fd = self.fd.as_raw_fd();
         retry(|| {
             // SAFETY: hdr points at live buffers for the duration of the call.
-            let sent = unsafe { libc::sendmsg(fd, &hdr, libc::MSG_NOSIGNAL) };
+            let sent = unsafe { libc::sendmsg(fd, &hdr, libc::MSG_NOSIGNAL | flags) };
             check(sent as libc::c_long)
         })
         .map(drop)
@@ -193,6 +202,19 @@ impl Channel {
     /// Receives one datagram into `buf`: its length and descriptors, or `None` at end of stream.
     /// A datagram longer than `buf` is an error (EMSGSIZE).
     pub fn recv_bytes(&self, buf: &mut [u8]) -> SysResult<Option<(usize, ReceivedFds)>> {
+        self.recv_bytes_with(buf, 0)
+    }
+
+    /// Like [`Channel::recv_bytes`] but EAGAIN instead of waiting when nothing is there.
+    pub fn try_recv_bytes(&self, buf: &mut [u8]) -> SysResult<Option<(usize, ReceivedFds)>> {
+        self.recv_bytes_with(buf, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_bytes_with(
+        &self,
+        buf: &mut [u8],
+        flags: libc::c_int,
+    ) -> SysResult<Option<(usize, ReceivedFds)>> {
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -207,7 +229,7 @@ impl Channel {
         let fd = self.fd.as_raw_fd();
         let len = retry(|| {
             // SAFETY: hdr points at live buffers for the duration of the call.
-            let received = unsafe { libc::recvmsg(fd, &mut hdr, libc::MSG_CMSG_CLOEXEC) };
+            let received = unsafe { libc::recvmsg(fd, &mut hdr, libc::MSG_CMSG_CLOEXEC | flags) };
             check(received as libc::c_long)
         })? as usize;
         let fds = collect_fds(&hdr);

@@ -1,9 +1,9 @@
 //! Long-lived helpers that act inside a container's namespaces.
 //!
-//! A helper is forked from the runtime, joins chosen namespaces of a target process through its
-//! pidfd (joining a user namespace needs a single-threaded process, which a fresh fork is), closes
-//! every descriptor but its channel, and then answers requests until the runtime closes the
-//! channel. It is not in the container's PID namespace, so nothing in the container can see,
+//! A helper is forked from the runtime, closes every descriptor but its channel and those it is
+//! told to keep, joins chosen namespaces of a target process through its pidfd (joining a user
+//! namespace needs a single-threaded process, which a fresh fork is), and then answers requests
+//! until the runtime closes the channel. Hooks may run before and after joining. It is not in the container's PID namespace, so nothing in the container can see,
 //! signal or trace it. Requests are served by a caller-supplied function that, like everything
 //! after fork, must be async-signal-safe: no allocation, no locks.
 
@@ -24,8 +24,36 @@ pub const MAX_RESPONSE: usize = 4 * 1024;
 const READY: u32 = 0x2000;
 
 /// The function a helper serves requests with: the request bytes and descriptors in, the
-/// response written to the buffer, its length returned. Runs after fork: async-signal-safe only.
-pub type Serve<'a> = dyn Fn(&[u8], &mut ReceivedFds, &mut [u8; MAX_RESPONSE]) -> usize + Sync + 'a;
+/// response written to the buffer and its length returned, or `None` to send nothing back (for
+/// one-way messages). Runs after fork: async-signal-safe only.
+pub type Serve<'a> =
+    dyn Fn(&[u8], &mut ReceivedFds, &mut [u8; MAX_RESPONSE]) -> Option<usize> + Sync + 'a;
+
+/// A step a helper takes before it serves: async-signal-safe only.
+pub type Hook<'a> = dyn Fn() -> Result<(), Failure> + Sync + 'a;
+
+/// Called when a watched descriptor is readable, with the helper's channel (to tell the runtime
+/// something unasked). Async-signal-safe only.
+pub type OnReady<'a> = dyn Fn(&Channel) + Sync + 'a;
+
+/// How to start a helper.
+pub struct HelperSpec<'a> {
+    /// The process whose namespaces the helper joins.
+    pub target: &'a PidFd,
+    /// The namespaces it joins.
+    pub join: Namespaces,
+    /// Descriptors the helper keeps besides its channel; every other one is closed first.
+    pub keep: &'a [RawFd],
+    /// Runs with the runtime's credentials, before joining.
+    pub before_join: Option<&'a Hook<'a>>,
+    /// Runs inside the joined namespaces, before serving.
+    pub after_join: Option<&'a Hook<'a>>,
+    /// Answers requests.
+    pub serve: &'a Serve<'a>,
+    /// A descriptor (one of `keep`) the helper waits on besides its channel, and what it does
+    /// when it is readable.
+    pub watch: Option<(RawFd, &'a OnReady<'a>)>,
+}
 
 /// Why a helper could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -52,12 +80,12 @@ pub enum HelperError {
 /// use eci_ns::{helper::Helper, namespaces::Namespaces, pidfd::PidFd};
 ///
 /// // Answers every request with the first byte of the hostname in the target's UTS namespace.
-/// fn hostname(_req: &[u8], _fds: &mut eci_ns::channel::ReceivedFds, out: &mut [u8; 4096]) -> usize {
+/// fn hostname(_req: &[u8], _fds: &mut eci_ns::channel::ReceivedFds, out: &mut [u8; 4096]) -> Option<usize> {
 ///     let mut name = [0 as libc::c_char; 65];
 ///     // SAFETY: name is a valid buffer of the given length.
 ///     unsafe { libc::gethostname(name.as_mut_ptr(), name.len()) };
 ///     out[0] = name[0] as u8;
-///     1
+///     Some(1)
 /// }
 /// let target = PidFd::open(1234)?;
 /// let helper = Helper::spawn(&target, Namespaces::UTS, &hostname)?;
@@ -78,11 +106,23 @@ impl Helper {
         join: Namespaces,
         serve: &Serve<'_>,
     ) -> Result<Helper, HelperError> {
+        Helper::start(&HelperSpec {
+            target,
+            join,
+            keep: &[],
+            before_join: None,
+            after_join: None,
+            serve,
+            watch: None,
+        })
+    }
+
+    /// Starts a helper as `spec` describes.
+    pub fn start(spec: &HelperSpec<'_>) -> Result<Helper, HelperError> {
         let (runtime_end, helper_end) = Channel::pair().map_err(|source| HelperError::Io {
             what: "creating its channel",
             source,
         })?;
-        let pidfd = target.as_raw_fd();
         // SAFETY: the child runs only `helper_process`, which is async-signal-safe and never
         // returns.
         let pid = match unsafe { sys::fork() } {
@@ -92,9 +132,7 @@ impl Helper {
                     source: errno.into(),
                 })
             }
-            Ok(Forked::Child) => {
-                helper_process(&helper_end, runtime_end.raw_fd(), pidfd, join, serve)
-            }
+            Ok(Forked::Child) => helper_process(&helper_end, spec),
             Ok(Forked::Parent { pid, .. }) => pid,
         };
         drop(helper_end);
@@ -120,6 +158,23 @@ impl Helper {
         }
         drop(channel);
         Ok(helper)
+    }
+
+    /// Sends a one-way message (the helper's `serve` returns `None` for it).
+    pub fn send(&self, message: &[u8], fds: &[RawFd]) -> Result<(), HelperError> {
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        channel
+            .send_bytes(message, fds)
+            .map_err(|errno| match errno.0 {
+                libc::EPIPE | libc::ECONNRESET => HelperError::Gone,
+                _ => HelperError::Io {
+                    what: "sending a message",
+                    source: errno.into(),
+                },
+            })
     }
 
     /// Sends a request with descriptors and waits for the response.
@@ -156,6 +211,31 @@ impl Helper {
     pub fn pid(&self) -> i32 {
         self.pid
     }
+
+    /// The runtime's end of the channel, for waiting on messages the helper sends unasked.
+    pub fn channel_fd(&self) -> RawFd {
+        self.channel
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .raw_fd()
+    }
+
+    /// A message the helper sent unasked, if one is waiting: its length in `buf`.
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<Option<usize>, HelperError> {
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match channel.try_recv_bytes(buf) {
+            Ok(Some((len, _))) => Ok(Some(len)),
+            Err(sys::Errno(libc::EAGAIN)) => Ok(None),
+            Ok(None) => Err(HelperError::Gone),
+            Err(errno) => Err(HelperError::Io {
+                what: "reading a message",
+                source: errno.into(),
+            }),
+        }
+    }
 }
 
 impl Drop for Helper {
@@ -166,21 +246,71 @@ impl Drop for Helper {
     }
 }
 
-fn helper_process(
-    channel: &Channel,
-    runtime_end: RawFd,
-    pidfd: RawFd,
-    join: Namespaces,
-    serve: &Serve<'_>,
-) -> ! {
-    sys::close(runtime_end);
-    if sys::setns(pidfd, join.setns_flags()).is_err() {
-        Failure::last_errno(Stage::Helper, 0).report_and_exit(channel);
+/// Serves the watched descriptor until the channel has something; false when the channel closed
+/// or failed (the runtime is gone).
+fn wait_for_channel(channel: &Channel, watched: RawFd, on_ready: &OnReady<'_>) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: channel.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: watched,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: fds is a valid array of two pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            if sys::Errno::last().0 == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            on_ready(channel);
+        }
+        if fds[0].revents != 0 {
+            return fds[0].revents & libc::POLLIN != 0;
+        }
+        if fds[1].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+            && fds[1].revents & libc::POLLIN == 0
+        {
+            // Nothing will ever come on the watched descriptor again; wait on the channel only.
+            fds[1].fd = -1;
+        }
     }
+}
+
+fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
+    let fail = |step| Failure::last_errno(Stage::Helper, step).report_and_exit(channel);
     // Nothing of the runtime's may stay open in here: another container's seccomp listener would
-    // keep that container's mount calls waiting forever if the runtime died.
-    if sys::close_fds_except(&[channel.raw_fd()]).is_err() {
-        Failure::last_errno(Stage::Helper, 1).report_and_exit(channel);
+    // keep that container's mount calls waiting forever if the runtime died. The pidfd is needed
+    // to join, so it goes last.
+    let mut keep = [-1; 18];
+    keep[0] = channel.raw_fd();
+    keep[1] = spec.target.as_raw_fd();
+    for (slot, fd) in keep[2..].iter_mut().zip(spec.keep) {
+        *slot = *fd;
+    }
+    if spec.keep.len() > keep.len() - 2 || sys::close_fds_except(&keep).is_err() {
+        fail(1);
+    }
+    if let Some(hook) = spec.before_join {
+        if let Err(failure) = hook() {
+            failure.report_and_exit(channel);
+        }
+    }
+    if sys::setns(spec.target.as_raw_fd(), spec.join.setns_flags()).is_err() {
+        fail(0);
+    }
+    sys::close(spec.target.as_raw_fd());
+    if let Some(hook) = spec.after_join {
+        if let Err(failure) = hook() {
+            failure.report_and_exit(channel);
+        }
     }
     if channel.send(Message::of(READY)).is_err() {
         sys::exit(1);
@@ -188,23 +318,26 @@ fn helper_process(
     let mut request = [0u8; MAX_REQUEST];
     let mut response = [0u8; MAX_RESPONSE];
     loop {
+        if let Some((fd, on_ready)) = spec.watch {
+            if !wait_for_channel(channel, fd, on_ready) {
+                sys::exit(0);
+            }
+        }
         match channel.recv_bytes(&mut request) {
             Ok(Some((len, mut fds))) => {
-                let out = serve(&request[..len], &mut fds, &mut response);
+                let answer = (spec.serve)(&request[..len], &mut fds, &mut response);
                 drop(fds);
-                if channel
-                    .send_bytes(&response[..out.min(MAX_RESPONSE)], &[])
-                    .is_err()
-                {
-                    sys::exit(1);
+                if let Some(out) = answer {
+                    if channel
+                        .send_bytes(&response[..out.min(MAX_RESPONSE)], &[])
+                        .is_err()
+                    {
+                        sys::exit(1);
+                    }
                 }
             }
             Ok(None) => sys::exit(0),
-            Err(sys::Errno(libc::EMSGSIZE)) => {
-                if channel.send_bytes(&[], &[]).is_err() {
-                    sys::exit(1);
-                }
-            }
+            Err(sys::Errno(libc::EMSGSIZE)) => {}
             Err(_) => sys::exit(1),
         }
     }

@@ -6,21 +6,31 @@
 //! - [`install`]: installing them in the container's init, allocation-free;
 //! - [`notify`]: the listener: receive, answer, check that a call is still pending, read the
 //!   caller's memory;
-//! - [`supervisor`]: one thread serving every container's listener;
-//! - [`mount`]: the vetting of `mount` and `umount2` by a helper in the container's namespaces.
+//! - [`supervisor`]: one thread watching every container: its listener, its init, its helper;
+//! - [`mount`]: the vetting of `mount` and `umount2` by a helper in the container's namespaces,
+//!   which receives from the listener itself.
 //!
 //! ```no_run
-//! use std::os::fd::{FromRawFd, OwnedFd};
+//! use std::os::fd::{AsFd, OwnedFd};
+//! use std::sync::Arc;
+//! use eci_seccomp::mount::{HelperConfig, MountVetter};
+//! use eci_seccomp::notify::Listener;
+//! use eci_seccomp::supervisor::Handler;
 //! use eci_seccomp::{Filters, Supervisor};
 //!
+//! # fn listener_from_the_container() -> OwnedFd { unreachable!() }
+//! # fn run(init: eci_ns::PidFd) -> Result<(), Box<dyn std::error::Error>> {
 //! let filters = Filters::build()?;
+//! // In the container's init, after fork: `let fd = filters.install()?`, sent to the runtime
+//! // and closed there.
+//! let listener = Listener::new(listener_from_the_container());
 //! let supervisor = Supervisor::start()?;
-//! // In the container's init (after fork): let fd = filters.install()?; send fd to the runtime.
-//! # let fd = 3;
-//! // In the runtime, with a handler for that container (see mount::MountVetter):
-//! # let handler: std::sync::Arc<dyn eci_seccomp::supervisor::Handler> = unimplemented!();
-//! let registration = supervisor.register(unsafe { OwnedFd::from_raw_fd(fd) }, handler)?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let config = HelperConfig { policy: Default::default(), userns: 0, initial: Vec::new() };
+//! let vetter = MountVetter::start(&init, &listener, config)?;
+//! let handler: Arc<dyn Handler> = vetter;
+//! let exit = init.as_fd().try_clone_to_owned()?;
+//! let _registration = supervisor.register(listener, handler, Some(exit))?;
+//! # Ok(()) }
 //! ```
 
 pub mod filters;

@@ -1,210 +1,45 @@
 //! Vetting and performing a container's `mount` and `umount2` calls.
 //!
-//! The supervisor copies the arguments out of the caller's memory, checks that the call is
-//! still pending (SECCOMP_IOCTL_NOTIF_ID_VALID) and opens the caller's `/proc/PID` directory,
-//! which pins that very process, then checks again. A helper living in the container's user and
-//! mount namespaces receives the copies and that directory. For each call it enters the caller's
-//! mount namespace, root and working directory, gathers the facts a verdict needs (the caller's
-//! capabilities and user namespace, whether the target is an initial mount), asks
-//! [`eci_policy::mount`] for the verdict and, if allowed, performs the call itself from the
-//! copies. The caller's memory is never read again, so changing it after the check changes
-//! nothing, and no call is ever answered with "continue".
+//! The container's helper lives in the container's user namespace as its root and holds a
+//! descriptor of the listener; it receives the notifications itself (one hop from the caller,
+//! with the kernel's synchronous wake-up) while the supervisor keeps its own descriptor open and
+//! watches the helper and the container's init. For each call the helper, without allocating:
+//!
+//! 1. copies the arguments out of the caller's memory;
+//! 2. checks that the call is still pending (SECCOMP_IOCTL_NOTIF_ID_VALID): the pid it read from
+//!    still names the caller;
+//! 3. opens the caller's `/proc/PID` (which pins that very process) and checks again;
+//! 4. enters the caller's mount namespace, root and working directory, gathers the facts a
+//!    verdict needs (the caller's capabilities and user namespace, whether the target is an
+//!    initial mount), asks [`eci_policy::mount`] for the verdict and, if allowed, performs the call
+//!    itself from the copies;
+//! 5. answers the notification with the result.
+//!
+//! The caller's memory is never read again, so changing it after the check changes nothing, and
+//! no call is ever answered with "continue". A refusal is also reported to the runtime, for its
+//! log. If the helper dies, the supervisor closes its own descriptor; if the runtime dies, the
+//! helper exits: either way every descriptor of the listener is closed and the kernel answers
+//! ENOSYS to the container's mount calls.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use eci_ns::channel::ReceivedFds;
-use eci_ns::helper::{Helper, HelperError, MAX_RESPONSE};
+use eci_ns::channel::{Channel, ReceivedFds};
+use eci_ns::failure::{Failure, Stage};
+use eci_ns::helper::{Helper, HelperError, HelperSpec, MAX_RESPONSE};
 use eci_ns::sys::{self, check_int, Errno, SysResult};
 use eci_ns::{Namespaces, PidFd};
 use eci_policy::mount::{
-    classify, decide_mount, decide_umount, Caller, InitialMount, MountPolicy, Rule, Target, Verdict,
+    classify, decide_mount, decide_umount, Caller, InitialMount, MountKind, MountPolicy, Rule,
+    Target, Verdict,
 };
 
-use crate::notify::{read_string, Listener, Notification, Reply};
+use crate::notify::{id_valid, read_cstr, respond, Listener, Notification, Reply};
 use crate::supervisor::Handler;
 
-const OP_MOUNT: u32 = 1;
-const OP_UMOUNT: u32 = 2;
-const HAS_SOURCE: u32 = 1;
-const HAS_FSTYPE: u32 = 2;
-const HAS_DATA: u32 = 4;
-const HEADER: usize = 24;
-/// Longest path read from a caller.
-const PATH_MAX: usize = 4095;
-/// Longest filesystem type read from a caller.
-const FSTYPE_MAX: usize = 255;
-/// Longest mount data read from a caller (the kernel copies one page).
-const DATA_MAX: usize = 4095;
 const CAP_SYS_ADMIN: u32 = 21;
-
-/// A mount or umount2 call with its arguments copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopiedCall {
-    /// `mount` or `umount2`.
-    pub op: Op,
-    /// mount(2) flags or umount2(2) flags.
-    pub flags: u64,
-    /// mount source.
-    pub source: Option<Vec<u8>>,
-    /// The path operated on.
-    pub target: Vec<u8>,
-    /// mount filesystem type.
-    pub fstype: Option<Vec<u8>>,
-    /// mount data.
-    pub data: Option<Vec<u8>>,
-}
-
-/// Which call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    /// mount(2).
-    Mount,
-    /// umount2(2).
-    Umount,
-}
-
-impl CopiedCall {
-    /// The request sent to the helper.
-    pub fn encode(&self) -> Vec<u8> {
-        let strings = [
-            &self.source,
-            &Some(self.target.clone()),
-            &self.fstype,
-            &self.data,
-        ];
-        let mut present = 0;
-        for (bit, s) in [
-            (HAS_SOURCE, &self.source),
-            (HAS_FSTYPE, &self.fstype),
-            (HAS_DATA, &self.data),
-        ] {
-            if s.is_some() {
-                present |= bit;
-            }
-        }
-        let op = match self.op {
-            Op::Mount => OP_MOUNT,
-            Op::Umount => OP_UMOUNT,
-        };
-        let mut out = Vec::with_capacity(HEADER + self.target.len() + 64);
-        out.extend_from_slice(&op.to_ne_bytes());
-        out.extend_from_slice(&self.flags.to_ne_bytes());
-        out.extend_from_slice(&present.to_ne_bytes());
-        for s in strings {
-            let len = s.as_ref().map_or(0, |s| s.len() + 1) as u16;
-            out.extend_from_slice(&len.to_ne_bytes());
-        }
-        for s in strings.into_iter().flatten() {
-            out.extend_from_slice(s);
-            out.push(0);
-        }
-        out
-    }
-}
-
-/// A request as the helper sees it, borrowing the received bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Request<'a> {
-    /// `mount` or `umount2`.
-    pub op: Op,
-    /// The call's flags.
-    pub flags: u64,
-    /// mount source.
-    pub source: Option<&'a CStr>,
-    /// The path operated on.
-    pub target: &'a CStr,
-    /// mount filesystem type.
-    pub fstype: Option<&'a CStr>,
-    /// mount data.
-    pub data: Option<&'a CStr>,
-}
-
-/// Parses a request without allocating. `None` for anything malformed.
-pub fn decode(bytes: &[u8]) -> Option<Request<'_>> {
-    let header = bytes.get(..HEADER)?;
-    let word =
-        |i: usize| u32::from_ne_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
-    let op = match word(0) {
-        OP_MOUNT => Op::Mount,
-        OP_UMOUNT => Op::Umount,
-        _ => return None,
-    };
-    let mut flags = [0u8; 8];
-    flags.copy_from_slice(&header[4..12]);
-    let present = word(12);
-    let len = |i: usize| usize::from(u16::from_ne_bytes([header[16 + 2 * i], header[17 + 2 * i]]));
-    let mut at = HEADER;
-    let mut take = |i: usize| -> Option<Option<&CStr>> {
-        let n = len(i);
-        if n == 0 {
-            return Some(None);
-        }
-        let s = CStr::from_bytes_with_nul(bytes.get(at..at + n)?).ok()?;
-        at += n;
-        Some(Some(s))
-    };
-    let (source, target, fstype, data) = (take(0)?, take(1)??, take(2)?, take(3)?);
-    let consistent = |bit: u32, s: Option<&CStr>| (present & bit != 0) == s.is_some();
-    if !(consistent(HAS_SOURCE, source)
-        && consistent(HAS_FSTYPE, fstype)
-        && consistent(HAS_DATA, data))
-    {
-        return None;
-    }
-    Some(Request {
-        op,
-        flags: u64::from_ne_bytes(flags),
-        source,
-        target,
-        fstype,
-        data,
-    })
-}
-
-/// Copies the arguments of a trapped `mount` or `umount2` out of the caller's memory.
-pub fn copy_call(n: &Notification) -> Result<CopiedCall, Errno> {
-    let pid = n.pid;
-    let optional =
-        |addr: u64, max: usize| (addr != 0).then(|| read_string(pid, addr, max)).transpose();
-    match n.nr as i64 {
-        libc::SYS_mount => Ok(CopiedCall {
-            op: Op::Mount,
-            target: read_string(pid, n.args[1], PATH_MAX)?,
-            source: optional(n.args[0], PATH_MAX)?,
-            fstype: optional(n.args[2], FSTYPE_MAX)?,
-            flags: n.args[3],
-            data: optional(n.args[4], DATA_MAX)?,
-        }),
-        libc::SYS_umount2 => Ok(CopiedCall {
-            op: Op::Umount,
-            target: read_string(pid, n.args[0], PATH_MAX)?,
-            flags: n.args[1],
-            source: None,
-            fstype: None,
-            data: None,
-        }),
-        _ => Err(Errno(libc::ENOSYS)),
-    }
-}
-
-/// What the helper answers: the errno the call returns (0 for success) and, for a refusal, the
-/// rule's code.
-pub fn encode_answer(errno: i32, rule: u32, out: &mut [u8; MAX_RESPONSE]) -> usize {
-    out[..4].copy_from_slice(&errno.to_ne_bytes());
-    out[4..8].copy_from_slice(&rule.to_ne_bytes());
-    8
-}
-
-fn decode_answer(bytes: &[u8]) -> Option<(i32, u32)> {
-    let b = bytes.get(..8)?;
-    Some((
-        i32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
-    ))
-}
-
 /// What the helper knows about the container, fixed when it starts.
 #[derive(Debug, Clone)]
 pub struct HelperConfig {
@@ -225,83 +60,424 @@ impl HelperConfig {
     }
 }
 
-/// The helper's request handler. Runs after fork: allocation-free.
-pub fn serve(
-    config: &HelperConfig,
-    request: &[u8],
-    fds: &mut ReceivedFds,
-    out: &mut [u8; MAX_RESPONSE],
-) -> usize {
-    let (errno, rule) = match (decode(request), fds.raw().first()) {
-        (Some(request), Some(&piddir)) => match vet_and_perform(config, &request, piddir) {
-            Ok(answer) => answer,
-            Err(Errno(errno)) => (errno, 0),
-        },
-        _ => (libc::EINVAL, 0),
-    };
-    encode_answer(errno, rule, out)
+/// The descriptors the helper answers with.
+#[derive(Debug, Clone, Copy)]
+struct Fds {
+    listener: RawFd,
+    host_proc: RawFd,
 }
 
+/// A mount or umount2 call with its arguments copied into the helper's buffers.
+struct Call<'a> {
+    umount: bool,
+    flags: u64,
+    source: Option<&'a CStr>,
+    target: &'a CStr,
+    fstype: Option<&'a CStr>,
+    data: Option<&'a CStr>,
+}
+
+/// Buffers for one call's strings.
+struct Buffers {
+    source: [u8; 4096],
+    target: [u8; 4096],
+    fstype: [u8; 256],
+    data: [u8; 4096],
+}
+
+/// The string arguments of a call: (address, buffer) for source, target, fstype, data.
+fn copy_call<'a>(n: &Notification, buffers: &'a mut Buffers) -> SysResult<Call<'a>> {
+    let Buffers {
+        source,
+        target,
+        fstype,
+        data,
+    } = buffers;
+    let (umount, addrs, flags) = match i64::from(n.nr) {
+        libc::SYS_mount => (
+            false,
+            [n.args[0], n.args[1], n.args[2], n.args[4]],
+            n.args[3],
+        ),
+        libc::SYS_umount2 => (true, [0, n.args[0], 0, 0], n.args[1]),
+        _ => return Err(Errno(libc::ENOSYS)),
+    };
+    if addrs[1] == 0 {
+        return Err(Errno(libc::EFAULT));
+    }
+    let mut bufs: [&mut [u8]; 4] = [source, target, fstype, data];
+    let complete = read_first_chunks(n.pid, &addrs, &mut bufs);
+    let mut strings: [Option<&CStr>; 4] = [None; 4];
+    for (i, (buf, addr)) in bufs.into_iter().zip(addrs).enumerate() {
+        if addr == 0 {
+            continue;
+        }
+        strings[i] = Some(match complete[i] {
+            Some(len) => {
+                CStr::from_bytes_with_nul(&buf[..=len]).map_err(|_| Errno(libc::EINVAL))?
+            }
+            None => read_cstr(n.pid, addr, buf)?,
+        });
+    }
+    let [source, target, fstype, data] = strings;
+    Ok(Call {
+        umount,
+        flags,
+        source,
+        target: target.ok_or(Errno(libc::EFAULT))?,
+        fstype,
+        data,
+    })
+}
+
+/// Reads, in one process_vm_readv, each string's bytes up to the end of its page; returns, per
+/// string, the position of its NUL if it was found there.
+fn read_first_chunks(pid: u32, addrs: &[u64; 4], bufs: &mut [&mut [u8]; 4]) -> [Option<usize>; 4] {
+    const PAGE: u64 = 4096;
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let (mut local, mut remote) = ([empty; 4], [empty; 4]);
+    let mut used = [0usize; 4];
+    let mut count = 0;
+    for (i, addr) in addrs.iter().enumerate().filter(|(_, a)| **a != 0) {
+        let len = ((PAGE - addr % PAGE) as usize).min(bufs[i].len());
+        local[count] = libc::iovec {
+            iov_base: bufs[i].as_mut_ptr().cast(),
+            iov_len: len,
+        };
+        remote[count] = libc::iovec {
+            iov_base: *addr as *mut libc::c_void,
+            iov_len: len,
+        };
+        used[i] = len;
+        count += 1;
+    }
+    // SAFETY: each local iovec points into a buffer we own, of the given length; the remote ones
+    // are only read by the kernel from the other process.
+    let read = unsafe {
+        libc::process_vm_readv(
+            pid as libc::pid_t,
+            local.as_ptr(),
+            count as u64,
+            remote.as_ptr(),
+            count as u64,
+            0,
+        )
+    };
+    let mut left = read.max(0) as usize;
+    let mut out = [None; 4];
+    for (i, len) in used.iter().enumerate() {
+        let got = (*len).min(left);
+        left -= got;
+        out[i] = bufs[i][..got].iter().position(|b| *b == 0);
+    }
+    out
+}
+
+/// What the helper remembers between calls: the mount namespace, root and working directory
+/// it last entered, so that a call from the same view skips setns, chroot and fchdir. Each is
+/// pinned by the helper being in it, so its identity cannot be reused meanwhile.
+#[derive(Debug, Default)]
+struct View {
+    mntns: AtomicU64,
+    root: [AtomicU64; 2],
+    cwd: [AtomicU64; 2],
+    pids: PidDirs,
+}
+
+/// Open `/proc/PID` directories of recent callers. A cached one whose process has exited fails
+/// every lookup (ESRCH) instead of reaching a process that reuses the number, so a lookup that
+/// succeeds through it reached the caller.
+#[derive(Debug, Default)]
+struct PidDirs {
+    slots: [(AtomicU32, AtomicI32); 16],
+    next: AtomicU32,
+}
+
+impl PidDirs {
+    fn cached(&self, pid: u32) -> Option<RawFd> {
+        self.slots
+            .iter()
+            .find(|(p, fd)| p.load(Ordering::Relaxed) == pid && fd.load(Ordering::Relaxed) > 0)
+            .map(|(_, fd)| fd.load(Ordering::Relaxed))
+    }
+
+    fn open(&self, host_proc: RawFd, pid: u32) -> SysResult<RawFd> {
+        self.forget(pid);
+        let fd = open_pid_dir(host_proc, pid)?;
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) as usize % 16];
+        let old = slot.1.swap(fd.as_raw_fd(), Ordering::Relaxed);
+        if old > 0 {
+            sys::close(old);
+        }
+        slot.0.store(pid, Ordering::Relaxed);
+        Ok(std::mem::ManuallyDrop::new(fd).as_raw_fd())
+    }
+
+    fn forget(&self, pid: u32) {
+        for (p, fd) in &self.slots {
+            if p.load(Ordering::Relaxed) == pid {
+                let old = fd.swap(-1, Ordering::Relaxed);
+                if old > 0 {
+                    sys::close(old);
+                }
+            }
+        }
+    }
+}
+
+/// Receives one notification on the helper's descriptor of the listener and answers it. Runs
+/// after fork: allocation-free. Refusals are reported on `channel`, without waiting.
+fn handle_one(config: &HelperConfig, fds: Fds, view: &View, channel: &Channel) {
+    let n = match Listener::receive_raw(fds.listener) {
+        Ok(Some(n)) => n,
+        _ => return,
+    };
+    let mut buffers = Buffers {
+        source: [0; 4096],
+        target: [0; 4096],
+        fstype: [0; 256],
+        data: [0; 4096],
+    };
+    let call = match copy_call(&n, &mut buffers) {
+        Ok(call) => call,
+        Err(Errno(errno)) => {
+            let _ = respond(fds.listener, n.id, Reply::Error(errno));
+            return;
+        }
+    };
+    let outcome = match view.pids.cached(n.pid) {
+        Some(piddir) => match vet_and_perform(config, fds, view, &n, &call, piddir) {
+            // The cached directory belongs to a process that has exited.
+            Err(Errno(libc::ESRCH | libc::ENOENT)) => None,
+            other => Some(other),
+        },
+        None => None,
+    };
+    let outcome = match outcome {
+        Some(outcome) => outcome,
+        None => match view.pids.open(fds.host_proc, n.pid) {
+            Ok(piddir) => vet_and_perform(config, fds, view, &n, &call, piddir),
+            Err(errno) => Err(errno),
+        },
+    };
+    let (errno, rule) = match outcome {
+        Ok(Some(answer)) => answer,
+        // The caller is gone: there is nobody to answer.
+        Ok(None) => return,
+        Err(Errno(e)) => (e, 0),
+    };
+    let reply = if errno == 0 {
+        Reply::Success(0)
+    } else {
+        Reply::Error(errno)
+    };
+    let _ = respond(fds.listener, n.id, reply);
+    if rule != 0 {
+        let mut event = [0u8; 512];
+        let len = encode_event(n.pid, errno, rule, call.target.to_bytes(), &mut event);
+        let _ = channel.try_send_bytes(&event[..len]);
+    }
+}
+
+fn open_pid_dir(host_proc: RawFd, pid: u32) -> SysResult<OwnedFd> {
+    let mut digits = [0u8; 12];
+    let mut at = digits.len() - 1; // keeps the trailing NUL
+    let mut n = pid;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let name = CStr::from_bytes_with_nul(&digits[at..]).map_err(|_| Errno(libc::EINVAL))?;
+    open_at(host_proc, name, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+/// Gathers the facts, decides and performs. `None` when the caller went away meanwhile.
 fn vet_and_perform(
     config: &HelperConfig,
-    req: &Request<'_>,
+    fds: Fds,
+    view: &View,
+    n: &Notification,
+    call: &Call<'_>,
     piddir: RawFd,
-) -> SysResult<(i32, u32)> {
+) -> SysResult<Option<(i32, u32)>> {
+    let cap_sys_admin = effective_caps(n.pid)? & (1 << CAP_SYS_ADMIN) != 0;
+    // Everything read so far named the caller by pid: its memory (the copies), its capabilities,
+    // and, for a directory opened just now, /proc/PID. It all counts only if the call is still
+    // pending: then the caller was alive throughout, so the pid named it. (A cached directory
+    // names a process for good: through it, lookups fail once that process has exited.)
+    if !id_valid(fds.listener, n.id) {
+        return Ok(None);
+    }
     let caller = Caller {
-        cap_sys_admin: has_capability(piddir, CAP_SYS_ADMIN)?,
-        in_container_userns: namespace_inode(piddir, c"ns/user")? == config.userns,
+        cap_sys_admin,
+        in_container_userns: namespace_id(piddir, c"ns/user")? == config.userns,
     };
-    enter_callers_view(piddir)?;
-    let nofollow = req.op == Op::Umount && req.flags & libc::UMOUNT_NOFOLLOW as u64 != 0;
-    let target = target_facts(config, req.target, nofollow);
-    let verdict = match req.op {
-        Op::Mount => {
-            let fstype = req.fstype.map_or(&[][..], CStr::to_bytes);
-            decide_mount(
-                &config.policy,
-                classify(req.flags),
-                fstype,
-                &target,
-                &caller,
-            )
-        }
-        Op::Umount => decide_umount(&config.policy, &target, &caller),
+    enter_callers_view(piddir, view, call)?;
+    let nofollow = call.umount && call.flags & libc::UMOUNT_NOFOLLOW as u64 != 0;
+    let kind = classify(call.flags);
+    // Only unmounting, remounting and moving depend on what the target is.
+    let needs_target = call.umount || matches!(kind, MountKind::Remount { .. } | MountKind::Move);
+    let target = if needs_target {
+        target_facts(config, call.target, nofollow)
+    } else {
+        Target::default()
+    };
+    let verdict = if call.umount {
+        decide_umount(&config.policy, &target, &caller)
+    } else {
+        let fstype = call.fstype.map_or(&[][..], CStr::to_bytes);
+        decide_mount(&config.policy, kind, fstype, &target, &caller)
     };
     if let Verdict::Deny { errno, rule } = verdict {
-        return Ok((errno, rule.code()));
+        return Ok(Some((errno, rule.code())));
     }
-    let done = match req.op {
-        Op::Mount => sys::mount(
-            req.source,
-            req.target,
-            req.fstype,
-            req.flags as libc::c_ulong,
-            req.data,
-        ),
-        Op::Umount => {
-            // SAFETY: target is NUL-terminated.
-            check_int(unsafe { libc::umount2(req.target.as_ptr(), req.flags as libc::c_int) })
-                .map(drop)
-        }
+    let done = if call.umount {
+        // SAFETY: target is NUL-terminated.
+        check_int(unsafe { libc::umount2(call.target.as_ptr(), call.flags as libc::c_int) })
+            .map(drop)
+    } else {
+        sys::mount(
+            call.source,
+            call.target,
+            call.fstype,
+            call.flags as libc::c_ulong,
+            call.data,
+        )
     };
-    Ok((done.err().map_or(0, |Errno(e)| e), 0))
+    Ok(Some((done.err().map_or(0, |Errno(e)| e), 0)))
 }
 
-/// Joins the caller's mount namespace and takes its root and working directory, so that paths
-/// (and symlinks in them) resolve exactly as they would for the caller and never outside its
-/// root.
-fn enter_callers_view(piddir: RawFd) -> SysResult<()> {
-    let mnt = open_at(piddir, c"ns/mnt", libc::O_RDONLY)?;
-    let root = open_at(piddir, c"root", libc::O_PATH | libc::O_DIRECTORY)?;
-    let cwd = open_at(piddir, c"cwd", libc::O_PATH | libc::O_DIRECTORY)?;
-    sys::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS)?;
-    // SAFETY: plain syscalls on fds we hold and a NUL-terminated path.
-    unsafe {
-        check_int(libc::fchdir(root.as_raw_fd()))?;
-        check_int(libc::chroot(c".".as_ptr()))?;
-        check_int(libc::fchdir(cwd.as_raw_fd()))?;
+/// The caller's effective capabilities (capget by pid; the caller must be re-checked as still
+/// pending afterwards).
+fn effective_caps(pid: u32) -> SysResult<u64> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522,
+        pid: pid as i32,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and data are valid version-3 capget arguments.
+    sys::check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    })?;
+    Ok(u64::from(data[0].effective) | u64::from(data[1].effective) << 32)
+}
+
+/// Joins the caller's mount namespace and takes its root and (when a path argument is relative)
+/// its working directory, so that paths, and symlinks in them, resolve exactly as they would for
+/// the caller and never outside its root. Skips what already matches the last call's view.
+fn enter_callers_view(piddir: RawFd, view: &View, call: &Call<'_>) -> SysResult<()> {
+    // A mount belongs to one namespace, and changing namespace moves a process's root to another
+    // mount, so an unchanged root (mount ID, inode) also means an unchanged mount namespace.
+    let mut root = identity(piddir, c"root")?;
+    if !matches(&view.root, root) {
+        let mntns = namespace_id(piddir, c"ns/mnt")?;
+        if mntns != view.mntns.load(Ordering::Relaxed) {
+            let mnt = open_at(piddir, c"ns/mnt", libc::O_RDONLY)?;
+            sys::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS)?;
+            view.mntns.store(mntns, Ordering::Relaxed);
+            // setns moved our root and working directory to the namespace's root.
+            forget(&view.cwd);
+            // The caller may have moved on meanwhile; what we enter is what we compare next.
+            root = identity(piddir, c"root")?;
+        }
+        let dir = open_at(piddir, c"root", libc::O_PATH | libc::O_DIRECTORY)?;
+        // SAFETY: plain syscalls on an fd we hold and a NUL-terminated path.
+        unsafe {
+            check_int(libc::fchdir(dir.as_raw_fd()))?;
+            check_int(libc::chroot(c".".as_ptr()))?;
+        }
+        remember(&view.root, root);
+        forget(&view.cwd);
+    }
+    // Relative paths (and data such as overlay's lowerdir=, which may hold either) need the
+    // caller's working directory.
+    let paths = [call.source, Some(call.target)];
+    let relative = call.data.is_some()
+        || paths
+            .iter()
+            .flatten()
+            .any(|p| p.to_bytes().first() != Some(&b'/'));
+    if relative {
+        let cwd = identity(piddir, c"cwd")?;
+        if !matches(&view.cwd, cwd) {
+            let dir = open_at(piddir, c"cwd", libc::O_PATH | libc::O_DIRECTORY)?;
+            // SAFETY: fchdir on an fd we hold.
+            check_int(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
+            remember(&view.cwd, cwd);
+        }
     }
     Ok(())
+}
+
+/// The inode number of a namespace link ("mnt:[4026531841]"), read with readlink, which costs
+/// half what a stat of the link does.
+fn namespace_id(piddir: RawFd, name: &CStr) -> SysResult<u64> {
+    let mut buf = [0u8; 64];
+    // SAFETY: name is NUL-terminated and buf a valid buffer of the given length.
+    let len = sys::check(unsafe {
+        libc::readlinkat(piddir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    } as libc::c_long)? as usize;
+    parse_namespace_link(&buf[..len]).ok_or(Errno(libc::EIO))
+}
+
+/// The number in "type:[number]".
+pub fn parse_namespace_link(link: &[u8]) -> Option<u64> {
+    let open = link.iter().position(|b| *b == b'[')?;
+    let digits = link.get(open + 1..link.len().checked_sub(1)?)?;
+    if link.last() != Some(&b']') || digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
+}
+
+/// (mount ID, inode) of what `name` under `piddir` leads to; never (0, 0).
+fn identity(piddir: RawFd, name: &CStr) -> SysResult<[u64; 2]> {
+    // SAFETY: an all-zero statx is valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_INO | libc::STATX_MNT_ID;
+    // SAFETY: name is NUL-terminated and stx a valid out pointer.
+    check_int(unsafe { libc::statx(piddir, name.as_ptr(), 0, mask, &mut stx) })?;
+    Ok([stx.stx_mnt_id, stx.stx_ino])
+}
+
+fn matches(slot: &[AtomicU64; 2], id: [u64; 2]) -> bool {
+    slot[0].load(Ordering::Relaxed) == id[0] && slot[1].load(Ordering::Relaxed) == id[1]
+}
+
+fn remember(slot: &[AtomicU64; 2], id: [u64; 2]) {
+    slot[0].store(id[0], Ordering::Relaxed);
+    slot[1].store(id[1], Ordering::Relaxed);
+}
+
+fn forget(slot: &[AtomicU64; 2]) {
+    remember(slot, [0, 0]);
 }
 
 fn open_at(dir: RawFd, name: &CStr, flags: i32) -> SysResult<OwnedFd> {
@@ -309,45 +485,6 @@ fn open_at(dir: RawFd, name: &CStr, flags: i32) -> SysResult<OwnedFd> {
     let fd = check_int(unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC) })?;
     // SAFETY: openat returned a new fd that we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn namespace_inode(piddir: RawFd, name: &CStr) -> SysResult<u64> {
-    // SAFETY: an all-zero stat is valid.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: name is NUL-terminated and st a valid out pointer.
-    check_int(unsafe { libc::fstatat(piddir, name.as_ptr(), &mut st, 0) })?;
-    Ok(st.st_ino)
-}
-
-/// Reads CapEff from /proc/PID/status.
-fn has_capability(piddir: RawFd, cap: u32) -> SysResult<bool> {
-    let status = open_at(piddir, c"status", libc::O_RDONLY)?;
-    let mut buf = [0u8; 8192];
-    // SAFETY: buf is a valid writable buffer of the given length.
-    let len =
-        sys::check(
-            unsafe { libc::read(status.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
-                as libc::c_long,
-        )? as usize;
-    let effective = parse_cap_eff(&buf[..len]).ok_or(Errno(libc::EIO))?;
-    Ok(effective & (1 << cap) != 0)
-}
-
-/// The CapEff mask in the text of /proc/PID/status.
-pub fn parse_cap_eff(status: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\nCapEff:\t";
-    let at = status.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let mut value: u64 = 0;
-    let mut digits = 0;
-    for &b in status
-        .get(at..)?
-        .iter()
-        .take_while(|b| b.is_ascii_hexdigit())
-    {
-        value = value.checked_mul(16)? + u64::from((b as char).to_digit(16)?);
-        digits += 1;
-    }
-    (digits > 0).then_some(value)
 }
 
 /// Whether `target`, resolved in the caller's view, is the root of an initial mount.
@@ -381,19 +518,66 @@ fn target_facts(config: &HelperConfig, target: &CStr, nofollow: bool) -> Target 
     }
 }
 
-/// The supervisor's handler for one container: copies, checks, forwards to the helper.
+/// A refusal, for the runtime's log: pid, errno, rule, then the target (truncated).
+fn encode_event(pid: u32, errno: i32, rule: u32, target: &[u8], out: &mut [u8]) -> usize {
+    out[..4].copy_from_slice(&pid.to_ne_bytes());
+    out[4..8].copy_from_slice(&errno.to_ne_bytes());
+    out[8..12].copy_from_slice(&rule.to_ne_bytes());
+    let len = target.len().min(out.len() - 12);
+    out[12..12 + len].copy_from_slice(&target[..len]);
+    12 + len
+}
+
+fn log_event(event: &[u8]) {
+    let Some(head) = event.get(..12) else { return };
+    let word = |i: usize| [head[i], head[i + 1], head[i + 2], head[i + 3]];
+    let (pid, errno, rule) = (
+        u32::from_ne_bytes(word(0)),
+        i32::from_ne_bytes(word(4)),
+        u32::from_ne_bytes(word(8)),
+    );
+    let target = String::from_utf8_lossy(&event[12..]);
+    if let Some(rule) = Rule::from_code(rule) {
+        tracing::info!(pid, errno, %target, "mount refused: {}", rule.describe());
+    }
+}
+
+/// The supervisor's handler for one container: forwards each notification to the container's
+/// mount helper, which answers it.
 #[derive(Debug)]
 pub struct MountVetter {
     helper: Helper,
 }
 
 impl MountVetter {
-    /// Starts the container's mount helper in `init`'s user and mount namespaces.
-    pub fn start(init: &PidFd, config: HelperConfig) -> Result<Arc<MountVetter>, HelperError> {
-        let serve = |request: &[u8], fds: &mut ReceivedFds, out: &mut [u8; MAX_RESPONSE]| {
-            serve(&config, request, fds, out)
+    /// Starts the container's mount helper in `init`'s user namespace, as its root, with its own
+    /// descriptor of `listener`.
+    pub fn start(
+        init: &PidFd,
+        listener: &Listener,
+        config: HelperConfig,
+    ) -> Result<Arc<MountVetter>, HelperError> {
+        let io = |what| move |source| HelperError::Io { what, source };
+        let listener = listener
+            .try_clone()
+            .map_err(io("duplicating the listener"))?;
+        let host_proc = std::fs::File::open("/proc").map_err(io("opening /proc"))?;
+        let fds = Fds {
+            listener: listener.as_raw_fd(),
+            host_proc: host_proc.as_raw_fd(),
         };
-        let helper = Helper::spawn(init, Namespaces::USER | Namespaces::MOUNT, &serve)?;
+        let view = View::default();
+        let on_ready = |channel: &Channel| handle_one(&config, fds, &view, channel);
+        let serve = |_: &[u8], _: &mut ReceivedFds, _: &mut [u8; MAX_RESPONSE]| None;
+        let helper = Helper::start(&HelperSpec {
+            target: init,
+            join: Namespaces::USER,
+            keep: &[fds.listener, fds.host_proc],
+            before_join: None,
+            after_join: Some(&become_container_root),
+            serve: &serve,
+            watch: Some((fds.listener, &on_ready)),
+        })?;
         Ok(Arc::new(MountVetter { helper }))
     }
 
@@ -403,91 +587,80 @@ impl MountVetter {
     }
 }
 
-impl Handler for MountVetter {
-    fn handle(&self, n: &Notification, listener: &Listener) -> Reply {
-        let call = match copy_call(n) {
-            Ok(call) => call,
-            Err(Errno(errno)) => return Reply::Error(errno),
-        };
-        // The copies are only trusted if the call is still pending: then the pid still names
-        // the caller, whose memory we read.
-        if !listener.is_valid(n.id) {
-            return Reply::Error(libc::EINTR);
+/// Joining a user namespace keeps the host's IDs, which the namespace cannot name: what the
+/// helper mounts would belong to nobody. Become the namespace's root, as the init did.
+fn become_container_root() -> Result<(), Failure> {
+    // SAFETY: plain syscalls with integer arguments; a NULL list with size 0 is allowed.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) == -1
+            || libc::setresgid(0, 0, 0) == -1
+            || libc::setresuid(0, 0, 0) == -1
+        {
+            return Err(Failure::last_errno(Stage::Helper, 2));
         }
-        let piddir = match open_at(
-            libc::AT_FDCWD,
-            &proc_dir(n.pid),
-            libc::O_PATH | libc::O_DIRECTORY,
-        ) {
-            Ok(fd) => fd,
-            Err(Errno(errno)) => return Reply::Error(errno),
-        };
-        if !listener.is_valid(n.id) {
-            return Reply::Error(libc::EINTR);
-        }
-        let mut answer = [0u8; MAX_RESPONSE];
-        let reply = match self.helper.call(&call.encode(), &[piddir.as_raw_fd()], &mut answer) {
-            Ok(len) => decode_answer(&answer[..len]).map_or(Reply::Error(libc::EIO), |(errno, rule)| {
-                if let Some(rule) = Rule::from_code(rule) {
-                    tracing::info!(pid = n.pid, target = %String::from_utf8_lossy(&call.target), "refused: {}", rule.describe());
-                }
-                if errno == 0 { Reply::Success(0) } else { Reply::Error(errno) }
-            }),
-            // Fail closed: with no helper nothing is performed.
-            Err(err) => {
-                tracing::warn!(pid = n.pid, "mount helper unavailable: {err}");
-                Reply::Error(libc::ENOSYS)
-            }
-        };
-        reply
     }
+    Ok(())
 }
 
-fn proc_dir(pid: u32) -> std::ffi::CString {
-    std::ffi::CString::new(format!("/proc/{pid}")).expect("no NUL in a number")
+impl Handler for MountVetter {
+    fn handle(&self, _: &Notification, _: &Listener) -> Option<Reply> {
+        // The helper receives from the listener itself; the supervisor never dispatches.
+        Some(Reply::Error(libc::ENOSYS))
+    }
+
+    fn serves_itself(&self) -> bool {
+        true
+    }
+
+    fn event_fd(&self) -> Option<RawFd> {
+        Some(self.helper.channel_fd())
+    }
+
+    fn on_event(&self) -> bool {
+        let mut event = [0u8; MAX_RESPONSE];
+        loop {
+            match self.helper.try_recv(&mut event) {
+                Ok(Some(len)) => log_event(&event[..len]),
+                Ok(None) => return true,
+                Err(err) => {
+                    tracing::warn!(helper = self.helper.pid(), "mount helper gone: {err}");
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
-    fn bytes() -> impl Strategy<Value = Vec<u8>> {
-        proptest::collection::vec(1u8..=255, 0..40)
-    }
-
-    proptest! {
-        #[test]
-        fn requests_round_trip(
-            umount in any::<bool>(), flags in any::<u64>(), target in bytes(),
-            source in proptest::option::of(bytes()), fstype in proptest::option::of(bytes()), data in proptest::option::of(bytes()),
-        ) {
-            let call = CopiedCall { op: if umount { Op::Umount } else { Op::Mount }, flags, source, target, fstype, data };
-            let encoded = call.encode();
-            let req = decode(&encoded).unwrap();
-            prop_assert_eq!(req.op, call.op);
-            prop_assert_eq!(req.flags, call.flags);
-            prop_assert_eq!(req.target.to_bytes(), &call.target[..]);
-            prop_assert_eq!(req.source.map(|s| s.to_bytes().to_vec()), call.source.clone());
-            prop_assert_eq!(req.fstype.map(|s| s.to_bytes().to_vec()), call.fstype.clone());
-            prop_assert_eq!(req.data.map(|s| s.to_bytes().to_vec()), call.data.clone());
-        }
-
-        #[test]
-        fn decoding_garbage_never_panics(garbage in proptest::collection::vec(any::<u8>(), 0..80)) {
-            let _ = decode(&garbage);
+    #[test]
+    fn reads_namespace_links() {
+        assert_eq!(parse_namespace_link(b"mnt:[4026531841]"), Some(4026531841));
+        for bad in [&b"mnt:[]"[..], b"mnt:4026531841", b"mnt:[12x]", b"]", b""] {
+            assert_eq!(
+                parse_namespace_link(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
-    fn reads_cap_eff() {
-        let status =
-            b"Name:\tsh\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\nCapBnd:\t0\n";
-        assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
-        assert_eq!(
-            parse_cap_eff(b"CapEff:\t12"),
-            None,
-            "the key needs its line start"
+    fn reads_own_capabilities() {
+        // The test runs as root: CAP_SYS_ADMIN is effective.
+        assert_ne!(
+            effective_caps(std::process::id()).unwrap() & (1 << CAP_SYS_ADMIN),
+            0
         );
+    }
+
+    #[test]
+    fn pid_directories_are_spelled_out() {
+        let proc = std::fs::File::open("/proc").unwrap();
+        assert!(open_pid_dir(proc.as_raw_fd(), std::process::id()).is_ok());
+        assert!(open_pid_dir(proc.as_raw_fd(), 0).is_err());
     }
 }

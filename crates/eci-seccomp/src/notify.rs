@@ -1,5 +1,6 @@
 //! The supervisor's side of a seccomp listener.
 
+use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use eci_ns::sys::{check_int, Errno, SysResult};
@@ -32,6 +33,71 @@ pub enum Reply {
     Success(i64),
 }
 
+/// Answers notification `id` on `listener`. A caller that is already gone is not an error.
+/// Allocation-free.
+pub fn respond(listener: RawFd, id: u64, reply: Reply) -> SysResult<()> {
+    let (val, error) = match reply {
+        Reply::Error(errno) => (0, -errno),
+        Reply::Success(val) => (val, 0),
+    };
+    let mut resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error,
+        flags: 0,
+    };
+    // SAFETY: resp is a valid seccomp_notif_resp.
+    match check_int(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) }) {
+        Ok(_) | Err(Errno(libc::ENOENT)) => Ok(()),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// True while notification `id` is still pending on `listener`: the caller has not died or been
+/// interrupted, so its pid still names it. Allocation-free.
+pub fn id_valid(listener: RawFd, id: u64) -> bool {
+    let mut id = id;
+    // SAFETY: a valid listener fd and a pointer to a u64.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) == 0 }
+}
+
+/// Reads a NUL-terminated string from `pid`'s memory into `buf`, page by page (so a string that
+/// ends just before an unmapped page is still read), and returns it without the NUL.
+/// ENAMETOOLONG if no NUL fits in `buf`; EFAULT for a bad address. Allocation-free.
+pub fn read_cstr(pid: u32, addr: u64, buf: &mut [u8]) -> SysResult<&CStr> {
+    const PAGE: u64 = 4096;
+    let mut len = 0;
+    let mut at = addr;
+    while len < buf.len() {
+        let chunk = ((PAGE - at % PAGE) as usize).min(buf.len() - len);
+        let local = libc::iovec {
+            iov_base: buf[len..].as_mut_ptr().cast(),
+            iov_len: chunk,
+        };
+        let remote = libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: chunk,
+        };
+        // SAFETY: local points at `chunk` writable bytes of buf; remote is only read by the
+        // kernel from the other process.
+        let read = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        if read <= 0 {
+            return Err(if read == 0 {
+                Errno(libc::EFAULT)
+            } else {
+                Errno::last()
+            });
+        }
+        if let Some(nul) = buf[len..len + read as usize].iter().position(|b| *b == 0) {
+            return CStr::from_bytes_with_nul(&buf[..len + nul + 1])
+                .map_err(|_| Errno(libc::EINVAL));
+        }
+        len += read as usize;
+        at += read as u64;
+    }
+    Err(Errno(libc::ENAMETOOLONG))
+}
+
 /// A seccomp notify listener.
 #[derive(Debug)]
 pub struct Listener {
@@ -55,16 +121,16 @@ impl Listener {
     /// Receives the next notification; `None` if it was withdrawn (the caller died or was
     /// interrupted) before we got it.
     pub fn receive(&self) -> SysResult<Option<Notification>> {
+        Listener::receive_raw(self.fd.as_raw_fd())
+    }
+
+    /// [`Listener::receive`] on a raw descriptor. Allocation-free.
+    pub fn receive_raw(listener: RawFd) -> SysResult<Option<Notification>> {
         // SAFETY: an all-zero seccomp_notif is valid and the kernel requires it zeroed.
         let mut raw: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         // SAFETY: raw is a valid seccomp_notif for the kernel to fill.
-        match check_int(unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_RECV,
-                &mut raw,
-            )
-        }) {
+        match check_int(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut raw) })
+        {
             Ok(_) => Ok(Some(Notification {
                 id: raw.id,
                 pid: raw.pid,
@@ -79,41 +145,18 @@ impl Listener {
 
     /// Answers a notification. A caller that is already gone is not an error.
     pub fn respond(&self, id: u64, reply: Reply) -> SysResult<()> {
-        let (val, error) = match reply {
-            Reply::Error(errno) => (0, -errno),
-            Reply::Success(val) => (val, 0),
-        };
-        let mut resp = libc::seccomp_notif_resp {
-            id,
-            val,
-            error,
-            flags: 0,
-        };
-        // SAFETY: resp is a valid seccomp_notif_resp.
-        match check_int(unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_SEND,
-                &mut resp,
-            )
-        }) {
-            Ok(_) | Err(Errno(libc::ENOENT)) => Ok(()),
-            Err(errno) => Err(errno),
-        }
+        respond(self.fd.as_raw_fd(), id, reply)
     }
 
     /// True while the notification `id` is still pending: the caller has not died or been
     /// interrupted, so its pid still names it. Checked after every read of its memory.
     pub fn is_valid(&self, id: u64) -> bool {
-        let mut id = id;
-        // SAFETY: a valid listener fd and a pointer to a u64.
-        unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
-                &mut id,
-            ) == 0
-        }
+        id_valid(self.fd.as_raw_fd(), id)
+    }
+
+    /// A second descriptor for the same listener (for a helper that answers itself).
+    pub fn try_clone(&self) -> std::io::Result<OwnedFd> {
+        self.fd.try_clone()
     }
 }
 
@@ -121,45 +164,6 @@ impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
-}
-
-/// Reads a NUL-terminated string of at most `max` bytes (NUL excluded) from `pid`'s memory.
-/// Reads page by page, so a string that ends just before an unmapped page is still read.
-/// ENAMETOOLONG if no NUL comes within `max`; EFAULT for a bad address.
-pub fn read_string(pid: u32, addr: u64, max: usize) -> SysResult<Vec<u8>> {
-    const PAGE: u64 = 4096;
-    let mut out = Vec::with_capacity(256);
-    let mut at = addr;
-    while out.len() <= max {
-        let chunk = ((PAGE - at % PAGE) as usize).min(max + 1 - out.len());
-        let start = out.len();
-        out.resize(start + chunk, 0);
-        let local = libc::iovec {
-            iov_base: out[start..].as_mut_ptr().cast(),
-            iov_len: chunk,
-        };
-        let remote = libc::iovec {
-            iov_base: at as *mut libc::c_void,
-            iov_len: chunk,
-        };
-        // SAFETY: local points at `chunk` writable bytes we own; remote is only read by the
-        // kernel from the other process.
-        let read = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-        if read <= 0 {
-            return Err(if read == 0 {
-                Errno(libc::EFAULT)
-            } else {
-                Errno::last()
-            });
-        }
-        out.truncate(start + read as usize);
-        if let Some(nul) = out[start..].iter().position(|b| *b == 0) {
-            out.truncate(start + nul);
-            return Ok(out);
-        }
-        at += read as u64;
-    }
-    Err(Errno(libc::ENAMETOOLONG))
 }
 
 #[cfg(test)]
@@ -175,11 +179,13 @@ mod tests {
         buf[start..start + 6].copy_from_slice(b"hello\0");
         let me = std::process::id();
         let addr = (base + start) as u64;
-        assert_eq!(read_string(me, addr, 100).unwrap(), b"hello");
+        let mut out = [0u8; 100];
+        assert_eq!(read_cstr(me, addr, &mut out).unwrap().to_bytes(), b"hello");
+        let mut short = [0u8; 5];
         assert_eq!(
-            read_string(me, addr, 3).unwrap_err(),
+            read_cstr(me, addr, &mut short).unwrap_err(),
             Errno(libc::ENAMETOOLONG)
         );
-        assert_eq!(read_string(me, 8, 10).unwrap_err(), Errno(libc::EFAULT));
+        assert_eq!(read_cstr(me, 8, &mut out).unwrap_err(), Errno(libc::EFAULT));
     }
 }

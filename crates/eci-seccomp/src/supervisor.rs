@@ -1,5 +1,6 @@
-//! One thread that serves the listeners of many containers: epoll over every listener, each
-//! notification handed to that container's handler, the answer sent back.
+//! One thread that serves the listeners of many containers: epoll over every listener (and
+//! over each container's init pidfd, to notice exits, and its handler's event channel), each
+//! notification handed to that container's handler.
 //!
 //! If the supervisor (or the whole runtime) dies, the listeners close and the kernel fails every
 //! pending and future trapped call with ENOSYS: the container keeps running, its mounts fail,
@@ -17,14 +18,56 @@ use crate::notify::{Listener, Notification, Reply};
 
 /// Decides and performs trapped syscalls for one container.
 pub trait Handler: Send + Sync {
-    /// Answers one notification. Must check [`Listener::is_valid`] after reading the caller's
-    /// memory and before acting on what it read.
-    fn handle(&self, notification: &Notification, listener: &Listener) -> Reply;
+    /// Handles one notification: returns the answer, or `None` when the handler answers it
+    /// itself (it must then check [`Listener::is_valid`] after reading the caller's memory and
+    /// before acting on what it read).
+    fn handle(&self, notification: &Notification, listener: &Listener) -> Option<Reply>;
+
+    /// True when the handler receives from the listener itself (a helper holding a descriptor
+    /// of it); the supervisor then only keeps the listener open and watches the handler.
+    fn serves_itself(&self) -> bool {
+        false
+    }
+
+    /// A descriptor that becomes readable when the handler has something to say.
+    fn event_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// Called when [`Handler::event_fd`] is readable. Returning false ends the registration,
+    /// closing the supervisor's descriptor of the listener (the handler is gone).
+    fn on_event(&self) -> bool {
+        true
+    }
 }
 
 struct Entry {
     listener: Listener,
     handler: Arc<dyn Handler>,
+    /// The container's init: when it exits, the registration ends.
+    exit: Option<OwnedFd>,
+}
+
+/// What an epoll token points at: the entry, in the upper bits, and which of its descriptors.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Listener = 0,
+    Events = 1,
+    Exit = 2,
+}
+
+fn token(entry: u64, source: Source) -> u64 {
+    entry << 2 | source as u64
+}
+
+fn untoken(token: u64) -> (u64, Option<Source>) {
+    let source = match token & 3 {
+        0 => Some(Source::Listener),
+        1 => Some(Source::Events),
+        2 => Some(Source::Exit),
+        _ => None,
+    };
+    (token >> 2, source)
 }
 
 struct Shared {
@@ -32,7 +75,7 @@ struct Shared {
     wake: OwnedFd,
     entries: Mutex<HashMap<u64, Arc<Entry>>>,
     stopping: AtomicBool,
-    next_token: AtomicU64,
+    next_entry: AtomicU64,
 }
 
 /// The running supervisor. Dropping it stops the thread; registered listeners close with it.
@@ -47,15 +90,16 @@ impl std::fmt::Debug for Supervisor {
     }
 }
 
-/// A registered listener. Dropping it stops serving that listener and closes it, after which
-/// the container's trapped calls fail with ENOSYS.
+/// A registered listener. Dropping it stops serving that listener and closes it; once every
+/// other descriptor of it is closed too, the container's trapped calls fail with ENOSYS.
 #[derive(Debug)]
 pub struct Registration {
     shared: std::sync::Weak<Shared>,
-    token: u64,
+    entry: u64,
 }
 
-const WAKE_TOKEN: u64 = 0;
+/// Entry 0 is the wake-up eventfd.
+const WAKE: u64 = 0;
 
 impl Supervisor {
     /// Starts the supervisor thread.
@@ -70,13 +114,17 @@ impl Supervisor {
                 libc::EFD_CLOEXEC | libc::EFD_NONBLOCK,
             ))?)
         };
-        epoll_add(epoll.as_raw_fd(), wake.as_raw_fd(), WAKE_TOKEN)?;
+        epoll_add(
+            epoll.as_raw_fd(),
+            wake.as_raw_fd(),
+            token(WAKE, Source::Listener),
+        )?;
         let shared = Arc::new(Shared {
             epoll,
             wake,
             entries: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
-            next_token: AtomicU64::new(WAKE_TOKEN + 1),
+            next_entry: AtomicU64::new(WAKE + 1),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -88,36 +136,40 @@ impl Supervisor {
         })
     }
 
-    /// Serves `listener` with `handler` until the registration is dropped or every process of
-    /// the container has exited.
+    /// Serves `listener` with `handler` until the registration is dropped, the process behind
+    /// `exit` (a pidfd, usually the container's init) exits, or every process of the container
+    /// has exited.
     pub fn register(
         &self,
-        listener: OwnedFd,
+        listener: Listener,
         handler: Arc<dyn Handler>,
+        exit: Option<OwnedFd>,
     ) -> std::io::Result<Registration> {
-        let token = self.shared.next_token.fetch_add(1, Ordering::Relaxed);
-        let fd = listener.as_raw_fd();
+        let id = self.shared.next_entry.fetch_add(1, Ordering::Relaxed);
+        let mut fds = Vec::new();
+        if !handler.serves_itself() {
+            fds.push((listener.as_raw_fd(), Source::Listener));
+        }
+        fds.extend(handler.event_fd().map(|fd| (fd, Source::Events)));
+        fds.extend(exit.as_ref().map(|fd| (fd.as_raw_fd(), Source::Exit)));
         let entry = Arc::new(Entry {
-            listener: Listener::new(listener),
+            listener,
             handler,
+            exit,
         });
         self.shared
             .entries
             .lock()
             .expect("supervisor lock")
-            .insert(token, entry);
-        if let Err(err) = epoll_add(self.shared.epoll.as_raw_fd(), fd, token) {
-            self.shared
-                .entries
-                .lock()
-                .expect("supervisor lock")
-                .remove(&token);
-            return Err(err);
-        }
-        Ok(Registration {
+            .insert(id, Arc::clone(&entry));
+        let registration = Registration {
             shared: Arc::downgrade(&self.shared),
-            token,
-        })
+            entry: id,
+        };
+        for (fd, source) in fds {
+            epoll_add(self.shared.epoll.as_raw_fd(), fd, token(id, source))?;
+        }
+        Ok(registration)
     }
 
     /// Number of listeners being served.
@@ -142,24 +194,26 @@ impl Drop for Supervisor {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
-            remove(&shared, self.token);
+            remove(&shared, self.entry);
         }
     }
 }
 
-fn remove(shared: &Shared, token: u64) {
-    let entry = shared
-        .entries
-        .lock()
-        .expect("supervisor lock")
-        .remove(&token);
-    if let Some(entry) = entry {
+fn remove(shared: &Shared, id: u64) {
+    let entry = shared.entries.lock().expect("supervisor lock").remove(&id);
+    let Some(entry) = entry else { return };
+    let fds = [
+        (!entry.handler.serves_itself()).then(|| entry.listener.as_raw_fd()),
+        entry.handler.event_fd(),
+        entry.exit.as_ref().map(AsRawFd::as_raw_fd),
+    ];
+    for fd in fds.into_iter().flatten() {
         // SAFETY: removing an fd from our epoll set; a NULL event is allowed for DEL.
         unsafe {
             libc::epoll_ctl(
                 shared.epoll.as_raw_fd(),
                 libc::EPOLL_CTL_DEL,
-                entry.listener.as_raw_fd(),
+                fd,
                 std::ptr::null_mut(),
             )
         };
@@ -179,15 +233,11 @@ fn epoll_add(epoll: RawFd, fd: RawFd, token: u64) -> std::io::Result<()> {
 fn serve(shared: &Shared) {
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 32];
     while !shared.stopping.load(Ordering::SeqCst) {
+        let epoll = shared.epoll.as_raw_fd();
         let ready = retry(|| {
             // SAFETY: events is a valid buffer of the given length.
             check_int(unsafe {
-                libc::epoll_wait(
-                    shared.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    events.len() as i32,
-                    -1,
-                )
+                libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, -1)
             })
         });
         let ready = match ready {
@@ -198,22 +248,35 @@ fn serve(shared: &Shared) {
             }
         };
         for event in &events[..ready] {
-            let token = event.u64;
-            if token == WAKE_TOKEN {
+            let (id, source) = untoken(event.u64);
+            if id == WAKE {
                 continue;
             }
             let entry = shared
                 .entries
                 .lock()
                 .expect("supervisor lock")
-                .get(&token)
+                .get(&id)
                 .cloned();
-            let Some(entry) = entry else { continue };
-            if event.events & libc::EPOLLIN as u32 != 0 {
-                serve_one(&entry);
-            } else if event.events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+            let (Some(entry), Some(source)) = (entry, source) else {
+                continue;
+            };
+            let hangup = event.events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
+            match source {
+                Source::Listener if event.events & libc::EPOLLIN as u32 != 0 => serve_one(&entry),
                 // Every process that ran the filter is gone.
-                remove(shared, token);
+                Source::Listener if hangup => remove(shared, id),
+                Source::Listener => {}
+                Source::Events => {
+                    if !entry.handler.on_event() {
+                        // Fail closed: with the handler gone, nothing may answer "allowed".
+                        tracing::warn!(
+                            "a seccomp handler is gone; its container's trapped calls now fail"
+                        );
+                        remove(shared, id);
+                    }
+                }
+                Source::Exit => remove(shared, id),
             }
         }
     }
@@ -228,11 +291,12 @@ fn serve_one(entry: &Entry) {
             return;
         }
     };
-    let reply = entry.handler.handle(&notification, &entry.listener);
-    if let Err(errno) = entry.listener.respond(notification.id, reply) {
-        tracing::warn!(
-            pid = notification.pid,
-            "answering a seccomp notification: {errno}"
-        );
+    if let Some(reply) = entry.handler.handle(&notification, &entry.listener) {
+        if let Err(errno) = entry.listener.respond(notification.id, reply) {
+            tracing::warn!(
+                pid = notification.pid,
+                "answering a seccomp notification: {errno}"
+            );
+        }
     }
 }
