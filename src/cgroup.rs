@@ -39,6 +39,16 @@ impl Cgroup {
         })
     }
 
+    /// Puts `pid` in the cgroup (a process added to a running container).
+    pub(crate) fn add(&self, pid: i32) -> Result<()> {
+        self.manager
+            .add_task(Pid::from_raw(pid))
+            .map_err(|e| Error::Cgroup {
+                path: self.path.clone(),
+                reason: format!("adding process {pid}: {e}"),
+            })
+    }
+
     /// Puts `pid` in the cgroup and applies the limits.
     pub(crate) fn join(&self, pid: i32, resources: &LinuxResources) -> Result<()> {
         let err = |what: &str, e: &dyn std::fmt::Display| Error::Cgroup {

@@ -1,8 +1,7 @@
 //! A container: created, started, waited for, killed and deleted.
 
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,16 +13,15 @@ use eci_ns::failure::{Failure, Stage};
 use eci_ns::{spawn, ExitStatus, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest};
 use eci_policy::harden::{harden, Change, HardenContext};
 use eci_policy::ids::IdMapping;
-use eci_policy::mount::MountPolicy;
 use eci_seccomp::mount::{HelperConfig, MountVetter};
-use eci_seccomp::notify::Listener;
 use eci_seccomp::Registration;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
-use crate::init::{InitPlan, LISTENER, START};
+use crate::init::{InitPlan, Sysctls, START};
 use crate::runtime::Shared;
+use crate::supervise::{helper_config, receive_listener, start_vetting};
 
 /// Descriptors for the container's stdin, stdout and stderr. `None` keeps the runtime's own.
 #[derive(Debug, Default)]
@@ -37,7 +35,7 @@ pub struct Stdio {
 }
 
 impl Stdio {
-    fn raw(&self) -> [RawFd; 3] {
+    pub(crate) fn raw(&self) -> [RawFd; 3] {
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
         [raw(&self.stdin), raw(&self.stdout), raw(&self.stderr)]
     }
@@ -104,23 +102,29 @@ impl fmt::Display for State {
 
 /// A container. Dropping it deletes it (best effort); [`Container::delete`] reports errors.
 pub struct Container {
-    id: String,
-    state: State,
-    init: PidFd,
+    pub(crate) id: String,
+    pub(crate) state: State,
+    pub(crate) init: PidFd,
     channel: Option<Channel>,
     mapping: IdMapping,
     report: Vec<Change>,
     init_plan: InitPlan,
-    resources: Resources,
-    shared: Arc<Shared>,
+    pub(crate) resources: Resources,
+    pub(crate) shared: Arc<Shared>,
+    /// The hardened spec, which processes added later are hardened against.
+    pub(crate) spec: Spec,
+    /// What the mount helpers of this container know.
+    pub(crate) helper_config: Option<HelperConfig>,
+    /// Where relative bind sources were resolved.
+    pub(crate) bundle: PathBuf,
 }
 
 /// What a container holds that must be given back, in the order it is given back.
-struct Resources {
+pub(crate) struct Resources {
     registration: Option<Registration>,
     vetter: Option<Arc<MountVetter>>,
-    cgroup: Option<Cgroup>,
-    lease: Option<Lease>,
+    pub(crate) cgroup: Option<Cgroup>,
+    pub(crate) lease: Option<Lease>,
 }
 
 impl Resources {
@@ -155,7 +159,7 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn namespaces_of(spec: &Spec) -> Namespaces {
+pub(crate) fn namespaces_of(spec: &Spec) -> Namespaces {
     let mut set = Namespaces::empty();
     for ns in spec
         .linux()
@@ -198,7 +202,7 @@ fn check_supported(spec: &Spec) -> Result<()> {
 }
 
 /// Resolves a path of the spec against the bundle, following symlinks on the host.
-fn resolve_in_bundle(bundle: &Path, path: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn resolve_in_bundle(bundle: &Path, path: &Path) -> std::io::Result<PathBuf> {
     std::fs::canonicalize(if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -264,6 +268,7 @@ impl Container {
         let spec = hardened.spec;
         let mount_plan = MountPlan::from_spec(&spec, &rootfs, block)?;
         let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
+        let sysctls = Sysctls::from_spec(&spec)?;
         let cgroup_path = spec
             .linux()
             .as_ref()
@@ -300,6 +305,7 @@ impl Container {
                     rootfs_ownership(&rootfs, init.pid(), block, &shifted)
                 };
             let setup = |ctx: SetupContext| {
+                sysctls.write()?;
                 let rootfs_idmap = ctx.flags & ROOTFS_IDMAP != 0;
                 mount_plan.execute(&ExecContext {
                     init_pid: ctx.init_pid,
@@ -319,7 +325,14 @@ impl Container {
             Ok(spawned) => spawned,
             Err(err) => {
                 let _ = resources.release();
-                return Err(explain_spawn(err, &mount_plan, &init_plan));
+                return Err(explain_spawn(
+                    err,
+                    &Plans {
+                        mounts: &mount_plan,
+                        init: &init_plan,
+                        sysctls: &sysctls,
+                    },
+                ));
             }
         };
         // From here on the init exists: any error kills it before giving everything back.
@@ -333,8 +346,11 @@ impl Container {
             init_plan,
             resources,
             shared,
+            spec,
+            helper_config: None,
+            bundle,
         };
-        if let Err(err) = container.supervise(&mount_plan) {
+        if let Err(err) = container.supervise(&mount_plan, &sysctls) {
             let _ = container.destroy();
             return Err(err);
         }
@@ -343,68 +359,28 @@ impl Container {
     }
 
     /// Receives the init's seccomp listener and starts vetting its mount calls.
-    fn supervise(&mut self, mount_plan: &MountPlan) -> Result<()> {
+    fn supervise(&mut self, mount_plan: &MountPlan, sysctls: &Sysctls) -> Result<()> {
         let channel = self
             .channel
             .as_ref()
             .expect("a created container has its channel");
-        let listener = match channel.recv() {
-            Ok(Some((msg, mut fds))) if msg.kind == LISTENER => fds.take(),
-            Ok(Some((msg, _))) => {
-                let failure = Failure::from_message(&msg);
-                return Err(failure.map_or_else(
-                    || Error::Io {
-                        what: "talking to the init".into(),
-                        source: std::io::ErrorKind::InvalidData.into(),
-                    },
-                    |f| explain(f, mount_plan, &self.init_plan),
-                ));
-            }
-            Ok(None) => None,
-            Err(errno) => {
-                return Err(Error::Io {
-                    what: "talking to the init".into(),
-                    source: errno.into(),
-                })
-            }
+        let plans = Plans {
+            mounts: mount_plan,
+            init: &self.init_plan,
+            sysctls,
         };
-        let listener = listener.ok_or_else(|| Error::Setup {
-            what: "the container's init exited before handing over its seccomp listener".into(),
-            source: std::io::ErrorKind::UnexpectedEof.into(),
-        })?;
-        let pid = self.init.pid();
-        let initial = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
-            "reading the container's mount table (/proc/{pid}/mountinfo)"
-        )))?;
-        let mut initial: Vec<(u32, bool)> = initial.iter().map(|m| (m.id, m.read_only())).collect();
-        initial.sort_unstable();
-        let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
-            .map_err(Error::io("reading the container's user namespace"))?
-            .ino();
-        let policy = &self.shared.policy;
-        let config = HelperConfig {
-            policy: MountPolicy {
-                immutability: policy.immutability,
-                types: policy.mount_types,
-            },
-            userns,
-            initial,
-        };
-        let listener = Listener::new(listener);
-        let vetter = MountVetter::start(&self.init, &listener, config)?;
-        let handler: Arc<dyn eci_seccomp::supervisor::Handler> = vetter.clone();
+        let listener = receive_listener(channel, |failure| explain(failure, &plans))?;
+        let config = helper_config(&self.init, &self.shared.policy)?;
+        let (vetter, registration) = start_vetting(
+            &self.shared,
+            &self.init,
+            &self.init,
+            listener,
+            config.clone(),
+        )?;
+        self.helper_config = Some(config);
         self.resources.vetter = Some(vetter);
-        let exit = self
-            .init
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(Error::io("duplicating the init's pidfd"))?;
-        let registration = self
-            .shared
-            .supervisor
-            .register(listener, handler, Some(exit));
-        self.resources.registration =
-            Some(registration.map_err(Error::io("registering the seccomp listener"))?);
+        self.resources.registration = Some(registration);
         Ok(())
     }
 
@@ -500,7 +476,7 @@ impl Container {
         released
     }
 
-    fn state_error(&self, action: &'static str) -> Error {
+    pub(crate) fn state_error(&self, action: &'static str) -> Error {
         Error::State {
             id: self.id.clone(),
             state: self.state,
@@ -576,7 +552,7 @@ fn rootfs_ownership(
     Ok(0)
 }
 
-fn set_rlimits(pid: i32, spec: &Spec) -> std::io::Result<()> {
+pub(crate) fn set_rlimits(pid: i32, spec: &Spec) -> std::io::Result<()> {
     use oci_spec::runtime::PosixRlimitType as T;
     for limit in spec
         .process()
@@ -613,10 +589,20 @@ fn set_rlimits(pid: i32, spec: &Spec) -> std::io::Result<()> {
     Ok(())
 }
 
-fn explain(failure: Failure, mounts: &MountPlan, init: &InitPlan) -> Error {
+/// The plans a failure's step codes refer to.
+pub(crate) struct Plans<'a> {
+    pub(crate) mounts: &'a MountPlan,
+    pub(crate) init: &'a InitPlan,
+    pub(crate) sysctls: &'a Sysctls,
+}
+
+pub(crate) fn explain(failure: Failure, plans: &Plans<'_>) -> Error {
     let what = match failure.stage {
-        Stage::Mounts => mounts.explain(failure.step),
-        Stage::Init => init.explain(failure.step),
+        Stage::Mounts => plans.mounts.explain(failure.step),
+        Stage::Init => plans
+            .sysctls
+            .explain(failure.step)
+            .unwrap_or_else(|| plans.init.explain(failure.step)),
         stage => format!("{} (step {})", stage.describe(), failure.step),
     };
     Error::Setup {
@@ -625,9 +611,9 @@ fn explain(failure: Failure, mounts: &MountPlan, init: &InitPlan) -> Error {
     }
 }
 
-fn explain_spawn(err: SpawnError, mounts: &MountPlan, init: &InitPlan) -> Error {
+fn explain_spawn(err: SpawnError, plans: &Plans<'_>) -> Error {
     match err {
-        SpawnError::Child(failure) => explain(failure, mounts, init),
+        SpawnError::Child(failure) => explain(failure, plans),
         other => Error::Spawn(other),
     }
 }

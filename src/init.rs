@@ -22,7 +22,6 @@ pub(crate) const START: u32 = 0x3001;
 pub(crate) mod step {
     pub const HOSTNAME: u32 = 1;
     pub const DOMAINNAME: u32 = 2;
-    pub const SYSCTL: u32 = 3;
     pub const SECCOMP: u32 = 10;
     pub const SEND_LISTENER: u32 = 11;
     pub const WAIT_START: u32 = 12;
@@ -37,6 +36,55 @@ pub(crate) mod step {
     pub const CWD: u32 = 28;
     pub const CLOSE_FDS: u32 = 29;
     pub const EXEC: u32 = 30;
+}
+
+/// The spec's sysctls, written by the mounter: it is in the container's network and IPC
+/// namespaces (which namespaced sysctls resolve against) before /proc/sys is made read-only.
+pub(crate) struct Sysctls {
+    entries: Vec<(String, CString, CString)>,
+}
+
+/// Step codes of sysctl failures (stage Init): this plus the entry's index.
+const SYSCTL_STEP: u32 = 1000;
+
+impl Sysctls {
+    pub(crate) fn from_spec(spec: &Spec) -> Result<Sysctls, ProcessError> {
+        let map = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.sysctl().clone())
+            .unwrap_or_default();
+        let mut entries = Vec::with_capacity(map.len());
+        for (key, value) in map {
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            entries.push((
+                key,
+                cstr(path.as_bytes(), "sysctl")?,
+                cstr(value.as_bytes(), "sysctl value")?,
+            ));
+        }
+        Ok(Sysctls { entries })
+    }
+
+    /// Writes them through the host's /proc. Allocation-free.
+    pub(crate) fn write(&self) -> Result<(), Failure> {
+        for (i, (_, path, value)) in self.entries.iter().enumerate() {
+            write_file(path, value.as_bytes()).map_err(|errno| Failure {
+                stage: Stage::Init,
+                step: SYSCTL_STEP + i as u32,
+                errno,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Names the sysctl of a failure's step code, if it is one.
+    pub(crate) fn explain(&self, step: u32) -> Option<String> {
+        let i = step.checked_sub(SYSCTL_STEP)? as usize;
+        self.entries
+            .get(i)
+            .map(|(key, _, value)| format!("setting sysctl {key}={}", value.to_string_lossy()))
+    }
 }
 
 /// Strings and the NULL-terminated pointer array execve takes, built once.
@@ -77,7 +125,6 @@ struct Caps {
 pub(crate) struct InitPlan {
     hostname: Option<CString>,
     domainname: Option<CString>,
-    sysctls: Vec<(CString, CString)>,
     uid: u32,
     gid: u32,
     groups: Vec<libc::gid_t>,
@@ -160,20 +207,6 @@ impl InitPlan {
                     ambient: set(c.ambient()),
                 }
             });
-        let sysctls = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.sysctl().clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, value)| {
-                let path = format!("/proc/sys/{}", key.replace('.', "/"));
-                Ok((
-                    cstr(path.as_bytes(), "sysctl")?,
-                    cstr(value.as_bytes(), "sysctl value")?,
-                ))
-            })
-            .collect::<Result<_, ProcessError>>()?;
         let user = process.user();
         Ok(InitPlan {
             hostname: spec
@@ -186,7 +219,6 @@ impl InitPlan {
                 .as_ref()
                 .map(|d| cstr(d.as_bytes(), "domainname"))
                 .transpose()?,
-            sysctls,
             uid: user.uid(),
             gid: user.gid(),
             groups: user.additional_gids().clone().unwrap_or_default(),
@@ -234,9 +266,6 @@ impl InitPlan {
             // SAFETY: name is a valid buffer of the given length.
             check_int(unsafe { libc::setdomainname(name.as_ptr(), name.as_bytes().len()) })
                 .map_err(at(step::DOMAINNAME))?;
-        }
-        for (path, value) in &self.sysctls {
-            write_file(path, value.as_bytes()).map_err(at(step::SYSCTL))?;
         }
         let listener = self
             .filters
@@ -371,7 +400,6 @@ impl InitPlan {
         match step {
             step::HOSTNAME => "setting the hostname".into(),
             step::DOMAINNAME => "setting the domain name".into(),
-            step::SYSCTL => "writing the spec's sysctls".into(),
             step::SECCOMP => "installing the seccomp filters".into(),
             step::SEND_LISTENER => "handing the seccomp listener to the runtime".into(),
             step::WAIT_START => "waiting for start".into(),

@@ -38,10 +38,12 @@
 mod cgroup;
 mod container;
 mod error;
+mod exec;
 mod init;
 pub mod probe;
 mod rootfs;
 mod runtime;
+mod supervise;
 
 pub use container::{Container, ContainerConfig, State, Stdio};
 pub use eci_idmap::Durability;
@@ -50,6 +52,7 @@ pub use eci_policy::harden::Change;
 pub use eci_policy::ids::IdMapping;
 pub use eci_policy::Policy;
 pub use error::{load_spec, Error, Result};
+pub use exec::ExecProcess;
 pub use init::ProcessError;
 pub use rootfs::{all_capabilities, privileged_spec, HostRootfs};
 pub use runtime::{Runtime, RuntimeConfig};

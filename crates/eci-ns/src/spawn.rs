@@ -376,3 +376,126 @@ fn init_process(
     }
     init(channel).report_and_exit(channel)
 }
+
+/// Starts a process inside the namespaces of a running container: a helper joins them through
+/// `target`'s pidfd (and so is single-threaded, as joining a user namespace requires), then
+/// clones the process into the container's PID namespace with `CLONE_PARENT`, so the runtime is
+/// its parent and can wait for it. The process becomes root of the user namespace, starts a
+/// session of its own, waits for `prepare` (cgroup placement, limits) and runs `init`.
+///
+/// `init` must be async-signal-safe, as for [`spawn`].
+pub fn spawn_into(
+    target: &PidFd,
+    namespaces: Namespaces,
+    init: &(dyn Fn(&Channel) -> Failure + Sync),
+    prepare: &mut Prepare<'_>,
+) -> Result<Spawned, SpawnError> {
+    let (runtime_end, child_end) = Channel::pair().map_err(|source| SpawnError::Runtime {
+        what: "creating the exec channel",
+        source,
+    })?;
+    let join = namespaces | Namespaces::USER | Namespaces::MOUNT | Namespaces::PID;
+    // SAFETY: the child runs only `joining_process`, which is async-signal-safe and never returns.
+    let joiner = match unsafe { sys::fork() }.map_err(runtime_err("forking the joining process"))? {
+        Forked::Child => joining_process(
+            &child_end,
+            runtime_end.raw_fd(),
+            target.as_raw_fd(),
+            join,
+            init,
+        ),
+        Forked::Parent { pid, .. } => pid,
+    };
+    drop(child_end);
+    let mut joiner = Reaper {
+        pid: joiner,
+        armed: true,
+    };
+    let pid = match receive(&runtime_end, "joining") {
+        Ok(msg) if msg.kind == INIT_PID => msg.a,
+        Ok(_) | Err(SpawnError::Died { .. }) => return Err(died(&mut joiner, "joining")),
+        Err(err) => return Err(err),
+    };
+    let process = PidFd::open(pid).map_err(runtime_err("opening a pidfd for the new process"))?;
+    let mut guard = InitReaper {
+        init: &process,
+        armed: true,
+    };
+    joiner.armed = false;
+    sys::waitpid(joiner.pid).map_err(runtime_err("reaping the joining process"))?;
+    let flags = prepare(&process).map_err(SpawnError::Prepare)?;
+    runtime_end
+        .send(Message {
+            kind: GO,
+            a: 0,
+            b: 0,
+            c: flags,
+        })
+        .map_err(runtime_err("releasing the new process"))?;
+    guard.armed = false;
+    drop(guard);
+    Ok(Spawned {
+        init: process,
+        channel: runtime_end,
+    })
+}
+
+fn joining_process(
+    channel: &Channel,
+    runtime_end: RawFd,
+    target: RawFd,
+    join: Namespaces,
+    init: &(dyn Fn(&Channel) -> Failure + Sync),
+) -> ! {
+    sys::close(runtime_end);
+    if sys::setns(target, join.setns_flags()).is_err() {
+        Failure::last_errno(Stage::JoinNamespaces, 0).report_and_exit(channel);
+    }
+    let flags = libc::CLONE_PARENT as u64 | libc::CLONE_PIDFD as u64;
+    // SAFETY: the child runs only `joined_process`, which is async-signal-safe and never returns.
+    match unsafe { clone_fork(flags) } {
+        Err(errno) => Failure {
+            stage: Stage::Clone,
+            step: 1,
+            errno,
+        }
+        .report_and_exit(channel),
+        Ok(Forked::Child) => joined_process(channel, init),
+        Ok(Forked::Parent { pid, pidfd }) => {
+            sys::close(pidfd);
+            let _ = channel.send(Message {
+                kind: INIT_PID,
+                a: pid,
+                b: 0,
+                c: 0,
+            });
+            sys::exit(0)
+        }
+    }
+}
+
+fn joined_process(channel: &Channel, init: &(dyn Fn(&Channel) -> Failure + Sync)) -> ! {
+    let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
+    match channel.recv() {
+        Ok(Some((msg, _))) if msg.kind == GO => {}
+        _ => sys::exit(1),
+    }
+    // Joining kept the host's IDs, which the namespace cannot name: become its root. A session of
+    // its own keeps the process off the runtime's terminal.
+    // SAFETY: plain syscalls with integer arguments; a NULL list with size 0 is allowed.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) == -1 {
+            fail(10);
+        }
+        if libc::setresgid(0, 0, 0) == -1 {
+            fail(11);
+        }
+        if libc::setresuid(0, 0, 0) == -1 {
+            fail(12);
+        }
+        if libc::setsid() == -1 {
+            fail(13);
+        }
+    }
+    init(channel).report_and_exit(channel)
+}

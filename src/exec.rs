@@ -1,0 +1,183 @@
+//! Processes added to a running container (`docker exec`): the same namespaces, cgroup, seccomp
+//! filters and mount vetting as the init, and a process spec hardened the same way.
+
+use std::sync::Arc;
+
+use eci_ns::channel::{Channel, Message};
+use eci_ns::failure::Failure;
+use eci_ns::{spawn_into, ExitStatus, PidFd};
+use eci_policy::harden::{harden, HardenContext};
+use eci_seccomp::mount::MountVetter;
+use eci_seccomp::Registration;
+use oci_spec::runtime::Process;
+
+use crate::container::{namespaces_of, resolve_in_bundle, set_rlimits, Container, State, Stdio};
+use crate::error::{Error, Result};
+use crate::init::{InitPlan, START};
+use crate::supervise::{receive_listener, start_vetting};
+
+/// A process added to a running container. Dropping it kills it if it still runs.
+#[derive(Debug)]
+pub struct ExecProcess {
+    process: PidFd,
+    status: Option<ExitStatus>,
+    _vetting: (Arc<MountVetter>, Registration),
+}
+
+impl ExecProcess {
+    /// Its pid in the runtime's PID namespace.
+    pub fn pid(&self) -> i32 {
+        self.process.pid()
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let status = self.process.wait().map_err(|errno| Error::Io {
+            what: "waiting for an exec'd process".into(),
+            source: errno.into(),
+        })?;
+        self.status = Some(status);
+        Ok(status)
+    }
+
+    /// Sends it `signal`.
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        self.process.signal(signal).map_err(|errno| Error::Io {
+            what: "signalling an exec'd process".into(),
+            source: errno.into(),
+        })
+    }
+}
+
+impl Drop for ExecProcess {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.process.signal(libc::SIGKILL);
+            let _ = self.process.wait();
+        }
+    }
+}
+
+impl Container {
+    /// Runs `process` inside the running container and returns once it has been executed. The
+    /// process is hardened like the container's own (capabilities never beyond the runtime's,
+    /// user within the container's IDs) and gets the same seccomp filters, with its mount calls
+    /// vetted by a helper of its own.
+    ///
+    /// ```no_run
+    /// # fn demo(container: &eci::Container) -> eci::Result<()> {
+    /// let mut process = oci_spec::runtime::Process::default();
+    /// process.set_args(Some(vec!["ps".into(), "-ef".into()]));
+    /// let mut exec = container.exec(process, eci::Stdio::default())?;
+    /// exec.wait()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn exec(&self, process: Process, stdio: Stdio) -> Result<ExecProcess> {
+        if self.state != State::Running {
+            return Err(self.state_error("exec into"));
+        }
+        let mut spec = self.spec.clone();
+        spec.set_process(Some(process));
+        let lease = self
+            .resources
+            .lease
+            .as_ref()
+            .expect("a running container holds its lease");
+        let ctx = HardenContext {
+            policy: &self.shared.policy,
+            block: lease.block(),
+            runtime_caps: self.shared.runtime_caps,
+        };
+        let spec = harden(spec, &ctx, &mut |p| resolve_in_bundle(&self.bundle, p))?.spec;
+        // The hostname and domain name are the container's already.
+        let mut process_only = spec.clone();
+        process_only.set_hostname(None);
+        process_only.set_domainname(None);
+        let plan = InitPlan::new(
+            &process_only,
+            stdio.raw(),
+            self.shared.filters.clone(),
+            self.shared.last_cap,
+        )?;
+        let cgroup = self
+            .resources
+            .cgroup
+            .as_ref()
+            .expect("a running container has its cgroup");
+        let mut prepare = |p: &PidFd| -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
+            cgroup.add(p.pid())?;
+            set_rlimits(p.pid(), &spec)?;
+            Ok(0)
+        };
+        let init = |channel: &Channel| plan.run(channel);
+        let spawned = spawn_into(&self.init, namespaces_of(&self.spec), &init, &mut prepare)
+            .map_err(|err| match err {
+                eci_ns::SpawnError::Child(failure) => explain(failure, &plan),
+                other => Error::Spawn(other),
+            })?;
+        // From here on the process exists; dropping `guard` kills it.
+        let guard = Killer(&spawned.init);
+        let listener = receive_listener(&spawned.channel, |failure| explain(failure, &plan))?;
+        let config = self
+            .helper_config
+            .clone()
+            .expect("a running container has its helper config");
+        let vetting = start_vetting(&self.shared, &self.init, &spawned.init, listener, config)?;
+        spawned
+            .channel
+            .send(Message::of(START))
+            .map_err(|errno| Error::Io {
+                what: "starting an exec'd process".into(),
+                source: errno.into(),
+            })?;
+        match spawned.channel.recv() {
+            // The channel closes when exec succeeds.
+            Ok(None) => {}
+            Ok(Some((msg, _))) => {
+                return Err(Failure::from_message(&msg).map_or_else(
+                    || Error::Io {
+                        what: "starting an exec'd process".into(),
+                        source: std::io::ErrorKind::InvalidData.into(),
+                    },
+                    |failure| explain(failure, &plan),
+                ))
+            }
+            Err(errno) => {
+                return Err(Error::Io {
+                    what: "starting an exec'd process".into(),
+                    source: errno.into(),
+                })
+            }
+        }
+        std::mem::forget(guard);
+        Ok(ExecProcess {
+            process: spawned.init,
+            status: None,
+            _vetting: vetting,
+        })
+    }
+}
+
+/// Kills and reaps a process unless forgotten.
+struct Killer<'a>(&'a PidFd);
+
+impl Drop for Killer<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.signal(libc::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+fn explain(failure: Failure, plan: &InitPlan) -> Error {
+    let what = match failure.stage {
+        eci_ns::failure::Stage::Init => plan.explain(failure.step),
+        stage => format!("{} (step {})", stage.describe(), failure.step),
+    };
+    Error::Setup {
+        what,
+        source: failure.errno.into(),
+    }
+}

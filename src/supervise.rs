@@ -1,0 +1,89 @@
+//! Handing a starting process's seccomp listener to the supervisor and its mount helper, for
+//! the container's init and for every process added later.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use eci_ns::channel::Channel;
+use eci_ns::failure::Failure;
+use eci_ns::PidFd;
+use eci_policy::mount::MountPolicy;
+use eci_policy::Policy;
+use eci_seccomp::mount::{HelperConfig, MountVetter};
+use eci_seccomp::notify::Listener;
+use eci_seccomp::supervisor::Handler;
+use eci_seccomp::Registration;
+
+use crate::error::{Error, Result};
+use crate::init::LISTENER;
+use crate::runtime::Shared;
+
+/// The seccomp listener a starting process hands over, or the failure it reports instead.
+pub(crate) fn receive_listener(
+    channel: &Channel,
+    explain: impl FnOnce(Failure) -> Error,
+) -> Result<OwnedFd> {
+    let protocol = |source: std::io::Error| Error::Io {
+        what: "talking to a starting process".into(),
+        source,
+    };
+    match channel.recv() {
+        Ok(Some((msg, mut fds))) if msg.kind == LISTENER => fds
+            .take()
+            .ok_or_else(|| protocol(std::io::ErrorKind::InvalidData.into())),
+        Ok(Some((msg, _))) => Err(Failure::from_message(&msg)
+            .map_or_else(|| protocol(std::io::ErrorKind::InvalidData.into()), explain)),
+        Ok(None) => Err(Error::Setup {
+            what: "the process exited before handing over its seccomp listener".into(),
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        }),
+        Err(errno) => Err(protocol(errno.into())),
+    }
+}
+
+/// What the mount helpers of a container know: its policy, its user namespace and its initial
+/// mounts, read from the init right after it entered its own mount namespace.
+pub(crate) fn helper_config(init: &PidFd, policy: &Policy) -> Result<HelperConfig> {
+    let pid = init.pid();
+    let mounts = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
+        "reading the container's mount table (/proc/{pid}/mountinfo)"
+    )))?;
+    let mut initial: Vec<(u32, bool)> = mounts.iter().map(|m| (m.id, m.read_only())).collect();
+    initial.sort_unstable();
+    let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
+        .map_err(Error::io("reading the container's user namespace"))?
+        .ino();
+    let policy = MountPolicy {
+        immutability: policy.immutability,
+        types: policy.mount_types,
+    };
+    Ok(HelperConfig {
+        policy,
+        userns,
+        initial,
+    })
+}
+
+/// Starts a mount helper in `init`'s user namespace for `listener` and registers the listener
+/// with the supervisor until `process` exits.
+pub(crate) fn start_vetting(
+    shared: &Shared,
+    init: &PidFd,
+    process: &PidFd,
+    listener: OwnedFd,
+    config: HelperConfig,
+) -> Result<(Arc<MountVetter>, Registration)> {
+    let listener = Listener::new(listener);
+    let vetter = MountVetter::start(init, &listener, config)?;
+    let handler: Arc<dyn Handler> = vetter.clone();
+    let exit = process
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(Error::io("duplicating a pidfd"))?;
+    let registration = shared
+        .supervisor
+        .register(listener, handler, Some(exit))
+        .map_err(Error::io("registering the seccomp listener"))?;
+    Ok((vetter, registration))
+}

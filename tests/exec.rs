@@ -1,0 +1,78 @@
+//! Processes added to a running container get the same protections. Needs root.
+
+mod common;
+
+use std::os::fd::OwnedFd;
+
+use common::create_with;
+use eci::oci_spec::runtime::Process;
+use eci::Stdio;
+
+fn exec_output(container: &eci::Container, args: &[&str]) -> (i32, String) {
+    let mut process = Process::default();
+    process.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+    process.set_capabilities(Some(eci::all_capabilities()));
+    process.set_no_new_privileges(Some(false));
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stdio = Stdio {
+        stdout: Some(OwnedFd::from(writer)),
+        ..Default::default()
+    };
+    let mut exec = container.exec(process, stdio).expect("exec");
+    let code = exec.wait().unwrap().code();
+    (code, std::io::read_to_string(reader).unwrap())
+}
+
+#[test]
+fn an_execd_process_is_in_the_container_and_vetted_like_its_init() {
+    let mut c = create_with("exec", &["sleep", "100"], |_| {});
+    c.container().start().unwrap();
+    let container = c.container.as_ref().unwrap();
+    let mapping = container.id_mapping();
+
+    let (code, out) = exec_output(
+        container,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; cat /proc/1/cmdline | tr '\\0' ' '; exit 3",
+        ],
+    );
+    assert_eq!(code, 3);
+    let first: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(first, ["0", &mapping.host_start.to_string(), "65536"]);
+    assert_eq!(
+        out.lines().nth(1).unwrap().trim(),
+        "sleep 100",
+        "pid 1 is the container's init"
+    );
+
+    let (code, out) = exec_output(
+        container,
+        &[
+            "/probe",
+            "syscall",
+            "init_module",
+            ",",
+            "umount",
+            "/proc/kallsyms",
+            ",",
+            "mount",
+            "tmpfs",
+            "/mnt",
+            "tmpfs",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["EPERM", "EPERM", "ok"]);
+}
+
+#[test]
+fn exec_into_a_container_that_is_not_running_is_refused() {
+    let mut c = create_with("exec-created", &["true"], |_| {});
+    let err = c
+        .container()
+        .exec(Process::default(), Stdio::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot exec into"), "{err}");
+}
