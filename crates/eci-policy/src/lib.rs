@@ -25,6 +25,7 @@
 pub mod caps;
 pub mod harden;
 pub mod ids;
+pub mod image;
 pub mod mount;
 pub mod paths;
 pub mod settings;
