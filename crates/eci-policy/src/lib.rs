@@ -23,6 +23,7 @@
 //! ```
 
 pub mod caps;
+pub mod docker_api;
 pub mod harden;
 pub mod ids;
 pub mod image;
