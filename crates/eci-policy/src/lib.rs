@@ -24,10 +24,12 @@
 
 pub mod caps;
 pub mod docker_api;
+pub mod document;
 pub mod harden;
 pub mod ids;
 pub mod image;
 pub mod mount;
+pub mod overrides;
 pub mod paths;
 pub mod settings;
 
