@@ -95,8 +95,14 @@ pub struct SettingsError {
 /// Parses a settings document into the policy it describes. `{}` gives [`Policy::default`].
 pub fn parse(text: &str) -> Result<Policy, SettingsError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let raw: RawDocument = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|err| json_error(err.path().to_string(), err.into_inner()))?;
+    let raw: RawDocument = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        // The root is "."; an empty path is a field named "" at the root.
+        let path = match err.path().to_string() {
+            empty if empty.is_empty() => "\"\"".to_string(),
+            path => path,
+        };
+        json_error(path, err.into_inner())
+    })?;
     deserializer
         .end()
         .map_err(|err| json_error(".".to_string(), err))?;

@@ -121,6 +121,8 @@ fn malformed_json_names_where_it_broke() {
     assert_eq!((err.path.as_str(), err.line, err.column), (".", 1, 4));
     let err = error("");
     assert_eq!(err.path, ".");
+    let err = error("{\"\": 1}");
+    assert_eq!(err.path, "\"\"", "a field named by the empty string");
     let err = error("{\"eci\": {\"sysctls\": {\"kernel.panic\": {}, \"kernel.panic\": {}}}}");
     assert_eq!(err.path, "eci.sysctls");
     assert!(
