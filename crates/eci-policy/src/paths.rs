@@ -12,10 +12,11 @@
 //! Rules come from three places, and every decision names the rule that made it and where the
 //! rule came from ([`RuleOrigin`]).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
-use std::ops::Bound;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Why a path could not be normalised.
@@ -195,10 +196,58 @@ pub enum PathDecision<'a> {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathPolicy {
-    rules: BTreeMap<PathBuf, Rule>,
-    /// The restricted rules again, to find one beneath a path with a single range query.
-    /// `Path` orders by component, so the paths beneath one path sort right after it.
-    restricted: BTreeMap<PathBuf, RuleOrigin>,
+    /// The rules by normalised path. A hash map: a decision looks up each ancestor of the path,
+    /// and hashing a short path costs less than a dozen path comparisons in a tree.
+    rules: HashMap<Box<[u8]>, Rule, Fnv>,
+    /// Every strict ancestor of a restricted rule's path, with the first restricted path beneath
+    /// it: "does this shared path hold a restricted one" is then a single look-up.
+    holds_restricted: HashMap<Box<[u8]>, Beneath, Fnv>,
+}
+
+/// A restricted rule's path beneath another path, and the rule's origin.
+type Beneath = (Box<[u8]>, RuleOrigin);
+
+/// FNV-1a: fast on short keys. The keys are the administrator's paths, not a container's, so
+/// the flooding a keyed hash defends against cannot happen here.
+#[derive(Debug, Clone, Copy)]
+struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type Fnv = BuildHasherDefault<FnvHasher>;
+
+fn as_path(bytes: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(bytes))
+}
+
+/// `path` and its ancestors, longest first, for a normalised absolute path.
+fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut next = Some(path);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = match current.iter().rposition(|b| *b == b'/') {
+            Some(0) if current.len() > 1 => Some(&current[..1]),
+            Some(i) if i > 0 => Some(&current[..i]),
+            _ => None,
+        };
+        Some(current)
+    })
 }
 
 impl PathPolicy {
@@ -213,7 +262,8 @@ impl PathPolicy {
         self.share_as(path, read_only, RuleOrigin::Runtime)
     }
 
-    /// Restricts `path` (and, with [`Scope::Subtree`], everything beneath it).
+    /// Restricts `path` (and, with [`Scope::Subtree`], everything beneath it). A restriction
+    /// replaces a shared rule at the same path and never narrows a restriction already there.
     pub fn restrict(&mut self, path: &Path, scope: Scope) -> Result<(), PathError> {
         self.restrict_as(path, scope, RuleOrigin::Runtime)
     }
@@ -231,7 +281,7 @@ impl PathPolicy {
             scope: Scope::Subtree,
             origin,
         };
-        self.rules.entry(path).or_insert(rule);
+        self.rules.entry(key(&path)).or_insert(rule);
         Ok(())
     }
 
@@ -242,36 +292,53 @@ impl PathPolicy {
         scope: Scope,
         origin: RuleOrigin,
     ) -> Result<(), PathError> {
-        let path = normalize(path)?;
+        let path = key(&normalize(path)?);
+        for ancestor in ancestors(&path).skip(1) {
+            let beneath = (path.clone(), origin);
+            // Name the first restricted path in path order, whatever order rules came in, so
+            // that equal rule sets make equal policies and decisions.
+            self.holds_restricted
+                .entry(ancestor.into())
+                .and_modify(|named| {
+                    if as_path(&path) < as_path(&named.0) {
+                        *named = beneath.clone();
+                    }
+                })
+                .or_insert(beneath);
+        }
         let rule = Rule {
             access: Access::Restricted,
             scope,
             origin,
         };
-        self.restricted.insert(path.clone(), origin);
-        self.rules.insert(path, rule);
+        // Restricting only ever adds: an exact rule must not narrow a subtree one at the same
+        // path (an administrator's exact /etc must not open /etc/shadow).
+        let narrows = |old: &Rule| old.access == Access::Restricted && old.scope == Scope::Subtree;
+        if !self.rules.get(&path).is_some_and(narrows) {
+            self.rules.insert(path, rule);
+        }
         Ok(())
     }
 
-    /// Decides whether a resolved host path may be bind-mounted. Costs one map lookup per path
-    /// component, and one range lookup when the path is shared.
+    /// Decides whether a resolved host path may be bind-mounted. Costs one hash look-up per path
+    /// component, and one more when the path is shared.
     pub fn decide(&self, path: &ResolvedPath) -> PathDecision<'_> {
-        let path = path.as_path();
+        let path = path.as_path().as_os_str().as_bytes();
         let Some((rule_path, rule)) = self.covering_rule(path) else {
             return PathDecision::NotShared;
         };
         match rule.access {
             Access::Restricted => PathDecision::Restricted {
-                rule: rule_path,
+                rule: as_path(rule_path),
                 origin: rule.origin,
             },
-            Access::Shared { read_only } => match self.restricted_beneath(path) {
+            Access::Shared { read_only } => match self.holds_restricted.get(path) {
                 Some((inner, origin)) => PathDecision::ContainsRestricted {
-                    rule: inner,
-                    origin,
+                    rule: as_path(inner),
+                    origin: *origin,
                 },
                 None => PathDecision::Shared {
-                    rule: rule_path,
+                    rule: as_path(rule_path),
                     read_only,
                     origin: rule.origin,
                 },
@@ -280,30 +347,33 @@ impl PathPolicy {
     }
 
     /// The most specific rule that covers `path`.
-    fn covering_rule(&self, path: &Path) -> Option<(&Path, &Rule)> {
-        path.ancestors().find_map(|ancestor| {
+    fn covering_rule(&self, path: &[u8]) -> Option<(&[u8], &Rule)> {
+        ancestors(path).find_map(|ancestor| {
             let (rule_path, rule) = self.rules.get_key_value(ancestor)?;
-            let covers = rule.scope == Scope::Subtree || ancestor == path;
-            covers.then_some((rule_path.as_path(), rule))
+            let covers = rule.scope == Scope::Subtree || ancestor.len() == path.len();
+            covers.then_some((&rule_path[..], rule))
         })
-    }
-
-    /// A restricted rule strictly beneath `path`, if there is one.
-    fn restricted_beneath(&self, path: &Path) -> Option<(&Path, RuleOrigin)> {
-        let after = (Bound::Excluded(path), Bound::Unbounded);
-        let (next, origin) = self.restricted.range::<Path, _>(after).next()?;
-        next.starts_with(path).then_some((next.as_path(), *origin))
     }
 
     /// Every rule, most general first.
     pub fn rules(&self) -> impl Iterator<Item = PathRule<'_>> {
-        self.rules.iter().map(|(path, rule)| PathRule {
-            path,
-            access: rule.access,
-            scope: rule.scope,
-            origin: rule.origin,
-        })
+        let mut rules: Vec<PathRule<'_>> = self
+            .rules
+            .iter()
+            .map(|(path, rule)| PathRule {
+                path: as_path(path),
+                access: rule.access,
+                scope: rule.scope,
+                origin: rule.origin,
+            })
+            .collect();
+        rules.sort_by(|a, b| a.path.cmp(b.path));
+        rules.into_iter()
     }
+}
+
+fn key(path: &Path) -> Box<[u8]> {
+    path.as_os_str().as_bytes().into()
 }
 
 #[cfg(test)]
@@ -445,6 +515,19 @@ mod tests {
             let allowed = matches!(decision, PathDecision::Shared { .. });
             prop_assert_eq!(allowed, shared_above && !restricted_at_or_beneath);
         }
+    }
+
+    #[test]
+    fn an_exact_restriction_never_narrows_a_subtree_one() {
+        let mut policy = PathPolicy::empty();
+        policy.share(Path::new("/"), false).unwrap();
+        policy.restrict(Path::new("/etc"), Scope::Subtree).unwrap();
+        policy.restrict(Path::new("/etc"), Scope::Exact).unwrap();
+        let shadow = ResolvedPath::from_resolved(Path::new("/etc/shadow")).unwrap();
+        assert!(matches!(
+            policy.decide(&shadow),
+            PathDecision::Restricted { .. }
+        ));
     }
 
     #[test]
