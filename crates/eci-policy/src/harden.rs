@@ -16,7 +16,8 @@ use oci_spec::runtime::{
 
 use crate::caps::{number, CapSet};
 use crate::ids::{validate_mappings, IdBlock, IdMapping, MappingError};
-use crate::paths::{PathDecision, ResolvedPath};
+use crate::image::{ImageGrant, ImageIdentity, KnownDigests};
+use crate::paths::{PathDecision, ResolvedPath, RuleOrigin};
 use crate::settings::{Policy, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 
 /// What hardening needs besides the spec.
@@ -29,6 +30,22 @@ pub struct HardenContext<'a> {
     /// The runtime's own capability bounding set; the container never gets more.
     pub runtime_caps: CapSet,
 }
+
+/// The image a container runs, for deciding whether it may bind-mount the Docker socket.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageContext<'a> {
+    /// The image: the reference the container was created with and its repository digest.
+    pub image: &'a ImageIdentity,
+    /// The allowed image this one was built from, if the caller found one (it counts only with
+    /// `allowDerivedImages`).
+    pub base: Option<&'a ImageIdentity>,
+    /// Digests the registry gives for the tags of allowed images.
+    pub known: &'a KnownDigests,
+}
+
+/// The host paths of the Docker Engine socket. Binding one is refused unless the container's
+/// image is in `dockerSocketMount.imageList`, whatever the path rules say.
+pub const DOCKER_SOCKETS: &[&str] = &["/run/docker.sock", "/var/run/docker.sock"];
 
 /// A spec that is safe to run, and what was changed to make it so.
 #[derive(Debug, Clone)]
@@ -65,6 +82,17 @@ pub enum Change {
     RestrictedDeviceCgroup,
     /// Capabilities beyond the runtime's own were dropped.
     DroppedCapabilities(Vec<String>),
+    /// A bind of the Docker socket was allowed for the container's image.
+    DockerSocketAllowed {
+        /// The mount's destination.
+        destination: PathBuf,
+        /// The image, as the container was created with it.
+        image: String,
+        /// The `imageList` entry that allowed it.
+        entry: String,
+        /// The image was allowed because it was built from an allowed image.
+        derived: bool,
+    },
 }
 
 impl fmt::Display for Change {
@@ -88,6 +116,23 @@ impl fmt::Display for Change {
                 write!(f, "dropped device {} (not in the safe set)", path.display())
             }
             Change::RestrictedDeviceCgroup => write!(f, "device cgroup limited to the safe set"),
+            Change::DockerSocketAllowed {
+                destination,
+                image,
+                entry,
+                derived,
+            } => {
+                let how = if *derived {
+                    "built from an image matching"
+                } else {
+                    "matching"
+                };
+                write!(
+                    f,
+                    "Docker socket bound at {} for image {image}, {how} imageList entry {entry}",
+                    destination.display()
+                )
+            }
             Change::DroppedCapabilities(caps) => {
                 write!(
                     f,
@@ -161,12 +206,32 @@ pub enum HardenError {
         source: std::io::Error,
     },
     /// A bind mount of a restricted host path.
-    #[error("bind mount of host path {} is refused by the rule for {}", path.display(), rule.display())]
+    #[error("bind mount of host path {} is refused by the rule for {} ({origin})", path.display(), rule.display())]
     RestrictedSource {
         /// The resolved host path.
         path: PathBuf,
         /// The rule's path.
         rule: PathBuf,
+        /// Where the rule came from.
+        origin: RuleOrigin,
+    },
+    /// A bind mount of a shared tree with a restricted path beneath it.
+    #[error("bind mount of host path {} is refused: it holds {}, which is restricted ({origin})", path.display(), rule.display())]
+    HoldsRestricted {
+        /// The resolved host path.
+        path: PathBuf,
+        /// The restricted rule's path, beneath it.
+        rule: PathBuf,
+        /// Where the rule came from.
+        origin: RuleOrigin,
+    },
+    /// A bind mount of the Docker socket by an image that may not mount it.
+    #[error("bind mount of the Docker socket {} is refused: it is a restricted path, and image {} is not in dockerSocketMount.imageList", path.display(), image.as_deref().unwrap_or("(unknown)"))]
+    DockerSocket {
+        /// The resolved host path of the socket.
+        path: PathBuf,
+        /// The container's image, if the caller named one.
+        image: Option<String>,
     },
     /// A bind mount of a host path no rule shares.
     #[error("bind mount of host path {} is refused: it is not in the shared paths", path.display())]
@@ -249,8 +314,19 @@ fn is_safe_device(typ: LinuxDeviceType, major: i64, minor: i64) -> bool {
 /// assert_eq!(uid_map[0].host_id(), 1 << 28);
 /// ```
 pub fn harden(
+    spec: Spec,
+    ctx: &HardenContext<'_>,
+    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+) -> Result<Hardened, HardenError> {
+    harden_with_image(spec, ctx, None, resolve)
+}
+
+/// [`harden`] for a container whose image is known, so that a bind of the Docker socket can be
+/// allowed for images in `dockerSocketMount.imageList`. Without an image the socket is refused.
+pub fn harden_with_image(
     mut spec: Spec,
     ctx: &HardenContext<'_>,
+    image: Option<&ImageContext<'_>>,
     resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
 ) -> Result<Hardened, HardenError> {
     let mut report = Vec::new();
@@ -274,10 +350,14 @@ pub fn harden(
     linux.set_uid_mappings(Some(block_mapping.clone()));
     linux.set_gid_mappings(Some(block_mapping));
 
+    let binds = BindCheck {
+        ctx,
+        image,
+        resolve,
+    };
     let mounts = harden_mounts(
         spec.mounts().clone().unwrap_or_default(),
-        ctx,
-        resolve,
+        binds,
         &mut report,
     )?;
     spec.set_mounts(Some(mounts));
@@ -389,10 +469,16 @@ pub fn is_bind(mount: &Mount) -> bool {
             .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"))
 }
 
+/// What checking a bind mount's source needs.
+struct BindCheck<'c, 'a> {
+    ctx: &'c HardenContext<'a>,
+    image: Option<&'c ImageContext<'c>>,
+    resolve: &'c mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+}
+
 fn harden_mounts(
     mounts: Vec<Mount>,
-    ctx: &HardenContext<'_>,
-    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+    mut binds: BindCheck<'_, '_>,
     report: &mut Vec<Change>,
 ) -> Result<Vec<Mount>, HardenError> {
     let mut out = Vec::with_capacity(mounts.len() + DEFAULT_MOUNTS.len());
@@ -404,7 +490,7 @@ fn harden_mounts(
         }
         mount.set_destination(dest.clone());
         if is_bind(&mount) {
-            check_bind_source(&mut mount, ctx, resolve, report)?;
+            check_bind_source(&mut mount, &mut binds, report)?;
         }
         out.push(mount);
     }
@@ -492,8 +578,7 @@ pub const DEFAULT_MOUNTS: &[(&str, &str, &str, &[&str])] = &[
 
 fn check_bind_source(
     mount: &mut Mount,
-    ctx: &HardenContext<'_>,
-    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+    binds: &mut BindCheck<'_, '_>,
     report: &mut Vec<Change>,
 ) -> Result<(), HardenError> {
     let dest = mount.destination().clone();
@@ -501,7 +586,7 @@ fn check_bind_source(
         .source()
         .clone()
         .ok_or_else(|| HardenError::BindWithoutSource(dest.clone()))?;
-    let resolved = resolve(&source).map_err(|err| HardenError::UnresolvableSource {
+    let resolved = (binds.resolve)(&source).map_err(|err| HardenError::UnresolvableSource {
         path: source.clone(),
         source: err,
     })?;
@@ -510,26 +595,69 @@ fn check_bind_source(
             path: source.clone(),
             source: std::io::Error::other(err),
         })?;
-    match ctx.policy.paths.decide(&resolved) {
-        PathDecision::Restricted { rule } => Err(HardenError::RestrictedSource {
-            path: resolved.as_path().to_path_buf(),
-            rule: rule.to_path_buf(),
-        }),
-        PathDecision::NotShared => Err(HardenError::NotSharedSource {
-            path: resolved.as_path().to_path_buf(),
-        }),
-        PathDecision::Shared { read_only, .. } => {
-            mount.set_source(Some(resolved.as_path().to_path_buf()));
-            let mut options = mount.options().clone().unwrap_or_default();
-            if read_only && !options.iter().any(|o| o == "ro") {
-                options.retain(|o| o != "rw");
-                options.push("ro".to_string());
-                report.push(Change::ForcedReadOnly(dest));
-            }
-            mount.set_options(Some(options));
-            Ok(())
-        }
+    let host_path = resolved.as_path().to_path_buf();
+    if DOCKER_SOCKETS
+        .iter()
+        .any(|socket| host_path == Path::new(socket))
+    {
+        let change = docker_socket_grant(binds, &host_path, dest)?;
+        mount.set_source(Some(host_path));
+        report.push(change);
+        return Ok(());
     }
+    let read_only = match binds.ctx.policy.paths.decide(&resolved) {
+        PathDecision::Shared { read_only, .. } => read_only,
+        PathDecision::Restricted { rule, origin } => {
+            return Err(HardenError::RestrictedSource {
+                path: host_path,
+                rule: rule.to_path_buf(),
+                origin,
+            })
+        }
+        PathDecision::ContainsRestricted { rule, origin } => {
+            return Err(HardenError::HoldsRestricted {
+                path: host_path,
+                rule: rule.to_path_buf(),
+                origin,
+            })
+        }
+        PathDecision::NotShared => return Err(HardenError::NotSharedSource { path: host_path }),
+    };
+    mount.set_source(Some(host_path));
+    let mut options = mount.options().clone().unwrap_or_default();
+    if read_only && !options.iter().any(|o| o == "ro") {
+        options.retain(|o| o != "rw");
+        options.push("ro".to_string());
+        report.push(Change::ForcedReadOnly(dest));
+    }
+    mount.set_options(Some(options));
+    Ok(())
+}
+
+/// Allows a bind of the Docker socket only for an image in `dockerSocketMount.imageList` (or
+/// built from one, with `allowDerivedImages`); the path rules cannot allow it on their own.
+fn docker_socket_grant(
+    binds: &BindCheck<'_, '_>,
+    socket: &Path,
+    destination: PathBuf,
+) -> Result<Change, HardenError> {
+    let refused = || HardenError::DockerSocket {
+        path: socket.to_path_buf(),
+        image: binds.image.map(|i| i.image.reference.to_string()),
+    };
+    let image = binds.image.ok_or_else(refused)?;
+    let list = &binds.ctx.policy.docker_socket.images;
+    let (entry, derived) = match list.decide(image.image, image.base, image.known) {
+        Some(ImageGrant::Listed(entry)) => (entry, false),
+        Some(ImageGrant::Derived(entry)) => (entry, true),
+        None => return Err(refused()),
+    };
+    Ok(Change::DockerSocketAllowed {
+        destination,
+        image: image.image.reference.to_string(),
+        entry: entry.to_string(),
+        derived,
+    })
 }
 
 /// The spec's list plus every default it lacks, and the defaults that were added.
@@ -596,10 +724,21 @@ pub fn is_namespaced_sysctl(key: &str) -> bool {
     ];
     IPC.contains(&key)
         || key == "kernel.shm_rmid_forced"
+        || (key.starts_with("net.") && !is_global_net(key) && !key.starts_with("net.core."))
+        || is_namespaced_net_core(key)
         || key.starts_with("fs.mqueue.")
         || key == "kernel.hostname"
         || key == "kernel.domainname"
-        || (key.starts_with("net.") && !key.starts_with("net.core.") || is_namespaced_net_core(key))
+}
+
+/// Sysctls under `net.` that stay global (read-only outside the initial network namespace).
+fn is_global_net(key: &str) -> bool {
+    matches!(
+        key,
+        "net.netfilter.nf_conntrack_max"
+            | "net.nf_conntrack_max"
+            | "net.netfilter.nf_conntrack_buckets"
+    )
 }
 
 fn is_namespaced_net_core(key: &str) -> bool {

@@ -3,8 +3,12 @@
 //!
 //! - [`ids`]: host ID blocks and user namespace mappings;
 //! - [`settings`]: the settings every decision reads ([`Policy`]) and its built-in defaults;
+//! - [`document`]: the JSON settings document an administrator writes, parsed into a [`Policy`];
+//! - [`overrides`]: per-container overrides from OCI annotations, and the locks that forbid them;
 //! - [`paths`]: which host paths may be bind-mounted;
 //! - [`harden`]: turning any OCI spec into one that eci will run;
+//! - [`image`]: image references, and which images may mount the Docker socket;
+//! - [`docker_api`]: which docker command an Engine API request is, and whether it is allowed;
 //! - [`mount`]: the verdict on each mount syscall a container makes;
 //! - [`caps`]: capability numbers.
 //!
@@ -23,9 +27,13 @@
 //! ```
 
 pub mod caps;
+pub mod docker_api;
+pub mod document;
 pub mod harden;
 pub mod ids;
+pub mod image;
 pub mod mount;
+pub mod overrides;
 pub mod paths;
 pub mod settings;
 

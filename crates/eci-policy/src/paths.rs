@@ -1,11 +1,22 @@
 //! Host path policy: which host paths may be bind-mounted into a container.
 //!
-//! Decisions are lexical. Resolving symlinks needs the filesystem, so it is the caller's job; the
-//! API makes that explicit by taking a [`ResolvedPath`], which the caller builds only from a path
-//! it resolved (for example with `std::fs::canonicalize` or `openat2(RESOLVE_NO_SYMLINKS)`).
+//! Decisions are lexical and never touch the filesystem. Resolving symlinks needs the filesystem,
+//! so it is the caller's job, and the API makes that explicit: [`PathPolicy::decide`] takes a
+//! [`ResolvedPath`], which the caller builds only from a path it resolved itself, with every
+//! component checked not to be a symlink (`openat2` with `RESOLVE_NO_SYMLINKS`, or
+//! `RESOLVE_IN_ROOT` against the right root, then reading the fd's path back). Deciding on a path
+//! that still has a symlink in it would let `/home/me/link -> /etc` pass as a path under `/home`.
+//! The resolved path must also be the one that is mounted, not re-resolved later: bind the fd
+//! that was checked, or the link can be swapped between the check and the mount.
+//!
+//! Rules come from three places, and every decision names the rule that made it and where the
+//! rule came from ([`RuleOrigin`]).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Why a path could not be normalised.
@@ -50,7 +61,8 @@ pub fn normalize(path: &Path) -> Result<PathBuf, PathError> {
     Ok(out)
 }
 
-/// A host path whose symlinks the caller has already resolved, normalised lexically.
+/// A host path whose symlinks the caller has already resolved, normalised lexically. Building one
+/// is the caller's promise that no component of the path is a symlink; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResolvedPath(PathBuf);
 
@@ -89,33 +101,86 @@ pub enum Access {
     Restricted,
 }
 
+/// Where a rule came from, so that a refusal can say who to ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleOrigin {
+    /// Built into eci ([`crate::settings::DEFAULT_SHARED_PATHS`] and
+    /// [`crate::settings::DEFAULT_RESTRICTED_PATHS`]).
+    Default,
+    /// The administrator's settings document.
+    Settings,
+    /// The runtime's own state directory, always restricted.
+    StateDirectory,
+    /// Added by the program embedding eci, through [`PathPolicy::share`] or
+    /// [`PathPolicy::restrict`].
+    Runtime,
+}
+
+impl fmt::Display for RuleOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuleOrigin::Default => "built-in default",
+            RuleOrigin::Settings => "settings",
+            RuleOrigin::StateDirectory => "the runtime's state directory",
+            RuleOrigin::Runtime => "added by the runtime",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Rule {
     access: Access,
     scope: Scope,
+    origin: RuleOrigin,
 }
 
-/// The decision for one host path, naming the rule that made it.
+/// One rule of a [`PathPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathRule<'a> {
+    /// The rule's path.
+    pub path: &'a Path,
+    /// What it allows.
+    pub access: Access,
+    /// What it covers.
+    pub scope: Scope,
+    /// Where it came from.
+    pub origin: RuleOrigin,
+}
+
+/// The decision for one host path, naming the rule that made it and the rule's origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathDecision<'a> {
-    /// The path is under a shared rule.
+    /// The path is under a shared rule and holds no restricted path.
     Shared {
         /// The rule's path.
         rule: &'a Path,
         /// The bind must be read-only.
         read_only: bool,
+        /// Where the rule came from.
+        origin: RuleOrigin,
     },
     /// The path is under a restricted rule.
     Restricted {
         /// The rule's path.
         rule: &'a Path,
+        /// Where the rule came from.
+        origin: RuleOrigin,
+    },
+    /// The path is shared but a restricted path lies beneath it, which a bind of the whole tree
+    /// would expose (sharing `/var` must not hand out `/var/lib/docker`).
+    ContainsRestricted {
+        /// The restricted rule's path, beneath the requested one.
+        rule: &'a Path,
+        /// Where the rule came from.
+        origin: RuleOrigin,
     },
     /// No rule covers the path: it is not shared, so it is refused.
     NotShared,
 }
 
-/// Shared and restricted host paths. The most specific rule wins; at the same path a restricted
-/// rule beats a shared one.
+/// Shared and restricted host paths. The most specific rule covering a path decides; at the same
+/// path a restricted rule beats a shared one; and a shared path with a restricted path beneath it
+/// is refused as a whole.
 ///
 /// ```
 /// use eci_policy::paths::{PathDecision, PathPolicy, ResolvedPath, Scope};
@@ -126,11 +191,63 @@ pub enum PathDecision<'a> {
 /// let p = |s: &str| ResolvedPath::from_resolved(Path::new(s)).unwrap();
 /// assert!(matches!(policy.decide(&p("/home/alice")), PathDecision::Shared { .. }));
 /// assert!(matches!(policy.decide(&p("/home/secret/x")), PathDecision::Restricted { .. }));
+/// assert!(matches!(policy.decide(&p("/home")), PathDecision::ContainsRestricted { .. }));
 /// assert_eq!(policy.decide(&p("/var/log")), PathDecision::NotShared);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathPolicy {
-    rules: BTreeMap<PathBuf, Rule>,
+    /// The rules by normalised path. A hash map: a decision looks up each ancestor of the path,
+    /// and hashing a short path costs less than a dozen path comparisons in a tree.
+    rules: HashMap<Box<[u8]>, Rule, Fnv>,
+    /// Every strict ancestor of a restricted rule's path, with the first restricted path beneath
+    /// it: "does this shared path hold a restricted one" is then a single look-up.
+    holds_restricted: HashMap<Box<[u8]>, Beneath, Fnv>,
+}
+
+/// A restricted rule's path beneath another path, and the rule's origin.
+type Beneath = (Box<[u8]>, RuleOrigin);
+
+/// FNV-1a: fast on short keys. The keys are the administrator's paths, not a container's, so
+/// the flooding a keyed hash defends against cannot happen here.
+#[derive(Debug, Clone, Copy)]
+struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type Fnv = BuildHasherDefault<FnvHasher>;
+
+fn as_path(bytes: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(bytes))
+}
+
+/// `path` and its ancestors, longest first, for a normalised absolute path.
+fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut next = Some(path);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = match current.iter().rposition(|b| *b == b'/') {
+            Some(0) if current.len() > 1 => Some(&current[..1]),
+            Some(i) if i > 0 => Some(&current[..i]),
+            _ => None,
+        };
+        Some(current)
+    })
 }
 
 impl PathPolicy {
@@ -142,56 +259,121 @@ impl PathPolicy {
     /// Shares `path` and everything beneath it, read-only if `read_only`. A restricted rule at the
     /// same path stays.
     pub fn share(&mut self, path: &Path, read_only: bool) -> Result<(), PathError> {
+        self.share_as(path, read_only, RuleOrigin::Runtime)
+    }
+
+    /// Restricts `path` (and, with [`Scope::Subtree`], everything beneath it). A restriction
+    /// replaces a shared rule at the same path and never narrows a restriction already there.
+    pub fn restrict(&mut self, path: &Path, scope: Scope) -> Result<(), PathError> {
+        self.restrict_as(path, scope, RuleOrigin::Runtime)
+    }
+
+    /// [`PathPolicy::share`] with the rule's origin.
+    pub fn share_as(
+        &mut self,
+        path: &Path,
+        read_only: bool,
+        origin: RuleOrigin,
+    ) -> Result<(), PathError> {
         let path = normalize(path)?;
         let rule = Rule {
             access: Access::Shared { read_only },
             scope: Scope::Subtree,
+            origin,
         };
-        self.rules.entry(path).or_insert(rule);
+        self.rules.entry(key(&path)).or_insert(rule);
         Ok(())
     }
 
-    /// Restricts `path` (and, with [`Scope::Subtree`], everything beneath it).
-    pub fn restrict(&mut self, path: &Path, scope: Scope) -> Result<(), PathError> {
-        let path = normalize(path)?;
-        self.rules.insert(
-            path,
-            Rule {
-                access: Access::Restricted,
-                scope,
-            },
-        );
-        Ok(())
-    }
-
-    /// Decides whether a resolved host path may be bind-mounted. Costs one map lookup per path
-    /// component.
-    pub fn decide(&self, path: &ResolvedPath) -> PathDecision<'_> {
-        let path = path.as_path();
-        for ancestor in path.ancestors() {
-            let Some((rule_path, rule)) = self.rules.get_key_value(ancestor) else {
-                continue;
-            };
-            if rule.scope == Scope::Exact && ancestor != path {
-                continue;
-            }
-            return match rule.access {
-                Access::Shared { read_only } => PathDecision::Shared {
-                    rule: rule_path,
-                    read_only,
-                },
-                Access::Restricted => PathDecision::Restricted { rule: rule_path },
-            };
+    /// [`PathPolicy::restrict`] with the rule's origin.
+    pub fn restrict_as(
+        &mut self,
+        path: &Path,
+        scope: Scope,
+        origin: RuleOrigin,
+    ) -> Result<(), PathError> {
+        let path = key(&normalize(path)?);
+        for ancestor in ancestors(&path).skip(1) {
+            let beneath = (path.clone(), origin);
+            // Name the first restricted path in path order, whatever order rules came in, so
+            // that equal rule sets make equal policies and decisions.
+            self.holds_restricted
+                .entry(ancestor.into())
+                .and_modify(|named| {
+                    if as_path(&path) < as_path(&named.0) {
+                        *named = beneath.clone();
+                    }
+                })
+                .or_insert(beneath);
         }
-        PathDecision::NotShared
+        let rule = Rule {
+            access: Access::Restricted,
+            scope,
+            origin,
+        };
+        // Restricting only ever adds: an exact rule must not narrow a subtree one at the same
+        // path (an administrator's exact /etc must not open /etc/shadow).
+        let narrows = |old: &Rule| old.access == Access::Restricted && old.scope == Scope::Subtree;
+        if !self.rules.get(&path).is_some_and(narrows) {
+            self.rules.insert(path, rule);
+        }
+        Ok(())
     }
 
-    /// Every rule, most general first: (path, access, scope).
-    pub fn rules(&self) -> impl Iterator<Item = (&Path, Access, Scope)> {
-        self.rules
-            .iter()
-            .map(|(path, rule)| (path.as_path(), rule.access, rule.scope))
+    /// Decides whether a resolved host path may be bind-mounted. Costs one hash look-up per path
+    /// component, and one more when the path is shared.
+    pub fn decide(&self, path: &ResolvedPath) -> PathDecision<'_> {
+        let path = path.as_path().as_os_str().as_bytes();
+        let Some((rule_path, rule)) = self.covering_rule(path) else {
+            return PathDecision::NotShared;
+        };
+        match rule.access {
+            Access::Restricted => PathDecision::Restricted {
+                rule: as_path(rule_path),
+                origin: rule.origin,
+            },
+            Access::Shared { read_only } => match self.holds_restricted.get(path) {
+                Some((inner, origin)) => PathDecision::ContainsRestricted {
+                    rule: as_path(inner),
+                    origin: *origin,
+                },
+                None => PathDecision::Shared {
+                    rule: as_path(rule_path),
+                    read_only,
+                    origin: rule.origin,
+                },
+            },
+        }
     }
+
+    /// The most specific rule that covers `path`.
+    fn covering_rule(&self, path: &[u8]) -> Option<(&[u8], &Rule)> {
+        ancestors(path).find_map(|ancestor| {
+            let (rule_path, rule) = self.rules.get_key_value(ancestor)?;
+            let covers = rule.scope == Scope::Subtree || ancestor.len() == path.len();
+            covers.then_some((&rule_path[..], rule))
+        })
+    }
+
+    /// Every rule, most general first.
+    pub fn rules(&self) -> impl Iterator<Item = PathRule<'_>> {
+        let mut rules: Vec<PathRule<'_>> = self
+            .rules
+            .iter()
+            .map(|(path, rule)| PathRule {
+                path: as_path(path),
+                access: rule.access,
+                scope: rule.scope,
+                origin: rule.origin,
+            })
+            .collect();
+        rules.sort_by(|a, b| a.path.cmp(b.path));
+        rules.into_iter()
+    }
+}
+
+fn key(path: &Path) -> Box<[u8]> {
+    path.as_os_str().as_bytes().into()
 }
 
 #[cfg(test)]
@@ -248,6 +430,103 @@ mod tests {
         assert!(matches!(
             policy.decide(&p("/home/x")),
             PathDecision::Shared { .. }
+        ));
+    }
+
+    #[test]
+    fn a_shared_tree_holding_a_restricted_path_is_refused_whole() {
+        let mut policy = PathPolicy::empty();
+        policy
+            .share_as(Path::new("/var"), false, RuleOrigin::Settings)
+            .unwrap();
+        policy
+            .restrict_as(
+                Path::new("/var/lib/docker"),
+                Scope::Subtree,
+                RuleOrigin::Default,
+            )
+            .unwrap();
+        policy
+            .restrict_as(
+                Path::new("/var/run/docker.sock"),
+                Scope::Exact,
+                RuleOrigin::Default,
+            )
+            .unwrap();
+        let p = |s: &str| ResolvedPath::from_resolved(Path::new(s)).unwrap();
+        assert_eq!(
+            policy.decide(&p("/var")),
+            PathDecision::ContainsRestricted {
+                rule: Path::new("/var/lib/docker"),
+                origin: RuleOrigin::Default
+            }
+        );
+        assert!(matches!(
+            policy.decide(&p("/var/run")),
+            PathDecision::ContainsRestricted { .. }
+        ));
+        assert_eq!(
+            policy.decide(&p("/var/lib/dockerd")),
+            PathDecision::Shared {
+                rule: Path::new("/var"),
+                read_only: false,
+                origin: RuleOrigin::Settings
+            },
+            "a sibling whose name extends the restricted one is not beneath it"
+        );
+        assert!(matches!(
+            policy.decide(&p("/var/lib/docker/volumes")),
+            PathDecision::Restricted {
+                origin: RuleOrigin::Default,
+                ..
+            }
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decisions_agree_with_a_brute_force_reading_of_the_rules(
+            rules in proptest::collection::vec((messy_path(), any::<bool>(), any::<bool>()), 0..8),
+            probe in messy_path(),
+        ) {
+            let mut policy = PathPolicy::empty();
+            for (path, restricted, exact) in &rules {
+                let path = Path::new(path);
+                if *restricted {
+                    let scope = if *exact { Scope::Exact } else { Scope::Subtree };
+                    policy.restrict(path, scope).unwrap();
+                } else {
+                    policy.share(path, *exact).unwrap();
+                }
+            }
+            let probe = ResolvedPath::from_resolved(Path::new(&probe)).unwrap();
+            let decision = policy.decide(&probe);
+            prop_assert_eq!(decision, policy.decide(&probe), "deterministic");
+            let p = probe.as_path();
+            let rules: Vec<PathRule<'_>> = policy.rules().collect();
+            let covering = rules
+                .iter()
+                .filter(|r| p.starts_with(r.path) && (r.scope == Scope::Subtree || r.path == p))
+                .max_by_key(|r| r.path.components().count());
+            let shared_above = covering.is_some_and(|r| matches!(r.access, Access::Shared { .. }));
+            let restricted_at_or_beneath = rules
+                .iter()
+                .any(|r| r.access == Access::Restricted && r.path.starts_with(p));
+            let allowed = matches!(decision, PathDecision::Shared { .. });
+            prop_assert_eq!(allowed, shared_above && !restricted_at_or_beneath);
+        }
+    }
+
+    #[test]
+    fn an_exact_restriction_never_narrows_a_subtree_one() {
+        let mut policy = PathPolicy::empty();
+        policy.share(Path::new("/"), false).unwrap();
+        policy.restrict(Path::new("/etc"), Scope::Subtree).unwrap();
+        policy.restrict(Path::new("/etc"), Scope::Exact).unwrap();
+        let shadow = ResolvedPath::from_resolved(Path::new("/etc/shadow")).unwrap();
+        assert!(matches!(
+            policy.decide(&shadow),
+            PathDecision::Restricted { .. }
         ));
     }
 

@@ -1,10 +1,16 @@
 //! The isolation settings every decision reads. This is the built-in default; the settings
 //! document that an administrator writes is parsed into the same types.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::docker_api::CommandList;
 use crate::ids::{IdBlock, DEFAULT_BLOCK_SIZE};
-use crate::paths::{PathPolicy, Scope};
+use crate::image::ImageList;
+use crate::paths::{PathPolicy, RuleOrigin, Scope};
+
+mod describe;
 
 /// The range of host IDs that container blocks are carved from.
 ///
@@ -165,6 +171,23 @@ pub enum FsType {
 }
 
 impl FsType {
+    /// The mount(2) type name (`fuse` for every FUSE subtype).
+    pub fn name(self) -> &'static str {
+        match self {
+            FsType::Tmpfs => "tmpfs",
+            FsType::Ramfs => "ramfs",
+            FsType::Proc => "proc",
+            FsType::Sysfs => "sysfs",
+            FsType::Devpts => "devpts",
+            FsType::Mqueue => "mqueue",
+            FsType::Cgroup => "cgroup",
+            FsType::Cgroup2 => "cgroup2",
+            FsType::Overlay => "overlay",
+            FsType::Fuse => "fuse",
+            FsType::BinfmtMisc => "binfmt_misc",
+        }
+    }
+
     /// Every known type.
     pub const ALL: [FsType; 11] = [
         FsType::Tmpfs,
@@ -309,6 +332,258 @@ pub const DEFAULT_RESTRICTED_PATHS: &[(&str, Scope)] = &[
     ("/run/eci", Scope::Subtree),
 ];
 
+/// `dockerSocketMount`: which containers may bind-mount the Docker socket, and what they may ask
+/// the engine through it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DockerSocketPolicy {
+    /// `imageList`: the images allowed to mount the socket.
+    pub images: ImageList,
+    /// `commandList`: the engine commands those containers may send.
+    pub commands: CommandList,
+}
+
+/// A virtual procfs or sysfs file that eci can make reflect the container rather than the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProcFile {
+    /// `/proc/meminfo`
+    Meminfo,
+    /// `/proc/cpuinfo`
+    Cpuinfo,
+    /// `/proc/stat`
+    Stat,
+    /// `/proc/uptime`
+    Uptime,
+    /// `/proc/loadavg`
+    Loadavg,
+    /// `/proc/swaps`
+    Swaps,
+    /// `/proc/diskstats`
+    Diskstats,
+    /// `/sys/devices/system/cpu/online`
+    CpuOnline,
+    /// The `sysinfo(2)` system call, which `free` and `uptime` read.
+    Sysinfo,
+}
+
+impl ProcFile {
+    /// Every virtual file.
+    pub const ALL: [ProcFile; 9] = [
+        ProcFile::Meminfo,
+        ProcFile::Cpuinfo,
+        ProcFile::Stat,
+        ProcFile::Uptime,
+        ProcFile::Loadavg,
+        ProcFile::Swaps,
+        ProcFile::Diskstats,
+        ProcFile::CpuOnline,
+        ProcFile::Sysinfo,
+    ];
+
+    /// The name in the settings document (`eci.procfs.<name>`) and in annotations.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcFile::Meminfo => "meminfo",
+            ProcFile::Cpuinfo => "cpuinfo",
+            ProcFile::Stat => "stat",
+            ProcFile::Uptime => "uptime",
+            ProcFile::Loadavg => "loadavg",
+            ProcFile::Swaps => "swaps",
+            ProcFile::Diskstats => "diskstats",
+            ProcFile::CpuOnline => "cpuOnline",
+            ProcFile::Sysinfo => "sysinfo",
+        }
+    }
+
+    /// The file with this settings name.
+    pub fn parse(name: &str) -> Option<ProcFile> {
+        ProcFile::ALL.into_iter().find(|file| file.name() == name)
+    }
+}
+
+/// Which virtual files reflect the container (on) rather than the host (off).
+///
+/// ```
+/// use eci_policy::settings::{ProcFile, ProcfsSwitches};
+/// let mut switches = ProcfsSwitches::default();
+/// assert!(switches.get(ProcFile::Meminfo));
+/// switches.set(ProcFile::Meminfo, false);
+/// assert!(!switches.get(ProcFile::Meminfo));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcfsSwitches {
+    /// One bit per [`ProcFile`], set when the file is virtualized.
+    on: u16,
+}
+
+impl ProcfsSwitches {
+    /// True if `file` is virtualized.
+    pub fn get(&self, file: ProcFile) -> bool {
+        self.on & (1 << file as u16) != 0
+    }
+
+    /// Switches `file` on or off.
+    pub fn set(&mut self, file: ProcFile, on: bool) {
+        if on {
+            self.on |= 1 << file as u16;
+        } else {
+            self.on &= !(1 << file as u16);
+        }
+    }
+}
+
+impl Default for ProcfsSwitches {
+    /// Every file virtualized: the container sees its own limits.
+    fn default() -> Self {
+        let mut switches = ProcfsSwitches { on: 0 };
+        for file in ProcFile::ALL {
+            switches.set(file, true);
+        }
+        switches
+    }
+}
+
+/// How a write to a global (not namespaced) sysctl is reconciled with the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SysctlMode {
+    /// The container reads back its own value; the host never changes.
+    #[default]
+    ContainerOnly,
+    /// The host takes the largest value any container (or the host itself) asked for.
+    LargestWins,
+    /// For on/off settings: the host is switched on if any container switches it on.
+    EnableWins,
+    /// The container sees the host's value and cannot change it (writes fail with EPERM).
+    AlwaysHost,
+}
+
+impl SysctlMode {
+    /// Every mode.
+    pub const ALL: [SysctlMode; 4] = [
+        SysctlMode::ContainerOnly,
+        SysctlMode::LargestWins,
+        SysctlMode::EnableWins,
+        SysctlMode::AlwaysHost,
+    ];
+
+    /// The name in the settings document.
+    pub fn name(self) -> &'static str {
+        match self {
+            SysctlMode::ContainerOnly => "container-only",
+            SysctlMode::LargestWins => "largest-wins",
+            SysctlMode::EnableWins => "enable-wins",
+            SysctlMode::AlwaysHost => "always-host",
+        }
+    }
+
+    /// The mode with this name.
+    pub fn parse(name: &str) -> Option<SysctlMode> {
+        SysctlMode::ALL.into_iter().find(|mode| mode.name() == name)
+    }
+}
+
+/// Reconciliation modes for global sysctls, by dotted name (`vm.overcommit_memory`). A sysctl
+/// without a rule is [`SysctlMode::ContainerOnly`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SysctlRules {
+    rules: BTreeMap<String, SysctlMode>,
+}
+
+/// Why a sysctl name cannot have a reconciliation rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SysctlError {
+    /// Not a dotted sysctl name.
+    #[error("'{0}' is not a sysctl name (dotted, like vm.overcommit_memory)")]
+    Name(String),
+    /// The sysctl lives in a namespace the container owns, so there is nothing to reconcile.
+    #[error("sysctl {0} is namespaced: the container always has its own value")]
+    Namespaced(String),
+}
+
+/// Checks that `name` is a dotted name of a global sysctl.
+pub fn check_global_sysctl(name: &str) -> Result<(), SysctlError> {
+    let valid = !name.is_empty()
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if !valid {
+        return Err(SysctlError::Name(name.to_string()));
+    }
+    if crate::harden::is_namespaced_sysctl(name) {
+        return Err(SysctlError::Namespaced(name.to_string()));
+    }
+    Ok(())
+}
+
+impl SysctlRules {
+    /// The mode for `name`.
+    pub fn mode(&self, name: &str) -> SysctlMode {
+        self.rules.get(name).copied().unwrap_or_default()
+    }
+
+    /// Sets the mode for a global sysctl.
+    pub fn set(&mut self, name: &str, mode: SysctlMode) -> Result<(), SysctlError> {
+        check_global_sysctl(name)?;
+        self.rules.insert(name.to_string(), mode);
+        Ok(())
+    }
+
+    /// Every rule, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, SysctlMode)> {
+        self.rules.iter().map(|(name, mode)| (name.as_str(), *mode))
+    }
+}
+
+/// A setting a container may override unless the administrator locked it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Setting {
+    /// `eci.immutability.allowRemount`
+    AllowRemount,
+    /// `eci.immutability.allowUnmount`
+    AllowUnmount,
+    /// `eci.procfs.<file>`
+    Procfs(ProcFile),
+    /// `eci.sysctls.<name>`
+    Sysctl(String),
+}
+
+impl Setting {
+    /// The setting's path in the settings document.
+    pub fn json_path(&self) -> String {
+        match self {
+            Setting::AllowRemount => "eci.immutability.allowRemount".to_string(),
+            Setting::AllowUnmount => "eci.immutability.allowUnmount".to_string(),
+            Setting::Procfs(file) => format!("eci.procfs.{}", file.name()),
+            Setting::Sysctl(name) => format!("eci.sysctls.{name}"),
+        }
+    }
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.json_path())
+    }
+}
+
+/// What the administrator locked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Locks {
+    /// `enhancedContainerIsolation.locked`: users may not switch ECI off.
+    pub eci: bool,
+    /// Settings no container may override.
+    pub settings: BTreeSet<Setting>,
+}
+
+impl Locks {
+    /// True if `setting` is locked.
+    pub fn is_locked(&self, setting: &Setting) -> bool {
+        self.settings.contains(setting)
+    }
+}
+
 /// Everything the runtime decides with.
 ///
 /// ```
@@ -316,9 +591,13 @@ pub const DEFAULT_RESTRICTED_PATHS: &[(&str, Scope)] = &[
 /// let policy = Policy::default();
 /// assert_eq!(policy.id_pool.block_size(), 65536);
 /// assert!(!policy.immutability.allow_unmount);
+/// assert!(policy.eci_enabled);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// `enhancedContainerIsolation.value`: whether the administrator switched ECI on. What a
+    /// runtime does when it is off is the runtime's decision; this crate only reports it.
+    pub eci_enabled: bool,
     /// Host IDs that container blocks come from.
     pub id_pool: IdPool,
     /// Protection of initial mounts.
@@ -329,27 +608,46 @@ pub struct Policy {
     pub paths: PathPolicy,
     /// Directories whose programs may run as OCI hooks (hooks run on the host as root).
     pub hook_dirs: Vec<PathBuf>,
+    /// Which containers may mount the Docker socket, and what they may send through it.
+    pub docker_socket: DockerSocketPolicy,
+    /// Which virtual procfs files reflect the container.
+    pub procfs: ProcfsSwitches,
+    /// How writes to global sysctls are reconciled with the host.
+    pub sysctls: SysctlRules,
+    /// Settings containers may not override.
+    pub locks: Locks,
+}
+
+/// The built-in restricted paths, without any shared path.
+pub fn default_restricted_paths() -> PathPolicy {
+    let mut paths = PathPolicy::empty();
+    for (path, scope) in DEFAULT_RESTRICTED_PATHS {
+        paths
+            .restrict_as(Path::new(path), *scope, RuleOrigin::Default)
+            .expect("default paths are absolute");
+    }
+    paths
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        let mut paths = PathPolicy::empty();
+        let mut paths = default_restricted_paths();
         for (path, read_only) in DEFAULT_SHARED_PATHS {
             paths
-                .share(Path::new(path), *read_only)
-                .expect("default paths are absolute");
-        }
-        for (path, scope) in DEFAULT_RESTRICTED_PATHS {
-            paths
-                .restrict(Path::new(path), *scope)
+                .share_as(Path::new(path), *read_only, RuleOrigin::Default)
                 .expect("default paths are absolute");
         }
         Self {
+            eci_enabled: true,
             id_pool: IdPool::default(),
             immutability: Immutability::default(),
             mount_types: FsTypes::default(),
             paths,
             hook_dirs: Vec::new(),
+            docker_socket: DockerSocketPolicy::default(),
+            procfs: ProcfsSwitches::default(),
+            sysctls: SysctlRules::default(),
+            locks: Locks::default(),
         }
     }
 }
@@ -358,7 +656,8 @@ impl Policy {
     /// Adds the runtime's state directory to the restricted paths: a container that could bind it
     /// could read or forge other containers' records.
     pub fn with_state_dir(mut self, state_dir: &Path) -> Result<Self, crate::paths::PathError> {
-        self.paths.restrict(state_dir, Scope::Subtree)?;
+        self.paths
+            .restrict_as(state_dir, Scope::Subtree, RuleOrigin::StateDirectory)?;
         Ok(self)
     }
 }
@@ -404,6 +703,23 @@ mod tests {
     }
 
     #[test]
+    fn default_shared_paths_hold_no_restricted_path() {
+        use crate::paths::{PathDecision, ResolvedPath};
+        let policy = Policy::default();
+        for (path, read_only) in DEFAULT_SHARED_PATHS {
+            let resolved = ResolvedPath::from_resolved(Path::new(path)).unwrap();
+            assert_eq!(
+                policy.paths.decide(&resolved),
+                PathDecision::Shared {
+                    rule: Path::new(path),
+                    read_only: *read_only,
+                    origin: RuleOrigin::Default
+                }
+            );
+        }
+    }
+
+    #[test]
     fn default_policy_restricts_the_sensitive_paths() {
         use crate::paths::{PathDecision, ResolvedPath};
         let policy = Policy::default()
@@ -413,8 +729,15 @@ mod tests {
             "/",
             "/etc/shadow",
             "/proc/1",
+            "/sys/kernel",
+            "/dev/sda",
+            "/boot/vmlinuz",
+            "/root/.ssh",
             "/run/docker.sock",
+            "/var/run/docker.sock",
             "/var/lib/docker/x",
+            "/var/lib/containerd/io.containerd.content.v1.content",
+            "/run/containerd/containerd.sock",
             "/var/lib/eci/ids",
         ] {
             let resolved = ResolvedPath::from_resolved(Path::new(path)).unwrap();

@@ -263,6 +263,7 @@ fn global_sysctls_are_refused() {
     assert!(is_namespaced_sysctl("kernel.shmmax"));
     assert!(!is_namespaced_sysctl("net.core.rmem_max"));
     assert!(!is_namespaced_sysctl("vm.overcommit_memory"));
+    assert!(!is_namespaced_sysctl("net.netfilter.nf_conntrack_max"));
 }
 
 #[test]
@@ -338,5 +339,148 @@ proptest! {
             prop_assert_eq!(uid.len(), 1);
             prop_assert_eq!(uid[0].host_id(), 1 << 28);
         }
+    }
+}
+
+mod docker_socket {
+    use super::*;
+    use crate::image::{Digest, ImageIdentity, ImagePattern, KnownDigests};
+
+    fn digest(fill: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", fill.to_string().repeat(64))).unwrap()
+    }
+
+    fn socket_spec(source: &str) -> Spec {
+        let mut spec = Spec::default();
+        spec.set_mounts(Some(vec![MountBuilder::default()
+            .destination("/var/run/docker.sock")
+            .typ("bind")
+            .source(source)
+            .options(vec!["rbind".to_string()])
+            .build()
+            .unwrap()]));
+        spec
+    }
+
+    fn policy_allowing(entry: &str) -> Policy {
+        let mut policy = Policy::default();
+        policy.docker_socket.images.images = vec![ImagePattern::parse(entry).unwrap()];
+        policy
+    }
+
+    fn known() -> KnownDigests {
+        let mut known = KnownDigests::default();
+        known.insert(&"docker:cli".parse().unwrap(), digest('a'));
+        known
+    }
+
+    fn run_as(
+        policy: &Policy,
+        image: Option<&ImageIdentity>,
+        base: Option<&ImageIdentity>,
+        source: &str,
+    ) -> Result<Hardened, HardenError> {
+        let ctx = HardenContext {
+            policy,
+            block: block(),
+            runtime_caps: CapSet::ALL,
+        };
+        let known = known();
+        let image = image.map(|image| ImageContext {
+            image,
+            base,
+            known: &known,
+        });
+        // /var/run is a symlink to /run on most hosts; the resolver says so.
+        let mut resolve = |p: &Path| {
+            Ok(p.strip_prefix("/var/run")
+                .map_or(p.to_path_buf(), |rest| Path::new("/run").join(rest)))
+        };
+        harden_with_image(socket_spec(source), &ctx, image.as_ref(), &mut resolve)
+    }
+
+    fn identity(reference: &str, fill: Option<char>) -> ImageIdentity {
+        ImageIdentity {
+            reference: reference.parse().unwrap(),
+            digest: fill.map(digest),
+        }
+    }
+
+    #[test]
+    fn refused_without_an_image_or_by_default() {
+        let err = run(socket_spec("/run/docker.sock")).unwrap_err();
+        assert!(
+            matches!(err, HardenError::DockerSocket { image: None, .. }),
+            "{err}"
+        );
+        let cli = identity("docker:cli", Some('a'));
+        let err = run_as(&Policy::default(), Some(&cli), None, "/var/run/docker.sock").unwrap_err();
+        assert!(
+            err.to_string().contains("docker.io/library/docker:cli"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/run/docker.sock"), "{err}");
+    }
+
+    #[test]
+    fn allowed_for_a_listed_image_whose_digest_the_registry_confirms() {
+        let policy = policy_allowing("docker:cli");
+        let cli = identity("docker:cli", Some('a'));
+        let hardened = run_as(&policy, Some(&cli), None, "/var/run/docker.sock").unwrap();
+        let mounts = hardened.spec.mounts().clone().unwrap();
+        let socket = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/var/run/docker.sock"))
+            .unwrap();
+        assert_eq!(
+            socket.source().as_deref(),
+            Some(Path::new("/run/docker.sock"))
+        );
+        assert!(hardened.report.iter().any(|c| matches!(
+            c,
+            Change::DockerSocketAllowed { derived: false, entry, .. } if entry == "docker.io/library/docker:cli"
+        )));
+    }
+
+    #[test]
+    fn a_retagged_image_is_refused() {
+        let policy = policy_allowing("docker:cli");
+        let impostor = identity("docker:cli", Some('e'));
+        let err = run_as(&policy, Some(&impostor), None, "/run/docker.sock").unwrap_err();
+        assert!(matches!(err, HardenError::DockerSocket { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_derived_image_follows_its_base_when_allowed() {
+        let mut policy = policy_allowing("docker:cli");
+        let built = identity("my-tool", None);
+        let base = identity("docker:cli", Some('a'));
+        let hardened = run_as(&policy, Some(&built), Some(&base), "/run/docker.sock").unwrap();
+        assert!(hardened
+            .report
+            .iter()
+            .any(|c| matches!(c, Change::DockerSocketAllowed { derived: true, .. })));
+        policy.docker_socket.images.allow_derived_images = false;
+        assert!(run_as(&policy, Some(&built), Some(&base), "/run/docker.sock").is_err());
+    }
+
+    #[test]
+    fn sharing_the_sockets_directory_does_not_hand_it_out() {
+        let mut policy = Policy::default();
+        policy.paths.share(Path::new("/run"), false).unwrap();
+        let err = run_as(&policy, None, None, "/run").unwrap_err();
+        assert!(
+            matches!(&err, HardenError::HoldsRestricted { rule, .. } if rule == Path::new("/run/containerd")),
+            "{err}"
+        );
+        policy
+            .paths
+            .share(Path::new("/run/docker.sock"), false)
+            .unwrap();
+        let err = run_as(&policy, None, None, "/run/docker.sock").unwrap_err();
+        assert!(
+            matches!(err, HardenError::DockerSocket { .. }),
+            "path rules never allow the socket: {err}"
+        );
     }
 }

@@ -1,0 +1,1001 @@
+//! Docker Engine API classification: which `docker` command a request to the engine socket is.
+//!
+//! A container that may mount the Docker socket is still limited to the commands in
+//! `dockerSocketMount.commandList`. Enforcement happens on the requests themselves, so a raw HTTP
+//! request is judged like the CLI command that sends it. [`classify`] maps a method, a path (with
+//! or without the `/vX.Y` prefix) and a query string to one row of [`ENDPOINTS`]: the commands
+//! that send the request (named as `docker --help` names them) and the command groups it belongs
+//! to. The table covers every endpoint of Engine API v1.24 to v1.47 and is published, row for row,
+//! in `docs/docker-api-commands.md`; a test keeps the two equal.
+//!
+//! Requests the engine would not serve as an endpoint (unknown paths, paths the engine's router
+//! would redirect because they are not clean, invalid percent-escapes) classify to nothing, and
+//! [`CommandList::decide`] refuses them: what cannot be classified cannot be checked.
+//!
+//! Classification allocates nothing unless the path has percent-escapes; it matches on path
+//! segments the way the engine's router does.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The HTTP methods the engine routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+}
+
+impl Method {
+    /// The method named exactly (HTTP methods are case-sensitive; the engine routes only these).
+    pub fn parse(name: &str) -> Option<Method> {
+        Some(match name {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            _ => return None,
+        })
+    }
+
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// A command group, the target of a wildcard such as `container*`. Mostly the `docker`
+/// management command a command sits under; a request can belong to several groups (`docker
+/// system prune` sends the container, image, network, volume and build-cache prunes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    /// `docker container ...` and the top-level container commands.
+    Container,
+    /// `docker image ...` and the top-level image commands.
+    Image,
+    /// `docker build` and `docker builder ...`.
+    Build,
+    /// `docker volume ...`
+    Volume,
+    /// `docker network ...`
+    Network,
+    /// `docker system ...` and the top-level info, version, events and login.
+    System,
+    /// `docker plugin ...`
+    Plugin,
+    /// `docker swarm ...`
+    Swarm,
+    /// `docker node ...`
+    Node,
+    /// `docker service ...`
+    Service,
+    /// `docker secret ...`
+    Secret,
+    /// `docker config ...`
+    Config,
+    /// `docker checkpoint ...`
+    Checkpoint,
+}
+
+impl Group {
+    /// Every group.
+    pub const ALL: [Group; 13] = [
+        Group::Container,
+        Group::Image,
+        Group::Build,
+        Group::Volume,
+        Group::Network,
+        Group::System,
+        Group::Plugin,
+        Group::Swarm,
+        Group::Node,
+        Group::Service,
+        Group::Secret,
+        Group::Config,
+        Group::Checkpoint,
+    ];
+
+    /// The group's name, as written before the `*` of a wildcard.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Container => "container",
+            Group::Image => "image",
+            Group::Build => "build",
+            Group::Volume => "volume",
+            Group::Network => "network",
+            Group::System => "system",
+            Group::Plugin => "plugin",
+            Group::Swarm => "swarm",
+            Group::Node => "node",
+            Group::Service => "service",
+            Group::Secret => "secret",
+            Group::Config => "config",
+            Group::Checkpoint => "checkpoint",
+        }
+    }
+
+    /// The group with this name.
+    pub fn parse(name: &str) -> Option<Group> {
+        Group::ALL.into_iter().find(|group| group.name() == name)
+    }
+}
+
+/// One endpoint of the Engine API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The endpoint, for matching in code.
+    pub api: Api,
+    /// The HTTP method.
+    pub method: Method,
+    /// The path pattern without the version prefix. `{name}` may contain `/` (the engine's router
+    /// matches `.*` there); `{id}` and `{checkpoint}` are one path segment.
+    pub path: &'static str,
+    /// The query parameter that selects this endpoint, for paths whose meaning depends on it.
+    pub query: Option<&'static str>,
+    /// The commands that send this request, the first being the one it is named after.
+    pub commands: &'static [&'static str],
+    /// The groups the request belongs to.
+    pub groups: &'static [Group],
+}
+
+impl Endpoint {
+    /// The command the request is named after.
+    pub fn command(&self) -> &'static str {
+        self.commands[0]
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method.as_str(), self.path)?;
+        if let Some(query) = self.query {
+            write!(f, "?{query}=...")?;
+        }
+        write!(f, " ({})", self.command())
+    }
+}
+
+macro_rules! endpoints {
+    ($($api:ident: $method:ident $path:literal $(? $query:literal)? => [$($command:literal),+] [$($group:ident),+];)+) => {
+        /// Every endpoint of Engine API v1.24 to v1.47, one variant per row of [`ENDPOINTS`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Api {
+            $(
+                #[doc = concat!("`", stringify!($method), " ", $path, "`")]
+                $api,
+            )+
+        }
+
+        /// The classification table, in [`Api`] order.
+        pub const ENDPOINTS: &[Endpoint] = &[
+            $(Endpoint {
+                api: Api::$api,
+                method: Method::$method,
+                path: $path,
+                query: endpoints!(@query $($query)?),
+                commands: &[$($command),+],
+                groups: &[$(Group::$group),+],
+            },)+
+        ];
+    };
+    (@query) => { None };
+    (@query $query:literal) => { Some($query) };
+}
+
+endpoints! {
+    Ping: Get "/_ping" => ["ping"] [System];
+    PingHead: Head "/_ping" => ["ping"] [System];
+    Auth: Post "/auth" => ["login"] [System];
+    Info: Get "/info" => ["info"] [System];
+    Version: Get "/version" => ["version"] [System];
+    Events: Get "/events" => ["events"] [System];
+    SystemDf: Get "/system/df" => ["system df"] [System];
+
+    ContainerList: Get "/containers/json" => ["ps"] [Container];
+    ContainerCreate: Post "/containers/create" => ["create", "run"] [Container];
+    ContainerInspect: Get "/containers/{name}/json" => ["container inspect", "inspect", "port"] [Container];
+    ContainerTop: Get "/containers/{name}/top" => ["top"] [Container];
+    ContainerLogs: Get "/containers/{name}/logs" => ["logs"] [Container];
+    ContainerChanges: Get "/containers/{name}/changes" => ["diff"] [Container];
+    ContainerExport: Get "/containers/{name}/export" => ["export"] [Container];
+    ContainerStats: Get "/containers/{name}/stats" => ["stats"] [Container];
+    ContainerResize: Post "/containers/{name}/resize" => ["attach", "run", "start"] [Container];
+    ContainerStart: Post "/containers/{name}/start" => ["start", "run"] [Container];
+    ContainerStop: Post "/containers/{name}/stop" => ["stop"] [Container];
+    ContainerRestart: Post "/containers/{name}/restart" => ["restart"] [Container];
+    ContainerKill: Post "/containers/{name}/kill" => ["kill"] [Container];
+    ContainerUpdate: Post "/containers/{name}/update" => ["update"] [Container];
+    ContainerRename: Post "/containers/{name}/rename" => ["rename"] [Container];
+    ContainerPause: Post "/containers/{name}/pause" => ["pause"] [Container];
+    ContainerUnpause: Post "/containers/{name}/unpause" => ["unpause"] [Container];
+    ContainerAttach: Post "/containers/{name}/attach" => ["attach", "run", "start"] [Container];
+    ContainerAttachWebsocket: Get "/containers/{name}/attach/ws" => ["attach"] [Container];
+    ContainerWait: Post "/containers/{name}/wait" => ["wait", "run", "start"] [Container];
+    ContainerDelete: Delete "/containers/{name}" => ["rm"] [Container];
+    ContainerArchiveInfo: Head "/containers/{name}/archive" => ["cp"] [Container];
+    ContainerArchiveGet: Get "/containers/{name}/archive" => ["cp"] [Container];
+    ContainerArchivePut: Put "/containers/{name}/archive" => ["cp"] [Container];
+    ContainerPrune: Post "/containers/prune" => ["container prune", "system prune"] [Container, System];
+    Commit: Post "/commit" => ["commit"] [Container];
+
+    ExecCreate: Post "/containers/{name}/exec" => ["exec"] [Container];
+    ExecStart: Post "/exec/{name}/start" => ["exec"] [Container];
+    ExecResize: Post "/exec/{name}/resize" => ["exec"] [Container];
+    ExecInspect: Get "/exec/{name}/json" => ["exec"] [Container];
+
+    CheckpointList: Get "/containers/{name}/checkpoints" => ["checkpoint ls"] [Checkpoint];
+    CheckpointCreate: Post "/containers/{name}/checkpoints" => ["checkpoint create"] [Checkpoint];
+    CheckpointDelete: Delete "/containers/{id}/checkpoints/{checkpoint}" => ["checkpoint rm"] [Checkpoint];
+
+    ImageList: Get "/images/json" => ["images"] [Image];
+    ImagePull: Post "/images/create" ? "fromImage" => ["pull"] [Image];
+    ImageImport: Post "/images/create" ? "fromSrc" => ["import"] [Image];
+    ImageInspect: Get "/images/{name}/json" => ["image inspect", "inspect"] [Image];
+    ImageHistory: Get "/images/{name}/history" => ["history"] [Image];
+    ImagePush: Post "/images/{name}/push" => ["push"] [Image];
+    ImageTag: Post "/images/{name}/tag" => ["tag"] [Image];
+    ImageDelete: Delete "/images/{name}" => ["rmi"] [Image];
+    ImageSearch: Get "/images/search" => ["search"] [Image];
+    ImagePrune: Post "/images/prune" => ["image prune", "system prune"] [Image, System];
+    ImageSave: Get "/images/{name}/get" => ["save"] [Image];
+    ImageSaveMany: Get "/images/get" => ["save"] [Image];
+    ImageLoad: Post "/images/load" => ["load"] [Image];
+
+    Build: Post "/build" => ["build"] [Build, Image];
+    BuildPrune: Post "/build/prune" => ["builder prune", "system prune"] [Build, System];
+    BuildCancel: Post "/build/cancel" => ["build"] [Build, Image];
+    Session: Post "/session" => ["build"] [Build, Image];
+    Grpc: Post "/grpc" => ["build"] [Build, Image];
+
+    VolumeList: Get "/volumes" => ["volume ls"] [Volume];
+    VolumeCreate: Post "/volumes/create" => ["volume create"] [Volume];
+    VolumeInspect: Get "/volumes/{name}" => ["volume inspect", "inspect"] [Volume];
+    VolumeUpdate: Put "/volumes/{name}" => ["volume update"] [Volume];
+    VolumeDelete: Delete "/volumes/{name}" => ["volume rm"] [Volume];
+    VolumePrune: Post "/volumes/prune" => ["volume prune", "system prune"] [Volume, System];
+
+    NetworkList: Get "/networks" => ["network ls"] [Network];
+    NetworkListSlash: Get "/networks/" => ["network ls"] [Network];
+    NetworkInspect: Get "/networks/{name}" => ["network inspect", "inspect"] [Network];
+    NetworkDelete: Delete "/networks/{name}" => ["network rm"] [Network];
+    NetworkCreate: Post "/networks/create" => ["network create"] [Network];
+    NetworkConnect: Post "/networks/{name}/connect" => ["network connect"] [Network];
+    NetworkDisconnect: Post "/networks/{name}/disconnect" => ["network disconnect"] [Network];
+    NetworkPrune: Post "/networks/prune" => ["network prune", "system prune"] [Network, System];
+
+    PluginList: Get "/plugins" => ["plugin ls"] [Plugin];
+    PluginPrivileges: Get "/plugins/privileges" => ["plugin install", "plugin upgrade"] [Plugin];
+    PluginPull: Post "/plugins/pull" => ["plugin install"] [Plugin];
+    PluginInspect: Get "/plugins/{name}/json" => ["plugin inspect", "inspect"] [Plugin];
+    PluginDelete: Delete "/plugins/{name}" => ["plugin rm"] [Plugin];
+    PluginEnable: Post "/plugins/{name}/enable" => ["plugin enable"] [Plugin];
+    PluginDisable: Post "/plugins/{name}/disable" => ["plugin disable"] [Plugin];
+    PluginUpgrade: Post "/plugins/{name}/upgrade" => ["plugin upgrade"] [Plugin];
+    PluginCreate: Post "/plugins/create" => ["plugin create"] [Plugin];
+    PluginPush: Post "/plugins/{name}/push" => ["plugin push"] [Plugin];
+    PluginSet: Post "/plugins/{name}/set" => ["plugin set"] [Plugin];
+
+    SwarmInspect: Get "/swarm" => ["swarm join-token", "swarm ca", "swarm update"] [Swarm];
+    SwarmInit: Post "/swarm/init" => ["swarm init"] [Swarm];
+    SwarmJoin: Post "/swarm/join" => ["swarm join"] [Swarm];
+    SwarmLeave: Post "/swarm/leave" => ["swarm leave"] [Swarm];
+    SwarmUpdate: Post "/swarm/update" => ["swarm update", "swarm join-token", "swarm ca", "swarm unlock-key"] [Swarm];
+    SwarmUnlockKey: Get "/swarm/unlockkey" => ["swarm unlock-key"] [Swarm];
+    SwarmUnlock: Post "/swarm/unlock" => ["swarm unlock"] [Swarm];
+
+    NodeList: Get "/nodes" => ["node ls"] [Node];
+    NodeInspect: Get "/nodes/{id}" => ["node inspect", "inspect"] [Node];
+    NodeDelete: Delete "/nodes/{id}" => ["node rm"] [Node];
+    NodeUpdate: Post "/nodes/{id}/update" => ["node update", "node promote", "node demote"] [Node];
+
+    ServiceList: Get "/services" => ["service ls"] [Service];
+    ServiceCreate: Post "/services/create" => ["service create"] [Service];
+    ServiceInspect: Get "/services/{id}" => ["service inspect", "inspect"] [Service];
+    ServiceDelete: Delete "/services/{id}" => ["service rm"] [Service];
+    ServiceUpdate: Post "/services/{id}/update" => ["service update", "service scale", "service rollback"] [Service];
+    ServiceLogs: Get "/services/{id}/logs" => ["service logs"] [Service];
+    DistributionInspect: Get "/distribution/{name}/json" => ["service create", "service update"] [Service];
+
+    TaskList: Get "/tasks" => ["service ps", "node ps"] [Service, Node];
+    TaskInspect: Get "/tasks/{id}" => ["inspect"] [Service];
+    TaskLogs: Get "/tasks/{id}/logs" => ["service logs"] [Service];
+
+    SecretList: Get "/secrets" => ["secret ls"] [Secret];
+    SecretCreate: Post "/secrets/create" => ["secret create"] [Secret];
+    SecretInspect: Get "/secrets/{id}" => ["secret inspect", "inspect"] [Secret];
+    SecretDelete: Delete "/secrets/{id}" => ["secret rm"] [Secret];
+    SecretUpdate: Post "/secrets/{id}/update" => ["secret update"] [Secret];
+
+    ConfigList: Get "/configs" => ["config ls"] [Config];
+    ConfigCreate: Post "/configs/create" => ["config create"] [Config];
+    ConfigInspect: Get "/configs/{id}" => ["config inspect", "inspect"] [Config];
+    ConfigDelete: Delete "/configs/{id}" => ["config rm"] [Config];
+    ConfigUpdate: Post "/configs/{id}/update" => ["config update"] [Config];
+}
+
+impl Api {
+    /// The endpoint's row in [`ENDPOINTS`].
+    pub fn endpoint(self) -> &'static Endpoint {
+        &ENDPOINTS[self as usize]
+    }
+
+    /// True for the requests every `docker` command sends first to negotiate the API version
+    /// (`/_ping`): they reveal only versions, and refusing them breaks every command, so no
+    /// command list refuses them.
+    pub fn is_negotiation(self) -> bool {
+        matches!(self, Api::Ping | Api::PingHead)
+    }
+}
+
+/// Spellings `docker --help` also accepts for a command in the table: management-command forms
+/// (`container ls` is `ps`) and the `list` / `remove` aliases.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("container attach", "attach"),
+    ("container commit", "commit"),
+    ("container cp", "cp"),
+    ("container create", "create"),
+    ("container diff", "diff"),
+    ("container exec", "exec"),
+    ("container export", "export"),
+    ("container kill", "kill"),
+    ("container logs", "logs"),
+    ("container ls", "ps"),
+    ("container list", "ps"),
+    ("container ps", "ps"),
+    ("container pause", "pause"),
+    ("container port", "port"),
+    ("container rename", "rename"),
+    ("container restart", "restart"),
+    ("container rm", "rm"),
+    ("container remove", "rm"),
+    ("container run", "run"),
+    ("container start", "start"),
+    ("container stats", "stats"),
+    ("container stop", "stop"),
+    ("container top", "top"),
+    ("container unpause", "unpause"),
+    ("container update", "update"),
+    ("container wait", "wait"),
+    ("image build", "build"),
+    ("builder build", "build"),
+    ("image history", "history"),
+    ("image import", "import"),
+    ("image load", "load"),
+    ("image ls", "images"),
+    ("image list", "images"),
+    ("image pull", "pull"),
+    ("image push", "push"),
+    ("image rm", "rmi"),
+    ("image remove", "rmi"),
+    ("image save", "save"),
+    ("image tag", "tag"),
+    ("system events", "events"),
+    ("system info", "info"),
+    ("volume list", "volume ls"),
+    ("volume remove", "volume rm"),
+    ("network list", "network ls"),
+    ("network remove", "network rm"),
+    ("plugin list", "plugin ls"),
+    ("plugin remove", "plugin rm"),
+    ("node list", "node ls"),
+    ("node remove", "node rm"),
+    ("service list", "service ls"),
+    ("service remove", "service rm"),
+    ("secret list", "secret ls"),
+    ("secret remove", "secret rm"),
+    ("config list", "config ls"),
+    ("config remove", "config rm"),
+    ("checkpoint list", "checkpoint ls"),
+    ("checkpoint remove", "checkpoint rm"),
+];
+
+/// Classifies a request to the Engine API. `path` is the request path (with or without the
+/// `/vX.Y` prefix) and `query` the query string without the `?`.
+///
+/// ```
+/// use eci_policy::docker_api::{classify, Api};
+/// assert_eq!(classify("POST", "/v1.43/images/myimage/push", "tag=latest"), Some(Api::ImagePush));
+/// assert_eq!(classify("GET", "/containers/json", ""), Some(Api::ContainerList));
+/// assert_eq!(classify("POST", "/images/create", "fromImage=alpine&tag=3"), Some(Api::ImagePull));
+/// assert_eq!(classify("GET", "/containers//json", ""), None);
+/// ```
+pub fn classify(method: &str, path: &str, query: &str) -> Option<Api> {
+    let method = Method::parse(method)?;
+    if path.contains('%') {
+        let decoded = percent_decode(path, false)?;
+        return classify_decoded(method, &decoded, query);
+    }
+    classify_decoded(method, path, query)
+}
+
+/// Classifies a request target as it appears in an HTTP request line: a path with an optional
+/// query (`/v1.45/containers/json?all=1`), or an absolute URL (`http://docker/v1.45/info`).
+pub fn classify_target(method: &str, target: &str) -> Option<Api> {
+    let target = strip_authority(target);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    classify(method, path, query)
+}
+
+fn strip_authority(target: &str) -> &str {
+    let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    else {
+        return target;
+    };
+    rest.find('/').map_or("/", |slash| &rest[slash..])
+}
+
+fn classify_decoded(method: Method, path: &str, query: &str) -> Option<Api> {
+    let path = strip_version(path)?;
+    if !is_clean(path) {
+        return None;
+    }
+    let (head, tail) = match path[1..].split_once('/') {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (&path[1..], None),
+    };
+    use Method::*;
+    match (method, head, tail) {
+        (Get, "_ping", None) => Some(Api::Ping),
+        (Head, "_ping", None) => Some(Api::PingHead),
+        (Post, "auth", None) => Some(Api::Auth),
+        (Get, "info", None) => Some(Api::Info),
+        (Get, "version", None) => Some(Api::Version),
+        (Get, "events", None) => Some(Api::Events),
+        (Get, "system", Some("df")) => Some(Api::SystemDf),
+        (Post, "commit", None) => Some(Api::Commit),
+        (Post, "session", None) => Some(Api::Session),
+        (Post, "grpc", None) => Some(Api::Grpc),
+        (_, "build", tail) => build(method, tail),
+        (_, "containers", Some(tail)) => containers(method, tail),
+        (_, "exec", Some(tail)) => exec(method, tail),
+        (_, "images", Some(tail)) => images(method, tail, query),
+        (_, "volumes", tail) => volumes(method, tail),
+        (_, "networks", tail) => networks(method, tail),
+        (_, "plugins", tail) => plugins(method, tail),
+        (_, "swarm", tail) => swarm(method, tail),
+        (_, "nodes", tail) => nodes(method, tail),
+        (_, "services", tail) => services(method, tail),
+        (Get, "distribution", Some(tail)) => {
+            (action(tail)?.1 == "json").then_some(Api::DistributionInspect)
+        }
+        (_, "tasks", tail) => tasks(method, tail),
+        (_, "secrets", tail) => secrets(method, tail),
+        (_, "configs", tail) => configs(method, tail),
+        _ => None,
+    }
+}
+
+/// The path without its `/v{version}` prefix (the engine's router takes `[0-9.]+`).
+fn strip_version(path: &str) -> Option<&str> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let Some(rest) = path.strip_prefix("/v") else {
+        return Some(path);
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let version = &rest[..end];
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Some(path);
+    }
+    Some(&rest[end..]).filter(|p| !p.is_empty())
+}
+
+/// The engine's router redirects paths with empty, `.` or `..` segments instead of serving
+/// them; the only route with a trailing slash is `/networks/`.
+fn is_clean(path: &str) -> bool {
+    path == "/networks/"
+        || (path.len() > 1
+            && path[1..]
+                .split('/')
+                .all(|segment| !segment.is_empty() && segment != "." && segment != ".."))
+}
+
+/// Splits `{name}/action`: the name is everything before the last segment.
+fn action(tail: &str) -> Option<(&str, &str)> {
+    tail.rsplit_once('/')
+}
+
+/// `{id}/action` where the id is one segment.
+fn id_action(tail: &str) -> Option<&str> {
+    let (id, action) = tail.split_once('/')?;
+    (!id.is_empty() && !action.contains('/')).then_some(action)
+}
+
+fn one_segment(tail: &str) -> bool {
+    !tail.contains('/')
+}
+
+fn build(method: Method, tail: Option<&str>) -> Option<Api> {
+    match (method, tail) {
+        (Method::Post, None) => Some(Api::Build),
+        (Method::Post, Some("prune")) => Some(Api::BuildPrune),
+        (Method::Post, Some("cancel")) => Some(Api::BuildCancel),
+        _ => None,
+    }
+}
+
+fn containers(method: Method, tail: &str) -> Option<Api> {
+    use Method::*;
+    match (method, tail) {
+        (Get, "json") => return Some(Api::ContainerList),
+        (Post, "create") => return Some(Api::ContainerCreate),
+        (Post, "prune") => return Some(Api::ContainerPrune),
+        (Delete, tail) if is_checkpoint(tail) => return Some(Api::CheckpointDelete),
+        (Delete, _) => return Some(Api::ContainerDelete),
+        _ => {}
+    }
+    let (name, last) = action(tail)?;
+    if last == "ws" {
+        let attach = name.strip_suffix("/attach").filter(|n| !n.is_empty());
+        return (method == Get && attach.is_some()).then_some(Api::ContainerAttachWebsocket);
+    }
+    Some(match (method, last) {
+        (Head, "archive") => Api::ContainerArchiveInfo,
+        (Get, "archive") => Api::ContainerArchiveGet,
+        (Put, "archive") => Api::ContainerArchivePut,
+        (Get, "json") => Api::ContainerInspect,
+        (Get, "top") => Api::ContainerTop,
+        (Get, "logs") => Api::ContainerLogs,
+        (Get, "changes") => Api::ContainerChanges,
+        (Get, "export") => Api::ContainerExport,
+        (Get, "stats") => Api::ContainerStats,
+        (Get, "checkpoints") => Api::CheckpointList,
+        (Post, "checkpoints") => Api::CheckpointCreate,
+        (Post, last) => container_action(last)?,
+        _ => return None,
+    })
+}
+
+fn container_action(action: &str) -> Option<Api> {
+    Some(match action {
+        "resize" => Api::ContainerResize,
+        "start" => Api::ContainerStart,
+        "stop" => Api::ContainerStop,
+        "restart" => Api::ContainerRestart,
+        "kill" => Api::ContainerKill,
+        "update" => Api::ContainerUpdate,
+        "rename" => Api::ContainerRename,
+        "pause" => Api::ContainerPause,
+        "unpause" => Api::ContainerUnpause,
+        "attach" => Api::ContainerAttach,
+        "wait" => Api::ContainerWait,
+        "exec" => Api::ExecCreate,
+        _ => return None,
+    })
+}
+
+/// `{id}/checkpoints/{checkpoint}`, each one segment. The engine routes checkpoints before
+/// containers, so this wins over deleting a container of that (impossible) name.
+fn is_checkpoint(tail: &str) -> bool {
+    let mut parts = tail.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(_), Some("checkpoints"), Some(_), None)
+    )
+}
+
+fn exec(method: Method, tail: &str) -> Option<Api> {
+    match (method, action(tail)?.1) {
+        (Method::Get, "json") => Some(Api::ExecInspect),
+        (Method::Post, "start") => Some(Api::ExecStart),
+        (Method::Post, "resize") => Some(Api::ExecResize),
+        _ => None,
+    }
+}
+
+fn images(method: Method, tail: &str, query: &str) -> Option<Api> {
+    use Method::*;
+    match (method, tail) {
+        (Get, "json") => return Some(Api::ImageList),
+        (Get, "search") => return Some(Api::ImageSearch),
+        (Get, "get") => return Some(Api::ImageSaveMany),
+        (Post, "load") => return Some(Api::ImageLoad),
+        (Post, "create") => return pull_or_import(query),
+        (Post, "prune") => return Some(Api::ImagePrune),
+        (Delete, _) => return Some(Api::ImageDelete),
+        _ => {}
+    }
+    match (method, action(tail)?.1) {
+        (Get, "get") => Some(Api::ImageSave),
+        (Get, "history") => Some(Api::ImageHistory),
+        (Get, "json") => Some(Api::ImageInspect),
+        (Post, "push") => Some(Api::ImagePush),
+        (Post, "tag") => Some(Api::ImageTag),
+        _ => None,
+    }
+}
+
+/// `POST /images/create` pulls when `fromImage` is set and imports otherwise, as the engine
+/// decides. A query the engine would reject (bad escapes, `;`) classifies to nothing.
+fn pull_or_import(query: &str) -> Option<Api> {
+    let mut from_image = None;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        if pair.contains(';') {
+            return None;
+        }
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = decode_query(key)?;
+        decode_query(value)?;
+        if key == "fromImage" && from_image.is_none() {
+            from_image = Some(!value.is_empty());
+        }
+    }
+    Some(if from_image == Some(true) {
+        Api::ImagePull
+    } else {
+        Api::ImageImport
+    })
+}
+
+fn volumes(method: Method, tail: Option<&str>) -> Option<Api> {
+    use Method::*;
+    match (method, tail) {
+        (Get, None) => Some(Api::VolumeList),
+        (Post, Some("create")) => Some(Api::VolumeCreate),
+        (Post, Some("prune")) => Some(Api::VolumePrune),
+        (Get, Some(_)) => Some(Api::VolumeInspect),
+        (Put, Some(_)) => Some(Api::VolumeUpdate),
+        (Delete, Some(_)) => Some(Api::VolumeDelete),
+        _ => None,
+    }
+}
+
+fn networks(method: Method, tail: Option<&str>) -> Option<Api> {
+    use Method::*;
+    match (method, tail) {
+        (Get, None) => Some(Api::NetworkList),
+        (Get, Some("")) => Some(Api::NetworkListSlash),
+        (_, Some("")) => None,
+        (Get, Some(_)) => Some(Api::NetworkInspect),
+        (Delete, Some(_)) => Some(Api::NetworkDelete),
+        (Post, Some("create")) => Some(Api::NetworkCreate),
+        (Post, Some("prune")) => Some(Api::NetworkPrune),
+        (Post, Some(tail)) => match action(tail)?.1 {
+            "connect" => Some(Api::NetworkConnect),
+            "disconnect" => Some(Api::NetworkDisconnect),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn plugins(method: Method, tail: Option<&str>) -> Option<Api> {
+    use Method::*;
+    match (method, tail) {
+        (Get, None) => Some(Api::PluginList),
+        (Get, Some("privileges")) => Some(Api::PluginPrivileges),
+        (Post, Some("pull")) => Some(Api::PluginPull),
+        (Post, Some("create")) => Some(Api::PluginCreate),
+        (Delete, Some(_)) => Some(Api::PluginDelete),
+        (Get, Some(tail)) => (action(tail)?.1 == "json").then_some(Api::PluginInspect),
+        (Post, Some(tail)) => Some(match action(tail)?.1 {
+            "enable" => Api::PluginEnable,
+            "disable" => Api::PluginDisable,
+            "upgrade" => Api::PluginUpgrade,
+            "push" => Api::PluginPush,
+            "set" => Api::PluginSet,
+            _ => return None,
+        }),
+        _ => None,
+    }
+}
+
+fn swarm(method: Method, tail: Option<&str>) -> Option<Api> {
+    use Method::*;
+    Some(match (method, tail) {
+        (Get, None) => Api::SwarmInspect,
+        (Get, Some("unlockkey")) => Api::SwarmUnlockKey,
+        (Post, Some("init")) => Api::SwarmInit,
+        (Post, Some("join")) => Api::SwarmJoin,
+        (Post, Some("leave")) => Api::SwarmLeave,
+        (Post, Some("update")) => Api::SwarmUpdate,
+        (Post, Some("unlock")) => Api::SwarmUnlock,
+        _ => return None,
+    })
+}
+
+fn nodes(method: Method, tail: Option<&str>) -> Option<Api> {
+    use Method::*;
+    match (method, tail) {
+        (Get, None) => Some(Api::NodeList),
+        (Get, Some(id)) if one_segment(id) => Some(Api::NodeInspect),
+        (Delete, Some(id)) if one_segment(id) => Some(Api::NodeDelete),
+        (Post, Some(tail)) => (id_action(tail)? == "update").then_some(Api::NodeUpdate),
+        _ => None,
+    }
+}
+
+fn services(method: Method, tail: Option<&str>) -> Option<Api> {
+    use Method::*;
+    match (method, tail) {
+        (Get, None) => Some(Api::ServiceList),
+        (Post, Some("create")) => Some(Api::ServiceCreate),
+        (Get, Some(id)) if one_segment(id) => Some(Api::ServiceInspect),
+        (Delete, Some(id)) if one_segment(id) => Some(Api::ServiceDelete),
+        (Get, Some(tail)) => (id_action(tail)? == "logs").then_some(Api::ServiceLogs),
+        (Post, Some(tail)) => (id_action(tail)? == "update").then_some(Api::ServiceUpdate),
+        _ => None,
+    }
+}
+
+fn tasks(method: Method, tail: Option<&str>) -> Option<Api> {
+    match (method, tail) {
+        (Method::Get, None) => Some(Api::TaskList),
+        (Method::Get, Some(id)) if one_segment(id) => Some(Api::TaskInspect),
+        (Method::Get, Some(tail)) => (id_action(tail)? == "logs").then_some(Api::TaskLogs),
+        _ => None,
+    }
+}
+
+/// Secrets and configs have the same five endpoints.
+struct SwarmObject {
+    list: Api,
+    create: Api,
+    inspect: Api,
+    delete: Api,
+    update: Api,
+}
+
+fn swarm_object(method: Method, tail: Option<&str>, object: SwarmObject) -> Option<Api> {
+    use Method::*;
+    match (method, tail) {
+        (Get, None) => Some(object.list),
+        (Post, Some("create")) => Some(object.create),
+        (Get, Some(id)) if one_segment(id) => Some(object.inspect),
+        (Delete, Some(id)) if one_segment(id) => Some(object.delete),
+        (Post, Some(tail)) => (id_action(tail)? == "update").then_some(object.update),
+        _ => None,
+    }
+}
+
+fn secrets(method: Method, tail: Option<&str>) -> Option<Api> {
+    let object = SwarmObject {
+        list: Api::SecretList,
+        create: Api::SecretCreate,
+        inspect: Api::SecretInspect,
+        delete: Api::SecretDelete,
+        update: Api::SecretUpdate,
+    };
+    swarm_object(method, tail, object)
+}
+
+fn configs(method: Method, tail: Option<&str>) -> Option<Api> {
+    let object = SwarmObject {
+        list: Api::ConfigList,
+        create: Api::ConfigCreate,
+        inspect: Api::ConfigInspect,
+        delete: Api::ConfigDelete,
+        update: Api::ConfigUpdate,
+    };
+    swarm_object(method, tail, object)
+}
+
+/// Decodes `%XX` escapes (and, in a query, `+` as a space), as Go's URL parser does before the
+/// engine's router sees the path. `None` for an invalid escape or a result that is not UTF-8.
+fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+                continue;
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn decode_query(text: &str) -> Option<Cow<'_, str>> {
+    if text.contains(['%', '+']) {
+        percent_decode(text, true).map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(text))
+    }
+}
+
+/// Why a `commandList` entry is not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Not a command name, alias or wildcard this crate knows.
+    #[error(
+        "'{0}' is not a docker command this project classifies (see docs/docker-api-commands.md)"
+    )]
+    Unknown(String),
+    /// A `*` after something that is not a group name.
+    #[error("'{0}' is not a group wildcard: the groups are container, image, build, volume, network, system, plugin, swarm, node, service, secret, config and checkpoint")]
+    UnknownGroup(String),
+}
+
+/// One entry of `commandList.commands`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandRule {
+    /// A command (aliases already resolved to the table's name).
+    Command(&'static str),
+    /// `group*`: every request of the group.
+    Group(Group),
+    /// `*`: every request.
+    Everything,
+}
+
+impl CommandRule {
+    /// Parses an entry: a command (`push`, `volume create`), an alias (`image ls`), a group
+    /// wildcard (`system*`) or `*`.
+    ///
+    /// ```
+    /// use eci_policy::docker_api::{CommandRule, Group};
+    /// assert_eq!(CommandRule::parse("image ls").unwrap(), CommandRule::Command("images"));
+    /// assert_eq!(CommandRule::parse("system*").unwrap(), CommandRule::Group(Group::System));
+    /// assert!(CommandRule::parse("compose").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<CommandRule, CommandError> {
+        if text == "*" {
+            return Ok(CommandRule::Everything);
+        }
+        if let Some(group) = text.strip_suffix('*') {
+            return Group::parse(group)
+                .map(CommandRule::Group)
+                .ok_or_else(|| CommandError::UnknownGroup(text.to_string()));
+        }
+        let name = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == text)
+            .map_or(text, |(_, name)| name);
+        ENDPOINTS
+            .iter()
+            .flat_map(|endpoint| endpoint.commands.iter())
+            .find(|command| **command == name)
+            .map(|command| CommandRule::Command(command))
+            .ok_or_else(|| CommandError::Unknown(text.to_string()))
+    }
+
+    /// True if the rule names the endpoint: one of its commands, or one of its groups.
+    pub fn covers(&self, endpoint: &Endpoint) -> bool {
+        match self {
+            CommandRule::Command(name) => endpoint.commands.contains(name),
+            CommandRule::Group(group) => endpoint.groups.contains(group),
+            CommandRule::Everything => true,
+        }
+    }
+}
+
+/// `commandList.type`: what the listed commands are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListKind {
+    /// The listed commands are refused, everything else is allowed.
+    #[default]
+    Deny,
+    /// Only the listed commands are allowed.
+    Allow,
+}
+
+/// `dockerSocketMount.commandList`, compiled so that a decision is one table look-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandList {
+    kind: ListKind,
+    rules: Vec<(String, CommandRule)>,
+    /// For each row of [`ENDPOINTS`], the first rule that covers it.
+    first_rule: Vec<Option<usize>>,
+}
+
+impl Default for CommandList {
+    /// An empty deny list: every classified request is allowed.
+    fn default() -> Self {
+        CommandList::new(ListKind::Deny, Vec::new())
+    }
+}
+
+/// Why a request to the engine is allowed or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason<'a> {
+    /// A rule of the list covers the request (allowed for an allow list, refused for a deny list).
+    Listed(&'a str),
+    /// No rule covers it (refused for an allow list, allowed for a deny list).
+    NotListed,
+    /// Version negotiation (`/_ping`), never refused.
+    Negotiation,
+    /// The request is not an endpoint of the Engine API this crate knows.
+    Unclassified,
+}
+
+/// The verdict on one request to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiDecision<'a> {
+    /// The request may go to the engine.
+    pub allowed: bool,
+    /// The endpoint it classified to.
+    pub endpoint: Option<&'static Endpoint>,
+    /// Why.
+    pub reason: Reason<'a>,
+}
+
+impl CommandList {
+    /// A list of `kind` with `rules`, each kept with the text it was written as.
+    pub fn new(kind: ListKind, rules: Vec<(String, CommandRule)>) -> CommandList {
+        let first_rule = ENDPOINTS
+            .iter()
+            .map(|endpoint| rules.iter().position(|(_, rule)| rule.covers(endpoint)))
+            .collect();
+        CommandList {
+            kind,
+            rules,
+            first_rule,
+        }
+    }
+
+    /// Whether the list allows or denies what it names.
+    pub fn kind(&self) -> ListKind {
+        self.kind
+    }
+
+    /// The rules, as written and as understood.
+    pub fn rules(&self) -> &[(String, CommandRule)] {
+        &self.rules
+    }
+
+    /// Classifies a request and decides it.
+    ///
+    /// ```
+    /// use eci_policy::docker_api::{CommandList, CommandRule, ListKind};
+    /// let deny = CommandList::new(ListKind::Deny, vec![("push".into(), CommandRule::parse("push").unwrap())]);
+    /// assert!(!deny.decide("POST", "/v1.43/images/x/push", "tag=latest").allowed);
+    /// assert!(deny.decide("GET", "/v1.43/containers/json", "").allowed);
+    /// ```
+    pub fn decide(&self, method: &str, path: &str, query: &str) -> ApiDecision<'_> {
+        match classify(method, path, query) {
+            Some(api) => self.decide_endpoint(api),
+            None => ApiDecision {
+                allowed: false,
+                endpoint: None,
+                reason: Reason::Unclassified,
+            },
+        }
+    }
+
+    /// Decides a request already classified.
+    pub fn decide_endpoint(&self, api: Api) -> ApiDecision<'_> {
+        let endpoint = Some(api.endpoint());
+        if api.is_negotiation() {
+            return ApiDecision {
+                allowed: true,
+                endpoint,
+                reason: Reason::Negotiation,
+            };
+        }
+        let rule = self.first_rule[api as usize].map(|index| self.rules[index].0.as_str());
+        let listed = rule.is_some();
+        ApiDecision {
+            allowed: listed == (self.kind == ListKind::Allow),
+            endpoint,
+            reason: rule.map_or(Reason::NotListed, Reason::Listed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,357 @@
+use super::*;
+use proptest::prelude::*;
+
+const DOC: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/docker-api-commands.md"
+));
+
+/// One row of the published table.
+#[derive(Debug, Clone)]
+struct DocRow {
+    method: String,
+    path: String,
+    query: Option<String>,
+    commands: Vec<String>,
+    groups: Vec<String>,
+}
+
+fn unquote(cell: &str) -> String {
+    cell.trim().trim_matches('`').to_string()
+}
+
+fn list(cell: &str) -> Vec<String> {
+    cell.split(',').map(unquote).collect()
+}
+
+/// The rows of the table under "## The table".
+fn doc_rows() -> Vec<DocRow> {
+    let section = DOC
+        .split("\n## The table")
+        .nth(1)
+        .expect("the page has a '## The table' section");
+    section
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+            assert_eq!(cells.len(), 5, "row {line}");
+            let query = unquote(cells[2]);
+            DocRow {
+                method: unquote(cells[0]),
+                path: unquote(cells[1]),
+                query: (!query.is_empty()).then_some(query),
+                commands: list(cells[3]),
+                groups: list(cells[4]),
+            }
+        })
+        .collect()
+}
+
+/// A concrete request path for a documented pattern.
+fn fill(pattern: &str, name: &str, id: &str) -> String {
+    pattern
+        .replace("{name}", name)
+        .replace("{id}", id)
+        .replace("{checkpoint}", "cp1")
+}
+
+fn query_for(row: &DocRow) -> String {
+    match row.query.as_deref() {
+        Some("fromImage") => "fromImage=alpine&tag=3".to_string(),
+        Some("fromSrc") => "fromSrc=-&repo=imported".to_string(),
+        Some(other) => panic!("the test does not know query {other}"),
+        None => String::new(),
+    }
+}
+
+fn assert_row_matches(row: &DocRow, api: Option<Api>, request: &str) {
+    let api = api.unwrap_or_else(|| panic!("{request} did not classify"));
+    let endpoint = api.endpoint();
+    assert_eq!(endpoint.method.as_str(), row.method, "{request}");
+    assert_eq!(endpoint.path, row.path, "{request}");
+    assert_eq!(endpoint.query, row.query.as_deref(), "{request}");
+    assert_eq!(endpoint.commands, row.commands, "{request}");
+    let groups: Vec<&str> = endpoint.groups.iter().map(|g| g.name()).collect();
+    assert_eq!(groups, row.groups, "{request}");
+}
+
+#[test]
+fn the_table_is_in_api_order() {
+    for (index, endpoint) in ENDPOINTS.iter().enumerate() {
+        assert_eq!(endpoint.api as usize, index, "{endpoint}");
+    }
+}
+
+#[test]
+fn every_documented_row_classifies_to_its_commands() {
+    let rows = doc_rows();
+    assert_eq!(
+        rows.len(),
+        ENDPOINTS.len(),
+        "the page and the code list the same endpoints"
+    );
+    for row in &rows {
+        for (name, id) in [("web", "n0d3"), ("docker.io/library/alpine:3", "x")] {
+            let path = fill(&row.path, name, id);
+            let query = query_for(row);
+            for prefix in ["", "/v1.24", "/v1.47"] {
+                let full = format!("{prefix}{path}");
+                let request = format!("{} {full}?{query}", row.method);
+                assert_row_matches(row, classify(&row.method, &full, &query), &request);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_endpoint_is_documented_once() {
+    let rows = doc_rows();
+    for endpoint in ENDPOINTS {
+        let documented = rows
+            .iter()
+            .filter(|row| {
+                row.method == endpoint.method.as_str()
+                    && row.path == endpoint.path
+                    && row.query.as_deref() == endpoint.query
+            })
+            .count();
+        assert_eq!(documented, 1, "{endpoint}");
+    }
+}
+
+#[test]
+fn every_alias_names_a_command_of_the_table() {
+    for (alias, command) in ALIASES {
+        assert_eq!(
+            CommandRule::parse(alias),
+            Ok(CommandRule::Command(command)),
+            "{alias}"
+        );
+        assert!(
+            DOC.contains(&format!("| `{alias}` | `{command}` |")),
+            "{alias} is documented"
+        );
+    }
+}
+
+#[test]
+fn requests_the_engine_would_not_serve_classify_to_nothing() {
+    let refused = [
+        ("GET", "/containers//json", ""),
+        ("GET", "/containers/x/../json", ""),
+        ("GET", "/containers/./json", ""),
+        ("GET", "/containers/json/", ""),
+        ("GET", "/v1.43", ""),
+        ("GET", "/v1.43/", ""),
+        ("GET", "containers/json", ""),
+        ("get", "/containers/json", ""),
+        ("OPTIONS", "/containers/json", ""),
+        ("PATCH", "/containers/x/update", ""),
+        ("POST", "/containers/x/copy", ""),
+        ("POST", "/containers/x/attach/ws", ""),
+        ("GET", "/containers/attach/ws", ""),
+        ("GET", "/nodes/a/b", ""),
+        ("POST", "/networks/", ""),
+        ("GET", "/images/x/pu%7", ""),
+        ("GET", "/images/x/%ff", ""),
+        ("POST", "/images/create", "fromImage=a;b"),
+        ("POST", "/images/create", "fromImage=%zz"),
+        ("GET", "/v1.43/v1.43/info", ""),
+        ("GET", "/", ""),
+        ("GET", "", ""),
+    ];
+    for (method, path, query) in refused {
+        assert_eq!(
+            classify(method, path, query),
+            None,
+            "{method} {path}?{query}"
+        );
+    }
+}
+
+#[test]
+fn escapes_and_queries_are_read_like_the_engine_reads_them() {
+    assert_eq!(
+        classify("POST", "/images/x/pu%73h", ""),
+        Some(Api::ImagePush)
+    );
+    assert_eq!(
+        classify("POST", "/%761.43/images/x/push", ""),
+        Some(Api::ImagePush)
+    );
+    assert_eq!(
+        classify("GET", "/images/a%2Fb/json", ""),
+        Some(Api::ImageInspect)
+    );
+    assert_eq!(classify("GET", "/images/a%2F%2Fb/json", ""), None);
+    let create = |query| classify("POST", "/images/create", query);
+    assert_eq!(create("fromImage=alpine"), Some(Api::ImagePull));
+    assert_eq!(create("from%49mage=alpine"), Some(Api::ImagePull));
+    assert_eq!(create("fromImage=&fromSrc=-"), Some(Api::ImageImport));
+    assert_eq!(
+        create("fromImage=&fromImage=alpine"),
+        Some(Api::ImageImport)
+    );
+    assert_eq!(create(""), Some(Api::ImageImport));
+    assert_eq!(
+        classify_target("POST", "http://docker/v1.45/images/create?fromImage=x"),
+        Some(Api::ImagePull)
+    );
+    assert_eq!(
+        classify_target("GET", "/v1.45/containers/json?all=1"),
+        Some(Api::ContainerList)
+    );
+    assert_eq!(
+        classify("GET", "/version", ""),
+        Some(Api::Version),
+        "not a version prefix"
+    );
+    assert_eq!(
+        classify("DELETE", "/containers/a/checkpoints/b", ""),
+        Some(Api::CheckpointDelete)
+    );
+    assert_eq!(
+        classify("DELETE", "/containers/a/b/checkpoints/c", ""),
+        Some(Api::ContainerDelete)
+    );
+}
+
+fn rules(texts: &[&str]) -> Vec<(String, CommandRule)> {
+    texts
+        .iter()
+        .map(|text| (text.to_string(), CommandRule::parse(text).unwrap()))
+        .collect()
+}
+
+#[test]
+fn deny_lists_refuse_what_they_name_and_nothing_else() {
+    let list = CommandList::new(ListKind::Deny, rules(&["push", "build", "system*"]));
+    let push = list.decide("POST", "/v1.43/images/myimage/push", "tag=latest");
+    assert!(!push.allowed);
+    assert_eq!(push.reason, Reason::Listed("push"));
+    assert!(
+        !list.decide("POST", "/session", "").allowed,
+        "BuildKit builds are builds"
+    );
+    let prune = list.decide("POST", "/containers/prune", "");
+    assert_eq!(prune.reason, Reason::Listed("system*"));
+    assert!(!list.decide("GET", "/info", "").allowed);
+    let ps = list.decide("GET", "/containers/json", "all=1");
+    assert!(ps.allowed);
+    assert_eq!(ps.reason, Reason::NotListed);
+    let ping = list.decide("GET", "/_ping", "");
+    assert!(ping.allowed, "negotiation is never refused");
+    let unknown = list.decide("GET", "/containers/x/unknown", "");
+    assert_eq!(
+        (unknown.allowed, unknown.reason),
+        (false, Reason::Unclassified)
+    );
+}
+
+#[test]
+fn allow_lists_allow_only_what_they_name() {
+    let list = CommandList::new(ListKind::Allow, rules(&["run", "container ls", "volume*"]));
+    for (method, path) in [
+        ("POST", "/containers/create"),
+        ("POST", "/containers/x/start"),
+        ("POST", "/containers/x/attach"),
+        ("POST", "/containers/x/wait"),
+        ("GET", "/containers/json"),
+        ("POST", "/volumes/create"),
+        ("DELETE", "/volumes/data"),
+        ("HEAD", "/_ping"),
+    ] {
+        assert!(list.decide(method, path, "").allowed, "{method} {path}");
+    }
+    for (method, path) in [
+        ("DELETE", "/containers/x"),
+        ("POST", "/images/create"),
+        ("POST", "/networks/create"),
+        ("GET", "/nope"),
+    ] {
+        assert!(!list.decide(method, path, "").allowed, "{method} {path}");
+    }
+    let everything = CommandList::new(ListKind::Allow, rules(&["*"]));
+    assert!(ENDPOINTS
+        .iter()
+        .all(|e| everything.decide_endpoint(e.api).allowed));
+}
+
+#[test]
+fn every_wildcard_docker_documents_covers_its_commands() {
+    let covered = |rule: &str, command: &str| {
+        let rule = CommandRule::parse(rule).unwrap();
+        ENDPOINTS
+            .iter()
+            .filter(|e| e.commands.contains(&command))
+            .all(|e| rule.covers(e))
+    };
+    assert!(covered("container*", "ps"));
+    assert!(covered("container*", "exec"));
+    assert!(covered("image*", "pull"));
+    assert!(covered("image*", "build"));
+    assert!(covered("volume*", "volume create"));
+    assert!(covered("network*", "network connect"));
+    assert!(covered("build*", "builder prune"));
+    assert!(covered("system*", "system df"));
+    assert!(covered("system*", "events"));
+    assert!(!covered("container*", "pull"));
+}
+
+#[test]
+fn unknown_entries_are_errors_that_name_them() {
+    assert_eq!(
+        CommandRule::parse("compose"),
+        Err(CommandError::Unknown("compose".into()))
+    );
+    assert_eq!(
+        CommandRule::parse("containers*"),
+        Err(CommandError::UnknownGroup("containers*".into()))
+    );
+    assert_eq!(
+        CommandRule::parse(""),
+        Err(CommandError::Unknown(String::new()))
+    );
+}
+
+fn segment() -> impl Strategy<Value = String> {
+    "[a-z0-9][a-z0-9._-]{0,6}"
+}
+
+fn name() -> impl Strategy<Value = String> {
+    proptest::collection::vec(segment(), 1..4).prop_map(|parts| parts.join("/"))
+}
+
+proptest! {
+    #[test]
+    fn documented_endpoints_classify_whatever_the_names_and_version(
+        index in 0..ENDPOINTS.len(),
+        name in name(),
+        id in "[a-zA-Z0-9_-]{1,12}",
+        version in proptest::option::of("[0-9]{1,2}\\.[0-9]{1,2}"),
+    ) {
+        let rows = doc_rows();
+        let row = &rows[index];
+        let prefix = version.map(|v| format!("/v{v}")).unwrap_or_default();
+        let path = format!("{prefix}{}", fill(&row.path, &name, &id));
+        let query = query_for(row);
+        let request = format!("{} {path}?{query}", row.method);
+        assert_row_matches(row, classify(&row.method, &path, &query), &request);
+    }
+
+    #[test]
+    fn classification_never_panics(method in "[A-Z]{0,7}", path in "\\PC{0,60}", query in "\\PC{0,30}") {
+        let first = classify(&method, &path, &query);
+        prop_assert_eq!(first, classify(&method, &path, &query));
+    }
+
+    #[test]
+    fn path_like_noise_never_panics(path in "(/(v1\\.4[0-7]|containers|images|x|%2[fF]|\\.\\.|\\.|json|ws|attach|create|%|)){0,6}") {
+        let _ = classify("GET", &path, "fromImage=%");
+        let _ = classify("POST", &path, "");
+        let _ = classify("DELETE", &path, "");
+    }
+}
