@@ -30,8 +30,11 @@ struct Args {
     /// Where the runtime keeps ID leases.
     #[arg(long, default_value = "/run/eci")]
     state_dir: PathBuf,
+    /// The settings document (docs/settings.md) [default: the built-in settings].
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
     /// Take container ID blocks from this user's /etc/subuid and /etc/subgid range instead of
-    /// the default pool.
+    /// the pool in the settings.
     #[arg(long, value_name = "USER")]
     subuid_user: Option<String>,
     /// Bind a host directory into the container: HOST:CONTAINER[:ro]. Only paths the policy
@@ -92,6 +95,9 @@ fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
         state_dir: args.state_dir.clone(),
         ..Default::default()
     };
+    if let Some(path) = &args.settings {
+        config.policy = eci::load_settings(path)?;
+    }
     if let Some(user) = &args.subuid_user {
         let uid = nix::unistd::User::from_name(user)?
             .ok_or_else(|| format!("no user {user}"))?

@@ -13,6 +13,7 @@ use eci_ns::failure::{Failure, Stage};
 use eci_ns::{spawn, ExitStatus, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest};
 use eci_policy::harden::{harden, Change, HardenContext};
 use eci_policy::ids::IdMapping;
+use eci_policy::overrides::Overrides;
 use eci_seccomp::mount::{HelperConfig, MountVetter};
 use eci_seccomp::Registration;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -113,6 +114,8 @@ pub struct Container {
     pub(crate) shared: Arc<Shared>,
     /// The hardened spec, which processes added later are hardened against.
     pub(crate) spec: Spec,
+    /// The runtime's settings with this container's overrides.
+    pub(crate) policy: eci_policy::Policy,
     /// What the mount helpers of this container know.
     pub(crate) helper_config: Option<HelperConfig>,
     /// Where relative bind sources were resolved.
@@ -256,11 +259,14 @@ impl Container {
         check_supported(&spec)?;
 
         let holder = Holder::current().map_err(Error::io("reading the runtime's start time"))?;
+        // The container's own settings: the runtime's with the overrides its annotations ask for.
+        let overrides = Overrides::from_annotations(spec.annotations().iter().flatten())?;
+        let policy = shared.policy.with_overrides(&overrides)?;
         let lease = shared.allocator.allocate(id, holder)?;
         let block = lease.block();
         tracing::debug!(container = id, block = %block, "leased");
         let ctx = HardenContext {
-            policy: &shared.policy,
+            policy: &policy,
             block,
             runtime_caps: shared.runtime_caps,
         };
@@ -347,6 +353,7 @@ impl Container {
             resources,
             shared,
             spec,
+            policy,
             helper_config: None,
             bundle,
         };
@@ -370,7 +377,7 @@ impl Container {
             sysctls,
         };
         let listener = receive_listener(channel, |failure| explain(failure, &plans))?;
-        let config = helper_config(&self.init, &self.shared.policy)?;
+        let config = helper_config(&self.init, &self.policy)?;
         let (vetter, registration) = start_vetting(
             &self.shared,
             &self.init,

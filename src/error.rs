@@ -30,6 +30,17 @@ pub enum Error {
         /// What is wrong, with line and column.
         reason: String,
     },
+    /// The settings document cannot be used.
+    #[error("settings {}: {source}", path.display())]
+    Settings {
+        /// The settings file.
+        path: PathBuf,
+        /// Where and what is wrong.
+        source: eci_policy::document::SettingsError,
+    },
+    /// The spec asks to override a setting it may not.
+    #[error("spec refused: {0}")]
+    Override(#[from] eci_policy::overrides::OverrideError),
     /// The spec cannot be made safe.
     #[error("spec refused: {0}")]
     Spec(#[from] eci_policy::harden::HardenError),
@@ -117,5 +128,25 @@ pub fn load_spec(bundle: &std::path::Path) -> Result<oci_spec::runtime::Spec> {
     serde_json::from_reader(std::io::BufReader::new(file)).map_err(|err| Error::SpecFile {
         path,
         reason: err.to_string(),
+    })
+}
+
+/// Reads the settings document at `path` into a policy. Errors name the JSON path, line and
+/// column of what is wrong.
+///
+/// ```no_run
+/// let policy = eci::load_settings("/etc/eci/settings.json".as_ref())?;
+/// let runtime = eci::Runtime::new(eci::RuntimeConfig { policy, ..Default::default() })?;
+/// # Ok::<(), eci::Error>(())
+/// ```
+pub fn load_settings(path: &std::path::Path) -> Result<eci_policy::Policy> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Path {
+        what: "settings",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    eci_policy::document::parse(&text).map_err(|source| Error::Settings {
+        path: path.to_path_buf(),
+        source,
     })
 }

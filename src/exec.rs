@@ -87,7 +87,7 @@ impl Container {
             .as_ref()
             .expect("a running container holds its lease");
         let ctx = HardenContext {
-            policy: &self.shared.policy,
+            policy: &self.policy,
             block: lease.block(),
             runtime_caps: self.shared.runtime_caps,
         };

@@ -51,7 +51,7 @@ pub use eci_ns::ExitStatus;
 pub use eci_policy::harden::Change;
 pub use eci_policy::ids::IdMapping;
 pub use eci_policy::Policy;
-pub use error::{load_spec, Error, Result};
+pub use error::{load_settings, load_spec, Error, Result};
 pub use exec::ExecProcess;
 pub use init::ProcessError;
 pub use rootfs::{all_capabilities, privileged_spec, HostRootfs};

@@ -92,6 +92,9 @@ impl Runtime {
                 what: "restricting the state directory".into(),
                 source: std::io::Error::other(e),
             })?;
+        if !policy.eci_enabled {
+            tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");
+        }
         let allocator = Allocator::open_with(
             &state_dir.join("idmap"),
             policy.id_pool,
