@@ -377,7 +377,7 @@ impl Container {
             sysctls,
         };
         let listener = receive_listener(channel, |failure| explain(failure, &plans))?;
-        let config = helper_config(&self.init, &self.policy)?;
+        let config = helper_config(&self.init, &self.policy, &self.spec)?;
         let (vetter, registration) = start_vetting(
             &self.shared,
             &self.init,

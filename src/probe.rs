@@ -18,6 +18,9 @@
 //! eci-probe private TARGET                        make a mount private
 //! eci-probe bench-mount N DIR                     time N tmpfs mount+umount pairs on DIR:
 //!                                                 "p50 p99 mean" in microseconds
+//! eci-probe race-fstype N DIR                     N mounts on DIR whose type a second thread
+//!                                                 flips between tmpfs and ramfs meanwhile:
+//!                                                 "tmpfs T ramfs R refused E"
 //! ```
 //! Several commands may be joined with `,` as separate arguments: `eci-probe umount /a , umount /b`.
 //!
@@ -158,6 +161,10 @@ pub fn run(args: &[&str]) -> String {
             answer(unsafe { libc::umount2(c(target).as_ptr(), libc::MNT_DETACH) } as libc::c_long)
         }
         ["seccomp-listener"] => seccomp_listener(),
+        ["race-fstype", n, dir] => match n.parse() {
+            Ok(n) => race_fstype(n, dir),
+            Err(_) => format!("usage error: {n} is not a count"),
+        },
         ["bench-mount", n, dir] => match n.parse() {
             Ok(n) => bench_mount(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
@@ -187,6 +194,64 @@ fn bench_mount(n: usize, dir: &str) -> String {
     pairs.sort_by(f64::total_cmp);
     let at = |q: f64| pairs[((pairs.len() - 1) as f64 * q).round() as usize];
     format!("{:.1} {:.1} {:.1}", at(0.5), at(0.99), mean)
+}
+
+/// Mounts on `dir` `n` times with a type argument that another thread keeps rewriting between
+/// "tmpfs" and "ramfs", and counts what was mounted (by the filesystem's magic number) and what
+/// was refused. A vetter that decided on one reading and let the kernel read again would mount
+/// ramfs under a policy that allows only tmpfs.
+fn race_fstype(n: usize, dir: &str) -> String {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
+    static FSTYPE: [AtomicU8; 6] = [const { AtomicU8::new(0) }; 6];
+    let write = |name: &[u8; 5]| {
+        for (byte, value) in FSTYPE.iter().zip(name) {
+            byte.store(*value, Ordering::Relaxed);
+        }
+    };
+    write(b"tmpfs");
+    let stop = AtomicBool::new(false);
+    let target = c(dir);
+    let (mut tmpfs, mut ramfs, mut refused) = (0, 0, 0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                write(b"ramfs");
+                std::hint::spin_loop();
+                write(b"tmpfs");
+            }
+        });
+        for _ in 0..n {
+            let fstype = FSTYPE.as_ptr().cast::<libc::c_char>();
+            // SAFETY: every pointer is a NUL-terminated string (FSTYPE's last byte stays 0).
+            let mounted = unsafe {
+                libc::mount(
+                    c"none".as_ptr(),
+                    target.as_ptr(),
+                    fstype,
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            if mounted != 0 {
+                refused += 1;
+                continue;
+            }
+            // SAFETY: an all-zero statfs is valid; the path is NUL-terminated.
+            let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: fs is a valid out pointer.
+            unsafe { libc::statfs(target.as_ptr(), &mut fs) };
+            if fs.f_type as libc::c_long == RAMFS_MAGIC {
+                ramfs += 1;
+            } else {
+                tmpfs += 1;
+            }
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(target.as_ptr(), 0) };
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    format!("tmpfs {tmpfs} ramfs {ramfs} refused {refused}")
 }
 
 /// Runs the commands in `args` (separated by `,`) and prints one answer per line.

@@ -10,10 +10,12 @@ use eci_ns::failure::Failure;
 use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
 use eci_policy::Policy;
+use eci_seccomp::fresh::Masks;
 use eci_seccomp::mount::{HelperConfig, MountVetter};
 use eci_seccomp::notify::Listener;
 use eci_seccomp::supervisor::Handler;
 use eci_seccomp::Registration;
+use oci_spec::runtime::Spec;
 
 use crate::error::{Error, Result};
 use crate::init::LISTENER;
@@ -43,8 +45,9 @@ pub(crate) fn receive_listener(
 }
 
 /// What the mount helpers of a container know: its policy, its user namespace and its initial
-/// mounts, read from the init right after it entered its own mount namespace.
-pub(crate) fn helper_config(init: &PidFd, policy: &Policy) -> Result<HelperConfig> {
+/// mounts, read from the init right after it entered its own mount namespace, and the masks
+/// of the (hardened) spec for the procfs and sysfs it mounts itself.
+pub(crate) fn helper_config(init: &PidFd, policy: &Policy, spec: &Spec) -> Result<HelperConfig> {
     let pid = init.pid();
     let mounts = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
         "reading the container's mount table (/proc/{pid}/mountinfo)"
@@ -58,10 +61,16 @@ pub(crate) fn helper_config(init: &PidFd, policy: &Policy) -> Result<HelperConfi
         immutability: policy.immutability,
         types: policy.mount_types,
     };
+    let linux = spec.linux().clone().unwrap_or_default();
+    let masks = Masks::from_paths(
+        linux.masked_paths().as_deref().unwrap_or_default(),
+        linux.readonly_paths().as_deref().unwrap_or_default(),
+    );
     Ok(HelperConfig {
         policy,
         userns,
         initial,
+        masks,
     })
 }
 

@@ -91,6 +91,16 @@ pub fn probe_mount() -> Mount {
 
 /// The spec for `args` in a fresh host rootfs, edited by `edit`.
 pub fn create_with(name: &str, args: &[&str], edit: impl FnOnce(&mut Spec)) -> TestContainer {
+    create_in(runtime(), name, args, edit)
+}
+
+/// [`create_with`] in another runtime.
+pub fn create_in(
+    runtime: &Runtime,
+    name: &str,
+    args: &[&str],
+    edit: impl FnOnce(&mut Spec),
+) -> TestContainer {
     let id = unique_id(name);
     let rootfs =
         HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).expect("rootfs");
@@ -105,7 +115,7 @@ pub fn create_with(name: &str, args: &[&str], edit: impl FnOnce(&mut Spec)) -> T
         stdout: Some(OwnedFd::from(writer)),
         stderr: None,
     };
-    let container = runtime().create(ContainerConfig::new(id, spec).stdio(stdio));
+    let container = runtime.create(ContainerConfig::new(id, spec).stdio(stdio));
     match container {
         Ok(container) => TestContainer {
             container: Some(container),

@@ -7,6 +7,7 @@
 //! - [`notify`]: the listener: receive, answer, check that a call is still pending, read the
 //!   caller's memory;
 //! - [`supervisor`]: one thread watching every container: its listener, its init, its helper;
+//! - [`fresh`]: procfs and sysfs that the container mounts itself, built masked outside it;
 //! - [`mount`]: the vetting of `mount` and `umount2` by a helper in the container's namespaces,
 //!   which receives from the listener itself.
 //!
@@ -25,7 +26,7 @@
 //! // and closed there.
 //! let listener = Listener::new(listener_from_the_container());
 //! let supervisor = Supervisor::start()?;
-//! let config = HelperConfig { policy: Default::default(), userns: 0, initial: Vec::new() };
+//! let config = HelperConfig { policy: Default::default(), userns: 0, initial: Vec::new(), masks: Default::default() };
 //! let vetter = MountVetter::start(&init, &listener, config)?;
 //! let handler: Arc<dyn Handler> = vetter;
 //! let exit = init.as_fd().try_clone_to_owned()?;
@@ -34,6 +35,7 @@
 //! ```
 
 pub mod filters;
+pub mod fresh;
 pub mod install;
 pub mod mount;
 pub mod notify;

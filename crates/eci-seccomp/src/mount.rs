@@ -36,6 +36,7 @@ use eci_policy::mount::{
     Target, Verdict,
 };
 
+use crate::fresh::{enter_own_namespace, start_host_half, Fresh, HostHalf, Masks};
 use crate::notify::{id_valid, read_cstr, respond, Listener, Notification, Reply};
 use crate::supervisor::Handler;
 
@@ -49,6 +50,8 @@ pub struct HelperConfig {
     pub userns: u64,
     /// The initial mounts: (mount ID, read-only), sorted by ID.
     pub initial: Vec<(u32, bool)>,
+    /// What a procfs or sysfs the container mounts itself gets masked, as its own are.
+    pub masks: Masks,
 }
 
 impl HelperConfig {
@@ -230,7 +233,7 @@ impl PidDirs {
 
 /// Receives one notification on the helper's descriptor of the listener and answers it. Runs
 /// after fork: allocation-free. Refusals are reported on `channel`, without waiting.
-fn handle_one(config: &HelperConfig, fds: Fds, view: &View, channel: &Channel) {
+fn handle_one(config: &HelperConfig, fds: Fds, view: &View, half: &HostHalf, channel: &Channel) {
     let n = match Listener::receive_raw(fds.listener) {
         Ok(Some(n)) => n,
         _ => return,
@@ -249,7 +252,7 @@ fn handle_one(config: &HelperConfig, fds: Fds, view: &View, channel: &Channel) {
         }
     };
     let outcome = match view.pids.cached(n.pid) {
-        Some(piddir) => match vet_and_perform(config, fds, view, &n, &call, piddir) {
+        Some(piddir) => match vet_and_perform(config, fds, view, half, &n, &call, piddir) {
             // The cached directory belongs to a process that has exited.
             Err(Errno(libc::ESRCH | libc::ENOENT)) => None,
             other => Some(other),
@@ -259,7 +262,7 @@ fn handle_one(config: &HelperConfig, fds: Fds, view: &View, channel: &Channel) {
     let outcome = match outcome {
         Some(outcome) => outcome,
         None => match view.pids.open(fds.host_proc, n.pid) {
-            Ok(piddir) => vet_and_perform(config, fds, view, &n, &call, piddir),
+            Ok(piddir) => vet_and_perform(config, fds, view, half, &n, &call, piddir),
             Err(errno) => Err(errno),
         },
     };
@@ -303,6 +306,7 @@ fn vet_and_perform(
     config: &HelperConfig,
     fds: Fds,
     view: &View,
+    half: &HostHalf,
     n: &Notification,
     call: &Call<'_>,
     piddir: RawFd,
@@ -325,7 +329,12 @@ fn vet_and_perform(
     // Only unmounting, remounting and moving depend on what the target is.
     let needs_target = call.umount || matches!(kind, MountKind::Remount { .. } | MountKind::Move);
     let target = if needs_target {
-        target_facts(config, call.target, nofollow)
+        // A move's `target` is where the mount goes; the mount moved is named by `source`.
+        let moved = match kind {
+            MountKind::Move => call.source.ok_or(Errno(libc::EFAULT))?,
+            _ => call.target,
+        };
+        target_facts(config, moved, nofollow)
     } else {
         Target::default()
     };
@@ -338,7 +347,13 @@ fn vet_and_perform(
     if let Verdict::Deny { errno, rule } = verdict {
         return Ok(Some((errno, rule.code())));
     }
-    let done = if call.umount {
+    let fresh = match kind {
+        MountKind::NewFilesystem => call.fstype.and_then(|t| Fresh::of(t.to_bytes())),
+        _ => None,
+    };
+    let done = if let Some(fresh) = fresh {
+        mount_fresh(half, view, piddir, call, fresh)
+    } else if call.umount {
         // SAFETY: target is NUL-terminated.
         check_int(unsafe { libc::umount2(call.target.as_ptr(), call.flags as libc::c_int) })
             .map(drop)
@@ -352,6 +367,42 @@ fn vet_and_perform(
         )
     };
     Ok(Some((done.err().map_or(0, |Errno(e)| e), 0)))
+}
+
+/// Mounts a procfs or sysfs that the host half built (masked, for the caller's PID or network
+/// namespace) at the caller's target. See [`crate::fresh`].
+fn mount_fresh(
+    half: &HostHalf,
+    view: &View,
+    piddir: RawFd,
+    call: &Call<'_>,
+    fresh: Fresh,
+) -> SysResult<()> {
+    let ns = match fresh {
+        Fresh::Proc => c"ns/pid",
+        Fresh::Sysfs => c"ns/net",
+    };
+    let ns = open_at(piddir, ns, libc::O_RDONLY)?;
+    // Building leaves the helper in its own mount namespace: the cached view no longer holds.
+    let tree = half.build(fresh, ns.as_raw_fd(), call.flags, call.data);
+    view.mntns.store(0, Ordering::Relaxed);
+    forget(&view.root);
+    forget(&view.cwd);
+    let tree = tree?;
+    enter_callers_view(piddir, view, call)?;
+    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+    // SAFETY: both paths are NUL-terminated and the tree fd is open.
+    sys::check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            call.target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
 }
 
 /// The caller's effective capabilities (capget by pid; the caller must be re-checked as still
@@ -567,14 +618,20 @@ impl MountVetter {
             host_proc: host_proc.as_raw_fd(),
         };
         let view = View::default();
-        let on_ready = |channel: &Channel| handle_one(&config, fds, &view, channel);
+        let half = HostHalf::default();
+        let on_ready = |channel: &Channel| handle_one(&config, fds, &view, &half, channel);
+        let before_join = || start_host_half(&half, &config.masks);
+        let after_join = || {
+            become_container_root()?;
+            enter_own_namespace(&half)
+        };
         let serve = |_: &[u8], _: &mut ReceivedFds, _: &mut [u8; MAX_RESPONSE]| None;
         let helper = Helper::start(&HelperSpec {
             target: init,
             join: Namespaces::USER,
             keep: &[fds.listener, fds.host_proc],
-            before_join: None,
-            after_join: Some(&become_container_root),
+            before_join: Some(&before_join),
+            after_join: Some(&after_join),
             serve: &serve,
             watch: Some((fds.listener, &on_ready)),
         })?;

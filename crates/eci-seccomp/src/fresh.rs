@@ -1,0 +1,666 @@
+//! Fresh procfs and sysfs for mounts the container makes itself (an inner container runtime
+//! mounting /proc for its own PID namespace).
+//!
+//! The kernel refuses a new procfs or sysfs in the container's mount namespace while locked
+//! masks hide parts of the existing one (`mount_too_revealing`), and a mount the container made
+//! itself would not have locked masks anyway. So the filesystem is built elsewhere:
+//!
+//! 1. Before the helper joins the container's user namespace, it unshares a mount namespace owned
+//!    by the host user namespace with a private workshop tmpfs and, inside it, a *shared* slots
+//!    tmpfs, and forks the **host half**, which stays there with host credentials.
+//! 2. The helper then joins the container's user namespace and unshares again: its own mount
+//!    namespace, owned by the container's user namespace, a copy in which the slots tmpfs is a
+//!    slave of the host half's.
+//! 3. For a `mount -t proc`, the host half creates a procfs for the caller's PID namespace
+//!    (fsopen with the `pidns` option; no `mount_too_revealing` check applies in a namespace
+//!    owned by the host user namespace) in the workshop, puts the masks and read-only binds on
+//!    it, and binds the finished tree into a slot. Propagation copies it into the helper's
+//!    namespace, and because that namespace is less privileged, the kernel locks every mount of
+//!    the copy (masks cannot be unmounted, read-only cannot be undone).
+//! 4. The helper clones the locked tree from its namespace, makes the clone private (else
+//!    releasing the slot would propagate into it), enters the caller's view and attaches the
+//!    clone at the caller's target. The clone's top is not locked (the caller may unmount its
+//!    own mount, with `umount -l` since it has submounts); the masks inside it are.
+//!
+//! sysfs works the same way, with the host half briefly joining the caller's network namespace.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use eci_ns::channel::{Channel, Message};
+use eci_ns::failure::{Failure, Stage};
+use eci_ns::sys::{self, check, check_int, Errno, Forked, SysResult};
+
+/// The host half's private workshop, in the helper's private namespaces only: filesystems are
+/// built and masked here, where nothing propagates. Mode 0711: the helper, once container root,
+/// must pass through it to reach the slots.
+const WORKSHOP: &CStr = c"/tmp";
+const NULL: &CStr = c"/tmp/null";
+const BUILD_PREFIX: &[u8] = b"/tmp/build-";
+/// The shared staging tmpfs: a finished filesystem is bound into a slot here, whole (with its
+/// read-only flags), and so propagates into the helper's namespace.
+const SLOTS: &CStr = c"/tmp/slots";
+const SLOT_PREFIX: &[u8] = b"/tmp/slots/";
+
+const OP_PROC: u32 = 1;
+const OP_SYSFS: u32 = 2;
+const OP_RELEASE: u32 = 3;
+
+/// Which filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    /// procfs.
+    Proc,
+    /// sysfs.
+    Sysfs,
+}
+
+impl Fresh {
+    /// The filesystem type a mount(2) call names, if it is one of these.
+    pub fn of(fstype: &[u8]) -> Option<Fresh> {
+        match fstype {
+            b"proc" => Some(Fresh::Proc),
+            b"sysfs" => Some(Fresh::Sysfs),
+            _ => None,
+        }
+    }
+}
+
+/// What a fresh procfs and sysfs get: paths relative to their root, masked (an empty read-only
+/// tmpfs over a directory, a null device over anything else) or made read-only.
+#[derive(Debug, Clone, Default)]
+pub struct Masks {
+    /// Masked in a fresh procfs.
+    pub proc_masked: Vec<CString>,
+    /// Read-only in a fresh procfs.
+    pub proc_readonly: Vec<CString>,
+    /// Masked in a fresh sysfs.
+    pub sys_masked: Vec<CString>,
+}
+
+impl Masks {
+    /// The masks of the container's own /proc and /sys, from absolute paths such as
+    /// `/proc/kcore`.
+    pub fn from_paths(masked: &[String], readonly: &[String]) -> Masks {
+        let under = |paths: &[String], root: &str| -> Vec<CString> {
+            paths
+                .iter()
+                .filter_map(|p| p.strip_prefix(root))
+                .filter(|rest| !rest.is_empty())
+                .filter_map(|rest| CString::new(rest).ok())
+                .collect()
+        };
+        Masks {
+            proc_masked: under(masked, "/proc/"),
+            proc_readonly: under(readonly, "/proc/"),
+            sys_masked: under(masked, "/sys/"),
+        }
+    }
+}
+
+/// The helper's handles on its host half: the socket to it and the helper's own mount namespace.
+#[derive(Debug, Default)]
+pub struct HostHalf {
+    socket: OnceLock<Channel>,
+    own_mntns: OnceLock<OwnedFd>,
+    next_slot: AtomicU32,
+}
+
+/// Step 1, in the helper before it joins the container's user namespace: a host-owned mount
+/// namespace with a shared staging tmpfs, and the host half serving in it.
+pub fn start_host_half(half: &HostHalf, masks: &Masks) -> Result<(), Failure> {
+    let fail = |step: u32| {
+        move |errno| Failure {
+            stage: Stage::Helper,
+            step: 20 + step,
+            errno,
+        }
+    };
+    sys::unshare(libc::CLONE_NEWNS).map_err(fail(0))?;
+    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(fail(1))?;
+    let tmpfs = |path| {
+        sys::mount(
+            Some(c"tmpfs"),
+            path,
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some(c"mode=0711"),
+        )
+    };
+    tmpfs(WORKSHOP).map_err(fail(2))?;
+    // SAFETY: NUL-terminated paths; makedev is pure.
+    unsafe {
+        check_int(libc::mknod(
+            NULL.as_ptr(),
+            libc::S_IFCHR | 0o666,
+            libc::makedev(1, 3),
+        ))
+        .map_err(fail(3))?;
+        check_int(libc::mkdir(SLOTS.as_ptr(), 0o711)).map_err(fail(4))?;
+    }
+    tmpfs(SLOTS).map_err(fail(5))?;
+    sys::mount(None, SLOTS, None, libc::MS_SHARED, None).map_err(fail(6))?;
+    let (ours, theirs) = Channel::pair().map_err(|_| Failure::last_errno(Stage::Helper, 25))?;
+    // SAFETY: the child runs only `serve_host_half`, which is async-signal-safe and never returns.
+    match unsafe { sys::fork() }.map_err(fail(7))? {
+        Forked::Child => {
+            // Nothing of the helper's stays open here: above all not the seccomp listener, which
+            // must close when the helper goes so that the container's mount calls fail.
+            if sys::close_fds_except(&[theirs.raw_fd()]).is_err() {
+                sys::exit(1);
+            }
+            serve_host_half(&theirs, masks)
+        }
+        Forked::Parent { .. } => {
+            drop(theirs);
+            half.socket.set(ours).map_err(|_| Failure {
+                stage: Stage::Helper,
+                step: 27,
+                errno: Errno(libc::EBUSY),
+            })
+        }
+    }
+}
+
+/// Step 2, in the helper once it is root of the container's user namespace: a mount namespace of
+/// its own, a copy (with the staging tmpfs a slave) owned by the container's user namespace.
+pub fn enter_own_namespace(half: &HostHalf) -> Result<(), Failure> {
+    let fail = |step: u32| {
+        move |errno| Failure {
+            stage: Stage::Helper,
+            step: 30 + step,
+            errno,
+        }
+    };
+    sys::unshare(libc::CLONE_NEWNS).map_err(fail(0))?;
+    // /proc here is the host's (the helper is in the host's PID namespace), so it finds itself.
+    // SAFETY: a NUL-terminated path.
+    let fd = check_int(unsafe {
+        libc::open(
+            c"/proc/thread-self/ns/mnt".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    })
+    .map_err(fail(1))?;
+    // SAFETY: open returned a new fd that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    half.own_mntns.set(fd).map_err(|_| Failure {
+        stage: Stage::Helper,
+        step: 32,
+        errno: Errno(libc::EBUSY),
+    })
+}
+
+impl HostHalf {
+    /// Whether both halves are set up.
+    pub fn is_ready(&self) -> bool {
+        self.socket.get().is_some() && self.own_mntns.get().is_some()
+    }
+
+    /// Steps 3 and 4 for one call: has the host half build the filesystem for the caller's PID
+    /// (proc) or network (sysfs) namespace `ns`, and returns a detached, locked clone of it taken
+    /// from the helper's own namespace, into which the helper has moved (its view is forgotten).
+    pub fn build(
+        &self,
+        fresh: Fresh,
+        ns: RawFd,
+        flags: u64,
+        data: Option<&CStr>,
+    ) -> SysResult<OwnedFd> {
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let op = match fresh {
+            Fresh::Proc => OP_PROC,
+            Fresh::Sysfs => OP_SYSFS,
+        };
+        self.ask(op, slot, flags, data, Some(ns))?;
+        let taken = self.take(slot);
+        let released = self.ask(OP_RELEASE, slot, 0, None, None);
+        let tree = taken?;
+        released?;
+        Ok(tree)
+    }
+
+    fn take(&self, slot: u32) -> SysResult<OwnedFd> {
+        let own = self.own_mntns.get().ok_or(Errno(libc::ENOSYS))?;
+        sys::setns(own.as_raw_fd(), libc::CLONE_NEWNS)?;
+        let path = numbered(SLOT_PREFIX, slot);
+        let path = CStr::from_bytes_until_nul(&path).map_err(|_| Errno(libc::EINVAL))?;
+        const OPEN_TREE_CLONE: u32 = 1;
+        let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_RECURSIVE as u32;
+        // SAFETY: a NUL-terminated path.
+        let fd = check(unsafe {
+            libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags)
+        })?;
+        // SAFETY: open_tree returned a new fd that we own.
+        let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        // The clone would stay a slave of the host half's slot, whose release would then unmount
+        // the masks inside it: cut it loose first.
+        make_private(&tree)?;
+        Ok(tree)
+    }
+
+    /// One request to the host half and its answer.
+    fn ask(
+        &self,
+        op: u32,
+        slot: u32,
+        flags: u64,
+        data: Option<&CStr>,
+        fd: Option<RawFd>,
+    ) -> SysResult<()> {
+        let mut request = [0u8; 4096 + 20];
+        request[..4].copy_from_slice(&op.to_ne_bytes());
+        request[4..8].copy_from_slice(&slot.to_ne_bytes());
+        request[8..16].copy_from_slice(&flags.to_ne_bytes());
+        let data = data.map_or(&b""[..], CStr::to_bytes);
+        let len = data.len().min(4095);
+        request[16..16 + len].copy_from_slice(&data[..len]);
+        let socket = self.socket.get().ok_or(Errno(libc::ENOSYS))?;
+        socket.send_bytes(&request[..17 + len], fd.as_slice())?;
+        match socket.recv()? {
+            Some((msg, _)) if msg.a == 0 => Ok(()),
+            Some((msg, _)) => Err(Errno(msg.a)),
+            None => Err(Errno(libc::ENOSYS)),
+        }
+    }
+}
+
+/// Makes every mount of a detached tree private (mount_setattr with AT_RECURSIVE).
+fn make_private(tree: &OwnedFd) -> SysResult<()> {
+    #[repr(C)]
+    struct MountAttr {
+        set: u64,
+        clear: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        set: 0,
+        clear: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    // SAFETY: an empty NUL-terminated path on an open fd, and a valid mount_attr of the given
+    // size.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `prefix` followed by `n` in a stack buffer (NUL-terminated).
+fn numbered(prefix: &[u8], n: u32) -> [u8; 32] {
+    let mut buf = [0u8; 32];
+    buf[..prefix.len()].copy_from_slice(prefix);
+    write_number(&mut buf[prefix.len()..], u64::from(n));
+    buf
+}
+
+/// Writes `n` in decimal; returns the digits written (the buffer must hold them and a NUL).
+fn write_number(out: &mut [u8], mut n: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        out[i] = digits[len - 1 - i];
+    }
+    len
+}
+
+/// "{base}/{rel}" in a stack buffer (NUL-terminated), or None if it does not fit.
+fn join(base: &[u8], rel: &[u8]) -> Option<[u8; 512]> {
+    let mut buf = [0u8; 512];
+    let end = base.len() + 1 + rel.len();
+    if end >= buf.len() {
+        return None;
+    }
+    buf[..base.len()].copy_from_slice(base);
+    buf[base.len()] = b'/';
+    buf[base.len() + 1..end].copy_from_slice(rel);
+    Some(buf)
+}
+
+/// The host half: builds fresh filesystems in staging slots until the helper goes away.
+fn serve_host_half(socket: &Channel, masks: &Masks) -> ! {
+    // SAFETY: a NUL-terminated path.
+    let own_net = unsafe {
+        libc::open(
+            c"/proc/thread-self/ns/net".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    let mut request = [0u8; 4096 + 20];
+    loop {
+        let (len, mut fds) = match socket.recv_bytes(&mut request) {
+            Ok(Some(got)) => got,
+            _ => sys::exit(0),
+        };
+        let word = |i: usize| {
+            u32::from_ne_bytes([request[i], request[i + 1], request[i + 2], request[i + 3]])
+        };
+        let mut flags = [0u8; 8];
+        flags.copy_from_slice(&request[8..16]);
+        let flags = u64::from_ne_bytes(flags);
+        let data = CStr::from_bytes_until_nul(&request[16..len.max(17)])
+            .ok()
+            .filter(|d| !d.is_empty());
+        let ns = fds.take();
+        let slot = word(4);
+        let build = numbered(BUILD_PREFIX, slot);
+        let built = match (word(0), ns) {
+            (OP_PROC, Some(ns)) => build_proc(&build, ns.as_raw_fd(), flags, data, masks),
+            (OP_SYSFS, Some(ns)) => build_sysfs(&build, ns.as_raw_fd(), own_net, flags, masks),
+            (OP_RELEASE, _) => Ok(()),
+            _ => Err(Errno(libc::EINVAL)),
+        };
+        let answer = match (word(0), built) {
+            (OP_RELEASE, _) => release(slot),
+            (_, Ok(())) => publish(&build, &numbered(SLOT_PREFIX, slot)),
+            (_, Err(errno)) => Err(errno),
+        };
+        if answer.is_err() {
+            // Nothing half-built stays behind.
+            let _ = release(slot);
+        }
+        let errno = answer.err().map_or(0, |Errno(e)| e);
+        if socket
+            .send(Message {
+                kind: 0,
+                a: errno,
+                b: 0,
+                c: 0,
+            })
+            .is_err()
+        {
+            sys::exit(0);
+        }
+    }
+}
+
+const FSCONFIG_SET_FLAG: u32 = 0;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_SET_FD: u32 = 5;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+
+fn fsconfig(
+    fs: RawFd,
+    cmd: u32,
+    key: Option<&CStr>,
+    value: *const libc::c_void,
+    aux: i32,
+) -> SysResult<()> {
+    let key = key.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: key is NULL or NUL-terminated; value is what `cmd` expects (NULL, a string).
+    check(unsafe { libc::syscall(libc::SYS_fsconfig, fs, cmd, key, value, aux) }).map(drop)
+}
+
+/// mount(2) flags as mount attributes for fsmount.
+fn mount_attributes(flags: u64) -> u64 {
+    const ATTRS: [(u64, u64); 6] = [
+        (libc::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        (libc::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
+        (libc::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+    ];
+    ATTRS
+        .iter()
+        .filter(|(ms, _)| flags & ms != 0)
+        .fold(0, |acc, (_, attr)| acc | attr)
+}
+
+/// Binds a finished filesystem, whole, into its slot, from where it propagates.
+fn publish(build: &[u8; 32], slot: &[u8; 32]) -> SysResult<()> {
+    let build = CStr::from_bytes_until_nul(build).map_err(|_| Errno(libc::EINVAL))?;
+    let slot = CStr::from_bytes_until_nul(slot).map_err(|_| Errno(libc::EINVAL))?;
+    make_dir(slot)?;
+    sys::mount(Some(build), slot, None, libc::MS_BIND | libc::MS_REC, None)
+}
+
+fn make_dir(path: &CStr) -> SysResult<()> {
+    // SAFETY: a NUL-terminated path.
+    match check_int(unsafe { libc::mkdir(path.as_ptr(), 0o700) }) {
+        Ok(_) | Err(Errno(libc::EEXIST)) => Ok(()),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Creates the filesystem from an fs context and mounts it at `path` (in the workshop).
+fn mount_context(fs: &OwnedFd, path: &[u8; 32], flags: u64) -> SysResult<()> {
+    fsconfig(
+        fs.as_raw_fd(),
+        FSCONFIG_CMD_CREATE,
+        None,
+        std::ptr::null(),
+        0,
+    )?;
+    // SAFETY: fsmount takes integers; it returns a new fd that we own.
+    let mnt = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            mount_attributes(flags),
+        )
+    })?;
+    // SAFETY: as above.
+    let mnt = unsafe { OwnedFd::from_raw_fd(mnt as RawFd) };
+    let target = CStr::from_bytes_until_nul(path).map_err(|_| Errno(libc::EINVAL))?;
+    make_dir(target)?;
+    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+    // SAFETY: both paths are NUL-terminated; the fds are open.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+fn open_context(fstype: &CStr) -> SysResult<OwnedFd> {
+    // SAFETY: a NUL-terminated name.
+    let fs =
+        check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) })?;
+    // SAFETY: fsopen returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fs as RawFd) })
+}
+
+fn build_proc(
+    path: &[u8; 32],
+    pidns: RawFd,
+    flags: u64,
+    data: Option<&CStr>,
+    masks: &Masks,
+) -> SysResult<()> {
+    let fs = open_context(c"proc")?;
+    fsconfig(
+        fs.as_raw_fd(),
+        FSCONFIG_SET_FD,
+        Some(c"pidns"),
+        std::ptr::null(),
+        pidns,
+    )?;
+    if let Some(data) = data {
+        for option in data
+            .to_bytes()
+            .split(|b| *b == b',')
+            .filter(|o| !o.is_empty())
+        {
+            set_option(&fs, option)?;
+        }
+    }
+    mount_context(&fs, path, flags)?;
+    let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
+    apply_masks(base, &masks.proc_masked, &masks.proc_readonly)
+}
+
+/// One `key=value` or `key` of mount data, as fsconfig takes it.
+fn set_option(fs: &OwnedFd, option: &[u8]) -> SysResult<()> {
+    let mut buf = [0u8; 256];
+    if option.len() >= buf.len() {
+        return Err(Errno(libc::EINVAL));
+    }
+    buf[..option.len()].copy_from_slice(option);
+    match option.iter().position(|b| *b == b'=') {
+        Some(eq) => {
+            buf[eq] = 0;
+            let key = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
+            let value =
+                CStr::from_bytes_until_nul(&buf[eq + 1..]).map_err(|_| Errno(libc::EINVAL))?;
+            fsconfig(
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                Some(key),
+                value.as_ptr().cast(),
+                0,
+            )
+        }
+        None => {
+            let key = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
+            fsconfig(
+                fs.as_raw_fd(),
+                FSCONFIG_SET_FLAG,
+                Some(key),
+                std::ptr::null(),
+                0,
+            )
+        }
+    }
+}
+
+fn build_sysfs(
+    path: &[u8; 32],
+    netns: RawFd,
+    own_net: RawFd,
+    flags: u64,
+    masks: &Masks,
+) -> SysResult<()> {
+    // sysfs shows the network namespace of whoever creates it.
+    sys::setns(netns, libc::CLONE_NEWNET)?;
+    let fs = open_context(c"sysfs");
+    let back = sys::setns(own_net, libc::CLONE_NEWNET);
+    let fs = fs?;
+    back?;
+    mount_context(&fs, path, flags)?;
+    let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
+    apply_masks(base, &masks.sys_masked, &[])
+}
+
+fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResult<()> {
+    for rel in masked {
+        let Some(buf) = join(base, rel.to_bytes()) else {
+            continue;
+        };
+        let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
+        // SAFETY: an all-zero stat is valid; path is NUL-terminated.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: st is a valid out pointer.
+        if unsafe { libc::lstat(path.as_ptr(), &mut st) } != 0 {
+            continue;
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            sys::mount(
+                Some(c"tmpfs"),
+                path,
+                Some(c"tmpfs"),
+                flags,
+                Some(c"size=0,mode=0555"),
+            )?;
+        } else {
+            sys::mount(Some(NULL), path, None, libc::MS_BIND, None)?;
+        }
+    }
+    for rel in readonly {
+        let Some(buf) = join(base, rel.to_bytes()) else {
+            continue;
+        };
+        let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
+        match sys::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) {
+            Err(Errno(libc::ENOENT)) => continue,
+            other => other?,
+        }
+        let flags = libc::MS_BIND
+            | libc::MS_REMOUNT
+            | libc::MS_RDONLY
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC;
+        sys::mount(None, path, None, flags, None)?;
+    }
+    Ok(())
+}
+
+/// Takes down a slot and its build; the first error (other than "not mounted") is reported.
+fn release(slot: u32) -> SysResult<()> {
+    let mut result = Ok(());
+    for path in [numbered(SLOT_PREFIX, slot), numbered(BUILD_PREFIX, slot)] {
+        let target = CStr::from_bytes_until_nul(&path).map_err(|_| Errno(libc::EINVAL))?;
+        // SAFETY: a NUL-terminated path.
+        match check_int(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }) {
+            Ok(_) | Err(Errno(libc::EINVAL | libc::ENOENT)) => {}
+            Err(errno) => result = result.and(Err(errno)),
+        }
+        // SAFETY: a NUL-terminated path.
+        unsafe { libc::rmdir(target.as_ptr()) };
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_are_taken_relative_to_their_filesystem() {
+        let masked = [
+            "/proc/kcore".to_string(),
+            "/sys/firmware".into(),
+            "/proc".into(),
+            "/etc/x".into(),
+        ];
+        let masks = Masks::from_paths(&masked, &["/proc/sys".to_string()]);
+        assert_eq!(masks.proc_masked, [c"kcore".to_owned()]);
+        assert_eq!(masks.sys_masked, [c"firmware".to_owned()]);
+        assert_eq!(masks.proc_readonly, [c"sys".to_owned()]);
+    }
+
+    #[test]
+    fn paths_are_spelled_out() {
+        assert_eq!(
+            CStr::from_bytes_until_nul(&numbered(SLOT_PREFIX, 42)).unwrap(),
+            c"/tmp/slots/42"
+        );
+        let joined = join(b"/tmp/slot-1", b"kernel/security").unwrap();
+        assert_eq!(
+            CStr::from_bytes_until_nul(&joined).unwrap(),
+            c"/tmp/slot-1/kernel/security"
+        );
+        assert_eq!(
+            mount_attributes(libc::MS_RDONLY as u64 | libc::MS_NOEXEC as u64),
+            0x09
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The mount vetter from inside real containers: every attempt to undo the initial mounts, in
+//! every arrangement of namespaces and roots, gets the exact errno; what inner runtimes need keeps
+//! working. Needs root.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{create_in, run, PROBE, STATE_DIR};
+use eci::eci_policy::settings::{FsType, FsTypes};
+use eci::{Policy, Runtime, RuntimeConfig};
+
+const MATRIX: &str = include_str!("scripts/mount-matrix.sh");
+
+/// Runs the matrix script; returns its (scenario, operation, answer) lines.
+fn matrix() -> Vec<(String, String, String)> {
+    let (code, out) = run(
+        "matrix",
+        &[
+            "sh",
+            "-c",
+            "printf '%s' \"$0\" > /tmp/matrix.sh && exec sh /tmp/matrix.sh /probe",
+            MATRIX,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    out.lines()
+        .map(|line| {
+            let mut words = line.splitn(3, ' ').map(str::to_string);
+            let mut next = || words.next().unwrap_or_default();
+            (next(), next(), next())
+        })
+        .collect()
+}
+
+#[test]
+fn initial_mounts_hold_in_all_eight_scenarios() {
+    let lines = matrix();
+    let scenarios = [
+        "same-plain",
+        "same-chroot",
+        "same-pivot",
+        "same-pivot-chroot",
+        "new-plain",
+        "new-chroot",
+        "new-pivot",
+        "new-pivot-chroot",
+    ];
+    for scenario in scenarios {
+        let answers: Vec<(&str, &str)> = lines
+            .iter()
+            .filter(|(s, _, _)| s == scenario)
+            .map(|(_, op, answer)| (op.as_str(), answer.as_str()))
+            .collect();
+        // Where the caller sees the initial mounts themselves, the vetter refuses (EPERM);
+        // elsewhere it sees copies, which the kernel locked when the container's mount namespace
+        // was made (EINVAL for unmounting or moving a locked mount).
+        let undo = if scenario == "same-plain" {
+            "EPERM"
+        } else {
+            "EINVAL"
+        };
+        let expected = [
+            ("remount-rw", "EPERM"),
+            ("remount-ro", "ok"),
+            ("proc-sys-rw", "EPERM"),
+            ("bind", "ok"),
+            ("bind-rw", "EPERM"),
+            ("umount-mask", undo),
+            ("umount-mask-lazy", undo),
+            ("umount-usr", undo),
+            ("move", undo),
+            ("tmpfs", "ok"),
+            ("umount-tmpfs", "ok"),
+            ("kallsyms", "masked"),
+        ];
+        assert_eq!(answers, expected, "{scenario}: {lines:?}");
+    }
+    assert_eq!(lines.len(), scenarios.len() * 12, "{lines:?}");
+}
+
+#[test]
+fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
+    let script = "mkdir -p /tmp/p /tmp/s && mount -t proc proc /tmp/p && mount -t sysfs sysfs /tmp/s \
+        && /probe umount /tmp/p/kallsyms , remount-rw /tmp/p/sys nosuid,nodev,noexec , umount /tmp/s/firmware \
+        && head -c 1 /tmp/p/kallsyms | wc -c && ls /tmp/s/class/net \
+        && umount -l /tmp/p && umount -l /tmp/s && echo unmounted \
+        && unshare --mount --pid --fork --mount-proc sh -c 'echo \"pid $$\"; head -c 1 /proc/kallsyms | wc -c'";
+    let (code, out) = run("inner-proc", &["sh", "-c", script]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "EINVAL",
+            "EPERM",
+            "EINVAL",
+            "0",
+            "lo",
+            "unmounted",
+            "pid 1",
+            "0"
+        ],
+        "a mask cannot be unmounted, /proc/sys stays read-only, sysfs shows the container's \
+         network namespace, and an inner PID namespace's /proc is masked too"
+    );
+}
+
+#[test]
+fn util_linux_and_busybox_mount_work_and_are_vetted() {
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is installed (scripts/test installs it)");
+    // Each line: what was tried, the exit code and the end of the error message's first line,
+    // whose wording is each tool's for EPERM.
+    let script = format!(
+        "try() {{ label=$1; shift; out=$(\"$@\" 2>&1); rc=$?; \
+         first=$(printf '%s\\n' \"$out\" | head -n 1); echo \"$label $rc ${{first##*: }}\"; }}; \
+         mkdir -p /tmp/u /tmp/b; \
+         try util-tmpfs mount -t tmpfs -o size=1m tmpfs /tmp/u; \
+         try util-remount-ro mount -o remount,ro,bind /usr; \
+         try util-remount-rw mount -o remount,rw /usr; \
+         try util-umount-mask umount /proc/kallsyms; \
+         try util-umount umount /tmp/u; \
+         try busybox-tmpfs {busybox} mount -t tmpfs tmpfs /tmp/b; \
+         try busybox-remount-rw {busybox} mount -o remount,rw /usr; \
+         try busybox-umount-mask {busybox} umount /proc/kallsyms; \
+         try busybox-umount {busybox} umount /tmp/b; \
+         grep -c ' /usr .* ro,' /proc/self/mountinfo"
+    );
+    let (code, out) = run("mount-tools", &["sh", "-c", &script]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().map(str::trim_end).collect::<Vec<_>>(),
+        [
+            "util-tmpfs 0",
+            "util-remount-ro 0",
+            "util-remount-rw 32 permission denied.",
+            "util-umount-mask 32 must be superuser to unmount.",
+            "util-umount 0",
+            "busybox-tmpfs 0",
+            "busybox-remount-rw 1 permission denied (are you root?)",
+            "busybox-umount-mask 1 Operation not permitted",
+            "busybox-umount 0",
+            "1",
+        ]
+    );
+}
+
+#[test]
+fn rewriting_the_arguments_during_the_call_never_mounts_what_the_policy_forbids() {
+    let mut policy = Policy {
+        mount_types: FsTypes::of(&[FsType::Tmpfs]),
+        ..Default::default()
+    };
+    policy
+        .paths
+        .share(Path::new(PROBE).parent().unwrap(), true)
+        .unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        state_dir: PathBuf::from(STATE_DIR),
+        policy,
+        ..Default::default()
+    })
+    .unwrap();
+    let script = "mkdir -p /tmp/r && /probe race-fstype 100000 /tmp/r";
+    let (code, out) = create_in(&runtime, "race", &["sh", "-c", script], |_| {}).run_to_end();
+    assert_eq!(code, 0, "{out}");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let count = |name: &str| -> u64 {
+        let at = words.iter().position(|w| *w == name).expect(name);
+        words[at + 1].parse().unwrap()
+    };
+    assert_eq!(
+        count("ramfs"),
+        0,
+        "a forbidden filesystem was mounted: {out}"
+    );
+    assert!(count("tmpfs") > 0, "{out}");
+    assert!(
+        count("refused") > 0,
+        "the flipping thread never won a read, so the test proved nothing: {out}"
+    );
+}
+
+/// The eci-run example, with its own state directory.
+fn eci_run(state: &Path) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe.parent().unwrap().parent().unwrap().join("examples");
+    let mut command = Command::new(examples.join("eci-run"));
+    command.arg("--state-dir").arg(state);
+    command
+}
+
+#[test]
+fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
+    let state = tempfile::tempdir().unwrap();
+    let script = "mkdir /tmp/x; echo ready; sleep 2; \
+                  eci-probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms; \
+                  grep -c '^[^ ]* [^ ]* [^ ]* [^ ]* /tmp/x ' /proc/self/mountinfo";
+    let mut runner = eci_run(state.path())
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(runner.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    // The container carries on; its stdout closes when it exits.
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(
+        rest.lines().collect::<Vec<_>>(),
+        ["ENOSYS", "ENOSYS", "0"],
+        "with nobody to vet them, mount calls fail and nothing is mounted"
+    );
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let leaked = host_mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|p| p.ends_with("/tmp/x")));
+    assert_eq!(leaked.count(), 0, "{host_mounts}");
+    cleanup_after_crash(state.path());
+}
+
+/// Takes down what the killed runtime left: its container's rootfs mounts.
+fn cleanup_after_crash(state: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = state.to_string_lossy();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(prefix.as_ref()))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
