@@ -262,6 +262,15 @@ impl Container {
         // The container's own settings: the runtime's with the overrides its annotations ask for.
         let overrides = Overrides::from_annotations(spec.annotations().iter().flatten())?;
         let policy = shared.policy.with_overrides(&overrides)?;
+        if policy.immutability.allow_remount || policy.immutability.allow_unmount {
+            // The initial mounts are built in a namespace owned by the host's user namespace
+            // and inherited locked; nothing, not even the vetter, can unlock them. Relaxing needs
+            // a mount table built unlocked, which eci does not do yet: say so instead of
+            // silently ignoring the setting.
+            return Err(Error::Unsupported(
+                "relaxed immutability (allowRemount, allowUnmount)",
+            ));
+        }
         let lease = shared.allocator.allocate(id, holder)?;
         let block = lease.block();
         tracing::debug!(container = id, block = %block, "leased");

@@ -18,6 +18,9 @@
 //! eci-probe private TARGET                        make a mount private
 //! eci-probe bench-mount N DIR                     time N tmpfs mount+umount pairs on DIR:
 //!                                                 "p50 p99 mean" in microseconds
+//! eci-probe bench-getppid N [allow-all]          median ns per getppid over 21 rounds of N
+//!                                                 calls, optionally under an extra allow-all
+//!                                                 seccomp filter
 //! eci-probe race-fstype N DIR                     N mounts on DIR whose type a second thread
 //!                                                 flips between tmpfs and ramfs meanwhile:
 //!                                                 "tmpfs T ramfs R refused E"
@@ -93,6 +96,42 @@ fn syscall(name: &str) -> String {
     answer(unsafe { libc::syscall(nr, 0, 0, 0, 0, 0, 0) })
 }
 
+/// Installs a filter that allows everything, the cheapest filter there is.
+fn install_allow_all() -> nix::Result<()> {
+    let filter = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ALLOW,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: filter.as_ptr() as *mut _,
+    };
+    // SAFETY: prctl and seccomp with a valid one-instruction program.
+    let ret = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::syscall(libc::SYS_seccomp, 1, 0, &prog as *const libc::sock_fprog)
+    };
+    nix::errno::Errno::result(ret).map(drop)
+}
+
+/// The median, over 21 rounds, of the mean time of one getppid in a round of `n`.
+fn bench_getppid(n: u32) -> String {
+    let mut rounds: Vec<f64> = (0..21)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                // SAFETY: getppid has no arguments and cannot fail.
+                std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(n.max(1))
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    format!("{:.1}", rounds[rounds.len() / 2])
+}
+
 fn seccomp_listener() -> String {
     let filter = [libc::sock_filter {
         code: (libc::BPF_RET | libc::BPF_K) as u16,
@@ -161,6 +200,15 @@ pub fn run(args: &[&str]) -> String {
             answer(unsafe { libc::umount2(c(target).as_ptr(), libc::MNT_DETACH) } as libc::c_long)
         }
         ["seccomp-listener"] => seccomp_listener(),
+        ["bench-getppid", n] => match n.parse() {
+            Ok(n) => bench_getppid(n),
+            Err(_) => format!("usage error: {n} is not a count"),
+        },
+        ["bench-getppid", n, "allow-all"] => match (n.parse(), install_allow_all()) {
+            (Ok(n), Ok(())) => bench_getppid(n),
+            (Err(_), _) => format!("usage error: {n} is not a count"),
+            (_, Err(errno)) => format!("{errno:?}"),
+        },
         ["race-fstype", n, dir] => match n.parse() {
             Ok(n) => race_fstype(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),

@@ -38,3 +38,26 @@ fn a_locked_setting_cannot_be_overridden_by_a_container() {
         "nothing leased"
     );
 }
+
+/// Relaxed immutability is refused rather than silently not applied.
+#[test]
+fn relaxed_immutability_is_refused_as_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: dir.path().join("state"),
+        ..Default::default()
+    })
+    .unwrap();
+    let rootfs = HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    spec.set_annotations(Some(
+        [("org.eci.allowRemount".to_string(), "true".to_string())].into(),
+    ));
+    let err = runtime
+        .create(ContainerConfig::new("relaxed", spec))
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("allowRemount"), "{err}");
+    assert_eq!(runtime.allocator().leases().unwrap(), Vec::new());
+    rootfs.remove().unwrap();
+}
