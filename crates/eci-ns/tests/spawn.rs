@@ -6,15 +6,24 @@ use eci_ns::sys::{self, Errno};
 use eci_ns::{spawn, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest};
 
 const HOST_BASE: u32 = 0x3000_0000;
+/// The block of the test that looks for leftover processes by their host IDs, apart from the
+/// other tests' (which run at the same time and may have live children).
+const FAILING_BASE: u32 = 0x3100_0000;
 
-fn write_maps(init: &PidFd) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+type PrepareResult = Result<u32, Box<dyn std::error::Error + Send + Sync>>;
+
+fn write_maps_at(init: &PidFd, base: u32) -> PrepareResult {
     for file in ["uid_map", "gid_map"] {
         std::fs::write(
             format!("/proc/{}/{file}", init.pid()),
-            format!("0 {HOST_BASE} 65536\n"),
+            format!("0 {base} 65536\n"),
         )?;
     }
     Ok(0)
+}
+
+fn write_maps(init: &PidFd) -> PrepareResult {
+    write_maps_at(init, HOST_BASE)
 }
 
 fn children_of_this_process() -> Vec<String> {
@@ -66,7 +75,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
         namespaces: Namespaces::CONTAINER,
         setup: &setup,
         init: &init,
-        prepare: &mut write_maps,
+        prepare: &mut |init: &PidFd| write_maps_at(init, FAILING_BASE),
     })
     .unwrap_err();
     match err {
@@ -78,12 +87,12 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
         }
         other => panic!("unexpected error {other}"),
     }
-    // Other tests in this binary may have children of their own; ours are reaped, and none of
-    // the remaining children runs with the test's host IDs.
+    // Other tests in this binary may have children of their own, in another block; ours are
+    // reaped, and none of the remaining children runs with this test's host IDs.
     for pid in children_of_this_process() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         assert!(
-            !status.contains(&format!("Uid:\t{HOST_BASE}")),
+            !status.contains(&format!("Uid:\t{FAILING_BASE}")),
             "leftover child {pid}"
         );
     }
