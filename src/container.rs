@@ -128,6 +128,7 @@ pub(crate) struct Resources {
     vetter: Option<Arc<MountVetter>>,
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) lease: Option<Lease>,
+    virtual_files: Option<crate::virt::Registration>,
 }
 
 impl Resources {
@@ -135,6 +136,7 @@ impl Resources {
         // The listener closes with the registration: any mount call still waiting fails.
         self.registration.take();
         self.vetter.take();
+        self.virtual_files.take();
         let cgroup = self.cgroup.take().map(|c| c.remove());
         let lease = self.lease.take().map(|l| l.release());
         cgroup.transpose()?;
@@ -281,14 +283,26 @@ impl Container {
         };
         let hardened = harden(spec, &ctx, &mut |p| resolve_in_bundle(&bundle, p))?;
         let spec = hardened.spec;
-        let mount_plan = MountPlan::from_spec(&spec, &rootfs, block)?;
-        let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
-        let sysctls = Sysctls::from_spec(&spec)?;
         let cgroup_path = spec
             .linux()
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
             .unwrap_or_else(|| PathBuf::from(format!("/eci/{id}")));
+        // The binds of the virtual files are the runtime's own: they go in the mount plan, not in
+        // the spec later processes are checked against (their sources are in the state
+        // directory, which specs may not name).
+        let mut mounted = spec.clone();
+        let virtual_files = crate::virt::serve(
+            &shared.virtual_files,
+            &shared.state_dir,
+            &policy,
+            id,
+            &cgroup_path,
+            &mut mounted,
+        )?;
+        let mount_plan = MountPlan::from_spec(&mounted, &rootfs, block)?;
+        let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
+        let sysctls = Sysctls::from_spec(&spec)?;
         let cgroup = Cgroup::new(&cgroup_path, id)?;
         tracing::debug!(container = id, "planned");
         let resources_spec = spec
@@ -302,6 +316,7 @@ impl Container {
             vetter: None,
             cgroup: Some(cgroup),
             lease: Some(lease),
+            virtual_files,
         };
         let spawned = {
             let mapping = [block.mapping()];

@@ -44,6 +44,7 @@ pub mod probe;
 mod rootfs;
 mod runtime;
 mod supervise;
+mod virt;
 
 pub use container::{Container, ContainerConfig, State, Stdio};
 pub use eci_idmap::Durability;

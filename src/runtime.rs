@@ -44,6 +44,7 @@ pub(crate) struct Shared {
     pub(crate) runtime_caps: CapSet,
     pub(crate) last_cap: u8,
     pub(crate) live: Mutex<HashSet<String>>,
+    pub(crate) virtual_files: crate::virt::Server,
 }
 
 /// A runtime that creates protected containers.
@@ -112,6 +113,7 @@ impl Runtime {
                 allocator,
                 supervisor,
                 live: Mutex::new(HashSet::new()),
+                virtual_files: Default::default(),
             }),
         })
     }
@@ -129,6 +131,12 @@ impl Runtime {
     /// The state directory.
     pub fn state_dir(&self) -> &Path {
         &self.shared.state_dir
+    }
+
+    /// Where this runtime's virtual procfs files server is mounted, once a container has
+    /// needed it.
+    pub fn virtual_files_mountpoint(&self) -> Option<PathBuf> {
+        self.shared.virtual_files.mountpoint()
     }
 
     /// The ID allocator, to inspect leases.

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -45,7 +45,7 @@ pub fn unique_id(name: &str) -> String {
 pub struct TestContainer {
     pub container: Option<Container>,
     pub rootfs: Option<HostRootfs>,
-    stdout: Option<std::fs::File>,
+    stdout: Option<BufReader<std::fs::File>>,
 }
 
 impl TestContainer {
@@ -58,13 +58,25 @@ impl TestContainer {
         let container = self.container.as_mut().unwrap();
         container.start().expect("start");
         let status = container.wait().expect("wait");
+        (status.code(), self.read_stdout())
+    }
+
+    /// The rest of the container's stdout (until every process in it has closed it).
+    pub fn read_stdout(&mut self) -> String {
         let mut out = String::new();
         self.stdout
             .take()
             .unwrap()
             .read_to_string(&mut out)
             .unwrap();
-        (status.code(), out)
+        out
+    }
+
+    /// The next line of the container's stdout.
+    pub fn read_stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.as_mut().unwrap().read_line(&mut line).unwrap();
+        line
     }
 }
 
@@ -101,6 +113,17 @@ pub fn create_in(
     args: &[&str],
     edit: impl FnOnce(&mut Spec),
 ) -> TestContainer {
+    create_full(runtime, name, args, None, edit)
+}
+
+/// [`create_in`] with the container's stdin.
+pub fn create_full(
+    runtime: &Runtime,
+    name: &str,
+    args: &[&str],
+    stdin: Option<OwnedFd>,
+    edit: impl FnOnce(&mut Spec),
+) -> TestContainer {
     let id = unique_id(name);
     let rootfs =
         HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).expect("rootfs");
@@ -111,7 +134,7 @@ pub fn create_in(
     edit(&mut spec);
     let (reader, writer) = std::io::pipe().unwrap();
     let stdio = Stdio {
-        stdin: None,
+        stdin,
         stdout: Some(OwnedFd::from(writer)),
         stderr: None,
     };
@@ -120,7 +143,7 @@ pub fn create_in(
         Ok(container) => TestContainer {
             container: Some(container),
             rootfs: Some(rootfs),
-            stdout: Some(std::fs::File::from(OwnedFd::from(reader))),
+            stdout: Some(BufReader::new(std::fs::File::from(OwnedFd::from(reader)))),
         },
         Err(err) => {
             rootfs.remove().unwrap();

@@ -31,5 +31,6 @@ pub mod exec;
 pub mod mountinfo;
 pub mod options;
 pub mod plan;
+pub mod virt;
 
 pub use plan::{MountPlan, PlanError};

@@ -1,0 +1,293 @@
+//! Where a container's cgroup figures live and how to read them, on cgroup v1, v2 and the
+//! hybrid layout (v1 controllers beside a cgroup2 mount), decided per controller.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::render::{parse_cpu_list, CpuTime, Memory};
+
+/// One controller's directory for the container, and whether it is a cgroup2 one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerDir {
+    /// The container's directory in that hierarchy.
+    pub dir: PathBuf,
+    /// The hierarchy's root (limits of ancestors are read up to it).
+    pub root: PathBuf,
+    /// cgroup2.
+    pub unified: bool,
+}
+
+/// The directories of the controllers eci reads for a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupDirs {
+    /// memory.
+    pub memory: Option<ControllerDir>,
+    /// cpuset.
+    pub cpuset: Option<ControllerDir>,
+    /// cpu (the quota).
+    pub cpu: Option<ControllerDir>,
+    /// cpuacct (v1) or cpu (v2): the usage.
+    pub cpuacct: Option<ControllerDir>,
+}
+
+impl CgroupDirs {
+    /// The directories of the cgroup at `path` (as in the spec's `cgroupsPath`, from the root
+    /// of each hierarchy), found from this process's mount table.
+    pub fn resolve(path: &Path) -> std::io::Result<CgroupDirs> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let hierarchies = hierarchies(&mountinfo);
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        let find = |controller: &str| {
+            let v1 = hierarchies
+                .iter()
+                .find(|h| !h.unified && h.controllers.iter().any(|c| c == controller));
+            let v2 = || {
+                hierarchies.iter().find(|h| {
+                    h.unified
+                        && std::fs::read_to_string(h.mount.join("cgroup.controllers"))
+                            .is_ok_and(|c| c.split_whitespace().any(|c| c == controller))
+                })
+            };
+            v1.or_else(v2).map(|h| ControllerDir {
+                dir: h.mount.join(relative),
+                root: h.mount.clone(),
+                unified: h.unified,
+            })
+        };
+        let memory = find("memory");
+        let cpu = find("cpu");
+        let cpuacct = find("cpuacct").or_else(|| cpu.clone().filter(|c| c.unified));
+        Ok(CgroupDirs {
+            memory,
+            cpuset: find("cpuset"),
+            cpu,
+            cpuacct,
+        })
+    }
+
+    /// The memory figures; without a memory controller, none are known (no limit, no use).
+    pub fn memory(&self) -> Memory {
+        let Some(c) = &self.memory else {
+            return Memory::default();
+        };
+        let stat = read_stat(&c.dir.join("memory.stat"));
+        let get = |keys: &[&str]| keys.iter().find_map(|k| stat.get(*k).copied()).unwrap_or(0);
+        let (limit_file, usage_file) = if c.unified {
+            ("memory.max", "memory.current")
+        } else {
+            ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        };
+        let limit = smallest_up_to_root(c, limit_file);
+        let usage = read_number(&c.dir.join(usage_file)).unwrap_or(0);
+        let (swap_limit, swap_usage) = if c.unified {
+            (
+                smallest_up_to_root(c, "memory.swap.max"),
+                read_number(&c.dir.join("memory.swap.current")).unwrap_or(0),
+            )
+        } else {
+            // v1 counts memory and swap together.
+            let both = smallest_up_to_root(c, "memory.memsw.limit_in_bytes");
+            let both_usage = read_number(&c.dir.join("memory.memsw.usage_in_bytes"));
+            (
+                both.zip(limit).map(|(b, l)| b.saturating_sub(l)),
+                both_usage.map_or(0, |b| b.saturating_sub(usage)),
+            )
+        };
+        Memory {
+            limit,
+            usage,
+            cache: get(&["file", "total_cache"]),
+            anon: get(&["anon", "total_rss"]),
+            shmem: get(&["shmem", "total_shmem"]),
+            active_anon: get(&["active_anon", "total_active_anon"]),
+            inactive_anon: get(&["inactive_anon", "total_inactive_anon"]),
+            active_file: get(&["active_file", "total_active_file"]),
+            inactive_file: get(&["inactive_file", "total_inactive_file"]),
+            mapped: get(&["file_mapped", "total_mapped_file"]),
+            dirty: get(&["file_dirty", "total_dirty"]),
+            writeback: get(&["file_writeback", "total_writeback"]),
+            unevictable: get(&["unevictable", "total_unevictable"]),
+            swap_limit,
+            swap_usage,
+        }
+    }
+
+    /// The container's cpuset, or `host` if it has none.
+    pub fn cpuset(&self, host: &[u32]) -> Vec<u32> {
+        let Some(c) = &self.cpuset else {
+            return host.to_vec();
+        };
+        let names: &[&str] = if c.unified {
+            &["cpuset.cpus.effective"]
+        } else {
+            &["cpuset.effective_cpus", "cpuset.cpus"]
+        };
+        names
+            .iter()
+            .find_map(|n| std::fs::read_to_string(c.dir.join(n)).ok())
+            .and_then(|text| parse_cpu_list(&text))
+            .filter(|cpus| !cpus.is_empty())
+            .unwrap_or_else(|| host.to_vec())
+    }
+
+    /// The CPU quota as (quota, period) in microseconds, if limited.
+    pub fn quota(&self) -> Option<(u64, u64)> {
+        let c = self.cpu.as_ref()?;
+        if c.unified {
+            let text = std::fs::read_to_string(c.dir.join("cpu.max")).ok()?;
+            let mut words = text.split_whitespace();
+            let quota = words.next()?.parse().ok()?;
+            Some((quota, words.next()?.parse().ok()?))
+        } else {
+            let quota: i64 = read_signed(&c.dir.join("cpu.cfs_quota_us"))?;
+            let period = read_number(&c.dir.join("cpu.cfs_period_us"))?;
+            u64::try_from(quota).ok().map(|q| (q, period))
+        }
+    }
+
+    /// CPU time used, per visible CPU, in USER_HZ ticks. v1 gives it per host CPU; v2 only in
+    /// total, which is spread evenly.
+    pub fn cpu_usage(&self, visible: &[u32]) -> Vec<CpuTime> {
+        let mut out = vec![CpuTime::default(); visible.len()];
+        let Some(c) = &self.cpuacct else {
+            return out;
+        };
+        if c.unified {
+            let stat = read_stat(&c.dir.join("cpu.stat"));
+            let n = visible.len().max(1) as u64;
+            let ticks = |usec: u64| usec / 10_000 / n;
+            for t in &mut out {
+                t.user = ticks(stat.get("user_usec").copied().unwrap_or(0));
+                t.system = ticks(stat.get("system_usec").copied().unwrap_or(0));
+            }
+        } else {
+            let per_cpu = |name: &str| -> Vec<u64> {
+                std::fs::read_to_string(c.dir.join(name))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            };
+            let (user, system) = (
+                per_cpu("cpuacct.usage_percpu_user"),
+                per_cpu("cpuacct.usage_percpu_sys"),
+            );
+            for (t, cpu) in out.iter_mut().zip(visible) {
+                let ns_to_ticks = |v: Option<&u64>| v.copied().unwrap_or(0) / 10_000_000;
+                t.user = ns_to_ticks(user.get(*cpu as usize));
+                t.system = ns_to_ticks(system.get(*cpu as usize));
+            }
+        }
+        out
+    }
+}
+
+/// A cgroup hierarchy mounted on this machine.
+#[derive(Debug)]
+struct Hierarchy {
+    mount: PathBuf,
+    unified: bool,
+    controllers: Vec<String>,
+}
+
+/// The cgroup and cgroup2 mounts of a mountinfo text (the first of each, at its root).
+fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        let (Some(root), Some(mount), Some(fstype)) = (fields.get(3), fields.get(4), right.first())
+        else {
+            continue;
+        };
+        if *root != "/" {
+            continue;
+        }
+        let controllers = match *fstype {
+            "cgroup2" => Vec::new(),
+            "cgroup" => right
+                .get(2)
+                .map_or_else(Vec::new, |o| o.split(',').map(str::to_string).collect()),
+            _ => continue,
+        };
+        let hierarchy = Hierarchy {
+            mount: PathBuf::from(mount),
+            unified: *fstype == "cgroup2",
+            controllers,
+        };
+        if !out.iter().any(|h| {
+            h.unified == hierarchy.unified && h.controllers == hierarchy.controllers && !h.unified
+        }) {
+            out.push(hierarchy);
+        }
+    }
+    out
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn read_signed(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The smallest limit in `file` from the container's directory up to the hierarchy's root;
+/// "max" (v2) and v1's huge "unlimited" numbers count as none.
+fn smallest_up_to_root(c: &ControllerDir, file: &str) -> Option<u64> {
+    const UNLIMITED: u64 = 1 << 62;
+    let mut smallest: Option<u64> = None;
+    let mut dir = c.dir.as_path();
+    loop {
+        if let Some(limit) = read_number(&dir.join(file)).filter(|l| *l < UNLIMITED) {
+            smallest = Some(smallest.map_or(limit, |s| s.min(limit)));
+        }
+        if dir == c.root {
+            return smallest;
+        }
+        match dir.parent() {
+            Some(parent) if parent.starts_with(&c.root) => dir = parent,
+            _ => return smallest,
+        }
+    }
+}
+
+/// A "key value" file such as memory.stat or cpu.stat.
+fn read_stat(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            Some((key.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_v1_and_v2_hierarchies() {
+        let text = "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+                    32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                    35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                    90 80 0:32 /x /other rw - cgroup cgroup rw,memory\n";
+        let found = hierarchies(text);
+        assert_eq!(found.len(), 3);
+        assert!(found[1].controllers.contains(&"memory".to_string()));
+        assert!(found[2].unified);
+    }
+
+    #[test]
+    fn the_hosts_own_cgroup_resolves() {
+        let dirs = CgroupDirs::resolve(Path::new("/")).unwrap();
+        assert!(dirs.memory.is_some(), "{dirs:?}");
+        assert!(!dirs.cpuset(&[0]).is_empty());
+    }
+}

@@ -1,0 +1,509 @@
+//! Virtual procfs and sysfs files that tell the truth about a container: a FUSE server
+//! (fuser) mounted once on the host, with one directory per container, whose files are
+//! bind-mounted over the container's `/proc/meminfo`, `/proc/cpuinfo`, `/proc/stat`,
+//! `/proc/uptime`, `/proc/swaps` and `/sys/devices/system/cpu/online`.
+//!
+//! Each container's directory holds only its own files, computed at open from its cgroup
+//! (memory limit and use, cpuset, CPU quota, CPU usage) and its start time; the kernel tells the
+//! server which file is opened, so no caller has to be identified by its PID namespace (no
+//! lookup per read, and no race with a PID being reused). A container sees no other container's
+//! directory: only its binds.
+//!
+//! If the server is gone, the kernel answers every read of the files with ENOTCONN: host values
+//! never appear in their place.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::time::Instant;
+//! use eci_mount::virt::{CgroupDirs, VirtualFs, SERVED};
+//!
+//! let fs = VirtualFs::mount(Path::new("/run/eci/virtual"))?;
+//! let dirs = CgroupDirs::resolve(Path::new("/eci/web"))?;
+//! let dir = fs.register("web", dirs, Instant::now())?;
+//! for (file, target) in SERVED {
+//!     // bind dir.join(file.name()) over target in the container's mount table
+//! }
+//! fs.unregister("web");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod cgroup;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use eci_policy::settings::ProcFile;
+use fuser::{
+    BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
+};
+
+pub use cgroup::{CgroupDirs, ControllerDir};
+use render::{CpuTime, Tasks};
+
+/// The files the server computes, and where each goes in a container.
+pub const SERVED: [(ProcFile, &str); 6] = [
+    (ProcFile::Meminfo, "/proc/meminfo"),
+    (ProcFile::Cpuinfo, "/proc/cpuinfo"),
+    (ProcFile::Stat, "/proc/stat"),
+    (ProcFile::Uptime, "/proc/uptime"),
+    (ProcFile::Swaps, "/proc/swaps"),
+    (ProcFile::CpuOnline, "/sys/devices/system/cpu/online"),
+];
+
+const ROOT: u64 = 1;
+/// Inodes per container directory: the directory and its files.
+const PER_DIR: u64 = 16;
+/// Attributes never change: let the kernel keep them.
+const TTL: Duration = Duration::from_secs(3600);
+
+/// What the host has, read once.
+#[derive(Debug)]
+struct Host {
+    meminfo: String,
+    cpuinfo: String,
+    cpus: Vec<u32>,
+    boot_wall: SystemTime,
+    boot_instant: Instant,
+}
+
+impl Host {
+    fn read() -> std::io::Result<Host> {
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online")?;
+        Ok(Host {
+            meminfo: std::fs::read_to_string("/proc/meminfo")?,
+            cpuinfo: std::fs::read_to_string("/proc/cpuinfo")?,
+            cpus: render::parse_cpu_list(&online).unwrap_or_else(|| vec![0]),
+            boot_wall: SystemTime::now(),
+            boot_instant: Instant::now(),
+        })
+    }
+
+    /// Wall-clock seconds at `instant`.
+    fn wall_secs(&self, instant: Instant) -> u64 {
+        let wall = match instant.checked_duration_since(self.boot_instant) {
+            Some(after) => self.boot_wall + after,
+            None => self.boot_wall - self.boot_instant.duration_since(instant),
+        };
+        wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+}
+
+/// One registered container.
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    dirs: CgroupDirs,
+    started: Instant,
+}
+
+/// The filesystem's state, shared with the session thread.
+#[derive(Debug)]
+struct Registry {
+    host: Host,
+    /// By slot: a directory's inode is `PER_DIR * (slot + 1)`. Slots are never reused, so an
+    /// inode never changes meaning.
+    entries: RwLock<BTreeMap<u64, Entry>>,
+    next_slot: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<[u8]>>>,
+    next_handle: AtomicU64,
+}
+
+/// Where an inode points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Root,
+    Dir(u64),
+    File(u64, ProcFile),
+}
+
+fn node_of(ino: u64) -> Option<Node> {
+    if ino == ROOT {
+        return Some(Node::Root);
+    }
+    let slot = (ino / PER_DIR).checked_sub(1)?;
+    match (ino % PER_DIR) as usize {
+        0 => Some(Node::Dir(slot)),
+        n => SERVED.get(n - 1).map(|(file, _)| Node::File(slot, *file)),
+    }
+}
+
+fn ino_of(node: Node) -> u64 {
+    match node {
+        Node::Root => ROOT,
+        Node::Dir(slot) => PER_DIR * (slot + 1),
+        Node::File(slot, file) => {
+            let index = SERVED.iter().position(|(f, _)| *f == file).unwrap_or(0) as u64;
+            PER_DIR * (slot + 1) + 1 + index
+        }
+    }
+}
+
+fn attr(node: Node) -> FileAttr {
+    let (kind, perm, nlink) = match node {
+        Node::File(..) => (FileType::RegularFile, 0o444, 1),
+        _ => (FileType::Directory, 0o555, 2),
+    };
+    FileAttr {
+        ino: INodeNo(ino_of(node)),
+        // Like procfs: no size; reads go to the server (direct I/O) until it says EOF.
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind,
+        perm,
+        nlink,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+impl Registry {
+    fn exists(&self, node: Node) -> bool {
+        match node {
+            Node::Root => true,
+            Node::Dir(slot) | Node::File(slot, _) => {
+                self.entries.read().is_ok_and(|e| e.contains_key(&slot))
+            }
+        }
+    }
+
+    fn render(&self, slot: u64, file: ProcFile) -> Option<Vec<u8>> {
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(&slot)?;
+        let cpuset = entry.dirs.cpuset(&self.host.cpus);
+        let visible = render::visible_cpus(&cpuset, entry.dirs.quota());
+        let uptime = entry.started.elapsed();
+        let text = match file {
+            ProcFile::Meminfo => render::meminfo(&self.host.meminfo, &entry.dirs.memory()),
+            ProcFile::Cpuinfo => render::cpuinfo(&self.host.cpuinfo, &visible),
+            ProcFile::CpuOnline => render::cpu_online(visible.len()),
+            ProcFile::Stat => {
+                let usage = entry.dirs.cpu_usage(&visible);
+                let btime = self.host.wall_secs(entry.started);
+                render::stat(&usage, uptime, btime, &entry.dirs.tasks())
+            }
+            ProcFile::Uptime => {
+                let usage = entry.dirs.cpu_usage(&visible);
+                render::uptime(uptime, idle(uptime, &usage))
+            }
+            ProcFile::Swaps => {
+                let host_swap = render::meminfo_value(&self.host.meminfo, "SwapTotal").unwrap_or(0);
+                render::swaps(&entry.dirs.memory(), host_swap)
+            }
+            ProcFile::Loadavg | ProcFile::Diskstats | ProcFile::Sysinfo => return None,
+        };
+        Some(text.into_bytes())
+    }
+}
+
+/// Idle time summed over the CPUs: what of `uptime` on each they did not use.
+fn idle(uptime: Duration, usage: &[CpuTime]) -> Duration {
+    let ticks = uptime.as_millis() as u64 / 10;
+    let idle: u64 = usage
+        .iter()
+        .map(|t| ticks.saturating_sub(t.user + t.system))
+        .sum();
+    Duration::from_millis(idle * 10)
+}
+
+impl CgroupDirs {
+    /// The container's processes and how many run or wait on I/O, from its cgroup.
+    fn tasks(&self) -> Tasks {
+        let Some(dir) = self.cpuacct.as_ref().or(self.memory.as_ref()) else {
+            return Tasks::default();
+        };
+        let procs = std::fs::read_to_string(dir.dir.join("cgroup.procs")).unwrap_or_default();
+        let mut tasks = Tasks::default();
+        for pid in procs.split_whitespace() {
+            tasks.total += 1;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            match stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+            {
+                Some('R') => tasks.running += 1,
+                Some('D') => tasks.blocked += 1,
+                _ => {}
+            }
+        }
+        tasks
+    }
+}
+
+/// The fuser filesystem over the registry.
+struct Served(Arc<Registry>);
+
+impl Filesystem for Served {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let found = match node_of(parent.0) {
+            Some(Node::Root) => self.0.entries.read().ok().and_then(|entries| {
+                let name = name.to_str()?;
+                entries
+                    .iter()
+                    .find(|(_, e)| e.name == name)
+                    .map(|(slot, _)| Node::Dir(*slot))
+            }),
+            Some(Node::Dir(slot)) if self.0.exists(Node::Dir(slot)) => SERVED
+                .iter()
+                .find(|(file, _)| OsStr::new(file.name()) == name)
+                .map(|(file, _)| Node::File(slot, *file)),
+            _ => None,
+        };
+        match found {
+            Some(node) => reply.entry(&TTL, &attr(node), Generation(0)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match node_of(ino.0).filter(|n| self.0.exists(*n)) {
+            Some(node) => reply.attr(&TTL, &attr(node)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            return reply.error(Errno::EACCES);
+        }
+        let Some(Node::File(slot, file)) = node_of(ino.0) else {
+            return reply.error(Errno::EISDIR);
+        };
+        let Some(content) = self.0.render(slot, file) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let handle = self.0.next_handle.fetch_add(1, Ordering::Relaxed);
+        match self.0.open.lock() {
+            Ok(mut open) => {
+                open.insert(handle, content.into());
+                reply.opened(FileHandle(handle), FopenFlags::FOPEN_DIRECT_IO);
+            }
+            Err(_) => reply.error(Errno::EIO),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let content = self
+            .0
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.get(&fh.0).cloned());
+        let Some(content) = content else {
+            return reply.error(Errno::EBADF);
+        };
+        let start = (offset as usize).min(content.len());
+        let end = start.saturating_add(size as usize).min(content.len());
+        reply.data(&content[start..end]);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Ok(mut open) = self.0.open.lock() {
+            open.remove(&fh.0);
+        }
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let mut children: Vec<(Node, String)> = Vec::new();
+        match node_of(ino.0) {
+            Some(Node::Root) => {
+                if let Ok(entries) = self.0.entries.read() {
+                    children.extend(
+                        entries
+                            .iter()
+                            .map(|(slot, e)| (Node::Dir(*slot), e.name.clone())),
+                    );
+                }
+            }
+            Some(Node::Dir(slot)) if self.0.exists(Node::Dir(slot)) => {
+                children.extend(
+                    SERVED
+                        .iter()
+                        .map(|(f, _)| (Node::File(slot, *f), f.name().to_string())),
+                );
+            }
+            _ => return reply.error(Errno::ENOENT),
+        }
+        for (i, (node, name)) in children.iter().enumerate().skip(offset as usize) {
+            let kind = attr(*node).kind;
+            if reply.add(INodeNo(ino_of(*node)), i as u64 + 1, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+}
+
+/// The mounted server. Dropping it unmounts the filesystem; every container's files then fail
+/// with ENOTCONN.
+pub struct VirtualFs {
+    registry: Arc<Registry>,
+    mountpoint: PathBuf,
+    session: Mutex<Option<BackgroundSession>>,
+}
+
+impl std::fmt::Debug for VirtualFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualFs")
+            .field("mountpoint", &self.mountpoint)
+            .finish()
+    }
+}
+
+impl VirtualFs {
+    /// Mounts the server at `mountpoint` (created if missing) and serves it from a thread.
+    pub fn mount(mountpoint: &Path) -> std::io::Result<VirtualFs> {
+        std::fs::create_dir_all(mountpoint)?;
+        let registry = Arc::new(Registry {
+            host: Host::read()?,
+            entries: RwLock::new(BTreeMap::new()),
+            next_slot: AtomicU64::new(0),
+            open: Mutex::new(BTreeMap::new()),
+            next_handle: AtomicU64::new(1),
+        });
+        let mut config = Config::default();
+        config.mount_options = vec![
+            MountOption::FSName("eci-virtual".into()),
+            MountOption::RO,
+            MountOption::NoSuid,
+            MountOption::NoDev,
+            MountOption::NoExec,
+            MountOption::DefaultPermissions,
+        ];
+        // The containers' processes run under their own IDs.
+        config.acl = SessionACL::All;
+        config.n_threads = Some(2);
+        let session = fuser::Session::new(Served(Arc::clone(&registry)), mountpoint, &config)?;
+        let session = session.spawn()?;
+        Ok(VirtualFs {
+            registry,
+            mountpoint: mountpoint.to_path_buf(),
+            session: Mutex::new(Some(session)),
+        })
+    }
+
+    /// Where the server is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Serves a directory named `name` for a container whose cgroup is `dirs` and which
+    /// started at `started`; returns the directory.
+    pub fn register(
+        &self,
+        name: &str,
+        dirs: CgroupDirs,
+        started: Instant,
+    ) -> std::io::Result<PathBuf> {
+        let invalid = |what: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("virtual files for '{name}': {what}"),
+            )
+        };
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(invalid("not a file name"));
+        }
+        let mut entries = self
+            .registry
+            .entries
+            .write()
+            .map_err(|_| invalid("registry poisoned"))?;
+        if entries.values().any(|e| e.name == name) {
+            return Err(invalid("already registered"));
+        }
+        let slot = self.registry.next_slot.fetch_add(1, Ordering::Relaxed);
+        entries.insert(
+            slot,
+            Entry {
+                name: name.to_string(),
+                dirs,
+                started,
+            },
+        );
+        Ok(self.mountpoint.join(name))
+    }
+
+    /// Stops serving `name`'s directory; its files answer ENOENT from then on.
+    pub fn unregister(&self, name: &str) {
+        if let Ok(mut entries) = self.registry.entries.write() {
+            entries.retain(|_, e| e.name != name);
+        }
+    }
+
+    /// Unmounts and stops the server.
+    pub fn unmount(&self) -> std::io::Result<()> {
+        let session = self.session.lock().ok().and_then(|mut s| s.take());
+        match session {
+            Some(session) => session.umount_and_join(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for VirtualFs {
+    fn drop(&mut self) {
+        let _ = self.unmount();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inodes_name_their_nodes() {
+        for node in [
+            Node::Root,
+            Node::Dir(0),
+            Node::Dir(7),
+            Node::File(3, ProcFile::Stat),
+            Node::File(0, ProcFile::CpuOnline),
+        ] {
+            assert_eq!(node_of(ino_of(node)), Some(node));
+        }
+        assert_eq!(node_of(0), None);
+        assert_eq!(node_of(PER_DIR - 1), None);
+        assert_eq!(node_of(PER_DIR + 15), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! The virtual files server on the real kernel: a cgroup with limits, the files read through
+//! FUSE, and the server's death. Needs root, /dev/fuse and the cgroup v1 or v2 memory and cpuset
+//! controllers.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eci_mount::virt::{CgroupDirs, VirtualFs};
+
+/// A cgroup made for the test in every hierarchy the files read, removed on drop.
+struct TestCgroup {
+    path: PathBuf,
+    dirs: CgroupDirs,
+}
+
+impl TestCgroup {
+    fn new(name: &str) -> TestCgroup {
+        let path = PathBuf::from(format!("/eci-test-virt-{}-{name}", std::process::id()));
+        let dirs = CgroupDirs::resolve(&path).unwrap();
+        for c in [&dirs.memory, &dirs.cpuset, &dirs.cpu, &dirs.cpuacct]
+            .into_iter()
+            .flatten()
+        {
+            std::fs::create_dir_all(&c.dir).unwrap();
+        }
+        TestCgroup { path, dirs }
+    }
+
+    fn write(&self, dir: &Option<eci_mount::virt::ControllerDir>, file: &str, value: &str) {
+        let dir = &dir.as_ref().expect("controller present").dir;
+        std::fs::write(dir.join(file), value).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for c in [
+            &self.dirs.memory,
+            &self.dirs.cpuset,
+            &self.dirs.cpu,
+            &self.dirs.cpuacct,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = std::fs::remove_dir(&c.dir);
+        }
+        let _ = &self.path;
+    }
+}
+
+/// Aborts the FUSE connection of the filesystem mounted at `mountpoint` (through fusectl,
+/// mounted here if it is not yet).
+fn abort_connection(mountpoint: &Path) {
+    let connections = Path::new("/sys/fs/fuse/connections");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/fuse/connections"));
+    if !mounted {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "fusectl", "fusectl"])
+            .arg(connections)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting fusectl");
+    }
+    let minor = libc::minor(std::fs::metadata(mountpoint).unwrap().dev());
+    std::fs::write(connections.join(minor.to_string()).join("abort"), "1").unwrap();
+}
+
+fn read(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path)
+}
+
+#[test]
+fn files_reflect_the_cgroup_and_fail_when_the_server_is_gone() {
+    let mount = tempfile::tempdir().unwrap();
+    let fs = VirtualFs::mount(mount.path()).unwrap();
+    let cgroup = TestCgroup::new("limits");
+    let memory = &cgroup.dirs.memory;
+    let unified = memory.as_ref().unwrap().unified;
+    cgroup.write(
+        memory,
+        if unified {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        },
+        "268435456",
+    );
+    if !cgroup.dirs.cpuset.as_ref().unwrap().unified {
+        // v1 needs the memory nodes set before the CPUs.
+        cgroup.write(&cgroup.dirs.cpuset, "cpuset.mems", "0");
+    }
+    cgroup.write(&cgroup.dirs.cpuset, "cpuset.cpus", "0");
+    let dir = fs
+        .register("limits", cgroup.dirs.clone(), Instant::now())
+        .unwrap();
+
+    let meminfo = read(&dir.join("meminfo")).unwrap();
+    assert!(
+        meminfo.starts_with("MemTotal:         262144 kB\n"),
+        "{meminfo}"
+    );
+    let cpuinfo = read(&dir.join("cpuinfo")).unwrap();
+    assert_eq!(cpuinfo.matches("processor").count(), 1, "{cpuinfo}");
+    assert_eq!(read(&dir.join("cpuOnline")).unwrap(), "0\n");
+    let uptime: f64 = read(&dir.join("uptime"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(uptime < 5.0, "uptime starts near zero: {uptime}");
+    let stat = read(&dir.join("stat")).unwrap();
+    assert!(
+        stat.starts_with("cpu  ") && stat.contains("\ncpu0 ") && !stat.contains("\ncpu1 "),
+        "{stat}"
+    );
+    assert!(read(&dir.join("swaps")).unwrap().starts_with("Filename"));
+
+    // Another container's directory is its own, and an unregistered one is gone.
+    let other = fs
+        .register(
+            "other",
+            CgroupDirs::resolve(Path::new("/")).unwrap(),
+            Instant::now() - Duration::from_secs(100),
+        )
+        .unwrap();
+    assert_ne!(read(&other.join("meminfo")).unwrap(), meminfo);
+    fs.unregister("other");
+    assert_eq!(
+        read(&other.join("meminfo")).unwrap_err().raw_os_error(),
+        Some(libc::ENOENT)
+    );
+
+    // Writing is refused.
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("meminfo"));
+    assert!(write.is_err());
+
+    // The server dies (its connection aborted, as when its process is killed): reads fail.
+    let file = dir.join("meminfo");
+    abort_connection(mount.path());
+    let err = read(&file).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    drop(fs);
+}

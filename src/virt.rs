@@ -1,0 +1,130 @@
+//! The virtual procfs and sysfs files in the facade: one FUSE server per runtime process,
+//! mounted on first use under the state directory, and for each container a directory of its
+//! own whose files are bound over its /proc and /sys entries (see [`eci_mount::virt`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use eci_mount::virt::{CgroupDirs, VirtualFs, SERVED};
+use eci_policy::Policy;
+use oci_spec::runtime::{Mount, Spec};
+
+use crate::error::{Error, Result};
+
+/// The runtime's server, mounted on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Server(Mutex<Option<Arc<VirtualFs>>>);
+
+impl Server {
+    /// Where this runtime's server is mounted, once it is.
+    pub(crate) fn mountpoint(&self) -> Option<PathBuf> {
+        let server = self.0.lock().expect("virtual files server lock");
+        server.as_ref().map(|fs| fs.mountpoint().to_path_buf())
+    }
+
+    /// The server, mounted at `STATE/virtual/PID-N` (per runtime: several runtimes, in one
+    /// process or several, may share a state directory, and a container's binds must reach its
+    /// own runtime's server). Mounts left by dead processes are taken down first.
+    fn get(&self, state_dir: &Path) -> Result<Arc<VirtualFs>> {
+        let mut server = self.0.lock().expect("virtual files server lock");
+        if let Some(fs) = server.as_ref() {
+            return Ok(Arc::clone(fs));
+        }
+        let base = state_dir.join("virtual");
+        sweep_dead(&base);
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mountpoint = base.join(format!("{}-{n}", std::process::id()));
+        let fs = VirtualFs::mount(&mountpoint).map_err(Error::io(format!(
+            "mounting the virtual procfs files at {}",
+            mountpoint.display()
+        )))?;
+        let fs = Arc::new(fs);
+        *server = Some(Arc::clone(&fs));
+        Ok(fs)
+    }
+}
+
+/// Unmounts servers of runtime processes that no longer exist.
+fn sweep_dead(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split('-').next()?.parse::<i32>().ok());
+        let Some(pid) = pid else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(entry.path());
+    }
+}
+
+/// A container's directory on the server; unregistered when dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    fs: Arc<VirtualFs>,
+    name: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.fs.unregister(&self.name);
+    }
+}
+
+/// Serves the container `id`'s files (those its settings switch on), reading its cgroup at
+/// `cgroup_path`, and adds to `spec` the binds that put them in place. `None` if every file is
+/// switched off.
+pub(crate) fn serve(
+    server: &Server,
+    state_dir: &Path,
+    policy: &Policy,
+    id: &str,
+    cgroup_path: &Path,
+    spec: &mut Spec,
+) -> Result<Option<Registration>> {
+    let files: Vec<_> = SERVED
+        .iter()
+        .filter(|(file, _)| policy.procfs.get(*file))
+        .collect();
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let fs = server.get(state_dir)?;
+    let dirs =
+        CgroupDirs::resolve(cgroup_path).map_err(Error::io("finding the cgroup controllers"))?;
+    let dir = fs
+        .register(id, dirs, Instant::now())
+        .map_err(Error::io("registering the container's virtual files"))?;
+    let registration = Registration {
+        fs,
+        name: id.to_string(),
+    };
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.extend(
+        files
+            .iter()
+            .map(|(file, target)| bind(&dir.join(file.name()), target)),
+    );
+    spec.set_mounts(Some(mounts));
+    Ok(Some(registration))
+}
+
+fn bind(source: &Path, target: &str) -> Mount {
+    let mut mount = Mount::default();
+    mount.set_destination(PathBuf::from(target));
+    mount.set_typ(Some("bind".into()));
+    mount.set_source(Some(source.to_path_buf()));
+    let options = ["bind", "ro", "nosuid", "nodev", "noexec"];
+    mount.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    mount
+}

@@ -1,0 +1,154 @@
+//! /proc and /sys files that reflect the container, read from inside real containers. Needs
+//! root, /dev/fuse and cgroup memory and cpuset controllers.
+
+mod common;
+
+use common::{create_full, create_with, PROBE};
+use eci::oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, Spec};
+use eci::{Policy, Runtime, RuntimeConfig};
+
+/// Limits the container's memory to `bytes` and its CPUs to `cpus`.
+fn limit(spec: &mut Spec, bytes: i64, cpus: Option<&str>) {
+    let mut resources = LinuxResourcesBuilder::default()
+        .memory(LinuxMemoryBuilder::default().limit(bytes).build().unwrap());
+    if let Some(cpus) = cpus {
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .cpus(cpus)
+                .mems("0")
+                .build()
+                .unwrap(),
+        );
+    }
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_resources(Some(resources.build().unwrap()));
+    spec.set_linux(Some(linux));
+}
+
+fn run_limited(name: &str, script: &str, bytes: i64, cpus: Option<&str>) -> (i32, String) {
+    create_with(name, &["sh", "-c", script], |spec| limit(spec, bytes, cpus)).run_to_end()
+}
+
+#[test]
+fn a_memory_limit_is_the_memory_total() {
+    let script = "grep MemTotal /proc/meminfo; free -k | grep ^Mem: | tr -s ' ' | cut -d' ' -f2";
+    let (code, out) = run_limited("meminfo", script, 256 << 20, None);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["MemTotal:         262144 kB", "262144"],
+        "procps free agrees"
+    );
+}
+
+#[test]
+fn one_cpu_is_one_cpu_everywhere() {
+    let script = "nproc; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
+                  grep -c '^cpu[0-9]' /proc/stat";
+    let (code, out) = run_limited("cpus", script, 1 << 30, Some("0"));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "1", "0", "1"]);
+}
+
+#[test]
+fn uptime_starts_near_zero() {
+    let (code, out) = run_limited("uptime", "cat /proc/uptime", 1 << 30, None);
+    assert_eq!(code, 0, "{out}");
+    let uptime: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!((0.0..5.0).contains(&uptime), "{out}");
+}
+
+#[test]
+fn concurrent_readers_in_four_containers_get_their_own_values() {
+    // Two readers per container, 200 reads each; every read must show the container's own
+    // limit.
+    let reader = "i=0; while [ $i -lt 200 ]; do grep MemTotal /proc/meminfo; i=$((i+1)); done";
+    let script = format!("({reader}) > /tmp/a & ({reader}) > /tmp/b; wait; sort -u /tmp/a /tmp/b");
+    let mut containers: Vec<_> = (1..=4)
+        .map(|n| {
+            let c = create_with(&format!("readers{n}"), &["sh", "-c", &script], |spec| {
+                limit(spec, n << 26, None)
+            });
+            (n, c)
+        })
+        .collect();
+    for (_, c) in &mut containers {
+        c.container().start().unwrap();
+    }
+    for (n, c) in &mut containers {
+        c.container().wait().unwrap();
+        let out = c.read_stdout();
+        let expected = format!("MemTotal:{:>15} kB", (*n << 26) / 1024);
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [expected.as_str()],
+            "container {n}"
+        );
+    }
+}
+
+#[test]
+fn reads_fail_when_the_server_is_gone_and_never_show_the_host() {
+    // A runtime of its own: its server is this test's to break.
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = Policy::default();
+    policy
+        .paths
+        .share(std::path::Path::new(PROBE).parent().unwrap(), true)
+        .unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        state_dir: dir.path().to_path_buf(),
+        policy,
+        ..Default::default()
+    })
+    .unwrap();
+    let script = "grep MemTotal /proc/meminfo; read go; cat /proc/meminfo; echo status $?; \
+                  cat /proc/uptime; echo status $?";
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let stdin = Some(std::os::fd::OwnedFd::from(reader));
+    let mut c = create_full(
+        &runtime,
+        "dead-server",
+        &["sh", "-c", script],
+        stdin,
+        |spec| limit(spec, 256 << 20, None),
+    );
+    c.container().start().unwrap();
+    let server = runtime
+        .virtual_files_mountpoint()
+        .expect("the server is mounted");
+    let first = c.read_stdout_line();
+    assert_eq!(first, "MemTotal:         262144 kB\n");
+    abort_connection(&server);
+    use std::io::Write;
+    writeln!(writer, "go").unwrap();
+    c.container().wait().unwrap();
+    let rest = c.read_stdout();
+    assert_eq!(
+        rest.lines().collect::<Vec<_>>(),
+        ["status 1", "status 1"],
+        "nothing is read, least of all the host's values"
+    );
+    drop(c);
+    drop(runtime);
+}
+
+/// Aborts the FUSE connection behind `mountpoint`, as the kernel does when its server dies.
+fn abort_connection(mountpoint: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let connections = std::path::Path::new("/sys/fs/fuse/connections");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/fuse/connections"));
+    if !mounted {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let minor = libc::minor(std::fs::metadata(mountpoint).unwrap().dev());
+    std::fs::write(connections.join(minor.to_string()).join("abort"), "1").unwrap();
+}
