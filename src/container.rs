@@ -14,6 +14,7 @@ use eci_ns::{spawn, ExitStatus, Namespaces, PidFd, SetupContext, SpawnError, Spa
 use eci_policy::harden::{harden, Change, HardenContext};
 use eci_policy::ids::IdMapping;
 use eci_policy::overrides::Overrides;
+use eci_policy::settings::ProcFile;
 use eci_seccomp::mount::{HelperConfig, MountVetter};
 use eci_seccomp::Registration;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -401,7 +402,14 @@ impl Container {
             sysctls,
         };
         let listener = receive_listener(channel, |failure| explain(failure, &plans))?;
-        let config = helper_config(&self.init, &self.policy, &self.spec)?;
+        let mut config = helper_config(&self.init, &self.policy, &self.spec)?;
+        if self.policy.procfs.get(ProcFile::Sysinfo) {
+            config.sysinfo = self
+                .resources
+                .virtual_files
+                .as_ref()
+                .map(|r| r.sysinfo_source());
+        }
         let (vetter, registration) = start_vetting(
             &self.shared,
             &self.init,

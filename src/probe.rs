@@ -21,6 +21,8 @@
 //! eci-probe bench-getppid N [allow-all]          median ns per getppid over 21 rounds of N
 //!                                                 calls, optionally under an extra allow-all
 //!                                                 seccomp filter
+//! eci-probe bench-read FILE MILLIS               open+read+close of FILE for MILLIS ms:
+//!                                                 "reads/s"
 //! eci-probe race-fstype N DIR                     N mounts on DIR whose type a second thread
 //!                                                 flips between tmpfs and ramfs meanwhile:
 //!                                                 "tmpfs T ramfs R refused E"
@@ -209,6 +211,10 @@ pub fn run(args: &[&str]) -> String {
             (Err(_), _) => format!("usage error: {n} is not a count"),
             (_, Err(errno)) => format!("{errno:?}"),
         },
+        ["bench-read", file, millis] => match millis.parse() {
+            Ok(millis) => bench_read(file, millis),
+            Err(_) => format!("usage error: {millis} is not a number of milliseconds"),
+        },
         ["race-fstype", n, dir] => match n.parse() {
             Ok(n) => race_fstype(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
@@ -242,6 +248,24 @@ fn bench_mount(n: usize, dir: &str) -> String {
     pairs.sort_by(f64::total_cmp);
     let at = |q: f64| pairs[((pairs.len() - 1) as f64 * q).round() as usize];
     format!("{:.1} {:.1} {:.1}", at(0.5), at(0.99), mean)
+}
+
+/// How many times a second `file` can be opened, read whole and closed, over `millis` ms.
+fn bench_read(file: &str, millis: u64) -> String {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let deadline = std::time::Duration::from_millis(millis);
+    let start = std::time::Instant::now();
+    let mut reads = 0u64;
+    while start.elapsed() < deadline {
+        buf.clear();
+        let read = std::fs::File::open(file).and_then(|mut f| f.read_to_end(&mut buf));
+        if let Err(err) = read {
+            return format!("{file}: {err}");
+        }
+        reads += 1;
+    }
+    format!("{:.0}", reads as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Mounts on `dir` `n` times with a type argument that another thread keeps rewriting between

@@ -71,6 +71,7 @@ pub(crate) fn helper_config(init: &PidFd, policy: &Policy, spec: &Spec) -> Resul
         userns,
         initial,
         masks,
+        sysinfo: None,
     })
 }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use eci_mount::virt::{CgroupDirs, VirtualFs, SERVED};
+use eci_policy::settings::ProcFile;
 use eci_policy::Policy;
+use eci_seccomp::mount::SysinfoSource;
 use oci_spec::runtime::{Mount, Spec};
 
 use crate::error::{Error, Result};
@@ -75,6 +77,15 @@ pub(crate) struct Registration {
     name: String,
 }
 
+impl Registration {
+    /// The container's sysinfo(2) answers, for its mount helper to hand over.
+    pub(crate) fn sysinfo_source(&self) -> SysinfoSource {
+        let fs = Arc::clone(&self.fs);
+        let name = self.name.clone();
+        SysinfoSource(Arc::new(move || fs.sysinfo(&name)))
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.fs.unregister(&self.name);
@@ -96,7 +107,7 @@ pub(crate) fn serve(
         .iter()
         .filter(|(file, _)| policy.procfs.get(*file))
         .collect();
-    if files.is_empty() {
+    if files.is_empty() && !policy.procfs.get(ProcFile::Sysinfo) {
         return Ok(None);
     }
     let fs = server.get(state_dir)?;

@@ -83,9 +83,10 @@ pub fn new_mount_api_syscalls() -> [i64; 7] {
     ]
 }
 
-/// The syscalls the supervisor vets.
+/// The syscalls sent to user space: the mount calls eci vets, and sysinfo, which it answers
+/// from the container's cgroup (or lets through unchanged when that is switched off).
 pub fn notified_syscalls() -> Vec<i64> {
-    vec![libc::SYS_mount, libc::SYS_umount2]
+    vec![libc::SYS_mount, libc::SYS_umount2, libc::SYS_sysinfo]
 }
 
 const SENTINEL: u32 = 0x0ec1;
@@ -197,7 +198,7 @@ pub fn deny_filter() -> Result<(Program, Program), FilterError> {
     Ok((eperm, enosys))
 }
 
-/// The notify filter: `mount` and `umount2` go to the supervisor.
+/// The notify filter: `mount`, `umount2` and `sysinfo` go to user space.
 pub fn notify_filter() -> Result<Program, FilterError> {
     let mut prog = compile(
         "notify",
@@ -274,6 +275,10 @@ mod tests {
         );
         assert_eq!(
             run(&prog, NATIVE, libc::SYS_umount2 as i32),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(
+            run(&prog, NATIVE, libc::SYS_sysinfo as i32),
             libc::SECCOMP_RET_USER_NOTIF
         );
         assert_eq!(

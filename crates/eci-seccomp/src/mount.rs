@@ -52,6 +52,40 @@ pub struct HelperConfig {
     pub initial: Vec<(u32, bool)>,
     /// What a procfs or sysfs the container mounts itself gets masked, as its own are.
     pub masks: Masks,
+    /// Where sysinfo(2) answers come from; `None` lets sysinfo through to the kernel.
+    pub sysinfo: Option<SysinfoSource>,
+}
+
+/// Computes a container's sysinfo(2) answer (in the runtime, not in the helper).
+#[derive(Clone)]
+pub struct SysinfoSource(pub Arc<dyn Fn() -> Option<libc::sysinfo> + Send + Sync>);
+
+impl std::fmt::Debug for SysinfoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SysinfoSource")
+    }
+}
+
+/// Marks an event as a sysinfo call for the runtime to answer (no pid is this large).
+const SYSINFO_EVENT: u32 = u32::MAX;
+
+/// The helper's part of a sysinfo call: it reads nothing of the caller, so when emulation is
+/// off the kernel may run the call itself; when on, the runtime computes the answer (which
+/// needs allocation) and the helper hands it the call, waiting for room on the channel rather
+/// than dropping it.
+fn forward_sysinfo(config: &HelperConfig, fds: Fds, n: &Notification, channel: &Channel) {
+    if config.sysinfo.is_none() {
+        let _ = respond(fds.listener, n.id, Reply::Continue);
+        return;
+    }
+    let mut event = [0u8; 24];
+    event[..4].copy_from_slice(&SYSINFO_EVENT.to_ne_bytes());
+    event[4..12].copy_from_slice(&n.id.to_ne_bytes());
+    event[12..16].copy_from_slice(&n.pid.to_ne_bytes());
+    event[16..24].copy_from_slice(&n.args[0].to_ne_bytes());
+    if channel.send_bytes(&event, &[]).is_err() {
+        let _ = respond(fds.listener, n.id, Reply::Error(libc::ENOSYS));
+    }
 }
 
 impl HelperConfig {
@@ -238,6 +272,9 @@ fn handle_one(config: &HelperConfig, fds: Fds, view: &View, half: &HostHalf, cha
         Ok(Some(n)) => n,
         _ => return,
     };
+    if i64::from(n.nr) == libc::SYS_sysinfo {
+        return forward_sysinfo(config, fds, &n, channel);
+    }
     let mut buffers = Buffers {
         source: [0; 4096],
         target: [0; 4096],
@@ -581,6 +618,9 @@ fn encode_event(pid: u32, errno: i32, rule: u32, target: &[u8], out: &mut [u8]) 
 
 fn log_event(event: &[u8]) {
     let Some(head) = event.get(..12) else { return };
+    if head[..4] == SYSINFO_EVENT.to_ne_bytes() {
+        return;
+    }
     let word = |i: usize| [head[i], head[i + 1], head[i + 2], head[i + 3]];
     let (pid, errno, rule) = (
         u32::from_ne_bytes(word(0)),
@@ -598,6 +638,53 @@ fn log_event(event: &[u8]) {
 #[derive(Debug)]
 pub struct MountVetter {
     helper: Helper,
+    /// The runtime's own descriptor of the listener, to answer sysinfo calls.
+    listener: Listener,
+    sysinfo: Option<SysinfoSource>,
+}
+
+impl MountVetter {
+    /// Answers a sysinfo call the helper handed over: computes the container's figures, checks
+    /// the call is still pending (so the pid names the caller), writes them to the caller's
+    /// buffer and completes the call. Nothing of the host's is ever written: without figures
+    /// the call fails.
+    fn answer_sysinfo(&self, event: &[u8]) {
+        let Some(event) = event.get(..24) else { return };
+        let id = u64::from_ne_bytes(event[4..12].try_into().expect("8 bytes"));
+        let pid = u32::from_ne_bytes(event[12..16].try_into().expect("4 bytes"));
+        let addr = u64::from_ne_bytes(event[16..24].try_into().expect("8 bytes"));
+        let figures = self.sysinfo.as_ref().and_then(|source| (source.0)());
+        let reply = match figures {
+            None => Reply::Error(libc::ENOSYS),
+            Some(_) if !self.listener.is_valid(id) => return,
+            Some(info) => match write_to(pid, addr, &info) {
+                Ok(()) => Reply::Success(0),
+                Err(Errno(errno)) => Reply::Error(errno),
+            },
+        };
+        let _ = self.listener.respond(id, reply);
+    }
+}
+
+/// Writes `value` at `addr` in process `pid` (the caller's sysinfo buffer).
+fn write_to<T>(pid: u32, addr: u64, value: &T) -> SysResult<()> {
+    let size = std::mem::size_of::<T>();
+    let local = libc::iovec {
+        iov_base: value as *const T as *mut libc::c_void,
+        iov_len: size,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: size,
+    };
+    // SAFETY: the local iovec covers `value`, which outlives the call; the remote one is only
+    // written by the kernel in the other process, where a bad address fails with EFAULT.
+    let written = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    match written {
+        -1 => Err(Errno::last()),
+        n if n as usize == size => Ok(()),
+        _ => Err(Errno(libc::EFAULT)),
+    }
 }
 
 impl MountVetter {
@@ -635,7 +722,14 @@ impl MountVetter {
             serve: &serve,
             watch: Some((fds.listener, &on_ready)),
         })?;
-        Ok(Arc::new(MountVetter { helper }))
+        let sysinfo = config.sysinfo.clone();
+        // The parent's copy of the helper's descriptor answers sysinfo calls.
+        let listener = Listener::new(listener);
+        Ok(Arc::new(MountVetter {
+            helper,
+            listener,
+            sysinfo,
+        }))
     }
 
     /// The helper's pid.
@@ -677,6 +771,9 @@ impl Handler for MountVetter {
         let mut event = [0u8; MAX_RESPONSE];
         loop {
             match self.helper.try_recv(&mut event) {
+                Ok(Some(len)) if event[..4] == SYSINFO_EVENT.to_ne_bytes() => {
+                    self.answer_sysinfo(&event[..len])
+                }
                 Ok(Some(len)) => log_event(&event[..len]),
                 Ok(None) => return true,
                 Err(err) => {

@@ -31,20 +31,24 @@ pub enum Reply {
     Error(i32),
     /// Succeed, returning this value.
     Success(i64),
+    /// Let the kernel run the call as the caller made it. Only for decisions that read nothing
+    /// of the caller's memory (else what the kernel reads may differ from what was checked).
+    Continue,
 }
 
 /// Answers notification `id` on `listener`. A caller that is already gone is not an error.
 /// Allocation-free.
 pub fn respond(listener: RawFd, id: u64, reply: Reply) -> SysResult<()> {
-    let (val, error) = match reply {
-        Reply::Error(errno) => (0, -errno),
-        Reply::Success(val) => (val, 0),
+    let (val, error, flags) = match reply {
+        Reply::Error(errno) => (0, -errno, 0),
+        Reply::Success(val) => (val, 0, 0),
+        Reply::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
     };
     let mut resp = libc::seccomp_notif_resp {
         id,
         val,
         error,
-        flags: 0,
+        flags,
     };
     // SAFETY: resp is a valid seccomp_notif_resp.
     match check_int(unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) }) {

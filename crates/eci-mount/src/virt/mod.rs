@@ -101,7 +101,17 @@ struct Entry {
     name: String,
     dirs: CgroupDirs,
     started: Instant,
+    /// Each served file's last text and when it was computed.
+    recent: Mutex<[Option<Computed>; SERVED.len()]>,
 }
+
+/// A file's text and when it was computed.
+type Computed = (Instant, Arc<[u8]>);
+
+/// How long a computed file is served again before it is computed anew. Computing reads
+/// several cgroup files (about 10 µs each here); a reader polling faster than this sees the
+/// same figures, as it would from a tool that samples.
+const FRESH: Duration = Duration::from_millis(100);
 
 /// The filesystem's state, shared with the session thread.
 #[derive(Debug)]
@@ -180,9 +190,23 @@ impl Registry {
         }
     }
 
-    fn render(&self, slot: u64, file: ProcFile) -> Option<Vec<u8>> {
+    /// The file's text: the recent one, or computed now.
+    fn content(&self, slot: u64, file: ProcFile) -> Option<Arc<[u8]>> {
         let entries = self.entries.read().ok()?;
         let entry = entries.get(&slot)?;
+        let index = SERVED.iter().position(|(f, _)| *f == file)?;
+        let now = Instant::now();
+        if let Some((at, text)) = &entry.recent.lock().ok()?[index] {
+            if now.duration_since(*at) < FRESH {
+                return Some(Arc::clone(text));
+            }
+        }
+        let text: Arc<[u8]> = self.render(entry, file)?.into();
+        entry.recent.lock().ok()?[index] = Some((now, Arc::clone(&text)));
+        Some(text)
+    }
+
+    fn render(&self, entry: &Entry, file: ProcFile) -> Option<Vec<u8>> {
         let cpuset = entry.dirs.cpuset(&self.host.cpus);
         let visible = render::visible_cpus(&cpuset, entry.dirs.quota());
         let uptime = entry.started.elapsed();
@@ -282,13 +306,13 @@ impl Filesystem for Served {
         let Some(Node::File(slot, file)) = node_of(ino.0) else {
             return reply.error(Errno::EISDIR);
         };
-        let Some(content) = self.0.render(slot, file) else {
+        let Some(content) = self.0.content(slot, file) else {
             return reply.error(Errno::ENOENT);
         };
         let handle = self.0.next_handle.fetch_add(1, Ordering::Relaxed);
         match self.0.open.lock() {
             Ok(mut open) => {
-                open.insert(handle, content.into());
+                open.insert(handle, content);
                 reply.opened(FileHandle(handle), FopenFlags::FOPEN_DIRECT_IO);
             }
             Err(_) => reply.error(Errno::EIO),
@@ -413,6 +437,7 @@ impl VirtualFs {
         // The containers' processes run under their own IDs.
         config.acl = SessionACL::All;
         config.n_threads = Some(2);
+        config.clone_fd = true;
         let session = fuser::Session::new(Served(Arc::clone(&registry)), mountpoint, &config)?;
         let session = session.spawn()?;
         Ok(VirtualFs {
@@ -459,9 +484,33 @@ impl VirtualFs {
                 name: name.to_string(),
                 dirs,
                 started,
+                recent: Mutex::new(Default::default()),
             },
         );
         Ok(self.mountpoint.join(name))
+    }
+
+    /// What sysinfo(2) tells `name`'s processes, agreeing with its meminfo and uptime: its
+    /// memory and swap totals, its uptime and its number of processes. Load averages are not
+    /// computed for containers and read 0 (the host's are never shown). `None` once `name` is
+    /// unregistered.
+    pub fn sysinfo(&self, name: &str) -> Option<libc::sysinfo> {
+        let entries = self.registry.entries.read().ok()?;
+        let entry = entries.values().find(|e| e.name == name)?;
+        let memory = entry.dirs.memory();
+        let totals = render::totals(&self.registry.host.meminfo, &memory);
+        // SAFETY: sysinfo is plain data; all-zero is a valid value.
+        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+        info.uptime = entry.started.elapsed().as_secs() as libc::c_long;
+        info.totalram = totals.total as libc::c_ulong;
+        info.freeram = totals.free as libc::c_ulong;
+        info.sharedram = memory.shmem as libc::c_ulong;
+        info.bufferram = 0;
+        info.totalswap = totals.swap_total as libc::c_ulong;
+        info.freeswap = totals.swap_free as libc::c_ulong;
+        info.procs = entry.dirs.tasks().total.min(u64::from(u16::MAX)) as u16;
+        info.mem_unit = 1;
+        Some(info)
     }
 
     /// Stops serving `name`'s directory; its files answer ENOENT from then on.

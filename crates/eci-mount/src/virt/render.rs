@@ -64,19 +64,51 @@ pub fn meminfo_value(host: &str, key: &str) -> Option<u64> {
         .map(|kb| kb.saturating_mul(1024))
 }
 
-/// /proc/meminfo for a container: totals from its limit (never more than the host has), use
-/// from its cgroup.
-pub fn meminfo(host: &str, m: &Memory) -> String {
+/// The totals meminfo and sysinfo(2) share, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// The limit, never more than the host has.
+    pub total: u64,
+    /// What is not used.
+    pub free: u64,
+    /// Free plus reclaimable page cache.
+    pub available: u64,
+    /// Swap the container may use.
+    pub swap_total: u64,
+    /// Of which unused.
+    pub swap_free: u64,
+}
+
+/// The container's totals: from its limit (never more than the host has) and its use.
+pub fn totals(host: &str, m: &Memory) -> Totals {
     let host_total = meminfo_value(host, "MemTotal").unwrap_or(u64::MAX);
     let total = m.limit.map_or(host_total, |l| l.min(host_total));
-    let used = m.usage.min(total);
-    let free = total - used;
+    let free = total - m.usage.min(total);
     let available = free
         .saturating_add(m.cache.saturating_sub(m.shmem))
         .min(total);
     let host_swap = meminfo_value(host, "SwapTotal").unwrap_or(0);
     let swap_total = m.swap_limit.map_or(host_swap, |l| l.min(host_swap));
-    let swap_free = swap_total.saturating_sub(m.swap_usage);
+    Totals {
+        total,
+        free,
+        available,
+        swap_total,
+        swap_free: swap_total.saturating_sub(m.swap_usage),
+    }
+}
+
+/// /proc/meminfo for a container: totals from its limit (never more than the host has), use
+/// from its cgroup.
+pub fn meminfo(host: &str, m: &Memory) -> String {
+    let Totals {
+        total,
+        free,
+        available,
+        swap_total,
+        swap_free,
+    } = totals(host, m);
+    let used = total - free;
     let lines: [(&str, u64); 21] = [
         ("MemTotal", total),
         ("MemFree", free),
