@@ -402,7 +402,12 @@ impl Container {
             sysctls,
         };
         let listener = receive_listener(channel, |failure| explain(failure, &plans))?;
-        let mut config = helper_config(&self.init, &self.policy, &self.spec)?;
+        let binds = self
+            .resources
+            .virtual_files
+            .as_ref()
+            .map_or(&[][..], |r| r.binds());
+        let mut config = helper_config(&self.init, &self.policy, &self.spec, binds)?;
         if self.policy.procfs.get(ProcFile::Sysinfo) {
             config.sysinfo = self
                 .resources

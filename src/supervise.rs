@@ -3,6 +3,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use eci_ns::channel::Channel;
@@ -47,7 +48,12 @@ pub(crate) fn receive_listener(
 /// What the mount helpers of a container know: its policy, its user namespace and its initial
 /// mounts, read from the init right after it entered its own mount namespace, and the masks
 /// of the (hardened) spec for the procfs and sysfs it mounts itself.
-pub(crate) fn helper_config(init: &PidFd, policy: &Policy, spec: &Spec) -> Result<HelperConfig> {
+pub(crate) fn helper_config(
+    init: &PidFd,
+    policy: &Policy,
+    spec: &Spec,
+    virtual_files: &[(PathBuf, &'static str)],
+) -> Result<HelperConfig> {
     let pid = init.pid();
     let mounts = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
         "reading the container's mount table (/proc/{pid}/mountinfo)"
@@ -65,6 +71,11 @@ pub(crate) fn helper_config(init: &PidFd, policy: &Policy, spec: &Spec) -> Resul
     let masks = Masks::from_paths(
         linux.masked_paths().as_deref().unwrap_or_default(),
         linux.readonly_paths().as_deref().unwrap_or_default(),
+    )
+    .with_binds(
+        virtual_files
+            .iter()
+            .map(|(source, target)| (source.as_path(), *target)),
     );
     Ok(HelperConfig {
         policy,

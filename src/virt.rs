@@ -75,9 +75,16 @@ fn sweep_dead(base: &Path) {
 pub(crate) struct Registration {
     fs: Arc<VirtualFs>,
     name: String,
+    /// (file on the server, where it goes in the container).
+    binds: Vec<(PathBuf, &'static str)>,
 }
 
 impl Registration {
+    /// The files bound into the container, and where.
+    pub(crate) fn binds(&self) -> &[(PathBuf, &'static str)] {
+        &self.binds
+    }
+
     /// The container's sysinfo(2) answers, for its mount helper to hand over.
     pub(crate) fn sysinfo_source(&self) -> SysinfoSource {
         let fs = Arc::clone(&self.fs);
@@ -116,17 +123,18 @@ pub(crate) fn serve(
     let dir = fs
         .register(id, dirs, Instant::now())
         .map_err(Error::io("registering the container's virtual files"))?;
+    let binds: Vec<(PathBuf, &'static str)> = files
+        .iter()
+        .map(|(file, target)| (dir.join(file.name()), *target))
+        .collect();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.extend(binds.iter().map(|(source, target)| bind(source, target)));
+    spec.set_mounts(Some(mounts));
     let registration = Registration {
         fs,
         name: id.to_string(),
+        binds,
     };
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.extend(
-        files
-            .iter()
-            .map(|(file, target)| bind(&dir.join(file.name()), target)),
-    );
-    spec.set_mounts(Some(mounts));
     Ok(Some(registration))
 }
 

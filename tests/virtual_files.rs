@@ -157,3 +157,16 @@ fn abort_connection(mountpoint: &std::path::Path) {
     let minor = libc::minor(std::fs::metadata(mountpoint).unwrap().dev());
     std::fs::write(connections.join(minor.to_string()).join("abort"), "1").unwrap();
 }
+
+#[test]
+fn a_procfs_mounted_inside_gets_the_virtual_files_too() {
+    let script = "mkdir -p /tmp/p && mount -t proc proc /tmp/p && grep MemTotal /tmp/p/meminfo \
+                  && umount -l /tmp/p \
+                  && unshare --mount --pid --fork --mount-proc grep MemTotal /proc/meminfo";
+    let (code, out) = run_limited("inner-meminfo", script, 256 << 20, None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["MemTotal:         262144 kB", "MemTotal:         262144 kB"]
+    );
+}

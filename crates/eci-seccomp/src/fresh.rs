@@ -26,6 +26,8 @@
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
@@ -69,7 +71,8 @@ impl Fresh {
 }
 
 /// What a fresh procfs and sysfs get: paths relative to their root, masked (an empty read-only
-/// tmpfs over a directory, a null device over anything else) or made read-only.
+/// tmpfs over a directory, a null device over anything else), made read-only, or covered by a
+/// read-only bind of a host file (the container's virtual files).
 #[derive(Debug, Clone, Default)]
 pub struct Masks {
     /// Masked in a fresh procfs.
@@ -78,6 +81,10 @@ pub struct Masks {
     pub proc_readonly: Vec<CString>,
     /// Masked in a fresh sysfs.
     pub sys_masked: Vec<CString>,
+    /// (host file, path in a fresh procfs) to bind read-only.
+    pub proc_binds: Vec<(CString, CString)>,
+    /// (host file, path in a fresh sysfs) to bind read-only.
+    pub sys_binds: Vec<(CString, CString)>,
 }
 
 impl Masks {
@@ -96,7 +103,29 @@ impl Masks {
             proc_masked: under(masked, "/proc/"),
             proc_readonly: under(readonly, "/proc/"),
             sys_masked: under(masked, "/sys/"),
+            ..Masks::default()
         }
+    }
+
+    /// Adds binds of host files over absolute paths such as `/proc/meminfo` (those under
+    /// neither /proc nor /sys are ignored).
+    pub fn with_binds<'a>(mut self, binds: impl IntoIterator<Item = (&'a Path, &'a str)>) -> Masks {
+        for (source, target) in binds {
+            let Ok(source) = CString::new(source.as_os_str().as_bytes()) else {
+                continue;
+            };
+            let (list, rest) = if let Some(rest) = target.strip_prefix("/proc/") {
+                (&mut self.proc_binds, rest)
+            } else if let Some(rest) = target.strip_prefix("/sys/") {
+                (&mut self.sys_binds, rest)
+            } else {
+                continue;
+            };
+            if let Ok(rest) = CString::new(rest) {
+                list.push((source, rest));
+            }
+        }
+        self
     }
 }
 
@@ -513,7 +542,8 @@ fn build_proc(
     }
     mount_context(&fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
-    apply_masks(base, &masks.proc_masked, &masks.proc_readonly)
+    apply_masks(base, &masks.proc_masked, &masks.proc_readonly)?;
+    apply_binds(base, &masks.proc_binds)
 }
 
 /// One `key=value` or `key` of mount data, as fsconfig takes it.
@@ -565,7 +595,31 @@ fn build_sysfs(
     back?;
     mount_context(&fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
-    apply_masks(base, &masks.sys_masked, &[])
+    apply_masks(base, &masks.sys_masked, &[])?;
+    apply_binds(base, &masks.sys_binds)
+}
+
+/// Binds each host file read-only over its path under `base` (skipping paths this filesystem
+/// does not have).
+fn apply_binds(base: &[u8], binds: &[(CString, CString)]) -> SysResult<()> {
+    for (source, rel) in binds {
+        let Some(buf) = join(base, rel.to_bytes()) else {
+            continue;
+        };
+        let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
+        match sys::mount(Some(source), path, None, libc::MS_BIND, None) {
+            Err(Errno(libc::ENOENT)) => continue,
+            other => other?,
+        }
+        let flags = libc::MS_BIND
+            | libc::MS_REMOUNT
+            | libc::MS_RDONLY
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC;
+        sys::mount(None, path, None, flags, None)?;
+    }
+    Ok(())
 }
 
 fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResult<()> {
