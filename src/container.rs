@@ -299,6 +299,7 @@ impl Container {
             &policy,
             id,
             &cgroup_path,
+            block.mapping().host_start,
             &mut mounted,
         )?;
         let mount_plan = MountPlan::from_spec(&mounted, &rootfs, block)?;

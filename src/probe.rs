@@ -21,6 +21,7 @@
 //! eci-probe bench-getppid N [allow-all]          median ns per getppid over 21 rounds of N
 //!                                                 calls, optionally under an extra allow-all
 //!                                                 seccomp filter
+//! eci-probe write FILE VALUE                     write VALUE to FILE in one write(2)
 //! eci-probe bench-read FILE MILLIS               open+read+close of FILE for MILLIS ms:
 //!                                                 "reads/s"
 //! eci-probe race-fstype N DIR                     N mounts on DIR whose type a second thread
@@ -41,6 +42,13 @@ fn answer(ret: libc::c_long) -> String {
     } else {
         "ok".to_string()
     }
+}
+
+fn errno_name(err: &std::io::Error) -> String {
+    err.raw_os_error().map_or_else(
+        || err.to_string(),
+        |e| format!("{:?}", nix::errno::Errno::from_raw(e)),
+    )
 }
 
 fn c(s: &str) -> CString {
@@ -210,6 +218,13 @@ pub fn run(args: &[&str]) -> String {
             (Ok(n), Ok(())) => bench_getppid(n),
             (Err(_), _) => format!("usage error: {n} is not a count"),
             (_, Err(errno)) => format!("{errno:?}"),
+        },
+        ["write", file, value] => match std::fs::OpenOptions::new().write(true).open(file) {
+            Ok(mut f) => match std::io::Write::write(&mut f, value.as_bytes()) {
+                Ok(_) => "ok".to_string(),
+                Err(err) => errno_name(&err),
+            },
+            Err(err) => errno_name(&err),
         },
         ["bench-read", file, millis] => match millis.parse() {
             Ok(millis) => bench_read(file, millis),

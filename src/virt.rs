@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use eci_mount::virt::{CgroupDirs, VirtualFs, SERVED};
-use eci_policy::settings::ProcFile;
+use eci_mount::virt::{sysctl, CgroupDirs, VirtualFs, SERVED};
 use eci_policy::Policy;
 use eci_seccomp::mount::SysinfoSource;
 use oci_spec::runtime::{Mount, Spec};
@@ -100,35 +99,46 @@ impl Drop for Registration {
 }
 
 /// Serves the container `id`'s files (those its settings switch on), reading its cgroup at
-/// `cgroup_path`, and adds to `spec` the binds that put them in place. `None` if every file is
-/// switched off.
+/// `cgroup_path`, and its global tunables (owned by `root`, its root's host uid), and adds to
+/// `spec` the binds that put them in place.
 pub(crate) fn serve(
     server: &Server,
     state_dir: &Path,
     policy: &Policy,
     id: &str,
     cgroup_path: &Path,
+    root: u32,
     spec: &mut Spec,
 ) -> Result<Option<Registration>> {
     let files: Vec<_> = SERVED
         .iter()
         .filter(|(file, _)| policy.procfs.get(*file))
         .collect();
-    if files.is_empty() && !policy.procfs.get(ProcFile::Sysinfo) {
-        return Ok(None);
-    }
     let fs = server.get(state_dir)?;
     let dirs =
         CgroupDirs::resolve(cgroup_path).map_err(Error::io("finding the cgroup controllers"))?;
     let dir = fs
-        .register(id, dirs, Instant::now())
+        .register_with(id, dirs, Instant::now(), root, &|name| {
+            policy.sysctls.mode(name)
+        })
         .map_err(Error::io("registering the container's virtual files"))?;
     let binds: Vec<(PathBuf, &'static str)> = files
         .iter()
         .map(|(file, target)| (dir.join(file.name()), *target))
         .collect();
     let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.extend(binds.iter().map(|(source, target)| bind(source, target)));
+    mounts.extend(
+        binds
+            .iter()
+            .map(|(source, target)| bind(source, target, true)),
+    );
+    // The global tunables this kernel has, writable: the server keeps each container's value.
+    for (name, _) in sysctl::TUNABLES {
+        let target = sysctl::proc_path(name);
+        if Path::new(&target).exists() {
+            mounts.push(bind(&dir.join(name), &target, false));
+        }
+    }
     spec.set_mounts(Some(mounts));
     let registration = Registration {
         fs,
@@ -138,12 +148,13 @@ pub(crate) fn serve(
     Ok(Some(registration))
 }
 
-fn bind(source: &Path, target: &str) -> Mount {
+fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
     let mut mount = Mount::default();
     mount.set_destination(PathBuf::from(target));
     mount.set_typ(Some("bind".into()));
     mount.set_source(Some(source.to_path_buf()));
-    let options = ["bind", "ro", "nosuid", "nodev", "noexec"];
+    let access = if read_only { "ro" } else { "rw" };
+    let options = ["bind", access, "nosuid", "nodev", "noexec"];
     mount.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
     mount
 }

@@ -170,3 +170,83 @@ fn a_procfs_mounted_inside_gets_the_virtual_files_too() {
         ["MemTotal:         262144 kB", "MemTotal:         262144 kB"]
     );
 }
+
+#[test]
+fn a_global_tunable_written_inside_stays_inside() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/panic").unwrap();
+    let new = if host.trim() == "7" { "8" } else { "7" };
+    let script = format!(
+        "/probe write /proc/sys/kernel/panic {new} , write /proc/sys/kernel/panic abc , \
+         write /proc/sys/kernel/panic_on_oops 2 , write /proc/sys/kernel/pid_max 100 ; \
+         cat /proc/sys/kernel/panic"
+    );
+    let (code, out) = run_limited("panic-a", &script, 1 << 30, None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "EINVAL", "EINVAL", "EINVAL", new],
+        "the container reads back its own value; bad values are refused"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/panic").unwrap(),
+        host,
+        "host unchanged"
+    );
+    let (_, other) = run_limited("panic-b", "cat /proc/sys/kernel/panic", 1 << 30, None);
+    assert_eq!(other, host, "another container sees the host's value");
+}
+
+#[test]
+fn conntrack_max_follows_largest_wins() {
+    const KEY: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+    let Ok(original) = std::fs::read_to_string(KEY) else {
+        panic!("{KEY} is missing: the nf_conntrack module is needed");
+    };
+    let original: u64 = original.trim().parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = Policy::default();
+    policy
+        .sysctls
+        .set(
+            "net.netfilter.nf_conntrack_max",
+            eci::eci_policy::settings::SysctlMode::LargestWins,
+        )
+        .unwrap();
+    policy
+        .paths
+        .share(std::path::Path::new(PROBE).parent().unwrap(), true)
+        .unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        state_dir: dir.path().to_path_buf(),
+        policy,
+        ..Default::default()
+    })
+    .unwrap();
+    let (higher, lower) = (original + 1024, original / 2);
+    let run = |name: &str, value: u64| {
+        let script = format!("/probe write {KEY} {value}; cat {KEY}");
+        let mut c = common::create_in(&runtime, name, &["sh", "-c", &script], |_| {});
+        c.run_to_end()
+    };
+    let raised = run("conntrack-high", higher);
+    let host_after_raise = std::fs::read_to_string(KEY).unwrap();
+    let lowered = run("conntrack-low", lower);
+    let host_after_lower = std::fs::read_to_string(KEY).unwrap();
+    std::fs::write(KEY, original.to_string()).unwrap();
+    assert_eq!(raised.1, format!("ok\n{higher}\n"));
+    assert_eq!(
+        host_after_raise.trim(),
+        higher.to_string(),
+        "the largest wins on the host"
+    );
+    assert_eq!(
+        lowered.1,
+        format!("ok\n{lower}\n"),
+        "the container reads its own value"
+    );
+    assert_eq!(
+        host_after_lower.trim(),
+        higher.to_string(),
+        "a smaller value never lowers the host"
+    );
+}

@@ -29,6 +29,7 @@
 
 mod cgroup;
 pub mod render;
+pub mod sysctl;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -37,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eci_policy::settings::ProcFile;
+use eci_policy::settings::{ProcFile, SysctlMode};
 use fuser::{
     BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
@@ -58,8 +59,10 @@ pub const SERVED: [(ProcFile, &str); 6] = [
 ];
 
 const ROOT: u64 = 1;
-/// Inodes per container directory: the directory and its files.
-const PER_DIR: u64 = 16;
+/// Inodes per container directory: the directory, its served files, its tunables.
+const PER_DIR: u64 = 64;
+/// The first tunable's index in a directory.
+const FIRST_TUNABLE: usize = 1 + SERVED.len();
 /// Attributes never change: let the kernel keep them.
 const TTL: Duration = Duration::from_secs(3600);
 
@@ -101,6 +104,12 @@ struct Entry {
     name: String,
     dirs: CgroupDirs,
     started: Instant,
+    /// Owner of the tunables (the container's root on the host), so that it may write them.
+    owner: u32,
+    /// Reconciliation mode of each tunable (indexed like [`sysctl::TUNABLES`]).
+    modes: Vec<SysctlMode>,
+    /// The values the container wrote, by tunable.
+    written: Mutex<BTreeMap<usize, String>>,
     /// Each served file's last text and when it was computed.
     recent: Mutex<[Option<Computed>; SERVED.len()]>,
 }
@@ -123,6 +132,8 @@ struct Registry {
     next_slot: AtomicU64,
     open: Mutex<BTreeMap<u64, Arc<[u8]>>>,
     next_handle: AtomicU64,
+    /// Held while the host's value of a tunable is read and changed.
+    reconciling: Mutex<()>,
 }
 
 /// Where an inode points.
@@ -131,6 +142,7 @@ enum Node {
     Root,
     Dir(u64),
     File(u64, ProcFile),
+    Tunable(u64, usize),
 }
 
 fn node_of(ino: u64) -> Option<Node> {
@@ -140,7 +152,9 @@ fn node_of(ino: u64) -> Option<Node> {
     let slot = (ino / PER_DIR).checked_sub(1)?;
     match (ino % PER_DIR) as usize {
         0 => Some(Node::Dir(slot)),
-        n => SERVED.get(n - 1).map(|(file, _)| Node::File(slot, *file)),
+        n if n < FIRST_TUNABLE => SERVED.get(n - 1).map(|(file, _)| Node::File(slot, *file)),
+        n => (n - FIRST_TUNABLE < sysctl::TUNABLES.len())
+            .then_some(Node::Tunable(slot, n - FIRST_TUNABLE)),
     }
 }
 
@@ -152,13 +166,15 @@ fn ino_of(node: Node) -> u64 {
             let index = SERVED.iter().position(|(f, _)| *f == file).unwrap_or(0) as u64;
             PER_DIR * (slot + 1) + 1 + index
         }
+        Node::Tunable(slot, index) => PER_DIR * (slot + 1) + (FIRST_TUNABLE + index) as u64,
     }
 }
 
-fn attr(node: Node) -> FileAttr {
-    let (kind, perm, nlink) = match node {
-        Node::File(..) => (FileType::RegularFile, 0o444, 1),
-        _ => (FileType::Directory, 0o555, 2),
+fn attr(node: Node, owner: u32) -> FileAttr {
+    let (kind, perm, nlink, uid) = match node {
+        Node::File(..) => (FileType::RegularFile, 0o444, 1, 0),
+        Node::Tunable(..) => (FileType::RegularFile, 0o644, 1, owner),
+        _ => (FileType::Directory, 0o555, 2, 0),
     };
     FileAttr {
         ino: INodeNo(ino_of(node)),
@@ -172,8 +188,8 @@ fn attr(node: Node) -> FileAttr {
         kind,
         perm,
         nlink,
-        uid: 0,
-        gid: 0,
+        uid,
+        gid: uid,
         rdev: 0,
         blksize: 4096,
         flags: 0,
@@ -184,9 +200,72 @@ impl Registry {
     fn exists(&self, node: Node) -> bool {
         match node {
             Node::Root => true,
-            Node::Dir(slot) | Node::File(slot, _) => {
+            Node::Dir(slot) | Node::File(slot, _) | Node::Tunable(slot, _) => {
                 self.entries.read().is_ok_and(|e| e.contains_key(&slot))
             }
+        }
+    }
+
+    /// The attributes of an existing node.
+    fn attr_of(&self, node: Node) -> Option<FileAttr> {
+        let owner = match node {
+            Node::Tunable(slot, _) => self.entries.read().ok()?.get(&slot)?.owner,
+            _ if self.exists(node) => 0,
+            _ => return None,
+        };
+        Some(attr(node, owner))
+    }
+
+    /// A tunable as the container reads it: its own value once it wrote one, else the host's.
+    fn tunable(&self, slot: u64, index: usize) -> Option<Arc<[u8]>> {
+        let entries = self.entries.read().ok()?;
+        let entry = entries.get(&slot)?;
+        let (name, _) = sysctl::TUNABLES.get(index)?;
+        let own = match entry.modes.get(index) {
+            Some(SysctlMode::AlwaysHost) => None,
+            _ => entry.written.lock().ok()?.get(&index).cloned(),
+        };
+        let value = match own {
+            Some(value) => format!("{value}\n"),
+            None => std::fs::read_to_string(sysctl::proc_path(name)).ok()?,
+        };
+        Some(value.into_bytes().into())
+    }
+
+    /// A container writes a tunable: checked, kept as its own, and reconciled with the host
+    /// as its mode says.
+    fn write_tunable(&self, slot: u64, index: usize, data: &[u8]) -> Result<(), Errno> {
+        let entries = self.entries.read().map_err(|_| Errno::EIO)?;
+        let entry = entries.get(&slot).ok_or(Errno::ENOENT)?;
+        let (name, kind) = sysctl::TUNABLES.get(index).ok_or(Errno::ENOENT)?;
+        let mode = entry.modes.get(index).copied().unwrap_or_default();
+        if mode == SysctlMode::AlwaysHost {
+            return Err(Errno::EPERM);
+        }
+        let value = sysctl::check(*kind, data).ok_or(Errno::EINVAL)?;
+        if matches!(mode, SysctlMode::LargestWins | SysctlMode::EnableWins) {
+            self.reconcile(name, mode, &value)?;
+        }
+        entry
+            .written
+            .lock()
+            .map_err(|_| Errno::EIO)?
+            .insert(index, value);
+        Ok(())
+    }
+
+    /// Raises (largest-wins) or switches on (enable-wins) the host's value for a container's
+    /// `value`. Never lowers or switches off: the host, or another container, may rely on what
+    /// is there now.
+    fn reconcile(&self, name: &str, mode: SysctlMode, value: &str) -> Result<(), Errno> {
+        let path = sysctl::proc_path(name);
+        let _one_at_a_time = self.reconciling.lock().map_err(|_| Errno::EIO)?;
+        let current = std::fs::read_to_string(&path).map_err(|_| Errno::EIO)?;
+        match sysctl::host_value(mode, current.trim(), &[value]) {
+            Some(host) if host != current.trim() => {
+                std::fs::write(&path, host).map_err(Errno::from)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -283,37 +362,102 @@ impl Filesystem for Served {
             Some(Node::Dir(slot)) if self.0.exists(Node::Dir(slot)) => SERVED
                 .iter()
                 .find(|(file, _)| OsStr::new(file.name()) == name)
-                .map(|(file, _)| Node::File(slot, *file)),
+                .map(|(file, _)| Node::File(slot, *file))
+                .or_else(|| {
+                    sysctl::TUNABLES
+                        .iter()
+                        .position(|(tunable, _)| OsStr::new(tunable) == name)
+                        .map(|index| Node::Tunable(slot, index))
+                }),
             _ => None,
         };
-        match found {
-            Some(node) => reply.entry(&TTL, &attr(node), Generation(0)),
+        match found.and_then(|node| self.0.attr_of(node)) {
+            Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match node_of(ino.0).filter(|n| self.0.exists(*n)) {
-            Some(node) => reply.attr(&TTL, &attr(node)),
+        match node_of(ino.0).and_then(|node| self.0.attr_of(node)) {
+            Some(attr) => reply.attr(&TTL, &attr),
             None => reply.error(Errno::ENOENT),
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
-            return reply.error(Errno::EACCES);
+    // Truncation on open for writing (`echo 1 > file`) arrives as a size change: nothing to do.
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        match node_of(ino.0).and_then(|node| self.0.attr_of(node)) {
+            Some(
+                attr @ FileAttr {
+                    kind: FileType::RegularFile,
+                    perm: 0o644,
+                    ..
+                },
+            ) => reply.attr(&TTL, &attr),
+            Some(_) => reply.error(Errno::EACCES),
+            None => reply.error(Errno::ENOENT),
         }
-        let Some(Node::File(slot, file)) = node_of(ino.0) else {
-            return reply.error(Errno::EISDIR);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: fuser::ReplyWrite,
+    ) {
+        let Some(Node::Tunable(slot, index)) = node_of(ino.0) else {
+            return reply.error(Errno::EACCES);
         };
-        let Some(content) = self.0.content(slot, file) else {
+        // Like the kernel's own tunables: one whole value per write, from the start.
+        if offset != 0 {
+            return reply.error(Errno::EINVAL);
+        }
+        match self.0.write_tunable(slot, index, data) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let writing = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        let content = match node_of(ino.0) {
+            Some(Node::File(..)) if writing => return reply.error(Errno::EACCES),
+            Some(Node::File(slot, file)) => self.0.content(slot, file),
+            Some(Node::Tunable(slot, index)) => self.0.tunable(slot, index),
+            _ => return reply.error(Errno::EISDIR),
+        };
+        let Some(content) = content else {
             return reply.error(Errno::ENOENT);
         };
         let handle = self.0.next_handle.fetch_add(1, Ordering::Relaxed);
         match self.0.open.lock() {
             Ok(mut open) => {
                 open.insert(handle, content);
-                reply.opened(FileHandle(handle), FopenFlags::FOPEN_DIRECT_IO);
+                let flags = FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH;
+                reply.opened(FileHandle(handle), flags);
             }
             Err(_) => reply.error(Errno::EIO),
         }
@@ -385,11 +529,17 @@ impl Filesystem for Served {
                         .iter()
                         .map(|(f, _)| (Node::File(slot, *f), f.name().to_string())),
                 );
+                children.extend(
+                    sysctl::TUNABLES
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (name, _))| (Node::Tunable(slot, i), name.to_string())),
+                );
             }
             _ => return reply.error(Errno::ENOENT),
         }
         for (i, (node, name)) in children.iter().enumerate().skip(offset as usize) {
-            let kind = attr(*node).kind;
+            let kind = attr(*node, 0).kind;
             if reply.add(INodeNo(ino_of(*node)), i as u64 + 1, kind, name) {
                 break;
             }
@@ -424,11 +574,11 @@ impl VirtualFs {
             next_slot: AtomicU64::new(0),
             open: Mutex::new(BTreeMap::new()),
             next_handle: AtomicU64::new(1),
+            reconciling: Mutex::new(()),
         });
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::FSName("eci-virtual".into()),
-            MountOption::RO,
             MountOption::NoSuid,
             MountOption::NoDev,
             MountOption::NoExec,
@@ -453,12 +603,26 @@ impl VirtualFs {
     }
 
     /// Serves a directory named `name` for a container whose cgroup is `dirs` and which
-    /// started at `started`; returns the directory.
+    /// started at `started`; returns the directory. Its tunables belong to host uid 0 and are
+    /// container-only (see [`VirtualFs::register_with`]).
     pub fn register(
         &self,
         name: &str,
         dirs: CgroupDirs,
         started: Instant,
+    ) -> std::io::Result<PathBuf> {
+        self.register_with(name, dirs, started, 0, &|_| SysctlMode::ContainerOnly)
+    }
+
+    /// [`VirtualFs::register`], with the tunables owned by host uid `owner` (the container's
+    /// root, so that it may write them) and reconciled as `mode_of` says for each dotted name.
+    pub fn register_with(
+        &self,
+        name: &str,
+        dirs: CgroupDirs,
+        started: Instant,
+        owner: u32,
+        mode_of: &dyn Fn(&str) -> SysctlMode,
     ) -> std::io::Result<PathBuf> {
         let invalid = |what: &str| {
             std::io::Error::new(
@@ -484,6 +648,9 @@ impl VirtualFs {
                 name: name.to_string(),
                 dirs,
                 started,
+                owner,
+                modes: sysctl::TUNABLES.iter().map(|(n, _)| mode_of(n)).collect(),
+                written: Mutex::new(BTreeMap::new()),
                 recent: Mutex::new(Default::default()),
             },
         );
@@ -553,6 +720,10 @@ mod tests {
         }
         assert_eq!(node_of(0), None);
         assert_eq!(node_of(PER_DIR - 1), None);
-        assert_eq!(node_of(PER_DIR + 15), None);
+        assert_eq!(node_of(PER_DIR + 63), None);
+        assert_eq!(
+            node_of(ino_of(Node::Tunable(2, 16))),
+            Some(Node::Tunable(2, 16))
+        );
     }
 }
