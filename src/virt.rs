@@ -132,6 +132,15 @@ pub(crate) fn serve(
             .iter()
             .map(|(source, target)| bind(source, target, true)),
     );
+    // Namespaced tunables need no server: the kernel picks the table of the opener's own
+    // namespaces, and refuses what the container's root may not change. They only need to be
+    // writable under the read-only /proc/sys. They go first: the emulated tunables below
+    // (nf_conntrack_max is under net/) are bound on top of them.
+    for target in NAMESPACED_TUNABLES {
+        if Path::new(target).exists() {
+            mounts.push(writable_bind(target));
+        }
+    }
     // The global tunables this kernel has, writable: the server keeps each container's value.
     for (name, _) in sysctl::TUNABLES {
         let target = sysctl::proc_path(name);
@@ -146,6 +155,33 @@ pub(crate) fn serve(
         binds,
     };
     Ok(Some(registration))
+}
+
+/// Tunables the kernel keeps per network, UTS, IPC or mqueue namespace, which the container
+/// may write in its own namespaces (a directory binds everything under it).
+const NAMESPACED_TUNABLES: [&str; 11] = [
+    "/proc/sys/net",
+    "/proc/sys/kernel/msgmax",
+    "/proc/sys/kernel/msgmnb",
+    "/proc/sys/kernel/msgmni",
+    "/proc/sys/kernel/sem",
+    "/proc/sys/kernel/shmall",
+    "/proc/sys/kernel/shmmax",
+    "/proc/sys/kernel/shmmni",
+    "/proc/sys/kernel/shm_rmid_forced",
+    "/proc/sys/fs/mqueue",
+    "/proc/sys/user",
+];
+
+/// A writable recursive bind of a /proc/sys path over itself.
+fn writable_bind(path: &str) -> Mount {
+    let mut mount = Mount::default();
+    mount.set_destination(PathBuf::from(path));
+    mount.set_typ(Some("bind".into()));
+    mount.set_source(Some(PathBuf::from(path)));
+    let options = ["rbind", "rw", "nosuid", "nodev", "noexec"];
+    mount.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    mount
 }
 
 fn bind(source: &Path, target: &str, read_only: bool) -> Mount {

@@ -250,3 +250,32 @@ fn conntrack_max_follows_largest_wins() {
         "a smaller value never lowers the host"
     );
 }
+
+#[test]
+fn namespaced_tunables_are_the_containers_own_and_others_stay_read_only() {
+    let host_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let host_shmmax = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let forward = if host_forward.trim() == "1" { "0" } else { "1" };
+    let script = format!(
+        "/probe write /proc/sys/net/ipv4/ip_forward {forward} , \
+         write /proc/sys/kernel/shmmax 12345678 , write /proc/sys/vm/swappiness 5 , \
+         write /proc/sys/kernel/hostname other; \
+         cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax"
+    );
+    let (code, out) = run_limited("namespaced", &script, 1 << 30, None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "ok", "EACCES", "EACCES", forward, "12345678"],
+        "network and IPC tunables are the container's; vm.swappiness and the hostname file \
+         stay read-only"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_forward
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        host_shmmax
+    );
+}
