@@ -293,6 +293,7 @@ impl Container {
         // the spec later processes are checked against (their sources are in the state
         // directory, which specs may not name).
         let mut mounted = spec.clone();
+        let cgroup_dirs = crate::cgroupfs::expand(&mut mounted, &cgroup_path)?;
         let virtual_files = crate::virt::serve(
             &shared.virtual_files,
             &shared.state_dir,
@@ -320,6 +321,8 @@ impl Container {
             lease: Some(lease),
             virtual_files,
         };
+        // Released with the cgroup from here on.
+        cgroup_dirs.keep();
         let spawned = {
             let mapping = [block.mapping()];
             let cgroup = resources.cgroup.as_ref().expect("just set");

@@ -36,6 +36,7 @@
 //! ```
 
 mod cgroup;
+mod cgroupfs;
 mod container;
 mod error;
 mod exec;

@@ -183,11 +183,21 @@ impl CgroupDirs {
 }
 
 /// A cgroup hierarchy mounted on this machine.
-#[derive(Debug)]
-struct Hierarchy {
-    mount: PathBuf,
-    unified: bool,
-    controllers: Vec<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Where it is mounted.
+    pub mount: PathBuf,
+    /// cgroup2.
+    pub unified: bool,
+    /// Its mount options naming controllers (and `name=...` for named v1 hierarchies).
+    pub controllers: Vec<String>,
+}
+
+/// The cgroup hierarchies this process sees mounted (the first mount of each, at its root).
+pub fn mounted_hierarchies() -> std::io::Result<Vec<Hierarchy>> {
+    Ok(hierarchies(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
 }
 
 /// The cgroup and cgroup2 mounts of a mountinfo text (the first of each, at its root).

@@ -45,7 +45,7 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
 };
 
-pub use cgroup::{CgroupDirs, ControllerDir};
+pub use cgroup::{mounted_hierarchies, CgroupDirs, ControllerDir, Hierarchy};
 use render::{CpuTime, Tasks};
 
 /// The files the server computes, and where each goes in a container.

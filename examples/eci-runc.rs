@@ -1,0 +1,743 @@
+//! eci-runc: an OCI runtime with runc's command line (parsed by liboci-cli), for dockerd and
+//! containerd's runc shim. Every container it starts gets all of eci's protections.
+//!
+//! `create` starts a **monitor** (this program again, `eci-runc monitor`) that owns the
+//! container through the eci facade: it holds what must outlive `create` (the seccomp listener,
+//! the mount helper, the virtual files server) and answers the other commands on a socket in
+//! the container's state directory. The pid file names the monitor: it is what the caller
+//! waits for, and it exits with the container's exit code once the container's init has exited
+//! and everything (mounts, cgroup, ID lease, processes) has been given back.
+//!
+//! ```text
+//! eci-runc [--root DIR] [--log FILE] [--log-format text|json] [--settings FILE] COMMAND
+//!   create --bundle DIR [--pid-file FILE] ID      start ID      run [--detach] ID
+//!   state ID      kill ID [SIGNAL] [--all]      delete [--force] ID
+//!   list [--format json] [-q]      features      spec
+//! ```
+//!
+//! OCI hooks run on the host as runc runs them: prestart and createRuntime once the container's
+//! namespaces exist (before `create` returns), poststart after `start`, poststop after the
+//! container is gone; createContainer and startContainer hooks (which run inside the container)
+//! are refused.
+//!
+//! Not supported yet, each with a clear error: exec, ps, pause, resume, update, events,
+//! checkpoint, --console-socket (terminals), --systemd-cgroup.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use eci::oci_spec::runtime::{Hook, Hooks};
+use eci::{Container, ContainerConfig, Runtime, RuntimeConfig, State, Stdio};
+use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+type Error = Box<dyn std::error::Error>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "eci-runc",
+    version,
+    about = "An OCI runtime with eci's protections"
+)]
+struct Opts {
+    #[command(flatten)]
+    global: GlobalOpts,
+    /// eci settings document (JSON); the built-in defaults otherwise.
+    #[arg(long, global = true)]
+    settings: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    #[command(flatten)]
+    Standard(Box<StandardCmd>),
+    #[command(flatten)]
+    Common(Box<CommonCmd>),
+    /// Internal: owns one container for its lifetime.
+    #[command(hide = true)]
+    Monitor {
+        #[arg(long)]
+        bundle: PathBuf,
+        id: String,
+    },
+}
+
+/// Where everything of one invocation goes.
+struct Ctx {
+    root: PathBuf,
+    log: Option<PathBuf>,
+    json: bool,
+    settings: Option<PathBuf>,
+}
+
+impl Ctx {
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn socket(&self, id: &str) -> PathBuf {
+        self.dir(id).join("monitor.sock")
+    }
+
+    /// The runtime's own state (ID leases, rootfs mounts, virtual files), shared by every
+    /// monitor under this root; container IDs cannot start with a dot.
+    fn state_dir(&self) -> PathBuf {
+        self.root.join(".eci")
+    }
+
+    /// Reports an error where the caller looks: stderr, and the log file (runc's JSON lines,
+    /// which containerd shows to the user).
+    fn report(&self, msg: &str) {
+        eprintln!("eci-runc: {msg}");
+        let Some(log) = &self.log else { return };
+        let line = if self.json {
+            let msg = serde_json::to_string(msg).unwrap_or_default();
+            format!(
+                "{{\"level\":\"error\",\"msg\":{msg},\"time\":\"{}\"}}\n",
+                rfc3339(SystemTime::now())
+            )
+        } else {
+            format!("{} error: {msg}\n", rfc3339(SystemTime::now()))
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log);
+        if let Ok(mut file) = file {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = Opts::parse();
+    let ctx = Ctx {
+        root: opts
+            .global
+            .root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/eci-runc")),
+        log: opts.global.log.clone(),
+        json: opts.global.log_format.as_deref() == Some("json"),
+        settings: opts.settings.clone(),
+    };
+    if opts.global.systemd_cgroup {
+        ctx.report("--systemd-cgroup is not supported: eci manages cgroups through cgroupfs");
+        return ExitCode::from(1);
+    }
+    match dispatch(&ctx, opts.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            ctx.report(&err.to_string());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
+    match command {
+        Cmd::Standard(cmd) => match *cmd {
+            StandardCmd::Create(c) => {
+                refuse_console(c.console_socket.as_deref())?;
+                create(ctx, &c.container_id, &c.bundle, c.pid_file.as_deref()).map(|_| 0)
+            }
+            StandardCmd::Start(s) => ask(ctx, &s.container_id, "start").map(|_| 0),
+            StandardCmd::State(s) => {
+                println!("{}", state(ctx, &s.container_id)?);
+                Ok(0)
+            }
+            StandardCmd::Kill(k) => {
+                let signal = parse_signal(&k.signal)?;
+                ask(ctx, &k.container_id, &format!("kill {signal}")).map(|_| 0)
+            }
+            StandardCmd::Delete(d) => delete(ctx, &d.container_id, d.force).map(|_| 0),
+        },
+        Cmd::Common(cmd) => match *cmd {
+            CommonCmd::Run(r) => {
+                refuse_console(r.console_socket.as_deref())?;
+                let mut monitor = create(ctx, &r.container_id, &r.bundle, r.pid_file.as_deref())?;
+                ask(ctx, &r.container_id, "start")?;
+                if r.detach {
+                    return Ok(0);
+                }
+                let status = monitor.wait()?;
+                Ok(status.code().unwrap_or(1) as u8)
+            }
+            CommonCmd::Features(_) => {
+                println!("{}", features());
+                Ok(0)
+            }
+            CommonCmd::Spec(_) => {
+                let path = Path::new("config.json");
+                if path.exists() {
+                    return Err("config.json already exists".into());
+                }
+                let spec = oci_spec_default();
+                std::fs::write(path, serde_json::to_string_pretty(&spec)?)?;
+                Ok(0)
+            }
+            CommonCmd::List(l) => list(ctx, l.format == "json", l.quiet).map(|_| 0),
+            other => Err(format!("{} is not supported yet", command_name(&other)).into()),
+        },
+        Cmd::Monitor { bundle, id } => monitor(ctx, &id, &bundle),
+    }
+}
+
+fn command_name(cmd: &CommonCmd) -> &'static str {
+    match cmd {
+        CommonCmd::Exec(_) => "exec",
+        CommonCmd::Ps(_) => "ps",
+        CommonCmd::Pause(_) => "pause",
+        CommonCmd::Resume(_) => "resume",
+        CommonCmd::Update(_) => "update",
+        CommonCmd::Events(_) => "events",
+        CommonCmd::Checkpointt(_) => "checkpoint",
+        _ => "this command",
+    }
+}
+
+fn refuse_console(socket: Option<&Path>) -> Result<(), Error> {
+    match socket {
+        Some(_) => Err("terminals (--console-socket, docker run -t) are not supported yet".into()),
+        None => Ok(()),
+    }
+}
+
+/// Starts the monitor, waits until the container is created (or failed), writes the pid file.
+fn create(
+    ctx: &Ctx,
+    id: &str,
+    bundle: &Path,
+    pid_file: Option<&Path>,
+) -> Result<std::process::Child, Error> {
+    if id.starts_with('.') || id.contains('/') || id.is_empty() {
+        return Err(format!("container id '{id}' is invalid").into());
+    }
+    std::fs::create_dir_all(&ctx.root)?;
+    let dir = ctx.dir(id);
+    std::fs::create_dir(&dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => format!("container '{id}' already exists"),
+        _ => format!("creating {}: {e}", dir.display()),
+    })?;
+    let bundle = std::fs::canonicalize(bundle)?;
+    let (mut ready, ready_writer) = std::io::pipe()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("--root").arg(&ctx.root);
+    if let Some(log) = &ctx.log {
+        command.arg("--log").arg(log);
+    }
+    if ctx.json {
+        command.args(["--log-format", "json"]);
+    }
+    if let Some(settings) = &ctx.settings {
+        command.arg("--settings").arg(settings);
+    }
+    command.arg("monitor").arg("--bundle").arg(&bundle).arg(id);
+    let writer = ready_writer.as_raw_fd();
+    // SAFETY: between fork and exec only dup2 and setsid, both async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(writer, 3) == -1 || libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn();
+    drop(ready_writer);
+    let child = match child {
+        Ok(child) => child,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err.into());
+        }
+    };
+    // One line: the container's processes inherit the pipe too, so its end never comes.
+    let mut answer = String::new();
+    BufReader::new(&mut ready).read_line(&mut answer)?;
+    if answer.trim() != "ok" {
+        let _ = std::fs::remove_dir_all(&dir);
+        let reason = answer
+            .trim()
+            .strip_prefix("error: ")
+            .unwrap_or("the monitor exited early");
+        return Err(reason.to_string().into());
+    }
+    if let Some(pid_file) = pid_file {
+        std::fs::write(pid_file, child.id().to_string())?;
+    }
+    Ok(child)
+}
+
+/// A socket path short enough for sun_path whatever the root and ID (Docker's are long):
+/// through this process's descriptor of the container's directory.
+fn short_path(dir: &std::fs::File) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/monitor.sock", dir.as_raw_fd()))
+}
+
+fn connect(ctx: &Ctx, id: &str) -> std::io::Result<UnixStream> {
+    let dir = std::fs::File::open(ctx.dir(id))?;
+    UnixStream::connect(short_path(&dir))
+}
+
+/// Sends one command to a container's monitor and returns its answer.
+fn ask(ctx: &Ctx, id: &str, request: &str) -> Result<String, Error> {
+    if !ctx.dir(id).exists() {
+        return Err(format!("container '{id}' does not exist").into());
+    }
+    let mut stream = connect(ctx, id).map_err(|_| format!("container '{id}' is not running"))?;
+    writeln!(stream, "{request}")?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    match answer.trim_end().strip_prefix("ok") {
+        Some(rest) => Ok(rest.trim_start().to_string()),
+        None => Err(answer
+            .trim_end()
+            .trim_start_matches("error: ")
+            .to_string()
+            .into()),
+    }
+}
+
+/// The OCI state: from the monitor while it runs, else from the state file it left.
+fn state(ctx: &Ctx, id: &str) -> Result<String, Error> {
+    match ask(ctx, id, "state") {
+        Ok(json) => Ok(json),
+        Err(_) if ctx.dir(id).join("state.json").exists() => {
+            let text = std::fs::read_to_string(ctx.dir(id).join("state.json"))?;
+            let mut state: serde_json::Value = serde_json::from_str(&text)?;
+            // A monitor that is gone has nothing running.
+            state["status"] = "stopped".into();
+            Ok(state.to_string())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
+    let dir = ctx.dir(id);
+    if !dir.exists() {
+        return Err(format!("container '{id}' does not exist").into());
+    }
+    match ask(ctx, id, if force { "delete force" } else { "delete" }) {
+        Ok(_) => {}
+        Err(err) if connect(ctx, id).is_ok() => return Err(err),
+        Err(_) => {}
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+fn list(ctx: &Ctx, json: bool, quiet: bool) -> Result<(), Error> {
+    let mut states = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&ctx.root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
+            if let Ok(text) = state(ctx, &name) {
+                states.push(serde_json::from_str::<serde_json::Value>(&text)?);
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(states));
+    } else if quiet {
+        states
+            .iter()
+            .for_each(|s| println!("{}", s["id"].as_str().unwrap_or_default()));
+    } else {
+        println!("ID\tPID\tSTATUS\tBUNDLE\tCREATED");
+        for s in &states {
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                s["id"].as_str().unwrap_or_default(),
+                s["pid"],
+                s["status"].as_str().unwrap_or_default(),
+                s["bundle"].as_str().unwrap_or_default(),
+                s["created"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// runc's signal names ("KILL", "SIGKILL") and numbers.
+fn parse_signal(text: &str) -> Result<i32, Error> {
+    if let Ok(number) = text.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(number)
+            .map(|s| s as i32)
+            .map_err(|_| format!("unknown signal {text}").into());
+    }
+    let name = if text.starts_with("SIG") {
+        text.to_string()
+    } else {
+        format!("SIG{text}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| format!("unknown signal {text}").into())
+}
+
+/// What `features` reports (the OCI runtime features document).
+fn features() -> String {
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.0",
+        "hooks": [],
+        "mountOptions": ["bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "idmap"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "capabilities": [],
+            "cgroup": {"v1": true, "v2": true, "systemd": false},
+            "seccomp": {"enabled": true},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false}
+        },
+        "annotations": {"org.eci.runtime": "eci-runc"}
+    })
+    .to_string()
+}
+
+fn oci_spec_default() -> eci::oci_spec::runtime::Spec {
+    eci::oci_spec::runtime::Spec::default()
+}
+
+/// RFC 3339 UTC time, as runc writes it.
+fn rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// The monitor: creates the container, reports to `create` on fd 3, then serves commands until
+/// the container's init exits, gives everything back and exits with the container's code.
+fn monitor(ctx: &Ctx, id: &str, bundle: &Path) -> Result<u8, Error> {
+    // SAFETY: fd 3 was set up by `create` for this process alone.
+    let ready = unsafe { OwnedFd::from_raw_fd(3) };
+    // Not for the programs the container runs.
+    nix::fcntl::fcntl(
+        ready.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    let mut ready = std::fs::File::from(ready);
+    let started = rfc3339(SystemTime::now());
+    let created = create_container(ctx, id, bundle).and_then(|(container, listener, hooks)| {
+        let state = oci_state(id, bundle, &container, &started);
+        let before = [hooks.create_runtime().clone(), hooks.prestart().clone()];
+        match before
+            .into_iter()
+            .flatten()
+            .try_for_each(|h| run_hooks(&h, &state))
+        {
+            Ok(()) => Ok((container, listener, hooks)),
+            Err(err) => {
+                let _ = container.delete();
+                Err(err)
+            }
+        }
+    });
+    let (mut container, listener, hooks) = match created {
+        Ok(created) => created,
+        Err(err) => {
+            let _ = writeln!(ready, "error: {err}");
+            return Ok(1);
+        }
+    };
+    writeln!(ready, "ok")?;
+    drop(ready);
+    detach_stdio()?;
+    let poststop = |container: &Container| {
+        if let Some(hooks) = hooks.poststop() {
+            let state = oci_state(id, bundle, container, &started);
+            if let Err(err) = run_hooks(hooks, &state) {
+                tracing_free_warning(ctx, &format!("poststop hook: {err}"));
+            }
+        }
+    };
+    let state_file = ctx.dir(id).join("state.json");
+    let write_state = |container: &Container| {
+        let json = oci_state(id, bundle, container, &started);
+        let _ = std::fs::write(&state_file, json);
+    };
+    write_state(&container);
+    loop {
+        let mut fds = [
+            PollFd::new(container.pidfd().as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        ];
+        poll(&mut fds, PollTimeout::NONE)?;
+        let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let asked = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if exited {
+            let status = container.wait()?;
+            write_state(&container);
+            let _ = std::fs::remove_file(ctx.socket(id));
+            poststop(&container);
+            container.delete()?;
+            return Ok(status.code().clamp(0, 255) as u8);
+        }
+        if asked {
+            let (stream, _) = listener.accept()?;
+            let describe = |c: &Container| oci_state(id, bundle, c, &started);
+            let was_created = container.state() == State::Created;
+            match serve(&mut container, stream, &describe)? {
+                Served::Continue => {
+                    write_state(&container);
+                    if was_created && container.state() == State::Running {
+                        if let Some(hooks) = hooks.poststart() {
+                            let state = oci_state(id, bundle, &container, &started);
+                            if let Err(err) = run_hooks(hooks, &state) {
+                                tracing_free_warning(ctx, &format!("poststart hook: {err}"));
+                            }
+                        }
+                    }
+                }
+                Served::Deleted(stream) => {
+                    let _ = std::fs::remove_file(ctx.socket(id));
+                    let code = match container.state() {
+                        State::Stopped(status) => status.code(),
+                        _ => 0,
+                    };
+                    poststop(&container);
+                    container.delete()?;
+                    let mut stream = stream;
+                    let _ = writeln!(stream, "ok");
+                    return Ok(code.clamp(0, 255) as u8);
+                }
+            }
+        }
+    }
+}
+
+enum Served {
+    Continue,
+    Deleted(UnixStream),
+}
+
+/// Answers one command.
+fn serve(
+    container: &mut Container,
+    stream: UnixStream,
+    describe: &dyn Fn(&Container) -> String,
+) -> Result<Served, Error> {
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    let mut words = line.split_whitespace();
+    let answer: Result<String, String> = match words.next() {
+        Some("start") => container
+            .start()
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
+        Some("state") => Ok(describe(container)),
+        Some("kill") => match words.next().and_then(|s| s.parse().ok()) {
+            Some(signal) => container
+                .kill(signal)
+                .map(|_| String::new())
+                .map_err(|e| e.to_string()),
+            None => Err("kill needs a signal number".into()),
+        },
+        Some("delete") => {
+            let force = words.next() == Some("force");
+            match container.state() {
+                State::Running if !force => {
+                    Err("cannot delete a running container without --force".into())
+                }
+                State::Stopped(_) => return Ok(Served::Deleted(stream)),
+                _ => {
+                    container.kill(libc::SIGKILL).map_err(|e| e.to_string())?;
+                    container.wait().map_err(|e| e.to_string())?;
+                    return Ok(Served::Deleted(stream));
+                }
+            }
+        }
+        other => Err(format!("unknown request {other:?}")),
+    };
+    let mut stream = stream;
+    match answer {
+        Ok(text) => writeln!(stream, "ok {text}")?,
+        Err(err) => writeln!(stream, "error: {err}")?,
+    }
+    Ok(Served::Continue)
+}
+
+/// Creates the container from the bundle, with this process's stdio as its own.
+fn create_container(
+    ctx: &Ctx,
+    id: &str,
+    bundle: &Path,
+) -> Result<(Container, UnixListener, Hooks), Error> {
+    let mut config = RuntimeConfig {
+        state_dir: ctx.state_dir(),
+        ..Default::default()
+    };
+    if let Some(settings) = &ctx.settings {
+        config.policy = eci::load_settings(settings)?;
+    }
+    let runtime = Runtime::new(config)?;
+    let mut spec = eci::load_spec(bundle)?;
+    if let Some(linux) = spec.linux().clone() {
+        if linux.seccomp().is_some() {
+            // eci's own filters always apply; a profile from the spec (Docker's default) is
+            // not applied on top yet.
+            tracing_free_warning(
+                ctx,
+                "the spec's seccomp profile is not applied; eci's filters are",
+            );
+            let mut linux = linux;
+            linux.set_seccomp(None);
+            spec.set_linux(Some(linux));
+        }
+    }
+    // Hooks are the runtime's to run, not the container's: the facade never sees them.
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    spec.set_hooks(None);
+    if hooks
+        .create_container()
+        .as_ref()
+        .is_some_and(|h| !h.is_empty())
+        || hooks
+            .start_container()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty())
+    {
+        return Err("createContainer and startContainer hooks are not supported yet".into());
+    }
+    let stdio = Stdio {
+        stdin: Some(std::io::stdin().as_fd().try_clone_to_owned()?),
+        stdout: Some(std::io::stdout().as_fd().try_clone_to_owned()?),
+        stderr: Some(std::io::stderr().as_fd().try_clone_to_owned()?),
+    };
+    let container = runtime.create(ContainerConfig::new(id, spec).bundle(bundle).stdio(stdio))?;
+    let dir = std::fs::File::open(ctx.dir(id))?;
+    let listener = UnixListener::bind(short_path(&dir))?;
+    // The container keeps what it needs of the runtime (supervisor, helpers, virtual files).
+    drop(runtime);
+    Ok((container, listener, hooks))
+}
+
+fn tracing_free_warning(ctx: &Ctx, msg: &str) {
+    let Some(log) = &ctx.log else { return };
+    let line = if ctx.json {
+        let msg = serde_json::to_string(msg).unwrap_or_default();
+        format!(
+            "{{\"level\":\"warning\",\"msg\":{msg},\"time\":\"{}\"}}\n",
+            rfc3339(SystemTime::now())
+        )
+    } else {
+        format!("warning: {msg}\n")
+    };
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
+/// Runs hooks one after another, each with the container's state on stdin, as the OCI runtime
+/// spec says: a hook that fails or outlives its timeout is an error.
+fn run_hooks(hooks: &[Hook], state: &str) -> Result<(), Error> {
+    for hook in hooks {
+        let path = hook.path();
+        let mut command = Command::new(path);
+        if let Some(args) = hook.args() {
+            if let Some(arg0) = args.first() {
+                command.arg0(arg0);
+            }
+            command.args(args.iter().skip(1));
+        }
+        command.env_clear();
+        for pair in hook.env().iter().flatten() {
+            if let Some((key, value)) = pair.split_once('=') {
+                command.env(key, value);
+            }
+        }
+        command.stdin(std::process::Stdio::piped());
+        command.stdout(std::process::Stdio::null());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("hook {}: {e}", path.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(state.as_bytes());
+        }
+        let timeout = hook
+            .timeout()
+            .map(|t| std::time::Duration::from_secs(t.max(1) as u64));
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if timeout.is_some_and(|t| start.elapsed() > t) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("hook {} timed out", path.display()).into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        if !status.success() {
+            return Err(format!("hook {} failed: {status}", path.display()).into());
+        }
+    }
+    Ok(())
+}
+
+/// The monitor's own stdio goes to /dev/null: the container holds the caller's.
+fn detach_stdio() -> Result<(), Error> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..3 {
+        nix::unistd::dup2(null.as_raw_fd(), fd)?;
+    }
+    Ok(())
+}
+
+/// The OCI state document.
+fn oci_state(id: &str, bundle: &Path, container: &Container, created: &str) -> String {
+    let status = match container.state() {
+        State::Created => "created",
+        State::Running => "running",
+        State::Stopped(_) => "stopped",
+    };
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "id": id,
+        "status": status,
+        // The container's init, where hooks and tools find its namespaces.
+        "pid": container.pid(),
+        "bundle": bundle,
+        "rootfs": bundle.join("rootfs"),
+        "created": created,
+        "owner": "",
+        "annotations": {}
+    })
+    .to_string()
+}
