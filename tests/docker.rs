@@ -1,0 +1,272 @@
+//! Docker, started here with eci-runc as a runtime, runs containers through it: what a user of
+//! `docker run --runtime=eci` sees. Needs root, docker.io and containerd (scripts/test installs
+//! them) and busybox-static (for the image).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A dockerd of the test's own, with its own data, sockets and containerd.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        assert!(
+            Path::new("/usr/sbin/dockerd").exists() || which("dockerd"),
+            "dockerd is missing: install docker.io and containerd (scripts/test does)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("eci-dk")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let log = std::fs::File::create(path("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(path("data"))
+            .arg("--exec-root")
+            .arg(path("exec"))
+            .arg("--pidfile")
+            .arg(path("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", path("docker.sock").display()))
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .arg("--add-runtime")
+            .arg(format!("eci={}", example("eci-runc").display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let dockerd = Dockerd { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !dockerd.docker(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {}",
+                dockerd.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        dockerd.import_busybox();
+        dockerd
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.path().join("docker.sock").display()),
+            )
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `docker run --rm --runtime=eci --network none ARGS`; (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec!["run", "--rm", "--runtime=eci", "--network", "none"];
+        all.extend_from_slice(args);
+        let out = self.docker(&all);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    fn import_busybox(&self) {
+        let bundle = self.dir.path().join("image");
+        let built = Command::new("scripts/busybox-bundle")
+            .arg(&bundle)
+            .status()
+            .unwrap();
+        assert!(
+            built.success(),
+            "scripts/busybox-bundle (needs busybox-static and jq)"
+        );
+        let import = format!(
+            "tar -C {} -c . | DOCKER_HOST=unix://{} docker import - eci-busybox",
+            bundle.join("rootfs").display(),
+            self.dir.path().join("docker.sock").display()
+        );
+        let status = Command::new("sh")
+            .args(["-c", &import])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "docker import");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            self.docker(&["rm", "-f", id]);
+        }
+        // SAFETY: kill with a valid pid and signal.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.dir.path().to_string_lossy().to_string();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&prefix))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn which(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn docker_runs_containers_through_eci_runc() {
+    let docker = Dockerd::start();
+
+    // A shell's view: root inside, a block of host IDs outside.
+    let (code, out, err) = docker.run(&[
+        "eci-busybox",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; exit 3",
+    ]);
+    assert_eq!(code, 3, "{err}\n{}", docker.log());
+    let map: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(map[0], "0");
+    assert!(
+        map[1].parse::<u64>().unwrap() >= 65536,
+        "container root is not a host system user: {out}"
+    );
+    assert_eq!(map[2], "65536");
+    assert_eq!(out.lines().nth(1), Some("0"));
+
+    // Detached, with logs, stop (SIGTERM reaches the program), start, restart, kill, rm -f.
+    let script = "echo started; trap 'echo got term; exit 0' TERM; while true; do sleep 0.1; done";
+    let d = docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "d1",
+        "--runtime=eci",
+        "--network",
+        "none",
+        "eci-busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(docker.docker(&["stop", "-t", "10", "d1"]).status.success());
+    let logs = String::from_utf8_lossy(&docker.docker(&["logs", "d1"]).stdout).to_string();
+    assert_eq!(logs, "started\ngot term\n");
+    let inspect = |field: &str| {
+        let out = docker.docker(&["inspect", "-f", field, "d1"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(inspect("{{.State.ExitCode}}"), "0");
+    assert!(docker.docker(&["start", "d1"]).status.success());
+    assert!(docker
+        .docker(&["restart", "-t", "2", "d1"])
+        .status
+        .success());
+    assert_eq!(inspect("{{.State.Running}}"), "true");
+    assert!(docker.docker(&["kill", "d1"]).status.success());
+    assert_eq!(inspect("{{.State.ExitCode}}"), "137");
+    assert!(docker.docker(&["rm", "-f", "d1"]).status.success());
+
+    // Limits and read-only roots.
+    let (_, out, err) = docker.run(&[
+        "-m",
+        "256m",
+        "eci-busybox",
+        "grep",
+        "MemTotal",
+        "/proc/meminfo",
+    ]);
+    assert_eq!(out, "MemTotal:         262144 kB\n", "{err}");
+    let (code, _, err) = docker.run(&["--read-only", "eci-busybox", "touch", "/x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Read-only file system"), "{err}");
+
+    // A shared host directory.
+    let shared = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::write(shared.path().join("f"), "from the host\n").unwrap();
+    let volume = format!("{}:/data", shared.path().display());
+    let (_, out, err) = docker.run(&["-v", &volume, "eci-busybox", "cat", "/data/f"]);
+    assert_eq!(out, "from the host\n", "{err}");
+
+    // --privileged is confined: /proc/sys stays read-only, the masks stay.
+    let (code, out, _) = docker.run(&[
+        "--privileged",
+        "eci-busybox",
+        "sh",
+        "-c",
+        "mount -o remount,rw /proc/sys 2>/dev/null; echo $?; umount /proc/kallsyms 2>/dev/null; echo $?",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "1\n1\n"));
+
+    // The engine's socket is refused, with the reason in the client's error.
+    let created_socket_dir = !Path::new("/var/run/docker.sock").exists();
+    let (code, _, err) = docker.run(&[
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "eci-busybox",
+        "true",
+    ]);
+    if created_socket_dir {
+        let _ = std::fs::remove_dir("/var/run/docker.sock");
+    }
+    assert_eq!(code, 125);
+    assert!(err.contains("bind mount of the Docker socket"), "{err}");
+
+    // exec is not supported yet, and says so.
+    let d = docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "d2",
+        "--runtime=eci",
+        "--network",
+        "none",
+        "eci-busybox",
+        "sleep",
+        "30",
+    ]);
+    assert!(d.status.success());
+    let exec = docker.docker(&["exec", "d2", "true"]);
+    assert_eq!(exec.status.code(), Some(126));
+    assert!(String::from_utf8_lossy(&exec.stdout).contains("exec is not supported yet"));
+}
