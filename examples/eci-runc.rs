@@ -20,8 +20,12 @@
 //! container is gone; createContainer and startContainer hooks (which run inside the container)
 //! are refused.
 //!
-//! Not supported yet, each with a clear error: exec, ps, pause, resume, update, events,
-//! checkpoint, --console-socket (terminals), --systemd-cgroup.
+//! `exec` hands the process and the caller's stdio to the monitor, which starts it in the
+//! container and sends its exit code back; a detached exec leaves a stand-in process (named by
+//! the pid file) that exits with that code, as the shim expects of the pid it reaps.
+//!
+//! Not supported yet, each with a clear error: ps, pause, resume, update, events, checkpoint,
+//! --console-socket and -t (terminals), --systemd-cgroup.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -33,7 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use eci::oci_spec::runtime::{Hook, Hooks};
-use eci::{Container, ContainerConfig, Runtime, RuntimeConfig, State, Stdio};
+use eci::{Container, ContainerConfig, ExecProcess, Runtime, RuntimeConfig, State, Stdio};
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -61,6 +65,13 @@ enum Cmd {
     Standard(Box<StandardCmd>),
     #[command(flatten)]
     Common(Box<CommonCmd>),
+    /// Internal: a detached exec's stand-in, exiting with the exec'd process's code.
+    #[command(hide = true)]
+    ExecWaiter {
+        #[arg(long)]
+        process_json: String,
+        id: String,
+    },
     /// Internal: owns one container for its lifetime.
     #[command(hide = true)]
     Monitor {
@@ -185,9 +196,30 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
                 Ok(0)
             }
             CommonCmd::List(l) => list(ctx, l.format == "json", l.quiet).map(|_| 0),
+            CommonCmd::Exec(e) => {
+                refuse_console(e.console_socket.as_deref())?;
+                if e.tty {
+                    return Err("terminals (exec -t) are not supported yet".into());
+                }
+                let process = exec_process(&e)?;
+                if !e.detach {
+                    return exec_through_monitor(ctx, &e.container_id, &process, None);
+                }
+                let args = ["exec-waiter", "--process-json", &process, &e.container_id];
+                let waiter = spawn_self(ctx, &args)?;
+                if let Some(pid_file) = &e.pid_file {
+                    std::fs::write(pid_file, waiter.id().to_string())?;
+                }
+                Ok(0)
+            }
             other => Err(format!("{} is not supported yet", command_name(&other)).into()),
         },
         Cmd::Monitor { bundle, id } => monitor(ctx, &id, &bundle),
+        Cmd::ExecWaiter { process_json, id } => {
+            // SAFETY: fd 3 was set up by spawn_self for this process alone.
+            let ready = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(3) });
+            exec_through_monitor(ctx, &id, &process_json, Some(ready))
+        }
     }
 }
 
@@ -228,6 +260,23 @@ fn create(
         _ => format!("creating {}: {e}", dir.display()),
     })?;
     let bundle = std::fs::canonicalize(bundle)?;
+    let bundle_arg = bundle.to_string_lossy().to_string();
+    let child = match spawn_self(ctx, &["monitor", "--bundle", &bundle_arg, id]) {
+        Ok(child) => child,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err);
+        }
+    };
+    if let Some(pid_file) = pid_file {
+        std::fs::write(pid_file, child.id().to_string())?;
+    }
+    Ok(child)
+}
+
+/// Starts this program again with `args` (and the global options), in a session of its own,
+/// and waits for its one-line report on fd 3: "ok", or "error: REASON".
+fn spawn_self(ctx: &Ctx, args: &[&str]) -> Result<std::process::Child, Error> {
     let (mut ready, ready_writer) = std::io::pipe()?;
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--root").arg(&ctx.root);
@@ -240,7 +289,7 @@ fn create(
     if let Some(settings) = &ctx.settings {
         command.arg("--settings").arg(settings);
     }
-    command.arg("monitor").arg("--bundle").arg(&bundle).arg(id);
+    command.args(args);
     let writer = ready_writer.as_raw_fd();
     // SAFETY: between fork and exec only dup2 and setsid, both async-signal-safe.
     unsafe {
@@ -253,26 +302,16 @@ fn create(
     }
     let child = command.spawn();
     drop(ready_writer);
-    let child = match child {
-        Ok(child) => child,
-        Err(err) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(err.into());
-        }
-    };
+    let child = child?;
     // One line: the container's processes inherit the pipe too, so its end never comes.
     let mut answer = String::new();
     BufReader::new(&mut ready).read_line(&mut answer)?;
     if answer.trim() != "ok" {
-        let _ = std::fs::remove_dir_all(&dir);
         let reason = answer
             .trim()
             .strip_prefix("error: ")
             .unwrap_or("the monitor exited early");
         return Err(reason.to_string().into());
-    }
-    if let Some(pid_file) = pid_file {
-        std::fs::write(pid_file, child.id().to_string())?;
     }
     Ok(child)
 }
@@ -485,15 +524,38 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path) -> Result<u8, Error> {
         let _ = std::fs::write(&state_file, json);
     };
     write_state(&container);
+    // Processes added with exec, each with the connection its exit code goes back on.
+    let mut execs: Vec<(ExecProcess, UnixStream)> = Vec::new();
     loop {
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(container.pidfd().as_fd(), PollFlags::POLLIN),
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
         ];
+        fds.extend(
+            execs
+                .iter()
+                .map(|(p, _)| PollFd::new(p.pidfd().as_fd(), PollFlags::POLLIN)),
+        );
         poll(&mut fds, PollTimeout::NONE)?;
-        let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
-        let asked = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let (exited, asked) = (ready[0], ready[1]);
+        for index in (0..execs.len()).rev() {
+            if ready[2 + index] {
+                let (mut process, mut stream) = execs.swap_remove(index);
+                let code = process.wait().map(|s| s.code()).unwrap_or(255);
+                let _ = writeln!(stream, "exited {code}");
+            }
+        }
         if exited {
+            // The container's PID namespace is gone, and every exec'd process with it.
+            for (mut process, mut stream) in execs.drain(..) {
+                let code = process.wait().map(|s| s.code()).unwrap_or(255);
+                let _ = writeln!(stream, "exited {code}");
+            }
             let status = container.wait()?;
             write_state(&container);
             let _ = std::fs::remove_file(ctx.socket(id));
@@ -517,6 +579,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path) -> Result<u8, Error> {
                         }
                     }
                 }
+                Served::Exec(process, stream) => execs.push((process, stream)),
                 Served::Deleted(stream) => {
                     let _ = std::fs::remove_file(ctx.socket(id));
                     let code = match container.state() {
@@ -536,6 +599,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path) -> Result<u8, Error> {
 
 enum Served {
     Continue,
+    Exec(ExecProcess, UnixStream),
     Deleted(UnixStream),
 }
 
@@ -545,10 +609,20 @@ fn serve(
     stream: UnixStream,
     describe: &dyn Fn(&Container) -> String,
 ) -> Result<Served, Error> {
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
+    let (line, fds) = receive_request(&stream)?;
     let mut words = line.split_whitespace();
     let answer: Result<String, String> = match words.next() {
+        Some("exec") => {
+            let json = line.trim_start().trim_start_matches("exec").trim();
+            match start_exec(container, json, fds) {
+                Ok(process) => {
+                    let mut stream = stream;
+                    writeln!(stream, "ok {}", process.pid())?;
+                    return Ok(Served::Exec(process, stream));
+                }
+                Err(err) => Err(err.to_string()),
+            }
+        }
         Some("start") => container
             .start()
             .map(|_| String::new())
@@ -583,6 +657,119 @@ fn serve(
         Err(err) => writeln!(stream, "error: {err}")?,
     }
     Ok(Served::Continue)
+}
+
+/// Reads one request line and the descriptors that came with it.
+fn receive_request(stream: &UnixStream) -> Result<(String, Vec<OwnedFd>), Error> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut line = Vec::new();
+    let mut fds = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !line.ends_with(b"\n") {
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 3]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                // SAFETY: the kernel just gave us these descriptors.
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        let read = msg.bytes;
+        if read == 0 {
+            break;
+        }
+        line.extend_from_slice(&buf[..read]);
+    }
+    Ok((String::from_utf8_lossy(&line).trim_end().to_string(), fds))
+}
+
+/// Starts an exec'd process from its OCI process JSON, with the three descriptors the client
+/// sent as its stdin, stdout and stderr.
+fn start_exec(container: &Container, json: &str, fds: Vec<OwnedFd>) -> Result<ExecProcess, Error> {
+    let process: eci::oci_spec::runtime::Process = serde_json::from_str(json)?;
+    let mut fds = fds.into_iter();
+    let stdio = Stdio {
+        stdin: fds.next(),
+        stdout: fds.next(),
+        stderr: fds.next(),
+    };
+    Ok(container.exec(process, stdio)?)
+}
+
+/// The client side of exec: sends the process and this process's stdio to the monitor, then
+/// (after telling `ready`, for a detached exec) waits for the exit code.
+fn exec_through_monitor(
+    ctx: &Ctx,
+    id: &str,
+    process: &str,
+    ready: Option<std::fs::File>,
+) -> Result<u8, Error> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let stream = connect(ctx, id).map_err(|_| format!("container '{id}' is not running"))?;
+    let request = format!("exec {process}\n");
+    let stdio = [0, 1, 2];
+    let cmsg = [ControlMessage::ScmRights(&stdio)];
+    let iov = [std::io::IoSlice::new(request.as_bytes())];
+    sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    let mut reader = BufReader::new(&stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer)?;
+    let answer = answer.trim_end();
+    if !answer.starts_with("ok") {
+        let reason = answer.trim_start_matches("error: ").to_string();
+        if let Some(mut ready) = ready {
+            let _ = writeln!(ready, "error: {reason}");
+        }
+        return Err(reason.into());
+    }
+    if let Some(mut ready) = ready {
+        writeln!(ready, "ok")?;
+        // The process holds the caller's stdio now; ours must not keep its pipes open.
+        detach_stdio()?;
+    }
+    let mut exited = String::new();
+    reader.read_line(&mut exited)?;
+    let code = exited
+        .trim_end()
+        .strip_prefix("exited ")
+        .and_then(|c| c.parse::<i32>().ok())
+        .unwrap_or(255);
+    Ok(code.clamp(0, 255) as u8)
+}
+
+/// The process an exec asks for: the --process file, or built from the command line.
+fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
+    if let Some(path) = &e.process {
+        return Ok(std::fs::read_to_string(path)?.replace('\n', " "));
+    }
+    if e.command.is_empty() {
+        return Err("exec needs a command or --process".into());
+    }
+    let mut process = eci::oci_spec::runtime::Process::default();
+    process.set_args(Some(e.command.clone()));
+    process.set_terminal(Some(false));
+    let mut env: Vec<String> =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
+    env.extend(e.env.iter().map(|(k, v)| format!("{k}={v}")));
+    process.set_env(Some(env));
+    process.set_cwd(e.cwd.clone().unwrap_or_else(|| PathBuf::from("/")));
+    if let Some((uid, gid)) = e.user {
+        let mut user = eci::oci_spec::runtime::User::default();
+        user.set_uid(uid);
+        user.set_gid(gid.unwrap_or(0));
+        process.set_user(user);
+    }
+    Ok(serde_json::to_string(&process)?)
 }
 
 /// Creates the container from the bundle, with this process's stdio as its own.

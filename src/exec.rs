@@ -30,6 +30,11 @@ impl ExecProcess {
         self.process.pid()
     }
 
+    /// Its pidfd, readable once it has exited (to wait for it beside other things).
+    pub fn pidfd(&self) -> &PidFd {
+        &self.process
+    }
+
     /// Waits for it to exit.
     pub fn wait(&mut self) -> Result<ExitStatus> {
         if let Some(status) = self.status {

@@ -252,7 +252,7 @@ fn docker_runs_containers_through_eci_runc() {
     assert_eq!(code, 125);
     assert!(err.contains("bind mount of the Docker socket"), "{err}");
 
-    // exec is not supported yet, and says so.
+    // exec: output and exit code come back; the process is in the container's namespaces.
     let d = docker.docker(&[
         "run",
         "-d",
@@ -266,7 +266,33 @@ fn docker_runs_containers_through_eci_runc() {
         "30",
     ]);
     assert!(d.status.success());
-    let exec = docker.docker(&["exec", "d2", "true"]);
-    assert_eq!(exec.status.code(), Some(126));
-    assert!(String::from_utf8_lossy(&exec.stdout).contains("exec is not supported yet"));
+    let exec = docker.docker(&[
+        "exec",
+        "d2",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; ls /proc | grep -c '^[0-9]'; exit 5",
+    ]);
+    assert_eq!(
+        exec.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    let out = String::from_utf8_lossy(&exec.stdout).to_string();
+    assert!(
+        out.starts_with(&format!("         0 {:>10}", map[1])),
+        "same ID block as the container: {out}"
+    );
+    assert_eq!(
+        out.lines().nth(1),
+        Some("4"),
+        "sleep, sh, ls and grep: the container's processes only"
+    );
+    let tty = docker.docker(&["exec", "-t", "d2", "true"]);
+    assert_ne!(tty.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&tty.stdout).contains("not supported yet"),
+        "{tty:?}"
+    );
 }
