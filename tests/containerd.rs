@@ -1,0 +1,107 @@
+//! containerd's runc shim, pointed at eci-runc through its BinaryName option (`ctr run
+//! --runc-binary`), runs a container with eci's protections. Needs root, containerd
+//! (scripts/test installs it) and busybox-static.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Containerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("eci-ctd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--address")
+            .arg(dir.path().join("c.sock"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd (install containerd; scripts/test does)");
+        let containerd = Containerd { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !containerd.ctr(&["version"]).status.success() {
+            assert!(Instant::now() < deadline, "containerd did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        containerd
+    }
+
+    fn ctr(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.path().join("c.sock"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // SAFETY: kill with a valid pid and signal.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ctr_runs_a_container_through_eci_runc() {
+    let containerd = Containerd::start();
+    let bundle = containerd.dir.path().join("bundle");
+    assert!(Command::new("scripts/busybox-bundle")
+        .arg(&bundle)
+        .status()
+        .unwrap()
+        .success());
+    let exe = std::env::current_exe().unwrap();
+    let eci_runc = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("eci-runc");
+    let rootfs = bundle.join("rootfs");
+    let out = containerd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.runc.v2",
+        "--runc-binary",
+        eci_runc.to_str().unwrap(),
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "eci-ctr-test",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; exit 7",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let map: Vec<&str> = stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!((map[0], map[2]), ("0", "65536"), "{stdout}");
+    assert!(map[1].parse::<u64>().unwrap() >= 65536, "{stdout}");
+    assert_eq!(stdout.lines().nth(1), Some("0"));
+}
