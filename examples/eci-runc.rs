@@ -180,6 +180,8 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
                     return Ok(0);
                 }
                 let status = monitor.wait()?;
+                // Like runc run: what is left of a container that ran to its end is removed.
+                std::fs::remove_dir_all(ctx.dir(&r.container_id))?;
                 Ok(status.code().unwrap_or(1) as u8)
             }
             CommonCmd::Features(_) => {
