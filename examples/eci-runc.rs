@@ -24,8 +24,11 @@
 //! container and sends its exit code back; a detached exec leaves a stand-in process (named by
 //! the pid file) that exits with that code, as the shim expects of the pid it reaps.
 //!
+//! A terminal (`process.terminal`, `docker run -t`) is a pty made in the container's own devpts;
+//! its master goes to `--console-socket`, as runc sends it.
+//!
 //! Not supported yet, each with a clear error: ps, pause, resume, update, events, checkpoint,
-//! --console-socket and -t (terminals), --systemd-cgroup.
+//! --systemd-cgroup.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -70,6 +73,8 @@ enum Cmd {
     ExecWaiter {
         #[arg(long)]
         process_json: String,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
         id: String,
     },
     /// Internal: owns one container for its lifetime.
@@ -77,6 +82,8 @@ enum Cmd {
     Monitor {
         #[arg(long)]
         bundle: PathBuf,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
         id: String,
     },
 }
@@ -157,8 +164,15 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
     match command {
         Cmd::Standard(cmd) => match *cmd {
             StandardCmd::Create(c) => {
-                refuse_console(c.console_socket.as_deref())?;
-                create(ctx, &c.container_id, &c.bundle, c.pid_file.as_deref()).map(|_| 0)
+                let console = c.console_socket.as_deref();
+                create(
+                    ctx,
+                    &c.container_id,
+                    &c.bundle,
+                    c.pid_file.as_deref(),
+                    console,
+                )
+                .map(|_| 0)
             }
             StandardCmd::Start(s) => ask(ctx, &s.container_id, "start").map(|_| 0),
             StandardCmd::State(s) => {
@@ -173,8 +187,9 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
         },
         Cmd::Common(cmd) => match *cmd {
             CommonCmd::Run(r) => {
-                refuse_console(r.console_socket.as_deref())?;
-                let mut monitor = create(ctx, &r.container_id, &r.bundle, r.pid_file.as_deref())?;
+                let console = r.console_socket.as_deref();
+                let pid_file = r.pid_file.as_deref();
+                let mut monitor = create(ctx, &r.container_id, &r.bundle, pid_file, console)?;
                 ask(ctx, &r.container_id, "start")?;
                 if r.detach {
                     return Ok(0);
@@ -199,15 +214,17 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
             }
             CommonCmd::List(l) => list(ctx, l.format == "json", l.quiet).map(|_| 0),
             CommonCmd::Exec(e) => {
-                refuse_console(e.console_socket.as_deref())?;
-                if e.tty {
-                    return Err("terminals (exec -t) are not supported yet".into());
-                }
                 let process = exec_process(&e)?;
+                let console = e.console_socket.as_deref();
                 if !e.detach {
-                    return exec_through_monitor(ctx, &e.container_id, &process, None);
+                    return exec_through_monitor(ctx, &e.container_id, &process, console, None);
                 }
-                let args = ["exec-waiter", "--process-json", &process, &e.container_id];
+                let mut args = vec!["exec-waiter", "--process-json", &process];
+                let console_arg = console.map(|c| c.to_string_lossy().to_string());
+                if let Some(console) = &console_arg {
+                    args.extend(["--console-socket", console]);
+                }
+                args.push(&e.container_id);
                 let waiter = spawn_self(ctx, &args)?;
                 if let Some(pid_file) = &e.pid_file {
                     std::fs::write(pid_file, waiter.id().to_string())?;
@@ -216,11 +233,20 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
             }
             other => Err(format!("{} is not supported yet", command_name(&other)).into()),
         },
-        Cmd::Monitor { bundle, id } => monitor(ctx, &id, &bundle),
-        Cmd::ExecWaiter { process_json, id } => {
+        Cmd::Monitor {
+            bundle,
+            console_socket,
+            id,
+        } => monitor(ctx, &id, &bundle, console_socket.as_deref()),
+        Cmd::ExecWaiter {
+            process_json,
+            console_socket,
+            id,
+        } => {
             // SAFETY: fd 3 was set up by spawn_self for this process alone.
             let ready = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(3) });
-            exec_through_monitor(ctx, &id, &process_json, Some(ready))
+            let console = console_socket.as_deref();
+            exec_through_monitor(ctx, &id, &process_json, console, Some(ready))
         }
     }
 }
@@ -238,11 +264,17 @@ fn command_name(cmd: &CommonCmd) -> &'static str {
     }
 }
 
-fn refuse_console(socket: Option<&Path>) -> Result<(), Error> {
-    match socket {
-        Some(_) => Err("terminals (--console-socket, docker run -t) are not supported yet".into()),
-        None => Ok(()),
-    }
+/// Hands a terminal's master to the console socket, as runc does: one message carrying the
+/// descriptor, with a name.
+fn send_console(socket: &Path, master: OwnedFd) -> Result<(), Error> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let stream = UnixStream::connect(socket)
+        .map_err(|e| format!("connecting to the console socket {}: {e}", socket.display()))?;
+    let fds = [master.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
+    sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    Ok(())
 }
 
 /// Starts the monitor, waits until the container is created (or failed), writes the pid file.
@@ -251,6 +283,7 @@ fn create(
     id: &str,
     bundle: &Path,
     pid_file: Option<&Path>,
+    console_socket: Option<&Path>,
 ) -> Result<std::process::Child, Error> {
     if id.starts_with('.') || id.contains('/') || id.is_empty() {
         return Err(format!("container id '{id}' is invalid").into());
@@ -263,7 +296,13 @@ fn create(
     })?;
     let bundle = std::fs::canonicalize(bundle)?;
     let bundle_arg = bundle.to_string_lossy().to_string();
-    let child = match spawn_self(ctx, &["monitor", "--bundle", &bundle_arg, id]) {
+    let mut args = vec!["monitor", "--bundle", &bundle_arg];
+    let console_arg = console_socket.map(|c| c.to_string_lossy().to_string());
+    if let Some(console) = &console_arg {
+        args.extend(["--console-socket", console]);
+    }
+    args.push(id);
+    let child = match spawn_self(ctx, &args) {
         Ok(child) => child,
         Err(err) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -477,7 +516,11 @@ fn rfc3339(time: SystemTime) -> String {
 
 /// The monitor: creates the container, reports to `create` on fd 3, then serves commands until
 /// the container's init exits, gives everything back and exits with the container's code.
-fn monitor(ctx: &Ctx, id: &str, bundle: &Path) -> Result<u8, Error> {
+fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result<u8, Error> {
+    // Whatever else the caller left open (containerd leaves pipes of its own) must not live on
+    // in the monitor and its container: the caller may wait for them to close.
+    // SAFETY: close_range with integer arguments; fds from 4 up are none of ours yet.
+    unsafe { libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) };
     // SAFETY: fd 3 was set up by `create` for this process alone.
     let ready = unsafe { OwnedFd::from_raw_fd(3) };
     // Not for the programs the container runs.
@@ -487,21 +530,37 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path) -> Result<u8, Error> {
     )?;
     let mut ready = std::fs::File::from(ready);
     let started = rfc3339(SystemTime::now());
-    let created = create_container(ctx, id, bundle).and_then(|(container, listener, hooks)| {
-        let state = oci_state(id, bundle, &container, &started);
-        let before = [hooks.create_runtime().clone(), hooks.prestart().clone()];
-        match before
-            .into_iter()
-            .flatten()
-            .try_for_each(|h| run_hooks(&h, &state))
-        {
-            Ok(()) => Ok((container, listener, hooks)),
-            Err(err) => {
-                let _ = container.delete();
-                Err(err)
+    // The caller's stdio is the container's, and nothing of the monitor's may hold it: the
+    // helpers forked from here would keep the caller's pipes open (containerd waits for them to
+    // close), so the monitor lets go of its own before it starts anything.
+    let caller_stdio = [
+        std::io::stdin().as_fd().try_clone_to_owned()?,
+        std::io::stdout().as_fd().try_clone_to_owned()?,
+        std::io::stderr().as_fd().try_clone_to_owned()?,
+    ];
+    detach_stdio()?;
+    let created = create_container(ctx, id, bundle, caller_stdio).and_then(
+        |(mut container, listener, hooks)| {
+            match (container.take_console(), console) {
+                (Some(master), Some(socket)) => send_console(socket, master)?,
+                (Some(_), None) => return Err("a terminal needs --console-socket".into()),
+                (None, _) => {}
             }
-        }
-    });
+            let state = oci_state(id, bundle, &container, &started);
+            let before = [hooks.create_runtime().clone(), hooks.prestart().clone()];
+            match before
+                .into_iter()
+                .flatten()
+                .try_for_each(|h| run_hooks(&h, &state))
+            {
+                Ok(()) => Ok((container, listener, hooks)),
+                Err(err) => {
+                    let _ = container.delete();
+                    Err(err)
+                }
+            }
+        },
+    );
     let (mut container, listener, hooks) = match created {
         Ok(created) => created,
         Err(err) => {
@@ -511,7 +570,6 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path) -> Result<u8, Error> {
     };
     writeln!(ready, "ok")?;
     drop(ready);
-    detach_stdio()?;
     let poststop = |container: &Container| {
         if let Some(hooks) = hooks.poststop() {
             let state = oci_state(id, bundle, container, &started);
@@ -698,14 +756,24 @@ fn receive_request(stream: &UnixStream) -> Result<(String, Vec<OwnedFd>), Error>
 /// Starts an exec'd process from its OCI process JSON, with the three descriptors the client
 /// sent as its stdin, stdout and stderr.
 fn start_exec(container: &Container, json: &str, fds: Vec<OwnedFd>) -> Result<ExecProcess, Error> {
-    let process: eci::oci_spec::runtime::Process = serde_json::from_str(json)?;
-    let mut fds = fds.into_iter();
+    let request: serde_json::Value = serde_json::from_str(json)?;
+    let process: eci::oci_spec::runtime::Process =
+        serde_json::from_value(request["process"].clone())?;
+    let console = request["consoleSocket"].as_str().map(PathBuf::from);
+    // With a terminal the caller's descriptors are not the process's (and must not stay open).
+    let mut fds = fds.into_iter().filter(|_| process.terminal() != Some(true));
     let stdio = Stdio {
         stdin: fds.next(),
         stdout: fds.next(),
         stderr: fds.next(),
     };
-    Ok(container.exec(process, stdio)?)
+    let mut exec = container.exec(process, stdio)?;
+    match (exec.take_console(), console) {
+        (Some(master), Some(socket)) => send_console(&socket, master)?,
+        (Some(_), None) => return Err("a terminal needs --console-socket".into()),
+        (None, _) => {}
+    }
+    Ok(exec)
 }
 
 /// The client side of exec: sends the process and this process's stdio to the monitor, then
@@ -714,11 +782,14 @@ fn exec_through_monitor(
     ctx: &Ctx,
     id: &str,
     process: &str,
+    console: Option<&Path>,
     ready: Option<std::fs::File>,
 ) -> Result<u8, Error> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let stream = connect(ctx, id).map_err(|_| format!("container '{id}' is not running"))?;
-    let request = format!("exec {process}\n");
+    let process: serde_json::Value = serde_json::from_str(process)?;
+    let request = serde_json::json!({"process": process, "consoleSocket": console});
+    let request = format!("exec {request}\n");
     let stdio = [0, 1, 2];
     let cmsg = [ControlMessage::ScmRights(&stdio)];
     let iov = [std::io::IoSlice::new(request.as_bytes())];
@@ -759,7 +830,7 @@ fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
     }
     let mut process = eci::oci_spec::runtime::Process::default();
     process.set_args(Some(e.command.clone()));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(e.tty));
     let mut env: Vec<String> =
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
     env.extend(e.env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -779,6 +850,7 @@ fn create_container(
     ctx: &Ctx,
     id: &str,
     bundle: &Path,
+    caller_stdio: [OwnedFd; 3],
 ) -> Result<(Container, UnixListener, Hooks), Error> {
     let mut config = RuntimeConfig {
         state_dir: ctx.state_dir(),
@@ -816,10 +888,22 @@ fn create_container(
     {
         return Err("createContainer and startContainer hooks are not supported yet".into());
     }
-    let stdio = Stdio {
-        stdin: Some(std::io::stdin().as_fd().try_clone_to_owned()?),
-        stdout: Some(std::io::stdout().as_fd().try_clone_to_owned()?),
-        stderr: Some(std::io::stderr().as_fd().try_clone_to_owned()?),
+    // With a terminal the process's stdio is the pty; the caller's pipes must not be kept open
+    // by the waiting init (containerd waits for them to close before it calls start).
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let stdio = if terminal {
+        Stdio::default()
+    } else {
+        let [stdin, stdout, stderr] = caller_stdio;
+        Stdio {
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        }
     };
     let container = runtime.create(ContainerConfig::new(id, spec).bundle(bundle).stdio(stdio))?;
     let dir = std::fs::File::open(ctx.dir(id))?;

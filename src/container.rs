@@ -121,6 +121,8 @@ pub struct Container {
     pub(crate) helper_config: Option<HelperConfig>,
     /// Where relative bind sources were resolved.
     pub(crate) bundle: PathBuf,
+    /// The master of the init's terminal, until taken.
+    console: Option<OwnedFd>,
 }
 
 /// What a container holds that must be given back, in the order it is given back.
@@ -385,6 +387,7 @@ impl Container {
             policy,
             helper_config: None,
             bundle,
+            console: None,
         };
         if let Err(err) = container.supervise(&mount_plan, &sysctls) {
             let _ = container.destroy();
@@ -405,7 +408,11 @@ impl Container {
             init: &self.init_plan,
             sysctls,
         };
-        let listener = receive_listener(channel, |failure| explain(failure, &plans))?;
+        let handover = receive_listener(channel, self.init_plan.terminal(), |failure| {
+            explain(failure, &plans)
+        })?;
+        self.console = handover.console;
+        let listener = handover.listener;
         let binds = self
             .resources
             .virtual_files
@@ -535,6 +542,12 @@ impl Container {
     /// The container's ID.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The master side of the init's terminal, once, if its spec asked for one
+    /// (`process.terminal`): the runtime's caller relays it (to a console socket, say).
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
     }
 
     /// The init's pid in the runtime's PID namespace.

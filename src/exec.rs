@@ -1,6 +1,7 @@
 //! Processes added to a running container (`docker exec`): the same namespaces, cgroup, seccomp
 //! filters and mount vetting as the init, and a process spec hardened the same way.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use eci_ns::channel::{Channel, Message};
@@ -20,6 +21,7 @@ use crate::supervise::{receive_listener, start_vetting};
 #[derive(Debug)]
 pub struct ExecProcess {
     process: PidFd,
+    console: Option<OwnedFd>,
     status: Option<ExitStatus>,
     _vetting: (Arc<MountVetter>, Registration),
 }
@@ -28,6 +30,11 @@ impl ExecProcess {
     /// Its pid in the runtime's PID namespace.
     pub fn pid(&self) -> i32 {
         self.process.pid()
+    }
+
+    /// The master side of its terminal, once, if its process asked for one.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
     }
 
     /// Its pidfd, readable once it has exited (to wait for it beside other things).
@@ -125,7 +132,10 @@ impl Container {
             })?;
         // From here on the process exists; dropping `guard` kills it.
         let guard = Killer(&spawned.init);
-        let listener = receive_listener(&spawned.channel, |failure| explain(failure, &plan))?;
+        let handover = receive_listener(&spawned.channel, plan.terminal(), |failure| {
+            explain(failure, &plan)
+        })?;
+        let listener = handover.listener;
         let config = self
             .helper_config
             .clone()
@@ -160,6 +170,7 @@ impl Container {
         std::mem::forget(guard);
         Ok(ExecProcess {
             process: spawned.init,
+            console: handover.console,
             status: None,
             _vetting: vetting,
         })

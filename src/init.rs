@@ -17,6 +17,8 @@ use oci_spec::runtime::{Process, Spec};
 pub(crate) const LISTENER: u32 = 0x3000;
 /// Message kind: the runtime says start.
 pub(crate) const START: u32 = 0x3001;
+/// Message kind: the master side of the process's terminal (with the fd), before the listener.
+pub(crate) const CONSOLE: u32 = 0x3002;
 
 /// Steps of the init, as failures name them.
 pub(crate) mod step {
@@ -25,6 +27,9 @@ pub(crate) mod step {
     pub const SECCOMP: u32 = 10;
     pub const SEND_LISTENER: u32 = 11;
     pub const WAIT_START: u32 = 12;
+    pub const CONSOLE: u32 = 13;
+    pub const SEND_CONSOLE: u32 = 14;
+    pub const CONTROLLING_TERMINAL: u32 = 15;
     pub const STDIO: u32 = 20;
     pub const GROUPS: u32 = 21;
     pub const GID: u32 = 22;
@@ -137,6 +142,8 @@ pub(crate) struct InitPlan {
     env: StringArray,
     search_path: Vec<CString>,
     stdio: [RawFd; 3],
+    /// A terminal: a pty made in the container's devpts, its master handed to the runtime.
+    terminal: bool,
     filters: Filters,
 }
 
@@ -146,9 +153,6 @@ pub enum ProcessError {
     /// A string with a NUL byte.
     #[error("{0} contains a NUL byte")]
     Nul(&'static str),
-    /// A terminal was asked for.
-    #[error("process.terminal is not supported by this runtime yet; run without a terminal")]
-    Terminal,
     /// No process.
     #[error("the spec has no process")]
     Missing,
@@ -166,9 +170,6 @@ impl InitPlan {
         last_cap: u8,
     ) -> Result<InitPlan, ProcessError> {
         let process: &Process = spec.process().as_ref().ok_or(ProcessError::Missing)?;
-        if process.terminal() == Some(true) {
-            return Err(ProcessError::Terminal);
-        }
         let args: Vec<CString> = process
             .args()
             .iter()
@@ -231,6 +232,7 @@ impl InitPlan {
             env: StringArray::new(env),
             search_path,
             stdio,
+            terminal: process.terminal() == Some(true),
             filters,
         })
     }
@@ -241,6 +243,12 @@ impl InitPlan {
             .strings
             .first()
             .map_or_else(String::new, |a| a.to_string_lossy().into_owned())
+    }
+
+    /// Whether the process gets a terminal (its master comes to the runtime before the
+    /// listener).
+    pub(crate) fn terminal(&self) -> bool {
+        self.terminal
     }
 
     /// Runs in the init: returns only on failure.
@@ -267,6 +275,12 @@ impl InitPlan {
             check_int(unsafe { libc::setdomainname(name.as_ptr(), name.as_bytes().len()) })
                 .map_err(at(step::DOMAINNAME))?;
         }
+        // The pty comes from the container's own devpts; the runtime gets its master first.
+        let terminal = if self.terminal {
+            Some(open_terminal(channel)?)
+        } else {
+            None
+        };
         let listener = self
             .filters
             .install()
@@ -280,7 +294,10 @@ impl InitPlan {
             Ok(_) => sys::exit(1),
             Err(errno) => return Err((step::WAIT_START, errno)),
         }
-        self.set_stdio().map_err(at(step::STDIO))?;
+        match terminal {
+            Some(slave) => become_terminal_owner(slave)?,
+            None => self.set_stdio().map_err(at(step::STDIO))?,
+        }
         self.set_identity()?;
         if self.no_new_privs {
             // SAFETY: prctl with integer arguments.
@@ -403,6 +420,9 @@ impl InitPlan {
             step::SECCOMP => "installing the seccomp filters".into(),
             step::SEND_LISTENER => "handing the seccomp listener to the runtime".into(),
             step::WAIT_START => "waiting for start".into(),
+            step::CONSOLE => "opening a terminal in the container's /dev/pts".into(),
+            step::SEND_CONSOLE => "handing the terminal to the runtime".into(),
+            step::CONTROLLING_TERMINAL => "making the terminal the process's own".into(),
             step::STDIO => "setting up stdin, stdout and stderr".into(),
             step::GROUPS => format!("setting supplementary groups {:?}", self.groups),
             step::GID => format!("switching to gid {}", self.gid),
@@ -424,6 +444,62 @@ impl InitPlan {
 
 /// Gives the program default signal handling: ignored signals (Rust ignores SIGPIPE) and a
 /// blocked mask would otherwise survive exec.
+/// Opens a pty in the container's devpts and sends its master to the runtime; returns the
+/// slave. After fork: async-signal-safe only.
+fn open_terminal(channel: &Channel) -> Result<RawFd, (u32, Errno)> {
+    let at = |step: u32| move |errno: Errno| (step, errno);
+    // SAFETY: a NUL-terminated path.
+    let master = check_int(unsafe {
+        libc::open(
+            c"/dev/pts/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })
+    .map_err(at(step::CONSOLE))?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: ioctls on the master we just opened, with the argument each expects.
+    let slave = unsafe {
+        check_int(libc::ioctl(master, libc::TIOCSPTLCK, &unlock)).and_then(|_| {
+            check_int(libc::ioctl(
+                master,
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY,
+            ))
+        })
+    };
+    let sent = slave.and_then(|_| channel.send_with_fds(Message::of(CONSOLE), &[master]));
+    sys::close(master);
+    match (slave, sent) {
+        (Ok(slave), Ok(())) => Ok(slave),
+        (Ok(slave), Err(errno)) => {
+            sys::close(slave);
+            Err((step::SEND_CONSOLE, errno))
+        }
+        (Err(errno), _) => Err((step::CONSOLE, errno)),
+    }
+}
+
+/// A session of its own with the pty as its controlling terminal and as stdin, stdout, stderr.
+fn become_terminal_owner(slave: RawFd) -> Result<(), (u32, Errno)> {
+    let at = |step: u32| move |errno: Errno| (step, errno);
+    // SAFETY: plain syscalls on a descriptor we own.
+    unsafe {
+        // A process eci_ns spawned may already lead a session of its own.
+        if libc::getsid(0) != libc::getpid() {
+            check_int(libc::setsid()).map_err(at(step::CONTROLLING_TERMINAL))?;
+        }
+        check_int(libc::ioctl(slave, libc::TIOCSCTTY, 0))
+            .map_err(at(step::CONTROLLING_TERMINAL))?;
+        for target in 0..3 {
+            check_int(libc::dup2(slave, target)).map_err(at(step::STDIO))?;
+        }
+    }
+    if slave > 2 {
+        sys::close(slave);
+    }
+    Ok(())
+}
+
 fn reset_signals() {
     // SAFETY: an all-zero sigaction is SIG_DFL with an empty mask; sigaction and sigprocmask
     // are async-signal-safe. SIGKILL and SIGSTOP fail harmlessly.

@@ -19,18 +19,50 @@ use eci_seccomp::Registration;
 use oci_spec::runtime::Spec;
 
 use crate::error::{Error, Result};
-use crate::init::LISTENER;
+use crate::init::{CONSOLE, LISTENER};
 use crate::runtime::Shared;
 
 /// The seccomp listener a starting process hands over, or the failure it reports instead.
+/// What a starting process hands over: its seccomp listener, and its terminal's master if it
+/// asked for one.
+pub(crate) struct Handover {
+    pub(crate) listener: OwnedFd,
+    pub(crate) console: Option<OwnedFd>,
+}
+
 pub(crate) fn receive_listener(
     channel: &Channel,
+    terminal: bool,
     explain: impl FnOnce(Failure) -> Error,
-) -> Result<OwnedFd> {
+) -> Result<Handover> {
     let protocol = |source: std::io::Error| Error::Io {
         what: "talking to a starting process".into(),
         source,
     };
+    let mut console = None;
+    if terminal {
+        match channel.recv() {
+            Ok(Some((msg, mut fds))) if msg.kind == CONSOLE => console = fds.take(),
+            Ok(Some((msg, _))) => {
+                return Err(Failure::from_message(&msg)
+                    .map_or_else(|| protocol(std::io::ErrorKind::InvalidData.into()), explain))
+            }
+            Ok(None) => return Err(protocol(std::io::ErrorKind::UnexpectedEof.into())),
+            Err(errno) => return Err(protocol(errno.into())),
+        }
+        if console.is_none() {
+            return Err(protocol(std::io::ErrorKind::InvalidData.into()));
+        }
+    }
+    let listener = receive_only_listener(channel, explain, protocol)?;
+    Ok(Handover { listener, console })
+}
+
+fn receive_only_listener(
+    channel: &Channel,
+    explain: impl FnOnce(Failure) -> Error,
+    protocol: impl Fn(std::io::Error) -> Error,
+) -> Result<OwnedFd> {
     match channel.recv() {
         Ok(Some((msg, mut fds))) if msg.kind == LISTENER => fds
             .take()

@@ -175,3 +175,42 @@ fn the_new_mount_api_is_refused_so_mount_falls_back() {
     );
     assert_eq!(answers, ["ENOSYS", "ENOSYS", "ENOSYS"]);
 }
+
+#[test]
+fn a_terminal_comes_from_the_containers_devpts() {
+    use std::io::Read;
+    let mut c = common::create_with(
+        "terminal",
+        &[
+            "sh",
+            "-c",
+            "tty; test -t 0 && test -t 1 && echo both-ttys; ps -o tty= -p $$ 2>/dev/null; exit 4",
+        ],
+        |spec| {
+            let mut process = spec.process().clone().unwrap();
+            process.set_terminal(Some(true));
+            spec.set_process(Some(process));
+        },
+    );
+    let console = c
+        .container()
+        .take_console()
+        .expect("a terminal was asked for");
+    assert!(c.container().take_console().is_none(), "handed over once");
+    c.container().start().unwrap();
+    let mut master = std::fs::File::from(console);
+    let mut out = Vec::new();
+    // Reading the master ends with EIO once every holder of the slave has gone.
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert_eq!(c.container().wait().unwrap().code(), 4);
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"/dev/pts/0"), "{out:?}");
+    assert_eq!(lines.get(1), Some(&"both-ttys"), "{out:?}");
+}

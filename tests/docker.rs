@@ -289,10 +289,23 @@ fn docker_runs_containers_through_eci_runc() {
         Some("4"),
         "sleep, sh, ls and grep: the container's processes only"
     );
-    let tty = docker.docker(&["exec", "-t", "d2", "true"]);
-    assert_ne!(tty.status.code(), Some(0));
+
+    // Terminals: a pty from the container's own devpts.
+    let tty = docker.docker(&[
+        "exec",
+        "-t",
+        "d2",
+        "sh",
+        "-c",
+        "tty; test -t 0 && echo is-a-tty",
+    ]);
+    assert_eq!(tty.status.code(), Some(0), "{tty:?}");
+    let out = String::from_utf8_lossy(&tty.stdout).replace('\r', "");
     assert!(
-        String::from_utf8_lossy(&tty.stdout).contains("not supported yet"),
-        "{tty:?}"
+        out.starts_with("/dev/pts/") && out.contains("is-a-tty"),
+        "{out:?}"
     );
+    // `docker run -t` is not covered: through dockerd 20.10 the container stays created (start
+    // never comes) and the cause is not found yet; the facade's own terminal test covers the
+    // pty itself.
 }

@@ -85,6 +85,7 @@ fn initial_mounts_hold_in_all_eight_scenarios() {
 fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
     let script = "mkdir -p /tmp/p /tmp/s && mount -t proc proc /tmp/p && mount -t sysfs sysfs /tmp/s \
         && /probe umount /tmp/p/kallsyms , remount-rw /tmp/p/sys nosuid,nodev,noexec , umount /tmp/s/firmware \
+           , mount proc /tmp/s proc pidns=/proc/1/ns/pid \
         && head -c 1 /tmp/p/kallsyms | wc -c && ls /tmp/s/class/net \
         && umount -l /tmp/p && umount -l /tmp/s && echo unmounted \
         && unshare --mount --pid --fork --mount-proc sh -c 'echo \"pid $$\"; head -c 1 /proc/kallsyms | wc -c'";
@@ -96,13 +97,15 @@ fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
             "EINVAL",
             "EPERM",
             "EINVAL",
+            "EINVAL",
             "0",
             "lo",
             "unmounted",
             "pid 1",
             "0"
         ],
-        "a mask cannot be unmounted, /proc/sys stays read-only, sysfs shows the container's \
+        "a mask cannot be unmounted, /proc/sys stays read-only, a procfs of another PID namespace \
+         is refused, sysfs shows the container's \
          network namespace, and an inner PID namespace's /proc is masked too"
     );
 }

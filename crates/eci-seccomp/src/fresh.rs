@@ -129,6 +129,56 @@ impl Masks {
     }
 }
 
+/// The bind sources of [`Masks`] (proc binds, then sys binds), opened before the workshop tmpfs
+/// covers /tmp: a source under /tmp stays reachable, and one that is missing fails the start
+/// instead of leaving a fresh filesystem with the host's files.
+#[derive(Debug, Clone, Copy)]
+struct Sources {
+    fds: [RawFd; 14],
+    proc: usize,
+    count: usize,
+}
+
+impl Sources {
+    fn open(masks: &Masks) -> SysResult<Sources> {
+        let mut sources = Sources {
+            fds: [-1; 14],
+            proc: masks.proc_binds.len(),
+            count: 0,
+        };
+        let all = masks.proc_binds.iter().chain(&masks.sys_binds);
+        for (source, _) in all {
+            if sources.count == sources.fds.len() {
+                sources.close();
+                return Err(Errno(libc::E2BIG));
+            }
+            let flags = libc::O_PATH | libc::O_CLOEXEC;
+            // SAFETY: a NUL-terminated path.
+            match check_int(unsafe { libc::open(source.as_ptr(), flags) }) {
+                Ok(fd) => sources.fds[sources.count] = fd,
+                Err(errno) => {
+                    sources.close();
+                    return Err(errno);
+                }
+            }
+            sources.count += 1;
+        }
+        Ok(sources)
+    }
+
+    fn proc(&self) -> &[RawFd] {
+        &self.fds[..self.proc]
+    }
+
+    fn sys(&self) -> &[RawFd] {
+        &self.fds[self.proc..self.count]
+    }
+
+    fn close(&self) {
+        self.fds[..self.count].iter().for_each(|fd| sys::close(*fd));
+    }
+}
+
 /// The helper's handles on its host half: the socket to it and the helper's own mount namespace.
 #[derive(Debug, Default)]
 pub struct HostHalf {
@@ -137,18 +187,32 @@ pub struct HostHalf {
     next_slot: AtomicU32,
 }
 
+/// A failure of step `step` of starting the host half.
+fn starting_failure(step: u32) -> impl Fn(Errno) -> Failure {
+    move |errno| Failure {
+        stage: Stage::Helper,
+        step: 20 + step,
+        errno,
+    }
+}
+
 /// Step 1, in the helper before it joins the container's user namespace: a host-owned mount
 /// namespace with a shared staging tmpfs, and the host half serving in it.
 pub fn start_host_half(half: &HostHalf, masks: &Masks) -> Result<(), Failure> {
-    let fail = |step: u32| {
-        move |errno| Failure {
-            stage: Stage::Helper,
-            step: 20 + step,
-            errno,
-        }
-    };
+    let fail = starting_failure;
     sys::unshare(libc::CLONE_NEWNS).map_err(fail(0))?;
     sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(fail(1))?;
+    // Opened in this namespace (a bind from another namespace's mount is refused) and before the
+    // workshop covers /tmp.
+    let sources = Sources::open(masks).map_err(fail(8))?;
+    let started = start_in_workshop(half, masks, &sources);
+    // The host half has its own copies; the helper needs none.
+    sources.close();
+    started
+}
+
+fn start_in_workshop(half: &HostHalf, masks: &Masks, sources: &Sources) -> Result<(), Failure> {
+    let fail = starting_failure;
     let tmpfs = |path| {
         sys::mount(
             Some(c"tmpfs"),
@@ -177,10 +241,13 @@ pub fn start_host_half(half: &HostHalf, masks: &Masks) -> Result<(), Failure> {
         Forked::Child => {
             // Nothing of the helper's stays open here: above all not the seccomp listener, which
             // must close when the helper goes so that the container's mount calls fail.
-            if sys::close_fds_except(&[theirs.raw_fd()]).is_err() {
+            let mut keep = [-1; 15];
+            keep[0] = theirs.raw_fd();
+            keep[1..=sources.count].copy_from_slice(&sources.fds[..sources.count]);
+            if sys::close_fds_except(&keep[..=sources.count]).is_err() {
                 sys::exit(1);
             }
-            serve_host_half(&theirs, masks)
+            serve_host_half(&theirs, masks, sources)
         }
         Forked::Parent { .. } => {
             drop(theirs);
@@ -366,7 +433,7 @@ fn join(base: &[u8], rel: &[u8]) -> Option<[u8; 512]> {
 }
 
 /// The host half: builds fresh filesystems in staging slots until the helper goes away.
-fn serve_host_half(socket: &Channel, masks: &Masks) -> ! {
+fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) -> ! {
     // SAFETY: a NUL-terminated path.
     let own_net = unsafe {
         libc::open(
@@ -393,8 +460,12 @@ fn serve_host_half(socket: &Channel, masks: &Masks) -> ! {
         let slot = word(4);
         let build = numbered(BUILD_PREFIX, slot);
         let built = match (word(0), ns) {
-            (OP_PROC, Some(ns)) => build_proc(&build, ns.as_raw_fd(), flags, data, masks),
-            (OP_SYSFS, Some(ns)) => build_sysfs(&build, ns.as_raw_fd(), own_net, flags, masks),
+            (OP_PROC, Some(ns)) => {
+                build_proc(&build, ns.as_raw_fd(), flags, data, masks, sources.proc())
+            }
+            (OP_SYSFS, Some(ns)) => {
+                build_sysfs(&build, ns.as_raw_fd(), own_net, flags, masks, sources.sys())
+            }
             (OP_RELEASE, _) => Ok(()),
             _ => Err(Errno(libc::EINVAL)),
         };
@@ -522,6 +593,7 @@ fn build_proc(
     flags: u64,
     data: Option<&CStr>,
     masks: &Masks,
+    sources: &[RawFd],
 ) -> SysResult<()> {
     let fs = open_context(c"proc")?;
     fsconfig(
@@ -543,11 +615,20 @@ fn build_proc(
     mount_context(&fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
     apply_masks(base, &masks.proc_masked, &masks.proc_readonly)?;
-    apply_binds(base, &masks.proc_binds)
+    apply_binds(base, &masks.proc_binds, sources)
 }
+
+/// The procfs options a container may pass. Anything else is refused: above all `pidns`, which
+/// would make the host half (host root, in the host's PID namespace) open any path it names and
+/// build a procfs for the host's PID namespace or another container's.
+const PROC_OPTIONS: [&[u8]; 3] = [b"hidepid", b"gid", b"subset"];
 
 /// One `key=value` or `key` of mount data, as fsconfig takes it.
 fn set_option(fs: &OwnedFd, option: &[u8]) -> SysResult<()> {
+    let key = option.split(|b| *b == b'=').next().unwrap_or_default();
+    if !PROC_OPTIONS.contains(&key) {
+        return Err(Errno(libc::EINVAL));
+    }
     let mut buf = [0u8; 256];
     if option.len() >= buf.len() {
         return Err(Errno(libc::EINVAL));
@@ -586,7 +667,12 @@ fn build_sysfs(
     own_net: RawFd,
     flags: u64,
     masks: &Masks,
+    sources: &[RawFd],
 ) -> SysResult<()> {
+    if own_net < 0 {
+        // Without a way back, the host half would stay in the container's network namespace.
+        return Err(Errno(libc::EIO));
+    }
     // sysfs shows the network namespace of whoever creates it.
     sys::setns(netns, libc::CLONE_NEWNET)?;
     let fs = open_context(c"sysfs");
@@ -596,17 +682,20 @@ fn build_sysfs(
     mount_context(&fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
     apply_masks(base, &masks.sys_masked, &[])?;
-    apply_binds(base, &masks.sys_binds)
+    apply_binds(base, &masks.sys_binds, sources)
 }
 
-/// Binds each host file read-only over its path under `base` (skipping paths this filesystem
-/// does not have).
-fn apply_binds(base: &[u8], binds: &[(CString, CString)]) -> SysResult<()> {
-    for (source, rel) in binds {
-        let Some(buf) = join(base, rel.to_bytes()) else {
-            continue;
-        };
+/// Binds each host file (opened in `sources`) read-only over its path under `base`, skipping
+/// paths this filesystem does not have.
+fn apply_binds(base: &[u8], binds: &[(CString, CString)], sources: &[RawFd]) -> SysResult<()> {
+    for ((_, rel), fd) in binds.iter().zip(sources) {
+        let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
         let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
+        let mut source = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        source[..prefix.len()].copy_from_slice(prefix);
+        write_number(&mut source[prefix.len()..], *fd as u64);
+        let source = CStr::from_bytes_until_nul(&source).map_err(|_| Errno(libc::EINVAL))?;
         match sys::mount(Some(source), path, None, libc::MS_BIND, None) {
             Err(Errno(libc::ENOENT)) => continue,
             other => other?,
@@ -624,9 +713,8 @@ fn apply_binds(base: &[u8], binds: &[(CString, CString)]) -> SysResult<()> {
 
 fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResult<()> {
     for rel in masked {
-        let Some(buf) = join(base, rel.to_bytes()) else {
-            continue;
-        };
+        // A mask that cannot be placed is an error, never a silent gap.
+        let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
         let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
         // SAFETY: an all-zero stat is valid; path is NUL-terminated.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -648,9 +736,7 @@ fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResu
         }
     }
     for rel in readonly {
-        let Some(buf) = join(base, rel.to_bytes()) else {
-            continue;
-        };
+        let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
         let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
         match sys::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) {
             Err(Errno(libc::ENOENT)) => continue,

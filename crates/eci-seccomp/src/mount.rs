@@ -638,8 +638,10 @@ fn log_event(event: &[u8]) {
 #[derive(Debug)]
 pub struct MountVetter {
     helper: Helper,
-    /// The runtime's own descriptor of the listener, to answer sysinfo calls.
-    listener: Listener,
+    /// The runtime's own descriptor of the listener, to answer sysinfo calls; dropped as soon
+    /// as the helper is gone, so that no descriptor keeps the listener open (the kernel then
+    /// fails the container's trapped calls with ENOSYS instead of leaving them waiting).
+    listener: std::sync::Mutex<Option<Listener>>,
     sysinfo: Option<SysinfoSource>,
 }
 
@@ -650,40 +652,54 @@ impl MountVetter {
     /// the call fails.
     fn answer_sysinfo(&self, event: &[u8]) {
         let Some(event) = event.get(..24) else { return };
-        let id = u64::from_ne_bytes(event[4..12].try_into().expect("8 bytes"));
-        let pid = u32::from_ne_bytes(event[12..16].try_into().expect("4 bytes"));
-        let addr = u64::from_ne_bytes(event[16..24].try_into().expect("8 bytes"));
+        let word = |range: std::ops::Range<usize>| -> [u8; 8] {
+            let mut out = [0u8; 8];
+            out[..range.len()].copy_from_slice(&event[range]);
+            out
+        };
+        let id = u64::from_ne_bytes(word(4..12));
+        let pid = u32::from_ne_bytes(word(12..16)[..4].try_into().unwrap_or_default());
+        let addr = u64::from_ne_bytes(word(16..24));
+        let Ok(guard) = self.listener.lock() else {
+            return;
+        };
+        let Some(listener) = guard.as_ref() else {
+            return;
+        };
         let figures = self.sysinfo.as_ref().and_then(|source| (source.0)());
         let reply = match figures {
             None => Reply::Error(libc::ENOSYS),
-            Some(_) if !self.listener.is_valid(id) => return,
-            Some(info) => match write_to(pid, addr, &info) {
-                Ok(()) => Reply::Success(0),
+            Some(info) => match write_to(listener, id, pid, addr, &info) {
+                Ok(true) => Reply::Success(0),
+                // The call is no longer pending: nobody to answer.
+                Ok(false) => return,
                 Err(Errno(errno)) => Reply::Error(errno),
             },
         };
-        let _ = self.listener.respond(id, reply);
+        let _ = listener.respond(id, reply);
     }
 }
 
-/// Writes `value` at `addr` in process `pid` (the caller's sysinfo buffer).
-fn write_to<T>(pid: u32, addr: u64, value: &T) -> SysResult<()> {
+/// Writes `value` at `addr` in the caller of notification `id`, through its /proc/PID/mem
+/// opened first and checked after: if the call is still pending once the file is open, the
+/// file is the caller's (a process that reuses the pid later is another file). False if the
+/// call is gone.
+fn write_to<T>(listener: &Listener, id: u64, pid: u32, addr: u64, value: &T) -> SysResult<bool> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    if !listener.is_valid(id) {
+        return Ok(false);
+    }
     let size = std::mem::size_of::<T>();
-    let local = libc::iovec {
-        iov_base: value as *const T as *mut libc::c_void,
-        iov_len: size,
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: size,
-    };
-    // SAFETY: the local iovec covers `value`, which outlives the call; the remote one is only
-    // written by the kernel in the other process, where a bad address fails with EFAULT.
-    let written = unsafe { libc::process_vm_writev(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    match written {
-        -1 => Err(Errno::last()),
-        n if n as usize == size => Ok(()),
-        _ => Err(Errno(libc::EFAULT)),
+    // SAFETY: `value` is plain data of `size` bytes that outlives the slice.
+    let bytes = unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size) };
+    match mem.write_at(bytes, addr) {
+        Ok(n) if n == size => Ok(true),
+        Ok(_) => Err(Errno(libc::EFAULT)),
+        Err(_) => Err(Errno(libc::EFAULT)),
     }
 }
 
@@ -724,7 +740,7 @@ impl MountVetter {
         })?;
         let sysinfo = config.sysinfo.clone();
         // The parent's copy of the helper's descriptor answers sysinfo calls.
-        let listener = Listener::new(listener);
+        let listener = std::sync::Mutex::new(Some(Listener::new(listener)));
         Ok(Arc::new(MountVetter {
             helper,
             listener,
@@ -778,6 +794,9 @@ impl Handler for MountVetter {
                 Ok(None) => return true,
                 Err(err) => {
                     tracing::warn!(helper = self.helper.pid(), "mount helper gone: {err}");
+                    if let Ok(mut listener) = self.listener.lock() {
+                        listener.take();
+                    }
                     return false;
                 }
             }
