@@ -97,8 +97,14 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The container's directory; every command goes through here, so an ID that is not a
+    /// plain name (`..`, `/etc`, `.eci`) never reaches the file system.
     fn dir(&self, id: &str) -> PathBuf {
-        self.root.join(id)
+        if valid_id(id) {
+            self.root.join(id)
+        } else {
+            self.root.join(".invalid-id")
+        }
     }
 
     fn socket(&self, id: &str) -> PathBuf {
@@ -285,7 +291,7 @@ fn create(
     pid_file: Option<&Path>,
     console_socket: Option<&Path>,
 ) -> Result<std::process::Child, Error> {
-    if id.starts_with('.') || id.contains('/') || id.is_empty() {
+    if !valid_id(id) {
         return Err(format!("container id '{id}' is invalid").into());
     }
     std::fs::create_dir_all(&ctx.root)?;
@@ -313,6 +319,15 @@ fn create(
         std::fs::write(pid_file, child.id().to_string())?;
     }
     Ok(child)
+}
+
+/// Letters, digits, `_`, `-` and `.`, not starting with a dot, at most 1024 bytes.
+fn valid_id(id: &str) -> bool {
+    (1..=1024).contains(&id.len())
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Starts this program again with `args` (and the global options), in a session of its own,
@@ -624,10 +639,22 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
             return Ok(status.code().clamp(0, 255) as u8);
         }
         if asked {
-            let (stream, _) = listener.accept()?;
+            let Ok((stream, _)) = listener.accept() else {
+                continue;
+            };
+            // A client that stalls or goes away must not stop the monitor.
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(10)));
             let describe = |c: &Container| oci_state(id, bundle, c, &started);
             let was_created = container.state() == State::Created;
-            match serve(&mut container, stream, &describe)? {
+            let served = match serve(&mut container, stream, &describe) {
+                Ok(served) => served,
+                Err(err) => {
+                    tracing_free_warning(ctx, &format!("a request failed: {err}"));
+                    continue;
+                }
+            };
+            match served {
                 Served::Continue => {
                     write_state(&container);
                     if was_created && container.state() == State::Running {
@@ -726,6 +753,9 @@ fn receive_request(stream: &UnixStream) -> Result<(String, Vec<OwnedFd>), Error>
     let mut fds = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     while !line.ends_with(b"\n") {
+        if line.len() > 1 << 20 {
+            return Err("request too long".into());
+        }
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 3]);
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(

@@ -291,6 +291,15 @@ impl Container {
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
             .unwrap_or_else(|| PathBuf::from(format!("/eci/{id}")));
+        let plain = |c: std::path::Component<'_>| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        };
+        if !cgroup_path.components().all(plain) {
+            return Err(Error::CgroupPath(cgroup_path));
+        }
         // The binds of the virtual files are the runtime's own: they go in the mount plan, not in
         // the spec later processes are checked against (their sources are in the state
         // directory, which specs may not name).

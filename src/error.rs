@@ -48,6 +48,9 @@ pub enum Error {
     /// less isolated or different from what was asked.
     #[error("spec refused: {0} is not supported yet")]
     Unsupported(&'static str),
+    /// The spec's cgroup path would leave the cgroup hierarchies.
+    #[error("spec refused: linux.cgroupsPath '{}' must be a plain path, without '.' or '..'", .0.display())]
+    CgroupPath(PathBuf),
     /// The mount table cannot be planned.
     #[error("spec refused: {0}")]
     Mounts(#[from] eci_mount::PlanError),

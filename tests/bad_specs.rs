@@ -81,6 +81,16 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
         |e| e.to_string().contains("uidMappings") && e.to_string().contains("overlap"),
     ));
     ids.push(expect_error(
+        "cgroup-path-escapes",
+        |spec| {
+            let mut linux = spec.linux().clone().unwrap();
+            linux.set_cgroups_path(Some("/../../../etc/eci-escape".into()));
+            spec.set_linux(Some(linux));
+        },
+        |e| matches!(e, Error::CgroupPath(_)),
+    ));
+    assert!(!std::path::Path::new("/etc/eci-escape").exists());
+    ids.push(expect_error(
         "relative-destination",
         |spec| {
             let mut mount = Mount::default();

@@ -368,7 +368,8 @@ fn vet_and_perform(
     let target = if needs_target {
         // A move's `target` is where the mount goes; the mount moved is named by `source`.
         let moved = match kind {
-            MountKind::Move => call.source.ok_or(Errno(libc::EFAULT))?,
+            // The kernel's answer to a move without a source.
+            MountKind::Move => call.source.ok_or(Errno(libc::EINVAL))?,
             _ => call.target,
         };
         target_facts(config, moved, nofollow)

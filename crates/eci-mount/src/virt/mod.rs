@@ -102,6 +102,9 @@ impl Host {
 #[derive(Debug)]
 struct Entry {
     name: String,
+    /// Its directory's name: the name and the slot, so that a container registered again under
+    /// the same name never meets the kernel's cached entries of the earlier one.
+    dir: String,
     dirs: CgroupDirs,
     started: Instant,
     /// Owner of the tunables (the container's root on the host), so that it may write them.
@@ -356,7 +359,7 @@ impl Filesystem for Served {
                 let name = name.to_str()?;
                 entries
                     .iter()
-                    .find(|(_, e)| e.name == name)
+                    .find(|(_, e)| e.dir == name)
                     .map(|(slot, _)| Node::Dir(*slot))
             }),
             Some(Node::Dir(slot)) if self.0.exists(Node::Dir(slot)) => SERVED
@@ -519,7 +522,7 @@ impl Filesystem for Served {
                     children.extend(
                         entries
                             .iter()
-                            .map(|(slot, e)| (Node::Dir(*slot), e.name.clone())),
+                            .map(|(slot, e)| (Node::Dir(*slot), e.dir.clone())),
                     );
                 }
             }
@@ -633,6 +636,17 @@ impl VirtualFs {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             return Err(invalid("not a file name"));
         }
+        let modes: Vec<SysctlMode> = sysctl::TUNABLES.iter().map(|(n, _)| mode_of(n)).collect();
+        if let Some(((tunable, _), mode)) = sysctl::TUNABLES
+            .iter()
+            .zip(&modes)
+            .find(|((n, _), mode)| !sysctl::mode_allowed(n, **mode))
+        {
+            return Err(invalid(&format!(
+                "{tunable} cannot be reconciled with the host as {}: a container could harm the host",
+                mode.name()
+            )));
+        }
         let mut entries = self
             .registry
             .entries
@@ -646,15 +660,16 @@ impl VirtualFs {
             slot,
             Entry {
                 name: name.to_string(),
+                dir: format!("{name}.{slot}"),
                 dirs,
                 started,
                 owner,
-                modes: sysctl::TUNABLES.iter().map(|(n, _)| mode_of(n)).collect(),
+                modes,
                 written: Mutex::new(BTreeMap::new()),
                 recent: Mutex::new(Default::default()),
             },
         );
-        Ok(self.mountpoint.join(name))
+        Ok(self.mountpoint.join(format!("{name}.{slot}")))
     }
 
     /// What sysinfo(2) tells `name`'s processes, agreeing with its meminfo and uptime: its

@@ -39,6 +39,36 @@ pub const TUNABLES: [(&str, Kind); 17] = [
     ),
 ];
 
+/// Whether a container's value may reach the host under `mode`: only where raising (or switching
+/// on) makes the host safer or only lends it capacity. Switching on sysrq or panic_on_oops, or
+/// raising overcommit_memory or ptrace_scope (3 cannot be undone), would let a container harm
+/// the host, whatever the settings say.
+pub fn mode_allowed(name: &str, mode: SysctlMode) -> bool {
+    const LARGEST: [&str; 9] = [
+        "kernel.pid_max",
+        "kernel.kptr_restrict",
+        "kernel.dmesg_restrict",
+        "vm.mmap_min_addr",
+        "fs.file-max",
+        "fs.nr_open",
+        "net.netfilter.nf_conntrack_max",
+        "fs.protected_fifos",
+        "fs.protected_regular",
+    ];
+    const ENABLE: [&str; 5] = [
+        "kernel.dmesg_restrict",
+        "fs.protected_hardlinks",
+        "fs.protected_symlinks",
+        "fs.protected_fifos",
+        "fs.protected_regular",
+    ];
+    match mode {
+        SysctlMode::ContainerOnly | SysctlMode::AlwaysHost => true,
+        SysctlMode::LargestWins => LARGEST.contains(&name),
+        SysctlMode::EnableWins => ENABLE.contains(&name),
+    }
+}
+
 /// Where a tunable lives: `kernel.panic` is `/proc/sys/kernel/panic`.
 pub fn proc_path(name: &str) -> String {
     format!("/proc/sys/{}", name.replace('.', "/"))
@@ -74,9 +104,11 @@ pub fn host_value(mode: SysctlMode, original: &str, values: &[&str]) -> Option<S
             let host = number(original)?;
             Some(largest.max(host).to_string())
         }
+        // Switching on means going from 0 to 1; a host value that is on already (kptr_restrict
+        // 2, sysrq 176) is never touched.
         SysctlMode::EnableWins => {
             let on = values.iter().filter_map(|v| number(v)).any(|v| v != 0);
-            on.then(|| "1".to_string())
+            (on && number(original) == Some(0)).then(|| "1".to_string())
         }
     }
 }
@@ -118,6 +150,20 @@ mod tests {
             Some("1".into())
         );
         assert_eq!(host_value(SysctlMode::EnableWins, "0", &["0"]), None);
+        assert_eq!(
+            host_value(SysctlMode::EnableWins, "2", &["1"]),
+            None,
+            "never lowered"
+        );
+        assert!(mode_allowed(
+            "net.netfilter.nf_conntrack_max",
+            SysctlMode::LargestWins
+        ));
+        assert!(!mode_allowed("kernel.sysrq", SysctlMode::EnableWins));
+        assert!(!mode_allowed(
+            "kernel.yama.ptrace_scope",
+            SysctlMode::LargestWins
+        ));
         assert_eq!(host_value(SysctlMode::ContainerOnly, "0", &["9"]), None);
     }
 
