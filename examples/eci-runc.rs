@@ -926,6 +926,9 @@ fn create_container(
         .and_then(|p| p.terminal())
         .unwrap_or(false);
     let stdio = if terminal {
+        // Closed now, before the container's processes are forked: they would hold them open
+        // until they exec.
+        drop(caller_stdio);
         Stdio::default()
     } else {
         let [stdin, stdout, stderr] = caller_stdio;

@@ -290,7 +290,7 @@ fn docker_runs_containers_through_eci_runc() {
         "sleep, sh, ls and grep: the container's processes only"
     );
 
-    // Terminals: a pty from the container's own devpts.
+    // Terminals: a pty from the container's own devpts, for exec -t and run -t.
     let tty = docker.docker(&[
         "exec",
         "-t",
@@ -305,7 +305,10 @@ fn docker_runs_containers_through_eci_runc() {
         out.starts_with("/dev/pts/") && out.contains("is-a-tty"),
         "{out:?}"
     );
-    // `docker run -t` is not covered: through dockerd 20.10 the container stays created (start
-    // never comes) and the cause is not found yet; the facade's own terminal test covers the
-    // pty itself.
+    let (code, out, err) = docker.run(&["-t", "eci-busybox", "tty"]);
+    assert_eq!(
+        (code, out.replace('\r', "").as_str()),
+        (0, "/dev/pts/0\n"),
+        "{err}"
+    );
 }
