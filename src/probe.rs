@@ -106,8 +106,8 @@ fn syscall(name: &str) -> String {
     answer(unsafe { libc::syscall(nr, 0, 0, 0, 0, 0, 0) })
 }
 
-/// Installs a filter that allows everything, the cheapest filter there is.
-fn install_allow_all() -> nix::Result<()> {
+/// Installs a filter that allows everything, the cheapest filter there is, with `flags`.
+fn install_allow_all_with(flags: libc::c_ulong) -> libc::c_long {
     let filter = [libc::sock_filter {
         code: (libc::BPF_RET | libc::BPF_K) as u16,
         jt: 0,
@@ -119,11 +119,19 @@ fn install_allow_all() -> nix::Result<()> {
         filter: filter.as_ptr() as *mut _,
     };
     // SAFETY: prctl and seccomp with a valid one-instruction program.
-    let ret = unsafe {
+    unsafe {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        libc::syscall(libc::SYS_seccomp, 1, 0, &prog as *const libc::sock_fprog)
-    };
-    nix::errno::Errno::result(ret).map(drop)
+        libc::syscall(
+            libc::SYS_seccomp,
+            1,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    }
+}
+
+fn install_allow_all() -> nix::Result<()> {
+    nix::errno::Errno::result(install_allow_all_with(0)).map(drop)
 }
 
 /// The median, over 21 rounds, of the mean time of one getppid in a round of `n`.
@@ -143,26 +151,9 @@ fn bench_getppid(n: u32) -> String {
 }
 
 fn seccomp_listener() -> String {
-    let filter = [libc::sock_filter {
-        code: (libc::BPF_RET | libc::BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: libc::SECCOMP_RET_ALLOW,
-    }];
-    let prog = libc::sock_fprog {
-        len: 1,
-        filter: filter.as_ptr() as *mut _,
-    };
-    // SAFETY: prctl and seccomp with a valid one-instruction program.
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        answer(libc::syscall(
-            libc::SYS_seccomp,
-            1,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &prog as *const _,
-        ))
-    }
+    answer(install_allow_all_with(
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    ))
 }
 
 /// Extra per-mount flags named by a comma-separated list.

@@ -7,6 +7,21 @@ use common::{create_full, create_with, PROBE};
 use eci::oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, Spec};
 use eci::{Policy, Runtime, RuntimeConfig};
 
+/// A runtime of the test's own in `dir` (its virtual files server is the test's to break),
+/// sharing eci-probe's directory like the common one.
+fn own_runtime(dir: &std::path::Path, mut policy: Policy) -> Runtime {
+    policy
+        .paths
+        .share(std::path::Path::new(PROBE).parent().unwrap(), true)
+        .unwrap();
+    Runtime::new(RuntimeConfig {
+        state_dir: dir.to_path_buf(),
+        policy,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// Limits the container's memory to `bytes` and its CPUs to `cpus`.
 fn limit(spec: &mut Spec, bytes: i64, cpus: Option<&str>) {
     let mut resources = LinuxResourcesBuilder::default()
@@ -97,17 +112,7 @@ fn concurrent_readers_in_four_containers_get_their_own_values() {
 fn reads_fail_when_the_server_is_gone_and_never_show_the_host() {
     // A runtime of its own: its server is this test's to break.
     let dir = tempfile::tempdir().unwrap();
-    let mut policy = Policy::default();
-    policy
-        .paths
-        .share(std::path::Path::new(PROBE).parent().unwrap(), true)
-        .unwrap();
-    let runtime = Runtime::new(RuntimeConfig {
-        state_dir: dir.path().to_path_buf(),
-        policy,
-        ..Default::default()
-    })
-    .unwrap();
+    let runtime = own_runtime(dir.path(), Policy::default());
     let script = "grep MemTotal /proc/meminfo; read go; cat /proc/meminfo; echo status $?; \
                   cat /proc/uptime; echo status $?";
     let (reader, mut writer) = std::io::pipe().unwrap();
@@ -212,16 +217,7 @@ fn conntrack_max_follows_largest_wins() {
             eci::eci_policy::settings::SysctlMode::LargestWins,
         )
         .unwrap();
-    policy
-        .paths
-        .share(std::path::Path::new(PROBE).parent().unwrap(), true)
-        .unwrap();
-    let runtime = Runtime::new(RuntimeConfig {
-        state_dir: dir.path().to_path_buf(),
-        policy,
-        ..Default::default()
-    })
-    .unwrap();
+    let runtime = own_runtime(dir.path(), policy);
     let (higher, lower) = (original + 1024, original / 2);
     let run = |name: &str, value: u64| {
         let script = format!("/probe write {KEY} {value}; cat {KEY}");

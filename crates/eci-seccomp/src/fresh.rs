@@ -696,19 +696,25 @@ fn apply_binds(base: &[u8], binds: &[(CString, CString)], sources: &[RawFd]) -> 
         source[..prefix.len()].copy_from_slice(prefix);
         write_number(&mut source[prefix.len()..], *fd as u64);
         let source = CStr::from_bytes_until_nul(&source).map_err(|_| Errno(libc::EINVAL))?;
-        match sys::mount(Some(source), path, None, libc::MS_BIND, None) {
-            Err(Errno(libc::ENOENT)) => continue,
-            other => other?,
-        }
-        let flags = libc::MS_BIND
-            | libc::MS_REMOUNT
-            | libc::MS_RDONLY
-            | libc::MS_NOSUID
-            | libc::MS_NODEV
-            | libc::MS_NOEXEC;
-        sys::mount(None, path, None, flags, None)?;
+        bind_read_only(source, path, 0)?;
     }
     Ok(())
+}
+
+/// Binds `source` over `path` (with `extra` flags such as MS_REC) and makes the bind read-only,
+/// nosuid, nodev and noexec; a `path` this filesystem does not have is skipped.
+fn bind_read_only(source: &CStr, path: &CStr, extra: libc::c_ulong) -> SysResult<()> {
+    match sys::mount(Some(source), path, None, libc::MS_BIND | extra, None) {
+        Err(Errno(libc::ENOENT)) => return Ok(()),
+        other => other?,
+    }
+    let flags = libc::MS_BIND
+        | libc::MS_REMOUNT
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC;
+    sys::mount(None, path, None, flags, None)
 }
 
 fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResult<()> {
@@ -738,17 +744,7 @@ fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResu
     for rel in readonly {
         let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
         let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
-        match sys::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None) {
-            Err(Errno(libc::ENOENT)) => continue,
-            other => other?,
-        }
-        let flags = libc::MS_BIND
-            | libc::MS_REMOUNT
-            | libc::MS_RDONLY
-            | libc::MS_NOSUID
-            | libc::MS_NODEV
-            | libc::MS_NOEXEC;
-        sys::mount(None, path, None, flags, None)?;
+        bind_read_only(path, path, libc::MS_REC)?;
     }
     Ok(())
 }
