@@ -794,9 +794,6 @@ mod tests {
             CStr::from_bytes_until_nul(&joined).unwrap(),
             c"/tmp/slot-1/kernel/security"
         );
-        assert_eq!(
-            mount_attributes(libc::MS_RDONLY as u64 | libc::MS_NOEXEC as u64),
-            0x09
-        );
+        assert_eq!(mount_attributes(libc::MS_RDONLY | libc::MS_NOEXEC), 0x09);
     }
 }
