@@ -889,8 +889,14 @@ fn create_container(
     if let Some(settings) = &ctx.settings {
         config.policy = eci::load_settings(settings)?;
     }
-    let runtime = Runtime::new(config)?;
     let mut spec = eci::load_spec(bundle)?;
+    // The engine's files for this very container (Docker's resolv.conf, hosts, hostname and
+    // shm under /var/lib/docker/containers/ID, which the policy otherwise restricts with the
+    // rest of the engine's state) are the container's own: share that directory, and only it.
+    for dir in own_engine_dirs(&spec, id) {
+        config.policy.paths.share(&dir, false)?;
+    }
+    let runtime = Runtime::new(config)?;
     if let Some(linux) = spec.linux().clone() {
         if linux.seccomp().is_some() {
             // eci's own filters always apply; a profile from the spec (Docker's default) is
@@ -1012,6 +1018,29 @@ fn run_hooks(hooks: &[Hook], state: &str) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Directories `.../containers/ID` (Docker's layout) that the spec's bind sources are under:
+/// what the engine keeps for this container alone. Only for IDs of engine length (Docker's are
+/// 64 hex digits), so that a short ID such as `etc` can never name a host directory.
+fn own_engine_dirs(spec: &eci::oci_spec::runtime::Spec, id: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if id.len() < 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return dirs;
+    }
+    let named = |p: &Path, name: &str| p.file_name() == Some(std::ffi::OsStr::new(name));
+    for mount in spec.mounts().iter().flatten() {
+        let Some(source) = mount.source() else {
+            continue;
+        };
+        let own = source
+            .ancestors()
+            .find(|a| named(a, id) && a.parent().is_some_and(|p| named(p, "containers")));
+        if let Some(own) = own.filter(|d| d.is_absolute() && !dirs.iter().any(|x| x == d)) {
+            dirs.push(own.to_path_buf());
+        }
+    }
+    dirs
 }
 
 /// The monitor's own stdio goes to /dev/null: the container holds the caller's.

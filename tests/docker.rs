@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 struct Dockerd {
     child: Child,
     dir: tempfile::TempDir,
+    /// The engine's data, where a real install keeps it (under /var/lib/docker, which eci's
+    /// policy restricts): its per-container files must still reach the container.
+    data: tempfile::TempDir,
 }
 
 fn example(name: &str) -> PathBuf {
@@ -32,11 +35,16 @@ impl Dockerd {
             .prefix("eci-dk")
             .tempdir_in("/tmp")
             .unwrap();
+        std::fs::create_dir_all("/var/lib/docker").unwrap();
+        let data = tempfile::Builder::new()
+            .prefix("eci-test-")
+            .tempdir_in("/var/lib/docker")
+            .unwrap();
         let path = |name: &str| dir.path().join(name);
         let log = std::fs::File::create(path("dockerd.log")).unwrap();
         let child = Command::new("dockerd")
             .arg("--data-root")
-            .arg(path("data"))
+            .arg(data.path())
             .arg("--exec-root")
             .arg(path("exec"))
             .arg("--pidfile")
@@ -50,7 +58,7 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("starting dockerd");
-        let dockerd = Dockerd { child, dir };
+        let dockerd = Dockerd { child, dir, data };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !dockerd.docker(&["version"]).status.success() {
             assert!(
@@ -126,11 +134,11 @@ impl Drop for Dockerd {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.dir.path().to_string_lossy().to_string();
+        let prefixes = [self.dir.path(), self.data.path()].map(|p| p.to_string_lossy().to_string());
         let mut points: Vec<&str> = mounts
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&prefix))
+            .filter(|p| prefixes.iter().any(|prefix| p.starts_with(prefix.as_str())))
             .collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for point in points {
