@@ -203,8 +203,9 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
     let script = "mkdir /tmp/x; echo ready; sleep 2; \
                   eci-probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms; \
                   grep -c '^[^ ]* [^ ]* [^ ]* [^ ]* /tmp/x ' /proc/self/mountinfo";
+    let id = format!("eci-crash-{}", std::process::id());
     let mut runner = eci_run(state.path())
-        .args(["--", "sh", "-c", script])
+        .args(["--id", &id, "--", "sh", "-c", script])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -228,11 +229,17 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
         .lines()
         .filter(|l| l.split(' ').nth(4).is_some_and(|p| p.ends_with("/tmp/x")));
     assert_eq!(leaked.count(), 0, "{host_mounts}");
-    cleanup_after_crash(state.path());
+    cleanup_after_crash(state.path(), &id);
 }
 
-/// Takes down what the killed runtime left: its container's rootfs mounts.
-fn cleanup_after_crash(state: &Path) {
+/// Takes down what the killed runtime left: its container's rootfs mounts and (the container
+/// having exited) its empty cgroup directories.
+fn cleanup_after_crash(state: &Path, id: &str) {
+    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+        for hierarchy in hierarchies.flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join("eci").join(id));
+        }
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let prefix = state.to_string_lossy();
     let mut points: Vec<&str> = mounts
