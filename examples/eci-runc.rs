@@ -100,7 +100,7 @@ impl Ctx {
     /// The container's directory; every command goes through here, so an ID that is not a
     /// plain name (`..`, `/etc`, `.eci`) never reaches the file system.
     fn dir(&self, id: &str) -> PathBuf {
-        if valid_id(id) {
+        if eci::valid_container_id(id) {
             self.root.join(id)
         } else {
             self.root.join(".invalid-id")
@@ -121,15 +121,18 @@ impl Ctx {
     /// which containerd shows to the user).
     fn report(&self, msg: &str) {
         eprintln!("eci-runc: {msg}");
+        self.log("error", msg);
+    }
+
+    /// Appends a line to the log file, in runc's JSON format when asked for.
+    fn log(&self, level: &str, msg: &str) {
         let Some(log) = &self.log else { return };
+        let time = rfc3339(SystemTime::now());
         let line = if self.json {
             let msg = serde_json::to_string(msg).unwrap_or_default();
-            format!(
-                "{{\"level\":\"error\",\"msg\":{msg},\"time\":\"{}\"}}\n",
-                rfc3339(SystemTime::now())
-            )
+            format!("{{\"level\":\"{level}\",\"msg\":{msg},\"time\":\"{time}\"}}\n")
         } else {
-            format!("{} error: {msg}\n", rfc3339(SystemTime::now()))
+            format!("{time} {level}: {msg}\n")
         };
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -291,7 +294,7 @@ fn create(
     pid_file: Option<&Path>,
     console_socket: Option<&Path>,
 ) -> Result<std::process::Child, Error> {
-    if !valid_id(id) {
+    if !eci::valid_container_id(id) {
         return Err(format!("container id '{id}' is invalid").into());
     }
     std::fs::create_dir_all(&ctx.root)?;
@@ -319,15 +322,6 @@ fn create(
         std::fs::write(pid_file, child.id().to_string())?;
     }
     Ok(child)
-}
-
-/// Letters, digits, `_`, `-` and `.`, not starting with a dot, at most 1024 bytes.
-fn valid_id(id: &str) -> bool {
-    (1..=1024).contains(&id.len())
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Starts this program again with `args` (and the global options), in a session of its own,
@@ -589,7 +583,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
         if let Some(hooks) = hooks.poststop() {
             let state = oci_state(id, bundle, container, &started);
             if let Err(err) = run_hooks(hooks, &state) {
-                tracing_free_warning(ctx, &format!("poststop hook: {err}"));
+                ctx.log("warning", &format!("poststop hook: {err}"));
             }
         }
     };
@@ -650,7 +644,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
             let served = match serve(&mut container, stream, &describe) {
                 Ok(served) => served,
                 Err(err) => {
-                    tracing_free_warning(ctx, &format!("a request failed: {err}"));
+                    ctx.log("warning", &format!("a request failed: {err}"));
                     continue;
                 }
             };
@@ -661,7 +655,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
                         if let Some(hooks) = hooks.poststart() {
                             let state = oci_state(id, bundle, &container, &started);
                             if let Err(err) = run_hooks(hooks, &state) {
-                                tracing_free_warning(ctx, &format!("poststart hook: {err}"));
+                                ctx.log("warning", &format!("poststart hook: {err}"));
                             }
                         }
                     }
@@ -901,8 +895,8 @@ fn create_container(
         if linux.seccomp().is_some() {
             // eci's own filters always apply; a profile from the spec (Docker's default) is
             // not applied on top yet.
-            tracing_free_warning(
-                ctx,
+            ctx.log(
+                "warning",
                 "the spec's seccomp profile is not applied; eci's filters are",
             );
             let mut linux = linux;
@@ -950,26 +944,6 @@ fn create_container(
     // The container keeps what it needs of the runtime (supervisor, helpers, virtual files).
     drop(runtime);
     Ok((container, listener, hooks))
-}
-
-fn tracing_free_warning(ctx: &Ctx, msg: &str) {
-    let Some(log) = &ctx.log else { return };
-    let line = if ctx.json {
-        let msg = serde_json::to_string(msg).unwrap_or_default();
-        format!(
-            "{{\"level\":\"warning\",\"msg\":{msg},\"time\":\"{}\"}}\n",
-            rfc3339(SystemTime::now())
-        )
-    } else {
-        format!("warning: {msg}\n")
-    };
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
-        let _ = file.write_all(line.as_bytes());
-    }
 }
 
 /// Runs hooks one after another, each with the container's state on stdin, as the OCI runtime

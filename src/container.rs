@@ -159,7 +159,14 @@ impl fmt::Debug for Container {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` is a container ID eci accepts: 1-128 letters, digits, `.`, `_` or `-`, not
+/// starting with a dot (so that it is always a plain file name).
+///
+/// ```
+/// assert!(eci::valid_container_id("web-1"));
+/// assert!(!eci::valid_container_id(".."));
+/// ```
+pub fn valid_container_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && !id.starts_with('.')
         && id
@@ -226,7 +233,7 @@ impl Container {
             bundle,
             stdio,
         } = config;
-        if !valid_id(&id) {
+        if !valid_container_id(&id) {
             return Err(Error::InvalidId(id));
         }
         if !shared.live.lock().expect("live set").insert(id.clone()) {
@@ -690,7 +697,7 @@ fn explain_spawn(err: SpawnError, plans: &Plans<'_>) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_id;
+    use super::valid_container_id as valid_id;
 
     #[test]
     fn ids_are_path_safe() {

@@ -95,20 +95,7 @@ impl FdPath {
         let mut buf = [0u8; 32];
         let prefix = b"/proc/self/fd/";
         buf[..prefix.len()].copy_from_slice(prefix);
-        let mut digits = [0u8; 12];
-        let mut n = fd.unsigned_abs();
-        let mut len = 0;
-        loop {
-            digits[len] = b'0' + (n % 10) as u8;
-            len += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for i in 0..len {
-            buf[prefix.len() + i] = digits[len - 1 - i];
-        }
+        sys::write_decimal(&mut buf[prefix.len()..], u64::from(fd.unsigned_abs()));
         FdPath { buf }
     }
 

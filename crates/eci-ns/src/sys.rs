@@ -231,6 +231,32 @@ pub fn close_fds_except(keep: &[RawFd]) -> SysResult<()> {
     close_range(next, u32::MAX, 0)
 }
 
+/// Writes `n` in decimal at the start of `out` and returns how many digits that took; for
+/// building paths such as /proc/self/fd/N after fork, where nothing may allocate. `out` must
+/// hold the digits (20 at most).
+///
+/// ```
+/// let mut buf = [0u8; 8];
+/// let len = eci_ns::sys::write_decimal(&mut buf, 4096);
+/// assert_eq!(&buf[..len], b"4096");
+/// ```
+pub fn write_decimal(out: &mut [u8], mut n: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (slot, digit) in out.iter_mut().zip(digits[..len].iter().rev()) {
+        *slot = *digit;
+    }
+    len
+}
+
 /// _exit(2): leaves without running destructors or atexit handlers.
 pub fn exit(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.

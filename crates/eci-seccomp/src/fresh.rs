@@ -397,26 +397,8 @@ fn make_private(tree: &OwnedFd) -> SysResult<()> {
 fn numbered(prefix: &[u8], n: u32) -> [u8; 32] {
     let mut buf = [0u8; 32];
     buf[..prefix.len()].copy_from_slice(prefix);
-    write_number(&mut buf[prefix.len()..], u64::from(n));
+    sys::write_decimal(&mut buf[prefix.len()..], u64::from(n));
     buf
-}
-
-/// Writes `n` in decimal; returns the digits written (the buffer must hold them and a NUL).
-fn write_number(out: &mut [u8], mut n: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        out[i] = digits[len - 1 - i];
-    }
-    len
 }
 
 /// "{base}/{rel}" in a stack buffer (NUL-terminated), or None if it does not fit.
@@ -694,7 +676,7 @@ fn apply_binds(base: &[u8], binds: &[(CString, CString)], sources: &[RawFd]) -> 
         let mut source = [0u8; 32];
         let prefix = b"/proc/self/fd/";
         source[..prefix.len()].copy_from_slice(prefix);
-        write_number(&mut source[prefix.len()..], *fd as u64);
+        sys::write_decimal(&mut source[prefix.len()..], *fd as u64);
         let source = CStr::from_bytes_until_nul(&source).map_err(|_| Errno(libc::EINVAL))?;
         bind_read_only(source, path, 0)?;
     }

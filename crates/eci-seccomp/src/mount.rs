@@ -324,17 +324,8 @@ fn handle_one(config: &HelperConfig, fds: Fds, view: &View, half: &HostHalf, cha
 
 fn open_pid_dir(host_proc: RawFd, pid: u32) -> SysResult<OwnedFd> {
     let mut digits = [0u8; 12];
-    let mut at = digits.len() - 1; // keeps the trailing NUL
-    let mut n = pid;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let name = CStr::from_bytes_with_nul(&digits[at..]).map_err(|_| Errno(libc::EINVAL))?;
+    let len = sys::write_decimal(&mut digits, u64::from(pid));
+    let name = CStr::from_bytes_until_nul(&digits[..=len]).map_err(|_| Errno(libc::EINVAL))?;
     open_at(host_proc, name, libc::O_PATH | libc::O_DIRECTORY)
 }
 
