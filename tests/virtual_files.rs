@@ -275,3 +275,100 @@ fn namespaced_tunables_are_the_containers_own_and_others_stay_read_only() {
         host_shmmax
     );
 }
+
+#[test]
+fn loadavg_counts_the_containers_own_threads() {
+    // Idle at first: no load, two threads (sh and cat), the newest with a small PID. Then one
+    // busy thread for longer than the 5-second sampling interval.
+    let script = "cat /proc/loadavg; (while :; do :; done) & sleep 7; cat /proc/loadavg; \
+                  busybox uptime; kill $!";
+    let (code, out) = run_limited("loadavg", script, 1 << 30, None);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let fields =
+        |line: &str| -> Vec<String> { line.split_whitespace().map(str::to_string).collect() };
+    let idle = fields(lines[0]);
+    assert_eq!(&idle[..3], ["0.00", "0.00", "0.00"], "{out}");
+    assert!(idle[3].ends_with("/2"), "sh and cat only: {out}");
+    let last_pid: u32 = idle[4].parse().unwrap();
+    assert!(
+        (2..10).contains(&last_pid),
+        "a PID of the container's: {out}"
+    );
+    let busy = fields(lines[1]);
+    let one_minute: f64 = busy[0].parse().unwrap();
+    assert!(one_minute >= 0.08, "one sample of one busy thread: {out}");
+    assert!(busy[3].ends_with("/3"), "sh, the loop and cat: {out}");
+    let sysinfo = lines[2].rsplit("load average: ").next().unwrap();
+    assert_ne!(&sysinfo[..4], "0.00", "sysinfo(2) has the load too: {out}");
+}
+
+#[test]
+fn diskstats_counts_the_containers_own_io() {
+    use std::os::unix::fs::MetadataExt;
+    // The disk under the test's rootfs. cgroup v1 counts a device's I/O only once some cgroup
+    // throttles it, so the container gets a limit no one reaches.
+    let dev = std::fs::metadata(common::STATE_DIR).unwrap().dev();
+    let (major, minor) = whole_disk(libc::major(dev), libc::minor(dev));
+    let name = disk_name(major, minor);
+    let script = format!(
+        "dd if=/dev/zero of=/written bs=64k count=100 oflag=direct 2>/dev/null && rm /written \
+         && grep ' {name} ' /proc/diskstats"
+    );
+    let (code, out) = create_with("diskstats", &["sh", "-c", &script], |spec| {
+        let mut root = spec.root().clone().unwrap();
+        root.set_readonly(Some(false));
+        spec.set_root(Some(root));
+        let throttle = eci::oci_spec::runtime::LinuxThrottleDeviceBuilder::default()
+            .major(i64::from(major))
+            .minor(i64::from(minor))
+            .rate(1u64 << 40)
+            .build()
+            .unwrap();
+        let block_io = eci::oci_spec::runtime::LinuxBlockIoBuilder::default()
+            .throttle_write_bps_device(vec![throttle])
+            .build()
+            .unwrap();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let resources = LinuxResourcesBuilder::default()
+            .block_io(block_io)
+            .build()
+            .unwrap();
+        linux.set_resources(Some(resources));
+        spec.set_linux(Some(linux));
+    })
+    .run_to_end();
+    assert_eq!(code, 0, "{out}");
+    let fields: Vec<u64> = out
+        .split_whitespace()
+        .skip(3)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let (writes, sectors_written) = (fields[4], fields[6]);
+    // 100 direct writes of 64 KiB, and the few the filesystem adds; the host's counts since
+    // boot are far higher.
+    assert!((100..1000).contains(&writes), "{out}");
+    assert!(sectors_written >= 100 * 128, "{out}");
+    assert_eq!(fields[3], 0, "no time figures: {out}");
+}
+
+/// The whole disk a block device (maybe a partition) belongs to.
+fn whole_disk(major: u32, minor: u32) -> (u32, u32) {
+    let sys = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    assert!(
+        sys.exists(),
+        "the test rootfs is on a block device ({major}:{minor})"
+    );
+    if !sys.join("partition").exists() {
+        return (major, minor);
+    }
+    let parent = std::fs::read_to_string(sys.join("../dev")).unwrap();
+    let (major, minor) = parent.trim().split_once(':').unwrap();
+    (major.parse().unwrap(), minor.parse().unwrap())
+}
+
+fn disk_name(major: u32, minor: u32) -> String {
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")).unwrap();
+    let line = uevent.lines().find(|l| l.starts_with("DEVNAME=")).unwrap();
+    line["DEVNAME=".len()..].to_string()
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::render::{parse_cpu_list, CpuTime, Memory};
+use super::render::{parse_blkio, parse_cpu_list, parse_io_stat, CpuTime, DiskIo, Memory};
 
 /// One controller's directory for the container, and whether it is a cgroup2 one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct CgroupDirs {
     pub cpu: Option<ControllerDir>,
     /// cpuacct (v1) or cpu (v2): the usage.
     pub cpuacct: Option<ControllerDir>,
+    /// blkio (v1) or io (v2): the I/O done.
+    pub blkio: Option<ControllerDir>,
 }
 
 impl CgroupDirs {
@@ -62,6 +64,7 @@ impl CgroupDirs {
             cpuset: find("cpuset"),
             cpu,
             cpuacct,
+            blkio: find("blkio").or_else(|| find("io")),
         })
     }
 
@@ -179,6 +182,29 @@ impl CgroupDirs {
             }
         }
         out
+    }
+
+    /// The I/O the container did, by device. cgroup v1 counts in the throttling files, and
+    /// (since Linux 6.10) only on devices where some cgroup has a throttling limit; else in
+    /// BFQ's files, when the device uses BFQ. Where neither counts, there is nothing to show.
+    pub fn disk_io(&self) -> DiskIo {
+        let Some(c) = &self.blkio else {
+            return DiskIo::new();
+        };
+        let read = |name: &str| std::fs::read_to_string(c.dir.join(name)).unwrap_or_default();
+        if c.unified {
+            return parse_io_stat(&read("io.stat"));
+        }
+        ["blkio.throttle.", "blkio.bfq."]
+            .iter()
+            .map(|prefix| {
+                parse_blkio(
+                    &read(&format!("{prefix}io_serviced_recursive")),
+                    &read(&format!("{prefix}io_service_bytes_recursive")),
+                )
+            })
+            .find(|io| !io.is_empty())
+            .unwrap_or_default()
     }
 }
 

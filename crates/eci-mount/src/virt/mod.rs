@@ -1,10 +1,12 @@
 //! Virtual procfs and sysfs files that tell the truth about a container: a FUSE server
 //! (fuser) mounted once on the host, with one directory per container, whose files are
 //! bind-mounted over the container's `/proc/meminfo`, `/proc/cpuinfo`, `/proc/stat`,
-//! `/proc/uptime`, `/proc/swaps` and `/sys/devices/system/cpu/online`.
+//! `/proc/uptime`, `/proc/loadavg`, `/proc/swaps`, `/proc/diskstats` and
+//! `/sys/devices/system/cpu/online`.
 //!
 //! Each container's directory holds only its own files, computed at open from its cgroup
-//! (memory limit and use, cpuset, CPU quota, CPU usage) and its start time; the kernel tells the
+//! (memory limit and use, cpuset, CPU quota, CPU usage, I/O), its start time and its load
+//! averages, which a thread samples every 5 seconds as the kernel does; the kernel tells the
 //! server which file is opened, so no caller has to be identified by its PID namespace (no
 //! lookup per read, and no race with a PID being reused). A container sees no other container's
 //! directory: only its binds.
@@ -35,7 +37,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eci_policy::settings::{ProcFile, SysctlMode};
@@ -46,15 +49,17 @@ use fuser::{
 };
 
 pub use cgroup::{mounted_hierarchies, CgroupDirs, ControllerDir, Hierarchy};
-use render::{CpuTime, Tasks};
+use render::{CpuTime, LoadAverage, Tasks};
 
 /// The files the server computes, and where each goes in a container.
-pub const SERVED: [(ProcFile, &str); 6] = [
+pub const SERVED: [(ProcFile, &str); 8] = [
     (ProcFile::Meminfo, "/proc/meminfo"),
     (ProcFile::Cpuinfo, "/proc/cpuinfo"),
     (ProcFile::Stat, "/proc/stat"),
     (ProcFile::Uptime, "/proc/uptime"),
+    (ProcFile::Loadavg, "/proc/loadavg"),
     (ProcFile::Swaps, "/proc/swaps"),
+    (ProcFile::Diskstats, "/proc/diskstats"),
     (ProcFile::CpuOnline, "/sys/devices/system/cpu/online"),
 ];
 
@@ -115,6 +120,8 @@ struct Entry {
     written: Mutex<BTreeMap<usize, String>>,
     /// Each served file's last text and when it was computed.
     recent: Mutex<[Option<Computed>; SERVED.len()]>,
+    /// Its load averages, sampled by the server's sampling thread.
+    load: Mutex<LoadAverage>,
 }
 
 /// A file's text and when it was computed.
@@ -309,7 +316,17 @@ impl Registry {
                 let host_swap = render::meminfo_value(&self.host.meminfo, "SwapTotal").unwrap_or(0);
                 render::swaps(&entry.dirs.memory(), host_swap)
             }
-            ProcFile::Loadavg | ProcFile::Diskstats | ProcFile::Sysinfo => return None,
+            ProcFile::Loadavg => {
+                let (threads, newest) = entry.dirs.threads();
+                let last_pid = newest.and_then(namespace_pid).unwrap_or(0);
+                let load = *entry.load.lock().ok()?;
+                render::loadavg(&load, threads.running, threads.total, last_pid)
+            }
+            ProcFile::Diskstats => {
+                let host = std::fs::read_to_string("/proc/diskstats").ok()?;
+                render::diskstats(&host, &entry.dirs.disk_io())
+            }
+            ProcFile::Sysinfo => return None,
         };
         Some(text.into_bytes())
     }
@@ -328,13 +345,27 @@ fn idle(uptime: Duration, usage: &[CpuTime]) -> Duration {
 impl CgroupDirs {
     /// The container's processes and how many run or wait on I/O, from its cgroup.
     fn tasks(&self) -> Tasks {
+        self.walk("cgroup.procs", "cgroup.procs").0
+    }
+
+    /// The container's threads and how many run or wait on I/O (what load averages count),
+    /// and the host TID of the newest.
+    fn threads(&self) -> (Tasks, Option<u32>) {
+        self.walk("tasks", "cgroup.threads")
+    }
+
+    /// Counts the IDs listed in a cgroup file (`v1_list` or `v2_list`, by hierarchy) by state.
+    fn walk(&self, v1_list: &str, v2_list: &str) -> (Tasks, Option<u32>) {
         let Some(dir) = self.cpuacct.as_ref().or(self.memory.as_ref()) else {
-            return Tasks::default();
+            return (Tasks::default(), None);
         };
-        let procs = std::fs::read_to_string(dir.dir.join("cgroup.procs")).unwrap_or_default();
+        let list = if dir.unified { v2_list } else { v1_list };
+        let procs = std::fs::read_to_string(dir.dir.join(list)).unwrap_or_default();
         let mut tasks = Tasks::default();
+        let mut newest = None;
         for pid in procs.split_whitespace() {
             tasks.total += 1;
+            newest = newest.max(pid.parse::<u32>().ok());
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             match stat
                 .rsplit_once(") ")
@@ -345,7 +376,74 @@ impl CgroupDirs {
                 _ => {}
             }
         }
-        tasks
+        (tasks, newest)
+    }
+}
+
+/// A host PID's number in its own (innermost) PID namespace. PIDs are handed out in rising
+/// order in every namespace alike, so the newest thread on the host is the newest inside.
+fn namespace_pid(host_pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{host_pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+/// Samples every container's load every [`LoadAverage::INTERVAL`] until stopped.
+struct Sampler {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(registry: Arc<Registry>) -> std::io::Result<Sampler> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("eci-loadavg".into())
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                let Ok(mut stopped) = stopped.lock() else {
+                    return;
+                };
+                while !*stopped {
+                    stopped = match wake.wait_timeout(stopped, LoadAverage::INTERVAL) {
+                        Ok((guard, _)) => guard,
+                        Err(_) => return,
+                    };
+                    if !*stopped {
+                        registry.sample_loads();
+                    }
+                }
+            })?;
+        Ok(Sampler {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Ok(mut stopped) = self.stop.0.lock() {
+            *stopped = true;
+        }
+        self.stop.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Registry {
+    /// One load sample for every container: its threads running or in uninterruptible sleep.
+    fn sample_loads(&self) {
+        let Ok(entries) = self.entries.read() else {
+            return;
+        };
+        for entry in entries.values() {
+            let (threads, _) = entry.dirs.threads();
+            if let Ok(mut load) = entry.load.lock() {
+                load.sample(threads.running + threads.blocked);
+            }
+        }
     }
 }
 
@@ -557,6 +655,7 @@ pub struct VirtualFs {
     registry: Arc<Registry>,
     mountpoint: PathBuf,
     session: Mutex<Option<BackgroundSession>>,
+    sampler: Mutex<Sampler>,
 }
 
 impl std::fmt::Debug for VirtualFs {
@@ -593,10 +692,12 @@ impl VirtualFs {
         config.clone_fd = true;
         let session = fuser::Session::new(Served(Arc::clone(&registry)), mountpoint, &config)?;
         let session = session.spawn()?;
+        let sampler = Sampler::start(Arc::clone(&registry))?;
         Ok(VirtualFs {
             registry,
             mountpoint: mountpoint.to_path_buf(),
             session: Mutex::new(Some(session)),
+            sampler: Mutex::new(sampler),
         })
     }
 
@@ -667,15 +768,15 @@ impl VirtualFs {
                 modes,
                 written: Mutex::new(BTreeMap::new()),
                 recent: Mutex::new(Default::default()),
+                load: Mutex::new(LoadAverage::default()),
             },
         );
         Ok(self.mountpoint.join(format!("{name}.{slot}")))
     }
 
     /// What sysinfo(2) tells `name`'s processes, agreeing with its meminfo and uptime: its
-    /// memory and swap totals, its uptime and its number of processes. Load averages are not
-    /// computed for containers and read 0 (the host's are never shown). `None` once `name` is
-    /// unregistered.
+    /// memory and swap totals, its uptime, its load averages and its number of processes.
+    /// `None` once `name` is unregistered.
     pub fn sysinfo(&self, name: &str) -> Option<libc::sysinfo> {
         let entries = self.registry.entries.read().ok()?;
         let entry = entries.values().find(|e| e.name == name)?;
@@ -691,6 +792,10 @@ impl VirtualFs {
         info.totalswap = totals.swap_total as libc::c_ulong;
         info.freeswap = totals.swap_free as libc::c_ulong;
         info.procs = entry.dirs.tasks().total.min(u64::from(u16::MAX)) as u16;
+        let loads = entry.load.lock().ok()?.for_sysinfo();
+        for (to, load) in info.loads.iter_mut().zip(loads) {
+            *to = load as libc::c_ulong;
+        }
         info.mem_unit = 1;
         Some(info)
     }
@@ -704,6 +809,9 @@ impl VirtualFs {
 
     /// Unmounts and stops the server.
     pub fn unmount(&self) -> std::io::Result<()> {
+        if let Ok(mut sampler) = self.sampler.lock() {
+            sampler.stop();
+        }
         let session = self.session.lock().ok().and_then(|mut s| s.take());
         match session {
             Some(session) => session.umount_and_join(),

@@ -323,6 +323,179 @@ pub fn swaps(m: &Memory, host_swap_total: u64) -> String {
     out
 }
 
+/// Load averages as the kernel keeps them: fixed point with 11 fractional bits, moved every
+/// [`LoadAverage::INTERVAL`] toward the number of active (running or uninterruptible) threads,
+/// over 1, 5 and 15 minutes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadAverage(pub [u64; 3]);
+
+const FSHIFT: u32 = 11;
+const FIXED_1: u64 = 1 << FSHIFT;
+/// exp(-5 s / 1, 5 and 15 min) in fixed point: the kernel's EXP_1, EXP_5 and EXP_15.
+const DECAY: [u64; 3] = [1884, 2014, 2037];
+/// More active threads than this count as this many (keeps the arithmetic in range).
+const MOST_ACTIVE: u64 = 1 << 32;
+
+impl LoadAverage {
+    /// How often the kernel samples, and so how often [`LoadAverage::sample`] is meant to run.
+    pub const INTERVAL: Duration = Duration::from_secs(5);
+
+    /// One sample: `active` threads were running or in uninterruptible sleep.
+    pub fn sample(&mut self, active: u64) {
+        let active = active.min(MOST_ACTIVE) * FIXED_1;
+        for (load, decay) in self.0.iter_mut().zip(DECAY) {
+            let mut next = *load * decay + active * (FIXED_1 - decay);
+            // Round up while rising, as the kernel does, so that a steady load is reached.
+            if active >= *load {
+                next += FIXED_1 - 1;
+            }
+            *load = next / FIXED_1;
+        }
+    }
+
+    /// The averages as sysinfo(2) reports them (16 fractional bits).
+    pub fn for_sysinfo(&self) -> [u64; 3] {
+        self.0.map(|load| load << (16 - FSHIFT))
+    }
+}
+
+/// /proc/loadavg for a container: its load averages, its running and total threads, and the
+/// largest PID in use in its namespace (the kernel shows the last one allocated, which no
+/// cgroup records).
+pub fn loadavg(load: &LoadAverage, running: u64, threads: u64, last_pid: u64) -> String {
+    let mut out = String::with_capacity(48);
+    for average in load.0 {
+        // Rounded to the hundredth shown, as the kernel does.
+        let average = average + FIXED_1 / 200;
+        let fraction = ((average & (FIXED_1 - 1)) * 100) >> FSHIFT;
+        let _ = write!(out, "{}.{fraction:02} ", average >> FSHIFT);
+    }
+    let _ = writeln!(out, "{running}/{threads} {last_pid}");
+    out
+}
+
+/// What a container read from and wrote to one block device, as its cgroup counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceIo {
+    /// Read requests completed.
+    pub reads: u64,
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Write requests completed.
+    pub writes: u64,
+    /// Bytes written.
+    pub written_bytes: u64,
+    /// Discard requests completed.
+    pub discards: u64,
+    /// Bytes discarded.
+    pub discarded_bytes: u64,
+}
+
+/// The I/O of a container by device (major, minor).
+pub type DiskIo = std::collections::BTreeMap<(u32, u32), DeviceIo>;
+
+/// cgroup v1's `blkio.*io_serviced*` (requests) and `blkio.*io_service_bytes*` (bytes) files:
+/// lines of `MAJ:MIN Read|Write|Discard|Sync|Async|Total N`.
+pub fn parse_blkio(serviced: &str, service_bytes: &str) -> DiskIo {
+    let mut io = DiskIo::new();
+    for (text, bytes) in [(serviced, false), (service_bytes, true)] {
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(device), Some(kind), Some(value), None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                continue;
+            };
+            let (Some(device), Ok(value)) = (parse_device(device), value.parse::<u64>()) else {
+                continue;
+            };
+            let entry = io.entry(device).or_default();
+            let field = match (kind, bytes) {
+                ("Read", false) => &mut entry.reads,
+                ("Read", true) => &mut entry.read_bytes,
+                ("Write", false) => &mut entry.writes,
+                ("Write", true) => &mut entry.written_bytes,
+                ("Discard", false) => &mut entry.discards,
+                ("Discard", true) => &mut entry.discarded_bytes,
+                _ => continue,
+            };
+            *field = value;
+        }
+    }
+    io
+}
+
+/// cgroup v2's `io.stat`: lines of `MAJ:MIN rbytes=N wbytes=N rios=N wios=N dbytes=N dios=N`.
+pub fn parse_io_stat(text: &str) -> DiskIo {
+    let mut io = DiskIo::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let Some(device) = words.next().and_then(parse_device) else {
+            continue;
+        };
+        let mut entry = DeviceIo::default();
+        for word in words {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let Ok(value) = value.parse() else {
+                continue;
+            };
+            match key {
+                "rbytes" => entry.read_bytes = value,
+                "wbytes" => entry.written_bytes = value,
+                "rios" => entry.reads = value,
+                "wios" => entry.writes = value,
+                "dbytes" => entry.discarded_bytes = value,
+                "dios" => entry.discards = value,
+                _ => {}
+            }
+        }
+        io.insert(device, entry);
+    }
+    io
+}
+
+fn parse_device(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// /proc/diskstats for a container: the host's devices, each with the container's own request
+/// and sector counts (zero where it did no I/O). The times, merges and requests in flight are
+/// not kept per cgroup and read 0; the host's are never shown.
+pub fn diskstats(host: &str, io: &DiskIo) -> String {
+    let mut out = String::with_capacity(host.len());
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(major), Some(minor), Some(name)) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (major.parse::<u32>(), minor.parse::<u32>()) else {
+            continue;
+        };
+        let d = io.get(&(major, minor)).copied().unwrap_or_default();
+        // Fields after the name: reads, merged, sectors, ms; writes, merged, sectors, ms; in
+        // flight, ms, weighted ms; discards, merged, sectors, ms; flushes, ms.
+        let mut fields = [0u64; 17];
+        fields[0] = d.reads;
+        fields[2] = d.read_bytes / 512;
+        fields[4] = d.writes;
+        fields[6] = d.written_bytes / 512;
+        fields[11] = d.discards;
+        fields[13] = d.discarded_bytes / 512;
+        // As many fields as the host's kernel prints.
+        let count = words.count().clamp(11, fields.len());
+        let _ = write!(out, "{major:4} {minor:7} {name}");
+        for value in &fields[..count] {
+            let _ = write!(out, " {value}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +563,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn load_averages_move_like_the_kernels() {
+        let mut load = LoadAverage::default();
+        assert_eq!(loadavg(&load, 0, 3, 7), "0.00 0.00 0.00 0/3 7\n");
+        // One busy thread for a minute: the 1-minute average reaches 1 - 1/e.
+        for _ in 0..12 {
+            load.sample(1);
+        }
+        assert!(loadavg(&load, 1, 3, 7).starts_with("0.63 0.18 0.06 1/3 7"));
+        for _ in 0..1000 {
+            load.sample(2);
+        }
+        assert!(loadavg(&load, 2, 3, 7).starts_with("2.00 2.00 2.00 "));
+        assert_eq!(load.for_sysinfo()[0] >> 16, 2);
+    }
+
+    #[test]
+    fn disk_io_from_v1_and_v2_files() {
+        let v1 = parse_blkio(
+            "254:0 Read 121\n254:0 Write 103\n254:0 Total 224\nTotal 224\n",
+            "254:0 Read 6639616\n254:0 Write 6561792\nTotal 13201408\n",
+        );
+        let v2 = parse_io_stat(
+            "254:0 rbytes=6639616 wbytes=6561792 rios=121 wios=103 dbytes=0 dios=0\n",
+        );
+        assert_eq!(v1, v2);
+        let host = "   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n \
+                    254       0 vda 833433 42082 57967170 1020311 740543 171432 101263232 2187545 0 233108 3328799 90533 83 71120936 73422 216608 47520\n";
+        assert_eq!(
+            diskstats(host, &v1),
+            "   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n \
+              254       0 vda 121 0 12968 0 103 0 12816 0 0 0 0 0 0 0 0 0 0\n"
+        );
+    }
+
     proptest! {
         #[test]
         fn meminfo_never_shows_more_than_the_limit_or_the_host(
@@ -413,6 +621,27 @@ mod tests {
         fn cpu_lists_parse_what_they_format(cpus in proptest::collection::btree_set(0u32..512, 0..64)) {
             let cpus: Vec<u32> = cpus.into_iter().collect();
             prop_assert_eq!(parse_cpu_list(&format_cpu_list(&cpus)), Some(cpus));
+        }
+
+        #[test]
+        fn a_load_average_never_exceeds_the_most_active_threads(
+            samples in proptest::collection::vec(0u64..10_000, 0..400),
+        ) {
+            let mut load = LoadAverage::default();
+            for active in &samples {
+                load.sample(*active);
+            }
+            let most = samples.iter().copied().max().unwrap_or(0);
+            for average in load.0 {
+                prop_assert!(average <= most * FIXED_1);
+            }
+        }
+
+        #[test]
+        fn disk_io_parsing_never_panics(text in "[0-9: a-zA-Z=\\n]{0,200}") {
+            let _ = parse_blkio(&text, &text);
+            let _ = parse_io_stat(&text);
+            let _ = diskstats(&text, &DiskIo::new());
         }
 
         #[test]
