@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use libcgroups::common::{
     create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
+    FreezerState,
 };
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
@@ -43,21 +44,19 @@ impl Cgroup {
     pub(crate) fn add(&self, pid: i32) -> Result<()> {
         self.manager
             .add_task(Pid::from_raw(pid))
-            .map_err(|e| Error::Cgroup {
-                path: self.path.clone(),
-                reason: format!("adding process {pid}: {e}"),
-            })
+            .map_err(|e| self.error(&format!("adding process {pid}"), &e))
     }
 
     /// Puts `pid` in the cgroup and applies the limits.
     pub(crate) fn join(&self, pid: i32, resources: &LinuxResources) -> Result<()> {
-        let err = |what: &str, e: &dyn std::fmt::Display| Error::Cgroup {
-            path: self.path.clone(),
-            reason: format!("{what}: {e}"),
-        };
         self.manager
             .add_task(Pid::from_raw(pid))
-            .map_err(|e| err("adding the init", &e))?;
+            .map_err(|e| self.error("adding the init", &e))?;
+        self.apply(resources)
+    }
+
+    /// Applies `resources` (at creation, and on an update).
+    pub(crate) fn apply(&self, resources: &LinuxResources) -> Result<()> {
         let opt = ControllerOpt {
             resources,
             disable_oom_killer: false,
@@ -66,13 +65,40 @@ impl Cgroup {
         };
         self.manager
             .apply(&opt)
-            .map_err(|e| err("applying the limits", &e))
+            .map_err(|e| self.error("applying the limits", &e))
+    }
+
+    /// Freezes (`true`) or thaws every process in the cgroup.
+    pub(crate) fn freeze(&self, frozen: bool) -> Result<()> {
+        let state = if frozen {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Thawed
+        };
+        self.manager
+            .freeze(state)
+            .map_err(|e| self.error(if frozen { "freezing" } else { "thawing" }, &e))
+    }
+
+    /// The processes in the cgroup, as host pids.
+    pub(crate) fn pids(&self) -> Result<Vec<i32>> {
+        let pids = self
+            .manager
+            .get_all_pids()
+            .map_err(|e| self.error("listing the processes", &e))?;
+        Ok(pids.into_iter().map(Pid::as_raw).collect())
+    }
+
+    fn error(&self, what: &str, e: &dyn std::fmt::Display) -> Error {
+        Error::Cgroup {
+            path: self.path.clone(),
+            reason: format!("{what}: {e}"),
+        }
     }
 
     pub(crate) fn remove(&self) -> Result<()> {
-        self.manager.remove().map_err(|e| Error::Cgroup {
-            path: self.path.clone(),
-            reason: format!("removing: {e}"),
-        })
+        self.manager
+            .remove()
+            .map_err(|e| self.error("removing", &e))
     }
 }

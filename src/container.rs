@@ -17,7 +17,7 @@ use eci_policy::overrides::Overrides;
 use eci_policy::settings::ProcFile;
 use eci_seccomp::mount::{HelperConfig, MountVetter};
 use eci_seccomp::Registration;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
@@ -88,6 +88,8 @@ pub enum State {
     Created,
     /// Its process is running the spec's program.
     Running,
+    /// Its processes are frozen ([`Container::pause`]).
+    Paused,
     /// Its process has exited.
     Stopped(ExitStatus),
 }
@@ -97,6 +99,7 @@ impl fmt::Display for State {
         match self {
             State::Created => write!(f, "created"),
             State::Running => write!(f, "running"),
+            State::Paused => write!(f, "paused"),
             State::Stopped(status) => write!(f, "stopped ({status})"),
         }
     }
@@ -502,7 +505,7 @@ impl Container {
         match self.state {
             State::Stopped(status) => Ok(status),
             State::Created => Err(self.state_error("wait before start")),
-            State::Running => {
+            State::Running | State::Paused => {
                 let status = self.init.wait().map_err(|errno| Error::Io {
                     what: format!("waiting for container '{}'", self.id),
                     source: errno.into(),
@@ -524,6 +527,94 @@ impl Container {
         })
     }
 
+    /// Sends `signal` to every process in the container, not only its init (`kill --all`).
+    /// The container is frozen meanwhile, so that no process forks past the signal and no pid
+    /// is reused between being listed and being signalled.
+    pub fn kill_all(&self, signal: i32) -> Result<()> {
+        let signal = signal_of(signal)?;
+        let was_paused = match self.state {
+            State::Running => false,
+            State::Paused => true,
+            _ => return Err(self.state_error("signal every process")),
+        };
+        let cgroup = self.cgroup("signal every process")?;
+        if !was_paused {
+            cgroup.freeze(true)?;
+        }
+        let signalled = cgroup.pids().and_then(|pids| {
+            for pid in pids {
+                match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
+                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                    Err(errno) => {
+                        return Err(Error::Io {
+                            what: format!("signalling process {pid} of container '{}'", self.id),
+                            source: errno.into(),
+                        })
+                    }
+                }
+            }
+            Ok(())
+        });
+        let thawed = if was_paused {
+            Ok(())
+        } else {
+            cgroup.freeze(false)
+        };
+        signalled.and(thawed)
+    }
+
+    /// Freezes every process of the container (the cgroup freezer) until
+    /// [`Container::resume`].
+    pub fn pause(&mut self) -> Result<()> {
+        if self.state != State::Running {
+            return Err(self.state_error("pause"));
+        }
+        self.cgroup("pause")?.freeze(true)?;
+        self.state = State::Paused;
+        Ok(())
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&mut self) -> Result<()> {
+        if self.state != State::Paused {
+            return Err(self.state_error("resume"));
+        }
+        self.cgroup("resume")?.freeze(false)?;
+        self.state = State::Running;
+        Ok(())
+    }
+
+    /// The host pids of the container's processes (`ps`).
+    pub fn processes(&self) -> Result<Vec<i32>> {
+        if matches!(self.state, State::Stopped(_)) {
+            return Ok(Vec::new());
+        }
+        self.cgroup("list processes")?.pids()
+    }
+
+    /// Changes the container's resource limits while it runs: every limit `resources` sets
+    /// replaces the current one, the rest stay, and the device rules stay eci's safe set
+    /// whatever the update asks (see [`eci_policy::harden::updated_resources`]).
+    pub fn update(&mut self, resources: &LinuxResources) -> Result<()> {
+        if matches!(self.state, State::Stopped(_)) {
+            return Err(self.state_error("update"));
+        }
+        let mut linux = self.spec.linux().clone().unwrap_or_default();
+        let current = linux.resources().clone().unwrap_or_default();
+        let updated = eci_policy::harden::updated_resources(&current, resources)?;
+        self.cgroup("update")?.apply(&updated)?;
+        linux.set_resources(Some(updated));
+        self.spec.set_linux(Some(linux));
+        Ok(())
+    }
+
+    fn cgroup(&self, action: &'static str) -> Result<&Cgroup> {
+        self.resources
+            .cgroup
+            .as_ref()
+            .ok_or_else(|| self.state_error(action))
+    }
+
     /// Deletes the container: kills what still runs, and gives back its helper, seccomp
     /// registration, cgroup and ID block.
     pub fn delete(mut self) -> Result<()> {
@@ -534,6 +625,12 @@ impl Container {
         tracing::debug!(container = %self.id, "deleting");
         if !matches!(self.state, State::Stopped(_)) {
             let _ = self.init.signal(libc::SIGKILL);
+            if self.state == State::Paused {
+                // A frozen process dies only once thawed.
+                if let Some(cgroup) = &self.resources.cgroup {
+                    let _ = cgroup.freeze(false);
+                }
+            }
             let status = self
                 .init
                 .wait()
@@ -693,6 +790,14 @@ fn explain_spawn(err: SpawnError, plans: &Plans<'_>) -> Error {
         SpawnError::Child(failure) => explain(failure, plans),
         other => Error::Spawn(other),
     }
+}
+
+/// A signal number as nix names it.
+fn signal_of(number: i32) -> Result<nix::sys::signal::Signal> {
+    nix::sys::signal::Signal::try_from(number).map_err(|errno| Error::Io {
+        what: format!("signal {number}"),
+        source: errno.into(),
+    })
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub enum Error {
     /// The spec cannot be made safe.
     #[error("spec refused: {0}")]
     Spec(#[from] eci_policy::harden::HardenError),
+    /// A resource update does not make a valid set of limits.
+    #[error("update refused: {0}")]
+    Update(#[from] eci_policy::harden::ResourceUpdateError),
     /// The spec asks for something this runtime does not do yet; running without it would be
     /// less isolated or different from what was asked.
     #[error("spec refused: {0} is not supported yet")]

@@ -55,9 +55,13 @@ impl TestContainer {
 
     /// Starts, waits, and returns (exit code, stdout).
     pub fn run_to_end(&mut self) -> (i32, String) {
-        let container = self.container.as_mut().unwrap();
-        container.start().expect("start");
-        let status = container.wait().expect("wait");
+        self.container().start().expect("start");
+        self.finish()
+    }
+
+    /// Waits for a started container; returns (exit code, stdout).
+    pub fn finish(&mut self) -> (i32, String) {
+        let status = self.container().wait().expect("wait");
         (status.code(), self.read_stdout())
     }
 

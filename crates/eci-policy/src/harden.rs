@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
-    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Mount, Spec,
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, LinuxResources,
+    Mount, Spec,
 };
 
 use crate::caps::{number, CapSet};
@@ -709,6 +710,70 @@ pub fn safe_device_cgroup() -> Vec<LinuxDeviceCgroup> {
         rule
     });
     std::iter::once(deny_all).chain(allows).collect()
+}
+
+/// Resource limits of a running container after an update (`runc update`): every limit the
+/// update sets replaces the current one, field by field, and the rest stay. The device rules
+/// stay the safe set whatever the update says, and the network and RDMA settings stay as they
+/// were created: an update changes how much a container may use, never what it may reach.
+///
+/// ```
+/// use eci_policy::harden::{safe_device_cgroup, updated_resources};
+/// use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
+///
+/// let current = LinuxResourcesBuilder::default()
+///     .devices(safe_device_cgroup())
+///     .memory(LinuxMemoryBuilder::default().limit(1 << 30).reservation(1 << 20).build()?)
+///     .build()?;
+/// let update = LinuxResourcesBuilder::default()
+///     .memory(LinuxMemoryBuilder::default().limit(1 << 28).build()?)
+///     .devices(vec![Default::default()]) // an attempt to allow every device
+///     .build()?;
+/// let updated = updated_resources(&current, &update)?;
+/// let memory = updated.memory().unwrap();
+/// assert_eq!((memory.limit(), memory.reservation()), (Some(1 << 28), Some(1 << 20)));
+/// assert_eq!(updated.devices().clone().unwrap(), safe_device_cgroup());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn updated_resources(
+    current: &LinuxResources,
+    update: &LinuxResources,
+) -> Result<LinuxResources, ResourceUpdateError> {
+    const KEPT: [&str; 3] = ["devices", "network", "rdma"];
+    let mut merged = serde_json::to_value(current)?;
+    let mut update = serde_json::to_value(update)?;
+    if let Some(fields) = update.as_object_mut() {
+        fields.retain(|key, _| !KEPT.contains(&key.as_str()));
+    }
+    merge_json(&mut merged, update);
+    let mut resources: LinuxResources = serde_json::from_value(merged)?;
+    resources.set_devices(Some(safe_device_cgroup()));
+    Ok(resources)
+}
+
+/// A resource update that does not make a valid set of limits.
+#[derive(Debug, thiserror::Error)]
+#[error("the resource update is not a valid set of limits: {0}")]
+pub struct ResourceUpdateError(#[from] serde_json::Error);
+
+/// Puts every value `update` has into `into`, object by object; anything else replaces.
+fn merge_json(into: &mut serde_json::Value, update: serde_json::Value) {
+    match (into, update) {
+        (serde_json::Value::Object(into), serde_json::Value::Object(update)) => {
+            for (key, value) in update {
+                if value.is_null() {
+                    continue;
+                }
+                match into.get_mut(&key) {
+                    Some(existing) => merge_json(existing, value),
+                    None => {
+                        into.insert(key, value);
+                    }
+                }
+            }
+        }
+        (into, update) => *into = update,
+    }
 }
 
 /// True for sysctls that live in a namespace the container owns (IPC, UTS or network).

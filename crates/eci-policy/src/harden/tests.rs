@@ -484,3 +484,62 @@ mod docker_socket {
         );
     }
 }
+
+/// Resources with the given limits; `None` leaves a section out.
+fn resources(
+    memory: Option<(Option<i64>, Option<i64>)>,
+    shares: Option<u64>,
+    pids: Option<i64>,
+    devices: Option<Vec<LinuxDeviceCgroup>>,
+) -> LinuxResources {
+    use oci_spec::runtime::{LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder};
+    let mut r = LinuxResources::default();
+    if let Some((limit, reservation)) = memory {
+        let mut m = LinuxMemoryBuilder::default().build().unwrap();
+        m.set_limit(limit);
+        m.set_reservation(reservation);
+        r.set_memory(Some(m));
+    }
+    if let Some(shares) = shares {
+        r.set_cpu(Some(
+            LinuxCpuBuilder::default().shares(shares).build().unwrap(),
+        ));
+    }
+    if let Some(pids) = pids {
+        r.set_pids(Some(
+            LinuxPidsBuilder::default().limit(pids).build().unwrap(),
+        ));
+    }
+    r.set_devices(devices);
+    r
+}
+
+proptest! {
+    #[test]
+    fn an_update_changes_limits_but_never_the_device_rules(
+        current_limit in proptest::option::of(1i64..1 << 40),
+        current_reservation in proptest::option::of(1i64..1 << 40),
+        new_limit in proptest::option::of(1i64..1 << 40),
+        shares in proptest::option::of(2u64..262_144),
+        pids in proptest::option::of(1i64..1 << 20),
+        allow_all in any::<bool>(),
+    ) {
+        let current = resources(
+            Some((current_limit, current_reservation)),
+            None,
+            Some(100),
+            Some(safe_device_cgroup()),
+        );
+        let mut everything = LinuxDeviceCgroup::default();
+        everything.set_allow(true);
+        let devices = allow_all.then(|| vec![everything]);
+        let update = resources(new_limit.map(|l| (Some(l), None)), shares, pids, devices);
+        let updated = updated_resources(&current, &update).unwrap();
+        prop_assert_eq!(updated.devices().clone(), Some(safe_device_cgroup()));
+        let memory = updated.memory().unwrap();
+        prop_assert_eq!(memory.limit(), new_limit.or(current_limit));
+        prop_assert_eq!(memory.reservation(), current_reservation);
+        prop_assert_eq!(updated.cpu().as_ref().and_then(|c| c.shares()), shares);
+        prop_assert_eq!(updated.pids().as_ref().map(|p| p.limit()), Some(pids.unwrap_or(100)));
+    }
+}

@@ -1,0 +1,133 @@
+//! A running container's life after start: pause and resume, its process list, signals to
+//! every process, and resource updates. Needs root and the cgroup freezer.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{create_full, create_with, runtime};
+use eci::oci_spec::runtime::{
+    LinuxDeviceCgroup, LinuxMemoryBuilder, LinuxResources, LinuxResourcesBuilder, Process,
+};
+use eci::{Error, State, Stdio};
+
+/// CPU time (user + system ticks) used so far by each of `pids`.
+fn cpu_ticks(pids: &[i32]) -> Vec<u64> {
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+            // utime and stime are fields 14 and 15; the split starts at field 3.
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        })
+        .collect()
+}
+
+fn memory_limit(bytes: i64) -> LinuxResources {
+    LinuxResourcesBuilder::default()
+        .memory(LinuxMemoryBuilder::default().limit(bytes).build().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn pause_freezes_every_process_until_resume() {
+    let busy = "while :; do :; done & while :; do :; done";
+    let mut c = create_with("pause", &["sh", "-c", busy], |_| {});
+    let container = c.container();
+    container.start().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pids = container.processes().unwrap();
+    assert_eq!(pids.len(), 2, "the init and its busy child: {pids:?}");
+    assert!(pids.contains(&container.pid()));
+
+    container.pause().unwrap();
+    assert_eq!(container.state(), State::Paused);
+    let before = cpu_ticks(&pids);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cpu_ticks(&pids), before, "no CPU time while paused");
+    let exec = container.exec(Process::default(), Stdio::default());
+    assert!(
+        matches!(exec, Err(Error::State { .. })),
+        "no exec into a frozen container"
+    );
+    assert!(matches!(container.pause(), Err(Error::State { .. })));
+
+    container.resume().unwrap();
+    assert_eq!(container.state(), State::Running);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = cpu_ticks(&pids);
+    assert!(
+        after.iter().zip(&before).all(|(a, b)| a > b),
+        "both run again: {before:?} -> {after:?}"
+    );
+}
+
+#[test]
+fn a_paused_container_can_be_deleted() {
+    let mut c = create_with("pause-delete", &["sleep", "1000"], |_| {});
+    c.container().start().unwrap();
+    c.container().pause().unwrap();
+    let container = c.container.take().unwrap();
+    let pid = container.pid();
+    container.delete().unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the frozen init was killed and reaped"
+    );
+}
+
+#[test]
+fn kill_all_reaches_every_process_even_when_paused() {
+    // The init survives SIGTERM (it has a handler); its children only die if the signal
+    // reaches them too, which a signal to the init alone would not do.
+    let script = "trap 'echo trapped' TERM; sleep 1000 & sleep 1000 & wait; wait; echo done";
+    let mut c = create_with("kill-all", &["sh", "-c", script], |_| {});
+    c.container().start().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.container().processes().unwrap().len(), 3);
+    c.container().pause().unwrap();
+    c.container().kill_all(libc::SIGTERM).unwrap();
+    assert_eq!(c.container().state(), State::Paused, "still paused");
+    c.container().resume().unwrap();
+    let (code, out) = c.finish();
+    assert_eq!((code, out.as_str()), (0, "trapped\ndone\n"));
+}
+
+#[test]
+fn an_update_changes_limits_but_not_the_device_rules() {
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let stdin = Some(std::os::fd::OwnedFd::from(reader));
+    let script = "read go; grep MemTotal /proc/meminfo";
+    let mut c = create_full(runtime(), "update", &["sh", "-c", script], stdin, |spec| {
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_resources(Some(memory_limit(256 << 20)));
+        spec.set_linux(Some(linux));
+    });
+    let devices = format!(
+        "/sys/fs/cgroup/devices/eci/{}/devices.list",
+        c.container().id()
+    );
+    let rules = std::fs::read_to_string(&devices).unwrap();
+    c.container().start().unwrap();
+
+    let mut update = memory_limit(128 << 20);
+    let mut everything = LinuxDeviceCgroup::default();
+    everything.set_allow(true);
+    everything.set_access(Some("rwm".into()));
+    update.set_devices(Some(vec![everything]));
+    c.container().update(&update).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&devices).unwrap(),
+        rules,
+        "the device rules stay the safe set"
+    );
+    writeln!(writer, "go").unwrap();
+    let (code, out) = c.finish();
+    assert_eq!((code, out.as_str()), (0, "MemTotal:         131072 kB\n"));
+    assert!(
+        matches!(c.container().update(&update), Err(Error::State { .. })),
+        "a stopped container has nothing to update"
+    );
+}
