@@ -12,6 +12,7 @@
 //! eci-runc [--root DIR] [--log FILE] [--log-format text|json] [--settings FILE] COMMAND
 //!   create --bundle DIR [--pid-file FILE] ID      start ID      run [--detach] ID
 //!   state ID      kill ID [SIGNAL] [--all]      delete [--force] ID
+//!   exec ID      ps [--format json] ID      pause ID      resume ID      update ID
 //!   list [--format json] [-q]      features      spec
 //! ```
 //!
@@ -27,8 +28,11 @@
 //! A terminal (`process.terminal`, `docker run -t`) is a pty made in the container's own devpts;
 //! its master goes to `--console-socket`, as runc sends it.
 //!
-//! Not supported yet, each with a clear error: ps, pause, resume, update, events, checkpoint,
-//! --systemd-cgroup.
+//! `pause` and `resume` use the cgroup freezer; `kill --all` signals every process of the
+//! container while it is frozen; `update` changes limits but never the device rules; `ps`
+//! lists the container's processes (JSON, or the host's ps cut to them).
+//!
+//! Not supported yet, each with a clear error: events, checkpoint, --systemd-cgroup.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -39,7 +43,7 @@ use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use eci::oci_spec::runtime::{Hook, Hooks};
+use eci::oci_spec::runtime::{Hook, Hooks, LinuxResources};
 use eci::{Container, ContainerConfig, ExecProcess, Runtime, RuntimeConfig, State, Stdio};
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -190,7 +194,8 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
             }
             StandardCmd::Kill(k) => {
                 let signal = parse_signal(&k.signal)?;
-                ask(ctx, &k.container_id, &format!("kill {signal}")).map(|_| 0)
+                let all = if k.all { " all" } else { "" };
+                ask(ctx, &k.container_id, &format!("kill {signal}{all}")).map(|_| 0)
             }
             StandardCmd::Delete(d) => delete(ctx, &d.container_id, d.force).map(|_| 0),
         },
@@ -222,6 +227,13 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
                 Ok(0)
             }
             CommonCmd::List(l) => list(ctx, l.format == "json", l.quiet).map(|_| 0),
+            CommonCmd::Pause(p) => ask(ctx, &p.container_id, "pause").map(|_| 0),
+            CommonCmd::Resume(r) => ask(ctx, &r.container_id, "resume").map(|_| 0),
+            CommonCmd::Ps(p) => ps(ctx, &p).map(|_| 0),
+            CommonCmd::Update(u) => {
+                let request = format!("update {}", update_request(&u)?);
+                ask(ctx, &u.container_id, &request).map(|_| 0)
+            }
             CommonCmd::Exec(e) => {
                 let process = exec_process(&e)?;
                 let console = e.console_socket.as_deref();
@@ -263,10 +275,6 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
 fn command_name(cmd: &CommonCmd) -> &'static str {
     match cmd {
         CommonCmd::Exec(_) => "exec",
-        CommonCmd::Ps(_) => "ps",
-        CommonCmd::Pause(_) => "pause",
-        CommonCmd::Resume(_) => "resume",
-        CommonCmd::Update(_) => "update",
         CommonCmd::Events(_) => "events",
         CommonCmd::Checkpointt(_) => "checkpoint",
         _ => "this command",
@@ -458,6 +466,96 @@ fn list(ctx: &Ctx, json: bool, quiet: bool) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `ps`: the container's processes as a JSON array of pids, or as the host's ps(1) shows them
+/// (with the given options, `-ef` by default), cut to the container's.
+fn ps(ctx: &Ctx, p: &liboci_cli::Ps) -> Result<(), Error> {
+    let answer = ask(ctx, &p.container_id, "ps")?;
+    match p.format.as_str() {
+        "json" => {
+            println!("{answer}");
+            return Ok(());
+        }
+        "table" => {}
+        other => return Err(format!("unknown ps format '{other}': use table or json").into()),
+    }
+    let pids: Vec<i32> = serde_json::from_str(&answer)?;
+    let options = if p.ps_options.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        p.ps_options.clone()
+    };
+    let output = Command::new("ps").args(&options).output()?;
+    if !output.status.success() {
+        return Err(format!("ps: {}", String::from_utf8_lossy(&output.stderr).trim()).into());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split_whitespace()
+        .position(|c| c == "PID")
+        .ok_or("ps printed no PID column")?;
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|p| p.parse().ok());
+        if pid.is_some_and(|pid: i32| pids.contains(&pid)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// `update`: the new limits as one line of OCI resources JSON, from `--resources` (a file, or
+/// `-` for stdin) or from the limit flags.
+fn update_request(u: &liboci_cli::Update) -> Result<String, Error> {
+    use serde_json::{json, Value};
+    if let Some(path) = &u.resources {
+        let text = if path == Path::new("-") {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(path)?
+        };
+        let resources: LinuxResources =
+            serde_json::from_str(&text).map_err(|e| format!("--resources: {e}"))?;
+        return Ok(serde_json::to_string(&resources)?);
+    }
+    if u.l3_cache_schema.is_some() || u.mem_bw_schema.is_some() {
+        return Err("Intel RDT (--l3-cache-schema, --mem-bw-schema) is not supported".into());
+    }
+    let mut resources = json!({});
+    let limits: [(&str, &str, Option<Value>); 12] = [
+        ("memory", "limit", u.memory.map(Value::from)),
+        (
+            "memory",
+            "reservation",
+            u.memory_reservation.map(Value::from),
+        ),
+        ("memory", "swap", u.memory_swap.map(Value::from)),
+        ("cpu", "shares", u.cpu_share.map(Value::from)),
+        ("cpu", "quota", u.cpu_quota.map(Value::from)),
+        ("cpu", "period", u.cpu_period.map(Value::from)),
+        ("cpu", "realtimeRuntime", u.cpu_rt_runtime.map(Value::from)),
+        ("cpu", "realtimePeriod", u.cpu_rt_period.map(Value::from)),
+        ("cpu", "cpus", u.cpuset_cpus.clone().map(Value::from)),
+        ("cpu", "mems", u.cpuset_mems.clone().map(Value::from)),
+        ("pids", "limit", u.pids_limit.map(Value::from)),
+        ("blockIO", "weight", u.blkio_weight.map(Value::from)),
+    ];
+    for (section, key, value) in limits {
+        if let Some(value) = value {
+            resources[section][key] = value;
+        }
+    }
+    if resources == json!({}) {
+        return Err("update needs --resources or a limit to change".into());
+    }
+    let resources: LinuxResources = serde_json::from_value(resources)?;
+    Ok(serde_json::to_string(&resources)?)
 }
 
 /// runc's signal names ("KILL", "SIGKILL") and numbers.
@@ -710,12 +808,35 @@ fn serve(
             .map_err(|e| e.to_string()),
         Some("state") => Ok(describe(container)),
         Some("kill") => match words.next().and_then(|s| s.parse().ok()) {
+            Some(signal) if words.next() == Some("all") => container
+                .kill_all(signal)
+                .map(|_| String::new())
+                .map_err(|e| e.to_string()),
             Some(signal) => container
                 .kill(signal)
                 .map(|_| String::new())
                 .map_err(|e| e.to_string()),
             None => Err("kill needs a signal number".into()),
         },
+        Some("pause") => container
+            .pause()
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
+        Some("resume") => container
+            .resume()
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
+        Some("ps") => container
+            .processes()
+            .map(|pids| serde_json::Value::from(pids).to_string())
+            .map_err(|e| e.to_string()),
+        Some("update") => {
+            let json = line.trim_start().trim_start_matches("update").trim();
+            serde_json::from_str::<LinuxResources>(json)
+                .map_err(|e| format!("the resources are not valid: {e}"))
+                .and_then(|resources| container.update(&resources).map_err(|e| e.to_string()))
+                .map(|_| String::new())
+        }
         Some("delete") => {
             let force = words.next() == Some("force");
             match container.state() {
@@ -725,6 +846,10 @@ fn serve(
                 State::Stopped(_) => return Ok(Served::Deleted(stream)),
                 _ => {
                     container.kill(libc::SIGKILL).map_err(|e| e.to_string())?;
+                    if container.state() == State::Paused {
+                        // A frozen init dies only once thawed.
+                        container.resume().map_err(|e| e.to_string())?;
+                    }
                     container.wait().map_err(|e| e.to_string())?;
                     return Ok(Served::Deleted(stream));
                 }
@@ -1034,6 +1159,7 @@ fn oci_state(id: &str, bundle: &Path, container: &Container, created: &str) -> S
     let status = match container.state() {
         State::Created => "created",
         State::Running => "running",
+        State::Paused => "paused",
         State::Stopped(_) => "stopped",
     };
     serde_json::json!({

@@ -104,4 +104,75 @@ fn ctr_runs_a_container_through_eci_runc() {
     assert_eq!((map[0], map[2]), ("0", "65536"), "{stdout}");
     assert!(map[1].parse::<u64>().unwrap() >= 65536, "{stdout}");
     assert_eq!(stdout.lines().nth(1), Some("0"));
+
+    // A detached task: ps, pause and resume, and kill --all reaching the init's children.
+    let script = "trap 'echo trapped' TERM; sleep 1000 & sleep 1000 & wait; wait; sleep 1000";
+    let out = containerd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        "io.containerd.runc.v2",
+        "--runc-binary",
+        eci_runc.to_str().unwrap(),
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "eci-ctr-bg",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let pids = || {
+        let out = containerd.ctr(&["task", "ps", "eci-ctr-bg"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    };
+    let settle = |expected: usize| {
+        for _ in 0..50 {
+            if pids() == expected {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(settle(3), "sh and two sleeps");
+    assert!(containerd
+        .ctr(&["task", "pause", "eci-ctr-bg"])
+        .status
+        .success());
+    let tasks = containerd.ctr(&["task", "ls"]);
+    assert!(
+        String::from_utf8_lossy(&tasks.stdout).contains("PAUSED"),
+        "{tasks:?}"
+    );
+    assert!(containerd
+        .ctr(&["task", "resume", "eci-ctr-bg"])
+        .status
+        .success());
+    let kill = containerd.ctr(&["task", "kill", "--all", "-s", "SIGTERM", "eci-ctr-bg"]);
+    assert!(kill.status.success(), "{kill:?}");
+    assert!(
+        settle(2),
+        "the two sleeps got SIGTERM; the init (a handler) and a new sleep stay"
+    );
+    let kill = containerd.ctr(&["task", "kill", "-s", "SIGKILL", "eci-ctr-bg"]);
+    assert!(kill.status.success(), "{kill:?}");
+    for _ in 0..50 {
+        if containerd
+            .ctr(&["task", "delete", "eci-ctr-bg"])
+            .status
+            .success()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(containerd
+        .ctr(&["container", "delete", "eci-ctr-bg"])
+        .status
+        .success());
 }

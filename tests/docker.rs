@@ -298,6 +298,30 @@ fn docker_runs_containers_through_eci_runc() {
         "sleep, sh, ls and grep: the container's processes only"
     );
 
+    // pause/unpause (the cgroup freezer), top (runc ps), update (new limits, seen inside).
+    assert!(docker.docker(&["pause", "d2"]).status.success());
+    let paused = docker.docker(&["inspect", "-f", "{{.State.Status}}", "d2"]);
+    assert_eq!(String::from_utf8_lossy(&paused.stdout).trim(), "paused");
+    assert!(docker.docker(&["unpause", "d2"]).status.success());
+    let top = docker.docker(&["top", "d2"]);
+    let top_out = String::from_utf8_lossy(&top.stdout).to_string();
+    assert!(
+        top.status.success() && top_out.contains("sleep 30") && top_out.lines().count() == 2,
+        "the header and the container's one process: {top_out}{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    let update = docker.docker(&["update", "-m", "128m", "--memory-swap", "256m", "d2"]);
+    assert!(
+        update.status.success(),
+        "{}",
+        String::from_utf8_lossy(&update.stderr)
+    );
+    let meminfo = docker.docker(&["exec", "d2", "grep", "MemTotal", "/proc/meminfo"]);
+    assert_eq!(
+        String::from_utf8_lossy(&meminfo.stdout),
+        "MemTotal:         131072 kB\n"
+    );
+
     // Terminals: a pty from the container's own devpts, for exec -t and run -t.
     let tty = docker.docker(&[
         "exec",
