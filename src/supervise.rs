@@ -109,12 +109,32 @@ pub(crate) fn helper_config(
             .iter()
             .map(|(source, target)| (source.as_path(), *target)),
     );
+    let masks = match container_gids(pid) {
+        Some((host_start, count)) => masks.with_gids(host_start, count),
+        None => masks,
+    };
     Ok(HelperConfig {
         policy,
         userns,
         initial,
         masks,
         sysinfo: None,
+    })
+}
+
+/// The container's gids from 0 as the host numbers them (host start, count), from the gid_map
+/// line that begins at 0.
+fn container_gids(pid: i32) -> Option<(u32, u32)> {
+    let map = std::fs::read_to_string(format!("/proc/{pid}/gid_map")).ok()?;
+    map.lines().find_map(|line| {
+        let numbers: Vec<u32> = line
+            .split_whitespace()
+            .map(|n| n.parse().ok())
+            .collect::<Option<_>>()?;
+        match numbers[..] {
+            [0, host_start, count] => Some((host_start, count)),
+            _ => None,
+        }
     })
 }
 

@@ -111,6 +111,22 @@ fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
 }
 
 #[test]
+fn an_inner_procfs_gid_is_the_containers_gid() {
+    // The kernel shows a procfs's gid= in the host's numbering, so the line tells which group
+    // the host half gave it. A gid outside the container's block is refused, as the kernel
+    // refuses an unmapped gid.
+    let script = "mkdir -p /tmp/p && mount -t proc -o hidepid=2,gid=5 proc /tmp/p         && grep -o 'gid=[0-9]*' /proc/self/mountinfo | tail -n 1         && /probe mount proc /tmp/p proc gid=65536";
+    let mut c = common::create_with("inner-proc-gid", &["sh", "-c", script], |_| {});
+    let host_start = c.container().id_mapping().host_start;
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [format!("gid={}", host_start + 5).as_str(), "EINVAL"]
+    );
+}
+
+#[test]
 fn util_linux_and_busybox_mount_work_and_are_vetted() {
     let busybox = ["/usr/bin/busybox", "/bin/busybox"]
         .into_iter()

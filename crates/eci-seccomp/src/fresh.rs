@@ -85,6 +85,10 @@ pub struct Masks {
     pub proc_binds: Vec<(CString, CString)>,
     /// (host file, path in a fresh sysfs) to bind read-only.
     pub sys_binds: Vec<(CString, CString)>,
+    /// The container's gids in the host's numbering: (host gid of gid 0, count). The kernel
+    /// reads a procfs `gid=` in the user namespace of whoever configures it, the host half, so
+    /// the container's number is translated first; without this, `gid=` is refused.
+    pub gids: Option<(u32, u32)>,
 }
 
 impl Masks {
@@ -125,6 +129,12 @@ impl Masks {
                 list.push((source, rest));
             }
         }
+        self
+    }
+
+    /// Sets the container's gids (see [`Masks::gids`]).
+    pub fn with_gids(mut self, host_start: u32, count: u32) -> Masks {
+        self.gids = Some((host_start, count));
         self
     }
 }
@@ -351,7 +361,11 @@ impl HostHalf {
         request[4..8].copy_from_slice(&slot.to_ne_bytes());
         request[8..16].copy_from_slice(&flags.to_ne_bytes());
         let data = data.map_or(&b""[..], CStr::to_bytes);
-        let len = data.len().min(4095);
+        // A page, as the kernel copies mount data: never send a cut version of the options.
+        let len = data.len();
+        if len > 4095 {
+            return Err(Errno(libc::EINVAL));
+        }
         request[16..16 + len].copy_from_slice(&data[..len]);
         let socket = self.socket.get().ok_or(Errno(libc::ENOSYS))?;
         socket.send_bytes(&request[..17 + len], fd.as_slice())?;
@@ -591,7 +605,7 @@ fn build_proc(
             .split(|b| *b == b',')
             .filter(|o| !o.is_empty())
         {
-            set_option(&fs, option)?;
+            set_option(&fs, option, masks.gids)?;
         }
     }
     mount_context(&fs, path, flags)?;
@@ -605,8 +619,9 @@ fn build_proc(
 /// build a procfs for the host's PID namespace or another container's.
 const PROC_OPTIONS: [&[u8]; 3] = [b"hidepid", b"gid", b"subset"];
 
-/// One `key=value` or `key` of mount data, as fsconfig takes it.
-fn set_option(fs: &OwnedFd, option: &[u8]) -> SysResult<()> {
+/// One `key=value` or `key` of mount data, as fsconfig takes it; `gid=` is translated to the
+/// host's numbering with `gids`.
+fn set_option(fs: &OwnedFd, option: &[u8], gids: Option<(u32, u32)>) -> SysResult<()> {
     let key = option.split(|b| *b == b'=').next().unwrap_or_default();
     if !PROC_OPTIONS.contains(&key) {
         return Err(Errno(libc::EINVAL));
@@ -615,7 +630,15 @@ fn set_option(fs: &OwnedFd, option: &[u8]) -> SysResult<()> {
     if option.len() >= buf.len() {
         return Err(Errno(libc::EINVAL));
     }
-    buf[..option.len()].copy_from_slice(option);
+    if key == b"gid" {
+        let value = option.get(4..).unwrap_or_default();
+        let host = host_gid(value, gids)?;
+        buf[..4].copy_from_slice(b"gid=");
+        let len = sys::write_decimal(&mut buf[4..24], u64::from(host));
+        buf[4 + len] = 0;
+    } else {
+        buf[..option.len()].copy_from_slice(option);
+    }
     match option.iter().position(|b| *b == b'=') {
         Some(eq) => {
             buf[eq] = 0;
@@ -641,6 +664,22 @@ fn set_option(fs: &OwnedFd, option: &[u8]) -> SysResult<()> {
             )
         }
     }
+}
+
+/// A container gid (decimal digits) as the host numbers it, or EINVAL if it is not one of the
+/// container's (what the kernel answers for an unmapped gid).
+fn host_gid(value: &[u8], gids: Option<(u32, u32)>) -> SysResult<u32> {
+    let (start, count) = gids.ok_or(Errno(libc::EINVAL))?;
+    if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(Errno(libc::EINVAL));
+    }
+    let gid = value
+        .iter()
+        .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+    if gid >= u64::from(count) {
+        return Err(Errno(libc::EINVAL));
+    }
+    u32::try_from(u64::from(start) + gid).map_err(|_| Errno(libc::EINVAL))
 }
 
 fn build_sysfs(
@@ -777,5 +816,33 @@ mod tests {
             c"/tmp/slot-1/kernel/security"
         );
         assert_eq!(mount_attributes(libc::MS_RDONLY | libc::MS_NOEXEC), 0x09);
+    }
+
+    #[test]
+    fn a_procfs_gid_is_translated_to_the_hosts_numbering() {
+        let gids = Some((200_000, 65536));
+        assert_eq!(host_gid(b"5", gids), Ok(200_005));
+        assert_eq!(host_gid(b"65535", gids), Ok(265_535));
+        for outside in [&b"65536"[..], b"", b"-1", b"5x", b"99999999999"] {
+            assert_eq!(host_gid(outside, gids), Err(Errno(libc::EINVAL)));
+        }
+        assert_eq!(
+            host_gid(b"5", None),
+            Err(Errno(libc::EINVAL)),
+            "fail closed"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn only_the_containers_gids_translate(
+            gid in proptest::prelude::any::<u32>(),
+            start in 65_536u32..1 << 31,
+            count in 1u32..1 << 20,
+        ) {
+            let got = host_gid(gid.to_string().as_bytes(), Some((start, count)));
+            let expected = if gid < count { Ok(start + gid) } else { Err(Errno(libc::EINVAL)) };
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 }
