@@ -130,7 +130,7 @@ fn reads_fail_when_the_server_is_gone_and_never_show_the_host() {
         .expect("the server is mounted");
     let first = c.read_stdout_line();
     assert_eq!(first, "MemTotal:         262144 kB\n");
-    abort_connection(&server);
+    eci::eci_mount::virt::abort(&server).unwrap();
     use std::io::Write;
     writeln!(writer, "go").unwrap();
     c.container().wait().unwrap();
@@ -142,25 +142,6 @@ fn reads_fail_when_the_server_is_gone_and_never_show_the_host() {
     );
     drop(c);
     drop(runtime);
-}
-
-/// Aborts the FUSE connection behind `mountpoint`, as the kernel does when its server dies.
-fn abort_connection(mountpoint: &std::path::Path) {
-    use std::os::unix::fs::MetadataExt;
-    let connections = std::path::Path::new("/sys/fs/fuse/connections");
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/fuse/connections"));
-    if !mounted {
-        let status = std::process::Command::new("mount")
-            .args(["-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let minor = libc::minor(std::fs::metadata(mountpoint).unwrap().dev());
-    std::fs::write(connections.join(minor.to_string()).join("abort"), "1").unwrap();
 }
 
 #[test]

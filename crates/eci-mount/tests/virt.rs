@@ -2,7 +2,6 @@
 //! FUSE, and the server's death. Needs root, /dev/fuse and the cgroup v1 or v2 memory and cpuset
 //! controllers.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -48,26 +47,6 @@ impl Drop for TestCgroup {
         }
         let _ = &self.path;
     }
-}
-
-/// Aborts the FUSE connection of the filesystem mounted at `mountpoint` (through fusectl,
-/// mounted here if it is not yet).
-fn abort_connection(mountpoint: &Path) {
-    let connections = Path::new("/sys/fs/fuse/connections");
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/fuse/connections"));
-    if !mounted {
-        let status = std::process::Command::new("mount")
-            .args(["-t", "fusectl", "fusectl"])
-            .arg(connections)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mounting fusectl");
-    }
-    let minor = libc::minor(std::fs::metadata(mountpoint).unwrap().dev());
-    std::fs::write(connections.join(minor.to_string()).join("abort"), "1").unwrap();
 }
 
 fn read(path: &Path) -> std::io::Result<String> {
@@ -145,8 +124,49 @@ fn files_reflect_the_cgroup_and_fail_when_the_server_is_gone() {
 
     // The server dies (its connection aborted, as when its process is killed): reads fail.
     let file = dir.join("meminfo");
-    abort_connection(mount.path());
+    eci_mount::virt::abort(mount.path()).unwrap();
     let err = read(&file).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
     drop(fs);
+}
+
+#[test]
+fn unmounting_ends_the_server_even_when_another_namespace_holds_a_copy() {
+    let mount = tempfile::tempdir().unwrap();
+    let fs = VirtualFs::mount(mount.path()).unwrap();
+    let dirs = CgroupDirs::resolve(Path::new("/")).unwrap();
+    let dir = fs.register("copied", dirs, Instant::now()).unwrap();
+    // A mount namespace made now holds a copy of the server's mount, as a container's helper
+    // or an unrelated process may; it would keep the connection, and the server, alive.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let copy = PathBuf::from(format!("/proc/{}/root", holder.id()))
+        .join(dir.strip_prefix("/").unwrap())
+        .join("meminfo");
+    let seen = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        read(&copy).is_ok_and(|text| text.starts_with("MemTotal"))
+    });
+    assert!(seen, "the copy serves the files");
+
+    let started = Instant::now();
+    drop(fs);
+    let took = started.elapsed();
+    let after = read(&copy);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(took < Duration::from_secs(5), "unmounting took {took:?}");
+    assert_eq!(
+        after.unwrap_err().raw_os_error(),
+        Some(libc::ENOTCONN),
+        "the copy fails closed"
+    );
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(mount.path().to_str().unwrap()),
+        "nothing is left mounted here"
+    );
 }

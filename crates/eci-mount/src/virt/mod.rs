@@ -807,17 +807,54 @@ impl VirtualFs {
         }
     }
 
-    /// Unmounts and stops the server.
+    /// Unmounts and stops the server. The connection is aborted rather than left to end with
+    /// its last mount: copies of the mount in other mount namespaces (a container's binds, a
+    /// namespace created while it was mounted) would keep it, and the server's threads, alive.
+    /// Containers still using the files get ENOTCONN from then on, as if the server had died.
     pub fn unmount(&self) -> std::io::Result<()> {
         if let Ok(mut sampler) = self.sampler.lock() {
             sampler.stop();
         }
-        let session = self.session.lock().ok().and_then(|mut s| s.take());
-        match session {
-            Some(session) => session.umount_and_join(),
-            None => Ok(()),
+        let Some(session) = self.session.lock().ok().and_then(|mut s| s.take()) else {
+            return Ok(());
+        };
+        let aborted = abort(&self.mountpoint);
+        let detached = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+        match aborted {
+            // The threads see the end of the connection; fuser's own unmount finds nothing.
+            Ok(()) => session.join()?,
+            // Joining could wait forever: let the threads go with the process.
+            Err(err) => {
+                drop(session);
+                return Err(err);
+            }
+        }
+        detached.map_err(std::io::Error::from)
+    }
+}
+
+/// Aborts the FUSE connection of the filesystem mounted at `mountpoint`, through fusectl
+/// (mounted at /sys/fs/fuse/connections if it is not yet): every request to it fails with
+/// ENOTCONN from then on, in every mount namespace, and the server's reads end.
+pub fn abort(mountpoint: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let connections = Path::new("/sys/fs/fuse/connections");
+    let connection = libc::minor(std::fs::metadata(mountpoint)?.dev());
+    let abort_file = connections.join(connection.to_string()).join("abort");
+    if !abort_file.exists() {
+        // Not mounted (EBUSY: another thread or process mounted it just now).
+        match nix::mount::mount(
+            Some("fusectl"),
+            connections,
+            Some("fusectl"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(errno) => return Err(errno.into()),
         }
     }
+    std::fs::write(abort_file, "1")
 }
 
 impl Drop for VirtualFs {
