@@ -34,10 +34,22 @@ impl Cgroup {
             path: path.into(),
             reason: e.to_string(),
         })?;
-        Ok(Cgroup {
+        let cgroup = Cgroup {
             manager,
             path: path.to_path_buf(),
-        })
+        };
+        // Processes already there (a container whose runtime died, another container given
+        // the same path) would share the new container's limits and freezer, and be signalled
+        // and killed with it.
+        if let Ok(pids) = cgroup.pids() {
+            if !pids.is_empty() {
+                return Err(cgroup.error(
+                    "creating",
+                    &format!("it already holds processes {pids:?}; a container left running?"),
+                ));
+            }
+        }
+        Ok(cgroup)
     }
 
     /// Puts `pid` in the cgroup (a process added to a running container).

@@ -131,3 +131,34 @@ fn an_update_changes_limits_but_not_the_device_rules() {
         "a stopped container has nothing to update"
     );
 }
+
+#[test]
+fn a_cgroup_that_holds_processes_is_not_shared() {
+    // Two containers given one cgroup path: the second would share the first's limits and
+    // freezer, and its kill --all would reach the first's processes.
+    let path = format!("/eci/shared-{}", std::process::id());
+    let with_path = |spec: &mut eci::oci_spec::runtime::Spec| {
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_cgroups_path(Some(path.clone().into()));
+        spec.set_linux(Some(linux));
+    };
+    let mut first = create_with("cgroup-first", &["sleep", "1000"], with_path);
+    first.container().start().unwrap();
+    let id = common::unique_id("cgroup-second");
+    let rootfs = eci::HostRootfs::create(
+        &std::path::Path::new(common::STATE_DIR)
+            .join("rootfs")
+            .join(&id),
+    )
+    .unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    with_path(&mut spec);
+    let second = runtime().create(eci::ContainerConfig::new(id, spec));
+    rootfs.remove().unwrap();
+    match second {
+        Err(Error::Cgroup { reason, .. }) => {
+            assert!(reason.contains("already holds processes"), "{reason}")
+        }
+        other => panic!("expected a cgroup error, got {other:?}"),
+    }
+}
