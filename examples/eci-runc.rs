@@ -284,13 +284,24 @@ fn command_name(cmd: &CommonCmd) -> &'static str {
 /// Hands a terminal's master to the console socket, as runc does: one message carrying the
 /// descriptor, with a name.
 fn send_console(socket: &Path, master: OwnedFd) -> Result<(), Error> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let stream = UnixStream::connect(socket)
         .map_err(|e| format!("connecting to the console socket {}: {e}", socket.display()))?;
-    let fds = [master.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [std::io::IoSlice::new(b"/dev/ptmx")];
-    sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    send_with_fds(&stream, b"/dev/ptmx", &[master.as_raw_fd()])
+}
+
+/// Sends `bytes` with `fds` attached to the first part, and the rest of the bytes if the
+/// socket took only part of them.
+fn send_with_fds(
+    stream: &UnixStream,
+    bytes: &[u8],
+    fds: &[std::os::fd::RawFd],
+) -> Result<(), Error> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let iov = [std::io::IoSlice::new(bytes)];
+    let sent = sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    let mut rest = stream;
+    rest.write_all(&bytes[sent..])?;
     Ok(())
 }
 
@@ -327,7 +338,14 @@ fn create(
         }
     };
     if let Some(pid_file) = pid_file {
-        std::fs::write(pid_file, child.id().to_string())?;
+        if let Err(err) = std::fs::write(pid_file, child.id().to_string()) {
+            // The caller will not know of the monitor: take the container down with it.
+            let _ = ask(ctx, id, "delete force");
+            let mut child = child;
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("writing the pid file {}: {err}", pid_file.display()).into());
+        }
     }
     Ok(child)
 }
@@ -719,10 +737,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
         }
         if exited {
             // The container's PID namespace is gone, and every exec'd process with it.
-            for (mut process, mut stream) in execs.drain(..) {
-                let code = process.wait().map(|s| s.code()).unwrap_or(255);
-                let _ = writeln!(stream, "exited {code}");
-            }
+            report_exits(&mut execs);
             let status = container.wait()?;
             write_state(&container);
             let _ = std::fs::remove_file(ctx.socket(id));
@@ -760,10 +775,14 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
                 }
                 Served::Exec(process, stream) => execs.push((process, stream)),
                 Served::Deleted(stream) => {
+                    // Exec'd processes die with the container; their clients get their codes.
+                    // They are reaped first: a PID namespace's init finishes exiting only once
+                    // every process of the namespace has been reaped.
+                    report_exits(&mut execs);
                     let _ = std::fs::remove_file(ctx.socket(id));
                     let code = match container.state() {
-                        State::Stopped(status) => status.code(),
-                        _ => 0,
+                        State::Created => 0,
+                        _ => container.wait()?.code(),
                     };
                     poststop(&container);
                     container.delete()?;
@@ -773,6 +792,14 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
                 }
             }
         }
+    }
+}
+
+/// Reaps exec'd processes and tells each one's client its exit code.
+fn report_exits(execs: &mut Vec<(ExecProcess, UnixStream)>) {
+    for (mut process, mut stream) in execs.drain(..) {
+        let code = process.wait().map(|s| s.code()).unwrap_or(255);
+        let _ = writeln!(stream, "exited {code}");
     }
 }
 
@@ -840,17 +867,17 @@ fn serve(
         Some("delete") => {
             let force = words.next() == Some("force");
             match container.state() {
-                State::Running if !force => {
+                State::Running | State::Paused if !force => {
                     Err("cannot delete a running container without --force".into())
                 }
-                State::Stopped(_) => return Ok(Served::Deleted(stream)),
-                _ => {
+                // Never started: deleting kills and reaps the waiting init.
+                State::Stopped(_) | State::Created => return Ok(Served::Deleted(stream)),
+                State::Running | State::Paused => {
                     container.kill(libc::SIGKILL).map_err(|e| e.to_string())?;
                     if container.state() == State::Paused {
                         // A frozen init dies only once thawed.
                         container.resume().map_err(|e| e.to_string())?;
                     }
-                    container.wait().map_err(|e| e.to_string())?;
                     return Ok(Served::Deleted(stream));
                 }
             }
@@ -934,15 +961,11 @@ fn exec_through_monitor(
     console: Option<&Path>,
     ready: Option<std::fs::File>,
 ) -> Result<u8, Error> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let stream = connect(ctx, id).map_err(|_| format!("container '{id}' is not running"))?;
     let process: serde_json::Value = serde_json::from_str(process)?;
     let request = serde_json::json!({"process": process, "consoleSocket": console});
     let request = format!("exec {request}\n");
-    let stdio = [0, 1, 2];
-    let cmsg = [ControlMessage::ScmRights(&stdio)];
-    let iov = [std::io::IoSlice::new(request.as_bytes())];
-    sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+    send_with_fds(&stream, request.as_bytes(), &[0, 1, 2])?;
     let mut reader = BufReader::new(&stream);
     let mut answer = String::new();
     reader.read_line(&mut answer)?;

@@ -616,7 +616,10 @@ impl Container {
     }
 
     /// Deletes the container: kills what still runs, and gives back its helper, seccomp
-    /// registration, cgroup and ID block.
+    /// registration, cgroup and ID block. Processes added with [`Container::exec`] die with it,
+    /// but their [`ExecProcess`](crate::ExecProcess) handles must be waited for or dropped
+    /// first: the kernel lets the container's init finish exiting only once every process of
+    /// its PID namespace has been reaped.
     pub fn delete(mut self) -> Result<()> {
         self.destroy()
     }

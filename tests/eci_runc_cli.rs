@@ -1,0 +1,116 @@
+//! eci-runc's own command line, where no engine is needed to show a behaviour: what a client
+//! is told when the container goes away under it, and what a failed create leaves behind.
+//! Needs root and busybox-static.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn eci_runc() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().unwrap().parent().unwrap();
+    debug.join("examples").join("eci-runc")
+}
+
+/// A runtime root and a busybox bundle running `args`, in a fresh directory.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(args: &[&str]) -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("eci-runc-cli")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let status = Command::new("scripts/busybox-bundle")
+            .arg(dir.path().join("bundle"))
+            .arg("--")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Setup { dir }
+    }
+
+    fn runc(&self, args: &[&str]) -> Output {
+        Command::new(eci_runc())
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn bundle(&self) -> String {
+        self.dir.path().join("bundle").display().to_string()
+    }
+}
+
+#[test]
+fn an_exec_client_gets_the_exit_code_when_the_container_is_force_deleted() {
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "exec-on-delete";
+    // The container keeps run's stdio: nothing to read to its end.
+    let run = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["run", "--detach", "--bundle", &setup.bundle(), id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(run.success());
+    let exec = std::thread::scope(|scope| {
+        let exec = scope.spawn(|| setup.runc(&["exec", id, "sleep", "1000"]));
+        // Wait until the exec'd sleep runs beside the init's.
+        let started = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let ps = setup.runc(&["ps", "--format", "json", id]);
+            let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap_or_default();
+            pids.len() == 2
+        });
+        assert!(started, "the exec'd process started");
+        let delete = setup.runc(&["delete", "--force", id]);
+        assert!(delete.status.success(), "{delete:?}");
+        exec.join().unwrap()
+    });
+    assert_eq!(
+        exec.status.code(),
+        Some(128 + libc::SIGKILL),
+        "killed with the container, and told so: {exec:?}"
+    );
+}
+
+#[test]
+fn a_create_whose_pid_file_cannot_be_written_leaves_nothing() {
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "bad-pid-file";
+    let pid_file = "/nonexistent-dir/pid";
+    let create = setup.runc(&[
+        "create",
+        "--bundle",
+        &setup.bundle(),
+        "--pid-file",
+        pid_file,
+        id,
+    ]);
+    assert!(!create.status.success());
+    let stderr = String::from_utf8_lossy(&create.stderr);
+    assert!(stderr.contains("pid file"), "{stderr}");
+    assert!(
+        !Path::new(&setup.dir.path().join("root").join(id)).exists(),
+        "no state left"
+    );
+    let list = setup.runc(&["list", "--quiet"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "");
+    // The monitor, which would hold the container, is gone with it.
+    let monitors = Command::new("pgrep")
+        .args(["-f", &format!("monitor .*{id}")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&monitors.stdout),
+        "",
+        "no monitor left"
+    );
+}
