@@ -212,23 +212,24 @@ pub fn close_range(first: u32, last: u32, flags: u32) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) }).map(drop)
 }
 
-/// Closes every fd from 3 up except those in `keep`.
+/// Closes every fd from 3 up except those in `keep` (in any order, any number of them).
 pub fn close_fds_except(keep: &[RawFd]) -> SysResult<()> {
     let mut next: u32 = 3;
-    let mut sorted = [0i32; 16];
-    let count = keep.len().min(sorted.len());
-    sorted[..count].copy_from_slice(&keep[..count]);
-    sorted[..count].sort_unstable();
-    for &fd in &sorted[..count] {
-        if fd < 3 || (fd as u32) < next {
-            continue;
+    loop {
+        // The smallest kept fd from `next` up: no sorting, since nothing may allocate here.
+        let kept = keep
+            .iter()
+            .filter_map(|&fd| u32::try_from(fd).ok())
+            .filter(|&fd| fd >= next)
+            .min();
+        let Some(fd) = kept else {
+            return close_range(next, u32::MAX, 0);
+        };
+        if fd > next {
+            close_range(next, fd - 1, 0)?;
         }
-        if (fd as u32) > next {
-            close_range(next, fd as u32 - 1, 0)?;
-        }
-        next = fd as u32 + 1;
+        next = fd + 1;
     }
-    close_range(next, u32::MAX, 0)
 }
 
 /// Writes `n` in decimal at the start of `out` and returns how many digits that took; for
