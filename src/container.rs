@@ -432,12 +432,8 @@ impl Container {
         })?;
         self.console = handover.console;
         let listener = handover.listener;
-        let binds = self
-            .resources
-            .virtual_files
-            .as_ref()
-            .map_or(&[][..], |r| r.binds());
-        let mut config = helper_config(&self.init, &self.policy, &self.spec, binds)?;
+        let registration = self.resources.virtual_files.as_ref();
+        let mut config = helper_config(&self.init, &self.policy, &self.spec, registration)?;
         if self.policy.procfs.get(ProcFile::Sysinfo) {
             config.sysinfo = self
                 .resources

@@ -3,7 +3,6 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use eci_ns::channel::Channel;
@@ -84,7 +83,7 @@ pub(crate) fn helper_config(
     init: &PidFd,
     policy: &Policy,
     spec: &Spec,
-    virtual_files: &[(PathBuf, &'static str)],
+    virtual_files: Option<&crate::virt::Registration>,
 ) -> Result<HelperConfig> {
     let pid = init.pid();
     let mounts = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
@@ -107,8 +106,22 @@ pub(crate) fn helper_config(
     .with_binds(
         virtual_files
             .iter()
+            .flat_map(|r| r.binds())
             .map(|(source, target)| (source.as_path(), *target)),
     );
+    // Like the container's own /proc/sys, when it has virtual files at all: namespaced tables
+    // and the emulated tunables writable, the rest read-only.
+    let masks = match virtual_files {
+        Some(registration) => masks
+            .with_writable(crate::virt::NAMESPACED_TUNABLES)
+            .with_writable_binds(
+                registration
+                    .tunables()
+                    .iter()
+                    .map(|(source, target)| (source.as_path(), target.as_str())),
+            ),
+        None => masks,
+    };
     let masks = match container_gids(pid) {
         Some((host_start, count)) => masks.with_gids(host_start, count),
         None => masks,

@@ -76,12 +76,19 @@ pub(crate) struct Registration {
     name: String,
     /// (file on the server, where it goes in the container).
     binds: Vec<(PathBuf, &'static str)>,
+    /// (tunable on the server, where it goes in the container), bound writable.
+    tunables: Vec<(PathBuf, String)>,
 }
 
 impl Registration {
     /// The files bound into the container, and where.
     pub(crate) fn binds(&self) -> &[(PathBuf, &'static str)] {
         &self.binds
+    }
+
+    /// The emulated tunables bound writable into the container, and where.
+    pub(crate) fn tunables(&self) -> &[(PathBuf, String)] {
+        &self.tunables
     }
 
     /// The container's sysinfo(2) answers, for its mount helper to hand over.
@@ -142,24 +149,29 @@ pub(crate) fn serve(
         }
     }
     // The global tunables this kernel has, writable: the server keeps each container's value.
-    for (name, _) in sysctl::TUNABLES {
-        let target = sysctl::proc_path(name);
-        if Path::new(&target).exists() {
-            mounts.push(bind(&dir.join(name), &target, false));
-        }
-    }
+    let tunables: Vec<(PathBuf, String)> = sysctl::TUNABLES
+        .iter()
+        .map(|(name, _)| (dir.join(name), sysctl::proc_path(name)))
+        .filter(|(_, target)| Path::new(target).exists())
+        .collect();
+    mounts.extend(
+        tunables
+            .iter()
+            .map(|(source, target)| bind(source, target, false)),
+    );
     spec.set_mounts(Some(mounts));
     let registration = Registration {
         fs,
         name: id.to_string(),
         binds,
+        tunables,
     };
     Ok(Some(registration))
 }
 
 /// Tunables the kernel keeps per network, UTS, IPC or mqueue namespace, which the container
 /// may write in its own namespaces (a directory binds everything under it).
-const NAMESPACED_TUNABLES: [&str; 11] = [
+pub(crate) const NAMESPACED_TUNABLES: [&str; 11] = [
     "/proc/sys/net",
     "/proc/sys/kernel/msgmax",
     "/proc/sys/kernel/msgmnb",

@@ -353,3 +353,29 @@ fn disk_name(major: u32, minor: u32) -> String {
     let line = uevent.lines().find(|l| l.starts_with("DEVNAME=")).unwrap();
     line["DEVNAME=".len()..].to_string()
 }
+
+#[test]
+fn a_procfs_mounted_inside_has_the_containers_tunables() {
+    // An inner runtime's procfs (Docker in the container setting an inner container's sysctls):
+    // the namespaced tables and the emulated tunables are writable there too, and are the same
+    // ones the container's own /proc shows; the rest of /proc/sys stays read-only.
+    let host_panic = std::fs::read_to_string("/proc/sys/kernel/panic").unwrap();
+    let new = if host_panic.trim() == "9" { "8" } else { "9" };
+    let script = format!(
+        "mkdir -p /tmp/p && mount -t proc proc /tmp/p \
+         && /probe write /tmp/p/sys/net/ipv4/ip_forward 1 , \
+            write /tmp/p/sys/kernel/panic {new} , write /tmp/p/sys/vm/swappiness 10 \
+         && cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/panic"
+    );
+    let (code, out) = run_limited("inner-sysctl", &script, 1 << 30, None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "ok", "EACCES", "1", new]
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/panic").unwrap(),
+        host_panic,
+        "the host's value is untouched"
+    );
+}

@@ -85,6 +85,11 @@ pub struct Masks {
     pub proc_binds: Vec<(CString, CString)>,
     /// (host file, path in a fresh sysfs) to bind read-only.
     pub sys_binds: Vec<(CString, CString)>,
+    /// Paths in a fresh procfs bound back writable over the read-only /proc/sys: tunables the
+    /// kernel keeps per namespace, which the opener's own namespaces answer for.
+    pub proc_writable: Vec<CString>,
+    /// (host file, path in a fresh procfs) to bind writable: the emulated global tunables.
+    pub proc_rw_binds: Vec<(CString, CString)>,
     /// The container's gids in the host's numbering: (host gid of gid 0, count). The kernel
     /// reads a procfs `gid=` in the user namespace of whoever configures it, the host half, so
     /// the container's number is translated first; without this, `gid=` is refused.
@@ -132,6 +137,38 @@ impl Masks {
         self
     }
 
+    /// Adds paths such as `/proc/sys/net` to bind back writable in a fresh procfs (those not
+    /// under /proc are ignored).
+    pub fn with_writable<'a>(mut self, paths: impl IntoIterator<Item = &'a str>) -> Masks {
+        self.proc_writable.extend(
+            paths
+                .into_iter()
+                .filter_map(|p| p.strip_prefix("/proc/"))
+                .filter_map(|rest| CString::new(rest).ok()),
+        );
+        self
+    }
+
+    /// Adds writable binds of host files over absolute paths under /proc (the emulated
+    /// tunables; others are ignored).
+    pub fn with_writable_binds<'a>(
+        mut self,
+        binds: impl IntoIterator<Item = (&'a Path, &'a str)>,
+    ) -> Masks {
+        for (source, target) in binds {
+            let (Ok(source), Some(rest)) = (
+                CString::new(source.as_os_str().as_bytes()),
+                target.strip_prefix("/proc/"),
+            ) else {
+                continue;
+            };
+            if let Ok(rest) = CString::new(rest) {
+                self.proc_rw_binds.push((source, rest));
+            }
+        }
+        self
+    }
+
     /// Sets the container's gids (see [`Masks::gids`]).
     pub fn with_gids(mut self, host_start: u32, count: u32) -> Masks {
         self.gids = Some((host_start, count));
@@ -139,24 +176,34 @@ impl Masks {
     }
 }
 
-/// The bind sources of [`Masks`] (proc binds, then sys binds), opened before the workshop tmpfs
-/// covers /tmp: a source under /tmp stays reachable, and one that is missing fails the start
-/// instead of leaving a fresh filesystem with the host's files.
+/// At most this many bind sources (E2BIG beyond): fixed, since the host half keeps them in
+/// stack arrays.
+const MOST_SOURCES: usize = 40;
+
+/// The bind sources of [`Masks`] (proc binds, sys binds, then writable proc binds), opened
+/// before the workshop tmpfs covers /tmp: a source under /tmp stays reachable, and one that is
+/// missing fails the start instead of leaving a fresh filesystem with the host's files.
 #[derive(Debug, Clone, Copy)]
 struct Sources {
-    fds: [RawFd; 14],
+    fds: [RawFd; MOST_SOURCES],
     proc: usize,
+    sys: usize,
     count: usize,
 }
 
 impl Sources {
     fn open(masks: &Masks) -> SysResult<Sources> {
         let mut sources = Sources {
-            fds: [-1; 14],
+            fds: [-1; MOST_SOURCES],
             proc: masks.proc_binds.len(),
+            sys: masks.proc_binds.len() + masks.sys_binds.len(),
             count: 0,
         };
-        let all = masks.proc_binds.iter().chain(&masks.sys_binds);
+        let all = masks
+            .proc_binds
+            .iter()
+            .chain(&masks.sys_binds)
+            .chain(&masks.proc_rw_binds);
         for (source, _) in all {
             if sources.count == sources.fds.len() {
                 sources.close();
@@ -181,7 +228,11 @@ impl Sources {
     }
 
     fn sys(&self) -> &[RawFd] {
-        &self.fds[self.proc..self.count]
+        &self.fds[self.proc..self.sys]
+    }
+
+    fn proc_writable(&self) -> &[RawFd] {
+        &self.fds[self.sys..self.count]
     }
 
     fn close(&self) {
@@ -251,7 +302,7 @@ fn start_in_workshop(half: &HostHalf, masks: &Masks, sources: &Sources) -> Resul
         Forked::Child => {
             // Nothing of the helper's stays open here: above all not the seccomp listener, which
             // must close when the helper goes so that the container's mount calls fail.
-            let mut keep = [-1; 15];
+            let mut keep = [-1; MOST_SOURCES + 1];
             keep[0] = theirs.raw_fd();
             keep[1..=sources.count].copy_from_slice(&sources.fds[..sources.count]);
             if sys::close_fds_except(&keep[..=sources.count]).is_err() {
@@ -456,9 +507,7 @@ fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) -> ! {
         let slot = word(4);
         let build = numbered(BUILD_PREFIX, slot);
         let built = match (word(0), ns) {
-            (OP_PROC, Some(ns)) => {
-                build_proc(&build, ns.as_raw_fd(), flags, data, masks, sources.proc())
-            }
+            (OP_PROC, Some(ns)) => build_proc(&build, ns.as_raw_fd(), flags, data, masks, sources),
             (OP_SYSFS, Some(ns)) => {
                 build_sysfs(&build, ns.as_raw_fd(), own_net, flags, masks, sources.sys())
             }
@@ -589,7 +638,7 @@ fn build_proc(
     flags: u64,
     data: Option<&CStr>,
     masks: &Masks,
-    sources: &[RawFd],
+    sources: &Sources,
 ) -> SysResult<()> {
     let fs = open_context(c"proc")?;
     fsconfig(
@@ -611,7 +660,15 @@ fn build_proc(
     mount_context(&fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
     apply_masks(base, &masks.proc_masked, &masks.proc_readonly)?;
-    apply_binds(base, &masks.proc_binds, sources)
+    apply_binds(base, &masks.proc_binds, sources.proc(), false)?;
+    // Over the read-only /proc/sys: the namespaced tables first, then the emulated tunables
+    // (some of which, such as nf_conntrack_max, are under net/).
+    for rel in &masks.proc_writable {
+        let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
+        let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
+        bind(path, path, libc::MS_REC, true)?;
+    }
+    apply_binds(base, &masks.proc_rw_binds, sources.proc_writable(), true)
 }
 
 /// The procfs options a container may pass. Anything else is refused: above all `pidns`, which
@@ -703,12 +760,17 @@ fn build_sysfs(
     mount_context(&fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
     apply_masks(base, &masks.sys_masked, &[])?;
-    apply_binds(base, &masks.sys_binds, sources)
+    apply_binds(base, &masks.sys_binds, sources, false)
 }
 
-/// Binds each host file (opened in `sources`) read-only over its path under `base`, skipping
-/// paths this filesystem does not have.
-fn apply_binds(base: &[u8], binds: &[(CString, CString)], sources: &[RawFd]) -> SysResult<()> {
+/// Binds each host file (opened in `sources`) over its path under `base`, read-only unless
+/// `writable`, skipping paths this filesystem does not have.
+fn apply_binds(
+    base: &[u8],
+    binds: &[(CString, CString)],
+    sources: &[RawFd],
+    writable: bool,
+) -> SysResult<()> {
     for ((_, rel), fd) in binds.iter().zip(sources) {
         let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
         let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
@@ -717,25 +779,23 @@ fn apply_binds(base: &[u8], binds: &[(CString, CString)], sources: &[RawFd]) -> 
         source[..prefix.len()].copy_from_slice(prefix);
         sys::write_decimal(&mut source[prefix.len()..], *fd as u64);
         let source = CStr::from_bytes_until_nul(&source).map_err(|_| Errno(libc::EINVAL))?;
-        bind_read_only(source, path, 0)?;
+        bind(source, path, 0, writable)?;
     }
     Ok(())
 }
 
-/// Binds `source` over `path` (with `extra` flags such as MS_REC) and makes the bind read-only,
-/// nosuid, nodev and noexec; a `path` this filesystem does not have is skipped.
-fn bind_read_only(source: &CStr, path: &CStr, extra: libc::c_ulong) -> SysResult<()> {
+/// Binds `source` over `path` (with `extra` flags such as MS_REC) and makes the bind nosuid,
+/// nodev, noexec and, unless `writable`, read-only (a bind starts with the flags of the mount it
+/// copies, so a writable one is made so explicitly); a `path` this filesystem does not have is
+/// skipped.
+fn bind(source: &CStr, path: &CStr, extra: libc::c_ulong, writable: bool) -> SysResult<()> {
     match sys::mount(Some(source), path, None, libc::MS_BIND | extra, None) {
         Err(Errno(libc::ENOENT)) => return Ok(()),
         other => other?,
     }
-    let flags = libc::MS_BIND
-        | libc::MS_REMOUNT
-        | libc::MS_RDONLY
-        | libc::MS_NOSUID
-        | libc::MS_NODEV
-        | libc::MS_NOEXEC;
-    sys::mount(None, path, None, flags, None)
+    let access = if writable { 0 } else { libc::MS_RDONLY };
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | access | libc::MS_NOSUID | libc::MS_NODEV;
+    sys::mount(None, path, None, flags | libc::MS_NOEXEC, None)
 }
 
 fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResult<()> {
@@ -765,7 +825,7 @@ fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResu
     for rel in readonly {
         let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
         let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
-        bind_read_only(path, path, libc::MS_REC)?;
+        bind(path, path, libc::MS_REC, false)?;
     }
     Ok(())
 }
