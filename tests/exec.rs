@@ -76,3 +76,22 @@ fn exec_into_a_container_that_is_not_running_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("cannot exec into"), "{err}");
 }
+
+#[test]
+fn no_runtime_descriptor_reaches_the_container() {
+    // A descriptor of the runtime's (a listener, /dev/fuse, a host directory) left open in a
+    // container's process would be a way out. The init and an exec'd process hold their stdio
+    // and nothing else (ls's own descriptor on the directory it lists aside).
+    let mut c = create_with(
+        "fds",
+        &["sh", "-c", "ls /proc/1/fd; exec sleep 100"],
+        |_| {},
+    );
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "0\n");
+    assert_eq!(c.read_stdout_line(), "1\n");
+    assert_eq!(c.read_stdout_line(), "2\n");
+    let container = c.container.as_ref().unwrap();
+    let (code, out) = exec_output(container, &["ls", "/proc/self/fd"]);
+    assert_eq!((code, out.as_str()), (0, "0\n1\n2\n3\n"));
+}
