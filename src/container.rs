@@ -562,21 +562,21 @@ impl Container {
     /// Freezes every process of the container (the cgroup freezer) until
     /// [`Container::resume`].
     pub fn pause(&mut self) -> Result<()> {
-        if self.state != State::Running {
-            return Err(self.state_error("pause"));
-        }
-        self.cgroup("pause")?.freeze(true)?;
-        self.state = State::Paused;
-        Ok(())
+        self.switch_freezer(State::Running, State::Paused, "pause")
     }
 
     /// Thaws a paused container.
     pub fn resume(&mut self) -> Result<()> {
-        if self.state != State::Paused {
-            return Err(self.state_error("resume"));
+        self.switch_freezer(State::Paused, State::Running, "resume")
+    }
+
+    /// Freezes (to Paused) or thaws (to Running) a container that is `from`.
+    fn switch_freezer(&mut self, from: State, to: State, action: &'static str) -> Result<()> {
+        if self.state != from {
+            return Err(self.state_error(action));
         }
-        self.cgroup("resume")?.freeze(false)?;
-        self.state = State::Running;
+        self.cgroup(action)?.freeze(to == State::Paused)?;
+        self.state = to;
         Ok(())
     }
 

@@ -74,20 +74,28 @@ fn ctr_runs_a_container_through_eci_runc() {
         .join("examples")
         .join("eci-runc");
     let rootfs = bundle.join("rootfs");
-    let out = containerd.ctr(&[
-        "run",
+    // `ctr run` through the runc shim with eci-runc as its binary.
+    let run = |mode: &str, id: &str, script: &str| {
+        containerd.ctr(&[
+            "run",
+            mode,
+            "--runtime",
+            "io.containerd.runc.v2",
+            "--runc-binary",
+            eci_runc.to_str().unwrap(),
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            id,
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    let out = run(
         "--rm",
-        "--runtime",
-        "io.containerd.runc.v2",
-        "--runc-binary",
-        eci_runc.to_str().unwrap(),
-        "--rootfs",
-        rootfs.to_str().unwrap(),
         "eci-ctr-test",
-        "sh",
-        "-c",
         "cat /proc/self/uid_map; id -u; exit 7",
-    ]);
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -107,20 +115,7 @@ fn ctr_runs_a_container_through_eci_runc() {
 
     // A detached task: ps, pause and resume, and kill --all reaching the init's children.
     let script = "trap 'echo trapped' TERM; sleep 1000 & sleep 1000 & wait; wait; sleep 1000";
-    let out = containerd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        "io.containerd.runc.v2",
-        "--runc-binary",
-        eci_runc.to_str().unwrap(),
-        "--rootfs",
-        rootfs.to_str().unwrap(),
-        "eci-ctr-bg",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let out = run("-d", "eci-ctr-bg", script);
     assert!(out.status.success(), "{out:?}");
     let pids = || {
         let out = containerd.ctr(&["task", "ps", "eci-ctr-bg"]);
