@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eci_idmap::{write_id_maps, Holder, Lease};
-use eci_mount::exec::ExecContext;
+use eci_mount::exec::{ExecContext, RootfsMount};
 use eci_mount::MountPlan;
 use eci_ns::channel::Channel;
 use eci_ns::failure::{Failure, Stage};
@@ -324,7 +324,11 @@ impl Container {
             block.mapping().host_start,
             &mut mounted,
         )?;
-        let mount_plan = MountPlan::from_spec(&mounted, &rootfs, block)?;
+        let mut mount_plan = MountPlan::from_spec(&mounted, &rootfs, block)?;
+        let overlay = overlay_root(&rootfs);
+        if let Some(root) = &overlay {
+            mount_plan = mount_plan.with_overlay_root(root)?;
+        }
         let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
         let sysctls = Sysctls::from_spec(&spec)?;
         let cgroup = Cgroup::new(&cgroup_path, id)?;
@@ -358,14 +362,18 @@ impl Container {
                     set_rlimits(init.pid(), &spec)?;
                     lease.add_holder(Holder::of(init.pid())?)?;
                     tracing::debug!(container = id, "held by its init");
-                    rootfs_ownership(&rootfs, init.pid(), block, &shifted)
+                    rootfs_ownership(&rootfs, overlay.as_ref(), init.pid(), block, &shifted)
                 };
             let setup = |ctx: SetupContext| {
                 sysctls.write()?;
-                let rootfs_idmap = ctx.flags & ROOTFS_IDMAP != 0;
+                let rootfs = match ctx.flags {
+                    ROOTFS_IDMAP => RootfsMount::Idmapped,
+                    ROOTFS_LAYERS => RootfsMount::IdmappedLayers,
+                    _ => RootfsMount::Bind,
+                };
                 mount_plan.execute(&ExecContext {
                     init_pid: ctx.init_pid,
-                    rootfs_idmap,
+                    rootfs,
                 })
             };
             let init = |channel: &Channel| init_plan.run(channel);
@@ -700,12 +708,24 @@ impl Drop for Container {
 
 /// Flag for the mounter: mount the rootfs idmapped.
 const ROOTFS_IDMAP: u32 = 1;
+/// Flag for the mounter: rebuild the rootfs overlay from idmapped layers.
+const ROOTFS_LAYERS: u32 = 2;
+
+/// The layers of the rootfs, if it is an overlay mount that could be rebuilt from them.
+fn overlay_root(rootfs: &Path) -> Option<eci_mount::mountinfo::OverlayRoot> {
+    let rootfs = std::fs::canonicalize(rootfs).ok()?;
+    let mounts = eci_mount::mountinfo::read(std::process::id() as i32).ok()?;
+    eci_mount::mountinfo::overlay_root(&mounts, &rootfs)
+}
 
 /// Makes the rootfs appear with container-relative owners: idmapped through the init's user
-/// namespace where the filesystem allows it (tried, not guessed from versions), otherwise by
-/// shifting its owners on disk into the block, once per (rootfs, block).
+/// namespace where the filesystem allows it (tried, not guessed from versions); for an overlay
+/// that cannot be (Docker's), rebuilt from its layers idmapped when they all can be; otherwise
+/// by shifting its owners on disk into the block, once per (rootfs, block), which copies every
+/// file of an overlay up.
 fn rootfs_ownership(
     rootfs: &Path,
+    overlay: Option<&eci_mount::mountinfo::OverlayRoot>,
     pid: i32,
     block: eci_policy::ids::IdBlock,
     markers: &Path,
@@ -713,12 +733,32 @@ fn rootfs_ownership(
     use std::os::fd::AsFd;
     use std::os::unix::fs::OpenOptionsExt;
     let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
-    let root = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH)
-        .open(rootfs)?;
-    if eci_idmap::idmapped::supported(root.as_fd(), true, userns.as_fd())? {
+    // The rootfs with whatever is mounted under it; a layer alone, as the rebuilt overlay takes
+    // it (the upper layer's directory has Docker's own overlay mounted beneath it).
+    let idmappable = |path: &Path, recursive: bool| -> std::io::Result<bool> {
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path)?;
+        Ok(eci_idmap::idmapped::supported(
+            dir.as_fd(),
+            recursive,
+            userns.as_fd(),
+        )?)
+    };
+    if idmappable(rootfs, true)? {
         return Ok(ROOTFS_IDMAP);
+    }
+    if let Some(overlay) = overlay {
+        let upper = overlay.upper.iter().map(|(parent, _, _)| parent);
+        let mut all = true;
+        for layer in overlay.lower.iter().chain(upper) {
+            all = all && idmappable(layer, false)?;
+        }
+        if all {
+            tracing::info!(rootfs = %rootfs.display(), "the overlay rootfs is rebuilt from its layers, idmapped");
+            return Ok(ROOTFS_LAYERS);
+        }
     }
     let shifted = eci_idmap::shift::shift_rootfs(markers, rootfs, block)?;
     tracing::info!(rootfs = %rootfs.display(), ?shifted, "the rootfs cannot be idmapped; its owners were shifted");

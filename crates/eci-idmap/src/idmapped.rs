@@ -3,8 +3,8 @@
 //! sees its rootfs and read-only host directories with container-relative ownership without a
 //! single chown. Every function is allocation-free: the mounter calls them after fork.
 
-use std::ffi::CStr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use eci_ns::sys::{check, Errno, SysResult};
 
@@ -75,6 +75,113 @@ pub fn attach(tree: BorrowedFd<'_>, target: RawFd, path: &CStr) -> SysResult<()>
             target,
             path.as_ptr(),
             flags,
+        )
+    })
+    .map(drop)
+}
+
+/// A new overlay, detached, made of the directories `lower` (uppermost first) and, if given,
+/// `upper` as (the directory holding them, upper's name, work's name), each idmapped through
+/// `userns`, with the mount `options` (key and value, or a flag) of the overlay it replaces. It is how a container sees an overlay root (Docker's) with its own owners when the
+/// overlay itself cannot be idmapped: its layers can. No file is chowned and nothing is copied
+/// up: what the container writes lands in the upper layer with the owners the image uses.
+///
+/// The overlay does its own work in the layers (copy-up, whiteouts, the work directory) with
+/// the caller's credentials, which must therefore be the container's root for files (fsuid and
+/// fsgid) with the capabilities still in effect: host root has no ID on the idmapped layers.
+pub fn idmapped_overlay(
+    lower: &[CString],
+    upper: Option<(&CStr, &CStr, &CStr)>,
+    options: &[(CString, Option<CString>)],
+    userns: BorrowedFd<'_>,
+) -> SysResult<OwnedFd> {
+    // SAFETY: a NUL-terminated filesystem name.
+    let fs =
+        check(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: fsopen returned a new fd that we own.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    for (key, value) in options {
+        let (command, value) = match value {
+            Some(value) => (FSCONFIG_SET_STRING, value.as_ptr()),
+            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: a NUL-terminated key, and a NUL-terminated value or none.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                command,
+                key.as_ptr(),
+                value,
+                0,
+            )
+        })?;
+    }
+    // The idmapped copies are detached trees, taken apart when their last descriptor closes;
+    // the overlay clones them only when it is created, so they are held until then.
+    if lower.len() + 1 > MOST_LAYERS {
+        return Err(Errno(libc::E2BIG));
+    }
+    let mut held: [Option<OwnedFd>; MOST_LAYERS] = std::array::from_fn(|_| None);
+    for (layer, hold) in lower.iter().zip(held.iter_mut()) {
+        let copy = idmapped_copy(open_dir(libc::AT_FDCWD, layer)?.as_fd(), false, userns)?;
+        set_fd(&fs, c"lowerdir+", &copy)?;
+        *hold = Some(copy);
+    }
+    if let Some((parent, upper, work)) = upper {
+        let copy = idmapped_copy(open_dir(libc::AT_FDCWD, parent)?.as_fd(), false, userns)?;
+        set_fd(&fs, c"upperdir", &open_dir(copy.as_raw_fd(), upper)?)?;
+        set_fd(&fs, c"workdir", &open_dir(copy.as_raw_fd(), work)?)?;
+        held[lower.len()] = Some(copy);
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: fsmount takes integers; it returns a new fd that we own.
+    let mount =
+        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(mount as RawFd) })
+}
+
+/// At most this many layers (lower ones and the upper one): Docker allows 128.
+const MOST_LAYERS: usize = 130;
+const FSOPEN_CLOEXEC: u32 = 1;
+const FSMOUNT_CLOEXEC: u32 = 1;
+const FSCONFIG_SET_FLAG: u32 = 0;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_SET_FD: u32 = 5;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+
+/// An O_PATH descriptor of the directory `path` (relative to `dir`); symlinks are followed, as
+/// the overlay's own mount followed them (Docker names its layers through links).
+fn open_dir(dir: RawFd, path: &CStr) -> SysResult<OwnedFd> {
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // SAFETY: a NUL-terminated path.
+    let fd = check(unsafe { libc::syscall(libc::SYS_openat, dir, path.as_ptr(), flags) })?;
+    // SAFETY: openat returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Hands the layer `fd` to the overlay context `fs` as `key`.
+fn set_fd(fs: &OwnedFd, key: &CStr, fd: &OwnedFd) -> SysResult<()> {
+    // SAFETY: a NUL-terminated key; FSCONFIG_SET_FD takes the fd as its integer argument.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_FD,
+            key.as_ptr(),
+            std::ptr::null::<libc::c_void>(),
+            fd.as_raw_fd(),
         )
     })
     .map(drop)

@@ -240,9 +240,21 @@ fn parent_of(root: RawFd, dest: &RootPath) -> SysResult<(Fd, &CStr)> {
 pub struct ExecContext {
     /// The container's init, in the PID namespace of the mounter's /proc (the host's).
     pub init_pid: i32,
-    /// Mount the rootfs idmapped through the init's user namespace. The runtime tried it first;
-    /// where the filesystem cannot be idmapped it shifted the rootfs's owners instead.
-    pub rootfs_idmap: bool,
+    /// How the rootfs appears with the container's owners.
+    pub rootfs: RootfsMount,
+}
+
+/// How the mounter puts the rootfs in place. The runtime decides, having tried what works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootfsMount {
+    /// A plain bind: its owners are the container's already (shifted on disk, or no user
+    /// namespace to map through).
+    Bind,
+    /// Idmapped through the init's user namespace.
+    Idmapped,
+    /// An overlay that cannot be idmapped itself, rebuilt from its layers idmapped (see
+    /// [`MountPlan::with_overlay_root`]).
+    IdmappedLayers,
 }
 
 /// Makes everything the mounter creates belong to the container's root: directories and files
@@ -332,7 +344,7 @@ impl MountPlan {
             }
         };
         act_as_container_root(self.owner).map_err(fail(global::FSIDS))?;
-        let userns = if ctx.rootfs_idmap || self.needs_userns() {
+        let userns = if ctx.rootfs != RootfsMount::Bind || self.needs_userns() {
             let path = userns_path(ctx.init_pid);
             let path = CStr::from_bytes_until_nul(&path).expect("the buffer ends in NUL");
             // SAFETY: the path is NUL-terminated.
@@ -344,8 +356,24 @@ impl MountPlan {
         } else {
             None
         };
-        match (&userns, ctx.rootfs_idmap) {
-            (Some(userns), true) => {
+        match (&userns, ctx.rootfs, &self.layers) {
+            (Some(userns), RootfsMount::IdmappedLayers, Some(layers)) => {
+                // SAFETY: the fd stays open for the duration of the call.
+                let userns = unsafe { BorrowedFd::borrow_raw(userns.0) };
+                let upper = layers.upper.as_ref().map(|(parent, upper, work)| {
+                    (parent.as_c_str(), upper.as_c_str(), work.as_c_str())
+                });
+                let tree =
+                    idmapped::idmapped_overlay(&layers.lower, upper, &layers.options, userns)
+                        .map_err(fail(global::BIND_ROOTFS))?;
+                idmapped::attach(tree.as_fd(), libc::AT_FDCWD, &self.rootfs)
+                    .map_err(fail(global::BIND_ROOTFS))?;
+            }
+            (_, RootfsMount::IdmappedLayers, _) => {
+                // Asked for layers the plan does not have: never fall back to a plain bind.
+                return Err(fail(global::BIND_ROOTFS)(Errno(libc::EINVAL)));
+            }
+            (Some(userns), RootfsMount::Idmapped, _) => {
                 // SAFETY: the path is NUL-terminated.
                 let source = check_int(unsafe {
                     libc::open(self.rootfs.as_ptr(), libc::O_PATH | libc::O_CLOEXEC)

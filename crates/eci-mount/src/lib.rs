@@ -20,7 +20,10 @@
 //! let plan = MountPlan::from_spec(&spec, "/abs/bundle/rootfs".as_ref(), block)?;
 //! // In the mounter process (see eci_ns::spawn), which knows the init and whether the runtime
 //! // could idmap the rootfs:
-//! let ctx = eci_mount::exec::ExecContext { init_pid: 4242, rootfs_idmap: true };
+//! let ctx = eci_mount::exec::ExecContext {
+//!     init_pid: 4242,
+//!     rootfs: eci_mount::exec::RootfsMount::Idmapped,
+//! };
 //! if let Err(failure) = plan.execute(&ctx) {
 //!     eprintln!("{}: {}", plan.explain(failure.step), failure.errno);
 //! }

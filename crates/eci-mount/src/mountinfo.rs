@@ -129,6 +129,87 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The layers of an overlay mount, as its mount options name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayRoot {
+    /// Lower layers, uppermost first.
+    pub lower: Vec<PathBuf>,
+    /// The writable layer: (the directory holding both, upper's name, work's name). The kernel
+    /// wants upper and work on one mount, so they are idmapped through their common parent.
+    pub upper: Option<(PathBuf, std::ffi::OsString, std::ffi::OsString)>,
+    /// Its other options (`uuid=on`, `index=off`, ...), to give the rebuilt overlay the same
+    /// behaviour: (key, value), `None` for a flag.
+    pub options: Vec<(String, Option<String>)>,
+}
+
+/// The layers and options of the overlay mounted at `mount_point` (the topmost mount there), if
+/// it can be rebuilt: not one with data-only layers, nor a read-only superblock, nor upper and
+/// work directories in different places.
+///
+/// ```
+/// use std::path::Path;
+/// let text = "90 30 0:50 / /c/merged rw - overlay overlay rw,lowerdir=/l/a:/l/b,upperdir=/c/diff,workdir=/c/work\n";
+/// let mounts = eci_mount::mountinfo::parse(text).unwrap();
+/// let root = eci_mount::mountinfo::overlay_root(&mounts, Path::new("/c/merged")).unwrap();
+/// assert_eq!(root.lower, [Path::new("/l/a"), Path::new("/l/b")]);
+/// assert_eq!(root.upper.unwrap().0, Path::new("/c"));
+/// ```
+pub fn overlay_root(mounts: &[MountInfo], mount_point: &std::path::Path) -> Option<OverlayRoot> {
+    let mount = mounts.iter().rev().find(|m| m.mount_point == mount_point)?;
+    if mount.fstype != "overlay" || mount.root != std::path::Path::new("/") {
+        return None;
+    }
+    let (mut lower, mut upper, mut work) = (None, None, None);
+    let mut options = Vec::new();
+    for option in &mount.super_options {
+        match option.split_once('=') {
+            Some(("lowerdir", value)) => lower = Some(split_lower(value)?),
+            Some(("upperdir", value)) => upper = Some(PathBuf::from(unescape(value))),
+            Some(("workdir", value)) => work = Some(PathBuf::from(unescape(value))),
+            Some(("datadir" | "lowerdir+" | "datadir+", _)) => return None,
+            Some((key, value)) => options.push((key.to_string(), Some(unescape(value)))),
+            None if option == "rw" => {}
+            None if option == "ro" => return None,
+            None => options.push((option.clone(), None)),
+        }
+    }
+    let upper = match (upper, work) {
+        (Some(upper), Some(work))
+            if upper.parent().is_some() && upper.parent() == work.parent() =>
+        {
+            let parent = upper.parent()?.to_path_buf();
+            Some((parent, upper.file_name()?.into(), work.file_name()?.into()))
+        }
+        (None, None) => None,
+        _ => return None,
+    };
+    Some(OverlayRoot {
+        lower: lower?,
+        upper,
+        options,
+    })
+}
+
+/// `lowerdir`'s layers: separated by `:`, a layer's own colons escaped as `\:`. An empty layer
+/// (`::`, which starts data-only layers) is not a plain overlay.
+fn split_lower(value: &str) -> Option<Vec<PathBuf>> {
+    let mut layers = Vec::new();
+    let mut current = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.push(chars.next()?),
+            ':' => layers.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    layers.push(current);
+    if layers.iter().any(String::is_empty) {
+        return None;
+    }
+    Some(layers.iter().map(|l| PathBuf::from(unescape(l))).collect())
+}
+
 /// Reads and parses /proc/`pid`/mountinfo.
 pub fn read(pid: i32) -> std::io::Result<Vec<MountInfo>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
@@ -169,6 +250,53 @@ mod tests {
         #[test]
         fn never_panics(text in ".{0,200}") {
             let _ = parse(&text);
+        }
+
+        #[test]
+        fn overlay_layers_round_trip(
+            lower in prop::collection::vec("/[a-z:]{1,12}", 1..6),
+            upper in prop::option::of("[a-z]{1,8}"),
+        ) {
+            let escaped: Vec<String> = lower.iter().map(|l| l.replace(':', "\\:")).collect();
+            let mut options = format!("rw,lowerdir={}", escaped.join(":"));
+            if let Some(name) = &upper {
+                options.push_str(&format!(",upperdir=/c/{name}/diff,workdir=/c/{name}/work"));
+            }
+            let line = format!("90 30 0:50 / /m rw - overlay overlay {options}\n");
+            let mounts = parse(&line).unwrap();
+            let root = overlay_root(&mounts, std::path::Path::new("/m")).unwrap();
+            let expected: Vec<PathBuf> = lower.iter().map(PathBuf::from).collect();
+            prop_assert_eq!(root.lower, expected);
+            prop_assert_eq!(
+                root.upper,
+                upper.map(|n| (PathBuf::from(format!("/c/{n}")), "diff".into(), "work".into()))
+            );
+        }
+
+        #[test]
+        fn overlay_parsing_never_panics(options in "[a-z=:/,\\\\]{0,60}") {
+            let line = format!("90 30 0:50 / /m rw - overlay overlay {options}\n");
+            if let Ok(mounts) = parse(&line) {
+                let _ = overlay_root(&mounts, std::path::Path::new("/m"));
+            }
+        }
+    }
+
+    #[test]
+    fn overlays_that_are_not_plain_are_left_alone() {
+        for options in [
+            "rw,lowerdir=/a::/b,upperdir=/c/u,workdir=/c/w",
+            "rw,lowerdir=/a,upperdir=/c/u,workdir=/d/w",
+            "rw,lowerdir=/a,upperdir=/c/u",
+            "ro,lowerdir=/a",
+        ] {
+            let line = format!("90 30 0:50 / /m rw - overlay overlay {options}\n");
+            let mounts = parse(&line).unwrap();
+            assert_eq!(
+                overlay_root(&mounts, std::path::Path::new("/m")),
+                None,
+                "{options}"
+            );
         }
     }
 

@@ -228,6 +228,16 @@ pub struct MountPlan {
     pub(crate) rootfs_propagation: libc::c_ulong,
     pub(crate) owner: (u32, u32),
     pub(crate) steps: Vec<Step>,
+    /// The rootfs's overlay layers, when it is an overlay that may be rebuilt idmapped.
+    pub(crate) layers: Option<Layers>,
+}
+
+/// An overlay's layers as the mounter opens them (see [`crate::mountinfo::OverlayRoot`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Layers {
+    pub(crate) lower: Vec<CString>,
+    pub(crate) upper: Option<(CString, CString, CString)>,
+    pub(crate) options: Vec<(CString, Option<CString>)>,
 }
 
 /// Filesystem types the runtime mounts for a container (it mounts them with host credentials,
@@ -314,7 +324,46 @@ impl MountPlan {
             rootfs_propagation,
             owner,
             steps,
+            layers: None,
         })
+    }
+
+    /// Records that the rootfs is the overlay `root`, so that the mounter can rebuild it from
+    /// idmapped layers ([`crate::exec::RootfsMount::IdmappedLayers`]).
+    pub fn with_overlay_root(
+        mut self,
+        root: &crate::mountinfo::OverlayRoot,
+    ) -> Result<MountPlan, PlanError> {
+        let path = |p: &Path| cstring(p.as_os_str().as_bytes(), "overlay layer");
+        let name = |n: &std::ffi::OsStr| cstring(n.as_bytes(), "overlay layer");
+        let lower = root
+            .lower
+            .iter()
+            .map(|l| path(l))
+            .collect::<Result<_, _>>()?;
+        let upper = match &root.upper {
+            Some((parent, upper, work)) => Some((path(parent)?, name(upper)?, name(work)?)),
+            None => None,
+        };
+        let options = root
+            .options
+            .iter()
+            .map(|(key, value)| {
+                let value = value
+                    .as_ref()
+                    .map(|v| cstring(v.as_bytes(), "overlay option"));
+                Ok((
+                    cstring(key.as_bytes(), "overlay option")?,
+                    value.transpose()?,
+                ))
+            })
+            .collect::<Result<_, PlanError>>()?;
+        self.layers = Some(Layers {
+            lower,
+            upper,
+            options,
+        });
+        Ok(self)
     }
 
     /// One line per step, numbered as failures name them.
