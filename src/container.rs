@@ -126,6 +126,9 @@ pub struct Container {
     pub(crate) bundle: PathBuf,
     /// The master of the init's terminal, until taken.
     console: Option<OwnedFd>,
+    /// The processes added with [`Container::exec`], reaped on delete if their handles have
+    /// not been.
+    pub(crate) execs: std::sync::Mutex<Vec<std::sync::Weak<crate::exec::Reaped>>>,
 }
 
 /// What a container holds that must be given back, in the order it is given back.
@@ -415,6 +418,7 @@ impl Container {
             helper_config: None,
             bundle,
             console: None,
+            execs: Default::default(),
         };
         if let Err(err) = container.supervise(&mount_plan, &sysctls) {
             let _ = container.destroy();
@@ -510,6 +514,7 @@ impl Container {
             State::Stopped(status) => Ok(status),
             State::Created => Err(self.state_error("wait before start")),
             State::Running | State::Paused => {
+                self.reap_execs();
                 let status = self.init.wait().map_err(|errno| Error::Io {
                     what: format!("waiting for container '{}'", self.id),
                     source: errno.into(),
@@ -612,6 +617,16 @@ impl Container {
         Ok(())
     }
 
+    /// Waits for and reaps every exec'd process. The init's exit kills them all, but completes
+    /// only once they are reaped, and they are the runtime's children: waiting for the init
+    /// alone would wait forever.
+    fn reap_execs(&self) {
+        let execs = std::mem::take(&mut *self.execs.lock().unwrap_or_else(|e| e.into_inner()));
+        for exec in execs.iter().filter_map(std::sync::Weak::upgrade) {
+            let _ = exec.wait();
+        }
+    }
+
     fn cgroup(&self, action: &'static str) -> Result<&Cgroup> {
         self.resources
             .cgroup
@@ -620,10 +635,9 @@ impl Container {
     }
 
     /// Deletes the container: kills what still runs, and gives back its helper, seccomp
-    /// registration, cgroup and ID block. Processes added with [`Container::exec`] die with it,
-    /// but their [`ExecProcess`](crate::ExecProcess) handles must be waited for or dropped
-    /// first: the kernel lets the container's init finish exiting only once every process of
-    /// its PID namespace has been reaped.
+    /// registration, cgroup and ID block. Processes added with [`Container::exec`] die with it
+    /// and are reaped here; their [`ExecProcess`](crate::ExecProcess) handles then report that
+    /// they were killed.
     pub fn delete(mut self) -> Result<()> {
         self.destroy()
     }
@@ -638,6 +652,7 @@ impl Container {
                     let _ = cgroup.freeze(false);
                 }
             }
+            self.reap_execs();
             let status = self
                 .init
                 .wait()

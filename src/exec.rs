@@ -2,7 +2,7 @@
 //! filters and mount vetting as the init, and a process spec hardened the same way.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::Failure;
@@ -20,16 +20,42 @@ use crate::supervise::{receive_listener, start_vetting};
 /// A process added to a running container. Dropping it kills it if it still runs.
 #[derive(Debug)]
 pub struct ExecProcess {
-    process: PidFd,
+    process: Arc<Reaped>,
     console: Option<OwnedFd>,
-    status: Option<ExitStatus>,
     _vetting: (Arc<MountVetter>, Registration),
+}
+
+/// An exec'd process and its exit status once reaped, shared between its [`ExecProcess`] and
+/// its container: deleting the container reaps it (the kernel lets the container's init finish
+/// exiting only once every process of its PID namespace is reaped), and the handle still
+/// reports the status afterwards.
+#[derive(Debug)]
+pub(crate) struct Reaped {
+    pidfd: PidFd,
+    status: Mutex<Option<ExitStatus>>,
+}
+
+impl Reaped {
+    /// Waits for the process to exit and reaps it, once; later calls return the same status.
+    pub(crate) fn wait(&self) -> std::result::Result<ExitStatus, eci_ns::sys::Errno> {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(status) = *status {
+            return Ok(status);
+        }
+        let exited = self.pidfd.wait()?;
+        *status = Some(exited);
+        Ok(exited)
+    }
+
+    fn reaped(&self) -> bool {
+        self.status.lock().map_or(true, |s| s.is_some())
+    }
 }
 
 impl ExecProcess {
     /// Its pid in the runtime's PID namespace.
     pub fn pid(&self) -> i32 {
-        self.process.pid()
+        self.process.pidfd.pid()
     }
 
     /// The master side of its terminal, once, if its process asked for one.
@@ -39,35 +65,33 @@ impl ExecProcess {
 
     /// Its pidfd, readable once it has exited (to wait for it beside other things).
     pub fn pidfd(&self) -> &PidFd {
-        &self.process
+        &self.process.pidfd
     }
 
     /// Waits for it to exit.
     pub fn wait(&mut self) -> Result<ExitStatus> {
-        if let Some(status) = self.status {
-            return Ok(status);
-        }
-        let status = self.process.wait().map_err(|errno| Error::Io {
+        self.process.wait().map_err(|errno| Error::Io {
             what: "waiting for an exec'd process".into(),
             source: errno.into(),
-        })?;
-        self.status = Some(status);
-        Ok(status)
+        })
     }
 
     /// Sends it `signal`.
     pub fn kill(&self, signal: i32) -> Result<()> {
-        self.process.signal(signal).map_err(|errno| Error::Io {
-            what: "signalling an exec'd process".into(),
-            source: errno.into(),
-        })
+        self.process
+            .pidfd
+            .signal(signal)
+            .map_err(|errno| Error::Io {
+                what: "signalling an exec'd process".into(),
+                source: errno.into(),
+            })
     }
 }
 
 impl Drop for ExecProcess {
     fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.process.signal(libc::SIGKILL);
+        if !self.process.reaped() {
+            let _ = self.process.pidfd.signal(libc::SIGKILL);
             let _ = self.process.wait();
         }
     }
@@ -168,10 +192,16 @@ impl Container {
             }
         }
         std::mem::forget(guard);
+        let process = Arc::new(Reaped {
+            pidfd: spawned.init,
+            status: Mutex::new(None),
+        });
+        let mut execs = self.execs.lock().unwrap_or_else(|e| e.into_inner());
+        execs.retain(|e| e.strong_count() > 0);
+        execs.push(Arc::downgrade(&process));
         Ok(ExecProcess {
-            process: spawned.init,
+            process,
             console: handover.console,
-            status: None,
             _vetting: vetting,
         })
     }

@@ -95,3 +95,47 @@ fn no_runtime_descriptor_reaches_the_container() {
     let (code, out) = exec_output(container, &["ls", "/proc/self/fd"]);
     assert_eq!((code, out.as_str()), (0, "0\n1\n2\n3\n"));
 }
+
+/// Runs `f` on a thread and fails the test if it has not returned within 30 s (a deadlock
+/// must fail the test, not hang the suite).
+fn within_30s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("returned within 30 s")
+}
+
+#[test]
+fn a_container_ends_even_while_an_execd_process_is_held() {
+    // The init's exit completes only once every process of its PID namespace is reaped; the
+    // exec'd one is the runtime's child, and its handle is still held here.
+    for delete in [false, true] {
+        let mut c = create_with("exec-held", &["sleep", "100"], |_| {});
+        c.container().start().unwrap();
+        let mut process = Process::default();
+        process.set_args(Some(vec!["sleep".into(), "100".into()]));
+        let mut exec = c.container().exec(process, Stdio::default()).expect("exec");
+        let mut container = c.container.take().unwrap();
+        let rootfs = c.rootfs.take().unwrap();
+        container.kill(libc::SIGKILL).unwrap();
+        let status = within_30s(move || {
+            let status = if delete {
+                container.delete().map(|()| None)
+            } else {
+                container.wait().map(Some)
+            };
+            status.unwrap()
+        });
+        if let Some(status) = status {
+            assert_eq!(status.code(), 128 + libc::SIGKILL);
+        }
+        assert_eq!(
+            exec.wait().unwrap().code(),
+            128 + libc::SIGKILL,
+            "killed with it"
+        );
+        rootfs.remove().unwrap();
+    }
+}
