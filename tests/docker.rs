@@ -96,6 +96,23 @@ impl Dockerd {
         )
     }
 
+    /// `docker run` of the test image through eci under `name`, kept for later commands
+    /// (`flags` such as `-d`).
+    fn run_named(&self, flags: &[&str], name: &str, command: &[&str]) -> Output {
+        let mut all = vec!["run"];
+        all.extend_from_slice(flags);
+        all.extend([
+            "--name",
+            name,
+            "--runtime=eci",
+            "--network",
+            "none",
+            "eci-busybox",
+        ]);
+        all.extend_from_slice(command);
+        self.docker(&all)
+    }
+
     fn import_busybox(&self) {
         let bundle = self.dir.path().join("image");
         let built = Command::new("scripts/busybox-bundle")
@@ -182,19 +199,7 @@ fn docker_runs_containers_through_eci_runc() {
 
     // Detached, with logs, stop (SIGTERM reaches the program), start, restart, kill, rm -f.
     let script = "echo started; trap 'echo got term; exit 0' TERM; while true; do sleep 0.1; done";
-    let d = docker.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "d1",
-        "--runtime=eci",
-        "--network",
-        "none",
-        "eci-busybox",
-        "sh",
-        "-c",
-        script,
-    ]);
+    let d = docker.run_named(&["-d"], "d1", &["sh", "-c", script]);
     assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
     std::thread::sleep(Duration::from_millis(800));
     assert!(docker.docker(&["stop", "-t", "10", "d1"]).status.success());
@@ -218,18 +223,8 @@ fn docker_runs_containers_through_eci_runc() {
     // Docker's overlay root is rebuilt from its layers idmapped: the image's files are root's
     // inside, and only what the container wrote is in its layer (shifting the owners on disk
     // instead would copy the whole image up).
-    let write = docker.docker(&[
-        "run",
-        "--name",
-        "layers",
-        "--runtime=eci",
-        "--network",
-        "none",
-        "eci-busybox",
-        "sh",
-        "-c",
-        "echo x > /new; stat -c '%u %g' /bin/busybox /new",
-    ]);
+    let script = "echo x > /new; stat -c '%u %g' /bin/busybox /new";
+    let write = docker.run_named(&[], "layers", &["sh", "-c", script]);
     assert_eq!(
         String::from_utf8_lossy(&write.stdout),
         "0 0\n0 0\n",
@@ -286,18 +281,7 @@ fn docker_runs_containers_through_eci_runc() {
     assert!(err.contains("bind mount of the Docker socket"), "{err}");
 
     // exec: output and exit code come back; the process is in the container's namespaces.
-    let d = docker.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "d2",
-        "--runtime=eci",
-        "--network",
-        "none",
-        "eci-busybox",
-        "sleep",
-        "30",
-    ]);
+    let d = docker.run_named(&["-d"], "d2", &["sleep", "30"]);
     assert!(d.status.success());
     let exec = docker.docker(&[
         "exec",

@@ -6,7 +6,7 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use eci_ns::sys::{check, Errno, SysResult};
+use eci_ns::sys::{check, Errno, FsContext, SysResult};
 
 const OPEN_TREE_CLONE: u32 = 1;
 const AT_RECURSIVE: u32 = 0x8000;
@@ -95,27 +95,12 @@ pub fn idmapped_overlay(
     options: &[(CString, Option<CString>)],
     userns: BorrowedFd<'_>,
 ) -> SysResult<OwnedFd> {
-    // SAFETY: a NUL-terminated filesystem name.
-    let fs =
-        check(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
-    // SAFETY: fsopen returned a new fd that we own.
-    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    let fs = FsContext::open(c"overlay")?;
     for (key, value) in options {
-        let (command, value) = match value {
-            Some(value) => (FSCONFIG_SET_STRING, value.as_ptr()),
-            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
-        };
-        // SAFETY: a NUL-terminated key, and a NUL-terminated value or none.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs.as_raw_fd(),
-                command,
-                key.as_ptr(),
-                value,
-                0,
-            )
-        })?;
+        match value {
+            Some(value) => fs.set_string(key, value)?,
+            None => fs.set_flag(key)?,
+        }
     }
     // The idmapped copies are detached trees, taken apart when their last descriptor closes;
     // the overlay clones them only when it is created, so they are held until then.
@@ -125,41 +110,22 @@ pub fn idmapped_overlay(
     let mut held: [Option<OwnedFd>; MOST_LAYERS] = std::array::from_fn(|_| None);
     for (layer, hold) in lower.iter().zip(held.iter_mut()) {
         let copy = idmapped_copy(open_dir(libc::AT_FDCWD, layer)?.as_fd(), false, userns)?;
-        set_fd(&fs, c"lowerdir+", &copy)?;
+        fs.set_fd(c"lowerdir+", copy.as_raw_fd())?;
         *hold = Some(copy);
     }
     if let Some((parent, upper, work)) = upper {
         let copy = idmapped_copy(open_dir(libc::AT_FDCWD, parent)?.as_fd(), false, userns)?;
-        set_fd(&fs, c"upperdir", &open_dir(copy.as_raw_fd(), upper)?)?;
-        set_fd(&fs, c"workdir", &open_dir(copy.as_raw_fd(), work)?)?;
+        fs.set_fd(c"upperdir", open_dir(copy.as_raw_fd(), upper)?.as_raw_fd())?;
+        fs.set_fd(c"workdir", open_dir(copy.as_raw_fd(), work)?.as_raw_fd())?;
         held[lower.len()] = Some(copy);
     }
-    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    })?;
-    // SAFETY: fsmount takes integers; it returns a new fd that we own.
-    let mount =
-        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
-    // SAFETY: as above.
-    Ok(unsafe { OwnedFd::from_raw_fd(mount as RawFd) })
+    let mount = fs.mount(0);
+    drop(held);
+    mount
 }
 
 /// At most this many layers (lower ones and the upper one): Docker allows 128.
 const MOST_LAYERS: usize = 130;
-const FSOPEN_CLOEXEC: u32 = 1;
-const FSMOUNT_CLOEXEC: u32 = 1;
-const FSCONFIG_SET_FLAG: u32 = 0;
-const FSCONFIG_SET_STRING: u32 = 1;
-const FSCONFIG_SET_FD: u32 = 5;
-const FSCONFIG_CMD_CREATE: u32 = 6;
 
 /// An O_PATH descriptor of the directory `path` (relative to `dir`); symlinks are followed, as
 /// the overlay's own mount followed them (Docker names its layers through links).
@@ -169,22 +135,6 @@ fn open_dir(dir: RawFd, path: &CStr) -> SysResult<OwnedFd> {
     let fd = check(unsafe { libc::syscall(libc::SYS_openat, dir, path.as_ptr(), flags) })?;
     // SAFETY: openat returned a new fd that we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Hands the layer `fd` to the overlay context `fs` as `key`.
-fn set_fd(fs: &OwnedFd, key: &CStr, fd: &OwnedFd) -> SysResult<()> {
-    // SAFETY: a NUL-terminated key; FSCONFIG_SET_FD takes the fd as its integer argument.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_SET_FD,
-            key.as_ptr(),
-            std::ptr::null::<libc::c_void>(),
-            fd.as_raw_fd(),
-        )
-    })
-    .map(drop)
 }
 
 /// True for the errors of a filesystem (or kernel) that cannot idmap a mount.

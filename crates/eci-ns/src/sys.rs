@@ -2,7 +2,7 @@
 //! async-signal-safe, so it may run between fork and exec.
 
 use std::ffi::CStr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// An errno value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -291,4 +291,71 @@ pub fn waitpid(pid: i32) -> SysResult<i32> {
     // SAFETY: status is a valid out pointer.
     retry(|| check_int(unsafe { libc::waitpid(pid, &mut status, libc::__WALL) }))?;
     Ok(status)
+}
+
+/// A filesystem context of the new mount API: created with [`FsContext::open`], configured,
+/// then made into a detached mount with [`FsContext::mount`]. Allocation-free, for use after
+/// fork.
+#[derive(Debug)]
+pub struct FsContext(OwnedFd);
+
+impl FsContext {
+    /// fsopen(2) for `fstype`.
+    pub fn open(fstype: &CStr) -> SysResult<FsContext> {
+        const FSOPEN_CLOEXEC: u32 = 1;
+        // SAFETY: a NUL-terminated name.
+        let fd =
+            check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+        // SAFETY: fsopen returned a new fd that we own.
+        Ok(FsContext(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    }
+
+    /// Sets the flag option `key`.
+    pub fn set_flag(&self, key: &CStr) -> SysResult<()> {
+        self.config(0, key.as_ptr(), std::ptr::null(), 0)
+    }
+
+    /// Sets the option `key` to `value`.
+    pub fn set_string(&self, key: &CStr, value: &CStr) -> SysResult<()> {
+        self.config(1, key.as_ptr(), value.as_ptr().cast(), 0)
+    }
+
+    /// Sets the option `key` to the object `fd` names (a PID namespace, an overlay layer).
+    pub fn set_fd(&self, key: &CStr, fd: RawFd) -> SysResult<()> {
+        self.config(5, key.as_ptr(), std::ptr::null(), fd)
+    }
+
+    /// Creates the filesystem, then a detached mount of it with the mount attributes `attrs`
+    /// (MOUNT_ATTR_*).
+    pub fn mount(self, attrs: u64) -> SysResult<OwnedFd> {
+        const FSCONFIG_CMD_CREATE: u32 = 6;
+        const FSMOUNT_CLOEXEC: u32 = 1;
+        self.config(FSCONFIG_CMD_CREATE, std::ptr::null(), std::ptr::null(), 0)?;
+        // SAFETY: fsmount takes integers.
+        let fd = check(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                self.0.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                attrs,
+            )
+        })?;
+        // SAFETY: fsmount returned a new fd that we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+
+    fn config(
+        &self,
+        cmd: u32,
+        key: *const libc::c_char,
+        value: *const libc::c_void,
+        aux: RawFd,
+    ) -> SysResult<()> {
+        // SAFETY: the callers pass a NUL-terminated key or NULL, and the value (NULL or a
+        // NUL-terminated string) that `cmd` expects.
+        check(unsafe {
+            libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), cmd, key, value, aux)
+        })
+        .map(drop)
+    }
 }

@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
-use eci_ns::sys::{self, check, check_int, Errno, Forked, SysResult};
+use eci_ns::sys::{self, check, check_int, Errno, Forked, FsContext, SysResult};
 
 /// The host half's private workshop, in the helper's private namespaces only: filesystems are
 /// built and masked here, where nothing propagates. Mode 0711: the helper, once container root,
@@ -538,23 +538,6 @@ fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) -> ! {
     }
 }
 
-const FSCONFIG_SET_FLAG: u32 = 0;
-const FSCONFIG_SET_STRING: u32 = 1;
-const FSCONFIG_SET_FD: u32 = 5;
-const FSCONFIG_CMD_CREATE: u32 = 6;
-
-fn fsconfig(
-    fs: RawFd,
-    cmd: u32,
-    key: Option<&CStr>,
-    value: *const libc::c_void,
-    aux: i32,
-) -> SysResult<()> {
-    let key = key.map_or(std::ptr::null(), CStr::as_ptr);
-    // SAFETY: key is NULL or NUL-terminated; value is what `cmd` expects (NULL, a string).
-    check(unsafe { libc::syscall(libc::SYS_fsconfig, fs, cmd, key, value, aux) }).map(drop)
-}
-
 /// mount(2) flags as mount attributes for fsmount.
 fn mount_attributes(flags: u64) -> u64 {
     const ATTRS: [(u64, u64); 6] = [
@@ -588,25 +571,8 @@ fn make_dir(path: &CStr) -> SysResult<()> {
 }
 
 /// Creates the filesystem from an fs context and mounts it at `path` (in the workshop).
-fn mount_context(fs: &OwnedFd, path: &[u8; 32], flags: u64) -> SysResult<()> {
-    fsconfig(
-        fs.as_raw_fd(),
-        FSCONFIG_CMD_CREATE,
-        None,
-        std::ptr::null(),
-        0,
-    )?;
-    // SAFETY: fsmount takes integers; it returns a new fd that we own.
-    let mnt = check(unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            fs.as_raw_fd(),
-            libc::FSMOUNT_CLOEXEC,
-            mount_attributes(flags),
-        )
-    })?;
-    // SAFETY: as above.
-    let mnt = unsafe { OwnedFd::from_raw_fd(mnt as RawFd) };
+fn mount_context(fs: FsContext, path: &[u8; 32], flags: u64) -> SysResult<()> {
+    let mnt = fs.mount(mount_attributes(flags))?;
     let target = CStr::from_bytes_until_nul(path).map_err(|_| Errno(libc::EINVAL))?;
     make_dir(target)?;
     const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
@@ -624,14 +590,6 @@ fn mount_context(fs: &OwnedFd, path: &[u8; 32], flags: u64) -> SysResult<()> {
     .map(drop)
 }
 
-fn open_context(fstype: &CStr) -> SysResult<OwnedFd> {
-    // SAFETY: a NUL-terminated name.
-    let fs =
-        check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) })?;
-    // SAFETY: fsopen returned a new fd that we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fs as RawFd) })
-}
-
 fn build_proc(
     path: &[u8; 32],
     pidns: RawFd,
@@ -640,14 +598,8 @@ fn build_proc(
     masks: &Masks,
     sources: &Sources,
 ) -> SysResult<()> {
-    let fs = open_context(c"proc")?;
-    fsconfig(
-        fs.as_raw_fd(),
-        FSCONFIG_SET_FD,
-        Some(c"pidns"),
-        std::ptr::null(),
-        pidns,
-    )?;
+    let fs = FsContext::open(c"proc")?;
+    fs.set_fd(c"pidns", pidns)?;
     if let Some(data) = data {
         for option in data
             .to_bytes()
@@ -657,7 +609,7 @@ fn build_proc(
             set_option(&fs, option, masks.gids)?;
         }
     }
-    mount_context(&fs, path, flags)?;
+    mount_context(fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
     apply_masks(base, &masks.proc_masked, &masks.proc_readonly)?;
     apply_binds(base, &masks.proc_binds, sources.proc(), false)?;
@@ -678,7 +630,7 @@ const PROC_OPTIONS: [&[u8]; 3] = [b"hidepid", b"gid", b"subset"];
 
 /// One `key=value` or `key` of mount data, as fsconfig takes it; `gid=` is translated to the
 /// host's numbering with `gids`.
-fn set_option(fs: &OwnedFd, option: &[u8], gids: Option<(u32, u32)>) -> SysResult<()> {
+fn set_option(fs: &FsContext, option: &[u8], gids: Option<(u32, u32)>) -> SysResult<()> {
     let key = option.split(|b| *b == b'=').next().unwrap_or_default();
     if !PROC_OPTIONS.contains(&key) {
         return Err(Errno(libc::EINVAL));
@@ -702,23 +654,11 @@ fn set_option(fs: &OwnedFd, option: &[u8], gids: Option<(u32, u32)>) -> SysResul
             let key = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
             let value =
                 CStr::from_bytes_until_nul(&buf[eq + 1..]).map_err(|_| Errno(libc::EINVAL))?;
-            fsconfig(
-                fs.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                Some(key),
-                value.as_ptr().cast(),
-                0,
-            )
+            fs.set_string(key, value)
         }
         None => {
             let key = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
-            fsconfig(
-                fs.as_raw_fd(),
-                FSCONFIG_SET_FLAG,
-                Some(key),
-                std::ptr::null(),
-                0,
-            )
+            fs.set_flag(key)
         }
     }
 }
@@ -753,11 +693,11 @@ fn build_sysfs(
     }
     // sysfs shows the network namespace of whoever creates it.
     sys::setns(netns, libc::CLONE_NEWNET)?;
-    let fs = open_context(c"sysfs");
+    let fs = FsContext::open(c"sysfs");
     let back = sys::setns(own_net, libc::CLONE_NEWNET);
     let fs = fs?;
     back?;
-    mount_context(&fs, path, flags)?;
+    mount_context(fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
     apply_masks(base, &masks.sys_masked, &[])?;
     apply_binds(base, &masks.sys_binds, sources, false)
