@@ -114,3 +114,45 @@ fn a_create_whose_pid_file_cannot_be_written_leaves_nothing() {
         "no monitor left"
     );
 }
+
+#[test]
+fn a_containers_helpers_hold_none_of_the_hosts_mounts() {
+    // A copy of the host's mount table in a helper's namespace would keep every host
+    // filesystem (and every FUSE connection) alive as long as the container.
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "helper-mounts";
+    let pid_file = setup.dir.path().join("pid");
+    let run = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["run", "--detach", "--bundle", &setup.bundle()])
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(run.success());
+    let monitor = std::fs::read_to_string(&pid_file).unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{monitor}/task/{monitor}/children"))
+        .unwrap_or_default();
+    let helpers: Vec<String> = children
+        .split_whitespace()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.ends_with("eci-runc"))
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(!helpers.is_empty(), "the mount helper runs");
+    for helper in helpers {
+        let mounts = std::fs::read_to_string(format!("/proc/{helper}/mountinfo")).unwrap();
+        let points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+        assert!(
+            !points.contains(&"/sys") && !points.contains(&"/run") && !points.contains(&"/dev"),
+            "helper {helper} holds host mounts: {points:?}"
+        );
+    }
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
+}

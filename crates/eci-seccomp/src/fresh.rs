@@ -257,6 +257,64 @@ fn starting_failure(step: u32) -> impl Fn(Errno) -> Failure {
     }
 }
 
+/// Replaces this namespace's copy of the host's whole mount table (which would keep every host
+/// filesystem alive as long as the container, and every FUSE connection open) with a tmpfs
+/// root holding only what the halves use: a procfs of the host's PID namespace (callers'
+/// roots, /proc/self/fd), the workshop at /tmp, and the bind sources, bound in and opened again
+/// there (a bind from a mount left behind is refused).
+fn enter_minimal_root(sources: &mut Sources) -> SysResult<()> {
+    let hidden = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount(
+        Some(c"tmpfs"),
+        c"/tmp",
+        Some(c"tmpfs"),
+        hidden,
+        Some(c"mode=0711"),
+    )?;
+    for dir in [c"/tmp/tmp", c"/tmp/proc", c"/tmp/src", c"/tmp/old"] {
+        // SAFETY: a NUL-terminated path.
+        check_int(unsafe { libc::mkdir(dir.as_ptr(), 0o711) })?;
+    }
+    sys::mount(Some(c"proc"), c"/tmp/proc", Some(c"proc"), hidden, None)?;
+    for (index, fd) in sources.fds[..sources.count].iter().enumerate() {
+        let target = numbered(b"/tmp/src/", index as u32);
+        let target = CStr::from_bytes_until_nul(&target).map_err(|_| Errno(libc::EINVAL))?;
+        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC;
+        // SAFETY: a NUL-terminated path.
+        sys::close(check_int(unsafe {
+            libc::open(target.as_ptr(), flags, 0o600)
+        })?);
+        let mut source = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        source[..prefix.len()].copy_from_slice(prefix);
+        sys::write_decimal(&mut source[prefix.len()..], *fd as u64);
+        let source = CStr::from_bytes_until_nul(&source).map_err(|_| Errno(libc::EINVAL))?;
+        sys::mount(Some(source), target, None, libc::MS_BIND, None)?;
+    }
+    // SAFETY: NUL-terminated paths; pivot_root takes two paths.
+    unsafe {
+        check_int(libc::chdir(c"/tmp".as_ptr()))?;
+        check(libc::syscall(
+            libc::SYS_pivot_root,
+            c".".as_ptr(),
+            c"old".as_ptr(),
+        ))?;
+        check_int(libc::umount2(c"/old".as_ptr(), libc::MNT_DETACH))?;
+        check_int(libc::rmdir(c"/old".as_ptr()))?;
+        check_int(libc::chdir(c"/".as_ptr()))?;
+    }
+    for (index, fd) in sources.fds[..sources.count].iter_mut().enumerate() {
+        let path = numbered(b"/src/", index as u32);
+        let path = CStr::from_bytes_until_nul(&path).map_err(|_| Errno(libc::EINVAL))?;
+        // SAFETY: a NUL-terminated path.
+        let reopened =
+            check_int(unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
+        sys::close(*fd);
+        *fd = reopened;
+    }
+    Ok(())
+}
+
 /// Step 1, in the helper before it joins the container's user namespace: a host-owned mount
 /// namespace with a shared staging tmpfs, and the host half serving in it.
 pub fn start_host_half(half: &HostHalf, masks: &Masks) -> Result<(), Failure> {
@@ -265,8 +323,10 @@ pub fn start_host_half(half: &HostHalf, masks: &Masks) -> Result<(), Failure> {
     sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(fail(1))?;
     // Opened in this namespace (a bind from another namespace's mount is refused) and before the
     // workshop covers /tmp.
-    let sources = Sources::open(masks).map_err(fail(8))?;
-    let started = start_in_workshop(half, masks, &sources);
+    let mut sources = Sources::open(masks).map_err(fail(8))?;
+    let started = enter_minimal_root(&mut sources)
+        .map_err(fail(9))
+        .and_then(|()| start_in_workshop(half, masks, &sources));
     // The host half has its own copies; the helper needs none.
     sources.close();
     started
