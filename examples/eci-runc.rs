@@ -709,18 +709,23 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
         let _ = std::fs::write(&state_file, json);
     };
     write_state(&container);
-    // Processes added with exec, each with the connection its exit code goes back on.
-    let mut execs: Vec<(ExecProcess, UnixStream)> = Vec::new();
+    // Processes added with exec, each with the connection of its client.
+    let mut execs: Vec<Exec> = Vec::new();
     loop {
         let mut fds = vec![
             PollFd::new(container.pidfd().as_fd(), PollFlags::POLLIN),
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
         ];
-        fds.extend(
-            execs
-                .iter()
-                .map(|(p, _)| PollFd::new(p.pidfd().as_fd(), PollFlags::POLLIN)),
-        );
+        for exec in &execs {
+            fds.push(PollFd::new(exec.process.pidfd().as_fd(), PollFlags::POLLIN));
+            // A client that went away is not listened to again.
+            let events = if exec.connected {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            };
+            fds.push(PollFd::new(exec.stream.as_fd(), events));
+        }
         poll(&mut fds, PollTimeout::NONE)?;
         let ready: Vec<bool> = fds
             .iter()
@@ -729,8 +734,15 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
         drop(fds);
         let (exited, asked) = (ready[0], ready[1]);
         for index in (0..execs.len()).rev() {
-            if ready[2 + index] {
-                let (mut process, mut stream) = execs.swap_remove(index);
+            if ready[3 + 2 * index] && execs[index].connected {
+                execs[index].relay();
+            }
+            if ready[2 + 2 * index] {
+                let Exec {
+                    mut process,
+                    mut stream,
+                    ..
+                } = execs.swap_remove(index);
                 let code = process.wait().map(|s| s.code()).unwrap_or(255);
                 let _ = writeln!(stream, "exited {code}");
             }
@@ -773,7 +785,11 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
                         }
                     }
                 }
-                Served::Exec(process, stream) => execs.push((process, stream)),
+                Served::Exec(process, stream) => execs.push(Exec {
+                    process,
+                    stream,
+                    connected: true,
+                }),
                 Served::Deleted(stream) => {
                     // Exec'd processes die with the container; their clients get their codes.
                     // They are reaped first: a PID namespace's init finishes exiting only once
@@ -795,9 +811,47 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
     }
 }
 
+/// A process added with exec, and the connection to its client (`eci-runc exec`, or a detached
+/// exec's stand-in), on which its signals come and its exit code goes back.
+struct Exec {
+    process: ExecProcess,
+    stream: UnixStream,
+    connected: bool,
+}
+
+impl Exec {
+    /// Applies what the client sent: `signal N` lines are sent on to the process. A client that
+    /// goes away takes the process with it: the shim signals a detached exec through its
+    /// stand-in's pid, and a SIGKILL there cannot be passed on otherwise.
+    fn relay(&mut self) {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        match (&self.stream).read(&mut buf) {
+            Ok(0) | Err(_) => {
+                self.connected = false;
+                let _ = self.process.kill(libc::SIGKILL);
+            }
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                for line in text.lines() {
+                    let signal = line.strip_prefix("signal ").and_then(|s| s.parse().ok());
+                    if let Some(signal) = signal {
+                        let _ = self.process.kill(signal);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Reaps exec'd processes and tells each one's client its exit code.
-fn report_exits(execs: &mut Vec<(ExecProcess, UnixStream)>) {
-    for (mut process, mut stream) in execs.drain(..) {
+fn report_exits(execs: &mut Vec<Exec>) {
+    for Exec {
+        mut process,
+        mut stream,
+        ..
+    } in execs.drain(..)
+    {
         let code = process.wait().map(|s| s.code()).unwrap_or(255);
         let _ = writeln!(stream, "exited {code}");
     }
@@ -977,6 +1031,7 @@ fn exec_through_monitor(
         }
         return Err(reason.into());
     }
+    forward_signals(&stream)?;
     if let Some(mut ready) = ready {
         writeln!(ready, "ok")?;
         // The process holds the caller's stdio now; ours must not keep its pipes open.
@@ -990,6 +1045,34 @@ fn exec_through_monitor(
         .and_then(|c| c.parse::<i32>().ok())
         .unwrap_or(255);
     Ok(code.clamp(0, 255) as u8)
+}
+
+/// Passes the signals this process gets (as runc exec does, and as the shim sends them to a
+/// detached exec's pid) on to the exec'd process, through the monitor.
+fn forward_signals(stream: &UnixStream) -> Result<(), Error> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGTERM,
+    ] {
+        set.add(signal);
+    }
+    // Blocked here, before the thread exists, so that every thread leaves them to its sigwait.
+    set.thread_block()?;
+    let mut out = stream.try_clone()?;
+    std::thread::spawn(move || {
+        while let Ok(signal) = set.wait() {
+            if writeln!(out, "signal {}", signal as i32).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The process an exec asks for: the --process file, or built from the command line.

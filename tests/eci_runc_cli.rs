@@ -46,6 +46,22 @@ impl Setup {
     }
 }
 
+impl Drop for Setup {
+    /// Whatever a failed test left running goes too (a container left in its cgroup would
+    /// make the next run's create refuse that cgroup).
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("root")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if !name.starts_with('.') {
+                let _ = self.runc(&["delete", "--force", &name]);
+            }
+        }
+    }
+}
+
 #[test]
 fn an_exec_client_gets_the_exit_code_when_the_container_is_force_deleted() {
     let setup = Setup::new(&["sleep", "1000"]);
@@ -153,6 +169,59 @@ fn a_containers_helpers_hold_none_of_the_hosts_mounts() {
             !points.contains(&"/sys") && !points.contains(&"/run") && !points.contains(&"/dev"),
             "helper {helper} holds host mounts: {points:?}"
         );
+    }
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
+}
+
+#[test]
+fn signals_to_a_detached_execs_pid_reach_the_process() {
+    // containerd's shim signals an exec'd process through the pid in its pid file, which names
+    // eci-runc's stand-in: a TERM there must reach the process, and a KILL (which cannot be
+    // passed on) must end it too.
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "exec-signals";
+    let run = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["run", "--detach", "--bundle", &setup.bundle(), id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(run.success());
+    let processes = || -> usize {
+        let ps = setup.runc(&["ps", "--format", "json", id]);
+        serde_json::from_slice::<Vec<i32>>(&ps.stdout).map_or(0, |p| p.len())
+    };
+    let settle = |expected: usize| {
+        (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            processes() == expected
+        })
+    };
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let pid_file = setup.dir.path().join(format!("exec-{signal}.pid"));
+        // The process keeps exec's stdio: nothing to read to its end.
+        let exec = Command::new(eci_runc())
+            .arg("--root")
+            .arg(setup.dir.path().join("root"))
+            .args(["exec", "--detach", "--pid-file"])
+            .arg(&pid_file)
+            .args([id, "sleep", "1000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(exec.success());
+        assert!(settle(2), "the exec'd sleep runs beside the init");
+        let stand_in: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill takes plain integers.
+        assert_eq!(unsafe { libc::kill(stand_in, signal) }, 0);
+        assert!(settle(1), "signal {signal} ended the exec'd process");
     }
     assert!(setup.runc(&["delete", "--force", id]).status.success());
 }
