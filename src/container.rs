@@ -574,6 +574,15 @@ impl Container {
 
     /// Freezes every process of the container (the cgroup freezer) until
     /// [`Container::resume`].
+    ///
+    /// ```no_run
+    /// # fn demo(container: &mut eci::Container) -> eci::Result<()> {
+    /// container.pause()?;
+    /// println!("frozen: {:?}", container.processes()?);
+    /// container.kill_all(libc::SIGTERM)?; // delivered once thawed
+    /// container.resume()?;
+    /// # Ok(()) }
+    /// ```
     pub fn pause(&mut self) -> Result<()> {
         self.switch_freezer(State::Running, State::Paused, "pause")
     }

@@ -82,9 +82,10 @@ pub fn attach(tree: BorrowedFd<'_>, target: RawFd, path: &CStr) -> SysResult<()>
 
 /// A new overlay, detached, made of the directories `lower` (uppermost first) and, if given,
 /// `upper` as (the directory holding them, upper's name, work's name), each idmapped through
-/// `userns`, with the mount `options` (key and value, or a flag) of the overlay it replaces. It is how a container sees an overlay root (Docker's) with its own owners when the
-/// overlay itself cannot be idmapped: its layers can. No file is chowned and nothing is copied
-/// up: what the container writes lands in the upper layer with the owners the image uses.
+/// `userns`, with the mount `options` (key and value, or a flag) of the overlay it replaces.
+/// It is how a container sees an overlay root (Docker's) with its own owners when the overlay
+/// itself cannot be idmapped: its layers can. No file is chowned and nothing is copied up:
+/// what the container writes lands in the upper layer with the owners the image uses.
 ///
 /// The overlay does its own work in the layers (copy-up, whiteouts, the work directory) with
 /// the caller's credentials, which must therefore be the container's root for files (fsuid and
