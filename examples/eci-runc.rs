@@ -130,20 +130,64 @@ impl Ctx {
 
     /// Appends a line to the log file, in runc's JSON format when asked for.
     fn log(&self, level: &str, msg: &str) {
-        let Some(log) = &self.log else { return };
-        let time = rfc3339(SystemTime::now());
-        let line = if self.json {
-            let msg = serde_json::to_string(msg).unwrap_or_default();
-            format!("{{\"level\":\"{level}\",\"msg\":{msg},\"time\":\"{time}\"}}\n")
-        } else {
-            format!("{time} {level}: {msg}\n")
+        if let Some(log) = &self.log {
+            append_log(log, self.json, level, msg);
+        }
+    }
+}
+
+fn append_log(log: &Path, json: bool, level: &str, msg: &str) {
+    let time = rfc3339(SystemTime::now());
+    let line = if json {
+        let msg = serde_json::to_string(msg).unwrap_or_default();
+        format!("{{\"level\":\"{level}\",\"msg\":{msg},\"time\":\"{time}\"}}\n")
+    } else {
+        format!("{time} {level}: {msg}\n")
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log);
+    if let Ok(mut file) = file {
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
+/// eci's warnings and errors (its tracing events), in the log file beside eci-runc's own
+/// lines: the one place containerd and dockerd look.
+struct LogLayer {
+    log: PathBuf,
+    json: bool,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        // eci's own crates only: libcgroups warns about every controller this kernel lacks,
+        // for every container, and its failures come back as errors anyway.
+        if !event.metadata().target().starts_with("eci") {
+            return;
+        }
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            _ => return,
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log);
-        if let Ok(mut file) = file {
-            let _ = file.write_all(line.as_bytes());
+        let mut message = EventText(String::new());
+        event.record(&mut message);
+        append_log(&self.log, self.json, level, &message.0);
+    }
+}
+
+/// An event's message, then its other fields as `name=value`.
+struct EventText(String);
+
+impl tracing::field::Visit for EventText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
         }
     }
 }
@@ -160,6 +204,14 @@ fn main() -> ExitCode {
         json: opts.global.log_format.as_deref() == Some("json"),
         settings: opts.settings.clone(),
     };
+    if let Some(log) = &ctx.log {
+        use tracing_subscriber::layer::SubscriberExt;
+        let layer = LogLayer {
+            log: log.clone(),
+            json: ctx.json,
+        };
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+    }
     if opts.global.systemd_cgroup {
         ctx.report("--systemd-cgroup is not supported: eci manages cgroups through cgroupfs");
         return ExitCode::from(1);

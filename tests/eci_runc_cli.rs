@@ -225,3 +225,48 @@ fn signals_to_a_detached_execs_pid_reach_the_process() {
     }
     assert!(setup.runc(&["delete", "--force", id]).status.success());
 }
+
+#[test]
+fn the_librarys_warnings_reach_the_log_file() {
+    // containerd and dockerd show the runtime's log file; eci's own warnings belong there,
+    // in runc's JSON lines, and other crates' chatter does not.
+    let setup = Setup::new(&["true"]);
+    let settings = setup.dir.path().join("settings.json");
+    std::fs::write(
+        &settings,
+        r#"{"configurationFileVersion": 2, "enhancedContainerIsolation": {"value": false}}"#,
+    )
+    .unwrap();
+    let log = setup.dir.path().join("log.json");
+    let run = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--log")
+        .arg(&log)
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--bundle",
+            &setup.bundle(),
+            "logged",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(run.success());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["level"], "warning");
+    assert!(lines[0]["msg"]
+        .as_str()
+        .unwrap()
+        .contains("switch Enhanced Container Isolation off"));
+}
