@@ -770,13 +770,14 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
         ];
         for exec in &execs {
             fds.push(PollFd::new(exec.process.pidfd().as_fd(), PollFlags::POLLIN));
-            // A client that went away is not listened to again.
-            let events = if exec.connected {
-                PollFlags::POLLIN
+            // A client that went away is not listened to again: its stream would report its
+            // hang-up on every poll (a paused container's process may take long to die). The
+            // process's pidfd without events keeps the indices aligned instead.
+            fds.push(if exec.connected {
+                PollFd::new(exec.stream.as_fd(), PollFlags::POLLIN)
             } else {
-                PollFlags::empty()
-            };
-            fds.push(PollFd::new(exec.stream.as_fd(), events));
+                PollFd::new(exec.process.pidfd().as_fd(), PollFlags::empty())
+            });
         }
         poll(&mut fds, PollTimeout::NONE)?;
         let ready: Vec<bool> = fds
@@ -841,6 +842,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
                     process,
                     stream,
                     connected: true,
+                    pending: Vec::new(),
                 }),
                 Served::Deleted(stream) => {
                     // Exec'd processes die with the container; their clients get their codes.
@@ -869,6 +871,8 @@ struct Exec {
     process: ExecProcess,
     stream: UnixStream,
     connected: bool,
+    /// What the client sent that is not a whole line yet.
+    pending: Vec<u8>,
 }
 
 impl Exec {
@@ -884,12 +888,20 @@ impl Exec {
                 let _ = self.process.kill(libc::SIGKILL);
             }
             Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]);
-                for line in text.lines() {
-                    let signal = line.strip_prefix("signal ").and_then(|s| s.parse().ok());
+                self.pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = self.pending.drain(..=end).collect();
+                    let signal = std::str::from_utf8(&line)
+                        .ok()
+                        .and_then(|l| l.trim_end().strip_prefix("signal "))
+                        .and_then(|s| s.parse().ok());
                     if let Some(signal) = signal {
                         let _ = self.process.kill(signal);
                     }
+                }
+                if self.pending.len() > 1024 {
+                    // Not a client of ours: never let it grow the monitor.
+                    self.pending.clear();
                 }
             }
         }
@@ -1119,7 +1131,9 @@ fn forward_signals(stream: &UnixStream) -> Result<(), Error> {
     let mut out = stream.try_clone()?;
     std::thread::spawn(move || {
         while let Ok(signal) = set.wait() {
-            if writeln!(out, "signal {}", signal as i32).is_err() {
+            // One write per line: the monitor reads whatever has arrived.
+            let line = format!("signal {}\n", signal as i32);
+            if out.write_all(line.as_bytes()).is_err() {
                 return;
             }
         }

@@ -221,7 +221,27 @@ fn signals_to_a_detached_execs_pid_reach_the_process() {
             .unwrap();
         // SAFETY: kill takes plain integers.
         assert_eq!(unsafe { libc::kill(stand_in, signal) }, 0);
-        assert!(settle(1), "signal {signal} ended the exec'd process");
+        if !settle(1) {
+            let ps = setup.runc(&["ps", "--format", "json", id]);
+            let status = |pid: &str| {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("Sig") || l.starts_with("State"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let pids = String::from_utf8_lossy(&ps.stdout).to_string();
+            let details: Vec<String> = pids
+                .trim_matches(|c| c == '[' || c == ']' || c == '\n')
+                .split(',')
+                .map(|pid| format!("{pid}: {}", status(pid.trim())))
+                .collect();
+            panic!(
+                "signal {signal} did not end the exec'd process: {details:?}; stand-in {stand_in}: {}",
+                status(&stand_in.to_string())
+            );
+        }
     }
     assert!(setup.runc(&["delete", "--force", id]).status.success());
 }
