@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use eci_idmap::idmapped;
 
 use eci_ns::failure::{Failure, Stage};
-use eci_ns::sys::{self, check, check_int, Errno, SysResult};
+use eci_ns::sys::{self, check, check_int, Errno, FdPath, SysResult};
 
 use crate::plan::{Idmap, MountPlan, PointKind, RootPath, Source, Step};
 
@@ -82,25 +82,6 @@ struct Fd(RawFd);
 impl Drop for Fd {
     fn drop(&mut self) {
         sys::close(self.0);
-    }
-}
-
-/// "/proc/self/fd/N" in a stack buffer.
-struct FdPath {
-    buf: [u8; 32],
-}
-
-impl FdPath {
-    fn new(fd: RawFd) -> FdPath {
-        let mut buf = [0u8; 32];
-        let prefix = b"/proc/self/fd/";
-        buf[..prefix.len()].copy_from_slice(prefix);
-        sys::write_decimal(&mut buf[prefix.len()..], u64::from(fd.unsigned_abs()));
-        FdPath { buf }
-    }
-
-    fn as_cstr(&self) -> &CStr {
-        CStr::from_bytes_until_nul(&self.buf).expect("the buffer always ends in NUL")
     }
 }
 

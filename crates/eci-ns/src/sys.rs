@@ -293,6 +293,33 @@ pub fn waitpid(pid: i32) -> SysResult<i32> {
     Ok(status)
 }
 
+/// "/proc/self/fd/N" in a stack buffer: the path that names what descriptor N is open on, for
+/// calls that take a path (mount's source, say) after fork, where nothing may allocate.
+///
+/// ```
+/// assert_eq!(eci_ns::sys::FdPath::new(7).as_cstr(), c"/proc/self/fd/7");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct FdPath {
+    buf: [u8; 32],
+}
+
+impl FdPath {
+    /// The path of descriptor `fd`.
+    pub fn new(fd: RawFd) -> FdPath {
+        let mut buf = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        buf[..prefix.len()].copy_from_slice(prefix);
+        write_decimal(&mut buf[prefix.len()..], u64::from(fd.unsigned_abs()));
+        FdPath { buf }
+    }
+
+    /// The path, NUL-terminated.
+    pub fn as_cstr(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.buf).unwrap_or(c"")
+    }
+}
+
 /// A filesystem context of the new mount API: created with [`FsContext::open`], configured,
 /// then made into a detached mount with [`FsContext::mount`]. Allocation-free, for use after
 /// fork.

@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
-use eci_ns::sys::{self, check, check_int, Errno, Forked, FsContext, SysResult};
+use eci_ns::sys::{self, check, check_int, Errno, FdPath, Forked, FsContext, SysResult};
 
 /// The host half's private workshop, in the helper's private namespaces only: filesystems are
 /// built and masked here, where nothing propagates. Mode 0711: the helper, once container root,
@@ -284,12 +284,8 @@ fn enter_minimal_root(sources: &mut Sources) -> SysResult<()> {
         sys::close(check_int(unsafe {
             libc::open(target.as_ptr(), flags, 0o600)
         })?);
-        let mut source = [0u8; 32];
-        let prefix = b"/proc/self/fd/";
-        source[..prefix.len()].copy_from_slice(prefix);
-        sys::write_decimal(&mut source[prefix.len()..], *fd as u64);
-        let source = CStr::from_bytes_until_nul(&source).map_err(|_| Errno(libc::EINVAL))?;
-        sys::mount(Some(source), target, None, libc::MS_BIND, None)?;
+        let source = FdPath::new(*fd);
+        sys::mount(Some(source.as_cstr()), target, None, libc::MS_BIND, None)?;
     }
     // SAFETY: NUL-terminated paths; pivot_root takes two paths.
     unsafe {
@@ -774,12 +770,7 @@ fn apply_binds(
     for ((_, rel), fd) in binds.iter().zip(sources) {
         let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
         let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
-        let mut source = [0u8; 32];
-        let prefix = b"/proc/self/fd/";
-        source[..prefix.len()].copy_from_slice(prefix);
-        sys::write_decimal(&mut source[prefix.len()..], *fd as u64);
-        let source = CStr::from_bytes_until_nul(&source).map_err(|_| Errno(libc::EINVAL))?;
-        bind(source, path, 0, writable)?;
+        bind(FdPath::new(*fd).as_cstr(), path, 0, writable)?;
     }
     Ok(())
 }
