@@ -41,6 +41,20 @@ impl Setup {
             .unwrap()
     }
 
+    /// A command whose stdio a container process keeps (`run --detach`, `exec --detach`):
+    /// there is no end of its output to wait for, so it gets none.
+    fn runc_detached(&self, args: &[&str]) -> bool {
+        Command::new(eci_runc())
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
     fn bundle(&self) -> String {
         self.dir.path().join("bundle").display().to_string()
     }
@@ -66,16 +80,7 @@ impl Drop for Setup {
 fn an_exec_client_gets_the_exit_code_when_the_container_is_force_deleted() {
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "exec-on-delete";
-    // The container keeps run's stdio: nothing to read to its end.
-    let run = Command::new(eci_runc())
-        .arg("--root")
-        .arg(setup.dir.path().join("root"))
-        .args(["run", "--detach", "--bundle", &setup.bundle(), id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(run.success());
+    assert!(setup.runc_detached(&["run", "--detach", "--bundle", &setup.bundle(), id]));
     let exec = std::thread::scope(|scope| {
         let exec = scope.spawn(|| setup.runc(&["exec", id, "sleep", "1000"]));
         // Wait until the exec'd sleep runs beside the init's.
@@ -138,18 +143,16 @@ fn a_containers_helpers_hold_none_of_the_hosts_mounts() {
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "helper-mounts";
     let pid_file = setup.dir.path().join("pid");
-    let run = Command::new(eci_runc())
-        .arg("--root")
-        .arg(setup.dir.path().join("root"))
-        .args(["run", "--detach", "--bundle", &setup.bundle()])
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(id)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(run.success());
+    let pid_path = pid_file.to_str().unwrap();
+    assert!(setup.runc_detached(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &setup.bundle(),
+        "--pid-file",
+        pid_path,
+        id
+    ]));
     let monitor = std::fs::read_to_string(&pid_file).unwrap();
     let children = std::fs::read_to_string(format!("/proc/{monitor}/task/{monitor}/children"))
         .unwrap_or_default();
@@ -180,15 +183,7 @@ fn signals_to_a_detached_execs_pid_reach_the_process() {
     // passed on) must end it too.
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "exec-signals";
-    let run = Command::new(eci_runc())
-        .arg("--root")
-        .arg(setup.dir.path().join("root"))
-        .args(["run", "--detach", "--bundle", &setup.bundle(), id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(run.success());
+    assert!(setup.runc_detached(&["run", "--detach", "--bundle", &setup.bundle(), id]));
     let processes = || -> usize {
         let ps = setup.runc(&["ps", "--format", "json", id]);
         serde_json::from_slice::<Vec<i32>>(&ps.stdout).map_or(0, |p| p.len())
@@ -201,18 +196,17 @@ fn signals_to_a_detached_execs_pid_reach_the_process() {
     };
     for signal in [libc::SIGTERM, libc::SIGKILL] {
         let pid_file = setup.dir.path().join(format!("exec-{signal}.pid"));
-        // The process keeps exec's stdio: nothing to read to its end.
-        let exec = Command::new(eci_runc())
-            .arg("--root")
-            .arg(setup.dir.path().join("root"))
-            .args(["exec", "--detach", "--pid-file"])
-            .arg(&pid_file)
-            .args([id, "sleep", "1000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(exec.success());
+        let pid_path = pid_file.to_str().unwrap();
+        let exec = [
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_path,
+            id,
+            "sleep",
+            "1000",
+        ];
+        assert!(setup.runc_detached(&exec));
         assert!(settle(2), "the exec'd sleep runs beside the init");
         let stand_in: i32 = std::fs::read_to_string(&pid_file)
             .unwrap()
