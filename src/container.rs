@@ -445,7 +445,13 @@ impl Container {
         self.console = handover.console;
         let listener = handover.listener;
         let registration = self.resources.virtual_files.as_ref();
-        let mut config = helper_config(&self.init, &self.policy, &self.spec, registration)?;
+        let mut config = helper_config(
+            &self.init,
+            &self.policy,
+            &self.spec,
+            registration,
+            self.mapping,
+        )?;
         if self.policy.procfs.get(ProcFile::Sysinfo) {
             config.sysinfo = self
                 .resources

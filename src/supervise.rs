@@ -84,6 +84,7 @@ pub(crate) fn helper_config(
     policy: &Policy,
     spec: &Spec,
     virtual_files: Option<&crate::virt::Registration>,
+    mapping: eci_policy::ids::IdMapping,
 ) -> Result<HelperConfig> {
     let pid = init.pid();
     let mounts = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
@@ -122,9 +123,11 @@ pub(crate) fn helper_config(
             ),
         None => masks,
     };
-    let masks = match container_gids(pid) {
-        Some((host_start, count)) => masks.with_gids(host_start, count),
-        None => masks,
+    // A procfs `gid=` is translated from 0 up; a block mapped elsewhere refuses it.
+    let masks = if mapping.container_start == 0 {
+        masks.with_gids(mapping.host_start, mapping.size)
+    } else {
+        masks
     };
     Ok(HelperConfig {
         policy,
@@ -132,22 +135,6 @@ pub(crate) fn helper_config(
         initial,
         masks,
         sysinfo: None,
-    })
-}
-
-/// The container's gids from 0 as the host numbers them (host start, count), from the gid_map
-/// line that begins at 0.
-fn container_gids(pid: i32) -> Option<(u32, u32)> {
-    let map = std::fs::read_to_string(format!("/proc/{pid}/gid_map")).ok()?;
-    map.lines().find_map(|line| {
-        let numbers: Vec<u32> = line
-            .split_whitespace()
-            .map(|n| n.parse().ok())
-            .collect::<Option<_>>()?;
-        match numbers[..] {
-            [0, host_start, count] => Some((host_start, count)),
-            _ => None,
-        }
     })
 }
 
