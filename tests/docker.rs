@@ -73,15 +73,27 @@ impl Dockerd {
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
+        self.docker_with_input(args, "")
+    }
+
+    /// `docker ARGS` with `input` on its standard input.
+    fn docker_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("docker")
             .env(
                 "DOCKER_HOST",
                 format!("unix://{}", self.dir.path().join("docker.sock").display()),
             )
             .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
     }
 
     /// Runs `docker run --rm --runtime=eci --network none ARGS`; (exit code, stdout, stderr).
@@ -234,6 +246,60 @@ fn docker_runs_containers_through_eci_runc() {
     let diff = docker.docker(&["diff", "layers"]);
     assert_eq!(String::from_utf8_lossy(&diff.stdout), "A /new\n");
     assert!(docker.docker(&["rm", "layers"]).status.success());
+
+    // An interactive shell's input (`docker run -i`) reaches the container and its answers
+    // come back.
+    let shell = docker.docker_with_input(
+        &[
+            "run",
+            "-i",
+            "--rm",
+            "--runtime=eci",
+            "--network",
+            "none",
+            "eci-busybox",
+            "sh",
+        ],
+        "echo hello from stdin; id -u; exit 4\n",
+    );
+    assert_eq!(
+        (
+            shell.status.code(),
+            String::from_utf8_lossy(&shell.stdout).as_ref()
+        ),
+        (Some(4), "hello from stdin\n0\n"),
+        "{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
+
+    // `docker run -it`: the client needs a terminal of its own, which script(1) gives it; the
+    // shell in the container gets one too (from its own devpts) and reads the typed lines.
+    let sock = format!("unix://{}", docker.dir.path().join("docker.sock").display());
+    let command =
+        format!("docker -H {sock} run -it --rm --runtime=eci --network none eci-busybox sh");
+    let mut typed = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::{Read, Write};
+    // Typed, and held open until the session ends: an end of input would end it first.
+    let mut stdin = typed.stdin.take().unwrap();
+    stdin.write_all(b"tty; exit 6\n").unwrap();
+    let mut seen = String::new();
+    typed
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    let status = typed.wait().unwrap();
+    drop(stdin);
+    let seen = seen.replace('\r', "");
+    assert_eq!(status.code(), Some(6), "{seen}");
+    assert!(seen.contains("/dev/pts/0\n"), "{seen}");
 
     // Limits and read-only roots.
     let (_, out, err) = docker.run(&[
