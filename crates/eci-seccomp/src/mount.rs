@@ -523,7 +523,7 @@ fn namespace_id(piddir: RawFd, name: &CStr) -> SysResult<u64> {
     parse_namespace_link(&buf[..len]).ok_or(Errno(libc::EIO))
 }
 
-/// The number in "type:[number]".
+/// The number in "type:\[number\]".
 pub fn parse_namespace_link(link: &[u8]) -> Option<u64> {
     let open = link.iter().position(|b| *b == b'[')?;
     let digits = link.get(open + 1..link.len().checked_sub(1)?)?;
