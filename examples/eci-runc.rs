@@ -845,9 +845,8 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
                     pending: Vec::new(),
                 }),
                 Served::Deleted(stream) => {
-                    // Exec'd processes die with the container; their clients get their codes.
-                    // They are reaped first: a PID namespace's init finishes exiting only once
-                    // every process of the namespace has been reaped.
+                    // Exec'd processes die with the container; their clients get their codes
+                    // (the facade's wait would reap them too, but tells no one).
                     report_exits(&mut execs);
                     let _ = std::fs::remove_file(ctx.socket(id));
                     let code = match container.state() {

@@ -77,13 +77,15 @@ impl Dockerd {
     }
 
     /// `docker ARGS` with `input` on its standard input.
+    /// The daemon's address, as DOCKER_HOST takes it.
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
     fn docker_with_input(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;
         let mut child = Command::new("docker")
-            .env(
-                "DOCKER_HOST",
-                format!("unix://{}", self.dir.path().join("docker.sock").display()),
-            )
+            .env("DOCKER_HOST", self.host())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -136,9 +138,9 @@ impl Dockerd {
             "scripts/busybox-bundle (needs busybox-static and jq)"
         );
         let import = format!(
-            "tar -C {} -c . | DOCKER_HOST=unix://{} docker import - eci-busybox",
+            "tar -C {} -c . | DOCKER_HOST={} docker import - eci-busybox",
             bundle.join("rootfs").display(),
-            self.dir.path().join("docker.sock").display()
+            self.host()
         );
         let status = Command::new("sh")
             .args(["-c", &import])
@@ -274,9 +276,10 @@ fn docker_runs_containers_through_eci_runc() {
 
     // `docker run -it`: the client needs a terminal of its own, which script(1) gives it; the
     // shell in the container gets one too (from its own devpts) and reads the typed lines.
-    let sock = format!("unix://{}", docker.dir.path().join("docker.sock").display());
-    let command =
-        format!("docker -H {sock} run -it --rm --runtime=eci --network none eci-busybox sh");
+    let command = format!(
+        "docker -H {} run -it --rm --runtime=eci --network none eci-busybox sh",
+        docker.host()
+    );
     let mut typed = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .stdin(Stdio::piped())
