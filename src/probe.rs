@@ -24,6 +24,9 @@
 //! eci-probe write FILE VALUE                     write VALUE to FILE in one write(2)
 //! eci-probe bench-read FILE MILLIS               open+read+close of FILE for MILLIS ms:
 //!                                                 "reads/s"
+//! eci-probe churn-mount MILLIS DIR               tmpfs mount+umount pairs on DIR for MILLIS ms:
+//!                                                 how often each call answered what, as
+//!                                                 "mount:ok=N umount:ok=N ..." sorted
 //! eci-probe race-fstype N DIR                     N mounts on DIR whose type a second thread
 //!                                                 flips between tmpfs and ramfs meanwhile:
 //!                                                 "tmpfs T ramfs R refused E"
@@ -225,6 +228,10 @@ pub fn run(args: &[&str]) -> String {
             Ok(n) => race_fstype(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
         },
+        ["churn-mount", millis, dir] => match millis.parse() {
+            Ok(millis) => churn_mount(millis, dir),
+            Err(_) => format!("usage error: {millis} is not a number of milliseconds"),
+        },
         ["bench-mount", n, dir] => match n.parse() {
             Ok(n) => bench_mount(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
@@ -254,6 +261,23 @@ fn bench_mount(n: usize, dir: &str) -> String {
     pairs.sort_by(f64::total_cmp);
     let at = |q: f64| pairs[((pairs.len() - 1) as f64 * q).round() as usize];
     format!("{:.1} {:.1} {:.1}", at(0.5), at(0.99), mean)
+}
+
+/// Mounts and unmounts a tmpfs on `dir` for `millis` ms, whatever each call answers, and counts
+/// the answers per call.
+fn churn_mount(millis: u64, dir: &str) -> String {
+    let mut answers = std::collections::BTreeMap::<String, u64>::new();
+    let deadline = std::time::Duration::from_millis(millis);
+    let start = std::time::Instant::now();
+    while start.elapsed() < deadline {
+        let mounted = mount(Some("none"), dir, Some("tmpfs"), 0, None);
+        *answers.entry(format!("mount:{mounted}")).or_default() += 1;
+        // SAFETY: a valid NUL-terminated path.
+        let unmounted = answer(unsafe { libc::umount2(c(dir).as_ptr(), 0) } as libc::c_long);
+        *answers.entry(format!("umount:{unmounted}")).or_default() += 1;
+    }
+    let counts: Vec<String> = answers.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    counts.join(" ")
 }
 
 /// How many times a second `file` can be opened, read whole and closed, over `millis` ms.

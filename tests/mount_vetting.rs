@@ -268,3 +268,163 @@ fn cleanup_after_crash(state: &Path, id: &str) {
         let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+/// The mount helpers serving the container whose init is `init`: this process's children in the
+/// container's user namespace but in our PID namespace (the container's processes are in its
+/// own). A killed helper not yet reaped has no namespaces left to read and is not listed.
+fn mount_helpers(init: i32) -> Vec<i32> {
+    let ns = |pid: &str, name: &str| std::fs::read_link(format!("/proc/{pid}/ns/{name}")).ok();
+    let userns = ns(&init.to_string(), "user").expect("the container runs");
+    let our_pidns = ns("self", "pid");
+    let me = std::process::id().to_string();
+    let parent = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after_name = stat
+            .rsplit_once(") ")
+            .map_or("", |(_, rest)| rest)
+            .to_string();
+        after_name.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let pid = pid.to_string();
+            ns(&pid, "user").as_ref() == Some(&userns)
+                && ns(&pid, "pid") == our_pidns
+                && parent(&pid) == me
+        })
+        .collect()
+}
+
+/// Kills the container's one mount helper and waits for the runtime to have started another;
+/// returns the new one's pid, or `None` if none came within a few seconds.
+fn kill_mount_helper(init: i32) -> Option<i32> {
+    let helpers = mount_helpers(init);
+    assert_eq!(helpers.len(), 1, "one mount helper: {helpers:?}");
+    let old = helpers[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for _ in 0..300 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        match mount_helpers(init)[..] {
+            [new] if new != old => return Some(new),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A container running `script` with a pipe to its stdin.
+fn with_stdin(name: &str, script: &str) -> (common::TestContainer, std::io::PipeWriter) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stdin = Some(std::os::fd::OwnedFd::from(reader));
+    let c = common::create_full(
+        common::runtime(),
+        name,
+        &["sh", "-c", script],
+        stdin,
+        |_| {},
+    );
+    (c, writer)
+}
+
+#[test]
+fn a_mount_helper_that_dies_is_replaced_and_vetting_goes_on() {
+    let script = "mkdir -p /tmp/x; echo ready; read go; \
+                  /probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms";
+    let (mut c, mut go) = with_stdin("helper-replaced", script);
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ready\n");
+    let init = c.container().pid();
+    assert!(kill_mount_helper(init).is_some(), "a new helper starts");
+    use std::io::Write;
+    writeln!(go, "go").unwrap();
+    let (code, out) = c.finish();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "EPERM"],
+        "the new helper performs what is allowed and refuses what is not"
+    );
+}
+
+#[test]
+fn a_call_in_flight_when_its_helper_dies_is_answered() {
+    // The container mounts and unmounts without pause, so a killed helper is almost always in
+    // the middle of a call; a call it left unanswered would wait forever.
+    let script = "mkdir -p /tmp/x; echo ready; \
+                  /probe churn-mount 3000 /tmp/x , mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms";
+    let (mut c, _stdin) = with_stdin("helper-in-flight", script);
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ready\n");
+    let init = c.container().pid();
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(kill_mount_helper(init).is_some(), "a new helper starts");
+    }
+    let mut container = c.container.take().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = container.wait().unwrap();
+        let _ = done.send(());
+        (container, status)
+    });
+    let timely = finished.recv_timeout(std::time::Duration::from_secs(30));
+    if timely.is_err() {
+        // Leave the container to the process's end: waiting for it would hang the test.
+        panic!("a mount call was left waiting after its helper died");
+    }
+    let (container, status) = waiter.join().unwrap();
+    c.container = Some(container);
+    let out = c.read_stdout();
+    assert_eq!(status.code(), 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for count in lines[0].split(' ') {
+        let (answer, n) = count.split_once('=').unwrap();
+        assert!(
+            [
+                "mount:ok",
+                "mount:ENOSYS",
+                "umount:ok",
+                "umount:ENOSYS",
+                "umount:EINVAL"
+            ]
+            .contains(&answer),
+            "{answer} ({n} times) in {out}"
+        );
+    }
+    assert!(lines[0].starts_with("mount:"), "{out}");
+    assert_eq!(lines[1..], ["ok", "EPERM"], "vetting goes on: {out}");
+}
+
+#[test]
+fn a_mount_helper_that_keeps_dying_leaves_mount_calls_failing() {
+    let script = "mkdir -p /tmp/x; echo ready; read go; \
+                  /probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms";
+    let (mut c, mut go) = with_stdin("helper-gives-up", script);
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ready\n");
+    let init = c.container().pid();
+    let mut replaced = 0;
+    while kill_mount_helper(init).is_some() {
+        replaced += 1;
+        assert!(replaced <= 5, "helpers are replaced without end");
+    }
+    assert_eq!(replaced, 5, "five replacements, then none");
+    assert_eq!(mount_helpers(init), Vec::<i32>::new());
+    use std::io::Write;
+    writeln!(go, "go").unwrap();
+    let (code, out) = c.finish();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ENOSYS", "ENOSYS"],
+        "with nobody to vet them, mount calls fail"
+    );
+}

@@ -74,6 +74,14 @@ impl PidFd {
         PidFd { fd, pid }
     }
 
+    /// A second descriptor for the same process.
+    pub fn try_clone(&self) -> std::io::Result<PidFd> {
+        Ok(PidFd {
+            fd: self.fd.try_clone()?,
+            pid: self.pid,
+        })
+    }
+
     /// The pid in the caller's PID namespace.
     pub fn pid(&self) -> i32 {
         self.pid

@@ -17,8 +17,11 @@
 //!
 //! The caller's memory is never read again, so changing it after the check changes nothing, and
 //! no call is ever answered with "continue". A refusal is also reported to the runtime, for its
-//! log. If the helper dies, the supervisor closes its own descriptor; if the runtime dies, the
-//! helper exits: either way every descriptor of the listener is closed and the kernel answers
+//! log. If the helper dies, the supervisor answers the call it was handling (see
+//! [`InFlight`](crate::notify::InFlight)) and starts a new helper on the same listener, which
+//! serves the calls that waited meanwhile; a helper that keeps dying is not replaced, and the
+//! supervisor then closes its own descriptor. If the runtime dies, the helper exits. Either way,
+//! once nothing serves it, every descriptor of the listener is closed and the kernel answers
 //! ENOSYS to the container's mount calls.
 
 use std::ffi::CStr;
@@ -37,8 +40,8 @@ use eci_policy::mount::{
 };
 
 use crate::fresh::{enter_own_namespace, start_host_half, Fresh, HostHalf, Masks};
-use crate::notify::{id_valid, read_cstr, respond, Listener, Notification, Reply};
-use crate::supervisor::Handler;
+use crate::notify::{id_valid, read_cstr, respond, InFlight, Listener, Notification, Reply};
+use crate::supervisor::{EventOutcome, Handler};
 
 const CAP_SYS_ADMIN: u32 = 21;
 /// What the helper knows about the container, fixed when it starts.
@@ -266,30 +269,77 @@ impl PidDirs {
 }
 
 /// Receives one notification on the helper's descriptor of the listener and answers it. Runs
-/// after fork: allocation-free. Refusals are reported on `channel`, without waiting.
-fn handle_one(config: &HelperConfig, fds: Fds, view: &View, half: &HostHalf, channel: &Channel) {
+/// after fork: allocation-free. Refusals are reported on `channel`, without waiting. The call is
+/// recorded in `in_flight` until answered, for whoever replaces this helper if it dies.
+fn handle_one(helper: &HelperState<'_>, channel: &Channel) {
+    let fds = helper.fds;
     let n = match Listener::receive_raw(fds.listener) {
         Ok(Some(n)) => n,
         _ => return,
     };
+    helper.in_flight.begin(n.id);
     if i64::from(n.nr) == libc::SYS_sysinfo {
-        return forward_sysinfo(config, fds, &n, channel);
+        forward_sysinfo(helper.config, fds, &n, channel);
+    } else {
+        vet_and_answer(helper, &n, channel);
     }
+    helper.in_flight.end();
+}
+
+/// Answers a mount or umount2 call, recording the outcome first.
+fn vet_and_answer(helper: &HelperState<'_>, n: &Notification, channel: &Channel) {
     let mut buffers = Buffers {
         source: [0; 4096],
         target: [0; 4096],
         fstype: [0; 256],
         data: [0; 4096],
     };
-    let call = match copy_call(&n, &mut buffers) {
+    let Some((errno, rule, target)) = vet_copied(helper, n, &mut buffers) else {
+        return;
+    };
+    helper.in_flight.performed(errno);
+    let reply = if errno == 0 {
+        Reply::Success(0)
+    } else {
+        Reply::Error(errno)
+    };
+    let _ = respond(helper.fds.listener, n.id, reply);
+    if rule != 0 {
+        let mut event = [0u8; 512];
+        let len = encode_event(n.pid, errno, rule, target.to_bytes(), &mut event);
+        let _ = channel.try_send_bytes(&event[..len]);
+    }
+}
+
+/// What a helper works with: fixed at its start, shared (by copy) with its forked process.
+struct HelperState<'a> {
+    config: &'a HelperConfig,
+    fds: Fds,
+    view: &'a View,
+    half: &'a HostHalf,
+    in_flight: &'a InFlight,
+}
+
+/// Copies the call's arguments into `buffers`, decides and performs: (errno, the rule that
+/// refused it or 0, the target). `None` when the caller went away and nobody is to be answered.
+fn vet_copied<'b>(
+    helper: &HelperState<'_>,
+    n: &Notification,
+    buffers: &'b mut Buffers,
+) -> Option<(i32, u32, &'b CStr)> {
+    let HelperState {
+        config,
+        fds,
+        view,
+        half,
+        ..
+    } = *helper;
+    let call = match copy_call(n, buffers) {
         Ok(call) => call,
-        Err(Errno(errno)) => {
-            let _ = respond(fds.listener, n.id, Reply::Error(errno));
-            return;
-        }
+        Err(Errno(errno)) => return Some((errno, 0, c"")),
     };
     let outcome = match view.pids.cached(n.pid) {
-        Some(piddir) => match vet_and_perform(config, fds, view, half, &n, &call, piddir) {
+        Some(piddir) => match vet_and_perform(config, fds, view, half, n, &call, piddir) {
             // The cached directory belongs to a process that has exited.
             Err(Errno(libc::ESRCH | libc::ENOENT)) => None,
             other => Some(other),
@@ -299,26 +349,15 @@ fn handle_one(config: &HelperConfig, fds: Fds, view: &View, half: &HostHalf, cha
     let outcome = match outcome {
         Some(outcome) => outcome,
         None => match view.pids.open(fds.host_proc, n.pid) {
-            Ok(piddir) => vet_and_perform(config, fds, view, half, &n, &call, piddir),
+            Ok(piddir) => vet_and_perform(config, fds, view, half, n, &call, piddir),
             Err(errno) => Err(errno),
         },
     };
-    let (errno, rule) = match outcome {
-        Ok(Some(answer)) => answer,
+    match outcome {
+        Ok(Some((errno, rule))) => Some((errno, rule, call.target)),
         // The caller is gone: there is nobody to answer.
-        Ok(None) => return,
-        Err(Errno(e)) => (e, 0),
-    };
-    let reply = if errno == 0 {
-        Reply::Success(0)
-    } else {
-        Reply::Error(errno)
-    };
-    let _ = respond(fds.listener, n.id, reply);
-    if rule != 0 {
-        let mut event = [0u8; 512];
-        let len = encode_event(n.pid, errno, rule, call.target.to_bytes(), &mut event);
-        let _ = channel.try_send_bytes(&event[..len]);
+        Ok(None) => None,
+        Err(Errno(e)) => Some((e, 0, call.target)),
     }
 }
 
@@ -625,17 +664,32 @@ fn log_event(event: &[u8]) {
     }
 }
 
-/// The supervisor's handler for one container: forwards each notification to the container's
-/// mount helper, which answers it.
+/// The supervisor's handler for one container: watches the container's mount helper, which
+/// receives and answers the notifications itself, and starts a new one on the same listener if
+/// it dies.
 #[derive(Debug)]
 pub struct MountVetter {
-    helper: Helper,
-    /// The runtime's own descriptor of the listener, to answer sysinfo calls; dropped as soon
-    /// as the helper is gone, so that no descriptor keeps the listener open (the kernel then
-    /// fails the container's trapped calls with ENOSYS instead of leaving them waiting).
+    /// The helper serving now; `None` once it is gone for good.
+    helper: std::sync::Mutex<Option<Helper>>,
+    /// The runtime's own descriptor of the listener: the number every helper keeps, and what
+    /// sysinfo calls and a dead helper's last call are answered on. Dropped once the helper is
+    /// gone for good, so that no descriptor keeps the listener open (the kernel then fails the
+    /// container's trapped calls with ENOSYS instead of leaving them waiting).
     listener: std::sync::Mutex<Option<Listener>>,
     sysinfo: Option<SysinfoSource>,
+    /// What a replacement helper needs: the process whose user namespace it joins and what the
+    /// first one knew.
+    init: PidFd,
+    config: HelperConfig,
+    in_flight: InFlight,
+    /// When helpers were replaced lately, to give up on one that keeps dying.
+    restarts: std::sync::Mutex<Vec<std::time::Instant>>,
 }
+
+/// A helper may be replaced this many times within [`RESTART_WINDOW`]; one more death and the
+/// container's trapped calls fail (ENOSYS) from then on.
+const MOST_RESTARTS: usize = 5;
+const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl MountVetter {
     /// Answers a sysinfo call the helper handed over: computes the container's figures, checks
@@ -707,43 +761,126 @@ impl MountVetter {
         let listener = listener
             .try_clone()
             .map_err(io("duplicating the listener"))?;
-        let host_proc = std::fs::File::open("/proc").map_err(io("opening /proc"))?;
-        let fds = Fds {
-            listener: listener.as_raw_fd(),
-            host_proc: host_proc.as_raw_fd(),
-        };
-        let view = View::default();
-        let half = HostHalf::default();
-        let on_ready = |channel: &Channel| handle_one(&config, fds, &view, &half, channel);
-        let before_join = || start_host_half(&half, &config.masks);
-        let after_join = || {
-            become_container_root()?;
-            enter_own_namespace(&half)
-        };
-        let serve = |_: &[u8], _: &mut ReceivedFds, _: &mut [u8; MAX_RESPONSE]| None;
-        let helper = Helper::start(&HelperSpec {
-            target: init,
-            join: Namespaces::USER,
-            keep: &[fds.listener, fds.host_proc],
-            before_join: Some(&before_join),
-            after_join: Some(&after_join),
-            serve: &serve,
-            watch: Some((fds.listener, &on_ready)),
-        })?;
-        let sysinfo = config.sysinfo.clone();
-        // The parent's copy of the helper's descriptor answers sysinfo calls.
-        let listener = std::sync::Mutex::new(Some(Listener::new(listener)));
+        let init = init.try_clone().map_err(io("duplicating a pidfd"))?;
+        let in_flight = InFlight::new().map_err(io("mapping the in-flight record"))?;
+        let helper = spawn_helper(&init, listener.as_raw_fd(), &config, &in_flight)?;
         Ok(Arc::new(MountVetter {
-            helper,
-            listener,
-            sysinfo,
+            helper: std::sync::Mutex::new(Some(helper)),
+            sysinfo: config.sysinfo.clone(),
+            listener: std::sync::Mutex::new(Some(Listener::new(listener))),
+            init,
+            config,
+            in_flight,
+            restarts: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
-    /// The helper's pid.
+    /// The pid of the helper serving now (0 once it is gone for good).
     pub fn helper_pid(&self) -> i32 {
-        self.helper.pid()
+        self.lock_helper().as_ref().map_or(0, Helper::pid)
     }
+
+    fn lock_helper(&self) -> std::sync::MutexGuard<'_, Option<Helper>> {
+        self.helper.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The helper died: reap it, answer the call it left, and start another unless helpers keep
+    /// dying or the container is gone. What the supervisor does next.
+    fn replace_helper(&self, why: &HelperError) -> EventOutcome {
+        let mut helper = self.lock_helper();
+        // Dropping the old one kills and reaps it: nothing writes the record any more.
+        let old = helper.take().map_or(0, |h| h.pid());
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(fd) = listener.as_ref().map(AsRawFd::as_raw_fd) else {
+            return EventOutcome::Gone;
+        };
+        if let Some((id, reply)) = self.in_flight.take() {
+            let _ = respond(fd, id, reply);
+        }
+        let replacement = if self.may_restart() {
+            spawn_helper(&self.init, fd, &self.config, &self.in_flight).map_err(|e| e.to_string())
+        } else {
+            Err(format!(
+                "{MOST_RESTARTS} replacements within {RESTART_WINDOW:?}"
+            ))
+        };
+        match replacement {
+            Ok(new) => {
+                tracing::warn!(
+                    helper = old,
+                    new = new.pid(),
+                    "mount helper gone ({why}); a new one took over its listener"
+                );
+                *helper = Some(new);
+                EventOutcome::Replaced
+            }
+            Err(reason) => {
+                // The container's init is gone, or helpers keep dying: fail closed.
+                tracing::warn!(
+                    helper = old,
+                    "mount helper gone ({why}), not replaced ({reason}): the container's mount \
+                     calls now fail"
+                );
+                listener.take();
+                EventOutcome::Gone
+            }
+        }
+    }
+
+    /// Counts a restart, unless [`MOST_RESTARTS`] happened within [`RESTART_WINDOW`].
+    fn may_restart(&self) -> bool {
+        let now = std::time::Instant::now();
+        let mut restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+        restarts.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
+        if restarts.len() >= MOST_RESTARTS {
+            return false;
+        }
+        restarts.push(now);
+        true
+    }
+}
+
+/// Forks a mount helper that joins `init`'s user namespace as its root and serves the listener
+/// descriptor `listener` (which it keeps, at the same number), recording calls in `in_flight`.
+fn spawn_helper(
+    init: &PidFd,
+    listener: RawFd,
+    config: &HelperConfig,
+    in_flight: &InFlight,
+) -> Result<Helper, HelperError> {
+    let host_proc = std::fs::File::open("/proc").map_err(|source| HelperError::Io {
+        what: "opening /proc",
+        source,
+    })?;
+    let fds = Fds {
+        listener,
+        host_proc: host_proc.as_raw_fd(),
+    };
+    let view = View::default();
+    let half = HostHalf::default();
+    let state = HelperState {
+        config,
+        fds,
+        view: &view,
+        half: &half,
+        in_flight,
+    };
+    let on_ready = |channel: &Channel| handle_one(&state, channel);
+    let before_join = || start_host_half(&half, &config.masks);
+    let after_join = || {
+        become_container_root()?;
+        enter_own_namespace(&half)
+    };
+    let serve = |_: &[u8], _: &mut ReceivedFds, _: &mut [u8; MAX_RESPONSE]| None;
+    Helper::start(&HelperSpec {
+        target: init,
+        join: Namespaces::USER,
+        keep: &[fds.listener, fds.host_proc],
+        before_join: Some(&before_join),
+        after_join: Some(&after_join),
+        serve: &serve,
+        watch: Some((fds.listener, &on_ready)),
+    })
 }
 
 /// Joining a user namespace keeps the host's IDs, which the namespace cannot name: what the
@@ -772,25 +909,23 @@ impl Handler for MountVetter {
     }
 
     fn event_fd(&self) -> Option<RawFd> {
-        Some(self.helper.channel_fd())
+        self.lock_helper().as_ref().map(Helper::channel_fd)
     }
 
-    fn on_event(&self) -> bool {
+    fn on_event(&self) -> EventOutcome {
         let mut event = [0u8; MAX_RESPONSE];
         loop {
-            match self.helper.try_recv(&mut event) {
+            let received = match self.lock_helper().as_ref() {
+                Some(helper) => helper.try_recv(&mut event),
+                None => return EventOutcome::Gone,
+            };
+            match received {
                 Ok(Some(len)) if event[..4] == SYSINFO_EVENT.to_ne_bytes() => {
                     self.answer_sysinfo(&event[..len])
                 }
                 Ok(Some(len)) => log_event(&event[..len]),
-                Ok(None) => return true,
-                Err(err) => {
-                    tracing::warn!(helper = self.helper.pid(), "mount helper gone: {err}");
-                    if let Ok(mut listener) = self.listener.lock() {
-                        listener.take();
-                    }
-                    return false;
-                }
+                Ok(None) => return EventOutcome::Served,
+                Err(err) => return self.replace_helper(&err),
             }
         }
     }

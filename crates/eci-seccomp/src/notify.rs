@@ -170,6 +170,98 @@ impl AsRawFd for Listener {
     }
 }
 
+/// The call a helper is handling, kept where the runtime can read it after the helper died.
+///
+/// A notification the helper received but never answered would keep its caller waiting as
+/// long as any descriptor of the listener is open, and a replacement helper holds one; the
+/// kernel offers no way to list received calls. So the helper records each call here (a page
+/// mapped shared before the fork, two stores per call, no syscall), and whoever replaces it
+/// answers the one it left: with the result it recorded if it had performed the call, else
+/// ENOSYS. A helper killed between receiving a call and recording it (a few instructions)
+/// still leaves that caller waiting until it is killed or the container ends.
+#[derive(Debug)]
+pub struct InFlight {
+    slots: std::ptr::NonNull<[std::sync::atomic::AtomicU64; 2]>,
+}
+
+// SAFETY: the mapping is only reached through atomics, and it lives until the owner drops it.
+unsafe impl Send for InFlight {}
+// SAFETY: as above.
+unsafe impl Sync for InFlight {}
+
+/// Marks a recorded result (errno in the low half), so that errno 0 differs from "none".
+const PERFORMED: u64 = 1 << 32;
+
+impl InFlight {
+    /// Maps the shared page. Children forked afterwards share it.
+    pub fn new() -> std::io::Result<InFlight> {
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        // A zeroed page is two zero atomics: nothing in flight.
+        let slots = std::ptr::NonNull::new(page.cast()).ok_or(std::io::ErrorKind::Other)?;
+        Ok(InFlight { slots })
+    }
+
+    fn slots(&self) -> &[std::sync::atomic::AtomicU64; 2] {
+        // SAFETY: the mapping is valid, aligned and zero-initialised until drop.
+        unsafe { self.slots.as_ref() }
+    }
+
+    /// The helper received call `id`. Allocation-free.
+    pub fn begin(&self, id: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.slots()[1].store(0, SeqCst);
+        self.slots()[0].store(id, SeqCst);
+    }
+
+    /// The helper performed the call, which returned `errno` (0 for success). Allocation-free.
+    pub fn performed(&self, errno: i32) {
+        let result = PERFORMED | u64::from(errno as u32);
+        self.slots()[1].store(result, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The helper answered the call, or handed it on. Allocation-free.
+    pub fn end(&self) {
+        self.slots()[0].store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Once the helper is dead: the call it left unanswered, with the answer it would have given
+    /// if it had performed the call, else ENOSYS (the answer of a listener nobody serves).
+    pub fn take(&self) -> Option<(u64, Reply)> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let id = self.slots()[0].swap(0, SeqCst);
+        let result = self.slots()[1].swap(0, SeqCst);
+        if id == 0 {
+            return None;
+        }
+        let reply = match (result & PERFORMED != 0, result as u32 as i32) {
+            (true, 0) => Reply::Success(0),
+            (true, errno) => Reply::Error(errno),
+            (false, _) => Reply::Error(libc::ENOSYS),
+        };
+        Some((id, reply))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // SAFETY: the page mapped in `new`, unmapped once.
+        unsafe { libc::munmap(self.slots.as_ptr().cast(), 4096) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +283,51 @@ mod tests {
             Errno(libc::ENAMETOOLONG)
         );
         assert_eq!(read_cstr(me, 8, &mut out).unwrap_err(), Errno(libc::EFAULT));
+    }
+
+    #[test]
+    fn an_unanswered_call_is_answered_as_far_as_it_got() {
+        let record = InFlight::new().unwrap();
+        assert_eq!(record.take(), None, "nothing yet");
+        record.begin(7);
+        assert_eq!(record.take(), Some((7, Reply::Error(libc::ENOSYS))));
+        assert_eq!(record.take(), None, "taken once");
+        record.begin(8);
+        record.performed(0);
+        assert_eq!(record.take(), Some((8, Reply::Success(0))));
+        record.begin(9);
+        record.performed(libc::EPERM);
+        assert_eq!(record.take(), Some((9, Reply::Error(libc::EPERM))));
+        record.begin(10);
+        record.performed(libc::EPERM);
+        record.end();
+        assert_eq!(record.take(), None, "answered by the helper itself");
+        record.begin(11);
+        assert_eq!(
+            record.take(),
+            Some((11, Reply::Error(libc::ENOSYS))),
+            "no stale result"
+        );
+    }
+
+    #[test]
+    fn a_forked_child_records_where_the_parent_reads() {
+        let record = InFlight::new().unwrap();
+        // SAFETY: the child only stores to shared atomics and exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                record.begin(42);
+                record.performed(libc::EBUSY);
+                // SAFETY: ends the child without running the test harness's destructors.
+                unsafe { libc::_exit(0) }
+            }
+            child => {
+                assert!(child > 0);
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+            }
+        }
+        assert_eq!(record.take(), Some((42, Reply::Error(libc::EBUSY))));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! If the supervisor (or the whole runtime) dies, the listeners close and the kernel fails every
 //! pending and future trapped call with ENOSYS: the container keeps running, its mounts fail,
-//! nothing is performed unvetted.
+//! nothing is performed unvetted. A handler whose helper dies may start another on the same
+//! listener ([`EventOutcome::Replaced`]).
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -34,11 +35,23 @@ pub trait Handler: Send + Sync {
         None
     }
 
-    /// Called when [`Handler::event_fd`] is readable. Returning false ends the registration,
-    /// closing the supervisor's descriptor of the listener (the handler is gone).
-    fn on_event(&self) -> bool {
-        true
+    /// Called when [`Handler::event_fd`] is readable: what the supervisor does next.
+    fn on_event(&self) -> EventOutcome {
+        EventOutcome::Served
     }
+}
+
+/// What a handler's event left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Handled; keep watching the same descriptor.
+    Served,
+    /// The handler replaced whatever was behind its event descriptor (a helper that died and
+    /// was started again): watch [`Handler::event_fd`] anew.
+    Replaced,
+    /// The handler is gone for good: end the registration, closing the supervisor's descriptor
+    /// of the listener.
+    Gone,
 }
 
 struct Entry {
@@ -220,6 +233,23 @@ fn remove(shared: &Shared, id: u64) {
     }
 }
 
+/// Watches a handler's new event descriptor. The old one was closed with whatever it belonged
+/// to, which took it out of the epoll set; the new one may have the same number.
+fn rewatch(shared: &Shared, id: u64, entry: &Entry) {
+    let Some(fd) = entry.handler.event_fd() else {
+        return;
+    };
+    let epoll = shared.epoll.as_raw_fd();
+    match epoll_add(epoll, fd, token(id, Source::Events)) {
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(err) => {
+            tracing::warn!("watching a replaced seccomp handler: {err}; its container's trapped calls now fail");
+            remove(shared, id);
+        }
+    }
+}
+
 fn epoll_add(epoll: RawFd, fd: RawFd, token: u64) -> std::io::Result<()> {
     let mut event = libc::epoll_event {
         events: libc::EPOLLIN as u32,
@@ -267,15 +297,17 @@ fn serve(shared: &Shared) {
                 // Every process that ran the filter is gone.
                 Source::Listener if hangup => remove(shared, id),
                 Source::Listener => {}
-                Source::Events => {
-                    if !entry.handler.on_event() {
+                Source::Events => match entry.handler.on_event() {
+                    EventOutcome::Served => {}
+                    EventOutcome::Replaced => rewatch(shared, id, &entry),
+                    EventOutcome::Gone => {
                         // Fail closed: with the handler gone, nothing may answer "allowed".
                         tracing::warn!(
                             "a seccomp handler is gone; its container's trapped calls now fail"
                         );
                         remove(shared, id);
                     }
-                }
+                },
                 Source::Exit => remove(shared, id),
             }
         }
