@@ -69,6 +69,16 @@ impl Cgroup {
 
     /// Applies `resources` (at creation, and on an update).
     pub(crate) fn apply(&self, resources: &LinuxResources) -> Result<()> {
+        // libcgroups leaves `unified` out on v1 without a word: say the limits cannot be had,
+        // as runc does, rather than run the container without them.
+        let unified = resources.unified().as_ref().is_some_and(|u| !u.is_empty());
+        if unified && matches!(self.manager, AnyCgroupManager::V1(_)) {
+            return Err(self.error(
+                "applying the limits",
+                &"linux.resources.unified sets cgroup v2 files, and this host's controllers are \
+                  on cgroup v1",
+            ));
+        }
         let opt = ControllerOpt {
             resources,
             disable_oom_killer: false,

@@ -90,6 +90,32 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
         |e| matches!(e, Error::CgroupPath(_)),
     ));
     assert!(!std::path::Path::new("/etc/eci-escape").exists());
+    let unified = |key: &str| {
+        let key = key.to_string();
+        move |spec: &mut Spec| {
+            let mut linux = spec.linux().clone().unwrap();
+            let mut resources = linux.resources().clone().unwrap_or_default();
+            resources.set_unified(Some([(key, "1".to_string())].into()));
+            linux.set_resources(Some(resources));
+            spec.set_linux(Some(linux));
+        }
+    };
+    ids.push(expect_error(
+        "unified-core-file",
+        unified("../../cgroup.procs"),
+        |e| {
+            e.to_string()
+                .contains("unified key '../../cgroup.procs' is refused")
+        },
+    ));
+    // libcgroups would leave the limit out on v1 without a word.
+    if Path::new("/sys/fs/cgroup/memory/tasks").exists() {
+        ids.push(expect_error("unified-on-v1", unified("memory.high"), |e| {
+            e.to_string().contains(
+                "unified sets cgroup v2 files, and this host's controllers are on cgroup v1",
+            )
+        }));
+    }
     ids.push(expect_error(
         "relative-destination",
         |spec| {

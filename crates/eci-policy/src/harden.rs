@@ -246,6 +246,14 @@ pub enum HardenError {
     /// A hook outside the allowed directories (hooks run on the host as root).
     #[error("hook {} is outside the allowed hook directories", .0.display())]
     HookNotAllowed(PathBuf),
+    /// A `linux.resources.unified` entry that is not a limit on the container's own cgroup.
+    #[error("linux.resources.unified key '{key}' is refused: {reason}")]
+    UnifiedKey {
+        /// The key as given.
+        key: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
 }
 
 /// Namespaces whose absence from the spec means sharing the host's; refused.
@@ -375,6 +383,9 @@ pub fn harden_with_image(
     linux.set_readonly_paths(Some(readonly.0));
 
     harden_devices(&mut linux, &mut report);
+    if let Some((key, reason)) = refused_unified_key(linux.resources().as_ref()) {
+        return Err(HardenError::UnifiedKey { key, reason });
+    }
     if let Some(sysctls) = linux.sysctl() {
         if let Some(key) = sysctls.keys().find(|key| !is_namespaced_sysctl(key)) {
             return Err(HardenError::GlobalSysctl(key.clone()));
@@ -748,13 +759,87 @@ pub fn updated_resources(
     merge_json(&mut merged, update);
     let mut resources: LinuxResources = serde_json::from_value(merged)?;
     resources.set_devices(Some(safe_device_cgroup()));
+    if let Some((key, reason)) = refused_unified_key(Some(&resources)) {
+        return Err(ResourceUpdateError::UnifiedKey { key, reason });
+    }
     Ok(resources)
 }
 
-/// A resource update that does not make a valid set of limits.
+/// A resource update that cannot be applied.
 #[derive(Debug, thiserror::Error)]
-#[error("the resource update is not a valid set of limits: {0}")]
-pub struct ResourceUpdateError(#[from] serde_json::Error);
+pub enum ResourceUpdateError {
+    /// The merged limits do not make a valid set.
+    #[error("the resource update is not a valid set of limits: {0}")]
+    Invalid(#[from] serde_json::Error),
+    /// A `unified` entry that is not a limit on the container's own cgroup.
+    #[error("linux.resources.unified key '{key}' is refused: {reason}")]
+    UnifiedKey {
+        /// The key as given.
+        key: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+}
+
+/// Cgroup v2 controllers whose interface files `linux.resources.unified` may write.
+pub const UNIFIED_CONTROLLERS: [&str; 8] = [
+    "cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc",
+];
+
+/// The first `linux.resources.unified` key that is not a limit on the container's own cgroup,
+/// with the reason. Each key names a file the runtime writes in the container's cgroup
+/// directory, so a key must be a plain file name (a `/` or `..` would write elsewhere on the
+/// host) of a controller's interface. Core `cgroup.*` files move, freeze or kill processes, and
+/// a cpuset partition takes CPUs from the parent and every sibling; only the core limits on the
+/// container's own subtree are allowed.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use eci_policy::harden::refused_unified_key;
+/// use oci_spec::runtime::LinuxResourcesBuilder;
+///
+/// let with = |key: &str| {
+///     let unified = HashMap::from([(key.to_string(), "1".to_string())]);
+///     LinuxResourcesBuilder::default().unified(unified).build().unwrap()
+/// };
+/// assert_eq!(refused_unified_key(Some(&with("memory.high"))), None);
+/// assert!(refused_unified_key(Some(&with("cgroup.procs"))).is_some());
+/// assert!(refused_unified_key(Some(&with("../../cgroup.procs"))).is_some());
+/// ```
+pub fn refused_unified_key(resources: Option<&LinuxResources>) -> Option<(String, &'static str)> {
+    let unified = resources?.unified().as_ref()?;
+    let mut keys: Vec<&String> = unified.keys().collect();
+    keys.sort();
+    keys.into_iter()
+        .find_map(|key| unified_key_refusal(key).map(|reason| (key.clone(), reason)))
+}
+
+fn unified_key_refusal(key: &str) -> Option<&'static str> {
+    const CORE_LIMITS: [&str; 2] = ["cgroup.max.depth", "cgroup.max.descendants"];
+    const BEYOND_OWN: [&str; 2] = ["cpuset.cpus.partition", "cpuset.cpus.exclusive"];
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !key.contains("..");
+    if !plain {
+        return Some("it is not the plain name of a file in the container's cgroup");
+    }
+    if CORE_LIMITS.contains(&key) {
+        return None;
+    }
+    let (controller, file) = key.split_once('.').unwrap_or((key, ""));
+    if controller == "cgroup" {
+        return Some("core cgroup files other than cgroup.max.depth and cgroup.max.descendants move, freeze or kill processes");
+    }
+    if !UNIFIED_CONTROLLERS.contains(&controller) || file.is_empty() || file.ends_with('.') {
+        return Some("it names no file of a cgroup v2 controller (cpu, cpuset, io, memory, pids, hugetlb, rdma, misc)");
+    }
+    if BEYOND_OWN.contains(&key) {
+        return Some("a cpuset partition takes CPUs from the parent cgroup and every sibling");
+    }
+    None
+}
 
 /// Puts every value `update` has into `into`, object by object; anything else replaces.
 fn merge_json(into: &mut serde_json::Value, update: serde_json::Value) {

@@ -543,3 +543,98 @@ proptest! {
         prop_assert_eq!(updated.pids().as_ref().map(|p| p.limit()), Some(pids.unwrap_or(100)));
     }
 }
+
+fn with_unified(keys: &[&str]) -> LinuxResources {
+    let unified = keys
+        .iter()
+        .map(|k| (k.to_string(), "1".to_string()))
+        .collect();
+    let mut resources = LinuxResources::default();
+    resources.set_unified(Some(unified));
+    resources
+}
+
+#[test]
+fn unified_keys_are_limits_on_the_containers_own_cgroup() {
+    for key in [
+        "memory.high",
+        "memory.swap.max",
+        "cpu.weight",
+        "io.max",
+        "pids.max",
+        "hugetlb.2MB.max",
+        "cgroup.max.depth",
+    ] {
+        assert_eq!(
+            refused_unified_key(Some(&with_unified(&[key]))),
+            None,
+            "{key}"
+        );
+    }
+    for key in [
+        "cgroup.procs",
+        "cgroup.kill",
+        "cgroup.subtree_control",
+        "../cgroup.procs",
+        "/etc/passwd",
+        "memory.high/../../x",
+        "devices.allow",
+        "memory",
+        "memory.",
+        "",
+        "cpuset.cpus.partition",
+    ] {
+        let refused = refused_unified_key(Some(&with_unified(&["memory.max", key])));
+        assert_eq!(refused.map(|(k, _)| k), Some(key.to_string()), "{key}");
+    }
+}
+
+#[test]
+fn a_spec_or_update_writing_outside_its_limits_is_refused() {
+    let mut spec = spec_with_namespaces(&[
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+    ]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_resources(Some(with_unified(&["cgroup.procs"])));
+    spec.set_linux(Some(linux));
+    let err = run(spec).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "linux.resources.unified key 'cgroup.procs' is refused: core cgroup files other than \
+         cgroup.max.depth and cgroup.max.descendants move, freeze or kill processes"
+    );
+    let current = with_unified(&["memory.high"]);
+    let update = with_unified(&["../../cgroup.procs"]);
+    assert!(matches!(
+        updated_resources(&current, &update),
+        Err(ResourceUpdateError::UnifiedKey { .. })
+    ));
+}
+
+proptest! {
+    #[test]
+    fn a_unified_key_that_leaves_the_directory_is_always_refused(
+        before in "[a-z.]{0,12}",
+        after in "[a-z.]{0,12}",
+        sep in prop::sample::select(vec!["/", "..", "\0", " ", "\n"]),
+    ) {
+        let key = format!("{before}{sep}{after}");
+        prop_assert!(refused_unified_key(Some(&with_unified(&[&key]))).is_some());
+    }
+
+    #[test]
+    fn a_controllers_file_is_allowed_and_a_core_file_refused(
+        controller in prop::sample::select(UNIFIED_CONTROLLERS.to_vec()),
+        file in "[a-z_]{1,12}(\\.[a-z_]{1,8})?",
+    ) {
+        let key = format!("{controller}.{file}");
+        let refused = refused_unified_key(Some(&with_unified(&[&key]))).is_some();
+        prop_assert_eq!(refused, key == "cpuset.cpus.partition" || key == "cpuset.cpus.exclusive");
+        let core = format!("cgroup.{file}");
+        let core_refused = refused_unified_key(Some(&with_unified(&[&core]))).is_some();
+        prop_assert_eq!(core_refused, core != "cgroup.max.depth" && core != "cgroup.max.descendants");
+    }
+}
