@@ -36,6 +36,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -489,6 +490,9 @@ fn state(ctx: &Ctx, id: &str) -> Result<String, Error> {
     }
 }
 
+/// Where the monitor records the container's cgroup path.
+const CGROUP_FILE: &str = "cgroup";
+
 fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
     let dir = ctx.dir(id);
     if !dir.exists() {
@@ -497,9 +501,29 @@ fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
     match ask(ctx, id, if force { "delete force" } else { "delete" }) {
         Ok(_) => {}
         Err(err) if connect(ctx, id).is_ok() => return Err(err),
-        Err(_) => {}
+        Err(_) => remove_orphan(ctx, id)?,
     }
     std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// The monitor is gone, and what it ran may not be: its processes run on unsupervised (mount
+/// calls fail, virtual files read ENOTCONN), which `state` reports as stopped, as the engine
+/// sees it once the monitor it waited on has exited. Delete takes them down, with or without
+/// --force, and removes the cgroup.
+fn remove_orphan(ctx: &Ctx, id: &str) -> Result<(), Error> {
+    let Ok(recorded) = std::fs::read(ctx.dir(id).join(CGROUP_FILE)) else {
+        // The monitor died before the container existed: nothing runs.
+        return Ok(());
+    };
+    let path = PathBuf::from(std::ffi::OsString::from_vec(recorded));
+    let killed = eci::remove_orphan(&ctx.state_dir(), id, &path)?;
+    if !killed.is_empty() {
+        ctx.log(
+            "warning",
+            &format!("container '{id}' outlived its monitor; killed {killed:?}"),
+        );
+    }
     Ok(())
 }
 
@@ -761,6 +785,13 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
         let _ = std::fs::write(&state_file, json);
     };
     write_state(&container);
+    // What `delete` needs to take the container down should this monitor die before it does.
+    if let Some(path) = container.cgroup_path() {
+        std::fs::write(
+            ctx.dir(id).join(CGROUP_FILE),
+            path.as_os_str().as_encoded_bytes(),
+        )?;
+    }
     // Processes added with exec, each with the connection of its client.
     let mut execs: Vec<Exec> = Vec::new();
     loop {
@@ -808,6 +839,8 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
             let _ = std::fs::remove_file(ctx.socket(id));
             poststop(&container);
             container.delete()?;
+            // Nothing is left for `delete` to take down.
+            let _ = std::fs::remove_file(ctx.dir(id).join(CGROUP_FILE));
             return Ok(status.code().clamp(0, 255) as u8);
         }
         if asked {
@@ -855,6 +888,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
                     };
                     poststop(&container);
                     container.delete()?;
+                    let _ = std::fs::remove_file(ctx.dir(id).join(CGROUP_FILE));
                     let mut stream = stream;
                     let _ = writeln!(stream, "ok");
                     return Ok(code.clamp(0, 255) as u8);

@@ -25,19 +25,7 @@ impl std::fmt::Debug for Cgroup {
 
 impl Cgroup {
     pub(crate) fn new(path: &Path, container: &str) -> Result<Cgroup> {
-        let config = CgroupConfig {
-            cgroup_path: path.to_path_buf(),
-            systemd_cgroup: false,
-            container_name: container.to_string(),
-        };
-        let manager = create_cgroup_manager(config).map_err(|e| Error::Cgroup {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
-        let cgroup = Cgroup {
-            manager,
-            path: path.to_path_buf(),
-        };
+        let cgroup = Cgroup::open(path, container)?;
         // Processes already there (a container whose runtime died, another container given
         // the same path) would share the new container's limits and freezer, and be signalled
         // and killed with it.
@@ -50,6 +38,52 @@ impl Cgroup {
             }
         }
         Ok(cgroup)
+    }
+
+    /// The cgroup of an existing container, whatever it holds (to take down what a dead runtime
+    /// left).
+    pub(crate) fn open(path: &Path, container: &str) -> Result<Cgroup> {
+        let config = CgroupConfig {
+            cgroup_path: path.to_path_buf(),
+            systemd_cgroup: false,
+            container_name: container.to_string(),
+        };
+        let manager = create_cgroup_manager(config).map_err(|e| Error::Cgroup {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Cgroup {
+            manager,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// SIGKILLs every process in the cgroup, frozen meanwhile so that none forks past the signal
+    /// and no listed pid is reused before it is signalled; the pids signalled. A cgroup that no
+    /// longer exists holds nothing.
+    pub(crate) fn kill_everything(&self) -> Result<Vec<i32>> {
+        let Ok(listed) = self.pids() else {
+            return Ok(Vec::new());
+        };
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.freeze(true)?;
+        let pids = self.pids();
+        if let Ok(pids) = &pids {
+            for pid in pids {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
+            }
+        }
+        // Frozen processes die only once thawed.
+        let thawed = self.freeze(false);
+        let pids = pids?;
+        thawed.map(|()| pids)
+    }
+
+    /// The cgroup's path, as the spec gave it.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Puts `pid` in the cgroup (a process added to a running container).

@@ -689,6 +689,13 @@ impl Container {
         }
     }
 
+    /// The container's cgroup, as a path below each hierarchy's root (the spec's
+    /// `linux.cgroupsPath`, or `/eci/ID`); `None` once deleted. What [`crate::remove_orphan`]
+    /// needs if the runtime dies without deleting the container.
+    pub fn cgroup_path(&self) -> Option<&Path> {
+        self.resources.cgroup.as_ref().map(Cgroup::path)
+    }
+
     /// The container's ID.
     pub fn id(&self) -> &str {
         &self.id

@@ -41,6 +41,7 @@ mod container;
 mod error;
 mod exec;
 mod init;
+mod orphan;
 pub mod probe;
 mod rootfs;
 mod runtime;
@@ -56,6 +57,7 @@ pub use eci_policy::Policy;
 pub use error::{load_settings, load_spec, Error, Result};
 pub use exec::ExecProcess;
 pub use init::ProcessError;
+pub use orphan::remove_orphan;
 pub use rootfs::{all_capabilities, privileged_spec, HostRootfs};
 pub use runtime::{Runtime, RuntimeConfig};
 

@@ -49,7 +49,7 @@ impl Server {
 }
 
 /// Unmounts servers of runtime processes that no longer exist.
-fn sweep_dead(base: &Path) {
+pub(crate) fn sweep_dead(base: &Path) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
     };

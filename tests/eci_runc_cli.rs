@@ -284,3 +284,86 @@ fn the_librarys_warnings_reach_the_log_file() {
         .unwrap()
         .contains("switch Enhanced Container Isolation off"));
 }
+
+#[test]
+fn delete_takes_down_a_container_whose_monitor_died() {
+    let setup = Setup::new(&["sh", "-c", "sleep 1000 & sleep 1000"]);
+    let id = "orphan";
+    let pid_file = setup.dir.path().join("monitor.pid");
+    let created = setup.runc_detached(&[
+        "create",
+        "--bundle",
+        &setup.bundle(),
+        "--pid-file",
+        &pid_file.display().to_string(),
+        id,
+    ]);
+    assert!(created && setup.runc_detached(&["start", id]));
+    let ps = setup.runc(&["ps", "--format", "json", id]);
+    let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
+    let started = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let ps = setup.runc(&["ps", "--format", "json", id]);
+        serde_json::from_slice::<Vec<i32>>(&ps.stdout).is_ok_and(|p| p.len() == 2)
+    });
+    assert!(started, "both sleeps run: {pids:?}");
+    let ps = setup.runc(&["ps", "--format", "json", id]);
+    let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
+    let monitor: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let server = format!(
+        "{}/root/.eci/virtual/{monitor}-",
+        setup.dir.path().display()
+    );
+    let served = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4).is_some_and(|p| p.starts_with(&server)))
+    };
+    assert!(served(), "the monitor's virtual files server is mounted");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Reaped by its parent, the test's eci-runc create, which has exited: init reaps it.
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        !Path::new(&format!("/proc/{monitor}")).exists()
+    });
+    assert!(gone, "the monitor is dead");
+    assert!(
+        pids.iter()
+            .all(|p| Path::new(&format!("/proc/{p}")).exists()),
+        "the container runs on without its monitor"
+    );
+    let state = setup.runc(&["state", id]);
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["status"], "stopped", "as the engine sees it");
+
+    let delete = setup.runc(&["delete", id]);
+    assert!(delete.status.success(), "{delete:?}");
+    let all_dead = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        pids.iter().all(|p| {
+            // A zombie waiting for init to reap it is dead too.
+            std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| {
+                s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+            })
+        })
+    });
+    assert!(
+        all_dead,
+        "every process of the container is killed: {pids:?}"
+    );
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = hierarchy.path().join("eci").join(id);
+        assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+    }
+    assert!(!served(), "the dead monitor's server is unmounted");
+    assert!(!setup.dir.path().join("root").join(id).exists());
+}

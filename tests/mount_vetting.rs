@@ -248,14 +248,11 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
     cleanup_after_crash(state.path(), &id);
 }
 
-/// Takes down what the killed runtime left: its container's rootfs mounts and (the container
-/// having exited) its empty cgroup directories.
+/// Takes down what the killed runtime left: its container's cgroup (waiting for its processes
+/// to be gone), its virtual files server and its rootfs mounts.
 fn cleanup_after_crash(state: &Path, id: &str) {
-    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
-        for hierarchy in hierarchies.flatten() {
-            let _ = std::fs::remove_dir(hierarchy.path().join("eci").join(id));
-        }
-    }
+    let cgroup = PathBuf::from(format!("/eci/{id}"));
+    eci::remove_orphan(state, id, &cgroup).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let prefix = state.to_string_lossy();
     let mut points: Vec<&str> = mounts

@@ -1,0 +1,66 @@
+//! What a container leaves behind when the process that ran it dies without deleting it: its
+//! processes run on in its cgroup, unsupervised (their mount calls fail, their virtual files
+//! read ENOTCONN), and the cgroup stays. [`remove_orphan`] takes them down.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::cgroup::Cgroup;
+use crate::error::{Error, Result};
+
+/// How long the processes of an orphan get to die after SIGKILL.
+const DYING: Duration = Duration::from_secs(5);
+
+/// Kills every process left in the cgroup at `cgroup_path` (the path a container was created
+/// with, [`Container::cgroup_path`](crate::Container::cgroup_path)) and removes the cgroup.
+/// The processes are frozen while they are listed and signalled, so that none forks past the
+/// signal and no pid is reused in between. Returns the pids killed.
+///
+/// The virtual files servers of dead runtimes are unmounted from `state_dir` (the runtime's
+/// [`RuntimeConfig::state_dir`](crate::RuntimeConfig)). The ID block the container held is
+/// given back by the next [`Runtime`](crate::Runtime) that opens the state directory once the
+/// processes are reaped (their parent, the runtime, is gone, so the system's reaper does that).
+///
+/// ```no_run
+/// // The runtime that created "web" with cgroup /eci/web died; clean up after it.
+/// let state = std::path::Path::new("/run/eci");
+/// let killed = eci::remove_orphan(state, "web", std::path::Path::new("/eci/web"))?;
+/// println!("killed {} processes", killed.len());
+/// # Ok::<(), eci::Error>(())
+/// ```
+pub fn remove_orphan(state_dir: &Path, id: &str, cgroup_path: &Path) -> Result<Vec<i32>> {
+    let plain = cgroup_path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    });
+    let named = cgroup_path
+        .components()
+        .any(|c| matches!(c, std::path::Component::Normal(_)));
+    // The root cgroup holds the whole host.
+    if !plain || !named || !cgroup_path.is_absolute() {
+        return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
+    }
+    let cgroup = Cgroup::open(cgroup_path, id)?;
+    let killed = cgroup.kill_everything()?;
+    let deadline = Instant::now() + DYING;
+    // A cgroup that cannot be listed no longer exists (the runtime removed it before dying).
+    while let Some(left) = cgroup.pids().ok().filter(|pids| !pids.is_empty()) {
+        if Instant::now() > deadline {
+            return Err(Error::Cgroup {
+                path: cgroup_path.to_path_buf(),
+                reason: format!("processes {left:?} did not die after SIGKILL"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cgroup.remove()?;
+    crate::virt::sweep_dead(&state_dir.join("virtual"));
+    tracing::info!(
+        container = id,
+        killed = killed.len(),
+        "removed an orphaned container"
+    );
+    Ok(killed)
+}
