@@ -6,21 +6,7 @@
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use eci_ns::sys::{check, Errno, FsContext, SysResult};
-
-const OPEN_TREE_CLONE: u32 = 1;
-const AT_RECURSIVE: u32 = 0x8000;
-const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+use eci_ns::sys::{self, check, Errno, FsContext, MountAttr, SysResult, MOUNT_ATTR_IDMAP};
 
 /// A detached copy of the mount tree at `source` (any fd naming it, O_PATH is enough),
 /// idmapped through the user namespace `userns`. Dropping it unmounts the copy.
@@ -29,55 +15,25 @@ pub fn idmapped_copy(
     recursive: bool,
     userns: BorrowedFd<'_>,
 ) -> SysResult<OwnedFd> {
-    let rec = if recursive { AT_RECURSIVE } else { 0 };
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32 | rec;
-    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `source` itself.
-    let tree = check(unsafe {
-        libc::syscall(libc::SYS_open_tree, source.as_raw_fd(), c"".as_ptr(), flags)
-    })?;
-    // SAFETY: open_tree returned a new fd that we own.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let rec = if recursive {
+        libc::AT_RECURSIVE as u32
+    } else {
+        0
+    };
+    let tree = sys::open_tree(source.as_raw_fd(), c"", sys::OPEN_TREE_CLONE | rec)?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
+        ..MountAttr::default()
     };
-    // SAFETY: attr is a valid mount_attr of the size passed; the path is empty with AT_EMPTY_PATH.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as u32 | rec,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })?;
+    sys::mount_setattr(tree.as_raw_fd(), recursive, &attr)?;
     Ok(tree)
 }
 
 /// Attaches a detached tree on top of `target`: the fd itself when `path` is empty, otherwise
 /// `path` relative to it (`AT_FDCWD` for the working directory).
 pub fn attach(tree: BorrowedFd<'_>, target: RawFd, path: &CStr) -> SysResult<()> {
-    let flags = MOVE_MOUNT_F_EMPTY_PATH
-        | if path.is_empty() {
-            MOVE_MOUNT_T_EMPTY_PATH
-        } else {
-            0
-        };
-    // SAFETY: both paths are NUL-terminated; the fds are open.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            target,
-            path.as_ptr(),
-            flags,
-        )
-    })
-    .map(drop)
+    sys::attach_tree(tree.as_raw_fd(), target, path)
 }
 
 /// A new overlay, detached, made of the directories `lower` (uppermost first) and, if given,

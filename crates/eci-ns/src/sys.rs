@@ -386,3 +386,83 @@ impl FsContext {
         .map(drop)
     }
 }
+
+/// open_tree(2) flag: a detached copy instead of the mount itself.
+pub const OPEN_TREE_CLONE: u32 = 1;
+/// mount_setattr(2) attribute: idmap the mount through a user namespace.
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// open_tree(2): `path` relative to `dir` (an empty path names `dir` itself) with
+/// [`OPEN_TREE_CLONE`] and/or `AT_RECURSIVE` in `flags`; close-on-exec. Allocation-free.
+pub fn open_tree(dir: RawFd, path: &CStr, flags: u32) -> SysResult<OwnedFd> {
+    let empty = if path.is_empty() {
+        libc::AT_EMPTY_PATH as u32
+    } else {
+        0
+    };
+    let flags = flags | empty | libc::O_CLOEXEC as u32;
+    // SAFETY: a NUL-terminated path; AT_EMPTY_PATH when it is empty.
+    let fd = check(unsafe { libc::syscall(libc::SYS_open_tree, dir, path.as_ptr(), flags) })?;
+    // SAFETY: open_tree returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// What mount_setattr(2) changes: attributes set and cleared, propagation (MS_PRIVATE, ...,
+/// or 0) and the user namespace of an idmapping.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MountAttr {
+    /// MOUNT_ATTR_* to set.
+    pub attr_set: u64,
+    /// MOUNT_ATTR_* to clear.
+    pub attr_clr: u64,
+    /// New propagation type, or 0 to keep it.
+    pub propagation: u64,
+    /// The user namespace for [`MOUNT_ATTR_IDMAP`].
+    pub userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount `tree` names (a detached tree from [`open_tree`] or
+/// [`FsContext::mount`]), and on every mount below it when `recursive`. Allocation-free.
+pub fn mount_setattr(tree: RawFd, recursive: bool, attr: &MountAttr) -> SysResult<()> {
+    let rec = if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; attr is a valid
+    // mount_attr of the size passed.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | rec,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// move_mount(2): attaches the detached `tree` on top of `path` relative to `dir`
+/// (`AT_FDCWD` for the working directory), or on `dir` itself when `path` is empty.
+/// Allocation-free.
+pub fn attach_tree(tree: RawFd, dir: RawFd, path: &CStr) -> SysResult<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+    let flags = MOVE_MOUNT_F_EMPTY_PATH
+        | if path.is_empty() {
+            MOVE_MOUNT_T_EMPTY_PATH
+        } else {
+            0
+        };
+    // SAFETY: both paths are NUL-terminated; the fds are the caller's.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            dir,
+            path.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}

@@ -440,14 +440,8 @@ impl HostHalf {
         sys::setns(own.as_raw_fd(), libc::CLONE_NEWNS)?;
         let path = numbered(SLOT_PREFIX, slot);
         let path = CStr::from_bytes_until_nul(&path).map_err(|_| Errno(libc::EINVAL))?;
-        const OPEN_TREE_CLONE: u32 = 1;
-        let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_RECURSIVE as u32;
-        // SAFETY: a NUL-terminated path.
-        let fd = check(unsafe {
-            libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags)
-        })?;
-        // SAFETY: open_tree returned a new fd that we own.
-        let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let flags = sys::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32;
+        let tree = sys::open_tree(libc::AT_FDCWD, path, flags)?;
         // The clone would stay a slave of the host half's slot, whose release would then unmount
         // the masks inside it: cut it loose first.
         make_private(&tree)?;
@@ -486,32 +480,11 @@ impl HostHalf {
 
 /// Makes every mount of a detached tree private (mount_setattr with AT_RECURSIVE).
 fn make_private(tree: &OwnedFd) -> SysResult<()> {
-    #[repr(C)]
-    struct MountAttr {
-        set: u64,
-        clear: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        set: 0,
-        clear: 0,
+    let attr = sys::MountAttr {
         propagation: libc::MS_PRIVATE,
-        userns_fd: 0,
+        ..sys::MountAttr::default()
     };
-    // SAFETY: an empty NUL-terminated path on an open fd, and a valid mount_attr of the given
-    // size.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })
-    .map(drop)
+    sys::mount_setattr(tree.as_raw_fd(), true, &attr)
 }
 
 /// `prefix` followed by `n` in a stack buffer (NUL-terminated).
@@ -631,19 +604,7 @@ fn mount_context(fs: FsContext, path: &[u8; 32], flags: u64) -> SysResult<()> {
     let mnt = fs.mount(mount_attributes(flags))?;
     let target = CStr::from_bytes_until_nul(path).map_err(|_| Errno(libc::EINVAL))?;
     make_dir(target)?;
-    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-    // SAFETY: both paths are NUL-terminated; the fds are open.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })
-    .map(drop)
+    sys::attach_tree(mnt.as_raw_fd(), libc::AT_FDCWD, target)
 }
 
 fn build_proc(

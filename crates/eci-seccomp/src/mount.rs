@@ -458,19 +458,7 @@ fn mount_fresh(
     forget(&view.cwd);
     let tree = tree?;
     enter_callers_view(piddir, view, call)?;
-    const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-    // SAFETY: both paths are NUL-terminated and the tree fd is open.
-    sys::check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            call.target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })
-    .map(drop)
+    sys::attach_tree(tree.as_raw_fd(), libc::AT_FDCWD, call.target)
 }
 
 /// The caller's effective capabilities (capget by pid; the caller must be re-checked as still
