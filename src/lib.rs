@@ -38,6 +38,7 @@
 mod cgroup;
 mod cgroupfs;
 mod container;
+pub mod docker_proxy;
 mod error;
 mod exec;
 mod init;

@@ -422,3 +422,142 @@ fn docker_runs_containers_through_eci_runc() {
         "{err}"
     );
 }
+
+/// A raw HTTP exchange on a Unix socket: the response's status line and body.
+fn raw_request(socket: &Path, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn the_socket_proxy_enforces_the_command_list() {
+    let docker = Dockerd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.json");
+    std::fs::write(
+        &settings,
+        r#"{"enhancedContainerIsolation": {"value": true, "dockerSocketMount": {
+             "imageList": {"images": ["eci-busybox"]},
+             "commandList": {"type": "deny", "commands": ["push", "volume*", "system df"]}}}}"#,
+    )
+    .unwrap();
+    let socket = dir.path().join("proxy.sock");
+    let upstream = docker.dir.path().join("docker.sock");
+    let mut proxy = Command::new(example("eci-docker-proxy"))
+        .arg("--listen")
+        .arg(&socket)
+        .arg("--upstream")
+        .arg(&upstream)
+        .arg("--settings")
+        .arg(&settings)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the proxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let through = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // Allowed: listing, and a whole `docker run` (create, the attach stream, start, wait,
+    // remove), with input going in and output coming back through the upgraded connection.
+    let (code, out, err) = through(&["ps", "-a", "--format", "{{.Names}}"], "");
+    assert_eq!(code, 0, "{err}");
+    let run = [
+        "run",
+        "-i",
+        "--rm",
+        "--runtime=eci",
+        "--network",
+        "none",
+        "eci-busybox",
+        "sh",
+        "-c",
+        "cat; echo done",
+    ];
+    let (code, out2, err) = through(&run, "through the proxy\n");
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert_eq!(out2, "through the proxy\ndone\n");
+
+    // Refused: the CLI prints the daemon's message; the engine never sees the request.
+    let (code, _, err) = through(&["volume", "ls"], "");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "'docker volume ls' is refused on this socket (commandList entry \"volume*\")"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = through(&["push", "eci-busybox"], "");
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "Error response from daemon: eci: 'docker push' is refused on this socket \
+         (commandList entry \"push\")"
+    );
+    let (code, _, err) = through(&["system", "df"], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("(commandList entry \"system df\")"), "{err}");
+    assert!(
+        docker.docker(&["volume", "ls"]).status.success(),
+        "the engine itself still answers"
+    );
+
+    // A raw request is refused like the command, and a request whose body could be read two
+    // ways never reaches the engine.
+    let (status, body) = raw_request(&socket, "GET /v1.41/volumes HTTP/1.1\r\nHost: d\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+    assert!(body.contains("volume*"), "{body}");
+    let (status, _) = raw_request(
+        &socket,
+        "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\nContent-Length: 4\r\n\
+         Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+    let (status, _) = raw_request(
+        &socket,
+        "GET /v1.41/nothing/here HTTP/1.1\r\nHost: d\r\n\r\n",
+    );
+    assert_eq!(
+        status, "HTTP/1.1 403 Forbidden",
+        "unknown endpoints are refused"
+    );
+
+    // SIGTERM stops it and removes the socket.
+    // SAFETY: kill with a valid pid and signal.
+    unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
+    assert!(proxy.wait().unwrap().success());
+    assert!(!socket.exists());
+}

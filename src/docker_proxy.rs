@@ -1,0 +1,501 @@
+//! The Docker Engine socket as a container is allowed to use it: a proxy that passes each Engine
+//! API request on to the real socket only if the settings' `dockerSocketMount.commandList`
+//! allows its command, and answers the others itself with a 403 that the docker CLI prints.
+//!
+//! Requests are classified by [`eci_policy::docker_api`] from the request line alone, so a raw
+//! HTTP request to a refused endpoint is refused like the CLI command. Everything else passes
+//! byte for byte: heads, bodies (by Content-Length or chunk by chunk, so streams such as
+//! `docker events` or `logs -f` flow as they come) and, after `101 Switching Protocols` or an
+//! unframed response (`attach`, `exec` with a terminal), the raw stream both ways. A request
+//! whose framing is ambiguous (both Content-Length and chunked, two lengths, another transfer
+//! coding) is refused, so the engine cannot read a different request than the one decided.
+//!
+//! ```no_run
+//! use eci::docker_proxy::DockerProxy;
+//! use eci::eci_policy::docker_api::{CommandList, CommandRule, ListKind};
+//!
+//! let deny_push = CommandList::new(
+//!     ListKind::Deny,
+//!     vec![("push".into(), CommandRule::parse("push").unwrap())],
+//! );
+//! let proxy = DockerProxy::start(
+//!     "/run/eci/web/docker.sock".as_ref(),
+//!     "/var/run/docker.sock".as_ref(),
+//!     deny_push,
+//! )?;
+//! // `docker -H unix:///run/eci/web/docker.sock push app` now fails with a 403.
+//! drop(proxy); // stops accepting and removes the socket
+//! # Ok::<(), eci::Error>(())
+//! ```
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use eci_policy::docker_api::{CommandList, Reason};
+
+use crate::error::{Error, Result};
+
+/// Longest request or response head accepted.
+const MOST_HEAD: usize = 64 * 1024;
+/// Most headers in a head.
+const MOST_HEADERS: usize = 100;
+/// Most connections served at once; more are closed on arrival, so that a container cannot
+/// make the runtime start threads without end.
+const MOST_CONNECTIONS: usize = 64;
+
+/// A running proxy. Dropping it stops accepting connections and removes its socket; connections
+/// already open end when either side closes.
+#[derive(Debug)]
+pub struct DockerProxy {
+    path: PathBuf,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    upstream: PathBuf,
+    commands: CommandList,
+    connections: AtomicUsize,
+}
+
+impl DockerProxy {
+    /// Listens on `path` (created, mode 0660; an old socket there is replaced) and passes
+    /// allowed requests on to the engine socket at `upstream`.
+    pub fn start(path: &Path, upstream: &Path, commands: CommandList) -> Result<DockerProxy> {
+        let io = |what: &str| Error::io(format!("{what} {}", path.display()));
+        match std::fs::remove_file(path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("removing an old socket at")(err))
+            }
+            _ => {}
+        }
+        let listener = UnixListener::bind(path).map_err(io("listening on"))?;
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_path_buf(),
+            commands,
+            connections: AtomicUsize::new(0),
+        });
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
+        let thread = std::thread::Builder::new()
+            .name("eci-docker-proxy".into())
+            .spawn(move || accept(&listener, &shared, &stop))
+            .map_err(io("starting the proxy for"))?;
+        Ok(DockerProxy {
+            path: path.to_path_buf(),
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    /// The socket clients connect to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DockerProxy {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which then sees it is stopping.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn accept(listener: &UnixListener, shared: &Arc<Shared>, stopping: &AtomicBool) {
+    for client in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        if shared.connections.fetch_add(1, Ordering::SeqCst) >= MOST_CONNECTIONS {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let shared = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("eci-docker-proxy-conn".into())
+            .spawn(move || {
+                if let Err(err) = serve(client, &shared) {
+                    tracing::debug!("docker proxy connection: {err}");
+                }
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            tracing::warn!("docker proxy: no thread for a connection");
+        }
+    }
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ProxyError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed HTTP: {0}")]
+    Malformed(&'static str),
+}
+
+type ProxyResult<T> = std::result::Result<T, ProxyError>;
+
+/// One side of the proxy: a stream and what has been read from it but not yet passed on.
+struct Side {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Side {
+    fn new(stream: UnixStream) -> Side {
+        Side {
+            stream,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Reads more; false at the end of the stream.
+    fn fill(&mut self) -> ProxyResult<bool> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    }
+
+    /// Passes `n` bytes on to `to`.
+    fn copy(&mut self, mut n: u64, to: &mut UnixStream) -> ProxyResult<()> {
+        while n > 0 {
+            if self.pending().is_empty() && !self.fill()? {
+                return Err(ProxyError::Malformed("the stream ended inside a body"));
+            }
+            let take = self
+                .pending()
+                .len()
+                .min(usize::try_from(n).unwrap_or(usize::MAX));
+            to.write_all(&self.pending()[..take])?;
+            self.start += take;
+            n -= take as u64;
+        }
+        Ok(())
+    }
+
+    /// Passes a line ending in CRLF on to `to`, and returns it.
+    fn copy_line(&mut self, to: &mut UnixStream) -> ProxyResult<Vec<u8>> {
+        loop {
+            if let Some(end) = self.pending().windows(2).position(|w| w == b"\r\n") {
+                let line = self.pending()[..end + 2].to_vec();
+                to.write_all(&line)?;
+                self.start += end + 2;
+                return Ok(line);
+            }
+            if self.pending().len() > MOST_HEAD {
+                return Err(ProxyError::Malformed("a chunk line is too long"));
+            }
+            if !self.fill()? {
+                return Err(ProxyError::Malformed("the stream ended inside a chunk"));
+            }
+        }
+    }
+
+    /// Passes a chunked body on to `to`, chunk by chunk, trailers included.
+    fn copy_chunked(&mut self, to: &mut UnixStream) -> ProxyResult<()> {
+        loop {
+            let line = self.copy_line(to)?;
+            let size = match httparse::parse_chunk_size(&line) {
+                Ok(httparse::Status::Complete((_, size))) => size,
+                _ => return Err(ProxyError::Malformed("a chunk size")),
+            };
+            if size == 0 {
+                // Trailers, up to an empty line.
+                while self.copy_line(to)? != b"\r\n" {}
+                return Ok(());
+            }
+            self.copy(size, to)?;
+            if self.copy_line(to)? != b"\r\n" {
+                return Err(ProxyError::Malformed("a chunk without its CRLF"));
+            }
+        }
+    }
+}
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Neither: for a response, the body runs until the connection closes.
+    Unframed,
+}
+
+/// What a head says, once parsed.
+struct Head {
+    /// The whole head, as received.
+    bytes: Vec<u8>,
+    method: String,
+    target: String,
+    framing: Framing,
+    /// A response switching to another protocol (`101`): raw bytes from here.
+    upgrade: bool,
+}
+
+fn framing(headers: &[httparse::Header<'_>]) -> ProxyResult<Framing> {
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for header in headers {
+        let value = std::str::from_utf8(header.value)
+            .map_err(|_| ProxyError::Malformed("a header value is not text"))?
+            .trim();
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let n = value
+                .parse::<u64>()
+                .map_err(|_| ProxyError::Malformed("Content-Length is not a number"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ProxyError::Malformed(
+                    "two different Content-Length headers",
+                ));
+            }
+            length = Some(n);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            if chunked || !value.eq_ignore_ascii_case("chunked") {
+                return Err(ProxyError::Malformed(
+                    "a transfer coding other than chunked",
+                ));
+            }
+            chunked = true;
+        }
+    }
+    match (length, chunked) {
+        (Some(_), true) => Err(ProxyError::Malformed(
+            "both Content-Length and chunked transfer coding",
+        )),
+        (Some(n), false) => Ok(Framing::Length(n)),
+        (None, true) => Ok(Framing::Chunked),
+        (None, false) => Ok(Framing::Unframed),
+    }
+}
+
+/// Reads a request head; `None` when the client closed the connection between requests.
+fn read_request(side: &mut Side) -> ProxyResult<Option<Head>> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MOST_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(side.pending()) {
+            Ok(httparse::Status::Complete(len)) => {
+                let framing = framing(request.headers)?;
+                let head = Head {
+                    bytes: side.pending()[..len].to_vec(),
+                    method: request.method.unwrap_or_default().to_string(),
+                    target: request.path.unwrap_or_default().to_string(),
+                    // A request without a length has no body.
+                    framing: if framing == Framing::Unframed {
+                        Framing::None
+                    } else {
+                        framing
+                    },
+                    upgrade: false,
+                };
+                side.start += len;
+                return Ok(Some(head));
+            }
+            Ok(httparse::Status::Partial) if side.pending().len() > MOST_HEAD => {
+                return Err(ProxyError::Malformed("the request head is too long"))
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => return Err(ProxyError::Malformed("the request head")),
+        }
+        let empty = side.pending().is_empty();
+        if !side.fill()? {
+            return if empty {
+                Ok(None)
+            } else {
+                Err(ProxyError::Malformed(
+                    "the client closed inside a request head",
+                ))
+            };
+        }
+    }
+}
+
+fn read_response(side: &mut Side, request: &Head) -> ProxyResult<Head> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MOST_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(side.pending()) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = response.code.unwrap_or_default();
+                let framing = framing(response.headers)?;
+                let bodiless = request.method.eq_ignore_ascii_case("HEAD")
+                    || (100..200).contains(&status) && status != 101
+                    || status == 204
+                    || status == 304;
+                let head = Head {
+                    bytes: side.pending()[..len].to_vec(),
+                    method: String::new(),
+                    target: String::new(),
+                    framing: if bodiless { Framing::None } else { framing },
+                    upgrade: status == 101,
+                };
+                side.start += len;
+                return Ok(head);
+            }
+            Ok(httparse::Status::Partial) if side.pending().len() > MOST_HEAD => {
+                return Err(ProxyError::Malformed("the response head is too long"))
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => return Err(ProxyError::Malformed("the response head")),
+        }
+        if !side.fill()? {
+            return Err(ProxyError::Malformed(
+                "the engine closed inside a response head",
+            ));
+        }
+    }
+}
+
+/// Serves one client connection, request by request.
+fn serve(client: UnixStream, shared: &Shared) -> ProxyResult<()> {
+    let mut client = Side::new(client);
+    let mut engine: Option<Side> = None;
+    loop {
+        let request = match read_request(&mut client) {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(ProxyError::Malformed(why)) => {
+                refuse(&mut client.stream, 400, &format!("eci: {why}"))?;
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        let decision = eci_policy::docker_api::classify_target(&request.method, &request.target)
+            .map(|api| shared.commands.decide_endpoint(api));
+        let allowed = decision.is_some_and(|d| d.allowed);
+        if !allowed {
+            let message = refusal_message(&request, decision.as_ref());
+            tracing::info!(method = %request.method, target = %request.target, "docker proxy: {message}");
+            refuse(&mut client.stream, 403, &message)?;
+            return Ok(());
+        }
+        let engine = match &mut engine {
+            Some(engine) => engine,
+            None => engine.insert(Side::new(UnixStream::connect(&shared.upstream)?)),
+        };
+        engine.stream.write_all(&request.bytes)?;
+        match request.framing {
+            Framing::Length(n) => client.copy(n, &mut engine.stream)?,
+            Framing::Chunked => client.copy_chunked(&mut engine.stream)?,
+            Framing::None | Framing::Unframed => {}
+        }
+        let response = read_response(engine, &request)?;
+        client.stream.write_all(&response.bytes)?;
+        match response.framing {
+            _ if response.upgrade => return splice(client, engine),
+            Framing::Length(n) => engine.copy(n, &mut client.stream)?,
+            Framing::Chunked => engine.copy_chunked(&mut client.stream)?,
+            Framing::None => {}
+            // A hijacked stream (attach without an upgrade) or a body that ends with the
+            // connection: raw both ways from here.
+            Framing::Unframed => return splice(client, engine),
+        }
+    }
+}
+
+/// Copies raw bytes both ways until each side has finished sending.
+fn splice(mut client: Side, engine: &mut Side) -> ProxyResult<()> {
+    // What is already buffered goes first.
+    engine.stream.write_all(client.pending())?;
+    client.stream.write_all(engine.pending())?;
+    let mut client_in = client.stream.try_clone()?;
+    let mut engine_out = engine.stream.try_clone()?;
+    let upward = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut engine_out);
+        let _ = engine_out.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut engine.stream, &mut client.stream);
+    let _ = client.stream.shutdown(std::net::Shutdown::Write);
+    let _ = upward.join();
+    Ok(())
+}
+
+fn refusal_message(
+    request: &Head,
+    decision: Option<&eci_policy::docker_api::ApiDecision<'_>>,
+) -> String {
+    let Some(decision) = decision else {
+        return format!(
+            "eci: {} {} is not an Engine API endpoint eci knows, so it is refused on this socket",
+            request.method, request.target
+        );
+    };
+    let command = decision.endpoint.map_or("?", |e| e.command());
+    match decision.reason {
+        Reason::Listed(rule) => format!(
+            "eci: 'docker {command}' is refused on this socket (commandList entry \"{rule}\")"
+        ),
+        _ => format!(
+            "eci: 'docker {command}' is refused on this socket (not in the commandList allow list)"
+        ),
+    }
+}
+
+/// Answers with `status` and Docker's error body, and closes the connection (what follows the
+/// head is not read, so nothing after it can be taken for a request).
+fn refuse(client: &mut UnixStream, status: u16, message: &str) -> std::io::Result<()> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let reason = if status == 403 {
+        "Forbidden"
+    } else {
+        "Bad Request"
+    };
+    write!(
+        client,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    client.flush()?;
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static [u8])]) -> Vec<httparse::Header<'static>> {
+        pairs
+            .iter()
+            .map(|(name, value)| httparse::Header { name, value })
+            .collect()
+    }
+
+    #[test]
+    fn framing_is_refused_when_it_could_be_read_two_ways() {
+        let both = headers(&[("Content-Length", b"5"), ("Transfer-Encoding", b"chunked")]);
+        assert!(framing(&both).is_err());
+        let two = headers(&[("content-length", b"5"), ("Content-Length", b"6")]);
+        assert!(framing(&two).is_err());
+        let gzip = headers(&[("Transfer-Encoding", b"gzip, chunked")]);
+        assert!(framing(&gzip).is_err());
+        let same = headers(&[("content-length", b"5"), ("Content-Length", b"5")]);
+        assert_eq!(framing(&same).unwrap(), Framing::Length(5));
+        let chunked = headers(&[("Transfer-Encoding", b"Chunked"), ("Upgrade", b"tcp")]);
+        assert_eq!(framing(&chunked).unwrap(), Framing::Chunked);
+    }
+}
