@@ -215,6 +215,8 @@ struct RawExtensions {
     mount_types: Option<Vec<String>>,
     #[serde(default)]
     hook_directories: Vec<String>,
+    #[serde(default)]
+    engine_sockets: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -428,7 +430,11 @@ fn docker_socket(raw: RawSocketMount) -> Result<DockerSocketPolicy, Invalid> {
         };
         commands = CommandList::new(kind, rules);
     }
-    Ok(DockerSocketPolicy { images, commands })
+    Ok(DockerSocketPolicy {
+        images,
+        commands,
+        ..DockerSocketPolicy::default()
+    })
 }
 
 fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Invalid> {
@@ -445,13 +451,20 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
     if let Some(names) = &raw.mount_types {
         policy.mount_types = mount_types(names, &base.clone().key("mountTypes"))?;
     }
-    let hooks = base.key("hookDirectories");
+    let hooks = base.clone().key("hookDirectories");
     policy.hook_dirs = raw
         .hook_directories
         .iter()
         .enumerate()
         .map(|(i, dir)| normalize(Path::new(dir)).map_err(at(hooks.clone().index(i))))
         .collect::<Result<_, _>>()?;
+    let sockets = base.key("engineSockets");
+    for (i, socket) in raw.engine_sockets.iter().enumerate() {
+        let socket = normalize(Path::new(socket)).map_err(at(sockets.clone().index(i)))?;
+        if !policy.docker_socket.sockets.contains(&socket) {
+            policy.docker_socket.sockets.push(socket);
+        }
+    }
     Ok(())
 }
 

@@ -608,10 +608,7 @@ fn check_bind_source(
             source: std::io::Error::other(err),
         })?;
     let host_path = resolved.as_path().to_path_buf();
-    if DOCKER_SOCKETS
-        .iter()
-        .any(|socket| host_path == Path::new(socket))
-    {
+    if binds.ctx.policy.docker_socket.sockets.contains(&host_path) {
         let change = docker_socket_grant(binds, &host_path, dest)?;
         mount.set_source(Some(host_path));
         report.push(change);

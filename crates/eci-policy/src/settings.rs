@@ -334,12 +334,29 @@ pub const DEFAULT_RESTRICTED_PATHS: &[(&str, Scope)] = &[
 
 /// `dockerSocketMount`: which containers may bind-mount the Docker socket, and what they may ask
 /// the engine through it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerSocketPolicy {
     /// `imageList`: the images allowed to mount the socket.
     pub images: ImageList,
     /// `commandList`: the engine commands those containers may send.
     pub commands: CommandList,
+    /// The engine sockets this applies to: [`crate::harden::DOCKER_SOCKETS`] and those the
+    /// settings add (`eci.engineSockets`, such as a rootless engine's). A bind of one is allowed
+    /// only by `imageList`, whatever the path rules say.
+    pub sockets: Vec<PathBuf>,
+}
+
+impl Default for DockerSocketPolicy {
+    fn default() -> Self {
+        DockerSocketPolicy {
+            images: ImageList::default(),
+            commands: CommandList::default(),
+            sockets: crate::harden::DOCKER_SOCKETS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+        }
+    }
 }
 
 /// A virtual procfs or sysfs file that eci can make reflect the container rather than the host.

@@ -206,6 +206,12 @@ fn semantic_errors_name_the_field_line_and_column() {
             "\"hooks\"",
             "not absolute",
         ),
+        (
+            "{\"eci\": {\"engineSockets\": [\"/run/user/1000/docker.sock\", \"docker.sock\"]}}",
+            "eci.engineSockets[1]",
+            "\"docker.sock\"",
+            "not absolute",
+        ),
         ("{\"configurationFileVersion\": 3}", "configurationFileVersion", ": 3", "version 3"),
     ];
     for (text, path, marker, message) in cases {
@@ -215,6 +221,22 @@ fn semantic_errors_name_the_field_line_and_column() {
         assert!(err.to_string().contains(message), "{err}");
         assert!(!matches!(err.problem, Problem::Syntax(_)), "{err}");
     }
+}
+
+#[test]
+fn engine_sockets_add_to_the_docker_sockets() {
+    let policy =
+        parse(r#"{"eci": {"engineSockets": ["/run/user/1000//docker.sock", "/run/docker.sock"]}}"#)
+            .unwrap();
+    assert_eq!(
+        policy.docker_socket.sockets,
+        [
+            "/run/docker.sock",
+            "/var/run/docker.sock",
+            "/run/user/1000/docker.sock"
+        ]
+        .map(std::path::PathBuf::from)
+    );
 }
 
 #[test]
@@ -262,6 +284,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         "kernel.panic",
         "mountTypes",
         "hookDirectories",
+        "engineSockets",
         "allowDerivedImages",
         "configurationFileVersion",
         "bogus",
