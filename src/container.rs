@@ -11,7 +11,7 @@ use eci_mount::MountPlan;
 use eci_ns::channel::Channel;
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::{spawn, ExitStatus, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest};
-use eci_policy::harden::{harden, Change, HardenContext};
+use eci_policy::harden::{harden_with_image, Change, HardenContext, ImageContext};
 use eci_policy::ids::IdMapping;
 use eci_policy::overrides::Overrides;
 use eci_policy::settings::ProcFile;
@@ -55,6 +55,33 @@ pub struct ContainerConfig {
     pub bundle: PathBuf,
     /// Standard streams.
     pub stdio: Stdio,
+    /// The image the container runs, if the caller knows it: only then may it bind-mount the
+    /// Docker socket (`dockerSocketMount.imageList`).
+    pub image: Option<ContainerImage>,
+}
+
+/// The image a container runs, as the caller found it, for `dockerSocketMount.imageList`. A
+/// container whose image is allowed gets the engine's socket through a proxy that enforces
+/// `dockerSocketMount.commandList` ([`crate::docker_proxy`]).
+#[derive(Debug, Clone)]
+pub struct ContainerImage {
+    /// The reference the container was created with and the local image's repository digest.
+    pub image: eci_policy::image::ImageIdentity,
+    /// The allowed image it was built from, if the caller found one (counts only with
+    /// `allowDerivedImages`).
+    pub base: Option<eci_policy::image::ImageIdentity>,
+    /// Digests the registry gives for tags of allowed images.
+    pub known: eci_policy::image::KnownDigests,
+}
+
+impl ContainerImage {
+    pub(crate) fn context(&self) -> ImageContext<'_> {
+        ImageContext {
+            image: &self.image,
+            base: self.base.as_ref(),
+            known: &self.known,
+        }
+    }
 }
 
 impl ContainerConfig {
@@ -65,6 +92,7 @@ impl ContainerConfig {
             spec,
             bundle: PathBuf::from("."),
             stdio: Stdio::default(),
+            image: None,
         }
     }
 
@@ -77,6 +105,12 @@ impl ContainerConfig {
     /// Sets the standard streams.
     pub fn stdio(mut self, stdio: Stdio) -> ContainerConfig {
         self.stdio = stdio;
+        self
+    }
+
+    /// Sets the image the container runs.
+    pub fn image(mut self, image: ContainerImage) -> ContainerConfig {
+        self.image = Some(image);
         self
     }
 }
@@ -124,6 +158,8 @@ pub struct Container {
     pub(crate) helper_config: Option<HelperConfig>,
     /// Where relative bind sources were resolved.
     pub(crate) bundle: PathBuf,
+    /// The image, as the caller gave it (processes added later are hardened with it too).
+    pub(crate) image: Option<ContainerImage>,
     /// The master of the init's terminal, until taken.
     console: Option<OwnedFd>,
     /// The processes added with [`Container::exec`], reaped on delete if their handles have
@@ -138,6 +174,8 @@ pub(crate) struct Resources {
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) lease: Option<Lease>,
     virtual_files: Option<crate::virt::Registration>,
+    /// The engine socket as the container reaches it.
+    docker_proxies: Vec<crate::docker_proxy::DockerProxy>,
 }
 
 impl Resources {
@@ -146,6 +184,7 @@ impl Resources {
         self.registration.take();
         self.vetter.take();
         self.virtual_files.take();
+        self.docker_proxies.clear();
         let cgroup = self.cgroup.take().map(|c| c.remove());
         let lease = self.lease.take().map(|l| l.release());
         cgroup.transpose()?;
@@ -238,6 +277,7 @@ impl Container {
             spec,
             bundle,
             stdio,
+            image,
         } = config;
         if !valid_container_id(&id) {
             return Err(Error::InvalidId(id));
@@ -245,7 +285,7 @@ impl Container {
         if !shared.live.lock().expect("live set").insert(id.clone()) {
             return Err(Error::Exists(id));
         }
-        let created = Self::create_reserved(Arc::clone(&shared), &id, spec, &bundle, stdio);
+        let created = Self::create_reserved(Arc::clone(&shared), &id, spec, &bundle, stdio, image);
         if created.is_err() {
             shared.live.lock().expect("live set").remove(&id);
         }
@@ -258,6 +298,7 @@ impl Container {
         spec: Spec,
         bundle: &Path,
         stdio: Stdio,
+        image: Option<ContainerImage>,
     ) -> Result<Container> {
         let bundle = std::fs::canonicalize(bundle).map_err(|source| Error::Path {
             what: "bundle",
@@ -297,7 +338,10 @@ impl Container {
             block,
             runtime_caps: shared.runtime_caps,
         };
-        let hardened = harden(spec, &ctx, &mut |p| resolve_in_bundle(&bundle, p))?;
+        let image_ctx = image.as_ref().map(ContainerImage::context);
+        let hardened = harden_with_image(spec, &ctx, image_ctx.as_ref(), &mut |p| {
+            resolve_in_bundle(&bundle, p)
+        })?;
         let spec = hardened.spec;
         let cgroup_path = spec
             .linux()
@@ -327,6 +371,13 @@ impl Container {
             block.mapping().host_start,
             &mut mounted,
         )?;
+        let docker_proxies = crate::docker_proxy::serve_container(
+            &shared.state_dir,
+            id,
+            &policy,
+            block.mapping().host_start,
+            &mut mounted,
+        )?;
         let mut mount_plan = MountPlan::from_spec(&mounted, &rootfs, block)?;
         let overlay = overlay_root(&rootfs);
         if let Some(root) = &overlay {
@@ -348,6 +399,7 @@ impl Container {
             cgroup: Some(cgroup),
             lease: Some(lease),
             virtual_files,
+            docker_proxies,
         };
         // Released with the cgroup from here on.
         cgroup_dirs.keep();
@@ -417,6 +469,7 @@ impl Container {
             policy,
             helper_config: None,
             bundle,
+            image,
             console: None,
             execs: Default::default(),
         };

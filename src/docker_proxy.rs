@@ -29,6 +29,7 @@
 //! ```
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -52,6 +53,8 @@ const MOST_CONNECTIONS: usize = 64;
 #[derive(Debug)]
 pub struct DockerProxy {
     path: PathBuf,
+    /// The listening socket's descriptor, shut down to wake the accept loop.
+    listener: std::os::fd::OwnedFd,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -63,17 +66,24 @@ struct Shared {
 }
 
 impl DockerProxy {
-    /// Listens on `path` (created, mode 0660; an old socket there is replaced) and passes
-    /// allowed requests on to the engine socket at `upstream`.
+    /// Listens on `path` (an old socket there is replaced) and passes allowed requests on to
+    /// the engine socket at `upstream`. The socket is made through its directory's descriptor,
+    /// so `path` may be longer than a socket address allows.
     pub fn start(path: &Path, upstream: &Path, commands: CommandList) -> Result<DockerProxy> {
         let io = |what: &str| Error::io(format!("{what} {}", path.display()));
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(io("listening on")(std::io::ErrorKind::InvalidInput.into()));
+        };
         match std::fs::remove_file(path) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                 return Err(io("removing an old socket at")(err))
             }
             _ => {}
         }
-        let listener = UnixListener::bind(path).map_err(io("listening on"))?;
+        let dir = std::fs::File::open(dir).map_err(io("opening the directory of"))?;
+        let short = Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+        let listener = UnixListener::bind(short).map_err(io("listening on"))?;
+        let wake = std::os::fd::OwnedFd::from(listener.try_clone().map_err(io("listening on"))?);
         let shared = Arc::new(Shared {
             upstream: upstream.to_path_buf(),
             commands,
@@ -87,6 +97,7 @@ impl DockerProxy {
             .map_err(io("starting the proxy for"))?;
         Ok(DockerProxy {
             path: path.to_path_buf(),
+            listener: wake,
             stopping,
             thread: Some(thread),
         })
@@ -101,13 +112,63 @@ impl DockerProxy {
 impl Drop for DockerProxy {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Wakes the accept loop, which then sees it is stopping.
-        let _ = UnixStream::connect(&self.path);
+        // A listening socket shut down fails its accept (EINVAL): the loop wakes and stops.
+        // SAFETY: shutdown on a descriptor we own.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Gives a container whose image may mount the engine's socket a proxy in its place: every
+/// bind in `mounted` (the spec the mount plan is made from) of one of the policy's engine
+/// sockets gets the source `STATE/docker-proxy/ID-N.sock` instead, owned by the container's root
+/// (`root`, a host uid and gid) and refused to everyone else. Hardening has already refused the
+/// bind for any other image.
+pub(crate) fn serve_container(
+    state_dir: &Path,
+    id: &str,
+    policy: &eci_policy::Policy,
+    root: u32,
+    mounted: &mut oci_spec::runtime::Spec,
+) -> Result<Vec<DockerProxy>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut proxies: Vec<(PathBuf, DockerProxy)> = Vec::new();
+    let sockets = &policy.docker_socket.sockets;
+    for mount in mounted.mounts_mut().iter_mut().flatten() {
+        let Some(source) = mount.source().clone() else {
+            continue;
+        };
+        if !sockets.contains(&source) {
+            continue;
+        }
+        let existing = proxies.iter().position(|(upstream, _)| *upstream == source);
+        let index = match existing {
+            Some(index) => index,
+            None => {
+                let dir = state_dir.join("docker-proxy");
+                std::fs::create_dir_all(&dir)
+                    .map_err(Error::io(format!("creating {}", dir.display())))?;
+                let path = dir.join(format!("{id}-{}.sock", proxies.len()));
+                let proxy =
+                    DockerProxy::start(&path, &source, policy.docker_socket.commands.clone())?;
+                let owned =
+                    std::os::unix::fs::chown(&path, Some(root), Some(root)).and_then(|()| {
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
+                    });
+                owned.map_err(Error::io(format!(
+                    "giving {} to the container",
+                    path.display()
+                )))?;
+                proxies.push((source.clone(), proxy));
+                proxies.len() - 1
+            }
+        };
+        mount.set_source(Some(proxies[index].1.path().to_path_buf()));
+    }
+    Ok(proxies.into_iter().map(|(_, proxy)| proxy).collect())
 }
 
 fn accept(listener: &UnixListener, shared: &Arc<Shared>, stopping: &AtomicBool) {
@@ -253,6 +314,20 @@ struct Head {
     framing: Framing,
     /// A response switching to another protocol (`101`): raw bytes from here.
     upgrade: bool,
+    /// The connection ends after this exchange (`Connection: close`, or HTTP/1.0).
+    close: bool,
+}
+
+/// Whether a head asks for the connection to end after this exchange.
+fn closes(headers: &[httparse::Header<'_>], version: Option<u8>) -> bool {
+    let named = headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("connection")
+            && std::str::from_utf8(h.value).is_ok_and(|v| {
+                v.split(',')
+                    .any(|token| token.trim().eq_ignore_ascii_case("close"))
+            })
+    });
+    named || version == Some(0)
 }
 
 fn framing(headers: &[httparse::Header<'_>]) -> ProxyResult<Framing> {
@@ -310,6 +385,7 @@ fn read_request(side: &mut Side) -> ProxyResult<Option<Head>> {
                         framing
                     },
                     upgrade: false,
+                    close: closes(request.headers, request.version),
                 };
                 side.start += len;
                 return Ok(Some(head));
@@ -351,6 +427,7 @@ fn read_response(side: &mut Side, request: &Head) -> ProxyResult<Head> {
                     target: String::new(),
                     framing: if bodiless { Framing::None } else { framing },
                     upgrade: status == 101,
+                    close: closes(response.headers, response.version),
                 };
                 side.start += len;
                 return Ok(head);
@@ -412,6 +489,10 @@ fn serve(client: UnixStream, shared: &Shared) -> ProxyResult<()> {
             // A hijacked stream (attach without an upgrade) or a body that ends with the
             // connection: raw both ways from here.
             Framing::Unframed => return splice(client, engine),
+        }
+        if request.close || response.close {
+            let _ = client.stream.shutdown(std::net::Shutdown::Both);
+            return Ok(());
         }
     }
 }

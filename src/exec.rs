@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::Failure;
 use eci_ns::{spawn_into, ExitStatus, PidFd};
-use eci_policy::harden::{harden, HardenContext};
+use eci_policy::harden::{harden_with_image, HardenContext};
 use eci_seccomp::mount::MountVetter;
 use eci_seccomp::Registration;
 use oci_spec::runtime::Process;
@@ -127,7 +127,11 @@ impl Container {
             block: lease.block(),
             runtime_caps: self.shared.runtime_caps,
         };
-        let spec = harden(spec, &ctx, &mut |p| resolve_in_bundle(&self.bundle, p))?.spec;
+        let image = self.image.as_ref().map(crate::ContainerImage::context);
+        let spec = harden_with_image(spec, &ctx, image.as_ref(), &mut |p| {
+            resolve_in_bundle(&self.bundle, p)
+        })?
+        .spec;
         // The hostname and domain name are the container's already.
         let mut process_only = spec.clone();
         process_only.set_hostname(None);

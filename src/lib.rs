@@ -49,7 +49,7 @@ mod runtime;
 mod supervise;
 mod virt;
 
-pub use container::{valid_container_id, Container, ContainerConfig, State, Stdio};
+pub use container::{valid_container_id, Container, ContainerConfig, ContainerImage, State, Stdio};
 pub use eci_idmap::Durability;
 pub use eci_ns::ExitStatus;
 pub use eci_policy::harden::Change;

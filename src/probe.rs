@@ -24,6 +24,8 @@
 //! eci-probe write FILE VALUE                     write VALUE to FILE in one write(2)
 //! eci-probe bench-read FILE MILLIS               open+read+close of FILE for MILLIS ms:
 //!                                                 "reads/s"
+//! eci-probe http SOCKET METHOD TARGET             one HTTP/1.1 request on a Unix socket: the
+//!                                                 response's status line
 //! eci-probe churn-mount MILLIS DIR               tmpfs mount+umount pairs on DIR for MILLIS ms:
 //!                                                 how often each call answered what, as
 //!                                                 "mount:ok=N umount:ok=N ..." sorted
@@ -228,6 +230,7 @@ pub fn run(args: &[&str]) -> String {
             Ok(n) => race_fstype(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
         },
+        ["http", socket, method, target] => http(socket, method, target),
         ["churn-mount", millis, dir] => match millis.parse() {
             Ok(millis) => churn_mount(millis, dir),
             Err(_) => format!("usage error: {millis} is not a number of milliseconds"),
@@ -261,6 +264,26 @@ fn bench_mount(n: usize, dir: &str) -> String {
     pairs.sort_by(f64::total_cmp);
     let at = |q: f64| pairs[((pairs.len() - 1) as f64 * q).round() as usize];
     format!("{:.1} {:.1} {:.1}", at(0.5), at(0.99), mean)
+}
+
+/// Sends one request on the Unix socket `socket` and answers with the response's status line.
+fn http(socket: &str, method: &str, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(err) => return errno_name(&err),
+    };
+    let request =
+        format!("{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+    let mut response = Vec::new();
+    let exchanged = stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.read_to_end(&mut response));
+    if let Err(err) = exchanged {
+        return errno_name(&err);
+    }
+    let text = String::from_utf8_lossy(&response);
+    text.lines().next().unwrap_or("(no response)").to_string()
 }
 
 /// Mounts and unmounts a tmpfs on `dir` for `millis` ms, whatever each call answers, and counts
