@@ -240,7 +240,7 @@ impl Side {
     }
 
     /// Passes `n` bytes on to `to`.
-    fn copy(&mut self, mut n: u64, to: &mut UnixStream) -> ProxyResult<()> {
+    fn copy(&mut self, mut n: u64, to: &mut impl Write) -> ProxyResult<()> {
         while n > 0 {
             if self.pending().is_empty() && !self.fill()? {
                 return Err(ProxyError::Malformed("the stream ended inside a body"));
@@ -257,7 +257,7 @@ impl Side {
     }
 
     /// Passes a line ending in CRLF on to `to`, and returns it.
-    fn copy_line(&mut self, to: &mut UnixStream) -> ProxyResult<Vec<u8>> {
+    fn copy_line(&mut self, to: &mut impl Write) -> ProxyResult<Vec<u8>> {
         loop {
             if let Some(end) = self.pending().windows(2).position(|w| w == b"\r\n") {
                 let line = self.pending()[..end + 2].to_vec();
@@ -275,7 +275,7 @@ impl Side {
     }
 
     /// Passes a chunked body on to `to`, chunk by chunk, trailers included.
-    fn copy_chunked(&mut self, to: &mut UnixStream) -> ProxyResult<()> {
+    fn copy_chunked(&mut self, to: &mut impl Write) -> ProxyResult<()> {
         loop {
             let line = self.copy_line(to)?;
             let size = match httparse::parse_chunk_size(&line) {
@@ -558,6 +558,127 @@ fn refuse(client: &mut UnixStream, status: u16, message: &str) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eci_policy::docker_api::{CommandRule, ListKind};
+    use proptest::prelude::*;
+
+    /// An engine that answers `200` with an empty body to every request head it parses (bodies
+    /// by Content-Length only) and keeps each request line it saw.
+    fn engine(path: &Path) -> Arc<std::sync::Mutex<Vec<String>>> {
+        let listener = UnixListener::bind(path).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = Arc::clone(&record);
+                std::thread::spawn(move || {
+                    let mut side = Side::new(stream);
+                    let mut out = side.stream.try_clone().unwrap();
+                    while let Ok(Some(head)) = read_request(&mut side) {
+                        record
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} {}", head.method, head.target));
+                        let skipped = match head.framing {
+                            Framing::Length(n) => side.copy(n, &mut std::io::sink()),
+                            _ => Ok(()),
+                        };
+                        let answered =
+                            out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                        if skipped.is_err() || answered.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        seen
+    }
+
+    fn deny_volumes_and_push() -> CommandList {
+        let rules = ["volume*", "push"]
+            .map(|r| (r.to_string(), CommandRule::parse(r).unwrap()))
+            .to_vec();
+        CommandList::new(ListKind::Deny, rules)
+    }
+
+    /// Sends `bytes` as a client, then reads whatever comes back until the proxy closes.
+    fn exchange(shared: &Arc<Shared>, bytes: &[u8]) -> Vec<u8> {
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let shared = Arc::clone(shared);
+        let proxy = std::thread::spawn(move || {
+            let _ = serve(theirs, &shared);
+        });
+        let _ = ours.write_all(bytes);
+        let _ = ours.shutdown(std::net::Shutdown::Write);
+        let mut back = Vec::new();
+        let _ = ours.read_to_end(&mut back);
+        proxy.join().expect("the proxy never panics");
+        back
+    }
+
+    fn request() -> impl Strategy<Value = Vec<u8>> {
+        let method = prop::sample::select(vec!["GET", "POST", "DELETE", "HEAD"]);
+        let target = prop::sample::select(vec![
+            "/v1.41/containers/json",
+            "/v1.41/volumes",
+            "/v1.41/volumes/create",
+            "/v1.41/images/app/push?tag=1",
+            "/_ping",
+            "/v1.41/containers/x/../../volumes",
+            "/v1.41/volumes%2f",
+            "/containers/json?x=/volumes",
+            "http://docker/v1.41/volumes",
+        ]);
+        let framing = prop::sample::select(vec![
+            "",
+            "Content-Length: 3\r\n",
+            "Transfer-Encoding: chunked\r\n",
+            "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+            "Content-Length: 3\r\nContent-Length: 4\r\n",
+            "Connection: close\r\n",
+        ]);
+        (method, target, framing, "[a-z]{0,3}").prop_map(|(m, t, f, body)| {
+            let body = if f.contains("chunked") {
+                format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len())
+            } else if f.starts_with("Content-Length: 3") {
+                format!("{body:.3}{}", "xxx".get(body.len().min(3)..).unwrap_or(""))
+            } else {
+                String::new()
+            };
+            format!("{m} {t} HTTP/1.1\r\nHost: d\r\n{f}\r\n{body}").into_bytes()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn only_allowed_requests_reach_the_engine(
+            requests in proptest::collection::vec(request(), 1..4),
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let upstream = dir.path().join("engine.sock");
+            let seen = engine(&upstream);
+            let commands = deny_volumes_and_push();
+            let shared = Arc::new(Shared {
+                upstream,
+                commands: commands.clone(),
+                connections: AtomicUsize::new(0),
+            });
+            let mut bytes: Vec<u8> = requests.concat();
+            bytes.extend_from_slice(&noise);
+            exchange(&shared, &bytes);
+            exchange(&shared, &noise);
+            // The engine's threads record as they read; give them a moment to finish.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            for line in seen.lock().unwrap().iter() {
+                let (method, target) = line.split_once(' ').unwrap();
+                let allowed = eci_policy::docker_api::classify_target(method, target)
+                    .is_some_and(|api| commands.decide_endpoint(api).allowed);
+                prop_assert!(allowed, "{line} reached the engine");
+            }
+        }
+    }
 
     fn headers(pairs: &[(&'static str, &'static [u8])]) -> Vec<httparse::Header<'static>> {
         pairs
