@@ -26,6 +26,8 @@
 //!                                                 "reads/s"
 //! eci-probe http SOCKET METHOD TARGET             one HTTP/1.1 request on a Unix socket: the
 //!                                                 response's status line
+//! eci-probe bench-http SOCKET TARGET N          N keep-alive GET requests of TARGET on one
+//!                                                 connection: "p50 p99 mean" in microseconds
 //! eci-probe churn-mount MILLIS DIR               tmpfs mount+umount pairs on DIR for MILLIS ms:
 //!                                                 how often each call answered what, as
 //!                                                 "mount:ok=N umount:ok=N ..." sorted
@@ -231,6 +233,10 @@ pub fn run(args: &[&str]) -> String {
             Err(_) => format!("usage error: {n} is not a count"),
         },
         ["http", socket, method, target] => http(socket, method, target),
+        ["bench-http", socket, target, n] => match n.parse() {
+            Ok(n) => bench_http(socket, target, n),
+            Err(_) => format!("usage error: {n} is not a count"),
+        },
         ["churn-mount", millis, dir] => match millis.parse() {
             Ok(millis) => churn_mount(millis, dir),
             Err(_) => format!("usage error: {millis} is not a number of milliseconds"),
@@ -284,6 +290,55 @@ fn http(socket: &str, method: &str, target: &str) -> String {
     }
     let text = String::from_utf8_lossy(&response);
     text.lines().next().unwrap_or("(no response)").to_string()
+}
+
+/// Times `n` GET requests of `target` on one keep-alive connection to `socket`, each read to
+/// the end of its body (Content-Length framing); "p50 p99 mean" in microseconds.
+fn bench_http(socket: &str, target: &str, n: usize) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(err) => return errno_name(&err),
+    };
+    let mut writer = match stream.try_clone() {
+        Ok(writer) => writer,
+        Err(err) => return errno_name(&err),
+    };
+    let mut reader = BufReader::new(stream);
+    let request = format!("GET {target} HTTP/1.1\r\nHost: docker\r\n\r\n");
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let start = std::time::Instant::now();
+        if let Err(err) = writer.write_all(request.as_bytes()) {
+            return errno_name(&err);
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return "the connection closed".to_string(),
+                Ok(_) => {}
+                Err(err) => return errno_name(&err),
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if let Err(err) = reader.read_exact(&mut body) {
+            return errno_name(&err);
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    format!("{:.1} {:.1} {:.1}", at(0.5), at(0.99), mean)
 }
 
 /// Mounts and unmounts a tmpfs on `dir` for `millis` ms, whatever each call answers, and counts
