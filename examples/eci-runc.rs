@@ -490,6 +490,44 @@ fn state(ctx: &Ctx, id: &str) -> Result<String, Error> {
     }
 }
 
+/// The image of a container that binds an engine's socket, asked of that engine (Docker passes
+/// no image to its runtime): without it the bind is refused, with it `imageList` decides and
+/// the container reaches the engine through the commandList proxy. `None` (and a warning in
+/// the log) when the engine cannot say.
+fn engine_image(
+    ctx: &Ctx,
+    spec: &eci::oci_spec::runtime::Spec,
+    id: &str,
+    policy: &eci::Policy,
+) -> Option<eci::ContainerImage> {
+    let socket = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .filter_map(|m| std::fs::canonicalize(m.source().as_ref()?).ok())
+        .find(|source| policy.docker_socket.sockets.contains(source))?;
+    match eci::docker_proxy::image_from_engine(&socket, id) {
+        Ok(Some(image)) => Some(image),
+        Ok(None) => {
+            ctx.log(
+                "warning",
+                &format!(
+                    "the engine at {} does not know container {id}",
+                    socket.display()
+                ),
+            );
+            None
+        }
+        Err(err) => {
+            ctx.log(
+                "warning",
+                &format!("asking the engine for the image: {err}"),
+            );
+            None
+        }
+    }
+}
+
 /// Where the monitor records the container's cgroup path.
 const CGROUP_FILE: &str = "cgroup";
 
@@ -1268,7 +1306,13 @@ fn create_container(
             stderr: Some(stderr),
         }
     };
-    let container = runtime.create(ContainerConfig::new(id, spec).bundle(bundle).stdio(stdio))?;
+    let mut config = ContainerConfig::new(id, spec.clone())
+        .bundle(bundle)
+        .stdio(stdio);
+    if let Some(image) = engine_image(ctx, &spec, id, runtime.policy()) {
+        config = config.image(image);
+    }
+    let container = runtime.create(config)?;
     let dir = std::fs::File::open(ctx.dir(id))?;
     let listener = UnixListener::bind(short_path(&dir))?;
     // The container keeps what it needs of the runtime (supervisor, helpers, virtual files).

@@ -27,6 +27,12 @@ fn example(name: &str) -> PathBuf {
 
 impl Dockerd {
     fn start() -> Dockerd {
+        Dockerd::start_with_config(None)
+    }
+
+    /// A dockerd with `config` as its daemon.json (runtimes with their arguments, say), beside
+    /// the plain `eci` runtime.
+    fn start_with_config(config: Option<&str>) -> Dockerd {
         assert!(
             Path::new("/usr/sbin/dockerd").exists() || which("dockerd"),
             "dockerd is missing: install docker.io and containerd (scripts/test does)"
@@ -42,7 +48,11 @@ impl Dockerd {
             .unwrap();
         let path = |name: &str| dir.path().join(name);
         let log = std::fs::File::create(path("dockerd.log")).unwrap();
+        let config_file = path("daemon.json");
+        std::fs::write(&config_file, config.unwrap_or("{}")).unwrap();
         let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(&config_file)
             .arg("--data-root")
             .arg(data.path())
             .arg("--exec-root")
@@ -560,4 +570,92 @@ fn the_socket_proxy_enforces_the_command_list() {
     unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
     assert!(proxy.wait().unwrap().success());
     assert!(!socket.exists());
+}
+
+#[test]
+fn an_allowed_image_reaches_the_engine_through_the_command_list() {
+    // The engine's socket is where this dockerd listens; the probe comes from the build's
+    // directory. eci-runc asks the engine which image each container runs.
+    let dir = tempfile::tempdir().unwrap();
+    let probe = PathBuf::from(env!("CARGO_BIN_EXE_eci-probe"));
+    let settings = |images: &str, socket: &Path| {
+        format!(
+            r#"{{"enhancedContainerIsolation": {{"value": true, "dockerSocketMount": {{
+                  "imageList": {{"images": [{images}]}},
+                  "commandList": {{"type": "deny", "commands": ["volume*"]}}}}}},
+                "eci": {{"engineSockets": ["{}"],
+                         "sharedPaths": [{{"path": "{}", "readOnly": true}},
+                                         {{"path": "/usr", "readOnly": true}}]}}}}"#,
+            socket.display(),
+            probe.parent().unwrap().display()
+        )
+    };
+    // The daemon's socket path is only known once its directory exists: start it with the
+    // runtimes reading settings files written next.
+    let any = dir.path().join("any.json");
+    let cli_only = dir.path().join("cli.json");
+    let runtime = |settings: &Path| {
+        format!(
+            r#"{{"path": "{}", "runtimeArgs": ["--settings", "{}"]}}"#,
+            example("eci-runc").display(),
+            settings.display()
+        )
+    };
+    let config = format!(
+        r#"{{"runtimes": {{"eci-any": {}, "eci-cli": {}}}}}"#,
+        runtime(&any),
+        runtime(&cli_only)
+    );
+    std::fs::write(&any, "{}").unwrap();
+    std::fs::write(&cli_only, "{}").unwrap();
+    let docker = Dockerd::start_with_config(Some(&config));
+    let socket = docker.dir.path().join("docker.sock");
+    std::fs::write(&any, settings("\"*\"", &socket)).unwrap();
+    std::fs::write(&cli_only, settings("\"docker:cli\"", &socket)).unwrap();
+
+    let run = |runtime: &str, target: &str| {
+        let out = docker.docker(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--network",
+            "none",
+            "-v",
+            &format!("{}:/var/run/docker.sock", socket.display()),
+            "-v",
+            &format!("{}:/probe:ro", probe.display()),
+            // eci-probe needs the C library, which the busybox image lacks.
+            "-v",
+            "/usr/lib:/lib:ro",
+            "-v",
+            "/usr/lib64:/lib64:ro",
+            "eci-busybox",
+            "/probe",
+            "http",
+            "/var/run/docker.sock",
+            "GET",
+            target,
+        ]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run("eci-any", "/v1.41/containers/json");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "HTTP/1.1 200 OK"),
+        "{err}\n{}",
+        docker.log()
+    );
+    let (code, out, err) = run("eci-any", "/v1.41/volumes");
+    assert_eq!((code, out.as_str()), (0, "HTTP/1.1 403 Forbidden"), "{err}");
+    let (code, _, err) = run("eci-cli", "/v1.41/containers/json");
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("eci-busybox") && err.contains("is not in dockerSocketMount.imageList"),
+        "{err}"
+    );
 }
