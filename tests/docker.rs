@@ -93,9 +93,14 @@ impl Dockerd {
     }
 
     fn docker_with_input(&self, args: &[&str], input: &str) -> Output {
+        self.docker_on(&self.host(), args, input)
+    }
+
+    /// `docker ARGS` against `host` (a proxy in front of this daemon, say), with `input`.
+    fn docker_on(&self, host: &str, args: &[&str], input: &str) -> Output {
         use std::io::Write;
         let mut child = Command::new("docker")
-            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_HOST", host)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -477,23 +482,9 @@ fn the_socket_proxy_enforces_the_command_list() {
         assert!(Instant::now() < deadline, "the proxy did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let proxy_host = format!("unix://{}", socket.display());
     let through = |args: &[&str], input: &str| {
-        use std::io::Write;
-        let mut child = Command::new("docker")
-            .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = docker.docker_on(&proxy_host, args, input);
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).to_string(),

@@ -330,21 +330,33 @@ fn with_stdin(name: &str, script: &str) -> (common::TestContainer, std::io::Pipe
     (c, writer)
 }
 
-#[test]
-fn a_mount_helper_that_dies_is_replaced_and_vetting_goes_on() {
+/// A started container that, once told to go, tries an allowed mount and a refused unmount;
+/// with its init's pid.
+fn waiting_to_mount(name: &str) -> (common::TestContainer, std::io::PipeWriter, i32) {
     let script = "mkdir -p /tmp/x; echo ready; read go; \
                   /probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms";
-    let (mut c, mut go) = with_stdin("helper-replaced", script);
+    let (mut c, go) = with_stdin(name, script);
     c.container().start().unwrap();
     assert_eq!(c.read_stdout_line(), "ready\n");
     let init = c.container().pid();
-    assert!(kill_mount_helper(init).is_some(), "a new helper starts");
+    (c, go, init)
+}
+
+/// Tells a [`waiting_to_mount`] container to go; its answers, once it exited with 0.
+fn go_and_answers(mut c: common::TestContainer, mut go: std::io::PipeWriter) -> Vec<String> {
     use std::io::Write;
     writeln!(go, "go").unwrap();
     let (code, out) = c.finish();
     assert_eq!(code, 0, "{out}");
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_mount_helper_that_dies_is_replaced_and_vetting_goes_on() {
+    let (c, go, init) = waiting_to_mount("helper-replaced");
+    assert!(kill_mount_helper(init).is_some(), "a new helper starts");
     assert_eq!(
-        out.lines().collect::<Vec<_>>(),
+        go_and_answers(c, go),
         ["ok", "EPERM"],
         "the new helper performs what is allowed and refuses what is not"
     );
@@ -402,12 +414,7 @@ fn a_call_in_flight_when_its_helper_dies_is_answered() {
 
 #[test]
 fn a_mount_helper_that_keeps_dying_leaves_mount_calls_failing() {
-    let script = "mkdir -p /tmp/x; echo ready; read go; \
-                  /probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms";
-    let (mut c, mut go) = with_stdin("helper-gives-up", script);
-    c.container().start().unwrap();
-    assert_eq!(c.read_stdout_line(), "ready\n");
-    let init = c.container().pid();
+    let (c, go, init) = waiting_to_mount("helper-gives-up");
     let mut replaced = 0;
     while kill_mount_helper(init).is_some() {
         replaced += 1;
@@ -415,12 +422,8 @@ fn a_mount_helper_that_keeps_dying_leaves_mount_calls_failing() {
     }
     assert_eq!(replaced, 5, "five replacements, then none");
     assert_eq!(mount_helpers(init), Vec::<i32>::new());
-    use std::io::Write;
-    writeln!(go, "go").unwrap();
-    let (code, out) = c.finish();
-    assert_eq!(code, 0, "{out}");
     assert_eq!(
-        out.lines().collect::<Vec<_>>(),
+        go_and_answers(c, go),
         ["ENOSYS", "ENOSYS"],
         "with nobody to vet them, mount calls fail"
     );
