@@ -353,12 +353,15 @@ impl Side {
         Ok(())
     }
 
-    /// Passes a line ending in CRLF on to `to`, and returns it.
-    fn copy_line(&mut self, to: &mut impl Write) -> ProxyResult<Vec<u8>> {
+    /// Takes a line ending in CRLF, which holds no other CR or LF (a bare one could end the
+    /// line for the engine but not for us).
+    fn take_line(&mut self) -> ProxyResult<Vec<u8>> {
         loop {
             if let Some(end) = self.pending().windows(2).position(|w| w == b"\r\n") {
                 let line = self.pending()[..end + 2].to_vec();
-                to.write_all(&line)?;
+                if line[..end].iter().any(|b| matches!(b, b'\r' | b'\n')) {
+                    return Err(ProxyError::Malformed("a bare CR or LF in a chunk line"));
+                }
                 self.start += end + 2;
                 return Ok(line);
             }
@@ -371,23 +374,31 @@ impl Side {
         }
     }
 
-    /// Passes a chunked body on to `to`, chunk by chunk, trailers included.
+    /// Passes a chunked body on to `to`, chunk by chunk, trailers included; each line is
+    /// checked before it is passed on.
     fn copy_chunked(&mut self, to: &mut impl Write) -> ProxyResult<()> {
         loop {
-            let line = self.copy_line(to)?;
+            let line = self.take_line()?;
             let size = match httparse::parse_chunk_size(&line) {
                 Ok(httparse::Status::Complete((_, size))) => size,
                 _ => return Err(ProxyError::Malformed("a chunk size")),
             };
+            to.write_all(&line)?;
             if size == 0 {
                 // Trailers, up to an empty line.
-                while self.copy_line(to)? != b"\r\n" {}
-                return Ok(());
+                loop {
+                    let trailer = self.take_line()?;
+                    to.write_all(&trailer)?;
+                    if trailer == b"\r\n" {
+                        return Ok(());
+                    }
+                }
             }
             self.copy(size, to)?;
-            if self.copy_line(to)? != b"\r\n" {
+            if self.take_line()? != b"\r\n" {
                 return Err(ProxyError::Malformed("a chunk without its CRLF"));
             }
+            to.write_all(b"\r\n")?;
         }
     }
 }
@@ -413,6 +424,8 @@ struct Head {
     upgrade: bool,
     /// The connection ends after this exchange (`Connection: close`, or HTTP/1.0).
     close: bool,
+    /// An interim response (1xx other than 101): the final one follows.
+    interim: bool,
 }
 
 /// Whether a head asks for the connection to end after this exchange.
@@ -435,9 +448,13 @@ fn framing(headers: &[httparse::Header<'_>]) -> ProxyResult<Framing> {
             .map_err(|_| ProxyError::Malformed("a header value is not text"))?
             .trim();
         if header.name.eq_ignore_ascii_case("content-length") {
+            // Digits only: Rust would also take a sign, which the engine refuses.
+            let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
             let n = value
                 .parse::<u64>()
-                .map_err(|_| ProxyError::Malformed("Content-Length is not a number"))?;
+                .ok()
+                .filter(|_| digits)
+                .ok_or(ProxyError::Malformed("Content-Length is not a number"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(ProxyError::Malformed(
                     "two different Content-Length headers",
@@ -483,7 +500,19 @@ fn read_request(side: &mut Side) -> ProxyResult<Option<Head>> {
                     },
                     upgrade: false,
                     close: closes(request.headers, request.version),
+                    interim: false,
                 };
+                // A client waiting for `100 Continue` before it sends its body would wait for
+                // the proxy while the proxy waits for the body.
+                if request
+                    .headers
+                    .iter()
+                    .any(|h| h.name.eq_ignore_ascii_case("expect"))
+                {
+                    return Err(ProxyError::Malformed(
+                        "an Expect header (send the body without waiting for 100 Continue)",
+                    ));
+                }
                 side.start += len;
                 return Ok(Some(head));
             }
@@ -525,6 +554,7 @@ fn read_response(side: &mut Side, request: &Head) -> ProxyResult<Head> {
                     framing: if bodiless { Framing::None } else { framing },
                     upgrade: status == 101,
                     close: closes(response.headers, response.version),
+                    interim: (100..200).contains(&status) && status != 101,
                 };
                 side.start += len;
                 return Ok(head);
@@ -576,7 +606,11 @@ fn serve(client: UnixStream, shared: &Shared) -> ProxyResult<()> {
             Framing::Chunked => client.copy_chunked(&mut engine.stream)?,
             Framing::None | Framing::Unframed => {}
         }
-        let response = read_response(engine, &request)?;
+        let mut response = read_response(engine, &request)?;
+        while response.interim {
+            client.stream.write_all(&response.bytes)?;
+            response = read_response(engine, &request)?;
+        }
         client.stream.write_all(&response.bytes)?;
         match response.framing {
             _ if response.upgrade => return splice(client, engine),
@@ -744,6 +778,48 @@ mod tests {
             };
             format!("{m} {t} HTTP/1.1\r\nHost: d\r\n{f}\r\n{body}").into_bytes()
         })
+    }
+
+    #[test]
+    fn requests_the_engine_could_read_otherwise_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = dir.path().join("engine.sock");
+        let seen = engine(&upstream);
+        let shared = Arc::new(Shared {
+            upstream,
+            commands: deny_volumes_and_push(),
+            connections: AtomicUsize::new(0),
+        });
+        let hidden = "GET /v1.41/volumes HTTP/1.1\r\nHost: d\r\n\r\n";
+        let status = |bytes: String| {
+            let back = exchange(&shared, bytes.as_bytes());
+            String::from_utf8_lossy(&back)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let post = "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\n";
+        assert_eq!(
+            status(format!("{post}Content-Length: +5\r\n\r\nxxxxx{hidden}")),
+            "HTTP/1.1 400 Bad Request"
+        );
+        assert_eq!(
+            status(format!(
+                "{post}Expect: 100-continue\r\nContent-Length: 5\r\n\r\nxxxxx"
+            )),
+            "HTTP/1.1 400 Bad Request"
+        );
+        // A chunk size ended by a bare LF: the proxy stops there, before anything after it.
+        status(format!(
+            "{post}Transfer-Encoding: chunked\r\n\r\n5\nxxxxx\r\n0\r\n\r\n{hidden}"
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let seen = seen.lock().unwrap();
+        assert!(
+            !seen.iter().any(|line| line.contains("volumes")),
+            "{seen:?}"
+        );
     }
 
     proptest! {
