@@ -500,13 +500,23 @@ fn engine_image(
     id: &str,
     policy: &eci::Policy,
 ) -> Option<eci::ContainerImage> {
-    let socket = spec
+    let mut sockets: Vec<PathBuf> = spec
         .mounts()
         .iter()
         .flatten()
         .filter_map(|m| std::fs::canonicalize(m.source().as_ref()?).ok())
-        .find(|source| policy.docker_socket.sockets.contains(source))?;
-    match eci::docker_proxy::image_from_engine(&socket, id) {
+        .filter(|source| policy.docker_socket.sockets.contains(source))
+        .collect();
+    sockets.sort();
+    sockets.dedup();
+    // One engine's word covers one engine: binds of two different engines are refused.
+    let [socket] = &sockets[..] else {
+        if sockets.len() > 1 {
+            ctx.log("warning", "binds of more than one engine socket are refused");
+        }
+        return None;
+    };
+    match eci::docker_proxy::image_from_engine(socket, id) {
         Ok(Some(image)) => Some(image),
         Ok(None) => {
             ctx.log(

@@ -175,7 +175,7 @@ pub(crate) struct Resources {
     pub(crate) lease: Option<Lease>,
     virtual_files: Option<crate::virt::Registration>,
     /// The engine socket as the container reaches it.
-    docker_proxies: Vec<crate::docker_proxy::DockerProxy>,
+    docker_proxies: crate::docker_proxy::ContainerProxies,
 }
 
 impl Resources {
@@ -184,7 +184,7 @@ impl Resources {
         self.registration.take();
         self.vetter.take();
         self.virtual_files.take();
-        self.docker_proxies.clear();
+        self.docker_proxies = Default::default();
         let cgroup = self.cgroup.take().map(|c| c.remove());
         let lease = self.lease.take().map(|l| l.release());
         cgroup.transpose()?;

@@ -57,12 +57,60 @@ pub struct DockerProxy {
     listener: std::os::fd::OwnedFd,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Shared {
     upstream: PathBuf,
     commands: CommandList,
     connections: AtomicUsize,
+    /// Both ends of every open connection, by connection, to shut down when the proxy stops
+    /// (a thread waiting on a long poll would otherwise outlive the container).
+    live: std::sync::Mutex<std::collections::HashMap<u64, Vec<UnixStream>>>,
+    next_connection: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn new(upstream: &Path, commands: CommandList) -> Shared {
+        Shared {
+            upstream: upstream.to_path_buf(),
+            commands,
+            connections: AtomicUsize::new(0),
+            live: Default::default(),
+            next_connection: Default::default(),
+        }
+    }
+
+    /// Keeps a handle of `stream` for shutting connection `id` down.
+    fn track(&self, id: u64, stream: &UnixStream) {
+        if let (Ok(clone), Ok(mut live)) = (stream.try_clone(), self.live.lock()) {
+            live.entry(id).or_default().push(clone);
+        }
+    }
+}
+
+/// A connection's claim on the proxy: counted among [`MOST_CONNECTIONS`] and tracked until
+/// dropped, whichever way its thread ends (or fails to start).
+struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.remove(&self.id);
+        }
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl DockerProxy {
@@ -84,22 +132,20 @@ impl DockerProxy {
         let short = Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
         let listener = UnixListener::bind(short).map_err(io("listening on"))?;
         let wake = std::os::fd::OwnedFd::from(listener.try_clone().map_err(io("listening on"))?);
-        let shared = Arc::new(Shared {
-            upstream: upstream.to_path_buf(),
-            commands,
-            connections: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(upstream, commands));
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
+        let serving = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("eci-docker-proxy".into())
-            .spawn(move || accept(&listener, &shared, &stop))
+            .spawn(move || accept(&listener, &serving, &stop))
             .map_err(io("starting the proxy for"))?;
         Ok(DockerProxy {
             path: path.to_path_buf(),
             listener: wake,
             stopping,
             thread: Some(thread),
+            shared,
         })
     }
 
@@ -117,6 +163,12 @@ impl Drop for DockerProxy {
         unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        // Connections still open end now, whatever their threads wait for.
+        if let Ok(live) = self.shared.live.lock() {
+            for stream in live.values().flatten() {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
         }
         let _ = std::fs::remove_file(&self.path);
     }
@@ -219,20 +271,38 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// The proxies of one container, in a directory of their own; dropping them stops them and
+/// removes the directory.
+#[derive(Debug, Default)]
+pub(crate) struct ContainerProxies {
+    dir: Option<PathBuf>,
+    proxies: Vec<DockerProxy>,
+}
+
+impl Drop for ContainerProxies {
+    fn drop(&mut self) {
+        self.proxies.clear();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// Gives a container whose image may mount the engine's socket a proxy in its place: every
 /// bind in `mounted` (the spec the mount plan is made from) of one of the policy's engine
-/// sockets gets the source `STATE/docker-proxy/ID-N.sock` instead, owned by the container's root
-/// (`root`, a host uid and gid) and refused to everyone else. Hardening has already refused the
-/// bind for any other image.
+/// sockets gets the source `STATE/docker-proxy/ID/N.sock` instead, owned by the container's
+/// root (`root`, a host uid and gid) and refused to everyone else. Hardening has already
+/// refused the bind for any other image.
 pub(crate) fn serve_container(
     state_dir: &Path,
     id: &str,
     policy: &eci_policy::Policy,
     root: u32,
     mounted: &mut oci_spec::runtime::Spec,
-) -> Result<Vec<DockerProxy>> {
+) -> Result<ContainerProxies> {
     use std::os::unix::fs::PermissionsExt;
-    let mut proxies: Vec<(PathBuf, DockerProxy)> = Vec::new();
+    let mut served = ContainerProxies::default();
+    let mut upstreams: Vec<PathBuf> = Vec::new();
     let sockets = &policy.docker_socket.sockets;
     for mount in mounted.mounts_mut().iter_mut().flatten() {
         let Some(source) = mount.source().clone() else {
@@ -241,16 +311,20 @@ pub(crate) fn serve_container(
         if !sockets.contains(&source) {
             continue;
         }
-        let existing = proxies.iter().position(|(upstream, _)| *upstream == source);
-        let index = match existing {
+        let index = match upstreams.iter().position(|upstream| *upstream == source) {
             Some(index) => index,
             None => {
-                let dir = state_dir.join("docker-proxy");
-                std::fs::create_dir_all(&dir)
-                    .map_err(Error::io(format!("creating {}", dir.display())))?;
-                let path = dir.join(format!("{id}-{}.sock", proxies.len()));
-                let proxy =
-                    DockerProxy::start(&path, &source, policy.docker_socket.commands.clone())?;
+                let dir = state_dir.join("docker-proxy").join(id);
+                if served.dir.is_none() {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(Error::io(format!("creating {}", dir.display())))?;
+                    served.dir = Some(dir.clone());
+                }
+                let path = dir.join(format!("{}.sock", upstreams.len()));
+                let commands = policy.docker_socket.commands.clone();
+                served
+                    .proxies
+                    .push(DockerProxy::start(&path, &source, commands)?);
                 let owned =
                     std::os::unix::fs::chown(&path, Some(root), Some(root)).and_then(|()| {
                         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
@@ -259,13 +333,13 @@ pub(crate) fn serve_container(
                     "giving {} to the container",
                     path.display()
                 )))?;
-                proxies.push((source.clone(), proxy));
-                proxies.len() - 1
+                upstreams.push(source.clone());
+                upstreams.len() - 1
             }
         };
-        mount.set_source(Some(proxies[index].1.path().to_path_buf()));
+        mount.set_source(Some(served.proxies[index].path().to_path_buf()));
     }
-    Ok(proxies.into_iter().map(|(_, proxy)| proxy).collect())
+    Ok(served)
 }
 
 fn accept(listener: &UnixListener, shared: &Arc<Shared>, stopping: &AtomicBool) {
@@ -273,19 +347,26 @@ fn accept(listener: &UnixListener, shared: &Arc<Shared>, stopping: &AtomicBool) 
         if stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(client) = client else { continue };
+        let Ok(client) = client else {
+            // Out of descriptors, say: give the system a moment rather than spin.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        };
         if shared.connections.fetch_add(1, Ordering::SeqCst) >= MOST_CONNECTIONS {
             shared.connections.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
-        let shared = Arc::clone(shared);
+        let slot = Slot {
+            shared: Arc::clone(shared),
+            id: shared.next_connection.fetch_add(1, Ordering::Relaxed),
+        };
+        shared.track(slot.id, &client);
         let spawned = std::thread::Builder::new()
             .name("eci-docker-proxy-conn".into())
             .spawn(move || {
-                if let Err(err) = serve(client, &shared) {
+                if let Err(err) = serve(client, &slot) {
                     tracing::debug!("docker proxy connection: {err}");
                 }
-                shared.connections.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
             tracing::warn!("docker proxy: no thread for a connection");
@@ -379,20 +460,22 @@ impl Side {
     fn copy_chunked(&mut self, to: &mut impl Write) -> ProxyResult<()> {
         loop {
             let line = self.take_line()?;
+            // httparse reads an empty line as size 0; the engine may not.
+            if !line[0].is_ascii_hexdigit() {
+                return Err(ProxyError::Malformed("a chunk size"));
+            }
             let size = match httparse::parse_chunk_size(&line) {
                 Ok(httparse::Status::Complete((_, size))) => size,
                 _ => return Err(ProxyError::Malformed("a chunk size")),
             };
             to.write_all(&line)?;
             if size == 0 {
-                // Trailers, up to an empty line.
-                loop {
-                    let trailer = self.take_line()?;
-                    to.write_all(&trailer)?;
-                    if trailer == b"\r\n" {
-                        return Ok(());
-                    }
+                // No trailers: nothing the engine might take for the next request.
+                if self.take_line()? != b"\r\n" {
+                    return Err(ProxyError::Malformed("trailers after a chunked body"));
                 }
+                to.write_all(b"\r\n")?;
+                return Ok(());
             }
             self.copy(size, to)?;
             if self.take_line()? != b"\r\n" {
@@ -480,6 +563,43 @@ fn framing(headers: &[httparse::Header<'_>]) -> ProxyResult<Framing> {
     }
 }
 
+/// What the engine could read differently from the proxy, or wait on forever, refused.
+fn check_request(
+    headers: &[httparse::Header<'_>],
+    version: Option<u8>,
+    framing: Framing,
+) -> ProxyResult<()> {
+    let named = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+    };
+    // A client waiting for `100 Continue` before it sends its body would wait for the proxy
+    // while the proxy waits for the body.
+    if named("expect").next().is_some() {
+        return Err(ProxyError::Malformed(
+            "an Expect header (send the body without waiting for 100 Continue)",
+        ));
+    }
+    // The engine ignores a transfer coding on HTTP/1.0, so a chunked body would be read as
+    // the next request.
+    if version == Some(0) && framing == Framing::Chunked {
+        return Err(ProxyError::Malformed("chunked transfer coding in HTTP/1.0"));
+    }
+    // The engine reads its parameters from a form body as well as from the query, which is
+    // all the decision saw (`/images/create` is a pull or an import by its parameters).
+    let form = named("content-type").any(|h| {
+        h.value.len() >= 33
+            && h.value[..33].eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+    });
+    if form && framing != Framing::None && framing != Framing::Length(0) {
+        return Err(ProxyError::Malformed(
+            "a form-encoded body (the engine would read parameters the decision did not see)",
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a request head; `None` when the client closed the connection between requests.
 fn read_request(side: &mut Side) -> ProxyResult<Option<Head>> {
     loop {
@@ -502,17 +622,7 @@ fn read_request(side: &mut Side) -> ProxyResult<Option<Head>> {
                     close: closes(request.headers, request.version),
                     interim: false,
                 };
-                // A client waiting for `100 Continue` before it sends its body would wait for
-                // the proxy while the proxy waits for the body.
-                if request
-                    .headers
-                    .iter()
-                    .any(|h| h.name.eq_ignore_ascii_case("expect"))
-                {
-                    return Err(ProxyError::Malformed(
-                        "an Expect header (send the body without waiting for 100 Continue)",
-                    ));
-                }
+                check_request(request.headers, request.version, head.framing)?;
                 side.start += len;
                 return Ok(Some(head));
             }
@@ -574,7 +684,8 @@ fn read_response(side: &mut Side, request: &Head) -> ProxyResult<Head> {
 }
 
 /// Serves one client connection, request by request.
-fn serve(client: UnixStream, shared: &Shared) -> ProxyResult<()> {
+fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
+    let shared = &slot.shared;
     let mut client = Side::new(client);
     let mut engine: Option<Side> = None;
     loop {
@@ -598,34 +709,64 @@ fn serve(client: UnixStream, shared: &Shared) -> ProxyResult<()> {
         }
         let engine = match &mut engine {
             Some(engine) => engine,
-            None => engine.insert(Side::new(UnixStream::connect(&shared.upstream)?)),
+            None => {
+                let stream = UnixStream::connect(&shared.upstream)?;
+                shared.track(slot.id, &stream);
+                engine.insert(Side::new(stream))
+            }
         };
         engine.stream.write_all(&request.bytes)?;
-        match request.framing {
-            Framing::Length(n) => client.copy(n, &mut engine.stream)?,
-            Framing::Chunked => client.copy_chunked(&mut engine.stream)?,
-            Framing::None | Framing::Unframed => {}
-        }
-        let mut response = read_response(engine, &request)?;
-        while response.interim {
-            client.stream.write_all(&response.bytes)?;
-            response = read_response(engine, &request)?;
-        }
-        client.stream.write_all(&response.bytes)?;
-        match response.framing {
-            _ if response.upgrade => return splice(client, engine),
-            Framing::Length(n) => engine.copy(n, &mut client.stream)?,
-            Framing::Chunked => engine.copy_chunked(&mut client.stream)?,
-            Framing::None => {}
-            // A hijacked stream (attach without an upgrade) or a body that ends with the
-            // connection: raw both ways from here.
-            Framing::Unframed => return splice(client, engine),
+        let mut to_engine = engine.stream.try_clone()?;
+        let mut to_client = client.stream.try_clone()?;
+        // The body goes up while the answer comes down: an engine that answers as it reads
+        // (`docker load` reports progress) would otherwise stop reading once its answer fills
+        // the socket, and wait for the proxy as the proxy waits for it.
+        let (response, raw) = std::thread::scope(|scope| {
+            let body = std::thread::Builder::new()
+                .name("eci-docker-proxy-body".into())
+                .spawn_scoped(scope, || match request.framing {
+                    Framing::Length(n) => client.copy(n, &mut to_engine),
+                    Framing::Chunked => client.copy_chunked(&mut to_engine),
+                    Framing::None | Framing::Unframed => Ok(()),
+                })?;
+            let relayed = relay_response(engine, &request, &mut to_client);
+            let sent = body
+                .join()
+                .unwrap_or(Err(ProxyError::Malformed("the request body")));
+            sent.and(relayed)
+        })?;
+        if raw {
+            return splice(client, engine);
         }
         if request.close || response.close {
             let _ = client.stream.shutdown(std::net::Shutdown::Both);
             return Ok(());
         }
     }
+}
+
+/// Passes the engine's answer to `request` on: interim responses, the final head and its
+/// body. True as well when raw bytes follow both ways (`101`, or an unframed answer: a
+/// hijacked stream, or a body that ends with the connection).
+fn relay_response(
+    engine: &mut Side,
+    request: &Head,
+    client: &mut UnixStream,
+) -> ProxyResult<(Head, bool)> {
+    let mut response = read_response(engine, request)?;
+    while response.interim {
+        client.write_all(&response.bytes)?;
+        response = read_response(engine, request)?;
+    }
+    client.write_all(&response.bytes)?;
+    let raw = response.upgrade || response.framing == Framing::Unframed;
+    match response.framing {
+        _ if raw => {}
+        Framing::Length(n) => engine.copy(n, client)?,
+        Framing::Chunked => engine.copy_chunked(client)?,
+        Framing::None | Framing::Unframed => {}
+    }
+    Ok((response, raw))
 }
 
 /// Copies raw bytes both ways until each side has finished sending.
@@ -635,14 +776,18 @@ fn splice(mut client: Side, engine: &mut Side) -> ProxyResult<()> {
     client.stream.write_all(engine.pending())?;
     let mut client_in = client.stream.try_clone()?;
     let mut engine_out = engine.stream.try_clone()?;
-    let upward = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut client_in, &mut engine_out);
-        let _ = engine_out.shutdown(std::net::Shutdown::Write);
-    });
-    let _ = std::io::copy(&mut engine.stream, &mut client.stream);
-    let _ = client.stream.shutdown(std::net::Shutdown::Write);
-    let _ = upward.join();
-    Ok(())
+    std::thread::scope(|scope| {
+        let upward = std::thread::Builder::new()
+            .name("eci-docker-proxy-raw".into())
+            .spawn_scoped(scope, move || {
+                let _ = std::io::copy(&mut client_in, &mut engine_out);
+                let _ = engine_out.shutdown(std::net::Shutdown::Write);
+            })?;
+        let _ = std::io::copy(&mut engine.stream, &mut client.stream);
+        let _ = client.stream.shutdown(std::net::Shutdown::Write);
+        let _ = upward.join();
+        Ok(())
+    })
 }
 
 fn refusal_message(
@@ -735,9 +880,13 @@ mod tests {
     /// Sends `bytes` as a client, then reads whatever comes back until the proxy closes.
     fn exchange(shared: &Arc<Shared>, bytes: &[u8]) -> Vec<u8> {
         let (mut ours, theirs) = UnixStream::pair().unwrap();
-        let shared = Arc::clone(shared);
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot {
+            shared: Arc::clone(shared),
+            id: shared.next_connection.fetch_add(1, Ordering::Relaxed),
+        };
         let proxy = std::thread::spawn(move || {
-            let _ = serve(theirs, &shared);
+            let _ = serve(theirs, &slot);
         });
         let _ = ours.write_all(bytes);
         let _ = ours.shutdown(std::net::Shutdown::Write);
@@ -767,16 +916,18 @@ mod tests {
             "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
             "Content-Length: 3\r\nContent-Length: 4\r\n",
             "Connection: close\r\n",
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n",
         ]);
-        (method, target, framing, "[a-z]{0,3}").prop_map(|(m, t, f, body)| {
+        let version = prop::sample::select(vec!["HTTP/1.1", "HTTP/1.0"]);
+        (method, target, framing, "[a-z]{0,3}", version).prop_map(|(m, t, f, body, v)| {
             let body = if f.contains("chunked") {
                 format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len())
-            } else if f.starts_with("Content-Length: 3") {
+            } else if f.contains("Content-Length: 3") {
                 format!("{body:.3}{}", "xxx".get(body.len().min(3)..).unwrap_or(""))
             } else {
                 String::new()
             };
-            format!("{m} {t} HTTP/1.1\r\nHost: d\r\n{f}\r\n{body}").into_bytes()
+            format!("{m} {t} {v}\r\nHost: d\r\n{f}\r\n{body}").into_bytes()
         })
     }
 
@@ -785,11 +936,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let upstream = dir.path().join("engine.sock");
         let seen = engine(&upstream);
-        let shared = Arc::new(Shared {
-            upstream,
-            commands: deny_volumes_and_push(),
-            connections: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(&upstream, deny_volumes_and_push()));
         let hidden = "GET /v1.41/volumes HTTP/1.1\r\nHost: d\r\n\r\n";
         let status = |bytes: String| {
             let back = exchange(&shared, bytes.as_bytes());
@@ -810,6 +957,29 @@ mod tests {
             )),
             "HTTP/1.1 400 Bad Request"
         );
+        let post10 = "POST /v1.41/containers/prune HTTP/1.0\r\nHost: d\r\n";
+        assert_eq!(
+            status(format!(
+                "{post10}Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\r\n\r\n{hidden}"
+            )),
+            "HTTP/1.1 400 Bad Request"
+        );
+        let create = "POST /v1.41/images/create?fromImage=alpine HTTP/1.1\r\nHost: d\r\n";
+        let form = "fromImage=&fromSrc=http://x/a.tar";
+        assert_eq!(
+            status(format!(
+                "{create}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                form.len()
+            )),
+            "HTTP/1.1 400 Bad Request"
+        );
+        // An empty chunk size, and trailers: the proxy stops there.
+        status(format!(
+            "{post}Transfer-Encoding: chunked\r\n\r\n\r\n\r\n{hidden}"
+        ));
+        status(format!(
+            "{post}Transfer-Encoding: chunked\r\n\r\n0\r\nX: y\r\n\r\n{hidden}"
+        ));
         // A chunk size ended by a bare LF: the proxy stops there, before anything after it.
         status(format!(
             "{post}Transfer-Encoding: chunked\r\n\r\n5\nxxxxx\r\n0\r\n\r\n{hidden}"
@@ -820,6 +990,69 @@ mod tests {
             !seen.iter().any(|line| line.contains("volumes")),
             "{seen:?}"
         );
+    }
+
+    #[test]
+    fn an_engine_that_answers_while_it_reads_does_not_stall() {
+        // `docker load`: the engine streams progress while it reads the upload. 2 MiB each way
+        // is far more than the sockets buffer.
+        const SIZE: usize = 2 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = dir.path().join("engine.sock");
+        let listener = UnixListener::bind(&upstream).unwrap();
+        std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut side = Side::new(stream);
+            let mut out = side.stream.try_clone().unwrap();
+            read_request(&mut side).unwrap().unwrap();
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+            out.write_all(head.as_bytes()).unwrap();
+            // One piece of progress for each piece read, in turn: it reads no further until
+            // its progress has gone somewhere.
+            let piece = 64 * 1024;
+            for _ in 0..SIZE / piece {
+                if side.copy(piece as u64, &mut std::io::sink()).is_err()
+                    || out.write_all(&vec![b'p'; piece]).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let shared = Arc::new(Shared::new(&upstream, CommandList::default()));
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot {
+            shared: Arc::clone(&shared),
+            id: 0,
+        };
+        std::thread::spawn(move || serve(theirs, &slot));
+        let mut reader = ours.try_clone().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut answer = vec![0u8; 64 + SIZE];
+            let mut got = 0;
+            while got < SIZE + 38 {
+                match reader.read(&mut answer[got..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            let _ = done.send(got);
+        });
+        let mut writer = ours;
+        std::thread::spawn(move || {
+            let head = format!(
+                "POST /v1.41/images/load HTTP/1.1\r\nHost: d\r\nContent-Length: {SIZE}\r\n\r\n"
+            );
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&vec![b'u'; SIZE]);
+        });
+        let got = finished
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the answer came through while the upload went up");
+        assert!(got >= SIZE, "{got}");
     }
 
     proptest! {
@@ -833,11 +1066,7 @@ mod tests {
             let upstream = dir.path().join("engine.sock");
             let seen = engine(&upstream);
             let commands = deny_volumes_and_push();
-            let shared = Arc::new(Shared {
-                upstream,
-                commands: commands.clone(),
-                connections: AtomicUsize::new(0),
-            });
+            let shared = Arc::new(Shared::new(&upstream, commands.clone()));
             let mut bytes: Vec<u8> = requests.concat();
             bytes.extend_from_slice(&noise);
             exchange(&shared, &bytes);
