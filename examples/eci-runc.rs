@@ -512,7 +512,10 @@ fn engine_image(
     // One engine's word covers one engine: binds of two different engines are refused.
     let [socket] = &sockets[..] else {
         if sockets.len() > 1 {
-            ctx.log("warning", "binds of more than one engine socket are refused");
+            ctx.log(
+                "warning",
+                "binds of more than one engine socket are refused",
+            );
         }
         return None;
     };
@@ -538,7 +541,14 @@ fn engine_image(
     }
 }
 
-/// Where the monitor records the container's cgroup path.
+/// Replaces `file` with `bytes` in one step (a file beside it, renamed over it).
+fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = file.with_extension("new");
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, file)
+}
+
+/// Where the monitor records the container's cgroup: its path, a newline, its identity.
 const CGROUP_FILE: &str = "cgroup";
 
 fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
@@ -560,12 +570,25 @@ fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
 /// sees it once the monitor it waited on has exited. Delete takes them down, with or without
 /// --force, and removes the cgroup.
 fn remove_orphan(ctx: &Ctx, id: &str) -> Result<(), Error> {
-    let Ok(recorded) = std::fs::read(ctx.dir(id).join(CGROUP_FILE)) else {
-        // The monitor died before the container existed: nothing runs.
-        return Ok(());
+    let recorded = match std::fs::read(ctx.dir(id).join(CGROUP_FILE)) {
+        Ok(recorded) => recorded,
+        // The monitor died before the container existed (or just after it created it, a
+        // window this record cannot close): nothing known runs.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(format!("reading what the monitor recorded: {err}").into()),
     };
-    let path = PathBuf::from(std::ffi::OsString::from_vec(recorded));
-    let killed = eci::remove_orphan(&ctx.state_dir(), id, &path)?;
+    let (path, identity) = match recorded.iter().rposition(|b| *b == b'\n') {
+        Some(at) => (
+            &recorded[..at],
+            std::str::from_utf8(&recorded[at + 1..])
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n != 0),
+        ),
+        None => (&recorded[..], None),
+    };
+    let path = PathBuf::from(std::ffi::OsString::from_vec(path.to_vec()));
+    let killed = eci::remove_orphan(&ctx.state_dir(), id, &path, identity)?;
     if !killed.is_empty() {
         ctx.log(
             "warning",
@@ -828,17 +851,19 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
         }
     };
     let state_file = ctx.dir(id).join("state.json");
+    // Whole or not at all: `state` reads the file once the monitor is gone, which may be in
+    // the middle of a write.
     let write_state = |container: &Container| {
         let json = oci_state(id, bundle, container, &started);
-        let _ = std::fs::write(&state_file, json);
+        let _ = write_whole(&state_file, json.as_bytes());
     };
     write_state(&container);
-    // What `delete` needs to take the container down should this monitor die before it does.
+    // What `delete` needs to take the container down should this monitor die before it does:
+    // the cgroup's path and what tells it from a later one there.
     if let Some(path) = container.cgroup_path() {
-        std::fs::write(
-            ctx.dir(id).join(CGROUP_FILE),
-            path.as_os_str().as_encoded_bytes(),
-        )?;
+        let mut record = path.as_os_str().as_encoded_bytes().to_vec();
+        record.extend(format!("\n{}", container.cgroup_identity().unwrap_or(0)).bytes());
+        write_whole(&ctx.dir(id).join(CGROUP_FILE), &record)?;
     }
     // Processes added with exec, each with the connection of its client.
     let mut execs: Vec<Exec> = Vec::new();

@@ -71,7 +71,9 @@ impl Cgroup {
         self.freeze(true)?;
         let pids = self.pids();
         if let Ok(pids) = &pids {
-            for pid in pids {
+            // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be
+            // our own process group.
+            for pid in pids.iter().filter(|pid| **pid > 0) {
                 let _ = nix::sys::signal::kill(Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
             }
         }
@@ -84,6 +86,19 @@ impl Cgroup {
     /// The cgroup's path, as the spec gave it.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What tells this cgroup from one made later at the same path: the inode of its
+    /// directory in the first hierarchy (by mount point) that has it. `None` if none has.
+    pub(crate) fn identity(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let relative = self.path.strip_prefix("/").ok()?;
+        let mut hierarchies = eci_mount::virt::mounted_hierarchies().ok()?;
+        hierarchies.sort_by(|a, b| a.mount.cmp(&b.mount));
+        hierarchies
+            .iter()
+            .find_map(|h| std::fs::metadata(h.mount.join(relative)).ok())
+            .map(|meta| meta.ino())
     }
 
     /// Puts `pid` in the cgroup (a process added to a running container).

@@ -749,6 +749,12 @@ impl Container {
         self.resources.cgroup.as_ref().map(Cgroup::path)
     }
 
+    /// What tells the container's cgroup from one made later at the same path (the inode of
+    /// its directory), for [`crate::remove_orphan`].
+    pub fn cgroup_identity(&self) -> Option<u64> {
+        self.resources.cgroup.as_ref().and_then(Cgroup::identity)
+    }
+
     /// The container's ID.
     pub fn id(&self) -> &str {
         &self.id

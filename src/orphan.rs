@@ -13,6 +13,9 @@ const DYING: Duration = Duration::from_secs(5);
 
 /// Kills every process left in the cgroup at `cgroup_path` (the path a container was created
 /// with, [`Container::cgroup_path`](crate::Container::cgroup_path)) and removes the cgroup.
+/// `identity` ([`Container::cgroup_identity`](crate::Container::cgroup_identity), recorded with
+/// the path) must still match: a cgroup removed and made again at that path is someone
+/// else's, and nothing in it is touched.
 /// The processes are frozen while they are listed and signalled, so that none forks past the
 /// signal and no pid is reused in between. Returns the pids killed.
 ///
@@ -24,11 +27,16 @@ const DYING: Duration = Duration::from_secs(5);
 /// ```no_run
 /// // The runtime that created "web" with cgroup /eci/web died; clean up after it.
 /// let state = std::path::Path::new("/run/eci");
-/// let killed = eci::remove_orphan(state, "web", std::path::Path::new("/eci/web"))?;
+/// let killed = eci::remove_orphan(state, "web", std::path::Path::new("/eci/web"), Some(4242))?;
 /// println!("killed {} processes", killed.len());
 /// # Ok::<(), eci::Error>(())
 /// ```
-pub fn remove_orphan(state_dir: &Path, id: &str, cgroup_path: &Path) -> Result<Vec<i32>> {
+pub fn remove_orphan(
+    state_dir: &Path,
+    id: &str,
+    cgroup_path: &Path,
+    identity: Option<u64>,
+) -> Result<Vec<i32>> {
     let plain = cgroup_path.components().all(|c| {
         matches!(
             c,
@@ -43,6 +51,23 @@ pub fn remove_orphan(state_dir: &Path, id: &str, cgroup_path: &Path) -> Result<V
         return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
     }
     let cgroup = Cgroup::open(cgroup_path, id)?;
+    let now = cgroup.identity();
+    if now.is_none() {
+        // Gone already: nothing runs in it.
+        crate::virt::sweep_dead(&state_dir.join("virtual"));
+        return Ok(Vec::new());
+    }
+    if identity.is_some_and(|recorded| now != Some(recorded)) {
+        // The container's own cgroup is gone, so is everything that ran in it; the one there
+        // now is someone else's.
+        tracing::warn!(
+            container = id,
+            path = %cgroup_path.display(),
+            "the cgroup at the container's path is not the container's any more: nothing killed"
+        );
+        crate::virt::sweep_dead(&state_dir.join("virtual"));
+        return Ok(Vec::new());
+    }
     let killed = cgroup.kill_everything()?;
     let deadline = Instant::now() + DYING;
     // A cgroup that cannot be listed no longer exists (the runtime removed it before dying).

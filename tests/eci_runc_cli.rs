@@ -341,8 +341,9 @@ fn delete_takes_down_a_container_whose_monitor_died() {
             .all(|p| Path::new(&format!("/proc/{p}")).exists()),
         "the container runs on without its monitor"
     );
-    let state = setup.runc(&["state", id]);
-    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    let out = setup.runc(&["state", id]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|err| panic!("{err}: {out:?}"));
     assert_eq!(state["status"], "stopped", "as the engine sees it");
 
     let delete = setup.runc(&["delete", id]);
@@ -365,5 +366,84 @@ fn delete_takes_down_a_container_whose_monitor_died() {
         assert!(!dir.exists(), "cgroup {} left behind", dir.display());
     }
     assert!(!served(), "the dead monitor's server is unmounted");
+    assert!(!setup.dir.path().join("root").join(id).exists());
+}
+
+#[test]
+fn delete_leaves_alone_a_cgroup_made_again_at_a_dead_containers_path() {
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "orphan-reused";
+    let pid_file = setup.dir.path().join("monitor.pid");
+    let created = setup.runc_detached(&[
+        "create",
+        "--bundle",
+        &setup.bundle(),
+        "--pid-file",
+        &pid_file.display().to_string(),
+        id,
+    ]);
+    assert!(created && setup.runc_detached(&["start", id]));
+    let state = setup.runc(&["state", id]);
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    let init = state["pid"].as_i64().unwrap() as i32;
+    let monitor: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let kill = |pid: i32| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+    };
+    kill(monitor).unwrap();
+    kill(init).unwrap();
+    // The container's cgroup goes, and one is made again at its path, with a process that is
+    // not the container's.
+    let dirs: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join("eci").join(id))
+        .filter(|d| d.is_dir())
+        .collect();
+    assert!(!dirs.is_empty());
+    for dir in &dirs {
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::fs::remove_dir(dir).is_ok()
+        });
+        assert!(
+            gone,
+            "{} is removed once the container is dead",
+            dir.display()
+        );
+    }
+    let memory = Path::new("/sys/fs/cgroup/memory/eci").join(id);
+    let pids_dir = if Path::new("/sys/fs/cgroup/memory/eci").is_dir() {
+        memory
+    } else {
+        dirs[0].clone()
+    };
+    std::fs::create_dir(&pids_dir).unwrap();
+    let mut bystander = Command::new("sleep").arg("1000").spawn().unwrap();
+    std::fs::write(pids_dir.join("cgroup.procs"), bystander.id().to_string()).unwrap();
+
+    let delete = setup.runc(&["delete", id]);
+    let alive = bystander.try_wait().unwrap().is_none();
+    // Taken out again before anything can fail.
+    let _ = std::fs::write(
+        Path::new("/sys/fs/cgroup/memory/cgroup.procs"),
+        bystander.id().to_string(),
+    );
+    let _ = std::fs::write(
+        Path::new("/sys/fs/cgroup/unified/cgroup.procs"),
+        bystander.id().to_string(),
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    let _ = std::fs::remove_dir(&pids_dir);
+    assert!(delete.status.success(), "{delete:?}");
+    assert!(alive, "a process of the cgroup made again was killed");
     assert!(!setup.dir.path().join("root").join(id).exists());
 }

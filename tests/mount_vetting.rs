@@ -252,7 +252,7 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
 /// to be gone), its virtual files server and its rootfs mounts.
 fn cleanup_after_crash(state: &Path, id: &str) {
     let cgroup = PathBuf::from(format!("/eci/{id}"));
-    eci::remove_orphan(state, id, &cgroup).unwrap();
+    eci::remove_orphan(state, id, &cgroup, None).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let prefix = state.to_string_lossy();
     let mut points: Vec<&str> = mounts

@@ -677,6 +677,8 @@ pub struct MountVetter {
 /// A helper may be replaced this many times within [`RESTART_WINDOW`]; one more death and the
 /// container's trapped calls fail (ENOSYS) from then on.
 const MOST_RESTARTS: usize = 5;
+/// Events a helper's channel is read for at most per wake-up of the supervisor.
+const EVENTS_PER_WAKE: usize = 64;
 const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl MountVetter {
@@ -700,6 +702,12 @@ impl MountVetter {
         let Some(listener) = guard.as_ref() else {
             return;
         };
+        // The helper names the caller; the answer goes only to a process of the container (a
+        // helper gone wrong must not make the runtime write into a host process).
+        if !in_user_namespace(pid, self.config.userns) {
+            let _ = listener.respond(id, Reply::Error(libc::ENOSYS));
+            return;
+        }
         let figures = self.sysinfo.as_ref().and_then(|source| (source.0)());
         let reply = match figures {
             None => Reply::Error(libc::ENOSYS),
@@ -712,6 +720,31 @@ impl MountVetter {
         };
         let _ = listener.respond(id, reply);
     }
+}
+
+/// True if process `pid` is in the user namespace with inode `userns` or one nested in it.
+fn in_user_namespace(pid: u32, userns: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    const NS_GET_PARENT: libc::c_ulong = 0xb702;
+    let Ok(mut ns) = std::fs::File::open(format!("/proc/{pid}/ns/user")) else {
+        return false;
+    };
+    // User namespaces nest at most 32 deep.
+    for _ in 0..33 {
+        match ns.metadata() {
+            Ok(meta) if meta.ino() == userns => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        // SAFETY: an ioctl without argument on a namespace descriptor we hold.
+        let parent = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) };
+        if parent < 0 {
+            return false;
+        }
+        // SAFETY: NS_GET_PARENT returned a new descriptor that we own.
+        ns = unsafe { std::fs::File::from_raw_fd(parent) };
+    }
+    false
 }
 
 /// Writes `value` at `addr` in the caller of notification `id`, through its /proc/PID/mem
@@ -902,7 +935,8 @@ impl Handler for MountVetter {
 
     fn on_event(&self) -> EventOutcome {
         let mut event = [0u8; MAX_RESPONSE];
-        loop {
+        // A bounded batch: the channel stays readable and epoll calls again.
+        for _ in 0..EVENTS_PER_WAKE {
             let received = match self.lock_helper().as_ref() {
                 Some(helper) => helper.try_recv(&mut event),
                 None => return EventOutcome::Gone,
@@ -916,6 +950,16 @@ impl Handler for MountVetter {
                 Err(err) => return self.replace_helper(&err),
             }
         }
+        EventOutcome::Served
+    }
+
+    fn retire(&self) {
+        // Kills and reaps the helper, then closes the runtime's descriptor of the listener.
+        self.lock_helper().take();
+        self.listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 }
 
@@ -934,6 +978,39 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_nested_user_namespace_counts_as_the_containers() {
+        use std::os::unix::fs::MetadataExt;
+        let own = std::fs::metadata("/proc/self/ns/user").unwrap().ino();
+        let me = std::process::id();
+        assert!(in_user_namespace(me, own));
+        assert!(!in_user_namespace(me, own + 1));
+        let mut nested = std::process::Command::new("unshare")
+            .args(["--user", "sleep", "5"])
+            .spawn()
+            .unwrap();
+        let pid = nested.id();
+        // unshare has made its namespace once its own differs from ours.
+        let moved = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::fs::metadata(format!("/proc/{pid}/ns/user")).is_ok_and(|m| m.ino() != own)
+        });
+        assert!(moved);
+        assert!(
+            in_user_namespace(pid, own),
+            "a child namespace is inside ours"
+        );
+        let child = std::fs::metadata(format!("/proc/{pid}/ns/user"))
+            .unwrap()
+            .ino();
+        assert!(
+            !in_user_namespace(me, child),
+            "ours is not inside the child's"
+        );
+        nested.kill().unwrap();
+        nested.wait().unwrap();
     }
 
     #[test]

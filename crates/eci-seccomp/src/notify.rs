@@ -177,8 +177,10 @@ impl AsRawFd for Listener {
 /// kernel offers no way to list received calls. So the helper records each call here (a page
 /// mapped shared before the fork, two stores per call, no syscall), and whoever replaces it
 /// answers the one it left: with the result it recorded if it had performed the call, else
-/// ENOSYS. A helper killed between receiving a call and recording it (a few instructions)
-/// still leaves that caller waiting until it is killed or the container ends.
+/// ENOSYS. Two windows of a few instructions remain: a helper killed between receiving a call
+/// and recording it leaves that caller waiting until it is killed or the container ends, and
+/// one killed between performing a call and recording its result gets it answered ENOSYS
+/// although the mount was made.
 #[derive(Debug)]
 pub struct InFlight {
     slots: std::ptr::NonNull<[std::sync::atomic::AtomicU64; 2]>,

@@ -35,10 +35,17 @@ pub trait Handler: Send + Sync {
         None
     }
 
-    /// Called when [`Handler::event_fd`] is readable: what the supervisor does next.
+    /// Called when [`Handler::event_fd`] is readable: what the supervisor does next. A handler
+    /// should handle a bounded number of events per call (epoll calls again while more wait),
+    /// so that one busy container cannot starve the others.
     fn on_event(&self) -> EventOutcome {
         EventOutcome::Served
     }
+
+    /// The supervisor stopped watching this handler (its registration ended, or watching it
+    /// failed): whatever still serves the listener must stop, so that nothing answers calls
+    /// unwatched.
+    fn retire(&self) {}
 }
 
 /// What a handler's event left behind.
@@ -215,6 +222,7 @@ impl Drop for Registration {
 fn remove(shared: &Shared, id: u64) {
     let entry = shared.entries.lock().expect("supervisor lock").remove(&id);
     let Some(entry) = entry else { return };
+    entry.handler.retire();
     let fds = [
         (!entry.handler.serves_itself()).then(|| entry.listener.as_raw_fd()),
         entry.handler.event_fd(),
@@ -240,7 +248,16 @@ fn rewatch(shared: &Shared, id: u64, entry: &Entry) {
         return;
     };
     let epoll = shared.epoll.as_raw_fd();
-    match epoll_add(epoll, fd, token(id, Source::Events)) {
+    // Added under the lock, so that a registration dropped meanwhile is not watched again.
+    let entries = shared.entries.lock().expect("supervisor lock");
+    if !entries.contains_key(&id) {
+        drop(entries);
+        entry.handler.retire();
+        return;
+    }
+    let added = epoll_add(epoll, fd, token(id, Source::Events));
+    drop(entries);
+    match added {
         Ok(()) => {}
         Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
         Err(err) => {
