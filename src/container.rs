@@ -354,7 +354,12 @@ impl Container {
                 std::path::Component::RootDir | std::path::Component::Normal(_)
             )
         };
-        if !cgroup_path.components().all(plain) {
+        // Relative paths would mean "below the runtime's own cgroup", which differs between
+        // the process that creates the container and one that cleans up after it.
+        let named = cgroup_path
+            .components()
+            .any(|c| matches!(c, std::path::Component::Normal(_)));
+        if !cgroup_path.components().all(plain) || !cgroup_path.is_absolute() || !named {
             return Err(Error::CgroupPath(cgroup_path));
         }
         // The binds of the virtual files are the runtime's own: they go in the mount plan, not in

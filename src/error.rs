@@ -51,8 +51,8 @@ pub enum Error {
     /// less isolated or different from what was asked.
     #[error("spec refused: {0} is not supported yet")]
     Unsupported(&'static str),
-    /// The spec's cgroup path would leave the cgroup hierarchies.
-    #[error("spec refused: linux.cgroupsPath '{}' must be a plain path, without '.' or '..'", .0.display())]
+    /// The spec's cgroup path would leave the cgroup hierarchies, or is not absolute.
+    #[error("spec refused: linux.cgroupsPath '{}' must be an absolute plain path, without '.' or '..', below the hierarchies' root", .0.display())]
     CgroupPath(PathBuf),
     /// The mount table cannot be planned.
     #[error("spec refused: {0}")]

@@ -90,6 +90,20 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
         |e| matches!(e, Error::CgroupPath(_)),
     ));
     assert!(!std::path::Path::new("/etc/eci-escape").exists());
+    for (name, path) in [
+        ("cgroup-path-relative", "eci/relative"),
+        ("cgroup-path-root", "/"),
+    ] {
+        ids.push(expect_error(
+            name,
+            |spec| {
+                let mut linux = spec.linux().clone().unwrap();
+                linux.set_cgroups_path(Some(path.into()));
+                spec.set_linux(Some(linux));
+            },
+            |e| matches!(e, Error::CgroupPath(_)),
+        ));
+    }
     let unified = |key: &str| {
         let key = key.to_string();
         move |spec: &mut Spec| {
