@@ -92,7 +92,10 @@ pub(crate) fn helper_config(
     )))?;
     let mut initial: Vec<(u32, bool)> = mounts.iter().map(|m| (m.id, m.read_only())).collect();
     initial.sort_unstable();
-    let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
+    let userns_file = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+        .map_err(Error::io("opening the container's user namespace"))?;
+    let userns = userns_file
+        .metadata()
         .map_err(Error::io("reading the container's user namespace"))?
         .ino();
     let policy = MountPolicy {
@@ -132,6 +135,7 @@ pub(crate) fn helper_config(
     Ok(HelperConfig {
         policy,
         userns,
+        userns_fd: Some(Arc::new(OwnedFd::from(userns_file))),
         initial,
         masks,
         sysinfo: None,

@@ -428,3 +428,64 @@ fn a_mount_helper_that_keeps_dying_leaves_mount_calls_failing() {
         "with nobody to vet them, mount calls fail"
     );
 }
+
+#[test]
+fn a_replacement_helper_joins_the_containers_user_namespace_not_the_inits_new_one() {
+    // The init moves itself into a user namespace of its own: a helper that followed it there
+    // could not even become its root, and vetting would end.
+    let script = "mkdir -p /tmp/x; exec unshare --user sh -c \
+                  'echo ready; read go; /probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms'";
+    let (mut c, go) = with_stdin("helper-pinned-userns", script);
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ready\n");
+    let init = c.container().pid();
+    // The init's namespace is no longer the container's but one inside it: the container's is
+    // its parent, where the helper is.
+    let container_ns = {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::fs::MetadataExt;
+        const NS_GET_PARENT: libc::c_ulong = 0xb702;
+        let own = std::fs::File::open(format!("/proc/{init}/ns/user")).unwrap();
+        // SAFETY: an ioctl without argument on a namespace descriptor we hold.
+        let parent = unsafe { libc::ioctl(own.as_raw_fd(), NS_GET_PARENT) };
+        assert!(parent >= 0, "the init's namespace has a parent");
+        // SAFETY: NS_GET_PARENT returned a new descriptor that we own.
+        let parent = unsafe { std::fs::File::from_raw_fd(parent) };
+        parent.metadata().unwrap().ino()
+    };
+    let helpers = || {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::process::id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ours = stat
+                    .rsplit_once(") ")
+                    .map(|(_, r)| r.split(' ').nth(1) == Some(&me));
+                let ns = std::fs::metadata(format!("/proc/{pid}/ns/user")).map(|m| m.ino());
+                ours == Some(true) && ns.ok() == Some(container_ns)
+            })
+            .collect::<Vec<i32>>()
+    };
+    let before = helpers();
+    assert_eq!(before.len(), 1, "{before:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let replaced = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        matches!(helpers()[..], [new] if new != before[0])
+    });
+    assert!(replaced, "a new helper starts in the container's namespace");
+    let answers = go_and_answers(c, go);
+    assert_eq!(
+        answers,
+        ["EPERM", "EPERM"],
+        "vetted (a caller in a namespace of its own may not mount here), not ENOSYS"
+    );
+}

@@ -42,6 +42,9 @@ pub struct HelperSpec<'a> {
     pub target: &'a PidFd,
     /// The namespaces it joins.
     pub join: Namespaces,
+    /// A namespace descriptor to join instead of `target`'s (then `join` names its one type):
+    /// a namespace pinned earlier, whatever `target` has joined or made since.
+    pub join_via: Option<RawFd>,
     /// Descriptors the helper keeps besides its channel; every other one is closed first.
     pub keep: &'a [RawFd],
     /// Runs with the runtime's credentials, before joining.
@@ -109,6 +112,7 @@ impl Helper {
         Helper::start(&HelperSpec {
             target,
             join,
+            join_via: None,
             keep: &[],
             before_join: None,
             after_join: None,
@@ -289,13 +293,14 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     // Nothing of the runtime's may stay open in here: another container's seccomp listener would
     // keep that container's mount calls waiting forever if the runtime died. The pidfd is needed
     // to join, so it goes last.
-    let mut keep = [-1; 18];
+    let mut keep = [-1; 19];
     keep[0] = channel.raw_fd();
     keep[1] = spec.target.as_raw_fd();
-    for (slot, fd) in keep[2..].iter_mut().zip(spec.keep) {
+    keep[2] = spec.join_via.unwrap_or(-1);
+    for (slot, fd) in keep[3..].iter_mut().zip(spec.keep) {
         *slot = *fd;
     }
-    if spec.keep.len() > keep.len() - 2 || sys::close_fds_except(&keep).is_err() {
+    if spec.keep.len() > keep.len() - 3 || sys::close_fds_except(&keep).is_err() {
         fail(1);
     }
     if let Some(hook) = spec.before_join {
@@ -303,7 +308,11 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
             failure.report_and_exit(channel);
         }
     }
-    if sys::setns(spec.target.as_raw_fd(), spec.join.setns_flags()).is_err() {
+    let joined = match spec.join_via {
+        Some(ns) => sys::setns(ns, spec.join.setns_flags()).map(|()| sys::close(ns)),
+        None => sys::setns(spec.target.as_raw_fd(), spec.join.setns_flags()),
+    };
+    if joined.is_err() {
         fail(0);
     }
     sys::close(spec.target.as_raw_fd());

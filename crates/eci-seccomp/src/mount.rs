@@ -51,6 +51,10 @@ pub struct HelperConfig {
     pub policy: MountPolicy,
     /// Inode of the container's user namespace.
     pub userns: u64,
+    /// The container's user namespace, pinned when it was created: every helper joins it (a
+    /// replacement too), whatever the init has joined or made since. Without it helpers join
+    /// the init's.
+    pub userns_fd: Option<Arc<OwnedFd>>,
     /// The initial mounts: (mount ID, read-only), sorted by ID.
     pub initial: Vec<(u32, bool)>,
     /// What a procfs or sysfs the container mounts itself gets masked, as its own are.
@@ -896,6 +900,7 @@ fn spawn_helper(
     Helper::start(&HelperSpec {
         target: init,
         join: Namespaces::USER,
+        join_via: config.userns_fd.as_ref().map(|fd| fd.as_raw_fd()),
         keep: &[fds.listener, fds.host_proc],
         before_join: Some(&before_join),
         after_join: Some(&after_join),
