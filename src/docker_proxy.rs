@@ -231,17 +231,36 @@ pub fn image_from_engine(
 /// One GET of the engine's API, answered in JSON.
 fn engine_get(socket: &Path, target: &str) -> Result<serde_json::Value> {
     let io = |what: String| Error::io(format!("{what} (engine socket {})", socket.display()));
+    // The engine answers at once unless it is busy starting (restoring its containers, say):
+    // then the container is refused rather than its creation held.
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + PATIENCE;
     let mut stream = UnixStream::connect(socket).map_err(io("connecting".into()))?;
     stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .set_write_timeout(Some(PATIENCE))
         .map_err(io("connecting".into()))?;
     // HTTP/1.0: the engine closes the connection after its answer.
     write!(stream, "GET {target} HTTP/1.0\r\nHost: docker\r\n\r\n")
         .map_err(io(format!("asking GET {target}")))?;
     let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(io(format!("reading the answer to GET {target}")))?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || response.len() > 64 << 20 {
+            return Err(io(format!("reading the answer to GET {target}"))(
+                std::io::ErrorKind::TimedOut.into(),
+            ));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(io(format!("reading the answer to GET {target}")))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(io(format!("reading the answer to GET {target}"))(err)),
+        }
+    }
     let invalid = |why: &str| {
         io(format!("the answer to GET {target}"))(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
