@@ -1,0 +1,124 @@
+//! Asking the engine which image a container runs.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use super::http::MOST_HEADERS;
+use crate::error::{Error, Result};
+
+/// The image of the engine's container `container_id`, asked of the engine at `socket`: the
+/// reference the container was created with, and the repository digest the engine recorded
+/// for that repository when the image was pulled (none for an image built or imported
+/// locally; tagging cannot add one). No registry is asked, so the result matches `*` and
+/// `repo@sha256:` entries of `imageList` but never a tag entry. `Ok(None)` when the engine
+/// does not know the container.
+///
+/// The engine is asked for its container list, not for the container itself: while the
+/// engine is starting the container (and waiting for the runtime that asks) it holds the
+/// container's lock, which inspecting the container would wait for.
+pub fn image_from_engine(
+    socket: &Path,
+    container_id: &str,
+) -> Result<Option<crate::ContainerImage>> {
+    use eci_policy::image::{ImageIdentity, ImageRef, KnownDigests};
+    let filter = format!("{{\"id\":[\"{container_id}\"]}}");
+    let list = engine_get(
+        socket,
+        &format!("/containers/json?all=1&filters={}", percent_encode(&filter)),
+    )?;
+    let entry = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["Id"].as_str() == Some(container_id));
+    let Some(entry) = entry else {
+        return Ok(None);
+    };
+    let (Some(reference), Some(image_id)) = (entry["Image"].as_str(), entry["ImageID"].as_str())
+    else {
+        return Ok(None);
+    };
+    // A container created from an image ID names no repository at all.
+    let Ok(reference) = reference.parse::<ImageRef>() else {
+        return Ok(None);
+    };
+    if !image_id.starts_with("sha256:") || !image_id[7..].bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let image = engine_get(socket, &format!("/images/{image_id}/json"))?;
+    let digest = image["RepoDigests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str()?.parse::<ImageRef>().ok())
+        .find(|d| d.repository() == reference.repository())
+        .and_then(|d| d.digest().cloned());
+    Ok(Some(crate::ContainerImage {
+        image: ImageIdentity { reference, digest },
+        base: None,
+        known: KnownDigests::default(),
+    }))
+}
+
+/// One GET of the engine's API, answered in JSON.
+fn engine_get(socket: &Path, target: &str) -> Result<serde_json::Value> {
+    let io = |what: String| Error::io(format!("{what} (engine socket {})", socket.display()));
+    // The engine answers at once unless it is busy starting (restoring its containers, say):
+    // then the container is refused rather than its creation held.
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut stream = UnixStream::connect(socket).map_err(io("connecting".into()))?;
+    stream
+        .set_write_timeout(Some(PATIENCE))
+        .map_err(io("connecting".into()))?;
+    // HTTP/1.0: the engine closes the connection after its answer.
+    write!(stream, "GET {target} HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .map_err(io(format!("asking GET {target}")))?;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || response.len() > 64 << 20 {
+            return Err(io(format!("reading the answer to GET {target}"))(
+                std::io::ErrorKind::TimedOut.into(),
+            ));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(io(format!("reading the answer to GET {target}")))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(io(format!("reading the answer to GET {target}"))(err)),
+        }
+    }
+    let invalid = |why: &str| {
+        io(format!("the answer to GET {target}"))(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            why.to_string(),
+        ))
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MOST_HEADERS];
+    let mut head = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(len)) = head.parse(&response) else {
+        return Err(invalid("not an HTTP response"));
+    };
+    if head.code != Some(200) {
+        return Err(invalid(&format!("status {}", head.code.unwrap_or(0))));
+    }
+    serde_json::from_slice(&response[len..]).map_err(|e| invalid(&e.to_string()))
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

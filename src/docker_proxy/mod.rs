@@ -1,0 +1,431 @@
+//! The Docker Engine socket as a container is allowed to use it: a proxy that passes each Engine
+//! API request on to the real socket only if the settings' `dockerSocketMount.commandList`
+//! allows its command, and answers the others itself with a 403 that the docker CLI prints.
+//!
+//! Requests are classified by [`eci_policy::docker_api`] from the request line alone, so a raw
+//! HTTP request to a refused endpoint is refused like the CLI command. Everything else passes
+//! byte for byte: heads, bodies (by Content-Length or chunk by chunk, so streams such as
+//! `docker events` or `logs -f` flow as they come) and, after `101 Switching Protocols` or an
+//! unframed response (`attach`, `exec` with a terminal), the raw stream both ways. A request
+//! whose framing is ambiguous (both Content-Length and chunked, two lengths, another transfer
+//! coding) is refused, so the engine cannot read a different request than the one decided.
+//!
+//! ```no_run
+//! use eci::docker_proxy::DockerProxy;
+//! use eci::eci_policy::docker_api::{CommandList, CommandRule, ListKind};
+//!
+//! let deny_push = CommandList::new(
+//!     ListKind::Deny,
+//!     vec![("push".into(), CommandRule::parse("push").unwrap())],
+//! );
+//! let proxy = DockerProxy::start(
+//!     "/run/eci/web/docker.sock".as_ref(),
+//!     "/var/run/docker.sock".as_ref(),
+//!     deny_push,
+//! )?;
+//! // `docker -H unix:///run/eci/web/docker.sock push app` now fails with a 403.
+//! drop(proxy); // stops accepting and removes the socket
+//! # Ok::<(), eci::Error>(())
+//! ```
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use eci_policy::docker_api::{CommandList, Reason};
+
+use crate::error::{Error, Result};
+
+mod engine;
+mod http;
+
+pub use engine::image_from_engine;
+use http::{read_request, read_response, Framing, Head, ProxyError, ProxyResult, Side};
+
+/// Most connections served at once; more are closed on arrival, so that a container cannot
+/// make the runtime start threads without end.
+const MOST_CONNECTIONS: usize = 64;
+
+/// A running proxy. Dropping it stops accepting connections and removes its socket; connections
+/// already open end when either side closes.
+#[derive(Debug)]
+pub struct DockerProxy {
+    path: PathBuf,
+    /// The listening socket's descriptor, shut down to wake the accept loop.
+    listener: std::os::fd::OwnedFd,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    upstream: PathBuf,
+    commands: CommandList,
+    connections: AtomicUsize,
+    /// Both ends of every open connection, by connection, to shut down when the proxy stops
+    /// (a thread waiting on a long poll would otherwise outlive the container).
+    live: std::sync::Mutex<std::collections::HashMap<u64, Vec<UnixStream>>>,
+    next_connection: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn new(upstream: &Path, commands: CommandList) -> Shared {
+        Shared {
+            upstream: upstream.to_path_buf(),
+            commands,
+            connections: AtomicUsize::new(0),
+            live: Default::default(),
+            next_connection: Default::default(),
+        }
+    }
+
+    /// Keeps a handle of `stream` for shutting connection `id` down.
+    fn track(&self, id: u64, stream: &UnixStream) {
+        if let (Ok(clone), Ok(mut live)) = (stream.try_clone(), self.live.lock()) {
+            live.entry(id).or_default().push(clone);
+        }
+    }
+}
+
+/// A connection's claim on the proxy: counted among [`MOST_CONNECTIONS`] and tracked until
+/// dropped, whichever way its thread ends (or fails to start).
+struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.remove(&self.id);
+        }
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl DockerProxy {
+    /// Listens on `path` (an old socket there is replaced) and passes allowed requests on to
+    /// the engine socket at `upstream`. The socket is made through its directory's descriptor,
+    /// so `path` may be longer than a socket address allows.
+    pub fn start(path: &Path, upstream: &Path, commands: CommandList) -> Result<DockerProxy> {
+        let io = |what: &str| Error::io(format!("{what} {}", path.display()));
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(io("listening on")(std::io::ErrorKind::InvalidInput.into()));
+        };
+        match std::fs::remove_file(path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("removing an old socket at")(err))
+            }
+            _ => {}
+        }
+        let dir = std::fs::File::open(dir).map_err(io("opening the directory of"))?;
+        let short = Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+        let listener = UnixListener::bind(short).map_err(io("listening on"))?;
+        let wake = std::os::fd::OwnedFd::from(listener.try_clone().map_err(io("listening on"))?);
+        let shared = Arc::new(Shared::new(upstream, commands));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
+        let serving = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("eci-docker-proxy".into())
+            .spawn(move || accept(&listener, &serving, &stop))
+            .map_err(io("starting the proxy for"))?;
+        Ok(DockerProxy {
+            path: path.to_path_buf(),
+            listener: wake,
+            stopping,
+            thread: Some(thread),
+            shared,
+        })
+    }
+
+    /// The socket clients connect to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DockerProxy {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // A listening socket shut down fails its accept (EINVAL): the loop wakes and stops.
+        // SAFETY: shutdown on a descriptor we own.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // Connections still open end now, whatever their threads wait for.
+        if let Ok(live) = self.shared.live.lock() {
+            for stream in live.values().flatten() {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The proxies of one container, in a directory of their own; dropping them stops them and
+/// removes the directory.
+#[derive(Debug, Default)]
+pub(crate) struct ContainerProxies {
+    dir: Option<PathBuf>,
+    proxies: Vec<DockerProxy>,
+}
+
+impl Drop for ContainerProxies {
+    fn drop(&mut self) {
+        self.proxies.clear();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Gives a container whose image may mount the engine's socket a proxy in its place: every
+/// bind in `mounted` (the spec the mount plan is made from) of one of the policy's engine
+/// sockets gets the source `STATE/docker-proxy/ID/N.sock` instead, owned by the container's
+/// root (`root`, a host uid and gid) and refused to everyone else. Hardening has already
+/// refused the bind for any other image.
+pub(crate) fn serve_container(
+    state_dir: &Path,
+    id: &str,
+    policy: &eci_policy::Policy,
+    root: u32,
+    mounted: &mut oci_spec::runtime::Spec,
+) -> Result<ContainerProxies> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut served = ContainerProxies::default();
+    let mut upstreams: Vec<PathBuf> = Vec::new();
+    let sockets = &policy.docker_socket.sockets;
+    for mount in mounted.mounts_mut().iter_mut().flatten() {
+        let Some(source) = mount.source().clone() else {
+            continue;
+        };
+        if !sockets.contains(&source) {
+            continue;
+        }
+        let index = match upstreams.iter().position(|upstream| *upstream == source) {
+            Some(index) => index,
+            None => {
+                let dir = state_dir.join("docker-proxy").join(id);
+                if served.dir.is_none() {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(Error::io(format!("creating {}", dir.display())))?;
+                    served.dir = Some(dir.clone());
+                }
+                let path = dir.join(format!("{}.sock", upstreams.len()));
+                let commands = policy.docker_socket.commands.clone();
+                served
+                    .proxies
+                    .push(DockerProxy::start(&path, &source, commands)?);
+                let owned =
+                    std::os::unix::fs::chown(&path, Some(root), Some(root)).and_then(|()| {
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
+                    });
+                owned.map_err(Error::io(format!(
+                    "giving {} to the container",
+                    path.display()
+                )))?;
+                upstreams.push(source.clone());
+                upstreams.len() - 1
+            }
+        };
+        mount.set_source(Some(served.proxies[index].path().to_path_buf()));
+    }
+    Ok(served)
+}
+
+fn accept(listener: &UnixListener, shared: &Arc<Shared>, stopping: &AtomicBool) {
+    for client in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else {
+            // Out of descriptors, say: give the system a moment rather than spin.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
+        };
+        if shared.connections.fetch_add(1, Ordering::SeqCst) >= MOST_CONNECTIONS {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let slot = Slot {
+            shared: Arc::clone(shared),
+            id: shared.next_connection.fetch_add(1, Ordering::Relaxed),
+        };
+        shared.track(slot.id, &client);
+        let spawned = std::thread::Builder::new()
+            .name("eci-docker-proxy-conn".into())
+            .spawn(move || {
+                if let Err(err) = serve(client, &slot) {
+                    tracing::debug!("docker proxy connection: {err}");
+                }
+            });
+        if spawned.is_err() {
+            tracing::warn!("docker proxy: no thread for a connection");
+        }
+    }
+}
+
+/// Serves one client connection, request by request.
+fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
+    let shared = &slot.shared;
+    let mut client = Side::new(client);
+    let mut engine: Option<Side> = None;
+    loop {
+        let request = match read_request(&mut client) {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(ProxyError::Malformed(why)) => {
+                refuse(&mut client.stream, 400, &format!("eci: {why}"))?;
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        let decision = eci_policy::docker_api::classify_target(&request.method, &request.target)
+            .map(|api| shared.commands.decide_endpoint(api));
+        let allowed = decision.is_some_and(|d| d.allowed);
+        if !allowed {
+            let message = refusal_message(&request, decision.as_ref());
+            tracing::info!(method = %request.method, target = %request.target, "docker proxy: {message}");
+            refuse(&mut client.stream, 403, &message)?;
+            return Ok(());
+        }
+        let engine = match &mut engine {
+            Some(engine) => engine,
+            None => {
+                let stream = UnixStream::connect(&shared.upstream)?;
+                shared.track(slot.id, &stream);
+                engine.insert(Side::new(stream))
+            }
+        };
+        engine.stream.write_all(&request.bytes)?;
+        let mut to_engine = engine.stream.try_clone()?;
+        let mut to_client = client.stream.try_clone()?;
+        // The body goes up while the answer comes down: an engine that answers as it reads
+        // (`docker load` reports progress) would otherwise stop reading once its answer fills
+        // the socket, and wait for the proxy as the proxy waits for it.
+        let (response, raw) = std::thread::scope(|scope| {
+            let body = std::thread::Builder::new()
+                .name("eci-docker-proxy-body".into())
+                .spawn_scoped(scope, || match request.framing {
+                    Framing::Length(n) => client.copy(n, &mut to_engine),
+                    Framing::Chunked => client.copy_chunked(&mut to_engine),
+                    Framing::None | Framing::Unframed => Ok(()),
+                })?;
+            let relayed = relay_response(engine, &request, &mut to_client);
+            let sent = body
+                .join()
+                .unwrap_or(Err(ProxyError::Malformed("the request body")));
+            sent.and(relayed)
+        })?;
+        if raw {
+            return splice(client, engine);
+        }
+        if request.close || response.close {
+            let _ = client.stream.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+    }
+}
+
+/// Passes the engine's answer to `request` on: interim responses, the final head and its
+/// body. True as well when raw bytes follow both ways (`101`, or an unframed answer: a
+/// hijacked stream, or a body that ends with the connection).
+fn relay_response(
+    engine: &mut Side,
+    request: &Head,
+    client: &mut UnixStream,
+) -> ProxyResult<(Head, bool)> {
+    let mut response = read_response(engine, request)?;
+    while response.interim {
+        client.write_all(&response.bytes)?;
+        response = read_response(engine, request)?;
+    }
+    client.write_all(&response.bytes)?;
+    let raw = response.upgrade || response.framing == Framing::Unframed;
+    match response.framing {
+        _ if raw => {}
+        Framing::Length(n) => engine.copy(n, client)?,
+        Framing::Chunked => engine.copy_chunked(client)?,
+        Framing::None | Framing::Unframed => {}
+    }
+    Ok((response, raw))
+}
+
+/// Copies raw bytes both ways until each side has finished sending.
+fn splice(mut client: Side, engine: &mut Side) -> ProxyResult<()> {
+    // What is already buffered goes first.
+    engine.stream.write_all(client.pending())?;
+    client.stream.write_all(engine.pending())?;
+    let mut client_in = client.stream.try_clone()?;
+    let mut engine_out = engine.stream.try_clone()?;
+    std::thread::scope(|scope| {
+        let upward = std::thread::Builder::new()
+            .name("eci-docker-proxy-raw".into())
+            .spawn_scoped(scope, move || {
+                let _ = std::io::copy(&mut client_in, &mut engine_out);
+                let _ = engine_out.shutdown(std::net::Shutdown::Write);
+            })?;
+        let _ = std::io::copy(&mut engine.stream, &mut client.stream);
+        let _ = client.stream.shutdown(std::net::Shutdown::Write);
+        let _ = upward.join();
+        Ok(())
+    })
+}
+
+fn refusal_message(
+    request: &Head,
+    decision: Option<&eci_policy::docker_api::ApiDecision<'_>>,
+) -> String {
+    let Some(decision) = decision else {
+        return format!(
+            "eci: {} {} is not an Engine API endpoint eci knows, so it is refused on this socket",
+            request.method, request.target
+        );
+    };
+    let command = decision.endpoint.map_or("?", |e| e.command());
+    match decision.reason {
+        Reason::Listed(rule) => format!(
+            "eci: 'docker {command}' is refused on this socket (commandList entry \"{rule}\")"
+        ),
+        _ => format!(
+            "eci: 'docker {command}' is refused on this socket (not in the commandList allow list)"
+        ),
+    }
+}
+
+/// Answers with `status` and Docker's error body, and closes the connection (what follows the
+/// head is not read, so nothing after it can be taken for a request).
+fn refuse(client: &mut UnixStream, status: u16, message: &str) -> std::io::Result<()> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let reason = if status == 403 {
+        "Forbidden"
+    } else {
+        "Bad Request"
+    };
+    write!(
+        client,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    client.flush()?;
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

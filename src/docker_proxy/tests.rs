@@ -1,0 +1,271 @@
+use std::io::Read;
+
+use super::http::*;
+use super::*;
+use eci_policy::docker_api::{CommandRule, ListKind};
+use proptest::prelude::*;
+
+/// An engine that answers `200` with an empty body to every request head it parses (bodies
+/// by Content-Length only) and keeps each request line it saw.
+fn engine(path: &Path) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let listener = UnixListener::bind(path).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let record = Arc::clone(&record);
+            std::thread::spawn(move || {
+                let mut side = Side::new(stream);
+                let mut out = side.stream.try_clone().unwrap();
+                while let Ok(Some(head)) = read_request(&mut side) {
+                    record
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} {}", head.method, head.target));
+                    let skipped = match head.framing {
+                        Framing::Length(n) => side.copy(n, &mut std::io::sink()),
+                        _ => Ok(()),
+                    };
+                    let answered = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                    if skipped.is_err() || answered.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    seen
+}
+
+fn deny_volumes_and_push() -> CommandList {
+    let rules = ["volume*", "push"]
+        .map(|r| (r.to_string(), CommandRule::parse(r).unwrap()))
+        .to_vec();
+    CommandList::new(ListKind::Deny, rules)
+}
+
+/// Sends `bytes` as a client, then reads whatever comes back until the proxy closes.
+fn exchange(shared: &Arc<Shared>, bytes: &[u8]) -> Vec<u8> {
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    shared.connections.fetch_add(1, Ordering::SeqCst);
+    let slot = Slot {
+        shared: Arc::clone(shared),
+        id: shared.next_connection.fetch_add(1, Ordering::Relaxed),
+    };
+    let proxy = std::thread::spawn(move || {
+        let _ = serve(theirs, &slot);
+    });
+    let _ = ours.write_all(bytes);
+    let _ = ours.shutdown(std::net::Shutdown::Write);
+    let mut back = Vec::new();
+    let _ = ours.read_to_end(&mut back);
+    proxy.join().expect("the proxy never panics");
+    back
+}
+
+fn request() -> impl Strategy<Value = Vec<u8>> {
+    let method = prop::sample::select(vec!["GET", "POST", "DELETE", "HEAD"]);
+    let target = prop::sample::select(vec![
+        "/v1.41/containers/json",
+        "/v1.41/volumes",
+        "/v1.41/volumes/create",
+        "/v1.41/images/app/push?tag=1",
+        "/_ping",
+        "/v1.41/containers/x/../../volumes",
+        "/v1.41/volumes%2f",
+        "/containers/json?x=/volumes",
+        "http://docker/v1.41/volumes",
+    ]);
+    let framing = prop::sample::select(vec![
+        "",
+        "Content-Length: 3\r\n",
+        "Transfer-Encoding: chunked\r\n",
+        "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+        "Content-Length: 3\r\nContent-Length: 4\r\n",
+        "Connection: close\r\n",
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n",
+    ]);
+    let version = prop::sample::select(vec!["HTTP/1.1", "HTTP/1.0"]);
+    (method, target, framing, "[a-z]{0,3}", version).prop_map(|(m, t, f, body, v)| {
+        let body = if f.contains("chunked") {
+            format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len())
+        } else if f.contains("Content-Length: 3") {
+            format!("{body:.3}{}", "xxx".get(body.len().min(3)..).unwrap_or(""))
+        } else {
+            String::new()
+        };
+        format!("{m} {t} {v}\r\nHost: d\r\n{f}\r\n{body}").into_bytes()
+    })
+}
+
+#[test]
+fn requests_the_engine_could_read_otherwise_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let seen = engine(&upstream);
+    let shared = Arc::new(Shared::new(&upstream, deny_volumes_and_push()));
+    let hidden = "GET /v1.41/volumes HTTP/1.1\r\nHost: d\r\n\r\n";
+    let status = |bytes: String| {
+        let back = exchange(&shared, bytes.as_bytes());
+        String::from_utf8_lossy(&back)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let post = "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\n";
+    assert_eq!(
+        status(format!("{post}Content-Length: +5\r\n\r\nxxxxx{hidden}")),
+        "HTTP/1.1 400 Bad Request"
+    );
+    assert_eq!(
+        status(format!(
+            "{post}Expect: 100-continue\r\nContent-Length: 5\r\n\r\nxxxxx"
+        )),
+        "HTTP/1.1 400 Bad Request"
+    );
+    let post10 = "POST /v1.41/containers/prune HTTP/1.0\r\nHost: d\r\n";
+    assert_eq!(
+        status(format!(
+            "{post10}Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\r\n\r\n{hidden}"
+        )),
+        "HTTP/1.1 400 Bad Request"
+    );
+    let create = "POST /v1.41/images/create?fromImage=alpine HTTP/1.1\r\nHost: d\r\n";
+    let form = "fromImage=&fromSrc=http://x/a.tar";
+    assert_eq!(
+        status(format!(
+            "{create}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        )),
+        "HTTP/1.1 400 Bad Request"
+    );
+    // An empty chunk size, and trailers: the proxy stops there.
+    status(format!(
+        "{post}Transfer-Encoding: chunked\r\n\r\n\r\n\r\n{hidden}"
+    ));
+    status(format!(
+        "{post}Transfer-Encoding: chunked\r\n\r\n0\r\nX: y\r\n\r\n{hidden}"
+    ));
+    // A chunk size ended by a bare LF: the proxy stops there, before anything after it.
+    status(format!(
+        "{post}Transfer-Encoding: chunked\r\n\r\n5\nxxxxx\r\n0\r\n\r\n{hidden}"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let seen = seen.lock().unwrap();
+    assert!(
+        !seen.iter().any(|line| line.contains("volumes")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn an_engine_that_answers_while_it_reads_does_not_stall() {
+    // `docker load`: the engine streams progress while it reads the upload. 2 MiB each way
+    // is far more than the sockets buffer.
+    const SIZE: usize = 2 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let listener = UnixListener::bind(&upstream).unwrap();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut side = Side::new(stream);
+        let mut out = side.stream.try_clone().unwrap();
+        read_request(&mut side).unwrap().unwrap();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+        out.write_all(head.as_bytes()).unwrap();
+        // One piece of progress for each piece read, in turn: it reads no further until
+        // its progress has gone somewhere.
+        let piece = 64 * 1024;
+        for _ in 0..SIZE / piece {
+            if side.copy(piece as u64, &mut std::io::sink()).is_err()
+                || out.write_all(&vec![b'p'; piece]).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let shared = Arc::new(Shared::new(&upstream, CommandList::default()));
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    shared.connections.fetch_add(1, Ordering::SeqCst);
+    let slot = Slot {
+        shared: Arc::clone(&shared),
+        id: 0,
+    };
+    std::thread::spawn(move || serve(theirs, &slot));
+    let mut reader = ours.try_clone().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut answer = vec![0u8; 64 + SIZE];
+        let mut got = 0;
+        while got < SIZE + 38 {
+            match reader.read(&mut answer[got..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        let _ = done.send(got);
+    });
+    let mut writer = ours;
+    std::thread::spawn(move || {
+        let head = format!(
+            "POST /v1.41/images/load HTTP/1.1\r\nHost: d\r\nContent-Length: {SIZE}\r\n\r\n"
+        );
+        let _ = writer.write_all(head.as_bytes());
+        let _ = writer.write_all(&vec![b'u'; SIZE]);
+    });
+    let got = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the answer came through while the upload went up");
+    assert!(got >= SIZE, "{got}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn only_allowed_requests_reach_the_engine(
+        requests in proptest::collection::vec(request(), 1..4),
+        noise in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = dir.path().join("engine.sock");
+        let seen = engine(&upstream);
+        let commands = deny_volumes_and_push();
+        let shared = Arc::new(Shared::new(&upstream, commands.clone()));
+        let mut bytes: Vec<u8> = requests.concat();
+        bytes.extend_from_slice(&noise);
+        exchange(&shared, &bytes);
+        exchange(&shared, &noise);
+        // The engine's threads record as they read; give them a moment to finish.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        for line in seen.lock().unwrap().iter() {
+            let (method, target) = line.split_once(' ').unwrap();
+            let allowed = eci_policy::docker_api::classify_target(method, target)
+                .is_some_and(|api| commands.decide_endpoint(api).allowed);
+            prop_assert!(allowed, "{line} reached the engine");
+        }
+    }
+}
+
+fn headers(pairs: &[(&'static str, &'static [u8])]) -> Vec<httparse::Header<'static>> {
+    pairs
+        .iter()
+        .map(|(name, value)| httparse::Header { name, value })
+        .collect()
+}
+
+#[test]
+fn framing_is_refused_when_it_could_be_read_two_ways() {
+    let both = headers(&[("Content-Length", b"5"), ("Transfer-Encoding", b"chunked")]);
+    assert!(framing(&both).is_err());
+    let two = headers(&[("content-length", b"5"), ("Content-Length", b"6")]);
+    assert!(framing(&two).is_err());
+    let gzip = headers(&[("Transfer-Encoding", b"gzip, chunked")]);
+    assert!(framing(&gzip).is_err());
+    let same = headers(&[("content-length", b"5"), ("Content-Length", b"5")]);
+    assert_eq!(framing(&same).unwrap(), Framing::Length(5));
+    let chunked = headers(&[("Transfer-Encoding", b"Chunked"), ("Upgrade", b"tcp")]);
+    assert_eq!(framing(&chunked).unwrap(), Framing::Chunked);
+}
