@@ -50,8 +50,8 @@ use http::{read_request, read_response, Framing, Head, ProxyError, ProxyResult, 
 /// make the runtime start threads without end.
 const MOST_CONNECTIONS: usize = 64;
 
-/// A running proxy. Dropping it stops accepting connections and removes its socket; connections
-/// already open end when either side closes.
+/// A running proxy. Dropping it stops accepting connections, shuts down those still open and
+/// removes its socket.
 #[derive(Debug)]
 pub struct DockerProxy {
     path: PathBuf,
@@ -62,14 +62,7 @@ pub struct DockerProxy {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("upstream", &self.upstream)
-            .finish_non_exhaustive()
-    }
-}
-
+/// What the accept loop and every connection share.
 struct Shared {
     upstream: PathBuf,
     commands: CommandList,
@@ -78,6 +71,14 @@ struct Shared {
     /// (a thread waiting on a long poll would otherwise outlive the container).
     live: std::sync::Mutex<std::collections::HashMap<u64, Vec<UnixStream>>>,
     next_connection: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -116,19 +117,24 @@ impl Drop for Slot {
 }
 
 impl DockerProxy {
-    /// Listens on `path` (an old socket there is replaced) and passes allowed requests on to
-    /// the engine socket at `upstream`. The socket is made through its directory's descriptor,
-    /// so `path` may be longer than a socket address allows.
+    /// Listens on `path` (an old socket there is replaced; anything else there is an error)
+    /// and passes allowed requests on to the engine socket at `upstream`. The socket is made
+    /// through its directory's descriptor, so `path` may be longer than a socket address allows.
     pub fn start(path: &Path, upstream: &Path, commands: CommandList) -> Result<DockerProxy> {
+        use std::os::unix::fs::FileTypeExt;
         let io = |what: &str| Error::io(format!("{what} {}", path.display()));
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(io("listening on")(std::io::ErrorKind::InvalidInput.into()));
         };
-        match std::fs::remove_file(path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io("removing an old socket at")(err))
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                std::fs::remove_file(path).map_err(io("removing an old socket at"))?
             }
-            _ => {}
+            Ok(_) => return Err(io("listening on")(std::io::ErrorKind::AlreadyExists.into())),
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("looking at")(err))
+            }
+            Err(_) => {}
         }
         let dir = std::fs::File::open(dir).map_err(io("opening the directory of"))?;
         let short = Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
