@@ -348,18 +348,7 @@ impl Container {
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
             .unwrap_or_else(|| PathBuf::from(format!("/eci/{id}")));
-        let plain = |c: std::path::Component<'_>| {
-            matches!(
-                c,
-                std::path::Component::RootDir | std::path::Component::Normal(_)
-            )
-        };
-        // Relative paths would mean "below the runtime's own cgroup", which differs between
-        // the process that creates the container and one that cleans up after it.
-        let named = cgroup_path
-            .components()
-            .any(|c| matches!(c, std::path::Component::Normal(_)));
-        if !cgroup_path.components().all(plain) || !cgroup_path.is_absolute() || !named {
+        if !crate::cgroup::valid_path(&cgroup_path) {
             return Err(Error::CgroupPath(cgroup_path));
         }
         // The binds of the virtual files are the runtime's own: they go in the mount plan, not in

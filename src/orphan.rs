@@ -37,24 +37,26 @@ pub fn remove_orphan(
     cgroup_path: &Path,
     identity: Option<u64>,
 ) -> Result<Vec<i32>> {
-    let plain = cgroup_path.components().all(|c| {
-        matches!(
-            c,
-            std::path::Component::RootDir | std::path::Component::Normal(_)
-        )
-    });
-    let named = cgroup_path
-        .components()
-        .any(|c| matches!(c, std::path::Component::Normal(_)));
-    // The root cgroup holds the whole host.
-    if !plain || !named || !cgroup_path.is_absolute() {
+    if !crate::cgroup::valid_path(cgroup_path) {
         return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
     }
+    let killed = kill_what_is_left(id, cgroup_path, identity)?;
+    crate::virt::sweep_dead(&state_dir.join("virtual"));
+    tracing::info!(
+        container = id,
+        killed = killed.len(),
+        "removed an orphaned container"
+    );
+    Ok(killed)
+}
+
+/// Kills the processes of the container's cgroup and removes it, unless it is gone or is
+/// another's now.
+fn kill_what_is_left(id: &str, cgroup_path: &Path, identity: Option<u64>) -> Result<Vec<i32>> {
     let cgroup = Cgroup::open(cgroup_path, id)?;
     let now = cgroup.identity();
     if now.is_none() {
         // Gone already: nothing runs in it.
-        crate::virt::sweep_dead(&state_dir.join("virtual"));
         return Ok(Vec::new());
     }
     if identity.is_some_and(|recorded| now != Some(recorded)) {
@@ -65,12 +67,11 @@ pub fn remove_orphan(
             path = %cgroup_path.display(),
             "the cgroup at the container's path is not the container's any more: nothing killed"
         );
-        crate::virt::sweep_dead(&state_dir.join("virtual"));
         return Ok(Vec::new());
     }
     let killed = cgroup.kill_everything()?;
     let deadline = Instant::now() + DYING;
-    // A cgroup that cannot be listed no longer exists (the runtime removed it before dying).
+    // A cgroup that cannot be listed no longer exists.
     while let Some(left) = cgroup.pids().ok().filter(|pids| !pids.is_empty()) {
         if Instant::now() > deadline {
             return Err(Error::Cgroup {
@@ -81,11 +82,5 @@ pub fn remove_orphan(
         std::thread::sleep(Duration::from_millis(10));
     }
     cgroup.remove()?;
-    crate::virt::sweep_dead(&state_dir.join("virtual"));
-    tracing::info!(
-        container = id,
-        killed = killed.len(),
-        "removed an orphaned container"
-    );
     Ok(killed)
 }
