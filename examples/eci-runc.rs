@@ -863,7 +863,12 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
     if let Some(path) = container.cgroup_path() {
         let mut record = path.as_os_str().as_encoded_bytes().to_vec();
         record.extend(format!("\n{}", container.cgroup_identity().unwrap_or(0)).bytes());
-        write_whole(&ctx.dir(id).join(CGROUP_FILE), &record)?;
+        if let Err(err) = write_whole(&ctx.dir(id).join(CGROUP_FILE), &record) {
+            ctx.log(
+                "warning",
+                &format!("recording the cgroup (delete cannot clean up if I die): {err}"),
+            );
+        }
     }
     // Processes added with exec, each with the connection of its client.
     let mut execs: Vec<Exec> = Vec::new();
