@@ -58,6 +58,25 @@ impl Setup {
     fn bundle(&self) -> String {
         self.dir.path().join("bundle").display().to_string()
     }
+
+    /// Creates and starts container `id`; its monitor's pid (from the pid file).
+    fn start_with_monitor(&self, id: &str) -> i32 {
+        let pid_file = self.dir.path().join(format!("{id}.pid"));
+        let created = self.runc_detached(&[
+            "create",
+            "--bundle",
+            &self.bundle(),
+            "--pid-file",
+            &pid_file.display().to_string(),
+            id,
+        ]);
+        assert!(created && self.runc_detached(&["start", id]));
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
 }
 
 impl Drop for Setup {
@@ -289,16 +308,7 @@ fn the_librarys_warnings_reach_the_log_file() {
 fn delete_takes_down_a_container_whose_monitor_died() {
     let setup = Setup::new(&["sh", "-c", "sleep 1000 & sleep 1000"]);
     let id = "orphan";
-    let pid_file = setup.dir.path().join("monitor.pid");
-    let created = setup.runc_detached(&[
-        "create",
-        "--bundle",
-        &setup.bundle(),
-        "--pid-file",
-        &pid_file.display().to_string(),
-        id,
-    ]);
-    assert!(created && setup.runc_detached(&["start", id]));
+    let monitor = setup.start_with_monitor(id);
     let ps = setup.runc(&["ps", "--format", "json", id]);
     let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
     let started = (0..100).any(|_| {
@@ -309,11 +319,6 @@ fn delete_takes_down_a_container_whose_monitor_died() {
     assert!(started, "both sleeps run: {pids:?}");
     let ps = setup.runc(&["ps", "--format", "json", id]);
     let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
-    let monitor: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     let server = format!(
         "{}/root/.eci/virtual/{monitor}-",
         setup.dir.path().display()
@@ -373,24 +378,10 @@ fn delete_takes_down_a_container_whose_monitor_died() {
 fn delete_leaves_alone_a_cgroup_made_again_at_a_dead_containers_path() {
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "orphan-reused";
-    let pid_file = setup.dir.path().join("monitor.pid");
-    let created = setup.runc_detached(&[
-        "create",
-        "--bundle",
-        &setup.bundle(),
-        "--pid-file",
-        &pid_file.display().to_string(),
-        id,
-    ]);
-    assert!(created && setup.runc_detached(&["start", id]));
+    let monitor = setup.start_with_monitor(id);
     let state = setup.runc(&["state", id]);
     let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
     let init = state["pid"].as_i64().unwrap() as i32;
-    let monitor: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     let kill = |pid: i32| {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
