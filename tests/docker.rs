@@ -193,6 +193,17 @@ impl Drop for Dockerd {
     }
 }
 
+/// `docker run -i` of the test image through eci, without a network; the command follows.
+const RUN_INTERACTIVE: [&str; 7] = [
+    "run",
+    "-i",
+    "--rm",
+    "--runtime=eci",
+    "--network",
+    "none",
+    "eci-busybox",
+];
+
 fn which(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -267,16 +278,7 @@ fn docker_runs_containers_through_eci_runc() {
     // An interactive shell's input (`docker run -i`) reaches the container and its answers
     // come back.
     let shell = docker.docker_with_input(
-        &[
-            "run",
-            "-i",
-            "--rm",
-            "--runtime=eci",
-            "--network",
-            "none",
-            "eci-busybox",
-            "sh",
-        ],
+        &[RUN_INTERACTIVE.as_slice(), &["sh"]].concat(),
         "echo hello from stdin; id -u; exit 4\n",
     );
     assert_eq!(
@@ -496,18 +498,7 @@ fn the_socket_proxy_enforces_the_command_list() {
     // remove), with input going in and output coming back through the upgraded connection.
     let (code, out, err) = through(&["ps", "-a", "--format", "{{.Names}}"], "");
     assert_eq!(code, 0, "{err}");
-    let run = [
-        "run",
-        "-i",
-        "--rm",
-        "--runtime=eci",
-        "--network",
-        "none",
-        "eci-busybox",
-        "sh",
-        "-c",
-        "cat; echo done",
-    ];
+    let run = [RUN_INTERACTIVE.as_slice(), &["sh", "-c", "cat; echo done"]].concat();
     let (code, out2, err) = through(&run, "through the proxy\n");
     assert_eq!(code, 0, "{err}\n{out}");
     assert_eq!(out2, "through the proxy\ndone\n");
