@@ -222,7 +222,6 @@ impl Drop for Registration {
 fn remove(shared: &Shared, id: u64) {
     let entry = shared.entries.lock().expect("supervisor lock").remove(&id);
     let Some(entry) = entry else { return };
-    entry.handler.retire();
     let fds = [
         (!entry.handler.serves_itself()).then(|| entry.listener.as_raw_fd()),
         entry.handler.event_fd(),
@@ -239,6 +238,8 @@ fn remove(shared: &Shared, id: u64) {
             )
         };
     }
+    // After the descriptors are out of the epoll set: retiring closes the handler's.
+    entry.handler.retire();
 }
 
 /// Watches a handler's new event descriptor. The old one was closed with whatever it belonged
