@@ -35,6 +35,7 @@ pub mod sysctl;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -127,6 +128,9 @@ struct Entry {
 /// A file's text and when it was computed.
 type Computed = (Instant, Arc<[u8]>);
 
+/// An open file: the inode opened and the text it was given.
+type OpenFile = (u64, Arc<[u8]>);
+
 /// How long a computed file is served again before it is computed anew. Computing reads
 /// several cgroup files (about 10 µs each here); a reader polling faster than this sees the
 /// same figures, as it would from a tool that samples.
@@ -140,7 +144,8 @@ struct Registry {
     /// inode never changes meaning.
     entries: RwLock<BTreeMap<u64, Entry>>,
     next_slot: AtomicU64,
-    open: Mutex<BTreeMap<u64, Arc<[u8]>>>,
+    /// Open files by handle.
+    open: Mutex<BTreeMap<u64, OpenFile>>,
     next_handle: AtomicU64,
     /// Held while the host's value of a tunable is read and changed.
     reconciling: Mutex<()>,
@@ -207,6 +212,90 @@ fn attr(node: Node, owner: u32) -> FileAttr {
 }
 
 impl Registry {
+    fn new() -> std::io::Result<Arc<Registry>> {
+        Ok(Arc::new(Registry {
+            host: Host::read()?,
+            entries: RwLock::new(BTreeMap::new()),
+            next_slot: AtomicU64::new(0),
+            open: Mutex::new(BTreeMap::new()),
+            next_handle: AtomicU64::new(1),
+            reconciling: Mutex::new(()),
+        }))
+    }
+
+    fn register(
+        &self,
+        mountpoint: &Path,
+        slot: u64,
+        tenant: Tenant<'_>,
+    ) -> std::io::Result<PathBuf> {
+        let name = tenant.name;
+        let invalid = |what: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("virtual files for '{name}': {what}"),
+            )
+        };
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(invalid("not a file name"));
+        }
+        let modes: Vec<SysctlMode> = sysctl::TUNABLES
+            .iter()
+            .map(|(n, _)| (tenant.mode_of)(n))
+            .collect();
+        if let Some(((tunable, _), mode)) = sysctl::TUNABLES
+            .iter()
+            .zip(&modes)
+            .find(|((n, _), mode)| !sysctl::mode_allowed(n, **mode))
+        {
+            return Err(invalid(&format!(
+                "{tunable} cannot be reconciled with the host as {}: a container could harm the host",
+                mode.name()
+            )));
+        }
+        let mut written = BTreeMap::new();
+        for (tunable, value) in &tenant.written {
+            let index = sysctl::TUNABLES
+                .iter()
+                .position(|(n, _)| n == tunable)
+                .ok_or_else(|| invalid(&format!("{tunable} is not an emulated tunable")))?;
+            let (_, kind) = sysctl::TUNABLES[index];
+            let value = sysctl::check(kind, value.as_bytes())
+                .ok_or_else(|| invalid(&format!("{tunable}: {value:?} is not a valid value")))?;
+            written.insert(index, value);
+        }
+        if slot > u64::MAX / PER_DIR - 2 {
+            return Err(invalid(&format!("slot {slot} is out of range")));
+        }
+        let mut entries = self
+            .entries
+            .write()
+            .map_err(|_| invalid("registry poisoned"))?;
+        if entries.values().any(|e| e.name == name) {
+            return Err(invalid("already registered"));
+        }
+        if entries.contains_key(&slot) {
+            return Err(invalid(&format!("slot {slot} is taken")));
+        }
+        self.next_slot.fetch_max(slot + 1, Ordering::Relaxed);
+        let dir = format!("{name}.{slot}");
+        entries.insert(
+            slot,
+            Entry {
+                name: name.to_string(),
+                dir: dir.clone(),
+                dirs: tenant.dirs,
+                started: tenant.started,
+                owner: tenant.owner,
+                modes,
+                written: Mutex::new(written),
+                recent: Mutex::new(Default::default()),
+                load: Mutex::new(LoadAverage::default()),
+            },
+        );
+        Ok(mountpoint.join(dir))
+    }
+
     fn exists(&self, node: Node) -> bool {
         match node {
             Node::Root => true,
@@ -556,7 +645,7 @@ impl Filesystem for Served {
         let handle = self.0.next_handle.fetch_add(1, Ordering::Relaxed);
         match self.0.open.lock() {
             Ok(mut open) => {
-                open.insert(handle, content);
+                open.insert(handle, (ino.0, content));
                 let flags = FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH;
                 reply.opened(FileHandle(handle), flags);
             }
@@ -567,7 +656,7 @@ impl Filesystem for Served {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -575,12 +664,12 @@ impl Filesystem for Served {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let content = self
-            .0
-            .open
-            .lock()
-            .ok()
-            .and_then(|open| open.get(&fh.0).cloned());
+        // A handle from before an adoption may name another open file now: it counts only
+        // for the inode it was given for (which is the same container's).
+        let content = self.0.open.lock().ok().and_then(|open| {
+            let (opened, content) = open.get(&fh.0)?;
+            (*opened == ino.0).then(|| Arc::clone(content))
+        });
         let Some(content) = content else {
             return reply.error(Errno::EBADF);
         };
@@ -592,7 +681,7 @@ impl Filesystem for Served {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -600,7 +689,9 @@ impl Filesystem for Served {
         reply: ReplyEmpty,
     ) {
         if let Ok(mut open) = self.0.open.lock() {
-            open.remove(&fh.0);
+            if open.get(&fh.0).is_some_and(|(opened, _)| *opened == ino.0) {
+                open.remove(&fh.0);
+            }
         }
         reply.ok();
     }
@@ -649,11 +740,31 @@ impl Filesystem for Served {
     }
 }
 
+/// A container to serve: what [`VirtualFs::register_at`] and [`Adoption::register_at`] take.
+pub struct Tenant<'a> {
+    /// Its name (a file name; unique on the server).
+    pub name: &'a str,
+    /// Its cgroup.
+    pub dirs: CgroupDirs,
+    /// When it started.
+    pub started: Instant,
+    /// The host uid that owns its tunables (its root), so that it may write them.
+    pub owner: u32,
+    /// How each tunable, by dotted name, is reconciled with the host.
+    pub mode_of: &'a dyn Fn(&str) -> SysctlMode,
+    /// Tunables it had written, by dotted name (after an adoption; see
+    /// [`VirtualFs::written`]). Checked again, not reconciled again.
+    pub written: BTreeMap<String, String>,
+}
+
 /// The mounted server. Dropping it unmounts the filesystem; every container's files then fail
 /// with ENOTCONN.
 pub struct VirtualFs {
     registry: Arc<Registry>,
     mountpoint: PathBuf,
+    /// The FUSE connection (a duplicate of the session's /dev/fuse descriptor), for
+    /// [`VirtualFs::connection`].
+    connection: OwnedFd,
     session: Mutex<Option<BackgroundSession>>,
     sampler: Mutex<Sampler>,
 }
@@ -666,39 +777,122 @@ impl std::fmt::Debug for VirtualFs {
     }
 }
 
+/// A connection taken over from a dead server, not yet served: see [`VirtualFs::adopt`].
+pub struct Adoption {
+    registry: Arc<Registry>,
+    mountpoint: PathBuf,
+    connection: OwnedFd,
+    session: fuser::Session<Served>,
+}
+
+impl std::fmt::Debug for Adoption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adoption")
+            .field("mountpoint", &self.mountpoint)
+            .finish()
+    }
+}
+
+impl Adoption {
+    /// Serves `tenant` again in the `slot` it had: see [`VirtualFs::register_at`].
+    pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<PathBuf> {
+        self.registry.register(&self.mountpoint, slot, tenant)
+    }
+
+    /// Starts serving, and asks the kernel to queue again every request the dead server had
+    /// read but not answered, so that their callers get an answer rather than waiting forever
+    /// (FUSE_NOTIFY_RESEND; on a kernel older than 6.9 those few wait until killed).
+    pub fn serve(self) -> std::io::Result<VirtualFs> {
+        let fs = VirtualFs::serve(
+            self.registry,
+            &self.mountpoint,
+            self.connection,
+            self.session,
+        )?;
+        match resend(&fs.connection) {
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {}
+            other => other?,
+        }
+        Ok(fs)
+    }
+}
+
+/// FUSE_INIT's opcode, for the handshake played again on adoption.
+const FUSE_INIT: u32 = 26;
+/// The notification that asks the kernel to queue again every request a server read but did
+/// not answer (Linux 6.9).
+const FUSE_NOTIFY_RESEND: i32 = 7;
+
 impl VirtualFs {
     /// Mounts the server at `mountpoint` (created if missing) and serves it from a thread.
     pub fn mount(mountpoint: &Path) -> std::io::Result<VirtualFs> {
         std::fs::create_dir_all(mountpoint)?;
-        let registry = Arc::new(Registry {
-            host: Host::read()?,
-            entries: RwLock::new(BTreeMap::new()),
-            next_slot: AtomicU64::new(0),
-            open: Mutex::new(BTreeMap::new()),
-            next_handle: AtomicU64::new(1),
-            reconciling: Mutex::new(()),
-        });
-        let mut config = Config::default();
-        config.mount_options = vec![
-            MountOption::FSName("eci-virtual".into()),
-            MountOption::NoSuid,
-            MountOption::NoDev,
-            MountOption::NoExec,
-            MountOption::DefaultPermissions,
-        ];
-        // The containers' processes run under their own IDs.
-        config.acl = SessionACL::All;
-        config.n_threads = Some(2);
-        config.clone_fd = true;
+        let registry = Registry::new()?;
+        let config = session_config(true);
         let session = fuser::Session::new(Served(Arc::clone(&registry)), mountpoint, &config)?;
+        let connection = session.as_fd().try_clone_to_owned()?;
+        VirtualFs::serve(registry, mountpoint, connection, session)
+    }
+
+    /// Takes over the live connection of a server that died, mounted at `mountpoint`:
+    /// `connection` is a descriptor of it that outlived that server (see
+    /// [`VirtualFs::connection`]). Nothing is served until [`Adoption::serve`]: register the
+    /// containers again in their slots first, so that no caller meets a missing file.
+    ///
+    /// ```no_run
+    /// # use std::collections::BTreeMap;
+    /// # use std::os::fd::OwnedFd;
+    /// # use std::path::Path;
+    /// # use std::time::Instant;
+    /// # use eci_mount::virt::{CgroupDirs, Tenant, VirtualFs};
+    /// # use eci_policy::settings::SysctlMode;
+    /// # fn kept_connection() -> OwnedFd { unimplemented!() }
+    /// let adoption = VirtualFs::adopt(Path::new("/run/eci/virtual"), kept_connection())?;
+    /// adoption.register_at(0, Tenant {
+    ///     name: "web",
+    ///     dirs: CgroupDirs::resolve(Path::new("/eci/web"))?,
+    ///     started: Instant::now(),
+    ///     owner: 0,
+    ///     mode_of: &|_| SysctlMode::ContainerOnly,
+    ///     written: BTreeMap::new(),
+    /// })?;
+    /// let fs = adoption.serve()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn adopt(mountpoint: &Path, connection: OwnedFd) -> std::io::Result<Adoption> {
+        let registry = Registry::new()?;
+        let session = handshake_again(Served(Arc::clone(&registry)), &connection)?;
+        Ok(Adoption {
+            registry,
+            mountpoint: mountpoint.to_path_buf(),
+            connection,
+            session,
+        })
+    }
+
+    fn serve(
+        registry: Arc<Registry>,
+        mountpoint: &Path,
+        connection: OwnedFd,
+        session: fuser::Session<Served>,
+    ) -> std::io::Result<VirtualFs> {
         let session = session.spawn()?;
         let sampler = Sampler::start(Arc::clone(&registry))?;
         Ok(VirtualFs {
             registry,
             mountpoint: mountpoint.to_path_buf(),
+            connection,
             session: Mutex::new(Some(session)),
             sampler: Mutex::new(sampler),
         })
+    }
+
+    /// A descriptor of the server's FUSE connection. Held by another process, it keeps the
+    /// connection alive if this one dies: the containers' reads then wait, rather than fail,
+    /// until a new server adopts it ([`VirtualFs::adopt`]); once every descriptor is closed
+    /// they fail with ENOTCONN.
+    pub fn connection(&self) -> std::io::Result<OwnedFd> {
+        self.connection.try_clone()
     }
 
     /// Where the server is mounted.
@@ -728,50 +922,54 @@ impl VirtualFs {
         owner: u32,
         mode_of: &dyn Fn(&str) -> SysctlMode,
     ) -> std::io::Result<PathBuf> {
-        let invalid = |what: &str| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("virtual files for '{name}': {what}"),
-            )
-        };
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(invalid("not a file name"));
-        }
-        let modes: Vec<SysctlMode> = sysctl::TUNABLES.iter().map(|(n, _)| mode_of(n)).collect();
-        if let Some(((tunable, _), mode)) = sysctl::TUNABLES
-            .iter()
-            .zip(&modes)
-            .find(|((n, _), mode)| !sysctl::mode_allowed(n, **mode))
-        {
-            return Err(invalid(&format!(
-                "{tunable} cannot be reconciled with the host as {}: a container could harm the host",
-                mode.name()
-            )));
-        }
-        let mut entries = self
-            .registry
-            .entries
-            .write()
-            .map_err(|_| invalid("registry poisoned"))?;
-        if entries.values().any(|e| e.name == name) {
-            return Err(invalid("already registered"));
-        }
         let slot = self.registry.next_slot.fetch_add(1, Ordering::Relaxed);
-        entries.insert(
-            slot,
-            Entry {
-                name: name.to_string(),
-                dir: format!("{name}.{slot}"),
-                dirs,
-                started,
-                owner,
-                modes,
-                written: Mutex::new(BTreeMap::new()),
-                recent: Mutex::new(Default::default()),
-                load: Mutex::new(LoadAverage::default()),
-            },
-        );
-        Ok(self.mountpoint.join(format!("{name}.{slot}")))
+        let tenant = Tenant {
+            name,
+            dirs,
+            started,
+            owner,
+            mode_of,
+            written: BTreeMap::new(),
+        };
+        self.register_at(slot, tenant)
+    }
+
+    /// Serves `tenant` in a chosen `slot`; returns its directory. After an adoption, a
+    /// container goes back in the slot it had: the kernel and the container's binds still name
+    /// its files by the inodes the slot gives them. Slots taken here are never handed out
+    /// later.
+    pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<PathBuf> {
+        self.registry.register(&self.mountpoint, slot, tenant)
+    }
+
+    /// The slot `name` is served in.
+    pub fn slot_of(&self, name: &str) -> Option<u64> {
+        let entries = self.registry.entries.read().ok()?;
+        entries
+            .iter()
+            .find(|(_, e)| e.name == name)
+            .map(|(s, _)| *s)
+    }
+
+    /// The tunables `name`'s container wrote, by dotted name, to give back through
+    /// [`Tenant::written`] after an adoption.
+    pub fn written(&self, name: &str) -> BTreeMap<String, String> {
+        let Ok(entries) = self.registry.entries.read() else {
+            return BTreeMap::new();
+        };
+        let Some(entry) = entries.values().find(|e| e.name == name) else {
+            return BTreeMap::new();
+        };
+        let Ok(written) = entry.written.lock() else {
+            return BTreeMap::new();
+        };
+        written
+            .iter()
+            .filter_map(|(index, value)| {
+                let (tunable, _) = sysctl::TUNABLES.get(*index)?;
+                Some((tunable.to_string(), value.clone()))
+            })
+            .collect()
     }
 
     /// What sysinfo(2) tells `name`'s processes, agreeing with its meminfo and uptime: its
@@ -831,6 +1029,88 @@ impl VirtualFs {
         }
         detached.map_err(std::io::Error::from)
     }
+}
+
+/// How the server's session runs: mount options (for a new mount) and threads.
+fn session_config(mounting: bool) -> Config {
+    let mut config = Config::default();
+    if mounting {
+        config.mount_options = vec![
+            MountOption::FSName("eci-virtual".into()),
+            MountOption::NoSuid,
+            MountOption::NoDev,
+            MountOption::NoExec,
+            MountOption::DefaultPermissions,
+        ];
+    }
+    // The containers' processes run under their own IDs.
+    config.acl = SessionACL::All;
+    config.n_threads = Some(2);
+    // Both threads read the one descriptor: a request read on a cloned descriptor is failed
+    // (ECONNABORTED) when its server dies, rather than kept for the next server to answer.
+    config.clone_fd = false;
+    config
+}
+
+/// A fuser session over `connection`, a connection whose handshake happened with a server now
+/// gone. The kernel sends FUSE_INIT once per connection, and fuser serves nothing before it
+/// has answered one: so the session's handshake is played over a socket pair with an INIT of
+/// our making, and then its descriptor is pointed at the connection (dup3 replaces what the
+/// number refers to, atomically). The options the kernel agreed to stay as they were.
+fn handshake_again(fs: Served, connection: &OwnedFd) -> std::io::Result<fuser::Session<Served>> {
+    use std::io::Write;
+    let (mut kernel_side, server_side) = std::os::unix::net::UnixStream::pair()?;
+    kernel_side.write_all(&init_request())?;
+    let session = fuser::Session::from_fd(
+        fs,
+        OwnedFd::from(server_side),
+        SessionACL::All,
+        session_config(false),
+    )?;
+    // SAFETY: both are open descriptors; dup3 only changes what the session's number refers
+    // to (the socket is closed, the connection takes its place).
+    let duplicated = unsafe {
+        libc::dup3(
+            connection.as_raw_fd(),
+            session.as_fd().as_raw_fd(),
+            libc::O_CLOEXEC,
+        )
+    };
+    if duplicated < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(session)
+}
+
+/// A FUSE_INIT request as the kernel sends it: the in-header, then `fuse_init_in` (major 7,
+/// minor 40, 128 KiB of readahead, no flags).
+fn init_request() -> Vec<u8> {
+    const HEADER: usize = 40;
+    const INIT_IN: usize = 64;
+    let mut request = Vec::with_capacity(HEADER + INIT_IN);
+    request.extend_from_slice(&((HEADER + INIT_IN) as u32).to_ne_bytes());
+    request.extend_from_slice(&FUSE_INIT.to_ne_bytes());
+    request.extend_from_slice(&1u64.to_ne_bytes()); // unique
+    request.extend_from_slice(&0u64.to_ne_bytes()); // nodeid
+    request.extend_from_slice(&[0u8; 16]); // uid, gid, pid, padding
+    for field in [7u32, 40, 128 * 1024] {
+        request.extend_from_slice(&field.to_ne_bytes());
+    }
+    request.resize(HEADER + INIT_IN, 0);
+    request
+}
+
+/// Asks the kernel to queue again the requests a dead server read and never answered.
+fn resend(connection: &OwnedFd) -> std::io::Result<()> {
+    let mut notification = Vec::with_capacity(16);
+    notification.extend_from_slice(&16u32.to_ne_bytes());
+    notification.extend_from_slice(&FUSE_NOTIFY_RESEND.to_ne_bytes());
+    notification.extend_from_slice(&0u64.to_ne_bytes()); // unique 0: a notification
+    let written = nix::unistd::write(connection, &notification)?;
+    if written != notification.len() {
+        return Err(std::io::Error::other("short write of FUSE_NOTIFY_RESEND"));
+    }
+    Ok(())
 }
 
 /// Aborts the FUSE connection of the filesystem mounted at `mountpoint`, through fusectl

@@ -1,0 +1,269 @@
+//! A new server takes over the FUSE connection of one killed with SIGKILL, and the containers'
+//! files work again without being mounted anew: reads made while no server runs wait and are
+//! then answered with the container's figures, including a request the dead server had read
+//! and never answered. Without a descriptor kept, reads fail with ENOTCONN instead. Needs root,
+//! /dev/fuse, Linux 6.9 (FUSE_NOTIFY_RESEND) and a memory controller.
+//!
+//! Its own main (no test harness): the first server is this program again, so that it can be
+//! killed, and a server needs threads, which a fork of a threaded test harness cannot start.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use eci_mount::virt::{CgroupDirs, ControllerDir, Tenant, VirtualFs};
+use eci_policy::settings::SysctlMode;
+
+/// Set in the copy of this program that is the first server: the test's directory.
+const FIRST_SERVER: &str = "ECI_TEST_FIRST_SERVER";
+/// The stalled container's slot and the limited one's, as the first server registers them.
+const STALLED: u64 = 3;
+const LIMITED: u64 = 5;
+
+fn main() {
+    if let Ok(dir) = std::env::var(FIRST_SERVER) {
+        first_server(Path::new(&dir));
+    }
+    let started = Instant::now();
+    a_new_server_answers_the_dead_ones_callers();
+    without_a_kept_descriptor_reads_fail_closed();
+    println!("virt_adopt: 2 passed in {:?}", started.elapsed());
+}
+
+/// The first server: registers a container whose memory.stat is a FIFO nobody writes (its
+/// request stays read and unanswered), and one with a 256 MiB limit; tells the test its
+/// connection's descriptor number; waits to be killed.
+fn first_server(dir: &Path) -> ! {
+    let fs = VirtualFs::mount(&dir.join("mnt")).expect("mount");
+    let stall = dir.join("stall");
+    std::fs::create_dir_all(&stall).unwrap();
+    nix::unistd::mkfifo(&stall.join("memory.stat"), nix::sys::stat::Mode::S_IRUSR).unwrap();
+    let stalled = CgroupDirs {
+        memory: Some(ControllerDir {
+            dir: stall.clone(),
+            root: stall,
+            unified: false,
+        }),
+        ..CgroupDirs::default()
+    };
+    fs.register_at(STALLED, tenant("stalled", stalled)).unwrap();
+    fs.register_at(LIMITED, tenant("limited", limited_dirs(dir)))
+        .unwrap();
+    let connection = fs.connection().unwrap().into_raw_fd();
+    std::fs::write(dir.join("ready"), connection.to_string()).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+fn tenant(name: &str, dirs: CgroupDirs) -> Tenant<'_> {
+    Tenant {
+        name,
+        dirs,
+        started: Instant::now(),
+        owner: 0,
+        mode_of: &|_| SysctlMode::ContainerOnly,
+        written: BTreeMap::new(),
+    }
+}
+
+/// A "memory controller" directory of plain files: a 256 MiB limit, nothing used.
+fn limited_dirs(dir: &Path) -> CgroupDirs {
+    let memory = dir.join("limited");
+    std::fs::create_dir_all(&memory).unwrap();
+    for (file, value) in [
+        ("memory.limit_in_bytes", "268435456\n"),
+        ("memory.usage_in_bytes", "0\n"),
+        ("memory.stat", ""),
+    ] {
+        std::fs::write(memory.join(file), value).unwrap();
+    }
+    CgroupDirs {
+        memory: Some(ControllerDir {
+            dir: memory.clone(),
+            root: memory,
+            unified: false,
+        }),
+        ..CgroupDirs::default()
+    }
+}
+
+/// The first server and its mount. Dropped (a test done, or failed), the server is killed and
+/// its connection aborted: a reader left waiting on it could otherwise never end, nor this
+/// program exit.
+struct FirstServer {
+    child: Option<Child>,
+    mnt: PathBuf,
+}
+
+impl FirstServer {
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for FirstServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = eci_mount::virt::abort(&self.mnt);
+        let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Starts the first server in `dir` and waits until it serves; returns it and its
+/// connection's descriptor number.
+fn start_first_server(dir: &Path) -> (FirstServer, i32) {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env(FIRST_SERVER, dir)
+        .spawn()
+        .unwrap();
+    let server = FirstServer {
+        child: Some(child),
+        mnt: dir.join("mnt"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("ready")) {
+            if let Ok(fd) = text.parse() {
+                return (server, fd);
+            }
+        }
+        assert!(Instant::now() < deadline, "the first server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads `path` on a thread of its own; the result comes on the channel.
+fn read_later(path: PathBuf) -> mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_to_string(path));
+    });
+    rx
+}
+
+/// A copy of descriptor `fd` of process `pid`.
+fn steal(pid: u32, fd: i32) -> OwnedFd {
+    // SAFETY: plain syscalls on numbers; the results are checked before use.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let pidfd = OwnedFd::from_raw_fd(pidfd);
+        let copy = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) as i32;
+        assert!(
+            copy >= 0,
+            "pidfd_getfd: {}",
+            std::io::Error::last_os_error()
+        );
+        OwnedFd::from_raw_fd(copy)
+    }
+}
+
+/// Whether a thread of process `pid` waits on the FIFO (opening it: no writer ever comes).
+fn waits_on_a_pipe(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("wchan"))
+            .is_ok_and(|w| w.contains("partner") || w.contains("pipe"))
+    })
+}
+
+fn a_new_server_answers_the_dead_ones_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let (mut server, fd) = start_first_server(dir.path());
+    let kept = steal(server.pid(), fd);
+    let limited = mnt.join(format!("limited.{LIMITED}/meminfo"));
+    let before = std::fs::read_to_string(&limited).unwrap();
+    assert!(
+        before.starts_with("MemTotal:         262144 kB\n"),
+        "{before}"
+    );
+
+    // A request the first server reads and never answers.
+    let stalled = read_later(mnt.join(format!("stalled.{STALLED}/meminfo")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waits_on_a_pipe(server.pid()) {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled request never reached the server"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill();
+
+    // No server: a read waits; nothing answers it, least of all with the host's figures.
+    let waiting = read_later(limited.clone());
+    for rx in [&stalled, &waiting] {
+        if let Ok(answer) = rx.recv_timeout(Duration::from_millis(300)) {
+            panic!("a read was answered with no server: {answer:?}");
+        }
+    }
+
+    // The new server: the stalled container now has a readable memory controller.
+    let adoption = VirtualFs::adopt(&mnt, kept).unwrap();
+    let unstalled = limited_dirs(&dir.path().join("again"));
+    adoption
+        .register_at(STALLED, tenant("stalled", unstalled))
+        .unwrap();
+    adoption
+        .register_at(LIMITED, tenant("limited", limited_dirs(dir.path())))
+        .unwrap();
+    let fs = adoption.serve().unwrap();
+    for (what, rx) in [
+        ("the resent request", stalled),
+        ("the waiting read", waiting),
+    ] {
+        let text = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{what} was never answered"))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            text.starts_with("MemTotal:         262144 kB\n"),
+            "{what}: {text}"
+        );
+    }
+    // New opens work, and a slot taken again is never handed out.
+    assert_eq!(std::fs::read_to_string(&limited).unwrap(), before);
+    let fresh = fs
+        .register_with("fresh", CgroupDirs::default(), Instant::now(), 0, &|_| {
+            SysctlMode::ContainerOnly
+        })
+        .unwrap();
+    assert!(
+        fresh.ends_with(format!("fresh.{}", LIMITED + 1)),
+        "{fresh:?}"
+    );
+    drop(fs);
+    drop(server);
+    println!("a_new_server_answers_the_dead_ones_callers: ok");
+}
+
+fn without_a_kept_descriptor_reads_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let (mut server, _) = start_first_server(dir.path());
+    let limited = mnt.join(format!("limited.{LIMITED}/meminfo"));
+    assert!(std::fs::read_to_string(&limited).is_ok());
+    server.kill();
+    let err = std::fs::read_to_string(&limited).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    drop(server);
+    println!("without_a_kept_descriptor_reads_fail_closed: ok");
+}
