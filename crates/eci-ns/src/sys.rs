@@ -270,6 +270,14 @@ pub fn pidfd_open(pid: i32) -> SysResult<RawFd> {
     check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as RawFd)
 }
 
+/// pidfd_getfd(2): a copy (close-on-exec) of descriptor `fd` of the process behind `pidfd`.
+pub fn pidfd_getfd(pidfd: RawFd, fd: RawFd) -> SysResult<OwnedFd> {
+    // SAFETY: pidfd_getfd takes plain integers.
+    let copy = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) })?;
+    // SAFETY: pidfd_getfd returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy as RawFd) })
+}
+
 /// pidfd_send_signal(2).
 pub fn pidfd_send_signal(pidfd: RawFd, signal: i32) -> SysResult<()> {
     // SAFETY: a NULL siginfo is allowed; the rest are integers.

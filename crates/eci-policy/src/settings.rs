@@ -460,7 +460,9 @@ impl Default for ProcfsSwitches {
 }
 
 /// How a write to a global (not namespaced) sysctl is reconciled with the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SysctlMode {
     /// The container reads back its own value; the host never changes.

@@ -30,6 +30,7 @@
 //! ```
 
 mod cgroup;
+pub mod daemon;
 pub mod render;
 pub mod sysctl;
 
@@ -149,7 +150,21 @@ struct Registry {
     next_handle: AtomicU64,
     /// Held while the host's value of a tunable is read and changed.
     reconciling: Mutex<()>,
+    /// Told of every value a container writes to a tunable (see [`VirtualFs::on_write`]).
+    on_write: std::sync::OnceLock<Hook>,
 }
+
+/// A [`WriteHook`] kept in the registry.
+struct Hook(WriteHook);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteHook")
+    }
+}
+
+/// Called with a container's name, a tunable's dotted name and the value it wrote.
+pub type WriteHook = Box<dyn Fn(&str, &str, &str) + Send + Sync>;
 
 /// Where an inode points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +235,7 @@ impl Registry {
             open: Mutex::new(BTreeMap::new()),
             next_handle: AtomicU64::new(1),
             reconciling: Mutex::new(()),
+            on_write: std::sync::OnceLock::new(),
         }))
     }
 
@@ -344,6 +360,9 @@ impl Registry {
         let value = sysctl::check(*kind, data).ok_or(Errno::EINVAL)?;
         if matches!(mode, SysctlMode::LargestWins | SysctlMode::EnableWins) {
             self.reconcile(name, mode, &value)?;
+        }
+        if let Some(Hook(hook)) = self.on_write.get() {
+            hook(&entry.name, name, &value);
         }
         entry
             .written
@@ -940,6 +959,12 @@ impl VirtualFs {
     /// later.
     pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<PathBuf> {
         self.registry.register(&self.mountpoint, slot, tenant)
+    }
+
+    /// Calls `hook` with every value a container writes to a tunable, once it is checked and
+    /// reconciled (to keep it for a server that adopts this one). Only the first hook counts.
+    pub fn on_write(&self, hook: WriteHook) {
+        let _ = self.registry.on_write.set(Hook(hook));
     }
 
     /// The slot `name` is served in.

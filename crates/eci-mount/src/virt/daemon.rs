@@ -1,0 +1,797 @@
+//! One virtual files server per host, shared by every runtime process, that survives its own
+//! death: a daemon serves the FUSE mount and a control socket, and a small **keeper** process
+//! holds a descriptor of the FUSE connection and starts the daemon again if it dies.
+//!
+//! While no daemon runs, the containers' reads wait (the kernel keeps the connection while the
+//! keeper holds it); the new daemon adopts the connection ([`VirtualFs::adopt`]), puts every
+//! container back in its slot from the records kept on disk, with the tunables it had
+//! written, and then serves, so the waiting reads are answered, even one the dead daemon had
+//! read and not answered. A keeper that saw the daemon die [`RESTARTS`] times within
+//! [`RESTART_WINDOW`] gives up and closes its descriptor: the files then fail with ENOTCONN
+//! (fail closed), until the next runtime starts a new daemon with a new mount.
+//!
+//! The directory (root's only) holds: `sock` (requests, one per connection, JSON), `lock`
+//! (held by the live daemon), `pid` (the daemon's), `mnt` (the FUSE mount), `keeper` (the keeper's pid, start time
+//! and descriptor number), `next-slot`, and `tenants/SLOT.json` (one record per container). A
+//! container's record goes when the process that registered it (its runtime) is gone, or when
+//! that process unregisters it; the daemon leaves, unmounting, after [`IDLE`] without any.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use eci_mount::virt::daemon::DaemonClient;
+//! use eci_policy::settings::SysctlMode;
+//!
+//! // `my-runtime virtd` calls `eci_mount::virt::daemon::run(Path::new("/run/eci/virtd"), ...)`.
+//! let client = DaemonClient::new(
+//!     Path::new("/run/eci/virtd"),
+//!     vec!["/usr/bin/my-runtime".into(), "virtd".into()],
+//! );
+//! let dir = client.register("web", Path::new("/eci/web"), 0, &|_| SysctlMode::ContainerOnly)?;
+//! // bind dir.join("meminfo") over /proc/meminfo in the container, ...
+//! let figures = client.sysinfo("web");
+//! client.unregister("web")?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eci_ns::pidfd::PidFd;
+use eci_ns::sys::{self, Forked};
+use eci_policy::settings::SysctlMode;
+use serde::{Deserialize, Serialize};
+
+use super::{sysctl, CgroupDirs, Tenant, VirtualFs};
+
+/// Deaths of the daemon the keeper restarts it after, within [`RESTART_WINDOW`].
+pub const RESTARTS: usize = 5;
+/// See [`RESTARTS`].
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// How long the daemon stays with no container before it unmounts and leaves.
+pub const IDLE: Duration = Duration::from_secs(10);
+/// How long a client waits for a daemon to answer, or to start.
+const PATIENCE: Duration = Duration::from_secs(5);
+/// Largest request or answer.
+const MAX_MESSAGE: u64 = 64 * 1024;
+/// Set when a client starts the daemon: it then leaves its starter at once (a fork whose
+/// parent exits), so the runtime that started it need not reap it.
+const DETACH: &str = "ECI_VIRTD_DETACH";
+
+/// A request to the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    Register {
+        name: String,
+        cgroup: PathBuf,
+        owner: u32,
+        modes: Vec<SysctlMode>,
+    },
+    Sysinfo {
+        name: String,
+    },
+    Unregister {
+        name: String,
+    },
+}
+
+/// The daemon's answer.
+#[derive(Debug, Serialize, Deserialize)]
+enum Answer {
+    Registered { dir: PathBuf },
+    Sysinfo(Figures),
+    Done,
+    Refused(String),
+}
+
+/// sysinfo(2)'s figures, as the daemon computes them.
+#[derive(Debug, Serialize, Deserialize)]
+struct Figures {
+    uptime: i64,
+    totalram: u64,
+    freeram: u64,
+    sharedram: u64,
+    totalswap: u64,
+    freeswap: u64,
+    procs: u16,
+    loads: [u64; 3],
+}
+
+/// What the daemon keeps on disk of a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    name: String,
+    slot: u64,
+    cgroup: PathBuf,
+    owner: u32,
+    modes: Vec<SysctlMode>,
+    written: BTreeMap<String, String>,
+    /// When it was registered, in CLOCK_MONOTONIC nanoseconds (its uptime's start).
+    started: u64,
+    /// The process that registered it, and that process's start time (to tell it from a
+    /// later process with the same pid).
+    holder: i32,
+    holder_start: u64,
+}
+
+/// Talks to the daemon in a directory, starting it when none runs.
+#[derive(Debug, Clone)]
+pub struct DaemonClient {
+    dir: PathBuf,
+    command: Vec<OsString>,
+}
+
+impl DaemonClient {
+    /// A client of the daemon in `dir`; `command` (program and arguments) starts one that
+    /// calls [`run`] on the same directory.
+    pub fn new(dir: &Path, command: Vec<OsString>) -> DaemonClient {
+        DaemonClient {
+            dir: dir.to_path_buf(),
+            command,
+        }
+    }
+
+    /// The FUSE mount's path.
+    pub fn mountpoint(&self) -> PathBuf {
+        self.dir.join("mnt")
+    }
+
+    /// Serves a container named `name` whose cgroup is at `cgroup` (as in the spec's
+    /// `cgroupsPath`) and whose tunables belong to host uid `owner`, reconciled as `mode_of`
+    /// says; returns its directory on the mount. It stays served until
+    /// [`DaemonClient::unregister`] or until this process is gone.
+    pub fn register(
+        &self,
+        name: &str,
+        cgroup: &Path,
+        owner: u32,
+        mode_of: &dyn Fn(&str) -> SysctlMode,
+    ) -> std::io::Result<PathBuf> {
+        let modes = sysctl::TUNABLES.iter().map(|(n, _)| mode_of(n)).collect();
+        let request = Request::Register {
+            name: name.to_string(),
+            cgroup: cgroup.to_path_buf(),
+            owner,
+            modes,
+        };
+        match self.ask(&request, true)? {
+            Answer::Registered { dir } => Ok(dir),
+            other => Err(refused(other)),
+        }
+    }
+
+    /// The container's sysinfo(2) figures; `None` if the daemon cannot say now (the caller
+    /// then fails the call rather than let the host's figures through).
+    pub fn sysinfo(&self, name: &str) -> Option<libc::sysinfo> {
+        let request = Request::Sysinfo {
+            name: name.to_string(),
+        };
+        let Ok(Answer::Sysinfo(figures)) = self.ask(&request, false) else {
+            return None;
+        };
+        // SAFETY: sysinfo is plain data; all-zero is a valid value.
+        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+        info.uptime = figures.uptime as libc::c_long;
+        info.totalram = figures.totalram as libc::c_ulong;
+        info.freeram = figures.freeram as libc::c_ulong;
+        info.sharedram = figures.sharedram as libc::c_ulong;
+        info.totalswap = figures.totalswap as libc::c_ulong;
+        info.freeswap = figures.freeswap as libc::c_ulong;
+        info.procs = figures.procs;
+        for (to, load) in info.loads.iter_mut().zip(figures.loads) {
+            *to = load as libc::c_ulong;
+        }
+        info.mem_unit = 1;
+        Some(info)
+    }
+
+    /// Stops serving `name`.
+    pub fn unregister(&self, name: &str) -> std::io::Result<()> {
+        let request = Request::Unregister {
+            name: name.to_string(),
+        };
+        match self.ask(&request, false)? {
+            Answer::Done => Ok(()),
+            other => Err(refused(other)),
+        }
+    }
+
+    /// Sends one request and reads the answer; starts the daemon if `start` and none answers
+    /// (unless a keeper lives: it is starting one).
+    fn ask(&self, request: &Request, start: bool) -> std::io::Result<Answer> {
+        let socket = self.dir.join("sock");
+        let deadline = Instant::now() + PATIENCE;
+        let mut started = false;
+        let mut stream = loop {
+            match UnixStream::connect(&socket) {
+                Ok(stream) => break stream,
+                Err(err) if Instant::now() >= deadline => {
+                    return Err(std::io::Error::new(
+                        err.kind(),
+                        format!("virtual files daemon at {}: {err}", socket.display()),
+                    ))
+                }
+                Err(_) if start && !started && keeper(&self.dir).is_none() => {
+                    self.start()?;
+                    started = true;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        stream.set_read_timeout(Some(PATIENCE))?;
+        stream.set_write_timeout(Some(PATIENCE))?;
+        let bytes = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+        stream.write_all(&bytes)?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut answer = Vec::new();
+        stream.take(MAX_MESSAGE).read_to_end(&mut answer)?;
+        serde_json::from_slice(&answer).map_err(|err| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("virtual files daemon's answer: {err}"),
+            )
+        })
+    }
+
+    /// Starts the daemon, which leaves this process at once (see [`DETACH`]).
+    fn start(&self) -> std::io::Result<()> {
+        let (program, args) = self
+            .command
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("no command starts the virtual files daemon"))?;
+        let status = std::process::Command::new(program)
+            .args(args)
+            .env(DETACH, "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!(
+                "starting the virtual files daemon: {status}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn refused(answer: Answer) -> std::io::Error {
+    match answer {
+        Answer::Refused(why) => std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+        other => std::io::Error::other(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// Runs the daemon for `dir` until it has been idle for [`IDLE`]. `command` (program and
+/// arguments) starts it again; the keeper runs it when the daemon dies. Call it first thing in
+/// `main` of the program `command` runs: it may fork, which needs a single-threaded process.
+/// Returns at once if another daemon serves `dir`.
+pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
+    if std::env::var_os(DETACH).is_some() {
+        std::env::remove_var(DETACH);
+        // SAFETY: single-threaded here (documented): the child may do anything.
+        match unsafe { sys::fork() }.map_err(std::io::Error::from)? {
+            Forked::Parent { .. } => sys::exit(0),
+            Forked::Child => {
+                // SAFETY: setsid takes no arguments.
+                unsafe { libc::setsid() };
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.join("tenants"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let lock = std::fs::File::create(dir.join("lock"))?;
+    // SAFETY: flock on an open descriptor.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Ok(());
+    }
+    write_whole(&dir.join("pid"), std::process::id().to_string().as_bytes())?;
+    let mnt = dir.join("mnt");
+    let records = load_records(dir);
+    let (fs, live) = match keeper(dir).and_then(|k| k.connection().ok()) {
+        Some(connection) => adopt(&mnt, connection, &records)?,
+        None => (fresh(dir, &mnt, command)?, Vec::new()),
+    };
+    let daemon = Daemon {
+        dir: dir.to_path_buf(),
+        fs: Arc::new(fs),
+        records: Arc::new(Mutex::new(BTreeMap::new())),
+    };
+    daemon.keep_written();
+    for record in live {
+        daemon.remember(record);
+    }
+    daemon.serve(&lock)
+}
+
+/// A new mount and a keeper for it (a mount left by a dead daemon whose keeper is gone is
+/// aborted and taken down first).
+fn fresh(dir: &Path, mnt: &Path, command: &[OsString]) -> std::io::Result<VirtualFs> {
+    let _ = super::abort(mnt);
+    let _ = nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH);
+    for entry in std::fs::read_dir(dir.join("tenants"))?.flatten() {
+        let _ = std::fs::remove_file(entry.path());
+    }
+    let fs = VirtualFs::mount(mnt)?;
+    let connection = fs.connection()?;
+    start_keeper(dir, &connection, command)?;
+    Ok(fs)
+}
+
+/// Takes over the connection and puts back every container whose runtime still lives.
+fn adopt(
+    mnt: &Path,
+    connection: OwnedFd,
+    records: &[Record],
+) -> std::io::Result<(VirtualFs, Vec<Record>)> {
+    let adoption = VirtualFs::adopt(mnt, connection)?;
+    let mut live = Vec::new();
+    for record in records {
+        if process_start(record.holder) != Some(record.holder_start) {
+            continue;
+        }
+        let Ok(dirs) = CgroupDirs::resolve(&record.cgroup) else {
+            continue;
+        };
+        let tenant = Tenant {
+            name: &record.name,
+            dirs,
+            started: instant_of(record.started),
+            owner: record.owner,
+            mode_of: &|n| mode_in(&record.modes, n),
+            written: record.written.clone(),
+        };
+        if adoption.register_at(record.slot, tenant).is_ok() {
+            live.push(record.clone());
+        }
+    }
+    Ok((adoption.serve()?, live))
+}
+
+fn mode_in(modes: &[SysctlMode], name: &str) -> SysctlMode {
+    sysctl::TUNABLES
+        .iter()
+        .position(|(n, _)| *n == name)
+        .and_then(|i| modes.get(i).copied())
+        .unwrap_or_default()
+}
+
+/// The running daemon.
+struct Daemon {
+    dir: PathBuf,
+    fs: Arc<VirtualFs>,
+    /// By name.
+    records: Arc<Mutex<BTreeMap<String, Record>>>,
+}
+
+impl Daemon {
+    /// Keeps what containers write to their tunables in their records, for the next daemon.
+    fn keep_written(&self) {
+        let records = Arc::clone(&self.records);
+        let dir = self.dir.clone();
+        self.fs.on_write(Box::new(move |name, tunable, value| {
+            let Ok(mut records) = records.lock() else {
+                return;
+            };
+            if let Some(record) = records.get_mut(name) {
+                record
+                    .written
+                    .insert(tunable.to_string(), value.to_string());
+                let _ = save_record(&dir, record);
+            }
+        }));
+    }
+
+    fn remember(&self, record: Record) {
+        if let Ok(mut records) = self.records.lock() {
+            records.insert(record.name.clone(), record);
+        }
+    }
+
+    /// Answers requests until idle, then unmounts.
+    fn serve(self, _lock: &std::fs::File) -> std::io::Result<()> {
+        let socket = self.dir.join("sock");
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        let mut idle_since = Instant::now();
+        loop {
+            let mut poll = [libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(poll.as_mut_ptr(), 1, 1000) };
+            while let Ok((stream, _)) = listener.accept() {
+                self.answer(stream);
+            }
+            self.forget_the_dead();
+            if !self.records.lock().map(|r| r.is_empty()).unwrap_or(true) {
+                idle_since = Instant::now();
+            } else if idle_since.elapsed() >= IDLE {
+                break;
+            }
+        }
+        let _ = std::fs::remove_file(&socket);
+        // The connection is aborted: the keeper sees it and leaves.
+        self.fs.unmount()?;
+        let _ = std::fs::remove_file(self.dir.join("keeper"));
+        Ok(())
+    }
+
+    fn answer(&self, mut stream: UnixStream) {
+        let Some(holder) = peer(&stream) else {
+            return;
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(PATIENCE));
+        let _ = stream.set_write_timeout(Some(PATIENCE));
+        let mut bytes = Vec::new();
+        if (&mut stream)
+            .take(MAX_MESSAGE)
+            .read_to_end(&mut bytes)
+            .is_err()
+        {
+            return;
+        }
+        let answer = match serde_json::from_slice::<Request>(&bytes) {
+            Ok(request) => self.handle(request, holder),
+            Err(err) => Answer::Refused(format!("not a request: {err}")),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&answer) {
+            let _ = stream.write_all(&bytes);
+        }
+    }
+
+    fn handle(&self, request: Request, holder: i32) -> Answer {
+        match request {
+            Request::Register {
+                name,
+                cgroup,
+                owner,
+                modes,
+            } => match self.register(name, cgroup, owner, modes, holder) {
+                Ok(dir) => Answer::Registered { dir },
+                Err(err) => Answer::Refused(err.to_string()),
+            },
+            Request::Sysinfo { name } => match self.fs.sysinfo(&name) {
+                Some(info) => Answer::Sysinfo(Figures {
+                    uptime: info.uptime,
+                    totalram: info.totalram,
+                    freeram: info.freeram,
+                    sharedram: info.sharedram,
+                    totalswap: info.totalswap,
+                    freeswap: info.freeswap,
+                    procs: info.procs,
+                    loads: info.loads,
+                }),
+                None => Answer::Refused(format!("'{name}' is not served")),
+            },
+            Request::Unregister { name } => {
+                self.forget(&name);
+                Answer::Done
+            }
+        }
+    }
+
+    fn register(
+        &self,
+        name: String,
+        cgroup: PathBuf,
+        owner: u32,
+        modes: Vec<SysctlMode>,
+        holder: i32,
+    ) -> std::io::Result<PathBuf> {
+        let holder_start = process_start(holder)
+            .ok_or_else(|| std::io::Error::other("the registering process is gone"))?;
+        let dirs = CgroupDirs::resolve(&cgroup)?;
+        let slot = next_slot(&self.dir)?;
+        let record = Record {
+            name: name.clone(),
+            slot,
+            cgroup,
+            owner,
+            modes: modes.clone(),
+            written: BTreeMap::new(),
+            started: monotonic_now(),
+            holder,
+            holder_start,
+        };
+        let tenant = Tenant {
+            name: &name,
+            dirs,
+            started: Instant::now(),
+            owner,
+            mode_of: &|n| mode_in(&modes, n),
+            written: BTreeMap::new(),
+        };
+        let dir = self.fs.register_at(slot, tenant)?;
+        if let Err(err) = save_record(&self.dir, &record) {
+            self.fs.unregister(&name);
+            return Err(err);
+        }
+        self.remember(record);
+        Ok(dir)
+    }
+
+    fn forget(&self, name: &str) {
+        self.fs.unregister(name);
+        if let Ok(mut records) = self.records.lock() {
+            if let Some(record) = records.remove(name) {
+                let _ = std::fs::remove_file(record_path(&self.dir, record.slot));
+            }
+        }
+    }
+
+    /// Drops the containers whose runtime is gone.
+    fn forget_the_dead(&self) {
+        let dead: Vec<String> = match self.records.lock() {
+            Ok(records) => records
+                .values()
+                .filter(|r| process_start(r.holder) != Some(r.holder_start))
+                .map(|r| r.name.clone())
+                .collect(),
+            Err(_) => return,
+        };
+        for name in dead {
+            self.forget(&name);
+        }
+    }
+}
+
+/// The pid of the peer of `stream`, if it is root.
+fn peer(stream: &UnixStream) -> Option<i32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for SO_PEERCRED's output.
+    let ret = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (ret == 0 && cred.uid == 0 && cred.pid > 0).then_some(cred.pid)
+}
+
+/// When process `pid` started (field 22 of its stat), if it exists.
+fn process_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn monotonic_now() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// The `Instant` of CLOCK_MONOTONIC time `nanos` (Instant is that clock on Linux).
+fn instant_of(nanos: u64) -> Instant {
+    let ago = Duration::from_nanos(monotonic_now().saturating_sub(nanos));
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+fn record_path(dir: &Path, slot: u64) -> PathBuf {
+    dir.join("tenants").join(format!("{slot}.json"))
+}
+
+/// Writes a record whole (a new file renamed over the old).
+fn save_record(dir: &Path, record: &Record) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    write_whole(&record_path(dir, record.slot), &bytes)
+}
+
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)
+}
+
+fn load_records(dir: &Path) -> Vec<Record> {
+    let Ok(entries) = std::fs::read_dir(dir.join("tenants")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect()
+}
+
+/// The next slot, never one used before in this directory: the kernel, and the binds of a
+/// container whose runtime died, may still name a retired slot's files.
+fn next_slot(dir: &Path) -> std::io::Result<u64> {
+    let path = dir.join("next-slot");
+    let slot = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0u64);
+    write_whole(&path, (slot + 1).to_string().as_bytes())?;
+    Ok(slot)
+}
+
+/// The keeper recorded in `dir`, if that process still lives.
+struct Keeper {
+    pid: i32,
+    fd: RawFd,
+}
+
+fn keeper(dir: &Path) -> Option<Keeper> {
+    let text = std::fs::read_to_string(dir.join("keeper")).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (pid, start, fd) = (fields.next()??, fields.next()??, fields.next()??);
+    let pid = i32::try_from(pid).ok()?;
+    (process_start(pid) == Some(start)).then_some(Keeper {
+        pid,
+        fd: RawFd::try_from(fd).ok()?,
+    })
+}
+
+impl Keeper {
+    /// A copy of the keeper's descriptor of the connection, checked to be /dev/fuse.
+    fn connection(&self) -> std::io::Result<OwnedFd> {
+        let pidfd = PidFd::open(self.pid).map_err(std::io::Error::from)?;
+        let fd = sys::pidfd_getfd(pidfd.as_raw_fd(), self.fd).map_err(std::io::Error::from)?;
+        let stat = nix::sys::stat::fstat(fd.as_raw_fd())?;
+        // /dev/fuse is the misc device 10:229.
+        if stat.st_mode & libc::S_IFMT != libc::S_IFCHR || stat.st_rdev != libc::makedev(10, 229) {
+            return Err(std::io::Error::other(
+                "the keeper's descriptor is not /dev/fuse",
+            ));
+        }
+        Ok(fd)
+    }
+}
+
+/// Forks the keeper: it holds `connection` and the daemon's pidfd, and starts `command` when
+/// the daemon dies. Writes its record.
+fn start_keeper(dir: &Path, connection: &OwnedFd, command: &[OsString]) -> std::io::Result<()> {
+    let argv: Vec<CString> = command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(std::io::Error::other)?;
+    if argv.is_empty() {
+        return Err(std::io::Error::other(
+            "no command starts the virtual files daemon",
+        ));
+    }
+    let mut pointers: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    pointers.push(std::ptr::null());
+    let daemon = sys::pidfd_open(std::process::id() as i32).map_err(std::io::Error::from)?;
+    // SAFETY: daemon is a new descriptor we own.
+    let daemon = unsafe { OwnedFd::from_raw_fd(daemon) };
+    let kept = connection.as_raw_fd();
+    // SAFETY: the child runs only keep(), which is async-signal-safe.
+    let pid = match unsafe { sys::fork() }.map_err(std::io::Error::from)? {
+        Forked::Child => keep(kept, daemon.as_raw_fd(), &pointers),
+        Forked::Parent { pid, .. } => pid,
+    };
+    let start = process_start(pid).ok_or_else(|| std::io::Error::other("the keeper died"))?;
+    write_whole(
+        &dir.join("keeper"),
+        format!("{pid} {start} {kept}\n").as_bytes(),
+    )
+}
+
+/// The keeper's life, after fork: async-signal-safe only (no allocation, no locks).
+fn keep(connection: RawFd, daemon: RawFd, argv: &[*const libc::c_char]) -> ! {
+    if sys::close_fds_except(&[connection, daemon]).is_err() {
+        sys::exit(1);
+    }
+    // SAFETY: setsid takes no arguments; the keeper outlives the daemon's session.
+    unsafe { libc::setsid() };
+    let mut daemon = daemon;
+    let mut deaths = [0i64; RESTARTS];
+    let mut died = 0usize;
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: connection,
+                events: 0,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: daemon,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            continue;
+        }
+        // Aborted or unmounted (the daemon left, or someone aborted it): nothing to keep.
+        if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            sys::exit(0);
+        }
+        if fds[1].revents & libc::POLLIN == 0 {
+            continue;
+        }
+        sys::close(daemon);
+        // Reap the daemons this keeper started.
+        // SAFETY: waitpid with a null status pointer.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+        let now = monotonic_secs();
+        if died >= RESTARTS && now - deaths[died % RESTARTS] < RESTART_WINDOW.as_secs() as i64 {
+            // Too many deaths: closing the last descriptor aborts the connection (ENOTCONN).
+            sys::exit(1);
+        }
+        deaths[died % RESTARTS] = now;
+        died += 1;
+        // SAFETY: the child only calls execv and _exit.
+        match unsafe { sys::fork() } {
+            Ok(Forked::Child) => {
+                // SAFETY: argv is a null-terminated array of C strings made before fork.
+                unsafe { libc::execv(argv[0], argv.as_ptr()) };
+                sys::exit(127);
+            }
+            Ok(Forked::Parent { pid, .. }) => match sys::pidfd_open(pid) {
+                Ok(fd) => daemon = fd,
+                Err(_) => sys::exit(1),
+            },
+            Err(_) => sys::exit(1),
+        }
+    }
+}
+
+fn monotonic_secs() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; clock_gettime is async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_start_time_is_read_past_its_name() {
+        assert!(process_start(std::process::id() as i32).is_some());
+        assert_eq!(process_start(-1), None);
+    }
+
+    #[test]
+    fn slots_are_never_handed_out_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots: Vec<u64> = (0..3).map(|_| next_slot(dir.path()).unwrap()).collect();
+        assert_eq!(slots, [0, 1, 2]);
+    }
+
+    #[test]
+    fn modes_are_found_by_tunable() {
+        let mut modes = vec![SysctlMode::ContainerOnly; sysctl::TUNABLES.len()];
+        modes[1] = SysctlMode::LargestWins;
+        assert_eq!(
+            mode_in(&modes, sysctl::TUNABLES[1].0),
+            SysctlMode::LargestWins
+        );
+        assert_eq!(mode_in(&modes, "no.such"), SysctlMode::ContainerOnly);
+    }
+}

@@ -1,0 +1,208 @@
+//! The per-host virtual files daemon on the real kernel: a container's files and tunables
+//! served through it, the daemon killed with SIGKILL and started again by its keeper (reads
+//! meanwhile wait, then get the container's figures, and its written tunables are kept), and
+//! the keeper giving up after too many deaths (reads then fail with ENOTCONN). Needs root,
+//! /dev/fuse, Linux 6.9 and a memory controller.
+//!
+//! Its own main: the daemon is this program again, run with `--daemon DIR`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use eci_mount::virt::daemon::{self, DaemonClient, RESTARTS};
+use eci_mount::virt::CgroupDirs;
+use eci_policy::settings::SysctlMode;
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "--daemon") {
+        let dir = PathBuf::from(&args[2]);
+        if let Err(err) = daemon::run(&dir, &args) {
+            eprintln!("virt_daemon: {err}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let started = Instant::now();
+    let cgroup = LimitedCgroup::new();
+    a_killed_daemon_comes_back_with_the_containers(&cgroup);
+    the_keeper_gives_up_and_reads_fail_closed(&cgroup);
+    println!("virt_daemon: 2 passed in {:?}", started.elapsed());
+}
+
+/// A memory cgroup limited to 256 MiB, removed on drop.
+struct LimitedCgroup {
+    path: PathBuf,
+    memory: PathBuf,
+}
+
+impl LimitedCgroup {
+    fn new() -> LimitedCgroup {
+        let path = PathBuf::from(format!("/eci-test-virtd-{}", std::process::id()));
+        let dirs = CgroupDirs::resolve(&path).unwrap();
+        let memory = dirs.memory.expect("a memory controller");
+        std::fs::create_dir_all(&memory.dir).unwrap();
+        let limit = if memory.unified {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        std::fs::write(memory.dir.join(limit), "268435456").unwrap();
+        LimitedCgroup {
+            path,
+            memory: memory.dir,
+        }
+    }
+}
+
+impl Drop for LimitedCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.memory);
+    }
+}
+
+/// A daemon directory, torn down on drop whatever happened (its daemon and keeper killed, its
+/// mount aborted and detached), so a failed test never leaves a reader waiting forever.
+struct DaemonDir {
+    dir: tempfile::TempDir,
+}
+
+impl DaemonDir {
+    fn new() -> DaemonDir {
+        DaemonDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn client(&self) -> DaemonClient {
+        let program = std::env::current_exe().unwrap();
+        let command = vec![program.into(), "--daemon".into(), self.path().into()];
+        DaemonClient::new(self.path(), command)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn pid_of(&self, file: &str) -> Option<i32> {
+        let text = std::fs::read_to_string(self.path().join(file)).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Kills the daemon and waits until its keeper has started another (or has given up:
+    /// then `None`).
+    fn kill_daemon(&self) -> Option<i32> {
+        let pid = self.pid_of("pid").expect("a daemon");
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            let keeper_alive = self
+                .pid_of("keeper")
+                .is_some_and(|k| Path::new(&format!("/proc/{k}")).exists());
+            match self.pid_of("pid") {
+                Some(new) if new != pid && self.path().join("sock").exists() => return Some(new),
+                _ if !keeper_alive => return None,
+                _ => {}
+            }
+        }
+        panic!("no daemon came back and the keeper did not give up");
+    }
+}
+
+impl Drop for DaemonDir {
+    fn drop(&mut self) {
+        for file in ["pid", "keeper"] {
+            if let Some(pid) = self.pid_of(file) {
+                // SAFETY: kill takes plain integers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let mnt = self.path().join("mnt");
+        let _ = eci_mount::virt::abort(&mnt);
+        let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Reads `path` on a thread of its own; the result comes on the channel.
+fn read_later(path: PathBuf) -> mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_to_string(path));
+    });
+    rx
+}
+
+const LIMITED: &str = "MemTotal:         262144 kB\n";
+
+fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
+    let daemon = DaemonDir::new();
+    let client = daemon.client();
+    let dir = client
+        .register("web", &cgroup.path, 0, &|_| SysctlMode::ContainerOnly)
+        .unwrap();
+    let meminfo = dir.join("meminfo");
+    assert!(std::fs::read_to_string(&meminfo)
+        .unwrap()
+        .starts_with(LIMITED));
+    std::fs::write(dir.join("kernel.panic"), "7").unwrap();
+    let info = client.sysinfo("web").expect("sysinfo");
+    assert_eq!(info.totalram, 268435456);
+
+    // A second registration under the same name is refused, with the reason.
+    let err = client
+        .register("web", &cgroup.path, 0, &|_| SysctlMode::ContainerOnly)
+        .unwrap_err();
+    assert!(err.to_string().contains("already registered"), "{err}");
+
+    let first = daemon.pid_of("pid").unwrap();
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    let during = read_later(meminfo.clone());
+    let answer = during
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a read during the restart was never answered")
+        .expect("a read during the restart failed");
+    assert!(answer.starts_with(LIMITED), "{answer}");
+    assert_ne!(daemon.pid_of("pid"), Some(first), "a new daemon serves");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("kernel.panic")).unwrap(),
+        "7\n",
+        "the container's tunable is kept"
+    );
+    assert_eq!(client.sysinfo("web").expect("sysinfo").totalram, 268435456);
+    client.unregister("web").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&meminfo)
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENOENT)
+    );
+    println!("a_killed_daemon_comes_back_with_the_containers: ok");
+}
+
+fn the_keeper_gives_up_and_reads_fail_closed(cgroup: &LimitedCgroup) {
+    let daemon = DaemonDir::new();
+    let client = daemon.client();
+    let dir = client
+        .register("web", &cgroup.path, 0, &|_| SysctlMode::ContainerOnly)
+        .unwrap();
+    let meminfo = dir.join("meminfo");
+    for restart in 0..RESTARTS {
+        assert!(
+            daemon.kill_daemon().is_some(),
+            "the daemon was not started again after death {}",
+            restart + 1
+        );
+        assert!(std::fs::read_to_string(&meminfo)
+            .unwrap()
+            .starts_with(LIMITED));
+    }
+    assert_eq!(daemon.kill_daemon(), None, "the keeper gives up");
+    let err = std::fs::read_to_string(&meminfo).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    println!("the_keeper_gives_up_and_reads_fail_closed: ok");
+}
