@@ -45,7 +45,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use eci::oci_spec::runtime::{Hook, Hooks, LinuxResources};
-use eci::{Container, ContainerConfig, ExecProcess, Runtime, RuntimeConfig, State, Stdio};
+use eci::{
+    Container, ContainerConfig, ExecProcess, Runtime, RuntimeConfig, State, Stdio,
+    VirtualFilesServer,
+};
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -82,6 +85,10 @@ enum Cmd {
         console_socket: Option<PathBuf>,
         id: String,
     },
+    /// Internal: the virtual procfs and sysfs files daemon every monitor under this root
+    /// shares (started by the first that needs it, and again by its keeper if it dies).
+    #[command(hide = true)]
+    Virtd,
     /// Internal: owns one container for its lifetime.
     #[command(hide = true)]
     Monitor {
@@ -120,6 +127,27 @@ impl Ctx {
     /// monitor under this root; container IDs cannot start with a dot.
     fn state_dir(&self) -> PathBuf {
         self.root.join(".eci")
+    }
+
+    /// The virtual files daemon's directory.
+    fn virtd_dir(&self) -> PathBuf {
+        self.state_dir().join("virtd")
+    }
+
+    /// How the virtual files are served: by the daemon under this root, which outlives any
+    /// monitor and is started again if it dies.
+    fn virtual_files(&self) -> Result<VirtualFilesServer, Error> {
+        let program = std::fs::read_link("/proc/self/exe")?;
+        let command = vec![
+            program.into_os_string(),
+            "--root".into(),
+            std::path::absolute(&self.root)?.into_os_string(),
+            "virtd".into(),
+        ];
+        Ok(VirtualFilesServer::Daemon {
+            dir: self.virtd_dir(),
+            command,
+        })
     }
 
     /// Reports an error where the caller looks: stderr, and the log file (runc's JSON lines,
@@ -312,6 +340,12 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
             console_socket,
             id,
         } => monitor(ctx, &id, &bundle, console_socket.as_deref()),
+        Cmd::Virtd => {
+            // The keeper starts the daemon again with these very arguments.
+            let command: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            eci::eci_mount::virt::daemon::run(&ctx.virtd_dir(), &command)?;
+            Ok(0)
+        }
         Cmd::ExecWaiter {
             process_json,
             console_socket,
@@ -1286,6 +1320,7 @@ fn create_container(
 ) -> Result<(Container, UnixListener, Hooks), Error> {
     let mut config = RuntimeConfig {
         state_dir: ctx.state_dir(),
+        virtual_files: ctx.virtual_files()?,
         ..Default::default()
     };
     if let Some(settings) = &ctx.settings {

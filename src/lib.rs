@@ -61,6 +61,7 @@ pub use init::ProcessError;
 pub use orphan::remove_orphan;
 pub use rootfs::{all_capabilities, privileged_spec, HostRootfs};
 pub use runtime::{Runtime, RuntimeConfig};
+pub use virt::VirtualFilesServer;
 
 pub use eci_idmap;
 pub use eci_mount;

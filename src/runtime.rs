@@ -23,6 +23,8 @@ pub struct RuntimeConfig {
     pub policy: Policy,
     /// How hard ID lease changes are pushed to disk (see [`Durability`]).
     pub lease_durability: Durability,
+    /// Where the virtual procfs and sysfs files are served from.
+    pub virtual_files: crate::virt::VirtualFilesServer,
 }
 
 impl Default for RuntimeConfig {
@@ -31,6 +33,7 @@ impl Default for RuntimeConfig {
             state_dir: PathBuf::from("/run/eci"),
             policy: Policy::default(),
             lease_durability: Durability::Sync,
+            virtual_files: Default::default(),
         }
     }
 }
@@ -113,7 +116,7 @@ impl Runtime {
                 allocator,
                 supervisor,
                 live: Mutex::new(HashSet::new()),
-                virtual_files: Default::default(),
+                virtual_files: crate::virt::Server::new(config.virtual_files),
             }),
         })
     }

@@ -1,12 +1,14 @@
-//! The virtual procfs and sysfs files in the facade: one FUSE server per runtime process,
-//! mounted on first use under the state directory, and for each container a directory of its
-//! own whose files are bound over its /proc and /sys entries (see [`eci_mount::virt`]).
+//! The virtual procfs and sysfs files in the facade: a FUSE server in the runtime process,
+//! mounted on first use under the state directory, or the per-host daemon
+//! ([`eci_mount::virt::daemon`]); for each container a directory of its own whose files are
+//! bound over its /proc and /sys entries (see [`eci_mount::virt`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use eci_mount::virt::daemon::DaemonClient;
 use eci_mount::virt::{sysctl, CgroupDirs, VirtualFs, SERVED};
 use eci_policy::Policy;
 use eci_seccomp::mount::SysinfoSource;
@@ -14,22 +16,74 @@ use oci_spec::runtime::{Mount, Spec};
 
 use crate::error::{Error, Result};
 
-/// The runtime's server, mounted on first use.
+/// Where a runtime's virtual procfs and sysfs files are served from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum VirtualFilesServer {
+    /// A FUSE server in the runtime's own process, mounted on first use at
+    /// `STATE/virtual/PID-N`. It ends with the process: the containers' files then fail with
+    /// ENOTCONN.
+    #[default]
+    InProcess,
+    /// The per-host daemon in `dir` ([`eci_mount::virt::daemon`]), shared by every runtime
+    /// process that names it and started with `command` (program and arguments, a program
+    /// that calls [`eci_mount::virt::daemon::run`] on `dir`) when none runs. Its keeper
+    /// starts it again if it dies, and the containers' files carry on.
+    Daemon {
+        /// The daemon's directory.
+        dir: PathBuf,
+        /// What starts it.
+        command: Vec<std::ffi::OsString>,
+    },
+}
+
+/// The runtime's server: chosen at start, reached (or mounted) on first use.
 #[derive(Debug, Default)]
-pub(crate) struct Server(Mutex<Option<Arc<VirtualFs>>>);
+pub(crate) struct Server {
+    kind: VirtualFilesServer,
+    local: Mutex<Option<Arc<VirtualFs>>>,
+}
+
+/// A server a container is registered with.
+#[derive(Debug, Clone)]
+enum Backend {
+    Local(Arc<VirtualFs>),
+    Daemon(DaemonClient),
+}
 
 impl Server {
-    /// Where this runtime's server is mounted, once it is.
-    pub(crate) fn mountpoint(&self) -> Option<PathBuf> {
-        let server = self.0.lock().expect("virtual files server lock");
-        server.as_ref().map(|fs| fs.mountpoint().to_path_buf())
+    pub(crate) fn new(kind: VirtualFilesServer) -> Server {
+        Server {
+            kind,
+            local: Mutex::new(None),
+        }
     }
 
-    /// The server, mounted at `STATE/virtual/PID-N` (per runtime: several runtimes, in one
-    /// process or several, may share a state directory, and a container's binds must reach its
-    /// own runtime's server). Mounts left by dead processes are taken down first.
-    fn get(&self, state_dir: &Path) -> Result<Arc<VirtualFs>> {
-        let mut server = self.0.lock().expect("virtual files server lock");
+    /// Where this runtime's server is mounted, once it is.
+    pub(crate) fn mountpoint(&self) -> Option<PathBuf> {
+        match &self.kind {
+            VirtualFilesServer::Daemon { dir, .. } => Some(dir.join("mnt")),
+            VirtualFilesServer::InProcess => {
+                let server = self.local.lock().expect("virtual files server lock");
+                server.as_ref().map(|fs| fs.mountpoint().to_path_buf())
+            }
+        }
+    }
+
+    fn get(&self, state_dir: &Path) -> Result<Backend> {
+        match &self.kind {
+            VirtualFilesServer::Daemon { dir, command } => {
+                Ok(Backend::Daemon(DaemonClient::new(dir, command.clone())))
+            }
+            VirtualFilesServer::InProcess => self.local(state_dir).map(Backend::Local),
+        }
+    }
+
+    /// The in-process server, mounted at `STATE/virtual/PID-N` (per runtime: several
+    /// runtimes, in one process or several, may share a state directory, and a container's
+    /// binds must reach its own runtime's server). Mounts left by dead processes are taken
+    /// down first.
+    fn local(&self, state_dir: &Path) -> Result<Arc<VirtualFs>> {
+        let mut server = self.local.lock().expect("virtual files server lock");
         if let Some(fs) = server.as_ref() {
             return Ok(Arc::clone(fs));
         }
@@ -72,7 +126,7 @@ pub(crate) fn sweep_dead(base: &Path) {
 /// A container's directory on the server; unregistered when dropped.
 #[derive(Debug)]
 pub(crate) struct Registration {
-    fs: Arc<VirtualFs>,
+    backend: Backend,
     name: String,
     /// (file on the server, where it goes in the container).
     binds: Vec<(PathBuf, &'static str)>,
@@ -93,15 +147,26 @@ impl Registration {
 
     /// The container's sysinfo(2) answers, for its mount helper to hand over.
     pub(crate) fn sysinfo_source(&self) -> SysinfoSource {
-        let fs = Arc::clone(&self.fs);
+        let backend = self.backend.clone();
         let name = self.name.clone();
-        SysinfoSource(Arc::new(move || fs.sysinfo(&name)))
+        SysinfoSource(Arc::new(move || match &backend {
+            Backend::Local(fs) => fs.sysinfo(&name),
+            Backend::Daemon(client) => client.sysinfo(&name),
+        }))
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.fs.unregister(&self.name);
+        match &self.backend {
+            Backend::Local(fs) => fs.unregister(&self.name),
+            Backend::Daemon(client) => {
+                if let Err(err) = client.unregister(&self.name) {
+                    // The daemon forgets it anyway once this process is gone.
+                    tracing::warn!("virtual files of {}: {err}", self.name);
+                }
+            }
+        }
     }
 }
 
@@ -121,14 +186,17 @@ pub(crate) fn serve(
         .iter()
         .filter(|(file, _)| policy.procfs.get(*file))
         .collect();
-    let fs = server.get(state_dir)?;
-    let dirs =
-        CgroupDirs::resolve(cgroup_path).map_err(Error::io("finding the cgroup controllers"))?;
-    let dir = fs
-        .register_with(id, dirs, Instant::now(), root, &|name| {
-            policy.sysctls.mode(name)
-        })
-        .map_err(Error::io("registering the container's virtual files"))?;
+    let backend = server.get(state_dir)?;
+    let mode_of = |name: &str| policy.sysctls.mode(name);
+    let dir = match &backend {
+        Backend::Local(fs) => {
+            let dirs = CgroupDirs::resolve(cgroup_path)
+                .map_err(Error::io("finding the cgroup controllers"))?;
+            fs.register_with(id, dirs, Instant::now(), root, &mode_of)
+        }
+        Backend::Daemon(client) => client.register(id, cgroup_path, root, &mode_of),
+    }
+    .map_err(Error::io("registering the container's virtual files"))?;
     let binds: Vec<(PathBuf, &'static str)> = files
         .iter()
         .map(|(file, target)| (dir.join(file.name()), *target))
@@ -161,7 +229,7 @@ pub(crate) fn serve(
     );
     spec.set_mounts(Some(mounts));
     let registration = Registration {
-        fs,
+        backend,
         name: id.to_string(),
         binds,
         tunables,

@@ -79,19 +79,57 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// The root's virtual files daemon's directory.
+    fn virtd(&self) -> PathBuf {
+        self.dir.path().join("root/.eci/virtd")
+    }
+
+    /// The pid in the daemon's file `name` (`pid`, or `keeper`).
+    fn virtd_pid(&self, name: &str) -> Option<i32> {
+        let text = std::fs::read_to_string(self.virtd().join(name)).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Whether the daemon keeps a record of container `id` (within 2 s of a change).
+    fn virtd_serves(&self, id: &str) -> bool {
+        let has_record = || {
+            std::fs::read_dir(self.virtd().join("tenants"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    std::fs::read_to_string(e.path())
+                        .is_ok_and(|t| t.contains(&format!("\"name\":\"{id}\"")))
+                })
+        };
+        let first = has_record();
+        // The daemon notices a dead runtime within a second.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        first && has_record()
+    }
+}
+
 impl Drop for Setup {
     /// Whatever a failed test left running goes too (a container left in its cgroup would
-    /// make the next run's create refuse that cgroup).
+    /// make the next run's create refuse that cgroup), and the virtual files daemon with its
+    /// keeper and mount, rather than idling out later.
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.dir.path().join("root")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if !name.starts_with('.') {
-                let _ = self.runc(&["delete", "--force", &name]);
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("root")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if !name.starts_with('.') {
+                    let _ = self.runc(&["delete", "--force", &name]);
+                }
             }
         }
+        for name in ["keeper", "pid"] {
+            if let Some(pid) = self.virtd_pid(name) {
+                // SAFETY: kill takes plain integers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = nix::mount::umount2(&self.virtd().join("mnt"), nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -319,17 +357,8 @@ fn delete_takes_down_a_container_whose_monitor_died() {
     assert!(started, "both sleeps run: {pids:?}");
     let ps = setup.runc(&["ps", "--format", "json", id]);
     let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
-    let server = format!(
-        "{}/root/.eci/virtual/{monitor}-",
-        setup.dir.path().display()
-    );
-    let served = || {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .any(|l| l.split(' ').nth(4).is_some_and(|p| p.starts_with(&server)))
-    };
-    assert!(served(), "the monitor's virtual files server is mounted");
+    let served = || setup.virtd_serves(id);
+    assert!(served(), "the virtual files daemon serves the container");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(monitor),
         nix::sys::signal::Signal::SIGKILL,
@@ -370,7 +399,10 @@ fn delete_takes_down_a_container_whose_monitor_died() {
         let dir = hierarchy.path().join("eci").join(id);
         assert!(!dir.exists(), "cgroup {} left behind", dir.display());
     }
-    assert!(!served(), "the dead monitor's server is unmounted");
+    assert!(
+        !served(),
+        "the daemon no longer serves the dead monitor's container"
+    );
     assert!(!setup.dir.path().join("root").join(id).exists());
 }
 
@@ -437,4 +469,39 @@ fn delete_leaves_alone_a_cgroup_made_again_at_a_dead_containers_path() {
     assert!(delete.status.success(), "{delete:?}");
     assert!(alive, "a process of the cgroup made again was killed");
     assert!(!setup.dir.path().join("root").join(id).exists());
+}
+
+#[test]
+fn a_killed_virtual_files_daemon_is_replaced_and_the_container_reads_on() {
+    let setup = Setup::new(&["sleep", "1000"]);
+    let config = setup.dir.path().join("bundle/config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    spec["linux"]["resources"]["memory"]["limit"] = 268435456.into();
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let id = "reads-on";
+    setup.start_with_monitor(id);
+    let meminfo = || {
+        let out = setup.runc(&["exec", id, "grep", "MemTotal", "/proc/meminfo"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    const LIMITED: &str = "MemTotal:         262144 kB\n";
+    assert_eq!(meminfo(), LIMITED);
+    let daemon = setup.virtd_pid("pid").expect("a daemon serves the files");
+    let keeper = setup
+        .virtd_pid("keeper")
+        .expect("a keeper holds the connection");
+
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(daemon, libc::SIGKILL) };
+    assert_eq!(
+        meminfo(),
+        LIMITED,
+        "the files work again, and never show the host's"
+    );
+    let replaced = setup.virtd_pid("pid");
+    assert!(replaced.is_some_and(|p| p != daemon), "{replaced:?}");
+    assert_eq!(setup.virtd_pid("keeper"), Some(keeper));
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
 }
