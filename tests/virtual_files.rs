@@ -63,6 +63,21 @@ fn a_memory_limit_is_the_memory_total() {
 }
 
 #[test]
+fn files_read_with_sendfile_have_their_text() {
+    // busybox cat copies with sendfile(2), which reads a FUSE file through the page cache up to
+    // its size: with procfs's size of 0 it printed nothing. A tunable's text grows and shrinks.
+    let script = "busybox cat /proc/meminfo | head -n 1; \
+                  for v in 1 123456 7; do echo $v > /proc/sys/kernel/panic; \
+                  busybox cat /proc/sys/kernel/panic; done";
+    let (code, out) = run_limited("sendfile", script, 256 << 20, None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["MemTotal:         262144 kB", "1", "123456", "7"]
+    );
+}
+
+#[test]
 fn one_cpu_is_one_cpu_everywhere() {
     let script = "nproc; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
                   grep -c '^cpu[0-9]' /proc/stat";

@@ -70,8 +70,23 @@ const ROOT: u64 = 1;
 const PER_DIR: u64 = 64;
 /// The first tunable's index in a directory.
 const FIRST_TUNABLE: usize = 1 + SERVED.len();
-/// Attributes never change: let the kernel keep them.
+/// A directory's attributes never change: let the kernel keep them.
 const TTL: Duration = Duration::from_secs(3600);
+/// The size a file reports. Like procfs's, the files have no size of their own, but one of
+/// zero makes the kernel's splice path (sendfile(2), which busybox's cat uses) read nothing:
+/// since Linux 6.5 it reads a direct I/O FUSE file through the page cache, up to the size.
+/// With a size no text reaches, the server's short answer sets the size to the text's end;
+/// with attributes that are never kept, the next open asks again (default_permissions checks
+/// them at every open), which sets this size again and drops the previous text's pages.
+const SPLICE_SIZE: u64 = 1 << 20;
+
+/// How long the kernel may keep a node's attributes: see [`SPLICE_SIZE`].
+fn ttl_of(node: Node) -> Duration {
+    match node {
+        Node::File(..) | Node::Tunable(..) => Duration::ZERO,
+        Node::Root | Node::Dir(_) => TTL,
+    }
+}
 
 /// What the host has, read once.
 #[derive(Debug)]
@@ -208,8 +223,11 @@ fn attr(node: Node, owner: u32) -> FileAttr {
     };
     FileAttr {
         ino: INodeNo(ino_of(node)),
-        // Like procfs: no size; reads go to the server (direct I/O) until it says EOF.
-        size: 0,
+        // Reads go to the server (direct I/O) until it says EOF; see SPLICE_SIZE.
+        size: match node {
+            Node::File(..) | Node::Tunable(..) => SPLICE_SIZE,
+            Node::Root | Node::Dir(_) => 0,
+        },
         blocks: 0,
         atime: UNIX_EPOCH,
         mtime: UNIX_EPOCH,
@@ -580,15 +598,15 @@ impl Filesystem for Served {
                 }),
             _ => None,
         };
-        match found.and_then(|node| self.0.attr_of(node)) {
-            Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
+        match found.and_then(|node| Some((ttl_of(node), self.0.attr_of(node)?))) {
+            Some((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match node_of(ino.0).and_then(|node| self.0.attr_of(node)) {
-            Some(attr) => reply.attr(&TTL, &attr),
+        match node_of(ino.0).and_then(|node| Some((ttl_of(node), self.0.attr_of(node)?))) {
+            Some((ttl, attr)) => reply.attr(&ttl, &attr),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -619,7 +637,7 @@ impl Filesystem for Served {
                     perm: 0o644,
                     ..
                 },
-            ) => reply.attr(&TTL, &attr),
+            ) => reply.attr(&Duration::ZERO, &attr),
             Some(_) => reply.error(Errno::EACCES),
             None => reply.error(Errno::ENOENT),
         }
