@@ -78,6 +78,21 @@ fn files_read_with_sendfile_have_their_text() {
 }
 
 #[test]
+fn a_file_kept_open_never_freezes_what_later_opens_read() {
+    // Overlapping opens of one file share the kernel's backing file: a later open must still
+    // get a new text (and the open one reads it too, as procfs gives a new text from the start).
+    let script = "exec 3< /proc/uptime; sleep 1.2; busybox cat /proc/uptime; busybox cat <&3";
+    let (code, out) = run_limited("kept-open", script, 1 << 30, None);
+    assert_eq!(code, 0, "{out}");
+    let uptimes: Vec<f64> = out
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(uptimes.len(), 2, "{out}");
+    assert!(uptimes.iter().all(|u| *u >= 1.0), "{out}");
+}
+
+#[test]
 fn one_cpu_is_one_cpu_everywhere() {
     let script = "nproc; grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online; \
                   grep -c '^cpu[0-9]' /proc/stat";

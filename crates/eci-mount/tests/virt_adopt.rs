@@ -239,8 +239,15 @@ fn a_new_server_answers_the_dead_ones_callers() {
             "{what}: {text}"
         );
     }
-    // New opens work, and a slot taken again is never handed out.
+    // New opens work, through sendfile too (busybox cat), and a slot taken again is never
+    // handed out.
     assert_eq!(std::fs::read_to_string(&limited).unwrap(), before);
+    let cat = Command::new("busybox")
+        .arg("cat")
+        .arg(&limited)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), before);
     let fresh = fs
         .register_with("fresh", CgroupDirs::default(), Instant::now(), 0, &|_| {
             SysctlMode::ContainerOnly

@@ -36,7 +36,7 @@ pub mod sysctl;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -45,9 +45,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eci_policy::settings::{ProcFile, SysctlMode};
 use fuser::{
-    BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
+    BackgroundSession, BackingId, Config, Errno, FileAttr, FileHandle, FileType, Filesystem,
+    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
 };
 
 pub use cgroup::{mounted_hierarchies, CgroupDirs, ControllerDir, Hierarchy};
@@ -72,21 +72,14 @@ const PER_DIR: u64 = 64;
 const FIRST_TUNABLE: usize = 1 + SERVED.len();
 /// A directory's attributes never change: let the kernel keep them.
 const TTL: Duration = Duration::from_secs(3600);
-/// The size a file reports. Like procfs's, the files have no size of their own, but one of
-/// zero makes the kernel's splice path (sendfile(2), which busybox's cat uses) read nothing:
+/// The size a file the server reads out itself reports (a tunable, or a computed file when
+/// the kernel has no passthrough). Like procfs's, the files have no size of their own, but one
+/// of zero makes the kernel's splice path (sendfile(2), which busybox's cat uses) read nothing:
 /// since Linux 6.5 it reads a direct I/O FUSE file through the page cache, up to the size.
 /// With a size no text reaches, the server's short answer sets the size to the text's end;
 /// with attributes that are never kept, the next open asks again (default_permissions checks
 /// them at every open), which sets this size again and drops the previous text's pages.
 const SPLICE_SIZE: u64 = 1 << 20;
-
-/// How long the kernel may keep a node's attributes: see [`SPLICE_SIZE`].
-fn ttl_of(node: Node) -> Duration {
-    match node {
-        Node::File(..) | Node::Tunable(..) => Duration::ZERO,
-        Node::Root | Node::Dir(_) => TTL,
-    }
-}
 
 /// What the host has, read once.
 #[derive(Debug)]
@@ -144,8 +137,9 @@ struct Entry {
 /// A file's text and when it was computed.
 type Computed = (Instant, Arc<[u8]>);
 
-/// An open file: the inode opened and the text it was given.
-type OpenFile = (u64, Arc<[u8]>);
+/// An open file: the inode opened and the text it was given (`None` when the kernel reads it
+/// from a backing file).
+type OpenFile = (u64, Option<Arc<[u8]>>);
 
 /// How long a computed file is served again before it is computed anew. Computing reads
 /// several cgroup files (about 10 µs each here); a reader polling faster than this sees the
@@ -167,7 +161,31 @@ struct Registry {
     reconciling: Mutex<()>,
     /// Told of every value a container writes to a tunable (see [`VirtualFs::on_write`]).
     on_write: std::sync::OnceLock<Hook>,
+    /// Whether the kernel agreed to passthrough (see [`Backing`]).
+    passthrough: std::sync::atomic::AtomicBool,
+    /// The backing file of each computed file open now, by inode.
+    backings: Mutex<BTreeMap<u64, Backing>>,
 }
+
+/// A computed file's text in a memfd that the kernel reads directly (FUSE passthrough, Linux
+/// 6.9): an open and a close are the only requests the server sees, and the splice path
+/// (sendfile) reads the memfd like any file. The kernel lets an inode have one backing file
+/// at a time, so the opens of an inode that overlap share one; a later open with a newer
+/// text writes it over the old in place. A backing file outlives its last open for
+/// [`BACKING_IDLE`], so that a reader polling a file costs two writes to a memfd, not a new
+/// memfd and its registration with the kernel each time.
+#[derive(Debug)]
+struct Backing {
+    id: BackingId,
+    memfd: std::fs::File,
+    text: Arc<[u8]>,
+    opens: u32,
+    /// Since when no open has used it.
+    idle_since: Option<Instant>,
+}
+
+/// How long a backing file no open uses is kept.
+const BACKING_IDLE: Duration = Duration::from_secs(5);
 
 /// A [`WriteHook`] kept in the registry.
 struct Hook(WriteHook);
@@ -215,7 +233,8 @@ fn ino_of(node: Node) -> u64 {
     }
 }
 
-fn attr(node: Node, owner: u32) -> FileAttr {
+/// A node's attributes; `sized` for a file the server reads out itself (see [`SPLICE_SIZE`]).
+fn attr(node: Node, owner: u32, sized: bool) -> FileAttr {
     let (kind, perm, nlink, uid) = match node {
         Node::File(..) => (FileType::RegularFile, 0o444, 1, 0),
         Node::Tunable(..) => (FileType::RegularFile, 0o644, 1, owner),
@@ -223,11 +242,7 @@ fn attr(node: Node, owner: u32) -> FileAttr {
     };
     FileAttr {
         ino: INodeNo(ino_of(node)),
-        // Reads go to the server (direct I/O) until it says EOF; see SPLICE_SIZE.
-        size: match node {
-            Node::File(..) | Node::Tunable(..) => SPLICE_SIZE,
-            Node::Root | Node::Dir(_) => 0,
-        },
+        size: if sized { SPLICE_SIZE } else { 0 },
         blocks: 0,
         atime: UNIX_EPOCH,
         mtime: UNIX_EPOCH,
@@ -254,6 +269,8 @@ impl Registry {
             next_handle: AtomicU64::new(1),
             reconciling: Mutex::new(()),
             on_write: std::sync::OnceLock::new(),
+            passthrough: std::sync::atomic::AtomicBool::new(false),
+            backings: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -330,6 +347,30 @@ impl Registry {
         Ok(mountpoint.join(dir))
     }
 
+    /// Whether the server reads `node` out itself (a tunable, or a computed file without
+    /// passthrough): its size is then [`SPLICE_SIZE`] and the kernel keeps no attributes.
+    fn server_reads(&self, node: Node) -> bool {
+        match node {
+            Node::Tunable(..) => true,
+            Node::File(..) => !self.passes_through(),
+            Node::Root | Node::Dir(_) => false,
+        }
+    }
+
+    /// How long the kernel may keep a node's attributes: see [`SPLICE_SIZE`].
+    fn ttl_of(&self, node: Node) -> Duration {
+        if self.server_reads(node) {
+            Duration::ZERO
+        } else {
+            TTL
+        }
+    }
+
+    /// Whether computed files are read from backing files (see [`Backing`]).
+    fn passes_through(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
+    }
+
     fn exists(&self, node: Node) -> bool {
         match node {
             Node::Root => true,
@@ -346,7 +387,7 @@ impl Registry {
             _ if self.exists(node) => 0,
             _ => return None,
         };
-        Some(attr(node, owner))
+        Some(attr(node, owner, self.server_reads(node)))
     }
 
     /// A tunable as the container reads it: its own value once it wrote one, else the host's.
@@ -458,6 +499,48 @@ impl Registry {
     }
 }
 
+/// The backing file for an open of inode `ino` with `text`: the one the inode has (rewritten
+/// with `text` if that is newer), or a new memfd registered with the kernel.
+fn backing_for<'a>(
+    backings: &'a mut BTreeMap<u64, Backing>,
+    ino: u64,
+    text: &Arc<[u8]>,
+    reply: &ReplyOpen,
+) -> std::io::Result<&'a mut Backing> {
+    use std::collections::btree_map::Entry as Slot;
+    use std::os::unix::fs::FileExt;
+    match backings.entry(ino) {
+        Slot::Occupied(slot) => {
+            let backing = slot.into_mut();
+            if !Arc::ptr_eq(&backing.text, text) {
+                // Written first, then cut: a reader never sees the file shorter than a text.
+                backing.memfd.write_all_at(text, 0)?;
+                backing.memfd.set_len(text.len() as u64)?;
+                backing.text = Arc::clone(text);
+            }
+            Ok(backing)
+        }
+        Slot::Vacant(slot) => {
+            // SAFETY: a valid C string and flags; the result is checked.
+            let fd = unsafe { libc::memfd_create(c"eci-virtual".as_ptr(), libc::MFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: memfd_create returned a new descriptor that we now own.
+            let memfd = unsafe { std::fs::File::from_raw_fd(fd) };
+            memfd.write_all_at(text, 0)?;
+            let id = reply.open_backing(&memfd)?;
+            Ok(slot.insert(Backing {
+                id,
+                memfd,
+                text: Arc::clone(text),
+                opens: 0,
+                idle_since: None,
+            }))
+        }
+    }
+}
+
 /// Idle time summed over the CPUs: what of `uptime` on each they did not use.
 fn idle(uptime: Duration, usage: &[CpuTime]) -> Duration {
     let ticks = uptime.as_millis() as u64 / 10;
@@ -538,6 +621,7 @@ impl Sampler {
                     };
                     if !*stopped {
                         registry.sample_loads();
+                        registry.drop_idle_backings();
                     }
                 }
             })?;
@@ -559,6 +643,26 @@ impl Sampler {
 }
 
 impl Registry {
+    /// Drops the backing files no open has used for [`BACKING_IDLE`], and those of containers
+    /// no longer served (dropping an ID closes it; the kernel keeps what it still reads).
+    fn drop_idle_backings(&self) {
+        let Ok(entries) = self.entries.read() else {
+            return;
+        };
+        if let Ok(mut backings) = self.backings.lock() {
+            backings.retain(|ino, backing| {
+                let served = node_of(*ino).is_some_and(|node| match node {
+                    Node::File(slot, _) => entries.contains_key(&slot),
+                    _ => false,
+                });
+                let idle = backing
+                    .idle_since
+                    .is_some_and(|since| since.elapsed() >= BACKING_IDLE);
+                served && !idle
+            });
+        }
+    }
+
     /// One load sample for every container: its threads running or in uninterruptible sleep.
     fn sample_loads(&self) {
         let Ok(entries) = self.entries.read() else {
@@ -577,6 +681,15 @@ impl Registry {
 struct Served(Arc<Registry>);
 
 impl Filesystem for Served {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Passthrough needs a stacking depth of at least 1; backing files on a memfd are not on
+        // a stacked filesystem.
+        let agreed = config.set_max_stack_depth(1).is_ok()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
+        self.0.passthrough.store(agreed, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = match node_of(parent.0) {
             Some(Node::Root) => self.0.entries.read().ok().and_then(|entries| {
@@ -598,14 +711,14 @@ impl Filesystem for Served {
                 }),
             _ => None,
         };
-        match found.and_then(|node| Some((ttl_of(node), self.0.attr_of(node)?))) {
+        match found.and_then(|node| Some((self.0.ttl_of(node), self.0.attr_of(node)?))) {
             Some((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match node_of(ino.0).and_then(|node| Some((ttl_of(node), self.0.attr_of(node)?))) {
+        match node_of(ino.0).and_then(|node| Some((self.0.ttl_of(node), self.0.attr_of(node)?))) {
             Some((ttl, attr)) => reply.attr(&ttl, &attr),
             None => reply.error(Errno::ENOENT),
         }
@@ -680,14 +793,31 @@ impl Filesystem for Served {
             return reply.error(Errno::ENOENT);
         };
         let handle = self.0.next_handle.fetch_add(1, Ordering::Relaxed);
-        match self.0.open.lock() {
-            Ok(mut open) => {
-                open.insert(handle, (ino.0, content));
-                let flags = FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH;
-                reply.opened(FileHandle(handle), flags);
+        let Ok(mut open) = self.0.open.lock() else {
+            return reply.error(Errno::EIO);
+        };
+        if matches!(node_of(ino.0), Some(Node::File(..))) && self.0.passes_through() {
+            let Ok(mut backings) = self.0.backings.lock() else {
+                return reply.error(Errno::EIO);
+            };
+            let had_one = backings.contains_key(&ino.0);
+            match backing_for(&mut backings, ino.0, &content, &reply) {
+                Ok(backing) => {
+                    open.insert(handle, (ino.0, None));
+                    backing.opens += 1;
+                    backing.idle_since = None;
+                    let flags = FopenFlags::FOPEN_NOFLUSH;
+                    return reply.opened_passthrough(FileHandle(handle), flags, &backing.id);
+                }
+                // Served by the server instead; the kernel refuses that while another open of
+                // the inode reads a backing file, which this inode has none of.
+                Err(_) if !had_one => {}
+                Err(err) => return reply.error(Errno::from(err)),
             }
-            Err(_) => reply.error(Errno::EIO),
         }
+        open.insert(handle, (ino.0, Some(content)));
+        let flags = FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH;
+        reply.opened(FileHandle(handle), flags);
     }
 
     fn read(
@@ -705,7 +835,7 @@ impl Filesystem for Served {
         // for the inode it was given for (which is the same container's).
         let content = self.0.open.lock().ok().and_then(|open| {
             let (opened, content) = open.get(&fh.0)?;
-            (*opened == ino.0).then(|| Arc::clone(content))
+            (*opened == ino.0).then(|| content.clone())?
         });
         let Some(content) = content else {
             return reply.error(Errno::EBADF);
@@ -725,9 +855,20 @@ impl Filesystem for Served {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Ok(mut open) = self.0.open.lock() {
-            if open.get(&fh.0).is_some_and(|(opened, _)| *opened == ino.0) {
-                open.remove(&fh.0);
+        let Ok(mut open) = self.0.open.lock() else {
+            return reply.ok();
+        };
+        if open.get(&fh.0).is_none_or(|(opened, _)| *opened != ino.0) {
+            return reply.ok();
+        }
+        if let Some((_, None)) = open.remove(&fh.0) {
+            if let Ok(mut backings) = self.0.backings.lock() {
+                if let Some(backing) = backings.get_mut(&ino.0) {
+                    backing.opens = backing.opens.saturating_sub(1);
+                    if backing.opens == 0 {
+                        backing.idle_since = Some(Instant::now());
+                    }
+                }
             }
         }
         reply.ok();
@@ -768,7 +909,7 @@ impl Filesystem for Served {
             _ => return reply.error(Errno::ENOENT),
         }
         for (i, (node, name)) in children.iter().enumerate().skip(offset as usize) {
-            let kind = attr(*node, 0).kind;
+            let kind = attr(*node, 0, false).kind;
             if reply.add(INodeNo(ino_of(*node)), i as u64 + 1, kind, name) {
                 break;
             }
@@ -1126,17 +1267,21 @@ fn handshake_again(fs: Served, connection: &OwnedFd) -> std::io::Result<fuser::S
 }
 
 /// A FUSE_INIT request as the kernel sends it: the in-header, then `fuse_init_in` (major 7,
-/// minor 40, 128 KiB of readahead, no flags).
+/// minor 40, 128 KiB of readahead). It offers passthrough, which the first server asked for:
+/// the kernel still reads the files it opened from backing files, and their attributes say so.
 fn init_request() -> Vec<u8> {
     const HEADER: usize = 40;
     const INIT_IN: usize = 64;
+    const FUSE_INIT_EXT: u32 = 1 << 30;
+    let passthrough = (InitFlags::FUSE_PASSTHROUGH.bits() >> 32) as u32;
     let mut request = Vec::with_capacity(HEADER + INIT_IN);
     request.extend_from_slice(&((HEADER + INIT_IN) as u32).to_ne_bytes());
     request.extend_from_slice(&FUSE_INIT.to_ne_bytes());
     request.extend_from_slice(&1u64.to_ne_bytes()); // unique
     request.extend_from_slice(&0u64.to_ne_bytes()); // nodeid
     request.extend_from_slice(&[0u8; 16]); // uid, gid, pid, padding
-    for field in [7u32, 40, 128 * 1024] {
+                                           // major, minor, max_readahead, flags, flags2
+    for field in [7u32, 40, 128 * 1024, FUSE_INIT_EXT, passthrough] {
         request.extend_from_slice(&field.to_ne_bytes());
     }
     request.resize(HEADER + INIT_IN, 0);
