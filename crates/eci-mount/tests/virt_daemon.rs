@@ -138,12 +138,19 @@ fn read_later(path: PathBuf) -> mpsc::Receiver<std::io::Result<String>> {
 
 const LIMITED: &str = "MemTotal:         262144 kB\n";
 
-fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
+/// A new daemon directory with container "web" registered in `cgroup`: the directory, its
+/// client and the container's directory on the mount.
+fn serving_web(cgroup: &LimitedCgroup) -> (DaemonDir, DaemonClient, PathBuf) {
     let daemon = DaemonDir::new();
     let client = daemon.client();
     let dir = client
         .register("web", &cgroup.path, 0, &|_| SysctlMode::ContainerOnly)
         .unwrap();
+    (daemon, client, dir)
+}
+
+fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
+    let (daemon, client, dir) = serving_web(cgroup);
     let meminfo = dir.join("meminfo");
     assert!(std::fs::read_to_string(&meminfo)
         .unwrap()
@@ -185,11 +192,7 @@ fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
 }
 
 fn the_keeper_gives_up_and_reads_fail_closed(cgroup: &LimitedCgroup) {
-    let daemon = DaemonDir::new();
-    let client = daemon.client();
-    let dir = client
-        .register("web", &cgroup.path, 0, &|_| SysctlMode::ContainerOnly)
-        .unwrap();
+    let (daemon, _client, dir) = serving_web(cgroup);
     let meminfo = dir.join("meminfo");
     for restart in 0..RESTARTS {
         assert!(

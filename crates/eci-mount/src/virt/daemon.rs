@@ -44,6 +44,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use eci_idmap::Holder;
 use eci_ns::pidfd::PidFd;
 use eci_ns::sys::{self, Forked};
 use eci_policy::settings::SysctlMode;
@@ -115,10 +116,9 @@ struct Record {
     written: BTreeMap<String, String>,
     /// When it was registered, in CLOCK_MONOTONIC nanoseconds (its uptime's start).
     started: u64,
-    /// The process that registered it, and that process's start time (to tell it from a
-    /// later process with the same pid).
-    holder: i32,
-    holder_start: u64,
+    /// The process that registered it (pid and start time, to tell it from a later process
+    /// with the same pid).
+    holder: Holder,
 }
 
 /// Talks to the daemon in a directory, starting it when none runs.
@@ -334,7 +334,7 @@ fn adopt(
     let adoption = VirtualFs::adopt(mnt, connection)?;
     let mut live = Vec::new();
     for record in records {
-        if process_start(record.holder) != Some(record.holder_start) {
+        if !record.holder.is_alive() {
             continue;
         }
         let Ok(dirs) = CgroupDirs::resolve(&record.cgroup) else {
@@ -491,8 +491,7 @@ impl Daemon {
         modes: Vec<SysctlMode>,
         holder: i32,
     ) -> std::io::Result<PathBuf> {
-        let holder_start = process_start(holder)
-            .ok_or_else(|| std::io::Error::other("the registering process is gone"))?;
+        let holder = Holder::of(holder)?;
         let dirs = CgroupDirs::resolve(&cgroup)?;
         let slot = next_slot(&self.dir)?;
         let record = Record {
@@ -504,7 +503,6 @@ impl Daemon {
             written: BTreeMap::new(),
             started: monotonic_now(),
             holder,
-            holder_start,
         };
         let tenant = Tenant {
             name: &name,
@@ -537,7 +535,7 @@ impl Daemon {
         let dead: Vec<String> = match self.records.lock() {
             Ok(records) => records
                 .values()
-                .filter(|r| process_start(r.holder) != Some(r.holder_start))
+                .filter(|r| !r.holder.is_alive())
                 .map(|r| r.name.clone())
                 .collect(),
             Err(_) => return,
@@ -567,14 +565,6 @@ fn peer(stream: &UnixStream) -> Option<i32> {
         )
     };
     (ret == 0 && cred.uid == 0 && cred.pid > 0).then_some(cred.pid)
-}
-
-/// When process `pid` started (field 22 of its stat), if it exists.
-fn process_start(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn monotonic_now() -> u64 {
@@ -643,7 +633,12 @@ fn keeper(dir: &Path) -> Option<Keeper> {
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
     let (pid, start, fd) = (fields.next()??, fields.next()??, fields.next()??);
     let pid = i32::try_from(pid).ok()?;
-    (process_start(pid) == Some(start)).then_some(Keeper {
+    let alive = Holder {
+        pid,
+        start_time: start,
+    }
+    .is_alive();
+    alive.then_some(Keeper {
         pid,
         fd: RawFd::try_from(fd).ok()?,
     })
@@ -689,7 +684,7 @@ fn start_keeper(dir: &Path, connection: &OwnedFd, command: &[OsString]) -> std::
         Forked::Child => keep(kept, daemon.as_raw_fd(), &pointers),
         Forked::Parent { pid, .. } => pid,
     };
-    let start = process_start(pid).ok_or_else(|| std::io::Error::other("the keeper died"))?;
+    let start = Holder::of(pid)?.start_time;
     write_whole(
         &dir.join("keeper"),
         format!("{pid} {start} {kept}\n").as_bytes(),
@@ -770,12 +765,6 @@ fn monotonic_secs() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_process_start_time_is_read_past_its_name() {
-        assert!(process_start(std::process::id() as i32).is_some());
-        assert_eq!(process_start(-1), None);
-    }
 
     #[test]
     fn slots_are_never_handed_out_twice() {
