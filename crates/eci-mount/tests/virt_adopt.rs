@@ -53,7 +53,8 @@ fn first_server(dir: &Path) -> ! {
     fs.register_at(LIMITED, tenant("limited", limited_dirs(dir)))
         .unwrap();
     let connection = fs.connection().unwrap().into_raw_fd();
-    std::fs::write(dir.join("ready"), connection.to_string()).unwrap();
+    let ready = format!("{connection} {}", fs.passes_through());
+    std::fs::write(dir.join("ready"), ready).unwrap();
     loop {
         std::thread::sleep(Duration::from_secs(60));
     }
@@ -120,9 +121,9 @@ impl Drop for FirstServer {
     }
 }
 
-/// Starts the first server in `dir` and waits until it serves; returns it and its
-/// connection's descriptor number.
-fn start_first_server(dir: &Path) -> (FirstServer, i32) {
+/// Starts the first server in `dir` and waits until it serves; returns it, its connection's
+/// descriptor number and whether the kernel reads its files through passthrough.
+fn start_first_server(dir: &Path) -> (FirstServer, i32, bool) {
     let child = Command::new(std::env::current_exe().unwrap())
         .env(FIRST_SERVER, dir)
         .spawn()
@@ -134,8 +135,8 @@ fn start_first_server(dir: &Path) -> (FirstServer, i32) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(text) = std::fs::read_to_string(dir.join("ready")) {
-            if let Ok(fd) = text.parse() {
-                return (server, fd);
+            if let Some((fd, passthrough)) = text.split_once(' ') {
+                return (server, fd.parse().unwrap(), passthrough == "true");
             }
         }
         assert!(Instant::now() < deadline, "the first server did not start");
@@ -187,7 +188,7 @@ fn waits_on_a_pipe(pid: u32) -> bool {
 fn a_new_server_answers_the_dead_ones_callers() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let (mut server, fd) = start_first_server(dir.path());
+    let (mut server, fd, passthrough) = start_first_server(dir.path());
     let kept = steal(server.pid(), fd);
     let limited = mnt.join(format!("limited.{LIMITED}/meminfo"));
     let before = std::fs::read_to_string(&limited).unwrap();
@@ -217,7 +218,7 @@ fn a_new_server_answers_the_dead_ones_callers() {
     }
 
     // The new server: the stalled container now has a readable memory controller.
-    let adoption = VirtualFs::adopt(&mnt, kept).unwrap();
+    let adoption = VirtualFs::adopt(&mnt, kept, passthrough).unwrap();
     let unstalled = limited_dirs(&dir.path().join("again"));
     adoption
         .register_at(STALLED, tenant("stalled", unstalled))
@@ -248,6 +249,9 @@ fn a_new_server_answers_the_dead_ones_callers() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&cat.stdout), before);
+    // A retired slot is refused.
+    let retired = fs.register_at(STALLED - 1, tenant("retired", CgroupDirs::default()));
+    assert!(retired.is_err());
     let fresh = fs
         .register_with("fresh", CgroupDirs::default(), Instant::now(), 0, &|_| {
             SysctlMode::ContainerOnly
@@ -265,7 +269,7 @@ fn a_new_server_answers_the_dead_ones_callers() {
 fn without_a_kept_descriptor_reads_fail_closed() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let (mut server, _) = start_first_server(dir.path());
+    let (mut server, _, _) = start_first_server(dir.path());
     let limited = mnt.join(format!("limited.{LIMITED}/meminfo"));
     assert!(std::fs::read_to_string(&limited).is_ok());
     server.kill();

@@ -50,9 +50,10 @@ use eci_ns::sys::{self, Forked};
 use eci_policy::settings::SysctlMode;
 use serde::{Deserialize, Serialize};
 
-use super::{sysctl, CgroupDirs, Tenant, VirtualFs};
+use super::{sysctl, CgroupDirs, Tenant, VirtualFs, WriteHook};
 
-/// Deaths of the daemon the keeper restarts it after, within [`RESTART_WINDOW`].
+/// How many times within [`RESTART_WINDOW`] the keeper starts a dead daemon again; at the
+/// next death it gives up.
 pub const RESTARTS: usize = 5;
 /// See [`RESTARTS`].
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
@@ -73,7 +74,9 @@ enum Request {
         name: String,
         cgroup: PathBuf,
         owner: u32,
-        modes: Vec<SysctlMode>,
+        /// By tunable (dotted name): a list by position would mean other tunables to a
+        /// daemon of another version.
+        modes: BTreeMap<String, SysctlMode>,
     },
     Sysinfo {
         name: String,
@@ -112,7 +115,7 @@ struct Record {
     slot: u64,
     cgroup: PathBuf,
     owner: u32,
-    modes: Vec<SysctlMode>,
+    modes: BTreeMap<String, SysctlMode>,
     written: BTreeMap<String, String>,
     /// When it was registered, in CLOCK_MONOTONIC nanoseconds (its uptime's start).
     started: u64,
@@ -154,16 +157,25 @@ impl DaemonClient {
         owner: u32,
         mode_of: &dyn Fn(&str) -> SysctlMode,
     ) -> std::io::Result<PathBuf> {
-        let modes = sysctl::TUNABLES.iter().map(|(n, _)| mode_of(n)).collect();
+        let modes = sysctl::TUNABLES
+            .iter()
+            .map(|(n, _)| (n.to_string(), mode_of(n)))
+            .collect();
         let request = Request::Register {
             name: name.to_string(),
             cgroup: cgroup.to_path_buf(),
             owner,
             modes,
         };
-        match self.ask(&request, true)? {
-            Answer::Registered { dir } => Ok(dir),
-            other => Err(refused(other)),
+        match self.ask(&request, true) {
+            Ok(Answer::Registered { dir }) => Ok(dir),
+            Ok(other) => Err(refused(other)),
+            Err(err) => {
+                // The daemon may have registered it after all (an answer lost or late): a
+                // registration nobody holds would keep the name taken.
+                let _ = self.unregister(name);
+                Err(err)
+            }
         }
     }
 
@@ -208,7 +220,7 @@ impl DaemonClient {
     fn ask(&self, request: &Request, start: bool) -> std::io::Result<Answer> {
         let socket = self.dir.join("sock");
         let deadline = Instant::now() + PATIENCE;
-        let mut started = false;
+        let mut started: Option<Instant> = None;
         let mut stream = loop {
             match UnixStream::connect(&socket) {
                 Ok(stream) => break stream,
@@ -218,9 +230,15 @@ impl DaemonClient {
                         format!("virtual files daemon at {}: {err}", socket.display()),
                     ))
                 }
-                Err(_) if start && !started && keeper(&self.dir).is_none() => {
+                // A daemon started a moment ago may have found another one leaving: try again
+                // each second.
+                Err(_)
+                    if start
+                        && started.is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+                        && keeper(&self.dir).is_none() =>
+                {
                     self.start()?;
-                    started = true;
+                    started = Some(Instant::now());
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
@@ -285,6 +303,10 @@ pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
             }
         }
     }
+    // Nothing of the runtime that started it: no inherited descriptor reaches the keeper or
+    // a daemon it starts, and no bundle directory stays busy.
+    sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC).map_err(std::io::Error::from)?;
+    std::env::set_current_dir("/")?;
     std::fs::create_dir_all(dir.join("tenants"))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let lock = std::fs::File::create(dir.join("lock"))?;
@@ -294,73 +316,111 @@ pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
     }
     write_whole(&dir.join("pid"), std::process::id().to_string().as_bytes())?;
     let mnt = dir.join("mnt");
-    let records = load_records(dir);
-    let (fs, live) = match keeper(dir).and_then(|k| k.connection().ok()) {
-        Some(connection) => adopt(&mnt, connection, &records)?,
-        None => (fresh(dir, &mnt, command)?, Vec::new()),
+    let records = Arc::new(Mutex::new(BTreeMap::new()));
+    let hook = write_hook(dir, &records);
+    let fs = match keeper(dir) {
+        Some(keeper) => match keeper.connection() {
+            Ok(connection) => adopt(dir, &mnt, connection, keeper.passthrough, hook, &records)?,
+            Err(_) => {
+                // A keeper whose connection cannot be taken would keep it alive unserved:
+                // end it, so the connection fails closed, and start again.
+                keeper.end();
+                fresh(dir, &mnt, command, hook)?
+            }
+        },
+        None => fresh(dir, &mnt, command, hook)?,
     };
     let daemon = Daemon {
         dir: dir.to_path_buf(),
         fs: Arc::new(fs),
-        records: Arc::new(Mutex::new(BTreeMap::new())),
+        records,
     };
-    daemon.keep_written();
-    for record in live {
-        daemon.remember(record);
-    }
     daemon.serve(&lock)
 }
 
 /// A new mount and a keeper for it (a mount left by a dead daemon whose keeper is gone is
 /// aborted and taken down first).
-fn fresh(dir: &Path, mnt: &Path, command: &[OsString]) -> std::io::Result<VirtualFs> {
+fn fresh(
+    dir: &Path,
+    mnt: &Path,
+    command: &[OsString],
+    hook: WriteHook,
+) -> std::io::Result<VirtualFs> {
     let _ = super::abort(mnt);
     let _ = nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH);
     for entry in std::fs::read_dir(dir.join("tenants"))?.flatten() {
         let _ = std::fs::remove_file(entry.path());
     }
     let fs = VirtualFs::mount(mnt)?;
+    fs.on_write(hook);
     let connection = fs.connection()?;
-    start_keeper(dir, &connection, command)?;
+    start_keeper(dir, &connection, fs.passes_through(), command)?;
     Ok(fs)
 }
 
-/// Takes over the connection and puts back every container whose runtime still lives.
+/// Takes over the connection and puts back every container whose runtime still lives (the
+/// newest record of a name wins); the other records go. Serves only then.
 fn adopt(
+    dir: &Path,
     mnt: &Path,
     connection: OwnedFd,
-    records: &[Record],
-) -> std::io::Result<(VirtualFs, Vec<Record>)> {
-    let adoption = VirtualFs::adopt(mnt, connection)?;
-    let mut live = Vec::new();
-    for record in records {
-        if !record.holder.is_alive() {
-            continue;
-        }
-        let Ok(dirs) = CgroupDirs::resolve(&record.cgroup) else {
-            continue;
-        };
-        let tenant = Tenant {
-            name: &record.name,
-            dirs,
-            started: instant_of(record.started),
-            owner: record.owner,
-            mode_of: &|n| mode_in(&record.modes, n),
-            written: record.written.clone(),
-        };
-        if adoption.register_at(record.slot, tenant).is_ok() {
-            live.push(record.clone());
-        }
+    passthrough: bool,
+    hook: WriteHook,
+    records: &Mutex<BTreeMap<String, Record>>,
+) -> std::io::Result<VirtualFs> {
+    let adoption = VirtualFs::adopt(mnt, connection, passthrough)?;
+    adoption.on_write(hook);
+    let mut loaded = load_records(dir);
+    loaded.sort_by_key(|r| std::cmp::Reverse(r.slot));
+    // Slots stay retired even if the counter was lost.
+    if let Some(newest) = loaded.first() {
+        raise_next_slot(dir, newest.slot)?;
     }
-    Ok((adoption.serve()?, live))
+    let mut live = records
+        .lock()
+        .map_err(|_| std::io::Error::other("records poisoned"))?;
+    for record in loaded {
+        if record.holder.is_alive() && !live.contains_key(&record.name) {
+            if let Ok(dirs) = CgroupDirs::resolve(&record.cgroup) {
+                let tenant = Tenant {
+                    name: &record.name,
+                    dirs,
+                    started: instant_of(record.started),
+                    owner: record.owner,
+                    mode_of: &|n| mode_in(&record.modes, n),
+                    written: record.written.clone(),
+                };
+                if adoption.register_at(record.slot, tenant).is_ok() {
+                    live.insert(record.name.clone(), record);
+                    continue;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(record_path(dir, record.slot));
+    }
+    drop(live);
+    adoption.serve()
 }
 
-fn mode_in(modes: &[SysctlMode], name: &str) -> SysctlMode {
-    sysctl::TUNABLES
-        .iter()
-        .position(|(n, _)| *n == name)
-        .and_then(|i| modes.get(i).copied())
-        .unwrap_or_default()
+fn mode_in(modes: &BTreeMap<String, SysctlMode>, name: &str) -> SysctlMode {
+    modes.get(name).copied().unwrap_or_default()
+}
+
+/// Keeps what containers write to their tunables in their records, for the next daemon.
+fn write_hook(dir: &Path, records: &Arc<Mutex<BTreeMap<String, Record>>>) -> WriteHook {
+    let records = Arc::clone(records);
+    let dir = dir.to_path_buf();
+    Box::new(move |name, tunable, value| {
+        let Ok(mut records) = records.lock() else {
+            return;
+        };
+        if let Some(record) = records.get_mut(name) {
+            record
+                .written
+                .insert(tunable.to_string(), value.to_string());
+            let _ = save_record(&dir, record);
+        }
+    })
 }
 
 /// The running daemon.
@@ -372,23 +432,6 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Keeps what containers write to their tunables in their records, for the next daemon.
-    fn keep_written(&self) {
-        let records = Arc::clone(&self.records);
-        let dir = self.dir.clone();
-        self.fs.on_write(Box::new(move |name, tunable, value| {
-            let Ok(mut records) = records.lock() else {
-                return;
-            };
-            if let Some(record) = records.get_mut(name) {
-                record
-                    .written
-                    .insert(tunable.to_string(), value.to_string());
-                let _ = save_record(&dir, record);
-            }
-        }));
-    }
-
     fn remember(&self, record: Record) {
         if let Ok(mut records) = self.records.lock() {
             records.insert(record.name.clone(), record);
@@ -398,10 +441,7 @@ impl Daemon {
     /// Answers requests until idle, then unmounts.
     fn serve(self, _lock: &std::fs::File) -> std::io::Result<()> {
         let socket = self.dir.join("sock");
-        let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket)?;
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
+        let mut listener = self.listen(&socket)?;
         let mut idle_since = Instant::now();
         loop {
             let mut poll = [libc::pollfd {
@@ -411,21 +451,43 @@ impl Daemon {
             }];
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(poll.as_mut_ptr(), 1, 1000) };
-            while let Ok((stream, _)) = listener.accept() {
-                self.answer(stream);
-            }
+            self.accept_all(&listener);
             self.forget_the_dead();
-            if !self.records.lock().map(|r| r.is_empty()).unwrap_or(true) {
+            if !self.is_idle() {
                 idle_since = Instant::now();
             } else if idle_since.elapsed() >= IDLE {
-                break;
+                // No new client finds the socket now; those already queued are answered, and
+                // if one registered a container the daemon stays.
+                let _ = std::fs::remove_file(&socket);
+                self.accept_all(&listener);
+                if self.is_idle() {
+                    break;
+                }
+                listener = self.listen(&socket)?;
             }
         }
-        let _ = std::fs::remove_file(&socket);
         // The connection is aborted: the keeper sees it and leaves.
         self.fs.unmount()?;
         let _ = std::fs::remove_file(self.dir.join("keeper"));
         Ok(())
+    }
+
+    fn listen(&self, socket: &Path) -> std::io::Result<UnixListener> {
+        let _ = std::fs::remove_file(socket);
+        let listener = UnixListener::bind(socket)?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    }
+
+    fn accept_all(&self, listener: &UnixListener) {
+        while let Ok((stream, _)) = listener.accept() {
+            self.answer(stream);
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.records.lock().map(|r| r.is_empty()).unwrap_or(true)
     }
 
     fn answer(&self, mut stream: UnixStream) {
@@ -488,7 +550,7 @@ impl Daemon {
         name: String,
         cgroup: PathBuf,
         owner: u32,
-        modes: Vec<SysctlMode>,
+        modes: BTreeMap<String, SysctlMode>,
         holder: i32,
     ) -> std::io::Result<PathBuf> {
         let holder = Holder::of(holder)?;
@@ -613,42 +675,74 @@ fn load_records(dir: &Path) -> Vec<Record> {
 /// The next slot, never one used before in this directory: the kernel, and the binds of a
 /// container whose runtime died, may still name a retired slot's files.
 fn next_slot(dir: &Path) -> std::io::Result<u64> {
-    let path = dir.join("next-slot");
-    let slot = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0u64);
-    write_whole(&path, (slot + 1).to_string().as_bytes())?;
+    let slot = read_next_slot(dir)?;
+    let next = slot
+        .checked_add(1)
+        .ok_or_else(|| std::io::Error::other("no slot is left"))?;
+    write_whole(&dir.join("next-slot"), next.to_string().as_bytes())?;
     Ok(slot)
 }
 
-/// The keeper recorded in `dir`, if that process still lives.
+/// The counter: 0 if there is none yet, an error if it cannot be read (counting again from 0
+/// could hand out a retired slot).
+fn read_next_slot(dir: &Path) -> std::io::Result<u64> {
+    match std::fs::read_to_string(dir.join("next-slot")) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: not a slot number", dir.join("next-slot").display()),
+            )
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(err) => Err(err),
+    }
+}
+
+/// Makes the counter pass `used`, a slot a record names.
+fn raise_next_slot(dir: &Path, used: u64) -> std::io::Result<()> {
+    let next = used.saturating_add(1);
+    if read_next_slot(dir).unwrap_or(0) < next {
+        write_whole(&dir.join("next-slot"), next.to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The keeper recorded in `dir`, if that very process still lives.
 struct Keeper {
-    pid: i32,
+    pidfd: PidFd,
     fd: RawFd,
+    /// Whether the kernel agreed to passthrough on the connection it keeps.
+    passthrough: bool,
 }
 
 fn keeper(dir: &Path) -> Option<Keeper> {
     let text = std::fs::read_to_string(dir.join("keeper")).ok()?;
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-    let (pid, start, fd) = (fields.next()??, fields.next()??, fields.next()??);
+    let (pid, start, fd, passthrough) = (
+        fields.next()??,
+        fields.next()??,
+        fields.next()??,
+        fields.next()??,
+    );
     let pid = i32::try_from(pid).ok()?;
-    let alive = Holder {
+    // The pidfd first: checked after it, the start time proves the pidfd names the keeper.
+    let pidfd = PidFd::open(pid).ok()?;
+    let same = Holder {
         pid,
         start_time: start,
     }
     .is_alive();
-    alive.then_some(Keeper {
-        pid,
+    same.then_some(Keeper {
+        pidfd,
         fd: RawFd::try_from(fd).ok()?,
+        passthrough: passthrough == 1,
     })
 }
 
 impl Keeper {
     /// A copy of the keeper's descriptor of the connection, checked to be /dev/fuse.
     fn connection(&self) -> std::io::Result<OwnedFd> {
-        let pidfd = PidFd::open(self.pid).map_err(std::io::Error::from)?;
-        let fd = sys::pidfd_getfd(pidfd.as_raw_fd(), self.fd).map_err(std::io::Error::from)?;
+        let fd = sys::pidfd_getfd(self.pidfd.as_raw_fd(), self.fd).map_err(std::io::Error::from)?;
         let stat = nix::sys::stat::fstat(fd.as_raw_fd())?;
         // /dev/fuse is the misc device 10:229.
         if stat.st_mode & libc::S_IFMT != libc::S_IFCHR || stat.st_rdev != libc::makedev(10, 229) {
@@ -658,11 +752,36 @@ impl Keeper {
         }
         Ok(fd)
     }
+
+    /// Kills the keeper and waits (up to a second) until it is gone.
+    fn end(&self) {
+        let _ = self.pidfd.signal(libc::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.pidfd.is_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// Forks the keeper: it holds `connection` and the daemon's pidfd, and starts `command` when
 /// the daemon dies. Writes its record.
-fn start_keeper(dir: &Path, connection: &OwnedFd, command: &[OsString]) -> std::io::Result<()> {
+fn start_keeper(
+    dir: &Path,
+    connection: &OwnedFd,
+    passthrough: bool,
+    command: &[OsString],
+) -> std::io::Result<()> {
+    // execv does not search PATH.
+    let mut command = command.to_vec();
+    if let Some(program) = command.first_mut() {
+        if !Path::new(program).is_absolute() {
+            *program = std::env::current_exe()?.into_os_string();
+        }
+    }
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     let argv: Vec<CString> = command
         .iter()
         .map(|a| CString::new(a.as_bytes()))
@@ -681,18 +800,24 @@ fn start_keeper(dir: &Path, connection: &OwnedFd, command: &[OsString]) -> std::
     let kept = connection.as_raw_fd();
     // SAFETY: the child runs only keep(), which is async-signal-safe.
     let pid = match unsafe { sys::fork() }.map_err(std::io::Error::from)? {
-        Forked::Child => keep(kept, daemon.as_raw_fd(), &pointers),
+        Forked::Child => keep(kept, daemon.as_raw_fd(), null.as_raw_fd(), &pointers),
         Forked::Parent { pid, .. } => pid,
     };
     let start = Holder::of(pid)?.start_time;
+    let passthrough = u8::from(passthrough);
     write_whole(
         &dir.join("keeper"),
-        format!("{pid} {start} {kept}\n").as_bytes(),
+        format!("{pid} {start} {kept} {passthrough}\n").as_bytes(),
     )
 }
 
 /// The keeper's life, after fork: async-signal-safe only (no allocation, no locks).
-fn keep(connection: RawFd, daemon: RawFd, argv: &[*const libc::c_char]) -> ! {
+fn keep(connection: RawFd, daemon: RawFd, null: RawFd, argv: &[*const libc::c_char]) -> ! {
+    // Its stdio (and so the daemons it starts) on /dev/null: not the first runtime's.
+    for stdio in 0..3 {
+        // SAFETY: dup2 on open descriptors.
+        unsafe { libc::dup2(null, stdio) };
+    }
     if sys::close_fds_except(&[connection, daemon]).is_err() {
         sys::exit(1);
     }
@@ -771,16 +896,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let slots: Vec<u64> = (0..3).map(|_| next_slot(dir.path()).unwrap()).collect();
         assert_eq!(slots, [0, 1, 2]);
+        // A record naming a later slot moves the counter past it, never back.
+        raise_next_slot(dir.path(), 9).unwrap();
+        raise_next_slot(dir.path(), 4).unwrap();
+        assert_eq!(next_slot(dir.path()).unwrap(), 10);
+        // A damaged counter stops registrations instead of counting from 0 again.
+        std::fs::write(dir.path().join("next-slot"), "garbage").unwrap();
+        assert!(next_slot(dir.path()).is_err());
+        std::fs::write(dir.path().join("next-slot"), u64::MAX.to_string()).unwrap();
+        assert!(next_slot(dir.path()).is_err());
     }
 
     #[test]
-    fn modes_are_found_by_tunable() {
-        let mut modes = vec![SysctlMode::ContainerOnly; sysctl::TUNABLES.len()];
-        modes[1] = SysctlMode::LargestWins;
-        assert_eq!(
-            mode_in(&modes, sysctl::TUNABLES[1].0),
-            SysctlMode::LargestWins
-        );
+    fn modes_are_found_by_tunable_name() {
+        let name = sysctl::TUNABLES[1].0;
+        let modes = BTreeMap::from([(name.to_string(), SysctlMode::LargestWins)]);
+        assert_eq!(mode_in(&modes, name), SysctlMode::LargestWins);
         assert_eq!(mode_in(&modes, "no.such"), SysctlMode::ContainerOnly);
     }
 }

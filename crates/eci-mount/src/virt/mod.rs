@@ -137,6 +137,15 @@ struct Entry {
 /// A file's text and when it was computed.
 type Computed = (Instant, Arc<[u8]>);
 
+/// Where a server's file handles start: the clock's nanoseconds, so two servers' handles
+/// almost never meet (and a handle counts only for its inode in any case).
+fn handle_base() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    nanos.max(1)
+}
+
 /// An open file: the inode opened and the text it was given (`None` when the kernel reads it
 /// from a backing file).
 type OpenFile = (u64, Option<Arc<[u8]>>);
@@ -266,7 +275,9 @@ impl Registry {
             entries: RwLock::new(BTreeMap::new()),
             next_slot: AtomicU64::new(0),
             open: Mutex::new(BTreeMap::new()),
-            next_handle: AtomicU64::new(1),
+            // Not from 1: after an adoption, the kernel still has the dead server's handles,
+            // and a release of one must not meet a new open's.
+            next_handle: AtomicU64::new(handle_base()),
             reconciling: Mutex::new(()),
             on_write: std::sync::OnceLock::new(),
             passthrough: std::sync::atomic::AtomicBool::new(false),
@@ -972,7 +983,13 @@ impl std::fmt::Debug for Adoption {
 }
 
 impl Adoption {
-    /// Serves `tenant` again in the `slot` it had: see [`VirtualFs::register_at`].
+    /// See [`VirtualFs::on_write`]: set before serving, so that no write is missed.
+    pub fn on_write(&self, hook: WriteHook) {
+        let _ = self.registry.on_write.set(Hook(hook));
+    }
+
+    /// Serves `tenant` again in the `slot` it had: see [`VirtualFs::register_at`] (here a
+    /// slot below the next one is expected).
     pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<PathBuf> {
         self.registry.register(&self.mountpoint, slot, tenant)
     }
@@ -1016,6 +1033,8 @@ impl VirtualFs {
     /// `connection` is a descriptor of it that outlived that server (see
     /// [`VirtualFs::connection`]). Nothing is served until [`Adoption::serve`]: register the
     /// containers again in their slots first, so that no caller meets a missing file.
+    /// `passthrough` is what the dead server's [`VirtualFs::passes_through`] said: the kernel
+    /// agreed to it once per connection, and still reads the files opened then that way.
     ///
     /// ```no_run
     /// # use std::collections::BTreeMap;
@@ -1025,7 +1044,7 @@ impl VirtualFs {
     /// # use eci_mount::virt::{CgroupDirs, Tenant, VirtualFs};
     /// # use eci_policy::settings::SysctlMode;
     /// # fn kept_connection() -> OwnedFd { unimplemented!() }
-    /// let adoption = VirtualFs::adopt(Path::new("/run/eci/virtual"), kept_connection())?;
+    /// let adoption = VirtualFs::adopt(Path::new("/run/eci/virtual"), kept_connection(), true)?;
     /// adoption.register_at(0, Tenant {
     ///     name: "web",
     ///     dirs: CgroupDirs::resolve(Path::new("/eci/web"))?,
@@ -1037,9 +1056,14 @@ impl VirtualFs {
     /// let fs = adoption.serve()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn adopt(mountpoint: &Path, connection: OwnedFd) -> std::io::Result<Adoption> {
+    pub fn adopt(
+        mountpoint: &Path,
+        connection: OwnedFd,
+        passthrough: bool,
+    ) -> std::io::Result<Adoption> {
         let registry = Registry::new()?;
-        let session = handshake_again(Served(Arc::clone(&registry)), &connection)?;
+        let served = Served(Arc::clone(&registry));
+        let session = handshake_again(served, &connection, passthrough)?;
         Ok(Adoption {
             registry,
             mountpoint: mountpoint.to_path_buf(),
@@ -1109,7 +1133,8 @@ impl VirtualFs {
             mode_of,
             written: BTreeMap::new(),
         };
-        self.register_at(slot, tenant)
+        // A slot just taken from the counter: new, whatever the counter says now.
+        self.registry.register(&self.mountpoint, slot, tenant)
     }
 
     /// Serves `tenant` in a chosen `slot`; returns its directory. After an adoption, a
@@ -1117,7 +1142,23 @@ impl VirtualFs {
     /// its files by the inodes the slot gives them. Slots taken here are never handed out
     /// later.
     pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<PathBuf> {
+        if slot < self.registry.next_slot.load(Ordering::Relaxed) {
+            // A retired slot's inodes may still be bound in a container whose runtime died.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "virtual files for '{}': slot {slot} was handed out before",
+                    tenant.name
+                ),
+            ));
+        }
         self.registry.register(&self.mountpoint, slot, tenant)
+    }
+
+    /// Whether the kernel reads the computed files from backing files (passthrough); an
+    /// adoption of this server's connection must say so ([`VirtualFs::adopt`]).
+    pub fn passes_through(&self) -> bool {
+        self.registry.passes_through()
     }
 
     /// Calls `hook` with every value a container writes to a tunable, once it is checked and
@@ -1241,10 +1282,14 @@ fn session_config(mounting: bool) -> Config {
 /// has answered one: so the session's handshake is played over a socket pair with an INIT of
 /// our making, and then its descriptor is pointed at the connection (dup3 replaces what the
 /// number refers to, atomically). The options the kernel agreed to stay as they were.
-fn handshake_again(fs: Served, connection: &OwnedFd) -> std::io::Result<fuser::Session<Served>> {
+fn handshake_again(
+    fs: Served,
+    connection: &OwnedFd,
+    passthrough: bool,
+) -> std::io::Result<fuser::Session<Served>> {
     use std::io::Write;
     let (mut kernel_side, server_side) = std::os::unix::net::UnixStream::pair()?;
-    kernel_side.write_all(&init_request())?;
+    kernel_side.write_all(&init_request(passthrough))?;
     let session = fuser::Session::from_fd(
         fs,
         OwnedFd::from(server_side),
@@ -1267,13 +1312,17 @@ fn handshake_again(fs: Served, connection: &OwnedFd) -> std::io::Result<fuser::S
 }
 
 /// A FUSE_INIT request as the kernel sends it: the in-header, then `fuse_init_in` (major 7,
-/// minor 40, 128 KiB of readahead). It offers passthrough, which the first server asked for:
-/// the kernel still reads the files it opened from backing files, and their attributes say so.
-fn init_request() -> Vec<u8> {
+/// minor 40, 128 KiB of readahead), offering passthrough if the first server had it: the
+/// kernel still reads the files it opened from backing files, and their attributes say so.
+fn init_request(passthrough: bool) -> Vec<u8> {
     const HEADER: usize = 40;
     const INIT_IN: usize = 64;
     const FUSE_INIT_EXT: u32 = 1 << 30;
-    let passthrough = (InitFlags::FUSE_PASSTHROUGH.bits() >> 32) as u32;
+    let passthrough = if passthrough {
+        (InitFlags::FUSE_PASSTHROUGH.bits() >> 32) as u32
+    } else {
+        0
+    };
     let mut request = Vec::with_capacity(HEADER + INIT_IN);
     request.extend_from_slice(&((HEADER + INIT_IN) as u32).to_ne_bytes());
     request.extend_from_slice(&FUSE_INIT.to_ne_bytes());
@@ -1301,13 +1350,23 @@ fn resend(connection: &OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Aborts the FUSE connection of the filesystem mounted at `mountpoint`, through fusectl
+/// Aborts the FUSE connection of the eci server mounted at `mountpoint`, through fusectl
 /// (mounted at /sys/fs/fuse/connections if it is not yet): every request to it fails with
-/// ENOTCONN from then on, in every mount namespace, and the server's reads end.
+/// ENOTCONN from then on, in every mount namespace, and the server's reads end. The connection
+/// is found in the mount table, not by a stat of `mountpoint`: that would wait forever on a
+/// connection nobody serves, and the device of a directory that is not a mount would name some
+/// other connection. NotFound if no eci server is mounted there.
 pub fn abort(mountpoint: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let connections = Path::new("/sys/fs/fuse/connections");
-    let connection = libc::minor(std::fs::metadata(mountpoint)?.dev());
+    let connection = mounted_connection(mountpoint)?.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "no eci virtual files server is mounted at {}",
+                mountpoint.display()
+            ),
+        )
+    })?;
     let abort_file = connections.join(connection.to_string()).join("abort");
     if !abort_file.exists() {
         // Not mounted (EBUSY: another thread or process mounted it just now).
@@ -1325,6 +1384,42 @@ pub fn abort(mountpoint: &Path) -> std::io::Result<()> {
     std::fs::write(abort_file, "1")
 }
 
+/// The FUSE connection number (the device's minor) of the eci server mounted on top at
+/// `mountpoint`, from this process's mount table.
+fn mounted_connection(mountpoint: &Path) -> std::io::Result<Option<u32>> {
+    // Only the parent is resolved: resolving the mount itself would ask its server.
+    let parent = mountpoint.parent().unwrap_or(Path::new("/"));
+    let name = mountpoint.file_name().unwrap_or_default();
+    let target = std::fs::canonicalize(parent)?.join(name);
+    let table = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(table
+        .lines()
+        .rev()
+        .find_map(|line| eci_connection(line, &target)))
+}
+
+/// The connection number in one mountinfo line, if it is an eci server mounted at `target`.
+fn eci_connection(line: &str, target: &Path) -> Option<u32> {
+    let (mount, rest) = line.split_once(" - ")?;
+    let fields: Vec<&str> = mount.split(' ').collect();
+    let mut after = rest.split(' ');
+    let (fstype, source) = (after.next()?, after.next()?);
+    let at = unescape_mountinfo(fields.get(4)?);
+    if fstype != "fuse" || source != "eci-virtual" || Path::new(&at) != target {
+        return None;
+    }
+    fields.get(2)?.split_once(':')?.1.parse().ok()
+}
+
+/// Undoes mountinfo's octal escapes (space, tab, newline, backslash).
+fn unescape_mountinfo(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
 impl Drop for VirtualFs {
     fn drop(&mut self) {
         let _ = self.unmount();
@@ -1334,6 +1429,17 @@ impl Drop for VirtualFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_eci_server_at_the_very_path_names_a_connection() {
+        let line = "60 25 0:41 / /run/eci\\040x/mnt rw,nosuid - fuse eci-virtual rw,user_id=0";
+        assert_eq!(eci_connection(line, Path::new("/run/eci x/mnt")), Some(41));
+        assert_eq!(eci_connection(line, Path::new("/run/eci x")), None);
+        let other = "61 25 0:42 / /run/eci/mnt rw - fuse lxcfs rw";
+        assert_eq!(eci_connection(other, Path::new("/run/eci/mnt")), None);
+        let disk = "62 25 8:48 / /run/eci/mnt rw - ext4 /dev/sdd rw";
+        assert_eq!(eci_connection(disk, Path::new("/run/eci/mnt")), None);
+    }
 
     #[test]
     fn inodes_name_their_nodes() {
