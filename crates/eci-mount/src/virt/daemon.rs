@@ -556,6 +556,7 @@ impl Daemon {
         let holder = Holder::of(holder)?;
         let dirs = CgroupDirs::resolve(&cgroup)?;
         let slot = next_slot(&self.dir)?;
+        let started = monotonic_now();
         let record = Record {
             name: name.clone(),
             slot,
@@ -563,13 +564,13 @@ impl Daemon {
             owner,
             modes: modes.clone(),
             written: BTreeMap::new(),
-            started: monotonic_now(),
+            started,
             holder,
         };
         let tenant = Tenant {
             name: &name,
             dirs,
-            started: Instant::now(),
+            started: instant_of(started),
             owner,
             mode_of: &|n| mode_in(&modes, n),
             written: BTreeMap::new(),
@@ -629,6 +630,7 @@ fn peer(stream: &UnixStream) -> Option<i32> {
     (ret == 0 && cred.uid == 0 && cred.pid > 0).then_some(cred.pid)
 }
 
+/// CLOCK_MONOTONIC in nanoseconds (async-signal-safe: the keeper uses it too).
 fn monotonic_now() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
@@ -854,7 +856,7 @@ fn keep(connection: RawFd, daemon: RawFd, null: RawFd, argv: &[*const libc::c_ch
         // Reap the daemons this keeper started.
         // SAFETY: waitpid with a null status pointer.
         while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
-        let now = monotonic_secs();
+        let now = (monotonic_now() / 1_000_000_000) as i64;
         if died >= RESTARTS && now - deaths[died % RESTARTS] < RESTART_WINDOW.as_secs() as i64 {
             // Too many deaths: closing the last descriptor aborts the connection (ENOTCONN).
             sys::exit(1);
@@ -875,16 +877,6 @@ fn keep(connection: RawFd, daemon: RawFd, null: RawFd, argv: &[*const libc::c_ch
             Err(_) => sys::exit(1),
         }
     }
-}
-
-fn monotonic_secs() -> i64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill; clock_gettime is async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec
 }
 
 #[cfg(test)]
