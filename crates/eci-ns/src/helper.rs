@@ -36,6 +36,10 @@ pub type Hook<'a> = dyn Fn() -> Result<(), Failure> + Sync + 'a;
 /// something unasked). Async-signal-safe only.
 pub type OnReady<'a> = dyn Fn(&Channel) + Sync + 'a;
 
+/// What a helper does once the runtime is gone (its channel closed) instead of exiting at once;
+/// the helper exits when it returns. Async-signal-safe only.
+pub type Orphaned<'a> = dyn Fn() + Sync + 'a;
+
 /// How to start a helper.
 pub struct HelperSpec<'a> {
     /// The process whose namespaces the helper joins.
@@ -56,6 +60,8 @@ pub struct HelperSpec<'a> {
     /// A descriptor (one of `keep`) the helper waits on besides its channel, and what it does
     /// when it is readable.
     pub watch: Option<(RawFd, &'a OnReady<'a>)>,
+    /// Runs when the runtime is gone, before the helper exits.
+    pub orphaned: Option<&'a Orphaned<'a>>,
 }
 
 /// Why a helper could not start or answer.
@@ -118,6 +124,7 @@ impl Helper {
             after_join: None,
             serve,
             watch: None,
+            orphaned: None,
         })
     }
 
@@ -288,6 +295,14 @@ fn wait_for_channel(channel: &Channel, watched: RawFd, on_ready: &OnReady<'_>) -
     }
 }
 
+/// The runtime closed the channel (or died): do what the helper was told to, then exit.
+fn runtime_gone(spec: &HelperSpec<'_>) -> ! {
+    if let Some(orphaned) = spec.orphaned {
+        orphaned();
+    }
+    sys::exit(0)
+}
+
 fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     let fail = |step| Failure::last_errno(Stage::Helper, step).report_and_exit(channel);
     // Nothing of the runtime's may stay open in here: another container's seccomp listener would
@@ -329,7 +344,7 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     loop {
         if let Some((fd, on_ready)) = spec.watch {
             if !wait_for_channel(channel, fd, on_ready) {
-                sys::exit(0);
+                runtime_gone(spec);
             }
         }
         match channel.recv_bytes(&mut request) {
@@ -341,13 +356,13 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
                         .send_bytes(&response[..out.min(MAX_RESPONSE)], &[])
                         .is_err()
                     {
-                        sys::exit(1);
+                        runtime_gone(spec);
                     }
                 }
             }
-            Ok(None) => sys::exit(0),
+            Ok(None) => runtime_gone(spec),
             Err(sys::Errno(libc::EMSGSIZE)) => {}
-            Err(_) => sys::exit(1),
+            Err(_) => runtime_gone(spec),
         }
     }
 }

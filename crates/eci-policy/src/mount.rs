@@ -202,7 +202,7 @@ const fn deny(rule: Rule) -> Verdict {
 }
 
 /// The settings a mount decision reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct MountPolicy {
     /// Protection of initial mounts.
     pub immutability: Immutability,

@@ -129,7 +129,7 @@ impl Default for IdPool {
 }
 
 /// How strictly the mounts the runtime sets up are protected from the container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Immutability {
     /// Let the container remount an initial read-only mount read-write.
     pub allow_remount: bool,
@@ -139,7 +139,7 @@ pub struct Immutability {
 
 /// Filesystem types a container may mount itself. Every type here is one the kernel lets a user
 /// namespace mount; the list only narrows what the kernel allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FsTypes(u32);
 
 /// Known filesystem types, each one bit of [`FsTypes`].

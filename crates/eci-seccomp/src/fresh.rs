@@ -73,7 +73,7 @@ impl Fresh {
 /// What a fresh procfs and sysfs get: paths relative to their root, masked (an empty read-only
 /// tmpfs over a directory, a null device over anything else), made read-only, or covered by a
 /// read-only bind of a host file (the container's virtual files).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Masks {
     /// Masked in a fresh procfs.
     pub proc_masked: Vec<CString>,
@@ -407,6 +407,14 @@ pub fn enter_own_namespace(half: &HostHalf) -> Result<(), Failure> {
 }
 
 impl HostHalf {
+    /// Lets the host half go: it exits when its socket closes. For a helper whose runtime is
+    /// gone, which builds nothing any more; it never returns to use the socket. Async-signal-safe.
+    pub fn let_go(&self) {
+        if let Some(socket) = self.socket.get() {
+            sys::close(socket.raw_fd());
+        }
+    }
+
     /// Whether both halves are set up.
     pub fn is_ready(&self) -> bool {
         self.socket.get().is_some() && self.own_mntns.get().is_some()

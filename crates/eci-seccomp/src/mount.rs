@@ -20,9 +20,11 @@
 //! log. If the helper dies, the supervisor answers the call it was handling (see
 //! [`InFlight`](crate::notify::InFlight)) and starts a new helper on the same listener, which
 //! serves the calls that waited meanwhile; a helper that keeps dying is not replaced, and the
-//! supervisor then closes its own descriptor. If the runtime dies, the helper exits. Either way,
-//! once nothing serves it, every descriptor of the listener is closed and the kernel answers
-//! ENOSYS to the container's mount calls.
+//! supervisor then closes its own descriptor, and the kernel answers ENOSYS to the container's
+//! mount calls. If the runtime dies, the helper becomes an *orphan*: it answers every trapped
+//! call with ENOSYS itself but keeps the listener, so that a new runtime can find it
+//! ([`find_orphan`]) and take the listener over ([`MountVetter::take_over`]). No call is ever
+//! performed unvetted.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -80,8 +82,9 @@ const SYSINFO_EVENT: u32 = u32::MAX;
 /// off the kernel may run the call itself; when on, the runtime computes the answer (which
 /// needs allocation) and the helper hands it the call, waiting for room on the channel rather
 /// than dropping it.
-fn forward_sysinfo(config: &HelperConfig, fds: Fds, n: &Notification, channel: &Channel) {
-    if config.sysinfo.is_none() {
+fn forward_sysinfo(helper: &HelperState<'_>, n: &Notification, channel: &Channel) {
+    let fds = helper.fds;
+    if helper.config.sysinfo.is_none() {
         let _ = respond(fds.listener, n.id, Reply::Continue);
         return;
     }
@@ -92,6 +95,103 @@ fn forward_sysinfo(config: &HelperConfig, fds: Fds, n: &Notification, channel: &
     event[16..24].copy_from_slice(&n.args[0].to_ne_bytes());
     if channel.send_bytes(&event, &[]).is_err() {
         let _ = respond(fds.listener, n.id, Reply::Error(libc::ENOSYS));
+    } else {
+        helper.forwarded.remember(n.id);
+    }
+}
+
+/// The sysinfo calls last handed to the runtime. The helper cannot tell which the runtime has
+/// answered; if the runtime dies, the helper answers them all (an answered one is refused by the
+/// kernel, ENOENT, and notification IDs are never reused), so that none waits forever.
+#[derive(Debug, Default)]
+struct Forwarded {
+    ids: [AtomicU64; 32],
+    next: AtomicU32,
+}
+
+impl Forwarded {
+    fn remember(&self, id: u64) {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.ids.len();
+        self.ids[slot].store(id, Ordering::Relaxed);
+    }
+
+    fn refuse_all(&self, listener: RawFd) {
+        for id in &self.ids {
+            let id = id.swap(0, Ordering::Relaxed);
+            if id != 0 {
+                let _ = respond(listener, id, Reply::Error(libc::ENOSYS));
+            }
+        }
+    }
+}
+
+/// The name a mount helper takes once its runtime is gone, by which [`find_orphan`] knows it.
+pub const ORPHAN_NAME: &CStr = c"eci-orphan";
+
+/// What a mount helper does once its runtime is gone: nobody can vet now, so it answers every
+/// trapped call with ENOSYS (what the kernel answers when no listener is left), but it keeps the
+/// listener open, so that a new runtime can take it over ([`MountVetter::take_over`]). It exits
+/// on SIGTERM (the new runtime's word that it holds the listener) or once no process uses the
+/// filter any more (the container is gone). Runs after fork: async-signal-safe only.
+fn refuse_until_taken_over(helper: &HelperState<'_>) {
+    let listener = helper.fds.listener;
+    // SAFETY: sigaction and sigprocmask with valid, zero-initialised structures; prctl with a
+    // NUL-terminated name of at most 16 bytes; signalfd with a valid set.
+    let signals = unsafe {
+        // The host half exits with its socket; its exit needs no reaping.
+        let mut ignore: libc::sigaction = std::mem::zeroed();
+        ignore.sa_sigaction = libc::SIG_IGN;
+        libc::sigaction(libc::SIGCHLD, &ignore, std::ptr::null_mut());
+        let mut term: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut term);
+        libc::sigaddset(&mut term, libc::SIGTERM);
+        libc::sigprocmask(libc::SIG_BLOCK, &term, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &term, libc::SFD_CLOEXEC);
+        // Named only once SIGTERM is blocked: whoever finds the name may send it.
+        libc::prctl(libc::PR_SET_NAME, ORPHAN_NAME.as_ptr());
+        fd
+    };
+    helper.half.let_go();
+    helper.forwarded.refuse_all(listener);
+    if signals < 0 {
+        return;
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: listener,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: signals,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: fds is a valid array of two pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            if Errno::last().0 == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            match Listener::receive_raw(listener) {
+                Ok(Some(n)) => {
+                    let _ = respond(listener, n.id, Reply::Error(libc::ENOSYS));
+                }
+                Ok(None) => {}
+                // Exiting closes this descriptor; if it was the last, the kernel answers ENOSYS.
+                Err(_) => return,
+            }
+        } else if fds[0].revents != 0 {
+            // No process uses the filter any more.
+            return;
+        }
+        if fds[1].revents != 0 {
+            return;
+        }
     }
 }
 
@@ -283,7 +383,7 @@ fn handle_one(helper: &HelperState<'_>, channel: &Channel) {
     };
     helper.in_flight.begin(n.id);
     if i64::from(n.nr) == libc::SYS_sysinfo {
-        forward_sysinfo(helper.config, fds, &n, channel);
+        forward_sysinfo(helper, &n, channel);
     } else {
         vet_and_answer(helper, &n, channel);
     }
@@ -322,6 +422,7 @@ struct HelperState<'a> {
     view: &'a View,
     half: &'a HostHalf,
     in_flight: &'a InFlight,
+    forwarded: &'a Forwarded,
 }
 
 /// Copies the call's arguments into `buffers`, decides and performs: (errno, the rule that
@@ -800,6 +901,67 @@ impl MountVetter {
         }))
     }
 
+    /// Takes over the listener an orphaned helper holds (its runtime died; see [`find_orphan`]):
+    /// takes a copy of the descriptor numbered `listener_fd` in `orphan`, checks it is a seccomp
+    /// listener and that `orphan` is in the container's user namespace (`config.userns`), stops
+    /// the orphan, and starts a helper of ours on the listener, joining that same user namespace.
+    /// `config` is what the first runtime's helpers knew (the caller kept it); its `userns_fd` is
+    /// replaced by the orphan's. Calls made meanwhile wait for the new helper rather than fail.
+    /// Returns the vetter and the listener, for [`Supervisor::register`](crate::Supervisor::register).
+    ///
+    /// ```no_run
+    /// use eci_seccomp::mount::{find_orphan, HelperConfig, MountVetter};
+    /// use eci_seccomp::supervisor::Handler;
+    /// # fn demo(init: &eci_ns::PidFd, config: HelperConfig, fd: i32) -> Result<(), Box<dyn std::error::Error>> {
+    /// // `config` and the listener's number `fd` are what the dead runtime recorded.
+    /// let orphan = find_orphan(config.userns, fd).ok_or("no orphan: is the runtime alive?")?;
+    /// let (vetter, listener) = MountVetter::take_over(init, &orphan, fd, config)?;
+    /// let supervisor = eci_seccomp::Supervisor::start()?;
+    /// let handler: std::sync::Arc<dyn Handler> = vetter;
+    /// let _registration = supervisor.register(listener, handler, None)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn take_over(
+        init: &PidFd,
+        orphan: &PidFd,
+        listener_fd: RawFd,
+        mut config: HelperConfig,
+    ) -> Result<(Arc<MountVetter>, Listener), HelperError> {
+        let io = |what| move |source| HelperError::Io { what, source };
+        let invalid = |what| HelperError::Io {
+            what,
+            source: std::io::ErrorKind::InvalidData.into(),
+        };
+        let listener = sys::pidfd_getfd(orphan.as_raw_fd(), listener_fd)
+            .map_err(|errno| io("taking the orphan's listener")(errno.into()))?;
+        if !is_seccomp_listener(listener.as_raw_fd()) {
+            return Err(invalid("the orphan's descriptor is no seccomp listener"));
+        }
+        let userns = std::fs::File::open(format!("/proc/{}/ns/user", orphan.pid()))
+            .map_err(io("opening the orphan's user namespace"))?;
+        let same = userns
+            .metadata()
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == config.userns);
+        // Still alive after the open: the namespace was the orphan's, not a reused pid's.
+        if !same || !orphan.is_alive() {
+            return Err(invalid(
+                "the orphan is not in the container's user namespace",
+            ));
+        }
+        stop_orphan(orphan);
+        config.userns_fd = Some(Arc::new(OwnedFd::from(userns)));
+        let listener = Listener::new(listener);
+        let vetter = MountVetter::start(init, &listener, config)?;
+        Ok((vetter, listener))
+    }
+
+    /// The number at which every helper of this vetter holds the listener (what a new runtime
+    /// looks for in an orphan), `None` once the listener is given up.
+    pub fn listener_fd(&self) -> Option<RawFd> {
+        let listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        listener.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
     /// The pid of the helper serving now (0 once it is gone for good).
     pub fn helper_pid(&self) -> i32 {
         self.lock_helper().as_ref().map_or(0, Helper::pid)
@@ -865,6 +1027,73 @@ impl MountVetter {
     }
 }
 
+/// How long an orphan has to finish the call it answers and exit before it is killed.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Asks an orphan to exit and waits until it has: only then does no one else answer the
+/// listener. One that does not exit in time is killed (a call it had received then waits until
+/// the listener closes, or until its caller is killed).
+fn stop_orphan(orphan: &PidFd) {
+    let _ = orphan.signal(libc::SIGTERM);
+    let deadline = std::time::Instant::now() + ORPHAN_GRACE;
+    while orphan.is_alive() {
+        if std::time::Instant::now() >= deadline {
+            let _ = orphan.signal(libc::SIGKILL);
+            wait_exit(orphan);
+            return;
+        }
+        wait_readable(orphan.as_raw_fd(), 50);
+    }
+}
+
+fn wait_exit(process: &PidFd) {
+    while process.is_alive() {
+        wait_readable(process.as_raw_fd(), 50);
+    }
+}
+
+fn wait_readable(fd: RawFd, millis: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is a valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, millis) };
+}
+
+/// Whether `fd` is a seccomp user-notification listener.
+fn is_seccomp_listener(fd: RawFd) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .is_ok_and(|link| link.as_os_str() == "anon_inode:seccomp notify")
+}
+
+/// Finds the orphaned mount helper (one whose runtime died, named [`ORPHAN_NAME`]) that holds,
+/// as descriptor `listener_fd`, a seccomp listener, in the container's user namespace `userns`
+/// and in our own PID namespace (so no process of the container's can pose as one: none is in
+/// ours, and none can hold a listener).
+pub fn find_orphan(userns: u64, listener_fd: RawFd) -> Option<PidFd> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |path: String| std::fs::metadata(path).map(|m| m.ino()).ok();
+    let own_pidns = ino("/proc/self/ns/pid".into())?;
+    let pids = std::fs::read_dir("/proc").ok()?;
+    pids.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .find_map(|pid| {
+            let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+            if comm.strip_suffix(b"\n") != Some(ORPHAN_NAME.to_bytes()) {
+                return None;
+            }
+            let process = PidFd::open(pid).ok()?;
+            let fd = std::fs::read_link(format!("/proc/{pid}/fd/{listener_fd}")).ok()?;
+            let matches = fd.as_os_str() == "anon_inode:seccomp notify"
+                && ino(format!("/proc/{pid}/ns/user")) == Some(userns)
+                && ino(format!("/proc/{pid}/ns/pid")) == Some(own_pidns);
+            // Alive after the reads: they were of this process.
+            (matches && process.is_alive()).then_some(process)
+        })
+}
+
 /// Forks a mount helper that joins `init`'s user namespace as its root and serves the listener
 /// descriptor `listener` (which it keeps, at the same number), recording calls in `in_flight`.
 fn spawn_helper(
@@ -883,12 +1112,14 @@ fn spawn_helper(
     };
     let view = View::default();
     let half = HostHalf::default();
+    let forwarded = Forwarded::default();
     let state = HelperState {
         config,
         fds,
         view: &view,
         half: &half,
         in_flight,
+        forwarded: &forwarded,
     };
     let on_ready = |channel: &Channel| handle_one(&state, channel);
     let before_join = || start_host_half(&half, &config.masks);
@@ -897,6 +1128,7 @@ fn spawn_helper(
         enter_own_namespace(&half)
     };
     let serve = |_: &[u8], _: &mut ReceivedFds, _: &mut [u8; MAX_RESPONSE]| None;
+    let orphaned = || refuse_until_taken_over(&state);
     Helper::start(&HelperSpec {
         target: init,
         join: Namespaces::USER,
@@ -906,6 +1138,7 @@ fn spawn_helper(
         after_join: Some(&after_join),
         serve: &serve,
         watch: Some((fds.listener, &on_ready)),
+        orphaned: Some(&orphaned),
     })
 }
 
