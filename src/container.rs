@@ -15,8 +15,7 @@ use eci_policy::harden::{harden_with_image, Change, HardenContext, ImageContext}
 use eci_policy::ids::IdMapping;
 use eci_policy::overrides::Overrides;
 use eci_policy::settings::ProcFile;
-use eci_seccomp::mount::{HelperConfig, MountVetter};
-use eci_seccomp::Registration;
+use eci_seccomp::mount::HelperConfig;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use crate::cgroup::Cgroup;
@@ -169,8 +168,7 @@ pub struct Container {
 
 /// What a container holds that must be given back, in the order it is given back.
 pub(crate) struct Resources {
-    registration: Option<Registration>,
-    vetter: Option<Arc<MountVetter>>,
+    vetting: Option<crate::supervise::Vetting>,
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) lease: Option<Lease>,
     virtual_files: Option<crate::virt::Registration>,
@@ -181,8 +179,7 @@ pub(crate) struct Resources {
 impl Resources {
     fn release(&mut self) -> Result<()> {
         // The listener closes with the registration: any mount call still waiting fails.
-        self.registration.take();
-        self.vetter.take();
+        self.vetting.take();
         self.virtual_files.take();
         self.docker_proxies = Default::default();
         let cgroup = self.cgroup.take().map(|c| c.remove());
@@ -388,8 +385,7 @@ impl Container {
             .unwrap_or_default();
 
         let mut resources = Resources {
-            registration: None,
-            vetter: None,
+            vetting: None,
             cgroup: Some(cgroup),
             lease: Some(lease),
             virtual_files,
@@ -506,16 +502,16 @@ impl Container {
                 .as_ref()
                 .map(|r| r.sysinfo_source());
         }
-        let (vetter, registration) = start_vetting(
+        let vetting = start_vetting(
             &self.shared,
+            &self.id,
             &self.init,
             &self.init,
             listener,
             config.clone(),
         )?;
         self.helper_config = Some(config);
-        self.resources.vetter = Some(vetter);
-        self.resources.registration = Some(registration);
+        self.resources.vetting = Some(vetting);
         Ok(())
     }
 

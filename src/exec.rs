@@ -8,8 +8,6 @@ use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::Failure;
 use eci_ns::{spawn_into, ExitStatus, PidFd};
 use eci_policy::harden::{harden_with_image, HardenContext};
-use eci_seccomp::mount::MountVetter;
-use eci_seccomp::Registration;
 use oci_spec::runtime::Process;
 
 use crate::container::{namespaces_of, resolve_in_bundle, set_rlimits, Container, State, Stdio};
@@ -22,7 +20,7 @@ use crate::supervise::{receive_listener, start_vetting};
 pub struct ExecProcess {
     process: Arc<Reaped>,
     console: Option<OwnedFd>,
-    _vetting: (Arc<MountVetter>, Registration),
+    _vetting: crate::supervise::Vetting,
 }
 
 /// An exec'd process and its exit status once reaped, shared between its [`ExecProcess`] and
@@ -168,7 +166,14 @@ impl Container {
             .helper_config
             .clone()
             .expect("a running container has its helper config");
-        let vetting = start_vetting(&self.shared, &self.init, &spawned.init, listener, config)?;
+        let vetting = start_vetting(
+            &self.shared,
+            &self.id,
+            &self.init,
+            &spawned.init,
+            listener,
+            config,
+        )?;
         spawned
             .channel
             .send(Message::of(START))

@@ -47,6 +47,7 @@ pub mod probe;
 mod rootfs;
 mod runtime;
 mod supervise;
+mod takeover;
 mod virt;
 
 pub use container::{valid_container_id, Container, ContainerConfig, ContainerImage, State, Stdio};
@@ -61,6 +62,7 @@ pub use init::ProcessError;
 pub use orphan::remove_orphan;
 pub use rootfs::{all_capabilities, privileged_spec, HostRootfs};
 pub use runtime::{Runtime, RuntimeConfig};
+pub use takeover::TakenOver;
 pub use virt::VirtualFilesServer;
 
 pub use eci_idmap;

@@ -1,6 +1,8 @@
 //! What a container leaves behind when the process that ran it dies without deleting it: its
-//! processes run on in its cgroup, unsupervised (their mount calls fail, their virtual files
-//! read ENOTCONN), and the cgroup stays. [`remove_orphan`] takes them down.
+//! processes run on in its cgroup, unsupervised (their mount calls fail, answered ENOSYS by
+//! orphaned mount helpers until a new runtime takes the vetting over with
+//! [`Runtime::take_over`](crate::Runtime::take_over); their virtual files read ENOTCONN), and
+//! the cgroup stays. [`remove_orphan`] takes them down.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -42,6 +44,11 @@ pub fn remove_orphan(
     }
     let killed = kill_what_is_left(id, cgroup_path, identity)?;
     crate::virt::sweep_dead(&state_dir.join("virtual"));
+    // The orphaned mount helpers exit once the container's processes are gone; what a new
+    // runtime would have taken over from them goes too.
+    if crate::valid_container_id(id) {
+        let _ = std::fs::remove_dir_all(crate::takeover::records_dir(state_dir, id));
+    }
     tracing::info!(
         container = id,
         killed = killed.len(),

@@ -142,25 +142,73 @@ pub(crate) fn helper_config(
     })
 }
 
-/// Starts a mount helper in `init`'s user namespace for `listener` and registers the listener
-/// with the supervisor until `process` exits.
+/// A process's mount vetting: the supervisor's registration, the vetter, and the record a new
+/// runtime would take over from. Dropping it ends the vetting (the container's mount calls
+/// then fail) and removes the record.
+pub(crate) struct Vetting {
+    _registration: Registration,
+    _vetter: Arc<MountVetter>,
+    _record: Option<crate::takeover::RecordFile>,
+}
+
+/// Starts a mount helper in `init`'s user namespace for `listener`, registers the listener
+/// with the supervisor until `process` exits, and records what a new runtime needs to take the
+/// vetting over if this one dies.
 pub(crate) fn start_vetting(
     shared: &Shared,
+    container: &str,
     init: &PidFd,
     process: &PidFd,
     listener: OwnedFd,
     config: HelperConfig,
-) -> Result<(Arc<MountVetter>, Registration)> {
+) -> Result<Vetting> {
     let listener = Listener::new(listener);
-    let vetter = MountVetter::start(init, &listener, config)?;
+    let vetter = MountVetter::start(init, &listener, config.clone())?;
+    let registration = register(shared, listener, &vetter, process)?;
+    let record = crate::takeover::record(shared, container, init, process, &vetter, &config)?;
+    Ok(Vetting {
+        _registration: registration,
+        _vetter: vetter,
+        _record: Some(record),
+    })
+}
+
+/// Registers `listener` with the supervisor, handled by `vetter`, until `process` exits.
+pub(crate) fn register(
+    shared: &Shared,
+    listener: Listener,
+    vetter: &Arc<MountVetter>,
+    process: &PidFd,
+) -> Result<Registration> {
     let handler: Arc<dyn Handler> = vetter.clone();
     let exit = process
         .as_fd()
         .try_clone_to_owned()
         .map_err(Error::io("duplicating a pidfd"))?;
-    let registration = shared
+    shared
         .supervisor
         .register(listener, handler, Some(exit))
-        .map_err(Error::io("registering the seccomp listener"))?;
-    Ok((vetter, registration))
+        .map_err(Error::io("registering the seccomp listener"))
+}
+
+impl std::fmt::Debug for Vetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vetting")
+            .field("helper", &self._vetter.helper_pid())
+            .finish()
+    }
+}
+
+impl Vetting {
+    pub(crate) fn new(
+        registration: Registration,
+        vetter: Arc<MountVetter>,
+        record: crate::takeover::RecordFile,
+    ) -> Vetting {
+        Vetting {
+            _registration: registration,
+            _vetter: vetter,
+            _record: Some(record),
+        }
+    }
 }

@@ -248,6 +248,69 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
     cleanup_after_crash(state.path(), &id);
 }
 
+/// A runtime that dies leaves its container's mount calls failing (ENOSYS) and nothing mounted;
+/// a new runtime on the same state directory takes the vetting over, and the calls are vetted
+/// again, with the container's initial mounts still protected.
+#[test]
+fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
+    use std::io::Write;
+    let state = tempfile::tempdir().unwrap();
+    let script = "mkdir /tmp/x /tmp/y /tmp/p; echo ready; \
+                  read go; eci-probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms; \
+                  read go; eci-probe mount tmpfs /tmp/y tmpfs , umount /proc/kallsyms \
+                  , remount-rw /usr , mount proc /tmp/p proc , umount /tmp/p/kallsyms \
+                  , write /tmp/p/sys/kernel/panic 1; \
+                  grep -c '^[^ ]* [^ ]* [^ ]* [^ ]* /tmp/[xy] ' /proc/self/mountinfo; \
+                  cat /tmp/p/meminfo /tmp/p/cpuinfo /tmp/p/sys/kernel/panic 2>/dev/null | wc -c";
+    let id = format!("eci-takeover-{}", std::process::id());
+    let (stdin, mut go) = std::io::pipe().unwrap();
+    let mut runner = eci_run(state.path())
+        .args(["--id", &id, "--", "sh", "-c", script])
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(runner.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let runtime = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: state.path().to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap();
+    let err = runtime.take_over(&id).unwrap_err().to_string();
+    assert!(err.contains("no orphaned mount helper"), "{err}");
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let mut answers = |count: usize| -> Vec<String> {
+        (0..count)
+            .map(|_| {
+                let mut line = String::new();
+                stdout.read_line(&mut line).unwrap();
+                line.trim_end().to_string()
+            })
+            .collect()
+    };
+    writeln!(go, "go").unwrap();
+    assert_eq!(answers(2), ["ENOSYS", "ENOSYS"], "nobody vets");
+
+    let taken = runtime.take_over(&id).unwrap();
+    assert_eq!(taken.processes().len(), 1, "{taken:?}");
+    writeln!(go, "go").unwrap();
+    assert_eq!(
+        answers(7),
+        ["ok", "EPERM", "EPERM", "ok", "EINVAL", "EACCES", "1"],
+        "vetted again: a tmpfs mounts, a mask and a read-only mount stay, a procfs is masked"
+    );
+    // The virtual files died with the runtime (its in-process server): in a procfs mounted
+    // now they cannot be opened (EACCES), and nothing of the host's shows.
+    assert_eq!(answers(1), ["0"]);
+    drop(taken);
+    cleanup_after_crash(state.path(), &id);
+}
+
 /// Takes down what the killed runtime left: its container's cgroup (waiting for its processes
 /// to be gone), its virtual files server and its rootfs mounts.
 fn cleanup_after_crash(state: &Path, id: &str) {

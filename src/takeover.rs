@@ -1,0 +1,312 @@
+//! Taking over the mount vetting of a live container whose runtime died.
+//!
+//! For every vetted process (the init and each exec'd one) the runtime keeps a record in
+//! `STATE_DIR/vetting/ID/PID.json`: the process, the container's init, what its mount helpers
+//! know, and the number at which they hold the listener. When the runtime dies, its helpers
+//! become orphans that answer ENOSYS and keep the listener; [`Runtime::take_over`] finds them by
+//! the records and puts helpers of its own on the listeners. A record is removed with the
+//! vetting it describes; one left by a dead runtime is removed once its process is gone.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use eci_idmap::Holder;
+use eci_ns::PidFd;
+use eci_policy::mount::MountPolicy;
+use eci_seccomp::fresh::Masks;
+use eci_seccomp::mount::{find_orphan, HelperConfig, MountVetter, SysinfoSource};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::runtime::{Runtime, Shared};
+use crate::supervise::{register, Vetting};
+
+/// What a new runtime needs to take over one process's vetting.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    /// The process whose calls are vetted.
+    process: Holder,
+    /// The container's init, whose namespaces replacement helpers join.
+    init: Holder,
+    /// The number at which the helpers hold the listener.
+    listener_fd: i32,
+    /// Inode of the container's user namespace.
+    userns: u64,
+    policy: MountPolicy,
+    initial: Vec<(u32, bool)>,
+    masks: Masks,
+    /// Whether the filter traps sysinfo(2).
+    sysinfo: bool,
+}
+
+/// A record on disk, removed when dropped.
+pub(crate) struct RecordFile(PathBuf);
+
+impl Drop for RecordFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        // The last record of a container takes its directory along.
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Where the vetting records of `container` are kept under a runtime's state directory.
+pub(crate) fn records_dir(state_dir: &Path, container: &str) -> PathBuf {
+    state_dir.join("vetting").join(container)
+}
+
+/// Writes the record of `process`'s vetting by `vetter`.
+pub(crate) fn record(
+    shared: &Shared,
+    container: &str,
+    init: &PidFd,
+    process: &PidFd,
+    vetter: &MountVetter,
+    config: &HelperConfig,
+) -> Result<RecordFile> {
+    let holder = |pidfd: &PidFd| {
+        Holder::of(pidfd.pid()).map_err(Error::io(format!("reading process {}", pidfd.pid())))
+    };
+    let record = Record {
+        process: holder(process)?,
+        init: holder(init)?,
+        listener_fd: vetter.listener_fd().ok_or_else(|| Error::Setup {
+            what: "the mount helper gave up its listener at once".into(),
+            source: std::io::ErrorKind::BrokenPipe.into(),
+        })?,
+        userns: config.userns,
+        policy: config.policy,
+        initial: config.initial.clone(),
+        masks: config.masks.clone(),
+        sysinfo: config.sysinfo.is_some(),
+    };
+    write_record(&records_dir(&shared.state_dir, container), &record)
+}
+
+fn write_record(dir: &Path, record: &Record) -> Result<RecordFile> {
+    let path = dir.join(format!("{}.json", record.process.pid));
+    let io = |what: &str| Error::io(format!("{what} {}", path.display()));
+    std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+    let text = serde_json::to_vec(record).map_err(|e| Error::Io {
+        what: format!("encoding {}", path.display()),
+        source: e.into(),
+    })?;
+    // Written aside and renamed: a crash never leaves half a record.
+    let partial = path.with_extension("json.new");
+    std::fs::write(&partial, text).map_err(io("writing"))?;
+    std::fs::rename(&partial, &path).map_err(io("renaming into place"))?;
+    Ok(RecordFile(path))
+}
+
+/// Mount vetting taken over from a runtime that died ([`Runtime::take_over`]). The container's
+/// mount calls are vetted as long as this lives; dropping it ends the vetting, and they fail.
+pub struct TakenOver {
+    id: String,
+    processes: Vec<(i32, Vetting)>,
+}
+
+impl TakenOver {
+    /// The container's ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The processes (host pids) whose mount calls are vetted again.
+    pub fn processes(&self) -> Vec<i32> {
+        self.processes.iter().map(|(pid, _)| *pid).collect()
+    }
+}
+
+impl fmt::Debug for TakenOver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TakenOver")
+            .field("id", &self.id)
+            .field("processes", &self.processes())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Takes over the mount vetting of container `id`, whose runtime (using the same state
+    /// directory) died while the container ran on. Until then its mount calls failed with
+    /// ENOSYS; from now on they are vetted, with the settings and initial mounts it was created
+    /// with. Fails, and leaves the container's calls failing, if the runtime that created it
+    /// still lives (its helpers are not orphans), or if the container's virtual files are no
+    /// longer served (an inner procfs would lack them).
+    ///
+    /// ```no_run
+    /// # fn demo() -> eci::Result<()> {
+    /// let runtime = eci::Runtime::new(eci::RuntimeConfig::default())?;
+    /// let vetting = runtime.take_over("web")?;
+    /// println!("vetting {:?} again", vetting.processes());
+    /// # Ok(()) }
+    /// ```
+    pub fn take_over(&self, id: &str) -> Result<TakenOver> {
+        if !crate::valid_container_id(id) {
+            return Err(Error::InvalidId(id.to_string()));
+        }
+        let dir = records_dir(&self.shared.state_dir, id);
+        let mut processes = Vec::new();
+        for path in record_paths(&dir)? {
+            let record = read_record(&path)?;
+            if !record.process.is_alive() {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let vetting = take_over_one(&self.shared, &dir, record)?;
+            processes.push(vetting);
+        }
+        if processes.is_empty() {
+            return Err(Error::Io {
+                what: format!("taking over container {id}: no live vetted process is recorded"),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        Ok(TakenOver {
+            id: id.to_string(),
+            processes,
+        })
+    }
+}
+
+fn record_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+fn read_record(path: &Path) -> Result<Record> {
+    let text = std::fs::read(path).map_err(Error::io(format!("reading {}", path.display())))?;
+    serde_json::from_slice(&text).map_err(|e| Error::Io {
+        what: format!("reading the vetting record {}", path.display()),
+        source: e.into(),
+    })
+}
+
+/// Opens a pidfd of `holder`, checked to be that very process (not a reuse of its pid).
+fn open_holder(holder: &Holder, what: &str) -> Result<PidFd> {
+    let gone = |source: std::io::Error| Error::Io {
+        what: format!("{what} (pid {}) is gone", holder.pid),
+        source,
+    };
+    let pidfd = PidFd::open(holder.pid).map_err(|errno| gone(errno.into()))?;
+    let same = Holder::of(holder.pid).is_ok_and(|now| now == *holder);
+    if !same || !pidfd.is_alive() {
+        return Err(gone(std::io::ErrorKind::NotFound.into()));
+    }
+    Ok(pidfd)
+}
+
+fn take_over_one(shared: &Shared, dir: &Path, record: Record) -> Result<(i32, Vetting)> {
+    let pid = record.process.pid;
+    let process = open_holder(&record.process, "the vetted process")?;
+    let init = open_holder(&record.init, "the container's init")?;
+    let orphan = find_orphan(record.userns, record.listener_fd).ok_or_else(|| Error::Io {
+        what: format!(
+            "no orphaned mount helper holds the listener of process {pid}; is the runtime that \
+             created it still alive?"
+        ),
+        source: std::io::ErrorKind::NotFound.into(),
+    })?;
+    let mut masks = record.masks;
+    let dead = mask_dead_binds(&mut masks);
+    if dead > 0 {
+        tracing::warn!(
+            pid,
+            dead,
+            "virtual files no longer served: masked in the procfs and sysfs the container mounts"
+        );
+    }
+    let config = HelperConfig {
+        policy: record.policy,
+        userns: record.userns,
+        userns_fd: None,
+        initial: record.initial,
+        masks,
+        // The figures came from the virtual files, which died with the runtime: the calls fail
+        // (ENOSYS) rather than reach the kernel, which would give the host's.
+        sysinfo: record.sysinfo.then(|| SysinfoSource(Arc::new(|| None))),
+    };
+    let (vetter, listener) =
+        MountVetter::take_over(&init, &orphan, record.listener_fd, config.clone())?;
+    let registration = register(shared, listener, &vetter, &process)?;
+    let record = Record {
+        process: record.process,
+        init: record.init,
+        listener_fd: vetter.listener_fd().unwrap_or(-1),
+        userns: config.userns,
+        policy: config.policy,
+        initial: config.initial,
+        masks: config.masks,
+        sysinfo: config.sysinfo.is_some(),
+    };
+    let file = write_record(dir, &record)?;
+    tracing::info!(pid, helper = vetter.helper_pid(), "took over mount vetting");
+    Ok((pid, Vetting::new(registration, vetter, file)))
+}
+
+/// Turns the binds whose source no longer answers (virtual files whose server died with the
+/// runtime) into read-only masks: a procfs or sysfs the container mounts then reads them empty
+/// and cannot write them, rather than showing or changing the host's (and a helper cannot start
+/// with a bind it cannot open). Returns how many.
+fn mask_dead_binds(masks: &mut Masks) -> usize {
+    let mut dead_proc = take_dead(&mut masks.proc_binds);
+    dead_proc.extend(take_dead(&mut masks.proc_rw_binds));
+    let dead_sys = take_dead(&mut masks.sys_binds);
+    let count = dead_proc.len() + dead_sys.len();
+    masks.proc_readonly.extend(dead_proc.iter().cloned());
+    masks.proc_masked.extend(dead_proc);
+    masks.sys_masked.extend(dead_sys);
+    count
+}
+
+/// Removes from `binds` those whose source does not answer; returns their targets.
+fn take_dead(binds: &mut Vec<(CString, CString)>) -> Vec<CString> {
+    // Opened, not just looked up: a dead FUSE connection may still answer a lookup from the
+    // kernel's cache.
+    let alive = |(source, _): &(CString, CString)| {
+        std::fs::File::open(Path::new(std::ffi::OsStr::from_bytes(source.as_bytes()))).is_ok()
+    };
+    let (live, dead): (Vec<_>, Vec<_>) = std::mem::take(binds).into_iter().partition(alive);
+    *binds = live;
+    dead.into_iter().map(|(_, target)| target).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_that_cannot_be_opened_become_read_only_masks() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let live = CString::new(file.path().as_os_str().as_bytes()).unwrap();
+        let dead = c"/nonexistent/eci/meminfo".to_owned();
+        let mut masks = Masks {
+            proc_binds: vec![
+                (live.clone(), c"cpuinfo".into()),
+                (dead.clone(), c"meminfo".into()),
+            ],
+            proc_rw_binds: vec![(dead.clone(), c"sys/kernel/panic".into())],
+            sys_binds: vec![(dead, c"devices/system/cpu/online".into())],
+            ..Masks::default()
+        };
+        assert_eq!(mask_dead_binds(&mut masks), 3);
+        assert_eq!(masks.proc_binds, [(live, c"cpuinfo".into())]);
+        assert!(masks.proc_rw_binds.is_empty() && masks.sys_binds.is_empty());
+        let proc: Vec<CString> = vec![c"meminfo".into(), c"sys/kernel/panic".into()];
+        assert_eq!(masks.proc_masked, proc);
+        assert_eq!(masks.proc_readonly, proc);
+        assert_eq!(masks.sys_masked, [c"devices/system/cpu/online".to_owned()]);
+    }
+}
