@@ -318,14 +318,12 @@ impl Container {
         // The container's own settings: the runtime's with the overrides its annotations ask for.
         let overrides = Overrides::from_annotations(spec.annotations().iter().flatten())?;
         let policy = shared.policy.with_overrides(&overrides)?;
-        if policy.immutability.allow_remount || policy.immutability.allow_unmount {
+        if policy.immutability.allow_unmount {
             // The initial mounts are built in a namespace owned by the host's user namespace
-            // and inherited locked; nothing, not even the vetter, can unlock them. Relaxing needs
-            // a mount table built unlocked, which eci does not do yet: say so instead of
-            // silently ignoring the setting.
-            return Err(Error::Unsupported(
-                "relaxed immutability (allowRemount, allowUnmount)",
-            ));
+            // and inherited locked against unmounting; nothing, not even the vetter, can unlock
+            // them. Relaxing needs them mounted in the container's own namespace, which eci does
+            // not do yet: say so instead of silently ignoring the setting.
+            return Err(Error::Unsupported("relaxed immutability (allowUnmount)"));
         }
         let lease = shared.allocator.allocate(id, holder)?;
         let block = lease.block();
@@ -374,6 +372,9 @@ impl Container {
         if let Some(root) = &overlay {
             mount_plan = mount_plan.with_overlay_root(root)?;
         }
+        if policy.immutability.allow_remount {
+            mount_plan = mount_plan.with_remountable_read_only();
+        }
         let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
         let sysctls = Sysctls::from_spec(&spec)?;
         let cgroup = Cgroup::new(&cgroup_path, id)?;
@@ -421,7 +422,10 @@ impl Container {
                     rootfs,
                 })
             };
-            let init = |channel: &Channel| init_plan.run(channel);
+            let init = |channel: &Channel| match mount_plan.apply_deferred() {
+                Ok(()) => init_plan.run(channel),
+                Err(failure) => failure,
+            };
             spawn(SpawnRequest {
                 namespaces: namespaces_of(&spec),
                 setup: &setup,

@@ -39,9 +39,9 @@ fn a_locked_setting_cannot_be_overridden_by_a_container() {
     );
 }
 
-/// Relaxed immutability is refused rather than silently not applied.
+/// Relaxed unmounting is refused rather than silently not applied.
 #[test]
-fn relaxed_immutability_is_refused_as_unsupported() {
+fn allow_unmount_is_refused_as_unsupported() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = eci::Runtime::new(eci::RuntimeConfig {
         state_dir: dir.path().join("state"),
@@ -51,13 +51,52 @@ fn relaxed_immutability_is_refused_as_unsupported() {
     let rootfs = HostRootfs::create(&dir.path().join("rootfs")).unwrap();
     let mut spec = rootfs.spec(vec!["true".into()]);
     spec.set_annotations(Some(
-        [("org.eci.allowRemount".to_string(), "true".to_string())].into(),
+        [("org.eci.allowUnmount".to_string(), "true".to_string())].into(),
     ));
     let err = runtime
         .create(ContainerConfig::new("relaxed", spec))
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported(_)), "{err}");
-    assert!(err.to_string().contains("allowRemount"), "{err}");
+    assert!(err.to_string().contains("allowUnmount"), "{err}");
     assert_eq!(runtime.allocator().leases().unwrap(), Vec::new());
     rootfs.remove().unwrap();
+}
+
+/// With allowRemount, the read-only rootfs and read-only binds can be made writable from
+/// inside; /proc/sys (a read-only path) stays locked by the kernel, unmounting stays refused,
+/// and a host directory made writable still answers to the host's permissions (the bind is not
+/// idmapped).
+#[test]
+fn allow_remount_lets_the_rootfs_and_read_only_binds_become_writable() {
+    let script = "/probe remount-rw / nosuid,nodev , remount-rw /usr nosuid,nodev , remount-rw /proc/sys nosuid,nodev,noexec \
+        , umount /usr ; \
+        touch /made-writable && echo root-written; \
+        touch /usr/eci-must-not-exist 2>/dev/null || echo usr-denied";
+    let relaxed = |spec: &mut eci::oci_spec::runtime::Spec| {
+        spec.set_annotations(Some(
+            [("org.eci.allowRemount".to_string(), "true".to_string())].into(),
+        ));
+    };
+    let (code, out) =
+        common::create_with("allow-remount", &["sh", "-c", script], relaxed).run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "ok", "EPERM", "EPERM", "root-written", "usr-denied"]
+    );
+    assert!(!Path::new("/usr/eci-must-not-exist").exists());
+    // Without the setting, the same remounts are refused.
+    let strict = common::probe(
+        "strict-remount",
+        &[
+            "remount-rw",
+            "/",
+            "nosuid,nodev",
+            ",",
+            "remount-rw",
+            "/usr",
+            "nosuid,nodev",
+        ],
+    );
+    assert_eq!(strict, ["EPERM", "EPERM"]);
 }

@@ -53,6 +53,8 @@ pub mod global {
     pub const USERNS: u32 = u32::MAX - 7;
     /// Taking the container's root as the filesystem IDs.
     pub const FSIDS: u32 = u32::MAX - 8;
+    /// Opening the init's root to apply the deferred read-only flags.
+    pub const OPEN_ROOT: u32 = u32::MAX - 9;
 }
 
 fn code(step: usize, action: Action) -> u32 {
@@ -61,7 +63,7 @@ fn code(step: usize, action: Action) -> u32 {
 
 /// Splits a step code into the step index and action.
 pub fn decode(step: u32) -> Option<(usize, Action)> {
-    if step >= global::FSIDS {
+    if step >= global::OPEN_ROOT {
         return None;
     }
     let action = match step & 0xF {
@@ -161,6 +163,17 @@ fn remount_with(fd: RawFd, flags: libc::c_ulong) -> SysResult<()> {
         libc::MS_BIND | libc::MS_REMOUNT | current | flags,
         None,
     )
+}
+
+/// Makes the mount `fd` names read-only, changing no other flag.
+fn set_read_only(fd: RawFd) -> SysResult<()> {
+    let attr = sys::MountAttr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    sys::mount_setattr(fd, false, &attr)
 }
 
 /// Resolves `dest` in the root, creating missing directories (and a file for `PointKind::File`).
@@ -405,6 +418,43 @@ impl MountPlan {
         pivot(root.0)
     }
 
+    /// Runs in the init, in its own mount namespace (root: the rootfs): applies the read-only
+    /// flags that [`MountPlan::with_remountable_read_only`] deferred. A flag that cannot be
+    /// applied fails the container rather than leave the mount writable. Allocation-free.
+    pub fn apply_deferred(&self) -> Result<(), Failure> {
+        if self.deferred_read_only.is_empty() && !self.root_read_only_deferred {
+            return Ok(());
+        }
+        let fail = |step: u32| {
+            move |errno| Failure {
+                stage: Stage::Mounts,
+                step,
+                errno,
+            }
+        };
+        // SAFETY: a NUL-terminated path.
+        let root = check_int(unsafe {
+            libc::open(
+                c"/".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })
+        .map(Fd)
+        .map_err(fail(global::OPEN_ROOT))?;
+        for &index in &self.deferred_read_only {
+            let Some(Step::Mount { dest, .. }) = self.steps.get(index) else {
+                continue;
+            };
+            let mounted = open_in_root(root.0, &dest.rel, libc::O_PATH)
+                .map_err(fail(code(index, Action::Resolve)))?;
+            set_read_only(mounted.0).map_err(fail(code(index, Action::Remount)))?;
+        }
+        if self.root_read_only_deferred {
+            set_read_only(root.0).map_err(fail(global::ROOT_READONLY))?;
+        }
+        Ok(())
+    }
+
     /// True if any bind may be idmapped.
     fn needs_userns(&self) -> bool {
         self.steps.iter().any(|s| {
@@ -610,6 +660,7 @@ impl MountPlan {
                 "opening the container's user namespace for idmapped mounts".to_string()
             }
             global::FSIDS => "taking the container's root as the filesystem IDs".to_string(),
+            global::OPEN_ROOT => "opening the container's root".to_string(),
             code => match decode(code).and_then(|(i, action)| Some((self.steps.get(i)?, action))) {
                 Some((step, action)) => format!("{} {step}", action_words(action)),
                 None => format!("mount step {code}"),

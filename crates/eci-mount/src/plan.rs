@@ -230,6 +230,11 @@ pub struct MountPlan {
     pub(crate) steps: Vec<Step>,
     /// The rootfs's overlay layers, when it is an overlay that may be rebuilt idmapped.
     pub(crate) layers: Option<Layers>,
+    /// Steps (by index) whose read-only flag the init applies in its own mount namespace, so
+    /// that the kernel does not lock it ([`MountPlan::with_remountable_read_only`]).
+    pub(crate) deferred_read_only: Vec<usize>,
+    /// Whether the init makes the rootfs read-only, for the same reason.
+    pub(crate) root_read_only_deferred: bool,
 }
 
 /// An overlay's layers as the mounter opens them (see [`crate::mountinfo::OverlayRoot`]).
@@ -325,7 +330,52 @@ impl MountPlan {
             owner,
             steps,
             layers: None,
+            deferred_read_only: Vec::new(),
+            root_read_only_deferred: false,
         })
+    }
+
+    /// For settings that let the container remount its initial read-only mounts read-write
+    /// (`allowRemount`): the rootfs and every read-only bind outside /proc, /sys and /dev are
+    /// mounted writable by the mounter and made read-only by the init in its own mount
+    /// namespace ([`MountPlan::apply_deferred`]). The kernel locks the read-only flag only of
+    /// mounts that are read-only when a less privileged namespace copies them, so these stay
+    /// remountable, while /proc, /sys, /dev, the masks and the read-only paths stay locked.
+    /// Such binds are not idmapped (unless the spec asks, and then they stay locked): a
+    /// writable idmapped bind would let the container's root write as the host's.
+    ///
+    /// ```no_run
+    /// # use eci_mount::plan::MountPlan;
+    /// # fn demo(plan: MountPlan) {
+    /// let plan = plan.with_remountable_read_only();
+    /// # }
+    /// ```
+    pub fn with_remountable_read_only(mut self) -> MountPlan {
+        const LOCKED: [&str; 3] = ["/proc", "/sys", "/dev"];
+        for (index, step) in self.steps.iter_mut().enumerate() {
+            let Step::Mount {
+                dest,
+                flags,
+                bind: true,
+                idmap,
+                ..
+            } = step
+            else {
+                continue;
+            };
+            let under_locked = LOCKED.iter().any(|p| dest.display.starts_with(p));
+            if *flags & libc::MS_RDONLY == 0 || under_locked || *idmap == Idmap::Required {
+                continue;
+            }
+            *flags &= !libc::MS_RDONLY;
+            *idmap = Idmap::No;
+            self.deferred_read_only.push(index);
+        }
+        if self.root_readonly {
+            self.root_readonly = false;
+            self.root_read_only_deferred = true;
+        }
+        self
     }
 
     /// Records that the rootfs is the overlay `root`, so that the mounter can rebuild it from
@@ -648,6 +698,49 @@ mod tests {
             container_ids_to_host("tmpfs", "uid=70000", block),
             format!("uid={},gid={base}", base + 65534)
         );
+    }
+
+    #[test]
+    fn remountable_read_only_defers_the_root_and_plain_read_only_binds_only() {
+        let root = tempfile::tempdir().unwrap();
+        let bind = |dest: &str, options: &str| {
+            let options: Vec<String> = options.split(',').map(|o| format!("\"{o}\"")).collect();
+            format!(
+                r#"{{"destination": "{dest}", "type": "bind", "source": "/usr", "options": [{}]}}"#,
+                options.join(", ")
+            )
+        };
+        let mounts = [
+            bind("/data", "rbind,ro"),
+            bind("/rw", "rbind"),
+            bind("/mapped", "rbind,ro,idmap"),
+            bind("/proc/x", "rbind,ro"),
+            bind("/dev/x", "rbind,ro"),
+        ];
+        let spec: Spec = serde_json::from_str(&format!(
+            r#"{{"ociVersion": "1.0.2", "root": {{"path": "{}", "readonly": true}}, "mounts": [{}]}}"#,
+            root.path().display(),
+            mounts.join(", ")
+        ))
+        .unwrap();
+        let block = IdBlock::new(1 << 28, 65536).unwrap();
+        let plan = MountPlan::from_spec(&spec, root.path(), block).unwrap();
+        assert!(plan.root_readonly && plan.deferred_read_only.is_empty());
+        let plan = plan.with_remountable_read_only();
+        assert!(!plan.root_readonly && plan.root_read_only_deferred);
+        assert_eq!(plan.deferred_read_only, [0], "only /data");
+        let read_only = |i: usize| match &plan.steps[i] {
+            Step::Mount { flags, idmap, .. } => (flags & libc::MS_RDONLY != 0, *idmap),
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            read_only(0),
+            (false, Idmap::No),
+            "mounted writable, not idmapped"
+        );
+        assert_eq!(read_only(2), (true, Idmap::Required));
+        assert_eq!(read_only(3), (true, Idmap::Try));
+        assert_eq!(read_only(4), (true, Idmap::Try));
     }
 
     proptest! {
