@@ -318,13 +318,6 @@ impl Container {
         // The container's own settings: the runtime's with the overrides its annotations ask for.
         let overrides = Overrides::from_annotations(spec.annotations().iter().flatten())?;
         let policy = shared.policy.with_overrides(&overrides)?;
-        if policy.immutability.allow_unmount {
-            // The initial mounts are built in a namespace owned by the host's user namespace
-            // and inherited locked against unmounting; nothing, not even the vetter, can unlock
-            // them. Relaxing needs them mounted in the container's own namespace, which eci does
-            // not do yet: say so instead of silently ignoring the setting.
-            return Err(Error::Unsupported("relaxed immutability (allowUnmount)"));
-        }
         let lease = shared.allocator.allocate(id, holder)?;
         let block = lease.block();
         tracing::debug!(container = id, block = %block, "leased");
@@ -372,6 +365,11 @@ impl Container {
         if let Some(root) = &overlay {
             mount_plan = mount_plan.with_overlay_root(root)?;
         }
+        // Unmountable first: a late mount that may also be remounted is attached writable and
+        // made read-only by the init.
+        if policy.immutability.allow_unmount {
+            mount_plan = mount_plan.with_unmountable();
+        }
         if policy.immutability.allow_remount {
             mount_plan = mount_plan.with_remountable_read_only();
         }
@@ -410,7 +408,7 @@ impl Container {
                     tracing::debug!(container = id, "held by its init");
                     rootfs_ownership(&rootfs, overlay.as_ref(), init.pid(), block, &shifted)
                 };
-            let setup = |ctx: SetupContext| {
+            let setup = |ctx: SetupContext<'_>| {
                 sysctls.write()?;
                 let rootfs = match ctx.flags {
                     ROOTFS_IDMAP => RootfsMount::Idmapped,
@@ -420,6 +418,7 @@ impl Container {
                 mount_plan.execute(&ExecContext {
                     init_pid: ctx.init_pid,
                     rootfs,
+                    late: ctx.late,
                 })
             };
             let init = |channel: &Channel| match mount_plan.apply_deferred() {
@@ -431,6 +430,7 @@ impl Container {
                 setup: &setup,
                 init: &init,
                 prepare: &mut prepare,
+                late_mounts: mount_plan.has_late_mounts(),
             })
         };
         tracing::debug!(container = id, "spawned");

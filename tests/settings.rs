@@ -39,27 +39,100 @@ fn a_locked_setting_cannot_be_overridden_by_a_container() {
     );
 }
 
-/// Relaxed unmounting is refused rather than silently not applied.
-#[test]
-fn allow_unmount_is_refused_as_unsupported() {
-    let dir = tempfile::tempdir().unwrap();
+/// A runtime whose policy shares a directory holding one file, `inside`, read-only.
+fn runtime_with_volume(dir: &Path) -> (eci::Runtime, std::path::PathBuf) {
+    let volume = dir.join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("inside"), "host-data\n").unwrap();
+    let mut policy = eci::Policy::default();
+    let probe_dir = Path::new(common::PROBE).parent().unwrap();
+    policy.paths.share(probe_dir, true).unwrap();
+    policy.paths.share(&volume, true).unwrap();
     let runtime = eci::Runtime::new(eci::RuntimeConfig {
-        state_dir: dir.path().join("state"),
+        state_dir: dir.join("state"),
+        policy,
         ..Default::default()
     })
     .unwrap();
-    let rootfs = HostRootfs::create(&dir.path().join("rootfs")).unwrap();
-    let mut spec = rootfs.spec(vec!["true".into()]);
-    spec.set_annotations(Some(
-        [("org.eci.allowUnmount".to_string(), "true".to_string())].into(),
-    ));
-    let err = runtime
-        .create(ContainerConfig::new("relaxed", spec))
-        .unwrap_err();
-    assert!(matches!(err, Error::Unsupported(_)), "{err}");
-    assert!(err.to_string().contains("allowUnmount"), "{err}");
-    assert_eq!(runtime.allocator().leases().unwrap(), Vec::new());
-    rootfs.remove().unwrap();
+    (runtime, volume)
+}
+
+/// The spec edit: `annotations` set, and `volume` bound read-only at /data.
+fn relaxed_with_volume<'a>(
+    annotations: &'a [&'a str],
+    volume: &'a Path,
+) -> impl FnOnce(&mut eci::oci_spec::runtime::Spec) + 'a {
+    move |spec| {
+        spec.set_annotations(Some(
+            annotations
+                .iter()
+                .map(|a| (format!("org.eci.{a}"), "true".to_string()))
+                .collect(),
+        ));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        let mut bind = eci::oci_spec::runtime::Mount::default();
+        bind.set_destination("/data".into());
+        bind.set_typ(Some("bind".into()));
+        bind.set_source(Some(volume.to_path_buf()));
+        bind.set_options(Some(vec!["rbind".into(), "ro".into()]));
+        mounts.push(bind);
+        spec.set_mounts(Some(mounts));
+    }
+}
+
+/// With allowUnmount, a bind the spec made can be unmounted (showing the image's directory
+/// beneath), but stays read-only, and so do its copies in a new mount namespace and elsewhere
+/// (the kernel's lock); a mask stays locked (EINVAL).
+#[test]
+fn allow_unmount_lets_binds_go_but_keeps_them_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, volume) = runtime_with_volume(dir.path());
+    let script = "cat /data/inside; mkdir /tmp/copy; \
+        unshare --mount /probe remount-rw /data; \
+        /probe remount-rw /data , bind /data /tmp/copy , remount-rw /tmp/copy \
+        , umount /proc/kallsyms , umount /data ; \
+        ls -A /data | wc -l; cat /tmp/copy/inside";
+    let (code, out) = common::create_in(
+        &runtime,
+        "allow-unmount",
+        &["sh", "-c", script],
+        relaxed_with_volume(&["allowUnmount"], &volume),
+    )
+    .run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "host-data",
+            "EPERM",
+            "EPERM",
+            "ok",
+            "EPERM",
+            "EINVAL",
+            "ok",
+            "0",
+            "host-data"
+        ],
+        "remount refused (kernel in a new mount namespace, vetter, kernel on a bind copy), \
+         mask locked, bind unmounted"
+    );
+}
+
+/// With both relaxations, the same bind can be made writable and unmounted.
+#[test]
+fn allow_remount_and_unmount_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, volume) = runtime_with_volume(dir.path());
+    let script = "/probe remount-rw /data , umount /data , umount /proc/kallsyms";
+    let (code, out) = common::create_in(
+        &runtime,
+        "allow-both",
+        &["sh", "-c", script],
+        relaxed_with_volume(&["allowUnmount", "allowRemount"], &volume),
+    )
+    .run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["ok", "ok", "EINVAL"]);
 }
 
 /// With allowRemount, the read-only rootfs and read-only binds can be made writable from

@@ -13,7 +13,8 @@ use eci_idmap::idmapped;
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::sys::{self, check, check_int, Errno, FdPath, SysResult};
 
-use crate::plan::{Idmap, MountPlan, PointKind, RootPath, Source, Step};
+use crate::plan::{Idmap, MountPlan, PointKind, RootPath, Source, Step, MOST_DETACHED};
+use eci_ns::LatePhase;
 
 /// What a failing step was doing: the low 4 bits of a failure's step code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub mod global {
     pub const FSIDS: u32 = u32::MAX - 8;
     /// Opening the init's root to apply the deferred read-only flags.
     pub const OPEN_ROOT: u32 = u32::MAX - 9;
+    /// Making the container's root a shared mount, so late mounts propagate into its namespace.
+    pub const SHARE_ROOT: u32 = u32::MAX - 10;
 }
 
 fn code(step: usize, action: Action) -> u32 {
@@ -63,7 +66,7 @@ fn code(step: usize, action: Action) -> u32 {
 
 /// Splits a step code into the step index and action.
 pub fn decode(step: u32) -> Option<(usize, Action)> {
-    if step >= global::OPEN_ROOT {
+    if step >= global::SHARE_ROOT {
         return None;
     }
     let action = match step & 0xF {
@@ -165,6 +168,94 @@ fn remount_with(fd: RawFd, flags: libc::c_ulong) -> SysResult<()> {
     )
 }
 
+/// A detached copy of a bind step's host source, with the step's flags, made while the host is
+/// in view; its mount point is created too.
+fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Result<Fd, Failure> {
+    let fail = |action| {
+        move |errno| Failure {
+            stage: Stage::Mounts,
+            step: code(index, action),
+            errno,
+        }
+    };
+    let Step::Mount {
+        dest,
+        kind,
+        source: Source::Host(path),
+        flags,
+        recursive,
+        idmap,
+        ..
+    } = step
+    else {
+        return Err(fail(Action::Source)(Errno(libc::EINVAL)));
+    };
+    ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
+    let source = open_vetted_host_path(path).map_err(fail(Action::Source))?;
+    let copy = |with_idmap: bool| -> SysResult<Fd> {
+        if with_idmap {
+            // SAFETY: both fds stay open for the duration of the call.
+            let (source, userns) = unsafe {
+                (
+                    BorrowedFd::borrow_raw(source.0),
+                    BorrowedFd::borrow_raw(userns),
+                )
+            };
+            let tree = idmapped::idmapped_copy(source, *recursive, userns)?;
+            return Ok(Fd(std::os::fd::IntoRawFd::into_raw_fd(tree)));
+        }
+        let rec = if *recursive {
+            libc::AT_RECURSIVE as u32
+        } else {
+            0
+        };
+        let tree = sys::open_tree(source.0, c"", sys::OPEN_TREE_CLONE | rec)?;
+        Ok(Fd(std::os::fd::IntoRawFd::into_raw_fd(tree)))
+    };
+    let tree = match copy(*idmap != Idmap::No) {
+        Err(errno) if *idmap == Idmap::Try && idmapped::unsupported(errno) => copy(false),
+        other => other,
+    }
+    .map_err(fail(Action::Mount))?;
+    sys::mount_setattr(tree.0, false, &attributes_of(*flags)).map_err(fail(Action::Remount))?;
+    Ok(tree)
+}
+
+/// mount(2) flags as mount_setattr(2) attributes: set, never cleared (a bind never loses a flag
+/// of what it copies), but for the access-time mode, which is one choice.
+fn attributes_of(flags: libc::c_ulong) -> sys::MountAttr {
+    const PAIRS: [(libc::c_ulong, u64); 5] = [
+        (libc::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        (libc::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+    ];
+    let mut attr = sys::MountAttr {
+        attr_set: PAIRS
+            .iter()
+            .filter(|(ms, _)| flags & ms != 0)
+            .fold(0, |acc, (_, attr)| acc | attr),
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let atime = if flags & libc::MS_NOATIME != 0 {
+        Some(libc::MOUNT_ATTR_NOATIME)
+    } else if flags & libc::MS_STRICTATIME != 0 {
+        Some(libc::MOUNT_ATTR_STRICTATIME)
+    } else if flags & libc::MS_RELATIME != 0 {
+        Some(libc::MOUNT_ATTR_RELATIME)
+    } else {
+        None
+    };
+    if let Some(mode) = atime {
+        attr.attr_set |= mode;
+        attr.attr_clr |= libc::MOUNT_ATTR__ATIME;
+    }
+    attr
+}
+
 /// Makes the mount `fd` names read-only, changing no other flag.
 fn set_read_only(fd: RawFd) -> SysResult<()> {
     let attr = sys::MountAttr {
@@ -230,12 +321,15 @@ fn parent_of(root: RawFd, dest: &RootPath) -> SysResult<(Fd, &CStr)> {
 }
 
 /// What the mounter knows at run time that the plan could not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExecContext {
+#[derive(Debug, Clone, Copy)]
+pub struct ExecContext<'a> {
     /// The container's init, in the PID namespace of the mounter's /proc (the host's).
     pub init_pid: i32,
     /// How the rootfs appears with the container's owners.
     pub rootfs: RootfsMount,
+    /// For a plan with late mounts ([`MountPlan::with_unmountable`]): the moment the init
+    /// unshares its mount namespace, after which they are attached.
+    pub late: Option<LatePhase<'a>>,
 }
 
 /// How the mounter puts the rootfs in place. The runtime decides, having tried what works.
@@ -329,7 +423,7 @@ fn userns_path(pid: i32) -> [u8; 40] {
 impl MountPlan {
     /// Builds the mount table and pivots into the rootfs. Returns a failure whose step code
     /// [`MountPlan::explain`] turns into words.
-    pub fn execute(&self, ctx: &ExecContext) -> Result<(), Failure> {
+    pub fn execute(&self, ctx: &ExecContext<'_>) -> Result<(), Failure> {
         let fail = |step: u32| {
             move |errno: Errno| Failure {
                 stage: Stage::Mounts,
@@ -409,13 +503,68 @@ impl MountPlan {
         .map(Fd)
         .map_err(fail(global::OPEN_ROOTFS))?;
         let userns = userns.as_ref().map_or(-1, |fd| fd.0);
+        let mut late: [Option<(usize, Fd)>; MOST_DETACHED] = [const { None }; MOST_DETACHED];
+        let mut count = 0;
         for (index, step) in self.steps.iter().enumerate() {
+            if self.detached.contains(&index) {
+                // The mount point now, while the host's paths are in view, and the tree too;
+                // the tree is attached once the init has its own namespace.
+                let tree = detached_tree(root.0, userns, index, step)?;
+                if let Some(slot) = late.get_mut(count) {
+                    *slot = Some((index, tree));
+                    count += 1;
+                }
+                continue;
+            }
             self.run_step(root.0, userns, index, step)?;
         }
         if self.root_readonly {
             remount_with(root.0, libc::MS_RDONLY).map_err(fail(global::ROOT_READONLY))?;
         }
-        pivot(root.0)
+        pivot(root.0)?;
+        match ctx.late {
+            Some(phase) if count > 0 => self.attach_late(phase, &late[..count]),
+            // Late mounts planned but no way to wait for the init: never mount them locked.
+            None if count > 0 => Err(fail(global::SHARE_ROOT)(Errno(libc::EINVAL))),
+            _ => Ok(()),
+        }
+    }
+
+    /// After the pivot: shares the container's root (pivot_root refuses a shared parent, so not
+    /// before), lets the init unshare (its root becomes a slave of ours), then attaches each
+    /// tree, which propagates into the init's namespace.
+    fn attach_late(
+        &self,
+        phase: LatePhase<'_>,
+        trees: &[Option<(usize, Fd)>],
+    ) -> Result<(), Failure> {
+        let fail = |step: u32| {
+            move |errno: Errno| Failure {
+                stage: Stage::Mounts,
+                step,
+                errno,
+            }
+        };
+        sys::mount(None, c"/", None, libc::MS_SHARED, None).map_err(fail(global::SHARE_ROOT))?;
+        phase.wait_for_unshare()?;
+        // SAFETY: a NUL-terminated path.
+        let root = check_int(unsafe {
+            libc::open(
+                c"/".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })
+        .map(Fd)
+        .map_err(fail(global::OPEN_ROOT))?;
+        for (index, tree) in trees.iter().flatten() {
+            let Some(Step::Mount { dest, .. }) = self.steps.get(*index) else {
+                continue;
+            };
+            let target = open_in_root(root.0, &dest.rel, libc::O_PATH)
+                .map_err(fail(code(*index, Action::Resolve)))?;
+            sys::attach_tree(tree.0, target.0, c"").map_err(fail(code(*index, Action::Mount)))?;
+        }
+        Ok(())
     }
 
     /// Runs in the init, in its own mount namespace (root: the rootfs): applies the read-only
@@ -661,6 +810,7 @@ impl MountPlan {
             }
             global::FSIDS => "taking the container's root as the filesystem IDs".to_string(),
             global::OPEN_ROOT => "opening the container's root".to_string(),
+            global::SHARE_ROOT => "making the container's root a shared mount".to_string(),
             code => match decode(code).and_then(|(i, action)| Some((self.steps.get(i)?, action))) {
                 Some((step, action)) => format!("{} {step}", action_words(action)),
                 None => format!("mount step {code}"),

@@ -23,6 +23,8 @@
 //! let ctx = eci_mount::exec::ExecContext {
 //!     init_pid: 4242,
 //!     rootfs: eci_mount::exec::RootfsMount::Idmapped,
+//!     // A plan without late mounts (MountPlan::with_unmountable) needs no second phase.
+//!     late: None,
 //! };
 //! if let Err(failure) = plan.execute(&ctx) {
 //!     eprintln!("{}: {}", plan.explain(failure.step), failure.errno);

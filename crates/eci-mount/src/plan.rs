@@ -235,7 +235,27 @@ pub struct MountPlan {
     pub(crate) deferred_read_only: Vec<usize>,
     /// Whether the init makes the rootfs read-only, for the same reason.
     pub(crate) root_read_only_deferred: bool,
+    /// Steps (by index) the mounter prepares as detached trees and attaches only once the
+    /// init has its own namespace ([`MountPlan::with_unmountable`]).
+    pub(crate) detached: Vec<usize>,
 }
+
+/// At most this many mounts are made unmountable (the mounter keeps their trees in a fixed
+/// array: it cannot allocate).
+pub const MOST_DETACHED: usize = 16;
+
+/// Mount flags a detached bind can be given (as mount_setattr attributes).
+const DETACHABLE_FLAGS: libc::c_ulong = libc::MS_RDONLY
+    | libc::MS_NOSUID
+    | libc::MS_NODEV
+    | libc::MS_NOEXEC
+    | libc::MS_NOATIME
+    | libc::MS_NODIRATIME
+    | libc::MS_STRICTATIME
+    | libc::MS_RELATIME;
+
+/// Where the kernel must keep every mount locked, whatever the settings.
+const ALWAYS_LOCKED: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 /// An overlay's layers as the mounter opens them (see [`crate::mountinfo::OverlayRoot`]).
 #[derive(Debug, Clone)]
@@ -332,6 +352,7 @@ impl MountPlan {
             layers: None,
             deferred_read_only: Vec::new(),
             root_read_only_deferred: false,
+            detached: Vec::new(),
         })
     }
 
@@ -351,7 +372,7 @@ impl MountPlan {
     /// # }
     /// ```
     pub fn with_remountable_read_only(mut self) -> MountPlan {
-        const LOCKED: [&str; 3] = ["/proc", "/sys", "/dev"];
+        const LOCKED: [&str; 3] = ALWAYS_LOCKED;
         for (index, step) in self.steps.iter_mut().enumerate() {
             let Step::Mount {
                 dest,
@@ -376,6 +397,73 @@ impl MountPlan {
             self.root_read_only_deferred = true;
         }
         self
+    }
+
+    /// For settings that let the container unmount (or move) its initial mounts
+    /// (`allowUnmount`): binds of host paths straight on the rootfs, outside /proc, /sys and
+    /// /dev, with no other mount, mask or read-only path above or below them, are prepared by
+    /// the mounter as detached trees and attached only once the init has its own mount
+    /// namespace ([`crate::exec::ExecContext::late`]). They reach it by propagation rather than
+    /// by copy, so the kernel does not lock them against unmounting, while it still locks a
+    /// read-only one read-only. Everything else stays locked. The runtime spawns the init with
+    /// late mounts when [`MountPlan::has_late_mounts`].
+    ///
+    /// ```no_run
+    /// # use eci_mount::plan::MountPlan;
+    /// # fn demo(plan: MountPlan) {
+    /// let plan = plan.with_unmountable();
+    /// assert_eq!(plan.has_late_mounts(), !plan.late_mount_points().is_empty());
+    /// # }
+    /// ```
+    pub fn with_unmountable(mut self) -> MountPlan {
+        let dests: Vec<PathBuf> = self
+            .steps
+            .iter()
+            .map(|s| step_dest(s).to_path_buf())
+            .collect();
+        for (index, step) in self.steps.iter().enumerate() {
+            if self.detached.len() == MOST_DETACHED {
+                break;
+            }
+            let Step::Mount {
+                dest,
+                bind: true,
+                flags,
+                idmap,
+                propagation,
+                ..
+            } = step
+            else {
+                continue;
+            };
+            let own = &dest.display;
+            let shared = libc::MS_SHARED | libc::MS_SLAVE | libc::MS_UNBINDABLE;
+            let alone = dests.iter().enumerate().all(|(other, path)| {
+                other == index || !(path.starts_with(own) || own.starts_with(path))
+            });
+            if alone
+                && !ALWAYS_LOCKED.iter().any(|p| own.starts_with(p))
+                && *flags & !DETACHABLE_FLAGS == 0
+                && *propagation & shared == 0
+                && *idmap != Idmap::Required
+            {
+                self.detached.push(index);
+            }
+        }
+        self
+    }
+
+    /// Whether the mounter makes mounts after the init unshared its namespace.
+    pub fn has_late_mounts(&self) -> bool {
+        !self.detached.is_empty()
+    }
+
+    /// Where the late mounts go, as the container sees them.
+    pub fn late_mount_points(&self) -> Vec<&Path> {
+        self.detached
+            .iter()
+            .map(|&i| step_dest(&self.steps[i]))
+            .collect()
     }
 
     /// Records that the rootfs is the overlay `root`, so that the mounter can rebuild it from
@@ -433,6 +521,17 @@ impl MountPlan {
     /// The rootfs on the host.
     pub fn rootfs(&self) -> &Path {
         &self.rootfs_display
+    }
+}
+
+/// Where a step acts, as the container sees it.
+fn step_dest(step: &Step) -> &Path {
+    match step {
+        Step::Mount { dest, .. }
+        | Step::Device { dest, .. }
+        | Step::Symlink { dest, .. }
+        | Step::Mask { dest }
+        | Step::ReadOnly { dest } => &dest.display,
     }
 }
 
@@ -741,6 +840,44 @@ mod tests {
         assert_eq!(read_only(2), (true, Idmap::Required));
         assert_eq!(read_only(3), (true, Idmap::Try));
         assert_eq!(read_only(4), (true, Idmap::Try));
+    }
+
+    #[test]
+    fn only_lone_plain_binds_outside_the_kernel_trees_become_late_mounts() {
+        let root = tempfile::tempdir().unwrap();
+        let bind = |dest: &str, options: &str| {
+            let options: Vec<String> = options.split(',').map(|o| format!("\"{o}\"")).collect();
+            format!(
+                r#"{{"destination": "{dest}", "type": "bind", "source": "/usr", "options": [{}]}}"#,
+                options.join(", ")
+            )
+        };
+        let mounts = [
+            bind("/data", "rbind,ro,rprivate"),
+            bind("/etc/hosts", "bind"),
+            bind("/a", "rbind"),
+            bind("/a/b", "rbind"),
+            bind("/proc/x", "rbind,ro"),
+            bind("/shared", "rbind,rshared"),
+            bind("/mapped", "rbind,idmap"),
+            bind("/sync", "rbind,sync"),
+            bind("/plain", "bind,nosuid,nodev,noatime"),
+        ];
+        let spec: Spec = serde_json::from_str(&format!(
+            r#"{{"ociVersion": "1.0.2", "root": {{"path": "{}"}}, "mounts": [{}],
+                "linux": {{"readonlyPaths": ["/etc"]}}}}"#,
+            root.path().display(),
+            mounts.join(", ")
+        ))
+        .unwrap();
+        let block = IdBlock::new(1 << 28, 65536).unwrap();
+        let plan = MountPlan::from_spec(&spec, root.path(), block).unwrap();
+        assert!(!plan.has_late_mounts());
+        let plan = plan.with_unmountable();
+        assert_eq!(
+            plan.late_mount_points(),
+            [Path::new("/data"), Path::new("/plain")]
+        );
     }
 
     proptest! {

@@ -27,6 +27,9 @@ pub enum Stage {
     Helper = 7,
     /// A child died without reporting.
     Died = 8,
+    /// The mounter waiting for the init's own mount namespace, to make the mounts that must
+    /// not be locked against unmounting.
+    LateMounts = 9,
 }
 
 impl Stage {
@@ -41,6 +44,7 @@ impl Stage {
             Init,
             Helper,
             Died,
+            LateMounts,
         ]
         .into_iter()
         .find(|s| *s as u16 == value)
@@ -57,6 +61,7 @@ impl Stage {
             Stage::Init => "preparing and starting the container process",
             Stage::Helper => "starting a helper in the container's namespaces",
             Stage::Died => "waiting for a child process",
+            Stage::LateMounts => "waiting for the container's own mount namespace",
         }
     }
 }

@@ -30,4 +30,4 @@ pub mod sys;
 
 pub use namespaces::Namespaces;
 pub use pidfd::{ExitStatus, PidFd};
-pub use spawn::{spawn, spawn_into, SetupContext, SpawnError, SpawnRequest, Spawned};
+pub use spawn::{spawn, spawn_into, LatePhase, SetupContext, SpawnError, SpawnRequest, Spawned};

@@ -19,6 +19,12 @@
 //! unmount them or make them writable, whatever its capabilities. Nothing is ever mounted in the
 //! runtime's own mount namespace.
 //!
+//! With [`SpawnRequest::late_mounts`] the mounter has a second phase: after the pivot it reports
+//! (MOUNTED) and waits on a pipe; the runtime releases the init, which unshares and writes the
+//! pipe; the mounter attaches the late mounts under the (shared) root, they propagate into the
+//! init's namespace (read-only locked, but unmountable), the mounter exits, and the runtime
+//! lets the init go on (ATTACHED).
+//!
 //! Every child runs between fork and exec of a possibly multi-threaded program, so the work
 //! passed in must be async-signal-safe: prepare every string and buffer before calling
 //! [`spawn`], and only make syscalls in the closures.
@@ -34,15 +40,61 @@ use crate::sys::{self, clone_fork, Errno, Forked};
 const INIT_PID: u32 = 0x1000;
 const GO: u32 = 0x1001;
 const DONE: u32 = 0x1002;
+/// The mounter's first phase is done (late mounts only).
+const MOUNTED: u32 = 0x1003;
+/// The late mounts are in place: the init goes on (late mounts only).
+const ATTACHED: u32 = 0x1004;
 
 /// What the mounter learns when it starts: the init (in the runtime's PID namespace) and the
 /// flags the runtime's `prepare` step returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetupContext {
+#[derive(Debug, Clone, Copy)]
+pub struct SetupContext<'a> {
     /// The init's pid, as /proc of the runtime's PID namespace names it.
     pub init_pid: i32,
     /// What `prepare` returned.
     pub flags: u32,
+    /// With [`SpawnRequest::late_mounts`]: the boundary between the mounts made before the
+    /// init's own mount namespace exists and those made after.
+    pub late: Option<LatePhase<'a>>,
+}
+
+/// The mounter's hold on the moment the init unshares its mount namespace. Mounts made in the
+/// setup namespace before it are copied into the init's namespace locked (MNT_LOCKED, and
+/// read-only locked if read-only). A read-only mount attached afterwards under a shared mount
+/// of the setup namespace reaches the init's namespace by propagation instead: still locked
+/// read-only, but not against unmounting.
+#[derive(Debug, Clone, Copy)]
+pub struct LatePhase<'a> {
+    channel: &'a Channel,
+    unshared: RawFd,
+}
+
+impl LatePhase<'_> {
+    /// Tells the runtime the first phase is done (it then lets the init unshare) and waits
+    /// until the init has its own mount namespace. Async-signal-safe.
+    pub fn wait_for_unshare(&self) -> Result<(), Failure> {
+        let failed = |step| Failure::last_errno(Stage::LateMounts, step);
+        self.channel
+            .send(Message::of(MOUNTED))
+            .map_err(|_| failed(0))?;
+        let mut byte = [0u8; 1];
+        loop {
+            // SAFETY: byte is a valid one-byte buffer.
+            match unsafe { libc::read(self.unshared, byte.as_mut_ptr().cast(), 1) } {
+                1 => return Ok(()),
+                // The init died before unsharing: every write end is closed.
+                0 => {
+                    return Err(Failure {
+                        stage: Stage::LateMounts,
+                        step: 1,
+                        errno: Errno(libc::ESRCH),
+                    })
+                }
+                _ if Errno::last().0 == libc::EINTR => {}
+                _ => return Err(failed(1)),
+            }
+        }
+    }
 }
 
 /// What to start.
@@ -52,7 +104,7 @@ pub struct SpawnRequest<'a> {
     /// Runs in the mounter: host credentials, the init's PID, network and IPC namespaces, the
     /// setup mount namespace. Builds the mount table and pivots into the rootfs.
     /// Async-signal-safe work only.
-    pub setup: &'a (dyn Fn(SetupContext) -> Result<(), Failure> + Sync),
+    pub setup: &'a (dyn Fn(SetupContext<'_>) -> Result<(), Failure> + Sync),
     /// Runs in the init once it is root of its user namespace, in its own session and mount
     /// namespace. Does whatever is left and execs; returns only on failure. The channel is the
     /// init's end of the runtime's [`Spawned::channel`]. Async-signal-safe work only.
@@ -61,6 +113,10 @@ pub struct SpawnRequest<'a> {
     /// maps, place the init in its cgroups. What it returns reaches `setup` as
     /// [`SetupContext::flags`].
     pub prepare: &'a mut Prepare<'a>,
+    /// The mounter works in two phases ([`SetupContext::late`]): it calls
+    /// [`LatePhase::wait_for_unshare`] between them, and the init goes on only once the mounter
+    /// has finished.
+    pub late_mounts: bool,
 }
 
 /// An error from the runtime's own `prepare` step.
@@ -163,7 +219,13 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     // SAFETY: the child runs only `setup_process`, which is async-signal-safe and never returns.
     let setup_pid =
         match unsafe { sys::fork() }.map_err(runtime_err("forking the setup process"))? {
-            Forked::Child => setup_process(&ends, request.namespaces, request.setup, request.init),
+            Forked::Child => setup_process(
+                &ends,
+                request.namespaces,
+                request.late_mounts,
+                request.setup,
+                request.init,
+            ),
             Forked::Parent { pid, .. } => pid,
         };
     drop(setup_end);
@@ -195,16 +257,20 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     runtime_setup
         .send(go)
         .map_err(runtime_err("starting the mount setup"))?;
-    match receive(&runtime_setup, "setup") {
-        Ok(msg) if msg.kind == DONE => {}
-        Ok(_) | Err(SpawnError::Died { .. }) => return Err(died(&mut setup, "setup")),
-        Err(err) => return Err(err),
+    if request.late_mounts {
+        // The first phase is done: the init unshares its namespace, then the mounter goes on.
+        expect(&runtime_setup, MOUNTED, &mut setup)?;
+        runtime_init
+            .send(Message::of(GO))
+            .map_err(runtime_err("releasing the init"))?;
     }
+    expect(&runtime_setup, DONE, &mut setup)?;
     setup.armed = false;
     sys::waitpid(setup_pid).map_err(runtime_err("reaping the setup process"))?;
 
+    let release = if request.late_mounts { ATTACHED } else { GO };
     runtime_init
-        .send(Message::of(GO))
+        .send(Message::of(release))
         .map_err(runtime_err("releasing the init"))?;
     init_guard.armed = false;
     drop(init_guard);
@@ -212,6 +278,15 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         init,
         channel: runtime_init,
     })
+}
+
+/// Receives the setup process's next message, which must be `kind`.
+fn expect(channel: &Channel, kind: u32, setup: &mut Reaper) -> Result<(), SpawnError> {
+    match receive(channel, "setup") {
+        Ok(msg) if msg.kind == kind => Ok(()),
+        Ok(_) | Err(SpawnError::Died { .. }) => Err(died(setup, "setup")),
+        Err(err) => Err(err),
+    }
 }
 
 /// Receives the next message from a child, turning failure reports into errors.
@@ -250,11 +325,20 @@ struct ChildEnds<'a> {
     runtime_ends: [RawFd; 2],
 }
 
+/// The pipe on which the init tells the mounter it has unshared (late mounts only): (read,
+/// write) ends, -1 when unused.
+#[derive(Clone, Copy)]
+struct UnsharedPipe {
+    read: RawFd,
+    write: RawFd,
+}
+
 /// The setup process. Never returns.
 fn setup_process(
     ends: &ChildEnds<'_>,
     namespaces: Namespaces,
-    setup: &(dyn Fn(SetupContext) -> Result<(), Failure> + Sync),
+    late_mounts: bool,
+    setup: &(dyn Fn(SetupContext<'_>) -> Result<(), Failure> + Sync),
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
     for fd in ends.runtime_ends {
@@ -275,6 +359,21 @@ fn setup_process(
         .clone_flags()
         | libc::CLONE_PARENT as u64
         | libc::CLONE_PIDFD as u64;
+    let mut pipe = UnsharedPipe {
+        read: -1,
+        write: -1,
+    };
+    if late_mounts {
+        let mut fds = [-1; 2];
+        // SAFETY: fds is a valid array of two ints.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            fail(Stage::SetupNamespace, 2);
+        }
+        pipe = UnsharedPipe {
+            read: fds[0],
+            write: fds[1],
+        };
+    }
     // SAFETY: the child runs only `init_process`, which is async-signal-safe and never returns.
     let (init_pid, init_pidfd) = match unsafe { clone_fork(clone_flags) } {
         Err(errno) => Failure {
@@ -283,10 +382,14 @@ fn setup_process(
             errno,
         }
         .report_and_exit(channel),
-        Ok(Forked::Child) => init_process(ends, namespaces, init),
+        Ok(Forked::Child) => init_process(ends, namespaces, pipe, init),
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
     };
     sys::close(ends.init.raw_fd());
+    // Only the init writes (and its death closes the last write end); only the mounter reads.
+    if pipe.write >= 0 {
+        sys::close(pipe.write);
+    }
     if channel
         .send(Message {
             kind: INIT_PID,
@@ -302,6 +405,10 @@ fn setup_process(
         Ok(Some((msg, _))) if msg.kind == GO => SetupContext {
             init_pid,
             flags: msg.c,
+            late: late_mounts.then_some(LatePhase {
+                channel,
+                unshared: pipe.read,
+            }),
         },
         _ => sys::exit(1),
     };
@@ -318,6 +425,9 @@ fn setup_process(
         },
         Ok(Forked::Parent { pid, .. }) => pid,
     };
+    if pipe.read >= 0 {
+        sys::close(pipe.read);
+    }
     match sys::waitpid(mounter).map(ExitStatus::from_wait_status) {
         Ok(ExitStatus::Exited(0)) => {
             let _ = channel.send(Message::of(DONE));
@@ -341,6 +451,7 @@ fn setup_process(
 fn init_process(
     ends: &ChildEnds<'_>,
     namespaces: Namespaces,
+    pipe: UnsharedPipe,
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
     // Holding the setup channel would hide the setup process's death from the runtime.
@@ -368,8 +479,23 @@ fn init_process(
             fail(3);
         }
     }
+    if pipe.read >= 0 {
+        sys::close(pipe.read);
+    }
     if sys::unshare(libc::CLONE_NEWNS).is_err() {
         fail(4);
+    }
+    if pipe.write >= 0 {
+        // The mounter makes the late mounts now; they arrive here by propagation.
+        // SAFETY: a valid one-byte buffer.
+        if unsafe { libc::write(pipe.write, [1u8].as_ptr().cast(), 1) } != 1 {
+            fail(6);
+        }
+        sys::close(pipe.write);
+        match channel.recv() {
+            Ok(Some((msg, _))) if msg.kind == ATTACHED => {}
+            _ => sys::exit(1),
+        }
     }
     if namespaces.contains(Namespaces::CGROUP) && sys::unshare(libc::CLONE_NEWCGROUP).is_err() {
         fail(5);

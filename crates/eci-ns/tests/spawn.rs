@@ -37,7 +37,7 @@ fn children_of_this_process() -> Vec<String> {
 
 #[test]
 fn init_is_pid_one_and_root_of_its_own_user_namespace() {
-    let setup = |_: SetupContext| Ok(());
+    let setup = |_: SetupContext<'_>| Ok(());
     let init = |channel: &Channel| {
         // SAFETY: getpid and getuid cannot fail.
         let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
@@ -54,6 +54,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
         setup: &setup,
         init: &init,
         prepare: &mut write_maps,
+        late_mounts: false,
     })
     .unwrap();
     let (msg, _) = spawned.channel.recv().unwrap().unwrap();
@@ -63,7 +64,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
 
 #[test]
 fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
-    let setup = |_: SetupContext| {
+    let setup = |_: SetupContext<'_>| {
         Err(Failure {
             stage: Stage::Mounts,
             step: 5,
@@ -76,6 +77,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
         setup: &setup,
         init: &init,
         prepare: &mut |init: &PidFd| write_maps_at(init, FAILING_BASE),
+        late_mounts: false,
     })
     .unwrap_err();
     match err {
@@ -101,7 +103,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
 #[test]
 fn what_prepare_returns_reaches_the_mounter() {
     // The mounter reports the flags and the init's pid back as a failure of its own.
-    let setup = |ctx: SetupContext| {
+    let setup = |ctx: SetupContext<'_>| {
         Err(Failure {
             stage: Stage::Mounts,
             step: ctx.flags,
@@ -120,6 +122,7 @@ fn what_prepare_returns_reaches_the_mounter() {
         setup: &setup,
         init: &init,
         prepare: &mut prepare,
+        late_mounts: false,
     })
     .unwrap_err();
     match err {
@@ -130,7 +133,7 @@ fn what_prepare_returns_reaches_the_mounter() {
 
 #[test]
 fn a_prepare_failure_kills_the_init() {
-    let setup = |_: SetupContext| Ok(());
+    let setup = |_: SetupContext<'_>| Ok(());
     let init = |_: &Channel| sys::exit(0);
     let mut seen = None;
     let mut prepare = |init: &PidFd| -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
@@ -142,6 +145,7 @@ fn a_prepare_failure_kills_the_init() {
         setup: &setup,
         init: &init,
         prepare: &mut prepare,
+        late_mounts: false,
     })
     .unwrap_err();
     assert!(matches!(err, SpawnError::Prepare(_)), "{err}");
