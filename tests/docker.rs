@@ -641,3 +641,69 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
         "{err}"
     );
 }
+
+/// A runtime whose settings allow unmounting: in a privileged Docker container, Docker's own
+/// binds (/etc/hosts) and a read-only volume can be unmounted, the volume stays read-only while
+/// mounted, and /proc stays where it is.
+#[test]
+fn relaxed_unmounting_reaches_docker_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::write(volume.join("f"), "from the host\n").unwrap();
+    let settings = dir.path().join("relaxed.json");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"{{"eci": {{"immutability": {{"allowUnmount": {{"value": true}}}},
+                         "sharedPaths": [{{"path": "{}", "readOnly": true}}]}}}}"#,
+            volume.display()
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        r#"{{"runtimes": {{"eci-relaxed": {{"path": "{}", "runtimeArgs": ["--settings", "{}"]}}}}}}"#,
+        example("eci-runc").display(),
+        settings.display()
+    );
+    let docker = Dockerd::start_with_config(Some(&config));
+    let script = "cat /data/f; \
+        mount -o remount,bind,rw /data 2>/dev/null || echo volume-stays-read-only; \
+        umount /etc/hosts && echo hosts-unmounted; \
+        umount /data && ls /data | wc -l; \
+        umount /proc 2>/dev/null || echo proc-stays";
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "eci-relaxed",
+        "--privileged",
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/data:ro", volume.display()),
+        "eci-busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        docker.log()
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "from the host",
+            "volume-stays-read-only",
+            "hosts-unmounted",
+            "0",
+            "proc-stays"
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
