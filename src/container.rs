@@ -371,7 +371,7 @@ impl Container {
             mount_plan = mount_plan.with_unmountable();
         }
         if policy.immutability.allow_remount {
-            mount_plan = mount_plan.with_remountable_read_only();
+            mount_plan = mount_plan.with_remountable_read_only(&remountable_binds(&spec, &policy));
         }
         let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
         let sysctls = Sysctls::from_spec(&spec)?;
@@ -802,6 +802,38 @@ const ROOTFS_IDMAP: u32 = 1;
 const ROOTFS_LAYERS: u32 = 2;
 
 /// The layers of the rootfs, if it is an overlay mount that could be rebuilt from them.
+/// The binds of the (hardened) spec that `allowRemount` may make writable: those whose host
+/// source the policy shares writable, so that their read-only flag is the spec's own choice.
+/// A bind the policy forces read-only, and every bind the runtime adds itself (virtual files,
+/// cgroup directories, engine sockets), stays locked.
+fn remountable_binds(spec: &Spec, policy: &eci_policy::Policy) -> Vec<PathBuf> {
+    use eci_policy::paths::{PathDecision, ResolvedPath};
+    let writable = |source: &Path| {
+        ResolvedPath::from_resolved(source).is_ok_and(|path| {
+            matches!(
+                policy.paths.decide(&path),
+                PathDecision::Shared {
+                    read_only: false,
+                    ..
+                }
+            )
+        })
+    };
+    spec.mounts()
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind")
+        })
+        .filter(|m| m.source().as_deref().is_some_and(writable))
+        .map(|m| m.destination().clone())
+        .collect()
+}
+
 fn overlay_root(rootfs: &Path) -> Option<eci_mount::mountinfo::OverlayRoot> {
     let rootfs = std::fs::canonicalize(rootfs).ok()?;
     let mounts = eci_mount::mountinfo::read(std::process::id() as i32).ok()?;

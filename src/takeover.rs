@@ -108,6 +108,7 @@ fn write_record(dir: &Path, record: &Record) -> Result<RecordFile> {
 pub struct TakenOver {
     id: String,
     processes: Vec<(i32, Vetting)>,
+    failures: Vec<(i32, Error)>,
 }
 
 impl TakenOver {
@@ -120,6 +121,12 @@ impl TakenOver {
     pub fn processes(&self) -> Vec<i32> {
         self.processes.iter().map(|(pid, _)| *pid).collect()
     }
+
+    /// The processes whose vetting could not be taken over, and why: their calls still fail
+    /// (ENOSYS) and their records are kept, so a later attempt may succeed.
+    pub fn failures(&self) -> &[(i32, Error)] {
+        &self.failures
+    }
 }
 
 impl fmt::Debug for TakenOver {
@@ -127,6 +134,7 @@ impl fmt::Debug for TakenOver {
         f.debug_struct("TakenOver")
             .field("id", &self.id)
             .field("processes", &self.processes())
+            .field("failures", &self.failures)
             .finish()
     }
 }
@@ -135,9 +143,11 @@ impl Runtime {
     /// Takes over the mount vetting of container `id`, whose runtime (using the same state
     /// directory) died while the container ran on. Until then its mount calls failed with
     /// ENOSYS; from now on they are vetted, with the settings and initial mounts it was created
-    /// with. Fails, and leaves the container's calls failing, if the runtime that created it
-    /// still lives (its helpers are not orphans), or if the container's virtual files are no
-    /// longer served (an inner procfs would lack them).
+    /// with. Fails, changing nothing, if the runtime that created it still lives (its helpers
+    /// are not orphans); a process whose vetting cannot be taken over is listed in
+    /// [`TakenOver::failures`] and left as it was. The container's virtual files, if they died
+    /// with the old runtime, become read-only masks in a procfs or sysfs it mounts later. A
+    /// mount call made during the take-over may still fail with ENOSYS.
     ///
     /// ```no_run
     /// # fn demo() -> eci::Result<()> {
@@ -151,27 +161,67 @@ impl Runtime {
             return Err(Error::InvalidId(id.to_string()));
         }
         let dir = records_dir(&self.shared.state_dir, id);
-        let mut processes = Vec::new();
+        // One runtime at a time: two taking the same listener would each start a helper.
+        let _lock = lock_dir(&dir)?;
+        // Every live record with its orphan first: nothing is touched unless all are there.
+        let mut found = Vec::new();
         for path in record_paths(&dir)? {
             let record = read_record(&path)?;
             if !record.process.is_alive() {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            let vetting = take_over_one(&self.shared, &dir, record)?;
-            processes.push(vetting);
+            let orphan =
+                find_orphan(record.userns, record.listener_fd).ok_or_else(|| Error::Io {
+                    what: format!(
+                    "no orphaned mount helper holds the listener of process {}; is the runtime \
+                     that created it still alive?",
+                    record.process.pid
+                ),
+                    source: std::io::ErrorKind::NotFound.into(),
+                })?;
+            found.push((record, orphan));
         }
-        if processes.is_empty() {
+        if found.is_empty() {
             return Err(Error::Io {
                 what: format!("taking over container {id}: no live vetted process is recorded"),
                 source: std::io::ErrorKind::NotFound.into(),
             });
         }
+        let mut processes = Vec::new();
+        let mut failures = Vec::new();
+        for (record, orphan) in found {
+            let pid = record.process.pid;
+            // A failure leaves that orphan and its record as they were, for another attempt.
+            match take_over_one(&self.shared, &dir, record, &orphan) {
+                Ok(vetting) => processes.push(vetting),
+                Err(err) => failures.push((pid, err)),
+            }
+        }
+        if processes.is_empty() {
+            let (_, err) = failures.remove(0);
+            return Err(err);
+        }
         Ok(TakenOver {
             id: id.to_string(),
             processes,
+            failures,
         })
     }
+}
+
+/// An exclusive lock on `dir`, held while the guard lives.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(dir).map_err(Error::io(format!("opening {}", dir.display())))?;
+    // SAFETY: flock on a descriptor we hold.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(Error::Io {
+            what: format!("locking {}", dir.display()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(file)
 }
 
 fn record_paths(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -208,17 +258,15 @@ fn open_holder(holder: &Holder, what: &str) -> Result<PidFd> {
     Ok(pidfd)
 }
 
-fn take_over_one(shared: &Shared, dir: &Path, record: Record) -> Result<(i32, Vetting)> {
+fn take_over_one(
+    shared: &Shared,
+    dir: &Path,
+    record: Record,
+    orphan: &PidFd,
+) -> Result<(i32, Vetting)> {
     let pid = record.process.pid;
     let process = open_holder(&record.process, "the vetted process")?;
     let init = open_holder(&record.init, "the container's init")?;
-    let orphan = find_orphan(record.userns, record.listener_fd).ok_or_else(|| Error::Io {
-        what: format!(
-            "no orphaned mount helper holds the listener of process {pid}; is the runtime that \
-             created it still alive?"
-        ),
-        source: std::io::ErrorKind::NotFound.into(),
-    })?;
     let mut masks = record.masks;
     let dead = mask_dead_binds(&mut masks);
     if dead > 0 {
@@ -239,7 +287,7 @@ fn take_over_one(shared: &Shared, dir: &Path, record: Record) -> Result<(i32, Ve
         sysinfo: record.sysinfo.then(|| SysinfoSource(Arc::new(|| None))),
     };
     let (vetter, listener) =
-        MountVetter::take_over(&init, &orphan, record.listener_fd, config.clone())?;
+        MountVetter::take_over(&init, orphan, record.listener_fd, config.clone())?;
     let registration = register(shared, listener, &vetter, &process)?;
     let record = Record {
         process: record.process,

@@ -39,15 +39,15 @@ fn a_locked_setting_cannot_be_overridden_by_a_container() {
     );
 }
 
-/// A runtime whose policy shares a directory holding one file, `inside`, read-only.
-fn runtime_with_volume(dir: &Path) -> (eci::Runtime, std::path::PathBuf) {
+/// A runtime whose policy shares a directory holding one file, `inside` (read-only or not).
+fn runtime_with_volume(dir: &Path, read_only: bool) -> (eci::Runtime, std::path::PathBuf) {
     let volume = dir.join("volume");
     std::fs::create_dir_all(&volume).unwrap();
     std::fs::write(volume.join("inside"), "host-data\n").unwrap();
     let mut policy = eci::Policy::default();
     let probe_dir = Path::new(common::PROBE).parent().unwrap();
     policy.paths.share(probe_dir, true).unwrap();
-    policy.paths.share(&volume, true).unwrap();
+    policy.paths.share(&volume, read_only).unwrap();
     let runtime = eci::Runtime::new(eci::RuntimeConfig {
         state_dir: dir.join("state"),
         policy,
@@ -86,7 +86,7 @@ fn relaxed_with_volume<'a>(
 #[test]
 fn allow_unmount_lets_binds_go_but_keeps_them_read_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (runtime, volume) = runtime_with_volume(dir.path());
+    let (runtime, volume) = runtime_with_volume(dir.path(), true);
     let script = "cat /data/inside; mkdir /tmp/copy; \
         unshare --mount /probe remount-rw /data; \
         /probe remount-rw /data , bind /data /tmp/copy , remount-rw /tmp/copy \
@@ -122,7 +122,7 @@ fn allow_unmount_lets_binds_go_but_keeps_them_read_only() {
 #[test]
 fn allow_remount_and_unmount_together() {
     let dir = tempfile::tempdir().unwrap();
-    let (runtime, volume) = runtime_with_volume(dir.path());
+    let (runtime, volume) = runtime_with_volume(dir.path(), false);
     let script = "/probe remount-rw /data , umount /data , umount /proc/kallsyms";
     let (code, out) = common::create_in(
         &runtime,
@@ -135,28 +135,45 @@ fn allow_remount_and_unmount_together() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["ok", "ok", "EINVAL"]);
 }
 
-/// With allowRemount, the read-only rootfs and read-only binds can be made writable from
-/// inside; /proc/sys (a read-only path) stays locked by the kernel, unmounting stays refused,
-/// and a host directory made writable still answers to the host's permissions (the bind is not
-/// idmapped).
+/// With allowRemount, the read-only rootfs and a bind the spec made read-only (of a path the
+/// policy shares writable) can be made writable from inside; a bind the policy forces
+/// read-only (/usr), /proc/sys (a read-only path) and unmounting stay refused, and the bind is
+/// not idmapped (the host's owners count).
 #[test]
-fn allow_remount_lets_the_rootfs_and_read_only_binds_become_writable() {
-    let script = "/probe remount-rw / nosuid,nodev , remount-rw /usr nosuid,nodev , remount-rw /proc/sys nosuid,nodev,noexec \
-        , umount /usr ; \
+fn allow_remount_lets_the_rootfs_and_the_specs_read_only_binds_become_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, volume) = runtime_with_volume(dir.path(), false);
+    let script =
+        "/probe remount-rw / nosuid,nodev , remount-rw /data , remount-rw /usr nosuid,nodev \
+        , remount-rw /proc/sys nosuid,nodev,noexec , umount /data ; \
         touch /made-writable && echo root-written; \
+        touch /data/written && echo volume-written; \
         touch /usr/eci-must-not-exist 2>/dev/null || echo usr-denied";
-    let relaxed = |spec: &mut eci::oci_spec::runtime::Spec| {
-        spec.set_annotations(Some(
-            [("org.eci.allowRemount".to_string(), "true".to_string())].into(),
-        ));
-    };
-    let (code, out) =
-        common::create_with("allow-remount", &["sh", "-c", script], relaxed).run_to_end();
+    let mut c = common::create_in(
+        &runtime,
+        "allow-remount",
+        &["sh", "-c", script],
+        relaxed_with_volume(&["allowRemount"], &volume),
+    );
+    // The volume belongs to the container's root, so that a writable bind shows in a write.
+    let root = c.container().id_mapping().host_start;
+    std::os::unix::fs::chown(&volume, Some(root), Some(root)).unwrap();
+    let (code, out) = c.run_to_end();
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["ok", "ok", "EPERM", "EPERM", "root-written", "usr-denied"]
+        [
+            "ok",
+            "ok",
+            "EPERM",
+            "EPERM",
+            "EPERM",
+            "root-written",
+            "volume-written",
+            "usr-denied"
+        ]
     );
+    assert!(volume.join("written").exists());
     assert!(!Path::new("/usr/eci-must-not-exist").exists());
     // Without the setting, the same remounts are refused.
     let strict = common::probe(

@@ -218,6 +218,15 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
     }
     .map_err(fail(Action::Mount))?;
     sys::mount_setattr(tree.0, false, &attributes_of(*flags)).map_err(fail(Action::Remount))?;
+    // A copy keeps its source's peer group or master: made private, the host's later mounts
+    // under the source never reach the container (the eligible steps ask for nothing else).
+    let private = sys::MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    sys::mount_setattr(tree.0, *recursive, &private).map_err(fail(Action::Propagation))?;
     Ok(tree)
 }
 
@@ -254,6 +263,33 @@ fn attributes_of(flags: libc::c_ulong) -> sys::MountAttr {
         attr.attr_clr |= libc::MOUNT_ATTR__ATIME;
     }
     attr
+}
+
+/// The mount ID of what `fd` names, or `None`.
+fn mount_id(fd: RawFd) -> Option<u64> {
+    statx_fd(fd).map(|stx| stx.stx_mnt_id)
+}
+
+/// Whether `fd` names the root of a mount.
+fn is_mount_root(fd: RawFd) -> bool {
+    statx_fd(fd).is_some_and(|stx| stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
+}
+
+fn statx_fd(fd: RawFd) -> Option<libc::statx> {
+    // SAFETY: an all-zero statx is valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; stx is a valid out
+    // pointer.
+    let ok = unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    } == 0;
+    (ok && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx)
 }
 
 /// Makes the mount `fd` names read-only, changing no other flag.
@@ -562,6 +598,12 @@ impl MountPlan {
             };
             let target = open_in_root(root.0, &dest.rel, libc::O_PATH)
                 .map_err(fail(code(*index, Action::Resolve)))?;
+            // Only what is attached on the shared root reaches the init's namespace: a mount
+            // point that an image's symlink led onto another mount would leave the container
+            // without the bind, silently.
+            if mount_id(target.0) != mount_id(root.0) {
+                return Err(fail(code(*index, Action::Resolve))(Errno(libc::EXDEV)));
+            }
             sys::attach_tree(tree.0, target.0, c"").map_err(fail(code(*index, Action::Mount)))?;
         }
         Ok(())
@@ -596,6 +638,11 @@ impl MountPlan {
             };
             let mounted = open_in_root(root.0, &dest.rel, libc::O_PATH)
                 .map_err(fail(code(index, Action::Resolve)))?;
+            // The bind, not a directory of the mount beneath (renamed meanwhile): never leave
+            // it writable by making something else read-only.
+            if !is_mount_root(mounted.0) {
+                return Err(fail(code(index, Action::Resolve))(Errno(libc::EXDEV)));
+            }
             set_read_only(mounted.0).map_err(fail(code(index, Action::Remount)))?;
         }
         if self.root_read_only_deferred {

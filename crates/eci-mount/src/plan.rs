@@ -357,21 +357,23 @@ impl MountPlan {
     }
 
     /// For settings that let the container remount its initial read-only mounts read-write
-    /// (`allowRemount`): the rootfs and every read-only bind outside /proc, /sys and /dev are
-    /// mounted writable by the mounter and made read-only by the init in its own mount
-    /// namespace ([`MountPlan::apply_deferred`]). The kernel locks the read-only flag only of
-    /// mounts that are read-only when a less privileged namespace copies them, so these stay
-    /// remountable, while /proc, /sys, /dev, the masks and the read-only paths stay locked.
-    /// Such binds are not idmapped (unless the spec asks, and then they stay locked): a
-    /// writable idmapped bind would let the container's root write as the host's.
+    /// (`allowRemount`): the rootfs and the read-only binds at `eligible` destinations (the
+    /// runtime names those whose read-only flag the spec chose, not its policy, nor binds it adds
+    /// itself) outside /proc, /sys and /dev are mounted writable by the mounter and made
+    /// read-only by the init in its own mount namespace ([`MountPlan::apply_deferred`]). The
+    /// kernel locks the read-only flag only of mounts that are read-only when a less privileged
+    /// namespace copies them, so these stay remountable, while /proc, /sys, /dev, the masks,
+    /// the read-only paths and every other bind stay locked. Such binds are not idmapped
+    /// (unless the spec asks, and then they stay locked): a writable idmapped bind would let
+    /// the container's root write as the host's.
     ///
     /// ```no_run
     /// # use eci_mount::plan::MountPlan;
     /// # fn demo(plan: MountPlan) {
-    /// let plan = plan.with_remountable_read_only();
+    /// let plan = plan.with_remountable_read_only(&["/data".into()]);
     /// # }
     /// ```
-    pub fn with_remountable_read_only(mut self) -> MountPlan {
+    pub fn with_remountable_read_only(mut self, eligible: &[PathBuf]) -> MountPlan {
         const LOCKED: [&str; 3] = ALWAYS_LOCKED;
         for (index, step) in self.steps.iter_mut().enumerate() {
             let Step::Mount {
@@ -385,7 +387,11 @@ impl MountPlan {
                 continue;
             };
             let under_locked = LOCKED.iter().any(|p| dest.display.starts_with(p));
-            if *flags & libc::MS_RDONLY == 0 || under_locked || *idmap == Idmap::Required {
+            if *flags & libc::MS_RDONLY == 0
+                || under_locked
+                || *idmap == Idmap::Required
+                || !eligible.contains(&dest.display)
+            {
                 continue;
             }
             *flags &= !libc::MS_RDONLY;
@@ -812,6 +818,7 @@ mod tests {
         let mounts = [
             bind("/data", "rbind,ro"),
             bind("/rw", "rbind"),
+            bind("/policy-ro", "rbind,ro"),
             bind("/mapped", "rbind,ro,idmap"),
             bind("/proc/x", "rbind,ro"),
             bind("/dev/x", "rbind,ro"),
@@ -825,7 +832,11 @@ mod tests {
         let block = IdBlock::new(1 << 28, 65536).unwrap();
         let plan = MountPlan::from_spec(&spec, root.path(), block).unwrap();
         assert!(plan.root_readonly && plan.deferred_read_only.is_empty());
-        let plan = plan.with_remountable_read_only();
+        let eligible: Vec<PathBuf> = ["/data", "/mapped", "/proc/x", "/dev/x"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let plan = plan.with_remountable_read_only(&eligible);
         assert!(!plan.root_readonly && plan.root_read_only_deferred);
         assert_eq!(plan.deferred_read_only, [0], "only /data");
         let read_only = |i: usize| match &plan.steps[i] {
@@ -837,9 +848,10 @@ mod tests {
             (false, Idmap::No),
             "mounted writable, not idmapped"
         );
-        assert_eq!(read_only(2), (true, Idmap::Required));
-        assert_eq!(read_only(3), (true, Idmap::Try));
+        assert_eq!(read_only(2), (true, Idmap::Try), "not eligible: stays locked");
+        assert_eq!(read_only(3), (true, Idmap::Required));
         assert_eq!(read_only(4), (true, Idmap::Try));
+        assert_eq!(read_only(5), (true, Idmap::Try));
     }
 
     #[test]

@@ -903,8 +903,9 @@ impl MountVetter {
 
     /// Takes over the listener an orphaned helper holds (its runtime died; see [`find_orphan`]):
     /// takes a copy of the descriptor numbered `listener_fd` in `orphan`, checks it is a seccomp
-    /// listener and that `orphan` is in the container's user namespace (`config.userns`), stops
-    /// the orphan, and starts a helper of ours on the listener, joining that same user namespace.
+    /// listener and that `orphan` is in the container's user namespace (`config.userns`), starts
+    /// a helper of ours on the listener, joining that same user namespace, and then stops the
+    /// orphan. If ours cannot start, the orphan is left as it was.
     /// `config` is what the first runtime's helpers knew (the caller kept it); its `userns_fd` is
     /// replaced by the orphan's. Calls made meanwhile wait for the new helper rather than fail.
     /// Returns the vetter and the listener, for [`Supervisor::register`](crate::Supervisor::register).
@@ -948,10 +949,13 @@ impl MountVetter {
                 "the orphan is not in the container's user namespace",
             ));
         }
-        stop_orphan(orphan);
         config.userns_fd = Some(Arc::new(OwnedFd::from(userns)));
         let listener = Listener::new(listener);
+        // Ours first: if it cannot start, the orphan goes on holding the listener (and failing
+        // the calls), so a later attempt can still take over. For the moment both serve, the
+        // orphan only answers ENOSYS.
         let vetter = MountVetter::start(init, &listener, config)?;
+        stop_orphan(orphan);
         Ok((vetter, listener))
     }
 
@@ -1030,24 +1034,25 @@ impl MountVetter {
 /// How long an orphan has to finish the call it answers and exit before it is killed.
 const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Asks an orphan to exit and waits until it has: only then does no one else answer the
-/// listener. One that does not exit in time is killed (a call it had received then waits until
-/// the listener closes, or until its caller is killed).
+/// Asks an orphan to exit and waits until it has. One that does not exit in time is killed (a
+/// call it had received then waits until the listener closes, or until its caller is killed).
 fn stop_orphan(orphan: &PidFd) {
     let _ = orphan.signal(libc::SIGTERM);
     let deadline = std::time::Instant::now() + ORPHAN_GRACE;
     while orphan.is_alive() {
         if std::time::Instant::now() >= deadline {
             let _ = orphan.signal(libc::SIGKILL);
-            wait_exit(orphan);
+            wait_exit(orphan, deadline + ORPHAN_GRACE);
             return;
         }
         wait_readable(orphan.as_raw_fd(), 50);
     }
 }
 
-fn wait_exit(process: &PidFd) {
-    while process.is_alive() {
+/// Waits for `process` to exit, until `deadline` (a process stuck in the kernel may take
+/// longer to die; ours serves meanwhile).
+fn wait_exit(process: &PidFd, deadline: std::time::Instant) {
+    while process.is_alive() && std::time::Instant::now() < deadline {
         wait_readable(process.as_raw_fd(), 50);
     }
 }
