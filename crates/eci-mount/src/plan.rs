@@ -848,7 +848,11 @@ mod tests {
             (false, Idmap::No),
             "mounted writable, not idmapped"
         );
-        assert_eq!(read_only(2), (true, Idmap::Try), "not eligible: stays locked");
+        assert_eq!(
+            read_only(2),
+            (true, Idmap::Try),
+            "not eligible: stays locked"
+        );
         assert_eq!(read_only(3), (true, Idmap::Required));
         assert_eq!(read_only(4), (true, Idmap::Try));
         assert_eq!(read_only(5), (true, Idmap::Try));

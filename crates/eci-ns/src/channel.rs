@@ -199,6 +199,16 @@ impl Channel {
         }
     }
 
+    /// Like [`Channel::recv`] but EAGAIN instead of waiting when nothing is there.
+    pub fn try_recv(&self) -> SysResult<Option<(Message, ReceivedFds)>> {
+        let mut buf = [0u8; 16];
+        match self.try_recv_bytes(&mut buf)? {
+            None => Ok(None),
+            Some((16, fds)) => Ok(Some((Message::from_bytes(&buf), fds))),
+            Some(_) => Err(Errno(libc::EBADMSG)),
+        }
+    }
+
     /// Receives one datagram into `buf`: its length and descriptors, or `None` at end of stream.
     /// A datagram longer than `buf` is an error (EMSGSIZE).
     pub fn recv_bytes(&self, buf: &mut [u8]) -> SysResult<Option<(usize, ReceivedFds)>> {

@@ -264,7 +264,14 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
             .send(Message::of(GO))
             .map_err(runtime_err("releasing the init"))?;
     }
-    expect(&runtime_setup, DONE, &mut setup)?;
+    match expect(&runtime_setup, DONE, &mut setup) {
+        Ok(()) => {}
+        // The mounter only saw the init go: the init's own report says why.
+        Err(SpawnError::Child(f)) if f.stage == Stage::LateMounts => {
+            return Err(SpawnError::Child(init_failure(&runtime_init).unwrap_or(f)))
+        }
+        Err(err) => return Err(err),
+    }
     setup.armed = false;
     sys::waitpid(setup_pid).map_err(runtime_err("reaping the setup process"))?;
 
@@ -278,6 +285,14 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         init,
         channel: runtime_init,
     })
+}
+
+/// A failure the init reported before it exited, if one is waiting.
+fn init_failure(channel: &Channel) -> Option<Failure> {
+    match channel.try_recv() {
+        Ok(Some((message, _))) => Failure::from_message(&message),
+        _ => None,
+    }
 }
 
 /// Receives the setup process's next message, which must be `kind`.

@@ -155,3 +155,50 @@ fn a_prepare_failure_kills_the_init() {
         "init {pid} was left behind"
     );
 }
+
+/// With late mounts, the mounter's second phase starts only once the init has its own mount
+/// namespace, and the init goes on only after the mounter is done.
+#[test]
+fn late_mounts_wait_for_the_inits_own_namespace() {
+    let setup = |ctx: SetupContext<'_>| {
+        let late = ctx.late.expect("asked for late mounts");
+        late.wait_for_unshare()?;
+        // The init's namespace differs from ours (the setup namespace) by now.
+        let mut ours = [0u8; 64];
+        let mut theirs = [0u8; 64];
+        let mut path = [0u8; 40];
+        path[..6].copy_from_slice(b"/proc/");
+        let len = sys::write_decimal(&mut path[6..], ctx.init_pid as u64);
+        path[6 + len..6 + len + 7].copy_from_slice(b"/ns/mnt");
+        // SAFETY: NUL-terminated paths and buffers of the given lengths.
+        let (a, b) = unsafe {
+            (
+                libc::readlink(c"/proc/self/ns/mnt".as_ptr(), ours.as_mut_ptr().cast(), 64),
+                libc::readlink(path.as_ptr().cast(), theirs.as_mut_ptr().cast(), 64),
+            )
+        };
+        if a <= 0 || b <= 0 || ours == theirs {
+            return Err(Failure {
+                stage: Stage::Mounts,
+                step: 99,
+                errno: Errno(libc::EINVAL),
+            });
+        }
+        Ok(())
+    };
+    let init = |channel: &Channel| {
+        let _ = channel.send(Message::of(42));
+        sys::exit(0)
+    };
+    let spawned = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &init,
+        prepare: &mut write_maps,
+        late_mounts: true,
+    })
+    .unwrap();
+    let (msg, _) = spawned.channel.recv().unwrap().unwrap();
+    assert_eq!(msg.kind, 42);
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
+}
