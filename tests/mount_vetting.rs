@@ -204,6 +204,28 @@ fn rewriting_the_arguments_during_the_call_never_mounts_what_the_policy_forbids(
     );
 }
 
+/// Runs `script` in container `id` through eci-run with `stdin`, until it prints "ready":
+/// eci-run and the container's stdout.
+fn run_until_ready(
+    state: &Path,
+    id: &str,
+    script: &str,
+    stdin: Stdio,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut runner = eci_run(state)
+        .args(["--id", id, "--", "sh", "-c", script])
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(runner.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    (runner, stdout)
+}
+
 /// The eci-run example, with its own state directory.
 fn eci_run(state: &Path) -> Command {
     let exe = std::env::current_exe().unwrap();
@@ -220,16 +242,7 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
                   eci-probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms; \
                   grep -c '^[^ ]* [^ ]* [^ ]* [^ ]* /tmp/x ' /proc/self/mountinfo";
     let id = format!("eci-crash-{}", std::process::id());
-    let mut runner = eci_run(state.path())
-        .args(["--id", &id, "--", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(runner.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut runner, mut stdout) = run_until_ready(state.path(), &id, script, Stdio::null());
     runner.kill().unwrap();
     runner.wait().unwrap();
     // The container carries on; its stdout closes when it exits.
@@ -264,17 +277,7 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
                   cat /tmp/p/meminfo /tmp/p/cpuinfo /tmp/p/sys/kernel/panic 2>/dev/null | wc -c";
     let id = format!("eci-takeover-{}", std::process::id());
     let (stdin, mut go) = std::io::pipe().unwrap();
-    let mut runner = eci_run(state.path())
-        .args(["--id", &id, "--", "sh", "-c", script])
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(runner.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let (mut runner, mut stdout) = run_until_ready(state.path(), &id, script, stdin.into());
     let runtime = eci::Runtime::new(eci::RuntimeConfig {
         state_dir: state.path().to_path_buf(),
         ..Default::default()

@@ -265,6 +265,18 @@ fn attributes_of(flags: libc::c_ulong) -> sys::MountAttr {
     attr
 }
 
+/// This process's root directory (the rootfs, after the pivot or in the init).
+fn open_own_root() -> SysResult<Fd> {
+    // SAFETY: a NUL-terminated path.
+    check_int(unsafe {
+        libc::open(
+            c"/".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })
+    .map(Fd)
+}
+
 /// The mount ID of what `fd` names, or `None`.
 fn mount_id(fd: RawFd) -> Option<u64> {
     statx_fd(fd).map(|stx| stx.stx_mnt_id)
@@ -583,15 +595,7 @@ impl MountPlan {
         };
         sys::mount(None, c"/", None, libc::MS_SHARED, None).map_err(fail(global::SHARE_ROOT))?;
         phase.wait_for_unshare()?;
-        // SAFETY: a NUL-terminated path.
-        let root = check_int(unsafe {
-            libc::open(
-                c"/".as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })
-        .map(Fd)
-        .map_err(fail(global::OPEN_ROOT))?;
+        let root = open_own_root().map_err(fail(global::OPEN_ROOT))?;
         for (index, tree) in trees.iter().flatten() {
             let Some(Step::Mount { dest, .. }) = self.steps.get(*index) else {
                 continue;
@@ -623,15 +627,7 @@ impl MountPlan {
                 errno,
             }
         };
-        // SAFETY: a NUL-terminated path.
-        let root = check_int(unsafe {
-            libc::open(
-                c"/".as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        })
-        .map(Fd)
-        .map_err(fail(global::OPEN_ROOT))?;
+        let root = open_own_root().map_err(fail(global::OPEN_ROOT))?;
         for &index in &self.deferred_read_only {
             let Some(Step::Mount { dest, .. }) = self.steps.get(index) else {
                 continue;

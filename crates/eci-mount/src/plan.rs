@@ -805,16 +805,29 @@ mod tests {
         );
     }
 
+    /// A bind of /usr at `dest` with the comma-separated `options`, as spec JSON.
+    fn bind(dest: &str, options: &str) -> String {
+        let options: Vec<String> = options.split(',').map(|o| format!("\"{o}\"")).collect();
+        format!(
+            r#"{{"destination": "{dest}", "type": "bind", "source": "/usr", "options": [{}]}}"#,
+            options.join(", ")
+        )
+    }
+
+    /// A spec over `root` with `mounts` (JSON) and the `linux` section `linux` (JSON).
+    fn spec_with(root: &Path, readonly: bool, mounts: &[String], linux: &str) -> Spec {
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion": "1.0.2", "root": {{"path": "{}", "readonly": {readonly}}},
+                "mounts": [{}], "linux": {linux}}}"#,
+            root.display(),
+            mounts.join(", ")
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn remountable_read_only_defers_the_root_and_plain_read_only_binds_only() {
         let root = tempfile::tempdir().unwrap();
-        let bind = |dest: &str, options: &str| {
-            let options: Vec<String> = options.split(',').map(|o| format!("\"{o}\"")).collect();
-            format!(
-                r#"{{"destination": "{dest}", "type": "bind", "source": "/usr", "options": [{}]}}"#,
-                options.join(", ")
-            )
-        };
         let mounts = [
             bind("/data", "rbind,ro"),
             bind("/rw", "rbind"),
@@ -823,12 +836,7 @@ mod tests {
             bind("/proc/x", "rbind,ro"),
             bind("/dev/x", "rbind,ro"),
         ];
-        let spec: Spec = serde_json::from_str(&format!(
-            r#"{{"ociVersion": "1.0.2", "root": {{"path": "{}", "readonly": true}}, "mounts": [{}]}}"#,
-            root.path().display(),
-            mounts.join(", ")
-        ))
-        .unwrap();
+        let spec = spec_with(root.path(), true, &mounts, "{}");
         let block = IdBlock::new(1 << 28, 65536).unwrap();
         let plan = MountPlan::from_spec(&spec, root.path(), block).unwrap();
         assert!(plan.root_readonly && plan.deferred_read_only.is_empty());
@@ -861,13 +869,6 @@ mod tests {
     #[test]
     fn only_lone_plain_binds_outside_the_kernel_trees_become_late_mounts() {
         let root = tempfile::tempdir().unwrap();
-        let bind = |dest: &str, options: &str| {
-            let options: Vec<String> = options.split(',').map(|o| format!("\"{o}\"")).collect();
-            format!(
-                r#"{{"destination": "{dest}", "type": "bind", "source": "/usr", "options": [{}]}}"#,
-                options.join(", ")
-            )
-        };
         let mounts = [
             bind("/data", "rbind,ro,rprivate"),
             bind("/etc/hosts", "bind"),
@@ -879,13 +880,12 @@ mod tests {
             bind("/sync", "rbind,sync"),
             bind("/plain", "bind,nosuid,nodev,noatime"),
         ];
-        let spec: Spec = serde_json::from_str(&format!(
-            r#"{{"ociVersion": "1.0.2", "root": {{"path": "{}"}}, "mounts": [{}],
-                "linux": {{"readonlyPaths": ["/etc"]}}}}"#,
-            root.path().display(),
-            mounts.join(", ")
-        ))
-        .unwrap();
+        let spec = spec_with(
+            root.path(),
+            false,
+            &mounts,
+            r#"{"readonlyPaths": ["/etc"]}"#,
+        );
         let block = IdBlock::new(1 << 28, 65536).unwrap();
         let plan = MountPlan::from_spec(&spec, root.path(), block).unwrap();
         assert!(!plan.has_late_mounts());
