@@ -401,12 +401,18 @@ impl Container {
                 |init: &PidFd| -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
                     write_id_maps(init.pid(), &mapping, &mapping)?;
                     tracing::debug!(container = id, "mapped");
-                    cgroup.join(init.pid(), &resources_spec)?;
-                    tracing::debug!(container = id, "in its cgroup");
                     set_rlimits(init.pid(), &spec)?;
                     lease.add_holder(Holder::of(init.pid())?)?;
                     tracing::debug!(container = id, "held by its init");
                     rootfs_ownership(&rootfs, overlay.as_ref(), init.pid(), block, &shifted)
+                };
+            // A v1 cgroup write waits for RCU (10-20 ms over the eight hierarchies here): done
+            // while the mounter works, before the init is let go.
+            let mut join_cgroups =
+                |init: &PidFd| -> std::result::Result<(), eci_ns::spawn::PrepareError> {
+                    cgroup.join(init.pid(), &resources_spec)?;
+                    tracing::debug!(container = id, "in its cgroup");
+                    Ok(())
                 };
             let setup = |ctx: SetupContext<'_>| {
                 sysctls.write()?;
@@ -431,6 +437,7 @@ impl Container {
                 init: &init,
                 prepare: &mut prepare,
                 late_mounts: mount_plan.has_late_mounts(),
+                while_mounting: Some(&mut join_cgroups),
             })
         };
         tracing::debug!(container = id, "spawned");

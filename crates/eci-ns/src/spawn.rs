@@ -117,7 +117,14 @@ pub struct SpawnRequest<'a> {
     /// [`LatePhase::wait_for_unshare`] between them, and the init goes on only once the mounter
     /// has finished.
     pub late_mounts: bool,
+    /// Runs in the runtime while the mounter works (on another CPU, if there is one): what the
+    /// init needs before it goes on but the mounts do not, such as joining its cgroups, whose
+    /// writes wait for the kernel's RCU grace periods.
+    pub while_mounting: Option<&'a mut WhileMounting<'a>>,
 }
+
+/// The runtime's step while the mounter works.
+pub type WhileMounting<'a> = dyn FnMut(&PidFd) -> Result<(), PrepareError> + 'a;
 
 /// An error from the runtime's own `prepare` step.
 pub type PrepareError = Box<dyn std::error::Error + Send + Sync>;
@@ -257,6 +264,9 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     runtime_setup
         .send(go)
         .map_err(runtime_err("starting the mount setup"))?;
+    if let Some(step) = request.while_mounting {
+        step(&init).map_err(SpawnError::Prepare)?;
+    }
     if request.late_mounts {
         // The first phase is done: the init unshares its namespace, then the mounter goes on.
         expect(&runtime_setup, MOUNTED, &mut setup)?;

@@ -55,6 +55,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
         init: &init,
         prepare: &mut write_maps,
         late_mounts: false,
+        while_mounting: None,
     })
     .unwrap();
     let (msg, _) = spawned.channel.recv().unwrap().unwrap();
@@ -78,6 +79,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
         init: &init,
         prepare: &mut |init: &PidFd| write_maps_at(init, FAILING_BASE),
         late_mounts: false,
+        while_mounting: None,
     })
     .unwrap_err();
     match err {
@@ -123,6 +125,7 @@ fn what_prepare_returns_reaches_the_mounter() {
         init: &init,
         prepare: &mut prepare,
         late_mounts: false,
+        while_mounting: None,
     })
     .unwrap_err();
     match err {
@@ -146,6 +149,7 @@ fn a_prepare_failure_kills_the_init() {
         init: &init,
         prepare: &mut prepare,
         late_mounts: false,
+        while_mounting: None,
     })
     .unwrap_err();
     assert!(matches!(err, SpawnError::Prepare(_)), "{err}");
@@ -196,6 +200,7 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
         init: &init,
         prepare: &mut write_maps,
         late_mounts: true,
+        while_mounting: None,
     })
     .unwrap();
     let (msg, _) = spawned.channel.recv().unwrap().unwrap();
