@@ -6,7 +6,9 @@
 //! With no `--rootfs` or `--bundle`, the root is built from the host's own /usr, /bin, /sbin and
 //! /lib* (read-only) with a small /etc of its own, and `eci-probe` (this program under another
 //! name, see `eci::probe`) on its PATH. The container ID and its ID mapping go to stderr; the exit
-//! code is the command's.
+//! code is the command's. `--virtual-files-daemon DIR` serves the container's virtual /proc files
+//! from the per-host daemon in DIR (this program again, started when none runs), which serves
+//! them on if eci-run dies while the container runs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +43,13 @@ struct Args {
     /// shares are allowed.
     #[arg(short = 'v', long = "volume")]
     volumes: Vec<String>,
+    /// Serve the container's virtual /proc files from the per-host daemon in this directory
+    /// (started when none runs; it outlives this program) instead of from this process.
+    #[arg(long, value_name = "DIR")]
+    virtual_files_daemon: Option<PathBuf>,
+    /// Run the virtual files daemon in DIR (how the daemon is started; not for users).
+    #[arg(long, value_name = "DIR", hide = true)]
+    serve_virtual_files: Option<PathBuf>,
     /// Print what hardening changed in the spec.
     #[arg(long)]
     verbose: bool,
@@ -72,6 +81,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(dir) = &args.serve_virtual_files {
+        // The daemon's keeper starts it again with these very arguments.
+        let command: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        return match eci::eci_mount::virt::daemon::run(dir, &command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("eci-run: virtual files daemon: {err}");
+                ExitCode::from(125)
+            }
+        };
+    }
     match run(args) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
@@ -97,6 +117,15 @@ fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
     };
     if let Some(path) = &args.settings {
         config.policy = eci::load_settings(path)?;
+    }
+    if let Some(dir) = &args.virtual_files_daemon {
+        let dir = std::path::absolute(dir)?;
+        let command = vec![
+            std::fs::read_link("/proc/self/exe")?.into_os_string(),
+            "--serve-virtual-files".into(),
+            dir.clone().into_os_string(),
+        ];
+        config.virtual_files = eci::VirtualFilesServer::Daemon { dir, command };
     }
     if let Some(user) = &args.subuid_user {
         let uid = nix::unistd::User::from_name(user)?

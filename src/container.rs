@@ -455,6 +455,9 @@ impl Container {
                 ));
             }
         };
+        if let Some(files) = &resources.virtual_files {
+            files.hold_while(spawned.init.pid());
+        }
         // From here on the init exists: any error kills it before giving everything back.
         let mut container = Container {
             id: id.to_string(),

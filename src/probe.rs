@@ -15,6 +15,7 @@
 //!                                                 FLAGS such as nosuid,nodev,noexec
 //! eci-probe umount TARGET [detach]
 //! eci-probe seccomp-listener                      try to install a competing notifier
+//! eci-probe sysinfo-uptime                        sysinfo(2)'s uptime in seconds, or the errno
 //! eci-probe private TARGET                        make a mount private
 //! eci-probe bench-mount N DIR                     time N tmpfs mount+umount pairs on DIR:
 //!                                                 "p50 p99 mean" in microseconds
@@ -157,6 +158,17 @@ fn bench_getppid(n: u32) -> String {
     format!("{:.1}", rounds[rounds.len() / 2])
 }
 
+/// sysinfo(2)'s uptime (what `uptime` and `free` ask), or the errno name.
+fn sysinfo_uptime() -> String {
+    // SAFETY: an all-zero sysinfo is valid for the kernel to fill.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: info is a valid out pointer.
+    if unsafe { libc::sysinfo(&mut info) } == 0 {
+        info.uptime.to_string()
+    } else {
+        errno_name(&std::io::Error::last_os_error())
+    }
+}
 fn seccomp_listener() -> String {
     answer(install_allow_all_with(
         libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
@@ -208,6 +220,7 @@ pub fn run(args: &[&str]) -> String {
             answer(unsafe { libc::umount2(c(target).as_ptr(), libc::MNT_DETACH) } as libc::c_long)
         }
         ["seccomp-listener"] => seccomp_listener(),
+        ["sysinfo-uptime"] => sysinfo_uptime(),
         ["bench-getppid", n] => match n.parse() {
             Ok(n) => bench_getppid(n),
             Err(_) => format!("usage error: {n} is not a count"),

@@ -11,13 +11,12 @@ use std::ffi::CString;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use eci_idmap::Holder;
 use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
 use eci_seccomp::fresh::Masks;
-use eci_seccomp::mount::{find_orphan, HelperConfig, MountVetter, SysinfoSource};
+use eci_seccomp::mount::{find_orphan, HelperConfig, MountVetter};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -282,9 +281,12 @@ fn take_over_one(
         userns_fd: None,
         initial: record.initial,
         masks,
-        // The figures came from the virtual files, which died with the runtime: the calls fail
-        // (ENOSYS) rather than reach the kernel, which would give the host's.
-        sysinfo: record.sysinfo.then(|| SysinfoSource(Arc::new(|| None))),
+        // From the per-host daemon, which serves the container while its init lives; without
+        // one, the calls fail (ENOSYS) rather than reach the kernel, which would give the
+        // host's figures.
+        sysinfo: record
+            .sysinfo
+            .then(|| shared.virtual_files.sysinfo_of(&record_name(dir))),
     };
     let (vetter, listener) =
         MountVetter::take_over(&init, orphan, record.listener_fd, config.clone())?;
@@ -302,6 +304,13 @@ fn take_over_one(
     let file = write_record(dir, &record)?;
     tracing::info!(pid, helper = vetter.helper_pid(), "took over mount vetting");
     Ok((pid, Vetting::new(registration, vetter, file)))
+}
+
+/// The container's name, which is its records directory's.
+fn record_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Turns the binds whose source no longer answers (virtual files whose server died with the

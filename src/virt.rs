@@ -69,6 +69,20 @@ impl Server {
         }
     }
 
+    /// sysinfo(2) answers for a container this runtime did not register (one taken over from
+    /// a runtime that died): the per-host daemon still serves it while its init lives; an
+    /// in-process server died with that runtime, and then the calls fail.
+    pub(crate) fn sysinfo_of(&self, name: &str) -> SysinfoSource {
+        match &self.kind {
+            VirtualFilesServer::Daemon { dir, command } => {
+                let client = DaemonClient::new(dir, command.clone());
+                let name = name.to_string();
+                SysinfoSource(Arc::new(move || client.sysinfo(&name)))
+            }
+            VirtualFilesServer::InProcess => SysinfoSource(Arc::new(|| None)),
+        }
+    }
+
     fn get(&self, state_dir: &Path) -> Result<Backend> {
         match &self.kind {
             VirtualFilesServer::Daemon { dir, command } => {
@@ -143,6 +157,20 @@ impl Registration {
     /// The emulated tunables bound writable into the container, and where.
     pub(crate) fn tunables(&self) -> &[(PathBuf, String)] {
         &self.tunables
+    }
+
+    /// Asks the daemon to serve the container while its init (`pid`) lives, even if this
+    /// runtime dies first. An in-process server dies with the runtime anyway.
+    pub(crate) fn hold_while(&self, pid: i32) {
+        if let Backend::Daemon(client) = &self.backend {
+            if let Err(err) = client.hold(&self.name, pid) {
+                tracing::warn!(
+                    "virtual files of {}: the daemon will stop serving them with this runtime: \
+                     {err}",
+                    self.name
+                );
+            }
+        }
     }
 
     /// The container's sysinfo(2) answers, for its mount helper to hand over.

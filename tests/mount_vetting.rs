@@ -204,15 +204,15 @@ fn rewriting_the_arguments_during_the_call_never_mounts_what_the_policy_forbids(
     );
 }
 
-/// Runs `script` in container `id` through eci-run with `stdin`, until it prints "ready":
-/// eci-run and the container's stdout.
+/// Runs `script` in container `id` through `eci_run` (eci-run with its options) with `stdin`,
+/// until it prints "ready": eci-run and the container's stdout.
 fn run_until_ready(
-    state: &Path,
+    mut eci_run: Command,
     id: &str,
     script: &str,
     stdin: Stdio,
 ) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
-    let mut runner = eci_run(state)
+    let mut runner = eci_run
         .args(["--id", id, "--", "sh", "-c", script])
         .stdin(stdin)
         .stdout(Stdio::piped())
@@ -226,11 +226,31 @@ fn run_until_ready(
     (runner, stdout)
 }
 
+/// The next `count` lines of `out`, without their line ends.
+fn next_lines(out: &mut impl BufRead, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+/// The eci-run example's path.
+fn eci_run_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("eci-run")
+}
+
 /// The eci-run example, with its own state directory.
 fn eci_run(state: &Path) -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let examples = exe.parent().unwrap().parent().unwrap().join("examples");
-    let mut command = Command::new(examples.join("eci-run"));
+    let mut command = Command::new(eci_run_path());
     command.arg("--state-dir").arg(state);
     command
 }
@@ -242,7 +262,8 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
                   eci-probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms; \
                   grep -c '^[^ ]* [^ ]* [^ ]* [^ ]* /tmp/x ' /proc/self/mountinfo";
     let id = format!("eci-crash-{}", std::process::id());
-    let (mut runner, mut stdout) = run_until_ready(state.path(), &id, script, Stdio::null());
+    let (mut runner, mut stdout) =
+        run_until_ready(eci_run(state.path()), &id, script, Stdio::null());
     runner.kill().unwrap();
     runner.wait().unwrap();
     // The container carries on; its stdout closes when it exits.
@@ -277,7 +298,8 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
                   cat /tmp/p/meminfo /tmp/p/cpuinfo /tmp/p/sys/kernel/panic 2>/dev/null | wc -c";
     let id = format!("eci-takeover-{}", std::process::id());
     let (stdin, mut go) = std::io::pipe().unwrap();
-    let (mut runner, mut stdout) = run_until_ready(state.path(), &id, script, stdin.into());
+    let (mut runner, mut stdout) =
+        run_until_ready(eci_run(state.path()), &id, script, stdin.into());
     let runtime = eci::Runtime::new(eci::RuntimeConfig {
         state_dir: state.path().to_path_buf(),
         ..Default::default()
@@ -287,15 +309,7 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     assert!(err.contains("no orphaned mount helper"), "{err}");
     runner.kill().unwrap();
     runner.wait().unwrap();
-    let mut answers = |count: usize| -> Vec<String> {
-        (0..count)
-            .map(|_| {
-                let mut line = String::new();
-                stdout.read_line(&mut line).unwrap();
-                line.trim_end().to_string()
-            })
-            .collect()
-    };
+    let mut answers = |count: usize| next_lines(&mut stdout, count);
     writeln!(go, "go").unwrap();
     assert_eq!(answers(2), ["ENOSYS", "ENOSYS"], "nobody vets");
 
@@ -312,6 +326,88 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     assert_eq!(answers(1), ["0"]);
     drop(taken);
     cleanup_after_crash(state.path(), &id);
+}
+
+/// The same with the virtual files served by the per-host daemon: it serves the container on
+/// while its init lives, so after the take-over a procfs the container mounts gets them, and
+/// sysinfo(2) is answered again with the container's uptime, never the host's.
+#[test]
+fn a_take_over_keeps_the_virtual_files_of_the_per_host_daemon() {
+    use std::io::Write;
+    let state = tempfile::tempdir().unwrap();
+    let daemon = state.path().join("virtd");
+    let script = "mkdir /tmp/p; echo ready; \
+                  read go; eci-probe sysinfo-uptime; \
+                  read go; eci-probe sysinfo-uptime , mount proc /tmp/p proc; \
+                  cut -d. -f1 /tmp/p/uptime; cut -d. -f1 /proc/uptime";
+    let id = format!("eci-takeover-daemon-{}", std::process::id());
+    let (stdin, mut go) = std::io::pipe().unwrap();
+    let mut with_daemon = eci_run(state.path());
+    with_daemon.arg("--virtual-files-daemon").arg(&daemon);
+    let (mut runner, mut stdout) = run_until_ready(with_daemon, &id, script, stdin.into());
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let mut answers = |count: usize| next_lines(&mut stdout, count);
+    writeln!(go, "go").unwrap();
+    assert_eq!(answers(1), ["ENOSYS"], "nobody answers sysinfo");
+
+    let command = vec![
+        eci_run_path().into_os_string(),
+        "--serve-virtual-files".into(),
+        daemon.clone().into_os_string(),
+    ];
+    let runtime = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: state.path().to_path_buf(),
+        virtual_files: eci::VirtualFilesServer::Daemon {
+            dir: daemon.clone(),
+            command,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let taken = runtime.take_over(&id).unwrap();
+    writeln!(go, "go").unwrap();
+    let out = answers(4);
+    let seconds = |s: &str| s.parse::<u64>().unwrap_or_else(|_| panic!("{out:?}"));
+    let host_uptime: u64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seconds(&out[0]) < 60, "the container's uptime: {out:?}");
+    assert_eq!(out[1], "ok", "{out:?}");
+    assert!(
+        seconds(&out[2]) < 60,
+        "a fresh procfs has the virtual uptime: {out:?}"
+    );
+    assert!(seconds(&out[3]) < 60, "{out:?}");
+    assert!(
+        host_uptime > 120,
+        "the host has been up longer than the test needs"
+    );
+    drop(taken);
+    cleanup_after_crash(state.path(), &id);
+    stop_daemon(&daemon);
+}
+
+/// Kills the virtual files daemon in `dir` and its keeper, and takes its mount down.
+fn stop_daemon(dir: &Path) {
+    for file in ["pid", "keeper"] {
+        let pid = std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse::<i32>().ok());
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let mnt = dir.join("mnt");
+    let _ = eci::eci_mount::virt::abort(&mnt);
+    let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
 }
 
 /// Takes down what the killed runtime left: its container's cgroup (waiting for its processes

@@ -1,7 +1,8 @@
 //! The per-host virtual files daemon on the real kernel: a container's files and tunables
 //! served through it, the daemon killed with SIGKILL and started again by its keeper (reads
 //! meanwhile wait, then get the container's figures, and its written tunables are kept), and
-//! the keeper giving up after too many deaths (reads then fail with ENOTCONN). Needs root,
+//! the keeper giving up after too many deaths (reads then fail with ENOTCONN), and a container
+//! served on after its runtime exited, while its init lives. Needs root,
 //! /dev/fuse, Linux 6.9 and a memory controller.
 //!
 //! Its own main: the daemon is this program again, run with `--daemon DIR`.
@@ -25,11 +26,33 @@ fn main() {
         }
         return;
     }
+    if args.get(1).is_some_and(|a| a == "--register-and-hold") {
+        // A runtime that registers a container, names its init, and exits.
+        let text = |i: usize| args[i].to_str().unwrap().to_string();
+        let (dir, cgroup, init) = (text(2), text(3), text(4));
+        let client = DaemonClient::new(
+            Path::new(&dir),
+            vec![
+                std::env::current_exe().unwrap().into(),
+                "--daemon".into(),
+                dir.clone().into(),
+            ],
+        );
+        let served = client
+            .register("held", Path::new(&cgroup), 0, &|_| {
+                SysctlMode::ContainerOnly
+            })
+            .unwrap();
+        client.hold("held", init.parse().unwrap()).unwrap();
+        println!("{}", served.display());
+        return;
+    }
     let started = Instant::now();
     let cgroup = LimitedCgroup::new();
     a_killed_daemon_comes_back_with_the_containers(&cgroup);
     the_keeper_gives_up_and_reads_fail_closed(&cgroup);
-    println!("virt_daemon: 2 passed in {:?}", started.elapsed());
+    a_container_is_served_while_its_init_lives(&cgroup);
+    println!("virt_daemon: 3 passed in {:?}", started.elapsed());
 }
 
 /// A memory cgroup limited to 256 MiB, removed on drop.
@@ -208,4 +231,45 @@ fn the_keeper_gives_up_and_reads_fail_closed(cgroup: &LimitedCgroup) {
     let err = std::fs::read_to_string(&meminfo).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
     println!("the_keeper_gives_up_and_reads_fail_closed: ok");
+}
+
+/// A container whose runtime dies is served on while the init the runtime named lives, and
+/// forgotten once it is gone; only the registering process may name the init.
+fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
+    let daemon = DaemonDir::new();
+    let mut init = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let runtime = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--register-and-hold")
+        .arg(daemon.path())
+        .arg(&cgroup.path)
+        .arg(init.id().to_string())
+        .output()
+        .unwrap();
+    assert!(runtime.status.success(), "{runtime:?}");
+    let served = PathBuf::from(String::from_utf8(runtime.stdout).unwrap().trim());
+    let meminfo = served.join("meminfo");
+    // The daemon looks for the dead every second: give it three.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        std::fs::read_to_string(&meminfo)
+            .unwrap()
+            .starts_with(LIMITED),
+        "served after its runtime exited"
+    );
+    let err = daemon
+        .client()
+        .hold("held", std::process::id() as i32)
+        .unwrap_err();
+    assert!(err.to_string().contains("another process"), "{err}");
+    init.kill().unwrap();
+    init.wait().unwrap();
+    let forgotten = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::read_to_string(&meminfo).is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+    });
+    assert!(forgotten, "forgotten once its init is gone");
+    println!("a_container_is_served_while_its_init_lives: ok");
 }

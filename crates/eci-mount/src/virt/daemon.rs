@@ -13,8 +13,9 @@
 //! The directory (root's only) holds: `sock` (requests, one per connection, JSON), `lock`
 //! (held by the live daemon), `pid` (the daemon's), `mnt` (the FUSE mount), `keeper` (the keeper's pid, start time
 //! and descriptor number), `next-slot`, and `tenants/SLOT.json` (one record per container). A
-//! container's record goes when the process that registered it (its runtime) is gone, or when
-//! that process unregisters it; the daemon leaves, unmounting, after [`IDLE`] without any.
+//! container's record goes when the process that registered it (its runtime) is gone and so is
+//! the container's init, if the runtime named it ([`DaemonClient::hold`]), or when it is
+//! unregistered; the daemon leaves, unmounting, after [`IDLE`] without any.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -84,6 +85,11 @@ enum Request {
     Unregister {
         name: String,
     },
+    /// Serves `name` also while process `pid` (the container's init) lives.
+    Hold {
+        name: String,
+        pid: i32,
+    },
 }
 
 /// The daemon's answer.
@@ -122,6 +128,17 @@ struct Record {
     /// The process that registered it (pid and start time, to tell it from a later process
     /// with the same pid).
     holder: Holder,
+    /// The container's init, once its runtime named it ([`DaemonClient::hold`]): the
+    /// container is served while either lives.
+    #[serde(default)]
+    container: Option<Holder>,
+}
+
+impl Record {
+    /// Whether anyone still needs the container served.
+    fn is_needed(&self) -> bool {
+        self.holder.is_alive() || self.container.is_some_and(|c| c.is_alive())
+    }
 }
 
 /// Talks to the daemon in a directory, starting it when none runs.
@@ -149,7 +166,8 @@ impl DaemonClient {
     /// Serves a container named `name` whose cgroup is at `cgroup` (as in the spec's
     /// `cgroupsPath`) and whose tunables belong to host uid `owner`, reconciled as `mode_of`
     /// says; returns its directory on the mount. It stays served until
-    /// [`DaemonClient::unregister`] or until this process is gone.
+    /// [`DaemonClient::unregister`] or until this process is gone (and the init named with
+    /// [`DaemonClient::hold`], if any).
     pub fn register(
         &self,
         name: &str,
@@ -202,6 +220,19 @@ impl DaemonClient {
         }
         info.mem_unit = 1;
         Some(info)
+    }
+
+    /// Keeps serving `name` while process `pid` (the container's init) lives, even after the
+    /// registering process is gone. Only the process that registered `name` may ask.
+    pub fn hold(&self, name: &str, pid: i32) -> std::io::Result<()> {
+        let request = Request::Hold {
+            name: name.to_string(),
+            pid,
+        };
+        match self.ask(&request, false)? {
+            Answer::Done => Ok(()),
+            other => Err(refused(other)),
+        }
     }
 
     /// Stops serving `name`.
@@ -380,7 +411,7 @@ fn adopt(
         .lock()
         .map_err(|_| std::io::Error::other("records poisoned"))?;
     for record in loaded {
-        if record.holder.is_alive() && !live.contains_key(&record.name) {
+        if record.is_needed() && !live.contains_key(&record.name) {
             if let Ok(dirs) = CgroupDirs::resolve(&record.cgroup) {
                 let tenant = Tenant {
                     name: &record.name,
@@ -542,7 +573,31 @@ impl Daemon {
                 self.forget(&name);
                 Answer::Done
             }
+            Request::Hold { name, pid } => match self.hold(&name, pid, holder) {
+                Ok(()) => Answer::Done,
+                Err(err) => Answer::Refused(err.to_string()),
+            },
         }
+    }
+
+    /// Records `pid` as the container `name`'s init, for the process that registered it.
+    fn hold(&self, name: &str, pid: i32, asker: i32) -> std::io::Result<()> {
+        let asker = Holder::of(asker)?;
+        let container = Holder::of(pid)?;
+        let mut records = self
+            .records
+            .lock()
+            .map_err(|_| std::io::Error::other("records poisoned"))?;
+        let record = records
+            .get_mut(name)
+            .ok_or_else(|| std::io::Error::other(format!("'{name}' is not served")))?;
+        if record.holder != asker {
+            return Err(std::io::Error::other(format!(
+                "'{name}' was registered by another process"
+            )));
+        }
+        record.container = Some(container);
+        save_record(&self.dir, record)
     }
 
     fn register(
@@ -566,6 +621,7 @@ impl Daemon {
             written: BTreeMap::new(),
             started,
             holder,
+            container: None,
         };
         let tenant = Tenant {
             name: &name,
@@ -593,12 +649,12 @@ impl Daemon {
         }
     }
 
-    /// Drops the containers whose runtime is gone.
+    /// Drops the containers whose runtime and init are both gone.
     fn forget_the_dead(&self) {
         let dead: Vec<String> = match self.records.lock() {
             Ok(records) => records
                 .values()
-                .filter(|r| !r.holder.is_alive())
+                .filter(|r| !r.is_needed())
                 .map(|r| r.name.clone())
                 .collect(),
             Err(_) => return,
