@@ -237,20 +237,9 @@ fn next_lines(out: &mut impl BufRead, count: usize) -> Vec<String> {
         .collect()
 }
 
-/// The eci-run example's path.
-fn eci_run_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("eci-run")
-}
-
 /// The eci-run example, with its own state directory.
 fn eci_run(state: &Path) -> Command {
-    let mut command = Command::new(eci_run_path());
+    let mut command = Command::new(common::example("eci-run"));
     command.arg("--state-dir").arg(state);
     command
 }
@@ -352,7 +341,7 @@ fn a_take_over_keeps_the_virtual_files_of_the_per_host_daemon() {
     assert_eq!(answers(1), ["ENOSYS"], "nobody answers sysinfo");
 
     let command = vec![
-        eci_run_path().into_os_string(),
+        common::example("eci-run").into_os_string(),
         "--serve-virtual-files".into(),
         daemon.clone().into_os_string(),
     ];

@@ -30,6 +30,17 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// An example program built with the tests (`cargo build --examples`).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
 /// A unique container ID for this test binary.
 pub fn unique_id(name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
