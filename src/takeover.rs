@@ -16,7 +16,7 @@ use eci_idmap::Holder;
 use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
 use eci_seccomp::fresh::Masks;
-use eci_seccomp::mount::{find_orphan, HelperConfig, MountVetter};
+use eci_seccomp::mount::{find_orphan, stop_orphan, HelperConfig, MountVetter};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -302,6 +302,9 @@ fn take_over_one(
         sysinfo: config.sysinfo.is_some(),
     };
     let file = write_record(dir, &record)?;
+    // Ours serves, is registered and recorded: only now may the orphan go (a failure before
+    // leaves it, and its record, for another attempt).
+    stop_orphan(orphan);
     tracing::info!(pid, helper = vetter.helper_pid(), "took over mount vetting");
     Ok((pid, Vetting::new(registration, vetter, file)))
 }

@@ -903,12 +903,13 @@ impl MountVetter {
 
     /// Takes over the listener an orphaned helper holds (its runtime died; see [`find_orphan`]):
     /// takes a copy of the descriptor numbered `listener_fd` in `orphan`, checks it is a seccomp
-    /// listener and that `orphan` is in the container's user namespace (`config.userns`), starts
-    /// a helper of ours on the listener, joining that same user namespace, and then stops the
-    /// orphan. If ours cannot start, the orphan is left as it was.
-    /// `config` is what the first runtime's helpers knew (the caller kept it); its `userns_fd` is
-    /// replaced by the orphan's. Calls made meanwhile wait for the new helper rather than fail.
-    /// Returns the vetter and the listener, for [`Supervisor::register`](crate::Supervisor::register).
+    /// listener and that `orphan` is in the container's user namespace (`config.userns`), and
+    /// starts a helper of ours on the listener, joining that same user namespace. If ours cannot
+    /// start, the orphan is left as it was. `config` is what the first runtime's helpers knew
+    /// (the caller kept it); its `userns_fd` is replaced by the orphan's. Returns the vetter and
+    /// the listener, for [`Supervisor::register`](crate::Supervisor::register); once that is
+    /// done, [`stop_orphan`] lets the orphan go (until then both serve, the orphan only
+    /// answering ENOSYS), so that nothing that fails on the way leaves the listener with nobody.
     ///
     /// ```no_run
     /// use eci_seccomp::mount::{find_orphan, HelperConfig, MountVetter};
@@ -920,6 +921,7 @@ impl MountVetter {
     /// let supervisor = eci_seccomp::Supervisor::start()?;
     /// let handler: std::sync::Arc<dyn Handler> = vetter;
     /// let _registration = supervisor.register(listener, handler, None)?;
+    /// eci_seccomp::mount::stop_orphan(&orphan);
     /// # Ok(()) }
     /// ```
     pub fn take_over(
@@ -951,11 +953,9 @@ impl MountVetter {
         }
         config.userns_fd = Some(Arc::new(OwnedFd::from(userns)));
         let listener = Listener::new(listener);
-        // Ours first: if it cannot start, the orphan goes on holding the listener (and failing
-        // the calls), so a later attempt can still take over. For the moment both serve, the
-        // orphan only answers ENOSYS.
+        // If ours cannot start, the orphan goes on holding the listener (and failing the calls),
+        // so a later attempt can still take over.
         let vetter = MountVetter::start(init, &listener, config)?;
-        stop_orphan(orphan);
         Ok((vetter, listener))
     }
 
@@ -1034,9 +1034,10 @@ impl MountVetter {
 /// How long an orphan has to finish the call it answers and exit before it is killed.
 const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Asks an orphan to exit and waits until it has. One that does not exit in time is killed (a
-/// call it had received then waits until the listener closes, or until its caller is killed).
-fn stop_orphan(orphan: &PidFd) {
+/// Asks an orphan whose listener was taken over ([`MountVetter::take_over`]) to exit, and
+/// waits until it has. One that does not exit in time is killed (a call it had received then
+/// waits until the listener closes, or until its caller is killed).
+pub fn stop_orphan(orphan: &PidFd) {
     let _ = orphan.signal(libc::SIGTERM);
     let deadline = std::time::Instant::now() + ORPHAN_GRACE;
     while orphan.is_alive() {
