@@ -148,7 +148,7 @@ pub(crate) fn helper_config(
 pub(crate) struct Vetting {
     _registration: Registration,
     _vetter: Arc<MountVetter>,
-    _record: Option<crate::takeover::RecordFile>,
+    _record: crate::takeover::RecordFile,
 }
 
 /// Starts a mount helper in `init`'s user namespace for `listener`, registers the listener
@@ -166,11 +166,7 @@ pub(crate) fn start_vetting(
     let vetter = MountVetter::start(init, &listener, config.clone())?;
     let registration = register(shared, listener, &vetter, process)?;
     let record = crate::takeover::record(shared, container, init, process, &vetter, &config)?;
-    Ok(Vetting {
-        _registration: registration,
-        _vetter: vetter,
-        _record: Some(record),
-    })
+    Ok(Vetting::new(registration, vetter, record))
 }
 
 /// Registers `listener` with the supervisor, handled by `vetter`, until `process` exits.
@@ -208,7 +204,7 @@ impl Vetting {
         Vetting {
             _registration: registration,
             _vetter: vetter,
-            _record: Some(record),
+            _record: record,
         }
     }
 }

@@ -41,6 +41,30 @@ struct Record {
     sysinfo: bool,
 }
 
+impl Record {
+    /// The record of `process`'s vetting by `vetter`, which knows what `config` says.
+    fn of(
+        process: Holder,
+        init: Holder,
+        vetter: &MountVetter,
+        config: &HelperConfig,
+    ) -> Result<Record> {
+        Ok(Record {
+            process,
+            init,
+            listener_fd: vetter.listener_fd().ok_or_else(|| Error::Setup {
+                what: "the mount helper gave up its listener at once".into(),
+                source: std::io::ErrorKind::BrokenPipe.into(),
+            })?,
+            userns: config.userns,
+            policy: config.policy,
+            initial: config.initial.clone(),
+            masks: config.masks.clone(),
+            sysinfo: config.sysinfo.is_some(),
+        })
+    }
+}
+
 /// A record on disk, removed when dropped.
 pub(crate) struct RecordFile(PathBuf);
 
@@ -71,19 +95,7 @@ pub(crate) fn record(
     let holder = |pidfd: &PidFd| {
         Holder::of(pidfd.pid()).map_err(Error::io(format!("reading process {}", pidfd.pid())))
     };
-    let record = Record {
-        process: holder(process)?,
-        init: holder(init)?,
-        listener_fd: vetter.listener_fd().ok_or_else(|| Error::Setup {
-            what: "the mount helper gave up its listener at once".into(),
-            source: std::io::ErrorKind::BrokenPipe.into(),
-        })?,
-        userns: config.userns,
-        policy: config.policy,
-        initial: config.initial.clone(),
-        masks: config.masks.clone(),
-        sysinfo: config.sysinfo.is_some(),
-    };
+    let record = Record::of(holder(process)?, holder(init)?, vetter, config)?;
     write_record(&records_dir(&shared.state_dir, container), &record)
 }
 
@@ -192,7 +204,7 @@ impl Runtime {
         for (record, orphan) in found {
             let pid = record.process.pid;
             // A failure leaves that orphan and its record as they were, for another attempt.
-            match take_over_one(&self.shared, &dir, record, &orphan) {
+            match take_over_one(&self.shared, id, &dir, record, &orphan) {
                 Ok(vetting) => processes.push(vetting),
                 Err(err) => failures.push((pid, err)),
             }
@@ -259,6 +271,7 @@ fn open_holder(holder: &Holder, what: &str) -> Result<PidFd> {
 
 fn take_over_one(
     shared: &Shared,
+    id: &str,
     dir: &Path,
     record: Record,
     orphan: &PidFd,
@@ -284,36 +297,18 @@ fn take_over_one(
         // From the per-host daemon, which serves the container while its init lives; without
         // one, the calls fail (ENOSYS) rather than reach the kernel, which would give the
         // host's figures.
-        sysinfo: record
-            .sysinfo
-            .then(|| shared.virtual_files.sysinfo_of(&record_name(dir))),
+        sysinfo: record.sysinfo.then(|| shared.virtual_files.sysinfo_of(id)),
     };
     let (vetter, listener) =
         MountVetter::take_over(&init, orphan, record.listener_fd, config.clone())?;
     let registration = register(shared, listener, &vetter, &process)?;
-    let record = Record {
-        process: record.process,
-        init: record.init,
-        listener_fd: vetter.listener_fd().unwrap_or(-1),
-        userns: config.userns,
-        policy: config.policy,
-        initial: config.initial,
-        masks: config.masks,
-        sysinfo: config.sysinfo.is_some(),
-    };
+    let record = Record::of(record.process, record.init, &vetter, &config)?;
     let file = write_record(dir, &record)?;
     // Ours serves, is registered and recorded: only now may the orphan go (a failure before
     // leaves it, and its record, for another attempt).
     stop_orphan(orphan);
     tracing::info!(pid, helper = vetter.helper_pid(), "took over mount vetting");
     Ok((pid, Vetting::new(registration, vetter, file)))
-}
-
-/// The container's name, which is its records directory's.
-fn record_name(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Turns the binds whose source no longer answers (virtual files whose server died with the

@@ -2,6 +2,8 @@
 //! --runc-binary`), runs a container with eci's protections. Needs root, containerd
 //! (scripts/test installs it) and busybox-static.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -65,14 +67,7 @@ fn ctr_runs_a_container_through_eci_runc() {
         .status()
         .unwrap()
         .success());
-    let exe = std::env::current_exe().unwrap();
-    let eci_runc = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("eci-runc");
+    let eci_runc = common::example("eci-runc");
     let rootfs = bundle.join("rootfs");
     // `ctr run` through the runc shim with eci-runc as its binary.
     let run = |mode: &str, id: &str, script: &str| {

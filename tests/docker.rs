@@ -2,6 +2,8 @@
 //! `docker run --runtime=eci` sees. Needs root, docker.io and containerd (scripts/test installs
 //! them) and busybox-static (for the image).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,15 +17,7 @@ struct Dockerd {
     data: tempfile::TempDir,
 }
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
-}
+use common::example;
 
 impl Dockerd {
     fn start() -> Dockerd {

@@ -1,14 +1,14 @@
 //! The eci-run example, run as a user would. Needs root; `--bundle` needs busybox-static and jq
 //! (scripts/test installs them).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 /// The example binary, built by `cargo test` next to this test's executable.
 fn eci_run() -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let examples = exe.parent().unwrap().parent().unwrap().join("examples");
-    let mut command = Command::new(examples.join("eci-run"));
+    let mut command = Command::new(common::example("eci-run"));
     command.args(["--state-dir", "/run/eci-test"]);
     command
 }

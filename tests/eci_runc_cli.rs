@@ -2,13 +2,13 @@
 //! is told when the container goes away under it, and what a failed create leaves behind.
 //! Needs root and busybox-static.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn eci_runc() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().unwrap().parent().unwrap();
-    debug.join("examples").join("eci-runc")
+    common::example("eci-runc")
 }
 
 /// A runtime root and a busybox bundle running `args`, in a fresh directory.

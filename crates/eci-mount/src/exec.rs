@@ -60,6 +60,15 @@ pub mod global {
     pub const SHARE_ROOT: u32 = u32::MAX - 10;
 }
 
+/// A mount failure at step code `step`, for `map_err`.
+fn mount_failure(step: u32) -> impl Fn(Errno) -> Failure {
+    move |errno| Failure {
+        stage: Stage::Mounts,
+        step,
+        errno,
+    }
+}
+
 fn code(step: usize, action: Action) -> u32 {
     (step as u32) << 4 | action as u32
 }
@@ -171,13 +180,7 @@ fn remount_with(fd: RawFd, flags: libc::c_ulong) -> SysResult<()> {
 /// A detached copy of a bind step's host source, with the step's flags, made while the host is
 /// in view; its mount point is created too.
 fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Result<Fd, Failure> {
-    let fail = |action| {
-        move |errno| Failure {
-            stage: Stage::Mounts,
-            step: code(index, action),
-            errno,
-        }
-    };
+    let fail = |action| mount_failure(code(index, action));
     let Step::Mount {
         dest,
         kind,
@@ -263,6 +266,16 @@ fn attributes_of(flags: libc::c_ulong) -> sys::MountAttr {
         attr.attr_clr |= libc::MOUNT_ATTR__ATIME;
     }
     attr
+}
+
+/// Where mount step `index` goes; a failure if it is no mount step (the plan never names one).
+fn mount_dest(steps: &[Step], index: usize) -> Result<&RootPath, Failure> {
+    match steps.get(index) {
+        Some(Step::Mount { dest, .. }) => Ok(dest),
+        _ => Err(mount_failure(code(index, Action::Resolve))(Errno(
+            libc::EINVAL,
+        ))),
+    }
 }
 
 /// This process's root directory (the rootfs, after the pivot or in the init).
@@ -472,14 +485,7 @@ impl MountPlan {
     /// Builds the mount table and pivots into the rootfs. Returns a failure whose step code
     /// [`MountPlan::explain`] turns into words.
     pub fn execute(&self, ctx: &ExecContext<'_>) -> Result<(), Failure> {
-        let fail = |step: u32| {
-            move |errno: Errno| Failure {
-                stage: Stage::Mounts,
-                step,
-                errno,
-            }
-        };
-        act_as_container_root(self.owner).map_err(fail(global::FSIDS))?;
+        act_as_container_root(self.owner).map_err(mount_failure(global::FSIDS))?;
         let userns = if ctx.rootfs != RootfsMount::Bind || self.needs_userns() {
             let path = userns_path(ctx.init_pid);
             let path = CStr::from_bytes_until_nul(&path).expect("the buffer ends in NUL");
@@ -487,7 +493,7 @@ impl MountPlan {
             Some(
                 check_int(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })
                     .map(Fd)
-                    .map_err(fail(global::USERNS))?,
+                    .map_err(mount_failure(global::USERNS))?,
             )
         } else {
             None
@@ -501,13 +507,13 @@ impl MountPlan {
                 });
                 let tree =
                     idmapped::idmapped_overlay(&layers.lower, upper, &layers.options, userns)
-                        .map_err(fail(global::BIND_ROOTFS))?;
+                        .map_err(mount_failure(global::BIND_ROOTFS))?;
                 idmapped::attach(tree.as_fd(), libc::AT_FDCWD, &self.rootfs)
-                    .map_err(fail(global::BIND_ROOTFS))?;
+                    .map_err(mount_failure(global::BIND_ROOTFS))?;
             }
             (_, RootfsMount::IdmappedLayers, _) => {
                 // Asked for layers the plan does not have: never fall back to a plain bind.
-                return Err(fail(global::BIND_ROOTFS)(Errno(libc::EINVAL)));
+                return Err(mount_failure(global::BIND_ROOTFS)(Errno(libc::EINVAL)));
             }
             (Some(userns), RootfsMount::Idmapped, _) => {
                 // SAFETY: the path is NUL-terminated.
@@ -515,7 +521,7 @@ impl MountPlan {
                     libc::open(self.rootfs.as_ptr(), libc::O_PATH | libc::O_CLOEXEC)
                 })
                 .map(Fd)
-                .map_err(fail(global::BIND_ROOTFS))?;
+                .map_err(mount_failure(global::BIND_ROOTFS))?;
                 // SAFETY: both fds stay open for the duration of the calls.
                 let (source, userns) = unsafe {
                     (
@@ -524,9 +530,9 @@ impl MountPlan {
                     )
                 };
                 let tree = idmapped::idmapped_copy(source, true, userns)
-                    .map_err(fail(global::BIND_ROOTFS))?;
+                    .map_err(mount_failure(global::BIND_ROOTFS))?;
                 idmapped::attach(tree.as_fd(), libc::AT_FDCWD, &self.rootfs)
-                    .map_err(fail(global::BIND_ROOTFS))?;
+                    .map_err(mount_failure(global::BIND_ROOTFS))?;
             }
             _ => sys::mount(
                 Some(&self.rootfs),
@@ -535,11 +541,11 @@ impl MountPlan {
                 libc::MS_BIND | libc::MS_REC,
                 None,
             )
-            .map_err(fail(global::BIND_ROOTFS))?,
+            .map_err(mount_failure(global::BIND_ROOTFS))?,
         }
         if self.rootfs_propagation != 0 {
             sys::mount(None, &self.rootfs, None, self.rootfs_propagation, None)
-                .map_err(fail(global::ROOTFS_PROPAGATION))?;
+                .map_err(mount_failure(global::ROOTFS_PROPAGATION))?;
         }
         // SAFETY: the path is NUL-terminated.
         let root = check_int(unsafe {
@@ -549,7 +555,7 @@ impl MountPlan {
             )
         })
         .map(Fd)
-        .map_err(fail(global::OPEN_ROOTFS))?;
+        .map_err(mount_failure(global::OPEN_ROOTFS))?;
         let userns = userns.as_ref().map_or(-1, |fd| fd.0);
         let mut late: [Option<(usize, Fd)>; MOST_DETACHED] = [const { None }; MOST_DETACHED];
         let mut count = 0;
@@ -558,22 +564,26 @@ impl MountPlan {
                 // The mount point now, while the host's paths are in view, and the tree too;
                 // the tree is attached once the init has its own namespace.
                 let tree = detached_tree(root.0, userns, index, step)?;
-                if let Some(slot) = late.get_mut(count) {
-                    *slot = Some((index, tree));
-                    count += 1;
-                }
+                // The plan holds at most MOST_DETACHED: never drop one silently.
+                let slot = late
+                    .get_mut(count)
+                    .ok_or(mount_failure(code(index, Action::Mount))(Errno(
+                        libc::E2BIG,
+                    )))?;
+                *slot = Some((index, tree));
+                count += 1;
                 continue;
             }
             self.run_step(root.0, userns, index, step)?;
         }
         if self.root_readonly {
-            remount_with(root.0, libc::MS_RDONLY).map_err(fail(global::ROOT_READONLY))?;
+            remount_with(root.0, libc::MS_RDONLY).map_err(mount_failure(global::ROOT_READONLY))?;
         }
         pivot(root.0)?;
         match ctx.late {
             Some(phase) if count > 0 => self.attach_late(phase, &late[..count]),
             // Late mounts planned but no way to wait for the init: never mount them locked.
-            None if count > 0 => Err(fail(global::SHARE_ROOT)(Errno(libc::EINVAL))),
+            None if count > 0 => Err(mount_failure(global::SHARE_ROOT)(Errno(libc::EINVAL))),
             _ => Ok(()),
         }
     }
@@ -586,29 +596,25 @@ impl MountPlan {
         phase: LatePhase<'_>,
         trees: &[Option<(usize, Fd)>],
     ) -> Result<(), Failure> {
-        let fail = |step: u32| {
-            move |errno: Errno| Failure {
-                stage: Stage::Mounts,
-                step,
-                errno,
-            }
-        };
-        sys::mount(None, c"/", None, libc::MS_SHARED, None).map_err(fail(global::SHARE_ROOT))?;
+        sys::mount(None, c"/", None, libc::MS_SHARED, None)
+            .map_err(mount_failure(global::SHARE_ROOT))?;
         phase.wait_for_unshare()?;
-        let root = open_own_root().map_err(fail(global::OPEN_ROOT))?;
+        let root = open_own_root().map_err(mount_failure(global::OPEN_ROOT))?;
         for (index, tree) in trees.iter().flatten() {
-            let Some(Step::Mount { dest, .. }) = self.steps.get(*index) else {
-                continue;
-            };
+            let dest = mount_dest(&self.steps, *index)?;
             let target = open_in_root(root.0, &dest.rel, libc::O_PATH)
-                .map_err(fail(code(*index, Action::Resolve)))?;
+                .map_err(mount_failure(code(*index, Action::Resolve)))?;
             // Only what is attached on the shared root reaches the init's namespace: a mount
             // point that an image's symlink led onto another mount would leave the container
             // without the bind, silently.
-            if mount_id(target.0) != mount_id(root.0) {
-                return Err(fail(code(*index, Action::Resolve))(Errno(libc::EXDEV)));
+            let on_root = mount_id(target.0).is_some_and(|id| Some(id) == mount_id(root.0));
+            if !on_root {
+                return Err(mount_failure(code(*index, Action::Resolve))(Errno(
+                    libc::EXDEV,
+                )));
             }
-            sys::attach_tree(tree.0, target.0, c"").map_err(fail(code(*index, Action::Mount)))?;
+            sys::attach_tree(tree.0, target.0, c"")
+                .map_err(mount_failure(code(*index, Action::Mount)))?;
         }
         Ok(())
     }
@@ -620,29 +626,22 @@ impl MountPlan {
         if self.deferred_read_only.is_empty() && !self.root_read_only_deferred {
             return Ok(());
         }
-        let fail = |step: u32| {
-            move |errno| Failure {
-                stage: Stage::Mounts,
-                step,
-                errno,
-            }
-        };
-        let root = open_own_root().map_err(fail(global::OPEN_ROOT))?;
+        let root = open_own_root().map_err(mount_failure(global::OPEN_ROOT))?;
         for &index in &self.deferred_read_only {
-            let Some(Step::Mount { dest, .. }) = self.steps.get(index) else {
-                continue;
-            };
+            let dest = mount_dest(&self.steps, index)?;
             let mounted = open_in_root(root.0, &dest.rel, libc::O_PATH)
-                .map_err(fail(code(index, Action::Resolve)))?;
+                .map_err(mount_failure(code(index, Action::Resolve)))?;
             // The bind, not a directory of the mount beneath (renamed meanwhile): never leave
             // it writable by making something else read-only.
             if !is_mount_root(mounted.0) {
-                return Err(fail(code(index, Action::Resolve))(Errno(libc::EXDEV)));
+                return Err(mount_failure(code(index, Action::Resolve))(Errno(
+                    libc::EXDEV,
+                )));
             }
-            set_read_only(mounted.0).map_err(fail(code(index, Action::Remount)))?;
+            set_read_only(mounted.0).map_err(mount_failure(code(index, Action::Remount)))?;
         }
         if self.root_read_only_deferred {
-            set_read_only(root.0).map_err(fail(global::ROOT_READONLY))?;
+            set_read_only(root.0).map_err(mount_failure(global::ROOT_READONLY))?;
         }
         Ok(())
     }
@@ -667,13 +666,7 @@ impl MountPlan {
         index: usize,
         step: &Step,
     ) -> Result<(), Failure> {
-        let fail = |action| {
-            move |errno| Failure {
-                stage: Stage::Mounts,
-                step: code(index, action),
-                errno,
-            }
-        };
+        let fail = |action| mount_failure(code(index, action));
         match step {
             Step::Mount {
                 dest,
@@ -815,25 +808,19 @@ fn read_only(root: RawFd, dest: &RootPath) -> SysResult<()> {
 /// Makes the rootfs the root, moving every process whose root was the old one along with it,
 /// and detaches the old root.
 fn pivot(root: RawFd) -> Result<(), Failure> {
-    let fail = |step| {
-        move |errno| Failure {
-            stage: Stage::Mounts,
-            step,
-            errno,
-        }
-    };
     // SAFETY: root is an open directory fd.
-    check_int(unsafe { libc::fchdir(root) }).map_err(fail(global::PIVOT))?;
+    check_int(unsafe { libc::fchdir(root) }).map_err(mount_failure(global::PIVOT))?;
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
     // removes it. No directory for the old root is needed.
     // SAFETY: both paths are NUL-terminated.
     check(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) })
-        .map_err(fail(global::PIVOT))?;
+        .map_err(mount_failure(global::PIVOT))?;
     // SAFETY: the path is NUL-terminated.
     check_int(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })
-        .map_err(fail(global::DETACH_OLD_ROOT))?;
+        .map_err(mount_failure(global::DETACH_OLD_ROOT))?;
     // SAFETY: the path is NUL-terminated.
-    check_int(unsafe { libc::chdir(c"/".as_ptr()) }).map_err(fail(global::DETACH_OLD_ROOT))?;
+    check_int(unsafe { libc::chdir(c"/".as_ptr()) })
+        .map_err(mount_failure(global::DETACH_OLD_ROOT))?;
     Ok(())
 }
 
