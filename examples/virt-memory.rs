@@ -27,7 +27,7 @@ fn main() -> std::io::Result<()> {
     for n in 0..CONTAINERS {
         let served = fs.register(&format!("c{n}"), dirs.clone(), Instant::now())?;
         for (file, _) in SERVED {
-            std::fs::read(served.join(file.name()))?;
+            std::fs::read(served.files.join(file.name()))?;
         }
     }
     let after = rss_kib();

@@ -132,7 +132,11 @@ pub(crate) fn sweep_dead(base: &Path) {
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        let _ = nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH);
+        let _ = eci_mount::virt::detach(&entry.path());
+        // One directory at a time: never a recursion into a mount that is still there.
+        for mount in ["files", "tunables"] {
+            let _ = std::fs::remove_dir(entry.path().join(mount));
+        }
         let _ = std::fs::remove_dir(entry.path());
     }
 }
@@ -216,7 +220,7 @@ pub(crate) fn serve(
         .collect();
     let backend = server.get(state_dir)?;
     let mode_of = |name: &str| policy.sysctls.mode(name);
-    let dir = match &backend {
+    let dirs = match &backend {
         Backend::Local(fs) => {
             let dirs = CgroupDirs::resolve(cgroup_path)
                 .map_err(Error::io("finding the cgroup controllers"))?;
@@ -227,7 +231,7 @@ pub(crate) fn serve(
     .map_err(Error::io("registering the container's virtual files"))?;
     let binds: Vec<(PathBuf, &'static str)> = files
         .iter()
-        .map(|(file, target)| (dir.join(file.name()), *target))
+        .map(|(file, target)| (dirs.files.join(file.name()), *target))
         .collect();
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     mounts.extend(
@@ -247,7 +251,7 @@ pub(crate) fn serve(
     // The global tunables this kernel has, writable: the server keeps each container's value.
     let tunables: Vec<(PathBuf, String)> = sysctl::TUNABLES
         .iter()
-        .map(|(name, _)| (dir.join(name), sysctl::proc_path(name)))
+        .map(|(name, _)| (dirs.tunables.join(name), sysctl::proc_path(name)))
         .filter(|(_, target)| Path::new(target).exists())
         .collect();
     mounts.extend(

@@ -129,7 +129,7 @@ impl Drop for Setup {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
-        let _ = nix::mount::umount2(&self.virtd().join("mnt"), nix::mount::MntFlags::MNT_DETACH);
+        let _ = eci::eci_mount::virt::detach(&self.virtd().join("mnt"));
     }
 }
 

@@ -396,7 +396,7 @@ fn stop_daemon(dir: &Path) {
     }
     let mnt = dir.join("mnt");
     let _ = eci::eci_mount::virt::abort(&mnt);
-    let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+    let _ = eci::eci_mount::virt::detach(&mnt);
 }
 
 /// Takes down what the killed runtime left: its container's cgroup (waiting for its processes

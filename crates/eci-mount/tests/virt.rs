@@ -78,15 +78,15 @@ fn files_reflect_the_cgroup_and_fail_when_the_server_is_gone() {
         .register("limits", cgroup.dirs.clone(), Instant::now())
         .unwrap();
 
-    let meminfo = read(&dir.join("meminfo")).unwrap();
+    let meminfo = read(&dir.files.join("meminfo")).unwrap();
     assert!(
         meminfo.starts_with("MemTotal:         262144 kB\n"),
         "{meminfo}"
     );
-    let cpuinfo = read(&dir.join("cpuinfo")).unwrap();
+    let cpuinfo = read(&dir.files.join("cpuinfo")).unwrap();
     assert_eq!(cpuinfo.matches("processor").count(), 1, "{cpuinfo}");
-    assert_eq!(read(&dir.join("cpuOnline")).unwrap(), "0\n");
-    let uptime: f64 = read(&dir.join("uptime"))
+    assert_eq!(read(&dir.files.join("cpuOnline")).unwrap(), "0\n");
+    let uptime: f64 = read(&dir.files.join("uptime"))
         .unwrap()
         .split_whitespace()
         .next()
@@ -94,12 +94,14 @@ fn files_reflect_the_cgroup_and_fail_when_the_server_is_gone() {
         .parse()
         .unwrap();
     assert!(uptime < 5.0, "uptime starts near zero: {uptime}");
-    let stat = read(&dir.join("stat")).unwrap();
+    let stat = read(&dir.files.join("stat")).unwrap();
     assert!(
         stat.starts_with("cpu  ") && stat.contains("\ncpu0 ") && !stat.contains("\ncpu1 "),
         "{stat}"
     );
-    assert!(read(&dir.join("swaps")).unwrap().starts_with("Filename"));
+    assert!(read(&dir.files.join("swaps"))
+        .unwrap()
+        .starts_with("Filename"));
 
     // Another container's directory is its own, and an unregistered one is gone.
     let other = fs
@@ -109,21 +111,38 @@ fn files_reflect_the_cgroup_and_fail_when_the_server_is_gone() {
             Instant::now() - Duration::from_secs(100),
         )
         .unwrap();
-    assert_ne!(read(&other.join("meminfo")).unwrap(), meminfo);
+    assert_ne!(read(&other.files.join("meminfo")).unwrap(), meminfo);
     fs.unregister("other");
     assert_eq!(
-        read(&other.join("meminfo")).unwrap_err().raw_os_error(),
+        read(&other.files.join("meminfo"))
+            .unwrap_err()
+            .raw_os_error(),
         Some(libc::ENOENT)
     );
 
-    // Writing is refused.
+    // Writing is refused: the files' mount is read-only, so that the kernel keeps their
+    // attributes across reads. The tunables are on a mount of their own, and only there.
     let write = std::fs::OpenOptions::new()
         .write(true)
-        .open(dir.join("meminfo"));
-    assert!(write.is_err());
+        .open(dir.files.join("meminfo"));
+    assert_eq!(write.unwrap_err().raw_os_error(), Some(libc::EROFS));
+    let flags = nix::sys::statvfs::statvfs(&dir.files).unwrap().flags();
+    assert!(flags.contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let names = |at: &Path| -> Vec<String> {
+        let entries = std::fs::read_dir(at).unwrap();
+        entries
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    assert_eq!(names(&dir.files).len(), eci_mount::virt::SERVED.len());
+    assert!(names(&dir.tunables).iter().all(|n| n.contains('.')));
+    assert!(!dir.files.join("kernel.panic").exists());
+    assert!(!dir.tunables.join("meminfo").exists());
+    let panic = read(&dir.tunables.join("kernel.panic")).unwrap();
+    assert_eq!(panic, read(Path::new("/proc/sys/kernel/panic")).unwrap());
 
     // The server dies (its connection aborted, as when its process is killed): reads fail.
-    let file = dir.join("meminfo");
+    let file = dir.files.join("meminfo");
     eci_mount::virt::abort(mount.path()).unwrap();
     let err = read(&file).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
@@ -143,7 +162,7 @@ fn unmounting_ends_the_server_even_when_another_namespace_holds_a_copy() {
         .spawn()
         .unwrap();
     let copy = PathBuf::from(format!("/proc/{}/root", holder.id()))
-        .join(dir.strip_prefix("/").unwrap())
+        .join(dir.files.strip_prefix("/").unwrap())
         .join("meminfo");
     let seen = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(20));

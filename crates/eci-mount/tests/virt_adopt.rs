@@ -14,7 +14,7 @@ use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use eci_mount::virt::{CgroupDirs, ControllerDir, Tenant, VirtualFs};
+use eci_mount::virt::{CgroupDirs, Connections, ControllerDir, Tenant, VirtualFs};
 use eci_policy::settings::SysctlMode;
 
 /// Set in the copy of this program that is the first server: the test's directory.
@@ -35,7 +35,7 @@ fn main() {
 
 /// The first server: registers a container whose memory.stat is a FIFO nobody writes (its
 /// request stays read and unanswered), and one with a 256 MiB limit; tells the test its
-/// connection's descriptor number; waits to be killed.
+/// connections' descriptor numbers; waits to be killed.
 fn first_server(dir: &Path) -> ! {
     let fs = VirtualFs::mount(&dir.join("mnt")).expect("mount");
     let stall = dir.join("stall");
@@ -52,8 +52,13 @@ fn first_server(dir: &Path) -> ! {
     fs.register_at(STALLED, tenant("stalled", stalled)).unwrap();
     fs.register_at(LIMITED, tenant("limited", limited_dirs(dir)))
         .unwrap();
-    let connection = fs.connection().unwrap().into_raw_fd();
-    let ready = format!("{connection} {}", fs.passes_through());
+    let connections = fs.connections().unwrap();
+    let ready = format!(
+        "{} {} {}",
+        connections.files.into_raw_fd(),
+        connections.tunables.into_raw_fd(),
+        fs.passes_through()
+    );
     std::fs::write(dir.join("ready"), ready).unwrap();
     loop {
         std::thread::sleep(Duration::from_secs(60));
@@ -117,13 +122,14 @@ impl Drop for FirstServer {
     fn drop(&mut self) {
         self.kill();
         let _ = eci_mount::virt::abort(&self.mnt);
-        let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        let _ = eci_mount::virt::detach(&self.mnt);
     }
 }
 
-/// Starts the first server in `dir` and waits until it serves; returns it, its connection's
-/// descriptor number and whether the kernel reads its files through passthrough.
-fn start_first_server(dir: &Path) -> (FirstServer, i32, bool) {
+/// Starts the first server in `dir` and waits until it serves; returns it, its connections'
+/// descriptor numbers (files, tunables) and whether the kernel reads its files through
+/// passthrough.
+fn start_first_server(dir: &Path) -> (FirstServer, [i32; 2], bool) {
     let child = Command::new(std::env::current_exe().unwrap())
         .env(FIRST_SERVER, dir)
         .spawn()
@@ -135,8 +141,10 @@ fn start_first_server(dir: &Path) -> (FirstServer, i32, bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(text) = std::fs::read_to_string(dir.join("ready")) {
-            if let Some((fd, passthrough)) = text.split_once(' ') {
-                return (server, fd.parse().unwrap(), passthrough == "true");
+            let fields: Vec<&str> = text.split(' ').collect();
+            if let [files, tunables, passthrough] = fields[..] {
+                let fds = [files.parse().unwrap(), tunables.parse().unwrap()];
+                return (server, fds, passthrough == "true");
             }
         }
         assert!(Instant::now() < deadline, "the first server did not start");
@@ -188,9 +196,15 @@ fn waits_on_a_pipe(pid: u32) -> bool {
 fn a_new_server_answers_the_dead_ones_callers() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let (mut server, fd, passthrough) = start_first_server(dir.path());
-    let kept = steal(server.pid(), fd);
-    let limited = mnt.join(format!("limited.{LIMITED}/meminfo"));
+    let (mut server, [files, tunables], passthrough) = start_first_server(dir.path());
+    let kept = Connections {
+        files: steal(server.pid(), files),
+        tunables: steal(server.pid(), tunables),
+    };
+    let limited = mnt.join(format!("files/limited.{LIMITED}/meminfo"));
+    let tunable = mnt.join(format!("tunables/limited.{LIMITED}/kernel.panic"));
+    let host_panic = std::fs::read_to_string("/proc/sys/kernel/panic").unwrap();
+    assert_eq!(std::fs::read_to_string(&tunable).unwrap(), host_panic);
     let before = std::fs::read_to_string(&limited).unwrap();
     assert!(
         before.starts_with("MemTotal:         262144 kB\n"),
@@ -198,7 +212,7 @@ fn a_new_server_answers_the_dead_ones_callers() {
     );
 
     // A request the first server reads and never answers.
-    let stalled = read_later(mnt.join(format!("stalled.{STALLED}/meminfo")));
+    let stalled = read_later(mnt.join(format!("files/stalled.{STALLED}/meminfo")));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !waits_on_a_pipe(server.pid()) {
         assert!(
@@ -209,9 +223,10 @@ fn a_new_server_answers_the_dead_ones_callers() {
     }
     server.kill();
 
-    // No server: a read waits; nothing answers it, least of all with the host's figures.
+    // No server: reads wait; nothing answers them, least of all with the host's figures.
     let waiting = read_later(limited.clone());
-    for rx in [&stalled, &waiting] {
+    let waiting_tunable = read_later(tunable.clone());
+    for rx in [&stalled, &waiting, &waiting_tunable] {
         if let Ok(answer) = rx.recv_timeout(Duration::from_millis(300)) {
             panic!("a read was answered with no server: {answer:?}");
         }
@@ -227,6 +242,8 @@ fn a_new_server_answers_the_dead_ones_callers() {
         .register_at(LIMITED, tenant("limited", limited_dirs(dir.path())))
         .unwrap();
     let fs = adoption.serve().unwrap();
+    let answer = waiting_tunable.recv_timeout(Duration::from_secs(10));
+    assert_eq!(answer.expect("the waiting tunable").unwrap(), host_panic);
     for (what, rx) in [
         ("the resent request", stalled),
         ("the waiting read", waiting),
@@ -258,7 +275,9 @@ fn a_new_server_answers_the_dead_ones_callers() {
         })
         .unwrap();
     assert!(
-        fresh.ends_with(format!("fresh.{}", LIMITED + 1)),
+        fresh
+            .files
+            .ends_with(format!("files/fresh.{}", LIMITED + 1)),
         "{fresh:?}"
     );
     drop(fs);
@@ -270,11 +289,14 @@ fn without_a_kept_descriptor_reads_fail_closed() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     let (mut server, _, _) = start_first_server(dir.path());
-    let limited = mnt.join(format!("limited.{LIMITED}/meminfo"));
+    let limited = mnt.join(format!("files/limited.{LIMITED}/meminfo"));
+    let tunable = mnt.join(format!("tunables/limited.{LIMITED}/kernel.panic"));
     assert!(std::fs::read_to_string(&limited).is_ok());
     server.kill();
-    let err = std::fs::read_to_string(&limited).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    for path in [limited, tunable] {
+        let err = std::fs::read_to_string(&path).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    }
     drop(server);
     println!("without_a_kept_descriptor_reads_fail_closed: ok");
 }

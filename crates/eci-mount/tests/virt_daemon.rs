@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use eci_mount::virt::daemon::{self, DaemonClient, RESTARTS};
-use eci_mount::virt::CgroupDirs;
+use eci_mount::virt::{CgroupDirs, Directories};
 use eci_policy::settings::SysctlMode;
 
 fn main() {
@@ -44,7 +44,7 @@ fn main() {
             })
             .unwrap();
         client.hold("held", init.parse().unwrap()).unwrap();
-        println!("{}", served.display());
+        println!("{}", served.files.display());
         return;
     }
     let started = Instant::now();
@@ -146,7 +146,7 @@ impl Drop for DaemonDir {
         }
         let mnt = self.path().join("mnt");
         let _ = eci_mount::virt::abort(&mnt);
-        let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+        let _ = eci_mount::virt::detach(&mnt);
     }
 }
 
@@ -163,7 +163,7 @@ const LIMITED: &str = "MemTotal:         262144 kB\n";
 
 /// A new daemon directory with container "web" registered in `cgroup`: the directory, its
 /// client and the container's directory on the mount.
-fn serving_web(cgroup: &LimitedCgroup) -> (DaemonDir, DaemonClient, PathBuf) {
+fn serving_web(cgroup: &LimitedCgroup) -> (DaemonDir, DaemonClient, Directories) {
     let daemon = DaemonDir::new();
     let client = daemon.client();
     let dir = client
@@ -174,11 +174,11 @@ fn serving_web(cgroup: &LimitedCgroup) -> (DaemonDir, DaemonClient, PathBuf) {
 
 fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
     let (daemon, client, dir) = serving_web(cgroup);
-    let meminfo = dir.join("meminfo");
+    let meminfo = dir.files.join("meminfo");
     assert!(std::fs::read_to_string(&meminfo)
         .unwrap()
         .starts_with(LIMITED));
-    std::fs::write(dir.join("kernel.panic"), "7").unwrap();
+    std::fs::write(dir.tunables.join("kernel.panic"), "7").unwrap();
     let info = client.sysinfo("web").expect("sysinfo");
     assert_eq!(info.totalram, 268435456);
 
@@ -199,7 +199,7 @@ fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
     assert!(answer.starts_with(LIMITED), "{answer}");
     assert_ne!(daemon.pid_of("pid"), Some(first), "a new daemon serves");
     assert_eq!(
-        std::fs::read_to_string(dir.join("kernel.panic")).unwrap(),
+        std::fs::read_to_string(dir.tunables.join("kernel.panic")).unwrap(),
         "7\n",
         "the container's tunable is kept"
     );
@@ -216,7 +216,7 @@ fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
 
 fn the_keeper_gives_up_and_reads_fail_closed(cgroup: &LimitedCgroup) {
     let (daemon, _client, dir) = serving_web(cgroup);
-    let meminfo = dir.join("meminfo");
+    let meminfo = dir.files.join("meminfo");
     for restart in 0..RESTARTS {
         assert!(
             daemon.kill_daemon().is_some(),

@@ -1,18 +1,19 @@
 //! One virtual files server per host, shared by every runtime process, that survives its own
-//! death: a daemon serves the FUSE mount and a control socket, and a small **keeper** process
-//! holds a descriptor of the FUSE connection and starts the daemon again if it dies.
+//! death: a daemon serves the FUSE mounts and a control socket, and a small **keeper** process
+//! holds descriptors of the two FUSE connections and starts the daemon again if it dies.
 //!
-//! While no daemon runs, the containers' reads wait (the kernel keeps the connection while the
-//! keeper holds it); the new daemon adopts the connection ([`VirtualFs::adopt`]), puts every
+//! While no daemon runs, the containers' reads wait (the kernel keeps the connections while the
+//! keeper holds them); the new daemon adopts them ([`VirtualFs::adopt`]), puts every
 //! container back in its slot from the records kept on disk, with the tunables it had
 //! written, and then serves, so the waiting reads are answered, even one the dead daemon had
 //! read and not answered. A keeper that saw the daemon die [`RESTARTS`] times within
-//! [`RESTART_WINDOW`] gives up and closes its descriptor: the files then fail with ENOTCONN
+//! [`RESTART_WINDOW`] gives up and closes its descriptors: the files then fail with ENOTCONN
 //! (fail closed), until the next runtime starts a new daemon with a new mount.
 //!
 //! The directory (root's only) holds: `sock` (requests, one per connection, JSON), `lock`
-//! (held by the live daemon), `pid` (the daemon's), `mnt` (the FUSE mount), `keeper` (the keeper's pid, start time
-//! and descriptor number), `next-slot`, and `tenants/SLOT.json` (one record per container). A
+//! (held by the live daemon), `pid` (the daemon's), `mnt` (the server's two FUSE mounts),
+//! `keeper` (the keeper's pid, start time, descriptor numbers and whether the files pass
+//! through), `next-slot`, and `tenants/SLOT.json` (one record per container). A
 //! container's record goes when the process that registered it (its runtime) is gone and so is
 //! the container's init, if the runtime named it ([`DaemonClient::hold`]), or when it is
 //! unregistered; the daemon leaves, unmounting, after [`IDLE`] without any.
@@ -27,8 +28,8 @@
 //!     Path::new("/run/eci/virtd"),
 //!     vec!["/usr/bin/my-runtime".into(), "virtd".into()],
 //! );
-//! let dir = client.register("web", Path::new("/eci/web"), 0, &|_| SysctlMode::ContainerOnly)?;
-//! // bind dir.join("meminfo") over /proc/meminfo in the container, ...
+//! let dirs = client.register("web", Path::new("/eci/web"), 0, &|_| SysctlMode::ContainerOnly)?;
+//! // bind dirs.files.join("meminfo") over /proc/meminfo in the container, ...
 //! let figures = client.sysinfo("web");
 //! client.unregister("web")?;
 //! # Ok::<(), std::io::Error>(())
@@ -51,7 +52,7 @@ use eci_ns::sys::{self, Forked};
 use eci_policy::settings::SysctlMode;
 use serde::{Deserialize, Serialize};
 
-use super::{sysctl, CgroupDirs, Tenant, VirtualFs, WriteHook};
+use super::{sysctl, CgroupDirs, Connections, Directories, Tenant, VirtualFs, WriteHook};
 
 /// How many times within [`RESTART_WINDOW`] the keeper starts a dead daemon again; at the
 /// next death it gives up.
@@ -95,7 +96,7 @@ enum Request {
 /// The daemon's answer.
 #[derive(Debug, Serialize, Deserialize)]
 enum Answer {
-    Registered { dir: PathBuf },
+    Registered(Directories),
     Sysinfo(Figures),
     Done,
     Refused(String),
@@ -158,14 +159,14 @@ impl DaemonClient {
         }
     }
 
-    /// The FUSE mount's path.
+    /// Where the server is mounted (its `files` and `tunables` mounts are under it).
     pub fn mountpoint(&self) -> PathBuf {
         self.dir.join("mnt")
     }
 
     /// Serves a container named `name` whose cgroup is at `cgroup` (as in the spec's
     /// `cgroupsPath`) and whose tunables belong to host uid `owner`, reconciled as `mode_of`
-    /// says; returns its directory on the mount. It stays served until
+    /// says; returns its directories on the mounts. It stays served until
     /// [`DaemonClient::unregister`] or until this process is gone (and the init named with
     /// [`DaemonClient::hold`], if any).
     pub fn register(
@@ -174,7 +175,7 @@ impl DaemonClient {
         cgroup: &Path,
         owner: u32,
         mode_of: &dyn Fn(&str) -> SysctlMode,
-    ) -> std::io::Result<PathBuf> {
+    ) -> std::io::Result<Directories> {
         let modes = sysctl::TUNABLES
             .iter()
             .map(|(n, _)| (n.to_string(), mode_of(n)))
@@ -186,7 +187,7 @@ impl DaemonClient {
             modes,
         };
         match self.ask(&request, true) {
-            Ok(Answer::Registered { dir }) => Ok(dir),
+            Ok(Answer::Registered(dirs)) => Ok(dirs),
             Ok(other) => Err(refused(other)),
             Err(err) => {
                 // The daemon may have registered it after all (an answer lost or late): a
@@ -350,8 +351,8 @@ pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
     let records = Arc::new(Mutex::new(BTreeMap::new()));
     let hook = write_hook(dir, &records);
     let fs = match keeper(dir) {
-        Some(keeper) => match keeper.connection() {
-            Ok(connection) => adopt(dir, &mnt, connection, keeper.passthrough, hook, &records)?,
+        Some(keeper) => match keeper.connections() {
+            Ok(connections) => adopt(dir, &mnt, connections, keeper.passthrough, hook, &records)?,
             Err(_) => {
                 // A keeper whose connection cannot be taken would keep it alive unserved:
                 // end it, so the connection fails closed, and start again.
@@ -378,14 +379,14 @@ fn fresh(
     hook: WriteHook,
 ) -> std::io::Result<VirtualFs> {
     let _ = super::abort(mnt);
-    let _ = nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH);
+    let _ = super::detach(mnt);
     for entry in std::fs::read_dir(dir.join("tenants"))?.flatten() {
         let _ = std::fs::remove_file(entry.path());
     }
     let fs = VirtualFs::mount(mnt)?;
     fs.on_write(hook);
-    let connection = fs.connection()?;
-    start_keeper(dir, &connection, fs.passes_through(), command)?;
+    let connections = fs.connections()?;
+    start_keeper(dir, &connections, fs.passes_through(), command)?;
     Ok(fs)
 }
 
@@ -394,12 +395,12 @@ fn fresh(
 fn adopt(
     dir: &Path,
     mnt: &Path,
-    connection: OwnedFd,
+    connections: Connections,
     passthrough: bool,
     hook: WriteHook,
     records: &Mutex<BTreeMap<String, Record>>,
 ) -> std::io::Result<VirtualFs> {
-    let adoption = VirtualFs::adopt(mnt, connection, passthrough)?;
+    let adoption = VirtualFs::adopt(mnt, connections, passthrough)?;
     adoption.on_write(hook);
     let mut loaded = load_records(dir);
     loaded.sort_by_key(|r| std::cmp::Reverse(r.slot));
@@ -553,7 +554,7 @@ impl Daemon {
                 owner,
                 modes,
             } => match self.register(name, cgroup, owner, modes, holder) {
-                Ok(dir) => Answer::Registered { dir },
+                Ok(dirs) => Answer::Registered(dirs),
                 Err(err) => Answer::Refused(err.to_string()),
             },
             Request::Sysinfo { name } => match self.fs.sysinfo(&name) {
@@ -607,7 +608,7 @@ impl Daemon {
         owner: u32,
         modes: BTreeMap<String, SysctlMode>,
         holder: i32,
-    ) -> std::io::Result<PathBuf> {
+    ) -> std::io::Result<Directories> {
         let holder = Holder::of(holder)?;
         let dirs = CgroupDirs::resolve(&cgroup)?;
         let slot = next_slot(&self.dir)?;
@@ -768,15 +769,17 @@ fn raise_next_slot(dir: &Path, used: u64) -> std::io::Result<()> {
 /// The keeper recorded in `dir`, if that very process still lives.
 struct Keeper {
     pidfd: PidFd,
-    fd: RawFd,
-    /// Whether the kernel agreed to passthrough on the connection it keeps.
+    /// Its descriptors of the files' and the tunables' connections.
+    fds: [RawFd; 2],
+    /// Whether the kernel agreed to passthrough on the files' connection.
     passthrough: bool,
 }
 
 fn keeper(dir: &Path) -> Option<Keeper> {
     let text = std::fs::read_to_string(dir.join("keeper")).ok()?;
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-    let (pid, start, fd, passthrough) = (
+    let (pid, start, files, tunables, passthrough) = (
+        fields.next()??,
         fields.next()??,
         fields.next()??,
         fields.next()??,
@@ -792,15 +795,26 @@ fn keeper(dir: &Path) -> Option<Keeper> {
     .is_alive();
     same.then_some(Keeper {
         pidfd,
-        fd: RawFd::try_from(fd).ok()?,
+        fds: [
+            RawFd::try_from(files).ok()?,
+            RawFd::try_from(tunables).ok()?,
+        ],
         passthrough: passthrough == 1,
     })
 }
 
 impl Keeper {
-    /// A copy of the keeper's descriptor of the connection, checked to be /dev/fuse.
-    fn connection(&self) -> std::io::Result<OwnedFd> {
-        let fd = sys::pidfd_getfd(self.pidfd.as_raw_fd(), self.fd).map_err(std::io::Error::from)?;
+    /// Copies of the keeper's descriptors of the connections.
+    fn connections(&self) -> std::io::Result<Connections> {
+        Ok(Connections {
+            files: self.connection(self.fds[0])?,
+            tunables: self.connection(self.fds[1])?,
+        })
+    }
+
+    /// A copy of the keeper's descriptor `fd`, checked to be /dev/fuse.
+    fn connection(&self, fd: RawFd) -> std::io::Result<OwnedFd> {
+        let fd = sys::pidfd_getfd(self.pidfd.as_raw_fd(), fd).map_err(std::io::Error::from)?;
         let stat = nix::sys::stat::fstat(fd.as_raw_fd())?;
         // /dev/fuse is the misc device 10:229.
         if stat.st_mode & libc::S_IFMT != libc::S_IFCHR || stat.st_rdev != libc::makedev(10, 229) {
@@ -821,11 +835,11 @@ impl Keeper {
     }
 }
 
-/// Forks the keeper: it holds `connection` and the daemon's pidfd, and starts `command` when
+/// Forks the keeper: it holds `connections` and the daemon's pidfd, and starts `command` when
 /// the daemon dies. Writes its record.
 fn start_keeper(
     dir: &Path,
-    connection: &OwnedFd,
+    connections: &Connections,
     passthrough: bool,
     command: &[OsString],
 ) -> std::io::Result<()> {
@@ -855,7 +869,10 @@ fn start_keeper(
     let daemon = sys::pidfd_open(std::process::id() as i32).map_err(std::io::Error::from)?;
     // SAFETY: daemon is a new descriptor we own.
     let daemon = unsafe { OwnedFd::from_raw_fd(daemon) };
-    let kept = connection.as_raw_fd();
+    let kept = [
+        connections.files.as_raw_fd(),
+        connections.tunables.as_raw_fd(),
+    ];
     // SAFETY: the child runs only keep(), which is async-signal-safe.
     let pid = match unsafe { sys::fork() }.map_err(std::io::Error::from)? {
         Forked::Child => keep(kept, daemon.as_raw_fd(), null.as_raw_fd(), &pointers),
@@ -863,20 +880,21 @@ fn start_keeper(
     };
     let start = Holder::of(pid)?.start_time;
     let passthrough = u8::from(passthrough);
+    let [files, tunables] = kept;
     write_whole(
         &dir.join("keeper"),
-        format!("{pid} {start} {kept} {passthrough}\n").as_bytes(),
+        format!("{pid} {start} {files} {tunables} {passthrough}\n").as_bytes(),
     )
 }
 
 /// The keeper's life, after fork: async-signal-safe only (no allocation, no locks).
-fn keep(connection: RawFd, daemon: RawFd, null: RawFd, argv: &[*const libc::c_char]) -> ! {
+fn keep(connections: [RawFd; 2], daemon: RawFd, null: RawFd, argv: &[*const libc::c_char]) -> ! {
     // Its stdio (and so the daemons it starts) on /dev/null: not the first runtime's.
     for stdio in 0..3 {
         // SAFETY: dup2 on open descriptors.
         unsafe { libc::dup2(null, stdio) };
     }
-    if sys::close_fds_except(&[connection, daemon]).is_err() {
+    if sys::close_fds_except(&[connections[0], connections[1], daemon]).is_err() {
         sys::exit(1);
     }
     // SAFETY: setsid takes no arguments; the keeper outlives the daemon's session.
@@ -885,27 +903,31 @@ fn keep(connection: RawFd, daemon: RawFd, null: RawFd, argv: &[*const libc::c_ch
     let mut deaths = [0i64; RESTARTS];
     let mut died = 0usize;
     loop {
+        let watched = |fd| libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
         let mut fds = [
-            libc::pollfd {
-                fd: connection,
-                events: 0,
-                revents: 0,
-            },
+            watched(connections[0]),
+            watched(connections[1]),
             libc::pollfd {
                 fd: daemon,
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
-        // SAFETY: two valid pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        // SAFETY: three valid pollfds.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) } < 0 {
             continue;
         }
-        // Aborted or unmounted (the daemon left, or someone aborted it): nothing to keep.
-        if fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        // One aborted or unmounted (the daemon left, or someone aborted it): nothing to keep.
+        // Exiting closes the other, whose files then fail closed too.
+        let ended = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+        if fds[..2].iter().any(|fd| fd.revents & ended != 0) {
             sys::exit(0);
         }
-        if fds[1].revents & libc::POLLIN == 0 {
+        if fds[2].revents & libc::POLLIN == 0 {
             continue;
         }
         sys::close(daemon);

@@ -1,8 +1,13 @@
 //! Virtual procfs and sysfs files that tell the truth about a container: a FUSE server
-//! (fuser) mounted once on the host, with one directory per container, whose files are
-//! bind-mounted over the container's `/proc/meminfo`, `/proc/cpuinfo`, `/proc/stat`,
+//! (fuser) mounted once on the host, with directories per container ([`Directories`]) whose
+//! files are bind-mounted over the container's `/proc/meminfo`, `/proc/cpuinfo`, `/proc/stat`,
 //! `/proc/uptime`, `/proc/loadavg`, `/proc/swaps`, `/proc/diskstats` and
-//! `/sys/devices/system/cpu/online`.
+//! `/sys/devices/system/cpu/online`, and over the global tunables of its `/proc/sys`.
+//!
+//! The server has two FUSE connections, mounted under its mountpoint as `files` (read-only)
+//! and `tunables` (read-write): the kernel forgets a FUSE file's atime after every read unless
+//! its superblock is read-only, and each stat of it is then a request to the server, which
+//! halved the files' read rate.
 //!
 //! Each container's directory holds only its own files, computed at open from its cgroup
 //! (memory limit and use, cpuset, CPU quota, CPU usage, I/O), its start time and its load
@@ -21,9 +26,9 @@
 //!
 //! let fs = VirtualFs::mount(Path::new("/run/eci/virtual"))?;
 //! let dirs = CgroupDirs::resolve(Path::new("/eci/web"))?;
-//! let dir = fs.register("web", dirs, Instant::now())?;
+//! let served = fs.register("web", dirs, Instant::now())?;
 //! for (file, target) in SERVED {
-//!     // bind dir.join(file.name()) over target in the container's mount table
+//!     // bind served.files.join(file.name()) over target in the container's mount table
 //! }
 //! fs.unregister("web");
 //! # Ok::<(), std::io::Error>(())
@@ -242,6 +247,74 @@ fn ino_of(node: Node) -> u64 {
     }
 }
 
+/// What each of a server's two FUSE connections serves. The computed files come from a
+/// read-only mount: after each read of a FUSE file the kernel forgets its atime unless the
+/// superblock is read-only, and the next stat of it (std's `fs::read` and stdio's `fopen`
+/// both make one) is then a GETATTR to the server: a third request per open, which halved the
+/// files' read rate. Tunables must take writes, so they come from a second connection,
+/// mounted read-write. Both serve the same registry and inode numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Files,
+    Tunables,
+}
+
+impl Role {
+    const BOTH: [Role; 2] = [Role::Files, Role::Tunables];
+
+    /// The mount's directory under the server's mountpoint.
+    fn dir_name(self) -> &'static str {
+        match self {
+            Role::Files => "files",
+            Role::Tunables => "tunables",
+        }
+    }
+
+    fn serves(self, node: Node) -> bool {
+        match node {
+            Node::Root | Node::Dir(_) => true,
+            Node::File(..) => self == Role::Files,
+            Node::Tunable(..) => self == Role::Tunables,
+        }
+    }
+}
+
+/// A container's two directories on a server: its computed files (on the read-only mount)
+/// and its tunables (on the read-write one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Directories {
+    /// Holds a file named [`ProcFile::name`] for each of [`SERVED`].
+    pub files: PathBuf,
+    /// Holds a file named by each dotted name of [`sysctl::TUNABLES`].
+    pub tunables: PathBuf,
+}
+
+/// Descriptors of a server's two FUSE connections: see [`VirtualFs::connections`].
+#[derive(Debug)]
+pub struct Connections {
+    /// The computed files' connection (mounted read-only).
+    pub files: OwnedFd,
+    /// The tunables' connection (mounted read-write).
+    pub tunables: OwnedFd,
+}
+
+impl Connections {
+    /// New descriptors of the same two connections.
+    pub fn try_clone(&self) -> std::io::Result<Connections> {
+        Ok(Connections {
+            files: self.files.try_clone()?,
+            tunables: self.tunables.try_clone()?,
+        })
+    }
+
+    fn of(&self, role: Role) -> &OwnedFd {
+        match role {
+            Role::Files => &self.files,
+            Role::Tunables => &self.tunables,
+        }
+    }
+}
+
 /// A node's attributes; `sized` for a file the server reads out itself (see [`SPLICE_SIZE`]).
 fn attr(node: Node, owner: u32, sized: bool) -> FileAttr {
     let (kind, perm, nlink, uid) = match node {
@@ -290,7 +363,7 @@ impl Registry {
         mountpoint: &Path,
         slot: u64,
         tenant: Tenant<'_>,
-    ) -> std::io::Result<PathBuf> {
+    ) -> std::io::Result<Directories> {
         let name = tenant.name;
         let invalid = |what: &str| {
             std::io::Error::new(
@@ -355,7 +428,10 @@ impl Registry {
                 load: Mutex::new(LoadAverage::default()),
             },
         );
-        Ok(mountpoint.join(dir))
+        Ok(Directories {
+            files: mountpoint.join(Role::Files.dir_name()).join(&dir),
+            tunables: mountpoint.join(Role::Tunables.dir_name()).join(&dir),
+        })
     }
 
     /// Whether the server reads `node` out itself (a tunable, or a computed file without
@@ -688,29 +764,48 @@ impl Registry {
     }
 }
 
-/// The fuser filesystem over the registry.
-struct Served(Arc<Registry>);
+/// The fuser filesystem over the registry, as one connection serves it.
+struct Served {
+    registry: Arc<Registry>,
+    role: Role,
+}
+
+impl Served {
+    fn new(registry: &Arc<Registry>, role: Role) -> Served {
+        Served {
+            registry: Arc::clone(registry),
+            role,
+        }
+    }
+
+    /// The node `ino` names, if this connection serves it.
+    fn node(&self, ino: INodeNo) -> Option<Node> {
+        node_of(ino.0).filter(|node| self.role.serves(*node))
+    }
+}
 
 impl Filesystem for Served {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Passthrough needs a stacking depth of at least 1; backing files on a memfd are not on
-        // a stacked filesystem.
-        let agreed = config.set_max_stack_depth(1).is_ok()
-            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
-        self.0.passthrough.store(agreed, Ordering::Relaxed);
+        if self.role == Role::Files {
+            // Passthrough needs a stacking depth of at least 1; backing files on a memfd are
+            // not on a stacked filesystem.
+            let agreed = config.set_max_stack_depth(1).is_ok()
+                && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
+            self.registry.passthrough.store(agreed, Ordering::Relaxed);
+        }
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = match node_of(parent.0) {
-            Some(Node::Root) => self.0.entries.read().ok().and_then(|entries| {
+            Some(Node::Root) => self.registry.entries.read().ok().and_then(|entries| {
                 let name = name.to_str()?;
                 entries
                     .iter()
                     .find(|(_, e)| e.dir == name)
                     .map(|(slot, _)| Node::Dir(*slot))
             }),
-            Some(Node::Dir(slot)) if self.0.exists(Node::Dir(slot)) => SERVED
+            Some(Node::Dir(slot)) if self.registry.exists(Node::Dir(slot)) => SERVED
                 .iter()
                 .find(|(file, _)| OsStr::new(file.name()) == name)
                 .map(|(file, _)| Node::File(slot, *file))
@@ -722,14 +817,20 @@ impl Filesystem for Served {
                 }),
             _ => None,
         };
-        match found.and_then(|node| Some((self.0.ttl_of(node), self.0.attr_of(node)?))) {
+        let found = found.filter(|node| self.role.serves(*node));
+        match found
+            .and_then(|node| Some((self.registry.ttl_of(node), self.registry.attr_of(node)?)))
+        {
             Some((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match node_of(ino.0).and_then(|node| Some((self.0.ttl_of(node), self.0.attr_of(node)?))) {
+        match self
+            .node(ino)
+            .and_then(|node| Some((self.registry.ttl_of(node), self.registry.attr_of(node)?)))
+        {
             Some((ttl, attr)) => reply.attr(&ttl, &attr),
             None => reply.error(Errno::ENOENT),
         }
@@ -754,7 +855,7 @@ impl Filesystem for Served {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match node_of(ino.0).and_then(|node| self.0.attr_of(node)) {
+        match self.node(ino).and_then(|node| self.registry.attr_of(node)) {
             Some(
                 attr @ FileAttr {
                     kind: FileType::RegularFile,
@@ -779,14 +880,14 @@ impl Filesystem for Served {
         _lock_owner: Option<LockOwner>,
         reply: fuser::ReplyWrite,
     ) {
-        let Some(Node::Tunable(slot, index)) = node_of(ino.0) else {
+        let Some(Node::Tunable(slot, index)) = self.node(ino) else {
             return reply.error(Errno::EACCES);
         };
         // Like the kernel's own tunables: one whole value per write, from the start.
         if offset != 0 {
             return reply.error(Errno::EINVAL);
         }
-        match self.0.write_tunable(slot, index, data) {
+        match self.registry.write_tunable(slot, index, data) {
             Ok(()) => reply.written(data.len() as u32),
             Err(errno) => reply.error(errno),
         }
@@ -794,21 +895,23 @@ impl Filesystem for Served {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let writing = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        let content = match node_of(ino.0) {
+        let node = self.node(ino);
+        let content = match node {
             Some(Node::File(..)) if writing => return reply.error(Errno::EACCES),
-            Some(Node::File(slot, file)) => self.0.content(slot, file),
-            Some(Node::Tunable(slot, index)) => self.0.tunable(slot, index),
-            _ => return reply.error(Errno::EISDIR),
+            Some(Node::File(slot, file)) => self.registry.content(slot, file),
+            Some(Node::Tunable(slot, index)) => self.registry.tunable(slot, index),
+            Some(Node::Root | Node::Dir(_)) => return reply.error(Errno::EISDIR),
+            None => return reply.error(Errno::ENOENT),
         };
         let Some(content) = content else {
             return reply.error(Errno::ENOENT);
         };
-        let handle = self.0.next_handle.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut open) = self.0.open.lock() else {
+        let handle = self.registry.next_handle.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut open) = self.registry.open.lock() else {
             return reply.error(Errno::EIO);
         };
-        if matches!(node_of(ino.0), Some(Node::File(..))) && self.0.passes_through() {
-            let Ok(mut backings) = self.0.backings.lock() else {
+        if matches!(node, Some(Node::File(..))) && self.registry.passes_through() {
+            let Ok(mut backings) = self.registry.backings.lock() else {
                 return reply.error(Errno::EIO);
             };
             let had_one = backings.contains_key(&ino.0);
@@ -844,7 +947,7 @@ impl Filesystem for Served {
     ) {
         // A handle from before an adoption may name another open file now: it counts only
         // for the inode it was given for (which is the same container's).
-        let content = self.0.open.lock().ok().and_then(|open| {
+        let content = self.registry.open.lock().ok().and_then(|open| {
             let (opened, content) = open.get(&fh.0)?;
             (*opened == ino.0).then(|| content.clone())?
         });
@@ -866,14 +969,14 @@ impl Filesystem for Served {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let Ok(mut open) = self.0.open.lock() else {
+        let Ok(mut open) = self.registry.open.lock() else {
             return reply.ok();
         };
         if open.get(&fh.0).is_none_or(|(opened, _)| *opened != ino.0) {
             return reply.ok();
         }
         if let Some((_, None)) = open.remove(&fh.0) {
-            if let Ok(mut backings) = self.0.backings.lock() {
+            if let Ok(mut backings) = self.registry.backings.lock() {
                 if let Some(backing) = backings.get_mut(&ino.0) {
                     backing.opens = backing.opens.saturating_sub(1);
                     if backing.opens == 0 {
@@ -896,7 +999,7 @@ impl Filesystem for Served {
         let mut children: Vec<(Node, String)> = Vec::new();
         match node_of(ino.0) {
             Some(Node::Root) => {
-                if let Ok(entries) = self.0.entries.read() {
+                if let Ok(entries) = self.registry.entries.read() {
                     children.extend(
                         entries
                             .iter()
@@ -904,19 +1007,19 @@ impl Filesystem for Served {
                     );
                 }
             }
-            Some(Node::Dir(slot)) if self.0.exists(Node::Dir(slot)) => {
-                children.extend(
+            Some(Node::Dir(slot)) if self.registry.exists(Node::Dir(slot)) => match self.role {
+                Role::Files => children.extend(
                     SERVED
                         .iter()
                         .map(|(f, _)| (Node::File(slot, *f), f.name().to_string())),
-                );
-                children.extend(
+                ),
+                Role::Tunables => children.extend(
                     sysctl::TUNABLES
                         .iter()
                         .enumerate()
                         .map(|(i, (name, _))| (Node::Tunable(slot, i), name.to_string())),
-                );
-            }
+                ),
+            },
             _ => return reply.error(Errno::ENOENT),
         }
         for (i, (node, name)) in children.iter().enumerate().skip(offset as usize) {
@@ -946,15 +1049,14 @@ pub struct Tenant<'a> {
     pub written: BTreeMap<String, String>,
 }
 
-/// The mounted server. Dropping it unmounts the filesystem; every container's files then fail
-/// with ENOTCONN.
+/// The mounted server: two FUSE mounts under its mountpoint, `files` (read-only) and
+/// `tunables`. Dropping it unmounts them; every container's files then fail with ENOTCONN.
 pub struct VirtualFs {
     registry: Arc<Registry>,
     mountpoint: PathBuf,
-    /// The FUSE connection (a duplicate of the session's /dev/fuse descriptor), for
-    /// [`VirtualFs::connection`].
-    connection: OwnedFd,
-    session: Mutex<Option<BackgroundSession>>,
+    /// Duplicates of the sessions' /dev/fuse descriptors, for [`VirtualFs::connections`].
+    connections: Connections,
+    sessions: Mutex<Vec<BackgroundSession>>,
     sampler: Mutex<Sampler>,
 }
 
@@ -970,8 +1072,8 @@ impl std::fmt::Debug for VirtualFs {
 pub struct Adoption {
     registry: Arc<Registry>,
     mountpoint: PathBuf,
-    connection: OwnedFd,
-    session: fuser::Session<Served>,
+    connections: Connections,
+    sessions: Vec<fuser::Session<Served>>,
 }
 
 impl std::fmt::Debug for Adoption {
@@ -990,7 +1092,7 @@ impl Adoption {
 
     /// Serves `tenant` again in the `slot` it had: see [`VirtualFs::register_at`] (here a
     /// slot below the next one is expected).
-    pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<PathBuf> {
+    pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<Directories> {
         self.registry.register(&self.mountpoint, slot, tenant)
     }
 
@@ -1001,12 +1103,14 @@ impl Adoption {
         let fs = VirtualFs::serve(
             self.registry,
             &self.mountpoint,
-            self.connection,
-            self.session,
+            self.connections,
+            self.sessions,
         )?;
-        match resend(&fs.connection) {
-            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {}
-            other => other?,
+        for role in Role::BOTH {
+            match resend(fs.connections.of(role)) {
+                Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {}
+                other => other?,
+            }
         }
         Ok(fs)
     }
@@ -1019,19 +1123,30 @@ const FUSE_INIT: u32 = 26;
 const FUSE_NOTIFY_RESEND: i32 = 7;
 
 impl VirtualFs {
-    /// Mounts the server at `mountpoint` (created if missing) and serves it from a thread.
+    /// Mounts the server under `mountpoint` (created if missing) and serves it from threads.
     pub fn mount(mountpoint: &Path) -> std::io::Result<VirtualFs> {
-        std::fs::create_dir_all(mountpoint)?;
         let registry = Registry::new()?;
-        let config = session_config(true);
-        let session = fuser::Session::new(Served(Arc::clone(&registry)), mountpoint, &config)?;
-        let connection = session.as_fd().try_clone_to_owned()?;
-        VirtualFs::serve(registry, mountpoint, connection, session)
+        let mut sessions = Vec::new();
+        for role in Role::BOTH {
+            let at = mountpoint.join(role.dir_name());
+            std::fs::create_dir_all(&at)?;
+            let served = Served::new(&registry, role);
+            sessions.push(fuser::Session::new(
+                served,
+                &at,
+                &session_config(role, true),
+            )?);
+        }
+        let connections = Connections {
+            files: sessions[0].as_fd().try_clone_to_owned()?,
+            tunables: sessions[1].as_fd().try_clone_to_owned()?,
+        };
+        VirtualFs::serve(registry, mountpoint, connections, sessions)
     }
 
-    /// Takes over the live connection of a server that died, mounted at `mountpoint`:
-    /// `connection` is a descriptor of it that outlived that server (see
-    /// [`VirtualFs::connection`]). Nothing is served until [`Adoption::serve`]: register the
+    /// Takes over the live connections of a server that died, mounted under `mountpoint`:
+    /// `connections` are descriptors of them that outlived that server (see
+    /// [`VirtualFs::connections`]). Nothing is served until [`Adoption::serve`]: register the
     /// containers again in their slots first, so that no caller meets a missing file.
     /// `passthrough` is what the dead server's [`VirtualFs::passes_through`] said: the kernel
     /// agreed to it once per connection, and still reads the files opened then that way.
@@ -1043,8 +1158,9 @@ impl VirtualFs {
     /// # use std::time::Instant;
     /// # use eci_mount::virt::{CgroupDirs, Tenant, VirtualFs};
     /// # use eci_policy::settings::SysctlMode;
-    /// # fn kept_connection() -> OwnedFd { unimplemented!() }
-    /// let adoption = VirtualFs::adopt(Path::new("/run/eci/virtual"), kept_connection(), true)?;
+    /// # use eci_mount::virt::Connections;
+    /// # fn kept_connections() -> Connections { unimplemented!() }
+    /// let adoption = VirtualFs::adopt(Path::new("/run/eci/virtual"), kept_connections(), true)?;
     /// adoption.register_at(0, Tenant {
     ///     name: "web",
     ///     dirs: CgroupDirs::resolve(Path::new("/eci/web"))?,
@@ -1058,46 +1174,53 @@ impl VirtualFs {
     /// ```
     pub fn adopt(
         mountpoint: &Path,
-        connection: OwnedFd,
+        connections: Connections,
         passthrough: bool,
     ) -> std::io::Result<Adoption> {
         let registry = Registry::new()?;
-        let served = Served(Arc::clone(&registry));
-        let session = handshake_again(served, &connection, passthrough)?;
+        let mut sessions = Vec::new();
+        for role in Role::BOTH {
+            let served = Served::new(&registry, role);
+            let passthrough = passthrough && role == Role::Files;
+            sessions.push(handshake_again(served, connections.of(role), passthrough)?);
+        }
         Ok(Adoption {
             registry,
             mountpoint: mountpoint.to_path_buf(),
-            connection,
-            session,
+            connections,
+            sessions,
         })
     }
 
     fn serve(
         registry: Arc<Registry>,
         mountpoint: &Path,
-        connection: OwnedFd,
-        session: fuser::Session<Served>,
+        connections: Connections,
+        sessions: Vec<fuser::Session<Served>>,
     ) -> std::io::Result<VirtualFs> {
-        let session = session.spawn()?;
+        let sessions = sessions
+            .into_iter()
+            .map(fuser::Session::spawn)
+            .collect::<std::io::Result<Vec<_>>>()?;
         let sampler = Sampler::start(Arc::clone(&registry))?;
         Ok(VirtualFs {
             registry,
             mountpoint: mountpoint.to_path_buf(),
-            connection,
-            session: Mutex::new(Some(session)),
+            connections,
+            sessions: Mutex::new(sessions),
             sampler: Mutex::new(sampler),
         })
     }
 
-    /// A descriptor of the server's FUSE connection. Held by another process, it keeps the
-    /// connection alive if this one dies: the containers' reads then wait, rather than fail,
-    /// until a new server adopts it ([`VirtualFs::adopt`]); once every descriptor is closed
-    /// they fail with ENOTCONN.
-    pub fn connection(&self) -> std::io::Result<OwnedFd> {
-        self.connection.try_clone()
+    /// Descriptors of the server's two FUSE connections. Held by another process, they keep
+    /// the connections alive if this one dies: the containers' reads then wait, rather than
+    /// fail, until a new server adopts them ([`VirtualFs::adopt`]); once every descriptor of
+    /// a connection is closed its files fail with ENOTCONN.
+    pub fn connections(&self) -> std::io::Result<Connections> {
+        self.connections.try_clone()
     }
 
-    /// Where the server is mounted.
+    /// Where the server is mounted: its two mounts are `files` and `tunables` under it.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
     }
@@ -1110,7 +1233,7 @@ impl VirtualFs {
         name: &str,
         dirs: CgroupDirs,
         started: Instant,
-    ) -> std::io::Result<PathBuf> {
+    ) -> std::io::Result<Directories> {
         self.register_with(name, dirs, started, 0, &|_| SysctlMode::ContainerOnly)
     }
 
@@ -1123,7 +1246,7 @@ impl VirtualFs {
         started: Instant,
         owner: u32,
         mode_of: &dyn Fn(&str) -> SysctlMode,
-    ) -> std::io::Result<PathBuf> {
+    ) -> std::io::Result<Directories> {
         let slot = self.registry.next_slot.fetch_add(1, Ordering::Relaxed);
         let tenant = Tenant {
             name,
@@ -1141,7 +1264,7 @@ impl VirtualFs {
     /// container goes back in the slot it had: the kernel and the container's binds still name
     /// its files by the inodes the slot gives them. Slots taken here are never handed out
     /// later.
-    pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<PathBuf> {
+    pub fn register_at(&self, slot: u64, tenant: Tenant<'_>) -> std::io::Result<Directories> {
         if slot < self.registry.next_slot.load(Ordering::Relaxed) {
             // A retired slot's inodes may still be bound in a container whose runtime died.
             return Err(std::io::Error::new(
@@ -1238,26 +1361,34 @@ impl VirtualFs {
         if let Ok(mut sampler) = self.sampler.lock() {
             sampler.stop();
         }
-        let Some(session) = self.session.lock().ok().and_then(|mut s| s.take()) else {
-            return Ok(());
+        let sessions = match self.sessions.lock() {
+            Ok(mut sessions) => std::mem::take(&mut *sessions),
+            Err(_) => return Ok(()),
         };
+        if sessions.is_empty() {
+            return Ok(());
+        }
         let aborted = abort(&self.mountpoint);
-        let detached = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+        let detached = detach(&self.mountpoint);
         match aborted {
-            // The threads see the end of the connection; fuser's own unmount finds nothing.
-            Ok(()) => session.join()?,
+            // The threads see the end of the connections; fuser's own unmount finds nothing.
+            Ok(()) => {
+                for session in sessions {
+                    session.join()?;
+                }
+            }
             // Joining could wait forever: let the threads go with the process.
             Err(err) => {
-                drop(session);
+                drop(sessions);
                 return Err(err);
             }
         }
-        detached.map_err(std::io::Error::from)
+        detached
     }
 }
 
-/// How the server's session runs: mount options (for a new mount) and threads.
-fn session_config(mounting: bool) -> Config {
+/// How a connection's session runs: mount options (for a new mount) and threads.
+fn session_config(role: Role, mounting: bool) -> Config {
     let mut config = Config::default();
     if mounting {
         config.mount_options = vec![
@@ -1267,10 +1398,18 @@ fn session_config(mounting: bool) -> Config {
             MountOption::NoExec,
             MountOption::DefaultPermissions,
         ];
+        if role == Role::Files {
+            // See [`Role`]: a read-only superblock keeps the files' attributes.
+            config.mount_options.push(MountOption::RO);
+        }
     }
     // The containers' processes run under their own IDs.
     config.acl = SessionACL::All;
-    config.n_threads = Some(2);
+    // Tunables are read and written rarely; the files are what tools poll.
+    config.n_threads = Some(match role {
+        Role::Files => 2,
+        Role::Tunables => 1,
+    });
     // Both threads read the one descriptor: a request read on a cloned descriptor is failed
     // (ECONNABORTED) when its server dies, rather than kept for the next server to answer.
     config.clone_fd = false;
@@ -1290,12 +1429,8 @@ fn handshake_again(
     use std::io::Write;
     let (mut kernel_side, server_side) = std::os::unix::net::UnixStream::pair()?;
     kernel_side.write_all(&init_request(passthrough))?;
-    let session = fuser::Session::from_fd(
-        fs,
-        OwnedFd::from(server_side),
-        SessionACL::All,
-        session_config(false),
-    )?;
+    let config = session_config(fs.role, false);
+    let session = fuser::Session::from_fd(fs, OwnedFd::from(server_side), SessionACL::All, config)?;
     // SAFETY: both are open descriptors; dup3 only changes what the session's number refers
     // to (the socket is closed, the connection takes its place).
     let duplicated = unsafe {
@@ -1350,23 +1485,59 @@ fn resend(connection: &OwnedFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Aborts the FUSE connection of the eci server mounted at `mountpoint`, through fusectl
-/// (mounted at /sys/fs/fuse/connections if it is not yet): every request to it fails with
-/// ENOTCONN from then on, in every mount namespace, and the server's reads end. The connection
-/// is found in the mount table, not by a stat of `mountpoint`: that would wait forever on a
+/// Aborts the FUSE connections of the eci server mounted under `mountpoint`, through fusectl
+/// (mounted at /sys/fs/fuse/connections if it is not yet): every request to them fails with
+/// ENOTCONN from then on, in every mount namespace, and the server's reads end. The connections
+/// are found in the mount table, not by a stat of the mounts: that would wait forever on a
 /// connection nobody serves, and the device of a directory that is not a mount would name some
 /// other connection. NotFound if no eci server is mounted there.
 pub fn abort(mountpoint: &Path) -> std::io::Result<()> {
-    let connections = Path::new("/sys/fs/fuse/connections");
-    let connection = mounted_connection(mountpoint)?.ok_or_else(|| {
-        std::io::Error::new(
+    let mut found = false;
+    let mut result = Ok(());
+    for role in Role::BOTH {
+        // Both are tried: one left serving must not keep the other.
+        match mounted_connection(&mountpoint.join(role.dir_name())) {
+            Ok(Some(connection)) => {
+                found = true;
+                if let Err(err) = abort_connection(connection) {
+                    result = Err(err);
+                }
+            }
+            Ok(None) => {}
+            Err(err) => result = Err(err),
+        }
+    }
+    result?;
+    if !found {
+        return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!(
                 "no eci virtual files server is mounted at {}",
                 mountpoint.display()
             ),
-        )
-    })?;
+        ));
+    }
+    Ok(())
+}
+
+/// Detaches the server's two mounts under `mountpoint` (see [`abort`] to end their
+/// connections first). Not mounted is not an error.
+pub fn detach(mountpoint: &Path) -> std::io::Result<()> {
+    let mut result = Ok(());
+    for role in Role::BOTH {
+        let at = mountpoint.join(role.dir_name());
+        match nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            // Both are tried: one left mounted must not keep the other.
+            Err(errno) => result = Err(errno.into()),
+        }
+    }
+    result
+}
+
+/// Aborts FUSE connection number `connection` through fusectl.
+fn abort_connection(connection: u32) -> std::io::Result<()> {
+    let connections = Path::new("/sys/fs/fuse/connections");
     let abort_file = connections.join(connection.to_string()).join("abort");
     if !abort_file.exists() {
         // Not mounted (EBUSY: another thread or process mounted it just now).
