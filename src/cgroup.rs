@@ -23,6 +23,60 @@ pub(crate) fn valid_path(path: &Path) -> bool {
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
+/// Starts, on a thread of its own, the wait the kernel makes the first cgroup migration after
+/// a quiet spell pay, so that it passes while the container is planned and its init made.
+///
+/// Every migration takes one global lock for writing (`cgroup_threadgroup_rwsem`); when none
+/// has for a while, taking it first waits for an RCU grace period (12-18 ms here), and the
+/// migrations within about a grace period of the last one do not wait. The init joins its
+/// cgroup some 10 ms into a start, and paid that wait in full: this moves a thread of ours to
+/// the cgroup it is already in (a no-op that takes the lock) as the start begins. It writes
+/// its thread id, never `0`: the kernel lets a thread that moves itself skip the lock.
+pub(crate) fn prime_migration() {
+    let primed = std::thread::Builder::new()
+        .name("eci-cgroup-prime".into())
+        .spawn(|| {
+            if let Err(err) = move_to_own_cgroup() {
+                // Only the start's speed depends on it.
+                tracing::debug!("priming the cgroup migration lock: {err}");
+            }
+        });
+    if let Err(err) = primed {
+        tracing::debug!("priming the cgroup migration lock: {err}");
+    }
+}
+
+/// Writes this thread's id to the thread list of the cgroup it is in, in the first hierarchy
+/// of /proc/thread-self/cgroup that is mounted here.
+fn move_to_own_cgroup() -> std::io::Result<()> {
+    let hierarchies = eci_mount::virt::mounted_hierarchies()?;
+    let own = std::fs::read_to_string("/proc/thread-self/cgroup")?;
+    let (dir, file) = own
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let relative = Path::new(path).strip_prefix("/").ok()?;
+            let hierarchy = hierarchies.iter().find(|h| match controllers {
+                "" => h.unified,
+                named => {
+                    !h.unified
+                        && named
+                            .split(',')
+                            .all(|c| h.controllers.iter().any(|o| o == c))
+                }
+            })?;
+            let file = if hierarchy.unified {
+                "cgroup.threads"
+            } else {
+                "tasks"
+            };
+            Some((hierarchy.mount.join(relative), file))
+        })
+        .ok_or_else(|| std::io::Error::other("no mounted hierarchy holds this thread"))?;
+    std::fs::write(dir.join(file), nix::unistd::gettid().to_string())
+}
+
 /// A container's cgroup. Removed (with anything left in it killed) on [`Cgroup::remove`].
 pub(crate) struct Cgroup {
     manager: AnyCgroupManager,
@@ -183,5 +237,27 @@ impl Cgroup {
         self.manager
             .remove()
             .map_err(|e| self.error("removing", &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priming_leaves_the_thread_where_it_was() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        // On a thread of its own, as the runtime does: the harness's threads stay untouched.
+        let (before, after) = std::thread::spawn(|| {
+            let before = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+            move_to_own_cgroup().unwrap();
+            let after = std::fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+            (before, after)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(before, after);
     }
 }

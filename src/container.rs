@@ -313,6 +313,7 @@ impl Container {
             source,
         })?;
         check_supported(&spec)?;
+        crate::cgroup::prime_migration();
 
         let holder = Holder::current().map_err(Error::io("reading the runtime's start time"))?;
         // The container's own settings: the runtime's with the overrides its annotations ask for.
