@@ -285,7 +285,10 @@ impl DaemonClient {
         serde_json::from_slice(&answer).map_err(|err| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("virtual files daemon's answer: {err}"),
+                format!(
+                    "virtual files daemon's answer (a daemon of another eci version speaks \
+                     another protocol; it leaves once no container uses it): {err}"
+                ),
             )
         })
     }
