@@ -56,7 +56,15 @@ fn move_to_own_cgroup() -> std::io::Result<()> {
         .find_map(|line| {
             let mut fields = line.splitn(3, ':');
             let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            // In a cgroup namespace a cgroup outside its root reads as "/../x": never a path
+            // out of the hierarchy's mount.
             let relative = Path::new(path).strip_prefix("/").ok()?;
+            if !relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return None;
+            }
             let hierarchy = hierarchies.iter().find(|h| match controllers {
                 "" => h.unified,
                 named => {

@@ -407,8 +407,8 @@ impl Container {
                     tracing::debug!(container = id, "held by its init");
                     rootfs_ownership(&rootfs, overlay.as_ref(), init.pid(), block, &shifted)
                 };
-            // A v1 cgroup write waits for RCU (10-20 ms over the eight hierarchies here): done
-            // while the mounter works, before the init is let go.
+            // Joined while the mounter works, before the init is let go: a cgroup write may
+            // still wait for the RCU grace period `prime_migration` started.
             let mut join_cgroups =
                 |init: &PidFd| -> std::result::Result<(), eci_ns::spawn::PrepareError> {
                     cgroup.join(init.pid(), &resources_spec)?;

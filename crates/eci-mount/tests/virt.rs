@@ -189,3 +189,37 @@ fn unmounting_ends_the_server_even_when_another_namespace_holds_a_copy() {
         "nothing is left mounted here"
     );
 }
+
+/// A server of the earlier layout (one connection, mounted at the mountpoint itself, as a
+/// daemon or runtime of an earlier version left it): abort and detach take it down, so that a
+/// server of this version can mount under it.
+#[test]
+fn a_server_of_the_earlier_layout_is_taken_down() {
+    struct Empty;
+    impl fuser::Filesystem for Empty {}
+    let mount = tempfile::tempdir().unwrap();
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![fuser::MountOption::FSName("eci-virtual".into())];
+    let earlier = fuser::Session::new(Empty, mount.path(), &config)
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mounted = |at: &Path| {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let at = at.to_str().unwrap().to_string();
+        table
+            .lines()
+            .any(|line| line.split(' ').nth(4) == Some(at.as_str()))
+    };
+    assert!(mounted(mount.path()));
+    eci_mount::virt::abort(mount.path()).unwrap();
+    eci_mount::virt::detach(mount.path()).unwrap();
+    assert!(!mounted(mount.path()));
+    let fs = VirtualFs::mount(mount.path()).unwrap();
+    let served = fs
+        .register("after", CgroupDirs::default(), Instant::now())
+        .unwrap();
+    assert!(read(&served.files.join("uptime")).is_ok());
+    drop(fs);
+    drop(earlier);
+}

@@ -8,6 +8,7 @@
 //! Its own main: the daemon is this program again, run with `--daemon DIR`.
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -52,7 +53,8 @@ fn main() {
     a_killed_daemon_comes_back_with_the_containers(&cgroup);
     the_keeper_gives_up_and_reads_fail_closed(&cgroup);
     a_container_is_served_while_its_init_lives(&cgroup);
-    println!("virt_daemon: 3 passed in {:?}", started.elapsed());
+    aborting_one_connection_ends_both(&cgroup);
+    println!("virt_daemon: 4 passed in {:?}", started.elapsed());
 }
 
 /// A memory cgroup limited to 256 MiB, removed on drop.
@@ -231,6 +233,56 @@ fn the_keeper_gives_up_and_reads_fail_closed(cgroup: &LimitedCgroup) {
     let err = std::fs::read_to_string(&meminfo).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
     println!("the_keeper_gives_up_and_reads_fail_closed: ok");
+}
+
+/// The tunables' connection is aborted by hand (fusectl): the keeper and the daemon leave, the
+/// files' connection is aborted with them (its reads fail, never with host values), and the
+/// next registration gets a new daemon with new mounts.
+fn aborting_one_connection_ends_both(cgroup: &LimitedCgroup) {
+    use std::os::unix::fs::MetadataExt;
+    let (daemon, client, dir) = serving_web(cgroup);
+    let meminfo = dir.files.join("meminfo");
+    assert!(std::fs::read_to_string(&meminfo)
+        .unwrap()
+        .starts_with(LIMITED));
+    let first = daemon.pid_of("pid").unwrap();
+    // What a container's bind holds: the mount, even once the daemon has detached it here.
+    let held = std::fs::File::open(&dir.files).unwrap();
+    let through_bind = PathBuf::from(format!("/proc/self/fd/{}/meminfo", held.as_raw_fd()));
+    let tunables = std::fs::metadata(&dir.tunables).unwrap().dev();
+    let connections = Path::new("/sys/fs/fuse/connections");
+    if !connections.join("1").exists() && std::fs::read_dir(connections).unwrap().count() == 0 {
+        let fusectl = Some("fusectl");
+        nix::mount::mount(
+            fusectl,
+            connections,
+            fusectl,
+            nix::mount::MsFlags::empty(),
+            fusectl,
+        )
+        .unwrap();
+    }
+    let abort = connections
+        .join(libc::minor(tunables).to_string())
+        .join("abort");
+    std::fs::write(abort, "1").unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{first}")).exists() {
+        assert!(Instant::now() < deadline, "the daemon did not leave");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = std::fs::read_to_string(&through_bind).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    let again = client
+        .register("web", &cgroup.path, 0, &|_| SysctlMode::ContainerOnly)
+        .unwrap();
+    assert!(std::fs::read_to_string(again.files.join("meminfo"))
+        .unwrap()
+        .starts_with(LIMITED));
+    assert_ne!(daemon.pid_of("pid"), Some(first), "a new daemon serves");
+    client.unregister("web").unwrap();
+    println!("aborting_one_connection_ends_both: ok");
 }
 
 /// A container whose runtime dies is served on while the init the runtime named lives, and

@@ -488,6 +488,13 @@ impl Daemon {
             unsafe { libc::poll(poll.as_mut_ptr(), 1, 1000) };
             self.accept_all(&listener);
             self.forget_the_dead();
+            if self.fs.ended() {
+                // One connection was aborted (through fusectl, by hand): the containers' binds
+                // of it fail, and new ones would too. End the other as well, and leave; the
+                // next client starts a daemon with new mounts.
+                let _ = std::fs::remove_file(&socket);
+                break;
+            }
             if !self.is_idle() {
                 idle_since = Instant::now();
             } else if idle_since.elapsed() >= IDLE {
@@ -501,7 +508,7 @@ impl Daemon {
                 listener = self.listen(&socket)?;
             }
         }
-        // The connection is aborted: the keeper sees it and leaves.
+        // The connections are aborted: the keeper sees it and leaves.
         self.fs.unmount()?;
         let _ = std::fs::remove_file(self.dir.join("keeper"));
         Ok(())
@@ -772,8 +779,9 @@ fn raise_next_slot(dir: &Path, used: u64) -> std::io::Result<()> {
 /// The keeper recorded in `dir`, if that very process still lives.
 struct Keeper {
     pidfd: PidFd,
-    /// Its descriptors of the files' and the tunables' connections.
-    fds: [RawFd; 2],
+    /// Its descriptors of the files' and the tunables' connections (`None`: a keeper of
+    /// another version).
+    fds: Option<[RawFd; 2]>,
     /// Whether the kernel agreed to passthrough on the files' connection.
     passthrough: bool,
 }
@@ -781,13 +789,20 @@ struct Keeper {
 fn keeper(dir: &Path) -> Option<Keeper> {
     let text = std::fs::read_to_string(dir.join("keeper")).ok()?;
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-    let (pid, start, files, tunables, passthrough) = (
-        fields.next()??,
-        fields.next()??,
-        fields.next()??,
-        fields.next()??,
-        fields.next()??,
-    );
+    let (pid, start) = (fields.next()??, fields.next()??);
+    // The rest as this version writes it; a keeper of another version (one connection) is
+    // still found, so that it is ended rather than left holding a connection no one serves.
+    let rest: Vec<Option<u64>> = fields.collect();
+    let (fds, passthrough) = match rest[..] {
+        [Some(files), Some(tunables), Some(passthrough)] => (
+            RawFd::try_from(files)
+                .ok()
+                .zip(RawFd::try_from(tunables).ok())
+                .map(|(files, tunables)| [files, tunables]),
+            passthrough == 1,
+        ),
+        _ => (None, false),
+    };
     let pid = i32::try_from(pid).ok()?;
     // The pidfd first: checked after it, the start time proves the pidfd names the keeper.
     let pidfd = PidFd::open(pid).ok()?;
@@ -798,20 +813,20 @@ fn keeper(dir: &Path) -> Option<Keeper> {
     .is_alive();
     same.then_some(Keeper {
         pidfd,
-        fds: [
-            RawFd::try_from(files).ok()?,
-            RawFd::try_from(tunables).ok()?,
-        ],
-        passthrough: passthrough == 1,
+        fds,
+        passthrough,
     })
 }
 
 impl Keeper {
     /// Copies of the keeper's descriptors of the connections.
     fn connections(&self) -> std::io::Result<Connections> {
+        let [files, tunables] = self.fds.ok_or_else(|| {
+            std::io::Error::other("the keeper was started by another version of eci")
+        })?;
         Ok(Connections {
-            files: self.connection(self.fds[0])?,
-            tunables: self.connection(self.fds[1])?,
+            files: self.connection(files)?,
+            tunables: self.connection(tunables)?,
         })
     }
 
@@ -925,7 +940,7 @@ fn keep(connections: [RawFd; 2], daemon: RawFd, null: RawFd, argv: &[*const libc
             continue;
         }
         // One aborted or unmounted (the daemon left, or someone aborted it): nothing to keep.
-        // Exiting closes the other, whose files then fail closed too.
+        // The daemon sees it too and aborts the other (see `Daemon::serve`).
         let ended = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
         if fds[..2].iter().any(|fd| fd.revents & ended != 0) {
             sys::exit(0);
@@ -978,6 +993,29 @@ mod tests {
         assert!(next_slot(dir.path()).is_err());
         std::fs::write(dir.path().join("next-slot"), u64::MAX.to_string()).unwrap();
         assert!(next_slot(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_keeper_of_another_version_is_found_but_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Holder::of(std::process::id() as i32).unwrap();
+        // This version's record: two descriptors and the passthrough flag.
+        let record = format!("{} {} 7 8 1\n", me.pid, me.start_time);
+        std::fs::write(dir.path().join("keeper"), record).unwrap();
+        let current = keeper(dir.path()).expect("a live keeper");
+        assert_eq!(current.fds, Some([7, 8]));
+        assert!(current.passthrough);
+        // An earlier version's: one descriptor. Found, so that it is ended; never adopted.
+        let record = format!("{} {} 7 1\n", me.pid, me.start_time);
+        std::fs::write(dir.path().join("keeper"), record).unwrap();
+        let older = keeper(dir.path()).expect("a live keeper");
+        assert_eq!(older.fds, None);
+        let err = older.connections().unwrap_err();
+        assert!(err.to_string().contains("another version"), "{err}");
+        // A keeper that is gone is none at all.
+        let record = format!("{} {} 7 8 1\n", me.pid, me.start_time + 1);
+        std::fs::write(dir.path().join("keeper"), record).unwrap();
+        assert!(keeper(dir.path()).is_none());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //!
 //! The server has two FUSE connections, mounted under its mountpoint as `files` (read-only)
 //! and `tunables` (read-write): the kernel forgets a FUSE file's atime after every read unless
-//! its superblock is read-only, and each stat of it is then a request to the server, which
-//! halved the files' read rate.
+//! its superblock is read-only, and each stat of it is then a request to the server: a third
+//! request per open.
 //!
 //! Each container's directory holds only its own files, computed at open from its cgroup
 //! (memory limit and use, cpuset, CPU quota, CPU usage, I/O), its start time and its load
@@ -250,8 +250,8 @@ fn ino_of(node: Node) -> u64 {
 /// What each of a server's two FUSE connections serves. The computed files come from a
 /// read-only mount: after each read of a FUSE file the kernel forgets its atime unless the
 /// superblock is read-only, and the next stat of it (std's `fs::read` and stdio's `fopen`
-/// both make one) is then a GETATTR to the server: a third request per open, which halved the
-/// files' read rate. Tunables must take writes, so they come from a second connection,
+/// both make one) is then a GETATTR to the server: a third request per open, which cost a
+/// quarter to a half of the files' read rate. Tunables must take writes, so they come from a second connection,
 /// mounted read-write. Both serve the same registry and inode numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -1220,6 +1220,24 @@ impl VirtualFs {
         self.connections.try_clone()
     }
 
+    /// Whether either connection has ended (aborted, or its mount gone): its files fail with
+    /// ENOTCONN, whatever this server does.
+    pub fn ended(&self) -> bool {
+        let watched = |fd: &OwnedFd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        let mut fds = [
+            watched(&self.connections.files),
+            watched(&self.connections.tunables),
+        ];
+        // SAFETY: two valid pollfds; a timeout of 0 only looks.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) };
+        let ended = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+        ready > 0 && fds.iter().any(|fd| fd.revents & ended != 0)
+    }
+
     /// Where the server is mounted: its two mounts are `files` and `tunables` under it.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
@@ -1494,9 +1512,9 @@ fn resend(connection: &OwnedFd) -> std::io::Result<()> {
 pub fn abort(mountpoint: &Path) -> std::io::Result<()> {
     let mut found = false;
     let mut result = Ok(());
-    for role in Role::BOTH {
-        // Both are tried: one left serving must not keep the other.
-        match mounted_connection(&mountpoint.join(role.dir_name())) {
+    for at in mounts_of(mountpoint) {
+        // All are tried: one left serving must not keep another.
+        match mounted_connection(&at) {
             Ok(Some(connection)) => {
                 found = true;
                 if let Err(err) = abort_connection(connection) {
@@ -1524,6 +1542,14 @@ pub fn abort(mountpoint: &Path) -> std::io::Result<()> {
 /// connections first). Not mounted is not an error.
 pub fn detach(mountpoint: &Path) -> std::io::Result<()> {
     let mut result = Ok(());
+    // A server of an earlier version was mounted at the mountpoint itself: that goes first
+    // (only if it is one, never whatever else is mounted there), so that the paths below are
+    // looked up on the directory again.
+    if let Ok(Some(_)) = mounted_connection(mountpoint) {
+        if let Err(errno) = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
+            result = Err(errno.into());
+        }
+    }
     for role in Role::BOTH {
         let at = mountpoint.join(role.dir_name());
         match nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH) {
@@ -1533,6 +1559,16 @@ pub fn detach(mountpoint: &Path) -> std::io::Result<()> {
         }
     }
     result
+}
+
+/// Where a server under `mountpoint` may be mounted: the mountpoint itself (a server of an
+/// earlier version, with one connection), then the two mounts of this one.
+fn mounts_of(mountpoint: &Path) -> [PathBuf; 3] {
+    [
+        mountpoint.to_path_buf(),
+        mountpoint.join(Role::Files.dir_name()),
+        mountpoint.join(Role::Tunables.dir_name()),
+    ]
 }
 
 /// Aborts FUSE connection number `connection` through fusectl.
