@@ -18,7 +18,7 @@
 //! The caller's memory is never read again, so changing it after the check changes nothing, and
 //! no call is ever answered with "continue". A refusal is also reported to the runtime, for its
 //! log. If the helper dies, the supervisor answers the call it was handling (see
-//! [`InFlight`](crate::notify::InFlight)) and starts a new helper on the same listener, which
+//! [`InFlight`]) and starts a new helper on the same listener, which
 //! serves the calls that waited meanwhile; a helper that keeps dying is not replaced, and the
 //! supervisor then closes its own descriptor, and the kernel answers ENOSYS to the container's
 //! mount calls. If the runtime dies, the helper becomes an *orphan*: it answers every trapped
