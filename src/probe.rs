@@ -32,6 +32,9 @@
 //! eci-probe churn-mount MILLIS DIR               tmpfs mount+umount pairs on DIR for MILLIS ms:
 //!                                                 how often each call answered what, as
 //!                                                 "mount:ok=N umount:ok=N ..." sorted
+//! eci-probe mount-runs MILLIS DIR                tmpfs mount+umount pairs on DIR for MILLIS ms:
+//!                                                 the mounts' answers in order, as runs
+//!                                                 ("ENOSYS*12 ok*3400")
 //! eci-probe race-fstype N DIR                     N mounts on DIR whose type a second thread
 //!                                                 flips between tmpfs and ramfs meanwhile:
 //!                                                 "tmpfs T ramfs R refused E"
@@ -250,6 +253,10 @@ pub fn run(args: &[&str]) -> String {
             Ok(n) => bench_http(socket, target, n),
             Err(_) => format!("usage error: {n} is not a count"),
         },
+        ["mount-runs", millis, dir] => match millis.parse() {
+            Ok(millis) => mount_runs(millis, dir),
+            Err(_) => format!("usage error: {millis} is not a number of milliseconds"),
+        },
         ["churn-mount", millis, dir] => match millis.parse() {
             Ok(millis) => churn_mount(millis, dir),
             Err(_) => format!("usage error: {millis} is not a number of milliseconds"),
@@ -369,6 +376,25 @@ fn churn_mount(millis: u64, dir: &str) -> String {
     }
     let counts: Vec<String> = answers.iter().map(|(k, n)| format!("{k}={n}")).collect();
     counts.join(" ")
+}
+
+/// Mounts a tmpfs on `dir` and unmounts it for `millis` ms; the mounts' answers in the order
+/// they came, each run of one answer as "ANSWER*COUNT".
+fn mount_runs(millis: u64, dir: &str) -> String {
+    let mut runs: Vec<(String, u64)> = Vec::new();
+    let deadline = std::time::Duration::from_millis(millis);
+    let start = std::time::Instant::now();
+    while start.elapsed() < deadline {
+        let mounted = mount(Some("none"), dir, Some("tmpfs"), 0, None);
+        match runs.last_mut() {
+            Some((last, count)) if *last == mounted => *count += 1,
+            _ => runs.push((mounted, 1)),
+        }
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(c(dir).as_ptr(), 0) };
+    }
+    let runs: Vec<String> = runs.iter().map(|(a, n)| format!("{a}*{n}")).collect();
+    runs.join(" ")
 }
 
 /// How many times a second `file` can be opened, read whole and closed, over `millis` ms.

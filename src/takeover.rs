@@ -16,7 +16,7 @@ use eci_idmap::Holder;
 use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
 use eci_seccomp::fresh::Masks;
-use eci_seccomp::mount::{find_orphan, stop_orphan, HelperConfig, MountVetter};
+use eci_seccomp::mount::{find_orphan, release_orphan, stop_orphan, HelperConfig, MountVetter};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -158,7 +158,8 @@ impl Runtime {
     /// are not orphans); a process whose vetting cannot be taken over is listed in
     /// [`TakenOver::failures`] and left as it was. The container's virtual files, if they died
     /// with the old runtime, become read-only masks in a procfs or sysfs it mounts later. A
-    /// mount call made during the take-over may still fail with ENOSYS.
+    /// mount call made during the take-over waits for the new helper (the orphan is held
+    /// meanwhile), so once one call is vetted, none fails with ENOSYS any more.
     ///
     /// ```no_run
     /// # fn demo() -> eci::Result<()> {
@@ -299,13 +300,22 @@ fn take_over_one(
         // host's figures.
         sysinfo: record.sysinfo.then(|| shared.virtual_files.sysinfo_of(id)),
     };
+    // From here until it is stopped or let go, the orphan is held: it answers nothing.
     let (vetter, listener) =
         MountVetter::take_over(&init, orphan, record.listener_fd, config.clone())?;
-    let registration = register(shared, listener, &vetter, &process)?;
-    let record = Record::of(record.process, record.init, &vetter, &config)?;
-    let file = write_record(dir, &record)?;
-    // Ours serves, is registered and recorded: only now may the orphan go (a failure before
-    // leaves it, and its record, for another attempt).
+    let registered = register(shared, listener, &vetter, &process).and_then(|registration| {
+        let record = Record::of(record.process, record.init, &vetter, &config)?;
+        Ok((registration, write_record(dir, &record)?))
+    });
+    let (registration, file) = match registered {
+        Ok(done) => done,
+        Err(err) => {
+            // The orphan, and its record, stay for another attempt.
+            release_orphan(orphan);
+            return Err(err);
+        }
+    };
+    // Ours serves, is registered and recorded: only now may the orphan go.
     stop_orphan(orphan);
     tracing::info!(pid, helper = vetter.helper_pid(), "took over mount vetting");
     Ok((pid, Vetting::new(registration, vetter, file)))

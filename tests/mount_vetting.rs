@@ -317,6 +317,102 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     cleanup_after_crash(state.path(), &id);
 }
 
+/// A take-over leaves no gap: a container mounting in a loop meanwhile gets ENOSYS from the
+/// orphan until the take-over and `ok` from then on, never the two interleaved (the orphan is
+/// held, answering nothing, while the new helper starts and is registered).
+#[test]
+fn a_take_over_never_interleaves_refusals_with_vetted_calls() {
+    use std::io::Write;
+    let state = tempfile::tempdir().unwrap();
+    let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount-runs 1500 /tmp/x";
+    let id = format!("eci-takeover-seamless-{}", std::process::id());
+    let (stdin, mut go) = std::io::pipe().unwrap();
+    let (mut runner, mut stdout) =
+        run_until_ready(eci_run(state.path()), &id, script, stdin.into());
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let runtime = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: state.path().to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap();
+    writeln!(go, "go").unwrap();
+    // The loop meets the orphan first.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let taken = runtime.take_over(&id).unwrap();
+    let runs = next_lines(&mut stdout, 1).remove(0);
+    let answers: Vec<&str> = runs
+        .split(' ')
+        .map(|run| run.split('*').next().unwrap_or_default())
+        .collect();
+    assert_eq!(answers, ["ENOSYS", "ok"], "{runs}");
+    drop(taken);
+    cleanup_after_crash(state.path(), &id);
+}
+
+/// A held orphan answers nothing: a call made meanwhile waits, and gets ENOSYS once the orphan
+/// is let go, or by itself once the hold has lasted five seconds (a runtime that dies while
+/// taking over must not leave the container's calls waiting for good).
+#[test]
+fn a_held_orphan_lets_calls_wait_until_it_is_let_go() {
+    use eci::eci_seccomp::mount::{find_orphan, hold_orphan, release_orphan};
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let state = tempfile::tempdir().unwrap();
+    let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
+                  read go; eci-probe mount tmpfs /tmp/x tmpfs";
+    let id = format!("eci-held-orphan-{}", std::process::id());
+    let (stdin, mut go) = std::io::pipe().unwrap();
+    let (mut runner, stdout) = run_until_ready(eci_run(state.path()), &id, script, stdin.into());
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let lines = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let _ = tx.send(line.unwrap());
+            }
+        });
+        rx
+    };
+    // The orphan, from what the dead runtime recorded of its init.
+    let records = state.path().join("vetting").join(&id);
+    let record = std::fs::read_dir(&records)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record.path()).unwrap()).unwrap();
+    let userns = record["userns"].as_u64().unwrap();
+    let listener_fd = record["listener_fd"].as_i64().unwrap() as i32;
+    let orphan = find_orphan(userns, listener_fd).expect("the orphaned helper");
+
+    hold_orphan(&orphan).unwrap();
+    writeln!(go, "go").unwrap();
+    let waiting = lines.recv_timeout(Duration::from_millis(300));
+    assert!(waiting.is_err(), "answered while held: {waiting:?}");
+    release_orphan(&orphan);
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "ENOSYS"
+    );
+
+    hold_orphan(&orphan).unwrap();
+    let held = Instant::now();
+    writeln!(go, "go").unwrap();
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "ENOSYS"
+    );
+    assert!(
+        held.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        held.elapsed()
+    );
+    cleanup_after_crash(state.path(), &id);
+}
+
 /// The same with the virtual files served by the per-host daemon: it serves the container on
 /// while its init lives, so after the take-over a procfs the container mounts gets them, and
 /// sysinfo(2) is answered again with the container's uptime, never the host's.

@@ -128,11 +128,23 @@ impl Forwarded {
 /// The name a mount helper takes once its runtime is gone, by which [`find_orphan`] knows it.
 pub const ORPHAN_NAME: &CStr = c"eci-orphan";
 
+/// The name an orphan takes while it is held ([`hold_orphan`]): it answers no call then.
+pub const HELD_ORPHAN_NAME: &CStr = c"eci-orphan-held";
+
+/// How long an orphan stays held unless it is stopped or let go first: a runtime that dies
+/// while taking over must not leave the container's calls waiting for good.
+const HOLD_LIMIT_MS: i64 = 5_000;
+
+/// The signals an orphan takes: stop, hold, let go.
+const ORPHAN_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2];
+
 /// What a mount helper does once its runtime is gone: nobody can vet now, so it answers every
 /// trapped call with ENOSYS (what the kernel answers when no listener is left), but it keeps the
-/// listener open, so that a new runtime can take it over ([`MountVetter::take_over`]). It exits
-/// on SIGTERM (the new runtime's word that it holds the listener) or once no process uses the
-/// filter any more (the container is gone). Runs after fork: async-signal-safe only.
+/// listener open, so that a new runtime can take it over ([`MountVetter::take_over`]). SIGUSR1
+/// holds it (it answers nothing, so that the calls wait for the new helper; [`hold_orphan`]),
+/// SIGUSR2 lets it go on. It exits on SIGTERM (the new runtime's word that it holds the
+/// listener) or once no process uses the filter any more (the container is gone). Runs after
+/// fork: async-signal-safe only.
 fn refuse_until_taken_over(helper: &HelperState<'_>) {
     let listener = helper.fds.listener;
     // SAFETY: sigaction and sigprocmask with valid, zero-initialised structures; prctl with a
@@ -142,12 +154,14 @@ fn refuse_until_taken_over(helper: &HelperState<'_>) {
         let mut ignore: libc::sigaction = std::mem::zeroed();
         ignore.sa_sigaction = libc::SIG_IGN;
         libc::sigaction(libc::SIGCHLD, &ignore, std::ptr::null_mut());
-        let mut term: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut term);
-        libc::sigaddset(&mut term, libc::SIGTERM);
-        libc::sigprocmask(libc::SIG_BLOCK, &term, std::ptr::null_mut());
-        let fd = libc::signalfd(-1, &term, libc::SFD_CLOEXEC);
-        // Named only once SIGTERM is blocked: whoever finds the name may send it.
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in ORPHAN_SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+        // Named only once the signals are blocked: whoever finds the name may send them.
         libc::prctl(libc::PR_SET_NAME, ORPHAN_NAME.as_ptr());
         fd
     };
@@ -168,15 +182,29 @@ fn refuse_until_taken_over(helper: &HelperState<'_>) {
             revents: 0,
         },
     ];
+    // While held: until when (CLOCK_MONOTONIC milliseconds).
+    let mut held_until: Option<i64> = None;
     loop {
+        // Held, it does not ask for calls; it still sees the listener hang up.
+        fds[0].events = if held_until.is_some() {
+            0
+        } else {
+            libc::POLLIN
+        };
+        let timeout =
+            held_until.map_or(-1, |until| (until - monotonic_ms()).clamp(0, 1_000) as i32);
         // SAFETY: fds is a valid array of two pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) } < 0 {
             if Errno::last().0 == libc::EINTR {
                 continue;
             }
             return;
         }
-        if fds[0].revents & libc::POLLIN != 0 {
+        if held_until.is_some_and(|until| monotonic_ms() >= until) {
+            held_until = None;
+            name_orphan(ORPHAN_NAME);
+        }
+        if fds[0].revents & libc::POLLIN != 0 && held_until.is_none() {
             match Listener::receive_raw(listener) {
                 Ok(Some(n)) => {
                     let _ = respond(listener, n.id, Reply::Error(libc::ENOSYS));
@@ -190,9 +218,45 @@ fn refuse_until_taken_over(helper: &HelperState<'_>) {
             return;
         }
         if fds[1].revents != 0 {
-            return;
+            match read_signal(signals) {
+                Some(libc::SIGUSR1) => {
+                    held_until = Some(monotonic_ms() + HOLD_LIMIT_MS);
+                    // The name says so only now: no call is received after it.
+                    name_orphan(HELD_ORPHAN_NAME);
+                }
+                Some(libc::SIGUSR2) => {
+                    held_until = None;
+                    name_orphan(ORPHAN_NAME);
+                }
+                _ => return,
+            }
         }
     }
+}
+
+/// Sets the calling thread's name. Async-signal-safe.
+fn name_orphan(name: &CStr) {
+    // SAFETY: a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+}
+
+/// The number of the next signal read from `signalfd`. Async-signal-safe.
+fn read_signal(signalfd: RawFd) -> Option<libc::c_int> {
+    // SAFETY: signalfd_siginfo is plain data; all-zero is a valid value.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: info is a writable buffer of `size` bytes.
+    let read = unsafe { libc::read(signalfd, (&raw mut info).cast(), size) };
+    (read == size as isize).then_some(info.ssi_signo as libc::c_int)
+}
+
+/// CLOCK_MONOTONIC in milliseconds. Async-signal-safe.
+fn monotonic_ms() -> i64 {
+    // SAFETY: timespec is plain data; clock_gettime writes it.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock and a writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec * 1_000 + now.tv_nsec / 1_000_000
 }
 
 impl HelperConfig {
@@ -904,12 +968,15 @@ impl MountVetter {
     /// Takes over the listener an orphaned helper holds (its runtime died; see [`find_orphan`]):
     /// takes a copy of the descriptor numbered `listener_fd` in `orphan`, checks it is a seccomp
     /// listener and that `orphan` is in the container's user namespace (`config.userns`), and
-    /// starts a helper of ours on the listener, joining that same user namespace. If ours cannot
-    /// start, the orphan is left as it was. `config` is what the first runtime's helpers knew
-    /// (the caller kept it); its `userns_fd` is replaced by the orphan's. Returns the vetter and
-    /// the listener, for [`Supervisor::register`](crate::Supervisor::register); once that is
-    /// done, [`stop_orphan`] lets the orphan go (until then both serve, the orphan only
-    /// answering ENOSYS), so that nothing that fails on the way leaves the listener with nobody.
+    /// holds the orphan ([`hold_orphan`]: it answers nothing, so the calls made meanwhile wait
+    /// for ours) and starts a helper of ours on the listener, joining that same user namespace.
+    /// If ours cannot start, the orphan is let go as it was. `config` is what the first
+    /// runtime's helpers knew (the caller kept it); its `userns_fd` is replaced by the orphan's.
+    /// Returns the vetter and the listener, for
+    /// [`Supervisor::register`](crate::Supervisor::register); once that is done,
+    /// [`stop_orphan`] ends the orphan (or, if registering fails, [`release_orphan`] lets it
+    /// answer ENOSYS again), so that nothing that fails on the way leaves the listener with
+    /// nobody.
     ///
     /// ```no_run
     /// use eci_seccomp::mount::{find_orphan, HelperConfig, MountVetter};
@@ -953,9 +1020,14 @@ impl MountVetter {
         }
         config.userns_fd = Some(Arc::new(OwnedFd::from(userns)));
         let listener = Listener::new(listener);
+        // Held, the orphan answers nothing: the calls made meanwhile wait for ours, rather than
+        // meet ENOSYS after ours has answered some.
+        hold_orphan(orphan).map_err(io("holding the orphaned mount helper"))?;
         // If ours cannot start, the orphan goes on holding the listener (and failing the calls),
         // so a later attempt can still take over.
-        let vetter = MountVetter::start(init, &listener, config)?;
+        let vetter = MountVetter::start(init, &listener, config).inspect_err(|_| {
+            release_orphan(orphan);
+        })?;
         Ok((vetter, listener))
     }
 
@@ -1034,6 +1106,39 @@ impl MountVetter {
 /// How long an orphan has to finish the call it answers and exit before it is killed.
 const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long an orphan has to say it is held.
+const HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Holds an orphan: once this returns, it answers no call until it is stopped
+/// ([`stop_orphan`]), let go ([`release_orphan`]) or five seconds have passed, so the
+/// container's calls wait for the helper that takes over rather than meet ENOSYS meanwhile.
+/// [`MountVetter::take_over`] holds the orphan it takes the listener of.
+pub fn hold_orphan(orphan: &PidFd) -> std::io::Result<()> {
+    orphan.signal(libc::SIGUSR1).map_err(std::io::Error::from)?;
+    let comm = format!("/proc/{}/comm", orphan.pid());
+    let deadline = std::time::Instant::now() + HOLD_WAIT;
+    loop {
+        let name = std::fs::read(&comm)?;
+        // Alive after the read: the name was the orphan's, not a reused pid's.
+        if name.strip_suffix(b"\n") == Some(HELD_ORPHAN_NAME.to_bytes()) && orphan.is_alive() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            release_orphan(orphan);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the orphaned mount helper did not stop answering",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
+/// Lets a held orphan answer calls again (ENOSYS), after a take-over that failed.
+pub fn release_orphan(orphan: &PidFd) {
+    let _ = orphan.signal(libc::SIGUSR2);
+}
+
 /// Asks an orphan whose listener was taken over ([`MountVetter::take_over`]) to exit, and
 /// waits until it has. One that does not exit in time is killed (a call it had received then
 /// waits until the listener closes, or until its caller is killed).
@@ -1087,7 +1192,9 @@ pub fn find_orphan(userns: u64, listener_fd: RawFd) -> Option<PidFd> {
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         .find_map(|pid| {
             let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
-            if comm.strip_suffix(b"\n") != Some(ORPHAN_NAME.to_bytes()) {
+            // A held one too: a runtime that died while taking over may have left it so.
+            let name = comm.strip_suffix(b"\n");
+            if name != Some(ORPHAN_NAME.to_bytes()) && name != Some(HELD_ORPHAN_NAME.to_bytes()) {
                 return None;
             }
             let process = PidFd::open(pid).ok()?;
