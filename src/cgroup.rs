@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use eci_mount::virt::Hierarchy;
+
 use libcgroups::common::{
     create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
     FreezerState,
@@ -46,43 +48,46 @@ pub(crate) fn prime_migration() {
     }
 }
 
-/// Writes this thread's id to the thread list of the cgroup it is in, in the first hierarchy
-/// of /proc/thread-self/cgroup that is mounted here.
+/// Writes this thread's id to the thread list of the cgroup it is in.
 fn move_to_own_cgroup() -> std::io::Result<()> {
     let hierarchies = eci_mount::virt::mounted_hierarchies()?;
     let own = std::fs::read_to_string("/proc/thread-self/cgroup")?;
-    let (dir, file) = own
-        .lines()
-        .find_map(|line| {
-            let mut fields = line.splitn(3, ':');
-            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            // In a cgroup namespace a cgroup outside its root reads as "/../x": never a path
-            // out of the hierarchy's mount.
-            let relative = Path::new(path).strip_prefix("/").ok()?;
-            if !relative
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)))
-            {
-                return None;
-            }
-            let hierarchy = hierarchies.iter().find(|h| match controllers {
-                "" => h.unified,
-                named => {
-                    !h.unified
-                        && named
-                            .split(',')
-                            .all(|c| h.controllers.iter().any(|o| o == c))
-                }
-            })?;
-            let file = if hierarchy.unified {
-                "cgroup.threads"
-            } else {
-                "tasks"
-            };
-            Some((hierarchy.mount.join(relative), file))
-        })
+    let file = own_thread_list(&own, &hierarchies)
         .ok_or_else(|| std::io::Error::other("no mounted hierarchy holds this thread"))?;
-    std::fs::write(dir.join(file), nix::unistd::gettid().to_string())
+    std::fs::write(file, nix::unistd::gettid().to_string())
+}
+
+/// The thread list (v1 `tasks`, v2 `cgroup.threads`) of the cgroup a thread is in, from its
+/// /proc/thread-self/cgroup text: in the first hierarchy listed there that is mounted (at its
+/// root) in `hierarchies`. Never a path out of a hierarchy's mount: in a cgroup namespace a
+/// cgroup outside its root reads as "/../x", and such a line is skipped.
+fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
+    text.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let relative = Path::new(path).strip_prefix("/").ok()?;
+        if !relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return None;
+        }
+        let hierarchy = hierarchies.iter().find(|h| match controllers {
+            "" => h.unified,
+            named => {
+                !h.unified
+                    && named
+                        .split(',')
+                        .all(|c| h.controllers.iter().any(|o| o == c))
+            }
+        })?;
+        let file = if hierarchy.unified {
+            "cgroup.threads"
+        } else {
+            "tasks"
+        };
+        Some(hierarchy.mount.join(relative).join(file))
+    })
 }
 
 /// A container's cgroup. Removed (with anything left in it killed) on [`Cgroup::remove`].
@@ -251,6 +256,61 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hierarchy(mount: &str, unified: bool, controllers: &[&str]) -> Hierarchy {
+        Hierarchy {
+            mount: PathBuf::from(mount),
+            unified,
+            controllers: controllers.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_thread_list_is_in_the_first_mounted_hierarchy() {
+        let mounted = [
+            hierarchy("/sys/fs/cgroup/unified", true, &[]),
+            hierarchy("/sys/fs/cgroup/memory", false, &["rw", "memory"]),
+            hierarchy(
+                "/sys/fs/cgroup/cpu,cpuacct",
+                false,
+                &["rw", "cpu", "cpuacct"],
+            ),
+        ];
+        let own = |text: &str| own_thread_list(text, &mounted);
+        assert_eq!(
+            own("9:name=systemd:/\n4:memory:/a/b\n0::/c\n"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/a/b/tasks"))
+        );
+        assert_eq!(
+            own("3:cpu,cpuacct:/\n"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/tasks"))
+        );
+        assert_eq!(
+            own("0::/c\n"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/c/cgroup.threads"))
+        );
+        // Outside a cgroup namespace's root, or not absolute: never a path out of the mount.
+        assert_eq!(own("4:memory:/../x\n0::/../../y\n"), None);
+        assert_eq!(own("4:memory:a\n"), None);
+        assert_eq!(own("7:pids:/\n"), None, "not mounted here");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_thread_list_never_leaves_its_hierarchy(text in "[0-9a-z=,:/.\n]{0,80}") {
+            let mounted = [
+                hierarchy("/cg/unified", true, &[]),
+                hierarchy("/cg/memory", false, &["rw", "memory"]),
+            ];
+            if let Some(file) = own_thread_list(&text, &mounted) {
+                proptest::prop_assert!(mounted.iter().any(|h| file.starts_with(&h.mount)));
+                let normal = file
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+                proptest::prop_assert!(normal, "{}", file.display());
+            }
+        }
+    }
 
     #[test]
     fn priming_leaves_the_thread_where_it_was() {

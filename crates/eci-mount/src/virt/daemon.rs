@@ -776,6 +776,51 @@ fn raise_next_slot(dir: &Path, used: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the `keeper` file says: `PID START FILES TUNABLES PASSTHROUGH`, as
+/// [`start_keeper`] writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeeperRecord {
+    pid: i32,
+    start: u64,
+    /// `None` for a keeper of another version (one connection): it is still found, so that
+    /// it is ended rather than left holding a connection no one serves.
+    fds: Option<[RawFd; 2]>,
+    passthrough: bool,
+}
+
+impl KeeperRecord {
+    fn parse(text: &str) -> Option<KeeperRecord> {
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        let (pid, start) = (fields.next()??, fields.next()??);
+        let rest: Vec<Option<u64>> = fields.collect();
+        let (fds, passthrough) = match rest[..] {
+            [Some(files), Some(tunables), Some(passthrough)] => (
+                RawFd::try_from(files)
+                    .ok()
+                    .zip(RawFd::try_from(tunables).ok())
+                    .map(|(files, tunables)| [files, tunables]),
+                passthrough == 1,
+            ),
+            _ => (None, false),
+        };
+        Some(KeeperRecord {
+            pid: i32::try_from(pid).ok()?,
+            start,
+            fds,
+            passthrough,
+        })
+    }
+
+    fn format(&self) -> String {
+        let [files, tunables] = self.fds.unwrap_or([-1, -1]);
+        let passthrough = u8::from(self.passthrough);
+        format!(
+            "{} {} {files} {tunables} {passthrough}\n",
+            self.pid, self.start
+        )
+    }
+}
+
 /// The keeper recorded in `dir`, if that very process still lives.
 struct Keeper {
     pidfd: PidFd,
@@ -788,22 +833,12 @@ struct Keeper {
 
 fn keeper(dir: &Path) -> Option<Keeper> {
     let text = std::fs::read_to_string(dir.join("keeper")).ok()?;
-    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-    let (pid, start) = (fields.next()??, fields.next()??);
-    // The rest as this version writes it; a keeper of another version (one connection) is
-    // still found, so that it is ended rather than left holding a connection no one serves.
-    let rest: Vec<Option<u64>> = fields.collect();
-    let (fds, passthrough) = match rest[..] {
-        [Some(files), Some(tunables), Some(passthrough)] => (
-            RawFd::try_from(files)
-                .ok()
-                .zip(RawFd::try_from(tunables).ok())
-                .map(|(files, tunables)| [files, tunables]),
-            passthrough == 1,
-        ),
-        _ => (None, false),
-    };
-    let pid = i32::try_from(pid).ok()?;
+    let KeeperRecord {
+        pid,
+        start,
+        fds,
+        passthrough,
+    } = KeeperRecord::parse(&text)?;
     // The pidfd first: checked after it, the start time proves the pidfd names the keeper.
     let pidfd = PidFd::open(pid).ok()?;
     let same = Holder {
@@ -896,13 +931,13 @@ fn start_keeper(
         Forked::Child => keep(kept, daemon.as_raw_fd(), null.as_raw_fd(), &pointers),
         Forked::Parent { pid, .. } => pid,
     };
-    let start = Holder::of(pid)?.start_time;
-    let passthrough = u8::from(passthrough);
-    let [files, tunables] = kept;
-    write_whole(
-        &dir.join("keeper"),
-        format!("{pid} {start} {files} {tunables} {passthrough}\n").as_bytes(),
-    )
+    let record = KeeperRecord {
+        pid,
+        start: Holder::of(pid)?.start_time,
+        fds: Some(kept),
+        passthrough,
+    };
+    write_whole(&dir.join("keeper"), record.format().as_bytes())
 }
 
 /// The keeper's life, after fork: async-signal-safe only (no allocation, no locks).
@@ -1016,6 +1051,28 @@ mod tests {
         let record = format!("{} {} 7 8 1\n", me.pid, me.start_time + 1);
         std::fs::write(dir.path().join("keeper"), record).unwrap();
         assert!(keeper(dir.path()).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keeper_records_read_back_what_was_written(
+            pid in 1i32..i32::MAX,
+            start in proptest::num::u64::ANY,
+            files in 0i32..i32::MAX,
+            tunables in 0i32..i32::MAX,
+            passthrough in proptest::bool::ANY,
+        ) {
+            let record = KeeperRecord { pid, start, fds: Some([files, tunables]), passthrough };
+            proptest::prop_assert_eq!(KeeperRecord::parse(&record.format()), Some(record));
+        }
+
+        #[test]
+        fn any_keeper_text_parses_without_panicking(text in "[0-9 \n-]{0,60}") {
+            if let Some(record) = KeeperRecord::parse(&text) {
+                proptest::prop_assert!(record.pid >= 0);
+                proptest::prop_assert!(record.fds.is_none_or(|fds| fds.iter().all(|fd| *fd >= 0)));
+            }
+        }
     }
 
     #[test]
