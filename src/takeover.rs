@@ -17,6 +17,7 @@ use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
 use eci_seccomp::fresh::Masks;
 use eci_seccomp::mount::{find_orphan, release_orphan, stop_orphan, HelperConfig, MountVetter};
+use eci_seccomp::supervisor::Handler;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -159,7 +160,8 @@ impl Runtime {
     /// [`TakenOver::failures`] and left as it was. The container's virtual files, if they died
     /// with the old runtime, become read-only masks in a procfs or sysfs it mounts later. A
     /// mount call made during the take-over waits for the new helper (the orphan is held
-    /// meanwhile), so once one call is vetted, none fails with ENOSYS any more.
+    /// meanwhile, for at most five seconds), so once one call is vetted, none fails with
+    /// ENOSYS any more.
     ///
     /// ```no_run
     /// # fn demo() -> eci::Result<()> {
@@ -310,7 +312,10 @@ fn take_over_one(
     let (registration, file) = match registered {
         Ok(done) => done,
         Err(err) => {
-            // The orphan, and its record, stay for another attempt.
+            // Ours goes first, answering the call it had received (the held orphan would not),
+            // and only then may the orphan answer again: never two at once. The orphan, and
+            // its record, stay for another attempt.
+            vetter.retire();
             release_orphan(orphan);
             return Err(err);
         }

@@ -324,7 +324,8 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
 fn a_take_over_never_interleaves_refusals_with_vetted_calls() {
     use std::io::Write;
     let state = tempfile::tempdir().unwrap();
-    let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount-runs 1500 /tmp/x";
+    let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
+                  eci-probe mount-runs 3000 /tmp/x";
     let id = format!("eci-takeover-seamless-{}", std::process::id());
     let (stdin, mut go) = std::io::pipe().unwrap();
     let (mut runner, mut stdout) =
@@ -337,15 +338,86 @@ fn a_take_over_never_interleaves_refusals_with_vetted_calls() {
     })
     .unwrap();
     writeln!(go, "go").unwrap();
-    // The loop meets the orphan first.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(next_lines(&mut stdout, 1), ["ENOSYS"], "the orphan answers");
+    // The loop starts meanwhile, and meets the orphan first.
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let taken = runtime.take_over(&id).unwrap();
     let runs = next_lines(&mut stdout, 1).remove(0);
     let answers: Vec<&str> = runs
         .split(' ')
         .map(|run| run.split('*').next().unwrap_or_default())
         .collect();
-    assert_eq!(answers, ["ENOSYS", "ok"], "{runs}");
+    // Vetted within the loop's three seconds, and never refused again once vetted.
+    let vetted = answers.iter().position(|a| *a == "ok");
+    let vetted = vetted.unwrap_or_else(|| panic!("never vetted: {runs}"));
+    assert!(
+        answers[..vetted].iter().all(|a| *a == "ENOSYS") && answers[vetted..] == ["ok"],
+        "{runs}"
+    );
+    drop(taken);
+    cleanup_after_crash(state.path(), &id);
+}
+
+/// A take-over that fails once its helper has started (here its record cannot be written: the
+/// records' directory is made read-only) stops that helper, answering the call it had, before
+/// the orphan answers again: a container mounting in a loop meanwhile finishes its loop, with
+/// nothing but ENOSYS and `ok`, and a later take-over succeeds.
+#[test]
+fn a_failed_take_over_leaves_no_call_waiting() {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    use std::io::Write;
+    use std::time::Duration;
+    let state = tempfile::tempdir().unwrap();
+    let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
+                  eci-probe mount-runs 2000 /tmp/x; read go; eci-probe mount tmpfs /tmp/x tmpfs";
+    let id = format!("eci-takeover-failed-{}", std::process::id());
+    let (stdin, mut go) = std::io::pipe().unwrap();
+    let (mut runner, stdout) = run_until_ready(eci_run(state.path()), &id, script, stdin.into());
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let lines = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let _ = tx.send(line.unwrap());
+            }
+        });
+        rx
+    };
+    let runtime = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: state.path().to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap();
+    writeln!(go, "go").unwrap();
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "ENOSYS"
+    );
+
+    let records = state.path().join("vetting").join(&id);
+    let none: Option<&str> = None;
+    mount(Some(&records), &records, none, MsFlags::MS_BIND, none).unwrap();
+    let read_only = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    let remounted = mount(none, &records, none, read_only, none);
+    let failed = remounted.map(|()| runtime.take_over(&id));
+    umount2(&records, MntFlags::MNT_DETACH).unwrap();
+    let err = failed
+        .unwrap()
+        .expect_err("the record could not be written");
+    assert!(err.to_string().contains("vetting"), "{err}");
+
+    let runs = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the loop ended: no call was left waiting");
+    assert!(
+        runs.split(' ')
+            .all(|run| run.starts_with("ENOSYS*") || run.starts_with("ok*")),
+        "{runs}"
+    );
+    let taken = runtime.take_over(&id).unwrap();
+    writeln!(go, "go").unwrap();
+    assert_eq!(lines.recv_timeout(Duration::from_secs(5)).unwrap(), "ok");
     drop(taken);
     cleanup_after_crash(state.path(), &id);
 }

@@ -1022,7 +1022,11 @@ impl MountVetter {
         let listener = Listener::new(listener);
         // Held, the orphan answers nothing: the calls made meanwhile wait for ours, rather than
         // meet ENOSYS after ours has answered some.
-        hold_orphan(orphan).map_err(io("holding the orphaned mount helper"))?;
+        match hold_orphan(orphan) {
+            // An orphan of an earlier version cannot be held: taken over as it goes on.
+            Err(err) if err.kind() == std::io::ErrorKind::Unsupported => {}
+            held => held.map_err(io("holding the orphaned mount helper"))?,
+        }
         // If ours cannot start, the orphan goes on holding the listener (and failing the calls),
         // so a later attempt can still take over.
         let vetter = MountVetter::start(init, &listener, config).inspect_err(|_| {
@@ -1114,9 +1118,27 @@ const HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// container's calls wait for the helper that takes over rather than meet ENOSYS meanwhile.
 /// [`MountVetter::take_over`] holds the orphan it takes the listener of.
 pub fn hold_orphan(orphan: &PidFd) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + HOLD_WAIT;
+    if !takes_signal(orphan, libc::SIGUSR1)? {
+        // An orphan of an earlier version, for which SIGUSR1 would be fatal: not held.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the orphaned mount helper is of an earlier version, which cannot be held",
+        ));
+    }
+    // A release from an attempt that gave up may still be pending: the orphan reads the lower
+    // signal first, so it would undo this hold once it is made.
+    while pending_signals(orphan)? & signal_bit(libc::SIGUSR2) != 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the orphaned mount helper does not read its signals",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
     orphan.signal(libc::SIGUSR1).map_err(std::io::Error::from)?;
     let comm = format!("/proc/{}/comm", orphan.pid());
-    let deadline = std::time::Instant::now() + HOLD_WAIT;
     loop {
         let name = std::fs::read(&comm)?;
         // Alive after the read: the name was the orphan's, not a reused pid's.
@@ -1136,7 +1158,39 @@ pub fn hold_orphan(orphan: &PidFd) -> std::io::Result<()> {
 
 /// Lets a held orphan answer calls again (ENOSYS), after a take-over that failed.
 pub fn release_orphan(orphan: &PidFd) {
-    let _ = orphan.signal(libc::SIGUSR2);
+    // Never to an orphan of an earlier version, for which it would be fatal.
+    if takes_signal(orphan, libc::SIGUSR2).unwrap_or(false) {
+        let _ = orphan.signal(libc::SIGUSR2);
+    }
+}
+
+/// The bit of `signal` in /proc/PID/status's signal masks.
+fn signal_bit(signal: libc::c_int) -> u64 {
+    1 << (signal - 1)
+}
+
+/// A mask of /proc/PID/status (`SigBlk`, `ShdPnd`, ...) of `process`, checked to be its own.
+fn status_mask(process: &PidFd, field: &str) -> std::io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid()))?;
+    if !process.is_alive() {
+        return Err(std::io::ErrorKind::NotFound.into());
+    }
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, field.to_string()))
+}
+
+/// Whether `process` blocks `signal` (and so reads it through its signalfd, as an orphan of
+/// this version does) rather than dying of it.
+fn takes_signal(process: &PidFd, signal: libc::c_int) -> std::io::Result<bool> {
+    Ok(status_mask(process, "SigBlk")? & signal_bit(signal) != 0)
+}
+
+/// The signals pending for the whole of `process` (those sent to it by pid or pidfd).
+fn pending_signals(process: &PidFd) -> std::io::Result<u64> {
+    status_mask(process, "ShdPnd")
 }
 
 /// Asks an orphan whose listener was taken over ([`MountVetter::take_over`]) to exit, and
@@ -1305,18 +1359,40 @@ impl Handler for MountVetter {
     }
 
     fn retire(&self) {
-        // Kills and reaps the helper, then closes the runtime's descriptor of the listener.
+        // Kills and reaps the helper, answers the call it had received (when another process
+        // still holds the listener, as an orphan does after a failed take-over, nobody else
+        // would), then closes the runtime's descriptor of the listener.
         self.lock_helper().take();
-        self.listener
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fd) = listener.as_ref().map(AsRawFd::as_raw_fd) {
+            if let Some((id, reply)) = self.in_flight.take() {
+                let _ = respond(fd, id, reply);
+            }
+        }
+        listener.take();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_that_does_not_block_the_hold_signal_is_never_sent_it() {
+        // As an orphan of an earlier version: SIGUSR1 and SIGUSR2 would kill it.
+        let mut earlier = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let process = PidFd::open(earlier.id() as i32).unwrap();
+        let err = hold_orphan(&process).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+        release_orphan(&process);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(process.is_alive(), "neither signal was sent");
+        earlier.kill().unwrap();
+        earlier.wait().unwrap();
+    }
 
     #[test]
     fn reads_namespace_links() {
