@@ -317,32 +317,55 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     cleanup_after_crash(state.path(), &id);
 }
 
+/// Runs `script` in a container under eci-run, which is then killed (its mount helper becomes
+/// an orphan): the pipe that feeds the script's `read go`, and its output lines as they come.
+fn orphaned(
+    state: &Path,
+    id: &str,
+    script: &str,
+) -> (std::io::PipeWriter, std::sync::mpsc::Receiver<String>) {
+    let (stdin, go) = std::io::pipe().unwrap();
+    let (mut runner, stdout) = run_until_ready(eci_run(state), id, script, stdin.into());
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    (go, rx)
+}
+
+/// A runtime of its own on `state`, as a new runtime after a crash would be.
+fn runtime_on(state: &Path) -> eci::Runtime {
+    eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: state.to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// A take-over leaves no gap: a container mounting in a loop meanwhile gets ENOSYS from the
 /// orphan until the take-over and `ok` from then on, never the two interleaved (the orphan is
 /// held, answering nothing, while the new helper starts and is registered).
 #[test]
 fn a_take_over_never_interleaves_refusals_with_vetted_calls() {
     use std::io::Write;
+    use std::time::Duration;
     let state = tempfile::tempdir().unwrap();
     let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
                   eci-probe mount-runs 3000 /tmp/x";
     let id = format!("eci-takeover-seamless-{}", std::process::id());
-    let (stdin, mut go) = std::io::pipe().unwrap();
-    let (mut runner, mut stdout) =
-        run_until_ready(eci_run(state.path()), &id, script, stdin.into());
-    runner.kill().unwrap();
-    runner.wait().unwrap();
-    let runtime = eci::Runtime::new(eci::RuntimeConfig {
-        state_dir: state.path().to_path_buf(),
-        ..Default::default()
-    })
-    .unwrap();
+    let (mut go, lines) = orphaned(state.path(), &id, script);
+    let runtime = runtime_on(state.path());
+    let next = || lines.recv_timeout(Duration::from_secs(10)).unwrap();
     writeln!(go, "go").unwrap();
-    assert_eq!(next_lines(&mut stdout, 1), ["ENOSYS"], "the orphan answers");
+    assert_eq!(next(), "ENOSYS", "the orphan answers");
     // The loop starts meanwhile, and meets the orphan first.
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(100));
     let taken = runtime.take_over(&id).unwrap();
-    let runs = next_lines(&mut stdout, 1).remove(0);
+    let runs = next();
     let answers: Vec<&str> = runs
         .split(' ')
         .map(|run| run.split('*').next().unwrap_or_default())
@@ -371,24 +394,8 @@ fn a_failed_take_over_leaves_no_call_waiting() {
     let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
                   eci-probe mount-runs 2000 /tmp/x; read go; eci-probe mount tmpfs /tmp/x tmpfs";
     let id = format!("eci-takeover-failed-{}", std::process::id());
-    let (stdin, mut go) = std::io::pipe().unwrap();
-    let (mut runner, stdout) = run_until_ready(eci_run(state.path()), &id, script, stdin.into());
-    runner.kill().unwrap();
-    runner.wait().unwrap();
-    let lines = {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let _ = tx.send(line.unwrap());
-            }
-        });
-        rx
-    };
-    let runtime = eci::Runtime::new(eci::RuntimeConfig {
-        state_dir: state.path().to_path_buf(),
-        ..Default::default()
-    })
-    .unwrap();
+    let (mut go, lines) = orphaned(state.path(), &id, script);
+    let runtime = runtime_on(state.path());
     writeln!(go, "go").unwrap();
     assert_eq!(
         lines.recv_timeout(Duration::from_secs(5)).unwrap(),
@@ -434,19 +441,7 @@ fn a_held_orphan_lets_calls_wait_until_it_is_let_go() {
     let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
                   read go; eci-probe mount tmpfs /tmp/x tmpfs";
     let id = format!("eci-held-orphan-{}", std::process::id());
-    let (stdin, mut go) = std::io::pipe().unwrap();
-    let (mut runner, stdout) = run_until_ready(eci_run(state.path()), &id, script, stdin.into());
-    runner.kill().unwrap();
-    runner.wait().unwrap();
-    let lines = {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let _ = tx.send(line.unwrap());
-            }
-        });
-        rx
-    };
+    let (mut go, lines) = orphaned(state.path(), &id, script);
     // The orphan, from what the dead runtime recorded of its init.
     let records = state.path().join("vetting").join(&id);
     let record = std::fs::read_dir(&records)
