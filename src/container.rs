@@ -340,12 +340,6 @@ impl Container {
         if !crate::cgroup::valid_path(&cgroup_path) {
             return Err(Error::CgroupPath(cgroup_path));
         }
-        // libcgroups reads the mount table and /proc/self/cgroup again for each controller
-        // (about 2 ms here) and creates nothing yet: made meanwhile, on a thread of its own.
-        let pending_cgroup = {
-            let (path, id) = (cgroup_path.clone(), id.to_string());
-            std::thread::spawn(move || Cgroup::new(&path, &id))
-        };
         // The binds of the virtual files are the runtime's own: they go in the mount plan, not in
         // the spec later processes are checked against (their sources are in the state
         // directory, which specs may not name).
@@ -382,10 +376,7 @@ impl Container {
         }
         let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
         let sysctls = Sysctls::from_spec(&spec)?;
-        let cgroup = pending_cgroup.join().map_err(|_| Error::Cgroup {
-            path: cgroup_path.clone(),
-            reason: "making its manager failed (the thread panicked)".into(),
-        })??;
+        let cgroup = Cgroup::new(&cgroup_path, id)?;
         tracing::debug!(container = id, "planned");
         let resources_spec = spec
             .linux()
