@@ -206,5 +206,11 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
         leftover.is_empty(),
         "a mount under {STATE_DIR} is visible on the host: {leftover:?}"
     );
+    // A child killed on the way may still be exiting, reaped a moment later (its exit waits
+    // for the cgroup migration lock while a start primes it): wait a little, never forever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !children().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(children(), Vec::<String>::new(), "processes left behind");
 }
