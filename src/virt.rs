@@ -132,12 +132,7 @@ pub(crate) fn sweep_dead(base: &Path) {
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        let _ = eci_mount::virt::detach(&entry.path());
-        // One directory at a time: never a recursion into a mount that is still there.
-        for mount in ["files", "tunables"] {
-            let _ = std::fs::remove_dir(entry.path().join(mount));
-        }
-        let _ = std::fs::remove_dir(entry.path());
+        eci_mount::virt::remove(&entry.path());
     }
 }
 

@@ -289,11 +289,7 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     let (stdin, mut go) = std::io::pipe().unwrap();
     let (mut runner, mut stdout) =
         run_until_ready(eci_run(state.path()), &id, script, stdin.into());
-    let runtime = eci::Runtime::new(eci::RuntimeConfig {
-        state_dir: state.path().to_path_buf(),
-        ..Default::default()
-    })
-    .unwrap();
+    let runtime = runtime_on(state.path());
     let err = runtime.take_over(&id).unwrap_err().to_string();
     assert!(err.contains("no orphaned mount helper"), "{err}");
     runner.kill().unwrap();

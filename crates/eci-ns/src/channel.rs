@@ -191,18 +191,17 @@ impl Channel {
 
     /// Receives one message; `None` when the other end has closed.
     pub fn recv(&self) -> SysResult<Option<(Message, ReceivedFds)>> {
-        let mut buf = [0u8; 16];
-        match self.recv_bytes(&mut buf)? {
-            None => Ok(None),
-            Some((16, fds)) => Ok(Some((Message::from_bytes(&buf), fds))),
-            Some(_) => Err(Errno(libc::EBADMSG)),
-        }
+        self.recv_with(0)
     }
 
     /// Like [`Channel::recv`] but EAGAIN instead of waiting when nothing is there.
     pub fn try_recv(&self) -> SysResult<Option<(Message, ReceivedFds)>> {
+        self.recv_with(libc::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&self, flags: libc::c_int) -> SysResult<Option<(Message, ReceivedFds)>> {
         let mut buf = [0u8; 16];
-        match self.try_recv_bytes(&mut buf)? {
+        match self.recv_bytes_with(&mut buf, flags)? {
             None => Ok(None),
             Some((16, fds)) => Ok(Some((Message::from_bytes(&buf), fds))),
             Some(_) => Err(Errno(libc::EBADMSG)),

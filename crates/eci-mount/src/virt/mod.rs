@@ -1538,6 +1538,16 @@ pub fn abort(mountpoint: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Detaches a dead server's mounts under `mountpoint` and removes its directories, one at a
+/// time (never a recursion into a mount that is still there). Best effort.
+pub fn remove(mountpoint: &Path) {
+    let _ = detach(mountpoint);
+    for role in Role::BOTH {
+        let _ = std::fs::remove_dir(mountpoint.join(role.dir_name()));
+    }
+    let _ = std::fs::remove_dir(mountpoint);
+}
+
 /// Detaches the server's two mounts under `mountpoint` (see [`abort`] to end their
 /// connections first). Not mounted is not an error.
 pub fn detach(mountpoint: &Path) -> std::io::Result<()> {
