@@ -438,14 +438,15 @@ impl PidDirs {
 
 /// Receives one notification on the helper's descriptor of the listener and answers it. Runs
 /// after fork: allocation-free. Refusals are reported on `channel`, without waiting. The call is
-/// recorded in `in_flight` until answered, for whoever replaces this helper if it dies.
+/// kept in `in_flight` until answered, for whoever replaces this helper if it dies.
 fn handle_one(helper: &HelperState<'_>, channel: &Channel) {
     let fds = helper.fds;
-    let n = match Listener::receive_raw(fds.listener) {
+    // Received into the shared record, so that even a helper killed on its way back from the
+    // receipt leaves the call for whoever replaces it to answer.
+    let n = match helper.in_flight.receive(fds.listener) {
         Ok(Some(n)) => n,
         _ => return,
     };
-    helper.in_flight.begin(n.id);
     if i64::from(n.nr) == libc::SYS_sysinfo {
         forward_sysinfo(helper, &n, channel);
     } else {
