@@ -186,7 +186,7 @@ impl Runtime {
                 continue;
             }
             let orphan =
-                find_orphan(record.userns, record.listener_fd).ok_or_else(|| Error::Io {
+                wait_for_orphan(record.userns, record.listener_fd).ok_or_else(|| Error::Io {
                     what: format!(
                     "no orphaned mount helper holds the listener of process {}; is the runtime \
                      that created it still alive?",
@@ -221,6 +221,23 @@ impl Runtime {
             processes,
             failures,
         })
+    }
+}
+
+/// How long a helper may take to notice that its runtime died and become an orphan.
+const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The orphan holding listener `fd` in user namespace `userns`, waiting up to [`ORPHAN_WAIT`]
+/// for it: a helper becomes one only once it sees its runtime's end, which on a busy machine
+/// may come a little after a new runtime was started.
+fn wait_for_orphan(userns: u64, fd: i32) -> Option<PidFd> {
+    let deadline = std::time::Instant::now() + ORPHAN_WAIT;
+    loop {
+        let found = find_orphan(userns, fd);
+        if found.is_some() || std::time::Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

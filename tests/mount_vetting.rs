@@ -314,12 +314,17 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
 }
 
 /// Runs `script` in a container under eci-run, which is then killed (its mount helper becomes
-/// an orphan): the pipe that feeds the script's `read go`, and its output lines as they come.
+/// an orphan): the pipe that feeds the script's `read go`, its output lines as they come, and
+/// the orphan, once the helper has noticed the runtime's end.
 fn orphaned(
     state: &Path,
     id: &str,
     script: &str,
-) -> (std::io::PipeWriter, std::sync::mpsc::Receiver<String>) {
+) -> (
+    std::io::PipeWriter,
+    std::sync::mpsc::Receiver<String>,
+    eci::eci_ns::PidFd,
+) {
     let (stdin, go) = std::io::pipe().unwrap();
     let (mut runner, stdout) = run_until_ready(eci_run(state), id, script, stdin.into());
     runner.kill().unwrap();
@@ -330,7 +335,28 @@ fn orphaned(
             let _ = tx.send(line.unwrap());
         }
     });
-    (go, rx)
+    (go, rx, orphan_of(state, id))
+}
+
+/// The orphaned mount helper of container `id`, found from what its dead runtime recorded.
+fn orphan_of(state: &Path, id: &str) -> eci::eci_ns::PidFd {
+    let records = state.join("vetting").join(id);
+    let record = std::fs::read_dir(&records)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record.path()).unwrap()).unwrap();
+    let userns = record["userns"].as_u64().unwrap();
+    let listener_fd = record["listener_fd"].as_i64().unwrap() as i32;
+    for _ in 0..500 {
+        if let Some(orphan) = eci::eci_seccomp::mount::find_orphan(userns, listener_fd) {
+            return orphan;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the helper never became an orphan");
 }
 
 /// A runtime of its own on `state`, as a new runtime after a crash would be.
@@ -353,7 +379,7 @@ fn a_take_over_never_interleaves_refusals_with_vetted_calls() {
     let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
                   eci-probe mount-runs 3000 /tmp/x";
     let id = format!("eci-takeover-seamless-{}", std::process::id());
-    let (mut go, lines) = orphaned(state.path(), &id, script);
+    let (mut go, lines, _) = orphaned(state.path(), &id, script);
     let runtime = runtime_on(state.path());
     let next = || lines.recv_timeout(Duration::from_secs(10)).unwrap();
     writeln!(go, "go").unwrap();
@@ -390,7 +416,7 @@ fn a_failed_take_over_leaves_no_call_waiting() {
     let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
                   eci-probe mount-runs 2000 /tmp/x; read go; eci-probe mount tmpfs /tmp/x tmpfs";
     let id = format!("eci-takeover-failed-{}", std::process::id());
-    let (mut go, lines) = orphaned(state.path(), &id, script);
+    let (mut go, lines, _) = orphaned(state.path(), &id, script);
     let runtime = runtime_on(state.path());
     writeln!(go, "go").unwrap();
     assert_eq!(
@@ -430,26 +456,14 @@ fn a_failed_take_over_leaves_no_call_waiting() {
 /// taking over must not leave the container's calls waiting for good).
 #[test]
 fn a_held_orphan_lets_calls_wait_until_it_is_let_go() {
-    use eci::eci_seccomp::mount::{find_orphan, hold_orphan, release_orphan};
+    use eci::eci_seccomp::mount::{hold_orphan, release_orphan};
     use std::io::Write;
     use std::time::{Duration, Instant};
     let state = tempfile::tempdir().unwrap();
     let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
                   read go; eci-probe mount tmpfs /tmp/x tmpfs";
     let id = format!("eci-held-orphan-{}", std::process::id());
-    let (mut go, lines) = orphaned(state.path(), &id, script);
-    // The orphan, from what the dead runtime recorded of its init.
-    let records = state.path().join("vetting").join(&id);
-    let record = std::fs::read_dir(&records)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(record.path()).unwrap()).unwrap();
-    let userns = record["userns"].as_u64().unwrap();
-    let listener_fd = record["listener_fd"].as_i64().unwrap() as i32;
-    let orphan = find_orphan(userns, listener_fd).expect("the orphaned helper");
+    let (mut go, lines, orphan) = orphaned(state.path(), &id, script);
 
     hold_orphan(&orphan).unwrap();
     writeln!(go, "go").unwrap();
