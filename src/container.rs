@@ -438,6 +438,7 @@ impl Container {
                 init: &init,
                 prepare: &mut prepare,
                 late_mounts: mount_plan.has_late_mounts(),
+                boot_clock_from_start: false,
                 while_mounting: Some(&mut join_cgroups),
             })
         };

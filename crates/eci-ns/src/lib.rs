@@ -27,6 +27,7 @@ pub mod namespaces;
 pub mod pidfd;
 pub mod spawn;
 pub mod sys;
+pub mod timens;
 
 pub use namespaces::Namespaces;
 pub use pidfd::{ExitStatus, PidFd};

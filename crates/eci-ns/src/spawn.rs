@@ -117,6 +117,10 @@ pub struct SpawnRequest<'a> {
     /// [`LatePhase::wait_for_unshare`] between them, and the init goes on only once the mounter
     /// has finished.
     pub late_mounts: bool,
+    /// The container gets a time namespace whose boot clock starts at zero when its init
+    /// starts ([`crate::timens`]): its uptime, `btime` and process start times count from
+    /// there. Without it, [`Namespaces::TIME`] gives a time namespace with the host's clocks.
+    pub boot_clock_from_start: bool,
     /// Runs in the runtime while the mounter works (on another CPU, if there is one): what the
     /// init needs before it goes on but the mounts do not, such as joining its cgroups, whose
     /// writes wait for the kernel's RCU grace periods.
@@ -230,6 +234,7 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
                 &ends,
                 request.namespaces,
                 request.late_mounts,
+                request.boot_clock_from_start,
                 request.setup,
                 request.init,
             ),
@@ -363,6 +368,7 @@ fn setup_process(
     ends: &ChildEnds<'_>,
     namespaces: Namespaces,
     late_mounts: bool,
+    boot_clock_from_start: bool,
     setup: &(dyn Fn(SetupContext<'_>) -> Result<(), Failure> + Sync),
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
@@ -378,9 +384,14 @@ fn setup_process(
     if sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).is_err() {
         fail(Stage::SetupNamespace, 1);
     }
-    let clone_flags = (namespaces & !(Namespaces::MOUNT | Namespaces::CGROUP)
-        | Namespaces::USER
-        | Namespaces::PID)
+    // The init makes its mount and cgroup namespaces itself, and a time namespace with offsets
+    // (which a namespace made by clone3 cannot be given).
+    let made_by_init = if boot_clock_from_start {
+        Namespaces::MOUNT | Namespaces::CGROUP | Namespaces::TIME
+    } else {
+        Namespaces::MOUNT | Namespaces::CGROUP
+    };
+    let clone_flags = (namespaces & !made_by_init | Namespaces::USER | Namespaces::PID)
         .clone_flags()
         | libc::CLONE_PARENT as u64
         | libc::CLONE_PIDFD as u64;
@@ -407,7 +418,7 @@ fn setup_process(
             errno,
         }
         .report_and_exit(channel),
-        Ok(Forked::Child) => init_process(ends, namespaces, pipe, init),
+        Ok(Forked::Child) => init_process(ends, namespaces, boot_clock_from_start, pipe, init),
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
     };
     sys::close(ends.init.raw_fd());
@@ -476,6 +487,7 @@ fn setup_process(
 fn init_process(
     ends: &ChildEnds<'_>,
     namespaces: Namespaces,
+    boot_clock_from_start: bool,
     pipe: UnsharedPipe,
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
@@ -486,6 +498,11 @@ fn init_process(
     match channel.recv() {
         Ok(Some((msg, _))) if msg.kind == GO => {}
         _ => sys::exit(1),
+    }
+    // Still with the host's root IDs, under which /proc/self stays writable (changing them
+    // below makes the init undumpable, its /proc files the host root's).
+    if boot_clock_from_start && crate::timens::enter_with_boot_clock_at_zero().is_err() {
+        fail(7);
     }
     // The maps exist now: become root of the user namespace. Until now the init carried the
     // host's root IDs, which the namespace cannot name.

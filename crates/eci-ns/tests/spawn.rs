@@ -55,6 +55,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
         init: &init,
         prepare: &mut write_maps,
         late_mounts: false,
+        boot_clock_from_start: false,
         while_mounting: None,
     })
     .unwrap();
@@ -79,6 +80,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
         init: &init,
         prepare: &mut |init: &PidFd| write_maps_at(init, FAILING_BASE),
         late_mounts: false,
+        boot_clock_from_start: false,
         while_mounting: None,
     })
     .unwrap_err();
@@ -125,6 +127,7 @@ fn what_prepare_returns_reaches_the_mounter() {
         init: &init,
         prepare: &mut prepare,
         late_mounts: false,
+        boot_clock_from_start: false,
         while_mounting: None,
     })
     .unwrap_err();
@@ -149,6 +152,7 @@ fn a_prepare_failure_kills_the_init() {
         init: &init,
         prepare: &mut prepare,
         late_mounts: false,
+        boot_clock_from_start: false,
         while_mounting: None,
     })
     .unwrap_err();
@@ -200,10 +204,74 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
         init: &init,
         prepare: &mut write_maps,
         late_mounts: true,
+        boot_clock_from_start: false,
         while_mounting: None,
     })
     .unwrap();
     let (msg, _) = spawned.channel.recv().unwrap().unwrap();
     assert_eq!(msg.kind, 42);
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
+}
+
+/// CLOCK_BOOTTIME in whole seconds. Async-signal-safe.
+fn boot_seconds() -> i32 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock and a writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    now.tv_sec as i32
+}
+
+#[test]
+fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() {
+    let setup = |_: SetupContext<'_>| Ok(());
+    let report_clock = |channel: &Channel| {
+        let _ = channel.send(Message {
+            kind: 42,
+            a: boot_seconds(),
+            b: 0,
+            c: 0,
+        });
+        // Stays until the runtime hangs up, for a process to join.
+        let _ = channel.recv();
+        sys::exit(0)
+    };
+    let spawned = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &report_clock,
+        prepare: &mut write_maps,
+        late_mounts: false,
+        boot_clock_from_start: true,
+        while_mounting: None,
+    })
+    .unwrap();
+    let (msg, _) = spawned.channel.recv().unwrap().unwrap();
+    assert_eq!(
+        (msg.kind, msg.a),
+        (42, 0),
+        "the init's boot clock starts at 0"
+    );
+    assert!(boot_seconds() > 2, "the host's runs on");
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let joined = eci_ns::spawn::spawn_into(
+        &spawned.init,
+        Namespaces::CONTAINER,
+        &report_clock,
+        &mut |_: &PidFd| Ok(0),
+    )
+    .unwrap();
+    let (msg, _) = joined.channel.recv().unwrap().unwrap();
+    assert_eq!(
+        (msg.kind, msg.a),
+        (42, 1),
+        "a joining process reads the container's clock"
+    );
+    drop(joined.channel);
+    assert_eq!(joined.init.wait().unwrap().code(), 0);
+    drop(spawned.channel);
     assert_eq!(spawned.init.wait().unwrap().code(), 0);
 }
