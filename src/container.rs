@@ -438,7 +438,9 @@ impl Container {
                 init: &init,
                 prepare: &mut prepare,
                 late_mounts: mount_plan.has_late_mounts(),
-                boot_clock_from_start: false,
+                // The time namespace hardening added for the uptime setting: its boot clock
+                // starts with the container, so the kernel's own /proc/uptime is the container's.
+                boot_clock_from_start: policy.procfs.get(ProcFile::Uptime),
                 while_mounting: Some(&mut join_cgroups),
             })
         };

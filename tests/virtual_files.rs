@@ -81,15 +81,17 @@ fn files_read_with_sendfile_have_their_text() {
 fn a_file_kept_open_never_freezes_what_later_opens_read() {
     // Overlapping opens of one file share the kernel's backing file: a later open must still
     // get a new text (and the open one reads it too, as procfs gives a new text from the start).
-    let script = "exec 3< /proc/uptime; sleep 1.2; busybox cat /proc/uptime; busybox cat <&3";
+    // The idle time on /proc/stat's first line grows with the container's uptime.
+    let script = "exec 3< /proc/stat; sleep 1.2; busybox head -n 1 /proc/stat; \
+                  busybox head -n 1 <&3";
     let (code, out) = run_limited("kept-open", script, 1 << 30, None);
     assert_eq!(code, 0, "{out}");
-    let uptimes: Vec<f64> = out
+    let idle_ticks: Vec<u64> = out
         .lines()
-        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .map(|l| l.split_whitespace().nth(4).unwrap().parse().unwrap())
         .collect();
-    assert_eq!(uptimes.len(), 2, "{out}");
-    assert!(uptimes.iter().all(|u| *u >= 1.0), "{out}");
+    assert_eq!(idle_ticks.len(), 2, "{out}");
+    assert!(idle_ticks.iter().all(|t| *t >= 100), "{out}");
 }
 
 #[test]
@@ -102,11 +104,25 @@ fn one_cpu_is_one_cpu_everywhere() {
 }
 
 #[test]
-fn uptime_starts_near_zero() {
-    let (code, out) = run_limited("uptime", "cat /proc/uptime", 1 << 30, None);
+fn uptime_and_process_start_times_count_from_the_containers_start() {
+    // The kernel's own /proc/uptime, in the container's time namespace; a process's start time
+    // (ticks since boot, field 22 of /proc/PID/stat) counts from the same start, and so does
+    // the boot time /proc/stat gives, so that ps shows when processes really started.
+    let script = "cat /proc/uptime; cut -d' ' -f22 /proc/self/stat; grep ^btime /proc/stat; \
+                  date +%s; readlink /proc/self/ns/time; readlink /proc/1/ns/time";
+    let (code, out) = run_limited("uptime", script, 1 << 30, None);
     assert_eq!(code, 0, "{out}");
-    let uptime: f64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    let uptime: f64 = lines[0].split_whitespace().next().unwrap().parse().unwrap();
     assert!((0.0..5.0).contains(&uptime), "{out}");
+    let started_ticks: u64 = lines[1].parse().unwrap();
+    assert!(started_ticks < 500, "{out}");
+    let btime: u64 = lines[2].trim_start_matches("btime ").parse().unwrap();
+    let now: u64 = lines[3].parse().unwrap();
+    assert!(now - btime < 5, "booted with the container: {out}");
+    let host_time_ns = std::fs::read_link("/proc/self/ns/time").unwrap();
+    assert_ne!(lines[4], host_time_ns.to_str().unwrap(), "{out}");
+    assert_eq!(lines[4], lines[5], "{out}");
 }
 
 #[test]
@@ -144,7 +160,7 @@ fn reads_fail_when_the_server_is_gone_and_never_show_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = own_runtime(dir.path(), Policy::default());
     let script = "grep MemTotal /proc/meminfo; read go; cat /proc/meminfo; echo status $?; \
-                  cat /proc/uptime; echo status $?";
+                  cat /proc/loadavg; echo status $?";
     let (reader, mut writer) = std::io::pipe().unwrap();
     let stdin = Some(std::os::fd::OwnedFd::from(reader));
     let mut c = create_full(

@@ -19,7 +19,7 @@ use crate::caps::{number, CapSet};
 use crate::ids::{validate_mappings, IdBlock, IdMapping, MappingError};
 use crate::image::{ImageGrant, ImageIdentity, KnownDigests};
 use crate::paths::{PathDecision, ResolvedPath, RuleOrigin};
-use crate::settings::{Policy, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+use crate::settings::{Policy, ProcFile, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 
 /// What hardening needs besides the spec.
 #[derive(Debug, Clone, Copy)]
@@ -342,8 +342,12 @@ pub fn harden_with_image(
     check_root_and_process(&spec, ctx.block)?;
     let mut linux = spec.linux().clone().unwrap_or_default();
 
-    let namespaces =
-        harden_namespaces(linux.namespaces().clone().unwrap_or_default(), &mut report)?;
+    let boot_clock = ctx.policy.procfs.get(ProcFile::Uptime);
+    let namespaces = harden_namespaces(
+        linux.namespaces().clone().unwrap_or_default(),
+        boot_clock,
+        &mut report,
+    )?;
     linux.set_namespaces(Some(namespaces));
     for (kind, mappings) in [("uid", linux.uid_mappings()), ("gid", linux.gid_mappings())] {
         if let Some(list) = mappings {
@@ -443,8 +447,12 @@ fn check_root_and_process(spec: &Spec, block: IdBlock) -> Result<(), HardenError
     Ok(())
 }
 
+/// Checks the spec's namespaces and adds the missing ones eci always gives; with `boot_clock`
+/// (the uptime setting) also a time namespace, in which the runtime starts the boot clock at
+/// zero.
 fn harden_namespaces(
     mut list: Vec<LinuxNamespace>,
+    boot_clock: bool,
     report: &mut Vec<Change>,
 ) -> Result<Vec<LinuxNamespace>, HardenError> {
     let mut seen = HashSet::new();
@@ -463,7 +471,9 @@ fn harden_namespaces(
     if let Some(missing) = REQUIRED_NAMESPACES.iter().find(|ns| !seen.contains(ns)) {
         return Err(HardenError::HostNamespace(namespace_name(*missing)));
     }
-    for ns in ADDED_NAMESPACES.iter().filter(|ns| !seen.contains(ns)) {
+    let time = boot_clock.then_some(LinuxNamespaceType::Time);
+    let added = ADDED_NAMESPACES.iter().chain(time.as_ref());
+    for ns in added.filter(|ns| !seen.contains(ns)) {
         let mut entry = LinuxNamespace::default();
         entry.set_typ(*ns);
         list.push(entry);

@@ -1,8 +1,10 @@
 //! Virtual procfs and sysfs files that tell the truth about a container: a FUSE server
 //! (fuser) mounted once on the host, with directories per container ([`Directories`]) whose
 //! files are bind-mounted over the container's `/proc/meminfo`, `/proc/cpuinfo`, `/proc/stat`,
-//! `/proc/uptime`, `/proc/loadavg`, `/proc/swaps`, `/proc/diskstats` and
-//! `/sys/devices/system/cpu/online`, and over the global tunables of its `/proc/sys`.
+//! `/proc/loadavg`, `/proc/swaps`, `/proc/diskstats` and `/sys/devices/system/cpu/online`, and
+//! over the global tunables of its `/proc/sys`. `/proc/uptime` needs no server: the container's
+//! time namespace starts its boot clock with it ([`eci_ns::timens`]), and the kernel computes
+//! the file for each reader.
 //!
 //! The server has two FUSE connections, mounted under its mountpoint as `files` (read-only)
 //! and `tunables` (read-write): the kernel forgets a FUSE file's atime after every read unless
@@ -56,14 +58,13 @@ use fuser::{
 };
 
 pub use cgroup::{mounted_hierarchies, CgroupDirs, ControllerDir, Hierarchy};
-use render::{CpuTime, LoadAverage, Tasks};
+use render::{LoadAverage, Tasks};
 
 /// The files the server computes, and where each goes in a container.
-pub const SERVED: [(ProcFile, &str); 8] = [
+pub const SERVED: [(ProcFile, &str); 7] = [
     (ProcFile::Meminfo, "/proc/meminfo"),
     (ProcFile::Cpuinfo, "/proc/cpuinfo"),
     (ProcFile::Stat, "/proc/stat"),
-    (ProcFile::Uptime, "/proc/uptime"),
     (ProcFile::Loadavg, "/proc/loadavg"),
     (ProcFile::Swaps, "/proc/swaps"),
     (ProcFile::Diskstats, "/proc/diskstats"),
@@ -562,10 +563,6 @@ impl Registry {
                 let btime = self.host.wall_secs(entry.started);
                 render::stat(&usage, uptime, btime, &entry.dirs.tasks())
             }
-            ProcFile::Uptime => {
-                let usage = entry.dirs.cpu_usage(&visible);
-                render::uptime(uptime, idle(uptime, &usage))
-            }
             ProcFile::Swaps => {
                 let host_swap = render::meminfo_value(&self.host.meminfo, "SwapTotal").unwrap_or(0);
                 render::swaps(&entry.dirs.memory(), host_swap)
@@ -580,7 +577,8 @@ impl Registry {
                 let host = std::fs::read_to_string("/proc/diskstats").ok()?;
                 render::diskstats(&host, &entry.dirs.disk_io())
             }
-            ProcFile::Sysinfo => return None,
+            // Uptime is the kernel's, in the container's time namespace; sysinfo is a call.
+            ProcFile::Uptime | ProcFile::Sysinfo => return None,
         };
         Some(text.into_bytes())
     }
@@ -626,16 +624,6 @@ fn backing_for<'a>(
             }))
         }
     }
-}
-
-/// Idle time summed over the CPUs: what of `uptime` on each they did not use.
-fn idle(uptime: Duration, usage: &[CpuTime]) -> Duration {
-    let ticks = uptime.as_millis() as u64 / 10;
-    let idle: u64 = usage
-        .iter()
-        .map(|t| ticks.saturating_sub(t.user + t.system))
-        .sum();
-    Duration::from_millis(idle * 10)
 }
 
 impl CgroupDirs {

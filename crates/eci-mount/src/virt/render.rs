@@ -295,17 +295,6 @@ pub struct Tasks {
     pub blocked: u64,
 }
 
-/// /proc/uptime for a container: time since it started, and idle time summed over its CPUs.
-pub fn uptime(uptime: Duration, idle: Duration) -> String {
-    format!(
-        "{}.{:02} {}.{:02}\n",
-        uptime.as_secs(),
-        uptime.subsec_millis() / 10,
-        idle.as_secs(),
-        idle.subsec_millis() / 10
-    )
-}
-
 /// /proc/swaps for a container: the header, and one line for the swap it may use, if any.
 pub fn swaps(m: &Memory, host_swap_total: u64) -> String {
     let mut out = String::from("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n");
@@ -543,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn stat_and_uptime_count_from_the_start() {
+    fn stat_counts_from_the_start() {
         let text = stat(
             &[CpuTime {
                 user: 30,
@@ -556,10 +545,6 @@ mod tests {
         assert!(
             text.starts_with("cpu  30 0 20 150 0 0 0 0 0 0\ncpu0 30 0 20 150 "),
             "{text}"
-        );
-        assert_eq!(
-            uptime(Duration::from_millis(1500), Duration::from_millis(250)),
-            "1.50 0.25\n"
         );
     }
 

@@ -52,6 +52,33 @@ fn default_spec_gets_a_user_namespace_and_the_block() {
 }
 
 #[test]
+fn a_time_namespace_is_added_while_uptime_reflects_the_container() {
+    let types = |hardened: &Hardened| -> Vec<LinuxNamespaceType> {
+        let linux = hardened.spec.linux().clone().unwrap();
+        linux
+            .namespaces()
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect()
+    };
+    let hardened = run(Spec::default()).unwrap();
+    assert!(types(&hardened).contains(&LinuxNamespaceType::Time));
+    assert!(hardened.report.contains(&Change::AddedNamespace("time")));
+
+    let mut policy = Policy::default();
+    policy.procfs.set(ProcFile::Uptime, false);
+    let ctx = HardenContext {
+        policy: &policy,
+        block: block(),
+        runtime_caps: CapSet::ALL,
+    };
+    let hardened = harden(Spec::default(), &ctx, &mut |p| Ok(p.to_path_buf())).unwrap();
+    assert!(!types(&hardened).contains(&LinuxNamespaceType::Time));
+}
+
+#[test]
 fn joining_a_namespace_is_refused_by_name() {
     let mut spec = Spec::default();
     let mut linux = spec.linux().clone().unwrap();
