@@ -360,10 +360,11 @@ fn mask_dead_binds(masks: &mut Masks) -> usize {
 
 /// Removes from `binds` those whose source does not answer; returns their targets.
 fn take_dead(binds: &mut Vec<(CString, CString)>) -> Vec<CString> {
-    // Opened, not just looked up: a dead FUSE connection may still answer a lookup from the
-    // kernel's cache.
+    // Read, not just opened or looked up: the kernel answers both itself for the computed
+    // files (it stops sending opens once the server refuses the first), and only a read
+    // asks the server (once the kernel's 100 ms of caching a text are over).
     let alive = |(source, _): &(CString, CString)| {
-        std::fs::File::open(Path::new(std::ffi::OsStr::from_bytes(source.as_bytes()))).is_ok()
+        std::fs::read(Path::new(std::ffi::OsStr::from_bytes(source.as_bytes()))).is_ok()
     };
     let (live, dead): (Vec<_>, Vec<_>) = std::mem::take(binds).into_iter().partition(alive);
     *binds = live;

@@ -177,6 +177,9 @@ fn reads_fail_when_the_server_is_gone_and_never_show_the_host() {
     let first = c.read_stdout_line();
     assert_eq!(first, "MemTotal:         262144 kB\n");
     eci::eci_mount::virt::abort(&server).unwrap();
+    // The kernel serves a text it read within the last 100 ms from its page cache, without
+    // asking the server (the container's own figures, never the host's); then reads fail.
+    std::thread::sleep(std::time::Duration::from_millis(150));
     use std::io::Write;
     writeln!(writer, "go").unwrap();
     c.container().wait().unwrap();

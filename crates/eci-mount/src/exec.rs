@@ -303,13 +303,15 @@ fn is_mount_root(fd: RawFd) -> bool {
 fn statx_fd(fd: RawFd) -> Option<libc::statx> {
     // SAFETY: an all-zero statx is valid.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // The mount ID and attributes are the VFS's: DONT_SYNC keeps a FUSE server from being
+    // asked (and a virtual file from being computed before the container's limits exist).
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; stx is a valid out
     // pointer.
     let ok = unsafe {
         libc::statx(
             fd,
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
             libc::STATX_MNT_ID,
             &mut stx,
         )

@@ -600,6 +600,29 @@ fn plan_mount(mount: &oci_spec::runtime::Mount, block: IdBlock) -> Result<Step, 
     })
 }
 
+/// Whether the bind source `path` (symlinks followed) is a directory. Only its type is asked
+/// for, from what the kernel has (AT_STATX_DONT_SYNC): a FUSE server is not asked, so the
+/// runtime's own virtual files are not computed now, before the container's limits exist.
+fn source_is_dir(path: &Path) -> std::io::Result<bool> {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: an all-zero statx is valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid out pointer.
+    let done = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_STATX_DONT_SYNC,
+            libc::STATX_TYPE,
+            &mut stx,
+        )
+    };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(u32::from(stx.stx_mode) & libc::S_IFMT == libc::S_IFDIR)
+}
+
 fn plan_bind(
     mount: &oci_spec::runtime::Mount,
     dest: RootPath,
@@ -614,7 +637,7 @@ fn plan_bind(
     if !source.is_absolute() {
         return Err(bad("not an absolute host path".into()));
     }
-    let meta = std::fs::metadata(&source).map_err(|err| bad(err.to_string()))?;
+    let is_dir = source_is_dir(&source).map_err(|err| bad(err.to_string()))?;
     if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
         let what = "an idmapped bind with mappings of its own (uidMappings/gidMappings)";
         return Err(PlanError::Unsupported {
@@ -632,7 +655,7 @@ fn plan_bind(
         Idmap::No
     };
     Ok(Step::Mount {
-        kind: if meta.is_dir() {
+        kind: if is_dir {
             PointKind::Dir
         } else {
             PointKind::File

@@ -54,10 +54,9 @@ fn first_server(dir: &Path) -> ! {
         .unwrap();
     let connections = fs.connections().unwrap();
     let ready = format!(
-        "{} {} {}",
+        "{} {}",
         connections.files.into_raw_fd(),
         connections.tunables.into_raw_fd(),
-        fs.passes_through()
     );
     std::fs::write(dir.join("ready"), ready).unwrap();
     loop {
@@ -126,10 +125,9 @@ impl Drop for FirstServer {
     }
 }
 
-/// Starts the first server in `dir` and waits until it serves; returns it, its connections'
-/// descriptor numbers (files, tunables) and whether the kernel reads its files through
-/// passthrough.
-fn start_first_server(dir: &Path) -> (FirstServer, [i32; 2], bool) {
+/// Starts the first server in `dir` and waits until it serves; returns it and its connections'
+/// descriptor numbers (files, tunables).
+fn start_first_server(dir: &Path) -> (FirstServer, [i32; 2]) {
     let child = Command::new(std::env::current_exe().unwrap())
         .env(FIRST_SERVER, dir)
         .spawn()
@@ -142,9 +140,9 @@ fn start_first_server(dir: &Path) -> (FirstServer, [i32; 2], bool) {
     loop {
         if let Ok(text) = std::fs::read_to_string(dir.join("ready")) {
             let fields: Vec<&str> = text.split(' ').collect();
-            if let [files, tunables, passthrough] = fields[..] {
+            if let [files, tunables] = fields[..] {
                 let fds = [files.parse().unwrap(), tunables.parse().unwrap()];
-                return (server, fds, passthrough == "true");
+                return (server, fds);
             }
         }
         assert!(Instant::now() < deadline, "the first server did not start");
@@ -196,7 +194,7 @@ fn waits_on_a_pipe(pid: u32) -> bool {
 fn a_new_server_answers_the_dead_ones_callers() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let (mut server, [files, tunables], passthrough) = start_first_server(dir.path());
+    let (mut server, [files, tunables]) = start_first_server(dir.path());
     let kept = Connections {
         files: steal(server.pid(), files),
         tunables: steal(server.pid(), tunables),
@@ -222,6 +220,9 @@ fn a_new_server_answers_the_dead_ones_callers() {
         std::thread::sleep(Duration::from_millis(10));
     }
     server.kill();
+    // The kernel serves a file it read within the last 100 ms from its page cache, the same
+    // text again; after that it asks the server.
+    std::thread::sleep(Duration::from_millis(150));
 
     // No server: reads wait; nothing answers them, least of all with the host's figures.
     let waiting = read_later(limited.clone());
@@ -233,7 +234,7 @@ fn a_new_server_answers_the_dead_ones_callers() {
     }
 
     // The new server: the stalled container now has a readable memory controller.
-    let adoption = VirtualFs::adopt(&mnt, kept, passthrough).unwrap();
+    let adoption = VirtualFs::adopt(&mnt, kept).unwrap();
     let unstalled = limited_dirs(&dir.path().join("again"));
     adoption
         .register_at(STALLED, tenant("stalled", unstalled))
@@ -288,7 +289,7 @@ fn a_new_server_answers_the_dead_ones_callers() {
 fn without_a_kept_descriptor_reads_fail_closed() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let (mut server, _, _) = start_first_server(dir.path());
+    let (mut server, _) = start_first_server(dir.path());
     let limited = mnt.join(format!("files/limited.{LIMITED}/meminfo"));
     let tunable = mnt.join(format!("tunables/limited.{LIMITED}/kernel.panic"));
     assert!(std::fs::read_to_string(&limited).is_ok());

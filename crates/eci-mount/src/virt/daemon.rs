@@ -355,7 +355,7 @@ pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
     let hook = write_hook(dir, &records);
     let fs = match keeper(dir) {
         Some(keeper) => match keeper.connections() {
-            Ok(connections) => adopt(dir, &mnt, connections, keeper.passthrough, hook, &records)?,
+            Ok(connections) => adopt(dir, &mnt, connections, hook, &records)?,
             Err(_) => {
                 // A keeper whose connection cannot be taken would keep it alive unserved:
                 // end it, so the connection fails closed, and start again.
@@ -389,7 +389,7 @@ fn fresh(
     let fs = VirtualFs::mount(mnt)?;
     fs.on_write(hook);
     let connections = fs.connections()?;
-    start_keeper(dir, &connections, fs.passes_through(), command)?;
+    start_keeper(dir, &connections, command)?;
     Ok(fs)
 }
 
@@ -399,11 +399,10 @@ fn adopt(
     dir: &Path,
     mnt: &Path,
     connections: Connections,
-    passthrough: bool,
     hook: WriteHook,
     records: &Mutex<BTreeMap<String, Record>>,
 ) -> std::io::Result<VirtualFs> {
-    let adoption = VirtualFs::adopt(mnt, connections, passthrough)?;
+    let adoption = VirtualFs::adopt(mnt, connections)?;
     adoption.on_write(hook);
     let mut loaded = load_records(dir);
     loaded.sort_by_key(|r| std::cmp::Reverse(r.slot));
@@ -776,46 +775,45 @@ fn raise_next_slot(dir: &Path, used: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What the `keeper` file says: `PID START FILES TUNABLES PASSTHROUGH`, as
-/// [`start_keeper`] writes it.
+/// What the `keeper` file says: `PID START FILES TUNABLES LAYOUT`, as [`start_keeper`]
+/// writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KeeperRecord {
     pid: i32,
     start: u64,
-    /// `None` for a keeper of another version (one connection): it is still found, so that
-    /// it is ended rather than left holding a connection no one serves.
+    /// `None` for a keeper of another version (one connection, or a files' connection that
+    /// did not agree to what this server needs): it is still found, so that it is ended
+    /// rather than left holding a connection no one serves.
     fds: Option<[RawFd; 2]>,
-    passthrough: bool,
 }
+
+/// The connections' layout this version keeps: two, the files' one with
+/// FUSE_AUTO_INVAL_DATA. (The earlier layouts wrote 0 or 1 here: passthrough or not.)
+const KEEPER_LAYOUT: u64 = 2;
 
 impl KeeperRecord {
     fn parse(text: &str) -> Option<KeeperRecord> {
         let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
         let (pid, start) = (fields.next()??, fields.next()??);
         let rest: Vec<Option<u64>> = fields.collect();
-        let (fds, passthrough) = match rest[..] {
-            [Some(files), Some(tunables), Some(passthrough)] => (
-                RawFd::try_from(files)
-                    .ok()
-                    .zip(RawFd::try_from(tunables).ok())
-                    .map(|(files, tunables)| [files, tunables]),
-                passthrough == 1,
-            ),
-            _ => (None, false),
+        let fds = match rest[..] {
+            [Some(files), Some(tunables), Some(KEEPER_LAYOUT)] => RawFd::try_from(files)
+                .ok()
+                .zip(RawFd::try_from(tunables).ok())
+                .map(|(files, tunables)| [files, tunables]),
+            _ => None,
         };
         Some(KeeperRecord {
             pid: i32::try_from(pid).ok()?,
             start,
             fds,
-            passthrough,
         })
     }
 
     fn format(&self) -> String {
         let [files, tunables] = self.fds.unwrap_or([-1, -1]);
-        let passthrough = u8::from(self.passthrough);
         format!(
-            "{} {} {files} {tunables} {passthrough}\n",
+            "{} {} {files} {tunables} {KEEPER_LAYOUT}\n",
             self.pid, self.start
         )
     }
@@ -827,18 +825,11 @@ struct Keeper {
     /// Its descriptors of the files' and the tunables' connections (`None`: a keeper of
     /// another version).
     fds: Option<[RawFd; 2]>,
-    /// Whether the kernel agreed to passthrough on the files' connection.
-    passthrough: bool,
 }
 
 fn keeper(dir: &Path) -> Option<Keeper> {
     let text = std::fs::read_to_string(dir.join("keeper")).ok()?;
-    let KeeperRecord {
-        pid,
-        start,
-        fds,
-        passthrough,
-    } = KeeperRecord::parse(&text)?;
+    let KeeperRecord { pid, start, fds } = KeeperRecord::parse(&text)?;
     // The pidfd first: checked after it, the start time proves the pidfd names the keeper.
     let pidfd = PidFd::open(pid).ok()?;
     let same = Holder {
@@ -846,11 +837,7 @@ fn keeper(dir: &Path) -> Option<Keeper> {
         start_time: start,
     }
     .is_alive();
-    same.then_some(Keeper {
-        pidfd,
-        fds,
-        passthrough,
-    })
+    same.then_some(Keeper { pidfd, fds })
 }
 
 impl Keeper {
@@ -893,7 +880,6 @@ impl Keeper {
 fn start_keeper(
     dir: &Path,
     connections: &Connections,
-    passthrough: bool,
     command: &[OsString],
 ) -> std::io::Result<()> {
     // execv does not search PATH.
@@ -935,7 +921,6 @@ fn start_keeper(
         pid,
         start: Holder::of(pid)?.start_time,
         fds: Some(kept),
-        passthrough,
     };
     write_whole(&dir.join("keeper"), record.format().as_bytes())
 }
@@ -1034,21 +1019,23 @@ mod tests {
     fn a_keeper_of_another_version_is_found_but_not_adopted() {
         let dir = tempfile::tempdir().unwrap();
         let me = Holder::of(std::process::id() as i32).unwrap();
-        // This version's record: two descriptors and the passthrough flag.
-        let record = format!("{} {} 7 8 1\n", me.pid, me.start_time);
+        // This version's record: two descriptors and the layout.
+        let record = format!("{} {} 7 8 2\n", me.pid, me.start_time);
         std::fs::write(dir.path().join("keeper"), record).unwrap();
         let current = keeper(dir.path()).expect("a live keeper");
         assert_eq!(current.fds, Some([7, 8]));
-        assert!(current.passthrough);
-        // An earlier version's: one descriptor. Found, so that it is ended; never adopted.
-        let record = format!("{} {} 7 1\n", me.pid, me.start_time);
-        std::fs::write(dir.path().join("keeper"), record).unwrap();
-        let older = keeper(dir.path()).expect("a live keeper");
-        assert_eq!(older.fds, None);
-        let err = older.connections().unwrap_err();
-        assert!(err.to_string().contains("another version"), "{err}");
+        // Earlier versions': one descriptor, or two with a passthrough flag. Found, so that
+        // they are ended; never adopted.
+        for earlier in ["7 1", "7 8 1", "7 8 0"] {
+            let record = format!("{} {} {earlier}\n", me.pid, me.start_time);
+            std::fs::write(dir.path().join("keeper"), record).unwrap();
+            let older = keeper(dir.path()).expect("a live keeper");
+            assert_eq!(older.fds, None, "{earlier}");
+            let err = older.connections().unwrap_err();
+            assert!(err.to_string().contains("another version"), "{err}");
+        }
         // A keeper that is gone is none at all.
-        let record = format!("{} {} 7 8 1\n", me.pid, me.start_time + 1);
+        let record = format!("{} {} 7 8 2\n", me.pid, me.start_time + 1);
         std::fs::write(dir.path().join("keeper"), record).unwrap();
         assert!(keeper(dir.path()).is_none());
     }
@@ -1060,9 +1047,8 @@ mod tests {
             start in proptest::num::u64::ANY,
             files in 0i32..i32::MAX,
             tunables in 0i32..i32::MAX,
-            passthrough in proptest::bool::ANY,
         ) {
-            let record = KeeperRecord { pid, start, fds: Some([files, tunables]), passthrough };
+            let record = KeeperRecord { pid, start, fds: Some([files, tunables]) };
             proptest::prop_assert_eq!(KeeperRecord::parse(&record.format()), Some(record));
         }
 

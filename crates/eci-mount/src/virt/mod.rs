@@ -8,17 +8,28 @@
 //!
 //! The server has two FUSE connections, mounted under its mountpoint as `files` (read-only)
 //! and `tunables` (read-write): the kernel forgets a FUSE file's atime after every read unless
-//! its superblock is read-only, and each stat of it is then a request to the server: a third
-//! request per open.
+//! its superblock is read-only, and each stat of it is then a request to the server.
 //!
-//! Each container's directory holds only its own files, computed at open from its cgroup
-//! (memory limit and use, cpuset, CPU quota, CPU usage, I/O), its start time and its load
-//! averages, which a thread samples every 5 seconds as the kernel does; the kernel tells the
-//! server which file is opened, so no caller has to be identified by its PID namespace (no
-//! lookup per read, and no race with a PID being reused). A container sees no other container's
-//! directory: only its binds.
+//! Each container's directory holds only its own files, computed from its cgroup (memory limit
+//! and use, cpuset, CPU quota, CPU usage, I/O), its start time and its load averages, which a
+//! thread samples every 5 seconds as the kernel does; the kernel tells the server which file
+//! is read, so no caller has to be identified by its PID namespace (no lookup per read, and no
+//! race with a PID being reused). A container sees no other container's directory: only its
+//! binds.
 //!
-//! If the server is gone, the kernel answers every read of the files with ENOTCONN: host values
+//! **How the kernel reads the computed files.** The server refuses the first open on the
+//! files' connection with ENOSYS, and the kernel then opens them itself, sends neither opens
+//! nor releases, and keeps their page cache across opens. A file's attributes carry the size
+//! and the time of the text the server publishes, and the kernel may keep them for 100 ms
+//! (the time a text stays fresh); reads within that time come from the page cache with no
+//! request at all. After it, a read asks for the attributes (FUSE_AUTO_INVAL_DATA): a newer
+//! text has a newer time, so the kernel drops the old pages and reads the new text, which
+//! the server keeps unchanged until the next request for attributes, so that it matches the
+//! size the kernel was told. A lookup computes nothing (size 0, kept for no time): the
+//! runtime looks the files up when it binds them, before the container's limits exist.
+//!
+//! If the server is gone, reads fail with ENOTCONN once the kernel's 100 ms of a text are
+//! over (until then the kernel serves the text it has, the container's own): host values
 //! never appear in their place.
 //!
 //! ```no_run
@@ -43,7 +54,7 @@ pub mod sysctl;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -52,9 +63,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eci_policy::settings::{ProcFile, SysctlMode};
 use fuser::{
-    BackgroundSession, BackingId, Config, Errno, FileAttr, FileHandle, FileType, Filesystem,
-    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags,
-    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
+    BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
 };
 
 pub use cgroup::{mounted_hierarchies, CgroupDirs, ControllerDir, Hierarchy};
@@ -78,13 +89,13 @@ const PER_DIR: u64 = 64;
 const FIRST_TUNABLE: usize = 1 + SERVED.len();
 /// A directory's attributes never change: let the kernel keep them.
 const TTL: Duration = Duration::from_secs(3600);
-/// The size a file the server reads out itself reports (a tunable, or a computed file when
-/// the kernel has no passthrough). Like procfs's, the files have no size of their own, but one
-/// of zero makes the kernel's splice path (sendfile(2), which busybox's cat uses) read nothing:
-/// since Linux 6.5 it reads a direct I/O FUSE file through the page cache, up to the size.
-/// With a size no text reaches, the server's short answer sets the size to the text's end;
-/// with attributes that are never kept, the next open asks again (default_permissions checks
-/// them at every open), which sets this size again and drops the previous text's pages.
+/// The size a tunable reports (the server reads tunables out itself, direct I/O). Like
+/// procfs's, tunables have no size of their own, but one of zero makes the kernel's splice path
+/// (sendfile(2), which busybox's cat uses) read nothing: since Linux 6.5 it reads a direct I/O
+/// FUSE file through the page cache, up to the size. With a size no text reaches, the server's
+/// short answer sets the size to the text's end; with attributes that are never kept, the next
+/// open asks again (default_permissions checks them at every open), which sets this size again
+/// and drops the previous text's pages.
 const SPLICE_SIZE: u64 = 1 << 20;
 
 /// What the host has, read once.
@@ -109,12 +120,17 @@ impl Host {
         })
     }
 
-    /// Wall-clock seconds at `instant`.
-    fn wall_secs(&self, instant: Instant) -> u64 {
-        let wall = match instant.checked_duration_since(self.boot_instant) {
+    /// The wall-clock time at `instant`.
+    fn wall_time(&self, instant: Instant) -> SystemTime {
+        match instant.checked_duration_since(self.boot_instant) {
             Some(after) => self.boot_wall + after,
             None => self.boot_wall - self.boot_instant.duration_since(instant),
-        };
+        }
+    }
+
+    /// Wall-clock seconds at `instant`.
+    fn wall_secs(&self, instant: Instant) -> u64 {
+        let wall = self.wall_time(instant);
         wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
 }
@@ -152,9 +168,8 @@ fn handle_base() -> u64 {
     nanos.max(1)
 }
 
-/// An open file: the inode opened and the text it was given (`None` when the kernel reads it
-/// from a backing file).
-type OpenFile = (u64, Option<Arc<[u8]>>);
+/// An open tunable: the inode opened and the text it was given.
+type OpenFile = (u64, Arc<[u8]>);
 
 /// How long a computed file is served again before it is computed anew. Computing reads
 /// several cgroup files (about 10 µs each here); a reader polling faster than this sees the
@@ -169,38 +184,14 @@ struct Registry {
     /// inode never changes meaning.
     entries: RwLock<BTreeMap<u64, Entry>>,
     next_slot: AtomicU64,
-    /// Open files by handle.
+    /// Open tunables by handle.
     open: Mutex<BTreeMap<u64, OpenFile>>,
     next_handle: AtomicU64,
     /// Held while the host's value of a tunable is read and changed.
     reconciling: Mutex<()>,
     /// Told of every value a container writes to a tunable (see [`VirtualFs::on_write`]).
     on_write: std::sync::OnceLock<Hook>,
-    /// Whether the kernel agreed to passthrough (see [`Backing`]).
-    passthrough: std::sync::atomic::AtomicBool,
-    /// The backing file of each computed file open now, by inode.
-    backings: Mutex<BTreeMap<u64, Backing>>,
 }
-
-/// A computed file's text in a memfd that the kernel reads directly (FUSE passthrough, Linux
-/// 6.9): an open and a close are the only requests the server sees, and the splice path
-/// (sendfile) reads the memfd like any file. The kernel lets an inode have one backing file
-/// at a time, so the opens of an inode that overlap share one; a later open with a newer
-/// text writes it over the old in place. A backing file outlives its last open for
-/// [`BACKING_IDLE`], so that a reader polling a file costs two writes to a memfd, not a new
-/// memfd and its registration with the kernel each time.
-#[derive(Debug)]
-struct Backing {
-    id: BackingId,
-    memfd: std::fs::File,
-    text: Arc<[u8]>,
-    opens: u32,
-    /// Since when no open has used it.
-    idle_since: Option<Instant>,
-}
-
-/// How long a backing file no open uses is kept.
-const BACKING_IDLE: Duration = Duration::from_secs(5);
 
 /// A [`WriteHook`] kept in the registry.
 struct Hook(WriteHook);
@@ -249,11 +240,11 @@ fn ino_of(node: Node) -> u64 {
 }
 
 /// What each of a server's two FUSE connections serves. The computed files come from a
-/// read-only mount: after each read of a FUSE file the kernel forgets its atime unless the
-/// superblock is read-only, and the next stat of it (std's `fs::read` and stdio's `fopen`
-/// both make one) is then a GETATTR to the server: a third request per open, which cost a
-/// quarter to a half of the files' read rate. Tunables must take writes, so they come from a second connection,
-/// mounted read-write. Both serve the same registry and inode numbers.
+/// read-only mount: after each read from the server the kernel forgets a FUSE file's atime
+/// unless the superblock is read-only, and the next stat of it (std's `fs::read` and stdio's
+/// `fopen` both make one) is then a GETATTR to the server. The files' connection also refuses
+/// opens, which the tunables need. Tunables must take writes, so they come from a second
+/// connection, mounted read-write. Both serve the same registry and inode numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Files,
@@ -354,8 +345,6 @@ impl Registry {
             next_handle: AtomicU64::new(handle_base()),
             reconciling: Mutex::new(()),
             on_write: std::sync::OnceLock::new(),
-            passthrough: std::sync::atomic::AtomicBool::new(false),
-            backings: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -435,28 +424,15 @@ impl Registry {
         })
     }
 
-    /// Whether the server reads `node` out itself (a tunable, or a computed file without
-    /// passthrough): its size is then [`SPLICE_SIZE`] and the kernel keeps no attributes.
-    fn server_reads(&self, node: Node) -> bool {
-        match node {
-            Node::Tunable(..) => true,
-            Node::File(..) => !self.passes_through(),
-            Node::Root | Node::Dir(_) => false,
-        }
-    }
-
-    /// How long the kernel may keep a node's attributes: see [`SPLICE_SIZE`].
+    /// How long the kernel may keep a node's attributes. A tunable's never (see
+    /// [`SPLICE_SIZE`]); a computed file's while its text is fresh, so that reads within that
+    /// time come from the kernel's page cache without a request (see the module's documentation).
     fn ttl_of(&self, node: Node) -> Duration {
-        if self.server_reads(node) {
-            Duration::ZERO
-        } else {
-            TTL
+        match node {
+            Node::Tunable(..) => Duration::ZERO,
+            Node::File(..) => FRESH,
+            Node::Root | Node::Dir(_) => TTL,
         }
-    }
-
-    /// Whether computed files are read from backing files (see [`Backing`]).
-    fn passes_through(&self) -> bool {
-        self.passthrough.load(Ordering::Relaxed)
     }
 
     fn exists(&self, node: Node) -> bool {
@@ -468,14 +444,22 @@ impl Registry {
         }
     }
 
-    /// The attributes of an existing node.
+    /// The attributes of an existing node. A computed file's are those of the text it
+    /// publishes now (computed anew once the last is no longer fresh).
     fn attr_of(&self, node: Node) -> Option<FileAttr> {
         let owner = match node {
             Node::Tunable(slot, _) => self.entries.read().ok()?.get(&slot)?.owner,
+            Node::File(slot, file) => {
+                let (at, text) = self.publish(slot, file)?;
+                let mut attr = attr(node, 0, false);
+                attr.size = text.len() as u64;
+                attr.mtime = self.host.wall_time(at);
+                return Some(attr);
+            }
             _ if self.exists(node) => 0,
             _ => return None,
         };
-        Some(attr(node, owner, self.server_reads(node)))
+        Some(attr(node, owner, matches!(node, Node::Tunable(..))))
     }
 
     /// A tunable as the container reads it: its own value once it wrote one, else the host's.
@@ -534,20 +518,37 @@ impl Registry {
         }
     }
 
-    /// The file's text: the recent one, or computed now.
-    fn content(&self, slot: u64, file: ProcFile) -> Option<Arc<[u8]>> {
+    /// The text `file` publishes: the last one while it is fresh, else one computed now.
+    fn publish(&self, slot: u64, file: ProcFile) -> Option<Computed> {
+        self.computed(slot, file, |at| at.elapsed() < FRESH)
+    }
+
+    /// The text the kernel reads: the one published last, whatever its age, so that it
+    /// matches the size the kernel was told (or one computed now if none was published).
+    fn published(&self, slot: u64, file: ProcFile) -> Option<Arc<[u8]>> {
+        self.computed(slot, file, |_| true).map(|(_, text)| text)
+    }
+
+    /// `file`'s last text if `keep` says it may be served, else one computed now (and kept).
+    fn computed(
+        &self,
+        slot: u64,
+        file: ProcFile,
+        keep: impl Fn(Instant) -> bool,
+    ) -> Option<Computed> {
         let entries = self.entries.read().ok()?;
         let entry = entries.get(&slot)?;
         let index = SERVED.iter().position(|(f, _)| *f == file)?;
-        let now = Instant::now();
-        if let Some((at, text)) = &entry.recent.lock().ok()?[index] {
-            if now.duration_since(*at) < FRESH {
-                return Some(Arc::clone(text));
+        let mut recent = entry.recent.lock().ok()?;
+        if let Some((at, text)) = &recent[index] {
+            if keep(*at) {
+                return Some((*at, Arc::clone(text)));
             }
         }
+        let at = Instant::now();
         let text: Arc<[u8]> = self.render(entry, file)?.into();
-        entry.recent.lock().ok()?[index] = Some((now, Arc::clone(&text)));
-        Some(text)
+        recent[index] = Some((at, Arc::clone(&text)));
+        Some((at, text))
     }
 
     fn render(&self, entry: &Entry, file: ProcFile) -> Option<Vec<u8>> {
@@ -581,48 +582,6 @@ impl Registry {
             ProcFile::Uptime | ProcFile::Sysinfo => return None,
         };
         Some(text.into_bytes())
-    }
-}
-
-/// The backing file for an open of inode `ino` with `text`: the one the inode has (rewritten
-/// with `text` if that is newer), or a new memfd registered with the kernel.
-fn backing_for<'a>(
-    backings: &'a mut BTreeMap<u64, Backing>,
-    ino: u64,
-    text: &Arc<[u8]>,
-    reply: &ReplyOpen,
-) -> std::io::Result<&'a mut Backing> {
-    use std::collections::btree_map::Entry as Slot;
-    use std::os::unix::fs::FileExt;
-    match backings.entry(ino) {
-        Slot::Occupied(slot) => {
-            let backing = slot.into_mut();
-            if !Arc::ptr_eq(&backing.text, text) {
-                // Written first, then cut: a reader never sees the file shorter than a text.
-                backing.memfd.write_all_at(text, 0)?;
-                backing.memfd.set_len(text.len() as u64)?;
-                backing.text = Arc::clone(text);
-            }
-            Ok(backing)
-        }
-        Slot::Vacant(slot) => {
-            // SAFETY: a valid C string and flags; the result is checked.
-            let fd = unsafe { libc::memfd_create(c"eci-virtual".as_ptr(), libc::MFD_CLOEXEC) };
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // SAFETY: memfd_create returned a new descriptor that we now own.
-            let memfd = unsafe { std::fs::File::from_raw_fd(fd) };
-            memfd.write_all_at(text, 0)?;
-            let id = reply.open_backing(&memfd)?;
-            Ok(slot.insert(Backing {
-                id,
-                memfd,
-                text: Arc::clone(text),
-                opens: 0,
-                idle_since: None,
-            }))
-        }
     }
 }
 
@@ -696,7 +655,6 @@ impl Sampler {
                     };
                     if !*stopped {
                         registry.sample_loads();
-                        registry.drop_idle_backings();
                     }
                 }
             })?;
@@ -718,26 +676,6 @@ impl Sampler {
 }
 
 impl Registry {
-    /// Drops the backing files no open has used for [`BACKING_IDLE`], and those of containers
-    /// no longer served (dropping an ID closes it; the kernel keeps what it still reads).
-    fn drop_idle_backings(&self) {
-        let Ok(entries) = self.entries.read() else {
-            return;
-        };
-        if let Ok(mut backings) = self.backings.lock() {
-            backings.retain(|ino, backing| {
-                let served = node_of(*ino).is_some_and(|node| match node {
-                    Node::File(slot, _) => entries.contains_key(&slot),
-                    _ => false,
-                });
-                let idle = backing
-                    .idle_since
-                    .is_some_and(|since| since.elapsed() >= BACKING_IDLE);
-                served && !idle
-            });
-        }
-    }
-
     /// One load sample for every container: its threads running or in uninterruptible sleep.
     fn sample_loads(&self) {
         let Ok(entries) = self.entries.read() else {
@@ -775,11 +713,11 @@ impl Served {
 impl Filesystem for Served {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         if self.role == Role::Files {
-            // Passthrough needs a stacking depth of at least 1; backing files on a memfd are
-            // not on a stacked filesystem.
-            let agreed = config.set_max_stack_depth(1).is_ok()
-                && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
-            self.registry.passthrough.store(agreed, Ordering::Relaxed);
+            // Without it the kernel would keep a file's old text after a newer one's
+            // attributes (see the module's documentation).
+            config
+                .add_capabilities(InitFlags::FUSE_AUTO_INVAL_DATA)
+                .map_err(|_| std::io::Error::other("the kernel lacks FUSE_AUTO_INVAL_DATA"))?;
         }
         Ok(())
     }
@@ -806,9 +744,14 @@ impl Filesystem for Served {
             _ => None,
         };
         let found = found.filter(|node| self.role.serves(*node));
-        match found
-            .and_then(|node| Some((self.registry.ttl_of(node), self.registry.attr_of(node)?)))
-        {
+        let entry = found.and_then(|node| match node {
+            // Nothing is computed for a lookup (the runtime's own, when it binds the file,
+            // would publish a text from before the container's limits): the first read asks
+            // for the attributes.
+            Node::File(..) => Some((Duration::ZERO, attr(node, 0, false))),
+            _ => Some((self.registry.ttl_of(node), self.registry.attr_of(node)?)),
+        });
+        match entry {
             Some((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
@@ -883,10 +826,12 @@ impl Filesystem for Served {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let writing = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        let node = self.node(ino);
-        let content = match node {
-            Some(Node::File(..)) if writing => return reply.error(Errno::EACCES),
-            Some(Node::File(slot, file)) => self.registry.content(slot, file),
+        let content = match self.node(ino) {
+            // ENOSYS tells the kernel not to send opens (nor releases) on this connection again:
+            // it then opens the files itself, keeping their page cache (see the module's documentation).
+            // A write is refused by the read-only mount before it gets here.
+            Some(Node::File(..)) if !writing => return reply.error(Errno::ENOSYS),
+            Some(Node::File(..)) => return reply.error(Errno::EACCES),
             Some(Node::Tunable(slot, index)) => self.registry.tunable(slot, index),
             Some(Node::Root | Node::Dir(_)) => return reply.error(Errno::EISDIR),
             None => return reply.error(Errno::ENOENT),
@@ -898,26 +843,7 @@ impl Filesystem for Served {
         let Ok(mut open) = self.registry.open.lock() else {
             return reply.error(Errno::EIO);
         };
-        if matches!(node, Some(Node::File(..))) && self.registry.passes_through() {
-            let Ok(mut backings) = self.registry.backings.lock() else {
-                return reply.error(Errno::EIO);
-            };
-            let had_one = backings.contains_key(&ino.0);
-            match backing_for(&mut backings, ino.0, &content, &reply) {
-                Ok(backing) => {
-                    open.insert(handle, (ino.0, None));
-                    backing.opens += 1;
-                    backing.idle_since = None;
-                    let flags = FopenFlags::FOPEN_NOFLUSH;
-                    return reply.opened_passthrough(FileHandle(handle), flags, &backing.id);
-                }
-                // Served by the server instead; the kernel refuses that while another open of
-                // the inode reads a backing file, which this inode has none of.
-                Err(_) if !had_one => {}
-                Err(err) => return reply.error(Errno::from(err)),
-            }
-        }
-        open.insert(handle, (ino.0, Some(content)));
+        open.insert(handle, (ino.0, content));
         let flags = FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH;
         reply.opened(FileHandle(handle), flags);
     }
@@ -933,12 +859,17 @@ impl Filesystem for Served {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        // A handle from before an adoption may name another open file now: it counts only
-        // for the inode it was given for (which is the same container's).
-        let content = self.registry.open.lock().ok().and_then(|open| {
-            let (opened, content) = open.get(&fh.0)?;
-            (*opened == ino.0).then(|| content.clone())?
-        });
+        let content = match self.node(ino) {
+            // The kernel fills its page cache: the text whose size it was told.
+            Some(Node::File(slot, file)) => self.registry.published(slot, file),
+            // A handle from before an adoption may name another open file now: it counts only
+            // for the inode it was given for (which is the same container's).
+            Some(Node::Tunable(..)) => self.registry.open.lock().ok().and_then(|open| {
+                let (opened, content) = open.get(&fh.0)?;
+                (*opened == ino.0).then(|| Arc::clone(content))
+            }),
+            _ => None,
+        };
         let Some(content) = content else {
             return reply.error(Errno::EBADF);
         };
@@ -957,20 +888,9 @@ impl Filesystem for Served {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let Ok(mut open) = self.registry.open.lock() else {
-            return reply.ok();
-        };
-        if open.get(&fh.0).is_none_or(|(opened, _)| *opened != ino.0) {
-            return reply.ok();
-        }
-        if let Some((_, None)) = open.remove(&fh.0) {
-            if let Ok(mut backings) = self.registry.backings.lock() {
-                if let Some(backing) = backings.get_mut(&ino.0) {
-                    backing.opens = backing.opens.saturating_sub(1);
-                    if backing.opens == 0 {
-                        backing.idle_since = Some(Instant::now());
-                    }
-                }
+        if let Ok(mut open) = self.registry.open.lock() {
+            if open.get(&fh.0).is_some_and(|(opened, _)| *opened == ino.0) {
+                open.remove(&fh.0);
             }
         }
         reply.ok();
@@ -1136,8 +1056,6 @@ impl VirtualFs {
     /// `connections` are descriptors of them that outlived that server (see
     /// [`VirtualFs::connections`]). Nothing is served until [`Adoption::serve`]: register the
     /// containers again in their slots first, so that no caller meets a missing file.
-    /// `passthrough` is what the dead server's [`VirtualFs::passes_through`] said: the kernel
-    /// agreed to it once per connection, and still reads the files opened then that way.
     ///
     /// ```no_run
     /// # use std::collections::BTreeMap;
@@ -1148,7 +1066,7 @@ impl VirtualFs {
     /// # use eci_policy::settings::SysctlMode;
     /// # use eci_mount::virt::Connections;
     /// # fn kept_connections() -> Connections { unimplemented!() }
-    /// let adoption = VirtualFs::adopt(Path::new("/run/eci/virtual"), kept_connections(), true)?;
+    /// let adoption = VirtualFs::adopt(Path::new("/run/eci/virtual"), kept_connections())?;
     /// adoption.register_at(0, Tenant {
     ///     name: "web",
     ///     dirs: CgroupDirs::resolve(Path::new("/eci/web"))?,
@@ -1160,17 +1078,12 @@ impl VirtualFs {
     /// let fs = adoption.serve()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn adopt(
-        mountpoint: &Path,
-        connections: Connections,
-        passthrough: bool,
-    ) -> std::io::Result<Adoption> {
+    pub fn adopt(mountpoint: &Path, connections: Connections) -> std::io::Result<Adoption> {
         let registry = Registry::new()?;
         let mut sessions = Vec::new();
         for role in Role::BOTH {
             let served = Served::new(&registry, role);
-            let passthrough = passthrough && role == Role::Files;
-            sessions.push(handshake_again(served, connections.of(role), passthrough)?);
+            sessions.push(handshake_again(served, connections.of(role))?);
         }
         Ok(Adoption {
             registry,
@@ -1282,12 +1195,6 @@ impl VirtualFs {
             ));
         }
         self.registry.register(&self.mountpoint, slot, tenant)
-    }
-
-    /// Whether the kernel reads the computed files from backing files (passthrough); an
-    /// adoption of this server's connection must say so ([`VirtualFs::adopt`]).
-    pub fn passes_through(&self) -> bool {
-        self.registry.passes_through()
     }
 
     /// Calls `hook` with every value a container writes to a tunable, once it is checked and
@@ -1427,14 +1334,10 @@ fn session_config(role: Role, mounting: bool) -> Config {
 /// has answered one: so the session's handshake is played over a socket pair with an INIT of
 /// our making, and then its descriptor is pointed at the connection (dup3 replaces what the
 /// number refers to, atomically). The options the kernel agreed to stay as they were.
-fn handshake_again(
-    fs: Served,
-    connection: &OwnedFd,
-    passthrough: bool,
-) -> std::io::Result<fuser::Session<Served>> {
+fn handshake_again(fs: Served, connection: &OwnedFd) -> std::io::Result<fuser::Session<Served>> {
     use std::io::Write;
     let (mut kernel_side, server_side) = std::os::unix::net::UnixStream::pair()?;
-    kernel_side.write_all(&init_request(passthrough))?;
+    kernel_side.write_all(&init_request())?;
     let config = session_config(fs.role, false);
     let session = fuser::Session::from_fd(fs, OwnedFd::from(server_side), SessionACL::All, config)?;
     // SAFETY: both are open descriptors; dup3 only changes what the session's number refers
@@ -1453,17 +1356,13 @@ fn handshake_again(
 }
 
 /// A FUSE_INIT request as the kernel sends it: the in-header, then `fuse_init_in` (major 7,
-/// minor 40, 128 KiB of readahead), offering passthrough if the first server had it: the
-/// kernel still reads the files it opened from backing files, and their attributes say so.
-fn init_request(passthrough: bool) -> Vec<u8> {
+/// minor 40, 128 KiB of readahead), offering what the first server asked for and the kernel
+/// agreed to (the files' server refuses to start without FUSE_AUTO_INVAL_DATA).
+fn init_request() -> Vec<u8> {
     const HEADER: usize = 40;
     const INIT_IN: usize = 64;
     const FUSE_INIT_EXT: u32 = 1 << 30;
-    let passthrough = if passthrough {
-        (InitFlags::FUSE_PASSTHROUGH.bits() >> 32) as u32
-    } else {
-        0
-    };
+    let flags = FUSE_INIT_EXT | InitFlags::FUSE_AUTO_INVAL_DATA.bits() as u32;
     let mut request = Vec::with_capacity(HEADER + INIT_IN);
     request.extend_from_slice(&((HEADER + INIT_IN) as u32).to_ne_bytes());
     request.extend_from_slice(&FUSE_INIT.to_ne_bytes());
@@ -1471,7 +1370,7 @@ fn init_request(passthrough: bool) -> Vec<u8> {
     request.extend_from_slice(&0u64.to_ne_bytes()); // nodeid
     request.extend_from_slice(&[0u8; 16]); // uid, gid, pid, padding
                                            // major, minor, max_readahead, flags, flags2
-    for field in [7u32, 40, 128 * 1024, FUSE_INIT_EXT, passthrough] {
+    for field in [7u32, 40, 128 * 1024, flags, 0] {
         request.extend_from_slice(&field.to_ne_bytes());
     }
     request.resize(HEADER + INIT_IN, 0);
