@@ -249,11 +249,22 @@ impl Helper {
     }
 }
 
+impl Helper {
+    /// Kills and reaps the helper now. What it sent before dying can still be read with
+    /// [`Helper::try_recv`] (then `Gone`); its pid reads 0 from here on.
+    pub fn kill(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: kill takes plain integers; the pid is our unreaped child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = sys::waitpid(self.pid);
+            self.pid = 0;
+        }
+    }
+}
+
 impl Drop for Helper {
     fn drop(&mut self) {
-        // SAFETY: kill takes plain integers; the pid is our unreaped child.
-        unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        let _ = sys::waitpid(self.pid);
+        self.kill();
     }
 }
 

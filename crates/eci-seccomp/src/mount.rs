@@ -1360,12 +1360,19 @@ impl Handler for MountVetter {
     }
 
     fn retire(&self) {
-        // Kills and reaps the helper, answers the call it had received (when another process
-        // still holds the listener, as an orphan does after a failed take-over, nobody else
-        // would), then closes the runtime's descriptor of the listener.
-        self.lock_helper().take();
+        // Kills and reaps the helper, answers the calls it left (the one it had received, and
+        // the sysinfo calls it handed on that the supervisor has not read): when another
+        // process still holds the listener, as an orphan does after a failed take-over, nobody
+        // else would. Then closes the runtime's descriptor of the listener.
+        let mut helper = self.lock_helper().take();
+        if let Some(helper) = helper.as_mut() {
+            helper.kill();
+        }
         let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(fd) = listener.as_ref().map(AsRawFd::as_raw_fd) {
+            if let Some(helper) = &helper {
+                refuse_unread_sysinfo(helper, fd);
+            }
             if let Some((id, reply)) = self.in_flight.take() {
                 let _ = respond(fd, id, reply);
             }
@@ -1374,9 +1381,38 @@ impl Handler for MountVetter {
     }
 }
 
+/// Answers ENOSYS to the sysinfo calls a dead `helper` handed on and nobody read: the
+/// messages it sent before it died.
+fn refuse_unread_sysinfo(helper: &Helper, listener: RawFd) {
+    let mut event = [0u8; MAX_RESPONSE];
+    while let Ok(Some(len)) = helper.try_recv(&mut event) {
+        if let Some(id) = sysinfo_event_id(&event[..len]) {
+            let _ = respond(listener, id, Reply::Error(libc::ENOSYS));
+        }
+    }
+}
+
+/// The notification id a sysinfo event carries, if `event` is one.
+fn sysinfo_event_id(event: &[u8]) -> Option<u64> {
+    if event.get(..4)? != SYSINFO_EVENT.to_ne_bytes() {
+        return None;
+    }
+    Some(u64::from_ne_bytes(event.get(4..12)?.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysinfo_events_name_their_call() {
+        let mut event = [0u8; 24];
+        event[..4].copy_from_slice(&SYSINFO_EVENT.to_ne_bytes());
+        event[4..12].copy_from_slice(&42u64.to_ne_bytes());
+        assert_eq!(sysinfo_event_id(&event), Some(42));
+        assert_eq!(sysinfo_event_id(&event[..8]), None, "cut short");
+        assert_eq!(sysinfo_event_id(&[0u8; 24]), None, "a refusal's event");
+    }
 
     #[test]
     fn a_process_that_does_not_block_the_hold_signal_is_never_sent_it() {
