@@ -345,6 +345,14 @@ impl Container {
         // directory, which specs may not name).
         let mut mounted = spec.clone();
         let cgroup_dirs = crate::cgroupfs::expand(&mut mounted, &cgroup_path)?;
+        // The container's boot clock (the time namespace hardening added for the uptime
+        // setting) counts from here, as its virtual files do from their registration below.
+        let boot_clock_origin = if policy.procfs.get(ProcFile::Uptime) {
+            let now = eci_ns::timens::boot_clock().map_err(std::io::Error::from);
+            Some(now.map_err(Error::io("reading the boot clock"))?)
+        } else {
+            None
+        };
         let virtual_files = crate::virt::serve(
             &shared.virtual_files,
             &shared.state_dir,
@@ -438,9 +446,7 @@ impl Container {
                 init: &init,
                 prepare: &mut prepare,
                 late_mounts: mount_plan.has_late_mounts(),
-                // The time namespace hardening added for the uptime setting: its boot clock
-                // starts with the container, so the kernel's own /proc/uptime is the container's.
-                boot_clock_from_start: policy.procfs.get(ProcFile::Uptime),
+                boot_clock_origin,
                 while_mounting: Some(&mut join_cgroups),
             })
         };

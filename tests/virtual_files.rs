@@ -109,7 +109,8 @@ fn uptime_and_process_start_times_count_from_the_containers_start() {
     // (ticks since boot, field 22 of /proc/PID/stat) counts from the same start, and so does
     // the boot time /proc/stat gives, so that ps shows when processes really started.
     let script = "cat /proc/uptime; cut -d' ' -f22 /proc/self/stat; grep ^btime /proc/stat; \
-                  date +%s; readlink /proc/self/ns/time; readlink /proc/1/ns/time";
+                  date +%s; readlink /proc/self/ns/time; readlink /proc/1/ns/time; \
+                  cut -d' ' -f22 /proc/1/stat";
     let (code, out) = run_limited("uptime", script, 1 << 30, None);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
@@ -123,6 +124,10 @@ fn uptime_and_process_start_times_count_from_the_containers_start() {
     let host_time_ns = std::fs::read_link("/proc/self/ns/time").unwrap();
     assert_ne!(lines[4], host_time_ns.to_str().unwrap(), "{out}");
     assert_eq!(lines[4], lines[5], "{out}");
+    // The init started after the clock's origin: no start time before it (which the kernel
+    // would print wrapped around, centuries ahead).
+    let init_started: u64 = lines[6].parse().unwrap();
+    assert!(init_started < 500, "{out}");
 }
 
 #[test]

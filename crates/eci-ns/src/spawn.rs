@@ -117,10 +117,12 @@ pub struct SpawnRequest<'a> {
     /// [`LatePhase::wait_for_unshare`] between them, and the init goes on only once the mounter
     /// has finished.
     pub late_mounts: bool,
-    /// The container gets a time namespace whose boot clock starts at zero when its init
-    /// starts ([`crate::timens`]): its uptime, `btime` and process start times count from
-    /// there. Without it, [`Namespaces::TIME`] gives a time namespace with the host's clocks.
-    pub boot_clock_from_start: bool,
+    /// A reading of [`crate::timens::boot_clock`] taken before this call: the container gets
+    /// a time namespace whose boot clock reads zero at it, so that its uptime, `btime` and
+    /// process start times (its init's included) count from there. Taken when the container's
+    /// virtual files start counting, the two agree. Without it, [`Namespaces::TIME`] gives a
+    /// time namespace with the runtime's clocks.
+    pub boot_clock_origin: Option<libc::timespec>,
     /// Runs in the runtime while the mounter works (on another CPU, if there is one): what the
     /// init needs before it goes on but the mounts do not, such as joining its cgroups, whose
     /// writes wait for the kernel's RCU grace periods.
@@ -234,7 +236,7 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
                 &ends,
                 request.namespaces,
                 request.late_mounts,
-                request.boot_clock_from_start,
+                request.boot_clock_origin,
                 request.setup,
                 request.init,
             ),
@@ -368,7 +370,7 @@ fn setup_process(
     ends: &ChildEnds<'_>,
     namespaces: Namespaces,
     late_mounts: bool,
-    boot_clock_from_start: bool,
+    boot_clock_origin: Option<libc::timespec>,
     setup: &(dyn Fn(SetupContext<'_>) -> Result<(), Failure> + Sync),
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
@@ -386,7 +388,7 @@ fn setup_process(
     }
     // The init makes its mount and cgroup namespaces itself, and a time namespace with offsets
     // (which a namespace made by clone3 cannot be given).
-    let made_by_init = if boot_clock_from_start {
+    let made_by_init = if boot_clock_origin.is_some() {
         Namespaces::MOUNT | Namespaces::CGROUP | Namespaces::TIME
     } else {
         Namespaces::MOUNT | Namespaces::CGROUP
@@ -418,7 +420,7 @@ fn setup_process(
             errno,
         }
         .report_and_exit(channel),
-        Ok(Forked::Child) => init_process(ends, namespaces, boot_clock_from_start, pipe, init),
+        Ok(Forked::Child) => init_process(ends, namespaces, boot_clock_origin, pipe, init),
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
     };
     sys::close(ends.init.raw_fd());
@@ -487,7 +489,7 @@ fn setup_process(
 fn init_process(
     ends: &ChildEnds<'_>,
     namespaces: Namespaces,
-    boot_clock_from_start: bool,
+    boot_clock_origin: Option<libc::timespec>,
     pipe: UnsharedPipe,
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
@@ -501,8 +503,15 @@ fn init_process(
     }
     // Still with the host's root IDs, under which /proc/self stays writable (changing them
     // below makes the init undumpable, its /proc files the host root's).
-    if boot_clock_from_start && crate::timens::enter_with_boot_clock_at_zero().is_err() {
-        fail(7);
+    if let Some(origin) = boot_clock_origin {
+        if let Err(errno) = crate::timens::enter_with_boot_clock_from(origin) {
+            Failure {
+                stage: Stage::InitNamespaces,
+                step: 7,
+                errno,
+            }
+            .report_and_exit(channel);
+        }
     }
     // The maps exist now: become root of the user namespace. Until now the init carried the
     // host's root IDs, which the namespace cannot name.

@@ -55,7 +55,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
         init: &init,
         prepare: &mut write_maps,
         late_mounts: false,
-        boot_clock_from_start: false,
+        boot_clock_origin: None,
         while_mounting: None,
     })
     .unwrap();
@@ -80,7 +80,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
         init: &init,
         prepare: &mut |init: &PidFd| write_maps_at(init, FAILING_BASE),
         late_mounts: false,
-        boot_clock_from_start: false,
+        boot_clock_origin: None,
         while_mounting: None,
     })
     .unwrap_err();
@@ -127,7 +127,7 @@ fn what_prepare_returns_reaches_the_mounter() {
         init: &init,
         prepare: &mut prepare,
         late_mounts: false,
-        boot_clock_from_start: false,
+        boot_clock_origin: None,
         while_mounting: None,
     })
     .unwrap_err();
@@ -152,7 +152,7 @@ fn a_prepare_failure_kills_the_init() {
         init: &init,
         prepare: &mut prepare,
         late_mounts: false,
-        boot_clock_from_start: false,
+        boot_clock_origin: None,
         while_mounting: None,
     })
     .unwrap_err();
@@ -204,7 +204,7 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
         init: &init,
         prepare: &mut write_maps,
         late_mounts: true,
-        boot_clock_from_start: false,
+        boot_clock_origin: None,
         while_mounting: None,
     })
     .unwrap();
@@ -244,7 +244,7 @@ fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() 
         init: &report_clock,
         prepare: &mut write_maps,
         late_mounts: false,
-        boot_clock_from_start: true,
+        boot_clock_origin: Some(eci_ns::timens::boot_clock().unwrap()),
         while_mounting: None,
     })
     .unwrap();
