@@ -20,13 +20,14 @@
 //! **How the kernel reads the computed files.** The server refuses the first open on the
 //! files' connection with ENOSYS, and the kernel then opens them itself, sends neither opens
 //! nor releases, and keeps their page cache across opens. A file's attributes carry the size
-//! and the time of the text the server publishes, and the kernel may keep them for 100 ms
-//! (the time a text stays fresh); reads within that time come from the page cache with no
-//! request at all. After it, a read asks for the attributes (FUSE_AUTO_INVAL_DATA): a newer
-//! text has a newer time, so the kernel drops the old pages and reads the new text, which
-//! the server keeps unchanged until the next request for attributes, so that it matches the
-//! size the kernel was told. A lookup computes nothing (size 0, kept for no time): the
-//! runtime looks the files up when it binds them, before the container's limits exist.
+//! and the time of the text the server publishes, and the kernel may keep them while that
+//! text is fresh (100 ms from when it was computed); reads within that time come from the page
+//! cache with no request at all. After it, an open or a read asks for the attributes
+//! (FUSE_AUTO_INVAL_DATA): a newer text has a newer time, so the kernel drops the old pages
+//! and reads the new text, which the server keeps unchanged until the next request for
+//! attributes, so that it matches the size the kernel was told. A lookup computes nothing (it
+//! answers with the last text's attributes, kept for no time): the runtime looks the files up
+//! when it binds them, before the container's limits exist.
 //!
 //! If the server is gone, reads fail with ENOTCONN once the kernel's 100 ms of a text are
 //! over (until then the kernel serves the text it has, the container's own): host values
@@ -424,15 +425,31 @@ impl Registry {
         })
     }
 
-    /// How long the kernel may keep a node's attributes. A tunable's never (see
-    /// [`SPLICE_SIZE`]); a computed file's while its text is fresh, so that reads within that
-    /// time come from the kernel's page cache without a request (see the module's documentation).
-    fn ttl_of(&self, node: Node) -> Duration {
+    /// The attributes of an existing node and how long the kernel may keep them: a tunable's
+    /// never (see [`SPLICE_SIZE`]); a computed file's (those of the text it publishes now,
+    /// computed anew once the last is no longer fresh) for as long as that text stays fresh,
+    /// so that reads within that time come from the kernel's page cache without a request
+    /// (see the module's documentation).
+    fn attr_and_ttl(&self, node: Node) -> Option<(Duration, FileAttr)> {
         match node {
-            Node::Tunable(..) => Duration::ZERO,
-            Node::File(..) => FRESH,
-            Node::Root | Node::Dir(_) => TTL,
+            Node::File(slot, file) => {
+                let published = self.publish(slot, file)?;
+                let ttl = FRESH.saturating_sub(published.0.elapsed());
+                Some((ttl, self.file_attr(node, Some(&published))))
+            }
+            Node::Tunable(..) => Some((Duration::ZERO, self.attr_of(node)?)),
+            Node::Root | Node::Dir(_) => Some((TTL, self.attr_of(node)?)),
         }
+    }
+
+    /// A computed file's attributes: the size and time of `text` (none yet: size 0).
+    fn file_attr(&self, node: Node, text: Option<&Computed>) -> FileAttr {
+        let mut attr = attr(node, 0, false);
+        if let Some((at, text)) = text {
+            attr.size = text.len() as u64;
+            attr.mtime = self.host.wall_time(*at);
+        }
+        attr
     }
 
     fn exists(&self, node: Node) -> bool {
@@ -444,18 +461,11 @@ impl Registry {
         }
     }
 
-    /// The attributes of an existing node. A computed file's are those of the text it
-    /// publishes now (computed anew once the last is no longer fresh).
+    /// The attributes of an existing node (a computed file's: see [`Registry::attr_and_ttl`]).
     fn attr_of(&self, node: Node) -> Option<FileAttr> {
         let owner = match node {
             Node::Tunable(slot, _) => self.entries.read().ok()?.get(&slot)?.owner,
-            Node::File(slot, file) => {
-                let (at, text) = self.publish(slot, file)?;
-                let mut attr = attr(node, 0, false);
-                attr.size = text.len() as u64;
-                attr.mtime = self.host.wall_time(at);
-                return Some(attr);
-            }
+            Node::File(..) => return self.attr_and_ttl(node).map(|(_, attr)| attr),
             _ if self.exists(node) => 0,
             _ => return None,
         };
@@ -527,6 +537,14 @@ impl Registry {
     /// matches the size the kernel was told (or one computed now if none was published).
     fn published(&self, slot: u64, file: ProcFile) -> Option<Arc<[u8]>> {
         self.computed(slot, file, |_| true).map(|(_, text)| text)
+    }
+
+    /// The text `file` published last, if any, computing none.
+    fn last_published(&self, slot: u64, file: ProcFile) -> Option<Computed> {
+        let entries = self.entries.read().ok()?;
+        let index = SERVED.iter().position(|(f, _)| *f == file)?;
+        let recent = entries.get(&slot)?.recent.lock().ok()?;
+        recent[index].clone()
     }
 
     /// `file`'s last text if `keep` says it may be served, else one computed now (and kept).
@@ -746,10 +764,15 @@ impl Filesystem for Served {
         let found = found.filter(|node| self.role.serves(*node));
         let entry = found.and_then(|node| match node {
             // Nothing is computed for a lookup (the runtime's own, when it binds the file,
-            // would publish a text from before the container's limits): the first read asks
-            // for the attributes.
-            Node::File(..) => Some((Duration::ZERO, attr(node, 0, false))),
-            _ => Some((self.registry.ttl_of(node), self.registry.attr_of(node)?)),
+            // would publish a text from before the container's limits), and the attributes are
+            // those of the text published last, if any: a lookup's attributes replace the
+            // inode's, and any other size would cut what a reader in the container reads.
+            // Kept for no time, so the next read asks for them.
+            Node::File(slot, file) => {
+                let last = self.registry.last_published(slot, file);
+                Some((Duration::ZERO, self.registry.file_attr(node, last.as_ref())))
+            }
+            _ => self.registry.attr_and_ttl(node),
         });
         match entry {
             Some((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
@@ -760,7 +783,7 @@ impl Filesystem for Served {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self
             .node(ino)
-            .and_then(|node| Some((self.registry.ttl_of(node), self.registry.attr_of(node)?)))
+            .and_then(|node| self.registry.attr_and_ttl(node))
         {
             Some((ttl, attr)) => reply.attr(&ttl, &attr),
             None => reply.error(Errno::ENOENT),
@@ -1008,6 +1031,9 @@ impl Adoption {
     /// read but not answered, so that their callers get an answer rather than waiting forever
     /// (FUSE_NOTIFY_RESEND; on a kernel older than 6.9 those few wait until killed).
     pub fn serve(self) -> std::io::Result<VirtualFs> {
+        // The kernel may hold a text of the dead server's (its size and its pages), which this
+        // server never published: it must ask again rather than read one of another length.
+        invalidate_files(self.connections.of(Role::Files), &self.registry)?;
         let fs = VirtualFs::serve(
             self.registry,
             &self.mountpoint,
@@ -1023,6 +1049,39 @@ impl Adoption {
         Ok(fs)
     }
 }
+
+/// Makes the kernel forget the attributes and pages of every registered container's computed
+/// files (FUSE_NOTIFY_INVAL_INODE); files it does not hold are skipped.
+fn invalidate_files(connection: &OwnedFd, registry: &Registry) -> std::io::Result<()> {
+    let slots: Vec<u64> = registry
+        .entries
+        .read()
+        .map_err(|_| std::io::Error::other("registry poisoned"))?
+        .keys()
+        .copied()
+        .collect();
+    for slot in slots {
+        for (file, _) in SERVED {
+            let mut notification = Vec::with_capacity(40);
+            notification.extend_from_slice(&40u32.to_ne_bytes());
+            notification.extend_from_slice(&FUSE_NOTIFY_INVAL_INODE.to_ne_bytes());
+            notification.extend_from_slice(&0u64.to_ne_bytes()); // unique 0: a notification
+            notification.extend_from_slice(&ino_of(Node::File(slot, file)).to_ne_bytes());
+            notification.extend_from_slice(&0i64.to_ne_bytes()); // from the start...
+            notification.extend_from_slice(&0i64.to_ne_bytes()); // ...to the end
+            match nix::unistd::write(connection, &notification) {
+                Ok(written) if written == notification.len() => {}
+                Ok(_) => return Err(std::io::Error::other("short write of an invalidation")),
+                Err(nix::errno::Errno::ENOENT) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The notification that makes the kernel forget an inode's attributes and pages.
+const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
 
 /// FUSE_INIT's opcode, for the handshake played again on adoption.
 const FUSE_INIT: u32 = 26;
