@@ -1032,7 +1032,8 @@ impl Adoption {
     /// (FUSE_NOTIFY_RESEND; on a kernel older than 6.9 those few wait until killed).
     pub fn serve(self) -> std::io::Result<VirtualFs> {
         // The kernel may hold a text of the dead server's (its size and its pages), which this
-        // server never published: it must ask again rather than read one of another length.
+        // server never published: it must ask for the attributes again, whose new time then
+        // drops the old pages, rather than read a text of another length.
         invalidate_files(self.connections.of(Role::Files), &self.registry)?;
         let fs = VirtualFs::serve(
             self.registry,
@@ -1050,8 +1051,10 @@ impl Adoption {
     }
 }
 
-/// Makes the kernel forget the attributes and pages of every registered container's computed
-/// files (FUSE_NOTIFY_INVAL_INODE); files it does not hold are skipped.
+/// Makes the kernel forget the attributes of every registered container's computed files
+/// (FUSE_NOTIFY_INVAL_INODE with a negative offset: not the pages, whose invalidation would
+/// wait, uninterruptibly, for a page under a read the dead server never answered and no
+/// session serves yet); files it does not hold are skipped.
 fn invalidate_files(connection: &OwnedFd, registry: &Registry) -> std::io::Result<()> {
     let slots: Vec<u64> = registry
         .entries
@@ -1067,8 +1070,8 @@ fn invalidate_files(connection: &OwnedFd, registry: &Registry) -> std::io::Resul
             notification.extend_from_slice(&FUSE_NOTIFY_INVAL_INODE.to_ne_bytes());
             notification.extend_from_slice(&0u64.to_ne_bytes()); // unique 0: a notification
             notification.extend_from_slice(&ino_of(Node::File(slot, file)).to_ne_bytes());
-            notification.extend_from_slice(&0i64.to_ne_bytes()); // from the start...
-            notification.extend_from_slice(&0i64.to_ne_bytes()); // ...to the end
+            notification.extend_from_slice(&(-1i64).to_ne_bytes()); // attributes only
+            notification.extend_from_slice(&0i64.to_ne_bytes());
             match nix::unistd::write(connection, &notification) {
                 Ok(written) if written == notification.len() => {}
                 Ok(_) => return Err(std::io::Error::other("short write of an invalidation")),
@@ -1080,7 +1083,7 @@ fn invalidate_files(connection: &OwnedFd, registry: &Registry) -> std::io::Resul
     Ok(())
 }
 
-/// The notification that makes the kernel forget an inode's attributes and pages.
+/// The notification that makes the kernel forget an inode's attributes (and pages).
 const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
 
 /// FUSE_INIT's opcode, for the handshake played again on adoption.
