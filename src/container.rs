@@ -340,6 +340,7 @@ impl Container {
         if !crate::cgroup::valid_path(&cgroup_path) {
             return Err(Error::CgroupPath(cgroup_path));
         }
+        let cgroup = Cgroup::open_beside(&cgroup_path, id);
         // The binds of the virtual files are the runtime's own: they go in the mount plan, not in
         // the spec later processes are checked against (their sources are in the state
         // directory, which specs may not name).
@@ -384,7 +385,7 @@ impl Container {
         }
         let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
         let sysctls = Sysctls::from_spec(&spec)?;
-        let cgroup = Cgroup::new(&cgroup_path, id)?;
+        let cgroup = cgroup.wait()?;
         tracing::debug!(container = id, "planned");
         let resources_spec = spec
             .linux()
