@@ -65,8 +65,8 @@ pub const IDLE: Duration = Duration::from_secs(10);
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Largest request or answer.
 const MAX_MESSAGE: u64 = 64 * 1024;
-/// Set when a client starts the daemon: it then leaves its starter at once (a fork whose
-/// parent exits), so the runtime that started it need not reap it.
+/// Set when a client starts the daemon: it then leaves its starter (a fork whose parent exits
+/// once the daemon listens), so the runtime that started it need not reap it.
 const DETACH: &str = "ECI_VIRTD_DETACH";
 
 /// A request to the daemon.
@@ -293,7 +293,7 @@ impl DaemonClient {
         })
     }
 
-    /// Starts the daemon, which leaves this process at once (see [`DETACH`]).
+    /// Starts the daemon, which leaves this process once it listens (see [`DETACH`]).
     fn start(&self) -> std::io::Result<()> {
         let (program, args) = self
             .command
@@ -327,14 +327,22 @@ fn refused(answer: Answer) -> std::io::Error {
 /// `main` of the program `command` runs: it may fork, which needs a single-threaded process.
 /// Returns at once if another daemon serves `dir`.
 pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
+    // Written to once the daemon listens, so that its starter returns only then.
+    let mut serving: Option<std::io::PipeWriter> = None;
     if std::env::var_os(DETACH).is_some() {
         std::env::remove_var(DETACH);
+        let (started, ready) = std::io::pipe()?;
         // SAFETY: single-threaded here (documented): the child may do anything.
         match unsafe { sys::fork() }.map_err(std::io::Error::from)? {
-            Forked::Parent { .. } => sys::exit(0),
+            Forked::Parent { pid, .. } => {
+                drop(ready);
+                wait_until_serving(started, pid);
+                sys::exit(0)
+            }
             Forked::Child => {
                 // SAFETY: setsid takes no arguments.
                 unsafe { libc::setsid() };
+                serving = Some(ready);
             }
         }
     }
@@ -370,7 +378,29 @@ pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
         fs: Arc::new(fs),
         records,
     };
-    daemon.serve(&lock)
+    daemon.serve(&lock, serving)
+}
+
+/// How long a starter waits for the daemon it forked to listen: clients try to connect again
+/// anyway, for longer, should a daemon that adopts many containers take more.
+const START_WAIT_MS: i32 = 2_000;
+
+/// Returns once the daemon forked as `daemon` listens (a byte on `started`), has given up
+/// (the pipe's end without one, or its exit) or [`START_WAIT_MS`] have passed. Without it the
+/// client that started the daemon tried to connect every 10 ms, and the first container after
+/// an idle spell waited for the next try.
+fn wait_until_serving(started: std::io::PipeReader, daemon: i32) {
+    let Ok(daemon) = PidFd::open(daemon) else {
+        return;
+    };
+    let watched = |fd: RawFd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = [watched(started.as_raw_fd()), watched(daemon.as_raw_fd())];
+    // SAFETY: two valid pollfds. Whatever poll says, the starter only leaves.
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, START_WAIT_MS) };
 }
 
 /// A new mount and a keeper for it (a mount left by a dead daemon whose keeper is gone is
@@ -472,10 +502,19 @@ impl Daemon {
         }
     }
 
-    /// Answers requests until idle, then unmounts.
-    fn serve(self, _lock: &std::fs::File) -> std::io::Result<()> {
+    /// Answers requests until idle, then unmounts. Tells its starter, on `serving`, once it
+    /// listens.
+    fn serve(
+        self,
+        _lock: &std::fs::File,
+        serving: Option<std::io::PipeWriter>,
+    ) -> std::io::Result<()> {
         let socket = self.dir.join("sock");
         let mut listener = self.listen(&socket)?;
+        if let Some(mut serving) = serving {
+            // The starter leaves at this byte or at the pipe's end: either will do.
+            let _ = serving.write_all(b"1");
+        }
         let mut idle_since = Instant::now();
         loop {
             let mut poll = [libc::pollfd {
