@@ -150,30 +150,14 @@ fn offset_line(offset: i128, buf: &mut [u8; OFFSET_LINE_MAX]) -> Option<&[u8]> {
     Some(&buf[..len + 1])
 }
 
-/// Writes `value` in decimal at the start of `out` (which has room for 20 bytes); returns how
-/// many bytes. Allocation-free.
+/// Writes `value` in decimal, signed, at the start of `out` (which has room for 20 bytes);
+/// returns how many bytes. Allocation-free.
 fn write_decimal(value: i64, out: &mut [u8]) -> usize {
-    let mut digits = [0u8; 20];
-    let mut n = value.unsigned_abs();
-    let mut count = 0;
-    loop {
-        digits[count] = b'0' + (n % 10) as u8;
-        count += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut len = 0;
-    if value < 0 {
+    let sign = usize::from(value < 0);
+    if sign == 1 {
         out[0] = b'-';
-        len = 1;
     }
-    for digit in digits[..count].iter().rev() {
-        out[len] = *digit;
-        len += 1;
-    }
-    len
+    sign + crate::sys::write_decimal(&mut out[sign..], value.unsigned_abs())
 }
 
 #[cfg(test)]
