@@ -1321,6 +1321,10 @@ fn create_container(
     let mut config = RuntimeConfig {
         state_dir: ctx.state_dir(),
         virtual_files: ctx.virtual_files()?,
+        // Leases mean something only within one boot (the journal is the boot's own), and a
+        // monitor that dies loses nothing it wrote: syncing each change bought nothing but
+        // three disk flushes a container.
+        lease_durability: eci::Durability::BootScoped,
         ..Default::default()
     };
     if let Some(settings) = &ctx.settings {
