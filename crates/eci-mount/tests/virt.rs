@@ -136,6 +136,9 @@ fn files_reflect_the_cgroup_and_fail_when_the_server_is_gone() {
     // The server dies (its connection aborted, as when its process is killed): reads fail.
     let file = dir.files.join("meminfo");
     eci_mount::virt::abort(mount.path()).unwrap();
+    // The kernel serves a text it read within the last 100 ms from its page cache: wait that
+    // out.
+    std::thread::sleep(Duration::from_millis(150));
     let err = read(&file).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
     drop(fs);
@@ -165,6 +168,9 @@ fn unmounting_ends_the_server_even_when_another_namespace_holds_a_copy() {
     let started = Instant::now();
     drop(fs);
     let took = started.elapsed();
+    // The kernel serves a text it read within the last 100 ms from its page cache (and keeps
+    // the entries on its path): wait that out.
+    std::thread::sleep(Duration::from_millis(150));
     let after = read(&copy);
     let _ = holder.kill();
     let _ = holder.wait();

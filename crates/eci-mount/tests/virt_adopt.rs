@@ -294,6 +294,9 @@ fn without_a_kept_descriptor_reads_fail_closed() {
     let tunable = mnt.join(format!("tunables/limited.{LIMITED}/kernel.panic"));
     assert!(std::fs::read_to_string(&limited).is_ok());
     server.kill();
+    // The kernel serves a text it read within the last 100 ms from its page cache: wait that
+    // out.
+    std::thread::sleep(Duration::from_millis(150));
     for path in [limited, tunable] {
         let err = std::fs::read_to_string(&path).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");

@@ -193,6 +193,9 @@ fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
     let first = daemon.pid_of("pid").unwrap();
     // SAFETY: kill takes plain integers.
     unsafe { libc::kill(first, libc::SIGKILL) };
+    // Past the 100 ms for which the kernel serves a text it read from its page cache, the read
+    // needs a daemon.
+    std::thread::sleep(Duration::from_millis(150));
     let during = read_later(meminfo.clone());
     let answer = during
         .recv_timeout(Duration::from_secs(10))

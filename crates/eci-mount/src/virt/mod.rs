@@ -774,8 +774,11 @@ impl Filesystem for Served {
             }
             _ => self.registry.attr_and_ttl(node),
         });
+        // A name means the same node for as long as its directory's slot does (a directory's
+        // entry is kept as long), so the kernel may keep the entry even where it may not keep
+        // the attributes: the runtime and the mount helper walk each file's path moments apart.
         match entry {
-            Some((ttl, attr)) => reply.entry(&ttl, &attr, Generation(0)),
+            Some((attr_ttl, attr)) => reply.entry_with_ttls(&attr_ttl, &TTL, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -1085,6 +1088,29 @@ fn invalidate_files(connection: &OwnedFd, registry: &Registry) -> std::io::Resul
 
 /// The notification that makes the kernel forget an inode's attributes (and pages).
 const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
+/// The notification that makes the kernel forget a directory entry (and what lies below it).
+const FUSE_NOTIFY_INVAL_ENTRY: i32 = 3;
+
+/// Makes the kernel forget the entry `name` in directory `parent` (FUSE_NOTIFY_INVAL_ENTRY);
+/// an entry it does not hold is no error.
+fn forget_entry(connection: &OwnedFd, parent: u64, name: &str) -> std::io::Result<()> {
+    let length = 16 + 16 + name.len() + 1;
+    let mut notification = Vec::with_capacity(length);
+    notification.extend_from_slice(&(length as u32).to_ne_bytes());
+    notification.extend_from_slice(&FUSE_NOTIFY_INVAL_ENTRY.to_ne_bytes());
+    notification.extend_from_slice(&0u64.to_ne_bytes()); // unique 0: a notification
+    notification.extend_from_slice(&parent.to_ne_bytes());
+    notification.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+    notification.extend_from_slice(&0u32.to_ne_bytes()); // flags: none
+    notification.extend_from_slice(name.as_bytes());
+    notification.push(0);
+    match nix::unistd::write(connection, &notification) {
+        Ok(written) if written == notification.len() => Ok(()),
+        Ok(_) => Err(std::io::Error::other("short write of an invalidation")),
+        Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
+}
 
 /// FUSE_INIT's opcode, for the handshake played again on adoption.
 const FUSE_INIT: u32 = 26;
@@ -1323,8 +1349,24 @@ impl VirtualFs {
 
     /// Stops serving `name`'s directory; its files answer ENOENT from then on.
     pub fn unregister(&self, name: &str) {
+        let mut gone = Vec::new();
         if let Ok(mut entries) = self.registry.entries.write() {
-            entries.retain(|_, e| e.name != name);
+            entries.retain(|_, e| {
+                if e.name == name {
+                    gone.push(e.dir.clone());
+                }
+                e.name != name
+            });
+        }
+        // The kernel keeps the directory's entry, and its files', for a long time: make it
+        // forget them, so that the next walk asks (and meets ENOENT). Only once the registry is
+        // unlocked: the kernel takes the root directory's lock, which a lookup waiting for the
+        // registry would be holding. A failed notification leaves entries whose inodes answer
+        // nothing any more (slots are never reused), so it is not an error.
+        for dir in gone {
+            for role in Role::BOTH {
+                let _ = forget_entry(self.connections.of(role), ROOT, &dir);
+            }
         }
     }
 
