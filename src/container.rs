@@ -370,7 +370,12 @@ impl Container {
             block.mapping().host_start,
             &mut mounted,
         )?;
-        let mut mount_plan = MountPlan::from_spec(&mounted, &rootfs, block)?;
+        // The server's files are files: asking would cost a round trip to it for each.
+        let served = virtual_files
+            .as_ref()
+            .map(crate::virt::Registration::sources);
+        let mut mount_plan =
+            MountPlan::from_spec_with_files(&mounted, &rootfs, block, &served.unwrap_or_default())?;
         let overlay = overlay_root(&rootfs);
         if let Some(root) = &overlay {
             mount_plan = mount_plan.with_overlay_root(root)?;

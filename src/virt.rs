@@ -148,6 +148,14 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
+    /// Every file of the server bound into the container (the computed files and the
+    /// tunables).
+    pub(crate) fn sources(&self) -> Vec<&Path> {
+        let files = self.binds.iter().map(|(source, _)| source.as_path());
+        let tunables = self.tunables.iter().map(|(source, _)| source.as_path());
+        files.chain(tunables).collect()
+    }
+
     /// The files bound into the container, and where.
     pub(crate) fn binds(&self) -> &[(PathBuf, &'static str)] {
         &self.binds
