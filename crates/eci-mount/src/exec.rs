@@ -193,8 +193,9 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
     else {
         return Err(fail(Action::Source)(Errno(libc::EINVAL)));
     };
-    ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
+    // The source first: a missing one leaves no mount point behind in the rootfs.
     let source = open_vetted_host_path(path).map_err(fail(Action::Source))?;
+    ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
     let copy = |with_idmap: bool| -> SysResult<Fd> {
         if with_idmap {
             // SAFETY: both fds stay open for the duration of the call.
@@ -683,14 +684,21 @@ impl MountPlan {
                 propagation,
                 chown_root,
             } => {
+                // A bind's source first: a missing one leaves no mount point behind in the
+                // rootfs.
+                let host_source = match (*bind, source) {
+                    (true, Source::Host(path)) => {
+                        Some(open_vetted_host_path(path).map_err(fail(Action::Source))?)
+                    }
+                    (true, Source::Name(_)) => {
+                        return Err(fail(Action::Source)(Errno(libc::EINVAL)))
+                    }
+                    (false, _) => None,
+                };
                 let target = ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
                 let target_path = FdPath::new(target.0);
-                if *bind {
-                    let Source::Host(path) = source else {
-                        return Err(fail(Action::Source)(Errno(libc::EINVAL)));
-                    };
-                    let source = open_vetted_host_path(path).map_err(fail(Action::Source))?;
-                    bind_host_path(&source, &target, *recursive, *idmap, userns)
+                if let Some(host_source) = host_source {
+                    bind_host_path(&host_source, &target, *recursive, *idmap, userns)
                         .map_err(fail(Action::Mount))?;
                 } else {
                     let (Source::Host(name) | Source::Name(name)) = source;
