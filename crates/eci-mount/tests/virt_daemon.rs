@@ -53,8 +53,9 @@ fn main() {
     a_killed_daemon_comes_back_with_the_containers(&cgroup);
     the_keeper_gives_up_and_reads_fail_closed(&cgroup);
     a_container_is_served_while_its_init_lives(&cgroup);
+    a_container_that_died_with_its_daemon_is_forgotten(&cgroup);
     aborting_one_connection_ends_both(&cgroup);
-    println!("virt_daemon: 4 passed in {:?}", started.elapsed());
+    println!("virt_daemon: 5 passed in {:?}", started.elapsed());
 }
 
 /// A memory cgroup limited to 256 MiB, removed on drop.
@@ -327,4 +328,48 @@ fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
     });
     assert!(forgotten, "forgotten once its init is gone");
     println!("a_container_is_served_while_its_init_lives: ok");
+}
+
+/// A container whose init dies with the daemon is not taken over by the next daemon, and the
+/// kernel is made to forget its directory: even a walk that asks the server nothing (an O_PATH
+/// open, which the kernel answers from its cached entries) finds nothing.
+fn a_container_that_died_with_its_daemon_is_forgotten(cgroup: &LimitedCgroup) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let daemon = DaemonDir::new();
+    let mut init = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let runtime = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--register-and-hold")
+        .arg(daemon.path())
+        .arg(&cgroup.path)
+        .arg(init.id().to_string())
+        .output()
+        .unwrap();
+    assert!(runtime.status.success(), "{runtime:?}");
+    let meminfo = PathBuf::from(String::from_utf8(runtime.stdout).unwrap().trim()).join("meminfo");
+    let open_path = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&meminfo)
+    };
+    assert!(std::fs::read_to_string(&meminfo)
+        .unwrap()
+        .starts_with(LIMITED));
+    assert!(open_path().is_ok(), "cached and served");
+    // The daemon looks for the dead every second: it dies before it can notice.
+    init.kill().unwrap();
+    init.wait().unwrap();
+    assert!(daemon.kill_daemon().is_some(), "a new daemon");
+    let forgotten = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        open_path().is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+    });
+    assert!(
+        forgotten,
+        "the kernel still finds the dead container's files"
+    );
+    println!("a_container_that_died_with_its_daemon_is_forgotten: ok");
 }

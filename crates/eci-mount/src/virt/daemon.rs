@@ -443,6 +443,9 @@ fn adopt(
     let mut live = records
         .lock()
         .map_err(|_| std::io::Error::other("records poisoned"))?;
+    // The dead daemon's containers that are not taken over: the kernel still keeps their
+    // entries, which this daemon has it forget once it serves.
+    let mut dropped = Vec::new();
     for record in loaded {
         if record.is_needed() && !live.contains_key(&record.name) {
             if let Ok(dirs) = CgroupDirs::resolve(&record.cgroup) {
@@ -461,9 +464,14 @@ fn adopt(
             }
         }
         let _ = std::fs::remove_file(record_path(dir, record.slot));
+        dropped.push(super::directory_name(&record.name, record.slot));
     }
     drop(live);
-    adoption.serve()
+    let fs = adoption.serve()?;
+    for dir in dropped {
+        fs.forget_directory(dir);
+    }
+    Ok(fs)
 }
 
 fn mode_in(modes: &BTreeMap<String, SysctlMode>, name: &str) -> SysctlMode {

@@ -404,7 +404,7 @@ impl Registry {
             return Err(invalid(&format!("slot {slot} is taken")));
         }
         self.next_slot.fetch_max(slot + 1, Ordering::Relaxed);
-        let dir = format!("{name}.{slot}");
+        let dir = directory_name(name, slot);
         entries.insert(
             slot,
             Entry {
@@ -992,6 +992,7 @@ pub struct VirtualFs {
     connections: Connections,
     sessions: Mutex<Vec<BackgroundSession>>,
     sampler: Mutex<Sampler>,
+    forgetter: Forgetter,
 }
 
 impl std::fmt::Debug for VirtualFs {
@@ -1090,6 +1091,71 @@ fn invalidate_files(connection: &OwnedFd, registry: &Registry) -> std::io::Resul
 const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
 /// The notification that makes the kernel forget a directory entry (and what lies below it).
 const FUSE_NOTIFY_INVAL_ENTRY: i32 = 3;
+
+/// The directory of container `name` registered in `slot`: the name and the slot, so that a
+/// container registered again under the same name never meets the kernel's cached entries of
+/// the earlier one.
+pub(crate) fn directory_name(name: &str, slot: u64) -> String {
+    format!("{name}.{slot}")
+}
+
+/// How long an unregistering caller waits for the kernel to forget a directory.
+const FORGET_WAIT: Duration = Duration::from_millis(500);
+
+/// A directory to forget, and where to say it is done.
+type ForgetRequest = (String, std::sync::mpsc::SyncSender<()>);
+
+/// Has the kernel forget unregistered directories' entries (FUSE_NOTIFY_INVAL_ENTRY on both
+/// connections) from a thread of its own. The kernel handles the notification with the root
+/// directory locked, uninterruptibly, and a lookup no server will ever answer (one a dead
+/// server had read, on a kernel without FUSE_NOTIFY_RESEND) would hold that lock, and the
+/// notifying thread, for good: the caller waits [`FORGET_WAIT`] at most, and not at all while
+/// an earlier notification is still stuck. A late or lost one leaves entries whose inodes
+/// answer nothing any more (slots are never reused).
+#[derive(Debug)]
+struct Forgetter {
+    queue: Mutex<std::sync::mpsc::Sender<ForgetRequest>>,
+    stuck: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Forgetter {
+    fn start(connections: Connections) -> std::io::Result<Forgetter> {
+        let (queue, requests) = std::sync::mpsc::channel::<ForgetRequest>();
+        let stuck = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let unstuck = Arc::clone(&stuck);
+        // Ends when the server (the queue's sender) is dropped.
+        std::thread::Builder::new()
+            .name("eci-virt-forget".into())
+            .spawn(move || {
+                for (dir, done) in requests {
+                    for role in Role::BOTH {
+                        let _ = forget_entry(connections.of(role), ROOT, &dir);
+                    }
+                    unstuck.store(false, std::sync::atomic::Ordering::Relaxed);
+                    let _ = done.try_send(());
+                }
+            })?;
+        Ok(Forgetter {
+            queue: Mutex::new(queue),
+            stuck,
+        })
+    }
+
+    /// Queues `dir` and waits for it to be forgotten, within bounds (see [`Forgetter`]).
+    fn forget(&self, dir: String) {
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        let queued = match self.queue.lock() {
+            Ok(queue) => queue.send((dir, done)).is_ok(),
+            Err(_) => false,
+        };
+        if !queued || self.stuck.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if finished.recv_timeout(FORGET_WAIT).is_err() {
+            self.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
 
 /// Makes the kernel forget the entry `name` in directory `parent` (FUSE_NOTIFY_INVAL_ENTRY);
 /// an entry it does not hold is no error.
@@ -1192,12 +1258,14 @@ impl VirtualFs {
             .map(fuser::Session::spawn)
             .collect::<std::io::Result<Vec<_>>>()?;
         let sampler = Sampler::start(Arc::clone(&registry))?;
+        let forgetter = Forgetter::start(connections.try_clone()?)?;
         Ok(VirtualFs {
             registry,
             mountpoint: mountpoint.to_path_buf(),
             connections,
             sessions: Mutex::new(sessions),
             sampler: Mutex::new(sampler),
+            forgetter,
         })
     }
 
@@ -1361,13 +1429,16 @@ impl VirtualFs {
         // The kernel keeps the directory's entry, and its files', for a long time: make it
         // forget them, so that the next walk asks (and meets ENOENT). Only once the registry is
         // unlocked: the kernel takes the root directory's lock, which a lookup waiting for the
-        // registry would be holding. A failed notification leaves entries whose inodes answer
-        // nothing any more (slots are never reused), so it is not an error.
+        // registry would be holding.
         for dir in gone {
-            for role in Role::BOTH {
-                let _ = forget_entry(self.connections.of(role), ROOT, &dir);
-            }
+            self.forgetter.forget(dir);
         }
+    }
+
+    /// Makes the kernel forget the entries of directory `dir` (a container's `name.slot`) that
+    /// a dead server had registered and this one did not take over.
+    pub(crate) fn forget_directory(&self, dir: String) {
+        self.forgetter.forget(dir);
     }
 
     /// Unmounts and stops the server. The connection is aborted rather than left to end with
