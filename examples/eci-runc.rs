@@ -510,9 +510,13 @@ fn fork_single_threaded(
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             drop(ready);
-            let code = match nix::unistd::dup2(ready_writer.as_raw_fd(), 3)
+            // An executed monitor started with no signal blocked (Command clears the mask);
+            // the caller's mask is not the monitor's.
+            let unblocked = nix::sys::signal::SigSet::empty().thread_set_mask();
+            let code = match unblocked
+                .and_then(|()| nix::unistd::dup2(ready_writer.as_raw_fd(), 3).map(drop))
                 .map_err(Error::from)
-                .and_then(|_| nix::unistd::setsid().map_err(Error::from))
+                .and_then(|()| nix::unistd::setsid().map_err(Error::from))
                 .and_then(|_| monitor(ctx, id, bundle, console))
             {
                 Ok(code) => i32::from(code),
