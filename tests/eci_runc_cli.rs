@@ -515,3 +515,57 @@ fn a_killed_virtual_files_daemon_is_replaced_and_the_container_reads_on() {
     assert_eq!(setup.virtd_pid("keeper"), Some(keeper));
     assert!(setup.runc(&["delete", "--force", id]).status.success());
 }
+
+/// `create` forks its monitor; should the client ever have threads, it executes `eci-runc
+/// monitor` instead. That path, started here as `create` would start it (a session of its own,
+/// its report on fd 3), creates the container, runs it when started and exits with its code.
+#[test]
+fn a_monitor_executed_as_its_own_program_runs_the_container() {
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let setup = Setup::new(&["sh", "-c", "exit 3"]);
+    let id = "executed-monitor";
+    let root = setup.dir.path().join("root");
+    std::fs::create_dir_all(root.join(id)).unwrap();
+    let (ready, writer) = std::io::pipe().unwrap();
+    let fd = writer.as_raw_fd();
+    let mut command = Command::new(eci_runc());
+    command
+        .arg("--root")
+        .arg(&root)
+        .args(["monitor", "--bundle", &setup.bundle(), id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec only dup2 and setsid, both async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(fd, 3) == -1 || libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut monitor = command.spawn().unwrap();
+    drop(writer);
+    let mut report = String::new();
+    std::io::BufReader::new(ready)
+        .read_line(&mut report)
+        .unwrap();
+    assert_eq!(report.trim(), "ok");
+    let state = setup.runc(&["state", id]);
+    let state = String::from_utf8_lossy(&state.stdout).to_string();
+    assert!(state.contains("\"status\":\"created\""), "{state}");
+    let cgroup = format!("/sys/fs/cgroup/memory/eci/{id}");
+    assert!(Path::new(&cgroup).exists(), "the container's cgroup");
+    assert!(setup.runc(&["start", id]).status.success());
+    assert_eq!(monitor.wait().unwrap().code(), Some(3));
+    // Its socket and the cgroup record `delete` would need are gone with the container.
+    assert!(!root.join(id).join("monitor.sock").exists());
+    assert!(!root.join(id).join("cgroup").exists());
+    assert!(
+        !Path::new(&cgroup).exists(),
+        "the monitor gave everything back"
+    );
+}
