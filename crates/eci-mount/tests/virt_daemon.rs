@@ -289,11 +289,13 @@ fn aborting_one_connection_ends_both(cgroup: &LimitedCgroup) {
     println!("aborting_one_connection_ends_both: ok");
 }
 
-/// A container whose runtime dies is served on while the init the runtime named lives, and
-/// forgotten once it is gone; only the registering process may name the init.
-fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
-    let daemon = DaemonDir::new();
-    let mut init = std::process::Command::new("sleep")
+/// A container "held" registered in `cgroup` by a runtime that names a `sleep` as its init and
+/// exits: the init, and the container's meminfo on the mount.
+fn registered_and_held(
+    daemon: &DaemonDir,
+    cgroup: &LimitedCgroup,
+) -> (std::process::Child, PathBuf) {
+    let init = std::process::Command::new("sleep")
         .arg("1000")
         .spawn()
         .unwrap();
@@ -306,7 +308,14 @@ fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
         .unwrap();
     assert!(runtime.status.success(), "{runtime:?}");
     let served = PathBuf::from(String::from_utf8(runtime.stdout).unwrap().trim());
-    let meminfo = served.join("meminfo");
+    (init, served.join("meminfo"))
+}
+
+/// A container whose runtime dies is served on while the init the runtime named lives, and
+/// forgotten once it is gone; only the registering process may name the init.
+fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
+    let daemon = DaemonDir::new();
+    let (mut init, meminfo) = registered_and_held(&daemon, cgroup);
     // The daemon looks for the dead every second: give it three.
     std::thread::sleep(Duration::from_secs(3));
     assert!(
@@ -336,19 +345,7 @@ fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
 fn a_container_that_died_with_its_daemon_is_forgotten(cgroup: &LimitedCgroup) {
     use std::os::unix::fs::OpenOptionsExt;
     let daemon = DaemonDir::new();
-    let mut init = std::process::Command::new("sleep")
-        .arg("1000")
-        .spawn()
-        .unwrap();
-    let runtime = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("--register-and-hold")
-        .arg(daemon.path())
-        .arg(&cgroup.path)
-        .arg(init.id().to_string())
-        .output()
-        .unwrap();
-    assert!(runtime.status.success(), "{runtime:?}");
-    let meminfo = PathBuf::from(String::from_utf8(runtime.stdout).unwrap().trim()).join("meminfo");
+    let (mut init, meminfo) = registered_and_held(&daemon, cgroup);
     let open_path = || {
         std::fs::OpenOptions::new()
             .read(true)
