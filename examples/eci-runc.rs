@@ -5,9 +5,9 @@
 //! monitor` should the client have threads) that owns the container through the eci facade:
 //! it holds what must outlive `create` (the seccomp listener, the mount helper, the virtual
 //! files server) and answers the other commands on a socket in the container's state
-//! directory. The pid file names the monitor: it is what the caller
-//! waits for, and it exits with the container's exit code once the container's init has exited
-//! and everything (mounts, cgroup, ID lease, processes) has been given back.
+//! directory. The pid file names the monitor: it is what the caller waits for, and it exits
+//! with the container's exit code once the container's init has exited and everything
+//! (mounts, cgroup, ID lease, processes) has been given back.
 //!
 //! ```text
 //! eci-runc [--root DIR] [--log FILE] [--log-format text|json] [--settings FILE] COMMAND

@@ -1069,22 +1069,40 @@ fn invalidate_files(connection: &OwnedFd, registry: &Registry) -> std::io::Resul
         .collect();
     for slot in slots {
         for (file, _) in SERVED {
-            let mut notification = Vec::with_capacity(40);
-            notification.extend_from_slice(&40u32.to_ne_bytes());
-            notification.extend_from_slice(&FUSE_NOTIFY_INVAL_INODE.to_ne_bytes());
-            notification.extend_from_slice(&0u64.to_ne_bytes()); // unique 0: a notification
-            notification.extend_from_slice(&ino_of(Node::File(slot, file)).to_ne_bytes());
-            notification.extend_from_slice(&(-1i64).to_ne_bytes()); // attributes only
-            notification.extend_from_slice(&0i64.to_ne_bytes());
-            match nix::unistd::write(connection, &notification) {
-                Ok(written) if written == notification.len() => {}
-                Ok(_) => return Err(std::io::Error::other("short write of an invalidation")),
-                Err(nix::errno::Errno::ENOENT) => {}
-                Err(errno) => return Err(errno.into()),
-            }
+            let mut body = Vec::with_capacity(24);
+            body.extend_from_slice(&ino_of(Node::File(slot, file)).to_ne_bytes());
+            body.extend_from_slice(&(-1i64).to_ne_bytes()); // attributes only
+            body.extend_from_slice(&0i64.to_ne_bytes());
+            unless_not_held(notify(connection, FUSE_NOTIFY_INVAL_INODE, &body))?;
         }
     }
     Ok(())
+}
+
+/// Writes notification `code` with `body` to a connection: the out-header (its unique 0 is
+/// what makes it a notification), then the body.
+fn notify(connection: &OwnedFd, code: i32, body: &[u8]) -> std::io::Result<()> {
+    let length = 16 + body.len();
+    let mut notification = Vec::with_capacity(length);
+    notification.extend_from_slice(&(length as u32).to_ne_bytes());
+    notification.extend_from_slice(&code.to_ne_bytes());
+    notification.extend_from_slice(&0u64.to_ne_bytes());
+    notification.extend_from_slice(body);
+    let written = nix::unistd::write(connection, &notification)?;
+    if written != length {
+        return Err(std::io::Error::other(format!(
+            "short write of FUSE notification {code}"
+        )));
+    }
+    Ok(())
+}
+
+/// An invalidation of something the kernel does not hold (ENOENT) is no failure.
+fn unless_not_held(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
 }
 
 /// The notification that makes the kernel forget an inode's attributes (and pages).
@@ -1160,22 +1178,13 @@ impl Forgetter {
 /// Makes the kernel forget the entry `name` in directory `parent` (FUSE_NOTIFY_INVAL_ENTRY);
 /// an entry it does not hold is no error.
 fn forget_entry(connection: &OwnedFd, parent: u64, name: &str) -> std::io::Result<()> {
-    let length = 16 + 16 + name.len() + 1;
-    let mut notification = Vec::with_capacity(length);
-    notification.extend_from_slice(&(length as u32).to_ne_bytes());
-    notification.extend_from_slice(&FUSE_NOTIFY_INVAL_ENTRY.to_ne_bytes());
-    notification.extend_from_slice(&0u64.to_ne_bytes()); // unique 0: a notification
-    notification.extend_from_slice(&parent.to_ne_bytes());
-    notification.extend_from_slice(&(name.len() as u32).to_ne_bytes());
-    notification.extend_from_slice(&0u32.to_ne_bytes()); // flags: none
-    notification.extend_from_slice(name.as_bytes());
-    notification.push(0);
-    match nix::unistd::write(connection, &notification) {
-        Ok(written) if written == notification.len() => Ok(()),
-        Ok(_) => Err(std::io::Error::other("short write of an invalidation")),
-        Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(errno) => Err(errno.into()),
-    }
+    let mut body = Vec::with_capacity(16 + name.len() + 1);
+    body.extend_from_slice(&parent.to_ne_bytes());
+    body.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+    body.extend_from_slice(&0u32.to_ne_bytes()); // flags: none
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    unless_not_held(notify(connection, FUSE_NOTIFY_INVAL_ENTRY, &body))
 }
 
 /// FUSE_INIT's opcode, for the handshake played again on adoption.
@@ -1554,15 +1563,7 @@ fn init_request() -> Vec<u8> {
 
 /// Asks the kernel to queue again the requests a dead server read and never answered.
 fn resend(connection: &OwnedFd) -> std::io::Result<()> {
-    let mut notification = Vec::with_capacity(16);
-    notification.extend_from_slice(&16u32.to_ne_bytes());
-    notification.extend_from_slice(&FUSE_NOTIFY_RESEND.to_ne_bytes());
-    notification.extend_from_slice(&0u64.to_ne_bytes()); // unique 0: a notification
-    let written = nix::unistd::write(connection, &notification)?;
-    if written != notification.len() {
-        return Err(std::io::Error::other("short write of FUSE_NOTIFY_RESEND"));
-    }
-    Ok(())
+    notify(connection, FUSE_NOTIFY_RESEND, &[])
 }
 
 /// Aborts the FUSE connections of the eci server mounted under `mountpoint`, through fusectl
