@@ -46,6 +46,7 @@
 //! ```
 
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 
 fn answer(ret: libc::c_long) -> String {
     if ret == -1 {
@@ -222,6 +223,13 @@ pub fn run(args: &[&str]) -> String {
             // SAFETY: a valid NUL-terminated path.
             answer(unsafe { libc::umount2(c(target).as_ptr(), libc::MNT_DETACH) } as libc::c_long)
         }
+        // SAFETY: unshare with a flag word.
+        ["unshare-user"] => answer(unsafe { libc::unshare(libc::CLONE_NEWUSER) } as libc::c_long),
+        ["setns-user", path] => match std::fs::File::open(path) {
+            // SAFETY: setns on a descriptor we hold.
+            Ok(ns) => answer(unsafe { libc::setns(ns.as_raw_fd(), 0) } as libc::c_long),
+            Err(err) => errno_name(&err),
+        },
         ["seccomp-listener"] => seccomp_listener(),
         ["sysinfo-uptime"] => sysinfo_uptime(),
         ["bench-getppid", n] => match n.parse() {
@@ -269,27 +277,44 @@ pub fn run(args: &[&str]) -> String {
     }
 }
 
-/// Times `n` mount+umount pairs of a tmpfs on `dir`; "p50 p99 mean" in microseconds, or the
-/// first error.
+/// Times `n` mount+umount pairs of a tmpfs on `dir`: "p50 p99 mean" of the pairs, then the p50
+/// of the mount alone and of an umount that fails at once, in microseconds; or the first error.
 fn bench_mount(n: usize, dir: &str) -> String {
-    let mut pairs = Vec::with_capacity(n);
+    let micros = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1e6;
+    let target = c(dir);
+    let (mut pairs, mut mounts, mut refused) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n.max(1) {
         let start = std::time::Instant::now();
         let mounted = mount(Some("none"), dir, Some("tmpfs"), 0, None);
         if mounted != "ok" {
             return mounted;
         }
+        mounts.push(micros(start));
         // SAFETY: a valid NUL-terminated path.
-        let unmounted = answer(unsafe { libc::umount2(c(dir).as_ptr(), 0) } as libc::c_long);
+        let unmounted = answer(unsafe { libc::umount2(target.as_ptr(), 0) } as libc::c_long);
         if unmounted != "ok" {
             return unmounted;
         }
-        pairs.push(start.elapsed().as_secs_f64() * 1e6);
+        pairs.push(micros(start));
+        // Unmounting what is no mount fails at once (EINVAL): the cost of the call alone.
+        let start = std::time::Instant::now();
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), 0) };
+        refused.push(micros(start));
     }
     let mean = pairs.iter().sum::<f64>() / pairs.len() as f64;
-    pairs.sort_by(f64::total_cmp);
-    let at = |q: f64| pairs[((pairs.len() - 1) as f64 * q).round() as usize];
-    format!("{:.1} {:.1} {:.1}", at(0.5), at(0.99), mean)
+    let quantile = |times: &mut Vec<f64>, q: f64| {
+        times.sort_by(f64::total_cmp);
+        times[((times.len() - 1) as f64 * q).round() as usize]
+    };
+    format!(
+        "{:.1} {:.1} {:.1} {:.1} {:.1}",
+        quantile(&mut pairs, 0.5),
+        quantile(&mut pairs, 0.99),
+        mean,
+        quantile(&mut mounts, 0.5),
+        quantile(&mut refused, 0.5)
+    )
 }
 
 /// Sends one request on the Unix socket `socket` and answers with the response's status line.

@@ -248,7 +248,7 @@ fn eci_run(state: &Path) -> Command {
 fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
     let state = tempfile::tempdir().unwrap();
     let script = "mkdir /tmp/x; echo ready; sleep 2; \
-                  eci-probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms; \
+                  eci-probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms , unshare-user; \
                   grep -c '^[^ ]* [^ ]* [^ ]* [^ ]* /tmp/x ' /proc/self/mountinfo";
     let id = format!("eci-crash-{}", std::process::id());
     let (mut runner, mut stdout) =
@@ -260,8 +260,9 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
     stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(
         rest.lines().collect::<Vec<_>>(),
-        ["ENOSYS", "ENOSYS", "0"],
-        "with nobody to vet them, mount calls fail and nothing is mounted"
+        ["ENOSYS", "ENOSYS", "ok", "0"],
+        "with nobody to vet them, mount calls fail and nothing is mounted; \
+         calls that are only observed run"
     );
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let leaked = host_mounts
@@ -750,6 +751,28 @@ fn a_mount_helper_that_keeps_dying_leaves_mount_calls_failing() {
         go_and_answers(c, go),
         ["ENOSYS", "ENOSYS"],
         "with nobody to vet them, mount calls fail"
+    );
+}
+
+#[test]
+fn a_caller_that_moves_into_a_nested_user_namespace_is_refused_from_then_on() {
+    // The helper remembers each caller's user namespace after its first mount call; both ways
+    // of leaving it (unshare and setns) must make it forget. Were the first answer kept, the
+    // helper, root of the container's namespace, would perform the nested caller's mounts.
+    let script = "mkdir -p /tmp/x; unshare --user sleep 60 & \
+                  while [ \"$(readlink /proc/$!/ns/user)\" = \"$(readlink /proc/self/ns/user)\" ]; \
+                  do sleep 0.01; done; \
+                  /probe mount tmpfs /tmp/x tmpfs , umount /tmp/x , unshare-user , \
+                  mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms; \
+                  /probe mount tmpfs /tmp/x tmpfs , umount /tmp/x , setns-user /proc/$!/ns/user , \
+                  mount tmpfs /tmp/x tmpfs; kill $!";
+    let (code, out) = common::run("userns-change", &["sh", "-c", script]);
+    assert_eq!(code, 0, "{out}");
+    let answers: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        answers,
+        ["ok", "ok", "ok", "EPERM", "EPERM", "ok", "ok", "ok", "EPERM"],
+        "mounts after unshare and after setns are the nested namespace's"
     );
 }
 

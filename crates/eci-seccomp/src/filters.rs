@@ -4,8 +4,10 @@
 //!   raw I/O ports, swap, accounting, the clock, host keyrings, file handles, BPF, the kernel
 //!   log), and ENOSYS for the new mount API, so that mount(8) falls back to mount(2), which is
 //!   vetted.
-//! - The **notify filter** sends `mount` and `umount2` to the supervisor
-//!   (SECCOMP_RET_USER_NOTIF). Every other syscall is decided in the kernel.
+//! - The **notify filter** sends `mount`, `umount2` and `sysinfo` to the supervisor
+//!   (SECCOMP_RET_USER_NOTIF), and the calls that may move a process into another user
+//!   namespace, which the supervisor only observes ([`observed_syscalls`]). Every other syscall
+//!   is decided in the kernel.
 //!
 //! Both start with a guard of our own: a syscall of a foreign architecture (i386 through
 //! `int 0x80` on x86-64) or an x32 syscall number answers ENOSYS, so no numbering the rules do
@@ -87,6 +89,35 @@ pub fn new_mount_api_syscalls() -> [i64; 7] {
 /// from the container's cgroup (or lets through unchanged when that is switched off).
 pub fn notified_syscalls() -> Vec<i64> {
     vec![libc::SYS_mount, libc::SYS_umount2, libc::SYS_sysinfo]
+}
+
+/// The calls that move a process into another user namespace: `unshare` with CLONE_NEWUSER and
+/// `setns` that may join one (`nstype` 0 or naming CLONE_NEWUSER). They are also sent to user
+/// space, only to be seen: the mount helper remembers each caller's user namespace (reading it
+/// costs a procfs lookup per mount call) and forgets it when one of these comes, then lets the
+/// call run. Both need a single-threaded caller, which waits while the helper forgets, so no
+/// mount call can be decided with the namespace it is leaving.
+pub fn observed_syscalls() -> [i64; 2] {
+    [libc::SYS_unshare, libc::SYS_setns]
+}
+
+/// The rules under which [`observed_syscalls`] are sent to user space.
+fn observed_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
+    use seccompiler::{SeccompCmpArgLen::Dword, SeccompCmpOp, SeccompCondition};
+    let newuser = libc::CLONE_NEWUSER as u64;
+    let names_newuser =
+        |arg| SeccompCondition::new(arg, Dword, SeccompCmpOp::MaskedEq(newuser), newuser);
+    let unshare = vec![SeccompRule::new(vec![names_newuser(0)?])?];
+    let setns = vec![
+        SeccompRule::new(vec![SeccompCondition::new(1, Dword, SeccompCmpOp::Eq, 0)?])?,
+        SeccompRule::new(vec![names_newuser(1)?])?,
+    ];
+    Ok(vec![(libc::SYS_unshare, unshare), (libc::SYS_setns, setns)])
+}
+
+/// True for a call the helper only observes (see [`observed_syscalls`]): it is let run.
+pub fn is_observed(nr: i32) -> bool {
+    observed_syscalls().contains(&i64::from(nr))
 }
 
 const SENTINEL: u32 = 0x0ec1;
@@ -198,13 +229,17 @@ pub fn deny_filter() -> Result<(Program, Program), FilterError> {
     Ok((eperm, enosys))
 }
 
-/// The notify filter: `mount`, `umount2` and `sysinfo` go to user space.
+/// The notify filter: `mount`, `umount2` and `sysinfo` go to user space, and so do the calls
+/// that change a process's user namespace ([`observed_syscalls`]).
 pub fn notify_filter() -> Result<Program, FilterError> {
+    let which = "notify";
+    let observed = observed_rules().map_err(|source| FilterError::Build { which, source })?;
     let mut prog = compile(
-        "notify",
+        which,
         notified_syscalls()
             .into_iter()
             .map(|nr| (nr, vec![]))
+            .chain(observed)
             .collect(),
         SeccompAction::Trace(SENTINEL),
     )?;
@@ -224,9 +259,18 @@ mod tests {
 
     /// Runs a classic BPF program over a seccomp_data, as the kernel would.
     pub(crate) fn run(prog: &[libc::sock_filter], arch: u32, nr: i32) -> u32 {
+        run_with(prog, arch, nr, [0; 6])
+    }
+
+    /// [`run`] with the call's arguments.
+    fn run_with(prog: &[libc::sock_filter], arch: u32, nr: i32, args: [u64; 6]) -> u32 {
         let mut data = [0u32; 16];
         data[0] = nr as u32;
         data[1] = arch;
+        for (i, arg) in args.iter().enumerate() {
+            data[4 + 2 * i] = *arg as u32;
+            data[5 + 2 * i] = (*arg >> 32) as u32;
+        }
         let (mut acc, mut pc) = (0u32, 0usize);
         loop {
             let insn = prog[pc];
@@ -285,6 +329,43 @@ mod tests {
             run(&prog, NATIVE, libc::SYS_getppid as i32),
             libc::SECCOMP_RET_ALLOW
         );
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn only_calls_that_may_change_the_user_namespace_are_observed() {
+        let prog = notify_filter().unwrap();
+        let notify = libc::SECCOMP_RET_USER_NOTIF;
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let newuser = libc::CLONE_NEWUSER as u64;
+        let newns = libc::CLONE_NEWNS as u64;
+        let unshare = |flags| {
+            run_with(
+                &prog,
+                NATIVE,
+                libc::SYS_unshare as i32,
+                [flags, 0, 0, 0, 0, 0],
+            )
+        };
+        let setns = |nstype| {
+            run_with(
+                &prog,
+                NATIVE,
+                libc::SYS_setns as i32,
+                [3, nstype, 0, 0, 0, 0],
+            )
+        };
+        assert_eq!(unshare(newuser), notify);
+        assert_eq!(unshare(newuser | newns), notify);
+        assert_eq!(unshare(newns), allow);
+        assert_eq!(unshare(0), allow);
+        assert_eq!(setns(0), notify);
+        assert_eq!(setns(newuser), notify);
+        assert_eq!(setns(newuser | newns), notify);
+        assert_eq!(setns(libc::CLONE_NEWNET as u64), allow);
+        assert_eq!(setns(newns), allow);
+        assert!(is_observed(libc::SYS_setns as i32));
+        assert!(!is_observed(libc::SYS_mount as i32));
     }
 
     #[test]

@@ -206,6 +206,10 @@ fn refuse_until_taken_over(helper: &HelperState<'_>) {
         }
         if fds[0].revents & libc::POLLIN != 0 && held_until.is_none() {
             match Listener::receive_raw(listener) {
+                // Observed calls decide nothing: they run; the next helper remembers nothing.
+                Ok(Some(n)) if crate::filters::is_observed(n.nr) => {
+                    let _ = respond(listener, n.id, Reply::Continue);
+                }
                 Ok(Some(n)) => {
                     let _ = respond(listener, n.id, Reply::Error(libc::ENOSYS));
                 }
@@ -395,43 +399,76 @@ struct View {
     pids: PidDirs,
 }
 
-/// Open `/proc/PID` directories of recent callers. A cached one whose process has exited fails
-/// every lookup (ESRCH) instead of reaching a process that reuses the number, so a lookup that
-/// succeeds through it reached the caller.
+/// Open `/proc/PID` directories of recent callers, each with the caller's user namespace once
+/// read. A cached directory whose process has exited fails every lookup (ESRCH) instead of
+/// reaching a process that reuses the number, so a lookup that succeeds through it reached the
+/// caller, and so does what was remembered with it.
 #[derive(Debug, Default)]
 struct PidDirs {
-    slots: [(AtomicU32, AtomicI32); 16],
+    slots: [PidSlot; 16],
     next: AtomicU32,
 }
 
+/// One caller: its pid, its `/proc/PID` directory (or -1) and its user namespace's inode
+/// number (0 until read). The user namespace changes only through calls the helper observes
+/// ([`crate::filters::observed_syscalls`]), which make it forget the whole slot.
+#[derive(Debug, Default)]
+struct PidSlot {
+    pid: AtomicU32,
+    dir: AtomicI32,
+    userns: AtomicU64,
+}
+
 impl PidDirs {
-    fn cached(&self, pid: u32) -> Option<RawFd> {
+    fn cached(&self, pid: u32) -> Option<&PidSlot> {
         self.slots
             .iter()
-            .find(|(p, fd)| p.load(Ordering::Relaxed) == pid && fd.load(Ordering::Relaxed) > 0)
-            .map(|(_, fd)| fd.load(Ordering::Relaxed))
+            .find(|s| s.pid.load(Ordering::Relaxed) == pid && s.dir.load(Ordering::Relaxed) > 0)
     }
 
-    fn open(&self, host_proc: RawFd, pid: u32) -> SysResult<RawFd> {
+    fn open(&self, host_proc: RawFd, pid: u32) -> SysResult<&PidSlot> {
         self.forget(pid);
         let fd = open_pid_dir(host_proc, pid)?;
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) as usize % 16];
-        let old = slot.1.swap(fd.as_raw_fd(), Ordering::Relaxed);
+        slot.userns.store(0, Ordering::Relaxed);
+        let old = slot.dir.swap(fd.as_raw_fd(), Ordering::Relaxed);
         if old > 0 {
             sys::close(old);
         }
-        slot.0.store(pid, Ordering::Relaxed);
-        Ok(std::mem::ManuallyDrop::new(fd).as_raw_fd())
+        slot.pid.store(pid, Ordering::Relaxed);
+        std::mem::forget(fd);
+        Ok(slot)
     }
 
     fn forget(&self, pid: u32) {
-        for (p, fd) in &self.slots {
-            if p.load(Ordering::Relaxed) == pid {
-                let old = fd.swap(-1, Ordering::Relaxed);
-                if old > 0 {
-                    sys::close(old);
-                }
+        for slot in self
+            .slots
+            .iter()
+            .filter(|s| s.pid.load(Ordering::Relaxed) == pid)
+        {
+            slot.userns.store(0, Ordering::Relaxed);
+            let old = slot.dir.swap(-1, Ordering::Relaxed);
+            if old > 0 {
+                sys::close(old);
             }
+        }
+    }
+}
+
+impl PidSlot {
+    fn dir(&self) -> RawFd {
+        self.dir.load(Ordering::Relaxed)
+    }
+
+    /// The caller's user namespace, read through its directory the first time.
+    fn userns(&self) -> SysResult<u64> {
+        match self.userns.load(Ordering::Relaxed) {
+            0 => {
+                let id = namespace_id(self.dir(), c"ns/user")?;
+                self.userns.store(id, Ordering::Relaxed);
+                Ok(id)
+            }
+            id => Ok(id),
         }
     }
 }
@@ -449,6 +486,11 @@ fn handle_one(helper: &HelperState<'_>, channel: &Channel) {
     };
     if i64::from(n.nr) == libc::SYS_sysinfo {
         forward_sysinfo(helper, &n, channel);
+    } else if crate::filters::is_observed(n.nr) {
+        // The caller may be leaving its user namespace: what was remembered of it goes, before
+        // the call runs (the caller is single-threaded and waits meanwhile).
+        helper.view.pids.forget(n.pid);
+        let _ = respond(fds.listener, n.id, Reply::Continue);
     } else {
         vet_and_answer(helper, &n, channel);
     }
@@ -509,7 +551,7 @@ fn vet_copied<'b>(
         Err(Errno(errno)) => return Some((errno, 0, c"")),
     };
     let outcome = match view.pids.cached(n.pid) {
-        Some(piddir) => match vet_and_perform(config, fds, view, half, n, &call, piddir) {
+        Some(caller) => match vet_and_perform(config, fds, view, half, n, &call, caller) {
             // The cached directory belongs to a process that has exited.
             Err(Errno(libc::ESRCH | libc::ENOENT)) => None,
             other => Some(other),
@@ -519,7 +561,7 @@ fn vet_copied<'b>(
     let outcome = match outcome {
         Some(outcome) => outcome,
         None => match view.pids.open(fds.host_proc, n.pid) {
-            Ok(piddir) => vet_and_perform(config, fds, view, half, n, &call, piddir),
+            Ok(caller) => vet_and_perform(config, fds, view, half, n, &call, caller),
             Err(errno) => Err(errno),
         },
     };
@@ -546,8 +588,9 @@ fn vet_and_perform(
     half: &HostHalf,
     n: &Notification,
     call: &Call<'_>,
-    piddir: RawFd,
+    slot: &PidSlot,
 ) -> SysResult<Option<(i32, u32)>> {
+    let piddir = slot.dir();
     let cap_sys_admin = effective_caps(n.pid)? & (1 << CAP_SYS_ADMIN) != 0;
     // Everything read so far named the caller by pid: its memory (the copies), its capabilities,
     // and, for a directory opened just now, /proc/PID. It all counts only if the call is still
@@ -556,11 +599,13 @@ fn vet_and_perform(
     if !id_valid(fds.listener, n.id) {
         return Ok(None);
     }
+    // Its lookups through the directory (which every call makes) also prove that a remembered
+    // user namespace is the caller's: they fail once the directory's process has exited.
+    enter_callers_view(piddir, view, call)?;
     let caller = Caller {
         cap_sys_admin,
-        in_container_userns: namespace_id(piddir, c"ns/user")? == config.userns,
+        in_container_userns: slot.userns()? == config.userns,
     };
-    enter_callers_view(piddir, view, call)?;
     let nofollow = call.umount && call.flags & libc::UMOUNT_NOFOLLOW as u64 != 0;
     let kind = classify(call.flags);
     // Only unmounting, remounting and moving depend on what the target is.
