@@ -15,14 +15,16 @@ use eci_policy::harden::{harden_with_image, Change, HardenContext, ImageContext}
 use eci_policy::ids::IdMapping;
 use eci_policy::overrides::Overrides;
 use eci_policy::settings::ProcFile;
-use eci_seccomp::mount::HelperConfig;
+use eci_seccomp::mount::{HelperConfig, MountVetter, PendingVetter};
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::init::{InitPlan, Sysctls, START};
 use crate::runtime::Shared;
-use crate::supervise::{helper_config, receive_listener, start_vetting};
+use crate::supervise::{
+    helper_config, initial_mounts, receive_listener, start_prepared_vetting, start_vetting,
+};
 
 /// Descriptors for the container's stdin, stdout and stderr. `None` keeps the runtime's own.
 #[derive(Debug, Default)]
@@ -407,10 +409,12 @@ impl Container {
         };
         // Released with the cgroup from here on.
         cgroup_dirs.keep();
+        let mut pending = None;
         let spawned = {
             let mapping = [block.mapping()];
             let cgroup = resources.cgroup.as_ref().expect("just set");
             let lease = resources.lease.as_ref().expect("just set");
+            let virtual_files = resources.virtual_files.as_ref();
             let shifted = shared.state_dir.join("idmap").join("shifted");
             let mut prepare =
                 |init: &PidFd| -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
@@ -421,10 +425,12 @@ impl Container {
                     tracing::debug!(container = id, "held by its init");
                     rootfs_ownership(&rootfs, overlay.as_ref(), init.pid(), block, &shifted)
                 };
-            // Joined while the mounter works, before the init is let go: a cgroup write may
-            // still wait for the RCU grace period `prime_migration` started.
-            let mut join_cgroups =
+            // While the mounter works: the mount helper is forked (its start then leaves the
+            // critical path), and the cgroups are joined before the init is let go (a cgroup
+            // write may still wait for the RCU grace period `prime_migration` started).
+            let mut while_mounting =
                 |init: &PidFd| -> std::result::Result<(), eci_ns::spawn::PrepareError> {
+                    pending = prepare_vetting(init, &policy, &spec, virtual_files, block.mapping());
                     cgroup.join(init.pid(), &resources_spec)?;
                     tracing::debug!(container = id, "in its cgroup");
                     Ok(())
@@ -453,7 +459,7 @@ impl Container {
                 prepare: &mut prepare,
                 late_mounts: mount_plan.has_late_mounts(),
                 boot_clock_origin,
-                while_mounting: Some(&mut join_cgroups),
+                while_mounting: Some(&mut while_mounting),
             })
         };
         tracing::debug!(container = id, "spawned");
@@ -493,7 +499,7 @@ impl Container {
             console: None,
             execs: Default::default(),
         };
-        if let Err(err) = container.supervise(&mount_plan, &sysctls) {
+        if let Err(err) = container.supervise(&mount_plan, &sysctls, pending) {
             let _ = container.destroy();
             return Err(err);
         }
@@ -501,8 +507,14 @@ impl Container {
         Ok(container)
     }
 
-    /// Receives the init's seccomp listener and starts vetting its mount calls.
-    fn supervise(&mut self, mount_plan: &MountPlan, sysctls: &Sysctls) -> Result<()> {
+    /// Receives the init's seccomp listener and starts vetting its mount calls, with the helper
+    /// forked while the mounter worked if there is one.
+    fn supervise(
+        &mut self,
+        mount_plan: &MountPlan,
+        sysctls: &Sysctls,
+        pending: Option<(PendingVetter, HelperConfig)>,
+    ) -> Result<()> {
         let channel = self
             .channel
             .as_ref()
@@ -517,29 +529,39 @@ impl Container {
         })?;
         self.console = handover.console;
         let listener = handover.listener;
-        let registration = self.resources.virtual_files.as_ref();
-        let mut config = helper_config(
-            &self.init,
-            &self.policy,
-            &self.spec,
-            registration,
-            self.mapping,
-        )?;
-        if self.policy.procfs.get(ProcFile::Sysinfo) {
-            config.sysinfo = self
-                .resources
-                .virtual_files
-                .as_ref()
-                .map(|r| r.sysinfo_source());
-        }
-        let vetting = start_vetting(
-            &self.shared,
-            &self.id,
-            &self.init,
-            &self.init,
-            listener,
-            config.clone(),
-        )?;
+        let (vetting, config) = match pending {
+            Some((pending, mut config)) => {
+                config.initial = initial_mounts(&self.init)?;
+                let vetting = start_prepared_vetting(
+                    &self.shared,
+                    &self.id,
+                    &self.init,
+                    pending,
+                    listener,
+                    &config,
+                )?;
+                (vetting, config)
+            }
+            None => {
+                let mut config = vetting_config(
+                    &self.init,
+                    &self.policy,
+                    &self.spec,
+                    self.resources.virtual_files.as_ref(),
+                    self.mapping,
+                )?;
+                config.initial = initial_mounts(&self.init)?;
+                let vetting = start_vetting(
+                    &self.shared,
+                    &self.id,
+                    &self.init,
+                    &self.init,
+                    listener,
+                    config.clone(),
+                )?;
+                (vetting, config)
+            }
+        };
         self.helper_config = Some(config);
         self.resources.vetting = Some(vetting);
         Ok(())
@@ -985,6 +1007,41 @@ fn signal_of(number: i32) -> Result<nix::sys::signal::Signal> {
         what: format!("signal {number}"),
         source: errno.into(),
     })
+}
+
+/// The mount helpers' configuration, but the initial mounts.
+fn vetting_config(
+    init: &PidFd,
+    policy: &eci_policy::Policy,
+    spec: &Spec,
+    virtual_files: Option<&crate::virt::Registration>,
+    mapping: IdMapping,
+) -> Result<HelperConfig> {
+    let mut config = helper_config(init, policy, spec, virtual_files, mapping)?;
+    if policy.procfs.get(ProcFile::Sysinfo) {
+        config.sysinfo = virtual_files.map(crate::virt::Registration::sysinfo_source);
+    }
+    Ok(config)
+}
+
+/// Forks the container's mount helper while its mounts are built. `None` if that fails: the
+/// helper is then started once the listener is there, and that reports what is wrong.
+fn prepare_vetting(
+    init: &PidFd,
+    policy: &eci_policy::Policy,
+    spec: &Spec,
+    virtual_files: Option<&crate::virt::Registration>,
+    mapping: IdMapping,
+) -> Option<(PendingVetter, HelperConfig)> {
+    let prepared = vetting_config(init, policy, spec, virtual_files, mapping)
+        .and_then(|config| Ok((MountVetter::prepare(init, config.clone())?, config)));
+    match prepared {
+        Ok(prepared) => Some(prepared),
+        Err(err) => {
+            tracing::debug!("mount helper not forked ahead: {err}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

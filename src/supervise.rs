@@ -11,7 +11,7 @@ use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
 use eci_policy::Policy;
 use eci_seccomp::fresh::Masks;
-use eci_seccomp::mount::{HelperConfig, MountVetter};
+use eci_seccomp::mount::{HelperConfig, MountVetter, PendingVetter};
 use eci_seccomp::notify::Listener;
 use eci_seccomp::supervisor::Handler;
 use eci_seccomp::Registration;
@@ -76,9 +76,10 @@ fn receive_only_listener(
     }
 }
 
-/// What the mount helpers of a container know: its policy, its user namespace and its initial
-/// mounts, read from the init right after it entered its own mount namespace, and the masks
-/// of the (hardened) spec for the procfs and sysfs it mounts itself.
+/// What the mount helpers of a container know, but its initial mounts ([`initial_mounts`]):
+/// its policy, its user namespace (pinned now: the init has its ID maps but has not run
+/// anything of the container), and the masks of the (hardened) spec for the procfs and sysfs
+/// it mounts itself.
 pub(crate) fn helper_config(
     init: &PidFd,
     policy: &Policy,
@@ -87,11 +88,6 @@ pub(crate) fn helper_config(
     mapping: eci_policy::ids::IdMapping,
 ) -> Result<HelperConfig> {
     let pid = init.pid();
-    let mounts = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
-        "reading the container's mount table (/proc/{pid}/mountinfo)"
-    )))?;
-    let mut initial: Vec<(u32, bool)> = mounts.iter().map(|m| (m.id, m.read_only())).collect();
-    initial.sort_unstable();
     let userns_file = std::fs::File::open(format!("/proc/{pid}/ns/user"))
         .map_err(Error::io("opening the container's user namespace"))?;
     let userns = userns_file
@@ -136,10 +132,22 @@ pub(crate) fn helper_config(
         policy,
         userns,
         userns_fd: Some(Arc::new(OwnedFd::from(userns_file))),
-        initial,
+        initial: Vec::new(),
         masks,
         sysinfo: None,
     })
+}
+
+/// The container's initial mounts, (mount ID, read-only) sorted by ID: those in the init's
+/// mount namespace once its mounts are built, before anything of the container runs.
+pub(crate) fn initial_mounts(init: &PidFd) -> Result<Vec<(u32, bool)>> {
+    let pid = init.pid();
+    let mounts = eci_mount::mountinfo::read(pid).map_err(Error::io(format!(
+        "reading the container's mount table (/proc/{pid}/mountinfo)"
+    )))?;
+    let mut initial: Vec<(u32, bool)> = mounts.iter().map(|m| (m.id, m.read_only())).collect();
+    initial.sort_unstable();
+    Ok(initial)
 }
 
 /// A process's mount vetting: the supervisor's registration, the vetter, and the record a new
@@ -164,8 +172,35 @@ pub(crate) fn start_vetting(
 ) -> Result<Vetting> {
     let listener = Listener::new(listener);
     let vetter = MountVetter::start(init, &listener, config.clone())?;
+    finish_vetting(shared, container, init, process, listener, vetter, &config)
+}
+
+/// [`start_vetting`] with a helper forked ahead ([`MountVetter::prepare`]), which `config`
+/// (with its initial mounts now) must match.
+pub(crate) fn start_prepared_vetting(
+    shared: &Shared,
+    container: &str,
+    init: &PidFd,
+    pending: PendingVetter,
+    listener: OwnedFd,
+    config: &HelperConfig,
+) -> Result<Vetting> {
+    let listener = Listener::new(listener);
+    let vetter = pending.start(&listener, config.initial.clone())?;
+    finish_vetting(shared, container, init, init, listener, vetter, config)
+}
+
+fn finish_vetting(
+    shared: &Shared,
+    container: &str,
+    init: &PidFd,
+    process: &PidFd,
+    listener: Listener,
+    vetter: Arc<MountVetter>,
+    config: &HelperConfig,
+) -> Result<Vetting> {
     let registration = register(shared, listener, &vetter, process)?;
-    let record = crate::takeover::record(shared, container, init, process, &vetter, &config)?;
+    let record = crate::takeover::record(shared, container, init, process, &vetter, config)?;
     Ok(Vetting::new(registration, vetter, record))
 }
 

@@ -8,6 +8,7 @@
 //! after fork, must be async-signal-safe: no allocation, no locks.
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
 use crate::channel::{Channel, Message, ReceivedFds};
@@ -58,8 +59,9 @@ pub struct HelperSpec<'a> {
     /// Answers requests.
     pub serve: &'a Serve<'a>,
     /// A descriptor (one of `keep`) the helper waits on besides its channel, and what it does
-    /// when it is readable.
-    pub watch: Option<(RawFd, &'a OnReady<'a>)>,
+    /// when it is readable. It is read before each wait, so `serve` may set it for a descriptor
+    /// the runtime hands over later; a negative value means none yet.
+    pub watch: Option<(&'a AtomicI32, &'a OnReady<'a>)>,
     /// Runs when the runtime is gone, before the helper exits.
     pub orphaned: Option<&'a Orphaned<'a>>,
 }
@@ -128,8 +130,17 @@ impl Helper {
         })
     }
 
-    /// Starts a helper as `spec` describes.
+    /// Starts a helper as `spec` describes and waits until it serves.
     pub fn start(spec: &HelperSpec<'_>) -> Result<Helper, HelperError> {
+        let helper = Helper::fork(spec)?;
+        helper.wait_ready()?;
+        Ok(helper)
+    }
+
+    /// Forks a helper as `spec` describes and returns at once, while it joins its namespaces
+    /// and runs its hooks; [`Helper::wait_ready`] waits for that. Until then, the runtime can
+    /// do other work beside it.
+    pub fn fork(spec: &HelperSpec<'_>) -> Result<Helper, HelperError> {
         let (runtime_end, helper_end) = Channel::pair().map_err(|source| HelperError::Io {
             what: "creating its channel",
             source,
@@ -147,11 +158,19 @@ impl Helper {
             Ok(Forked::Parent { pid, .. }) => pid,
         };
         drop(helper_end);
-        let helper = Helper {
+        Ok(Helper {
             pid,
             channel: Mutex::new(runtime_end),
-        };
-        let channel = helper.channel.lock().expect("not yet shared");
+        })
+    }
+
+    /// Waits until a helper from [`Helper::fork`] has joined its namespaces and serves; the
+    /// failure it reported otherwise. Call it once, before anything else is sent.
+    pub fn wait_ready(&self) -> Result<(), HelperError> {
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match channel.recv() {
             Ok(Some((msg, _))) if msg.kind == READY => {}
             Ok(Some((msg, _))) => {
@@ -167,8 +186,7 @@ impl Helper {
                 })
             }
         }
-        drop(channel);
-        Ok(helper)
+        Ok(())
     }
 
     /// Sends a one-way message (the helper's `serve` returns `None` for it).
@@ -354,7 +372,7 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     let mut response = [0u8; MAX_RESPONSE];
     loop {
         if let Some((fd, on_ready)) = spec.watch {
-            if !wait_for_channel(channel, fd, on_ready) {
+            if !wait_for_channel(channel, fd.load(Ordering::Relaxed), on_ready) {
                 runtime_gone(spec);
             }
         }

@@ -14,6 +14,7 @@ fn what_a_killed_helper_sent_before_it_died_can_still_be_read() {
     let me = PidFd::open(std::process::id() as i32).unwrap();
     let (wake_read, mut wake_write) = std::io::pipe().unwrap();
     let wake = wake_read.as_raw_fd();
+    let watched = std::sync::atomic::AtomicI32::new(wake);
     let on_ready = |channel: &Channel| {
         let mut byte = 0u8;
         // SAFETY: a one-byte read into a local.
@@ -29,7 +30,7 @@ fn what_a_killed_helper_sent_before_it_died_can_still_be_read() {
         before_join: None,
         after_join: None,
         serve: &serve,
-        watch: Some((wake, &on_ready)),
+        watch: Some((&watched, &on_ready)),
         orphaned: None,
     })
     .unwrap();

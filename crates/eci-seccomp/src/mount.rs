@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use eci_ns::channel::{Channel, ReceivedFds};
 use eci_ns::failure::{Failure, Stage};
-use eci_ns::helper::{Helper, HelperError, HelperSpec, MAX_RESPONSE};
+use eci_ns::helper::{Helper, HelperError, HelperSpec, MAX_REQUEST, MAX_RESPONSE};
 use eci_ns::sys::{self, check_int, Errno, SysResult};
 use eci_ns::{Namespaces, PidFd};
 use eci_policy::mount::{
@@ -263,13 +263,74 @@ fn monotonic_ms() -> i64 {
     now.tv_sec * 1_000 + now.tv_nsec / 1_000_000
 }
 
-impl HelperConfig {
-    fn initial_mount(&self, id: u32) -> Option<InitialMount> {
-        let i = self.initial.binary_search_by_key(&id, |(m, _)| *m).ok()?;
+/// The initial mounts as a helper reads them: (mount ID, read-only), sorted by ID. Its room is
+/// reserved before the fork, so that a helper forked before the mounts exist can take the table
+/// later without allocating.
+struct InitialTable(std::sync::Mutex<Vec<(u32, bool)>>);
+
+/// How many initial mounts a helper forked ahead of them can take (a message of at most
+/// [`MAX_REQUEST`] bytes); a container with more starts its helper once they exist.
+const MOST_EARLY_INITIAL: usize = 2_000;
+/// The bytes of one initial mount in the start message: its ID and whether it is read-only.
+const INITIAL_ENTRY: usize = 5;
+const _: () = assert!(START.len() + MOST_EARLY_INITIAL * INITIAL_ENTRY <= MAX_REQUEST);
+
+/// What the runtime sends a helper forked ahead of its listener, with the listener and the
+/// initial mounts.
+const START: &[u8] = b"eci-start";
+
+impl InitialTable {
+    fn with_room(room: usize) -> InitialTable {
+        InitialTable(std::sync::Mutex::new(Vec::with_capacity(room)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u32, bool)>> {
+        // Only the helper's one thread takes it; a poisoned lock still holds the table.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn find(&self, id: u32) -> Option<InitialMount> {
+        let table = self.lock();
+        let i = table.binary_search_by_key(&id, |(m, _)| *m).ok()?;
         Some(InitialMount {
-            read_only: self.initial[i].1,
+            read_only: table[i].1,
         })
     }
+
+    /// Replaces the table with the entries encoded in `bytes` (see [`encode_initial`]), within
+    /// the room reserved. Allocation-free; false if they do not fit or are not sorted.
+    fn take_encoded(&self, bytes: &[u8]) -> bool {
+        let mut table = self.lock();
+        let entries = bytes.chunks_exact(INITIAL_ENTRY);
+        if !entries.remainder().is_empty() || entries.len() > table.capacity() {
+            return false;
+        }
+        table.clear();
+        for entry in entries {
+            let id = u32::from_ne_bytes([entry[0], entry[1], entry[2], entry[3]]);
+            if table.last().is_some_and(|(last, _)| *last >= id) {
+                table.clear();
+                return false;
+            }
+            table.push((id, entry[4] != 0));
+        }
+        true
+    }
+}
+
+/// The start message for `initial` (sorted by ID), or `None` if it holds too many.
+fn encode_initial(initial: &[(u32, bool)]) -> Option<Vec<u8>> {
+    if initial.len() > MOST_EARLY_INITIAL {
+        return None;
+    }
+    let mut message = START.to_vec();
+    for (id, read_only) in initial {
+        message.extend_from_slice(&id.to_ne_bytes());
+        message.push(u8::from(*read_only));
+    }
+    Some(message)
 }
 
 /// The descriptors the helper answers with.
@@ -530,6 +591,7 @@ struct HelperState<'a> {
     half: &'a HostHalf,
     in_flight: &'a InFlight,
     forwarded: &'a Forwarded,
+    initial: &'a InitialTable,
 }
 
 /// Copies the call's arguments into `buffers`, decides and performs: (errno, the rule that
@@ -539,19 +601,13 @@ fn vet_copied<'b>(
     n: &Notification,
     buffers: &'b mut Buffers,
 ) -> Option<(i32, u32, &'b CStr)> {
-    let HelperState {
-        config,
-        fds,
-        view,
-        half,
-        ..
-    } = *helper;
+    let HelperState { fds, view, .. } = *helper;
     let call = match copy_call(n, buffers) {
         Ok(call) => call,
         Err(Errno(errno)) => return Some((errno, 0, c"")),
     };
     let outcome = match view.pids.cached(n.pid) {
-        Some(caller) => match vet_and_perform(config, fds, view, half, n, &call, caller) {
+        Some(caller) => match vet_and_perform(helper, n, &call, caller) {
             // The cached directory belongs to a process that has exited.
             Err(Errno(libc::ESRCH | libc::ENOENT)) => None,
             other => Some(other),
@@ -561,7 +617,7 @@ fn vet_copied<'b>(
     let outcome = match outcome {
         Some(outcome) => outcome,
         None => match view.pids.open(fds.host_proc, n.pid) {
-            Ok(caller) => vet_and_perform(config, fds, view, half, n, &call, caller),
+            Ok(caller) => vet_and_perform(helper, n, &call, caller),
             Err(errno) => Err(errno),
         },
     };
@@ -582,14 +638,19 @@ fn open_pid_dir(host_proc: RawFd, pid: u32) -> SysResult<OwnedFd> {
 
 /// Gathers the facts, decides and performs. `None` when the caller went away meanwhile.
 fn vet_and_perform(
-    config: &HelperConfig,
-    fds: Fds,
-    view: &View,
-    half: &HostHalf,
+    helper: &HelperState<'_>,
     n: &Notification,
     call: &Call<'_>,
     slot: &PidSlot,
 ) -> SysResult<Option<(i32, u32)>> {
+    let HelperState {
+        config,
+        fds,
+        view,
+        half,
+        initial,
+        ..
+    } = *helper;
     let piddir = slot.dir();
     let cap_sys_admin = effective_caps(n.pid)? & (1 << CAP_SYS_ADMIN) != 0;
     // Everything read so far named the caller by pid: its memory (the copies), its capabilities,
@@ -617,7 +678,7 @@ fn vet_and_perform(
             MountKind::Move => call.source.ok_or(Errno(libc::EINVAL))?,
             _ => call.target,
         };
-        target_facts(config, moved, nofollow)
+        target_facts(initial, moved, nofollow)
     } else {
         Target::default()
     };
@@ -810,7 +871,7 @@ fn open_at(dir: RawFd, name: &CStr, flags: i32) -> SysResult<OwnedFd> {
 }
 
 /// Whether `target`, resolved in the caller's view, is the root of an initial mount.
-fn target_facts(config: &HelperConfig, target: &CStr, nofollow: bool) -> Target {
+fn target_facts(initial: &InitialTable, target: &CStr, nofollow: bool) -> Target {
     // SAFETY: an all-zero statx is valid.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     let flags = libc::AT_NO_AUTOMOUNT
@@ -836,7 +897,7 @@ fn target_facts(config: &HelperConfig, target: &CStr, nofollow: bool) -> Target 
     Target {
         initial: u32::try_from(stx.stx_mnt_id)
             .ok()
-            .and_then(|id| config.initial_mount(id)),
+            .and_then(|id| initial.find(id)),
     }
 }
 
@@ -937,6 +998,63 @@ impl MountVetter {
     }
 }
 
+impl PendingVetter {
+    /// Hands the helper the container's listener and its initial mounts (sorted by mount ID)
+    /// and starts vetting. If the helper forked ahead failed, or the container has more initial
+    /// mounts than it can take, a helper is started now instead.
+    pub fn start(
+        self,
+        listener: &Listener,
+        initial: Vec<(u32, bool)>,
+    ) -> Result<Arc<MountVetter>, HelperError> {
+        let io = |what| move |source| HelperError::Io { what, source };
+        let PendingVetter {
+            helper,
+            init,
+            mut config,
+            in_flight,
+            slot,
+        } = self;
+        config.initial = initial;
+        // The runtime's descriptor takes the placeholder's number, which the helper serves and
+        // which the take-over record names.
+        // SAFETY: dup3 on two descriptors we hold; `slot` owns the number afterwards.
+        check_int(unsafe { libc::dup3(listener.as_raw_fd(), slot.as_raw_fd(), libc::O_CLOEXEC) })
+            .map_err(|errno| io("placing the listener")(errno.into()))?;
+        let helper = match hand_over(&helper, &slot, &config.initial) {
+            Ok(()) => helper,
+            Err(why) => {
+                tracing::debug!("mount helper forked ahead not used ({why}); starting one now");
+                drop(helper);
+                spawn_helper(&init, slot.as_raw_fd(), &config, &in_flight)?
+            }
+        };
+        Ok(Arc::new(MountVetter {
+            helper: std::sync::Mutex::new(Some(helper)),
+            sysinfo: config.sysinfo.clone(),
+            listener: std::sync::Mutex::new(Some(Listener::new(slot))),
+            init,
+            config,
+            in_flight,
+            restarts: std::sync::Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+/// Sends a helper forked ahead its listener and initial mounts; why not, if it did not take
+/// them.
+fn hand_over(helper: &Helper, listener: &OwnedFd, initial: &[(u32, bool)]) -> Result<(), String> {
+    let message = encode_initial(initial)
+        .ok_or_else(|| format!("{} initial mounts, more than it takes", initial.len()))?;
+    helper.wait_ready().map_err(|e| e.to_string())?;
+    let mut reply = [0u8; 1];
+    match helper.call(&message, &[listener.as_raw_fd()], &mut reply) {
+        Ok(1) if reply[0] == 1 => Ok(()),
+        Ok(_) => Err("it refused them".into()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
 /// True if process `pid` is in the user namespace with inode `userns` or one nested in it.
 fn in_user_namespace(pid: u32, userns: u64) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -985,7 +1103,52 @@ fn write_to<T>(listener: &Listener, id: u64, pid: u32, addr: u64, value: &T) -> 
     }
 }
 
+/// A mount helper forked before its container's listener and initial mounts exist
+/// ([`MountVetter::prepare`]): it joins the container's user namespace and builds its host half
+/// while the runtime mounts the container's root, then starts serving in
+/// [`PendingVetter::start`]. Dropping it kills the helper.
+#[derive(Debug)]
+pub struct PendingVetter {
+    helper: Helper,
+    init: PidFd,
+    config: HelperConfig,
+    in_flight: InFlight,
+    /// Where the runtime's descriptor of the listener goes: the number the helper serves.
+    slot: OwnedFd,
+}
+
 impl MountVetter {
+    /// Forks the container's mount helper ahead of time: `config` needs everything but the
+    /// initial mounts (which [`PendingVetter::start`] takes), and `init`'s user namespace must
+    /// have its ID maps. The helper does its slow part (its fork, its host half, joining the
+    /// user namespace) beside whatever the runtime does next.
+    ///
+    /// ```no_run
+    /// # use eci_seccomp::mount::{HelperConfig, MountVetter};
+    /// # use eci_seccomp::notify::Listener;
+    /// # fn demo(init: &eci_ns::PidFd, config: HelperConfig, listener: &Listener,
+    /// #         initial: Vec<(u32, bool)>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let pending = MountVetter::prepare(init, config)?;
+    /// // ... mount the container's root, receive its listener ...
+    /// let vetter = pending.start(listener, initial)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn prepare(init: &PidFd, config: HelperConfig) -> Result<PendingVetter, HelperError> {
+        let io = |what| move |source| HelperError::Io { what, source };
+        let init = init.try_clone().map_err(io("duplicating a pidfd"))?;
+        let in_flight = InFlight::new().map_err(io("mapping the in-flight record"))?;
+        let slot = std::fs::File::open("/dev/null").map_err(io("reserving a descriptor"))?;
+        let slot = OwnedFd::from(slot);
+        let helper = fork_helper(&init, slot.as_raw_fd(), &config, &in_flight, None)?;
+        Ok(PendingVetter {
+            helper,
+            init,
+            config,
+            in_flight,
+            slot,
+        })
+    }
+
     /// Starts the container's mount helper in `init`'s user namespace, as its root, with its own
     /// descriptor of `listener`.
     pub fn start(
@@ -1309,11 +1472,27 @@ pub fn find_orphan(userns: u64, listener_fd: RawFd) -> Option<PidFd> {
 
 /// Forks a mount helper that joins `init`'s user namespace as its root and serves the listener
 /// descriptor `listener` (which it keeps, at the same number), recording calls in `in_flight`.
+/// Starts a helper that serves `listener` (a descriptor number it keeps) with `config`.
 fn spawn_helper(
     init: &PidFd,
     listener: RawFd,
     config: &HelperConfig,
     in_flight: &InFlight,
+) -> Result<Helper, HelperError> {
+    let helper = fork_helper(init, listener, config, in_flight, Some(&config.initial))?;
+    helper.wait_ready()?;
+    Ok(helper)
+}
+
+/// Forks a helper; it serves `listener` at once with the initial mounts `initial`, or, when
+/// that is `None`, once the runtime sends both ([`PendingVetter::start`]): `listener` is then
+/// a placeholder the runtime later replaces with the listener, at the same number.
+fn fork_helper(
+    init: &PidFd,
+    listener: RawFd,
+    config: &HelperConfig,
+    in_flight: &InFlight,
+    initial: Option<&[(u32, bool)]>,
 ) -> Result<Helper, HelperError> {
     let host_proc = std::fs::File::open("/proc").map_err(|source| HelperError::Io {
         what: "opening /proc",
@@ -1326,6 +1505,9 @@ fn spawn_helper(
     let view = View::default();
     let half = HostHalf::default();
     let forwarded = Forwarded::default();
+    let table = InitialTable::with_room(initial.map_or(MOST_EARLY_INITIAL, <[_]>::len));
+    table.lock().extend_from_slice(initial.unwrap_or_default());
+    let watched = AtomicI32::new(if initial.is_some() { listener } else { -1 });
     let state = HelperState {
         config,
         fds,
@@ -1333,6 +1515,7 @@ fn spawn_helper(
         half: &half,
         in_flight,
         forwarded: &forwarded,
+        initial: &table,
     };
     let on_ready = |channel: &Channel| handle_one(&state, channel);
     let before_join = || start_host_half(&half, &config.masks);
@@ -1340,9 +1523,13 @@ fn spawn_helper(
         become_container_root()?;
         enter_own_namespace(&half)
     };
-    let serve = |_: &[u8], _: &mut ReceivedFds, _: &mut [u8; MAX_RESPONSE]| None;
+    let serve = |request: &[u8], received: &mut ReceivedFds, out: &mut [u8; MAX_RESPONSE]| {
+        let table = request.strip_prefix(START)?;
+        out[0] = u8::from(take_listener(table, received, listener, &state, &watched));
+        Some(1)
+    };
     let orphaned = || refuse_until_taken_over(&state);
-    Helper::start(&HelperSpec {
+    Helper::fork(&HelperSpec {
         target: init,
         join: Namespaces::USER,
         join_via: config.userns_fd.as_ref().map(|fd| fd.as_raw_fd()),
@@ -1350,9 +1537,36 @@ fn spawn_helper(
         before_join: Some(&before_join),
         after_join: Some(&after_join),
         serve: &serve,
-        watch: Some((fds.listener, &on_ready)),
+        watch: Some((&watched, &on_ready)),
         orphaned: Some(&orphaned),
     })
+}
+
+/// In a helper forked ahead of its listener: takes the initial mounts (`table`) and the
+/// listener the runtime sent, puts the listener at the number the helper serves (`slot`, the
+/// placeholder until now) and starts watching it. Once only. Runs after fork: allocation-free.
+fn take_listener(
+    table: &[u8],
+    received: &mut ReceivedFds,
+    slot: RawFd,
+    state: &HelperState<'_>,
+    watched: &AtomicI32,
+) -> bool {
+    if watched.load(Ordering::Relaxed) >= 0 {
+        return false;
+    }
+    let Some(listener) = received.take() else {
+        return false;
+    };
+    if !state.initial.take_encoded(table) {
+        return false;
+    }
+    // SAFETY: dup3 on two descriptors this process holds.
+    if unsafe { libc::dup3(listener.as_raw_fd(), slot, libc::O_CLOEXEC) } < 0 {
+        return false;
+    }
+    watched.store(slot, Ordering::Relaxed);
+    true
 }
 
 /// Joining a user namespace keeps the host's IDs, which the namespace cannot name: what the
@@ -1448,6 +1662,68 @@ fn sysinfo_event_id(event: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn table_of(message: &[u8], room: usize) -> Option<InitialTable> {
+        let table = InitialTable::with_room(room);
+        table
+            .take_encoded(message.strip_prefix(START)?)
+            .then_some(table)
+    }
+
+    proptest! {
+        #[test]
+        fn initial_mounts_reach_a_helper_forked_ahead(
+            initial in proptest::collection::btree_map(any::<u32>(), any::<bool>(), 0..300),
+            absent in any::<u32>(),
+        ) {
+            let initial: Vec<(u32, bool)> = initial.into_iter().collect();
+            let message = encode_initial(&initial).unwrap();
+            let table = table_of(&message, MOST_EARLY_INITIAL).unwrap();
+            for (id, read_only) in &initial {
+                prop_assert_eq!(table.find(*id), Some(InitialMount { read_only: *read_only }));
+            }
+            if !initial.iter().any(|(id, _)| *id == absent) {
+                prop_assert_eq!(table.find(absent), None);
+            }
+        }
+
+        #[test]
+        fn any_start_message_is_taken_whole_and_sorted_or_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let table = InitialTable::with_room(16);
+            let taken = table.take_encoded(&bytes);
+            let entries = table.lock().clone();
+            if taken {
+                prop_assert_eq!(entries.len(), bytes.len() / INITIAL_ENTRY);
+                prop_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+            } else {
+                prop_assert!(entries.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn a_start_message_that_does_not_fit_is_refused() {
+        let many: Vec<(u32, bool)> = (0..=MOST_EARLY_INITIAL as u32)
+            .map(|id| (id, false))
+            .collect();
+        assert_eq!(
+            encode_initial(&many),
+            None,
+            "more than a helper forked ahead takes"
+        );
+        let three = encode_initial(&[(1, true), (2, false), (3, true)]).unwrap();
+        assert!(table_of(&three, 2).is_none(), "more than the room reserved");
+        assert!(
+            table_of(&three[..three.len() - 1], 3).is_none(),
+            "cut short"
+        );
+        let unsorted = encode_initial(&[(2, true), (1, false)]).unwrap();
+        assert!(table_of(&unsorted, 3).is_none(), "not sorted");
+        assert!(table_of(b"eci-stop", 3).is_none(), "not a start message");
+    }
 
     #[test]
     fn sysinfo_events_name_their_call() {
