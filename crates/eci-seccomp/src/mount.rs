@@ -1029,15 +1029,7 @@ impl PendingVetter {
                 spawn_helper(&init, slot.as_raw_fd(), &config, &in_flight)?
             }
         };
-        Ok(Arc::new(MountVetter {
-            helper: std::sync::Mutex::new(Some(helper)),
-            sysinfo: config.sysinfo.clone(),
-            listener: std::sync::Mutex::new(Some(Listener::new(slot))),
-            init,
-            config,
-            in_flight,
-            restarts: std::sync::Mutex::new(Vec::new()),
-        }))
+        Ok(MountVetter::serving(helper, slot, init, config, in_flight))
     }
 }
 
@@ -1163,7 +1155,21 @@ impl MountVetter {
         let init = init.try_clone().map_err(io("duplicating a pidfd"))?;
         let in_flight = InFlight::new().map_err(io("mapping the in-flight record"))?;
         let helper = spawn_helper(&init, listener.as_raw_fd(), &config, &in_flight)?;
-        Ok(Arc::new(MountVetter {
+        Ok(MountVetter::serving(
+            helper, listener, init, config, in_flight,
+        ))
+    }
+
+    /// The vetter of a started `helper` that serves `listener` (the runtime's descriptor, at
+    /// the number the helper keeps).
+    fn serving(
+        helper: Helper,
+        listener: OwnedFd,
+        init: PidFd,
+        config: HelperConfig,
+        in_flight: InFlight,
+    ) -> Arc<MountVetter> {
+        Arc::new(MountVetter {
             helper: std::sync::Mutex::new(Some(helper)),
             sysinfo: config.sysinfo.clone(),
             listener: std::sync::Mutex::new(Some(Listener::new(listener))),
@@ -1171,7 +1177,7 @@ impl MountVetter {
             config,
             in_flight,
             restarts: std::sync::Mutex::new(Vec::new()),
-        }))
+        })
     }
 
     /// Takes over the listener an orphaned helper holds (its runtime died; see [`find_orphan`]):
