@@ -16,13 +16,14 @@
 //! 5. answers the notification with the result.
 //!
 //! The caller's memory is never read again, so changing it after the check changes nothing, and
-//! no call is ever answered with "continue". A refusal is also reported to the runtime, for its
-//! log. If the helper dies, the supervisor answers the call it was handling (see
+//! no vetted call is ever answered with "continue" (only the calls the helper merely observes,
+//! [`crate::filters::observed_syscalls`], and sysinfo when its emulation is off, are let run).
+//! A refusal is also reported to the runtime, for its log. If the helper dies, the supervisor answers the call it was handling (see
 //! [`InFlight`]) and starts a new helper on the same listener, which
 //! serves the calls that waited meanwhile; a helper that keeps dying is not replaced, and the
 //! supervisor then closes its own descriptor, and the kernel answers ENOSYS to the container's
-//! mount calls. If the runtime dies, the helper becomes an *orphan*: it answers every trapped
-//! call with ENOSYS itself but keeps the listener, so that a new runtime can find it
+//! mount calls. If the runtime dies, the helper becomes an *orphan*: it answers every vetted
+//! call with ENOSYS itself (and lets observed ones run) but keeps the listener, so that a new runtime can find it
 //! ([`find_orphan`]) and take the listener over ([`MountVetter::take_over`]). No call is ever
 //! performed unvetted.
 
@@ -139,7 +140,8 @@ const HOLD_LIMIT_MS: i64 = 5_000;
 const ORPHAN_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2];
 
 /// What a mount helper does once its runtime is gone: nobody can vet now, so it answers every
-/// trapped call with ENOSYS (what the kernel answers when no listener is left), but it keeps the
+/// trapped call with ENOSYS (what the kernel answers when no listener is left; observed calls,
+/// which decide nothing, it lets run), but it keeps the
 /// listener open, so that a new runtime can take it over ([`MountVetter::take_over`]). SIGUSR1
 /// holds it (it answers nothing, so that the calls wait for the new helper; [`hold_orphan`]),
 /// SIGUSR2 lets it go on. It exits on SIGTERM (the new runtime's word that it holds the
@@ -521,9 +523,11 @@ impl PidSlot {
         self.dir.load(Ordering::Relaxed)
     }
 
-    /// The caller's user namespace, read through its directory the first time.
-    fn userns(&self) -> SysResult<u64> {
+    /// The caller's user namespace, read through its directory the first time (every time
+    /// unless `remember`).
+    fn userns(&self, remember: bool) -> SysResult<u64> {
         match self.userns.load(Ordering::Relaxed) {
+            0 if !remember => namespace_id(self.dir(), c"ns/user"),
             0 => {
                 let id = namespace_id(self.dir(), c"ns/user")?;
                 self.userns.store(id, Ordering::Relaxed);
@@ -592,6 +596,9 @@ struct HelperState<'a> {
     in_flight: &'a InFlight,
     forwarded: &'a Forwarded,
     initial: &'a InitialTable,
+    /// Whether callers' user namespaces may be remembered: only where this helper is sure to
+    /// see every call that changes one (see [`MountVetter::take_over`]).
+    remember_userns: bool,
 }
 
 /// Copies the call's arguments into `buffers`, decides and performs: (errno, the rule that
@@ -665,7 +672,7 @@ fn vet_and_perform(
     enter_callers_view(piddir, view, call)?;
     let caller = Caller {
         cap_sys_admin,
-        in_container_userns: slot.userns()? == config.userns,
+        in_container_userns: slot.userns(helper.remember_userns)? == config.userns,
     };
     let nofollow = call.umount && call.flags & libc::UMOUNT_NOFOLLOW as u64 != 0;
     let kind = classify(call.flags);
@@ -948,6 +955,8 @@ pub struct MountVetter {
     in_flight: InFlight,
     /// When helpers were replaced lately, to give up on one that keeps dying.
     restarts: std::sync::Mutex<Vec<std::time::Instant>>,
+    /// Whether its helpers may remember callers' user namespaces (not after a take-over).
+    remember_userns: bool,
 }
 
 /// A helper may be replaced this many times within [`RESTART_WINDOW`]; one more death and the
@@ -1026,10 +1035,12 @@ impl PendingVetter {
             Err(why) => {
                 tracing::debug!("mount helper forked ahead not used ({why}); starting one now");
                 drop(helper);
-                spawn_helper(&init, slot.as_raw_fd(), &config, &in_flight)?
+                spawn_helper(&init, slot.as_raw_fd(), &config, &in_flight, true)?
             }
         };
-        Ok(MountVetter::serving(helper, slot, init, config, in_flight))
+        Ok(Arc::new(MountVetter::serving(
+            helper, slot, init, config, in_flight, true,
+        )))
     }
 }
 
@@ -1131,7 +1142,7 @@ impl MountVetter {
         let in_flight = InFlight::new().map_err(io("mapping the in-flight record"))?;
         let slot = std::fs::File::open("/dev/null").map_err(io("reserving a descriptor"))?;
         let slot = OwnedFd::from(slot);
-        let helper = fork_helper(&init, slot.as_raw_fd(), &config, &in_flight, None)?;
+        let helper = fork_helper(&init, slot.as_raw_fd(), &config, &in_flight, None, true)?;
         Ok(PendingVetter {
             helper,
             init,
@@ -1148,28 +1159,52 @@ impl MountVetter {
         listener: &Listener,
         config: HelperConfig,
     ) -> Result<Arc<MountVetter>, HelperError> {
+        MountVetter::start_with(init, listener, config, true)
+    }
+
+    /// [`MountVetter::start`]; `remember_userns` says whether its helpers may remember each
+    /// caller's user namespace (they must not where they might miss a call that changes it).
+    fn start_with(
+        init: &PidFd,
+        listener: &Listener,
+        config: HelperConfig,
+        remember_userns: bool,
+    ) -> Result<Arc<MountVetter>, HelperError> {
         let io = |what| move |source| HelperError::Io { what, source };
         let listener = listener
             .try_clone()
             .map_err(io("duplicating the listener"))?;
         let init = init.try_clone().map_err(io("duplicating a pidfd"))?;
         let in_flight = InFlight::new().map_err(io("mapping the in-flight record"))?;
-        let helper = spawn_helper(&init, listener.as_raw_fd(), &config, &in_flight)?;
-        Ok(MountVetter::serving(
-            helper, listener, init, config, in_flight,
-        ))
+        let helper = spawn_helper(
+            &init,
+            listener.as_raw_fd(),
+            &config,
+            &in_flight,
+            remember_userns,
+        )?;
+        Ok(Arc::new(MountVetter::serving(
+            helper,
+            listener,
+            init,
+            config,
+            in_flight,
+            remember_userns,
+        )))
     }
 
     /// The vetter of a started `helper` that serves `listener` (the runtime's descriptor, at
-    /// the number the helper keeps).
+    /// the number the helper keeps), and whose replacements may remember callers' user
+    /// namespaces if `remember_userns`.
     fn serving(
         helper: Helper,
         listener: OwnedFd,
         init: PidFd,
         config: HelperConfig,
         in_flight: InFlight,
-    ) -> Arc<MountVetter> {
-        Arc::new(MountVetter {
+        remember_userns: bool,
+    ) -> MountVetter {
+        MountVetter {
             helper: std::sync::Mutex::new(Some(helper)),
             sysinfo: config.sysinfo.clone(),
             listener: std::sync::Mutex::new(Some(Listener::new(listener))),
@@ -1177,7 +1212,8 @@ impl MountVetter {
             config,
             in_flight,
             restarts: std::sync::Mutex::new(Vec::new()),
-        })
+            remember_userns,
+        }
     }
 
     /// Takes over the listener an orphaned helper holds (its runtime died; see [`find_orphan`]):
@@ -1244,7 +1280,10 @@ impl MountVetter {
         }
         // If ours cannot start, the orphan goes on holding the listener (and failing the calls),
         // so a later attempt can still take over.
-        let vetter = MountVetter::start(init, &listener, config).inspect_err(|_| {
+        // Ours does not remember callers' user namespaces: the container's filter may be an
+        // earlier version's, which does not send the calls that change one, and an orphan
+        // whose hold ran out may let such a call run unseen by ours.
+        let vetter = MountVetter::start_with(init, &listener, config, false).inspect_err(|_| {
             release_orphan(orphan);
         })?;
         Ok((vetter, listener))
@@ -1280,7 +1319,14 @@ impl MountVetter {
             let _ = respond(fd, id, reply);
         }
         let replacement = if self.may_restart() {
-            spawn_helper(&self.init, fd, &self.config, &self.in_flight).map_err(|e| e.to_string())
+            spawn_helper(
+                &self.init,
+                fd,
+                &self.config,
+                &self.in_flight,
+                self.remember_userns,
+            )
+            .map_err(|e| e.to_string())
         } else {
             Err(format!(
                 "{MOST_RESTARTS} replacements within {RESTART_WINDOW:?}"
@@ -1484,8 +1530,10 @@ fn spawn_helper(
     listener: RawFd,
     config: &HelperConfig,
     in_flight: &InFlight,
+    remember_userns: bool,
 ) -> Result<Helper, HelperError> {
-    let helper = fork_helper(init, listener, config, in_flight, Some(&config.initial))?;
+    let initial = Some(&config.initial[..]);
+    let helper = fork_helper(init, listener, config, in_flight, initial, remember_userns)?;
     helper.wait_ready()?;
     Ok(helper)
 }
@@ -1499,6 +1547,7 @@ fn fork_helper(
     config: &HelperConfig,
     in_flight: &InFlight,
     initial: Option<&[(u32, bool)]>,
+    remember_userns: bool,
 ) -> Result<Helper, HelperError> {
     let host_proc = std::fs::File::open("/proc").map_err(|source| HelperError::Io {
         what: "opening /proc",
@@ -1522,6 +1571,7 @@ fn fork_helper(
         in_flight,
         forwarded: &forwarded,
         initial: &table,
+        remember_userns,
     };
     let on_ready = |channel: &Channel| handle_one(&state, channel);
     let before_join = || start_host_half(&half, &config.masks);

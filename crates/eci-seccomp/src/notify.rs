@@ -23,8 +23,9 @@ pub struct Notification {
     pub args: [u64; 6],
 }
 
-/// How the trapped call returns. There is deliberately no "continue": every call this crate
-/// traps is decided on copied arguments and, if allowed, performed by the supervisor.
+/// How the trapped call returns. Every call this crate vets is decided on copied arguments and,
+/// if allowed, performed by the supervisor, never let run with [`Reply::Continue`]; that is for
+/// calls nothing is decided on (observed ones, and sysinfo when its emulation is off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
     /// Fail with this errno.
