@@ -466,6 +466,8 @@ impl Container {
         let spawned = match spawned {
             Ok(spawned) => spawned,
             Err(err) => {
+                // The helper forked ahead holds the block's IDs: it goes before they do.
+                drop(pending);
                 let _ = resources.release();
                 return Err(explain_spawn(
                     err,

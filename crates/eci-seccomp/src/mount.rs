@@ -29,7 +29,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use eci_ns::channel::{Channel, ReceivedFds};
@@ -265,10 +265,14 @@ fn monotonic_ms() -> i64 {
     now.tv_sec * 1_000 + now.tv_nsec / 1_000_000
 }
 
-/// The initial mounts as a helper reads them: (mount ID, read-only), sorted by ID. Its room is
-/// reserved before the fork, so that a helper forked before the mounts exist can take the table
-/// later without allocating.
-struct InitialTable(std::sync::Mutex<Vec<(u32, bool)>>);
+/// The initial mounts as a helper reads them: (mount ID, read-only), sorted by ID, each packed
+/// as `id << 1 | read_only`. Its room is reserved before the fork, so that a helper forked
+/// before the mounts exist can take the table later without allocating; atomics rather than a
+/// lock, since the helper runs after fork (it has one thread: they never contend).
+struct InitialTable {
+    len: AtomicUsize,
+    entries: Box<[AtomicU64]>,
+}
 
 /// How many initial mounts a helper forked ahead of them can take (a message of at most
 /// [`MAX_REQUEST`] bytes); a container with more starts its helper once they exist.
@@ -283,42 +287,73 @@ const START: &[u8] = b"eci-start";
 
 impl InitialTable {
     fn with_room(room: usize) -> InitialTable {
-        InitialTable(std::sync::Mutex::new(Vec::with_capacity(room)))
+        InitialTable {
+            len: AtomicUsize::new(0),
+            entries: (0..room).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u32, bool)>> {
-        // Only the helper's one thread takes it; a poisoned lock still holds the table.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A table holding `initial` (sorted by ID).
+    fn of(initial: &[(u32, bool)]) -> InitialTable {
+        let table = InitialTable::with_room(initial.len());
+        for (slot, (id, read_only)) in table.entries.iter().zip(initial) {
+            slot.store(
+                u64::from(*id) << 1 | u64::from(*read_only),
+                Ordering::Relaxed,
+            );
+        }
+        table.len.store(initial.len(), Ordering::Relaxed);
+        table
+    }
+
+    fn entry(&self, i: usize) -> (u32, bool) {
+        let packed = self.entries[i].load(Ordering::Relaxed);
+        ((packed >> 1) as u32, packed & 1 != 0)
     }
 
     fn find(&self, id: u32) -> Option<InitialMount> {
-        let table = self.lock();
-        let i = table.binary_search_by_key(&id, |(m, _)| *m).ok()?;
-        Some(InitialMount {
-            read_only: table[i].1,
-        })
+        let (mut low, mut high) = (0, self.len.load(Ordering::Relaxed));
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.entry(mid) {
+                (found, read_only) if found == id => return Some(InitialMount { read_only }),
+                (found, _) if found < id => low = mid + 1,
+                _ => high = mid,
+            }
+        }
+        None
     }
 
     /// Replaces the table with the entries encoded in `bytes` (see [`encode_initial`]), within
-    /// the room reserved. Allocation-free; false if they do not fit or are not sorted.
+    /// the room reserved. Allocation-free; false, and the table empty, if they do not fit or are
+    /// not sorted.
     fn take_encoded(&self, bytes: &[u8]) -> bool {
-        let mut table = self.lock();
+        self.len.store(0, Ordering::Relaxed);
         let entries = bytes.chunks_exact(INITIAL_ENTRY);
-        if !entries.remainder().is_empty() || entries.len() > table.capacity() {
+        if !entries.remainder().is_empty() || entries.len() > self.entries.len() {
             return false;
         }
-        table.clear();
-        for entry in entries {
+        let mut last = None;
+        for (slot, entry) in self.entries.iter().zip(entries.clone()) {
             let id = u32::from_ne_bytes([entry[0], entry[1], entry[2], entry[3]]);
-            if table.last().is_some_and(|(last, _)| *last >= id) {
-                table.clear();
+            if last.is_some_and(|last| last >= id) {
                 return false;
             }
-            table.push((id, entry[4] != 0));
+            last = Some(id);
+            slot.store(
+                u64::from(id) << 1 | u64::from(entry[4] != 0),
+                Ordering::Relaxed,
+            );
         }
+        self.len.store(entries.len(), Ordering::Relaxed);
         true
+    }
+
+    #[cfg(test)]
+    fn to_vec(&self) -> Vec<(u32, bool)> {
+        (0..self.len.load(Ordering::Relaxed))
+            .map(|i| self.entry(i))
+            .collect()
     }
 }
 
@@ -1035,6 +1070,11 @@ impl PendingVetter {
             Err(why) => {
                 tracing::debug!("mount helper forked ahead not used ({why}); starting one now");
                 drop(helper);
+                // It watched nothing before the hand-over, so it cannot have taken a call; were
+                // one left, it is answered as a dead helper's is.
+                if let Some((id, reply)) = in_flight.take() {
+                    let _ = respond(slot.as_raw_fd(), id, reply);
+                }
                 spawn_helper(&init, slot.as_raw_fd(), &config, &in_flight, true)?
             }
         };
@@ -1523,8 +1563,8 @@ pub fn find_orphan(userns: u64, listener_fd: RawFd) -> Option<PidFd> {
 }
 
 /// Forks a mount helper that joins `init`'s user namespace as its root and serves the listener
-/// descriptor `listener` (which it keeps, at the same number), recording calls in `in_flight`.
-/// Starts a helper that serves `listener` (a descriptor number it keeps) with `config`.
+/// descriptor `listener` (which it keeps, at the same number), recording calls in `in_flight`,
+/// and waits until it serves.
 fn spawn_helper(
     init: &PidFd,
     listener: RawFd,
@@ -1560,8 +1600,10 @@ fn fork_helper(
     let view = View::default();
     let half = HostHalf::default();
     let forwarded = Forwarded::default();
-    let table = InitialTable::with_room(initial.map_or(MOST_EARLY_INITIAL, <[_]>::len));
-    table.lock().extend_from_slice(initial.unwrap_or_default());
+    let table = initial.map_or_else(
+        || InitialTable::with_room(MOST_EARLY_INITIAL),
+        InitialTable::of,
+    );
     let watched = AtomicI32::new(if initial.is_some() { listener } else { -1 });
     let state = HelperState {
         config,
@@ -1584,7 +1626,12 @@ fn fork_helper(
         out[0] = u8::from(take_listener(table, received, listener, &state, &watched));
         Some(1)
     };
-    let orphaned = || refuse_until_taken_over(&state);
+    // A helper whose runtime died before handing it the listener has nothing to keep.
+    let orphaned = || {
+        if watched.load(Ordering::Relaxed) >= 0 {
+            refuse_until_taken_over(&state);
+        }
+    };
     Helper::fork(&HelperSpec {
         target: init,
         join: Namespaces::USER,
@@ -1750,7 +1797,7 @@ mod tests {
         ) {
             let table = InitialTable::with_room(16);
             let taken = table.take_encoded(&bytes);
-            let entries = table.lock().clone();
+            let entries = table.to_vec();
             if taken {
                 prop_assert_eq!(entries.len(), bytes.len() / INITIAL_ENTRY);
                 prop_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
