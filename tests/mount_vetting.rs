@@ -755,6 +755,51 @@ fn a_mount_helper_that_keeps_dying_leaves_mount_calls_failing() {
 }
 
 #[test]
+fn a_container_with_more_initial_mounts_than_an_early_helper_takes_is_vetted() {
+    // The helper forked while the mounter works takes at most 2,000 initial mounts; beyond
+    // that the runtime starts one the old way, which must protect them all the same.
+    let count = 2_001;
+    let mut c = common::create_with(
+        "many-mounts",
+        &[
+            "/probe",
+            "mount",
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            ",",
+            "umount",
+            "/tmp",
+            ",",
+            "umount",
+            "/many/2000",
+            ",",
+            "remount-rw",
+            "/many/0",
+        ],
+        |spec| {
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            for i in 0..count {
+                let mut mount = oci_spec::runtime::Mount::default();
+                mount.set_destination(PathBuf::from(format!("/many/{i}")));
+                mount.set_typ(Some("tmpfs".into()));
+                mount.set_source(Some(PathBuf::from("tmpfs")));
+                mount.set_options(Some(vec!["ro".into(), "size=4k".into()]));
+                mounts.push(mount);
+            }
+            spec.set_mounts(Some(mounts));
+        },
+    );
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "ok", "EPERM", "EPERM"],
+        "own mounts come and go; the last initial mount stays, read-only"
+    );
+}
+
+#[test]
 fn a_caller_that_moves_into_a_nested_user_namespace_is_refused_from_then_on() {
     // The helper remembers each caller's user namespace after its first mount call; both ways
     // of leaving it (unshare and setns) must make it forget. Were the first answer kept, the
