@@ -515,7 +515,7 @@ impl Container {
         &mut self,
         mount_plan: &MountPlan,
         sysctls: &Sysctls,
-        pending: Option<(PendingVetter, HelperConfig)>,
+        pending: Option<PendingVetter>,
     ) -> Result<()> {
         let channel = self
             .channel
@@ -532,7 +532,8 @@ impl Container {
         self.console = handover.console;
         let listener = handover.listener;
         let (vetting, config) = match pending {
-            Some((pending, mut config)) => {
+            Some(pending) => {
+                let mut config = pending.config().clone();
                 config.initial = initial_mounts(&self.init)?;
                 let vetting = start_prepared_vetting(
                     &self.shared,
@@ -1034,9 +1035,9 @@ fn prepare_vetting(
     spec: &Spec,
     virtual_files: Option<&crate::virt::Registration>,
     mapping: IdMapping,
-) -> Option<(PendingVetter, HelperConfig)> {
+) -> Option<PendingVetter> {
     let prepared = vetting_config(init, policy, spec, virtual_files, mapping)
-        .and_then(|config| Ok((MountVetter::prepare(init, config.clone())?, config)));
+        .and_then(|config| Ok(MountVetter::prepare(init, config)?));
     match prepared {
         Ok(prepared) => Some(prepared),
         Err(err) => {

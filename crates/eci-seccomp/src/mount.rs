@@ -1043,6 +1043,11 @@ impl MountVetter {
 }
 
 impl PendingVetter {
+    /// What the helper was forked with (no initial mounts yet).
+    pub fn config(&self) -> &HelperConfig {
+        &self.config
+    }
+
     /// Hands the helper the container's listener and its initial mounts (sorted by mount ID)
     /// and starts vetting. If the helper forked ahead failed, or the container has more initial
     /// mounts than it can take, a helper is started now instead.
