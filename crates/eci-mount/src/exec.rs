@@ -141,40 +141,12 @@ fn openat2(dir: RawFd, path: &CStr, flags: i32, resolve: u64) -> SysResult<Fd> {
     Ok(Fd(fd as RawFd))
 }
 
-fn mount_flags_of(fd: RawFd) -> SysResult<libc::c_ulong> {
-    // SAFETY: an all-zero statvfs is valid; fstatvfs fills it in.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: st is a valid out pointer.
-    check_int(unsafe { libc::fstatvfs(fd, &mut st) })?;
-    const KEPT: [(libc::c_ulong, libc::c_ulong); 9] = [
-        (libc::ST_RDONLY, libc::MS_RDONLY),
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_SYNCHRONOUS, libc::MS_SYNCHRONOUS),
-        (libc::ST_MANDLOCK, libc::MS_MANDLOCK),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
-    ];
-    Ok(KEPT
-        .iter()
-        .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
-        .fold(0, |acc, (_, ms)| acc | ms))
-}
-
-/// Remounts the mount at `fd` with its current flags plus `flags`: binds never lose a flag of
-/// what they copy.
+/// Adds `flags` to the mount at `fd` (a mount root), changing nothing else: binds never lose
+/// a flag of what they copy. mount_setattr(2) only sets what it is given, so the mount's
+/// current flags need not be read first; reading them (statfs) would ask a FUSE source's
+/// server, a round trip per virtual file.
 fn remount_with(fd: RawFd, flags: libc::c_ulong) -> SysResult<()> {
-    let current = mount_flags_of(fd)?;
-    let path = FdPath::new(fd);
-    sys::mount(
-        None,
-        path.as_cstr(),
-        None,
-        libc::MS_BIND | libc::MS_REMOUNT | current | flags,
-        None,
-    )
+    sys::mount_setattr(fd, false, &attributes_of(flags))
 }
 
 /// A detached copy of a bind step's host source, with the step's flags, made while the host is
@@ -237,12 +209,13 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
 /// mount(2) flags as mount_setattr(2) attributes: set, never cleared (a bind never loses a flag
 /// of what it copies), but for the access-time mode, which is one choice.
 fn attributes_of(flags: libc::c_ulong) -> sys::MountAttr {
-    const PAIRS: [(libc::c_ulong, u64); 5] = [
+    const PAIRS: [(libc::c_ulong, u64); 6] = [
         (libc::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
         (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
         (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
         (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
         (libc::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+        (crate::options::MS_NOSYMFOLLOW, libc::MOUNT_ATTR_NOSYMFOLLOW),
     ];
     let mut attr = sys::MountAttr {
         attr_set: PAIRS
@@ -369,6 +342,12 @@ fn chown_at(dir: RawFd, name: &CStr, (uid, gid): (u32, u32)) -> SysResult<()> {
 /// The parent directory of `dest` (created, with its own parents, if missing) and its last name.
 fn parent_of(root: RawFd, dest: &RootPath) -> SysResult<(Fd, &CStr)> {
     let (last, parents) = dest.components.split_last().ok_or(Errno(libc::EINVAL))?;
+    let (parent, name) = last;
+    // Mostly the parent exists (every node in /dev shares one): one lookup instead of a walk.
+    match open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY) {
+        Err(Errno(libc::ENOENT)) => {}
+        other => return other.map(|fd| (fd, name.as_c_str())),
+    }
     for (parent, name) in parents {
         let parent = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY)?;
         // SAFETY: name is NUL-terminated; parent is a directory fd.

@@ -667,8 +667,8 @@ fn plan_bind(
     if !source.is_absolute() {
         return Err(bad("not an absolute host path".into()));
     }
-    let is_dir = !files.contains(&source.as_path())
-        && source_is_dir(&source).map_err(|err| bad(err.to_string()))?;
+    let served = files.contains(&source.as_path());
+    let is_dir = !served && source_is_dir(&source).map_err(|err| bad(err.to_string()))?;
     if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
         let what = "an idmapped bind with mappings of its own (uidMappings/gidMappings)";
         return Err(PlanError::Unsupported {
@@ -678,9 +678,12 @@ fn plan_bind(
     }
     // Idmapping a writable bind would let container root create files owned by host root there
     // (setuid programs a host user could run), so only read-only binds are idmapped unasked.
+    // Never the runtime's own files: their server gives them the container's owners, and FUSE
+    // refuses an idmap it was not told to allow; each refused try dissolves a detached copy,
+    // which waits for an RCU grace period.
     let idmap = if opts.idmap {
         Idmap::Required
-    } else if opts.flags & libc::MS_RDONLY != 0 {
+    } else if opts.flags & libc::MS_RDONLY != 0 && !served {
         Idmap::Try
     } else {
         Idmap::No
