@@ -878,6 +878,22 @@ mod tests {
     }
 
     #[test]
+    fn remount_attributes_only_add_flags_but_the_access_time_mode() {
+        let attr = attributes_of(libc::MS_RDONLY | crate::options::MS_NOSYMFOLLOW);
+        assert_eq!(
+            attr.attr_set,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSYMFOLLOW
+        );
+        assert_eq!(attr.attr_clr, 0);
+        let attr = attributes_of(libc::MS_NOSUID | libc::MS_NOATIME);
+        assert_eq!(
+            attr.attr_set,
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(attr.attr_clr, libc::MOUNT_ATTR__ATIME);
+    }
+
+    #[test]
     fn step_codes_round_trip() {
         assert_eq!(
             decode(code(17, Action::Remount)),
