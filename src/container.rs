@@ -479,9 +479,10 @@ impl Container {
                 ));
             }
         };
-        if let Some(files) = &resources.virtual_files {
-            files.hold_while(spawned.init.pid());
-        }
+        let holding = resources
+            .virtual_files
+            .as_ref()
+            .map(|files| files.hold_while(spawned.init.pid()));
         // From here on the init exists: any error kills it before giving everything back.
         let mut container = Container {
             id: id.to_string(),
@@ -501,7 +502,13 @@ impl Container {
             console: None,
             execs: Default::default(),
         };
-        if let Err(err) = container.supervise(&mount_plan, &sysctls, pending) {
+        let supervised = container.supervise(&mount_plan, &sysctls, pending);
+        // Before anything is given back: a hold answered after the unregistration would be
+        // refused, and a container reported created is held.
+        if let Some(holding) = holding {
+            holding.wait();
+        }
+        if let Err(err) = supervised {
             let _ = container.destroy();
             return Err(err);
         }

@@ -166,16 +166,28 @@ impl Registration {
         &self.tunables
     }
 
-    /// Asks the daemon to serve the container while its init (`pid`) lives, even if this
-    /// runtime dies first. An in-process server dies with the runtime anyway.
-    pub(crate) fn hold_while(&self, pid: i32) {
-        if let Backend::Daemon(client) = &self.backend {
-            if let Err(err) = client.hold(&self.name, pid) {
+    /// Asks the daemon, on a thread of its own, to serve the container while its init (`pid`)
+    /// lives, even if this runtime dies first; the round trip (the daemon records it on disk)
+    /// then overlaps the rest of the start. An in-process server dies with the runtime anyway.
+    pub(crate) fn hold_while(&self, pid: i32) -> Holding {
+        let Backend::Daemon(client) = &self.backend else {
+            return Holding(None);
+        };
+        let (client, name) = (client.clone(), self.name.clone());
+        let hold = move || {
+            if let Err(err) = client.hold(&name, pid) {
                 tracing::warn!(
-                    "virtual files of {}: the daemon will stop serving them with this runtime: \
-                     {err}",
-                    self.name
+                    "virtual files of {name}: the daemon will stop serving them with this \
+                     runtime: {err}"
                 );
+            }
+        };
+        let thread = std::thread::Builder::new().name("eci-files-hold".into());
+        match thread.spawn(hold.clone()) {
+            Ok(thread) => Holding(Some(thread)),
+            Err(_) => {
+                hold();
+                Holding(None)
             }
         }
     }
@@ -188,6 +200,19 @@ impl Registration {
             Backend::Local(fs) => fs.sysinfo(&name),
             Backend::Daemon(client) => client.sysinfo(&name),
         }))
+    }
+}
+
+/// A hold asked for beside the start: [`Holding::wait`] before the start is reported done.
+#[must_use]
+pub(crate) struct Holding(Option<std::thread::JoinHandle<()>>);
+
+impl Holding {
+    /// Waits for the daemon's answer (a failed hold has been logged).
+    pub(crate) fn wait(self) {
+        if let Some(thread) = self.0 {
+            let _ = thread.join();
+        }
     }
 }
 
