@@ -1,12 +1,13 @@
 //! The container's cgroup, through libcgroups (cgroup v1, v2 and the hybrid layout).
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use eci_mount::virt::Hierarchy;
 
 use libcgroups::common::{
-    create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
-    FreezerState,
+    create_cgroup_manager, get_cgroup_setup, AnyCgroupManager, CgroupConfig, CgroupManager,
+    CgroupSetup, ControllerOpt, FreezerState,
 };
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
@@ -34,7 +35,17 @@ pub(crate) fn valid_path(path: &Path) -> bool {
 /// cgroup some 10 ms into a start, and paid that wait in full: this moves a thread of ours to
 /// the cgroup it is already in (a no-op that takes the lock) as the start begins. It writes
 /// its thread id, never `0`: the kernel lets a thread that moves itself skip the lock.
+///
+/// Not on cgroup v1, where the init moves itself without that lock ([`Cgroup::new`]): the
+/// priming write holds the cgroup mutex through its whole wait, which would hold up making the
+/// container's cgroup instead.
 pub(crate) fn prime_migration() {
+    if matches!(
+        get_cgroup_setup(),
+        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid)
+    ) {
+        return;
+    }
     let primed = std::thread::Builder::new()
         .name("eci-cgroup-prime".into())
         .spawn(|| {
@@ -90,8 +101,47 @@ fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
     })
 }
 
-/// A [`Cgroup::new`] under way.
-pub(crate) enum Opening {
+/// Whether a /proc/PID/cgroup `text` puts the process at `path` in every v1 hierarchy with a
+/// controller libcgroups manages (other hierarchies, and the v2 line, do not count). A line
+/// that cannot be read counts against it.
+fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
+    let own = path.to_string_lossy();
+    text.lines().all(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, at) = (fields.next(), fields.next(), fields.next());
+        let (Some(controllers), Some(at)) = (controllers, at) else {
+            return false;
+        };
+        let managed = controllers
+            .split(',')
+            .any(|c| crate::cgroupfs::MANAGED.contains(&c));
+        !managed || at == own
+    })
+}
+
+/// Copies a cpuset `file` (`cpuset.cpus`, `cpuset.mems`) down from the hierarchy's root to the
+/// cgroup at `relative` wherever it is empty: a v1 cpuset without CPUs or memory nodes refuses
+/// every task.
+fn fill_from_parents(root: &Path, relative: &Path, file: &str) -> std::io::Result<()> {
+    let mut dir = root.to_path_buf();
+    let mut value = std::fs::read_to_string(dir.join(file))?;
+    for name in relative.components() {
+        dir.push(name);
+        let own = std::fs::read_to_string(dir.join(file))?;
+        if own.trim().is_empty() {
+            std::fs::write(dir.join(file), value.trim())?;
+        } else {
+            value = own;
+        }
+    }
+    Ok(())
+}
+
+/// A [`Cgroup::new`] under way. One never waited for (a start that failed first) is waited
+/// for when dropped, and what it made is removed.
+pub(crate) struct Opening(Option<OpeningState>);
+
+enum OpeningState {
     Beside {
         thread: std::thread::JoinHandle<Result<Cgroup>>,
         path: PathBuf,
@@ -104,15 +154,30 @@ pub(crate) enum Opening {
 
 impl Opening {
     /// The cgroup, once libcgroups has found it.
-    pub(crate) fn wait(self) -> Result<Cgroup> {
-        match self {
-            Opening::Beside { thread, path } => thread.join().unwrap_or_else(|_| {
+    pub(crate) fn wait(mut self) -> Result<Cgroup> {
+        match self.0.take() {
+            Some(OpeningState::Beside { thread, path }) => thread.join().unwrap_or_else(|_| {
                 Err(Error::Cgroup {
                     path,
                     reason: "the thread opening the cgroup panicked".into(),
                 })
             }),
-            Opening::Inline { path, container } => Cgroup::new(&path, &container),
+            Some(OpeningState::Inline { path, container }) => Cgroup::new(&path, &container),
+            // Only Drop takes it otherwise.
+            None => Err(Error::Cgroup {
+                path: PathBuf::new(),
+                reason: "the cgroup was waited for twice".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if let Some(OpeningState::Beside { thread, .. }) = self.0.take() {
+            if let Ok(Ok(cgroup)) = thread.join() {
+                let _ = cgroup.remove();
+            }
         }
     }
 }
@@ -121,6 +186,8 @@ impl Opening {
 pub(crate) struct Cgroup {
     manager: AnyCgroupManager,
     path: PathBuf,
+    /// On cgroup v1, once made by [`Cgroup::new`]: the thread lists the init moves itself into.
+    thread_lists: Option<Vec<OwnedFd>>,
 }
 
 impl std::fmt::Debug for Cgroup {
@@ -143,7 +210,64 @@ impl Cgroup {
                 ));
             }
         }
-        Ok(cgroup)
+        cgroup.make_for_self_join()
+    }
+
+    /// On cgroup v1: makes the container's cgroup in each hierarchy libcgroups manages (a
+    /// cpuset's CPUs and memory nodes copied from its parent, as libcgroups does) and opens
+    /// each one's `tasks` file for writing, for the init to move itself into (see
+    /// [`eci_ns::spawn::WhileMounting`]: no global lock, so no grace period to wait for), on
+    /// the thread that opens the cgroup beside the planning. Other layouts add the init by pid
+    /// ([`Cgroup::join`]).
+    fn make_for_self_join(mut self) -> Result<Cgroup> {
+        if !matches!(self.manager, AnyCgroupManager::V1(_)) {
+            return Ok(self);
+        }
+        match self.open_thread_lists() {
+            Ok(files) => {
+                self.thread_lists = Some(files);
+                Ok(self)
+            }
+            Err(err) => {
+                let _ = self.remove();
+                Err(err)
+            }
+        }
+    }
+
+    fn open_thread_lists(&self) -> Result<Vec<OwnedFd>> {
+        let hierarchies =
+            eci_mount::virt::mounted_hierarchies().map_err(|e| self.error("finding", &e))?;
+        let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let mut files = Vec::new();
+        let mut seen: Vec<&[String]> = Vec::new();
+        for h in hierarchies.iter().filter(|h| crate::cgroupfs::managed(h)) {
+            // The same hierarchy mounted twice is one cgroup.
+            if seen.contains(&h.controllers.as_slice()) {
+                continue;
+            }
+            seen.push(&h.controllers);
+            let dir = h.mount.join(relative);
+            std::fs::create_dir_all(&dir).map_err(|e| self.error("creating", &e))?;
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    fill_from_parents(&h.mount, relative, file)
+                        .map_err(|e| self.error(&format!("filling in {file}"), &e))?;
+                }
+            }
+            let tasks = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("tasks"))
+                .map_err(|e| self.error("opening its thread list", &e))?;
+            files.push(OwnedFd::from(tasks));
+        }
+        Ok(files)
+    }
+
+    /// The thread lists [`Cgroup::new`] opened for the init (cgroup v1), once; `None` where
+    /// the init is to be added by pid.
+    pub(crate) fn take_thread_lists(&mut self) -> Option<Vec<OwnedFd>> {
+        self.thread_lists.take()
     }
 
     /// [`Cgroup::new`] on a thread of its own, to be waited for with [`Opening::wait`].
@@ -160,9 +284,9 @@ impl Cgroup {
                 move || Cgroup::new(&path, &container)
             });
         match opening {
-            Ok(thread) => Opening::Beside { thread, path },
+            Ok(thread) => Opening(Some(OpeningState::Beside { thread, path })),
             // Without a thread, the caller's own waits for it.
-            Err(_) => Opening::Inline { path, container },
+            Err(_) => Opening(Some(OpeningState::Inline { path, container })),
         }
     }
 
@@ -181,6 +305,7 @@ impl Cgroup {
         Ok(Cgroup {
             manager,
             path: path.to_path_buf(),
+            thread_lists: None,
         })
     }
 
@@ -293,6 +418,13 @@ impl Cgroup {
         }
     }
 
+    /// Whether the kernel lists `pid` in this cgroup in every v1 hierarchy libcgroups manages:
+    /// what the init's own move must have achieved before it may run anything.
+    pub(crate) fn holds_everywhere(&self, pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|text| in_cgroup_everywhere(&text, &self.path))
+    }
+
     pub(crate) fn remove(&self) -> Result<()> {
         self.manager
             .remove()
@@ -309,6 +441,33 @@ mod tests {
             mount: PathBuf::from(mount),
             unified,
             controllers: controllers.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_process_is_in_its_cgroup_only_if_every_managed_hierarchy_says_so() {
+        let path = Path::new("/eci/c1");
+        let text = "12:pids:/eci/c1\n4:cpu,cpuacct:/eci/c1\n1:name=systemd:/init.scope\n0::/x\n";
+        assert!(in_cgroup_everywhere(text, path));
+        let left_behind = "12:pids:/eci/c1\n4:cpu,cpuacct:/\n";
+        assert!(!in_cgroup_everywhere(left_behind, path));
+        assert!(!in_cgroup_everywhere("12:pids:/eci/c1/sub\n", path));
+        assert!(!in_cgroup_everywhere("garbage\n", path));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_line_with_a_managed_controller_elsewhere_is_never_accepted(
+            id in 1u32..64,
+            controller in proptest::sample::select(crate::cgroupfs::MANAGED.to_vec()),
+            other in "/[a-z]{1,8}(/[a-z]{1,8}){0,3}",
+        ) {
+            let path = Path::new("/eci/c1");
+            proptest::prop_assume!(other != "/eci/c1");
+            let text = format!("{id}:{controller}:{other}\n");
+            proptest::prop_assert!(!in_cgroup_everywhere(&text, path));
+            let text = format!("{id}:{controller}:/eci/c1\n");
+            proptest::prop_assert!(in_cgroup_everywhere(&text, path));
         }
     }
 

@@ -15,7 +15,7 @@ use oci_spec::runtime::{Mount, Spec};
 use crate::error::{Error, Result};
 
 /// v1 controllers libcgroups creates (and removes) a directory for.
-const MANAGED: [&str; 12] = [
+pub(crate) const MANAGED: [&str; 12] = [
     "cpu",
     "cpuacct",
     "cpuset",
@@ -30,7 +30,8 @@ const MANAGED: [&str; 12] = [
     "freezer",
 ];
 
-fn managed(h: &Hierarchy) -> bool {
+/// A v1 hierarchy with a controller libcgroups manages.
+pub(crate) fn managed(h: &Hierarchy) -> bool {
     !h.unified
         && h.controllers.iter().any(|c| MANAGED.contains(&c.as_str()))
         && !h.controllers.iter().any(|c| c.starts_with("name="))
@@ -45,6 +46,18 @@ impl CreatedDirs {
     /// The cgroup manager owns them from now on (and removes them with the cgroup).
     pub(crate) fn keep(mut self) {
         self.0.clear();
+    }
+
+    /// Creates `dir` and whatever of its parents is missing, remembering what it created.
+    pub(crate) fn create(&mut self, dir: &Path) -> std::io::Result<()> {
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        std::fs::create_dir_all(dir)?;
+        self.0.extend(missing.into_iter().rev());
+        Ok(())
     }
 }
 
@@ -100,13 +113,9 @@ pub(crate) fn expand(spec: &mut Spec, cgroup_path: &Path) -> Result<CreatedDirs>
 
 /// A read-only bind of the container's directory in one hierarchy, created if missing.
 fn own_dir(dir: &Path, target: &Path, created: &mut CreatedDirs) -> Result<Mount> {
-    let missing: Vec<PathBuf> = dir
-        .ancestors()
-        .take_while(|d| !d.exists())
-        .map(Path::to_path_buf)
-        .collect();
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    created.0.extend(missing.into_iter().rev());
+    created
+        .create(dir)
+        .map_err(Error::io(format!("creating {}", dir.display())))?;
     let mut mount = Mount::default();
     mount.set_destination(target.to_path_buf());
     mount.set_typ(Some("bind".into()));

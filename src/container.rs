@@ -392,7 +392,6 @@ impl Container {
         }
         let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
         let sysctls = Sysctls::from_spec(&spec)?;
-        let cgroup = cgroup.wait()?;
         tracing::debug!(container = id, "planned");
         let resources_spec = spec
             .linux()
@@ -402,17 +401,18 @@ impl Container {
 
         let mut resources = Resources {
             vetting: None,
-            cgroup: Some(cgroup),
+            cgroup: None,
             lease: Some(lease),
             virtual_files,
             docker_proxies,
         };
-        // Released with the cgroup from here on.
-        cgroup_dirs.keep();
         let mut pending = None;
+        // The cgroup manager is still being made beside: the init is spawned and mapped
+        // meanwhile, and the manager is waited for only where it is first needed.
+        let mut opening = Some(cgroup);
+        let mut opened = None;
         let spawned = {
             let mapping = [block.mapping()];
-            let cgroup = resources.cgroup.as_ref().expect("just set");
             let lease = resources.lease.as_ref().expect("just set");
             let virtual_files = resources.virtual_files.as_ref();
             let shifted = shared.state_dir.join("idmap").join("shifted");
@@ -426,14 +426,22 @@ impl Container {
                     rootfs_ownership(&rootfs, overlay.as_ref(), init.pid(), block, &shifted)
                 };
             // While the mounter works: the mount helper is forked (its start then leaves the
-            // critical path), and the cgroups are joined before the init is let go (a cgroup
-            // write may still wait for the RCU grace period `prime_migration` started).
+            // critical path), and the cgroup is made ready before the init is let go (on v1 the
+            // init then moves itself in, see `Cgroup::new`; elsewhere it is added by pid here).
             let mut while_mounting =
-                |init: &PidFd| -> std::result::Result<(), eci_ns::spawn::PrepareError> {
+                |init: &PidFd| -> std::result::Result<Vec<OwnedFd>, eci_ns::spawn::PrepareError> {
                     pending = prepare_vetting(init, &policy, &spec, virtual_files, block.mapping());
-                    cgroup.join(init.pid(), &resources_spec)?;
-                    tracing::debug!(container = id, "in its cgroup");
-                    Ok(())
+                    let cgroup = match opening.take() {
+                        Some(opening) => opened.insert(opening.wait()?),
+                        None => return Err("the cgroup was asked for twice".into()),
+                    };
+                    let thread_lists = cgroup.take_thread_lists();
+                    match thread_lists {
+                        Some(_) => cgroup.apply(&resources_spec)?,
+                        None => cgroup.join(init.pid(), &resources_spec)?,
+                    }
+                    tracing::debug!(container = id, "cgroup ready");
+                    Ok(thread_lists.unwrap_or_default())
                 };
             let setup = |ctx: SetupContext<'_>| {
                 sysctls.write()?;
@@ -463,6 +471,11 @@ impl Container {
             })
         };
         tracing::debug!(container = id, "spawned");
+        resources.cgroup = opened;
+        if resources.cgroup.is_some() {
+            // Released with the cgroup from here on.
+            cgroup_dirs.keep();
+        }
         let spawned = match spawned {
             Ok(spawned) => spawned,
             Err(err) => {
@@ -508,7 +521,7 @@ impl Container {
         if let Some(holding) = holding {
             holding.wait();
         }
-        if let Err(err) = supervised {
+        if let Err(err) = supervised.and_then(|()| container.confirm_cgroup()) {
             let _ = container.destroy();
             return Err(err);
         }
@@ -575,6 +588,18 @@ impl Container {
         self.helper_config = Some(config);
         self.resources.vetting = Some(vetting);
         Ok(())
+    }
+
+    /// Makes sure the init, which moved itself into its cgroup (v1) once let go, is there in
+    /// every hierarchy before it may run anything; if not (a runtime in a cgroup namespace
+    /// reads other paths), adds it by pid, the slower way.
+    fn confirm_cgroup(&self) -> Result<()> {
+        match &self.resources.cgroup {
+            Some(cgroup) if !cgroup.holds_everywhere(self.init.pid()) => {
+                cgroup.add(self.init.pid())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Runs the spec's program. Returns once it has been executed inside the container.
@@ -996,6 +1021,9 @@ pub(crate) fn explain(failure: Failure, plans: &Plans<'_>) -> Error {
             .sysctls
             .explain(failure.step)
             .unwrap_or_else(|| plans.init.explain(failure.step)),
+        Stage::InitNamespaces if failure.step == eci_ns::spawn::JOIN_CGROUPS_STEP => {
+            "moving the container's init into its cgroups".to_string()
+        }
         stage => format!("{} (step {})", stage.describe(), failure.step),
     };
     Error::Setup {
@@ -1007,6 +1035,12 @@ pub(crate) fn explain(failure: Failure, plans: &Plans<'_>) -> Error {
 fn explain_spawn(err: SpawnError, plans: &Plans<'_>) -> Error {
     match err {
         SpawnError::Child(failure) => explain(failure, plans),
+        // The cgroup is opened and joined while the init waits: its errors are its own.
+        SpawnError::Prepare(err) => match err.downcast::<Error>() {
+            Ok(err) if matches!(*err, Error::Cgroup { .. }) => *err,
+            Ok(err) => Error::Spawn(SpawnError::Prepare(err)),
+            Err(err) => Error::Spawn(SpawnError::Prepare(err)),
+        },
         other => Error::Spawn(other),
     }
 }

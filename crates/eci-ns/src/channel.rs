@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use crate::sys::{check, check_int, retry, Errno, SysResult};
 
 /// Most file descriptors one message carries.
-pub const MAX_FDS: usize = 8;
+pub const MAX_FDS: usize = 16;
 
 /// A fixed 16-byte message: a kind and three numbers whose meaning the kind defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,10 @@ impl Message {
 
 /// Room for the control message that carries up to [`MAX_FDS`] descriptors.
 #[repr(C, align(8))]
-struct CmsgBuf([u8; 64]);
+struct CmsgBuf([u8; CMSG_ROOM]);
+
+/// One control message header (16 bytes on 64-bit Linux) and MAX_FDS descriptors, rounded up.
+const CMSG_ROOM: usize = 16 + MAX_FDS * std::mem::size_of::<RawFd>() + 16;
 
 /// Descriptors received with a message.
 #[derive(Debug, Default)]
@@ -156,7 +159,7 @@ impl Channel {
             iov_base: bytes.as_ptr() as *mut libc::c_void,
             iov_len: bytes.len(),
         };
-        let mut cmsg = CmsgBuf([0; 64]);
+        let mut cmsg = CmsgBuf([0; CMSG_ROOM]);
         // SAFETY: an all-zero msghdr is valid.
         let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         hdr.msg_iov = &mut iov;
@@ -228,7 +231,7 @@ impl Channel {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        let mut cmsg = CmsgBuf([0; 64]);
+        let mut cmsg = CmsgBuf([0; CMSG_ROOM]);
         // SAFETY: an all-zero msghdr is valid.
         let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         hdr.msg_iov = &mut iov;

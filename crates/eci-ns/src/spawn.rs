@@ -29,7 +29,7 @@
 //! passed in must be async-signal-safe: prepare every string and buffer before calling
 //! [`spawn`], and only make syscalls in the closures.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::channel::{Channel, Message};
 use crate::failure::{Failure, Stage, FAILURE_EXIT_CODE};
@@ -124,13 +124,23 @@ pub struct SpawnRequest<'a> {
     /// time namespace with the runtime's clocks.
     pub boot_clock_origin: Option<libc::timespec>,
     /// Runs in the runtime while the mounter works (on another CPU, if there is one): what the
-    /// init needs before it goes on but the mounts do not, such as joining its cgroups, whose
-    /// writes wait for the kernel's RCU grace periods.
+    /// init needs before it goes on but the mounts do not, such as making its cgroups. It
+    /// returns the thread lists (cgroup v1 `tasks` files, opened for writing) the init moves
+    /// itself into before it unshares its cgroup namespace (see [`WhileMounting`]).
     pub while_mounting: Option<&'a mut WhileMounting<'a>>,
 }
 
-/// The runtime's step while the mounter works.
-pub type WhileMounting<'a> = dyn FnMut(&PidFd) -> Result<(), PrepareError> + 'a;
+/// The init's step (in [`Stage::InitNamespaces`]) that moves it into the cgroups of
+/// [`WhileMounting`]'s thread lists.
+pub const JOIN_CGROUPS_STEP: u32 = 8;
+
+/// The runtime's step while the mounter works. The files it returns (at most
+/// [`crate::channel::MAX_FDS`]) reach the init with its go-ahead: it writes `0` to each, which
+/// moves the writing thread (the whole init, single-threaded) into that cgroup. A process that
+/// moves itself so skips the global lock a migration by pid takes, whose first taking after a
+/// quiet spell waits for an RCU grace period (5-15 ms here). The kernel checks the opener's
+/// credentials, not the init's.
+pub type WhileMounting<'a> = dyn FnMut(&PidFd) -> Result<Vec<OwnedFd>, PrepareError> + 'a;
 
 /// An error from the runtime's own `prepare` step.
 pub type PrepareError = Box<dyn std::error::Error + Send + Sync>;
@@ -271,15 +281,30 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     runtime_setup
         .send(go)
         .map_err(runtime_err("starting the mount setup"))?;
-    if let Some(step) = request.while_mounting {
-        step(&init).map_err(SpawnError::Prepare)?;
+    let thread_lists = match request.while_mounting {
+        Some(step) => step(&init).map_err(SpawnError::Prepare)?,
+        None => Vec::new(),
+    };
+    if thread_lists.len() > crate::channel::MAX_FDS {
+        return Err(SpawnError::Prepare(
+            format!(
+                "{} cgroup thread lists for the init, at most {} fit in its go-ahead",
+                thread_lists.len(),
+                crate::channel::MAX_FDS
+            )
+            .into(),
+        ));
     }
+    let thread_lists: Vec<RawFd> = thread_lists.iter().map(AsRawFd::as_raw_fd).collect();
+    let init_go = |kind| {
+        runtime_init
+            .send_with_fds(Message::of(kind), &thread_lists)
+            .map_err(runtime_err("releasing the init"))
+    };
     if request.late_mounts {
         // The first phase is done: the init unshares its namespace, then the mounter goes on.
         expect(&runtime_setup, MOUNTED, &mut setup)?;
-        runtime_init
-            .send(Message::of(GO))
-            .map_err(runtime_err("releasing the init"))?;
+        init_go(GO)?;
     }
     match expect(&runtime_setup, DONE, &mut setup) {
         Ok(()) => {}
@@ -292,10 +317,13 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     setup.armed = false;
     sys::waitpid(setup_pid).map_err(runtime_err("reaping the setup process"))?;
 
-    let release = if request.late_mounts { ATTACHED } else { GO };
-    runtime_init
-        .send(Message::of(release))
-        .map_err(runtime_err("releasing the init"))?;
+    if request.late_mounts {
+        runtime_init
+            .send(Message::of(ATTACHED))
+            .map_err(runtime_err("releasing the init"))?;
+    } else {
+        init_go(GO)?;
+    }
     init_guard.armed = false;
     drop(init_guard);
     Ok(Spawned {
@@ -498,7 +526,13 @@ fn init_process(
     let channel = ends.init;
     let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
     match channel.recv() {
-        Ok(Some((msg, _))) if msg.kind == GO => {}
+        Ok(Some((msg, thread_lists))) if msg.kind == GO => {
+            // Into its cgroups first, before anything else runs here; the files close as
+            // `thread_lists` goes.
+            if join_cgroups(thread_lists.raw()).is_err() {
+                fail(JOIN_CGROUPS_STEP);
+            }
+        }
         _ => sys::exit(1),
     }
     // Still with the host's root IDs, under which /proc/self stays writable (changing them
@@ -552,6 +586,18 @@ fn init_process(
         fail(5);
     }
     init(channel).report_and_exit(channel)
+}
+
+/// Moves the calling (single-threaded) process into the cgroup of each v1 thread list, by
+/// writing `0` (itself). Async-signal-safe.
+fn join_cgroups(thread_lists: &[RawFd]) -> Result<(), Errno> {
+    for &fd in thread_lists {
+        // SAFETY: a valid one-byte buffer.
+        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+            return Err(Errno::last());
+        }
+    }
+    Ok(())
 }
 
 /// Starts a process inside the namespaces of a running container: a helper joins them through

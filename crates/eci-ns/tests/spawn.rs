@@ -275,3 +275,94 @@ fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() 
     drop(spawned.channel);
     assert_eq!(spawned.init.wait().unwrap().code(), 0);
 }
+
+/// A v1 hierarchy's directory for a test cgroup, or `None` where this host has no v1 pids
+/// hierarchy (the init's own move is a cgroup v1 path).
+fn test_pids_cgroup(name: &str) -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup/pids");
+    if !root.join("tasks").exists() {
+        eprintln!("skipped: no cgroup v1 pids hierarchy at {}", root.display());
+        return None;
+    }
+    let dir = root.join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Some(dir)
+}
+
+fn spawn_with_thread_lists(
+    files: impl Fn() -> Vec<std::os::fd::OwnedFd>,
+) -> Result<eci_ns::Spawned, SpawnError> {
+    let setup = |_: SetupContext<'_>| Ok(());
+    let init = |channel: &Channel| {
+        let _ = channel.send(Message::of(42));
+        match channel.recv() {
+            Ok(_) => sys::exit(0),
+            Err(_) => sys::exit(1),
+        }
+    };
+    let mut while_mounting =
+        |_: &PidFd| -> Result<Vec<std::os::fd::OwnedFd>, eci_ns::spawn::PrepareError> {
+            Ok(files())
+        };
+    spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &init,
+        prepare: &mut write_maps,
+        late_mounts: false,
+        boot_clock_origin: None,
+        while_mounting: Some(&mut while_mounting),
+    })
+}
+
+#[test]
+fn the_init_moves_itself_into_the_cgroups_it_is_handed() {
+    let Some(dir) = test_pids_cgroup("eci-ns-self-join") else {
+        return;
+    };
+    let tasks = || {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("tasks"))
+            .unwrap();
+        vec![std::os::fd::OwnedFd::from(file)]
+    };
+    let spawned = spawn_with_thread_lists(tasks).unwrap();
+    let (msg, _) = spawned.channel.recv().unwrap().unwrap();
+    assert_eq!(msg.kind, 42);
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), spawned.init.pid().to_string());
+    spawned.channel.send(Message::of(0)).unwrap();
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[test]
+fn an_init_that_cannot_join_its_cgroup_fails_with_the_errno() {
+    // A thread list opened read-only: the init's write fails, and the init must not go on.
+    let Some(dir) = test_pids_cgroup("eci-ns-self-join-fails") else {
+        return;
+    };
+    let read_only = || {
+        let file = std::fs::File::open(dir.join("tasks")).unwrap();
+        vec![std::os::fd::OwnedFd::from(file)]
+    };
+    // The init fails once let go, so its report comes on its channel.
+    let spawned = spawn_with_thread_lists(read_only).unwrap();
+    let (msg, _) = spawned.channel.recv().unwrap().unwrap();
+    let failure = Failure::from_message(&msg).expect("a failure report");
+    assert_eq!(
+        (failure.stage, failure.step, failure.errno),
+        (
+            Stage::InitNamespaces,
+            eci_ns::spawn::JOIN_CGROUPS_STEP,
+            Errno(libc::EBADF)
+        )
+    );
+    let _ = spawned.init.wait();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
+        ""
+    );
+    std::fs::remove_dir(&dir).unwrap();
+}
