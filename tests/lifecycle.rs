@@ -169,3 +169,46 @@ fn a_cgroup_that_holds_processes_is_not_shared() {
         other => panic!("expected a cgroup error, got {other:?}"),
     }
 }
+
+#[test]
+fn the_init_is_in_its_cgroup_in_every_hierarchy_before_it_starts() {
+    let mut c = create_with("in-cgroup", &["sleep", "1000"], |_| {});
+    let container = c.container();
+    let path = container
+        .cgroup_path()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let listed = std::fs::read_to_string(format!("/proc/{}/cgroup", container.pid())).unwrap();
+    // Every v1 hierarchy with a controller eci manages, as the kernel sees the init.
+    let managed = [
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "hugetlb",
+        "memory",
+        "pids",
+        "perf_event",
+        "blkio",
+        "net_prio",
+        "net_cls",
+        "freezer",
+    ];
+    let mut seen = 0;
+    for line in listed.lines() {
+        let fields: Vec<&str> = line.splitn(3, ':').collect();
+        if fields[1].split(',').any(|c| managed.contains(&c)) {
+            assert_eq!(fields[2], path, "{line}");
+            seen += 1;
+        }
+    }
+    if seen == 0 {
+        eprintln!("skipped: no cgroup v1 controllers here");
+    }
+    // And the cgroup lists it: exactly the init, nothing else.
+    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{path}/cgroup.procs"));
+    if let Ok(procs) = procs {
+        assert_eq!(procs.trim(), container.pid().to_string());
+    }
+}
