@@ -176,7 +176,7 @@ impl Drop for Opening {
     fn drop(&mut self) {
         if let Some(OpeningState::Beside { thread, .. }) = self.0.take() {
             if let Ok(Ok(cgroup)) = thread.join() {
-                let _ = cgroup.remove();
+                cgroup.remove_unused();
             }
         }
     }
@@ -188,6 +188,8 @@ pub(crate) struct Cgroup {
     path: PathBuf,
     /// On cgroup v1, once made by [`Cgroup::new`]: the thread lists the init moves itself into.
     thread_lists: Option<Vec<OwnedFd>>,
+    /// The directories [`Cgroup::new`] made them in, for [`Cgroup::remove_unused`].
+    made: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Cgroup {
@@ -229,13 +231,22 @@ impl Cgroup {
                 Ok(self)
             }
             Err(err) => {
-                let _ = self.remove();
+                self.remove_unused();
                 Err(err)
             }
         }
     }
 
-    fn open_thread_lists(&self) -> Result<Vec<OwnedFd>> {
+    /// Removes the directories [`Cgroup::new`] made, if nothing ever joined them. Unlike
+    /// [`Cgroup::remove`] it kills nothing: a cgroup another container was given at the same
+    /// moment stays as it is (its directory is busy).
+    fn remove_unused(&self) {
+        for dir in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
+    fn open_thread_lists(&mut self) -> Result<Vec<OwnedFd>> {
         let hierarchies =
             eci_mount::virt::mounted_hierarchies().map_err(|e| self.error("finding", &e))?;
         let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
@@ -249,6 +260,7 @@ impl Cgroup {
             seen.push(&h.controllers);
             let dir = h.mount.join(relative);
             std::fs::create_dir_all(&dir).map_err(|e| self.error("creating", &e))?;
+            self.made.push(dir.clone());
             if h.controllers.iter().any(|c| c == "cpuset") {
                 for file in ["cpuset.cpus", "cpuset.mems"] {
                     fill_from_parents(&h.mount, relative, file)
@@ -306,6 +318,7 @@ impl Cgroup {
             manager,
             path: path.to_path_buf(),
             thread_lists: None,
+            made: Vec::new(),
         })
     }
 

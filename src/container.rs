@@ -342,12 +342,14 @@ impl Container {
         if !crate::cgroup::valid_path(&cgroup_path) {
             return Err(Error::CgroupPath(cgroup_path));
         }
-        let cgroup = Cgroup::open_beside(&cgroup_path, id);
         // The binds of the virtual files are the runtime's own: they go in the mount plan, not in
         // the spec later processes are checked against (their sources are in the state
         // directory, which specs may not name).
         let mut mounted = spec.clone();
         let cgroup_dirs = crate::cgroupfs::expand(&mut mounted, &cgroup_path)?;
+        // After the directories the cgroup mounts need: the opening makes the same ones, and
+        // is dropped (waited for) before they are on an early failure.
+        let cgroup = Cgroup::open_beside(&cgroup_path, id);
         // The container's boot clock (the time namespace hardening added for the uptime
         // setting) counts from here, as its virtual files do from their registration below.
         let boot_clock_origin = if policy.procfs.get(ProcFile::Uptime) {
@@ -591,13 +593,16 @@ impl Container {
     }
 
     /// Makes sure the init, which moved itself into its cgroup (v1) once let go, is there in
-    /// every hierarchy before it may run anything; if not (a runtime in a cgroup namespace
-    /// reads other paths), adds it by pid, the slower way.
+    /// every hierarchy before it may run anything. Adding it by pid now would be too late: it
+    /// has unshared its cgroup namespace, whose root would then be the runtime's cgroup.
     fn confirm_cgroup(&self) -> Result<()> {
         match &self.resources.cgroup {
-            Some(cgroup) if !cgroup.holds_everywhere(self.init.pid()) => {
-                cgroup.add(self.init.pid())
-            }
+            Some(cgroup) if !cgroup.holds_everywhere(self.init.pid()) => Err(Error::Cgroup {
+                path: cgroup.path().to_path_buf(),
+                reason: "the init is not in it in every hierarchy libcgroups manages (a \
+                         cgroup mount eci did not find?)"
+                    .into(),
+            }),
             _ => Ok(()),
         }
     }

@@ -144,9 +144,40 @@ fn openat2(dir: RawFd, path: &CStr, flags: i32, resolve: u64) -> SysResult<Fd> {
 /// Adds `flags` to the mount at `fd` (a mount root), changing nothing else: binds never lose
 /// a flag of what they copy. mount_setattr(2) only sets what it is given, so the mount's
 /// current flags need not be read first; reading them (statfs) would ask a FUSE source's
-/// server, a round trip per virtual file.
+/// server, a round trip per virtual file. Before Linux 5.12 a remount with the flags read.
 fn remount_with(fd: RawFd, flags: libc::c_ulong) -> SysResult<()> {
-    sys::mount_setattr(fd, false, &attributes_of(flags))
+    match sys::mount_setattr(fd, false, &attributes_of(flags)) {
+        Err(Errno(libc::ENOSYS)) => {
+            let path = FdPath::new(fd);
+            let current = mount_flags_of(fd)?;
+            let remount = libc::MS_BIND | libc::MS_REMOUNT | current | flags;
+            sys::mount(None, path.as_cstr(), None, remount, None)
+        }
+        done => done,
+    }
+}
+
+/// The per-mount flags of the mount at `fd`, as mount(2) flags.
+fn mount_flags_of(fd: RawFd) -> SysResult<libc::c_ulong> {
+    // SAFETY: an all-zero statvfs is valid; fstatvfs fills it in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid out pointer.
+    check_int(unsafe { libc::fstatvfs(fd, &mut st) })?;
+    const KEPT: [(libc::c_ulong, libc::c_ulong); 9] = [
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_SYNCHRONOUS, libc::MS_SYNCHRONOUS),
+        (libc::ST_MANDLOCK, libc::MS_MANDLOCK),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ];
+    Ok(KEPT
+        .iter()
+        .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
+        .fold(0, |acc, (_, ms)| acc | ms))
 }
 
 /// A detached copy of a bind step's host source, with the step's flags, made while the host is
