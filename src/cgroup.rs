@@ -258,33 +258,59 @@ impl Cgroup {
     }
 
     fn open_thread_lists(&mut self) -> Result<Vec<OwnedFd>> {
+        let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let mut files = Vec::new();
+        for (mount, dir, cpuset) in self.v1_dirs()? {
+            std::fs::create_dir_all(&dir).map_err(|e| self.error("creating", &e))?;
+            self.made.push(dir.clone());
+            if cpuset {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    fill_from_parents(&mount, relative, file)
+                        .map_err(|e| self.error(&format!("filling in {file}"), &e))?;
+                }
+            }
+            files.push(self.open_thread_list(&dir)?);
+        }
+        Ok(files)
+    }
+
+    /// The container's directory in each v1 hierarchy libcgroups manages, once per hierarchy,
+    /// with the hierarchy's mount and whether it is the cpuset one.
+    fn v1_dirs(&self) -> Result<Vec<(PathBuf, PathBuf, bool)>> {
         let hierarchies =
             eci_mount::virt::mounted_hierarchies().map_err(|e| self.error("finding", &e))?;
         let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
-        let mut files = Vec::new();
         let mut seen: Vec<&[String]> = Vec::new();
+        let mut dirs = Vec::new();
         for h in hierarchies.iter().filter(|h| crate::cgroupfs::managed(h)) {
             // The same hierarchy mounted twice is one cgroup.
             if seen.contains(&h.controllers.as_slice()) {
                 continue;
             }
             seen.push(&h.controllers);
-            let dir = h.mount.join(relative);
-            std::fs::create_dir_all(&dir).map_err(|e| self.error("creating", &e))?;
-            self.made.push(dir.clone());
-            if h.controllers.iter().any(|c| c == "cpuset") {
-                for file in ["cpuset.cpus", "cpuset.mems"] {
-                    fill_from_parents(&h.mount, relative, file)
-                        .map_err(|e| self.error(&format!("filling in {file}"), &e))?;
-                }
-            }
-            let tasks = std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("tasks"))
-                .map_err(|e| self.error("opening its thread list", &e))?;
-            files.push(OwnedFd::from(tasks));
+            let cpuset = h.controllers.iter().any(|c| c == "cpuset");
+            dirs.push((h.mount.clone(), h.mount.join(relative), cpuset));
         }
-        Ok(files)
+        Ok(dirs)
+    }
+
+    fn open_thread_list(&self, dir: &Path) -> Result<OwnedFd> {
+        let tasks = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("tasks"))
+            .map_err(|e| self.error("opening its thread list", &e))?;
+        Ok(OwnedFd::from(tasks))
+    }
+
+    /// For a process added to the running container: the thread lists of its cgroup (v1), for
+    /// it to move itself in as the init did; `None` where it is to be added by pid.
+    pub(crate) fn thread_lists_for_exec(&self) -> Result<Option<Vec<OwnedFd>>> {
+        if !matches!(self.manager, AnyCgroupManager::V1(_)) {
+            return Ok(None);
+        }
+        let dirs = self.v1_dirs()?;
+        let files = dirs.iter().map(|(_, dir, _)| self.open_thread_list(dir));
+        files.collect::<Result<Vec<_>>>().map(Some)
     }
 
     /// The thread lists [`Cgroup::new`] opened for the init (cgroup v1), once; `None` where

@@ -1,7 +1,7 @@
 //! Processes added to a running container (`docker exec`): the same namespaces, cgroup, seccomp
 //! filters and mount vetting as the init, and a process spec hardened the same way.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use eci_ns::channel::{Channel, Message};
@@ -145,22 +145,38 @@ impl Container {
             .cgroup
             .as_ref()
             .expect("a running container has its cgroup");
+        // On v1 the process moves itself in once let go, as the init did (no global lock, so
+        // no grace period to wait for); elsewhere it is added by pid.
+        let thread_lists = cgroup.thread_lists_for_exec()?;
         let mut prepare = |p: &PidFd| -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
-            cgroup.add(p.pid())?;
+            if thread_lists.is_none() {
+                cgroup.add(p.pid())?;
+            }
             set_rlimits(p.pid(), &spec)?;
             Ok(0)
         };
         let init = |channel: &Channel| plan.run(channel);
-        let spawned = spawn_into(&self.init, namespaces_of(&self.spec), &init, &mut prepare)
-            .map_err(|err| match err {
+        let lists: Vec<BorrowedFd<'_>> = thread_lists.iter().flatten().map(AsFd::as_fd).collect();
+        let namespaces = namespaces_of(&self.spec);
+        let spawned = spawn_into(&self.init, namespaces, &init, &mut prepare, &lists).map_err(
+            |err| match err {
                 eci_ns::SpawnError::Child(failure) => explain(failure, &plan),
                 other => Error::Spawn(other),
-            })?;
+            },
+        )?;
+        drop(thread_lists);
         // From here on the process exists; dropping `guard` kills it.
         let guard = Killer(&spawned.init);
         let handover = receive_listener(&spawned.channel, plan.terminal(), |failure| {
             explain(failure, &plan)
         })?;
+        if !cgroup.holds_everywhere(spawned.init.pid()) {
+            return Err(Error::Cgroup {
+                path: cgroup.path().to_path_buf(),
+                reason: "the process added is not in it in every hierarchy libcgroups manages"
+                    .into(),
+            });
+        }
         let listener = handover.listener;
         let config = self
             .helper_config

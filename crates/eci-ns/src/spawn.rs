@@ -29,7 +29,7 @@
 //! passed in must be async-signal-safe: prepare every string and buffer before calling
 //! [`spawn`], and only make syscalls in the closures.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::channel::{Channel, Message};
 use crate::failure::{Failure, Stage, FAILURE_EXIT_CODE};
@@ -603,8 +603,10 @@ fn join_cgroups(thread_lists: &[RawFd]) -> Result<(), Errno> {
 /// Starts a process inside the namespaces of a running container: a helper joins them through
 /// `target`'s pidfd (and so is single-threaded, as joining a user namespace requires), then
 /// clones the process into the container's PID namespace with `CLONE_PARENT`, so the runtime is
-/// its parent and can wait for it. The process becomes root of the user namespace, starts a
-/// session of its own, waits for `prepare` (cgroup placement, limits) and runs `init`.
+/// its parent and can wait for it. The process waits for `prepare` (cgroup placement,
+/// limits), moves itself into the cgroups of `thread_lists` (v1 `tasks` files opened for
+/// writing, at most [`crate::channel::MAX_FDS`]; see [`WhileMounting`]), becomes root of the
+/// user namespace, starts a session of its own and runs `init`.
 ///
 /// `init` must be async-signal-safe, as for [`spawn`].
 pub fn spawn_into(
@@ -612,7 +614,18 @@ pub fn spawn_into(
     namespaces: Namespaces,
     init: &(dyn Fn(&Channel) -> Failure + Sync),
     prepare: &mut Prepare<'_>,
+    thread_lists: &[BorrowedFd<'_>],
 ) -> Result<Spawned, SpawnError> {
+    if thread_lists.len() > crate::channel::MAX_FDS {
+        return Err(SpawnError::Prepare(
+            format!(
+                "{} cgroup thread lists, at most {} fit in a go-ahead",
+                thread_lists.len(),
+                crate::channel::MAX_FDS
+            )
+            .into(),
+        ));
+    }
     let (runtime_end, child_end) = Channel::pair().map_err(|source| SpawnError::Runtime {
         what: "creating the exec channel",
         source,
@@ -647,13 +660,15 @@ pub fn spawn_into(
     joiner.armed = false;
     sys::waitpid(joiner.pid).map_err(runtime_err("reaping the joining process"))?;
     let flags = prepare(&process).map_err(SpawnError::Prepare)?;
+    let thread_lists: Vec<RawFd> = thread_lists.iter().map(AsRawFd::as_raw_fd).collect();
+    let go = Message {
+        kind: GO,
+        a: 0,
+        b: 0,
+        c: flags,
+    };
     runtime_end
-        .send(Message {
-            kind: GO,
-            a: 0,
-            b: 0,
-            c: flags,
-        })
+        .send_with_fds(go, &thread_lists)
         .map_err(runtime_err("releasing the new process"))?;
     guard.armed = false;
     drop(guard);
@@ -700,7 +715,12 @@ fn joining_process(
 fn joined_process(channel: &Channel, init: &(dyn Fn(&Channel) -> Failure + Sync)) -> ! {
     let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
     match channel.recv() {
-        Ok(Some((msg, _))) if msg.kind == GO => {}
+        Ok(Some((msg, thread_lists))) if msg.kind == GO => {
+            // Into the container's cgroups first, as its init did.
+            if join_cgroups(thread_lists.raw()).is_err() {
+                fail(JOIN_CGROUPS_STEP);
+            }
+        }
         _ => sys::exit(1),
     }
     // Joining kept the host's IDs, which the namespace cannot name: become its root. A session of

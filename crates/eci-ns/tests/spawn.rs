@@ -262,6 +262,7 @@ fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() 
         Namespaces::CONTAINER,
         &report_clock,
         &mut |_: &PidFd| Ok(0),
+        &[],
     )
     .unwrap();
     let (msg, _) = joined.channel.recv().unwrap().unwrap();
@@ -364,5 +365,53 @@ fn an_init_that_cannot_join_its_cgroup_fails_with_the_errno() {
         std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
         ""
     );
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[test]
+fn a_process_added_later_moves_itself_into_the_cgroups_it_is_handed() {
+    let Some(dir) = test_pids_cgroup("eci-ns-self-join-exec") else {
+        return;
+    };
+    let setup = |_: SetupContext<'_>| Ok(());
+    let wait_for_end = |channel: &Channel| match channel.recv() {
+        Ok(_) => sys::exit(0),
+        Err(_) => sys::exit(1),
+    };
+    let spawned = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &wait_for_end,
+        prepare: &mut write_maps,
+        late_mounts: false,
+        boot_clock_origin: None,
+        while_mounting: None,
+    })
+    .unwrap();
+    let tasks = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("tasks"))
+        .unwrap();
+    let report = |channel: &Channel| {
+        let _ = channel.send(Message::of(42));
+        wait_for_end(channel)
+    };
+    let joined = eci_ns::spawn::spawn_into(
+        &spawned.init,
+        Namespaces::CONTAINER,
+        &report,
+        &mut |_: &PidFd| Ok(0),
+        &[std::os::fd::AsFd::as_fd(&tasks)],
+    )
+    .unwrap();
+    let (msg, _) = joined.channel.recv().unwrap().unwrap();
+    assert_eq!(msg.kind, 42);
+    // Only the added process: the init stays where it was.
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), joined.init.pid().to_string());
+    drop(joined.channel);
+    assert_eq!(joined.init.wait().unwrap().code(), 0);
+    drop(spawned.channel);
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
     std::fs::remove_dir(&dir).unwrap();
 }
