@@ -285,16 +285,7 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         Some(step) => step(&init).map_err(SpawnError::Prepare)?,
         None => Vec::new(),
     };
-    if thread_lists.len() > crate::channel::MAX_FDS {
-        return Err(SpawnError::Prepare(
-            format!(
-                "{} cgroup thread lists for the init, at most {} fit in its go-ahead",
-                thread_lists.len(),
-                crate::channel::MAX_FDS
-            )
-            .into(),
-        ));
-    }
+    fit_in_a_go_ahead(thread_lists.len())?;
     let thread_lists: Vec<RawFd> = thread_lists.iter().map(AsRawFd::as_raw_fd).collect();
     let init_go = |kind| {
         runtime_init
@@ -588,6 +579,18 @@ fn init_process(
     init(channel).report_and_exit(channel)
 }
 
+/// Refuses more thread lists than one message carries.
+fn fit_in_a_go_ahead(thread_lists: usize) -> Result<(), SpawnError> {
+    if thread_lists > crate::channel::MAX_FDS {
+        let reason = format!(
+            "{thread_lists} cgroup thread lists, at most {} fit in a go-ahead",
+            crate::channel::MAX_FDS
+        );
+        return Err(SpawnError::Prepare(reason.into()));
+    }
+    Ok(())
+}
+
 /// Moves the calling (single-threaded) process into the cgroup of each v1 thread list, by
 /// writing `0` (itself). Async-signal-safe.
 fn join_cgroups(thread_lists: &[RawFd]) -> Result<(), Errno> {
@@ -616,16 +619,7 @@ pub fn spawn_into(
     prepare: &mut Prepare<'_>,
     thread_lists: &[BorrowedFd<'_>],
 ) -> Result<Spawned, SpawnError> {
-    if thread_lists.len() > crate::channel::MAX_FDS {
-        return Err(SpawnError::Prepare(
-            format!(
-                "{} cgroup thread lists, at most {} fit in a go-ahead",
-                thread_lists.len(),
-                crate::channel::MAX_FDS
-            )
-            .into(),
-        ));
-    }
+    fit_in_a_go_ahead(thread_lists.len())?;
     let (runtime_end, child_end) = Channel::pair().map_err(|source| SpawnError::Runtime {
         what: "creating the exec channel",
         source,
