@@ -471,11 +471,19 @@ impl Cgroup {
         }
     }
 
-    /// Whether the kernel lists `pid` in this cgroup in every v1 hierarchy libcgroups manages:
-    /// what the init's own move must have achieved before it may run anything.
-    pub(crate) fn holds_everywhere(&self, pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .is_ok_and(|text| in_cgroup_everywhere(&text, &self.path))
+    /// Fails unless the kernel lists `pid` (`who`) in this cgroup in every v1 hierarchy
+    /// libcgroups manages: what a process's own move must have achieved before it may run
+    /// anything. Adding it by pid then would be too late: it has its cgroup namespace already.
+    pub(crate) fn confirm_member(&self, pid: i32, who: &str) -> Result<()> {
+        let listed = std::fs::read_to_string(format!("/proc/{pid}/cgroup"));
+        if listed.is_ok_and(|text| in_cgroup_everywhere(&text, &self.path)) {
+            return Ok(());
+        }
+        let reason = format!(
+            "{who} is not in it in every hierarchy libcgroups manages (a cgroup mount eci did \
+             not find?)"
+        );
+        Err(self.error("confirming", &reason))
     }
 
     pub(crate) fn remove(&self) -> Result<()> {

@@ -593,17 +593,11 @@ impl Container {
     }
 
     /// Makes sure the init, which moved itself into its cgroup (v1) once let go, is there in
-    /// every hierarchy before it may run anything. Adding it by pid now would be too late: it
-    /// has unshared its cgroup namespace, whose root would then be the runtime's cgroup.
+    /// every hierarchy before it may run anything.
     fn confirm_cgroup(&self) -> Result<()> {
         match &self.resources.cgroup {
-            Some(cgroup) if !cgroup.holds_everywhere(self.init.pid()) => Err(Error::Cgroup {
-                path: cgroup.path().to_path_buf(),
-                reason: "the init is not in it in every hierarchy libcgroups manages (a \
-                         cgroup mount eci did not find?)"
-                    .into(),
-            }),
-            _ => Ok(()),
+            Some(cgroup) => cgroup.confirm_member(self.init.pid(), "the init"),
+            None => Ok(()),
         }
     }
 

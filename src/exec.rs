@@ -170,13 +170,7 @@ impl Container {
         let handover = receive_listener(&spawned.channel, plan.terminal(), |failure| {
             explain(failure, &plan)
         })?;
-        if !cgroup.holds_everywhere(spawned.init.pid()) {
-            return Err(Error::Cgroup {
-                path: cgroup.path().to_path_buf(),
-                reason: "the process added is not in it in every hierarchy libcgroups manages"
-                    .into(),
-            });
-        }
+        cgroup.confirm_member(spawned.init.pid(), "the process added")?;
         let listener = handover.listener;
         let config = self
             .helper_config
