@@ -561,6 +561,15 @@ fn a_monitor_executed_as_its_own_program_runs_the_container() {
     assert!(Path::new(&cgroup).exists(), "the container's cgroup");
     assert!(setup.runc(&["start", id]).status.success());
     assert_eq!(monitor.wait().unwrap().code(), Some(3));
+    // What the engine asks after the exit comes from the file written at create.
+    let stopped = setup.runc(&["state", id]);
+    let stopped: serde_json::Value = serde_json::from_slice(&stopped.stdout).unwrap();
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert_eq!(stopped["id"], id, "{stopped}");
+    assert!(
+        stopped["pid"].as_i64().is_some_and(|pid| pid > 0),
+        "{stopped}"
+    );
     // Its socket and the cgroup record `delete` would need are gone with the container.
     assert!(!root.join(id).join("monitor.sock").exists());
     assert!(!root.join(id).join("cgroup").exists());

@@ -324,6 +324,14 @@ fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
             .starts_with(LIMITED),
         "served after its runtime exited"
     );
+    // The next daemon finds the init in the record it left, and serves the container on.
+    daemon.kill_daemon().expect("a daemon came back");
+    assert!(
+        std::fs::read_to_string(&meminfo)
+            .unwrap()
+            .starts_with(LIMITED),
+        "served by the next daemon while its init lives"
+    );
     let err = daemon
         .client()
         .hold("held", std::process::id() as i32)

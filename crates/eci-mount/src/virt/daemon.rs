@@ -13,10 +13,10 @@
 //! The directory (root's only) holds: `sock` (requests, one per connection, JSON), `lock`
 //! (held by the live daemon), `pid` (the daemon's), `mnt` (the server's two FUSE mounts),
 //! `keeper` (the keeper's pid, start time, descriptor numbers and whether the files pass
-//! through), `next-slot`, and `tenants/SLOT.json` (one record per container). A
+//! through), `next-slot`, and `tenants/SLOT.json` (one record per container) with
+//! `tenants/SLOT.init` (its init, once the runtime names it: [`DaemonClient::hold`]). A
 //! container's record goes when the process that registered it (its runtime) is gone and so is
-//! the container's init, if the runtime named it ([`DaemonClient::hold`]), or when it is
-//! unregistered; the daemon leaves, unmounting, after [`IDLE`] without any.
+//! the container's init, if the runtime named it, or when it is unregistered; the daemon leaves, unmounting, after [`IDLE`] without any.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -463,7 +463,7 @@ fn adopt(
                 }
             }
         }
-        let _ = std::fs::remove_file(record_path(dir, record.slot));
+        remove_record(dir, record.slot);
         dropped.push(super::directory_name(&record.name, record.slot));
     }
     drop(live);
@@ -654,7 +654,11 @@ impl Daemon {
             )));
         }
         record.container = Some(container);
-        save_record(&self.dir, record)
+        // A file of its own rather than the record written again: a rename over an existing
+        // file frees the old one's blocks, which a disk-backed directory pays for on every
+        // container (a flush and a discard, 0.2-0.4 ms here); a new name costs neither.
+        let bytes = serde_json::to_vec(&container).map_err(std::io::Error::other)?;
+        write_whole(&init_path(&self.dir, record.slot), &bytes)
     }
 
     fn register(
@@ -701,7 +705,7 @@ impl Daemon {
         self.fs.unregister(name);
         if let Ok(mut records) = self.records.lock() {
             if let Some(record) = records.remove(name) {
-                let _ = std::fs::remove_file(record_path(&self.dir, record.slot));
+                remove_record(&self.dir, record.slot);
             }
         }
     }
@@ -764,6 +768,16 @@ fn record_path(dir: &Path, slot: u64) -> PathBuf {
     dir.join("tenants").join(format!("{slot}.json"))
 }
 
+/// Where the container's init is recorded once its runtime names it ([`DaemonClient::hold`]).
+fn init_path(dir: &Path, slot: u64) -> PathBuf {
+    dir.join("tenants").join(format!("{slot}.init"))
+}
+
+fn remove_record(dir: &Path, slot: u64) {
+    let _ = std::fs::remove_file(record_path(dir, slot));
+    let _ = std::fs::remove_file(init_path(dir, slot));
+}
+
 /// Writes a record whole (a new file renamed over the old).
 fn save_record(dir: &Path, record: &Record) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(record).map_err(std::io::Error::other)?;
@@ -771,7 +785,8 @@ fn save_record(dir: &Path, record: &Record) -> std::io::Result<()> {
 }
 
 fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let partial = path.with_extension("partial");
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
     std::fs::write(&partial, bytes)?;
     std::fs::rename(&partial, path)
 }
@@ -783,7 +798,14 @@ fn load_records(dir: &Path) -> Vec<Record> {
     entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .filter_map(|e| {
+            let mut record: Record = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            if record.container.is_none() {
+                let init = std::fs::read(init_path(dir, record.slot)).ok();
+                record.container = init.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            }
+            Some(record)
+        })
         .collect()
 }
 
@@ -794,8 +816,30 @@ fn next_slot(dir: &Path) -> std::io::Result<u64> {
     let next = slot
         .checked_add(1)
         .ok_or_else(|| std::io::Error::other("no slot is left"))?;
-    write_whole(&dir.join("next-slot"), next.to_string().as_bytes())?;
+    write_next_slot(dir, next)?;
     Ok(slot)
+}
+
+/// Writes the counter in place, at a fixed width: renamed over the old file as records are,
+/// it would free a block at every registration, which a disk-backed directory pays for with
+/// a flush and a discard (0.2-0.4 ms here, at times 2 ms). One write of 20 bytes into one
+/// page lands whole or not at all should the daemon die (the kernel checks for a fatal signal
+/// only between pages), and with the width fixed no digit of a longer number is left behind.
+fn write_next_slot(dir: &Path, next: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join("next-slot"))?;
+    let digits = format!("{next:020}");
+    file.write_all_at(digits.as_bytes(), 0)?;
+    // Only a counter damaged by hand is longer: cut what follows the number.
+    if file.metadata()?.len() > digits.len() as u64 {
+        file.set_len(digits.len() as u64)?;
+    }
+    Ok(())
 }
 
 /// The counter: 0 if there is none yet, an error if it cannot be read (counting again from 0
@@ -817,7 +861,7 @@ fn read_next_slot(dir: &Path) -> std::io::Result<u64> {
 fn raise_next_slot(dir: &Path, used: u64) -> std::io::Result<()> {
     let next = used.saturating_add(1);
     if read_next_slot(dir).unwrap_or(0) < next {
-        write_whole(&dir.join("next-slot"), next.to_string().as_bytes())?;
+        write_next_slot(dir, next)?;
     }
     Ok(())
 }
@@ -1060,6 +1104,57 @@ mod tests {
         assert!(next_slot(dir.path()).is_err());
         std::fs::write(dir.path().join("next-slot"), u64::MAX.to_string()).unwrap();
         assert!(next_slot(dir.path()).is_err());
+    }
+
+    #[test]
+    fn the_counter_is_written_in_place_and_reads_an_older_one() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("next-slot");
+        // An earlier version wrote the number alone.
+        std::fs::write(&counter, "648").unwrap();
+        let inode = std::fs::metadata(&counter).unwrap().ino();
+        assert_eq!(next_slot(dir.path()).unwrap(), 648);
+        assert_eq!(
+            std::fs::read_to_string(&counter).unwrap(),
+            "00000000000000000649"
+        );
+        assert_eq!(next_slot(dir.path()).unwrap(), 649);
+        assert_eq!(
+            std::fs::metadata(&counter).unwrap().ino(),
+            inode,
+            "same file"
+        );
+        // A damaged counter longer than the width is cut once a record raises it.
+        std::fs::write(&counter, "damaged by hand, longer than twenty").unwrap();
+        raise_next_slot(dir.path(), 700).unwrap();
+        assert_eq!(next_slot(dir.path()).unwrap(), 701);
+    }
+
+    #[test]
+    fn a_records_init_is_read_back_from_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tenants")).unwrap();
+        let me = Holder::of(std::process::id() as i32).unwrap();
+        let record = Record {
+            name: "web".into(),
+            slot: 3,
+            cgroup: "/eci/web".into(),
+            owner: 100_000,
+            modes: BTreeMap::new(),
+            written: BTreeMap::new(),
+            started: 1,
+            holder: me,
+            container: None,
+        };
+        save_record(dir.path(), &record).unwrap();
+        assert_eq!(load_records(dir.path())[0].container, None);
+        let init = serde_json::to_vec(&me).unwrap();
+        write_whole(&init_path(dir.path(), 3), &init).unwrap();
+        assert_eq!(load_records(dir.path())[0].container, Some(me));
+        remove_record(dir.path(), 3);
+        assert!(load_records(dir.path()).is_empty());
+        assert!(!init_path(dir.path(), 3).exists());
     }
 
     #[test]
