@@ -474,6 +474,30 @@ fn adopt(
     Ok(fs)
 }
 
+/// Has the kernel look up each of a new container's files, right after its runtime got the
+/// answer. The runtime's mounter binds every one of them and the mount helper's host half
+/// opens them too, both within a few milliseconds; each first lookup of a name is a round trip
+/// to this server, about 22 of them, which the two used to queue for behind each other on the
+/// container's critical path (the mounter's first bind waited 1.5 ms). Made here, while the
+/// runtime is still spawning the container, they are cached when those come (a name's entry
+/// is kept as long as its slot; see the server's `lookup`). An O_PATH open asks for nothing but
+/// the lookups. Errors do not matter: whoever binds the file later gets its own.
+fn look_up_every_file(dirs: &Directories) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let files = super::SERVED
+        .iter()
+        .map(|(file, _)| dirs.files.join(file.name()));
+    let tunables = sysctl::TUNABLES
+        .iter()
+        .map(|(name, _)| dirs.tunables.join(name));
+    for path in files.chain(tunables) {
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path);
+    }
+}
+
 fn mode_in(modes: &BTreeMap<String, SysctlMode>, name: &str) -> SysctlMode {
     modes.get(name).copied().unwrap_or_default()
 }
@@ -599,6 +623,10 @@ impl Daemon {
         };
         if let Ok(bytes) = serde_json::to_vec(&answer) {
             let _ = stream.write_all(&bytes);
+        }
+        drop(stream);
+        if let Answer::Registered(dirs) = &answer {
+            look_up_every_file(dirs);
         }
     }
 
