@@ -2,6 +2,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use eci_mount::virt::Hierarchy;
 
@@ -137,15 +138,75 @@ fn fill_from_parents(root: &Path, relative: &Path, file: &str) -> std::io::Resul
     Ok(())
 }
 
-/// Lowers the calling thread's priority (nice 10; on Linux a thread's own): libcgroups'
-/// manager costs 1.3-2.9 ms of CPU, and on a machine with few CPUs, built at the same
-/// priority, it slowed the init's spawn beside it by about as much. The CPUs are idle about a
-/// third of a start, which is enough for it to be ready in time. Only speed depends on it.
-fn yield_to_the_start() {
-    let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+/// The priority of the thread that opens a cgroup beside the start. libcgroups' manager costs
+/// 1.3-2.9 ms of CPU, and on a machine with few CPUs, built at the same priority, it slowed the
+/// init's spawn beside it by about as much: so it runs at nice 10 (on Linux a thread's own)
+/// while the start has other work. Once the start waits for it, the start has nothing more
+/// urgent, and at nice 10 it would get a tenth of a CPU beside the mounter and the mount
+/// helper (it was the last thing the start waited for in most starts): the waiter gives it
+/// nice 0 back. Only speed depends on any of this.
+#[derive(Default)]
+struct OpeningPriority(Mutex<PriorityState>);
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum PriorityState {
+    #[default]
+    NotStarted,
+    /// Working at nice 10 as this thread.
+    Yielding(libc::pid_t),
+    /// Waited for: at nice 0 (or never lowered).
+    Urgent,
+    Done,
+}
+
+impl OpeningPriority {
+    /// In the opening thread, first: yields, unless the start already waits.
+    fn started(&self) {
+        let mut state = self.state();
+        if *state == PriorityState::NotStarted {
+            let tid = nix::unistd::gettid().as_raw();
+            set_nice(tid, 10);
+            *state = PriorityState::Yielding(tid);
+        }
+    }
+
+    /// In the opening thread, last (also when it panics): from here on its thread id may go.
+    fn finished(&self) {
+        *self.state() = PriorityState::Done;
+    }
+
+    /// In the waiter. The lock keeps the thread from finishing, so the id is still its own.
+    fn hurry(&self) {
+        let mut state = self.state();
+        match *state {
+            PriorityState::Yielding(tid) => set_nice(tid, 0),
+            PriorityState::Done => return,
+            PriorityState::NotStarted | PriorityState::Urgent => {}
+        }
+        *state = PriorityState::Urgent;
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PriorityState> {
+        // Nothing panics while holding it; a poisoned state is still a state.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Calls [`OpeningPriority::finished`] when the opening ends, however it ends.
+struct Finishing<'a>(&'a OpeningPriority);
+
+impl Drop for Finishing<'_> {
+    fn drop(&mut self) {
+        self.0.finished();
+    }
+}
+
+fn set_nice(tid: libc::pid_t, nice: libc::c_int) {
     // SAFETY: setpriority takes plain integers; PRIO_PROCESS with a thread id changes that
     // thread alone.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 10) };
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
 }
 
 /// A [`Cgroup::new`] under way. One never waited for (a start that failed first) is waited
@@ -155,6 +216,7 @@ pub(crate) struct Opening(Option<OpeningState>);
 enum OpeningState {
     Beside {
         thread: std::thread::JoinHandle<Result<Cgroup>>,
+        priority: Arc<OpeningPriority>,
         path: PathBuf,
     },
     Inline {
@@ -167,12 +229,19 @@ impl Opening {
     /// The cgroup, once libcgroups has found it.
     pub(crate) fn wait(mut self) -> Result<Cgroup> {
         match self.0.take() {
-            Some(OpeningState::Beside { thread, path }) => thread.join().unwrap_or_else(|_| {
-                Err(Error::Cgroup {
-                    path,
-                    reason: "the thread opening the cgroup panicked".into(),
+            Some(OpeningState::Beside {
+                thread,
+                priority,
+                path,
+            }) => {
+                priority.hurry();
+                thread.join().unwrap_or_else(|_| {
+                    Err(Error::Cgroup {
+                        path,
+                        reason: "the thread opening the cgroup panicked".into(),
+                    })
                 })
-            }),
+            }
             Some(OpeningState::Inline { path, container }) => Cgroup::new(&path, &container),
             // Only Drop takes it otherwise.
             None => Err(Error::Cgroup {
@@ -326,17 +395,24 @@ impl Cgroup {
     /// about 2 ms a container here, which the planning done meanwhile need not wait for.
     pub(crate) fn open_beside(path: &Path, container: &str) -> Opening {
         let (path, container) = (path.to_path_buf(), container.to_string());
+        let priority = Arc::new(OpeningPriority::default());
         let opening = std::thread::Builder::new()
             .name("eci-cgroup-open".into())
             .spawn({
                 let (path, container) = (path.clone(), container.clone());
+                let priority = Arc::clone(&priority);
                 move || {
-                    yield_to_the_start();
+                    priority.started();
+                    let _finishing = Finishing(&priority);
                     Cgroup::new(&path, &container)
                 }
             });
         match opening {
-            Ok(thread) => Opening(Some(OpeningState::Beside { thread, path })),
+            Ok(thread) => Opening(Some(OpeningState::Beside {
+                thread,
+                priority,
+                path,
+            })),
             // Without a thread, the caller's own waits for it.
             Err(_) => Opening(Some(OpeningState::Inline { path, container })),
         }
@@ -496,6 +572,48 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A thread's nice value, from its stat line (the 19th field; the name may hold spaces).
+    fn nice_of(tid: libc::pid_t) -> i64 {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_opening_yields_until_it_is_waited_for() {
+        let priority = Arc::new(OpeningPriority::default());
+        let (started, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel());
+        let (tid_to_main, go_on) = (started.0, release.1);
+        let thread = std::thread::spawn({
+            let priority = Arc::clone(&priority);
+            move || {
+                priority.started();
+                let _finishing = Finishing(&priority);
+                tid_to_main.send(nix::unistd::gettid().as_raw()).unwrap();
+                go_on.recv().unwrap();
+            }
+        });
+        let tid = started.1.recv().unwrap();
+        assert_eq!(nice_of(tid), 10, "yields while the start has other work");
+        priority.hurry();
+        assert_eq!(nice_of(tid), 0, "the waiter gives it its priority back");
+        release.0.send(()).unwrap();
+        thread.join().unwrap();
+        assert!(*priority.state() == PriorityState::Done);
+        // Once it is done, its thread id is no longer its own: nothing is changed.
+        priority.hurry();
+        assert!(*priority.state() == PriorityState::Done);
+    }
+
+    #[test]
+    fn an_opening_waited_for_before_it_starts_never_yields() {
+        let priority = OpeningPriority::default();
+        priority.hurry();
+        priority.started();
+        assert_eq!(nice_of(nix::unistd::gettid().as_raw()), 0);
+        assert!(*priority.state() == PriorityState::Urgent);
+    }
 
     fn hierarchy(mount: &str, unified: bool, controllers: &[&str]) -> Hierarchy {
         Hierarchy {
