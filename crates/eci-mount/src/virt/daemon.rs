@@ -475,7 +475,7 @@ fn adopt(
 }
 
 /// Has the kernel look up each of a new container's files, right after its runtime got the
-/// answer. The runtime's mounter binds every one of them and the mount helper's host half
+/// answer (on a thread: see [`Daemon::answer`]). The runtime's mounter binds every one of them and the mount helper's host half
 /// opens them too, both within a few milliseconds; each first lookup of a name is a round trip
 /// to this server, about 22 of them, which the two used to queue for behind each other on the
 /// container's critical path (the mounter's first bind waited 1.5 ms). Made here, while the
@@ -625,8 +625,12 @@ impl Daemon {
             let _ = stream.write_all(&bytes);
         }
         drop(stream);
-        if let Answer::Registered(dirs) = &answer {
-            look_up_every_file(dirs);
+        if let Answer::Registered(dirs) = answer {
+            // On a thread of its own: the control loop never waits on the FUSE mounts (a
+            // lookup nobody answers would stop it for good).
+            let _ = std::thread::Builder::new()
+                .name("eci-virt-lookup".into())
+                .spawn(move || look_up_every_file(&dirs));
         }
     }
 
