@@ -997,7 +997,7 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
     // For `state` once the monitor is gone, which then reports the container stopped: what
     // else it says never changes, so it is written once. Written again at each change, as it
     // was, a rename over the old file cost 0.2-0.4 ms of a disk-backed root (the old file's
-    // blocks are freed: a flush and a discard), once of them on `run`'s way out. Whole or not
+    // blocks are freed: a flush and a discard), one of them on `run`'s way out. Whole or not
     // at all: the monitor may die in the middle of the write.
     let state_file = ctx.dir(id).join("state.json");
     let _ = write_whole(

@@ -288,6 +288,10 @@ pub(crate) fn serve(
             .map(|(source, target)| bind(source, target, false)),
     );
     spec.set_mounts(Some(mounts));
+    if let Backend::Daemon(_) = backend {
+        let sources = binds.iter().map(|(source, _)| source);
+        look_up_beside(sources.chain(tunables.iter().map(|(source, _)| source)));
+    }
     let registration = Registration {
         backend,
         name: id.to_string(),
@@ -295,6 +299,32 @@ pub(crate) fn serve(
         tunables,
     };
     Ok(Some(registration))
+}
+
+/// Has the kernel look up each of the container's files on a thread while the container is
+/// planned and spawned. The mounter binds every one of them and the mount helper's host half,
+/// forked while the mounter works, opens the same paths; the first lookup of each name is a
+/// round trip to the server (about 22), and the two queued behind each other on the critical
+/// path (the mounter's first bind waited 1.5 ms in one trace). The kernel keeps a name's entry
+/// as long as its slot, so done here first they find them cached. An O_PATH open asks for
+/// nothing but the lookups; errors do not matter (the bind gets its own).
+///
+/// Only for the per-host daemon: a FUSE server must never look into its own mount (a lookup
+/// its dying server had read would keep the process from ever exiting), so the daemon cannot
+/// do this itself, nor can a runtime that serves the files in its own process.
+fn look_up_beside<'a>(paths: impl Iterator<Item = &'a PathBuf>) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let paths: Vec<PathBuf> = paths.cloned().collect();
+    let _ = std::thread::Builder::new()
+        .name("eci-files-lookup".into())
+        .spawn(move || {
+            for path in paths {
+                let _ = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH)
+                    .open(path);
+            }
+        });
 }
 
 /// Tunables the kernel keeps per network, UTS, IPC or mqueue namespace, which the container

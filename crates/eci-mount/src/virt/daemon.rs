@@ -16,7 +16,8 @@
 //! through), `next-slot`, and `tenants/SLOT.json` (one record per container) with
 //! `tenants/SLOT.init` (its init, once the runtime names it: [`DaemonClient::hold`]). A
 //! container's record goes when the process that registered it (its runtime) is gone and so is
-//! the container's init, if the runtime named it, or when it is unregistered; the daemon leaves, unmounting, after [`IDLE`] without any.
+//! the container's init, if the runtime named it, or when it is unregistered; the daemon
+//! leaves, unmounting, after [`IDLE`] without any.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -474,30 +475,6 @@ fn adopt(
     Ok(fs)
 }
 
-/// Has the kernel look up each of a new container's files, right after its runtime got the
-/// answer (on a thread: see [`Daemon::answer`]). The runtime's mounter binds every one of them and the mount helper's host half
-/// opens them too, both within a few milliseconds; each first lookup of a name is a round trip
-/// to this server, about 22 of them, which the two used to queue for behind each other on the
-/// container's critical path (the mounter's first bind waited 1.5 ms). Made here, while the
-/// runtime is still spawning the container, they are cached when those come (a name's entry
-/// is kept as long as its slot; see the server's `lookup`). An O_PATH open asks for nothing but
-/// the lookups. Errors do not matter: whoever binds the file later gets its own.
-fn look_up_every_file(dirs: &Directories) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let files = super::SERVED
-        .iter()
-        .map(|(file, _)| dirs.files.join(file.name()));
-    let tunables = sysctl::TUNABLES
-        .iter()
-        .map(|(name, _)| dirs.tunables.join(name));
-    for path in files.chain(tunables) {
-        let _ = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH)
-            .open(path);
-    }
-}
-
 fn mode_in(modes: &BTreeMap<String, SysctlMode>, name: &str) -> SysctlMode {
     modes.get(name).copied().unwrap_or_default()
 }
@@ -623,14 +600,6 @@ impl Daemon {
         };
         if let Ok(bytes) = serde_json::to_vec(&answer) {
             let _ = stream.write_all(&bytes);
-        }
-        drop(stream);
-        if let Answer::Registered(dirs) = answer {
-            // On a thread of its own: the control loop never waits on the FUSE mounts (a
-            // lookup nobody answers would stop it for good).
-            let _ = std::thread::Builder::new()
-                .name("eci-virt-lookup".into())
-                .spawn(move || look_up_every_file(&dirs));
         }
     }
 
