@@ -626,8 +626,10 @@ fn state(ctx: &Ctx, id: &str) -> Result<String, Error> {
         Err(_) if ctx.dir(id).join("state.json").exists() => {
             let text = std::fs::read_to_string(ctx.dir(id).join("state.json"))?;
             let mut state: serde_json::Value = serde_json::from_str(&text)?;
-            // A monitor that is gone has nothing running.
+            // A monitor that is gone has nothing running; like runc, a stopped container has
+            // no pid (the init's may belong to another process by now).
             state["status"] = "stopped".into();
+            state["pid"] = 0.into();
             Ok(state.to_string())
         }
         Err(err) => Err(err),

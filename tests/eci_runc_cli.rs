@@ -566,10 +566,11 @@ fn a_monitor_executed_as_its_own_program_runs_the_container() {
     let stopped: serde_json::Value = serde_json::from_slice(&stopped.stdout).unwrap();
     assert_eq!(stopped["status"], "stopped", "{stopped}");
     assert_eq!(stopped["id"], id, "{stopped}");
-    assert!(
-        stopped["pid"].as_i64().is_some_and(|pid| pid > 0),
-        "{stopped}"
+    assert_eq!(
+        stopped["pid"], 0,
+        "no pid, as runc says of a stopped container"
     );
+    assert_eq!(stopped["bundle"], setup.bundle(), "{stopped}");
     // Its socket and the cgroup record `delete` would need are gone with the container.
     assert!(!root.join(id).join("monitor.sock").exists());
     assert!(!root.join(id).join("cgroup").exists());
