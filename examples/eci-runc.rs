@@ -1602,12 +1602,17 @@ fn oci_state(id: &str, bundle: &Path, container: &Container, created: &str) -> S
         State::Paused => "paused",
         State::Stopped(_) => "stopped",
     };
+    // The container's init, where hooks and tools find its namespaces; none once it has
+    // stopped (as runc says), when the pid may name another process.
+    let pid = match container.state() {
+        State::Stopped(_) => 0,
+        _ => container.pid(),
+    };
     serde_json::json!({
         "ociVersion": "1.0.2",
         "id": id,
         "status": status,
-        // The container's init, where hooks and tools find its namespaces.
-        "pid": container.pid(),
+        "pid": pid,
         "bundle": bundle,
         "rootfs": bundle.join("rootfs"),
         "created": created,

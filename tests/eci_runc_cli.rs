@@ -579,3 +579,102 @@ fn a_monitor_executed_as_its_own_program_runs_the_container() {
         "the monitor gave everything back"
     );
 }
+
+impl Setup {
+    /// Adds `hooks` (an OCI `hooks` object) to the bundle's config.json.
+    fn with_hooks(&self, hooks: serde_json::Value) {
+        let path = self.dir.path().join("bundle/config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config["hooks"] = hooks;
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+}
+
+/// A hook that writes the state it is given on stdin to `file`.
+fn recording_hook(file: &Path) -> serde_json::Value {
+    serde_json::json!({ "path": "/usr/bin/tee", "args": ["tee", file] })
+}
+
+/// Waits up to ten seconds for `file` to exist; its JSON.
+fn recorded(file: &Path) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Ok(bytes) = std::fs::read(file) {
+            if let Ok(state) = serde_json::from_slice(&bytes) {
+                return state;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{} was never written", file.display());
+}
+
+#[test]
+fn oci_hooks_run_on_the_host_with_the_containers_state() {
+    let setup = Setup::new(&["true"]);
+    let out = setup.dir.path().join("hooks");
+    std::fs::create_dir(&out).unwrap();
+    let names = ["createRuntime", "prestart", "poststart", "poststop"];
+    let mut hooks = serde_json::Map::new();
+    for name in names {
+        hooks.insert(
+            name.into(),
+            serde_json::json!([recording_hook(&out.join(name))]),
+        );
+    }
+    setup.with_hooks(hooks.into());
+    let id = "hooked";
+    assert!(setup.runc_detached(&["create", "--bundle", &setup.bundle(), id]));
+    // Both run before create returns, on the host, with the container created.
+    for name in ["createRuntime", "prestart"] {
+        let state = recorded(&out.join(name));
+        assert_eq!(state["status"], "created", "{name}: {state}");
+        assert_eq!(state["id"], id, "{name}: {state}");
+        assert_eq!(state["bundle"], setup.bundle(), "{name}: {state}");
+        let pid = state["pid"].as_i64().expect("a pid");
+        assert!(
+            Path::new(&format!("/proc/{pid}/ns/user")).exists(),
+            "{name}: the init's namespaces are there to be found: {state}"
+        );
+    }
+    assert!(!out.join("poststart").exists(), "poststart waits for start");
+    assert!(setup.runc(&["start", id]).status.success());
+    let started = recorded(&out.join("poststart"));
+    assert_eq!(started["status"], "running", "{started}");
+    // poststop runs once the container is gone: its init's pid is no longer its own.
+    let stopped = recorded(&out.join("poststop"));
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert_eq!(stopped["pid"], 0, "{stopped}");
+    assert!(setup.runc(&["delete", id]).status.success());
+}
+
+#[test]
+fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
+    let setup = Setup::new(&["true"]);
+    setup.with_hooks(serde_json::json!({
+        "prestart": [{ "path": "/bin/false", "args": ["false"] }]
+    }));
+    let id = "hook-fails";
+    let out = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["create", "--bundle", &setup.bundle(), id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hook /bin/false failed"), "{err}");
+    assert!(
+        !setup.dir.path().join("root").join(id).exists(),
+        "no container directory is left"
+    );
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup/memory/eci/{id}")).exists(),
+        "no cgroup is left"
+    );
+    let state = setup.runc(&["state", id]);
+    assert!(!state.status.success(), "no container is left");
+}
