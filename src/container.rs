@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::init::{InitPlan, Sysctls, START};
 use crate::runtime::Shared;
 use crate::supervise::{
-    helper_config, initial_mounts, receive_listener, start_prepared_vetting, start_vetting,
+    helper_config, initial_mounts_once_final, receive_listener, start_prepared_vetting,
+    start_vetting,
 };
 
 /// Descriptors for the container's stdin, stdout and stderr. `None` keeps the runtime's own.
@@ -392,7 +393,8 @@ impl Container {
         if policy.immutability.allow_remount {
             mount_plan = mount_plan.with_remountable_read_only(&remountable_binds(&spec, &policy));
         }
-        let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?;
+        let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?
+            .announcing_final_mounts();
         let sysctls = Sysctls::from_spec(&spec)?;
         tracing::debug!(container = id, "planned");
         let resources_spec = spec
@@ -548,15 +550,15 @@ impl Container {
             init: &self.init_plan,
             sysctls,
         };
-        let handover = receive_listener(channel, self.init_plan.terminal(), |failure| {
-            explain(failure, &plans)
-        })?;
+        let explain_failure = |failure| explain(failure, &plans);
+        let initial = initial_mounts_once_final(channel, &self.init, explain_failure)?;
+        let handover = receive_listener(channel, self.init_plan.terminal(), explain_failure)?;
         self.console = handover.console;
         let listener = handover.listener;
         let (vetting, config) = match pending {
             Some(pending) => {
                 let mut config = pending.config().clone();
-                config.initial = initial_mounts(&self.init)?;
+                config.initial = initial;
                 let vetting = start_prepared_vetting(
                     &self.shared,
                     &self.id,
@@ -575,7 +577,7 @@ impl Container {
                     self.resources.virtual_files.as_ref(),
                     self.mapping,
                 )?;
-                config.initial = initial_mounts(&self.init)?;
+                config.initial = initial;
                 let vetting = start_vetting(
                     &self.shared,
                     &self.id,

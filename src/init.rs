@@ -19,11 +19,15 @@ pub(crate) const LISTENER: u32 = 0x3000;
 pub(crate) const START: u32 = 0x3001;
 /// Message kind: the master side of the process's terminal (with the fd), before the listener.
 pub(crate) const CONSOLE: u32 = 0x3002;
+/// Message kind: the container's mount table is what it will be when the container starts
+/// (only from an init asked to say so, [`InitPlan::announcing_final_mounts`]), first.
+pub(crate) const MOUNTS_FINAL: u32 = 0x3003;
 
 /// Steps of the init, as failures name them.
 pub(crate) mod step {
     pub const HOSTNAME: u32 = 1;
     pub const DOMAINNAME: u32 = 2;
+    pub const ANNOUNCE_MOUNTS: u32 = 3;
     pub const SECCOMP: u32 = 10;
     pub const SEND_LISTENER: u32 = 11;
     pub const WAIT_START: u32 = 12;
@@ -145,6 +149,8 @@ pub(crate) struct InitPlan {
     /// A terminal: a pty made in the container's devpts, its master handed to the runtime.
     terminal: bool,
     filters: Filters,
+    /// Sends [`MOUNTS_FINAL`] before anything else.
+    announces_final_mounts: bool,
 }
 
 /// Why a spec's process cannot be prepared.
@@ -234,7 +240,16 @@ impl InitPlan {
             stdio,
             terminal: process.terminal() == Some(true),
             filters,
+            announces_final_mounts: false,
         })
+    }
+
+    /// Has the init say [`MOUNTS_FINAL`] as it begins: its mounts are done by then (the
+    /// deferred ones included), and nothing it does afterwards mounts, so the runtime may read
+    /// the initial mount table while the init installs its filters, rather than after.
+    pub(crate) fn announcing_final_mounts(mut self) -> InitPlan {
+        self.announces_final_mounts = true;
+        self
     }
 
     /// The program the init will run.
@@ -265,6 +280,11 @@ impl InitPlan {
 
     fn run_steps(&self, channel: &Channel) -> Result<std::convert::Infallible, (u32, Errno)> {
         let at = |step: u32| move |errno: Errno| (step, errno);
+        if self.announces_final_mounts {
+            channel
+                .send(Message::of(MOUNTS_FINAL))
+                .map_err(at(step::ANNOUNCE_MOUNTS))?;
+        }
         if let Some(name) = &self.hostname {
             // SAFETY: name is a valid buffer of the given length.
             check_int(unsafe { libc::sethostname(name.as_ptr(), name.as_bytes().len()) })
@@ -415,6 +435,7 @@ impl InitPlan {
     pub(crate) fn explain(&self, step: u32) -> String {
         let program = self.program();
         match step {
+            step::ANNOUNCE_MOUNTS => "telling the runtime its mounts are done".into(),
             step::HOSTNAME => "setting the hostname".into(),
             step::DOMAINNAME => "setting the domain name".into(),
             step::SECCOMP => "installing the seccomp filters".into(),

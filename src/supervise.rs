@@ -18,10 +18,9 @@ use eci_seccomp::Registration;
 use oci_spec::runtime::Spec;
 
 use crate::error::{Error, Result};
-use crate::init::{CONSOLE, LISTENER};
+use crate::init::{CONSOLE, LISTENER, MOUNTS_FINAL};
 use crate::runtime::Shared;
 
-/// The seccomp listener a starting process hands over, or the failure it reports instead.
 /// What a starting process hands over: its seccomp listener, and its terminal's master if it
 /// asked for one.
 pub(crate) struct Handover {
@@ -55,6 +54,31 @@ pub(crate) fn receive_listener(
     }
     let listener = receive_only_listener(channel, explain, protocol)?;
     Ok(Handover { listener, console })
+}
+
+/// The container's initial mounts, read once its init has said they are final
+/// ([`crate::init::InitPlan::announcing_final_mounts`]): the init installs its filters and
+/// sends its listener meanwhile, instead of the runtime reading them after (0.4-0.5 ms of
+/// every create).
+pub(crate) fn initial_mounts_once_final(
+    channel: &Channel,
+    init: &PidFd,
+    explain: impl FnOnce(Failure) -> Error,
+) -> Result<Vec<(u32, bool)>> {
+    let protocol = |source: std::io::Error| Error::Io {
+        what: "talking to a starting process".into(),
+        source,
+    };
+    match channel.recv() {
+        Ok(Some((msg, _))) if msg.kind == MOUNTS_FINAL => initial_mounts(init),
+        Ok(Some((msg, _))) => Err(Failure::from_message(&msg)
+            .map_or_else(|| protocol(std::io::ErrorKind::InvalidData.into()), explain)),
+        Ok(None) => Err(Error::Setup {
+            what: "the process exited before its mounts were done".into(),
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        }),
+        Err(errno) => Err(protocol(errno.into())),
+    }
 }
 
 fn receive_only_listener(
