@@ -1,11 +1,12 @@
 //! Handing a starting process's seccomp listener to the supervisor and its mount helper, for
 //! the container's init and for every process added later.
 
+use std::io::ErrorKind::InvalidData;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use eci_ns::channel::Channel;
+use eci_ns::channel::{Channel, ReceivedFds};
 use eci_ns::failure::Failure;
 use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
@@ -28,31 +29,23 @@ pub(crate) struct Handover {
     pub(crate) console: Option<OwnedFd>,
 }
 
+/// Receives what a starting process hands over: its terminal's master first if it asked for
+/// one, then its seccomp listener. A failure it reports instead is explained.
 pub(crate) fn receive_listener(
     channel: &Channel,
     terminal: bool,
-    explain: impl FnOnce(Failure) -> Error,
+    explain: impl Fn(Failure) -> Error,
 ) -> Result<Handover> {
-    let protocol = |source: std::io::Error| Error::Io {
-        what: "talking to a starting process".into(),
-        source,
+    let console = if terminal {
+        let gone = "the process exited before handing over its terminal";
+        let mut fds = expect_message(channel, CONSOLE, gone, &explain)?;
+        Some(fds.take().ok_or_else(|| protocol(InvalidData.into()))?)
+    } else {
+        None
     };
-    let mut console = None;
-    if terminal {
-        match channel.recv() {
-            Ok(Some((msg, mut fds))) if msg.kind == CONSOLE => console = fds.take(),
-            Ok(Some((msg, _))) => {
-                return Err(Failure::from_message(&msg)
-                    .map_or_else(|| protocol(std::io::ErrorKind::InvalidData.into()), explain))
-            }
-            Ok(None) => return Err(protocol(std::io::ErrorKind::UnexpectedEof.into())),
-            Err(errno) => return Err(protocol(errno.into())),
-        }
-        if console.is_none() {
-            return Err(protocol(std::io::ErrorKind::InvalidData.into()));
-        }
-    }
-    let listener = receive_only_listener(channel, explain, protocol)?;
+    let gone = "the process exited before handing over its seccomp listener";
+    let mut fds = expect_message(channel, LISTENER, gone, &explain)?;
+    let listener = fds.take().ok_or_else(|| protocol(InvalidData.into()))?;
     Ok(Handover { listener, console })
 }
 
@@ -63,40 +56,39 @@ pub(crate) fn receive_listener(
 pub(crate) fn initial_mounts_once_final(
     channel: &Channel,
     init: &PidFd,
-    explain: impl FnOnce(Failure) -> Error,
+    explain: impl Fn(Failure) -> Error,
 ) -> Result<Vec<(u32, bool)>> {
-    let protocol = |source: std::io::Error| Error::Io {
-        what: "talking to a starting process".into(),
-        source,
-    };
+    let gone = "the process exited before its mounts were done";
+    expect_message(channel, MOUNTS_FINAL, gone, &explain)?;
+    initial_mounts(init)
+}
+
+/// The next message from a starting process, which must be of `kind`: the descriptors it
+/// carried. A failure the process reports instead is explained; `gone` says what an exit
+/// before it means.
+fn expect_message(
+    channel: &Channel,
+    kind: u32,
+    gone: &str,
+    explain: &impl Fn(Failure) -> Error,
+) -> Result<ReceivedFds> {
     match channel.recv() {
-        Ok(Some((msg, _))) if msg.kind == MOUNTS_FINAL => initial_mounts(init),
-        Ok(Some((msg, _))) => Err(Failure::from_message(&msg)
-            .map_or_else(|| protocol(std::io::ErrorKind::InvalidData.into()), explain)),
+        Ok(Some((msg, fds))) if msg.kind == kind => Ok(fds),
+        Ok(Some((msg, _))) => {
+            Err(Failure::from_message(&msg).map_or_else(|| protocol(InvalidData.into()), explain))
+        }
         Ok(None) => Err(Error::Setup {
-            what: "the process exited before its mounts were done".into(),
+            what: gone.into(),
             source: std::io::ErrorKind::UnexpectedEof.into(),
         }),
         Err(errno) => Err(protocol(errno.into())),
     }
 }
 
-fn receive_only_listener(
-    channel: &Channel,
-    explain: impl FnOnce(Failure) -> Error,
-    protocol: impl Fn(std::io::Error) -> Error,
-) -> Result<OwnedFd> {
-    match channel.recv() {
-        Ok(Some((msg, mut fds))) if msg.kind == LISTENER => fds
-            .take()
-            .ok_or_else(|| protocol(std::io::ErrorKind::InvalidData.into())),
-        Ok(Some((msg, _))) => Err(Failure::from_message(&msg)
-            .map_or_else(|| protocol(std::io::ErrorKind::InvalidData.into()), explain)),
-        Ok(None) => Err(Error::Setup {
-            what: "the process exited before handing over its seccomp listener".into(),
-            source: std::io::ErrorKind::UnexpectedEof.into(),
-        }),
-        Err(errno) => Err(protocol(errno.into())),
+fn protocol(source: std::io::Error) -> Error {
+    Error::Io {
+        what: "talking to a starting process".into(),
+        source,
     }
 }
 
