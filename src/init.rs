@@ -19,8 +19,8 @@ pub(crate) const LISTENER: u32 = 0x3000;
 pub(crate) const START: u32 = 0x3001;
 /// Message kind: the master side of the process's terminal (with the fd), before the listener.
 pub(crate) const CONSOLE: u32 = 0x3002;
-/// Message kind: the container's mount table is what it will be when the container starts
-/// (only from an init asked to say so, [`InitPlan::announcing_final_mounts`]), first.
+/// Message kind: the container's mount table is what it will be when the container starts.
+/// Sent first, and only by an init asked to ([`InitPlan::announcing_final_mounts`]).
 pub(crate) const MOUNTS_FINAL: u32 = 0x3003;
 
 /// Steps of the init, as failures name them.
