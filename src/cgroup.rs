@@ -140,11 +140,11 @@ fn fill_from_parents(root: &Path, relative: &Path, file: &str) -> std::io::Resul
 
 /// The priority of the thread that opens a cgroup beside the start. libcgroups' manager costs
 /// 1.3-2.9 ms of CPU, and on a machine with few CPUs, built at the same priority, it slowed the
-/// init's spawn beside it by about as much: so it runs at nice 10 (on Linux a thread's own)
-/// while the start has other work. Once the start waits for it, the start has nothing more
-/// urgent, and at nice 10 it would get a tenth of a CPU beside the mounter and the mount
-/// helper (it was the last thing the start waited for in most starts): the waiter gives it
-/// nice 0 back. Only speed depends on any of this.
+/// init's spawn beside it by about as much: so it runs 10 nice levels lower (nice 10 for a
+/// runtime at 0; on Linux a thread's own) while the start has other work. Once the start waits
+/// for it, the start has nothing more urgent, and so lowered it would get a tenth of a CPU
+/// beside the mounter and the mount helper (it was the last thing the start waited for in most
+/// starts): the waiter gives it its own priority back. Only speed depends on any of this.
 #[derive(Default)]
 struct OpeningPriority(Mutex<PriorityState>);
 
@@ -152,9 +152,12 @@ struct OpeningPriority(Mutex<PriorityState>);
 enum PriorityState {
     #[default]
     NotStarted,
-    /// Working at nice 10 as this thread.
-    Yielding(libc::pid_t),
-    /// Waited for: at nice 0 (or never lowered).
+    /// Working as thread `tid`, lowered from `nice`.
+    Yielding {
+        tid: libc::pid_t,
+        nice: libc::c_int,
+    },
+    /// Waited for: back at its own priority (or never lowered).
     Urgent,
     Done,
 }
@@ -165,8 +168,10 @@ impl OpeningPriority {
         let mut state = self.state();
         if *state == PriorityState::NotStarted {
             let tid = nix::unistd::gettid().as_raw();
-            set_nice(tid, 10);
-            *state = PriorityState::Yielding(tid);
+            if let Some(nice) = nice_of(tid) {
+                set_nice(tid, (nice + 10).min(19));
+                *state = PriorityState::Yielding { tid, nice };
+            }
         }
     }
 
@@ -179,7 +184,7 @@ impl OpeningPriority {
     fn hurry(&self) {
         let mut state = self.state();
         match *state {
-            PriorityState::Yielding(tid) => set_nice(tid, 0),
+            PriorityState::Yielding { tid, nice } => set_nice(tid, nice),
             PriorityState::Done => return,
             PriorityState::NotStarted | PriorityState::Urgent => {}
         }
@@ -201,6 +206,14 @@ impl Drop for Finishing<'_> {
     fn drop(&mut self) {
         self.0.finished();
     }
+}
+
+/// A thread's nice value; `None` if it cannot be read (-1 is a valid value: errno tells).
+fn nice_of(tid: libc::pid_t) -> Option<libc::c_int> {
+    nix::errno::Errno::clear();
+    // SAFETY: getpriority takes plain integers.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+    (nice != -1 || nix::errno::Errno::last_raw() == 0).then_some(nice)
 }
 
 fn set_nice(tid: libc::pid_t, nice: libc::c_int) {
@@ -573,18 +586,12 @@ impl Cgroup {
 mod tests {
     use super::*;
 
-    /// A thread's nice value, from its stat line (the 19th field; the name may hold spaces).
-    fn nice_of(tid: libc::pid_t) -> i64 {
-        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        after_name.split(' ').nth(16).unwrap().parse().unwrap()
-    }
-
     #[test]
     fn the_opening_yields_until_it_is_waited_for() {
         let priority = Arc::new(OpeningPriority::default());
         let (started, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel());
         let (tid_to_main, go_on) = (started.0, release.1);
+        let own = nice_of(nix::unistd::gettid().as_raw()).unwrap();
         let thread = std::thread::spawn({
             let priority = Arc::clone(&priority);
             move || {
@@ -595,9 +602,18 @@ mod tests {
             }
         });
         let tid = started.1.recv().unwrap();
-        assert_eq!(nice_of(tid), 10, "yields while the start has other work");
+        let lowered = nice_of(tid).unwrap();
+        assert_eq!(
+            lowered,
+            (own + 10).min(19),
+            "yields while the start has other work"
+        );
         priority.hurry();
-        assert_eq!(nice_of(tid), 0, "the waiter gives it its priority back");
+        assert_eq!(
+            nice_of(tid),
+            Some(own),
+            "the waiter gives it its priority back"
+        );
         release.0.send(()).unwrap();
         thread.join().unwrap();
         assert!(*priority.state() == PriorityState::Done);
@@ -608,10 +624,12 @@ mod tests {
 
     #[test]
     fn an_opening_waited_for_before_it_starts_never_yields() {
+        let me = nix::unistd::gettid().as_raw();
+        let own = nice_of(me);
         let priority = OpeningPriority::default();
         priority.hurry();
         priority.started();
-        assert_eq!(nice_of(nix::unistd::gettid().as_raw()), 0);
+        assert_eq!(nice_of(me), own);
         assert!(*priority.state() == PriorityState::Urgent);
     }
 
