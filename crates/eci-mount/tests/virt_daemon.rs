@@ -291,14 +291,13 @@ fn aborting_one_connection_ends_both(cgroup: &LimitedCgroup) {
 
 /// A container "held" registered in `cgroup` by a runtime that names a `sleep` as its init and
 /// exits: the init, and the container's meminfo on the mount.
-fn registered_and_held(
-    daemon: &DaemonDir,
-    cgroup: &LimitedCgroup,
-) -> (std::process::Child, PathBuf) {
-    let init = std::process::Command::new("sleep")
-        .arg("1000")
-        .spawn()
-        .unwrap();
+fn registered_and_held(daemon: &DaemonDir, cgroup: &LimitedCgroup) -> (StandInInit, PathBuf) {
+    let init = StandInInit(
+        std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap(),
+    );
     let runtime = std::process::Command::new(std::env::current_exe().unwrap())
         .arg("--register-and-hold")
         .arg(daemon.path())
@@ -309,6 +308,32 @@ fn registered_and_held(
     assert!(runtime.status.success(), "{runtime:?}");
     let served = PathBuf::from(String::from_utf8(runtime.stdout).unwrap().trim());
     (init, served.join("meminfo"))
+}
+
+/// The process a test names as a container's init; killed when dropped, so that a failed
+/// assertion leaves no `sleep` behind (holding the harness's output open).
+struct StandInInit(std::process::Child);
+
+impl std::ops::Deref for StandInInit {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for StandInInit {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for StandInInit {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// A container whose runtime dies is served on while the init the runtime named lives, and
