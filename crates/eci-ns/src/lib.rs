@@ -22,6 +22,7 @@
 
 pub mod channel;
 pub mod failure;
+pub mod footprint;
 pub mod helper;
 pub mod namespaces;
 pub mod pidfd;

@@ -1,0 +1,359 @@
+//! The resident footprint of a long-lived process: giving back what it touched only once.
+//!
+//! A monitor or helper that starts a container runs much more code than it runs afterwards
+//! while it waits. Every page of program text or read-only data it touched stays mapped and
+//! counts in its RSS until the kernel reclaims it under memory pressure. [`trim`] does the
+//! same as that reclaim, but now: it unmaps the process's clean read-only file pages (they
+//! stay in the page cache, shared with every other process mapping them, and fault back in
+//! from there the next time they are used) and returns the allocator's free memory.
+//!
+//! A page is only unmapped when the kernel reports that nothing in its mapping differs from
+//! the file: no anonymous (copied-on-write) page and nothing swapped out, which is what the
+//! loader's relocated read-only data (RELRO) has. Unmapping such a page would bring back the
+//! file's unrelocated bytes, so those mappings are left alone.
+//!
+//! ```
+//! let trimmed = eci_ns::footprint::trim().unwrap();
+//! // The program keeps running: what it needs faults back in.
+//! assert!(trimmed.mappings > 0);
+//! ```
+
+use std::io::Read;
+
+/// What [`trim`] gave back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trimmed {
+    /// How many file mappings were unmapped from this process's page tables.
+    pub mappings: usize,
+    /// Their resident size before, in KiB: what the process's RSS fell by (before anything
+    /// faulted back in).
+    pub unmapped_kib: u64,
+}
+
+/// Why [`trim`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FootprintError {
+    /// /proc/self/smaps could not be read.
+    #[error("reading /proc/self/smaps: {0}")]
+    Smaps(#[source] std::io::Error),
+    /// The kernel refused to unmap one mapping's pages.
+    #[error("madvise(MADV_DONTNEED) of {start:#x}-{end:#x}: {errno}")]
+    Advise {
+        /// The mapping's first address.
+        start: usize,
+        /// The address after its last byte.
+        end: usize,
+        /// What madvise(2) answered.
+        errno: crate::sys::Errno,
+    },
+}
+
+/// A mapping whose resident pages can be dropped and read back from its file unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanMapping {
+    /// The first address.
+    pub start: usize,
+    /// The address after the last byte.
+    pub end: usize,
+    /// Resident KiB, as smaps reported them.
+    pub rss_kib: u64,
+}
+
+/// Unmaps this process's clean read-only file pages and trims the allocator's free memory.
+///
+/// Safe to call with other threads running: a thread that needs an unmapped page faults it
+/// back in from the page cache. A debugger's breakpoint in program text is a copied page and
+/// keeps its mapping resident. Costs a read of /proc/self/smaps (a walk of every mapping) and
+/// one madvise(2) a mapping; meant for a process that has gone idle.
+pub fn trim() -> Result<Trimmed, FootprintError> {
+    let mut smaps = String::new();
+    std::fs::File::open("/proc/self/smaps")
+        .and_then(|mut file| file.read_to_string(&mut smaps))
+        .map_err(FootprintError::Smaps)?;
+    let mut trimmed = Trimmed::default();
+    for mapping in clean_mappings(&smaps) {
+        unmap_pages(&mapping)?;
+        trimmed.mappings += 1;
+        trimmed.unmapped_kib += mapping.rss_kib;
+    }
+    trim_allocator();
+    Ok(trimmed)
+}
+
+fn unmap_pages(mapping: &CleanMapping) -> Result<(), FootprintError> {
+    // SAFETY: the range is one of this process's private, read-only file mappings with no
+    // page of its own (smaps said so and nothing here writes to read-only memory), so
+    // dropping its pages changes no byte the process can read: they come back from the file.
+    let ret = unsafe {
+        libc::madvise(
+            mapping.start as *mut libc::c_void,
+            mapping.end - mapping.start,
+            libc::MADV_DONTNEED,
+        )
+    };
+    crate::sys::check_int(ret)
+        .map(drop)
+        .map_err(|errno| FootprintError::Advise {
+            start: mapping.start,
+            end: mapping.end,
+            errno,
+        })
+}
+
+#[cfg(target_env = "gnu")]
+fn trim_allocator() {
+    // SAFETY: malloc_trim takes the allocator's own locks; any thread may call it.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn trim_allocator() {}
+
+/// The mappings of an smaps text (proc(5)) whose resident pages may be dropped: private,
+/// read-only, backed by a file, resident, with no anonymous, swapped or locked page. A block
+/// missing any of those fields, or one that does not parse, is never chosen.
+pub fn clean_mappings(smaps: &str) -> Vec<CleanMapping> {
+    let mut chosen = Vec::new();
+    let mut current: Option<Block> = None;
+    for line in smaps.lines() {
+        if let Some(block) = Block::from_header(line) {
+            chosen.extend(current.take().and_then(|b| b.clean()));
+            current = Some(block);
+        } else if let Some(block) = current.as_mut() {
+            block.read_field(line);
+        }
+    }
+    chosen.extend(current.and_then(|b| b.clean()));
+    chosen
+}
+
+/// One mapping's block of smaps, as far as it has been read.
+struct Block {
+    start: usize,
+    end: usize,
+    eligible: bool,
+    rss: Option<u64>,
+    anonymous: Option<u64>,
+    swap: Option<u64>,
+    locked: Option<u64>,
+}
+
+impl Block {
+    /// `START-END PERMS OFFSET DEV INODE [PATH]`.
+    fn from_header(line: &str) -> Option<Block> {
+        let mut fields = line.split_ascii_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        let perms = fields.next()?.as_bytes();
+        let _offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+        let _device = fields.next()?.split_once(':')?;
+        let inode: u64 = fields.next()?.parse().ok()?;
+        let path = fields.next().unwrap_or("");
+        let read_only_private = perms.len() == 4 && perms[0] == b'r' && perms[1] == b'-';
+        let eligible = read_only_private
+            && perms[3] == b'p'
+            && inode != 0
+            && path.starts_with('/')
+            && start < end;
+        Some(Block {
+            start,
+            end,
+            eligible,
+            rss: None,
+            anonymous: None,
+            swap: None,
+            locked: None,
+        })
+    }
+
+    /// `Key:   N kB` lines; others are ignored.
+    fn read_field(&mut self, line: &str) {
+        let Some((key, value)) = line.split_once(':') else {
+            return;
+        };
+        let slot = match key {
+            "Rss" => &mut self.rss,
+            "Anonymous" => &mut self.anonymous,
+            "Swap" => &mut self.swap,
+            "Locked" => &mut self.locked,
+            _ => return,
+        };
+        let kib = value
+            .trim()
+            .strip_suffix("kB")
+            .and_then(|n| n.trim().parse().ok());
+        // A field seen twice or unreadable makes the block unreadable: never chosen.
+        *slot = match (*slot, kib) {
+            (None, Some(kib)) => Some(kib),
+            _ => {
+                self.eligible = false;
+                None
+            }
+        };
+    }
+
+    fn clean(self) -> Option<CleanMapping> {
+        let (rss, anonymous, swap, locked) = (self.rss?, self.anonymous?, self.swap?, self.locked?);
+        (self.eligible && rss > 0 && anonymous == 0 && swap == 0 && locked == 0).then_some(
+            CleanMapping {
+                start: self.start,
+                end: self.end,
+                rss_kib: rss,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn block(header: &str, rss: u64, anonymous: u64, swap: u64, locked: u64) -> String {
+        format!(
+            "{header}\nSize:               2048 kB\nRss:       {rss} kB\nPss:        1 kB\n\
+             Anonymous:    {anonymous} kB\nSwap:      {swap} kB\nLocked:   {locked} kB\n\
+             VmFlags: rd ex mr mw me\n"
+        )
+    }
+
+    const TEXT: &str = "55d1c3a00000-55d1c3e00000 r-xp 00200000 08:01 1234    /usr/bin/eci-runc";
+
+    #[test]
+    fn program_text_is_chosen_and_relocated_data_is_not() {
+        let relro = "55d1c4000000-55d1c4060000 r--p 00800000 08:01 1234    /usr/bin/eci-runc";
+        let smaps = block(TEXT, 3132, 0, 0, 0) + &block(relro, 360, 360, 0, 0);
+        assert_eq!(
+            clean_mappings(&smaps),
+            vec![CleanMapping {
+                start: 0x55d1c3a00000,
+                end: 0x55d1c3e00000,
+                rss_kib: 3132
+            }]
+        );
+    }
+
+    #[test]
+    fn a_block_missing_a_field_is_never_chosen() {
+        let without_swap = block(TEXT, 100, 0, 0, 0).replace("Swap:      0 kB\n", "");
+        assert!(clean_mappings(&without_swap).is_empty());
+        let twice = block(TEXT, 100, 0, 0, 0).replace("Pss:", "Rss: 1 kB\nPss:");
+        assert!(clean_mappings(&twice).is_empty());
+    }
+
+    #[test]
+    fn anonymous_device_and_special_mappings_are_not_chosen() {
+        for header in [
+            "7f0000000000-7f0000100000 r--p 00000000 00:00 0 ",
+            "7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]",
+            "7f0000000000-7f0000100000 r--s 00000000 00:05 77   /dev/zero",
+            "7f0000000000-7f0000100000 rw-p 00000000 08:01 99   /usr/lib/libc.so.6",
+            "7f0000000000-7f0000100000 ---p 00000000 08:01 99   /usr/lib/libc.so.6",
+        ] {
+            assert!(
+                clean_mappings(&block(header, 8, 0, 0, 0)).is_empty(),
+                "{header}"
+            );
+        }
+    }
+
+    /// A mapping the process wrote to (as the loader writes relocations before it makes them
+    /// read-only) keeps its bytes: only untouched file pages are dropped.
+    #[test]
+    fn trim_drops_a_file_mapping_and_keeps_a_written_one() {
+        let file = std::env::temp_dir().join(format!("eci-footprint-{}", std::process::id()));
+        std::fs::write(&file, vec![7u8; 64 * 4096]).unwrap();
+        let fd = std::fs::File::open(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        let map = |prot| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a new private mapping of a file this test owns.
+            let at = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    64 * 4096,
+                    prot,
+                    libc::MAP_PRIVATE,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            assert_ne!(at, libc::MAP_FAILED);
+            at as *mut u8
+        };
+        let read_only = map(libc::PROT_READ);
+        let written = map(libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: both mappings are 64 pages long and `written` is writable.
+        let touched: u32 = (0..64)
+            .map(|page| unsafe {
+                *written.add(page * 4096) = 9;
+                u32::from(*read_only.add(page * 4096))
+            })
+            .sum();
+        assert_eq!(touched, 7 * 64);
+        // SAFETY: the mapping is ours; read-only from now on, as RELRO is.
+        unsafe { libc::mprotect(written as *mut libc::c_void, 64 * 4096, libc::PROT_READ) };
+        let resident = |at: *mut u8| rss_of(at as usize);
+        assert_eq!((resident(read_only), resident(written)), (256, 256));
+        let trimmed = trim().unwrap();
+        assert!(trimmed.unmapped_kib >= 256, "{trimmed:?}");
+        assert_eq!((resident(read_only), resident(written)), (0, 256));
+        // SAFETY: both mappings are still 64 pages long.
+        let (first, copied) = unsafe { (*read_only, *written.add(63 * 4096)) };
+        assert_eq!((first, copied), (7, 9));
+        // SAFETY: unmapping the test's own mappings.
+        unsafe {
+            libc::munmap(read_only as *mut libc::c_void, 64 * 4096);
+            libc::munmap(written as *mut libc::c_void, 64 * 4096);
+        }
+    }
+
+    /// The resident KiB of the mapping that starts at `start`.
+    fn rss_of(start: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let header = format!("{start:x}-");
+        smaps
+            .lines()
+            .skip_while(|l| !l.starts_with(&header))
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("no mapping at {header}"))
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_without_panicking(text in ".{0,400}") {
+            let _ = clean_mappings(&text);
+        }
+
+        /// Exactly the mappings that satisfy every condition are chosen, in order.
+        #[test]
+        fn only_clean_private_read_only_file_mappings_are_chosen(
+            maps in proptest::collection::vec(
+                (0usize..1 << 20, 1usize..64, prop::sample::select(vec!["r-xp", "r--p", "rw-p", "r--s", "---p"]),
+                 0u64..3, 0u64..4, 0u64..2, 0u64..2, 0u64..2, any::<bool>()),
+                0..12,
+            )
+        ) {
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            let mut next = 0x1000usize;
+            for (gap, pages, perms, inode, rss, anonymous, swap, locked, named) in maps {
+                let start = next + gap * 4096;
+                let end = start + pages * 4096;
+                next = end;
+                let path = if named { "/lib/x.so" } else { "" };
+                let header = format!("{start:x}-{end:x} {perms} 00000000 08:01 {inode} {path}");
+                text += &block(&header, rss, anonymous, swap, locked);
+                let clean = perms.starts_with("r-") && perms.ends_with('p') && inode != 0 && named
+                    && rss > 0 && anonymous == 0 && swap == 0 && locked == 0;
+                if clean {
+                    expected.push(CleanMapping { start, end, rss_kib: rss });
+                }
+            }
+            prop_assert_eq!(clean_mappings(&text), expected);
+        }
+    }
+}
