@@ -690,30 +690,71 @@ fn resident_kib(pid: i32) -> u64 {
         .unwrap()
 }
 
+/// The process JSON for `exec --process` of `sh -c SCRIPT` as root with CAP_SYS_ADMIN.
+fn admin_process(script: &str) -> serde_json::Value {
+    let caps = ["CAP_SYS_ADMIN", "CAP_KILL"];
+    serde_json::json!({
+        "terminal": false,
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", script],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+    })
+}
+
 #[test]
-fn an_idle_monitor_gives_back_the_pages_creating_touched_and_serves_on() {
+fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_on() {
     // Creating a container runs most of eci-runc; a monitor then idle for 2 s unmaps that
-    // code (about 4.5 MiB of program and libc text in a release build, from 6 MiB RSS to 1.4)
-    // and keeps serving: an exec runs, and the monitor comes back down once idle again.
+    // code (about 4.5 MiB of program and libc text in a release build, from 6 MiB RSS to 1.4),
+    // and so do the mount helper and its host half, once each. All of them keep serving: an
+    // exec mounts a tmpfs (the helper) and a procfs (its host half builds it), and the monitor
+    // comes back down once idle again.
     let setup = Setup::new(&["sleep", "1000"]);
+    let config = setup.dir.path().join("bundle/config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    spec["process"] = admin_process("sleep 1000");
+    std::fs::write(&config, spec.to_string()).unwrap();
     let id = "idle-trim";
     let monitor = setup.start_with_monitor(id);
-    let busy = resident_kib(monitor);
+    let helpers: Vec<i32> = descendants(monitor)
+        .into_iter()
+        .filter(|&pid| comm(pid) == "eci-runc")
+        .collect();
+    assert_eq!(helpers.len(), 2, "the mount helper and its host half");
+    let busy: Vec<u64> = [monitor]
+        .iter()
+        .chain(&helpers)
+        .map(|&p| resident_kib(p))
+        .collect();
     let settle = || {
         (0..40)
             .map(|_| {
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 resident_kib(monitor)
             })
-            .find(|&kib| kib < busy / 2)
+            .find(|&kib| kib < busy[0] / 2)
     };
     let Some(idle) = settle() else {
         panic!(
-            "monitor still {} KiB after 4 s (busy: {busy} KiB)",
-            resident_kib(monitor)
+            "monitor still {} KiB after 4 s (busy: {} KiB)",
+            resident_kib(monitor),
+            busy[0]
         );
     };
-    let exec = setup.runc(&["exec", id, "echo", "served"]);
+    for (pid, busy) in helpers.iter().zip(&busy[1..]) {
+        let now = resident_kib(*pid);
+        assert!(
+            now + 256 < *busy,
+            "helper {pid}: {busy} KiB busy, {now} KiB idle"
+        );
+    }
+    let process = setup.dir.path().join("mounts.json");
+    let script = "mkdir /dev/shm/t /dev/shm/p && mount -t tmpfs t /dev/shm/t \
+        && mount -t proc p /dev/shm/p && test -e /dev/shm/p/self/status && echo served";
+    std::fs::write(&process, admin_process(script).to_string()).unwrap();
+    let exec = setup.runc(&["exec", "--process", process.to_str().unwrap(), id]);
     assert_eq!(
         String::from_utf8_lossy(&exec.stdout),
         "served\n",
@@ -725,4 +766,31 @@ fn an_idle_monitor_gives_back_the_pages_creating_touched_and_serves_on() {
     );
     assert!(settle().is_some(), "idle again after the exec");
     assert!(setup.runc(&["delete", "--force", id]).status.success());
+}
+
+/// Every descendant of `pid`.
+fn descendants(pid: i32) -> Vec<i32> {
+    let children = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect::<Vec<_>>();
+    let mut all = children.clone();
+    for child in children {
+        all.extend(descendants(child));
+    }
+    all
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }

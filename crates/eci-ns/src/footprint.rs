@@ -18,8 +18,6 @@
 //! assert!(trimmed.mappings > 0);
 //! ```
 
-use std::io::Read;
-
 /// What [`trim`] gave back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Trimmed {
@@ -66,18 +64,163 @@ pub struct CleanMapping {
 /// keeps its mapping resident. Costs a read of /proc/self/smaps (a walk of every mapping) and
 /// one madvise(2) a mapping; meant for a process that has gone idle.
 pub fn trim() -> Result<Trimmed, FootprintError> {
-    let mut smaps = String::new();
-    std::fs::File::open("/proc/self/smaps")
-        .and_then(|mut file| file.read_to_string(&mut smaps))
-        .map_err(FootprintError::Smaps)?;
+    let trimmed = unmap_clean_pages()?;
+    trim_allocator();
+    Ok(trimmed)
+}
+
+/// [`trim`] without the allocator: allocation-free and async-signal-safe (open, read, madvise
+/// and close only), so a helper forked from a threaded process may call it.
+pub fn unmap_clean_pages() -> Result<Trimmed, FootprintError> {
+    let smaps = SmapsFile::open().map_err(FootprintError::Smaps)?;
+    let mut scanner = SmapsScanner::default();
     let mut trimmed = Trimmed::default();
-    for mapping in clean_mappings(&smaps) {
+    let mut unmap = |mapping: CleanMapping| -> Result<(), FootprintError> {
+        // Only page table entries change, never the mappings smaps is walking through.
         unmap_pages(&mapping)?;
         trimmed.mappings += 1;
         trimmed.unmapped_kib += mapping.rss_kib;
+        Ok(())
+    };
+    let mut line = LineBuffer::default();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = smaps.read(&mut chunk).map_err(FootprintError::Smaps)?;
+        if read == 0 {
+            break;
+        }
+        for &byte in &chunk[..read] {
+            if byte == b'\n' {
+                scanner.line(line.take()).map(&mut unmap).transpose()?;
+            } else {
+                line.push(byte);
+            }
+        }
     }
-    trim_allocator();
+    scanner.line(line.take()).map(&mut unmap).transpose()?;
+    scanner.finish().map(&mut unmap).transpose()?;
     Ok(trimmed)
+}
+
+/// A forked helper's wait that unmaps the pages its start touched once it has been idle for
+/// [`IdleTrim::IDLE_MS`] the first time. Allocation-free, for helpers that loop on poll(2).
+///
+/// ```
+/// use eci_ns::footprint::IdleTrim;
+/// let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let mut idle = IdleTrim::default();
+/// std::io::Write::write_all(&mut &theirs, b"x").unwrap();
+/// idle.wait_readable(std::os::fd::AsRawFd::as_raw_fd(&mine)); // readable at once
+/// assert!(!idle.trimmed());
+/// ```
+#[derive(Debug, Default)]
+pub struct IdleTrim {
+    trimmed: bool,
+}
+
+impl IdleTrim {
+    /// How long the helper waits, idle, before it gives its start's pages back.
+    pub const IDLE_MS: libc::c_int = 2000;
+
+    /// The poll(2) timeout to wait with: [`IdleTrim::IDLE_MS`] until the helper has trimmed,
+    /// then none (-1).
+    pub fn poll_timeout(&self) -> libc::c_int {
+        if self.trimmed {
+            -1
+        } else {
+            Self::IDLE_MS
+        }
+    }
+
+    /// Call when poll(2) timed out: unmaps the clean pages, once. A failure is not retried:
+    /// the helper just keeps its pages.
+    pub fn idle(&mut self) {
+        if !self.trimmed {
+            self.trimmed = true;
+            let _ = unmap_clean_pages();
+        }
+    }
+
+    /// Whether the helper has trimmed.
+    pub fn trimmed(&self) -> bool {
+        self.trimmed
+    }
+
+    /// Waits until `fd` has something (or hung up or failed), trimming on the way if the
+    /// wait is long; returns at once if poll(2) fails for another reason than a signal.
+    pub fn wait_readable(&mut self, fd: std::os::fd::RawFd) {
+        let mut pollfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one valid pollfd.
+            match unsafe { libc::poll(&mut pollfd, 1, self.poll_timeout()) } {
+                0 => self.idle(),
+                -1 if crate::sys::Errno::last().0 == libc::EINTR => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// /proc/self/smaps, read with plain syscalls.
+struct SmapsFile(std::os::fd::OwnedFd);
+
+impl SmapsFile {
+    fn open() -> std::io::Result<SmapsFile> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a NUL-terminated path; the descriptor returned is ours alone.
+        let fd = crate::sys::check_int(unsafe {
+            libc::open(
+                c"/proc/self/smaps".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: fd was just opened and is owned by nothing else.
+        Ok(SmapsFile(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        crate::sys::retry(|| {
+            // SAFETY: buf is writable for its length.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            crate::sys::check(n as libc::c_long).map(|n| n as usize)
+        })
+        .map_err(Into::into)
+    }
+}
+
+/// The start of one line: smaps lines that matter are short, and a longer one (a long path)
+/// keeps its first bytes, which hold every field read.
+struct LineBuffer {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl Default for LineBuffer {
+    fn default() -> Self {
+        LineBuffer {
+            bytes: [0; 256],
+            len: 0,
+        }
+    }
+}
+
+impl LineBuffer {
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    fn take(&mut self) -> &[u8] {
+        let len = std::mem::take(&mut self.len);
+        &self.bytes[..len]
+    }
 }
 
 fn unmap_pages(mapping: &CleanMapping) -> Result<(), FootprintError> {
@@ -113,18 +256,40 @@ fn trim_allocator() {}
 /// read-only, backed by a file, resident, with no anonymous, swapped or locked page. A block
 /// missing any of those fields, or one that does not parse, is never chosen.
 pub fn clean_mappings(smaps: &str) -> Vec<CleanMapping> {
-    let mut chosen = Vec::new();
-    let mut current: Option<Block> = None;
-    for line in smaps.lines() {
-        if let Some(block) = Block::from_header(line) {
-            chosen.extend(current.take().and_then(|b| b.clean()));
-            current = Some(block);
-        } else if let Some(block) = current.as_mut() {
-            block.read_field(line);
+    let mut scanner = SmapsScanner::default();
+    let mut chosen: Vec<CleanMapping> = smaps
+        .lines()
+        .filter_map(|line| scanner.line(line.as_bytes()))
+        .collect();
+    chosen.extend(scanner.finish());
+    chosen
+}
+
+/// Reads smaps a line at a time, without allocating, and hands back each clean mapping (as
+/// [`clean_mappings`] chooses them) once its block has ended.
+#[derive(Default)]
+pub struct SmapsScanner {
+    current: Option<Block>,
+}
+
+impl SmapsScanner {
+    /// One line, without its newline; the mapping whose block this line ended, if clean.
+    pub fn line(&mut self, line: &[u8]) -> Option<CleanMapping> {
+        match Block::from_header(line) {
+            Some(block) => self.current.replace(block).and_then(Block::clean),
+            None => {
+                if let Some(block) = self.current.as_mut() {
+                    block.read_field(line);
+                }
+                None
+            }
         }
     }
-    chosen.extend(current.and_then(|b| b.clean()));
-    chosen
+
+    /// The last block's mapping, if clean.
+    pub fn finish(&mut self) -> Option<CleanMapping> {
+        self.current.take().and_then(Block::clean)
+    }
 }
 
 /// One mapping's block of smaps, as far as it has been read.
@@ -138,23 +303,37 @@ struct Block {
     locked: Option<u64>,
 }
 
+/// Fields of a line, split at ASCII whitespace.
+fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+}
+
+fn number(field: &[u8], radix: u32) -> Option<u64> {
+    u64::from_str_radix(std::str::from_utf8(field).ok()?, radix).ok()
+}
+
 impl Block {
     /// `START-END PERMS OFFSET DEV INODE [PATH]`.
-    fn from_header(line: &str) -> Option<Block> {
-        let mut fields = line.split_ascii_whitespace();
-        let (start, end) = fields.next()?.split_once('-')?;
-        let start = usize::from_str_radix(start, 16).ok()?;
-        let end = usize::from_str_radix(end, 16).ok()?;
-        let perms = fields.next()?.as_bytes();
-        let _offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-        let _device = fields.next()?.split_once(':')?;
-        let inode: u64 = fields.next()?.parse().ok()?;
-        let path = fields.next().unwrap_or("");
-        let read_only_private = perms.len() == 4 && perms[0] == b'r' && perms[1] == b'-';
-        let eligible = read_only_private
+    fn from_header(line: &[u8]) -> Option<Block> {
+        let mut fields = fields(line);
+        let range = fields.next()?;
+        let dash = range.iter().position(|&b| b == b'-')?;
+        let start = usize::try_from(number(&range[..dash], 16)?).ok()?;
+        let end = usize::try_from(number(&range[dash + 1..], 16)?).ok()?;
+        let perms = fields.next()?;
+        number(fields.next()?, 16)?;
+        if !fields.next()?.contains(&b':') {
+            return None;
+        }
+        let inode = number(fields.next()?, 10)?;
+        let path = fields.next().unwrap_or_default();
+        let eligible = perms.len() == 4
+            && perms[0] == b'r'
+            && perms[1] == b'-'
             && perms[3] == b'p'
             && inode != 0
-            && path.starts_with('/')
+            && path.first() == Some(&b'/')
             && start < end;
         Some(Block {
             start,
@@ -168,21 +347,22 @@ impl Block {
     }
 
     /// `Key:   N kB` lines; others are ignored.
-    fn read_field(&mut self, line: &str) {
-        let Some((key, value)) = line.split_once(':') else {
+    fn read_field(&mut self, line: &[u8]) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
             return;
         };
-        let slot = match key {
-            "Rss" => &mut self.rss,
-            "Anonymous" => &mut self.anonymous,
-            "Swap" => &mut self.swap,
-            "Locked" => &mut self.locked,
+        let slot = match &line[..colon] {
+            b"Rss" => &mut self.rss,
+            b"Anonymous" => &mut self.anonymous,
+            b"Swap" => &mut self.swap,
+            b"Locked" => &mut self.locked,
             _ => return,
         };
-        let kib = value
-            .trim()
-            .strip_suffix("kB")
-            .and_then(|n| n.trim().parse().ok());
+        let mut value = fields(&line[colon + 1..]);
+        let kib = match (value.next(), value.next(), value.next()) {
+            (Some(n), Some(b"kB"), None) => number(n, 10),
+            _ => None,
+        };
         // A field seen twice or unreadable makes the block unreadable: never chosen.
         *slot = match (*slot, kib) {
             (None, Some(kib)) => Some(kib),
@@ -322,10 +502,53 @@ mod tests {
             .unwrap_or_else(|| panic!("no mapping at {header}"))
     }
 
+    #[test]
+    fn a_long_path_is_cut_and_its_mapping_still_read() {
+        let path = format!("/{}", "d/".repeat(300));
+        let header = format!("7f0000000000-7f0000100000 r--p 00000000 08:01 99 {path}");
+        let mut scanner = SmapsScanner::default();
+        let mut line = LineBuffer::default();
+        let mut chosen = Vec::new();
+        for text in block(&header, 12, 0, 0, 0).lines() {
+            text.bytes().for_each(|b| line.push(b));
+            chosen.extend(scanner.line(line.take()));
+        }
+        chosen.extend(scanner.finish());
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen[0].rss_kib, 12);
+    }
+
+    #[test]
+    fn a_long_idle_wait_trims_and_still_returns_when_something_comes() {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let late = std::thread::spawn(move || {
+            let after = IdleTrim::IDLE_MS as u64 + 300;
+            std::thread::sleep(std::time::Duration::from_millis(after));
+            std::io::Write::write_all(&mut &theirs, b"x").unwrap();
+            theirs
+        });
+        let mut idle = IdleTrim::default();
+        idle.wait_readable(std::os::fd::AsRawFd::as_raw_fd(&mine));
+        assert!(idle.trimmed());
+        assert_eq!(idle.poll_timeout(), -1);
+        drop(late.join().unwrap());
+    }
+
     proptest! {
         #[test]
         fn any_text_parses_without_panicking(text in ".{0,400}") {
             let _ = clean_mappings(&text);
+        }
+
+        #[test]
+        fn any_bytes_scan_without_panicking(
+            lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..20)
+        ) {
+            let mut scanner = SmapsScanner::default();
+            for line in &lines {
+                let _ = scanner.line(line);
+            }
+            let _ = scanner.finish();
         }
 
         /// Exactly the mappings that satisfy every condition are chosen, in order.

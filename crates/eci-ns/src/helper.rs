@@ -5,7 +5,10 @@
 //! namespace needs a single-threaded process, which a fresh fork is), and then answers requests
 //! until the runtime closes the channel. Hooks may run before and after joining. It is not in the container's PID namespace, so nothing in the container can see,
 //! signal or trace it. Requests are served by a caller-supplied function that, like everything
-//! after fork, must be async-signal-safe: no allocation, no locks.
+//! after fork, must be async-signal-safe: no allocation, no locks. Once it has been idle for
+//! two seconds, a helper unmaps the program pages its start touched, once
+//! ([`crate::footprint::IdleTrim`]): they stay in the page cache and what it runs later faults
+//! back in.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -13,6 +16,7 @@ use std::sync::Mutex;
 
 use crate::channel::{Channel, Message, ReceivedFds};
 use crate::failure::{Failure, Stage};
+use crate::footprint::IdleTrim;
 use crate::namespaces::Namespaces;
 use crate::pidfd::PidFd;
 use crate::sys::{self, Forked};
@@ -288,7 +292,12 @@ impl Drop for Helper {
 
 /// Serves the watched descriptor until the channel has something; false when the channel closed
 /// or failed (the runtime is gone).
-fn wait_for_channel(channel: &Channel, watched: RawFd, on_ready: &OnReady<'_>) -> bool {
+fn wait_for_channel(
+    channel: &Channel,
+    watched: RawFd,
+    on_ready: &OnReady<'_>,
+    idle: &mut IdleTrim,
+) -> bool {
     let mut fds = [
         libc::pollfd {
             fd: channel.raw_fd(),
@@ -303,11 +312,14 @@ fn wait_for_channel(channel: &Channel, watched: RawFd, on_ready: &OnReady<'_>) -
     ];
     loop {
         // SAFETY: fds is a valid array of two pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            if sys::Errno::last().0 == libc::EINTR {
+        match unsafe { libc::poll(fds.as_mut_ptr(), 2, idle.poll_timeout()) } {
+            0 => {
+                idle.idle();
                 continue;
             }
-            return false;
+            -1 if sys::Errno::last().0 == libc::EINTR => continue,
+            -1 => return false,
+            _ => {}
         }
         if fds[1].revents & libc::POLLIN != 0 {
             on_ready(channel);
@@ -370,11 +382,16 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     }
     let mut request = [0u8; MAX_REQUEST];
     let mut response = [0u8; MAX_RESPONSE];
+    // Joining and setting up ran code the loop never runs again.
+    let mut idle = IdleTrim::default();
     loop {
-        if let Some((fd, on_ready)) = spec.watch {
-            if !wait_for_channel(channel, fd.load(Ordering::Relaxed), on_ready) {
-                runtime_gone(spec);
+        match spec.watch {
+            Some((fd, on_ready)) => {
+                if !wait_for_channel(channel, fd.load(Ordering::Relaxed), on_ready, &mut idle) {
+                    runtime_gone(spec);
+                }
             }
+            None => idle.wait_readable(channel.raw_fd()),
         }
         match channel.recv_bytes(&mut request) {
             Ok(Some((len, mut fds))) => {

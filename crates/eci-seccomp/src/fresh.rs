@@ -33,6 +33,7 @@ use std::sync::OnceLock;
 
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
+use eci_ns::footprint::IdleTrim;
 use eci_ns::sys::{self, check, check_int, Errno, FdPath, Forked, FsContext, SysResult};
 
 /// The host half's private workshop, in the helper's private namespaces only: filesystems are
@@ -526,7 +527,10 @@ fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) -> ! {
         )
     };
     let mut request = [0u8; 4096 + 20];
+    // Setting up ran code the loop never runs again; most containers never ask for a procfs.
+    let mut idle = IdleTrim::default();
     loop {
+        idle.wait_readable(socket.raw_fd());
         let (len, mut fds) = match socket.recv_bytes(&mut request) {
             Ok(Some(got)) => got,
             _ => sys::exit(0),
