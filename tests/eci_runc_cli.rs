@@ -709,7 +709,7 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
     // code (about 4.5 MiB of program and libc text in a release build, from 6 MiB RSS to 1.4),
     // and so do the mount helper and its host half, once each. All of them keep serving: an
     // exec mounts a tmpfs (the helper) and a procfs (its host half builds it), and the monitor
-    // comes back down once idle again.
+    // comes back down once idle again. The root's virtual files daemon and its keeper trim too.
     let setup = Setup::new(&["sleep", "1000"]);
     let config = setup.dir.path().join("bundle/config.json");
     let mut spec: serde_json::Value =
@@ -728,6 +728,8 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
         .chain(&helpers)
         .map(|&p| resident_kib(p))
         .collect();
+    let shared = ["pid", "keeper"].map(|name| setup.virtd_pid(name).unwrap());
+    let shared_busy = shared.map(resident_kib);
     let settle = || {
         (0..40)
             .map(|_| {
@@ -750,6 +752,14 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
             "helper {pid}: {busy} KiB busy, {now} KiB idle"
         );
     }
+    // The virtual files daemon trims once no client has asked anything for 2 s (it looks
+    // once a second), its keeper after 2 s idle.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let shared_idle = shared.map(resident_kib);
+    assert!(
+        shared_idle[0] + 512 < shared_busy[0] && shared_idle[1] < shared_busy[1],
+        "daemon and keeper: {shared_busy:?} KiB busy, {shared_idle:?} KiB idle"
+    );
     let process = setup.dir.path().join("mounts.json");
     let script = "mkdir /dev/shm/t /dev/shm/p && mount -t tmpfs t /dev/shm/t \
         && mount -t proc p /dev/shm/p && test -e /dev/shm/p/self/status && echo served";

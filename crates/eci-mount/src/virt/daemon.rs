@@ -62,6 +62,9 @@ pub const RESTARTS: usize = 5;
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// How long the daemon stays with no container before it unmounts and leaves.
 pub const IDLE: Duration = Duration::from_secs(10);
+/// How long the daemon goes without a client before it gives back the program pages its start
+/// and the registrations touched.
+const QUIET_BEFORE_TRIM: Duration = Duration::from_secs(2);
 /// How long a client waits for a daemon to answer, or to start.
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Largest request or answer.
@@ -525,6 +528,8 @@ impl Daemon {
             let _ = serving.write_all(b"1");
         }
         let mut idle_since = Instant::now();
+        // Since when no client has asked anything, if the daemon has not trimmed since.
+        let mut quiet_since = Some(Instant::now());
         loop {
             let mut poll = [libc::pollfd {
                 fd: listener.as_raw_fd(),
@@ -533,7 +538,14 @@ impl Daemon {
             }];
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(poll.as_mut_ptr(), 1, 1000) };
-            self.accept_all(&listener);
+            if self.accept_all(&listener) {
+                quiet_since = Some(Instant::now());
+            } else if quiet_since.is_some_and(|since| since.elapsed() >= QUIET_BEFORE_TRIM) {
+                // Starting and registering ran code that serving files does not; the FUSE
+                // threads fault back in what they use.
+                quiet_since = None;
+                let _ = eci_ns::footprint::trim();
+            }
             self.forget_the_dead();
             if self.fs.ended() {
                 // One connection was aborted (through fusectl, by hand): the containers' binds
@@ -569,10 +581,14 @@ impl Daemon {
         Ok(listener)
     }
 
-    fn accept_all(&self, listener: &UnixListener) {
+    /// Answers every client waiting; whether there was one.
+    fn accept_all(&self, listener: &UnixListener) -> bool {
+        let mut any = false;
         while let Ok((stream, _)) = listener.accept() {
             self.answer(stream);
+            any = true;
         }
+        any
     }
 
     fn is_idle(&self) -> bool {
@@ -1030,6 +1046,8 @@ fn keep(connections: [RawFd; 2], daemon: RawFd, null: RawFd, argv: &[*const libc
     // SAFETY: setsid takes no arguments; the keeper outlives the daemon's session.
     unsafe { libc::setsid() };
     let mut daemon = daemon;
+    // The keeper ran the runtime's code until it forked; from now on it only waits.
+    let mut idle = eci_ns::footprint::IdleTrim::default();
     let mut deaths = [0i64; RESTARTS];
     let mut died = 0usize;
     loop {
@@ -1048,8 +1066,13 @@ fn keep(connections: [RawFd; 2], daemon: RawFd, null: RawFd, argv: &[*const libc
             },
         ];
         // SAFETY: three valid pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) } < 0 {
-            continue;
+        match unsafe { libc::poll(fds.as_mut_ptr(), 3, idle.poll_timeout()) } {
+            0 => {
+                idle.idle();
+                continue;
+            }
+            -1 => continue,
+            _ => {}
         }
         // One aborted or unmounted (the daemon left, or someone aborted it): nothing to keep.
         // The daemon sees it too and aborts the other (see `Daemon::serve`).
