@@ -690,9 +690,10 @@ fn resident_kib(pid: i32) -> u64 {
         .unwrap()
 }
 
-/// The process JSON for `exec --process` of `sh -c SCRIPT` as root with CAP_SYS_ADMIN.
+/// The process JSON for `exec --process` of `sh -c SCRIPT` as root with CAP_SYS_ADMIN and
+/// CAP_SYS_CHROOT.
 fn admin_process(script: &str) -> serde_json::Value {
-    let caps = ["CAP_SYS_ADMIN", "CAP_KILL"];
+    let caps = ["CAP_SYS_ADMIN", "CAP_SYS_CHROOT", "CAP_KILL"];
     serde_json::json!({
         "terminal": false,
         "user": {"uid": 0, "gid": 0},
@@ -707,9 +708,9 @@ fn admin_process(script: &str) -> serde_json::Value {
 fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_on() {
     // Creating a container runs most of eci-runc; a monitor then idle for 2 s unmaps that
     // code (about 4.5 MiB of program and libc text in a release build, from 6 MiB RSS to 1.4),
-    // and so do the mount helper and its host half, once each. All of them keep serving: an
-    // exec mounts a tmpfs (the helper) and a procfs (its host half builds it), and the monitor
-    // comes back down once idle again. The root's virtual files daemon and its keeper trim too.
+    // and so do the mount helper and its host half, once each, and the root's virtual files
+    // daemon and its keeper. All of them keep serving: an exec mounts a tmpfs (the helper)
+    // and a procfs (its host half builds it), and the monitor comes back down once idle again.
     let setup = Setup::new(&["sleep", "1000"]);
     let config = setup.dir.path().join("bundle/config.json");
     let mut spec: serde_json::Value =
@@ -717,49 +718,43 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
     spec["process"] = admin_process("sleep 1000");
     std::fs::write(&config, spec.to_string()).unwrap();
     let id = "idle-trim";
-    let monitor = setup.start_with_monitor(id);
+    let pid_file = setup.dir.path().join("monitor.pid");
+    let pid_path = pid_file.to_str().unwrap();
+    let bundle = setup.bundle();
+    assert!(setup.runc_detached(&["create", "--bundle", &bundle, "--pid-file", pid_path, id]));
+    let monitor: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Not the init, which is still eci-runc until `start`, in the container's PID namespace.
+    let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     let helpers: Vec<i32> = descendants(monitor)
         .into_iter()
-        .filter(|&pid| comm(pid) == "eci-runc")
+        .filter(|&pid| comm(pid) == "eci-runc" && pid_ns(pid) == pid_ns(monitor))
         .collect();
     assert_eq!(helpers.len(), 2, "the mount helper and its host half");
-    let busy: Vec<u64> = [monitor]
-        .iter()
-        .chain(&helpers)
-        .map(|&p| resident_kib(p))
-        .collect();
-    let shared = ["pid", "keeper"].map(|name| setup.virtd_pid(name).unwrap());
-    let shared_busy = shared.map(resident_kib);
-    let settle = || {
-        (0..40)
-            .map(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                resident_kib(monitor)
-            })
-            .find(|&kib| kib < busy[0] / 2)
-    };
-    let Some(idle) = settle() else {
-        panic!(
-            "monitor still {} KiB after 4 s (busy: {} KiB)",
-            resident_kib(monitor),
-            busy[0]
-        );
-    };
-    for (pid, busy) in helpers.iter().zip(&busy[1..]) {
-        let now = resident_kib(*pid);
+    let [daemon, keeper] = ["pid", "keeper"].map(|name| setup.virtd_pid(name).unwrap());
+    // Sampled before any of them has been idle for 2 s; each must come down by its margin.
+    let busy = |pid| resident_kib(pid);
+    let (monitor_busy, daemon_busy, keeper_busy) = (busy(monitor), busy(daemon), busy(keeper));
+    let mut expected: Vec<(&str, i32, u64)> = vec![
+        ("monitor", monitor, monitor_busy / 2),
+        ("daemon", daemon, daemon_busy - 512),
+        ("keeper", keeper, keeper_busy),
+    ];
+    for &helper in &helpers {
+        expected.push(("helper", helper, busy(helper) - 256));
+    }
+    assert!(setup.runc_detached(&["start", id]));
+    for (what, pid, below) in expected {
         assert!(
-            now + 256 < *busy,
-            "helper {pid}: {busy} KiB busy, {now} KiB idle"
+            eventually(|| resident_kib(pid) < below),
+            "{what} {pid} still {} KiB after 6 s (wanted under {below})",
+            resident_kib(pid)
         );
     }
-    // The virtual files daemon trims once no client has asked anything for 2 s (it looks
-    // once a second), its keeper after 2 s idle.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    let shared_idle = shared.map(resident_kib);
-    assert!(
-        shared_idle[0] + 512 < shared_busy[0] && shared_idle[1] < shared_busy[1],
-        "daemon and keeper: {shared_busy:?} KiB busy, {shared_idle:?} KiB idle"
-    );
+    let idle = resident_kib(monitor);
     let process = setup.dir.path().join("mounts.json");
     let script = "mkdir /dev/shm/t /dev/shm/p && mount -t tmpfs t /dev/shm/t \
         && mount -t proc p /dev/shm/p && test -e /dev/shm/p/self/status && echo served";
@@ -774,8 +769,67 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
         resident_kib(monitor) > idle,
         "the exec's code faulted back in"
     );
-    assert!(settle().is_some(), "idle again after the exec");
+    assert!(
+        eventually(|| resident_kib(monitor) < monitor_busy / 2),
+        "idle again after the exec"
+    );
     assert!(setup.runc(&["delete", "--force", id]).status.success());
+}
+
+#[test]
+fn a_mount_helper_in_a_callers_root_never_reads_that_roots_smaps() {
+    // The mount helper takes each caller's root to resolve its paths, and trims once idle.
+    // The container's init chroots into a directory with its own proc/self/smaps, claiming
+    // the whole address space is clean, mounts there and waits: had the helper opened smaps
+    // in that root when it trimmed, it would unmap its own stack and die (and be replaced;
+    // seen with the smaps opened late and not checked to be procfs). It opened its own at
+    // its start, so it trims and lives on, the same process.
+    let forge = "mkdir -p /dev/f/proc/self /dev/f/bin /dev/f/t && cp /bin/busybox /dev/f/bin/ \
+        && printf '0-7ffffffff000 r--p 00000000 08:01 1 /x\\nRss: 9 kB\\nAnonymous: 0 kB\\n\
+Swap: 0 kB\\nLocked: 0 kB\\n' > /dev/f/proc/self/smaps \
+        && chroot /dev/f /bin/busybox mount -t tmpfs t /t && touch /dev/f/t/mounted; sleep 1000";
+    let setup = Setup::new(&["sleep", "1000"]);
+    let config = setup.dir.path().join("bundle/config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    spec["process"] = admin_process(forge);
+    std::fs::write(&config, spec.to_string()).unwrap();
+    let id = "forged-smaps";
+    let monitor = setup.start_with_monitor(id);
+    let helper = descendants(monitor)
+        .into_iter()
+        .find(|&pid| comm(pid) == "eci-runc")
+        .unwrap();
+    let busy = resident_kib(helper);
+    let root = format!("/proc/{helper}/root");
+    assert!(
+        eventually(|| std::fs::read_link(&root).is_ok_and(|r| r == Path::new("/dev/f"))),
+        "the helper never took the caller's root"
+    );
+    let trimmed = eventually(|| {
+        std::fs::read_to_string(format!("/proc/{helper}/status"))
+            .is_ok_and(|_| resident_kib(helper) + 256 < busy)
+    });
+    let helpers: Vec<i32> = descendants(monitor)
+        .into_iter()
+        .filter(|&pid| comm(pid) == "eci-runc")
+        .collect();
+    assert!(
+        helpers.contains(&helper),
+        "helper {helper} replaced: {helpers:?}"
+    );
+    assert!(trimmed, "helper {helper} did not trim: {busy} KiB busy");
+    let ls = setup.runc(&["exec", id, "ls", "/dev/f/t"]);
+    assert_eq!(String::from_utf8_lossy(&ls.stdout), "mounted\n", "{ls:?}");
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
+}
+
+/// Whether `condition` holds within 6 s (looked at every 100 ms).
+fn eventually(condition: impl Fn() -> bool) -> bool {
+    (0..60).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        condition()
+    })
 }
 
 /// Every descendant of `pid`.

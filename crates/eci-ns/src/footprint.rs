@@ -12,6 +12,11 @@
 //! loader's relocated read-only data (RELRO) has. Unmapping such a page would bring back the
 //! file's unrelocated bytes, so those mappings are left alone.
 //!
+//! The list comes from smaps and the pages are dropped a mapping at a time after it, so no
+//! other thread of the process may unmap a file mapping meanwhile (munmap of a mapped file,
+//! dlclose): a range taken over by a new writable mapping in between would lose its contents.
+//! eci's long-lived processes map no file after they start.
+//!
 //! ```
 //! let trimmed = eci_ns::footprint::trim().unwrap();
 //! // The program keeps running: what it needs faults back in.
@@ -26,24 +31,17 @@ pub struct Trimmed {
     /// Their resident size before, in KiB: what the process's RSS fell by (before anything
     /// faulted back in).
     pub unmapped_kib: u64,
+    /// Mappings the kernel refused to unmap (madvise failed); they keep their pages and the
+    /// others are unmapped all the same.
+    pub refused: usize,
 }
 
-/// Why [`trim`] stopped.
+/// Why [`trim`] could not read what to unmap.
 #[derive(Debug, thiserror::Error)]
 pub enum FootprintError {
-    /// /proc/self/smaps could not be read.
+    /// /proc/self/smaps could not be opened or read, or was not procfs's.
     #[error("reading /proc/self/smaps: {0}")]
     Smaps(#[source] std::io::Error),
-    /// The kernel refused to unmap one mapping's pages.
-    #[error("madvise(MADV_DONTNEED) of {start:#x}-{end:#x}: {errno}")]
-    Advise {
-        /// The mapping's first address.
-        start: usize,
-        /// The address after its last byte.
-        end: usize,
-        /// What madvise(2) answered.
-        errno: crate::sys::Errno,
-    },
 }
 
 /// A mapping whose resident pages can be dropped and read back from its file unchanged.
@@ -59,68 +57,59 @@ pub struct CleanMapping {
 
 /// Unmaps this process's clean read-only file pages and trims the allocator's free memory.
 ///
-/// Safe to call with other threads running: a thread that needs an unmapped page faults it
-/// back in from the page cache. A debugger's breakpoint in program text is a copied page and
-/// keeps its mapping resident. Costs a read of /proc/self/smaps (a walk of every mapping) and
-/// one madvise(2) a mapping; meant for a process that has gone idle.
+/// Other threads may go on running (one that needs an unmapped page faults it back in from
+/// the page cache) as long as none unmaps a file mapping meanwhile (see the module's
+/// documentation). A debugger's breakpoint in program text is a copied page and keeps its
+/// mapping resident. Costs a read of /proc/self/smaps (a walk of every mapping, 1-2 ms for
+/// eci-runc) and one madvise(2) a mapping; meant for a process that has gone idle. Opens
+/// /proc/self/smaps by path: the process's root must be one it trusts.
 pub fn trim() -> Result<Trimmed, FootprintError> {
     let trimmed = unmap_clean_pages()?;
     trim_allocator();
     Ok(trimmed)
 }
 
-/// [`trim`] without the allocator: allocation-free and async-signal-safe (open, read, madvise
-/// and close only), so a helper forked from a threaded process may call it.
+/// [`trim`] without the allocator: allocation-free and async-signal-safe (open, fstatfs,
+/// read, madvise and close only), so a helper forked from a threaded process may call it.
 pub fn unmap_clean_pages() -> Result<Trimmed, FootprintError> {
-    let smaps = SmapsFile::open().map_err(FootprintError::Smaps)?;
-    let mut scanner = SmapsScanner::default();
-    let mut trimmed = Trimmed::default();
-    let mut unmap = |mapping: CleanMapping| -> Result<(), FootprintError> {
-        // Only page table entries change, never the mappings smaps is walking through.
-        unmap_pages(&mapping)?;
-        trimmed.mappings += 1;
-        trimmed.unmapped_kib += mapping.rss_kib;
-        Ok(())
-    };
-    let mut line = LineBuffer::default();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let read = smaps.read(&mut chunk).map_err(FootprintError::Smaps)?;
-        if read == 0 {
-            break;
-        }
-        for &byte in &chunk[..read] {
-            if byte == b'\n' {
-                scanner.line(line.take()).map(&mut unmap).transpose()?;
-            } else {
-                line.push(byte);
-            }
-        }
-    }
-    scanner.line(line.take()).map(&mut unmap).transpose()?;
-    scanner.finish().map(&mut unmap).transpose()?;
-    Ok(trimmed)
+    SmapsFile::open()
+        .and_then(|smaps| smaps.unmap_clean_pages())
+        .map_err(FootprintError::Smaps)
 }
 
 /// A forked helper's wait that unmaps the pages its start touched once it has been idle for
 /// [`IdleTrim::IDLE_MS`] the first time. Allocation-free, for helpers that loop on poll(2).
 ///
+/// It opens the helper's smaps when it is made: a helper that later takes a container's
+/// root (to resolve a caller's paths) must not open `/proc/self/smaps` there, where the
+/// container decides what that path holds.
+///
 /// ```
 /// use eci_ns::footprint::IdleTrim;
 /// let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-/// let mut idle = IdleTrim::default();
+/// let mut idle = IdleTrim::open();
 /// std::io::Write::write_all(&mut &theirs, b"x").unwrap();
 /// idle.wait_readable(std::os::fd::AsRawFd::as_raw_fd(&mine)); // readable at once
 /// assert!(!idle.trimmed());
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IdleTrim {
+    /// None once trimmed, or if it could not be opened (then the helper keeps its pages).
+    smaps: Option<SmapsFile>,
     trimmed: bool,
 }
 
 impl IdleTrim {
     /// How long the helper waits, idle, before it gives its start's pages back.
     pub const IDLE_MS: libc::c_int = 2000;
+
+    /// Opens this process's smaps now, while its root is still its own.
+    pub fn open() -> IdleTrim {
+        IdleTrim {
+            smaps: SmapsFile::open().ok(),
+            trimmed: false,
+        }
+    }
 
     /// The poll(2) timeout to wait with: [`IdleTrim::IDLE_MS`] until the helper has trimmed,
     /// then none (-1).
@@ -135,9 +124,9 @@ impl IdleTrim {
     /// Call when poll(2) timed out: unmaps the clean pages, once. A failure is not retried:
     /// the helper just keeps its pages.
     pub fn idle(&mut self) {
-        if !self.trimmed {
-            self.trimmed = true;
-            let _ = unmap_clean_pages();
+        self.trimmed = true;
+        if let Some(smaps) = self.smaps.take() {
+            let _ = smaps.unmap_clean_pages();
         }
     }
 
@@ -166,20 +155,27 @@ impl IdleTrim {
 }
 
 /// /proc/self/smaps, read with plain syscalls.
+#[derive(Debug)]
 struct SmapsFile(std::os::fd::OwnedFd);
 
 impl SmapsFile {
+    /// Opens it and checks that it is procfs's: never a FIFO (O_NONBLOCK: the open cannot
+    /// wait) or a file someone put there.
     fn open() -> std::io::Result<SmapsFile> {
-        use std::os::fd::FromRawFd;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOFOLLOW;
         // SAFETY: a NUL-terminated path; the descriptor returned is ours alone.
-        let fd = crate::sys::check_int(unsafe {
-            libc::open(
-                c"/proc/self/smaps".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        })?;
+        let fd = crate::sys::check_int(unsafe { libc::open(c"/proc/self/smaps".as_ptr(), flags) })?;
         // SAFETY: fd was just opened and is owned by nothing else.
-        Ok(SmapsFile(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+        let file = SmapsFile(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        // SAFETY: statfs is plain data; all-zero is a valid value.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: fs is writable and the descriptor is open.
+        crate::sys::check_int(unsafe { libc::fstatfs(file.0.as_raw_fd(), &mut fs) })?;
+        if fs.f_type != libc::PROC_SUPER_MAGIC {
+            return Err(std::io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        Ok(file)
     }
 
     fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -190,6 +186,43 @@ impl SmapsFile {
             crate::sys::check(n as libc::c_long).map(|n| n as usize)
         })
         .map_err(Into::into)
+    }
+
+    /// Reads the file from its start and unmaps each clean mapping as soon as its block has
+    /// been read. Allocation-free.
+    fn unmap_clean_pages(&self) -> std::io::Result<Trimmed> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: lseek on a descriptor we hold.
+        crate::sys::check(unsafe { libc::lseek(self.0.as_raw_fd(), 0, libc::SEEK_SET) })?;
+        let mut scanner = SmapsScanner::default();
+        let mut trimmed = Trimmed::default();
+        let mut unmap = |mapping: CleanMapping| {
+            // Only page table entries change, never the mappings smaps is walking through.
+            if unmap_pages(&mapping) {
+                trimmed.mappings += 1;
+                trimmed.unmapped_kib += mapping.rss_kib;
+            } else {
+                trimmed.refused += 1;
+            }
+        };
+        let mut line = LineBuffer::default();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let read = self.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            for &byte in &chunk[..read] {
+                if byte == b'\n' {
+                    scanner.line(line.take()).map(&mut unmap);
+                } else {
+                    line.push(byte);
+                }
+            }
+        }
+        scanner.line(line.take()).map(&mut unmap);
+        scanner.finish().map(&mut unmap);
+        Ok(trimmed)
     }
 }
 
@@ -223,7 +256,8 @@ impl LineBuffer {
     }
 }
 
-fn unmap_pages(mapping: &CleanMapping) -> Result<(), FootprintError> {
+/// Drops a clean mapping's pages; whether the kernel did.
+fn unmap_pages(mapping: &CleanMapping) -> bool {
     // SAFETY: the range is one of this process's private, read-only file mappings with no
     // page of its own (smaps said so and nothing here writes to read-only memory), so
     // dropping its pages changes no byte the process can read: they come back from the file.
@@ -234,13 +268,7 @@ fn unmap_pages(mapping: &CleanMapping) -> Result<(), FootprintError> {
             libc::MADV_DONTNEED,
         )
     };
-    crate::sys::check_int(ret)
-        .map(drop)
-        .map_err(|errno| FootprintError::Advise {
-            start: mapping.start,
-            end: mapping.end,
-            errno,
-        })
+    ret == 0
 }
 
 #[cfg(target_env = "gnu")]
@@ -489,6 +517,38 @@ mod tests {
         }
     }
 
+    /// A helper that took a root someone else controls (as the mount helper takes its
+    /// callers') must not read that root's /proc/self/smaps: one that claims the whole address
+    /// space is clean would have it unmap its stack and data.
+    #[test]
+    fn a_forged_smaps_under_another_root_is_never_read() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("proc/self")).unwrap();
+        let forged = block("0-7ffffffff000 r--p 00000000 08:01 1 /x", 1 << 20, 0, 0, 0);
+        std::fs::write(root.path().join("proc/self/smaps"), forged).unwrap();
+        let root = std::ffi::CString::new(root.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: the child makes only syscalls and exits.
+        match unsafe { crate::sys::fork() }.unwrap() {
+            crate::sys::Forked::Child => {
+                let mut idle = IdleTrim::open();
+                // SAFETY: a NUL-terminated path.
+                if unsafe { libc::chroot(root.as_ptr()) } != 0 {
+                    crate::sys::exit(3);
+                }
+                let refused = unmap_clean_pages().is_err();
+                idle.idle();
+                crate::sys::exit(if refused { 0 } else { 2 });
+            }
+            crate::sys::Forked::Parent { pid, .. } => {
+                let status = crate::sys::waitpid(pid).unwrap();
+                assert_eq!(
+                    crate::pidfd::ExitStatus::from_wait_status(status),
+                    crate::pidfd::ExitStatus::Exited(0)
+                );
+            }
+        }
+    }
+
     /// The resident KiB of the mapping that starts at `start`.
     fn rss_of(start: usize) -> u64 {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
@@ -527,7 +587,7 @@ mod tests {
             std::io::Write::write_all(&mut &theirs, b"x").unwrap();
             theirs
         });
-        let mut idle = IdleTrim::default();
+        let mut idle = IdleTrim::open();
         idle.wait_readable(std::os::fd::AsRawFd::as_raw_fd(&mine));
         assert!(idle.trimmed());
         assert_eq!(idle.poll_timeout(), -1);

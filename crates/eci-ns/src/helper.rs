@@ -359,6 +359,10 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     if spec.keep.len() > keep.len() - 3 || sys::close_fds_except(&keep).is_err() {
         fail(1);
     }
+    // Joining and setting up run code the loop never runs again: given back once idle. Its
+    // smaps is opened now, while the helper's root is the runtime's: a mount helper takes
+    // its callers' roots, where a container decides what /proc/self/smaps is.
+    let mut idle = IdleTrim::open();
     if let Some(hook) = spec.before_join {
         if let Err(failure) = hook() {
             failure.report_and_exit(channel);
@@ -382,8 +386,6 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     }
     let mut request = [0u8; MAX_REQUEST];
     let mut response = [0u8; MAX_RESPONSE];
-    // Joining and setting up ran code the loop never runs again.
-    let mut idle = IdleTrim::default();
     loop {
         match spec.watch {
             Some((fd, on_ready)) => {

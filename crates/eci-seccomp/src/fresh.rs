@@ -528,7 +528,8 @@ fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) -> ! {
     };
     let mut request = [0u8; 4096 + 20];
     // Setting up ran code the loop never runs again; most containers never ask for a procfs.
-    let mut idle = IdleTrim::default();
+    // Opened before any request: the root here is the minimal one, with the host's procfs.
+    let mut idle = IdleTrim::open();
     loop {
         idle.wait_readable(socket.raw_fd());
         let (len, mut fds) = match socket.recv_bytes(&mut request) {

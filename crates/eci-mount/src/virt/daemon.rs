@@ -1047,7 +1047,7 @@ fn keep(connections: [RawFd; 2], daemon: RawFd, null: RawFd, argv: &[*const libc
     unsafe { libc::setsid() };
     let mut daemon = daemon;
     // The keeper ran the runtime's code until it forked; from now on it only waits.
-    let mut idle = eci_ns::footprint::IdleTrim::default();
+    let mut idle = eci_ns::footprint::IdleTrim::open();
     let mut deaths = [0i64; RESTARTS];
     let mut died = 0usize;
     loop {
