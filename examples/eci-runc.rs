@@ -7,7 +7,8 @@
 //! files server) and answers the other commands on a socket in the container's state
 //! directory. The pid file names the monitor: it is what the caller waits for, and it exits
 //! with the container's exit code once the container's init has exited and everything
-//! (mounts, cgroup, ID lease, processes) has been given back.
+//! (mounts, cgroup, ID lease, processes) has been given back. Idle for 2 s after some work,
+//! the monitor unmaps the program pages that work touched (`eci::eci_ns::footprint`).
 //!
 //! ```text
 //! eci-runc [--root DIR] [--log FILE] [--log-format text|json] [--settings FILE] COMMAND

@@ -1,6 +1,7 @@
 //! Namespaces and processes for eci: starting a container's init with clone3 so that the kernel
 //! locks its initial mounts, a parent/child channel that carries typed failures and file
-//! descriptors, pidfds, and long-lived helpers that act inside a container's namespaces.
+//! descriptors, pidfds, long-lived helpers that act inside a container's namespaces, and a way
+//! for long-lived processes to give back the program pages they no longer run (`footprint`).
 //!
 //! Everything that runs in a child is allocation-free, because a library cannot know whether the
 //! program that links it has other threads: between fork and exec only async-signal-safe work is
