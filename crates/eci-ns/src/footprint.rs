@@ -160,7 +160,8 @@ struct SmapsFile(std::os::fd::OwnedFd);
 
 impl SmapsFile {
     /// Opens it and checks that it is procfs's: never a FIFO (O_NONBLOCK: the open cannot
-    /// wait) or a file someone put there.
+    /// wait) or a plain file someone wrote. That does not make an untrusted root safe (a bind
+    /// of another process's smaps is procfs's too): callers open it in their own root.
     fn open() -> std::io::Result<SmapsFile> {
         use std::os::fd::{AsRawFd, FromRawFd};
         let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOFOLLOW;
