@@ -59,6 +59,15 @@ impl Setup {
         self.dir.path().join("bundle").display().to_string()
     }
 
+    /// Changes the bundle's config.json.
+    fn edit_spec(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let config = self.dir.path().join("bundle/config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        edit(&mut spec);
+        std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    }
+
     /// Creates and starts container `id`; its monitor's pid (from the pid file).
     fn start_with_monitor(&self, id: &str) -> i32 {
         let pid_file = self.dir.path().join(format!("{id}.pid"));
@@ -484,11 +493,7 @@ fn delete_leaves_alone_a_cgroup_made_again_at_a_dead_containers_path() {
 #[test]
 fn a_killed_virtual_files_daemon_is_replaced_and_the_container_reads_on() {
     let setup = Setup::new(&["sleep", "1000"]);
-    let config = setup.dir.path().join("bundle/config.json");
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
-    spec["linux"]["resources"]["memory"]["limit"] = 268435456.into();
-    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    setup.edit_spec(|spec| spec["linux"]["resources"]["memory"]["limit"] = 268435456.into());
     let id = "reads-on";
     setup.start_with_monitor(id);
     let meminfo = || {
@@ -583,11 +588,7 @@ fn a_monitor_executed_as_its_own_program_runs_the_container() {
 impl Setup {
     /// Adds `hooks` (an OCI `hooks` object) to the bundle's config.json.
     fn with_hooks(&self, hooks: serde_json::Value) {
-        let path = self.dir.path().join("bundle/config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        config["hooks"] = hooks;
-        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        self.edit_spec(|spec| spec["hooks"] = hooks);
     }
 }
 
@@ -712,11 +713,7 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
     // daemon and its keeper. All of them keep serving: an exec mounts a tmpfs (the helper)
     // and a procfs (its host half builds it), and the monitor comes back down once idle again.
     let setup = Setup::new(&["sleep", "1000"]);
-    let config = setup.dir.path().join("bundle/config.json");
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
-    spec["process"] = admin_process("sleep 1000");
-    std::fs::write(&config, spec.to_string()).unwrap();
+    setup.edit_spec(|spec| spec["process"] = admin_process("sleep 1000"));
     let id = "idle-trim";
     let pid_file = setup.dir.path().join("monitor.pid");
     let pid_path = pid_file.to_str().unwrap();
@@ -789,11 +786,7 @@ fn a_mount_helper_in_a_callers_root_never_reads_that_roots_smaps() {
 Swap: 0 kB\\nLocked: 0 kB\\n' > /dev/f/proc/self/smaps \
         && chroot /dev/f /bin/busybox mount -t tmpfs t /t && touch /dev/f/t/mounted; sleep 1000";
     let setup = Setup::new(&["sleep", "1000"]);
-    let config = setup.dir.path().join("bundle/config.json");
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
-    spec["process"] = admin_process(forge);
-    std::fs::write(&config, spec.to_string()).unwrap();
+    setup.edit_spec(|spec| spec["process"] = admin_process(forge));
     let id = "forged-smaps";
     let monitor = setup.start_with_monitor(id);
     let helper = descendants(monitor)
