@@ -8,7 +8,8 @@
 //! name, see `eci::probe`) on its PATH. The container ID and its ID mapping go to stderr; the exit
 //! code is the command's. `--virtual-files-daemon DIR` serves the container's virtual /proc files
 //! from the per-host daemon in DIR (this program again, started when none runs), which serves
-//! them on if eci-run dies while the container runs.
+//! them on if eci-run dies while the container runs. A container still running 2 s after its
+//! start has eci-run give back the program pages creating it touched (`eci_ns::footprint`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -228,7 +229,20 @@ fn run_container(
         }
     });
     container.start()?;
+    give_back_pages_once_idle(&container);
     let status = container.wait()?;
     container.delete()?;
     Ok(status.code().clamp(0, 255) as u8)
+}
+
+/// Waits up to 2 s for the container's init to exit; if it runs on, unmaps the program pages
+/// that creating it touched (most of this program, about 4.5 MiB of RSS) and trims the
+/// allocator: they stay in the page cache, and a short command never pays for it.
+fn give_back_pages_once_idle(container: &eci::Container) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut init = [PollFd::new(container.pidfd().as_fd(), PollFlags::POLLIN)];
+    if matches!(poll(&mut init, PollTimeout::from(2000u16)), Ok(0)) {
+        let _ = eci::eci_ns::footprint::trim();
+    }
 }

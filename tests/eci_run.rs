@@ -79,3 +79,44 @@ fn a_bad_bundle_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// A process's resident KiB (VmRSS); 0 once it is gone.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn a_container_that_runs_on_leaves_eci_run_with_its_pages_given_back() {
+    // Creating the container runs most of eci-run; if the container is still running 2 s
+    // after its start, eci-run unmaps those program pages while it waits for it.
+    let mut child = eci_run()
+        .args(["--", "sleep", "5"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = |kib: u64| kib > 0;
+    let busy = (0..50)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            resident_kib(child.id())
+        })
+        .filter(|&kib| started(kib))
+        .max()
+        .unwrap_or(0);
+    let idle = (0..40).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        Some(resident_kib(child.id())).filter(|&kib| kib > 0 && kib < busy / 2)
+    });
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        idle.is_some(),
+        "eci-run kept {busy} KiB while its container slept"
+    );
+}
