@@ -214,15 +214,15 @@ impl SmapsFile {
                 break;
             }
             for &byte in &chunk[..read] {
-                if byte == b'\n' {
-                    scanner.line(line.take()).map(&mut unmap);
-                } else {
+                if byte != b'\n' {
                     line.push(byte);
+                } else if let Some(mapping) = scanner.line(line.take()) {
+                    unmap(mapping);
                 }
             }
         }
-        scanner.line(line.take()).map(&mut unmap);
-        scanner.finish().map(&mut unmap);
+        let last = scanner.line(line.take());
+        last.into_iter().chain(scanner.finish()).for_each(unmap);
         Ok(trimmed)
     }
 }
