@@ -1140,6 +1140,18 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
 /// touched: long enough that `run` of a short command and a burst of requests never pay for it.
 const IDLE_BEFORE_TRIM_MS: u16 = 2000;
 
+/// Waits up to [`IDLE_BEFORE_TRIM_MS`] for `fd` to have something; if it stays quiet, gives
+/// back the program pages this process's start touched.
+fn trim_once_quiet(fd: std::os::fd::BorrowedFd<'_>, ctx: &Ctx) {
+    let mut quiet = [PollFd::new(fd, PollFlags::POLLIN)];
+    if matches!(
+        poll(&mut quiet, PollTimeout::from(IDLE_BEFORE_TRIM_MS)),
+        Ok(0)
+    ) {
+        trim_footprint(ctx);
+    }
+}
+
 /// Gives back the program pages and free memory the monitor's work left mapped: creating a
 /// container runs most of eci-runc (about 4.5 MiB of its own and libc's text), waiting for
 /// it runs little. They stay in the page cache and fault back in when needed.
@@ -1384,6 +1396,11 @@ fn exec_through_monitor(
         writeln!(ready, "ok")?;
         // The process holds the caller's stdio now; ours must not keep its pipes open.
         detach_stdio()?;
+    }
+    // The process may run for long (a shell, a server, the shim's every `docker exec`): what
+    // starting this program touched is given back while it waits.
+    if reader.buffer().is_empty() {
+        trim_once_quiet(stream.as_fd(), ctx);
     }
     let mut exited = String::new();
     reader.read_line(&mut exited)?;

@@ -712,6 +712,7 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
     // and so do the mount helper and its host half, once each, and the root's virtual files
     // daemon and its keeper. All of them keep serving: an exec mounts a tmpfs (the helper)
     // and a procfs (its host half builds it), and the monitor comes back down once idle again.
+    // A detached exec's stand-in trims as well.
     let setup = Setup::new(&["sleep", "1000"]);
     setup.edit_spec(|spec| spec["process"] = admin_process("sleep 1000"));
     let id = "idle-trim";
@@ -769,6 +770,31 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
     assert!(
         eventually(|| resident_kib(monitor) < monitor_busy / 2),
         "idle again after the exec"
+    );
+    // A detached exec's stand-in (the shim makes one for every `docker exec`) lives as long
+    // as its process and gives back its start's pages too.
+    let pid_file = setup.dir.path().join("exec.pid");
+    let pid_path = pid_file.to_str().unwrap();
+    let exec = [
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_path,
+        id,
+        "sleep",
+        "1000",
+    ];
+    assert!(setup.runc_detached(&exec));
+    let stand_in: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stand_in_busy = resident_kib(stand_in);
+    assert!(
+        eventually(|| resident_kib(stand_in) < stand_in_busy / 2),
+        "the stand-in still {} KiB after 6 s (busy: {stand_in_busy} KiB)",
+        resident_kib(stand_in)
     );
     assert!(setup.runc(&["delete", "--force", id]).status.success());
 }
