@@ -1152,9 +1152,9 @@ fn trim_once_quiet(fd: std::os::fd::BorrowedFd<'_>, ctx: &Ctx) {
     }
 }
 
-/// Gives back the program pages and free memory the monitor's work left mapped: creating a
+/// Gives back the program pages and free memory this process's work left mapped: creating a
 /// container runs most of eci-runc (about 4.5 MiB of its own and libc's text), waiting for
-/// it runs little. They stay in the page cache and fault back in when needed.
+/// it or for an exec'd process runs little. They stay in the page cache and fault back in.
 fn trim_footprint(ctx: &Ctx) {
     if let Err(err) = eci::eci_ns::footprint::trim() {
         ctx.log("warning", &format!("giving back memory: {err}"));
