@@ -80,16 +80,6 @@ fn a_bad_bundle_is_a_clear_error() {
     );
 }
 
-/// A process's resident KiB (VmRSS); 0 once it is gone.
-fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 #[test]
 fn a_container_that_runs_on_leaves_eci_run_with_its_pages_given_back() {
     // Creating the container runs most of eci-run; if the container is still running 2 s
@@ -104,14 +94,15 @@ fn a_container_that_runs_on_leaves_eci_run_with_its_pages_given_back() {
     let busy = (0..50)
         .map(|_| {
             std::thread::sleep(std::time::Duration::from_millis(20));
-            resident_kib(child.id())
+            common::resident_kib(child.id() as i32).unwrap_or(0)
         })
         .filter(|&kib| started(kib))
         .max()
         .unwrap_or(0);
     let idle = (0..40).find_map(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        Some(resident_kib(child.id())).filter(|&kib| kib > 0 && kib < busy / 2)
+        Some(common::resident_kib(child.id() as i32).unwrap_or(0))
+            .filter(|&kib| kib > 0 && kib < busy / 2)
     });
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");

@@ -68,8 +68,8 @@ impl Setup {
         std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
     }
 
-    /// Creates and starts container `id`; its monitor's pid (from the pid file).
-    fn start_with_monitor(&self, id: &str) -> i32 {
+    /// Creates container `id`; its monitor's pid (from the pid file).
+    fn create_with_monitor(&self, id: &str) -> i32 {
         let pid_file = self.dir.path().join(format!("{id}.pid"));
         let created = self.runc_detached(&[
             "create",
@@ -79,13 +79,36 @@ impl Setup {
             &pid_file.display().to_string(),
             id,
         ]);
-        assert!(created && self.runc_detached(&["start", id]));
-        std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        assert!(created);
+        read_pid(&pid_file)
     }
+
+    /// Creates and starts container `id`; its monitor's pid (from the pid file).
+    fn start_with_monitor(&self, id: &str) -> i32 {
+        let monitor = self.create_with_monitor(id);
+        assert!(self.runc_detached(&["start", id]));
+        monitor
+    }
+
+    /// `exec --detach` of `command` in container `id`; the stand-in's pid (from the pid file
+    /// `name`.pid, as containerd's shim reads it).
+    fn exec_detached(&self, id: &str, name: &str, command: &[&str]) -> i32 {
+        let pid_file = self.dir.path().join(format!("{name}.pid"));
+        let pid_path = pid_file.to_str().unwrap();
+        let mut args = vec!["exec", "--detach", "--pid-file", pid_path, id];
+        args.extend(command);
+        assert!(self.runc_detached(&args));
+        read_pid(&pid_file)
+    }
+}
+
+/// The pid in a pid file.
+fn read_pid(file: &Path) -> i32 {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 impl Setup {
@@ -261,24 +284,8 @@ fn signals_to_a_detached_execs_pid_reach_the_process() {
         })
     };
     for signal in [libc::SIGTERM, libc::SIGKILL] {
-        let pid_file = setup.dir.path().join(format!("exec-{signal}.pid"));
-        let pid_path = pid_file.to_str().unwrap();
-        let exec = [
-            "exec",
-            "--detach",
-            "--pid-file",
-            pid_path,
-            id,
-            "sleep",
-            "1000",
-        ];
-        assert!(setup.runc_detached(&exec));
+        let stand_in = setup.exec_detached(id, &format!("exec-{signal}"), &["sleep", "1000"]);
         assert!(settle(2), "the exec'd sleep runs beside the init");
-        let stand_in: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
         // SAFETY: kill takes plain integers.
         assert_eq!(unsafe { libc::kill(stand_in, signal) }, 0);
         if !settle(1) {
@@ -680,15 +687,9 @@ fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
     assert!(!state.status.success(), "no container is left");
 }
 
-/// A process's resident KiB (VmRSS).
+/// A live process's resident KiB (VmRSS).
 fn resident_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap()
+    common::resident_kib(pid).unwrap_or_else(|| panic!("process {pid} is gone"))
 }
 
 /// The process JSON for `exec --process` of `sh -c SCRIPT` as root with CAP_SYS_ADMIN and
@@ -716,15 +717,7 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
     let setup = Setup::new(&["sleep", "1000"]);
     setup.edit_spec(|spec| spec["process"] = admin_process("sleep 1000"));
     let id = "idle-trim";
-    let pid_file = setup.dir.path().join("monitor.pid");
-    let pid_path = pid_file.to_str().unwrap();
-    let bundle = setup.bundle();
-    assert!(setup.runc_detached(&["create", "--bundle", &bundle, "--pid-file", pid_path, id]));
-    let monitor: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let monitor = setup.create_with_monitor(id);
     // Not the init, which is still eci-runc until `start`, in the container's PID namespace.
     let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
     let helpers: Vec<i32> = descendants(monitor)
@@ -773,23 +766,7 @@ fn idle_monitors_and_helpers_give_back_the_pages_their_start_touched_and_serve_o
     );
     // A detached exec's stand-in (the shim makes one for every `docker exec`) lives as long
     // as its process and gives back its start's pages too.
-    let pid_file = setup.dir.path().join("exec.pid");
-    let pid_path = pid_file.to_str().unwrap();
-    let exec = [
-        "exec",
-        "--detach",
-        "--pid-file",
-        pid_path,
-        id,
-        "sleep",
-        "1000",
-    ];
-    assert!(setup.runc_detached(&exec));
-    let stand_in: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let stand_in = setup.exec_detached(id, "exec", &["sleep", "1000"]);
     let stand_in_busy = resident_kib(stand_in);
     assert!(
         eventually(|| resident_kib(stand_in) < stand_in_busy / 2),
@@ -825,10 +802,7 @@ Swap: 0 kB\\nLocked: 0 kB\\n' > /dev/f/proc/self/smaps \
         eventually(|| std::fs::read_link(&root).is_ok_and(|r| r == Path::new("/dev/f"))),
         "the helper never took the caller's root"
     );
-    let trimmed = eventually(|| {
-        std::fs::read_to_string(format!("/proc/{helper}/status"))
-            .is_ok_and(|_| resident_kib(helper) + 256 < busy)
-    });
+    let trimmed = eventually(|| common::resident_kib(helper).is_some_and(|kib| kib + 256 < busy));
     let helpers: Vec<i32> = descendants(monitor)
         .into_iter()
         .filter(|&pid| comm(pid) == "eci-runc")

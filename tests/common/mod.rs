@@ -180,3 +180,10 @@ pub fn probe(name: &str, commands: &[&str]) -> Vec<String> {
     assert_eq!(code, 0, "probe exited with {code}: {out}");
     out.lines().map(str::to_string).collect()
 }
+
+/// A process's resident KiB (VmRSS); None once it is gone.
+pub fn resident_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    kib.trim().strip_suffix("kB")?.trim().parse().ok()
+}
