@@ -1025,36 +1025,38 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
     // container is most of its program; exec and the requests add more).
     let mut worked = true;
     loop {
+        let watch = |fd: std::os::fd::BorrowedFd<'_>, events| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        };
         let mut fds = vec![
-            PollFd::new(container.pidfd().as_fd(), PollFlags::POLLIN),
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            watch(container.pidfd().as_fd(), libc::POLLIN),
+            watch(listener.as_fd(), libc::POLLIN),
         ];
         for exec in &execs {
-            fds.push(PollFd::new(exec.process.pidfd().as_fd(), PollFlags::POLLIN));
+            fds.push(watch(exec.process.pidfd().as_fd(), libc::POLLIN));
             // A client that went away is not listened to again: its stream would report its
             // hang-up on every poll (a paused container's process may take long to die). The
             // process's pidfd without events keeps the indices aligned instead.
             fds.push(if exec.connected {
-                PollFd::new(exec.stream.as_fd(), PollFlags::POLLIN)
+                watch(exec.stream.as_fd(), libc::POLLIN)
             } else {
-                PollFd::new(exec.process.pidfd().as_fd(), PollFlags::empty())
+                watch(exec.process.pidfd().as_fd(), 0)
             });
         }
-        let timeout = if worked {
-            PollTimeout::from(IDLE_BEFORE_TRIM_MS)
+        let waited = if worked {
+            wait_then_trim(&mut fds, ctx)
         } else {
-            PollTimeout::NONE
+            eci::eci_ns::sys::poll(&mut fds, -1)
         };
-        if poll(&mut fds, timeout)? == 0 {
-            worked = false;
-            trim_footprint(ctx);
-            continue;
+        match waited {
+            Ok(_) => {}
+            Err(eci::eci_ns::sys::Errno(libc::EINTR)) => continue,
+            Err(errno) => return Err(std::io::Error::from(errno).into()),
         }
         worked = true;
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents != 0).collect();
         drop(fds);
         let (exited, asked) = (ready[0], ready[1]);
         for index in (0..execs.len()).rev() {
@@ -1150,6 +1152,20 @@ fn trim_once_quiet(fd: std::os::fd::BorrowedFd<'_>, ctx: &Ctx) {
     ) {
         trim_footprint(ctx);
     }
+}
+
+/// Waits for `fds`; if [`IDLE_BEFORE_TRIM_MS`] pass without anything, gives back the pages the
+/// work before touched and goes on waiting, without a limit. How many have something.
+fn wait_then_trim(fds: &mut [libc::pollfd], ctx: &Ctx) -> Result<usize, eci::eci_ns::sys::Errno> {
+    let ready = eci::eci_ns::sys::poll(fds, IDLE_BEFORE_TRIM_MS.into())?;
+    if ready > 0 {
+        return Ok(ready);
+    }
+    let (trimmed, ready) = eci::eci_ns::footprint::trim_then_poll(fds, -1);
+    if let Err(err) = trimmed {
+        ctx.log("warning", &format!("giving back memory: {err}"));
+    }
+    ready
 }
 
 /// Gives back the program pages and free memory this process's work left mapped: creating a

@@ -12,6 +12,12 @@
 //! loader's relocated read-only data (RELRO) has. Unmapping such a page would bring back the
 //! file's unrelocated bytes, so those mappings are left alone.
 //!
+//! Code that runs after a trim faults its text back in, and the kernel maps 64 KiB around each
+//! such fault: returning through the allocator and an event loop to poll(2) maps back hundreds
+//! of KiB. [`trim_then_poll`] and [`IdleTrim::poll`] therefore drop the pages as the very last
+//! thing before the wait, with raw system calls in between, and the calling thread's stack
+//! pages below the frame that waits go too (a deep call during the start made them resident).
+//!
 //! The list comes from smaps and the pages are dropped a mapping at a time after it, so no
 //! other thread of the process may unmap a file mapping meanwhile (munmap of a mapped file,
 //! dlclose): a range taken over by a new writable mapping in between would lose its contents.
@@ -34,6 +40,9 @@ pub struct Trimmed {
     /// Mappings the kernel refused to unmap (madvise failed); they keep their pages and the
     /// others are unmapped all the same.
     pub refused: usize,
+    /// KiB of the calling thread's stack, below what it is using, whose pages were dropped
+    /// (a deep call made them resident once; they come back as zeroed pages if reached again).
+    pub stack_kib: u64,
 }
 
 /// Why [`trim`] could not read what to unmap.
@@ -60,22 +69,63 @@ pub struct CleanMapping {
 /// Other threads may go on running (one that needs an unmapped page faults it back in from
 /// the page cache) as long as none unmaps a file mapping meanwhile (see the module's
 /// documentation). A debugger's breakpoint in program text is a copied page and keeps its
-/// mapping resident. Costs a read of /proc/self/smaps (a walk of every mapping, 1-2 ms for
-/// eci-runc) and one madvise(2) a mapping; meant for a process that has gone idle. Opens
-/// /proc/self/smaps by path: the process's root must be one it trusts.
+/// mapping resident. Also drops the calling thread's stack pages below the ones it is using.
+/// Costs a read of /proc/self/smaps (a walk of every mapping, 1-2 ms for eci-runc) and one
+/// madvise(2) a mapping; meant for a process that has gone idle. Opens /proc/self/smaps by
+/// path: the process's root must be one it trusts.
 pub fn trim() -> Result<Trimmed, FootprintError> {
-    let trimmed = unmap_clean_pages()?;
+    let mut plan = SmapsFile::open()
+        .and_then(|smaps| smaps.plan())
+        .map_err(FootprintError::Smaps)?;
     trim_allocator();
-    Ok(trimmed)
+    plan.drop_now();
+    Ok(plan.trimmed)
+}
+
+/// [`trim`], then poll(2) on `fds` for up to `timeout_ms` (-1: no limit), as a process that
+/// waits for its next piece of work does. The pages are dropped right before the wait, with
+/// nothing but raw system calls in between, so that the code that waits does not fault back
+/// in what was just given back: about 64 KiB of text stays mapped, where returning through the
+/// allocator and an event loop to a poll(2) maps back hundreds. If smaps cannot be read, the
+/// process keeps its pages and just waits.
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+/// let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+/// std::io::Write::write_all(&mut &theirs, b"x").unwrap();
+/// let mut fds = [libc::pollfd { fd: mine.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+/// let (trimmed, ready) = eci_ns::footprint::trim_then_poll(&mut fds, -1);
+/// assert!(trimmed.unwrap().mappings > 0);
+/// assert_eq!(ready.unwrap(), 1);
+/// ```
+pub fn trim_then_poll(
+    fds: &mut [libc::pollfd],
+    timeout_ms: libc::c_int,
+) -> (
+    Result<Trimmed, FootprintError>,
+    crate::sys::SysResult<usize>,
+) {
+    match SmapsFile::open().and_then(|smaps| smaps.plan()) {
+        Ok(mut plan) => {
+            trim_allocator();
+            let ready = drop_then_poll(&mut plan, Some((fds, timeout_ms)));
+            (Ok(plan.trimmed), ready)
+        }
+        Err(err) => (Err(FootprintError::Smaps(err)), poll(fds, timeout_ms)),
+    }
 }
 
 /// [`trim`] without the allocator: allocation-free and async-signal-safe (open, fstatfs,
 /// read, madvise and close only), so a helper forked from a threaded process may call it.
 pub fn unmap_clean_pages() -> Result<Trimmed, FootprintError> {
-    SmapsFile::open()
-        .and_then(|smaps| smaps.unmap_clean_pages())
-        .map_err(FootprintError::Smaps)
+    let mut plan = SmapsFile::open()
+        .and_then(|smaps| smaps.plan())
+        .map_err(FootprintError::Smaps)?;
+    plan.drop_now();
+    Ok(plan.trimmed)
 }
+
+use crate::sys::poll;
 
 /// A forked helper's wait that unmaps the pages its start touched once it has been idle for
 /// [`IdleTrim::IDLE_MS`] the first time. Allocation-free, for helpers that loop on poll(2).
@@ -113,7 +163,7 @@ impl IdleTrim {
 
     /// The poll(2) timeout to wait with: [`IdleTrim::IDLE_MS`] until the helper has trimmed,
     /// then none (-1).
-    pub fn poll_timeout(&self) -> libc::c_int {
+    fn poll_timeout(&self) -> libc::c_int {
         if self.trimmed {
             -1
         } else {
@@ -121,12 +171,12 @@ impl IdleTrim {
         }
     }
 
-    /// Call when poll(2) timed out: unmaps the clean pages, once. A failure is not retried:
-    /// the helper just keeps its pages.
+    /// Unmaps the clean pages now, once; a failure is not retried: the helper just keeps its
+    /// pages.
     pub fn idle(&mut self) {
         self.trimmed = true;
-        if let Some(smaps) = self.smaps.take() {
-            let _ = smaps.unmap_clean_pages();
+        if let Some(mut plan) = self.smaps.take().and_then(|smaps| smaps.plan().ok()) {
+            plan.drop_now();
         }
     }
 
@@ -135,22 +185,30 @@ impl IdleTrim {
         self.trimmed
     }
 
+    /// poll(2) on `fds` until one has something: the first time nothing came for
+    /// [`IdleTrim::IDLE_MS`], it unmaps the clean pages and goes on waiting, without a limit,
+    /// as [`trim_then_poll`] does. A signal ends the wait with EINTR, as poll(2) would.
+    pub fn poll(&mut self, fds: &mut [libc::pollfd]) -> crate::sys::SysResult<usize> {
+        let ready = poll(fds, self.poll_timeout())?;
+        if ready > 0 || self.trimmed {
+            return Ok(ready);
+        }
+        self.trimmed = true;
+        match self.smaps.take().and_then(|smaps| smaps.plan().ok()) {
+            Some(mut plan) => drop_then_poll(&mut plan, Some((fds, -1))),
+            None => poll(fds, -1),
+        }
+    }
+
     /// Waits until `fd` has something (or hung up or failed), trimming on the way if the
     /// wait is long; returns at once if poll(2) fails for another reason than a signal.
     pub fn wait_readable(&mut self, fd: std::os::fd::RawFd) {
-        let mut pollfd = libc::pollfd {
+        let mut pollfd = [libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
-        };
-        loop {
-            // SAFETY: one valid pollfd.
-            match unsafe { libc::poll(&mut pollfd, 1, self.poll_timeout()) } {
-                0 => self.idle(),
-                -1 if crate::sys::Errno::last().0 == libc::EINTR => {}
-                _ => return,
-            }
-        }
+        }];
+        while let Err(crate::sys::Errno(libc::EINTR)) = self.poll(&mut pollfd) {}
     }
 }
 
@@ -189,23 +247,18 @@ impl SmapsFile {
         .map_err(Into::into)
     }
 
-    /// Reads the file from its start and unmaps each clean mapping as soon as its block has
-    /// been read. Allocation-free.
-    fn unmap_clean_pages(&self) -> std::io::Result<Trimmed> {
+    /// Reads the file from its start: the clean mappings to drop and the calling thread's
+    /// stack mapping. Allocation-free. Mappings beyond what a plan holds are dropped at once.
+    fn plan(&self) -> std::io::Result<Plan> {
         use std::os::fd::AsRawFd;
         // SAFETY: lseek on a descriptor we hold.
         crate::sys::check(unsafe { libc::lseek(self.0.as_raw_fd(), 0, libc::SEEK_SET) })?;
-        let mut scanner = SmapsScanner::default();
-        let mut trimmed = Trimmed::default();
-        let mut unmap = |mapping: CleanMapping| {
-            // Only page table entries change, never the mappings smaps is walking through.
-            if unmap_pages(&mapping) {
-                trimmed.mappings += 1;
-                trimmed.unmapped_kib += mapping.rss_kib;
-            } else {
-                trimmed.refused += 1;
-            }
+        let here = 0u8;
+        let mut scanner = SmapsScanner {
+            stack_at: std::ptr::addr_of!(here) as usize,
+            ..SmapsScanner::default()
         };
+        let mut plan = Plan::default();
         let mut line = LineBuffer::default();
         let mut chunk = [0u8; 4096];
         loop {
@@ -217,13 +270,173 @@ impl SmapsFile {
                 if byte != b'\n' {
                     line.push(byte);
                 } else if let Some(mapping) = scanner.line(line.take()) {
-                    unmap(mapping);
+                    plan.add(mapping);
                 }
             }
         }
         let last = scanner.line(line.take());
-        last.into_iter().chain(scanner.finish()).for_each(unmap);
-        Ok(trimmed)
+        last.into_iter()
+            .chain(scanner.finish())
+            .for_each(|mapping| plan.add(mapping));
+        plan.stack = scanner.stack;
+        Ok(plan)
+    }
+}
+
+/// How many clean mappings a plan holds to drop right before a wait (eci-runc has about 15);
+/// any more are dropped while smaps is read, and may fault back in before the wait.
+const HELD: usize = 64;
+
+/// What one trim drops, read from smaps before anything is dropped.
+struct Plan {
+    held: [CleanMapping; HELD],
+    count: usize,
+    /// The calling thread's stack: (first address, end).
+    stack: Option<(usize, usize)>,
+    trimmed: Trimmed,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        let none = CleanMapping {
+            start: 0,
+            end: 0,
+            rss_kib: 0,
+        };
+        Plan {
+            held: [none; HELD],
+            count: 0,
+            stack: None,
+            trimmed: Trimmed::default(),
+        }
+    }
+}
+
+impl Plan {
+    /// Drops what the plan holds, without a wait after.
+    fn drop_now(&mut self) {
+        // Without a wait there is no poll(2) to fail.
+        let _ = drop_then_poll(self, None);
+    }
+
+    fn add(&mut self, mapping: CleanMapping) {
+        match self.held.get_mut(self.count) {
+            Some(slot) => {
+                *slot = mapping;
+                self.count += 1;
+            }
+            None => self.dropped(&mapping, raw::madvise_dontneed(mapping.start, mapping.end)),
+        }
+    }
+
+    #[inline(always)]
+    fn dropped(&mut self, mapping: &CleanMapping, done: bool) {
+        if done {
+            self.trimmed.mappings += 1;
+            self.trimmed.unmapped_kib += mapping.rss_kib;
+        } else {
+            self.trimmed.refused += 1;
+        }
+    }
+}
+
+/// Drops what `plan` holds, then, if asked, polls: raw system calls only from the first drop
+/// to the wait, so that this function's own page of text is the only one that faults back in
+/// before it. Never inlined, to stay that small.
+#[inline(never)]
+fn drop_then_poll(
+    plan: &mut Plan,
+    wait: Option<(&mut [libc::pollfd], libc::c_int)>,
+) -> crate::sys::SysResult<usize> {
+    for index in 0..plan.count.min(HELD) {
+        let mapping = plan.held[index];
+        // Only page table entries change: smaps said these pages hold the file's bytes.
+        let done = raw::madvise_dontneed(mapping.start, mapping.end);
+        plan.dropped(&mapping, done);
+    }
+    if let Some((start, end)) = plan.stack {
+        // Everything below what this frame uses (with a page to spare for the red zone and
+        // the system calls below) is dead: no frame lives there. A signal handler that runs
+        // there later gets fresh zeroed pages.
+        let here = 0u8;
+        let used = std::ptr::addr_of!(here) as usize;
+        let below = (used & !(PAGE - 1)).saturating_sub(PAGE);
+        if start <= used && used < end && start < below && raw::madvise_dontneed(start, below) {
+            plan.trimmed.stack_kib = ((below - start) / 1024) as u64;
+        }
+    }
+    match wait {
+        None => Ok(0),
+        Some((fds, timeout_ms)) => raw::poll(fds, timeout_ms),
+    }
+}
+
+const PAGE: usize = 4096;
+
+/// System calls made without the C library's wrappers, whose text a trim may have dropped.
+mod raw {
+    /// madvise(MADV_DONTNEED) over `start..end`; whether the kernel did.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn madvise_dontneed(start: usize, end: usize) -> bool {
+        let advice = libc::MADV_DONTNEED as usize;
+        // SAFETY: callers pass ranges whose pages hold nothing the process still needs:
+        // clean read-only file pages (they come back from the file) or dead stack.
+        unsafe { syscall3(libc::SYS_madvise, start, end - start, advice) == 0 }
+    }
+
+    /// poll(2).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn poll(
+        fds: &mut [libc::pollfd],
+        timeout_ms: libc::c_int,
+    ) -> crate::sys::SysResult<usize> {
+        let (at, count) = (fds.as_mut_ptr() as usize, fds.len());
+        // SAFETY: `fds` is a valid, writable array of its length.
+        let ret = unsafe { syscall3(libc::SYS_poll, at, count, timeout_ms as usize) };
+        if ret < 0 {
+            Err(crate::sys::Errno(-ret as i32))
+        } else {
+            Ok(ret as usize)
+        }
+    }
+
+    /// A three-argument system call; the kernel's return (a negative errno on failure).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn syscall3(number: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+        let ret: isize;
+        // SAFETY: the caller vouches for the call; `syscall` clobbers rcx and r11 only.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") number as isize => ret,
+                in("rdi") a,
+                in("rsi") b,
+                in("rdx") c,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    // Elsewhere the C library's wrappers: correct, they just fault their page back in.
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn madvise_dontneed(start: usize, end: usize) -> bool {
+        // SAFETY: as on x86_64.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) == 0 }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn poll(
+        fds: &mut [libc::pollfd],
+        timeout_ms: libc::c_int,
+    ) -> crate::sys::SysResult<usize> {
+        crate::sys::poll(fds, timeout_ms)
     }
 }
 
@@ -257,21 +470,6 @@ impl LineBuffer {
     }
 }
 
-/// Drops a clean mapping's pages; whether the kernel did.
-fn unmap_pages(mapping: &CleanMapping) -> bool {
-    // SAFETY: the range is one of this process's private, read-only file mappings with no
-    // page of its own (smaps said so and nothing here writes to read-only memory), so
-    // dropping its pages changes no byte the process can read: they come back from the file.
-    let ret = unsafe {
-        libc::madvise(
-            mapping.start as *mut libc::c_void,
-            mapping.end - mapping.start,
-            libc::MADV_DONTNEED,
-        )
-    };
-    ret == 0
-}
-
 #[cfg(target_env = "gnu")]
 fn trim_allocator() {
     // SAFETY: malloc_trim takes the allocator's own locks; any thread may call it.
@@ -299,13 +497,24 @@ pub fn clean_mappings(smaps: &str) -> Vec<CleanMapping> {
 #[derive(Default)]
 pub struct SmapsScanner {
     current: Option<Block>,
+    /// An address on the calling thread's stack, to find its mapping by (0: none).
+    stack_at: usize,
+    /// The private anonymous writable mapping holding `stack_at`.
+    stack: Option<(usize, usize)>,
 }
 
 impl SmapsScanner {
     /// One line, without its newline; the mapping whose block this line ended, if clean.
     pub fn line(&mut self, line: &[u8]) -> Option<CleanMapping> {
         match Block::from_header(line) {
-            Some(block) => self.current.replace(block).and_then(Block::clean),
+            Some(block) => {
+                if block.private_anonymous_writable
+                    && (block.start..block.end).contains(&self.stack_at)
+                {
+                    self.stack = Some((block.start, block.end));
+                }
+                self.current.replace(block).and_then(Block::clean)
+            }
             None => {
                 if let Some(block) = self.current.as_mut() {
                     block.read_field(line);
@@ -326,6 +535,8 @@ struct Block {
     start: usize,
     end: usize,
     eligible: bool,
+    /// `rw-p` and no file: what a thread's stack is.
+    private_anonymous_writable: bool,
     rss: Option<u64>,
     anonymous: Option<u64>,
     swap: Option<u64>,
@@ -368,6 +579,7 @@ impl Block {
             start,
             end,
             eligible,
+            private_anonymous_writable: perms == b"rw-p" && inode == 0,
             rss: None,
             anonymous: None,
             swap: None,
@@ -548,6 +760,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A deep call left its stack pages resident; a trim drops those below the frame that
+    /// trims, and the thread runs on (its frames above are untouched).
+    #[test]
+    fn trim_drops_the_stack_below_the_caller_and_keeps_its_frames() {
+        #[inline(never)]
+        fn deep(depth: usize) -> u64 {
+            let mut frame = [depth as u8; 16 * 1024];
+            let frame = std::hint::black_box(&mut frame);
+            frame[0] = frame[0].wrapping_add(1);
+            let below = if depth == 0 { 0 } else { deep(depth - 1) };
+            below + u64::from(frame[0]) + u64::from(frame[16 * 1024 - 1])
+        }
+        let thread = std::thread::Builder::new().stack_size(2 << 20);
+        let checked = thread.spawn(|| {
+            let kept = std::hint::black_box([7u8; 4096]);
+            assert!(deep(32) > 0);
+            let here = std::ptr::addr_of!(kept) as usize;
+            let before = rss_containing(here);
+            let trimmed = trim().unwrap();
+            let after = rss_containing(here);
+            // 33 frames of 16 KiB were touched; all but the trimming frames' go.
+            assert!(trimmed.stack_kib >= 400, "{trimmed:?}");
+            assert!(before >= after + 400, "{before} -> {after} KiB");
+            assert_eq!(kept, [7u8; 4096]);
+        });
+        checked.unwrap().join().unwrap();
+    }
+
+    /// The resident KiB of the mapping holding `address`.
+    fn rss_containing(address: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let contains = |line: &str| {
+            let range = line.split_whitespace().next().unwrap_or_default();
+            let Some((start, end)) = range.split_once('-') else {
+                return false;
+            };
+            let parse = |n| usize::from_str_radix(n, 16).ok();
+            matches!((parse(start), parse(end)), (Some(s), Some(e)) if s <= address && address < e)
+        };
+        smaps
+            .lines()
+            .skip_while(|l| !contains(l))
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("no mapping holds {address:x}"))
     }
 
     /// The resident KiB of the mapping that starts at `start`.

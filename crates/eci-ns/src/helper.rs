@@ -311,15 +311,10 @@ fn wait_for_channel(
         },
     ];
     loop {
-        // SAFETY: fds is a valid array of two pollfds.
-        match unsafe { libc::poll(fds.as_mut_ptr(), 2, idle.poll_timeout()) } {
-            0 => {
-                idle.idle();
-                continue;
-            }
-            -1 if sys::Errno::last().0 == libc::EINTR => continue,
-            -1 => return false,
-            _ => {}
+        match idle.poll(&mut fds) {
+            Ok(_) => {}
+            Err(sys::Errno(libc::EINTR)) => continue,
+            Err(_) => return false,
         }
         if fds[1].revents & libc::POLLIN != 0 {
             on_ready(channel);

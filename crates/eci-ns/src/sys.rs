@@ -42,6 +42,14 @@ pub fn check(ret: libc::c_long) -> SysResult<libc::c_long> {
     }
 }
 
+/// poll(2) once: how many of `fds` have something (0 when `timeout_ms` passed first; -1
+/// waits without a limit). A signal ends it with EINTR.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> SysResult<usize> {
+    // SAFETY: `fds` is a valid, writable array of its length.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    check_int(ready).map(|n| n as usize)
+}
+
 /// Turns a -1 `c_int` return into the thread's errno.
 pub fn check_int(ret: libc::c_int) -> SysResult<libc::c_int> {
     check(ret as libc::c_long).map(|r| r as libc::c_int)

@@ -1065,14 +1065,8 @@ fn keep(connections: [RawFd; 2], daemon: RawFd, null: RawFd, argv: &[*const libc
                 revents: 0,
             },
         ];
-        // SAFETY: three valid pollfds.
-        match unsafe { libc::poll(fds.as_mut_ptr(), 3, idle.poll_timeout()) } {
-            0 => {
-                idle.idle();
-                continue;
-            }
-            -1 => continue,
-            _ => {}
+        if idle.poll(&mut fds).is_err() {
+            continue;
         }
         // One aborted or unmounted (the daemon left, or someone aborted it): nothing to keep.
         // The daemon sees it too and aborts the other (see `Daemon::serve`).
