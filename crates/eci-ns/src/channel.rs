@@ -260,6 +260,13 @@ impl Channel {
     }
 }
 
+impl From<OwnedFd> for Channel {
+    /// One end of a `SOCK_SEQPACKET` pair made elsewhere (passed over another channel).
+    fn from(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+}
+
 impl AsRawFd for Channel {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

@@ -33,8 +33,7 @@ use std::sync::OnceLock;
 
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
-use eci_ns::footprint::IdleTrim;
-use eci_ns::sys::{self, check, check_int, Errno, FdPath, Forked, FsContext, SysResult};
+use eci_ns::sys::{self, check, check_int, Errno, FdPath, FsContext, SysResult};
 
 /// The host half's private workshop, in the helper's private namespaces only: filesystems are
 /// built and masked here, where nothing propagates. Mode 0711: the helper, once container root,
@@ -312,24 +311,77 @@ fn enter_minimal_root(sources: &mut Sources) -> SysResult<()> {
     Ok(())
 }
 
-/// Step 1, in the helper before it joins the container's user namespace: a host-owned mount
-/// namespace with a shared staging tmpfs, and the host half serving in it.
-pub fn start_host_half(half: &HostHalf, masks: &Masks) -> Result<(), Failure> {
+/// Step 1, in the runtime: starts the host half, a thread of the runtime's process with a
+/// host-owned mount namespace of its own, a minimal root and a shared staging tmpfs. Returns
+/// at once; the helper that will use it takes the hand-over end ([`take_host_half`]), where
+/// the thread sends its namespace and its socket once they are ready, or why it could not
+/// start. A thread rather than a process: it costs the runtime a stack, where a process of its
+/// own held about 900 KiB once idle (its copy of the runtime's relocated data, heap and stack).
+/// The thread ends when the helper's end of its socket closes.
+pub fn spawn_host_half(masks: &Masks) -> std::io::Result<Channel> {
+    let (ours, theirs) = Channel::pair()?;
+    let masks = masks.clone();
+    std::thread::Builder::new()
+        .name("eci-host-half".into())
+        .stack_size(HOST_HALF_STACK)
+        .spawn(move || run_host_half(ours, &masks))?;
+    Ok(theirs)
+}
+
+/// The host half's stack: its requests (a page of mount options) and paths live there.
+const HOST_HALF_STACK: usize = 256 * 1024;
+
+/// What the host half thread sends on its hand-over channel.
+const HANDED_OVER: u32 = 1;
+const NOT_STARTED: u32 = 2;
+
+fn run_host_half(handover: Channel, masks: &Masks) {
+    let (sources, workshop) = match set_up_workshop(masks) {
+        Ok(ready) => ready,
+        Err(failure) => {
+            let _ = handover.send(Message {
+                kind: NOT_STARTED,
+                a: failure.errno.0,
+                b: failure.step as i32,
+                c: 0,
+            });
+            return;
+        }
+    };
+    let handed = Channel::pair()
+        .map_err(|_| Errno::last())
+        .and_then(|(ours, theirs)| {
+            let fds = [workshop.as_raw_fd(), theirs.raw_fd()];
+            handover.send_with_fds(Message::of(HANDED_OVER), &fds)?;
+            Ok(ours)
+        });
+    // The helper holds its own copies now; none stays open here.
+    drop((workshop, handover));
+    if let Ok(socket) = handed {
+        serve_host_half(&socket, masks, &sources);
+    }
+    sources.close();
+}
+
+/// In the host half thread: its own mount namespace, a minimal root and the workshop; the
+/// bind sources and the namespace, which the helper joins before the container's.
+fn set_up_workshop(masks: &Masks) -> Result<(Sources, OwnedFd), Failure> {
     let fail = starting_failure;
+    // A new mount namespace unshares this thread's root and working directory from the
+    // process's: nothing below changes what the runtime's other threads see.
     sys::unshare(libc::CLONE_NEWNS).map_err(fail(0))?;
     sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(fail(1))?;
     // Opened in this namespace (a bind from another namespace's mount is refused) and before the
     // workshop covers /tmp.
     let mut sources = Sources::open(masks).map_err(fail(8))?;
-    let started = enter_minimal_root(&mut sources)
+    let workshop = enter_minimal_root(&mut sources)
         .map_err(fail(9))
-        .and_then(|()| start_in_workshop(half, masks, &sources));
-    // The host half has its own copies; the helper needs none.
-    sources.close();
-    started
+        .and_then(|()| start_workshop())
+        .inspect_err(|_| sources.close())?;
+    Ok((sources, workshop))
 }
 
-fn start_in_workshop(half: &HostHalf, masks: &Masks, sources: &Sources) -> Result<(), Failure> {
+fn start_workshop() -> Result<OwnedFd, Failure> {
     let fail = starting_failure;
     let tmpfs = |path| {
         sys::mount(
@@ -353,29 +405,51 @@ fn start_in_workshop(half: &HostHalf, masks: &Masks, sources: &Sources) -> Resul
     }
     tmpfs(SLOTS).map_err(fail(5))?;
     sys::mount(None, SLOTS, None, libc::MS_SHARED, None).map_err(fail(6))?;
-    let (ours, theirs) = Channel::pair().map_err(|_| Failure::last_errno(Stage::Helper, 25))?;
-    // SAFETY: the child runs only `serve_host_half`, which is async-signal-safe and never returns.
-    match unsafe { sys::fork() }.map_err(fail(7))? {
-        Forked::Child => {
-            // Nothing of the helper's stays open here: above all not the seccomp listener, which
-            // must close when the helper goes so that the container's mount calls fail.
-            let mut keep = [-1; MOST_SOURCES + 1];
-            keep[0] = theirs.raw_fd();
-            keep[1..=sources.count].copy_from_slice(&sources.fds[..sources.count]);
-            if sys::close_fds_except(&keep[..=sources.count]).is_err() {
-                sys::exit(1);
-            }
-            serve_host_half(&theirs, masks, sources)
+    own_namespace().map_err(fail(7))
+}
+
+/// This thread's mount namespace, through the host's procfs the minimal root holds.
+fn own_namespace() -> SysResult<OwnedFd> {
+    // SAFETY: a NUL-terminated path.
+    let fd = check_int(unsafe {
+        libc::open(
+            c"/proc/thread-self/ns/mnt".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: open returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Step 1, in the helper before it joins the container's user namespace: waits for its host
+/// half's hand-over on `handover` ([`spawn_host_half`]), joins the host half's mount namespace
+/// (its minimal root) and keeps the socket to it. Async-signal-safe.
+pub fn take_host_half(half: &HostHalf, handover: &Channel) -> Result<(), Failure> {
+    let fail = |step: u32| {
+        move |errno| Failure {
+            stage: Stage::Helper,
+            step: 40 + step,
+            errno,
         }
-        Forked::Parent { .. } => {
-            drop(theirs);
-            half.socket.set(ours).map_err(|_| Failure {
-                stage: Stage::Helper,
-                step: 27,
-                errno: Errno(libc::EBUSY),
-            })
-        }
+    };
+    let received = handover.recv().map_err(fail(0));
+    sys::close(handover.raw_fd());
+    // The thread ended without a word: the runtime is going away.
+    let (message, mut fds) = received?.ok_or(fail(1)(Errno(libc::ECONNRESET)))?;
+    if message.kind != HANDED_OVER {
+        return Err(Failure {
+            stage: Stage::Helper,
+            step: message.b as u32,
+            errno: Errno(message.a),
+        });
     }
+    let (Some(workshop), Some(socket)) = (fds.take(), fds.take()) else {
+        return Err(fail(2)(Errno(libc::EBADMSG)));
+    };
+    sys::setns(workshop.as_raw_fd(), libc::CLONE_NEWNS).map_err(fail(3))?;
+    half.socket
+        .set(Channel::from(socket))
+        .map_err(|_| fail(4)(Errno(libc::EBUSY)))
 }
 
 /// Step 2, in the helper once it is root of the container's user namespace: a mount namespace of
@@ -518,7 +592,7 @@ fn join(base: &[u8], rel: &[u8]) -> Option<[u8; 512]> {
 }
 
 /// The host half: builds fresh filesystems in staging slots until the helper goes away.
-fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) -> ! {
+fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) {
     // SAFETY: a NUL-terminated path.
     let own_net = unsafe {
         libc::open(
@@ -527,14 +601,10 @@ fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) -> ! {
         )
     };
     let mut request = [0u8; 4096 + 20];
-    // Setting up ran code the loop never runs again; most containers never ask for a procfs.
-    // Opened before any request: the root here is the minimal one, with the host's procfs.
-    let mut idle = IdleTrim::open();
     loop {
-        idle.wait_readable(socket.raw_fd());
         let (len, mut fds) = match socket.recv_bytes(&mut request) {
             Ok(Some(got)) => got,
-            _ => sys::exit(0),
+            _ => break,
         };
         let word = |i: usize| {
             u32::from_ne_bytes([request[i], request[i + 1], request[i + 2], request[i + 3]])
@@ -575,8 +645,11 @@ fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) -> ! {
             })
             .is_err()
         {
-            sys::exit(0);
+            break;
         }
+    }
+    if own_net >= 0 {
+        sys::close(own_net);
     }
 }
 

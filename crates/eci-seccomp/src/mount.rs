@@ -42,7 +42,7 @@ use eci_policy::mount::{
     Target, Verdict,
 };
 
-use crate::fresh::{enter_own_namespace, start_host_half, Fresh, HostHalf, Masks};
+use crate::fresh::{enter_own_namespace, spawn_host_half, take_host_half, Fresh, HostHalf, Masks};
 use crate::notify::{id_valid, read_cstr, respond, InFlight, Listener, Notification, Reply};
 use crate::supervisor::{EventOutcome, Handler};
 
@@ -1621,7 +1621,12 @@ fn fork_helper(
         remember_userns,
     };
     let on_ready = |channel: &Channel| handle_one(&state, channel);
-    let before_join = || start_host_half(&half, &config.masks);
+    // The host half sets up beside the helper's own start; the helper waits for it.
+    let handover = spawn_host_half(&config.masks).map_err(|source| HelperError::Io {
+        what: "starting the host half",
+        source,
+    })?;
+    let before_join = || take_host_half(&half, &handover);
     let after_join = || {
         become_container_root()?;
         enter_own_namespace(&half)
@@ -1641,7 +1646,7 @@ fn fork_helper(
         target: init,
         join: Namespaces::USER,
         join_via: config.userns_fd.as_ref().map(|fd| fd.as_raw_fd()),
-        keep: &[fds.listener, fds.host_proc],
+        keep: &[fds.listener, fds.host_proc, handover.raw_fd()],
         before_join: Some(&before_join),
         after_join: Some(&after_join),
         serve: &serve,
