@@ -5,9 +5,12 @@
 //! masks hide parts of the existing one (`mount_too_revealing`), and a mount the container made
 //! itself would not have locked masks anyway. So the filesystem is built elsewhere:
 //!
-//! 1. Before the helper joins the container's user namespace, it unshares a mount namespace owned
-//!    by the host user namespace with a private workshop tmpfs and, inside it, a *shared* slots
-//!    tmpfs, and forks the **host half**, which stays there with host credentials.
+//! 1. The runtime starts the **host half**, a thread of its own process with host credentials,
+//!    which unshares a mount namespace owned by the host user namespace (and with it the
+//!    thread's root and working directory, so the runtime's other threads see none of this),
+//!    with a minimal root, a private workshop tmpfs and, inside it, a *shared* slots tmpfs. It
+//!    hands the helper that namespace and a socket ([`spawn_host_half`], [`take_host_half`]);
+//!    the helper joins the namespace before it joins the container's user namespace.
 //! 2. The helper then joins the container's user namespace and unshares again: its own mount
 //!    namespace, owned by the container's user namespace, a copy in which the slots tmpfs is a
 //!    slave of the host half's.

@@ -1168,8 +1168,9 @@ pub struct PendingVetter {
 impl MountVetter {
     /// Forks the container's mount helper ahead of time: `config` needs everything but the
     /// initial mounts (which [`PendingVetter::start`] takes), and `init`'s user namespace must
-    /// have its ID maps. The helper does its slow part (its fork, its host half, joining the
-    /// user namespace) beside whatever the runtime does next.
+    /// have its ID maps. The helper does its slow part (its fork, taking its host half's
+    /// namespace, joining the user namespace) beside whatever the runtime does next, and its
+    /// host half, a thread of the caller's process, sets up beside it.
     ///
     /// ```no_run
     /// # use eci_seccomp::mount::{HelperConfig, MountVetter};
