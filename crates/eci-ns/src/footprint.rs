@@ -499,8 +499,10 @@ pub struct SmapsScanner {
     current: Option<Block>,
     /// An address on the calling thread's stack, to find its mapping by (0: none).
     stack_at: usize,
-    /// The private anonymous writable mapping holding `stack_at`.
+    /// The mapping holding `stack_at`, if it is certainly a stack (see [`Block::stack_kind`]).
     stack: Option<(usize, usize)>,
+    /// Where the last mapping that was only a guard (`---p`) ended.
+    guard_end: Option<usize>,
 }
 
 impl SmapsScanner {
@@ -508,11 +510,19 @@ impl SmapsScanner {
     pub fn line(&mut self, line: &[u8]) -> Option<CleanMapping> {
         match Block::from_header(line) {
             Some(block) => {
-                if block.private_anonymous_writable
-                    && (block.start..block.end).contains(&self.stack_at)
-                {
+                // The process's main stack, or a thread's, which starts at its guard: anything
+                // else (an anonymous mapping the kernel merged with a stack that has no guard)
+                // may hold someone's data below the stack pointer.
+                let starts_at_guard = self.guard_end == Some(block.start);
+                let stack = match block.stack_kind {
+                    StackKind::Main => true,
+                    StackKind::Maybe => starts_at_guard,
+                    StackKind::No => false,
+                };
+                if stack && (block.start..block.end).contains(&self.stack_at) {
                     self.stack = Some((block.start, block.end));
                 }
+                self.guard_end = block.guard.then_some(block.end);
                 self.current.replace(block).and_then(Block::clean)
             }
             None => {
@@ -535,8 +545,10 @@ struct Block {
     start: usize,
     end: usize,
     eligible: bool,
-    /// `rw-p` and no file: what a thread's stack is.
-    private_anonymous_writable: bool,
+    /// Whether it may be a stack.
+    stack_kind: StackKind,
+    /// `---p`: a guard, such as the one below every thread's stack.
+    guard: bool,
     rss: Option<u64>,
     anonymous: Option<u64>,
     swap: Option<u64>,
@@ -551,6 +563,17 @@ fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 fn number(field: &[u8], radix: u32) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(field).ok()?, radix).ok()
+}
+
+/// What a mapping's header says about whether it is a stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StackKind {
+    /// Not writable and private, or a file's.
+    No,
+    /// `[stack]`: the main thread's.
+    Main,
+    /// Anonymous, private and writable: a thread's stack if a guard lies right below it.
+    Maybe,
 }
 
 impl Block {
@@ -579,7 +602,12 @@ impl Block {
             start,
             end,
             eligible,
-            private_anonymous_writable: perms == b"rw-p" && inode == 0,
+            stack_kind: match (perms == b"rw-p" && inode == 0, path) {
+                (false, _) => StackKind::No,
+                (true, b"[stack]") => StackKind::Main,
+                (true, _) => StackKind::Maybe,
+            },
+            guard: perms == b"---p",
             rss: None,
             anonymous: None,
             swap: None,
@@ -788,6 +816,41 @@ mod tests {
             assert_eq!(kept, [7u8; 4096]);
         });
         checked.unwrap().join().unwrap();
+    }
+
+    /// Only a mapping that is certainly a stack has its pages below the stack pointer dropped:
+    /// the main thread's, or one right above a guard. An anonymous mapping the kernel merged
+    /// with a guardless stack may hold other data there.
+    #[test]
+    fn only_a_stack_with_a_guard_below_or_the_main_stack_is_taken_for_one() {
+        let found = |headers: &[&str], at: usize| {
+            let mut scanner = SmapsScanner {
+                stack_at: at,
+                ..SmapsScanner::default()
+            };
+            for header in headers {
+                scanner.line(header.as_bytes());
+            }
+            scanner.stack
+        };
+        let guard = "7f0000000000-7f0000001000 ---p 00000000 00:00 0 ";
+        let thread = "7f0000001000-7f0000200000 rw-p 00000000 00:00 0 ";
+        let main = "7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0          [stack]";
+        let inside = 0x7f0000100000;
+        assert_eq!(
+            found(&[guard, thread], inside),
+            Some((0x7f0000001000, 0x7f0000200000))
+        );
+        assert_eq!(found(&[thread], inside), None);
+        let apart = "7f0000000000-7f0000000800 ---p 00000000 00:00 0 ";
+        assert_eq!(found(&[apart, thread], inside), None);
+        assert_eq!(found(&[guard, thread], 0x7f0000300000), None);
+        assert_eq!(
+            found(&[main], 0x7ffc00010000),
+            Some((0x7ffc00000000, 0x7ffc00021000))
+        );
+        let file = "7f0000001000-7f0000200000 rw-p 00000000 08:01 7 /lib/x.so";
+        assert_eq!(found(&[guard, file], inside), None);
     }
 
     /// The resident KiB of the mapping holding `address`.
