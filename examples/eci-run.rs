@@ -235,14 +235,18 @@ fn run_container(
     Ok(status.code().clamp(0, 255) as u8)
 }
 
-/// Waits up to 2 s for the container's init to exit; if it runs on, unmaps the program pages
+/// Waits for the container's init to exit; if it runs on for 2 s, unmaps the program pages
 /// that creating it touched (most of this program, about 4.5 MiB of RSS) and trims the
-/// allocator: they stay in the page cache, and a short command never pays for it.
+/// allocator on the way: they stay in the page cache, and a short command never pays for it.
 fn give_back_pages_once_idle(container: &eci::Container) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let mut init = [PollFd::new(container.pidfd().as_fd(), PollFlags::POLLIN)];
-    if matches!(poll(&mut init, PollTimeout::from(2000u16)), Ok(0)) {
-        let _ = eci::eci_ns::footprint::trim();
-    }
+    use eci::eci_ns::footprint::poll_trimming_once_idle;
+    use std::os::fd::AsRawFd;
+    let mut init = [libc::pollfd {
+        fd: container.pidfd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    while let (_, Err(eci::eci_ns::sys::Errno(libc::EINTR))) =
+        poll_trimming_once_idle(&mut init, 2000)
+    {}
 }

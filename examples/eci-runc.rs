@@ -52,7 +52,6 @@ use eci::{
     VirtualFilesServer,
 };
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -1142,39 +1141,28 @@ fn monitor(ctx: &Ctx, id: &str, bundle: &Path, console: Option<&Path>) -> Result
 /// touched: long enough that `run` of a short command and a burst of requests never pay for it.
 const IDLE_BEFORE_TRIM_MS: u16 = 2000;
 
-/// Waits up to [`IDLE_BEFORE_TRIM_MS`] for `fd` to have something; if it stays quiet, gives
-/// back the program pages this process's start touched.
-fn trim_once_quiet(fd: std::os::fd::BorrowedFd<'_>, ctx: &Ctx) {
-    let mut quiet = [PollFd::new(fd, PollFlags::POLLIN)];
-    if matches!(
-        poll(&mut quiet, PollTimeout::from(IDLE_BEFORE_TRIM_MS)),
-        Ok(0)
-    ) {
-        trim_footprint(ctx);
-    }
+/// Waits until `fd` has something (or hung up); if [`IDLE_BEFORE_TRIM_MS`] pass first, gives
+/// back the program pages this process's start touched on the way.
+fn wait_readable_trimming(fd: std::os::fd::BorrowedFd<'_>, ctx: &Ctx) {
+    let mut fds = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    while let Err(eci::eci_ns::sys::Errno(libc::EINTR)) = wait_then_trim(&mut fds, ctx) {}
 }
 
 /// Waits for `fds`; if [`IDLE_BEFORE_TRIM_MS`] pass without anything, gives back the pages the
-/// work before touched and goes on waiting, without a limit. How many have something.
+/// work before touched (creating a container runs most of eci-runc, about 4.5 MiB of its own
+/// and libc's text; waiting runs little) and goes on waiting, without a limit. How many have
+/// something.
 fn wait_then_trim(fds: &mut [libc::pollfd], ctx: &Ctx) -> Result<usize, eci::eci_ns::sys::Errno> {
-    let ready = eci::eci_ns::sys::poll(fds, IDLE_BEFORE_TRIM_MS.into())?;
-    if ready > 0 {
-        return Ok(ready);
-    }
-    let (trimmed, ready) = eci::eci_ns::footprint::trim_then_poll(fds, -1);
-    if let Err(err) = trimmed {
+    use eci::eci_ns::footprint::poll_trimming_once_idle;
+    let (trimmed, ready) = poll_trimming_once_idle(fds, IDLE_BEFORE_TRIM_MS.into());
+    if let Some(Err(err)) = trimmed {
         ctx.log("warning", &format!("giving back memory: {err}"));
     }
     ready
-}
-
-/// Gives back the program pages and free memory this process's work left mapped: creating a
-/// container runs most of eci-runc (about 4.5 MiB of its own and libc's text), waiting for
-/// it or for an exec'd process runs little. They stay in the page cache and fault back in.
-fn trim_footprint(ctx: &Ctx) {
-    if let Err(err) = eci::eci_ns::footprint::trim() {
-        ctx.log("warning", &format!("giving back memory: {err}"));
-    }
 }
 
 /// A process added with exec, and the connection to its client (`eci-runc exec`, or a detached
@@ -1416,7 +1404,7 @@ fn exec_through_monitor(
     // The process may run for long (a shell, a server, the shim's every `docker exec`): what
     // starting this program touched is given back while it waits.
     if reader.buffer().is_empty() {
-        trim_once_quiet(stream.as_fd(), ctx);
+        wait_readable_trimming(stream.as_fd(), ctx);
     }
     let mut exited = String::new();
     reader.read_line(&mut exited)?;

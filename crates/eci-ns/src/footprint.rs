@@ -29,6 +29,8 @@
 //! assert!(trimmed.mappings > 0);
 //! ```
 
+use crate::sys::poll;
+
 /// What [`trim`] gave back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Trimmed {
@@ -74,9 +76,7 @@ pub struct CleanMapping {
 /// madvise(2) a mapping; meant for a process that has gone idle. Opens /proc/self/smaps by
 /// path: the process's root must be one it trusts.
 pub fn trim() -> Result<Trimmed, FootprintError> {
-    let mut plan = SmapsFile::open()
-        .and_then(|smaps| smaps.plan())
-        .map_err(FootprintError::Smaps)?;
+    let mut plan = plan()?;
     trim_allocator();
     plan.drop_now();
     Ok(plan.trimmed)
@@ -105,27 +105,60 @@ pub fn trim_then_poll(
     Result<Trimmed, FootprintError>,
     crate::sys::SysResult<usize>,
 ) {
-    match SmapsFile::open().and_then(|smaps| smaps.plan()) {
+    match plan() {
         Ok(mut plan) => {
             trim_allocator();
             let ready = drop_then_poll(&mut plan, Some((fds, timeout_ms)));
             (Ok(plan.trimmed), ready)
         }
-        Err(err) => (Err(FootprintError::Smaps(err)), poll(fds, timeout_ms)),
+        Err(err) => (Err(err), poll(fds, timeout_ms)),
+    }
+}
+
+/// poll(2) on `fds`; if `idle_ms` pass without anything, [`trim_then_poll`] and wait on
+/// without a limit: the wait of a process that has just done a burst of work (started a
+/// container, an exec) and may now wait for long. What the trim gave back, if it ran, and how
+/// many of `fds` have something; a signal ends the wait with EINTR.
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+/// let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+/// std::io::Write::write_all(&mut &theirs, b"x").unwrap();
+/// let mut fds = [libc::pollfd { fd: mine.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+/// let (trimmed, ready) = eci_ns::footprint::poll_trimming_once_idle(&mut fds, 2000);
+/// assert!(trimmed.is_none(), "something came at once");
+/// assert_eq!(ready.unwrap(), 1);
+/// ```
+pub fn poll_trimming_once_idle(
+    fds: &mut [libc::pollfd],
+    idle_ms: libc::c_int,
+) -> (
+    Option<Result<Trimmed, FootprintError>>,
+    crate::sys::SysResult<usize>,
+) {
+    match poll(fds, idle_ms) {
+        Ok(0) => {
+            let (trimmed, ready) = trim_then_poll(fds, -1);
+            (Some(trimmed), ready)
+        }
+        ready => (None, ready),
     }
 }
 
 /// [`trim`] without the allocator: allocation-free and async-signal-safe (open, fstatfs,
 /// read, madvise and close only), so a helper forked from a threaded process may call it.
 pub fn unmap_clean_pages() -> Result<Trimmed, FootprintError> {
-    let mut plan = SmapsFile::open()
-        .and_then(|smaps| smaps.plan())
-        .map_err(FootprintError::Smaps)?;
+    let mut plan = plan()?;
     plan.drop_now();
     Ok(plan.trimmed)
 }
 
-use crate::sys::poll;
+/// What to drop, from /proc/self/smaps opened now.
+fn plan() -> Result<Plan, FootprintError> {
+    SmapsFile::open()
+        .and_then(|smaps| smaps.plan())
+        .map_err(FootprintError::Smaps)
+}
 
 /// A forked helper's wait that unmaps the pages its start touched once it has been idle for
 /// [`IdleTrim::IDLE_MS`] the first time. Allocation-free, for helpers that loop on poll(2).
@@ -174,10 +207,15 @@ impl IdleTrim {
     /// Unmaps the clean pages now, once; a failure is not retried: the helper just keeps its
     /// pages.
     pub fn idle(&mut self) {
-        self.trimmed = true;
-        if let Some(mut plan) = self.smaps.take().and_then(|smaps| smaps.plan().ok()) {
+        if let Some(mut plan) = self.take_plan() {
             plan.drop_now();
         }
+    }
+
+    /// Marks the trim done and reads what it drops, if smaps was opened and reads.
+    fn take_plan(&mut self) -> Option<Plan> {
+        self.trimmed = true;
+        self.smaps.take().and_then(|smaps| smaps.plan().ok())
     }
 
     /// Whether the helper has trimmed.
@@ -193,8 +231,7 @@ impl IdleTrim {
         if ready > 0 || self.trimmed {
             return Ok(ready);
         }
-        self.trimmed = true;
-        match self.smaps.take().and_then(|smaps| smaps.plan().ok()) {
+        match self.take_plan() {
             Some(mut plan) => drop_then_poll(&mut plan, Some((fds, -1))),
             None => poll(fds, -1),
         }

@@ -351,16 +351,17 @@ fn run_host_half(handover: Channel, masks: &Masks) {
             return;
         }
     };
-    let handed = Channel::pair()
-        .map_err(|_| Errno::last())
-        .and_then(|(ours, theirs)| {
-            let fds = [workshop.as_raw_fd(), theirs.raw_fd()];
-            handover.send_with_fds(Message::of(HANDED_OVER), &fds)?;
-            Ok(ours)
-        });
+    // If this fails, the helper sees the hand-over channel close and fails its start.
+    let handed = Channel::pair().ok().and_then(|(ours, theirs)| {
+        let fds = [workshop.as_raw_fd(), theirs.raw_fd()];
+        handover
+            .send_with_fds(Message::of(HANDED_OVER), &fds)
+            .ok()?;
+        Some(ours)
+    });
     // The helper holds its own copies now; none stays open here.
     drop((workshop, handover));
-    if let Ok(socket) = handed {
+    if let Some(socket) = handed {
         serve_host_half(&socket, masks, &sources);
     }
     sources.close();
