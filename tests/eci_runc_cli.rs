@@ -266,6 +266,72 @@ fn a_containers_helpers_hold_none_of_the_hosts_mounts() {
 }
 
 #[test]
+fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
+    // As runc's `run`: the process the caller started is the one the pid file names, it
+    // serves the other commands, a TERM sent to it reaches the container's init, and it exits
+    // with the container's code, leaving nothing behind.
+    use std::io::BufRead;
+    let setup = Setup::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+    ]);
+    let id = "foreground";
+    let pid_file = setup.dir.path().join("pid");
+    let mut run = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["run", "--bundle", &setup.bundle(), "--pid-file"])
+        .arg(&pid_file)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    assert_eq!(read_pid(&pid_file), run.id() as i32, "run names itself");
+    let state: serde_json::Value =
+        serde_json::from_slice(&setup.runc(&["state", id]).stdout).unwrap();
+    assert_eq!(state["status"], "running");
+    // SAFETY: kill takes plain integers.
+    assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGTERM) }, 0);
+    let exited = (0..200).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        run.try_wait().unwrap()
+    });
+    if exited.is_none() {
+        let _ = run.kill();
+    }
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(7),
+        "the init's trap ran"
+    );
+    assert!(
+        !setup.dir.path().join("root").join(id).exists(),
+        "no state left"
+    );
+
+    // A container that cannot start: the error on stderr, and nothing left either.
+    setup.edit_spec(|spec| spec["process"]["args"] = serde_json::json!(["/no/such/program"]));
+    let failed = setup.runc(&["run", "--bundle", &setup.bundle(), id]);
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("eci-runc: "), "{stderr}");
+    assert!(
+        !setup.dir.path().join("root").join(id).exists(),
+        "no state left"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&setup.runc(&["list", "--quiet"]).stdout),
+        ""
+    );
+}
+
+#[test]
 fn signals_to_a_detached_execs_pid_reach_the_process() {
     // containerd's shim signals an exec'd process through the pid in its pid file, which names
     // eci-runc's stand-in: a TERM there must reach the process, and a KILL (which cannot be
