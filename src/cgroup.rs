@@ -222,26 +222,56 @@ fn set_nice(tid: libc::pid_t, nice: libc::c_int) {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
 }
 
-/// A [`Cgroup::new`] under way. One never waited for (a start that failed first) is waited
-/// for when dropped, and what it made is removed.
-pub(crate) struct Opening(Option<OpeningState>);
+/// A cgroup being made beside the start ([`Cgroup::open_beside`]). One never waited for (a
+/// start that failed first) is waited for when dropped, and what it made is removed.
+pub(crate) struct Opening {
+    state: Option<OpeningState>,
+    /// The thread lists, sent ahead of the rest by an opening that allows it.
+    ahead: Option<std::sync::mpsc::Receiver<Vec<OwnedFd>>>,
+    /// What a failed opening made after its thread lists went ahead: removed on drop, once the
+    /// caller has taken down the init that may have joined them.
+    leftover: Vec<PathBuf>,
+}
 
 enum OpeningState {
     Beside {
-        thread: std::thread::JoinHandle<Result<Cgroup>>,
+        thread: std::thread::JoinHandle<std::result::Result<Cgroup, Box<Failed>>>,
         priority: Arc<OpeningPriority>,
         path: PathBuf,
     },
-    Inline {
-        path: PathBuf,
-        container: String,
-    },
+    Inline(Box<Request>),
+}
+
+/// What [`Cgroup::open_beside`] is to make.
+#[derive(Clone)]
+struct Request {
+    path: PathBuf,
+    container: String,
+    resources: LinuxResources,
+    /// Directories of it the caller made just before (and so knows to be new).
+    made_before: Vec<PathBuf>,
+}
+
+/// An opening's error, with the directories it made (which it could not remove if its thread
+/// lists went ahead).
+struct Failed {
+    error: Error,
+    made: Vec<PathBuf>,
 }
 
 impl Opening {
-    /// The cgroup, once libcgroups has found it.
-    pub(crate) fn wait(mut self) -> Result<Cgroup> {
-        match self.0.take() {
+    /// On cgroup v1, when every directory of the cgroup is new and the init may join before
+    /// its limits are written: the thread lists, as soon as they are open (the opening goes
+    /// on making libcgroups' manager and writing the limits). `None` otherwise: then
+    /// [`Opening::wait`] gives the cgroup with its limits written and its thread lists.
+    pub(crate) fn thread_lists_ahead(&mut self) -> Option<Vec<OwnedFd>> {
+        self.ahead.take()?.recv().ok()
+    }
+
+    /// The cgroup once libcgroups has found it, made on cgroup v1 (with its limits written,
+    /// see [`Cgroup::open_beside`]).
+    pub(crate) fn wait(&mut self) -> Result<Cgroup> {
+        let opened = match self.state.take() {
             Some(OpeningState::Beside {
                 thread,
                 priority,
@@ -249,30 +279,221 @@ impl Opening {
             }) => {
                 priority.hurry();
                 thread.join().unwrap_or_else(|_| {
-                    Err(Error::Cgroup {
-                        path,
-                        reason: "the thread opening the cgroup panicked".into(),
-                    })
+                    Err(Box::new(Failed {
+                        error: Error::Cgroup {
+                            path,
+                            reason: "the thread opening the cgroup panicked".into(),
+                        },
+                        made: Vec::new(),
+                    }))
                 })
             }
-            Some(OpeningState::Inline { path, container }) => Cgroup::new(&path, &container),
-            // Only Drop takes it otherwise.
-            None => Err(Error::Cgroup {
-                path: PathBuf::new(),
-                reason: "the cgroup was waited for twice".into(),
-            }),
-        }
+            Some(OpeningState::Inline(request)) => request.make(None),
+            None => Err(Box::new(Failed {
+                error: Error::Cgroup {
+                    path: PathBuf::new(),
+                    reason: "the cgroup was waited for twice".into(),
+                },
+                made: Vec::new(),
+            })),
+        };
+        opened.map_err(|failed| {
+            self.leftover = failed.made;
+            failed.error
+        })
     }
 }
 
 impl Drop for Opening {
     fn drop(&mut self) {
-        if let Some(OpeningState::Beside { thread, .. }) = self.0.take() {
-            if let Ok(Ok(cgroup)) = thread.join() {
+        if let Some(OpeningState::Beside { .. }) = &self.state {
+            if let Ok(cgroup) = self.wait() {
                 cgroup.remove_unused();
             }
         }
+        for dir in self.leftover.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
+}
+
+impl Request {
+    /// Makes the cgroup. On cgroup v1 its directories come first, with their thread lists
+    /// (plain mkdir and open: well under a millisecond); when all of them are new, `ahead`
+    /// gets the lists at once. Then libcgroups' manager (1.3-2.9 ms of CPU here), the check
+    /// for processes already there, and on v1 the limits.
+    fn make(
+        self,
+        ahead: Option<std::sync::mpsc::Sender<Vec<OwnedFd>>>,
+    ) -> std::result::Result<Cgroup, Box<Failed>> {
+        let v1 = matches!(
+            get_cgroup_setup(),
+            Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid)
+        );
+        let made = if v1 {
+            let made = make_v1_dirs(&self.path, &self.made_before);
+            made.map_err(|error| {
+                Box::new(Failed {
+                    error,
+                    made: Vec::new(),
+                })
+            })?
+        } else {
+            MadeDirs::default()
+        };
+        let MadeDirs {
+            dirs,
+            mut thread_lists,
+            all_new,
+        } = made;
+        let went_ahead = match ahead {
+            Some(ahead) if v1 && all_new => ahead.send(std::mem::take(&mut thread_lists)).is_ok(),
+            _ => false,
+        };
+        let finished = self.finish(v1, all_new, dirs.clone(), thread_lists);
+        finished.map_err(|failed| {
+            let (error, cgroup) = *failed;
+            match (went_ahead, cgroup) {
+                (false, Some(cgroup)) => cgroup.remove_unused(),
+                (false, None) => dirs.iter().rev().for_each(|d| drop(std::fs::remove_dir(d))),
+                (true, _) => {}
+            }
+            Box::new(Failed {
+                error,
+                made: if went_ahead { dirs } else { Vec::new() },
+            })
+        })
+    }
+
+    /// [`Request::make`] after the directories: libcgroups' manager, the check, the limits.
+    fn finish(
+        self,
+        v1: bool,
+        all_new: bool,
+        dirs: Vec<PathBuf>,
+        thread_lists: Vec<OwnedFd>,
+    ) -> std::result::Result<Cgroup, Box<(Error, Option<Cgroup>)>> {
+        let opened = Cgroup::open(&self.path, &self.container);
+        let mut cgroup = opened.map_err(|e| Box::new((e, None)))?;
+        cgroup.made = dirs;
+        // Processes already there (a container whose runtime died, another container given
+        // the same path) would share the new container's limits and freezer, and be signalled
+        // and killed with it. Directories this start made hold none.
+        if !all_new {
+            if let Ok(pids) = cgroup.pids() {
+                if !pids.is_empty() {
+                    let reason =
+                        format!("it already holds processes {pids:?}; a container left running?");
+                    return Err(Box::new((cgroup.error("creating", &reason), Some(cgroup))));
+                }
+            }
+        }
+        if v1 {
+            if let Err(err) = cgroup.apply(&self.resources) {
+                return Err(Box::new((err, Some(cgroup))));
+            }
+            // Empty if they went ahead.
+            cgroup.thread_lists = Some(thread_lists);
+        }
+        Ok(cgroup)
+    }
+}
+
+/// The container's directories in each v1 hierarchy, as [`make_v1_dirs`] made them.
+#[derive(Default)]
+struct MadeDirs {
+    /// What it created (parents first), to be removed if nothing joins.
+    dirs: Vec<PathBuf>,
+    /// Each directory's `tasks` file, open for writing.
+    thread_lists: Vec<OwnedFd>,
+    /// Whether every one of them is new (made here, or listed as made just before).
+    all_new: bool,
+}
+
+/// Makes the container's directory in each v1 hierarchy libcgroups manages (a cpuset's CPUs
+/// and memory nodes copied from its parent, as libcgroups does) and opens each one's `tasks`
+/// file for writing, for the init to move itself into (see
+/// [`eci_ns::spawn::WhileMounting`]: no global lock, so no grace period to wait for). On an
+/// error, what it made is removed.
+fn make_v1_dirs(path: &Path, made_before: &[PathBuf]) -> Result<MadeDirs> {
+    let error = |what: &str, e: &dyn std::fmt::Display| Error::Cgroup {
+        path: path.to_path_buf(),
+        reason: format!("{what}: {e}"),
+    };
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let mut made = MadeDirs {
+        all_new: true,
+        ..MadeDirs::default()
+    };
+    let make = |made: &mut MadeDirs| -> Result<()> {
+        for (mount, dir, cpuset) in v1_dirs(path).map_err(|e| error("finding", &e))? {
+            let new = create_dirs(&dir, &mut made.dirs).map_err(|e| error("creating", &e))?;
+            made.all_new &= new || made_before.contains(&dir);
+            if cpuset {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    fill_from_parents(&mount, relative, file)
+                        .map_err(|e| error(&format!("filling in {file}"), &e))?;
+                }
+            }
+            made.thread_lists
+                .push(open_thread_list(&dir).map_err(|e| error("opening its thread list", &e))?);
+        }
+        Ok(())
+    };
+    match make(&mut made) {
+        Ok(()) => Ok(made),
+        Err(err) => {
+            made.dirs
+                .iter()
+                .rev()
+                .for_each(|d| drop(std::fs::remove_dir(d)));
+            Err(err)
+        }
+    }
+}
+
+/// Creates `dir` and its missing parents, recording (in `made`) each one this call created;
+/// whether it created `dir` itself (rather than finding it there).
+pub(crate) fn create_dirs(dir: &Path, made: &mut Vec<PathBuf>) -> std::io::Result<bool> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    let mut new = false;
+    for missing in missing.into_iter().rev() {
+        match std::fs::create_dir(missing) {
+            Ok(()) => {
+                made.push(missing.to_path_buf());
+                new = missing == dir;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => new = false,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(new)
+}
+
+/// The container's directory in each v1 hierarchy libcgroups manages, once per hierarchy,
+/// with the hierarchy's mount and whether it is the cpuset one.
+fn v1_dirs(path: &Path) -> std::io::Result<Vec<(PathBuf, PathBuf, bool)>> {
+    let hierarchies = eci_mount::virt::mounted_hierarchies()?;
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let mut seen: Vec<&[String]> = Vec::new();
+    let mut dirs = Vec::new();
+    for h in hierarchies.iter().filter(|h| crate::cgroupfs::managed(h)) {
+        // The same hierarchy mounted twice is one cgroup.
+        if seen.contains(&h.controllers.as_slice()) {
+            continue;
+        }
+        seen.push(&h.controllers);
+        let cpuset = h.controllers.iter().any(|c| c == "cpuset");
+        dirs.push((h.mount.clone(), h.mount.join(relative), cpuset));
+    }
+    Ok(dirs)
+}
+
+fn open_thread_list(dir: &Path) -> std::io::Result<OwnedFd> {
+    let tasks = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("tasks"))?;
+    Ok(OwnedFd::from(tasks))
 }
 
 /// A container's cgroup. Removed (with anything left in it killed) on [`Cgroup::remove`].
@@ -292,45 +513,7 @@ impl std::fmt::Debug for Cgroup {
 }
 
 impl Cgroup {
-    pub(crate) fn new(path: &Path, container: &str) -> Result<Cgroup> {
-        let cgroup = Cgroup::open(path, container)?;
-        // Processes already there (a container whose runtime died, another container given
-        // the same path) would share the new container's limits and freezer, and be signalled
-        // and killed with it.
-        if let Ok(pids) = cgroup.pids() {
-            if !pids.is_empty() {
-                return Err(cgroup.error(
-                    "creating",
-                    &format!("it already holds processes {pids:?}; a container left running?"),
-                ));
-            }
-        }
-        cgroup.make_for_self_join()
-    }
-
-    /// On cgroup v1: makes the container's cgroup in each hierarchy libcgroups manages (a
-    /// cpuset's CPUs and memory nodes copied from its parent, as libcgroups does) and opens
-    /// each one's `tasks` file for writing, for the init to move itself into (see
-    /// [`eci_ns::spawn::WhileMounting`]: no global lock, so no grace period to wait for), on
-    /// the thread that opens the cgroup beside the planning. Other layouts add the init by pid
-    /// ([`Cgroup::join`]).
-    fn make_for_self_join(mut self) -> Result<Cgroup> {
-        if !matches!(self.manager, AnyCgroupManager::V1(_)) {
-            return Ok(self);
-        }
-        match self.open_thread_lists() {
-            Ok(files) => {
-                self.thread_lists = Some(files);
-                Ok(self)
-            }
-            Err(err) => {
-                self.remove_unused();
-                Err(err)
-            }
-        }
-    }
-
-    /// Removes the directories [`Cgroup::new`] made, if nothing ever joined them. Unlike
+    /// Removes the directories [`Cgroup::open_beside`] made, if nothing ever joined them. Unlike
     /// [`Cgroup::remove`] it kills nothing: a cgroup another container was given at the same
     /// moment stays as it is (its directory is busy).
     fn remove_unused(&self) {
@@ -339,95 +522,81 @@ impl Cgroup {
         }
     }
 
-    fn open_thread_lists(&mut self) -> Result<Vec<OwnedFd>> {
-        let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
-        let mut files = Vec::new();
-        for (mount, dir, cpuset) in self.v1_dirs()? {
-            std::fs::create_dir_all(&dir).map_err(|e| self.error("creating", &e))?;
-            self.made.push(dir.clone());
-            if cpuset {
-                for file in ["cpuset.cpus", "cpuset.mems"] {
-                    fill_from_parents(&mount, relative, file)
-                        .map_err(|e| self.error(&format!("filling in {file}"), &e))?;
-                }
-            }
-            files.push(self.open_thread_list(&dir)?);
-        }
-        Ok(files)
-    }
-
-    /// The container's directory in each v1 hierarchy libcgroups manages, once per hierarchy,
-    /// with the hierarchy's mount and whether it is the cpuset one.
-    fn v1_dirs(&self) -> Result<Vec<(PathBuf, PathBuf, bool)>> {
-        let hierarchies =
-            eci_mount::virt::mounted_hierarchies().map_err(|e| self.error("finding", &e))?;
-        let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
-        let mut seen: Vec<&[String]> = Vec::new();
-        let mut dirs = Vec::new();
-        for h in hierarchies.iter().filter(|h| crate::cgroupfs::managed(h)) {
-            // The same hierarchy mounted twice is one cgroup.
-            if seen.contains(&h.controllers.as_slice()) {
-                continue;
-            }
-            seen.push(&h.controllers);
-            let cpuset = h.controllers.iter().any(|c| c == "cpuset");
-            dirs.push((h.mount.clone(), h.mount.join(relative), cpuset));
-        }
-        Ok(dirs)
-    }
-
-    fn open_thread_list(&self, dir: &Path) -> Result<OwnedFd> {
-        let tasks = std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.join("tasks"))
-            .map_err(|e| self.error("opening its thread list", &e))?;
-        Ok(OwnedFd::from(tasks))
-    }
-
     /// For a process added to the running container: the thread lists of its cgroup (v1), for
     /// it to move itself in as the init did; `None` where it is to be added by pid.
     pub(crate) fn thread_lists_for_exec(&self) -> Result<Option<Vec<OwnedFd>>> {
         if !matches!(self.manager, AnyCgroupManager::V1(_)) {
             return Ok(None);
         }
-        let dirs = self.v1_dirs()?;
-        let files = dirs.iter().map(|(_, dir, _)| self.open_thread_list(dir));
+        let dirs = v1_dirs(&self.path).map_err(|e| self.error("finding", &e))?;
+        let files = dirs.iter().map(|(_, dir, _)| {
+            open_thread_list(dir).map_err(|e| self.error("opening its thread list", &e))
+        });
         files.collect::<Result<Vec<_>>>().map(Some)
     }
 
-    /// The thread lists [`Cgroup::new`] opened for the init (cgroup v1), once; `None` where
-    /// the init is to be added by pid.
+    /// The thread lists [`Cgroup::open_beside`] opened for the init (cgroup v1) unless they
+    /// went ahead, once; `None` where the init is to be added by pid.
     pub(crate) fn take_thread_lists(&mut self) -> Option<Vec<OwnedFd>> {
         self.thread_lists.take()
     }
 
-    /// [`Cgroup::new`] on a thread of its own, to be waited for with [`Opening::wait`].
+    /// Makes the container's cgroup at `path` on a thread of its own, to be waited for with
+    /// [`Opening::wait`]; on cgroup v1 with the `resources` limits written (elsewhere the
+    /// caller adds the init by pid and then writes them, [`Cgroup::join`]). `made_before`:
+    /// directories of it the caller has just made. With `join_before_limits` (the init opens
+    /// no device before it is started, so the device rules may come after it joined), the
+    /// thread lists may go ahead ([`Opening::thread_lists_ahead`]).
     ///
     /// libcgroups finds each controller's hierarchy by opening a fresh procfs handle and
     /// reading /proc/self/mountinfo and /proc/self/cgroup again, controller by controller:
-    /// about 2 ms a container here, which the planning done meanwhile need not wait for.
-    pub(crate) fn open_beside(path: &Path, container: &str) -> Opening {
-        let (path, container) = (path.to_path_buf(), container.to_string());
+    /// 1.3-2.9 ms of CPU a container here, which neither the planning nor, on v1, the init's
+    /// spawn need wait for.
+    pub(crate) fn open_beside(
+        path: &Path,
+        container: &str,
+        resources: &LinuxResources,
+        made_before: &[PathBuf],
+        join_before_limits: bool,
+    ) -> Opening {
+        let request = Request {
+            path: path.to_path_buf(),
+            container: container.to_string(),
+            resources: resources.clone(),
+            made_before: made_before.to_vec(),
+        };
         let priority = Arc::new(OpeningPriority::default());
-        let opening = std::thread::Builder::new()
+        let (ahead, ahead_receiver) = match join_before_limits {
+            true => {
+                let (sender, receiver) = std::sync::mpsc::channel();
+                (Some(sender), Some(receiver))
+            }
+            false => (None, None),
+        };
+        let thread = std::thread::Builder::new()
             .name("eci-cgroup-open".into())
             .spawn({
-                let (path, container) = (path.clone(), container.clone());
                 let priority = Arc::clone(&priority);
+                let request = request.clone();
                 move || {
-                    priority.started();
                     let _finishing = Finishing(&priority);
-                    Cgroup::new(&path, &container)
+                    priority.started();
+                    request.make(ahead)
                 }
             });
-        match opening {
-            Ok(thread) => Opening(Some(OpeningState::Beside {
+        let state = match thread {
+            Ok(thread) => OpeningState::Beside {
                 thread,
                 priority,
-                path,
-            })),
+                path: request.path,
+            },
             // Without a thread, the caller's own waits for it.
-            Err(_) => Opening(Some(OpeningState::Inline { path, container })),
+            Err(_) => OpeningState::Inline(Box::new(request)),
+        };
+        Opening {
+            state: Some(state),
+            ahead: ahead_receiver,
+            leftover: Vec::new(),
         }
     }
 

@@ -44,20 +44,18 @@ pub(crate) struct CreatedDirs(Vec<PathBuf>);
 
 impl CreatedDirs {
     /// The cgroup manager owns them from now on (and removes them with the cgroup).
-    pub(crate) fn keep(mut self) {
+    pub(crate) fn keep(&mut self) {
         self.0.clear();
     }
 
     /// Creates `dir` and whatever of its parents is missing, remembering what it created.
     pub(crate) fn create(&mut self, dir: &Path) -> std::io::Result<()> {
-        let missing: Vec<PathBuf> = dir
-            .ancestors()
-            .take_while(|d| !d.exists())
-            .map(Path::to_path_buf)
-            .collect();
-        std::fs::create_dir_all(dir)?;
-        self.0.extend(missing.into_iter().rev());
-        Ok(())
+        crate::cgroup::create_dirs(dir, &mut self.0).map(drop)
+    }
+
+    /// What it created, parents first.
+    pub(crate) fn paths(&self) -> &[PathBuf] {
+        &self.0
     }
 }
 

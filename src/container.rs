@@ -347,10 +347,24 @@ impl Container {
         // the spec later processes are checked against (their sources are in the state
         // directory, which specs may not name).
         let mut mounted = spec.clone();
-        let cgroup_dirs = crate::cgroupfs::expand(&mut mounted, &cgroup_path)?;
+        let mut cgroup_dirs = crate::cgroupfs::expand(&mut mounted, &cgroup_path)?;
         // After the directories the cgroup mounts need: the opening makes the same ones, and
         // is dropped (waited for) before they are on an early failure.
-        let cgroup = Cgroup::open_beside(&cgroup_path, id);
+        let resources_spec = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+        // A terminal is opened in the container's devpts before the start: the device rules
+        // must be in place by then.
+        let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+        let mut opening = Cgroup::open_beside(
+            &cgroup_path,
+            id,
+            &resources_spec,
+            cgroup_dirs.paths(),
+            !terminal,
+        );
         // The container's boot clock (the time namespace hardening added for the uptime
         // setting) counts from here, as its virtual files do from their registration below.
         let boot_clock_origin = if policy.procfs.get(ProcFile::Uptime) {
@@ -397,11 +411,6 @@ impl Container {
             .announcing_final_mounts();
         let sysctls = Sysctls::from_spec(&spec)?;
         tracing::debug!(container = id, "planned");
-        let resources_spec = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().clone())
-            .unwrap_or_default();
 
         let mut resources = Resources {
             vetting: None,
@@ -411,9 +420,9 @@ impl Container {
             docker_proxies,
         };
         let mut pending = None;
-        // The cgroup manager is still being made beside: the init is spawned and mapped
-        // meanwhile, and the manager is waited for only where it is first needed.
-        let mut opening = Some(cgroup);
+        // The cgroup is still being made beside: the init is spawned and mapped meanwhile, and
+        // the cgroup is waited for only where it is first needed (on v1, often only once the
+        // container is otherwise created, see `Cgroup::open_beside`).
         let mut opened = None;
         let spawned = {
             let mapping = [block.mapping()];
@@ -435,14 +444,14 @@ impl Container {
             let mut while_mounting =
                 |init: &PidFd| -> std::result::Result<Vec<OwnedFd>, eci_ns::spawn::PrepareError> {
                     pending = prepare_vetting(init, &policy, &spec, virtual_files, block.mapping());
-                    let cgroup = match opening.take() {
-                        Some(opening) => opened.insert(opening.wait()?),
-                        None => return Err("the cgroup was asked for twice".into()),
-                    };
+                    if let Some(thread_lists) = opening.thread_lists_ahead() {
+                        tracing::debug!(container = id, "cgroup made, its limits to follow");
+                        return Ok(thread_lists);
+                    }
+                    let cgroup = opened.insert(opening.wait()?);
                     let thread_lists = cgroup.take_thread_lists();
-                    match thread_lists {
-                        Some(_) => cgroup.apply(&resources_spec)?,
-                        None => cgroup.join(init.pid(), &resources_spec)?,
+                    if thread_lists.is_none() {
+                        cgroup.join(init.pid(), &resources_spec)?;
                     }
                     tracing::debug!(container = id, "cgroup ready");
                     Ok(thread_lists.unwrap_or_default())
@@ -525,7 +534,16 @@ impl Container {
         if let Some(holding) = holding {
             holding.wait();
         }
-        if let Err(err) = supervised.and_then(|()| container.confirm_cgroup()) {
+        // The init joined a cgroup whose limits were still being written (its thread lists
+        // went ahead): it is created once they are.
+        let cgrouped = supervised.and_then(|()| {
+            if container.resources.cgroup.is_none() {
+                container.resources.cgroup = Some(opening.wait()?);
+                cgroup_dirs.keep();
+            }
+            container.confirm_cgroup()
+        });
+        if let Err(err) = cgrouped {
             let _ = container.destroy();
             return Err(err);
         }

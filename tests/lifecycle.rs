@@ -172,7 +172,17 @@ fn a_cgroup_that_holds_processes_is_not_shared() {
 
 #[test]
 fn the_init_is_in_its_cgroup_in_every_hierarchy_before_it_starts() {
-    let mut c = create_with("in-cgroup", &["sleep", "1000"], |_| {});
+    // With limits, which are written once the init has joined (cgroup v1): still before
+    // `create` returns.
+    let mut c = create_with("in-cgroup", &["sleep", "1000"], |spec| {
+        let resources: LinuxResources = serde_json::from_value(
+            serde_json::json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 42}}),
+        )
+        .unwrap();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_resources(Some(resources));
+        spec.set_linux(Some(linux));
+    });
     let container = c.container();
     let path = container
         .cgroup_path()
@@ -210,5 +220,12 @@ fn the_init_is_in_its_cgroup_in_every_hierarchy_before_it_starts() {
     let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{path}/cgroup.procs"));
     if let Ok(procs) = procs {
         assert_eq!(procs.trim(), container.pid().to_string());
+    }
+    let limit = |file: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{file}"));
+    if let Ok(pids_max) = limit(&format!("pids{path}/pids.max")) {
+        assert_eq!(pids_max.trim(), "42");
+    }
+    if let Ok(memory) = limit(&format!("memory{path}/memory.limit_in_bytes")) {
+        assert_eq!(memory.trim(), (64u64 << 20).to_string());
     }
 }
