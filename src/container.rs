@@ -181,11 +181,30 @@ pub(crate) struct Resources {
 
 impl Resources {
     fn release(&mut self) -> Result<()> {
-        // The listener closes with the registration: any mount call still waiting fails.
-        self.vetting.take();
-        self.virtual_files.take();
+        let (vetting, files, cgroup) = (
+            self.vetting.take(),
+            self.virtual_files.take(),
+            self.cgroup.take(),
+        );
         self.docker_proxies = Default::default();
-        let cgroup = self.cgroup.take().map(|c| c.remove());
+        // Each of the three waits on something else (the mount helper's exit, the virtual files
+        // daemon's answer, the cgroup's directories in a dozen hierarchies): side by side, a
+        // delete waits for the longest of them rather than for their sum. Dropping is the work
+        // of the first two, so a thread that cannot start drops them right here. The lease goes
+        // last: its IDs are free only once the helper and the cgroup's processes are gone.
+        let cgroup = std::thread::scope(|scope| {
+            let beside = std::thread::Builder::new();
+            let files = beside.spawn_scoped(scope, move || drop(files));
+            let beside = std::thread::Builder::new();
+            // The listener closes with the registration: any mount call still waiting fails.
+            let vetting = beside.spawn_scoped(scope, move || drop(vetting));
+            let removed = cgroup.map(|c| c.remove());
+            // Joined here, so that a panic in either is not passed on by the scope.
+            for dropping in [files, vetting].into_iter().flatten() {
+                let _ = dropping.join();
+            }
+            removed
+        });
         let lease = self.lease.take().map(|l| l.release());
         cgroup.transpose()?;
         lease.transpose()?;
