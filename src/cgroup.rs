@@ -139,12 +139,15 @@ fn fill_from_parents(root: &Path, relative: &Path, file: &str) -> std::io::Resul
 }
 
 /// The priority of the thread that opens a cgroup beside the start. libcgroups' manager costs
-/// 1.3-2.9 ms of CPU, and on a machine with few CPUs, built at the same priority, it slowed the
-/// init's spawn beside it by about as much: so it runs 10 nice levels lower (nice 10 for a
-/// runtime at 0; on Linux a thread's own) while the start has other work. Once the start waits
-/// for it, the start has nothing more urgent, and so lowered it would get a tenth of a CPU
-/// beside the mounter and the mount helper (it was the last thing the start waited for in most
-/// starts): the waiter gives it its own priority back. Only speed depends on any of this.
+/// 1.3-2.9 ms of CPU (a tenth of all the CPU time a start takes here), and on a machine with
+/// few CPUs, built at the same priority, it slowed the init's spawn beside it by about as much.
+/// The start itself waits on other processes about half the time: so the thread runs as
+/// SCHED_IDLE, on CPU time nothing else wants, while the start has other work (at nice 10
+/// instead, which still takes a tenth of a busy CPU, `eci-runc run` took 0.14-0.46 ms longer
+/// in three alternating runs). Once the start waits for it, it has nothing more urgent: the
+/// waiter puts it back to SCHED_OTHER (its nice value never changed). A thread that is not
+/// SCHED_OTHER to begin with (a runtime run with a real-time policy) is left as it is. Only
+/// speed depends on any of this.
 #[derive(Default)]
 struct OpeningPriority(Mutex<PriorityState>);
 
@@ -152,10 +155,9 @@ struct OpeningPriority(Mutex<PriorityState>);
 enum PriorityState {
     #[default]
     NotStarted,
-    /// Working as thread `tid`, lowered from `nice`.
+    /// Working as thread `tid`, moved from SCHED_OTHER to SCHED_IDLE.
     Yielding {
         tid: libc::pid_t,
-        nice: libc::c_int,
     },
     /// Waited for: back at its own priority (or never lowered).
     Urgent,
@@ -168,9 +170,8 @@ impl OpeningPriority {
         let mut state = self.state();
         if *state == PriorityState::NotStarted {
             let tid = nix::unistd::gettid().as_raw();
-            if let Some(nice) = nice_of(tid) {
-                set_nice(tid, (nice + 10).min(19));
-                *state = PriorityState::Yielding { tid, nice };
+            if policy_of(tid) == Some(libc::SCHED_OTHER) && set_policy(tid, libc::SCHED_IDLE) {
+                *state = PriorityState::Yielding { tid };
             }
         }
     }
@@ -184,7 +185,9 @@ impl OpeningPriority {
     fn hurry(&self) {
         let mut state = self.state();
         match *state {
-            PriorityState::Yielding { tid, nice } => set_nice(tid, nice),
+            PriorityState::Yielding { tid } => {
+                set_policy(tid, libc::SCHED_OTHER);
+            }
             PriorityState::Done => return,
             PriorityState::NotStarted | PriorityState::Urgent => {}
         }
@@ -208,18 +211,19 @@ impl Drop for Finishing<'_> {
     }
 }
 
-/// A thread's nice value; `None` if it cannot be read (-1 is a valid value: errno tells).
-fn nice_of(tid: libc::pid_t) -> Option<libc::c_int> {
-    nix::errno::Errno::clear();
-    // SAFETY: getpriority takes plain integers.
-    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
-    (nice != -1 || nix::errno::Errno::last_raw() == 0).then_some(nice)
+/// A thread's scheduling policy; `None` if it cannot be read.
+fn policy_of(tid: libc::pid_t) -> Option<libc::c_int> {
+    // SAFETY: sched_getscheduler takes a plain integer; with a thread id it reads that thread.
+    let policy = unsafe { libc::sched_getscheduler(tid) };
+    (policy >= 0).then_some(policy)
 }
 
-fn set_nice(tid: libc::pid_t, nice: libc::c_int) {
-    // SAFETY: setpriority takes plain integers; PRIO_PROCESS with a thread id changes that
-    // thread alone.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+/// Moves thread `tid` to `policy` (SCHED_OTHER or SCHED_IDLE, whose priority is 0); whether
+/// it moved.
+fn set_policy(tid: libc::pid_t, policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a valid sched_param; with a thread id it changes that thread alone.
+    unsafe { libc::sched_setscheduler(tid, policy, &param) == 0 }
 }
 
 /// A cgroup being made beside the start ([`Cgroup::open_beside`]). One never waited for (a
@@ -760,7 +764,6 @@ mod tests {
         let priority = Arc::new(OpeningPriority::default());
         let (started, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel());
         let (tid_to_main, go_on) = (started.0, release.1);
-        let own = nice_of(nix::unistd::gettid().as_raw()).unwrap();
         let thread = std::thread::spawn({
             let priority = Arc::clone(&priority);
             move || {
@@ -771,16 +774,15 @@ mod tests {
             }
         });
         let tid = started.1.recv().unwrap();
-        let lowered = nice_of(tid).unwrap();
         assert_eq!(
-            lowered,
-            (own + 10).min(19),
+            policy_of(tid),
+            Some(libc::SCHED_IDLE),
             "yields while the start has other work"
         );
         priority.hurry();
         assert_eq!(
-            nice_of(tid),
-            Some(own),
+            policy_of(tid),
+            Some(libc::SCHED_OTHER),
             "the waiter gives it its priority back"
         );
         release.0.send(()).unwrap();
@@ -794,11 +796,10 @@ mod tests {
     #[test]
     fn an_opening_waited_for_before_it_starts_never_yields() {
         let me = nix::unistd::gettid().as_raw();
-        let own = nice_of(me);
         let priority = OpeningPriority::default();
         priority.hurry();
         priority.started();
-        assert_eq!(nice_of(me), own);
+        assert_eq!(policy_of(me), Some(libc::SCHED_OTHER));
         assert!(*priority.state() == PriorityState::Urgent);
     }
 
