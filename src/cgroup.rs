@@ -2,9 +2,10 @@
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use eci_mount::virt::Hierarchy;
+use eci_ns::yielding::Yielding;
 
 use libcgroups::common::{
     create_cgroup_manager, get_cgroup_setup, AnyCgroupManager, CgroupConfig, CgroupManager,
@@ -138,94 +139,6 @@ fn fill_from_parents(root: &Path, relative: &Path, file: &str) -> std::io::Resul
     Ok(())
 }
 
-/// The priority of the thread that opens a cgroup beside the start. libcgroups' manager costs
-/// 1.3-2.9 ms of CPU (a tenth of all the CPU time a start takes here), and on a machine with
-/// few CPUs, built at the same priority, it slowed the init's spawn beside it by about as much.
-/// The start itself waits on other processes about half the time: so the thread runs as
-/// SCHED_IDLE, on CPU time nothing else wants, while the start has other work (at nice 10
-/// instead, which still takes a tenth of a busy CPU, `eci-runc run` took 0.14-0.46 ms longer
-/// in three alternating runs). Once the start waits for it, it has nothing more urgent: the
-/// waiter puts it back to SCHED_OTHER (its nice value never changed). A thread that is not
-/// SCHED_OTHER to begin with (a runtime run with a real-time policy) is left as it is. Only
-/// speed depends on any of this.
-#[derive(Default)]
-struct OpeningPriority(Mutex<PriorityState>);
-
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-enum PriorityState {
-    #[default]
-    NotStarted,
-    /// Working as thread `tid`, moved from SCHED_OTHER to SCHED_IDLE.
-    Yielding {
-        tid: libc::pid_t,
-    },
-    /// Waited for: back at its own priority (or never lowered).
-    Urgent,
-    Done,
-}
-
-impl OpeningPriority {
-    /// In the opening thread, first: yields, unless the start already waits.
-    fn started(&self) {
-        let mut state = self.state();
-        if *state == PriorityState::NotStarted {
-            let tid = nix::unistd::gettid().as_raw();
-            if policy_of(tid) == Some(libc::SCHED_OTHER) && set_policy(tid, libc::SCHED_IDLE) {
-                *state = PriorityState::Yielding { tid };
-            }
-        }
-    }
-
-    /// In the opening thread, last (also when it panics): from here on its thread id may go.
-    fn finished(&self) {
-        *self.state() = PriorityState::Done;
-    }
-
-    /// In the waiter. The lock keeps the thread from finishing, so the id is still its own.
-    fn hurry(&self) {
-        let mut state = self.state();
-        match *state {
-            PriorityState::Yielding { tid } => {
-                set_policy(tid, libc::SCHED_OTHER);
-            }
-            PriorityState::Done => return,
-            PriorityState::NotStarted | PriorityState::Urgent => {}
-        }
-        *state = PriorityState::Urgent;
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, PriorityState> {
-        // Nothing panics while holding it; a poisoned state is still a state.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// Calls [`OpeningPriority::finished`] when the opening ends, however it ends.
-struct Finishing<'a>(&'a OpeningPriority);
-
-impl Drop for Finishing<'_> {
-    fn drop(&mut self) {
-        self.0.finished();
-    }
-}
-
-/// A thread's scheduling policy; `None` if it cannot be read.
-fn policy_of(tid: libc::pid_t) -> Option<libc::c_int> {
-    // SAFETY: sched_getscheduler takes a plain integer; with a thread id it reads that thread.
-    let policy = unsafe { libc::sched_getscheduler(tid) };
-    (policy >= 0).then_some(policy)
-}
-
-/// Moves thread `tid` to `policy` (SCHED_OTHER or SCHED_IDLE, whose priority is 0); whether
-/// it moved.
-fn set_policy(tid: libc::pid_t, policy: libc::c_int) -> bool {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: a valid sched_param; with a thread id it changes that thread alone.
-    unsafe { libc::sched_setscheduler(tid, policy, &param) == 0 }
-}
-
 /// A cgroup being made beside the start ([`Cgroup::open_beside`]). One never waited for (a
 /// start that failed first) is waited for when dropped, and what it made is removed.
 pub(crate) struct Opening {
@@ -240,7 +153,11 @@ pub(crate) struct Opening {
 enum OpeningState {
     Beside {
         thread: std::thread::JoinHandle<std::result::Result<Cgroup, Box<Failed>>>,
-        priority: Arc<OpeningPriority>,
+        /// libcgroups' manager costs 1.3-2.9 ms of CPU, about a tenth of all a start takes
+        /// here, and at the start's own priority it slowed the init's spawn beside it by about
+        /// as much (at nice 10 instead, `eci-runc run` took 0.14-0.46 ms longer than as
+        /// SCHED_IDLE in three alternating runs): the thread yields until it is waited for.
+        priority: Arc<Yielding>,
         path: PathBuf,
     },
     Inline(Box<Request>),
@@ -569,7 +486,7 @@ impl Cgroup {
             resources: resources.clone(),
             made_before: made_before.to_vec(),
         };
-        let priority = Arc::new(OpeningPriority::default());
+        let priority = Arc::new(Yielding::new());
         let (ahead, ahead_receiver) = match join_before_limits {
             true => {
                 let (sender, receiver) = std::sync::mpsc::channel();
@@ -583,8 +500,7 @@ impl Cgroup {
                 let priority = Arc::clone(&priority);
                 let request = request.clone();
                 move || {
-                    let _finishing = Finishing(&priority);
-                    priority.started();
+                    let _done = priority.begin();
                     request.make(ahead)
                 }
             });
@@ -758,50 +674,6 @@ impl Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_opening_yields_until_it_is_waited_for() {
-        let priority = Arc::new(OpeningPriority::default());
-        let (started, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel());
-        let (tid_to_main, go_on) = (started.0, release.1);
-        let thread = std::thread::spawn({
-            let priority = Arc::clone(&priority);
-            move || {
-                priority.started();
-                let _finishing = Finishing(&priority);
-                tid_to_main.send(nix::unistd::gettid().as_raw()).unwrap();
-                go_on.recv().unwrap();
-            }
-        });
-        let tid = started.1.recv().unwrap();
-        assert_eq!(
-            policy_of(tid),
-            Some(libc::SCHED_IDLE),
-            "yields while the start has other work"
-        );
-        priority.hurry();
-        assert_eq!(
-            policy_of(tid),
-            Some(libc::SCHED_OTHER),
-            "the waiter gives it its priority back"
-        );
-        release.0.send(()).unwrap();
-        thread.join().unwrap();
-        assert!(*priority.state() == PriorityState::Done);
-        // Once it is done, its thread id is no longer its own: nothing is changed.
-        priority.hurry();
-        assert!(*priority.state() == PriorityState::Done);
-    }
-
-    #[test]
-    fn an_opening_waited_for_before_it_starts_never_yields() {
-        let me = nix::unistd::gettid().as_raw();
-        let priority = OpeningPriority::default();
-        priority.hurry();
-        priority.started();
-        assert_eq!(policy_of(me), Some(libc::SCHED_OTHER));
-        assert!(*priority.state() == PriorityState::Urgent);
-    }
 
     fn hierarchy(mount: &str, unified: bool, controllers: &[&str]) -> Hierarchy {
         Hierarchy {

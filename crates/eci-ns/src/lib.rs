@@ -1,7 +1,8 @@
 //! Namespaces and processes for eci: starting a container's init with clone3 so that the kernel
 //! locks its initial mounts, a parent/child channel that carries typed failures and file
-//! descriptors, pidfds, long-lived helpers that act inside a container's namespaces, and a way
-//! for long-lived processes to give back the program pages they no longer run (`footprint`).
+//! descriptors, pidfds, long-lived helpers that act inside a container's namespaces, a way
+//! for long-lived processes to give back the program pages they no longer run (`footprint`),
+//! and side work that runs on idle CPU time until it is waited for (`yielding`).
 //!
 //! Everything that runs in a child is allocation-free, because a library cannot know whether the
 //! program that links it has other threads: between fork and exec only async-signal-safe work is
@@ -30,6 +31,7 @@ pub mod pidfd;
 pub mod spawn;
 pub mod sys;
 pub mod timens;
+pub mod yielding;
 
 pub use namespaces::Namespaces;
 pub use pidfd::{ExitStatus, PidFd};

@@ -32,11 +32,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::sys::{self, check, check_int, Errno, FdPath, FsContext, SysResult};
+use eci_ns::yielding::Yielding;
 
 /// The host half's private workshop, in the helper's private namespaces only: filesystems are
 /// built and masked here, where nothing propagates. Mode 0711: the helper, once container root,
@@ -320,14 +321,17 @@ fn enter_minimal_root(sources: &mut Sources) -> SysResult<()> {
 /// the thread sends its namespace and its socket once they are ready, or why it could not
 /// start. A thread rather than a process: it costs the runtime a stack, where a process of its
 /// own held about 900 KiB once idle (its copy of the runtime's relocated data, heap and stack).
-/// The thread ends when the helper's end of its socket closes.
-pub fn spawn_host_half(masks: &Masks) -> std::io::Result<Channel> {
+/// The thread ends when the helper's end of its socket closes. With `priority`, it sets up on
+/// idle CPU time ([`Yielding`]) until it is hurried: for a helper forked while the container
+/// is still being mounted, whose host half was 0.5-0.7 ms of CPU beside the mounter
+/// (`eci-runc run` 0.3 ms faster by the median, two alternating runs of 60).
+pub fn spawn_host_half(masks: &Masks, priority: Option<Arc<Yielding>>) -> std::io::Result<Channel> {
     let (ours, theirs) = Channel::pair()?;
     let masks = masks.clone();
     std::thread::Builder::new()
         .name("eci-host-half".into())
         .stack_size(HOST_HALF_STACK)
-        .spawn(move || run_host_half(ours, &masks))?;
+        .spawn(move || run_host_half(ours, &masks, priority.as_deref()))?;
     Ok(theirs)
 }
 
@@ -338,8 +342,15 @@ const HOST_HALF_STACK: usize = 256 * 1024;
 const HANDED_OVER: u32 = 1;
 const NOT_STARTED: u32 = 2;
 
-fn run_host_half(handover: Channel, masks: &Masks) {
-    let (sources, workshop) = match set_up_workshop(masks) {
+fn run_host_half(handover: Channel, masks: &Masks, priority: Option<&Yielding>) {
+    let set_up = {
+        let _done = priority.map(Yielding::begin);
+        let set_up = set_up_workshop(masks);
+        // What it serves from here on is waited for.
+        priority.map(Yielding::hurry);
+        set_up
+    };
+    let (sources, workshop) = match set_up {
         Ok(ready) => ready,
         Err(failure) => {
             let _ = handover.send(Message {

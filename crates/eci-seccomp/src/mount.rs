@@ -36,6 +36,7 @@ use eci_ns::channel::{Channel, ReceivedFds};
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::helper::{Helper, HelperError, HelperSpec, MAX_REQUEST, MAX_RESPONSE};
 use eci_ns::sys::{self, check_int, Errno, SysResult};
+use eci_ns::yielding::Yielding;
 use eci_ns::{Namespaces, PidFd};
 use eci_policy::mount::{
     classify, decide_mount, decide_umount, Caller, InitialMount, MountKind, MountPolicy, Rule,
@@ -1059,11 +1060,14 @@ impl PendingVetter {
         let io = |what| move |source| HelperError::Io { what, source };
         let PendingVetter {
             helper,
+            host_half,
             init,
             mut config,
             in_flight,
             slot,
         } = self;
+        // The helper waits for its host half before it can take the listener.
+        host_half.hurry();
         config.initial = initial;
         // The runtime's descriptor takes the placeholder's number, which the helper serves and
         // which the take-over record names.
@@ -1158,6 +1162,8 @@ fn write_to<T>(listener: &Listener, id: u64, pid: u32, addr: u64, value: &T) -> 
 #[derive(Debug)]
 pub struct PendingVetter {
     helper: Helper,
+    /// The helper's host half, setting up on idle CPU time until the listener comes.
+    host_half: Arc<Yielding>,
     init: PidFd,
     config: HelperConfig,
     in_flight: InFlight,
@@ -1188,9 +1194,19 @@ impl MountVetter {
         let in_flight = InFlight::new().map_err(io("mapping the in-flight record"))?;
         let slot = std::fs::File::open("/dev/null").map_err(io("reserving a descriptor"))?;
         let slot = OwnedFd::from(slot);
-        let helper = fork_helper(&init, slot.as_raw_fd(), &config, &in_flight, None, true)?;
+        let host_half = Arc::new(Yielding::new());
+        let helper = fork_helper(
+            &init,
+            slot.as_raw_fd(),
+            &config,
+            &in_flight,
+            None,
+            true,
+            Some(Arc::clone(&host_half)),
+        )?;
         Ok(PendingVetter {
             helper,
+            host_half,
             init,
             config,
             in_flight,
@@ -1579,7 +1595,15 @@ fn spawn_helper(
     remember_userns: bool,
 ) -> Result<Helper, HelperError> {
     let initial = Some(&config.initial[..]);
-    let helper = fork_helper(init, listener, config, in_flight, initial, remember_userns)?;
+    let helper = fork_helper(
+        init,
+        listener,
+        config,
+        in_flight,
+        initial,
+        remember_userns,
+        None,
+    )?;
     helper.wait_ready()?;
     Ok(helper)
 }
@@ -1594,6 +1618,7 @@ fn fork_helper(
     in_flight: &InFlight,
     initial: Option<&[(u32, bool)]>,
     remember_userns: bool,
+    host_half_priority: Option<Arc<Yielding>>,
 ) -> Result<Helper, HelperError> {
     let host_proc = std::fs::File::open("/proc").map_err(|source| HelperError::Io {
         what: "opening /proc",
@@ -1623,10 +1648,11 @@ fn fork_helper(
     };
     let on_ready = |channel: &Channel| handle_one(&state, channel);
     // The host half sets up beside the helper's own start; the helper waits for it.
-    let handover = spawn_host_half(&config.masks).map_err(|source| HelperError::Io {
-        what: "starting the host half",
-        source,
-    })?;
+    let handover =
+        spawn_host_half(&config.masks, host_half_priority).map_err(|source| HelperError::Io {
+            what: "starting the host half",
+            source,
+        })?;
     let before_join = || take_host_half(&half, &handover);
     let after_join = || {
         become_container_root()?;
