@@ -455,6 +455,10 @@ impl Container {
                     set_rlimits(init.pid(), &spec)?;
                     lease.add_holder(Holder::of(init.pid())?)?;
                     tracing::debug!(container = id, "held by its init");
+                    // The mounter binds the virtual files once let go.
+                    if let Some(files) = virtual_files {
+                        files.registered()?;
+                    }
                     rootfs_ownership(&rootfs, overlay.as_ref(), init.pid(), block, &shifted)
                 };
             // While the mounter works: the mount helper is forked (its start then leaves the

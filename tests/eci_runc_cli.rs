@@ -332,6 +332,45 @@ fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
 }
 
 #[test]
+fn registrations_are_tagged_only_with_a_daemon_that_takes_tags() {
+    // The runtime names a container's virtual files directory itself (and plans its binds
+    // before the daemon answers) only where the running daemon says it takes tags; a daemon of
+    // an older version, which names directories by slot, gets the registration it knows.
+    let setup = Setup::new(&["cat", "/proc/self/mountinfo"]);
+    let meminfo_source = |id: &str| -> String {
+        let run = setup.runc(&["run", "--bundle", &setup.bundle(), id]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let table = String::from_utf8_lossy(&run.stdout).to_string();
+        let line = table
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/proc/meminfo"));
+        line.expect("meminfo is bound")
+            .split(' ')
+            .nth(3)
+            .unwrap()
+            .to_string()
+    };
+    // The first start starts the daemon, whose mounts a tagged registration needs first.
+    assert!(meminfo_source("first").starts_with("/first."));
+    let tagged = meminfo_source("tagged");
+    assert!(tagged.starts_with("/tagged.t"), "{tagged}");
+    let pid_file = setup.virtd().join("pid");
+    let text = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(text.split_whitespace().nth(1), Some("tags"), "{text}");
+    // As an older daemon writes it: its pid alone.
+    std::fs::write(&pid_file, text.split_whitespace().next().unwrap()).unwrap();
+    let by_slot = meminfo_source("by-slot");
+    let slot = by_slot
+        .trim_start_matches("/by-slot.")
+        .trim_end_matches("/meminfo");
+    assert!(slot.parse::<u64>().is_ok(), "{by_slot}");
+}
+
+#[test]
 fn signals_to_a_detached_execs_pid_reach_the_process() {
     // containerd's shim signals an exec'd process through the pid in its pid file, which names
     // eci-runc's stand-in: a TERM there must reach the process, and a KILL (which cannot be

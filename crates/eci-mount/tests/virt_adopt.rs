@@ -72,6 +72,7 @@ fn tenant(name: &str, dirs: CgroupDirs) -> Tenant<'_> {
         owner: 0,
         mode_of: &|_| SysctlMode::ContainerOnly,
         written: BTreeMap::new(),
+        tag: None,
     }
 }
 

@@ -185,6 +185,22 @@ fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
     let info = client.sysinfo("web").expect("sysinfo");
     assert_eq!(info.totalram, 268435456);
 
+    // A registration tagged by its runtime is served where the runtime knew it would be
+    // before it asked, also by the daemon that adopts it below.
+    assert!(client.takes_tags(), "this daemon takes tags");
+    let tag = 0x5eed_0000_0000_0001;
+    let tagged = client.directories("tagged", tag);
+    let registered = client
+        .register_tagged("tagged", tag, &cgroup.path, 0, &|_| {
+            SysctlMode::ContainerOnly
+        })
+        .unwrap();
+    assert_eq!(registered, tagged);
+    let tagged_meminfo = tagged.files.join("meminfo");
+    assert!(std::fs::read_to_string(&tagged_meminfo)
+        .unwrap()
+        .starts_with(LIMITED));
+
     // A second registration under the same name is refused, with the reason.
     let err = client
         .register("web", &cgroup.path, 0, &|_| SysctlMode::ContainerOnly)
@@ -210,6 +226,11 @@ fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
         "the container's tunable is kept"
     );
     assert_eq!(client.sysinfo("web").expect("sysinfo").totalram, 268435456);
+    assert!(client.takes_tags(), "the new daemon takes tags too");
+    assert!(std::fs::read_to_string(&tagged_meminfo)
+        .unwrap()
+        .starts_with(LIMITED));
+    client.unregister("tagged").unwrap();
     client.unregister("web").unwrap();
     assert_eq!(
         std::fs::read_to_string(&meminfo)

@@ -53,7 +53,7 @@ use eci_ns::sys::{self, Forked};
 use eci_policy::settings::SysctlMode;
 use serde::{Deserialize, Serialize};
 
-use super::{sysctl, CgroupDirs, Connections, Directories, Tenant, VirtualFs, WriteHook};
+use super::{sysctl, CgroupDirs, Connections, Directories, Role, Tenant, VirtualFs, WriteHook};
 
 /// How many times within [`RESTART_WINDOW`] the keeper starts a dead daemon again; at the
 /// next death it gives up.
@@ -83,6 +83,9 @@ enum Request {
         /// By tunable (dotted name): a list by position would mean other tunables to a
         /// daemon of another version.
         modes: BTreeMap<String, SysctlMode>,
+        /// The tag the runtime chose to name the directory by ([`super::directory_name`]).
+        #[serde(default)]
+        tag: Option<u64>,
     },
     Sysinfo {
         name: String,
@@ -96,6 +99,9 @@ enum Request {
         pid: i32,
     },
 }
+
+/// The word in the pid file that says the daemon takes tagged registrations.
+const TAGGED: &str = "tags";
 
 /// The daemon's answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -137,6 +143,9 @@ struct Record {
     /// container is served while either lives.
     #[serde(default)]
     container: Option<Holder>,
+    /// The tag its directory is named by, if its runtime chose one.
+    #[serde(default)]
+    tag: Option<u64>,
 }
 
 impl Record {
@@ -180,6 +189,60 @@ impl DaemonClient {
         owner: u32,
         mode_of: &dyn Fn(&str) -> SysctlMode,
     ) -> std::io::Result<Directories> {
+        self.register_as(name, None, cgroup, owner, mode_of)
+    }
+
+    /// [`DaemonClient::register`] under a directory named by `tag` (a random number the
+    /// caller chose), which [`DaemonClient::directories`] gives before the daemon answers: a
+    /// caller may plan its binds of the files meanwhile, and use them once this has returned
+    /// those same directories.
+    pub fn register_tagged(
+        &self,
+        name: &str,
+        tag: u64,
+        cgroup: &Path,
+        owner: u32,
+        mode_of: &dyn Fn(&str) -> SysctlMode,
+    ) -> std::io::Result<Directories> {
+        self.register_as(name, Some(tag), cgroup, owner, mode_of)
+    }
+
+    /// Whether a registration may be tagged ([`DaemonClient::register_tagged`]) and planned
+    /// before the daemon answers: the daemon that runs understands tags (one of an older
+    /// version, left serving its containers, would name the directory by its slot), and its
+    /// mounts are in place, so that a mount namespace copied from this one now has them.
+    pub fn takes_tags(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let pid = std::fs::read_to_string(self.dir.join("pid")).unwrap_or_default();
+        if !pid.split_whitespace().skip(1).any(|word| word == TAGGED) {
+            return false;
+        }
+        let mountpoint = self.mountpoint();
+        let files = mountpoint.join(Role::Files.dir_name());
+        match (std::fs::metadata(&mountpoint), std::fs::metadata(files)) {
+            (Ok(below), Ok(mounted)) => below.dev() != mounted.dev(),
+            _ => false,
+        }
+    }
+
+    /// The directories a registration of `name` tagged `tag` gets.
+    pub fn directories(&self, name: &str, tag: u64) -> Directories {
+        let dir = super::directory_name(name, 0, Some(tag));
+        let mountpoint = self.mountpoint();
+        Directories {
+            files: mountpoint.join(Role::Files.dir_name()).join(&dir),
+            tunables: mountpoint.join(Role::Tunables.dir_name()).join(&dir),
+        }
+    }
+
+    fn register_as(
+        &self,
+        name: &str,
+        tag: Option<u64>,
+        cgroup: &Path,
+        owner: u32,
+        mode_of: &dyn Fn(&str) -> SysctlMode,
+    ) -> std::io::Result<Directories> {
         let modes = sysctl::TUNABLES
             .iter()
             .map(|(n, _)| (n.to_string(), mode_of(n)))
@@ -189,6 +252,7 @@ impl DaemonClient {
             cgroup: cgroup.to_path_buf(),
             owner,
             modes,
+            tag,
         };
         match self.ask(&request, true) {
             Ok(Answer::Registered(dirs)) => Ok(dirs),
@@ -361,7 +425,10 @@ pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Ok(());
     }
-    write_whole(&dir.join("pid"), std::process::id().to_string().as_bytes())?;
+    // The pid, then what this daemon understands beyond the first protocol (a daemon of an
+    // older version, left serving its containers, writes its pid alone).
+    let pid = format!("{} {TAGGED}", std::process::id());
+    write_whole(&dir.join("pid"), pid.as_bytes())?;
     let mnt = dir.join("mnt");
     let records = Arc::new(Mutex::new(BTreeMap::new()));
     let hook = write_hook(dir, &records);
@@ -460,6 +527,7 @@ fn adopt(
                     owner: record.owner,
                     mode_of: &|n| mode_in(&record.modes, n),
                     written: record.written.clone(),
+                    tag: record.tag,
                 };
                 if adoption.register_at(record.slot, tenant).is_ok() {
                     live.insert(record.name.clone(), record);
@@ -468,7 +536,7 @@ fn adopt(
             }
         }
         remove_record(dir, record.slot);
-        dropped.push(super::directory_name(&record.name, record.slot));
+        dropped.push(super::directory_name(&record.name, record.slot, record.tag));
     }
     drop(live);
     let fs = adoption.serve()?;
@@ -626,7 +694,8 @@ impl Daemon {
                 cgroup,
                 owner,
                 modes,
-            } => match self.register(name, cgroup, owner, modes, holder) {
+                tag,
+            } => match self.register(name, cgroup, owner, modes, tag, holder) {
                 Ok(dirs) => Answer::Registered(dirs),
                 Err(err) => Answer::Refused(err.to_string()),
             },
@@ -684,6 +753,7 @@ impl Daemon {
         cgroup: PathBuf,
         owner: u32,
         modes: BTreeMap<String, SysctlMode>,
+        tag: Option<u64>,
         holder: i32,
     ) -> std::io::Result<Directories> {
         let holder = Holder::of(holder)?;
@@ -700,6 +770,7 @@ impl Daemon {
             started,
             holder,
             container: None,
+            tag,
         };
         let tenant = Tenant {
             name: &name,
@@ -708,6 +779,7 @@ impl Daemon {
             owner,
             mode_of: &|n| mode_in(&modes, n),
             written: BTreeMap::new(),
+            tag,
         };
         let dir = self.fs.register_at(slot, tenant)?;
         if let Err(err) = save_record(&self.dir, &record) {
@@ -1164,8 +1236,10 @@ mod tests {
             started: 1,
             holder: me,
             container: None,
+            tag: Some(7),
         };
         save_record(dir.path(), &record).unwrap();
+        assert_eq!(load_records(dir.path())[0].tag, Some(7), "the tag is kept");
         assert_eq!(load_records(dir.path())[0].container, None);
         let init = serde_json::to_vec(&me).unwrap();
         write_whole(&init_path(dir.path(), 3), &init).unwrap();

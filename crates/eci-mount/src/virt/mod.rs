@@ -404,7 +404,7 @@ impl Registry {
             return Err(invalid(&format!("slot {slot} is taken")));
         }
         self.next_slot.fetch_max(slot + 1, Ordering::Relaxed);
-        let dir = directory_name(name, slot);
+        let dir = directory_name(name, slot, tenant.tag);
         entries.insert(
             slot,
             Entry {
@@ -981,6 +981,9 @@ pub struct Tenant<'a> {
     /// Tunables it had written, by dotted name (after an adoption; see
     /// [`VirtualFs::written`]). Checked again, not reconciled again.
     pub written: BTreeMap<String, String>,
+    /// What its directory is named after instead of its slot: a number its runtime chose,
+    /// which then knows the directory before the server answers ([`directory_name`]).
+    pub tag: Option<u64>,
 }
 
 /// The mounted server: two FUSE mounts under its mountpoint, `files` (read-only) and
@@ -1110,11 +1113,15 @@ const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
 /// The notification that makes the kernel forget a directory entry (and what lies below it).
 const FUSE_NOTIFY_INVAL_ENTRY: i32 = 3;
 
-/// The directory of container `name` registered in `slot`: the name and the slot, so that a
-/// container registered again under the same name never meets the kernel's cached entries of
-/// the earlier one.
-pub(crate) fn directory_name(name: &str, slot: u64) -> String {
-    format!("{name}.{slot}")
+/// The directory of container `name` registered in `slot`, or with `tag`: the name and the
+/// slot (slots are never handed out twice), or the tag (a random 64-bit number its runtime
+/// chose, in a form no slot takes), so that a container registered again under the same name
+/// never meets the kernel's cached entries of the earlier one.
+pub fn directory_name(name: &str, slot: u64, tag: Option<u64>) -> String {
+    match tag {
+        Some(tag) => format!("{name}.t{tag:016x}"),
+        None => format!("{name}.{slot}"),
+    }
 }
 
 /// How long an unregistering caller waits for the kernel to forget a directory.
@@ -1237,6 +1244,7 @@ impl VirtualFs {
     ///     owner: 0,
     ///     mode_of: &|_| SysctlMode::ContainerOnly,
     ///     written: BTreeMap::new(),
+    ///     tag: None,
     /// })?;
     /// let fs = adoption.serve()?;
     /// # Ok::<(), std::io::Error>(())
@@ -1339,6 +1347,7 @@ impl VirtualFs {
             owner,
             mode_of,
             written: BTreeMap::new(),
+            tag: None,
         };
         // A slot just taken from the counter: new, whatever the counter says now.
         self.registry.register(&self.mountpoint, slot, tenant)
