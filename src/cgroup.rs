@@ -186,7 +186,18 @@ impl Opening {
     /// on making libcgroups' manager and writing the limits). `None` otherwise: then
     /// [`Opening::wait`] gives the cgroup with its limits written and its thread lists.
     pub(crate) fn thread_lists_ahead(&mut self) -> Option<Vec<OwnedFd>> {
-        self.ahead.take()?.recv().ok()
+        let ahead = self.ahead.take()?;
+        match ahead.try_recv() {
+            Ok(lists) => Some(lists),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                // Waited for now: a yielding thread on a busy machine could starve.
+                if let Some(OpeningState::Beside { priority, .. }) = &self.state {
+                    priority.hurry();
+                }
+                ahead.recv().ok()
+            }
+        }
     }
 
     /// The cgroup once libcgroups has found it, made on cgroup v1 (with its limits written,
