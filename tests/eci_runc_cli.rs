@@ -296,6 +296,25 @@ fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
     let state: serde_json::Value =
         serde_json::from_slice(&setup.runc(&["state", id]).stdout).unwrap();
     assert_eq!(state["status"], "running");
+    // The signals it passes on are blocked in it, but not in the mount helper it forked.
+    let blocked = |pid: i32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .unwrap();
+        u64::from_str_radix(mask.trim(), 16).unwrap()
+    };
+    let term = 1u64 << (libc::SIGTERM - 1);
+    assert_ne!(blocked(run.id() as i32) & term, 0, "run reads TERM itself");
+    let helpers: Vec<i32> = descendants(run.id() as i32)
+        .into_iter()
+        .filter(|&pid| comm(pid) == "eci-runc")
+        .collect();
+    assert!(!helpers.is_empty(), "the mount helper runs");
+    for helper in helpers {
+        assert_eq!(blocked(helper) & term, 0, "helper {helper} blocks TERM");
+    }
     // SAFETY: kill takes plain integers.
     assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGTERM) }, 0);
     let exited = (0..200).find_map(|_| {

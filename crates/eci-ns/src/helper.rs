@@ -341,6 +341,14 @@ fn runtime_gone(spec: &HelperSpec<'_>) -> ! {
 
 fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     let fail = |step| Failure::last_errno(Stage::Helper, step).report_and_exit(channel);
+    // The runtime's blocked signals are not the helper's (a runtime that passes signals on to
+    // its container blocks them in every thread): a helper blocks what it reads itself.
+    // SAFETY: an empty set, initialised by sigemptyset; sigprocmask is async-signal-safe.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
     // Nothing of the runtime's may stay open in here: another container's seccomp listener would
     // keep that container's mount calls waiting forever if the runtime died. The pidfd is needed
     // to join, so it goes last.
