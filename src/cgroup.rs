@@ -145,8 +145,8 @@ pub(crate) struct Opening {
     state: Option<OpeningState>,
     /// The thread lists, sent ahead of the rest by an opening that allows it.
     ahead: Option<std::sync::mpsc::Receiver<Vec<OwnedFd>>>,
-    /// What a failed opening made after its thread lists went ahead: removed on drop, once the
-    /// caller has taken down the init that may have joined them.
+    /// What a failed opening made: removed on drop, once the caller has taken down an init that
+    /// may have joined it (its thread lists may have gone ahead).
     leftover: Vec<PathBuf>,
 }
 
@@ -173,8 +173,8 @@ struct Request {
     made_before: Vec<PathBuf>,
 }
 
-/// An opening's error, with the directories it made (which it could not remove if its thread
-/// lists went ahead).
+/// An opening's error, with the directories it made (which it cannot remove itself: its
+/// thread lists may have gone ahead to an init that joined).
 struct Failed {
     error: Error,
     made: Vec<PathBuf>,
@@ -278,23 +278,13 @@ impl Request {
             mut thread_lists,
             all_new,
         } = made;
-        let went_ahead = match ahead {
-            Some(ahead) if v1 && all_new => ahead.send(std::mem::take(&mut thread_lists)).is_ok(),
-            _ => false,
-        };
+        if let Some(ahead) = ahead.filter(|_| v1 && all_new) {
+            let _ = ahead.send(std::mem::take(&mut thread_lists));
+        }
+        // What it made goes to the opening either way: removed when it is dropped, once the
+        // caller has taken down an init that may have joined.
         let finished = self.finish(v1, all_new, dirs.clone(), thread_lists);
-        finished.map_err(|failed| {
-            let (error, cgroup) = *failed;
-            match (went_ahead, cgroup) {
-                (false, Some(cgroup)) => cgroup.remove_unused(),
-                (false, None) => dirs.iter().rev().for_each(|d| drop(std::fs::remove_dir(d))),
-                (true, _) => {}
-            }
-            Box::new(Failed {
-                error,
-                made: if went_ahead { dirs } else { Vec::new() },
-            })
-        })
+        finished.map_err(|error| Box::new(Failed { error, made: dirs }))
     }
 
     /// [`Request::make`] after the directories: libcgroups' manager, the check, the limits.
@@ -304,9 +294,8 @@ impl Request {
         all_new: bool,
         dirs: Vec<PathBuf>,
         thread_lists: Vec<OwnedFd>,
-    ) -> std::result::Result<Cgroup, Box<(Error, Option<Cgroup>)>> {
-        let opened = Cgroup::open(&self.path, &self.container);
-        let mut cgroup = opened.map_err(|e| Box::new((e, None)))?;
+    ) -> Result<Cgroup> {
+        let mut cgroup = Cgroup::open(&self.path, &self.container)?;
         cgroup.made = dirs;
         // Processes already there (a container whose runtime died, another container given
         // the same path) would share the new container's limits and freezer, and be signalled
@@ -316,14 +305,12 @@ impl Request {
                 if !pids.is_empty() {
                     let reason =
                         format!("it already holds processes {pids:?}; a container left running?");
-                    return Err(Box::new((cgroup.error("creating", &reason), Some(cgroup))));
+                    return Err(cgroup.error("creating", &reason));
                 }
             }
         }
         if v1 {
-            if let Err(err) = cgroup.apply(&self.resources) {
-                return Err(Box::new((err, Some(cgroup))));
-            }
+            cgroup.apply(&self.resources)?;
             // Empty if they went ahead.
             cgroup.thread_lists = Some(thread_lists);
         }

@@ -81,11 +81,6 @@ impl Yielding {
         *state = State::Urgent;
     }
 
-    /// Whether the worker is running as SCHED_IDLE now.
-    pub fn is_yielding(&self) -> bool {
-        matches!(*self.state(), State::Yielding { .. })
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // Nothing panics while holding it; a poisoned state is still a state.
         self.0
@@ -105,7 +100,7 @@ impl Drop for Done<'_> {
 }
 
 /// A thread's scheduling policy; `None` if it cannot be read.
-pub fn policy_of(tid: libc::pid_t) -> Option<libc::c_int> {
+fn policy_of(tid: libc::pid_t) -> Option<libc::c_int> {
     // SAFETY: sched_getscheduler takes a plain integer; with a thread id it reads that thread.
     let policy = unsafe { libc::sched_getscheduler(tid) };
     (policy >= 0).then_some(policy)
@@ -140,7 +135,6 @@ mod tests {
         });
         let tid = started.1.recv().unwrap();
         assert_eq!(policy_of(tid), Some(libc::SCHED_IDLE), "yields meanwhile");
-        assert!(yielding.is_yielding());
         yielding.hurry();
         assert_eq!(
             policy_of(tid),
@@ -163,7 +157,6 @@ mod tests {
         yielding.hurry();
         let done = yielding.begin();
         assert_eq!(policy_of(me), Some(libc::SCHED_OTHER));
-        assert!(!yielding.is_yielding());
         drop(done);
     }
 

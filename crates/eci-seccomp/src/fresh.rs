@@ -347,7 +347,9 @@ fn run_host_half(handover: Channel, masks: &Masks, priority: Option<&Yielding>) 
         let _done = priority.map(Yielding::begin);
         let set_up = set_up_workshop(masks);
         // What it serves from here on is waited for.
-        priority.map(Yielding::hurry);
+        if let Some(priority) = priority {
+            priority.hurry();
+        }
         set_up
     };
     let (sources, workshop) = match set_up {
