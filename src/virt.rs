@@ -147,6 +147,8 @@ pub(crate) struct Registration {
     tunables: Vec<(PathBuf, String)>,
     /// The daemon's answer to a registration sent ahead ([`serve`]), until taken.
     pending: Mutex<Option<std::sync::mpsc::Receiver<std::io::Result<()>>>>,
+    /// Whether that registration failed: then the name may be another's, not to unregister.
+    refused: std::sync::atomic::AtomicBool,
 }
 
 impl Registration {
@@ -162,6 +164,10 @@ impl Registration {
                 ))
             }),
         };
+        if answer.is_err() {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         answer.map_err(Error::io("registering the container's virtual files"))
     }
 
@@ -237,6 +243,10 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // A registration still on its way would come after the unregistration.
         let _ = self.registered();
+        if self.refused.load(std::sync::atomic::Ordering::Relaxed) {
+            // Nothing of ours to unregister (a mismatched answer was unregistered at once).
+            return;
+        }
         match &self.backend {
             Backend::Local(fs) => fs.unregister(&self.name),
             Backend::Daemon(client) => {
@@ -347,6 +357,7 @@ pub(crate) fn serve(
         binds,
         tunables,
         pending: Mutex::new(pending),
+        refused: Default::default(),
     };
     Ok(Some(registration))
 }

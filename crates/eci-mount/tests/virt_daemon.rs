@@ -358,7 +358,7 @@ impl Drop for StandInInit {
 }
 
 /// A container whose runtime dies is served on while the init the runtime named lives, and
-/// forgotten once it is gone; only the registering process may name the init.
+/// forgotten once it is gone; only the registering process may name the init or unregister it.
 fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
     let daemon = DaemonDir::new();
     let (mut init, meminfo) = registered_and_held(&daemon, cgroup);
@@ -383,6 +383,16 @@ fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
         .hold("held", std::process::id() as i32)
         .unwrap_err();
     assert!(err.to_string().contains("another process"), "{err}");
+    // Nor may another process unregister it (one whose own registration of the name was
+    // refused, say): the container keeps its files.
+    let err = daemon.client().unregister("held").unwrap_err();
+    assert!(err.to_string().contains("another process"), "{err}");
+    assert!(
+        std::fs::read_to_string(&meminfo)
+            .unwrap()
+            .starts_with(LIMITED),
+        "served after another process asked to unregister it"
+    );
     init.kill().unwrap();
     init.wait().unwrap();
     let forgotten = (0..50).any(|_| {

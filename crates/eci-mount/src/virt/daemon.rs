@@ -712,14 +712,36 @@ impl Daemon {
                 }),
                 None => Answer::Refused(format!("'{name}' is not served")),
             },
-            Request::Unregister { name } => {
-                self.forget(&name);
-                Answer::Done
-            }
+            Request::Unregister { name } => match self.unregister(&name, holder) {
+                Ok(()) => Answer::Done,
+                Err(err) => Answer::Refused(err.to_string()),
+            },
             Request::Hold { name, pid } => match self.hold(&name, pid, holder) {
                 Ok(()) => Answer::Done,
                 Err(err) => Answer::Refused(err.to_string()),
             },
+        }
+    }
+
+    /// Forgets the container `name` for the process that registered it. Another process may
+    /// not: its own registration of the name refused, it would otherwise take away a live
+    /// container's files. (What nobody holds any more is forgotten without asking.)
+    fn unregister(&self, name: &str, asker: i32) -> std::io::Result<()> {
+        let asker = Holder::of(asker)?;
+        let holder = match self.records.lock() {
+            Ok(records) => records.get(name).map(|record| record.holder),
+            Err(_) => return Err(std::io::Error::other("records poisoned")),
+        };
+        match holder {
+            // Not served (any more): nothing to forget.
+            None => Ok(()),
+            Some(holder) if holder == asker => {
+                self.forget(name);
+                Ok(())
+            }
+            Some(_) => Err(std::io::Error::other(format!(
+                "'{name}' was registered by another process"
+            ))),
         }
     }
 
