@@ -145,7 +145,7 @@ impl Ctx {
         let command = vec![
             program.into_os_string(),
             "--root".into(),
-            std::path::absolute(&self.root)?.into_os_string(),
+            self.root.clone().into_os_string(),
             "virtd".into(),
         ];
         Ok(VirtualFilesServer::Daemon {
@@ -227,12 +227,13 @@ impl tracing::field::Visit for EventText {
 
 fn main() -> ExitCode {
     let opts = Opts::parse();
+    let root = opts.global.root.clone();
+    let root = root.unwrap_or_else(|| PathBuf::from("/run/eci-runc"));
+    // Absolute from here on: the virtual files daemon is started with it, and the directories
+    // the runtime predicts for a registration must be the ones the daemon names.
+    let root = std::path::absolute(&root).unwrap_or(root);
     let ctx = Ctx {
-        root: opts
-            .global
-            .root
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/run/eci-runc")),
+        root,
         log: opts.global.log.clone(),
         json: opts.global.log_format.as_deref() == Some("json"),
         settings: opts.settings.clone(),
@@ -402,7 +403,7 @@ fn create(
     let bundle = match std::fs::canonicalize(bundle) {
         Ok(bundle) => bundle,
         Err(err) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = dir.remove();
             return Err(err.into());
         }
     };
@@ -418,7 +419,7 @@ fn create(
     let mut child = match started {
         Ok(child) => child,
         Err(err) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = dir.remove();
             return Err(err);
         }
     };
@@ -427,7 +428,7 @@ fn create(
             // The caller will not know of the monitor: take the container down with it.
             let _ = ask(ctx, id, "delete force");
             let _ = child.wait();
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = dir.remove();
             return Err(format!("writing the pid file {}: {err}", pid_file.display()).into());
         }
     }
@@ -435,7 +436,7 @@ fn create(
 }
 
 /// Makes the container's directory under the root, which claims its ID.
-fn make_container_dir(ctx: &Ctx, id: &str) -> Result<PathBuf, Error> {
+fn make_container_dir(ctx: &Ctx, id: &str) -> Result<ContainerDir, Error> {
     if !eci::valid_container_id(id) {
         return Err(format!("container id '{id}' is invalid").into());
     }
@@ -445,7 +446,41 @@ fn make_container_dir(ctx: &Ctx, id: &str) -> Result<PathBuf, Error> {
         std::io::ErrorKind::AlreadyExists => format!("container '{id}' already exists"),
         _ => format!("creating {}: {e}", dir.display()),
     })?;
-    Ok(dir)
+    Ok(ContainerDir::existing(dir)?)
+}
+
+/// A container's directory, known by its device and inode: removing it never removes another.
+/// A `delete` may remove the directory of a `run` in the foreground while that `run` ends, and
+/// a new container of the same ID may make it again at once.
+struct ContainerDir {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl ContainerDir {
+    fn existing(path: PathBuf) -> std::io::Result<ContainerDir> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(&path)?;
+        let identity = (meta.dev(), meta.ino());
+        Ok(ContainerDir { path, identity })
+    }
+
+    /// Removes it with everything in it, if it is still the same directory; gone already is
+    /// removed.
+    fn remove(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {}
+            Ok(_) => return Ok(()),
+            Err(e) if not_found(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        match std::fs::remove_dir_all(&self.path) {
+            Err(e) if not_found(&e) => Ok(()),
+            other => other,
+        }
+    }
 }
 
 /// `run` without --detach: this process is the container's monitor, as runc's `run` stays the
@@ -475,27 +510,46 @@ fn run_in_foreground(ctx: &Ctx, r: &liboci_cli::Run) -> Result<u8, Error> {
         });
     let _ = nix::unistd::dup2(stderr.as_raw_fd(), 2);
     // Like runc run: what is left of a container that ran to its end is removed.
-    let removed = std::fs::remove_dir_all(&dir);
+    let removed = dir.remove();
     let code = ran?;
     removed?;
     Ok(code)
 }
 
 /// Signals a process in the foreground passes on: to the container's init (`run`), or to an
-/// exec'd process (`exec`), as runc passes them.
-const FORWARDED: [nix::sys::signal::Signal; 6] = {
-    use nix::sys::signal::Signal;
-    [
-        Signal::SIGHUP,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGTERM,
-    ]
-};
+/// exec'd process (`exec`). As runc: every signal it can catch but SIGCHLD, SIGWINCH and
+/// SIGURG, so that neither a Ctrl-Z (SIGTSTP) stops it nor a SIGALRM or a real-time signal ends
+/// it while the container runs on. Also kept: SIGPIPE (this process's own writes raise it), the
+/// signals of its own faults, and the real-time signals below SIGRTMIN, which the C library
+/// uses itself (blocking them would hang set*id calls in a threaded process).
+fn forwarded() -> nix::sys::signal::SigSet {
+    const KEPT: [libc::c_int; 12] = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGCHLD,
+        libc::SIGWINCH,
+        libc::SIGURG,
+        libc::SIGPIPE,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ];
+    let signals = (1..32).chain(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    // SAFETY: sigemptyset initialises the set before sigaddset adds valid signal numbers to it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in signals.filter(|s| !KEPT.contains(s)) {
+            libc::sigaddset(&mut set, signal);
+        }
+        nix::sys::signal::SigSet::from_sigset_t_unchecked(set)
+    }
+}
 
-/// [`FORWARDED`], blocked in this process and read from a signalfd by the monitor's loop.
+/// [`forwarded`], blocked in this process and read from a signalfd by the monitor's loop.
 struct ForwardedSignals(nix::sys::signalfd::SignalFd);
 
 impl ForwardedSignals {
@@ -503,8 +557,7 @@ impl ForwardedSignals {
     /// the container's init and helpers set their own masks.
     fn block() -> Result<ForwardedSignals, Error> {
         use nix::sys::signalfd::{SfdFlags, SignalFd};
-        let mut set = nix::sys::signal::SigSet::empty();
-        FORWARDED.iter().for_each(|signal| set.add(*signal));
+        let set = forwarded();
         set.thread_block()?;
         let flags = SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK;
         Ok(ForwardedSignals(SignalFd::with_flags(&set, flags)?))
@@ -789,16 +842,20 @@ fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 const CGROUP_FILE: &str = "cgroup";
 
 fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
-    let dir = ctx.dir(id);
-    if !dir.exists() {
-        return Err(format!("container '{id}' does not exist").into());
-    }
+    let dir = match ContainerDir::existing(ctx.dir(id)) {
+        Ok(dir) => dir,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("container '{id}' does not exist").into())
+        }
+        Err(err) => return Err(err.into()),
+    };
     match ask(ctx, id, if force { "delete force" } else { "delete" }) {
         Ok(_) => {}
         Err(err) if connect(ctx, id).is_ok() => return Err(err),
         Err(_) => remove_orphan(ctx, id)?,
     }
-    std::fs::remove_dir_all(&dir)?;
+    // A `run` in the foreground removes its own once its container is deleted.
+    dir.remove()?;
     Ok(())
 }
 
@@ -1551,18 +1608,20 @@ fn exec_through_monitor(
 /// Passes the signals this process gets (as runc exec does, and as the shim sends them to a
 /// detached exec's pid) on to the exec'd process, through the monitor.
 fn forward_signals(stream: &UnixStream) -> Result<(), Error> {
-    let mut set = nix::sys::signal::SigSet::empty();
-    FORWARDED.iter().for_each(|signal| set.add(*signal));
+    let set = forwarded();
     // Blocked here, before the thread exists, so that every thread leaves them to its sigwait.
     set.thread_block()?;
     let mut out = stream.try_clone()?;
-    std::thread::spawn(move || {
-        while let Ok(signal) = set.wait() {
-            // One write per line: the monitor reads whatever has arrived.
-            let line = format!("signal {}\n", signal as i32);
-            if out.write_all(line.as_bytes()).is_err() {
-                return;
-            }
+    std::thread::spawn(move || loop {
+        let mut signal = 0;
+        // SAFETY: a valid set and out pointer. (nix's wait knows no real-time signals.)
+        if unsafe { libc::sigwait(set.as_ref(), &mut signal) } != 0 {
+            return;
+        }
+        // One write per line: the monitor reads whatever has arrived.
+        let line = format!("signal {signal}\n");
+        if out.write_all(line.as_bytes()).is_err() {
+            return;
         }
     });
     Ok(())

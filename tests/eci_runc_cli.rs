@@ -268,13 +268,15 @@ fn a_containers_helpers_hold_none_of_the_hosts_mounts() {
 #[test]
 fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
     // As runc's `run`: the process the caller started is the one the pid file names, it
-    // serves the other commands, a TERM sent to it reaches the container's init, and it exits
-    // with the container's code, leaving nothing behind.
+    // serves the other commands, the signals sent to it reach the container's init, and it
+    // exits with the container's code, leaving nothing behind.
     use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
     let setup = Setup::new(&[
         "sh",
         "-c",
-        "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+        "trap 'exit 7' TERM; trap 'echo alarm' ALRM; trap 'echo interrupt' INT; echo ready; \
+         while :; do sleep 0.05; done",
     ]);
     let id = "foreground";
     let pid_file = setup.dir.path().join("pid");
@@ -286,6 +288,8 @@ fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
         .arg(id)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        // A process group of its own, as a shell gives a job in a terminal.
+        .process_group(0)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -312,8 +316,40 @@ fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
         .filter(|&pid| comm(pid) == "eci-runc")
         .collect();
     assert!(!helpers.is_empty(), "the mount helper runs");
-    for helper in helpers {
+    for &helper in &helpers {
         assert_eq!(blocked(helper) & term, 0, "helper {helper} blocks TERM");
+    }
+    // What a terminal sends its foreground job goes to the whole group: run passes a Ctrl-C on
+    // to the init, and the mount helper, in a session of its own, never gets it.
+    // SAFETY: kill takes plain integers.
+    assert_eq!(unsafe { libc::kill(-(run.id() as i32), libc::SIGINT) }, 0);
+    // A Ctrl-Z and a real-time signal are passed on too (this init, PID 1 without a handler
+    // for them, ignores them), rather than stopping or ending run while its container runs on.
+    for signal in [libc::SIGTSTP, libc::SIGRTMIN() + 3, libc::SIGALRM] {
+        // SAFETY: kill takes plain integers.
+        assert_eq!(unsafe { libc::kill(run.id() as i32, signal) }, 0);
+    }
+    let mut traps: Vec<String> = (0..2)
+        .map(|_| {
+            line.clear();
+            out.read_line(&mut line).unwrap();
+            line.clone()
+        })
+        .collect();
+    traps.sort();
+    assert_eq!(
+        traps,
+        ["alarm\n", "interrupt\n"],
+        "INT and ALRM were passed on"
+    );
+    assert_eq!(run.try_wait().unwrap(), None, "run goes on");
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", run.id())).unwrap();
+    let run_state = stat.rsplit(") ").next().unwrap().chars().next();
+    assert_ne!(run_state, Some('T'), "run is not stopped");
+    for &helper in &helpers {
+        let alive = std::fs::read_to_string(format!("/proc/{helper}/stat"))
+            .is_ok_and(|stat| !stat.rsplit(") ").next().unwrap().starts_with('Z'));
+        assert!(alive, "helper {helper} survived the group's Ctrl-C");
     }
     // SAFETY: kill takes plain integers.
     assert_eq!(unsafe { libc::kill(run.id() as i32, libc::SIGTERM) }, 0);
@@ -348,6 +384,64 @@ fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
         String::from_utf8_lossy(&setup.runc(&["list", "--quiet"]).stdout),
         ""
     );
+}
+
+#[test]
+fn a_foreground_run_and_a_delete_of_its_container_both_succeed() {
+    // Both remove the container's directory as they finish: whichever comes second finds it
+    // gone, and neither may fail of that (nor remove another container's of the same ID).
+    use std::io::BufRead;
+    let setup = Setup::new(&["sh", "-c", "echo ready; while :; do sleep 0.05; done"]);
+    for round in 0..3 {
+        let id = format!("deleted-{round}");
+        let mut run = Command::new(eci_runc())
+            .arg("--root")
+            .arg(setup.dir.path().join("root"))
+            .args(["run", "--bundle", &setup.bundle(), &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        let deleted = setup.runc(&["delete", "--force", &id]);
+        assert!(
+            deleted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&deleted.stderr)
+        );
+        let ran = run.wait_with_output().unwrap();
+        assert_eq!(
+            ran.status.code(),
+            Some(128 + libc::SIGKILL),
+            "{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        assert!(!setup.dir.path().join("root").join(&id).exists());
+    }
+}
+
+#[test]
+fn a_relative_root_serves_virtual_files_to_every_container() {
+    // The daemon is started with the root made absolute; the runtime must name the directories
+    // it predicts for a registration the same way, or every start after the first fails.
+    let setup = Setup::new(&["cat", "/proc/meminfo"]);
+    for id in ["first", "second", "third"] {
+        let run = Command::new(eci_runc())
+            .current_dir(setup.dir.path())
+            .args(["--root", "root", "run", "--bundle", "bundle", id])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(String::from_utf8_lossy(&run.stdout).starts_with("MemTotal:"));
+    }
 }
 
 #[test]

@@ -343,11 +343,17 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     let fail = |step| Failure::last_errno(Stage::Helper, step).report_and_exit(channel);
     // The runtime's blocked signals are not the helper's (a runtime that passes signals on to
     // its container blocks them in every thread): a helper blocks what it reads itself.
-    // SAFETY: an empty set, initialised by sigemptyset; sigprocmask is async-signal-safe.
+    // SAFETY: an empty set, initialised by sigemptyset; sigprocmask and setsid are
+    // async-signal-safe.
     unsafe {
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // Nor is the runtime's process group: a runtime in a terminal's foreground (`run`
+        // without --detach) would otherwise share Ctrl-C, and a shell's `kill -INT -PGID`, with
+        // the helper, which would die of it and leave the container's mount calls failing.
+        // setsid is async-signal-safe, and a child just forked leads no group, so it succeeds.
+        libc::setsid();
     }
     // Nothing of the runtime's may stay open in here: another container's seccomp listener would
     // keep that container's mount calls waiting forever if the runtime died. The pidfd is needed
