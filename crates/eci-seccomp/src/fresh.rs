@@ -331,7 +331,7 @@ pub fn spawn_host_half(masks: &Masks, priority: Option<Arc<Yielding>>) -> std::i
     std::thread::Builder::new()
         .name("eci-host-half".into())
         .stack_size(HOST_HALF_STACK)
-        .spawn(move || run_host_half(ours, &masks, priority.as_deref()))?;
+        .spawn(move || run_host_half(ours, &masks, priority.as_ref()))?;
     Ok(theirs)
 }
 
@@ -342,7 +342,7 @@ const HOST_HALF_STACK: usize = 256 * 1024;
 const HANDED_OVER: u32 = 1;
 const NOT_STARTED: u32 = 2;
 
-fn run_host_half(handover: Channel, masks: &Masks, priority: Option<&Yielding>) {
+fn run_host_half(handover: Channel, masks: &Masks, priority: Option<&Arc<Yielding>>) {
     let set_up = {
         let _done = priority.map(Yielding::begin);
         let set_up = set_up_workshop(masks);
