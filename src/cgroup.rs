@@ -159,6 +159,8 @@ enum OpeningState {
         /// SCHED_IDLE in three alternating runs): the thread yields until it is waited for.
         priority: Arc<Yielding>,
         path: PathBuf,
+        /// What the thread made, as soon as it made it: removed even if the thread panics.
+        made: Arc<std::sync::Mutex<Vec<PathBuf>>>,
     },
     Inline(Box<Request>),
 }
@@ -208,19 +210,26 @@ impl Opening {
                 thread,
                 priority,
                 path,
+                made,
             }) => {
                 priority.hurry();
-                thread.join().unwrap_or_else(|_| {
+                thread.join().unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    let made = made.lock().map(|m| m.clone()).unwrap_or_default();
                     Err(Box::new(Failed {
                         error: Error::Cgroup {
                             path,
-                            reason: "the thread opening the cgroup panicked".into(),
+                            reason: format!("the thread opening the cgroup panicked: {what}"),
                         },
-                        made: Vec::new(),
+                        made,
                     }))
                 })
             }
-            Some(OpeningState::Inline(request)) => request.make(None),
+            Some(OpeningState::Inline(request)) => request.make(None, None),
             None => Err(Box::new(Failed {
                 error: Error::Cgroup {
                     path: PathBuf::new(),
@@ -257,6 +266,7 @@ impl Request {
     fn make(
         self,
         ahead: Option<std::sync::mpsc::Sender<Vec<OwnedFd>>>,
+        made_so_far: Option<&std::sync::Mutex<Vec<PathBuf>>>,
     ) -> std::result::Result<Cgroup, Box<Failed>> {
         let v1 = matches!(
             get_cgroup_setup(),
@@ -278,6 +288,9 @@ impl Request {
             mut thread_lists,
             all_new,
         } = made;
+        if let Some(Ok(mut so_far)) = made_so_far.map(std::sync::Mutex::lock) {
+            so_far.clone_from(&dirs);
+        }
         if let Some(ahead) = ahead.filter(|_| v1 && all_new) {
             let _ = ahead.send(std::mem::take(&mut thread_lists));
         }
@@ -301,12 +314,12 @@ impl Request {
         // the same path) would share the new container's limits and freezer, and be signalled
         // and killed with it. Directories this start made hold none.
         if !all_new {
-            if let Ok(pids) = cgroup.pids() {
-                if !pids.is_empty() {
-                    let reason =
-                        format!("it already holds processes {pids:?}; a container left running?");
-                    return Err(cgroup.error("creating", &reason));
-                }
+            // One that cannot be checked is refused as well: adopting it could share it.
+            let pids = cgroup.pids()?;
+            if !pids.is_empty() {
+                let reason =
+                    format!("it already holds processes {pids:?}; a container left running?");
+                return Err(cgroup.error("creating", &reason));
             }
         }
         if v1 {
@@ -485,6 +498,7 @@ impl Cgroup {
             made_before: made_before.to_vec(),
         };
         let priority = Arc::new(Yielding::new());
+        let made = Arc::default();
         let (ahead, ahead_receiver) = match join_before_limits {
             true => {
                 let (sender, receiver) = std::sync::mpsc::channel();
@@ -496,10 +510,11 @@ impl Cgroup {
             .name("eci-cgroup-open".into())
             .spawn({
                 let priority = Arc::clone(&priority);
+                let made = Arc::clone(&made);
                 let request = request.clone();
                 move || {
                     let _done = priority.begin();
-                    request.make(ahead)
+                    request.make(ahead, Some(&made))
                 }
             });
         let state = match thread {
@@ -507,6 +522,7 @@ impl Cgroup {
                 thread,
                 priority,
                 path: request.path,
+                made,
             },
             // Without a thread, the caller's own waits for it.
             Err(_) => OpeningState::Inline(Box::new(request)),
