@@ -425,6 +425,51 @@ fn a_foreground_run_and_a_delete_of_its_container_both_succeed() {
 }
 
 #[test]
+fn the_container_process_starts_with_no_signal_ignored_or_blocked() {
+    // Whatever the runtime's caller ignored or blocked (a shell ignores INT for a background
+    // job; runc's own callers block signals), the container's process starts with every
+    // signal at its default, up to the last real-time one.
+    use std::os::unix::process::CommandExt;
+    let setup = Setup::new(&["cat", "/proc/self/status"]);
+    let mut run = Command::new(eci_runc());
+    run.arg("--root").arg(setup.dir.path().join("root")).args([
+        "run",
+        "--bundle",
+        &setup.bundle(),
+        "signals",
+    ]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        run.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGRTMIN() + 1, libc::SIGRTMAX()] {
+                libc::signal(signal, libc::SIG_IGN);
+            }
+            let mut blocked: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut blocked);
+            libc::sigaddset(&mut blocked, libc::SIGUSR1);
+            libc::sigaddset(&mut blocked, libc::SIGRTMAX());
+            libc::sigprocmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = run.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    for field in ["SigIgn:", "SigBlk:"] {
+        let mask = status.lines().find_map(|l| l.strip_prefix(field)).unwrap();
+        assert_eq!(
+            u64::from_str_radix(mask.trim(), 16).unwrap(),
+            0,
+            "{field}{mask}"
+        );
+    }
+}
+
+#[test]
 fn a_relative_root_serves_virtual_files_to_every_container() {
     // The daemon is started with the root made absolute; the runtime must name the directories
     // it predicts for a registration the same way, or every start after the first fails.
