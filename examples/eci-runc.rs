@@ -328,7 +328,7 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
                 args.push(&e.container_id);
                 let waiter = spawn_self(ctx, &args)?;
                 if let Some(pid_file) = &e.pid_file {
-                    std::fs::write(pid_file, waiter.id().to_string())?;
+                    write_pid_file(pid_file, waiter.id())?;
                 }
                 Ok(0)
             }
@@ -424,7 +424,7 @@ fn create(
         }
     };
     if let Some(pid_file) = pid_file {
-        if let Err(err) = std::fs::write(pid_file, child.id().to_string()) {
+        if let Err(err) = write_pid_file(pid_file, child.id()) {
             // The caller will not know of the monitor: take the container down with it.
             let _ = ask(ctx, id, "delete force");
             let _ = child.wait();
@@ -831,6 +831,17 @@ fn engine_image(
     }
 }
 
+/// Writes a pid file as runc does, in one step (a hidden file beside it, renamed over it): an
+/// engine that polls for it never reads it half written.
+fn write_pid_file(file: &Path, pid: u32) -> std::io::Result<()> {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let partial = file.with_file_name(format!(".{name}.{}", std::process::id()));
+    std::fs::write(&partial, pid.to_string())?;
+    std::fs::rename(&partial, file).inspect_err(|_| {
+        let _ = std::fs::remove_file(&partial);
+    })
+}
+
 /// Replaces `file` with `bytes` in one step (a file beside it, renamed over it).
 fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let partial = file.with_extension("new");
@@ -1163,7 +1174,7 @@ fn monitor_container(
         Caller::Foreground { signals, pid_file } => {
             let started = pid_file
                 .map_or(Ok(()), |file| {
-                    std::fs::write(file, std::process::id().to_string()).map_err(|err| {
+                    write_pid_file(file, std::process::id()).map_err(|err| {
                         format!("writing the pid file {}: {err}", file.display()).into()
                     })
                 })
