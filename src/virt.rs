@@ -278,16 +278,20 @@ pub(crate) fn serve(
     let backend = server.get(state_dir)?;
     let mode_of = |name: &str| policy.sysctls.mode(name);
     let mut ahead = None;
-    let dirs = match (&backend, random_tag()) {
-        (Backend::Local(fs), _) => {
+    // Tagged only with a daemon that takes tags and has its mounts in place (and stays while
+    // the registration is on its way): the mounter works in a copy of this mount namespace,
+    // made before a daemon the registration starts would mount them.
+    let staying = match &backend {
+        Backend::Daemon(client) => client.staying_for_tags(),
+        Backend::Local(_) => None,
+    };
+    let dirs = match (&backend, random_tag(), staying) {
+        (Backend::Local(fs), _, _) => {
             let dirs = CgroupDirs::resolve(cgroup_path)
                 .map_err(Error::io("finding the cgroup controllers"))?;
             fs.register_with(id, dirs, Instant::now(), root, &mode_of)
         }
-        // Only with a daemon that takes tags and has its mounts in place: the mounter works in
-        // a copy of this mount namespace, made before a daemon the registration starts would
-        // mount them.
-        (Backend::Daemon(client), Some(tag)) if client.takes_tags() => {
+        (Backend::Daemon(client), Some(tag), Some(staying)) => {
             let dirs = client.directories(id, tag);
             let modes = sysctl::TUNABLES
                 .iter()
@@ -301,10 +305,11 @@ pub(crate) fn serve(
                 owner: root,
                 modes,
                 dirs: dirs.clone(),
+                _staying: staying,
             });
             Ok(dirs)
         }
-        (Backend::Daemon(client), _) => client.register(id, cgroup_path, root, &mode_of),
+        (Backend::Daemon(client), _, _) => client.register(id, cgroup_path, root, &mode_of),
     }
     .map_err(Error::io("registering the container's virtual files"))?;
     let binds: Vec<(PathBuf, &'static str)> = files
@@ -401,6 +406,8 @@ struct Ahead {
     owner: u32,
     modes: std::collections::BTreeMap<String, eci_policy::settings::SysctlMode>,
     dirs: eci_mount::virt::Directories,
+    /// Keeps the daemon from leaving until the registration is answered.
+    _staying: eci_mount::virt::daemon::Staying,
 }
 
 impl Ahead {

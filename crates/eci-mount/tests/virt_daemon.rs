@@ -55,7 +55,8 @@ fn main() {
     a_container_is_served_while_its_init_lives(&cgroup);
     a_container_that_died_with_its_daemon_is_forgotten(&cgroup);
     aborting_one_connection_ends_both(&cgroup);
-    println!("virt_daemon: 5 passed in {:?}", started.elapsed());
+    a_runtime_about_to_register_keeps_the_daemon(&cgroup);
+    println!("virt_daemon: 6 passed in {:?}", started.elapsed());
 }
 
 /// A memory cgroup limited to 256 MiB, removed on drop.
@@ -433,4 +434,43 @@ fn a_container_that_died_with_its_daemon_is_forgotten(cgroup: &LimitedCgroup) {
         "the kernel still finds the dead container's files"
     );
     println!("a_container_that_died_with_its_daemon_is_forgotten: ok");
+}
+
+/// A runtime that saw the daemon's mounts and plans its binds from them (holding
+/// `staying_for_tags` until its registration is answered) keeps the daemon past its idle time:
+/// leaving, it would take the mounts the runtime's binds need. Let go and idle, it leaves.
+fn a_runtime_about_to_register_keeps_the_daemon(cgroup: &LimitedCgroup) {
+    let daemon = DaemonDir::new();
+    let client = daemon.client();
+    let mode = |_: &str| SysctlMode::ContainerOnly;
+    client.register("brief", &cgroup.path, 0, &mode).unwrap();
+    client.unregister("brief").unwrap();
+    let staying = client
+        .staying_for_tags()
+        .expect("a daemon that takes tags, its mounts in place");
+    std::thread::sleep(daemon::IDLE + Duration::from_secs(2));
+    assert!(
+        daemon.path().join("sock").exists(),
+        "listening past its idle time"
+    );
+    assert!(
+        client.takes_tags(),
+        "its mounts in place past its idle time"
+    );
+    let tag = 0x5eed_0000_0000_0002;
+    let dirs = client
+        .register_tagged("late", tag, &cgroup.path, 0, &mode)
+        .unwrap();
+    assert_eq!(dirs, client.directories("late", tag));
+    assert!(std::fs::read_to_string(dirs.files.join("meminfo"))
+        .unwrap()
+        .starts_with(LIMITED));
+    client.unregister("late").unwrap();
+    drop(staying);
+    let left = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !daemon.path().join("sock").exists() && !client.takes_tags()
+    });
+    assert!(left, "an idle daemon no one holds leaves");
+    println!("a_runtime_about_to_register_keeps_the_daemon: ok");
 }

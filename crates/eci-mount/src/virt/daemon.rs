@@ -225,6 +225,37 @@ impl DaemonClient {
         }
     }
 
+    /// When the running daemon takes tags and its mounts are in place ([`takes_tags`]): a hold
+    /// that keeps it from leaving for idleness until dropped. A runtime that plans its binds
+    /// from the mounts it sees keeps it until its registration is answered: a daemon leaving
+    /// meanwhile would take the mounts with it and the binds would fail. Waits while a daemon
+    /// is leaving (its mounts are gone then, and the answer is `None`).
+    ///
+    /// [`takes_tags`]: DaemonClient::takes_tags
+    pub fn staying_for_tags(&self) -> Option<Staying> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.dir.join(STAYING))
+            .ok()?;
+        // A daemon leaving holds it until it has unmounted: wait for that, but not for ever (a
+        // registration without a tag then starts the next daemon and waits for it).
+        let deadline = Instant::now() + PATIENCE;
+        // SAFETY: flock on an open descriptor.
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
+            let busy = std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock;
+            if !busy || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.takes_tags().then_some(Staying { _lock: file })
+    }
+
     /// The directories a registration of `name` tagged `tag` gets.
     pub fn directories(&self, name: &str, tag: u64) -> Directories {
         let dir = super::directory_name(name, 0, Some(tag));
@@ -381,6 +412,29 @@ impl DaemonClient {
         }
         Ok(())
     }
+}
+
+/// The file runtimes hold a shared lock on while they count on the daemon staying
+/// ([`DaemonClient::staying_for_tags`]). A daemon leaves for idleness only with an exclusive
+/// lock on it, which it keeps until it has unmounted.
+const STAYING: &str = "staying";
+
+/// A hold on the daemon: it does not leave for idleness while this lives.
+#[derive(Debug)]
+pub struct Staying {
+    _lock: std::fs::File,
+}
+
+/// Whether the daemon may leave for idleness: the exclusive lock on [`STAYING`] that keeps
+/// runtimes waiting until it is gone, or `None` while one holds it. A file that cannot be
+/// opened coordinates nothing: the daemon leaves as it did before there was one.
+fn may_leave(dir: &Path) -> Option<Option<std::fs::File>> {
+    let Ok(file) = std::fs::File::create(dir.join(STAYING)) else {
+        return Some(None);
+    };
+    // SAFETY: flock on an open descriptor.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    locked.then_some(Some(file))
 }
 
 fn refused(answer: Answer) -> std::io::Error {
@@ -598,6 +652,8 @@ impl Daemon {
         let mut idle_since = Instant::now();
         // Since when no client has asked anything, if the daemon has not trimmed since.
         let mut quiet_since = Some(Instant::now());
+        // Held from the decision to leave until the mounts are gone (see [`STAYING`]).
+        let mut leaving = None;
         loop {
             let mut poll = [libc::pollfd {
                 fd: listener.as_raw_fd(),
@@ -625,18 +681,26 @@ impl Daemon {
             if !self.is_idle() {
                 idle_since = Instant::now();
             } else if idle_since.elapsed() >= IDLE {
+                // A runtime that saw the mounts and is about to register holds the file: stay.
+                let Some(lock) = may_leave(&self.dir) else {
+                    idle_since = Instant::now();
+                    continue;
+                };
                 // No new client finds the socket now; those already queued are answered, and
                 // if one registered a container the daemon stays.
                 let _ = std::fs::remove_file(&socket);
                 self.accept_all(&listener);
                 if self.is_idle() {
+                    leaving = lock;
                     break;
                 }
                 listener = self.listen(&socket)?;
             }
         }
         // The connections are aborted: the keeper sees it and leaves.
-        self.fs.unmount()?;
+        let unmounted = self.fs.unmount();
+        drop(leaving);
+        unmounted?;
         let _ = std::fs::remove_file(self.dir.join("keeper"));
         Ok(())
     }
