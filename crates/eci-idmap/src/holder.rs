@@ -28,9 +28,22 @@ impl Holder {
         })
     }
 
-    /// True while the same process (same pid and start time) exists.
+    /// True while the same process (same pid and start time) exists, and whenever that cannot
+    /// be told: only a process that is gone (no /proc entry) or a pid that another process has
+    /// taken since counts as dead. A failed read (out of descriptors, a /proc that hides it)
+    /// must never release a live container's IDs to another.
     pub fn is_alive(&self) -> bool {
-        start_time(self.pid).is_ok_and(|t| t == self.start_time)
+        alive_by(start_time(self.pid), self.start_time)
+    }
+}
+
+/// Whether a holder that started at `expected` lives, given what reading its start time gave.
+fn alive_by(read: io::Result<u64>, expected: u64) -> bool {
+    match read {
+        Ok(started) => started == expected,
+        Err(err) => {
+            err.kind() != io::ErrorKind::NotFound && err.raw_os_error() != Some(libc::ESRCH)
+        }
     }
 }
 
@@ -68,6 +81,21 @@ mod tests {
         let stat = "42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987654));
         assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn only_a_process_that_is_gone_or_replaced_counts_as_dead() {
+        let gone = io::Error::from_raw_os_error(libc::ENOENT);
+        assert!(!alive_by(Err(gone), 7));
+        assert!(!alive_by(Err(io::Error::from_raw_os_error(libc::ESRCH)), 7));
+        assert!(!alive_by(Ok(8), 7), "its pid taken by another process");
+        assert!(alive_by(Ok(7), 7));
+        for errno in [libc::EMFILE, libc::ENOMEM, libc::EACCES, libc::EIO] {
+            let unknown = io::Error::from_raw_os_error(errno);
+            assert!(alive_by(Err(unknown), 7), "errno {errno} tells nothing");
+        }
+        let malformed = io::Error::new(io::ErrorKind::InvalidData, "malformed");
+        assert!(alive_by(Err(malformed), 7));
     }
 
     #[test]
