@@ -22,6 +22,9 @@ use crate::journal::{complete_lines, Entry, Header, VERSION};
 use crate::table::BlockTable;
 
 const LOCK: &str = "lock";
+/// Names the boot whose journal was started: a journal of this boot that is missing was
+/// removed, and starting an empty one would hand out blocks live containers hold.
+const BEGUN: &str = "begun";
 
 /// The journal of this boot. Leases only mean something within one boot (every holder dies
 /// with the machine), so each boot has a journal of its own and those of earlier boots are
@@ -69,6 +72,14 @@ pub enum AllocError {
         line: usize,
         /// What is wrong.
         reason: String,
+    },
+    /// This boot's record was removed while containers may still hold blocks in it.
+    #[error("lease record {path} of this boot is gone; refusing to start a new one while containers may hold blocks (restore it, or delete every container and {begun})", begun = begun.display())]
+    JournalGone {
+        /// The record file.
+        path: PathBuf,
+        /// The file that says this boot had one.
+        begun: PathBuf,
     },
     /// The record was written for a different pool.
     #[error("lease record {path} is for pool {recorded}, not {requested}; delete every container before changing the pool")]
@@ -234,6 +245,15 @@ struct Cache {
     /// Bytes of it read.
     offset: u64,
     state: State,
+}
+
+impl Cache {
+    /// Drops what it knows: the next catch-up reads the journal whole.
+    fn forget(&mut self, pool: IdPool) {
+        self.journal = None;
+        self.offset = 0;
+        self.state = State::empty(pool);
+    }
 }
 
 #[derive(Debug)]
@@ -499,13 +519,20 @@ impl Allocator {
         self.catch_up(&mut cache)?;
         let (entries, out) = decide(&cache.state)?;
         if !entries.is_empty() {
+            // Written first: a change that did not reach the journal never happened. After a
+            // failed write the cache is read again from the journal, whatever of it landed (a
+            // line cut short is cut off), rather than kept with a change other processes never
+            // saw (a block released only here would be leased twice).
+            if let Err(err) = self.append(&mut cache, &entries) {
+                cache.forget(self.inner.pool);
+                return Err(err);
+            }
             for entry in &entries {
                 cache
                     .state
                     .apply(entry)
                     .expect("decisions are consistent with the state");
             }
-            self.append(&mut cache, &entries)?;
             self.compact_if_large(&mut cache)?;
         }
         Ok(out)
@@ -540,11 +567,9 @@ impl Allocator {
             Err(err) => return Err(io_err("reading", path)(err)),
         };
         if current.is_none() || current != cache.journal.as_ref().map(|(_, id)| *id) {
-            cache.journal = None;
-            cache.offset = 0;
-            cache.state = State::empty(self.inner.pool);
+            cache.forget(self.inner.pool);
             if current.is_none() {
-                return self.start_journal(cache);
+                return self.begin_journal(cache);
             }
             let file = OpenOptions::new()
                 .read(true)
@@ -645,6 +670,25 @@ impl Allocator {
 
     fn synced(&self) -> bool {
         self.inner.durability == Durability::Sync
+    }
+
+    /// Starts this boot's journal, unless it had one already (see [`BEGUN`]).
+    fn begin_journal(&self, cache: &mut Cache) -> Result<(), AllocError> {
+        let begun = self.inner.dir.join(BEGUN);
+        let boot = boot_id().map_err(io_err("reading the boot id for", &begun))?;
+        match std::fs::read_to_string(&begun) {
+            Ok(text) if text.trim() == boot => {
+                return Err(AllocError::JournalGone {
+                    path: self.inner.journal.clone(),
+                    begun,
+                })
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_err("reading", &begun)(err)),
+        }
+        self.start_journal(cache)?;
+        std::fs::write(&begun, format!("{boot}\n")).map_err(io_err("writing", &begun))
     }
 
     /// Replaces the journal with a header and the cached live leases: temp file, (fsync,)

@@ -172,3 +172,90 @@ fn journals_of_earlier_boots_are_removed_and_boot_scoped_writes_work() {
     a.release().unwrap();
     assert_eq!(other.leases().unwrap().len(), 0);
 }
+
+#[test]
+fn a_change_that_never_reached_the_journal_never_happened() {
+    // A journal on a filesystem that fills up: the lease whose line did not fit is refused,
+    // and neither this allocator nor another one counts it.
+    let dir = tempfile::tempdir().unwrap();
+    let full = SmallTmpfs::mount(dir.path());
+    // Room to give back once it is full.
+    std::fs::write(full.0.join("pad"), [0u8; 4096]).unwrap();
+    let big = IdPool::new(1 << 20, 4000 * 65536, 65536).unwrap();
+    let alloc = Allocator::open(&full.0, big).unwrap();
+    let me = Holder::current().unwrap();
+    let mut held = Vec::new();
+    let refused = loop {
+        match alloc.allocate(&format!("c{}", held.len()), me) {
+            Ok(lease) => held.push(lease),
+            Err(err) => break err,
+        }
+        assert!(held.len() < 4000, "the filesystem never filled");
+    };
+    assert!(matches!(refused, AllocError::Io { .. }), "{refused}");
+    assert_eq!(
+        alloc.leases().unwrap().len(),
+        held.len(),
+        "no phantom lease"
+    );
+    let other = Allocator::open(&full.0, big).unwrap();
+    assert_eq!(other.leases().unwrap().len(), held.len());
+    // Space again: the allocator goes on from what the journal says.
+    std::fs::remove_file(full.0.join("pad")).unwrap();
+    held.pop().unwrap().release().unwrap();
+    let again = alloc.allocate("again", me).unwrap();
+    assert!(held.iter().all(|l| !l.block().overlaps(&again.block())));
+    assert_eq!(other.leases().unwrap().len(), held.len() + 1);
+}
+
+/// A 16 KiB tmpfs mounted on a directory, unmounted when dropped.
+struct SmallTmpfs(PathBuf);
+
+impl SmallTmpfs {
+    fn mount(dir: &Path) -> SmallTmpfs {
+        let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings.
+        let mounted = unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=16k".as_ptr().cast(),
+            )
+        };
+        assert_eq!(mounted, 0, "{}", io::Error::last_os_error());
+        SmallTmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let target = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn a_journal_removed_during_its_boot_is_not_started_again() {
+    // Starting an empty one would hand out blocks that live containers hold.
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(3)).unwrap();
+    let me = Holder::current().unwrap();
+    let _a = alloc.allocate("a", me).unwrap();
+    let journal = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".jsonl"))
+        .unwrap();
+    std::fs::remove_file(&journal).unwrap();
+    let err = alloc.allocate("b", me).unwrap_err();
+    assert!(matches!(err, AllocError::JournalGone { .. }), "{err}");
+    let err = Allocator::open(dir.path(), pool(3)).unwrap_err();
+    assert!(matches!(err, AllocError::JournalGone { .. }), "{err}");
+    // Everything removed (every container deleted, the state wiped): a new start.
+    std::fs::remove_file(dir.path().join(BEGUN)).unwrap();
+    let fresh = Allocator::open(dir.path(), pool(3)).unwrap();
+    assert!(fresh.leases().unwrap().is_empty());
+}
