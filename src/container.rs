@@ -459,7 +459,11 @@ impl Container {
                     if let Some(files) = virtual_files {
                         files.registered()?;
                     }
-                    rootfs_ownership(&rootfs, overlay.as_ref(), init.pid(), block, &shifted)
+                    let ownership = RootfsOwnership {
+                        markers: &shifted,
+                        allocator: &shared.allocator,
+                    };
+                    ownership.settle(&rootfs, overlay.as_ref(), init.pid(), block)
                 };
             // While the mounter works: the mount helper is forked (its start then leaves the
             // critical path), and the cgroup is made ready before the init is let go (on v1 the
@@ -970,46 +974,72 @@ fn overlay_root(rootfs: &Path) -> Option<eci_mount::mountinfo::OverlayRoot> {
 /// that cannot be (Docker's), rebuilt from its layers idmapped when they all can be; otherwise
 /// by shifting its owners on disk into the block, once per (rootfs, block), which copies every
 /// file of an overlay up.
-fn rootfs_ownership(
-    rootfs: &Path,
-    overlay: Option<&eci_mount::mountinfo::OverlayRoot>,
-    pid: i32,
-    block: eci_policy::ids::IdBlock,
-    markers: &Path,
-) -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
-    // The rootfs with whatever is mounted under it; a layer alone, as the rebuilt overlay takes
-    // it (the upper layer's directory has Docker's own overlay mounted beneath it).
-    let idmappable = |path: &Path, recursive: bool| -> std::io::Result<bool> {
-        let dir = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH)
-            .open(path)?;
-        Ok(eci_idmap::idmapped::supported(
-            dir.as_fd(),
-            recursive,
-            userns.as_fd(),
-        )?)
-    };
-    if idmappable(rootfs, true)? {
-        return Ok(ROOTFS_IDMAP);
-    }
-    if let Some(overlay) = overlay {
-        let upper = overlay.upper.iter().map(|(parent, _, _)| parent);
-        let mut all = true;
-        for layer in overlay.lower.iter().chain(upper) {
-            all = all && idmappable(layer, false)?;
+/// How a container's rootfs comes to be owned by its block, and what that needs to know.
+struct RootfsOwnership<'a> {
+    /// Where the shift fallback records what it did.
+    markers: &'a Path,
+    /// Whose blocks are live: a rootfs a running container owns is never shifted from it.
+    allocator: &'a eci_idmap::Allocator,
+}
+
+impl RootfsOwnership<'_> {
+    /// Idmapped if its filesystem allows (or its overlay's layers do), else shifted on disk.
+    fn settle(
+        &self,
+        rootfs: &Path,
+        overlay: Option<&eci_mount::mountinfo::OverlayRoot>,
+        pid: i32,
+        block: eci_policy::ids::IdBlock,
+    ) -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
+        // The rootfs with whatever is mounted under it; a layer alone, as the rebuilt overlay takes
+        // it (the upper layer's directory has Docker's own overlay mounted beneath it).
+        let idmappable = |path: &Path, recursive: bool| -> std::io::Result<bool> {
+            let dir = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH)
+                .open(path)?;
+            Ok(eci_idmap::idmapped::supported(
+                dir.as_fd(),
+                recursive,
+                userns.as_fd(),
+            )?)
+        };
+        if idmappable(rootfs, true)? {
+            return Ok(ROOTFS_IDMAP);
         }
-        if all {
-            tracing::info!(rootfs = %rootfs.display(), "the overlay rootfs is rebuilt from its layers, idmapped");
-            return Ok(ROOTFS_LAYERS);
+        if let Some(overlay) = overlay {
+            let upper = overlay.upper.iter().map(|(parent, _, _)| parent);
+            let mut all = true;
+            for layer in overlay.lower.iter().chain(upper) {
+                all = all && idmappable(layer, false)?;
+            }
+            if all {
+                tracing::info!(rootfs = %rootfs.display(), "the overlay rootfs is rebuilt from its layers, idmapped");
+                return Ok(ROOTFS_LAYERS);
+            }
         }
+        let shifted = eci_idmap::shift::shift_rootfs(self.markers, rootfs, block, |base| {
+            self.owned_by_a_live_container(base)
+        })?;
+        tracing::info!(rootfs = %rootfs.display(), ?shifted, "the rootfs cannot be idmapped; its owners were shifted");
+        Ok(0)
     }
-    let shifted = eci_idmap::shift::shift_rootfs(markers, rootfs, block)?;
-    tracing::info!(rootfs = %rootfs.display(), ?shifted, "the rootfs cannot be idmapped; its owners were shifted");
-    Ok(0)
+
+    /// Whether a live container's block starts at host ID `base`; `true` if the leases cannot
+    /// be read (a shift is refused rather than done on doubt).
+    fn owned_by_a_live_container(&self, base: u32) -> bool {
+        let pool = self.allocator.pool();
+        self.allocator.leases().map_or(true, |leases| {
+            leases.iter().any(|lease| {
+                pool.block(lease.index)
+                    .is_some_and(|b| b.host_start() == base)
+                    && lease.holders.iter().any(Holder::is_alive)
+            })
+        })
+    }
 }
 
 pub(crate) fn set_rlimits(pid: i32, spec: &Spec) -> std::io::Result<()> {

@@ -1,6 +1,7 @@
 //! A rootfs on a filesystem that cannot be idmapped (ramfs) gets its owners shifted into the
 //! container's block, once per (rootfs, block). One test: consecutive containers then get the
-//! same block. Needs root and busybox-static.
+//! same block, and a container cannot have it shifted from another that runs on it. Needs root
+//! and busybox-static.
 
 mod common;
 
@@ -110,4 +111,33 @@ fn a_rootfs_that_cannot_be_idmapped_is_shifted_once_per_block() {
         ctime,
         "the same block is not shifted twice"
     );
+
+    // While one container runs on it, another (with another block) cannot have it shifted
+    // away: the first would lose its files, and could race the walk.
+    let sleeper = eci::privileged_spec(
+        rootfs,
+        vec!["/bin/sh".into(), "-c".into(), "sleep 100".into()],
+        &[],
+    );
+    let mut running = runtime()
+        .create(ContainerConfig::new(format!("{id}-3"), sleeper))
+        .expect("create");
+    assert_eq!(running.id_mapping().host_start, block);
+    running.start().unwrap();
+    let second = eci::privileged_spec(rootfs, vec!["/bin/true".into()], &[]);
+    let refused = runtime()
+        .create(ContainerConfig::new(format!("{id}-4"), second))
+        .map(|_| ())
+        .expect_err("a second container's shift of a rootfs in use");
+    assert!(
+        refused.to_string().contains("a running container owns it"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("bin/busybox")).unwrap().uid(),
+        block
+    );
+    running.kill(libc::SIGKILL).unwrap();
+    running.wait().unwrap();
+    running.delete().unwrap();
 }

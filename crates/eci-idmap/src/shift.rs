@@ -4,13 +4,22 @@
 //! A marker in the runtime's state directory records which bases the tree's owners may be in.
 //! Before walking, the marker lists the old bases and the new one; after, only the new one. Any
 //! owner in an old base's range moves to the new base, anything else (already moved, or a foreign
-//! ID) stays, so a walk cut short by a crash is simply redone. Only the rootfs's own filesystem
-//! is walked, hard links are moved once, and setuid/setgid bits, which chown clears, are put back.
-//! Host bind-mount sources are never shifted: only a container's own rootfs.
+//! ID) stays, so a walk cut short by a crash is simply redone. Hard links are moved once, and
+//! setuid/setgid bits, which chown clears, are put back. Host bind-mount sources are never
+//! shifted: only a container's own rootfs.
+//!
+//! The walk runs as host root over a tree that a container may write to, so it never resolves a
+//! path twice: each entry is opened (O_PATH, never following a symlink) through its directory's
+//! descriptor, and its owner and mode are changed through that descriptor, so a name swapped for
+//! a symlink meanwhile reaches nothing outside. Only the rootfs's own mount is walked (compared
+//! by mount ID, so a bind mount of the same filesystem is not), and a rootfs whose old owners
+//! are the IDs of a live container is refused: the shift would take its files from it, and it
+//! could race the walk.
 
 use std::collections::HashSet;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use eci_policy::ids::IdBlock;
@@ -44,14 +53,18 @@ fn err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// The marker for `rootfs` in `marker_dir`.
+/// The marker for `rootfs` in `marker_dir`: the path in hex, or, for a path too long for one
+/// file name, a hash of it.
 fn marker_path(marker_dir: &Path, rootfs: &Path) -> PathBuf {
-    let name: String = rootfs
-        .as_os_str()
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let bytes = rootfs.as_os_str().as_bytes();
+    let name: String = if bytes.len() * 2 <= 254 {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    } else {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        format!("long-{:016x}-{}", hasher.finish(), bytes.len())
+    };
     marker_dir.join(name)
 }
 
@@ -78,19 +91,23 @@ fn write_bases(marker: &Path, bases: &[u32]) -> Result<(), ShiftError> {
     std::fs::rename(&tmp, marker).map_err(err("writing the marker", marker))
 }
 
-/// Makes `rootfs` owned by `block` on disk (see the module documentation).
+/// Makes `rootfs` owned by `block` on disk (see the module documentation). `in_use` says
+/// whether a live container owns the block that starts at a host ID: a rootfs still owned by
+/// one is refused.
 ///
 /// ```no_run
 /// use eci_idmap::shift::shift_rootfs;
 /// use eci_policy::ids::IdBlock;
 /// let block = IdBlock::new(1 << 28, 65536).unwrap();
-/// shift_rootfs("/run/eci/idmap/shifted".as_ref(), "/srv/images/alpine".as_ref(), block)?;
+/// let markers = "/run/eci/idmap/shifted".as_ref();
+/// shift_rootfs(markers, "/srv/images/alpine".as_ref(), block, |_base| false)?;
 /// # Ok::<(), eci_idmap::shift::ShiftError>(())
 /// ```
 pub fn shift_rootfs(
     marker_dir: &Path,
     rootfs: &Path,
     block: IdBlock,
+    in_use: impl Fn(u32) -> bool,
 ) -> Result<Shifted, ShiftError> {
     std::fs::create_dir_all(marker_dir).map_err(err("creating", marker_dir))?;
     let marker = marker_path(marker_dir, rootfs);
@@ -100,28 +117,44 @@ pub fn shift_rootfs(
         return Ok(Shifted::Already);
     }
     let old: Vec<u32> = bases.iter().copied().filter(|b| *b != target).collect();
+    if old.iter().any(|base| *base != 0 && in_use(*base)) {
+        let busy = std::io::Error::new(
+            std::io::ErrorKind::ResourceBusy,
+            "a running container owns it (two containers cannot share a rootfs that has to be \
+             shifted: give each its own copy)",
+        );
+        return Err(err("checking who owns it", rootfs)(busy));
+    }
+    let root = open_path(libc::AT_FDCWD, &cstring(rootfs)?, libc::O_DIRECTORY)
+        .map_err(err("opening", rootfs))?;
+    let mount = stat(&root).map_err(err("reading", rootfs))?.stx_mnt_id;
     bases = old.clone();
     bases.push(target);
     write_bases(&marker, &bases)?;
-    let device = std::fs::symlink_metadata(rootfs)
-        .map_err(err("reading", rootfs))?
-        .dev();
     let mut walk = Walk {
         old,
         block,
-        device,
+        mount,
         seen: HashSet::new(),
         moved: 0,
     };
-    walk.visit(rootfs)?;
+    walk.visit(root, rootfs, 0)?;
     write_bases(&marker, &[target])?;
     Ok(Shifted::Moved(walk.moved))
 }
 
+fn cstring(path: &Path) -> Result<std::ffi::CString, ShiftError> {
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| err("naming", path)(std::io::ErrorKind::InvalidInput.into()))
+}
+
+/// Deepest directory the walk goes into: deeper trees are refused, not walked unbounded.
+const MAX_DEPTH: usize = 4096;
+
 struct Walk {
     old: Vec<u32>,
     block: IdBlock,
-    device: u64,
+    mount: u64,
     seen: HashSet<(u64, u64)>,
     moved: usize,
 }
@@ -136,36 +169,140 @@ impl Walk {
             .map(|offset| self.block.host_start() + offset)
     }
 
-    fn visit(&mut self, path: &Path) -> Result<(), ShiftError> {
-        let meta = std::fs::symlink_metadata(path).map_err(err("reading", path))?;
-        if meta.dev() != self.device || !self.seen.insert((meta.dev(), meta.ino())) {
+    /// Shifts what `fd` (an O_PATH descriptor, `path` for messages) names, and below it.
+    fn visit(&mut self, fd: OwnedFd, path: &Path, depth: usize) -> Result<(), ShiftError> {
+        let stx = stat(&fd).map_err(err("reading", path))?;
+        let dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
+        if stx.stx_mnt_id != self.mount || !self.seen.insert((dev, stx.stx_ino)) {
             return Ok(());
         }
-        let (uid, gid) = (self.shifted(meta.uid()), self.shifted(meta.gid()));
+        let kind = u32::from(stx.stx_mode) & libc::S_IFMT;
+        let (uid, gid) = (self.shifted(stx.stx_uid), self.shifted(stx.stx_gid));
         if uid.is_some() || gid.is_some() {
-            std::os::unix::fs::lchown(path, uid, gid)
-                .map_err(err("changing the owner of", path))?;
+            chown_fd(&fd, uid, gid).map_err(err("changing the owner of", path))?;
             self.moved += 1;
-            let mode = meta.permissions().mode();
-            if !meta.file_type().is_symlink() && mode & 0o6000 != 0 {
+            let mode = u32::from(stx.stx_mode) & 0o7777;
+            if kind != libc::S_IFLNK && mode & 0o6000 != 0 {
                 // chown cleared setuid/setgid; the image had them.
-                std::fs::set_permissions(path, PermissionsExt::from_mode(mode))
-                    .map_err(err("restoring the mode of", path))?;
+                chmod_fd(&fd, mode).map_err(err("restoring the mode of", path))?;
             }
         }
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(path).map_err(err("listing", path))? {
-                self.visit(&entry.map_err(err("listing", path))?.path())?;
+        if kind != libc::S_IFDIR {
+            return Ok(());
+        }
+        if depth >= MAX_DEPTH {
+            let deep = std::io::Error::other(format!("deeper than {MAX_DEPTH} directories"));
+            return Err(err("walking", path)(deep));
+        }
+        let dir = open_for_listing(&fd).map_err(err("listing", path))?;
+        for name in list(dir).map_err(err("listing", path))? {
+            let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            match open_path(fd.as_raw_fd(), &name, 0) {
+                Ok(entry) => self.visit(entry, &child, depth + 1)?,
+                // Removed meanwhile (the tree may be in use): nothing left to shift.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(err("opening", &child)(e)),
             }
         }
         Ok(())
     }
 }
 
+/// Opens `name` under `dir` as an O_PATH descriptor that follows no symlink: a symlink is
+/// opened itself. `flags` may add O_DIRECTORY.
+fn open_path(dir: RawFd, name: &CStr, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC | flags;
+    openat(dir, name, flags)
+}
+
+/// The directory `fd` names, opened again for reading (no path is walked: "." of it).
+fn open_for_listing(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
+    openat(
+        fd.as_raw_fd(),
+        c".",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    )
+}
+
+fn openat(dir: RawFd, name: &CStr, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated name and plain flags.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened and owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn stat(fd: &OwnedFd) -> std::io::Result<libc::statx> {
+    // SAFETY: an all-zero statx is valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_TYPE
+        | libc::STATX_MODE
+        | libc::STATX_UID
+        | libc::STATX_GID
+        | libc::STATX_INO
+        | libc::STATX_MNT_ID;
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH and a valid out pointer.
+    if unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), flags, mask, &mut stx) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stx)
+}
+
+/// Changes the owner of exactly what `fd` names (a symlink itself, if it is one).
+fn chown_fd(fd: &OwnedFd, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+    let keep = u32::MAX;
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH; -1 (u32::MAX) keeps an ID.
+    let done = unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            uid.unwrap_or(keep),
+            gid.unwrap_or(keep),
+            flags,
+        )
+    };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the mode of exactly what `fd` names (never a symlink): through its /proc/self/fd link,
+/// which leads to that file and no other, as an O_PATH descriptor cannot be fchmod-ed.
+fn chmod_fd(fd: &OwnedFd, mode: u32) -> std::io::Result<()> {
+    let link = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .expect("no NUL in a number");
+    // SAFETY: a NUL-terminated path.
+    if unsafe { libc::chmod(link.as_ptr(), mode) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The names in a directory opened for reading, but "." and "..".
+fn list(dir: OwnedFd) -> std::io::Result<Vec<std::ffi::CString>> {
+    use std::os::fd::IntoRawFd;
+    // The Dir owns the descriptor from here on and closes it.
+    let dir = nix::dir::Dir::from_fd(dir.into_raw_fd()).map_err(std::io::Error::from)?;
+    let mut names = Vec::new();
+    for entry in dir {
+        let entry = entry.map_err(std::io::Error::from)?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn shifts_once_keeps_setuid_and_moves_between_blocks() {
@@ -182,7 +319,7 @@ mod tests {
 
         let first = IdBlock::new(1 << 28, 65536).unwrap();
         assert!(
-            matches!(shift_rootfs(&markers, &root, first).unwrap(), Shifted::Moved(n) if n >= 4)
+            matches!(shift_rootfs(&markers, &root, first, |_| false).unwrap(), Shifted::Moved(n) if n >= 4)
         );
         let tool = std::fs::metadata(root.join("bin/tool")).unwrap();
         assert_eq!((tool.uid(), tool.gid()), (1 << 28, (1 << 28) + 5));
@@ -206,7 +343,7 @@ mod tests {
             .unwrap()
             .ctime_nsec();
         assert_eq!(
-            shift_rootfs(&markers, &root, first).unwrap(),
+            shift_rootfs(&markers, &root, first, |_| false).unwrap(),
             Shifted::Already
         );
         assert_eq!(
@@ -218,10 +355,101 @@ mod tests {
         );
 
         let second = IdBlock::new(1 << 29, 65536).unwrap();
-        shift_rootfs(&markers, &root, second).unwrap();
+        shift_rootfs(&markers, &root, second, |_| false).unwrap();
         assert_eq!(
             std::fs::metadata(root.join("bin/tool")).unwrap().uid(),
             1 << 29
         );
+    }
+
+    #[test]
+    fn never_leaves_the_rootfs_mount_nor_follows_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, markers) = (dir.path().join("rootfs"), dir.path().join("markers"));
+        let outside = dir.path().join("host");
+        std::fs::create_dir_all(root.join("mnt")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"").unwrap();
+        std::os::unix::fs::lchown(outside.join("secret"), Some(7), Some(7)).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("escape")).unwrap();
+        // A bind mount of the same filesystem: the same device, another mount.
+        let bound = Bind::mount(&outside, &root.join("mnt"));
+        let block = IdBlock::new(1 << 28, 65536).unwrap();
+        shift_rootfs(&markers, &root, block, |_| false).unwrap();
+        drop(bound);
+        let secret = std::fs::metadata(outside.join("secret")).unwrap();
+        assert_eq!(
+            (secret.uid(), secret.gid()),
+            (7, 7),
+            "the host's file kept its owner"
+        );
+        let link = std::fs::symlink_metadata(root.join("escape")).unwrap();
+        assert_eq!(link.uid(), 1 << 28, "the symlink itself moved");
+    }
+
+    #[test]
+    fn a_rootfs_a_live_container_owns_is_not_shifted_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, markers) = (dir.path().join("rootfs"), dir.path().join("markers"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("file"), b"").unwrap();
+        let first = IdBlock::new(1 << 28, 65536).unwrap();
+        shift_rootfs(&markers, &root, first, |_| false).unwrap();
+        let second = IdBlock::new(1 << 29, 65536).unwrap();
+        let busy = shift_rootfs(&markers, &root, second, |base| base == 1 << 28).unwrap_err();
+        assert_eq!(
+            busy.source.kind(),
+            std::io::ErrorKind::ResourceBusy,
+            "{busy}"
+        );
+        assert_eq!(std::fs::metadata(root.join("file")).unwrap().uid(), 1 << 28);
+        // Once that container is gone, the next one gets it.
+        shift_rootfs(&markers, &root, second, |_| false).unwrap();
+        assert_eq!(std::fs::metadata(root.join("file")).unwrap().uid(), 1 << 29);
+    }
+
+    #[test]
+    fn a_rootfs_path_too_long_for_a_file_name_gets_a_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut root = dir.path().to_path_buf();
+        for _ in 0..8 {
+            root.push("a-rather-long-directory-name-for-a-rootfs");
+        }
+        std::fs::create_dir_all(&root).unwrap();
+        let markers = dir.path().join("markers");
+        let block = IdBlock::new(1 << 28, 65536).unwrap();
+        shift_rootfs(&markers, &root, block, |_| false).unwrap();
+        assert_eq!(
+            shift_rootfs(&markers, &root, block, |_| false).unwrap(),
+            Shifted::Already
+        );
+    }
+
+    /// A bind mount, detached when dropped.
+    struct Bind(std::ffi::CString);
+
+    impl Bind {
+        fn mount(source: &Path, target: &Path) -> Bind {
+            let (source, target) = (cstring(source).unwrap(), cstring(target).unwrap());
+            // SAFETY: NUL-terminated paths.
+            let done = unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+            Bind(target)
+        }
+    }
+
+    impl Drop for Bind {
+        fn drop(&mut self) {
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        }
     }
 }
