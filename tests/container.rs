@@ -153,8 +153,8 @@ fn the_exit_code_comes_back() {
 
 #[test]
 fn a_competing_seccomp_notifier_is_refused() {
-    // The kernel allows one listener per filter chain; ours is in every container process's
-    // chain, so an inner runtime cannot put its own notifier in front of it.
+    // A notifier of the container's own would be asked before ours: refused with the errno the
+    // kernel gives for a second listener in a chain.
     assert_eq!(probe("notifier", &["seccomp-listener"]), ["EBUSY"]);
 }
 

@@ -74,6 +74,28 @@ fn an_execd_process_is_in_the_container_and_vetted_like_its_init() {
 }
 
 #[test]
+fn what_an_execd_process_leaves_running_cannot_install_a_notifier_of_its_own() {
+    // An exec'd process's listener closes when it ends; a child it left running keeps the
+    // filter. The kernel would then let that child install a listener of its own, asked before
+    // eci's filter and free to answer CONTINUE: refused (EBUSY) whatever listener is open. Its
+    // mount calls, with nobody to vet them, fail.
+    let mut c = create_with("exec-left", &["sleep", "100"], |_| {});
+    c.container().start().unwrap();
+    let container = c.container.as_ref().unwrap();
+    let script = "(sleep 1; /probe seccomp-listener , mount tmpfs /mnt tmpfs > /tmp/left.new; \
+                  mv /tmp/left.new /tmp/left) </dev/null >/dev/null 2>&1 & exit 0";
+    let (code, _) = exec_output(container, &["sh", "-c", script]);
+    assert_eq!(code, 0);
+    let left = (0..100).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (code, out) = exec_output(container, &["sh", "-c", "cat /tmp/left 2>/dev/null"]);
+        (code == 0).then_some(out)
+    });
+    let left = left.expect("the child left running answered");
+    assert_eq!(left.lines().collect::<Vec<_>>(), ["EBUSY", "ENOSYS"]);
+}
+
+#[test]
 fn exec_into_a_container_that_is_not_running_is_refused() {
     let mut c = create_with("exec-created", &["true"], |_| {});
     let err = c

@@ -4,6 +4,8 @@
 //!   raw I/O ports, swap, accounting, the clock, host keyrings, file handles, BPF, the kernel
 //!   log), and ENOSYS for the new mount API, so that mount(8) falls back to mount(2), which is
 //!   vetted.
+//! - The **listener filter** answers EBUSY to a seccomp listener of the container's own, which
+//!   would be asked before eci's ([`listener_filter`]).
 //! - The **notify filter** sends `mount`, `umount2` and `sysinfo` to the supervisor
 //!   (SECCOMP_RET_USER_NOTIF), and the calls that may move a process into another user
 //!   namespace, which the supervisor only observes ([`observed_syscalls`]). Every other syscall
@@ -72,8 +74,12 @@ fn denied_syscalls() -> Vec<i64> {
     list
 }
 
+/// open_tree_attr(2) (Linux 6.15): open_tree with mount_setattr's attributes in one call. The
+/// number is the same on every architecture (the unified syscall table).
+const SYS_OPEN_TREE_ATTR: i64 = 467;
+
 /// The new mount API: ENOSYS, so that tools fall back to the vetted mount(2).
-pub fn new_mount_api_syscalls() -> [i64; 7] {
+pub fn new_mount_api_syscalls() -> [i64; 8] {
     [
         libc::SYS_fsopen,
         libc::SYS_fsconfig,
@@ -82,7 +88,24 @@ pub fn new_mount_api_syscalls() -> [i64; 7] {
         libc::SYS_open_tree,
         libc::SYS_move_mount,
         libc::SYS_mount_setattr,
+        SYS_OPEN_TREE_ATTR,
     ]
+}
+
+/// seccomp(2) installing a filter with a listener of its own: EBUSY. A notify filter installed
+/// after eci's would be asked first and could answer CONTINUE, so the kernel refuses a second
+/// listener in a chain (EBUSY) while eci's is open; but eci's closes when the process it was
+/// made for ends (an exec'd process whose children live on) or when vetting gives up, and
+/// then the kernel would allow one. This rule refuses it always, with the kernel's own errno.
+fn listener_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
+    use seccompiler::{SeccompCmpArgLen::Dword, SeccompCmpOp, SeccompCondition};
+    const SET_MODE_FILTER: u64 = 1;
+    let new_listener = u64::from(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32);
+    let rule = SeccompRule::new(vec![
+        SeccompCondition::new(0, Dword, SeccompCmpOp::Eq, SET_MODE_FILTER)?,
+        SeccompCondition::new(1, Dword, SeccompCmpOp::MaskedEq(new_listener), new_listener)?,
+    ])?;
+    Ok(vec![(libc::SYS_seccomp, vec![rule])])
 }
 
 /// The syscalls sent to user space: the mount calls eci vets, and sysinfo, which it answers
@@ -227,6 +250,20 @@ pub fn deny_filter() -> Result<(Program, Program), FilterError> {
         SeccompAction::Errno(libc::ENOSYS as u32),
     )?;
     Ok((eperm, enosys))
+}
+
+/// The listener filter: EBUSY for seccomp(2) installing a filter with a listener of the
+/// container's own, which would be asked before eci's and could answer CONTINUE. The kernel
+/// refuses a second listener only while eci's is open; this refuses it always, with the same
+/// errno. Plain filters (an inner runtime's profile) still install.
+pub fn listener_filter() -> Result<Program, FilterError> {
+    let which = "listener";
+    let rules = listener_rules().map_err(|source| FilterError::Build { which, source })?;
+    compile(
+        which,
+        rules.into_iter().collect(),
+        SeccompAction::Errno(libc::EBUSY as u32),
+    )
 }
 
 /// The notify filter: `mount`, `umount2` and `sysinfo` go to user space, and so do the calls
@@ -407,5 +444,39 @@ mod tests {
             run(&enosys, NATIVE, libc::SYS_mount as i32),
             libc::SECCOMP_RET_ALLOW
         );
+        assert_eq!(
+            run(&enosys, NATIVE, SYS_OPEN_TREE_ATTR as i32),
+            errno_action(libc::ENOSYS)
+        );
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn a_listener_of_the_containers_own_answers_ebusy_and_other_filters_install() {
+        let prog = listener_filter().unwrap();
+        let seccomp = libc::SYS_seccomp as i32;
+        let listener = u64::from(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32);
+        let tsync = u64::from(libc::SECCOMP_FILTER_FLAG_TSYNC as u32);
+        let ebusy = errno_action(libc::EBUSY);
+        assert_eq!(
+            run_with(&prog, NATIVE, seccomp, [1, listener, 0, 0, 0, 0]),
+            ebusy
+        );
+        assert_eq!(
+            run_with(&prog, NATIVE, seccomp, [1, listener | tsync, 0, 0, 0, 0]),
+            ebusy
+        );
+        let allow = libc::SECCOMP_RET_ALLOW;
+        // A plain filter (an inner runtime's profile), and the other operations.
+        assert_eq!(run_with(&prog, NATIVE, seccomp, [1, 0, 0, 0, 0, 0]), allow);
+        assert_eq!(
+            run_with(&prog, NATIVE, seccomp, [1, tsync, 0, 0, 0, 0]),
+            allow
+        );
+        assert_eq!(
+            run_with(&prog, NATIVE, seccomp, [2, listener, 0, 0, 0, 0]),
+            allow
+        );
+        assert_eq!(run(&prog, NATIVE, libc::SYS_read as i32), allow);
     }
 }

@@ -12,6 +12,7 @@ pub struct Filters {
     notify: Program,
     deny: Program,
     new_mount_api: Program,
+    listener: Program,
 }
 
 /// Which install step failed, for [`eci_ns::failure::Failure::step`].
@@ -22,6 +23,8 @@ pub mod step {
     pub const DENY: u32 = 2;
     /// Installing the new-mount-API filter.
     pub const NEW_MOUNT_API: u32 = 3;
+    /// Installing the filter that refuses a listener of the container's own.
+    pub const LISTENER: u32 = 4;
 }
 
 const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
@@ -40,6 +43,7 @@ impl Filters {
             notify: filters::notify_filter()?,
             deny,
             new_mount_api,
+            listener: filters::listener_filter()?,
         })
     }
 
@@ -50,10 +54,11 @@ impl Filters {
     /// Needs CAP_SYS_ADMIN in the caller's user namespace or no_new_privs.
     pub fn install(&self) -> Result<RawFd, (u32, Errno)> {
         let listener = install_notify(&self.notify).map_err(|e| (step::NOTIFY, e))?;
-        // Installed after the notify filter: the kernel would refuse a second listener in the
-        // same chain anyway (EBUSY), so nothing inside can put its own notifier in front of ours.
         install_filter(&self.deny, 0).map_err(|e| (step::DENY, e))?;
         install_filter(&self.new_mount_api, 0).map_err(|e| (step::NEW_MOUNT_API, e))?;
+        // Last, after eci's own listener: from here on nothing in the chain may add one, even
+        // once eci's has closed (see filters::listener_filter).
+        install_filter(&self.listener, 0).map_err(|e| (step::LISTENER, e))?;
         Ok(listener)
     }
 }
