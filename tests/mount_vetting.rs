@@ -127,6 +127,27 @@ fn an_inner_procfs_gid_is_the_containers_gid() {
 }
 
 #[test]
+fn a_root_from_another_mount_namespace_does_not_take_the_helper_there() {
+    // The helper skips joining a caller's namespace when it stands where the caller does. A
+    // process of a new mount namespace can chroot into a mount of the old one (through a
+    // descriptor opened there); its mount call must still be made in its own namespace, where
+    // the kernel refuses a mount onto another namespace's mount (EINVAL), and never land in
+    // the namespace the helper served last.
+    // (No propagation change by unshare: that call would move the helper first.)
+    let script = "mkdir -p /tmp/x /tmp/y; exec 3</; \
+                  /probe mount tmpfs /tmp/y tmpfs; \
+                  unshare -m --propagation unchanged \
+                      chroot /proc/self/fd/3 /probe mount tmpfs /tmp/x tmpfs; \
+                  grep -c ' /tmp/x ' /proc/self/mountinfo";
+    let (code, out) = run("foreign-root", &["sh", "-c", script]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "EINVAL", "0"],
+        "exit {code}"
+    );
+}
+
+#[test]
 fn util_linux_and_busybox_mount_work_and_are_vetted() {
     let busybox = ["/usr/bin/busybox", "/bin/busybox"]
         .into_iter()

@@ -814,29 +814,33 @@ fn effective_caps(pid: u32) -> SysResult<u64> {
 /// Joins the caller's mount namespace and takes its root and (when a path argument is relative)
 /// its working directory, so that paths, and symlinks in them, resolve exactly as they would for
 /// the caller and never outside its root. Skips what already matches the last call's view.
+///
+/// What the view remembers is always what the helper entered (read from the descriptor it
+/// entered through), never what it read beforehand: a thread sharing the caller's root can
+/// chroot in between. Whatever fails midway, nothing cached survives a change of namespace.
+/// The namespace is checked on every call: a root alone does not name one, since a process can
+/// chroot into a mount of another namespace through a descriptor from there.
 fn enter_callers_view(piddir: RawFd, view: &View, call: &Call<'_>) -> SysResult<()> {
-    // A mount belongs to one namespace, and changing namespace moves a process's root to another
-    // mount, so an unchanged root (mount ID, inode) also means an unchanged mount namespace.
-    let mut root = identity(piddir, c"root")?;
-    if !matches(&view.root, root) {
-        let mntns = namespace_id(piddir, c"ns/mnt")?;
-        if mntns != view.mntns.load(Ordering::Relaxed) {
-            let mnt = open_at(piddir, c"ns/mnt", libc::O_RDONLY)?;
-            sys::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS)?;
-            view.mntns.store(mntns, Ordering::Relaxed);
-            // setns moved our root and working directory to the namespace's root.
-            forget(&view.cwd);
-            // The caller may have moved on meanwhile; what we enter is what we compare next.
-            root = identity(piddir, c"root")?;
-        }
+    let mntns = namespace_id(piddir, c"ns/mnt")?;
+    if mntns != view.mntns.load(Ordering::Relaxed) {
+        view.mntns.store(0, Ordering::Relaxed);
+        forget(&view.root);
+        forget(&view.cwd);
+        let mnt = open_at(piddir, c"ns/mnt", libc::O_RDONLY)?;
+        let entered = inode_of(mnt.as_raw_fd())?;
+        sys::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS)?;
+        view.mntns.store(entered, Ordering::Relaxed);
+    }
+    if !matches(&view.root, identity(piddir, c"root")?) {
+        forget(&view.root);
+        forget(&view.cwd);
         let dir = open_at(piddir, c"root", libc::O_PATH | libc::O_DIRECTORY)?;
         // SAFETY: plain syscalls on an fd we hold and a NUL-terminated path.
         unsafe {
             check_int(libc::fchdir(dir.as_raw_fd()))?;
             check_int(libc::chroot(c".".as_ptr()))?;
         }
-        remember(&view.root, root);
-        forget(&view.cwd);
+        remember(&view.root, identity(dir.as_raw_fd(), c"")?);
     }
     // Relative paths (and data such as overlay's lowerdir=, which may hold either) need the
     // caller's working directory.
@@ -846,16 +850,23 @@ fn enter_callers_view(piddir: RawFd, view: &View, call: &Call<'_>) -> SysResult<
             .iter()
             .flatten()
             .any(|p| p.to_bytes().first() != Some(&b'/'));
-    if relative {
-        let cwd = identity(piddir, c"cwd")?;
-        if !matches(&view.cwd, cwd) {
-            let dir = open_at(piddir, c"cwd", libc::O_PATH | libc::O_DIRECTORY)?;
-            // SAFETY: fchdir on an fd we hold.
-            check_int(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
-            remember(&view.cwd, cwd);
-        }
+    if relative && !matches(&view.cwd, identity(piddir, c"cwd")?) {
+        forget(&view.cwd);
+        let dir = open_at(piddir, c"cwd", libc::O_PATH | libc::O_DIRECTORY)?;
+        // SAFETY: fchdir on an fd we hold.
+        check_int(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
+        remember(&view.cwd, identity(dir.as_raw_fd(), c"")?);
     }
     Ok(())
+}
+
+/// The inode number of what `fd` names (for a namespace, the number its link shows).
+fn inode_of(fd: RawFd) -> SysResult<u64> {
+    // SAFETY: an all-zero stat is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out pointer.
+    check_int(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st.st_ino)
 }
 
 /// The inode number of a namespace link ("mnt:[4026531841]"), read with readlink, which costs
@@ -883,13 +894,19 @@ pub fn parse_namespace_link(link: &[u8]) -> Option<u64> {
     })
 }
 
-/// (mount ID, inode) of what `name` under `piddir` leads to; never (0, 0).
+/// (mount ID, inode) of what `name` under `piddir` leads to (with an empty name, of what
+/// `piddir` itself names); never (0, 0).
 fn identity(piddir: RawFd, name: &CStr) -> SysResult<[u64; 2]> {
     // SAFETY: an all-zero statx is valid.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     let mask = libc::STATX_INO | libc::STATX_MNT_ID;
+    let flags = if name.is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        0
+    };
     // SAFETY: name is NUL-terminated and stx a valid out pointer.
-    check_int(unsafe { libc::statx(piddir, name.as_ptr(), 0, mask, &mut stx) })?;
+    check_int(unsafe { libc::statx(piddir, name.as_ptr(), flags, mask, &mut stx) })?;
     Ok([stx.stx_mnt_id, stx.stx_ino])
 }
 
