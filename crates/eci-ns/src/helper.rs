@@ -272,16 +272,55 @@ impl Helper {
 }
 
 impl Helper {
-    /// Kills and reaps the helper now. What it sent before dying can still be read with
-    /// [`Helper::try_recv`] (then `Gone`); its pid reads 0 from here on.
+    /// Kills and reaps the helper. What it sent before dying can still be read with
+    /// [`Helper::try_recv`] (then `Gone`); its pid reads 0 from here on. A helper that does not
+    /// die within [`REAP_WAIT`] is reaped by a thread of its own (see [`kill_and_reap`]).
     pub fn kill(&mut self) {
         if self.pid > 0 {
-            // SAFETY: kill takes plain integers; the pid is our unreaped child.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = sys::waitpid(self.pid);
+            kill_and_reap(self.pid, REAP_WAIT);
             self.pid = 0;
         }
     }
+}
+
+/// How long [`Helper::kill`] waits for a killed helper to die before it leaves the reaping to a
+/// thread.
+pub const REAP_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Sends SIGKILL to child `pid` and reaps it, waiting `wait` at most. A SIGKILL takes effect
+/// only when the process leaves the kernel, and a helper can be held there without end: in a
+/// FUSE request that a server its container runs reads and never answers, say. Its killer (a
+/// supervisor thread that serves other containers too) must not wait for that, so a child not
+/// gone by then is reaped by a thread of its own, once the kernel lets it go.
+pub fn kill_and_reap(pid: i32, wait: std::time::Duration) {
+    // SAFETY: kill takes plain integers; the pid is our unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let exited = match PidFd::open(pid) {
+        Ok(pidfd) => {
+            let mut fds = [libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd. EINTR reads as not yet exited: a thread reaps it then.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) == 1 }
+        }
+        // Gone already, or no pidfds: waitpid below, which then returns at once or must block.
+        Err(_) => true,
+    };
+    if exited {
+        let _ = sys::waitpid(pid);
+        return;
+    }
+    let reaper = std::thread::Builder::new()
+        .name("eci-reap".into())
+        .spawn(move || {
+            let _ = sys::waitpid(pid);
+        });
+    // Without a thread to wait in, it stays a zombie until this process ends, rather than
+    // hang its killer.
+    drop(reaper);
 }
 
 impl Drop for Helper {

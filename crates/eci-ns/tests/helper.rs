@@ -51,3 +51,57 @@ fn what_a_killed_helper_sent_before_it_died_can_still_be_read() {
     assert_eq!(&buf[..5], b"event");
     assert!(matches!(helper.try_recv(&mut buf), Err(HelperError::Gone)));
 }
+
+#[test]
+fn a_killed_child_stuck_in_the_kernel_does_not_hold_up_its_killer() {
+    // A task frozen by the cgroup v1 freezer takes a SIGKILL only once thawed, as a helper held
+    // in a FUSE request that its container's server never answers takes it only once answered.
+    use std::time::{Duration, Instant};
+    let freezer = std::path::Path::new("/sys/fs/cgroup/freezer");
+    assert!(
+        freezer.is_dir(),
+        "a cgroup v1 freezer hierarchy at {freezer:?}"
+    );
+    let dir = freezer.join(format!("eci-test-reap-{}", std::process::id()));
+    std::fs::create_dir(&dir).unwrap();
+    // SAFETY: the child only calls close_range and pause, which are async-signal-safe.
+    let pid = match unsafe { eci_ns::sys::fork() }.unwrap() {
+        eci_ns::sys::Forked::Child => {
+            // Nothing of the other tests' (a helper's channel kept open here would never read
+            // as closed there).
+            // SAFETY: close_range with integer arguments.
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            loop {
+                // SAFETY: pause takes no arguments.
+                unsafe { libc::pause() };
+            }
+        }
+        eci_ns::sys::Forked::Parent { pid, .. } => pid,
+    };
+    let state = dir.join("freezer.state");
+    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    std::fs::write(&state, "FROZEN").unwrap();
+    let frozen = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "FROZEN")
+    });
+    assert!(frozen, "the child froze");
+    let (done, finished) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        eci_ns::helper::kill_and_reap(pid, Duration::from_millis(50));
+        let _ = done.send(());
+    });
+    let returned = finished.recv_timeout(Duration::from_secs(3)).is_ok();
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    std::fs::write(&state, "THAWED").unwrap();
+    assert!(returned, "its killer went on after {:?}", started.elapsed());
+    assert!(alive, "the frozen child was still there");
+    // Thawed, it dies, and the thread left to wait for it reaps it.
+    let reaped = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    });
+    let _ = std::fs::remove_dir(&dir);
+    assert!(reaped, "reaped once it could die");
+}
