@@ -173,6 +173,43 @@ pub unsafe fn fork() -> SysResult<Forked> {
     })
 }
 
+/// The effective capabilities of process or thread `pid` (0: the calling thread), from
+/// capget(2) version 3. Allocation-free, so usable after fork.
+///
+/// ```
+/// const CAP_SYS_ADMIN: u32 = 21;
+/// let mine = eci_ns::sys::effective_caps(0).unwrap();
+/// let _has_sys_admin = mine & (1 << CAP_SYS_ADMIN) != 0;
+/// ```
+pub fn effective_caps(pid: i32) -> SysResult<u64> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522,
+        pid,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and data are valid version-3 capget arguments.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    })?;
+    Ok(u64::from(data[0].effective) | u64::from(data[1].effective) << 32)
+}
+
 /// setns(2) with a namespace fd or a pidfd.
 pub fn setns(fd: RawFd, nstype: libc::c_int) -> SysResult<()> {
     // SAFETY: setns takes plain integers.

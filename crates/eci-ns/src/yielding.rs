@@ -200,33 +200,7 @@ fn in_host_user_namespace() -> bool {
 
 /// Whether the calling thread has capability `cap` in its effective set.
 fn has_effective_cap(cap: u32) -> bool {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut header = Header {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: header and data are valid version-3 capget arguments for the calling thread.
-    let read = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut Header,
-            data.as_mut_ptr(),
-        )
-    };
-    let effective = u64::from(data[0].effective) | u64::from(data[1].effective) << 32;
-    read == 0 && cap < 64 && effective & (1 << cap) != 0
+    cap < 64 && crate::sys::effective_caps(0).is_ok_and(|effective| effective & (1 << cap) != 0)
 }
 
 /// A thread's scheduling policy; `None` if it cannot be read.

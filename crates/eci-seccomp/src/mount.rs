@@ -708,7 +708,8 @@ fn vet_and_perform(
         ..
     } = *helper;
     let piddir = slot.dir();
-    let cap_sys_admin = effective_caps(n.pid)? & (1 << CAP_SYS_ADMIN) != 0;
+    // capget by pid: the caller is checked as still pending afterwards.
+    let cap_sys_admin = sys::effective_caps(n.pid as i32)? & (1 << CAP_SYS_ADMIN) != 0;
     // Everything read so far named the caller by pid: its memory (the copies), its capabilities,
     // and, for a directory opened just now, /proc/PID. It all counts only if the call is still
     // pending: then the caller was alive throughout, so the pid named it. (A cached directory
@@ -793,37 +794,6 @@ fn mount_fresh(
     let tree = tree?;
     enter_callers_view(piddir, mntns, view, call)?;
     sys::attach_tree(tree.as_raw_fd(), libc::AT_FDCWD, call.target)
-}
-
-/// The caller's effective capabilities (capget by pid; the caller must be re-checked as still
-/// pending afterwards).
-fn effective_caps(pid: u32) -> SysResult<u64> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut header = Header {
-        version: 0x2008_0522,
-        pid: pid as i32,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: header and data are valid version-3 capget arguments.
-    sys::check(unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut Header,
-            data.as_mut_ptr(),
-        )
-    })?;
-    Ok(u64::from(data[0].effective) | u64::from(data[1].effective) << 32)
 }
 
 /// Joins the caller's mount namespace and takes its root and (when a path argument is relative)
@@ -1973,7 +1943,7 @@ mod tests {
     fn reads_own_capabilities() {
         // The test runs as root: CAP_SYS_ADMIN is effective.
         assert_ne!(
-            effective_caps(std::process::id()).unwrap() & (1 << CAP_SYS_ADMIN),
+            sys::effective_caps(std::process::id() as i32).unwrap() & (1 << CAP_SYS_ADMIN),
             0
         );
     }
