@@ -7,7 +7,7 @@
 //! - The **listener filter** answers EBUSY to a seccomp listener of the container's own, which
 //!   would be asked before eci's ([`listener_filter`]).
 //! - The **notify filter** sends `mount`, `umount2` and `sysinfo` to the supervisor
-//!   (SECCOMP_RET_USER_NOTIF), and the calls that may move a thread into another user or mount
+//!   (SECCOMP_RET_USER_NOTIF), and the calls that may move a process into another user
 //!   namespace, which the supervisor only observes ([`observed_syscalls`]). Every other syscall
 //!   is decided in the kernel.
 //!
@@ -114,13 +114,12 @@ pub fn notified_syscalls() -> Vec<i64> {
     vec![libc::SYS_mount, libc::SYS_umount2, libc::SYS_sysinfo]
 }
 
-/// The calls that move a thread into another user or mount namespace: `unshare` with
-/// CLONE_NEWUSER or CLONE_NEWNS and `setns` that may join one (`nstype` 0 or naming either).
-/// They are also sent to user space, only to be seen: the mount helper remembers each caller's
-/// user and mount namespaces (reading them costs procfs lookups on every mount call) and forgets
-/// them when one of these comes, then lets the call run. The caller waits meanwhile, and a
-/// thread changes only its own namespaces this way, so no mount call of it can be decided with
-/// a namespace it is leaving.
+/// The calls that move a process into another user namespace: `unshare` with CLONE_NEWUSER and
+/// `setns` that may join one (`nstype` 0 or naming CLONE_NEWUSER). They are also sent to user
+/// space, only to be seen: the mount helper remembers each caller's user namespace (reading it
+/// costs a procfs lookup per mount call) and forgets it when one of these comes, then lets the
+/// call run. Both need a single-threaded caller, which waits while the helper forgets, so no
+/// mount call can be decided with the namespace it is leaving.
 pub fn observed_syscalls() -> [i64; 2] {
     [libc::SYS_unshare, libc::SYS_setns]
 }
@@ -128,18 +127,13 @@ pub fn observed_syscalls() -> [i64; 2] {
 /// The rules under which [`observed_syscalls`] are sent to user space.
 fn observed_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
     use seccompiler::{SeccompCmpArgLen::Dword, SeccompCmpOp, SeccompCondition};
-    let names = |arg, flag: libc::c_int| {
-        let flag = flag as u64;
-        SeccompCondition::new(arg, Dword, SeccompCmpOp::MaskedEq(flag), flag)
-    };
-    let unshare = vec![
-        SeccompRule::new(vec![names(0, libc::CLONE_NEWUSER)?])?,
-        SeccompRule::new(vec![names(0, libc::CLONE_NEWNS)?])?,
-    ];
+    let newuser = libc::CLONE_NEWUSER as u64;
+    let names_newuser =
+        |arg| SeccompCondition::new(arg, Dword, SeccompCmpOp::MaskedEq(newuser), newuser);
+    let unshare = vec![SeccompRule::new(vec![names_newuser(0)?])?];
     let setns = vec![
         SeccompRule::new(vec![SeccompCondition::new(1, Dword, SeccompCmpOp::Eq, 0)?])?,
-        SeccompRule::new(vec![names(1, libc::CLONE_NEWUSER)?])?,
-        SeccompRule::new(vec![names(1, libc::CLONE_NEWNS)?])?,
+        SeccompRule::new(vec![names_newuser(1)?])?,
     ];
     Ok(vec![(libc::SYS_unshare, unshare), (libc::SYS_setns, setns)])
 }
@@ -273,7 +267,7 @@ pub fn listener_filter() -> Result<Program, FilterError> {
 }
 
 /// The notify filter: `mount`, `umount2` and `sysinfo` go to user space, and so do the calls
-/// that change a thread's user or mount namespace ([`observed_syscalls`]).
+/// that change a process's user namespace ([`observed_syscalls`]).
 pub fn notify_filter() -> Result<Program, FilterError> {
     let which = "notify";
     let observed = observed_rules().map_err(|source| FilterError::Build { which, source })?;
@@ -376,7 +370,7 @@ mod tests {
 
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn only_calls_that_may_change_the_user_or_mount_namespace_are_observed() {
+    fn only_calls_that_may_change_the_user_namespace_are_observed() {
         let prog = notify_filter().unwrap();
         let notify = libc::SECCOMP_RET_USER_NOTIF;
         let allow = libc::SECCOMP_RET_ALLOW;
@@ -400,13 +394,13 @@ mod tests {
         };
         assert_eq!(unshare(newuser), notify);
         assert_eq!(unshare(newuser | newns), notify);
-        assert_eq!(unshare(newns), notify);
+        assert_eq!(unshare(newns), allow);
         assert_eq!(unshare(0), allow);
         assert_eq!(setns(0), notify);
         assert_eq!(setns(newuser), notify);
         assert_eq!(setns(newuser | newns), notify);
         assert_eq!(setns(libc::CLONE_NEWNET as u64), allow);
-        assert_eq!(setns(newns), notify);
+        assert_eq!(setns(newns), allow);
         assert!(is_observed(libc::SYS_setns as i32));
         assert!(!is_observed(libc::SYS_mount as i32));
     }

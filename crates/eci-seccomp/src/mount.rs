@@ -508,16 +508,14 @@ struct PidDirs {
     next: AtomicU32,
 }
 
-/// One caller (a thread): its pid, its `/proc/PID` directory (or -1) and its user and mount
-/// namespaces' inode numbers (0 until read). A thread changes its namespaces only through calls
-/// the helper observes ([`crate::filters::observed_syscalls`]), which make it forget the whole
-/// slot.
+/// One caller: its pid, its `/proc/PID` directory (or -1) and its user namespace's inode
+/// number (0 until read). The user namespace changes only through calls the helper observes
+/// ([`crate::filters::observed_syscalls`]), which make it forget the whole slot.
 #[derive(Debug, Default)]
 struct PidSlot {
     pid: AtomicU32,
     dir: AtomicI32,
     userns: AtomicU64,
-    mntns: AtomicU64,
 }
 
 impl PidDirs {
@@ -532,7 +530,6 @@ impl PidDirs {
         let fd = open_pid_dir(host_proc, pid)?;
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) as usize % 16];
         slot.userns.store(0, Ordering::Relaxed);
-        slot.mntns.store(0, Ordering::Relaxed);
         let old = slot.dir.swap(fd.as_raw_fd(), Ordering::Relaxed);
         if old > 0 {
             sys::close(old);
@@ -549,7 +546,6 @@ impl PidDirs {
             .filter(|s| s.pid.load(Ordering::Relaxed) == pid)
         {
             slot.userns.store(0, Ordering::Relaxed);
-            slot.mntns.store(0, Ordering::Relaxed);
             let old = slot.dir.swap(-1, Ordering::Relaxed);
             if old > 0 {
                 sys::close(old);
@@ -566,20 +562,11 @@ impl PidSlot {
     /// The caller's user namespace, read through its directory the first time (every time
     /// unless `remember`).
     fn userns(&self, remember: bool) -> SysResult<u64> {
-        self.namespace(&self.userns, c"ns/user", remember)
-    }
-
-    /// The caller's mount namespace, as [`PidSlot::userns`].
-    fn mntns(&self, remember: bool) -> SysResult<u64> {
-        self.namespace(&self.mntns, c"ns/mnt", remember)
-    }
-
-    fn namespace(&self, cached: &AtomicU64, link: &CStr, remember: bool) -> SysResult<u64> {
-        match cached.load(Ordering::Relaxed) {
-            0 if !remember => namespace_id(self.dir(), link),
+        match self.userns.load(Ordering::Relaxed) {
+            0 if !remember => namespace_id(self.dir(), c"ns/user"),
             0 => {
-                let id = namespace_id(self.dir(), link)?;
-                cached.store(id, Ordering::Relaxed);
+                let id = namespace_id(self.dir(), c"ns/user")?;
+                self.userns.store(id, Ordering::Relaxed);
                 Ok(id)
             }
             id => Ok(id),
@@ -718,9 +705,8 @@ fn vet_and_perform(
         return Ok(None);
     }
     // Its lookups through the directory (which every call makes) also prove that a remembered
-    // namespace is the caller's: they fail once the directory's process has exited.
-    let mntns = slot.mntns(helper.remember_userns)?;
-    enter_callers_view(piddir, mntns, view, call)?;
+    // user namespace is the caller's: they fail once the directory's process has exited.
+    enter_callers_view(piddir, view, call)?;
     let caller = Caller {
         cap_sys_admin,
         in_container_userns: slot.userns(helper.remember_userns)? == config.userns,
@@ -754,7 +740,7 @@ fn vet_and_perform(
         _ => None,
     };
     let done = if let Some(fresh) = fresh {
-        mount_fresh(half, view, piddir, mntns, call, fresh)
+        mount_fresh(half, view, piddir, call, fresh)
     } else if call.umount {
         // SAFETY: target is NUL-terminated.
         check_int(unsafe { libc::umount2(call.target.as_ptr(), call.flags as libc::c_int) })
@@ -777,7 +763,6 @@ fn mount_fresh(
     half: &HostHalf,
     view: &View,
     piddir: RawFd,
-    mntns: u64,
     call: &Call<'_>,
     fresh: Fresh,
 ) -> SysResult<()> {
@@ -792,7 +777,7 @@ fn mount_fresh(
     forget(&view.root);
     forget(&view.cwd);
     let tree = tree?;
-    enter_callers_view(piddir, mntns, view, call)?;
+    enter_callers_view(piddir, view, call)?;
     sys::attach_tree(tree.as_raw_fd(), libc::AT_FDCWD, call.target)
 }
 
@@ -803,9 +788,10 @@ fn mount_fresh(
 /// What the view remembers is always what the helper entered (read from the descriptor it
 /// entered through), never what it read beforehand: a thread sharing the caller's root can
 /// chroot in between. Whatever fails midway, nothing cached survives a change of namespace.
-/// The caller's namespace (`mntns`) is compared on every call: a root alone does not name one,
-/// since a process can chroot into a mount of another namespace through a descriptor from there.
-fn enter_callers_view(piddir: RawFd, mntns: u64, view: &View, call: &Call<'_>) -> SysResult<()> {
+/// The namespace is checked on every call: a root alone does not name one, since a process can
+/// chroot into a mount of another namespace through a descriptor from there.
+fn enter_callers_view(piddir: RawFd, view: &View, call: &Call<'_>) -> SysResult<()> {
+    let mntns = namespace_id(piddir, c"ns/mnt")?;
     if mntns != view.mntns.load(Ordering::Relaxed) {
         view.mntns.store(0, Ordering::Relaxed);
         forget(&view.root);
