@@ -90,17 +90,19 @@ impl Yielding {
     /// the work done when dropped (also on a panic); from then on nothing touches the thread.
     pub fn begin(self: &Arc<Self>) -> Done<'_> {
         let mut state = self.state();
-        if matches!(*state, State::NotStarted) && may_leave_idle() {
-            // SAFETY: gettid takes no arguments.
-            let tid = unsafe { libc::gettid() };
-            if policy_of(tid) == Some(libc::SCHED_OTHER) && set_policy(tid, libc::SCHED_IDLE) {
-                match self.watch() {
-                    Some(watcher) => *state = State::Yielding { tid, watcher },
-                    // Unbounded, it would not yield at all.
-                    None => {
-                        set_policy(tid, libc::SCHED_OTHER);
-                    }
-                }
+        // SAFETY: gettid takes no arguments.
+        let tid = unsafe { libc::gettid() };
+        let may_yield = matches!(*state, State::NotStarted)
+            && policy_of(tid) == Some(libc::SCHED_OTHER)
+            && may_leave_idle();
+        // The watcher first, while this thread is still SCHED_OTHER: a thread inherits its
+        // creator's policy, and an idle watcher on a busy machine would wake as late as the
+        // worker. Unbounded, the worker does not yield at all.
+        if let Some(watcher) = may_yield.then(|| self.watch()).flatten() {
+            if set_policy(tid, libc::SCHED_IDLE) {
+                *state = State::Yielding { tid, watcher };
+            } else {
+                watcher.unpark();
             }
         }
         Done(self)
@@ -163,10 +165,12 @@ const WATCHER_STACK: usize = 64 * 1024;
 pub struct Done<'a>(&'a Yielding);
 
 impl Drop for Done<'_> {
+    /// Runs in the worker itself: if it still yields, it takes its own priority back (it may
+    /// go on with other work) and lets the watcher go.
     fn drop(&mut self) {
         let before = std::mem::replace(&mut *self.0.state(), State::Done);
-        if let State::Yielding { watcher, .. } = before {
-            // Done before the limit: the watcher has nothing left to do.
+        if let State::Yielding { tid, watcher } = before {
+            set_policy(tid, libc::SCHED_OTHER);
             watcher.unpark();
         }
     }
@@ -225,7 +229,8 @@ mod tests {
 
     #[test]
     fn a_worker_yields_until_it_is_hurried() {
-        let yielding = Arc::new(Yielding::new());
+        // A limit no loaded machine reaches before the asserts.
+        let yielding = Arc::new(Yielding::with_limit(Duration::from_secs(60)));
         let (started, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel());
         let (tid_to_main, go_on) = (started.0, release.1);
         let thread = std::thread::spawn({
@@ -239,6 +244,24 @@ mod tests {
         });
         let tid = started.1.recv().unwrap();
         assert_eq!(policy_of(tid), Some(libc::SCHED_IDLE), "yields meanwhile");
+        // Its watcher does not: it must wake at the limit on a busy machine.
+        let watchers: Vec<libc::pid_t> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim() == "eci-yield-limit")
+            })
+            .filter_map(|task| task.file_name().to_str()?.parse().ok())
+            .collect();
+        assert!(!watchers.is_empty(), "a watcher runs");
+        for watcher in watchers {
+            assert_eq!(
+                policy_of(watcher),
+                Some(libc::SCHED_OTHER),
+                "watcher {watcher}"
+            );
+        }
         yielding.hurry();
         assert_eq!(
             policy_of(tid),
@@ -266,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_worker_can_hurry_itself_once_its_side_work_is_done() {
-        let yielding = Arc::new(Yielding::new());
+        let yielding = Arc::new(Yielding::with_limit(Duration::from_secs(60)));
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 let _done = yielding.begin();
