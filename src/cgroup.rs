@@ -314,8 +314,14 @@ impl Request {
         // the same path) would share the new container's limits and freezer, and be signalled
         // and killed with it. Directories this start made hold none.
         if !all_new {
-            // One that cannot be checked is refused as well: adopting it could share it.
-            let pids = cgroup.pids()?;
+            // On v1 every directory exists by now (made above or found), and one that cannot be
+            // listed is refused as well: adopting it could share it. On v2 nothing has made the
+            // directory unless the spec mounts the cgroup, and a missing one holds nobody.
+            let pids = match cgroup.pids() {
+                Ok(pids) => pids,
+                Err(err) if v1 => return Err(err),
+                Err(_) => Vec::new(),
+            };
             if !pids.is_empty() {
                 let reason =
                     format!("it already holds processes {pids:?}; a container left running?");
