@@ -462,6 +462,7 @@ impl Container {
                     let ownership = RootfsOwnership {
                         markers: &shifted,
                         allocator: &shared.allocator,
+                        lease: lease.token(),
                     };
                     ownership.settle(&rootfs, overlay.as_ref(), init.pid(), block)
                 };
@@ -978,8 +979,10 @@ fn overlay_root(rootfs: &Path) -> Option<eci_mount::mountinfo::OverlayRoot> {
 struct RootfsOwnership<'a> {
     /// Where the shift fallback records what it did.
     markers: &'a Path,
-    /// Whose blocks are live: a rootfs a running container owns is never shifted from it.
+    /// Whose leases are live: a rootfs a running container was given is never shifted from it.
     allocator: &'a eci_idmap::Allocator,
+    /// This container's lease (its token).
+    lease: u64,
 }
 
 impl RootfsOwnership<'_> {
@@ -1021,23 +1024,20 @@ impl RootfsOwnership<'_> {
                 return Ok(ROOTFS_LAYERS);
             }
         }
-        let shifted = eci_idmap::shift::shift_rootfs(self.markers, rootfs, block, |base| {
-            self.owned_by_a_live_container(base)
-        })?;
+        let live = |token| self.lease_is_live(token);
+        let shifted =
+            eci_idmap::shift::shift_rootfs(self.markers, rootfs, block, self.lease, live)?;
         tracing::info!(rootfs = %rootfs.display(), ?shifted, "the rootfs cannot be idmapped; its owners were shifted");
         Ok(0)
     }
 
-    /// Whether a live container's block starts at host ID `base`; `true` if the leases cannot
-    /// be read (a shift is refused rather than done on doubt).
-    fn owned_by_a_live_container(&self, base: u32) -> bool {
-        let pool = self.allocator.pool();
+    /// Whether the lease with `token` has a live holder; `true` if the leases cannot be read
+    /// (a shift is refused rather than done on doubt).
+    fn lease_is_live(&self, token: u64) -> bool {
         self.allocator.leases().map_or(true, |leases| {
-            leases.iter().any(|lease| {
-                pool.block(lease.index)
-                    .is_some_and(|b| b.host_start() == base)
-                    && lease.holders.iter().any(Holder::is_alive)
-            })
+            leases
+                .iter()
+                .any(|lease| lease.token == token && lease.holders.iter().any(Holder::is_alive))
         })
     }
 }

@@ -288,6 +288,11 @@ impl Lease {
         self.block
     }
 
+    /// What tells this lease from every other of the same block (see [`LeaseRecord::token`]).
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
     /// The block's index in the pool.
     pub fn index(&self) -> u32 {
         self.index

@@ -12,9 +12,9 @@
 //! path twice: each entry is opened (O_PATH, never following a symlink) through its directory's
 //! descriptor, and its owner and mode are changed through that descriptor, so a name swapped for
 //! a symlink meanwhile reaches nothing outside. Only the rootfs's own mount is walked (compared
-//! by mount ID, so a bind mount of the same filesystem is not), and a rootfs whose old owners
-//! are the IDs of a live container is refused: the shift would take its files from it, and it
-//! could race the walk.
+//! by mount ID, so a bind mount of the same filesystem is not), and a rootfs that a live
+//! container was given (the marker names the lease it was shifted or kept for) is refused: the
+//! shift would take its files from it, and it could race the walk.
 
 use std::collections::HashSet;
 use std::ffi::CStr;
@@ -60,64 +60,97 @@ fn marker_path(marker_dir: &Path, rootfs: &Path) -> PathBuf {
     let name: String = if bytes.len() * 2 <= 254 {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     } else {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        bytes.hash(&mut hasher);
-        format!("long-{:016x}-{}", hasher.finish(), bytes.len())
+        // FNV-1a: fixed, unlike the standard library's hasher, so a marker is found again by
+        // a runtime built with another toolchain.
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("long-{hash:016x}-{}", bytes.len())
     };
     marker_dir.join(name)
 }
 
-fn read_bases(marker: &Path) -> Result<Vec<u32>, ShiftError> {
-    match std::fs::read_to_string(marker) {
-        Ok(text) => text
-            .split_whitespace()
-            .map(|b| {
-                b.parse().map_err(|_| {
-                    err("reading the marker", marker)(std::io::ErrorKind::InvalidData.into())
-                })
-            })
-            .collect(),
-        // Never shifted: the image's own IDs, 0 upwards.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![0]),
-        Err(e) => Err(err("reading the marker", marker)(e)),
-    }
+/// What a marker records: the bases the tree's owners may be in, and the lease the rootfs was
+/// last shifted or kept for (markers written before there was one name none).
+struct Marker {
+    bases: Vec<u32>,
+    lease: Option<u64>,
 }
 
-fn write_bases(marker: &Path, bases: &[u32]) -> Result<(), ShiftError> {
-    let text: Vec<String> = bases.iter().map(u32::to_string).collect();
+fn read_marker(marker: &Path) -> Result<Marker, ShiftError> {
+    let invalid = || err("reading the marker", marker)(std::io::ErrorKind::InvalidData.into());
+    let text = match std::fs::read_to_string(marker) {
+        Ok(text) => text,
+        // Never shifted: the image's own IDs, 0 upwards.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Marker {
+                bases: vec![0],
+                lease: None,
+            })
+        }
+        Err(e) => return Err(err("reading the marker", marker)(e)),
+    };
+    let mut lines = text.lines();
+    let bases = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|b| b.parse().map_err(|_| invalid()))
+        .collect::<Result<Vec<u32>, _>>()?;
+    let lease = match lines.next().map(|l| l.strip_prefix("lease ")) {
+        None => None,
+        Some(Some(token)) => Some(token.trim().parse().map_err(|_| invalid())?),
+        Some(None) => return Err(invalid()),
+    };
+    Ok(Marker { bases, lease })
+}
+
+fn write_marker(marker: &Path, bases: &[u32], lease: Option<u64>) -> Result<(), ShiftError> {
+    let mut text = bases
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(lease) = lease {
+        text.push_str(&format!("\nlease {lease}"));
+    }
     let tmp = marker.with_extension("tmp");
-    std::fs::write(&tmp, text.join(" ")).map_err(err("writing the marker", &tmp))?;
+    std::fs::write(&tmp, text).map_err(err("writing the marker", &tmp))?;
     std::fs::rename(&tmp, marker).map_err(err("writing the marker", marker))
 }
 
-/// Makes `rootfs` owned by `block` on disk (see the module documentation). `in_use` says
-/// whether a live container owns the block that starts at a host ID: a rootfs still owned by
-/// one is refused.
+/// Makes `rootfs` owned by `block` on disk (see the module documentation), for the lease
+/// `lease` (its token). `in_use` says whether the lease with a given token has a live holder:
+/// a rootfs shifted or kept for a live one is refused.
 ///
 /// ```no_run
 /// use eci_idmap::shift::shift_rootfs;
 /// use eci_policy::ids::IdBlock;
 /// let block = IdBlock::new(1 << 28, 65536).unwrap();
 /// let markers = "/run/eci/idmap/shifted".as_ref();
-/// shift_rootfs(markers, "/srv/images/alpine".as_ref(), block, |_base| false)?;
+/// shift_rootfs(markers, "/srv/images/alpine".as_ref(), block, 7, |_token| false)?;
 /// # Ok::<(), eci_idmap::shift::ShiftError>(())
 /// ```
 pub fn shift_rootfs(
     marker_dir: &Path,
     rootfs: &Path,
     block: IdBlock,
-    in_use: impl Fn(u32) -> bool,
+    lease: u64,
+    in_use: impl Fn(u64) -> bool,
 ) -> Result<Shifted, ShiftError> {
     std::fs::create_dir_all(marker_dir).map_err(err("creating", marker_dir))?;
     let marker = marker_path(marker_dir, rootfs);
     let target = block.host_start();
-    let mut bases = read_bases(&marker)?;
+    let Marker { bases, lease: last } = read_marker(&marker)?;
     if bases == [target] {
+        // The same block again (the lowest free one, after the last container ended): kept,
+        // and now this lease's.
+        if last != Some(lease) {
+            write_marker(&marker, &bases, Some(lease))?;
+        }
         return Ok(Shifted::Already);
     }
-    let old: Vec<u32> = bases.iter().copied().filter(|b| *b != target).collect();
-    if old.iter().any(|base| *base != 0 && in_use(*base)) {
+    if last.is_some_and(|token| token != lease && in_use(token)) {
         let busy = std::io::Error::new(
             std::io::ErrorKind::ResourceBusy,
             "a running container owns it (two containers cannot share a rootfs that has to be \
@@ -125,12 +158,13 @@ pub fn shift_rootfs(
         );
         return Err(err("checking who owns it", rootfs)(busy));
     }
+    let old: Vec<u32> = bases.iter().copied().filter(|b| *b != target).collect();
     let root = open_path(libc::AT_FDCWD, &cstring(rootfs)?, libc::O_DIRECTORY)
         .map_err(err("opening", rootfs))?;
     let mount = stat(&root).map_err(err("reading", rootfs))?.stx_mnt_id;
-    bases = old.clone();
-    bases.push(target);
-    write_bases(&marker, &bases)?;
+    let mut walking = old.clone();
+    walking.push(target);
+    write_marker(&marker, &walking, Some(lease))?;
     let mut walk = Walk {
         old,
         block,
@@ -139,7 +173,7 @@ pub fn shift_rootfs(
         moved: 0,
     };
     walk.visit(root, rootfs, 0)?;
-    write_bases(&marker, &[target])?;
+    write_marker(&marker, &[target], Some(lease))?;
     Ok(Shifted::Moved(walk.moved))
 }
 
@@ -148,8 +182,9 @@ fn cstring(path: &Path) -> Result<std::ffi::CString, ShiftError> {
         .map_err(|_| err("naming", path)(std::io::ErrorKind::InvalidInput.into()))
 }
 
-/// Deepest directory the walk goes into: deeper trees are refused, not walked unbounded.
-const MAX_DEPTH: usize = 4096;
+/// Deepest directory the walk goes into: it holds a descriptor for each level, and deeper
+/// trees are refused rather than left to run the runtime out of descriptors.
+const MAX_DEPTH: usize = 256;
 
 struct Walk {
     old: Vec<u32>,
@@ -319,7 +354,7 @@ mod tests {
 
         let first = IdBlock::new(1 << 28, 65536).unwrap();
         assert!(
-            matches!(shift_rootfs(&markers, &root, first, |_| false).unwrap(), Shifted::Moved(n) if n >= 4)
+            matches!(shift_rootfs(&markers, &root, first, 1, |_| false).unwrap(), Shifted::Moved(n) if n >= 4)
         );
         let tool = std::fs::metadata(root.join("bin/tool")).unwrap();
         assert_eq!((tool.uid(), tool.gid()), (1 << 28, (1 << 28) + 5));
@@ -343,7 +378,7 @@ mod tests {
             .unwrap()
             .ctime_nsec();
         assert_eq!(
-            shift_rootfs(&markers, &root, first, |_| false).unwrap(),
+            shift_rootfs(&markers, &root, first, 1, |_| false).unwrap(),
             Shifted::Already
         );
         assert_eq!(
@@ -355,7 +390,7 @@ mod tests {
         );
 
         let second = IdBlock::new(1 << 29, 65536).unwrap();
-        shift_rootfs(&markers, &root, second, |_| false).unwrap();
+        shift_rootfs(&markers, &root, second, 2, |_| false).unwrap();
         assert_eq!(
             std::fs::metadata(root.join("bin/tool")).unwrap().uid(),
             1 << 29
@@ -375,7 +410,7 @@ mod tests {
         // A bind mount of the same filesystem: the same device, another mount.
         let bound = Bind::mount(&outside, &root.join("mnt"));
         let block = IdBlock::new(1 << 28, 65536).unwrap();
-        shift_rootfs(&markers, &root, block, |_| false).unwrap();
+        shift_rootfs(&markers, &root, block, 1, |_| false).unwrap();
         drop(bound);
         let secret = std::fs::metadata(outside.join("secret")).unwrap();
         assert_eq!(
@@ -394,9 +429,9 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("file"), b"").unwrap();
         let first = IdBlock::new(1 << 28, 65536).unwrap();
-        shift_rootfs(&markers, &root, first, |_| false).unwrap();
+        shift_rootfs(&markers, &root, first, 1, |_| false).unwrap();
         let second = IdBlock::new(1 << 29, 65536).unwrap();
-        let busy = shift_rootfs(&markers, &root, second, |base| base == 1 << 28).unwrap_err();
+        let busy = shift_rootfs(&markers, &root, second, 2, |token| token == 1).unwrap_err();
         assert_eq!(
             busy.source.kind(),
             std::io::ErrorKind::ResourceBusy,
@@ -404,8 +439,30 @@ mod tests {
         );
         assert_eq!(std::fs::metadata(root.join("file")).unwrap().uid(), 1 << 28);
         // Once that container is gone, the next one gets it.
-        shift_rootfs(&markers, &root, second, |_| false).unwrap();
+        shift_rootfs(&markers, &root, second, 2, |_| false).unwrap();
         assert_eq!(std::fs::metadata(root.join("file")).unwrap().uid(), 1 << 29);
+    }
+
+    #[test]
+    fn only_the_lease_a_rootfs_was_shifted_for_holds_it() {
+        // Blocks are reused: the block a rootfs was shifted into may belong to another
+        // container on another rootfs by now, and that one does not hold this rootfs.
+        let dir = tempfile::tempdir().unwrap();
+        let (root, markers) = (dir.path().join("rootfs"), dir.path().join("markers"));
+        std::fs::create_dir_all(&root).unwrap();
+        let first = IdBlock::new(1 << 28, 65536).unwrap();
+        shift_rootfs(&markers, &root, first, 1, |_| false).unwrap();
+        // Lease 1 ended; lease 3 holds the same block for another rootfs.
+        let second = IdBlock::new(1 << 29, 65536).unwrap();
+        shift_rootfs(&markers, &root, second, 2, |token| token == 3).unwrap();
+        assert_eq!(std::fs::metadata(&root).unwrap().uid(), 1 << 29);
+        // Kept for the next lease of the same block: that lease holds it from then on.
+        assert_eq!(
+            shift_rootfs(&markers, &root, second, 4, |_| false).unwrap(),
+            Shifted::Already
+        );
+        let busy = shift_rootfs(&markers, &root, first, 5, |token| token == 4).unwrap_err();
+        assert_eq!(busy.source.kind(), std::io::ErrorKind::ResourceBusy);
     }
 
     #[test]
@@ -418,9 +475,9 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         let markers = dir.path().join("markers");
         let block = IdBlock::new(1 << 28, 65536).unwrap();
-        shift_rootfs(&markers, &root, block, |_| false).unwrap();
+        shift_rootfs(&markers, &root, block, 1, |_| false).unwrap();
         assert_eq!(
-            shift_rootfs(&markers, &root, block, |_| false).unwrap(),
+            shift_rootfs(&markers, &root, block, 1, |_| false).unwrap(),
             Shifted::Already
         );
     }
