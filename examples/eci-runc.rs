@@ -449,9 +449,11 @@ fn make_container_dir(ctx: &Ctx, id: &str) -> Result<ContainerDir, Error> {
     Ok(ContainerDir::existing(dir)?)
 }
 
-/// A container's directory, known by its device and inode: removing it never removes another.
-/// A `delete` may remove the directory of a `run` in the foreground while that `run` ends, and
-/// a new container of the same ID may make it again at once.
+/// A container's directory, known by its device and inode, so that removing it does not remove
+/// another made since: a `delete` may remove the directory of a `run` in the foreground while
+/// that `run` ends, and a new container of the same ID may make it again at once. (A new
+/// directory given the same inode number, or one made between the check and the removal, is
+/// not told apart: a narrow window, between two commands on the same ID.)
 struct ContainerDir {
     path: PathBuf,
     identity: (u64, u64),

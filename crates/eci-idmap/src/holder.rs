@@ -30,8 +30,10 @@ impl Holder {
 
     /// True while the same process (same pid and start time) exists, and whenever that cannot
     /// be told: only a process that is gone (no /proc entry) or a pid that another process has
-    /// taken since counts as dead. A failed read (out of descriptors, a /proc that hides it)
-    /// must never release a live container's IDs to another.
+    /// taken since counts as dead. A failed read (out of descriptors or memory, no permission)
+    /// must never release a live container's IDs to another. (A /proc that hides processes
+    /// from the runtime, hidepid=2 for a runtime that is not root, answers ENOENT: that reads
+    /// as gone, and such a setup cannot share leases.)
     pub fn is_alive(&self) -> bool {
         alive_by(start_time(self.pid), self.start_time)
     }

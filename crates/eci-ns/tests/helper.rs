@@ -64,6 +64,7 @@ fn a_killed_child_stuck_in_the_kernel_does_not_hold_up_its_killer() {
     );
     let dir = freezer.join(format!("eci-test-reap-{}", std::process::id()));
     std::fs::create_dir(&dir).unwrap();
+    let frozen_group = FreezerGroup(dir.clone());
     // SAFETY: the child only calls close_range and pause, which are async-signal-safe.
     let pid = match unsafe { eci_ns::sys::fork() }.unwrap() {
         eci_ns::sys::Forked::Child => {
@@ -102,6 +103,30 @@ fn a_killed_child_stuck_in_the_kernel_does_not_hold_up_its_killer() {
         std::thread::sleep(Duration::from_millis(10));
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
     });
-    let _ = std::fs::remove_dir(&dir);
+    drop(frozen_group);
     assert!(reaped, "reaped once it could die");
+}
+
+/// A freezer cgroup, thawed and removed however the test ends (a frozen child would otherwise
+/// stay, unkillable, with its directory).
+struct FreezerGroup(std::path::PathBuf);
+
+impl Drop for FreezerGroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("freezer.state"), "THAWED");
+        let procs = std::fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill takes plain integers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
