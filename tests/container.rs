@@ -89,6 +89,67 @@ fn a_read_only_bind_cannot_be_made_writable() {
 }
 
 #[test]
+fn host_mounts_under_a_bind_are_never_writable_as_host_root() {
+    // Docker's `-v DIR:DIR:ro` is a recursive read-only bind: read-only on top, while mounts the
+    // host has under DIR come along as they are. A bind idmapped with its submounts let
+    // container root write a host root's file on such a submount (it read as its own).
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let c = |p: &std::path::Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let target = c(&sub);
+    // SAFETY: NUL-terminated strings.
+    let mounted = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"size=1m,mode=755".as_ptr().cast(),
+        )
+    };
+    assert_eq!(mounted, 0, "{}", std::io::Error::last_os_error());
+    struct Unmount(std::ffi::CString);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    let _unmount = Unmount(target);
+    std::fs::write(sub.join("file"), "host\n").unwrap();
+    let source = dir.path().to_path_buf();
+    let mut c = create_with(
+        "bind-submounts",
+        &[
+            "sh",
+            "-c",
+            "(echo container > /h/sub/file) 2>/dev/null; echo $?; \
+             touch /h/sub/new 2>/dev/null; echo $?",
+        ],
+        |spec| {
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            let mut bind = eci::oci_spec::runtime::Mount::default();
+            bind.set_destination("/h".into());
+            bind.set_typ(Some("bind".into()));
+            bind.set_source(Some(source));
+            bind.set_options(Some(vec!["rbind".into(), "ro".into()]));
+            mounts.push(bind);
+            spec.set_mounts(Some(mounts));
+        },
+    );
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    let codes: Vec<&str> = out.lines().collect();
+    assert!(
+        codes.len() == 2 && codes.iter().all(|c| *c != "0"),
+        "both refused: {out}"
+    );
+    assert_eq!(std::fs::read_to_string(sub.join("file")).unwrap(), "host\n");
+    assert!(!sub.join("new").exists());
+}
+
+#[test]
 fn masks_cannot_be_removed() {
     // Every default mask that exists on this kernel (/proc/kcore only with CONFIG_PROC_KCORE).
     let masked: Vec<&str> = eci::eci_policy::settings::DEFAULT_MASKED_PATHS

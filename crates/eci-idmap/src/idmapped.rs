@@ -8,8 +8,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use eci_ns::sys::{self, check, Errno, FsContext, MountAttr, SysResult, MOUNT_ATTR_IDMAP};
 
-/// A detached copy of the mount tree at `source` (any fd naming it, O_PATH is enough),
-/// idmapped through the user namespace `userns`. Dropping it unmounts the copy.
+/// A detached copy of the mount at `source` (any fd naming it, O_PATH is enough), idmapped
+/// through the user namespace `userns`; with `recursive`, the mounts under it come along, as
+/// they are. Dropping it unmounts the copy.
+///
+/// Only the top mount is idmapped, as runc's `idmap` option does. Mounts the host has under a
+/// bound directory are the host's: idmapped, a host root's files on them would read as the
+/// container root's own, and a writable one (under a read-only bind, whose flag covers only
+/// the top) would take writes as host root. Left as they are, their owners stay unmapped.
 pub fn idmapped_copy(
     source: BorrowedFd<'_>,
     recursive: bool,
@@ -26,7 +32,7 @@ pub fn idmapped_copy(
         userns_fd: userns.as_raw_fd() as u64,
         ..MountAttr::default()
     };
-    sys::mount_setattr(tree.as_raw_fd(), recursive, &attr)?;
+    sys::mount_setattr(tree.as_raw_fd(), false, &attr)?;
     Ok(tree)
 }
 
