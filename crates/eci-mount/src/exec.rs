@@ -208,7 +208,10 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
                     BorrowedFd::borrow_raw(userns),
                 )
             };
-            let tree = idmapped::idmapped_copy(source, *recursive, userns)?;
+            let tree = match idmap {
+                Idmap::RequiredWithSubmounts => idmapped::idmapped_tree(source, userns)?,
+                _ => idmapped::idmapped_copy(source, *recursive, userns)?,
+            };
             return Ok(Fd(std::os::fd::IntoRawFd::into_raw_fd(tree)));
         }
         let rec = if *recursive {
@@ -464,7 +467,11 @@ fn bind_host_path(
                 BorrowedFd::borrow_raw(userns),
             )
         };
-        match idmapped::idmapped_copy(source_fd, recursive, userns) {
+        let copied = match idmap {
+            Idmap::RequiredWithSubmounts => idmapped::idmapped_tree(source_fd, userns),
+            _ => idmapped::idmapped_copy(source_fd, recursive, userns),
+        };
+        match copied {
             Ok(tree) => return attach_with_flags(tree.as_raw_fd(), target.0, flags),
             Err(errno) if idmap == Idmap::Try && idmapped::unsupported(errno) => {}
             Err(errno) => return Err(errno),
@@ -711,7 +718,7 @@ impl MountPlan {
             matches!(
                 s,
                 Step::Mount {
-                    idmap: Idmap::Try | Idmap::Required,
+                    idmap: Idmap::Try | Idmap::Required | Idmap::RequiredWithSubmounts,
                     ..
                 }
             )

@@ -17,6 +17,8 @@ pub struct MountOptions {
     pub recursive: bool,
     /// An idmapped bind (`idmap` or `ridmap`): files appear with container-relative owners.
     pub idmap: bool,
+    /// `ridmap`: the mounts under the bind are idmapped too (with `idmap`, only its own).
+    pub idmap_submounts: bool,
     /// Filesystem-specific options, comma-separated, in the given order.
     pub data: String,
 }
@@ -68,7 +70,11 @@ pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<MountOptions, OptionError> {
                 out.bind = true;
                 out.recursive = true;
             }
-            "idmap" | "ridmap" => out.idmap = true,
+            "idmap" => out.idmap = true,
+            "ridmap" => {
+                out.idmap = true;
+                out.idmap_submounts = true;
+            }
             // runc's own extension; a tmpfs here starts empty.
             "tmpcopyup" => {}
             _ => data.push(word),
@@ -177,5 +183,7 @@ mod tests {
     fn idmap_is_a_request_not_data() {
         let opts = parse(&["rbind", "ridmap"]).unwrap();
         assert!(opts.idmap && opts.bind && opts.recursive && opts.data.is_empty());
+        assert!(opts.idmap_submounts);
+        assert!(!parse(&["rbind", "idmap"]).unwrap().idmap_submounts);
     }
 }

@@ -84,8 +84,11 @@ pub enum Idmap {
     /// Idmapped if the filesystem supports it, plain otherwise (read-only host binds, where
     /// nothing can be created: host root's files show as root inside).
     Try,
-    /// Idmapped or an error (the spec's `idmap` option).
+    /// Idmapped or an error (the spec's `idmap` option). Only the bind's own mount: mounts
+    /// under it come along as they are.
     Required,
+    /// Idmapped with every mount under it, or an error (the spec's `ridmap` option).
+    RequiredWithSubmounts,
 }
 
 /// Where a mount's source comes from.
@@ -414,7 +417,7 @@ impl MountPlan {
             let under_locked = LOCKED.iter().any(|p| dest.display.starts_with(p));
             if *flags & libc::MS_RDONLY == 0
                 || under_locked
-                || *idmap == Idmap::Required
+                || matches!(idmap, Idmap::Required | Idmap::RequiredWithSubmounts)
                 || !eligible.contains(&dest.display)
             {
                 continue;
@@ -476,7 +479,7 @@ impl MountPlan {
                 && !ALWAYS_LOCKED.iter().any(|p| own.starts_with(p))
                 && *flags & !DETACHABLE_FLAGS == 0
                 && *propagation & shared == 0
-                && *idmap != Idmap::Required
+                && !matches!(idmap, Idmap::Required | Idmap::RequiredWithSubmounts)
             {
                 self.detached.push(index);
             }
@@ -681,7 +684,9 @@ fn plan_bind(
     // Never the runtime's own files: their server gives them the container's owners, and FUSE
     // refuses an idmap it was not told to allow; each refused try dissolves a detached copy,
     // which waits for an RCU grace period.
-    let idmap = if opts.idmap {
+    let idmap = if opts.idmap_submounts {
+        Idmap::RequiredWithSubmounts
+    } else if opts.idmap {
         Idmap::Required
     } else if opts.flags & libc::MS_RDONLY != 0 && !served {
         Idmap::Try
@@ -948,6 +953,31 @@ mod tests {
         assert_eq!(read_only(3), (true, Idmap::Required));
         assert_eq!(read_only(4), (true, Idmap::Try));
         assert_eq!(read_only(5), (true, Idmap::Try));
+    }
+
+    #[test]
+    fn idmap_covers_the_bind_alone_and_ridmap_the_mounts_under_it() {
+        let root = tempfile::tempdir().unwrap();
+        let mounts = [
+            bind("/top", "rbind,idmap"),
+            bind("/all", "rbind,ridmap"),
+            bind("/ro", "rbind,ro"),
+        ];
+        let spec = spec_with(root.path(), false, &mounts, "{}");
+        let block = IdBlock::new(1 << 28, 65536).unwrap();
+        let plan = MountPlan::from_spec(&spec, root.path(), block).unwrap();
+        let idmaps: Vec<Idmap> = plan
+            .steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Mount { idmap, .. } => Some(*idmap),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            idmaps,
+            [Idmap::Required, Idmap::RequiredWithSubmounts, Idmap::Try]
+        );
     }
 
     #[test]
