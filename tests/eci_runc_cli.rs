@@ -112,6 +112,11 @@ fn read_pid(file: &Path) -> i32 {
 }
 
 impl Setup {
+    /// Container `id`'s directory under the runtime root.
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.path().join("root").join(id)
+    }
+
     /// The root's virtual files daemon's directory.
     fn virtd(&self) -> PathBuf {
         self.dir.path().join("root/.eci/virtd")
@@ -207,10 +212,7 @@ fn a_create_whose_pid_file_cannot_be_written_leaves_nothing() {
     assert!(!create.status.success());
     let stderr = String::from_utf8_lossy(&create.stderr);
     assert!(stderr.contains("pid file"), "{stderr}");
-    assert!(
-        !Path::new(&setup.dir.path().join("root").join(id)).exists(),
-        "no state left"
-    );
+    assert!(!setup.container_dir(id).exists(), "no state left");
     let list = setup.runc(&["list", "--quiet"]);
     assert_eq!(String::from_utf8_lossy(&list.stdout), "");
     // The monitor, which would hold the container, is gone with it.
@@ -365,10 +367,7 @@ fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
         Some(7),
         "the init's trap ran"
     );
-    assert!(
-        !setup.dir.path().join("root").join(id).exists(),
-        "no state left"
-    );
+    assert!(!setup.container_dir(id).exists(), "no state left");
 
     // A container that cannot start: the error on stderr, and nothing left either.
     setup.edit_spec(|spec| spec["process"]["args"] = serde_json::json!(["/no/such/program"]));
@@ -376,10 +375,7 @@ fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
     assert_eq!(failed.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("eci-runc: "), "{stderr}");
-    assert!(
-        !setup.dir.path().join("root").join(id).exists(),
-        "no state left"
-    );
+    assert!(!setup.container_dir(id).exists(), "no state left");
     assert_eq!(
         String::from_utf8_lossy(&setup.runc(&["list", "--quiet"]).stdout),
         ""
@@ -420,7 +416,7 @@ fn a_foreground_run_and_a_delete_of_its_container_both_succeed() {
             "{}",
             String::from_utf8_lossy(&ran.stderr)
         );
-        assert!(!setup.dir.path().join("root").join(&id).exists());
+        assert!(!setup.container_dir(&id).exists());
     }
 }
 
@@ -692,7 +688,7 @@ fn delete_takes_down_a_container_whose_monitor_died() {
         forgotten,
         "the daemon no longer serves the container once its processes are gone"
     );
-    assert!(!setup.dir.path().join("root").join(id).exists());
+    assert!(!setup.container_dir(id).exists());
 }
 
 #[test]
@@ -757,7 +753,7 @@ fn delete_leaves_alone_a_cgroup_made_again_at_a_dead_containers_path() {
     let _ = std::fs::remove_dir(&pids_dir);
     assert!(delete.status.success(), "{delete:?}");
     assert!(alive, "a process of the cgroup made again was killed");
-    assert!(!setup.dir.path().join("root").join(id).exists());
+    assert!(!setup.container_dir(id).exists());
 }
 
 #[test]
@@ -939,7 +935,7 @@ fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hook /bin/false failed"), "{err}");
     assert!(
-        !setup.dir.path().join("root").join(id).exists(),
+        !setup.container_dir(id).exists(),
         "no container directory is left"
     );
     assert!(

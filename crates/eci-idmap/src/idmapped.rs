@@ -21,6 +21,24 @@ pub fn idmapped_copy(
     recursive: bool,
     userns: BorrowedFd<'_>,
 ) -> SysResult<OwnedFd> {
+    copy(source, recursive, false, userns)
+}
+
+/// A detached copy of the mount tree at `source` with every mount in it idmapped through
+/// `userns`: what the OCI `ridmap` option asks for, explicitly (see [`idmapped_copy`] for why
+/// nothing else gets it).
+pub fn idmapped_tree(source: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    copy(source, true, true, userns)
+}
+
+/// A detached copy, with its submounts if `recursive`, idmapped on top or (`idmap_all`)
+/// throughout.
+fn copy(
+    source: BorrowedFd<'_>,
+    recursive: bool,
+    idmap_all: bool,
+    userns: BorrowedFd<'_>,
+) -> SysResult<OwnedFd> {
     let rec = if recursive {
         libc::AT_RECURSIVE as u32
     } else {
@@ -32,25 +50,7 @@ pub fn idmapped_copy(
         userns_fd: userns.as_raw_fd() as u64,
         ..MountAttr::default()
     };
-    sys::mount_setattr(tree.as_raw_fd(), false, &attr)?;
-    Ok(tree)
-}
-
-/// A detached copy of the mount tree at `source` with every mount in it idmapped through
-/// `userns`: what the OCI `ridmap` option asks for, explicitly (see [`idmapped_copy`] for why
-/// nothing else gets it).
-pub fn idmapped_tree(source: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> SysResult<OwnedFd> {
-    let tree = sys::open_tree(
-        source.as_raw_fd(),
-        c"",
-        sys::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32,
-    )?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        userns_fd: userns.as_raw_fd() as u64,
-        ..MountAttr::default()
-    };
-    sys::mount_setattr(tree.as_raw_fd(), true, &attr)?;
+    sys::mount_setattr(tree.as_raw_fd(), idmap_all, &attr)?;
     Ok(tree)
 }
 

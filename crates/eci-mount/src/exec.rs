@@ -208,10 +208,7 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
                     BorrowedFd::borrow_raw(userns),
                 )
             };
-            let tree = match idmap {
-                Idmap::RequiredWithSubmounts => idmapped::idmapped_tree(source, userns)?,
-                _ => idmapped::idmapped_copy(source, *recursive, userns)?,
-            };
+            let tree = idmapped_copy_as(*idmap, source, *recursive, userns)?;
             return Ok(Fd(std::os::fd::IntoRawFd::into_raw_fd(tree)));
         }
         let rec = if *recursive {
@@ -467,17 +464,26 @@ fn bind_host_path(
                 BorrowedFd::borrow_raw(userns),
             )
         };
-        let copied = match idmap {
-            Idmap::RequiredWithSubmounts => idmapped::idmapped_tree(source_fd, userns),
-            _ => idmapped::idmapped_copy(source_fd, recursive, userns),
-        };
-        match copied {
+        match idmapped_copy_as(idmap, source_fd, recursive, userns) {
             Ok(tree) => return attach_with_flags(tree.as_raw_fd(), target.0, flags),
             Err(errno) if idmap == Idmap::Try && idmapped::unsupported(errno) => {}
             Err(errno) => return Err(errno),
         }
     }
     bind(source.0, target.0, recursive, flags)
+}
+
+/// The idmapped copy `idmap` asks for: every mount of the tree for `ridmap`, else the top one.
+fn idmapped_copy_as(
+    idmap: Idmap,
+    source: BorrowedFd<'_>,
+    recursive: bool,
+    userns: BorrowedFd<'_>,
+) -> SysResult<std::os::fd::OwnedFd> {
+    match idmap {
+        Idmap::RequiredWithSubmounts => idmapped::idmapped_tree(source, userns),
+        _ => idmapped::idmapped_copy(source, recursive, userns),
+    }
 }
 
 /// Whether a bind came with its flags ([`bind`]), or the caller must still remount it.
