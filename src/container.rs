@@ -415,6 +415,11 @@ impl Container {
         let mut mount_plan =
             MountPlan::from_spec_with_files(&mounted, &rootfs, block, &served.unwrap_or_default())?;
         let overlay = overlay_root(&rootfs);
+        let rootfs_read_only = spec
+            .root()
+            .as_ref()
+            .and_then(|root| root.readonly())
+            .unwrap_or(false);
         if let Some(root) = &overlay {
             mount_plan = mount_plan.with_overlay_root(root)?;
         }
@@ -463,6 +468,7 @@ impl Container {
                         markers: &shifted,
                         allocator: &shared.allocator,
                         lease: lease.token(),
+                        writable: !rootfs_read_only,
                     };
                     ownership.settle(&rootfs, overlay.as_ref(), init.pid(), block)
                 };
@@ -983,6 +989,8 @@ struct RootfsOwnership<'a> {
     allocator: &'a eci_idmap::Allocator,
     /// This container's lease (its token).
     lease: u64,
+    /// Whether the container may write to its rootfs.
+    writable: bool,
 }
 
 impl RootfsOwnership<'_> {
@@ -1011,6 +1019,7 @@ impl RootfsOwnership<'_> {
             )?)
         };
         if idmappable(rootfs, true)? {
+            self.refuse_if_reachable(rootfs, overlay)?;
             return Ok(ROOTFS_IDMAP);
         }
         if let Some(overlay) = overlay {
@@ -1020,6 +1029,7 @@ impl RootfsOwnership<'_> {
                 all = all && idmappable(layer, false)?;
             }
             if all {
+                self.refuse_if_reachable(rootfs, Some(overlay))?;
                 tracing::info!(rootfs = %rootfs.display(), "the overlay rootfs is rebuilt from its layers, idmapped");
                 return Ok(ROOTFS_LAYERS);
             }
@@ -1029,6 +1039,28 @@ impl RootfsOwnership<'_> {
             eci_idmap::shift::shift_rootfs(self.markers, rootfs, block, self.lease, live)?;
         tracing::info!(rootfs = %rootfs.display(), ?shifted, "the rootfs cannot be idmapped; its owners were shifted");
         Ok(0)
+    }
+
+    /// Refuses an idmapped rootfs that is writable where host users other than root can reach
+    /// it (see [`Error::ReachableRootfs`]): the rootfs, and an overlay's upper layer, where its
+    /// writes are stored.
+    fn refuse_if_reachable(
+        &self,
+        rootfs: &Path,
+        overlay: Option<&eci_mount::mountinfo::OverlayRoot>,
+    ) -> std::result::Result<(), eci_ns::spawn::PrepareError> {
+        if !self.writable {
+            return Ok(());
+        }
+        let upper = overlay
+            .and_then(|o| o.upper.as_ref())
+            .map(|(parent, upper, _)| parent.join(upper));
+        for landing in std::iter::once(rootfs.to_path_buf()).chain(upper) {
+            if eci_idmap::reach::reachable_by_others(&landing)? {
+                return Err(Box::new(Error::ReachableRootfs { path: landing }));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the lease with `token` has a live holder; `true` if the leases cannot be read
@@ -1109,7 +1141,7 @@ fn explain_spawn(err: SpawnError, plans: &Plans<'_>) -> Error {
         SpawnError::Child(failure) => explain(failure, plans),
         // The cgroup is opened and joined while the init waits: its errors are its own.
         SpawnError::Prepare(err) => match err.downcast::<Error>() {
-            Ok(err) if matches!(*err, Error::Cgroup { .. }) => *err,
+            Ok(err) if matches!(*err, Error::Cgroup { .. } | Error::ReachableRootfs { .. }) => *err,
             Ok(err) => Error::Spawn(SpawnError::Prepare(err)),
             Err(err) => Error::Spawn(SpawnError::Prepare(err)),
         },

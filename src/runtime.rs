@@ -2,6 +2,7 @@
 //! shared by every container it creates.
 
 use std::collections::HashSet;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -81,10 +82,16 @@ impl Runtime {
     /// Opens the state directory, reclaims ID blocks of containers that no longer exist, compiles
     /// the seccomp filters and starts the supervisor.
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
-        std::fs::create_dir_all(&config.state_dir).map_err(Error::io(format!(
-            "creating the state directory {}",
-            config.state_dir.display()
-        )))?;
+        // Only root may enter a state directory it makes, as runc's: rootfs and files made
+        // below it are then out of other users' reach.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.state_dir)
+            .map_err(Error::io(format!(
+                "creating the state directory {}",
+                config.state_dir.display()
+            )))?;
         let state_dir = std::fs::canonicalize(&config.state_dir).map_err(Error::io(format!(
             "resolving {}",
             config.state_dir.display()

@@ -275,3 +275,55 @@ fn a_terminal_comes_from_the_containers_devpts() {
     assert_eq!(lines.first(), Some(&"/dev/pts/0"), "{out:?}");
     assert_eq!(lines.get(1), Some(&"both-ttys"), "{out:?}");
 }
+
+#[test]
+fn a_writable_rootfs_that_host_users_can_reach_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    // An idmapped rootfs stores what the container's root creates as host root: a setuid binary
+    // made in a rootfs that host users can reach would make them root.
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    let chmod =
+        |mode| std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    let spec = |read_only| {
+        let mut spec = rootfs.spec(vec![
+            "sh".into(),
+            "-c".into(),
+            "touch /made 2>/dev/null".into(),
+        ]);
+        let mut root = spec.root().clone().unwrap();
+        root.set_readonly(Some(read_only));
+        spec.set_root(Some(root));
+        spec
+    };
+    let run = |spec| {
+        let id = common::unique_id("reach");
+        let mut container = runtime().create(eci::ContainerConfig::new(id, spec))?;
+        container.start()?;
+        let code = container.wait()?.code();
+        container.delete()?;
+        Ok::<_, eci::Error>(code)
+    };
+
+    chmod(0o755);
+    let id = common::unique_id("reach-refused");
+    let err = runtime()
+        .create(eci::ContainerConfig::new(id.clone(), spec(false)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, eci::Error::ReachableRootfs { path } if path == rootfs.path()),
+        "{err}"
+    );
+    let leases = runtime().allocator().leases().unwrap();
+    assert!(
+        leases.iter().all(|l| l.owner != id),
+        "the lease was released"
+    );
+    // Read-only, it runs (the touch fails), and so does a writable one only root can reach.
+    assert_eq!(run(spec(true)).unwrap(), 1);
+    assert!(!rootfs.path().join("made").exists());
+    chmod(0o700);
+    assert_eq!(run(spec(false)).unwrap(), 0);
+    assert!(rootfs.path().join("made").exists());
+    rootfs.remove().unwrap();
+}

@@ -27,7 +27,13 @@ fn an_overlay_rootfs_is_rebuilt_from_idmapped_layers_not_shifted() {
     // Docker's case: the overlay itself cannot be idmapped, its layers (ext4 here) can. The
     // container sees the image's owners as its own, and writes land in the upper layer with
     // the image's owners; nothing is chowned and nothing copied up.
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    // Only root may enter it, as Docker's storage: a writable rootfs other users can reach is
+    // refused.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let (lower, upper, work, merged) = (
         dir.path().join("lower"),
         dir.path().join("layer/diff"),

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -21,6 +22,12 @@ pub fn runtime() -> &'static Runtime {
         let mut policy = Policy::default();
         let probe_dir = Path::new(PROBE).parent().unwrap();
         policy.paths.share(probe_dir, true).unwrap();
+        // As the runtime makes it; a directory left by an older build may be open to others,
+        // which refuses the writable rootfs some tests make below it.
+        if let Err(e) = std::fs::set_permissions(STATE_DIR, std::fs::Permissions::from_mode(0o700))
+        {
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+        }
         Runtime::new(RuntimeConfig {
             state_dir: PathBuf::from(STATE_DIR),
             policy,

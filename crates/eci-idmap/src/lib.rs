@@ -21,6 +21,7 @@ mod holder;
 pub mod idmapped;
 mod journal;
 mod maps;
+pub mod reach;
 pub mod shift;
 pub mod subid;
 pub mod table;

@@ -6,6 +6,7 @@
 //! - [`document`]: the JSON settings document an administrator writes, parsed into a [`Policy`];
 //! - [`overrides`]: per-container overrides from OCI annotations, and the locks that forbid them;
 //! - [`paths`]: which host paths may be bind-mounted;
+//! - [`reach`]: whether host users other than root can reach a directory;
 //! - [`harden`]: turning any OCI spec into one that eci will run;
 //! - [`image`]: image references, and which images may mount the Docker socket;
 //! - [`docker_api`]: which docker command an Engine API request is, and whether it is allowed;
@@ -35,6 +36,7 @@ pub mod image;
 pub mod mount;
 pub mod overrides;
 pub mod paths;
+pub mod reach;
 pub mod settings;
 
 pub use settings::Policy;

@@ -1,0 +1,125 @@
+//! Whether host users other than root can reach a directory on this host: the syscall half of
+//! [`eci_policy::reach`], which says why it matters for a writable idmapped rootfs.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use eci_policy::reach::Ancestor;
+
+/// Whether some host user other than root may reach `dir` by its canonical path: every
+/// directory above it lets such a user through ([`Ancestor::lets_others_through`]). Another
+/// path to the same files (a bind mount of them elsewhere) is not looked for.
+///
+/// ```no_run
+/// let exposed = eci_idmap::reach::reachable_by_others("/srv/bundles/web/rootfs".as_ref())?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn reachable_by_others(dir: &Path) -> std::io::Result<bool> {
+    let dir = std::fs::canonicalize(dir)?;
+    for above in dir.ancestors().skip(1) {
+        if !ancestor(above)?.lets_others_through() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn ancestor(path: &Path) -> std::io::Result<Ancestor> {
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok(Ancestor {
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode(),
+        has_acl: has_access_acl(path)?,
+    })
+}
+
+fn has_access_acl(path: &Path) -> std::io::Result<bool> {
+    let path = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: both names are NUL-terminated; a NULL buffer of size 0 only asks for the size.
+    let size = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if size >= 0 {
+        return Ok(size > 0);
+    }
+    match std::io::Error::last_os_error() {
+        e if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(false),
+        e => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_private_directory_above_closes_everything_below() {
+        let top = tempfile::tempdir_in("/tmp").unwrap();
+        let rootfs = top.path().join("bundle/rootfs");
+        std::fs::create_dir_all(&rootfs).unwrap();
+        chmod(&top.path().join("bundle"), 0o755);
+        chmod(top.path(), 0o700);
+        assert!(!reachable_by_others(&rootfs).unwrap());
+        // The rootfs's own mode does not count: the container may change it.
+        chmod(&rootfs, 0o700);
+        chmod(top.path(), 0o755);
+        assert!(reachable_by_others(&rootfs).unwrap());
+        // Root's group only: still closed; another group: open.
+        chmod(top.path(), 0o710);
+        assert!(!reachable_by_others(&rootfs).unwrap());
+        std::os::unix::fs::chown(top.path(), None, Some(100)).unwrap();
+        assert!(reachable_by_others(&rootfs).unwrap());
+        // A user's own directory, however closed.
+        std::os::unix::fs::chown(top.path(), Some(1000), Some(0)).unwrap();
+        chmod(top.path(), 0o700);
+        assert!(reachable_by_others(&rootfs).unwrap());
+    }
+
+    #[test]
+    fn an_acl_counts_as_open() {
+        let top = tempfile::tempdir_in("/tmp").unwrap();
+        let rootfs = top.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        chmod(top.path(), 0o700);
+        assert!(!reachable_by_others(&rootfs).unwrap());
+        // An access ACL naming uid 1000 with r-x (the POSIX ACL xattr format, version 2).
+        let entry = |tag: u16, perm: u16, id: u32| {
+            let mut e = tag.to_le_bytes().to_vec();
+            e.extend(perm.to_le_bytes());
+            e.extend(id.to_le_bytes());
+            e
+        };
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        acl.extend(entry(0x01, 7, u32::MAX)); // owner rwx
+        acl.extend(entry(0x02, 5, 1000)); // user 1000 r-x
+        acl.extend(entry(0x04, 0, u32::MAX)); // group ---
+        acl.extend(entry(0x10, 5, u32::MAX)); // mask r-x
+        acl.extend(entry(0x20, 0, u32::MAX)); // other ---
+        let path = CString::new(top.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated names and a buffer of the given length.
+        let set = unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                c"system.posix_acl_access".as_ptr(),
+                acl.as_ptr().cast(),
+                acl.len(),
+                0,
+            )
+        };
+        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+        assert!(reachable_by_others(&rootfs).unwrap());
+    }
+}
