@@ -415,11 +415,6 @@ impl Container {
         let mut mount_plan =
             MountPlan::from_spec_with_files(&mounted, &rootfs, block, &served.unwrap_or_default())?;
         let overlay = overlay_root(&rootfs);
-        let rootfs_read_only = spec
-            .root()
-            .as_ref()
-            .and_then(|root| root.readonly())
-            .unwrap_or(false);
         if let Some(root) = &overlay {
             mount_plan = mount_plan.with_overlay_root(root)?;
         }
@@ -431,6 +426,8 @@ impl Container {
         if policy.immutability.allow_remount {
             mount_plan = mount_plan.with_remountable_read_only(&remountable_binds(&spec, &policy));
         }
+        // Asked once every setting that may leave it writable has had its say.
+        let rootfs_writable = mount_plan.root_may_become_writable();
         let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?
             .announcing_final_mounts();
         let sysctls = Sysctls::from_spec(&spec)?;
@@ -468,7 +465,7 @@ impl Container {
                         markers: &shifted,
                         allocator: &shared.allocator,
                         lease: lease.token(),
-                        writable: !rootfs_read_only,
+                        writable: rootfs_writable,
                     };
                     ownership.settle(&rootfs, overlay.as_ref(), init.pid(), block)
                 };
@@ -989,7 +986,7 @@ struct RootfsOwnership<'a> {
     allocator: &'a eci_idmap::Allocator,
     /// This container's lease (its token).
     lease: u64,
-    /// Whether the container may write to its rootfs.
+    /// Whether the container may write to its rootfs (or make it writable).
     writable: bool,
 }
 
@@ -1056,7 +1053,11 @@ impl RootfsOwnership<'_> {
             .and_then(|o| o.upper.as_ref())
             .map(|(parent, upper, _)| parent.join(upper));
         for landing in std::iter::once(rootfs.to_path_buf()).chain(upper) {
-            if eci_idmap::reach::reachable_by_others(&landing)? {
+            let reachable = eci_idmap::reach::reachable_by_others(&landing).map_err(|source| {
+                let what = format!("checking who can reach {}", landing.display());
+                Box::new(Error::Io { what, source })
+            })?;
+            if reachable {
                 return Err(Box::new(Error::ReachableRootfs { path: landing }));
             }
         }
@@ -1141,7 +1142,14 @@ fn explain_spawn(err: SpawnError, plans: &Plans<'_>) -> Error {
         SpawnError::Child(failure) => explain(failure, plans),
         // The cgroup is opened and joined while the init waits: its errors are its own.
         SpawnError::Prepare(err) => match err.downcast::<Error>() {
-            Ok(err) if matches!(*err, Error::Cgroup { .. } | Error::ReachableRootfs { .. }) => *err,
+            Ok(err)
+                if matches!(
+                    *err,
+                    Error::Cgroup { .. } | Error::ReachableRootfs { .. } | Error::Io { .. }
+                ) =>
+            {
+                *err
+            }
             Ok(err) => Error::Spawn(SpawnError::Prepare(err)),
             Err(err) => Error::Spawn(SpawnError::Prepare(err)),
         },

@@ -69,7 +69,7 @@ pub enum Error {
     /// A writable rootfs that host users other than root can reach would be idmapped: what the
     /// container's root creates there belongs to host root on disk, so a setuid binary made there
     /// would make them root.
-    #[error("rootfs {}: refused: it is writable and every directory above it lets host users other than root through; files the container's root creates there would belong to host root (a setuid binary would make them root). Keep the bundle in a directory only root can enter (mode 0700, or 0710 with root's group), or make the root read-only", path.display())]
+    #[error("{}: refused as a writable container root: host users other than root can reach it (every directory above it lets them through, or one they may move is on its path), and files the container's root creates there would belong to host root (a setuid binary would make them root). Keep the bundle in a directory only root can enter or move (mode 0700, or 0710 with root's group, in root's directories), or make the root read-only and not remountable", path.display())]
     ReachableRootfs {
         /// The directory the container's writes would land in (the rootfs, or its overlay's
         /// upper layer).

@@ -83,15 +83,25 @@ impl Runtime {
     /// the seccomp filters and starts the supervisor.
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
         // Only root may enter a state directory it makes, as runc's: rootfs and files made
-        // below it are then out of other users' reach.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.state_dir)
-            .map_err(Error::io(format!(
-                "creating the state directory {}",
-                config.state_dir.display()
-            )))?;
+        // below it are then out of other users' reach. One that exists is left as it is (it
+        // may be shared, as /tmp would be); its parents are made as mkdir -p makes them.
+        let made = config
+            .state_dir
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all);
+        let made = made.and_then(|()| {
+            match std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&config.state_dir)
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            }
+        });
+        made.map_err(Error::io(format!(
+            "creating the state directory {}",
+            config.state_dir.display()
+        )))?;
         let state_dir = std::fs::canonicalize(&config.state_dir).map_err(Error::io(format!(
             "resolving {}",
             config.state_dir.display()

@@ -319,6 +319,15 @@ fn a_writable_rootfs_that_host_users_can_reach_is_refused() {
         leases.iter().all(|l| l.owner != id),
         "the lease was released"
     );
+    // Read-only but remountable (allowRemount): the container may make it writable.
+    let mut remountable = spec(true);
+    let annotations = [("org.eci.allowRemount".to_string(), "true".to_string())];
+    remountable.set_annotations(Some(annotations.into_iter().collect()));
+    let id = common::unique_id("reach-remount");
+    let err = runtime()
+        .create(eci::ContainerConfig::new(id, remountable))
+        .unwrap_err();
+    assert!(matches!(&err, eci::Error::ReachableRootfs { .. }), "{err}");
     // Read-only, it runs (the touch fails), and so does a writable one only root can reach.
     assert_eq!(run(spec(true)).unwrap(), 1);
     assert!(!rootfs.path().join("made").exists());

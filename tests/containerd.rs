@@ -14,8 +14,12 @@ struct Containerd {
 
 impl Containerd {
     fn start() -> Containerd {
+        // Only root may enter it, as containerd's own root: the test's bundle (a writable
+        // rootfs) lives in it.
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::Builder::new()
             .prefix("eci-ctd")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in("/tmp")
             .unwrap();
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
@@ -107,6 +111,25 @@ fn ctr_runs_a_container_through_eci_runc() {
     assert_eq!((map[0], map[2]), ("0", "65536"), "{stdout}");
     assert!(map[1].parse::<u64>().unwrap() >= 65536, "{stdout}");
     assert_eq!(stdout.lines().nth(1), Some("0"));
+
+    // A writable rootfs that host users could reach is refused, and ctr says why.
+    let open = |mode| {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(mode);
+        std::fs::set_permissions(containerd.dir.path(), mode).unwrap();
+    };
+    open(0o755);
+    let out = run("--rm", "eci-ctr-reach", "true");
+    open(0o700);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        stderr.contains(
+            "refused as a writable container root: host users other than root can reach it"
+        ),
+        "{stderr}"
+    );
+    let _ = containerd.ctr(&["container", "delete", "eci-ctr-reach"]);
 
     // A detached task: ps, pause and resume, and kill --all reaching the init's children.
     let script = "trap 'echo trapped' TERM; sleep 1000 & sleep 1000 & wait; wait; sleep 1000";

@@ -27,17 +27,21 @@ fn an_overlay_rootfs_is_rebuilt_from_idmapped_layers_not_shifted() {
     // Docker's case: the overlay itself cannot be idmapped, its layers (ext4 here) can. The
     // container sees the image's owners as its own, and writes land in the upper layer with
     // the image's owners; nothing is chowned and nothing copied up.
-    // Only root may enter it, as Docker's storage: a writable rootfs other users can reach is
-    // refused.
+    // Only root may enter them, as Docker's storage: a writable rootfs other users can reach
+    // is refused. The layers have a directory of their own, to see that their upper layer
+    // (where the writes land) is checked too.
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let private = || {
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in("/var/tmp")
+            .unwrap()
+    };
+    let (dir, layers) = (private(), private());
     let (lower, upper, work, merged) = (
-        dir.path().join("lower"),
-        dir.path().join("layer/diff"),
-        dir.path().join("layer/work"),
+        layers.path().join("lower"),
+        layers.path().join("layer/diff"),
+        layers.path().join("layer/work"),
         dir.path().join("merged"),
     );
     for d in [
@@ -97,6 +101,16 @@ fn an_overlay_rootfs_is_rebuilt_from_idmapped_layers_not_shifted() {
         ..Default::default()
     };
     let id = format!("overlay-{}", std::process::id());
+    let chmod_layers = |mode| {
+        std::fs::set_permissions(layers.path(), std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    chmod_layers(0o755);
+    let refused = runtime().create(ContainerConfig::new(id.clone(), spec.clone()));
+    chmod_layers(0o700);
+    match refused {
+        Err(eci::Error::ReachableRootfs { path }) => assert_eq!(path, upper),
+        other => panic!("an upper layer others can reach: {other:?}"),
+    }
     let mut container = runtime()
         .create(ContainerConfig::new(id, spec).stdio(stdio))
         .expect("create");

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use eci_policy::reach::Ancestor;
 
-/// Whether some host user other than root may reach `dir` by its canonical path: every
-/// directory above it lets such a user through ([`Ancestor::lets_others_through`]). Another
-/// path to the same files (a bind mount of them elsewhere) is not looked for.
+/// Whether some host user other than root may reach `dir` by its canonical path, now or by
+/// moving a directory on it ([`eci_policy::reach::reachable_by_others`]). Another path to the
+/// same files (a bind mount of them elsewhere) is not looked for.
 ///
 /// ```no_run
 /// let exposed = eci_idmap::reach::reachable_by_others("/srv/bundles/web/rootfs".as_ref())?;
@@ -18,12 +18,10 @@ use eci_policy::reach::Ancestor;
 /// ```
 pub fn reachable_by_others(dir: &Path) -> std::io::Result<bool> {
     let dir = std::fs::canonicalize(dir)?;
-    for above in dir.ancestors().skip(1) {
-        if !ancestor(above)?.lets_others_through() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let ancestors = dir.ancestors().skip(1).map(ancestor);
+    Ok(eci_policy::reach::reachable_by_others(
+        ancestors.collect::<std::io::Result<Vec<_>>>()?,
+    ))
 }
 
 fn ancestor(path: &Path) -> std::io::Result<Ancestor> {
@@ -36,24 +34,25 @@ fn ancestor(path: &Path) -> std::io::Result<Ancestor> {
     })
 }
 
+/// A POSIX access ACL, or an NFSv4 one (which NFS shows for every file; its entries are not
+/// read, so such a directory counts as open).
 fn has_access_acl(path: &Path) -> std::io::Result<bool> {
     let path = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: both names are NUL-terminated; a NULL buffer of size 0 only asks for the size.
-    let size = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
-            c"system.posix_acl_access".as_ptr(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if size >= 0 {
-        return Ok(size > 0);
+    for name in [c"system.posix_acl_access", c"system.nfs4_acl"] {
+        // SAFETY: both names are NUL-terminated; a NULL buffer of size 0 only asks for the size.
+        let size =
+            unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        if size > 0 {
+            return Ok(true);
+        }
+        if size < 0 {
+            let err = std::io::Error::last_os_error();
+            if !matches!(err.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) {
+                return Err(err);
+            }
+        }
     }
-    match std::io::Error::last_os_error() {
-        e if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(false),
-        e => Err(e),
-    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -86,6 +85,13 @@ mod tests {
         std::os::unix::fs::chown(top.path(), Some(1000), Some(0)).unwrap();
         chmod(top.path(), 0o700);
         assert!(reachable_by_others(&rootfs).unwrap());
+        // A private directory inside it: its owner could swap it for one of their own.
+        let bundle = top.path().join("bundle");
+        chmod(&bundle, 0o700);
+        assert!(reachable_by_others(&rootfs).unwrap());
+        // Root's again: only root may move what is in it.
+        std::os::unix::fs::chown(top.path(), Some(0), Some(0)).unwrap();
+        assert!(!reachable_by_others(&rootfs).unwrap());
     }
 
     #[test]

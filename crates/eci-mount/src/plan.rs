@@ -487,6 +487,12 @@ impl MountPlan {
         self
     }
 
+    /// Whether the container may write to its rootfs: it is mounted writable, or read-only in a
+    /// way the container may undo ([`MountPlan::with_remountable_read_only`]).
+    pub fn root_may_become_writable(&self) -> bool {
+        !self.root_readonly || self.root_read_only_deferred
+    }
+
     /// Whether the mounter makes mounts after the init unshared its namespace.
     pub fn has_late_mounts(&self) -> bool {
         !self.detached.is_empty()
@@ -929,12 +935,17 @@ mod tests {
         let block = IdBlock::new(1 << 28, 65536).unwrap();
         let plan = MountPlan::from_spec(&spec, root.path(), block).unwrap();
         assert!(plan.root_readonly && plan.deferred_read_only.is_empty());
+        assert!(!plan.root_may_become_writable());
         let eligible: Vec<PathBuf> = ["/data", "/mapped", "/proc/x", "/dev/x"]
             .iter()
             .map(PathBuf::from)
             .collect();
         let plan = plan.with_remountable_read_only(&eligible);
         assert!(!plan.root_readonly && plan.root_read_only_deferred);
+        assert!(
+            plan.root_may_become_writable(),
+            "the container may remount it"
+        );
         assert_eq!(plan.deferred_read_only, [0], "only /data");
         let read_only = |i: usize| match &plan.steps[i] {
             Step::Mount { flags, idmap, .. } => (flags & libc::MS_RDONLY != 0, *idmap),

@@ -6,6 +6,12 @@
 //! a setuid binary made there would make root any host user who can reach it. Docker closes its
 //! own storage (0710 root:root) for the same reason (CVE-2021-41091).
 //!
+//! A directory that keeps others out protects what is below it only while no one else can move
+//! it: a user who may rename it (or any directory above it) can swap in a tree of their own
+//! between the check and the mount, which opens the path again. So every directory above the
+//! closed one must also be out of other users' hands (not writable by them, or sticky with the
+//! entry on the path owned by root, as a root-owned directory in /tmp is).
+//!
 //! ```
 //! use eci_policy::reach::Ancestor;
 //!
@@ -43,22 +49,47 @@ impl Ancestor {
             || (self.mode & GROUP_SEARCH != 0 && self.gid != 0)
             || self.has_acl
     }
+
+    /// Whether some host user other than root may rename or replace `entry`, the directory on
+    /// the path inside this one: this directory is theirs, carries an ACL, or is writable by
+    /// others or a group other than root's, unless it is sticky and root owns it and `entry`
+    /// (then only root may move `entry`).
+    pub fn lets_others_move(&self, entry: &Ancestor) -> bool {
+        const GROUP_WRITE: u32 = 0o020;
+        const OTHERS_WRITE: u32 = 0o002;
+        const STICKY: u32 = 0o1000;
+        let writable =
+            self.mode & OTHERS_WRITE != 0 || (self.mode & GROUP_WRITE != 0 && self.gid != 0);
+        let sticky_guarded = self.mode & STICKY != 0 && entry.uid == 0;
+        self.uid != 0 || self.has_acl || (writable && !sticky_guarded)
+    }
 }
 
 /// Whether a host user other than root may reach a directory whose ancestors (nearest first, up
-/// to `/`) are `ancestors`: none of them keeps such users out. Errs towards "reachable": users
-/// who can pass through each directory are not required to be the same user.
+/// to `/`) are `ancestors`, now or by moving a directory on its path: unless one of them keeps
+/// such users out and neither it nor any directory above it can be moved by them. Errs towards
+/// "reachable": users who can pass through each directory are not required to be the same.
 ///
 /// ```
 /// use eci_policy::reach::{reachable_by_others, Ancestor};
 ///
 /// let open = Ancestor { uid: 0, gid: 0, mode: 0o755, has_acl: false };
 /// let private = Ancestor { mode: 0o700, ..open };
+/// let tmp = Ancestor { mode: 0o1777, ..open };
+/// let home = Ancestor { uid: 1000, gid: 1000, mode: 0o755, has_acl: false };
 /// assert!(reachable_by_others([open, open]));
 /// assert!(!reachable_by_others([open, private, open]));
+/// assert!(!reachable_by_others([private, tmp, open])); // a root-owned 0700 directory in /tmp
+/// assert!(reachable_by_others([open, private, home, open])); // its owner may move `private`
 /// ```
 pub fn reachable_by_others(ancestors: impl IntoIterator<Item = Ancestor>) -> bool {
-    ancestors.into_iter().all(|a| a.lets_others_through())
+    let chain: Vec<Ancestor> = ancestors.into_iter().collect();
+    let guards = |closed: usize| {
+        !chain[closed].lets_others_through()
+            && (closed + 1..chain.len())
+                .all(|above| !chain[above].lets_others_move(&chain[above - 1]))
+    };
+    !(0..chain.len()).any(guards)
 }
 
 #[cfg(test)]
@@ -103,6 +134,27 @@ mod tests {
         };
         assert!(home.lets_others_through());
         assert!(reachable_by_others([]));
+        // Who may move a directory out from under the path: the writers of a directory, not
+        // of a sticky one whose entry root owns.
+        let private = root(0o700, 0);
+        assert!(root(0o777, 0).lets_others_move(&private));
+        assert!(!root(0o1777, 0).lets_others_move(&private));
+        assert!(root(0o1777, 0).lets_others_move(&home));
+        assert!(root(0o770, 100).lets_others_move(&private));
+        assert!(!root(0o770, 0).lets_others_move(&private));
+        assert!(home.lets_others_move(&private));
+        assert!(!reachable_by_others([
+            root(0o755, 0),
+            private,
+            root(0o1777, 0),
+            root(0o755, 0)
+        ]));
+        assert!(reachable_by_others([
+            root(0o755, 0),
+            private,
+            root(0o777, 0),
+            root(0o755, 0)
+        ]));
     }
 
     proptest! {
@@ -111,10 +163,9 @@ mod tests {
             a in ancestor(), extra in 0u32..0o10000
         ) {
             let closed = Ancestor { uid: 0, mode: extra & !0o011, has_acl: false, ..a };
-            let open_to_group = closed.gid != 0 && extra & 0o010 != 0;
+            let root_dir = Ancestor { uid: 0, gid: 0, mode: 0o755, has_acl: false };
             prop_assert!(!closed.lets_others_through());
-            prop_assert_eq!(Ancestor { mode: extra, ..closed }.lets_others_through(), extra & 0o001 != 0 || open_to_group);
-            prop_assert!(!reachable_by_others([a, closed, a]));
+            prop_assert!(!reachable_by_others([a, closed, root_dir]));
         }
 
         #[test]
@@ -130,12 +181,21 @@ mod tests {
         }
 
         #[test]
-        fn order_and_open_directories_do_not_change_the_verdict(
+        fn a_directory_others_may_move_guards_nothing_below_it(
+            chain in proptest::collection::vec(ancestor(), 0..8), uid in 1u32.., mode in 0u32..0o10000
+        ) {
+            // Their own directory at the top: they may move whatever closes the path below it.
+            let theirs = Ancestor { uid, gid: uid, mode, has_acl: false };
+            let with_theirs = chain.iter().copied().chain([theirs]);
+            prop_assert!(reachable_by_others(with_theirs));
+        }
+
+        #[test]
+        fn a_root_directory_on_top_changes_nothing(
             chain in proptest::collection::vec(ancestor(), 0..8)
         ) {
             let open = Ancestor { uid: 0, gid: 0, mode: 0o755, has_acl: false };
             let verdict = reachable_by_others(chain.clone());
-            prop_assert_eq!(reachable_by_others(chain.iter().rev().copied()), verdict);
             let longer = chain.iter().copied().chain([open]);
             prop_assert_eq!(reachable_by_others(longer), verdict);
         }
