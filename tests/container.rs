@@ -336,3 +336,22 @@ fn a_writable_rootfs_that_host_users_can_reach_is_refused() {
     assert!(rootfs.path().join("made").exists());
     rootfs.remove().unwrap();
 }
+
+#[test]
+fn a_uts_sysctl_changes_the_containers_names_not_the_hosts() {
+    let host = || std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
+    let before = host();
+    let (code, out) = create_with(
+        "domainname",
+        &["cat", "/proc/sys/kernel/domainname"],
+        |spec| {
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            let sysctls = [("kernel.domainname".to_string(), "eci-domain".to_string())];
+            linux.set_sysctl(Some(sysctls.into_iter().collect()));
+            spec.set_linux(Some(linux));
+        },
+    )
+    .run_to_end();
+    assert_eq!((code, out.as_str()), (0, "eci-domain\n"));
+    assert_eq!(host(), before, "the host's domain name is unchanged");
+}

@@ -416,6 +416,11 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
             failure.report_and_exit(channel);
         }
     }
+    // Host root's IDs and the container's listener, in the container's user namespace until
+    // the after-join hook changes IDs: never dumpable there (see `sys::set_undumpable`).
+    if sys::set_undumpable().is_err() {
+        fail(9);
+    }
     let joined = match spec.join_via {
         Some(ns) => sys::setns(ns, spec.join.setns_flags()).map(|()| sys::close(ns)),
         None => sys::setns(spec.target.as_raw_fd(), spec.join.setns_flags()),

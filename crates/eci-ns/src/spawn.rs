@@ -469,7 +469,9 @@ fn setup_process(
         },
         _ => sys::exit(1),
     };
-    let join = namespaces & (Namespaces::PID | Namespaces::NET | Namespaces::IPC);
+    // The namespaces the spec's sysctls live in (UTS for kernel.domainname and
+    // kernel.hostname): written from outside them, they would change the host's.
+    let join = namespaces & (Namespaces::PID | Namespaces::NET | Namespaces::IPC | Namespaces::UTS);
     if sys::setns(init_pidfd, join.setns_flags()).is_err() {
         fail(Stage::JoinNamespaces, 0);
     }
@@ -680,6 +682,11 @@ fn joining_process(
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
     sys::close(runtime_end);
+    // Until it becomes the namespace's root, the process keeps host root's IDs and every
+    // descriptor of the runtime: never dumpable in the container's reach.
+    if sys::set_undumpable().is_err() {
+        Failure::last_errno(Stage::JoinNamespaces, 2).report_and_exit(channel);
+    }
     if sys::setns(target, join.setns_flags()).is_err() {
         Failure::last_errno(Stage::JoinNamespaces, 0).report_and_exit(channel);
     }

@@ -210,6 +210,16 @@ pub fn effective_caps(pid: i32) -> SysResult<u64> {
     Ok(u64::from(data[0].effective) | u64::from(data[1].effective) << 32)
 }
 
+/// Makes the calling process undumpable, before it joins a container's user namespace with the
+/// host's root IDs: a dumpable one could then be ptraced (or its descriptors taken with
+/// pidfd_getfd) by the container's root, which has CAP_SYS_PTRACE there (CVE-2016-9962 in
+/// runc). The flag lives in the memory map, so a child forked afterwards is undumpable too;
+/// execve of the container's program sets it again. Async-signal-safe.
+pub fn set_undumpable() -> SysResult<()> {
+    // SAFETY: prctl with integer arguments only.
+    check_int(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
+}
+
 /// setns(2) with a namespace fd or a pidfd.
 pub fn setns(fd: RawFd, nstype: libc::c_int) -> SysResult<()> {
     // SAFETY: setns takes plain integers.

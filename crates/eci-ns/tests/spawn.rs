@@ -214,6 +214,15 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
 }
 
 /// CLOCK_BOOTTIME in whole seconds. Async-signal-safe.
+/// Stays until the runtime hangs up, for a process to join. Other descriptors are closed
+/// first: forked from the multithreaded test harness, the process holds copies of other tests'
+/// channels, and two such processes would each keep the other's runtime end open for ever.
+fn stay_until_hung_up(channel: &Channel) -> ! {
+    let _ = sys::close_fds_except(&[channel.raw_fd()]);
+    let _ = channel.recv();
+    sys::exit(0)
+}
+
 fn boot_seconds() -> i32 {
     let mut now = libc::timespec {
         tv_sec: 0,
@@ -234,9 +243,7 @@ fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() 
             b: 0,
             c: 0,
         });
-        // Stays until the runtime hangs up, for a process to join.
-        let _ = channel.recv();
-        sys::exit(0)
+        stay_until_hung_up(channel)
     };
     let spawned = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
@@ -414,4 +421,88 @@ fn a_process_added_later_moves_itself_into_the_cgroups_it_is_handed() {
     drop(spawned.channel);
     assert_eq!(spawned.init.wait().unwrap().code(), 0);
     std::fs::remove_dir(&dir).unwrap();
+}
+
+/// What the container's root gets trying to take descriptor 0 of `pid` (pidfd_getfd): a
+/// process forked for it joins `init`'s user namespace and becomes its root, as a process of
+/// the container is. Returns 0 on success, else the errno.
+fn container_root_takes_a_descriptor_of(init: &PidFd, pid: i32) -> i32 {
+    let userns = std::fs::File::open(format!("/proc/{}/ns/user", init.pid())).unwrap();
+    use std::os::fd::AsRawFd;
+    let userns = userns.as_raw_fd();
+    // SAFETY: the child makes only async-signal-safe syscalls and exits.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: plain syscalls with integer arguments; a NULL list is allowed.
+            let errno = unsafe {
+                if libc::setns(userns, libc::CLONE_NEWUSER) == -1
+                    || libc::setgroups(0, std::ptr::null()) == -1
+                    || libc::setresgid(0, 0, 0) == -1
+                    || libc::setresuid(0, 0, 0) == -1
+                {
+                    100
+                } else {
+                    let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+                    if pidfd < 0 {
+                        101
+                    } else if libc::syscall(libc::SYS_pidfd_getfd, pidfd, 0, 0) < 0 {
+                        *libc::__errno_location()
+                    } else {
+                        0
+                    }
+                }
+            };
+            sys::exit(errno)
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waits for the child just forked.
+            assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+            assert!(libc::WIFEXITED(status), "the attacker exited");
+            libc::WEXITSTATUS(status)
+        }
+    }
+}
+
+#[test]
+fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
+    // Until it becomes the namespace's root, a process joining a container keeps host root's
+    // IDs and the runtime's descriptors; the container's root has CAP_SYS_PTRACE in that
+    // namespace. Undumpable, it is out of reach (runc's CVE-2016-9962).
+    let setup = |_: SetupContext<'_>| Ok(());
+    let stay = |channel: &Channel| stay_until_hung_up(channel);
+    let spawned = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &stay,
+        prepare: &mut write_maps,
+        late_mounts: false,
+        boot_clock_origin: None,
+        while_mounting: None,
+    })
+    .unwrap();
+    let mut attempt = None;
+    let joined = eci_ns::spawn::spawn_into(
+        &spawned.init,
+        Namespaces::CONTAINER,
+        &stay,
+        &mut |joining: &PidFd| {
+            attempt = Some(container_root_takes_a_descriptor_of(
+                &spawned.init,
+                joining.pid(),
+            ));
+            Ok(0)
+        },
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        attempt,
+        Some(libc::EPERM),
+        "pidfd_getfd on the joining process"
+    );
+    drop(joined.channel);
+    assert_eq!(joined.init.wait().unwrap().code(), 0);
+    drop(spawned.channel);
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
 }
