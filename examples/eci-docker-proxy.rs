@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use eci::docker_proxy::DockerProxy;
+use eci::docker_proxy::{CreateRuntime, DockerProxy};
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve the Docker Engine socket with eci's commandList enforced")]
@@ -26,6 +26,10 @@ struct Args {
     /// The settings document whose dockerSocketMount.commandList applies.
     #[arg(long)]
     settings: Option<PathBuf>,
+    /// The runtime (the engine's name for eci-runc) that containers created through the proxy
+    /// run with: a create naming another is refused, one naming none gets this one.
+    #[arg(long, default_value = "eci")]
+    runtime: String,
 }
 
 fn main() -> ExitCode {
@@ -55,14 +59,18 @@ fn main() -> ExitCode {
         },
         None => eci::Policy::default(),
     };
-    let proxy =
-        match DockerProxy::start(&args.listen, &args.upstream, policy.docker_socket.commands) {
-            Ok(proxy) => proxy,
-            Err(err) => {
-                eprintln!("eci-docker-proxy: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let proxy = match DockerProxy::start(
+        &args.listen,
+        &args.upstream,
+        policy.docker_socket.commands,
+        CreateRuntime::Named(args.runtime.clone()),
+    ) {
+        Ok(proxy) => proxy,
+        Err(err) => {
+            eprintln!("eci-docker-proxy: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!(
         "eci-docker-proxy: serving {} for {}",
         proxy.path().display(),

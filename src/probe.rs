@@ -256,7 +256,13 @@ pub fn run(args: &[&str]) -> String {
             Ok(n) => race_fstype(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
         },
-        ["http", socket, method, target] => http(socket, method, target),
+        ["http", socket, method, target] => http(socket, method, target, None),
+        ["http", socket, method, target, body] => http(
+            socket,
+            method,
+            target,
+            Some(*body).filter(|b| !b.is_empty()),
+        ),
         ["bench-http", socket, target, n] => match n.parse() {
             Ok(n) => bench_http(socket, target, n),
             Err(_) => format!("usage error: {n} is not a count"),
@@ -317,15 +323,23 @@ fn bench_mount(n: usize, dir: &str) -> String {
     )
 }
 
-/// Sends one request on the Unix socket `socket` and answers with the response's status line.
-fn http(socket: &str, method: &str, target: &str) -> String {
+/// Sends one request (with a JSON `body`, if given) on the Unix socket `socket` and answers
+/// with the response's status line.
+fn http(socket: &str, method: &str, target: &str, body: Option<&str>) -> String {
     use std::io::{Read, Write};
     let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
         Ok(stream) => stream,
         Err(err) => return errno_name(&err),
     };
+    let body = body.map_or_else(String::new, |body| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    });
+    let body = if body.is_empty() { "\r\n".into() } else { body };
     let request =
-        format!("{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+        format!("{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n{body}");
     let mut response = Vec::new();
     let exchanged = stream
         .write_all(request.as_bytes())

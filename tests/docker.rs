@@ -589,7 +589,7 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
     std::fs::write(&any, settings("\"*\"", &socket)).unwrap();
     std::fs::write(&cli_only, settings("\"docker:cli\"", &socket)).unwrap();
 
-    let run = |runtime: &str, target: &str| {
+    let request = |runtime: &str, method: &str, target: &str, body: Option<&str>| {
         let out = docker.docker(&[
             "run",
             "--rm",
@@ -610,8 +610,9 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
             "/probe",
             "http",
             "/var/run/docker.sock",
-            "GET",
+            method,
             target,
+            body.unwrap_or(""),
         ]);
         (
             out.status.code().unwrap_or(-1),
@@ -619,6 +620,7 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    let run = |runtime: &str, target: &str| request(runtime, "GET", target, None);
     let (code, out, err) = run("eci-any", "/v1.41/containers/json");
     assert_eq!(
         (code, out.as_str()),
@@ -628,6 +630,18 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
     );
     let (code, out, err) = run("eci-any", "/v1.41/volumes");
     assert_eq!((code, out.as_str()), (0, "HTTP/1.1 403 Forbidden"), "{err}");
+    // A container created through the socket runs with the holder's runtime: asking for the
+    // engine's runc (no user namespace, host root) is refused, asking for none gets eci-any.
+    let create = "/v1.41/containers/create?name=made-inside";
+    let runc = r#"{"Image":"eci-busybox","HostConfig":{"Runtime":"runc","Privileged":true}}"#;
+    let (code, out, err) = request("eci-any", "POST", create, Some(runc));
+    assert_eq!((code, out.as_str()), (0, "HTTP/1.1 403 Forbidden"), "{err}");
+    let plain = r#"{"Image":"eci-busybox","Cmd":["true"]}"#;
+    let (code, out, err) = request("eci-any", "POST", create, Some(plain));
+    assert_eq!((code, out.as_str()), (0, "HTTP/1.1 201 Created"), "{err}");
+    let made = docker.docker(&["inspect", "-f", "{{.HostConfig.Runtime}}", "made-inside"]);
+    assert_eq!(String::from_utf8_lossy(&made.stdout).trim(), "eci-any");
+    assert!(docker.docker(&["rm", "made-inside"]).status.success());
     let (code, _, err) = run("eci-cli", "/v1.41/containers/json");
     assert_eq!(code, 125);
     assert!(

@@ -62,6 +62,21 @@ pub fn image_from_engine(
 }
 
 /// One GET of the engine's API, answered in JSON.
+/// The runtime (the engine's name for it) the engine's container `container_id` runs with.
+pub(super) fn runtime_of_container(socket: &Path, container_id: &str) -> Result<String> {
+    let target = format!("/containers/{}/json", percent_encode(container_id));
+    let container = engine_get(socket, &target)?;
+    match container["HostConfig"]["Runtime"].as_str() {
+        Some(runtime) if !runtime.is_empty() => Ok(runtime.to_string()),
+        _ => Err(Error::io(format!(
+            "reading the runtime of container {container_id}"
+        ))(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the engine names none",
+        ))),
+    }
+}
+
 fn engine_get(socket: &Path, target: &str) -> Result<serde_json::Value> {
     let io = |what: String| Error::io(format!("{what} (engine socket {})", socket.display()));
     // The engine answers at once unless it is busy starting (restoring its containers, say):

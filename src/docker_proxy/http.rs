@@ -132,6 +132,27 @@ pub(super) enum Framing {
     Unframed,
 }
 
+/// `head` (a request head, as received) with `body` as its body: every Content-Length it had
+/// replaced by the body's. Lines may end in LF alone (httparse takes them); they leave in CRLF.
+pub(super) fn head_with_body(head: &[u8], body: &[u8]) -> Vec<u8> {
+    const NAME: &[u8] = b"content-length:";
+    let mut out = Vec::with_capacity(head.len() + body.len() + 32);
+    let lines = head
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.is_empty());
+    for line in lines {
+        let named = line.len() >= NAME.len() && line[..NAME.len()].eq_ignore_ascii_case(NAME);
+        if !named {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
 /// What a head says, once parsed.
 pub(super) struct Head {
     /// The whole head, as received.

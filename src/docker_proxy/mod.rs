@@ -3,15 +3,18 @@
 //! allows its command, and answers the others itself with a 403 that the docker CLI prints.
 //!
 //! Requests are classified by [`eci_policy::docker_api`] from the request line alone, so a raw
-//! HTTP request to a refused endpoint is refused like the CLI command. Everything else passes
-//! byte for byte: heads, bodies (by Content-Length or chunk by chunk, so streams such as
+//! HTTP request to a refused endpoint is refused like the CLI command. One body is read as
+//! well: a container create's, which may not name another runtime nor carry eci's annotations,
+//! and gets the runtime of [`CreateRuntime`] filled in
+//! ([`eci_policy::docker_api::create`]): the engine's `runc` would run it without eci.
+//! Everything else passes byte for byte: heads, bodies (by Content-Length or chunk by chunk, so streams such as
 //! `docker events` or `logs -f` flow as they come) and, after `101 Switching Protocols` or an
 //! unframed response (`attach`, `exec` with a terminal), the raw stream both ways. A request
 //! whose framing is ambiguous (both Content-Length and chunked, two lengths, another transfer
 //! coding) is refused, so the engine cannot read a different request than the one decided.
 //!
 //! ```no_run
-//! use eci::docker_proxy::DockerProxy;
+//! use eci::docker_proxy::{CreateRuntime, DockerProxy};
 //! use eci::eci_policy::docker_api::{CommandList, CommandRule, ListKind};
 //!
 //! let deny_push = CommandList::new(
@@ -22,6 +25,7 @@
 //!     "/run/eci/web/docker.sock".as_ref(),
 //!     "/var/run/docker.sock".as_ref(),
 //!     deny_push,
+//!     CreateRuntime::Named("eci".into()),
 //! )?;
 //! // `docker -H unix:///run/eci/web/docker.sock push app` now fails with a 403.
 //! drop(proxy); // stops accepting and removes the socket
@@ -36,7 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use eci_policy::docker_api::{CommandList, Reason};
+use eci_policy::docker_api::{Api, CommandList, Reason};
 
 use crate::error::{Error, Result};
 
@@ -45,6 +49,19 @@ mod http;
 
 pub use engine::image_from_engine;
 use http::{read_request, read_response, Framing, Head, ProxyError, ProxyResult, Side};
+
+/// The largest container create body read (the engine's own requests are a few KiB).
+const MOST_CREATE_BODY: u64 = 1 << 20;
+
+/// Which runtime containers created through the proxy run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateRuntime {
+    /// This one, by the engine's name for it.
+    Named(String),
+    /// The one the engine's container with this ID runs with (the container the socket is
+    /// given to), asked of the engine at the first create.
+    OfContainer(String),
+}
 
 /// Most connections served at once; more are closed on arrival, so that a container cannot
 /// make the runtime start threads without end.
@@ -66,6 +83,9 @@ pub struct DockerProxy {
 struct Shared {
     upstream: PathBuf,
     commands: CommandList,
+    create_runtime: CreateRuntime,
+    /// The runtime's name once known.
+    runtime_name: std::sync::Mutex<Option<String>>,
     connections: AtomicUsize,
     /// Both ends of every open connection, by connection, to shut down when the proxy stops
     /// (a thread waiting on a long poll would otherwise outlive the container).
@@ -82,14 +102,33 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    fn new(upstream: &Path, commands: CommandList) -> Shared {
+    fn new(upstream: &Path, commands: CommandList, create_runtime: CreateRuntime) -> Shared {
         Shared {
             upstream: upstream.to_path_buf(),
             commands,
+            create_runtime,
+            runtime_name: Default::default(),
             connections: AtomicUsize::new(0),
             live: Default::default(),
             next_connection: Default::default(),
         }
+    }
+
+    /// The runtime a created container must run with, or why it cannot be told.
+    fn runtime_for_creates(&self) -> std::result::Result<String, String> {
+        let mut known = self
+            .runtime_name
+            .lock()
+            .map_err(|_| "a poisoned lock".to_string())?;
+        if let Some(name) = known.as_ref() {
+            return Ok(name.clone());
+        }
+        let name = match &self.create_runtime {
+            CreateRuntime::Named(name) => name.clone(),
+            CreateRuntime::OfContainer(id) => engine::runtime_of_container(&self.upstream, id)
+                .map_err(|err| format!("eci: which runtime this container runs with: {err}"))?,
+        };
+        Ok(known.insert(name).clone())
     }
 
     /// Keeps a handle of `stream` for shutting connection `id` down.
@@ -118,9 +157,15 @@ impl Drop for Slot {
 
 impl DockerProxy {
     /// Listens on `path` (an old socket there is replaced; anything else there is an error)
-    /// and passes allowed requests on to the engine socket at `upstream`. The socket is made
-    /// through its directory's descriptor, so `path` may be longer than a socket address allows.
-    pub fn start(path: &Path, upstream: &Path, commands: CommandList) -> Result<DockerProxy> {
+    /// and passes allowed requests on to the engine socket at `upstream`; containers created
+    /// through it run with `runtime`. The socket is made through its directory's descriptor, so
+    /// `path` may be longer than a socket address allows.
+    pub fn start(
+        path: &Path,
+        upstream: &Path,
+        commands: CommandList,
+        runtime: CreateRuntime,
+    ) -> Result<DockerProxy> {
         use std::os::unix::fs::FileTypeExt;
         let io = |what: &str| Error::io(format!("{what} {}", path.display()));
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
@@ -140,7 +185,7 @@ impl DockerProxy {
         let short = Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
         let listener = UnixListener::bind(short).map_err(io("listening on"))?;
         let wake = std::os::fd::OwnedFd::from(listener.try_clone().map_err(io("listening on"))?);
-        let shared = Arc::new(Shared::new(upstream, commands));
+        let shared = Arc::new(Shared::new(upstream, commands, runtime));
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
         let serving = Arc::clone(&shared);
@@ -233,9 +278,10 @@ pub(crate) fn serve_container(
                 }
                 let path = dir.join(format!("{}.sock", upstreams.len()));
                 let commands = policy.docker_socket.commands.clone();
+                let runtime = CreateRuntime::OfContainer(id.to_string());
                 served
                     .proxies
-                    .push(DockerProxy::start(&path, &source, commands)?);
+                    .push(DockerProxy::start(&path, &source, commands, runtime)?);
                 let owned =
                     std::os::unix::fs::chown(&path, Some(root), Some(root)).and_then(|()| {
                         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
@@ -300,8 +346,8 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             }
             Err(err) => return Err(err),
         };
-        let decision = eci_policy::docker_api::classify_target(&request.method, &request.target)
-            .map(|api| shared.commands.decide_endpoint(api));
+        let api = eci_policy::docker_api::classify_target(&request.method, &request.target);
+        let decision = api.map(|api| shared.commands.decide_endpoint(api));
         let allowed = decision.is_some_and(|d| d.allowed);
         if !allowed {
             let message = refusal_message(&request, decision.as_ref());
@@ -309,6 +355,25 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             refuse(&mut client.stream, 403, &message)?;
             return Ok(());
         }
+        // Before API 1.24 a start could carry a HostConfig (a runtime, binds) the engine applies.
+        let start_body = !matches!(request.framing, Framing::None | Framing::Length(0));
+        if api == Some(Api::ContainerStart) && start_body {
+            let message = "eci: a container start with a body (a HostConfig, API before 1.24)";
+            refuse(&mut client.stream, 403, message)?;
+            return Ok(());
+        }
+        let request = if api == Some(Api::ContainerCreate) {
+            match vet_create(&mut client, request, shared)? {
+                Ok(vetted) => vetted,
+                Err((status, message)) => {
+                    tracing::info!("docker proxy: {message}");
+                    refuse(&mut client.stream, status, &message)?;
+                    return Ok(());
+                }
+            }
+        } else {
+            request
+        };
         let engine = match &mut engine {
             Some(engine) => engine,
             None => {
@@ -415,6 +480,46 @@ fn refusal_message(
 
 /// Answers with `status` and Docker's error body, and closes the connection (what follows the
 /// head is not read, so nothing after it can be taken for a request).
+/// Reads a container create's body and checks it: the request to send on (its body now in
+/// its head's bytes), or the status and message to refuse it with.
+fn vet_create(
+    client: &mut Side,
+    request: Head,
+    shared: &Shared,
+) -> ProxyResult<std::result::Result<Head, (u16, String)>> {
+    let length = match request.framing {
+        Framing::None => 0,
+        Framing::Length(n) if n <= MOST_CREATE_BODY => n,
+        Framing::Length(_) => {
+            let why = format!("eci: a container create body over {MOST_CREATE_BODY} bytes");
+            return Ok(Err((400, why)));
+        }
+        Framing::Chunked | Framing::Unframed => {
+            let why = "eci: a container create body needs a Content-Length".to_string();
+            return Ok(Err((400, why)));
+        }
+    };
+    let mut body = Vec::new();
+    client.copy(length, &mut body)?;
+    if body.is_empty() {
+        body = b"{}".to_vec();
+    }
+    let runtime = match shared.runtime_for_creates() {
+        Ok(runtime) => runtime,
+        Err(why) => return Ok(Err((403, why))),
+    };
+    Ok(
+        match eci_policy::docker_api::create::vet_create_body(&body, &runtime) {
+            Ok(vetted) => Ok(Head {
+                bytes: http::head_with_body(&request.bytes, &vetted),
+                framing: Framing::None,
+                ..request
+            }),
+            Err(refusal) => Err((403, format!("eci: {refusal}"))),
+        },
+    )
+}
+
 fn refuse(client: &mut UnixStream, status: u16, message: &str) -> std::io::Result<()> {
     let body = serde_json::json!({ "message": message }).to_string();
     let reason = if status == 403 {

@@ -37,6 +37,100 @@ fn engine(path: &Path) -> Arc<std::sync::Mutex<Vec<String>>> {
     seen
 }
 
+fn eci_runtime() -> CreateRuntime {
+    CreateRuntime::Named("eci".into())
+}
+
+/// An engine that keeps the body of each request it reads (by Content-Length) and answers 201.
+fn recording_engine(path: &Path) -> Arc<std::sync::Mutex<Vec<Vec<u8>>>> {
+    let listener = UnixListener::bind(path).unwrap();
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&bodies);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut side = Side::new(stream);
+            let mut out = side.stream.try_clone().unwrap();
+            while let Ok(Some(head)) = read_request(&mut side) {
+                let mut body = Vec::new();
+                if let Framing::Length(n) = head.framing {
+                    side.copy(n, &mut body).unwrap();
+                }
+                record.lock().unwrap().push(body);
+                let answer = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}";
+                if out.write_all(answer).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    bodies
+}
+
+#[test]
+fn a_create_runs_with_the_holders_runtime_or_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let bodies = recording_engine(&upstream);
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        CommandList::default(),
+        eci_runtime(),
+    ));
+    let create = |head_end: &str, body: &str| {
+        let request = format!(
+            "POST /v1.43/containers/create?name=x HTTP/1.1{head_end}Host: d{head_end}\
+             Content-Length: {}{head_end}Connection: close{head_end}{head_end}{body}",
+            body.len()
+        );
+        let back = exchange(&shared, request.as_bytes());
+        let back = String::from_utf8_lossy(&back).to_string();
+        back.lines().next().unwrap_or_default().to_string()
+    };
+    // Filled in, with lines ending in CRLF or (as httparse allows) LF.
+    for head_end in ["\r\n", "\n"] {
+        let status = create(
+            head_end,
+            r#"{"Image":"a","HostConfig":{"Privileged":true}}"#,
+        );
+        assert_eq!(status, "HTTP/1.1 201 Created");
+        let sent = bodies
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("the engine got the create");
+        let sent: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+        assert_eq!(sent["HostConfig"]["Runtime"], "eci");
+        assert_eq!(sent["HostConfig"]["Privileged"], true);
+    }
+    // Another runtime, eci's annotations, a chunked body: refused before the engine.
+    let runc = create("\r\n", r#"{"Image":"a","HostConfig":{"Runtime":"runc"}}"#);
+    assert_eq!(runc, "HTTP/1.1 403 Forbidden");
+    let relaxed = r#"{"HostConfig":{"Annotations":{"org.eci.allowUnmount":"true"}}}"#;
+    assert_eq!(create("\r\n", relaxed), "HTTP/1.1 403 Forbidden");
+    let chunked = "POST /v1.43/containers/create HTTP/1.1\r\nHost: d\r\n\
+                   Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    let back = exchange(&shared, chunked.as_bytes());
+    assert!(String::from_utf8_lossy(&back).starts_with("HTTP/1.1 400 Bad Request"));
+    let start = "POST /v1.23/containers/x/start HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\n\r\n{}";
+    let back = exchange(&shared, start.as_bytes());
+    assert!(String::from_utf8_lossy(&back).starts_with("HTTP/1.1 403 Forbidden"));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(
+        bodies.lock().unwrap().is_empty(),
+        "nothing refused reached the engine"
+    );
+}
+
+#[test]
+fn a_head_gets_its_new_body_and_length() {
+    let head = b"POST /c HTTP/1.1\r\nHost: d\r\ncontent-LENGTH: 2\r\nX: y\r\n\r\n";
+    let rebuilt = head_with_body(head, b"{\"a\":1}");
+    assert_eq!(
+        String::from_utf8(rebuilt).unwrap(),
+        "POST /c HTTP/1.1\r\nHost: d\r\nX: y\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
+    );
+}
+
 fn deny_volumes_and_push() -> CommandList {
     let rules = ["volume*", "push"]
         .map(|r| (r.to_string(), CommandRule::parse(r).unwrap()))
@@ -103,7 +197,11 @@ fn requests_the_engine_could_read_otherwise_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
     let seen = engine(&upstream);
-    let shared = Arc::new(Shared::new(&upstream, deny_volumes_and_push()));
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        deny_volumes_and_push(),
+        eci_runtime(),
+    ));
     let hidden = "GET /v1.41/volumes HTTP/1.1\r\nHost: d\r\n\r\n";
     let status = |bytes: String| {
         let back = exchange(&shared, bytes.as_bytes());
@@ -187,7 +285,11 @@ fn an_engine_that_answers_while_it_reads_does_not_stall() {
             }
         }
     });
-    let shared = Arc::new(Shared::new(&upstream, CommandList::default()));
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        CommandList::default(),
+        eci_runtime(),
+    ));
     let (ours, theirs) = UnixStream::pair().unwrap();
     shared.connections.fetch_add(1, Ordering::SeqCst);
     let slot = Slot {
@@ -233,7 +335,7 @@ proptest! {
         let upstream = dir.path().join("engine.sock");
         let seen = engine(&upstream);
         let commands = deny_volumes_and_push();
-        let shared = Arc::new(Shared::new(&upstream, commands.clone()));
+        let shared = Arc::new(Shared::new(&upstream, commands.clone(), eci_runtime()));
         let mut bytes: Vec<u8> = requests.concat();
         bytes.extend_from_slice(&noise);
         exchange(&shared, &bytes);

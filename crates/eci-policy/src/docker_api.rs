@@ -997,5 +997,7 @@ impl CommandList {
     }
 }
 
+pub mod create;
+
 #[cfg(test)]
 mod tests;

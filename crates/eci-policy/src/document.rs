@@ -461,6 +461,12 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
     let sockets = base.key("engineSockets");
     for (i, socket) in raw.engine_sockets.iter().enumerate() {
         let socket = normalize(Path::new(socket)).map_err(at(sockets.clone().index(i)))?;
+        // Reached only through the proxy: a bind of a directory holding it would give the
+        // engine itself, whatever the commandList says.
+        policy
+            .paths
+            .restrict_as(&socket, Scope::Exact, RuleOrigin::Settings)
+            .map_err(at(sockets.clone().index(i)))?;
         if !policy.docker_socket.sockets.contains(&socket) {
             policy.docker_socket.sockets.push(socket);
         }

@@ -26,7 +26,9 @@ pub const TUNABLES: [(&str, Kind); 17] = [
     ("kernel.pid_max", Kind::Int(301, 4_194_304)),
     ("kernel.yama.ptrace_scope", Kind::Int(0, 3)),
     ("vm.overcommit_memory", Kind::Int(0, 2)),
-    ("vm.mmap_min_addr", Kind::Int(0, i64::MAX)),
+    // At most 1 MiB: largest-wins lends the host a container's value, and one above where
+    // programs load (4 MiB for x86-64 executables) would make every host exec fail.
+    ("vm.mmap_min_addr", Kind::Int(0, 1 << 20)),
     ("fs.file-max", Kind::Int(0, i64::MAX)),
     ("fs.nr_open", Kind::Int(1, 1_073_741_816)),
     ("fs.protected_hardlinks", Kind::Int(0, 1)),
@@ -129,6 +131,11 @@ mod tests {
             Some("4\t4\t1\t7".into())
         );
         assert_eq!(check(Kind::Ints(4, 0, 15), b""), None);
+        // A value that would reach the host (largest-wins) and stop its programs loading.
+        let mmap_min_addr = TUNABLES.iter().find(|(n, _)| *n == "vm.mmap_min_addr");
+        let kind = mmap_min_addr.unwrap().1;
+        assert_eq!(check(kind, b"65536"), Some("65536".into()));
+        assert_eq!(check(kind, b"140737488355328"), None);
         assert_eq!(
             proc_path("kernel.yama.ptrace_scope"),
             "/proc/sys/kernel/yama/ptrace_scope"

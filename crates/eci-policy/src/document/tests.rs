@@ -240,6 +240,27 @@ fn engine_sockets_add_to_the_docker_sockets() {
 }
 
 #[test]
+fn an_engine_socket_cannot_be_reached_through_its_directory() {
+    // /home is shared by default; the socket in it is reached only through the proxy.
+    let socket = "/home/alice/.docker/desktop/docker.sock";
+    let policy = parse(&format!(r#"{{"eci": {{"engineSockets": ["{socket}"]}}}}"#)).unwrap();
+    let decide = |path: &str| {
+        let path = ResolvedPath::from_resolved(std::path::Path::new(path)).unwrap();
+        matches!(
+            policy.paths.decide(&path),
+            PathDecision::ContainsRestricted { .. }
+        )
+    };
+    assert!(decide("/home/alice/.docker/desktop"));
+    assert!(decide("/home/alice"));
+    let sibling = ResolvedPath::from_resolved(std::path::Path::new("/home/bob")).unwrap();
+    assert!(matches!(
+        policy.paths.decide(&sibling),
+        PathDecision::Shared { .. }
+    ));
+}
+
+#[test]
 fn a_lock_without_a_value_keeps_the_default() {
     let policy = parse(r#"{"eci": {"procfs": {"swaps": {"locked": true}}}}"#).unwrap();
     assert!(policy.procfs.get(ProcFile::Swaps));
