@@ -610,12 +610,33 @@ impl Cgroup {
             .map_err(|e| self.error(&format!("adding process {pid}"), &e))
     }
 
-    /// Puts `pid` in the cgroup and applies the limits.
+    /// Puts `pid` in the cgroup and applies the limits (on cgroup v2 with the device rules,
+    /// which libcgroups leaves out there: see [`crate::device_filter`]).
     pub(crate) fn join(&self, pid: i32, resources: &LinuxResources) -> Result<()> {
         self.manager
             .add_task(Pid::from_raw(pid))
             .map_err(|e| self.error("adding the init", &e))?;
-        self.apply(resources)
+        self.apply(resources)?;
+        if matches!(self.manager, AnyCgroupManager::V2(_)) {
+            self.restrict_devices_v2(resources)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the device program for `resources`' rules (eci's safe set when it has none) to
+    /// the cgroup's v2 directory. Once, when the init joins: an update never changes the
+    /// rules, and a second program would only repeat the first.
+    fn restrict_devices_v2(&self, resources: &LinuxResources) -> Result<()> {
+        let rules = resources
+            .devices()
+            .clone()
+            .unwrap_or_else(eci_policy::harden::safe_device_cgroup);
+        let program = crate::device_filter::program(&rules)
+            .map_err(|e| self.error("restricting devices", &e))?;
+        let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let dir = Path::new(libcgroups::common::DEFAULT_CGROUP_ROOT).join(relative);
+        crate::device_filter::attach(&program, &dir)
+            .map_err(|e| self.error("restricting devices", &e))
     }
 
     /// Applies `resources` (at creation, and on an update).

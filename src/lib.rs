@@ -38,6 +38,7 @@
 mod cgroup;
 mod cgroupfs;
 mod container;
+mod device_filter;
 pub mod docker_proxy;
 mod error;
 mod exec;
