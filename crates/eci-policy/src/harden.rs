@@ -83,6 +83,10 @@ pub enum Change {
     RestrictedDeviceCgroup,
     /// Capabilities beyond the runtime's own were dropped.
     DroppedCapabilities(Vec<String>),
+    /// A limit that would reach beyond the container was lowered: RLIMIT_RTPRIO, which lets a
+    /// process without CAP_SYS_NICE in the host's user namespace take a real-time policy and
+    /// starve the host's CPUs.
+    ClampedRlimit(&'static str),
     /// A bind of the Docker socket was allowed for the container's image.
     DockerSocketAllowed {
         /// The mount's destination.
@@ -117,6 +121,9 @@ impl fmt::Display for Change {
                 write!(f, "dropped device {} (not in the safe set)", path.display())
             }
             Change::RestrictedDeviceCgroup => write!(f, "device cgroup limited to the safe set"),
+            Change::ClampedRlimit(name) => {
+                write!(f, "{name} set to 0 (real-time scheduling reaches the host)")
+            }
             Change::DockerSocketAllowed {
                 destination,
                 image,
@@ -398,7 +405,41 @@ pub fn harden_with_image(
     spec.set_linux(Some(linux));
     check_hooks(&spec, ctx.policy, resolve)?;
     harden_capabilities(&mut spec, ctx.runtime_caps, &mut report);
+    clamp_rlimits(&mut spec, &mut report);
     Ok(Hardened { spec, report })
+}
+
+/// Lowers RLIMIT_RTPRIO to 0: the kernel lets any process whose limit allows it take
+/// SCHED_FIFO or SCHED_RR, with no capability in the host's user namespace, and a real-time
+/// loop starves every other process on its CPU.
+fn clamp_rlimits(spec: &mut Spec, report: &mut Vec<Change>) {
+    let Some(mut process) = spec.process().clone() else {
+        return;
+    };
+    let Some(mut rlimits) = process.rlimits().clone() else {
+        return;
+    };
+    use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType};
+    let zero = PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitRtprio)
+        .soft(0u64)
+        .hard(0u64)
+        .build();
+    let Ok(zero) = zero else {
+        return;
+    };
+    let mut clamped = false;
+    for limit in &mut rlimits {
+        if limit.typ() == PosixRlimitType::RlimitRtprio && (limit.soft() > 0 || limit.hard() > 0) {
+            *limit = zero;
+            clamped = true;
+        }
+    }
+    if clamped {
+        process.set_rlimits(Some(rlimits));
+        spec.set_process(Some(process));
+        report.push(Change::ClampedRlimit("RLIMIT_RTPRIO"));
+    }
 }
 
 fn to_mapping(m: &LinuxIdMapping) -> IdMapping {

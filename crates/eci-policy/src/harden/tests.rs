@@ -665,3 +665,28 @@ proptest! {
         prop_assert_eq!(core_refused, core != "cgroup.max.depth" && core != "cgroup.max.descendants");
     }
 }
+
+proptest! {
+    #[test]
+    fn real_time_priority_is_never_granted_and_other_limits_stay(
+        rtprio in (0u64..100, 0u64..100), nofile in 1u64..1_048_576
+    ) {
+        use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType};
+        let limit = |typ, soft, hard| {
+            PosixRlimitBuilder::default().typ(typ).soft(soft).hard(hard).build().unwrap()
+        };
+        let mut spec = Spec::default();
+        let mut process = spec.process().clone().unwrap();
+        process.set_rlimits(Some(vec![
+            limit(PosixRlimitType::RlimitNofile, nofile, nofile),
+            limit(PosixRlimitType::RlimitRtprio, rtprio.0, rtprio.1),
+        ]));
+        spec.set_process(Some(process));
+        let hardened = run(spec).unwrap();
+        let limits = hardened.spec.process().as_ref().unwrap().rlimits().clone().unwrap();
+        prop_assert_eq!((limits[0].soft(), limits[0].hard()), (nofile, nofile));
+        prop_assert_eq!((limits[1].soft(), limits[1].hard()), (0, 0));
+        let reported = hardened.report.contains(&Change::ClampedRlimit("RLIMIT_RTPRIO"));
+        prop_assert_eq!(reported, rtprio != (0, 0));
+    }
+}
