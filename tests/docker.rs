@@ -641,7 +641,32 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
     assert_eq!((code, out.as_str()), (0, "HTTP/1.1 201 Created"), "{err}");
     let made = docker.docker(&["inspect", "-f", "{{.HostConfig.Runtime}}", "made-inside"]);
     assert_eq!(String::from_utf8_lossy(&made.stdout).trim(), "eci-any");
-    assert!(docker.docker(&["rm", "made-inside"]).status.success());
+    // Containers of another runtime are out of reach (an exec into a runc one would be host
+    // root); those of the holder's are not.
+    let victim = docker.docker(&[
+        "create",
+        "--runtime",
+        "runc",
+        "--name",
+        "victim",
+        "eci-busybox",
+        "true",
+    ]);
+    assert!(victim.status.success(), "{victim:?}");
+    let exec = r#"{"Cmd":["true"],"Privileged":true}"#;
+    let (code, out, err) = request(
+        "eci-any",
+        "POST",
+        "/v1.41/containers/victim/exec",
+        Some(exec),
+    );
+    assert_eq!((code, out.as_str()), (0, "HTTP/1.1 403 Forbidden"), "{err}");
+    let (code, out, err) = run("eci-any", "/v1.41/containers/made-inside/json");
+    assert_eq!((code, out.as_str()), (0, "HTTP/1.1 200 OK"), "{err}");
+    assert!(docker
+        .docker(&["rm", "made-inside", "victim"])
+        .status
+        .success());
     let (code, _, err) = run("eci-cli", "/v1.41/containers/json");
     assert_eq!(code, 125);
     assert!(

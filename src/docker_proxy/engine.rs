@@ -62,14 +62,17 @@ pub fn image_from_engine(
 }
 
 /// One GET of the engine's API, answered in JSON.
-/// The runtime (the engine's name for it) the engine's container `container_id` runs with.
-pub(super) fn runtime_of_container(socket: &Path, container_id: &str) -> Result<String> {
-    let target = format!("/containers/{}/json", percent_encode(container_id));
-    let container = engine_get(socket, &target)?;
-    match container["HostConfig"]["Runtime"].as_str() {
-        Some(runtime) if !runtime.is_empty() => Ok(runtime.to_string()),
+/// The runtime (the engine's name for it) the engine's container `container` (an ID or a
+/// name) runs with; `Ok(None)` when the engine has no such container.
+pub(super) fn runtime_of_container(socket: &Path, container: &str) -> Result<Option<String>> {
+    let target = format!("/containers/{}/json", percent_encode(container));
+    let Some(found) = engine_get_found(socket, &target)? else {
+        return Ok(None);
+    };
+    match found["HostConfig"]["Runtime"].as_str() {
+        Some(runtime) if !runtime.is_empty() => Ok(Some(runtime.to_string())),
         _ => Err(Error::io(format!(
-            "reading the runtime of container {container_id}"
+            "reading the runtime of container {container}"
         ))(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "the engine names none",
@@ -78,6 +81,19 @@ pub(super) fn runtime_of_container(socket: &Path, container_id: &str) -> Result<
 }
 
 fn engine_get(socket: &Path, target: &str) -> Result<serde_json::Value> {
+    engine_get_found(socket, target)?.ok_or_else(|| {
+        Error::io(format!(
+            "the answer to GET {target} (engine socket {})",
+            socket.display()
+        ))(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "status 404",
+        ))
+    })
+}
+
+/// The engine's JSON answer to `GET target`; `None` for a 404.
+fn engine_get_found(socket: &Path, target: &str) -> Result<Option<serde_json::Value>> {
     let io = |what: String| Error::io(format!("{what} (engine socket {})", socket.display()));
     // The engine answers at once unless it is busy starting (restoring its containers, say):
     // then the container is refused rather than its creation held.
@@ -120,10 +136,14 @@ fn engine_get(socket: &Path, target: &str) -> Result<serde_json::Value> {
     let Ok(httparse::Status::Complete(len)) = head.parse(&response) else {
         return Err(invalid("not an HTTP response"));
     };
-    if head.code != Some(200) {
-        return Err(invalid(&format!("status {}", head.code.unwrap_or(0))));
+    match head.code {
+        Some(200) => {}
+        Some(404) => return Ok(None),
+        code => return Err(invalid(&format!("status {}", code.unwrap_or(0)))),
     }
-    serde_json::from_slice(&response[len..]).map_err(|e| invalid(&e.to_string()))
+    serde_json::from_slice(&response[len..])
+        .map(Some)
+        .map_err(|e| invalid(&e.to_string()))
 }
 
 /// Percent-encodes everything but unreserved characters.

@@ -6,7 +6,8 @@
 //! HTTP request to a refused endpoint is refused like the CLI command. One body is read as
 //! well: a container create's, which may not name another runtime nor carry eci's annotations,
 //! and gets the runtime of [`CreateRuntime`] filled in
-//! ([`eci_policy::docker_api::create`]): the engine's `runc` would run it without eci.
+//! ([`eci_policy::docker_api::create`]): the engine's `runc` would run it without eci. For
+//! the same reason a request on a container reaches only containers of that runtime.
 //! Everything else passes byte for byte: heads, bodies (by Content-Length or chunk by chunk, so streams such as
 //! `docker events` or `logs -f` flow as they come) and, after `101 Switching Protocols` or an
 //! unframed response (`attach`, `exec` with a terminal), the raw stream both ways. A request
@@ -126,9 +127,27 @@ impl Shared {
         let name = match &self.create_runtime {
             CreateRuntime::Named(name) => name.clone(),
             CreateRuntime::OfContainer(id) => engine::runtime_of_container(&self.upstream, id)
-                .map_err(|err| format!("eci: which runtime this container runs with: {err}"))?,
+                .map_err(|err| format!("eci: which runtime this container runs with: {err}"))?
+                .ok_or_else(|| format!("eci: the engine does not know container {id}"))?,
         };
         Ok(known.insert(name).clone())
+    }
+
+    /// Whether the engine's container `name` runs with the runtime created containers get
+    /// (one the engine does not know passes: the engine answers 404 itself).
+    fn same_runtime(&self, name: &str) -> std::result::Result<(), String> {
+        let ours = self.runtime_for_creates()?;
+        match engine::runtime_of_container(&self.upstream, name) {
+            Ok(Some(theirs)) if theirs == ours => Ok(()),
+            Ok(None) => Ok(()),
+            Ok(Some(theirs)) => Err(format!(
+                "eci: container {name} runs with the runtime '{theirs}'; this socket reaches only \
+                 containers of '{ours}'"
+            )),
+            Err(err) => Err(format!(
+                "eci: which runtime container {name} runs with: {err}"
+            )),
+        }
     }
 
     /// Keeps a handle of `stream` for shutting connection `id` down.
@@ -361,6 +380,17 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             let message = "eci: a container start with a body (a HostConfig, API before 1.24)";
             refuse(&mut client.stream, 403, message)?;
             return Ok(());
+        }
+        // Only containers of the same runtime: an exec (privileged, say) into one the engine
+        // runs with runc would be host root.
+        if let Some(name) =
+            eci_policy::docker_api::container_of_target(&request.method, &request.target)
+        {
+            if let Err(message) = shared.same_runtime(&name) {
+                tracing::info!("docker proxy: {message}");
+                refuse(&mut client.stream, 403, &message)?;
+                return Ok(());
+            }
         }
         let request = if api == Some(Api::ContainerCreate) {
             match vet_create(&mut client, request, shared)? {

@@ -27,7 +27,9 @@ fn engine(path: &Path) -> Arc<std::sync::Mutex<Vec<String>>> {
                         _ => Ok(()),
                     };
                     let answered = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-                    if skipped.is_err() || answered.is_err() {
+                    // As the engine does after `Connection: close` or HTTP/1.0 (the proxy's
+                    // own questions, which read to the end).
+                    if skipped.is_err() || answered.is_err() || head.close {
                         return;
                     }
                 }

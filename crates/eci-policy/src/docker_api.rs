@@ -431,6 +431,41 @@ pub fn classify_target(method: &str, target: &str) -> Option<Api> {
     classify(method, path, query)
 }
 
+/// The container a request acts on (`{name}` of a `/containers/{name}/...` endpoint), decoded
+/// as the engine reads it; `None` for requests that name no container (list, create, prune)
+/// and for targets that classify to nothing.
+///
+/// ```
+/// use eci_policy::docker_api::container_of_target;
+/// assert_eq!(container_of_target("POST", "/v1.43/containers/web%2D1/exec").as_deref(), Some("web-1"));
+/// assert_eq!(container_of_target("DELETE", "/containers/db?force=1").as_deref(), Some("db"));
+/// assert_eq!(container_of_target("GET", "/v1.43/containers/json"), None);
+/// ```
+pub fn container_of_target(method: &str, target: &str) -> Option<String> {
+    let api = classify_target(method, target)?;
+    if matches!(
+        api,
+        Api::ContainerList | Api::ContainerCreate | Api::ContainerPrune
+    ) {
+        return None;
+    }
+    let target = strip_authority(target);
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let decoded = if path.contains('%') {
+        percent_decode(path, false)?
+    } else {
+        path.to_string()
+    };
+    let tail = strip_version(&decoded)?.strip_prefix("/containers/")?;
+    let name = match api {
+        Api::ContainerDelete => tail,
+        Api::CheckpointDelete => tail.split('/').next()?,
+        Api::ContainerAttachWebsocket => tail.strip_suffix("/attach/ws")?,
+        _ => action(tail)?.0,
+    };
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 fn strip_authority(target: &str) -> &str {
     let Some(rest) = target
         .strip_prefix("http://")

@@ -343,6 +343,24 @@ proptest! {
     }
 
     #[test]
+    fn every_container_endpoint_names_its_container(
+        index in 0..ENDPOINTS.len(),
+        name in name(),
+        id in "[a-zA-Z0-9_-]{1,12}",
+        version in proptest::option::of("[0-9]{1,2}\\.[0-9]{1,2}"),
+    ) {
+        let rows = doc_rows();
+        let row = &rows[index];
+        let prefix = version.map(|v| format!("/v{v}")).unwrap_or_default();
+        let path = fill(&row.path, &name, &id);
+        let target = format!("{prefix}{path}?{}", query_for(row));
+        let found = container_of_target(&row.method, &target);
+        let scoped = row.path.starts_with("/containers/{");
+        let expected = scoped.then(|| if row.path.starts_with("/containers/{id}") { id } else { name });
+        prop_assert_eq!(found, expected, "{}", target);
+    }
+
+    #[test]
     fn classification_never_panics(method in "[A-Z]{0,7}", path in "\\PC{0,60}", query in "\\PC{0,30}") {
         let first = classify(&method, &path, &query);
         prop_assert_eq!(first, classify(&method, &path, &query));
