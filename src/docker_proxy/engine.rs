@@ -61,25 +61,65 @@ pub fn image_from_engine(
     }))
 }
 
-/// One GET of the engine's API, answered in JSON.
-/// The runtime (the engine's name for it) the engine's container `container` (an ID or a
-/// name) runs with; `Ok(None)` when the engine has no such container.
-pub(super) fn runtime_of_container(socket: &Path, container: &str) -> Result<Option<String>> {
+/// What the proxy needs to know of an engine's container: its full ID and the runtime (the
+/// engine's name for it) it runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ContainerFacts {
+    pub(super) id: String,
+    pub(super) runtime: String,
+}
+
+/// The facts of the engine's container `container` (an ID, a name or an ID prefix, resolved
+/// as the engine resolves it); `Ok(None)` when the engine has no such container.
+pub(super) fn container_facts(socket: &Path, container: &str) -> Result<Option<ContainerFacts>> {
     let target = format!("/containers/{}/json", percent_encode(container));
     let Some(found) = engine_get_found(socket, &target)? else {
         return Ok(None);
     };
-    match found["HostConfig"]["Runtime"].as_str() {
-        Some(runtime) if !runtime.is_empty() => Ok(Some(runtime.to_string())),
-        _ => Err(Error::io(format!(
-            "reading the runtime of container {container}"
+    let invalid = |what: &str| {
+        Error::io(format!(
+            "reading container {container} (engine socket {})",
+            socket.display()
         ))(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "the engine names none",
-        ))),
+            what.to_string(),
+        ))
+    };
+    let id = found["Id"]
+        .as_str()
+        .filter(|id| is_full_id(id))
+        .ok_or_else(|| invalid("no full Id"))?;
+    let runtime = found["HostConfig"]["Runtime"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| invalid("no runtime"))?;
+    Ok(Some(ContainerFacts {
+        id: id.to_string(),
+        runtime: runtime.to_string(),
+    }))
+}
+
+/// The full ID of the container the engine's exec instance `exec_id` runs in; `Ok(None)` when
+/// the engine has no such exec instance.
+pub(super) fn exec_container(socket: &Path, exec_id: &str) -> Result<Option<String>> {
+    let target = format!("/exec/{}/json", percent_encode(exec_id));
+    let Some(found) = engine_get_found(socket, &target)? else {
+        return Ok(None);
+    };
+    match found["ContainerID"].as_str().filter(|id| is_full_id(id)) {
+        Some(id) => Ok(Some(id.to_string())),
+        None => Err(Error::io(format!("reading exec instance {exec_id}"))(
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "no full ContainerID"),
+        )),
     }
 }
 
+/// A container ID as the engine makes them: 64 lowercase hex digits.
+fn is_full_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// One GET of the engine's API, answered in JSON.
 fn engine_get(socket: &Path, target: &str) -> Result<serde_json::Value> {
     engine_get_found(socket, target)?.ok_or_else(|| {
         Error::io(format!(

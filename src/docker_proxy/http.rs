@@ -153,6 +153,28 @@ pub(super) fn head_with_body(head: &[u8], body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `head` (a request head, as received) with `target` in its request line; `None` for a head
+/// without one (never, once httparse took it).
+pub(super) fn head_with_target(head: &[u8], target: &str) -> Option<Vec<u8>> {
+    let line_end = head.iter().position(|b| *b == b'\n').unwrap_or(head.len());
+    let line = &head[..line_end];
+    let (Some(first), Some(last)) = (
+        line.iter().position(|b| *b == b' '),
+        line.iter().rposition(|b| *b == b' '),
+    ) else {
+        return None;
+    };
+    if first == last {
+        return None;
+    }
+    let mut out = Vec::with_capacity(head.len() + target.len());
+    out.extend_from_slice(&line[..=first]);
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(&line[last..]);
+    out.extend_from_slice(&head[line_end..]);
+    Some(out)
+}
+
 /// What a head says, once parsed.
 pub(super) struct Head {
     /// The whole head, as received.

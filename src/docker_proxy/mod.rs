@@ -7,7 +7,8 @@
 //! well: a container create's, which may not name another runtime nor carry eci's annotations,
 //! and gets the runtime of [`CreateRuntime`] filled in
 //! ([`eci_policy::docker_api::create`]): the engine's `runc` would run it without eci. For
-//! the same reason a request on a container reaches only containers of that runtime.
+//! the same reason a request on a container (its path, an exec's, a commit's query, a network
+//! connect's body) reaches only containers of that runtime, named by full ID once checked.
 //! Everything else passes byte for byte: heads, bodies (by Content-Length or chunk by chunk, so streams such as
 //! `docker events` or `logs -f` flow as they come) and, after `101 Switching Protocols` or an
 //! unframed response (`attach`, `exec` with a terminal), the raw stream both ways. A request
@@ -126,26 +127,47 @@ impl Shared {
         }
         let name = match &self.create_runtime {
             CreateRuntime::Named(name) => name.clone(),
-            CreateRuntime::OfContainer(id) => engine::runtime_of_container(&self.upstream, id)
-                .map_err(|err| format!("eci: which runtime this container runs with: {err}"))?
-                .ok_or_else(|| format!("eci: the engine does not know container {id}"))?,
+            CreateRuntime::OfContainer(id) => {
+                engine::container_facts(&self.upstream, id)
+                    .map_err(|err| format!("eci: which runtime this container runs with: {err}"))?
+                    .ok_or_else(|| format!("eci: the engine does not know container {id}"))?
+                    .runtime
+            }
         };
         Ok(known.insert(name).clone())
     }
 
-    /// Whether the engine's container `name` runs with the runtime created containers get
-    /// (one the engine does not know passes: the engine answers 404 itself).
-    fn same_runtime(&self, name: &str) -> std::result::Result<(), String> {
-        let ours = self.runtime_for_creates()?;
-        match engine::runtime_of_container(&self.upstream, name) {
-            Ok(Some(theirs)) if theirs == ours => Ok(()),
-            Ok(None) => Ok(()),
-            Ok(Some(theirs)) => Err(format!(
-                "eci: container {name} runs with the runtime '{theirs}'; this socket reaches only \
-                 containers of '{ours}'"
+    /// The full ID of the engine's container `name` if it runs with the runtime created
+    /// containers get; else the status and message to refuse the request with (a 404, as the
+    /// engine's own, for a container it does not know).
+    fn same_runtime(&self, name: &str) -> std::result::Result<String, (u16, String)> {
+        let ours = self.runtime_for_creates().map_err(|why| (403, why))?;
+        match engine::container_facts(&self.upstream, name) {
+            Ok(Some(facts)) if facts.runtime == ours => Ok(facts.id),
+            Ok(Some(facts)) => Err((
+                403,
+                format!(
+                    "eci: container {name} runs with the runtime '{}'; this socket reaches only \
+                     containers of '{ours}'",
+                    facts.runtime
+                ),
             )),
-            Err(err) => Err(format!(
-                "eci: which runtime container {name} runs with: {err}"
+            Ok(None) => Err((404, format!("No such container: {name}"))),
+            Err(err) => Err((
+                403,
+                format!("eci: which runtime container {name} runs with: {err}"),
+            )),
+        }
+    }
+
+    /// [`Shared::same_runtime`] for the container of the engine's exec instance `exec_id`.
+    fn exec_in_same_runtime(&self, exec_id: &str) -> std::result::Result<(), (u16, String)> {
+        match engine::exec_container(&self.upstream, exec_id) {
+            Ok(Some(container)) => self.same_runtime(&container).map(drop),
+            Ok(None) => Err((404, format!("No such exec instance: {exec_id}"))),
+            Err(err) => Err((
+                403,
+                format!("eci: which container exec {exec_id} runs in: {err}"),
             )),
         }
     }
@@ -382,18 +404,48 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             return Ok(());
         }
         // Only containers of the same runtime: an exec (privileged, say) into one the engine
-        // runs with runc would be host root.
-        if let Some(name) =
+        // runs with runc would be host root. The request then names the container by its
+        // full ID, which the engine matches first: a name or ID prefix could be made to mean
+        // another container (by a rename) between the question and the request.
+        let mut request = request;
+        let scope = if let Some(container) =
             eci_policy::docker_api::container_of_target(&request.method, &request.target)
         {
-            if let Err(message) = shared.same_runtime(&name) {
+            shared.same_runtime(&container.name).and_then(|id| {
+                let target = container.with_id(&id);
+                request.bytes = http::head_with_target(&request.bytes, &target)
+                    .ok_or((400, "eci: the request line".to_string()))?;
+                request.target = target;
+                Ok(())
+            })
+        } else if let Some(exec) =
+            eci_policy::docker_api::exec_of_target(&request.method, &request.target)
+        {
+            shared.exec_in_same_runtime(&exec)
+        } else {
+            Ok(())
+        };
+        if let Err((status, message)) = scope {
+            tracing::info!("docker proxy: {message}");
+            refuse(&mut client.stream, status, &message)?;
+            return Ok(());
+        }
+        if api == Some(Api::Commit) {
+            if let Err((status, message)) = vet_commit(&mut request, shared) {
                 tracing::info!("docker proxy: {message}");
-                refuse(&mut client.stream, 403, &message)?;
+                refuse(&mut client.stream, status, &message)?;
                 return Ok(());
             }
         }
-        let request = if api == Some(Api::ContainerCreate) {
-            match vet_create(&mut client, request, shared)? {
+        let vet_body = match api {
+            Some(Api::ContainerCreate) => Some(vet_create as BodyVetter),
+            Some(Api::NetworkConnect | Api::NetworkDisconnect) => {
+                Some(vet_network_member as BodyVetter)
+            }
+            _ => None,
+        };
+        let request = if let Some(vet_body) = vet_body {
+            match vet_body(&mut client, request, shared)? {
                 Ok(vetted) => vetted,
                 Err((status, message)) => {
                     tracing::info!("docker proxy: {message}");
@@ -508,25 +560,33 @@ fn refusal_message(
     }
 }
 
-/// Answers with `status` and Docker's error body, and closes the connection (what follows the
-/// head is not read, so nothing after it can be taken for a request).
-/// Reads a container create's body and checks it: the request to send on (its body now in
-/// its head's bytes), or the status and message to refuse it with.
-fn vet_create(
+/// A refusal: the status and message to answer with.
+type Refusal = (u16, String);
+
+/// Reads a request's body and checks it: the request to send on, or a refusal.
+type BodyVetter = fn(&mut Side, Head, &Shared) -> ProxyResult<std::result::Result<Head, Refusal>>;
+
+/// Reads a JSON body the proxy must look into (`what` names it in refusals), at most
+/// [`MOST_CREATE_BODY`] bytes and framed by Content-Length; an absent body reads as `{}`.
+fn read_body(
     client: &mut Side,
-    request: Head,
-    shared: &Shared,
-) -> ProxyResult<std::result::Result<Head, (u16, String)>> {
+    request: &Head,
+    what: &str,
+) -> ProxyResult<std::result::Result<Vec<u8>, Refusal>> {
     let length = match request.framing {
         Framing::None => 0,
         Framing::Length(n) if n <= MOST_CREATE_BODY => n,
         Framing::Length(_) => {
-            let why = format!("eci: a container create body over {MOST_CREATE_BODY} bytes");
-            return Ok(Err((400, why)));
+            return Ok(Err((
+                400,
+                format!("eci: a {what} body over {MOST_CREATE_BODY} bytes"),
+            )));
         }
         Framing::Chunked | Framing::Unframed => {
-            let why = "eci: a container create body needs a Content-Length".to_string();
-            return Ok(Err((400, why)));
+            return Ok(Err((
+                400,
+                format!("eci: a {what} body needs a Content-Length"),
+            )));
         }
     };
     let mut body = Vec::new();
@@ -534,28 +594,106 @@ fn vet_create(
     if body.is_empty() {
         body = b"{}".to_vec();
     }
+    Ok(Ok(body))
+}
+
+/// `request` with `body` as its body, sent in its head's bytes.
+fn with_body(request: Head, body: &[u8]) -> Head {
+    Head {
+        bytes: http::head_with_body(&request.bytes, body),
+        framing: Framing::None,
+        ..request
+    }
+}
+
+/// Reads a container create's body and checks it: the request to send on (its body now in
+/// its head's bytes), or the status and message to refuse it with.
+fn vet_create(
+    client: &mut Side,
+    request: Head,
+    shared: &Shared,
+) -> ProxyResult<std::result::Result<Head, Refusal>> {
+    let body = match read_body(client, &request, "container create")? {
+        Ok(body) => body,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     let runtime = match shared.runtime_for_creates() {
         Ok(runtime) => runtime,
         Err(why) => return Ok(Err((403, why))),
     };
     Ok(
         match eci_policy::docker_api::create::vet_create_body(&body, &runtime) {
-            Ok(vetted) => Ok(Head {
-                bytes: http::head_with_body(&request.bytes, &vetted),
-                framing: Framing::None,
-                ..request
-            }),
+            Ok(vetted) => Ok(with_body(request, &vetted)),
             Err(refusal) => Err((403, format!("eci: {refusal}"))),
         },
     )
 }
 
+/// Reads a network connect or disconnect body, whose `Container` must be of the holder's
+/// runtime, and names it by its full ID.
+fn vet_network_member(
+    client: &mut Side,
+    request: Head,
+    shared: &Shared,
+) -> ProxyResult<std::result::Result<Head, Refusal>> {
+    let body = match read_body(client, &request, "network connect")? {
+        Ok(body) => body,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let vetted = (|| {
+        let mut json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| (400, format!("eci: the network connect body: {e}")))?;
+        let fields = json.as_object_mut().ok_or((
+            400,
+            "eci: the network connect body is not an object".to_string(),
+        ))?;
+        if let Some(key) = fields.keys().find(|key| {
+            eci_policy::docker_api::create::folds_to(key, "Container") && *key != "Container"
+        }) {
+            return Err((403, format!("eci: the key '{key}' stands for 'Container'")));
+        }
+        let name = fields
+            .get("Container")
+            .and_then(serde_json::Value::as_str)
+            .ok_or((
+                400,
+                "eci: the network connect body names no Container".to_string(),
+            ))?;
+        let id = shared.same_runtime(name)?;
+        fields.insert("Container".into(), serde_json::Value::String(id));
+        Ok(json.to_string().into_bytes())
+    })();
+    Ok(vetted.map(|body| with_body(request, &body)))
+}
+
+/// Names the container of a commit (`?container=`) by its full ID, once it is of the holder's
+/// runtime.
+fn vet_commit(request: &mut Head, shared: &Shared) -> std::result::Result<(), Refusal> {
+    let unreadable = || (400, "eci: the commit's query".to_string());
+    let (path, query) = request
+        .target
+        .split_once('?')
+        .unwrap_or((&request.target, ""));
+    let named = eci_policy::docker_api::query_container(query, "container")
+        .map_err(|e| (400, format!("eci: the commit's query: {e}")))?;
+    let Some(named) = named else {
+        return Ok(());
+    };
+    let id = shared.same_runtime(&named.name)?;
+    let target = format!("{path}?{}", named.with_id(&id));
+    request.bytes = http::head_with_target(&request.bytes, &target).ok_or_else(unreadable)?;
+    request.target = target;
+    Ok(())
+}
+
+/// Answers with `status` and Docker's error body, and closes the connection (what follows the
+/// head is not read, so nothing after it can be taken for a request).
 fn refuse(client: &mut UnixStream, status: u16, message: &str) -> std::io::Result<()> {
     let body = serde_json::json!({ "message": message }).to_string();
-    let reason = if status == 403 {
-        "Forbidden"
-    } else {
-        "Bad Request"
+    let reason = match status {
+        403 => "Forbidden",
+        404 => "Not Found",
+        _ => "Bad Request",
     };
     write!(
         client,

@@ -123,6 +123,143 @@ fn a_create_runs_with_the_holders_runtime_or_is_refused() {
     );
 }
 
+/// An engine that knows `containers` (name, full ID, runtime): it answers inspecting one (by
+/// name or ID) with its facts, and any other request with 200, keeping its request line.
+fn engine_with(
+    path: &Path,
+    containers: &'static [(&'static str, &'static str, &'static str)],
+) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let listener = UnixListener::bind(path).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut side = Side::new(stream);
+            let mut out = side.stream.try_clone().unwrap();
+            let Ok(Some(head)) = read_request(&mut side) else {
+                continue;
+            };
+            let inspected = head
+                .target
+                .strip_prefix("/containers/")
+                .and_then(|t| t.strip_suffix("/json"))
+                .filter(|_| head.method == "GET");
+            let answer = match inspected {
+                Some(asked) => match containers
+                    .iter()
+                    .find(|(n, id, _)| *n == asked || *id == asked)
+                {
+                    Some((_, id, runtime)) => {
+                        let body =
+                            format!(r#"{{"Id":"{id}","HostConfig":{{"Runtime":"{runtime}"}}}}"#);
+                        format!(
+                            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                    None => "HTTP/1.0 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string(),
+                },
+                None => {
+                    record
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} {}", head.method, head.target));
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                }
+            };
+            let _ = out.write_all(answer.as_bytes());
+        }
+    });
+    seen
+}
+
+#[test]
+fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
+    const ECI_ID: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
+    const RUNC_ID: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+    static CONTAINERS: [(&str, &str, &str); 2] =
+        [("web", ECI_ID, "eci"), ("host-tool", RUNC_ID, "runc")];
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let seen = engine_with(&upstream, &CONTAINERS);
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        CommandList::default(),
+        eci_runtime(),
+    ));
+    let status = |request: &str| {
+        let back = exchange(&shared, request.as_bytes());
+        String::from_utf8_lossy(&back)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let close = "HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        status(&format!(
+            "POST /v1.43/containers/web/kill?signal=HUP {close}"
+        )),
+        "HTTP/1.1 200 OK"
+    );
+    assert_eq!(
+        status(&format!("POST /v1.43/containers/host-tool/kill {close}")),
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(
+        status(&format!("POST /v1.43/containers/a1a1/kill {close}")),
+        "HTTP/1.1 404 Not Found"
+    );
+    // A commit names its container in the query, a network connect in its body.
+    let commit = |query: &str| status(&format!("POST /v1.43/commit?{query} {close}"));
+    assert_eq!(commit("container=host-tool"), "HTTP/1.1 403 Forbidden");
+    assert_eq!(
+        commit("contain%65r=host-tool&repo=x"),
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(
+        commit("container=web&container=host-tool"),
+        "HTTP/1.1 400 Bad Request"
+    );
+    assert_eq!(commit("repo=x&container=web"), "HTTP/1.1 200 OK");
+    let connect = |body: &str| {
+        status(&format!(
+            "POST /v1.43/networks/n/connect HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    assert_eq!(
+        connect(r#"{"Container":"host-tool"}"#),
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(
+        connect(r#"{"container":"host-tool"}"#),
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(connect(r#"{"Container":"web"}"#), "HTTP/1.1 200 OK");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            format!("POST /v1.43/containers/{ECI_ID}/kill?signal=HUP"),
+            format!("POST /v1.43/commit?repo=x&container={ECI_ID}"),
+            "POST /v1.43/networks/n/connect".to_string(),
+        ],
+        "only the allowed requests, naming the container by its full ID"
+    );
+}
+
+#[test]
+fn a_head_gets_its_new_target() {
+    let head = b"POST /containers/web/exec HTTP/1.1\r\nHost: d\r\n\r\n";
+    assert_eq!(
+        head_with_target(head, "/containers/e1/exec").unwrap(),
+        b"POST /containers/e1/exec HTTP/1.1\r\nHost: d\r\n\r\n"
+    );
+    assert_eq!(head_with_target(b"GARBAGE\r\n\r\n", "/x"), None);
+}
+
 #[test]
 fn a_head_gets_its_new_body_and_length() {
     let head = b"POST /c HTTP/1.1\r\nHost: d\r\ncontent-LENGTH: 2\r\nX: y\r\n\r\n";

@@ -431,17 +431,46 @@ pub fn classify_target(method: &str, target: &str) -> Option<Api> {
     classify(method, path, query)
 }
 
-/// The container a request acts on (`{name}` of a `/containers/{name}/...` endpoint), decoded
-/// as the engine reads it; `None` for requests that name no container (list, create, prune)
-/// and for targets that classify to nothing.
+/// The container a request acts on: `{name}` of a `/containers/{name}/...` endpoint, decoded as
+/// the engine reads it, and the request target to send instead once the name is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerTarget {
+    /// The container's name or ID (or a prefix of an ID) as the request gives it.
+    pub name: String,
+    /// The version prefix (`/v1.43`, or empty).
+    prefix: String,
+    /// What follows the name in the decoded path (`/exec`, or empty for a delete).
+    rest: String,
+    /// The query, as it came.
+    query: Option<String>,
+}
+
+impl ContainerTarget {
+    /// The same request target naming the container by `id` (a full ID: the engine matches
+    /// it before any name or ID prefix).
+    pub fn with_id(&self, id: &str) -> String {
+        let mut target = format!("{}/containers/{id}{}", self.prefix, self.rest);
+        if let Some(query) = &self.query {
+            target.push('?');
+            target.push_str(query);
+        }
+        target
+    }
+}
+
+/// The container a request acts on ([`ContainerTarget`]); `None` for requests that name no
+/// container (list, create, prune) and for targets that classify to nothing.
 ///
 /// ```
 /// use eci_policy::docker_api::container_of_target;
-/// assert_eq!(container_of_target("POST", "/v1.43/containers/web%2D1/exec").as_deref(), Some("web-1"));
-/// assert_eq!(container_of_target("DELETE", "/containers/db?force=1").as_deref(), Some("db"));
+/// let exec = container_of_target("POST", "/v1.43/containers/web%2D1/exec").unwrap();
+/// assert_eq!(exec.name, "web-1");
+/// assert_eq!(exec.with_id("4f2a"), "/v1.43/containers/4f2a/exec");
+/// let delete = container_of_target("DELETE", "/containers/db?force=1").unwrap();
+/// assert_eq!((delete.name.as_str(), delete.with_id("9c").as_str()), ("db", "/containers/9c?force=1"));
 /// assert_eq!(container_of_target("GET", "/v1.43/containers/json"), None);
 /// ```
-pub fn container_of_target(method: &str, target: &str) -> Option<String> {
+pub fn container_of_target(method: &str, target: &str) -> Option<ContainerTarget> {
     let api = classify_target(method, target)?;
     if matches!(
         api,
@@ -449,21 +478,115 @@ pub fn container_of_target(method: &str, target: &str) -> Option<String> {
     ) {
         return None;
     }
-    let target = strip_authority(target);
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    let decoded = if path.contains('%') {
-        percent_decode(path, false)?
-    } else {
-        path.to_string()
-    };
-    let tail = strip_version(&decoded)?.strip_prefix("/containers/")?;
+    let (decoded, query) = decoded_path(target)?;
+    let tail = strip_version(&decoded)?;
+    let prefix = decoded[..decoded.len() - tail.len()].to_string();
+    let tail = tail.strip_prefix("/containers/")?;
     let name = match api {
         Api::ContainerDelete => tail,
         Api::CheckpointDelete => tail.split('/').next()?,
         Api::ContainerAttachWebsocket => tail.strip_suffix("/attach/ws")?,
         _ => action(tail)?.0,
     };
-    (!name.is_empty()).then(|| name.to_string())
+    (!name.is_empty()).then(|| ContainerTarget {
+        name: name.to_string(),
+        prefix,
+        rest: tail[name.len()..].to_string(),
+        query,
+    })
+}
+
+/// The exec instance a request acts on (`{id}` of `/exec/{id}/start`, `/resize` or `/json`).
+///
+/// ```
+/// use eci_policy::docker_api::exec_of_target;
+/// assert_eq!(exec_of_target("POST", "/v1.43/exec/77ab/start").as_deref(), Some("77ab"));
+/// assert_eq!(exec_of_target("POST", "/v1.43/containers/x/exec"), None);
+/// ```
+pub fn exec_of_target(method: &str, target: &str) -> Option<String> {
+    let api = classify_target(method, target)?;
+    if !matches!(api, Api::ExecStart | Api::ExecResize | Api::ExecInspect) {
+        return None;
+    }
+    let (decoded, _) = decoded_path(target)?;
+    let tail = strip_version(&decoded)?.strip_prefix("/exec/")?;
+    let (id, _) = tail.split_once('/')?;
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+/// A container named in a request's query (`POST /commit?container=web`), decoded as the
+/// engine's form parser decodes it, and the rest of the query as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryContainer {
+    /// The container's name or ID (or a prefix of an ID) as the query gives it.
+    pub name: String,
+    /// The other parameters, as they came.
+    others: Vec<String>,
+    key: &'static str,
+}
+
+impl QueryContainer {
+    /// The query naming the container by `id` instead, once.
+    pub fn with_id(&self, id: &str) -> String {
+        let mut pairs = self.others.clone();
+        pairs.push(format!("{}={id}", self.key));
+        pairs.join("&")
+    }
+}
+
+/// Why a query cannot be read as the engine reads it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// A pair that does not decode (the engine refuses the request).
+    #[error("a query parameter does not decode")]
+    Undecodable,
+    /// The parameter twice (the engine takes the first; the proxy would check one of them).
+    #[error("the query names the container twice")]
+    Twice,
+}
+
+/// The container the query parameter `key` names, if any: `Ok(None)` when there is none.
+///
+/// ```
+/// use eci_policy::docker_api::query_container;
+/// let found = query_container("repo=x&contain%65r=web&tag=1", "container").unwrap().unwrap();
+/// assert_eq!(found.name, "web");
+/// assert_eq!(found.with_id("4f2a"), "repo=x&tag=1&container=4f2a");
+/// assert_eq!(query_container("repo=x", "container"), Ok(None));
+/// assert!(query_container("container=a&container=b", "container").is_err());
+/// ```
+pub fn query_container(
+    query: &str,
+    key: &'static str,
+) -> Result<Option<QueryContainer>, QueryError> {
+    let mut name = None;
+    let mut others = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded_key = percent_decode(raw_key, true).ok_or(QueryError::Undecodable)?;
+        let value = percent_decode(raw_value, true).ok_or(QueryError::Undecodable)?;
+        if decoded_key != key {
+            others.push(pair.to_string());
+        } else if name.replace(value).is_some() {
+            return Err(QueryError::Twice);
+        }
+    }
+    Ok(name.map(|name| QueryContainer { name, others, key }))
+}
+
+/// The request target's path, decoded as the engine decodes it, and its query as it came.
+fn decoded_path(target: &str) -> Option<(String, Option<String>)> {
+    let target = strip_authority(target);
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_string())),
+        None => (target, None),
+    };
+    let decoded = if path.contains('%') {
+        percent_decode(path, false)?
+    } else {
+        path.to_string()
+    };
+    Some((decoded, query))
 }
 
 fn strip_authority(target: &str) -> &str {

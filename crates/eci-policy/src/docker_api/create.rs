@@ -43,6 +43,11 @@ pub enum CreateRefusal {
         /// The only runtime allowed.
         required: String,
     },
+    /// A key the engine would read as one of the fields checked here, spelt otherwise: Go's
+    /// JSON decoder matches field names without regard to case (and with Unicode folding, so
+    /// `ſ` is `s`), and the last of two matching keys wins.
+    #[error("the container create body's key '{0}' stands for '{1}' in another spelling; use '{1}' as it is spelt")]
+    Spelling(String, &'static str),
     /// The body carries an annotation that would change eci's settings.
     #[error("the annotation '{0}' changes eci's settings, which a container created through this socket may not")]
     Annotation(String),
@@ -56,6 +61,7 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     let Value::Object(request_fields) = &mut request else {
         return Err(CreateRefusal::NotAnObject("not an object".into()));
     };
+    only_exact_spellings(request_fields, &["HostConfig"])?;
     let host_config = request_fields
         .entry("HostConfig")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -65,6 +71,7 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     let Value::Object(host_config) = host_config else {
         return Err(CreateRefusal::HostConfig);
     };
+    only_exact_spellings(host_config, &["Runtime", "Annotations"])?;
     match host_config.get("Runtime") {
         None | Some(Value::Null) => {}
         Some(Value::String(asked)) if asked.is_empty() || asked == runtime => {}
@@ -88,6 +95,31 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
         }
     }
     Ok(request.to_string().into_bytes())
+}
+
+/// Refuses a key of `fields` that Go's decoder would match to one of `names` but that is not
+/// spelt as it: the proxy would check one key and the engine use another.
+fn only_exact_spellings(
+    fields: &Map<String, Value>,
+    names: &[&'static str],
+) -> Result<(), CreateRefusal> {
+    for key in fields.keys() {
+        if let Some(name) = names
+            .iter()
+            .find(|name| folds_to(key, name) && key != *name)
+        {
+            return Err(CreateRefusal::Spelling(key.clone(), name));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `key` equals `name` under Unicode simple case folding, as Go's `EqualFold` compares
+/// (ſ, U+017F, folds to s; the Kelvin sign to k).
+pub fn folds_to(key: &str, name: &str) -> bool {
+    let fold = |c: char| -> String { c.to_uppercase().flat_map(char::to_lowercase).collect() };
+    let folded = |text: &str| -> String { text.chars().map(fold).collect() };
+    folded(key) == folded(name)
 }
 
 #[cfg(test)]
@@ -157,7 +189,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn other_spellings_of_the_checked_keys_are_refused() {
+        for body in [
+            &br#"{"Image":"a","HostConfig":{"runtime":"runc","Privileged":true}}"#[..],
+            br#"{"Image":"a","HostConfig":{"Runtime":"eci","RUNTIME":"runc"}}"#,
+            br#"{"Image":"a","hostconfig":{"Runtime":"runc"}}"#,
+            "{\"Image\":\"a\",\"Ho\u{17f}tConfig\":{\"Runtime\":\"runc\"}}".as_bytes(),
+            br#"{"HostConfig":{"annotations":{"org.eci.allowRemount":"true"}}}"#,
+            "{\"HostConfig\":{\"Annotation\u{17f}\":{\"org.eci.allowRemount\":\"true\"}}}"
+                .as_bytes(),
+        ] {
+            assert!(
+                matches!(
+                    vet_create_body(body, "eci"),
+                    Err(CreateRefusal::Spelling(..))
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(folds_to("\u{212a}ey", "key"), "the Kelvin sign");
+        assert!(!folds_to("Runtimes", "Runtime"));
+    }
+
     proptest! {
+        #[test]
+        fn a_key_in_any_case_is_refused_unless_exact(mask in any::<u16>()) {
+            let key: String = "Runtime"
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if mask >> i & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                .collect();
+            let body = format!(r#"{{"HostConfig":{{"{key}":"runc"}}}}"#);
+            let verdict = vet_create_body(body.as_bytes(), "eci");
+            if key == "Runtime" {
+                prop_assert!(matches!(verdict, Err(CreateRefusal::Runtime { .. })), "{:?}", verdict);
+            } else {
+                prop_assert!(matches!(verdict, Err(CreateRefusal::Spelling(..))), "{:?}", verdict);
+            }
+        }
+
         #[test]
         fn whatever_passes_runs_with_the_holders_runtime_and_keeps_the_rest(
             image in "[a-z]{1,8}", runtime in proptest::option::of("[a-z.]{0,12}"),

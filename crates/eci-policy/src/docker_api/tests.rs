@@ -356,8 +356,20 @@ proptest! {
         let target = format!("{prefix}{path}?{}", query_for(row));
         let found = container_of_target(&row.method, &target);
         let scoped = row.path.starts_with("/containers/{");
-        let expected = scoped.then(|| if row.path.starts_with("/containers/{id}") { id } else { name });
-        prop_assert_eq!(found, expected, "{}", target);
+        let expected = scoped.then(|| if row.path.starts_with("/containers/{id}") { id.clone() } else { name.clone() });
+        prop_assert_eq!(found.as_ref().map(|f| f.name.clone()), expected, "{}", target);
+        if let Some(found) = found {
+            // Renamed to an ID, the request still classifies the same.
+            let renamed = found.with_id("0123abcd");
+            prop_assert_eq!(
+                classify_target(&row.method, &renamed),
+                classify_target(&row.method, &target),
+                "{}", renamed
+            );
+            prop_assert_eq!(container_of_target(&row.method, &renamed).map(|f| f.name), Some("0123abcd".to_string()));
+        }
+        let exec = exec_of_target(&row.method, &target);
+        prop_assert_eq!(exec.is_some(), row.path.starts_with("/exec/{"), "{}", target);
     }
 
     #[test]
