@@ -409,35 +409,31 @@ pub fn harden_with_image(
     Ok(Hardened { spec, report })
 }
 
-/// Lowers RLIMIT_RTPRIO to 0: the kernel lets any process whose limit allows it take
+/// Sets RLIMIT_RTPRIO to 0: the kernel lets any process whose limit allows it take
 /// SCHED_FIFO or SCHED_RR, with no capability in the host's user namespace, and a real-time
-/// loop starves every other process on its CPU.
+/// loop starves every other process on its CPU. Set whether the spec lists it or not: a limit
+/// left out would be the runtime's own, inherited. A spec without a process is left alone
+/// (the hardening refuses it elsewhere).
 fn clamp_rlimits(spec: &mut Spec, report: &mut Vec<Change>) {
+    use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType};
     let Some(mut process) = spec.process().clone() else {
         return;
     };
-    let Some(mut rlimits) = process.rlimits().clone() else {
-        return;
-    };
-    use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType};
+    let mut rlimits = process.rlimits().clone().unwrap_or_default();
+    let lowered = rlimits.iter().any(|limit| {
+        limit.typ() == PosixRlimitType::RlimitRtprio && (limit.soft() > 0 || limit.hard() > 0)
+    });
+    rlimits.retain(|limit| limit.typ() != PosixRlimitType::RlimitRtprio);
     let zero = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitRtprio)
         .soft(0u64)
         .hard(0u64)
         .build();
-    let Ok(zero) = zero else {
-        return;
-    };
-    let mut clamped = false;
-    for limit in &mut rlimits {
-        if limit.typ() == PosixRlimitType::RlimitRtprio && (limit.soft() > 0 || limit.hard() > 0) {
-            *limit = zero;
-            clamped = true;
-        }
-    }
-    if clamped {
-        process.set_rlimits(Some(rlimits));
-        spec.set_process(Some(process));
+    // The builder fails only without a type, which it has.
+    rlimits.extend(zero.ok());
+    process.set_rlimits(Some(rlimits));
+    spec.set_process(Some(process));
+    if lowered {
         report.push(Change::ClampedRlimit("RLIMIT_RTPRIO"));
     }
 }

@@ -685,8 +685,32 @@ proptest! {
         let hardened = run(spec).unwrap();
         let limits = hardened.spec.process().as_ref().unwrap().rlimits().clone().unwrap();
         prop_assert_eq!((limits[0].soft(), limits[0].hard()), (nofile, nofile));
+        prop_assert_eq!(limits.len(), 2);
         prop_assert_eq!((limits[1].soft(), limits[1].hard()), (0, 0));
         let reported = hardened.report.contains(&Change::ClampedRlimit("RLIMIT_RTPRIO"));
         prop_assert_eq!(reported, rtprio != (0, 0));
     }
+}
+
+#[test]
+fn real_time_priority_is_set_to_zero_when_the_spec_leaves_it_out() {
+    use oci_spec::runtime::PosixRlimitType;
+    let hardened = run(Spec::default()).unwrap();
+    let limits = hardened
+        .spec
+        .process()
+        .as_ref()
+        .unwrap()
+        .rlimits()
+        .clone()
+        .unwrap();
+    let rtprio: Vec<_> = limits
+        .iter()
+        .filter(|l| l.typ() == PosixRlimitType::RlimitRtprio)
+        .map(|l| (l.soft(), l.hard()))
+        .collect();
+    assert_eq!(rtprio, [(0, 0)], "not the runtime's own, inherited");
+    assert!(!hardened
+        .report
+        .contains(&Change::ClampedRlimit("RLIMIT_RTPRIO")));
 }
