@@ -36,6 +36,7 @@ const MOV64_IMM: u8 = 0xb7;
 const AND64_IMM: u8 = 0x57;
 const RSH64_IMM: u8 = 0x77;
 const JNE_IMM: u8 = 0x55;
+const JEQ_IMM: u8 = 0x15;
 const EXIT: u8 = 0x95;
 
 // `struct bpf_cgroup_dev_ctx`: access_type (type | access << 16), major, minor.
@@ -80,15 +81,19 @@ fn access_mask(access: Option<&str>) -> Result<i32, RuleError> {
 fn number(n: Option<i64>) -> Result<Option<i32>, RuleError> {
     match n {
         None | Some(-1) => Ok(None),
-        Some(n) => u32::try_from(n)
-            .map(|n| Some(n as i32))
-            .map_err(|_| RuleError::Number(n)),
+        // Below 2^31: the comparison's immediate is sign-extended (the kernel's device numbers
+        // stay far below, majors under 4096, minors under 2^20).
+        Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Ok(Some(n as i32)),
+        Some(n) => Err(RuleError::Number(n)),
     }
 }
 
 /// The program for `rules` in OCI order, where a later rule overrides an earlier one for the
 /// devices both match, and what no rule matches is denied. Rules are tried last to first, and
-/// the first that matches decides.
+/// the first that matches decides: an allow rule matches a request whose every access it
+/// grants, a deny rule one that asks for any access it denies. That errs towards denying: an
+/// access split over two allow rules (`r` in one, `w` in the other) is refused when asked for
+/// at once.
 pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>, RuleError> {
     let mut out = PROLOGUE.to_vec();
     for rule in rules.iter().rev() {
@@ -113,10 +118,16 @@ pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>, RuleErro
             let skip = (block - i - 1) as i16;
             out.push(insn(JNE_IMM, *reg, 0, skip, *value));
         }
-        // Every access asked for must be in the rule's mask.
         out.push(insn(MOV64_REG, 6, 3, 0, 0));
-        out.push(insn(AND64_IMM, 6, 0, 0, !mask));
-        out.push(insn(JNE_IMM, 6, 0, 2, 0));
+        if rule.allow() {
+            // Every access asked for must be in the rule's mask.
+            out.push(insn(AND64_IMM, 6, 0, 0, !mask));
+            out.push(insn(JNE_IMM, 6, 0, 2, 0));
+        } else {
+            // Any access asked for that the rule denies.
+            out.push(insn(AND64_IMM, 6, 0, 0, mask));
+            out.push(insn(JEQ_IMM, 6, 0, 2, 0));
+        }
         out.push(insn(MOV64_IMM, 0, 0, 0, i32::from(rule.allow())));
         out.push(insn(EXIT, 0, 0, 0, 0));
     }
@@ -241,6 +252,11 @@ mod tests {
                         pc = (pc as i64 + i64::from(i.off)) as usize;
                     }
                 }
+                JEQ_IMM => {
+                    if r[dst] == i64::from(i.imm) {
+                        pc = (pc as i64 + i64::from(i.off)) as usize;
+                    }
+                }
                 EXIT => return r[0],
                 other => panic!("opcode {other:#x}"),
             }
@@ -278,6 +294,11 @@ mod tests {
         let prog = program(&rules).unwrap();
         assert_eq!(run(&prog, DEV_CHAR, ACC_READ, 5, 1), 1);
         assert_eq!(run(&prog, DEV_CHAR, ACC_WRITE, 5, 1), 0, "the later deny");
+        assert_eq!(
+            run(&prog, DEV_CHAR, ACC_READ | ACC_WRITE, 5, 1),
+            0,
+            "asks for what it denies"
+        );
         assert_eq!(run(&prog, DEV_CHAR, ACC_WRITE, 5, 2), 1);
         assert_eq!(run(&prog, DEV_BLOCK, ACC_READ, 7, 9), 1);
         assert_eq!(run(&prog, DEV_BLOCK, ACC_READ | ACC_WRITE, 7, 9), 0);
@@ -285,6 +306,10 @@ mod tests {
         assert_eq!(
             program(&[rule(true, None, None, None, "rx")]),
             Err(RuleError::Access("rx".into()))
+        );
+        assert_eq!(
+            program(&[rule(false, None, Some(1 << 31), None, "rwm")]),
+            Err(RuleError::Number(1 << 31))
         );
     }
 
