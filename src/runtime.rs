@@ -112,6 +112,11 @@ impl Runtime {
             .map_err(|e| Error::Io {
                 what: "restricting the state directory".into(),
                 source: std::io::Error::other(e),
+            })?
+            .with_resolved_engine_sockets(|socket| std::fs::canonicalize(socket))
+            .map_err(|e| Error::Io {
+                what: "restricting where the engine sockets really are".into(),
+                source: std::io::Error::other(e),
             })?;
         if !policy.eci_enabled {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");

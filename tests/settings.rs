@@ -39,6 +39,46 @@ fn a_locked_setting_cannot_be_overridden_by_a_container() {
     );
 }
 
+/// An engine socket named through a symlink is still an engine socket where it really is:
+/// neither it nor the directory holding it can be bound in past the image list.
+#[test]
+fn an_engine_socket_named_through_a_symlink_is_guarded_where_it_is() {
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let real_dir = dir.path().join("engine");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("docker.sock");
+    let _listening = std::os::unix::net::UnixListener::bind(&real).unwrap();
+    let link = dir.path().join("docker.sock");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let settings = format!(r#"{{"eci": {{"engineSockets": ["{}"]}}}}"#, link.display());
+    std::fs::write(dir.path().join("settings.json"), settings).unwrap();
+    let policy = eci::load_settings(&dir.path().join("settings.json")).unwrap();
+    let runtime = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: dir.path().join("state"),
+        policy,
+        ..Default::default()
+    })
+    .unwrap();
+    let rootfs = HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    for (source, id) in [(&real_dir, "socket-dir"), (&real, "socket")] {
+        let mut spec = rootfs.spec(vec!["true".into()]);
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        let mut bind = eci::oci_spec::runtime::Mount::default();
+        bind.set_destination("/engine".into());
+        bind.set_typ(Some("bind".into()));
+        bind.set_source(Some(source.clone()));
+        bind.set_options(Some(vec!["bind".into()]));
+        mounts.push(bind);
+        spec.set_mounts(Some(mounts));
+        let err = runtime.create(ContainerConfig::new(id, spec)).unwrap_err();
+        assert!(matches!(err, Error::Spec(_)), "{id}: {err}");
+        assert!(
+            err.to_string().contains("engine/docker.sock"),
+            "{id}: {err}"
+        );
+    }
+}
+
 /// A runtime whose policy shares a directory holding one file, `inside` (read-only or not).
 fn runtime_with_volume(dir: &Path, read_only: bool) -> (eci::Runtime, std::path::PathBuf) {
     let volume = dir.join("volume");

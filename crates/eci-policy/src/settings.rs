@@ -679,6 +679,39 @@ impl Policy {
             .restrict_as(state_dir, Scope::Subtree, RuleOrigin::StateDirectory)?;
         Ok(self)
     }
+
+    /// Adds where each engine socket really is, as `resolve` (symlinks followed) says: bind
+    /// sources are compared once resolved, so a socket named through a symlink
+    /// (`/var/run/docker.sock` to a user's directory) would otherwise neither be recognised
+    /// as an engine's nor keep its directories from being bound. Sockets that do not resolve
+    /// (no engine there yet) stay as named.
+    ///
+    /// ```
+    /// use eci_policy::Policy;
+    /// use std::path::{Path, PathBuf};
+    /// let moved = |p: &Path| -> std::io::Result<PathBuf> {
+    ///     Ok(if p == Path::new("/var/run/docker.sock") { "/home/a/.docker/run/docker.sock".into() } else { p.into() })
+    /// };
+    /// let policy = Policy::default().with_resolved_engine_sockets(moved).unwrap();
+    /// assert!(policy.docker_socket.sockets.contains(&PathBuf::from("/home/a/.docker/run/docker.sock")));
+    /// ```
+    pub fn with_resolved_engine_sockets(
+        mut self,
+        resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
+    ) -> Result<Self, crate::paths::PathError> {
+        let named = self.docker_socket.sockets.clone();
+        for socket in named {
+            let Ok(real) = resolve(&socket) else {
+                continue;
+            };
+            if real != socket && !self.docker_socket.sockets.contains(&real) {
+                self.paths
+                    .restrict_as(&real, Scope::Exact, RuleOrigin::Settings)?;
+                self.docker_socket.sockets.push(real);
+            }
+        }
+        Ok(self)
+    }
 }
 
 #[cfg(test)]
