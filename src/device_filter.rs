@@ -160,19 +160,8 @@ pub(crate) fn attach(insns: &[Insn], cgroup: &std::path::Path) -> std::io::Resul
         attach_flags: BPF_F_ALLOW_MULTI,
         replace_bpf_fd: 0,
     };
-    // SAFETY: attr is a valid bpf_attr prefix of the size given; both descriptors are open.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attr as *const AttachAttr,
-            std::mem::size_of::<AttachAttr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    // Both descriptors stay open through the call.
+    bpf(BPF_PROG_ATTACH, &attr).map(drop)
 }
 
 fn load(insns: &[Insn]) -> std::io::Result<OwnedFd> {
@@ -210,21 +199,29 @@ fn load(insns: &[Insn]) -> std::io::Result<OwnedFd> {
         prog_ifindex: 0,
         expected_attach_type: BPF_CGROUP_DEVICE,
     };
-    // SAFETY: attr is a valid bpf_attr prefix of the size given; insns and the license outlive
-    // the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const LoadAttr,
-            std::mem::size_of::<LoadAttr>(),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // The instructions and the license outlive the call.
+    let fd = bpf(BPF_PROG_LOAD, &attr)?;
     // SAFETY: the kernel just returned this descriptor, which nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// bpf(2): `cmd` with `attr`, a prefix of `union bpf_attr` whose pointers the caller keeps
+/// valid through the call.
+fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
+    // SAFETY: attr points to size_of::<T>() readable bytes, which the kernel reads (with what
+    // they point to) only during the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>(),
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ret)
 }
 
 #[cfg(test)]
