@@ -42,17 +42,28 @@ impl Setup {
     }
 
     /// A command whose stdio a container process keeps (`run --detach`, `exec --detach`):
-    /// there is no end of its output to wait for, so it gets none.
+    /// there is no end of its output to wait for, so it gets none; what it says on stderr is
+    /// kept in a file ([`Setup::detached_errors`]).
     fn runc_detached(&self, args: &[&str]) -> bool {
+        let errors = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("detached.err"))
+            .unwrap();
         Command::new(eci_runc())
             .arg("--root")
             .arg(self.dir.path().join("root"))
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(errors)
             .status()
             .unwrap()
             .success()
+    }
+
+    /// What the detached commands said on stderr.
+    fn detached_errors(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("detached.err")).unwrap_or_default()
     }
 
     fn bundle(&self) -> String {
@@ -79,14 +90,15 @@ impl Setup {
             &pid_file.display().to_string(),
             id,
         ]);
-        assert!(created);
+        assert!(created, "create {id}: {}", self.detached_errors());
         read_pid(&pid_file)
     }
 
     /// Creates and starts container `id`; its monitor's pid (from the pid file).
     fn start_with_monitor(&self, id: &str) -> i32 {
         let monitor = self.create_with_monitor(id);
-        assert!(self.runc_detached(&["start", id]));
+        let started = self.runc_detached(&["start", id]);
+        assert!(started, "start {id}: {}", self.detached_errors());
         monitor
     }
 
