@@ -430,6 +430,16 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             refuse(&mut client.stream, status, &message)?;
             return Ok(());
         }
+        let query = request
+            .target
+            .split_once('?')
+            .map_or("", |(_, query)| query);
+        if let Some(why) = api.and_then(|api| eci_policy::docker_api::build_refusal(api, query)) {
+            let message = format!("eci: {why}");
+            tracing::info!("docker proxy: {message}");
+            refuse(&mut client.stream, 403, &message)?;
+            return Ok(());
+        }
         if api == Some(Api::Commit) {
             if let Err((status, message)) = vet_commit(&mut request, shared) {
                 tracing::info!("docker proxy: {message}");

@@ -238,6 +238,15 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         "HTTP/1.1 403 Forbidden"
     );
     assert_eq!(connect(r#"{"Container":"web"}"#), "HTTP/1.1 200 OK");
+    // Builds on the host's network, and BuildKit's, are refused.
+    assert_eq!(
+        status(&format!("POST /v1.43/build?networkmode=host {close}")),
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(
+        status(&format!("POST /v1.43/grpc {close}")),
+        "HTTP/1.1 403 Forbidden"
+    );
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(
         *seen.lock().unwrap(),

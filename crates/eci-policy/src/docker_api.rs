@@ -574,6 +574,58 @@ pub fn query_container(
     Ok(name.map(|name| QueryContainer { name, others, key }))
 }
 
+/// Why a build request is refused on a proxied socket, if it is (ECI.md guarantee 4: builds
+/// may not use the host's network nor BuildKit's entitlements):
+/// - BuildKit's endpoints (`/session`, `/grpc`) and builds (`version=2`): BuildKit runs its
+///   steps with runc whatever the engine's runtimes, and asks for entitlements such as
+///   `network.host` inside gRPC, where the proxy cannot look;
+/// - a classic build with `networkmode=host`.
+///
+/// ```
+/// use eci_policy::docker_api::{build_refusal, Api};
+/// assert!(build_refusal(Api::Build, "t=app&networkmode=host").is_some());
+/// assert!(build_refusal(Api::Build, "t=app&version=2").is_some());
+/// assert!(build_refusal(Api::Grpc, "").is_some());
+/// assert_eq!(build_refusal(Api::Build, "t=app&networkmode=none"), None);
+/// assert_eq!(build_refusal(Api::ContainerList, "all=1"), None);
+/// ```
+pub fn build_refusal(api: Api, query: &str) -> Option<&'static str> {
+    match api {
+        Api::Session | Api::Grpc => {
+            Some("BuildKit's session and gRPC endpoints carry options the proxy cannot check")
+        }
+        Api::Build => {
+            let Ok(values) = query_values(query) else {
+                return Some("the build's query does not decode");
+            };
+            // The engine reads the first value of each parameter.
+            let first = |key: &str| values.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+            if first("version").is_some_and(|v| v == "2") {
+                Some("BuildKit builds (version=2) run outside eci, with options the proxy cannot check")
+            } else if first("networkmode").is_some_and(|v| v.eq_ignore_ascii_case("host")) {
+                Some("builds may not use the host's network")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Every parameter of `query`, decoded as the engine's form parser decodes it, in order.
+fn query_values(query: &str) -> Result<Vec<(String, String)>, QueryError> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode(key, true).ok_or(QueryError::Undecodable)?;
+            let value = percent_decode(value, true).ok_or(QueryError::Undecodable)?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
 /// The request target's path, decoded as the engine decodes it, and its query as it came.
 fn decoded_path(target: &str) -> Option<(String, Option<String>)> {
     let target = strip_authority(target);

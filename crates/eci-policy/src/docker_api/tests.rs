@@ -373,6 +373,20 @@ proptest! {
     }
 
     #[test]
+    fn host_network_and_buildkit_builds_are_refused_however_spelt(
+        mode in "[hH][oO][sS][tT]", encode in any::<bool>(), before in "[a-z]{1,6}=[a-z0-9]{0,6}"
+    ) {
+        let key = if encode { "network%6Dode" } else { "networkmode" };
+        let query = format!("{before}&{key}={mode}");
+        prop_assert!(build_refusal(Api::Build, &query).is_some(), "{}", query);
+        let buildkit = format!("{before}&version=2");
+        prop_assert!(build_refusal(Api::Build, &buildkit).is_some());
+        let later = format!("networkmode=none&{key}={mode}");
+        prop_assert_eq!(build_refusal(Api::Build, &later), None, "the engine reads the first");
+        prop_assert_eq!(build_refusal(Api::Build, &before), None);
+    }
+
+    #[test]
     fn classification_never_panics(method in "[A-Z]{0,7}", path in "\\PC{0,60}", query in "\\PC{0,30}") {
         let first = classify(&method, &path, &query);
         prop_assert_eq!(first, classify(&method, &path, &query));
