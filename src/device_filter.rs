@@ -160,8 +160,8 @@ pub(crate) fn attach(insns: &[Insn], cgroup: &std::path::Path) -> std::io::Resul
         attach_flags: BPF_F_ALLOW_MULTI,
         replace_bpf_fd: 0,
     };
-    // Both descriptors stay open through the call.
-    bpf(BPF_PROG_ATTACH, &attr).map(drop)
+    // SAFETY: the attach arguments hold descriptors only, both open through the call.
+    unsafe { bpf(BPF_PROG_ATTACH, &attr) }.map(drop)
 }
 
 fn load(insns: &[Insn]) -> std::io::Result<OwnedFd> {
@@ -199,17 +199,20 @@ fn load(insns: &[Insn]) -> std::io::Result<OwnedFd> {
         prog_ifindex: 0,
         expected_attach_type: BPF_CGROUP_DEVICE,
     };
-    // The instructions and the license outlive the call.
-    let fd = bpf(BPF_PROG_LOAD, &attr)?;
+    // SAFETY: `insns` and the license, which attr points to, outlive the call.
+    let fd = unsafe { bpf(BPF_PROG_LOAD, &attr) }?;
     // SAFETY: the kernel just returned this descriptor, which nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// bpf(2): `cmd` with `attr`, a prefix of `union bpf_attr` whose pointers the caller keeps
-/// valid through the call.
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
+/// bpf(2): `cmd` with `attr`, a prefix of `union bpf_attr`.
+///
+/// # Safety
+/// Every pointer in `attr` must point to memory valid for what `cmd` reads or writes there,
+/// for the duration of the call.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
     // SAFETY: attr points to size_of::<T>() readable bytes, which the kernel reads (with what
-    // they point to) only during the call.
+    // they point to, valid as the caller promised) only during the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,

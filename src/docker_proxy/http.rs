@@ -266,17 +266,29 @@ pub(super) fn check_request(
         return Err(ProxyError::Malformed("chunked transfer coding in HTTP/1.0"));
     }
     // The engine reads its parameters from a form body as well as from the query, which is
-    // all the decision saw (`/images/create` is a pull or an import by its parameters).
-    let form = named("content-type").any(|h| {
-        h.value.len() >= 33
-            && h.value[..33].eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
-    });
+    // all the decision saw (`/images/create` is a pull or an import by its parameters, a build
+    // uses BuildKit or the host's network by them): Go's FormValue parses a URL-encoded body,
+    // and a multipart/form-data one, appending their values to the query's.
+    let form = named("content-type").any(|h| is_form(h.value));
     if form && framing != Framing::None && framing != Framing::Length(0) {
         return Err(ProxyError::Malformed(
-            "a form-encoded body (the engine would read parameters the decision did not see)",
+            "a form body (the engine would read parameters the decision did not see)",
         ));
     }
     Ok(())
+}
+
+/// Whether a Content-Type names a form the engine would read parameters from: its media type,
+/// trimmed and in any case as Go's mime.ParseMediaType reads it, is URL-encoded or any
+/// multipart type.
+fn is_form(content_type: &[u8]) -> bool {
+    let media = content_type
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+        .to_ascii_lowercase();
+    media == b"application/x-www-form-urlencoded" || media.starts_with(b"multipart/")
 }
 
 /// Reads a request head; `None` when the client closed the connection between requests.

@@ -669,11 +669,24 @@ fn vet_network_member(
                 400,
                 "eci: the network connect body names no Container".to_string(),
             ))?;
-        let id = shared.same_runtime(name)?;
+        let id = match shared.same_runtime(name) {
+            Ok(id) => id,
+            // `network disconnect --force` of a container that is gone removes its stale
+            // endpoint: the engine is asked as the client asked.
+            Err((404, _)) if forced_disconnect(&request, fields) => return Ok(body.clone()),
+            Err(refusal) => return Err(refusal),
+        };
         fields.insert("Container".into(), serde_json::Value::String(id));
         Ok(json.to_string().into_bytes())
     })();
     Ok(vetted.map(|body| with_body(request, &body)))
+}
+
+/// Whether `request` is a network disconnect with `"Force": true`.
+fn forced_disconnect(request: &Head, fields: &serde_json::Map<String, serde_json::Value>) -> bool {
+    let api = eci_policy::docker_api::classify_target(&request.method, &request.target);
+    api == Some(Api::NetworkDisconnect)
+        && fields.get("Force") == Some(&serde_json::Value::Bool(true))
 }
 
 /// Names the container of a commit (`?container=`) by its full ID, once it is of the holder's

@@ -160,10 +160,13 @@ fn engine_with(
                     None => "HTTP/1.0 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string(),
                 },
                 None => {
-                    record
-                        .lock()
-                        .unwrap()
-                        .push(format!("{} {}", head.method, head.target));
+                    let mut body = Vec::new();
+                    if let Framing::Length(n) = head.framing {
+                        let _ = side.copy(n, &mut body);
+                    }
+                    let body = String::from_utf8_lossy(&body);
+                    let line = format!("{} {} {body}", head.method, head.target);
+                    record.lock().unwrap().push(line.trim_end().to_string());
                     "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
                 }
             };
@@ -238,6 +241,22 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         "HTTP/1.1 403 Forbidden"
     );
     assert_eq!(connect(r#"{"Container":"web"}"#), "HTTP/1.1 200 OK");
+    let disconnect = |body: &str| {
+        status(&format!(
+            "POST /v1.43/networks/n/disconnect HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    // A forced disconnect of a container that is gone removes its stale endpoint.
+    assert_eq!(
+        disconnect(r#"{"Container":"gone","Force":true}"#),
+        "HTTP/1.1 200 OK"
+    );
+    assert_eq!(
+        disconnect(r#"{"Container":"gone"}"#),
+        "HTTP/1.1 404 Not Found"
+    );
     // Builds on the host's network, and BuildKit's, are refused.
     assert_eq!(
         status(&format!("POST /v1.43/build?networkmode=host {close}")),
@@ -247,13 +266,23 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         status(&format!("POST /v1.43/grpc {close}")),
         "HTTP/1.1 403 Forbidden"
     );
+    // However the options come: after a `;` (which Go's parser skips), or in a form body.
+    let semicolon = "POST /v1.43/build?networkmode=none;&networkmode=host";
+    assert_eq!(
+        status(&format!("{semicolon} {close}")),
+        "HTTP/1.1 403 Forbidden"
+    );
+    let multipart = "POST /v1.43/build?remote=x HTTP/1.1\r\nHost: d\r\n\
+                     Content-Type:  Multipart/Form-Data; boundary=b\r\nContent-Length: 3\r\n\r\nabc";
+    assert_eq!(status(multipart), "HTTP/1.1 400 Bad Request");
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(
         *seen.lock().unwrap(),
         [
             format!("POST /v1.43/containers/{ECI_ID}/kill?signal=HUP"),
             format!("POST /v1.43/commit?repo=x&container={ECI_ID}"),
-            "POST /v1.43/networks/n/connect".to_string(),
+            format!(r#"POST /v1.43/networks/n/connect {{"Container":"{ECI_ID}"}}"#),
+            r#"POST /v1.43/networks/n/disconnect {"Container":"gone","Force":true}"#.to_string(),
         ],
         "only the allowed requests, naming the container by its full ID"
     );

@@ -449,7 +449,19 @@ impl ContainerTarget {
     /// The same request target naming the container by `id` (a full ID: the engine matches
     /// it before any name or ID prefix).
     pub fn with_id(&self, id: &str) -> String {
-        let mut target = format!("{}/containers/{id}{}", self.prefix, self.rest);
+        // The rest was decoded: encoded again, a checkpoint's name cannot turn into a query or
+        // be decoded twice.
+        let rest: String = self
+            .rest
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let mut target = format!("{}/containers/{id}{rest}", self.prefix);
         if let Some(query) = &self.query {
             target.push('?');
             target.push_str(query);
@@ -510,7 +522,8 @@ pub fn exec_of_target(method: &str, target: &str) -> Option<String> {
     }
     let (decoded, _) = decoded_path(target)?;
     let tail = strip_version(&decoded)?.strip_prefix("/exec/")?;
-    let (id, _) = tail.split_once('/')?;
+    // The engine's route takes everything before the action as the ID, as for containers.
+    let (id, _) = action(tail)?;
     (!id.is_empty()).then(|| id.to_string())
 }
 
@@ -537,8 +550,8 @@ impl QueryContainer {
 /// Why a query cannot be read as the engine reads it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
-    /// A pair that does not decode (the engine refuses the request).
-    #[error("a query parameter does not decode")]
+    /// A pair that does not decode, or holds `;` (which Go's parser skips).
+    #[error("a query parameter does not decode, or holds ';'")]
     Undecodable,
     /// The parameter twice (the engine takes the first; the proxy would check one of them).
     #[error("the query names the container twice")]
@@ -559,6 +572,9 @@ pub fn query_container(
     query: &str,
     key: &'static str,
 ) -> Result<Option<QueryContainer>, QueryError> {
+    if query.contains(';') {
+        return Err(QueryError::Undecodable);
+    }
     let mut name = None;
     let mut others = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
@@ -612,8 +628,12 @@ pub fn build_refusal(api: Api, query: &str) -> Option<&'static str> {
     }
 }
 
-/// Every parameter of `query`, decoded as the engine's form parser decodes it, in order.
+/// Every parameter of `query`, decoded as the engine's form parser decodes it, in order. A
+/// query with `;` is refused: Go's parser skips pairs holding one, where this one would not.
 fn query_values(query: &str) -> Result<Vec<(String, String)>, QueryError> {
+    if query.contains(';') {
+        return Err(QueryError::Undecodable);
+    }
     query
         .split('&')
         .filter(|pair| !pair.is_empty())

@@ -399,3 +399,22 @@ proptest! {
         let _ = classify("DELETE", &path, "");
     }
 }
+
+#[test]
+fn names_and_queries_are_read_as_the_engine_reads_them() {
+    // Go's query parser skips a pair holding ';': the proxy refuses such a query.
+    assert!(query_container("container=a;&container=b", "container").is_err());
+    assert!(build_refusal(Api::Build, "version=1;&version=2").is_some());
+    // The engine's exec route takes everything before the action as the ID.
+    assert_eq!(
+        exec_of_target("POST", "/v1.43/exec/a/b/start").as_deref(),
+        Some("a/b")
+    );
+    // A checkpoint's decoded name goes back encoded: it cannot become a query.
+    let delete =
+        container_of_target("DELETE", "/v1.43/containers/web/checkpoints/c%3Fx=1").unwrap();
+    assert_eq!(
+        delete.with_id("e1"),
+        "/v1.43/containers/e1/checkpoints/c%3Fx%3D1"
+    );
+}
