@@ -650,36 +650,43 @@ fn vet_network_member(
         Ok(body) => body,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let vetted = (|| {
-        let mut json: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| (400, format!("eci: the network connect body: {e}")))?;
-        let fields = json.as_object_mut().ok_or((
-            400,
-            "eci: the network connect body is not an object".to_string(),
-        ))?;
-        if let Some(key) = fields.keys().find(|key| {
-            eci_policy::docker_api::create::folds_to(key, "Container") && *key != "Container"
-        }) {
-            return Err((403, format!("eci: the key '{key}' stands for 'Container'")));
-        }
-        let name = fields
-            .get("Container")
-            .and_then(serde_json::Value::as_str)
-            .ok_or((
-                400,
-                "eci: the network connect body names no Container".to_string(),
-            ))?;
-        let id = match shared.same_runtime(name) {
-            Ok(id) => id,
-            // `network disconnect --force` of a container that is gone removes its stale
-            // endpoint: the engine is asked as the client asked.
-            Err((404, _)) if forced_disconnect(&request, fields) => return Ok(body.clone()),
-            Err(refusal) => return Err(refusal),
-        };
-        fields.insert("Container".into(), serde_json::Value::String(id));
-        Ok(json.to_string().into_bytes())
-    })();
+    let vetted = network_member_body(&body, &request, shared);
     Ok(vetted.map(|body| with_body(request, &body)))
+}
+
+/// The network connect or disconnect `body` to send on, its `Container` named by full ID.
+fn network_member_body(
+    body: &[u8],
+    request: &Head,
+    shared: &Shared,
+) -> std::result::Result<Vec<u8>, Refusal> {
+    let mut json: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| (400, format!("eci: the network connect body: {e}")))?;
+    let fields = json.as_object_mut().ok_or((
+        400,
+        "eci: the network connect body is not an object".to_string(),
+    ))?;
+    if let Some(key) = fields.keys().find(|key| {
+        eci_policy::docker_api::create::folds_to(key, "Container") && *key != "Container"
+    }) {
+        return Err((403, format!("eci: the key '{key}' stands for 'Container'")));
+    }
+    let name = fields
+        .get("Container")
+        .and_then(serde_json::Value::as_str)
+        .ok_or((
+            400,
+            "eci: the network connect body names no Container".to_string(),
+        ))?;
+    let id = match shared.same_runtime(name) {
+        Ok(id) => id,
+        // `network disconnect --force` of a container that is gone removes its stale
+        // endpoint: the engine is asked as the client asked.
+        Err((404, _)) if forced_disconnect(request, fields) => return Ok(body.to_vec()),
+        Err(refusal) => return Err(refusal),
+    };
+    fields.insert("Container".into(), serde_json::Value::String(id));
+    Ok(json.to_string().into_bytes())
 }
 
 /// Whether `request` is a network disconnect with `"Force": true`.
