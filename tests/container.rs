@@ -277,6 +277,38 @@ fn a_terminal_comes_from_the_containers_devpts() {
 }
 
 #[test]
+fn a_second_procfs_from_the_spec_is_refused_and_nothing_is_leased() {
+    // Outside /proc the masks and the virtual files would not cover it: the host's timer_list
+    // and meminfo would show there.
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    for (typ, dest) in [("proc", "/host-proc"), ("sysfs", "/host-sys")] {
+        let mut spec = rootfs.spec(vec!["true".into()]);
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        let mut mount = eci::oci_spec::runtime::Mount::default();
+        mount.set_destination(dest.into());
+        mount.set_typ(Some(typ.into()));
+        mount.set_source(Some(typ.into()));
+        mounts.push(mount);
+        spec.set_mounts(Some(mounts));
+        let id = common::unique_id("second-procfs");
+        let err = runtime()
+            .create(eci::ContainerConfig::new(id.clone(), spec))
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                eci::Error::Spec(eci::eci_policy::harden::HardenError::KernelFsElsewhere { .. })
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains(dest), "{err}");
+        let leases = runtime().allocator().leases().unwrap();
+        assert!(leases.iter().all(|l| l.owner != id), "nothing leased");
+    }
+}
+
+#[test]
 fn a_writable_rootfs_that_host_users_can_reach_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     // An idmapped rootfs stores what the container's root creates as host root: a setuid binary

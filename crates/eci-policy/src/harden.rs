@@ -202,6 +202,17 @@ pub enum HardenError {
     /// A mount over the container's root.
     #[error("mount destination '/' would cover the root filesystem")]
     MountOverRoot,
+    /// A procfs or sysfs mounted anywhere but /proc or /sys, where the masks and the virtual
+    /// files would not cover it.
+    #[error("a {fstype} mount at {} is refused: {fstype} is mounted at {} only, where its masks and virtual files apply", dest.display(), home.display())]
+    KernelFsElsewhere {
+        /// "proc" or "sysfs".
+        fstype: &'static str,
+        /// Where the spec mounts it.
+        dest: PathBuf,
+        /// Where it may be mounted.
+        home: &'static Path,
+    },
     /// A bind mount without a source.
     #[error("bind mount at {0} has no source")]
     BindWithoutSource(PathBuf),
@@ -550,11 +561,32 @@ fn harden_mounts(
         mount.set_destination(dest.clone());
         if is_bind(&mount) {
             check_bind_source(&mut mount, &mut binds, report)?;
+        } else {
+            check_kernel_fs_home(&mount)?;
         }
         out.push(mount);
     }
     add_default_mounts(&mut out, report);
     Ok(out)
+}
+
+/// Refuses a procfs or sysfs outside /proc or /sys: the masks (`linux.maskedPaths`) and the
+/// virtual files name paths under those two, so a second procfs elsewhere would show the host's
+/// timer_list, sched_debug and meminfo.
+fn check_kernel_fs_home(mount: &Mount) -> Result<(), HardenError> {
+    let (fstype, home) = match mount.typ().as_deref() {
+        Some("proc") => ("proc", Path::new("/proc")),
+        Some("sysfs") => ("sysfs", Path::new("/sys")),
+        _ => return Ok(()),
+    };
+    if mount.destination() == home {
+        return Ok(());
+    }
+    Err(HardenError::KernelFsElsewhere {
+        fstype,
+        dest: mount.destination().clone(),
+        home,
+    })
 }
 
 /// Inserts each default mount the spec lacks without reordering the spec's own (OCI mounts are

@@ -153,6 +153,58 @@ fn relative_mount_destination_is_an_error() {
     ));
 }
 
+fn kernel_fs_at(dest: &str, typ: &str) -> Spec {
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(vec![MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(typ)
+        .build()
+        .unwrap()]));
+    spec
+}
+
+#[test]
+fn a_procfs_or_sysfs_elsewhere_is_refused_by_name() {
+    // Outside /proc the masks (/proc/timer_list, ...) and the virtual files would not cover it.
+    let err = run(kernel_fs_at("/host-proc", "proc")).unwrap_err();
+    assert!(matches!(
+        err,
+        HardenError::KernelFsElsewhere { fstype: "proc", .. }
+    ));
+    assert!(err.to_string().contains("/host-proc"), "{err}");
+    let err = run(kernel_fs_at("/sys/fs/../../s", "sysfs")).unwrap_err();
+    assert!(err.to_string().contains("sysfs mount at /s"), "{err}");
+    // At their own places they stay, however the spec spells the path.
+    assert!(run(kernel_fs_at("/proc/", "proc")).is_ok());
+    assert!(run(kernel_fs_at("/sys", "sysfs")).is_ok());
+}
+
+proptest! {
+    #[test]
+    fn a_procfs_or_sysfs_is_kept_only_at_its_home(
+        parts in proptest::collection::vec("proc|sys|fs|\\.\\.|\\.|[a-z]{1,3}", 1..5),
+        typ in "proc|sysfs|tmpfs",
+    ) {
+        let dest = format!("/{}", parts.join("/"));
+        let normal = crate::paths::normalize(Path::new(&dest)).unwrap();
+        let home = match typ.as_str() {
+            "proc" => Some(Path::new("/proc")),
+            "sysfs" => Some(Path::new("/sys")),
+            _ => None,
+        };
+        let result = run(kernel_fs_at(&dest, &typ));
+        if normal == Path::new("/") {
+            prop_assert!(matches!(result, Err(HardenError::MountOverRoot)));
+        } else if home.is_none_or(|home| normal == home) {
+            prop_assert!(result.is_ok(), "{:?}", result.err());
+        } else {
+            let refused = matches!(result, Err(HardenError::KernelFsElsewhere { .. }));
+            prop_assert!(refused, "{}", dest);
+        }
+    }
+}
+
 #[test]
 fn bind_of_a_restricted_path_names_the_rule() {
     let mut spec = Spec::default();
