@@ -663,6 +663,20 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
     assert_eq!((code, out.as_str()), (0, "HTTP/1.1 403 Forbidden"), "{err}");
     let (code, out, err) = run("eci-any", "/v1.41/containers/made-inside/json");
     assert_eq!((code, out.as_str()), (0, "HTTP/1.1 200 OK"), "{err}");
+    // Nor may it have the engine run anything outside eci-any: a classic build (this engine's
+    // default runtime is runc), a plugin, a swarm task.
+    for target in [
+        "/v1.41/build?t=made-inside",
+        "/v1.41/plugins/pull?remote=vieux/sshfs",
+        "/v1.41/swarm/init",
+    ] {
+        let (code, out, err) = request("eci-any", "POST", target, Some("{}"));
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "HTTP/1.1 403 Forbidden"),
+            "{target}: {err}"
+        );
+    }
     assert!(docker
         .docker(&["rm", "made-inside", "victim"])
         .status

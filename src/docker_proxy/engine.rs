@@ -114,6 +114,22 @@ pub(super) fn exec_container(socket: &Path, exec_id: &str) -> Result<Option<Stri
     }
 }
 
+/// The engine's default runtime (its name for it): what the containers it creates itself, such
+/// as a classic build's steps, run with.
+pub(super) fn default_runtime(socket: &Path) -> Result<String> {
+    let info = engine_get(socket, "/info")?;
+    match info["DefaultRuntime"].as_str().filter(|r| !r.is_empty()) {
+        Some(runtime) => Ok(runtime.to_string()),
+        None => Err(Error::io(format!(
+            "reading the engine's information (engine socket {})",
+            socket.display()
+        ))(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no DefaultRuntime",
+        ))),
+    }
+}
+
 /// A container ID as the engine makes them: 64 lowercase hex digits.
 fn is_full_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

@@ -8,7 +8,10 @@
 //! and gets the runtime of [`CreateRuntime`] filled in
 //! ([`eci_policy::docker_api::create`]): the engine's `runc` would run it without eci. For
 //! the same reason a request on a container (its path, an exec's, a commit's query, a network
-//! connect's body) reaches only containers of that runtime, named by full ID once checked.
+//! connect's body) reaches only containers of that runtime, named by full ID once checked, and
+//! requests that would have the engine run something outside it (plugins, swarm services, a
+//! classic build while the engine's default runtime is another) are refused
+//! ([`eci_policy::docker_api::outside_runtime`]).
 //! Everything else passes byte for byte: heads, bodies (by Content-Length or chunk by chunk, so streams such as
 //! `docker events` or `logs -f` flow as they come) and, after `101 Switching Protocols` or an
 //! unframed response (`attach`, `exec` with a terminal), the raw stream both ways. A request
@@ -42,7 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use eci_policy::docker_api::{Api, CommandList, Reason};
+use eci_policy::docker_api::{Api, CommandList, OutsideRuntime, Reason};
 
 use crate::error::{Error, Result};
 
@@ -169,6 +172,25 @@ impl Shared {
                 403,
                 format!("eci: which container exec {exec_id} runs in: {err}"),
             )),
+        }
+    }
+
+    /// Whether a request that has the engine run `outside` its create bodies' runtime may
+    /// pass: a classic build only when the engine's default runtime is the one created
+    /// containers get; plugins and swarm never.
+    fn may_run(&self, outside: OutsideRuntime) -> std::result::Result<(), String> {
+        let refused = |detail: String| format!("eci: {}{detail}", outside.why());
+        if outside != OutsideRuntime::DefaultRuntime {
+            return Err(refused(String::new()));
+        }
+        let ours = self.runtime_for_creates()?;
+        match engine::default_runtime(&self.upstream) {
+            Ok(default) if default == ours => Ok(()),
+            Ok(default) => Err(refused(format!(
+                " ('{default}'), not this socket's '{ours}': make '{ours}' the engine's default \
+                 runtime to build through it"
+            ))),
+            Err(err) => Err(refused(format!(", which could not be read: {err}"))),
         }
     }
 
@@ -439,6 +461,13 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             tracing::info!("docker proxy: {message}");
             refuse(&mut client.stream, 403, &message)?;
             return Ok(());
+        }
+        if let Some(outside) = api.and_then(eci_policy::docker_api::outside_runtime) {
+            if let Err(message) = shared.may_run(outside) {
+                tracing::info!("docker proxy: {message}");
+                refuse(&mut client.stream, 403, &message)?;
+                return Ok(());
+            }
         }
         if api == Some(Api::Commit) {
             if let Err((status, message)) = vet_commit(&mut request, shared) {

@@ -123,11 +123,13 @@ fn a_create_runs_with_the_holders_runtime_or_is_refused() {
     );
 }
 
-/// An engine that knows `containers` (name, full ID, runtime): it answers inspecting one (by
-/// name or ID) with its facts, and any other request with 200, keeping its request line.
+/// An engine that knows `containers` (name, full ID, runtime) and has `default_runtime`: it
+/// answers inspecting one (by name or ID) with its facts, `/info` with its default runtime, and
+/// any other request with 200, keeping its request line.
 fn engine_with(
     path: &Path,
     containers: &'static [(&'static str, &'static str, &'static str)],
+    default_runtime: &'static str,
 ) -> Arc<std::sync::Mutex<Vec<String>>> {
     let listener = UnixListener::bind(path).unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -144,7 +146,12 @@ fn engine_with(
                 .strip_prefix("/containers/")
                 .and_then(|t| t.strip_suffix("/json"))
                 .filter(|_| head.method == "GET");
+            let info = format!(r#"{{"DefaultRuntime":"{default_runtime}"}}"#);
             let answer = match inspected {
+                _ if head.method == "GET" && head.target == "/info" => format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{info}",
+                    info.len()
+                ),
                 Some(asked) => match containers
                     .iter()
                     .find(|(n, id, _)| *n == asked || *id == asked)
@@ -184,7 +191,7 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         [("web", ECI_ID, "eci"), ("host-tool", RUNC_ID, "runc")];
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
-    let seen = engine_with(&upstream, &CONTAINERS);
+    let seen = engine_with(&upstream, &CONTAINERS, "runc");
     let shared = Arc::new(Shared::new(
         &upstream,
         CommandList::default(),
@@ -286,6 +293,67 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         ],
         "only the allowed requests, naming the container by its full ID"
     );
+}
+
+#[test]
+fn plugins_swarm_and_builds_with_another_default_runtime_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let close = "HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n";
+    let status = |shared: &Arc<Shared>, request: &str| {
+        let back = exchange(shared, format!("{request} {close}").as_bytes());
+        String::from_utf8_lossy(&back)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The engine's default runtime is runc: a classic build's steps would run as host root.
+    let upstream = dir.path().join("runc-default.sock");
+    let seen = engine_with(&upstream, &[], "runc");
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        CommandList::default(),
+        eci_runtime(),
+    ));
+    for request in [
+        "POST /v1.43/build?t=app",
+        "POST /v1.43/plugins/pull?remote=vieux/sshfs",
+        "POST /v1.43/plugins/sshfs/enable",
+        "POST /v1.43/plugins/sshfs/set",
+        "POST /v1.43/swarm/init",
+        "POST /v1.43/swarm/join",
+        "POST /v1.43/services/create",
+        "POST /v1.43/services/web/update?version=3",
+    ] {
+        assert_eq!(
+            status(&shared, request),
+            "HTTP/1.1 403 Forbidden",
+            "{request}"
+        );
+    }
+    assert_eq!(
+        status(&shared, "POST /v1.43/plugins/sshfs/disable"),
+        "HTTP/1.1 200 OK"
+    );
+    // With eci the default, builds pass; plugins and swarm still do not.
+    let upstream = dir.path().join("eci-default.sock");
+    let seen_eci = engine_with(&upstream, &[], "eci");
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        CommandList::default(),
+        eci_runtime(),
+    ));
+    assert_eq!(
+        status(&shared, "POST /v1.43/build?t=app"),
+        "HTTP/1.1 200 OK"
+    );
+    assert_eq!(
+        status(&shared, "POST /v1.43/swarm/init"),
+        "HTTP/1.1 403 Forbidden"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(*seen.lock().unwrap(), ["POST /v1.43/plugins/sshfs/disable"]);
+    assert_eq!(*seen_eci.lock().unwrap(), ["POST /v1.43/build?t=app"]);
 }
 
 #[test]

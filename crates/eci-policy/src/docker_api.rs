@@ -628,6 +628,70 @@ pub fn build_refusal(api: Api, query: &str) -> Option<&'static str> {
     }
 }
 
+/// What a request makes the engine run that is not a container whose runtime the proxy sets
+/// in its create body ([`outside_runtime`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutsideRuntime {
+    /// A plugin: it runs as host root with whatever privileges it was granted (host network,
+    /// mounts of host paths, devices, capabilities), under no runtime the proxy chooses.
+    Plugin,
+    /// Swarm: the node runs the tasks managers give it (containers with the engine's default
+    /// runtime, or plugins), and a service names neither runtime nor eci's settings.
+    Swarm,
+    /// A classic build: its steps run in containers the engine creates itself, with its
+    /// default runtime. Safe only when that is the proxy's runtime.
+    DefaultRuntime,
+}
+
+impl OutsideRuntime {
+    /// Why it is refused, for the 403's message.
+    pub fn why(self) -> &'static str {
+        match self {
+            OutsideRuntime::Plugin => {
+                "plugins run as host root with the privileges they are granted, outside eci"
+            }
+            OutsideRuntime::Swarm => {
+                "swarm tasks run with the engine's default runtime or as plugins, which the \
+                 proxy cannot set"
+            }
+            OutsideRuntime::DefaultRuntime => {
+                "a classic build runs its steps with the engine's default runtime"
+            }
+        }
+    }
+}
+
+/// Whether `api` has the engine run something outside the runtime the proxy gives the
+/// containers it creates (ECI.md guarantee 10: containers made through an allowed socket,
+/// build containers included, get eci's protections). The proxy refuses
+/// [`OutsideRuntime::Plugin`] and [`OutsideRuntime::Swarm`] requests whatever the command
+/// list says, and [`OutsideRuntime::DefaultRuntime`] ones unless the engine's default runtime
+/// is its own. Disabling, removing or listing plugins and leaving a swarm stay the command
+/// list's business.
+///
+/// ```
+/// use eci_policy::docker_api::{outside_runtime, Api, OutsideRuntime};
+/// assert_eq!(outside_runtime(Api::PluginPull), Some(OutsideRuntime::Plugin));
+/// assert_eq!(outside_runtime(Api::ServiceCreate), Some(OutsideRuntime::Swarm));
+/// assert_eq!(outside_runtime(Api::Build), Some(OutsideRuntime::DefaultRuntime));
+/// assert_eq!(outside_runtime(Api::ContainerCreate), None);
+/// assert_eq!(outside_runtime(Api::PluginDisable), None);
+/// ```
+pub fn outside_runtime(api: Api) -> Option<OutsideRuntime> {
+    match api {
+        Api::PluginPull
+        | Api::PluginEnable
+        | Api::PluginUpgrade
+        | Api::PluginCreate
+        | Api::PluginSet => Some(OutsideRuntime::Plugin),
+        Api::SwarmInit | Api::SwarmJoin | Api::ServiceCreate | Api::ServiceUpdate => {
+            Some(OutsideRuntime::Swarm)
+        }
+        Api::Build => Some(OutsideRuntime::DefaultRuntime),
+        _ => None,
+    }
+}
+
 /// Every parameter of `query`, decoded as the engine's form parser decodes it, in order. A
 /// query with `;` is refused: Go's parser skips pairs holding one, where this one would not.
 fn query_values(query: &str) -> Result<Vec<(String, String)>, QueryError> {

@@ -389,6 +389,42 @@ proptest! {
 }
 
 #[test]
+fn every_documented_way_to_run_outside_the_runtime_is_caught() {
+    // From the published table: the commands that install or start plugins, make this engine a
+    // swarm node or give it services, and classic builds.
+    let plugin = [
+        "plugin install",
+        "plugin enable",
+        "plugin upgrade",
+        "plugin create",
+        "plugin set",
+    ];
+    let swarm = [
+        "swarm init",
+        "swarm join",
+        "service create",
+        "service update",
+    ];
+    for row in doc_rows() {
+        let path = fill(&row.path, "web", "n0d3");
+        let api = classify(&row.method, &path, &query_for(&row)).unwrap();
+        let names = |list: &[&str]| {
+            row.method == "POST" && row.commands.iter().any(|c| list.contains(&c.as_str()))
+        };
+        let expected = if names(&plugin) {
+            Some(OutsideRuntime::Plugin)
+        } else if names(&swarm) {
+            Some(OutsideRuntime::Swarm)
+        } else if api == Api::Build {
+            Some(OutsideRuntime::DefaultRuntime)
+        } else {
+            None
+        };
+        assert_eq!(outside_runtime(api), expected, "{} {path}", row.method);
+    }
+}
+
+#[test]
 fn names_and_queries_are_read_as_the_engine_reads_them() {
     // Go's query parser skips a pair holding ';': the proxy refuses such a query.
     assert!(query_container("container=a;&container=b", "container").is_err());
