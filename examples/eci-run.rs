@@ -135,6 +135,8 @@ fn run(args: Args) -> Result<u8, Box<dyn std::error::Error>> {
         let block_size = config.policy.id_pool.block_size();
         config.policy.id_pool =
             eci::eci_idmap::subid::pool_from_system(user, uid.as_raw(), block_size)?;
+        // The user's subordinate IDs are a pool of their own, with a journal of their own.
+        config.leases_dir = format!("{}-{user}", eci::HOST_LEASES_DIR).into();
     }
     let runtime = Runtime::new(config)?;
     let mut host_rootfs = None;

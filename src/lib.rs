@@ -62,7 +62,7 @@ pub use exec::ExecProcess;
 pub use init::ProcessError;
 pub use orphan::remove_orphan;
 pub use rootfs::{all_capabilities, privileged_spec, HostRootfs};
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{Runtime, RuntimeConfig, HOST_LEASES_DIR};
 pub use takeover::TakenOver;
 pub use virt::VirtualFilesServer;
 

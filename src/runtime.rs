@@ -17,9 +17,14 @@ use crate::error::{Error, Result};
 /// How a runtime is set up.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Where the ID leases (and the runtime's other state) live. Shared by every runtime on the
-    /// host that hands out blocks from the same pool.
+    /// Where the runtime's state lives: rootfs mounts, shift records, container records.
     pub state_dir: PathBuf,
+    /// Where the ID leases are journaled. Blocks are exclusive only among runtimes that share
+    /// this directory, so every runtime on the host that hands out blocks from the same pool
+    /// must name the same one, whatever its `state_dir`: the default, [`HOST_LEASES_DIR`],
+    /// is host-wide. A runtime whose pool differs from the one recorded there gets
+    /// [`eci_idmap::AllocError::PoolChanged`] rather than blocks that may overlap.
+    pub leases_dir: PathBuf,
     /// The isolation settings.
     pub policy: Policy,
     /// How hard ID lease changes are pushed to disk (see [`Durability`]).
@@ -28,10 +33,14 @@ pub struct RuntimeConfig {
     pub virtual_files: crate::virt::VirtualFilesServer,
 }
 
+/// The host-wide directory of ID leases that [`RuntimeConfig::leases_dir`] names by default.
+pub const HOST_LEASES_DIR: &str = "/run/eci/idmap";
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             state_dir: PathBuf::from("/run/eci"),
+            leases_dir: PathBuf::from(HOST_LEASES_DIR),
             policy: Policy::default(),
             lease_durability: Durability::Sync,
             virtual_files: Default::default(),
@@ -78,39 +87,38 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// `dir`, made if missing, resolved. Only root may enter a directory made here, as runc's
+/// state: rootfs and files made below it are then out of other users' reach. One that exists
+/// is left as it is (it may be shared, as /tmp would be); its parents are made as mkdir -p
+/// makes them.
+fn private_dir(dir: &Path) -> Result<PathBuf> {
+    let made = dir.parent().map_or(Ok(()), std::fs::create_dir_all);
+    let made = made.and_then(
+        |()| match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        },
+    );
+    made.map_err(Error::io(format!("creating {}", dir.display())))?;
+    std::fs::canonicalize(dir).map_err(Error::io(format!("resolving {}", dir.display())))
+}
+
 impl Runtime {
     /// Opens the state directory, reclaims ID blocks of containers that no longer exist, compiles
     /// the seccomp filters and starts the supervisor.
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
-        // Only root may enter a state directory it makes, as runc's: rootfs and files made
-        // below it are then out of other users' reach. One that exists is left as it is (it
-        // may be shared, as /tmp would be); its parents are made as mkdir -p makes them.
-        let made = config
-            .state_dir
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all);
-        let made = made.and_then(|()| {
-            match std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&config.state_dir)
-            {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                other => other,
-            }
-        });
-        made.map_err(Error::io(format!(
-            "creating the state directory {}",
-            config.state_dir.display()
-        )))?;
-        let state_dir = std::fs::canonicalize(&config.state_dir).map_err(Error::io(format!(
-            "resolving {}",
-            config.state_dir.display()
-        )))?;
+        let state_dir = private_dir(&config.state_dir)?;
+        let leases_dir = private_dir(&config.leases_dir)?;
         let policy = config
             .policy
             .with_state_dir(&state_dir)
             .map_err(|e| Error::Io {
                 what: "restricting the state directory".into(),
+                source: std::io::Error::other(e),
+            })?
+            .with_state_dir(&leases_dir)
+            .map_err(|e| Error::Io {
+                what: "restricting the ID leases directory".into(),
                 source: std::io::Error::other(e),
             })?
             .with_resolved_engine_sockets(|socket| std::fs::canonicalize(socket))
@@ -121,11 +129,7 @@ impl Runtime {
         if !policy.eci_enabled {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");
         }
-        let allocator = Allocator::open_with(
-            &state_dir.join("idmap"),
-            policy.id_pool,
-            config.lease_durability,
-        )?;
+        let allocator = Allocator::open_with(&leases_dir, policy.id_pool, config.lease_durability)?;
         let supervisor =
             Supervisor::start().map_err(Error::io("starting the seccomp supervisor"))?;
         Ok(Runtime {

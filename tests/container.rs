@@ -64,6 +64,29 @@ fn two_containers_at_once_get_disjoint_blocks() {
 }
 
 #[test]
+fn runtimes_with_different_state_directories_never_share_a_block() {
+    // eci-runc keeps its state under each engine's --root; Docker's and containerd's differ,
+    // and their containers must still get blocks of their own.
+    let dir = tempfile::tempdir().unwrap();
+    let other = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: dir.path().join("other-state"),
+        policy: runtime().policy().clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut a = create_with("own-state", &["true"], |_| {});
+    let mut b = common::create_in(&other, "other-state", &["true"], |_| {});
+    let (ma, mb) = (a.container().id_mapping(), b.container().id_mapping());
+    assert_ne!(ma.host_start, mb.host_start, "{ma} and {mb}");
+    assert!(
+        ma.host_start + ma.size <= mb.host_start || mb.host_start + mb.size <= ma.host_start,
+        "{ma} overlaps {mb}"
+    );
+    assert_eq!(a.run_to_end().0, 0);
+    assert_eq!(b.run_to_end().0, 0);
+}
+
+#[test]
 fn a_read_only_bind_cannot_be_made_writable() {
     // /usr is bound read-only with nosuid,nodev; keeping those (as mount(8) does) is allowed,
     // dropping read-only is not.
