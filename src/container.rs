@@ -455,6 +455,7 @@ impl Container {
                     write_id_maps(init.pid(), &mapping, &mapping)?;
                     tracing::debug!(container = id, "mapped");
                     set_rlimits(init.pid(), &spec)?;
+                    set_oom_score_adj(init.pid(), &spec)?;
                     lease.add_holder(Holder::of(init.pid())?)?;
                     tracing::debug!(container = id, "held by its init");
                     // The mounter binds the virtual files once let go.
@@ -1110,6 +1111,17 @@ pub(crate) fn set_rlimits(pid: i32, spec: &Spec) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Gives process `pid` the spec's OOM score adjustment (the hardening always sets one, 0 or
+/// above), before it runs anything of the container: it would otherwise keep the runtime's,
+/// inherited from containerd's shim (-998), and the host's out-of-memory killer would take
+/// host processes first.
+pub(crate) fn set_oom_score_adj(pid: i32, spec: &Spec) -> std::io::Result<()> {
+    let Some(value) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) else {
+        return Ok(());
+    };
+    std::fs::write(format!("/proc/{pid}/oom_score_adj"), value.to_string())
 }
 
 /// The plans a failure's step codes refer to.

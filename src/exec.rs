@@ -10,7 +10,9 @@ use eci_ns::{spawn_into, ExitStatus, PidFd};
 use eci_policy::harden::{harden_with_image, HardenContext};
 use oci_spec::runtime::Process;
 
-use crate::container::{namespaces_of, resolve_in_bundle, set_rlimits, Container, State, Stdio};
+use crate::container::{
+    namespaces_of, resolve_in_bundle, set_oom_score_adj, set_rlimits, Container, State, Stdio,
+};
 use crate::error::{Error, Result};
 use crate::init::{InitPlan, START};
 use crate::supervise::{receive_listener, start_vetting};
@@ -153,6 +155,7 @@ impl Container {
                 cgroup.add(p.pid())?;
             }
             set_rlimits(p.pid(), &spec)?;
+            set_oom_score_adj(p.pid(), &spec)?;
             Ok(0)
         };
         let init = |channel: &Channel| plan.run(channel);

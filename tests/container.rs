@@ -300,6 +300,37 @@ fn a_terminal_comes_from_the_containers_devpts() {
 }
 
 #[test]
+fn the_oom_score_adjustment_is_the_specs_and_never_below_zero() {
+    // A container's processes do not inherit the runtime's adjustment (containerd's shim runs
+    // at -998), nor ask for a negative one. Lowering one's own needs CAP_SYS_RESOURCE, which
+    // this machine's root lacks: the runtime raises its own instead, and its containers still
+    // get what the spec says.
+    std::fs::write("/proc/self/oom_score_adj", "500").unwrap();
+    let adjusted = |asked: Option<i32>| {
+        let mut c = create_with(
+            "oom-score",
+            &["sh", "-c", "cat /proc/self/oom_score_adj"],
+            |spec| {
+                let mut process = spec.process().clone().unwrap();
+                process.set_oom_score_adj(asked);
+                spec.set_process(Some(process));
+            },
+        );
+        let raised = c
+            .container()
+            .hardening_report()
+            .iter()
+            .any(|change| matches!(change, eci::Change::RaisedOomScoreAdj(_)));
+        let (code, out) = c.run_to_end();
+        assert_eq!(code, 0, "{out}");
+        (out.trim().to_string(), raised)
+    };
+    assert_eq!(adjusted(None), ("0".to_string(), false));
+    assert_eq!(adjusted(Some(300)), ("300".to_string(), false));
+    assert_eq!(adjusted(Some(-700)), ("0".to_string(), true));
+}
+
+#[test]
 fn a_second_procfs_from_the_spec_is_refused_and_nothing_is_leased() {
     // Outside /proc the masks and the virtual files would not cover it: the host's timer_list
     // and meminfo would show there.

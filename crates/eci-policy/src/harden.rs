@@ -87,6 +87,9 @@ pub enum Change {
     /// process without CAP_SYS_NICE in the host's user namespace take a real-time policy and
     /// starve the host's CPUs.
     ClampedRlimit(&'static str),
+    /// A negative `process.oomScoreAdj` (the value asked for) was raised to 0: the host's
+    /// out-of-memory killer would take host processes before the container's.
+    RaisedOomScoreAdj(i32),
     /// A bind of the Docker socket was allowed for the container's image.
     DockerSocketAllowed {
         /// The mount's destination.
@@ -123,6 +126,12 @@ impl fmt::Display for Change {
             Change::RestrictedDeviceCgroup => write!(f, "device cgroup limited to the safe set"),
             Change::ClampedRlimit(name) => {
                 write!(f, "{name} set to 0 (real-time scheduling reaches the host)")
+            }
+            Change::RaisedOomScoreAdj(asked) => {
+                write!(
+                    f,
+                    "oomScoreAdj {asked} raised to 0 (the host's processes come first)"
+                )
             }
             Change::DockerSocketAllowed {
                 destination,
@@ -417,7 +426,23 @@ pub fn harden_with_image(
     check_hooks(&spec, ctx.policy, resolve)?;
     harden_capabilities(&mut spec, ctx.runtime_caps, &mut report);
     clamp_rlimits(&mut spec, &mut report);
+    settle_oom_score_adj(&mut spec, &mut report);
     Ok(Hardened { spec, report })
+}
+
+/// Gives the process an OOM score adjustment of 0 unless the spec asks for more: the value is
+/// otherwise inherited from whoever spawns it (containerd's shim runs at -998), and a negative
+/// one makes the host's out-of-memory killer take host processes before the container's. A
+/// negative value asked for is raised to 0 and reported.
+fn settle_oom_score_adj(spec: &mut Spec, report: &mut Vec<Change>) {
+    let Some(process) = spec.process_mut() else {
+        return;
+    };
+    let asked = process.oom_score_adj();
+    if let Some(value) = asked.filter(|value| *value < 0) {
+        report.push(Change::RaisedOomScoreAdj(value));
+    }
+    process.set_oom_score_adj(Some(asked.unwrap_or(0).max(0)));
 }
 
 /// Sets RLIMIT_RTPRIO to 0: the kernel lets any process whose limit allows it take

@@ -766,3 +766,20 @@ fn real_time_priority_is_set_to_zero_when_the_spec_leaves_it_out() {
         .report
         .contains(&Change::ClampedRlimit("RLIMIT_RTPRIO")));
 }
+
+proptest! {
+    #[test]
+    fn the_oom_score_adjustment_is_never_below_zero(asked in proptest::option::of(-1000i32..=1000)) {
+        let mut spec = Spec::default();
+        let mut process = spec.process().clone().unwrap();
+        process.set_oom_score_adj(asked);
+        spec.set_process(Some(process));
+        let hardened = run(spec).unwrap();
+        let settled = hardened.spec.process().as_ref().unwrap().oom_score_adj();
+        // Not the spawner's own (the shim's -998) when the spec says nothing.
+        prop_assert_eq!(settled, Some(asked.unwrap_or(0).max(0)));
+        let raised = asked.filter(|a| *a < 0).map(Change::RaisedOomScoreAdj);
+        let reported = hardened.report.iter().find(|c| matches!(c, Change::RaisedOomScoreAdj(_)));
+        prop_assert_eq!(reported, raised.as_ref());
+    }
+}
