@@ -42,6 +42,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -435,17 +436,34 @@ fn create(
     Ok(child)
 }
 
+/// Whether the peer of `stream` runs as uid 0 of the host's user namespace (the kernel
+/// translates SO_PEERCRED into the reader's namespace, where a container's root is not 0).
+fn from_host_root(stream: &UnixStream) -> bool {
+    nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .is_ok_and(|creds| creds.uid() == 0)
+}
+
 /// Makes the container's directory under the root, which claims its ID.
 fn make_container_dir(ctx: &Ctx, id: &str) -> Result<ContainerDir, Error> {
     if !eci::valid_container_id(id) {
         return Err(format!("container id '{id}' is invalid").into());
     }
-    std::fs::create_dir_all(&ctx.root)?;
+    // Root's alone, as runc's: the monitors' sockets and the containers' records are in it.
+    if let Some(parent) = ctx.root.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(&ctx.root) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        other => other?,
+    }
     let dir = ctx.dir(id);
-    std::fs::create_dir(&dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => format!("container '{id}' already exists"),
-        _ => format!("creating {}: {e}", dir.display()),
-    })?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!("container '{id}' already exists"),
+            _ => format!("creating {}: {e}", dir.display()),
+        })?;
     Ok(ContainerDir::existing(dir)?)
 }
 
@@ -1294,6 +1312,15 @@ fn monitor_container(
             let Ok((stream, _)) = listener.accept() else {
                 continue;
             };
+            // Only host root drives a monitor, as only it may run the runtime: the socket's
+            // directory is root's alone, and this holds even where it was made reachable.
+            if !from_host_root(&stream) {
+                ctx.log(
+                    "warning",
+                    "a request from a process other than host root, refused",
+                );
+                continue;
+            }
             // A client that stalls or goes away must not stop the monitor.
             let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
             let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(10)));
@@ -1691,6 +1718,11 @@ fn create_container(
     for dir in own_engine_dirs(&spec, id) {
         config.policy.paths.share(&dir, false)?;
     }
+    // Every container's directory under the root (its monitor's socket, its records), not
+    // only the shared state: a container that could bind one could drive another's monitor.
+    config.policy = config
+        .policy
+        .with_state_dir(&std::fs::canonicalize(&ctx.root)?)?;
     let runtime = Runtime::new(config)?;
     if let Some(linux) = spec.linux().clone() {
         if linux.seccomp().is_some() {
