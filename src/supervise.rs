@@ -4,6 +4,7 @@
 use std::io::ErrorKind::InvalidData;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use eci_ns::channel::{Channel, ReceivedFds};
@@ -138,6 +139,23 @@ pub(crate) fn helper_config(
             ),
         None => masks,
     };
+    // The last mount at /proc or /sys is the one the container sees; its last ro or rw wins.
+    let read_only_at = |dest: &str| {
+        let visible = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .rfind(|m| m.destination() == Path::new(dest));
+        visible
+            .and_then(|m| {
+                m.options()
+                    .iter()
+                    .flatten()
+                    .rfind(|o| *o == "ro" || *o == "rw")
+            })
+            .is_some_and(|o| o == "ro")
+    };
+    let masks = masks.with_read_only_roots(read_only_at("/proc"), read_only_at("/sys"));
     // A procfs `gid=` is translated from 0 up; a block mapped elsewhere refuses it.
     let masks = if mapping.container_start == 0 {
         masks.with_gids(mapping.host_start, mapping.size)

@@ -83,9 +83,15 @@ fn initial_mounts_hold_in_all_eight_scenarios() {
 
 #[test]
 fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
-    let script = "mkdir -p /tmp/p /tmp/s && mount -t proc proc /tmp/p && mount -t sysfs sysfs /tmp/s \
+    // The container's /sys is read-only: a sysfs of its own must be too, as the kernel asks
+    // of a mount in a user namespace, and stays so.
+    let script = "mkdir -p /tmp/p /tmp/s && mount -t proc proc /tmp/p && /probe mount sysfs /tmp/s sysfs \
+        && mount -t sysfs -o ro sysfs /tmp/s \
         && /probe umount /tmp/p/kallsyms , remount-rw /tmp/p/sys nosuid,nodev,noexec , umount /tmp/s/firmware \
-           , mount proc /tmp/s proc pidns=/proc/1/ns/pid \
+           , mount proc /tmp/s proc pidns=/proc/1/ns/pid , remount-rw /tmp/s nosuid,nodev,noexec \
+        && { mount -o remount,rw /tmp/s 2>/dev/null; echo \"superblock $?\"; } \
+        && mkdir -p /tmp/e /tmp/m && /probe mount o /tmp/m overlay lowerdir=/sys:/tmp/e \
+           , mount o /tmp/m overlay lowerdir=/tmp/s:/tmp/e , mount o /tmp/m overlay lowerdir=/tmp/p:/tmp/e \
         && head -c 1 /tmp/p/kallsyms | wc -c && ls /tmp/s/class/net \
         && umount -l /tmp/p && umount -l /tmp/s && echo unmounted \
         && unshare --mount --pid --fork --mount-proc sh -c 'echo \"pid $$\"; head -c 1 /proc/kallsyms | wc -c'";
@@ -94,8 +100,14 @@ fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         [
+            "EPERM",
             "EINVAL",
             "EPERM",
+            "EINVAL",
+            "EINVAL",
+            "EPERM",
+            "superblock 32",
+            "EINVAL",
             "EINVAL",
             "EINVAL",
             "0",
@@ -104,8 +116,10 @@ fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
             "pid 1",
             "0"
         ],
-        "a mask cannot be unmounted, /proc/sys stays read-only, a procfs of another PID namespace \
-         is refused, sysfs shows the container's \
+        "a sysfs must be read-only as /sys is, a mask cannot be unmounted, /proc/sys and the \
+         sysfs stay read-only, an overlay cannot read past the masks of /sys or of a fresh \
+         sysfs or procfs (the kernel refuses a layer with locked mounts below it), a procfs of \
+         another PID namespace is refused, sysfs shows the container's \
          network namespace, and an inner PID namespace's /proc is masked too"
     );
 }

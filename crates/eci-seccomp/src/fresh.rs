@@ -98,6 +98,17 @@ pub struct Masks {
     /// reads a procfs `gid=` in the user namespace of whoever configures it, the host half, so
     /// the container's number is translated first; without this, `gid=` is refused.
     pub gids: Option<(u32, u32)>,
+    /// The container's own /proc is read-only: a fresh procfs must be too (EPERM otherwise).
+    /// A record written before this was known says read-only: stricter, never more lenient.
+    #[serde(default = "read_only_unless_known")]
+    pub proc_read_only: bool,
+    /// The container's own /sys is read-only: a fresh sysfs must be too (EPERM otherwise).
+    #[serde(default = "read_only_unless_known")]
+    pub sys_read_only: bool,
+}
+
+fn read_only_unless_known() -> bool {
+    true
 }
 
 impl Masks {
@@ -170,6 +181,16 @@ impl Masks {
                 self.proc_rw_binds.push((source, rest));
             }
         }
+        self
+    }
+
+    /// Requires a fresh procfs or sysfs to be read-only where the container's own is, as the
+    /// kernel requires of a mount in a user namespace (it may not be more permissive than the
+    /// one already visible, whose read-only flag is locked). The host half builds them with
+    /// the host's privileges, so the kernel's own check does not apply.
+    pub fn with_read_only_roots(mut self, proc: bool, sys: bool) -> Masks {
+        self.proc_read_only = proc;
+        self.sys_read_only = sys;
         self
     }
 
@@ -718,6 +739,9 @@ fn build_proc(
     masks: &Masks,
     sources: &Sources,
 ) -> SysResult<()> {
+    if masks.proc_read_only && flags & libc::MS_RDONLY == 0 {
+        return Err(Errno(libc::EPERM));
+    }
     let fs = FsContext::open(c"proc")?;
     fs.set_fd(c"pidns", pidns)?;
     if let Some(data) = data {
@@ -810,6 +834,9 @@ fn build_sysfs(
     if own_net < 0 {
         // Without a way back, the host half would stay in the container's network namespace.
         return Err(Errno(libc::EIO));
+    }
+    if masks.sys_read_only && flags & libc::MS_RDONLY == 0 {
+        return Err(Errno(libc::EPERM));
     }
     // sysfs shows the network namespace of whoever creates it.
     sys::setns(netns, libc::CLONE_NEWNET)?;
