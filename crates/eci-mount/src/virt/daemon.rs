@@ -613,10 +613,13 @@ fn write_hook(dir: &Path, records: &Arc<Mutex<BTreeMap<String, Record>>>) -> Wri
             return;
         };
         if let Some(record) = records.get_mut(name) {
-            record
+            let before = record
                 .written
                 .insert(tunable.to_string(), value.to_string());
-            let _ = save_record(&dir, record);
+            // A container writing the same value in a loop costs the host no file writes.
+            if before.as_deref() != Some(value) {
+                let _ = save_record(&dir, record);
+            }
         }
     })
 }

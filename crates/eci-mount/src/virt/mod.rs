@@ -183,7 +183,7 @@ struct Registry {
     host: Host,
     /// By slot: a directory's inode is `PER_DIR * (slot + 1)`. Slots are never reused, so an
     /// inode never changes meaning.
-    entries: RwLock<BTreeMap<u64, Entry>>,
+    entries: RwLock<BTreeMap<u64, Arc<Entry>>>,
     next_slot: AtomicU64,
     /// Open tunables by handle.
     open: Mutex<BTreeMap<u64, OpenFile>>,
@@ -407,7 +407,7 @@ impl Registry {
         let dir = directory_name(name, slot, tenant.tag);
         entries.insert(
             slot,
-            Entry {
+            Arc::new(Entry {
                 name: name.to_string(),
                 dir: dir.clone(),
                 dirs: tenant.dirs,
@@ -417,7 +417,7 @@ impl Registry {
                 written: Mutex::new(written),
                 recent: Mutex::new(Default::default()),
                 load: Mutex::new(LoadAverage::default()),
-            },
+            }),
         );
         Ok(Directories {
             files: mountpoint.join(Role::Files.dir_name()).join(&dir),
@@ -474,8 +474,7 @@ impl Registry {
 
     /// A tunable as the container reads it: its own value once it wrote one, else the host's.
     fn tunable(&self, slot: u64, index: usize) -> Option<Arc<[u8]>> {
-        let entries = self.entries.read().ok()?;
-        let entry = entries.get(&slot)?;
+        let entry = self.entry(slot)?;
         let (name, _) = sysctl::TUNABLES.get(index)?;
         let own = match entry.modes.get(index) {
             Some(SysctlMode::AlwaysHost) => None,
@@ -547,6 +546,13 @@ impl Registry {
         recent[index].clone()
     }
 
+    /// The entry in `slot`, if any: held without the registry's lock, so that computing one
+    /// container's file (a walk of all its threads) never holds up another's lookups, nor a
+    /// registration waiting for the lock, and every reader queued behind it.
+    fn entry(&self, slot: u64) -> Option<Arc<Entry>> {
+        self.entries.read().ok()?.get(&slot).cloned()
+    }
+
     /// `file`'s last text if `keep` says it may be served, else one computed now (and kept).
     fn computed(
         &self,
@@ -554,8 +560,7 @@ impl Registry {
         file: ProcFile,
         keep: impl Fn(Instant) -> bool,
     ) -> Option<Computed> {
-        let entries = self.entries.read().ok()?;
-        let entry = entries.get(&slot)?;
+        let entry = self.entry(slot)?;
         let index = SERVED.iter().position(|(f, _)| *f == file)?;
         let mut recent = entry.recent.lock().ok()?;
         if let Some((at, text)) = &recent[index] {
@@ -564,7 +569,7 @@ impl Registry {
             }
         }
         let at = Instant::now();
-        let text: Arc<[u8]> = self.render(entry, file)?.into();
+        let text: Arc<[u8]> = self.render(&entry, file)?.into();
         recent[index] = Some((at, Arc::clone(&text)));
         Some((at, text))
     }
@@ -696,10 +701,14 @@ impl Sampler {
 impl Registry {
     /// One load sample for every container: its threads running or in uninterruptible sleep.
     fn sample_loads(&self) {
-        let Ok(entries) = self.entries.read() else {
+        let Ok(entries) = self
+            .entries
+            .read()
+            .map(|e| e.values().cloned().collect::<Vec<_>>())
+        else {
             return;
         };
-        for entry in entries.values() {
+        for entry in entries {
             let (threads, _) = entry.dirs.threads();
             if let Ok(mut load) = entry.load.lock() {
                 load.sample(threads.running + threads.blocked);
@@ -1411,8 +1420,10 @@ impl VirtualFs {
     /// memory and swap totals, its uptime, its load averages and its number of processes.
     /// `None` once `name` is unregistered.
     pub fn sysinfo(&self, name: &str) -> Option<libc::sysinfo> {
-        let entries = self.registry.entries.read().ok()?;
-        let entry = entries.values().find(|e| e.name == name)?;
+        let entry = {
+            let entries = self.registry.entries.read().ok()?;
+            Arc::clone(entries.values().find(|e| e.name == name)?)
+        };
         let memory = entry.dirs.memory();
         let totals = render::totals(&self.registry.host.meminfo, &memory);
         // SAFETY: sysinfo is plain data; all-zero is a valid value.

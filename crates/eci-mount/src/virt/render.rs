@@ -41,8 +41,9 @@ pub struct Memory {
 
 /// The host's meminfo lines that describe the kernel rather than anyone's use of memory; they
 /// are passed through unchanged. Every other line the host has and eci cannot compute for the
-/// container (slab, page tables, ...) is left out rather than shown with the host's value.
-const KERNEL_LINES: [&str; 9] = [
+/// container (slab, page tables, ...) is left out rather than shown with the host's value, and
+/// so are the DirectMap lines: they add up to about the host's RAM.
+const KERNEL_LINES: [&str; 7] = [
     "VmallocTotal",
     "HugePages_Total",
     "HugePages_Free",
@@ -50,8 +51,6 @@ const KERNEL_LINES: [&str; 9] = [
     "HugePages_Surp",
     "Hugepagesize",
     "Hugetlb",
-    "DirectMap4k",
-    "DirectMap2M",
 ];
 
 /// The value of a `Key:   123 kB` line of the host's meminfo, in bytes.
@@ -490,7 +489,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const HOST: &str = "MemTotal:       24683664 kB\nMemFree:        22674576 kB\nSlab:  157132 kB\nSwapTotal: 0 kB\nHugepagesize:       2048 kB\n";
+    const HOST: &str = "MemTotal:       24683664 kB\nMemFree:        22674576 kB\nSlab:  157132 kB\nSwapTotal: 0 kB\nHugepagesize:       2048 kB\nDirectMap4k:      169836 kB\nDirectMap2M:    24997888 kB\n";
 
     #[test]
     fn meminfo_shows_the_limit_and_the_use() {
@@ -511,6 +510,7 @@ mod tests {
             "kernel lines pass through"
         );
         assert!(!text.contains("Slab"), "host use is never shown");
+        assert!(!text.contains("DirectMap"), "nor the host's size");
     }
 
     #[test]

@@ -26,9 +26,10 @@ pub const TUNABLES: [(&str, Kind); 17] = [
     ("kernel.pid_max", Kind::Int(301, 4_194_304)),
     ("kernel.yama.ptrace_scope", Kind::Int(0, 3)),
     ("vm.overcommit_memory", Kind::Int(0, 2)),
-    // At most 1 MiB: largest-wins lends the host a container's value, and one above where
-    // programs load (4 MiB for x86-64 executables) would make every host exec fail.
-    ("vm.mmap_min_addr", Kind::Int(0, 1 << 20)),
+    // At most 64 KiB: largest-wins lends the host a container's value, and one above where
+    // programs load would make their execs fail on the whole host. That is 4 MiB for x86-64
+    // executables, but 64 KiB (0x10000) for Go's arm64 and riscv64 ones.
+    ("vm.mmap_min_addr", Kind::Int(0, 1 << 16)),
     ("fs.file-max", Kind::Int(0, i64::MAX)),
     ("fs.nr_open", Kind::Int(1, 1_073_741_816)),
     ("fs.protected_hardlinks", Kind::Int(0, 1)),
@@ -135,6 +136,11 @@ mod tests {
         let mmap_min_addr = TUNABLES.iter().find(|(n, _)| *n == "vm.mmap_min_addr");
         let kind = mmap_min_addr.unwrap().1;
         assert_eq!(check(kind, b"65536"), Some("65536".into()));
+        assert_eq!(
+            check(kind, b"65537"),
+            None,
+            "Go's arm64 programs load at 0x10000"
+        );
         assert_eq!(check(kind, b"140737488355328"), None);
         assert_eq!(
             proc_path("kernel.yama.ptrace_scope"),
