@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+mod creds;
 pub mod filters;
 pub mod fresh;
 pub mod install;

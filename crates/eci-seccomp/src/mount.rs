@@ -43,6 +43,7 @@ use eci_policy::mount::{
     Target, Verdict,
 };
 
+use crate::creds::Creds;
 use crate::fresh::{enter_own_namespace, spawn_host_half, take_host_half, Fresh, HostHalf, Masks};
 use crate::notify::{id_valid, read_cstr, respond, InFlight, Listener, Notification, Reply};
 use crate::supervisor::{EventOutcome, Handler};
@@ -696,7 +697,13 @@ fn vet_and_perform(
     } = *helper;
     let piddir = slot.dir();
     // capget by pid: the caller is checked as still pending afterwards.
-    let cap_sys_admin = sys::effective_caps(n.pid as i32)? & (1 << CAP_SYS_ADMIN) != 0;
+    let caps = sys::effective_caps(n.pid as i32)?;
+    let cap_sys_admin = caps & (1 << CAP_SYS_ADMIN) != 0;
+    let own_creds = if Creds::needed(caps) {
+        Some(Creds::of_caller(piddir, caps)?)
+    } else {
+        None
+    };
     // Everything read so far named the caller by pid: its memory (the copies), its capabilities,
     // and, for a directory opened just now, /proc/PID. It all counts only if the call is still
     // pending: then the caller was alive throughout, so the pid named it. (A cached directory
@@ -739,20 +746,27 @@ fn vet_and_perform(
         MountKind::NewFilesystem => call.fstype.and_then(|t| Fresh::of(t.to_bytes())),
         _ => None,
     };
-    let done = if let Some(fresh) = fresh {
-        mount_fresh(half, view, piddir, call, fresh)
-    } else if call.umount {
-        // SAFETY: target is NUL-terminated.
-        check_int(unsafe { libc::umount2(call.target.as_ptr(), call.flags as libc::c_int) })
-            .map(drop)
-    } else {
-        sys::mount(
-            call.source,
-            call.target,
-            call.fstype,
-            call.flags as libc::c_ulong,
-            call.data,
-        )
+    let perform = || {
+        if call.umount {
+            // SAFETY: target is NUL-terminated.
+            check_int(unsafe { libc::umount2(call.target.as_ptr(), call.flags as libc::c_int) })
+                .map(drop)
+        } else {
+            sys::mount(
+                call.source,
+                call.target,
+                call.fstype,
+                call.flags as libc::c_ulong,
+                call.data,
+            )
+        }
+    };
+    let done = match (fresh, own_creds) {
+        (Some(fresh), _) => mount_fresh(half, view, piddir, call, fresh),
+        // Its paths are looked up as the caller's own would be: the kernel checks what it
+        // would check for the caller.
+        (None, Some(creds)) => creds.acting(perform),
+        (None, None) => perform(),
     };
     Ok(Some((done.err().map_or(0, |Errno(e)| e), 0)))
 }
