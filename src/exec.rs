@@ -170,9 +170,20 @@ impl Container {
         drop(thread_lists);
         // From here on the process exists; dropping `guard` kills it.
         let guard = Killer(&spawned.init);
+        // The container may make the process hang before its program runs (its working
+        // directory, a PATH entry or /dev/pts/ptmx on a FUSE mount that never answers): a
+        // caller serving other requests (eci-runc's monitor: kill, delete) waits a bounded time.
+        spawned
+            .channel
+            .set_receive_timeout(Some(EXEC_PATIENCE))
+            .map_err(|errno| Error::Io {
+                what: "starting an exec'd process".into(),
+                source: errno.into(),
+            })?;
         let handover = receive_listener(&spawned.channel, plan.terminal(), |failure| {
             explain(failure, &plan)
-        })?;
+        })
+        .map_err(not_started_in_time)?;
         cgroup.confirm_member(spawned.init.pid(), "the process added")?;
         let listener = handover.listener;
         let config = self
@@ -207,10 +218,10 @@ impl Container {
                 ))
             }
             Err(errno) => {
-                return Err(Error::Io {
+                return Err(not_started_in_time(Error::Io {
                     what: "starting an exec'd process".into(),
                     source: errno.into(),
-                })
+                }))
             }
         }
         std::mem::forget(guard);
@@ -226,6 +237,24 @@ impl Container {
             console: handover.console,
             _vetting: vetting,
         })
+    }
+}
+
+/// How long an exec'd process may take from its spawn until its program runs.
+const EXEC_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Names a receive that timed out for what it means.
+fn not_started_in_time(err: Error) -> Error {
+    match err {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => Error::Io {
+            what: format!(
+                "starting an exec'd process: its program did not run within {} s (a path \
+                     it needs in the container does not answer?); it was killed",
+                EXEC_PATIENCE.as_secs()
+            ),
+            source: std::io::ErrorKind::TimedOut.into(),
+        },
+        other => other,
     }
 }
 

@@ -254,6 +254,37 @@ impl Channel {
         Ok(Some((len, fds)))
     }
 
+    /// Makes a receive that waits longer than `timeout` fail with EAGAIN (`None`: wait as long
+    /// as it takes), so that a peer that never answers cannot hold the receiver for good.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (ours, _theirs) = eci_ns::channel::Channel::pair().unwrap();
+    /// ours.set_receive_timeout(Some(Duration::from_millis(10))).unwrap();
+    /// assert_eq!(ours.recv().unwrap_err().0, libc::EAGAIN);
+    /// ```
+    pub fn set_receive_timeout(&self, timeout: Option<std::time::Duration>) -> SysResult<()> {
+        // The kernel reads zero as "no timeout".
+        let timeout = timeout.map_or(std::time::Duration::ZERO, |t| {
+            t.max(std::time::Duration::from_micros(1))
+        });
+        let value = libc::timeval {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+        };
+        // SAFETY: a valid timeval of the size given.
+        check_int(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&value as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    }
+
     /// The raw socket.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
