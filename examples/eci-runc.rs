@@ -81,11 +81,11 @@ enum Cmd {
     Standard(Box<StandardCmd>),
     #[command(flatten)]
     Common(Box<CommonCmd>),
-    /// Internal: a detached exec's stand-in, exiting with the exec'd process's code.
+    /// Internal: a detached exec's stand-in, exiting with the exec'd process's code. It reads
+    /// the process's JSON from descriptor 4, not from its command line, which every host
+    /// user may read (the environment Docker gives an exec holds the container's secrets).
     #[command(hide = true)]
     ExecWaiter {
-        #[arg(long)]
-        process_json: String,
         #[arg(long)]
         console_socket: Option<PathBuf>,
         id: String,
@@ -321,13 +321,14 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
                 if !e.detach {
                     return exec_through_monitor(ctx, &e.container_id, &process, console, None);
                 }
-                let mut args = vec!["exec-waiter", "--process-json", &process];
+                let mut args = vec!["exec-waiter"];
                 let console_arg = console.map(|c| c.to_string_lossy().to_string());
                 if let Some(console) = &console_arg {
                     args.extend(["--console-socket", console]);
                 }
                 args.push(&e.container_id);
-                let waiter = spawn_self(ctx, &args)?;
+                let process = memory_file("eci-exec-process", process.as_bytes())?;
+                let waiter = spawn_self_with(ctx, &args, Some(process.as_raw_fd()))?;
                 if let Some(pid_file) = &e.pid_file {
                     write_pid_file(pid_file, waiter.id())?;
                 }
@@ -346,13 +347,14 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
             eci::eci_mount::virt::daemon::run(&ctx.virtd_dir(), &command)?;
             Ok(0)
         }
-        Cmd::ExecWaiter {
-            process_json,
-            console_socket,
-            id,
-        } => {
-            // SAFETY: fd 3 was set up by spawn_self for this process alone.
+        Cmd::ExecWaiter { console_socket, id } => {
+            // SAFETY: fds 3 and 4 were set up by spawn_self_with for this process alone.
             let ready = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(3) });
+            // SAFETY: as above.
+            let mut process = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(4) });
+            let mut process_json = String::new();
+            std::io::Read::read_to_string(&mut process, &mut process_json)?;
+            drop(process);
             let console = console_socket.as_deref();
             exec_through_monitor(ctx, &id, &process_json, console, Some(ready))
         }
@@ -723,6 +725,41 @@ fn read_report(ready: &mut std::io::PipeReader) -> Result<(), Error> {
 /// Starts this program again with `args` (and the global options), in a session of its own,
 /// and waits for its one-line report on fd 3: "ok", or "error: REASON".
 fn spawn_self(ctx: &Ctx, args: &[&str]) -> Result<std::process::Child, Error> {
+    spawn_self_with(ctx, args, None)
+}
+
+/// A file in memory holding `bytes`, read from its start: handed to a child as a descriptor,
+/// it is readable by that child alone.
+fn memory_file(name: &str, bytes: &[u8]) -> Result<std::fs::File, Error> {
+    let name = std::ffi::CString::new(name)?;
+    // SAFETY: a NUL-terminated name and flags; the descriptor returned is ours alone.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: fd was just created and is owned by nothing else.
+    let created = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Above the numbers spawn_self_with places descriptors at, so that placing one never
+    // overwrites the other.
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own.
+    let high = unsafe { libc::fcntl(created.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if high < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    drop(created);
+    // SAFETY: high was just made and is owned by nothing else.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(high) });
+    file.write_all(bytes)?;
+    std::io::Seek::rewind(&mut file)?;
+    Ok(file)
+}
+
+/// [`spawn_self`], with `extra` (if any) at descriptor 4 of the child.
+fn spawn_self_with(
+    ctx: &Ctx,
+    args: &[&str],
+    extra: Option<std::os::fd::RawFd>,
+) -> Result<std::process::Child, Error> {
     let (mut ready, ready_writer) = std::io::pipe()?;
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--root").arg(&ctx.root);
@@ -740,7 +777,12 @@ fn spawn_self(ctx: &Ctx, args: &[&str]) -> Result<std::process::Child, Error> {
     // SAFETY: between fork and exec only dup2 and setsid, both async-signal-safe.
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(writer, 3) == -1 || libc::setsid() == -1 {
+            // The writer first: `extra` is above both numbers (see memory_file), the writer
+            // may be 4.
+            if libc::dup2(writer, 3) == -1
+                || extra.is_some_and(|fd| libc::dup2(fd, 4) == -1)
+                || libc::setsid() == -1
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -557,6 +557,11 @@ fn signals_to_a_detached_execs_pid_reach_the_process() {
     for signal in [libc::SIGTERM, libc::SIGKILL] {
         let stand_in = setup.exec_detached(id, &format!("exec-{signal}"), &["sleep", "1000"]);
         assert!(settle(2), "the exec'd sleep runs beside the init");
+        // The process (its environment holds the container's secrets under Docker) is not
+        // on the stand-in's command line, which every host user may read.
+        let cmdline = std::fs::read(format!("/proc/{stand_in}/cmdline")).unwrap();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(!cmdline.contains("sleep"), "{cmdline}");
         // SAFETY: kill takes plain integers.
         assert_eq!(unsafe { libc::kill(stand_in, signal) }, 0);
         if !settle(1) {
