@@ -738,7 +738,9 @@ impl Container {
             cgroup.freeze(true)?;
         }
         let signalled = cgroup.pids().and_then(|pids| {
-            for pid in pids {
+            // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be
+            // our own process group.
+            for pid in pids.into_iter().filter(|pid| *pid > 0) {
                 match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
                     Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
                     Err(errno) => {
