@@ -145,6 +145,38 @@ fn a_caller_mounts_with_its_own_credentials() {
 }
 
 #[test]
+fn a_fuse_mount_gets_the_callers_device() {
+    // fusermount and libfuse name their /dev/fuse descriptor in the data (`fd=N`): the helper
+    // must mount with the caller's descriptor, not whatever its own number N is.
+    let script = "mkdir -p /tmp/f && /probe fuse /tmp/f && grep -c ' /tmp/f .* fuse.eci-probe ' \
+                  /proc/self/mountinfo && umount /tmp/f && echo unmounted \
+                  && /probe mount x /tmp/f fuse fd=999,rootmode=40000,user_id=0,group_id=0 \
+                  , mount x /tmp/f fuse fd=3,fd=4,rootmode=40000";
+    let mut c = common::create_with("fuse", &["sh", "-c", script], |spec| {
+        let fuse = eci::oci_spec::runtime::LinuxDeviceBuilder::default()
+            .path("/dev/fuse")
+            .typ(eci::oci_spec::runtime::LinuxDeviceType::C)
+            .major(10)
+            .minor(229)
+            .file_mode(0o666u32)
+            .build()
+            .unwrap();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut devices = linux.devices().clone().unwrap_or_default();
+        devices.push(fuse);
+        linux.set_devices(Some(devices));
+        spec.set_linux(Some(linux));
+    });
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "1", "unmounted", "EBADF", "EINVAL"],
+        "a descriptor the caller does not have is EBADF, as from the kernel; two are refused"
+    );
+}
+
+#[test]
 fn an_inner_procfs_gid_is_the_containers_gid() {
     // The kernel shows a procfs's gid= in the host's numbering, so the line tells which group
     // the host half gave it. A gid outside the container's block is refused, as the kernel

@@ -37,6 +37,7 @@
 mod creds;
 pub mod filters;
 pub mod fresh;
+mod fuse_fd;
 pub mod install;
 pub mod mount;
 pub mod notify;

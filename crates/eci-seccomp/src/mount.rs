@@ -35,7 +35,7 @@ use std::sync::Arc;
 use eci_ns::channel::{Channel, ReceivedFds};
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::helper::{Helper, HelperError, HelperSpec, MAX_REQUEST, MAX_RESPONSE};
-use eci_ns::sys::{self, check_int, Errno, SysResult};
+use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 use eci_ns::yielding::Yielding;
 use eci_ns::{Namespaces, PidFd};
 use eci_policy::mount::{
@@ -746,6 +746,17 @@ fn vet_and_perform(
         MountKind::NewFilesystem => call.fstype.and_then(|t| Fresh::of(t.to_bytes())),
         _ => None,
     };
+    // A FUSE mount names the caller's /dev/fuse descriptor: the helper mounts with its own copy.
+    let mut fuse_buffer = [0u8; 4096 + 16];
+    let fuse = match fuse_device(n, fds.listener, call, &mut fuse_buffer) {
+        Ok(FuseDevice::Gone) => return Ok(None),
+        Ok(fuse) => fuse,
+        Err(Errno(errno)) => return Ok(Some((errno, 0))),
+    };
+    let data = match &fuse {
+        FuseDevice::Copied { data, .. } => Some(*data),
+        _ => call.data,
+    };
     let perform = || {
         if call.umount {
             // SAFETY: target is NUL-terminated.
@@ -757,7 +768,7 @@ fn vet_and_perform(
                 call.target,
                 call.fstype,
                 call.flags as libc::c_ulong,
-                call.data,
+                data,
             )
         }
     };
@@ -769,6 +780,66 @@ fn vet_and_perform(
         (None, None) => perform(),
     };
     Ok(Some((done.err().map_or(0, |Errno(e)| e), 0)))
+}
+
+/// The caller's FUSE device, for a FUSE mount that names one (`fd=N`).
+enum FuseDevice<'b> {
+    /// Not a FUSE mount with a descriptor.
+    None,
+    /// The helper's copy of the caller's descriptor (open until the mount is made), and the
+    /// mount data naming the copy.
+    Copied { _device: OwnedFd, data: &'b CStr },
+    /// The call is no longer pending: nobody is to be answered.
+    Gone,
+}
+
+/// Copies the descriptor a FUSE mount's `fd=` names out of the calling thread (pidfd_getfd),
+/// and writes the data naming the copy into `out`. The kernel would look the number up in the
+/// helper's own table, where it names nothing of the caller's. The pidfd named the caller only
+/// if the call is still pending afterwards.
+fn fuse_device<'b>(
+    n: &Notification,
+    listener: RawFd,
+    call: &Call<'_>,
+    out: &'b mut [u8; 4096 + 16],
+) -> SysResult<FuseDevice<'b>> {
+    let (Some(fstype), Some(data), false) = (call.fstype, call.data, call.umount) else {
+        return Ok(FuseDevice::None);
+    };
+    if !crate::fuse_fd::is_fuse(fstype.to_bytes()) {
+        return Ok(FuseDevice::None);
+    }
+    let data = data.to_bytes();
+    let Some((fd, start, end)) =
+        crate::fuse_fd::device_fd(data).map_err(|()| Errno(libc::EINVAL))?
+    else {
+        return Ok(FuseDevice::None);
+    };
+    // PIDFD_THREAD (O_EXCL): the calling thread, whose descriptor table may be its own.
+    // SAFETY: pidfd_open takes plain integers.
+    let pidfd = check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_open,
+            n.pid as i32,
+            libc::O_EXCL as libc::c_uint,
+        )
+    });
+    let copy = pidfd.and_then(|pidfd| {
+        // SAFETY: pidfd_open returned a new descriptor that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
+    });
+    if !id_valid(listener, n.id) {
+        return Ok(FuseDevice::Gone);
+    }
+    let copy = copy?;
+    let len = crate::fuse_fd::with_fd(data, (start, end), copy.as_raw_fd(), out)
+        .ok_or(Errno(libc::EINVAL))?;
+    let data = CStr::from_bytes_with_nul(&out[..=len]).map_err(|_| Errno(libc::EINVAL))?;
+    Ok(FuseDevice::Copied {
+        _device: copy,
+        data,
+    })
 }
 
 /// Mounts a procfs or sysfs that the host half built (masked, for the caller's PID or network
