@@ -103,6 +103,31 @@ fn private_dir(dir: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(dir).map_err(Error::io(format!("resolving {}", dir.display())))
 }
 
+/// Earlier versions journaled leases in each state directory (`STATE_DIR/idmap`). Containers
+/// they started may still run, after an upgrade or for a runtime that takes them over: their
+/// blocks are adopted into the host-wide journal, or they would be handed out again.
+fn adopt_older_leases(
+    allocator: &Allocator,
+    state_dir: &Path,
+    leases_dir: &Path,
+    policy: &Policy,
+    durability: Durability,
+) -> Result<()> {
+    let older = state_dir.join("idmap");
+    if older == leases_dir || !Allocator::has_journal(&older) {
+        return Ok(());
+    }
+    let older = Allocator::open_with(&older, policy.id_pool, durability)?;
+    let adopted = allocator.adopt(&older.leases()?)?;
+    if adopted > 0 {
+        tracing::info!(
+            holders = adopted,
+            "adopted the live ID leases of this state directory's own journal"
+        );
+    }
+    Ok(())
+}
+
 impl Runtime {
     /// Opens the state directory, reclaims ID blocks of containers that no longer exist, compiles
     /// the seccomp filters and starts the supervisor.
@@ -130,6 +155,13 @@ impl Runtime {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");
         }
         let allocator = Allocator::open_with(&leases_dir, policy.id_pool, config.lease_durability)?;
+        adopt_older_leases(
+            &allocator,
+            &state_dir,
+            &leases_dir,
+            &policy,
+            config.lease_durability,
+        )?;
         let supervisor =
             Supervisor::start().map_err(Error::io("starting the seccomp supervisor"))?;
         Ok(Runtime {

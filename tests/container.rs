@@ -75,15 +75,62 @@ fn runtimes_with_different_state_directories_never_share_a_block() {
     })
     .unwrap();
     let mut a = create_with("own-state", &["true"], |_| {});
+    let a_id = a.container().id().to_string();
+    let leases = other.allocator().leases().unwrap();
+    assert!(
+        leases.iter().any(|l| l.owner == a_id),
+        "one journal for both"
+    );
     let mut b = common::create_in(&other, "other-state", &["true"], |_| {});
     let (ma, mb) = (a.container().id_mapping(), b.container().id_mapping());
-    assert_ne!(ma.host_start, mb.host_start, "{ma} and {mb}");
     assert!(
         ma.host_start + ma.size <= mb.host_start || mb.host_start + mb.size <= ma.host_start,
         "{ma} overlaps {mb}"
     );
     assert_eq!(a.run_to_end().0, 0);
     assert_eq!(b.run_to_end().0, 0);
+}
+
+#[test]
+fn a_block_leased_by_an_earlier_version_is_not_handed_out_again() {
+    // Earlier versions journaled leases in STATE_DIR/idmap. A container such a runtime
+    // started keeps its block when a runtime of this version opens the same state directory.
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let config = |leases_dir: Option<std::path::PathBuf>| {
+        let mut config = eci::RuntimeConfig {
+            state_dir: state_dir.clone(),
+            policy: runtime().policy().clone(),
+            ..Default::default()
+        };
+        if let Some(leases_dir) = leases_dir {
+            config.leases_dir = leases_dir;
+        }
+        config
+    };
+    let earlier = eci::Runtime::new(config(Some(state_dir.join("idmap")))).unwrap();
+    let mut old = common::create_in(&earlier, "earlier", &["true"], |_| {});
+    let old_id = old.container().id().to_string();
+    let older = earlier.allocator().leases().unwrap();
+    let older = older.iter().find(|l| l.owner == old_id).unwrap();
+    let now = eci::Runtime::new(config(None)).unwrap();
+    // The block's lease in the host-wide journal is kept alive by the earlier one's holders
+    // (a lease of its own, or, where a container of this version holds the block too, one
+    // they were added to).
+    let leases = now.allocator().leases().unwrap();
+    let adopted = leases.iter().find(|l| l.index == older.index).unwrap();
+    assert!(
+        older.holders.iter().all(|h| adopted.holders.contains(h)),
+        "{older:?} not taken into {adopted:?}"
+    );
+    let old_mapping = old.container().id_mapping();
+    let mut new = common::create_in(&now, "now", &["true"], |_| {});
+    assert_ne!(
+        new.container().id_mapping().host_start,
+        old_mapping.host_start
+    );
+    assert_eq!(new.run_to_end().0, 0);
+    drop(old);
 }
 
 #[test]

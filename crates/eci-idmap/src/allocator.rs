@@ -497,6 +497,73 @@ impl Allocator {
         })
     }
 
+    /// Whether `dir` holds a journal of this boot (an allocator was opened there since the
+    /// machine started). Creates nothing.
+    pub fn has_journal(dir: &Path) -> bool {
+        boot_id().is_ok_and(|boot| dir.join(journal_name(&boot)).exists())
+    }
+
+    /// Takes in the live leases of another journal of the same pool (`records`, as another
+    /// allocator's [`Allocator::leases`] lists them), so that their blocks are not handed out
+    /// here while their holders live: one made where a block is free, a holder added to the
+    /// lease there where it is not (a block the two journals both gave out stays taken until
+    /// every holder of either is gone). Holders already recorded, and dead ones, are skipped,
+    /// so adopting the same records again changes nothing. The number of holders added.
+    ///
+    /// ```no_run
+    /// use eci_idmap::Allocator;
+    /// use eci_policy::settings::IdPool;
+    /// let pool = IdPool::default();
+    /// let host_wide = Allocator::open("/run/eci/idmap".as_ref(), pool)?;
+    /// let older = Allocator::open("/run/eci-runc/.eci/idmap".as_ref(), pool)?;
+    /// host_wide.adopt(&older.leases()?)?;
+    /// # Ok::<(), eci_idmap::AllocError>(())
+    /// ```
+    pub fn adopt(&self, records: &[LeaseRecord]) -> Result<usize, AllocError> {
+        self.change(|state| {
+            let mut entries = Vec::new();
+            let mut next_token = state.next_token;
+            for record in records {
+                if record.index >= self.inner.pool.block_count() {
+                    continue;
+                }
+                let live: Vec<Holder> = record
+                    .holders
+                    .iter()
+                    .copied()
+                    .filter(Holder::is_alive)
+                    .collect();
+                let (token, mut known) = match state.leases.get(&record.index) {
+                    Some(lease) => (lease.token, lease.holders.clone()),
+                    None => {
+                        let Some(first) = live.first() else { continue };
+                        let token = next_token;
+                        next_token += 1;
+                        entries.push(Entry::Lease {
+                            index: record.index,
+                            token,
+                            owner: record.owner.clone(),
+                            holder: *first,
+                        });
+                        (token, vec![*first])
+                    }
+                };
+                for holder in live {
+                    if !known.contains(&holder) {
+                        known.push(holder);
+                        entries.push(Entry::Hold {
+                            index: record.index,
+                            token,
+                            holder,
+                        });
+                    }
+                }
+            }
+            let added = entries.len();
+            Ok((entries, added))
+        })
+    }
+
     /// Every recorded lease, live or not yet reclaimed.
     pub fn leases(&self) -> Result<Vec<LeaseRecord>, AllocError> {
         self.change(|state| Ok((Vec::new(), state.leases.values().cloned().collect())))

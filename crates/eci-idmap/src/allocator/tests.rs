@@ -43,6 +43,48 @@ fn a_second_allocator_sees_the_first_ones_leases() {
 }
 
 #[test]
+fn the_live_leases_of_another_journal_are_adopted_once() {
+    // A runtime of an earlier version leased blocks 0 and 1 in a journal of its own; this
+    // journal gave block 1 out as well (the overlap the move to one journal ends).
+    let (older_dir, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let older = Allocator::open(older_dir.path(), pool(4)).unwrap();
+    let here = Allocator::open(dir.path(), pool(4)).unwrap();
+    let me = Holder::current().unwrap();
+    let init = Holder::of(1).unwrap();
+    let dead = Holder {
+        start_time: me.start_time + 1,
+        ..me
+    };
+    std::mem::forget(older.allocate("old-0", me).unwrap());
+    std::mem::forget(older.allocate("old-1", init).unwrap());
+    std::mem::forget(older.allocate("old-dead", dead).unwrap());
+    std::mem::forget(here.allocate("ours-0", me).unwrap());
+    std::mem::forget(here.allocate("ours-1", me).unwrap());
+    // Block 0 and 1 are taken here already: the older holders join those leases; block 2's
+    // lease died with its holder and is not taken in.
+    let records = older.leases().unwrap();
+    assert_eq!(here.adopt(&records).unwrap(), 1, "pid 1 joins block 1");
+    assert_eq!(here.adopt(&records).unwrap(), 0, "nothing twice");
+    let fresh = Allocator::open(dir.path(), pool(4)).unwrap();
+    let leases = fresh.leases().unwrap();
+    let block_1 = leases.iter().find(|l| l.index == 1).unwrap();
+    assert_eq!(block_1.holders, [me, init]);
+    // In a journal with those blocks free, they are leased to the older owners.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Allocator::open(other_dir.path(), pool(4)).unwrap();
+    assert_eq!(other.adopt(&records).unwrap(), 2);
+    let next = other.allocate("new", me).unwrap();
+    assert_eq!(next.index(), 2, "the adopted blocks are not handed out");
+    let owners: Vec<String> = other
+        .leases()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.owner)
+        .collect();
+    assert_eq!(owners, ["old-0", "old-1", "new"]);
+}
+
+#[test]
 fn exhaustion_names_the_pool_and_the_blocks_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(1)).unwrap();
