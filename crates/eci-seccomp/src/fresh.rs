@@ -99,10 +99,13 @@ pub struct Masks {
     /// the container's number is translated first; without this, `gid=` is refused.
     pub gids: Option<(u32, u32)>,
     /// The container's own /proc is read-only: a fresh procfs must be too (EPERM otherwise).
-    /// A record written before this was known says read-only: stricter, never more lenient.
-    #[serde(default = "read_only_unless_known")]
+    /// A record written before this was known says not: Docker and Kubernetes never make /proc
+    /// read-only, and runc inside has no fallback for a procfs it may not mount.
+    #[serde(default)]
     pub proc_read_only: bool,
     /// The container's own /sys is read-only: a fresh sysfs must be too (EPERM otherwise).
+    /// A record written before this was known says read-only, the default /sys (runc inside
+    /// falls back to binding /sys when it may not mount one).
     #[serde(default = "read_only_unless_known")]
     pub sys_read_only: bool,
 }

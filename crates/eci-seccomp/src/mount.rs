@@ -748,7 +748,12 @@ fn vet_and_perform(
     };
     // A FUSE mount names the caller's /dev/fuse descriptor: the helper mounts with its own copy.
     let mut fuse_buffer = [0u8; 4096 + 16];
-    let fuse = match fuse_device(n, fds.listener, call, &mut fuse_buffer) {
+    let fuse = match kind {
+        // Only a new filesystem reads its data; a bind, move or remount ignores it.
+        MountKind::NewFilesystem => fuse_device(n, fds.listener, call, &mut fuse_buffer),
+        _ => Ok(FuseDevice::None),
+    };
+    let fuse = match fuse {
         Ok(FuseDevice::Gone) => return Ok(None),
         Ok(fuse) => fuse,
         Err(Errno(errno)) => return Ok(Some((errno, 0))),
@@ -816,14 +821,16 @@ fn fuse_device<'b>(
         return Ok(FuseDevice::None);
     };
     // PIDFD_THREAD (O_EXCL): the calling thread, whose descriptor table may be its own.
-    // SAFETY: pidfd_open takes plain integers.
-    let pidfd = check(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_open,
-            n.pid as i32,
-            libc::O_EXCL as libc::c_uint,
-        )
-    });
+    // Kernels before 6.9 lack it: there the thread's process, whose table its threads
+    // share unless one unshared it (found only if the caller leads its thread group).
+    let open = |flags: libc::c_uint| {
+        // SAFETY: pidfd_open takes plain integers.
+        check(unsafe { libc::syscall(libc::SYS_pidfd_open, n.pid as i32, flags) })
+    };
+    let pidfd = match open(libc::O_EXCL as libc::c_uint) {
+        Err(Errno(libc::EINVAL)) => open(0),
+        other => other,
+    };
     let copy = pidfd.and_then(|pidfd| {
         // SAFETY: pidfd_open returned a new descriptor that we now own.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
