@@ -684,9 +684,14 @@ pub fn outside_runtime(api: Api) -> Option<OutsideRuntime> {
         | Api::PluginUpgrade
         | Api::PluginCreate
         | Api::PluginSet => Some(OutsideRuntime::Plugin),
-        Api::SwarmInit | Api::SwarmJoin | Api::ServiceCreate | Api::ServiceUpdate => {
-            Some(OutsideRuntime::Swarm)
-        }
+        // A node update can make this node available (or a manager) to tasks already
+        // scheduled, and a swarm update can change what the managers hand out.
+        Api::SwarmInit
+        | Api::SwarmJoin
+        | Api::SwarmUpdate
+        | Api::NodeUpdate
+        | Api::ServiceCreate
+        | Api::ServiceUpdate => Some(OutsideRuntime::Swarm),
         Api::Build => Some(OutsideRuntime::DefaultRuntime),
         _ => None,
     }

@@ -490,8 +490,7 @@ impl Registry {
     /// A container writes a tunable: checked, kept as its own, and reconciled with the host
     /// as its mode says.
     fn write_tunable(&self, slot: u64, index: usize, data: &[u8]) -> Result<(), Errno> {
-        let entries = self.entries.read().map_err(|_| Errno::EIO)?;
-        let entry = entries.get(&slot).ok_or(Errno::ENOENT)?;
+        let entry = self.entry(slot).ok_or(Errno::ENOENT)?;
         let (name, kind) = sysctl::TUNABLES.get(index).ok_or(Errno::ENOENT)?;
         let mode = entry.modes.get(index).copied().unwrap_or_default();
         if mode == SysctlMode::AlwaysHost {
@@ -540,9 +539,9 @@ impl Registry {
 
     /// The text `file` published last, if any, computing none.
     fn last_published(&self, slot: u64, file: ProcFile) -> Option<Computed> {
-        let entries = self.entries.read().ok()?;
+        let entry = self.entry(slot)?;
         let index = SERVED.iter().position(|(f, _)| *f == file)?;
-        let recent = entries.get(&slot)?.recent.lock().ok()?;
+        let recent = entry.recent.lock().ok()?;
         recent[index].clone()
     }
 

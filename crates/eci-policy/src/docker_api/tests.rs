@@ -402,6 +402,8 @@ fn every_documented_way_to_run_outside_the_runtime_is_caught() {
     let swarm = [
         "swarm init",
         "swarm join",
+        "swarm update",
+        "node update",
         "service create",
         "service update",
     ];
