@@ -445,6 +445,17 @@ fn from_host_root(stream: &UnixStream) -> bool {
         .is_ok_and(|creds| creds.uid() == 0)
 }
 
+/// Takes group and other permissions off `dir` if root owns it (a directory another user
+/// owns is not the runtime's to change).
+fn close_to_others(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() == 0 && meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(meta.mode() & 0o700))?;
+    }
+    Ok(())
+}
+
 /// Makes the container's directory under the root, which claims its ID.
 fn make_container_dir(ctx: &Ctx, id: &str) -> Result<ContainerDir, Error> {
     if !eci::valid_container_id(id) {
@@ -455,7 +466,8 @@ fn make_container_dir(ctx: &Ctx, id: &str) -> Result<ContainerDir, Error> {
         std::fs::create_dir_all(parent)?;
     }
     match std::fs::DirBuilder::new().mode(0o700).create(&ctx.root) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        // One an earlier version made with the caller's umask is closed now.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => close_to_others(&ctx.root)?,
         other => other?,
     }
     let dir = ctx.dir(id);

@@ -209,6 +209,23 @@ fn an_exec_client_gets_the_exit_code_when_the_container_is_force_deleted() {
 }
 
 #[test]
+fn the_root_and_container_directories_are_roots_alone() {
+    // The monitors' sockets and the containers' records are in them; a root an earlier
+    // version made open to others is closed.
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new(&["sleep", "1000"]);
+    let root = setup.dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = "closed-dirs";
+    assert!(setup.runc_detached(&["create", "--bundle", &setup.bundle(), id]));
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root), 0o700);
+    assert_eq!(mode(&setup.container_dir(id)), 0o700);
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
+}
+
+#[test]
 fn a_create_whose_pid_file_cannot_be_written_leaves_nothing() {
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "bad-pid-file";
