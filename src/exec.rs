@@ -240,16 +240,17 @@ impl Container {
     }
 }
 
-/// How long an exec'd process may take from its spawn until its program runs.
-const EXEC_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long an exec'd process may take over each step from its spawn until its program runs
+/// (its terminal, its listener, its exec): three steps at most, so 30 s in all.
+const EXEC_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Names a receive that timed out for what it means.
 fn not_started_in_time(err: Error) -> Error {
     match err {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => Error::Io {
             what: format!(
-                "starting an exec'd process: its program did not run within {} s (a path \
-                     it needs in the container does not answer?); it was killed",
+                "starting an exec'd process: a step before its program ran took over {} s \
+                     (a path it needs in the container does not answer?); it was killed",
                 EXEC_PATIENCE.as_secs()
             ),
             source: std::io::ErrorKind::TimedOut.into(),
