@@ -89,8 +89,10 @@ fn mount(
 }
 
 /// Mounts a FUSE filesystem at `target` over a fresh /dev/fuse descriptor, as fusermount
-/// does, and closes the descriptor (accesses then fail with ENOTCONN, nothing hangs).
-fn fuse_mount(target: &str) -> String {
+/// does, and closes the descriptor (accesses then fail with ENOTCONN, nothing hangs); with
+/// `hold`, keeps it open and never answers, printing the answer first: every access under
+/// `target` then waits until this process is killed.
+fn fuse_mount(target: &str, hold: bool) -> String {
     let device = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -104,13 +106,20 @@ fn fuse_mount(target: &str) -> String {
         "fd={},rootmode=40000,user_id=0,group_id=0",
         device.as_raw_fd()
     );
-    mount(
+    let answer = mount(
         Some("eci-probe"),
         target,
         Some("fuse.eci-probe"),
         0,
         Some(&data),
-    )
+    );
+    if hold && answer == "ok" {
+        println!("{answer}");
+        loop {
+            std::thread::park();
+        }
+    }
+    answer
 }
 
 fn syscall(name: &str) -> String {
@@ -226,7 +235,8 @@ pub fn run(args: &[&str]) -> String {
         ["mount", source, target, fstype, data] => {
             mount(Some(source), target, Some(fstype), 0, Some(data))
         }
-        ["fuse", target] => fuse_mount(target),
+        ["fuse", target] => fuse_mount(target, false),
+        ["fuse-hold", target] => fuse_mount(target, true),
         ["bind", source, target] => mount(Some(source), target, None, bind, None),
         ["rbind", source, target] => mount(Some(source), target, None, bind | libc::MS_REC, None),
         ["move", source, target] => mount(Some(source), target, None, libc::MS_MOVE, None),

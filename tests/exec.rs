@@ -167,3 +167,46 @@ fn a_container_ends_even_while_an_execd_process_is_held() {
         rootfs.remove().unwrap();
     }
 }
+
+#[test]
+fn an_exec_that_never_reaches_its_program_is_killed_and_the_container_goes_on() {
+    // The container mounts a FUSE filesystem that never answers: a process whose working
+    // directory is under it would wait for good before its program runs, and with it whoever
+    // waits for the exec (eci-runc's monitor, which must still serve kill and delete).
+    let fuse = eci::oci_spec::runtime::LinuxDeviceBuilder::default()
+        .path("/dev/fuse")
+        .typ(eci::oci_spec::runtime::LinuxDeviceType::C)
+        .major(10)
+        .minor(229)
+        .file_mode(0o666u32)
+        .build()
+        .unwrap();
+    let script = "mkdir -p /tmp/hang && exec /probe fuse-hold /tmp/hang";
+    let mut c = create_with("exec-hang", &["sh", "-c", script], |spec| {
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut devices = linux.devices().clone().unwrap_or_default();
+        devices.push(fuse);
+        linux.set_devices(Some(devices));
+        spec.set_linux(Some(linux));
+    });
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ok\n", "the filesystem is mounted");
+    let container = c.container.as_ref().unwrap();
+    let mut process = Process::default();
+    process.set_args(Some(vec!["true".into()]));
+    process.set_cwd("/tmp/hang/below".into());
+    let started = std::time::Instant::now();
+    let err = container
+        .exec(process, Stdio::default())
+        .map(|_| ())
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(err.to_string().contains("took over 10 s"), "{err}");
+    assert!(waited < std::time::Duration::from_secs(25), "{waited:?}");
+    // The container still answers: another exec runs.
+    assert_eq!(
+        exec_output(container, &["sh", "-c", "echo alive"]).1,
+        "alive\n"
+    );
+    container.kill(libc::SIGKILL).unwrap();
+}
