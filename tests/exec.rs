@@ -173,22 +173,8 @@ fn an_exec_that_never_reaches_its_program_is_killed_and_the_container_goes_on() 
     // The container mounts a FUSE filesystem that never answers: a process whose working
     // directory is under it would wait for good before its program runs, and with it whoever
     // waits for the exec (eci-runc's monitor, which must still serve kill and delete).
-    let fuse = eci::oci_spec::runtime::LinuxDeviceBuilder::default()
-        .path("/dev/fuse")
-        .typ(eci::oci_spec::runtime::LinuxDeviceType::C)
-        .major(10)
-        .minor(229)
-        .file_mode(0o666u32)
-        .build()
-        .unwrap();
     let script = "mkdir -p /tmp/hang && exec /probe fuse-hold /tmp/hang";
-    let mut c = create_with("exec-hang", &["sh", "-c", script], |spec| {
-        let mut linux = spec.linux().clone().unwrap_or_default();
-        let mut devices = linux.devices().clone().unwrap_or_default();
-        devices.push(fuse);
-        linux.set_devices(Some(devices));
-        spec.set_linux(Some(linux));
-    });
+    let mut c = create_with("exec-hang", &["sh", "-c", script], common::with_fuse_device);
     c.container().start().unwrap();
     assert_eq!(c.read_stdout_line(), "ok\n", "the filesystem is mounted");
     let container = c.container.as_ref().unwrap();

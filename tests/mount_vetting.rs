@@ -152,21 +152,7 @@ fn a_fuse_mount_gets_the_callers_device() {
                   /proc/self/mountinfo && umount /tmp/f && echo unmounted \
                   && /probe mount x /tmp/f fuse fd=999,rootmode=40000,user_id=0,group_id=0 \
                   , mount x /tmp/f fuse fd=3,fd=4,rootmode=40000";
-    let mut c = common::create_with("fuse", &["sh", "-c", script], |spec| {
-        let fuse = eci::oci_spec::runtime::LinuxDeviceBuilder::default()
-            .path("/dev/fuse")
-            .typ(eci::oci_spec::runtime::LinuxDeviceType::C)
-            .major(10)
-            .minor(229)
-            .file_mode(0o666u32)
-            .build()
-            .unwrap();
-        let mut linux = spec.linux().clone().unwrap_or_default();
-        let mut devices = linux.devices().clone().unwrap_or_default();
-        devices.push(fuse);
-        linux.set_devices(Some(devices));
-        spec.set_linux(Some(linux));
-    });
+    let mut c = common::create_with("fuse", &["sh", "-c", script], common::with_fuse_device);
     let (code, out) = c.run_to_end();
     assert_eq!(code, 0, "{out}");
     assert_eq!(

@@ -194,3 +194,20 @@ pub fn resident_kib(pid: i32) -> Option<u64> {
     let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
     kib.trim().strip_suffix("kB")?.trim().parse().ok()
 }
+
+/// Adds /dev/fuse to `spec`'s devices (FUSE is among the devices a container may have).
+pub fn with_fuse_device(spec: &mut Spec) {
+    let fuse = eci::oci_spec::runtime::LinuxDeviceBuilder::default()
+        .path("/dev/fuse")
+        .typ(eci::oci_spec::runtime::LinuxDeviceType::C)
+        .major(10)
+        .minor(229)
+        .file_mode(0o666u32)
+        .build()
+        .unwrap();
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut devices = linux.devices().clone().unwrap_or_default();
+    devices.push(fuse);
+    linux.set_devices(Some(devices));
+    spec.set_linux(Some(linux));
+}

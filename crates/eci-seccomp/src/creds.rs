@@ -34,15 +34,7 @@ pub(crate) struct Creds {
 
 /// The calling thread's capability sets: (effective, permitted).
 fn own_caps() -> SysResult<(u64, u64)> {
-    let (mut header, mut data) = cap_header_and_data(0);
-    // SAFETY: header and data are valid version-3 capget arguments.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    })?;
+    let (_, data) = capget()?;
     let join = |low: u32, high: u32| u64::from(low) | u64::from(high) << 32;
     Ok((
         join(data[0].effective, data[1].effective),
@@ -64,20 +56,13 @@ struct CapData {
     inheritable: u32,
 }
 
-fn cap_header_and_data(pid: i32) -> (CapHeader, [CapData; 2]) {
-    (
-        CapHeader {
-            version: 0x2008_0522,
-            pid,
-        },
-        [CapData::default(); 2],
-    )
-}
-
-/// Sets the calling thread's effective set to `effective`, keeping its permitted and
-/// inheritable sets.
-fn set_effective(effective: u64) -> SysResult<()> {
-    let (mut header, mut data) = cap_header_and_data(0);
+/// The calling thread's capabilities (version 3), with the header that names it.
+fn capget() -> SysResult<(CapHeader, [CapData; 2])> {
+    let mut header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
     // SAFETY: header and data are valid version-3 capget arguments.
     check(unsafe {
         libc::syscall(
@@ -86,6 +71,13 @@ fn set_effective(effective: u64) -> SysResult<()> {
             data.as_mut_ptr(),
         )
     })?;
+    Ok((header, data))
+}
+
+/// Sets the calling thread's effective set to `effective`, keeping its permitted and
+/// inheritable sets.
+fn set_effective(effective: u64) -> SysResult<()> {
+    let (mut header, mut data) = capget()?;
     data[0].effective = effective as u32;
     data[1].effective = (effective >> 32) as u32;
     // SAFETY: header and data are valid version-3 capset arguments for this thread.
