@@ -173,6 +173,42 @@ pub unsafe fn fork() -> SysResult<Forked> {
     })
 }
 
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// capget(2) version 3 of `pid` (0: the calling thread), with the header that names it.
+fn capget(pid: i32) -> SysResult<(CapHeader, [CapData; 2])> {
+    let mut header = CapHeader {
+        version: 0x2008_0522,
+        pid,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are valid version-3 capget arguments.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    })?;
+    Ok((header, data))
+}
+
+fn joined(low: u32, high: u32) -> u64 {
+    u64::from(low) | u64::from(high) << 32
+}
+
 /// The effective capabilities of process or thread `pid` (0: the calling thread), from
 /// capget(2) version 3. Allocation-free, so usable after fork.
 ///
@@ -182,32 +218,44 @@ pub unsafe fn fork() -> SysResult<Forked> {
 /// let _has_sys_admin = mine & (1 << CAP_SYS_ADMIN) != 0;
 /// ```
 pub fn effective_caps(pid: i32) -> SysResult<u64> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut header = Header {
-        version: 0x2008_0522,
-        pid,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: header and data are valid version-3 capget arguments.
+    let (_, data) = capget(pid)?;
+    Ok(joined(data[0].effective, data[1].effective))
+}
+
+/// The calling thread's (effective, permitted) capabilities. Allocation-free.
+///
+/// ```
+/// let (effective, permitted) = eci_ns::sys::own_caps().unwrap();
+/// assert_eq!(effective & !permitted, 0);
+/// ```
+pub fn own_caps() -> SysResult<(u64, u64)> {
+    let (_, data) = capget(0)?;
+    Ok((
+        joined(data[0].effective, data[1].effective),
+        joined(data[0].permitted, data[1].permitted),
+    ))
+}
+
+/// Sets the calling thread's effective capabilities to `effective` (within its permitted
+/// set), keeping its permitted and inheritable sets. Allocation-free.
+///
+/// ```
+/// let (effective, _) = eci_ns::sys::own_caps().unwrap();
+/// eci_ns::sys::set_effective_caps(effective).unwrap();
+/// ```
+pub fn set_effective_caps(effective: u64) -> SysResult<()> {
+    let (mut header, mut data) = capget(0)?;
+    data[0].effective = effective as u32;
+    data[1].effective = (effective >> 32) as u32;
+    // SAFETY: header and data are valid version-3 capset arguments for this thread.
     check(unsafe {
         libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut Header,
-            data.as_mut_ptr(),
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
         )
-    })?;
-    Ok(u64::from(data[0].effective) | u64::from(data[1].effective) << 32)
+    })
+    .map(drop)
 }
 
 /// Makes the calling process undumpable, before it joins a container's user namespace with the

@@ -32,65 +32,6 @@ pub(crate) struct Creds {
     effective: u64,
 }
 
-/// The calling thread's capability sets: (effective, permitted).
-fn own_caps() -> SysResult<(u64, u64)> {
-    let (_, data) = capget()?;
-    let join = |low: u32, high: u32| u64::from(low) | u64::from(high) << 32;
-    Ok((
-        join(data[0].effective, data[1].effective),
-        join(data[0].permitted, data[1].permitted),
-    ))
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// The calling thread's capabilities (version 3), with the header that names it.
-fn capget() -> SysResult<(CapHeader, [CapData; 2])> {
-    let mut header = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: header and data are valid version-3 capget arguments.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    })?;
-    Ok((header, data))
-}
-
-/// Sets the calling thread's effective set to `effective`, keeping its permitted and
-/// inheritable sets.
-fn set_effective(effective: u64) -> SysResult<()> {
-    let (mut header, mut data) = capget()?;
-    data[0].effective = effective as u32;
-    data[1].effective = (effective >> 32) as u32;
-    // SAFETY: header and data are valid version-3 capset arguments for this thread.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    })
-    .map(drop)
-}
-
 /// The raw system calls act on this thread alone (glibc's wrappers would signal every
 /// thread, which a forked helper has no need of).
 fn set_fs_ids(fsuid: u32, fsgid: u32) {
@@ -146,7 +87,7 @@ impl Creds {
     /// take them back ends (it would act with too little, or a caller's, from then on); its
     /// runtime starts another.
     pub(crate) fn acting<T>(&self, call: impl FnOnce() -> SysResult<T>) -> SysResult<T> {
-        let (effective, permitted) = own_caps()?;
+        let (effective, permitted) = sys::own_caps()?;
         let (fsuid, fsgid) = fs_ids();
         let mut own_groups = [0u32; MOST_GROUPS];
         let own_count = get_groups(&mut own_groups)?;
@@ -155,13 +96,13 @@ impl Creds {
             if fs_ids() != (self.fsuid, self.fsgid) {
                 return Err(Errno(libc::EPERM));
             }
-            set_effective(self.effective & permitted)
+            sys::set_effective_caps(self.effective & permitted)
         });
         let result = switched.and_then(|()| call());
-        let restored = set_effective(permitted).and_then(|()| {
+        let restored = sys::set_effective_caps(permitted).and_then(|()| {
             set_fs_ids(fsuid, fsgid);
             set_groups(&own_groups[..own_count])?;
-            set_effective(effective)
+            sys::set_effective_caps(effective)
         });
         if restored.is_err() || fs_ids() != (fsuid, fsgid) {
             sys::exit(125);

@@ -699,11 +699,6 @@ fn vet_and_perform(
     // capget by pid: the caller is checked as still pending afterwards.
     let caps = sys::effective_caps(n.pid as i32)?;
     let cap_sys_admin = caps & (1 << CAP_SYS_ADMIN) != 0;
-    let own_creds = if Creds::needed(caps) {
-        Some(Creds::of_caller(piddir, caps)?)
-    } else {
-        None
-    };
     // Everything read so far named the caller by pid: its memory (the copies), its capabilities,
     // and, for a directory opened just now, /proc/PID. It all counts only if the call is still
     // pending: then the caller was alive throughout, so the pid named it. (A cached directory
@@ -747,10 +742,17 @@ fn vet_and_perform(
         _ => None,
     };
     // A FUSE mount names the caller's /dev/fuse descriptor: the helper mounts with its own copy.
-    let mut fuse_buffer = [0u8; 4096 + 16];
+    // Only a new filesystem reads its data (a bind, move or remount ignores it), and only a
+    // FUSE one pays for the buffer.
+    let mut fuse_buffer;
+    let is_fuse = call
+        .fstype
+        .is_some_and(|t| crate::fuse_fd::is_fuse(t.to_bytes()));
     let fuse = match kind {
-        // Only a new filesystem reads its data; a bind, move or remount ignores it.
-        MountKind::NewFilesystem => fuse_device(n, fds.listener, call, &mut fuse_buffer),
+        MountKind::NewFilesystem if is_fuse => {
+            fuse_buffer = [0u8; 4096 + 16];
+            fuse_device(n, fds.listener, call, &mut fuse_buffer)
+        }
         _ => Ok(FuseDevice::None),
     };
     let fuse = match fuse {
@@ -777,12 +779,13 @@ fn vet_and_perform(
             )
         }
     };
-    let done = match (fresh, own_creds) {
-        (Some(fresh), _) => mount_fresh(half, view, piddir, call, fresh),
+    let done = match fresh {
+        Some(fresh) => mount_fresh(half, view, piddir, call, fresh),
         // Its paths are looked up as the caller's own would be: the kernel checks what it
-        // would check for the caller.
-        (None, Some(creds)) => creds.acting(perform),
-        (None, None) => perform(),
+        // would check for the caller. (Read through the directory that names the caller for
+        // good since the check above.)
+        None if Creds::needed(caps) => Creds::of_caller(piddir, caps)?.acting(perform),
+        None => perform(),
     };
     Ok(Some((done.err().map_or(0, |Errno(e)| e), 0)))
 }
