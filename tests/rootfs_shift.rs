@@ -9,8 +9,25 @@ use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use common::runtime;
-use eci::{ContainerConfig, Stdio};
+use eci::{ContainerConfig, Runtime, RuntimeConfig, Stdio};
+
+/// A runtime with a lease journal of its own, so that which block comes next depends on this
+/// test alone and not on containers elsewhere on the host.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: std::sync::OnceLock<(tempfile::TempDir, Runtime)> = std::sync::OnceLock::new();
+    let (_, runtime) = RUNTIME.get_or_init(|| {
+        let leases = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(RuntimeConfig {
+            state_dir: common::STATE_DIR.into(),
+            leases_dir: leases.path().join("idmap"),
+            policy: common::runtime().policy().clone(),
+            ..Default::default()
+        })
+        .expect("runtime");
+        (leases, runtime)
+    });
+    runtime
+}
 
 /// A ramfs mounted for the test, unmounted however the test ends.
 struct Ramfs(PathBuf);
@@ -101,7 +118,7 @@ fn a_rootfs_that_cannot_be_idmapped_is_shifted_once_per_block() {
     assert_eq!(on_host.uid(), block, "shifted on disk into the block");
     let ctime = (on_host.ctime(), on_host.ctime_nsec());
 
-    // Alone in this process, the next container gets the lowest free block: the same one.
+    // Alone in its journal, the next container gets the lowest free block: the same one.
     let (again, out) = run_in(rootfs, &format!("{id}-2"));
     assert_eq!(again, block);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "0"]);
