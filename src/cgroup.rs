@@ -70,21 +70,26 @@ fn move_to_own_cgroup() -> std::io::Result<()> {
     std::fs::write(file, nix::unistd::gettid().to_string())
 }
 
-/// The thread list (v1 `tasks`, v2 `cgroup.threads`) of the cgroup a thread is in, from its
-/// /proc/thread-self/cgroup text: in the first hierarchy listed there that is mounted (at its
-/// root) in `hierarchies`. Never a path out of a hierarchy's mount: in a cgroup namespace a
-/// cgroup outside its root reads as "/../x", and such a line is skipped.
-fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
-    text.lines().find_map(|line| {
+/// The lines of a /proc/PID/cgroup `text` as (controllers, path below the hierarchy's root),
+/// without any line whose path would leave that root: in a cgroup namespace a cgroup outside
+/// its root reads as "/../x".
+fn cgroup_lines(text: &str) -> impl Iterator<Item = (&str, &Path)> {
+    text.lines().filter_map(|line| {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
         let relative = Path::new(path).strip_prefix("/").ok()?;
-        if !relative
+        let below = relative
             .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
-        {
-            return None;
-        }
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        below.then_some((controllers, relative))
+    })
+}
+
+/// The thread list (v1 `tasks`, v2 `cgroup.threads`) of the cgroup a thread is in, from its
+/// /proc/thread-self/cgroup text: in the first hierarchy listed there that is mounted (at its
+/// root) in `hierarchies`. Never a path out of a hierarchy's mount.
+fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
+    cgroup_lines(text).find_map(|(controllers, relative)| {
         let hierarchy = hierarchies.iter().find(|h| match controllers {
             "" => h.unified,
             named => {
@@ -119,6 +124,44 @@ fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
             .any(|c| crate::cgroupfs::MANAGED.contains(&c));
         !managed || at == own
     })
+}
+
+/// The `cgroup.procs` of the cgroup that accounts a process's memory on cgroup v1, given its
+/// /proc/PID/cgroup `text` and the `hierarchies` mounted. `None` on cgroup v2, where a
+/// process's cgroup is every controller's (joining it would list the runtime's helper among
+/// the container's processes, and freeze it with them), and where memory shares a hierarchy
+/// with devices, whose cgroup is the one that lists the container's processes.
+fn memory_procs_path(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
+    let (_, relative) = cgroup_lines(text).find(|(controllers, _)| {
+        let controllers: Vec<&str> = controllers.split(',').collect();
+        controllers.contains(&"memory") && !controllers.contains(&"devices")
+    })?;
+    let hierarchy = hierarchies
+        .iter()
+        .find(|h| !h.unified && h.controllers.iter().any(|c| c == "memory"))?;
+    Some(hierarchy.mount.join(relative).join("cgroup.procs"))
+}
+
+/// Process `pid`'s memory cgroup (v1), its `cgroup.procs` open for writing: where the
+/// container's mount helpers go, so that what the kernel allocates for the mounts they
+/// perform counts against the container's memory limit. `None` where there is none to join
+/// (see [`memory_procs_path`]).
+pub(crate) fn memory_procs_of(pid: i32) -> Result<Option<Arc<OwnedFd>>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(Error::io("reading the container's cgroups"))?;
+    let hierarchies = eci_mount::virt::mounted_hierarchies()
+        .map_err(Error::io("finding the cgroup hierarchies"))?;
+    let Some(path) = memory_procs_path(&text, &hierarchies) else {
+        return Ok(None);
+    };
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(format!(
+            "opening the container's memory cgroup ({})",
+            path.display()
+        )))?;
+    Ok(Some(Arc::new(OwnedFd::from(procs))))
 }
 
 /// Copies a cpuset `file` (`cpuset.cpus`, `cpuset.mems`) down from the hierarchy's root to the
@@ -783,6 +826,22 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn the_memory_cgroup_never_leaves_its_hierarchy(text in "[0-9a-z=,:/.\n]{0,80}") {
+            let mounted = [
+                hierarchy("/cg/unified", true, &[]),
+                hierarchy("/cg/memory", false, &["rw", "memory"]),
+            ];
+            if let Some(file) = memory_procs_path(&text, &mounted) {
+                proptest::prop_assert!(file.starts_with("/cg/memory/"), "{}", file.display());
+                proptest::prop_assert!(file.ends_with("cgroup.procs"));
+                let normal = file
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+                proptest::prop_assert!(normal, "{}", file.display());
+            }
+        }
+
+        #[test]
         fn the_thread_list_never_leaves_its_hierarchy(text in "[0-9a-z=,:/.\n]{0,80}") {
             let mounted = [
                 hierarchy("/cg/unified", true, &[]),
@@ -796,6 +855,30 @@ mod tests {
                 proptest::prop_assert!(normal, "{}", file.display());
             }
         }
+    }
+
+    #[test]
+    fn helpers_join_the_memory_cgroup_on_v1_only() {
+        let mounted = [
+            hierarchy("/cg/unified", true, &[]),
+            hierarchy("/cg/devices", false, &["rw", "devices"]),
+            hierarchy("/cg/memory", false, &["rw", "memory"]),
+        ];
+        let procs = |text: &str| memory_procs_path(text, &mounted);
+        assert_eq!(
+            procs("5:devices:/eci/a\n4:memory:/eci/a\n0::/\n"),
+            Some(PathBuf::from("/cg/memory/eci/a/cgroup.procs"))
+        );
+        assert_eq!(procs("0::/eci/a\n"), None, "cgroup v2");
+        assert_eq!(
+            procs("4:devices,memory:/eci/a\n"),
+            None,
+            "sharing the hierarchy that lists the container's processes"
+        );
+        assert_eq!(procs("4:memory:/../x\n"), None, "outside the namespace");
+        assert_eq!(procs("4:memory:eci\n"), None);
+        let v2_only = [hierarchy("/cg", true, &[])];
+        assert_eq!(memory_procs_path("4:memory:/eci/a\n", &v2_only), None);
     }
 
     #[test]

@@ -187,20 +187,21 @@ impl Resources {
             self.cgroup.take(),
         );
         self.docker_proxies = Default::default();
-        // Each of the three waits on something else (the mount helper's exit, the virtual files
-        // daemon's answer, the cgroup's directories in a dozen hierarchies): side by side, a
-        // delete waits for the longest of them rather than for their sum. Dropping is the work
-        // of the first two, so a thread that cannot start drops them right here. The lease goes
-        // last: its IDs are free only once the helper and the cgroup's processes are gone.
+        // Each waits on something else (the virtual files daemon's answer; the mount helpers'
+        // exit and then the cgroup's directories in a dozen hierarchies): side by side, a
+        // delete waits for the longer rather than for the sum. The helpers go first because
+        // they are in the cgroup's memory hierarchy, whose directory is busy until they have
+        // exited. The virtual files are dropped right here by a thread that cannot start. The
+        // lease goes last: its IDs are free only once the helper and the cgroup's processes
+        // are gone.
         let cgroup = std::thread::scope(|scope| {
             let beside = std::thread::Builder::new();
             let files = beside.spawn_scoped(scope, move || drop(files));
-            let beside = std::thread::Builder::new();
             // The listener closes with the registration: any mount call still waiting fails.
-            let vetting = beside.spawn_scoped(scope, move || drop(vetting));
+            drop(vetting);
             let removed = cgroup.map(|c| c.remove());
-            // Joined here, so that a panic in either is not passed on by the scope.
-            for dropping in [files, vetting].into_iter().flatten() {
+            // Joined here, so that a panic in it is not passed on by the scope.
+            if let Ok(dropping) = files {
                 let _ = dropping.join();
             }
             removed
@@ -605,8 +606,14 @@ impl Container {
         let handover = receive_listener(channel, self.init_plan.terminal(), explain_failure)?;
         self.console = handover.console;
         let listener = handover.listener;
+        // The init is in its cgroup by now (it moved itself in, or was added, before it was
+        // let go).
+        let charged_to = crate::cgroup::memory_procs_of(self.init.pid())?;
         let (vetting, config) = match pending {
-            Some(pending) => {
+            Some(mut pending) => {
+                if let Some(procs) = &charged_to {
+                    pending.charge_to(Arc::clone(procs))?;
+                }
                 let mut config = pending.config().clone();
                 config.initial = initial;
                 let vetting = start_prepared_vetting(
@@ -628,6 +635,7 @@ impl Container {
                     self.mapping,
                 )?;
                 config.initial = initial;
+                config.charged_to = charged_to;
                 let vetting = start_vetting(
                     &self.shared,
                     &self.id,

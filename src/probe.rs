@@ -35,6 +35,9 @@
 //! eci-probe mount-runs MILLIS DIR                tmpfs mount+umount pairs on DIR for MILLIS ms:
 //!                                                 the mounts' answers in order, as runs
 //!                                                 ("ENOSYS*12 ok*3400")
+//! eci-probe stack-mounts N DIR                   up to N tmpfs mounts stacked on DIR, kept:
+//!                                                 "COUNT ok", or "COUNT ERRNO" at the first
+//!                                                 that failed
 //! eci-probe race-fstype N DIR                     N mounts on DIR whose type a second thread
 //!                                                 flips between tmpfs and ramfs meanwhile:
 //!                                                 "tmpfs T ramfs R refused E"
@@ -315,8 +318,24 @@ pub fn run(args: &[&str]) -> String {
             Ok(n) => bench_mount(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
         },
+        ["stack-mounts", n, dir] => match n.parse() {
+            Ok(n) => stack_mounts(n, dir),
+            Err(_) => format!("usage error: {n} is not a count"),
+        },
         other => format!("usage error: {other:?}"),
     }
+}
+
+/// Stacks up to `n` tmpfs mounts on `dir` (each a superblock of its own the kernel allocates),
+/// stopping at the first failure: how many were made, and "ok" or the failure's errno.
+fn stack_mounts(n: usize, dir: &str) -> String {
+    for made in 0..n {
+        let answer = mount(Some("none"), dir, Some("tmpfs"), 0, None);
+        if answer != "ok" {
+            return format!("{made} {answer}");
+        }
+    }
+    format!("{n} ok")
 }
 
 /// Times `n` mount+umount pairs of a tmpfs on `dir`: "p50 p99 mean" of the pairs, then the p50

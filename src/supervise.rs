@@ -169,6 +169,8 @@ pub(crate) fn helper_config(
         initial: Vec::new(),
         masks,
         sysinfo: None,
+        // Joined once the init is in its cgroup ([`crate::cgroup::memory_procs_of`]).
+        charged_to: None,
     })
 }
 

@@ -318,6 +318,8 @@ fn take_over_one(
         // one, the calls fail (ENOSYS) rather than reach the kernel, which would give the
         // host's figures.
         sysinfo: record.sysinfo.then(|| shared.virtual_files.sysinfo_of(id)),
+        // Replacements go where the orphan went.
+        charged_to: crate::cgroup::memory_procs_of(init.pid())?,
     };
     // From here until it is stopped or let go, the orphan is held: it answers nothing.
     let (vetter, listener) =

@@ -145,6 +145,41 @@ fn a_caller_mounts_with_its_own_credentials() {
 }
 
 #[test]
+fn the_kernel_memory_of_the_helpers_mounts_counts_against_the_containers_limit() {
+    // Each tmpfs mount costs the kernel about 6 KiB here, of which it charges about 1.5 KiB
+    // (the mount, its root's inode and dentry) to the memory cgroup of the process that
+    // mounts: 20,000 exceed 16 MiB. The helper performs them; left in the runtime's cgroup it
+    // would make the host pay for all of them, whatever the container's limit.
+    let limit = 16 << 20;
+    let mut c = common::create_with(
+        "charged",
+        &["/probe", "stack-mounts", "20000", "/tmp"],
+        |spec| {
+            let memory = eci::oci_spec::runtime::LinuxMemoryBuilder::default()
+                .limit(limit)
+                .build()
+                .unwrap();
+            let resources = eci::oci_spec::runtime::LinuxResourcesBuilder::default()
+                .memory(memory)
+                .build()
+                .unwrap();
+            let mut linux = spec.linux().clone().unwrap();
+            linux.set_resources(Some(resources));
+            spec.set_linux(Some(linux));
+        },
+    );
+    let (code, out) = c.run_to_end();
+    // The limit stops it: the container's OOM killer ends the probe (SIGKILL), or a mount
+    // fails for want of memory.
+    if code != 128 + libc::SIGKILL {
+        assert_eq!(code, 0, "{out}");
+        let (made, answer) = out.trim().split_once(' ').unwrap();
+        assert_eq!(answer, "ENOMEM", "{out}");
+        assert!(made.parse::<u32>().unwrap() < 20000, "{out}");
+    }
+}
+
+#[test]
 fn a_fuse_mount_gets_the_callers_device() {
     // fusermount and libfuse name their /dev/fuse descriptor in the data (`fd=N`): the helper
     // must mount with the caller's descriptor, not whatever its own number N is.
@@ -752,7 +787,25 @@ fn go_and_answers(mut c: common::TestContainer, mut go: std::io::PipeWriter) -> 
 #[test]
 fn a_mount_helper_that_dies_is_replaced_and_vetting_goes_on() {
     let (c, go, init) = waiting_to_mount("helper-replaced");
-    assert!(kill_mount_helper(init).is_some(), "a new helper starts");
+    // Helpers are charged to the container's memory cgroup, a replacement too.
+    let memory_cgroup = |pid: i32| {
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let memory = cgroups
+            .lines()
+            .find(|l| l.split(':').nth(1) == Some("memory"));
+        memory.map(|l| l.split_once(":memory:").unwrap().1.to_string())
+    };
+    let container_memory = memory_cgroup(init);
+    assert!(
+        container_memory
+            .as_ref()
+            .is_some_and(|m| m.contains("helper-replaced")),
+        "the container's own: {container_memory:?}"
+    );
+    assert_eq!(memory_cgroup(mount_helpers(init)[0]), container_memory);
+    let replacement = kill_mount_helper(init);
+    assert!(replacement.is_some(), "a new helper starts");
+    assert_eq!(memory_cgroup(replacement.unwrap()), container_memory);
     assert_eq!(
         go_and_answers(c, go),
         ["ok", "EPERM"],

@@ -26,7 +26,7 @@
 //! // and closed there.
 //! let listener = Listener::new(listener_from_the_container());
 //! let supervisor = Supervisor::start()?;
-//! let config = HelperConfig { policy: Default::default(), userns: 0, userns_fd: None, initial: Vec::new(), masks: Default::default(), sysinfo: None };
+//! let config = HelperConfig { policy: Default::default(), userns: 0, userns_fd: None, initial: Vec::new(), masks: Default::default(), sysinfo: None, charged_to: None };
 //! let vetter = MountVetter::start(&init, &listener, config)?;
 //! let handler: Arc<dyn Handler> = vetter;
 //! let exit = init.as_fd().try_clone_to_owned()?;

@@ -66,6 +66,25 @@ pub struct HelperConfig {
     pub masks: Masks,
     /// Where sysinfo(2) answers come from; `None` lets sysinfo through to the kernel.
     pub sysinfo: Option<SysinfoSource>,
+    /// A cgroup's `cgroup.procs`, open for writing, that every helper joins before it serves
+    /// (the container's memory cgroup): what the kernel allocates for the mounts it performs
+    /// is then charged to the container, within its limit, and not to the runtime. `None`
+    /// leaves helpers in the runtime's cgroups.
+    pub charged_to: Option<Arc<OwnedFd>>,
+}
+
+/// Moves process `pid` (0: the caller) into the cgroup whose `cgroup.procs` is `procs`.
+/// Allocation-free, for use after fork.
+fn join_cgroup(procs: RawFd, pid: u32) -> Result<(), Errno> {
+    let mut digits = [0u8; 10];
+    let len = sys::write_decimal(&mut digits, u64::from(pid));
+    // SAFETY: writes from a live buffer of at least `len` bytes.
+    let written = unsafe { libc::write(procs, digits.as_ptr().cast(), len) };
+    match written {
+        n if n == len as isize => Ok(()),
+        n if n < 0 => Err(Errno::last()),
+        _ => Err(Errno(libc::EIO)),
+    }
 }
 
 /// Computes a container's sysinfo(2) answer (in the runtime, not in the helper).
@@ -1131,6 +1150,20 @@ impl PendingVetter {
         &self.config
     }
 
+    /// Moves the helper, which has served nothing yet, into the cgroup whose `cgroup.procs` is
+    /// `procs` (the container's memory cgroup, made after the helper was forked), where any
+    /// helper that replaces it goes too ([`HelperConfig::charged_to`]).
+    pub fn charge_to(&mut self, procs: Arc<OwnedFd>) -> Result<(), HelperError> {
+        join_cgroup(procs.as_raw_fd(), self.helper.pid().unsigned_abs()).map_err(|errno| {
+            HelperError::Io {
+                what: "moving the mount helper into the container's memory cgroup",
+                source: errno.into(),
+            }
+        })?;
+        self.config.charged_to = Some(procs);
+        Ok(())
+    }
+
     /// Hands the helper the container's listener and its initial mounts (sorted by mount ID)
     /// and starts vetting. If the helper forked ahead failed, or the container has more initial
     /// mounts than it can take, a helper is started now instead.
@@ -1735,7 +1768,20 @@ fn fork_helper(
             what: "starting the host half",
             source,
         })?;
-    let before_join = || take_host_half(&half, &handover);
+    let charged_to = config.charged_to.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+    // Into the container's memory cgroup first, so that nothing it allocates for the
+    // container is charged elsewhere.
+    let before_join = || {
+        if charged_to >= 0 {
+            join_cgroup(charged_to, 0).map_err(|errno| Failure {
+                stage: Stage::Helper,
+                step: 60,
+                errno,
+            })?;
+            sys::close(charged_to);
+        }
+        take_host_half(&half, &handover)
+    };
     let after_join = || {
         become_container_root()?;
         enter_own_namespace(&half)
@@ -1755,7 +1801,7 @@ fn fork_helper(
         target: init,
         join: Namespaces::USER,
         join_via: config.userns_fd.as_ref().map(|fd| fd.as_raw_fd()),
-        keep: &[fds.listener, fds.host_proc, handover.raw_fd()],
+        keep: &[fds.listener, fds.host_proc, handover.raw_fd(), charged_to],
         before_join: Some(&before_join),
         after_join: Some(&after_join),
         serve: &serve,
