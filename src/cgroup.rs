@@ -126,12 +126,12 @@ fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
     })
 }
 
-/// The `cgroup.procs` of the cgroup that accounts a process's memory on cgroup v1, given its
+/// The `tasks` file of the cgroup that accounts a process's memory on cgroup v1, given its
 /// /proc/PID/cgroup `text` and the `hierarchies` mounted. `None` on cgroup v2, where a
 /// process's cgroup is every controller's (joining it would list the runtime's helper among
 /// the container's processes, and freeze it with them), and where memory shares a hierarchy
 /// with devices, whose cgroup is the one that lists the container's processes.
-fn memory_procs_path(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
+fn memory_tasks_path(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
     let (_, relative) = cgroup_lines(text).find(|(controllers, _)| {
         let controllers: Vec<&str> = controllers.split(',').collect();
         controllers.contains(&"memory") && !controllers.contains(&"devices")
@@ -139,29 +139,29 @@ fn memory_procs_path(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
     let hierarchy = hierarchies
         .iter()
         .find(|h| !h.unified && h.controllers.iter().any(|c| c == "memory"))?;
-    Some(hierarchy.mount.join(relative).join("cgroup.procs"))
+    Some(hierarchy.mount.join(relative).join("tasks"))
 }
 
-/// Process `pid`'s memory cgroup (v1), its `cgroup.procs` open for writing: where the
-/// container's mount helpers go, so that what the kernel allocates for the mounts they
-/// perform counts against the container's memory limit. `None` where there is none to join
-/// (see [`memory_procs_path`]).
-pub(crate) fn memory_procs_of(pid: i32) -> Result<Option<Arc<OwnedFd>>> {
+/// Process `pid`'s memory cgroup (v1), its `tasks` file open for writing: where the
+/// container's mount helpers move themselves, so that what the kernel allocates for the
+/// mounts they perform counts against the container's memory limit. `None` where there is
+/// none to join (see [`memory_tasks_path`]).
+pub(crate) fn memory_tasks_of(pid: i32) -> Result<Option<Arc<OwnedFd>>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(Error::io("reading the container's cgroups"))?;
     let hierarchies = eci_mount::virt::mounted_hierarchies()
         .map_err(Error::io("finding the cgroup hierarchies"))?;
-    let Some(path) = memory_procs_path(&text, &hierarchies) else {
+    let Some(path) = memory_tasks_path(&text, &hierarchies) else {
         return Ok(None);
     };
-    let procs = std::fs::OpenOptions::new()
+    let tasks = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
         .map_err(Error::io(format!(
             "opening the container's memory cgroup ({})",
             path.display()
         )))?;
-    Ok(Some(Arc::new(OwnedFd::from(procs))))
+    Ok(Some(Arc::new(OwnedFd::from(tasks))))
 }
 
 /// Copies a cpuset `file` (`cpuset.cpus`, `cpuset.mems`) down from the hierarchy's root to the
@@ -831,9 +831,9 @@ mod tests {
                 hierarchy("/cg/unified", true, &[]),
                 hierarchy("/cg/memory", false, &["rw", "memory"]),
             ];
-            if let Some(file) = memory_procs_path(&text, &mounted) {
+            if let Some(file) = memory_tasks_path(&text, &mounted) {
                 proptest::prop_assert!(file.starts_with("/cg/memory/"), "{}", file.display());
-                proptest::prop_assert!(file.ends_with("cgroup.procs"));
+                proptest::prop_assert!(file.ends_with("tasks"));
                 let normal = file
                     .components()
                     .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
@@ -864,21 +864,21 @@ mod tests {
             hierarchy("/cg/devices", false, &["rw", "devices"]),
             hierarchy("/cg/memory", false, &["rw", "memory"]),
         ];
-        let procs = |text: &str| memory_procs_path(text, &mounted);
+        let tasks = |text: &str| memory_tasks_path(text, &mounted);
         assert_eq!(
-            procs("5:devices:/eci/a\n4:memory:/eci/a\n0::/\n"),
-            Some(PathBuf::from("/cg/memory/eci/a/cgroup.procs"))
+            tasks("5:devices:/eci/a\n4:memory:/eci/a\n0::/\n"),
+            Some(PathBuf::from("/cg/memory/eci/a/tasks"))
         );
-        assert_eq!(procs("0::/eci/a\n"), None, "cgroup v2");
+        assert_eq!(tasks("0::/eci/a\n"), None, "cgroup v2");
         assert_eq!(
-            procs("4:devices,memory:/eci/a\n"),
+            tasks("4:devices,memory:/eci/a\n"),
             None,
             "sharing the hierarchy that lists the container's processes"
         );
-        assert_eq!(procs("4:memory:/../x\n"), None, "outside the namespace");
-        assert_eq!(procs("4:memory:eci\n"), None);
+        assert_eq!(tasks("4:memory:/../x\n"), None, "outside the namespace");
+        assert_eq!(tasks("4:memory:eci\n"), None);
         let v2_only = [hierarchy("/cg", true, &[])];
-        assert_eq!(memory_procs_path("4:memory:/eci/a\n", &v2_only), None);
+        assert_eq!(memory_tasks_path("4:memory:/eci/a\n", &v2_only), None);
     }
 
     #[test]

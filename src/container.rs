@@ -608,11 +608,11 @@ impl Container {
         let listener = handover.listener;
         // The init is in its cgroup by now (it moved itself in, or was added, before it was
         // let go).
-        let charged_to = crate::cgroup::memory_procs_of(self.init.pid())?;
+        let charged_to = crate::cgroup::memory_tasks_of(self.init.pid())?;
         let (vetting, config) = match pending {
             Some(mut pending) => {
-                if let Some(procs) = &charged_to {
-                    pending.charge_to(Arc::clone(procs))?;
+                if let Some(tasks) = &charged_to {
+                    pending.charge_to(Arc::clone(tasks));
                 }
                 let mut config = pending.config().clone();
                 config.initial = initial;

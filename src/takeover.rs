@@ -319,7 +319,7 @@ fn take_over_one(
         // host's figures.
         sysinfo: record.sysinfo.then(|| shared.virtual_files.sysinfo_of(id)),
         // Replacements go where the orphan went.
-        charged_to: crate::cgroup::memory_procs_of(init.pid())?,
+        charged_to: crate::cgroup::memory_tasks_of(init.pid())?,
     };
     // From here until it is stopped or let go, the orphan is held: it answers nothing.
     let (vetter, listener) =

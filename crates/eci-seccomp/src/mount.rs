@@ -66,22 +66,23 @@ pub struct HelperConfig {
     pub masks: Masks,
     /// Where sysinfo(2) answers come from; `None` lets sysinfo through to the kernel.
     pub sysinfo: Option<SysinfoSource>,
-    /// A cgroup's `cgroup.procs`, open for writing, that every helper joins before it serves
-    /// (the container's memory cgroup): what the kernel allocates for the mounts it performs
-    /// is then charged to the container, within its limit, and not to the runtime. `None`
-    /// leaves helpers in the runtime's cgroups.
+    /// A cgroup v1 `tasks` file, open for writing, of the cgroup every helper moves itself
+    /// into before it serves (the container's memory cgroup): what the kernel allocates for
+    /// the mounts it performs is then charged to the container, within its limit, and not to
+    /// the runtime. A helper has one thread, so moving that thread moves all of it, and a
+    /// thread moving itself skips the global lock (and its RCU grace period, 10 ms and more
+    /// here) that writing a pid to `cgroup.procs` takes. `None` leaves helpers in the
+    /// runtime's cgroups.
     pub charged_to: Option<Arc<OwnedFd>>,
 }
 
-/// Moves process `pid` (0: the caller) into the cgroup whose `cgroup.procs` is `procs`.
+/// Moves the calling thread into the cgroup whose v1 `tasks` file is `tasks`.
 /// Allocation-free, for use after fork.
-fn join_cgroup(procs: RawFd, pid: u32) -> Result<(), Errno> {
-    let mut digits = [0u8; 10];
-    let len = sys::write_decimal(&mut digits, u64::from(pid));
-    // SAFETY: writes from a live buffer of at least `len` bytes.
-    let written = unsafe { libc::write(procs, digits.as_ptr().cast(), len) };
+fn join_cgroup(tasks: RawFd) -> Result<(), Errno> {
+    // SAFETY: writes one byte from a static buffer.
+    let written = unsafe { libc::write(tasks, b"0".as_ptr().cast(), 1) };
     match written {
-        n if n == len as isize => Ok(()),
+        1 => Ok(()),
         n if n < 0 => Err(Errno::last()),
         _ => Err(Errno(libc::EIO)),
     }
@@ -1150,18 +1151,12 @@ impl PendingVetter {
         &self.config
     }
 
-    /// Moves the helper, which has served nothing yet, into the cgroup whose `cgroup.procs` is
-    /// `procs` (the container's memory cgroup, made after the helper was forked), where any
-    /// helper that replaces it goes too ([`HelperConfig::charged_to`]).
-    pub fn charge_to(&mut self, procs: Arc<OwnedFd>) -> Result<(), HelperError> {
-        join_cgroup(procs.as_raw_fd(), self.helper.pid().unsigned_abs()).map_err(|errno| {
-            HelperError::Io {
-                what: "moving the mount helper into the container's memory cgroup",
-                source: errno.into(),
-            }
-        })?;
-        self.config.charged_to = Some(procs);
-        Ok(())
+    /// Has the helper, which serves nothing yet, move itself into the cgroup whose v1 `tasks`
+    /// file is `tasks` (the container's memory cgroup, made after the helper was forked) when
+    /// it takes the listener in [`PendingVetter::start`], before it serves; any helper that
+    /// replaces it goes there too ([`HelperConfig::charged_to`]).
+    pub fn charge_to(&mut self, tasks: Arc<OwnedFd>) {
+        self.config.charged_to = Some(tasks);
     }
 
     /// Hands the helper the container's listener and its initial mounts (sorted by mount ID)
@@ -1189,7 +1184,8 @@ impl PendingVetter {
         // SAFETY: dup3 on two descriptors we hold; `slot` owns the number afterwards.
         check_int(unsafe { libc::dup3(listener.as_raw_fd(), slot.as_raw_fd(), libc::O_CLOEXEC) })
             .map_err(|errno| io("placing the listener")(errno.into()))?;
-        let helper = match hand_over(&helper, &slot, &config.initial) {
+        let charged_to = config.charged_to.as_deref();
+        let helper = match hand_over(&helper, &slot, charged_to, &config.initial) {
             Ok(()) => helper,
             Err(why) => {
                 tracing::debug!("mount helper forked ahead not used ({why}); starting one now");
@@ -1208,14 +1204,28 @@ impl PendingVetter {
     }
 }
 
-/// Sends a helper forked ahead its listener and initial mounts; why not, if it did not take
-/// them.
-fn hand_over(helper: &Helper, listener: &OwnedFd, initial: &[(u32, bool)]) -> Result<(), String> {
+/// Sends a helper forked ahead its listener, the cgroup it is to join (see
+/// [`HelperConfig::charged_to`]) and its initial mounts; why not, if it did not take them.
+fn hand_over(
+    helper: &Helper,
+    listener: &OwnedFd,
+    charged_to: Option<&OwnedFd>,
+    initial: &[(u32, bool)],
+) -> Result<(), String> {
     let message = encode_initial(initial)
         .ok_or_else(|| format!("{} initial mounts, more than it takes", initial.len()))?;
     helper.wait_ready().map_err(|e| e.to_string())?;
     let mut reply = [0u8; 1];
-    match helper.call(&message, &[listener.as_raw_fd()], &mut reply) {
+    let fds = [
+        listener.as_raw_fd(),
+        charged_to.map_or(-1, |f| f.as_raw_fd()),
+    ];
+    let fds = if charged_to.is_some() {
+        &fds[..]
+    } else {
+        &fds[..1]
+    };
+    match helper.call(&message, fds, &mut reply) {
         Ok(1) if reply[0] == 1 => Ok(()),
         Ok(_) => Err("it refused them".into()),
         Err(err) => Err(err.to_string()),
@@ -1773,7 +1783,7 @@ fn fork_helper(
     // container is charged elsewhere.
     let before_join = || {
         if charged_to >= 0 {
-            join_cgroup(charged_to, 0).map_err(|errno| Failure {
+            join_cgroup(charged_to).map_err(|errno| Failure {
                 stage: Stage::Helper,
                 step: 60,
                 errno,
@@ -1811,7 +1821,8 @@ fn fork_helper(
 }
 
 /// In a helper forked ahead of its listener: takes the initial mounts (`table`) and the
-/// listener the runtime sent, puts the listener at the number the helper serves (`slot`, the
+/// listener the runtime sent, moves itself into the cgroup of the `tasks` file sent after it
+/// if there is one, puts the listener at the number the helper serves (`slot`, the
 /// placeholder until now) and starts watching it. Once only. Runs after fork: allocation-free.
 fn take_listener(
     table: &[u8],
@@ -1826,6 +1837,13 @@ fn take_listener(
     let Some(listener) = received.take() else {
         return false;
     };
+    // The container's memory cgroup, when the runtime sent one: joined before anything is
+    // served.
+    if let Some(tasks) = received.take() {
+        if join_cgroup(tasks.as_raw_fd()).is_err() {
+            return false;
+        }
+    }
     if !state.initial.take_encoded(table) {
         return false;
     }
