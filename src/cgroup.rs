@@ -129,13 +129,11 @@ fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
 /// The `tasks` file of the cgroup that accounts a process's memory on cgroup v1, given its
 /// /proc/PID/cgroup `text` and the `hierarchies` mounted. `None` on cgroup v2, where a
 /// process's cgroup is every controller's (joining it would list the runtime's helper among
-/// the container's processes, and freeze it with them), and where memory shares a hierarchy
-/// with devices, whose cgroup is the one that lists the container's processes.
+/// the container's processes, and freeze it with them), and where memory shares its v1
+/// hierarchy with another controller (devices, whose cgroup lists the container's processes,
+/// or freezer, which pauses them).
 fn memory_tasks_path(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
-    let (_, relative) = cgroup_lines(text).find(|(controllers, _)| {
-        let controllers: Vec<&str> = controllers.split(',').collect();
-        controllers.contains(&"memory") && !controllers.contains(&"devices")
-    })?;
+    let (_, relative) = cgroup_lines(text).find(|(controllers, _)| *controllers == "memory")?;
     let hierarchy = hierarchies
         .iter()
         .find(|h| !h.unified && h.controllers.iter().any(|c| c == "memory"))?;
@@ -826,12 +824,33 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn the_memory_cgroup_never_leaves_its_hierarchy(text in "[0-9a-z=,:/.\n]{0,80}") {
+        fn the_memory_cgroup_never_leaves_its_hierarchy(
+            lines in proptest::collection::vec(
+                (
+                    "[0-9]{1,2}",
+                    "(memory|devices|cpu,memory|devices,memory|name=systemd|)",
+                    "(/[a-z.]{1,4}){0,3}|[a-z./]{0,12}",
+                ),
+                0..5,
+            )
+        ) {
+            let text: String = lines
+                .iter()
+                .map(|(n, controllers, path)| format!("{n}:{controllers}:{path}\n"))
+                .collect();
             let mounted = [
                 hierarchy("/cg/unified", true, &[]),
                 hierarchy("/cg/memory", false, &["rw", "memory"]),
             ];
-            if let Some(file) = memory_tasks_path(&text, &mounted) {
+            let found = memory_tasks_path(&text, &mounted);
+            // A memory-only line with a plain absolute path is always found.
+            let plain = |path: &str| {
+                path.starts_with('/') && !path.split('/').any(|s| s == "." || s == "..")
+            };
+            if lines.iter().any(|(_, c, path)| c == "memory" && plain(path)) {
+                proptest::prop_assert!(found.is_some(), "{text}");
+            }
+            if let Some(file) = found {
                 proptest::prop_assert!(file.starts_with("/cg/memory/"), "{}", file.display());
                 proptest::prop_assert!(file.ends_with("tasks"));
                 let normal = file
@@ -875,6 +894,7 @@ mod tests {
             None,
             "sharing the hierarchy that lists the container's processes"
         );
+        assert_eq!(tasks("4:freezer,memory:/eci/a\n"), None, "or pauses them");
         assert_eq!(tasks("4:memory:/../x\n"), None, "outside the namespace");
         assert_eq!(tasks("4:memory:eci\n"), None);
         let v2_only = [hierarchy("/cg", true, &[])];

@@ -169,7 +169,7 @@ pub(crate) fn helper_config(
         initial: Vec::new(),
         masks,
         sysinfo: None,
-        // Joined once the init is in its cgroup ([`crate::cgroup::memory_procs_of`]).
+        // Joined once the init is in its cgroup ([`crate::cgroup::memory_tasks_of`]).
         charged_to: None,
     })
 }

@@ -9,8 +9,10 @@
 
 use std::ffi::CString;
 use std::fmt;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use eci_idmap::Holder;
 use eci_ns::PidFd;
@@ -289,6 +291,25 @@ fn open_holder(holder: &Holder, what: &str) -> Result<PidFd> {
     Ok(pidfd)
 }
 
+/// The memory cgroup the orphan's replacements are to join (the init's, as at create). A
+/// take-over that could not find it goes on without: the container keeps its mount calls,
+/// and only their kernel memory is charged to the runtime.
+fn charge_replacements_to(init: &PidFd) -> Option<Arc<OwnedFd>> {
+    let found = crate::cgroup::memory_tasks_of(init.pid());
+    // What was read named the init only if it still runs (its pid is not ours to hold).
+    match found {
+        Ok(tasks) if init.is_alive() => tasks,
+        Ok(_) => None,
+        Err(err) => {
+            tracing::warn!(
+                pid = init.pid(),
+                "mount helpers stay in the runtime's cgroups: {err}"
+            );
+            None
+        }
+    }
+}
+
 fn take_over_one(
     shared: &Shared,
     id: &str,
@@ -318,8 +339,7 @@ fn take_over_one(
         // one, the calls fail (ENOSYS) rather than reach the kernel, which would give the
         // host's figures.
         sysinfo: record.sysinfo.then(|| shared.virtual_files.sysinfo_of(id)),
-        // Replacements go where the orphan went.
-        charged_to: crate::cgroup::memory_tasks_of(init.pid())?,
+        charged_to: charge_replacements_to(&init),
     };
     // From here until it is stopped or let go, the orphan is held: it answers nothing.
     let (vetter, listener) =

@@ -11,20 +11,24 @@ use std::path::{Path, PathBuf};
 
 use eci::{ContainerConfig, Runtime, RuntimeConfig, Stdio};
 
-/// A runtime with a lease journal of its own, so that which block comes next depends on this
-/// test alone and not on containers elsewhere on the host.
+/// A runtime with a state directory, a lease journal and an ID pool of its own, so that which block comes next
+/// depends on this test alone and not on containers elsewhere on the host.
 fn runtime() -> &'static Runtime {
     static RUNTIME: std::sync::OnceLock<(tempfile::TempDir, Runtime)> = std::sync::OnceLock::new();
     let (_, runtime) = RUNTIME.get_or_init(|| {
-        let leases = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // And a pool of its own: the host-wide journal's blocks may be in use.
+        let mut policy = common::runtime().policy().clone();
+        policy.id_pool =
+            eci::eci_policy::settings::IdPool::new(0x6000_0000, 16 << 16, 1 << 16).unwrap();
         let runtime = Runtime::new(RuntimeConfig {
-            state_dir: common::STATE_DIR.into(),
-            leases_dir: leases.path().join("idmap"),
-            policy: common::runtime().policy().clone(),
+            state_dir: dir.path().join("state"),
+            leases_dir: dir.path().join("idmap"),
+            policy,
             ..Default::default()
         })
         .expect("runtime");
-        (leases, runtime)
+        (dir, runtime)
     });
     runtime
 }
