@@ -128,19 +128,22 @@ fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
 fn a_caller_mounts_with_its_own_credentials() {
     // A process of uid 1000 given CAP_SYS_ADMIN alone may mount, but may not look up what its
     // uid cannot: the kernel refuses it /proc/1/root (a process of another uid) and a directory
-    // it cannot search, whoever performs the call for it. Container root may do both.
+    // it cannot search, whoever performs the call for it, also as the place of a new procfs
+    // (which the helper builds elsewhere and then places). Container root may do all of it.
     let as_user = "setpriv --reuid 1000 --regid 1000 --clear-groups --inh-caps=-all,+sys_admin \
                    --ambient-caps=-all,+sys_admin /probe";
     let script = format!(
-        "mkdir -p /tmp/r /tmp/closed/in /tmp/c /tmp/t && chmod 700 /tmp/closed \
+        "mkdir -p /tmp/r /tmp/closed/in/p /tmp/c /tmp/t /tmp/p && chmod 700 /tmp/closed \
          && {as_user} rbind /proc/1/root /tmp/r , bind /tmp/closed/in /tmp/c , mount t /tmp/t tmpfs \
-         && /probe rbind /proc/1/root /tmp/r , bind /tmp/closed/in /tmp/c"
+            , mount proc /tmp/closed/in/p proc , mount proc /tmp/p proc \
+         && /probe rbind /proc/1/root /tmp/r , bind /tmp/closed/in /tmp/c \
+            , mount proc /tmp/closed/in/p proc"
     );
     let (code, out) = run("caller-creds", &["sh", "-c", &script]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["EACCES", "EACCES", "ok", "ok", "ok"]
+        ["EACCES", "EACCES", "ok", "EACCES", "ok", "ok", "ok", "ok"]
     );
 }
 

@@ -821,7 +821,7 @@ fn vet_and_perform(
         }
     };
     let done = match fresh {
-        Some(fresh) => mount_fresh(half, view, piddir, call, fresh),
+        Some(fresh) => mount_fresh(half, view, piddir, call, fresh, caps),
         // Its paths are looked up as the caller's own would be: the kernel checks what it
         // would check for the caller. (Read through the directory that names the caller for
         // good since the check above.)
@@ -901,6 +901,7 @@ fn mount_fresh(
     piddir: RawFd,
     call: &Call<'_>,
     fresh: Fresh,
+    caps: u64,
 ) -> SysResult<()> {
     let ns = match fresh {
         Fresh::Proc => c"ns/pid",
@@ -914,7 +915,13 @@ fn mount_fresh(
     forget(&view.cwd);
     let tree = tree?;
     enter_callers_view(piddir, view, call)?;
-    sys::attach_tree(tree.as_raw_fd(), libc::AT_FDCWD, call.target)
+    // Placed as the caller would place it: the target is looked up with its credentials.
+    let attach = || sys::attach_tree(tree.as_raw_fd(), libc::AT_FDCWD, call.target);
+    if Creds::needed(caps) {
+        Creds::of_caller(piddir, caps)?.acting(attach)
+    } else {
+        attach()
+    }
 }
 
 /// Joins the caller's mount namespace and takes its root and (when a path argument is relative)
