@@ -824,12 +824,12 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn the_memory_cgroup_never_leaves_its_hierarchy(
+        fn the_memory_cgroup_is_the_first_plain_memory_only_line(
             lines in proptest::collection::vec(
                 (
                     "[0-9]{1,2}",
                     "(memory|devices|cpu,memory|devices,memory|name=systemd|)",
-                    "(/[a-z.]{1,4}){0,3}|[a-z./]{0,12}",
+                    "(/([a-z]{1,3}|\\.|\\.\\.)){0,3}|[a-z]{1,3}(/[a-z]{1,3})?",
                 ),
                 0..5,
             )
@@ -842,22 +842,18 @@ mod tests {
                 hierarchy("/cg/unified", true, &[]),
                 hierarchy("/cg/memory", false, &["rw", "memory"]),
             ];
-            let found = memory_tasks_path(&text, &mounted);
-            // A memory-only line with a plain absolute path is always found.
-            let plain = |path: &str| {
-                path.starts_with('/') && !path.split('/').any(|s| s == "." || s == "..")
-            };
-            if lines.iter().any(|(_, c, path)| c == "memory" && plain(path)) {
-                proptest::prop_assert!(found.is_some(), "{text}");
-            }
-            if let Some(file) = found {
-                proptest::prop_assert!(file.starts_with("/cg/memory/"), "{}", file.display());
-                proptest::prop_assert!(file.ends_with("tasks"));
-                let normal = file
-                    .components()
-                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
-                proptest::prop_assert!(normal, "{}", file.display());
-            }
+            // Absolute and never above the hierarchy's root ("." names where it stands).
+            let plain =
+                |path: &str| path.starts_with('/') && !path.split('/').any(|s| s == "..");
+            let expected = lines
+                .iter()
+                .find(|(_, controllers, path)| controllers == "memory" && plain(path))
+                .map(|(_, _, path)| {
+                    Path::new("/cg/memory")
+                        .join(path.trim_start_matches('/'))
+                        .join("tasks")
+                });
+            proptest::prop_assert_eq!(memory_tasks_path(&text, &mounted), expected, "{}", text);
         }
 
         #[test]
@@ -895,6 +891,7 @@ mod tests {
             "sharing the hierarchy that lists the container's processes"
         );
         assert_eq!(tasks("4:freezer,memory:/eci/a\n"), None, "or pauses them");
+        assert_eq!(tasks("4:cpu,memory:/eci/a\n"), None, "or any other");
         assert_eq!(tasks("4:memory:/../x\n"), None, "outside the namespace");
         assert_eq!(tasks("4:memory:eci\n"), None);
         let v2_only = [hierarchy("/cg", true, &[])];

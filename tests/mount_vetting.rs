@@ -132,18 +132,21 @@ fn a_caller_mounts_with_its_own_credentials() {
     // (which the helper builds elsewhere and then places). Container root may do all of it.
     let as_user = "setpriv --reuid 1000 --regid 1000 --clear-groups --inh-caps=-all,+sys_admin \
                    --ambient-caps=-all,+sys_admin /probe";
+    // As mount(2) does, a new procfs goes where a symlink at the end of the target points.
     let script = format!(
-        "mkdir -p /tmp/r /tmp/closed/in/p /tmp/c /tmp/t /tmp/p && chmod 700 /tmp/closed \
+        "mkdir -p /tmp/r /tmp/closed/in/p /tmp/c /tmp/t /tmp/p /tmp/p2 && chmod 700 /tmp/closed \
+         && ln -s p2 /tmp/plink \
          && {as_user} rbind /proc/1/root /tmp/r , bind /tmp/closed/in /tmp/c , mount t /tmp/t tmpfs \
             , mount proc /tmp/closed/in/p proc , mount proc /tmp/p proc \
          && /probe rbind /proc/1/root /tmp/r , bind /tmp/closed/in /tmp/c \
-            , mount proc /tmp/closed/in/p proc"
+            , mount proc /tmp/closed/in/p proc , mount proc /tmp/plink proc \
+         && test -e /tmp/p2/self && echo landed"
     );
     let (code, out) = run("caller-creds", &["sh", "-c", &script]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["EACCES", "EACCES", "ok", "EACCES", "ok", "ok", "ok", "ok"]
+        ["EACCES", "EACCES", "ok", "EACCES", "ok", "ok", "ok", "ok", "ok", "landed"]
     );
 }
 
@@ -756,10 +759,11 @@ fn kill_mount_helper(init: i32) -> Option<i32> {
     None
 }
 
-/// Whether this host accounts memory on cgroup v1, where mount helpers join the container's
-/// memory cgroup.
+/// Whether this host accounts memory on a cgroup v1 hierarchy of its own, where mount helpers
+/// join the container's memory cgroup.
 fn memory_is_cgroup_v1() -> bool {
-    Path::new("/sys/fs/cgroup/memory/tasks").exists()
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    own.lines().any(|l| l.split(':').nth(1) == Some("memory"))
 }
 
 /// A container running `script` with a pipe to its stdin.

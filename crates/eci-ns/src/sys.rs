@@ -553,12 +553,31 @@ pub fn mount_setattr(tree: RawFd, recursive: bool, attr: &MountAttr) -> SysResul
 }
 
 /// move_mount(2): attaches the detached `tree` on top of `path` relative to `dir`
-/// (`AT_FDCWD` for the working directory), or on `dir` itself when `path` is empty.
-/// Allocation-free.
+/// (`AT_FDCWD` for the working directory), or on `dir` itself when `path` is empty. A symlink
+/// at the end of `path` is not followed (see [`attach_tree_following`]). Allocation-free.
 pub fn attach_tree(tree: RawFd, dir: RawFd, path: &CStr) -> SysResult<()> {
+    move_tree(tree, dir, path, 0)
+}
+
+/// [`attach_tree`] that follows a symlink (or automount point) at the end of `path`, as
+/// mount(2) does with its target: for placing a mount where a caller's mount(2) would have
+/// put it. Allocation-free.
+pub fn attach_tree_following(tree: RawFd, dir: RawFd, path: &CStr) -> SysResult<()> {
+    const MOVE_MOUNT_T_SYMLINKS: u32 = 0x10;
+    const MOVE_MOUNT_T_AUTOMOUNTS: u32 = 0x20;
+    move_tree(
+        tree,
+        dir,
+        path,
+        MOVE_MOUNT_T_SYMLINKS | MOVE_MOUNT_T_AUTOMOUNTS,
+    )
+}
+
+fn move_tree(tree: RawFd, dir: RawFd, path: &CStr, follow: u32) -> SysResult<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
     const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-    let flags = MOVE_MOUNT_F_EMPTY_PATH
+    let flags = follow
+        | MOVE_MOUNT_F_EMPTY_PATH
         | if path.is_empty() {
             MOVE_MOUNT_T_EMPTY_PATH
         } else {

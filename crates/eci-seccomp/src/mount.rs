@@ -915,8 +915,9 @@ fn mount_fresh(
     forget(&view.cwd);
     let tree = tree?;
     enter_callers_view(piddir, view, call)?;
-    // Placed as the caller would place it: the target is looked up with its credentials.
-    let attach = || sys::attach_tree(tree.as_raw_fd(), libc::AT_FDCWD, call.target);
+    // Placed as the caller's mount(2) would place it: the target is looked up with its
+    // credentials, following a symlink at its end (within the caller's root, entered above).
+    let attach = || sys::attach_tree_following(tree.as_raw_fd(), libc::AT_FDCWD, call.target);
     if Creds::needed(caps) {
         Creds::of_caller(piddir, caps)?.acting(attach)
     } else {
