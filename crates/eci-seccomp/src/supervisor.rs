@@ -315,6 +315,9 @@ fn serve(shared: &Shared) {
                 // Every process that ran the filter is gone.
                 Source::Listener if hangup => remove(shared, id),
                 Source::Listener => {}
+                // The registration ends with its process: a helper that died with it (or was
+                // killed with its cgroup) is not replaced for nothing.
+                Source::Events if has_exited(&entry) => remove(shared, id),
                 Source::Events => match entry.handler.on_event() {
                     EventOutcome::Served => {}
                     EventOutcome::Replaced => rewatch(shared, id, &entry),
@@ -330,6 +333,20 @@ fn serve(shared: &Shared) {
             }
         }
     }
+}
+
+/// Whether the process an entry lasts as long as has exited (its pidfd reads as readable).
+fn has_exited(entry: &Entry) -> bool {
+    let Some(exit) = &entry.exit else {
+        return false;
+    };
+    let mut pfd = libc::pollfd {
+        fd: exit.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
 }
 
 fn serve_one(entry: &Entry) {
@@ -348,5 +365,65 @@ fn serve_one(entry: &Entry) {
                 "answering a seccomp notification: {errno}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A handler with an event pending from the start, counting what the supervisor asks.
+    struct Pending {
+        events: OwnedFd,
+        on_event: AtomicUsize,
+        retired: AtomicUsize,
+    }
+
+    impl Handler for Pending {
+        fn handle(&self, _: &Notification, _: &Listener) -> Option<Reply> {
+            None
+        }
+        fn event_fd(&self) -> Option<RawFd> {
+            Some(self.events.as_raw_fd())
+        }
+        fn on_event(&self) -> EventOutcome {
+            self.on_event.fetch_add(1, Ordering::SeqCst);
+            EventOutcome::Replaced
+        }
+        fn retire(&self) {
+            self.retired.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn readable() -> OwnedFd {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut writer, b"x").unwrap();
+        OwnedFd::from(reader)
+    }
+
+    #[test]
+    fn a_handler_whose_process_has_exited_is_retired_not_served() {
+        // Its helper died with the process: replacing it would only start a helper for a
+        // registration that is about to end (and, with the helper in the container's memory
+        // cgroup, keep that cgroup busy while it is removed). Epoll reports the event before
+        // the exit, in the order they were added.
+        let supervisor = Supervisor::start().unwrap();
+        let handler = Arc::new(Pending {
+            events: readable(),
+            on_event: AtomicUsize::new(0),
+            retired: AtomicUsize::new(0),
+        });
+        let (quiet, _writer) = std::io::pipe().unwrap();
+        let listener = Listener::new(OwnedFd::from(quiet));
+        let _registration = supervisor
+            .register(listener, handler.clone(), Some(readable()))
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while handler.retired.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never retired");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(handler.on_event.load(Ordering::SeqCst), 0);
     }
 }
