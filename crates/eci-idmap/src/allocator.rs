@@ -569,13 +569,37 @@ impl Allocator {
         self.change(|state| Ok((Vec::new(), state.leases.values().cloned().collect())))
     }
 
+    /// Ends lease `token` of block `index`. Holders [`Allocator::adopt`] added to it from
+    /// another journal, still alive, keep the block under a lease of their own: the journals
+    /// had both given it out, and theirs still runs.
     fn release_lease(&self, index: u32, token: u64) -> Result<(), AllocError> {
+        // The releasing runtime holds its own leases as long as it lives.
+        let me = Holder::current().ok();
         self.change(|state| {
-            let entries = if state.holds(index, token) {
-                vec![Entry::Release { index, token }]
-            } else {
-                Vec::new()
+            let Some(lease) = state.leases.get(&index).filter(|l| l.token == token) else {
+                return Ok((Vec::new(), ()));
             };
+            let mut entries = vec![Entry::Release { index, token }];
+            let others: Vec<Holder> = lease
+                .holders
+                .iter()
+                .copied()
+                .filter(|h| Some(*h) != me && h.is_alive())
+                .collect();
+            if let Some((first, rest)) = others.split_first() {
+                let token = state.next_token;
+                entries.push(Entry::Lease {
+                    index,
+                    token,
+                    owner: lease.owner.clone(),
+                    holder: *first,
+                });
+                entries.extend(rest.iter().map(|&holder| Entry::Hold {
+                    index,
+                    token,
+                    holder,
+                }));
+            }
             Ok((entries, ()))
         })
     }
@@ -588,7 +612,12 @@ impl Allocator {
     ) -> Result<T, AllocError> {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
         let _locked = Locked::take(&self.inner.lock, &self.inner.dir.join(LOCK))?;
-        self.catch_up(&mut cache)?;
+        if let Err(err) = self.catch_up(&mut cache) {
+            // What it applied before the error may be half a change: read it all again next
+            // time.
+            cache.forget(self.inner.pool);
+            return Err(err);
+        }
         let (entries, out) = decide(&cache.state)?;
         if !entries.is_empty() {
             // Written first: a change that did not reach the journal never happened. After a
@@ -605,7 +634,11 @@ impl Allocator {
                     .apply(entry)
                     .expect("decisions are consistent with the state");
             }
-            self.compact_if_large(&mut cache)?;
+            // The change is in the journal: a compaction that fails leaves it as it was, to be
+            // compacted next time, and must not report the change as failed.
+            if let Err(err) = self.compact_if_large(&mut cache) {
+                tracing::warn!("compacting the lease journal: {err}");
+            }
         }
         Ok(out)
     }
@@ -651,12 +684,35 @@ impl Allocator {
             cache.journal = Some((file, current.expect("checked above")));
         }
         let (file, _) = cache.journal.as_mut().expect("opened above");
+        // Cut short beneath us (journals are only appended to, or replaced whole): what was
+        // read from it may no longer hold, and appending would go past a hole.
+        let len = file.metadata().map_err(io_err("reading", path))?.len();
+        if len < cache.offset {
+            let line = cache.state.lines + 1;
+            return Err(AllocError::Corrupt {
+                path: path.clone(),
+                line,
+                reason: format!(
+                    "the journal is {len} bytes, shorter than the {} read",
+                    cache.offset
+                ),
+            });
+        }
         let mut tail = Vec::new();
         file.seek(SeekFrom::Start(cache.offset))
             .map_err(io_err("reading", path))?;
         file.read_to_end(&mut tail)
             .map_err(io_err("reading", path))?;
         let (lines, complete) = complete_lines(&tail);
+        // A journal is made whole, header first (a temp file renamed into place): one without
+        // a complete header was cut short or overwritten, and every lease it held is unknown.
+        if cache.offset == 0 && lines.is_empty() {
+            return Err(AllocError::Corrupt {
+                path: path.clone(),
+                line: 1,
+                reason: "no complete header".into(),
+            });
+        }
         let first_line = cache.state.lines + usize::from(cache.offset > 0) + 1;
         for (i, line) in lines.iter().enumerate() {
             let number = first_line + i;

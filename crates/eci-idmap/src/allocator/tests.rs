@@ -85,6 +85,67 @@ fn the_live_leases_of_another_journal_are_adopted_once() {
 }
 
 #[test]
+fn a_block_both_journals_gave_out_stays_taken_while_the_adopted_holder_lives() {
+    // Block 0 went to a container of the older journal (a live process) and to one here;
+    // adopting joined the two leases. Ending ours must leave the block to theirs.
+    let (older_dir, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let older = Allocator::open(older_dir.path(), pool(4)).unwrap();
+    let here = Allocator::open(dir.path(), pool(4)).unwrap();
+    let me = Holder::current().unwrap();
+    let mut theirs = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let their_holder = Holder::of(theirs.id() as i32).unwrap();
+    std::mem::forget(older.allocate("old-0", their_holder).unwrap());
+    let ours = here.allocate("ours-0", me).unwrap();
+    assert_eq!(ours.index(), 0);
+    assert_eq!(here.adopt(&older.leases().unwrap()).unwrap(), 1);
+    ours.release().unwrap();
+    let next = here.allocate("next", me).unwrap();
+    assert_eq!(next.index(), 1, "block 0 still runs a container");
+    let block_0 = here.leases().unwrap();
+    let block_0 = block_0.iter().find(|l| l.index == 0).unwrap();
+    assert_eq!(block_0.holders, [their_holder]);
+    theirs.kill().unwrap();
+    theirs.wait().unwrap();
+    // Dead leases are reclaimed on open (and when the pool is full).
+    let reopened = Allocator::open(dir.path(), pool(4)).unwrap();
+    let after = reopened.allocate("after", me).unwrap();
+    assert_eq!(after.index(), 0, "free once its last holder is gone");
+}
+
+#[test]
+fn a_journal_cut_short_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(4)).unwrap();
+    let me = Holder::current().unwrap();
+    let kept = alloc.allocate("kept", me).unwrap();
+    let journal = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let text = std::fs::read(&journal).unwrap();
+    // Below what this allocator has read: it must not go on from a hole.
+    std::fs::write(&journal, &text[..text.len() / 3]).unwrap();
+    assert!(matches!(
+        alloc.allocate("next", me),
+        Err(AllocError::Corrupt { .. })
+    ));
+    // Without a whole header, nothing says which blocks are free.
+    std::fs::write(&journal, b"").unwrap();
+    let fresh = Allocator::open(dir.path(), pool(4));
+    let allocated = fresh.and_then(|a| a.allocate("next", me));
+    assert!(
+        matches!(allocated, Err(AllocError::Corrupt { line: 1, .. })),
+        "{allocated:?}"
+    );
+    std::mem::forget(kept);
+}
+
+#[test]
 fn exhaustion_names_the_pool_and_the_blocks_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(1)).unwrap();
