@@ -75,6 +75,21 @@ pub enum Error {
         /// upper layer).
         path: PathBuf,
     },
+    /// A directory the runtime keeps its state or the host's ID leases in is open to others:
+    /// whoever may write it could forge leases (two containers on one ID block) or state.
+    #[error("{}: refused as the runtime's {what} directory: it is owned by uid {owner} with mode {mode:o}; it must be the runtime's own (uid {euid}) and writable by nobody else", path.display())]
+    SharedDir {
+        /// What the directory holds ("state", "lease journal").
+        what: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// The runtime's effective uid.
+        euid: u32,
+    },
     /// A cgroup operation failed.
     #[error("cgroup {}: {reason}", path.display())]
     Cgroup {

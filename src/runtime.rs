@@ -91,7 +91,8 @@ impl std::fmt::Debug for Runtime {
 /// state: rootfs and files made below it are then out of other users' reach. One that exists
 /// is left as it is (it may be shared, as /tmp would be); its parents are made as mkdir -p
 /// makes them.
-fn private_dir(dir: &Path) -> Result<PathBuf> {
+fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let made = dir.parent().map_or(Ok(()), std::fs::create_dir_all);
     let made = made.and_then(
         |()| match std::fs::DirBuilder::new().mode(0o700).create(dir) {
@@ -100,7 +101,21 @@ fn private_dir(dir: &Path) -> Result<PathBuf> {
         },
     );
     made.map_err(Error::io(format!("creating {}", dir.display())))?;
-    std::fs::canonicalize(dir).map_err(Error::io(format!("resolving {}", dir.display())))
+    let dir =
+        std::fs::canonicalize(dir).map_err(Error::io(format!("resolving {}", dir.display())))?;
+    // One made earlier, or by someone else, is used only if nobody else may write in it.
+    let meta = std::fs::metadata(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+        return Err(Error::SharedDir {
+            what,
+            path: dir,
+            owner: meta.uid(),
+            mode: meta.mode() & 0o7777,
+            euid,
+        });
+    }
+    Ok(dir)
 }
 
 /// Earlier versions journaled leases in each state directory (`STATE_DIR/idmap`). Containers
@@ -132,8 +147,8 @@ impl Runtime {
     /// Opens the state directory, reclaims ID blocks of containers that no longer exist, compiles
     /// the seccomp filters and starts the supervisor.
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
-        let state_dir = private_dir(&config.state_dir)?;
-        let leases_dir = private_dir(&config.leases_dir)?;
+        let state_dir = private_dir(&config.state_dir, "state")?;
+        let leases_dir = private_dir(&config.leases_dir, "lease journal")?;
         let policy = config
             .policy
             .with_state_dir(&state_dir)

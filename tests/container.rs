@@ -92,6 +92,36 @@ fn runtimes_with_different_state_directories_never_share_a_block() {
 }
 
 #[test]
+fn a_lease_journal_or_state_directory_others_may_write_is_refused() {
+    // Whoever may write the journal could put two containers on one ID block.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config =
+        |state_dir: std::path::PathBuf, leases_dir: std::path::PathBuf| eci::RuntimeConfig {
+            state_dir,
+            leases_dir,
+            policy: runtime().policy().clone(),
+            ..Default::default()
+        };
+    for (state, leases, what) in [
+        (dir.path().join("state"), open.clone(), "lease journal"),
+        (open.clone(), dir.path().join("idmap"), "state"),
+    ] {
+        let err = eci::Runtime::new(config(state, leases)).unwrap_err();
+        assert!(
+            matches!(&err, eci::Error::SharedDir { what: w, mode: 0o777, .. } if *w == what),
+            "{err}"
+        );
+    }
+    // Closed to others, the same directory serves.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
+    eci::Runtime::new(config(dir.path().join("state"), open)).unwrap();
+}
+
+#[test]
 fn a_block_leased_by_an_earlier_version_is_not_handed_out_again() {
     // Earlier versions journaled leases in STATE_DIR/idmap. A container such a runtime
     // started keeps its block when a runtime of this version opens the same state directory.
