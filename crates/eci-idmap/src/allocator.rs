@@ -81,8 +81,8 @@ pub enum AllocError {
         /// The file that says this boot had one.
         begun: PathBuf,
     },
-    /// The record was written for a different pool.
-    #[error("lease record {path} is for pool {recorded}, not {requested}; delete every container before changing the pool")]
+    /// The record was written for a different pool, and a block of it is still held.
+    #[error("lease record {path} is for pool {recorded}, not {requested}, and a container still holds a block of it: delete every container of the old pool before changing it")]
     PoolChanged {
         /// The record file.
         path: PathBuf,
@@ -722,7 +722,13 @@ impl Allocator {
                 reason,
             };
             if cache.offset == 0 && i == 0 {
-                cache.state.next_token = self.read_header(line, path)?.next_token;
+                match self.read_header(line, path) {
+                    Ok(header) => cache.state.next_token = header.next_token,
+                    Err(changed @ AllocError::PoolChanged { .. }) => {
+                        return self.start_over_unless_held(cache, &lines, changed);
+                    }
+                    Err(err) => return Err(err),
+                }
                 continue;
             }
             let entry: Entry = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
@@ -737,6 +743,50 @@ impl Allocator {
         }
         cache.offset += complete as u64;
         Ok(())
+    }
+
+    /// A journal of another pool (`lines`, header first) whose leases are all dead is
+    /// started again with this one, under the lock: no container holds a block of the old
+    /// pool, so none can be given out twice. Tokens go on from where it stopped. While one
+    /// lives, the pool cannot change (`changed`).
+    fn start_over_unless_held(
+        &self,
+        cache: &mut Cache,
+        lines: &[&[u8]],
+        changed: AllocError,
+    ) -> Result<(), AllocError> {
+        let Ok(header) = serde_json::from_slice::<Header>(lines[0]) else {
+            return Err(changed);
+        };
+        let Ok(recorded) = IdPool::new(header.pool_start, header.pool_size, header.block_size)
+        else {
+            return Err(changed);
+        };
+        let mut old = State::empty(recorded);
+        old.next_token = header.next_token;
+        for line in &lines[1..] {
+            let applied = serde_json::from_slice::<Entry>(line)
+                .map_err(|e| e.to_string())
+                .and_then(|entry| old.apply(&entry));
+            if applied.is_err() {
+                return Err(changed);
+            }
+        }
+        let held = old
+            .leases
+            .values()
+            .any(|lease| lease.holders.iter().any(Holder::is_alive));
+        if held {
+            return Err(changed);
+        }
+        tracing::info!(
+            path = %self.inner.journal.display(),
+            "no container holds a block of the pool the lease journal was started with: \
+             starting it again with the new pool"
+        );
+        cache.forget(self.inner.pool);
+        cache.state.next_token = old.next_token;
+        self.start_journal(cache)
     }
 
     /// Reads the header, checking its version, pool and boot.

@@ -223,12 +223,30 @@ fn an_unfinished_last_write_is_cut_and_a_corrupt_line_is_an_error() {
 }
 
 #[test]
-fn a_changed_pool_is_refused() {
+fn a_changed_pool_is_refused_while_a_block_of_the_old_one_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
-    let _lease = alloc.allocate("a", Holder::current().unwrap()).unwrap();
+    let me = Holder::current().unwrap();
+    let lease = alloc.allocate("a", me).unwrap();
+    let token = lease.token();
     assert!(matches!(
         Allocator::open(dir.path(), pool(3)),
+        Err(AllocError::PoolChanged { .. })
+    ));
+    // Once none is, the journal starts again with the new pool (tokens never repeat), and
+    // the old pool's runtime is the one refused.
+    lease.release().unwrap();
+    let dead = Holder {
+        start_time: me.start_time + 1,
+        ..me
+    };
+    std::mem::forget(alloc.allocate("dead", dead).unwrap());
+    let changed = Allocator::open(dir.path(), pool(3)).unwrap();
+    let next = changed.allocate("b", me).unwrap();
+    assert_eq!(next.index(), 0);
+    assert!(next.token() > token);
+    assert!(matches!(
+        alloc.allocate("c", me),
         Err(AllocError::PoolChanged { .. })
     ));
 }
