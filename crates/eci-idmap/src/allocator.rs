@@ -362,7 +362,26 @@ impl<'a> Locked<'a> {
         loop {
             // SAFETY: flock on an open fd.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Locked(file));
+                let locked = Locked(file);
+                // A lock file removed or replaced since it was opened excludes nobody: the
+                // processes that open it now lock another.
+                let ours = file.metadata().map(|m| (m.dev(), m.ino()));
+                let now = std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
+                return match (ours, now) {
+                    (Ok(ours), Ok(now)) if ours == now => Ok(locked),
+                    (Err(source), _) | (_, Err(source)) => Err(AllocError::Io {
+                        what: "locking",
+                        path: path.to_path_buf(),
+                        source,
+                    }),
+                    _ => Err(AllocError::Io {
+                        what: "locking",
+                        path: path.to_path_buf(),
+                        source: io::Error::other(
+                            "the lock file was removed or replaced since this runtime opened it",
+                        ),
+                    }),
+                };
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {

@@ -146,6 +146,26 @@ fn a_journal_cut_short_fails_closed() {
 }
 
 #[test]
+fn a_lock_file_removed_beneath_an_allocator_fails_it() {
+    // Another process opening the directory now would lock a new file: the two would no
+    // longer exclude each other.
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
+    let me = Holder::current().unwrap();
+    std::mem::forget(alloc.allocate("a", me).unwrap());
+    std::fs::remove_file(dir.path().join(LOCK)).unwrap();
+    let other = Allocator::open(dir.path(), pool(2)).unwrap();
+    assert!(matches!(
+        alloc.allocate("b", me),
+        Err(AllocError::Io {
+            what: "locking",
+            ..
+        })
+    ));
+    assert_eq!(other.allocate("c", me).unwrap().index(), 1);
+}
+
+#[test]
 fn exhaustion_names_the_pool_and_the_blocks_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(1)).unwrap();
