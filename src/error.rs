@@ -75,9 +75,9 @@ pub enum Error {
         /// upper layer).
         path: PathBuf,
     },
-    /// A directory the runtime keeps its state or the host's ID leases in is open to others:
-    /// whoever may write it could forge leases (two containers on one ID block) or state.
-    #[error("{}: refused as the runtime's {what} directory: it is owned by uid {owner} with mode {mode:o}; it must be the runtime's own (uid {euid}) and writable by nobody else", path.display())]
+    /// A directory the runtime keeps its state or the host's ID leases in belongs to another
+    /// user: whoever may write it could forge leases (two containers on one ID block) or state.
+    #[error("{}: refused as the runtime's {what} directory: it is owned by uid {owner} (mode {mode:o}), not by the runtime (uid {euid})", path.display())]
     SharedDir {
         /// What the directory holds ("state", "lease journal").
         what: &'static str,

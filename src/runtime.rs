@@ -2,7 +2,7 @@
 //! shared by every container it creates.
 
 use std::collections::HashSet;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -89,8 +89,9 @@ impl std::fmt::Debug for Runtime {
 
 /// `dir`, made if missing, resolved. Only root may enter a directory made here, as runc's
 /// state: rootfs and files made below it are then out of other users' reach. One that exists
-/// is left as it is (it may be shared, as /tmp would be); its parents are made as mkdir -p
-/// makes them.
+/// must be the runtime's own, and is closed to writes by others if it was open to them (made
+/// under umask 002, or a tmpfs root); one another user owns is refused. Its parents are made as
+/// mkdir -p makes them, and are not checked.
 fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let made = dir.parent().map_or(Ok(()), std::fs::create_dir_all);
@@ -106,7 +107,7 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     // One made earlier, or by someone else, is used only if nobody else may write in it.
     let meta = std::fs::metadata(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
     let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+    if meta.uid() != euid {
         return Err(Error::SharedDir {
             what,
             path: dir,
@@ -114,6 +115,11 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
             mode: meta.mode() & 0o7777,
             euid,
         });
+    }
+    if meta.mode() & 0o022 != 0 {
+        let closed = std::fs::Permissions::from_mode(meta.mode() & 0o7755 & !0o1000);
+        std::fs::set_permissions(&dir, closed)
+            .map_err(Error::io(format!("closing {} to others", dir.display())))?;
     }
     Ok(dir)
 }

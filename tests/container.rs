@@ -92,13 +92,10 @@ fn runtimes_with_different_state_directories_never_share_a_block() {
 }
 
 #[test]
-fn a_lease_journal_or_state_directory_others_may_write_is_refused() {
+fn a_lease_journal_or_state_directory_is_the_runtimes_own_and_closed_to_others() {
     // Whoever may write the journal could put two containers on one ID block.
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = tempfile::tempdir().unwrap();
-    let open = dir.path().join("open");
-    std::fs::create_dir(&open).unwrap();
-    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
     let config =
         |state_dir: std::path::PathBuf, leases_dir: std::path::PathBuf| eci::RuntimeConfig {
             state_dir,
@@ -106,19 +103,26 @@ fn a_lease_journal_or_state_directory_others_may_write_is_refused() {
             policy: runtime().policy().clone(),
             ..Default::default()
         };
+    // Another user's is refused.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(1000), None).unwrap();
     for (state, leases, what) in [
-        (dir.path().join("state"), open.clone(), "lease journal"),
-        (open.clone(), dir.path().join("idmap"), "state"),
+        (dir.path().join("state"), theirs.clone(), "lease journal"),
+        (theirs.clone(), dir.path().join("idmap"), "state"),
     ] {
         let err = eci::Runtime::new(config(state, leases)).unwrap_err();
         assert!(
-            matches!(&err, eci::Error::SharedDir { what: w, mode: 0o777, .. } if *w == what),
+            matches!(&err, eci::Error::SharedDir { what: w, owner: 1000, .. } if *w == what),
             "{err}"
         );
     }
-    // Closed to others, the same directory serves.
-    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
-    eci::Runtime::new(config(dir.path().join("state"), open)).unwrap();
+    // Its own, open to others (a tmpfs root, say), is closed to their writes and serves.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    eci::Runtime::new(config(dir.path().join("state"), open.clone())).unwrap();
+    assert_eq!(std::fs::metadata(&open).unwrap().mode() & 0o7777, 0o755);
 }
 
 #[test]

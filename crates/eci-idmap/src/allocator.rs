@@ -592,8 +592,10 @@ impl Allocator {
     /// another journal, still alive, keep the block under a lease of their own: the journals
     /// had both given it out, and theirs still runs.
     fn release_lease(&self, index: u32, token: u64) -> Result<(), AllocError> {
-        // The releasing runtime holds its own leases as long as it lives.
-        let me = Holder::current().ok();
+        // The releasing runtime holds its own leases as long as it lives. By pid alone: a
+        // holder with our pid and another start time is dead anyway, and reading our own start
+        // time could fail, which would keep the block for as long as we run.
+        let me = std::process::id() as i32;
         self.change(|state| {
             let Some(lease) = state.leases.get(&index).filter(|l| l.token == token) else {
                 return Ok((Vec::new(), ()));
@@ -603,7 +605,7 @@ impl Allocator {
                 .holders
                 .iter()
                 .copied()
-                .filter(|h| Some(*h) != me && h.is_alive())
+                .filter(|h| h.pid != me && h.is_alive())
                 .collect();
             if let Some((first, rest)) = others.split_first() {
                 let token = state.next_token;

@@ -260,11 +260,17 @@ fn a_changed_pool_is_refused_while_a_block_of_the_old_one_is_held() {
         start_time: me.start_time + 1,
         ..me
     };
-    std::mem::forget(alloc.allocate("dead", dead).unwrap());
+    let dead_lease = alloc.allocate("dead", dead).unwrap();
+    let dead_token = dead_lease.token();
+    std::mem::forget(dead_lease);
+    assert!(dead_token > token);
     let changed = Allocator::open(dir.path(), pool(3)).unwrap();
     let next = changed.allocate("b", me).unwrap();
     assert_eq!(next.index(), 0);
-    assert!(next.token() > token);
+    assert!(
+        next.token() > dead_token,
+        "tokens go on from the old journal"
+    );
     assert!(matches!(
         alloc.allocate("c", me),
         Err(AllocError::PoolChanged { .. })
