@@ -580,7 +580,7 @@ fn adopt(
                     started: instant_of(record.started),
                     owner: record.owner,
                     mode_of: &|n| mode_in(&record.modes, n),
-                    written: record.written.clone(),
+                    written: still_valid(&record.written),
                     tag: record.tag,
                 };
                 if adoption.register_at(record.slot, tenant).is_ok() {
@@ -598,6 +598,22 @@ fn adopt(
         fs.forget_directory(dir);
     }
     Ok(fs)
+}
+
+/// The saved tunable writes that today's checks still take. A value an earlier version took
+/// and this one refuses (vm.mmap_min_addr above today's cap, say) is left out alone: taken
+/// whole, the container's record would be refused, and all its virtual files with it.
+fn still_valid(written: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let valid = |name: &str, value: &str| {
+        super::sysctl::TUNABLES
+            .iter()
+            .any(|(n, kind)| *n == name && super::sysctl::check(*kind, value.as_bytes()).is_some())
+    };
+    written
+        .iter()
+        .filter(|(name, value)| valid(name, value))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 fn mode_in(modes: &BTreeMap<String, SysctlMode>, name: &str) -> SysctlMode {
@@ -1283,6 +1299,20 @@ mod tests {
         assert!(next_slot(dir.path()).is_err());
         std::fs::write(dir.path().join("next-slot"), u64::MAX.to_string()).unwrap();
         assert!(next_slot(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_saved_write_todays_checks_refuse_is_left_out_alone() {
+        let written: BTreeMap<String, String> = [
+            ("vm.mmap_min_addr", "1048576"),
+            ("kernel.pid_max", "65536"),
+            ("no.such.tunable", "1"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let kept = still_valid(&written);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["kernel.pid_max"]);
     }
 
     #[test]
