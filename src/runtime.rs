@@ -117,7 +117,7 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
         });
     }
     if meta.mode() & 0o022 != 0 {
-        let closed = std::fs::Permissions::from_mode(meta.mode() & 0o7755 & !0o1000);
+        let closed = std::fs::Permissions::from_mode(meta.mode() & 0o6755);
         std::fs::set_permissions(&dir, closed)
             .map_err(Error::io(format!("closing {} to others", dir.display())))?;
     }

@@ -1245,16 +1245,10 @@ fn hand_over(
         .ok_or_else(|| format!("{} initial mounts, more than it takes", initial.len()))?;
     helper.wait_ready().map_err(|e| e.to_string())?;
     let mut reply = [0u8; 1];
-    let fds = [
-        listener.as_raw_fd(),
-        charged_to.map_or(-1, |f| f.as_raw_fd()),
-    ];
-    let fds = if charged_to.is_some() {
-        &fds[..]
-    } else {
-        &fds[..1]
-    };
-    match helper.call(&message, fds, &mut reply) {
+    let fds: Vec<RawFd> = std::iter::once(listener.as_raw_fd())
+        .chain(charged_to.map(AsRawFd::as_raw_fd))
+        .collect();
+    match helper.call(&message, &fds, &mut reply) {
         Ok(1) if reply[0] == 1 => Ok(()),
         Ok(_) => Err("it refused them".into()),
         Err(err) => Err(err.to_string()),
