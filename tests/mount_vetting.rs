@@ -151,6 +151,27 @@ fn a_caller_mounts_with_its_own_credentials() {
 }
 
 #[test]
+fn relative_paths_resolve_in_each_callers_working_directory() {
+    // The helper keeps the working directory it last took. Every call whose target, bind
+    // source or overlay options are relative takes the caller's anew; a tmpfs's source ("none")
+    // is no path and takes nothing. The binds come from two directories in turn, the last from
+    // /tmp/a after the helper was left in /tmp/b.
+    let script = "mkdir -p /tmp/a/src /tmp/a/t /tmp/b/src /tmp/b/t /tmp/dst /tmp/o/l /tmp/o/u \
+                  /tmp/o/w /tmp/o/m && touch /tmp/a/src/from-a /tmp/b/src/from-b /tmp/o/l/lower \
+         && cd /tmp/a && /probe mount none t tmpfs \
+         && cd /tmp/b && /probe mount none t tmpfs , bind src /tmp/dst , mount none /tmp/a/t tmpfs \
+         && cd /tmp/a && /probe bind src /tmp/dst \
+         && cd /tmp/o && /probe mount none /tmp/o/m overlay lowerdir=l,upperdir=u,workdir=w \
+         && ls /tmp/dst && ls /tmp/o/m && grep -c -e ' /tmp/a/t ' -e ' /tmp/b/t ' /proc/self/mountinfo";
+    let (code, out) = run("relative-paths", &["sh", "-c", script]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "ok", "ok", "ok", "ok", "ok", "from-a", "lower", "3"]
+    );
+}
+
+#[test]
 fn the_kernel_memory_of_the_helpers_mounts_counts_against_the_containers_limit() {
     if !memory_is_cgroup_v1() {
         eprintln!("skipped: helpers join a memory cgroup on cgroup v1 only (ARCHITECTURE.md)");

@@ -108,6 +108,52 @@ pub fn classify(raw_flags: u64) -> MountKind {
     }
 }
 
+/// Which of mount(2)'s arguments other than the target the kernel looks up as paths. Whoever
+/// performs a call for another process needs that process's working directory only when one
+/// of them (or the target) is a relative path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathArguments {
+    /// `source` names a file or directory.
+    pub source: bool,
+    /// `data` may name some (overlay's `lowerdir=`, for one).
+    pub data: bool,
+}
+
+/// Filesystems whose `source` is only a name and whose options name no file: the ones a
+/// container mounts most. Any other type counts as taking paths in both.
+const PATHLESS_TYPES: [&[u8]; 9] = [
+    b"tmpfs", b"ramfs", b"proc", b"sysfs", b"devpts", b"mqueue", b"cgroup", b"cgroup2", b"fuse",
+];
+
+/// Which arguments of a mount(2) call of `kind` with filesystem type `fstype` the kernel looks
+/// up as paths, as `path_mount` reads them: a bind's or a move's source is a path and its data
+/// unused; a remount's or a propagation change's source is unused, and so is a bind remount's
+/// data; a new filesystem's source and options are a path for all but the types known to take
+/// none: tmpfs, ramfs, proc, sysfs, devpts, mqueue, cgroup, cgroup2 and FUSE (also with a
+/// subtype, `fuse.NAME`; `fuseblk` takes a device path).
+///
+/// ```
+/// use eci_policy::mount::*;
+/// let tmpfs = path_arguments(MountKind::NewFilesystem, b"tmpfs");
+/// assert_eq!(tmpfs, PathArguments { source: false, data: false });
+/// let bind = path_arguments(classify(flags::BIND), b"");
+/// assert_eq!(bind, PathArguments { source: true, data: false });
+/// assert!(path_arguments(MountKind::NewFilesystem, b"overlay").data);
+/// ```
+pub fn path_arguments(kind: MountKind, fstype: &[u8]) -> PathArguments {
+    let (source, data) = match kind {
+        MountKind::Bind { .. } | MountKind::Move => (true, false),
+        MountKind::Propagation | MountKind::Remount { bind: true, .. } => (false, false),
+        // The type argument of a remount is ignored: the mount's own may take paths.
+        MountKind::Remount { bind: false, .. } => (false, true),
+        MountKind::NewFilesystem => {
+            let pathless = PATHLESS_TYPES.contains(&fstype) || fstype.starts_with(b"fuse.");
+            (!pathless, !pathless)
+        }
+    };
+    PathArguments { source, data }
+}
+
 /// Facts about the mount a target path is the root of, gathered in the caller's own namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Target {
@@ -340,6 +386,25 @@ mod tests {
         }
 
         #[test]
+        fn only_known_filesystems_are_read_as_taking_no_paths(
+            flags in any::<u64>(), fstype in proptest::collection::vec(any::<u8>(), 0..12)
+        ) {
+            let kind = classify(flags);
+            let args = path_arguments(kind, &fstype);
+            let known = PATHLESS_TYPES.contains(&fstype.as_slice()) || fstype.starts_with(b"fuse.");
+            match kind {
+                MountKind::Bind { .. } | MountKind::Move => prop_assert!(args.source),
+                MountKind::NewFilesystem => {
+                    prop_assert_eq!(args, PathArguments { source: !known, data: !known });
+                }
+                MountKind::Remount { bind, .. } => {
+                    prop_assert_eq!(args, PathArguments { source: false, data: !bind });
+                }
+                MountKind::Propagation => prop_assert!(!args.source && !args.data),
+            }
+        }
+
+        #[test]
         fn decisions_are_deterministic(p in policy(), c in caller(), t in target(), flags in any::<u64>()) {
             let kind = classify(flags);
             prop_assert_eq!(decide_mount(&p, kind, b"proc", &t, &c), decide_mount(&p, kind, b"proc", &t, &c));
@@ -365,6 +430,29 @@ mod tests {
             assert_eq!(Rule::from_code(rule.code()), Some(rule));
         }
         assert_eq!(Rule::from_code(0), None);
+    }
+
+    #[test]
+    fn block_device_and_overlay_mounts_take_paths() {
+        for fstype in [&b"fuseblk"[..], b"overlay", b"ext4", b"", b"tmpfs2", b"fus"] {
+            let args = path_arguments(MountKind::NewFilesystem, fstype);
+            assert_eq!(
+                args,
+                PathArguments {
+                    source: true,
+                    data: true
+                },
+                "{fstype:?}"
+            );
+        }
+        let sshfs = path_arguments(MountKind::NewFilesystem, b"fuse.sshfs");
+        assert_eq!(
+            sshfs,
+            PathArguments {
+                source: false,
+                data: false
+            }
+        );
     }
 
     #[test]

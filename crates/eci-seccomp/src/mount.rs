@@ -39,8 +39,8 @@ use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 use eci_ns::yielding::Yielding;
 use eci_ns::{Namespaces, PidFd};
 use eci_policy::mount::{
-    classify, decide_mount, decide_umount, Caller, InitialMount, MountKind, MountPolicy, Rule,
-    Target, Verdict,
+    classify, decide_mount, decide_umount, path_arguments, Caller, InitialMount, MountKind,
+    MountPolicy, Rule, Target, Verdict,
 };
 
 use crate::creds::Creds;
@@ -749,13 +749,13 @@ fn vet_and_perform(
     }
     // Its lookups through the directory (which every call makes) also prove that a remembered
     // user namespace is the caller's: they fail once the directory's process has exited.
-    enter_callers_view(piddir, view, call)?;
+    let kind = classify(call.flags);
+    enter_callers_view(piddir, view, needs_working_directory(call, kind))?;
     let caller = Caller {
         cap_sys_admin,
         in_container_userns: slot.userns(helper.remember_userns)? == config.userns,
     };
     let nofollow = call.umount && call.flags & libc::UMOUNT_NOFOLLOW as u64 != 0;
-    let kind = classify(call.flags);
     // Only unmounting, remounting and moving depend on what the target is.
     let needs_target = call.umount || matches!(kind, MountKind::Remount { .. } | MountKind::Move);
     let target = if needs_target {
@@ -914,7 +914,7 @@ fn mount_fresh(
     forget(&view.root);
     forget(&view.cwd);
     let tree = tree?;
-    enter_callers_view(piddir, view, call)?;
+    enter_callers_view(piddir, view, is_relative(call.target))?;
     // Placed as the caller's mount(2) would place it: the target is looked up with its
     // credentials, following a symlink at its end (within the caller's root, entered above).
     let attach = || sys::attach_tree_following(tree.as_raw_fd(), libc::AT_FDCWD, call.target);
@@ -925,16 +925,37 @@ fn mount_fresh(
     }
 }
 
-/// Joins the caller's mount namespace and takes its root and (when a path argument is relative)
-/// its working directory, so that paths, and symlinks in them, resolve exactly as they would for
-/// the caller and never outside its root. Skips what already matches the last call's view.
+/// Whether the kernel would resolve a relative path of `call` against the caller's working
+/// directory: its target, or a source or data it reads as paths ([`path_arguments`]). A
+/// tmpfs's source ("none", "tmpfs") is no path, and taking a working directory costs a procfs
+/// lookup (about 2 µs here).
+fn needs_working_directory(call: &Call<'_>, kind: MountKind) -> bool {
+    if call.umount {
+        return is_relative(call.target);
+    }
+    let fstype = call.fstype.map_or(&[][..], CStr::to_bytes);
+    let paths = path_arguments(kind, fstype);
+    is_relative(call.target)
+        || (paths.source && call.source.is_some_and(is_relative))
+        || (paths.data && call.data.is_some())
+}
+
+/// Not starting at `/` (an empty path too, as the kernel then answers for the start directory).
+fn is_relative(path: &CStr) -> bool {
+    path.to_bytes().first() != Some(&b'/')
+}
+
+/// Joins the caller's mount namespace and takes its root and (when `needs_cwd`, as a path
+/// argument is relative) its working directory, so that paths, and symlinks in them, resolve
+/// exactly as they would for the caller and never outside its root. Skips what already matches
+/// the last call's view.
 ///
 /// What the view remembers is always what the helper entered (read from the descriptor it
 /// entered through), never what it read beforehand: a thread sharing the caller's root can
 /// chroot in between. Whatever fails midway, nothing cached survives a change of namespace.
 /// The namespace is checked on every call: a root alone does not name one, since a process can
 /// chroot into a mount of another namespace through a descriptor from there.
-fn enter_callers_view(piddir: RawFd, view: &View, call: &Call<'_>) -> SysResult<()> {
+fn enter_callers_view(piddir: RawFd, view: &View, needs_cwd: bool) -> SysResult<()> {
     let mntns = namespace_id(piddir, c"ns/mnt")?;
     if mntns != view.mntns.load(Ordering::Relaxed) {
         view.mntns.store(0, Ordering::Relaxed);
@@ -956,15 +977,7 @@ fn enter_callers_view(piddir: RawFd, view: &View, call: &Call<'_>) -> SysResult<
         }
         remember(&view.root, identity(dir.as_raw_fd(), c"")?);
     }
-    // Relative paths (and data such as overlay's lowerdir=, which may hold either) need the
-    // caller's working directory.
-    let paths = [call.source, Some(call.target)];
-    let relative = call.data.is_some()
-        || paths
-            .iter()
-            .flatten()
-            .any(|p| p.to_bytes().first() != Some(&b'/'));
-    if relative && !matches(&view.cwd, identity(piddir, c"cwd")?) {
+    if needs_cwd && !matches(&view.cwd, identity(piddir, c"cwd")?) {
         forget(&view.cwd);
         let dir = open_at(piddir, c"cwd", libc::O_PATH | libc::O_DIRECTORY)?;
         // SAFETY: fchdir on an fd we hold.
