@@ -90,6 +90,19 @@ pub enum Error {
         /// The runtime's effective uid.
         euid: u32,
     },
+    /// A directory above the runtime's state or lease directory lets another user rename or
+    /// replace what leads there: they could swap in a directory of theirs after the check.
+    #[error("{}: refused as the runtime's {what} directory: {} lets users other than root and uid {euid} rename what is on its path (it is theirs, or writable by them without the sticky bit's protection); keep it under directories only root or the runtime may change", path.display(), movable.display())]
+    MovableDir {
+        /// What the directory holds ("state", "lease journal").
+        what: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// The directory above it that lets them.
+        movable: PathBuf,
+        /// The runtime's effective uid.
+        euid: u32,
+    },
     /// A cgroup operation failed.
     #[error("cgroup {}: {reason}", path.display())]
     Cgroup {

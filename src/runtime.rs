@@ -91,7 +91,8 @@ impl std::fmt::Debug for Runtime {
 /// state: rootfs and files made below it are then out of other users' reach. One that exists
 /// must be the runtime's own, and is closed to writes by others if it was open to them (made
 /// under umask 002, or a tmpfs root); one another user owns is refused. Its parents are made as
-/// mkdir -p makes them, and are not checked.
+/// mkdir -p makes them, and none may let another user rename what leads to it (a user who may
+/// could swap in a directory of theirs after these checks).
 fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let made = dir.parent().map_or(Ok(()), std::fs::create_dir_all);
@@ -113,6 +114,18 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
             path: dir,
             owner: meta.uid(),
             mode: meta.mode() & 0o7777,
+            euid,
+        });
+    }
+    let movable = eci_idmap::reach::movable_by_others(&dir, euid).map_err(Error::io(format!(
+        "checking the directories above {}",
+        dir.display()
+    )))?;
+    if let Some(movable) = movable {
+        return Err(Error::MovableDir {
+            what,
+            path: dir,
+            movable,
             euid,
         });
     }

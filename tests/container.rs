@@ -123,6 +123,28 @@ fn a_lease_journal_or_state_directory_is_the_runtimes_own_and_closed_to_others()
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
     eci::Runtime::new(config(dir.path().join("state"), open.clone())).unwrap();
     assert_eq!(std::fs::metadata(&open).unwrap().mode() & 0o7777, 0o755);
+    // Its own, but in a directory another user may write or owns: they could rename it away
+    // and put one of theirs in its place after the check. A sticky directory of root's (as
+    // /tmp, which holds all of these) lets nobody else move the runtime's entry.
+    let writable = dir.path().join("writable");
+    std::fs::create_dir(&writable).unwrap();
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (parent, leases) in [(&writable, true), (&theirs, false)] {
+        let inside = parent.join("eci");
+        let (state, idmap) = if leases {
+            (dir.path().join("state"), inside.clone())
+        } else {
+            (inside.clone(), dir.path().join("idmap"))
+        };
+        let err = eci::Runtime::new(config(state, idmap)).unwrap_err();
+        assert!(
+            matches!(&err, eci::Error::MovableDir { movable, path, .. }
+                if movable == parent && *path == inside),
+            "{err}"
+        );
+    }
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    eci::Runtime::new(config(dir.path().join("state"), writable.join("eci"))).unwrap();
 }
 
 #[test]

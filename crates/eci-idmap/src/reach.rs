@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use eci_policy::reach::Ancestor;
 
@@ -22,6 +22,26 @@ pub fn reachable_by_others(dir: &Path) -> std::io::Result<bool> {
     Ok(eci_policy::reach::reachable_by_others(
         ancestors.collect::<std::io::Result<Vec<_>>>()?,
     ))
+}
+
+/// The first directory above `dir` (by its canonical path) in which a user other than root and
+/// `trusted` may rename or replace what leads to `dir` ([`eci_policy::reach::first_movable`]):
+/// whoever may do that can swap `dir` for a directory of their own after it was checked.
+///
+/// ```no_run
+/// if let Some(open) = eci_idmap::reach::movable_by_others("/run/eci".as_ref(), 0)? {
+///     eprintln!("{} lets other users move /run/eci", open.display());
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn movable_by_others(dir: &Path, trusted: u32) -> std::io::Result<Option<PathBuf>> {
+    let dir = std::fs::canonicalize(dir)?;
+    let chain = dir
+        .ancestors()
+        .map(ancestor)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let found = eci_policy::reach::first_movable(&chain, trusted);
+    Ok(found.and_then(|i| dir.ancestors().nth(i).map(Path::to_path_buf)))
 }
 
 fn ancestor(path: &Path) -> std::io::Result<Ancestor> {

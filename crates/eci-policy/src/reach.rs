@@ -55,14 +55,42 @@ impl Ancestor {
     /// others or a group other than root's, unless it is sticky and root owns it and `entry`
     /// (then only root may move `entry`).
     pub fn lets_others_move(&self, entry: &Ancestor) -> bool {
+        self.lets_others_than_move(entry, 0)
+    }
+
+    /// [`Ancestor::lets_others_move`] where `trusted` counts as root does: a user other than
+    /// root and `trusted` may rename or replace `entry`. For what a runtime of uid `trusted`
+    /// keeps for itself (with 0, the same answer).
+    pub fn lets_others_than_move(&self, entry: &Ancestor, trusted: u32) -> bool {
         const GROUP_WRITE: u32 = 0o020;
         const OTHERS_WRITE: u32 = 0o002;
         const STICKY: u32 = 0o1000;
+        let ours = |uid: u32| uid == 0 || uid == trusted;
         let writable =
             self.mode & OTHERS_WRITE != 0 || (self.mode & GROUP_WRITE != 0 && self.gid != 0);
-        let sticky_guarded = self.mode & STICKY != 0 && entry.uid == 0;
-        self.uid != 0 || self.has_acl || (writable && !sticky_guarded)
+        let sticky_guarded = self.mode & STICKY != 0 && ours(entry.uid);
+        !ours(self.uid) || self.has_acl || (writable && !sticky_guarded)
     }
+}
+
+/// Where a user other than root and `trusted` may rename or replace a directory, or one above
+/// it: the index in `chain` (the directory first, then its ancestors up to `/`) of the first
+/// ancestor that lets them move the entry below it, if any. Whoever may do so can swap the
+/// directory for one of theirs after it was checked.
+///
+/// ```
+/// use eci_policy::reach::{first_movable, Ancestor};
+///
+/// let run = Ancestor { uid: 0, gid: 0, mode: 0o755, has_acl: false };
+/// let state = Ancestor { mode: 0o700, ..run };
+/// let tmp = Ancestor { mode: 0o1777, ..run };
+/// let shared = Ancestor { mode: 0o777, ..run };
+/// assert_eq!(first_movable(&[state, run, run], 0), None); // /run/eci
+/// assert_eq!(first_movable(&[state, tmp, run], 0), None); // /tmp/eci, root's
+/// assert_eq!(first_movable(&[state, shared, run], 0), Some(1)); // /shared/eci
+/// ```
+pub fn first_movable(chain: &[Ancestor], trusted: u32) -> Option<usize> {
+    (1..chain.len()).find(|&above| chain[above].lets_others_than_move(&chain[above - 1], trusted))
 }
 
 /// Whether a host user other than root may reach a directory whose ancestors (nearest first, up
@@ -199,5 +227,56 @@ mod tests {
             let longer = chain.iter().copied().chain([open]);
             prop_assert_eq!(reachable_by_others(longer), verdict);
         }
+
+        #[test]
+        fn a_chain_is_movable_where_an_untrusted_user_owns_or_may_write_a_directory(
+            chain in proptest::collection::vec(ancestor(), 1..8), trusted in any::<u32>(),
+            at in any::<proptest::sample::Index>(), uid in any::<u32>(), mode in 0u32..0o10000
+        ) {
+            let found = first_movable(&chain, trusted);
+            // The first directory alone is never judged: its own mode does not move it.
+            prop_assert_eq!(first_movable(&chain[..1], trusted), None);
+            if let Some(i) = found {
+                prop_assert!(i >= 1 && chain[i].lets_others_than_move(&chain[i - 1], trusted));
+            }
+            // One owned by another user anywhere above the first is found there or earlier.
+            let mut theirs = chain.clone();
+            theirs.push(Ancestor { uid, gid: uid, mode, has_acl: false });
+            let last = theirs.len() - 1;
+            let i = at.index(last) + 1;
+            theirs.swap(i, last);
+            let found = first_movable(&theirs, trusted);
+            prop_assert!(uid == 0 || uid == trusted || found.is_some_and(|f| f <= i));
+            // With 0 trusted it agrees with the root-only rule.
+            prop_assert_eq!(
+                first_movable(&chain, 0).is_some(),
+                (1..chain.len()).any(|a| chain[a].lets_others_move(&chain[a - 1]))
+            );
+        }
+    }
+
+    #[test]
+    fn the_runtimes_own_directories_and_sticky_ones_do_not_let_others_move() {
+        let dir = |uid, mode| Ancestor {
+            uid,
+            gid: uid,
+            mode,
+            has_acl: false,
+        };
+        // A rootless runtime's state in its own home: its user is trusted.
+        let home = dir(1000, 0o755);
+        assert!(home.lets_others_move(&dir(1000, 0o700)));
+        assert!(!home.lets_others_than_move(&dir(1000, 0o700), 1000));
+        // /tmp guards the runtime's entry, not another user's.
+        let tmp = dir(0, 0o1777);
+        assert!(!tmp.lets_others_than_move(&dir(1000, 0o700), 1000));
+        assert!(tmp.lets_others_than_move(&dir(1001, 0o700), 1000));
+        // A group-writable directory of root's group is root's; another group's is not.
+        assert!(!dir(0, 0o775).lets_others_than_move(&dir(0, 0o700), 0));
+        let staff = Ancestor {
+            gid: 50,
+            ..dir(0, 0o775)
+        };
+        assert!(staff.lets_others_than_move(&dir(0, 0o700), 0));
     }
 }
