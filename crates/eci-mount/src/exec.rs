@@ -34,6 +34,12 @@ pub enum Action {
     Chown = 5,
     /// Opening a bind source on the host.
     Source = 6,
+    /// Mounting, when the kernel found the mount point's entry removed meanwhile.
+    MountOnRemoved = 7,
+    /// Mounting, when the mount point's mount was no longer in the tree.
+    MountOnDetached = 8,
+    /// Mounting, when the source's entry was removed after it was opened.
+    MountRemovedSource = 9,
 }
 
 /// Step codes for the work around the steps.
@@ -85,6 +91,9 @@ pub fn decode(step: u32) -> Option<(usize, Action)> {
         3 => Action::Propagation,
         4 => Action::Create,
         5 => Action::Chown,
+        7 => Action::MountOnRemoved,
+        8 => Action::MountOnDetached,
+        9 => Action::MountRemovedSource,
         _ => Action::Source,
     };
     Some(((step >> 4) as usize, action))
@@ -486,6 +495,37 @@ fn idmapped_copy_as(
     }
 }
 
+/// Why attaching `source` on `target` failed with ENOENT, as their descriptors tell: the kernel
+/// answers so when the mount point's entry (or one above it) was removed, or its mount left the
+/// tree, between the lookup and the attach; a removed entry's path reads " (deleted)", and a
+/// mount out of the tree is no longer under `root`. Allocation-free.
+fn why_gone(root: RawFd, source: &Fd, target: &Fd) -> Action {
+    let mut target_path = [0u8; 4096];
+    let mut root_path = [0u8; 4096];
+    let mut source_path = [0u8; 4096];
+    let target_path = fd_path(target.0, &mut target_path);
+    let root_path = fd_path(root, &mut root_path);
+    let removed = |path: &[u8]| path.ends_with(b" (deleted)");
+    if removed(target_path) {
+        Action::MountOnRemoved
+    } else if !root_path.is_empty() && !target_path.starts_with(root_path) {
+        Action::MountOnDetached
+    } else if removed(fd_path(source.0, &mut source_path)) {
+        Action::MountRemovedSource
+    } else {
+        Action::Mount
+    }
+}
+
+/// What /proc/self/fd/`fd` reads, in `buf` (empty if unreadable).
+fn fd_path(fd: RawFd, buf: &mut [u8; 4096]) -> &[u8] {
+    let link = FdPath::new(fd);
+    // SAFETY: a NUL-terminated path and a buffer of the given length.
+    let len =
+        unsafe { libc::readlink(link.as_cstr().as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(len).map_or(&buf[..0], |len| &buf[..len])
+}
+
 /// Whether a bind came with its flags ([`bind`]), or the caller must still remount it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FlagsOn {
@@ -768,7 +808,12 @@ impl MountPlan {
                 let target_path = FdPath::new(target.0);
                 let flags_on = if let Some(host_source) = host_source {
                     bind_host_path(&host_source, &target, *recursive, *idmap, userns, *flags)
-                        .map_err(fail(Action::Mount))?
+                        .map_err(|errno| match errno {
+                            Errno(libc::ENOENT) => {
+                                fail(why_gone(root, &host_source, &target))(errno)
+                            }
+                            _ => fail(Action::Mount)(errno),
+                        })?
                 } else {
                     let (Source::Host(name) | Source::Name(name)) = source;
                     sys::mount(
@@ -927,7 +972,10 @@ impl MountPlan {
             global::OPEN_ROOT => "opening the container's root".to_string(),
             global::SHARE_ROOT => "making the container's root a shared mount".to_string(),
             code => match decode(code).and_then(|(i, action)| Some((self.steps.get(i)?, action))) {
-                Some((step, action)) => format!("{} {step}", action_words(action)),
+                Some((step, action)) => match cause_words(action) {
+                    Some(cause) => format!("{} {step} ({cause})", action_words(action)),
+                    None => format!("{} {step}", action_words(action)),
+                },
                 None => format!("mount step {code}"),
             },
         }
@@ -943,6 +991,17 @@ fn action_words(action: Action) -> &'static str {
         Action::Create => "creating",
         Action::Chown => "giving the container's root ownership of",
         Action::Source => "opening (without following symlinks) the source of",
+        Action::MountOnRemoved | Action::MountOnDetached | Action::MountRemovedSource => "mounting",
+    }
+}
+
+/// What went wrong beside the errno, where the mounter could tell ([`why_gone`]).
+fn cause_words(action: Action) -> Option<&'static str> {
+    match action {
+        Action::MountOnRemoved => Some("the mount point's entry went after it was looked up"),
+        Action::MountOnDetached => Some("the mount point's mount left the tree after the lookup"),
+        Action::MountRemovedSource => Some("the source's entry went after it was opened"),
+        _ => None,
     }
 }
 
@@ -954,6 +1013,67 @@ mod tests {
     fn fd_paths_are_spelled_out() {
         assert_eq!(FdPath::new(0).as_cstr(), c"/proc/self/fd/0");
         assert_eq!(FdPath::new(1234567).as_cstr(), c"/proc/self/fd/1234567");
+    }
+
+    #[test]
+    fn every_action_survives_its_step_code() {
+        use Action::*;
+        for action in [
+            Resolve,
+            Mount,
+            Remount,
+            Propagation,
+            Create,
+            Chown,
+            Source,
+            MountOnRemoved,
+            MountOnDetached,
+            MountRemovedSource,
+        ] {
+            assert_eq!(decode(code(7, action)), Some((7, action)));
+        }
+    }
+
+    #[test]
+    fn a_bind_that_finds_its_mount_point_gone_says_which_way() {
+        // In a mount namespace of this thread's own (the test thread ends with it).
+        sys::unshare(libc::CLONE_NEWNS).expect("needs root");
+        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let open = |path: &std::path::Path| {
+            Fd(std::os::fd::IntoRawFd::into_raw_fd(
+                std::fs::File::open(path).unwrap(),
+            ))
+        };
+        let (source_path, target_path) = (dir.path().join("source"), dir.path().join("target"));
+        std::fs::write(&source_path, "s").unwrap();
+        std::fs::write(&target_path, "t").unwrap();
+        let (root, source, target) = (open(dir.path()), open(&source_path), open(&target_path));
+        assert_eq!(why_gone(root.0, &source, &target), Action::Mount);
+        // The source's entry removed: told apart, though the kernel would still bind it.
+        std::fs::remove_file(&source_path).unwrap();
+        assert_eq!(
+            why_gone(root.0, &source, &target),
+            Action::MountRemovedSource
+        );
+        // The mount point's entry removed: the kernel refuses the bind with ENOENT.
+        std::fs::remove_file(&target_path).unwrap();
+        let bound = bind_host_path(&source, &target, false, Idmap::No, -1, 0);
+        assert_eq!(bound.err(), Some(Errno(libc::ENOENT)));
+        assert_eq!(why_gone(root.0, &source, &target), Action::MountOnRemoved);
+        // The mount point's mount detached: ENOENT too.
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let sub_c = std::ffi::CString::new(sub.as_os_str().as_encoded_bytes()).unwrap();
+        sys::mount(Some(c"none"), &sub_c, Some(c"tmpfs"), 0, None).unwrap();
+        std::fs::write(sub.join("target"), "t").unwrap();
+        let target = open(&sub.join("target"));
+        std::fs::write(&source_path, "s").unwrap();
+        let source = open(&source_path);
+        nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        let bound = bind_host_path(&source, &target, false, Idmap::No, -1, 0);
+        assert_eq!(bound.err(), Some(Errno(libc::ENOENT)));
+        assert_eq!(why_gone(root.0, &source, &target), Action::MountOnDetached);
     }
 
     #[test]
