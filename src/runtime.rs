@@ -95,7 +95,14 @@ impl std::fmt::Debug for Runtime {
 /// could swap in a directory of theirs after these checks).
 fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    let made = dir.parent().map_or(Ok(()), std::fs::create_dir_all);
+    // Parents as root's would be made whatever the umask (one of 002 would leave them open to
+    // the runtime's group, which the check below refuses).
+    let made = dir.parent().map_or(Ok(()), |parent| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+    });
     let made = made.and_then(
         |()| match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -106,7 +113,14 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     let dir =
         std::fs::canonicalize(dir).map_err(Error::io(format!("resolving {}", dir.display())))?;
     // One made earlier, or by someone else, is used only if nobody else may write in it.
-    let meta = std::fs::metadata(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+    // Not followed: a directory swapped for a symlink since it was resolved is no directory.
+    let meta =
+        std::fs::symlink_metadata(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(Error::io(format!("reading {}", dir.display()))(
+            std::io::Error::from_raw_os_error(libc::ENOTDIR),
+        ));
+    }
     let euid = nix::unistd::geteuid().as_raw();
     if meta.uid() != euid {
         return Err(Error::SharedDir {

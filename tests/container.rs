@@ -130,6 +130,7 @@ fn a_lease_journal_or_state_directory_is_the_runtimes_own_and_closed_to_others()
     std::fs::create_dir(&writable).unwrap();
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).unwrap();
     for (parent, leases) in [(&writable, true), (&theirs, false)] {
+        let parent = &std::fs::canonicalize(parent).unwrap();
         let inside = parent.join("eci");
         let (state, idmap) = if leases {
             (dir.path().join("state"), inside.clone())

@@ -155,19 +155,22 @@ fn relative_paths_resolve_in_each_callers_working_directory() {
     // The helper keeps the working directory it last took. Every call whose target, bind
     // source or overlay options are relative takes the caller's anew; a tmpfs's source ("none")
     // is no path and takes nothing. The binds come from two directories in turn, the last from
-    // /tmp/a after the helper was left in /tmp/b.
-    let script = "mkdir -p /tmp/a/src /tmp/a/t /tmp/b/src /tmp/b/t /tmp/dst /tmp/o/l /tmp/o/u \
-                  /tmp/o/w /tmp/o/m && touch /tmp/a/src/from-a /tmp/b/src/from-b /tmp/o/l/lower \
+    // /tmp/a after the helper was left in /tmp/b. The overlay's layers are on a tmpfs of their
+    // own, whatever /tmp is on.
+    let script = "mkdir -p /tmp/a/src /tmp/a/t /tmp/b/src /tmp/b/t /tmp/dst /tmp/o \
+         && touch /tmp/a/src/from-a /tmp/b/src/from-b \
          && cd /tmp/a && /probe mount none t tmpfs \
          && cd /tmp/b && /probe mount none t tmpfs , bind src /tmp/dst , mount none /tmp/a/t tmpfs \
          && cd /tmp/a && /probe bind src /tmp/dst \
+         && /probe mount none /tmp/o tmpfs && mkdir /tmp/o/l /tmp/o/u /tmp/o/w /tmp/o/m \
+         && touch /tmp/o/l/lower \
          && cd /tmp/o && /probe mount none /tmp/o/m overlay lowerdir=l,upperdir=u,workdir=w \
          && ls /tmp/dst && ls /tmp/o/m && grep -c -e ' /tmp/a/t ' -e ' /tmp/b/t ' /proc/self/mountinfo";
     let (code, out) = run("relative-paths", &["sh", "-c", script]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["ok", "ok", "ok", "ok", "ok", "ok", "from-a", "lower", "3"]
+        ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "from-a", "lower", "3"]
     );
 }
 

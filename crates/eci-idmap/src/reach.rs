@@ -24,9 +24,11 @@ pub fn reachable_by_others(dir: &Path) -> std::io::Result<bool> {
     ))
 }
 
-/// The first directory above `dir` (by its canonical path) in which a user other than root and
-/// `trusted` may rename or replace what leads to `dir` ([`eci_policy::reach::first_movable`]):
-/// whoever may do that can swap `dir` for a directory of their own after it was checked.
+/// The first directory above `dir` in which a user other than root and `trusted` may rename or
+/// replace what leads to `dir` ([`eci_policy::reach::first_movable`]): whoever may do that can
+/// swap `dir` for a directory of their own after it was checked. `dir` must be a resolved path
+/// (no symlink, `.` or `..`): each directory on it is read as it is now, never followed, so a
+/// component swapped for a symlink shows as one, in a directory that let someone swap it.
 ///
 /// ```no_run
 /// if let Some(open) = eci_idmap::reach::movable_by_others("/run/eci".as_ref(), 0)? {
@@ -35,7 +37,6 @@ pub fn reachable_by_others(dir: &Path) -> std::io::Result<bool> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn movable_by_others(dir: &Path, trusted: u32) -> std::io::Result<Option<PathBuf>> {
-    let dir = std::fs::canonicalize(dir)?;
     let chain = dir
         .ancestors()
         .map(ancestor)

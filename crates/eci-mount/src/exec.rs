@@ -38,8 +38,6 @@ pub enum Action {
     MountOnRemoved = 7,
     /// Mounting, when the mount point's mount was no longer in the tree.
     MountOnDetached = 8,
-    /// Mounting, when the source's entry was removed after it was opened.
-    MountRemovedSource = 9,
 }
 
 /// Step codes for the work around the steps.
@@ -93,7 +91,6 @@ pub fn decode(step: u32) -> Option<(usize, Action)> {
         5 => Action::Chown,
         7 => Action::MountOnRemoved,
         8 => Action::MountOnDetached,
-        9 => Action::MountRemovedSource,
         _ => Action::Source,
     };
     Some(((step >> 4) as usize, action))
@@ -495,23 +492,22 @@ fn idmapped_copy_as(
     }
 }
 
-/// Why attaching `source` on `target` failed with ENOENT, as their descriptors tell: the kernel
-/// answers so when the mount point's entry (or one above it) was removed, or its mount left the
-/// tree, between the lookup and the attach; a removed entry's path reads " (deleted)", and a
-/// mount out of the tree is no longer under `root`. Allocation-free.
-fn why_gone(root: RawFd, source: &Fd, target: &Fd) -> Action {
+/// Why attaching a tree on `target` failed with ENOENT, as the descriptor tells: since Linux
+/// 6.16 the kernel answers so when the mount point's entry (or one above it) was removed, or its
+/// mount left the tree, between the lookup and the attach. A removed entry's path reads
+/// " (deleted)"; a mount out of the tree is no longer under `root`. Allocation-free.
+fn why_gone(root: RawFd, target: &Fd) -> Action {
     let mut target_path = [0u8; 4096];
     let mut root_path = [0u8; 4096];
-    let mut source_path = [0u8; 4096];
     let target_path = fd_path(target.0, &mut target_path);
     let root_path = fd_path(root, &mut root_path);
-    let removed = |path: &[u8]| path.ends_with(b" (deleted)");
-    if removed(target_path) {
+    let under_root = target_path
+        .strip_prefix(root_path)
+        .is_some_and(|rest| rest.first() == Some(&b'/'));
+    if target_path.ends_with(b" (deleted)") {
         Action::MountOnRemoved
-    } else if !root_path.is_empty() && !target_path.starts_with(root_path) {
+    } else if !target_path.is_empty() && !root_path.is_empty() && !under_root {
         Action::MountOnDetached
-    } else if removed(fd_path(source.0, &mut source_path)) {
-        Action::MountRemovedSource
     } else {
         Action::Mount
     }
@@ -809,9 +805,7 @@ impl MountPlan {
                 let flags_on = if let Some(host_source) = host_source {
                     bind_host_path(&host_source, &target, *recursive, *idmap, userns, *flags)
                         .map_err(|errno| match errno {
-                            Errno(libc::ENOENT) => {
-                                fail(why_gone(root, &host_source, &target))(errno)
-                            }
+                            Errno(libc::ENOENT) => fail(why_gone(root, &target))(errno),
                             _ => fail(Action::Mount)(errno),
                         })?
                 } else {
@@ -991,7 +985,7 @@ fn action_words(action: Action) -> &'static str {
         Action::Create => "creating",
         Action::Chown => "giving the container's root ownership of",
         Action::Source => "opening (without following symlinks) the source of",
-        Action::MountOnRemoved | Action::MountOnDetached | Action::MountRemovedSource => "mounting",
+        Action::MountOnRemoved | Action::MountOnDetached => "mounting",
     }
 }
 
@@ -1000,7 +994,6 @@ fn cause_words(action: Action) -> Option<&'static str> {
     match action {
         Action::MountOnRemoved => Some("the mount point's entry went after it was looked up"),
         Action::MountOnDetached => Some("the mount point's mount left the tree after the lookup"),
-        Action::MountRemovedSource => Some("the source's entry went after it was opened"),
         _ => None,
     }
 }
@@ -1028,7 +1021,6 @@ mod tests {
             Source,
             MountOnRemoved,
             MountOnDetached,
-            MountRemovedSource,
         ] {
             assert_eq!(decode(code(7, action)), Some((7, action)));
         }
@@ -1049,31 +1041,36 @@ mod tests {
         std::fs::write(&source_path, "s").unwrap();
         std::fs::write(&target_path, "t").unwrap();
         let (root, source, target) = (open(dir.path()), open(&source_path), open(&target_path));
-        assert_eq!(why_gone(root.0, &source, &target), Action::Mount);
-        // The source's entry removed: told apart, though the kernel would still bind it.
-        std::fs::remove_file(&source_path).unwrap();
-        assert_eq!(
-            why_gone(root.0, &source, &target),
-            Action::MountRemovedSource
-        );
+        assert_eq!(why_gone(root.0, &target), Action::Mount);
         // The mount point's entry removed: the kernel refuses the bind with ENOENT.
         std::fs::remove_file(&target_path).unwrap();
         let bound = bind_host_path(&source, &target, false, Idmap::No, -1, 0);
         assert_eq!(bound.err(), Some(Errno(libc::ENOENT)));
-        assert_eq!(why_gone(root.0, &source, &target), Action::MountOnRemoved);
-        // The mount point's mount detached: ENOENT too.
+        assert_eq!(why_gone(root.0, &target), Action::MountOnRemoved);
+        // The mount point's mount detached.
         let sub = dir.path().join("sub");
         std::fs::create_dir(&sub).unwrap();
         let sub_c = std::ffi::CString::new(sub.as_os_str().as_encoded_bytes()).unwrap();
         sys::mount(Some(c"none"), &sub_c, Some(c"tmpfs"), 0, None).unwrap();
         std::fs::write(sub.join("target"), "t").unwrap();
         let target = open(&sub.join("target"));
-        std::fs::write(&source_path, "s").unwrap();
-        let source = open(&source_path);
         nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH).unwrap();
-        let bound = bind_host_path(&source, &target, false, Idmap::No, -1, 0);
-        assert_eq!(bound.err(), Some(Errno(libc::ENOENT)));
-        assert_eq!(why_gone(root.0, &source, &target), Action::MountOnDetached);
+        // Before Linux 6.16 the kernel answered EINVAL here (a mount point outside the caller's
+        // namespace), which the mounter reports as it is.
+        match bind_host_path(&source, &target, false, Idmap::No, -1, 0) {
+            Err(Errno(libc::EINVAL)) => {}
+            other => assert_eq!(other.err(), Some(Errno(libc::ENOENT))),
+        }
+        assert_eq!(why_gone(root.0, &target), Action::MountOnDetached);
+        // A sibling whose name begins like the root's is not under it.
+        let (near, near_target) = (dir.path().join("r"), dir.path().join("rr"));
+        std::fs::create_dir(&near).unwrap();
+        std::fs::write(&near_target, "t").unwrap();
+        let near_target = open(&near_target);
+        assert_eq!(
+            why_gone(open(&near).0, &near_target),
+            Action::MountOnDetached
+        );
     }
 
     #[test]

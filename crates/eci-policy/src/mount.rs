@@ -120,17 +120,18 @@ pub struct PathArguments {
 }
 
 /// Filesystems whose `source` is only a name and whose options name no file: the ones a
-/// container mounts most. Any other type counts as taking paths in both.
-const PATHLESS_TYPES: [&[u8]; 9] = [
-    b"tmpfs", b"ramfs", b"proc", b"sysfs", b"devpts", b"mqueue", b"cgroup", b"cgroup2", b"fuse",
+/// container mounts most. Any other type counts as taking paths in both (procfs too: its
+/// `pidns=` option names a file).
+const PATHLESS_TYPES: [&[u8]; 8] = [
+    b"tmpfs", b"ramfs", b"sysfs", b"devpts", b"mqueue", b"cgroup", b"cgroup2", b"fuse",
 ];
 
 /// Which arguments of a mount(2) call of `kind` with filesystem type `fstype` the kernel looks
 /// up as paths, as `path_mount` reads them: a bind's or a move's source is a path and its data
 /// unused; a remount's or a propagation change's source is unused, and so is a bind remount's
-/// data; a new filesystem's source and options are a path for all but the types known to take
-/// none: tmpfs, ramfs, proc, sysfs, devpts, mqueue, cgroup, cgroup2 and FUSE (also with a
-/// subtype, `fuse.NAME`; `fuseblk` takes a device path).
+/// data; a new filesystem's source and options may be paths for all but the types known to
+/// take none: tmpfs, ramfs, sysfs, devpts, mqueue, cgroup, cgroup2 and FUSE (also with a
+/// subtype, `fuse.NAME`; `fuseblk` takes a device path, procfs's `pidns=` option names a file).
 ///
 /// ```
 /// use eci_policy::mount::*;
@@ -434,7 +435,15 @@ mod tests {
 
     #[test]
     fn block_device_and_overlay_mounts_take_paths() {
-        for fstype in [&b"fuseblk"[..], b"overlay", b"ext4", b"", b"tmpfs2", b"fus"] {
+        for fstype in [
+            &b"fuseblk"[..],
+            b"overlay",
+            b"ext4",
+            b"",
+            b"tmpfs2",
+            b"fus",
+            b"proc",
+        ] {
             let args = path_arguments(MountKind::NewFilesystem, fstype);
             assert_eq!(
                 args,

@@ -1988,6 +1988,56 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn only_relative_paths_the_kernel_resolves_need_the_callers_working_directory() {
+        let call = |flags: u64, source: &'static CStr, target: &'static CStr, fstype, data| Call {
+            umount: false,
+            flags,
+            source: Some(source),
+            target,
+            fstype: Some(fstype),
+            data,
+        };
+        let needs = |c: Call<'_>| needs_working_directory(&c, classify(c.flags));
+        let bind = libc::MS_BIND;
+        // A tmpfs's source and options are no paths; its target is.
+        assert!(!needs(call(
+            0,
+            c"none",
+            c"/mnt",
+            c"tmpfs",
+            Some(c"size=1m")
+        )));
+        assert!(needs(call(0, c"none", c"mnt", c"tmpfs", None)));
+        // A bind's source is a path; a propagation change's is not.
+        assert!(needs(call(bind, c"src", c"/mnt", c"", None)));
+        assert!(!needs(call(bind, c"/src", c"/mnt", c"", Some(c"x"))));
+        let private = libc::MS_PRIVATE;
+        assert!(!needs(call(private, c"none", c"/mnt", c"", None)));
+        // Options of a filesystem not known to take none may name paths (overlay's, procfs's).
+        assert!(needs(call(
+            0,
+            c"none",
+            c"/m",
+            c"overlay",
+            Some(c"lowerdir=/l")
+        )));
+        assert!(needs(call(
+            0,
+            c"proc",
+            c"/proc",
+            c"proc",
+            Some(c"hidepid=2")
+        )));
+        assert!(needs(call(0, c"dev", c"/mnt", c"ext4", None)));
+        let umount = |target| Call {
+            umount: true,
+            ..call(0, c"", target, c"", None)
+        };
+        assert!(!needs(umount(c"/mnt")));
+        assert!(needs(umount(c"mnt")));
+    }
+
     fn table_of(message: &[u8], room: usize) -> Option<InitialTable> {
         let table = InitialTable::with_room(room);
         table
