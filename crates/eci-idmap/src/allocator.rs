@@ -542,6 +542,9 @@ impl Allocator {
         self.change(|state| {
             let mut entries = Vec::new();
             let mut next_token = state.next_token;
+            // Leases as this change leaves them: records may name one block more than once
+            // (two user namespaces mapping the same block).
+            let mut leases: BTreeMap<u32, (u64, Vec<Holder>)> = BTreeMap::new();
             for record in records {
                 if record.index >= self.inner.pool.block_count() {
                     continue;
@@ -552,27 +555,31 @@ impl Allocator {
                     .copied()
                     .filter(Holder::is_alive)
                     .collect();
-                let (token, mut known) = match state.leases.get(&record.index) {
-                    Some(lease) => (lease.token, lease.holders.clone()),
-                    None => {
-                        let Some(first) = live.first() else { continue };
-                        let token = next_token;
-                        next_token += 1;
-                        entries.push(Entry::Lease {
-                            index: record.index,
-                            token,
-                            owner: record.owner.clone(),
-                            holder: *first,
-                        });
-                        (token, vec![*first])
-                    }
+                let recorded = state.leases.get(&record.index);
+                let (token, known) = match leases.entry(record.index) {
+                    std::collections::btree_map::Entry::Occupied(lease) => lease.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(slot) => match recorded {
+                        Some(lease) => slot.insert((lease.token, lease.holders.clone())),
+                        None => {
+                            let Some(first) = live.first() else { continue };
+                            let token = next_token;
+                            next_token += 1;
+                            entries.push(Entry::Lease {
+                                index: record.index,
+                                token,
+                                owner: record.owner.clone(),
+                                holder: *first,
+                            });
+                            slot.insert((token, vec![*first]))
+                        }
+                    },
                 };
                 for holder in live {
                     if !known.contains(&holder) {
                         known.push(holder);
                         entries.push(Entry::Hold {
                             index: record.index,
-                            token,
+                            token: *token,
                             holder,
                         });
                     }

@@ -85,6 +85,37 @@ fn the_live_leases_of_another_journal_are_adopted_once() {
 }
 
 #[test]
+fn records_naming_one_block_twice_are_adopted_into_one_lease() {
+    // Two user namespaces may map the same block (a container's and one nested in it): the
+    // second record joins the lease the first made in the same change.
+    let dir = tempfile::tempdir().unwrap();
+    let here = Allocator::open(dir.path(), pool(4)).unwrap();
+    let (me, init) = (Holder::current().unwrap(), Holder::of(1).unwrap());
+    let record = |owner: &str, holder| LeaseRecord {
+        index: 2,
+        owner: owner.to_string(),
+        token: 0,
+        holders: vec![holder],
+    };
+    let records = [
+        record("userns:1", me),
+        record("userns:2", init),
+        record("userns:3", me),
+    ];
+    assert_eq!(
+        here.adopt(&records).unwrap(),
+        2,
+        "one lease, one more holder"
+    );
+    let leases = here.leases().unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(
+        (leases[0].index, leases[0].holders.clone()),
+        (2, vec![me, init])
+    );
+}
+
+#[test]
 fn a_block_both_journals_gave_out_stays_taken_while_the_adopted_holder_lives() {
     // Block 0 went to a container of the older journal (a live process) and to one here;
     // adopting joined the two leases. Ending ours must leave the block to theirs.
