@@ -191,6 +191,47 @@ fn a_block_leased_by_an_earlier_version_is_not_handed_out_again() {
 }
 
 #[test]
+fn a_journal_started_again_beside_running_containers_does_not_hand_out_their_blocks() {
+    // The lease directory is removed while a container runs (an administrator's rm -rf of
+    // /run/eci, say): the next runtime starts a new journal, which must not give the running
+    // container's block to another. It reads the blocks from the live user namespaces.
+    let dir = tempfile::tempdir().unwrap();
+    let leases_dir = dir.path().join("idmap");
+    let config = || eci::RuntimeConfig {
+        state_dir: dir.path().join("state"),
+        leases_dir: leases_dir.clone(),
+        policy: runtime().policy().clone(),
+        ..Default::default()
+    };
+    let first = eci::Runtime::new(config()).unwrap();
+    let mut running = common::create_in(&first, "before-removal", &["sleep", "30"], |_| {});
+    running.container().start().unwrap();
+    let block = running.container().id_mapping().host_start;
+    std::fs::remove_dir_all(&leases_dir).unwrap();
+    let again = eci::Runtime::new(config()).unwrap();
+    let held = again.allocator().leases().unwrap();
+    assert!(
+        held.iter().any(|l| again
+            .allocator()
+            .pool()
+            .block(l.index)
+            .unwrap()
+            .host_start()
+            == block),
+        "{held:?}"
+    );
+    let mut next = common::create_in(&again, "after-removal", &["true"], |_| {});
+    assert_ne!(next.container().id_mapping().host_start, block);
+    assert_eq!(next.run_to_end().0, 0);
+    // The first runtime's journal is gone: its delete frees everything but says the lease
+    // could not be ended (the block stays held until its process is seen gone).
+    running.container().kill(libc::SIGKILL).unwrap();
+    running.container().wait().unwrap();
+    let deleted = running.container.take().unwrap().delete();
+    assert!(matches!(deleted, Err(eci::Error::Ids(_))), "{deleted:?}");
+}
+
+#[test]
 fn a_read_only_bind_cannot_be_made_writable() {
     // /usr is bound read-only with nosuid,nodev; keeping those (as mount(8) does) is allowed,
     // dropping read-only is not.

@@ -20,6 +20,7 @@ mod allocator;
 mod holder;
 pub mod idmapped;
 mod journal;
+pub mod live;
 mod maps;
 pub mod reach;
 pub mod shift;

@@ -214,10 +214,66 @@ fn first_overlap(
     })
 }
 
+/// Reads the text of a `/proc/PID/uid_map` or `gid_map` (lines of three decimal numbers:
+/// inside, outside, count). `None` for anything else: the kernel writes nothing else there.
+///
+/// ```
+/// use eci_policy::ids::{parse_map_file, IdMapping};
+/// let text = "         0 1879048192      65536\n";
+/// let expected = IdMapping { container_start: 0, host_start: 1879048192, size: 65536 };
+/// assert_eq!(parse_map_file(text), Some(vec![expected]));
+/// assert_eq!(parse_map_file("0 1 two\n"), None);
+/// ```
+pub fn parse_map_file(text: &str) -> Option<Vec<IdMapping>> {
+    text.lines()
+        .map(|line| {
+            let mut numbers = line.split_whitespace().map(str::parse::<u32>);
+            let mapping = IdMapping {
+                container_start: numbers.next()?.ok()?,
+                host_start: numbers.next()?.ok()?,
+                size: numbers.next()?.ok()?,
+            };
+            numbers.next().is_none().then_some(mapping)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn map_files_read_back_as_the_kernel_writes_them(
+            mappings in proptest::collection::vec(any::<(u32, u32, u32)>(), 0..6)
+        ) {
+            let text: String = mappings
+                .iter()
+                .map(|(c, h, s)| format!("{c:>10} {h:>10} {s:>10}\n"))
+                .collect();
+            let expected: Vec<IdMapping> = mappings
+                .iter()
+                .map(|&(container_start, host_start, size)| IdMapping { container_start, host_start, size })
+                .collect();
+            prop_assert_eq!(parse_map_file(&text), Some(expected));
+        }
+
+        #[test]
+        fn any_text_is_read_or_refused_without_panicking(text in ".{0,80}") {
+            if let Some(mappings) = parse_map_file(&text) {
+                prop_assert_eq!(mappings.len(), text.lines().count());
+            }
+        }
+    }
+
+    #[test]
+    fn lines_with_more_or_fewer_numbers_are_refused() {
+        assert_eq!(parse_map_file("0 1\n"), None);
+        assert_eq!(parse_map_file("0 1 2 3\n"), None);
+        assert_eq!(parse_map_file("-1 0 1\n"), None);
+        assert_eq!(parse_map_file(""), Some(vec![]));
+    }
 
     fn mapping() -> impl Strategy<Value = IdMapping> {
         (0u32..1000, 0u32..1000, 0u32..50).prop_map(|(c, h, s)| IdMapping {

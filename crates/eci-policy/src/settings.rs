@@ -104,6 +104,30 @@ impl IdPool {
         IdBlock::new(self.start + index * self.block_size, self.block_size)
     }
 
+    /// The indexes of the pool's blocks that host IDs `host_start..host_start + size` touch,
+    /// in order (none for a range outside the pool).
+    ///
+    /// ```
+    /// use eci_policy::settings::IdPool;
+    /// let pool = IdPool::new(1 << 20, 4 << 16, 1 << 16).unwrap();
+    /// assert_eq!(pool.blocks_touched((1 << 20) + 65535, 2).collect::<Vec<_>>(), [0, 1]);
+    /// assert_eq!(pool.blocks_touched(0, 1 << 20).count(), 0);
+    /// ```
+    pub fn blocks_touched(&self, host_start: u32, size: u32) -> std::ops::Range<u32> {
+        let (start, end) = (u64::from(self.start), u64::from(self.block_count()));
+        let block = u64::from(self.block_size);
+        let first = u64::from(host_start).saturating_sub(start) / block;
+        let last_id = u64::from(host_start) + u64::from(size);
+        // Blocks up to the one holding the range's last ID (none if the range ends before the
+        // pool or is empty).
+        let past = match last_id.checked_sub(start) {
+            Some(past_offset) if size > 0 && past_offset > 0 => (past_offset - 1) / block + 1,
+            _ => 0,
+        };
+        let (first, past) = (first.min(end) as u32, past.min(end) as u32);
+        first..past.max(first)
+    }
+
     /// The index of `block` in this pool, if it is one of the pool's blocks.
     pub fn index_of(&self, block: &IdBlock) -> Option<u32> {
         let offset = block.host_start().checked_sub(self.start)?;
@@ -731,6 +755,22 @@ mod tests {
                 prop_assert!(x.host_end() <= u64::from(start) + u64::from(pool.size()));
                 prop_assert_eq!(pool.index_of(&x), Some(a));
             }
+        }
+
+        #[test]
+        fn a_range_touches_exactly_the_blocks_it_overlaps(
+            start in 65536u32..1 << 30, blocks in 1u32..16, host in 0u32..=u32::MAX, size in 0u32..1 << 21
+        ) {
+            let pool = IdPool::new(start, blocks * 65536, 65536).unwrap();
+            let touched: Vec<u32> = pool.blocks_touched(host, size).collect();
+            let overlapping: Vec<u32> = (0..blocks)
+                .filter(|&i| {
+                    let block = pool.block(i).unwrap();
+                    let (lo, hi) = (u64::from(host), u64::from(host) + u64::from(size));
+                    size > 0 && lo < block.host_end() && u64::from(block.host_start()) < hi
+                })
+                .collect();
+            prop_assert_eq!(touched, overlapping);
         }
     }
 

@@ -1,0 +1,149 @@
+//! The ID blocks live processes use, read from the kernel rather than from a journal: every user
+//! namespace on the host whose `uid_map` or `gid_map` reaches into a pool's blocks. A journal
+//! that starts empty while containers run (its directory was removed, or an engine's runtime
+//! of an earlier version kept its own) would otherwise hand their blocks out again.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use eci_policy::settings::IdPool;
+
+use crate::{Holder, LeaseRecord};
+
+/// At most this many processes of one user namespace hold its blocks: the longest-running ones
+/// (a container's init first, whose end ends its PID namespace).
+const HOLDERS_PER_NAMESPACE: usize = 4;
+
+/// One lease record per block of `pool` that some live user namespace other than the caller's
+/// maps host IDs of, held by the namespace's longest-running processes (owner
+/// `userns:INODE`), for [`crate::Allocator::adopt`]. Processes that end during the scan are
+/// skipped; a /proc that cannot be listed is an error.
+///
+/// ```no_run
+/// use eci_idmap::Allocator;
+/// use eci_policy::settings::IdPool;
+/// let pool = IdPool::default();
+/// let allocator = Allocator::open("/run/eci/idmap".as_ref(), pool)?;
+/// allocator.adopt(&eci_idmap::live::blocks_in_use(pool)?)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn blocks_in_use(pool: IdPool) -> io::Result<Vec<LeaseRecord>> {
+    blocks_in_use_under(Path::new("/proc"), pool)
+}
+
+fn blocks_in_use_under(proc: &Path, pool: IdPool) -> io::Result<Vec<LeaseRecord>> {
+    let own = namespace_of(&proc.join("self"))?;
+    // Each user namespace once: its blocks (read from the first process found in it) and its
+    // processes by start time.
+    let mut namespaces: BTreeMap<u64, (Vec<u32>, Vec<Holder>)> = BTreeMap::new();
+    for entry in std::fs::read_dir(proc)? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let dir = proc.join(pid.to_string());
+        let Ok(ns) = namespace_of(&dir) else { continue };
+        if ns == own {
+            continue;
+        }
+        let (blocks, holders) = match namespaces.entry(ns) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => match blocks_of(&dir, pool) {
+                Ok(blocks) => slot.insert((blocks, Vec::new())),
+                // Gone meanwhile: the next process of the namespace, if any, tells.
+                Err(_) => continue,
+            },
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        if let Ok(holder) = Holder::of(pid) {
+            holders.push(holder);
+        }
+    }
+    let mut records = Vec::new();
+    for (ns, (blocks, mut holders)) in namespaces {
+        holders.sort_by_key(|h| (h.start_time, h.pid));
+        holders.truncate(HOLDERS_PER_NAMESPACE);
+        if holders.is_empty() {
+            continue;
+        }
+        records.extend(blocks.into_iter().map(|index| LeaseRecord {
+            index,
+            owner: format!("userns:{ns}"),
+            token: 0,
+            holders: holders.clone(),
+        }));
+    }
+    Ok(records)
+}
+
+/// The inode number of the user namespace of the process at `dir`.
+fn namespace_of(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(dir.join("ns/user"))?.ino())
+}
+
+/// The blocks of `pool` that the process at `dir`'s ID maps reach, in order, each once.
+fn blocks_of(dir: &Path, pool: IdPool) -> io::Result<Vec<u32>> {
+    let mut blocks = Vec::new();
+    for file in ["uid_map", "gid_map"] {
+        let text = std::fs::read_to_string(dir.join(file))?;
+        let mappings = eci_policy::ids::parse_map_file(&text).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("malformed {file}"))
+        })?;
+        for mapping in mappings {
+            blocks.extend(pool.blocks_touched(mapping.host_start, mapping.size));
+        }
+    }
+    blocks.sort_unstable();
+    blocks.dedup();
+    Ok(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eci_policy::ids::IdMapping;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn a_live_namespace_mapping_a_block_holds_it_and_the_callers_own_does_not() {
+        // A pool of its own, far from any other test's: block 2 is mapped by a sleeping
+        // process in a user namespace of its own (uid and gid maps one ID each, 100 into it).
+        let pool = IdPool::new(0x7100_0000, 4 << 16, 1 << 16).unwrap();
+        let host = 0x7100_0000u32 + (2 << 16) + 100;
+        let mut child = Command::new("unshare")
+            .args(["--user", "sleep", "30"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let pid = child.id() as i32;
+        let dir = Path::new("/proc").join(pid.to_string());
+        let own = namespace_of(Path::new("/proc/self")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while namespace_of(&dir).unwrap() == own && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Unmapped, it reaches no block.
+        assert!(blocks_in_use(pool).unwrap().is_empty());
+        let one = IdMapping {
+            container_start: 0,
+            host_start: host,
+            size: 1,
+        };
+        crate::write_id_maps(pid, &[one], &[one]).unwrap();
+        let records = blocks_in_use(pool).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].index, 2);
+        assert_eq!(records[0].holders[0].pid, pid);
+        // Once it is gone, nothing holds the pool.
+        assert!(blocks_in_use(pool).unwrap().is_empty());
+    }
+}
