@@ -818,12 +818,29 @@ fn connect(ctx: &Ctx, id: &str) -> std::io::Result<UnixStream> {
     UnixStream::connect(short_path(&dir))
 }
 
+/// Deletes the exited container. The container's status is what the engine waits for: a
+/// failed cleanup is logged, and `delete` takes down what is left (the cgroup record stays for
+/// it then).
+fn finish(ctx: &Ctx, id: &str, container: Container) {
+    match container.delete() {
+        // Nothing is left for `delete` to take down.
+        Ok(()) => {
+            let _ = std::fs::remove_file(ctx.dir(id).join(CGROUP_FILE));
+        }
+        Err(err) => ctx.log(
+            "warning",
+            &format!("cleaning up after container '{id}': {err}"),
+        ),
+    }
+}
+
 /// Sends one command to a container's monitor and returns its answer.
 fn ask(ctx: &Ctx, id: &str, request: &str) -> Result<String, Error> {
     if !ctx.dir(id).exists() {
         return Err(format!("container '{id}' does not exist").into());
     }
-    let mut stream = connect(ctx, id).map_err(|_| format!("container '{id}' is not running"))?;
+    // In runc's words, which containerd's shim looks for to tell a finished process.
+    let mut stream = connect(ctx, id).map_err(|_| format!("container not running: {id}"))?;
     writeln!(stream, "{request}")?;
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer)?;
@@ -937,11 +954,47 @@ fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
     match ask(ctx, id, if force { "delete force" } else { "delete" }) {
         Ok(_) => {}
         Err(err) if connect(ctx, id).is_ok() => return Err(err),
-        Err(_) => remove_orphan(ctx, id)?,
+        Err(_) => {
+            // A monitor that stopped answering may still be cleaning up after its container.
+            wait_for_monitor_exit(ctx, id);
+            remove_orphan(ctx, id)?
+        }
     }
     // A `run` in the foreground removes its own once its container is deleted.
     dir.remove()?;
     Ok(())
+}
+
+/// Taken by the monitor for its whole life: an exclusive flock on its container's directory
+/// (close-on-exec; every helper it forks closes what it does not keep).
+fn hold_while_alive(ctx: &Ctx, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    let dir = std::fs::File::open(ctx.dir(id))?;
+    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| format!("container '{id}' has a monitor already: {errno}").into())
+}
+
+/// Waits, for 10 seconds at most, until no monitor holds the container's directory: one that
+/// removed its socket on the way out may still be deleting its container (cgroup, helpers,
+/// lease), and taking that down beside it would race it. Past the bound the delete goes on, as
+/// it would for a monitor that never lets go (logged).
+fn wait_for_monitor_exit(ctx: &Ctx, id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let Ok(dir) = std::fs::File::open(ctx.dir(id)) else {
+            return;
+        };
+        match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(_) => return,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err((_, errno)) => {
+                let why = format!("container '{id}': its monitor still holds it ({errno})");
+                ctx.log("warning", &why);
+                return;
+            }
+        }
+    }
 }
 
 /// The monitor is gone, and what it ran may not be: its processes run on unsupervised (mount
@@ -1193,6 +1246,7 @@ fn monitor_container(
     caller: Caller<'_>,
 ) -> Result<u8, Error> {
     let started = rfc3339(SystemTime::now());
+    let _alive = hold_while_alive(ctx, id)?;
     // The caller's stdio is the container's, and nothing of the monitor's may hold it: the
     // helpers forked from here would keep the caller's pipes open (containerd waits for them to
     // close), so the monitor lets go of its own before it starts anything.
@@ -1354,12 +1408,11 @@ fn monitor_container(
         if exited {
             // The container's PID namespace is gone, and every exec'd process with it.
             report_exits(&mut execs);
+            // Also a container killed before it was started.
             let status = container.wait()?;
             let _ = std::fs::remove_file(ctx.socket(id));
             poststop(&container);
-            container.delete()?;
-            // Nothing is left for `delete` to take down.
-            let _ = std::fs::remove_file(ctx.dir(id).join(CGROUP_FILE));
+            finish(ctx, id, container);
             return Ok(status.code().clamp(0, 255) as u8);
         }
         if asked {
@@ -1409,8 +1462,7 @@ fn monitor_container(
                         _ => container.wait()?.code(),
                     };
                     poststop(&container);
-                    container.delete()?;
-                    let _ = std::fs::remove_file(ctx.dir(id).join(CGROUP_FILE));
+                    finish(ctx, id, container);
                     let mut stream = stream;
                     let _ = writeln!(stream, "ok");
                     return Ok(code.clamp(0, 255) as u8);
@@ -1662,7 +1714,7 @@ fn exec_through_monitor(
     console: Option<&Path>,
     ready: Option<std::fs::File>,
 ) -> Result<u8, Error> {
-    let stream = connect(ctx, id).map_err(|_| format!("container '{id}' is not running"))?;
+    let stream = connect(ctx, id).map_err(|_| format!("container not running: {id}"))?;
     let process: serde_json::Value = serde_json::from_str(process)?;
     let request = serde_json::json!({"process": process, "consoleSocket": console});
     let request = format!("exec {request}\n");

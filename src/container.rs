@@ -703,11 +703,22 @@ impl Container {
         }
     }
 
-    /// Waits for the container's process to exit.
+    /// Waits for the container's process to exit. A container not yet started has nothing to
+    /// wait for unless its init was killed meanwhile: its status then, an error otherwise.
     pub fn wait(&mut self) -> Result<ExitStatus> {
         match self.state {
             State::Stopped(status) => Ok(status),
-            State::Created => Err(self.state_error("wait before start")),
+            State::Created => match self.init.try_wait() {
+                Ok(Some(status)) => {
+                    self.state = State::Stopped(status);
+                    Ok(status)
+                }
+                Ok(None) => Err(self.state_error("wait before start")),
+                Err(errno) => Err(Error::Io {
+                    what: format!("waiting for container '{}'", self.id),
+                    source: errno.into(),
+                }),
+            },
             State::Running | State::Paused => {
                 self.reap_execs();
                 let status = self.init.wait().map_err(|errno| Error::Io {

@@ -726,6 +726,64 @@ fn delete_takes_down_a_container_whose_monitor_died() {
 }
 
 #[test]
+fn a_delete_waits_for_a_monitor_still_cleaning_up() {
+    // A monitor removes its socket before it deletes its container; a `delete` that comes in
+    // between finds no one to ask. It must wait for the monitor (which holds a lock on the
+    // container's directory for its life) rather than take the container down beside it. The
+    // test holds that lock in the monitor's place, after killing the monitor.
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "cleaning";
+    let monitor = setup.start_with_monitor(id);
+    let monitor = nix::unistd::Pid::from_raw(monitor);
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(
+        eventually(|| !Path::new(&format!("/proc/{monitor}")).exists()),
+        "the monitor is dead"
+    );
+    let dir = std::fs::File::open(setup.container_dir(id)).unwrap();
+    let held = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .expect("a dead monitor holds nothing");
+    let mut delete = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["delete", id])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(delete.try_wait().unwrap().is_none(), "delete waits");
+    drop(held);
+    assert!(delete.wait().unwrap().success());
+    assert!(!setup.container_dir(id).exists());
+}
+
+#[test]
+fn a_container_killed_before_start_is_cleaned_up_by_its_monitor() {
+    // The monitor waited for the init of a container never started with "wait before start",
+    // failed, and exited with 1 before its poststop hooks and its delete.
+    let setup = Setup::new(&["sleep", "1000"]);
+    let poststop = setup.dir.path().join("poststop");
+    setup.with_hooks(serde_json::json!({ "poststop": [recording_hook(&poststop)] }));
+    let id = "killed-early";
+    let monitor = setup.create_with_monitor(id);
+    let killed = setup.runc(&["kill", id, "KILL"]);
+    assert!(killed.status.success(), "{killed:?}");
+    assert!(
+        eventually(|| !Path::new(&format!("/proc/{monitor}")).exists()),
+        "the monitor exits with its container"
+    );
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = hierarchy.path().join("eci").join(id);
+        assert!(!dir.exists(), "cgroup {} left for delete", dir.display());
+    }
+    assert_eq!(recorded(&poststop)["status"], "stopped");
+    let out = setup.runc(&["kill", id, "KILL"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("container not running"), "{said}");
+    let delete = setup.runc(&["delete", id]);
+    assert!(delete.status.success(), "{delete:?}");
+}
+
+#[test]
 fn delete_leaves_alone_a_cgroup_made_again_at_a_dead_containers_path() {
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "orphan-reused";
