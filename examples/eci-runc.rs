@@ -1781,6 +1781,17 @@ fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
     if e.command.is_empty() {
         return Err("exec needs a command or --process".into());
     }
+    // Never dropped without a word: the process would run with less (or more) than asked.
+    let unsupported = [
+        ("--cap", !e.cap.is_empty()),
+        ("--preserve-fds", e.preserve_fds > 0),
+        ("--process-label", e.process_label.is_some()),
+        ("--apparmor", e.apparmor.is_some()),
+        ("--cgroup", e.cgroup.is_some()),
+    ];
+    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return Err(format!("exec {flag} is not supported").into());
+    }
     let mut process = eci::oci_spec::runtime::Process::default();
     process.set_args(Some(e.command.clone()));
     process.set_terminal(Some(e.tty));
@@ -1793,6 +1804,11 @@ fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
         let mut user = eci::oci_spec::runtime::User::default();
         user.set_uid(uid);
         user.set_gid(gid.unwrap_or(0));
+        process.set_user(user);
+    }
+    if !e.additional_gids.is_empty() {
+        let mut user = process.user().clone();
+        user.set_additional_gids(Some(e.additional_gids.clone()));
         process.set_user(user);
     }
     Ok(serde_json::to_string(&process)?)

@@ -757,6 +757,35 @@ fn a_delete_waits_for_a_monitor_still_cleaning_up() {
 }
 
 #[test]
+fn exec_refuses_the_flags_it_does_not_apply_and_applies_additional_groups() {
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "exec-flags";
+    setup.start_with_monitor(id);
+    for flag in [
+        &["--cap", "CAP_SYS_ADMIN"][..],
+        &["--preserve-fds", "1"],
+        &["--cgroup", "x"],
+    ] {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(flag);
+        args.extend([id, "true"]);
+        let out = setup.runc(&args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("not supported"),
+            "{flag:?}: {said}"
+        );
+    }
+    let out = setup.runc(&["exec", "--additional-gids", "7", id, "id", "-G"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0 7",
+        "{out:?}"
+    );
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
+}
+
+#[test]
 fn a_container_killed_before_start_is_cleaned_up_by_its_monitor() {
     // The monitor waited for the init of a container never started with "wait before start",
     // failed, and exited with 1 before its poststop hooks and its delete.
