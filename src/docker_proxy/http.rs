@@ -278,10 +278,15 @@ pub(super) fn check_request(
     Ok(())
 }
 
-/// Whether a Content-Type names a form the engine would read parameters from: its media type,
-/// trimmed and in any case as Go's mime.ParseMediaType reads it, is URL-encoded or any
-/// multipart type.
+/// Whether a Content-Type may name a form the engine would read parameters from: its media
+/// type, trimmed and in any case as Go's mime.ParseMediaType reads it, is URL-encoded or any
+/// multipart type. Go trims Unicode spaces and lowercases Unicode letters (U+0130 'İ' becomes
+/// 'i'), so any byte outside ASCII counts as a form too; so does a vertical tab, which Go
+/// trims and trim_ascii does not.
 fn is_form(content_type: &[u8]) -> bool {
+    if !content_type.is_ascii() || content_type.contains(&0x0b) {
+        return true;
+    }
     let media = content_type
         .split(|b| *b == b';')
         .next()

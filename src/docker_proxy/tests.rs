@@ -282,6 +282,29 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
     let multipart = "POST /v1.43/build?remote=x HTTP/1.1\r\nHost: d\r\n\
                      Content-Type:  Multipart/Form-Data; boundary=b\r\nContent-Length: 3\r\n\r\nabc";
     assert_eq!(status(multipart), "HTTP/1.1 400 Bad Request");
+    // Spellings Go reads as a form and a byte-wise reading would not: a no-break space after
+    // the type, a dotted capital I (Go lowercases it to i).
+    for content_type in [
+        "application/x-www-form-urlencoded\u{a0}",
+        "appl\u{130}cation/x-www-form-urlencoded",
+    ] {
+        let request = format!(
+            "POST /v1.43/build?t=x HTTP/1.1\r\nHost: d\r\nContent-Type: {content_type}\r\n\
+             Content-Length: 3\r\n\r\nabc"
+        );
+        assert_eq!(
+            status(&request),
+            "HTTP/1.1 400 Bad Request",
+            "{content_type}"
+        );
+    }
+    // An escape Go refuses hides nothing: "%+0" is no escape (Go skips that pair and reads
+    // the next), so the query is refused as undecodable.
+    let hidden = "POST /v1.43/build?networkmode=%+0&networkmode=host";
+    assert_eq!(
+        status(&format!("{hidden} {close}")),
+        "HTTP/1.1 403 Forbidden"
+    );
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(
         *seen.lock().unwrap(),

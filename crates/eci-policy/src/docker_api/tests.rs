@@ -431,6 +431,17 @@ fn names_and_queries_are_read_as_the_engine_reads_them() {
     // Go's query parser skips a pair holding ';': the proxy refuses such a query.
     assert!(query_container("container=a;&container=b", "container").is_err());
     assert!(build_refusal(Api::Build, "version=1;&version=2").is_some());
+    // Nor a pair with an escape it refuses ("%+0": a sign, not two hex digits), which it
+    // skips as well: what follows would be the first value the engine reads.
+    for query in [
+        "version=%+0&version=2",
+        "networkmode=%+0&networkmode=host",
+        "version=%-1&version=2",
+        "version=% 2&version=2",
+    ] {
+        assert!(build_refusal(Api::Build, query).is_some(), "{query}");
+    }
+    assert!(build_refusal(Api::Build, "t=%41%6a").is_none());
     // The engine's exec route takes everything before the action as the ID.
     assert_eq!(
         exec_of_target("POST", "/v1.43/exec/a/b/start").as_deref(),
