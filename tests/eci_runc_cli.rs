@@ -782,6 +782,22 @@ fn exec_refuses_the_flags_it_does_not_apply_and_applies_additional_groups() {
         "0 7",
         "{out:?}"
     );
+    // A detached exec whose pid file cannot be written fails and leaves nothing running.
+    let args = [
+        "exec",
+        "--detach",
+        "--pid-file",
+        "/nonexistent/pid",
+        id,
+        "sleep",
+        "999",
+    ];
+    assert!(!setup.runc_detached(&args));
+    let only_init = eventually(|| {
+        let ps = setup.runc(&["ps", "--format", "json", id]);
+        serde_json::from_slice::<Vec<i32>>(&ps.stdout).is_ok_and(|p| p.len() == 1)
+    });
+    assert!(only_init, "the exec'd sleep is gone");
     assert!(setup.runc(&["delete", "--force", id]).status.success());
 }
 
