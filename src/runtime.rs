@@ -151,24 +151,6 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A journal that starts this boot empty may start beside running containers: its directory
-/// was removed, or they were started by a runtime that journaled elsewhere. The blocks that
-/// live user namespaces map are taken in, held by their processes, before any is handed out.
-fn adopt_live_namespaces(allocator: &Allocator, leases_dir: &Path) -> Result<()> {
-    let live = eci_idmap::live::blocks_in_use(allocator.pool()).map_err(Error::io(format!(
-        "reading which ID blocks live user namespaces use, for the new journal in {}",
-        leases_dir.display()
-    )))?;
-    let adopted = allocator.adopt(&live)?;
-    if adopted > 0 {
-        tracing::info!(
-            holders = adopted,
-            "a new lease journal took in the ID blocks of running user namespaces"
-        );
-    }
-    Ok(())
-}
-
 /// Earlier versions journaled leases in each state directory (`STATE_DIR/idmap`). Containers
 /// they started may still run, after an upgrade or for a runtime that takes them over: their
 /// blocks are adopted into the host-wide journal, or they would be handed out again.
@@ -220,11 +202,11 @@ impl Runtime {
         if !policy.eci_enabled {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");
         }
-        let fresh = !Allocator::has_journal(&leases_dir);
-        let allocator = Allocator::open_with(&leases_dir, policy.id_pool, config.lease_durability)?;
-        if fresh {
-            adopt_live_namespaces(&allocator, &leases_dir)?;
-        }
+        // A journal begun here first takes in the blocks of running containers (see
+        // `eci_idmap::live`): its directory may have been removed under them, or they may
+        // have been started by a runtime that journaled elsewhere.
+        let allocator =
+            Allocator::open_seeded(&leases_dir, policy.id_pool, config.lease_durability)?;
         adopt_older_leases(
             &allocator,
             &state_dir,

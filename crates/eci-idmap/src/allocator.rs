@@ -256,6 +256,58 @@ impl Cache {
     }
 }
 
+/// The changes that take `records` (another journal's leases, or live namespaces' blocks)
+/// into `state`: a lease where a block is free, a holder added where it is not. Records may
+/// name one block more than once (two user namespaces mapping the same block): a later one
+/// joins the lease an earlier one made. Dead holders, and ones already recorded, are skipped.
+fn adoption(state: &State, records: &[LeaseRecord], pool: IdPool) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let mut next_token = state.next_token;
+    // Leases as these changes leave them.
+    let mut leases: BTreeMap<u32, (u64, Vec<Holder>)> = BTreeMap::new();
+    for record in records {
+        if record.index >= pool.block_count() {
+            continue;
+        }
+        let live: Vec<Holder> = record
+            .holders
+            .iter()
+            .copied()
+            .filter(Holder::is_alive)
+            .collect();
+        let recorded = state.leases.get(&record.index);
+        let (token, known) = match leases.entry(record.index) {
+            std::collections::btree_map::Entry::Occupied(lease) => lease.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => match recorded {
+                Some(lease) => slot.insert((lease.token, lease.holders.clone())),
+                None => {
+                    let Some(first) = live.first() else { continue };
+                    let token = next_token;
+                    next_token += 1;
+                    entries.push(Entry::Lease {
+                        index: record.index,
+                        token,
+                        owner: record.owner.clone(),
+                        holder: *first,
+                    });
+                    slot.insert((token, vec![*first]))
+                }
+            },
+        };
+        for holder in live {
+            if !known.contains(&holder) {
+                known.push(holder);
+                entries.push(Entry::Hold {
+                    index: record.index,
+                    token: *token,
+                    holder,
+                });
+            }
+        }
+    }
+    entries
+}
+
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
@@ -265,6 +317,9 @@ struct Inner {
     journal: PathBuf,
     /// The lock file, kept open; flock on it excludes other processes.
     lock: File,
+    /// Whether a journal begun here first takes in the blocks live user namespaces map
+    /// ([`Allocator::open_seeded`]).
+    seed_from_live: bool,
     /// Excludes the threads of this process (a flock is shared by everyone using the same open
     /// file), then guards what was read.
     cache: Mutex<Cache>,
@@ -432,6 +487,35 @@ impl Allocator {
         pool: IdPool,
         durability: Durability,
     ) -> Result<Allocator, AllocError> {
+        Allocator::open_as(dir, pool, durability, false)
+    }
+
+    /// Like [`Allocator::open_with`], for the host's journal: whenever a journal is begun
+    /// here (the first this boot, or after its directory was removed), it first takes in, under
+    /// the lock, every block a live user namespace maps ([`crate::live::blocks_in_use`]), so
+    /// that containers started before it, or by a runtime that journaled elsewhere, keep
+    /// their blocks.
+    ///
+    /// ```no_run
+    /// use eci_idmap::{Allocator, Durability};
+    /// use eci_policy::settings::IdPool;
+    /// let host = Allocator::open_seeded("/run/eci/idmap".as_ref(), IdPool::default(), Durability::Sync)?;
+    /// # Ok::<(), eci_idmap::AllocError>(())
+    /// ```
+    pub fn open_seeded(
+        dir: &Path,
+        pool: IdPool,
+        durability: Durability,
+    ) -> Result<Allocator, AllocError> {
+        Allocator::open_as(dir, pool, durability, true)
+    }
+
+    fn open_as(
+        dir: &Path,
+        pool: IdPool,
+        durability: Durability,
+        seed_from_live: bool,
+    ) -> Result<Allocator, AllocError> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let boot = boot_id().map_err(io_err("reading the boot id for", dir))?;
         let lock_path = dir.join(LOCK);
@@ -454,6 +538,7 @@ impl Allocator {
             durability,
             journal: dir.join(journal_name(&boot)),
             lock,
+            seed_from_live,
             cache: Mutex::new(cache),
         };
         let allocator = Allocator {
@@ -540,51 +625,7 @@ impl Allocator {
     /// ```
     pub fn adopt(&self, records: &[LeaseRecord]) -> Result<usize, AllocError> {
         self.change(|state| {
-            let mut entries = Vec::new();
-            let mut next_token = state.next_token;
-            // Leases as this change leaves them: records may name one block more than once
-            // (two user namespaces mapping the same block).
-            let mut leases: BTreeMap<u32, (u64, Vec<Holder>)> = BTreeMap::new();
-            for record in records {
-                if record.index >= self.inner.pool.block_count() {
-                    continue;
-                }
-                let live: Vec<Holder> = record
-                    .holders
-                    .iter()
-                    .copied()
-                    .filter(Holder::is_alive)
-                    .collect();
-                let recorded = state.leases.get(&record.index);
-                let (token, known) = match leases.entry(record.index) {
-                    std::collections::btree_map::Entry::Occupied(lease) => lease.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(slot) => match recorded {
-                        Some(lease) => slot.insert((lease.token, lease.holders.clone())),
-                        None => {
-                            let Some(first) = live.first() else { continue };
-                            let token = next_token;
-                            next_token += 1;
-                            entries.push(Entry::Lease {
-                                index: record.index,
-                                token,
-                                owner: record.owner.clone(),
-                                holder: *first,
-                            });
-                            slot.insert((token, vec![*first]))
-                        }
-                    },
-                };
-                for holder in live {
-                    if !known.contains(&holder) {
-                        known.push(holder);
-                        entries.push(Entry::Hold {
-                            index: record.index,
-                            token: *token,
-                            holder,
-                        });
-                    }
-                }
-            }
+            let entries = adoption(state, records, self.inner.pool);
             let added = entries.len();
             Ok((entries, added))
         })
@@ -892,6 +933,18 @@ impl Allocator {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(io_err("reading", &begun)(err)),
+        }
+        if self.inner.seed_from_live {
+            let live = crate::live::blocks_in_use(self.inner.pool).map_err(io_err(
+                "reading which ID blocks live user namespaces use, for a new journal in",
+                &self.inner.dir,
+            ))?;
+            for entry in adoption(&cache.state, &live, self.inner.pool) {
+                cache
+                    .state
+                    .apply(&entry)
+                    .expect("an adoption is consistent with the state it was made for");
+            }
         }
         self.start_journal(cache)?;
         std::fs::write(&begun, format!("{boot}\n")).map_err(io_err("writing", &begun))

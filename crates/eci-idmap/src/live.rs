@@ -1,7 +1,10 @@
 //! The ID blocks live processes use, read from the kernel rather than from a journal: every user
 //! namespace on the host whose `uid_map` or `gid_map` reaches into a pool's blocks. A journal
 //! that starts empty while containers run (its directory was removed, or an engine's runtime
-//! of an earlier version kept its own) would otherwise hand their blocks out again.
+//! of an earlier version kept its own) would otherwise hand their blocks out again. Read only
+//! from the host's user namespace (elsewhere the maps do not read exactly, and nothing is
+//! found); namespaces that no process is in (kept by a bind mount or a descriptor) are not
+//! seen.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -33,6 +36,12 @@ pub fn blocks_in_use(pool: IdPool) -> io::Result<Vec<LeaseRecord>> {
 }
 
 fn blocks_in_use_under(proc: &Path, pool: IdPool) -> io::Result<Vec<LeaseRecord>> {
+    // Read from a user namespace of its own, a map names only each extent's first ID in the
+    // reader's terms (the count stays the parent's), and the initial namespace's map would
+    // look like all of the pool: only a runtime in the host's user namespace reads them right.
+    if !in_initial_namespace(proc)? {
+        return Ok(Vec::new());
+    }
     let own = namespace_of(&proc.join("self"))?;
     // Each user namespace once: its blocks (read from the first process found in it) and its
     // processes by start time.
@@ -80,6 +89,18 @@ fn blocks_in_use_under(proc: &Path, pool: IdPool) -> io::Result<Vec<LeaseRecord>
         }));
     }
     Ok(records)
+}
+
+/// Whether the process reading `proc` is in the initial user namespace: its map is the
+/// whole ID range onto itself.
+fn in_initial_namespace(proc: &Path) -> io::Result<bool> {
+    let text = std::fs::read_to_string(proc.join("self/uid_map"))?;
+    let whole = eci_policy::ids::IdMapping {
+        container_start: 0,
+        host_start: 0,
+        size: u32::MAX,
+    };
+    Ok(eci_policy::ids::parse_map_file(&text) == Some(vec![whole]))
 }
 
 /// The inode number of the user namespace of the process at `dir`.
