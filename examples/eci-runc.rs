@@ -825,10 +825,11 @@ fn connect(ctx: &Ctx, id: &str) -> std::io::Result<UnixStream> {
 }
 
 /// Deletes the exited container. The container's status is what the engine waits for: a
-/// failed cleanup is logged, and `delete` takes down what is left (the cgroup record stays for
-/// it then).
-fn finish(ctx: &Ctx, id: &str, container: Container) {
-    match container.delete() {
+/// failed cleanup is logged (and returned), and `delete` takes down what is left (the cgroup
+/// record stays for it then).
+fn finish(ctx: &Ctx, id: &str, container: Container) -> Result<(), eci::Error> {
+    let deleted = container.delete();
+    match &deleted {
         // Nothing is left for `delete` to take down.
         Ok(()) => {
             let _ = std::fs::remove_file(ctx.dir(id).join(CGROUP_FILE));
@@ -838,6 +839,7 @@ fn finish(ctx: &Ctx, id: &str, container: Container) {
             &format!("cleaning up after container '{id}': {err}"),
         ),
     }
+    deleted
 }
 
 /// Sends one command to a container's monitor and returns its answer.
@@ -971,18 +973,26 @@ fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Taken by the monitor for its whole life: an exclusive flock on its container's directory
-/// (close-on-exec; every helper it forks closes what it does not keep).
-fn hold_while_alive(ctx: &Ctx, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
-    let dir = std::fs::File::open(ctx.dir(id))?;
-    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, errno)| format!("container '{id}' has a monitor already: {errno}").into())
+/// Taken by the monitor once its container has ended, before it removes its socket, until it
+/// exits: an exclusive flock on the container's directory. Opened then, after every fork, so
+/// that no process of the container or helper shares it. `None` if it cannot be had (nothing
+/// then waits for the cleanup; logged).
+fn hold_while_cleaning(ctx: &Ctx, id: &str) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let locked = std::fs::File::open(ctx.dir(id))
+        .map_err(|err| err.to_string())
+        .and_then(|dir| {
+            nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
+                .map_err(|(_, errno)| errno.to_string())
+        });
+    locked
+        .inspect_err(|err| ctx.log("warning", &format!("locking '{id}' for cleanup: {err}")))
+        .ok()
 }
 
 /// Waits, for 10 seconds at most, until no monitor holds the container's directory: one that
 /// removed its socket on the way out may still be deleting its container (cgroup, helpers,
-/// lease), and taking that down beside it would race it. Past the bound the delete goes on, as
-/// it would for a monitor that never lets go (logged).
+/// lease), and taking that down beside it would race it ([`hold_while_cleaning`]). Past the
+/// bound the delete goes on, as it would for a monitor that never lets go (logged).
 fn wait_for_monitor_exit(ctx: &Ctx, id: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -1252,7 +1262,6 @@ fn monitor_container(
     caller: Caller<'_>,
 ) -> Result<u8, Error> {
     let started = rfc3339(SystemTime::now());
-    let _alive = hold_while_alive(ctx, id)?;
     // The caller's stdio is the container's, and nothing of the monitor's may hold it: the
     // helpers forked from here would keep the caller's pipes open (containerd waits for them to
     // close), so the monitor lets go of its own before it starts anything.
@@ -1419,9 +1428,10 @@ fn monitor_container(
             report_exits(&mut execs);
             // Also a container killed before it was started.
             let status = container.wait()?;
+            let _cleaning = hold_while_cleaning(ctx, id);
             let _ = std::fs::remove_file(ctx.socket(id));
             poststop(&container);
-            finish(ctx, id, container);
+            let _ = finish(ctx, id, container);
             return Ok(status.code().clamp(0, 255) as u8);
         }
         if asked {
@@ -1465,15 +1475,21 @@ fn monitor_container(
                     // Exec'd processes die with the container; their clients get their codes
                     // (the facade's wait would reap them too, but tells no one).
                     report_exits(&mut execs);
+                    let _cleaning = hold_while_cleaning(ctx, id);
                     let _ = std::fs::remove_file(ctx.socket(id));
                     let code = match container.state() {
                         State::Created => 0,
                         _ => container.wait()?.code(),
                     };
                     poststop(&container);
-                    finish(ctx, id, container);
+                    // A failed cleanup is the delete's failure: the client, which then finds
+                    // the monitor gone, takes down what is left.
+                    let answer = match finish(ctx, id, container) {
+                        Ok(()) => "ok".to_string(),
+                        Err(err) => format!("error: {err}"),
+                    };
                     let mut stream = stream;
-                    let _ = writeln!(stream, "ok");
+                    let _ = writeln!(stream, "{answer}");
                     return Ok(code.clamp(0, 255) as u8);
                 }
             }
@@ -1784,13 +1800,17 @@ fn forward_signals(stream: &UnixStream) -> Result<(), Error> {
 
 /// The process an exec asks for: the --process file, or built from the command line.
 fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
+    // Never dropped without a word: the process would run with less (or more) than asked.
+    // runc applies these two with --process too.
+    if e.preserve_fds > 0 || e.cgroup.is_some() {
+        return Err("exec --preserve-fds and --cgroup are not supported".into());
+    }
     if let Some(path) = &e.process {
         return Ok(std::fs::read_to_string(path)?.replace('\n', " "));
     }
     if e.command.is_empty() {
         return Err("exec needs a command or --process".into());
     }
-    // Never dropped without a word: the process would run with less (or more) than asked.
     let unsupported = [
         ("--cap", !e.cap.is_empty()),
         ("--preserve-fds", e.preserve_fds > 0),
@@ -1803,6 +1823,9 @@ fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
     }
     let mut process = eci::oci_spec::runtime::Process::default();
     process.set_args(Some(e.command.clone()));
+    if e.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
     process.set_terminal(Some(e.tty));
     let mut env: Vec<String> =
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
