@@ -1813,10 +1813,8 @@ fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
     }
     let unsupported = [
         ("--cap", !e.cap.is_empty()),
-        ("--preserve-fds", e.preserve_fds > 0),
         ("--process-label", e.process_label.is_some()),
         ("--apparmor", e.apparmor.is_some()),
-        ("--cgroup", e.cgroup.is_some()),
     ];
     if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
         return Err(format!("exec {flag} is not supported").into());

@@ -95,8 +95,8 @@ impl std::fmt::Debug for Runtime {
 /// could swap in a directory of theirs after these checks).
 fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    // Parents as root's would be made whatever the umask (one of 002 would leave them open to
-    // the runtime's group, which the check below refuses).
+    // Parents are made 0755 whatever the umask: one of 002 would leave them writable by the
+    // runtime's group, which the check below refuses.
     let made = dir.parent().map_or(Ok(()), |parent| {
         std::fs::DirBuilder::new()
             .recursive(true)
