@@ -747,10 +747,11 @@ impl Container {
     /// is reused between being listed and being signalled.
     pub fn kill_all(&self, signal: i32) -> Result<()> {
         let signal = signal_of(signal)?;
+        // A created container too, as runc allows: its init waits for start in the cgroup.
         let was_paused = match self.state {
-            State::Running => false,
+            State::Created | State::Running => false,
             State::Paused => true,
-            _ => return Err(self.state_error("signal every process")),
+            State::Stopped(_) => return Err(self.state_error("signal every process")),
         };
         let cgroup = self.cgroup("signal every process")?;
         if !was_paused {

@@ -826,6 +826,15 @@ fn a_container_killed_before_start_is_cleaned_up_by_its_monitor() {
     assert!(said.contains("container not running"), "{said}");
     let delete = setup.runc(&["delete", id]);
     assert!(delete.status.success(), "{delete:?}");
+    // kill --all reaches a created container too, as runc's does.
+    let id = "killed-early-all";
+    let monitor = setup.create_with_monitor(id);
+    let killed = setup.runc(&["kill", "--all", id, "KILL"]);
+    assert!(killed.status.success(), "{killed:?}");
+    assert!(eventually(
+        || !Path::new(&format!("/proc/{monitor}")).exists()
+    ));
+    assert!(setup.runc(&["delete", id]).status.success());
 }
 
 #[test]
