@@ -126,41 +126,63 @@ fn blocks_of(dir: &Path, pool: IdPool) -> io::Result<Vec<u32>> {
     Ok(blocks)
 }
 
+/// For tests: a sleeping process in a user namespace of its own whose uid and gid maps are
+/// `mapping`; killed and reaped when dropped (also when a test fails first).
+#[cfg(test)]
+pub(crate) struct MappedNamespace(std::process::Child);
+
+#[cfg(test)]
+impl MappedNamespace {
+    pub(crate) fn new(mapping: eci_policy::ids::IdMapping) -> MappedNamespace {
+        let child = std::process::Command::new("unshare")
+            .args(["--user", "sleep", "30"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let process = MappedNamespace(child);
+        let dir = Path::new("/proc").join(process.pid().to_string());
+        let own = namespace_of(Path::new("/proc/self")).unwrap();
+        // The maps can be written once unshare has made the namespace.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while namespace_of(&dir).unwrap() == own && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        crate::write_id_maps(process.pid(), &[mapping], &[mapping]).unwrap();
+        process
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+#[cfg(test)]
+impl Drop for MappedNamespace {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use eci_policy::ids::IdMapping;
-    use std::process::{Command, Stdio};
 
     #[test]
     fn a_live_namespace_mapping_a_block_holds_it_and_the_callers_own_does_not() {
         // A pool of its own, far from any other test's: block 2 is mapped by a sleeping
         // process in a user namespace of its own (uid and gid maps one ID each, 100 into it).
         let pool = IdPool::new(0x7100_0000, 4 << 16, 1 << 16).unwrap();
-        let host = 0x7100_0000u32 + (2 << 16) + 100;
-        let mut child = Command::new("unshare")
-            .args(["--user", "sleep", "30"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("unshare (util-linux) runs");
-        let pid = child.id() as i32;
-        let dir = Path::new("/proc").join(pid.to_string());
-        let own = namespace_of(Path::new("/proc/self")).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while namespace_of(&dir).unwrap() == own && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        // Unmapped, it reaches no block.
-        assert!(blocks_in_use(pool).unwrap().is_empty());
         let one = IdMapping {
             container_start: 0,
-            host_start: host,
+            host_start: 0x7100_0000u32 + (2 << 16) + 100,
             size: 1,
         };
-        crate::write_id_maps(pid, &[one], &[one]).unwrap();
+        let process = MappedNamespace::new(one);
         let records = blocks_in_use(pool).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let pid = process.pid();
+        drop(process);
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0].index, 2);
         assert_eq!(records[0].holders[0].pid, pid);

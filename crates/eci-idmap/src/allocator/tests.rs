@@ -442,23 +442,7 @@ fn a_journal_removed_during_its_boot_is_not_started_again() {
 fn a_seeded_journal_begins_with_the_blocks_live_namespaces_map() {
     // A pool of this test's own; block 1 is mapped by a sleeping process in a user namespace.
     let pool = IdPool::new(0x7200_0000, 4 << 16, 1 << 16).unwrap();
-    let mut child = std::process::Command::new("unshare")
-        .args(["--user", "sleep", "30"])
-        .spawn()
-        .expect("unshare (util-linux) runs");
-    let pid = child.id() as i32;
-    let own = std::fs::metadata("/proc/self/ns/user").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::metadata(format!("/proc/{pid}/ns/user"))
-        .unwrap()
-        .ino()
-        == own.ino()
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let one = pool.block(1).unwrap().mapping();
-    crate::write_id_maps(pid, &[one], &[one]).unwrap();
+    let _process = crate::live::MappedNamespace::new(pool.block(1).unwrap().mapping());
     let (seeded_dir, plain_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let seeded = Allocator::open_seeded(seeded_dir.path(), pool, Durability::Sync).unwrap();
     let plain = Allocator::open_with(plain_dir.path(), pool, Durability::Sync).unwrap();
@@ -468,6 +452,4 @@ fn a_seeded_journal_begins_with_the_blocks_live_namespaces_map() {
     };
     assert_eq!(indexes(&seeded), [0, 2], "block 1 is the live namespace's");
     assert_eq!(indexes(&plain), [0, 1], "an unseeded journal does not look");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
