@@ -10,7 +10,9 @@ use eci_mount::exec::{ExecContext, RootfsMount};
 use eci_mount::MountPlan;
 use eci_ns::channel::Channel;
 use eci_ns::failure::{Failure, Stage};
-use eci_ns::{spawn, ExitStatus, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest};
+use eci_ns::{
+    spawn, ExitStatus, InitParent, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest,
+};
 use eci_policy::harden::{harden_with_image, Change, HardenContext, ImageContext};
 use eci_policy::ids::IdMapping;
 use eci_policy::overrides::Overrides;
@@ -60,6 +62,9 @@ pub struct ContainerConfig {
     /// The image the container runs, if the caller knows it: only then may it bind-mount the
     /// Docker socket (`dockerSocketMount.imageList`).
     pub image: Option<ContainerImage>,
+    /// Which process the container's init is a child of: this runtime (the default), or
+    /// whoever adopts its orphans (see [`ContainerConfig::init_parent`]).
+    pub init_parent: InitParent,
 }
 
 /// The image a container runs, as the caller found it, for `dockerSocketMount.imageList`. A
@@ -95,6 +100,7 @@ impl ContainerConfig {
             bundle: PathBuf::from("."),
             stdio: Stdio::default(),
             image: None,
+            init_parent: InitParent::Runtime,
         }
     }
 
@@ -113,6 +119,25 @@ impl ContainerConfig {
     /// Sets the image the container runs.
     pub fn image(mut self, image: ContainerImage) -> ContainerConfig {
         self.image = Some(image);
+        self
+    }
+
+    /// Sets which process the container's init is a child of. With [`InitParent::Adopter`]
+    /// the init is adopted, before `create` returns, by the nearest ancestor of this process
+    /// that made itself a child subreaper (containerd's shim does), else by the init of its
+    /// PID namespace. That is what an OCI runtime's `create` needs: its caller names the init
+    /// in the pid file, reaps it for the exit status and reads its cgroup for statistics and
+    /// OOM events. [`Container::wait`] still reports how it ended. Needs Linux 6.15 or later
+    /// ([`eci_ns::pidfd::exit_status_outlives_reaping`]): `create` refuses it before.
+    ///
+    /// ```
+    /// use eci::{ContainerConfig, InitParent};
+    /// let spec = eci::oci_spec::runtime::Spec::default();
+    /// let config = ContainerConfig::new("web", spec).init_parent(InitParent::Adopter);
+    /// assert_eq!(config.init_parent, InitParent::Adopter);
+    /// ```
+    pub fn init_parent(mut self, parent: InitParent) -> ContainerConfig {
+        self.init_parent = parent;
         self
     }
 }
@@ -298,14 +323,28 @@ impl Container {
             bundle,
             stdio,
             image,
+            init_parent,
         } = config;
         if !valid_container_id(&id) {
             return Err(Error::InvalidId(id));
         }
+        if init_parent == InitParent::Adopter && !eci_ns::pidfd::exit_status_outlives_reaping() {
+            return Err(Error::Unsupported(
+                "an init adopted by another process before Linux 6.15 (its exit status would reach the adopter alone)",
+            ));
+        }
         if !shared.live.lock().expect("live set").insert(id.clone()) {
             return Err(Error::Exists(id));
         }
-        let created = Self::create_reserved(Arc::clone(&shared), &id, spec, &bundle, stdio, image);
+        let created = Self::create_reserved(
+            Arc::clone(&shared),
+            &id,
+            spec,
+            &bundle,
+            stdio,
+            image,
+            init_parent,
+        );
         if created.is_err() {
             shared.live.lock().expect("live set").remove(&id);
         }
@@ -319,6 +358,7 @@ impl Container {
         bundle: &Path,
         stdio: Stdio,
         image: Option<ContainerImage>,
+        init_parent: InitParent,
     ) -> Result<Container> {
         let bundle = std::fs::canonicalize(bundle).map_err(|source| Error::Path {
             what: "bundle",
@@ -512,6 +552,7 @@ impl Container {
                 init: &init,
                 prepare: &mut prepare,
                 late_mounts: mount_plan.has_late_mounts(),
+                init_parent,
                 boot_clock_origin,
                 while_mounting: Some(&mut while_mounting),
             })
@@ -609,6 +650,14 @@ impl Container {
         // The init is in its cgroup by now (it moved itself in, or was added, before it was
         // let go).
         let charged_to = crate::cgroup::memory_tasks_of(self.init.pid())?;
+        // An adopted init's pid is free for reuse once its adopter reaps it: what was read
+        // is the init's only if it still runs now (it waits for its start, unless killed).
+        if !self.init.is_alive() {
+            return Err(Error::Io {
+                what: "reading the init's memory cgroup".into(),
+                source: std::io::Error::from_raw_os_error(libc::ESRCH),
+            });
+        }
         let (vetting, config) = match pending {
             Some(mut pending) => {
                 if let Some(tasks) = &charged_to {

@@ -53,7 +53,7 @@ mod virt;
 
 pub use container::{valid_container_id, Container, ContainerConfig, ContainerImage, State, Stdio};
 pub use eci_idmap::Durability;
-pub use eci_ns::ExitStatus;
+pub use eci_ns::{ExitStatus, InitParent};
 pub use eci_policy::harden::Change;
 pub use eci_policy::ids::IdMapping;
 pub use eci_policy::Policy;

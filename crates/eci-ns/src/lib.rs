@@ -35,4 +35,6 @@ pub mod yielding;
 
 pub use namespaces::Namespaces;
 pub use pidfd::{ExitStatus, PidFd};
-pub use spawn::{spawn, spawn_into, LatePhase, SetupContext, SpawnError, SpawnRequest, Spawned};
+pub use spawn::{
+    spawn, spawn_into, InitParent, LatePhase, SetupContext, SpawnError, SpawnRequest, Spawned,
+};

@@ -94,25 +94,81 @@ impl PidFd {
 
     /// True until the process has exited (it may still be an unreaped zombie after that).
     pub fn is_alive(&self) -> bool {
-        let mut pfd = libc::pollfd {
+        self.poll(0).is_ok_and(|events| events == 0)
+    }
+
+    /// Waits for the process to exit. A child of the caller is reaped; any other process (one
+    /// its own parent reaps, such as an init a container manager's shim adopted) is left to
+    /// that parent, and how it ended is read instead: from its `/proc` entry while it is a
+    /// zombie (which needs the right to trace it, as host root has), from what the kernel keeps
+    /// for pidfds once it is reaped ([`exit_status_outlives_reaping`]). ECHILD if neither can
+    /// say.
+    pub fn wait(&self) -> SysResult<ExitStatus> {
+        match self.wait_with(0) {
+            Err(Errno(libc::ECHILD)) => self.exit_of_other(true),
+            waited => waited,
+        }
+        .map(|s| s.expect("a blocking wait always returns a status"))
+    }
+
+    /// [`PidFd::wait`] without blocking: `None` while the process runs.
+    pub fn try_wait(&self) -> SysResult<Option<ExitStatus>> {
+        match self.wait_with(libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => self.exit_of_other(false),
+            waited => waited,
+        }
+    }
+
+    /// How a process that is not the caller's child ended, once it has.
+    fn exit_of_other(&self, block: bool) -> SysResult<Option<ExitStatus>> {
+        if self.poll(if block { -1 } else { 0 })? == 0 {
+            return Ok(None);
+        }
+        if let Some(status) = self.zombie_exit_status() {
+            return Ok(Some(status));
+        }
+        // Reaped: the kernel stored the status before it let go of the pid.
+        self.reaped_exit_status()
+            .map(Some)
+            .ok_or(Errno(libc::ECHILD))
+    }
+
+    /// poll(2) for the process's exit (and reaping): the events seen, 0 if `timeout_ms` passed.
+    fn poll(&self, timeout_ms: libc::c_int) -> SysResult<libc::c_short> {
+        let mut fds = [libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
+        }];
+        retry(|| crate::sys::poll(&mut fds, timeout_ms))?;
+        Ok(fds[0].revents)
+    }
+
+    /// The wait status field of an exited, unreaped process's `/proc/PID/stat`; `None` once it
+    /// is reaped.
+    fn zombie_exit_status(&self) -> Option<ExitStatus> {
+        let stat = std::fs::File::open(format!("/proc/{}/stat", self.pid)).ok()?;
+        // A reaped pid may name another process by now: the entry opened is this one only if
+        // the process was still unreaped after the open (the kernel hangs up a pidfd once its
+        // process is reaped).
+        if self.poll(0).ok()? & libc::POLLHUP != 0 {
+            return None;
+        }
+        // An entry whose process is reaped after the open reads ESRCH.
+        let text = std::io::read_to_string(stat).ok()?;
+        exit_code_in_stat(&text).map(ExitStatus::from_wait_status)
+    }
+
+    /// The wait status the kernel keeps for a reaped process's pidfds (PIDFD_INFO_EXIT).
+    fn reaped_exit_status(&self) -> Option<ExitStatus> {
+        let mut info = PidfdInfo {
+            mask: PIDFD_INFO_EXIT,
+            ..PidfdInfo::default()
         };
-        // SAFETY: pfd is a valid pollfd; a zero timeout never blocks.
-        let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
-        ready == 0
-    }
-
-    /// Waits for a child process to exit and reaps it.
-    pub fn wait(&self) -> SysResult<ExitStatus> {
-        self.wait_with(0)
-            .map(|s| s.expect("a blocking wait always returns a status"))
-    }
-
-    /// Reaps the child if it has exited, without blocking.
-    pub fn try_wait(&self) -> SysResult<Option<ExitStatus>> {
-        self.wait_with(libc::WNOHANG)
+        // SAFETY: info is a writable pidfd_info of the size the request encodes.
+        let done = unsafe { libc::ioctl(self.fd.as_raw_fd(), PIDFD_GET_INFO, &mut info) };
+        (done == 0 && info.mask & PIDFD_INFO_EXIT != 0)
+            .then(|| ExitStatus::from_wait_status(info.exit_code))
     }
 
     fn wait_with(&self, extra: libc::c_int) -> SysResult<Option<ExitStatus>> {
@@ -155,7 +211,211 @@ impl AsRawFd for PidFd {
     }
 }
 
+/// `struct pidfd_info` in its first version (Linux 6.13, 64 bytes); `exit_code` is filled in
+/// from Linux 6.15 on.
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    ids: [u32; 11],
+    exit_code: i32,
+}
+
+/// PIDFD_GET_INFO: `_IOWR(0xFF, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: libc::c_ulong =
+    (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+/// The request's bit for a reaped process's wait status.
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// Whether the kernel keeps a process's exit status for its pidfds after its parent reaps it
+/// (Linux 6.15 and later): only then can [`PidFd::wait`] always tell how a process that is not
+/// the caller's child ended, rather than only while it is a zombie.
+pub fn exit_status_outlives_reaping() -> bool {
+    // SAFETY: an all-zero utsname is valid; uname fills it in.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: name is a writable utsname.
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return false;
+    }
+    // SAFETY: uname NUL-terminates release.
+    let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) };
+    kernel_at_least(&release.to_string_lossy(), (6, 15))
+}
+
+/// Whether a kernel release string ("6.18.44-fc") names `wanted` (major, minor) or later.
+fn kernel_at_least(release: &str, wanted: (u32, u32)) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= wanted,
+        _ => false,
+    }
+}
+
+/// Field 52 of a `/proc/PID/stat` line, the wait status of an exited process (0 while it
+/// runs, and 0 to a reader without the right to trace it). The command name before it is in
+/// parentheses and may hold anything, parentheses and spaces too, so fields count from the
+/// last ')'.
+fn exit_code_in_stat(stat: &str) -> Option<i32> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    // The fields after the name start at the third.
+    after_name
+        .split_ascii_whitespace()
+        .nth(52 - 3)?
+        .parse()
+        .ok()
+}
+
 /// True if `errno` means the process is already gone.
 pub fn is_gone(errno: Errno) -> bool {
     errno.0 == libc::ESRCH
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A process that is not the test's child: a grandchild whose parent (the test's child)
+    /// reaps it only when told. Returns (the parent's pid, a pidfd for the grandchild, the pipe
+    /// that tells the grandchild to end, the pipe that tells the parent to reap), told by
+    /// writing a byte ([`tell`]): forks of other tests may hold the write ends too.
+    fn grandchild(how: i32) -> (i32, PidFd, OwnedFd, OwnedFd) {
+        let [go_read, go_write] = pipe();
+        let [reap_read, reap_write] = pipe();
+        let [pid_read, pid_write] = pipe();
+        // SAFETY: the child makes only async-signal-safe calls, then _exit.
+        let parent = unsafe { libc::fork() };
+        assert!(parent >= 0);
+        if parent == 0 {
+            // SAFETY: as above.
+            unsafe {
+                let grandchild = libc::fork();
+                if grandchild == 0 {
+                    let mut byte = 0u8;
+                    libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+                    if how < 0 {
+                        libc::kill(libc::getpid(), -how);
+                    }
+                    libc::_exit(how);
+                }
+                libc::write(pid_write.as_raw_fd(), (&grandchild as *const i32).cast(), 4);
+                let mut byte = 0u8;
+                libc::read(reap_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+                libc::waitpid(grandchild, std::ptr::null_mut(), 0);
+                libc::_exit(0);
+            }
+        }
+        drop(pid_write);
+        let mut pid = 0i32;
+        // SAFETY: reading 4 bytes into an i32.
+        let read = unsafe { libc::read(pid_read.as_raw_fd(), (&mut pid as *mut i32).cast(), 4) };
+        assert_eq!(read, 4);
+        // The parent reaps it only when told: the pid cannot be reused before.
+        let pidfd = PidFd::open(pid).unwrap();
+        (parent, pidfd, go_write, reap_write)
+    }
+
+    fn tell(pipe: &OwnedFd) {
+        // SAFETY: writes one byte from a valid buffer.
+        let written = unsafe { libc::write(pipe.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        assert_eq!(written, 1);
+    }
+
+    fn pipe() -> [OwnedFd; 2] {
+        let mut fds = [-1; 2];
+        // SAFETY: fds is a valid array of two ints.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: pipe2 returned two new fds that we own.
+        fds.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn reap(pid: i32) {
+        // SAFETY: waiting for the test's own child.
+        assert_eq!(unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) }, pid);
+    }
+
+    #[test]
+    fn a_zombie_of_another_parent_tells_how_it_ended() {
+        let (parent, pidfd, go, reap_now) = grandchild(7);
+        assert_eq!(pidfd.try_wait(), Ok(None), "still running");
+        tell(&go);
+        assert_eq!(pidfd.wait(), Ok(ExitStatus::Exited(7)));
+        assert!(
+            pidfd.poll(0).unwrap() & libc::POLLHUP == 0,
+            "read from the zombie, not after its reaping"
+        );
+        tell(&reap_now);
+        reap(parent);
+    }
+
+    #[test]
+    fn a_process_its_parent_reaped_still_tells_how_it_ended() {
+        if !exit_status_outlives_reaping() {
+            eprintln!("skipped: this kernel forgets a reaped process's status");
+            return;
+        }
+        let (parent, pidfd, go, reap_now) = grandchild(-libc::SIGKILL);
+        tell(&go);
+        tell(&reap_now);
+        reap(parent);
+        assert!(pidfd.poll(-1).unwrap() & libc::POLLHUP != 0, "reaped");
+        assert_eq!(
+            pidfd.try_wait(),
+            Ok(Some(ExitStatus::Signaled(libc::SIGKILL)))
+        );
+        assert_eq!(pidfd.wait(), Ok(ExitStatus::Signaled(libc::SIGKILL)));
+    }
+
+    #[test]
+    fn own_children_are_reaped() {
+        // SAFETY: the child only exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(3) };
+        }
+        let pidfd = PidFd::open(pid).unwrap();
+        assert_eq!(pidfd.wait(), Ok(ExitStatus::Exited(3)));
+        assert!(
+            pidfd.poll(0).unwrap() & libc::POLLHUP != 0,
+            "reaped by wait"
+        );
+    }
+
+    #[test]
+    fn kernel_releases_compare() {
+        assert!(kernel_at_least("6.18.44-fc-v1272", (6, 15)));
+        assert!(kernel_at_least("7.0.0", (6, 15)));
+        assert!(kernel_at_least("6.15", (6, 15)));
+        assert!(!kernel_at_least("6.14.11-300.fc42.x86_64", (6, 15)));
+        assert!(!kernel_at_least("5.19.0", (6, 15)));
+        assert!(!kernel_at_least("", (6, 15)));
+        assert!(!kernel_at_least("six.fifteen", (6, 15)));
+    }
+
+    #[test]
+    fn the_exit_code_is_found_past_any_command_name() {
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert_eq!(exit_code_in_stat(&own), Some(0), "{own}");
+        assert_eq!(exit_code_in_stat("1 (init) S 0"), None, "too few fields");
+        assert_eq!(exit_code_in_stat("no name"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn field_52_is_read_whatever_the_name(
+            name in "[ -~]{0,16}",
+            fields in proptest::collection::vec(0i64..1 << 40, 50..60),
+        ) {
+            let line = format!(
+                "42 ({name}) {}\n",
+                fields.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")
+            );
+            let expected = i32::try_from(fields[49]).ok();
+            prop_assert_eq!(exit_code_in_stat(&line), expected);
+        }
+    }
 }

@@ -6,8 +6,9 @@
 //! - a **setup** process forked from it, which enters a new mount namespace owned by the host user
 //!   namespace (the *setup namespace*);
 //! - the **init**, cloned by the setup process into new user, PID, network, IPC and UTS namespaces
-//!   (with `CLONE_PARENT`, so the runtime is its parent). It starts inside the setup namespace,
-//!   where it can change nothing, and waits;
+//!   (with `CLONE_PARENT`, so the runtime is its parent, unless [`InitParent::Adopter`] leaves
+//!   it to the setup process's adopter). It starts inside the setup namespace, where it can
+//!   change nothing, and waits;
 //! - a **mounter**, forked by the setup process after it joined the init's PID, network and IPC
 //!   namespaces. With host credentials it builds the container's whole mount table in the setup
 //!   namespace (so /proc shows the container's PIDs, /sys its network devices, /dev/mqueue its
@@ -117,6 +118,8 @@ pub struct SpawnRequest<'a> {
     /// [`LatePhase::wait_for_unshare`] between them, and the init goes on only once the mounter
     /// has finished.
     pub late_mounts: bool,
+    /// Which process the init is a child of (and reaped by).
+    pub init_parent: InitParent,
     /// A reading of [`crate::timens::boot_clock`] taken before this call: the container gets
     /// a time namespace whose boot clock reads zero at it, so that its uptime, `btime` and
     /// process start times (its init's included) count from there. Taken when the container's
@@ -128,6 +131,22 @@ pub struct SpawnRequest<'a> {
     /// returns the thread lists (cgroup v1 `tasks` files, opened for writing) the init moves
     /// itself into before it unshares its cgroup namespace (see [`WhileMounting`]).
     pub while_mounting: Option<&'a mut WhileMounting<'a>>,
+}
+
+/// Which process a container's init is a child of, which is the process that reaps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitParent {
+    /// The runtime (the caller of [`spawn`]), which reaps it with [`PidFd::wait`].
+    #[default]
+    Runtime,
+    /// Whoever adopts the runtime's orphans: its nearest ancestor that made itself a child
+    /// subreaper (containerd's shim does), else the init of its PID namespace. The init is
+    /// adopted when the setup process exits, before [`spawn`] returns; the adopter reaps it,
+    /// and [`PidFd::wait`] reads how it ended (always so only where
+    /// [`crate::pidfd::exit_status_outlives_reaping`]). An OCI runtime's `create` needs this:
+    /// its caller names that process in its pid file, reaps it for the container's exit status
+    /// and reads its cgroup for the container's statistics and OOM events.
+    Adopter,
 }
 
 /// The init's step (in [`Stage::InitNamespaces`]) that moves it into the cgroups of
@@ -151,7 +170,7 @@ pub type Prepare<'a> = dyn FnMut(&PidFd) -> Result<u32, PrepareError> + 'a;
 /// A started init, waiting in its own namespaces for what its `init` closure expects next.
 #[derive(Debug)]
 pub struct Spawned {
-    /// The init process; the runtime is its parent.
+    /// The init process; the runtime is its parent unless [`InitParent::Adopter`] was asked.
     pub init: PidFd,
     /// The runtime's end of the init's channel.
     pub channel: Channel,
@@ -209,7 +228,8 @@ impl Drop for Reaper {
     }
 }
 
-/// Kills and reaps the init unless disarmed.
+/// Kills the init unless disarmed, and reaps it if it is the runtime's child (else waits for
+/// its end).
 struct InitReaper<'a> {
     init: &'a PidFd,
     armed: bool,
@@ -246,6 +266,7 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
                 &ends,
                 request.namespaces,
                 request.late_mounts,
+                request.init_parent,
                 request.boot_clock_origin,
                 request.setup,
                 request.init,
@@ -264,7 +285,8 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         Ok(_) | Err(SpawnError::Died { .. }) => return Err(died(&mut setup, "setup")),
         Err(err) => return Err(err),
     };
-    // The init is our child (CLONE_PARENT), so its pid cannot be reused before we reap it.
+    // The init is our child (CLONE_PARENT) or the setup process's, which reaps nothing but the
+    // mounter before it exits: its pid cannot be reused yet.
     let init = PidFd::open(init_pid).map_err(runtime_err("opening a pidfd for the init"))?;
     let mut init_guard = InitReaper {
         init: &init,
@@ -389,6 +411,7 @@ fn setup_process(
     ends: &ChildEnds<'_>,
     namespaces: Namespaces,
     late_mounts: bool,
+    init_parent: InitParent,
     boot_clock_origin: Option<libc::timespec>,
     setup: &(dyn Fn(SetupContext<'_>) -> Result<(), Failure> + Sync),
     init: &(dyn Fn(&Channel) -> Failure + Sync),
@@ -412,9 +435,14 @@ fn setup_process(
     } else {
         Namespaces::MOUNT | Namespaces::CGROUP
     };
+    // Without CLONE_PARENT the init is this process's child, and adopted when it exits.
+    let parent_flag = match init_parent {
+        InitParent::Runtime => libc::CLONE_PARENT as u64,
+        InitParent::Adopter => 0,
+    };
     let clone_flags = (namespaces & !made_by_init | Namespaces::USER | Namespaces::PID)
         .clone_flags()
-        | libc::CLONE_PARENT as u64
+        | parent_flag
         | libc::CLONE_PIDFD as u64;
     let mut pipe = UnsharedPipe {
         read: -1,

@@ -3,7 +3,9 @@
 use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::sys::{self, Errno};
-use eci_ns::{spawn, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest};
+use eci_ns::{
+    spawn, ExitStatus, InitParent, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest,
+};
 
 const HOST_BASE: u32 = 0x3000_0000;
 /// The block of the test that looks for leftover processes by their host IDs, apart from the
@@ -55,6 +57,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
         init: &init,
         prepare: &mut write_maps,
         late_mounts: false,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
     })
@@ -80,6 +83,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
         init: &init,
         prepare: &mut |init: &PidFd| write_maps_at(init, FAILING_BASE),
         late_mounts: false,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
     })
@@ -127,6 +131,7 @@ fn what_prepare_returns_reaches_the_mounter() {
         init: &init,
         prepare: &mut prepare,
         late_mounts: false,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
     })
@@ -152,6 +157,7 @@ fn a_prepare_failure_kills_the_init() {
         init: &init,
         prepare: &mut prepare,
         late_mounts: false,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
     })
@@ -204,6 +210,7 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
         init: &init,
         prepare: &mut write_maps,
         late_mounts: true,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
     })
@@ -251,6 +258,7 @@ fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() 
         init: &report_clock,
         prepare: &mut write_maps,
         late_mounts: false,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: Some(eci_ns::timens::boot_clock().unwrap()),
         while_mounting: None,
     })
@@ -318,6 +326,7 @@ fn spawn_with_thread_lists(
         init: &init,
         prepare: &mut write_maps,
         late_mounts: false,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: Some(&mut while_mounting),
     })
@@ -391,6 +400,7 @@ fn a_process_added_later_moves_itself_into_the_cgroups_it_is_handed() {
         init: &wait_for_end,
         prepare: &mut write_maps,
         late_mounts: false,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
     })
@@ -477,6 +487,7 @@ fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
         init: &stay,
         prepare: &mut write_maps,
         late_mounts: false,
+        init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
     })
@@ -505,4 +516,44 @@ fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
     assert_eq!(joined.init.wait().unwrap().code(), 0);
     drop(spawned.channel);
     assert_eq!(spawned.init.wait().unwrap().code(), 0);
+}
+
+/// The parent pid in a process's `/proc/PID/stat` (the fourth field, after the name).
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, after_name) = stat.rsplit_once(')').unwrap();
+    after_name
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_adopted_init_is_no_child_of_the_runtime_yet_its_end_is_known() {
+    let setup = |_: SetupContext<'_>| Ok(());
+    let init = |_: &Channel| loop {
+        // SAFETY: pause only waits for a signal.
+        unsafe { libc::pause() };
+    };
+    let spawned = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        setup: &setup,
+        init: &init,
+        prepare: &mut write_maps,
+        late_mounts: false,
+        init_parent: InitParent::Adopter,
+        boot_clock_origin: None,
+        while_mounting: None,
+    })
+    .unwrap();
+    let pid = spawned.init.pid();
+    // The setup process that cloned it is gone, and this process (no subreaper) was skipped:
+    // its adopter is this process's (the PID namespace's init, or a subreaper above).
+    assert_ne!(parent_of(pid), std::process::id() as i32);
+    assert!(!children_of_this_process().contains(&pid.to_string()));
+    assert_eq!(spawned.init.try_wait(), Ok(None));
+    spawned.init.signal(libc::SIGKILL).unwrap();
+    assert_eq!(spawned.init.wait(), Ok(ExitStatus::Signaled(libc::SIGKILL)));
 }
