@@ -52,7 +52,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use eci::oci_spec::runtime::{Hook, Hooks, LinuxResources};
 use eci::{
-    Container, ContainerConfig, ExecProcess, Runtime, RuntimeConfig, State, Stdio,
+    Container, ContainerConfig, ExecProcess, InitParent, Runtime, RuntimeConfig, State, Stdio,
     VirtualFilesServer,
 };
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
@@ -328,7 +328,7 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
                 }
                 args.push(&e.container_id);
                 let process = memory_file("eci-exec-process", process.as_bytes())?;
-                let mut waiter = spawn_self_with(ctx, &args, Some(process.as_raw_fd()))?;
+                let (mut waiter, _) = spawn_self_with(ctx, &args, Some(process.as_raw_fd()))?;
                 if let Some(pid_file) = &e.pid_file {
                     // Nobody would know the process ran: it goes with its stand-in (the monitor
                     // kills an exec'd process whose stand-in hangs up).
@@ -423,17 +423,24 @@ fn create(
         args.extend(["--console-socket", console]);
     }
     args.push(id);
-    let started = fork_monitor(ctx, id, &bundle, console_socket)
-        .unwrap_or_else(|| spawn_self(ctx, &args).map(MonitorProcess::Executed));
-    let mut child = match started {
-        Ok(child) => child,
+    let started = fork_monitor(ctx, id, &bundle, console_socket).unwrap_or_else(|| {
+        spawn_self(ctx, &args).map(|(child, report)| (MonitorProcess::Executed(child), report))
+    });
+    let (mut child, report) = match started {
+        Ok(started) => started,
         Err(err) => {
             let _ = dir.remove();
             return Err(err);
         }
     };
     if let Some(pid_file) = pid_file {
-        if let Err(err) = write_pid_file(pid_file, child.id()) {
+        // The process whose end is the container's: its init, which the monitor let this
+        // process's adopter (the shim) have, or else the monitor itself.
+        let named = report
+            .parse::<u32>()
+            .map_err(|_| Error::from(format!("the monitor reported '{report}', not a pid")))
+            .and_then(|pid| write_pid_file(pid_file, pid).map_err(Error::from));
+        if let Err(err) = named {
             // The caller will not know of the monitor: take the container down with it.
             let _ = ask(ctx, id, "delete force");
             let _ = child.wait();
@@ -632,13 +639,6 @@ enum MonitorProcess {
 }
 
 impl MonitorProcess {
-    fn id(&self) -> u32 {
-        match self {
-            MonitorProcess::Executed(child) => child.id(),
-            MonitorProcess::Forked(pid) => pid.as_raw().unsigned_abs(),
-        }
-    }
-
     /// Waits for the monitor to exit: its exit code (1 if a signal ended it).
     fn wait(&mut self) -> Result<i32, Error> {
         match self {
@@ -672,7 +672,7 @@ fn fork_monitor(
     id: &str,
     bundle: &Path,
     console: Option<&Path>,
-) -> Option<Result<MonitorProcess, Error>> {
+) -> Option<Result<(MonitorProcess, String), Error>> {
     if !is_single_threaded() {
         return None;
     }
@@ -685,7 +685,7 @@ fn fork_single_threaded(
     id: &str,
     bundle: &Path,
     console: Option<&Path>,
-) -> Result<MonitorProcess, Error> {
+) -> Result<(MonitorProcess, String), Error> {
     let (mut ready, ready_writer) = std::io::pipe()?;
     // Whatever this process buffered would be written twice.
     std::io::stdout().flush()?;
@@ -715,7 +715,7 @@ fn fork_single_threaded(
             drop(ready_writer);
             let mut monitor = MonitorProcess::Forked(child);
             match read_report(&mut ready) {
-                Ok(()) => Ok(monitor),
+                Ok(report) => Ok((monitor, report)),
                 Err(err) => {
                     let _ = monitor.wait();
                     Err(err)
@@ -725,24 +725,28 @@ fn fork_single_threaded(
     }
 }
 
-/// Reads a started process's one-line report on its pipe: "ok", or "error: REASON".
-fn read_report(ready: &mut std::io::PipeReader) -> Result<(), Error> {
+/// Reads a started process's one-line report on its pipe: "ok" and what follows it (a monitor
+/// adds the pid its pid file names), or "error: REASON".
+fn read_report(ready: &mut std::io::PipeReader) -> Result<String, Error> {
     // One line: the container's processes inherit the pipe too, so its end never comes.
     let mut answer = String::new();
     BufReader::new(ready).read_line(&mut answer)?;
-    if answer.trim() != "ok" {
-        let reason = answer
-            .trim()
-            .strip_prefix("error: ")
-            .unwrap_or("the monitor exited early");
-        return Err(reason.to_string().into());
+    let answer = answer.trim();
+    match answer.strip_prefix("ok") {
+        Some(rest) if rest.is_empty() || rest.starts_with(' ') => Ok(rest.trim().to_string()),
+        _ => {
+            let reason = answer
+                .strip_prefix("error: ")
+                .unwrap_or("the monitor exited early");
+            Err(reason.to_string().into())
+        }
     }
-    Ok(())
 }
 
 /// Starts this program again with `args` (and the global options), in a session of its own,
-/// and waits for its one-line report on fd 3: "ok", or "error: REASON".
-fn spawn_self(ctx: &Ctx, args: &[&str]) -> Result<std::process::Child, Error> {
+/// and waits for its one-line report on fd 3: "ok" (and what follows it, returned), or
+/// "error: REASON".
+fn spawn_self(ctx: &Ctx, args: &[&str]) -> Result<(std::process::Child, String), Error> {
     spawn_self_with(ctx, args, None)
 }
 
@@ -777,7 +781,7 @@ fn spawn_self_with(
     ctx: &Ctx,
     args: &[&str],
     extra: Option<std::os::fd::RawFd>,
-) -> Result<std::process::Child, Error> {
+) -> Result<(std::process::Child, String), Error> {
     let (mut ready, ready_writer) = std::io::pipe()?;
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--root").arg(&ctx.root);
@@ -809,8 +813,8 @@ fn spawn_self_with(
     let child = command.spawn();
     drop(ready_writer);
     let child = child?;
-    read_report(&mut ready)?;
-    Ok(child)
+    let report = read_report(&mut ready)?;
+    Ok((child, report))
 }
 
 /// A socket path short enough for sun_path whatever the root and ID (Docker's are long):
@@ -1271,7 +1275,18 @@ fn monitor_container(
         std::io::stderr().as_fd().try_clone_to_owned()?,
     ];
     detach_stdio()?;
-    let created = create_container(ctx, id, bundle, caller_stdio).and_then(
+    // A created container's init goes to the process that reaps `create` (containerd's shim),
+    // which names it in the pid file, reaps it for the container's exit and reads its cgroup
+    // for statistics and OOM events, as runc's init does; the monitor learns of its end through
+    // its pidfd. Kernels before 6.15 forget a reaped process's exit status: there the init
+    // stays the monitor's child and the pid file names the monitor.
+    let init_parent = match caller {
+        Caller::Create(_) if eci::eci_ns::pidfd::exit_status_outlives_reaping() => {
+            InitParent::Adopter
+        }
+        _ => InitParent::Runtime,
+    };
+    let created = create_container(ctx, id, bundle, caller_stdio, init_parent).and_then(
         |(mut container, listener, hooks)| {
             match (container.take_console(), console) {
                 (Some(master), Some(socket)) => send_console(socket, master)?,
@@ -1326,7 +1341,11 @@ fn monitor_container(
     }
     let signals = match caller {
         Caller::Create(mut ready) => {
-            writeln!(ready, "ok")?;
+            let reaped = match init_parent {
+                InitParent::Adopter => container.pid().unsigned_abs(),
+                InitParent::Runtime => std::process::id(),
+            };
+            writeln!(ready, "ok {reaped}")?;
             None
         }
         Caller::Foreground { signals, pid_file } => {
@@ -1850,6 +1869,7 @@ fn create_container(
     id: &str,
     bundle: &Path,
     caller_stdio: [OwnedFd; 3],
+    init_parent: InitParent,
 ) -> Result<(Container, UnixListener, Hooks), Error> {
     let mut config = RuntimeConfig {
         state_dir: ctx.state_dir(),
@@ -1925,7 +1945,8 @@ fn create_container(
     };
     let mut config = ContainerConfig::new(id, spec.clone())
         .bundle(bundle)
-        .stdio(stdio);
+        .stdio(stdio)
+        .init_parent(init_parent);
     if let Some(image) = engine_image(ctx, &spec, id, runtime.policy()) {
         config = config.image(image);
     }

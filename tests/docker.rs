@@ -378,8 +378,8 @@ fn docker_runs_containers_through_eci_runc() {
     );
     let out = String::from_utf8_lossy(&exec.stdout).to_string();
     // The block the container's init holds, as the host sees it (the lease journal is
-    // host-wide, so other tests' containers decide which block d2 gets). The engine's
-    // State.Pid is eci-runc's monitor; `docker top` lists the container's own processes.
+    // host-wide, so other tests' containers decide which block d2 gets). `docker top` lists
+    // the container's own processes.
     let top = docker.docker(&["top", "d2", "-o", "pid"]);
     let top = String::from_utf8_lossy(&top.stdout).to_string();
     let init = top.lines().nth(1).unwrap_or_default().trim();
@@ -418,6 +418,21 @@ fn docker_runs_containers_through_eci_runc() {
         String::from_utf8_lossy(&meminfo.stdout),
         "MemTotal:         131072 kB\n"
     );
+
+    // The engine's State.Pid is the container's init, which the pid file names as runc's
+    // does; containerd's shim reads the statistics and OOM kills from that process's cgroup.
+    let inspect_of = |field: &str, name: &str| {
+        let out = docker.docker(&["inspect", "-f", field, name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(inspect_of("{{.State.Pid}}", "d2"), init, "{top_out}");
+    let stats = docker.docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "d2"]);
+    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
+    assert!(stats.trim_end().ends_with("/ 128MiB"), "{stats}");
+    let oom = docker.run_named(&["-m", "16m"], "oom", &["tail", "/dev/zero"]);
+    assert_eq!(oom.status.code(), Some(137), "{oom:?}");
+    assert_eq!(inspect_of("{{.State.OOMKilled}}", "oom"), "true");
+    assert!(docker.docker(&["rm", "oom"]).status.success());
 
     // Terminals: a pty from the container's own devpts, for exec -t and run -t.
     let tty = docker.docker(&[

@@ -79,8 +79,14 @@ impl Setup {
         std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
     }
 
-    /// Creates container `id`; its monitor's pid (from the pid file).
+    /// Creates container `id`; its monitor's pid.
     fn create_with_monitor(&self, id: &str) -> i32 {
+        self.create_named(id);
+        self.monitor_of(id)
+    }
+
+    /// Creates container `id`; the pid its pid file names.
+    fn create_named(&self, id: &str) -> i32 {
         let pid_file = self.dir.path().join(format!("{id}.pid"));
         let created = self.runc_detached(&[
             "create",
@@ -94,7 +100,27 @@ impl Setup {
         read_pid(&pid_file)
     }
 
-    /// Creates and starts container `id`; its monitor's pid (from the pid file).
+    /// The pid of container `id`'s monitor: the process listening on its socket, as the
+    /// kernel says (SO_PEERCRED), asked for the container's state.
+    fn monitor_of(&self, id: &str) -> i32 {
+        use std::io::{BufRead, Write};
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(self.container_dir(id)).unwrap();
+        let socket = format!("/proc/self/fd/{}/monitor.sock", dir.as_raw_fd());
+        let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        let creds =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .unwrap();
+        writeln!(stream, "state").unwrap();
+        let mut answer = String::new();
+        std::io::BufReader::new(stream)
+            .read_line(&mut answer)
+            .unwrap();
+        assert!(answer.starts_with("ok"), "{answer}");
+        creds.pid()
+    }
+
+    /// Creates and starts container `id`; its monitor's pid.
     fn start_with_monitor(&self, id: &str) -> i32 {
         let monitor = self.create_with_monitor(id);
         let started = self.runc_detached(&["start", id]);
@@ -273,7 +299,7 @@ fn a_containers_helpers_hold_none_of_the_hosts_mounts() {
         pid_path,
         id
     ]));
-    let monitor = std::fs::read_to_string(&pid_file).unwrap();
+    let monitor = setup.monitor_of(id);
     let children = std::fs::read_to_string(format!("/proc/{monitor}/task/{monitor}/children"))
         .unwrap_or_default();
     let helpers: Vec<String> = children
@@ -838,6 +864,63 @@ fn a_container_killed_before_start_is_cleaned_up_by_its_monitor() {
 }
 
 #[test]
+fn the_pid_file_names_the_init_in_the_containers_cgroup_and_the_monitor_sees_its_end() {
+    // containerd's shim reaps the process the pid file names for the container's exit status,
+    // and reads that process's cgroup for `docker stats` and OOM events: as runc's, the pid
+    // file must name the init, not the monitor (which sits in the shim's own cgroup).
+    let setup = Setup::new(&["sleep", "1000"]);
+    let poststop = setup.dir.path().join("poststop");
+    setup.with_hooks(serde_json::json!({ "poststop": [recording_hook(&poststop)] }));
+    let id = "named-init";
+    let named = setup.create_named(id);
+    let monitor = setup.monitor_of(id);
+    assert_ne!(named, monitor, "the pid file names the monitor");
+    let state = setup.runc(&["state", id]);
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["pid"], named, "{state}");
+    let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_ne!(pid_ns(named), pid_ns(monitor), "not in the container");
+    let cgroups = std::fs::read_to_string(format!("/proc/{named}/cgroup")).unwrap();
+    let memory = format!(":memory:/eci/{id}");
+    assert!(
+        cgroups.lines().any(|line| line.ends_with(&memory)),
+        "not in the container's cgroup: {cgroups}"
+    );
+    assert_ne!(
+        parent_of(named),
+        monitor,
+        "the monitor's child, not the caller's"
+    );
+    assert!(setup.runc_detached(&["start", id]));
+    // The container's end, which its adopter reaps and the monitor learns of on its own.
+    // SAFETY: kill takes plain integers; the init is alive (it sleeps).
+    assert_eq!(unsafe { libc::kill(named, libc::SIGKILL) }, 0);
+    assert!(
+        eventually(|| !Path::new(&format!("/proc/{monitor}")).exists()),
+        "the monitor exits with its container"
+    );
+    assert_eq!(recorded(&poststop)["status"], "stopped");
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = hierarchy.path().join("eci").join(id);
+        assert!(!dir.exists(), "cgroup {} left for delete", dir.display());
+    }
+    let delete = setup.runc(&["delete", id]);
+    assert!(delete.status.success(), "{delete:?}");
+}
+
+/// The parent pid in a process's `/proc/PID/stat` (the fourth field, after the name).
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, after_name) = stat.rsplit_once(')').unwrap();
+    after_name
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
 fn delete_leaves_alone_a_cgroup_made_again_at_a_dead_containers_path() {
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "orphan-reused";
@@ -970,10 +1053,11 @@ fn a_monitor_executed_as_its_own_program_runs_the_container() {
     std::io::BufReader::new(ready)
         .read_line(&mut report)
         .unwrap();
-    assert_eq!(report.trim(), "ok");
     let state = setup.runc(&["state", id]);
-    let state = String::from_utf8_lossy(&state.stdout).to_string();
-    assert!(state.contains("\"status\":\"created\""), "{state}");
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["status"], "created", "{state}");
+    // What `create` writes in the pid file: the init, which the monitor's adopter reaps.
+    assert_eq!(report.trim(), format!("ok {}", state["pid"]));
     let cgroup = format!("/sys/fs/cgroup/memory/eci/{id}");
     assert!(Path::new(&cgroup).exists(), "the container's cgroup");
     assert!(setup.runc(&["start", id]).status.success());
