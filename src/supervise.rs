@@ -107,6 +107,14 @@ pub(crate) fn helper_config(
     let pid = init.pid();
     let userns_file = std::fs::File::open(format!("/proc/{pid}/ns/user"))
         .map_err(Error::io("opening the container's user namespace"))?;
+    // An init its runtime's adopter reaps may leave its pid to another process: the namespace
+    // opened is the init's only if it still runs after the open.
+    if !init.is_alive() {
+        return Err(Error::Io {
+            what: "opening the container's user namespace".into(),
+            source: std::io::Error::from_raw_os_error(libc::ESRCH),
+        });
+    }
     let userns = userns_file
         .metadata()
         .map_err(Error::io("reading the container's user namespace"))?

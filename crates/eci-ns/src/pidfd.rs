@@ -94,7 +94,7 @@ impl PidFd {
 
     /// True until the process has exited (it may still be an unreaped zombie after that).
     pub fn is_alive(&self) -> bool {
-        self.poll(0).is_ok_and(|events| events == 0)
+        self.poll(libc::POLLIN, 0).is_ok_and(|events| events == 0)
     }
 
     /// Waits for the process to exit. A child of the caller is reaped; any other process (one
@@ -119,25 +119,41 @@ impl PidFd {
         }
     }
 
-    /// How a process that is not the caller's child ended, once it has.
+    /// How a process that is not the caller's child ended, once it has. Without blocking,
+    /// `None` also while the status cannot be read yet (an exited process whose `/proc` entry
+    /// this process cannot read, not yet reaped).
     fn exit_of_other(&self, block: bool) -> SysResult<Option<ExitStatus>> {
-        if self.poll(if block { -1 } else { 0 })? == 0 {
+        if self.poll(libc::POLLIN, if block { -1 } else { 0 })? == 0 {
             return Ok(None);
         }
-        if let Some(status) = self.zombie_exit_status() {
-            return Ok(Some(status));
+        loop {
+            if let Some(status) = self.zombie_exit_status() {
+                return Ok(Some(status));
+            }
+            // Reaped: the kernel stored the status before it let go of the pid.
+            if let Some(status) = self.reaped_exit_status() {
+                return Ok(Some(status));
+            }
+            // Reaped by a kernel that keeps no status for pidfds: only the reaper knew it.
+            if self.poll(0, 0)? & libc::POLLHUP != 0 {
+                return Err(Errno(libc::ECHILD));
+            }
+            // A zombie whose entry is unreadable (a /proc of another PID namespace, hidepid):
+            // its status comes with its reaping, which hangs the pidfd up and wakes its
+            // pollers (the bound covers kernels that do not wake them).
+            if !block {
+                return Ok(None);
+            }
+            self.poll(0, 1000)?;
         }
-        // Reaped: the kernel stored the status before it let go of the pid.
-        self.reaped_exit_status()
-            .map(Some)
-            .ok_or(Errno(libc::ECHILD))
     }
 
-    /// poll(2) for the process's exit (and reaping): the events seen, 0 if `timeout_ms` passed.
-    fn poll(&self, timeout_ms: libc::c_int) -> SysResult<libc::c_short> {
+    /// poll(2) on the pidfd for `events` (POLLIN: the process exited; a hang-up, reported
+    /// whatever is asked: it was reaped): the events seen, 0 if `timeout_ms` passed first.
+    fn poll(&self, events: libc::c_short, timeout_ms: libc::c_int) -> SysResult<libc::c_short> {
         let mut fds = [libc::pollfd {
             fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
+            events,
             revents: 0,
         }];
         retry(|| crate::sys::poll(&mut fds, timeout_ms))?;
@@ -145,18 +161,20 @@ impl PidFd {
     }
 
     /// The wait status field of an exited, unreaped process's `/proc/PID/stat`; `None` once it
-    /// is reaped.
+    /// is reaped, or if the entry cannot be read.
     fn zombie_exit_status(&self) -> Option<ExitStatus> {
-        let stat = std::fs::File::open(format!("/proc/{}/stat", self.pid)).ok()?;
+        let mut stat = std::fs::File::open(format!("/proc/{}/stat", self.pid)).ok()?;
         // A reaped pid may name another process by now: the entry opened is this one only if
         // the process was still unreaped after the open (the kernel hangs up a pidfd once its
         // process is reaped).
-        if self.poll(0).ok()? & libc::POLLHUP != 0 {
+        if self.poll(0, 0).ok()? & libc::POLLHUP != 0 {
             return None;
         }
-        // An entry whose process is reaped after the open reads ESRCH.
-        let text = std::io::read_to_string(stat).ok()?;
-        exit_code_in_stat(&text).map(ExitStatus::from_wait_status)
+        // An entry whose process is reaped after the open reads ESRCH. Bytes: the process
+        // names itself, with any bytes.
+        let mut line = Vec::new();
+        std::io::Read::read_to_end(&mut stat, &mut line).ok()?;
+        exit_code_in_stat(&line).map(ExitStatus::from_wait_status)
     }
 
     /// The wait status the kernel keeps for a reaped process's pidfds (PIDFD_INFO_EXIT).
@@ -166,7 +184,7 @@ impl PidFd {
             ..PidfdInfo::default()
         };
         // SAFETY: info is a writable pidfd_info of the size the request encodes.
-        let done = unsafe { libc::ioctl(self.fd.as_raw_fd(), PIDFD_GET_INFO, &mut info) };
+        let done = unsafe { libc::ioctl(self.fd.as_raw_fd(), PIDFD_GET_INFO as _, &mut info) };
         (done == 0 && info.mask & PIDFD_INFO_EXIT != 0)
             .then(|| ExitStatus::from_wait_status(info.exit_code))
     }
@@ -255,11 +273,12 @@ fn kernel_at_least(release: &str, wanted: (u32, u32)) -> bool {
 }
 
 /// Field 52 of a `/proc/PID/stat` line, the wait status of an exited process (0 while it
-/// runs, and 0 to a reader without the right to trace it). The command name before it is in
-/// parentheses and may hold anything, parentheses and spaces too, so fields count from the
-/// last ')'.
-fn exit_code_in_stat(stat: &str) -> Option<i32> {
-    let (_, after_name) = stat.rsplit_once(')')?;
+/// runs, and 0 to a reader without the right to trace it: eci's runtimes are host root). The
+/// command name before it is in parentheses and may hold any bytes, parentheses and spaces
+/// too, so fields count from the last ')'.
+fn exit_code_in_stat(stat: &[u8]) -> Option<i32> {
+    let after_name = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
+    let after_name = std::str::from_utf8(after_name).ok()?;
     // The fields after the name start at the third.
     after_name
         .split_ascii_whitespace()
@@ -294,6 +313,10 @@ mod tests {
             unsafe {
                 let grandchild = libc::fork();
                 if grandchild == 0 {
+                    // A name a process inside may choose: not UTF-8, with the stat line's
+                    // separators.
+                    let name = b") \xff 9 (\n\0";
+                    libc::prctl(libc::PR_SET_NAME, name.as_ptr());
                     let mut byte = 0u8;
                     libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
                     if how < 0 {
@@ -344,7 +367,7 @@ mod tests {
         tell(&go);
         assert_eq!(pidfd.wait(), Ok(ExitStatus::Exited(7)));
         assert!(
-            pidfd.poll(0).unwrap() & libc::POLLHUP == 0,
+            pidfd.poll(0, 0).unwrap() & libc::POLLHUP == 0,
             "read from the zombie, not after its reaping"
         );
         tell(&reap_now);
@@ -361,7 +384,7 @@ mod tests {
         tell(&go);
         tell(&reap_now);
         reap(parent);
-        assert!(pidfd.poll(-1).unwrap() & libc::POLLHUP != 0, "reaped");
+        assert!(pidfd.poll(0, -1).unwrap() & libc::POLLHUP != 0, "reaped");
         assert_eq!(
             pidfd.try_wait(),
             Ok(Some(ExitStatus::Signaled(libc::SIGKILL)))
@@ -380,7 +403,7 @@ mod tests {
         let pidfd = PidFd::open(pid).unwrap();
         assert_eq!(pidfd.wait(), Ok(ExitStatus::Exited(3)));
         assert!(
-            pidfd.poll(0).unwrap() & libc::POLLHUP != 0,
+            pidfd.poll(0, 0).unwrap() & libc::POLLHUP != 0,
             "reaped by wait"
         );
     }
@@ -398,22 +421,24 @@ mod tests {
 
     #[test]
     fn the_exit_code_is_found_past_any_command_name() {
-        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-        assert_eq!(exit_code_in_stat(&own), Some(0), "{own}");
-        assert_eq!(exit_code_in_stat("1 (init) S 0"), None, "too few fields");
-        assert_eq!(exit_code_in_stat("no name"), None);
+        let own = std::fs::read("/proc/self/stat").unwrap();
+        assert_eq!(exit_code_in_stat(&own), Some(0));
+        assert_eq!(exit_code_in_stat(b"1 (init) S 0"), None, "too few fields");
+        assert_eq!(exit_code_in_stat(b"no name"), None);
     }
 
     proptest! {
         #[test]
         fn field_52_is_read_whatever_the_name(
-            name in "[ -~]{0,16}",
+            name in proptest::collection::vec(any::<u8>(), 0..16),
             fields in proptest::collection::vec(0i64..1 << 40, 50..60),
         ) {
-            let line = format!(
-                "42 ({name}) {}\n",
-                fields.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")
-            );
+            let mut line = b"42 (".to_vec();
+            line.extend(&name);
+            line.extend(b") ");
+            let numbers: Vec<String> = fields.iter().map(i64::to_string).collect();
+            line.extend(numbers.join(" ").bytes());
+            line.push(b'\n');
             let expected = i32::try_from(fields[49]).ok();
             prop_assert_eq!(exit_code_in_stat(&line), expected);
         }
