@@ -5,9 +5,12 @@
 //! monitor` should the client have threads) that owns the container through the eci facade:
 //! it holds what must outlive `create` (the seccomp listener, the mount helper, the virtual
 //! files server) and answers the other commands on a socket in the container's state
-//! directory. The pid file names the monitor: it is what the caller waits for, and it exits
-//! with the container's exit code once the container's init has exited and everything
-//! (mounts, cgroup, ID lease, processes) has been given back. `run` without `--detach` is its
+//! directory. The pid file names the container's init, as runc's does: the init is left to
+//! the caller's adopter (containerd's shim), which reaps it for the exit status and reads its
+//! cgroup for statistics and OOM events; the monitor learns of its end through its pidfd and
+//! exits once everything (mounts, cgroup, ID lease, processes) has been given back. (Before
+//! Linux 6.15, which keeps a reaped process's status for pidfds, the init stays the monitor's
+//! child and the pid file names the monitor, which exits with the container's code.) `run` without `--detach` is its
 //! container's monitor itself, as runc's `run` stays its container's parent: its pid file names
 //! it, and the signals it gets (HUP, INT, QUIT, USR1, USR2, TERM) go on to the container's
 //! init. Idle for 2 s after some work,
@@ -281,8 +284,7 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
             }
             StandardCmd::Kill(k) => {
                 let signal = parse_signal(&k.signal)?;
-                let all = if k.all { " all" } else { "" };
-                ask(ctx, &k.container_id, &format!("kill {signal}{all}")).map(|_| 0)
+                kill(ctx, &k.container_id, signal, k.all).map(|_| 0)
             }
             StandardCmd::Delete(d) => delete(ctx, &d.container_id, d.force).map(|_| 0),
         },
@@ -871,16 +873,60 @@ fn state(ctx: &Ctx, id: &str) -> Result<String, Error> {
     match ask(ctx, id, "state") {
         Ok(json) => Ok(json),
         Err(_) if ctx.dir(id).join("state.json").exists() => {
-            let text = std::fs::read_to_string(ctx.dir(id).join("state.json"))?;
-            let mut state: serde_json::Value = serde_json::from_str(&text)?;
-            // A monitor that is gone has nothing running; like runc, a stopped container has
-            // no pid (the init's may belong to another process by now).
-            state["status"] = "stopped".into();
-            state["pid"] = 0.into();
+            let mut state = recorded_state(ctx, id)?;
+            // The monitor is gone. Its init may run on unsupervised (the engine, which waits on
+            // the init, sees it running); else, like runc, a stopped container has no pid (the
+            // init's may belong to another process by now).
+            match orphaned_init(ctx, id, &state) {
+                Some(init) => {
+                    state["status"] = "running".into();
+                    state["pid"] = init.pid().into();
+                }
+                None => {
+                    state["status"] = "stopped".into();
+                    state["pid"] = 0.into();
+                }
+            }
             Ok(state.to_string())
         }
         Err(err) => Err(err),
     }
+}
+
+/// The state the monitor wrote at create.
+fn recorded_state(ctx: &Ctx, id: &str) -> Result<serde_json::Value, Error> {
+    let text = std::fs::read_to_string(ctx.dir(id).join("state.json"))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// The init of a container whose monitor is gone, if it runs on ([`eci::orphan_init`]).
+fn orphaned_init(ctx: &Ctx, id: &str, state: &serde_json::Value) -> Option<eci::eci_ns::PidFd> {
+    let pid = i32::try_from(state["pid"].as_i64()?).ok()?;
+    let (path, identity) = recorded_cgroup(ctx, id).ok()??;
+    eci::orphan_init(id, &path, identity, pid).ok()?
+}
+
+/// Signals the container's init (or, with `all`, every process of it) through its monitor;
+/// with the monitor gone, directly, while the container runs on (the engine, which waits on
+/// the init, still sees it running and stops it so).
+fn kill(ctx: &Ctx, id: &str, signal: i32, all: bool) -> Result<(), Error> {
+    let request = format!("kill {signal}{}", if all { " all" } else { "" });
+    let asked = ask(ctx, id, &request);
+    if asked.is_ok() || connect(ctx, id).is_ok() || !ctx.dir(id).join("state.json").exists() {
+        return asked.map(drop);
+    }
+    let state = recorded_state(ctx, id)?;
+    let Some(init) = orphaned_init(ctx, id, &state) else {
+        return asked.map(drop);
+    };
+    if all {
+        if let Some((path, identity)) = recorded_cgroup(ctx, id)? {
+            eci::signal_orphan(id, &path, identity, signal)?;
+        }
+        return Ok(());
+    }
+    init.signal(signal)
+        .map_err(|errno| format!("signalling container '{id}': {errno}").into())
 }
 
 /// The image of a container that binds an engine's socket, asked of that engine (Docker passes
@@ -993,28 +1039,36 @@ fn hold_while_cleaning(ctx: &Ctx, id: &str) -> Option<nix::fcntl::Flock<std::fs:
         .ok()
 }
 
-/// Waits, for 10 seconds at most, until no monitor holds the container's directory: one that
-/// removed its socket on the way out may still be deleting its container (cgroup, helpers,
-/// lease), and taking that down beside it would race it ([`hold_while_cleaning`]). Past the
-/// bound the delete goes on, as it would for a monitor that never lets go (logged).
+/// Waits, for a minute at most, until no monitor holds the container's directory: one that
+/// removed its socket on the way out may still be deleting its container (poststop hooks,
+/// cgroup, helpers, lease), and taking that down beside it would race it
+/// ([`hold_while_cleaning`]). An engine's `delete` usually comes while it does, since the
+/// engine learns of the container's end from the init's reaping. Past the bound the delete
+/// goes on, as it would for a monitor that never lets go (logged).
 fn wait_for_monitor_exit(ctx: &Ctx, id: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let Ok(dir) = std::fs::File::open(ctx.dir(id)) else {
-            return;
-        };
-        match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(_) => return,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err((_, errno)) => {
-                let why = format!("container '{id}': its monitor still holds it ({errno})");
-                ctx.log("warning", &why);
-                return;
-            }
-        }
-    }
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+    let Ok(dir) = std::fs::File::open(ctx.dir(id)) else {
+        return;
+    };
+    // flock(2) cannot time out: a thread waits in it (woken the moment the monitor exits),
+    // and is left behind past the bound.
+    let (done, waited) = std::sync::mpsc::channel();
+    let waiter = std::thread::Builder::new()
+        .name("cleanup-lock".into())
+        .spawn(move || {
+            let locked = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive);
+            let _ = done.send(locked.map(drop).map_err(|(_, errno)| errno));
+        });
+    let outcome = match waiter {
+        Ok(_) => match waited.recv_timeout(BOUND) {
+            Ok(Ok(())) => return,
+            Ok(Err(errno)) => errno.to_string(),
+            Err(_) => format!("still held after {} s", BOUND.as_secs()),
+        },
+        Err(err) => format!("no thread to wait with: {err}"),
+    };
+    let why = format!("container '{id}': waiting for its monitor's cleanup: {outcome}");
+    ctx.log("warning", &why);
 }
 
 /// The monitor is gone, and what it ran may not be: its processes run on unsupervised (mount
@@ -1022,11 +1076,27 @@ fn wait_for_monitor_exit(ctx: &Ctx, id: &str) {
 /// sees it once the monitor it waited on has exited. Delete takes them down, with or without
 /// --force, and removes the cgroup.
 fn remove_orphan(ctx: &Ctx, id: &str) -> Result<(), Error> {
+    // The monitor died before the container existed (or just after it created it, a window
+    // the record cannot close): nothing known runs.
+    let Some((path, identity)) = recorded_cgroup(ctx, id)? else {
+        return Ok(());
+    };
+    let killed = eci::remove_orphan(&ctx.state_dir(), id, &path, identity)?;
+    if !killed.is_empty() {
+        ctx.log(
+            "warning",
+            &format!("container '{id}' outlived its monitor; killed {killed:?}"),
+        );
+    }
+    Ok(())
+}
+
+/// The container's cgroup as its monitor recorded it at create: its path and identity. `None`
+/// if there is no record (none written yet, or the container deleted).
+fn recorded_cgroup(ctx: &Ctx, id: &str) -> Result<Option<(PathBuf, Option<u64>)>, Error> {
     let recorded = match std::fs::read(ctx.dir(id).join(CGROUP_FILE)) {
         Ok(recorded) => recorded,
-        // The monitor died before the container existed (or just after it created it, a
-        // window this record cannot close): nothing known runs.
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(format!("reading what the monitor recorded: {err}").into()),
     };
     let (path, identity) = match recorded.iter().rposition(|b| *b == b'\n') {
@@ -1040,14 +1110,7 @@ fn remove_orphan(ctx: &Ctx, id: &str) -> Result<(), Error> {
         None => (&recorded[..], None),
     };
     let path = PathBuf::from(std::ffi::OsString::from_vec(path.to_vec()));
-    let killed = eci::remove_orphan(&ctx.state_dir(), id, &path, identity)?;
-    if !killed.is_empty() {
-        ctx.log(
-            "warning",
-            &format!("container '{id}' outlived its monitor; killed {killed:?}"),
-        );
-    }
-    Ok(())
+    Ok(Some((path, identity)))
 }
 
 fn list(ctx: &Ctx, json: bool, quiet: bool) -> Result<(), Error> {
@@ -1445,13 +1508,14 @@ fn monitor_container(
         if exited {
             // The container's PID namespace is gone, and every exec'd process with it.
             report_exits(&mut execs);
-            // Also a container killed before it was started.
-            let status = container.wait()?;
+            // Also a container killed before it was started. A status that cannot be had
+            // (logged) leaves the cleanup to do all the same.
+            let code = exit_code(ctx, &mut container);
             let _cleaning = hold_while_cleaning(ctx, id);
             let _ = std::fs::remove_file(ctx.socket(id));
             poststop(&container);
             let _ = finish(ctx, id, container);
-            return Ok(status.code().clamp(0, 255) as u8);
+            return Ok(code);
         }
         if asked {
             let Ok((stream, _)) = listener.accept() else {
@@ -1498,7 +1562,7 @@ fn monitor_container(
                     let _ = std::fs::remove_file(ctx.socket(id));
                     let code = match container.state() {
                         State::Created => 0,
-                        _ => container.wait()?.code(),
+                        _ => exit_code(ctx, &mut container),
                     };
                     poststop(&container);
                     // A failed cleanup is the delete's failure: the client, which then finds
@@ -1509,9 +1573,20 @@ fn monitor_container(
                     };
                     let mut stream = stream;
                     let _ = writeln!(stream, "{answer}");
-                    return Ok(code.clamp(0, 255) as u8);
+                    return Ok(code);
                 }
             }
+        }
+    }
+}
+
+/// The ended container's exit code for the monitor's own, 255 (logged) if it cannot be had.
+fn exit_code(ctx: &Ctx, container: &mut Container) -> u8 {
+    match container.wait() {
+        Ok(status) => status.code().clamp(0, 255) as u8,
+        Err(err) => {
+            ctx.log("warning", &format!("the container's exit status: {err}"));
+            255
         }
     }
 }

@@ -111,7 +111,7 @@ fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
 /// Whether a /proc/PID/cgroup `text` puts the process at `path` in every v1 hierarchy with a
 /// controller libcgroups manages (other hierarchies, and the v2 line, do not count). A line
 /// that cannot be read counts against it.
-fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
+pub(crate) fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
     let own = path.to_string_lossy();
     text.lines().all(|line| {
         let mut fields = line.splitn(3, ':');
@@ -605,6 +605,11 @@ impl Cgroup {
     /// and no listed pid is reused before it is signalled; the pids signalled. A cgroup that no
     /// longer exists holds nothing.
     pub(crate) fn kill_everything(&self) -> Result<Vec<i32>> {
+        self.signal_everything(nix::sys::signal::SIGKILL)
+    }
+
+    /// [`Cgroup::kill_everything`] with any signal; the cgroup is thawed after, whatever it was.
+    pub(crate) fn signal_everything(&self, signal: nix::sys::signal::Signal) -> Result<Vec<i32>> {
         let Ok(listed) = self.pids() else {
             return Ok(Vec::new());
         };
@@ -617,7 +622,7 @@ impl Cgroup {
             // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be
             // our own process group.
             for pid in pids.iter().filter(|pid| **pid > 0) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), signal);
             }
         }
         // Frozen processes die only once thawed.

@@ -1241,7 +1241,7 @@ fn explain_spawn(err: SpawnError, plans: &Plans<'_>) -> Error {
 }
 
 /// A signal number as nix names it.
-fn signal_of(number: i32) -> Result<nix::sys::signal::Signal> {
+pub(crate) fn signal_of(number: i32) -> Result<nix::sys::signal::Signal> {
     nix::sys::signal::Signal::try_from(number).map_err(|errno| Error::Io {
         what: format!("signal {number}"),
         source: errno.into(),

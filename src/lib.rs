@@ -60,7 +60,7 @@ pub use eci_policy::Policy;
 pub use error::{load_settings, load_spec, Error, Result};
 pub use exec::ExecProcess;
 pub use init::ProcessError;
-pub use orphan::remove_orphan;
+pub use orphan::{orphan_init, remove_orphan, signal_orphan};
 pub use rootfs::{all_capabilities, privileged_spec, HostRootfs};
 pub use runtime::{Runtime, RuntimeConfig, HOST_LEASES_DIR};
 pub use takeover::TakenOver;

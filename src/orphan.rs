@@ -2,10 +2,14 @@
 //! processes run on in its cgroup, unsupervised (their mount calls fail, answered ENOSYS by
 //! orphaned mount helpers until a new runtime takes the vetting over with
 //! [`Runtime::take_over`](crate::Runtime::take_over); their virtual files read ENOTCONN), and
-//! the cgroup stays. [`remove_orphan`] takes them down.
+//! the cgroup stays. [`remove_orphan`] takes them down; [`orphan_init`] and
+//! [`signal_orphan`] reach them meanwhile, for a caller that still sees the container running
+//! (an engine whose shim waits on the init, not on the runtime).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use eci_ns::PidFd;
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
@@ -55,6 +59,72 @@ pub fn remove_orphan(
         "removed an orphaned container"
     );
     Ok(killed)
+}
+
+/// The init of a container whose runtime died, if it still runs: the process `pid` (the
+/// init's pid as the runtime recorded it), provided it is in the container's cgroup (at
+/// `cgroup_path`, still the one of `identity`) in every hierarchy eci manages. Only the
+/// container's processes are in that cgroup, and they all die with its init, so a pid reused
+/// since names none of them; and the pidfd, taken first, still shows its process alive after
+/// everything was read, so that what was read was that process's. `None` if it has ended.
+///
+/// ```no_run
+/// // The runtime that created "web" (init 4242, cgroup /eci/web) died; stop the container.
+/// let cgroup = std::path::Path::new("/eci/web");
+/// if let Some(init) = eci::orphan_init("web", cgroup, Some(77), 4242)? {
+///     init.signal(libc::SIGTERM).ok();
+/// }
+/// # Ok::<(), eci::Error>(())
+/// ```
+pub fn orphan_init(
+    id: &str,
+    cgroup_path: &Path,
+    identity: Option<u64>,
+    pid: i32,
+) -> Result<Option<PidFd>> {
+    if !crate::cgroup::valid_path(cgroup_path) {
+        return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
+    }
+    let Ok(init) = PidFd::open(pid) else {
+        return Ok(None);
+    };
+    let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|listed| crate::cgroup::in_cgroup_everywhere(&listed, cgroup_path));
+    // A cgroup with a live member cannot be removed: checked after the read, the identity is
+    // that of the cgroup the process was in, and the process lives if it still does after.
+    let found =
+        member && is_the_containers(&Cgroup::open(cgroup_path, id)?, identity) && init.is_alive();
+    Ok(found.then_some(init))
+}
+
+/// Sends `signal` to every process left in an orphaned container's cgroup (see
+/// [`remove_orphan`] for the arguments), frozen meanwhile as [`Container::kill_all`]
+/// freezes them; the cgroup is thawed after, paused before or not. Returns the pids signalled
+/// (none if the cgroup at the path is gone or another's).
+///
+/// [`Container::kill_all`]: crate::Container::kill_all
+pub fn signal_orphan(
+    id: &str,
+    cgroup_path: &Path,
+    identity: Option<u64>,
+    signal: i32,
+) -> Result<Vec<i32>> {
+    if !crate::cgroup::valid_path(cgroup_path) {
+        return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
+    }
+    let signal = crate::container::signal_of(signal)?;
+    let cgroup = Cgroup::open(cgroup_path, id)?;
+    if !is_the_containers(&cgroup, identity) {
+        return Ok(Vec::new());
+    }
+    cgroup.signal_everything(signal)
+}
+
+/// Whether `cgroup` exists and is the one of `identity` (when known): one removed and made
+/// again at its path is someone else's.
+fn is_the_containers(cgroup: &Cgroup, identity: Option<u64>) -> bool {
+    let now = cgroup.identity();
+    now.is_some() && identity.is_none_or(|recorded| now == Some(recorded))
 }
 
 /// Kills the processes of the container's cgroup and removes it, unless it is gone or is
