@@ -878,6 +878,8 @@ fn state(ctx: &Ctx, id: &str) -> Result<String, Error> {
             // the init, sees it running); else, like runc, a stopped container has no pid (the
             // init's may belong to another process by now).
             match orphaned_init(ctx, id, &state) {
+                // (A created container's init ends with its monitor: the start it waits for
+                // can no longer come.)
                 Some(init) => {
                     state["status"] = "running".into();
                     state["pid"] = init.pid().into();

@@ -109,21 +109,33 @@ fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
 }
 
 /// Whether a /proc/PID/cgroup `text` puts the process at `path` in every v1 hierarchy with a
-/// controller libcgroups manages (other hierarchies, and the v2 line, do not count). A line
-/// that cannot be read counts against it.
+/// controller libcgroups manages (other v1 hierarchies do not count), or, where there is no
+/// such hierarchy (cgroup v2 alone), in the v2 hierarchy. A line that cannot be read counts
+/// against it, and so does a text that says nothing of either.
 pub(crate) fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
     let own = path.to_string_lossy();
-    text.lines().all(|line| {
+    let mut managed_hierarchies = 0;
+    let mut unified = None;
+    for line in text.lines() {
         let mut fields = line.splitn(3, ':');
-        let (_, controllers, at) = (fields.next(), fields.next(), fields.next());
-        let (Some(controllers), Some(at)) = (controllers, at) else {
+        let (Some(_), Some(controllers), Some(at)) = (fields.next(), fields.next(), fields.next())
+        else {
             return false;
         };
-        let managed = controllers
+        if controllers.is_empty() {
+            unified = Some(at);
+        } else if controllers
             .split(',')
-            .any(|c| crate::cgroupfs::MANAGED.contains(&c));
-        !managed || at == own
-    })
+            .any(|c| crate::cgroupfs::MANAGED.contains(&c))
+        {
+            if at != own {
+                return false;
+            }
+            managed_hierarchies += 1;
+        }
+    }
+    // On a hybrid layout the v2 line is systemd's, not the container's.
+    managed_hierarchies > 0 || unified == Some(own.as_ref())
 }
 
 /// The `tasks` file of the cgroup that accounts a process's memory on cgroup v1, given its
@@ -779,6 +791,11 @@ mod tests {
         assert!(!in_cgroup_everywhere(left_behind, path));
         assert!(!in_cgroup_everywhere("12:pids:/eci/c1/sub\n", path));
         assert!(!in_cgroup_everywhere("garbage\n", path));
+        // cgroup v2 alone: its one line decides; nothing said is not a yes.
+        assert!(in_cgroup_everywhere("0::/eci/c1\n", path));
+        assert!(!in_cgroup_everywhere("0::/user.slice\n", path));
+        assert!(!in_cgroup_everywhere("", path));
+        assert!(!in_cgroup_everywhere("1:name=systemd:/eci/c1\n", path));
     }
 
     proptest::proptest! {

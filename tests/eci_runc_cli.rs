@@ -768,6 +768,29 @@ fn delete_takes_down_a_container_whose_monitor_died() {
 }
 
 #[test]
+fn a_created_containers_init_ends_with_its_monitor() {
+    // The start it waits for can no longer come: the init ends, and the container reads
+    // stopped.
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "orphan-created";
+    let monitor = setup.create_with_monitor(id);
+    // SAFETY: kill takes plain integers; the monitor lives (it serves the container).
+    assert_eq!(unsafe { libc::kill(monitor, libc::SIGKILL) }, 0);
+    assert!(eventually(
+        || !Path::new(&format!("/proc/{monitor}")).exists()
+    ));
+    let stopped = || {
+        let out = setup.runc(&["state", id]);
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        state["status"] == "stopped" && state["pid"] == 0
+    };
+    assert!(eventually(stopped));
+    let delete = setup.runc(&["delete", id]);
+    assert!(delete.status.success(), "{delete:?}");
+    assert!(!setup.container_dir(id).exists());
+}
+
+#[test]
 fn a_delete_waits_for_a_monitor_still_cleaning_up() {
     // A monitor removes its socket before it deletes its container; a `delete` that comes in
     // between finds no one to ask. It must wait for the monitor (which holds a lock on the

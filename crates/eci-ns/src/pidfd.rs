@@ -138,8 +138,9 @@ impl PidFd {
             if self.poll(0, 0)? & libc::POLLHUP != 0 {
                 return Err(Errno(libc::ECHILD));
             }
-            // A zombie whose entry is unreadable (a /proc of another PID namespace, hidepid):
-            // its status comes with its reaping, which hangs the pidfd up and wakes its
+            // A zombie whose entry does not read as its own (hidepid, or a /proc of another
+            // PID namespace, where its pid names another process or none): its status comes
+            // with its reaping, which hangs the pidfd up and wakes its
             // pollers (the bound covers kernels that do not wake them).
             if !block {
                 return Ok(None);
@@ -272,19 +273,21 @@ fn kernel_at_least(release: &str, wanted: (u32, u32)) -> bool {
     }
 }
 
-/// Field 52 of a `/proc/PID/stat` line, the wait status of an exited process (0 while it
-/// runs, and 0 to a reader without the right to trace it: eci's runtimes are host root). The
-/// command name before it is in parentheses and may hold any bytes, parentheses and spaces
-/// too, so fields count from the last ')'.
+/// Field 52 of a `/proc/PID/stat` line, the wait status of an exited process, if the line is
+/// a zombie's (field 3, the state, Z or X): a live process's reads 0, as it does to a reader
+/// without the right to trace the process (eci's runtimes are host root). The command name
+/// before them is in parentheses and may hold any bytes, parentheses and spaces too, so
+/// fields count from the last ')'.
 fn exit_code_in_stat(stat: &[u8]) -> Option<i32> {
     let after_name = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
-    let after_name = std::str::from_utf8(after_name).ok()?;
+    let mut fields = std::str::from_utf8(after_name)
+        .ok()?
+        .split_ascii_whitespace();
     // The fields after the name start at the third.
-    after_name
-        .split_ascii_whitespace()
-        .nth(52 - 3)?
-        .parse()
-        .ok()
+    if !matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(52 - 4)?.parse().ok()
 }
 
 /// True if `errno` means the process is already gone.
@@ -422,8 +425,12 @@ mod tests {
     #[test]
     fn the_exit_code_is_found_past_any_command_name() {
         let own = std::fs::read("/proc/self/stat").unwrap();
-        assert_eq!(exit_code_in_stat(&own), Some(0));
-        assert_eq!(exit_code_in_stat(b"1 (init) S 0"), None, "too few fields");
+        assert_eq!(exit_code_in_stat(&own), None, "a running process's");
+        let mut zombie = own.clone();
+        zombie[own.iter().rposition(|b| *b == b')').unwrap() + 2] = b'Z';
+        let zombie = String::from_utf8(zombie).unwrap();
+        assert_eq!(exit_code_in_stat(zombie.as_bytes()), Some(0), "{zombie}");
+        assert_eq!(exit_code_in_stat(b"1 (init) Z 0"), None, "too few fields");
         assert_eq!(exit_code_in_stat(b"no name"), None);
     }
 
@@ -431,15 +438,19 @@ mod tests {
         #[test]
         fn field_52_is_read_whatever_the_name(
             name in proptest::collection::vec(any::<u8>(), 0..16),
-            fields in proptest::collection::vec(0i64..1 << 40, 50..60),
+            state in proptest::sample::select(vec!["R", "S", "D", "T", "t", "Z", "X", "I"]),
+            fields in proptest::collection::vec(0i64..1 << 40, 49..60),
         ) {
             let mut line = b"42 (".to_vec();
             line.extend(&name);
-            line.extend(b") ");
+            line.extend(format!(") {state} ").bytes());
             let numbers: Vec<String> = fields.iter().map(i64::to_string).collect();
             line.extend(numbers.join(" ").bytes());
             line.push(b'\n');
-            let expected = i32::try_from(fields[49]).ok();
+            // Field 52 comes 48 fields after the state (field 3).
+            let expected = i32::try_from(fields[48])
+                .ok()
+                .filter(|_| matches!(state, "Z" | "X"));
             prop_assert_eq!(exit_code_in_stat(&line), expected);
         }
     }
