@@ -38,6 +38,11 @@ pub enum Action {
     MountOnRemoved = 7,
     /// Mounting, when the mount point's mount was no longer in the tree.
     MountOnDetached = 8,
+    /// Mounting, when the bind's source could not be copied (open_tree).
+    MountSourceUncopied = 9,
+    /// Mounting, when the kernel found the mount point gone though neither its entry nor its
+    /// mount reads gone.
+    MountOnUnexplained = 10,
 }
 
 /// Step codes for the work around the steps.
@@ -91,6 +96,8 @@ pub fn decode(step: u32) -> Option<(usize, Action)> {
         5 => Action::Chown,
         7 => Action::MountOnRemoved,
         8 => Action::MountOnDetached,
+        9 => Action::MountSourceUncopied,
+        10 => Action::MountOnUnexplained,
         _ => Action::Source,
     };
     Some(((step >> 4) as usize, action))
@@ -513,6 +520,20 @@ fn why_gone(root: RawFd, target: &Fd) -> Action {
     }
 }
 
+/// Why binding `source` onto `target` failed with ENOENT: the source's copy, if copying it
+/// again fails so; else the mount point ([`why_gone`]), with what that cannot tell apart
+/// named as such (an entry above the mount point dropped meanwhile would look so). Only for
+/// the failure's report: a copy made here is dissolved at once. Allocation-free.
+fn why_bind_failed(root: RawFd, source: &Fd, target: &Fd) -> Action {
+    if let Err(Errno(libc::ENOENT)) = sys::open_tree(source.0, c"", sys::OPEN_TREE_CLONE) {
+        return Action::MountSourceUncopied;
+    }
+    match why_gone(root, target) {
+        Action::Mount => Action::MountOnUnexplained,
+        known => known,
+    }
+}
+
 /// What /proc/self/fd/`fd` reads, in `buf` (empty if unreadable).
 fn fd_path(fd: RawFd, buf: &mut [u8; 4096]) -> &[u8] {
     let link = FdPath::new(fd);
@@ -805,7 +826,9 @@ impl MountPlan {
                 let flags_on = if let Some(host_source) = host_source {
                     bind_host_path(&host_source, &target, *recursive, *idmap, userns, *flags)
                         .map_err(|errno| match errno {
-                            Errno(libc::ENOENT) => fail(why_gone(root, &target))(errno),
+                            Errno(libc::ENOENT) => {
+                                fail(why_bind_failed(root, &host_source, &target))(errno)
+                            }
                             _ => fail(Action::Mount)(errno),
                         })?
                 } else {
@@ -985,7 +1008,10 @@ fn action_words(action: Action) -> &'static str {
         Action::Create => "creating",
         Action::Chown => "giving the container's root ownership of",
         Action::Source => "opening (without following symlinks) the source of",
-        Action::MountOnRemoved | Action::MountOnDetached => "mounting",
+        Action::MountOnRemoved
+        | Action::MountOnDetached
+        | Action::MountSourceUncopied
+        | Action::MountOnUnexplained => "mounting",
     }
 }
 
@@ -994,6 +1020,11 @@ fn cause_words(action: Action) -> Option<&'static str> {
     match action {
         Action::MountOnRemoved => Some("the mount point's entry went after it was looked up"),
         Action::MountOnDetached => Some("the mount point's mount left the tree after the lookup"),
+        Action::MountSourceUncopied => Some("the source could not be copied"),
+        Action::MountOnUnexplained => Some(
+            "the kernel found the mount point gone, though its entry and mount read in place: \
+             perhaps a directory above it was dropped meanwhile",
+        ),
         _ => None,
     }
 }
@@ -1021,6 +1052,8 @@ mod tests {
             Source,
             MountOnRemoved,
             MountOnDetached,
+            MountSourceUncopied,
+            MountOnUnexplained,
         ] {
             assert_eq!(decode(code(7, action)), Some((7, action)));
         }
@@ -1042,11 +1075,20 @@ mod tests {
         std::fs::write(&target_path, "t").unwrap();
         let (root, source, target) = (open(dir.path()), open(&source_path), open(&target_path));
         assert_eq!(why_gone(root.0, &target), Action::Mount);
+        // Nothing to tell on a mount point in place, whose source copies.
+        assert_eq!(
+            why_bind_failed(root.0, &source, &target),
+            Action::MountOnUnexplained
+        );
         // The mount point's entry removed: the kernel refuses the bind with ENOENT.
         std::fs::remove_file(&target_path).unwrap();
         let bound = bind_host_path(&source, &target, false, Idmap::No, -1, 0);
         assert_eq!(bound.err(), Some(Errno(libc::ENOENT)));
         assert_eq!(why_gone(root.0, &target), Action::MountOnRemoved);
+        assert_eq!(
+            why_bind_failed(root.0, &source, &target),
+            Action::MountOnRemoved
+        );
         // The mount point's mount detached.
         let sub = dir.path().join("sub");
         std::fs::create_dir(&sub).unwrap();
