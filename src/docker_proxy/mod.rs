@@ -68,9 +68,24 @@ pub enum CreateRuntime {
     OfContainer(String),
 }
 
-/// Most connections served at once; more are closed on arrival, so that a container cannot
-/// make the runtime start threads without end.
+/// Most connections served at once, so that a container cannot make the runtime start threads
+/// without end. When all are taken, a newcomer takes the place of the connection that has
+/// waited longest for its next request, if one is waiting (else it is closed on arrival):
+/// idle connections cannot keep others out.
 const MOST_CONNECTIONS: usize = 64;
+
+/// How long a connection may stay silent while a request head is due (after the answer
+/// before, or between bytes of a head; 5 minutes, as dockerd's own ReadHeaderTimeout). Bodies
+/// and streams are not timed. One that trickles a head out byte by byte is displaced first
+/// when places run out ([`MOST_CONNECTIONS`]).
+const HEAD_TIMEOUT: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(500)
+} else {
+    std::time::Duration::from_secs(300)
+};
+
+/// How long a newcomer waits for the connection it displaced to let go of its place.
+const DISPLACING: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A running proxy. Dropping it stops accepting connections, shuts down those still open and
 /// removes its socket.
@@ -92,9 +107,9 @@ struct Shared {
     /// The runtime's name once known.
     runtime_name: std::sync::Mutex<Option<String>>,
     connections: AtomicUsize,
-    /// Both ends of every open connection, by connection, to shut down when the proxy stops
-    /// (a thread waiting on a long poll would otherwise outlive the container).
-    live: std::sync::Mutex<std::collections::HashMap<u64, Vec<UnixStream>>>,
+    /// Every open connection, to shut down when the proxy stops (a thread waiting on a long
+    /// poll would otherwise outlive the container) or when a newcomer displaces it.
+    live: std::sync::Mutex<std::collections::HashMap<u64, Connection>>,
     next_connection: std::sync::atomic::AtomicU64,
 }
 
@@ -197,9 +212,47 @@ impl Shared {
     /// Keeps a handle of `stream` for shutting connection `id` down.
     fn track(&self, id: u64, stream: &UnixStream) {
         if let (Ok(clone), Ok(mut live)) = (stream.try_clone(), self.live.lock()) {
-            live.entry(id).or_default().push(clone);
+            live.entry(id).or_default().streams.push(clone);
         }
     }
+
+    /// Notes whether connection `id` waits for its next request head (from now on) or not.
+    fn waiting(&self, id: u64, waiting: bool) {
+        if let Ok(mut live) = self.live.lock() {
+            if let Some(connection) = live.get_mut(&id) {
+                connection.waiting_since = waiting.then(std::time::Instant::now);
+            }
+        }
+    }
+
+    /// Shuts down the connection that has waited longest for its next request head; false if
+    /// none waits. Its thread then ends and gives its place back.
+    fn displace_longest_waiting(&self) -> bool {
+        let Ok(mut live) = self.live.lock() else {
+            return false;
+        };
+        let longest = live
+            .iter()
+            .filter_map(|(id, c)| Some((c.waiting_since?, *id)))
+            .min();
+        let Some((_, id)) = longest else {
+            return false;
+        };
+        let connection = live.get_mut(&id).expect("just found");
+        connection.waiting_since = None;
+        for stream in &connection.streams {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        true
+    }
+}
+
+/// An open connection: its streams (the client's and, once asked, the engine's) and since when
+/// it has waited for its next request head, if it does.
+#[derive(Default)]
+struct Connection {
+    streams: Vec<UnixStream>,
+    waiting_since: Option<std::time::Instant>,
 }
 
 /// A connection's claim on the proxy: counted among [`MOST_CONNECTIONS`] and tracked until
@@ -282,7 +335,7 @@ impl Drop for DockerProxy {
         }
         // Connections still open end now, whatever their threads wait for.
         if let Ok(live) = self.shared.live.lock() {
-            for stream in live.values().flatten() {
+            for stream in live.values().flat_map(|c| &c.streams) {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
             }
         }
@@ -372,8 +425,7 @@ fn accept(listener: &UnixListener, shared: &Arc<Shared>, stopping: &AtomicBool) 
             std::thread::sleep(std::time::Duration::from_millis(10));
             continue;
         };
-        if shared.connections.fetch_add(1, Ordering::SeqCst) >= MOST_CONNECTIONS {
-            shared.connections.fetch_sub(1, Ordering::SeqCst);
+        if !take_place(shared) {
             continue;
         }
         let slot = Slot {
@@ -394,13 +446,41 @@ fn accept(listener: &UnixListener, shared: &Arc<Shared>, stopping: &AtomicBool) 
     }
 }
 
+/// Counts a newcomer among [`MOST_CONNECTIONS`], displacing the connection that waited longest
+/// for a request if all places are taken; false if none could be had.
+fn take_place(shared: &Shared) -> bool {
+    let taken = || shared.connections.fetch_add(1, Ordering::SeqCst) < MOST_CONNECTIONS;
+    if taken() {
+        return true;
+    }
+    shared.connections.fetch_sub(1, Ordering::SeqCst);
+    if !shared.displace_longest_waiting() {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + DISPLACING;
+    while std::time::Instant::now() < deadline {
+        if taken() {
+            return true;
+        }
+        shared.connections.fetch_sub(1, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    false
+}
+
 /// Serves one client connection, request by request.
 fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
     let shared = &slot.shared;
     let mut client = Side::new(client);
     let mut engine: Option<Side> = None;
     loop {
-        let request = match read_request(&mut client) {
+        // Waiting for a request head: timed, and displaceable by a newcomer.
+        shared.waiting(slot.id, true);
+        client.stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
+        let read = read_request(&mut client);
+        shared.waiting(slot.id, false);
+        client.stream.set_read_timeout(None)?;
+        let request = match read {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
             Err(ProxyError::Malformed(why)) => {

@@ -639,3 +639,136 @@ fn framing_is_refused_when_it_could_be_read_two_ways() {
     let chunked = headers(&[("Transfer-Encoding", b"Chunked"), ("Upgrade", b"tcp")]);
     assert_eq!(framing(&chunked).unwrap(), Framing::Chunked);
 }
+
+/// An engine that answers every request but `GET /stall`, which it reads and never answers.
+fn stalling_engine(path: &Path) {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut side = Side::new(stream);
+                let mut out = side.stream.try_clone().unwrap();
+                while let Ok(Some(head)) = read_request(&mut side) {
+                    if head.target == "/stall" {
+                        std::thread::sleep(std::time::Duration::from_secs(600));
+                    }
+                    if out
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Whether the proxy closed `stream` (it reads to its end within 5 s).
+fn closed(stream: &mut UnixStream) -> bool {
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).is_ok()
+}
+
+/// A request's answer on `stream`: its status line.
+fn status_of(stream: &mut UnixStream, request: &[u8]) -> String {
+    stream.write_all(request).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let read = stream.read(&mut answer).unwrap_or(0);
+    String::from_utf8_lossy(&answer[..read])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn idle_connections_give_their_places_to_newcomers_busy_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    stalling_engine(&upstream);
+    let socket = dir.path().join("proxy.sock");
+    let proxy =
+        DockerProxy::start(&socket, &upstream, CommandList::default(), eci_runtime()).unwrap();
+    let ping = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n";
+    // Every place taken by a connection that asks nothing; the first of them asks once at
+    // the end, which leaves the second the one that has waited longest.
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut first = UnixStream::connect(proxy.path()).unwrap();
+    pause();
+    let mut second = UnixStream::connect(proxy.path()).unwrap();
+    pause();
+    let rest: Vec<UnixStream> = (2..MOST_CONNECTIONS)
+        .map(|_| UnixStream::connect(proxy.path()).unwrap())
+        .collect();
+    pause();
+    assert_eq!(status_of(&mut first, ping), "HTTP/1.1 200 OK");
+    let mut newcomer = UnixStream::connect(proxy.path()).unwrap();
+    assert_eq!(status_of(&mut newcomer, ping), "HTTP/1.1 200 OK");
+    assert!(closed(&mut second), "the longest waiting is displaced");
+    assert_eq!(status_of(&mut first, ping), "HTTP/1.1 200 OK");
+    drop((first, rest, newcomer));
+    // Every place taken by a connection in the middle of a request: a newcomer is turned away.
+    let stall = b"GET /stall HTTP/1.1\r\nHost: d\r\n\r\n";
+    let wait_for_free = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while proxy.shared.connections.load(Ordering::SeqCst) > 0 {
+        assert!(
+            std::time::Instant::now() < wait_for_free,
+            "places given back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _busy: Vec<UnixStream> = (0..MOST_CONNECTIONS)
+        .map(|_| {
+            let mut stream = UnixStream::connect(proxy.path()).unwrap();
+            stream.write_all(stall).unwrap();
+            stream
+        })
+        .collect();
+    let wait_for_busy = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while proxy
+        .shared
+        .live
+        .lock()
+        .unwrap()
+        .values()
+        .any(|c| c.waiting_since.is_some() || c.streams.len() < 2)
+    {
+        assert!(
+            std::time::Instant::now() < wait_for_busy,
+            "all asked the engine"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut turned_away = UnixStream::connect(proxy.path()).unwrap();
+    turned_away.write_all(ping).unwrap();
+    assert!(closed(&mut turned_away), "no place for it");
+}
+
+#[test]
+fn a_request_head_that_stalls_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    engine(&upstream);
+    let socket = dir.path().join("proxy.sock");
+    let proxy =
+        DockerProxy::start(&socket, &upstream, CommandList::default(), eci_runtime()).unwrap();
+    let mut stalled = UnixStream::connect(proxy.path()).unwrap();
+    stalled.write_all(b"GET /_ping HTTP/1.1\r\nHost:").unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed(&mut stalled));
+    assert!(started.elapsed() >= HEAD_TIMEOUT, "{:?}", started.elapsed());
+    // A connection that keeps asking is not.
+    let mut asking = UnixStream::connect(proxy.path()).unwrap();
+    let ping = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n";
+    for _ in 0..3 {
+        assert_eq!(status_of(&mut asking, ping), "HTTP/1.1 200 OK");
+        std::thread::sleep(HEAD_TIMEOUT / 2);
+    }
+}
