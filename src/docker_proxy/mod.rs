@@ -74,10 +74,11 @@ pub enum CreateRuntime {
 /// idle connections cannot keep others out.
 const MOST_CONNECTIONS: usize = 64;
 
-/// How long a connection may stay silent while a request head is due (after the answer
-/// before, or between bytes of a head; 5 minutes, as dockerd's own ReadHeaderTimeout). Bodies
-/// and streams are not timed. One that trickles a head out byte by byte is displaced first
-/// when places run out ([`MOST_CONNECTIONS`]).
+/// How long a client may stay silent while the proxy reads from it: after the answer before,
+/// between bytes of a head, or of a body (5 minutes, dockerd's own ReadHeaderTimeout, though
+/// that one bounds a whole head). Raw streams (attach, exec) are not timed. A client that
+/// trickles a head out byte by byte is displaced first when places run out
+/// ([`MOST_CONNECTIONS`]); one that trickles a body is not, and holds its place until then.
 const HEAD_TIMEOUT: std::time::Duration = if cfg!(test) {
     std::time::Duration::from_millis(500)
 } else {
@@ -474,12 +475,12 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
     let mut client = Side::new(client);
     let mut engine: Option<Side> = None;
     loop {
-        // Waiting for a request head: timed, and displaceable by a newcomer.
+        // Waiting for a request head: displaceable by a newcomer. Reads of the client are
+        // timed from here to a raw stream (a head and any body; see HEAD_TIMEOUT).
         shared.waiting(slot.id, true);
         client.stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
         let read = read_request(&mut client);
         shared.waiting(slot.id, false);
-        client.stream.set_read_timeout(None)?;
         let request = match read {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
@@ -592,10 +593,18 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         let (response, raw) = std::thread::scope(|scope| {
             let body = std::thread::Builder::new()
                 .name("eci-docker-proxy-body".into())
-                .spawn_scoped(scope, || match request.framing {
-                    Framing::Length(n) => client.copy(n, &mut to_engine),
-                    Framing::Chunked => client.copy_chunked(&mut to_engine),
-                    Framing::None | Framing::Unframed => Ok(()),
+                .spawn_scoped(scope, || {
+                    let sent = match request.framing {
+                        Framing::Length(n) => client.copy(n, &mut to_engine),
+                        Framing::Chunked => client.copy_chunked(&mut to_engine),
+                        Framing::None | Framing::Unframed => Ok(()),
+                    };
+                    // A body cut short (a client gone, or silent too long) leaves the engine
+                    // waiting for the rest, and the answer with it: end the engine's side.
+                    if sent.is_err() {
+                        let _ = to_engine.shutdown(std::net::Shutdown::Both);
+                    }
+                    sent
                 })?;
             let relayed = relay_response(engine, &request, &mut to_client);
             let sent = body
@@ -604,6 +613,8 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             sent.and(relayed)
         })?;
         if raw {
+            // An attached stream may be silent for as long as its program is.
+            client.stream.set_read_timeout(None)?;
             return splice(client, engine);
         }
         if request.close || response.close {
