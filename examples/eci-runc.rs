@@ -29,8 +29,10 @@
 //! container is gone; createContainer and startContainer hooks (which run inside the container)
 //! are refused.
 //!
-//! `exec` hands the process and the caller's stdio to the monitor, which starts it in the
-//! container and sends its exit code back; a detached exec leaves a stand-in process (named by
+//! `exec` hands the process (`--process`, or, as runc builds it, the container's own process
+//! from its bundle with the command line's arguments, environment, directory and user over
+//! it) and the caller's stdio to the monitor, which starts it in the container and sends its
+//! exit code back; a detached exec leaves a stand-in process (named by
 //! the pid file) that exits with that code, as the shim expects of the pid it reaps.
 //!
 //! A terminal (`process.terminal`, `docker run -t`) is a pty made in the container's own devpts;
@@ -318,7 +320,7 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
                 ask(ctx, &u.container_id, &request).map(|_| 0)
             }
             CommonCmd::Exec(e) => {
-                let process = exec_process(&e)?;
+                let process = exec_process(ctx, &e)?;
                 let console = e.console_socket.as_deref();
                 if !e.detach {
                     return exec_through_monitor(ctx, &e.container_id, &process, console, None);
@@ -1894,8 +1896,10 @@ fn forward_signals(stream: &UnixStream) -> Result<(), Error> {
     Ok(())
 }
 
-/// The process an exec asks for: the --process file, or built from the command line.
-fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
+/// The process an exec asks for: the --process file, or, as runc builds it, the container's
+/// own process (from the bundle's config.json: its environment, user, working directory,
+/// capabilities, limits) with what the command line says over it.
+fn exec_process(ctx: &Ctx, e: &liboci_cli::Exec) -> Result<String, Error> {
     // Never dropped without a word: the process would run with less (or more) than asked.
     // runc applies these two with --process too.
     if e.preserve_fds > 0 || e.cgroup.is_some() {
@@ -1915,21 +1919,29 @@ fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
     if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
         return Err(format!("exec {flag} is not supported").into());
     }
-    let mut process = eci::oci_spec::runtime::Process::default();
+    let mut process = containers_process(ctx, &e.container_id)?;
     process.set_args(Some(e.command.clone()));
     if e.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }
     process.set_terminal(Some(e.tty));
-    let mut env: Vec<String> =
-        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
-    env.extend(e.env.iter().map(|(k, v)| format!("{k}={v}")));
+    process.set_console_size(None);
+    // A variable given again replaces the container's, as runc's exec leaves the last one.
+    let mut env = process.env().clone().unwrap_or_default();
+    for (key, value) in &e.env {
+        env.retain(|entry| entry.split_once('=').map_or(entry.as_str(), |(k, _)| k) != key);
+        env.push(format!("{key}={value}"));
+    }
     process.set_env(Some(env));
-    process.set_cwd(e.cwd.clone().unwrap_or_else(|| PathBuf::from("/")));
+    if let Some(cwd) = &e.cwd {
+        process.set_cwd(cwd.clone());
+    }
     if let Some((uid, gid)) = e.user {
-        let mut user = eci::oci_spec::runtime::User::default();
+        let mut user = process.user().clone();
         user.set_uid(uid);
-        user.set_gid(gid.unwrap_or(0));
+        if let Some(gid) = gid {
+            user.set_gid(gid);
+        }
         process.set_user(user);
     }
     if !e.additional_gids.is_empty() {
@@ -1938,6 +1950,19 @@ fn exec_process(e: &liboci_cli::Exec) -> Result<String, Error> {
         process.set_user(user);
     }
     Ok(serde_json::to_string(&process)?)
+}
+
+/// The process of container `id`'s spec, as its bundle (recorded at create) has it.
+fn containers_process(ctx: &Ctx, id: &str) -> Result<eci::oci_spec::runtime::Process, Error> {
+    if !ctx.dir(id).exists() {
+        return Err(format!("container '{id}' does not exist").into());
+    }
+    let state = recorded_state(ctx, id)?;
+    let bundle = state["bundle"]
+        .as_str()
+        .ok_or_else(|| format!("container '{id}': no bundle in its recorded state"))?;
+    let spec = eci::load_spec(Path::new(bundle))?;
+    Ok(spec.process().clone().unwrap_or_default())
 }
 
 /// Creates the container from the bundle, with this process's stdio as its own.

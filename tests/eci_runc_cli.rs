@@ -867,6 +867,53 @@ fn exec_refuses_the_flags_it_does_not_apply_and_applies_additional_groups() {
 }
 
 #[test]
+fn a_command_line_exec_starts_from_the_containers_own_process() {
+    // As runc's: the container's environment, working directory and user, with what the
+    // command line gives over them.
+    let setup = Setup::new(&["sleep", "1000"]);
+    setup.edit_spec(|spec| {
+        let process = &mut spec["process"];
+        process["env"].as_array_mut().unwrap().extend([
+            serde_json::json!("FROM_SPEC=spec"),
+            serde_json::json!("BOTH=spec"),
+        ]);
+        process["cwd"] = "/tmp".into();
+        process["user"] = serde_json::json!({ "uid": 0, "gid": 7 });
+    });
+    let id = "exec-base";
+    setup.start_with_monitor(id);
+    let show = "echo $FROM_SPEC $BOTH $GIVEN; pwd; id -g";
+    let out = setup.runc(&["exec", id, "sh", "-c", show]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "spec spec\n/tmp\n7\n",
+        "{out:?}"
+    );
+    let args = [
+        "exec",
+        "--env",
+        "BOTH=cli",
+        "--env",
+        "GIVEN=cli",
+        "--cwd",
+        "/",
+        "--user",
+        "0",
+        id,
+        "sh",
+        "-c",
+        show,
+    ];
+    let out = setup.runc(&args);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "spec cli cli\n/\n7\n",
+        "{out:?}"
+    );
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
+}
+
+#[test]
 fn a_container_killed_before_start_is_cleaned_up_by_its_monitor() {
     // The monitor waited for the init of a container never started with "wait before start",
     // failed, and exited with 1 before its poststop hooks and its delete.
