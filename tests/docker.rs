@@ -460,6 +460,17 @@ fn docker_runs_containers_through_eci_runc() {
     );
 }
 
+/// A child process killed when dropped, so that a failed test leaves none behind (holding the
+/// test's output pipe open, among others).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A raw HTTP exchange on a Unix socket: the response's status line and body.
 fn raw_request(socket: &Path, request: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -489,16 +500,18 @@ fn the_socket_proxy_enforces_the_command_list() {
     .unwrap();
     let socket = dir.path().join("proxy.sock");
     let upstream = docker.dir.path().join("docker.sock");
-    let mut proxy = Command::new(example("eci-docker-proxy"))
-        .arg("--listen")
-        .arg(&socket)
-        .arg("--upstream")
-        .arg(&upstream)
-        .arg("--settings")
-        .arg(&settings)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut proxy = KilledOnDrop(
+        Command::new(example("eci-docker-proxy"))
+            .arg("--listen")
+            .arg(&socket)
+            .arg("--upstream")
+            .arg(&upstream)
+            .arg("--settings")
+            .arg(&settings)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !socket.exists() {
         assert!(Instant::now() < deadline, "the proxy did not start");
@@ -546,6 +559,11 @@ fn the_socket_proxy_enforces_the_command_list() {
         docker.docker(&["volume", "ls"]).status.success(),
         "the engine itself still answers"
     );
+    // What the engine would fetch from the host's network for the caller (a loopback port
+    // here, a cloud's metadata service elsewhere) is refused before it asks.
+    let (code, _, err) = through(&["import", "http://127.0.0.1:9/x.tar", "fetched"], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("comes from the host's network"), "{err}");
 
     // A raw request is refused like the command, and a request whose body could be read two
     // ways never reaches the engine.
@@ -569,8 +587,8 @@ fn the_socket_proxy_enforces_the_command_list() {
 
     // SIGTERM stops it and removes the socket.
     // SAFETY: kill with a valid pid and signal.
-    unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
-    assert!(proxy.wait().unwrap().success());
+    unsafe { libc::kill(proxy.0.id() as i32, libc::SIGTERM) };
+    assert!(proxy.0.wait().unwrap().success());
     assert!(!socket.exists());
 }
 

@@ -537,7 +537,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             .target
             .split_once('?')
             .map_or("", |(_, query)| query);
-        if let Some(why) = api.and_then(|api| eci_policy::docker_api::build_refusal(api, query)) {
+        if let Some(why) = api.and_then(|api| eci_policy::docker_api::query_refusal(api, query)) {
             let message = format!("eci: {why}");
             tracing::info!("docker proxy: {message}");
             refuse(&mut client.stream, 403, &message)?;

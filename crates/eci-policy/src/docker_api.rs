@@ -590,22 +590,30 @@ pub fn query_container(
     Ok(name.map(|name| QueryContainer { name, others, key }))
 }
 
-/// Why a build request is refused on a proxied socket, if it is (ECI.md guarantee 4: builds
-/// may not use the host's network nor BuildKit's entitlements):
+/// Why a request is refused on a proxied socket for what its query asks, if it is (ECI.md
+/// guarantee 4: builds may not use the host's network nor BuildKit's entitlements):
 /// - BuildKit's endpoints (`/session`, `/grpc`) and builds (`version=2`): BuildKit runs its
 ///   steps with runc whatever the engine's runtimes, and asks for entitlements such as
 ///   `network.host` inside gRPC, where the proxy cannot look;
-/// - a classic build with `networkmode=host`.
+/// - a classic build with `networkmode=host`;
+/// - a build whose context is fetched from a `remote` URL or Git repository, and an import
+///   from a `fromSrc` URL: the engine fetches them from the host's network, where the
+///   container could not reach (a cloud's metadata service, the host's own services), and
+///   hands back what it got (a text file becomes the Dockerfile, whose errors quote it; a
+///   tarball becomes an image). A context or an image sent in the request's body is fine.
 ///
 /// ```
-/// use eci_policy::docker_api::{build_refusal, Api};
-/// assert!(build_refusal(Api::Build, "t=app&networkmode=host").is_some());
-/// assert!(build_refusal(Api::Build, "t=app&version=2").is_some());
-/// assert!(build_refusal(Api::Grpc, "").is_some());
-/// assert_eq!(build_refusal(Api::Build, "t=app&networkmode=none"), None);
-/// assert_eq!(build_refusal(Api::ContainerList, "all=1"), None);
+/// use eci_policy::docker_api::{query_refusal, Api};
+/// assert!(query_refusal(Api::Build, "t=app&networkmode=host").is_some());
+/// assert!(query_refusal(Api::Build, "remote=http://169.254.169.254/").is_some());
+/// assert!(query_refusal(Api::ImageImport, "fromSrc=http://10.0.0.1/x.tar").is_some());
+/// assert_eq!(query_refusal(Api::ImageImport, "fromSrc=-&repo=app"), None);
+/// assert!(query_refusal(Api::Build, "t=app&version=2").is_some());
+/// assert!(query_refusal(Api::Grpc, "").is_some());
+/// assert_eq!(query_refusal(Api::Build, "t=app&networkmode=none"), None);
+/// assert_eq!(query_refusal(Api::ContainerList, "all=1"), None);
 /// ```
-pub fn build_refusal(api: Api, query: &str) -> Option<&'static str> {
+pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
     match api {
         Api::Session | Api::Grpc => {
             Some("BuildKit's session and gRPC endpoints carry options the proxy cannot check")
@@ -620,8 +628,22 @@ pub fn build_refusal(api: Api, query: &str) -> Option<&'static str> {
                 Some("BuildKit builds (version=2) run outside eci, with options the proxy cannot check")
             } else if first("networkmode").is_some_and(|v| v.eq_ignore_ascii_case("host")) {
                 Some("builds may not use the host's network")
+            } else if first("remote").is_some_and(|v| !v.is_empty()) {
+                Some(
+                    "a build context fetched by the engine (remote=) comes from the host's network",
+                )
             } else {
                 None
+            }
+        }
+        Api::ImageImport => {
+            let Ok(values) = query_values(query) else {
+                return Some("the import's query does not decode");
+            };
+            // Anything but "-" (the request's body) is a URL the engine fetches.
+            match values.iter().find(|(k, _)| k == "fromSrc") {
+                Some((_, source)) if source == "-" => None,
+                _ => Some("an import the engine fetches (fromSrc= other than -) comes from the host's network"),
             }
         }
         _ => None,

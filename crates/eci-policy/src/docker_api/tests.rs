@@ -366,12 +366,31 @@ proptest! {
     ) {
         let key = if encode { "network%6Dode" } else { "networkmode" };
         let query = format!("{before}&{key}={mode}");
-        prop_assert!(build_refusal(Api::Build, &query).is_some(), "{}", query);
+        prop_assert!(query_refusal(Api::Build, &query).is_some(), "{}", query);
         let buildkit = format!("{before}&version=2");
-        prop_assert!(build_refusal(Api::Build, &buildkit).is_some());
+        prop_assert!(query_refusal(Api::Build, &buildkit).is_some());
         let later = format!("networkmode=none&{key}={mode}");
-        prop_assert_eq!(build_refusal(Api::Build, &later), None, "the engine reads the first");
-        prop_assert_eq!(build_refusal(Api::Build, &before), None);
+        prop_assert_eq!(query_refusal(Api::Build, &later), None, "the engine reads the first");
+        prop_assert_eq!(query_refusal(Api::Build, &before), None);
+    }
+
+    #[test]
+    fn what_the_engine_would_fetch_for_a_build_or_an_import_is_refused(
+        url in "(https?|git)://[a-z0-9.]{1,20}(:[0-9]{1,5})?/[a-z/]{0,12}",
+        before in "[a-z]{1,6}=[a-z0-9]{0,6}",
+    ) {
+        let remote = format!("{before}&remote={url}");
+        prop_assert!(query_refusal(Api::Build, &remote).is_some(), "{}", remote);
+        let import = format!("{before}&fromSrc={url}");
+        prop_assert!(query_refusal(Api::ImageImport, &import).is_some(), "{}", import);
+        // The engine reads the first value: an empty remote, the body's context; "-", the
+        // body's tarball.
+        let body_context = format!("remote=&remote={url}");
+        prop_assert_eq!(query_refusal(Api::Build, &body_context), None);
+        let body_tarball = format!("fromSrc=-&fromSrc={url}&{before}");
+        prop_assert_eq!(query_refusal(Api::ImageImport, &body_tarball), None);
+        let later = format!("fromSrc={url}&fromSrc=-");
+        prop_assert!(query_refusal(Api::ImageImport, &later).is_some());
     }
 
     #[test]
@@ -430,7 +449,7 @@ fn every_documented_way_to_run_outside_the_runtime_is_caught() {
 fn names_and_queries_are_read_as_the_engine_reads_them() {
     // Go's query parser skips a pair holding ';': the proxy refuses such a query.
     assert!(query_container("container=a;&container=b", "container").is_err());
-    assert!(build_refusal(Api::Build, "version=1;&version=2").is_some());
+    assert!(query_refusal(Api::Build, "version=1;&version=2").is_some());
     // Nor a pair with an escape it refuses ("%+0": a sign, not two hex digits), which it
     // skips as well: what follows would be the first value the engine reads.
     for query in [
@@ -439,9 +458,9 @@ fn names_and_queries_are_read_as_the_engine_reads_them() {
         "version=%-1&version=2",
         "version=% 2&version=2",
     ] {
-        assert!(build_refusal(Api::Build, query).is_some(), "{query}");
+        assert!(query_refusal(Api::Build, query).is_some(), "{query}");
     }
-    assert!(build_refusal(Api::Build, "t=%41%6a").is_none());
+    assert!(query_refusal(Api::Build, "t=%41%6a").is_none());
     // The engine's exec route takes everything before the action as the ID.
     assert_eq!(
         exec_of_target("POST", "/v1.43/exec/a/b/start").as_deref(),
