@@ -1944,9 +1944,12 @@ fn exec_process(ctx: &Ctx, e: &liboci_cli::Exec) -> Result<String, Error> {
         }
         process.set_user(user);
     }
+    // Added to the container's, as runc adds them.
     if !e.additional_gids.is_empty() {
         let mut user = process.user().clone();
-        user.set_additional_gids(Some(e.additional_gids.clone()));
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(&e.additional_gids);
+        user.set_additional_gids(Some(gids));
         process.set_user(user);
     }
     Ok(serde_json::to_string(&process)?)
@@ -1954,14 +1957,17 @@ fn exec_process(ctx: &Ctx, e: &liboci_cli::Exec) -> Result<String, Error> {
 
 /// The process of container `id`'s spec, as its bundle (recorded at create) has it.
 fn containers_process(ctx: &Ctx, id: &str) -> Result<eci::oci_spec::runtime::Process, Error> {
-    if !ctx.dir(id).exists() {
-        return Err(format!("container '{id}' does not exist").into());
+    // From the monitor while it runs, else from what it recorded (`state` says which is
+    // missing: the container, or its running).
+    let state: serde_json::Value = serde_json::from_str(&state(ctx, id)?)?;
+    if state["status"] != "running" {
+        return Err(format!("container not running: {id}").into());
     }
-    let state = recorded_state(ctx, id)?;
     let bundle = state["bundle"]
         .as_str()
-        .ok_or_else(|| format!("container '{id}': no bundle in its recorded state"))?;
-    let spec = eci::load_spec(Path::new(bundle))?;
+        .ok_or_else(|| format!("container '{id}': no bundle in its state"))?;
+    let spec = eci::load_spec(Path::new(bundle))
+        .map_err(|err| format!("container '{id}': the process of its bundle: {err}"))?;
     Ok(spec.process().clone().unwrap_or_default())
 }
 

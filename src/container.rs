@@ -299,7 +299,11 @@ fn check_supported(spec: &Spec) -> Result<()> {
     if spec.hooks().is_some() {
         return Err(Error::Unsupported("OCI hooks"));
     }
-    let process = spec.process().clone().unwrap_or_default();
+    check_process_supported(&spec.process().clone().unwrap_or_default())
+}
+
+/// Refuses what the runtime cannot apply to a process (the init's, or one added with exec).
+pub(crate) fn check_process_supported(process: &oci_spec::runtime::Process) -> Result<()> {
     if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
         return Err(Error::Unsupported("AppArmor or SELinux labels"));
     }

@@ -115,6 +115,8 @@ impl Container {
         if self.state != State::Running {
             return Err(self.state_error("exec into"));
         }
+        // Refused as the init's would be, rather than run without the label asked for.
+        crate::container::check_process_supported(&process)?;
         let mut spec = self.spec.clone();
         spec.set_process(Some(process));
         let lease = self

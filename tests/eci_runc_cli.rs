@@ -878,15 +878,15 @@ fn a_command_line_exec_starts_from_the_containers_own_process() {
             serde_json::json!("BOTH=spec"),
         ]);
         process["cwd"] = "/tmp".into();
-        process["user"] = serde_json::json!({ "uid": 0, "gid": 7 });
+        process["user"] = serde_json::json!({ "uid": 0, "gid": 7, "additionalGids": [8] });
     });
     let id = "exec-base";
     setup.start_with_monitor(id);
-    let show = "echo $FROM_SPEC $BOTH $GIVEN; pwd; id -g";
+    let show = "echo $FROM_SPEC $BOTH $GIVEN; pwd; id -G";
     let out = setup.runc(&["exec", id, "sh", "-c", show]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "spec spec\n/tmp\n7\n",
+        "spec spec\n/tmp\n7 8\n",
         "{out:?}"
     );
     let args = [
@@ -899,6 +899,8 @@ fn a_command_line_exec_starts_from_the_containers_own_process() {
         "/",
         "--user",
         "0",
+        "--additional-gids",
+        "9",
         id,
         "sh",
         "-c",
@@ -907,7 +909,7 @@ fn a_command_line_exec_starts_from_the_containers_own_process() {
     let out = setup.runc(&args);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "spec cli cli\n/\n7\n",
+        "spec cli cli\n/\n7 8 9\n",
         "{out:?}"
     );
     assert!(setup.runc(&["delete", "--force", id]).status.success());

@@ -5,8 +5,8 @@ mod common;
 use std::os::fd::OwnedFd;
 
 use common::create_with;
-use eci::oci_spec::runtime::Process;
-use eci::Stdio;
+use eci::oci_spec::runtime::{Process, ProcessBuilder};
+use eci::{Error, Stdio};
 
 fn exec_output(container: &eci::Container, args: &[&str]) -> (i32, String) {
     let mut process = Process::default();
@@ -93,6 +93,27 @@ fn what_an_execd_process_leaves_running_cannot_install_a_notifier_of_its_own() {
     });
     let left = left.expect("the child left running answered");
     assert_eq!(left.lines().collect::<Vec<_>>(), ["EBUSY", "ENOSYS"]);
+}
+
+#[test]
+fn an_exec_with_a_security_label_is_refused_not_run_without_it() {
+    let mut c = create_with("exec-label", &["sleep", "100"], |_| {});
+    c.container().start().unwrap();
+    for labelled in [
+        ProcessBuilder::default()
+            .args(vec!["true".to_string()])
+            .apparmor_profile("docker-default")
+            .build()
+            .unwrap(),
+        ProcessBuilder::default()
+            .args(vec!["true".to_string()])
+            .selinux_label("system_u:system_r:container_t:s0")
+            .build()
+            .unwrap(),
+    ] {
+        let err = c.container().exec(labelled, Stdio::default()).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    }
 }
 
 #[test]
