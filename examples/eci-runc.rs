@@ -10,10 +10,10 @@
 //! cgroup for statistics and OOM events; the monitor learns of its end through its pidfd and
 //! exits once everything (mounts, cgroup, ID lease, processes) has been given back. (Before
 //! Linux 6.15, which keeps a reaped process's status for pidfds, the init stays the monitor's
-//! child and the pid file names the monitor, which exits with the container's code.) `run` without `--detach` is its
-//! container's monitor itself, as runc's `run` stays its container's parent: its pid file names
-//! it, and the signals it gets (HUP, INT, QUIT, USR1, USR2, TERM) go on to the container's
-//! init. Idle for 2 s after some work,
+//! child and the pid file names the monitor, which exits with the container's code.) `run`
+//! without `--detach` is its container's monitor itself, as runc's `run` stays its container's
+//! parent: its pid file names it, and the signals it gets (HUP, INT, QUIT, USR1, USR2, TERM) go
+//! on to the container's init. Idle for 2 s after some work,
 //! the monitor unmaps the program pages that work touched (`eci::eci_ns::footprint`).
 //!
 //! ```text

@@ -334,7 +334,8 @@ impl Container {
         }
         if init_parent == InitParent::Adopter && !eci_ns::pidfd::exit_status_outlives_reaping() {
             return Err(Error::Unsupported(
-                "an init adopted by another process before Linux 6.15 (its exit status would reach the adopter alone)",
+                "an init adopted by another process before Linux 6.15 (its exit status would \
+                 reach the adopter alone)",
             ));
         }
         if !shared.live.lock().expect("live set").insert(id.clone()) {

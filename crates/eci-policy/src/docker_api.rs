@@ -643,7 +643,10 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
             // Anything but "-" (the request's body) is a URL the engine fetches.
             match values.iter().find(|(k, _)| k == "fromSrc") {
                 Some((_, source)) if source == "-" => None,
-                _ => Some("an import the engine fetches (fromSrc= other than -) comes from the host's network"),
+                _ => Some(
+                    "an import the engine fetches (fromSrc= other than -) comes from the host's \
+                     network",
+                ),
             }
         }
         _ => None,
