@@ -111,7 +111,8 @@ impl PidFd {
         .map(|s| s.expect("a blocking wait always returns a status"))
     }
 
-    /// [`PidFd::wait`] without blocking: `None` while the process runs.
+    /// [`PidFd::wait`] without blocking: `None` while the process runs (and, for a process
+    /// that is not the caller's child, until how it ended can be read).
     pub fn try_wait(&self) -> SysResult<Option<ExitStatus>> {
         match self.wait_with(libc::WNOHANG) {
             Err(Errno(libc::ECHILD)) => self.exit_of_other(false),
@@ -140,8 +141,8 @@ impl PidFd {
             }
             // A zombie whose entry does not read as its own (hidepid, or a /proc of another
             // PID namespace, where its pid names another process or none): its status comes
-            // with its reaping, which hangs the pidfd up and wakes its
-            // pollers (the bound covers kernels that do not wake them).
+            // with its reaping, which hangs the pidfd up and wakes its pollers (the bound
+            // covers kernels that do not wake them).
             if !block {
                 return Ok(None);
             }
