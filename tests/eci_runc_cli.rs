@@ -694,17 +694,7 @@ fn delete_takes_down_a_container_whose_monitor_died() {
     let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
     let served = || setup.virtd_serves(id);
     assert!(served(), "the virtual files daemon serves the container");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    // Reaped by its parent, the test's eci-runc create, which has exited: init reaps it.
-    let gone = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        !Path::new(&format!("/proc/{monitor}")).exists()
-    });
-    assert!(gone, "the monitor is dead");
+    kill_monitor(monitor);
     assert!(
         pids.iter()
             .all(|p| Path::new(&format!("/proc/{p}")).exists()),
@@ -773,12 +763,7 @@ fn a_created_containers_init_ends_with_its_monitor() {
     // stopped.
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "orphan-created";
-    let monitor = setup.create_with_monitor(id);
-    // SAFETY: kill takes plain integers; the monitor lives (it serves the container).
-    assert_eq!(unsafe { libc::kill(monitor, libc::SIGKILL) }, 0);
-    assert!(eventually(
-        || !Path::new(&format!("/proc/{monitor}")).exists()
-    ));
+    kill_monitor(setup.create_with_monitor(id));
     let stopped = || {
         let out = setup.runc(&["state", id]);
         let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -798,13 +783,7 @@ fn a_delete_waits_for_a_monitor_still_cleaning_up() {
     // test holds that lock in the monitor's place, after killing the monitor.
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "cleaning";
-    let monitor = setup.start_with_monitor(id);
-    let monitor = nix::unistd::Pid::from_raw(monitor);
-    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
-    assert!(
-        eventually(|| !Path::new(&format!("/proc/{monitor}")).exists()),
-        "the monitor is dead"
-    );
+    kill_monitor(setup.start_with_monitor(id));
     let dir = std::fs::File::open(setup.container_dir(id)).unwrap();
     let held = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .expect("a dead monitor holds nothing");
@@ -1003,6 +982,17 @@ fn the_pid_file_names_the_init_in_the_containers_cgroup_and_the_monitor_sees_its
     assert!(
         eventually(|| !Path::new(&format!("/proc/{monitor}")).exists()),
         "the monitor exits with its container"
+    );
+}
+
+/// SIGKILLs a container's monitor and waits until it is gone (reaped by whoever adopted it
+/// when the test's `eci-runc create` exited).
+fn kill_monitor(monitor: i32) {
+    // SAFETY: kill takes plain integers; the monitor lives (it serves its container).
+    assert_eq!(unsafe { libc::kill(monitor, libc::SIGKILL) }, 0);
+    assert!(
+        eventually(|| !Path::new(&format!("/proc/{monitor}")).exists()),
+        "the monitor is dead"
     );
 }
 

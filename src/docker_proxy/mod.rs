@@ -474,11 +474,12 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
     let shared = &slot.shared;
     let mut client = Side::new(client);
     let mut engine: Option<Side> = None;
+    // Reads of the client (heads and bodies) are timed until a raw stream, which ends the
+    // connection's loop (see HEAD_TIMEOUT).
+    client.stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
     loop {
-        // Waiting for a request head: displaceable by a newcomer. Reads of the client are
-        // timed from here to a raw stream (a head and any body; see HEAD_TIMEOUT).
+        // Waiting for a request head: displaceable by a newcomer.
         shared.waiting(slot.id, true);
-        client.stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
         let read = read_request(&mut client);
         shared.waiting(slot.id, false);
         let request = match read {
