@@ -28,6 +28,7 @@ use crate::supervise::{
     helper_config, initial_mounts_once_final, receive_listener, start_prepared_vetting,
     start_vetting,
 };
+use crate::volume::BundlePaths;
 
 /// Descriptors for the container's stdin, stdout and stderr. `None` keeps the runtime's own.
 #[derive(Debug, Default)]
@@ -396,9 +397,8 @@ impl Container {
             runtime_caps: shared.runtime_caps,
         };
         let image_ctx = image.as_ref().map(ContainerImage::context);
-        let hardened = harden_with_image(spec, &ctx, image_ctx.as_ref(), &mut |p| {
-            resolve_in_bundle(&bundle, p)
-        })?;
+        let mut host = BundlePaths { bundle: &bundle };
+        let hardened = harden_with_image(spec, &ctx, image_ctx.as_ref(), &mut host)?;
         let spec = hardened.spec;
         let cgroup_path = spec
             .linux()

@@ -10,12 +10,11 @@ use eci_ns::{spawn_into, ExitStatus, PidFd};
 use eci_policy::harden::{harden_with_image, HardenContext};
 use oci_spec::runtime::Process;
 
-use crate::container::{
-    namespaces_of, resolve_in_bundle, set_oom_score_adj, set_rlimits, Container, State, Stdio,
-};
+use crate::container::{namespaces_of, set_oom_score_adj, set_rlimits, Container, State, Stdio};
 use crate::error::{Error, Result};
 use crate::init::{InitPlan, START};
 use crate::supervise::{receive_listener, start_vetting};
+use crate::volume::BundlePaths;
 
 /// A process added to a running container. Dropping it kills it if it still runs.
 #[derive(Debug)]
@@ -130,10 +129,10 @@ impl Container {
             runtime_caps: self.shared.runtime_caps,
         };
         let image = self.image.as_ref().map(crate::ContainerImage::context);
-        let spec = harden_with_image(spec, &ctx, image.as_ref(), &mut |p| {
-            resolve_in_bundle(&self.bundle, p)
-        })?
-        .spec;
+        let mut host = BundlePaths {
+            bundle: &self.bundle,
+        };
+        let spec = harden_with_image(spec, &ctx, image.as_ref(), &mut host)?.spec;
         // The hostname and domain name are the container's already.
         let mut process_only = spec.clone();
         process_only.set_hostname(None);

@@ -50,6 +50,7 @@ mod runtime;
 mod supervise;
 mod takeover;
 mod virt;
+mod volume;
 
 pub use container::{valid_container_id, Container, ContainerConfig, ContainerImage, State, Stdio};
 pub use eci_idmap::Durability;

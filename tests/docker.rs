@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -729,6 +730,150 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
     assert_eq!(code, 125);
     assert!(
         err.contains("eci-busybox") && err.contains("is not in dockerSocketMount.imageList"),
+        "{err}"
+    );
+}
+
+/// Docker's volumes live in its data root, which no bind may name: a named, anonymous or tmpfs
+/// volume still works, its files keep their owners (the image's copied-up 999, root's for what
+/// the container's root writes, seen alike by the next container), and a volume of the `local`
+/// driver that would show host files (a bind of /etc, an overlay of it) is refused.
+#[test]
+fn docker_volumes_keep_their_owners_and_show_no_host_files() {
+    let docker = Dockerd::start();
+    let ok = |out: Output| -> String {
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            docker.log()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    ok(docker.docker(&["volume", "create", "named"]));
+    let (code, out, err) = docker.run(&[
+        "-v",
+        "named:/v",
+        "eci-busybox",
+        "sh",
+        "-c",
+        "echo one > /v/f && stat -c '%u %g' /v /v/f",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "0 0\n0 0\n"), "{err}");
+    let (code, out, err) = docker.run(&["-v", "named:/v", "eci-busybox", "cat", "/v/f"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "one\n"),
+        "the next container, another ID block: {err}"
+    );
+    let on_host = docker.data.path().join("volumes/named/_data/f");
+    let meta = std::fs::metadata(&on_host).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "as Docker without eci stores it"
+    );
+
+    // An image's VOLUME: an anonymous volume, filled from the image with its owners.
+    let rootfs = tempfile::tempdir().unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(docker.dir.path().join("image/rootfs/."))
+        .arg(rootfs.path())
+        .status();
+    assert!(copied.unwrap().success());
+    let db = rootfs.path().join("var/lib/db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(db.join("seed"), "seed\n").unwrap();
+    for path in [&db, &db.join("seed")] {
+        std::os::unix::fs::chown(path, Some(999), Some(999)).unwrap();
+    }
+    let import = format!(
+        "tar -C {} -c . | DOCKER_HOST={} docker import --change 'VOLUME /var/lib/db' - eci-db",
+        rootfs.path().display(),
+        docker.host()
+    );
+    let status = Command::new("sh")
+        .args(["-c", &import])
+        .stdout(Stdio::null())
+        .status();
+    assert!(status.unwrap().success());
+    let script = "echo 'db:x:999:999::/:/bin/sh' >> /etc/passwd; \
+        stat -c '%u %g' /var/lib/db/seed; \
+        su db -c 'echo more >> /var/lib/db/seed && cat /var/lib/db/seed'";
+    let (code, out, err) = docker.run(&["eci-db", "sh", "-c", script]);
+    assert_eq!((code, out.as_str()), (0, "999 999\nseed\nmore\n"), "{err}");
+
+    ok(docker.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=1m",
+        "scratch",
+    ]));
+    let (code, out, err) = docker.run(&[
+        "-v",
+        "scratch:/v",
+        "eci-busybox",
+        "sh",
+        "-c",
+        "echo x > /v/f && grep ' /v ' /proc/self/mountinfo | grep -c ' - tmpfs '",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "1\n"), "{err}");
+
+    // A bind volume is judged as a bind of its device: a shared path passes, /etc does not.
+    let shared = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::write(shared.path().join("f"), "shared\n").unwrap();
+    let device = format!("device={}", shared.path().display());
+    ok(docker.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        &device,
+        "tmpdir",
+    ]));
+    let (code, out, err) = docker.run(&["-v", "tmpdir:/v", "eci-busybox", "cat", "/v/f"]);
+    assert_eq!((code, out.as_str()), (0, "shared\n"), "{err}");
+    ok(docker.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        "device=/etc",
+        "etc",
+    ]));
+    let (code, out, err) = docker.run(&["-v", "etc:/v", "eci-busybox", "cat", "/v/shadow"]);
+    assert_eq!((code, out.as_str()), (125, ""));
+    assert!(
+        err.contains("Docker volume etc is refused: it binds host path /etc"),
+        "{err}"
+    );
+    ok(docker.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=overlay",
+        "--opt",
+        "device=overlay",
+        "--opt",
+        "o=lowerdir=/etc:/srv",
+        "etc-overlay",
+    ]));
+    let (code, out, err) = docker.run(&["-v", "etc-overlay:/v", "eci-busybox", "cat", "/v/shadow"]);
+    assert_eq!((code, out.as_str()), (125, ""));
+    assert!(
+        err.contains("the engine mounted a filesystem of type overlay"),
         "{err}"
     );
 }

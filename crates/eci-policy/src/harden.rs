@@ -20,6 +20,7 @@ use crate::ids::{validate_mappings, IdBlock, IdMapping, MappingError};
 use crate::image::{ImageGrant, ImageIdentity, KnownDigests};
 use crate::paths::{PathDecision, ResolvedPath, RuleOrigin};
 use crate::settings::{Policy, ProcFile, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+use crate::volume::{volume_data, EngineVolume, VolumeData, VolumeSource};
 
 /// What hardening needs besides the spec.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +102,18 @@ pub enum Change {
         /// The image was allowed because it was built from an allowed image.
         derived: bool,
     },
+    /// A bind of a Docker volume's data directory, beneath the engine's data root, was allowed
+    /// for what the engine has there.
+    EngineVolume {
+        /// The mount's destination.
+        destination: PathBuf,
+        /// The volume's name.
+        name: String,
+        /// What the engine has at its data directory.
+        source: VolumeSource,
+        /// Whether the bind was idmapped (its files show their owners on disk).
+        idmapped: bool,
+    },
 }
 
 impl fmt::Display for Change {
@@ -147,6 +160,25 @@ impl fmt::Display for Change {
                 write!(
                     f,
                     "Docker socket bound at {} for image {image}, {how} imageList entry {entry}",
+                    destination.display()
+                )
+            }
+            Change::EngineVolume {
+                destination,
+                name,
+                source,
+                idmapped,
+            } => {
+                let what = match source {
+                    VolumeSource::Directory => "a directory".to_string(),
+                    VolumeSource::Tmpfs => "a tmpfs".to_string(),
+                    VolumeSource::Bind { device } => format!("a bind of {}", device.display()),
+                    VolumeSource::Other { what } => what.clone(),
+                };
+                let idmapped = if *idmapped { ", idmapped" } else { "" };
+                write!(
+                    f,
+                    "Docker volume {name} ({what}{idmapped}) bound at {}",
                     destination.display()
                 )
             }
@@ -261,6 +293,34 @@ pub enum HardenError {
         /// The container's image, if the caller named one.
         image: Option<String>,
     },
+    /// A Docker volume whose data directory could not be inspected.
+    #[error("bind mount of Docker volume data {}: finding what the engine has there: {source}", path.display())]
+    UnreadableVolume {
+        /// The volume's data directory.
+        path: PathBuf,
+        /// Why it could not be inspected.
+        source: std::io::Error,
+    },
+    /// A Docker volume the engine mounted something at that may hold the host's own files.
+    #[error("bind mount of Docker volume {name} is refused: the engine mounted {what} at {}; only directory, tmpfs and bind volumes (of paths a bind may name) are allowed", path.display())]
+    VolumeFilesystem {
+        /// The volume's name.
+        name: String,
+        /// Its data directory.
+        path: PathBuf,
+        /// What is mounted there.
+        what: String,
+    },
+    /// A Docker volume that binds a host path the rules refuse.
+    #[error("bind mount of Docker volume {name} is refused: it binds host path {}, and {reason}", device.display())]
+    VolumeDevice {
+        /// The volume's name.
+        name: String,
+        /// The host path it binds.
+        device: PathBuf,
+        /// Why a bind of that path is refused.
+        reason: Box<HardenError>,
+    },
     /// A bind mount of a host path no rule shares.
     #[error("bind mount of host path {} is refused: it is not in the shared paths", path.display())]
     NotSharedSource {
@@ -333,18 +393,41 @@ fn is_safe_device(typ: LinuxDeviceType, major: i64, minor: i64) -> bool {
             .any(|(ma, mi, _)| *ma == major && mi.is_none_or(|mi| mi == minor))
 }
 
-/// Hardens `spec` for a container that owns `ctx.block`. `resolve` turns a bind mount source into
-/// a host path with every symlink resolved (relative sources are the resolver's to interpret,
-/// usually against the bundle directory).
+/// What hardening asks of the host about the paths a spec names: the facts it cannot know
+/// without syscalls. A closure `FnMut(&Path) -> io::Result<PathBuf>` is one that resolves paths
+/// and knows of no engine volume.
+pub trait HostPaths {
+    /// `path` as a host path with every symlink resolved (relative paths are the resolver's to
+    /// interpret, usually against the bundle directory).
+    fn resolve(&mut self, path: &Path) -> std::io::Result<PathBuf>;
+
+    /// What a Docker engine has at `data`, a resolved path shaped as a volume's data directory,
+    /// or `None` when no engine made it (see [`crate::volume`]). Asked only of a path the rules
+    /// would refuse otherwise.
+    fn engine_volume(&mut self, data: &VolumeData<'_>) -> std::io::Result<Option<EngineVolume>> {
+        let _ = data;
+        Ok(None)
+    }
+}
+
+impl<F: FnMut(&Path) -> std::io::Result<PathBuf>> HostPaths for F {
+    fn resolve(&mut self, path: &Path) -> std::io::Result<PathBuf> {
+        self(path)
+    }
+}
+
+/// Hardens `spec` for a container that owns `ctx.block`. `host` resolves bind mount sources and
+/// hook paths and tells what an engine has at a volume's data directory.
 ///
 /// ```
 /// use eci_policy::harden::{harden, Change, HardenContext};
 /// use eci_policy::{caps::CapSet, ids::IdBlock, Policy};
 /// use oci_spec::runtime::Spec;
+/// use std::path::Path;
 ///
 /// let policy = Policy::default();
 /// let ctx = HardenContext { policy: &policy, block: IdBlock::new(1 << 28, 65536).unwrap(), runtime_caps: CapSet::ALL };
-/// let hardened = harden(Spec::default(), &ctx, &mut |p| Ok(p.to_path_buf())).unwrap();
+/// let hardened = harden(Spec::default(), &ctx, &mut |p: &Path| Ok(p.to_path_buf())).unwrap();
 /// assert!(hardened.report.contains(&Change::AddedNamespace("user")));
 /// let uid_map = hardened.spec.linux().as_ref().unwrap().uid_mappings().clone().unwrap();
 /// assert_eq!(uid_map[0].host_id(), 1 << 28);
@@ -352,9 +435,9 @@ fn is_safe_device(typ: LinuxDeviceType, major: i64, minor: i64) -> bool {
 pub fn harden(
     spec: Spec,
     ctx: &HardenContext<'_>,
-    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+    host: &mut dyn HostPaths,
 ) -> Result<Hardened, HardenError> {
-    harden_with_image(spec, ctx, None, resolve)
+    harden_with_image(spec, ctx, None, host)
 }
 
 /// [`harden`] for a container whose image is known, so that a bind of the Docker socket can be
@@ -363,7 +446,7 @@ pub fn harden_with_image(
     mut spec: Spec,
     ctx: &HardenContext<'_>,
     image: Option<&ImageContext<'_>>,
-    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+    host: &mut dyn HostPaths,
 ) -> Result<Hardened, HardenError> {
     let mut report = Vec::new();
     check_root_and_process(&spec, ctx.block)?;
@@ -390,11 +473,7 @@ pub fn harden_with_image(
     linux.set_uid_mappings(Some(block_mapping.clone()));
     linux.set_gid_mappings(Some(block_mapping));
 
-    let binds = BindCheck {
-        ctx,
-        image,
-        resolve,
-    };
+    let binds = BindCheck { ctx, image, host };
     let mounts = harden_mounts(
         spec.mounts().clone().unwrap_or_default(),
         binds,
@@ -423,7 +502,7 @@ pub fn harden_with_image(
         }
     }
     spec.set_linux(Some(linux));
-    check_hooks(&spec, ctx.policy, resolve)?;
+    check_hooks(&spec, ctx.policy, host)?;
     harden_capabilities(&mut spec, ctx.runtime_caps, &mut report);
     clamp_rlimits(&mut spec, &mut report);
     settle_oom_score_adj(&mut spec, &mut report);
@@ -568,7 +647,7 @@ pub fn is_bind(mount: &Mount) -> bool {
 struct BindCheck<'c, 'a> {
     ctx: &'c HardenContext<'a>,
     image: Option<&'c ImageContext<'c>>,
-    resolve: &'c mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
+    host: &'c mut dyn HostPaths,
 }
 
 fn harden_mounts(
@@ -702,10 +781,13 @@ fn check_bind_source(
         .source()
         .clone()
         .ok_or_else(|| HardenError::BindWithoutSource(dest.clone()))?;
-    let resolved = (binds.resolve)(&source).map_err(|err| HardenError::UnresolvableSource {
-        path: source.clone(),
-        source: err,
-    })?;
+    let resolved = binds
+        .host
+        .resolve(&source)
+        .map_err(|err| HardenError::UnresolvableSource {
+            path: source.clone(),
+            source: err,
+        })?;
     let resolved =
         ResolvedPath::from_resolved(&resolved).map_err(|err| HardenError::UnresolvableSource {
             path: source.clone(),
@@ -720,21 +802,19 @@ fn check_bind_source(
     }
     let read_only = match binds.ctx.policy.paths.decide(&resolved) {
         PathDecision::Shared { read_only, .. } => read_only,
-        PathDecision::Restricted { rule, origin } => {
-            return Err(HardenError::RestrictedSource {
-                path: host_path,
-                rule: rule.to_path_buf(),
-                origin,
-            })
-        }
-        PathDecision::ContainsRestricted { rule, origin } => {
-            return Err(HardenError::HoldsRestricted {
-                path: host_path,
-                rule: rule.to_path_buf(),
-                origin,
-            })
-        }
-        PathDecision::NotShared => return Err(HardenError::NotSharedSource { path: host_path }),
+        refused => match engine_volume_access(binds, &host_path, &dest, report)? {
+            Some(access) => {
+                if access.idmapped {
+                    let mut options = mount.options().clone().unwrap_or_default();
+                    if !options.iter().any(|o| o == "idmap" || o == "ridmap") {
+                        options.push("idmap".to_string());
+                    }
+                    mount.set_options(Some(options));
+                }
+                access.read_only
+            }
+            None => return Err(refusal(refused, host_path)),
+        },
     };
     mount.set_source(Some(host_path));
     let mut options = mount.options().clone().unwrap_or_default();
@@ -745,6 +825,101 @@ fn check_bind_source(
     }
     mount.set_options(Some(options));
     Ok(())
+}
+
+/// Why a bind of `path` is refused, from a decision that does not share it.
+fn refusal(decision: PathDecision<'_>, path: PathBuf) -> HardenError {
+    match decision {
+        PathDecision::Restricted { rule, origin } => HardenError::RestrictedSource {
+            path,
+            rule: rule.to_path_buf(),
+            origin,
+        },
+        PathDecision::ContainsRestricted { rule, origin } => HardenError::HoldsRestricted {
+            path,
+            rule: rule.to_path_buf(),
+            origin,
+        },
+        PathDecision::NotShared | PathDecision::Shared { .. } => {
+            HardenError::NotSharedSource { path }
+        }
+    }
+}
+
+/// How a container may have a Docker volume.
+struct VolumeAccess {
+    /// Read-only, as the path it binds is shared.
+    read_only: bool,
+    /// Idmapped: its files show the owners they have on disk.
+    idmapped: bool,
+}
+
+/// Whether a bind of `path`, which the rules refuse, is of a Docker volume's data directory the
+/// container may have, and how: `None` when it is no engine's volume.
+fn engine_volume_access(
+    binds: &mut BindCheck<'_, '_>,
+    path: &Path,
+    destination: &Path,
+    report: &mut Vec<Change>,
+) -> Result<Option<VolumeAccess>, HardenError> {
+    let Some(data) = volume_data(path) else {
+        return Ok(None);
+    };
+    let source =
+        binds
+            .host
+            .engine_volume(&data)
+            .map_err(|source| HardenError::UnreadableVolume {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    let Some(EngineVolume {
+        source,
+        closed_to_others,
+    }) = source
+    else {
+        return Ok(None);
+    };
+    let (read_only, idmapped) = match &source {
+        // A bind that is not idmapped shows host root's files as nobody's: the volume the
+        // engine made (root's) would be of no use to the container's root.
+        VolumeSource::Directory | VolumeSource::Tmpfs => (false, closed_to_others),
+        VolumeSource::Bind { device } => {
+            let refused = |reason| HardenError::VolumeDevice {
+                name: data.name.to_string(),
+                device: device.clone(),
+                reason: Box::new(reason),
+            };
+            let resolved = ResolvedPath::from_resolved(device).map_err(|err| {
+                refused(HardenError::UnresolvableSource {
+                    path: device.clone(),
+                    source: std::io::Error::other(err),
+                })
+            })?;
+            // As a bind of the device itself would be.
+            match binds.ctx.policy.paths.decide(&resolved) {
+                PathDecision::Shared { read_only, .. } => (read_only, false),
+                other => return Err(refused(refusal(other, device.clone()))),
+            }
+        }
+        VolumeSource::Other { what } => {
+            return Err(HardenError::VolumeFilesystem {
+                name: data.name.to_string(),
+                path: path.to_path_buf(),
+                what: what.clone(),
+            })
+        }
+    };
+    report.push(Change::EngineVolume {
+        destination: destination.to_path_buf(),
+        name: data.name.to_string(),
+        source,
+        idmapped,
+    });
+    Ok(Some(VolumeAccess {
+        read_only,
+        idmapped,
+    }))
 }
 
 /// Allows a bind of the Docker socket only for an image in `dockerSocketMount.imageList` (or
@@ -999,11 +1174,7 @@ fn is_namespaced_net_core(key: &str) -> bool {
     )
 }
 
-fn check_hooks(
-    spec: &Spec,
-    policy: &Policy,
-    resolve: &mut dyn FnMut(&Path) -> std::io::Result<PathBuf>,
-) -> Result<(), HardenError> {
+fn check_hooks(spec: &Spec, policy: &Policy, host: &mut dyn HostPaths) -> Result<(), HardenError> {
     let Some(hooks) = spec.hooks() else {
         return Ok(());
     };
@@ -1017,10 +1188,12 @@ fn check_hooks(
         hooks.poststop(),
     ];
     for hook in lists.into_iter().flatten().flatten() {
-        let resolved = resolve(hook.path()).map_err(|source| HardenError::UnresolvableSource {
-            path: hook.path().clone(),
-            source,
-        })?;
+        let resolved =
+            host.resolve(hook.path())
+                .map_err(|source| HardenError::UnresolvableSource {
+                    path: hook.path().clone(),
+                    source,
+                })?;
         if !policy.hook_dirs.iter().any(|dir| resolved.starts_with(dir)) {
             return Err(HardenError::HookNotAllowed(hook.path().clone()));
         }

@@ -8,6 +8,8 @@
 //! - [`paths`]: which host paths may be bind-mounted;
 //! - [`reach`]: whether host users other than root can reach a directory;
 //! - [`harden`]: turning any OCI spec into one that eci will run;
+//! - [`volume`]: which Docker volumes a container may mount, though they live in the engine's
+//!   data root;
 //! - [`image`]: image references, and which images may mount the Docker socket;
 //! - [`docker_api`]: which docker command an Engine API request is, and whether it is allowed;
 //! - [`mount`]: the verdict on each mount syscall a container makes;
@@ -17,11 +19,12 @@
 //! use eci_policy::harden::{harden, HardenContext};
 //! use eci_policy::{caps::CapSet, Policy};
 //! use oci_spec::runtime::Spec;
+//! use std::path::Path;
 //!
 //! let policy = Policy::default();
 //! let block = policy.id_pool.block(0).unwrap();
 //! let ctx = HardenContext { policy: &policy, block, runtime_caps: CapSet::ALL };
-//! let hardened = harden(Spec::default(), &ctx, &mut |p| Ok(p.to_path_buf())).unwrap();
+//! let hardened = harden(Spec::default(), &ctx, &mut |p: &Path| Ok(p.to_path_buf())).unwrap();
 //! for change in &hardened.report {
 //!     println!("{change}");
 //! }
@@ -38,5 +41,6 @@ pub mod overrides;
 pub mod paths;
 pub mod reach;
 pub mod settings;
+pub mod volume;
 
 pub use settings::Policy;

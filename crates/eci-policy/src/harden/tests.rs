@@ -14,7 +14,7 @@ fn run(spec: Spec) -> Result<Hardened, HardenError> {
         block: block(),
         runtime_caps: CapSet::ALL,
     };
-    harden(spec, &ctx, &mut |p| Ok(p.to_path_buf()))
+    harden(spec, &ctx, &mut |p: &Path| Ok(p.to_path_buf()))
 }
 
 fn spec_with_namespaces(types: &[LinuxNamespaceType]) -> Spec {
@@ -74,7 +74,7 @@ fn a_time_namespace_is_added_while_uptime_reflects_the_container() {
         block: block(),
         runtime_caps: CapSet::ALL,
     };
-    let hardened = harden(Spec::default(), &ctx, &mut |p| Ok(p.to_path_buf())).unwrap();
+    let hardened = harden(Spec::default(), &ctx, &mut |p: &Path| Ok(p.to_path_buf())).unwrap();
     assert!(!types(&hardened).contains(&LinuxNamespaceType::Time));
 }
 
@@ -365,7 +365,7 @@ fn capabilities_never_exceed_the_runtime() {
         block: block(),
         runtime_caps: runtime,
     };
-    let hardened = harden(spec, &ctx, &mut |p| Ok(p.to_path_buf())).unwrap();
+    let hardened = harden(spec, &ctx, &mut |p: &Path| Ok(p.to_path_buf())).unwrap();
     let caps = hardened
         .spec
         .process()
@@ -782,4 +782,174 @@ proptest! {
         let reported = hardened.report.iter().find(|c| matches!(c, Change::RaisedOomScoreAdj(_)));
         prop_assert_eq!(reported, raised.as_ref());
     }
+}
+
+/// A host whose paths are already resolved and whose engine has `volume` at every volume data
+/// directory, closed to other users; counts the questions about volumes.
+struct VolumeHost {
+    volume: std::io::Result<Option<VolumeSource>>,
+    closed_to_others: bool,
+    asked: usize,
+}
+
+impl HostPaths for VolumeHost {
+    fn resolve(&mut self, path: &Path) -> std::io::Result<PathBuf> {
+        Ok(path.to_path_buf())
+    }
+
+    fn engine_volume(&mut self, data: &VolumeData<'_>) -> std::io::Result<Option<EngineVolume>> {
+        self.asked += 1;
+        assert_eq!(data.name, "v");
+        match &self.volume {
+            Ok(source) => Ok(source.clone().map(|source| EngineVolume {
+                source,
+                closed_to_others: self.closed_to_others,
+            })),
+            Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
+        }
+    }
+}
+
+fn bind_volume(
+    source: &str,
+    volume: std::io::Result<Option<VolumeSource>>,
+) -> (Result<Hardened, HardenError>, usize) {
+    bind_volume_reached(source, volume, false)
+}
+
+fn bind_volume_reached(
+    source: &str,
+    volume: std::io::Result<Option<VolumeSource>>,
+    reached_by_others: bool,
+) -> (Result<Hardened, HardenError>, usize) {
+    let policy = Policy::default();
+    let ctx = HardenContext {
+        policy: &policy,
+        block: block(),
+        runtime_caps: CapSet::ALL,
+    };
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(vec![MountBuilder::default()
+        .destination("/data")
+        .typ("bind")
+        .source(source)
+        .options(vec!["rbind".to_string()])
+        .build()
+        .unwrap()]));
+    let mut host = VolumeHost {
+        volume,
+        closed_to_others: !reached_by_others,
+        asked: 0,
+    };
+    let hardened = harden(spec, &ctx, &mut host);
+    (hardened, host.asked)
+}
+
+fn data_mount(hardened: &Hardened) -> &Mount {
+    let mounts = hardened.spec.mounts().as_ref().unwrap();
+    mounts
+        .iter()
+        .find(|m| m.destination() == Path::new("/data"))
+        .unwrap()
+}
+
+const VOLUME: &str = "/var/lib/docker/volumes/v/_data";
+
+#[test]
+fn a_directory_or_tmpfs_volume_of_the_engine_is_bound_read_write_and_idmapped() {
+    for source in [VolumeSource::Directory, VolumeSource::Tmpfs] {
+        let (hardened, asked) = bind_volume(VOLUME, Ok(Some(source.clone())));
+        let hardened = hardened.unwrap();
+        assert_eq!(asked, 1);
+        let options = data_mount(&hardened).options().clone().unwrap();
+        assert_eq!(options, ["rbind", "idmap"]);
+        assert!(hardened.report.contains(&Change::EngineVolume {
+            destination: "/data".into(),
+            name: "v".into(),
+            source: source.clone(),
+            idmapped: true,
+        }));
+        // Where host users may reach it, a setuid program made there by the container's root
+        // would be host root's: a plain bind then.
+        let (hardened, _) = bind_volume_reached(VOLUME, Ok(Some(source)), true);
+        let options = data_mount(&hardened.unwrap()).options().clone().unwrap();
+        assert_eq!(options, ["rbind"]);
+    }
+}
+
+#[test]
+fn a_bind_volume_is_judged_by_the_path_it_binds() {
+    let bind = |device: &str| {
+        Ok(Some(VolumeSource::Bind {
+            device: device.into(),
+        }))
+    };
+    let (hardened, _) = bind_volume(VOLUME, bind("/srv/db"));
+    let options = data_mount(&hardened.unwrap()).options().clone().unwrap();
+    assert_eq!(options, ["rbind"], "as a bind of /srv/db would be");
+
+    let (hardened, _) = bind_volume(VOLUME, bind("/usr/share"));
+    let options = data_mount(&hardened.unwrap()).options().clone().unwrap();
+    assert!(
+        options.iter().any(|o| o == "ro"),
+        "/usr is shared read-only"
+    );
+
+    let (refused, _) = bind_volume(VOLUME, bind("/etc"));
+    let err = refused.unwrap_err();
+    let HardenError::VolumeDevice {
+        name,
+        device,
+        reason,
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!((name.as_str(), device.as_path()), ("v", Path::new("/etc")));
+    assert!(
+        matches!(**reason, HardenError::RestrictedSource { .. }),
+        "{reason}"
+    );
+    assert!(err.to_string().contains("volume v"), "{err}");
+
+    let (refused, _) = bind_volume(VOLUME, bind("/var/lib/docker/volumes/w/_data"));
+    assert!(
+        matches!(refused, Err(HardenError::VolumeDevice { .. })),
+        "no volume through another"
+    );
+}
+
+#[test]
+fn other_volumes_and_lookalikes_are_refused() {
+    let (refused, _) = bind_volume(
+        VOLUME,
+        Ok(Some(VolumeSource::Other {
+            what: "an nfs4 filesystem".into(),
+        })),
+    );
+    let err = refused.unwrap_err();
+    assert!(matches!(err, HardenError::VolumeFilesystem { .. }), "{err}");
+    assert!(err.to_string().contains("an nfs4 filesystem"), "{err}");
+
+    let (refused, asked) = bind_volume(VOLUME, Ok(None));
+    assert_eq!(asked, 1);
+    assert!(matches!(refused, Err(HardenError::RestrictedSource { .. })));
+
+    let (refused, _) = bind_volume(VOLUME, Err(std::io::ErrorKind::PermissionDenied.into()));
+    assert!(matches!(refused, Err(HardenError::UnreadableVolume { .. })));
+
+    let (refused, asked) = bind_volume(
+        "/var/lib/docker/overlay2/x/diff",
+        Ok(Some(VolumeSource::Directory)),
+    );
+    assert_eq!(asked, 0, "not shaped as a volume");
+    assert!(matches!(refused, Err(HardenError::RestrictedSource { .. })));
+
+    let (allowed, asked) = bind_volume("/tmp/volumes/v/_data", Ok(Some(VolumeSource::Tmpfs)));
+    assert_eq!(asked, 0, "a shared path is not asked about");
+    assert!(!allowed
+        .unwrap()
+        .report
+        .iter()
+        .any(|c| matches!(c, Change::EngineVolume { .. })));
 }

@@ -1,0 +1,217 @@
+//! Docker's named and anonymous volumes. Their data lives under the engine's data root
+//! (`/var/lib/docker/volumes/NAME/_data`), a tree no container may bind by default: it also holds
+//! every image layer and every other container's files. A volume's own data directory is the
+//! exception, since the engine made it to be mounted into containers; but the engine's `local`
+//! driver may also have mounted something else there (`--opt type=none --opt o=bind --opt
+//! device=/etc` makes any host path a "volume"), so what it is decides whether it is allowed:
+//!
+//! - a plain directory, or a tmpfs the driver made: allowed, idmapped when no host user but root
+//!   can reach it (its files then show the owners they have on disk, as in any other container
+//!   that mounts the volume);
+//! - a bind of a host path: allowed when that path is, by the same rules as any bind;
+//! - anything else (a block device's filesystem, NFS, CIFS, an overlay of host paths): refused,
+//!   since its contents may be the host's own files.
+//!
+//! Telling what is mounted takes syscalls: the caller finds out ([`VolumeSource`]); this module
+//! recognises the path and reads the driver's record of the options.
+//!
+//! ```
+//! use eci_policy::volume::{volume_data, LocalVolumeOptions};
+//! use std::path::Path;
+//!
+//! let data = volume_data(Path::new("/var/lib/docker/volumes/db/_data")).unwrap();
+//! assert_eq!(data.volumes_dir, Path::new("/var/lib/docker/volumes"));
+//! assert_eq!(data.name, "db");
+//! assert!(volume_data(Path::new("/var/lib/docker/overlay2/x/diff")).is_none());
+//!
+//! let opts = br#"{"MountType":"none","MountOpts":"bind","MountDevice":"/srv/db"}"#;
+//! let opts = LocalVolumeOptions::parse(opts).unwrap();
+//! assert_eq!(opts.bind_device(), Some(Path::new("/srv/db")));
+//! ```
+
+use std::path::{Component, Path, PathBuf};
+
+/// The file, in the volumes directory, that marks it as a Docker engine's: the local driver's
+/// database of volumes.
+pub const VOLUMES_DATABASE: &str = "metadata.db";
+
+/// The file, in a volume's directory, where the local driver keeps the options it mounts with.
+pub const VOLUME_OPTIONS_FILE: &str = "opts.json";
+
+/// A host path shaped as a volume's data directory: `VOLUMES_DIR/NAME/_data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeData<'p> {
+    /// The volumes directory of the engine's data root.
+    pub volumes_dir: &'p Path,
+    /// The volume's name.
+    pub name: &'p str,
+}
+
+impl VolumeData<'_> {
+    /// The volume's own directory, which holds `_data` and the options file.
+    pub fn volume_dir(&self) -> PathBuf {
+        self.volumes_dir.join(self.name)
+    }
+}
+
+/// Recognises `path` (absolute, with every symlink resolved) as `VOLUMES_DIR/NAME/_data`, where
+/// `VOLUMES_DIR` is a directory named `volumes` below `/`. Says nothing about whether an engine
+/// made it: the caller checks that on the host.
+pub fn volume_data(path: &Path) -> Option<VolumeData<'_>> {
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+    {
+        return None;
+    }
+    if path.file_name()? != "_data" {
+        return None;
+    }
+    let volume_dir = path.parent()?;
+    let name = volume_dir.file_name()?.to_str()?;
+    let volumes_dir = volume_dir.parent()?;
+    if volumes_dir.file_name()? != "volumes" || name.is_empty() {
+        return None;
+    }
+    Some(VolumeData { volumes_dir, name })
+}
+
+/// What the engine has at a volume's data directory, as the caller found it on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A directory on the data root's own filesystem, not a mount point.
+    Directory,
+    /// A tmpfs mounted there (`--opt type=tmpfs`).
+    Tmpfs,
+    /// A bind of a host directory (`--opt o=bind --opt device=PATH`), with the device path
+    /// resolved and found to be the very directory mounted there.
+    Bind {
+        /// The host directory bound there, every symlink resolved.
+        device: PathBuf,
+    },
+    /// Anything else mounted there.
+    Other {
+        /// What the caller could say about it: its filesystem type, or how the options file and
+        /// the mount disagree.
+        what: String,
+    },
+}
+
+/// What the caller found at a volume's data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineVolume {
+    /// What is there.
+    pub source: VolumeSource,
+    /// Whether the directories above it keep every host user but root out (see
+    /// [`crate::reach`]), as Docker's 0710 data root does. Only then may a directory or tmpfs
+    /// volume be idmapped, so that its files keep the owners they have for every other
+    /// container: what the container's root creates there is host root's, and a setuid program
+    /// made there must be out of host users' reach.
+    pub closed_to_others: bool,
+}
+
+/// The options the `local` driver keeps for a volume in its options file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct LocalVolumeOptions {
+    /// `--opt type`: the filesystem type, `none` for a bind.
+    #[serde(rename = "MountType", default)]
+    pub mount_type: String,
+    /// `--opt o`: the mount options, comma-separated.
+    #[serde(rename = "MountOpts", default)]
+    pub mount_opts: String,
+    /// `--opt device`: what is mounted, a host path for a bind.
+    #[serde(rename = "MountDevice", default)]
+    pub mount_device: String,
+}
+
+impl LocalVolumeOptions {
+    /// Parses the options file.
+    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The host path the volume binds, when its options ask for a bind (`bind` or `rbind`, as
+    /// mount(8) reads them whatever the type says).
+    pub fn bind_device(&self) -> Option<&Path> {
+        let binds = self
+            .mount_opts
+            .split(',')
+            .any(|o| o == "bind" || o == "rbind");
+        (binds && !self.mount_device.is_empty()).then(|| Path::new(&self.mount_device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn only_the_data_directory_of_a_volume_is_recognised() {
+        let data = volume_data(Path::new("/var/lib/docker/eci-test-1/volumes/v1/_data")).unwrap();
+        assert_eq!(
+            data.volumes_dir,
+            Path::new("/var/lib/docker/eci-test-1/volumes")
+        );
+        assert_eq!(data.name, "v1");
+        assert_eq!(
+            data.volume_dir(),
+            Path::new("/var/lib/docker/eci-test-1/volumes/v1")
+        );
+        for path in [
+            "/var/lib/docker/volumes/v1",
+            "/var/lib/docker/volumes/v1/_data/sub",
+            "/var/lib/docker/volumes/_data",
+            "/volumes/v1/_data/..",
+            "/var/lib/docker/volumes/v1/../_data",
+            "/var/lib/docker/volume/v1/_data",
+            "volumes/v1/_data",
+            "/",
+        ] {
+            assert_eq!(volume_data(Path::new(path)), None, "{path}");
+        }
+        assert!(volume_data(Path::new("/volumes/v/_data")).is_some());
+    }
+
+    #[test]
+    fn the_options_file_says_whether_the_volume_is_a_bind() {
+        let parse = |s: &str| LocalVolumeOptions::parse(s.as_bytes()).unwrap();
+        let tmpfs = parse(
+            r#"{"MountType":"tmpfs","MountOpts":"size=10m","MountDevice":"tmpfs","Quota":{"Size":0}}"#,
+        );
+        assert_eq!(tmpfs.bind_device(), None);
+        let bind = parse(r#"{"MountType":"none","MountOpts":"ro,rbind","MountDevice":"/etc"}"#);
+        assert_eq!(bind.bind_device(), Some(Path::new("/etc")));
+        let ext4 =
+            parse(r#"{"MountType":"ext4","MountOpts":"bindings=1","MountDevice":"/dev/sda1"}"#);
+        assert_eq!(ext4.bind_device(), None);
+        assert_eq!(parse("{}"), LocalVolumeOptions::default());
+        assert!(LocalVolumeOptions::parse(b"[").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn a_recognised_path_is_rebuilt_from_its_parts(
+            dirs in proptest::collection::vec("[a-z_.]{1,6}", 0..4), name in "[a-zA-Z0-9_.-]{1,12}"
+        ) {
+            let mut path = PathBuf::from("/");
+            path.extend(&dirs);
+            let path = path.join("volumes").join(&name).join("_data");
+            match volume_data(&path) {
+                Some(data) => {
+                    prop_assert_eq!(data.volume_dir().join("_data"), path.clone());
+                    prop_assert_eq!(data.name, name.as_str());
+                }
+                None => prop_assert!(
+                    name == "." || name == ".." || dirs.iter().any(|d| d == "." || d == "..")
+                ),
+            }
+        }
+
+        #[test]
+        fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = LocalVolumeOptions::parse(&bytes).map(|o| o.bind_device().map(Path::to_path_buf));
+        }
+    }
+}
