@@ -565,6 +565,26 @@ fn the_socket_proxy_enforces_the_command_list() {
     let (code, _, err) = through(&["import", "http://127.0.0.1:9/x.tar", "fetched"], "");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("comes from the host's network"), "{err}");
+    // So is what the engine would connect to or mount on the host for the container: a log
+    // driver that ships its output, a volume it would mount over NFS.
+    let gelf = [
+        "run",
+        "--rm",
+        "--log-driver",
+        "gelf",
+        "--log-opt",
+        "gelf-address=udp://127.0.0.1:9",
+        "eci-busybox",
+        "true",
+    ];
+    let (code, _, err) = through(&gelf, "");
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("the log driver 'gelf' ships"), "{err}");
+    let nfs = "type=volume,src=n,dst=/n,volume-opt=type=nfs,volume-opt=o=addr=127.0.0.1,\
+               volume-opt=device=:/";
+    let (code, _, err) = through(&["run", "--rm", "--mount", nfs, "eci-busybox", "true"], "");
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("a local volume of type 'nfs'"), "{err}");
 
     // A raw request is refused like the command, and a request whose body could be read two
     // ways never reaches the engine.

@@ -560,6 +560,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         }
         let vet_body = match api {
             Some(Api::ContainerCreate) => Some(vet_create as BodyVetter),
+            Some(Api::VolumeCreate) => Some(vet_volume_create as BodyVetter),
             Some(Api::NetworkConnect | Api::NetworkDisconnect) => {
                 Some(vet_network_member as BodyVetter)
             }
@@ -755,6 +756,24 @@ fn vet_create(
     Ok(
         match eci_policy::docker_api::create::vet_create_body(&body, &runtime) {
             Ok(vetted) => Ok(with_body(request, &vetted)),
+            Err(refusal) => Err((403, format!("eci: {refusal}"))),
+        },
+    )
+}
+
+/// Reads a volume create's body and checks the options of a `local` volume.
+fn vet_volume_create(
+    client: &mut Side,
+    request: Head,
+    _shared: &Shared,
+) -> ProxyResult<std::result::Result<Head, Refusal>> {
+    let body = match read_body(client, &request, "volume create")? {
+        Ok(body) => body,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    Ok(
+        match eci_policy::docker_api::create::vet_volume_create_body(&body) {
+            Ok(()) => Ok(with_body(request, &body)),
             Err(refusal) => Err((403, format!("eci: {refusal}"))),
         },
     )

@@ -123,6 +123,49 @@ fn a_create_runs_with_the_holders_runtime_or_is_refused() {
     );
 }
 
+#[test]
+fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let bodies = recording_engine(&upstream);
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        CommandList::default(),
+        eci_runtime(),
+    ));
+    let post = |target: &str, body: &str| {
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let back = exchange(&shared, request.as_bytes());
+        let back = String::from_utf8_lossy(&back).to_string();
+        back.lines().next().unwrap_or_default().to_string()
+    };
+    let nfs = r#"{"Name":"n","DriverOpts":{"type":"nfs","o":"addr=127.0.0.1","device":":/"}}"#;
+    assert_eq!(post("/v1.41/volumes/create", nfs), "HTTP/1.1 403 Forbidden");
+    let gelf = r#"{"Image":"a","HostConfig":{"LogConfig":{"Type":"gelf","Config":{"gelf-address":"udp://127.0.0.1:9"}}}}"#;
+    assert_eq!(
+        post("/v1.41/containers/create", gelf),
+        "HTTP/1.1 403 Forbidden"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(
+        bodies.lock().unwrap().is_empty(),
+        "nothing refused reached the engine"
+    );
+
+    let tmpfs = r#"{"Name":"t","DriverOpts":{"type":"tmpfs","device":"tmpfs"}}"#;
+    assert_eq!(post("/v1.41/volumes/create", tmpfs), "HTTP/1.1 201 Created");
+    let sent = bodies
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the engine got the create");
+    assert_eq!(sent, tmpfs.as_bytes(), "passed on as it came");
+}
+
 /// An engine that knows `containers` (name, full ID, runtime) and has `default_runtime`: it
 /// answers inspecting one (by name or ID) with its facts, `/info` with its default runtime, and
 /// any other request with 200, keeping its request line.

@@ -10,6 +10,16 @@
 //! that holds the socket (filled in when the body names none), and may not carry eci's
 //! annotations.
 //!
+//! Two more would have the engine itself act on the host for the caller, where the container's
+//! isolation does not reach: a log driver that ships the container's output (`gelf`, `syslog`,
+//! `fluentd`, `splunk`, ...) connects from the host's network to any address it is given, and a
+//! volume of the `local` driver with mount options (`HostConfig.Mounts[].VolumeOptions`, or
+//! `POST /volumes/create`, [`vet_volume_create_body`]) is mounted on the host by the engine: an
+//! NFS or CIFS one connects from the host's network, a disk or an overlay shows host files. So
+//! only the log drivers that write on the host (`json-file`, `local`, `journald`, `none`) and
+//! plain, tmpfs and bind volumes pass (eci's runtime then judges a bind volume by the path it
+//! binds). Volumes of other drivers (plugins the administrator installed) pass as they are.
+//!
 //! ```
 //! use eci_policy::docker_api::create::{vet_create_body, CreateRefusal};
 //!
@@ -51,7 +61,23 @@ pub enum CreateRefusal {
     /// The body carries an annotation that would change eci's settings.
     #[error("the annotation '{0}' changes eci's settings, which a container created through this socket may not")]
     Annotation(String),
+    /// A field checked here has a type the engine would not decode either.
+    #[error("the request body's {0} is malformed")]
+    Malformed(&'static str),
+    /// A log driver that sends the container's output somewhere from the host.
+    #[error("the log driver '{0}' ships the container's output from the host, which a container created through this socket may not use (only json-file, local, journald and none)")]
+    LogDriver(String),
+    /// A `local` volume the engine would mount on the host as something other than a plain
+    /// directory, a tmpfs or a bind.
+    #[error("a local volume of type '{0}' would be mounted on the host by the engine (a network filesystem connects from the host's network, a disk or an overlay shows host files); only plain, tmpfs and bind volumes may be made through this socket")]
+    VolumeType(String),
+    /// A bind volume whose device is not an absolute path.
+    #[error("a local bind volume's device '{0}' is not an absolute host path")]
+    VolumeDevice(String),
 }
+
+/// The log drivers that write the container's output on the host and connect nowhere.
+pub const LOCAL_LOG_DRIVERS: &[&str] = &["json-file", "local", "journald", "none"];
 
 /// Checks the body of `POST /containers/create` and returns the body to send on: the same
 /// request, run with `runtime`. Refuses another runtime and annotations under `org.eci.`.
@@ -71,7 +97,12 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     let Value::Object(host_config) = host_config else {
         return Err(CreateRefusal::HostConfig);
     };
-    only_exact_spellings(host_config, &["Runtime", "Annotations"])?;
+    only_exact_spellings(
+        host_config,
+        &["Runtime", "Annotations", "LogConfig", "Mounts"],
+    )?;
+    check_log_config(host_config.get("LogConfig"))?;
+    check_mounts(host_config.get("Mounts"))?;
     match host_config.get("Runtime") {
         None | Some(Value::Null) => {}
         Some(Value::String(asked)) if asked.is_empty() || asked == runtime => {}
@@ -95,6 +126,122 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
         }
     }
     Ok(request.to_string().into_bytes())
+}
+
+/// Checks the body of `POST /volumes/create`, which goes on unchanged: a `local` volume may be
+/// plain, a tmpfs or a bind.
+///
+/// ```
+/// use eci_policy::docker_api::create::{vet_volume_create_body, CreateRefusal};
+///
+/// assert!(vet_volume_create_body(br#"{"Name":"db"}"#).is_ok());
+/// let nfs = br#"{"Name":"n","DriverOpts":{"type":"nfs","o":"addr=10.0.0.1","device":":/x"}}"#;
+/// assert_eq!(vet_volume_create_body(nfs), Err(CreateRefusal::VolumeType("nfs".into())));
+/// ```
+pub fn vet_volume_create_body(body: &[u8]) -> Result<(), CreateRefusal> {
+    let request: Value =
+        serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
+    let Value::Object(fields) = &request else {
+        return Err(CreateRefusal::NotAnObject("not an object".into()));
+    };
+    only_exact_spellings(fields, &["Driver", "DriverOpts"])?;
+    check_volume(fields.get("Driver"), fields.get("DriverOpts"))
+}
+
+/// `HostConfig.LogConfig`: its type must be one of [`LOCAL_LOG_DRIVERS`] (or empty, the
+/// engine's default, which is the administrator's choice).
+fn check_log_config(log_config: Option<&Value>) -> Result<(), CreateRefusal> {
+    let fields = match log_config {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(fields)) => fields,
+        Some(_) => return Err(CreateRefusal::Malformed("HostConfig.LogConfig")),
+    };
+    only_exact_spellings(fields, &["Type"])?;
+    match fields.get("Type") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(driver)) if driver.is_empty() => Ok(()),
+        Some(Value::String(driver)) if LOCAL_LOG_DRIVERS.contains(&driver.as_str()) => Ok(()),
+        Some(Value::String(driver)) => Err(CreateRefusal::LogDriver(driver.clone())),
+        Some(_) => Err(CreateRefusal::Malformed("HostConfig.LogConfig.Type")),
+    }
+}
+
+/// `HostConfig.Mounts`: a volume mount may create its volume with a driver's options.
+fn check_mounts(mounts: Option<&Value>) -> Result<(), CreateRefusal> {
+    let mounts = match mounts {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(mounts)) => mounts,
+        Some(_) => return Err(CreateRefusal::Malformed("HostConfig.Mounts")),
+    };
+    for mount in mounts {
+        let Value::Object(fields) = mount else {
+            return Err(CreateRefusal::Malformed("HostConfig.Mounts"));
+        };
+        only_exact_spellings(fields, &["VolumeOptions"])?;
+        let options = match fields.get("VolumeOptions") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Object(options)) => options,
+            Some(_) => {
+                return Err(CreateRefusal::Malformed(
+                    "HostConfig.Mounts[].VolumeOptions",
+                ))
+            }
+        };
+        only_exact_spellings(options, &["DriverConfig"])?;
+        let driver_config = match options.get("DriverConfig") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Object(driver_config)) => driver_config,
+            Some(_) => {
+                return Err(CreateRefusal::Malformed(
+                    "HostConfig.Mounts[].VolumeOptions.DriverConfig",
+                ))
+            }
+        };
+        only_exact_spellings(driver_config, &["Name", "Options"])?;
+        check_volume(driver_config.get("Name"), driver_config.get("Options"))?;
+    }
+    Ok(())
+}
+
+/// A volume of `driver` (the `local` one when empty) made with `options`.
+fn check_volume(driver: Option<&Value>, options: Option<&Value>) -> Result<(), CreateRefusal> {
+    match driver {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) if name.is_empty() || name == "local" => {}
+        Some(Value::String(_)) => return Ok(()),
+        Some(_) => return Err(CreateRefusal::Malformed("volume driver")),
+    }
+    let options = match options {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(options)) => options,
+        Some(_) => return Err(CreateRefusal::Malformed("volume options")),
+    };
+    // The driver's option names are map keys, which Go matches exactly.
+    let option = |name: &str| -> Result<&str, CreateRefusal> {
+        match options.get(name) {
+            None | Some(Value::Null) => Ok(""),
+            Some(Value::String(value)) => Ok(value),
+            Some(_) => Err(CreateRefusal::Malformed("volume options")),
+        }
+    };
+    let (typ, mount_opts, device) = (option("type")?, option("o")?, option("device")?);
+    let binds = mount_opts
+        .split(',')
+        .any(|word| word == "bind" || word == "rbind");
+    if binds {
+        // MS_BIND makes the type irrelevant: the device is a host path.
+        return if device.starts_with('/') {
+            Ok(())
+        } else {
+            Err(CreateRefusal::VolumeDevice(device.to_string()))
+        };
+    }
+    match typ {
+        "" if mount_opts.is_empty() && device.is_empty() => Ok(()),
+        "tmpfs" => Ok(()),
+        "" => Err(CreateRefusal::VolumeType("(none)".into())),
+        other => Err(CreateRefusal::VolumeType(other.to_string())),
+    }
 }
 
 /// Refuses a key of `fields` that Go's decoder would match to one of `names` but that is not
@@ -213,7 +360,175 @@ mod tests {
         assert!(!folds_to("Runtimes", "Runtime"));
     }
 
+    #[test]
+    fn log_drivers_that_connect_out_are_refused() {
+        for driver in ["json-file", "local", "journald", "none", ""] {
+            let body =
+                format!(r#"{{"HostConfig":{{"LogConfig":{{"Type":"{driver}","Config":{{}}}}}}}}"#);
+            assert!(vet_create_body(body.as_bytes(), "eci").is_ok(), "{driver}");
+        }
+        for driver in [
+            "gelf",
+            "syslog",
+            "fluentd",
+            "splunk",
+            "awslogs",
+            "JSON-FILE",
+        ] {
+            let body = format!(r#"{{"HostConfig":{{"LogConfig":{{"Type":"{driver}"}}}}}}"#);
+            assert_eq!(
+                vet_create_body(body.as_bytes(), "eci"),
+                Err(CreateRefusal::LogDriver(driver.into()))
+            );
+        }
+        let spelt = br#"{"HostConfig":{"LogConfig":{"type":"gelf"}}}"#;
+        assert!(matches!(
+            vet_create_body(spelt, "eci"),
+            Err(CreateRefusal::Spelling(..))
+        ));
+        let spelt = br#"{"HostConfig":{"logconfig":{"Type":"gelf"}}}"#;
+        assert!(matches!(
+            vet_create_body(spelt, "eci"),
+            Err(CreateRefusal::Spelling(..))
+        ));
+        let odd = br#"{"HostConfig":{"LogConfig":{"Type":7}}}"#;
+        assert!(matches!(
+            vet_create_body(odd, "eci"),
+            Err(CreateRefusal::Malformed(_))
+        ));
+    }
+
+    fn volume_mount(driver_config: &str) -> Vec<u8> {
+        format!(
+            r#"{{"HostConfig":{{"Mounts":[{{"Type":"tmpfs","Target":"/t"}},{{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{{"DriverConfig":{driver_config}}}}}]}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn only_plain_tmpfs_and_bind_local_volumes_are_made() {
+        let allowed = [
+            r#"{}"#,
+            r#"{"Options":{"size":"1G"}}"#,
+            r#"{"Name":"local","Options":{"type":"tmpfs","device":"tmpfs","o":"size=1m"}}"#,
+            r#"{"Options":{"type":"none","o":"bind","device":"/srv/db"}}"#,
+            r#"{"Options":{"type":"nfs","o":"ro,rbind","device":"/srv/db"}}"#,
+            r#"{"Name":"a-plugin","Options":{"type":"nfs"}}"#,
+        ];
+        for config in allowed {
+            assert!(
+                vet_create_body(&volume_mount(config), "eci").is_ok(),
+                "{config}"
+            );
+            let create = format!(
+                r#"{{"Name":"v","Driver":{},"DriverOpts":{}}}"#,
+                serde_json::from_str::<Value>(config)
+                    .unwrap()
+                    .get("Name")
+                    .unwrap_or(&Value::Null),
+                serde_json::from_str::<Value>(config)
+                    .unwrap()
+                    .get("Options")
+                    .unwrap_or(&Value::Null),
+            );
+            assert!(
+                vet_volume_create_body(create.as_bytes()).is_ok(),
+                "{create}"
+            );
+        }
+        let refused = [
+            (
+                r#"{"Options":{"type":"nfs","o":"addr=127.0.0.1","device":":/"}}"#,
+                CreateRefusal::VolumeType("nfs".into()),
+            ),
+            (
+                r#"{"Name":"local","Options":{"type":"cifs","device":"//h/s"}}"#,
+                CreateRefusal::VolumeType("cifs".into()),
+            ),
+            (
+                r#"{"Options":{"type":"overlay","o":"lowerdir=/etc:/srv","device":"overlay"}}"#,
+                CreateRefusal::VolumeType("overlay".into()),
+            ),
+            (
+                r#"{"Options":{"type":"ext4","device":"/dev/vda"}}"#,
+                CreateRefusal::VolumeType("ext4".into()),
+            ),
+            (
+                r#"{"Options":{"device":"/dev/vda"}}"#,
+                CreateRefusal::VolumeType("(none)".into()),
+            ),
+            (
+                r#"{"Options":{"o":"bind","device":"etc"}}"#,
+                CreateRefusal::VolumeDevice("etc".into()),
+            ),
+        ];
+        for (config, refusal) in refused {
+            assert_eq!(
+                vet_create_body(&volume_mount(config), "eci"),
+                Err(refusal.clone()),
+                "{config}"
+            );
+            let options = serde_json::from_str::<Value>(config).unwrap()["Options"].to_string();
+            let create = format!(r#"{{"Name":"v","DriverOpts":{options}}}"#);
+            assert_eq!(
+                vet_volume_create_body(create.as_bytes()),
+                Err(refusal),
+                "{create}"
+            );
+        }
+        for body in [
+            &br#"{"Name":"v","driveropts":{"type":"nfs"}}"#[..],
+            br#"{"Name":"v","DRIVER":"x","DriverOpts":{"type":"nfs"}}"#,
+        ] {
+            assert!(matches!(
+                vet_volume_create_body(body),
+                Err(CreateRefusal::Spelling(..))
+            ));
+        }
+        let spelt = volume_mount(r#"{"options":{"type":"nfs"}}"#);
+        assert!(matches!(
+            vet_create_body(&spelt, "eci"),
+            Err(CreateRefusal::Spelling(..))
+        ));
+        let odd = volume_mount(r#"{"Options":{"type":["nfs"]}}"#);
+        assert!(matches!(
+            vet_create_body(&odd, "eci"),
+            Err(CreateRefusal::Malformed(_))
+        ));
+        assert!(matches!(
+            vet_create_body(br#"{"HostConfig":{"Mounts":{}}}"#, "eci"),
+            Err(CreateRefusal::Malformed(_))
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn a_local_volume_passes_only_as_plain_tmpfs_or_an_absolute_bind(
+            typ in proptest::option::of(prop::sample::select(vec!["", "tmpfs", "nfs", "none", "ext4"])),
+            words in proptest::collection::vec(prop::sample::select(vec!["bind", "rbind", "ro", "addr=1.2.3.4", "size=1m"]), 0..3),
+            device in proptest::option::of(prop::sample::select(vec!["", "/srv", "srv", "tmpfs", ":/x"])),
+        ) {
+            let mut options = Map::new();
+            if let Some(typ) = typ { options.insert("type".into(), typ.into()); }
+            if !words.is_empty() { options.insert("o".into(), words.join(",").into()); }
+            if let Some(device) = device { options.insert("device".into(), device.into()); }
+            let body = serde_json::json!({"Name": "v", "DriverOpts": options}).to_string();
+            let verdict = vet_volume_create_body(body.as_bytes());
+            let bind = words.iter().any(|w| *w == "bind" || *w == "rbind");
+            let plain = typ.unwrap_or("").is_empty() && words.is_empty() && device.unwrap_or("").is_empty();
+            let expected = if bind {
+                device.is_some_and(|d| d.starts_with('/'))
+            } else {
+                plain || typ == Some("tmpfs")
+            };
+            prop_assert_eq!(verdict.is_ok(), expected, "{:?}", verdict);
+        }
+
+        #[test]
+        fn volume_create_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = vet_volume_create_body(&body);
+        }
+
         #[test]
         fn a_key_in_any_case_is_refused_unless_exact(mask in any::<u16>()) {
             let key: String = "Runtime"
