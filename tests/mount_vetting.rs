@@ -379,6 +379,27 @@ fn next_lines(out: &mut impl BufRead, count: usize) -> Vec<String> {
         .collect()
 }
 
+/// Waits until a mount helper in the user namespace `userns` (as /proc/PID/ns/user reads) has
+/// found its runtime gone and become an orphan.
+fn wait_for_orphan(userns: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let orphan_in_userns = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let path = entry.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let ns = std::fs::read_link(path.join("ns/user")).unwrap_or_default();
+            comm == "eci-orphan\n" && ns.as_os_str() == userns
+        })
+    };
+    while !orphan_in_userns() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no orphaned helper in {userns}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// The eci-run example, with its own state directory.
 fn eci_run(state: &Path) -> Command {
     let mut command = Command::new(common::example("eci-run"));
@@ -421,7 +442,7 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
 fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     use std::io::Write;
     let state = tempfile::tempdir().unwrap();
-    let script = "mkdir /tmp/x /tmp/y /tmp/p; echo ready; \
+    let script = "mkdir /tmp/x /tmp/y /tmp/p; echo ready; readlink /proc/self/ns/user; \
                   read go; eci-probe mount tmpfs /tmp/x tmpfs , umount /proc/kallsyms; \
                   read go; eci-probe mount tmpfs /tmp/y tmpfs , umount /proc/kallsyms \
                   , remount-rw /usr , mount proc /tmp/p proc , umount /tmp/p/kallsyms \
@@ -432,11 +453,14 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     let (stdin, mut go) = std::io::pipe().unwrap();
     let (mut runner, mut stdout) =
         run_until_ready(eci_run(state.path()), &id, script, stdin.into());
+    let userns = next_lines(&mut stdout, 1).remove(0);
     let runtime = runtime_on(state.path());
     let err = runtime.take_over(&id).unwrap_err().to_string();
     assert!(err.contains("no orphaned mount helper"), "{err}");
     runner.kill().unwrap();
     runner.wait().unwrap();
+    // The helper vets until it sees its runtime gone, which takes it a moment.
+    wait_for_orphan(&userns);
     let mut answers = |count: usize| next_lines(&mut stdout, count);
     writeln!(go, "go").unwrap();
     assert_eq!(answers(2), ["ENOSYS", "ENOSYS"], "nobody vets");
