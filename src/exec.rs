@@ -118,6 +118,9 @@ impl Container {
         crate::container::check_process_supported(&process)?;
         let mut spec = self.spec.clone();
         spec.set_process(Some(process));
+        // The mounts are the container's already, and the process alone is taken from the
+        // result: checking them again would fail an exec over a volume changed since.
+        spec.set_mounts(None);
         let lease = self
             .resources
             .lease

@@ -198,6 +198,11 @@ impl Runtime {
             .map_err(|e| Error::Io {
                 what: "restricting where the engine sockets really are".into(),
                 source: std::io::Error::other(e),
+            })?
+            .with_resolved_engine_data_roots(|root| std::fs::canonicalize(root))
+            .map_err(|e| Error::Io {
+                what: "restricting where the engines' data roots really are".into(),
+                source: std::io::Error::other(e),
             })?;
         if !policy.eci_enabled {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");

@@ -1,7 +1,8 @@
 //! The host facts spec hardening asks for: bind sources resolved against the bundle, and what a
 //! Docker engine has at a volume's data directory (see [`eci_policy::volume`] for the rules).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -51,19 +52,77 @@ fn volume_source(data: &VolumeData<'_>) -> std::io::Result<Option<VolumeSource>>
         return Ok(None);
     }
     let data_dir = volume_dir.join("_data");
-    let data_stat = statx_nofollow(&data_dir)?;
-    if data_stat.stx_mode as u32 & libc::S_IFMT != libc::S_IFDIR {
+    let data_stat = statx_path(&data_dir, libc::AT_SYMLINK_NOFOLLOW)?;
+    if u32::from(data_stat.stx_mode) & libc::S_IFMT != libc::S_IFDIR {
         return Ok(None);
     }
-    if data_stat.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 == 0 {
-        return Ok(Some(VolumeSource::Directory));
+    let options = read_options(&volume_dir.join(VOLUME_OPTIONS_FILE))?;
+    if !is_mount_root(&data_stat, &data_dir)? {
+        // The driver mounts a volume with options only while a container uses it: checked
+        // now, it would be bound as the empty directory and show whatever the driver mounts
+        // later, through propagation or by winning the race to the mounter.
+        return Ok(Some(if options.asks_for_a_mount() {
+            VolumeSource::Other {
+                what: "nothing yet (its options ask for a mount, made when a container using it \
+                       starts)"
+                    .into(),
+            }
+        } else {
+            VolumeSource::Directory
+        }));
     }
-    let options = match std::fs::read(volume_dir.join(VOLUME_OPTIONS_FILE)) {
-        Ok(bytes) => LocalVolumeOptions::parse(&bytes).map_err(std::io::Error::other)?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => LocalVolumeOptions::default(),
+    Ok(Some(mounted_source(&data_dir, &data_stat, &options)?))
+}
+
+/// The local driver's options for a volume: none when it keeps no options file. The file is
+/// root's, in a directory only root may write; still read without following a link, and at
+/// most [`MOST_OPTIONS_BYTES`].
+fn read_options(path: &Path) -> std::io::Result<LocalVolumeOptions> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(LocalVolumeOptions::default())
+        }
         Err(err) => return Err(err),
     };
-    Ok(Some(mounted_source(&data_dir, &data_stat, &options)?))
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MOST_OPTIONS_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MOST_OPTIONS_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} is over {MOST_OPTIONS_BYTES} bytes",
+            path.display()
+        )));
+    }
+    LocalVolumeOptions::parse(&bytes)
+        .map_err(|err| std::io::Error::other(format!("{}: {err}", path.display())))
+}
+
+/// The most a volume's options file may hold (the driver writes well under 1 KiB).
+const MOST_OPTIONS_BYTES: u64 = 64 * 1024;
+
+/// Whether `stat` (of `path`) is of a mount's root; an error where the kernel cannot say
+/// (STATX_ATTR_MOUNT_ROOT is Linux 5.8's).
+fn is_mount_root(stat: &libc::statx, path: &Path) -> std::io::Result<bool> {
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if stat.stx_attributes_mask & bit == 0 {
+        return Err(std::io::Error::other(format!(
+            "the kernel does not say whether {} is a mount (STATX_ATTR_MOUNT_ROOT, Linux 5.8)",
+            path.display()
+        )));
+    }
+    Ok(stat.stx_attributes & bit != 0)
 }
 
 /// What is mounted at `data_dir`, which the local driver mounted with `options`: the options
@@ -78,10 +137,13 @@ fn mounted_source(
         if !device.is_absolute() {
             return other(format!("a bind of the relative path {}", device.display()));
         }
-        let Ok(resolved) = std::fs::canonicalize(device) else {
+        // Opened once: the path checked and the directory compared are the same one, however
+        // the path's directories change meanwhile.
+        let Ok(opened) = open_path(device) else {
             return other(format!("a bind of {}, which is gone", device.display()));
         };
-        let device_stat = statx_nofollow(&resolved)?;
+        let resolved = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))?;
+        let device_stat = statx_fd(opened.as_raw_fd())?;
         let same = (
             device_stat.stx_dev_major,
             device_stat.stx_dev_minor,
@@ -113,6 +175,15 @@ fn mounted_source(
     })
 }
 
+/// `path` opened as a place (O_PATH), symlinks followed.
+fn open_path(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
+}
+
 /// Whether `path` (not followed if a symlink) is root's and writable by no one else, and is a
 /// directory or, when `directory` is false, a regular file. `false` when it is missing.
 fn owned_by_root_alone(path: &Path, directory: bool) -> std::io::Result<bool> {
@@ -129,17 +200,26 @@ fn owned_by_root_alone(path: &Path, directory: bool) -> std::io::Result<bool> {
     Ok(kind_fits && meta.uid() == 0 && meta.mode() & 0o022 == 0)
 }
 
-/// statx of `path` without following a final symlink, with the mount-root attribute.
-fn statx_nofollow(path: &Path) -> std::io::Result<libc::statx> {
+/// statx of `path` (with `flags`, AT_SYMLINK_NOFOLLOW say), with the mount-root attribute.
+fn statx_path(path: &Path, flags: libc::c_int) -> std::io::Result<libc::statx> {
     let name = CString::new(path.as_os_str().as_bytes())?;
+    statx_at(libc::AT_FDCWD, &name, flags)
+}
+
+/// statx of what `fd` is.
+fn statx_fd(fd: RawFd) -> std::io::Result<libc::statx> {
+    statx_at(fd, c"", libc::AT_EMPTY_PATH)
+}
+
+fn statx_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> std::io::Result<libc::statx> {
     // SAFETY: an all-zero statx is valid.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: `name` is NUL-terminated and outlives the call; `stx` is a valid out pointer.
     let rc = unsafe {
         libc::statx(
-            libc::AT_FDCWD,
+            dir,
             name.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
+            flags | libc::AT_STATX_DONT_SYNC,
             libc::STATX_TYPE | libc::STATX_INO,
             &mut stx,
         )
@@ -251,7 +331,7 @@ mod tests {
         );
         umount2(&data_dir, MntFlags::MNT_DETACH).unwrap();
 
-        // A bind of a tmpfs host directory (/run, say) is not the tmpfs the options name.
+        // A bind volume: the directory its options name must be the one mounted there.
         let shared = root.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         mount(
@@ -288,5 +368,25 @@ mod tests {
         assert!(matches!(source(), VolumeSource::Other { what } if what.contains("0x1021994")));
         umount2(&data_dir, MntFlags::MNT_DETACH).unwrap();
         umount2(&shared, MntFlags::MNT_DETACH).unwrap();
+
+        // Not mounted: a plain volume is its directory, one with options is not mounted yet
+        // and would show what the driver mounts later.
+        assert_eq!(source(), VolumeSource::Directory);
+        write_options(&volumes, &bind);
+        assert!(
+            matches!(source(), VolumeSource::Other { what } if what.starts_with("nothing yet"))
+        );
+    }
+
+    #[test]
+    fn an_options_file_that_is_no_regular_file_is_an_error() {
+        let (_root, volumes) = data_root();
+        let options = volumes.join("v").join(VOLUME_OPTIONS_FILE);
+        std::os::unix::fs::symlink("/etc/passwd", &options).unwrap();
+        assert!(volume_source(&data(&volumes)).is_err());
+        std::fs::remove_file(&options).unwrap();
+        std::fs::write(&options, vec![b' '; 70 * 1024]).unwrap();
+        let err = volume_source(&data(&volumes)).unwrap_err();
+        assert!(err.to_string().contains("over 65536 bytes"), "{err}");
     }
 }

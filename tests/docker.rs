@@ -760,7 +760,28 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
 /// driver that would show host files (a bind of /etc, an overlay of it) is refused.
 #[test]
 fn docker_volumes_keep_their_owners_and_show_no_host_files() {
-    let docker = Dockerd::start();
+    // This engine's data root is a directory of its own: the settings name it.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.json");
+    let config = format!(
+        r#"{{"runtimes": {{"eci-volumes": {{"path": "{}", "runtimeArgs": ["--settings", "{}"]}}}}}}"#,
+        example("eci-runc").display(),
+        settings.display()
+    );
+    let docker = Dockerd::start_with_config(Some(&config));
+    let root = docker.data.path().display().to_string();
+    let named_root = format!(r#"{{"eci": {{"engineDataRoots": ["{root}"]}}}}"#);
+    std::fs::write(&settings, named_root).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--runtime=eci-volumes", "--network", "none"];
+        all.extend_from_slice(args);
+        let out = docker.docker(&all);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
     let ok = |out: Output| -> String {
         assert!(
             out.status.success(),
@@ -771,7 +792,7 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     ok(docker.docker(&["volume", "create", "named"]));
-    let (code, out, err) = docker.run(&[
+    let (code, out, err) = run(&[
         "-v",
         "named:/v",
         "eci-busybox",
@@ -780,7 +801,7 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
         "echo one > /v/f && stat -c '%u %g' /v /v/f",
     ]);
     assert_eq!((code, out.as_str()), (0, "0 0\n0 0\n"), "{err}");
-    let (code, out, err) = docker.run(&["-v", "named:/v", "eci-busybox", "cat", "/v/f"]);
+    let (code, out, err) = run(&["-v", "named:/v", "eci-busybox", "cat", "/v/f"]);
     assert_eq!(
         (code, out.as_str()),
         (0, "one\n"),
@@ -821,7 +842,7 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
     let script = "echo 'db:x:999:999::/:/bin/sh' >> /etc/passwd; \
         stat -c '%u %g' /var/lib/db/seed; \
         su db -c 'echo more >> /var/lib/db/seed && cat /var/lib/db/seed'";
-    let (code, out, err) = docker.run(&["eci-db", "sh", "-c", script]);
+    let (code, out, err) = run(&["eci-db", "sh", "-c", script]);
     assert_eq!((code, out.as_str()), (0, "999 999\nseed\nmore\n"), "{err}");
 
     ok(docker.docker(&[
@@ -835,7 +856,7 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
         "o=size=1m",
         "scratch",
     ]));
-    let (code, out, err) = docker.run(&[
+    let (code, out, err) = run(&[
         "-v",
         "scratch:/v",
         "eci-busybox",
@@ -860,7 +881,7 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
         &device,
         "tmpdir",
     ]));
-    let (code, out, err) = docker.run(&["-v", "tmpdir:/v", "eci-busybox", "cat", "/v/f"]);
+    let (code, out, err) = run(&["-v", "tmpdir:/v", "eci-busybox", "cat", "/v/f"]);
     assert_eq!((code, out.as_str()), (0, "shared\n"), "{err}");
     ok(docker.docker(&[
         "volume",
@@ -873,7 +894,7 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
         "device=/etc",
         "etc",
     ]));
-    let (code, out, err) = docker.run(&["-v", "etc:/v", "eci-busybox", "cat", "/v/shadow"]);
+    let (code, out, err) = run(&["-v", "etc:/v", "eci-busybox", "cat", "/v/shadow"]);
     assert_eq!((code, out.as_str()), (125, ""));
     assert!(
         err.contains("Docker volume etc is refused: it binds host path /etc"),
@@ -890,10 +911,35 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
         "o=lowerdir=/etc:/srv",
         "etc-overlay",
     ]));
-    let (code, out, err) = docker.run(&["-v", "etc-overlay:/v", "eci-busybox", "cat", "/v/shadow"]);
+    let (code, out, err) = run(&["-v", "etc-overlay:/v", "eci-busybox", "cat", "/v/shadow"]);
     assert_eq!((code, out.as_str()), (125, ""));
     assert!(
         err.contains("the engine mounted a filesystem of type overlay"),
+        "{err}"
+    );
+    // A volume the driver has not mounted yet, bound by its path: it would show /etc once a
+    // container using the volume starts.
+    ok(docker.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        "device=/etc",
+        "etc-later",
+    ]));
+    let data = format!("{root}/volumes/etc-later/_data:/v");
+    let (code, out, err) = run(&["-v", &data, "eci-busybox", "ls", "/v"]);
+    assert_eq!((code, out.as_str()), (125, ""));
+    assert!(err.contains("the engine mounted nothing yet"), "{err}");
+
+    // Without its data root in the settings, an engine's volume is a restricted path.
+    let (code, _, err) = docker.run(&["-v", "named:/v", "eci-busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("is refused by the rule for /var/lib/docker"),
         "{err}"
     );
 }

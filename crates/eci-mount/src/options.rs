@@ -19,6 +19,9 @@ pub struct MountOptions {
     pub idmap: bool,
     /// `ridmap`: the mounts under the bind are idmapped too (with `idmap`, only its own).
     pub idmap_submounts: bool,
+    /// [`eci_policy::harden::IDMAP_IF_SUPPORTED`]: idmapped where the filesystem allows, plain
+    /// otherwise.
+    pub idmap_if_supported: bool,
     /// Filesystem-specific options, comma-separated, in the given order.
     pub data: String,
 }
@@ -71,6 +74,7 @@ pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<MountOptions, OptionError> {
                 out.recursive = true;
             }
             "idmap" => out.idmap = true,
+            eci_policy::harden::IDMAP_IF_SUPPORTED => out.idmap_if_supported = true,
             "ridmap" => {
                 out.idmap = true;
                 out.idmap_submounts = true;
@@ -185,5 +189,7 @@ mod tests {
         assert!(opts.idmap && opts.bind && opts.recursive && opts.data.is_empty());
         assert!(opts.idmap_submounts);
         assert!(!parse(&["rbind", "idmap"]).unwrap().idmap_submounts);
+        let opts = parse(&["rbind", eci_policy::harden::IDMAP_IF_SUPPORTED]).unwrap();
+        assert!(opts.idmap_if_supported && !opts.idmap && opts.data.is_empty());
     }
 }

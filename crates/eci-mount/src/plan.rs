@@ -81,8 +81,10 @@ pub enum Idmap {
     /// A plain bind: host IDs inside the container's block appear as container IDs, others as
     /// nobody; files the container creates belong to its block on the host.
     No,
-    /// Idmapped if the filesystem supports it, plain otherwise (read-only host binds, where
-    /// nothing can be created: host root's files show as root inside).
+    /// Idmapped if the filesystem supports it, plain otherwise: read-only host binds, where
+    /// nothing can be created (host root's files show as root inside), and binds the spec
+    /// marks [`eci_policy::harden::IDMAP_IF_SUPPORTED`] (Docker volumes out of host users'
+    /// reach).
     Try,
     /// Idmapped or an error (the spec's `idmap` option). Only the bind's own mount: mounts
     /// under it come along as they are.
@@ -686,7 +688,8 @@ fn plan_bind(
         });
     }
     // Idmapping a writable bind would let container root create files owned by host root there
-    // (setuid programs a host user could run), so only read-only binds are idmapped unasked.
+    // (setuid programs a host user could run), so only read-only binds are idmapped unasked,
+    // and writable ones that hardening found out of host users' reach.
     // Never the runtime's own files: their server gives them the container's owners, and FUSE
     // refuses an idmap it was not told to allow; each refused try dissolves a detached copy,
     // which waits for an RCU grace period.
@@ -694,7 +697,7 @@ fn plan_bind(
         Idmap::RequiredWithSubmounts
     } else if opts.idmap {
         Idmap::Required
-    } else if opts.flags & libc::MS_RDONLY != 0 && !served {
+    } else if (opts.flags & libc::MS_RDONLY != 0 || opts.idmap_if_supported) && !served {
         Idmap::Try
     } else {
         Idmap::No

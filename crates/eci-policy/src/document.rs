@@ -217,6 +217,8 @@ struct RawExtensions {
     hook_directories: Vec<String>,
     #[serde(default)]
     engine_sockets: Vec<String>,
+    #[serde(default)]
+    engine_data_roots: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -458,7 +460,7 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
         .enumerate()
         .map(|(i, dir)| normalize(Path::new(dir)).map_err(at(hooks.clone().index(i))))
         .collect::<Result<_, _>>()?;
-    let sockets = base.key("engineSockets");
+    let sockets = base.clone().key("engineSockets");
     for (i, socket) in raw.engine_sockets.iter().enumerate() {
         let socket = normalize(Path::new(socket)).map_err(at(sockets.clone().index(i)))?;
         // Reached only through the proxy: a bind of a directory holding it would give the
@@ -469,6 +471,18 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
             .map_err(at(sockets.clone().index(i)))?;
         if !policy.docker_socket.sockets.contains(&socket) {
             policy.docker_socket.sockets.push(socket);
+        }
+    }
+    let roots = base.key("engineDataRoots");
+    for (i, root) in raw.engine_data_roots.iter().enumerate() {
+        let root = normalize(Path::new(root)).map_err(at(roots.clone().index(i)))?;
+        // Its volumes alone may be bound (see crate::volume), never the rest of it.
+        policy
+            .paths
+            .restrict_as(&root, Scope::Subtree, RuleOrigin::Settings)
+            .map_err(at(roots.clone().index(i)))?;
+        if !policy.engine_data_roots.contains(&root) {
+            policy.engine_data_roots.push(root);
         }
     }
     Ok(())

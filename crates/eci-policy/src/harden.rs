@@ -663,6 +663,13 @@ fn harden_mounts(
             return Err(HardenError::MountOverRoot);
         }
         mount.set_destination(dest.clone());
+        // Eci's own word, for the binds it vets as volumes below, never the spec's to give.
+        if let Some(options) = mount.options().as_ref() {
+            if options.iter().any(|o| o == IDMAP_IF_SUPPORTED) {
+                let kept = options.iter().filter(|o| *o != IDMAP_IF_SUPPORTED).cloned();
+                mount.set_options(Some(kept.collect()));
+            }
+        }
         if is_bind(&mount) {
             check_bind_source(&mut mount, &mut binds, report)?;
         } else {
@@ -802,15 +809,17 @@ fn check_bind_source(
     }
     let read_only = match binds.ctx.policy.paths.decide(&resolved) {
         PathDecision::Shared { read_only, .. } => read_only,
-        refused => match engine_volume_access(binds, &host_path, &dest, report)? {
+        refused => match engine_volume_access(binds, &refused, &host_path, &dest, report)? {
             Some(access) => {
-                if access.idmapped {
-                    let mut options = mount.options().clone().unwrap_or_default();
-                    if !options.iter().any(|o| o == "idmap" || o == "ridmap") {
-                        options.push("idmap".to_string());
-                    }
-                    mount.set_options(Some(options));
+                let mut options = mount.options().clone().unwrap_or_default();
+                // What the engine mounts there later (a volume's first container starting)
+                // must not reach this container unchecked.
+                options.retain(|o| !PROPAGATION_OPTIONS.contains(&o.as_str()));
+                options.push("rprivate".to_string());
+                if access.idmapped && !options.iter().any(|o| o == "idmap" || o == "ridmap") {
+                    options.push(IDMAP_IF_SUPPORTED.to_string());
                 }
+                mount.set_options(Some(options));
                 access.read_only
             }
             None => return Err(refusal(refused, host_path)),
@@ -826,6 +835,23 @@ fn check_bind_source(
     mount.set_options(Some(options));
     Ok(())
 }
+
+/// A mount option of eci's own (`x-` options are for userspace, as in mount(8)): idmap this bind
+/// if its filesystem can be idmapped, and bind it plain otherwise. Docker volumes get it, where
+/// an idmapped bind shows the volume's files with their owners on disk.
+pub const IDMAP_IF_SUPPORTED: &str = "x-eci.idmap-if-supported";
+
+/// The mount options that set a mount's propagation.
+const PROPAGATION_OPTIONS: &[&str] = &[
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "private",
+    "rprivate",
+    "unbindable",
+    "runbindable",
+];
 
 /// Why a bind of `path` is refused, from a decision that does not share it.
 fn refusal(decision: PathDecision<'_>, path: PathBuf) -> HardenError {
@@ -854,17 +880,28 @@ struct VolumeAccess {
     idmapped: bool,
 }
 
-/// Whether a bind of `path`, which the rules refuse, is of a Docker volume's data directory the
-/// container may have, and how: `None` when it is no engine's volume.
+/// Whether a bind of `path`, which the rules refuse (`refused`), is of a Docker volume's data
+/// directory the container may have, and how: `None` when it is no engine's volume, or when a
+/// rule refuses it that is not one on the whole data root.
 fn engine_volume_access(
     binds: &mut BindCheck<'_, '_>,
+    refused: &PathDecision<'_>,
     path: &Path,
     destination: &Path,
     report: &mut Vec<Change>,
 ) -> Result<Option<VolumeAccess>, HardenError> {
-    let Some(data) = volume_data(path) else {
+    let Some(data) = volume_data(path, &binds.ctx.policy.engine_data_roots) else {
         return Ok(None);
     };
+    let data_root = data.volumes_dir.parent().unwrap_or(data.volumes_dir);
+    let refused_for_the_root = match refused {
+        PathDecision::NotShared => true,
+        PathDecision::Restricted { rule, .. } => data_root.starts_with(rule),
+        PathDecision::ContainsRestricted { .. } | PathDecision::Shared { .. } => false,
+    };
+    if !refused_for_the_root {
+        return Ok(None);
+    }
     let source =
         binds
             .host

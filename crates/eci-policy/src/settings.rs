@@ -356,6 +356,10 @@ pub const DEFAULT_RESTRICTED_PATHS: &[(&str, Scope)] = &[
     ("/run/eci", Scope::Subtree),
 ];
 
+/// Docker engines' data roots whose volumes containers may mount (`.../volumes/NAME/_data`),
+/// though the roots themselves are restricted: see [`crate::volume`].
+pub const DEFAULT_ENGINE_DATA_ROOTS: &[&str] = &["/var/lib/docker"];
+
 /// `dockerSocketMount`: which containers may bind-mount the Docker socket, and what they may ask
 /// the engine through it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -653,6 +657,9 @@ pub struct Policy {
     pub hook_dirs: Vec<PathBuf>,
     /// Which containers may mount the Docker socket, and what they may send through it.
     pub docker_socket: DockerSocketPolicy,
+    /// Docker engines' data roots: [`DEFAULT_ENGINE_DATA_ROOTS`] and those the settings add
+    /// (`eci.engineDataRoots`). Restricted, except for their volumes' data directories.
+    pub engine_data_roots: Vec<PathBuf>,
     /// Which virtual procfs files reflect the container.
     pub procfs: ProcfsSwitches,
     /// How writes to global sysctls are reconciled with the host.
@@ -688,6 +695,10 @@ impl Default for Policy {
             paths,
             hook_dirs: Vec::new(),
             docker_socket: DockerSocketPolicy::default(),
+            engine_data_roots: DEFAULT_ENGINE_DATA_ROOTS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
             procfs: ProcfsSwitches::default(),
             sysctls: SysctlRules::default(),
             locks: Locks::default(),
@@ -732,6 +743,38 @@ impl Policy {
                 self.paths
                     .restrict_as(&real, Scope::Exact, RuleOrigin::Settings)?;
                 self.docker_socket.sockets.push(real);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Adds where each engine data root really is, as `resolve` (symlinks followed) says, and
+    /// restricts it: a data root moved through a symlink (`/var/lib/docker` to `/srv/docker`)
+    /// would otherwise be bindable where it really is, and its volumes, which are compared
+    /// once resolved, unrecognised. Roots that do not resolve (no engine yet) stay as named.
+    ///
+    /// ```
+    /// use eci_policy::Policy;
+    /// use std::path::{Path, PathBuf};
+    /// let moved = |p: &Path| -> std::io::Result<PathBuf> {
+    ///     Ok(if p == Path::new("/var/lib/docker") { "/srv/docker".into() } else { p.into() })
+    /// };
+    /// let policy = Policy::default().with_resolved_engine_data_roots(moved).unwrap();
+    /// assert!(policy.engine_data_roots.contains(&PathBuf::from("/srv/docker")));
+    /// ```
+    pub fn with_resolved_engine_data_roots(
+        mut self,
+        resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
+    ) -> Result<Self, crate::paths::PathError> {
+        let named = self.engine_data_roots.clone();
+        for root in named {
+            let Ok(real) = resolve(&root) else {
+                continue;
+            };
+            if real != root && !self.engine_data_roots.contains(&real) {
+                self.paths
+                    .restrict_as(&real, Scope::Subtree, RuleOrigin::Settings)?;
+                self.engine_data_roots.push(real);
             }
         }
         Ok(self)

@@ -1,9 +1,13 @@
 //! Docker's named and anonymous volumes. Their data lives under the engine's data root
 //! (`/var/lib/docker/volumes/NAME/_data`), a tree no container may bind by default: it also holds
 //! every image layer and every other container's files. A volume's own data directory is the
-//! exception, since the engine made it to be mounted into containers; but the engine's `local`
-//! driver may also have mounted something else there (`--opt type=none --opt o=bind --opt
-//! device=/etc` makes any host path a "volume"), so what it is decides whether it is allowed:
+//! exception, since the engine made it to be mounted into containers. Only the data roots the
+//! policy names count ([`crate::Policy::engine_data_roots`]: a tree shaped like one elsewhere,
+//! in an image layer say, is anyone's), and only against a rule that restricts the whole data
+//! root (or no rule at all): a rule on the volumes, or on one volume, still holds. The engine's
+//! `local` driver may also have mounted something else there (`--opt type=none --opt o=bind
+//! --opt device=/etc` makes any host path a "volume"), so what it is decides whether it is
+//! allowed:
 //!
 //! - a plain directory, or a tmpfs the driver made: allowed, idmapped when no host user but root
 //!   can reach it (its files then show the owners they have on disk, as in any other container
@@ -17,12 +21,14 @@
 //!
 //! ```
 //! use eci_policy::volume::{volume_data, LocalVolumeOptions};
-//! use std::path::Path;
+//! use std::path::{Path, PathBuf};
 //!
-//! let data = volume_data(Path::new("/var/lib/docker/volumes/db/_data")).unwrap();
+//! let roots = [PathBuf::from("/var/lib/docker")];
+//! let data = volume_data(Path::new("/var/lib/docker/volumes/db/_data"), &roots).unwrap();
 //! assert_eq!(data.volumes_dir, Path::new("/var/lib/docker/volumes"));
 //! assert_eq!(data.name, "db");
-//! assert!(volume_data(Path::new("/var/lib/docker/overlay2/x/diff")).is_none());
+//! let in_a_layer = Path::new("/var/lib/docker/overlay2/x/diff/volumes/db/_data");
+//! assert!(volume_data(in_a_layer, &roots).is_none());
 //!
 //! let opts = br#"{"MountType":"none","MountOpts":"bind","MountDevice":"/srv/db"}"#;
 //! let opts = LocalVolumeOptions::parse(opts).unwrap();
@@ -54,10 +60,10 @@ impl VolumeData<'_> {
     }
 }
 
-/// Recognises `path` (absolute, with every symlink resolved) as `VOLUMES_DIR/NAME/_data`, where
-/// `VOLUMES_DIR` is a directory named `volumes` below `/`. Says nothing about whether an engine
-/// made it: the caller checks that on the host.
-pub fn volume_data(path: &Path) -> Option<VolumeData<'_>> {
+/// Recognises `path` (absolute, with every symlink resolved) as `ROOT/volumes/NAME/_data`, for
+/// `ROOT` one of `data_roots` and `NAME` a name Docker gives volumes ([`valid_volume_name`]).
+/// Says nothing about whether an engine made it: the caller checks that on the host.
+pub fn volume_data<'p>(path: &'p Path, data_roots: &[PathBuf]) -> Option<VolumeData<'p>> {
     if !path.is_absolute()
         || path
             .components()
@@ -71,10 +77,21 @@ pub fn volume_data(path: &Path) -> Option<VolumeData<'_>> {
     let volume_dir = path.parent()?;
     let name = volume_dir.file_name()?.to_str()?;
     let volumes_dir = volume_dir.parent()?;
-    if volumes_dir.file_name()? != "volumes" || name.is_empty() {
+    let root = volumes_dir.parent()?;
+    let known_root = data_roots.iter().any(|r| r.as_path() == root);
+    if volumes_dir.file_name()? != "volumes" || !known_root || !valid_volume_name(name) {
         return None;
     }
     Some(VolumeData { volumes_dir, name })
+}
+
+/// Whether Docker would name a volume `name`: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (an anonymous
+/// volume's is 64 hexadecimal digits).
+pub fn valid_volume_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// What the engine has at a volume's data directory, as the caller found it on the host.
@@ -131,6 +148,12 @@ impl LocalVolumeOptions {
         serde_json::from_slice(bytes)
     }
 
+    /// Whether the driver mounts something for the volume when a container uses it: a device
+    /// or a type is set (the driver's own test).
+    pub fn asks_for_a_mount(&self) -> bool {
+        !self.mount_device.is_empty() || !self.mount_type.is_empty()
+    }
+
     /// The host path the volume binds, when its options ask for a bind (`bind` or `rbind`, as
     /// mount(8) reads them whatever the type says).
     pub fn bind_device(&self) -> Option<&Path> {
@@ -147,9 +170,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn roots() -> Vec<PathBuf> {
+        vec![
+            PathBuf::from("/var/lib/docker"),
+            PathBuf::from("/var/lib/docker/eci-test-1"),
+        ]
+    }
+
     #[test]
-    fn only_the_data_directory_of_a_volume_is_recognised() {
-        let data = volume_data(Path::new("/var/lib/docker/eci-test-1/volumes/v1/_data")).unwrap();
+    fn only_the_data_directory_of_a_volume_of_a_known_root_is_recognised() {
+        let roots = roots();
+        let data = volume_data(
+            Path::new("/var/lib/docker/eci-test-1/volumes/v1/_data"),
+            &roots,
+        )
+        .unwrap();
         assert_eq!(
             data.volumes_dir,
             Path::new("/var/lib/docker/eci-test-1/volumes")
@@ -166,12 +201,18 @@ mod tests {
             "/volumes/v1/_data/..",
             "/var/lib/docker/volumes/v1/../_data",
             "/var/lib/docker/volume/v1/_data",
+            "/var/lib/docker/overlay2/l/diff/volumes/v1/_data",
+            "/var/lib/docker/eci-test-2/volumes/v1/_data",
+            "/var/lib/docker/volumes/v/_data",
+            "/var/lib/docker/volumes/-v/_data",
+            "/var/lib/docker/volumes/v:1/_data",
             "volumes/v1/_data",
             "/",
         ] {
-            assert_eq!(volume_data(Path::new(path)), None, "{path}");
+            assert_eq!(volume_data(Path::new(path), &roots), None, "{path}");
         }
-        assert!(volume_data(Path::new("/volumes/v/_data")).is_some());
+        let anonymous = format!("/var/lib/docker/volumes/{}/_data", "a1".repeat(32));
+        assert!(volume_data(Path::new(&anonymous), &roots).is_some());
     }
 
     #[test]
@@ -193,19 +234,22 @@ mod tests {
     proptest! {
         #[test]
         fn a_recognised_path_is_rebuilt_from_its_parts(
-            dirs in proptest::collection::vec("[a-z_.]{1,6}", 0..4), name in "[a-zA-Z0-9_.-]{1,12}"
+            dirs in proptest::collection::vec("[a-z_]{1,6}", 0..4), name in "[a-zA-Z0-9_.-]{1,12}",
+            known in any::<bool>(),
         ) {
-            let mut path = PathBuf::from("/");
-            path.extend(&dirs);
-            let path = path.join("volumes").join(&name).join("_data");
-            match volume_data(&path) {
+            let mut root = PathBuf::from("/");
+            root.extend(&dirs);
+            let path = root.join("volumes").join(&name).join("_data");
+            let roots = if known { vec![root.clone()] } else { roots() };
+            let valid = name.len() >= 2 && name.as_bytes()[0].is_ascii_alphanumeric();
+            let expected = valid && roots.contains(&root);
+            match volume_data(&path, &roots) {
                 Some(data) => {
+                    prop_assert!(expected);
                     prop_assert_eq!(data.volume_dir().join("_data"), path.clone());
                     prop_assert_eq!(data.name, name.as_str());
                 }
-                None => prop_assert!(
-                    name == "." || name == ".." || dirs.iter().any(|d| d == "." || d == "..")
-                ),
+                None => prop_assert!(!expected),
             }
         }
 

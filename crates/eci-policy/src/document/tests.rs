@@ -212,6 +212,12 @@ fn semantic_errors_name_the_field_line_and_column() {
             "\"docker.sock\"",
             "not absolute",
         ),
+        (
+            "{\"eci\": {\"engineDataRoots\": [\"docker\"]}}",
+            "eci.engineDataRoots[0]",
+            "\"docker\"",
+            "not absolute",
+        ),
         ("{\"configurationFileVersion\": 3}", "configurationFileVersion", ": 3", "version 3"),
     ];
     for (text, path, marker, message) in cases {
@@ -237,6 +243,24 @@ fn engine_sockets_add_to_the_docker_sockets() {
         ]
         .map(std::path::PathBuf::from)
     );
+}
+
+#[test]
+fn engine_data_roots_add_to_the_default_and_are_restricted() {
+    let policy =
+        parse(r#"{"eci": {"engineDataRoots": ["/home/alice/.local/share/docker/"]}}"#).unwrap();
+    let root = "/home/alice/.local/share/docker";
+    assert_eq!(
+        policy.engine_data_roots,
+        ["/var/lib/docker", root].map(std::path::PathBuf::from)
+    );
+    // /home is shared by default; the data root in it is not.
+    let layers =
+        ResolvedPath::from_resolved(std::path::Path::new(root).join("overlay2").as_path()).unwrap();
+    assert!(matches!(
+        policy.paths.decide(&layers),
+        PathDecision::Restricted { .. }
+    ));
 }
 
 #[test]
@@ -306,6 +330,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         "mountTypes",
         "hookDirectories",
         "engineSockets",
+        "engineDataRoots",
         "allowDerivedImages",
         "configurationFileVersion",
         "bogus",

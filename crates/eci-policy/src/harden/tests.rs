@@ -785,7 +785,7 @@ proptest! {
 }
 
 /// A host whose paths are already resolved and whose engine has `volume` at every volume data
-/// directory, closed to other users; counts the questions about volumes.
+/// directory, closed to other users or not; counts the questions about volumes.
 struct VolumeHost {
     volume: std::io::Result<Option<VolumeSource>>,
     closed_to_others: bool,
@@ -799,7 +799,7 @@ impl HostPaths for VolumeHost {
 
     fn engine_volume(&mut self, data: &VolumeData<'_>) -> std::io::Result<Option<EngineVolume>> {
         self.asked += 1;
-        assert_eq!(data.name, "v");
+        assert_eq!(data.name, "vol");
         match &self.volume {
             Ok(source) => Ok(source.clone().map(|source| EngineVolume {
                 source,
@@ -810,21 +810,16 @@ impl HostPaths for VolumeHost {
     }
 }
 
-fn bind_volume(
+/// Hardens a spec binding `source` (with `options`) at /data under `policy`; the hardened spec
+/// and how many times the host was asked about a volume.
+fn bind_volume_with(
+    policy: &Policy,
     source: &str,
-    volume: std::io::Result<Option<VolumeSource>>,
+    options: &[&str],
+    host: VolumeHost,
 ) -> (Result<Hardened, HardenError>, usize) {
-    bind_volume_reached(source, volume, false)
-}
-
-fn bind_volume_reached(
-    source: &str,
-    volume: std::io::Result<Option<VolumeSource>>,
-    reached_by_others: bool,
-) -> (Result<Hardened, HardenError>, usize) {
-    let policy = Policy::default();
     let ctx = HardenContext {
-        policy: &policy,
+        policy,
         block: block(),
         runtime_caps: CapSet::ALL,
     };
@@ -833,16 +828,27 @@ fn bind_volume_reached(
         .destination("/data")
         .typ("bind")
         .source(source)
-        .options(vec!["rbind".to_string()])
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
         .build()
         .unwrap()]));
-    let mut host = VolumeHost {
-        volume,
-        closed_to_others: !reached_by_others,
-        asked: 0,
-    };
+    let mut host = host;
     let hardened = harden(spec, &ctx, &mut host);
     (hardened, host.asked)
+}
+
+fn closed(volume: std::io::Result<Option<VolumeSource>>) -> VolumeHost {
+    VolumeHost {
+        volume,
+        closed_to_others: true,
+        asked: 0,
+    }
+}
+
+fn bind_volume(
+    source: &str,
+    volume: std::io::Result<Option<VolumeSource>>,
+) -> (Result<Hardened, HardenError>, usize) {
+    bind_volume_with(&Policy::default(), source, &["rbind"], closed(volume))
 }
 
 fn data_mount(hardened: &Hardened) -> &Mount {
@@ -853,7 +859,11 @@ fn data_mount(hardened: &Hardened) -> &Mount {
         .unwrap()
 }
 
-const VOLUME: &str = "/var/lib/docker/volumes/v/_data";
+fn data_options(hardened: Result<Hardened, HardenError>) -> Vec<String> {
+    data_mount(&hardened.unwrap()).options().clone().unwrap()
+}
+
+const VOLUME: &str = "/var/lib/docker/volumes/vol/_data";
 
 #[test]
 fn a_directory_or_tmpfs_volume_of_the_engine_is_bound_read_write_and_idmapped() {
@@ -862,19 +872,48 @@ fn a_directory_or_tmpfs_volume_of_the_engine_is_bound_read_write_and_idmapped() 
         let hardened = hardened.unwrap();
         assert_eq!(asked, 1);
         let options = data_mount(&hardened).options().clone().unwrap();
-        assert_eq!(options, ["rbind", "idmap"]);
+        assert_eq!(options, ["rbind", "rprivate", IDMAP_IF_SUPPORTED]);
         assert!(hardened.report.contains(&Change::EngineVolume {
             destination: "/data".into(),
-            name: "v".into(),
+            name: "vol".into(),
             source: source.clone(),
             idmapped: true,
         }));
         // Where host users may reach it, a setuid program made there by the container's root
         // would be host root's: a plain bind then.
-        let (hardened, _) = bind_volume_reached(VOLUME, Ok(Some(source)), true);
-        let options = data_mount(&hardened.unwrap()).options().clone().unwrap();
-        assert_eq!(options, ["rbind"]);
+        let reached = VolumeHost {
+            closed_to_others: false,
+            ..closed(Ok(Some(source)))
+        };
+        let (hardened, _) = bind_volume_with(&Policy::default(), VOLUME, &["rbind"], reached);
+        assert_eq!(data_options(hardened), ["rbind", "rprivate"]);
     }
+}
+
+#[test]
+fn a_volume_never_propagates_what_is_mounted_there_later() {
+    let (hardened, _) = bind_volume_with(
+        &Policy::default(),
+        VOLUME,
+        &["rbind", "rslave", "ro", "shared"],
+        closed(Ok(Some(VolumeSource::Directory))),
+    );
+    assert_eq!(
+        data_options(hardened),
+        ["rbind", "ro", "rprivate", IDMAP_IF_SUPPORTED]
+    );
+}
+
+#[test]
+fn a_spec_cannot_ask_for_eci_s_own_idmap_word() {
+    let (hardened, asked) = bind_volume_with(
+        &Policy::default(),
+        "/srv/x",
+        &["rbind", IDMAP_IF_SUPPORTED],
+        closed(Ok(Some(VolumeSource::Directory))),
+    );
+    assert_eq!(asked, 0);
+    assert_eq!(data_options(hardened), ["rbind"]);
 }
 
 #[test]
@@ -885,11 +924,14 @@ fn a_bind_volume_is_judged_by_the_path_it_binds() {
         }))
     };
     let (hardened, _) = bind_volume(VOLUME, bind("/srv/db"));
-    let options = data_mount(&hardened.unwrap()).options().clone().unwrap();
-    assert_eq!(options, ["rbind"], "as a bind of /srv/db would be");
+    assert_eq!(
+        data_options(hardened),
+        ["rbind", "rprivate"],
+        "as a bind of /srv/db would be, but private"
+    );
 
     let (hardened, _) = bind_volume(VOLUME, bind("/usr/share"));
-    let options = data_mount(&hardened.unwrap()).options().clone().unwrap();
+    let options = data_options(hardened);
     assert!(
         options.iter().any(|o| o == "ro"),
         "/usr is shared read-only"
@@ -905,12 +947,15 @@ fn a_bind_volume_is_judged_by_the_path_it_binds() {
     else {
         panic!("{err}");
     };
-    assert_eq!((name.as_str(), device.as_path()), ("v", Path::new("/etc")));
+    assert_eq!(
+        (name.as_str(), device.as_path()),
+        ("vol", Path::new("/etc"))
+    );
     assert!(
         matches!(**reason, HardenError::RestrictedSource { .. }),
         "{reason}"
     );
-    assert!(err.to_string().contains("volume v"), "{err}");
+    assert!(err.to_string().contains("volume vol"), "{err}");
 
     let (refused, _) = bind_volume(VOLUME, bind("/var/lib/docker/volumes/w/_data"));
     assert!(
@@ -938,18 +983,60 @@ fn other_volumes_and_lookalikes_are_refused() {
     let (refused, _) = bind_volume(VOLUME, Err(std::io::ErrorKind::PermissionDenied.into()));
     assert!(matches!(refused, Err(HardenError::UnreadableVolume { .. })));
 
-    let (refused, asked) = bind_volume(
+    let directory = || Ok(Some(VolumeSource::Directory));
+    for lookalike in [
         "/var/lib/docker/overlay2/x/diff",
-        Ok(Some(VolumeSource::Directory)),
-    );
-    assert_eq!(asked, 0, "not shaped as a volume");
-    assert!(matches!(refused, Err(HardenError::RestrictedSource { .. })));
+        "/var/lib/docker/overlay2/x/diff/volumes/vol/_data",
+        "/var/lib/docker.old/volumes/vol/_data",
+        "/root/volumes/vol/_data",
+    ] {
+        let (refused, asked) = bind_volume(lookalike, directory());
+        assert_eq!(asked, 0, "{lookalike}: no engine's data root");
+        assert!(refused.is_err(), "{lookalike}");
+    }
 
-    let (allowed, asked) = bind_volume("/tmp/volumes/v/_data", Ok(Some(VolumeSource::Tmpfs)));
+    let (allowed, asked) = bind_volume("/tmp/volumes/vol/_data", directory());
     assert_eq!(asked, 0, "a shared path is not asked about");
     assert!(!allowed
         .unwrap()
         .report
         .iter()
         .any(|c| matches!(c, Change::EngineVolume { .. })));
+}
+
+#[test]
+fn only_rules_on_the_whole_data_root_give_way_to_its_volumes() {
+    let settings = |extensions: &str| {
+        crate::document::parse(&format!(
+            r#"{{"enhancedContainerIsolation": {{"value": true}}, "eci": {extensions}}}"#
+        ))
+        .unwrap()
+    };
+    let directory = || closed(Ok(Some(VolumeSource::Directory)));
+    let bind =
+        |policy: &Policy, source: &str| bind_volume_with(policy, source, &["rbind"], directory()).0;
+    // The administrator's rule on the volumes, or on one volume, holds.
+    for rule in ["/var/lib/docker/volumes", "/var/lib/docker/volumes/vol"] {
+        let policy = settings(&format!(r#"{{"restrictedPaths": [{{"path": "{rule}"}}]}}"#));
+        assert!(
+            matches!(
+                bind(&policy, VOLUME),
+                Err(HardenError::RestrictedSource { .. })
+            ),
+            "{rule}"
+        );
+    }
+    // One on a tree that holds the whole data root gives way, as the built-in one does.
+    let policy = settings(r#"{"restrictedPaths": [{"path": "/var/lib"}]}"#);
+    assert!(bind(&policy, VOLUME).is_ok());
+    // Another engine's root, named in the settings: restricted, but its volumes pass, and a
+    // data root outside every rule too.
+    let policy = settings(r#"{"engineDataRoots": ["/srv/docker", "/data/docker"]}"#);
+    assert!(matches!(
+        bind(&policy, "/srv/docker/overlay2"),
+        Err(HardenError::RestrictedSource { .. })
+    ));
+    assert!(bind(&policy, "/srv/docker/volumes/vol/_data").is_ok());
+    assert!(bind(&policy, "/data/docker/volumes/vol/_data").is_ok());
+    assert!(bind(&Policy::default(), "/data/docker/volumes/vol/_data").is_err());
 }
