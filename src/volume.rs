@@ -1,18 +1,17 @@
 //! The host facts spec hardening asks for: bind sources resolved against the bundle, and what a
 //! Docker engine has at a volume's data directory (see [`eci_policy::volume`] for the rules).
 
-use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::CStr;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use eci_policy::harden::HostPaths;
 use eci_policy::volume::{
-    EngineVolume, LocalVolumeOptions, VolumeData, VolumeSource, VOLUMES_DATABASE,
+    DirIdentity, EngineVolume, LocalVolumeOptions, VolumeData, VolumeSource, VOLUMES_DATABASE,
     VOLUME_OPTIONS_FILE,
 };
-use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+use nix::sys::statfs::{fstatfs, TMPFS_MAGIC};
 
 use crate::container::resolve_in_bundle;
 
@@ -28,22 +27,24 @@ impl HostPaths for BundlePaths<'_> {
     }
 
     fn engine_volume(&mut self, data: &VolumeData<'_>) -> std::io::Result<Option<EngineVolume>> {
-        let Some(source) = volume_source(data)? else {
+        let Some((source, identity)) = volume_source(data)? else {
             return Ok(None);
         };
         let data_dir = data.volume_dir().join("_data");
         let closed_to_others = !eci_idmap::reach::reachable_by_others(&data_dir)?;
         Ok(Some(EngineVolume {
             source,
+            identity,
             closed_to_others,
         }))
     }
 }
 
-/// What a Docker engine has at `data`, or `None` when the directories are not an engine's: the
-/// volumes directory must hold the local driver's database, and it and the volume's directory
-/// must be root's and writable by root alone, so that no other host user can have made them.
-fn volume_source(data: &VolumeData<'_>) -> std::io::Result<Option<VolumeSource>> {
+/// What a Docker engine has at `data`, and which directory it is (the mounter binds it only if it
+/// finds the same one), or `None` when the directories are not an engine's: the volumes
+/// directory must hold the local driver's database, and it and the volume's directory must be
+/// root's and writable by root alone, so that no other host user can have made them.
+fn volume_source(data: &VolumeData<'_>) -> std::io::Result<Option<(VolumeSource, DirIdentity)>> {
     let volume_dir = data.volume_dir();
     if !owned_by_root_alone(data.volumes_dir, true)?
         || !owned_by_root_alone(&volume_dir, true)?
@@ -52,16 +53,21 @@ fn volume_source(data: &VolumeData<'_>) -> std::io::Result<Option<VolumeSource>>
         return Ok(None);
     }
     let data_dir = volume_dir.join("_data");
-    let data_stat = statx_path(&data_dir, libc::AT_SYMLINK_NOFOLLOW)?;
-    if u32::from(data_stat.stx_mode) & libc::S_IFMT != libc::S_IFDIR {
-        return Ok(None);
-    }
+    // Opened once: what is judged below is this directory, whatever the path names later.
+    let opened = match open_without_symlinks(&data_dir) {
+        Ok(opened) => opened,
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(err) if err.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let identity = eci_mount::exec::dir_identity(opened.as_fd())?;
+    let data_stat = statx_fd(opened.as_raw_fd())?;
     let options = read_options(&volume_dir.join(VOLUME_OPTIONS_FILE))?;
-    if !is_mount_root(&data_stat, &data_dir)? {
+    let source = if !is_mount_root(&data_stat, &data_dir)? {
         // The driver mounts a volume with options only while a container uses it: checked
         // now, it would be bound as the empty directory and show whatever the driver mounts
         // later, through propagation or by winning the race to the mounter.
-        return Ok(Some(if options.asks_for_a_mount() {
+        if options.asks_for_a_mount() {
             VolumeSource::Other {
                 what: "nothing yet (its options ask for a mount, made when a container using it \
                        starts)"
@@ -69,9 +75,22 @@ fn volume_source(data: &VolumeData<'_>) -> std::io::Result<Option<VolumeSource>>
             }
         } else {
             VolumeSource::Directory
-        }));
-    }
-    Ok(Some(mounted_source(&data_dir, &data_stat, &options)?))
+        }
+    } else {
+        mounted_source(&opened, &data_stat, &options)?
+    };
+    Ok(Some((source, identity)))
+}
+
+/// `path` opened as a directory (O_PATH), failing with ELOOP on any symlink on the way.
+fn open_without_symlinks(path: &Path) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = openat2(libc::AT_FDCWD, path, how)?;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The local driver's options for a volume: none when it keeps no options file. The file is
@@ -128,7 +147,7 @@ fn is_mount_root(stat: &libc::statx, path: &Path) -> std::io::Result<bool> {
 /// What is mounted at `data_dir`, which the local driver mounted with `options`: the options
 /// say what it meant to mount, the kernel whether that is what is there.
 fn mounted_source(
-    data_dir: &Path,
+    data_dir: &OwnedFd,
     data_stat: &libc::statx,
     options: &LocalVolumeOptions,
 ) -> std::io::Result<VolumeSource> {
@@ -161,7 +180,7 @@ fn mounted_source(
         }
         return Ok(VolumeSource::Bind { device: resolved });
     }
-    let fs_type = statfs(data_dir)?.filesystem_type();
+    let fs_type = fstatfs(data_dir)?.filesystem_type();
     if options.mount_type == "tmpfs" && fs_type == TMPFS_MAGIC {
         return Ok(VolumeSource::Tmpfs);
     }
@@ -198,12 +217,6 @@ fn owned_by_root_alone(path: &Path, directory: bool) -> std::io::Result<bool> {
         meta.is_file()
     };
     Ok(kind_fits && meta.uid() == 0 && meta.mode() & 0o022 == 0)
-}
-
-/// statx of `path` (with `flags`, AT_SYMLINK_NOFOLLOW say), with the mount-root attribute.
-fn statx_path(path: &Path, flags: libc::c_int) -> std::io::Result<libc::statx> {
-    let name = CString::new(path.as_os_str().as_bytes())?;
-    statx_at(libc::AT_FDCWD, &name, flags)
 }
 
 /// statx of what `fd` is.
@@ -247,6 +260,16 @@ mod tests {
         (root, volumes)
     }
 
+    fn source_of(volumes: &Path) -> Option<VolumeSource> {
+        volume_source(&data(volumes))
+            .unwrap()
+            .map(|(source, _)| source)
+    }
+
+    fn identity_of(volumes: &Path) -> DirIdentity {
+        volume_source(&data(volumes)).unwrap().unwrap().1
+    }
+
     fn data(volumes: &Path) -> VolumeData<'_> {
         VolumeData {
             volumes_dir: volumes,
@@ -257,10 +280,7 @@ mod tests {
     #[test]
     fn a_plain_volume_of_an_engine_is_a_directory() {
         let (_root, volumes) = data_root();
-        assert_eq!(
-            volume_source(&data(&volumes)).unwrap(),
-            Some(VolumeSource::Directory)
-        );
+        assert_eq!(source_of(&volumes), Some(VolumeSource::Directory));
     }
 
     #[test]
@@ -268,20 +288,20 @@ mod tests {
         let (_root, volumes) = data_root();
         std::fs::set_permissions(volumes.join("v"), std::fs::Permissions::from_mode(0o777))
             .unwrap();
-        assert_eq!(volume_source(&data(&volumes)).unwrap(), None);
+        assert_eq!(source_of(&volumes), None);
 
         let (_root, volumes) = data_root();
         std::os::unix::fs::chown(volumes.join(VOLUMES_DATABASE), Some(1000), None).unwrap();
-        assert_eq!(volume_source(&data(&volumes)).unwrap(), None);
+        assert_eq!(source_of(&volumes), None);
 
         let (_root, volumes) = data_root();
         std::fs::remove_file(volumes.join(VOLUMES_DATABASE)).unwrap();
-        assert_eq!(volume_source(&data(&volumes)).unwrap(), None);
+        assert_eq!(source_of(&volumes), None);
 
         let (_root, volumes) = data_root();
         std::fs::remove_dir(volumes.join("v/_data")).unwrap();
         std::os::unix::fs::symlink("/etc", volumes.join("v/_data")).unwrap();
-        assert_eq!(volume_source(&data(&volumes)).unwrap(), None);
+        assert_eq!(source_of(&volumes), None);
     }
 
     fn write_options(volumes: &Path, json: &str) {
@@ -303,9 +323,15 @@ mod tests {
         .unwrap();
         let (root, volumes) = data_root();
         let data_dir = volumes.join("v/_data");
-        let source = || volume_source(&data(&volumes)).unwrap().unwrap();
+        let source = || source_of(&volumes).unwrap();
         let none = None::<&str>;
 
+        let plain = identity_of(&volumes);
+        let opened = std::fs::File::open(&data_dir).unwrap();
+        assert_eq!(
+            plain,
+            eci_mount::exec::dir_identity(opened.as_fd()).unwrap()
+        );
         mount(
             Some("tmpfs"),
             &data_dir,
@@ -319,6 +345,8 @@ mod tests {
             r#"{"MountType":"tmpfs","MountOpts":"","MountDevice":"tmpfs"}"#,
         );
         assert_eq!(source(), VolumeSource::Tmpfs);
+        let mounted = identity_of(&volumes);
+        assert_ne!(mounted, plain, "a mount there is another directory");
         write_options(
             &volumes,
             r#"{"MountType":"ext4","MountDevice":"/dev/sda1"}"#,

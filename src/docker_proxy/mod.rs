@@ -773,7 +773,7 @@ fn vet_volume_create(
     };
     Ok(
         match eci_policy::docker_api::create::vet_volume_create_body(&body) {
-            Ok(()) => Ok(with_body(request, &body)),
+            Ok(vetted) => Ok(with_body(request, &vetted)),
             Err(refusal) => Err((403, format!("eci: {refusal}"))),
         },
     )

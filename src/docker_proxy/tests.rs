@@ -158,12 +158,18 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
 
     let tmpfs = r#"{"Name":"t","DriverOpts":{"type":"tmpfs","device":"tmpfs"}}"#;
     assert_eq!(post("/v1.41/volumes/create", tmpfs), "HTTP/1.1 201 Created");
-    let sent = bodies
-        .lock()
-        .unwrap()
-        .pop()
-        .expect("the engine got the create");
-    assert_eq!(sent, tmpfs.as_bytes(), "passed on as it came");
+    let sent = || -> serde_json::Value {
+        let body = bodies.lock().unwrap().pop().expect("the engine got it");
+        serde_json::from_slice(&body).unwrap()
+    };
+    assert_eq!(
+        sent(),
+        serde_json::from_str::<serde_json::Value>(tmpfs).unwrap()
+    );
+    // A key given twice goes on once, as the proxy read it (the engine would merge the two).
+    let twice = r#"{"Name":"v","DriverOpts":{"type":"nfs","o":"addr=127.0.0.1","device":":/"},"DriverOpts":{}}"#;
+    assert_eq!(post("/v1.41/volumes/create", twice), "HTTP/1.1 201 Created");
+    assert_eq!(sent(), serde_json::json!({"Name": "v", "DriverOpts": {}}));
 }
 
 /// An engine that knows `containers` (name, full ID, runtime) and has `default_runtime`: it

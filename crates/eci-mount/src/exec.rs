@@ -15,6 +15,7 @@ use eci_ns::sys::{self, check, check_int, Errno, FdPath, SysResult};
 
 use crate::plan::{Idmap, MountPlan, PointKind, RootPath, Source, Step, MOST_DETACHED};
 use eci_ns::LatePhase;
+use eci_policy::volume::DirIdentity;
 
 /// What a failing step was doing: the low 4 bits of a failure's step code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub enum Action {
     /// Mounting, when the kernel found the mount point gone though neither its entry nor its
     /// mount reads gone.
     MountOnUnexplained = 10,
+    /// Opening a bind source that is no longer the directory that was checked.
+    SourceChanged = 11,
 }
 
 /// Step codes for the work around the steps.
@@ -98,6 +101,7 @@ pub fn decode(step: u32) -> Option<(usize, Action)> {
         8 => Action::MountOnDetached,
         9 => Action::MountSourceUncopied,
         10 => Action::MountOnUnexplained,
+        11 => Action::SourceChanged,
         _ => Action::Source,
     };
     Some(((step >> 4) as usize, action))
@@ -204,6 +208,7 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
         flags,
         recursive,
         idmap,
+        expect,
         ..
     } = step
     else {
@@ -211,6 +216,7 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
     };
     // The source first: a missing one leaves no mount point behind in the rootfs.
     let source = open_vetted_host_path(path).map_err(fail(Action::Source))?;
+    check_source(&source, *expect).map_err(fail(Action::SourceChanged))?;
     ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
     let copy = |with_idmap: bool| -> SysResult<Fd> {
         if with_idmap {
@@ -316,6 +322,53 @@ fn mount_id(fd: RawFd) -> Option<u64> {
 /// Whether `fd` names the root of a mount.
 fn is_mount_root(fd: RawFd) -> bool {
     statx_fd(fd).is_some_and(|stx| stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
+}
+
+/// Which directory `fd` is: its device and inode. The runtime records it when it checks a
+/// Docker volume, and the mounter compares what it opens. Async-signal-safe.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let dir = std::fs::File::open("/")?;
+/// let identity = eci_mount::exec::dir_identity(dir.as_fd())?;
+/// assert_eq!(identity, eci_mount::exec::dir_identity(dir.as_fd())?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn dir_identity(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<DirIdentity> {
+    identity_of(fd.as_raw_fd()).map_err(|Errno(errno)| std::io::Error::from_raw_os_error(errno))
+}
+
+fn identity_of(fd: RawFd) -> SysResult<DirIdentity> {
+    // SAFETY: an all-zero statx is valid.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let wanted = libc::STATX_INO;
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; stx is a valid out
+    // pointer.
+    check_int(unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+            wanted,
+            &mut stx,
+        )
+    })?;
+    if stx.stx_mask & libc::STATX_INO == 0 {
+        return Err(Errno(libc::EOPNOTSUPP));
+    }
+    Ok(DirIdentity {
+        dev_major: stx.stx_dev_major,
+        dev_minor: stx.stx_dev_minor,
+        ino: stx.stx_ino,
+    })
+}
+
+/// Fails with ESTALE unless the bind source `source` opened is the directory `expect` names.
+fn check_source(source: &Fd, expect: Option<DirIdentity>) -> SysResult<()> {
+    match expect {
+        Some(expect) if identity_of(source.0)? != expect => Err(Errno(libc::ESTALE)),
+        _ => Ok(()),
+    }
 }
 
 fn statx_fd(fd: RawFd) -> Option<libc::statx> {
@@ -460,7 +513,8 @@ fn act_as_container_root((uid, gid): (u32, u32)) -> SysResult<()> {
     Ok(())
 }
 
-/// Binds `source` (an O_PATH fd of a vetted host path) onto `target`, idmapped as asked.
+/// Binds `source` (an O_PATH fd of a vetted host path) onto `target`, idmapped as asked; a
+/// private `propagation` is set before the bind is attached.
 fn bind_host_path(
     source: &Fd,
     target: &Fd,
@@ -468,6 +522,7 @@ fn bind_host_path(
     idmap: Idmap,
     userns: RawFd,
     flags: libc::c_ulong,
+    propagation: libc::c_ulong,
 ) -> SysResult<FlagsOn> {
     if idmap != Idmap::No {
         // SAFETY: both fds stay open for the duration of the call.
@@ -478,12 +533,12 @@ fn bind_host_path(
             )
         };
         match idmapped_copy_as(idmap, source_fd, recursive, userns) {
-            Ok(tree) => return attach_with_flags(tree.as_raw_fd(), target.0, flags),
+            Ok(tree) => return attach_with_flags(tree.as_raw_fd(), target.0, flags, propagation),
             Err(errno) if idmap == Idmap::Try && idmapped::unsupported(errno) => {}
             Err(errno) => return Err(errno),
         }
     }
-    bind(source.0, target.0, recursive, flags)
+    bind(source.0, target.0, recursive, flags, propagation)
 }
 
 /// The idmapped copy `idmap` asks for: every mount of the tree for `ridmap`, else the top one.
@@ -556,14 +611,20 @@ enum FlagsOn {
 /// /proc/self/fd paths and a remount of the path opened again (40 binds of a file here); a
 /// plan has 30-40 binds, most of them the virtual files. Without open_tree (before Linux 5.2),
 /// mount(2), and the flags are the caller's to add.
-fn bind(source: RawFd, target: RawFd, recursive: bool, flags: libc::c_ulong) -> SysResult<FlagsOn> {
+fn bind(
+    source: RawFd,
+    target: RawFd,
+    recursive: bool,
+    flags: libc::c_ulong,
+    propagation: libc::c_ulong,
+) -> SysResult<FlagsOn> {
     let rec = if recursive {
         libc::AT_RECURSIVE as u32
     } else {
         0
     };
     match sys::open_tree(source, c"", sys::OPEN_TREE_CLONE | rec) {
-        Ok(tree) => attach_with_flags(tree.as_raw_fd(), target, flags),
+        Ok(tree) => attach_with_flags(tree.as_raw_fd(), target, flags, propagation),
         Err(Errno(libc::ENOSYS)) => {
             let (source, target) = (FdPath::new(source), FdPath::new(target));
             let rec = if recursive { libc::MS_REC } else { 0 };
@@ -582,8 +643,28 @@ fn bind(source: RawFd, target: RawFd, recursive: bool, flags: libc::c_ulong) -> 
 
 /// Adds `flags` to the detached `tree` (its top mount, as a remount of a bind would) and
 /// attaches it on `target`. Without mount_setattr (before Linux 5.12) the tree is attached
-/// as it is and the flags are the caller's to add.
-fn attach_with_flags(tree: RawFd, target: RawFd, flags: libc::c_ulong) -> SysResult<FlagsOn> {
+/// as it is and the flags are the caller's to add. A private `propagation` (MS_PRIVATE, with
+/// MS_REC for the whole tree) is set first: a copy keeps its source's peer group or master,
+/// and would take the host's mounts there until changed once attached.
+fn attach_with_flags(
+    tree: RawFd,
+    target: RawFd,
+    flags: libc::c_ulong,
+    propagation: libc::c_ulong,
+) -> SysResult<FlagsOn> {
+    if propagation & libc::MS_PRIVATE != 0 {
+        let private = sys::MountAttr {
+            attr_set: 0,
+            attr_clr: 0,
+            propagation: libc::MS_PRIVATE,
+            userns_fd: 0,
+        };
+        match sys::mount_setattr(tree, propagation & libc::MS_REC != 0, &private) {
+            // Before Linux 5.12 the caller changes it once attached, as it does anyway.
+            Ok(()) | Err(Errno(libc::ENOSYS)) => {}
+            Err(errno) => return Err(errno),
+        }
+    }
     let on = match flags {
         0 => FlagsOn::Yes,
         _ => match sys::mount_setattr(tree, false, &attributes_of(flags)) {
@@ -809,12 +890,15 @@ impl MountPlan {
                 idmap,
                 propagation,
                 chown_root,
+                expect,
             } => {
                 // A bind's source first: a missing one leaves no mount point behind in the
                 // rootfs.
                 let host_source = match (*bind, source) {
                     (true, Source::Host(path)) => {
-                        Some(open_vetted_host_path(path).map_err(fail(Action::Source))?)
+                        let opened = open_vetted_host_path(path).map_err(fail(Action::Source))?;
+                        check_source(&opened, *expect).map_err(fail(Action::SourceChanged))?;
+                        Some(opened)
                     }
                     (true, Source::Name(_)) => {
                         return Err(fail(Action::Source)(Errno(libc::EINVAL)))
@@ -824,13 +908,21 @@ impl MountPlan {
                 let target = ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
                 let target_path = FdPath::new(target.0);
                 let flags_on = if let Some(host_source) = host_source {
-                    bind_host_path(&host_source, &target, *recursive, *idmap, userns, *flags)
-                        .map_err(|errno| match errno {
-                            Errno(libc::ENOENT) => {
-                                fail(why_bind_failed(root, &host_source, &target))(errno)
-                            }
-                            _ => fail(Action::Mount)(errno),
-                        })?
+                    bind_host_path(
+                        &host_source,
+                        &target,
+                        *recursive,
+                        *idmap,
+                        userns,
+                        *flags,
+                        *propagation,
+                    )
+                    .map_err(|errno| match errno {
+                        Errno(libc::ENOENT) => {
+                            fail(why_bind_failed(root, &host_source, &target))(errno)
+                        }
+                        _ => fail(Action::Mount)(errno),
+                    })?
                 } else {
                     let (Source::Host(name) | Source::Name(name)) = source;
                     sys::mount(
@@ -936,7 +1028,7 @@ fn mask(root: RawFd, dest: &RootPath) -> SysResult<()> {
             RESOLVE_NO_SYMLINKS,
         )?,
     };
-    bind(null.0, target.0, false, 0).map(drop)
+    bind(null.0, target.0, false, 0, 0).map(drop)
 }
 
 /// Makes a path read-only with a bind of itself. Missing paths are skipped.
@@ -945,7 +1037,7 @@ fn read_only(root: RawFd, dest: &RootPath) -> SysResult<()> {
         Err(Errno(libc::ENOENT)) => return Ok(()),
         other => other?,
     };
-    if bind(target.0, target.0, true, libc::MS_RDONLY)? == FlagsOn::Yes {
+    if bind(target.0, target.0, true, libc::MS_RDONLY, 0)? == FlagsOn::Yes {
         return Ok(());
     }
     let bound = open_in_root(root, &dest.rel, libc::O_PATH)?;
@@ -1007,7 +1099,9 @@ fn action_words(action: Action) -> &'static str {
         Action::Propagation => "changing the propagation of",
         Action::Create => "creating",
         Action::Chown => "giving the container's root ownership of",
-        Action::Source => "opening (without following symlinks) the source of",
+        Action::Source | Action::SourceChanged => {
+            "opening (without following symlinks) the source of"
+        }
         Action::MountOnRemoved
         | Action::MountOnDetached
         | Action::MountSourceUncopied
@@ -1021,6 +1115,10 @@ fn cause_words(action: Action) -> Option<&'static str> {
         Action::MountOnRemoved => Some("the mount point's entry went after it was looked up"),
         Action::MountOnDetached => Some("the mount point's mount left the tree after the lookup"),
         Action::MountSourceUncopied => Some("the source could not be copied"),
+        Action::SourceChanged => Some(
+            "it is no longer the directory that was checked: the engine replaced or remounted \
+             the volume meanwhile",
+        ),
         Action::MountOnUnexplained => Some(
             "the kernel found the mount point gone, though its entry and mount read in place: \
              perhaps a directory above it was dropped meanwhile",
@@ -1054,6 +1152,7 @@ mod tests {
             MountOnDetached,
             MountSourceUncopied,
             MountOnUnexplained,
+            SourceChanged,
         ] {
             assert_eq!(decode(code(7, action)), Some((7, action)));
         }
@@ -1082,7 +1181,7 @@ mod tests {
         );
         // The mount point's entry removed: the kernel refuses the bind with ENOENT.
         std::fs::remove_file(&target_path).unwrap();
-        let bound = bind_host_path(&source, &target, false, Idmap::No, -1, 0);
+        let bound = bind_host_path(&source, &target, false, Idmap::No, -1, 0, 0);
         assert_eq!(bound.err(), Some(Errno(libc::ENOENT)));
         assert_eq!(why_gone(root.0, &target), Action::MountOnRemoved);
         assert_eq!(
@@ -1099,7 +1198,7 @@ mod tests {
         nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH).unwrap();
         // Before Linux 6.16 the kernel answered EINVAL here (a mount point outside the caller's
         // namespace), which the mounter reports as it is.
-        match bind_host_path(&source, &target, false, Idmap::No, -1, 0) {
+        match bind_host_path(&source, &target, false, Idmap::No, -1, 0, 0) {
             Err(Errno(libc::EINVAL)) => {}
             other => assert_eq!(other.err(), Some(Errno(libc::ENOENT))),
         }
@@ -1146,6 +1245,63 @@ mod tests {
             libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOATIME
         );
         assert_eq!(attr.attr_clr, libc::MOUNT_ATTR__ATIME);
+    }
+
+    #[test]
+    fn a_bind_source_must_be_the_directory_that_was_checked() {
+        // In a mount namespace of this thread's own (the test thread ends with it).
+        sys::unshare(libc::CLONE_NEWNS).expect("needs root");
+        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("_data");
+        std::fs::create_dir(&data).unwrap();
+        let open = || {
+            let path = std::ffi::CString::new(data.as_os_str().as_encoded_bytes()).unwrap();
+            open_vetted_host_path(&path).unwrap()
+        };
+        let checked = identity_of(open().0).unwrap();
+        assert_eq!(check_source(&open(), Some(checked)), Ok(()));
+        assert_eq!(check_source(&open(), None), Ok(()));
+        // The engine mounted something there since (a host path, say): not what was checked.
+        let path = std::ffi::CString::new(data.as_os_str().as_encoded_bytes()).unwrap();
+        sys::mount(Some(c"tmpfs"), &path, Some(c"tmpfs"), 0, None).unwrap();
+        assert_eq!(
+            check_source(&open(), Some(checked)),
+            Err(Errno(libc::ESTALE))
+        );
+    }
+
+    #[test]
+    fn a_private_bind_takes_no_mount_from_its_source_once_attached() {
+        sys::unshare(libc::CLONE_NEWNS).expect("needs root");
+        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cpath =
+            |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        let (source, target) = (dir.path().join("source"), dir.path().join("target"));
+        std::fs::create_dir_all(source.join("sub")).unwrap();
+        std::fs::create_dir(&target).unwrap();
+        // The source a shared mount, as a host's directory under a shared root is.
+        sys::mount(Some(c"tmpfs"), &cpath(&source), Some(c"tmpfs"), 0, None).unwrap();
+        std::fs::create_dir(source.join("sub")).unwrap();
+        sys::mount(None, &cpath(&source), None, libc::MS_SHARED, None).unwrap();
+        let opened = open_vetted_host_path(&cpath(&source)).unwrap();
+        let target_fd = open_vetted_host_path(&cpath(&target)).unwrap();
+        let private = libc::MS_PRIVATE | libc::MS_REC;
+        bind_host_path(&opened, &target_fd, true, Idmap::No, -1, 0, private).unwrap();
+        sys::mount(
+            Some(c"tmpfs"),
+            &cpath(&source.join("sub")),
+            Some(c"tmpfs"),
+            0,
+            None,
+        )
+        .unwrap();
+        std::fs::write(source.join("sub/later"), "").unwrap();
+        assert!(
+            !target.join("sub/later").exists(),
+            "the later mount stayed on the host"
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct MountOptions {
     /// [`eci_policy::harden::IDMAP_IF_SUPPORTED`]: idmapped where the filesystem allows, plain
     /// otherwise.
     pub idmap_if_supported: bool,
+    /// [`eci_policy::volume::IDENTITY_OPTION`]: the directory a bind's source must still be.
+    pub identity: Option<eci_policy::volume::DirIdentity>,
     /// Filesystem-specific options, comma-separated, in the given order.
     pub data: String,
 }
@@ -32,6 +34,9 @@ pub enum OptionError {
     /// An empty word.
     #[error("empty mount option")]
     Empty,
+    /// An identity option that does not read as one.
+    #[error("malformed mount option '{0}'")]
+    Malformed(String),
 }
 
 /// Parses a spec's options.
@@ -75,6 +80,11 @@ pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<MountOptions, OptionError> {
             }
             "idmap" => out.idmap = true,
             eci_policy::harden::IDMAP_IF_SUPPORTED => out.idmap_if_supported = true,
+            _ if word.starts_with(eci_policy::volume::IDENTITY_OPTION) => {
+                let identity = eci_policy::volume::DirIdentity::from_option(word)
+                    .ok_or_else(|| OptionError::Malformed(word.to_string()))?;
+                out.identity = Some(identity);
+            }
             "ridmap" => {
                 out.idmap = true;
                 out.idmap_submounts = true;
@@ -191,5 +201,13 @@ mod tests {
         assert!(!parse(&["rbind", "idmap"]).unwrap().idmap_submounts);
         let opts = parse(&["rbind", eci_policy::harden::IDMAP_IF_SUPPORTED]).unwrap();
         assert!(opts.idmap_if_supported && !opts.idmap && opts.data.is_empty());
+        let opts = parse(&["rbind", "x-eci.identity=2:3:4"]).unwrap();
+        let identity = opts.identity.unwrap();
+        assert_eq!((identity.dev_minor, identity.ino), (3, 4));
+        assert!(opts.data.is_empty());
+        assert!(matches!(
+            parse(&["x-eci.identity=1:2"]),
+            Err(OptionError::Malformed(_))
+        ));
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use eci_policy::harden::is_bind;
 use eci_policy::ids::IdBlock;
+use eci_policy::volume::DirIdentity;
 use oci_spec::runtime::{LinuxDeviceType, Spec};
 
 use crate::options::{self, OptionError};
@@ -130,6 +131,9 @@ pub enum Step {
         /// Give the new filesystem's root directory to the container's root: mqueue and devpts
         /// roots are made by the kernel with host root's IDs, and have no option to change it.
         chown_root: bool,
+        /// For a bind: the directory its source must still be when opened (a Docker volume,
+        /// checked when the spec was hardened); the bind fails otherwise.
+        expect: Option<DirIdentity>,
     },
     /// A character device node.
     Device {
@@ -636,6 +640,7 @@ fn plan_mount(
         idmap: Idmap::No,
         propagation: opts.propagation,
         chown_root: matches!(fstype.as_str(), "mqueue" | "devpts"),
+        expect: None,
         dest,
     })
 }
@@ -717,6 +722,7 @@ fn plan_bind(
         idmap,
         propagation: opts.propagation,
         chown_root: false,
+        expect: opts.identity,
         dest,
     })
 }

@@ -20,7 +20,7 @@ use crate::ids::{validate_mappings, IdBlock, IdMapping, MappingError};
 use crate::image::{ImageGrant, ImageIdentity, KnownDigests};
 use crate::paths::{PathDecision, ResolvedPath, RuleOrigin};
 use crate::settings::{Policy, ProcFile, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
-use crate::volume::{volume_data, EngineVolume, VolumeData, VolumeSource};
+use crate::volume::{volume_data, DirIdentity, EngineVolume, VolumeData, VolumeSource};
 
 /// What hardening needs besides the spec.
 #[derive(Debug, Clone, Copy)]
@@ -663,11 +663,11 @@ fn harden_mounts(
             return Err(HardenError::MountOverRoot);
         }
         mount.set_destination(dest.clone());
-        // Eci's own word, for the binds it vets as volumes below, never the spec's to give.
+        // Eci's own words, for the binds it vets as volumes below, never the spec's to give.
         if let Some(options) = mount.options().as_ref() {
-            if options.iter().any(|o| o == IDMAP_IF_SUPPORTED) {
-                let kept = options.iter().filter(|o| *o != IDMAP_IF_SUPPORTED).cloned();
-                mount.set_options(Some(kept.collect()));
+            if options.iter().any(|o| o.starts_with(ECI_OPTION_PREFIX)) {
+                let kept = options.iter().filter(|o| !o.starts_with(ECI_OPTION_PREFIX));
+                mount.set_options(Some(kept.cloned().collect()));
             }
         }
         if is_bind(&mount) {
@@ -816,6 +816,7 @@ fn check_bind_source(
                 // must not reach this container unchecked.
                 options.retain(|o| !PROPAGATION_OPTIONS.contains(&o.as_str()));
                 options.push("rprivate".to_string());
+                options.push(access.identity.to_option());
                 if access.idmapped && !options.iter().any(|o| o == "idmap" || o == "ridmap") {
                     options.push(IDMAP_IF_SUPPORTED.to_string());
                 }
@@ -836,7 +837,11 @@ fn check_bind_source(
     Ok(())
 }
 
-/// A mount option of eci's own (`x-` options are for userspace, as in mount(8)): idmap this bind
+/// What eci's own mount options start with (`x-` options are for userspace, as in mount(8)).
+/// Hardening drops every such option a spec has, and adds its own.
+pub const ECI_OPTION_PREFIX: &str = "x-eci.";
+
+/// A mount option of eci's own: idmap this bind
 /// if its filesystem can be idmapped, and bind it plain otherwise. Docker volumes get it, where
 /// an idmapped bind shows the volume's files with their owners on disk.
 pub const IDMAP_IF_SUPPORTED: &str = "x-eci.idmap-if-supported";
@@ -878,6 +883,8 @@ struct VolumeAccess {
     read_only: bool,
     /// Idmapped: its files show the owners they have on disk.
     idmapped: bool,
+    /// The directory that was checked, which the mounter must find there.
+    identity: DirIdentity,
 }
 
 /// Whether a bind of `path`, which the rules refuse (`refused`), is of a Docker volume's data
@@ -902,6 +909,18 @@ fn engine_volume_access(
     if !refused_for_the_root {
         return Ok(None);
     }
+    let resolved =
+        ResolvedPath::from_resolved(path).map_err(|err| HardenError::UnresolvableSource {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(err),
+        })?;
+    if let Some((rule, origin)) = binds.ctx.policy.paths.restricted_beneath(&resolved) {
+        return Err(HardenError::HoldsRestricted {
+            path: path.to_path_buf(),
+            rule: rule.to_path_buf(),
+            origin,
+        });
+    }
     let source =
         binds
             .host
@@ -912,6 +931,7 @@ fn engine_volume_access(
             })?;
     let Some(EngineVolume {
         source,
+        identity,
         closed_to_others,
     }) = source
     else {
@@ -956,6 +976,7 @@ fn engine_volume_access(
     Ok(Some(VolumeAccess {
         read_only,
         idmapped,
+        identity,
     }))
 }
 

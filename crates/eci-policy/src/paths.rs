@@ -320,6 +320,15 @@ impl PathPolicy {
         Ok(())
     }
 
+    /// The first restricted rule strictly beneath `path`, and its origin: what a bind of `path`
+    /// would also show.
+    pub fn restricted_beneath(&self, path: &ResolvedPath) -> Option<(&Path, RuleOrigin)> {
+        let path = path.as_path().as_os_str().as_bytes();
+        self.holds_restricted
+            .get(path)
+            .map(|(inner, origin)| (as_path(inner), *origin))
+    }
+
     /// Decides whether a resolved host path may be bind-mounted. Costs one hash look-up per path
     /// component, and one more when the path is shared.
     pub fn decide(&self, path: &ResolvedPath) -> PathDecision<'_> {

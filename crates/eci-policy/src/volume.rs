@@ -115,11 +115,59 @@ pub enum VolumeSource {
     },
 }
 
+/// Which directory a path named when it was checked: its device and inode. The mounter opens
+/// the path again later and binds what it finds only if it is still this directory: the engine
+/// may have removed the volume and made another of the same name meanwhile, with a host path
+/// mounted there, whose root is another directory. (Mount IDs cannot tell: the mounter works
+/// in a copy of the host's mount namespace, where every mount has an ID of its own.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirIdentity {
+    /// The device's major number.
+    pub dev_major: u32,
+    /// The device's minor number.
+    pub dev_minor: u32,
+    /// The inode number.
+    pub ino: u64,
+}
+
+/// The mount option, eci's own, that carries a [`DirIdentity`] to the mounter.
+pub const IDENTITY_OPTION: &str = "x-eci.identity=";
+
+impl DirIdentity {
+    /// The mount option that carries it: `x-eci.identity=MAJOR:MINOR:INODE`.
+    ///
+    /// ```
+    /// use eci_policy::volume::DirIdentity;
+    /// let id = DirIdentity { dev_major: 8, dev_minor: 1, ino: 42 };
+    /// assert_eq!(id.to_option(), "x-eci.identity=8:1:42");
+    /// assert_eq!(DirIdentity::from_option(&id.to_option()), Some(id));
+    /// ```
+    pub fn to_option(&self) -> String {
+        format!(
+            "{IDENTITY_OPTION}{}:{}:{}",
+            self.dev_major, self.dev_minor, self.ino
+        )
+    }
+
+    /// Reads the option back; `None` when `option` is not one.
+    pub fn from_option(option: &str) -> Option<DirIdentity> {
+        let mut parts = option.strip_prefix(IDENTITY_OPTION)?.split(':');
+        let identity = DirIdentity {
+            dev_major: parts.next()?.parse().ok()?,
+            dev_minor: parts.next()?.parse().ok()?,
+            ino: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(identity)
+    }
+}
+
 /// What the caller found at a volume's data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineVolume {
     /// What is there.
     pub source: VolumeSource,
+    /// Which directory it is.
+    pub identity: DirIdentity,
     /// Whether the directories above it keep every host user but root out (see
     /// [`crate::reach`]), as Docker's 0710 data root does. Only then may a directory or tmpfs
     /// volume be idmapped, so that its files keep the owners they have for every other
@@ -250,6 +298,20 @@ mod tests {
                     prop_assert_eq!(data.name, name.as_str());
                 }
                 None => prop_assert!(!expected),
+            }
+        }
+
+        #[test]
+        fn an_identity_reads_back_and_nothing_else_reads_as_one(
+            dev_major in any::<u32>(), dev_minor in any::<u32>(),
+            ino in any::<u64>(), junk in ".{0,24}",
+        ) {
+            let id = DirIdentity { dev_major, dev_minor, ino };
+            prop_assert_eq!(DirIdentity::from_option(&id.to_option()), Some(id));
+            let extended = format!("{}:1", id.to_option());
+            prop_assert_eq!(DirIdentity::from_option(&extended), None);
+            if let Some(read) = DirIdentity::from_option(&junk) {
+                prop_assert_eq!(read.to_option(), junk);
             }
         }
 

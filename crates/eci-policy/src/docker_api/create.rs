@@ -74,7 +74,15 @@ pub enum CreateRefusal {
     /// A bind volume whose device is not an absolute path.
     #[error("a local bind volume's device '{0}' is not an absolute host path")]
     VolumeDevice(String),
+    /// A bind volume with a type, or with options beyond a plain bind's.
+    #[error("a local bind volume may have no type but 'none' and no option '{0}'")]
+    VolumeBindOption(String),
 }
+
+/// The options a `local` bind volume may have.
+const PLAIN_BIND_WORDS: &[&str] = &[
+    "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate",
+];
 
 /// The log drivers that write the container's output on the host and connect nowhere.
 pub const LOCAL_LOG_DRIVERS: &[&str] = &["json-file", "local", "journald", "none"];
@@ -128,8 +136,10 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     Ok(request.to_string().into_bytes())
 }
 
-/// Checks the body of `POST /volumes/create`, which goes on unchanged: a `local` volume may be
-/// plain, a tmpfs or a bind.
+/// Checks the body of `POST /volumes/create` and returns the body to send on: the same request,
+/// as read here (a key given twice is sent once: the engine's decoder would merge two
+/// `DriverOpts` where this one keeps the last). A `local` volume may be plain, a tmpfs or a
+/// bind.
 ///
 /// ```
 /// use eci_policy::docker_api::create::{vet_volume_create_body, CreateRefusal};
@@ -138,14 +148,15 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
 /// let nfs = br#"{"Name":"n","DriverOpts":{"type":"nfs","o":"addr=10.0.0.1","device":":/x"}}"#;
 /// assert_eq!(vet_volume_create_body(nfs), Err(CreateRefusal::VolumeType("nfs".into())));
 /// ```
-pub fn vet_volume_create_body(body: &[u8]) -> Result<(), CreateRefusal> {
+pub fn vet_volume_create_body(body: &[u8]) -> Result<Vec<u8>, CreateRefusal> {
     let request: Value =
         serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
     let Value::Object(fields) = &request else {
         return Err(CreateRefusal::NotAnObject("not an object".into()));
     };
     only_exact_spellings(fields, &["Driver", "DriverOpts"])?;
-    check_volume(fields.get("Driver"), fields.get("DriverOpts"))
+    check_volume(fields.get("Driver"), fields.get("DriverOpts"))?;
+    Ok(request.to_string().into_bytes())
 }
 
 /// `HostConfig.LogConfig`: its type must be one of [`LOCAL_LOG_DRIVERS`] (or empty, the
@@ -229,7 +240,17 @@ fn check_volume(driver: Option<&Value>, options: Option<&Value>) -> Result<(), C
         .split(',')
         .any(|word| word == "bind" || word == "rbind");
     if binds {
-        // MS_BIND makes the type irrelevant: the device is a host path.
+        // MS_BIND makes the type irrelevant to the kernel, not to the driver, which resolves an
+        // NFS or CIFS address first; a shared bind would take the host's mounts in its place.
+        if !matches!(typ, "" | "none") {
+            return Err(CreateRefusal::VolumeBindOption(format!("type={typ}")));
+        }
+        if let Some(word) = mount_opts
+            .split(',')
+            .find(|w| !PLAIN_BIND_WORDS.contains(w))
+        {
+            return Err(CreateRefusal::VolumeBindOption(word.to_string()));
+        }
         return if device.starts_with('/') {
             Ok(())
         } else {
@@ -361,6 +382,15 @@ mod tests {
     }
 
     #[test]
+    fn a_key_given_twice_is_sent_once() {
+        // Go's decoder would merge the two maps, and make an NFS volume of this.
+        let twice = br#"{"Name":"v","DriverOpts":{"type":"nfs","o":"addr=10.0.0.1","device":":/x"},"DriverOpts":{}}"#;
+        let vetted = vet_volume_create_body(twice).unwrap();
+        let vetted: Value = serde_json::from_slice(&vetted).unwrap();
+        assert_eq!(vetted, serde_json::json!({"Name": "v", "DriverOpts": {}}));
+    }
+
+    #[test]
     fn log_drivers_that_connect_out_are_refused() {
         for driver in ["json-file", "local", "journald", "none", ""] {
             let body =
@@ -412,7 +442,7 @@ mod tests {
             r#"{"Options":{"size":"1G"}}"#,
             r#"{"Name":"local","Options":{"type":"tmpfs","device":"tmpfs","o":"size=1m"}}"#,
             r#"{"Options":{"type":"none","o":"bind","device":"/srv/db"}}"#,
-            r#"{"Options":{"type":"nfs","o":"ro,rbind","device":"/srv/db"}}"#,
+            r#"{"Options":{"type":"none","o":"ro,rbind,rprivate","device":"/srv/db"}}"#,
             r#"{"Name":"a-plugin","Options":{"type":"nfs"}}"#,
         ];
         for config in allowed {
@@ -460,6 +490,18 @@ mod tests {
             (
                 r#"{"Options":{"o":"bind","device":"etc"}}"#,
                 CreateRefusal::VolumeDevice("etc".into()),
+            ),
+            (
+                r#"{"Options":{"type":"nfs","o":"bind","device":"/srv"}}"#,
+                CreateRefusal::VolumeBindOption("type=nfs".into()),
+            ),
+            (
+                r#"{"Options":{"o":"rbind,rshared","device":"/"}}"#,
+                CreateRefusal::VolumeBindOption("rshared".into()),
+            ),
+            (
+                r#"{"Options":{"o":"bind,addr=h","device":"/srv"}}"#,
+                CreateRefusal::VolumeBindOption("addr=h".into()),
             ),
         ];
         for (config, refusal) in refused {
@@ -517,7 +559,9 @@ mod tests {
             let bind = words.iter().any(|w| *w == "bind" || *w == "rbind");
             let plain = typ.unwrap_or("").is_empty() && words.is_empty() && device.unwrap_or("").is_empty();
             let expected = if bind {
-                device.is_some_and(|d| d.starts_with('/'))
+                matches!(typ, None | Some("") | Some("none"))
+                    && words.iter().all(|w| !w.starts_with("addr=") && *w != "size=1m")
+                    && device.is_some_and(|d| d.starts_with('/'))
             } else {
                 plain || typ == Some("tmpfs")
             };

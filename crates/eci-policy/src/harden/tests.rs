@@ -803,6 +803,7 @@ impl HostPaths for VolumeHost {
         match &self.volume {
             Ok(source) => Ok(source.clone().map(|source| EngineVolume {
                 source,
+                identity: IDENTITY,
                 closed_to_others: self.closed_to_others,
             })),
             Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
@@ -865,6 +866,14 @@ fn data_options(hardened: Result<Hardened, HardenError>) -> Vec<String> {
 
 const VOLUME: &str = "/var/lib/docker/volumes/vol/_data";
 
+const IDENTITY: DirIdentity = DirIdentity {
+    dev_major: 8,
+    dev_minor: 1,
+    ino: 2,
+};
+
+const IDENTITY_OPTION: &str = "x-eci.identity=8:1:2";
+
 #[test]
 fn a_directory_or_tmpfs_volume_of_the_engine_is_bound_read_write_and_idmapped() {
     for source in [VolumeSource::Directory, VolumeSource::Tmpfs] {
@@ -872,7 +881,10 @@ fn a_directory_or_tmpfs_volume_of_the_engine_is_bound_read_write_and_idmapped() 
         let hardened = hardened.unwrap();
         assert_eq!(asked, 1);
         let options = data_mount(&hardened).options().clone().unwrap();
-        assert_eq!(options, ["rbind", "rprivate", IDMAP_IF_SUPPORTED]);
+        assert_eq!(
+            options,
+            ["rbind", "rprivate", IDENTITY_OPTION, IDMAP_IF_SUPPORTED]
+        );
         assert!(hardened.report.contains(&Change::EngineVolume {
             destination: "/data".into(),
             name: "vol".into(),
@@ -886,7 +898,10 @@ fn a_directory_or_tmpfs_volume_of_the_engine_is_bound_read_write_and_idmapped() 
             ..closed(Ok(Some(source)))
         };
         let (hardened, _) = bind_volume_with(&Policy::default(), VOLUME, &["rbind"], reached);
-        assert_eq!(data_options(hardened), ["rbind", "rprivate"]);
+        assert_eq!(
+            data_options(hardened),
+            ["rbind", "rprivate", IDENTITY_OPTION]
+        );
     }
 }
 
@@ -900,20 +915,42 @@ fn a_volume_never_propagates_what_is_mounted_there_later() {
     );
     assert_eq!(
         data_options(hardened),
-        ["rbind", "ro", "rprivate", IDMAP_IF_SUPPORTED]
+        [
+            "rbind",
+            "ro",
+            "rprivate",
+            IDENTITY_OPTION,
+            IDMAP_IF_SUPPORTED
+        ]
     );
 }
 
 #[test]
-fn a_spec_cannot_ask_for_eci_s_own_idmap_word() {
+fn a_spec_cannot_give_eci_s_own_options() {
     let (hardened, asked) = bind_volume_with(
         &Policy::default(),
         "/srv/x",
-        &["rbind", IDMAP_IF_SUPPORTED],
+        &[
+            "rbind",
+            IDMAP_IF_SUPPORTED,
+            "x-eci.identity=1:2:3:4",
+            "x-eci.other",
+        ],
         closed(Ok(Some(VolumeSource::Directory))),
     );
     assert_eq!(asked, 0);
     assert_eq!(data_options(hardened), ["rbind"]);
+    // On a volume, eci's own replace them.
+    let (hardened, _) = bind_volume_with(
+        &Policy::default(),
+        VOLUME,
+        &["rbind", "x-eci.identity=1:2:3:4"],
+        closed(Ok(Some(VolumeSource::Directory))),
+    );
+    assert_eq!(
+        data_options(hardened),
+        ["rbind", "rprivate", IDENTITY_OPTION, IDMAP_IF_SUPPORTED]
+    );
 }
 
 #[test]
@@ -926,7 +963,7 @@ fn a_bind_volume_is_judged_by_the_path_it_binds() {
     let (hardened, _) = bind_volume(VOLUME, bind("/srv/db"));
     assert_eq!(
         data_options(hardened),
-        ["rbind", "rprivate"],
+        ["rbind", "rprivate", IDENTITY_OPTION],
         "as a bind of /srv/db would be, but private"
     );
 
@@ -1026,6 +1063,12 @@ fn only_rules_on_the_whole_data_root_give_way_to_its_volumes() {
             "{rule}"
         );
     }
+    let inside =
+        settings(r#"{"restrictedPaths": [{"path": "/var/lib/docker/volumes/vol/_data/key"}]}"#);
+    assert!(matches!(
+        bind(&inside, VOLUME),
+        Err(HardenError::HoldsRestricted { .. })
+    ));
     // One on a tree that holds the whole data root gives way, as the built-in one does.
     let policy = settings(r#"{"restrictedPaths": [{"path": "/var/lib"}]}"#);
     assert!(bind(&policy, VOLUME).is_ok());
