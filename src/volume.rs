@@ -3,7 +3,6 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use eci_policy::harden::HostPaths;
@@ -44,25 +43,32 @@ impl HostPaths for BundlePaths<'_> {
 /// finds the same one), or `None` when the directories are not an engine's: the volumes
 /// directory must hold the local driver's database, and it and the volume's directory must be
 /// root's and writable by root alone, so that no other host user can have made them.
-fn volume_source(data: &VolumeData<'_>) -> std::io::Result<Option<(VolumeSource, DirIdentity)>> {
-    let volume_dir = data.volume_dir();
-    if !owned_by_root_alone(data.volumes_dir, true)?
-        || !owned_by_root_alone(&volume_dir, true)?
-        || !owned_by_root_alone(&data.volumes_dir.join(VOLUMES_DATABASE), false)?
+fn volume_source(
+    data: &VolumeData<'_>,
+) -> std::io::Result<Option<(VolumeSource, Option<DirIdentity>)>> {
+    // Each directory opened once, the next one inside it, none through a symlink: the options
+    // read and the directory judged are one volume's, whatever the engine removes and makes
+    // meanwhile, and what is judged is the directory opened, whatever the path names later.
+    let Some(volumes) = open_dir(None, data.volumes_dir)? else {
+        return Ok(None);
+    };
+    if !owned_by_root_alone(&volumes, None)?
+        || !owned_by_root_alone(&volumes, Some(VOLUMES_DATABASE))?
     {
         return Ok(None);
     }
-    let data_dir = volume_dir.join("_data");
-    // Opened once: what is judged below is this directory, whatever the path names later.
-    let opened = match open_without_symlinks(&data_dir) {
-        Ok(opened) => opened,
-        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
-        Err(err) if err.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
-        Err(err) => return Err(err),
+    let Some(volume) = open_dir(Some(&volumes), Path::new(data.name))? else {
+        return Ok(None);
     };
-    let identity = eci_mount::exec::dir_identity(opened.as_fd())?;
+    if !owned_by_root_alone(&volume, None)? {
+        return Ok(None);
+    }
+    let Some(opened) = open_dir(Some(&volume), Path::new("_data"))? else {
+        return Ok(None);
+    };
+    let data_dir = data.volume_dir().join("_data");
     let data_stat = statx_fd(opened.as_raw_fd())?;
-    let options = read_options(&volume_dir.join(VOLUME_OPTIONS_FILE))?;
+    let options = read_options(&volume, &data.volume_dir())?;
     let source = if !is_mount_root(&data_stat, &data_dir)? {
         // The driver mounts a volume with options only while a container uses it: checked
         // now, it would be bound as the empty directory and show whatever the driver mounts
@@ -79,37 +85,61 @@ fn volume_source(data: &VolumeData<'_>) -> std::io::Result<Option<(VolumeSource,
     } else {
         mounted_source(&opened, &data_stat, &options)?
     };
-    Ok(Some((source, identity)))
+    if matches!(source, VolumeSource::Other { .. }) {
+        return Ok(Some((source, None)));
+    }
+    let identity = eci_mount::exec::dir_identity(opened.as_fd()).map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("telling which directory {} is: {err}", data_dir.display()),
+        )
+    })?;
+    Ok(Some((source, Some(identity))))
 }
 
-/// `path` opened as a directory (O_PATH), failing with ELOOP on any symlink on the way.
-fn open_without_symlinks(path: &Path) -> std::io::Result<OwnedFd> {
+/// `path` opened as a directory (O_PATH), inside `dir` if given; `None` if it is missing, not a
+/// directory, or reached through a symlink.
+fn open_dir(dir: Option<&OwnedFd>, path: &Path) -> std::io::Result<Option<OwnedFd>> {
     use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let fd = openat2(libc::AT_FDCWD, path, how)?;
-    // SAFETY: openat2 returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let at = dir.map_or(libc::AT_FDCWD, |dir| dir.as_raw_fd());
+    match openat2(at, path, how) {
+        // SAFETY: openat2 returned a new descriptor that nothing else owns.
+        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
+            Ok(None)
+        }
+        Err(errno) => Err(errno.into()),
+    }
 }
 
-/// The local driver's options for a volume: none when it keeps no options file. The file is
-/// root's, in a directory only root may write; still read without following a link, and at
-/// most [`MOST_OPTIONS_BYTES`].
-fn read_options(path: &Path) -> std::io::Result<LocalVolumeOptions> {
+/// The local driver's options for the volume whose directory is `volume` (`shown` in errors):
+/// none when it keeps no options file. The file is root's, in a directory only root may
+/// write; still read without following a link, and at most [`MOST_OPTIONS_BYTES`].
+fn read_options(volume: &OwnedFd, shown: &Path) -> std::io::Result<LocalVolumeOptions> {
+    use nix::fcntl::{openat, OFlag};
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(LocalVolumeOptions::default())
+    let path = shown.join(VOLUME_OPTIONS_FILE);
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = match openat(
+        Some(volume.as_raw_fd()),
+        VOLUME_OPTIONS_FILE,
+        flags,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+        Err(nix::errno::Errno::ENOENT) => return Ok(LocalVolumeOptions::default()),
+        Err(errno) => {
+            return Err(std::io::Error::new(
+                std::io::Error::from(errno).kind(),
+                format!("{}: {errno}", path.display()),
+            ))
         }
-        Err(err) => return Err(err),
     };
+    let file = std::fs::File::from(fd);
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other(format!(
             "{} is not a regular file",
@@ -203,20 +233,31 @@ fn open_path(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Whether `path` (not followed if a symlink) is root's and writable by no one else, and is a
-/// directory or, when `directory` is false, a regular file. `false` when it is missing.
-fn owned_by_root_alone(path: &Path, directory: bool) -> std::io::Result<bool> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(err) => return Err(err),
+/// Whether `dir` (or `name` inside it, not followed if a symlink) is root's and writable by no
+/// one else, and is a directory (or, for `name`, a regular file). `false` when it is missing.
+fn owned_by_root_alone(dir: &OwnedFd, name: Option<&str>) -> std::io::Result<bool> {
+    use nix::sys::stat::{fstat, fstatat, SFlag};
+    let stat = match name {
+        None => fstat(dir.as_raw_fd()),
+        Some(name) => fstatat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ),
     };
-    let kind_fits = if directory {
-        meta.is_dir()
-    } else {
-        meta.is_file()
+    let stat = match stat {
+        Ok(stat) => stat,
+        Err(nix::errno::Errno::ENOENT) => return Ok(false),
+        Err(errno) => return Err(errno.into()),
     };
-    Ok(kind_fits && meta.uid() == 0 && meta.mode() & 0o022 == 0)
+    let kind = SFlag::from_bits_truncate(stat.st_mode & libc::S_IFMT);
+    let kind_fits = kind
+        == if name.is_none() {
+            SFlag::S_IFDIR
+        } else {
+            SFlag::S_IFREG
+        };
+    Ok(kind_fits && stat.st_uid == 0 && stat.st_mode & 0o022 == 0)
 }
 
 /// statx of what `fd` is.
@@ -267,7 +308,7 @@ mod tests {
     }
 
     fn identity_of(volumes: &Path) -> DirIdentity {
-        volume_source(&data(volumes)).unwrap().unwrap().1
+        volume_source(&data(volumes)).unwrap().unwrap().1.unwrap()
     }
 
     fn data(volumes: &Path) -> VolumeData<'_> {

@@ -845,17 +845,27 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
     let (code, out, err) = run(&["eci-db", "sh", "-c", script]);
     assert_eq!((code, out.as_str()), (0, "999 999\nseed\nmore\n"), "{err}");
 
-    ok(docker.docker(&[
-        "volume",
-        "create",
-        "--opt",
-        "type=tmpfs",
-        "--opt",
-        "device=tmpfs",
-        "--opt",
-        "o=size=1m",
-        "scratch",
-    ]));
+    // `docker volume create --opt type=... --opt o=... --opt device=... NAME`.
+    let create = |name: &str, typ: &str, options: &str, device: &str| {
+        let opts = [
+            format!("type={typ}"),
+            format!("o={options}"),
+            format!("device={device}"),
+        ];
+        let mut args = vec!["volume", "create"];
+        for opt in &opts {
+            args.extend(["--opt", opt.as_str()]);
+        }
+        args.push(name);
+        ok(docker.docker(&args));
+    };
+    // A container refused before it starts, for `reason`.
+    let refused = |volume: &str, reason: &str| {
+        let (code, out, err) = run(&["-v", volume, "eci-busybox", "ls", "/v"]);
+        assert_eq!((code, out.as_str()), (125, ""), "{volume}");
+        assert!(err.contains(reason), "{err}");
+    };
+    create("scratch", "tmpfs", "size=1m", "tmpfs");
     let (code, out, err) = run(&[
         "-v",
         "scratch:/v",
@@ -869,71 +879,31 @@ fn docker_volumes_keep_their_owners_and_show_no_host_files() {
     // A bind volume is judged as a bind of its device: a shared path passes, /etc does not.
     let shared = tempfile::tempdir_in("/tmp").unwrap();
     std::fs::write(shared.path().join("f"), "shared\n").unwrap();
-    let device = format!("device={}", shared.path().display());
-    ok(docker.docker(&[
-        "volume",
-        "create",
-        "--opt",
-        "type=none",
-        "--opt",
-        "o=bind",
-        "--opt",
-        &device,
+    create(
         "tmpdir",
-    ]));
+        "none",
+        "bind",
+        &shared.path().display().to_string(),
+    );
     let (code, out, err) = run(&["-v", "tmpdir:/v", "eci-busybox", "cat", "/v/f"]);
     assert_eq!((code, out.as_str()), (0, "shared\n"), "{err}");
-    ok(docker.docker(&[
-        "volume",
-        "create",
-        "--opt",
-        "type=none",
-        "--opt",
-        "o=bind",
-        "--opt",
-        "device=/etc",
-        "etc",
-    ]));
-    let (code, out, err) = run(&["-v", "etc:/v", "eci-busybox", "cat", "/v/shadow"]);
-    assert_eq!((code, out.as_str()), (125, ""));
-    assert!(
-        err.contains("Docker volume etc is refused: it binds host path /etc"),
-        "{err}"
+    create("etc", "none", "bind", "/etc");
+    refused(
+        "etc:/v",
+        "Docker volume etc is refused: it binds host path /etc",
     );
-    ok(docker.docker(&[
-        "volume",
-        "create",
-        "--opt",
-        "type=overlay",
-        "--opt",
-        "device=overlay",
-        "--opt",
-        "o=lowerdir=/etc:/srv",
-        "etc-overlay",
-    ]));
-    let (code, out, err) = run(&["-v", "etc-overlay:/v", "eci-busybox", "cat", "/v/shadow"]);
-    assert_eq!((code, out.as_str()), (125, ""));
-    assert!(
-        err.contains("the engine mounted a filesystem of type overlay"),
-        "{err}"
+    create("etc-overlay", "overlay", "lowerdir=/etc:/srv", "overlay");
+    refused(
+        "etc-overlay:/v",
+        "the engine mounted a filesystem of type overlay",
     );
     // A volume the driver has not mounted yet, bound by its path: it would show /etc once a
     // container using the volume starts.
-    ok(docker.docker(&[
-        "volume",
-        "create",
-        "--opt",
-        "type=none",
-        "--opt",
-        "o=bind",
-        "--opt",
-        "device=/etc",
-        "etc-later",
-    ]));
-    let data = format!("{root}/volumes/etc-later/_data:/v");
-    let (code, out, err) = run(&["-v", &data, "eci-busybox", "ls", "/v"]);
-    assert_eq!((code, out.as_str()), (125, ""));
-    assert!(err.contains("the engine mounted nothing yet"), "{err}");
+    create("etc-later", "none", "bind", "/etc");
+    refused(
+        &format!("{root}/volumes/etc-later/_data:/v"),
+        "the engine mounted nothing yet",
+    );
 
     // Without its data root in the settings, an engine's volume is a restricted path.
     let (code, _, err) = docker.run(&["-v", "named:/v", "eci-busybox", "true"]);

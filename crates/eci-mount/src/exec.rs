@@ -216,7 +216,7 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
     };
     // The source first: a missing one leaves no mount point behind in the rootfs.
     let source = open_vetted_host_path(path).map_err(fail(Action::Source))?;
-    check_source(&source, *expect).map_err(fail(Action::SourceChanged))?;
+    check_source(&source, expect.as_ref()).map_err(fail(Action::SourceChanged))?;
     ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
     let copy = |with_idmap: bool| -> SysResult<Fd> {
         if with_idmap {
@@ -324,24 +324,45 @@ fn is_mount_root(fd: RawFd) -> bool {
     statx_fd(fd).is_some_and(|stx| stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
 }
 
-/// Which directory `fd` is: its device and inode. The runtime records it when it checks a
-/// Docker volume, and the mounter compares what it opens. Async-signal-safe.
+/// Which directory `fd` is: its device, inode and file handle. The runtime records it when it
+/// checks a Docker volume, and the mounter compares what it opens with the same. A
+/// filesystem that gives no file handle (EOPNOTSUPP) cannot say.
 ///
 /// ```
 /// use std::os::fd::AsFd;
-/// let dir = std::fs::File::open("/")?;
+/// let dir = std::fs::File::open("/tmp")?;
 /// let identity = eci_mount::exec::dir_identity(dir.as_fd())?;
 /// assert_eq!(identity, eci_mount::exec::dir_identity(dir.as_fd())?);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn dir_identity(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<DirIdentity> {
-    identity_of(fd.as_raw_fd()).map_err(|Errno(errno)| std::io::Error::from_raw_os_error(errno))
+    let raw = fd.as_raw_fd();
+    let to_io = |Errno(errno)| std::io::Error::from_raw_os_error(errno);
+    let (dev_major, dev_minor, ino) = device_and_inode(raw).map_err(to_io)?;
+    let handle = handle_of(raw).map_err(to_io)?;
+    Ok(DirIdentity {
+        dev_major,
+        dev_minor,
+        ino,
+        handle_type: handle.kind,
+        handle: handle.bytes().to_vec(),
+    })
 }
 
-fn identity_of(fd: RawFd) -> SysResult<DirIdentity> {
+/// Whether `fd` is the directory `expect` names. Allocates nothing (it runs after fork).
+fn same_directory(fd: RawFd, expect: &DirIdentity) -> SysResult<bool> {
+    let (dev_major, dev_minor, ino) = device_and_inode(fd)?;
+    let handle = handle_of(fd)?;
+    Ok(
+        (dev_major, dev_minor, ino) == (expect.dev_major, expect.dev_minor, expect.ino)
+            && handle.kind == expect.handle_type
+            && handle.bytes() == expect.handle.as_slice(),
+    )
+}
+
+fn device_and_inode(fd: RawFd) -> SysResult<(u32, u32, u64)> {
     // SAFETY: an all-zero statx is valid.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let wanted = libc::STATX_INO;
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; stx is a valid out
     // pointer.
     check_int(unsafe {
@@ -349,24 +370,57 @@ fn identity_of(fd: RawFd) -> SysResult<DirIdentity> {
             fd,
             c"".as_ptr(),
             libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
-            wanted,
+            libc::STATX_INO,
             &mut stx,
         )
     })?;
     if stx.stx_mask & libc::STATX_INO == 0 {
         return Err(Errno(libc::EOPNOTSUPP));
     }
-    Ok(DirIdentity {
-        dev_major: stx.stx_dev_major,
-        dev_minor: stx.stx_dev_minor,
-        ino: stx.stx_ino,
-    })
+    Ok((stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino))
+}
+
+/// struct file_handle with room for the largest handle (MAX_HANDLE_SZ).
+#[repr(C)]
+struct FileHandle {
+    size: u32,
+    kind: i32,
+    data: [u8; eci_policy::volume::MOST_HANDLE_BYTES],
+}
+
+impl FileHandle {
+    fn bytes(&self) -> &[u8] {
+        &self.data[..(self.size as usize).min(self.data.len())]
+    }
+}
+
+/// The file handle of what `fd` is (name_to_handle_at(2)).
+fn handle_of(fd: RawFd) -> SysResult<FileHandle> {
+    let mut handle = FileHandle {
+        size: eci_policy::volume::MOST_HANDLE_BYTES as u32,
+        kind: 0,
+        data: [0; eci_policy::volume::MOST_HANDLE_BYTES],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; `handle` is a
+    // file_handle whose size field says how much room follows; mount_id is a valid out pointer.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            fd,
+            c"".as_ptr(),
+            &mut handle as *mut FileHandle,
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    })?;
+    Ok(handle)
 }
 
 /// Fails with ESTALE unless the bind source `source` opened is the directory `expect` names.
-fn check_source(source: &Fd, expect: Option<DirIdentity>) -> SysResult<()> {
+fn check_source(source: &Fd, expect: Option<&DirIdentity>) -> SysResult<()> {
     match expect {
-        Some(expect) if identity_of(source.0)? != expect => Err(Errno(libc::ESTALE)),
+        Some(expect) if !same_directory(source.0, expect)? => Err(Errno(libc::ESTALE)),
         _ => Ok(()),
     }
 }
@@ -897,7 +951,8 @@ impl MountPlan {
                 let host_source = match (*bind, source) {
                     (true, Source::Host(path)) => {
                         let opened = open_vetted_host_path(path).map_err(fail(Action::Source))?;
-                        check_source(&opened, *expect).map_err(fail(Action::SourceChanged))?;
+                        check_source(&opened, expect.as_ref())
+                            .map_err(fail(Action::SourceChanged))?;
                         Some(opened)
                     }
                     (true, Source::Name(_)) => {
@@ -1259,14 +1314,27 @@ mod tests {
             let path = std::ffi::CString::new(data.as_os_str().as_encoded_bytes()).unwrap();
             open_vetted_host_path(&path).unwrap()
         };
-        let checked = identity_of(open().0).unwrap();
-        assert_eq!(check_source(&open(), Some(checked)), Ok(()));
+        let identity_now = || dir_identity(std::fs::File::open(&data).unwrap().as_fd()).unwrap();
+        let checked = identity_now();
+        assert_eq!(check_source(&open(), Some(&checked)), Ok(()));
         assert_eq!(check_source(&open(), None), Ok(()));
         // The engine mounted something there since (a host path, say): not what was checked.
         let path = std::ffi::CString::new(data.as_os_str().as_encoded_bytes()).unwrap();
         sys::mount(Some(c"tmpfs"), &path, Some(c"tmpfs"), 0, None).unwrap();
         assert_eq!(
-            check_source(&open(), Some(checked)),
+            check_source(&open(), Some(&checked)),
+            Err(Errno(libc::ESTALE))
+        );
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }, 0);
+        // Removed and made again, as `docker volume rm` and `create` do: a new directory even
+        // where the inode number comes back, for its generation is new.
+        std::fs::remove_dir(&data).unwrap();
+        std::fs::create_dir(&data).unwrap();
+        let again = identity_now();
+        assert_ne!(again.handle, checked.handle);
+        assert_eq!(
+            check_source(&open(), Some(&checked)),
             Err(Errno(libc::ESTALE))
         );
     }

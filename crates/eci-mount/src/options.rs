@@ -201,12 +201,12 @@ mod tests {
         assert!(!parse(&["rbind", "idmap"]).unwrap().idmap_submounts);
         let opts = parse(&["rbind", eci_policy::harden::IDMAP_IF_SUPPORTED]).unwrap();
         assert!(opts.idmap_if_supported && !opts.idmap && opts.data.is_empty());
-        let opts = parse(&["rbind", "x-eci.identity=2:3:4"]).unwrap();
+        let opts = parse(&["rbind", "x-eci.identity=2:3:4:1:ab"]).unwrap();
         let identity = opts.identity.unwrap();
         assert_eq!((identity.dev_minor, identity.ino), (3, 4));
         assert!(opts.data.is_empty());
         assert!(matches!(
-            parse(&["x-eci.identity=1:2"]),
+            parse(&["x-eci.identity=2:3:4"]),
             Err(OptionError::Malformed(_))
         ));
     }

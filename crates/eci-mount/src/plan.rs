@@ -722,7 +722,7 @@ fn plan_bind(
         idmap,
         propagation: opts.propagation,
         chown_root: false,
-        expect: opts.identity,
+        expect: opts.identity.clone(),
         dest,
     })
 }

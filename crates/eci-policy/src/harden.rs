@@ -967,6 +967,10 @@ fn engine_volume_access(
             })
         }
     };
+    let identity = identity.ok_or_else(|| HardenError::UnreadableVolume {
+        path: path.to_path_buf(),
+        source: std::io::Error::other("the host did not say which directory it is"),
+    })?;
     report.push(Change::EngineVolume {
         destination: destination.to_path_buf(),
         name: data.name.to_string(),

@@ -115,12 +115,14 @@ pub enum VolumeSource {
     },
 }
 
-/// Which directory a path named when it was checked: its device and inode. The mounter opens
-/// the path again later and binds what it finds only if it is still this directory: the engine
-/// may have removed the volume and made another of the same name meanwhile, with a host path
-/// mounted there, whose root is another directory. (Mount IDs cannot tell: the mounter works
-/// in a copy of the host's mount namespace, where every mount has an ID of its own.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which directory a path named when it was checked: its device, inode and file handle (which
+/// name_to_handle_at(2) gives, with the inode's generation: an inode number freed by a removed
+/// volume and given to a new directory gets a new generation). The mounter opens the path again
+/// later and binds what it finds only if it is still this directory: the engine may have
+/// removed the volume and made another of the same name meanwhile, with a host path mounted
+/// there. (Mount IDs cannot tell: the mounter works in a copy of the host's mount namespace,
+/// where every mount has an ID of its own.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirIdentity {
     /// The device's major number.
     pub dev_major: u32,
@@ -128,36 +130,59 @@ pub struct DirIdentity {
     pub dev_minor: u32,
     /// The inode number.
     pub ino: u64,
+    /// The file handle's type, as the filesystem encodes it.
+    pub handle_type: i32,
+    /// The file handle's bytes (at most [`MOST_HANDLE_BYTES`]).
+    pub handle: Vec<u8>,
 }
+
+/// The most bytes a file handle has (MAX_HANDLE_SZ).
+pub const MOST_HANDLE_BYTES: usize = 128;
 
 /// The mount option, eci's own, that carries a [`DirIdentity`] to the mounter.
 pub const IDENTITY_OPTION: &str = "x-eci.identity=";
 
 impl DirIdentity {
-    /// The mount option that carries it: `x-eci.identity=MAJOR:MINOR:INODE`.
+    /// The mount option that carries it:
+    /// `x-eci.identity=MAJOR:MINOR:INODE:HANDLE_TYPE:HANDLE_IN_HEX`.
     ///
     /// ```
     /// use eci_policy::volume::DirIdentity;
-    /// let id = DirIdentity { dev_major: 8, dev_minor: 1, ino: 42 };
-    /// assert_eq!(id.to_option(), "x-eci.identity=8:1:42");
+    /// let id = DirIdentity { dev_major: 8, dev_minor: 1, ino: 42, handle_type: 1, handle: vec![0xab, 1] };
+    /// assert_eq!(id.to_option(), "x-eci.identity=8:1:42:1:ab01");
     /// assert_eq!(DirIdentity::from_option(&id.to_option()), Some(id));
     /// ```
     pub fn to_option(&self) -> String {
+        let hex: String = self.handle.iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "{IDENTITY_OPTION}{}:{}:{}",
-            self.dev_major, self.dev_minor, self.ino
+            "{IDENTITY_OPTION}{}:{}:{}:{}:{hex}",
+            self.dev_major, self.dev_minor, self.ino, self.handle_type
         )
     }
 
     /// Reads the option back; `None` when `option` is not one.
     pub fn from_option(option: &str) -> Option<DirIdentity> {
         let mut parts = option.strip_prefix(IDENTITY_OPTION)?.split(':');
-        let identity = DirIdentity {
-            dev_major: parts.next()?.parse().ok()?,
-            dev_minor: parts.next()?.parse().ok()?,
-            ino: parts.next()?.parse().ok()?,
-        };
-        parts.next().is_none().then_some(identity)
+        let mut number = || -> Option<i128> { parts.next()?.parse().ok() };
+        let (dev_major, dev_minor, ino, handle_type) = (number()?, number()?, number()?, number()?);
+        let hex = parts.next()?;
+        let well_formed = hex.len() % 2 == 0
+            && hex.len() <= 2 * MOST_HANDLE_BYTES
+            && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        if parts.next().is_some() || !well_formed {
+            return None;
+        }
+        let handle = (0..hex.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        Some(DirIdentity {
+            dev_major: u32::try_from(dev_major).ok()?,
+            dev_minor: u32::try_from(dev_minor).ok()?,
+            ino: u64::try_from(ino).ok()?,
+            handle_type: i32::try_from(handle_type).ok()?,
+            handle,
+        })
     }
 }
 
@@ -166,8 +191,9 @@ impl DirIdentity {
 pub struct EngineVolume {
     /// What is there.
     pub source: VolumeSource,
-    /// Which directory it is.
-    pub identity: DirIdentity,
+    /// Which directory it is: needed for what may be mounted, not asked of what is refused
+    /// (an overlay gives no file handle).
+    pub identity: Option<DirIdentity>,
     /// Whether the directories above it keep every host user but root out (see
     /// [`crate::reach`]), as Docker's 0710 data root does. Only then may a directory or tmpfs
     /// volume be idmapped, so that its files keep the owners they have for every other
@@ -303,11 +329,13 @@ mod tests {
 
         #[test]
         fn an_identity_reads_back_and_nothing_else_reads_as_one(
-            dev_major in any::<u32>(), dev_minor in any::<u32>(),
-            ino in any::<u64>(), junk in ".{0,24}",
+            dev_major in any::<u32>(), dev_minor in any::<u32>(), ino in any::<u64>(),
+            handle_type in any::<i32>(),
+            handle in proptest::collection::vec(any::<u8>(), 0..=MOST_HANDLE_BYTES),
+            junk in ".{0,24}",
         ) {
-            let id = DirIdentity { dev_major, dev_minor, ino };
-            prop_assert_eq!(DirIdentity::from_option(&id.to_option()), Some(id));
+            let id = DirIdentity { dev_major, dev_minor, ino, handle_type, handle };
+            prop_assert_eq!(DirIdentity::from_option(&id.to_option()), Some(id.clone()));
             let extended = format!("{}:1", id.to_option());
             prop_assert_eq!(DirIdentity::from_option(&extended), None);
             if let Some(read) = DirIdentity::from_option(&junk) {

@@ -803,7 +803,7 @@ impl HostPaths for VolumeHost {
         match &self.volume {
             Ok(source) => Ok(source.clone().map(|source| EngineVolume {
                 source,
-                identity: IDENTITY,
+                identity: Some(identity()),
                 closed_to_others: self.closed_to_others,
             })),
             Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
@@ -866,13 +866,17 @@ fn data_options(hardened: Result<Hardened, HardenError>) -> Vec<String> {
 
 const VOLUME: &str = "/var/lib/docker/volumes/vol/_data";
 
-const IDENTITY: DirIdentity = DirIdentity {
-    dev_major: 8,
-    dev_minor: 1,
-    ino: 2,
-};
+fn identity() -> DirIdentity {
+    DirIdentity {
+        dev_major: 8,
+        dev_minor: 1,
+        ino: 2,
+        handle_type: 1,
+        handle: vec![2, 0, 0, 0, 7, 0, 0, 0],
+    }
+}
 
-const IDENTITY_OPTION: &str = "x-eci.identity=8:1:2";
+const IDENTITY_OPTION: &str = "x-eci.identity=8:1:2:1:0200000007000000";
 
 #[test]
 fn a_directory_or_tmpfs_volume_of_the_engine_is_bound_read_write_and_idmapped() {
@@ -944,7 +948,7 @@ fn a_spec_cannot_give_eci_s_own_options() {
     let (hardened, _) = bind_volume_with(
         &Policy::default(),
         VOLUME,
-        &["rbind", "x-eci.identity=1:2:3:4"],
+        &["rbind", "x-eci.identity=8:1:3:1:0300000007000000"],
         closed(Ok(Some(VolumeSource::Directory))),
     );
     assert_eq!(
@@ -1016,6 +1020,45 @@ fn other_volumes_and_lookalikes_are_refused() {
     let (refused, asked) = bind_volume(VOLUME, Ok(None));
     assert_eq!(asked, 1);
     assert!(matches!(refused, Err(HardenError::RestrictedSource { .. })));
+
+    let unknown = VolumeHost {
+        volume: Ok(Some(VolumeSource::Directory)),
+        closed_to_others: true,
+        asked: 0,
+    };
+    struct NoIdentity(VolumeHost);
+    impl HostPaths for NoIdentity {
+        fn resolve(&mut self, path: &Path) -> std::io::Result<PathBuf> {
+            self.0.resolve(path)
+        }
+        fn engine_volume(
+            &mut self,
+            data: &VolumeData<'_>,
+        ) -> std::io::Result<Option<EngineVolume>> {
+            let found = self.0.engine_volume(data)?;
+            Ok(found.map(|volume| EngineVolume {
+                identity: None,
+                ..volume
+            }))
+        }
+    }
+    let ctx = HardenContext {
+        policy: &Policy::default(),
+        block: block(),
+        runtime_caps: CapSet::ALL,
+    };
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(vec![MountBuilder::default()
+        .destination("/data")
+        .typ("bind")
+        .source(VOLUME)
+        .build()
+        .unwrap()]));
+    let unidentified = harden(spec, &ctx, &mut NoIdentity(unknown));
+    assert!(
+        matches!(unidentified, Err(HardenError::UnreadableVolume { .. })),
+        "a volume mounted without knowing which directory it is"
+    );
 
     let (refused, _) = bind_volume(VOLUME, Err(std::io::ErrorKind::PermissionDenied.into()));
     assert!(matches!(refused, Err(HardenError::UnreadableVolume { .. })));
