@@ -1995,7 +1995,12 @@ fn create_container(
     // The engine's files for this very container (Docker's resolv.conf, hosts, hostname and
     // shm under /var/lib/docker/containers/ID, which the policy otherwise restricts with the
     // rest of the engine's state) are the container's own: share that directory, and only it.
+    // Their parent's parent is the engine's data root, whose volumes may then be mounted
+    // wherever `--data-root` put it (the ID, the engine's, is not the API's to choose).
     for dir in own_engine_dirs(&spec, id) {
+        if let Some(root) = dir.parent().and_then(Path::parent) {
+            config.policy = config.policy.with_engine_data_root(root)?;
+        }
         config.policy.paths.share(&dir, false)?;
     }
     // Every container's directory under the root (its monitor's socket, its records), not

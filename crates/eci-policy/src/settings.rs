@@ -748,6 +748,26 @@ impl Policy {
         Ok(self)
     }
 
+    /// Adds `root` to the engine data roots and restricts it (as the program embedding eci
+    /// found it: eci-runc learns Docker's from where the engine keeps the container's own
+    /// files, `ROOT/containers/ID`). Its volumes may then be mounted, nothing else of it.
+    ///
+    /// ```
+    /// use eci_policy::Policy;
+    /// use std::path::{Path, PathBuf};
+    /// let policy = Policy::default().with_engine_data_root(Path::new("/data/docker")).unwrap();
+    /// assert!(policy.engine_data_roots.contains(&PathBuf::from("/data/docker")));
+    /// ```
+    pub fn with_engine_data_root(mut self, root: &Path) -> Result<Self, crate::paths::PathError> {
+        let root = crate::paths::normalize(root)?;
+        if !self.engine_data_roots.contains(&root) {
+            self.paths
+                .restrict_as(&root, Scope::Subtree, RuleOrigin::Runtime)?;
+            self.engine_data_roots.push(root);
+        }
+        Ok(self)
+    }
+
     /// Adds where each engine data root really is, as `resolve` (symlinks followed) says, and
     /// restricts it: a data root moved through a symlink (`/var/lib/docker` to `/srv/docker`)
     /// would otherwise be bindable where it really is, and its volumes, which are compared
