@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let proxy = match DockerProxy::start(
         &args.listen,
         &args.upstream,
-        policy.docker_socket.commands,
+        &policy,
         CreateRuntime::Named(args.runtime.clone()),
     ) {
         Ok(proxy) => proxy,

@@ -585,6 +585,16 @@ fn the_socket_proxy_enforces_the_command_list() {
     let (code, _, err) = through(&["run", "--rm", "--mount", nfs, "eci-busybox", "true"], "");
     assert_eq!(code, 125, "{err}");
     assert!(err.contains("a local volume of type 'nfs'"), "{err}");
+    // A bind of a missing host path the rules refuse: the engine would make it first.
+    let missing = format!("/etc/eci-made-{}", std::process::id());
+    let bind = format!("{missing}:/x");
+    let (code, _, err) = through(&["run", "--rm", "-v", &bind, "eci-busybox", "true"], "");
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("the engine would create it on the host"),
+        "{err}"
+    );
+    assert!(!Path::new(&missing).exists());
 
     // A raw request is refused like the command, and a request whose body could be read two
     // ways never reaches the engine.

@@ -22,14 +22,15 @@
 //! use eci::docker_proxy::{CreateRuntime, DockerProxy};
 //! use eci::eci_policy::docker_api::{CommandList, CommandRule, ListKind};
 //!
-//! let deny_push = CommandList::new(
+//! let mut policy = eci::Policy::default();
+//! policy.docker_socket.commands = CommandList::new(
 //!     ListKind::Deny,
 //!     vec![("push".into(), CommandRule::parse("push").unwrap())],
 //! );
 //! let proxy = DockerProxy::start(
 //!     "/run/eci/web/docker.sock".as_ref(),
 //!     "/var/run/docker.sock".as_ref(),
-//!     deny_push,
+//!     &policy,
 //!     CreateRuntime::Named("eci".into()),
 //! )?;
 //! // `docker -H unix:///run/eci/web/docker.sock push app` now fails with a 403.
@@ -104,6 +105,9 @@ pub struct DockerProxy {
 struct Shared {
     upstream: PathBuf,
     commands: CommandList,
+    /// The host paths binds may name: a create whose bind source is missing is refused unless
+    /// a bind of it would pass, since the engine would make it on the host first.
+    paths: eci_policy::paths::PathPolicy,
     create_runtime: CreateRuntime,
     /// The runtime's name once known.
     runtime_name: std::sync::Mutex<Option<String>>,
@@ -127,6 +131,7 @@ impl Shared {
         Shared {
             upstream: upstream.to_path_buf(),
             commands,
+            paths: eci_policy::Policy::default().paths,
             create_runtime,
             runtime_name: Default::default(),
             connections: AtomicUsize::new(0),
@@ -274,13 +279,14 @@ impl Drop for Slot {
 
 impl DockerProxy {
     /// Listens on `path` (an old socket there is replaced; anything else there is an error)
-    /// and passes allowed requests on to the engine socket at `upstream`; containers created
-    /// through it run with `runtime`. The socket is made through its directory's descriptor, so
-    /// `path` may be longer than a socket address allows.
+    /// and passes the requests `policy.docker_socket.commands` allows on to the engine socket
+    /// at `upstream`; containers created through it run with `runtime`, and their missing bind
+    /// sources must be paths `policy.paths` shares. The socket is made through its directory's
+    /// descriptor, so `path` may be longer than a socket address allows.
     pub fn start(
         path: &Path,
         upstream: &Path,
-        commands: CommandList,
+        policy: &eci_policy::Policy,
         runtime: CreateRuntime,
     ) -> Result<DockerProxy> {
         use std::os::unix::fs::FileTypeExt;
@@ -302,7 +308,9 @@ impl DockerProxy {
         let short = Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
         let listener = UnixListener::bind(short).map_err(io("listening on"))?;
         let wake = std::os::fd::OwnedFd::from(listener.try_clone().map_err(io("listening on"))?);
-        let shared = Arc::new(Shared::new(upstream, commands, runtime));
+        let mut shared = Shared::new(upstream, policy.docker_socket.commands.clone(), runtime);
+        shared.paths = policy.paths.clone();
+        let shared = Arc::new(shared);
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
         let serving = Arc::clone(&shared);
@@ -394,11 +402,10 @@ pub(crate) fn serve_container(
                     served.dir = Some(dir.clone());
                 }
                 let path = dir.join(format!("{}.sock", upstreams.len()));
-                let commands = policy.docker_socket.commands.clone();
                 let runtime = CreateRuntime::OfContainer(id.to_string());
                 served
                     .proxies
-                    .push(DockerProxy::start(&path, &source, commands, runtime)?);
+                    .push(DockerProxy::start(&path, &source, policy, runtime)?);
                 let owned =
                     std::os::unix::fs::chown(&path, Some(root), Some(root)).and_then(|()| {
                         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
@@ -753,12 +760,65 @@ fn vet_create(
         Ok(runtime) => runtime,
         Err(why) => return Ok(Err((403, why))),
     };
-    Ok(
-        match eci_policy::docker_api::create::vet_create_body(&body, &runtime) {
-            Ok(vetted) => Ok(with_body(request, &vetted)),
-            Err(refusal) => Err((403, format!("eci: {refusal}"))),
-        },
-    )
+    let vetted = match eci_policy::docker_api::create::vet_create_body(&body, &runtime) {
+        Ok(vetted) => vetted,
+        Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
+    };
+    if let Some(why) = missing_bind_refusal(&vetted, &shared.paths) {
+        return Ok(Err((403, why)));
+    }
+    Ok(Ok(with_body(request, &vetted)))
+}
+
+/// Why a create that binds a missing host path is refused, unless a bind of that path would
+/// pass: the engine makes a missing `Binds` source on the host, as root, before the runtime
+/// sees the container (a directory where a file is looked for, under /etc say). Sources that
+/// exist are left to the runtime, which judges every bind.
+fn missing_bind_refusal(body: &[u8], paths: &eci_policy::paths::PathPolicy) -> Option<String> {
+    use eci_policy::paths::{PathDecision, ResolvedPath};
+    for source in eci_policy::docker_api::create::host_bind_sources(body) {
+        let Ok(named) = eci_policy::paths::normalize(Path::new(&source)) else {
+            continue;
+        };
+        if std::fs::symlink_metadata(&named).is_ok() {
+            continue;
+        }
+        // Where the engine would make it: the part that exists, its links followed, then the
+        // rest as named.
+        let resolved = named.ancestors().find_map(|existing| {
+            let real = std::fs::canonicalize(existing).ok()?;
+            Some(real.join(named.strip_prefix(existing).ok()?))
+        });
+        let refused = |reason: String| {
+            Some(format!(
+                "eci: the bind source {source} does not exist, and the engine would create it on \
+                 the host, where {reason}"
+            ))
+        };
+        let Some(resolved) = resolved.and_then(|p| ResolvedPath::from_resolved(&p).ok()) else {
+            return refused("its place cannot be told".into());
+        };
+        let shown = resolved.as_path().display();
+        match paths.decide(&resolved) {
+            PathDecision::Shared { .. } => {}
+            PathDecision::Restricted { rule, origin } => {
+                return refused(format!(
+                    "{shown} is refused by the rule for {} ({origin})",
+                    rule.display()
+                ))
+            }
+            PathDecision::ContainsRestricted { rule, origin } => {
+                return refused(format!(
+                    "{shown} would hold {}, which is restricted ({origin})",
+                    rule.display()
+                ))
+            }
+            PathDecision::NotShared => {
+                return refused(format!("{shown} is not in the shared paths"))
+            }
+        }
+    }
+    None
 }
 
 /// Reads a volume create's body and checks the options of a `local` volume.

@@ -172,6 +172,53 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
     assert_eq!(sent(), serde_json::json!({"Name": "v", "DriverOpts": {}}));
 }
 
+#[test]
+fn a_missing_bind_source_is_made_by_the_engine_only_where_a_bind_may_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let bodies = recording_engine(&upstream);
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        CommandList::default(),
+        eci_runtime(),
+    ));
+    let create = |host_config: &str| {
+        let body = format!(r#"{{"Image":"a","HostConfig":{host_config}}}"#);
+        let request = format!(
+            "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let back = String::from_utf8_lossy(&exchange(&shared, request.as_bytes())).to_string();
+        let status = back.lines().next().unwrap_or_default().to_string();
+        bodies.lock().unwrap().clear();
+        (status, back)
+    };
+    let missing = format!("/etc/eci-test-{}/x", std::process::id());
+    let (status, back) = create(&format!(r#"{{"Binds":["{missing}:/x"]}}"#));
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+    assert!(back.contains("is refused by the rule for /etc"), "{back}");
+    assert!(!Path::new(&missing).exists());
+    let mounts = r#"{"Mounts":[{"Type":"bind","Source":"/root/eci-missing","Target":"/x"}]}"#;
+    assert_eq!(create(mounts).0, "HTTP/1.1 403 Forbidden");
+    // Through a symlink in a shared directory, where the engine would really make it.
+    let shared_dir = tempfile::tempdir_in("/tmp").unwrap();
+    std::os::unix::fs::symlink("/etc", shared_dir.path().join("etc")).unwrap();
+    let linked = format!(
+        r#"{{"Binds":["{}/etc/eci-new:/x"]}}"#,
+        shared_dir.path().display()
+    );
+    assert_eq!(create(&linked).0, "HTTP/1.1 403 Forbidden");
+    // A missing path the rules share, an existing one (the runtime judges it), a volume.
+    let fresh = format!(
+        r#"{{"Binds":["{}/new:/x","/etc:/e","data:/d"]}}"#,
+        shared_dir.path().display()
+    );
+    assert_eq!(create(&fresh).0, "HTTP/1.1 201 Created");
+    let spelt = r#"{"binds":["/etc/eci-new:/x"]}"#;
+    assert_eq!(create(spelt).0, "HTTP/1.1 403 Forbidden");
+}
+
 /// An engine that knows `containers` (name, full ID, runtime) and has `default_runtime`: it
 /// answers inspecting one (by name or ID) with its facts, `/info` with its default runtime, and
 /// any other request with 200, keeping its request line.
@@ -747,8 +794,13 @@ fn idle_connections_give_their_places_to_newcomers_busy_ones_do_not() {
     let upstream = dir.path().join("engine.sock");
     stalling_engine(&upstream);
     let socket = dir.path().join("proxy.sock");
-    let proxy =
-        DockerProxy::start(&socket, &upstream, CommandList::default(), eci_runtime()).unwrap();
+    let proxy = DockerProxy::start(
+        &socket,
+        &upstream,
+        &eci_policy::Policy::default(),
+        eci_runtime(),
+    )
+    .unwrap();
     let ping = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n";
     // Every place taken by a connection that asks nothing; the first of them asks once at
     // the end, which leaves the second the one that has waited longest.
@@ -812,8 +864,13 @@ fn a_body_that_stalls_is_cut_off_and_the_engine_let_go() {
     let upstream = dir.path().join("engine.sock");
     let seen = engine(&upstream);
     let socket = dir.path().join("proxy.sock");
-    let proxy =
-        DockerProxy::start(&socket, &upstream, CommandList::default(), eci_runtime()).unwrap();
+    let proxy = DockerProxy::start(
+        &socket,
+        &upstream,
+        &eci_policy::Policy::default(),
+        eci_runtime(),
+    )
+    .unwrap();
     let mut stalled = UnixStream::connect(proxy.path()).unwrap();
     let head = "POST /v1.41/images/load HTTP/1.1\r\nHost: d\r\nContent-Length: 9\r\n\r\nabc";
     stalled.write_all(head.as_bytes()).unwrap();
@@ -836,8 +893,13 @@ fn a_request_head_that_stalls_is_cut_off() {
     let upstream = dir.path().join("engine.sock");
     engine(&upstream);
     let socket = dir.path().join("proxy.sock");
-    let proxy =
-        DockerProxy::start(&socket, &upstream, CommandList::default(), eci_runtime()).unwrap();
+    let proxy = DockerProxy::start(
+        &socket,
+        &upstream,
+        &eci_policy::Policy::default(),
+        eci_runtime(),
+    )
+    .unwrap();
     let mut stalled = UnixStream::connect(proxy.path()).unwrap();
     stalled.write_all(b"GET /_ping HTTP/1.1\r\nHost:").unwrap();
     let started = std::time::Instant::now();

@@ -107,8 +107,9 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     };
     only_exact_spellings(
         host_config,
-        &["Runtime", "Annotations", "LogConfig", "Mounts"],
+        &["Runtime", "Annotations", "LogConfig", "Mounts", "Binds"],
     )?;
+    check_binds(host_config.get("Binds"))?;
     check_log_config(host_config.get("LogConfig"))?;
     check_mounts(host_config.get("Mounts"))?;
     match host_config.get("Runtime") {
@@ -177,6 +178,45 @@ fn check_log_config(log_config: Option<&Value>) -> Result<(), CreateRefusal> {
     }
 }
 
+/// `HostConfig.Binds`: strings, or the engine would refuse them too.
+fn check_binds(binds: Option<&Value>) -> Result<(), CreateRefusal> {
+    match binds {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(binds)) if binds.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(CreateRefusal::Malformed("HostConfig.Binds")),
+    }
+}
+
+/// The host paths a create body (one [`vet_create_body`] passed) binds: `HostConfig.Binds`
+/// entries whose source is a path (`/src:/dst[:options]`; other sources name volumes) and
+/// `HostConfig.Mounts` of type `bind`. The engine makes a missing `Binds` source on the host
+/// (as root) before the runtime sees it, and a `Mounts` one when asked to
+/// (`BindOptions.CreateMountpoint`).
+///
+/// ```
+/// use eci_policy::docker_api::create::host_bind_sources;
+///
+/// let body = br#"{"HostConfig":{"Binds":["/srv/a:/a:ro","data:/d"],
+///                 "Mounts":[{"Type":"bind","Source":"/srv/b","Target":"/b"}]}}"#;
+/// assert_eq!(host_bind_sources(body), ["/srv/a", "/srv/b"]);
+/// ```
+pub fn host_bind_sources(body: &[u8]) -> Vec<String> {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let host_config = &request["HostConfig"];
+    let binds = host_config["Binds"].as_array().into_iter().flatten();
+    let from_binds = binds
+        .filter_map(Value::as_str)
+        .filter_map(|bind| bind.split(':').next())
+        .filter(|source| source.starts_with('/'));
+    let mounts = host_config["Mounts"].as_array().into_iter().flatten();
+    let from_mounts = mounts
+        .filter(|mount| mount["Type"] == "bind")
+        .filter_map(|mount| mount["Source"].as_str());
+    from_binds.chain(from_mounts).map(str::to_string).collect()
+}
+
 /// `HostConfig.Mounts`: a volume mount may create its volume with a driver's options.
 fn check_mounts(mounts: Option<&Value>) -> Result<(), CreateRefusal> {
     let mounts = match mounts {
@@ -188,7 +228,12 @@ fn check_mounts(mounts: Option<&Value>) -> Result<(), CreateRefusal> {
         let Value::Object(fields) = mount else {
             return Err(CreateRefusal::Malformed("HostConfig.Mounts"));
         };
-        only_exact_spellings(fields, &["VolumeOptions"])?;
+        only_exact_spellings(fields, &["VolumeOptions", "Type", "Source"])?;
+        for key in ["Type", "Source"] {
+            if !matches!(fields.get(key), None | Some(Value::Null | Value::String(_))) {
+                return Err(CreateRefusal::Malformed("HostConfig.Mounts"));
+            }
+        }
         let options = match fields.get("VolumeOptions") {
             None | Some(Value::Null) => continue,
             Some(Value::Object(options)) => options,
@@ -382,6 +427,38 @@ mod tests {
     }
 
     #[test]
+    fn binds_are_read_as_the_engine_reads_them() {
+        let body = br#"{"HostConfig":{"Binds":["/a:/x","vol:/y","/b/c:/z:ro,rslave"],
+            "Mounts":[{"Type":"bind","Source":"/d","Target":"/w"},
+                      {"Type":"volume","Source":"/e","Target":"/v"}]}}"#;
+        assert_eq!(host_bind_sources(body), ["/a", "/b/c", "/d"]);
+        assert!(host_bind_sources(b"{").is_empty());
+        for odd in [
+            &br#"{"HostConfig":{"Binds":"/a:/x"}}"#[..],
+            br#"{"HostConfig":{"Binds":[1]}}"#,
+            br#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":["/a"]}]}}"#,
+        ] {
+            assert!(
+                matches!(
+                    vet_create_body(odd, "eci"),
+                    Err(CreateRefusal::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(odd)
+            );
+        }
+        for spelt in [
+            &br#"{"HostConfig":{"BINDS":["/a:/x"]}}"#[..],
+            br#"{"HostConfig":{"Mounts":[{"Type":"bind","source":"/a","Target":"/x"}]}}"#,
+        ] {
+            assert!(matches!(
+                vet_create_body(spelt, "eci"),
+                Err(CreateRefusal::Spelling(..))
+            ));
+        }
+    }
+
+    #[test]
     fn a_key_given_twice_is_sent_once() {
         // Go's decoder would merge the two maps, and make an NFS volume of this.
         let twice = br#"{"Name":"v","DriverOpts":{"type":"nfs","o":"addr=10.0.0.1","device":":/x"},"DriverOpts":{}}"#;
@@ -566,6 +643,11 @@ mod tests {
                 plain || typ == Some("tmpfs")
             };
             prop_assert_eq!(verdict.is_ok(), expected, "{:?}", verdict);
+        }
+
+        #[test]
+        fn reading_bind_sources_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = host_bind_sources(&body);
         }
 
         #[test]
