@@ -2119,16 +2119,30 @@ fn run_hooks(hooks: &[Hook], state: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Directories `.../containers/ID` (Docker's layout) that the spec's bind sources are under:
-/// what the engine keeps for this container alone. Only for IDs of engine length (Docker's are
-/// 64 hex digits), so that a short ID such as `etc` can never name a host directory.
+/// The destinations of the files Docker keeps for each container and binds in itself.
+const ENGINE_FILES: [&str; 4] = [
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/dev/shm",
+];
+
+/// Directories `.../containers/ID` (Docker's layout) that the sources of the engine's own binds
+/// (`ENGINE_FILES`) are under: what the engine keeps for this container alone. Only for IDs of
+/// engine length (Docker's are 64 hex digits), so that a short ID such as `etc` can never name
+/// a host directory, and only from those binds, not from a user's.
 fn own_engine_dirs(spec: &eci::oci_spec::runtime::Spec, id: &str) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if id.len() < 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return dirs;
     }
     let named = |p: &Path, name: &str| p.file_name() == Some(std::ffi::OsStr::new(name));
-    for mount in spec.mounts().iter().flatten() {
+    let engines = spec.mounts().iter().flatten().filter(|mount| {
+        ENGINE_FILES
+            .iter()
+            .any(|file| mount.destination() == Path::new(file))
+    });
+    for mount in engines {
         let Some(source) = mount.source() else {
             continue;
         };

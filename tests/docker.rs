@@ -585,16 +585,36 @@ fn the_socket_proxy_enforces_the_command_list() {
     let (code, _, err) = through(&["run", "--rm", "--mount", nfs, "eci-busybox", "true"], "");
     assert_eq!(code, 125, "{err}");
     assert!(err.contains("a local volume of type 'nfs'"), "{err}");
-    // A bind of a missing host path the rules refuse: the engine would make it first.
+    // A bind of a host path the rules refuse, missing or not: the engine would make a missing
+    // one, and `docker cp` has it mount the binds itself. And `docker cp` of a container with
+    // any bind is refused: a shared source may lead elsewhere by the time of the copy.
     let missing = format!("/etc/eci-made-{}", std::process::id());
-    let bind = format!("{missing}:/x");
-    let (code, _, err) = through(&["run", "--rm", "-v", &bind, "eci-busybox", "true"], "");
-    assert_eq!(code, 125, "{err}");
+    for bind in [format!("{missing}:/x"), "/etc:/x".to_string()] {
+        let (code, _, err) = through(&["create", "-v", &bind, "eci-busybox", "true"], "");
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("is refused by the rule for /etc"), "{err}");
+    }
+    assert!(!Path::new(&missing).exists());
+    let shared_dir = tempfile::tempdir_in("/tmp").unwrap();
+    let bind = format!("{}:/h", shared_dir.path().display());
+    let create = [
+        "create",
+        "--name",
+        "cp-bound",
+        "--network",
+        "none",
+        "-v",
+        &bind,
+    ];
+    let (code, _, err) = through(&[&create[..], &["eci-busybox", "true"]].concat(), "");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = through(&["cp", "cp-bound:/h/.", "-"], "");
+    assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("the engine would create it on the host"),
+        err.contains("docker cp into or out of a container with bind mounts"),
         "{err}"
     );
-    assert!(!Path::new(&missing).exists());
+    assert!(docker.docker(&["rm", "cp-bound"]).status.success());
 
     // A raw request is refused like the command, and a request whose body could be read two
     // ways never reaches the engine.

@@ -61,12 +61,13 @@ pub fn image_from_engine(
     }))
 }
 
-/// What the proxy needs to know of an engine's container: its full ID and the runtime (the
-/// engine's name for it) it runs with.
+/// What the proxy needs to know of an engine's container: its full ID, the runtime (the
+/// engine's name for it) it runs with, and whether it has bind mounts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ContainerFacts {
     pub(super) id: String,
     pub(super) runtime: String,
+    pub(super) binds: bool,
 }
 
 /// The facts of the engine's container `container` (an ID, a name or an ID prefix, resolved
@@ -93,9 +94,15 @@ pub(super) fn container_facts(socket: &Path, container: &str) -> Result<Option<C
         .as_str()
         .filter(|r| !r.is_empty())
         .ok_or_else(|| invalid("no runtime"))?;
+    let binds = found["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|mount| mount["Type"] == "bind");
     Ok(Some(ContainerFacts {
         id: id.to_string(),
         runtime: runtime.to_string(),
+        binds,
     }))
 }
 

@@ -105,9 +105,10 @@ pub struct DockerProxy {
 struct Shared {
     upstream: PathBuf,
     commands: CommandList,
-    /// The host paths binds may name: a create whose bind source is missing is refused unless
-    /// a bind of it would pass, since the engine would make it on the host first.
-    paths: eci_policy::paths::PathPolicy,
+    /// The host paths binds may name, and the engine sockets (binds of those are the runtime's
+    /// to judge, by image): a create binding another path is refused, since the engine itself
+    /// mounts a container's binds for `docker cp`, outside the runtime's checks.
+    binds: BindRules,
     create_runtime: CreateRuntime,
     /// The runtime's name once known.
     runtime_name: std::sync::Mutex<Option<String>>,
@@ -131,7 +132,7 @@ impl Shared {
         Shared {
             upstream: upstream.to_path_buf(),
             commands,
-            paths: eci_policy::Policy::default().paths,
+            binds: BindRules::of(&eci_policy::Policy::default()),
             create_runtime,
             runtime_name: Default::default(),
             connections: AtomicUsize::new(0),
@@ -181,6 +182,26 @@ impl Shared {
                 403,
                 format!("eci: which runtime container {name} runs with: {err}"),
             )),
+        }
+    }
+
+    /// Refuses `docker cp` (the archive request on `target`, naming its container by full ID)
+    /// on a container with bind mounts: the engine mounts them itself for the copy, on the
+    /// host, following whatever the source path leads to by then, outside the runtime's checks.
+    fn no_bind_mounts(&self, target: &str) -> std::result::Result<(), (u16, String)> {
+        let Some(container) = eci_policy::docker_api::container_of_target("GET", target) else {
+            return Err((400, "eci: which container the copy is of".into()));
+        };
+        match engine::container_facts(&self.upstream, &container.name) {
+            Ok(Some(facts)) if !facts.binds => Ok(()),
+            Ok(Some(_)) => Err((
+                403,
+                "eci: docker cp into or out of a container with bind mounts (the engine would \
+                 mount them itself, on the host, outside eci's checks)"
+                    .into(),
+            )),
+            Ok(None) => Err((404, format!("No such container: {}", container.name))),
+            Err(err) => Err((403, format!("eci: the mounts of the container: {err}"))),
         }
     }
 
@@ -309,7 +330,7 @@ impl DockerProxy {
         let listener = UnixListener::bind(short).map_err(io("listening on"))?;
         let wake = std::os::fd::OwnedFd::from(listener.try_clone().map_err(io("listening on"))?);
         let mut shared = Shared::new(upstream, policy.docker_socket.commands.clone(), runtime);
-        shared.paths = policy.paths.clone();
+        shared.binds = BindRules::of(policy);
         let shared = Arc::new(shared);
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
@@ -536,6 +557,12 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         } else {
             Ok(())
         };
+        let scope = scope.and_then(|()| match api {
+            Some(
+                Api::ContainerArchiveInfo | Api::ContainerArchiveGet | Api::ContainerArchivePut,
+            ) => shared.no_bind_mounts(&request.target),
+            _ => Ok(()),
+        });
         if let Err((status, message)) = scope {
             tracing::info!("docker proxy: {message}");
             refuse(&mut client.stream, status, &message)?;
@@ -764,61 +791,95 @@ fn vet_create(
         Ok(vetted) => vetted,
         Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
     };
-    if let Some(why) = missing_bind_refusal(&vetted, &shared.paths) {
+    if let Some(why) = shared.binds.refusal(&vetted) {
         return Ok(Err((403, why)));
     }
     Ok(Ok(with_body(request, &vetted)))
 }
 
-/// Why a create that binds a missing host path is refused, unless a bind of that path would
-/// pass: the engine makes a missing `Binds` source on the host, as root, before the runtime
-/// sees the container (a directory where a file is looked for, under /etc say). Sources that
-/// exist are left to the runtime, which judges every bind.
-fn missing_bind_refusal(body: &[u8], paths: &eci_policy::paths::PathPolicy) -> Option<String> {
-    use eci_policy::paths::{PathDecision, ResolvedPath};
-    for source in eci_policy::docker_api::create::host_bind_sources(body) {
-        let Ok(named) = eci_policy::paths::normalize(Path::new(&source)) else {
-            continue;
-        };
-        if std::fs::symlink_metadata(&named).is_ok() {
-            continue;
-        }
-        // Where the engine would make it: the part that exists, its links followed, then the
-        // rest as named.
-        let resolved = named.ancestors().find_map(|existing| {
-            let real = std::fs::canonicalize(existing).ok()?;
-            Some(real.join(named.strip_prefix(existing).ok()?))
-        });
-        let refused = |reason: String| {
-            Some(format!(
-                "eci: the bind source {source} does not exist, and the engine would create it on \
-                 the host, where {reason}"
-            ))
-        };
-        let Some(resolved) = resolved.and_then(|p| ResolvedPath::from_resolved(&p).ok()) else {
-            return refused("its place cannot be told".into());
-        };
-        let shown = resolved.as_path().display();
-        match paths.decide(&resolved) {
-            PathDecision::Shared { .. } => {}
-            PathDecision::Restricted { rule, origin } => {
-                return refused(format!(
-                    "{shown} is refused by the rule for {} ({origin})",
-                    rule.display()
-                ))
-            }
-            PathDecision::ContainsRestricted { rule, origin } => {
-                return refused(format!(
-                    "{shown} would hold {}, which is restricted ({origin})",
-                    rule.display()
-                ))
-            }
-            PathDecision::NotShared => {
-                return refused(format!("{shown} is not in the shared paths"))
-            }
+/// The host paths a container created through the proxy may bind.
+struct BindRules {
+    paths: eci_policy::paths::PathPolicy,
+    sockets: Vec<PathBuf>,
+}
+
+impl BindRules {
+    fn of(policy: &eci_policy::Policy) -> BindRules {
+        BindRules {
+            paths: policy.paths.clone(),
+            sockets: policy.docker_socket.sockets.clone(),
         }
     }
-    None
+
+    /// Why a create (its vetted body) is refused for a bind source, judged as the runtime
+    /// would judge it: where the path leads now, the part that exists with its links followed
+    /// and the rest as named (a missing source is an error when the container starts, as a
+    /// `Mounts` bind, but `docker cp` would have the engine bind whatever is there).
+    fn refusal(&self, body: &[u8]) -> Option<String> {
+        use eci_policy::paths::{PathDecision, ResolvedPath};
+        for source in eci_policy::docker_api::create::host_bind_sources(body) {
+            let refused = |reason: String| Some(format!("eci: the bind source {source} {reason}"));
+            let Ok(named) = eci_policy::paths::normalize(Path::new(&source)) else {
+                return refused("is not an absolute path".into());
+            };
+            let resolved = match where_it_leads(&named) {
+                Ok(resolved) => resolved,
+                Err(err) => return refused(format!("cannot be looked up: {err}")),
+            };
+            let Ok(resolved) = ResolvedPath::from_resolved(&resolved) else {
+                return refused("cannot be looked up".into());
+            };
+            if self
+                .sockets
+                .iter()
+                .any(|socket| socket == resolved.as_path())
+            {
+                continue;
+            }
+            let shown = if resolved.as_path() == named {
+                String::new()
+            } else {
+                format!("(leading to {}) ", resolved.as_path().display())
+            };
+            match self.paths.decide(&resolved) {
+                PathDecision::Shared { .. } => {}
+                PathDecision::Restricted { rule, origin } => {
+                    return refused(format!(
+                        "{shown}is refused by the rule for {} ({origin})",
+                        rule.display()
+                    ))
+                }
+                PathDecision::ContainsRestricted { rule, origin } => {
+                    return refused(format!(
+                        "{shown}holds {}, which is restricted ({origin})",
+                        rule.display()
+                    ))
+                }
+                PathDecision::NotShared => {
+                    return refused(format!("{shown}is not in the shared paths"))
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Where the absolute, lexically clean `named` leads: its longest existing ancestor with every
+/// link followed, then the rest as named. Only a missing entry is looked past.
+fn where_it_leads(named: &Path) -> std::io::Result<PathBuf> {
+    for existing in named.ancestors() {
+        match std::fs::canonicalize(existing) {
+            Ok(real) => {
+                let rest = named
+                    .strip_prefix(existing)
+                    .map_err(std::io::Error::other)?;
+                return Ok(real.join(rest));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(std::io::ErrorKind::NotFound.into())
 }
 
 /// Reads a volume create's body and checks the options of a `local` volume.

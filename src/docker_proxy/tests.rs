@@ -173,7 +173,7 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
 }
 
 #[test]
-fn a_missing_bind_source_is_made_by_the_engine_only_where_a_bind_may_reach() {
+fn binds_reach_only_what_the_path_rules_share_and_are_never_made_by_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
     let bodies = recording_engine(&upstream);
@@ -182,6 +182,7 @@ fn a_missing_bind_source_is_made_by_the_engine_only_where_a_bind_may_reach() {
         CommandList::default(),
         eci_runtime(),
     ));
+    // (status line, the whole answer, the body the engine got if it got one)
     let create = |host_config: &str| {
         let body = format!(r#"{{"Image":"a","HostConfig":{host_config}}}"#);
         let request = format!(
@@ -191,32 +192,57 @@ fn a_missing_bind_source_is_made_by_the_engine_only_where_a_bind_may_reach() {
         );
         let back = String::from_utf8_lossy(&exchange(&shared, request.as_bytes())).to_string();
         let status = back.lines().next().unwrap_or_default().to_string();
-        bodies.lock().unwrap().clear();
-        (status, back)
+        let sent = bodies.lock().unwrap().pop();
+        let sent = sent.map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap());
+        (status, back, sent)
     };
+    let forbidden = |host_config: &str, reason: &str| {
+        let (status, back, sent) = create(host_config);
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{host_config}");
+        assert!(back.contains(reason), "{back}");
+        assert_eq!(sent, None, "the engine never saw it");
+    };
+    // Existing or missing, a path the rules refuse: `docker cp` would have the engine bind it.
+    forbidden(
+        r#"{"Binds":["/etc:/e"]}"#,
+        "is refused by the rule for /etc",
+    );
     let missing = format!("/etc/eci-test-{}/x", std::process::id());
-    let (status, back) = create(&format!(r#"{{"Binds":["{missing}:/x"]}}"#));
-    assert_eq!(status, "HTTP/1.1 403 Forbidden");
-    assert!(back.contains("is refused by the rule for /etc"), "{back}");
-    assert!(!Path::new(&missing).exists());
-    let mounts = r#"{"Mounts":[{"Type":"bind","Source":"/root/eci-missing","Target":"/x"}]}"#;
-    assert_eq!(create(mounts).0, "HTTP/1.1 403 Forbidden");
-    // Through a symlink in a shared directory, where the engine would really make it.
+    forbidden(
+        &format!(r#"{{"Binds":["{missing}:/x"]}}"#),
+        "is refused by the rule for /etc",
+    );
+    forbidden(
+        r#"{"Mounts":[{"Type":"bind","Source":"/root/eci-missing","Target":"/x"}]}"#,
+        "is refused by the rule for /root",
+    );
+    forbidden(r#"{"Binds":["/var/lib:/x"]}"#, "is not in the shared paths");
+    // Through a symlink in a shared directory, where the path really leads.
     let shared_dir = tempfile::tempdir_in("/tmp").unwrap();
     std::os::unix::fs::symlink("/etc", shared_dir.path().join("etc")).unwrap();
     let linked = format!(
-        r#"{{"Binds":["{}/etc/eci-new:/x"]}}"#,
+        r#"{{"Binds":["{}/etc/new:/x"]}}"#,
         shared_dir.path().display()
     );
-    assert_eq!(create(&linked).0, "HTTP/1.1 403 Forbidden");
-    // A missing path the rules share, an existing one (the runtime judges it), a volume.
+    forbidden(
+        &linked,
+        "(leading to /etc/new) is refused by the rule for /etc",
+    );
+    // A shared path, missing or not, read-only or not, and a volume pass; the host binds go
+    // on as Mounts binds, which the engine never creates.
     let fresh = format!(
-        r#"{{"Binds":["{}/new:/x","/etc:/e","data:/d"]}}"#,
+        r#"{{"Binds":["{}/new:/x","/usr:/u:ro","data:/d"]}}"#,
         shared_dir.path().display()
     );
-    assert_eq!(create(&fresh).0, "HTTP/1.1 201 Created");
-    let spelt = r#"{"binds":["/etc/eci-new:/x"]}"#;
-    assert_eq!(create(spelt).0, "HTTP/1.1 403 Forbidden");
+    let (status, _, sent) = create(&fresh);
+    assert_eq!(status, "HTTP/1.1 201 Created");
+    let host_config = &sent.expect("the engine got the create")["HostConfig"];
+    assert_eq!(host_config["Binds"], serde_json::json!(["data:/d"]));
+    let mounts = host_config["Mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 2);
+    assert!(mounts.iter().all(|m| m["Type"] == "bind"), "{mounts:?}");
+    assert!(!shared_dir.path().join("new").exists());
+    forbidden(r#"{"binds":["/etc/new:/x"]}"#, "stands for 'Binds'");
 }
 
 /// An engine that knows `containers` (name, full ID, runtime) and has `default_runtime`: it
@@ -252,9 +278,16 @@ fn engine_with(
                     .iter()
                     .find(|(n, id, _)| *n == asked || *id == asked)
                 {
-                    Some((_, id, runtime)) => {
-                        let body =
-                            format!(r#"{{"Id":"{id}","HostConfig":{{"Runtime":"{runtime}"}}}}"#);
+                    Some((name, id, runtime)) => {
+                        // A container named "bound..." has a bind mount.
+                        let mounts = if name.starts_with("bound") {
+                            r#"[{"Type":"bind","Source":"/tmp/x"}]"#
+                        } else {
+                            r#"[{"Type":"volume"}]"#
+                        };
+                        let body = format!(
+                            r#"{{"Id":"{id}","HostConfig":{{"Runtime":"{runtime}"}},"Mounts":{mounts}}}"#
+                        );
                         format!(
                             "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                             body.len()
@@ -283,8 +316,12 @@ fn engine_with(
 fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
     const ECI_ID: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
     const RUNC_ID: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
-    static CONTAINERS: [(&str, &str, &str); 2] =
-        [("web", ECI_ID, "eci"), ("host-tool", RUNC_ID, "runc")];
+    const BOUND_ID: &str = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1";
+    static CONTAINERS: [(&str, &str, &str); 3] = [
+        ("web", ECI_ID, "eci"),
+        ("host-tool", RUNC_ID, "runc"),
+        ("bound", BOUND_ID, "eci"),
+    ];
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
     let seen = engine_with(&upstream, &CONTAINERS, "runc");
@@ -316,6 +353,16 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         status(&format!("POST /v1.43/containers/a1a1/kill {close}")),
         "HTTP/1.1 404 Not Found"
     );
+    // `docker cp` has the engine mount the container's binds itself: not with any.
+    let copy = |name: &str| {
+        status(&format!(
+            "GET /v1.43/containers/{name}/archive?path=/ {close}"
+        ))
+    };
+    assert_eq!(copy("web"), "HTTP/1.1 200 OK");
+    assert_eq!(copy("bound"), "HTTP/1.1 403 Forbidden");
+    let put = format!("PUT /v1.43/containers/bound/archive?path=/ {close}");
+    assert_eq!(status(&put), "HTTP/1.1 403 Forbidden");
     // A commit names its container in the query, a network connect in its body.
     let commit = |query: &str| status(&format!("POST /v1.43/commit?{query} {close}"));
     assert_eq!(commit("container=host-tool"), "HTTP/1.1 403 Forbidden");
@@ -406,6 +453,7 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         *seen.lock().unwrap(),
         [
             format!("POST /v1.43/containers/{ECI_ID}/kill?signal=HUP"),
+            format!("GET /v1.43/containers/{ECI_ID}/archive?path=/"),
             format!("POST /v1.43/commit?repo=x&container={ECI_ID}"),
             format!(r#"POST /v1.43/networks/n/connect {{"Container":"{ECI_ID}"}}"#),
             r#"POST /v1.43/networks/n/disconnect {"Container":"gone","Force":true}"#.to_string(),

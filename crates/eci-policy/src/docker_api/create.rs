@@ -20,6 +20,10 @@
 //! plain, tmpfs and bind volumes pass (eci's runtime then judges a bind volume by the path it
 //! binds). Volumes of other drivers (plugins the administrator installed) pass as they are.
 //!
+//! And a host path in `HostConfig.Binds` would have the engine make it, as root, when missing,
+//! each time the container starts: it goes on as a `HostConfig.Mounts` bind, which the engine
+//! never creates ([`host_bind_sources`] lists the paths a proxy must then judge).
+//!
 //! ```
 //! use eci_policy::docker_api::create::{vet_create_body, CreateRefusal};
 //!
@@ -74,6 +78,9 @@ pub enum CreateRefusal {
     /// A bind volume whose device is not an absolute path.
     #[error("a local bind volume's device '{0}' is not an absolute host path")]
     VolumeDevice(String),
+    /// A host bind with an option the proxy does not pass on.
+    #[error("a bind mount with the option '{0}' (it would have the engine change the host: make a missing source, relabel a path)")]
+    BindOption(String),
     /// A bind volume with a type, or with options beyond a plain bind's.
     #[error("a local bind volume may have no type but 'none' and no option '{0}'")]
     VolumeBindOption(String),
@@ -112,6 +119,7 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     check_binds(host_config.get("Binds"))?;
     check_log_config(host_config.get("LogConfig"))?;
     check_mounts(host_config.get("Mounts"))?;
+    move_host_binds_to_mounts(host_config)?;
     match host_config.get("Runtime") {
         None | Some(Value::Null) => {}
         Some(Value::String(asked)) if asked.is_empty() || asked == runtime => {}
@@ -178,6 +186,96 @@ fn check_log_config(log_config: Option<&Value>) -> Result<(), CreateRefusal> {
     }
 }
 
+/// `HostConfig.Mounts[].BindOptions`: `CreateMountpoint` would have the engine make a missing
+/// source on the host, as root, every time the container starts.
+fn check_bind_options(options: Option<&Value>) -> Result<(), CreateRefusal> {
+    let fields = match options {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(fields)) => fields,
+        Some(_) => return Err(CreateRefusal::Malformed("HostConfig.Mounts[].BindOptions")),
+    };
+    only_exact_spellings(fields, &["CreateMountpoint"])?;
+    match fields.get("CreateMountpoint") {
+        None | Some(Value::Null | Value::Bool(false)) => Ok(()),
+        Some(_) => Err(CreateRefusal::BindOption("CreateMountpoint".into())),
+    }
+}
+
+/// Rewrites each `HostConfig.Binds` entry that binds a host path (`/src:/dst[:mode]`) as a
+/// `HostConfig.Mounts` entry of type `bind`. The engine makes a missing `Binds` source on the
+/// host, as root, each time the container starts (or is copied into), wherever the path
+/// leads by then; it never does for a `Mounts` bind, whose missing source is an error. Entries
+/// that name volumes stay in `Binds`.
+fn move_host_binds_to_mounts(host_config: &mut Map<String, Value>) -> Result<(), CreateRefusal> {
+    let Some(Value::Array(binds)) = host_config.get("Binds") else {
+        return Ok(());
+    };
+    let mut kept = Vec::new();
+    let mut moved = Vec::new();
+    for bind in binds {
+        let text = bind.as_str().unwrap_or_default();
+        match host_bind(text) {
+            Some((source, target, mode)) => moved.push(bind_mount(source, target, mode)?),
+            None => kept.push(bind.clone()),
+        }
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    host_config.insert("Binds".into(), Value::Array(kept));
+    match host_config.get_mut("Mounts") {
+        Some(Value::Array(mounts)) => mounts.extend(moved),
+        _ => {
+            host_config.insert("Mounts".into(), Value::Array(moved));
+        }
+    }
+    Ok(())
+}
+
+/// A `Binds` entry that binds a host path, as the engine splits it: (source, target, mode).
+/// One part is an anonymous volume; a source that is no absolute path names a volume.
+fn host_bind(bind: &str) -> Option<(&str, &str, &str)> {
+    let parts: Vec<&str> = bind.split(':').collect();
+    let (source, target, mode) = match parts[..] {
+        [source, target] => (source, target, ""),
+        [source, target, mode] => (source, target, mode),
+        _ => return None,
+    };
+    source.starts_with('/').then_some((source, target, mode))
+}
+
+/// The `Mounts` entry a host path bind with `mode` (`ro`, `rw`, a propagation, a consistency)
+/// stands for; a mode it cannot carry is refused (`z`/`Z` would relabel the host path).
+fn bind_mount(source: &str, target: &str, mode: &str) -> Result<Value, CreateRefusal> {
+    let mut read_only = false;
+    let mut propagation = None;
+    let mut consistency = None;
+    for word in mode.split(',').filter(|w| !w.is_empty()) {
+        match word {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                propagation = Some(word)
+            }
+            "consistent" | "cached" | "delegated" => consistency = Some(word),
+            other => return Err(CreateRefusal::BindOption(other.to_string())),
+        }
+    }
+    let mut mount = serde_json::json!({
+        "Type": "bind",
+        "Source": source,
+        "Target": target,
+        "ReadOnly": read_only,
+    });
+    if let Some(propagation) = propagation {
+        mount["BindOptions"] = serde_json::json!({ "Propagation": propagation });
+    }
+    if let Some(consistency) = consistency {
+        mount["Consistency"] = Value::String(consistency.into());
+    }
+    Ok(mount)
+}
+
 /// `HostConfig.Binds`: strings, or the engine would refuse them too.
 fn check_binds(binds: Option<&Value>) -> Result<(), CreateRefusal> {
     match binds {
@@ -187,11 +285,10 @@ fn check_binds(binds: Option<&Value>) -> Result<(), CreateRefusal> {
     }
 }
 
-/// The host paths a create body (one [`vet_create_body`] passed) binds: `HostConfig.Binds`
-/// entries whose source is a path (`/src:/dst[:options]`; other sources name volumes) and
-/// `HostConfig.Mounts` of type `bind`. The engine makes a missing `Binds` source on the host
-/// (as root) before the runtime sees it, and a `Mounts` one when asked to
-/// (`BindOptions.CreateMountpoint`).
+/// The host paths a create body binds: `HostConfig.Binds` entries whose source is a path
+/// (`/src:/dst[:options]`; other sources name volumes) and `HostConfig.Mounts` of type `bind`
+/// (where [`vet_create_body`] moves the former). The engine mounts them itself for `docker
+/// cp`, outside the runtime's checks, so a proxy judges them before the create.
 ///
 /// ```
 /// use eci_policy::docker_api::create::host_bind_sources;
@@ -208,8 +305,7 @@ pub fn host_bind_sources(body: &[u8]) -> Vec<String> {
     let binds = host_config["Binds"].as_array().into_iter().flatten();
     let from_binds = binds
         .filter_map(Value::as_str)
-        .filter_map(|bind| bind.split(':').next())
-        .filter(|source| source.starts_with('/'));
+        .filter_map(|bind| host_bind(bind).map(|(source, _, _)| source));
     let mounts = host_config["Mounts"].as_array().into_iter().flatten();
     let from_mounts = mounts
         .filter(|mount| mount["Type"] == "bind")
@@ -228,12 +324,13 @@ fn check_mounts(mounts: Option<&Value>) -> Result<(), CreateRefusal> {
         let Value::Object(fields) = mount else {
             return Err(CreateRefusal::Malformed("HostConfig.Mounts"));
         };
-        only_exact_spellings(fields, &["VolumeOptions", "Type", "Source"])?;
+        only_exact_spellings(fields, &["VolumeOptions", "Type", "Source", "BindOptions"])?;
         for key in ["Type", "Source"] {
             if !matches!(fields.get(key), None | Some(Value::Null | Value::String(_))) {
                 return Err(CreateRefusal::Malformed("HostConfig.Mounts"));
             }
         }
+        check_bind_options(fields.get("BindOptions"))?;
         let options = match fields.get("VolumeOptions") {
             None | Some(Value::Null) => continue,
             Some(Value::Object(options)) => options,
@@ -428,7 +525,7 @@ mod tests {
 
     #[test]
     fn binds_are_read_as_the_engine_reads_them() {
-        let body = br#"{"HostConfig":{"Binds":["/a:/x","vol:/y","/b/c:/z:ro,rslave"],
+        let body = br#"{"HostConfig":{"Binds":["/a:/x","vol:/y","/b/c:/z:ro,rslave","/anon"],
             "Mounts":[{"Type":"bind","Source":"/d","Target":"/w"},
                       {"Type":"volume","Source":"/e","Target":"/v"}]}}"#;
         assert_eq!(host_bind_sources(body), ["/a", "/b/c", "/d"]);
@@ -456,6 +553,53 @@ mod tests {
                 Err(CreateRefusal::Spelling(..))
             ));
         }
+    }
+
+    #[test]
+    fn host_binds_become_mounts_the_engine_never_creates() {
+        let body = br#"{"HostConfig":{"Binds":["/a:/x:ro,rslave","vol:/y","/data","/b:/z"],
+            "Mounts":[{"Type":"tmpfs","Target":"/t"}]}}"#;
+        let vetted: Value = serde_json::from_slice(&vet_create_body(body, "eci").unwrap()).unwrap();
+        assert_eq!(
+            vetted["HostConfig"]["Binds"],
+            serde_json::json!(["vol:/y", "/data"])
+        );
+        assert_eq!(
+            vetted["HostConfig"]["Mounts"],
+            serde_json::json!([
+                {"Type": "tmpfs", "Target": "/t"},
+                {"Type": "bind", "Source": "/a", "Target": "/x", "ReadOnly": true,
+                 "BindOptions": {"Propagation": "rslave"}},
+                {"Type": "bind", "Source": "/b", "Target": "/z", "ReadOnly": false},
+            ])
+        );
+        assert_eq!(
+            host_bind_sources(&serde_json::to_vec(&vetted).unwrap()),
+            ["/a", "/b"]
+        );
+        for (bind, word) in [
+            ("/a:/x:z", "z"),
+            ("/a:/x:ro,Z", "Z"),
+            ("/a:/x:nocopy", "nocopy"),
+        ] {
+            let body = format!(r#"{{"HostConfig":{{"Binds":["{bind}"]}}}}"#);
+            assert_eq!(
+                vet_create_body(body.as_bytes(), "eci"),
+                Err(CreateRefusal::BindOption(word.into()))
+            );
+        }
+        let create = br#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/new","Target":"/x",
+            "BindOptions":{"CreateMountpoint":true}}]}}"#;
+        assert_eq!(
+            vet_create_body(create, "eci"),
+            Err(CreateRefusal::BindOption("CreateMountpoint".into()))
+        );
+        let spelt = br#"{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/new","Target":"/x",
+            "BindOptions":{"createmountpoint":true}}]}}"#;
+        assert!(matches!(
+            vet_create_body(spelt, "eci"),
+            Err(CreateRefusal::Spelling(..))
+        ));
     }
 
     #[test]
