@@ -614,7 +614,40 @@ fn the_socket_proxy_enforces_the_command_list() {
         err.contains("docker cp into or out of a container with bind mounts"),
         "{err}"
     );
+    let (code, _, err) = through(&["create", "--volumes-from", "cp-bound", "eci-busybox"], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("VolumesFrom"), "{err}");
     assert!(docker.docker(&["rm", "cp-bound"]).status.success());
+    // A volume with mount options (here a bind of a shared directory, made on the host) is
+    // mounted by the engine itself for a copy too.
+    let device = format!("device={}", shared_dir.path().display());
+    let made = [
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        "o=bind",
+        "-o",
+        &device,
+        "bound",
+    ];
+    assert!(docker.docker(&made).status.success());
+    let create = [
+        "create",
+        "--name",
+        "cp-vol",
+        "--network",
+        "none",
+        "-v",
+        "bound:/h",
+    ];
+    let (code, _, err) = through(&[&create[..], &["eci-busybox", "true"]].concat(), "");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = through(&["cp", "cp-vol:/h/.", "-"], "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("volumes with mount options"), "{err}");
+    assert!(docker.docker(&["rm", "cp-vol"]).status.success());
 
     // A raw request is refused like the command, and a request whose body could be read two
     // ways never reaches the engine.

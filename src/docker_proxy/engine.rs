@@ -61,13 +61,12 @@ pub fn image_from_engine(
     }))
 }
 
-/// What the proxy needs to know of an engine's container: its full ID, the runtime (the
-/// engine's name for it) it runs with, and whether it has bind mounts.
+/// What the proxy needs to know of an engine's container: its full ID and the runtime (the
+/// engine's name for it) it runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ContainerFacts {
     pub(super) id: String,
     pub(super) runtime: String,
-    pub(super) binds: bool,
 }
 
 /// The facts of the engine's container `container` (an ID, a name or an ID prefix, resolved
@@ -94,16 +93,50 @@ pub(super) fn container_facts(socket: &Path, container: &str) -> Result<Option<C
         .as_str()
         .filter(|r| !r.is_empty())
         .ok_or_else(|| invalid("no runtime"))?;
-    let binds = found["Mounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|mount| mount["Type"] == "bind");
     Ok(Some(ContainerFacts {
         id: id.to_string(),
         runtime: runtime.to_string(),
-        binds,
     }))
+}
+
+/// The first mount of the engine's container `id` (its full ID) through which a `docker cp`
+/// would reach the host: a bind, or a volume that is anything but a plain one of the `local`
+/// driver (one with mount options may bind any host path, and another driver's is its
+/// plugin's). The engine mounts them itself for the copy, outside the runtime's checks.
+/// `Ok(None)` when there is none; an error when the engine does not say.
+pub(super) fn mount_reaching_the_host(socket: &Path, id: &str) -> Result<Option<String>> {
+    let found = engine_get(socket, &format!("/containers/{}/json", percent_encode(id)))?;
+    let invalid = |what: String| {
+        Error::io(format!("reading the mounts of container {id}"))(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            what,
+        ))
+    };
+    let mounts = found["Mounts"]
+        .as_array()
+        .ok_or_else(|| invalid("no Mounts".into()))?;
+    for mount in mounts {
+        let destination = mount["Destination"].as_str().unwrap_or("?").to_string();
+        match mount["Type"].as_str() {
+            Some("volume") => {}
+            Some("tmpfs" | "npipe") => continue,
+            _ => return Ok(Some(destination)),
+        }
+        let name = mount["Name"]
+            .as_str()
+            .ok_or_else(|| invalid(format!("no Name for the volume at {destination}")))?;
+        let volume = engine_get(socket, &format!("/volumes/{}", percent_encode(name)))?;
+        let local = matches!(volume["Driver"].as_str(), Some("local"));
+        let plain = match &volume["Options"] {
+            serde_json::Value::Null => true,
+            serde_json::Value::Object(options) => options.is_empty(),
+            _ => false,
+        };
+        if !(local && plain) {
+            return Ok(Some(destination));
+        }
+    }
+    Ok(None)
 }
 
 /// The full ID of the container the engine's exec instance `exec_id` runs in; `Ok(None)` when

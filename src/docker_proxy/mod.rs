@@ -192,15 +192,16 @@ impl Shared {
         let Some(container) = eci_policy::docker_api::container_of_target("GET", target) else {
             return Err((400, "eci: which container the copy is of".into()));
         };
-        match engine::container_facts(&self.upstream, &container.name) {
-            Ok(Some(facts)) if !facts.binds => Ok(()),
-            Ok(Some(_)) => Err((
+        match engine::mount_reaching_the_host(&self.upstream, &container.name) {
+            Ok(None) => Ok(()),
+            Ok(Some(destination)) => Err((
                 403,
-                "eci: docker cp into or out of a container with bind mounts (the engine would \
-                 mount them itself, on the host, outside eci's checks)"
-                    .into(),
+                format!(
+                    "eci: docker cp into or out of a container with bind mounts or volumes with \
+                     mount options (here at {destination}): the engine would mount them itself, \
+                     on the host, outside eci's checks"
+                ),
             )),
-            Ok(None) => Err((404, format!("No such container: {}", container.name))),
             Err(err) => Err((403, format!("eci: the mounts of the container: {err}"))),
         }
     }
@@ -301,9 +302,9 @@ impl Drop for Slot {
 impl DockerProxy {
     /// Listens on `path` (an old socket there is replaced; anything else there is an error)
     /// and passes the requests `policy.docker_socket.commands` allows on to the engine socket
-    /// at `upstream`; containers created through it run with `runtime`, and their missing bind
-    /// sources must be paths `policy.paths` shares. The socket is made through its directory's
-    /// descriptor, so `path` may be longer than a socket address allows.
+    /// at `upstream`; containers created through it run with `runtime`, and may bind only the
+    /// host paths `policy.paths` shares and the engine sockets. The socket is made through its
+    /// directory's descriptor, so `path` may be longer than a socket address allows.
     pub fn start(
         path: &Path,
         upstream: &Path,
@@ -791,7 +792,8 @@ fn vet_create(
         Ok(vetted) => vetted,
         Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
     };
-    if let Some(why) = shared.binds.refusal(&vetted) {
+    let sources = eci_policy::docker_api::create::host_bind_sources(&vetted);
+    if let Some(why) = shared.binds.refusal(sources) {
         return Ok(Err((403, why)));
     }
     Ok(Ok(with_body(request, &vetted)))
@@ -811,13 +813,13 @@ impl BindRules {
         }
     }
 
-    /// Why a create (its vetted body) is refused for a bind source, judged as the runtime
-    /// would judge it: where the path leads now, the part that exists with its links followed
-    /// and the rest as named (a missing source is an error when the container starts, as a
-    /// `Mounts` bind, but `docker cp` would have the engine bind whatever is there).
-    fn refusal(&self, body: &[u8]) -> Option<String> {
+    /// Why a request is refused for one of the host paths it binds (`sources`), judged as the
+    /// runtime would judge a bind: where the path leads now, the part that exists with its
+    /// links followed and the rest as named (a missing source makes the engine refuse the
+    /// create, as a `Mounts` bind, but a judgement on where it would lead costs nothing).
+    fn refusal(&self, sources: impl IntoIterator<Item = String>) -> Option<String> {
         use eci_policy::paths::{PathDecision, ResolvedPath};
-        for source in eci_policy::docker_api::create::host_bind_sources(body) {
+        for source in sources {
             let refused = |reason: String| Some(format!("eci: the bind source {source} {reason}"));
             let Ok(named) = eci_policy::paths::normalize(Path::new(&source)) else {
                 return refused("is not an absolute path".into());
@@ -886,7 +888,7 @@ fn where_it_leads(named: &Path) -> std::io::Result<PathBuf> {
 fn vet_volume_create(
     client: &mut Side,
     request: Head,
-    _shared: &Shared,
+    shared: &Shared,
 ) -> ProxyResult<std::result::Result<Head, Refusal>> {
     let body = match read_body(client, &request, "volume create")? {
         Ok(body) => body,
@@ -894,7 +896,13 @@ fn vet_volume_create(
     };
     Ok(
         match eci_policy::docker_api::create::vet_volume_create_body(&body) {
-            Ok(vetted) => Ok(with_body(request, &vetted)),
+            Ok(vetted) => {
+                let device = eci_policy::docker_api::create::volume_bind_device(&vetted);
+                match shared.binds.refusal(device) {
+                    Some(why) => Err((403, why)),
+                    None => Ok(with_body(request, &vetted)),
+                }
+            }
             Err(refusal) => Err((403, format!("eci: {refusal}"))),
         },
     )

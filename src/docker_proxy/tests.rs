@@ -145,6 +145,16 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
     };
     let nfs = r#"{"Name":"n","DriverOpts":{"type":"nfs","o":"addr=127.0.0.1","device":":/"}}"#;
     assert_eq!(post("/v1.41/volumes/create", nfs), "HTTP/1.1 403 Forbidden");
+    // A bind volume of a path the rules refuse: the engine binds it into its storage for any
+    // container using it, and for `docker cp`.
+    let etc = r#"{"Name":"e","DriverOpts":{"type":"none","o":"bind","device":"/etc"}}"#;
+    assert_eq!(post("/v1.41/volumes/create", etc), "HTTP/1.1 403 Forbidden");
+    let etc_mount = r#"{"Image":"a","HostConfig":{"Mounts":[{"Type":"volume","Source":"e","Target":"/e",
+        "VolumeOptions":{"DriverConfig":{"Options":{"type":"none","o":"bind","device":"/etc"}}}}]}}"#;
+    assert_eq!(
+        post("/v1.41/containers/create", etc_mount),
+        "HTTP/1.1 403 Forbidden"
+    );
     let gelf = r#"{"Image":"a","HostConfig":{"LogConfig":{"Type":"gelf","Config":{"gelf-address":"udp://127.0.0.1:9"}}}}"#;
     assert_eq!(
         post("/v1.41/containers/create", gelf),
@@ -156,6 +166,12 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
         "nothing refused reached the engine"
     );
 
+    let shared_bind = r#"{"Name":"s","DriverOpts":{"type":"none","o":"bind","device":"/srv/s"}}"#;
+    assert_eq!(
+        post("/v1.41/volumes/create", shared_bind),
+        "HTTP/1.1 201 Created"
+    );
+    bodies.lock().unwrap().clear();
     let tmpfs = r#"{"Name":"t","DriverOpts":{"type":"tmpfs","device":"tmpfs"}}"#;
     assert_eq!(post("/v1.41/volumes/create", tmpfs), "HTTP/1.1 201 Created");
     let sent = || -> serde_json::Value {
@@ -229,7 +245,8 @@ fn binds_reach_only_what_the_path_rules_share_and_are_never_made_by_the_engine()
         "(leading to /etc/new) is refused by the rule for /etc",
     );
     // A shared path, missing or not, read-only or not, and a volume pass; the host binds go
-    // on as Mounts binds, which the engine never creates.
+    // on as Mounts binds, which the engine never creates (it refuses the create of a missing
+    // one; this engine here answers 201 to anything).
     let fresh = format!(
         r#"{{"Binds":["{}/new:/x","/usr:/u:ro","data:/d"]}}"#,
         shared_dir.path().display()
@@ -269,21 +286,38 @@ fn engine_with(
                 .and_then(|t| t.strip_suffix("/json"))
                 .filter(|_| head.method == "GET");
             let info = format!(r#"{{"DefaultRuntime":"{default_runtime}"}}"#);
+            let volume = match head.target.as_str() {
+                "/volumes/plain" => Some(r#"{"Driver":"local","Options":{}}"#),
+                "/volumes/optioned" => {
+                    Some(r#"{"Driver":"local","Options":{"o":"bind","device":"/etc"}}"#)
+                }
+                _ => None,
+            };
             let answer = match inspected {
                 _ if head.method == "GET" && head.target == "/info" => format!(
                     "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{info}",
                     info.len()
                 ),
+                _ if volume.is_some() => {
+                    let body = volume.unwrap_or_default();
+                    format!(
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                }
                 Some(asked) => match containers
                     .iter()
                     .find(|(n, id, _)| *n == asked || *id == asked)
                 {
                     Some((name, id, runtime)) => {
-                        // A container named "bound..." has a bind mount.
+                        // A container named "bound..." has a bind mount, "optioned..." a volume
+                        // with mount options; the others a plain volume and a tmpfs.
                         let mounts = if name.starts_with("bound") {
-                            r#"[{"Type":"bind","Source":"/tmp/x"}]"#
+                            r#"[{"Type":"bind","Source":"/tmp/x","Destination":"/x"}]"#
+                        } else if name.starts_with("optioned") {
+                            r#"[{"Type":"volume","Name":"optioned","Destination":"/o"}]"#
                         } else {
-                            r#"[{"Type":"volume"}]"#
+                            r#"[{"Type":"volume","Name":"plain"},{"Type":"tmpfs"}]"#
                         };
                         let body = format!(
                             r#"{{"Id":"{id}","HostConfig":{{"Runtime":"{runtime}"}},"Mounts":{mounts}}}"#
@@ -317,10 +351,12 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
     const ECI_ID: &str = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
     const RUNC_ID: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
     const BOUND_ID: &str = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1";
-    static CONTAINERS: [(&str, &str, &str); 3] = [
+    const OPTIONED_ID: &str = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1";
+    static CONTAINERS: [(&str, &str, &str); 4] = [
         ("web", ECI_ID, "eci"),
         ("host-tool", RUNC_ID, "runc"),
         ("bound", BOUND_ID, "eci"),
+        ("optioned", OPTIONED_ID, "eci"),
     ];
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
@@ -361,8 +397,11 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
     };
     assert_eq!(copy("web"), "HTTP/1.1 200 OK");
     assert_eq!(copy("bound"), "HTTP/1.1 403 Forbidden");
+    assert_eq!(copy("optioned"), "HTTP/1.1 403 Forbidden");
     let put = format!("PUT /v1.43/containers/bound/archive?path=/ {close}");
     assert_eq!(status(&put), "HTTP/1.1 403 Forbidden");
+    let head = format!("HEAD /v1.43/containers/optioned/archive?path=/ {close}");
+    assert_eq!(status(&head), "HTTP/1.1 403 Forbidden");
     // A commit names its container in the query, a network connect in its body.
     let commit = |query: &str| status(&format!("POST /v1.43/commit?{query} {close}"));
     assert_eq!(commit("container=host-tool"), "HTTP/1.1 403 Forbidden");

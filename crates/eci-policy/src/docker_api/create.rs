@@ -78,6 +78,10 @@ pub enum CreateRefusal {
     /// A bind volume whose device is not an absolute path.
     #[error("a local bind volume's device '{0}' is not an absolute host path")]
     VolumeDevice(String),
+    /// `HostConfig.VolumesFrom`: the engine copies another container's binds as binds it makes
+    /// on the host when missing, whatever the proxy had made of them.
+    #[error("HostConfig.VolumesFrom (--volumes-from) is refused through this socket: the engine would bind another container's host paths, and make them on the host when missing; name the volumes or paths instead")]
+    VolumesFrom,
     /// A host bind with an option the proxy does not pass on.
     #[error("a bind mount with the option '{0}' (it would have the engine change the host: make a missing source, relabel a path)")]
     BindOption(String),
@@ -114,9 +118,21 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     };
     only_exact_spellings(
         host_config,
-        &["Runtime", "Annotations", "LogConfig", "Mounts", "Binds"],
+        &[
+            "Runtime",
+            "Annotations",
+            "LogConfig",
+            "Mounts",
+            "Binds",
+            "VolumesFrom",
+        ],
     )?;
     check_binds(host_config.get("Binds"))?;
+    match host_config.get("VolumesFrom") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(from)) if from.is_empty() => {}
+        Some(_) => return Err(CreateRefusal::VolumesFrom),
+    }
     check_log_config(host_config.get("LogConfig"))?;
     check_mounts(host_config.get("Mounts"))?;
     move_host_binds_to_mounts(host_config)?;
@@ -286,9 +302,11 @@ fn check_binds(binds: Option<&Value>) -> Result<(), CreateRefusal> {
 }
 
 /// The host paths a create body binds: `HostConfig.Binds` entries whose source is a path
-/// (`/src:/dst[:options]`; other sources name volumes) and `HostConfig.Mounts` of type `bind`
-/// (where [`vet_create_body`] moves the former). The engine mounts them itself for `docker
-/// cp`, outside the runtime's checks, so a proxy judges them before the create.
+/// (`/src:/dst[:options]`; other sources name volumes), `HostConfig.Mounts` of type `bind`
+/// (where [`vet_create_body`] moves the former), and the devices of the `local` bind volumes
+/// its volume mounts make. The engine mounts them itself (for `docker cp`, and a volume's
+/// device when a container uses it), outside the runtime's checks, so a proxy judges them
+/// before the create.
 ///
 /// ```
 /// use eci_policy::docker_api::create::host_bind_sources;
@@ -307,10 +325,40 @@ pub fn host_bind_sources(body: &[u8]) -> Vec<String> {
         .filter_map(Value::as_str)
         .filter_map(|bind| host_bind(bind).map(|(source, _, _)| source));
     let mounts = host_config["Mounts"].as_array().into_iter().flatten();
-    let from_mounts = mounts
-        .filter(|mount| mount["Type"] == "bind")
-        .filter_map(|mount| mount["Source"].as_str());
+    let from_mounts = mounts.filter_map(|mount| match mount["Type"].as_str() {
+        Some("bind") => mount["Source"].as_str(),
+        Some("volume") => {
+            let config = &mount["VolumeOptions"]["DriverConfig"];
+            bind_volume_device(&config["Name"], &config["Options"])
+        }
+        _ => None,
+    });
     from_binds.chain(from_mounts).map(str::to_string).collect()
+}
+
+/// The host path a volume create body (one [`vet_volume_create_body`] passed) binds, if it
+/// makes a `local` bind volume: the engine binds it into its own storage when a container
+/// uses the volume, and for `docker cp`.
+///
+/// ```
+/// use eci_policy::docker_api::create::volume_bind_device;
+/// let body = br#"{"Name":"v","DriverOpts":{"type":"none","o":"bind","device":"/srv/v"}}"#;
+/// assert_eq!(volume_bind_device(body).as_deref(), Some("/srv/v"));
+/// ```
+pub fn volume_bind_device(body: &[u8]) -> Option<String> {
+    let request = serde_json::from_slice::<Value>(body).ok()?;
+    bind_volume_device(&request["Driver"], &request["DriverOpts"]).map(str::to_string)
+}
+
+/// The device of a `local` bind volume with `options`, made by `driver`.
+fn bind_volume_device<'v>(driver: &Value, options: &'v Value) -> Option<&'v str> {
+    let local = matches!(driver, Value::Null) || matches!(driver.as_str(), Some("" | "local"));
+    let binds = options["o"]
+        .as_str()
+        .is_some_and(|o| o.split(',').any(|w| w == "bind" || w == "rbind"));
+    (local && binds)
+        .then(|| options["device"].as_str())
+        .flatten()
 }
 
 /// `HostConfig.Mounts`: a volume mount may create its volume with a driver's options.
@@ -600,6 +648,34 @@ mod tests {
             vet_create_body(spelt, "eci"),
             Err(CreateRefusal::Spelling(..))
         ));
+    }
+
+    #[test]
+    fn volumes_from_is_refused_and_bind_volume_devices_are_bind_sources() {
+        for body in [
+            &br#"{"HostConfig":{"VolumesFrom":["other"]}}"#[..],
+            br#"{"HostConfig":{"VolumesFrom":"other"}}"#,
+        ] {
+            assert_eq!(
+                vet_create_body(body, "eci"),
+                Err(CreateRefusal::VolumesFrom)
+            );
+        }
+        assert!(vet_create_body(br#"{"HostConfig":{"VolumesFrom":[]}}"#, "eci").is_ok());
+        let spelt = br#"{"HostConfig":{"volumesfrom":["other"]}}"#;
+        assert!(matches!(
+            vet_create_body(spelt, "eci"),
+            Err(CreateRefusal::Spelling(..))
+        ));
+        let body = br#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v",
+            "VolumeOptions":{"DriverConfig":{"Options":{"type":"none","o":"bind","device":"/srv/v"}}}},
+            {"Type":"volume","Source":"p","Target":"/p",
+            "VolumeOptions":{"DriverConfig":{"Name":"plugin","Options":{"o":"bind","device":"/x"}}}}]}}"#;
+        assert_eq!(host_bind_sources(body), ["/srv/v"]);
+        assert_eq!(
+            volume_bind_device(br#"{"DriverOpts":{"type":"tmpfs"}}"#),
+            None
+        );
     }
 
     #[test]
