@@ -99,44 +99,45 @@ pub(super) fn container_facts(socket: &Path, container: &str) -> Result<Option<C
     }))
 }
 
-/// The first mount of the engine's container `id` (its full ID) through which a `docker cp`
-/// would reach the host: a bind, or a volume that is anything but a plain one of the `local`
-/// driver (one with mount options may bind any host path, and another driver's is its
-/// plugin's). The engine mounts them itself for the copy, outside the runtime's checks.
-/// `Ok(None)` when there is none; an error when the engine does not say.
+/// The first mount of the engine's container `id` (its full ID) that a `docker cp` would have
+/// the engine mount itself, on the host, outside the runtime's checks: anything but a tmpfs.
+/// A bind's source may lead elsewhere by then; a volume with mount options binds its device;
+/// and the engine makes each mount point inside the others by path, so a container sharing a
+/// plain volume can turn one into a symlink out of it meanwhile. `Ok(None)` when there is
+/// none; an error when the engine does not say.
 pub(super) fn mount_reaching_the_host(socket: &Path, id: &str) -> Result<Option<String>> {
     let found = engine_get(socket, &format!("/containers/{}/json", percent_encode(id)))?;
-    let invalid = |what: String| {
+    let mounts = found["Mounts"].as_array().ok_or_else(|| {
         Error::io(format!("reading the mounts of container {id}"))(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            what,
+            "no Mounts",
         ))
+    })?;
+    Ok(mounts
+        .iter()
+        .find(|mount| mount["Type"] != "tmpfs")
+        .map(|mount| mount["Destination"].as_str().unwrap_or("?").to_string()))
+}
+
+/// Whether the engine's volume `name` is one it would mount with options other than a tmpfs's
+/// (a bind of a host path, a disk, a network filesystem): filled from an image, it would take
+/// the image's files as root, setuid bits and all. `Ok(false)` for a volume the engine does
+/// not have (a create makes a plain one).
+pub(super) fn volume_with_mount_options(socket: &Path, name: &str) -> Result<bool> {
+    let target = format!("/volumes/{}", percent_encode(name));
+    let Some(volume) = engine_get_found(socket, &target)? else {
+        return Ok(false);
     };
-    let mounts = found["Mounts"]
-        .as_array()
-        .ok_or_else(|| invalid("no Mounts".into()))?;
-    for mount in mounts {
-        let destination = mount["Destination"].as_str().unwrap_or("?").to_string();
-        match mount["Type"].as_str() {
-            Some("volume") => {}
-            Some("tmpfs" | "npipe") => continue,
-            _ => return Ok(Some(destination)),
-        }
-        let name = mount["Name"]
-            .as_str()
-            .ok_or_else(|| invalid(format!("no Name for the volume at {destination}")))?;
-        let volume = engine_get(socket, &format!("/volumes/{}", percent_encode(name)))?;
-        let local = matches!(volume["Driver"].as_str(), Some("local"));
-        let plain = match &volume["Options"] {
-            serde_json::Value::Null => true,
-            serde_json::Value::Object(options) => options.is_empty(),
-            _ => false,
-        };
-        if !(local && plain) {
-            return Ok(Some(destination));
-        }
+    if volume["Driver"] != "local" {
+        return Ok(false);
     }
-    Ok(None)
+    Ok(match &volume["Options"] {
+        serde_json::Value::Null => false,
+        serde_json::Value::Object(options) => {
+            !options.is_empty() && options.get("type").and_then(|t| t.as_str()) != Some("tmpfs")
+        }
+        _ => true,
+    })
 }
 
 /// The full ID of the container the engine's exec instance `exec_id` runs in; `Ok(None)` when

@@ -197,9 +197,9 @@ impl Shared {
             Ok(Some(destination)) => Err((
                 403,
                 format!(
-                    "eci: docker cp into or out of a container with bind mounts or volumes with \
-                     mount options (here at {destination}): the engine would mount them itself, \
-                     on the host, outside eci's checks"
+                    "eci: docker cp into or out of a container with bind mounts or volumes (here \
+                     at {destination}): the engine would mount them itself, on the host, outside \
+                     eci's checks"
                 ),
             )),
             Err(err) => Err((403, format!("eci: the mounts of the container: {err}"))),
@@ -796,6 +796,21 @@ fn vet_create(
     if let Some(why) = shared.binds.refusal(sources) {
         return Ok(Err((403, why)));
     }
+    for name in eci_policy::docker_api::create::named_volumes(&vetted) {
+        match engine::volume_with_mount_options(&shared.upstream, &name) {
+            Ok(false) => {}
+            Ok(true) => {
+                return Ok(Err((
+                    403,
+                    format!(
+                        "eci: the volume {name} has mount options (a bind of a host path, a \
+                         disk): the engine would copy an image's files into it as root"
+                    ),
+                )))
+            }
+            Err(err) => return Ok(Err((403, format!("eci: the volume {name}: {err}")))),
+        }
+    }
     Ok(Ok(with_body(request, &vetted)))
 }
 
@@ -888,7 +903,7 @@ fn where_it_leads(named: &Path) -> std::io::Result<PathBuf> {
 fn vet_volume_create(
     client: &mut Side,
     request: Head,
-    shared: &Shared,
+    _shared: &Shared,
 ) -> ProxyResult<std::result::Result<Head, Refusal>> {
     let body = match read_body(client, &request, "volume create")? {
         Ok(body) => body,
@@ -896,13 +911,7 @@ fn vet_volume_create(
     };
     Ok(
         match eci_policy::docker_api::create::vet_volume_create_body(&body) {
-            Ok(vetted) => {
-                let device = eci_policy::docker_api::create::volume_bind_device(&vetted);
-                match shared.binds.refusal(device) {
-                    Some(why) => Err((403, why)),
-                    None => Ok(with_body(request, &vetted)),
-                }
-            }
+            Ok(vetted) => Ok(with_body(request, &vetted)),
             Err(refusal) => Err((403, format!("eci: {refusal}"))),
         },
     )

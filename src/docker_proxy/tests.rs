@@ -43,7 +43,9 @@ fn eci_runtime() -> CreateRuntime {
     CreateRuntime::Named("eci".into())
 }
 
-/// An engine that keeps the body of each request it reads (by Content-Length) and answers 201.
+/// An engine that keeps the body of each request it reads (by Content-Length) and answers 201;
+/// it has no volume (`GET /volumes/NAME` answers 404, unrecorded), but one named `optioned`,
+/// a bind of /etc.
 fn recording_engine(path: &Path) -> Arc<std::sync::Mutex<Vec<Vec<u8>>>> {
     let listener = UnixListener::bind(path).unwrap();
     let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -53,6 +55,20 @@ fn recording_engine(path: &Path) -> Arc<std::sync::Mutex<Vec<Vec<u8>>>> {
             let mut side = Side::new(stream);
             let mut out = side.stream.try_clone().unwrap();
             while let Ok(Some(head)) = read_request(&mut side) {
+                if head.method == "GET" && head.target.starts_with("/volumes/") {
+                    let volume = r#"{"Driver":"local","Options":{"o":"bind","device":"/etc"}}"#;
+                    let answer = if head.target == "/volumes/optioned" {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{volume}",
+                            volume.len()
+                        )
+                    } else {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string()
+                    };
+                    // HTTP/1.0, as the proxy asks: the answer ends with the connection.
+                    let _ = out.write_all(answer.as_bytes());
+                    break;
+                }
                 let mut body = Vec::new();
                 if let Framing::Length(n) = head.framing {
                     side.copy(n, &mut body).unwrap();
@@ -166,12 +182,23 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
         "nothing refused reached the engine"
     );
 
+    // Even of a shared path: the engine would copy an image's files into it as root.
     let shared_bind = r#"{"Name":"s","DriverOpts":{"type":"none","o":"bind","device":"/srv/s"}}"#;
     assert_eq!(
         post("/v1.41/volumes/create", shared_bind),
-        "HTTP/1.1 201 Created"
+        "HTTP/1.1 403 Forbidden"
     );
-    bodies.lock().unwrap().clear();
+    // So is a create that mounts an existing volume with mount options.
+    let optioned = r#"{"Image":"a","HostConfig":{"Binds":["optioned:/o"]}}"#;
+    assert_eq!(
+        post("/v1.41/containers/create", optioned),
+        "HTTP/1.1 403 Forbidden"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(
+        bodies.lock().unwrap().is_empty(),
+        "nothing refused reached the engine"
+    );
     let tmpfs = r#"{"Name":"t","DriverOpts":{"type":"tmpfs","device":"tmpfs"}}"#;
     assert_eq!(post("/v1.41/volumes/create", tmpfs), "HTTP/1.1 201 Created");
     let sent = || -> serde_json::Value {
@@ -286,38 +313,24 @@ fn engine_with(
                 .and_then(|t| t.strip_suffix("/json"))
                 .filter(|_| head.method == "GET");
             let info = format!(r#"{{"DefaultRuntime":"{default_runtime}"}}"#);
-            let volume = match head.target.as_str() {
-                "/volumes/plain" => Some(r#"{"Driver":"local","Options":{}}"#),
-                "/volumes/optioned" => {
-                    Some(r#"{"Driver":"local","Options":{"o":"bind","device":"/etc"}}"#)
-                }
-                _ => None,
-            };
             let answer = match inspected {
                 _ if head.method == "GET" && head.target == "/info" => format!(
                     "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{info}",
                     info.len()
                 ),
-                _ if volume.is_some() => {
-                    let body = volume.unwrap_or_default();
-                    format!(
-                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    )
-                }
                 Some(asked) => match containers
                     .iter()
                     .find(|(n, id, _)| *n == asked || *id == asked)
                 {
                     Some((name, id, runtime)) => {
-                        // A container named "bound..." has a bind mount, "optioned..." a volume
-                        // with mount options; the others a plain volume and a tmpfs.
+                        // A container named "bound..." has a bind mount, "volumed..." a volume;
+                        // the others a tmpfs alone.
                         let mounts = if name.starts_with("bound") {
                             r#"[{"Type":"bind","Source":"/tmp/x","Destination":"/x"}]"#
-                        } else if name.starts_with("optioned") {
-                            r#"[{"Type":"volume","Name":"optioned","Destination":"/o"}]"#
+                        } else if name.starts_with("volumed") {
+                            r#"[{"Type":"volume","Name":"v","Destination":"/v"}]"#
                         } else {
-                            r#"[{"Type":"volume","Name":"plain"},{"Type":"tmpfs"}]"#
+                            r#"[{"Type":"tmpfs","Destination":"/t"}]"#
                         };
                         let body = format!(
                             r#"{{"Id":"{id}","HostConfig":{{"Runtime":"{runtime}"}},"Mounts":{mounts}}}"#
@@ -356,7 +369,7 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         ("web", ECI_ID, "eci"),
         ("host-tool", RUNC_ID, "runc"),
         ("bound", BOUND_ID, "eci"),
-        ("optioned", OPTIONED_ID, "eci"),
+        ("volumed", OPTIONED_ID, "eci"),
     ];
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
@@ -397,10 +410,10 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
     };
     assert_eq!(copy("web"), "HTTP/1.1 200 OK");
     assert_eq!(copy("bound"), "HTTP/1.1 403 Forbidden");
-    assert_eq!(copy("optioned"), "HTTP/1.1 403 Forbidden");
+    assert_eq!(copy("volumed"), "HTTP/1.1 403 Forbidden");
     let put = format!("PUT /v1.43/containers/bound/archive?path=/ {close}");
     assert_eq!(status(&put), "HTTP/1.1 403 Forbidden");
-    let head = format!("HEAD /v1.43/containers/optioned/archive?path=/ {close}");
+    let head = format!("HEAD /v1.43/containers/volumed/archive?path=/ {close}");
     assert_eq!(status(&head), "HTTP/1.1 403 Forbidden");
     // A commit names its container in the query, a network connect in its body.
     let commit = |query: &str| status(&format!("POST /v1.43/commit?{query} {close}"));

@@ -600,7 +600,12 @@ pub fn query_container(
 ///   from a `fromSrc` URL: the engine fetches them from the host's network, where the
 ///   container could not reach (a cloud's metadata service, the host's own services), and
 ///   hands back what it got (a text file becomes the Dockerfile, whose errors quote it; a
-///   tarball becomes an image). A context or an image sent in the request's body is fine.
+///   tarball becomes an image). A context or an image sent in the request's body is fine;
+/// - checkpoints (list, create, remove, and a start from one): the engine makes, lists, tars
+///   and removes, as root, the host directory the request names (`dir`, `CheckpointDir`,
+///   `checkpoint-dir`), and eci has no checkpoints anyway;
+/// - the swarm's secrets (`GET /swarm` shows the join tokens, `/swarm/unlockkey` the key): a
+///   node of the caller's could join as a manager and schedule tasks here with any runtime.
 ///
 /// ```
 /// use eci_policy::docker_api::{query_refusal, Api};
@@ -612,11 +617,34 @@ pub fn query_container(
 /// assert!(query_refusal(Api::Grpc, "").is_some());
 /// assert_eq!(query_refusal(Api::Build, "t=app&networkmode=none"), None);
 /// assert_eq!(query_refusal(Api::ContainerList, "all=1"), None);
+/// assert!(query_refusal(Api::CheckpointDelete, "dir=/").is_some());
+/// assert!(query_refusal(Api::ContainerStart, "checkpoint=c&checkpoint-dir=/etc").is_some());
+/// assert_eq!(query_refusal(Api::ContainerStart, ""), None);
+/// assert!(query_refusal(Api::SwarmInspect, "").is_some());
 /// ```
 pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
     match api {
         Api::Session | Api::Grpc => {
             Some("BuildKit's session and gRPC endpoints carry options the proxy cannot check")
+        }
+        // The engine creates, lists and removes (as root) the directory a checkpoint request
+        // names (`dir`, `CheckpointDir`), anywhere on the host; eci has no checkpoints anyway.
+        Api::CheckpointList | Api::CheckpointCreate | Api::CheckpointDelete => {
+            Some("checkpoint requests name host directories the engine makes and removes as root")
+        }
+        Api::ContainerStart => {
+            let Ok(values) = query_values(query) else {
+                return Some("the start's query does not decode");
+            };
+            values
+                .iter()
+                .any(|(key, _)| key == "checkpoint" || key == "checkpoint-dir")
+                .then_some("a start from a checkpoint has the engine read a host directory as root")
+        }
+        // Join tokens and the unlock key would let a node of the caller's join as a manager
+        // and schedule tasks here with any runtime and any bind.
+        Api::SwarmInspect | Api::SwarmUnlockKey => {
+            Some("the swarm's join tokens and unlock key would let another node manage this one")
         }
         Api::Build => {
             let Ok(values) = query_values(query) else {

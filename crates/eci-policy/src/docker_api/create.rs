@@ -15,14 +15,16 @@
 //! `fluentd`, `splunk`, ...) connects from the host's network to any address it is given, and a
 //! volume of the `local` driver with mount options (`HostConfig.Mounts[].VolumeOptions`, or
 //! `POST /volumes/create`, [`vet_volume_create_body`]) is mounted on the host by the engine: an
-//! NFS or CIFS one connects from the host's network, a disk or an overlay shows host files. So
-//! only the log drivers that write on the host (`json-file`, `local`, `journald`, `none`) and
-//! plain, tmpfs and bind volumes pass (eci's runtime then judges a bind volume by the path it
-//! binds). Volumes of other drivers (plugins the administrator installed) pass as they are.
+//! NFS or CIFS one connects from the host's network, a disk or an overlay shows host files, and
+//! into a bind one the engine copies an image's files as root. So only the log drivers that
+//! write on the host (`json-file`, `local`, `journald`, `none`) and plain and tmpfs volumes
+//! pass. Volumes of other drivers (plugins the administrator installed) pass as they are.
 //!
 //! And a host path in `HostConfig.Binds` would have the engine make it, as root, when missing,
 //! each time the container starts: it goes on as a `HostConfig.Mounts` bind, which the engine
-//! never creates ([`host_bind_sources`] lists the paths a proxy must then judge).
+//! never creates ([`host_bind_sources`] lists the paths a proxy must then judge). `VolumesFrom`,
+//! `Links`, `Devices` beyond eci's safe set and a `CgroupParent` with `..` are refused: the
+//! engine acts on them itself, on the host.
 //!
 //! ```
 //! use eci_policy::docker_api::create::{vet_create_body, CreateRefusal};
@@ -73,27 +75,23 @@ pub enum CreateRefusal {
     LogDriver(String),
     /// A `local` volume the engine would mount on the host as something other than a plain
     /// directory, a tmpfs or a bind.
-    #[error("a local volume of type '{0}' would be mounted on the host by the engine (a network filesystem connects from the host's network, a disk or an overlay shows host files); only plain, tmpfs and bind volumes may be made through this socket")]
+    #[error("a local volume of type '{0}' would be mounted on the host by the engine (a network filesystem connects from the host's network, a disk or an overlay shows host files); only plain and tmpfs volumes may be made through this socket")]
     VolumeType(String),
-    /// A bind volume whose device is not an absolute path.
-    #[error("a local bind volume's device '{0}' is not an absolute host path")]
-    VolumeDevice(String),
+    /// A `local` bind volume: the engine binds its device into its own storage, and copies an
+    /// image's files into it (as root, setuid bits and all) when it is empty.
+    #[error("a local bind volume (of '{0}') is refused through this socket: the engine would copy an image's files into the host path as root; bind the path itself instead")]
+    VolumeBind(String),
     /// `HostConfig.VolumesFrom`: the engine copies another container's binds as binds it makes
     /// on the host when missing, whatever the proxy had made of them.
     #[error("HostConfig.VolumesFrom (--volumes-from) is refused through this socket: the engine would bind another container's host paths, and make them on the host when missing; name the volumes or paths instead")]
     VolumesFrom,
+    /// A field the engine acts on itself, on the host, outside eci.
+    #[error("HostConfig.{0} is refused through this socket: the engine acts on it itself, on the host (Links copy another container's environment, Devices look host paths up as root beyond the safe set, a CgroupParent with '..' leaves the cgroup tree)")]
+    EngineSide(&'static str),
     /// A host bind with an option the proxy does not pass on.
     #[error("a bind mount with the option '{0}' (it would have the engine change the host: make a missing source, relabel a path)")]
     BindOption(String),
-    /// A bind volume with a type, or with options beyond a plain bind's.
-    #[error("a local bind volume may have no type but 'none' and no option '{0}'")]
-    VolumeBindOption(String),
 }
-
-/// The options a `local` bind volume may have.
-const PLAIN_BIND_WORDS: &[&str] = &[
-    "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate",
-];
 
 /// The log drivers that write the container's output on the host and connect nowhere.
 pub const LOCAL_LOG_DRIVERS: &[&str] = &["json-file", "local", "journald", "none"];
@@ -125,8 +123,12 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
             "Mounts",
             "Binds",
             "VolumesFrom",
+            "Links",
+            "Devices",
+            "CgroupParent",
         ],
     )?;
+    check_engine_side_fields(host_config)?;
     check_binds(host_config.get("Binds"))?;
     match host_config.get("VolumesFrom") {
         None | Some(Value::Null) => {}
@@ -199,6 +201,47 @@ fn check_log_config(log_config: Option<&Value>) -> Result<(), CreateRefusal> {
         Some(Value::String(driver)) if LOCAL_LOG_DRIVERS.contains(&driver.as_str()) => Ok(()),
         Some(Value::String(driver)) => Err(CreateRefusal::LogDriver(driver.clone())),
         Some(_) => Err(CreateRefusal::Malformed("HostConfig.LogConfig.Type")),
+    }
+}
+
+/// The fields the engine acts on itself, on the host, before the runtime sees the container:
+/// - `Links`: the engine copies a linked container's environment (its secrets, for one of
+///   another runtime) into the new one;
+/// - `Devices`: the engine looks each `PathOnHost` up as root (following links, walking a
+///   directory), which tells what exists on the host; only the devices eci's runtime allows
+///   may be named ([`crate::harden::SAFE_DEVICES`]);
+/// - `CgroupParent` with `..`: the engine may make and write cgroup files outside the tree.
+fn check_engine_side_fields(host_config: &Map<String, Value>) -> Result<(), CreateRefusal> {
+    match host_config.get("Links") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(links)) if links.is_empty() => {}
+        Some(_) => return Err(CreateRefusal::EngineSide("Links")),
+    }
+    let safe = |path: &str| {
+        crate::harden::SAFE_DEVICES
+            .iter()
+            .any(|(_, _, safe)| *safe == path)
+    };
+    match host_config.get("Devices") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(devices)) => {
+            for device in devices {
+                let Value::Object(fields) = device else {
+                    return Err(CreateRefusal::Malformed("HostConfig.Devices"));
+                };
+                only_exact_spellings(fields, &["PathOnHost"])?;
+                match fields.get("PathOnHost") {
+                    Some(Value::String(path)) if safe(path) => {}
+                    _ => return Err(CreateRefusal::EngineSide("Devices")),
+                }
+            }
+        }
+        Some(_) => return Err(CreateRefusal::Malformed("HostConfig.Devices")),
+    }
+    match host_config.get("CgroupParent") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(parent)) if !parent.split('/').any(|part| part == "..") => Ok(()),
+        Some(_) => Err(CreateRefusal::EngineSide("CgroupParent")),
     }
 }
 
@@ -302,11 +345,9 @@ fn check_binds(binds: Option<&Value>) -> Result<(), CreateRefusal> {
 }
 
 /// The host paths a create body binds: `HostConfig.Binds` entries whose source is a path
-/// (`/src:/dst[:options]`; other sources name volumes), `HostConfig.Mounts` of type `bind`
-/// (where [`vet_create_body`] moves the former), and the devices of the `local` bind volumes
-/// its volume mounts make. The engine mounts them itself (for `docker cp`, and a volume's
-/// device when a container uses it), outside the runtime's checks, so a proxy judges them
-/// before the create.
+/// (`/src:/dst[:options]`; other sources name volumes) and `HostConfig.Mounts` of type
+/// `bind` (where [`vet_create_body`] moves the former). The engine mounts them itself for
+/// `docker cp`, outside the runtime's checks, so a proxy judges them before the create.
 ///
 /// ```
 /// use eci_policy::docker_api::create::host_bind_sources;
@@ -325,40 +366,39 @@ pub fn host_bind_sources(body: &[u8]) -> Vec<String> {
         .filter_map(Value::as_str)
         .filter_map(|bind| host_bind(bind).map(|(source, _, _)| source));
     let mounts = host_config["Mounts"].as_array().into_iter().flatten();
-    let from_mounts = mounts.filter_map(|mount| match mount["Type"].as_str() {
-        Some("bind") => mount["Source"].as_str(),
-        Some("volume") => {
-            let config = &mount["VolumeOptions"]["DriverConfig"];
-            bind_volume_device(&config["Name"], &config["Options"])
-        }
-        _ => None,
-    });
+    let from_mounts = mounts
+        .filter(|mount| mount["Type"] == "bind")
+        .filter_map(|mount| mount["Source"].as_str());
     from_binds.chain(from_mounts).map(str::to_string).collect()
 }
 
-/// The host path a volume create body (one [`vet_volume_create_body`] passed) binds, if it
-/// makes a `local` bind volume: the engine binds it into its own storage when a container
-/// uses the volume, and for `docker cp`.
+/// The named volumes a create body mounts (`HostConfig.Binds` entries whose source is a name,
+/// `HostConfig.Mounts` of type `volume` with a `Source`): an existing one the engine fills
+/// from the image, as root, if it is empty, which a proxy asks the engine about.
 ///
 /// ```
-/// use eci_policy::docker_api::create::volume_bind_device;
-/// let body = br#"{"Name":"v","DriverOpts":{"type":"none","o":"bind","device":"/srv/v"}}"#;
-/// assert_eq!(volume_bind_device(body).as_deref(), Some("/srv/v"));
+/// use eci_policy::docker_api::create::named_volumes;
+/// let body = br#"{"HostConfig":{"Binds":["db:/db","/srv:/s","/anon"],
+///                 "Mounts":[{"Type":"volume","Source":"logs","Target":"/l"}]}}"#;
+/// assert_eq!(named_volumes(body), ["db", "logs"]);
 /// ```
-pub fn volume_bind_device(body: &[u8]) -> Option<String> {
-    let request = serde_json::from_slice::<Value>(body).ok()?;
-    bind_volume_device(&request["Driver"], &request["DriverOpts"]).map(str::to_string)
-}
-
-/// The device of a `local` bind volume with `options`, made by `driver`.
-fn bind_volume_device<'v>(driver: &Value, options: &'v Value) -> Option<&'v str> {
-    let local = matches!(driver, Value::Null) || matches!(driver.as_str(), Some("" | "local"));
-    let binds = options["o"]
-        .as_str()
-        .is_some_and(|o| o.split(',').any(|w| w == "bind" || w == "rbind"));
-    (local && binds)
-        .then(|| options["device"].as_str())
-        .flatten()
+pub fn named_volumes(body: &[u8]) -> Vec<String> {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let host_config = &request["HostConfig"];
+    let binds = host_config["Binds"].as_array().into_iter().flatten();
+    let from_binds = binds.filter_map(Value::as_str).filter_map(|bind| {
+        let parts: Vec<&str> = bind.split(':').collect();
+        let named = matches!(parts.len(), 2 | 3) && !parts[0].starts_with('/');
+        named.then_some(parts[0])
+    });
+    let mounts = host_config["Mounts"].as_array().into_iter().flatten();
+    let from_mounts = mounts
+        .filter(|mount| mount["Type"] == "volume")
+        .filter_map(|mount| mount["Source"].as_str())
+        .filter(|source| !source.is_empty());
+    from_binds.chain(from_mounts).map(str::to_string).collect()
 }
 
 /// `HostConfig.Mounts`: a volume mount may create its volume with a driver's options.
@@ -430,22 +470,7 @@ fn check_volume(driver: Option<&Value>, options: Option<&Value>) -> Result<(), C
         .split(',')
         .any(|word| word == "bind" || word == "rbind");
     if binds {
-        // MS_BIND makes the type irrelevant to the kernel, not to the driver, which resolves an
-        // NFS or CIFS address first; a shared bind would take the host's mounts in its place.
-        if !matches!(typ, "" | "none") {
-            return Err(CreateRefusal::VolumeBindOption(format!("type={typ}")));
-        }
-        if let Some(word) = mount_opts
-            .split(',')
-            .find(|w| !PLAIN_BIND_WORDS.contains(w))
-        {
-            return Err(CreateRefusal::VolumeBindOption(word.to_string()));
-        }
-        return if device.starts_with('/') {
-            Ok(())
-        } else {
-            Err(CreateRefusal::VolumeDevice(device.to_string()))
-        };
+        return Err(CreateRefusal::VolumeBind(device.to_string()));
     }
     match typ {
         "" if mount_opts.is_empty() && device.is_empty() => Ok(()),
@@ -667,15 +692,26 @@ mod tests {
             vet_create_body(spelt, "eci"),
             Err(CreateRefusal::Spelling(..))
         ));
-        let body = br#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v",
-            "VolumeOptions":{"DriverConfig":{"Options":{"type":"none","o":"bind","device":"/srv/v"}}}},
-            {"Type":"volume","Source":"p","Target":"/p",
-            "VolumeOptions":{"DriverConfig":{"Name":"plugin","Options":{"o":"bind","device":"/x"}}}}]}}"#;
-        assert_eq!(host_bind_sources(body), ["/srv/v"]);
-        assert_eq!(
-            volume_bind_device(br#"{"DriverOpts":{"type":"tmpfs"}}"#),
-            None
-        );
+        for (host_config, field) in [
+            (r#"{"Links":["db:db"]}"#, "Links"),
+            (r#"{"Devices":[{"PathOnHost":"/dev/sda"}]}"#, "Devices"),
+            (r#"{"Devices":[{"PathOnHost":"/"}]}"#, "Devices"),
+            (r#"{"CgroupParent":"/../../x"}"#, "CgroupParent"),
+        ] {
+            let body = format!(r#"{{"HostConfig":{host_config}}}"#);
+            assert_eq!(
+                vet_create_body(body.as_bytes(), "eci"),
+                Err(CreateRefusal::EngineSide(field)),
+                "{host_config}"
+            );
+        }
+        let fine = br#"{"HostConfig":{"Links":[],"CgroupParent":"/ci",
+            "Devices":[{"PathOnHost":"/dev/fuse","PathInContainer":"/dev/fuse"}]}}"#;
+        assert!(vet_create_body(fine, "eci").is_ok());
+        let body = br#"{"HostConfig":{"Binds":["db:/db","/srv:/s","/anon","a:b:c:d"],
+            "Mounts":[{"Type":"volume","Source":"logs","Target":"/l"},
+                      {"Type":"volume","Target":"/anonymous"}]}}"#;
+        assert_eq!(named_volumes(body), ["db", "logs"]);
     }
 
     #[test]
@@ -733,13 +769,11 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_tmpfs_and_bind_local_volumes_are_made() {
+    fn only_plain_and_tmpfs_local_volumes_are_made() {
         let allowed = [
             r#"{}"#,
             r#"{"Options":{"size":"1G"}}"#,
             r#"{"Name":"local","Options":{"type":"tmpfs","device":"tmpfs","o":"size=1m"}}"#,
-            r#"{"Options":{"type":"none","o":"bind","device":"/srv/db"}}"#,
-            r#"{"Options":{"type":"none","o":"ro,rbind,rprivate","device":"/srv/db"}}"#,
             r#"{"Name":"a-plugin","Options":{"type":"nfs"}}"#,
         ];
         for config in allowed {
@@ -785,20 +819,12 @@ mod tests {
                 CreateRefusal::VolumeType("(none)".into()),
             ),
             (
-                r#"{"Options":{"o":"bind","device":"etc"}}"#,
-                CreateRefusal::VolumeDevice("etc".into()),
+                r#"{"Options":{"type":"none","o":"bind","device":"/srv/db"}}"#,
+                CreateRefusal::VolumeBind("/srv/db".into()),
             ),
             (
-                r#"{"Options":{"type":"nfs","o":"bind","device":"/srv"}}"#,
-                CreateRefusal::VolumeBindOption("type=nfs".into()),
-            ),
-            (
-                r#"{"Options":{"o":"rbind,rshared","device":"/"}}"#,
-                CreateRefusal::VolumeBindOption("rshared".into()),
-            ),
-            (
-                r#"{"Options":{"o":"bind,addr=h","device":"/srv"}}"#,
-                CreateRefusal::VolumeBindOption("addr=h".into()),
+                r#"{"Options":{"type":"nfs","o":"ro,rbind","device":"/srv"}}"#,
+                CreateRefusal::VolumeBind("/srv".into()),
             ),
         ];
         for (config, refusal) in refused {
@@ -842,7 +868,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_local_volume_passes_only_as_plain_tmpfs_or_an_absolute_bind(
+        fn a_local_volume_passes_only_as_plain_or_tmpfs(
             typ in proptest::option::of(prop::sample::select(vec!["", "tmpfs", "nfs", "none", "ext4"])),
             words in proptest::collection::vec(prop::sample::select(vec!["bind", "rbind", "ro", "addr=1.2.3.4", "size=1m"]), 0..3),
             device in proptest::option::of(prop::sample::select(vec!["", "/srv", "srv", "tmpfs", ":/x"])),
@@ -855,13 +881,7 @@ mod tests {
             let verdict = vet_volume_create_body(body.as_bytes());
             let bind = words.iter().any(|w| *w == "bind" || *w == "rbind");
             let plain = typ.unwrap_or("").is_empty() && words.is_empty() && device.unwrap_or("").is_empty();
-            let expected = if bind {
-                matches!(typ, None | Some("") | Some("none"))
-                    && words.iter().all(|w| !w.starts_with("addr=") && *w != "size=1m")
-                    && device.is_some_and(|d| d.starts_with('/'))
-            } else {
-                plain || typ == Some("tmpfs")
-            };
+            let expected = !bind && (plain || typ == Some("tmpfs"));
             prop_assert_eq!(verdict.is_ok(), expected, "{:?}", verdict);
         }
 
