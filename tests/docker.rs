@@ -651,6 +651,31 @@ fn the_socket_proxy_enforces_the_command_list() {
     let (code, _, err) = through(&["cp", "cp-vol:/h/.", "-"], "");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("bind mounts or volumes"), "{err}");
+    // A network that would take over a host interface, or route an address range of the
+    // host's.
+    let takeover = [
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.name=lo",
+        "lo-net",
+    ];
+    let (code, _, err) = through(&takeover, "");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("a network with Options com.docker.network.bridge.name"),
+        "{err}"
+    );
+    let routed = [
+        "network",
+        "create",
+        "--subnet",
+        "169.254.169.252/30",
+        "meta-net",
+    ];
+    let (code, _, err) = through(&routed, "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("IPAM.Config"), "{err}");
     // Checkpoints name host directories the engine makes and removes as root.
     let checkpoint =
         "GET /v1.41/containers/cp-vol/checkpoints?dir=/root HTTP/1.1\r\nHost: d\r\n\r\n";

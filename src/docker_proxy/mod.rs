@@ -596,6 +596,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         let vet_body = match api {
             Some(Api::ContainerCreate) => Some(vet_create as BodyVetter),
             Some(Api::VolumeCreate) => Some(vet_volume_create as BodyVetter),
+            Some(Api::NetworkCreate) => Some(vet_network_create as BodyVetter),
             Some(Api::NetworkConnect | Api::NetworkDisconnect) => {
                 Some(vet_network_member as BodyVetter)
             }
@@ -911,6 +912,24 @@ fn vet_volume_create(
     };
     Ok(
         match eci_policy::docker_api::create::vet_volume_create_body(&body) {
+            Ok(vetted) => Ok(with_body(request, &vetted)),
+            Err(refusal) => Err((403, format!("eci: {refusal}"))),
+        },
+    )
+}
+
+/// Reads a network create's body: a plain bridge with the engine's own addresses.
+fn vet_network_create(
+    client: &mut Side,
+    request: Head,
+    _shared: &Shared,
+) -> ProxyResult<std::result::Result<Head, Refusal>> {
+    let body = match read_body(client, &request, "network create")? {
+        Ok(body) => body,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    Ok(
+        match eci_policy::docker_api::network::vet_network_create_body(&body) {
             Ok(vetted) => Ok(with_body(request, &vetted)),
             Err(refusal) => Err((403, format!("eci: {refusal}"))),
         },

@@ -182,6 +182,12 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
         "nothing refused reached the engine"
     );
 
+    // A network that would take over a host interface.
+    let takeover = r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"lo"}}"#;
+    assert_eq!(
+        post("/v1.41/networks/create", takeover),
+        "HTTP/1.1 403 Forbidden"
+    );
     // Even of a shared path: the engine would copy an image's files into it as root.
     let shared_bind = r#"{"Name":"s","DriverOpts":{"type":"none","o":"bind","device":"/srv/s"}}"#;
     assert_eq!(

@@ -1355,6 +1355,7 @@ impl CommandList {
 }
 
 pub mod create;
+pub mod network;
 
 #[cfg(test)]
 mod tests;

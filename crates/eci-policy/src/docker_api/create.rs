@@ -88,6 +88,10 @@ pub enum CreateRefusal {
     /// A field the engine acts on itself, on the host, outside eci.
     #[error("HostConfig.{0} is refused through this socket: the engine acts on it itself, on the host (Links copy another container's environment, Devices look host paths up as root beyond the safe set, a CgroupParent with '..' leaves the cgroup tree)")]
     EngineSide(&'static str),
+    /// A network create asks for what the engine would set up on the host beyond a plain
+    /// bridge with addresses of its own pools.
+    #[error("a network with {0} is refused through this socket: the engine would set it up on the host (a host interface, the host's routes, its forwarding); only a plain bridge with the engine's own addresses may be made")]
+    NetworkOption(String),
     /// A host bind with an option the proxy does not pass on.
     #[error("a bind mount with the option '{0}' (it would have the engine change the host: make a missing source, relabel a path)")]
     BindOption(String),
@@ -482,7 +486,7 @@ fn check_volume(driver: Option<&Value>, options: Option<&Value>) -> Result<(), C
 
 /// Refuses a key of `fields` that Go's decoder would match to one of `names` but that is not
 /// spelt as it: the proxy would check one key and the engine use another.
-fn only_exact_spellings(
+pub(crate) fn only_exact_spellings(
     fields: &Map<String, Value>,
     names: &[&'static str],
 ) -> Result<(), CreateRefusal> {
