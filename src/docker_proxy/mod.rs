@@ -186,9 +186,10 @@ impl Shared {
     }
 
     /// Refuses `docker cp` (the archive request on `target`, naming its container by full ID)
-    /// on a container with bind mounts: the engine mounts them itself for the copy, on the
-    /// host, following whatever the source path leads to by then, outside the runtime's checks.
-    fn no_bind_mounts(&self, target: &str) -> std::result::Result<(), (u16, String)> {
+    /// on a container with a mount other than a tmpfs: the engine mounts binds and volumes
+    /// itself for the copy, on the host, by paths that may lead elsewhere by then, outside the
+    /// runtime's checks ([`engine::mount_reaching_the_host`]).
+    fn no_mount_but_tmpfs(&self, target: &str) -> std::result::Result<(), (u16, String)> {
         let Some(container) = eci_policy::docker_api::container_of_target("GET", target) else {
             return Err((400, "eci: which container the copy is of".into()));
         };
@@ -561,7 +562,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         let scope = scope.and_then(|()| match api {
             Some(
                 Api::ContainerArchiveInfo | Api::ContainerArchiveGet | Api::ContainerArchivePut,
-            ) => shared.no_bind_mounts(&request.target),
+            ) => shared.no_mount_but_tmpfs(&request.target),
             _ => Ok(()),
         });
         if let Err((status, message)) = scope {
