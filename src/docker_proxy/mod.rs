@@ -907,16 +907,8 @@ fn vet_volume_create(
     request: Head,
     _shared: &Shared,
 ) -> ProxyResult<std::result::Result<Head, Refusal>> {
-    let body = match read_body(client, &request, "volume create")? {
-        Ok(body) => body,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    Ok(
-        match eci_policy::docker_api::create::vet_volume_create_body(&body) {
-            Ok(vetted) => Ok(with_body(request, &vetted)),
-            Err(refusal) => Err((403, format!("eci: {refusal}"))),
-        },
-    )
+    let vet = eci_policy::docker_api::create::vet_volume_create_body;
+    vet_body_alone(client, request, "volume create", vet)
 }
 
 /// Reads a network create's body: a plain bridge with the engine's own addresses.
@@ -925,16 +917,26 @@ fn vet_network_create(
     request: Head,
     _shared: &Shared,
 ) -> ProxyResult<std::result::Result<Head, Refusal>> {
-    let body = match read_body(client, &request, "network create")? {
+    let vet = eci_policy::docker_api::network::vet_network_create_body;
+    vet_body_alone(client, request, "network create", vet)
+}
+
+/// Reads a body (`what` names it) and sends on what `vet`, which needs nothing else, makes
+/// of it.
+fn vet_body_alone(
+    client: &mut Side,
+    request: Head,
+    what: &str,
+    vet: fn(&[u8]) -> std::result::Result<Vec<u8>, eci_policy::docker_api::create::CreateRefusal>,
+) -> ProxyResult<std::result::Result<Head, Refusal>> {
+    let body = match read_body(client, &request, what)? {
         Ok(body) => body,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    Ok(
-        match eci_policy::docker_api::network::vet_network_create_body(&body) {
-            Ok(vetted) => Ok(with_body(request, &vetted)),
-            Err(refusal) => Err((403, format!("eci: {refusal}"))),
-        },
-    )
+    Ok(match vet(&body) {
+        Ok(vetted) => Ok(with_body(request, &vetted)),
+        Err(refusal) => Err((403, format!("eci: {refusal}"))),
+    })
 }
 
 /// Reads a network connect or disconnect body, whose `Container` must be of the holder's

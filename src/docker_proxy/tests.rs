@@ -46,7 +46,7 @@ fn eci_runtime() -> CreateRuntime {
 /// An engine that keeps the body of each request it reads (by Content-Length) and answers 201;
 /// it has no volume (`GET /volumes/NAME` answers 404, unrecorded), but one named `optioned`,
 /// a bind of /etc.
-fn recording_engine(path: &Path) -> Arc<std::sync::Mutex<Vec<Vec<u8>>>> {
+fn recording_engine(path: &Path) -> Recorded {
     let listener = UnixListener::bind(path).unwrap();
     let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = Arc::clone(&bodies);
@@ -84,8 +84,9 @@ fn recording_engine(path: &Path) -> Arc<std::sync::Mutex<Vec<Vec<u8>>>> {
     bodies
 }
 
-#[test]
-fn a_create_runs_with_the_holders_runtime_or_is_refused() {
+/// A proxy (with the default policy, for the eci runtime) in front of a [`recording_engine`]
+/// in a directory of its own: (the directory, the proxy's state, the bodies the engine got).
+fn proxy_to_a_recording_engine() -> (tempfile::TempDir, Arc<Shared>, Recorded) {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
     let bodies = recording_engine(&upstream);
@@ -94,6 +95,15 @@ fn a_create_runs_with_the_holders_runtime_or_is_refused() {
         CommandList::default(),
         eci_runtime(),
     ));
+    (dir, shared, bodies)
+}
+
+/// The bodies a [`recording_engine`] got.
+type Recorded = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+#[test]
+fn a_create_runs_with_the_holders_runtime_or_is_refused() {
+    let (_dir, shared, bodies) = proxy_to_a_recording_engine();
     let create = |head_end: &str, body: &str| {
         let request = format!(
             "POST /v1.43/containers/create?name=x HTTP/1.1{head_end}Host: d{head_end}\
@@ -141,14 +151,7 @@ fn a_create_runs_with_the_holders_runtime_or_is_refused() {
 
 #[test]
 fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = dir.path().join("engine.sock");
-    let bodies = recording_engine(&upstream);
-    let shared = Arc::new(Shared::new(
-        &upstream,
-        CommandList::default(),
-        eci_runtime(),
-    ));
+    let (_dir, shared, bodies) = proxy_to_a_recording_engine();
     let post = |target: &str, body: &str| {
         let request = format!(
             "POST {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
@@ -223,14 +226,7 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
 
 #[test]
 fn binds_reach_only_what_the_path_rules_share_and_are_never_made_by_the_engine() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = dir.path().join("engine.sock");
-    let bodies = recording_engine(&upstream);
-    let shared = Arc::new(Shared::new(
-        &upstream,
-        CommandList::default(),
-        eci_runtime(),
-    ));
+    let (_dir, shared, bodies) = proxy_to_a_recording_engine();
     // (status line, the whole answer, the body the engine got if it got one)
     let create = |host_config: &str| {
         let body = format!(r#"{{"Image":"a","HostConfig":{host_config}}}"#);

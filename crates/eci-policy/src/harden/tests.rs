@@ -811,14 +811,13 @@ impl HostPaths for VolumeHost {
     }
 }
 
-/// Hardens a spec binding `source` (with `options`) at /data under `policy`; the hardened spec
-/// and how many times the host was asked about a volume.
-fn bind_volume_with(
+/// Hardens a spec binding `source` (with `options`) at /data under `policy`, asking `host`.
+fn harden_bind(
     policy: &Policy,
     source: &str,
     options: &[&str],
-    host: VolumeHost,
-) -> (Result<Hardened, HardenError>, usize) {
+    host: &mut dyn HostPaths,
+) -> Result<Hardened, HardenError> {
     let ctx = HardenContext {
         policy,
         block: block(),
@@ -832,8 +831,19 @@ fn bind_volume_with(
         .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
         .build()
         .unwrap()]));
+    harden(spec, &ctx, host)
+}
+
+/// [`harden_bind`] with `host`: the hardened spec and how many times the host was asked about
+/// a volume.
+fn bind_volume_with(
+    policy: &Policy,
+    source: &str,
+    options: &[&str],
+    host: VolumeHost,
+) -> (Result<Hardened, HardenError>, usize) {
     let mut host = host;
-    let hardened = harden(spec, &ctx, &mut host);
+    let hardened = harden_bind(policy, source, options, &mut host);
     (hardened, host.asked)
 }
 
@@ -1042,19 +1052,7 @@ fn other_volumes_and_lookalikes_are_refused() {
             }))
         }
     }
-    let ctx = HardenContext {
-        policy: &Policy::default(),
-        block: block(),
-        runtime_caps: CapSet::ALL,
-    };
-    let mut spec = Spec::default();
-    spec.set_mounts(Some(vec![MountBuilder::default()
-        .destination("/data")
-        .typ("bind")
-        .source(VOLUME)
-        .build()
-        .unwrap()]));
-    let unidentified = harden(spec, &ctx, &mut NoIdentity(unknown));
+    let unidentified = harden_bind(&Policy::default(), VOLUME, &[], &mut NoIdentity(unknown));
     assert!(
         matches!(unidentified, Err(HardenError::UnreadableVolume { .. })),
         "a volume mounted without knowing which directory it is"
