@@ -605,7 +605,9 @@ pub fn query_container(
 ///   and removes, as root, the host directory the request names (`dir`, `CheckpointDir`,
 ///   `checkpoint-dir`), and eci has no checkpoints anyway;
 /// - the swarm's secrets (`GET /swarm` shows the join tokens, `/swarm/unlockkey` the key): a
-///   node of the caller's could join as a manager and schedule tasks here with any runtime.
+///   node of the caller's could join as a manager and schedule tasks here with any runtime;
+/// - a swarm's service and task logs: the tasks run with the engine's default runtime, and a
+///   container's logs are readable only for containers of the proxy's runtime.
 ///
 /// ```
 /// use eci_policy::docker_api::{query_refusal, Api};
@@ -621,6 +623,7 @@ pub fn query_container(
 /// assert!(query_refusal(Api::ContainerStart, "checkpoint=c&checkpoint-dir=/etc").is_some());
 /// assert_eq!(query_refusal(Api::ContainerStart, ""), None);
 /// assert!(query_refusal(Api::SwarmInspect, "").is_some());
+/// assert!(query_refusal(Api::ServiceLogs, "stdout=1").is_some());
 /// ```
 pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
     match api {
@@ -646,6 +649,11 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
         Api::SwarmInspect | Api::SwarmUnlockKey => {
             Some("the swarm's join tokens and unlock key would let another node manage this one")
         }
+        // A swarm's tasks run with the engine's default runtime, not the proxy's: their output
+        // is another tenant's, as a container of another runtime's is.
+        Api::ServiceLogs | Api::TaskLogs => Some(
+            "a swarm's tasks run outside this socket's runtime; their logs are not its to read",
+        ),
         Api::Build => {
             let Ok(values) = query_values(query) else {
                 return Some("the build's query does not decode");
