@@ -121,8 +121,8 @@ pub(super) fn mount_reaching_the_host(socket: &Path, id: &str) -> Result<Option<
 
 /// Whether the engine's volume `name` is one it would mount with options other than a tmpfs's
 /// (a bind of a host path, a disk, a network filesystem): filled from an image, it would take
-/// the image's files as root, setuid bits and all. `Ok(false)` for a volume the engine does
-/// not have (a create makes a plain one).
+/// the image's files as root, setuid bits and all. A quota (`size`) mounts nothing.
+/// `Ok(false)` for a volume the engine does not have (a create makes a plain one).
 pub(super) fn volume_with_mount_options(socket: &Path, name: &str) -> Result<bool> {
     let target = format!("/volumes/{}", percent_encode(name));
     let Some(volume) = engine_get_found(socket, &target)? else {
@@ -134,7 +134,8 @@ pub(super) fn volume_with_mount_options(socket: &Path, name: &str) -> Result<boo
     Ok(match &volume["Options"] {
         serde_json::Value::Null => false,
         serde_json::Value::Object(options) => {
-            !options.is_empty() && options.get("type").and_then(|t| t.as_str()) != Some("tmpfs")
+            let mounts = options.keys().any(|key| key != "size");
+            mounts && options.get("type").and_then(|t| t.as_str()) != Some("tmpfs")
         }
         _ => true,
     })

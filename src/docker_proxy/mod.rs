@@ -855,29 +855,13 @@ impl BindRules {
             {
                 continue;
             }
-            let shown = if resolved.as_path() == named {
-                String::new()
-            } else {
-                format!("(leading to {}) ", resolved.as_path().display())
-            };
-            match self.paths.decide(&resolved) {
-                PathDecision::Shared { .. } => {}
-                PathDecision::Restricted { rule, origin } => {
-                    return refused(format!(
-                        "{shown}is refused by the rule for {} ({origin})",
-                        rule.display()
-                    ))
-                }
-                PathDecision::ContainsRestricted { rule, origin } => {
-                    return refused(format!(
-                        "{shown}holds {}, which is restricted ({origin})",
-                        rule.display()
-                    ))
-                }
-                PathDecision::NotShared => {
-                    return refused(format!("{shown}is not in the shared paths"))
-                }
+            let decision = self.paths.decide(&resolved);
+            if let PathDecision::Shared { .. } = decision {
+                continue;
             }
+            let path = resolved.as_path().to_path_buf();
+            let why = eci_policy::harden::bind_refusal(decision, path);
+            return Some(format!("eci: the bind source {source}: {why}"));
         }
         None
     }

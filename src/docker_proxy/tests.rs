@@ -44,8 +44,8 @@ fn eci_runtime() -> CreateRuntime {
 }
 
 /// An engine that keeps the body of each request it reads (by Content-Length) and answers 201;
-/// it has no volume (`GET /volumes/NAME` answers 404, unrecorded), but one named `optioned`,
-/// a bind of /etc.
+/// it has no volume (`GET /volumes/NAME` answers 404, unrecorded), but `optioned`, a bind of
+/// /etc, and `quota`, a plain one with a size.
 fn recording_engine(path: &Path) -> Recorded {
     let listener = UnixListener::bind(path).unwrap();
     let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -56,14 +56,19 @@ fn recording_engine(path: &Path) -> Recorded {
             let mut out = side.stream.try_clone().unwrap();
             while let Ok(Some(head)) = read_request(&mut side) {
                 if head.method == "GET" && head.target.starts_with("/volumes/") {
-                    let volume = r#"{"Driver":"local","Options":{"o":"bind","device":"/etc"}}"#;
-                    let answer = if head.target == "/volumes/optioned" {
-                        format!(
+                    let volume = match head.target.as_str() {
+                        "/volumes/optioned" => {
+                            Some(r#"{"Driver":"local","Options":{"o":"bind","device":"/etc"}}"#)
+                        }
+                        "/volumes/quota" => Some(r#"{"Driver":"local","Options":{"size":"1G"}}"#),
+                        _ => None,
+                    };
+                    let answer = match volume {
+                        Some(volume) => format!(
                             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{volume}",
                             volume.len()
-                        )
-                    } else {
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string()
+                        ),
+                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string(),
                     };
                     // HTTP/1.0, as the proxy asks: the answer ends with the connection.
                     let _ = out.write_all(answer.as_bytes());
@@ -203,6 +208,13 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
         post("/v1.41/containers/create", optioned),
         "HTTP/1.1 403 Forbidden"
     );
+    // A quota mounts nothing: such a volume may be mounted.
+    let quota = r#"{"Image":"a","HostConfig":{"Binds":["quota:/q"]}}"#;
+    assert_eq!(
+        post("/v1.41/containers/create", quota),
+        "HTTP/1.1 201 Created"
+    );
+    bodies.lock().unwrap().clear();
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert!(
         bodies.lock().unwrap().is_empty(),
@@ -271,7 +283,7 @@ fn binds_reach_only_what_the_path_rules_share_and_are_never_made_by_the_engine()
     );
     forbidden(
         &linked,
-        "(leading to /etc/new) is refused by the rule for /etc",
+        "host path /etc/new is refused by the rule for /etc",
     );
     // A shared path, missing or not, read-only or not, and a volume pass; the host binds go
     // on as Mounts binds, which the engine never creates (it refuses the create of a missing
@@ -890,19 +902,18 @@ fn status_of(stream: &mut UnixStream, request: &[u8]) -> String {
         .to_string()
 }
 
+/// A proxy listening in `dir`, with the default policy, in front of the engine at `upstream`.
+fn proxy_in(dir: &Path, upstream: &Path) -> DockerProxy {
+    let policy = eci_policy::Policy::default();
+    DockerProxy::start(&dir.join("proxy.sock"), upstream, &policy, eci_runtime()).unwrap()
+}
+
 #[test]
 fn idle_connections_give_their_places_to_newcomers_busy_ones_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
     stalling_engine(&upstream);
-    let socket = dir.path().join("proxy.sock");
-    let proxy = DockerProxy::start(
-        &socket,
-        &upstream,
-        &eci_policy::Policy::default(),
-        eci_runtime(),
-    )
-    .unwrap();
+    let proxy = proxy_in(dir.path(), &upstream);
     let ping = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n";
     // Every place taken by a connection that asks nothing; the first of them asks once at
     // the end, which leaves the second the one that has waited longest.
@@ -965,14 +976,7 @@ fn a_body_that_stalls_is_cut_off_and_the_engine_let_go() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
     let seen = engine(&upstream);
-    let socket = dir.path().join("proxy.sock");
-    let proxy = DockerProxy::start(
-        &socket,
-        &upstream,
-        &eci_policy::Policy::default(),
-        eci_runtime(),
-    )
-    .unwrap();
+    let proxy = proxy_in(dir.path(), &upstream);
     let mut stalled = UnixStream::connect(proxy.path()).unwrap();
     let head = "POST /v1.41/images/load HTTP/1.1\r\nHost: d\r\nContent-Length: 9\r\n\r\nabc";
     stalled.write_all(head.as_bytes()).unwrap();
@@ -994,14 +998,7 @@ fn a_request_head_that_stalls_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
     engine(&upstream);
-    let socket = dir.path().join("proxy.sock");
-    let proxy = DockerProxy::start(
-        &socket,
-        &upstream,
-        &eci_policy::Policy::default(),
-        eci_runtime(),
-    )
-    .unwrap();
+    let proxy = proxy_in(dir.path(), &upstream);
     let mut stalled = UnixStream::connect(proxy.path()).unwrap();
     stalled.write_all(b"GET /_ping HTTP/1.1\r\nHost:").unwrap();
     let started = std::time::Instant::now();

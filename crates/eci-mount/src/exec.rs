@@ -316,12 +316,15 @@ fn open_own_root() -> SysResult<Fd> {
 
 /// The mount ID of what `fd` names, or `None`.
 fn mount_id(fd: RawFd) -> Option<u64> {
-    statx_fd(fd).map(|stx| stx.stx_mnt_id)
+    statx_fd(fd, libc::STATX_MNT_ID)
+        .ok()
+        .map(|stx| stx.stx_mnt_id)
 }
 
 /// Whether `fd` names the root of a mount.
 fn is_mount_root(fd: RawFd) -> bool {
-    statx_fd(fd).is_some_and(|stx| stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
+    statx_fd(fd, libc::STATX_MNT_ID)
+        .is_ok_and(|stx| stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
 }
 
 /// Which directory `fd` is: its device, inode and file handle. The runtime records it when it
@@ -361,22 +364,7 @@ fn same_directory(fd: RawFd, expect: &DirIdentity) -> SysResult<bool> {
 }
 
 fn device_and_inode(fd: RawFd) -> SysResult<(u32, u32, u64)> {
-    // SAFETY: an all-zero statx is valid.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; stx is a valid out
-    // pointer.
-    check_int(unsafe {
-        libc::statx(
-            fd,
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
-            libc::STATX_INO,
-            &mut stx,
-        )
-    })?;
-    if stx.stx_mask & libc::STATX_INO == 0 {
-        return Err(Errno(libc::EOPNOTSUPP));
-    }
+    let stx = statx_fd(fd, libc::STATX_INO)?;
     Ok((stx.stx_dev_major, stx.stx_dev_minor, stx.stx_ino))
 }
 
@@ -425,23 +413,28 @@ fn check_source(source: &Fd, expect: Option<&DirIdentity>) -> SysResult<()> {
     }
 }
 
-fn statx_fd(fd: RawFd) -> Option<libc::statx> {
+/// statx of what `fd` names, failing with EOPNOTSUPP unless the kernel filled in `wanted`.
+fn statx_fd(fd: RawFd, wanted: u32) -> SysResult<libc::statx> {
     // SAFETY: an all-zero statx is valid.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // The mount ID and attributes are the VFS's: DONT_SYNC keeps a FUSE server from being
-    // asked (and a virtual file from being computed before the container's limits exist).
+    // Mount IDs, attributes and inode numbers are the VFS's: DONT_SYNC keeps a FUSE server
+    // from being asked (and a virtual file from being computed before the container's limits
+    // exist).
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the fd; stx is a valid out
     // pointer.
-    let ok = unsafe {
+    check_int(unsafe {
         libc::statx(
             fd,
             c"".as_ptr(),
             libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
-            libc::STATX_MNT_ID,
+            wanted,
             &mut stx,
         )
-    } == 0;
-    (ok && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx)
+    })?;
+    if stx.stx_mask & wanted != wanted {
+        return Err(Errno(libc::EOPNOTSUPP));
+    }
+    Ok(stx)
 }
 
 /// Makes the mount `fd` names read-only, changing no other flag.

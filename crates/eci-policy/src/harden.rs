@@ -823,7 +823,7 @@ fn check_bind_source(
                 mount.set_options(Some(options));
                 access.read_only
             }
-            None => return Err(refusal(refused, host_path)),
+            None => return Err(bind_refusal(refused, host_path)),
         },
     };
     mount.set_source(Some(host_path));
@@ -858,8 +858,21 @@ const PROPAGATION_OPTIONS: &[&str] = &[
     "runbindable",
 ];
 
-/// Why a bind of `path` is refused, from a decision that does not share it.
-fn refusal(decision: PathDecision<'_>, path: PathBuf) -> HardenError {
+/// Why a bind of the host path `path` is refused, from a decision of the path rules that does
+/// not share it (ask only of refusals: a shared one would read as not shared). The Docker
+/// socket proxy words its refusals of bind sources with it too.
+///
+/// ```
+/// use eci_policy::harden::bind_refusal;
+/// use eci_policy::paths::ResolvedPath;
+/// use eci_policy::Policy;
+/// use std::path::Path;
+///
+/// let etc = ResolvedPath::from_resolved(Path::new("/etc/x")).unwrap();
+/// let why = bind_refusal(Policy::default().paths.decide(&etc), "/etc/x".into());
+/// assert!(why.to_string().contains("refused by the rule for /etc"));
+/// ```
+pub fn bind_refusal(decision: PathDecision<'_>, path: PathBuf) -> HardenError {
     match decision {
         PathDecision::Restricted { rule, origin } => HardenError::RestrictedSource {
             path,
@@ -956,7 +969,7 @@ fn engine_volume_access(
             // As a bind of the device itself would be.
             match binds.ctx.policy.paths.decide(&resolved) {
                 PathDecision::Shared { read_only, .. } => (read_only, false),
-                other => return Err(refused(refusal(other, device.clone()))),
+                other => return Err(refused(bind_refusal(other, device.clone()))),
             }
         }
         VolumeSource::Other { what } => {
