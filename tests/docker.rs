@@ -496,7 +496,7 @@ fn the_socket_proxy_enforces_the_command_list() {
         &settings,
         r#"{"enhancedContainerIsolation": {"value": true, "dockerSocketMount": {
              "imageList": {"images": ["eci-busybox"]},
-             "commandList": {"type": "deny", "commands": ["push", "volume*", "system df"]}}}}"#,
+             "commandList": {"type": "deny", "commands": ["push", "volume ls", "system df"]}}}}"#,
     )
     .unwrap();
     let socket = dir.path().join("proxy.sock");
@@ -542,7 +542,7 @@ fn the_socket_proxy_enforces_the_command_list() {
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "'docker volume ls' is refused on this socket (commandList entry \"volume*\")"
+            "'docker volume ls' is refused on this socket (commandList entry \"volume ls\")"
         ),
         "{err}"
     );
@@ -625,6 +625,8 @@ fn the_socket_proxy_enforces_the_command_list() {
     let made = [
         "volume",
         "create",
+        "--label",
+        "org.eci.runtime=eci",
         "-o",
         "type=none",
         "-o",
@@ -637,6 +639,71 @@ fn the_socket_proxy_enforces_the_command_list() {
     let (code, _, err) = through(&["create", "-v", "bound:/h", "eci-busybox"], "");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("the volume bound has mount options"), "{err}");
+    // A volume not made through a socket of eci (here by the engine's own client, as for a
+    // runc container) is out of reach: not mounted, inspected, removed, pruned nor made again.
+    assert!(docker
+        .docker(&["volume", "create", "theirs"])
+        .status
+        .success());
+    let out_of_scope = "the volume theirs was not made through a socket of the runtime 'eci'";
+    let mount = "type=volume,src=theirs,dst=/t";
+    for args in [
+        &["create", "-v", "theirs:/t", "eci-busybox"][..],
+        &["create", "--mount", mount, "eci-busybox"],
+        &["volume", "inspect", "theirs"],
+        &["volume", "rm", "theirs"],
+        &["volume", "create", "theirs"],
+    ] {
+        let (code, _, err) = through(args, "");
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(out_of_scope), "{args:?}: {err}");
+    }
+    let (code, _, err) = through(&["volume", "prune", "-f"], "");
+    assert_eq!(code, 0, "{err}");
+    let kept = docker.docker(&["volume", "inspect", "theirs"]);
+    assert!(kept.status.success(), "a prune through the socket took it");
+    // One made through the socket, or by a create through it, is its own: shared by its
+    // containers, and removed through it.
+    let (code, _, err) = through(&["volume", "create", "ours"], "");
+    assert_eq!(code, 0, "{err}");
+    for volume in ["ours", "implicit"] {
+        let bind = format!("{volume}:/v");
+        for command in ["echo kept > /v/f", "cat /v/f"] {
+            let run = [
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-v",
+                &bind,
+                "eci-busybox",
+            ];
+            let (code, out, err) = through(&[&run[..], &["sh", "-c", command]].concat(), "");
+            assert_eq!(code, 0, "{volume}: {err}");
+            assert_eq!(
+                out,
+                if command.starts_with("cat") {
+                    "kept\n"
+                } else {
+                    ""
+                }
+            );
+        }
+        let label = [
+            "volume",
+            "inspect",
+            "--format",
+            "{{index .Labels \"org.eci.runtime\"}}",
+        ];
+        let (code, out, err) = through(&[&label[..], &[volume]].concat(), "");
+        assert_eq!((code, out.as_str()), (0, "eci\n"), "{err}");
+        let (code, _, err) = through(&["volume", "rm", volume], "");
+        assert_eq!(code, 0, "{err}");
+    }
+    assert!(docker
+        .docker(&["volume", "rm", "theirs", "bound"])
+        .status
+        .success());
     let create = [
         "create",
         "--name",
@@ -687,7 +754,7 @@ fn the_socket_proxy_enforces_the_command_list() {
     // ways never reaches the engine.
     let (status, body) = raw_request(&socket, "GET /v1.41/volumes HTTP/1.1\r\nHost: d\r\n\r\n");
     assert_eq!(status, "HTTP/1.1 403 Forbidden");
-    assert!(body.contains("volume*"), "{body}");
+    assert!(body.contains("volume ls"), "{body}");
     let (status, _) = raw_request(
         &socket,
         "POST /v1.41/containers/prune HTTP/1.1\r\nHost: d\r\nContent-Length: 4\r\n\

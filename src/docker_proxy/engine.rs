@@ -119,25 +119,23 @@ pub(super) fn mount_reaching_the_host(socket: &Path, id: &str) -> Result<Option<
         .map(|mount| mount["Destination"].as_str().unwrap_or("?").to_string()))
 }
 
-/// Whether the engine's volume `name` is one it would mount with options other than a tmpfs's
-/// (a bind of a host path, a disk, a network filesystem): filled from an image, it would take
-/// the image's files as root, setuid bits and all. A quota (`size`) mounts nothing.
-/// `Ok(false)` for a volume the engine does not have (a create makes a plain one).
-pub(super) fn volume_with_mount_options(socket: &Path, name: &str) -> Result<bool> {
-    let target = format!("/volumes/{}", percent_encode(name));
-    let Some(volume) = engine_get_found(socket, &target)? else {
-        return Ok(false);
-    };
-    if volume["Driver"] != "local" {
-        return Ok(false);
-    }
-    Ok(match &volume["Options"] {
-        serde_json::Value::Null => false,
-        serde_json::Value::Object(options) => {
-            let mounts = options.keys().any(|key| key != "size");
-            mounts && options.get("type").and_then(|t| t.as_str()) != Some("tmpfs")
-        }
-        _ => true,
+/// The engine's description of its volume `name`; `Ok(None)` when it has none.
+pub(super) fn volume(socket: &Path, name: &str) -> Result<Option<serde_json::Value>> {
+    engine_get_found(socket, &format!("/volumes/{}", percent_encode(name)))
+}
+
+/// Has the engine make a volume (`body` is a `POST /volumes/create` body) and returns its
+/// description of it: of the volume it already had by that name, if it had one.
+pub(super) fn create_volume(socket: &Path, body: &[u8]) -> Result<serde_json::Value> {
+    let target = "/volumes/create";
+    engine_ask(socket, "POST", target, body)?.ok_or_else(|| {
+        Error::io(format!(
+            "the answer to POST {target} (engine socket {})",
+            socket.display()
+        ))(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "status 404",
+        ))
     })
 }
 
@@ -192,6 +190,17 @@ fn engine_get(socket: &Path, target: &str) -> Result<serde_json::Value> {
 
 /// The engine's JSON answer to `GET target`; `None` for a 404.
 fn engine_get_found(socket: &Path, target: &str) -> Result<Option<serde_json::Value>> {
+    engine_ask(socket, "GET", target, &[])
+}
+
+/// The engine's JSON answer to `method target` with a JSON `body` (none if empty); `None` for
+/// a 404.
+fn engine_ask(
+    socket: &Path,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Result<Option<serde_json::Value>> {
     let io = |what: String| Error::io(format!("{what} (engine socket {})", socket.display()));
     // The engine answers at once unless it is busy starting (restoring its containers, say):
     // then the container is refused rather than its creation held.
@@ -202,29 +211,40 @@ fn engine_get_found(socket: &Path, target: &str) -> Result<Option<serde_json::Va
         .set_write_timeout(Some(PATIENCE))
         .map_err(io("connecting".into()))?;
     // HTTP/1.0: the engine closes the connection after its answer.
-    write!(stream, "GET {target} HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .map_err(io(format!("asking GET {target}")))?;
+    let mut request = format!("{method} {target} HTTP/1.0\r\nHost: docker\r\n");
+    if !body.is_empty() {
+        request += &format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    request += "\r\n";
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
+    stream
+        .write_all(&request)
+        .map_err(io(format!("asking {method} {target}")))?;
     let mut response = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() || response.len() > 64 << 20 {
-            return Err(io(format!("reading the answer to GET {target}"))(
+            return Err(io(format!("reading the answer to {method} {target}"))(
                 std::io::ErrorKind::TimedOut.into(),
             ));
         }
         stream
             .set_read_timeout(Some(left))
-            .map_err(io(format!("reading the answer to GET {target}")))?;
+            .map_err(io(format!("reading the answer to {method} {target}")))?;
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => response.extend_from_slice(&chunk[..n]),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(io(format!("reading the answer to GET {target}"))(err)),
+            Err(err) => return Err(io(format!("reading the answer to {method} {target}"))(err)),
         }
     }
     let invalid = |why: &str| {
-        io(format!("the answer to GET {target}"))(std::io::Error::new(
+        io(format!("the answer to {method} {target}"))(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             why.to_string(),
         ))
@@ -235,9 +255,18 @@ fn engine_get_found(socket: &Path, target: &str) -> Result<Option<serde_json::Va
         return Err(invalid("not an HTTP response"));
     };
     match head.code {
-        Some(200) => {}
+        Some(200 | 201) => {}
         Some(404) => return Ok(None),
-        code => return Err(invalid(&format!("status {}", code.unwrap_or(0)))),
+        code => {
+            // The engine says why in its error body.
+            let said = serde_json::from_slice::<serde_json::Value>(&response[len..]).ok();
+            let message = said.as_ref().and_then(|said| said["message"].as_str());
+            let code = code.unwrap_or(0);
+            return Err(invalid(&message.map_or_else(
+                || format!("status {code}"),
+                |message| format!("status {code}: {message}"),
+            )));
+        }
     }
     serde_json::from_slice(&response[len..])
         .map(Some)

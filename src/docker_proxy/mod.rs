@@ -207,6 +207,37 @@ impl Shared {
         }
     }
 
+    /// Refuses a request on the engine's volume `name` unless it was made through a socket of
+    /// the runtime created containers get ([`eci_policy::docker_api::volumes`]). A volume the
+    /// engine does not have is left to the engine to answer for.
+    fn volume_in_scope(&self, name: &str) -> std::result::Result<(), Refusal> {
+        let runtime = self.runtime_for_creates().map_err(|why| (403, why))?;
+        match engine::volume(&self.upstream, name) {
+            Ok(None) => Ok(()),
+            Ok(Some(volume)) => eci_policy::docker_api::volumes::volume_in_scope(&volume, &runtime)
+                .map_err(|refusal| (403, format!("eci: {refusal}"))),
+            Err(err) => Err((403, format!("eci: the volume {name}: {err}"))),
+        }
+    }
+
+    /// Has a volume list or prune answer only for the volumes in scope: the request's
+    /// `filters` get the scope's label.
+    fn only_volumes_in_scope(&self, request: &mut Head) -> std::result::Result<(), Refusal> {
+        use eci_policy::docker_api::{volumes::scope_filter, with_label_filter};
+        let runtime = self.runtime_for_creates().map_err(|why| (403, why))?;
+        let (path, query) = request
+            .target
+            .split_once('?')
+            .unwrap_or((&request.target, ""));
+        let query = with_label_filter(query, &scope_filter(&runtime))
+            .map_err(|err| (400, format!("eci: the query: {err}")))?;
+        let target = format!("{path}?{query}");
+        request.bytes = http::head_with_target(&request.bytes, &target)
+            .ok_or((400, "eci: the request line".to_string()))?;
+        request.target = target;
+        Ok(())
+    }
+
     /// [`Shared::same_runtime`] for the container of the engine's exec instance `exec_id`.
     fn exec_in_same_runtime(&self, exec_id: &str) -> std::result::Result<(), (u16, String)> {
         match engine::exec_container(&self.upstream, exec_id) {
@@ -556,6 +587,10 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             eci_policy::docker_api::exec_of_target(&request.method, &request.target)
         {
             shared.exec_in_same_runtime(&exec)
+        } else if let Some(volume) =
+            eci_policy::docker_api::volume_of_target(&request.method, &request.target)
+        {
+            shared.volume_in_scope(&volume)
         } else {
             Ok(())
         };
@@ -563,6 +598,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             Some(
                 Api::ContainerArchiveInfo | Api::ContainerArchiveGet | Api::ContainerArchivePut,
             ) => shared.no_mount_but_tmpfs(&request.target),
+            Some(Api::VolumeList | Api::VolumePrune) => shared.only_volumes_in_scope(&mut request),
             _ => Ok(()),
         });
         if let Err((status, message)) = scope {
@@ -798,19 +834,22 @@ fn vet_create(
     if let Some(why) = shared.binds.refusal(sources) {
         return Ok(Err((403, why)));
     }
-    for name in eci_policy::docker_api::create::named_volumes(&vetted) {
-        match engine::volume_with_mount_options(&shared.upstream, &name) {
-            Ok(false) => {}
-            Ok(true) => {
-                return Ok(Err((
-                    403,
-                    format!(
-                        "eci: the volume {name} has mount options (a bind of a host path, a \
-                         disk): the engine would copy an image's files into it as root"
-                    ),
-                )))
-            }
+    use eci_policy::docker_api::volumes::{mountable_volume, volume_claims};
+    let claims = match volume_claims(&vetted, &runtime) {
+        Ok(claims) => claims,
+        Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
+    };
+    for claim in claims {
+        // Made first, labelled for this socket's runtime: the engine would make a missing one
+        // unlabelled, out of scope from then on. For a volume it already has, it answers with
+        // that one, which must be in scope.
+        let name = &claim.name;
+        let volume = match engine::create_volume(&shared.upstream, &claim.body) {
+            Ok(volume) => volume,
             Err(err) => return Ok(Err((403, format!("eci: the volume {name}: {err}")))),
+        };
+        if let Err(refusal) = mountable_volume(&volume, &runtime) {
+            return Ok(Err((403, format!("eci: {refusal}"))));
         }
     }
     Ok(Ok(with_body(request, &vetted)))
@@ -885,14 +924,33 @@ fn where_it_leads(named: &Path) -> std::io::Result<PathBuf> {
     Err(std::io::ErrorKind::NotFound.into())
 }
 
-/// Reads a volume create's body and checks the options of a `local` volume.
+/// Reads a volume create's body, checks the options of a `local` volume and labels it in the
+/// socket's scope. A volume of that name the engine already has must be in scope: the engine
+/// would answer with it.
 fn vet_volume_create(
     client: &mut Side,
     request: Head,
-    _shared: &Shared,
+    shared: &Shared,
 ) -> ProxyResult<std::result::Result<Head, Refusal>> {
-    let vet = eci_policy::docker_api::create::vet_volume_create_body;
-    vet_body_alone(client, request, "volume create", vet)
+    let body = match read_body(client, &request, "volume create")? {
+        Ok(body) => body,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let runtime = match shared.runtime_for_creates() {
+        Ok(runtime) => runtime,
+        Err(why) => return Ok(Err((403, why))),
+    };
+    let vetted = match eci_policy::docker_api::create::vet_volume_create_body(&body, &runtime) {
+        Ok(vetted) => vetted,
+        Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
+    };
+    let fields: serde_json::Value = serde_json::from_slice(&vetted).unwrap_or_default();
+    if let Some(name) = fields["Name"].as_str().filter(|name| !name.is_empty()) {
+        if let Err(refusal) = shared.volume_in_scope(name) {
+            return Ok(Err(refusal));
+        }
+    }
+    Ok(Ok(with_body(request, &vetted)))
 }
 
 /// Reads a network create's body: a plain bridge with the engine's own addresses.

@@ -43,40 +43,57 @@ fn eci_runtime() -> CreateRuntime {
     CreateRuntime::Named("eci".into())
 }
 
-/// An engine that keeps the body of each request it reads (by Content-Length) and answers 201;
-/// it has no volume (`GET /volumes/NAME` answers 404, unrecorded), but `optioned`, a bind of
-/// /etc, and `quota`, a plain one with a size.
+/// An engine that keeps the body of each request it reads (by Content-Length) and answers 201,
+/// but for the proxy's own questions (unversioned, unrecorded) about its volumes: made for the
+/// eci runtime, `optioned` (a bind of /etc) and `quota` (a plain one with a size); `foreign`
+/// (unlabelled, as one made by a runc container); and those the proxy has it make.
 fn recording_engine(path: &Path) -> Recorded {
     let listener = UnixListener::bind(path).unwrap();
     let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = Arc::clone(&bodies);
+    let scoped = serde_json::json!({"org.eci.runtime": "eci"});
+    let mut volumes: std::collections::HashMap<String, serde_json::Value> = [
+        ("optioned", serde_json::json!({"o": "bind", "device": "/etc"}), &scoped),
+        ("quota", serde_json::json!({"size": "1G"}), &scoped),
+        ("foreign", serde_json::Value::Null, &serde_json::Value::Null),
+    ]
+    .into_iter()
+    .map(|(name, options, labels)| {
+        let volume = serde_json::json!({"Name": name, "Driver": "local", "Options": options, "Labels": labels});
+        (name.to_string(), volume)
+    })
+    .collect();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut side = Side::new(stream);
             let mut out = side.stream.try_clone().unwrap();
             while let Ok(Some(head)) = read_request(&mut side) {
-                if head.method == "GET" && head.target.starts_with("/volumes/") {
-                    let volume = match head.target.as_str() {
-                        "/volumes/optioned" => {
-                            Some(r#"{"Driver":"local","Options":{"o":"bind","device":"/etc"}}"#)
-                        }
-                        "/volumes/quota" => Some(r#"{"Driver":"local","Options":{"size":"1G"}}"#),
-                        _ => None,
-                    };
+                let mut body = Vec::new();
+                if let Framing::Length(n) = head.framing {
+                    side.copy(n, &mut body).unwrap();
+                }
+                let volume = if head.method == "GET" && head.target.starts_with("/volumes/") {
+                    Some(volumes.get(&head.target["/volumes/".len()..]).cloned())
+                } else if head.method == "POST" && head.target == "/volumes/create" {
+                    let create: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let name = create["Name"].as_str().unwrap().to_string();
+                    let made = serde_json::json!({"Name": name, "Driver": "local",
+                        "Options": create["DriverOpts"], "Labels": create["Labels"]});
+                    Some(Some(volumes.entry(name).or_insert(made).clone()))
+                } else {
+                    None
+                };
+                if let Some(volume) = volume {
                     let answer = match volume {
                         Some(volume) => format!(
                             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{volume}",
-                            volume.len()
+                            volume.to_string().len()
                         ),
                         None => "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string(),
                     };
                     // HTTP/1.0, as the proxy asks: the answer ends with the connection.
                     let _ = out.write_all(answer.as_bytes());
                     break;
-                }
-                let mut body = Vec::new();
-                if let Framing::Length(n) = head.framing {
-                    side.copy(n, &mut body).unwrap();
                 }
                 record.lock().unwrap().push(body);
                 let answer = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}";
@@ -226,14 +243,125 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
         let body = bodies.lock().unwrap().pop().expect("the engine got it");
         serde_json::from_slice(&body).unwrap()
     };
-    assert_eq!(
-        sent(),
-        serde_json::from_str::<serde_json::Value>(tmpfs).unwrap()
-    );
+    let mut expected = serde_json::from_str::<serde_json::Value>(tmpfs).unwrap();
+    expected["Labels"] = serde_json::json!({"org.eci.runtime": "eci"});
+    assert_eq!(sent(), expected);
     // A key given twice goes on once, as the proxy read it (the engine would merge the two).
     let twice = r#"{"Name":"v","DriverOpts":{"type":"nfs","o":"addr=127.0.0.1","device":":/"},"DriverOpts":{}}"#;
     assert_eq!(post("/v1.41/volumes/create", twice), "HTTP/1.1 201 Created");
-    assert_eq!(sent(), serde_json::json!({"Name": "v", "DriverOpts": {}}));
+    let once =
+        serde_json::json!({"Name": "v", "DriverOpts": {}, "Labels": {"org.eci.runtime": "eci"}});
+    assert_eq!(sent(), once);
+}
+
+#[test]
+fn volumes_reach_only_those_made_through_the_socket() {
+    let (_dir, shared, bodies) = proxy_to_a_recording_engine();
+    let ask = |method: &str, target: &str, body: &str| {
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let back = exchange(&shared, request.as_bytes());
+        let back = String::from_utf8_lossy(&back).to_string();
+        back.lines().next().unwrap_or_default().to_string()
+    };
+    // Another runtime's volume is neither mounted (by name or as a Mounts volume), nor
+    // inspected, updated, removed or made again; nor may a label claim a scope.
+    for create in [
+        r#"{"Image":"a","HostConfig":{"Binds":["foreign:/f"]}}"#,
+        r#"{"Image":"a","HostConfig":{"Mounts":[{"Type":"volume","Source":"foreign","Target":"/f"}]}}"#,
+        r#"{"Image":"a","HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v",
+            "VolumeOptions":{"Labels":{"org.eci.runtime":"eci"}}}]}}"#,
+    ] {
+        let status = ask("POST", "/v1.43/containers/create", create);
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{create}");
+    }
+    for (method, target) in [
+        ("GET", "/v1.43/volumes/foreign"),
+        ("DELETE", "/v1.43/volumes/foreign?force=1"),
+        ("DELETE", "/volumes/fo%72eign"),
+        ("PUT", "/v1.43/volumes/foreign?version=1"),
+    ] {
+        assert_eq!(
+            ask(method, target, ""),
+            "HTTP/1.1 403 Forbidden",
+            "{target}"
+        );
+    }
+    for create in [
+        r#"{"Name":"foreign"}"#,
+        r#"{"Name":"x","Labels":{"org.eci.runtime":"eci"}}"#,
+    ] {
+        let status = ask("POST", "/v1.43/volumes/create", create);
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{create}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(
+        bodies.lock().unwrap().is_empty(),
+        "nothing refused reached the engine"
+    );
+    // A volume a create mounts by name is made first, in scope: a second container mounts
+    // it, and requests on it reach the engine.
+    let fresh = r#"{"Image":"a","HostConfig":{"Binds":["fresh:/f"]}}"#;
+    for _ in 0..2 {
+        let status = ask("POST", "/v1.43/containers/create", fresh);
+        assert_eq!(status, "HTTP/1.1 201 Created");
+    }
+    for (method, target) in [
+        ("GET", "/v1.43/volumes/fresh"),
+        ("DELETE", "/v1.43/volumes/fresh"),
+    ] {
+        assert_eq!(ask(method, target, ""), "HTTP/1.1 201 Created", "{target}");
+    }
+}
+
+#[test]
+fn volume_lists_and_prunes_answer_only_for_the_sockets_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let seen = engine(&upstream);
+    let shared = Arc::new(Shared::new(
+        &upstream,
+        CommandList::default(),
+        eci_runtime(),
+    ));
+    let status = |request: &str| {
+        let back = exchange(&shared, request.as_bytes());
+        let back = String::from_utf8_lossy(&back).to_string();
+        back.lines().next().unwrap_or_default().to_string()
+    };
+    let scoped = "%22org.eci.runtime%3Deci%22%3Atrue";
+    for (request, sent) in [
+        (
+            "GET /v1.43/volumes HTTP/1.1\r\nHost: d\r\n\r\n",
+            format!("GET /v1.43/volumes?filters=%7B%22label%22%3A%7B{scoped}%7D%7D"),
+        ),
+        (
+            "POST /v1.43/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%7D HTTP/1.1\r\n\
+             Host: d\r\n\r\n",
+            format!(
+                "POST /v1.43/volumes/prune?filters=%7B%22all%22%3A%7B%22true%22%3Atrue%7D%2C\
+                 %22label%22%3A%7B{scoped}%7D%7D"
+            ),
+        ),
+    ] {
+        assert_eq!(status(request), "HTTP/1.1 200 OK");
+        assert_eq!(seen.lock().unwrap().pop().as_ref(), Some(&sent));
+    }
+    for query in [
+        "filters=1",
+        "filters=%7B%7D&filters=%7B%7D",
+        "filters=%7B%22label%22%3A%5B1%5D%7D",
+    ] {
+        let request = format!("GET /v1.43/volumes?{query} HTTP/1.1\r\nHost: d\r\n\r\n");
+        assert_eq!(status(&request), "HTTP/1.1 400 Bad Request", "{query}");
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing refused reached the engine"
+    );
 }
 
 #[test]

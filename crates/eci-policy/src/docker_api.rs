@@ -527,6 +527,28 @@ pub fn exec_of_target(method: &str, target: &str) -> Option<String> {
     (!id.is_empty()).then(|| id.to_string())
 }
 
+/// The volume a request acts on (`{name}` of `/volumes/{name}` for an inspect, an update or a
+/// remove), decoded as the engine reads it: everything after `/volumes/`.
+///
+/// ```
+/// use eci_policy::docker_api::volume_of_target;
+/// assert_eq!(volume_of_target("DELETE", "/v1.43/volumes/db%2D1?force=1").as_deref(), Some("db-1"));
+/// assert_eq!(volume_of_target("GET", "/v1.43/volumes"), None);
+/// assert_eq!(volume_of_target("POST", "/v1.43/volumes/prune"), None);
+/// ```
+pub fn volume_of_target(method: &str, target: &str) -> Option<String> {
+    let api = classify_target(method, target)?;
+    if !matches!(
+        api,
+        Api::VolumeInspect | Api::VolumeUpdate | Api::VolumeDelete
+    ) {
+        return None;
+    }
+    let (decoded, _) = decoded_path(target)?;
+    let name = strip_version(&decoded)?.strip_prefix("/volumes/")?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 /// A container named in a request's query (`POST /commit?container=web`), decoded as the
 /// engine's form parser decodes it, and the rest of the query as it came.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -554,8 +576,11 @@ pub enum QueryError {
     #[error("a query parameter does not decode, or holds ';'")]
     Undecodable,
     /// The parameter twice (the engine takes the first; the proxy would check one of them).
-    #[error("the query names the container twice")]
-    Twice,
+    #[error("the query gives '{0}' twice")]
+    Twice(&'static str),
+    /// The `filters` parameter is not JSON the engine reads as filters.
+    #[error("the query's filters are not an object of lists or of sets of strings")]
+    Filters,
 }
 
 /// The container the query parameter `key` names, if any: `Ok(None)` when there is none.
@@ -584,10 +609,85 @@ pub fn query_container(
         if decoded_key != key {
             others.push(pair.to_string());
         } else if name.replace(value).is_some() {
-            return Err(QueryError::Twice);
+            return Err(QueryError::Twice(key));
         }
     }
     Ok(name.map(|name| QueryContainer { name, others, key }))
+}
+
+/// `query` with `label` (`key=value`) added to its `filters`, for a list or a prune the engine
+/// should answer only for what carries the label: the engine keeps an object only if it
+/// matches every `label` filter. The filters are sent on as read here, in the engine's
+/// current form (`{"label":{"key=value":true}}`; the older form of lists is read too), the
+/// other parameters as they came.
+///
+/// ```
+/// use eci_policy::docker_api::with_label_filter;
+/// let query = with_label_filter("filters=%7B%22label%22%3A%5B%22app%22%5D%7D&all=1", "org.eci.runtime=eci").unwrap();
+/// assert_eq!(query, "all=1&filters=%7B%22label%22%3A%7B%22app%22%3Atrue%2C%22org.eci.runtime%3Deci%22%3Atrue%7D%7D");
+/// assert!(with_label_filter("filters=1", "a=b").is_err());
+/// assert!(with_label_filter("filters=%7B%7D&filters=%7B%7D", "a=b").is_err());
+/// ```
+pub fn with_label_filter(query: &str, label: &str) -> Result<String, QueryError> {
+    use serde_json::{Map, Value};
+    let mut filters = None;
+    let mut others = Vec::new();
+    if query.contains(';') {
+        return Err(QueryError::Undecodable);
+    }
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(raw_key, true).ok_or(QueryError::Undecodable)?;
+        let value = percent_decode(raw_value, true).ok_or(QueryError::Undecodable)?;
+        if key != "filters" {
+            others.push(pair.to_string());
+        } else if filters.replace(value).is_some() {
+            return Err(QueryError::Twice("filters"));
+        }
+    }
+    let mut fields = match filters.as_deref() {
+        None | Some("") => Map::new(),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(fields)) => fields,
+            _ => return Err(QueryError::Filters),
+        },
+    };
+    for values in fields.values_mut() {
+        *values = filter_values_as_set(values).ok_or(QueryError::Filters)?;
+    }
+    let labels = fields
+        .entry("label")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(labels) = labels {
+        labels.insert(label.to_string(), Value::Bool(true));
+    }
+    let encoded: String = Value::Object(fields)
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    others.push(format!("filters={encoded}"));
+    Ok(others.join("&"))
+}
+
+/// One filter's values as the engine's current form, a set of strings (`{"v":true}`), from it
+/// or from the older list of strings; `None` for anything else, which the engine refuses.
+fn filter_values_as_set(values: &serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let set = match values {
+        Value::Object(set) if set.values().all(Value::is_boolean) => set.clone(),
+        Value::Array(list) => list
+            .iter()
+            .map(|v| Some((v.as_str()?.to_string(), Value::Bool(true))))
+            .collect::<Option<_>>()?,
+        _ => return None,
+    };
+    Some(Value::Object(set))
 }
 
 /// Why a request is refused on a proxied socket for what its query asks, if it is (ECI.md
@@ -1364,6 +1464,7 @@ impl CommandList {
 
 pub mod create;
 pub mod network;
+pub mod volumes;
 
 #[cfg(test)]
 mod tests;

@@ -92,6 +92,11 @@ pub enum CreateRefusal {
     /// bridge with addresses of its own pools.
     #[error("a network with {0} is refused through this socket: the engine would set it up on the host (a host interface, the host's routes, its forwarding); only a plain bridge with the engine's own addresses may be made")]
     NetworkOption(String),
+    /// A volume label under `org.eci.`, which says which runtime's socket made the volume.
+    #[error(
+        "the volume label '{0}' is eci's own (it says which runtime's socket made the volume)"
+    )]
+    Label(String),
     /// A host bind with an option the proxy does not pass on.
     #[error("a bind mount with the option '{0}' (it would have the engine change the host: make a missing source, relabel a path)")]
     BindOption(String),
@@ -130,6 +135,7 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
             "Links",
             "Devices",
             "CgroupParent",
+            "VolumeDriver",
         ],
     )?;
     check_engine_side_fields(host_config)?;
@@ -169,24 +175,25 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
 
 /// Checks the body of `POST /volumes/create` and returns the body to send on: the same request,
 /// as read here (a key given twice is sent once: the engine's decoder would merge two
-/// `DriverOpts` where this one keeps the last). A `local` volume may be plain, a tmpfs or a
-/// bind.
+/// `DriverOpts` where this one keeps the last), labelled as made for `runtime`
+/// ([`SCOPE_LABEL`](super::volumes::SCOPE_LABEL)). A `local` volume may be plain or a tmpfs.
 ///
 /// ```
 /// use eci_policy::docker_api::create::{vet_volume_create_body, CreateRefusal};
 ///
-/// assert!(vet_volume_create_body(br#"{"Name":"db"}"#).is_ok());
+/// let vetted = vet_volume_create_body(br#"{"Name":"db"}"#, "eci").unwrap();
+/// let vetted: serde_json::Value = serde_json::from_slice(&vetted).unwrap();
+/// assert_eq!(vetted["Labels"]["org.eci.runtime"], "eci");
 /// let nfs = br#"{"Name":"n","DriverOpts":{"type":"nfs","o":"addr=10.0.0.1","device":":/x"}}"#;
-/// assert_eq!(vet_volume_create_body(nfs), Err(CreateRefusal::VolumeType("nfs".into())));
+/// assert_eq!(vet_volume_create_body(nfs, "eci"), Err(CreateRefusal::VolumeType("nfs".into())));
 /// ```
-pub fn vet_volume_create_body(body: &[u8]) -> Result<Vec<u8>, CreateRefusal> {
-    let request: Value =
+pub fn vet_volume_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefusal> {
+    let mut request: Value =
         serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
-    let Value::Object(fields) = &request else {
+    let Value::Object(fields) = &mut request else {
         return Err(CreateRefusal::NotAnObject("not an object".into()));
     };
-    only_exact_spellings(fields, &["Driver", "DriverOpts"])?;
-    check_volume(fields.get("Driver"), fields.get("DriverOpts"))?;
+    super::volumes::vet_volume_create_fields(fields, runtime)?;
     Ok(request.to_string().into_bytes())
 }
 
@@ -376,35 +383,6 @@ pub fn host_bind_sources(body: &[u8]) -> Vec<String> {
     from_binds.chain(from_mounts).map(str::to_string).collect()
 }
 
-/// The named volumes a create body mounts (`HostConfig.Binds` entries whose source is a name,
-/// `HostConfig.Mounts` of type `volume` with a `Source`): an existing one the engine fills
-/// from the image, as root, if it is empty, which a proxy asks the engine about.
-///
-/// ```
-/// use eci_policy::docker_api::create::named_volumes;
-/// let body = br#"{"HostConfig":{"Binds":["db:/db","/srv:/s","/anon"],
-///                 "Mounts":[{"Type":"volume","Source":"logs","Target":"/l"}]}}"#;
-/// assert_eq!(named_volumes(body), ["db", "logs"]);
-/// ```
-pub fn named_volumes(body: &[u8]) -> Vec<String> {
-    let Ok(request) = serde_json::from_slice::<Value>(body) else {
-        return Vec::new();
-    };
-    let host_config = &request["HostConfig"];
-    let binds = host_config["Binds"].as_array().into_iter().flatten();
-    let from_binds = binds.filter_map(Value::as_str).filter_map(|bind| {
-        let parts: Vec<&str> = bind.split(':').collect();
-        let named = matches!(parts.len(), 2 | 3) && !parts[0].starts_with('/');
-        named.then_some(parts[0])
-    });
-    let mounts = host_config["Mounts"].as_array().into_iter().flatten();
-    let from_mounts = mounts
-        .filter(|mount| mount["Type"] == "volume")
-        .filter_map(|mount| mount["Source"].as_str())
-        .filter(|source| !source.is_empty());
-    from_binds.chain(from_mounts).map(str::to_string).collect()
-}
-
 /// `HostConfig.Mounts`: a volume mount may create its volume with a driver's options.
 fn check_mounts(mounts: Option<&Value>) -> Result<(), CreateRefusal> {
     let mounts = match mounts {
@@ -432,7 +410,7 @@ fn check_mounts(mounts: Option<&Value>) -> Result<(), CreateRefusal> {
                 ))
             }
         };
-        only_exact_spellings(options, &["DriverConfig"])?;
+        only_exact_spellings(options, &["DriverConfig", "Labels"])?;
         let driver_config = match options.get("DriverConfig") {
             None | Some(Value::Null) => continue,
             Some(Value::Object(driver_config)) => driver_config,
@@ -449,7 +427,10 @@ fn check_mounts(mounts: Option<&Value>) -> Result<(), CreateRefusal> {
 }
 
 /// A volume of `driver` (the `local` one when empty) made with `options`.
-fn check_volume(driver: Option<&Value>, options: Option<&Value>) -> Result<(), CreateRefusal> {
+pub(super) fn check_volume(
+    driver: Option<&Value>,
+    options: Option<&Value>,
+) -> Result<(), CreateRefusal> {
     match driver {
         None | Some(Value::Null) => {}
         Some(Value::String(name)) if name.is_empty() || name == "local" => {}
@@ -712,19 +693,18 @@ mod tests {
         let fine = br#"{"HostConfig":{"Links":[],"CgroupParent":"/ci",
             "Devices":[{"PathOnHost":"/dev/fuse","PathInContainer":"/dev/fuse"}]}}"#;
         assert!(vet_create_body(fine, "eci").is_ok());
-        let body = br#"{"HostConfig":{"Binds":["db:/db","/srv:/s","/anon","a:b:c:d"],
-            "Mounts":[{"Type":"volume","Source":"logs","Target":"/l"},
-                      {"Type":"volume","Target":"/anonymous"}]}}"#;
-        assert_eq!(named_volumes(body), ["db", "logs"]);
     }
 
     #[test]
     fn a_key_given_twice_is_sent_once() {
         // Go's decoder would merge the two maps, and make an NFS volume of this.
         let twice = br#"{"Name":"v","DriverOpts":{"type":"nfs","o":"addr=10.0.0.1","device":":/x"},"DriverOpts":{}}"#;
-        let vetted = vet_volume_create_body(twice).unwrap();
+        let vetted = vet_volume_create_body(twice, "eci").unwrap();
         let vetted: Value = serde_json::from_slice(&vetted).unwrap();
-        assert_eq!(vetted, serde_json::json!({"Name": "v", "DriverOpts": {}}));
+        assert_eq!(
+            vetted,
+            serde_json::json!({"Name": "v", "DriverOpts": {}, "Labels": {"org.eci.runtime": "eci"}})
+        );
     }
 
     #[test]
@@ -797,7 +777,7 @@ mod tests {
                     .unwrap_or(&Value::Null),
             );
             assert!(
-                vet_volume_create_body(create.as_bytes()).is_ok(),
+                vet_volume_create_body(create.as_bytes(), "eci").is_ok(),
                 "{create}"
             );
         }
@@ -840,7 +820,7 @@ mod tests {
             let options = serde_json::from_str::<Value>(config).unwrap()["Options"].to_string();
             let create = format!(r#"{{"Name":"v","DriverOpts":{options}}}"#);
             assert_eq!(
-                vet_volume_create_body(create.as_bytes()),
+                vet_volume_create_body(create.as_bytes(), "eci"),
                 Err(refusal),
                 "{create}"
             );
@@ -850,7 +830,7 @@ mod tests {
             br#"{"Name":"v","DRIVER":"x","DriverOpts":{"type":"nfs"}}"#,
         ] {
             assert!(matches!(
-                vet_volume_create_body(body),
+                vet_volume_create_body(body, "eci"),
                 Err(CreateRefusal::Spelling(..))
             ));
         }
@@ -882,7 +862,7 @@ mod tests {
             if !words.is_empty() { options.insert("o".into(), words.join(",").into()); }
             if let Some(device) = device { options.insert("device".into(), device.into()); }
             let body = serde_json::json!({"Name": "v", "DriverOpts": options}).to_string();
-            let verdict = vet_volume_create_body(body.as_bytes());
+            let verdict = vet_volume_create_body(body.as_bytes(), "eci");
             let bind = words.iter().any(|w| *w == "bind" || *w == "rbind");
             let plain = typ.unwrap_or("").is_empty() && words.is_empty() && device.unwrap_or("").is_empty();
             let expected = !bind && (plain || typ == Some("tmpfs"));
@@ -896,7 +876,7 @@ mod tests {
 
         #[test]
         fn volume_create_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = vet_volume_create_body(&body);
+            let _ = vet_volume_create_body(&body, "eci");
         }
 
         #[test]

@@ -474,3 +474,61 @@ fn names_and_queries_are_read_as_the_engine_reads_them() {
         "/v1.43/containers/e1/checkpoints/c%3Fx%3D1"
     );
 }
+
+/// The `filters` of a query [`with_label_filter`] made, as the engine would read them.
+fn sent_filters(query: &str) -> serde_json::Value {
+    let filters = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("filters="))
+        .unwrap();
+    serde_json::from_str(&percent_decode(filters, true).unwrap()).unwrap()
+}
+
+#[test]
+fn a_label_filter_is_added_to_what_the_query_filters() {
+    let scope = "org.eci.runtime=eci";
+    let added = |query: &str| sent_filters(&with_label_filter(query, scope).unwrap());
+    assert_eq!(added(""), serde_json::json!({"label": {scope: true}}));
+    assert_eq!(
+        added("filters="),
+        serde_json::json!({"label": {scope: true}})
+    );
+    // Both of the engine's forms, and the client's own labels kept (the engine ANDs them).
+    let legacy = r#"{"label":["app=web"],"dangling":["true"]}"#;
+    let current = r#"{"label":{"app=web":true},"dangling":{"true":true}}"#;
+    for filters in [legacy, current] {
+        let query = format!("filters={}&all=1", filters.replace('"', "%22"));
+        assert_eq!(
+            added(&query),
+            serde_json::json!({"label": {"app=web": true, scope: true}, "dangling": {"true": true}})
+        );
+        assert!(with_label_filter(&query, scope)
+            .unwrap()
+            .starts_with("all=1&"));
+    }
+    // A client cannot unset the label by giving it as false: the engine reads keys only.
+    let unset = format!(r#"filters={{"label":{{"{scope}":false}}}}"#);
+    assert_eq!(added(&unset), serde_json::json!({"label": {scope: true}}));
+    for query in [
+        "filters=%7B",
+        "filters=%5B%5D",
+        r#"filters={"label":"app"}"#,
+        r#"filters={"label":{"app":"yes"}}"#,
+        "filters=%7B%7D&filters=%7B%7D",
+        "filters=%7B%7D;x",
+        "filters=%zz",
+    ] {
+        assert!(with_label_filter(query, scope).is_err(), "{query}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_filtered_query_always_carries_the_label(query in "[a-z=&%{}\":,\\[\\]0-9]{0,40}") {
+        if let Ok(sent) = with_label_filter(&query, "org.eci.runtime=eci") {
+            let filters = sent_filters(&sent);
+            prop_assert_eq!(&filters["label"]["org.eci.runtime=eci"], &serde_json::Value::Bool(true));
+            prop_assert_eq!(sent.matches("filters=").count(), 1);
+        }
+    }
+}
