@@ -704,6 +704,40 @@ fn the_socket_proxy_enforces_the_command_list() {
         .docker(&["volume", "rm", "theirs", "bound"])
         .status
         .success());
+    // So are networks: another runtime's is neither joined, inspected nor removed; the
+    // socket's own is.
+    assert!(docker
+        .docker(&["network", "create", "theirs-net"])
+        .status
+        .success());
+    for args in [
+        &["create", "--network", "theirs-net", "eci-busybox"][..],
+        &["network", "inspect", "theirs-net"],
+        &["network", "rm", "theirs-net"],
+    ] {
+        let (code, _, err) = through(args, "");
+        assert_eq!(code, 1, "{args:?}: {err}");
+        let out_of_scope = "the network theirs-net was not made through a socket of the runtime";
+        assert!(err.contains(out_of_scope), "{args:?}: {err}");
+    }
+    let (code, _, err) = through(&["network", "create", "ours-net"], "");
+    assert_eq!(code, 0, "{err}");
+    let run = [
+        "run",
+        "--rm",
+        "--network",
+        "ours-net",
+        "eci-busybox",
+        "true",
+    ];
+    let (code, _, err) = through(&run, "");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = through(&["network", "rm", "ours-net"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(docker
+        .docker(&["network", "rm", "theirs-net"])
+        .status
+        .success());
     let create = [
         "create",
         "--name",

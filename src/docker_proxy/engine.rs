@@ -124,6 +124,12 @@ pub(super) fn volume(socket: &Path, name: &str) -> Result<Option<serde_json::Val
     engine_get_found(socket, &format!("/volumes/{}", percent_encode(name)))
 }
 
+/// The engine's description of the network `reference` (an ID, a name or an ID prefix, found
+/// as the engine finds it); `Ok(None)` when it has none.
+pub(super) fn network(socket: &Path, reference: &str) -> Result<Option<serde_json::Value>> {
+    engine_get_found(socket, &format!("/networks/{}", percent_encode(reference)))
+}
+
 /// Has the engine make a volume (`body` is a `POST /volumes/create` body) and returns its
 /// description of it: of the volume it already had by that name, if it had one.
 pub(super) fn create_volume(socket: &Path, body: &[u8]) -> Result<serde_json::Value> {

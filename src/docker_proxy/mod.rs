@@ -220,9 +220,26 @@ impl Shared {
         }
     }
 
-    /// Has a volume list or prune answer only for the volumes in scope: the request's
-    /// `filters` get the scope's label.
-    fn only_volumes_in_scope(&self, request: &mut Head) -> std::result::Result<(), Refusal> {
+    /// Refuses a request that names the engine's network `reference` unless the network was
+    /// made through a socket of the runtime created containers get, or is one of the
+    /// engine's own, and `reference` cannot come to name another
+    /// ([`eci_policy::docker_api::network::network_in_scope`]). A network the engine does not
+    /// have is left to the engine to answer for.
+    fn network_in_scope(&self, reference: &str) -> std::result::Result<(), Refusal> {
+        let runtime = self.runtime_for_creates().map_err(|why| (403, why))?;
+        match engine::network(&self.upstream, reference) {
+            Ok(None) => Ok(()),
+            Ok(Some(network)) => {
+                eci_policy::docker_api::network::network_in_scope(&network, reference, &runtime)
+                    .map_err(|refusal| (403, format!("eci: {refusal}")))
+            }
+            Err(err) => Err((403, format!("eci: the network {reference}: {err}"))),
+        }
+    }
+
+    /// Has a volume list, or a volume or network prune, answer only for what is in scope: the
+    /// request's `filters` get the scope's label.
+    fn only_in_scope(&self, request: &mut Head) -> std::result::Result<(), Refusal> {
         use eci_policy::docker_api::{volumes::scope_filter, with_label_filter};
         let runtime = self.runtime_for_creates().map_err(|why| (403, why))?;
         let (path, query) = request
@@ -591,6 +608,10 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             eci_policy::docker_api::volume_of_target(&request.method, &request.target)
         {
             shared.volume_in_scope(&volume)
+        } else if let Some(network) =
+            eci_policy::docker_api::network_of_target(&request.method, &request.target)
+        {
+            shared.network_in_scope(&network)
         } else {
             Ok(())
         };
@@ -598,7 +619,9 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             Some(
                 Api::ContainerArchiveInfo | Api::ContainerArchiveGet | Api::ContainerArchivePut,
             ) => shared.no_mount_but_tmpfs(&request.target),
-            Some(Api::VolumeList | Api::VolumePrune) => shared.only_volumes_in_scope(&mut request),
+            Some(Api::VolumeList | Api::VolumePrune | Api::NetworkPrune) => {
+                shared.only_in_scope(&mut request)
+            }
             _ => Ok(()),
         });
         if let Err((status, message)) = scope {
@@ -840,16 +863,33 @@ fn vet_create(
         Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
     };
     for claim in claims {
-        // Made first, labelled for this socket's runtime: the engine would make a missing one
-        // unlabelled, out of scope from then on. For a volume it already has, it answers with
-        // that one, which must be in scope.
+        // Looked up first: the engine then asks every driver for a volume it has no record of
+        // (a plugin's, a restored directory), and records it with the labels it really has.
+        // A create would have the driver's volume take the labels of the request instead.
+        // A missing one is made, labelled for this socket's runtime: the engine would make it
+        // unlabelled, out of scope from then on (and if another is made meanwhile, the engine
+        // answers with that one, which is judged the same way).
         let name = &claim.name;
-        let volume = match engine::create_volume(&shared.upstream, &claim.body) {
+        let volume = match engine::volume(&shared.upstream, name) {
+            Ok(Some(volume)) => Ok(volume),
+            Ok(None) => engine::create_volume(&shared.upstream, &claim.body),
+            Err(err) => Err(err),
+        };
+        let volume = match volume {
             Ok(volume) => volume,
             Err(err) => return Ok(Err((403, format!("eci: the volume {name}: {err}")))),
         };
         if let Err(refusal) = mountable_volume(&volume, &runtime) {
             return Ok(Err((403, format!("eci: {refusal}"))));
+        }
+    }
+    let networks = match eci_policy::docker_api::network::network_references(&vetted) {
+        Ok(networks) => networks,
+        Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
+    };
+    for network in networks {
+        if let Err(refusal) = shared.network_in_scope(&network) {
+            return Ok(Err(refusal));
         }
     }
     Ok(Ok(with_body(request, &vetted)))
@@ -932,17 +972,10 @@ fn vet_volume_create(
     request: Head,
     shared: &Shared,
 ) -> ProxyResult<std::result::Result<Head, Refusal>> {
-    let body = match read_body(client, &request, "volume create")? {
-        Ok(body) => body,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    let runtime = match shared.runtime_for_creates() {
-        Ok(runtime) => runtime,
-        Err(why) => return Ok(Err((403, why))),
-    };
-    let vetted = match eci_policy::docker_api::create::vet_volume_create_body(&body, &runtime) {
+    let vet = eci_policy::docker_api::create::vet_volume_create_body;
+    let vetted = match read_and_vet(client, &request, shared, "volume create", vet)? {
         Ok(vetted) => vetted,
-        Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
+        Err(refusal) => return Ok(Err(refusal)),
     };
     let fields: serde_json::Value = serde_json::from_slice(&vetted).unwrap_or_default();
     if let Some(name) = fields["Name"].as_str().filter(|name| !name.is_empty()) {
@@ -953,32 +986,39 @@ fn vet_volume_create(
     Ok(Ok(with_body(request, &vetted)))
 }
 
-/// Reads a network create's body: a plain bridge with the engine's own addresses.
+/// Reads a network create's body: a plain bridge with the engine's own addresses, labelled in
+/// the socket's scope.
 fn vet_network_create(
     client: &mut Side,
     request: Head,
-    _shared: &Shared,
+    shared: &Shared,
 ) -> ProxyResult<std::result::Result<Head, Refusal>> {
     let vet = eci_policy::docker_api::network::vet_network_create_body;
-    vet_body_alone(client, request, "network create", vet)
+    let vetted = read_and_vet(client, &request, shared, "network create", vet)?;
+    Ok(vetted.map(|body| with_body(request, &body)))
 }
 
-/// Reads a body (`what` names it) and sends on what `vet`, which needs nothing else, makes
-/// of it.
-fn vet_body_alone(
+/// Reads a body (`what` names it): the body `vet` makes of it for the runtime created
+/// containers get, or a refusal.
+fn read_and_vet(
     client: &mut Side,
-    request: Head,
+    request: &Head,
+    shared: &Shared,
     what: &str,
-    vet: fn(&[u8]) -> std::result::Result<Vec<u8>, eci_policy::docker_api::create::CreateRefusal>,
-) -> ProxyResult<std::result::Result<Head, Refusal>> {
-    let body = match read_body(client, &request, what)? {
+    vet: fn(
+        &[u8],
+        &str,
+    ) -> std::result::Result<Vec<u8>, eci_policy::docker_api::create::CreateRefusal>,
+) -> ProxyResult<std::result::Result<Vec<u8>, Refusal>> {
+    let body = match read_body(client, request, what)? {
         Ok(body) => body,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    Ok(match vet(&body) {
-        Ok(vetted) => Ok(with_body(request, &vetted)),
-        Err(refusal) => Err((403, format!("eci: {refusal}"))),
-    })
+    let runtime = match shared.runtime_for_creates() {
+        Ok(runtime) => runtime,
+        Err(why) => return Ok(Err((403, why))),
+    };
+    Ok(vet(&body, &runtime).map_err(|refusal| (403, format!("eci: {refusal}"))))
 }
 
 /// Reads a network connect or disconnect body, whose `Container` must be of the holder's

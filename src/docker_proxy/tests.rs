@@ -46,7 +46,10 @@ fn eci_runtime() -> CreateRuntime {
 /// An engine that keeps the body of each request it reads (by Content-Length) and answers 201,
 /// but for the proxy's own questions (unversioned, unrecorded) about its volumes: made for the
 /// eci runtime, `optioned` (a bind of /etc) and `quota` (a plain one with a size); `foreign`
-/// (unlabelled, as one made by a runc container); and those the proxy has it make.
+/// (unlabelled, as one made by a runc container); `unrecorded` (unlabelled, but labelled as
+/// a create asks, as a driver's volume the engine has no record of); and those the proxy has
+/// it make. Its
+/// networks: `ours-net` (made for eci), `theirs-net` and `bridge`.
 fn recording_engine(path: &Path) -> Recorded {
     let listener = UnixListener::bind(path).unwrap();
     let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -56,6 +59,7 @@ fn recording_engine(path: &Path) -> Recorded {
         ("optioned", serde_json::json!({"o": "bind", "device": "/etc"}), &scoped),
         ("quota", serde_json::json!({"size": "1G"}), &scoped),
         ("foreign", serde_json::Value::Null, &serde_json::Value::Null),
+        ("unrecorded", serde_json::Value::Null, &serde_json::Value::Null),
     ]
     .into_iter()
     .map(|(name, options, labels)| {
@@ -72,14 +76,31 @@ fn recording_engine(path: &Path) -> Recorded {
                 if let Framing::Length(n) = head.framing {
                     side.copy(n, &mut body).unwrap();
                 }
-                let volume = if head.method == "GET" && head.target.starts_with("/volumes/") {
+                let volume = if head.method == "GET" && head.target.starts_with("/networks/") {
+                    let name = &head.target["/networks/".len()..];
+                    // Found as the engine finds one: by name or by an ID prefix.
+                    let (name, labels) = match name {
+                        "ours-net" | "0000" => ("ours-net", scoped.clone()),
+                        "theirs-net" | "bridge" => (name, serde_json::json!({})),
+                        _ => (name, serde_json::Value::Null),
+                    };
+                    let id = format!("{name:0>64}");
+                    let network = serde_json::json!({"Name": name, "Id": id, "Labels": labels});
+                    Some(Some(network).filter(|_| !labels.is_null()))
+                } else if head.method == "GET" && head.target.starts_with("/volumes/") {
                     Some(volumes.get(&head.target["/volumes/".len()..]).cloned())
                 } else if head.method == "POST" && head.target == "/volumes/create" {
                     let create: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     let name = create["Name"].as_str().unwrap().to_string();
                     let made = serde_json::json!({"Name": name, "Driver": "local",
                         "Options": create["DriverOpts"], "Labels": create["Labels"]});
-                    Some(Some(volumes.entry(name).or_insert(made).clone()))
+                    // As the engine does for a volume its driver has but it has no record
+                    // of: it takes the labels of the create.
+                    if name == "unrecorded" {
+                        Some(Some(made))
+                    } else {
+                        Some(Some(volumes.entry(name).or_insert(made).clone()))
+                    }
                 } else {
                     None
                 };
@@ -271,6 +292,7 @@ fn volumes_reach_only_those_made_through_the_socket() {
     // inspected, updated, removed or made again; nor may a label claim a scope.
     for create in [
         r#"{"Image":"a","HostConfig":{"Binds":["foreign:/f"]}}"#,
+        r#"{"Image":"a","HostConfig":{"Binds":["unrecorded:/f"]}}"#,
         r#"{"Image":"a","HostConfig":{"Mounts":[{"Type":"volume","Source":"foreign","Target":"/f"}]}}"#,
         r#"{"Image":"a","HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v",
             "VolumeOptions":{"Labels":{"org.eci.runtime":"eci"}}}]}}"#,
@@ -292,6 +314,7 @@ fn volumes_reach_only_those_made_through_the_socket() {
     }
     for create in [
         r#"{"Name":"foreign"}"#,
+        r#"{"name":"foreign"}"#,
         r#"{"Name":"x","Labels":{"org.eci.runtime":"eci"}}"#,
     ] {
         let status = ask("POST", "/v1.43/volumes/create", create);
@@ -318,7 +341,72 @@ fn volumes_reach_only_those_made_through_the_socket() {
 }
 
 #[test]
-fn volume_lists_and_prunes_answer_only_for_the_sockets_volumes() {
+fn networks_reach_only_those_made_through_the_socket_and_the_engines_own() {
+    let (_dir, shared, bodies) = proxy_to_a_recording_engine();
+    let ask = |method: &str, target: &str, body: &str| {
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let back = exchange(&shared, request.as_bytes());
+        let back = String::from_utf8_lossy(&back).to_string();
+        back.lines().next().unwrap_or_default().to_string()
+    };
+    let joins = |network: &str| {
+        format!(
+            r#"{{"Image":"a","HostConfig":{{"NetworkMode":"{network}"}},
+                "NetworkingConfig":{{"EndpointsConfig":{{"{network}":{{}}}}}}}}"#
+        )
+    };
+    for (method, target, body) in [
+        ("POST", "/v1.43/containers/create", joins("theirs-net")),
+        ("POST", "/v1.43/networks/theirs-net/connect", String::new()),
+        (
+            "POST",
+            "/v1.43/networks/theirs-net/disconnect",
+            String::new(),
+        ),
+        ("GET", "/v1.43/networks/theirs-net", String::new()),
+        ("DELETE", "/v1.43/networks/theirs%2Dnet", String::new()),
+        // Its own, but by an ID prefix: the same words would find another once it is gone.
+        ("DELETE", "/v1.43/networks/0000", String::new()),
+        (
+            "POST",
+            "/v1.43/networks/create",
+            r#"{"Name":"n","Labels":{"org.eci.runtime":"eci"}}"#.to_string(),
+        ),
+    ] {
+        let status = ask(method, target, &body);
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{method} {target}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(
+        bodies.lock().unwrap().is_empty(),
+        "nothing refused reached the engine"
+    );
+    for network in ["ours-net", "bridge"] {
+        let status = ask("POST", "/v1.43/containers/create", &joins(network));
+        assert_eq!(status, "HTTP/1.1 201 Created", "{network}");
+    }
+    assert_eq!(
+        ask("DELETE", "/v1.43/networks/ours-net", ""),
+        "HTTP/1.1 201 Created"
+    );
+    assert_eq!(
+        ask("POST", "/v1.43/networks/create", r#"{"Name":"n"}"#),
+        "HTTP/1.1 201 Created"
+    );
+    let sent = bodies.lock().unwrap().pop().unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(
+        sent["Labels"],
+        serde_json::json!({"org.eci.runtime": "eci"})
+    );
+}
+
+#[test]
+fn lists_and_prunes_answer_only_for_what_the_socket_made() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = dir.path().join("engine.sock");
     let seen = engine(&upstream);
@@ -350,6 +438,10 @@ fn volume_lists_and_prunes_answer_only_for_the_sockets_volumes() {
         assert_eq!(status(request), "HTTP/1.1 200 OK");
         assert_eq!(seen.lock().unwrap().pop().as_ref(), Some(&sent));
     }
+    let prune = "POST /v1.43/networks/prune HTTP/1.1\r\nHost: d\r\n\r\n";
+    assert_eq!(status(prune), "HTTP/1.1 200 OK");
+    let sent = format!("POST /v1.43/networks/prune?filters=%7B%22label%22%3A%7B{scoped}%7D%7D");
+    assert_eq!(seen.lock().unwrap().pop(), Some(sent));
     for query in [
         "filters=1",
         "filters=%7B%7D&filters=%7B%7D",
@@ -455,11 +547,29 @@ fn engine_with(
                 .and_then(|t| t.strip_suffix("/json"))
                 .filter(|_| head.method == "GET");
             let info = format!(r#"{{"DefaultRuntime":"{default_runtime}"}}"#);
+            let network = head
+                .target
+                .strip_prefix("/networks/")
+                .filter(|_| head.method == "GET")
+                .map(|name| {
+                    let id = "f".repeat(64);
+                    format!(
+                        r#"{{"Name":"{name}","Id":"{id}","Labels":{{"org.eci.runtime":"eci"}}}}"#
+                    )
+                });
             let answer = match inspected {
                 _ if head.method == "GET" && head.target == "/info" => format!(
                     "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{info}",
                     info.len()
                 ),
+                // Every network is one the socket made.
+                _ if network.is_some() => {
+                    let network = network.unwrap_or_default();
+                    format!(
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{network}",
+                        network.len()
+                    )
+                }
                 Some(asked) => match containers
                     .iter()
                     .find(|(n, id, _)| *n == asked || *id == asked)

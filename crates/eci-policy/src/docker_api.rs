@@ -549,6 +549,27 @@ pub fn volume_of_target(method: &str, target: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// The network a request acts on (`{name}` of `/networks/{name}` for an inspect or a remove,
+/// and of `/networks/{name}/connect` or `/disconnect`), decoded as the engine reads it.
+///
+/// ```
+/// use eci_policy::docker_api::network_of_target;
+/// assert_eq!(network_of_target("POST", "/v1.43/networks/app/connect").as_deref(), Some("app"));
+/// assert_eq!(network_of_target("DELETE", "/networks/db%2Dnet").as_deref(), Some("db-net"));
+/// assert_eq!(network_of_target("POST", "/v1.43/networks/create"), None);
+/// ```
+pub fn network_of_target(method: &str, target: &str) -> Option<String> {
+    let api = classify_target(method, target)?;
+    let (decoded, _) = decoded_path(target)?;
+    let tail = strip_version(&decoded)?.strip_prefix("/networks/")?;
+    let name = match api {
+        Api::NetworkInspect | Api::NetworkDelete => tail,
+        Api::NetworkConnect | Api::NetworkDisconnect => action(tail)?.0,
+        _ => return None,
+    };
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 /// A container named in a request's query (`POST /commit?container=web`), decoded as the
 /// engine's form parser decodes it, and the rest of the query as it came.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -85,6 +85,10 @@ pub enum CreateRefusal {
     /// on the host when missing, whatever the proxy had made of them.
     #[error("HostConfig.VolumesFrom (--volumes-from) is refused through this socket: the engine would bind another container's host paths, and make them on the host when missing; name the volumes or paths instead")]
     VolumesFrom,
+    /// A host setting given beside `HostConfig`, where the engine still reads it (API before
+    /// 1.24).
+    #[error("the container create body's top-level {0} is refused through this socket: give it in HostConfig")]
+    TopLevel(&'static str),
     /// A field the engine acts on itself, on the host, outside eci.
     #[error("HostConfig.{0} is refused through this socket: the engine acts on it itself, on the host (Links copy another container's environment, Devices look host paths up as root beyond the safe set, a CgroupParent with '..' leaves the cgroup tree)")]
     EngineSide(&'static str),
@@ -92,9 +96,9 @@ pub enum CreateRefusal {
     /// bridge with addresses of its own pools.
     #[error("a network with {0} is refused through this socket: the engine would set it up on the host (a host interface, the host's routes, its forwarding); only a plain bridge with the engine's own addresses may be made")]
     NetworkOption(String),
-    /// A volume label under `org.eci.`, which says which runtime's socket made the volume.
+    /// A volume or network label under `org.eci.`, which says which runtime's socket made it.
     #[error(
-        "the volume label '{0}' is eci's own (it says which runtime's socket made the volume)"
+        "the label '{0}' is eci's own (it says which runtime's socket made a volume or network)"
     )]
     Label(String),
     /// A host bind with an option the proxy does not pass on.
@@ -113,7 +117,15 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     let Value::Object(request_fields) = &mut request else {
         return Err(CreateRefusal::NotAnObject("not an object".into()));
     };
-    only_exact_spellings(request_fields, &["HostConfig"])?;
+    only_exact_spellings(
+        request_fields,
+        &["HostConfig", "NetworkingConfig", "VolumeDriver"],
+    )?;
+    // The engine still reads a top-level VolumeDriver (API before 1.24) when HostConfig has
+    // none: the proxy would make a volume with one driver and the engine mount another's.
+    if !matches!(request_fields.get("VolumeDriver"), None | Some(Value::Null)) {
+        return Err(CreateRefusal::TopLevel("VolumeDriver"));
+    }
     let host_config = request_fields
         .entry("HostConfig")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -136,6 +148,7 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
             "Devices",
             "CgroupParent",
             "VolumeDriver",
+            "NetworkMode",
         ],
     )?;
     check_engine_side_fields(host_config)?;
@@ -690,6 +703,11 @@ mod tests {
                 "{host_config}"
             );
         }
+        let legacy = br#"{"VolumeDriver":"x","HostConfig":{"Binds":["v:/d"]}}"#;
+        assert_eq!(
+            vet_create_body(legacy, "eci"),
+            Err(CreateRefusal::TopLevel("VolumeDriver"))
+        );
         let fine = br#"{"HostConfig":{"Links":[],"CgroupParent":"/ci",
             "Devices":[{"PathOnHost":"/dev/fuse","PathInContainer":"/dev/fuse"}]}}"#;
         assert!(vet_create_body(fine, "eci").is_ok());

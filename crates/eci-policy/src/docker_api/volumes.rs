@@ -200,14 +200,14 @@ fn volume_create(
 
 /// `labels` (an object of strings, or nothing) with [`SCOPE_LABEL`] set to `runtime`; a label
 /// under `org.eci.` is refused (it would claim another scope).
-pub(super) fn scoped_labels(
+pub(crate) fn scoped_labels(
     labels: Option<&Value>,
     runtime: &str,
 ) -> Result<Map<String, Value>, CreateRefusal> {
     let mut labels = match labels {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(labels)) if labels.values().all(Value::is_string) => labels.clone(),
-        Some(_) => return Err(CreateRefusal::Malformed("volume labels")),
+        Some(_) => return Err(CreateRefusal::Malformed("Labels")),
     };
     if let Some(key) = labels
         .keys()
@@ -225,8 +225,24 @@ pub(super) fn vet_volume_create_fields(
     fields: &mut Map<String, Value>,
     runtime: &str,
 ) -> Result<(), CreateRefusal> {
-    only_exact_spellings(fields, &["Driver", "DriverOpts", "Labels"])?;
+    only_exact_spellings(
+        fields,
+        &[
+            "Name",
+            "Driver",
+            "DriverOpts",
+            "Labels",
+            "ClusterVolumeSpec",
+        ],
+    )?;
     check_volume(fields.get("Driver"), fields.get("DriverOpts"))?;
+    // A swarm manager makes a cluster volume of it, through a CSI plugin: swarm's changes are
+    // refused through the socket.
+    if !matches!(fields.get("ClusterVolumeSpec"), None | Some(Value::Null)) {
+        return Err(CreateRefusal::VolumeType(
+            "cluster (ClusterVolumeSpec)".into(),
+        ));
+    }
     let labels = scoped_labels(fields.get("Labels"), runtime)?;
     fields.insert("Labels".into(), Value::Object(labels));
     Ok(())
@@ -345,13 +361,18 @@ mod tests {
                 r#"{"Labels":{"Org.Eci.x":""}}"#,
                 CreateRefusal::Label("Org.Eci.x".into()),
             ),
-            (
-                r#"{"Labels":{"a":1}}"#,
-                CreateRefusal::Malformed("volume labels"),
-            ),
+            (r#"{"Labels":{"a":1}}"#, CreateRefusal::Malformed("Labels")),
             (
                 r#"{"labels":{}}"#,
                 CreateRefusal::Spelling("labels".into(), "Labels"),
+            ),
+            (
+                r#"{"name":"theirs"}"#,
+                CreateRefusal::Spelling("name".into(), "Name"),
+            ),
+            (
+                r#"{"Name":"c","ClusterVolumeSpec":{"Group":"g"}}"#,
+                CreateRefusal::VolumeType("cluster (ClusterVolumeSpec)".into()),
             ),
         ] {
             assert_eq!(vet(body), Err(refusal), "{body}");
