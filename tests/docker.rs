@@ -732,6 +732,18 @@ fn the_socket_proxy_enforces_the_command_list() {
     ];
     let (code, _, err) = through(&run, "");
     assert_eq!(code, 0, "{err}");
+    // An endpoint may not name another network than the one it is listed under (the engine
+    // would join that one at start).
+    let elsewhere = r#"{"Image":"eci-busybox","HostConfig":{"NetworkMode":"ours-net"},
+        "NetworkingConfig":{"EndpointsConfig":{"ours-net":{"NetworkID":"theirs-net"}}}}"#;
+    let request = format!(
+        "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{elsewhere}",
+        elsewhere.len()
+    );
+    let (status, body) = raw_request(&socket, &request);
+    assert_eq!(status, "HTTP/1.1 403 Forbidden", "{body}");
+    assert!(body.contains("an endpoint's NetworkID"), "{body}");
     let (code, _, err) = through(&["network", "rm", "ours-net"], "");
     assert_eq!(code, 0, "{err}");
     assert!(docker

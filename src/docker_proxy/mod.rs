@@ -220,21 +220,29 @@ impl Shared {
         }
     }
 
-    /// Refuses a request that names the engine's network `reference` unless the network was
-    /// made through a socket of the runtime created containers get, or is one of the
-    /// engine's own, and `reference` cannot come to name another
-    /// ([`eci_policy::docker_api::network::network_in_scope`]). A network the engine does not
-    /// have is left to the engine to answer for.
-    fn network_in_scope(&self, reference: &str) -> std::result::Result<(), Refusal> {
+    /// The full ID of the engine's network `reference` if it was made through a socket of
+    /// the runtime created containers get, or is one of the engine's own
+    /// ([`eci_policy::docker_api::network::network_in_scope`]); `Ok(None)` when the engine has
+    /// no such network; else the refusal.
+    fn network_in_scope(&self, reference: &str) -> std::result::Result<Option<String>, Refusal> {
         let runtime = self.runtime_for_creates().map_err(|why| (403, why))?;
         match engine::network(&self.upstream, reference) {
-            Ok(None) => Ok(()),
+            Ok(None) => Ok(None),
             Ok(Some(network)) => {
                 eci_policy::docker_api::network::network_in_scope(&network, reference, &runtime)
+                    .map(Some)
                     .map_err(|refusal| (403, format!("eci: {refusal}")))
             }
             Err(err) => Err((403, format!("eci: the network {reference}: {err}"))),
         }
+    }
+
+    /// The full ID of the network `reference` a container is to join, which must exist (the
+    /// engine would otherwise look the name up again at the container's start, when it may
+    /// find one made meanwhile) and be in scope.
+    fn network_to_join(&self, reference: &str) -> std::result::Result<String, Refusal> {
+        self.network_in_scope(reference)?
+            .ok_or_else(|| (404, format!("eci: no such network: {reference}")))
     }
 
     /// Has a volume list, or a volume or network prune, answer only for what is in scope: the
@@ -611,7 +619,21 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         } else if let Some(network) =
             eci_policy::docker_api::network_of_target(&request.method, &request.target)
         {
-            shared.network_in_scope(&network)
+            // Named by full ID from here on: a name or prefix could find another network once
+            // this one is gone.
+            let found = if api == Some(Api::NetworkConnect) {
+                shared.network_to_join(&network.name).map(Some)
+            } else {
+                shared.network_in_scope(&network.name)
+            };
+            found.and_then(|id| {
+                let Some(id) = id else { return Ok(()) };
+                let target = network.with_id(&id);
+                request.bytes = http::head_with_target(&request.bytes, &target)
+                    .ok_or((400, "eci: the request line".to_string()))?;
+                request.target = target;
+                Ok(())
+            })
         } else {
             Ok(())
         };
@@ -857,6 +879,23 @@ fn vet_create(
     if let Some(why) = shared.binds.refusal(sources) {
         return Ok(Err((403, why)));
     }
+    // Networks first: a refused create leaves nothing behind.
+    use eci_policy::docker_api::network::{network_references, pin_create_networks};
+    let networks = match network_references(&vetted) {
+        Ok(networks) => networks,
+        Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
+    };
+    let mut resolved = Vec::new();
+    for network in networks {
+        match shared.network_to_join(&network) {
+            Ok(id) => resolved.push((network, id)),
+            Err(refusal) => return Ok(Err(refusal)),
+        }
+    }
+    let vetted = match pin_create_networks(&vetted, &resolved) {
+        Ok(vetted) => vetted,
+        Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
+    };
     use eci_policy::docker_api::volumes::{mountable_volume, volume_claims};
     let claims = match volume_claims(&vetted, &runtime) {
         Ok(claims) => claims,
@@ -881,15 +920,6 @@ fn vet_create(
         };
         if let Err(refusal) = mountable_volume(&volume, &runtime) {
             return Ok(Err((403, format!("eci: {refusal}"))));
-        }
-    }
-    let networks = match eci_policy::docker_api::network::network_references(&vetted) {
-        Ok(networks) => networks,
-        Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
-    };
-    for network in networks {
-        if let Err(refusal) = shared.network_in_scope(&network) {
-            return Ok(Err(refusal));
         }
     }
     Ok(Ok(with_body(request, &vetted)))
@@ -1032,7 +1062,20 @@ fn vet_network_member(
         Ok(body) => body,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let vetted = network_member_body(&body, &request, shared);
+    let vetted = network_member_body(&body, &request, shared).and_then(|body| {
+        // Its endpoint joins the network the target names (by full ID, since checked), not
+        // one the endpoint names itself.
+        let api = eci_policy::docker_api::classify_target(&request.method, &request.target);
+        let network = eci_policy::docker_api::network_of_target(&request.method, &request.target);
+        match (api, network) {
+            (Some(Api::NetworkConnect), Some(network)) => {
+                eci_policy::docker_api::network::pin_connect_network(&body, &network.name)
+                    .map_err(|refusal| (403, format!("eci: {refusal}")))
+            }
+            (Some(Api::NetworkConnect), None) => Err((400, "eci: which network".to_string())),
+            _ => Ok(body),
+        }
+    });
     Ok(vetted.map(|body| with_body(request, &body)))
 }
 

@@ -79,12 +79,12 @@ fn recording_engine(path: &Path) -> Recorded {
                 let volume = if head.method == "GET" && head.target.starts_with("/networks/") {
                     let name = &head.target["/networks/".len()..];
                     // Found as the engine finds one: by name or by an ID prefix.
-                    let (name, labels) = match name {
-                        "ours-net" | "0000" => ("ours-net", scoped.clone()),
-                        "theirs-net" | "bridge" => (name, serde_json::json!({})),
-                        _ => (name, serde_json::Value::Null),
+                    let (name, labels, id) = match name {
+                        "ours-net" | "0a0a" => ("ours-net", scoped.clone(), "0a".repeat(32)),
+                        "theirs-net" => (name, serde_json::json!({}), "0b".repeat(32)),
+                        "bridge" => (name, serde_json::json!({}), "0c".repeat(32)),
+                        _ => (name, serde_json::Value::Null, String::new()),
                     };
-                    let id = format!("{name:0>64}");
                     let network = serde_json::json!({"Name": name, "Id": id, "Labels": labels});
                     Some(Some(network).filter(|_| !labels.is_null()))
                 } else if head.method == "GET" && head.target.starts_with("/volumes/") {
@@ -369,8 +369,12 @@ fn networks_reach_only_those_made_through_the_socket_and_the_engines_own() {
         ),
         ("GET", "/v1.43/networks/theirs-net", String::new()),
         ("DELETE", "/v1.43/networks/theirs%2Dnet", String::new()),
-        // Its own, but by an ID prefix: the same words would find another once it is gone.
-        ("DELETE", "/v1.43/networks/0000", String::new()),
+        // Nor another network than the endpoint's own.
+        (
+            "POST",
+            "/v1.43/containers/create",
+            joins("ours-net").replace("{}}}", r#"{"NetworkID":"theirs-net"}}}"#),
+        ),
         (
             "POST",
             "/v1.43/networks/create",
@@ -380,14 +384,36 @@ fn networks_reach_only_those_made_through_the_socket_and_the_engines_own() {
         let status = ask(method, target, &body);
         assert_eq!(status, "HTTP/1.1 403 Forbidden", "{method} {target}");
     }
+    // Nor one the engine does not have (yet): it would look the name up again at start.
+    let later = [
+        ("POST", "/v1.43/containers/create", joins("later-net")),
+        (
+            "POST",
+            "/v1.43/networks/later-net/connect",
+            r#"{"Container":"c"}"#.to_string(),
+        ),
+    ];
+    for (method, target, body) in later {
+        let status = ask(method, target, &body);
+        assert_eq!(status, "HTTP/1.1 404 Not Found", "{method} {target}");
+    }
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert!(
         bodies.lock().unwrap().is_empty(),
         "nothing refused reached the engine"
     );
-    for network in ["ours-net", "bridge"] {
+    for network in ["ours-net", "0a0a", "bridge"] {
         let status = ask("POST", "/v1.43/containers/create", &joins(network));
         assert_eq!(status, "HTTP/1.1 201 Created", "{network}");
+        let sent = bodies.lock().unwrap().pop().unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+        let endpoint = &sent["NetworkingConfig"]["EndpointsConfig"][network];
+        let pinned = (network != "bridge").then(|| "0a".repeat(32));
+        assert_eq!(
+            endpoint["NetworkID"].as_str(),
+            pinned.as_deref(),
+            "{network}"
+        );
     }
     assert_eq!(
         ask("DELETE", "/v1.43/networks/ours-net", ""),
@@ -695,6 +721,12 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         "HTTP/1.1 403 Forbidden"
     );
     assert_eq!(connect(r#"{"Container":"web"}"#), "HTTP/1.1 200 OK");
+    // It goes on naming the network by full ID, its endpoint pinned to that network (below).
+    let network_id = "f".repeat(64);
+    assert_eq!(
+        connect(r#"{"Container":"web","EndpointConfig":{"NetworkID":"db"}}"#),
+        "HTTP/1.1 403 Forbidden"
+    );
     let disconnect = |body: &str| {
         status(&format!(
             "POST /v1.43/networks/n/disconnect HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\
@@ -759,8 +791,12 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
             format!("POST /v1.43/containers/{ECI_ID}/kill?signal=HUP"),
             format!("GET /v1.43/containers/{ECI_ID}/archive?path=/"),
             format!("POST /v1.43/commit?repo=x&container={ECI_ID}"),
-            format!(r#"POST /v1.43/networks/n/connect {{"Container":"{ECI_ID}"}}"#),
-            r#"POST /v1.43/networks/n/disconnect {"Container":"gone","Force":true}"#.to_string(),
+            format!(
+                r#"POST /v1.43/networks/{network_id}/connect {{"Container":"{ECI_ID}","EndpointConfig":{{"NetworkID":"{network_id}"}}}}"#
+            ),
+            format!(
+                r#"POST /v1.43/networks/{network_id}/disconnect {{"Container":"gone","Force":true}}"#
+            ),
         ],
         "only the allowed requests, naming the container by its full ID"
     );

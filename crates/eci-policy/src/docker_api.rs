@@ -431,12 +431,15 @@ pub fn classify_target(method: &str, target: &str) -> Option<Api> {
     classify(method, path, query)
 }
 
-/// The container a request acts on: `{name}` of a `/containers/{name}/...` endpoint, decoded as
-/// the engine reads it, and the request target to send instead once the name is resolved.
+/// The container or network a request acts on: `{name}` of a `/containers/{name}/...` or
+/// `/networks/{name}/...` endpoint, decoded as the engine reads it, and the request target to
+/// send instead once the name is resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerTarget {
-    /// The container's name or ID (or a prefix of an ID) as the request gives it.
+pub struct ObjectTarget {
+    /// The object's name or ID (or a prefix of an ID) as the request gives it.
     pub name: String,
+    /// `containers` or `networks`.
+    collection: &'static str,
     /// The version prefix (`/v1.43`, or empty).
     prefix: String,
     /// What follows the name in the decoded path (`/exec`, or empty for a delete).
@@ -445,9 +448,9 @@ pub struct ContainerTarget {
     query: Option<String>,
 }
 
-impl ContainerTarget {
-    /// The same request target naming the container by `id` (a full ID: the engine matches
-    /// it before any name or ID prefix).
+impl ObjectTarget {
+    /// The same request target naming the object by `id` (a full ID: the engine matches it
+    /// before any name or ID prefix).
     pub fn with_id(&self, id: &str) -> String {
         // The rest was decoded: encoded again, a checkpoint's name cannot turn into a query or
         // be decoded twice.
@@ -461,7 +464,7 @@ impl ContainerTarget {
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        let mut target = format!("{}/containers/{id}{rest}", self.prefix);
+        let mut target = format!("{}/{}/{id}{rest}", self.prefix, self.collection);
         if let Some(query) = &self.query {
             target.push('?');
             target.push_str(query);
@@ -470,7 +473,7 @@ impl ContainerTarget {
     }
 }
 
-/// The container a request acts on ([`ContainerTarget`]); `None` for requests that name no
+/// The container a request acts on ([`ObjectTarget`]); `None` for requests that name no
 /// container (list, create, prune) and for targets that classify to nothing.
 ///
 /// ```
@@ -482,7 +485,7 @@ impl ContainerTarget {
 /// assert_eq!((delete.name.as_str(), delete.with_id("9c").as_str()), ("db", "/containers/9c?force=1"));
 /// assert_eq!(container_of_target("GET", "/v1.43/containers/json"), None);
 /// ```
-pub fn container_of_target(method: &str, target: &str) -> Option<ContainerTarget> {
+pub fn container_of_target(method: &str, target: &str) -> Option<ObjectTarget> {
     let api = classify_target(method, target)?;
     if matches!(
         api,
@@ -500,8 +503,9 @@ pub fn container_of_target(method: &str, target: &str) -> Option<ContainerTarget
         Api::ContainerAttachWebsocket => tail.strip_suffix("/attach/ws")?,
         _ => action(tail)?.0,
     };
-    (!name.is_empty()).then(|| ContainerTarget {
+    (!name.is_empty()).then(|| ObjectTarget {
         name: name.to_string(),
+        collection: "containers",
         prefix,
         rest: tail[name.len()..].to_string(),
         query,
@@ -554,20 +558,31 @@ pub fn volume_of_target(method: &str, target: &str) -> Option<String> {
 ///
 /// ```
 /// use eci_policy::docker_api::network_of_target;
-/// assert_eq!(network_of_target("POST", "/v1.43/networks/app/connect").as_deref(), Some("app"));
-/// assert_eq!(network_of_target("DELETE", "/networks/db%2Dnet").as_deref(), Some("db-net"));
+/// let connect = network_of_target("POST", "/v1.43/networks/app/connect").unwrap();
+/// assert_eq!(connect.name, "app");
+/// assert_eq!(connect.with_id("9f"), "/v1.43/networks/9f/connect");
+/// let remove = network_of_target("DELETE", "/networks/db%2Dnet").unwrap();
+/// assert_eq!((remove.name.as_str(), remove.with_id("9f").as_str()), ("db-net", "/networks/9f"));
 /// assert_eq!(network_of_target("POST", "/v1.43/networks/create"), None);
 /// ```
-pub fn network_of_target(method: &str, target: &str) -> Option<String> {
+pub fn network_of_target(method: &str, target: &str) -> Option<ObjectTarget> {
     let api = classify_target(method, target)?;
-    let (decoded, _) = decoded_path(target)?;
-    let tail = strip_version(&decoded)?.strip_prefix("/networks/")?;
+    let (decoded, query) = decoded_path(target)?;
+    let tail = strip_version(&decoded)?;
+    let prefix = decoded[..decoded.len() - tail.len()].to_string();
+    let tail = tail.strip_prefix("/networks/")?;
     let name = match api {
         Api::NetworkInspect | Api::NetworkDelete => tail,
         Api::NetworkConnect | Api::NetworkDisconnect => action(tail)?.0,
         _ => return None,
     };
-    (!name.is_empty()).then(|| name.to_string())
+    (!name.is_empty()).then(|| ObjectTarget {
+        name: name.to_string(),
+        collection: "networks",
+        prefix,
+        rest: tail[name.len()..].to_string(),
+        query,
+    })
 }
 
 /// A container named in a request's query (`POST /commit?container=web`), decoded as the

@@ -101,6 +101,10 @@ pub enum CreateRefusal {
         "the label '{0}' is eci's own (it says which runtime's socket made a volume or network)"
     )]
     Label(String),
+    /// An endpoint that names its network (or endpoint) itself, apart from the network it is
+    /// listed under: the engine would join that one.
+    #[error("an endpoint's {0} is refused through this socket: the engine would join the network it names instead of the one checked")]
+    EndpointNetwork(String),
     /// A host bind with an option the proxy does not pass on.
     #[error("a bind mount with the option '{0}' (it would have the engine change the host: make a missing source, relabel a path)")]
     BindOption(String),

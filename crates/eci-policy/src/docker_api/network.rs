@@ -6,15 +6,17 @@
 //! host's firewall, and IPv6 switches host-wide forwarding on. So a network made through the
 //! socket is a plain bridge whose addresses the engine picks from its own pools.
 //!
-//!
 //! Networks are scoped to the socket's runtime, as volumes are ([`super::volumes`]): a network
 //! made through the socket is labelled [`SCOPE_LABEL`] with the runtime, and a container may
 //! join, and a request act on, only such a network or one of the engine's own (`bridge`,
 //! `host`, `none`). A database's internal network of a `runc` project is otherwise one `docker
 //! network connect` away. The engine finds a network by full ID, then by name, then by ID
-//! prefix: a name that could be an ID prefix must be given as the full ID
-//! ([`network_in_scope`]), since once its network is removed the same words would find
-//! another.
+//! prefix, and a container's endpoint finds its network again at every start, by the
+//! endpoint's `NetworkID` if it has one: so a proxy resolves each network once
+//! ([`network_in_scope`] gives its full ID) and pins it, naming it by that ID in the request
+//! target and in each endpoint's `NetworkID` ([`pin_create_networks`],
+//! [`pin_connect_network`]). Names checked now would otherwise find another network once the
+//! checked one is gone, or one made later.
 //!
 //! ```
 //! use eci_policy::docker_api::network::{network_in_scope, vet_network_create_body};
@@ -31,7 +33,7 @@
 
 use serde_json::{Map, Value};
 
-use super::create::{only_exact_spellings, CreateRefusal};
+use super::create::{folds_to, only_exact_spellings, CreateRefusal};
 use super::volumes::{scoped_labels, SCOPE_LABEL};
 
 /// The engine's own networks, which every container may join.
@@ -50,27 +52,20 @@ pub enum NetworkRefusal {
         /// The socket's runtime.
         runtime: String,
     },
-    /// Named by words the engine could read as another network's ID prefix.
-    #[error("the network {reference} is named by an ID prefix, or by a name that could be one: name it by its full ID ({id})")]
-    Ambiguous {
-        /// The network as the request named it.
-        reference: String,
-        /// Its full ID.
-        id: String,
-    },
+    /// The engine's answer names no full ID to pin the network by.
+    #[error("the engine's description of the network {0} has no full ID")]
+    NoId(String),
 }
 
 /// Checks that the engine's description of a network (its answer to an inspect of
-/// `reference`) is in the scope of `runtime`, or one of the [`PREDEFINED_NETWORKS`], and that
-/// `reference` will name that same network: its full ID, or its name if no ID could begin
-/// with it.
+/// `reference`) is in the scope of `runtime`, or one of the [`PREDEFINED_NETWORKS`]: its full
+/// ID, by which the request is then to name it.
 pub fn network_in_scope(
     network: &Value,
     reference: &str,
     runtime: &str,
-) -> Result<(), NetworkRefusal> {
+) -> Result<String, NetworkRefusal> {
     let name = network["Name"].as_str().unwrap_or_default();
-    let id = network["Id"].as_str().unwrap_or_default();
     let owner = network["Labels"][SCOPE_LABEL].as_str();
     if owner != Some(runtime) && !PREDEFINED_NETWORKS.contains(&name) {
         return Err(NetworkRefusal::OutOfScope {
@@ -79,60 +74,166 @@ pub fn network_in_scope(
             runtime: runtime.to_string(),
         });
     }
-    let could_be_an_id = reference.bytes().all(|b| b.is_ascii_hexdigit());
-    if reference == id || (reference == name && !could_be_an_id) {
-        return Ok(());
+    match network["Id"].as_str() {
+        Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(id.to_string())
+        }
+        _ => Err(NetworkRefusal::NoId(reference.to_string())),
     }
-    Err(NetworkRefusal::Ambiguous {
-        reference: reference.to_string(),
-        id: id.to_string(),
-    })
 }
 
 /// The networks a container create body joins, as it names them: `HostConfig.NetworkMode`
 /// unless it is one of the engine's modes (`default`, `bridge`, `host`, `none`,
-/// `container:...`), and each key of `NetworkingConfig.EndpointsConfig`.
+/// `container:...`), and each key of `NetworkingConfig.EndpointsConfig`. An endpoint may not
+/// name its network itself (`NetworkID`) nor its endpoint (`EndpointID`): the engine would
+/// join that network instead of the key's.
 ///
 /// ```
 /// use eci_policy::docker_api::network::network_references;
 /// let body = br#"{"HostConfig":{"NetworkMode":"app"},
 ///                 "NetworkingConfig":{"EndpointsConfig":{"app":{},"cache":{}}}}"#;
 /// assert_eq!(network_references(body).unwrap(), ["app", "cache"]);
+/// let elsewhere = br#"{"NetworkingConfig":{"EndpointsConfig":{"app":{"NetworkID":"db"}}}}"#;
+/// assert!(network_references(elsewhere).is_err());
 /// ```
 pub fn network_references(body: &[u8]) -> Result<Vec<String>, CreateRefusal> {
     let request: Value =
         serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
     let mut references = Vec::new();
-    match &request["HostConfig"]["NetworkMode"] {
-        Value::Null => {}
-        Value::String(mode) => {
-            let engines = matches!(mode.as_str(), "" | "default" | "bridge" | "host" | "none");
-            if !engines && !mode.starts_with("container:") {
-                references.push(mode.clone());
-            }
-        }
-        _ => return Err(CreateRefusal::Malformed("HostConfig.NetworkMode")),
+    if let Some(mode) = user_network_mode(&request)? {
+        references.push(mode.to_string());
     }
-    let endpoints = match &request["NetworkingConfig"] {
-        Value::Null => return Ok(references),
-        Value::Object(config) => {
-            only_exact_spellings(config, &["EndpointsConfig"])?;
-            &config["EndpointsConfig"]
+    for (key, endpoint) in endpoints(&request)?.into_iter().flatten() {
+        check_endpoint(endpoint)?;
+        if is_user_defined(key) && !references.contains(key) {
+            references.push(key.clone());
         }
-        _ => return Err(CreateRefusal::Malformed("NetworkingConfig")),
-    };
-    match endpoints {
-        Value::Null => {}
-        Value::Object(endpoints) => references.extend(
-            endpoints
-                .keys()
-                .filter(|key| !references.contains(key))
-                .cloned()
-                .collect::<Vec<_>>(),
-        ),
-        _ => return Err(CreateRefusal::Malformed("NetworkingConfig.EndpointsConfig")),
     }
     Ok(references)
+}
+
+/// Whether the engine reads `name` (a network mode, or the network of an endpoint) as a
+/// network of its list rather than one of its modes: `default`, `bridge`, `host`, `none`,
+/// `container:...`.
+fn is_user_defined(name: &str) -> bool {
+    let mode = matches!(name, "" | "default" | "bridge" | "host" | "none");
+    !mode && !name.starts_with("container:")
+}
+
+/// The create body with each user-defined network it joins pinned to the full ID `resolved`
+/// gives for its reference ([`network_references`]): in its endpoint's `NetworkID`, an
+/// endpoint made for `HostConfig.NetworkMode` if it has none.
+pub fn pin_create_networks(
+    body: &[u8],
+    resolved: &[(String, String)],
+) -> Result<Vec<u8>, CreateRefusal> {
+    let mut request: Value =
+        serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
+    endpoints(&request)?;
+    let Value::Object(fields) = &mut request else {
+        return Err(CreateRefusal::NotAnObject("not an object".into()));
+    };
+    let config = fields
+        .entry("NetworkingConfig")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if config.is_null() {
+        *config = Value::Object(Map::new());
+    }
+    let endpoints = &mut config["EndpointsConfig"];
+    if endpoints.is_null() {
+        *endpoints = Value::Object(Map::new());
+    }
+    let Value::Object(endpoints) = endpoints else {
+        return Err(CreateRefusal::Malformed("NetworkingConfig.EndpointsConfig"));
+    };
+    for (reference, id) in resolved {
+        let endpoint = endpoints
+            .entry(reference.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if endpoint.is_null() {
+            *endpoint = Value::Object(Map::new());
+        }
+        let Value::Object(endpoint) = endpoint else {
+            return Err(CreateRefusal::Malformed("NetworkingConfig.EndpointsConfig"));
+        };
+        endpoint.insert("NetworkID".into(), Value::String(id.clone()));
+    }
+    Ok(request.to_string().into_bytes())
+}
+
+/// A network connect body with its endpoint pinned to the network `id` (the full ID the
+/// request target names): the engine would join the network of an endpoint's `NetworkID`
+/// instead. Refuses an endpoint that names a network or endpoint itself.
+///
+/// ```
+/// use eci_policy::docker_api::network::pin_connect_network;
+/// let id = "9f".repeat(32);
+/// let pinned = pin_connect_network(br#"{"Container":"web"}"#, &id).unwrap();
+/// let pinned: serde_json::Value = serde_json::from_slice(&pinned).unwrap();
+/// assert_eq!(pinned["EndpointConfig"]["NetworkID"], id.as_str());
+/// let elsewhere = br#"{"Container":"web","EndpointConfig":{"NetworkID":"db"}}"#;
+/// assert!(pin_connect_network(elsewhere, &id).is_err());
+/// ```
+pub fn pin_connect_network(body: &[u8], id: &str) -> Result<Vec<u8>, CreateRefusal> {
+    let mut request: Value =
+        serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
+    let Value::Object(fields) = &mut request else {
+        return Err(CreateRefusal::NotAnObject("not an object".into()));
+    };
+    only_exact_spellings(fields, &["EndpointConfig"])?;
+    let endpoint = fields
+        .entry("EndpointConfig")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if endpoint.is_null() {
+        *endpoint = Value::Object(Map::new());
+    }
+    check_endpoint(endpoint)?;
+    if let Value::Object(endpoint) = endpoint {
+        endpoint.insert("NetworkID".into(), Value::String(id.to_string()));
+    }
+    Ok(request.to_string().into_bytes())
+}
+
+/// `HostConfig.NetworkMode` if it names a network (not one of the engine's modes).
+fn user_network_mode(request: &Value) -> Result<Option<&str>, CreateRefusal> {
+    match &request["HostConfig"]["NetworkMode"] {
+        Value::Null => Ok(None),
+        Value::String(mode) => Ok(is_user_defined(mode).then_some(mode.as_str())),
+        _ => Err(CreateRefusal::Malformed("HostConfig.NetworkMode")),
+    }
+}
+
+/// `NetworkingConfig.EndpointsConfig`, if the body has one.
+fn endpoints(request: &Value) -> Result<Option<&Map<String, Value>>, CreateRefusal> {
+    let config = match &request["NetworkingConfig"] {
+        Value::Null => return Ok(None),
+        Value::Object(config) => config,
+        _ => return Err(CreateRefusal::Malformed("NetworkingConfig")),
+    };
+    only_exact_spellings(config, &["EndpointsConfig"])?;
+    match &config["EndpointsConfig"] {
+        Value::Null => Ok(None),
+        Value::Object(endpoints) => Ok(Some(endpoints)),
+        _ => Err(CreateRefusal::Malformed("NetworkingConfig.EndpointsConfig")),
+    }
+}
+
+/// An endpoint's settings: an object (or nothing) naming neither its network nor its endpoint,
+/// in any spelling Go's decoder would read as those.
+fn check_endpoint(endpoint: &Value) -> Result<(), CreateRefusal> {
+    let settings = match endpoint {
+        Value::Null => return Ok(()),
+        Value::Object(settings) => settings,
+        _ => return Err(CreateRefusal::Malformed("an endpoint's settings")),
+    };
+    for name in ["NetworkID", "EndpointID"] {
+        if let Some(key) = settings.keys().find(|key| folds_to(key, name)) {
+            if !matches!(&settings[key], Value::Null) && settings[key] != "" {
+                return Err(CreateRefusal::EndpointNetwork(key.clone()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Driver options a network made through the socket may carry: they change only the network's
@@ -300,19 +401,20 @@ mod tests {
     }
 
     #[test]
-    fn a_network_is_reached_only_in_scope_and_by_words_that_cannot_drift() {
+    fn a_network_is_reached_only_in_scope_and_by_its_full_id() {
         let id = "3f".repeat(32);
         let network = |name: &str, labels: Value| serde_json::json!({"Name": name, "Id": id, "Labels": labels});
         let ours = serde_json::json!({SCOPE_LABEL: "eci"});
-        for (name, labels, reference) in [
-            ("app", ours.clone(), "app"),
-            ("app", ours.clone(), id.as_str()),
-            ("bridge", Value::Null, "bridge"),
-            ("none", serde_json::json!({}), "none"),
+        for (name, labels) in [
+            ("app", ours.clone()),
+            ("db", ours.clone()),
+            ("bridge", Value::Null),
+            ("none", serde_json::json!({})),
         ] {
-            assert!(
-                network_in_scope(&network(name, labels), reference, "eci").is_ok(),
-                "{name} {reference}"
+            assert_eq!(
+                network_in_scope(&network(name, labels), "x", "eci"),
+                Ok(id.clone()),
+                "{name}"
             );
         }
         for (labels, owner) in [
@@ -328,17 +430,52 @@ mod tests {
                 })
             );
         }
-        // An ID prefix, or a name made of hex digits, would find another network once this
-        // one is gone.
-        for (name, reference) in [("app", "3f3f"), ("cafe", "cafe"), ("app", "App")] {
-            assert_eq!(
-                network_in_scope(&network(name, ours.clone()), reference, "eci"),
-                Err(NetworkRefusal::Ambiguous {
-                    reference: reference.into(),
-                    id: id.clone()
-                })
+        let short = serde_json::json!({"Name": "app", "Id": "3f3f", "Labels": ours});
+        assert_eq!(
+            network_in_scope(&short, "app", "eci"),
+            Err(NetworkRefusal::NoId("app".into()))
+        );
+    }
+
+    #[test]
+    fn every_user_network_a_create_joins_is_pinned_to_its_id() {
+        let body = br#"{"HostConfig":{"NetworkMode":"app"},
+            "NetworkingConfig":{"EndpointsConfig":{"cache":{"Aliases":["c"]},"bridge":{}}}}"#;
+        assert_eq!(network_references(body).unwrap(), ["app", "cache"]);
+        let resolved = [
+            ("app".to_string(), "a".repeat(64)),
+            ("cache".to_string(), "c".repeat(64)),
+        ];
+        let pinned: Value =
+            serde_json::from_slice(&pin_create_networks(body, &resolved).unwrap()).unwrap();
+        assert_eq!(
+            pinned["NetworkingConfig"]["EndpointsConfig"],
+            serde_json::json!({
+                "app": {"NetworkID": "a".repeat(64)},
+                "cache": {"Aliases": ["c"], "NetworkID": "c".repeat(64)},
+                "bridge": {},
+            })
+        );
+        for endpoint in [
+            r#"{"NetworkID":"db"}"#,
+            r#"{"networkid":"db"}"#,
+            r#"{"EndpointID":"e"}"#,
+            r#"[]"#,
+        ] {
+            let body =
+                format!(r#"{{"NetworkingConfig":{{"EndpointsConfig":{{"app":{endpoint}}}}}}}"#);
+            assert!(network_references(body.as_bytes()).is_err(), "{endpoint}");
+            let connect = format!(r#"{{"Container":"c","EndpointConfig":{endpoint}}}"#);
+            assert!(
+                pin_connect_network(connect.as_bytes(), &"a".repeat(64)).is_err(),
+                "{endpoint}"
             );
         }
+        let spelt = br#"{"Container":"c","endpointconfig":{"NetworkID":"db"}}"#;
+        assert!(matches!(
+            pin_connect_network(spelt, "a"),
+            Err(CreateRefusal::Spelling(..))
+        ));
     }
 
     #[test]
@@ -352,8 +489,8 @@ mod tests {
                 vec!["app"],
             ),
             (
-                r#"{"NetworkingConfig":{"EndpointsConfig":{"bridge":{},"db":{}}}}"#,
-                vec!["bridge", "db"],
+                r#"{"NetworkingConfig":{"EndpointsConfig":{"bridge":{},"default":{},"db":{}}}}"#,
+                vec!["db"],
             ),
         ] {
             assert_eq!(
@@ -383,12 +520,21 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_scoped_network_passes_by_its_id_whatever_its_name(name in "[a-z0-9_.-]{1,12}") {
-            let network = serde_json::json!({"Name": name, "Id": "0a".repeat(32),
-                                             "Labels": {SCOPE_LABEL: "eci"}});
-            prop_assert!(network_in_scope(&network, &"0a".repeat(32), "eci").is_ok());
-            let by_name = network_in_scope(&network, &name, "eci");
-            prop_assert_eq!(by_name.is_ok(), !name.bytes().all(|b| b.is_ascii_hexdigit()));
+        fn a_pinned_create_names_each_user_network_by_its_id(
+            names in proptest::collection::vec("[a-z][a-z0-9_.-]{0,8}", 1..4)
+        ) {
+            let endpoints: Map<String, Value> = names.iter().map(|n| (n.clone(), serde_json::json!({}))).collect();
+            let body = serde_json::json!({"HostConfig": {"NetworkMode": names[0]},
+                                          "NetworkingConfig": {"EndpointsConfig": endpoints}});
+            let body = body.to_string().into_bytes();
+            let references = network_references(&body).unwrap();
+            let resolved: Vec<(String, String)> = references.iter()
+                .map(|r| (r.clone(), format!("{:0>64x}", r.len()))).collect();
+            let pinned: Value = serde_json::from_slice(&pin_create_networks(&body, &resolved).unwrap()).unwrap();
+            for (reference, id) in &resolved {
+                prop_assert!(!PREDEFINED_NETWORKS.contains(&reference.as_str()));
+                prop_assert_eq!(&pinned["NetworkingConfig"]["EndpointsConfig"][reference]["NetworkID"], &Value::String(id.clone()));
+            }
         }
 
         #[test]
