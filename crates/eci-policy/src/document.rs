@@ -638,10 +638,11 @@ const FOUND: &str = "found";
 impl<'de> DeserializeSeed<'de> for Seek<'_> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        // Any container is read: serde lets a struct be written as an array of its fields, so
+        // the path's keys may lead into an array (the reading then stops at its start).
         match self.0.split_first() {
             None => deserializer.deserialize_any(Found),
-            Some((Segment::Key(_), _)) => deserializer.deserialize_map(self),
-            Some((Segment::Index(_), _)) => deserializer.deserialize_seq(self),
+            Some(_) => deserializer.deserialize_any(self),
         }
     }
 }

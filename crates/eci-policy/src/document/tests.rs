@@ -375,6 +375,15 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+#[test]
+fn a_problem_inside_a_struct_written_as_an_array_has_a_place() {
+    // serde reads a struct from an array of its fields: the third is `eci`.
+    let text = "[\n  null,\n  null,\n  {\n    \"mountTypes\": [\n      \"deny\"\n    ]\n  }\n]";
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.path, "eci.mountTypes[0]");
+    assert!(err.line >= 1 && err.column >= 1, "{err}");
+}
+
 proptest! {
     #[test]
     fn any_text_gives_a_policy_or_an_error_with_a_place(text in "\\PC{0,80}") {
