@@ -141,6 +141,19 @@ fn proxy_to_a_recording_engine() -> (tempfile::TempDir, Arc<Shared>, Recorded) {
     (dir, shared, bodies)
 }
 
+/// The status line of the proxy's answer to one request, `method target` with `body`, after
+/// which the connection closes.
+fn status_line(shared: &Arc<Shared>, method: &str, target: &str, body: &str) -> String {
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let back = exchange(shared, request.as_bytes());
+    let back = String::from_utf8_lossy(&back).to_string();
+    back.lines().next().unwrap_or_default().to_string()
+}
+
 /// The bodies a [`recording_engine`] got.
 type Recorded = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
@@ -195,16 +208,7 @@ fn a_create_runs_with_the_holders_runtime_or_is_refused() {
 #[test]
 fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
     let (_dir, shared, bodies) = proxy_to_a_recording_engine();
-    let post = |target: &str, body: &str| {
-        let request = format!(
-            "POST {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let back = exchange(&shared, request.as_bytes());
-        let back = String::from_utf8_lossy(&back).to_string();
-        back.lines().next().unwrap_or_default().to_string()
-    };
+    let post = |target: &str, body: &str| status_line(&shared, "POST", target, body);
     let nfs = r#"{"Name":"n","DriverOpts":{"type":"nfs","o":"addr=127.0.0.1","device":":/"}}"#;
     assert_eq!(post("/v1.41/volumes/create", nfs), "HTTP/1.1 403 Forbidden");
     // A bind volume of a path the rules refuse: the engine binds it into its storage for any
@@ -278,16 +282,7 @@ fn what_the_engine_would_do_on_the_host_for_the_caller_is_refused() {
 #[test]
 fn volumes_reach_only_those_made_through_the_socket() {
     let (_dir, shared, bodies) = proxy_to_a_recording_engine();
-    let ask = |method: &str, target: &str, body: &str| {
-        let request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let back = exchange(&shared, request.as_bytes());
-        let back = String::from_utf8_lossy(&back).to_string();
-        back.lines().next().unwrap_or_default().to_string()
-    };
+    let ask = |method: &str, target: &str, body: &str| status_line(&shared, method, target, body);
     // Another runtime's volume is neither mounted (by name or as a Mounts volume), nor
     // inspected, updated, removed or made again; nor may a label claim a scope.
     for create in [
@@ -343,16 +338,7 @@ fn volumes_reach_only_those_made_through_the_socket() {
 #[test]
 fn networks_reach_only_those_made_through_the_socket_and_the_engines_own() {
     let (_dir, shared, bodies) = proxy_to_a_recording_engine();
-    let ask = |method: &str, target: &str, body: &str| {
-        let request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let back = exchange(&shared, request.as_bytes());
-        let back = String::from_utf8_lossy(&back).to_string();
-        back.lines().next().unwrap_or_default().to_string()
-    };
+    let ask = |method: &str, target: &str, body: &str| status_line(&shared, method, target, body);
     let joins = |network: &str| {
         format!(
             r#"{{"Image":"a","HostConfig":{{"NetworkMode":"{network}"}},

@@ -33,7 +33,7 @@
 
 use serde_json::{Map, Value};
 
-use super::create::{folds_to, only_exact_spellings, CreateRefusal};
+use super::create::{only_exact_spellings, CreateRefusal};
 use super::volumes::{scoped_labels, SCOPE_LABEL};
 
 /// The engine's own networks, which every container may join.
@@ -93,8 +93,8 @@ pub fn network_in_scope(
 /// let body = br#"{"HostConfig":{"NetworkMode":"app"},
 ///                 "NetworkingConfig":{"EndpointsConfig":{"app":{},"cache":{}}}}"#;
 /// assert_eq!(network_references(body).unwrap(), ["app", "cache"]);
-/// let elsewhere = br#"{"NetworkingConfig":{"EndpointsConfig":{"app":{"NetworkID":"db"}}}}"#;
-/// assert!(network_references(elsewhere).is_err());
+/// let spelt = br#"{"NetworkingConfig":{"EndpointsConfig":{"app":{"networkid":"db"}}}}"#;
+/// assert!(network_references(spelt).is_err());
 /// ```
 pub fn network_references(body: &[u8]) -> Result<Vec<String>, CreateRefusal> {
     let request: Value =
@@ -104,6 +104,10 @@ pub fn network_references(body: &[u8]) -> Result<Vec<String>, CreateRefusal> {
         references.push(mode.to_string());
     }
     for (key, endpoint) in endpoints(&request)?.into_iter().flatten() {
+        // The engine reads an endpoint under "" as a network of its list, not a mode.
+        if key.is_empty() {
+            return Err(CreateRefusal::Malformed("an endpoint's network name"));
+        }
         check_endpoint(endpoint)?;
         if is_user_defined(key) && !references.contains(key) {
             references.push(key.clone());
@@ -121,15 +125,36 @@ fn is_user_defined(name: &str) -> bool {
 }
 
 /// The create body with each user-defined network it joins pinned to the full ID `resolved`
-/// gives for its reference ([`network_references`]): in its endpoint's `NetworkID`, an
-/// endpoint made for `HostConfig.NetworkMode` if it has none.
+/// gives for its reference ([`network_references`]): in its endpoint's `NetworkID`. When no
+/// endpoint names a user-defined network, one is made for `HostConfig.NetworkMode` (the engine
+/// joins the mode's network only then). An endpoint's own `NetworkID` must be that same ID
+/// (a copy of an inspected container's settings carries it); its `EndpointID`, which the
+/// engine clears anyway, is dropped.
+///
+/// ```
+/// use eci_policy::docker_api::network::pin_create_networks;
+/// let id = "9f".repeat(32);
+/// let body = br#"{"HostConfig":{"NetworkMode":"app"}}"#;
+/// let pinned = pin_create_networks(body, &[("app".into(), id.clone())]).unwrap();
+/// let pinned: serde_json::Value = serde_json::from_slice(&pinned).unwrap();
+/// assert_eq!(pinned["NetworkingConfig"]["EndpointsConfig"]["app"]["NetworkID"], id.as_str());
+/// ```
 pub fn pin_create_networks(
     body: &[u8],
     resolved: &[(String, String)],
 ) -> Result<Vec<u8>, CreateRefusal> {
     let mut request: Value =
         serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
-    endpoints(&request)?;
+    let mode = user_network_mode(&request)?.map(str::to_string);
+    let id_of = |reference: &str| {
+        resolved
+            .iter()
+            .find(|(r, _)| r == reference)
+            .map(|(_, id)| id.clone())
+            .ok_or(CreateRefusal::Malformed(
+                "a network the proxy did not look up",
+            ))
+    };
     let Value::Object(fields) = &mut request else {
         return Err(CreateRefusal::NotAnObject("not an object".into()));
     };
@@ -146,24 +171,24 @@ pub fn pin_create_networks(
     let Value::Object(endpoints) = endpoints else {
         return Err(CreateRefusal::Malformed("NetworkingConfig.EndpointsConfig"));
     };
-    for (reference, id) in resolved {
-        let endpoint = endpoints
-            .entry(reference.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if endpoint.is_null() {
-            *endpoint = Value::Object(Map::new());
+    let mut pinned_any = false;
+    for (key, endpoint) in endpoints.iter_mut() {
+        if is_user_defined(key) {
+            pin_endpoint(endpoint, &id_of(key)?)?;
+            pinned_any = true;
         }
-        let Value::Object(endpoint) = endpoint else {
-            return Err(CreateRefusal::Malformed("NetworkingConfig.EndpointsConfig"));
-        };
-        endpoint.insert("NetworkID".into(), Value::String(id.clone()));
+    }
+    if let (Some(mode), false) = (mode, pinned_any) {
+        let mut endpoint = Value::Object(Map::new());
+        pin_endpoint(&mut endpoint, &id_of(&mode)?)?;
+        endpoints.insert(mode, endpoint);
     }
     Ok(request.to_string().into_bytes())
 }
 
 /// A network connect body with its endpoint pinned to the network `id` (the full ID the
 /// request target names): the engine would join the network of an endpoint's `NetworkID`
-/// instead. Refuses an endpoint that names a network or endpoint itself.
+/// instead, so the endpoint's own `NetworkID` must be that ID or nothing.
 ///
 /// ```
 /// use eci_policy::docker_api::network::pin_connect_network;
@@ -184,14 +209,28 @@ pub fn pin_connect_network(body: &[u8], id: &str) -> Result<Vec<u8>, CreateRefus
     let endpoint = fields
         .entry("EndpointConfig")
         .or_insert_with(|| Value::Object(Map::new()));
+    pin_endpoint(endpoint, id)?;
+    Ok(request.to_string().into_bytes())
+}
+
+/// Pins an endpoint's settings (an object, or nothing yet) to the network `id`: its
+/// `NetworkID` becomes `id`, and must have been `id` or nothing; its `EndpointID` is dropped.
+fn pin_endpoint(endpoint: &mut Value, id: &str) -> Result<(), CreateRefusal> {
+    check_endpoint(endpoint)?;
     if endpoint.is_null() {
         *endpoint = Value::Object(Map::new());
     }
-    check_endpoint(endpoint)?;
-    if let Value::Object(endpoint) = endpoint {
-        endpoint.insert("NetworkID".into(), Value::String(id.to_string()));
+    let Value::Object(settings) = endpoint else {
+        return Err(CreateRefusal::Malformed("an endpoint's settings"));
+    };
+    match settings.get("NetworkID") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(given)) if given.is_empty() || given == id => {}
+        Some(_) => return Err(CreateRefusal::EndpointNetwork("NetworkID".into())),
     }
-    Ok(request.to_string().into_bytes())
+    settings.remove("EndpointID");
+    settings.insert("NetworkID".into(), Value::String(id.to_string()));
+    Ok(())
 }
 
 /// `HostConfig.NetworkMode` if it names a network (not one of the engine's modes).
@@ -218,22 +257,15 @@ fn endpoints(request: &Value) -> Result<Option<&Map<String, Value>>, CreateRefus
     }
 }
 
-/// An endpoint's settings: an object (or nothing) naming neither its network nor its endpoint,
-/// in any spelling Go's decoder would read as those.
+/// An endpoint's settings: an object (or nothing) whose network and endpoint IDs, if given, are
+/// spelt exactly (Go's decoder would read `networkid` as `NetworkID` too, and the last one
+/// given wins).
 fn check_endpoint(endpoint: &Value) -> Result<(), CreateRefusal> {
-    let settings = match endpoint {
-        Value::Null => return Ok(()),
-        Value::Object(settings) => settings,
-        _ => return Err(CreateRefusal::Malformed("an endpoint's settings")),
-    };
-    for name in ["NetworkID", "EndpointID"] {
-        if let Some(key) = settings.keys().find(|key| folds_to(key, name)) {
-            if !matches!(&settings[key], Value::Null) && settings[key] != "" {
-                return Err(CreateRefusal::EndpointNetwork(key.clone()));
-            }
-        }
+    match endpoint {
+        Value::Null => Ok(()),
+        Value::Object(settings) => only_exact_spellings(settings, &["NetworkID", "EndpointID"]),
+        _ => Err(CreateRefusal::Malformed("an endpoint's settings")),
     }
-    Ok(())
 }
 
 /// Driver options a network made through the socket may carry: they change only the network's
@@ -440,7 +472,7 @@ mod tests {
     #[test]
     fn every_user_network_a_create_joins_is_pinned_to_its_id() {
         let body = br#"{"HostConfig":{"NetworkMode":"app"},
-            "NetworkingConfig":{"EndpointsConfig":{"cache":{"Aliases":["c"]},"bridge":{}}}}"#;
+            "NetworkingConfig":{"EndpointsConfig":{"app":{},"cache":{"Aliases":["c"]},"bridge":{}}}}"#;
         assert_eq!(network_references(body).unwrap(), ["app", "cache"]);
         let resolved = [
             ("app".to_string(), "a".repeat(64)),
@@ -456,21 +488,62 @@ mod tests {
                 "bridge": {},
             })
         );
+        let app = "a".repeat(64);
+        let in_create = |endpoint: &str| {
+            format!(r#"{{"NetworkingConfig":{{"EndpointsConfig":{{"app":{endpoint}}}}}}}"#)
+        };
+        let in_connect =
+            |endpoint: &str| format!(r#"{{"Container":"c","EndpointConfig":{endpoint}}}"#);
+        let resolved = [("app".to_string(), app.clone())];
+        // Another spelling of NetworkID would win over the pinned one in Go's decoder.
         for endpoint in [
-            r#"{"NetworkID":"db"}"#,
             r#"{"networkid":"db"}"#,
-            r#"{"EndpointID":"e"}"#,
+            r#"{"NetworkID":null,"networkid":"db"}"#,
+            r#"{"NetworkId":""}"#,
+            r#"{"endpointid":"e"}"#,
             r#"[]"#,
         ] {
-            let body =
-                format!(r#"{{"NetworkingConfig":{{"EndpointsConfig":{{"app":{endpoint}}}}}}}"#);
-            assert!(network_references(body.as_bytes()).is_err(), "{endpoint}");
-            let connect = format!(r#"{{"Container":"c","EndpointConfig":{endpoint}}}"#);
             assert!(
-                pin_connect_network(connect.as_bytes(), &"a".repeat(64)).is_err(),
+                network_references(in_create(endpoint).as_bytes()).is_err(),
+                "{endpoint}"
+            );
+            assert!(
+                pin_connect_network(in_connect(endpoint).as_bytes(), &app).is_err(),
                 "{endpoint}"
             );
         }
+        // Another network than the key's.
+        let other = format!(r#"{{"NetworkID":"{}"}}"#, "b".repeat(64));
+        for endpoint in [r#"{"NetworkID":"db"}"#, other.as_str()] {
+            assert_eq!(
+                pin_create_networks(in_create(endpoint).as_bytes(), &resolved),
+                Err(CreateRefusal::EndpointNetwork("NetworkID".into())),
+                "{endpoint}"
+            );
+            assert!(pin_connect_network(in_connect(endpoint).as_bytes(), &app).is_err());
+        }
+        // A copy of an inspected container's endpoint: its own network, an endpoint ID dropped.
+        let copied = format!(r#"{{"NetworkID":"{app}","EndpointID":"e1","Aliases":["x"]}}"#);
+        let pinned = pin_create_networks(in_create(&copied).as_bytes(), &resolved).unwrap();
+        let pinned: Value = serde_json::from_slice(&pinned).unwrap();
+        assert_eq!(
+            pinned["NetworkingConfig"]["EndpointsConfig"]["app"],
+            serde_json::json!({"NetworkID": app, "Aliases": ["x"]})
+        );
+        // The mode's network is joined only when no endpoint names one: none is added then.
+        let both = br#"{"HostConfig":{"NetworkMode":"m"},"NetworkingConfig":{"EndpointsConfig":{"app":{}}}}"#;
+        let resolved = [
+            ("m".to_string(), "c".repeat(64)),
+            ("app".to_string(), app.clone()),
+        ];
+        let pinned: Value =
+            serde_json::from_slice(&pin_create_networks(both, &resolved).unwrap()).unwrap();
+        assert_eq!(
+            pinned["NetworkingConfig"]["EndpointsConfig"],
+            serde_json::json!({"app": {"NetworkID": app}})
+        );
+        let unnamed = br#"{"NetworkingConfig":{"EndpointsConfig":{"":{}}}}"#;
+        assert!(network_references(unnamed).is_err());
         let spelt = br#"{"Container":"c","endpointconfig":{"NetworkID":"db"}}"#;
         assert!(matches!(
             pin_connect_network(spelt, "a"),
