@@ -963,7 +963,18 @@ fn engine_image(
         return None;
     };
     match eci::docker_proxy::image_from_engine(socket, id) {
-        Ok(Some(image)) => Some(image),
+        Ok(Some(mut image)) => {
+            // Tag entries match by what the registry says the tag is now.
+            let questions = policy.docker_socket.images.registry_questions(&image.image);
+            if !questions.is_empty() {
+                let (known, problems) = eci::docker_proxy::registry_digests(socket, &questions);
+                for problem in problems {
+                    ctx.log("warning", &problem);
+                }
+                image.known = known;
+            }
+            Some(image)
+        }
         Ok(None) => {
             ctx.log(
                 "warning",

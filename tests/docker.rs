@@ -3,6 +3,8 @@
 //! them) and busybox-static (for the image).
 
 mod common;
+#[path = "common/registry.rs"]
+mod registry;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -962,6 +964,99 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
         err.contains("eci-busybox") && err.contains("is not in dockerSocketMount.imageList"),
         "{err}"
     );
+}
+
+/// A tag entry of `imageList` (`name:tag`, `name:*`) matches the image the registry gives for
+/// the tag now, as the engine recorded it when it pulled the image; a local image tagged with
+/// the allowed name does not match. The registry is one of the test's own on loopback, asked
+/// through the engine.
+#[test]
+fn a_tag_entry_matches_the_image_the_registry_gives_for_the_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("image");
+    let built = Command::new("scripts/busybox-bundle")
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(built.success(), "scripts/busybox-bundle");
+    let registry = registry::serve("eci/tool", "v1", &bundle.join("rootfs"));
+    let image = format!("{}/eci/tool:v1", registry.address);
+    // Runtimes whose settings allow the image by its tag, and by any tag of its repository;
+    // the engine's socket path is only known once the daemon runs.
+    let by_tag = dir.path().join("tag.json");
+    let any_tag = dir.path().join("any-tag.json");
+    std::fs::write(&by_tag, "{}").unwrap();
+    std::fs::write(&any_tag, "{}").unwrap();
+    let runtime = |settings: &Path| {
+        format!(
+            r#"{{"path": "{}", "runtimeArgs": ["--settings", "{}"]}}"#,
+            example("eci-runc").display(),
+            settings.display()
+        )
+    };
+    let config = format!(
+        r#"{{"runtimes": {{"eci-tag": {}, "eci-any-tag": {}}}}}"#,
+        runtime(&by_tag),
+        runtime(&any_tag)
+    );
+    let docker = Dockerd::start_with_config(Some(&config));
+    let socket = docker.dir.path().join("docker.sock");
+    for (settings, entry) in [
+        (&by_tag, image.clone()),
+        (&any_tag, format!("{}/eci/tool:*", registry.address)),
+    ] {
+        let document = format!(
+            r#"{{"enhancedContainerIsolation": {{"value": true, "dockerSocketMount": {{
+                  "imageList": {{"images": ["{entry}"]}}}}}},
+                "eci": {{"engineSockets": ["{}"]}}}}"#,
+            socket.display()
+        );
+        std::fs::write(settings, document).unwrap();
+    }
+    let pulled = docker.docker(&["pull", &image]);
+    assert!(
+        pulled.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&pulled.stderr),
+        docker.log()
+    );
+    let recorded = docker.docker(&["image", "inspect", "-f", "{{json .RepoDigests}}", &image]);
+    let recorded = String::from_utf8_lossy(&recorded.stdout).to_string();
+    assert!(recorded.contains(&registry.digest), "{recorded}");
+    let bind = format!("{}:/var/run/docker.sock", socket.display());
+    let run = |runtime: &str| {
+        let args = [
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--network",
+            "none",
+            "-v",
+            &bind,
+            &image,
+        ];
+        let out = docker.docker(&[&args[..], &["test", "-S", "/var/run/docker.sock"]].concat());
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for runtime in ["eci-tag", "eci-any-tag"] {
+        let (code, err) = run(runtime);
+        assert_eq!(code, 0, "{runtime}: {err}\n{}", docker.log());
+    }
+    // The same name on a local image: the registry gives another digest for the tag.
+    let retagged = docker.docker(&["tag", "eci-busybox", &image]);
+    assert!(retagged.status.success());
+    for runtime in ["eci-tag", "eci-any-tag"] {
+        let (code, err) = run(runtime);
+        assert_eq!(code, 125, "{runtime}: {err}");
+        assert!(
+            err.contains("is not in dockerSocketMount.imageList"),
+            "{err}"
+        );
+    }
 }
 
 /// Docker's volumes live in its data root, which no bind may name: a named, anonymous or tmpfs

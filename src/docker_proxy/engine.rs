@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 /// The image of the engine's container `container_id`, asked of the engine at `socket`: the
 /// reference the container was created with, and the repository digest the engine recorded
 /// for that repository when the image was pulled (none for an image built or imported
-/// locally; tagging cannot add one). No registry is asked, so the result matches `*` and
-/// `repo@sha256:` entries of `imageList` but never a tag entry. `Ok(None)` when the engine
+/// locally; tagging cannot add one). No registry is asked here: a tag entry of `imageList`
+/// matches only once [`registry_digests`] has said what the tag is. `Ok(None)` when the engine
 /// does not know the container.
 ///
 /// The engine is asked for its container list, not for the container itself: while the
@@ -59,6 +59,40 @@ pub fn image_from_engine(
         base: None,
         known: KnownDigests::default(),
     }))
+}
+
+/// What the registry says each tag of `questions` resolves to, asked through the engine at
+/// `socket` (`GET /distribution/{reference}/json`: the engine asks the registry, with its own
+/// mirrors, certificates and proxy settings, over TLS). A tag the engine could not resolve is
+/// left out, so it matches nothing, and why is returned beside the digests.
+pub fn registry_digests(
+    socket: &Path,
+    questions: &[eci_policy::image::ImageRef],
+) -> (eci_policy::image::KnownDigests, Vec<String>) {
+    let mut known = eci_policy::image::KnownDigests::default();
+    let mut problems = Vec::new();
+    for question in questions {
+        // Only characters a reference may hold, each fine in a path: the engine's route
+        // takes everything between `/distribution/` and `/json` as the name.
+        let target = format!("/distribution/{question}/json");
+        let digest = engine_get_found(socket, &target).and_then(|answer| {
+            let digest = answer
+                .as_ref()
+                .and_then(|a| a["Descriptor"]["digest"].as_str());
+            let digest = digest.and_then(|d| eci_policy::image::Digest::parse(d).ok());
+            digest.ok_or_else(|| {
+                Error::io(format!("the registry's digest of {question}"))(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "none in the engine's answer",
+                ))
+            })
+        });
+        match digest {
+            Ok(digest) => known.insert(question, digest),
+            Err(err) => problems.push(format!("the registry's digest of {question}: {err}")),
+        }
+    }
+    (known, problems)
 }
 
 /// What the proxy needs to know of an engine's container: its full ID and the runtime (the

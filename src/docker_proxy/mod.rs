@@ -53,7 +53,7 @@ use crate::error::{Error, Result};
 mod engine;
 mod http;
 
-pub use engine::image_from_engine;
+pub use engine::{image_from_engine, registry_digests};
 use http::{read_request, read_response, Framing, Head, ProxyError, ProxyResult, Side};
 
 /// The largest container create body read (the engine's own requests are a few KiB).

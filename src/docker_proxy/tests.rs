@@ -1278,3 +1278,52 @@ fn a_request_head_that_stalls_is_cut_off() {
         std::thread::sleep(HEAD_TIMEOUT / 2);
     }
 }
+
+#[test]
+fn registry_digests_are_what_the_engine_says_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let known_answer = format!(r#"{{"Descriptor":{{"digest":"{digest}"}}}}"#);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut side = Side::new(stream);
+            let mut out = side.stream.try_clone().unwrap();
+            let Ok(Some(head)) = read_request(&mut side) else {
+                continue;
+            };
+            let (status, body) = match head.target.as_str() {
+                "/distribution/docker.io/library/docker:cli/json" => {
+                    ("200 OK", known_answer.as_str())
+                }
+                "/distribution/docker.io/library/docker:odd/json" => {
+                    ("200 OK", r#"{"Descriptor":{}}"#)
+                }
+                _ => ("404 Not Found", r#"{"message":"no such manifest"}"#),
+            };
+            let answer = format!(
+                "HTTP/1.0 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = out.write_all(answer.as_bytes());
+        }
+    });
+    let questions: Vec<eci_policy::image::ImageRef> = ["docker:cli", "docker:odd", "docker:gone"]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+    let (known, problems) = registry_digests(&path, &questions);
+    let repository = questions[0].repository();
+    let digest = eci_policy::image::Digest::parse(&digest).unwrap();
+    assert!(known.tag(repository, "cli", &digest));
+    assert!(!known.any_tag(
+        repository,
+        &eci_policy::image::Digest::parse(&format!("sha256:{}", "e".repeat(64))).unwrap()
+    ));
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("docker:odd") && problems[1].contains("docker:gone"),
+        "{problems:?}"
+    );
+}

@@ -538,6 +538,50 @@ pub enum ImageGrant<'a> {
 }
 
 impl ImageList {
+    /// The tags whose digests the registry must give for `image` to match an entry that names
+    /// tags: each `name:tag` entry of the image's repository, and for a `name:*` entry of it
+    /// the tag the image was referenced by. The caller asks the registry (through the engine's
+    /// `GET /distribution/{reference}/json`, say) and passes the answers to
+    /// [`ImageList::decide`] as [`KnownDigests`]. The local image store is never asked: anyone
+    /// may tag any image there.
+    ///
+    /// ```
+    /// use eci_policy::image::{ImageIdentity, ImageList, ImageRef};
+    /// let list = ImageList {
+    ///     images: vec!["docker:cli".parse().unwrap(), "testcontainers/ryuk:*".parse().unwrap(),
+    ///                  "alpine:3".parse().unwrap()],
+    ///     allow_derived_images: false,
+    /// };
+    /// let ryuk = ImageIdentity { reference: "testcontainers/ryuk:0.11.0".parse().unwrap(), digest: None };
+    /// let asked: Vec<String> = list.registry_questions(&ryuk).iter().map(ToString::to_string).collect();
+    /// assert_eq!(asked, ["docker.io/testcontainers/ryuk:0.11.0"]);
+    /// let docker = ImageIdentity { reference: "docker:27".parse().unwrap(), digest: None };
+    /// assert_eq!(list.registry_questions(&docker), ["docker:cli".parse::<ImageRef>().unwrap()]);
+    /// ```
+    pub fn registry_questions(&self, image: &ImageIdentity) -> Vec<ImageRef> {
+        let repository = image.reference.repository();
+        let mut questions = Vec::new();
+        for pattern in &self.images {
+            let tag = match pattern {
+                ImagePattern::Tag(repo, tag) if repo == repository => tag.as_str(),
+                ImagePattern::AnyTag(repo) if repo == repository => match image.reference.tag() {
+                    Some(tag) => tag,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let question = ImageRef {
+                repository: repository.clone(),
+                tag: Some(tag.to_string()),
+                digest: None,
+            };
+            if !questions.contains(&question) {
+                questions.push(question);
+            }
+        }
+        questions
+    }
+
     /// The entry that lets `image` mount the Docker socket, if any. `base` is the image it was
     /// built from, if the caller found one; it counts only with `allowDerivedImages`.
     pub fn decide<'a>(

@@ -136,6 +136,45 @@ fn any_tag_and_digest_entries_match_by_digest() {
 }
 
 #[test]
+fn the_registry_is_asked_only_about_tags_that_decide() {
+    let list = ImageList {
+        images: [
+            "docker:cli",
+            "docker:cli",
+            "testcontainers/ryuk:*",
+            "alpine:3",
+            "*",
+        ]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect(),
+        allow_derived_images: false,
+    };
+    let asked = |image: &str| list.registry_questions(&identity(image, None));
+    assert_eq!(asked("docker:27"), [reference("docker:cli")]);
+    assert_eq!(
+        asked("testcontainers/ryuk"),
+        [reference("testcontainers/ryuk:latest")]
+    );
+    assert!(asked(&format!("testcontainers/ryuk@{}", digest('1'))).is_empty());
+    assert!(asked("evil/docker:cli").is_empty());
+    // What the registry then says decides, not the local tag.
+    let mut known = KnownDigests::default();
+    known.insert(&reference("testcontainers/ryuk:0.6"), digest('2'));
+    let pulled = identity("testcontainers/ryuk:0.6", Some(digest('2')));
+    assert!(list.decide(&pulled, None, &known).is_some());
+    let built_here = identity("testcontainers/ryuk:0.6", Some(digest('9')));
+    assert_eq!(
+        ImageList {
+            images: vec!["testcontainers/ryuk:*".parse().unwrap()],
+            allow_derived_images: false
+        }
+        .decide(&built_here, None, &known),
+        None
+    );
+}
+
+#[test]
 fn derived_images_count_only_when_allowed() {
     let mut known = KnownDigests::default();
     known.insert(&reference("paketobuildpacks/builder:base"), digest('9'));
@@ -202,6 +241,20 @@ proptest! {
         }
         if let Ok(pattern) = ImagePattern::parse(&text) {
             prop_assert_eq!(ImagePattern::parse(&pattern.to_string()).unwrap(), pattern);
+        }
+    }
+
+    #[test]
+    fn every_question_is_a_tag_of_the_images_repository(
+        entries in proptest::collection::vec("[a-c]{1,2}(:[a-c*]{1,2})?", 0..6),
+        image in "[a-c]{1,2}:[a-c]{1,2}",
+    ) {
+        let images = entries.iter().filter_map(|e| e.parse().ok()).collect();
+        let list = ImageList { images, allow_derived_images: false };
+        let image = identity(&image, None);
+        for question in list.registry_questions(&image) {
+            prop_assert_eq!(question.repository(), image.reference.repository());
+            prop_assert!(question.tag().is_some() && question.digest().is_none());
         }
     }
 
