@@ -8,11 +8,17 @@ use super::http::MOST_HEADERS;
 use crate::error::{Error, Result};
 
 /// The image of the engine's container `container_id`, asked of the engine at `socket`: the
-/// reference the container was created with, and the repository digest the engine recorded
-/// for that repository when the image was pulled (none for an image built or imported
-/// locally; tagging cannot add one). No registry is asked here: a tag entry of `imageList`
-/// matches only once [`registry_digests`] has said what the tag is. `Ok(None)` when the engine
-/// does not know the container.
+/// reference the container was created with, and the digest of the manifest it runs as a
+/// registry would name it, when the engine can vouch for it:
+/// - with the classic image store, the repository digest the engine recorded for that
+///   repository when it pulled the image (a build, an import, a load or a tag records none);
+/// - with the containerd image store, the digest of the manifest (or index) the image is, its
+///   ID. Its repository digests are not read: there they are names given to the image, and a
+///   loaded archive may name an image with any digest.
+///
+/// No registry is asked here: a tag entry of `imageList` matches only once
+/// [`registry_digests`] has said what the tag is. `Ok(None)` when the engine does not know the
+/// container, or the container was created from an image ID (which names no repository).
 ///
 /// The engine is asked for its container list, not for the container itself: while the
 /// engine is starting the container (and waiting for the runtime that asks) it holds the
@@ -21,7 +27,7 @@ pub fn image_from_engine(
     socket: &Path,
     container_id: &str,
 ) -> Result<Option<crate::ContainerImage>> {
-    use eci_policy::image::{ImageIdentity, ImageRef, KnownDigests};
+    use eci_policy::image::{Digest, ImageIdentity, ImageRef, KnownDigests};
     let filter = format!("{{\"id\":[\"{container_id}\"]}}");
     let list = engine_get(
         socket,
@@ -35,30 +41,51 @@ pub fn image_from_engine(
     let Some(entry) = entry else {
         return Ok(None);
     };
-    let (Some(reference), Some(image_id)) = (entry["Image"].as_str(), entry["ImageID"].as_str())
+    let (Some(named), Some(image_id)) = (entry["Image"].as_str(), entry["ImageID"].as_str()) else {
+        return Ok(None);
+    };
+    let Some(id_hex) = image_id
+        .strip_prefix("sha256:")
+        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
     else {
         return Ok(None);
     };
-    // A container created from an image ID names no repository at all.
-    let Ok(reference) = reference.parse::<ImageRef>() else {
+    // An ID, or a prefix of one, would parse as a repository of that name (`library/abcd`).
+    let by_id = id_hex.starts_with(named.strip_prefix("sha256:").unwrap_or(named));
+    let Ok(reference) = named.parse::<ImageRef>() else {
         return Ok(None);
     };
-    if !image_id.starts_with("sha256:") || !image_id[7..].bytes().all(|b| b.is_ascii_hexdigit()) {
+    if by_id {
         return Ok(None);
     }
-    let image = engine_get(socket, &format!("/images/{image_id}/json"))?;
-    let digest = image["RepoDigests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d.as_str()?.parse::<ImageRef>().ok())
-        .find(|d| d.repository() == reference.repository())
-        .and_then(|d| d.digest().cloned());
+    let digest = if containerd_image_store(socket)? {
+        Digest::parse(image_id).ok()
+    } else {
+        let image = engine_get(socket, &format!("/images/{image_id}/json"))?;
+        image["RepoDigests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str()?.parse::<ImageRef>().ok())
+            .find(|d| d.repository() == reference.repository())
+            .and_then(|d| d.digest().cloned())
+    };
     Ok(Some(crate::ContainerImage {
         image: ImageIdentity { reference, digest },
         base: None,
         known: KnownDigests::default(),
     }))
+}
+
+/// Whether the engine keeps its images in containerd's store (Docker 24 on, as an option; the
+/// default of fresh installs from 29): its information then lists the storage driver's type
+/// as containerd's snapshotter.
+fn containerd_image_store(socket: &Path) -> Result<bool> {
+    let info = engine_get(socket, "/info")?;
+    let status = info["DriverStatus"].as_array().into_iter().flatten();
+    Ok(status
+        .filter_map(|pair| Some((pair[0].as_str()?, pair[1].as_str()?)))
+        .any(|(key, value)| key == "driver-type" && value.starts_with("io.containerd.snapshotter")))
 }
 
 /// What the registry says each tag of `questions` resolves to, asked through the engine at

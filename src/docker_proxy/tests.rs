@@ -1327,3 +1327,78 @@ fn registry_digests_are_what_the_engine_says_or_nothing() {
         "{problems:?}"
     );
 }
+
+/// An engine that knows one container, created as `named` from the image `image_id`, whose
+/// repository digests are `repo_digests`, and keeps its images in containerd's store or not.
+fn image_engine(
+    path: &Path,
+    named: &'static str,
+    image_id: String,
+    repo_digests: String,
+    containerd: bool,
+) {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut side = Side::new(stream);
+            let mut out = side.stream.try_clone().unwrap();
+            let Ok(Some(head)) = read_request(&mut side) else {
+                continue;
+            };
+            let driver = if containerd {
+                "io.containerd.snapshotter.v1"
+            } else {
+                "extfs"
+            };
+            let body = if head.target.starts_with("/containers/json") {
+                format!(
+                    r#"[{{"Id":"{}","Image":"{named}","ImageID":"{image_id}"}}]"#,
+                    "c".repeat(64)
+                )
+            } else if head.target == "/info" {
+                format!(r#"{{"DriverStatus":[["driver-type","{driver}"]]}}"#)
+            } else if head.target == format!("/images/{image_id}/json") {
+                format!(r#"{{"RepoDigests":{repo_digests}}}"#)
+            } else {
+                "{}".to_string()
+            };
+            let answer = format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = out.write_all(answer.as_bytes());
+        }
+    });
+}
+
+#[test]
+fn an_image_s_digest_is_one_the_engine_can_vouch_for() {
+    let real = format!("sha256:{}", "1".repeat(64));
+    let own = format!("sha256:{}", "2".repeat(64));
+    // A loaded archive can name its image docker:0-@REAL in containerd's store: the image's
+    // own digest (its ID there) counts, not its names.
+    let forged =
+        format!(r#"["docker.io/library/docker:0-@{real}","docker.io/library/docker@{own}"]"#);
+    for (containerd, expected) in [(true, &own), (false, &real)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        image_engine(&path, "docker:cli", own.clone(), forged.clone(), containerd);
+        let image = image_from_engine(&path, &"c".repeat(64)).unwrap().unwrap();
+        let digest = image.image.digest.map(|d| d.to_string());
+        assert_eq!(
+            digest.as_deref(),
+            Some(expected.as_str()),
+            "containerd store: {containerd}"
+        );
+    }
+    // A container created from an image ID (or a prefix of one) names no repository.
+    for named in ["2222", "sha256:22222222"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        image_engine(&path, named, own.clone(), "[]".to_string(), false);
+        assert!(
+            image_from_engine(&path, &"c".repeat(64)).unwrap().is_none(),
+            "{named}"
+        );
+    }
+}
