@@ -962,19 +962,19 @@ fn engine_image(
         }
         return None;
     };
-    match eci::docker_proxy::image_from_engine(socket, id) {
-        Ok(Some(mut image)) => {
-            // Tag entries match by what the registry says the tag is now.
-            let questions = policy.docker_socket.images.registry_questions(&image.image);
-            if !questions.is_empty() {
-                let (known, problems) = eci::docker_proxy::registry_digests(socket, &questions);
-                for problem in problems {
-                    ctx.log("warning", &problem);
-                }
-                image.known = known;
-            }
-            Some(image)
-        }
+    // Tag entries match by what the registry says the tag is now.
+    let mut problems = Vec::new();
+    let found = eci::docker_proxy::image_from_engine(
+        socket,
+        id,
+        &policy.docker_socket.images,
+        &mut problems,
+    );
+    for problem in problems {
+        ctx.log("warning", &problem);
+    }
+    match found {
+        Ok(Some(image)) => Some(image),
         Ok(None) => {
             ctx.log(
                 "warning",

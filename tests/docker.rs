@@ -1024,7 +1024,7 @@ fn a_tag_entry_matches_the_image_the_registry_gives_for_the_tag() {
     let recorded = String::from_utf8_lossy(&recorded.stdout).to_string();
     assert!(recorded.contains(&registry.digest), "{recorded}");
     let bind = format!("{}:/var/run/docker.sock", socket.display());
-    let run = |runtime: &str| {
+    let run_image = |runtime: &str, image: &str| {
         let args = [
             "run",
             "--rm",
@@ -1034,7 +1034,7 @@ fn a_tag_entry_matches_the_image_the_registry_gives_for_the_tag() {
             "none",
             "-v",
             &bind,
-            &image,
+            image,
         ];
         let out = docker.docker(&[&args[..], &["test", "-S", "/var/run/docker.sock"]].concat());
         (
@@ -1042,9 +1042,38 @@ fn a_tag_entry_matches_the_image_the_registry_gives_for_the_tag() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    let run = |runtime: &str| run_image(runtime, &image);
     for runtime in ["eci-tag", "eci-any-tag"] {
         let (code, err) = run(runtime);
         assert_eq!(code, 0, "{runtime}: {err}\n{}", docker.log());
+    }
+    // allowDerivedImages (on by default): an image built on the one a tag entry names passes
+    // by its layers; one built on another image does not, and a `name:*` entry names no image
+    // to build on.
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(context.join("marker"), "derived\n").unwrap();
+    for (tag, from) in [
+        ("derived-tool", image.as_str()),
+        ("unrelated-tool", "eci-busybox"),
+    ] {
+        let dockerfile = format!("FROM {from}\nCOPY marker /marker\n");
+        std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+        let built = docker.docker(&["build", "-q", "-t", tag, context.to_str().unwrap()]);
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+    }
+    for (runtime, tag, allowed) in [
+        ("eci-tag", "derived-tool", true),
+        ("eci-any-tag", "derived-tool", false),
+        ("eci-tag", "unrelated-tool", false),
+    ] {
+        let (code, err) = run_image(runtime, tag);
+        let expected = if allowed { 0 } else { 125 };
+        assert_eq!(code, expected, "{runtime} {tag}: {err}");
     }
     // The same name on a local image: the registry gives another digest for the tag.
     let retagged = docker.docker(&["tag", "eci-busybox", &image]);

@@ -16,9 +16,13 @@ use crate::error::{Error, Result};
 ///   ID. Its repository digests are not read: there they are names given to the image, and a
 ///   loaded archive may name an image with any digest.
 ///
-/// No registry is asked here: a tag entry of `imageList` matches only once
-/// [`registry_digests`] has said what the tag is. `Ok(None)` when the engine does not know the
-/// container, or the container was created from an image ID (which names no repository).
+/// For the tag entries of `list` that could decide, the registry is asked what the tags are
+/// ([`registry_digests`]). With `allowDerivedImages`, when the image matches no entry itself,
+/// its base is looked for: an allowed image the store has, named by a digest entry or by what
+/// the registry says a tag entry is, whose layers begin the image's. What could not be asked
+/// (a registry out of reach) goes to `problems`, and matches nothing. `Ok(None)` when the
+/// engine does not know the container, or the container was created from an image ID (which
+/// names no repository).
 ///
 /// The engine is asked for its container list, not for the container itself: while the
 /// engine is starting the container (and waiting for the runtime that asks) it holds the
@@ -26,14 +30,16 @@ use crate::error::{Error, Result};
 pub fn image_from_engine(
     socket: &Path,
     container_id: &str,
+    list: &eci_policy::image::ImageList,
+    problems: &mut Vec<String>,
 ) -> Result<Option<crate::ContainerImage>> {
-    use eci_policy::image::{Digest, ImageIdentity, ImageRef, KnownDigests};
+    use eci_policy::image::{Digest, ImageIdentity, ImageRef};
     let filter = format!("{{\"id\":[\"{container_id}\"]}}");
-    let list = engine_get(
+    let containers = engine_get(
         socket,
         &format!("/containers/json?all=1&filters={}", percent_encode(&filter)),
     )?;
-    let entry = list
+    let entry = containers
         .as_array()
         .into_iter()
         .flatten()
@@ -58,11 +64,12 @@ pub fn image_from_engine(
     if by_id {
         return Ok(None);
     }
-    let digest = if containerd_image_store(socket)? {
+    let containerd = containerd_image_store(socket)?;
+    let inspected = engine_get(socket, &format!("/images/{image_id}/json"))?;
+    let digest = if containerd {
         Digest::parse(image_id).ok()
     } else {
-        let image = engine_get(socket, &format!("/images/{image_id}/json"))?;
-        image["RepoDigests"]
+        inspected["RepoDigests"]
             .as_array()
             .into_iter()
             .flatten()
@@ -70,11 +77,69 @@ pub fn image_from_engine(
             .find(|d| d.repository() == reference.repository())
             .and_then(|d| d.digest().cloned())
     };
-    Ok(Some(crate::ContainerImage {
-        image: ImageIdentity { reference, digest },
-        base: None,
-        known: KnownDigests::default(),
-    }))
+    let image = ImageIdentity { reference, digest };
+    let (mut known, asked) = registry_digests(socket, &list.registry_questions(&image));
+    problems.extend(asked);
+    let mut base = None;
+    if list.allow_derived_images && list.decide(&image, None, &known).is_none() {
+        let (more, asked) = registry_digests(socket, &list.base_questions());
+        problems.extend(asked);
+        known.extend(more);
+        let layers = layers_of(&inspected);
+        base = list
+            .base_candidates(&known)
+            .into_iter()
+            .find_map(|candidate| {
+                let found = base_in_store(socket, &candidate, containerd);
+                let base_layers = found.map_err(|err| problems.push(err.to_string())).ok()??;
+                eci_policy::image::built_on(&layers, &base_layers).then(|| ImageIdentity {
+                    digest: candidate.digest().cloned(),
+                    reference: candidate,
+                })
+            });
+    }
+    Ok(Some(crate::ContainerImage { image, base, known }))
+}
+
+/// The layers (diff IDs, bottom first) of an image as the engine described it.
+fn layers_of(inspected: &serde_json::Value) -> Vec<String> {
+    let layers = inspected["RootFS"]["Layers"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    layers
+        .filter_map(|layer| Some(layer.as_str()?.to_string()))
+        .collect()
+}
+
+/// The layers of the store's image `candidate` (a name with a digest), if the store has that
+/// very image: found by the digest, which the classic store records only at a pull and
+/// containerd's store must show as the image's own ID (there a name may carry any digest).
+fn base_in_store(
+    socket: &Path,
+    candidate: &eci_policy::image::ImageRef,
+    containerd: bool,
+) -> Result<Option<Vec<String>>> {
+    let Some(digest) = candidate.digest() else {
+        return Ok(None);
+    };
+    let by_digest = format!("{}@{digest}", candidate.repository());
+    let Some(found) = engine_get_found(socket, &format!("/images/{by_digest}/json"))? else {
+        return Ok(None);
+    };
+    let vouched = if containerd {
+        found["Id"].as_str() == Some(digest.as_str())
+    } else {
+        found["RepoDigests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|named| named.as_str()?.parse::<eci_policy::image::ImageRef>().ok())
+            .any(|named| {
+                named.repository() == candidate.repository() && named.digest() == Some(digest)
+            })
+    };
+    Ok(vouched.then(|| layers_of(&found)))
 }
 
 /// Whether the engine keeps its images in containerd's store (Docker 24 on, as an option; the

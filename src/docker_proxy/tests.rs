@@ -1383,7 +1383,10 @@ fn an_image_s_digest_is_one_the_engine_can_vouch_for() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("engine.sock");
         image_engine(&path, "docker:cli", own.clone(), forged.clone(), containerd);
-        let image = image_from_engine(&path, &"c".repeat(64)).unwrap().unwrap();
+        let list = eci_policy::image::ImageList::default();
+        let image = image_from_engine(&path, &"c".repeat(64), &list, &mut Vec::new())
+            .unwrap()
+            .unwrap();
         let digest = image.image.digest.map(|d| d.to_string());
         assert_eq!(
             digest.as_deref(),
@@ -1396,9 +1399,8 @@ fn an_image_s_digest_is_one_the_engine_can_vouch_for() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("engine.sock");
         image_engine(&path, named, own.clone(), "[]".to_string(), false);
-        assert!(
-            image_from_engine(&path, &"c".repeat(64)).unwrap().is_none(),
-            "{named}"
-        );
+        let list = eci_policy::image::ImageList::default();
+        let found = image_from_engine(&path, &"c".repeat(64), &list, &mut Vec::new());
+        assert!(found.unwrap().is_none(), "{named}");
     }
 }

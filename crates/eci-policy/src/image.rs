@@ -497,6 +497,25 @@ impl KnownDigests {
             .is_some_and(|digests| digests.contains(digest))
     }
 
+    /// Adds what `other` knows.
+    pub fn extend(&mut self, other: KnownDigests) {
+        for (key, digests) in other.by_tag {
+            self.by_tag.entry(key).or_default().extend(digests);
+        }
+    }
+
+    /// The digests the registry gave for `repository:tag`.
+    pub fn digests_of<'a>(
+        &'a self,
+        repository: &Repository,
+        tag: &str,
+    ) -> impl Iterator<Item = &'a Digest> + 'a {
+        self.by_tag
+            .get(&(repository.clone(), tag.to_string()))
+            .into_iter()
+            .flatten()
+    }
+
     /// True if the registry resolves some tag of `repository` to `digest`.
     pub fn any_tag(&self, repository: &Repository, digest: &Digest) -> bool {
         let from = (repository.clone(), String::new());
@@ -505,6 +524,21 @@ impl KnownDigests {
             .take_while(|((repo, _), _)| repo == repository)
             .any(|(_, digests)| digests.contains(digest))
     }
+}
+
+/// Whether an image whose layers (their diff IDs, bottom first) are `layers` is built on an
+/// image whose layers are `base`: the base has layers, and they begin the image's. An image of
+/// the same layers counts (a `FROM` with only a new command or environment).
+///
+/// ```
+/// use eci_policy::image::built_on;
+/// let layers = |ids: &[&str]| ids.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+/// assert!(built_on(&layers(&["a", "b", "c"]), &layers(&["a", "b"])));
+/// assert!(!built_on(&layers(&["a", "c"]), &layers(&["a", "b"])));
+/// assert!(!built_on(&layers(&["a"]), &layers(&[])));
+/// ```
+pub fn built_on(layers: &[String], base: &[String]) -> bool {
+    !base.is_empty() && layers.starts_with(base)
 }
 
 /// `dockerSocketMount.imageList`: the images whose containers may bind-mount the Docker socket.
@@ -580,6 +614,69 @@ impl ImageList {
             }
         }
         questions
+    }
+
+    /// The tags whose registry digests name the images derived images may be built on (with
+    /// `allowDerivedImages`): every `name:tag` entry. A `name:*` entry names no image to look
+    /// for, so derived images count only from tag and digest entries.
+    pub fn base_questions(&self) -> Vec<ImageRef> {
+        let mut questions = Vec::new();
+        for pattern in &self.images {
+            if let ImagePattern::Tag(repository, tag) = pattern {
+                let question = ImageRef {
+                    repository: repository.clone(),
+                    tag: Some(tag.clone()),
+                    digest: None,
+                };
+                if !questions.contains(&question) {
+                    questions.push(question);
+                }
+            }
+        }
+        questions
+    }
+
+    /// The allowed images a derived image may be built on, each named with its digest (and
+    /// tag, if an entry named one): the digest of each `name@digest` entry, and each digest
+    /// `known` holds for a `name:tag` entry. The caller finds each in its image store, and one
+    /// whose layers begin the image's ([`built_on`]) is the image's base for
+    /// [`ImageList::decide`].
+    ///
+    /// ```
+    /// use eci_policy::image::{ImageList, KnownDigests, Digest};
+    /// let list = ImageList { images: vec!["docker:cli".parse().unwrap()], allow_derived_images: true };
+    /// let digest = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+    /// let mut known = KnownDigests::default();
+    /// known.insert(&"docker:cli".parse().unwrap(), digest.clone());
+    /// let bases = list.base_candidates(&known);
+    /// assert_eq!(bases[0].to_string(), format!("docker.io/library/docker:cli@{digest}"));
+    /// ```
+    pub fn base_candidates(&self, known: &KnownDigests) -> Vec<ImageRef> {
+        let mut candidates = Vec::new();
+        for pattern in &self.images {
+            let found: Vec<ImageRef> = match pattern {
+                ImagePattern::Digest(repository, digest) => vec![ImageRef {
+                    repository: repository.clone(),
+                    tag: None,
+                    digest: Some(digest.clone()),
+                }],
+                ImagePattern::Tag(repository, tag) => known
+                    .digests_of(repository, tag)
+                    .map(|digest| ImageRef {
+                        repository: repository.clone(),
+                        tag: Some(tag.clone()),
+                        digest: Some(digest.clone()),
+                    })
+                    .collect(),
+                ImagePattern::Any | ImagePattern::AnyTag(_) => continue,
+            };
+            for candidate in found {
+                if !candidates.contains(&candidate) {
+                    candidates.push(candidate);
+                }
+            }
+        }
+        candidates
     }
 
     /// The entry that lets `image` mount the Docker socket, if any. `base` is the image it was

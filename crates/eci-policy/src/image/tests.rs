@@ -175,6 +175,57 @@ fn the_registry_is_asked_only_about_tags_that_decide() {
 }
 
 #[test]
+fn bases_are_the_images_tag_and_digest_entries_name() {
+    let list = ImageList {
+        images: [
+            "docker:cli".to_string(),
+            "testcontainers/ryuk:*".to_string(),
+            format!("alpine@{}", digest('f')),
+            "*".to_string(),
+        ]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect(),
+        allow_derived_images: true,
+    };
+    assert_eq!(list.base_questions(), [reference("docker:cli")]);
+    let mut known = KnownDigests::default();
+    let mut more = KnownDigests::default();
+    known.insert(&reference("docker:cli"), digest('a'));
+    more.insert(&reference("docker:cli"), digest('b'));
+    more.insert(&reference("testcontainers/ryuk:1"), digest('c'));
+    known.extend(more);
+    let bases: Vec<String> = list
+        .base_candidates(&known)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        bases,
+        [
+            format!("docker.io/library/docker:cli@{}", digest('a')),
+            format!("docker.io/library/docker:cli@{}", digest('b')),
+            format!("docker.io/library/alpine@{}", digest('f')),
+        ]
+    );
+    // A base found so matches its entry through ImageList::decide.
+    let base = identity(&bases[1], Some(digest('b')));
+    let derived = identity("my/app:1", None);
+    assert!(matches!(
+        list.decide(&derived, Some(&base), &known),
+        Some(ImageGrant::Listed(ImagePattern::Any))
+    ));
+    let strict = ImageList {
+        images: vec!["docker:cli".parse().unwrap()],
+        allow_derived_images: true,
+    };
+    assert!(matches!(
+        strict.decide(&derived, Some(&base), &known),
+        Some(ImageGrant::Derived(_))
+    ));
+}
+
+#[test]
 fn derived_images_count_only_when_allowed() {
     let mut known = KnownDigests::default();
     known.insert(&reference("paketobuildpacks/builder:base"), digest('9'));
@@ -255,6 +306,19 @@ proptest! {
         for question in list.registry_questions(&image) {
             prop_assert_eq!(question.repository(), image.reference.repository());
             prop_assert!(question.tag().is_some() && question.digest().is_none());
+        }
+    }
+
+    #[test]
+    fn an_image_is_built_on_any_non_empty_beginning_of_its_layers(
+        layers in proptest::collection::vec("[a-c]", 0..6), cut in 0..7usize, other in "[a-c]"
+    ) {
+        let base = layers[..cut.min(layers.len())].to_vec();
+        prop_assert_eq!(built_on(&layers, &base), !base.is_empty());
+        if let Some(last) = base.len().checked_sub(1) {
+            let mut changed = base.clone();
+            changed[last] = format!("{}x", other);
+            prop_assert!(!built_on(&layers, &changed));
         }
     }
 
