@@ -979,7 +979,7 @@ fn engine_image(
             ctx.log(
                 "warning",
                 &format!(
-                    "the engine at {} does not know container {id}",
+                    "the engine at {} names no image repository for container {id}",
                     socket.display()
                 ),
             );

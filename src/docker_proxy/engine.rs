@@ -57,48 +57,154 @@ pub fn image_from_engine(
         return Ok(None);
     };
     // An ID, or a prefix of one, would parse as a repository of that name (`library/abcd`).
+    // The engine's list also shows the ID once the name no longer leads to the image.
     let by_id = id_hex.starts_with(named.strip_prefix("sha256:").unwrap_or(named));
-    let Ok(reference) = named.parse::<ImageRef>() else {
-        return Ok(None);
+    let reference = match named.parse::<ImageRef>() {
+        Ok(reference) if !by_id => reference,
+        _ => {
+            problems.push(format!(
+                "container {container_id} names its image by ID ({named}), which names no \
+                 repository"
+            ));
+            return Ok(None);
+        }
     };
-    if by_id {
-        return Ok(None);
-    }
-    let containerd = containerd_image_store(socket)?;
+    let store = ImageStore::of(socket)?;
     let inspected = engine_get(socket, &format!("/images/{image_id}/json"))?;
-    let digest = if containerd {
-        Digest::parse(image_id).ok()
-    } else {
-        inspected["RepoDigests"]
+    // The digests the store vouches for: with the classic store every one pulled for the
+    // repository (an image may have been pulled at several), with containerd's the ID.
+    let digests: Vec<Digest> = match store {
+        ImageStore::Containerd => Digest::parse(image_id).ok().into_iter().collect(),
+        ImageStore::Classic => inspected["RepoDigests"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|d| d.as_str()?.parse::<ImageRef>().ok())
-            .find(|d| d.repository() == reference.repository())
-            .and_then(|d| d.digest().cloned())
+            .filter(|d| d.repository() == reference.repository())
+            .filter_map(|d| d.digest().cloned())
+            .collect(),
     };
-    let image = ImageIdentity { reference, digest };
-    let (mut known, asked) = registry_digests(socket, &list.registry_questions(&image));
-    problems.extend(asked);
+    let identities: Vec<ImageIdentity> = if digests.is_empty() {
+        vec![ImageIdentity {
+            reference,
+            digest: None,
+        }]
+    } else {
+        digests
+            .into_iter()
+            .map(|digest| ImageIdentity {
+                reference: reference.clone(),
+                digest: Some(digest),
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + REGISTRY_PATIENCE;
+    let mut asked = Vec::new();
+    let questions = list.registry_questions(&identities[0]);
+    let mut known = ask_registry(socket, &questions, &mut asked, deadline, problems);
+    let matched = identities
+        .iter()
+        .find(|image| list.decide(image, None, &known).is_some());
+    let image = matched.unwrap_or(&identities[0]).clone();
     let mut base = None;
-    if list.allow_derived_images && list.decide(&image, None, &known).is_none() {
-        let (more, asked) = registry_digests(socket, &list.base_questions());
-        problems.extend(asked);
-        known.extend(more);
+    if list.allow_derived_images && matched.is_none() {
+        let questions = list.base_questions();
+        known.extend(ask_registry(
+            socket, &questions, &mut asked, deadline, problems,
+        ));
         let layers = layers_of(&inspected);
         base = list
             .base_candidates(&known)
             .into_iter()
             .find_map(|candidate| {
-                let found = base_in_store(socket, &candidate, containerd);
+                let found = base_in_store(socket, &candidate, store);
                 let base_layers = found.map_err(|err| problems.push(err.to_string())).ok()??;
                 eci_policy::image::built_on(&layers, &base_layers).then(|| ImageIdentity {
                     digest: candidate.digest().cloned(),
                     reference: candidate,
                 })
             });
+        if base.is_none() {
+            problems.push(format!(
+                "no allowed image in the engine's store is a base of {} (a derived image counts \
+                 only while the image an entry names is the one it was built on)",
+                image.reference
+            ));
+        }
     }
     Ok(Some(crate::ContainerImage { image, base, known }))
+}
+
+/// How long one container's start may spend asking registries (through the engine) about tags:
+/// each question may take up to the engine's own 10 s, but none is begun after this.
+const REGISTRY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// [`registry_digests`] for the `questions` not in `asked` yet, begun before `deadline`; the
+/// rest are reported as not asked.
+fn ask_registry(
+    socket: &Path,
+    questions: &[eci_policy::image::ImageRef],
+    asked: &mut Vec<eci_policy::image::ImageRef>,
+    deadline: std::time::Instant,
+    problems: &mut Vec<String>,
+) -> eci_policy::image::KnownDigests {
+    let mut known = eci_policy::image::KnownDigests::default();
+    for question in questions {
+        if asked.contains(question) {
+            continue;
+        }
+        asked.push(question.clone());
+        if std::time::Instant::now() >= deadline {
+            problems.push(format!(
+                "the registry's digest of {question}: not asked, out of time"
+            ));
+            continue;
+        }
+        let (answer, failed) = registry_digests(socket, std::slice::from_ref(question));
+        known.extend(answer);
+        problems.extend(failed);
+    }
+    known
+}
+
+/// Which image store the engine keeps: what its repository digests are worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImageStore {
+    /// The graph drivers' store: a repository digest is recorded only by a pull (or push).
+    Classic,
+    /// containerd's store (Docker 24 on, as an option; the default of fresh installs from 29):
+    /// repository digests are names given to images, any of them, and an image's ID is its
+    /// own manifest digest.
+    Containerd,
+}
+
+impl ImageStore {
+    /// The engine's store as its information tells: classic only for a graph driver known to
+    /// be one, and without containerd's snapshotter named. Anything else counts as
+    /// containerd's, whose rule (the ID) at worst matches nothing on a classic store.
+    fn of(socket: &Path) -> Result<ImageStore> {
+        const CLASSIC_DRIVERS: &[&str] = &[
+            "overlay2",
+            "fuse-overlayfs",
+            "btrfs",
+            "zfs",
+            "vfs",
+            "devicemapper",
+            "aufs",
+            "overlay",
+        ];
+        let info = engine_get(socket, "/info")?;
+        let status = info["DriverStatus"].as_array().into_iter().flatten();
+        let snapshotter = status
+            .filter_map(|pair| Some((pair[0].as_str()?, pair[1].as_str()?)))
+            .any(|(key, value)| key == "driver-type" && value.contains("containerd"));
+        let driver = info["Driver"].as_str().unwrap_or_default();
+        Ok(if !snapshotter && CLASSIC_DRIVERS.contains(&driver) {
+            ImageStore::Classic
+        } else {
+            ImageStore::Containerd
+        })
+    }
 }
 
 /// The layers (diff IDs, bottom first) of an image as the engine described it.
@@ -118,7 +224,7 @@ fn layers_of(inspected: &serde_json::Value) -> Vec<String> {
 fn base_in_store(
     socket: &Path,
     candidate: &eci_policy::image::ImageRef,
-    containerd: bool,
+    store: ImageStore,
 ) -> Result<Option<Vec<String>>> {
     let Some(digest) = candidate.digest() else {
         return Ok(None);
@@ -127,7 +233,7 @@ fn base_in_store(
     let Some(found) = engine_get_found(socket, &format!("/images/{by_digest}/json"))? else {
         return Ok(None);
     };
-    let vouched = if containerd {
+    let vouched = if store == ImageStore::Containerd {
         found["Id"].as_str() == Some(digest.as_str())
     } else {
         found["RepoDigests"]
@@ -140,17 +246,6 @@ fn base_in_store(
             })
     };
     Ok(vouched.then(|| layers_of(&found)))
-}
-
-/// Whether the engine keeps its images in containerd's store (Docker 24 on, as an option; the
-/// default of fresh installs from 29): its information then lists the storage driver's type
-/// as containerd's snapshotter.
-fn containerd_image_store(socket: &Path) -> Result<bool> {
-    let info = engine_get(socket, "/info")?;
-    let status = info["DriverStatus"].as_array().into_iter().flatten();
-    Ok(status
-        .filter_map(|pair| Some((pair[0].as_str()?, pair[1].as_str()?)))
-        .any(|(key, value)| key == "driver-type" && value.starts_with("io.containerd.snapshotter")))
 }
 
 /// What the registry says each tag of `questions` resolves to, asked through the engine at

@@ -1329,13 +1329,15 @@ fn registry_digests_are_what_the_engine_says_or_nothing() {
 }
 
 /// An engine that knows one container, created as `named` from the image `image_id`, whose
-/// repository digests are `repo_digests`, and keeps its images in containerd's store or not.
+/// repository digests are `repo_digests`, keeps its images in containerd's store or not, and
+/// answers the other targets of `routes` with their bodies (404 for the rest).
 fn image_engine(
     path: &Path,
     named: &'static str,
     image_id: String,
     repo_digests: String,
     containerd: bool,
+    routes: Vec<(String, String)>,
 ) {
     let listener = UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
@@ -1345,27 +1347,37 @@ fn image_engine(
             let Ok(Some(head)) = read_request(&mut side) else {
                 continue;
             };
-            let driver = if containerd {
-                "io.containerd.snapshotter.v1"
+            let (driver, driver_type) = if containerd {
+                ("overlayfs", "io.containerd.snapshotter.v1")
             } else {
-                "extfs"
+                ("overlay2", "")
             };
             let body = if head.target.starts_with("/containers/json") {
-                format!(
+                Some(format!(
                     r#"[{{"Id":"{}","Image":"{named}","ImageID":"{image_id}"}}]"#,
                     "c".repeat(64)
-                )
+                ))
             } else if head.target == "/info" {
-                format!(r#"{{"DriverStatus":[["driver-type","{driver}"]]}}"#)
+                Some(format!(
+                    r#"{{"Driver":"{driver}","DriverStatus":[["driver-type","{driver_type}"]]}}"#
+                ))
             } else if head.target == format!("/images/{image_id}/json") {
-                format!(r#"{{"RepoDigests":{repo_digests}}}"#)
+                Some(format!(
+                    r#"{{"RepoDigests":{repo_digests},"RootFS":{{"Layers":["l1","l2"]}}}}"#
+                ))
             } else {
-                "{}".to_string()
+                routes
+                    .iter()
+                    .find(|(target, _)| *target == head.target)
+                    .map(|(_, body)| body.clone())
             };
-            let answer = format!(
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
+            let answer = match body {
+                Some(body) => format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+                None => "HTTP/1.0 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string(),
+            };
             let _ = out.write_all(answer.as_bytes());
         }
     });
@@ -1382,7 +1394,14 @@ fn an_image_s_digest_is_one_the_engine_can_vouch_for() {
     for (containerd, expected) in [(true, &own), (false, &real)] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("engine.sock");
-        image_engine(&path, "docker:cli", own.clone(), forged.clone(), containerd);
+        image_engine(
+            &path,
+            "docker:cli",
+            own.clone(),
+            forged.clone(),
+            containerd,
+            Vec::new(),
+        );
         let list = eci_policy::image::ImageList::default();
         let image = image_from_engine(&path, &"c".repeat(64), &list, &mut Vec::new())
             .unwrap()
@@ -1398,9 +1417,66 @@ fn an_image_s_digest_is_one_the_engine_can_vouch_for() {
     for named in ["2222", "sha256:22222222"] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("engine.sock");
-        image_engine(&path, named, own.clone(), "[]".to_string(), false);
+        image_engine(
+            &path,
+            named,
+            own.clone(),
+            "[]".to_string(),
+            false,
+            Vec::new(),
+        );
         let list = eci_policy::image::ImageList::default();
         let found = image_from_engine(&path, &"c".repeat(64), &list, &mut Vec::new());
         assert!(found.unwrap().is_none(), "{named}");
+    }
+}
+
+#[test]
+fn a_base_counts_only_if_the_store_vouches_for_its_digest() {
+    // The image runs layers l1, l2; the allowed docker:cli is, says the registry, BASE, and
+    // the store has an image named docker@BASE with layers l1.
+    let base = format!("sha256:{}", "b".repeat(64));
+    let own = format!("sha256:{}", "3".repeat(64));
+    let list = eci_policy::image::ImageList {
+        images: vec!["docker:cli".parse().unwrap()],
+        allow_derived_images: true,
+    };
+    let distribution = format!(r#"{{"Descriptor":{{"digest":"{base}"}}}}"#);
+    let found = |id: &str, repo_digests: &str| {
+        format!(r#"{{"Id":"{id}","RepoDigests":{repo_digests},"RootFS":{{"Layers":["l1"]}}}}"#)
+    };
+    let by_digest = format!("/images/docker.io/library/docker@{base}/json");
+    let pulled = format!(r#"["docker.io/library/docker@{base}"]"#);
+    let other_id = format!("sha256:{}", "9".repeat(64));
+    for (containerd, answer, vouched) in [
+        // The classic store: found by a digest it recorded at a pull.
+        (false, found(&other_id, &pulled), true),
+        (false, found(&other_id, "[]"), false),
+        // containerd's: only if the image's own ID is the digest, not a name given to it.
+        (true, found(&base, &pulled), true),
+        (true, found(&other_id, &pulled), false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        let routes = vec![
+            (
+                "/distribution/docker.io/library/docker:cli/json".to_string(),
+                distribution.clone(),
+            ),
+            (by_digest.clone(), answer),
+        ];
+        image_engine(
+            &path,
+            "my/app:1",
+            own.clone(),
+            "[]".to_string(),
+            containerd,
+            routes,
+        );
+        let image = image_from_engine(&path, &"c".repeat(64), &list, &mut Vec::new())
+            .unwrap()
+            .unwrap();
+        let granted = list.decide(&image.image, image.base.as_ref(), &image.known);
+        assert_eq!(granted.is_some(), vouched, "containerd store: {containerd}");
     }
 }
