@@ -201,6 +201,22 @@ const RUN_INTERACTIVE: [&str; 7] = [
     "eci-busybox",
 ];
 
+/// A daemon.json whose runtimes are eci-runc, each reading its own settings file:
+/// `(name, settings)` pairs.
+fn runtimes_reading(runtimes: &[(&str, &Path)]) -> String {
+    let entries: Vec<String> = runtimes
+        .iter()
+        .map(|(name, settings)| {
+            format!(
+                r#""{name}": {{"path": "{}", "runtimeArgs": ["--settings", "{}"]}}"#,
+                example("eci-runc").display(),
+                settings.display()
+            )
+        })
+        .collect();
+    format!(r#"{{"runtimes": {{{}}}}}"#, entries.join(", "))
+}
+
 fn which(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -847,18 +863,7 @@ fn an_allowed_image_reaches_the_engine_through_the_command_list() {
     // runtimes reading settings files written next.
     let any = dir.path().join("any.json");
     let cli_only = dir.path().join("cli.json");
-    let runtime = |settings: &Path| {
-        format!(
-            r#"{{"path": "{}", "runtimeArgs": ["--settings", "{}"]}}"#,
-            example("eci-runc").display(),
-            settings.display()
-        )
-    };
-    let config = format!(
-        r#"{{"runtimes": {{"eci-any": {}, "eci-cli": {}}}}}"#,
-        runtime(&any),
-        runtime(&cli_only)
-    );
+    let config = runtimes_reading(&[("eci-any", &any), ("eci-cli", &cli_only)]);
     std::fs::write(&any, "{}").unwrap();
     std::fs::write(&cli_only, "{}").unwrap();
     let docker = Dockerd::start_with_config(Some(&config));
@@ -987,18 +992,7 @@ fn a_tag_entry_matches_the_image_the_registry_gives_for_the_tag() {
     let any_tag = dir.path().join("any-tag.json");
     std::fs::write(&by_tag, "{}").unwrap();
     std::fs::write(&any_tag, "{}").unwrap();
-    let runtime = |settings: &Path| {
-        format!(
-            r#"{{"path": "{}", "runtimeArgs": ["--settings", "{}"]}}"#,
-            example("eci-runc").display(),
-            settings.display()
-        )
-    };
-    let config = format!(
-        r#"{{"runtimes": {{"eci-tag": {}, "eci-any-tag": {}}}}}"#,
-        runtime(&by_tag),
-        runtime(&any_tag)
-    );
+    let config = runtimes_reading(&[("eci-tag", &by_tag), ("eci-any-tag", &any_tag)]);
     let docker = Dockerd::start_with_config(Some(&config));
     let socket = docker.dir.path().join("docker.sock");
     for (settings, entry) in [

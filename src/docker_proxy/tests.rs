@@ -39,6 +39,22 @@ fn engine(path: &Path) -> Arc<std::sync::Mutex<Vec<String>>> {
     seen
 }
 
+/// A proxy's state (for the eci runtime, with `commands`) in front of an [`engine`] in a
+/// directory of its own: (the directory, the state, the request lines the engine saw).
+fn proxy_to_a_plain_engine(
+    commands: CommandList,
+) -> (
+    tempfile::TempDir,
+    Arc<Shared>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let seen = engine(&upstream);
+    let shared = Arc::new(Shared::new(&upstream, commands, eci_runtime()));
+    (dir, shared, seen)
+}
+
 fn eci_runtime() -> CreateRuntime {
     CreateRuntime::Named("eci".into())
 }
@@ -419,14 +435,7 @@ fn networks_reach_only_those_made_through_the_socket_and_the_engines_own() {
 
 #[test]
 fn lists_and_prunes_answer_only_for_what_the_socket_made() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = dir.path().join("engine.sock");
-    let seen = engine(&upstream);
-    let shared = Arc::new(Shared::new(
-        &upstream,
-        CommandList::default(),
-        eci_runtime(),
-    ));
+    let (_dir, shared, seen) = proxy_to_a_plain_engine(CommandList::default());
     let status = |request: &str| {
         let back = exchange(&shared, request.as_bytes());
         let back = String::from_utf8_lossy(&back).to_string();
@@ -932,14 +941,7 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn requests_the_engine_could_read_otherwise_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = dir.path().join("engine.sock");
-    let seen = engine(&upstream);
-    let shared = Arc::new(Shared::new(
-        &upstream,
-        deny_volumes_and_push(),
-        eci_runtime(),
-    ));
+    let (_dir, shared, seen) = proxy_to_a_plain_engine(deny_volumes_and_push());
     let hidden = "GET /v1.41/volumes HTTP/1.1\r\nHost: d\r\n\r\n";
     let status = |bytes: String| {
         let back = exchange(&shared, bytes.as_bytes());
@@ -1069,11 +1071,8 @@ proptest! {
         requests in proptest::collection::vec(request(), 1..4),
         noise in proptest::collection::vec(any::<u8>(), 0..64),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let upstream = dir.path().join("engine.sock");
-        let seen = engine(&upstream);
         let commands = deny_volumes_and_push();
-        let shared = Arc::new(Shared::new(&upstream, commands.clone(), eci_runtime()));
+        let (_dir, shared, seen) = proxy_to_a_plain_engine(commands.clone());
         let mut bytes: Vec<u8> = requests.concat();
         bytes.extend_from_slice(&noise);
         exchange(&shared, &bytes);
