@@ -979,7 +979,8 @@ fn engine_image(
             ctx.log(
                 "warning",
                 &format!(
-                    "the engine at {} names no image repository for container {id}",
+                    "the engine at {} does not know container {id}, or names no repository \
+                     for its image",
                     socket.display()
                 ),
             );

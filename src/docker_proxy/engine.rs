@@ -17,12 +17,13 @@ use crate::error::{Error, Result};
 ///   loaded archive may name an image with any digest.
 ///
 /// For the tag entries of `list` that could decide, the registry is asked what the tags are
-/// ([`registry_digests`]). With `allowDerivedImages`, when the image matches no entry itself,
+/// ([`registry_digest`]). With `allowDerivedImages`, when the image matches no entry itself,
 /// its base is looked for: an allowed image the store has, named by a digest entry or by what
 /// the registry says a tag entry is, whose layers begin the image's. What could not be asked
-/// (a registry out of reach) goes to `problems`, and matches nothing. `Ok(None)` when the
-/// engine does not know the container, or the container was created from an image ID (which
-/// names no repository).
+/// (a registry out of reach) goes to `problems`, and matches nothing. A `*` or digest entry
+/// that matches needs no registry, which is then not asked. `Ok(None)` when the engine does not
+/// know the container, or the container was created from an image ID (which names no
+/// repository).
 ///
 /// The engine is asked for its container list, not for the container itself: while the
 /// engine is starting the container (and waiting for the runtime that asks) it holds the
@@ -33,7 +34,7 @@ pub fn image_from_engine(
     list: &eci_policy::image::ImageList,
     problems: &mut Vec<String>,
 ) -> Result<Option<crate::ContainerImage>> {
-    use eci_policy::image::{Digest, ImageIdentity, ImageRef};
+    use eci_policy::image::{ImageRef, KnownDigests};
     let filter = format!("{{\"id\":[\"{container_id}\"]}}");
     let containers = engine_get(
         socket,
@@ -56,11 +57,19 @@ pub fn image_from_engine(
     else {
         return Ok(None);
     };
-    // An ID, or a prefix of one, would parse as a repository of that name (`library/abcd`).
-    // The engine's list also shows the ID once the name no longer leads to the image.
+    let store = ImageStore::of(socket)?;
+    let inspected = engine_get(socket, &format!("/images/{image_id}/json"))?;
+    // An ID, or a prefix of one, parses as a repository of that name (`library/abcd`); the
+    // engine's list also shows the ID once the name no longer leads to the image. A name the
+    // image is tagged with is a name, whatever its letters.
+    let tagged = |reference: &ImageRef| {
+        let tags = inspected["RepoTags"].as_array().into_iter().flatten();
+        tags.filter_map(|tag| tag.as_str()?.parse::<ImageRef>().ok())
+            .any(|tag| tag.repository() == reference.repository())
+    };
     let by_id = id_hex.starts_with(named.strip_prefix("sha256:").unwrap_or(named));
     let reference = match named.parse::<ImageRef>() {
-        Ok(reference) if !by_id => reference,
+        Ok(reference) if !by_id || tagged(&reference) => reference,
         _ => {
             problems.push(format!(
                 "container {container_id} names its image by ID ({named}), which names no \
@@ -69,35 +78,19 @@ pub fn image_from_engine(
             return Ok(None);
         }
     };
-    let store = ImageStore::of(socket)?;
-    let inspected = engine_get(socket, &format!("/images/{image_id}/json"))?;
-    // The digests the store vouches for: with the classic store every one pulled for the
-    // repository (an image may have been pulled at several), with containerd's the ID.
-    let digests: Vec<Digest> = match store {
-        ImageStore::Containerd => Digest::parse(image_id).ok().into_iter().collect(),
-        ImageStore::Classic => inspected["RepoDigests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| d.as_str()?.parse::<ImageRef>().ok())
-            .filter(|d| d.repository() == reference.repository())
-            .filter_map(|d| d.digest().cloned())
-            .collect(),
-    };
-    let identities: Vec<ImageIdentity> = if digests.is_empty() {
-        vec![ImageIdentity {
-            reference,
-            digest: None,
-        }]
-    } else {
-        digests
-            .into_iter()
-            .map(|digest| ImageIdentity {
-                reference: reference.clone(),
-                digest: Some(digest),
-            })
-            .collect()
-    };
+    let identities = vouched_identities(store, &inspected, image_id, reference);
+    // `*` and digest entries need no registry (nor its pull limit, nor its delays).
+    let nothing = KnownDigests::default();
+    if let Some(image) = identities
+        .iter()
+        .find(|i| list.decide(i, None, &nothing).is_some())
+    {
+        return Ok(Some(crate::ContainerImage {
+            image: image.clone(),
+            base: None,
+            known: nothing,
+        }));
+    }
     let deadline = std::time::Instant::now() + REGISTRY_PATIENCE;
     let mut asked = Vec::new();
     let questions = list.registry_questions(&identities[0]);
@@ -112,18 +105,14 @@ pub fn image_from_engine(
         known.extend(ask_registry(
             socket, &questions, &mut asked, deadline, problems,
         ));
-        let layers = layers_of(&inspected);
-        base = list
-            .base_candidates(&known)
-            .into_iter()
-            .find_map(|candidate| {
-                let found = base_in_store(socket, &candidate, store);
-                let base_layers = found.map_err(|err| problems.push(err.to_string())).ok()??;
-                eci_policy::image::built_on(&layers, &base_layers).then(|| ImageIdentity {
-                    digest: candidate.digest().cloned(),
-                    reference: candidate,
-                })
-            });
+        base = find_base(
+            socket,
+            store,
+            &layers_of(&inspected),
+            list,
+            &known,
+            problems,
+        );
         if base.is_none() {
             problems.push(format!(
                 "no allowed image in the engine's store is a base of {} (a derived image counts \
@@ -135,12 +124,73 @@ pub fn image_from_engine(
     Ok(Some(crate::ContainerImage { image, base, known }))
 }
 
+/// The image `image_id` (as the engine `inspected` it), referenced as `reference`, with each
+/// digest the store vouches for: with the classic store every repository digest pulled for
+/// the reference's repository (an image may have been pulled at several), with containerd's
+/// its ID. Without one, the reference alone.
+fn vouched_identities(
+    store: ImageStore,
+    inspected: &serde_json::Value,
+    image_id: &str,
+    reference: eci_policy::image::ImageRef,
+) -> Vec<eci_policy::image::ImageIdentity> {
+    use eci_policy::image::{Digest, ImageIdentity, ImageRef};
+    let digests: Vec<Digest> = match store {
+        ImageStore::Containerd => Digest::parse(image_id).ok().into_iter().collect(),
+        ImageStore::Classic => inspected["RepoDigests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str()?.parse::<ImageRef>().ok())
+            .filter(|d| d.repository() == reference.repository())
+            .filter_map(|d| d.digest().cloned())
+            .collect(),
+    };
+    if digests.is_empty() {
+        return vec![ImageIdentity {
+            reference,
+            digest: None,
+        }];
+    }
+    digests
+        .into_iter()
+        .map(|digest| ImageIdentity {
+            reference: reference.clone(),
+            digest: Some(digest),
+        })
+        .collect()
+}
+
+/// The allowed image (named by an entry of `list`, with what `known` says of tags) that the
+/// store has and whose layers begin `layers`, if any.
+fn find_base(
+    socket: &Path,
+    store: ImageStore,
+    layers: &[String],
+    list: &eci_policy::image::ImageList,
+    known: &eci_policy::image::KnownDigests,
+    problems: &mut Vec<String>,
+) -> Option<eci_policy::image::ImageIdentity> {
+    list.base_candidates(known)
+        .into_iter()
+        .find_map(|candidate| {
+            let found = base_in_store(socket, &candidate, store);
+            let base_layers = found.map_err(|err| problems.push(err.to_string())).ok()??;
+            eci_policy::image::built_on(layers, &base_layers).then(|| {
+                eci_policy::image::ImageIdentity {
+                    digest: candidate.digest().cloned(),
+                    reference: candidate,
+                }
+            })
+        })
+}
+
 /// How long one container's start may spend asking registries (through the engine) about tags:
-/// each question may take up to the engine's own 10 s, but none is begun after this.
+/// no question is begun after this, and each may take the proxy's 10 s wait for an answer.
 const REGISTRY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// [`registry_digests`] for the `questions` not in `asked` yet, begun before `deadline`; the
-/// rest are reported as not asked.
+/// [`registry_digest`] for each of `questions` not in `asked` yet, begun before `deadline`;
+/// what could not be learnt goes to `problems`.
 fn ask_registry(
     socket: &Path,
     questions: &[eci_policy::image::ImageRef],
@@ -156,13 +206,14 @@ fn ask_registry(
         asked.push(question.clone());
         if std::time::Instant::now() >= deadline {
             problems.push(format!(
-                "the registry's digest of {question}: not asked, out of time"
+                "the registry was not asked about {question}: out of time"
             ));
             continue;
         }
-        let (answer, failed) = registry_digests(socket, std::slice::from_ref(question));
-        known.extend(answer);
-        problems.extend(failed);
+        match registry_digest(socket, question) {
+            Ok(digest) => known.insert(question, digest),
+            Err(problem) => problems.push(problem),
+        }
     }
     known
 }
@@ -248,38 +299,25 @@ fn base_in_store(
     Ok(vouched.then(|| layers_of(&found)))
 }
 
-/// What the registry says each tag of `questions` resolves to, asked through the engine at
+/// What the registry says the tag `question` resolves to, asked through the engine at
 /// `socket` (`GET /distribution/{reference}/json`: the engine asks the registry, with its own
-/// mirrors, certificates and proxy settings, over TLS). A tag the engine could not resolve is
-/// left out, so it matches nothing, and why is returned beside the digests.
-pub fn registry_digests(
+/// mirrors, certificates and proxy settings); else why it could not be learnt. A tag entry of
+/// `imageList` whose digest is not learnt matches nothing.
+pub fn registry_digest(
     socket: &Path,
-    questions: &[eci_policy::image::ImageRef],
-) -> (eci_policy::image::KnownDigests, Vec<String>) {
-    let mut known = eci_policy::image::KnownDigests::default();
-    let mut problems = Vec::new();
-    for question in questions {
-        // Only characters a reference may hold, each fine in a path: the engine's route
-        // takes everything between `/distribution/` and `/json` as the name.
-        let target = format!("/distribution/{question}/json");
-        let digest = engine_get_found(socket, &target).and_then(|answer| {
-            let digest = answer
-                .as_ref()
-                .and_then(|a| a["Descriptor"]["digest"].as_str());
-            let digest = digest.and_then(|d| eci_policy::image::Digest::parse(d).ok());
-            digest.ok_or_else(|| {
-                Error::io(format!("the registry's digest of {question}"))(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "none in the engine's answer",
-                ))
-            })
-        });
-        match digest {
-            Ok(digest) => known.insert(question, digest),
-            Err(err) => problems.push(format!("the registry's digest of {question}: {err}")),
-        }
+    question: &eci_policy::image::ImageRef,
+) -> std::result::Result<eci_policy::image::Digest, String> {
+    // Only characters a reference may hold, each fine in a path: the engine's route takes
+    // everything between `/distribution/` and `/json` as the name.
+    let target = format!("/distribution/{question}/json");
+    match engine_get_found(socket, &target) {
+        Ok(Some(answer)) => answer["Descriptor"]["digest"]
+            .as_str()
+            .and_then(|digest| eci_policy::image::Digest::parse(digest).ok())
+            .ok_or_else(|| format!("the engine's answer about {question} names no digest")),
+        Ok(None) => Err(format!("the registry has no manifest for {question}")),
+        Err(err) => Err(format!("asking the registry about {question}: {err}")),
     }
-    (known, problems)
 }
 
 /// What the proxy needs to know of an engine's container: its full ID and the runtime (the

@@ -53,7 +53,7 @@ use crate::error::{Error, Result};
 mod engine;
 mod http;
 
-pub use engine::{image_from_engine, registry_digests};
+pub use engine::{image_from_engine, registry_digest};
 use http::{read_request, read_response, Framing, Head, ProxyError, ProxyResult, Side};
 
 /// The largest container create body read (the engine's own requests are a few KiB).
@@ -256,11 +256,7 @@ impl Shared {
             .unwrap_or((&request.target, ""));
         let query = with_label_filter(query, &scope_filter(&runtime))
             .map_err(|err| (400, format!("eci: the query: {err}")))?;
-        let target = format!("{path}?{query}");
-        request.bytes = http::head_with_target(&request.bytes, &target)
-            .ok_or((400, "eci: the request line".to_string()))?;
-        request.target = target;
-        Ok(())
+        retarget(request, format!("{path}?{query}"))
     }
 
     /// [`Shared::same_runtime`] for the container of the engine's exec instance `exec_id`.
@@ -601,13 +597,9 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         let scope = if let Some(container) =
             eci_policy::docker_api::container_of_target(&request.method, &request.target)
         {
-            shared.same_runtime(&container.name).and_then(|id| {
-                let target = container.with_id(&id);
-                request.bytes = http::head_with_target(&request.bytes, &target)
-                    .ok_or((400, "eci: the request line".to_string()))?;
-                request.target = target;
-                Ok(())
-            })
+            shared
+                .same_runtime(&container.name)
+                .and_then(|id| retarget(&mut request, container.with_id(&id)))
         } else if let Some(exec) =
             eci_policy::docker_api::exec_of_target(&request.method, &request.target)
         {
@@ -626,13 +618,9 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             } else {
                 shared.network_in_scope(&network.name)
             };
-            found.and_then(|id| {
-                let Some(id) = id else { return Ok(()) };
-                let target = network.with_id(&id);
-                request.bytes = http::head_with_target(&request.bytes, &target)
-                    .ok_or((400, "eci: the request line".to_string()))?;
-                request.target = target;
-                Ok(())
+            found.and_then(|id| match id {
+                Some(id) => retarget(&mut request, network.with_id(&id)),
+                None => Ok(()),
             })
         } else {
             Ok(())
@@ -879,7 +867,8 @@ fn vet_create(
     if let Some(why) = shared.binds.refusal(sources) {
         return Ok(Err((403, why)));
     }
-    // Networks first: a refused create leaves nothing behind.
+    // Networks first, and volumes are made only once all else passed: a create the proxy
+    // refuses for what it asks leaves nothing behind (an engine failing midway can).
     use eci_policy::docker_api::network::{network_references, pin_create_networks};
     let networks = match network_references(&vetted) {
         Ok(networks) => networks,
@@ -901,20 +890,27 @@ fn vet_create(
         Ok(claims) => claims,
         Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
     };
+    // Each looked up first: the engine then asks every driver for a volume it has no record
+    // of (a plugin's, a restored directory), and records it with the labels it really has; a
+    // create would have it take the labels of the request instead. Only once every existing
+    // one passes are the missing ones made, labelled for this socket's runtime (the engine
+    // would make them unlabelled, out of scope from then on); if another is made meanwhile,
+    // the engine answers with that one, which is judged the same way.
+    let mut missing = Vec::new();
     for claim in claims {
-        // Looked up first: the engine then asks every driver for a volume it has no record of
-        // (a plugin's, a restored directory), and records it with the labels it really has.
-        // A create would have the driver's volume take the labels of the request instead.
-        // A missing one is made, labelled for this socket's runtime: the engine would make it
-        // unlabelled, out of scope from then on (and if another is made meanwhile, the engine
-        // answers with that one, which is judged the same way).
+        match engine::volume(&shared.upstream, &claim.name) {
+            Ok(Some(volume)) => {
+                if let Err(refusal) = mountable_volume(&volume, &runtime) {
+                    return Ok(Err((403, format!("eci: {refusal}"))));
+                }
+            }
+            Ok(None) => missing.push(claim),
+            Err(err) => return Ok(Err((403, format!("eci: the volume {}: {err}", claim.name)))),
+        }
+    }
+    for claim in missing {
         let name = &claim.name;
-        let volume = match engine::volume(&shared.upstream, name) {
-            Ok(Some(volume)) => Ok(volume),
-            Ok(None) => engine::create_volume(&shared.upstream, &claim.body),
-            Err(err) => Err(err),
-        };
-        let volume = match volume {
+        let volume = match engine::create_volume(&shared.upstream, &claim.body) {
             Ok(volume) => volume,
             Err(err) => return Ok(Err((403, format!("eci: the volume {name}: {err}")))),
         };
@@ -1136,7 +1132,13 @@ fn vet_commit(request: &mut Head, shared: &Shared) -> std::result::Result<(), Re
     };
     let id = shared.same_runtime(&named.name)?;
     let target = format!("{path}?{}", named.with_id(&id));
-    request.bytes = http::head_with_target(&request.bytes, &target).ok_or_else(unreadable)?;
+    retarget(request, target).map_err(|_| unreadable())
+}
+
+/// Has `request` name `target` instead, in its request line too.
+fn retarget(request: &mut Head, target: String) -> std::result::Result<(), Refusal> {
+    request.bytes = http::head_with_target(&request.bytes, &target)
+        .ok_or((400, "eci: the request line".to_string()))?;
     request.target = target;
     Ok(())
 }

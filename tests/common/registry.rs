@@ -38,8 +38,13 @@ pub fn serve(repository: &str, tag: &str, rootfs: &Path) -> Registry {
     assert!(layer.status.success(), "tar of {}", rootfs.display());
     let layer = layer.stdout;
     let layer_digest = sha256(&layer);
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
     let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#
+        r#"{{"architecture":"{architecture}","os":"linux","config":{{"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#
     )
     .into_bytes();
     let config_digest = sha256(&config);

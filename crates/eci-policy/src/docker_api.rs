@@ -454,16 +454,7 @@ impl ObjectTarget {
     pub fn with_id(&self, id: &str) -> String {
         // The rest was decoded: encoded again, a checkpoint's name cannot turn into a query or
         // be decoded twice.
-        let rest: String = self
-            .rest
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                    char::from(b).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
+        let rest = percent_encode(&self.rest, b"/");
         let mut target = format!("{}/{}/{id}{rest}", self.prefix, self.collection);
         if let Some(query) = &self.query {
             target.push('?');
@@ -697,16 +688,7 @@ pub fn with_label_filter(query: &str, label: &str) -> Result<String, QueryError>
     if let Value::Object(labels) = labels {
         labels.insert(label.to_string(), Value::Bool(true));
     }
-    let encoded: String = Value::Object(fields)
-        .to_string()
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = percent_encode(&Value::Object(fields).to_string(), b"");
     others.push(format!("filters={encoded}"));
     Ok(others.join("&"))
 }
@@ -1310,6 +1292,19 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
         i += 1;
     }
     String::from_utf8(out).ok()
+}
+
+/// `text` with every byte but the unreserved ones and those of `keep` percent-encoded.
+fn percent_encode(text: &str, keep: &[u8]) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ if keep.contains(&b) => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn decode_query(text: &str) -> Option<Cow<'_, str>> {

@@ -43,7 +43,7 @@ pub const PREDEFINED_NETWORKS: &[&str] = &["bridge", "host", "none"];
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetworkRefusal {
     /// Neither made through a socket of this runtime nor one of the engine's own.
-    #[error("the network {reference} was not made through a socket of the runtime '{runtime}' ({}): this socket reaches only the networks it made and the engine's own (bridge, host, none)", owner.as_deref().map_or_else(|| "it has no label".to_string(), |owner| format!("it was made for '{owner}'")))]
+    #[error("the network {reference} was not made through a socket of the runtime '{runtime}' ({}): this socket reaches only the networks labelled for its runtime and the engine's own (bridge, host, none)", owner.as_deref().map_or_else(|| "it has no label".to_string(), |owner| format!("it was made for '{owner}'")))]
     OutOfScope {
         /// The network as the request named it.
         reference: String,
@@ -120,14 +120,14 @@ pub fn network_references(body: &[u8]) -> Result<Vec<String>, CreateRefusal> {
 /// network of its list rather than one of its modes: `default`, `bridge`, `host`, `none`,
 /// `container:...`.
 fn is_user_defined(name: &str) -> bool {
-    let mode = matches!(name, "" | "default" | "bridge" | "host" | "none");
+    let mode = matches!(name, "" | "default") || PREDEFINED_NETWORKS.contains(&name);
     !mode && !name.starts_with("container:")
 }
 
 /// The create body with each user-defined network it joins pinned to the full ID `resolved`
-/// gives for its reference ([`network_references`]): in its endpoint's `NetworkID`. When no
-/// endpoint names a user-defined network, one is made for `HostConfig.NetworkMode` (the engine
-/// joins the mode's network only then). An endpoint's own `NetworkID` must be that same ID
+/// gives for its reference ([`network_references`]): in its endpoint's `NetworkID`. When the
+/// body has no endpoint at all, one is made for `HostConfig.NetworkMode` (the engine joins the
+/// mode's network only then). An endpoint's own `NetworkID` must be that same ID
 /// (a copy of an inspected container's settings carries it); its `EndpointID`, which the
 /// engine clears anyway, is dropped.
 ///
@@ -146,6 +146,8 @@ pub fn pin_create_networks(
     let mut request: Value =
         serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
     let mode = user_network_mode(&request)?.map(str::to_string);
+    // Objects where they are to be indexed below.
+    endpoints(&request)?;
     let id_of = |reference: &str| {
         resolved
             .iter()
@@ -171,14 +173,13 @@ pub fn pin_create_networks(
     let Value::Object(endpoints) = endpoints else {
         return Err(CreateRefusal::Malformed("NetworkingConfig.EndpointsConfig"));
     };
-    let mut pinned_any = false;
+    let joins_the_mode = endpoints.is_empty();
     for (key, endpoint) in endpoints.iter_mut() {
         if is_user_defined(key) {
             pin_endpoint(endpoint, &id_of(key)?)?;
-            pinned_any = true;
         }
     }
-    if let (Some(mode), false) = (mode, pinned_any) {
+    if let (Some(mode), true) = (mode, joins_the_mode) {
         let mut endpoint = Value::Object(Map::new());
         pin_endpoint(&mut endpoint, &id_of(&mode)?)?;
         endpoints.insert(mode, endpoint);
@@ -530,7 +531,22 @@ mod tests {
             pinned["NetworkingConfig"]["EndpointsConfig"]["app"],
             serde_json::json!({"NetworkID": app, "Aliases": ["x"]})
         );
-        // The mode's network is joined only when no endpoint names one: none is added then.
+        // The mode's network is joined only when there is no endpoint: none is added then.
+        let beside_bridge = br#"{"HostConfig":{"NetworkMode":"m"},"NetworkingConfig":{"EndpointsConfig":{"bridge":{}}}}"#;
+        let resolved = [("m".to_string(), "c".repeat(64))];
+        let pinned: Value =
+            serde_json::from_slice(&pin_create_networks(beside_bridge, &resolved).unwrap())
+                .unwrap();
+        assert_eq!(
+            pinned["NetworkingConfig"]["EndpointsConfig"],
+            serde_json::json!({"bridge": {}})
+        );
+        for odd in [
+            &br#"{"NetworkingConfig":[]}"#[..],
+            br#"{"NetworkingConfig":{"EndpointsConfig":7}}"#,
+        ] {
+            assert!(pin_create_networks(odd, &[]).is_err(), "no panic either");
+        }
         let both = br#"{"HostConfig":{"NetworkMode":"m"},"NetworkingConfig":{"EndpointsConfig":{"app":{}}}}"#;
         let resolved = [
             ("m".to_string(), "c".repeat(64)),

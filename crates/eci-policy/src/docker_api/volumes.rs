@@ -50,7 +50,7 @@ pub fn scope_filter(runtime: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VolumeRefusal {
     /// Not made through a socket of this runtime.
-    #[error("the volume {name} was not made through a socket of the runtime '{runtime}' ({}): this socket reaches only volumes it made", owner.as_deref().map_or_else(|| "it has no label".to_string(), |owner| format!("it was made for '{owner}'")))]
+    #[error("the volume {name} was not made through a socket of the runtime '{runtime}' ({}): this socket reaches only volumes labelled for its runtime", owner.as_deref().map_or_else(|| "it has no label".to_string(), |owner| format!("it was made for '{owner}'")))]
     OutOfScope {
         /// The volume.
         name: String,
@@ -84,22 +84,10 @@ pub fn volume_in_scope(volume: &Value, runtime: &str) -> Result<(), VolumeRefusa
 /// root, setuid bits and all. A quota (`size`) mounts nothing.
 pub fn mountable_volume(volume: &Value, runtime: &str) -> Result<(), VolumeRefusal> {
     volume_in_scope(volume, runtime)?;
-    if volume["Driver"] != "local" {
-        return Ok(());
-    }
-    let mounts = match &volume["Options"] {
-        Value::Null => false,
-        Value::Object(options) => {
-            let mounts = options.keys().any(|key| key != "size");
-            mounts && options.get("type").and_then(Value::as_str) != Some("tmpfs")
-        }
-        _ => true,
-    };
-    if mounts {
-        let name = volume["Name"].as_str().unwrap_or("?").to_string();
-        return Err(VolumeRefusal::MountOptions(name));
-    }
-    Ok(())
+    // The rule a volume made through the socket passed: plain or tmpfs, if `local`.
+    check_volume(Some(&volume["Driver"]), Some(&volume["Options"])).map_err(|_| {
+        VolumeRefusal::MountOptions(volume["Name"].as_str().unwrap_or("?").to_string())
+    })
 }
 
 /// A volume a container create mounts by name, and the body of the `POST /volumes/create`
@@ -301,6 +289,7 @@ mod tests {
         for options in [
             serde_json::json!({"o": "bind", "device": "/etc"}),
             serde_json::json!({"type": "nfs", "device": ":/"}),
+            serde_json::json!({"type": "tmpfs", "o": "bind", "device": "/etc"}),
             serde_json::json!("odd"),
         ] {
             assert_eq!(
