@@ -883,7 +883,12 @@ fn state(ctx: &Ctx, id: &str) -> Result<String, Error> {
                 // (A created container's init ends with its monitor: the start it waits for
                 // can no longer come.)
                 Some(init) => {
-                    state["status"] = "running".into();
+                    // Paused before the monitor died, it stays so until someone thaws it.
+                    let cgroup = recorded_cgroup(ctx, id).ok().flatten();
+                    let paused = cgroup.is_some_and(|(path, identity)| {
+                        matches!(eci::orphan_paused(id, &path, identity), Ok(true))
+                    });
+                    state["status"] = if paused { "paused" } else { "running" }.into();
                     state["pid"] = init.pid().into();
                 }
                 None => {

@@ -732,6 +732,24 @@ impl Cgroup {
             .map_err(|e| self.error(if frozen { "freezing" } else { "thawing" }, &e))
     }
 
+    /// Whether the cgroup's processes are frozen (paused, or being paused), as the freezer
+    /// says: the v1 freezer where a v1 hierarchy has it (libcgroups freezes with that one
+    /// then), else cgroup v2's own. `None` when neither can be read.
+    pub(crate) fn frozen(&self) -> Option<bool> {
+        let relative = self.path.strip_prefix("/").ok()?;
+        let hierarchies = eci_mount::virt::mounted_hierarchies().ok()?;
+        let v1 = hierarchies
+            .iter()
+            .find(|h| !h.unified && h.controllers.iter().any(|c| c == "freezer"));
+        if let Some(freezer) = v1 {
+            let state = std::fs::read_to_string(freezer.mount.join(relative).join("freezer.state"));
+            return Some(state.ok()?.trim() != "THAWED");
+        }
+        let unified = hierarchies.iter().find(|h| h.unified)?;
+        let freeze = std::fs::read_to_string(unified.mount.join(relative).join("cgroup.freeze"));
+        Some(freeze.ok()?.trim() == "1")
+    }
+
     /// The processes in the cgroup, as host pids.
     pub(crate) fn pids(&self) -> Result<Vec<i32>> {
         let pids = self

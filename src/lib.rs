@@ -61,7 +61,7 @@ pub use eci_policy::Policy;
 pub use error::{load_settings, load_spec, Error, Result};
 pub use exec::ExecProcess;
 pub use init::ProcessError;
-pub use orphan::{orphan_init, remove_orphan, signal_orphan};
+pub use orphan::{orphan_init, orphan_paused, remove_orphan, signal_orphan};
 pub use rootfs::{all_capabilities, privileged_spec, HostRootfs};
 pub use runtime::{Runtime, RuntimeConfig, HOST_LEASES_DIR};
 pub use takeover::TakenOver;

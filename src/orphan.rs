@@ -97,6 +97,23 @@ pub fn orphan_init(
     Ok(found.then_some(init))
 }
 
+/// Whether an orphaned container (see [`remove_orphan`] for the arguments) is paused: its
+/// cgroup, still the one of `identity`, frozen. False when the cgroup is gone, another's, or
+/// its freezer cannot be read.
+///
+/// ```no_run
+/// let paused = eci::orphan_paused("web", std::path::Path::new("/eci/web"), Some(77))?;
+/// println!("{}", if paused { "paused" } else { "running" });
+/// # Ok::<(), eci::Error>(())
+/// ```
+pub fn orphan_paused(id: &str, cgroup_path: &Path, identity: Option<u64>) -> Result<bool> {
+    if !crate::cgroup::valid_path(cgroup_path) {
+        return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
+    }
+    let cgroup = Cgroup::open(cgroup_path, id)?;
+    Ok(is_the_containers(&cgroup, identity) && cgroup.frozen() == Some(true))
+}
+
 /// Sends `signal` to every process left in an orphaned container's cgroup (see
 /// [`remove_orphan`] for the arguments), frozen meanwhile as [`Container::kill_all`]
 /// freezes them; the cgroup is thawed after, paused before or not. Returns the pids signalled

@@ -758,6 +758,29 @@ fn delete_takes_down_a_container_whose_monitor_died() {
 }
 
 #[test]
+fn a_paused_container_whose_monitor_died_reads_paused() {
+    let setup = Setup::new(&["sleep", "1000"]);
+    let id = "orphan-paused";
+    let monitor = setup.start_with_monitor(id);
+    let paused = setup.runc(&["pause", id]);
+    assert!(paused.status.success(), "{paused:?}");
+    kill_monitor(monitor);
+    let status = || {
+        let out = setup.runc(&["state", id]);
+        let state: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|err| panic!("{err}: {out:?}"));
+        state["status"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(status(), "paused");
+    // As runc does, `kill --all` thaws the processes it signals.
+    let cont = setup.runc(&["kill", "--all", id, "CONT"]);
+    assert!(cont.status.success(), "{cont:?}");
+    assert_eq!(status(), "running");
+    let delete = setup.runc(&["delete", "--force", id]);
+    assert!(delete.status.success(), "{delete:?}");
+}
+
+#[test]
 fn a_created_containers_init_ends_with_its_monitor() {
     // The start it waits for can no longer come: the init ends, and the container reads
     // stopped.
