@@ -392,16 +392,9 @@ pub(super) fn network(socket: &Path, reference: &str) -> Result<Option<serde_jso
 /// Has the engine make a volume (`body` is a `POST /volumes/create` body) and returns its
 /// description of it: of the volume it already had by that name, if it had one.
 pub(super) fn create_volume(socket: &Path, body: &[u8]) -> Result<serde_json::Value> {
-    let target = "/volumes/create";
-    engine_ask(socket, "POST", target, body)?.ok_or_else(|| {
-        Error::io(format!(
-            "the answer to POST {target} (engine socket {})",
-            socket.display()
-        ))(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "status 404",
-        ))
-    })
+    // A 404 here is the engine's why (a volume plugin it does not have), not "none".
+    let answer = engine_ask(socket, "POST", "/volumes/create", body, NotFound::IsAnError)?;
+    Ok(answer.unwrap_or_default())
 }
 
 /// The full ID of the container the engine's exec instance `exec_id` runs in; `Ok(None)` when
@@ -455,16 +448,26 @@ fn engine_get(socket: &Path, target: &str) -> Result<serde_json::Value> {
 
 /// The engine's JSON answer to `GET target`; `None` for a 404.
 fn engine_get_found(socket: &Path, target: &str) -> Result<Option<serde_json::Value>> {
-    engine_ask(socket, "GET", target, &[])
+    engine_ask(socket, "GET", target, &[], NotFound::IsNone)
 }
 
-/// The engine's JSON answer to `method target` with a JSON `body` (none if empty); `None` for
-/// a 404.
+/// What an engine's 404 means to the one who asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotFound {
+    /// That what was asked about does not exist: `None`.
+    IsNone,
+    /// A failure, with the engine's message.
+    IsAnError,
+}
+
+/// The engine's JSON answer to `method target` with a JSON `body` (none if empty); a 404 as
+/// `not_found` says.
 fn engine_ask(
     socket: &Path,
     method: &str,
     target: &str,
     body: &[u8],
+    not_found: NotFound,
 ) -> Result<Option<serde_json::Value>> {
     let io = |what: String| Error::io(format!("{what} (engine socket {})", socket.display()));
     // The engine answers at once unless it is busy starting (restoring its containers, say):
@@ -521,7 +524,7 @@ fn engine_ask(
     };
     match head.code {
         Some(200 | 201) => {}
-        Some(404) => return Ok(None),
+        Some(404) if not_found == NotFound::IsNone => return Ok(None),
         code => {
             // The engine says why in its error body.
             let said = serde_json::from_slice::<serde_json::Value>(&response[len..]).ok();

@@ -112,7 +112,15 @@ fn recording_engine(path: &Path) -> Recorded {
                         "Options": create["DriverOpts"], "Labels": create["Labels"]});
                     // As the engine does for a volume its driver has but it has no record
                     // of: it takes the labels of the create.
-                    if name == "unrecorded" {
+                    if name == "of-a-missing-plugin" {
+                        let why = r#"{"message":"plugin \"x\" not found"}"#;
+                        let answer = format!(
+                            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{why}",
+                            why.len()
+                        );
+                        let _ = out.write_all(answer.as_bytes());
+                        break;
+                    } else if name == "unrecorded" {
                         Some(Some(made))
                     } else {
                         Some(Some(volumes.entry(name).or_insert(made).clone()))
@@ -335,6 +343,18 @@ fn volumes_reach_only_those_made_through_the_socket() {
     assert!(
         bodies.lock().unwrap().is_empty(),
         "nothing refused reached the engine"
+    );
+    // The engine's reason when it cannot make one reaches the client.
+    let missing = r#"{"Image":"a","HostConfig":{"Binds":["of-a-missing-plugin:/p"]}}"#;
+    let request = format!(
+        "POST /v1.43/containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{missing}",
+        missing.len()
+    );
+    let back = String::from_utf8_lossy(&exchange(&shared, request.as_bytes())).to_string();
+    assert!(
+        back.starts_with("HTTP/1.1 403") && back.contains("not found"),
+        "{back}"
     );
     // A volume a create mounts by name is made first, in scope: a second container mounts
     // it, and requests on it reach the engine.
