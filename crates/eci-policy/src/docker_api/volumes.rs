@@ -7,9 +7,9 @@
 //! [`SCOPE_LABEL`] with the socket's runtime, and the socket reaches only volumes that carry it
 //! with that runtime:
 //! - `volume create` gets the label ([`vet_volume_create_body`](super::create::vet_volume_create_body));
-//! - a container create that mounts a named volume has the proxy make it first
-//!   ([`volume_claims`]; the engine answers with the existing volume if there is one), and
-//!   passes only if the volume the engine answers with is in scope ([`mountable_volume`]);
+//! - a container create that mounts a named volume has the proxy look it up, and make it if
+//!   the engine has none ([`volume_claims`]), and passes only if the volume is in scope
+//!   ([`mountable_volume`]);
 //! - an inspect, update or remove of a volume passes only for one in scope
 //!   ([`volume_in_scope`]), and a list or a prune is filtered by the label
 //!   ([`scope_filter`] with [`with_label_filter`](super::with_label_filter)).
@@ -101,7 +101,7 @@ pub struct VolumeClaim {
 }
 
 /// The named volumes a (vetted) container create body mounts, each with the volume create a
-/// proxy sends first: `HostConfig.Binds` entries whose source is a name (made with
+/// proxy sends for one the engine does not have: `HostConfig.Binds` entries whose source is a name (made with
 /// `HostConfig.VolumeDriver`), and `HostConfig.Mounts` of type `volume` with a `Source` (made
 /// with their `VolumeOptions`). Labels under `org.eci.` are refused.
 ///
