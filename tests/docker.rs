@@ -817,6 +817,31 @@ fn the_socket_proxy_enforces_the_command_list() {
     let (status, body) = raw_request(&socket, checkpoint);
     assert_eq!(status, "HTTP/1.1 403 Forbidden", "{body}");
     assert!(docker.docker(&["rm", "cp-vol"]).status.success());
+    // A container prune through the socket takes only containers made through a socket of
+    // eci, not a stopped runc container of the host's.
+    let host_made = [
+        "create",
+        "--runtime",
+        "runc",
+        "--name",
+        "host-made",
+        "eci-busybox",
+        "true",
+    ];
+    let made = docker.docker(&host_made);
+    assert!(made.status.success(), "{made:?}");
+    let inside = ["create", "--name", "made-inside", "eci-busybox", "true"];
+    let (code, _, err) = through(&inside, "");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = through(&["container", "prune", "-f"], "");
+    assert_eq!(code, 0, "{err}");
+    let exists = |name: &str| docker.docker(&["inspect", name]).status.success();
+    assert!(exists("host-made"), "a prune through the socket took it");
+    assert!(
+        !exists("made-inside"),
+        "a prune through the socket left its own"
+    );
+    assert!(docker.docker(&["rm", "host-made"]).status.success());
 
     // A raw request is refused like the command, and a request whose body could be read two
     // ways never reaches the engine.

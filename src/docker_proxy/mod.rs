@@ -245,8 +245,8 @@ impl Shared {
             .ok_or_else(|| (404, format!("eci: no such network: {reference}")))
     }
 
-    /// Has a volume list, or a volume or network prune, answer only for what is in scope: the
-    /// request's `filters` get the scope's label.
+    /// Has a volume list, or a volume, network or container prune, answer only for what is in
+    /// scope: the request's `filters` get the scope's label.
     fn only_in_scope(&self, request: &mut Head) -> std::result::Result<(), Refusal> {
         use eci_policy::docker_api::{volumes::scope_filter, with_label_filter};
         let runtime = self.runtime_for_creates().map_err(|why| (403, why))?;
@@ -629,7 +629,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             Some(
                 Api::ContainerArchiveInfo | Api::ContainerArchiveGet | Api::ContainerArchivePut,
             ) => shared.no_mount_but_tmpfs(&request.target),
-            Some(Api::VolumeList | Api::VolumePrune | Api::NetworkPrune) => {
+            Some(Api::VolumeList | Api::VolumePrune | Api::NetworkPrune | Api::ContainerPrune) => {
                 shared.only_in_scope(&mut request)
             }
             _ => Ok(()),

@@ -479,10 +479,13 @@ fn lists_and_prunes_answer_only_for_what_the_socket_made() {
         assert_eq!(status(request), "HTTP/1.1 200 OK");
         assert_eq!(seen.lock().unwrap().pop().as_ref(), Some(&sent));
     }
-    let prune = "POST /v1.43/networks/prune HTTP/1.1\r\nHost: d\r\n\r\n";
-    assert_eq!(status(prune), "HTTP/1.1 200 OK");
-    let sent = format!("POST /v1.43/networks/prune?filters=%7B%22label%22%3A%7B{scoped}%7D%7D");
-    assert_eq!(seen.lock().unwrap().pop(), Some(sent));
+    for collection in ["networks", "containers"] {
+        let prune = format!("POST /v1.43/{collection}/prune HTTP/1.1\r\nHost: d\r\n\r\n");
+        assert_eq!(status(&prune), "HTTP/1.1 200 OK");
+        let sent =
+            format!("POST /v1.43/{collection}/prune?filters=%7B%22label%22%3A%7B{scoped}%7D%7D");
+        assert_eq!(seen.lock().unwrap().pop(), Some(sent));
+    }
     for query in [
         "filters=1",
         "filters=%7B%7D&filters=%7B%7D",

@@ -114,7 +114,9 @@ pub enum CreateRefusal {
 pub const LOCAL_LOG_DRIVERS: &[&str] = &["json-file", "local", "journald", "none"];
 
 /// Checks the body of `POST /containers/create` and returns the body to send on: the same
-/// request, run with `runtime`. Refuses another runtime and annotations under `org.eci.`.
+/// request, run with `runtime` and labelled as made for it
+/// ([`SCOPE_LABEL`](super::volumes::SCOPE_LABEL)). Refuses another runtime, and annotations and
+/// labels under `org.eci.`.
 pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefusal> {
     let mut request: Value =
         serde_json::from_slice(body).map_err(|e| CreateRefusal::NotAnObject(e.to_string()))?;
@@ -123,8 +125,12 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     };
     only_exact_spellings(
         request_fields,
-        &["HostConfig", "NetworkingConfig", "VolumeDriver"],
+        &["HostConfig", "NetworkingConfig", "VolumeDriver", "Labels"],
     )?;
+    // Labelled as made for `runtime`, as volumes and networks are: a prune through the socket
+    // then reaches only such containers.
+    let labels = super::volumes::scoped_labels(request_fields.get("Labels"), runtime)?;
+    request_fields.insert("Labels".into(), Value::Object(labels));
     // The engine still reads a top-level VolumeDriver (API before 1.24) when HostConfig has
     // none: the proxy would make a volume with one driver and the engine mount another's.
     if !matches!(request_fields.get("VolumeDriver"), None | Some(Value::Null)) {
@@ -543,6 +549,29 @@ mod tests {
                     required: "eci".into()
                 })
             );
+        }
+    }
+
+    #[test]
+    fn a_created_container_is_labelled_for_the_runtime() {
+        let vetted = vet_create_body(br#"{"Image":"a","Labels":{"app":"web"}}"#, "eci").unwrap();
+        let vetted: Value = serde_json::from_slice(&vetted).unwrap();
+        assert_eq!(
+            vetted["Labels"],
+            serde_json::json!({"app": "web", "org.eci.runtime": "eci"})
+        );
+        for (body, refusal) in [
+            (
+                &br#"{"Labels":{"org.eci.runtime":"eci"}}"#[..],
+                CreateRefusal::Label("org.eci.runtime".into()),
+            ),
+            (
+                br#"{"labels":{}}"#,
+                CreateRefusal::Spelling("labels".into(), "Labels"),
+            ),
+            (br#"{"Labels":["a"]}"#, CreateRefusal::Malformed("Labels")),
+        ] {
+            assert_eq!(vet_create_body(body, "eci"), Err(refusal));
         }
     }
 
