@@ -846,6 +846,20 @@ fn with_body(request: Head, body: &[u8]) -> Head {
 
 /// Reads a container create's body and checks it: the request to send on (its body now in
 /// its head's bytes), or the status and message to refuse it with.
+/// The create with each container whose namespaces it shares (`--network container:NAME`)
+/// checked to run with the holder's runtime and named by full ID
+/// ([`eci_policy::docker_api::sharing`]).
+fn pin_shared_containers(vetted: &[u8], shared: &Shared) -> std::result::Result<Vec<u8>, Refusal> {
+    use eci_policy::docker_api::sharing;
+    let refused = |refusal| (403, format!("eci: {refusal}"));
+    let mut resolved = Vec::new();
+    for name in sharing::shared_containers(vetted).map_err(refused)? {
+        let id = shared.same_runtime(&name)?;
+        resolved.push((name, id));
+    }
+    sharing::pin_shared_containers(vetted, &resolved).map_err(refused)
+}
+
 fn vet_create(
     client: &mut Side,
     request: Head,
@@ -884,6 +898,10 @@ fn vet_create(
     let vetted = match pin_create_networks(&vetted, &resolved) {
         Ok(vetted) => vetted,
         Err(refusal) => return Ok(Err((403, format!("eci: {refusal}")))),
+    };
+    let vetted = match pin_shared_containers(&vetted, shared) {
+        Ok(vetted) => vetted,
+        Err(refusal) => return Ok(Err(refusal)),
     };
     use eci_policy::docker_api::volumes::{mountable_volume, volume_claims};
     let claims = match volume_claims(&vetted, &runtime) {

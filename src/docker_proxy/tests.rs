@@ -818,6 +818,49 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         ],
         "only the allowed requests, naming the container by its full ID"
     );
+
+    // A create sharing a container's namespaces (`--network container:web`): only a container
+    // of the holder's runtime, named on by its full ID.
+    seen.lock().unwrap().clear();
+    let create = |host_config: &str| {
+        let body = format!(r#"{{"Image":"x","HostConfig":{host_config}}}"#);
+        status(&format!(
+            "POST /v1.43/containers/create HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    for refused in [
+        r#"{"NetworkMode":"container:host-tool"}"#,
+        r#"{"IpcMode":"container:host-tool"}"#,
+        r#"{"PidMode":"container:host-tool"}"#,
+        r#"{"NetworkMode":"container:web","PidMode":"container:host-tool"}"#,
+        r#"{"networkmode":"container:host-tool"}"#,
+        r#"{"IPCMode":"container:host-tool"}"#,
+        r#"{"NetworkMode":"container:"}"#,
+    ] {
+        assert_eq!(create(refused), "HTTP/1.1 403 Forbidden", "{refused}");
+    }
+    assert_eq!(
+        create(r#"{"IpcMode":"container:a1a1"}"#),
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        create(r#"{"NetworkMode":"container:web","IpcMode":"container:web"}"#),
+        "HTTP/1.1 200 OK"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let sent: serde_json::Value = serde_json::from_str(
+        seen[0]
+            .strip_prefix("POST /v1.43/containers/create ")
+            .unwrap(),
+    )
+    .unwrap();
+    let pinned = format!("container:{ECI_ID}");
+    assert_eq!(sent["HostConfig"]["NetworkMode"], pinned.as_str());
+    assert_eq!(sent["HostConfig"]["IpcMode"], pinned.as_str());
 }
 
 #[test]

@@ -1495,6 +1495,7 @@ impl CommandList {
 
 pub mod create;
 pub mod network;
+pub mod sharing;
 pub mod volumes;
 
 #[cfg(test)]

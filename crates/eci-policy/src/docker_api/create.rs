@@ -105,6 +105,9 @@ pub enum CreateRefusal {
     /// listed under: the engine would join that one.
     #[error("an endpoint's {0} is refused through this socket: the engine would join the network it names instead of the one checked")]
     EndpointNetwork(String),
+    /// A `container:NAME` sharing mode that names no container clearly, or one not resolved.
+    #[error("HostConfig.{0} '{1}': the container whose namespace it shares must be named, and be one this socket reaches")]
+    SharedContainer(&'static str, String),
     /// A host bind with an option the proxy does not pass on.
     #[error("a bind mount with the option '{0}' (it would have the engine change the host: make a missing source, relabel a path)")]
     BindOption(String),
@@ -159,6 +162,8 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
             "CgroupParent",
             "VolumeDriver",
             "NetworkMode",
+            "IpcMode",
+            "PidMode",
         ],
     )?;
     check_engine_side_fields(host_config)?;
