@@ -2020,6 +2020,11 @@ fn create_container(
         }
         config.policy.paths.share(&dir, false)?;
     }
+    // Joining another container's namespaces (`--network container:NAME`), the engine binds
+    // that container's files: shared one by one, once the namespace proved to be its.
+    for file in joined_engine_files(ctx, &spec) {
+        config.policy.paths.share(&file, false)?;
+    }
     // Every container's directory under the root (its monitor's socket, its records), not
     // only the shared state: a container that could bind one could drive another's monitor.
     config.policy = config
@@ -2171,6 +2176,51 @@ fn own_engine_dirs(spec: &eci::oci_spec::runtime::Spec, id: &str) -> Vec<PathBuf
         }
     }
     dirs
+}
+
+/// The sources of the engine's binds (`ENGINE_FILES`) that belong to the containers whose
+/// namespaces `spec` joins: with `--network container:NAME` Docker binds NAME's hosts, hostname
+/// and resolv.conf, and with `--ipc container:NAME` its /dev/shm. A container counts only if it
+/// is one of this root's and its init is in a namespace the spec joins, compared by the
+/// namespace's identity (the runtime still checks, when it joins, that the namespace is a
+/// container's). Sources outside `.../containers/ID/` of such a container stay refused.
+fn joined_engine_files(ctx: &Ctx, spec: &eci::oci_spec::runtime::Spec) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let joined: Vec<(u64, u64)> = eci::eci_policy::harden::joined_namespaces(spec)
+        .iter()
+        .filter_map(|(_, path)| identity(path))
+        .collect();
+    if joined.is_empty() {
+        return Vec::new();
+    }
+    let in_joined = |id: &str| {
+        let Some(pid) = recorded_state(ctx, id).ok().and_then(|s| s["pid"].as_i64()) else {
+            return false;
+        };
+        ["net", "ipc", "uts"].iter().any(|ns| {
+            identity(Path::new(&format!("/proc/{pid}/ns/{ns}")))
+                .is_some_and(|found| joined.contains(&found))
+        })
+    };
+    let owners: Vec<String> = std::fs::read_dir(&ctx.root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|id| !id.starts_with('.') && eci::valid_container_id(id) && in_joined(id))
+        .collect();
+    let mut files = Vec::new();
+    for id in &owners {
+        for dir in own_engine_dirs(spec, id) {
+            let sources = spec.mounts().iter().flatten().filter(|m| {
+                ENGINE_FILES.iter().any(|f| m.destination() == Path::new(f))
+                    && m.source().as_ref().is_some_and(|s| s.starts_with(&dir))
+            });
+            files.extend(sources.filter_map(|m| m.source().clone()));
+        }
+    }
+    files
 }
 
 /// The monitor's own stdio goes to /dev/null: the container holds the caller's.

@@ -10,6 +10,7 @@ use eci_mount::exec::{ExecContext, RootfsMount};
 use eci_mount::MountPlan;
 use eci_ns::channel::Channel;
 use eci_ns::failure::{Failure, Stage};
+use eci_ns::join::JoinableNamespace;
 use eci_ns::{
     spawn, ExitStatus, InitParent, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest,
 };
@@ -272,18 +273,31 @@ pub(crate) fn namespaces_of(spec: &Spec) -> Namespaces {
         .iter()
         .flat_map(|l| l.namespaces().iter().flatten())
     {
-        set |= match ns.typ() {
-            LinuxNamespaceType::Mount => Namespaces::MOUNT,
-            LinuxNamespaceType::Cgroup => Namespaces::CGROUP,
-            LinuxNamespaceType::Uts => Namespaces::UTS,
-            LinuxNamespaceType::Ipc => Namespaces::IPC,
-            LinuxNamespaceType::User => Namespaces::USER,
-            LinuxNamespaceType::Pid => Namespaces::PID,
-            LinuxNamespaceType::Network => Namespaces::NET,
-            LinuxNamespaceType::Time => Namespaces::TIME,
-        };
+        set |= namespace_flag(ns.typ());
     }
     set
+}
+
+fn namespace_flag(typ: LinuxNamespaceType) -> Namespaces {
+    match typ {
+        LinuxNamespaceType::Mount => Namespaces::MOUNT,
+        LinuxNamespaceType::Cgroup => Namespaces::CGROUP,
+        LinuxNamespaceType::Uts => Namespaces::UTS,
+        LinuxNamespaceType::Ipc => Namespaces::IPC,
+        LinuxNamespaceType::User => Namespaces::USER,
+        LinuxNamespaceType::Pid => Namespaces::PID,
+        LinuxNamespaceType::Network => Namespaces::NET,
+        LinuxNamespaceType::Time => Namespaces::TIME,
+    }
+}
+
+/// Opens the namespaces the spec joins, each checked to be another container's network, IPC or
+/// UTS namespace. The container joins these open files, never the paths again.
+fn open_joined_namespaces(spec: &Spec) -> Result<Vec<JoinableNamespace>> {
+    eci_policy::harden::joined_namespaces(spec)
+        .into_iter()
+        .map(|(typ, path)| Ok(JoinableNamespace::open(&path, namespace_flag(typ))?))
+        .collect()
 }
 
 /// Refuses what the runtime cannot do yet, rather than run less isolated than asked.
@@ -382,6 +396,9 @@ impl Container {
             source,
         })?;
         check_supported(&spec)?;
+        // Before the spec's other checks: a bind of the joined container's files is judged
+        // knowing whose the namespace is.
+        let joined = open_joined_namespaces(&spec)?;
         crate::cgroup::prime_migration();
 
         let holder = Holder::current().map_err(Error::io("reading the runtime's start time"))?;
@@ -553,6 +570,7 @@ impl Container {
             };
             spawn(SpawnRequest {
                 namespaces: namespaces_of(&spec),
+                joined: &joined,
                 setup: &setup,
                 init: &init,
                 prepare: &mut prepare,

@@ -44,6 +44,9 @@ pub enum Error {
     /// The spec cannot be made safe.
     #[error("spec refused: {0}")]
     Spec(#[from] eci_policy::harden::HardenError),
+    /// A namespace the spec joins is not another container's.
+    #[error("spec refused: {0}")]
+    Join(#[from] eci_ns::join::JoinError),
     /// A resource update does not make a valid set of limits.
     #[error("update refused: {0}")]
     Update(#[from] eci_policy::harden::ResourceUpdateError),

@@ -35,6 +35,13 @@
 //! eci-probe mount-runs MILLIS DIR                tmpfs mount+umount pairs on DIR for MILLIS ms:
 //!                                                 the mounts' answers in order, as runs
 //!                                                 ("ENOSYS*12 ok*3400")
+//! eci-probe ns NAME                             the namespace /proc/self/ns/NAME links to
+//! eci-probe packet-socket                        open an AF_PACKET raw socket (a sniffer's)
+//! eci-probe link-up NAME                         bring a network interface up (SIOCSIFFLAGS)
+//! eci-probe sethostname NAME                     set the UTS namespace's hostname
+//! eci-probe tcp-accept PORT                      listen on 127.0.0.1:PORT, print "listening",
+//!                                                 then accept one connection: "accepted"
+//! eci-probe tcp-connect PORT                     connect to 127.0.0.1:PORT
 //! eci-probe stack-mounts N DIR                   up to N tmpfs mounts stacked on DIR, kept:
 //!                                                 "COUNT ok", or "COUNT ERRNO" at the first
 //!                                                 that failed
@@ -228,6 +235,56 @@ fn flags(list: &str) -> libc::c_ulong {
         .fold(0, |acc, f| acc | f)
 }
 
+fn port_of(text: &str) -> u16 {
+    text.parse().unwrap_or(0)
+}
+
+/// Sets IFF_UP on interface `name`, as `ip link set NAME up` does.
+fn link_up(name: &str) -> String {
+    // SAFETY: an ifreq is plain old data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= request.ifr_name.len() {
+        return "ENAMETOOLONG".to_string();
+    }
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    // SAFETY: socket takes plain integers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return answer(-1);
+    }
+    // SAFETY: request is a valid ifreq naming the interface; fd is the socket opened above.
+    let got = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request) };
+    let set = if got < 0 {
+        -1
+    } else {
+        // SAFETY: SIOCGIFFLAGS filled in the flags member of the union.
+        unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        // SAFETY: as above.
+        unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &request) }
+    };
+    let result = answer(set as libc::c_long);
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// Listens on loopback, says so, and accepts one connection.
+fn tcp_accept(port: &str) -> String {
+    use std::io::Write;
+    let listener = match std::net::TcpListener::bind(("127.0.0.1", port_of(port))) {
+        Ok(listener) => listener,
+        Err(err) => return errno_name(&err),
+    };
+    println!("listening");
+    let _ = std::io::stdout().flush();
+    match listener.accept() {
+        Ok(_) => "accepted".to_string(),
+        Err(err) => errno_name(&err),
+    }
+}
+
 /// Runs one probe command and returns its answer.
 pub fn run(args: &[&str]) -> String {
     let bind = libc::MS_BIND;
@@ -270,6 +327,29 @@ pub fn run(args: &[&str]) -> String {
             Err(err) => errno_name(&err),
         },
         ["seccomp-listener"] => seccomp_listener(),
+        ["ns", name] => match std::fs::read_link(format!("/proc/self/ns/{name}")) {
+            Ok(target) => target.display().to_string(),
+            Err(err) => errno_name(&err),
+        },
+        // SAFETY: socket takes plain integers; the descriptor is closed at once.
+        ["packet-socket"] => match unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) } {
+            -1 => answer(-1),
+            fd => {
+                // SAFETY: fd was just opened here.
+                unsafe { libc::close(fd) };
+                answer(0)
+            }
+        },
+        ["sethostname", name] => {
+            // SAFETY: name points to name.len() readable bytes.
+            answer(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } as libc::c_long)
+        }
+        ["link-up", name] => link_up(name),
+        ["tcp-accept", port] => tcp_accept(port),
+        ["tcp-connect", port] => match std::net::TcpStream::connect(("127.0.0.1", port_of(port))) {
+            Ok(_) => "ok".to_string(),
+            Err(err) => errno_name(&err),
+        },
         ["sysinfo-uptime"] => sysinfo_uptime(),
         ["bench-getppid", n] => match n.parse() {
             Ok(n) => bench_getppid(n),

@@ -1126,6 +1126,80 @@ fn a_tag_entry_matches_the_image_the_registry_gives_for_the_tag() {
 /// the container's root writes, seen alike by the next container), and a volume of the `local`
 /// driver that would show host files (a bind of /etc, an overlay of it) is refused.
 #[test]
+fn network_container_mode_joins_an_eci_containers_network_only() {
+    let docker = Dockerd::start();
+    let text = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let serve = ["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/etc"];
+    let web = docker.run_named(&["-d"], "web", &serve);
+    assert!(web.status.success(), "{}", text(&web));
+    let hostname = docker.docker(&["inspect", "-f", "{{.Config.Hostname}}", "web"]);
+    let hostname = String::from_utf8_lossy(&hostname.stdout).trim().to_string();
+
+    // `--network container:web`: web's loopback is reachable, but web's network is not the
+    // joiner's to change (its root holds no capability over web's user namespace).
+    let script = "wget -qO- http://127.0.0.1:8080/hostname; ip link set lo down; echo down=$?";
+    let joined = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime=eci",
+        "--network",
+        "container:web",
+        "eci-busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let out = String::from_utf8_lossy(&joined.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{}\n{}", text(&joined), docker.log());
+    assert_eq!(lines[0], hostname, "{}", text(&joined));
+    assert_ne!(lines[1], "down=0", "{}", text(&joined));
+    assert!(
+        String::from_utf8_lossy(&joined.stderr).contains("Operation not permitted"),
+        "{}",
+        text(&joined)
+    );
+
+    // A runc container's network belongs to the host's user namespace: refused.
+    let plain = docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "plain",
+        "--network",
+        "none",
+        "eci-busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(plain.status.success(), "{}", text(&plain));
+    let refused = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime=eci",
+        "--network",
+        "container:plain",
+        "eci-busybox",
+        "true",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("no user namespace of its own"),
+        "{}",
+        text(&refused)
+    );
+    for name in ["web", "plain"] {
+        assert!(docker.docker(&["rm", "-f", name]).status.success());
+    }
+}
+
+#[test]
 fn docker_volumes_keep_their_owners_and_show_no_host_files() {
     // This engine's data root is a directory of its own, which eci-runc learns from where the
     // engine keeps each container's files (ROOT/containers/ID).

@@ -26,6 +26,7 @@ pub mod channel;
 pub mod failure;
 pub mod footprint;
 pub mod helper;
+pub mod join;
 pub mod namespaces;
 pub mod pidfd;
 pub mod spawn;

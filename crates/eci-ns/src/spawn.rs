@@ -34,6 +34,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::channel::{Channel, Message};
 use crate::failure::{Failure, Stage, FAILURE_EXIT_CODE};
+use crate::join::JoinableNamespace;
 use crate::namespaces::Namespaces;
 use crate::pidfd::{ExitStatus, PidFd};
 use crate::sys::{self, clone_fork, Errno, Forked};
@@ -45,6 +46,8 @@ const DONE: u32 = 0x1002;
 const MOUNTED: u32 = 0x1003;
 /// The late mounts are in place: the init goes on (late mounts only).
 const ATTACHED: u32 = 0x1004;
+/// Step codes (stage JoinNamespaces) of joining [`SpawnRequest::joined`]: this plus the index.
+pub const JOINED_STEP: u32 = 100;
 
 /// What the mounter learns when it starts: the init (in the runtime's PID namespace) and the
 /// flags the runtime's `prepare` step returned.
@@ -102,6 +105,10 @@ impl LatePhase<'_> {
 pub struct SpawnRequest<'a> {
     /// The namespaces the container gets. USER, MOUNT and PID are always used.
     pub namespaces: Namespaces,
+    /// Existing namespaces (another container's) the init joins instead of getting its own of
+    /// their types: the setup process enters them before it clones the init, so the mounter
+    /// works in them too.
+    pub joined: &'a [JoinableNamespace],
     /// Runs in the mounter: host credentials, the init's PID, network and IPC namespaces, the
     /// setup mount namespace. Builds the mount table and pivots into the rootfs.
     /// Async-signal-safe work only.
@@ -259,12 +266,19 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
         init: &init_end,
         runtime_ends: [runtime_setup.as_raw_fd(), runtime_init.as_raw_fd()],
     };
+    let joined_kinds = request
+        .joined
+        .iter()
+        .fold(Namespaces::empty(), |kinds, ns| kinds | ns.kind());
     // SAFETY: the child runs only `setup_process`, which is async-signal-safe and never returns.
     let setup_pid =
         match unsafe { sys::fork() }.map_err(runtime_err("forking the setup process"))? {
             Forked::Child => setup_process(
                 &ends,
-                request.namespaces,
+                Entered {
+                    made: request.namespaces - joined_kinds,
+                    joined: request.joined,
+                },
                 request.late_mounts,
                 request.init_parent,
                 request.boot_clock_origin,
@@ -406,10 +420,19 @@ struct UnsharedPipe {
     write: RawFd,
 }
 
+/// The namespaces the init is in: new ones it gets, and existing ones it joins.
+struct Entered<'a> {
+    made: Namespaces,
+    joined: &'a [JoinableNamespace],
+}
+
 /// The setup process. Never returns.
 fn setup_process(
     ends: &ChildEnds<'_>,
-    namespaces: Namespaces,
+    Entered {
+        made: namespaces,
+        joined,
+    }: Entered<'_>,
     late_mounts: bool,
     init_parent: InitParent,
     boot_clock_origin: Option<libc::timespec>,
@@ -427,6 +450,12 @@ fn setup_process(
     // Nothing done here may propagate back to the runtime's mount namespace.
     if sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).is_err() {
         fail(Stage::SetupNamespace, 1);
+    }
+    // The init is cloned into them, and the mounter, forked later, works in them.
+    for (i, ns) in joined.iter().enumerate() {
+        if sys::setns(ns.file().as_raw_fd(), ns.kind().setns_flags()).is_err() {
+            fail(Stage::JoinNamespaces, JOINED_STEP + i as u32);
+        }
     }
     // The init makes its mount and cgroup namespaces itself, and a time namespace with offsets
     // (which a namespace made by clone3 cannot be given).

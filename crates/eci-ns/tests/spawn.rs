@@ -53,6 +53,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
     };
     let spawned = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &init,
         prepare: &mut write_maps,
@@ -79,6 +80,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
     let init = |_: &Channel| sys::exit(0);
     let err = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &init,
         prepare: &mut |init: &PidFd| write_maps_at(init, FAILING_BASE),
@@ -127,6 +129,7 @@ fn what_prepare_returns_reaches_the_mounter() {
     };
     let err = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &init,
         prepare: &mut prepare,
@@ -153,6 +156,7 @@ fn a_prepare_failure_kills_the_init() {
     };
     let err = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &init,
         prepare: &mut prepare,
@@ -206,6 +210,7 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
     };
     let spawned = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &init,
         prepare: &mut write_maps,
@@ -254,6 +259,7 @@ fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() 
     };
     let spawned = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &report_clock,
         prepare: &mut write_maps,
@@ -322,6 +328,7 @@ fn spawn_with_thread_lists(
         };
     spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &init,
         prepare: &mut write_maps,
@@ -396,6 +403,7 @@ fn a_process_added_later_moves_itself_into_the_cgroups_it_is_handed() {
     };
     let spawned = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &wait_for_end,
         prepare: &mut write_maps,
@@ -483,6 +491,7 @@ fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
     let stay = |channel: &Channel| stay_until_hung_up(channel);
     let spawned = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &stay,
         prepare: &mut write_maps,
@@ -543,6 +552,7 @@ fn an_adopted_init_is_no_child_of_the_runtime_yet_its_end_is_known() {
     };
     let spawned = spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
+        joined: &[],
         setup: &setup,
         init: &init,
         prepare: &mut write_maps,

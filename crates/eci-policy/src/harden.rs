@@ -1,8 +1,9 @@
 //! OCI spec hardening: a spec in, a spec that eci will run and a report of what changed out.
 //!
 //! Isolation is not optional: a user namespace with the container's own ID block is always used,
-//! joining or sharing the host's namespaces is refused, bind sources are checked against the path
-//! policy, devices are cut to a safe set and the default masks always apply. Anything that cannot
+//! sharing the host's namespaces is refused, and only another container's network, IPC and UTS
+//! namespaces may be joined (which ones are the runtime's to check: [`joined_namespaces`]),
+//! bind sources are checked against the path policy, devices are cut to a safe set and the default masks always apply. Anything that cannot
 //! be made safe is an error that names what was wrong.
 
 use std::collections::HashSet;
@@ -10,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
+    Capabilities, Linux, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
     LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, LinuxResources,
     Mount, Spec,
 };
@@ -205,14 +206,33 @@ pub enum HardenError {
     /// `process.cwd` is relative.
     #[error("process.cwd '{0}' is not absolute")]
     RelativeCwd(PathBuf),
-    /// A namespace entry with a path: joining an existing namespace.
-    #[error("joining an existing {ns} namespace ({}) is refused: every container gets its own", path.display())]
+    /// A namespace entry with a path, of a type that is always the container's own.
+    #[error("joining an existing {ns} namespace ({}) is refused: only network, IPC and UTS namespaces may be shared with another container", path.display())]
     JoinNamespace {
         /// The namespace type.
         ns: &'static str,
         /// The path the spec names.
         path: PathBuf,
     },
+    /// A namespace entry whose path is empty or relative.
+    #[error("linux.namespaces: the {ns} namespace's path '{}' is not absolute", path.display())]
+    RelativeNamespacePath {
+        /// The namespace type.
+        ns: &'static str,
+        /// The path the spec names.
+        path: PathBuf,
+    },
+    /// A sysctl of a namespace the container joins rather than owns.
+    #[error("sysctl {key} lives in the {ns} namespace the container joins: it is another container's to set")]
+    SysctlOfJoined {
+        /// The sysctl.
+        key: String,
+        /// The joined namespace type.
+        ns: &'static str,
+    },
+    /// A hostname with a joined UTS namespace.
+    #[error("the spec sets a hostname but joins another container's UTS namespace")]
+    HostnameOfJoined,
     /// A namespace missing from the spec, which means sharing the host's.
     #[error("the spec shares the host's {0} namespace (no '{0}' entry in linux.namespaces); host namespaces are refused")]
     HostNamespace(&'static str),
@@ -350,6 +370,74 @@ const REQUIRED_NAMESPACES: [LinuxNamespaceType; 4] = [
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,
 ];
+
+/// Namespaces a container may join (another container's, which the runtime checks) rather
+/// than get its own of: sharing them gives the joiner no privilege over them.
+const JOINABLE_NAMESPACES: [LinuxNamespaceType; 3] = [
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+];
+
+/// The existing namespaces a spec joins (type and path), in the order listed. Hardening lets
+/// through only network, IPC and UTS ones with absolute paths; the runtime must still check
+/// that each path leads to another container's namespace and join what it opened.
+///
+/// ```
+/// use eci_policy::harden::joined_namespaces;
+/// use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
+///
+/// let mut spec = Spec::default();
+/// let mut linux = spec.linux().clone().unwrap();
+/// let mut namespaces = linux.namespaces().clone().unwrap();
+/// namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+/// let net = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network);
+/// namespaces.push(net.path("/proc/42/ns/net").build().unwrap());
+/// linux.set_namespaces(Some(namespaces));
+/// spec.set_linux(Some(linux));
+/// let joined = joined_namespaces(&spec);
+/// assert_eq!(joined, [(LinuxNamespaceType::Network, "/proc/42/ns/net".into())]);
+/// ```
+pub fn joined_namespaces(spec: &Spec) -> Vec<(LinuxNamespaceType, PathBuf)> {
+    spec.linux()
+        .iter()
+        .flat_map(|l| l.namespaces().iter().flatten())
+        .filter_map(|ns| Some((ns.typ(), ns.path().clone()?)))
+        .collect()
+}
+
+/// The namespace a namespaced sysctl lives in.
+fn sysctl_namespace(key: &str) -> LinuxNamespaceType {
+    if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else {
+        LinuxNamespaceType::Ipc
+    }
+}
+
+/// Refuses what the container would set in a namespace it joins: another container's.
+fn check_joined_settings(spec: &Spec, linux: &Linux) -> Result<(), HardenError> {
+    let joined: Vec<LinuxNamespaceType> = joined_namespaces(spec)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    if joined.contains(&LinuxNamespaceType::Uts) && spec.hostname().is_some() {
+        return Err(HardenError::HostnameOfJoined);
+    }
+    let sysctls = linux.sysctl().iter().flat_map(|map| map.keys());
+    if let Some(key) = sysctls
+        .into_iter()
+        .find(|key| joined.contains(&sysctl_namespace(key)))
+    {
+        return Err(HardenError::SysctlOfJoined {
+            key: key.clone(),
+            ns: namespace_name(sysctl_namespace(key)),
+        });
+    }
+    Ok(())
+}
 
 /// Namespaces eci adds when the spec leaves them out.
 const ADDED_NAMESPACES: [LinuxNamespaceType; 3] = [
@@ -501,6 +589,7 @@ pub fn harden_with_image(
             return Err(HardenError::GlobalSysctl(key.clone()));
         }
     }
+    check_joined_settings(&spec, &linux)?;
     spec.set_linux(Some(linux));
     check_hooks(&spec, ctx.policy, host)?;
     harden_capabilities(&mut spec, ctx.runtime_caps, &mut report);
@@ -611,10 +700,18 @@ fn harden_namespaces(
     for ns in &list {
         let name = namespace_name(ns.typ());
         if let Some(path) = ns.path() {
-            return Err(HardenError::JoinNamespace {
-                ns: name,
-                path: path.clone(),
-            });
+            if !JOINABLE_NAMESPACES.contains(&ns.typ()) {
+                return Err(HardenError::JoinNamespace {
+                    ns: name,
+                    path: path.clone(),
+                });
+            }
+            if !path.is_absolute() {
+                return Err(HardenError::RelativeNamespacePath {
+                    ns: name,
+                    path: path.clone(),
+                });
+            }
         }
         if !seen.insert(ns.typ()) {
             return Err(HardenError::DuplicateNamespace(name));

@@ -78,27 +78,102 @@ fn a_time_namespace_is_added_while_uptime_reflects_the_container() {
     assert!(!types(&hardened).contains(&LinuxNamespaceType::Time));
 }
 
-#[test]
-fn joining_a_namespace_is_refused_by_name() {
-    let mut spec = Spec::default();
+/// The default spec with its `typ` namespace replaced by one joined at `path`.
+fn joining(mut spec: Spec, typ: LinuxNamespaceType, path: &str) -> Spec {
     let mut linux = spec.linux().clone().unwrap();
     let mut namespaces = linux.namespaces().clone().unwrap();
-    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
-    namespaces.push(
-        LinuxNamespaceBuilder::default()
-            .typ(LinuxNamespaceType::Network)
-            .path("/proc/1/ns/net")
-            .build()
-            .unwrap(),
-    );
+    namespaces.retain(|n| n.typ() != typ);
+    let joined = LinuxNamespaceBuilder::default().typ(typ).path(path);
+    namespaces.push(joined.build().unwrap());
     linux.set_namespaces(Some(namespaces));
     spec.set_linux(Some(linux));
-    let err = run(spec).unwrap_err();
-    assert!(
-        matches!(err, HardenError::JoinNamespace { ns: "network", .. }),
-        "{err}"
+    spec
+}
+
+#[test]
+fn joining_a_namespace_that_is_always_the_containers_own_is_refused_by_name() {
+    use LinuxNamespaceType::*;
+    for (typ, name) in [
+        (Pid, "pid"),
+        (User, "user"),
+        (Mount, "mount"),
+        (Cgroup, "cgroup"),
+    ] {
+        let err = run(joining(Spec::default(), typ, "/proc/42/ns/x")).unwrap_err();
+        assert!(
+            matches!(err, HardenError::JoinNamespace { ns, .. } if ns == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/proc/42/ns/x"), "{err}");
+    }
+}
+
+#[test]
+fn network_ipc_and_uts_namespaces_may_be_joined_for_the_runtime_to_check() {
+    use LinuxNamespaceType::*;
+    let mut spec = Spec::default();
+    for (typ, path) in [(Network, "/proc/42/ns/net"), (Ipc, "/proc/42/ns/ipc")] {
+        spec = joining(spec, typ, path);
+    }
+    spec = joining(spec, Uts, "/run/pod/uts");
+    spec.set_hostname(None);
+    let hardened = run(spec).unwrap();
+    assert_eq!(
+        joined_namespaces(&hardened.spec),
+        [
+            (Network, "/proc/42/ns/net".into()),
+            (Ipc, "/proc/42/ns/ipc".into()),
+            (Uts, "/run/pod/uts".into())
+        ]
     );
-    assert!(err.to_string().contains("network"));
+}
+
+#[test]
+fn a_joined_namespace_needs_an_absolute_path() {
+    for path in ["", "proc/42/ns/net"] {
+        let spec = joining(Spec::default(), LinuxNamespaceType::Network, path);
+        let err = run(spec).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HardenError::RelativeNamespacePath { ns: "network", .. }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn settings_of_a_joined_namespace_are_refused() {
+    use LinuxNamespaceType::*;
+    let with_sysctl = |typ, key: &str| {
+        let mut spec = joining(Spec::default(), typ, "/proc/42/ns/x");
+        spec.set_hostname(None);
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_sysctl(Some([(key.to_string(), "1".to_string())].into()));
+        spec.set_linux(Some(linux));
+        spec
+    };
+    for (typ, key, ns) in [
+        (Network, "net.ipv4.ip_forward", "network"),
+        (Ipc, "kernel.shmmni", "ipc"),
+        (Ipc, "fs.mqueue.msg_max", "ipc"),
+        (Uts, "kernel.domainname", "uts"),
+    ] {
+        let err = run(with_sysctl(typ, key)).unwrap_err();
+        assert!(
+            matches!(&err, HardenError::SysctlOfJoined { key: k, ns: n } if k == key && *n == ns),
+            "{err}"
+        );
+    }
+    // A sysctl of a namespace the container owns is still its own to set.
+    run(with_sysctl(Network, "kernel.shmmni")).unwrap();
+    run(with_sysctl(Ipc, "net.ipv4.ip_forward")).unwrap();
+
+    let mut spec = joining(Spec::default(), Uts, "/proc/42/ns/uts");
+    spec.set_hostname(Some("mine".into()));
+    let err = run(spec).unwrap_err();
+    assert!(matches!(err, HardenError::HostnameOfJoined), "{err}");
 }
 
 #[test]
@@ -410,7 +485,10 @@ proptest! {
         if let Ok(hardened) = run(spec) {
             let linux = hardened.spec.linux().clone().unwrap();
             let ns = linux.namespaces().clone().unwrap();
-            prop_assert!(ns.iter().all(|n| n.path().is_none()));
+            // Only the shareable types keep a path, for the runtime to check and join.
+            let joinable = [LinuxNamespaceType::Network, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts];
+            prop_assert!(ns.iter().all(|n| n.path().is_none() || joinable.contains(&n.typ())));
+            prop_assert!(ns.iter().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none()));
             for required in [LinuxNamespaceType::User, LinuxNamespaceType::Pid, LinuxNamespaceType::Network, LinuxNamespaceType::Mount] {
                 prop_assert!(ns.iter().any(|n| n.typ() == required));
             }
