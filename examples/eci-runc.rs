@@ -2178,46 +2178,73 @@ fn own_engine_dirs(spec: &eci::oci_spec::runtime::Spec, id: &str) -> Vec<PathBuf
     dirs
 }
 
-/// The sources of the engine's binds (`ENGINE_FILES`) that belong to the containers whose
-/// namespaces `spec` joins: with `--network container:NAME` Docker binds NAME's hosts, hostname
-/// and resolv.conf, and with `--ipc container:NAME` its /dev/shm. A container counts only if it
-/// is one of this root's and its init is in a namespace the spec joins, compared by the
-/// namespace's identity (the runtime still checks, when it joins, that the namespace is a
-/// container's). Sources outside `.../containers/ID/` of such a container stay refused.
+/// The sources of the engine's binds that belong to the containers whose namespaces `spec`
+/// joins: with `--network container:NAME` Docker binds NAME's `hosts`, `hostname` and
+/// `resolv.conf`, and with `--ipc container:NAME` NAME's `mounts/shm` at /dev/shm. A container
+/// counts only if it is one of this root's whose init is in the joined namespace of that type,
+/// compared by the namespace's identity (the runtime still checks, when it joins, that the
+/// namespace is a container's). Only those exact files, by clean paths, at those exact
+/// destinations: NAME's directory holds its configuration and logs too.
 fn joined_engine_files(ctx: &Ctx, spec: &eci::oci_spec::runtime::Spec) -> Vec<PathBuf> {
+    use eci::oci_spec::runtime::LinuxNamespaceType;
     use std::os::unix::fs::MetadataExt;
+    use std::path::Component;
     let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-    let joined: Vec<(u64, u64)> = eci::eci_policy::harden::joined_namespaces(spec)
+    let joined: Vec<(&str, (u64, u64))> = eci::eci_policy::harden::joined_namespaces(spec)
         .iter()
-        .filter_map(|(_, path)| identity(path))
+        .filter_map(|(typ, path)| match typ {
+            LinuxNamespaceType::Network => Some(("net", identity(path)?)),
+            LinuxNamespaceType::Ipc => Some(("ipc", identity(path)?)),
+            _ => None,
+        })
         .collect();
     if joined.is_empty() {
         return Vec::new();
     }
-    let in_joined = |id: &str| {
-        let Some(pid) = recorded_state(ctx, id).ok().and_then(|s| s["pid"].as_i64()) else {
-            return false;
-        };
-        ["net", "ipc", "uts"].iter().any(|ns| {
-            identity(Path::new(&format!("/proc/{pid}/ns/{ns}")))
-                .is_some_and(|found| joined.contains(&found))
-        })
+    // The files each joined type brings: (destination, path under the container's directory).
+    let files_of = |ns: &str| -> &'static [(&'static str, &'static str)] {
+        match ns {
+            "net" => &[
+                ("/etc/hosts", "hosts"),
+                ("/etc/hostname", "hostname"),
+                ("/etc/resolv.conf", "resolv.conf"),
+            ],
+            _ => &[("/dev/shm", "mounts/shm")],
+        }
     };
-    let owners: Vec<String> = std::fs::read_dir(&ctx.root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|id| !id.starts_with('.') && eci::valid_container_id(id) && in_joined(id))
-        .collect();
+    let clean = |p: &Path| {
+        p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    };
     let mut files = Vec::new();
-    for id in &owners {
-        for dir in own_engine_dirs(spec, id) {
-            let sources = spec.mounts().iter().flatten().filter(|m| {
-                ENGINE_FILES.iter().any(|f| m.destination() == Path::new(f))
-                    && m.source().as_ref().is_some_and(|s| s.starts_with(&dir))
-            });
-            files.extend(sources.filter_map(|m| m.source().clone()));
+    let ids = std::fs::read_dir(&ctx.root).into_iter().flatten().flatten();
+    for id in ids.filter_map(|entry| entry.file_name().into_string().ok()) {
+        if id.starts_with('.') || !eci::valid_container_id(&id) {
+            continue;
+        }
+        let Some(pid) = recorded_state(ctx, &id)
+            .ok()
+            .and_then(|s| s["pid"].as_i64())
+        else {
+            continue;
+        };
+        for (ns, wanted) in &joined {
+            let theirs = identity(Path::new(&format!("/proc/{pid}/ns/{ns}")));
+            if theirs != Some(*wanted) {
+                continue;
+            }
+            for dir in own_engine_dirs(spec, &id) {
+                for (destination, name) in files_of(ns) {
+                    let expected = dir.join(name);
+                    let bound = spec.mounts().iter().flatten().any(|m| {
+                        m.destination() == Path::new(destination)
+                            && m.source().as_deref() == Some(expected.as_path())
+                    });
+                    if bound && clean(&expected) {
+                        files.push(expected);
+                    }
+                }
+            }
         }
     }
     files

@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use eci_idmap::{write_id_maps, Holder, Lease};
+use eci_idmap::{write_id_maps, Holder, Lease, LeaseRecord};
 use eci_mount::exec::{ExecContext, RootfsMount};
 use eci_mount::MountPlan;
 use eci_ns::channel::Channel;
@@ -292,12 +292,41 @@ fn namespace_flag(typ: LinuxNamespaceType) -> Namespaces {
 }
 
 /// Opens the namespaces the spec joins, each checked to be another container's network, IPC or
-/// UTS namespace. The container joins these open files, never the paths again.
-fn open_joined_namespaces(spec: &Spec) -> Result<Vec<JoinableNamespace>> {
-    eci_policy::harden::joined_namespaces(spec)
-        .into_iter()
-        .map(|(typ, path)| Ok(JoinableNamespace::open(&path, namespace_flag(typ))?))
-        .collect()
+/// UTS namespace, and finds the ID lease of that container. The container joins these open
+/// files, never the paths again, and holds those leases: the namespaces stay owned by that
+/// container's IDs, which must not go to another container while it runs.
+fn open_joined_namespaces(
+    spec: &Spec,
+    allocator: &eci_idmap::Allocator,
+) -> Result<(Vec<JoinableNamespace>, Vec<LeaseRecord>)> {
+    let mut joined = Vec::new();
+    let mut leases: Vec<LeaseRecord> = Vec::new();
+    for (typ, path) in eci_policy::harden::joined_namespaces(spec) {
+        let ns = JoinableNamespace::open(&path, namespace_flag(typ))?;
+        let lease = lease_owning(allocator, ns.owner())?.ok_or(Error::JoinForeign(path))?;
+        if !leases.iter().any(|l| l.index == lease.index) {
+            leases.push(lease);
+        }
+        joined.push(ns);
+    }
+    Ok((joined, leases))
+}
+
+/// The lease one of whose live holders (a container's init) is in the user namespace
+/// identified by `owner` (device and inode).
+fn lease_owning(
+    allocator: &eci_idmap::Allocator,
+    owner: (u64, u64),
+) -> Result<Option<LeaseRecord>> {
+    use std::os::unix::fs::MetadataExt;
+    let leases = allocator.leases()?;
+    Ok(leases.into_iter().find(|lease| {
+        lease.holders.iter().any(|holder| {
+            let user = std::fs::metadata(format!("/proc/{}/ns/user", holder.pid));
+            // Alive when read after: the namespace read was the holder's, not a pid reuser's.
+            user.is_ok_and(|m| (m.dev(), m.ino()) == owner) && holder.is_alive()
+        })
+    }))
 }
 
 /// Refuses what the runtime cannot do yet, rather than run less isolated than asked.
@@ -398,7 +427,7 @@ impl Container {
         check_supported(&spec)?;
         // Before the spec's other checks: a bind of the joined container's files is judged
         // knowing whose the namespace is.
-        let joined = open_joined_namespaces(&spec)?;
+        let (joined, joined_leases) = open_joined_namespaces(&spec, &shared.allocator)?;
         crate::cgroup::prime_migration();
 
         let holder = Holder::current().map_err(Error::io("reading the runtime's start time"))?;
@@ -520,6 +549,9 @@ impl Container {
                     set_rlimits(init.pid(), &spec)?;
                     set_oom_score_adj(init.pid(), &spec)?;
                     lease.add_holder(Holder::of(init.pid())?)?;
+                    for joined in &joined_leases {
+                        shared.allocator.hold(joined, Holder::of(init.pid())?)?;
+                    }
                     tracing::debug!(container = id, "held by its init");
                     // The mounter binds the virtual files once let go.
                     if let Some(files) = virtual_files {

@@ -47,6 +47,9 @@ pub enum Error {
     /// A namespace the spec joins is not another container's.
     #[error("spec refused: {0}")]
     Join(#[from] eci_ns::join::JoinError),
+    /// A namespace the spec joins belongs to no container of this host's eci runtimes.
+    #[error("spec refused: joining the namespace {}: its user namespace is no container's of the runtimes sharing this ID journal (no process of it holds an ID block); only their containers' namespaces may be shared", .0.display())]
+    JoinForeign(PathBuf),
     /// A resource update does not make a valid set of limits.
     #[error("update refused: {0}")]
     Update(#[from] eci_policy::harden::ResourceUpdateError),

@@ -7,6 +7,7 @@
 //!                   swapoff|acct|settimeofday|clock_settime|open_by_handle_at|bpf|keyctl|
 //!                   syslog|perf_event_open|fsopen|open_tree|mount_setattr
 //! eci-probe mount SOURCE TARGET FSTYPE [DATA]     new filesystem
+//! eci-probe mount-ro SOURCE TARGET FSTYPE         new filesystem, read-only
 //! eci-probe bind SOURCE TARGET                    bind mount
 //! eci-probe rbind SOURCE TARGET                   recursive bind mount
 //! eci-probe move SOURCE TARGET                    move a mount
@@ -294,6 +295,9 @@ pub fn run(args: &[&str]) -> String {
         ["mount", source, target, fstype] => mount(Some(source), target, Some(fstype), 0, None),
         ["mount", source, target, fstype, data] => {
             mount(Some(source), target, Some(fstype), 0, Some(data))
+        }
+        ["mount-ro", source, target, fstype] => {
+            mount(Some(source), target, Some(fstype), libc::MS_RDONLY, None)
         }
         ["fuse", target] => fuse_mount(target, false),
         ["fuse-hold", target] => fuse_mount(target, true),

@@ -1135,20 +1135,24 @@ fn network_container_mode_joins_an_eci_containers_network_only() {
             String::from_utf8_lossy(&out.stderr)
         )
     };
-    let serve = ["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/etc"];
-    let web = docker.run_named(&["-d"], "web", &serve);
+    let serve = "echo shared > /dev/shm/note; exec httpd -f -p 127.0.0.1:8080 -h /etc";
+    let web = docker.run_named(&["-d", "--ipc", "shareable"], "web", &["sh", "-c", serve]);
     assert!(web.status.success(), "{}", text(&web));
     let hostname = docker.docker(&["inspect", "-f", "{{.Config.Hostname}}", "web"]);
     let hostname = String::from_utf8_lossy(&hostname.stdout).trim().to_string();
 
     // `--network container:web`: web's loopback is reachable, but web's network is not the
-    // joiner's to change (its root holds no capability over web's user namespace).
-    let script = "wget -qO- http://127.0.0.1:8080/hostname; ip link set lo down; echo down=$?";
+    // joiner's to change (its root holds no capability over web's user namespace). With
+    // `--ipc container:web`, web's /dev/shm is the joiner's too.
+    let script = "wget -qO- http://127.0.0.1:8080/hostname; cat /dev/shm/note; \
+                  ip link set lo down; echo down=$?";
     let joined = docker.docker(&[
         "run",
         "--rm",
         "--runtime=eci",
         "--network",
+        "container:web",
+        "--ipc",
         "container:web",
         "eci-busybox",
         "sh",
@@ -1157,9 +1161,18 @@ fn network_container_mode_joins_an_eci_containers_network_only() {
     ]);
     let out = String::from_utf8_lossy(&joined.stdout).to_string();
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{}\n{}", text(&joined), docker.log());
+    assert_eq!(lines.len(), 3, "{}\n{}", text(&joined), docker.log());
     assert_eq!(lines[0], hostname, "{}", text(&joined));
-    assert_ne!(lines[1], "down=0", "{}", text(&joined));
+    assert_eq!(lines[1], "shared", "{}", text(&joined));
+    assert_ne!(lines[2], "down=0", "{}", text(&joined));
+    // web's message queues stay web's: the joiner's setup did not take their directory.
+    let queues = docker.docker(&["exec", "web", "stat", "-c", "%u", "/dev/mqueue"]);
+    assert_eq!(
+        String::from_utf8_lossy(&queues.stdout),
+        "0\n",
+        "{}",
+        text(&queues)
+    );
     assert!(
         String::from_utf8_lossy(&joined.stderr).contains("Operation not permitted"),
         "{}",

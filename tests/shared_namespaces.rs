@@ -31,18 +31,11 @@ fn ns_link(pid: i32, name: &str) -> String {
 
 #[test]
 fn a_container_joins_another_containers_network_ipc_and_uts_without_privilege_over_them() {
+    let owner_probes =
+        "/probe link-up lo , tcp-accept 7301 , packet-socket , mount-ro sysfs /sys sysfs";
     let mut owner = create_with(
         "ns-owner",
-        &[
-            "/probe",
-            "link-up",
-            "lo",
-            ",",
-            "tcp-accept",
-            "7301",
-            ",",
-            "packet-socket",
-        ],
+        &owner_probes.split(' ').collect::<Vec<_>>(),
         |_| {},
     );
     owner.container().start().unwrap();
@@ -56,30 +49,11 @@ fn a_container_joins_another_containers_network_ipc_and_uts_without_privilege_ov
         ns_link(pid, "uts"),
     );
 
+    let joiner_probes = "/probe ns net , ns ipc , ns uts , tcp-connect 7301 , packet-socket , \
+                         link-up lo , sethostname joiner , mount-ro sysfs /sys sysfs";
     let mut joiner = create_with(
         "ns-joiner",
-        &[
-            "/probe",
-            "ns",
-            "net",
-            ",",
-            "ns",
-            "ipc",
-            ",",
-            "ns",
-            "uts",
-            ",",
-            "tcp-connect",
-            "7301",
-            ",",
-            "packet-socket",
-            ",",
-            "link-up",
-            "lo",
-            ",",
-            "sethostname",
-            "joiner",
-        ],
+        &joiner_probes.split_whitespace().collect::<Vec<_>>(),
         |spec| {
             for (typ, name) in [
                 (LinuxNamespaceType::Network, "net"),
@@ -91,57 +65,61 @@ fn a_container_joins_another_containers_network_ipc_and_uts_without_privilege_ov
             spec.set_hostname(None);
         },
     );
+    // The joiner holds the owner's ID block: the namespaces it joined stay owned by those IDs.
+    let owner_id = owner.container().id().to_string();
+    let joiner_pid = joiner.container().pid();
+    let leases = runtime().allocator().leases().unwrap();
+    let owners = leases.iter().find(|l| l.owner == owner_id).unwrap();
+    assert!(
+        owners.holders.iter().any(|h| h.pid == joiner_pid),
+        "{owners:?}"
+    );
     let (code, out) = joiner.run_to_end();
     assert_eq!(code, 0, "{out}");
     let answers: Vec<&str> = out.lines().collect();
     // In the owner's namespaces, reaching its loopback; but its root holds no capability over
-    // them: no sniffing socket, no interface changes, no hostname.
-    assert_eq!(
-        answers,
-        [
-            net.as_str(),
-            ipc.as_str(),
-            uts.as_str(),
-            "ok",
-            "EPERM",
-            "EPERM",
-            "EPERM"
-        ],
-        "{out}"
-    );
+    // them: no sniffing socket, no interface changes, no hostname, no sysfs of its own (the
+    // kernel's rule, which the mount helper keeps though it could build one).
+    let expected = [net.as_str(), ipc.as_str(), uts.as_str(), "ok"]
+        .into_iter()
+        .chain(["EPERM"; 4]);
+    assert_eq!(answers, expected.collect::<Vec<_>>(), "{out}");
     // The owner's root does hold them, in its own user namespace.
     let (code, out) = owner.finish();
-    assert_eq!((code, out.as_str()), (0, "accepted\nok\n"));
+    assert_eq!((code, out.as_str()), (0, "accepted\nok\nok\n"));
 }
 
-/// A `sleep` in a network namespace of its own but the host's user namespace, as a container
-/// without a user namespace (runc's default) has; killed when dropped.
-struct Rootful(Child);
+/// A `sleep` that util-linux's `unshare` started with `flags`; killed when dropped.
+struct Unshared(Child);
 
-impl Drop for Rootful {
+impl Unshared {
+    /// Started, once its network namespace is no longer the test's.
+    fn start(flags: &[&str]) -> Unshared {
+        let mut args = flags.to_vec();
+        args.extend(["sleep", "60"]);
+        let child = Unshared(Command::new("unshare").args(args).spawn().unwrap());
+        let pid = child.0.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
+            == std::fs::read_link("/proc/self/ns/net").ok()
+        {
+            assert!(Instant::now() < deadline, "unshare did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+}
+
+impl Drop for Unshared {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-#[test]
-fn the_network_namespace_of_a_container_without_a_user_namespace_is_refused() {
-    let rootful = Rootful(
-        Command::new("unshare")
-            .args(["-n", "sleep", "60"])
-            .spawn()
-            .unwrap(),
-    );
-    let pid = rootful.0.id();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
-        == std::fs::read_link("/proc/self/ns/net").ok()
-    {
-        assert!(Instant::now() < deadline, "unshare did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let id = common::unique_id("ns-rootful");
+/// Creating a container that joins the network namespace of `pid`: the error.
+fn join_refused(name: &str, pid: u32) -> Error {
+    let id = common::unique_id(name);
     let rootfs =
         HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).expect("rootfs");
     let mut spec = rootfs.spec(vec!["/probe".into(), "ns".into(), "net".into()]);
@@ -153,11 +131,32 @@ fn the_network_namespace_of_a_container_without_a_user_namespace_is_refused() {
     );
     let created = runtime().create(ContainerConfig::new(id.clone(), spec));
     rootfs.remove().unwrap();
-    let err = created.expect_err("joining a rootful namespace was accepted");
+    let err = created.expect_err("joining the namespace was accepted");
+    let leases = runtime().allocator().leases().unwrap();
+    assert!(!leases.iter().any(|l| l.owner == id), "lease left behind");
+    err
+}
+
+#[test]
+fn the_network_namespace_of_a_container_without_a_user_namespace_is_refused() {
+    let rootful = Unshared::start(&["-n"]);
+    let err = join_refused("ns-rootful", rootful.0.id());
     assert!(
         matches!(&err, Error::Join(_)) && err.to_string().contains("no user namespace of its own"),
         "{err}"
     );
-    let leases = runtime().allocator().leases().unwrap();
-    assert!(!leases.iter().any(|l| l.owner == id), "lease left behind");
+}
+
+#[test]
+fn a_namespace_no_container_of_the_runtime_owns_is_refused() {
+    // A user namespace made by a host user's tool (a rootless container, a sandbox): below the
+    // runtime's, but holding no ID block of its journal.
+    let foreign = Unshared::start(&["-U", "-n"]);
+    let err = join_refused("ns-foreign", foreign.0.id());
+    assert!(matches!(&err, Error::JoinForeign(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no process of it holds an ID block"),
+        "{err}"
+    );
 }

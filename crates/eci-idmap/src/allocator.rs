@@ -364,23 +364,7 @@ impl Lease {
             .allocator
             .as_ref()
             .expect("a live lease has its allocator");
-        let (index, token) = (self.index, self.token);
-        allocator.change(|state| {
-            if !state.holds(index, token) {
-                return Err(AllocError::LeaseGone {
-                    index,
-                    owner: self.owner.clone(),
-                });
-            }
-            Ok((
-                vec![Entry::Hold {
-                    index,
-                    token,
-                    holder,
-                }],
-                (),
-            ))
-        })
+        allocator.add_hold(self.index, self.token, &self.owner, holder)
     }
 
     /// Returns the block to the pool.
@@ -634,6 +618,51 @@ impl Allocator {
     /// Every recorded lease, live or not yet reclaimed.
     pub fn leases(&self) -> Result<Vec<LeaseRecord>, AllocError> {
         self.change(|state| Ok((Vec::new(), state.leases.values().cloned().collect())))
+    }
+
+    /// Adds `holder` to a lease that [`Allocator::leases`] listed, made by another process: one
+    /// that needs the block to stay leased while it runs, such as a container that joined the
+    /// namespaces of the lease's container (they stay owned by that container's IDs, which must
+    /// not go to another container meanwhile). Fails with [`AllocError::LeaseGone`] if that
+    /// lease has ended since.
+    ///
+    /// ```no_run
+    /// use eci_idmap::{Allocator, Holder};
+    /// use eci_policy::settings::IdPool;
+    ///
+    /// let allocator = Allocator::open("/run/eci/ids".as_ref(), IdPool::default())?;
+    /// if let Some(web) = allocator.leases()?.into_iter().find(|l| l.owner == "web") {
+    ///     allocator.hold(&web, Holder::current()?)?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn hold(&self, lease: &LeaseRecord, holder: Holder) -> Result<(), AllocError> {
+        self.add_hold(lease.index, lease.token, &lease.owner, holder)
+    }
+
+    fn add_hold(
+        &self,
+        index: u32,
+        token: u64,
+        owner: &str,
+        holder: Holder,
+    ) -> Result<(), AllocError> {
+        self.change(|state| {
+            if !state.holds(index, token) {
+                return Err(AllocError::LeaseGone {
+                    index,
+                    owner: owner.to_string(),
+                });
+            }
+            Ok((
+                vec![Entry::Hold {
+                    index,
+                    token,
+                    holder,
+                }],
+                (),
+            ))
+        })
     }
 
     /// Ends lease `token` of block `index`. Holders [`Allocator::adopt`] added to it from

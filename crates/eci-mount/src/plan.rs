@@ -345,8 +345,14 @@ impl MountPlan {
         let linux = spec.linux().clone().unwrap_or_default();
         let mut steps = Vec::new();
         let mut dev_is_tmpfs = false;
+        // A joined IPC namespace's mqueue filesystem is its owner's: never the joiner's to
+        // chown (the kernel would refuse IDs its owner does not map, and a chown that worked
+        // would hand the owner's queue directory to the joiner).
+        let ipc_joined = linux.namespaces().iter().flatten().any(|ns| {
+            ns.typ() == oci_spec::runtime::LinuxNamespaceType::Ipc && ns.path().is_some()
+        });
         for mount in spec.mounts().iter().flatten() {
-            let step = plan_mount(mount, block, files)?;
+            let step = plan_mount(mount, block, files, ipc_joined)?;
             let is_dev = mount.destination() == Path::new("/dev");
             steps.push(step);
             if is_dev && mount.typ().as_deref() == Some("tmpfs") && !is_bind(mount) {
@@ -604,6 +610,7 @@ fn plan_mount(
     mount: &oci_spec::runtime::Mount,
     block: IdBlock,
     files: &[&Path],
+    ipc_joined: bool,
 ) -> Result<Step, PlanError> {
     let dest = root_path(mount.destination())?;
     let words = mount.options().clone().unwrap_or_default();
@@ -639,7 +646,7 @@ fn plan_mount(
         recursive: false,
         idmap: Idmap::No,
         propagation: opts.propagation,
-        chown_root: matches!(fstype.as_str(), "mqueue" | "devpts"),
+        chown_root: fstype == "devpts" || (fstype == "mqueue" && !ipc_joined),
         expect: None,
         dest,
     })

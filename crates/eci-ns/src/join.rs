@@ -133,6 +133,7 @@ fn name(kind: Namespaces) -> &'static str {
 pub struct JoinableNamespace {
     kind: Namespaces,
     file: OwnedFd,
+    owner: (u64, u64),
 }
 
 impl JoinableNamespace {
@@ -176,10 +177,10 @@ impl JoinableNamespace {
         }
         let own = identity_of_path(Path::new("/proc/self/ns/user"))
             .map_err(query("the runtime's user namespace for comparison"))?;
-        if !owned_below(file.as_fd(), own).map_err(query("the owner"))? {
+        let Some(owner) = owner_below(file.as_fd(), own).map_err(query("the owner"))? else {
             return Err(err(|kind, path| JoinError::NotAContainers { kind, path }));
-        }
-        Ok(JoinableNamespace { kind, file })
+        };
+        Ok(JoinableNamespace { kind, file, owner })
     }
 
     /// The namespace's type.
@@ -191,30 +192,62 @@ impl JoinableNamespace {
     pub fn file(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
+
+    /// Device and inode of the user namespace that owns it, as `stat` of a process's
+    /// `/proc/PID/ns/user` gives them: which container's it is.
+    pub fn owner(&self) -> (u64, u64) {
+        self.owner
+    }
 }
 
-/// Whether the user namespace owning `ns` lies strictly below the one identified by `own`.
-fn owned_below(ns: BorrowedFd<'_>, own: (u64, u64)) -> io::Result<bool> {
+/// The identity of the user namespace owning `ns` if it lies strictly below the one
+/// identified by `own`.
+fn owner_below(ns: BorrowedFd<'_>, own: (u64, u64)) -> io::Result<Option<(u64, u64)>> {
     // EPERM: the owner is outside the caller's user namespace, so above it.
-    let mut user = match ns_ioctl_fd(ns, NS_GET_USERNS) {
+    let user = match ns_ioctl_fd(ns, NS_GET_USERNS) {
         Ok(user) => user,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let owner = identity(user.as_fd())?;
+    if owner == own {
+        return Ok(None);
+    }
+    Ok(above_is(user, own)?.then_some(owner))
+}
+
+/// Whether the user namespace owning namespace `ns` is the one identified by `user` (device
+/// and inode, [`namespace_identity`]) or lies below it: whether a process of `user` holding a
+/// capability holds it over `ns`, as the kernel's `ns_capable` decides. The caller must be in
+/// `user` or above it. Allocation-free, so a forked helper may ask.
+pub fn owned_at_or_below(ns: BorrowedFd<'_>, user: (u64, u64)) -> io::Result<bool> {
+    let owner = match ns_ioctl_fd(ns, NS_GET_USERNS) {
+        Ok(owner) => owner,
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(false),
         Err(e) => return Err(e),
     };
-    if identity(user.as_fd())? == own {
-        return Ok(false);
-    }
-    // User namespaces nest at most 32 deep; the walk ends at the caller's or above it.
+    Ok(identity(owner.as_fd())? == user || above_is(owner, user)?)
+}
+
+/// Whether a user namespace strictly above `user_ns` is the one identified by `target`. User
+/// namespaces nest at most 32 deep; the walk ends at `target` or where the caller's reach
+/// ends (EPERM).
+fn above_is(mut user_ns: OwnedFd, target: (u64, u64)) -> io::Result<bool> {
     loop {
-        user = match ns_ioctl_fd(user.as_fd(), NS_GET_PARENT) {
+        user_ns = match ns_ioctl_fd(user_ns.as_fd(), NS_GET_PARENT) {
             Ok(parent) => parent,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(false),
             Err(e) => return Err(e),
         };
-        if identity(user.as_fd())? == own {
+        if identity(user_ns.as_fd())? == target {
             return Ok(true);
         }
     }
+}
+
+/// Device and inode of an open namespace file: what tells two namespaces apart.
+pub fn namespace_identity(ns: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    identity(ns)
 }
 
 fn open(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {

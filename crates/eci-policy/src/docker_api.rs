@@ -782,6 +782,13 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
                 Some("BuildKit builds (version=2) run outside eci, with options the proxy cannot check")
             } else if first("networkmode").is_some_and(|v| v.eq_ignore_ascii_case("host")) {
                 Some("builds may not use the host's network")
+            } else if first("networkmode").is_some_and(|v| {
+                v.get(..10)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("container:"))
+            }) {
+                // Each step would join the named container's network, which no check of the
+                // proxy's (it looks at creates) would have vetted.
+                Some("builds may not share another container's network (networkmode=container:...)")
             } else if first("remote").is_some_and(|v| !v.is_empty()) {
                 Some(
                     "a build context fetched by the engine (remote=) comes from the host's network",

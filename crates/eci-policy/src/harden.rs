@@ -230,8 +230,8 @@ pub enum HardenError {
         /// The joined namespace type.
         ns: &'static str,
     },
-    /// A hostname with a joined UTS namespace.
-    #[error("the spec sets a hostname but joins another container's UTS namespace")]
+    /// A hostname or domain name with a joined UTS namespace.
+    #[error("the spec sets a hostname or domain name but joins another container's UTS namespace")]
     HostnameOfJoined,
     /// A namespace missing from the spec, which means sharing the host's.
     #[error("the spec shares the host's {0} namespace (no '{0}' entry in linux.namespaces); host namespaces are refused")]
@@ -423,7 +423,8 @@ fn check_joined_settings(spec: &Spec, linux: &Linux) -> Result<(), HardenError> 
         .into_iter()
         .map(|(t, _)| t)
         .collect();
-    if joined.contains(&LinuxNamespaceType::Uts) && spec.hostname().is_some() {
+    let names_host = spec.hostname().is_some() || spec.domainname().is_some();
+    if joined.contains(&LinuxNamespaceType::Uts) && names_host {
         return Err(HardenError::HostnameOfJoined);
     }
     let sysctls = linux.sysctl().iter().flat_map(|map| map.keys());

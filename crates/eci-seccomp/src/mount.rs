@@ -28,7 +28,7 @@
 //! performed unvetted.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -908,6 +908,14 @@ fn mount_fresh(
         Fresh::Sysfs => c"ns/net",
     };
     let ns = open_at(piddir, ns, libc::O_RDONLY)?;
+    // The kernel mounts these only for a caller holding CAP_SYS_ADMIN over the namespace's
+    // owner: not for one in another container's network namespace, which it joined.
+    let user = open_at(piddir, c"ns/user", libc::O_RDONLY)?;
+    let io = |e: std::io::Error| Errno(e.raw_os_error().unwrap_or(libc::EIO));
+    let user = eci_ns::join::namespace_identity(user.as_fd()).map_err(io)?;
+    if !eci_ns::join::owned_at_or_below(ns.as_fd(), user).map_err(io)? {
+        return Err(Errno(libc::EPERM));
+    }
     // Building leaves the helper in its own mount namespace: the cached view no longer holds.
     let tree = half.build(fresh, ns.as_raw_fd(), call.flags, call.data);
     view.mntns.store(0, Ordering::Relaxed);

@@ -147,6 +147,41 @@ fn a_block_both_journals_gave_out_stays_taken_while_the_adopted_holder_lives() {
 }
 
 #[test]
+fn a_holder_added_by_another_process_keeps_the_block_past_its_release() {
+    // Container "web" leased block 0; a container joining web's namespaces holds it too.
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(4)).unwrap();
+    let me = Holder::current().unwrap();
+    let web = alloc.allocate("web", me).unwrap();
+    let mut joiner = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .unwrap();
+    let joiner_holder = Holder::of(joiner.id() as i32).unwrap();
+    let listed = alloc.leases().unwrap();
+    let record = listed.iter().find(|l| l.owner == "web").unwrap();
+    Allocator::open(dir.path(), pool(4))
+        .unwrap()
+        .hold(record, joiner_holder)
+        .unwrap();
+    web.release().unwrap();
+    assert_eq!(alloc.allocate("next", me).unwrap().index(), 1);
+    let kept = alloc.leases().unwrap();
+    let kept = kept.iter().find(|l| l.index == 0).unwrap();
+    assert_eq!(kept.holders, [joiner_holder]);
+    // A lease that ended since it was listed cannot be held.
+    let err = alloc.hold(record, me).unwrap_err();
+    assert!(
+        matches!(err, AllocError::LeaseGone { index: 0, .. }),
+        "{err}"
+    );
+    joiner.kill().unwrap();
+    joiner.wait().unwrap();
+    let reopened = Allocator::open(dir.path(), pool(4)).unwrap();
+    assert_eq!(reopened.allocate("after", me).unwrap().index(), 0);
+}
+
+#[test]
 fn a_journal_cut_short_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(4)).unwrap();

@@ -51,6 +51,8 @@ fn a_namespace_owned_by_a_user_namespace_below_is_joinable() {
         assert_eq!(joinable.kind(), kind);
         let theirs = identity_of_path(&container.ns(name)).unwrap();
         assert_eq!(identity(joinable.file()).unwrap(), theirs);
+        let owner = identity_of_path(&container.ns("user")).unwrap();
+        assert_eq!(joinable.owner(), owner);
     }
 }
 

@@ -461,6 +461,15 @@ fn names_and_queries_are_read_as_the_engine_reads_them() {
         assert!(query_refusal(Api::Build, query).is_some(), "{query}");
     }
     assert!(query_refusal(Api::Build, "t=%41%6a").is_none());
+    for query in [
+        "networkmode=container:web",
+        "networkmode=Container:web",
+        "networkmode=container%3Aweb",
+    ] {
+        assert!(query_refusal(Api::Build, query).is_some(), "{query}");
+    }
+    assert!(query_refusal(Api::Build, "networkmode=none").is_none());
+    assert!(query_refusal(Api::Build, "networkmode=containers").is_none());
     // The engine's exec route takes everything before the action as the ID.
     assert_eq!(
         exec_of_target("POST", "/v1.43/exec/a/b/start").as_deref(),
