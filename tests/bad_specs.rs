@@ -5,10 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{probe_mount, runtime, STATE_DIR};
-use eci::oci_spec::runtime::{
-    LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, Spec,
-};
+use common::{join_namespace, probe_mount, runtime, STATE_DIR};
+use eci::oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceType, Mount, Spec};
 use eci::{ContainerConfig, Error, HostRootfs};
 
 fn attempt(name: &str, edit: impl FnOnce(&mut Spec)) -> (String, Result<eci::Container, Error>) {
@@ -38,17 +36,6 @@ fn expect_error(
         }
     }
     id
-}
-
-/// Replaces the spec's `typ` namespace by the one at `path`.
-fn join(spec: &mut Spec, typ: LinuxNamespaceType, path: &str) {
-    let mut linux = spec.linux().clone().unwrap();
-    let mut namespaces = linux.namespaces().clone().unwrap();
-    namespaces.retain(|ns| ns.typ() != typ);
-    let joined = LinuxNamespaceBuilder::default().typ(typ).path(path);
-    namespaces.push(joined.build().unwrap());
-    linux.set_namespaces(Some(namespaces));
-    spec.set_linux(Some(linux));
 }
 
 fn children() -> Vec<String> {
@@ -157,12 +144,12 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
     // anything is made.
     ids.push(expect_error(
         "join-host-network",
-        |spec| join(spec, LinuxNamespaceType::Network, "/proc/self/ns/net"),
+        |spec| join_namespace(spec, LinuxNamespaceType::Network, "/proc/self/ns/net"),
         |e| matches!(e, Error::Join(_)) && e.to_string().contains("it is the host's"),
     ));
     ids.push(expect_error(
         "join-a-pid-namespace",
-        |spec| join(spec, LinuxNamespaceType::Pid, "/proc/self/ns/pid"),
+        |spec| join_namespace(spec, LinuxNamespaceType::Pid, "/proc/self/ns/pid"),
         |e| {
             e.to_string()
                 .contains("only network, IPC and UTS namespaces may be shared")

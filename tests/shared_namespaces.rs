@@ -9,20 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{create_with, probe_mount, runtime, STATE_DIR};
-use eci::oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType, Spec};
+use common::{create_with, join_namespace, probe_mount, runtime, STATE_DIR};
+use eci::oci_spec::runtime::LinuxNamespaceType;
 use eci::{ContainerConfig, Error, HostRootfs};
-
-/// Replaces the spec's `typ` namespace by the one at `path`.
-fn join(spec: &mut Spec, typ: LinuxNamespaceType, path: &str) {
-    let mut linux = spec.linux().clone().unwrap();
-    let mut namespaces = linux.namespaces().clone().unwrap();
-    namespaces.retain(|ns| ns.typ() != typ);
-    let joined = LinuxNamespaceBuilder::default().typ(typ).path(path);
-    namespaces.push(joined.build().unwrap());
-    linux.set_namespaces(Some(namespaces));
-    spec.set_linux(Some(linux));
-}
 
 fn ns_link(pid: i32, name: &str) -> String {
     let link = std::fs::read_link(format!("/proc/{pid}/ns/{name}")).unwrap();
@@ -60,7 +49,7 @@ fn a_container_joins_another_containers_network_ipc_and_uts_without_privilege_ov
                 (LinuxNamespaceType::Ipc, "ipc"),
                 (LinuxNamespaceType::Uts, "uts"),
             ] {
-                join(spec, typ, &format!("/proc/{pid}/ns/{name}"));
+                join_namespace(spec, typ, &format!("/proc/{pid}/ns/{name}"));
             }
             spec.set_hostname(None);
         },
@@ -124,7 +113,7 @@ fn join_refused(name: &str, pid: u32) -> Error {
         HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).expect("rootfs");
     let mut spec = rootfs.spec(vec!["/probe".into(), "ns".into(), "net".into()]);
     spec.mounts_mut().as_mut().unwrap().push(probe_mount());
-    join(
+    join_namespace(
         &mut spec,
         LinuxNamespaceType::Network,
         &format!("/proc/{pid}/ns/net"),

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use eci::oci_spec::runtime::{Mount, Spec};
+use eci::oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType, Mount, Spec};
 use eci::{Container, ContainerConfig, HostRootfs, Policy, Runtime, RuntimeConfig, Stdio};
 
 pub const STATE_DIR: &str = "/run/eci-test";
@@ -193,6 +193,17 @@ pub fn resident_kib(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
     kib.trim().strip_suffix("kB")?.trim().parse().ok()
+}
+
+/// Replaces `spec`'s `typ` namespace by the existing one at `path`, which it then joins.
+pub fn join_namespace(spec: &mut Spec, typ: LinuxNamespaceType, path: &str) {
+    let mut linux = spec.linux().clone().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap();
+    namespaces.retain(|ns| ns.typ() != typ);
+    let joined = LinuxNamespaceBuilder::default().typ(typ).path(path);
+    namespaces.push(joined.build().unwrap());
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
 }
 
 /// Adds /dev/fuse to `spec`'s devices (FUSE is among the devices a container may have).
