@@ -2020,9 +2020,10 @@ fn create_container(
         }
         config.policy.paths.share(&dir, false)?;
     }
-    // Joining another container's namespaces (`--network container:NAME`), the engine binds
-    // that container's files: shared one by one, once the namespace proved to be its.
-    for file in joined_engine_files(ctx, &spec) {
+    // Joining another container's namespaces (`--network container:NAME`): only one of this
+    // root's, whose files the engine binds are then shared one by one.
+    let owners = joined_owners(ctx, &spec)?;
+    for file in joined_engine_files(&spec, &owners) {
         config.policy.paths.share(&file, false)?;
     }
     // Every container's directory under the root (its monitor's socket, its records), not
@@ -2178,29 +2179,77 @@ fn own_engine_dirs(spec: &eci::oci_spec::runtime::Spec, id: &str) -> Vec<PathBuf
     dirs
 }
 
-/// The sources of the engine's binds that belong to the containers whose namespaces `spec`
-/// joins: with `--network container:NAME` Docker binds NAME's `hosts`, `hostname` and
-/// `resolv.conf`, and with `--ipc container:NAME` NAME's `mounts/shm` at /dev/shm. A container
-/// counts only if it is one of this root's whose init is in the joined namespace of that type,
-/// compared by the namespace's identity (the runtime still checks, when it joins, that the
-/// namespace is a container's). Only those exact files, by clean paths, at those exact
-/// destinations: NAME's directory holds its configuration and logs too.
-fn joined_engine_files(ctx: &Ctx, spec: &eci::oci_spec::runtime::Spec) -> Vec<PathBuf> {
+/// The containers of this root whose namespaces `spec` joins, each with the type joined
+/// ("net", "ipc" or "uts"). Every joined namespace must be one of theirs: a container's init,
+/// found by its recorded pid and proven by its cgroup (a pid reused since names none of its
+/// processes, [`eci::orphan_init`]), runs in it. The runtime checks on its own that a joined
+/// namespace is an eci container's; this keeps the reach to this root's (one engine's
+/// runtime: a socket proxied for it reaches the same ones).
+fn joined_owners(
+    ctx: &Ctx,
+    spec: &eci::oci_spec::runtime::Spec,
+) -> Result<Vec<(String, &'static str)>, Error> {
     use eci::oci_spec::runtime::LinuxNamespaceType;
     use std::os::unix::fs::MetadataExt;
-    use std::path::Component;
     let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-    let joined: Vec<(&str, (u64, u64))> = eci::eci_policy::harden::joined_namespaces(spec)
-        .iter()
-        .filter_map(|(typ, path)| match typ {
-            LinuxNamespaceType::Network => Some(("net", identity(path)?)),
-            LinuxNamespaceType::Ipc => Some(("ipc", identity(path)?)),
-            _ => None,
-        })
-        .collect();
+    let joined = eci::eci_policy::harden::joined_namespaces(spec);
     if joined.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
+    let mut inits = Vec::new();
+    let ids = std::fs::read_dir(&ctx.root).into_iter().flatten().flatten();
+    for id in ids.filter_map(|entry| entry.file_name().into_string().ok()) {
+        if id.starts_with('.') || !eci::valid_container_id(&id) {
+            continue;
+        }
+        let Ok(state) = recorded_state(ctx, &id) else {
+            continue;
+        };
+        if let Some(init) = orphaned_init(ctx, &id, &state) {
+            inits.push((id, init));
+        }
+    }
+    let mut owners = Vec::new();
+    for (typ, path) in &joined {
+        let ns = match typ {
+            LinuxNamespaceType::Network => "net",
+            LinuxNamespaceType::Ipc => "ipc",
+            LinuxNamespaceType::Uts => "uts",
+            // The runtime refuses the others, with their names.
+            _ => continue,
+        };
+        let wanted = identity(path);
+        let owner = inits.iter().find(|(_, init)| {
+            let theirs = identity(Path::new(&format!("/proc/{}/ns/{ns}", init.pid())));
+            // Alive when read after: what was read was that init's.
+            wanted.is_some() && theirs == wanted && init.is_alive()
+        });
+        match owner {
+            Some((id, _)) => owners.push((id.clone(), ns)),
+            None => {
+                return Err(format!(
+                    "joining the {ns} namespace {}: no container of this runtime's root ({}) \
+                     runs in it; only their namespaces may be shared",
+                    path.display(),
+                    ctx.root.display()
+                )
+                .into())
+            }
+        }
+    }
+    Ok(owners)
+}
+
+/// The sources of the engine's binds that belong to the containers whose namespaces `spec`
+/// joins (`owners`, from [`joined_owners`]): with `--network container:NAME` Docker binds
+/// NAME's `hosts`, `hostname` and `resolv.conf`, and with `--ipc container:NAME` NAME's
+/// `mounts/shm` at /dev/shm. Only those exact files, by clean paths, at those exact
+/// destinations: NAME's directory holds its configuration and logs too.
+fn joined_engine_files(
+    spec: &eci::oci_spec::runtime::Spec,
+    owners: &[(String, &'static str)],
+) -> Vec<PathBuf> {
+    use std::path::Component;
     // The files each joined type brings: (destination, path under the container's directory).
     let files_of = |ns: &str| -> &'static [(&'static str, &'static str)] {
         match ns {
@@ -2209,7 +2258,8 @@ fn joined_engine_files(ctx: &Ctx, spec: &eci::oci_spec::runtime::Spec) -> Vec<Pa
                 ("/etc/hostname", "hostname"),
                 ("/etc/resolv.conf", "resolv.conf"),
             ],
-            _ => &[("/dev/shm", "mounts/shm")],
+            "ipc" => &[("/dev/shm", "mounts/shm")],
+            _ => &[],
         }
     };
     let clean = |p: &Path| {
@@ -2217,32 +2267,16 @@ fn joined_engine_files(ctx: &Ctx, spec: &eci::oci_spec::runtime::Spec) -> Vec<Pa
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
     };
     let mut files = Vec::new();
-    let ids = std::fs::read_dir(&ctx.root).into_iter().flatten().flatten();
-    for id in ids.filter_map(|entry| entry.file_name().into_string().ok()) {
-        if id.starts_with('.') || !eci::valid_container_id(&id) {
-            continue;
-        }
-        let Some(pid) = recorded_state(ctx, &id)
-            .ok()
-            .and_then(|s| s["pid"].as_i64())
-        else {
-            continue;
-        };
-        for (ns, wanted) in &joined {
-            let theirs = identity(Path::new(&format!("/proc/{pid}/ns/{ns}")));
-            if theirs != Some(*wanted) {
-                continue;
-            }
-            for dir in own_engine_dirs(spec, &id) {
-                for (destination, name) in files_of(ns) {
-                    let expected = dir.join(name);
-                    let bound = spec.mounts().iter().flatten().any(|m| {
-                        m.destination() == Path::new(destination)
-                            && m.source().as_deref() == Some(expected.as_path())
-                    });
-                    if bound && clean(&expected) {
-                        files.push(expected);
-                    }
+    for (id, ns) in owners {
+        for dir in own_engine_dirs(spec, id) {
+            for (destination, name) in files_of(ns) {
+                let expected = dir.join(name);
+                let bound = spec.mounts().iter().flatten().any(|m| {
+                    m.destination() == Path::new(destination)
+                        && m.source().as_deref() == Some(expected.as_path())
+                });
+                if bound && clean(&expected) {
+                    files.push(expected);
                 }
             }
         }

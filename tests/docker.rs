@@ -1179,7 +1179,7 @@ fn network_container_mode_joins_an_eci_containers_network_only() {
         text(&joined)
     );
 
-    // A runc container's network belongs to the host's user namespace: refused.
+    // A runc container's network is no eci container's: refused.
     let plain = docker.docker(&[
         "run",
         "-d",
@@ -1203,7 +1203,7 @@ fn network_container_mode_joins_an_eci_containers_network_only() {
     ]);
     assert!(!refused.status.success());
     assert!(
-        text(&refused).contains("no user namespace of its own"),
+        text(&refused).contains("only their namespaces may be shared"),
         "{}",
         text(&refused)
     );

@@ -1515,3 +1515,34 @@ fn comm(pid: i32) -> String {
         .trim()
         .to_string()
 }
+
+#[test]
+fn a_container_joins_only_the_namespaces_of_its_own_roots_containers() {
+    let owners = Setup::new(&["sleep", "1000"]);
+    let init = owners.create_named("net-owner");
+    let join_owner = |spec: &mut serde_json::Value| {
+        let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|ns| ns["type"] != "network");
+        namespaces
+            .push(serde_json::json!({"type": "network", "path": format!("/proc/{init}/ns/net")}));
+    };
+    // Another root (another engine's runtime) may not reach it.
+    let others = Setup::new(&["true"]);
+    others.edit_spec(join_owner);
+    let refused = others.runc_detached(&["create", "--bundle", &others.bundle(), "outsider"]);
+    assert!(!refused);
+    assert!(
+        others
+            .detached_errors()
+            .contains("no container of this runtime's root"),
+        "{}",
+        others.detached_errors()
+    );
+    // Its own root's containers may.
+    owners.edit_spec(join_owner);
+    owners.create_named("net-joiner");
+    for id in ["net-joiner", "net-owner"] {
+        let deleted = owners.runc(&["delete", "--force", id]);
+        assert!(deleted.status.success(), "{deleted:?}");
+    }
+}
