@@ -312,19 +312,35 @@ fn open_joined_namespaces(
     Ok((joined, leases))
 }
 
-/// The lease one of whose live holders (a container's init) is in the user namespace
-/// identified by `owner` (device and inode).
+/// The lease whose block the user namespace identified by `owner` (device and inode) maps: one
+/// of its live holders (a container's init) is in that namespace, and the namespace maps that
+/// block and nothing else. (A container that joined another's namespaces holds that one's
+/// lease too, from its own user namespace, which maps its own block.)
 fn lease_owning(
     allocator: &eci_idmap::Allocator,
     owner: (u64, u64),
 ) -> Result<Option<LeaseRecord>> {
     use std::os::unix::fs::MetadataExt;
+    let pool = allocator.pool();
+    let maps_only = |pid: i32, index: u32| {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/uid_map")) else {
+            return false;
+        };
+        eci_policy::ids::parse_map_file(&text).is_some_and(|mappings| {
+            !mappings.is_empty()
+                && mappings
+                    .iter()
+                    .all(|m| pool.blocks_touched(m.host_start, m.size) == (index..index + 1))
+        })
+    };
     let leases = allocator.leases()?;
     Ok(leases.into_iter().find(|lease| {
         lease.holders.iter().any(|holder| {
             let user = std::fs::metadata(format!("/proc/{}/ns/user", holder.pid));
-            // Alive when read after: the namespace read was the holder's, not a pid reuser's.
-            user.is_ok_and(|m| (m.dev(), m.ino()) == owner) && holder.is_alive()
+            // Alive when read after: what was read was the holder's, not a pid reuser's.
+            user.is_ok_and(|m| (m.dev(), m.ino()) == owner)
+                && maps_only(holder.pid, lease.index)
+                && holder.is_alive()
         })
     }))
 }

@@ -149,3 +149,30 @@ fn a_namespace_no_container_of_the_runtime_owns_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_joiner_of_a_joiner_holds_the_block_of_the_namespace_it_joined() {
+    // web; j joins web's network (and holds web's block); c joins j's IPC namespace, which
+    // j's own block owns: c must hold j's block, not web's.
+    let mut web = create_with("chain-web", &["sleep", "100"], |_| {});
+    let web_pid = web.container().pid();
+    let mut j = create_with("chain-j", &["sleep", "100"], |spec| {
+        let path = format!("/proc/{web_pid}/ns/net");
+        join_namespace(spec, LinuxNamespaceType::Network, &path);
+    });
+    let j_pid = j.container().pid();
+    let mut c = create_with("chain-c", &["true"], |spec| {
+        let path = format!("/proc/{j_pid}/ns/ipc");
+        join_namespace(spec, LinuxNamespaceType::Ipc, &path);
+    });
+    let c_pid = c.container().pid();
+    let leases = runtime().allocator().leases().unwrap();
+    let holders_of = |container: &mut common::TestContainer| {
+        let id = container.container().id().to_string();
+        let lease = leases.iter().find(|l| l.owner == id).unwrap();
+        lease.holders.iter().map(|h| h.pid).collect::<Vec<_>>()
+    };
+    assert!(holders_of(&mut web).contains(&j_pid));
+    assert!(holders_of(&mut j).contains(&c_pid), "{leases:?}");
+    assert!(!holders_of(&mut web).contains(&c_pid), "{leases:?}");
+}

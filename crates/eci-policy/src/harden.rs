@@ -423,7 +423,8 @@ fn check_joined_settings(spec: &Spec, linux: &Linux) -> Result<(), HardenError> 
         .into_iter()
         .map(|(t, _)| t)
         .collect();
-    let names_host = spec.hostname().is_some() || spec.domainname().is_some();
+    let named = |name: &Option<String>| name.as_ref().is_some_and(|n| !n.is_empty());
+    let names_host = named(spec.hostname()) || named(spec.domainname());
     if joined.contains(&LinuxNamespaceType::Uts) && names_host {
         return Err(HardenError::HostnameOfJoined);
     }

@@ -174,6 +174,10 @@ fn settings_of_a_joined_namespace_are_refused() {
     spec.set_hostname(Some("mine".into()));
     let err = run(spec).unwrap_err();
     assert!(matches!(err, HardenError::HostnameOfJoined), "{err}");
+    // An empty name sets nothing, as runc reads it.
+    let mut spec = joining(Spec::default(), Uts, "/proc/42/ns/uts");
+    spec.set_hostname(Some(String::new()));
+    run(spec).unwrap();
     let mut spec = joining(Spec::default(), Uts, "/proc/42/ns/uts");
     spec.set_hostname(None);
     spec.set_domainname(Some("example.org".into()));
