@@ -777,6 +777,17 @@ fn the_socket_proxy_enforces_the_command_list() {
     let (status, body) = raw_request(&socket, &request);
     assert_eq!(status, "HTTP/1.1 403 Forbidden", "{body}");
     assert!(body.contains("an endpoint's NetworkID"), "{body}");
+    // A volume the proxy made for a create the engine refuses (no such image) goes again.
+    let unmade = r#"{"Image":"no-such-image","HostConfig":{"Binds":["for-nothing:/n"]}}"#;
+    let request = format!(
+        "POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{unmade}",
+        unmade.len()
+    );
+    let (status, body) = raw_request(&socket, &request);
+    assert_eq!(status, "HTTP/1.1 404 Not Found", "{body}");
+    let inspect = docker.docker(&["volume", "inspect", "for-nothing"]);
+    assert!(!inspect.status.success(), "the volume stayed");
     let (code, _, err) = through(&["network", "rm", "ours-net"], "");
     assert_eq!(code, 0, "{err}");
     assert!(docker

@@ -397,6 +397,13 @@ pub(super) fn create_volume(socket: &Path, body: &[u8]) -> Result<serde_json::Va
     Ok(answer.unwrap_or_default())
 }
 
+/// Has the engine remove the volume `name`, unless a container uses it (no force); a volume
+/// already gone counts as removed.
+pub(super) fn remove_volume(socket: &Path, name: &str) -> Result<()> {
+    let target = format!("/volumes/{}", percent_encode(name));
+    engine_ask(socket, "DELETE", &target, b"", NotFound::IsNone).map(drop)
+}
+
 /// The full ID of the container the engine's exec instance `exec_id` runs in; `Ok(None)` when
 /// the engine has no such exec instance.
 pub(super) fn exec_container(socket: &Path, exec_id: &str) -> Result<Option<String>> {
@@ -524,6 +531,7 @@ fn engine_ask(
     };
     match head.code {
         Some(200 | 201) => {}
+        Some(204) => return Ok(None),
         Some(404) if not_found == NotFound::IsNone => return Ok(None),
         code => {
             // The engine says why in its error body.

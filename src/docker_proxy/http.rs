@@ -188,6 +188,8 @@ pub(super) struct Head {
     pub(super) close: bool,
     /// An interim response (1xx other than 101): the final one follows.
     pub(super) interim: bool,
+    /// A response's status code; 0 for a request.
+    pub(super) status: u16,
 }
 
 /// Whether a head asks for the connection to end after this exchange.
@@ -317,6 +319,7 @@ pub(super) fn read_request(side: &mut Side) -> ProxyResult<Option<Head>> {
                     upgrade: false,
                     close: closes(request.headers, request.version),
                     interim: false,
+                    status: 0,
                 };
                 check_request(request.headers, request.version, head.framing)?;
                 side.start += len;
@@ -361,6 +364,7 @@ pub(super) fn read_response(side: &mut Side, request: &Head) -> ProxyResult<Head
                     upgrade: status == 101,
                     close: closes(response.headers, response.version),
                     interim: (100..200).contains(&status) && status != 101,
+                    status,
                 };
                 side.start += len;
                 return Ok(head);

@@ -672,7 +672,10 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             }
             _ => None,
         };
-        let request = if let Some(vet_body) = vet_body {
+        let Vetted {
+            head: request,
+            made_volumes,
+        } = if let Some(vet_body) = vet_body {
             match vet_body(&mut client, request, shared)? {
                 Ok(vetted) => vetted,
                 Err((status, message)) => {
@@ -682,7 +685,12 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
                 }
             }
         } else {
-            request
+            request.into()
+        };
+        // Until the engine has accepted the request.
+        let mut made = MadeVolumes {
+            names: made_volumes,
+            shared,
         };
         let engine = match &mut engine {
             Some(engine) => engine,
@@ -720,6 +728,10 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
                 .unwrap_or(Err(ProxyError::Malformed("the request body")));
             sent.and(relayed)
         })?;
+        if (200..300).contains(&response.status) {
+            made.names.clear();
+        }
+        made.remove();
         if raw {
             // An attached stream may be silent for as long as its program is.
             client.stream.set_read_timeout(None)?;
@@ -802,7 +814,23 @@ fn refusal_message(
 type Refusal = (u16, String);
 
 /// Reads a request's body and checks it: the request to send on, or a refusal.
-type BodyVetter = fn(&mut Side, Head, &Shared) -> ProxyResult<std::result::Result<Head, Refusal>>;
+type BodyVetter = fn(&mut Side, Head, &Shared) -> ProxyResult<std::result::Result<Vetted, Refusal>>;
+
+/// A request a body vetter passed, and the volumes the proxy made for it: if the engine then
+/// refuses the request (a container create naming an image it does not have, say), they go.
+struct Vetted {
+    head: Head,
+    made_volumes: Vec<String>,
+}
+
+impl From<Head> for Vetted {
+    fn from(head: Head) -> Vetted {
+        Vetted {
+            head,
+            made_volumes: Vec::new(),
+        }
+    }
+}
 
 /// Reads a JSON body the proxy must look into (`what` names it in refusals), at most
 /// [`MOST_CREATE_BODY`] bytes and framed by Content-Length; an absent body reads as `{}`.
@@ -844,8 +872,6 @@ fn with_body(request: Head, body: &[u8]) -> Head {
     }
 }
 
-/// Reads a container create's body and checks it: the request to send on (its body now in
-/// its head's bytes), or the status and message to refuse it with.
 /// The create with each container whose namespaces it shares (`--network container:NAME`)
 /// checked to run with the holder's runtime and named by full ID
 /// ([`eci_policy::docker_api::sharing`]).
@@ -860,11 +886,40 @@ fn pin_shared_containers(vetted: &[u8], shared: &Shared) -> std::result::Result<
     sharing::pin_shared_containers(vetted, &resolved).map_err(refused)
 }
 
+/// Reads a container create's body and checks it: the request to send on (its body now in
+/// its head's bytes) with the volumes made for it, or the status and message to refuse it
+/// with.
+/// Volumes a create had the engine make, removed again unless kept (a later refusal of the
+/// create, by the proxy or the engine, leaves none).
+struct MadeVolumes<'a> {
+    names: Vec<String>,
+    shared: &'a Shared,
+}
+
+impl MadeVolumes<'_> {
+    fn remove(&mut self) {
+        for name in self.names.drain(..) {
+            // Without force: one a container has mounted meanwhile stays, as it must.
+            if let Err(err) = engine::remove_volume(&self.shared.upstream, &name) {
+                tracing::warn!(
+                    "docker proxy: removing volume {name}, made for a refused create: {err}"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for MadeVolumes<'_> {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
 fn vet_create(
     client: &mut Side,
     request: Head,
     shared: &Shared,
-) -> ProxyResult<std::result::Result<Head, Refusal>> {
+) -> ProxyResult<std::result::Result<Vetted, Refusal>> {
     let body = match read_body(client, &request, "container create")? {
         Ok(body) => body,
         Err(refusal) => return Ok(Err(refusal)),
@@ -881,8 +936,8 @@ fn vet_create(
     if let Some(why) = shared.binds.refusal(sources) {
         return Ok(Err((403, why)));
     }
-    // Networks first, and volumes are made only once all else passed: a create the proxy
-    // refuses for what it asks leaves nothing behind (an engine failing midway can).
+    // Networks first, and volumes are made only once all else passed: a create refused, by
+    // the proxy or then by the engine, leaves nothing behind (`MadeVolumes`).
     use eci_policy::docker_api::network::{network_references, pin_create_networks};
     let networks = match network_references(&vetted) {
         Ok(networks) => networks,
@@ -926,6 +981,10 @@ fn vet_create(
             Err(err) => return Ok(Err((403, format!("eci: the volume {}: {err}", claim.name)))),
         }
     }
+    let mut made = MadeVolumes {
+        names: Vec::new(),
+        shared,
+    };
     for claim in missing {
         let name = &claim.name;
         let volume = match engine::create_volume(&shared.upstream, &claim.body) {
@@ -935,8 +994,12 @@ fn vet_create(
         if let Err(refusal) = mountable_volume(&volume, &runtime) {
             return Ok(Err((403, format!("eci: {refusal}"))));
         }
+        made.names.push(claim.name);
     }
-    Ok(Ok(with_body(request, &vetted)))
+    Ok(Ok(Vetted {
+        head: with_body(request, &vetted),
+        made_volumes: std::mem::take(&mut made.names),
+    }))
 }
 
 /// The host paths a container created through the proxy may bind.
@@ -1015,7 +1078,7 @@ fn vet_volume_create(
     client: &mut Side,
     request: Head,
     shared: &Shared,
-) -> ProxyResult<std::result::Result<Head, Refusal>> {
+) -> ProxyResult<std::result::Result<Vetted, Refusal>> {
     let vet = eci_policy::docker_api::create::vet_volume_create_body;
     let vetted = match read_and_vet(client, &request, shared, "volume create", vet)? {
         Ok(vetted) => vetted,
@@ -1027,7 +1090,7 @@ fn vet_volume_create(
             return Ok(Err(refusal));
         }
     }
-    Ok(Ok(with_body(request, &vetted)))
+    Ok(Ok(with_body(request, &vetted).into()))
 }
 
 /// Reads a network create's body: a plain bridge with the engine's own addresses, labelled in
@@ -1036,10 +1099,10 @@ fn vet_network_create(
     client: &mut Side,
     request: Head,
     shared: &Shared,
-) -> ProxyResult<std::result::Result<Head, Refusal>> {
+) -> ProxyResult<std::result::Result<Vetted, Refusal>> {
     let vet = eci_policy::docker_api::network::vet_network_create_body;
     let vetted = read_and_vet(client, &request, shared, "network create", vet)?;
-    Ok(vetted.map(|body| with_body(request, &body)))
+    Ok(vetted.map(|body| with_body(request, &body).into()))
 }
 
 /// Reads a body (`what` names it): the body `vet` makes of it for the runtime created
@@ -1071,7 +1134,7 @@ fn vet_network_member(
     client: &mut Side,
     request: Head,
     shared: &Shared,
-) -> ProxyResult<std::result::Result<Head, Refusal>> {
+) -> ProxyResult<std::result::Result<Vetted, Refusal>> {
     let body = match read_body(client, &request, "network connect")? {
         Ok(body) => body,
         Err(refusal) => return Ok(Err(refusal)),
@@ -1090,7 +1153,7 @@ fn vet_network_member(
             _ => Ok(body),
         }
     });
-    Ok(vetted.map(|body| with_body(request, &body)))
+    Ok(vetted.map(|body| with_body(request, &body).into()))
 }
 
 /// The network connect or disconnect `body` to send on, its `Container` named by full ID.

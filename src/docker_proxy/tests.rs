@@ -105,6 +105,9 @@ fn recording_engine(path: &Path) -> Recorded {
                     Some(Some(network).filter(|_| !labels.is_null()))
                 } else if head.method == "GET" && head.target.starts_with("/volumes/") {
                     Some(volumes.get(&head.target["/volumes/".len()..]).cloned())
+                } else if head.method == "DELETE" && head.target.starts_with("/volumes/") {
+                    let removed = volumes.remove(&head.target["/volumes/".len()..]);
+                    Some(removed.map(|_| serde_json::Value::Null))
                 } else if head.method == "POST" && head.target == "/volumes/create" {
                     let create: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     let name = create["Name"].as_str().unwrap().to_string();
@@ -140,8 +143,17 @@ fn recording_engine(path: &Path) -> Recorded {
                     let _ = out.write_all(answer.as_bytes());
                     break;
                 }
+                // A create of an image it does not have, it refuses.
+                let missing_image = br#""Image":"missing""#;
+                let answer: &[u8] = if body
+                    .windows(missing_image.len())
+                    .any(|w| w == missing_image)
+                {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"
+                } else {
+                    b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
+                };
                 record.lock().unwrap().push(body);
-                let answer = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}";
                 if out.write_all(answer).is_err() {
                     break;
                 }
@@ -369,6 +381,17 @@ fn volumes_reach_only_those_made_through_the_socket() {
     ] {
         assert_eq!(ask(method, target, ""), "HTTP/1.1 201 Created", "{target}");
     }
+    // A volume made for a create the engine then refuses goes again; one that was there
+    // before stays.
+    let refused = r#"{"Image":"missing","HostConfig":{"Binds":["for-nothing:/n","fresh:/f"]}}"#;
+    let status = ask("POST", "/v1.43/containers/create", refused);
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let volume = |name| engine::volume(&shared.upstream, name).unwrap();
+    assert!(
+        volume("for-nothing").is_none(),
+        "the volume made for it is gone"
+    );
+    assert!(volume("fresh").is_some());
 }
 
 #[test]
