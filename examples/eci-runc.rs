@@ -2022,8 +2022,9 @@ fn create_container(
     }
     // Joining another container's namespaces (`--network container:NAME`): only one of this
     // root's, whose files the engine binds are then shared one by one.
-    let owners = joined_owners(ctx, &spec)?;
-    for file in joined_engine_files(&spec, &owners) {
+    // Open until the container is created: the spec names them as /proc/self/fd/N.
+    let joined = joined_owners(ctx, &mut spec)?;
+    for file in joined_engine_files(&spec, &joined.owners) {
         config.policy.paths.share(&file, false)?;
     }
     // Every container's directory under the root (its monitor's socket, its records), not
@@ -2184,17 +2185,17 @@ fn own_engine_dirs(spec: &eci::oci_spec::runtime::Spec, id: &str) -> Vec<PathBuf
 /// found by its recorded pid and proven by its cgroup (a pid reused since names none of its
 /// processes, [`eci::orphan_init`]), runs in it. The runtime checks on its own that a joined
 /// namespace is an eci container's; this keeps the reach to this root's (one engine's
-/// runtime: a socket proxied for it reaches the same ones).
-fn joined_owners(
-    ctx: &Ctx,
-    spec: &eci::oci_spec::runtime::Spec,
-) -> Result<Vec<(String, &'static str)>, Error> {
+/// runtime: a socket proxied for it reaches the same ones). Each namespace is opened once, and
+/// the spec then names the open file (`/proc/self/fd/N`, with the files returned, to be kept
+/// open until the container is created): the runtime joins what was checked here, not what
+/// the path may lead to by then.
+fn joined_owners(ctx: &Ctx, spec: &mut eci::oci_spec::runtime::Spec) -> Result<Joined, Error> {
     use eci::oci_spec::runtime::LinuxNamespaceType;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
     let joined = eci::eci_policy::harden::joined_namespaces(spec);
     if joined.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Joined::default());
     }
     let mut inits = Vec::new();
     let ids = std::fs::read_dir(&ctx.root).into_iter().flatten().flatten();
@@ -2210,6 +2211,7 @@ fn joined_owners(
         }
     }
     let mut owners = Vec::new();
+    let mut files = Vec::new();
     for (typ, path) in &joined {
         let ns = match typ {
             LinuxNamespaceType::Network => "net",
@@ -2218,14 +2220,24 @@ fn joined_owners(
             // The runtime refuses the others, with their names.
             _ => continue,
         };
-        let wanted = identity(path);
+        // O_PATH opens nothing: a device or FIFO named there is never really opened.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path)
+            .map_err(|err| format!("opening the {ns} namespace {}: {err}", path.display()))?;
+        let wanted = file.metadata().ok().map(|m| (m.dev(), m.ino()));
         let owner = inits.iter().find(|(_, init)| {
             let theirs = identity(Path::new(&format!("/proc/{}/ns/{ns}", init.pid())));
             // Alive when read after: what was read was that init's.
             wanted.is_some() && theirs == wanted && init.is_alive()
         });
         match owner {
-            Some((id, _)) => owners.push((id.clone(), ns)),
+            Some((id, _)) => {
+                owners.push((id.clone(), ns));
+                rename_joined(spec, *typ, &format!("/proc/self/fd/{}", file.as_raw_fd()));
+                files.push(file);
+            }
             None => {
                 return Err(format!(
                     "joining the {ns} namespace {}: no container of this runtime's root ({}) \
@@ -2237,7 +2249,36 @@ fn joined_owners(
             }
         }
     }
-    Ok(owners)
+    Ok(Joined {
+        owners,
+        _files: files,
+    })
+}
+
+/// The containers whose namespaces a spec joins, each with the type joined, and the joined
+/// namespaces' files, to be kept open until the container is created (the spec names them as
+/// `/proc/self/fd/N`).
+#[derive(Default)]
+struct Joined {
+    owners: Vec<(String, &'static str)>,
+    _files: Vec<std::fs::File>,
+}
+
+/// Has `spec` name its `typ` namespace by `path`.
+fn rename_joined(
+    spec: &mut eci::oci_spec::runtime::Spec,
+    typ: eci::oci_spec::runtime::LinuxNamespaceType,
+    path: &str,
+) {
+    let Some(mut linux) = spec.linux().clone() else {
+        return;
+    };
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    for ns in namespaces.iter_mut().filter(|ns| ns.typ() == typ) {
+        ns.set_path(Some(PathBuf::from(path)));
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
 }
 
 /// The sources of the engine's binds that belong to the containers whose namespaces `spec`

@@ -326,11 +326,19 @@ fn lease_owning(
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/uid_map")) else {
             return false;
         };
+        let Some(block) = pool.block(index) else {
+            return false;
+        };
+        let (start, end) = (
+            u64::from(block.host_start()),
+            u64::from(block.host_start()) + u64::from(block.size()),
+        );
         eci_policy::ids::parse_map_file(&text).is_some_and(|mappings| {
             !mappings.is_empty()
-                && mappings
-                    .iter()
-                    .all(|m| pool.blocks_touched(m.host_start, m.size) == (index..index + 1))
+                && mappings.iter().all(|m| {
+                    let from = u64::from(m.host_start);
+                    start <= from && from + u64::from(m.size) <= end
+                })
         })
     };
     let leases = allocator.leases()?;

@@ -216,14 +216,18 @@ impl InitPlan {
             });
         let user = process.user();
         Ok(InitPlan {
+            // An empty name sets nothing, as runc reads it (and a joined UTS namespace is
+            // another container's: the hardening lets only empty names through there).
             hostname: spec
                 .hostname()
                 .as_ref()
+                .filter(|h| !h.is_empty())
                 .map(|h| cstr(h.as_bytes(), "hostname"))
                 .transpose()?,
             domainname: spec
                 .domainname()
                 .as_ref()
+                .filter(|d| !d.is_empty())
                 .map(|d| cstr(d.as_bytes(), "domainname"))
                 .transpose()?,
             uid: user.uid(),

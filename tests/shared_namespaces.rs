@@ -51,7 +51,8 @@ fn a_container_joins_another_containers_network_ipc_and_uts_without_privilege_ov
             ] {
                 join_namespace(spec, typ, &format!("/proc/{pid}/ns/{name}"));
             }
-            spec.set_hostname(None);
+            // An empty hostname sets nothing: allowed with a joined UTS namespace.
+            spec.set_hostname(Some(String::new()));
         },
     );
     // The joiner holds the owner's ID block: the namespaces it joined stay owned by those IDs.

@@ -675,6 +675,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         let Vetted {
             head: request,
             made_volumes,
+            mark,
         } = if let Some(vet_body) = vet_body {
             match vet_body(&mut client, request, shared)? {
                 Ok(vetted) => vetted,
@@ -690,6 +691,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         // Until the engine has accepted the request.
         let mut made = MadeVolumes {
             names: made_volumes,
+            mark,
             shared,
         };
         let engine = match &mut engine {
@@ -722,16 +724,20 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
                     }
                     sent
                 })?;
-            let relayed = relay_response(engine, &request, &mut to_client);
+            // Removed before the client hears of the failure: `docker run` pulls the image and
+            // creates again at once, and would find the volume still there.
+            let mut settle = |status: u16| {
+                if (200..300).contains(&status) {
+                    made.names.clear();
+                }
+                made.remove();
+            };
+            let relayed = relay_response(engine, &request, &mut to_client, &mut settle);
             let sent = body
                 .join()
                 .unwrap_or(Err(ProxyError::Malformed("the request body")));
             sent.and(relayed)
         })?;
-        if (200..300).contains(&response.status) {
-            made.names.clear();
-        }
-        made.remove();
         if raw {
             // An attached stream may be silent for as long as its program is.
             client.stream.set_read_timeout(None)?;
@@ -751,12 +757,14 @@ fn relay_response(
     engine: &mut Side,
     request: &Head,
     client: &mut UnixStream,
+    before_final: &mut dyn FnMut(u16),
 ) -> ProxyResult<(Head, bool)> {
     let mut response = read_response(engine, request)?;
     while response.interim {
         client.write_all(&response.bytes)?;
         response = read_response(engine, request)?;
     }
+    before_final(response.status);
     client.write_all(&response.bytes)?;
     let raw = response.upgrade || response.framing == Framing::Unframed;
     match response.framing {
@@ -821,6 +829,8 @@ type BodyVetter = fn(&mut Side, Head, &Shared) -> ProxyResult<std::result::Resul
 struct Vetted {
     head: Head,
     made_volumes: Vec<String>,
+    /// Their [`MADE_FOR_LABEL`] value.
+    mark: String,
 }
 
 impl From<Head> for Vetted {
@@ -828,6 +838,7 @@ impl From<Head> for Vetted {
         Vetted {
             head,
             made_volumes: Vec::new(),
+            mark: String::new(),
         }
     }
 }
@@ -886,20 +897,56 @@ fn pin_shared_containers(vetted: &[u8], shared: &Shared) -> std::result::Result<
     sharing::pin_shared_containers(vetted, &resolved).map_err(refused)
 }
 
-/// Reads a container create's body and checks it: the request to send on (its body now in
-/// its head's bytes) with the volumes made for it, or the status and message to refuse it
-/// with.
+/// The label with which the proxy marks a volume it made for one container create: the value
+/// is that create's own, so that only a volume this create made is ever removed for it (not
+/// one of the same name another request made meanwhile). Clients may set no `org.eci.` label.
+const MADE_FOR_LABEL: &str = "org.eci.made-for-create";
+
 /// Volumes a create had the engine make, removed again unless kept (a later refusal of the
 /// create, by the proxy or the engine, leaves none).
 struct MadeVolumes<'a> {
     names: Vec<String>,
+    /// This create's value of [`MADE_FOR_LABEL`].
+    mark: String,
     shared: &'a Shared,
 }
 
-impl MadeVolumes<'_> {
+impl<'a> MadeVolumes<'a> {
+    fn new(shared: &'a Shared) -> MadeVolumes<'a> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static CREATES: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let count = CREATES.fetch_add(1, Ordering::Relaxed);
+        MadeVolumes {
+            names: Vec::new(),
+            mark: format!("{}-{nanos}-{count}", std::process::id()),
+            shared,
+        }
+    }
+
+    /// `body` (a volume create) with this create's mark among its labels.
+    fn marked(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let mut create: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let labels = create.get_mut("Labels")?.as_object_mut()?;
+        labels.insert(MADE_FOR_LABEL.into(), self.mark.clone().into());
+        serde_json::to_vec(&create).ok()
+    }
+
+    /// Whether the engine's `volume` is one this create made.
+    fn made_here(&self, volume: &serde_json::Value) -> bool {
+        volume["Labels"][MADE_FOR_LABEL].as_str() == Some(&self.mark)
+    }
+
     fn remove(&mut self) {
-        for name in self.names.drain(..) {
-            // Without force: one a container has mounted meanwhile stays, as it must.
+        for name in std::mem::take(&mut self.names) {
+            // Still the one made here (not one of that name made since), and without force:
+            // one a container has mounted meanwhile stays, as it must.
+            let found = engine::volume(&self.shared.upstream, &name);
+            if !found.is_ok_and(|v| v.is_some_and(|v| self.made_here(&v))) {
+                continue;
+            }
             if let Err(err) = engine::remove_volume(&self.shared.upstream, &name) {
                 tracing::warn!(
                     "docker proxy: removing volume {name}, made for a refused create: {err}"
@@ -915,6 +962,9 @@ impl Drop for MadeVolumes<'_> {
     }
 }
 
+/// Reads a container create's body and checks it: the request to send on (its body now in
+/// its head's bytes) with the volumes made for it, or the status and message to refuse it
+/// with.
 fn vet_create(
     client: &mut Side,
     request: Head,
@@ -981,24 +1031,32 @@ fn vet_create(
             Err(err) => return Ok(Err((403, format!("eci: the volume {}: {err}", claim.name)))),
         }
     }
-    let mut made = MadeVolumes {
-        names: Vec::new(),
-        shared,
-    };
+    let mut made = MadeVolumes::new(shared);
     for claim in missing {
         let name = &claim.name;
-        let volume = match engine::create_volume(&shared.upstream, &claim.body) {
+        let Some(body) = made.marked(&claim.body) else {
+            return Ok(Err((
+                403,
+                format!("eci: the volume {name}: no labels to mark"),
+            )));
+        };
+        let volume = match engine::create_volume(&shared.upstream, &body) {
             Ok(volume) => volume,
             Err(err) => return Ok(Err((403, format!("eci: the volume {name}: {err}")))),
         };
         if let Err(refusal) = mountable_volume(&volume, &runtime) {
             return Ok(Err((403, format!("eci: {refusal}"))));
         }
-        made.names.push(claim.name);
+        // The engine answers with one of that name made meanwhile, if there is one: not ours
+        // to remove.
+        if made.made_here(&volume) {
+            made.names.push(claim.name);
+        }
     }
     Ok(Ok(Vetted {
         head: with_body(request, &vetted),
         made_volumes: std::mem::take(&mut made.names),
+        mark: made.mark.clone(),
     }))
 }
 

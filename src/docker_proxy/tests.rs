@@ -71,7 +71,7 @@ fn recording_engine(path: &Path) -> Recorded {
     let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = Arc::clone(&bodies);
     let scoped = serde_json::json!({"org.eci.runtime": "eci"});
-    let mut volumes: std::collections::HashMap<String, serde_json::Value> = [
+    let volumes: std::collections::HashMap<String, serde_json::Value> = [
         ("optioned", serde_json::json!({"o": "bind", "device": "/etc"}), &scoped),
         ("quota", serde_json::json!({"size": "1G"}), &scoped),
         ("foreign", serde_json::Value::Null, &serde_json::Value::Null),
@@ -83,81 +83,97 @@ fn recording_engine(path: &Path) -> Recorded {
         (name.to_string(), volume)
     })
     .collect();
+    // Each connection served on a thread of its own, as the engine does: the proxy asks its
+    // questions while a request it passed on keeps its connection.
+    let volumes = Arc::new(std::sync::Mutex::new(volumes));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut side = Side::new(stream);
-            let mut out = side.stream.try_clone().unwrap();
-            while let Ok(Some(head)) = read_request(&mut side) {
-                let mut body = Vec::new();
-                if let Framing::Length(n) = head.framing {
-                    side.copy(n, &mut body).unwrap();
-                }
-                let answer = if head.method == "GET" && head.target.starts_with("/networks/") {
-                    let name = &head.target["/networks/".len()..];
-                    // Found as the engine finds one: by name or by an ID prefix.
-                    let (name, labels, id) = match name {
-                        "ours-net" | "0a0a" => ("ours-net", scoped.clone(), "0a".repeat(32)),
-                        "theirs-net" => (name, serde_json::json!({}), "0b".repeat(32)),
-                        "bridge" => (name, serde_json::json!({}), "0c".repeat(32)),
-                        _ => (name, serde_json::Value::Null, String::new()),
-                    };
-                    let network = serde_json::json!({"Name": name, "Id": id, "Labels": labels});
-                    Some(Some(network).filter(|_| !labels.is_null()))
-                } else if head.method == "GET" && head.target.starts_with("/volumes/") {
-                    Some(volumes.get(&head.target["/volumes/".len()..]).cloned())
-                } else if head.method == "DELETE" && head.target.starts_with("/volumes/") {
-                    let removed = volumes.remove(&head.target["/volumes/".len()..]);
-                    Some(removed.map(|_| serde_json::Value::Null))
-                } else if head.method == "POST" && head.target == "/volumes/create" {
-                    let create: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    let name = create["Name"].as_str().unwrap().to_string();
-                    let made = serde_json::json!({"Name": name, "Driver": "local",
+            let (volumes, record, scoped) =
+                (Arc::clone(&volumes), Arc::clone(&record), scoped.clone());
+            std::thread::spawn(move || {
+                let mut side = Side::new(stream);
+                let mut out = side.stream.try_clone().unwrap();
+                while let Ok(Some(head)) = read_request(&mut side) {
+                    let mut volumes = volumes.lock().unwrap();
+                    let mut body = Vec::new();
+                    if let Framing::Length(n) = head.framing {
+                        side.copy(n, &mut body).unwrap();
+                    }
+                    let answer = if head.method == "GET" && head.target.starts_with("/networks/") {
+                        let name = &head.target["/networks/".len()..];
+                        // Found as the engine finds one: by name or by an ID prefix.
+                        let (name, labels, id) = match name {
+                            "ours-net" | "0a0a" => ("ours-net", scoped.clone(), "0a".repeat(32)),
+                            "theirs-net" => (name, serde_json::json!({}), "0b".repeat(32)),
+                            "bridge" => (name, serde_json::json!({}), "0c".repeat(32)),
+                            _ => (name, serde_json::Value::Null, String::new()),
+                        };
+                        let network = serde_json::json!({"Name": name, "Id": id, "Labels": labels});
+                        Some(Some(network).filter(|_| !labels.is_null()))
+                    } else if head.method == "GET" && head.target.starts_with("/volumes/") {
+                        Some(volumes.get(&head.target["/volumes/".len()..]).cloned())
+                    } else if head.method == "DELETE" && head.target.starts_with("/volumes/") {
+                        let removed = volumes.remove(&head.target["/volumes/".len()..]);
+                        Some(removed.map(|_| serde_json::Value::Null))
+                    } else if head.method == "POST" && head.target == "/volumes/create" {
+                        let create: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let name = create["Name"].as_str().unwrap().to_string();
+                        let made = serde_json::json!({"Name": name, "Driver": "local",
                         "Options": create["DriverOpts"], "Labels": create["Labels"]});
-                    // As the engine does for a volume its driver has but it has no record
-                    // of: it takes the labels of the create.
-                    if name == "of-a-missing-plugin" {
-                        let why = r#"{"message":"plugin \"x\" not found"}"#;
-                        let answer = format!(
-                            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{why}",
-                            why.len()
-                        );
+                        // As the engine does for a volume its driver has but it has no record
+                        // of: it takes the labels of the create.
+                        if name == "of-a-missing-plugin" {
+                            let why = r#"{"message":"plugin \"x\" not found"}"#;
+                            let answer = format!(
+                                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{why}",
+                                why.len()
+                            );
+                            let _ = out.write_all(answer.as_bytes());
+                            break;
+                        } else if name == "unrecorded" {
+                            Some(Some(made))
+                        } else if name == "raced" {
+                            // Made by another request of the same scope between the proxy's
+                            // lookup and its create: the engine answers with that one.
+                            let theirs = serde_json::json!({"Name": name, "Driver": "local",
+                                "Labels": {"org.eci.runtime": "eci"}});
+                            Some(Some(volumes.entry(name).or_insert(theirs).clone()))
+                        } else {
+                            Some(Some(volumes.entry(name).or_insert(made).clone()))
+                        }
+                    } else {
+                        None
+                    };
+                    if let Some(answer) = answer {
+                        let answer = match answer {
+                            Some(found) => format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{found}",
+                                found.to_string().len()
+                            ),
+                            None => {
+                                "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string()
+                            }
+                        };
+                        // HTTP/1.0, as the proxy asks: the answer ends with the connection.
                         let _ = out.write_all(answer.as_bytes());
                         break;
-                    } else if name == "unrecorded" {
-                        Some(Some(made))
-                    } else {
-                        Some(Some(volumes.entry(name).or_insert(made).clone()))
                     }
-                } else {
-                    None
-                };
-                if let Some(answer) = answer {
-                    let answer = match answer {
-                        Some(found) => format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{found}",
-                            found.to_string().len()
-                        ),
-                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}".to_string(),
+                    // A create of an image it does not have, it refuses.
+                    let missing_image = br#""Image":"missing""#;
+                    let answer: &[u8] = if body
+                        .windows(missing_image.len())
+                        .any(|w| w == missing_image)
+                    {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"
+                    } else {
+                        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
                     };
-                    // HTTP/1.0, as the proxy asks: the answer ends with the connection.
-                    let _ = out.write_all(answer.as_bytes());
-                    break;
+                    record.lock().unwrap().push(body);
+                    if out.write_all(answer).is_err() {
+                        break;
+                    }
                 }
-                // A create of an image it does not have, it refuses.
-                let missing_image = br#""Image":"missing""#;
-                let answer: &[u8] = if body
-                    .windows(missing_image.len())
-                    .any(|w| w == missing_image)
-                {
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"
-                } else {
-                    b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
-                };
-                record.lock().unwrap().push(body);
-                if out.write_all(answer).is_err() {
-                    break;
-                }
-            }
+            });
         }
     });
     bodies
@@ -382,16 +398,16 @@ fn volumes_reach_only_those_made_through_the_socket() {
         assert_eq!(ask(method, target, ""), "HTTP/1.1 201 Created", "{target}");
     }
     // A volume made for a create the engine then refuses goes again; one that was there
-    // before stays.
-    let refused = r#"{"Image":"missing","HostConfig":{"Binds":["for-nothing:/n","fresh:/f"]}}"#;
+    // before stays, and so does one of that name another request made meanwhile.
+    let refused = r#"{"Image":"missing",
+        "HostConfig":{"Binds":["for-nothing:/n","fresh:/f","raced:/r"]}}"#;
     let status = ask("POST", "/v1.43/containers/create", refused);
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     let volume = |name| engine::volume(&shared.upstream, name).unwrap();
-    assert!(
-        volume("for-nothing").is_none(),
-        "the volume made for it is gone"
-    );
+    let left = volume("for-nothing");
+    assert!(left.is_none(), "the volume made for it is gone: {left:?}");
     assert!(volume("fresh").is_some());
+    assert!(volume("raced").is_some(), "another request's volume stays");
 }
 
 #[test]

@@ -202,9 +202,9 @@ impl State {
         Ok(())
     }
 
-    /// The entries that recreate the live leases. Of each lease's holders, the first and the
-    /// living ones: holders added over a container's life (each restart of a container that
-    /// joined its namespaces adds one) would otherwise pile up in the journal for good.
+    /// The entries that recreate the live leases, with all their holders. (Dead holders are
+    /// kept: whether a holder lives depends on the reader's view of /proc, which another
+    /// runtime's may not share, and a holder dropped for good could free a block in use.)
     fn snapshot(&self) -> Vec<Entry> {
         let mut out = Vec::with_capacity(self.leases.len());
         for lease in self.leases.values() {
@@ -218,7 +218,7 @@ impl State {
                 owner: lease.owner.clone(),
                 holder: *first,
             });
-            out.extend(holders.filter(|h| h.is_alive()).map(|h| Entry::Hold {
+            out.extend(holders.map(|h| Entry::Hold {
                 index: lease.index,
                 token: lease.token,
                 holder: *h,

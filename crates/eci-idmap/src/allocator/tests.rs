@@ -371,40 +371,6 @@ fn the_journal_is_compacted_and_stays_consistent() {
 }
 
 #[test]
-fn compaction_keeps_a_leases_first_holder_and_its_living_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let alloc = Allocator::open(dir.path(), pool(4)).unwrap();
-    let me = Holder::current().unwrap();
-    let keep = alloc.allocate("keep", me).unwrap();
-    // Holders that came and went (sidecars restarted, say), and one that lives.
-    let record = alloc.leases().unwrap().remove(0);
-    for _ in 0..3 {
-        let mut gone = std::process::Command::new("true").spawn().unwrap();
-        let holder = Holder::of(gone.id() as i32).unwrap();
-        gone.wait().unwrap();
-        alloc.hold(&record, holder).unwrap();
-    }
-    let mut living = std::process::Command::new("sleep")
-        .arg("100")
-        .spawn()
-        .unwrap();
-    let living_holder = Holder::of(living.id() as i32).unwrap();
-    alloc.hold(&record, living_holder).unwrap();
-    for i in 0..600 {
-        let lease = alloc.allocate(&format!("tmp-{i}"), me).unwrap();
-        lease.release().unwrap();
-    }
-    let leases = Allocator::open(dir.path(), pool(4))
-        .unwrap()
-        .leases()
-        .unwrap();
-    let kept = leases.iter().find(|l| l.index == keep.index()).unwrap();
-    assert_eq!(kept.holders, [me, living_holder]);
-    living.kill().unwrap();
-    living.wait().unwrap();
-}
-
-#[test]
 fn journals_of_earlier_boots_are_removed_and_boot_scoped_writes_work() {
     let dir = tempfile::tempdir().unwrap();
     let old = dir
