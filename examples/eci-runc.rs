@@ -908,7 +908,8 @@ fn recorded_state(ctx: &Ctx, id: &str) -> Result<serde_json::Value, Error> {
     Ok(serde_json::from_str(&text)?)
 }
 
-/// The init of a container whose monitor is gone, if it runs on ([`eci::orphan_init`]).
+/// The init of a container, if it runs on: found by the pid its state records and proven by
+/// the cgroup it records ([`eci::orphan_init`]), whether its monitor lives or not.
 fn orphaned_init(ctx: &Ctx, id: &str, state: &serde_json::Value) -> Option<eci::eci_ns::PidFd> {
     let pid = i32::try_from(state["pid"].as_i64()?).ok()?;
     let (path, identity) = recorded_cgroup(ctx, id).ok()??;

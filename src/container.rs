@@ -15,7 +15,7 @@ use eci_ns::{
     spawn, ExitStatus, InitParent, Namespaces, PidFd, SetupContext, SpawnError, SpawnRequest,
 };
 use eci_policy::harden::{harden_with_image, Change, HardenContext, ImageContext};
-use eci_policy::ids::IdMapping;
+use eci_policy::ids::{IdBlock, IdMapping};
 use eci_policy::overrides::Overrides;
 use eci_policy::settings::ProcFile;
 use eci_seccomp::mount::{HelperConfig, MountVetter, PendingVetter};
@@ -322,35 +322,36 @@ fn lease_owning(
 ) -> Result<Option<LeaseRecord>> {
     use std::os::unix::fs::MetadataExt;
     let pool = allocator.pool();
-    let maps_only = |pid: i32, index: u32| {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/uid_map")) else {
-            return false;
-        };
-        let Some(block) = pool.block(index) else {
-            return false;
-        };
-        let (start, end) = (
-            u64::from(block.host_start()),
-            u64::from(block.host_start()) + u64::from(block.size()),
-        );
-        eci_policy::ids::parse_map_file(&text).is_some_and(|mappings| {
-            !mappings.is_empty()
-                && mappings.iter().all(|m| {
-                    let from = u64::from(m.host_start);
-                    start <= from && from + u64::from(m.size) <= end
-                })
-        })
-    };
     let leases = allocator.leases()?;
     Ok(leases.into_iter().find(|lease| {
+        let Some(block) = pool.block(lease.index) else {
+            return false;
+        };
         lease.holders.iter().any(|holder| {
             let user = std::fs::metadata(format!("/proc/{}/ns/user", holder.pid));
             // Alive when read after: what was read was the holder's, not a pid reuser's.
             user.is_ok_and(|m| (m.dev(), m.ino()) == owner)
-                && maps_only(holder.pid, lease.index)
+                && maps_only(holder.pid, block)
                 && holder.is_alive()
         })
     }))
+}
+
+/// Whether the user namespace of process `pid` maps host IDs of `block` alone (its uid_map,
+/// read from the runtime's user namespace, names host IDs).
+fn maps_only(pid: i32, block: IdBlock) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/uid_map")) else {
+        return false;
+    };
+    let start = u64::from(block.host_start());
+    let end = start + u64::from(block.size());
+    eci_policy::ids::parse_map_file(&text).is_some_and(|mappings| {
+        !mappings.is_empty()
+            && mappings.iter().all(|m| {
+                let from = u64::from(m.host_start);
+                start <= from && from + u64::from(m.size) <= end
+            })
+    })
 }
 
 /// Refuses what the runtime cannot do yet, rather than run less isolated than asked.
@@ -449,8 +450,8 @@ impl Container {
             source,
         })?;
         check_supported(&spec)?;
-        // Before the spec's other checks: a bind of the joined container's files is judged
-        // knowing whose the namespace is.
+        // Before anything is leased, and before the other checks: a spec that joins what it
+        // may not is refused for that (not for its binds of the other container's files).
         let (joined, joined_leases) = open_joined_namespaces(&spec, &shared.allocator)?;
         crate::cgroup::prime_migration();
 
