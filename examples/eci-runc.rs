@@ -1288,7 +1288,25 @@ fn features() -> String {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": [],
             "cgroup": {"v1": true, "v2": true, "systemd": false},
-            "seccomp": {"enabled": true},
+            "seccomp": {
+                "enabled": true,
+                "actions": [
+                    "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
+                ],
+                "operators": [
+                    "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                    "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
+                ],
+                "knownFlags": [
+                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+                ],
+                "supportedFlags": [
+                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
+                ]
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },
@@ -2034,19 +2052,6 @@ fn create_container(
         .policy
         .with_state_dir(&std::fs::canonicalize(&ctx.root)?)?;
     let runtime = Runtime::new(config)?;
-    if let Some(linux) = spec.linux().clone() {
-        if linux.seccomp().is_some() {
-            // eci's own filters always apply; a profile from the spec (Docker's default) is
-            // not applied on top yet.
-            ctx.log(
-                "warning",
-                "the spec's seccomp profile is not applied; eci's filters are",
-            );
-            let mut linux = linux;
-            linux.set_seccomp(None);
-            spec.set_linux(Some(linux));
-        }
-    }
     // Hooks are the runtime's to run, not the container's: the facade never sees them.
     let hooks = spec.hooks().clone().unwrap_or_default();
     spec.set_hooks(None);

@@ -19,6 +19,7 @@ use eci_policy::ids::{IdBlock, IdMapping};
 use eci_policy::overrides::Overrides;
 use eci_policy::settings::ProcFile;
 use eci_seccomp::mount::{HelperConfig, MountVetter, PendingVetter};
+use eci_seccomp::profile::Profile;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use crate::cgroup::Cgroup;
@@ -176,7 +177,7 @@ pub struct Container {
     channel: Option<Channel>,
     mapping: IdMapping,
     report: Vec<Change>,
-    init_plan: InitPlan,
+    pub(crate) init_plan: InitPlan,
     pub(crate) resources: Resources,
     pub(crate) shared: Arc<Shared>,
     /// The hardened spec, which processes added later are hardened against.
@@ -354,21 +355,23 @@ fn maps_only(pid: i32, block: IdBlock) -> bool {
     })
 }
 
-/// Refuses what the runtime cannot do yet, rather than run less isolated than asked.
-fn check_supported(spec: &Spec) -> Result<()> {
+/// Refuses what the runtime cannot do yet, rather than run less isolated than asked, and
+/// compiles the spec's seccomp profile (a profile it cannot apply is refused here, before
+/// anything is leased).
+fn check_supported(spec: &Spec) -> Result<Profile> {
     let linux = spec.linux().clone().unwrap_or_default();
-    if linux.seccomp().is_some() {
-        return Err(Error::Unsupported(
-            "a seccomp profile in the spec (linux.seccomp)",
-        ));
-    }
+    let profile = match linux.seccomp() {
+        Some(seccomp) => Profile::compile(seccomp)?,
+        None => Profile::default(),
+    };
     if linux.time_offsets().as_ref().is_some_and(|o| !o.is_empty()) {
         return Err(Error::Unsupported("time namespace offsets"));
     }
     if spec.hooks().is_some() {
         return Err(Error::Unsupported("OCI hooks"));
     }
-    check_process_supported(&spec.process().clone().unwrap_or_default())
+    check_process_supported(&spec.process().clone().unwrap_or_default())?;
+    Ok(profile)
 }
 
 /// Refuses what the runtime cannot apply to a process (the init's, or one added with exec).
@@ -449,7 +452,7 @@ impl Container {
             path: bundle.join(&root),
             source,
         })?;
-        check_supported(&spec)?;
+        let profile = check_supported(&spec)?;
         // Before anything is leased, and before the other checks: a spec that joins what it
         // may not is refused for that (not for its binds of the other container's files).
         let (joined, joined_leases) = open_joined_namespaces(&spec, &shared.allocator)?;
@@ -545,8 +548,14 @@ impl Container {
         }
         // Asked once every setting that may leave it writable has had its say.
         let rootfs_writable = mount_plan.root_may_become_writable();
-        let init_plan = InitPlan::new(&spec, stdio.raw(), shared.filters.clone(), shared.last_cap)?
-            .announcing_final_mounts();
+        let init_plan = InitPlan::new(
+            &spec,
+            stdio.raw(),
+            shared.filters.clone(),
+            profile,
+            shared.last_cap,
+        )?
+        .announcing_final_mounts();
         let sysctls = Sysctls::from_spec(&spec)?;
         tracing::debug!(container = id, "planned");
 

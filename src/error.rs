@@ -72,6 +72,9 @@ pub enum Error {
     /// The seccomp filters could not be built.
     #[error(transparent)]
     Filters(#[from] eci_seccomp::filters::FilterError),
+    /// The spec's seccomp profile cannot be applied.
+    #[error("spec refused: {0}")]
+    Profile(#[from] eci_seccomp::profile::ProfileError),
     /// A writable rootfs that host users other than root can reach would be idmapped: what the
     /// container's root creates there belongs to host root on disk, so a setuid binary made there
     /// would make them root.

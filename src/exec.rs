@@ -144,6 +144,7 @@ impl Container {
             &process_only,
             stdio.raw(),
             self.shared.filters.clone(),
+            self.init_plan.profile().clone(),
             self.shared.last_cap,
         )?;
         let cgroup = self

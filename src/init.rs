@@ -10,6 +10,7 @@ use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 use eci_policy::caps::CapSet;
+use eci_seccomp::profile::Profile;
 use eci_seccomp::Filters;
 use oci_spec::runtime::{Process, Spec};
 
@@ -45,6 +46,7 @@ pub(crate) mod step {
     pub const CWD: u32 = 28;
     pub const CLOSE_FDS: u32 = 29;
     pub const EXEC: u32 = 30;
+    pub const PROFILE: u32 = 31;
 }
 
 /// The spec's sysctls, written by the mounter: it is in the container's network and IPC
@@ -149,6 +151,8 @@ pub(crate) struct InitPlan {
     /// A terminal: a pty made in the container's devpts, its master handed to the runtime.
     terminal: bool,
     filters: Filters,
+    /// The spec's own seccomp profile, installed after eci's filters.
+    profile: Profile,
     /// Sends [`MOUNTS_FINAL`] before anything else.
     announces_final_mounts: bool,
 }
@@ -173,6 +177,7 @@ impl InitPlan {
         spec: &Spec,
         stdio: [RawFd; 3],
         filters: Filters,
+        profile: Profile,
         last_cap: u8,
     ) -> Result<InitPlan, ProcessError> {
         let process: &Process = spec.process().as_ref().ok_or(ProcessError::Missing)?;
@@ -244,6 +249,7 @@ impl InitPlan {
             stdio,
             terminal: process.terminal() == Some(true),
             filters,
+            profile,
             announces_final_mounts: false,
         })
     }
@@ -254,6 +260,11 @@ impl InitPlan {
     pub(crate) fn announcing_final_mounts(mut self) -> InitPlan {
         self.announces_final_mounts = true;
         self
+    }
+
+    /// The spec's seccomp profile, compiled.
+    pub(crate) fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     /// The program the init will run.
@@ -322,6 +333,15 @@ impl InitPlan {
             Some(slave) => become_terminal_owner(slave)?,
             None => self.set_stdio().map_err(at(step::STDIO))?,
         }
+        // Nothing of the runtime's survives exec; the channel closes on exec, which tells the
+        // runtime that exec succeeded. Before the profile, which need not allow these.
+        sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC).map_err(at(step::CLOSE_FDS))?;
+        reset_signals();
+        // The profile applies to what follows. Without no_new_privs installing it takes
+        // CAP_SYS_ADMIN, which the identity may drop: first, then (runc's order too).
+        if !self.no_new_privs {
+            self.profile.install().map_err(at(step::PROFILE))?;
+        }
         self.set_identity()?;
         if self.no_new_privs {
             // SAFETY: prctl with integer arguments.
@@ -334,10 +354,10 @@ impl InitPlan {
         }
         // SAFETY: cwd is NUL-terminated.
         check_int(unsafe { libc::chdir(self.cwd.as_ptr()) }).map_err(at(step::CWD))?;
-        // Nothing of the runtime's survives exec; the channel closes on exec, which tells the
-        // runtime that exec succeeded.
-        sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC).map_err(at(step::CLOSE_FDS))?;
-        reset_signals();
+        // With no_new_privs, as late as may be: only the exec follows.
+        if self.no_new_privs {
+            self.profile.install().map_err(at(step::PROFILE))?;
+        }
         Err((step::EXEC, self.exec()))
     }
 
@@ -462,13 +482,12 @@ impl InitPlan {
             ),
             step::CLOSE_FDS => "closing the runtime's descriptors".into(),
             step::EXEC => format!("executing '{program}' in the container"),
+            step::PROFILE => "installing the spec's seccomp profile".into(),
             other => format!("init step {other}"),
         }
     }
 }
 
-/// Gives the program default signal handling: ignored signals (Rust ignores SIGPIPE) and a
-/// blocked mask would otherwise survive exec.
 /// Opens a pty in the container's devpts and sends its master to the runtime; returns the
 /// slave. After fork: async-signal-safe only.
 fn open_terminal(channel: &Channel) -> Result<RawFd, (u32, Errno)> {
@@ -525,6 +544,8 @@ fn become_terminal_owner(slave: RawFd) -> Result<(), (u32, Errno)> {
     Ok(())
 }
 
+/// Gives the program default signal handling: ignored signals (Rust ignores SIGPIPE) and a
+/// blocked mask would otherwise survive exec.
 fn reset_signals() {
     // The kernel's struct sigaction all zeros: SIG_DFL, no flags, an empty mask, whatever the
     // architecture's layout (32 bytes cover every one's).

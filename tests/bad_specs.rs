@@ -6,7 +6,10 @@ mod common;
 use std::path::Path;
 
 use common::{join_namespace, probe_mount, runtime, STATE_DIR};
-use eci::oci_spec::runtime::{LinuxIdMappingBuilder, LinuxNamespaceType, Mount, Spec};
+use eci::oci_spec::runtime::{
+    LinuxIdMappingBuilder, LinuxNamespaceType, LinuxSeccompAction, LinuxSeccompBuilder,
+    LinuxSyscallBuilder, Mount, Spec,
+};
 use eci::{ContainerConfig, Error, HostRootfs};
 
 fn attempt(name: &str, edit: impl FnOnce(&mut Spec)) -> (String, Result<eci::Container, Error>) {
@@ -154,6 +157,27 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
             e.to_string()
                 .contains("only network, IPC and UTS namespaces may be shared")
         },
+    ));
+    // A seccomp profile with a listener of its own, which would be asked before eci's.
+    ids.push(expect_error(
+        "seccomp-notify",
+        |spec| {
+            let notify = LinuxSyscallBuilder::default()
+                .names(vec!["mount".to_string()])
+                .action(LinuxSeccompAction::ScmpActNotify)
+                .build()
+                .unwrap();
+            let seccomp = LinuxSeccompBuilder::default()
+                .default_action(LinuxSeccompAction::ScmpActAllow)
+                .syscalls(vec![notify])
+                .build()
+                .unwrap();
+            spec.linux_mut()
+                .as_mut()
+                .unwrap()
+                .set_seccomp(Some(seccomp));
+        },
+        |e| matches!(e, Error::Profile(_)) && e.to_string().contains("SCMP_ACT_NOTIFY"),
     ));
     // Refused by the kernel in the mounter, after the init exists.
     ids.push(expect_error(

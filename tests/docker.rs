@@ -1224,6 +1224,73 @@ fn network_container_mode_joins_an_eci_containers_network_only() {
 }
 
 #[test]
+fn dockers_seccomp_profiles_apply_to_eci_containers() {
+    let docker = Dockerd::start();
+    let text = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // Docker's default profile lets a container without CAP_SYS_ADMIN make no user namespace,
+    // which the kernel alone would let it make.
+    let unshare = ["sh", "-c", "unshare -U true; echo unshare=$?"];
+    let confined = docker.run_named(&["--rm"], "confined", &unshare);
+    assert_eq!(
+        String::from_utf8_lossy(&confined.stdout),
+        "unshare=1\n",
+        "{}\n{}",
+        text(&confined),
+        docker.log()
+    );
+    assert!(
+        String::from_utf8_lossy(&confined.stderr).contains("Operation not permitted"),
+        "{}",
+        text(&confined)
+    );
+    let unconfined = docker.run_named(
+        &["--rm", "--security-opt", "seccomp=unconfined"],
+        "unconfined",
+        &unshare,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&unconfined.stdout),
+        "unshare=0\n",
+        "{}",
+        text(&unconfined)
+    );
+
+    // A profile of the user's own applies to the container's processes and to those added
+    // with `docker exec`.
+    let profile = docker.dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let mkdir = "mkdir /tmp/made; echo mkdir=$?; exec sleep 60";
+    let own = docker.run_named(&["-d", "--security-opt", &opt], "own", &["sh", "-c", mkdir]);
+    assert!(own.status.success(), "{}", text(&own));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = text(&docker.docker(&["logs", "own"]));
+        if logs.contains("mkdir=") || Instant::now() > deadline {
+            break logs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(logs.contains("mkdir=1"), "{logs}");
+    assert!(logs.contains("Permission denied"), "{logs}");
+    let exec = docker.docker(&["exec", "own", "mkdir", "/tmp/from-exec"]);
+    assert!(!exec.status.success());
+    assert!(text(&exec).contains("Permission denied"), "{}", text(&exec));
+    assert!(docker.docker(&["rm", "-f", "own"]).status.success());
+}
+
+#[test]
 fn docker_volumes_keep_their_owners_and_show_no_host_files() {
     // This engine's data root is a directory of its own, which eci-runc learns from where the
     // engine keeps each container's files (ROOT/containers/ID).

@@ -216,8 +216,18 @@ fn compile(
     rules: BTreeMap<i64, Vec<SeccompRule>>,
     action: SeccompAction,
 ) -> Result<Program, FilterError> {
+    compile_between(which, rules, SeccompAction::Allow, action)
+}
+
+/// A guarded program that answers `matched` where `rules` match and `mismatched` elsewhere.
+pub(crate) fn compile_between(
+    which: &'static str,
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatched: SeccompAction,
+    matched: SeccompAction,
+) -> Result<Program, FilterError> {
     let (arch, audit_arch) = native_arch()?;
-    let filter = SeccompFilter::new(rules, SeccompAction::Allow, action, arch)
+    let filter = SeccompFilter::new(rules, mismatched, matched, arch)
         .map_err(|source| FilterError::Build { which, source })?;
     let body: seccompiler::BpfProgram = filter
         .try_into()
@@ -295,7 +305,7 @@ pub fn notify_filter() -> Result<Program, FilterError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Runs a classic BPF program over a seccomp_data, as the kernel would.
@@ -304,7 +314,7 @@ mod tests {
     }
 
     /// [`run`] with the call's arguments.
-    fn run_with(prog: &[libc::sock_filter], arch: u32, nr: i32, args: [u64; 6]) -> u32 {
+    pub(crate) fn run_with(prog: &[libc::sock_filter], arch: u32, nr: i32, args: [u64; 6]) -> u32 {
         let mut data = [0u32; 16];
         data[0] = nr as u32;
         data[1] = arch;

@@ -4,6 +4,8 @@
 //! - [`filters`]: the BPF programs (seccompiler, plus an architecture/x32 guard and a notify
 //!   action seccompiler does not have);
 //! - [`install`]: installing them in the container's init, allocation-free;
+//! - [`profile`]: the spec's own seccomp profile (Docker's default one), compiled into filters
+//!   that go on top of eci's;
 //! - [`notify`]: the listener: receive, answer, check that a call is still pending, read the
 //!   caller's memory;
 //! - [`supervisor`]: one thread watching every container: its listener, its init, its helper;
@@ -41,6 +43,7 @@ mod fuse_fd;
 pub mod install;
 pub mod mount;
 pub mod notify;
+pub mod profile;
 pub mod supervisor;
 
 pub use install::Filters;
