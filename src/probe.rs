@@ -23,6 +23,8 @@
 //! eci-probe bench-getppid N [allow-all]          median ns per getppid over 21 rounds of N
 //!                                                 calls, optionally under an extra allow-all
 //!                                                 seccomp filter
+//! eci-probe bench-personality N                 median ns per personality(0xffffffff), a
+//!                                                 call Docker's profile filters by argument
 //! eci-probe write FILE VALUE                     write VALUE to FILE in one write(2)
 //! eci-probe bench-read FILE MILLIS               open+read+close of FILE for MILLIS ms:
 //!                                                 "reads/s"
@@ -193,12 +195,26 @@ fn install_allow_all() -> nix::Result<()> {
 
 /// The median, over 21 rounds, of the mean time of one getppid in a round of `n`.
 fn bench_getppid(n: u32) -> String {
+    // SAFETY: getppid has no arguments and cannot fail.
+    bench_calls(n, || unsafe { libc::syscall(libc::SYS_getppid) })
+}
+
+/// personality(2) asked for the current persona: a call Docker's default profile allows only
+/// for some arguments, so the kernel runs the filters for it rather than a cached answer.
+fn bench_personality(n: u32) -> String {
+    // SAFETY: 0xffffffff only reads the persona.
+    bench_calls(n, || unsafe {
+        libc::syscall(libc::SYS_personality, 0xffff_ffffu64)
+    })
+}
+
+/// Median nanoseconds a call of 21 rounds of `n` calls.
+fn bench_calls(n: u32, call: impl Fn() -> libc::c_long) -> String {
     let mut rounds: Vec<f64> = (0..21)
         .map(|_| {
             let start = std::time::Instant::now();
             for _ in 0..n {
-                // SAFETY: getppid has no arguments and cannot fail.
-                std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+                std::hint::black_box(call());
             }
             start.elapsed().as_nanos() as f64 / f64::from(n.max(1))
         })
@@ -357,6 +373,10 @@ pub fn run(args: &[&str]) -> String {
         ["sysinfo-uptime"] => sysinfo_uptime(),
         ["bench-getppid", n] => match n.parse() {
             Ok(n) => bench_getppid(n),
+            Err(_) => format!("usage error: {n} is not a count"),
+        },
+        ["bench-personality", n] => match n.parse() {
+            Ok(n) => bench_personality(n),
             Err(_) => format!("usage error: {n} is not a count"),
         },
         ["bench-getppid", n, "allow-all"] => match (n.parse(), install_allow_all()) {
