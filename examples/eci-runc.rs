@@ -1302,10 +1302,7 @@ fn features() -> String {
                     "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
                     "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
                 ],
-                "supportedFlags": [
-                    "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
-                    "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
-                ]
+                "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}

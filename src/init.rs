@@ -337,6 +337,10 @@ impl InitPlan {
         // runtime that exec succeeded. Before the profile, which need not allow these.
         sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC).map_err(at(step::CLOSE_FDS))?;
         reset_signals();
+        if let Some(mask) = self.umask {
+            // SAFETY: umask cannot fail.
+            unsafe { libc::umask(mask as libc::mode_t) };
+        }
         // The profile applies to what follows. Without no_new_privs installing it takes
         // CAP_SYS_ADMIN, which the identity may drop: first, then (runc's order too).
         if !self.no_new_privs {
@@ -347,10 +351,6 @@ impl InitPlan {
             // SAFETY: prctl with integer arguments.
             check_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
                 .map_err(at(step::NO_NEW_PRIVS))?;
-        }
-        if let Some(mask) = self.umask {
-            // SAFETY: umask cannot fail.
-            unsafe { libc::umask(mask as libc::mode_t) };
         }
         // SAFETY: cwd is NUL-terminated.
         check_int(unsafe { libc::chdir(self.cwd.as_ptr()) }).map_err(at(step::CWD))?;

@@ -216,15 +216,17 @@ fn compile(
     rules: BTreeMap<i64, Vec<SeccompRule>>,
     action: SeccompAction,
 ) -> Result<Program, FilterError> {
-    compile_between(which, rules, SeccompAction::Allow, action)
+    compile_between(which, rules, SeccompAction::Allow, action, None)
 }
 
-/// A guarded program that answers `matched` where `rules` match and `mismatched` elsewhere.
+/// A guarded program that answers `matched` where `rules` match and `mismatched` elsewhere,
+/// and ENOSYS to syscall numbers above `enosys_above` if given.
 pub(crate) fn compile_between(
     which: &'static str,
     rules: BTreeMap<i64, Vec<SeccompRule>>,
     mismatched: SeccompAction,
     matched: SeccompAction,
+    enosys_above: Option<u32>,
 ) -> Result<Program, FilterError> {
     let (arch, audit_arch) = native_arch()?;
     let filter = SeccompFilter::new(rules, mismatched, matched, arch)
@@ -233,6 +235,13 @@ pub(crate) fn compile_between(
         .try_into()
         .map_err(|source| FilterError::Build { which, source })?;
     let mut prog = guard(audit_arch);
+    if let Some(last) = enosys_above {
+        prog.extend([
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0), // seccomp_data.nr
+            jump(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, last, 0, 1),
+            stmt(libc::BPF_RET | libc::BPF_K, errno_action(libc::ENOSYS)),
+        ]);
+    }
     prog.extend(body.into_iter().map(|i| libc::sock_filter {
         code: i.code,
         jt: i.jt,
