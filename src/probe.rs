@@ -18,6 +18,11 @@
 //! eci-probe seccomp-listener                      try to install a competing notifier
 //! eci-probe sysinfo-uptime                        sysinfo(2)'s uptime in seconds, or the errno
 //! eci-probe private TARGET                        make a mount private
+//! eci-probe mount-fd SOURCE TARGET FSTYPE         mount, naming TARGET as /proc/self/fd/N of
+//!                                                 an O_PATH descriptor (as runc and crun do)
+//! eci-probe bind-fd SOURCE TARGET                 bind, naming both so
+//! eci-probe umount-fd TARGET                      umount2, naming TARGET so
+//! eci-probe remount-rw-fd TARGET                  bind remount read-write, naming TARGET so
 //! eci-probe bench-mount N DIR                     time N tmpfs mount+umount pairs on DIR:
 //!                                                 "p50 p99 mean" in microseconds
 //! eci-probe bench-getppid N [allow-all]          median ns per getppid over 21 rounds of N
@@ -59,7 +64,7 @@
 //! ```
 
 use std::ffi::CString;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 fn answer(ret: libc::c_long) -> String {
     if ret == -1 {
@@ -78,6 +83,25 @@ fn errno_name(err: &std::io::Error) -> String {
 
 fn c(s: &str) -> CString {
     CString::new(s).expect("arguments have no NUL")
+}
+
+/// Opens each of `paths` O_PATH and runs `call` with them named `/proc/self/fd/N`.
+fn by_descriptor(paths: &[&str], call: impl FnOnce(&[String]) -> String) -> String {
+    let mut fds = Vec::new();
+    for path in paths {
+        // SAFETY: a valid NUL-terminated path.
+        let fd = unsafe { libc::open(c(path).as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return errno_name(&std::io::Error::last_os_error());
+        }
+        // SAFETY: open returned a new descriptor that we now own.
+        fds.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    }
+    let named: Vec<String> = fds
+        .iter()
+        .map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .collect();
+    call(&named)
 }
 
 fn mount(
@@ -331,6 +355,19 @@ pub fn run(args: &[&str]) -> String {
             None,
         ),
         ["private", target] => mount(None, target, None, libc::MS_PRIVATE, None),
+        ["mount-fd", source, target, fstype] => by_descriptor(&[target], |paths| {
+            mount(Some(source), &paths[0], Some(fstype), 0, None)
+        }),
+        ["bind-fd", source, target] => by_descriptor(&[source, target], |paths| {
+            mount(Some(&paths[0]), &paths[1], None, bind, None)
+        }),
+        ["umount-fd", target] => by_descriptor(&[target], |paths| {
+            // SAFETY: a valid NUL-terminated path.
+            answer(unsafe { libc::umount2(c(&paths[0]).as_ptr(), 0) } as libc::c_long)
+        }),
+        ["remount-rw-fd", target] => by_descriptor(&[target], |paths| {
+            mount(None, &paths[0], None, remount, None)
+        }),
         ["umount", target] => {
             // SAFETY: a valid NUL-terminated path.
             answer(unsafe { libc::umount2(c(target).as_ptr(), 0) } as libc::c_long)

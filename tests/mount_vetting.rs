@@ -1077,3 +1077,89 @@ fn a_replacement_helper_joins_the_containers_user_namespace_not_the_inits_new_on
         "vetted (a caller in a namespace of its own may not mount here), not ENOSYS"
     );
 }
+
+#[test]
+fn paths_that_name_descriptors_are_vetted_and_served_as_runtimes_give_them() {
+    // runc and crun name mount targets and bind sources /proc/self/fd/N: the caller's
+    // descriptors, which the helper (outside the caller's PID namespace) reaches by copies.
+    let script = "mkdir -p /tmp/x /tmp/y \
+        && /probe mount-fd none /tmp/x tmpfs , bind-fd /etc /tmp/y , umount-fd /probe , umount /probe \
+           , remount-rw-fd /probe , remount-rw /probe \
+        && grep ' /tmp/x ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1 \
+        && [ \"$(ls /tmp/y)\" = \"$(ls /etc)\" ] && echo bound \
+        && /probe umount-fd /tmp/x , umount /tmp/x && { grep -c ' /tmp/x ' /proc/self/mountinfo || true; }";
+    let (code, out) = run("by-descriptor", &["sh", "-c", script]);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 11, "{out}");
+    assert_eq!(lines[..2], ["ok", "ok"], "a tmpfs and a bind by descriptor");
+    // An initial mount named by a descriptor is protected as by its path.
+    assert_eq!(lines[2], lines[3], "unmounting an initial mount: {out}");
+    assert_ne!(lines[2], "ok");
+    assert_eq!(lines[4..6], ["EPERM", "EPERM"], "remounting it read-write");
+    // The descriptor naming it holds the mount busy, as the kernel has it.
+    assert_eq!(lines[6..], ["tmpfs", "bound", "EBUSY", "ok", "0"], "{out}");
+}
+
+#[test]
+fn an_inner_ipc_namespace_gets_its_own_message_queues() {
+    // The helper mounts mqueue from the caller's IPC namespace, not its own (the host's,
+    // which the kernel would refuse it).
+    let script =
+        "mkdir -p /tmp/q && unshare --ipc sh -c 'mount -t mqueue none /tmp/q && echo mounted'";
+    let (code, out) = run("inner-mqueue", &["sh", "-c", script]);
+    assert_eq!((code, out.as_str()), (0, "mounted\n"), "{out}");
+}
+
+#[test]
+fn crun_runs_a_container_inside_a_container() {
+    // An inner runtime as Docker-in-Docker would run one, without cgroups (eci gives the
+    // container no writable cgroup of its own yet) and without a session keyring (eci refuses
+    // keyrings; crun stops on EPERM unless told not to make one).
+    let bundle = tempfile::Builder::new()
+        .prefix("eci-inner")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        bundle.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let built = Command::new("scripts/busybox-bundle")
+        .arg(bundle.path().join("b"))
+        .args(["--", "sh", "-c", "echo inner-ok; cat /proc/self/uid_map"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        built.success(),
+        "scripts/busybox-bundle (needs busybox-static and jq)"
+    );
+    let script = "mount -t tmpfs none /sys/fs/cgroup && mkdir -p /tmp/crun \
+        && crun --root /tmp/crun --cgroup-manager=disabled run --no-new-keyring -b /bundle inner";
+    let mut c = common::create_with("inner-crun", &["sh", "-c", script], |spec| {
+        let mut mount = eci::oci_spec::runtime::Mount::default();
+        mount.set_destination(PathBuf::from("/bundle"));
+        mount.set_typ(Some("bind".into()));
+        mount.set_source(Some(bundle.path().join("b")));
+        mount.set_options(Some(vec!["bind".into(), "ro".into()]));
+        spec.mounts_mut().as_mut().unwrap().push(mount);
+    });
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "inner-ok", "{out}");
+    // The inner container shares the outer one's user namespace: its root is the outer root.
+    let outer = c.container().id_mapping();
+    let expected = [
+        "0".to_string(),
+        outer.host_start.to_string(),
+        outer.size.to_string(),
+    ];
+    assert!(
+        lines[1]
+            .split_whitespace()
+            .eq(expected.iter().map(String::as_str)),
+        "{out}"
+    );
+}

@@ -155,6 +155,32 @@ pub fn path_arguments(kind: MountKind, fstype: &[u8]) -> PathArguments {
     PathArguments { source, data }
 }
 
+/// The descriptor a path names through procfs, `/proc/self/fd/N` or `/proc/thread-self/fd/N`,
+/// as container runtimes (runc, crun) name their mount targets and sources since they stopped
+/// trusting paths. Any other spelling (a trailing slash, a component after the number, a
+/// sign, leading zeros beyond one digit) is an ordinary path and yields None.
+///
+/// ```
+/// use eci_policy::mount::descriptor_path;
+/// assert_eq!(descriptor_path(b"/proc/self/fd/7"), Some(7));
+/// assert_eq!(descriptor_path(b"/proc/thread-self/fd/12"), Some(12));
+/// assert_eq!(descriptor_path(b"/proc/self/fd/7/"), None);
+/// assert_eq!(descriptor_path(b"/proc/1/fd/7"), None);
+/// ```
+pub fn descriptor_path(path: &[u8]) -> Option<i32> {
+    let number = path
+        .strip_prefix(b"/proc/self/fd/")
+        .or_else(|| path.strip_prefix(b"/proc/thread-self/fd/"))?;
+    let canonical = !number.is_empty()
+        && number.len() <= 10
+        && number.iter().all(u8::is_ascii_digit)
+        && (number.len() == 1 || number[0] != b'0');
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(number).ok()?.parse().ok()
+}
+
 /// Facts about the mount a target path is the root of, gathered in the caller's own namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Target {
@@ -353,6 +379,25 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_descriptor_path_is_read_back_from_its_one_spelling(
+            fd in 0..=i32::MAX, thread in any::<bool>()
+        ) {
+            let dir = if thread { "thread-self" } else { "self" };
+            let path = format!("/proc/{dir}/fd/{fd}");
+            prop_assert_eq!(descriptor_path(path.as_bytes()), Some(fd));
+            prop_assert_eq!(descriptor_path(format!("{path}/").as_bytes()), None);
+            prop_assert_eq!(descriptor_path(format!("/proc/{dir}/fd/0{fd}").as_bytes()), None);
+        }
+
+        #[test]
+        fn any_other_path_names_no_descriptor(path in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Some(fd) = descriptor_path(&path) {
+                let canonical = [format!("/proc/self/fd/{fd}"), format!("/proc/thread-self/fd/{fd}")];
+                prop_assert!(canonical.iter().any(|c| c.as_bytes() == path.as_slice()));
+            }
+        }
+
         #[test]
         fn an_initial_read_only_mount_never_becomes_writable_unless_allowed(
             flags in any::<u64>(), p in policy(), c in caller(), fstype in proptest::collection::vec(any::<u8>(), 0..8)

@@ -39,8 +39,8 @@ use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 use eci_ns::yielding::Yielding;
 use eci_ns::{Namespaces, PidFd};
 use eci_policy::mount::{
-    classify, decide_mount, decide_umount, path_arguments, Caller, InitialMount, MountKind,
-    MountPolicy, Rule, Target, Verdict,
+    classify, decide_mount, decide_umount, descriptor_path, path_arguments, Caller, InitialMount,
+    MountKind, MountPolicy, Rule, Target, Verdict,
 };
 
 use crate::creds::Creds;
@@ -421,6 +421,7 @@ struct Fds {
 }
 
 /// A mount or umount2 call with its arguments copied into the helper's buffers.
+#[derive(Clone, Copy)]
 struct Call<'a> {
     umount: bool,
     flags: u64,
@@ -751,6 +752,18 @@ fn vet_and_perform(
     // user namespace is the caller's: they fail once the directory's process has exited.
     let kind = classify(call.flags);
     enter_callers_view(piddir, view, needs_working_directory(call, kind))?;
+    let descriptors = match copy_descriptors(n, fds, call, kind, piddir, caps)? {
+        ByDescriptor::No => None,
+        ByDescriptor::Gone => return Ok(None),
+        ByDescriptor::Copied(descriptors) => {
+            // Their names are looked up in the helper's own descriptor directory.
+            forget(&view.cwd);
+            // SAFETY: fchdir on a descriptor we hold.
+            check_int(unsafe { libc::fchdir(descriptors.dir.as_raw_fd()) })?;
+            Some(descriptors)
+        }
+    };
+    let call = &descriptors.as_ref().map_or(*call, |d| d.apply(call));
     let caller = Caller {
         cap_sys_admin,
         in_container_userns: slot.userns(helper.remember_userns)? == config.userns,
@@ -820,8 +833,19 @@ fn vet_and_perform(
             )
         }
     };
+    // An inner runtime's mqueue is its new IPC namespace's: the helper's own would be the
+    // host's, which the kernel refuses it.
+    let of_namespace = call.fstype.and_then(|t| namespace_of_type(t.to_bytes()));
+    if let (MountKind::NewFilesystem, Some((name, nstype))) = (kind, of_namespace) {
+        let entered =
+            callers_namespace(piddir, name).and_then(|ns| sys::setns(ns.as_raw_fd(), nstype));
+        if let Err(Errno(errno)) = entered {
+            return Ok(Some((errno, 0)));
+        }
+    }
+    let descriptor_dir = descriptors.as_ref().map(|d| d.dir.as_raw_fd());
     let done = match fresh {
-        Some(fresh) => mount_fresh(half, view, piddir, call, fresh, caps),
+        Some(fresh) => mount_fresh(half, view, piddir, call, fresh, caps, descriptor_dir),
         // Its paths are looked up as the caller's own would be: the kernel checks what it
         // would check for the caller. (Read through the directory that names the caller for
         // good since the check above.)
@@ -864,22 +888,7 @@ fn fuse_device<'b>(
     else {
         return Ok(FuseDevice::None);
     };
-    // PIDFD_THREAD (O_EXCL): the calling thread, whose descriptor table may be its own.
-    // Kernels before 6.9 lack it: there the thread's process, whose table its threads
-    // share unless one unshared it (found only if the caller leads its thread group).
-    let open = |flags: libc::c_uint| {
-        // SAFETY: pidfd_open takes plain integers.
-        check(unsafe { libc::syscall(libc::SYS_pidfd_open, n.pid as i32, flags) })
-    };
-    let pidfd = match open(libc::O_EXCL as libc::c_uint) {
-        Err(Errno(libc::EINVAL)) => open(0),
-        other => other,
-    };
-    let copy = pidfd.and_then(|pidfd| {
-        // SAFETY: pidfd_open returned a new descriptor that we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-        sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
-    });
+    let copy = copy_callers_fd(n, fd);
     if !id_valid(listener, n.id) {
         return Ok(FuseDevice::Gone);
     }
@@ -893,8 +902,188 @@ fn fuse_device<'b>(
     })
 }
 
+/// The caller's namespace `name` (`ns/ipc`, say), which a filesystem about to be mounted is
+/// made for. The kernel makes one only for a caller holding CAP_SYS_ADMIN over the
+/// namespace's owner: not for one in another container's network namespace, which it joined,
+/// nor for one in a user namespace of its own below the namespace's owner. EPERM otherwise.
+fn callers_namespace(piddir: RawFd, name: &CStr) -> SysResult<OwnedFd> {
+    let ns = open_at(piddir, name, libc::O_RDONLY)?;
+    let user = open_at(piddir, c"ns/user", libc::O_RDONLY)?;
+    let io = |e: std::io::Error| Errno(e.raw_os_error().unwrap_or(libc::EIO));
+    let user = eci_ns::join::namespace_identity(user.as_fd()).map_err(io)?;
+    if !eci_ns::join::owned_at_or_below(ns.as_fd(), user).map_err(io)? {
+        return Err(Errno(libc::EPERM));
+    }
+    Ok(ns)
+}
+
+/// The namespace the kernel makes a filesystem type for from the mounting task's own:
+/// mqueue's IPC namespace, cgroupfs's cgroup namespace. (procfs and sysfs are built by the
+/// host half, [`mount_fresh`].)
+fn namespace_of_type(fstype: &[u8]) -> Option<(&'static CStr, libc::c_int)> {
+    match fstype {
+        b"mqueue" => Some((c"ns/ipc", libc::CLONE_NEWIPC)),
+        b"cgroup" | b"cgroup2" => Some((c"ns/cgroup", libc::CLONE_NEWCGROUP)),
+        _ => None,
+    }
+}
+
+/// The helper's copy of descriptor `fd` of the calling thread. It named the caller's only if
+/// the call is still pending afterwards: the caller checks.
+fn copy_callers_fd(n: &Notification, fd: RawFd) -> SysResult<OwnedFd> {
+    // PIDFD_THREAD (O_EXCL): the calling thread, whose descriptor table may be its own.
+    // Kernels before 6.9 lack it: there the thread's process, whose table its threads
+    // share unless one unshared it (found only if the caller leads its thread group).
+    let open = |flags: libc::c_uint| {
+        // SAFETY: pidfd_open takes plain integers.
+        check(unsafe { libc::syscall(libc::SYS_pidfd_open, n.pid as i32, flags) })
+    };
+    let pidfd = match open(libc::O_EXCL as libc::c_uint) {
+        Err(Errno(libc::EINVAL)) => open(0),
+        other => other,
+    };
+    pidfd.and_then(|pidfd| {
+        // SAFETY: pidfd_open returned a new descriptor that we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+        sys::pidfd_getfd(pidfd.as_raw_fd(), fd)
+    })
+}
+
+/// The helper's copies of what a call names by the caller's descriptors, `/proc/self/fd/N`
+/// (runc and crun name their mount targets and bind sources so). Looked up in the caller's
+/// root, `/proc/self` would name the helper, which is not in the caller's PID namespace: so
+/// the helper copies the descriptors and names its copies, by number, in its own descriptor
+/// directory, which it enters as its working directory. A relative path beside one (the
+/// caller's working directory is left for that directory) is opened first and named so too.
+struct Descriptors {
+    copies: [Option<OwnedFd>; 2],
+    /// The copies' numbers, NUL-terminated: target, then source.
+    names: [[u8; 12]; 2],
+    /// The helper's own descriptor directory (in the host's procfs).
+    dir: OwnedFd,
+}
+
+enum ByDescriptor {
+    /// No path argument names a descriptor (or the caller's /proc is no procfs).
+    No,
+    /// The call is no longer pending: nobody is to be answered.
+    Gone,
+    Copied(Descriptors),
+}
+
+impl Descriptors {
+    /// `call` with its paths naming the copies.
+    fn apply<'r>(&'r self, call: &Call<'r>) -> Call<'r> {
+        let name = |i: usize| CStr::from_bytes_until_nul(&self.names[i]).ok();
+        let mut applied = *call;
+        if self.copies[0].is_some() {
+            applied.target = name(0).unwrap_or(call.target);
+        }
+        if self.copies[1].is_some() {
+            applied.source = name(1).or(call.source);
+        }
+        applied
+    }
+}
+
+/// Copies the descriptors `call` names (see [`Descriptors`]). Runs in the caller's view; a
+/// relative path is opened with the caller's credentials, as its mount(2) would look it up.
+fn copy_descriptors(
+    n: &Notification,
+    fds: Fds,
+    call: &Call<'_>,
+    kind: MountKind,
+    piddir: RawFd,
+    caps: u64,
+) -> SysResult<ByDescriptor> {
+    let fstype = call.fstype.map_or(&[][..], CStr::to_bytes);
+    let paths = path_arguments(kind, fstype);
+    let source = call.source.filter(|_| !call.umount && paths.source);
+    let named = |path: Option<&CStr>| path.and_then(|p| descriptor_path(p.to_bytes()));
+    let (target_fd, source_fd) = (named(Some(call.target)), named(source));
+    // Options read as paths would be looked up from the wrong directory: left to the kernel
+    // (which finds no /proc/self/fd/N of the helper's there).
+    let data_paths = !call.umount && paths.data && call.data.is_some();
+    if (target_fd.is_none() && source_fd.is_none()) || data_paths || !proc_is_procfs() {
+        return Ok(ByDescriptor::No);
+    }
+    // A new filesystem's source is a path only to some types (a block device), and one given
+    // relative there is left as it is; procfs's ("proc") is none.
+    let opens_relative =
+        |path: &CStr| is_relative(path) && matches!(kind, MountKind::Bind { .. } | MountKind::Move);
+    let target_opens_relative = is_relative(call.target);
+    let copy = |path: Option<&CStr>, fd: Option<i32>, relative: bool| match (path, fd) {
+        // The kernel's answer for a descriptor the caller does not have.
+        (_, Some(fd)) => Some(copy_callers_fd(n, fd).map_err(|e| match e {
+            Errno(libc::EBADF) => Errno(libc::ENOENT),
+            other => other,
+        })),
+        // Followed at its end, as mount(2) follows a target or a bind's source.
+        (Some(path), None) if relative => {
+            let open = || open_at(libc::AT_FDCWD, path, libc::O_PATH);
+            Some(if Creds::needed(caps) {
+                Creds::of_caller(piddir, caps).and_then(|creds| creds.acting(open))
+            } else {
+                open()
+            })
+        }
+        _ => None,
+    };
+    let source_opens_relative = source.is_some_and(opens_relative);
+    let copies = [
+        copy(Some(call.target), target_fd, target_opens_relative),
+        copy(source, source_fd, source_opens_relative),
+    ];
+    if !id_valid(fds.listener, n.id) {
+        return Ok(ByDescriptor::Gone);
+    }
+    let [target, source] = copies;
+    let copies = [target.transpose()?, source.transpose()?];
+    let dir = open_at(
+        fds.host_proc,
+        c"thread-self/fd",
+        libc::O_PATH | libc::O_DIRECTORY,
+    )?;
+    let mut names = [[0u8; 12]; 2];
+    for (name, copy) in names.iter_mut().zip(&copies) {
+        if let Some(copy) = copy {
+            write_decimal(copy.as_raw_fd(), name);
+        }
+    }
+    Ok(ByDescriptor::Copied(Descriptors { copies, names, dir }))
+}
+
+/// Whether `/proc` in the helper's current root (the caller's) is a procfs: only there does
+/// `/proc/self/fd/N` name the caller's descriptor.
+fn proc_is_procfs() -> bool {
+    // SAFETY: an all-zero statfs is valid for the kernel to fill.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid out pointer.
+    let ok = unsafe { libc::statfs(c"/proc".as_ptr(), &mut fs) } == 0;
+    ok && fs.f_type == libc::PROC_SUPER_MAGIC
+}
+
+/// Writes `value` (not negative) in decimal, NUL-terminated, into `out`. Allocation-free.
+fn write_decimal(value: RawFd, out: &mut [u8; 12]) {
+    let mut digits = [0u8; 10];
+    let (mut rest, mut len) = (value.max(0) as u32, 0);
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        out[i] = *d;
+    }
+    out[len] = 0;
+}
+
 /// Mounts a procfs or sysfs that the host half built (masked, for the caller's PID or network
-/// namespace) at the caller's target. See [`crate::fresh`].
+/// namespace) at the caller's target. See [`crate::fresh`]. `descriptor_dir`: the directory a
+/// target naming a descriptor copy is looked up in ([`copy_descriptors`]).
 fn mount_fresh(
     half: &HostHalf,
     view: &View,
@@ -902,27 +1091,29 @@ fn mount_fresh(
     call: &Call<'_>,
     fresh: Fresh,
     caps: u64,
+    descriptor_dir: Option<RawFd>,
 ) -> SysResult<()> {
     let ns = match fresh {
         Fresh::Proc => c"ns/pid",
         Fresh::Sysfs => c"ns/net",
     };
-    let ns = open_at(piddir, ns, libc::O_RDONLY)?;
-    // The kernel mounts these only for a caller holding CAP_SYS_ADMIN over the namespace's
-    // owner: not for one in another container's network namespace, which it joined.
-    let user = open_at(piddir, c"ns/user", libc::O_RDONLY)?;
-    let io = |e: std::io::Error| Errno(e.raw_os_error().unwrap_or(libc::EIO));
-    let user = eci_ns::join::namespace_identity(user.as_fd()).map_err(io)?;
-    if !eci_ns::join::owned_at_or_below(ns.as_fd(), user).map_err(io)? {
-        return Err(Errno(libc::EPERM));
-    }
+    let ns = callers_namespace(piddir, ns)?;
     // Building leaves the helper in its own mount namespace: the cached view no longer holds.
     let tree = half.build(fresh, ns.as_raw_fd(), call.flags, call.data);
     view.mntns.store(0, Ordering::Relaxed);
     forget(&view.root);
     forget(&view.cwd);
     let tree = tree?;
-    enter_callers_view(piddir, view, is_relative(call.target))?;
+    enter_callers_view(
+        piddir,
+        view,
+        descriptor_dir.is_none() && is_relative(call.target),
+    )?;
+    if let Some(dir) = descriptor_dir {
+        forget(&view.cwd);
+        // SAFETY: fchdir on a descriptor the caller holds.
+        check_int(unsafe { libc::fchdir(dir) })?;
+    }
     // Placed as the caller's mount(2) would place it: the target is looked up with its
     // credentials, following a symlink at its end (within the caller's root, entered above).
     let attach = || sys::attach_tree_following(tree.as_raw_fd(), libc::AT_FDCWD, call.target);
