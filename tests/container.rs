@@ -361,6 +361,12 @@ fn kernel_modules_cannot_be_loaded() {
 }
 
 #[test]
+fn the_kernel_keyrings_are_refused_as_if_absent() {
+    // ENOSYS, not EPERM: runc and crun in the container then go on without a session keyring.
+    assert_eq!(probe("keyrings", &["syscall", "keyctl"]), ["ENOSYS"]);
+}
+
+#[test]
 fn a_tmpfs_mounted_inside_works_and_is_visible() {
     let (code, out) = run(
         "tmpfs",

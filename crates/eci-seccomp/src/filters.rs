@@ -1,9 +1,10 @@
 //! The BPF programs every container process runs under.
 //!
 //! - The **deny filter** answers EPERM for operations on global kernel state (modules, kexec,
-//!   raw I/O ports, swap, accounting, the clock, host keyrings, file handles, BPF, the kernel
-//!   log), and ENOSYS for the new mount API, so that mount(8) falls back to mount(2), which is
-//!   vetted.
+//!   raw I/O ports, swap, accounting, the clock, file handles, BPF, the kernel log), and ENOSYS
+//!   for the new mount API, so that mount(8) falls back to mount(2), which is vetted, and for
+//!   the kernel keyrings, so that runc and crun in the container go on without one
+//!   ([`keyring_syscalls`]).
 //! - The **listener filter** answers EBUSY to a seccomp listener of the container's own, which
 //!   would be asked before eci's ([`listener_filter`]).
 //! - The **notify filter** sends `mount`, `umount2` and `sysinfo` to the supervisor
@@ -54,9 +55,6 @@ fn denied_syscalls() -> Vec<i64> {
         libc::SYS_clock_settime,
         libc::SYS_open_by_handle_at,
         libc::SYS_bpf,
-        libc::SYS_add_key,
-        libc::SYS_request_key,
-        libc::SYS_keyctl,
         libc::SYS_syslog,
         libc::SYS_quotactl,
         libc::SYS_lookup_dcookie,
@@ -77,6 +75,14 @@ fn denied_syscalls() -> Vec<i64> {
 /// open_tree_attr(2) (Linux 6.15): open_tree with mount_setattr's attributes in one call. The
 /// number is the same on every architecture (the unified syscall table).
 const SYS_OPEN_TREE_ATTR: i64 = 467;
+
+/// The kernel keyrings: ENOSYS, as on a kernel built without them. They are refused because
+/// keyrings are kernel state not every part of which a user namespace scopes; ENOSYS rather
+/// than EPERM because runc and crun take ENOSYS to mean "no keyrings here" and go on without a
+/// session keyring, but stop on EPERM: Docker in the container could run no container.
+pub fn keyring_syscalls() -> [i64; 3] {
+    [libc::SYS_add_key, libc::SYS_request_key, libc::SYS_keyctl]
+}
 
 /// The new mount API: ENOSYS, so that tools fall back to the vetted mount(2).
 pub fn new_mount_api_syscalls() -> [i64; 8] {
@@ -251,7 +257,8 @@ pub(crate) fn compile_between(
     Ok(prog)
 }
 
-/// The deny filter: EPERM for global kernel operations, ENOSYS for the new mount API.
+/// The deny filter: EPERM for global kernel operations, ENOSYS for the new mount API and the
+/// keyrings.
 ///
 /// It is two seccompiler filters joined (seccompiler gives one action per filter), each
 /// starting with the guard; the kernel runs them as one list where the strictest answer wins.
@@ -265,9 +272,10 @@ pub fn deny_filter() -> Result<(Program, Program), FilterError> {
         SeccompAction::Errno(libc::EPERM as u32),
     )?;
     let enosys = compile(
-        "new mount API",
+        "new mount API and keyring",
         new_mount_api_syscalls()
             .into_iter()
+            .chain(keyring_syscalls())
             .map(|nr| (nr, vec![]))
             .collect(),
         SeccompAction::Errno(libc::ENOSYS as u32),
@@ -459,10 +467,10 @@ pub(crate) mod tests {
             run(&eperm, NATIVE, libc::SYS_read as i32),
             libc::SECCOMP_RET_ALLOW
         );
-        assert_eq!(
-            run(&enosys, NATIVE, libc::SYS_fsopen as i32),
-            errno_action(libc::ENOSYS)
-        );
+        for nr in [libc::SYS_fsopen, libc::SYS_keyctl, libc::SYS_add_key] {
+            assert_eq!(run(&enosys, NATIVE, nr as i32), errno_action(libc::ENOSYS));
+            assert_eq!(run(&eperm, NATIVE, nr as i32), libc::SECCOMP_RET_ALLOW);
+        }
         assert_eq!(
             run(&enosys, NATIVE, libc::SYS_mount as i32),
             libc::SECCOMP_RET_ALLOW
