@@ -495,6 +495,8 @@ pub(crate) struct Cgroup {
     thread_lists: Option<Vec<OwnedFd>>,
     /// The directories [`Cgroup::new`] made them in, for [`Cgroup::remove_unused`].
     made: Vec<PathBuf>,
+    /// Given to the container (crate::cgroupfs): cgroups it made below may be left to remove.
+    delegated: bool,
 }
 
 impl std::fmt::Debug for Cgroup {
@@ -610,7 +612,16 @@ impl Cgroup {
             path: path.to_path_buf(),
             thread_lists: None,
             made: Vec::new(),
+            // Whether it was is not known here: looked for on removal.
+            delegated: true,
         })
+    }
+
+    /// Marks the cgroup as given to its container ([`crate::cgroupfs`]) if `delegated`: the
+    /// cgroups it made below its own are removed with it.
+    pub(crate) fn delegated_if(mut self, delegated: bool) -> Cgroup {
+        self.delegated = delegated;
+        self
     }
 
     /// SIGKILLs every process in the cgroup, frozen meanwhile so that none forks past the signal
@@ -782,6 +793,12 @@ impl Cgroup {
     }
 
     pub(crate) fn remove(&self) -> Result<()> {
+        if self.delegated {
+            crate::cgroupfs::remove_descendants(&self.path).map_err(|e| Error::Cgroup {
+                path: self.path.clone(),
+                reason: format!("removing the cgroups its container made: {e}"),
+            })?;
+        }
         self.manager
             .remove()
             .map_err(|e| self.error("removing", &e))

@@ -1,11 +1,19 @@
 //! The cgroup filesystem a spec asks for (`type: cgroup` at /sys/fs/cgroup, as Docker and `runc
 //! spec` write it), given the only way eci can give it safely: the container's own cgroup
-//! directories, bound read-only. Mounting cgroupfs itself would show the host's whole tree.
+//! directories, bound in. Mounting cgroupfs itself would show the host's whole tree.
 //!
-//! On cgroup v1 (and the hybrid layout) that is a tmpfs with one read-only bind per controller
-//! hierarchy eci manages, named like the host's mount (`cpu`, `memory`, ...); named hierarchies
+//! On cgroup v1 (and the hybrid layout) that is a tmpfs with one bind per controller hierarchy
+//! eci manages, named like the host's mount (`cpu`, `memory`, ...); named hierarchies
 //! (`name=systemd`) and a cgroup2 mount beside v1 controllers are not shown. On a pure cgroup2
-//! host it is the container's directory, bound read-only at the target.
+//! host it is the container's directory, bound at the target.
+//!
+//! A mount the spec asks for read-only (Docker's for a container without `--privileged`) is
+//! bound read-only. One asked for read-write is **delegated**, as systemd delegates a cgroup:
+//! the directory and the files that move processes (`cgroup.procs`, `tasks`; on cgroup2 also
+//! `cgroup.threads` and `cgroup.subtree_control`) are given to the container's root, so that an
+//! inner runtime (Docker in the container) can make child cgroups and move its processes into
+//! them. The container's own limits stay root's on the host, which its root is not: it cannot
+//! raise them, and the kernel holds every child within them.
 
 use std::path::{Path, PathBuf};
 
@@ -67,16 +75,28 @@ impl Drop for CreatedDirs {
     }
 }
 
+/// The container's root on the host, to whom a read-write cgroup mount is delegated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
 /// Replaces every cgroup or cgroup2 mount of `spec` by binds of the container's cgroup at
-/// `cgroup_path`, creating its directories.
-pub(crate) fn expand(spec: &mut Spec, cgroup_path: &Path) -> Result<CreatedDirs> {
+/// `cgroup_path`, creating its directories; true if one was delegated to `owner`.
+pub(crate) fn expand(
+    spec: &mut Spec,
+    cgroup_path: &Path,
+    owner: Owner,
+) -> Result<(CreatedDirs, bool)> {
     let mut created = CreatedDirs::default();
+    let mut delegated = false;
     let Some(mounts) = spec.mounts().clone() else {
-        return Ok(created);
+        return Ok((created, delegated));
     };
     let is_cgroup = |m: &Mount| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"));
     if !mounts.iter().any(is_cgroup) {
-        return Ok(created);
+        return Ok((created, delegated));
     }
     let hierarchies = mounted_hierarchies().map_err(Error::io("reading the cgroup mounts"))?;
     let relative = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
@@ -89,38 +109,124 @@ pub(crate) fn expand(spec: &mut Spec, cgroup_path: &Path) -> Result<CreatedDirs>
             continue;
         }
         let target = mount.destination().clone();
+        let read_only = mount.options().iter().flatten().any(|o| o == "ro");
+        let delegate = (!read_only).then_some(owner);
+        delegated |= delegate.is_some();
         if v1.is_empty() {
             let Some(v2) = v2 else {
                 return Err(Error::Unsupported(
                     "a cgroup mount on a host without cgroups",
                 ));
             };
-            expanded.push(own_dir(&v2.mount.join(relative), &target, &mut created)?);
+            let dir = v2.mount.join(relative);
+            expanded.push(own_dir(&dir, &target, &mut created, delegate, true)?);
             continue;
         }
         expanded.push(tmpfs(&target));
         for h in &v1 {
             let name = h.mount.file_name().map(PathBuf::from).unwrap_or_default();
             let dir = h.mount.join(relative);
-            expanded.push(own_dir(&dir, &target.join(name), &mut created)?);
+            expanded.push(own_dir(
+                &dir,
+                &target.join(name),
+                &mut created,
+                delegate,
+                false,
+            )?);
         }
     }
     spec.set_mounts(Some(expanded));
-    Ok(created)
+    Ok((created, delegated))
 }
 
-/// A read-only bind of the container's directory in one hierarchy, created if missing.
-fn own_dir(dir: &Path, target: &Path, created: &mut CreatedDirs) -> Result<Mount> {
+/// A bind of the container's directory in one hierarchy, created if missing: read-only, or
+/// read-write and delegated to `delegate`.
+fn own_dir(
+    dir: &Path,
+    target: &Path,
+    created: &mut CreatedDirs,
+    delegate: Option<Owner>,
+    unified: bool,
+) -> Result<Mount> {
     created
         .create(dir)
         .map_err(Error::io(format!("creating {}", dir.display())))?;
+    if let Some(owner) = delegate {
+        give(dir, owner, unified).map_err(Error::io(format!("delegating {}", dir.display())))?;
+    }
     let mut mount = Mount::default();
     mount.set_destination(target.to_path_buf());
     mount.set_typ(Some("bind".into()));
     mount.set_source(Some(dir.to_path_buf()));
-    let options = ["bind", "ro", "nosuid", "nodev", "noexec"];
+    let access = if delegate.is_some() { "rw" } else { "ro" };
+    let options = ["bind", access, "nosuid", "nodev", "noexec"];
     mount.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
     Ok(mount)
+}
+
+/// Gives `dir` and the files that make child cgroups' processes move to `owner` (the files
+/// cgroupfs has: a v1 hierarchy has `tasks`, cgroup2 `cgroup.threads` and
+/// `cgroup.subtree_control`). Never follows a link: these are cgroupfs's own entries.
+fn give(dir: &Path, owner: Owner, unified: bool) -> std::io::Result<()> {
+    let files: &[&str] = if unified {
+        &["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"]
+    } else {
+        &["cgroup.procs", "tasks"]
+    };
+    let chown = |path: &Path| std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid));
+    chown(dir)?;
+    for file in files {
+        chown(&dir.join(file))?;
+    }
+    Ok(())
+}
+
+/// Removes the cgroups a delegated container made below its own (`cgroup_path`), deepest
+/// first, in every hierarchy: the container's own directory can go only once they have.
+/// What is gone already is no error; a cgroup whose last process is still exiting is tried
+/// again for a while.
+pub(crate) fn remove_descendants(cgroup_path: &Path) -> std::io::Result<()> {
+    let hierarchies = mounted_hierarchies()?;
+    let relative = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
+    let managed_or_unified = hierarchies.iter().filter(|h| managed(h) || h.unified);
+    for h in managed_or_unified {
+        remove_below(&h.mount.join(relative))?;
+    }
+    Ok(())
+}
+
+fn remove_below(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let child = entry.path();
+        remove_below(&child)?;
+        remove_cgroup_dir(&child)?;
+    }
+    Ok(())
+}
+
+fn remove_cgroup_dir(dir: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // Its last process may still be exiting.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn tmpfs(target: &Path) -> Mount {

@@ -486,7 +486,12 @@ impl Container {
         // the spec later processes are checked against (their sources are in the state
         // directory, which specs may not name).
         let mut mounted = spec.clone();
-        let mut cgroup_dirs = crate::cgroupfs::expand(&mut mounted, &cgroup_path)?;
+        let root = crate::cgroupfs::Owner {
+            uid: block.mapping().host_start,
+            gid: block.mapping().host_start,
+        };
+        let (mut cgroup_dirs, delegated) =
+            crate::cgroupfs::expand(&mut mounted, &cgroup_path, root)?;
         // After the directories the cgroup mounts need: the opening makes the same ones, and
         // is dropped (waited for) before they are on an early failure.
         let resources_spec = spec
@@ -609,7 +614,7 @@ impl Container {
                         tracing::debug!(container = id, "cgroup made, its limits to follow");
                         return Ok(thread_lists);
                     }
-                    let cgroup = opened.insert(opening.wait()?);
+                    let cgroup = opened.insert(opening.wait()?.delegated_if(delegated));
                     let thread_lists = cgroup.take_thread_lists();
                     if thread_lists.is_none() {
                         cgroup.join(init.pid(), &resources_spec)?;
@@ -701,7 +706,7 @@ impl Container {
         // went ahead): it is created once they are.
         let cgrouped = supervised.and_then(|()| {
             if container.resources.cgroup.is_none() {
-                container.resources.cgroup = Some(opening.wait()?);
+                container.resources.cgroup = Some(opening.wait()?.delegated_if(delegated));
                 cgroup_dirs.keep();
             }
             container.confirm_cgroup()

@@ -1491,3 +1491,78 @@ fn relaxed_unmounting_reaches_docker_containers() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn docker_runs_inside_an_eci_container() {
+    // Docker-in-Docker, the workload ECI exists for: dockerd, containerd and runc from the
+    // host's /usr run in a privileged eci container whose cgroup mount is read-write (so
+    // delegated to it), and run a container of their own, which lands in the same ID block.
+    assert!(
+        Path::new("/usr/sbin/dockerd").exists() || which("dockerd"),
+        "dockerd is missing: install docker.io and containerd (scripts/test does)"
+    );
+    let bundle = tempfile::Builder::new()
+        .prefix("eci-dind")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        bundle.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let built = Command::new("scripts/busybox-bundle")
+        .arg(bundle.path().join("b"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        built.success(),
+        "scripts/busybox-bundle (needs busybox-static and jq)"
+    );
+    let script = "exec 2>&1; d=/tmp/dind; mkdir -p $d && export DOCKER_HOST=unix://$d/docker.sock \
+        && (dockerd --data-root $d/data --exec-root $d/exec --pidfile $d/pid -H $DOCKER_HOST \
+            --iptables=false --ip6tables=false --bridge=none > $d/log 2>&1 &) \
+        && for i in $(seq 100); do docker version > /dev/null 2>&1 && break; sleep 0.1; done \
+        && tar -C /busybox/rootfs -c . | docker import - inner > /dev/null \
+        && docker run --rm --network none inner sh -c 'echo inner-ok; cat /proc/self/uid_map' \
+        ; r=$?; [ $r = 0 ] || tail -5 $d/log; kill $(cat $d/pid) 2>/dev/null; echo run=$r";
+    let mut c = common::create_with("dind", &["sh", "-c", script], |spec| {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        let mut cgroup = eci::oci_spec::runtime::Mount::default();
+        cgroup.set_destination("/sys/fs/cgroup".into());
+        cgroup.set_typ(Some("cgroup".into()));
+        cgroup.set_source(Some("cgroup".into()));
+        cgroup.set_options(Some(vec!["nosuid".into(), "noexec".into(), "nodev".into()]));
+        mounts.push(cgroup);
+        // dockerd keeps its identity key in /etc/docker, which the host rootfs has read-only.
+        let mut config = eci::oci_spec::runtime::Mount::default();
+        config.set_destination("/etc/docker".into());
+        config.set_typ(Some("tmpfs".into()));
+        config.set_source(Some("tmpfs".into()));
+        mounts.push(config);
+        let mut image = eci::oci_spec::runtime::Mount::default();
+        image.set_destination("/busybox".into());
+        image.set_typ(Some("bind".into()));
+        image.set_source(Some(bundle.path().join("b")));
+        image.set_options(Some(vec!["bind".into(), "ro".into()]));
+        mounts.push(image);
+        spec.set_mounts(Some(mounts));
+    });
+    let outer = c.container().id_mapping();
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"inner-ok"), "{out}");
+    let expected = [
+        "0".to_string(),
+        outer.host_start.to_string(),
+        outer.size.to_string(),
+    ];
+    assert!(
+        lines[1]
+            .split_whitespace()
+            .eq(expected.iter().map(String::as_str)),
+        "{out}"
+    );
+    assert_eq!(lines.last(), Some(&"run=0"), "{out}");
+}

@@ -229,3 +229,64 @@ fn the_init_is_in_its_cgroup_in_every_hierarchy_before_it_starts() {
         assert_eq!(memory.trim(), (64u64 << 20).to_string());
     }
 }
+
+/// A spec's cgroup mount at /sys/fs/cgroup, read-write or read-only.
+fn with_cgroup_mount(spec: &mut eci::oci_spec::runtime::Spec, read_only: bool) {
+    let mut mount = eci::oci_spec::runtime::Mount::default();
+    mount.set_destination("/sys/fs/cgroup".into());
+    mount.set_typ(Some("cgroup".into()));
+    mount.set_source(Some("cgroup".into()));
+    let mut options = vec!["nosuid".to_string(), "noexec".into(), "nodev".into()];
+    if read_only {
+        options.push("ro".into());
+    }
+    mount.set_options(Some(options));
+    spec.mounts_mut().as_mut().unwrap().push(mount);
+}
+
+#[test]
+fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the_hosts() {
+    // The pids hierarchy of cgroup v1, or the cgroup2 tree.
+    let (pids, hierarchy) = if std::path::Path::new("/sys/fs/cgroup/pids").is_dir() {
+        ("/sys/fs/cgroup/pids", "pids")
+    } else {
+        ("/sys/fs/cgroup", ".")
+    };
+    // Docker in the container makes cgroups below the container's and moves processes there;
+    // the container's own limit is not its to raise.
+    let script = format!(
+        "cd /sys/fs/cgroup/{hierarchy} && mkdir inner && echo 5 > inner/pids.max \
+         && cat inner/pids.max && echo $$ > inner/cgroup.procs && grep -c /inner /proc/self/cgroup; \
+         (echo 100000 > pids.max) 2>&1 | grep -c 'Permission denied'; \
+         echo $$ > cgroup.procs; echo back=$?"
+    );
+    let mut c = create_with("delegated", &["sh", "-c", &script], |spec| {
+        with_cgroup_mount(spec, false);
+    });
+    let own = std::path::Path::new(pids)
+        .join("eci")
+        .join(c.container().id());
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["5", "1", "1", "back=0"],
+        "{out}"
+    );
+    // The cgroup it made goes with the container's.
+    assert!(own.join("inner").is_dir());
+    drop(c);
+    assert!(!own.exists(), "{} is left behind", own.display());
+}
+
+#[test]
+fn a_read_only_cgroup_mount_is_not_delegated() {
+    let script = "cd /sys/fs/cgroup; [ -d pids ] && cd pids; mkdir inner 2>&1; echo made=$?";
+    let mut c = create_with("not-delegated", &["sh", "-c", script], |spec| {
+        with_cgroup_mount(spec, true);
+    });
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("made=1\n"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+}
