@@ -648,7 +648,8 @@ impl Cgroup {
                 let _ = nix::sys::signal::kill(Pid::from_raw(*pid), signal);
             }
         }
-        // Frozen processes die only once thawed.
+        // Frozen processes die only once thawed, and those in a cgroup the container froze
+        // itself only once that is thawed too.
         let thawed = self.freeze(false);
         let pids = pids?;
         thawed.map(|()| pids)

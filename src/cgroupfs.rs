@@ -8,12 +8,15 @@
 //! host it is the container's directory, bound at the target.
 //!
 //! A mount the spec asks for read-only (Docker's for a container without `--privileged`) is
-//! bound read-only. One asked for read-write is **delegated**, as systemd delegates a cgroup:
+//! bound read-only, and so is every mount unless the settings say `eci.delegateCgroups`.
+//! Otherwise one asked for read-write is **delegated**, as systemd delegates a cgroup:
 //! the directory and the files that move processes (`cgroup.procs`, `tasks`; on cgroup2 also
 //! `cgroup.threads` and `cgroup.subtree_control`) are given to the container's root, so that an
 //! inner runtime (Docker in the container) can make child cgroups and move its processes into
 //! them. The container's own limits stay root's on the host, which its root is not: it cannot
-//! raise them, and the kernel holds every child within them.
+//! raise them, and the kernel holds every child within them. The v1 freezer is left out: a
+//! child cgroup the container froze would keep its processes from dying (`docker pause`
+//! inside does not work).
 
 use std::path::{Path, PathBuf};
 
@@ -56,9 +59,10 @@ impl CreatedDirs {
         self.0.clear();
     }
 
-    /// Creates `dir` and whatever of its parents is missing, remembering what it created.
-    pub(crate) fn create(&mut self, dir: &Path) -> std::io::Result<()> {
-        crate::cgroup::create_dirs(dir, &mut self.0).map(drop)
+    /// Creates `dir` and whatever of its parents is missing, remembering what it created;
+    /// whether `dir` itself is new.
+    pub(crate) fn create(&mut self, dir: &Path) -> std::io::Result<bool> {
+        crate::cgroup::create_dirs(dir, &mut self.0)
     }
 
     /// What it created, parents first.
@@ -83,11 +87,13 @@ pub(crate) struct Owner {
 }
 
 /// Replaces every cgroup or cgroup2 mount of `spec` by binds of the container's cgroup at
-/// `cgroup_path`, creating its directories; true if one was delegated to `owner`.
+/// `cgroup_path`, creating its directories; true if one was delegated to `owner` (only where
+/// `delegate`, the setting, allows).
 pub(crate) fn expand(
     spec: &mut Spec,
     cgroup_path: &Path,
     owner: Owner,
+    delegate: bool,
 ) -> Result<(CreatedDirs, bool)> {
     let mut created = CreatedDirs::default();
     let mut delegated = false;
@@ -110,7 +116,7 @@ pub(crate) fn expand(
         }
         let target = mount.destination().clone();
         let read_only = mount.options().iter().flatten().any(|o| o == "ro");
-        let delegate = (!read_only).then_some(owner);
+        let delegate = (delegate && !read_only).then_some(owner);
         delegated |= delegate.is_some();
         if v1.is_empty() {
             let Some(v2) = v2 else {
@@ -124,6 +130,12 @@ pub(crate) fn expand(
         }
         expanded.push(tmpfs(&target));
         for h in &v1 {
+            // A v1 freezer cgroup of the container's own, frozen, would keep its processes
+            // from dying of SIGKILL, and its PID namespace's init from ever being reaped: a
+            // delegated container gets no freezer hierarchy (runc and Docker go on without).
+            if delegate.is_some() && h.controllers.iter().any(|c| c == "freezer") {
+                continue;
+            }
             let name = h.mount.file_name().map(PathBuf::from).unwrap_or_default();
             let dir = h.mount.join(relative);
             expanded.push(own_dir(
@@ -148,10 +160,19 @@ fn own_dir(
     delegate: Option<Owner>,
     unified: bool,
 ) -> Result<Mount> {
-    created
+    let new = created
         .create(dir)
         .map_err(Error::io(format!("creating {}", dir.display())))?;
     if let Some(owner) = delegate {
+        // Only a cgroup made for this container is given away: a path the spec names may be
+        // a host service's cgroup.
+        if !new {
+            return Err(Error::Cgroup {
+                path: dir.to_path_buf(),
+                reason: "exists already; a cgroup is delegated only if made for the container"
+                    .into(),
+            });
+        }
         give(dir, owner, unified).map_err(Error::io(format!("delegating {}", dir.display())))?;
     }
     let mut mount = Mount::default();

@@ -491,7 +491,7 @@ impl Container {
             gid: block.mapping().host_start,
         };
         let (mut cgroup_dirs, delegated) =
-            crate::cgroupfs::expand(&mut mounted, &cgroup_path, root)?;
+            crate::cgroupfs::expand(&mut mounted, &cgroup_path, root, policy.delegate_cgroups)?;
         // After the directories the cgroup mounts need: the opening makes the same ones, and
         // is dropped (waited for) before they are on an early failure.
         let resources_spec = spec

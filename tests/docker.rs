@@ -1526,7 +1526,8 @@ fn docker_runs_inside_an_eci_container() {
         && tar -C /busybox/rootfs -c . | docker import - inner > /dev/null \
         && docker run --rm --network none inner sh -c 'echo inner-ok; cat /proc/self/uid_map' \
         ; r=$?; [ $r = 0 ] || tail -5 $d/log; kill $(cat $d/pid) 2>/dev/null; echo run=$r";
-    let mut c = common::create_with("dind", &["sh", "-c", script], |spec| {
+    let runtime = common::delegating_runtime();
+    let mut c = common::create_in(runtime, "dind", &["sh", "-c", script], |spec| {
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         let mut cgroup = eci::oci_spec::runtime::Mount::default();
         cgroup.set_destination("/sys/fs/cgroup".into());

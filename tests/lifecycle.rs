@@ -260,7 +260,8 @@ fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the
          (echo 100000 > pids.max) 2>&1 | grep -c 'Permission denied'; \
          echo $$ > cgroup.procs; echo back=$?"
     );
-    let mut c = create_with("delegated", &["sh", "-c", &script], |spec| {
+    let runtime = common::delegating_runtime();
+    let mut c = common::create_in(runtime, "delegated", &["sh", "-c", &script], |spec| {
         with_cgroup_mount(spec, false);
     });
     let own = std::path::Path::new(pids)
@@ -280,13 +281,68 @@ fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the
 }
 
 #[test]
-fn a_read_only_cgroup_mount_is_not_delegated() {
+fn a_cgroup_mount_is_delegated_only_read_write_and_where_the_settings_say() {
     let script = "cd /sys/fs/cgroup; [ -d pids ] && cd pids; mkdir inner 2>&1; echo made=$?";
-    let mut c = create_with("not-delegated", &["sh", "-c", script], |spec| {
-        with_cgroup_mount(spec, true);
+    let delegating = common::delegating_runtime();
+    for (runtime, read_only) in [(delegating, true), (runtime(), false)] {
+        let mut c = common::create_in(runtime, "not-delegated", &["sh", "-c", script], |spec| {
+            with_cgroup_mount(spec, read_only);
+        });
+        let (code, out) = c.run_to_end();
+        assert_eq!(code, 0, "{out}");
+        assert!(out.ends_with("made=1\n"), "read-only {read_only}: {out}");
+        assert!(out.contains("Read-only file system"), "{out}");
+    }
+}
+
+#[test]
+fn a_delegated_container_gets_no_v1_freezer_of_its_own() {
+    // A child freezer cgroup it froze would keep its processes from dying of SIGKILL and its
+    // init from being reaped (checked by hand: wait() never returned until it was thawed).
+    if !std::path::Path::new("/sys/fs/cgroup/freezer").is_dir() {
+        return;
+    }
+    let script = "ls /sys/fs/cgroup";
+    let runtime = common::delegating_runtime();
+    let mut c = common::create_in(runtime, "no-freezer", &["sh", "-c", script], |spec| {
+        with_cgroup_mount(spec, false);
     });
     let (code, out) = c.run_to_end();
     assert_eq!(code, 0, "{out}");
-    assert!(out.ends_with("made=1\n"), "{out}");
-    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.lines().any(|l| l == "pids"), "{out}");
+    assert!(!out.lines().any(|l| l == "freezer"), "{out}");
+}
+
+#[test]
+fn a_cgroup_that_exists_already_is_never_delegated() {
+    // A spec may name any cgroup path, a host service's among them: it is not given away.
+    let hierarchy = if std::path::Path::new("/sys/fs/cgroup/pids").is_dir() {
+        "/sys/fs/cgroup/pids"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    let name = format!("eci-test-existing-{}", std::process::id());
+    let existing = std::path::Path::new(hierarchy).join(&name);
+    std::fs::create_dir(&existing).unwrap();
+    let id = format!("existing-{}", std::process::id());
+    let rootfs = eci::HostRootfs::create(
+        &std::path::Path::new(common::STATE_DIR)
+            .join("rootfs")
+            .join(&id),
+    )
+    .unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    with_cgroup_mount(&mut spec, false);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_cgroups_path(Some(format!("/{name}").into()));
+    spec.set_linux(Some(linux));
+    let created = common::delegating_runtime().create(eci::ContainerConfig::new(id, spec));
+    rootfs.remove().unwrap();
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&existing).unwrap());
+    std::fs::remove_dir(&existing).unwrap();
+    let Err(err) = created else {
+        panic!("a delegation of an existing cgroup was accepted");
+    };
+    assert!(err.to_string().contains("exists already"), "{err}");
+    assert_eq!(owner, 0);
 }

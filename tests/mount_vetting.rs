@@ -1102,13 +1102,23 @@ fn paths_that_name_descriptors_are_vetted_and_served_as_runtimes_give_them() {
 }
 
 #[test]
-fn an_inner_ipc_namespace_gets_its_own_message_queues() {
+fn an_inner_ipc_namespace_gets_its_own_message_queues_and_no_cgroupfs() {
     // The helper mounts mqueue from the caller's IPC namespace, not its own (the host's,
-    // which the kernel would refuse it).
-    let script =
-        "mkdir -p /tmp/q && unshare --ipc sh -c 'mount -t mqueue none /tmp/q && echo mounted'";
+    // which the kernel would refuse it): a queue made there is not the container's.
+    // A cgroupfs of the container's own would show the host's tree where the container's
+    // cgroup namespace is rooted at the runtime's cgroup (cgroup2 beside v1 controllers):
+    // refused.
+    let script = "mkdir -p /tmp/q /tmp/c && unshare --ipc sh -c \
+        'mount -t mqueue none /tmp/q && echo mounted && : > /tmp/q/inner && ls /tmp/q' \
+        && mount -t mqueue none /tmp/q && ls /tmp/q | wc -l \
+        && /probe mount none /tmp/c cgroup2 , mount none /tmp/c cgroup name=systemd";
     let (code, out) = run("inner-mqueue", &["sh", "-c", script]);
-    assert_eq!((code, out.as_str()), (0, "mounted\n"), "{out}");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["mounted", "inner", "0", "EPERM", "EPERM"],
+        "{out}"
+    );
 }
 
 #[test]

@@ -37,6 +37,22 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// A runtime whose settings delegate read-write cgroup mounts (`eci.delegateCgroups`).
+#[allow(dead_code)]
+pub fn delegating_runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let mut policy = runtime().policy().clone();
+        policy.delegate_cgroups = true;
+        Runtime::new(RuntimeConfig {
+            state_dir: PathBuf::from(STATE_DIR),
+            policy,
+            ..Default::default()
+        })
+        .expect("runtime")
+    })
+}
+
 /// An example program built with the tests (`cargo build --examples`).
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();

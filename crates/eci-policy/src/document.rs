@@ -219,6 +219,8 @@ struct RawExtensions {
     engine_sockets: Vec<String>,
     #[serde(default)]
     engine_data_roots: Vec<String>,
+    #[serde(default)]
+    delegate_cgroups: bool,
 }
 
 #[derive(Deserialize)]
@@ -450,6 +452,7 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
     policy.locks.settings.extend(locks);
     procfs(&raw.procfs, &mut policy.procfs, &mut policy.locks);
     policy.sysctls = sysctls(&raw.sysctls, &mut policy.locks, &base)?;
+    policy.delegate_cgroups = raw.delegate_cgroups;
     if let Some(names) = &raw.mount_types {
         policy.mount_types = mount_types(names, &base.clone().key("mountTypes"))?;
     }

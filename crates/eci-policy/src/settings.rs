@@ -664,6 +664,10 @@ pub struct Policy {
     pub procfs: ProcfsSwitches,
     /// How writes to global sysctls are reconciled with the host.
     pub sysctls: SysctlRules,
+    /// `eci.delegateCgroups`: a cgroup mount a spec asks for read-write is given to the
+    /// container's root (child cgroups of its own, for Docker in the container); otherwise
+    /// every cgroup mount is bound read-only.
+    pub delegate_cgroups: bool,
     /// Settings containers may not override.
     pub locks: Locks,
 }
@@ -701,6 +705,7 @@ impl Default for Policy {
                 .collect(),
             procfs: ProcfsSwitches::default(),
             sysctls: SysctlRules::default(),
+            delegate_cgroups: false,
             locks: Locks::default(),
         }
     }

@@ -752,7 +752,17 @@ fn vet_and_perform(
     // user namespace is the caller's: they fail once the directory's process has exited.
     let kind = classify(call.flags);
     enter_callers_view(piddir, view, needs_working_directory(call, kind))?;
-    let descriptors = match copy_descriptors(n, fds, call, kind, piddir, caps)? {
+    let caller = Caller {
+        cap_sys_admin,
+        in_container_userns: slot.userns(helper.remember_userns)? == config.userns,
+    };
+    // Nothing is opened or copied for a caller the policy refuses whatever its paths name.
+    let may_mount = caller.cap_sys_admin && caller.in_container_userns;
+    let copied = match may_mount {
+        true => copy_descriptors(n, fds, call, kind, piddir, caps)?,
+        false => ByDescriptor::No,
+    };
+    let descriptors = match copied {
         ByDescriptor::No => None,
         ByDescriptor::Gone => return Ok(None),
         ByDescriptor::Copied(descriptors) => {
@@ -764,10 +774,6 @@ fn vet_and_perform(
         }
     };
     let call = &descriptors.as_ref().map_or(*call, |d| d.apply(call));
-    let caller = Caller {
-        cap_sys_admin,
-        in_container_userns: slot.userns(helper.remember_userns)? == config.userns,
-    };
     let nofollow = call.umount && call.flags & libc::UMOUNT_NOFOLLOW as u64 != 0;
     // Only unmounting, remounting and moving depend on what the target is.
     let needs_target = call.umount || matches!(kind, MountKind::Remount { .. } | MountKind::Move);
@@ -918,12 +924,14 @@ fn callers_namespace(piddir: RawFd, name: &CStr) -> SysResult<OwnedFd> {
 }
 
 /// The namespace the kernel makes a filesystem type for from the mounting task's own:
-/// mqueue's IPC namespace, cgroupfs's cgroup namespace. (procfs and sysfs are built by the
-/// host half, [`mount_fresh`].)
+/// mqueue's IPC namespace. (procfs and sysfs are built by the host half, [`mount_fresh`].)
+/// Not cgroupfs: the container's cgroup namespace is rooted at its cgroup only in the
+/// hierarchies eci manages; in the others (cgroup2 and named hierarchies beside v1
+/// controllers) it is rooted where the runtime is, so a cgroupfs of its own would show the
+/// host's tree. The helper stays in the host's cgroup namespace, where the kernel refuses it.
 fn namespace_of_type(fstype: &[u8]) -> Option<(&'static CStr, libc::c_int)> {
     match fstype {
         b"mqueue" => Some((c"ns/ipc", libc::CLONE_NEWIPC)),
-        b"cgroup" | b"cgroup2" => Some((c"ns/cgroup", libc::CLONE_NEWCGROUP)),
         _ => None,
     }
 }

@@ -431,3 +431,15 @@ proptest! {
         prop_assert!(restricted_rules >= restricted.len().min(1));
     }
 }
+
+#[test]
+fn cgroups_are_delegated_only_where_the_settings_say() {
+    assert!(!parse("{}").unwrap().delegate_cgroups);
+    assert!(
+        parse(r#"{"eci": {"delegateCgroups": true}}"#)
+            .unwrap()
+            .delegate_cgroups
+    );
+    let err = parse(r#"{"eci": {"delegateCgroups": "yes"}}"#).unwrap_err();
+    assert!(err.to_string().contains("delegateCgroups"), "{err}");
+}

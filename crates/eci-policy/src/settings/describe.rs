@@ -124,6 +124,11 @@ impl fmt::Display for Policy {
         self.describe_paths(f)?;
         let hooks = self.hook_dirs.iter().map(|d| d.display().to_string());
         writeln!(f, "OCI hook directories: {}", list_or_none(hooks.collect()))?;
+        writeln!(
+            f,
+            "Read-write cgroup mounts delegated to the container: {}",
+            yes_no(self.delegate_cgroups)
+        )?;
         self.describe_docker_socket(f)?;
         self.describe_virtualization(f)
     }
