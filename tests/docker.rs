@@ -1501,24 +1501,7 @@ fn docker_runs_inside_an_eci_container() {
         Path::new("/usr/sbin/dockerd").exists() || which("dockerd"),
         "dockerd is missing: install docker.io and containerd (scripts/test does)"
     );
-    let bundle = tempfile::Builder::new()
-        .prefix("eci-dind")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(
-        bundle.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let built = Command::new("scripts/busybox-bundle")
-        .arg(bundle.path().join("b"))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(
-        built.success(),
-        "scripts/busybox-bundle (needs busybox-static and jq)"
-    );
+    let bundle = common::inner_bundle("eci-dind", &[]);
     let script = "exec 2>&1; d=/tmp/dind; mkdir -p $d && export DOCKER_HOST=unix://$d/docker.sock \
         && (dockerd --data-root $d/data --exec-root $d/exec --pidfile $d/pid -H $DOCKER_HOST \
             --iptables=false --ip6tables=false --bridge=none > $d/log 2>&1 &) \
@@ -1541,12 +1524,7 @@ fn docker_runs_inside_an_eci_container() {
         config.set_typ(Some("tmpfs".into()));
         config.set_source(Some("tmpfs".into()));
         mounts.push(config);
-        let mut image = eci::oci_spec::runtime::Mount::default();
-        image.set_destination("/busybox".into());
-        image.set_typ(Some("bind".into()));
-        image.set_source(Some(bundle.path().join("b")));
-        image.set_options(Some(vec!["bind".into(), "ro".into()]));
-        mounts.push(image);
+        mounts.push(common::read_only_bind(&bundle.path().join("b"), "/busybox"));
         spec.set_mounts(Some(mounts));
     });
     let outer = c.container().id_mapping();
@@ -1554,16 +1532,6 @@ fn docker_runs_inside_an_eci_container() {
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.first(), Some(&"inner-ok"), "{out}");
-    let expected = [
-        "0".to_string(),
-        outer.host_start.to_string(),
-        outer.size.to_string(),
-    ];
-    assert!(
-        lines[1]
-            .split_whitespace()
-            .eq(expected.iter().map(String::as_str)),
-        "{out}"
-    );
+    assert!(common::maps_block(lines[1], outer), "{out}");
     assert_eq!(lines.last(), Some(&"run=0"), "{out}");
 }

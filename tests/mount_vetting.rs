@@ -1126,33 +1126,14 @@ fn crun_runs_a_container_inside_a_container() {
     // An inner runtime, without cgroups (this container's spec asks for none; see
     // tests/docker.rs for Docker's runc in a delegated cgroup). eci's ENOSYS for keyrings has
     // crun go on without a session keyring.
-    let bundle = tempfile::Builder::new()
-        .prefix("eci-inner")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(
-        bundle.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let built = Command::new("scripts/busybox-bundle")
-        .arg(bundle.path().join("b"))
-        .args(["--", "sh", "-c", "echo inner-ok; cat /proc/self/uid_map"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(
-        built.success(),
-        "scripts/busybox-bundle (needs busybox-static and jq)"
+    let bundle = common::inner_bundle(
+        "eci-inner",
+        &["sh", "-c", "echo inner-ok; cat /proc/self/uid_map"],
     );
     let script = "mount -t tmpfs none /sys/fs/cgroup && mkdir -p /tmp/crun \
         && crun --root /tmp/crun --cgroup-manager=disabled run -b /bundle inner";
     let mut c = common::create_with("inner-crun", &["sh", "-c", script], |spec| {
-        let mut mount = eci::oci_spec::runtime::Mount::default();
-        mount.set_destination(PathBuf::from("/bundle"));
-        mount.set_typ(Some("bind".into()));
-        mount.set_source(Some(bundle.path().join("b")));
-        mount.set_options(Some(vec!["bind".into(), "ro".into()]));
+        let mount = common::read_only_bind(&bundle.path().join("b"), "/bundle");
         spec.mounts_mut().as_mut().unwrap().push(mount);
     });
     let (code, out) = c.run_to_end();
@@ -1161,15 +1142,5 @@ fn crun_runs_a_container_inside_a_container() {
     assert_eq!(lines[0], "inner-ok", "{out}");
     // The inner container shares the outer one's user namespace: its root is the outer root.
     let outer = c.container().id_mapping();
-    let expected = [
-        "0".to_string(),
-        outer.host_start.to_string(),
-        outer.size.to_string(),
-    ];
-    assert!(
-        lines[1]
-            .split_whitespace()
-            .eq(expected.iter().map(String::as_str)),
-        "{out}"
-    );
+    assert!(common::maps_block(lines[1], outer), "{out}");
 }

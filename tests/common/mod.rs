@@ -37,6 +37,47 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// A busybox bundle (scripts/busybox-bundle, running `args` if any) at `b` in a fresh
+/// directory under /tmp that the containers' root may enter, for a runtime in a container.
+#[allow(dead_code)]
+pub fn inner_bundle(prefix: &str, args: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut build = std::process::Command::new("scripts/busybox-bundle");
+    build.arg(dir.path().join("b"));
+    if !args.is_empty() {
+        build.arg("--").args(args);
+    }
+    let built = build.stdout(std::process::Stdio::null()).status().unwrap();
+    assert!(
+        built.success(),
+        "scripts/busybox-bundle (needs busybox-static and jq)"
+    );
+    dir
+}
+
+/// Whether a uid_map line maps root to the first host ID of `block`, and only its IDs.
+#[allow(dead_code)]
+pub fn maps_block(line: &str, block: eci::IdMapping) -> bool {
+    let expected = [0, block.host_start, block.size].map(|n| n.to_string());
+    line.split_whitespace()
+        .eq(expected.iter().map(String::as_str))
+}
+
+/// A read-only bind of `source` at `destination`.
+#[allow(dead_code)]
+pub fn read_only_bind(source: &Path, destination: &str) -> Mount {
+    let mut mount = Mount::default();
+    mount.set_destination(PathBuf::from(destination));
+    mount.set_typ(Some("bind".into()));
+    mount.set_source(Some(source.to_path_buf()));
+    mount.set_options(Some(vec!["bind".into(), "ro".into()]));
+    mount
+}
+
 /// A runtime whose settings delegate read-write cgroup mounts (`eci.delegateCgroups`).
 #[allow(dead_code)]
 pub fn delegating_runtime() -> &'static Runtime {
