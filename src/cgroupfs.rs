@@ -18,6 +18,9 @@
 //! child cgroup the container froze would keep its processes from dying (`docker pause`
 //! inside does not work).
 
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use eci_mount::virt::{mounted_hierarchies, Hierarchy};
@@ -216,36 +219,91 @@ pub(crate) fn remove_descendants(cgroup_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Removes every cgroup below `dir`, deepest first. It walks down and back up through `..`
+/// holding one descriptor at a time, by names relative to it: a chain the container made
+/// deeper than PATH_MAX, or than the descriptors a process may hold, is removed all the same.
 fn remove_below(dir: &Path) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let mut here = match open_dir(libc::AT_FDCWD, &path_cstring(dir)?) {
+        Ok(fd) => fd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    for entry in entries {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
+    // The names walked down through, to remove each from its parent on the way back up.
+    let mut names: Vec<CString> = Vec::new();
+    loop {
+        if let Some(child) = first_child(&here)? {
+            match open_dir(here.as_raw_fd(), &child) {
+                Ok(fd) => {
+                    here = fd;
+                    names.push(child);
+                }
+                // Gone meanwhile: look again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
             continue;
         }
-        let child = entry.path();
-        remove_below(&child)?;
-        remove_cgroup_dir(&child)?;
+        let Some(name) = names.pop() else {
+            return Ok(());
+        };
+        let parent = open_dir(here.as_raw_fd(), c"..")?;
+        drop(std::mem::replace(&mut here, parent));
+        remove_cgroup_at(&here, &name)?;
     }
-    Ok(())
 }
 
-fn remove_cgroup_dir(dir: &Path) -> std::io::Result<()> {
+fn path_cstring(path: &Path) -> std::io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn open_dir(dir: RawFd, name: &CStr) -> std::io::Result<OwnedFd> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: name is NUL-terminated.
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The name of a directory (a child cgroup) in `dir`, if it has one.
+fn first_child(dir: &OwnedFd) -> std::io::Result<Option<CString>> {
+    // Read through a descriptor of its own: the directory stream consumes it.
+    let listing = open_dir(dir.as_raw_fd(), c".")?;
+    let mut entries =
+        nix::dir::Dir::from_fd(listing.into_raw_fd()).map_err(std::io::Error::from)?;
+    for entry in entries.iter() {
+        let entry = entry.map_err(std::io::Error::from)?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if entry.file_type() == Some(nix::dir::Type::Directory) {
+            return Ok(Some(name.to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Removes the cgroup `name` in `dir`, waiting a while for a last process still exiting.
+fn remove_cgroup_at(dir: &OwnedFd, name: &CStr) -> std::io::Result<()> {
     let mut tries = 0;
     loop {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            // Its last process may still be exiting.
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+        // SAFETY: name is NUL-terminated; dir is a descriptor we hold.
+        let removed = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
+        if removed == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => return Ok(()),
+            Some(libc::EBUSY) if tries < 50 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            Err(e) => return Err(e),
+            _ => return Err(e),
         }
     }
 }

@@ -258,7 +258,9 @@ fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the
         "cd /sys/fs/cgroup/{hierarchy} && mkdir inner && echo 5 > inner/pids.max \
          && cat inner/pids.max && echo $$ > inner/cgroup.procs && grep -c /inner /proc/self/cgroup; \
          (echo 100000 > pids.max) 2>&1 | grep -c 'Permission denied'; \
-         echo $$ > cgroup.procs; echo back=$?"
+         echo $$ > cgroup.procs; echo back=$?; \
+         cd inner && for i in $(seq 2100); do mkdir d && cd d 2>/dev/null || break; done; \
+         [ $i -gt 2000 ] && echo deep"
     );
     let runtime = common::delegating_runtime();
     let mut c = common::create_in(runtime, "delegated", &["sh", "-c", &script], |spec| {
@@ -271,10 +273,11 @@ fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["5", "1", "1", "back=0"],
+        ["5", "1", "1", "back=0", "deep"],
         "{out}"
     );
-    // The cgroup it made goes with the container's.
+    // The cgroups it made go with the container's: a chain until the shell's own path passed
+    // PATH_MAX too, longer still on the host.
     assert!(own.join("inner").is_dir());
     drop(c);
     assert!(!own.exists(), "{} is left behind", own.display());
