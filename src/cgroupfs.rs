@@ -132,7 +132,13 @@ pub(crate) fn expand(
             continue;
         }
         expanded.push(tmpfs(&target));
+        // A hierarchy mounted twice is one cgroup, given away once.
+        let mut seen: Vec<&[String]> = Vec::new();
         for h in &v1 {
+            if seen.contains(&h.controllers.as_slice()) {
+                continue;
+            }
+            seen.push(&h.controllers);
             // A v1 freezer cgroup of the container's own, frozen, would keep its processes
             // from dying of SIGKILL, and its PID namespace's init from ever being reaped: a
             // delegated container gets no freezer hierarchy (runc and Docker go on without).
