@@ -19,8 +19,7 @@
 //! inside does not work).
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use eci_mount::virt::{mounted_hierarchies, Hierarchy};
@@ -229,7 +228,7 @@ pub(crate) fn remove_descendants(cgroup_path: &Path) -> std::io::Result<()> {
 /// holding one descriptor at a time, by names relative to it: a chain the container made
 /// deeper than PATH_MAX, or than the descriptors a process may hold, is removed all the same.
 fn remove_below(dir: &Path) -> std::io::Result<()> {
-    let mut here = match open_dir(libc::AT_FDCWD, &path_cstring(dir)?) {
+    let mut here = match open_dir(None, dir) {
         Ok(fd) => fd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
@@ -238,7 +237,7 @@ fn remove_below(dir: &Path) -> std::io::Result<()> {
     let mut names: Vec<CString> = Vec::new();
     loop {
         if let Some(child) = first_child(&here)? {
-            match open_dir(here.as_raw_fd(), &child) {
+            match open_dir(Some(&here), child.as_c_str()) {
                 Ok(fd) => {
                     here = fd;
                     names.push(child);
@@ -252,24 +251,23 @@ fn remove_below(dir: &Path) -> std::io::Result<()> {
         let Some(name) = names.pop() else {
             return Ok(());
         };
-        let parent = open_dir(here.as_raw_fd(), c"..")?;
+        let parent = open_dir(Some(&here), c"..")?;
         drop(std::mem::replace(&mut here, parent));
         remove_cgroup_at(&here, &name)?;
     }
 }
 
-fn path_cstring(path: &Path) -> std::io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-fn open_dir(dir: RawFd, name: &CStr) -> std::io::Result<OwnedFd> {
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: name is NUL-terminated.
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+/// Opens the directory `name` (in `dir`, or from the working directory), never through a
+/// symlink.
+fn open_dir<P: nix::NixPath + ?Sized>(dir: Option<&OwnedFd>, name: &P) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(
+        dir.map(AsRawFd::as_raw_fd),
+        name,
+        flags,
+        nix::sys::stat::Mode::empty(),
+    )?;
     // SAFETY: openat returned a new descriptor that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -277,11 +275,10 @@ fn open_dir(dir: RawFd, name: &CStr) -> std::io::Result<OwnedFd> {
 /// The name of a directory (a child cgroup) in `dir`, if it has one.
 fn first_child(dir: &OwnedFd) -> std::io::Result<Option<CString>> {
     // Read through a descriptor of its own: the directory stream consumes it.
-    let listing = open_dir(dir.as_raw_fd(), c".")?;
-    let mut entries =
-        nix::dir::Dir::from_fd(listing.into_raw_fd()).map_err(std::io::Error::from)?;
+    let listing = open_dir(Some(dir), c".")?;
+    let mut entries = nix::dir::Dir::from_fd(listing.into_raw_fd())?;
     for entry in entries.iter() {
-        let entry = entry.map_err(std::io::Error::from)?;
+        let entry = entry?;
         let name = entry.file_name();
         if name == c"." || name == c".." {
             continue;
@@ -295,21 +292,21 @@ fn first_child(dir: &OwnedFd) -> std::io::Result<Option<CString>> {
 
 /// Removes the cgroup `name` in `dir`, waiting a while for a last process still exiting.
 fn remove_cgroup_at(dir: &OwnedFd, name: &CStr) -> std::io::Result<()> {
+    use nix::errno::Errno;
     let mut tries = 0;
     loop {
-        // SAFETY: name is NUL-terminated; dir is a descriptor we hold.
-        let removed = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
-        if removed == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOENT) => return Ok(()),
-            Some(libc::EBUSY) if tries < 50 => {
+        let removed = nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::RemoveDir,
+        );
+        match removed {
+            Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+            Err(Errno::EBUSY) if tries < 50 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            _ => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }

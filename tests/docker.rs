@@ -490,6 +490,15 @@ impl Drop for KilledOnDrop {
     }
 }
 
+/// A command's stdout then stderr, for assertions and their messages.
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A raw HTTP exchange on a Unix socket: the response's status line and body.
 fn raw_request(socket: &Path, request: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -1139,13 +1148,6 @@ fn a_tag_entry_matches_the_image_the_registry_gives_for_the_tag() {
 #[test]
 fn network_container_mode_joins_an_eci_containers_network_only() {
     let docker = Dockerd::start();
-    let text = |out: &Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
     let serve = "echo shared > /dev/shm/note; exec httpd -f -p 127.0.0.1:8080 -h /etc";
     let web = docker.run_named(&["-d", "--ipc", "shareable"], "web", &["sh", "-c", serve]);
     assert!(web.status.success(), "{}", text(&web));
@@ -1226,13 +1228,6 @@ fn network_container_mode_joins_an_eci_containers_network_only() {
 #[test]
 fn dockers_seccomp_profiles_apply_to_eci_containers() {
     let docker = Dockerd::start();
-    let text = |out: &Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
     // Docker's default profile lets a container without CAP_SYS_ADMIN make no user namespace,
     // which the kernel alone would let it make.
     let unshare = ["sh", "-c", "unshare -U true; echo unshare=$?"];

@@ -1084,21 +1084,22 @@ fn paths_that_name_descriptors_are_vetted_and_served_as_runtimes_give_them() {
     // descriptors, which the helper (outside the caller's PID namespace) reaches by copies.
     let script = "mkdir -p /tmp/x /tmp/y \
         && /probe mount-fd none /tmp/x tmpfs , bind-fd /etc /tmp/y , umount-fd /probe , umount /probe \
-           , remount-rw-fd /probe , remount-rw /probe \
+           , remount-rw-fd /probe , remount-rw /probe , mount none /proc/self/fd/999 tmpfs \
         && grep ' /tmp/x ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1 \
         && [ \"$(ls /tmp/y)\" = \"$(ls /etc)\" ] && echo bound \
         && /probe umount-fd /tmp/x , umount /tmp/x && { grep -c ' /tmp/x ' /proc/self/mountinfo || true; }";
     let (code, out) = run("by-descriptor", &["sh", "-c", script]);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 11, "{out}");
+    assert_eq!(lines.len(), 12, "{out}");
     assert_eq!(lines[..2], ["ok", "ok"], "a tmpfs and a bind by descriptor");
     // An initial mount named by a descriptor is protected as by its path.
     assert_eq!(lines[2], lines[3], "unmounting an initial mount: {out}");
     assert_ne!(lines[2], "ok");
     assert_eq!(lines[4..6], ["EPERM", "EPERM"], "remounting it read-write");
+    assert_eq!(lines[6], "ENOENT", "a descriptor the caller does not have");
     // The descriptor naming it holds the mount busy, as the kernel has it.
-    assert_eq!(lines[6..], ["tmpfs", "bound", "EBUSY", "ok", "0"], "{out}");
+    assert_eq!(lines[7..], ["tmpfs", "bound", "EBUSY", "ok", "0"], "{out}");
 }
 
 #[test]

@@ -759,13 +759,16 @@ fn vet_and_perform(
     // Nothing is opened or copied for a caller the policy refuses whatever its paths name.
     let may_mount = caller.cap_sys_admin && caller.in_container_userns;
     let copied = match may_mount {
-        true => copy_descriptors(n, fds, call, kind, piddir, caps)?,
-        false => ByDescriptor::No,
+        true => copy_descriptors(n, fds, call, kind, piddir, caps),
+        false => Ok(ByDescriptor::No),
     };
     let descriptors = match copied {
-        ByDescriptor::No => None,
-        ByDescriptor::Gone => return Ok(None),
-        ByDescriptor::Copied(descriptors) => {
+        // An answer about the paths (a descriptor the caller lacks, a relative path that is
+        // not there), not about the caller's /proc directory: not retried with a fresh one.
+        Err(Errno(errno)) => return Ok(Some((errno, 0))),
+        Ok(ByDescriptor::No) => None,
+        Ok(ByDescriptor::Gone) => return Ok(None),
+        Ok(ByDescriptor::Copied(descriptors)) => {
             // Their names are looked up in the helper's own descriptor directory.
             forget(&view.cwd);
             // SAFETY: fchdir on a descriptor we hold.
@@ -1055,7 +1058,8 @@ fn copy_descriptors(
     let mut names = [[0u8; 12]; 2];
     for (name, copy) in names.iter_mut().zip(&copies) {
         if let Some(copy) = copy {
-            write_decimal(copy.as_raw_fd(), name);
+            // The rest of the buffer stays NUL.
+            sys::write_decimal(name, copy.as_raw_fd() as u64);
         }
     }
     Ok(ByDescriptor::Copied(Descriptors { copies, names, dir }))
@@ -1069,24 +1073,6 @@ fn proc_is_procfs() -> bool {
     // SAFETY: a NUL-terminated path and a valid out pointer.
     let ok = unsafe { libc::statfs(c"/proc".as_ptr(), &mut fs) } == 0;
     ok && fs.f_type == libc::PROC_SUPER_MAGIC
-}
-
-/// Writes `value` (not negative) in decimal, NUL-terminated, into `out`. Allocation-free.
-fn write_decimal(value: RawFd, out: &mut [u8; 12]) {
-    let mut digits = [0u8; 10];
-    let (mut rest, mut len) = (value.max(0) as u32, 0);
-    loop {
-        digits[len] = b'0' + (rest % 10) as u8;
-        len += 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for (i, d) in digits[..len].iter().rev().enumerate() {
-        out[i] = *d;
-    }
-    out[len] = 0;
 }
 
 /// Mounts a procfs or sysfs that the host half built (masked, for the caller's PID or network
