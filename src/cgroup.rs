@@ -607,14 +607,26 @@ impl Cgroup {
             path: path.into(),
             reason: e.to_string(),
         })?;
-        Ok(Cgroup {
+        let mut cgroup = Cgroup {
             manager,
             path: path.to_path_buf(),
             thread_lists: None,
             made: Vec::new(),
-            // Whether it was is not known here: looked for on removal.
-            delegated: true,
-        })
+            delegated: false,
+        };
+        cgroup.delegated = cgroup.given_away();
+        Ok(cgroup)
+    }
+
+    /// Whether the cgroup was delegated to its container: its directory is another user's
+    /// (the container's root, [`crate::cgroupfs`]). A cgroup eci kept is this process's user's,
+    /// and its container cannot change that; nor could anyone but root make it look given
+    /// away. Only then are the cgroups below it its container's to remove with it: another
+    /// container's cgroup may lie below a cgroup that was not given away.
+    fn given_away(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let owner = self.tree_dir().and_then(std::fs::metadata);
+        owner.is_ok_and(|meta| meta.uid() != nix::unistd::geteuid().as_raw())
     }
 
     /// Marks the cgroup as given to its container ([`crate::cgroupfs`]) if `delegated`: the
@@ -633,8 +645,10 @@ impl Cgroup {
 
     /// [`Cgroup::kill_everything`] with any signal; the cgroup is thawed after, whatever it was.
     pub(crate) fn signal_everything(&self, signal: nix::sys::signal::Signal) -> Result<Vec<i32>> {
-        let Ok(listed) = self.pids() else {
-            return Ok(Vec::new());
+        let listed = match self.list_pids() {
+            Ok(listed) => listed,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.error("listing the processes", &e)),
         };
         if listed.is_empty() {
             return Ok(Vec::new());
@@ -762,13 +776,30 @@ impl Cgroup {
         Some(freeze.ok()?.trim() == "1")
     }
 
-    /// The processes in the cgroup, as host pids.
+    /// The processes in the cgroup and in the cgroups below it (a delegated container's), as
+    /// host pids.
     pub(crate) fn pids(&self) -> Result<Vec<i32>> {
-        let pids = self
-            .manager
-            .get_all_pids()
-            .map_err(|e| self.error("listing the processes", &e))?;
-        Ok(pids.into_iter().map(Pid::as_raw).collect())
+        self.list_pids()
+            .map_err(|e| self.error("listing the processes", &e))
+    }
+
+    fn list_pids(&self) -> std::io::Result<Vec<i32>> {
+        crate::cgroupfs::pids_in_tree(&self.tree_dir()?)
+    }
+
+    /// The directory whose tree holds every process of the container: on cgroup v1 the one in
+    /// the devices hierarchy (where libcgroups lists them: a hierarchy every container has),
+    /// on v2 the container's one directory.
+    fn tree_dir(&self) -> std::io::Result<PathBuf> {
+        let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let hierarchies = eci_mount::virt::mounted_hierarchies()?;
+        let v1 = matches!(self.manager, AnyCgroupManager::V1(_));
+        let found = hierarchies.iter().find(|h| match v1 {
+            true => !h.unified && h.controllers.iter().any(|c| c == "devices"),
+            false => h.unified,
+        });
+        let missing = || std::io::Error::other("no devices hierarchy (v1) or cgroup2 is mounted");
+        found.map(|h| h.mount.join(relative)).ok_or_else(missing)
     }
 
     fn error(&self, what: &str, e: &dyn std::fmt::Display) -> Error {
@@ -954,6 +985,48 @@ mod tests {
         assert_eq!(tasks("4:memory:eci\n"), None);
         let v2_only = [hierarchy("/cg", true, &[])];
         assert_eq!(memory_tasks_path("4:memory:/eci/a\n", &v2_only), None);
+    }
+
+    /// Test cgroup directories in every managed v1 hierarchy, removed (with anything below)
+    /// when dropped.
+    struct TestDirs(Vec<PathBuf>);
+
+    impl Drop for TestDirs {
+        fn drop(&mut self) {
+            for dir in &self.0 {
+                let _ = std::fs::remove_dir(dir.join("other"));
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_cgroup_given_away_has_the_cgroups_below_it_removed_with_it() {
+        let hierarchies = eci_mount::virt::mounted_hierarchies().unwrap();
+        if !nix::unistd::geteuid().is_root() || !hierarchies.iter().any(crate::cgroupfs::managed) {
+            return;
+        }
+        let name = format!("eci-test-given-{}", std::process::id());
+        let path = Path::new("/").join(&name);
+        let managed = hierarchies.iter().filter(|h| crate::cgroupfs::managed(h));
+        let dirs = TestDirs(managed.map(|h| h.mount.join(&name)).collect());
+        for dir in &dirs.0 {
+            std::fs::create_dir(dir).unwrap();
+        }
+        let kept = Cgroup::open(&path, "t").unwrap();
+        let tree = kept.tree_dir().unwrap();
+        // Another cgroup below one eci kept (another container's, say) stays, and so does it.
+        std::fs::create_dir(tree.join("other")).unwrap();
+        assert!(!kept.delegated);
+        assert!(kept.remove().is_err());
+        assert!(tree.join("other").is_dir());
+        assert_eq!(kept.pids().unwrap(), Vec::<i32>::new());
+        // Given to a container's root, what is below is the container's.
+        std::os::unix::fs::chown(&tree, Some(100_000), Some(100_000)).unwrap();
+        let given = Cgroup::open(&path, "t").unwrap();
+        assert!(given.delegated);
+        given.remove().unwrap();
+        assert!(dirs.0.iter().all(|dir| !dir.exists()));
     }
 
     #[test]

@@ -274,9 +274,15 @@ fn open_dir<P: nix::NixPath + ?Sized>(dir: Option<&OwnedFd>, name: &P) -> std::i
 
 /// The name of a directory (a child cgroup) in `dir`, if it has one.
 fn first_child(dir: &OwnedFd) -> std::io::Result<Option<CString>> {
+    Ok(children(dir)?.pop())
+}
+
+/// The names of the directories (child cgroups) in `dir`.
+fn children(dir: &OwnedFd) -> std::io::Result<Vec<CString>> {
     // Read through a descriptor of its own: the directory stream consumes it.
     let listing = open_dir(Some(dir), c".")?;
     let mut entries = nix::dir::Dir::from_fd(listing.into_raw_fd())?;
+    let mut names = Vec::new();
     for entry in entries.iter() {
         let entry = entry?;
         let name = entry.file_name();
@@ -284,10 +290,71 @@ fn first_child(dir: &OwnedFd) -> std::io::Result<Option<CString>> {
             continue;
         }
         if entry.file_type() == Some(nix::dir::Type::Directory) {
-            return Ok(Some(name.to_owned()));
+            names.push(name.to_owned());
         }
     }
-    Ok(None)
+    Ok(names)
+}
+
+/// The processes (host pids) in the cgroup at `dir` and in every cgroup below it. It walks
+/// as [`remove_below`] does, one descriptor at a time through `..`: a chain a delegated
+/// container made deeper than PATH_MAX is listed all the same, where a listing that joins
+/// paths (libcgroups') fails, and `kill --all` would miss what runs there. (cgroupfs renames
+/// a directory only within its parent, so `..` leads back the way the walk came.)
+pub(crate) fn pids_in_tree(dir: &Path) -> std::io::Result<Vec<i32>> {
+    let mut here = open_dir(None, dir)?;
+    let mut pids = pids_at(&here)?;
+    // Per level walked down: the child cgroups of that level not listed yet.
+    let mut unvisited = vec![children(&here)?];
+    while let Some(level) = unvisited.last_mut() {
+        let Some(child) = level.pop() else {
+            unvisited.pop();
+            if !unvisited.is_empty() {
+                here = open_dir(Some(&here), c"..")?;
+            }
+            continue;
+        };
+        match open_dir(Some(&here), child.as_c_str()) {
+            Ok(fd) => here = fd,
+            // Removed meanwhile, with nothing in it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        pids.extend(pids_at(&here)?);
+        unvisited.push(children(&here)?);
+    }
+    Ok(pids)
+}
+
+/// The processes in the cgroup `dir` itself (its `cgroup.procs`); none if it was removed
+/// since it was opened.
+fn pids_at(dir: &OwnedFd) -> std::io::Result<Vec<i32>> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let opened = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        c"cgroup.procs",
+        flags,
+        nix::sys::stat::Mode::empty(),
+    );
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENODEV) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    // SAFETY: openat returned a new descriptor that we now own.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let text = std::io::read_to_string(file)?;
+    text.lines()
+        .map(|line| {
+            line.parse().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("cgroup.procs lists {line:?}, not a pid"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Removes the cgroup `name` in `dir`, waiting a while for a last process still exiting.
