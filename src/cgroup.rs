@@ -108,11 +108,13 @@ fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
     })
 }
 
-/// Whether a /proc/PID/cgroup `text` puts the process at `path` in every v1 hierarchy with a
-/// controller libcgroups manages (other v1 hierarchies do not count), or, where there is no
-/// such hierarchy (cgroup v2 alone), in the v2 hierarchy. A line that cannot be read counts
-/// against it, and so does a text that says nothing of either.
-pub(crate) fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
+/// Whether a /proc/PID/cgroup `text` puts the process at `path`: where the controllers are on
+/// cgroup v1 (`v1`, the hybrid layout too), in every v1 hierarchy with a controller libcgroups
+/// manages (other v1 hierarchies do not count) and in at least one; on cgroup v2, in the v2
+/// hierarchy (v1 hierarchies the kernel still lists, mounted nowhere, are none libcgroups
+/// manages). A line that cannot be read counts against it, and so does a text that says
+/// nothing of the hierarchies that count.
+pub(crate) fn in_cgroup_everywhere(text: &str, path: &Path, v1: bool) -> bool {
     let own = path.to_string_lossy();
     let mut managed_hierarchies = 0;
     let mut unified = None;
@@ -122,20 +124,25 @@ pub(crate) fn in_cgroup_everywhere(text: &str, path: &Path) -> bool {
         else {
             return false;
         };
-        if controllers.is_empty() {
+        let managed = || {
+            controllers
+                .split(',')
+                .any(|c| crate::cgroupfs::MANAGED.contains(&c))
+        };
+        if !v1 && controllers.is_empty() {
             unified = Some(at);
-        } else if controllers
-            .split(',')
-            .any(|c| crate::cgroupfs::MANAGED.contains(&c))
-        {
+        } else if v1 && managed() {
             if at != own {
                 return false;
             }
             managed_hierarchies += 1;
         }
     }
-    // On a hybrid layout the v2 line is systemd's, not the container's.
-    managed_hierarchies > 0 || unified == Some(own.as_ref())
+    match v1 {
+        // On the hybrid layout the v2 line is systemd's, not the container's.
+        true => managed_hierarchies > 0,
+        false => unified == Some(own.as_ref()),
+    }
 }
 
 /// The `tasks` file of the cgroup that accounts a process's memory on cgroup v1, given its
@@ -669,6 +676,11 @@ impl Cgroup {
         thawed.map(|()| pids)
     }
 
+    /// Whether the controllers are on cgroup v1 (the hybrid layout too).
+    pub(crate) fn on_v1(&self) -> bool {
+        matches!(self.manager, AnyCgroupManager::V1(_))
+    }
+
     /// The cgroup's path, as the spec gave it.
     pub(crate) fn path(&self) -> &Path {
         &self.path
@@ -814,7 +826,7 @@ impl Cgroup {
     /// anything. Adding it by pid then would be too late: it has its cgroup namespace already.
     pub(crate) fn confirm_member(&self, pid: i32, who: &str) -> Result<()> {
         let listed = std::fs::read_to_string(format!("/proc/{pid}/cgroup"));
-        if listed.is_ok_and(|text| in_cgroup_everywhere(&text, &self.path)) {
+        if listed.is_ok_and(|text| in_cgroup_everywhere(&text, &self.path, self.on_v1())) {
             return Ok(());
         }
         let reason = format!(
@@ -853,16 +865,27 @@ mod tests {
     fn a_process_is_in_its_cgroup_only_if_every_managed_hierarchy_says_so() {
         let path = Path::new("/eci/c1");
         let text = "12:pids:/eci/c1\n4:cpu,cpuacct:/eci/c1\n1:name=systemd:/init.scope\n0::/x\n";
-        assert!(in_cgroup_everywhere(text, path));
+        assert!(in_cgroup_everywhere(text, path, true));
         let left_behind = "12:pids:/eci/c1\n4:cpu,cpuacct:/\n";
-        assert!(!in_cgroup_everywhere(left_behind, path));
-        assert!(!in_cgroup_everywhere("12:pids:/eci/c1/sub\n", path));
-        assert!(!in_cgroup_everywhere("garbage\n", path));
-        // cgroup v2 alone: its one line decides; nothing said is not a yes.
-        assert!(in_cgroup_everywhere("0::/eci/c1\n", path));
-        assert!(!in_cgroup_everywhere("0::/user.slice\n", path));
-        assert!(!in_cgroup_everywhere("", path));
-        assert!(!in_cgroup_everywhere("1:name=systemd:/eci/c1\n", path));
+        assert!(!in_cgroup_everywhere(left_behind, path, true));
+        assert!(!in_cgroup_everywhere("12:pids:/eci/c1/sub\n", path, true));
+        assert!(!in_cgroup_everywhere("garbage\n", path, true));
+        assert!(!in_cgroup_everywhere("0::/eci/c1\n", path, true));
+        // cgroup v2: its one line decides, whatever v1 hierarchies mounted nowhere say;
+        // nothing said is not a yes.
+        assert!(in_cgroup_everywhere("0::/eci/c1\n", path, false));
+        assert!(in_cgroup_everywhere("12:pids:/\n0::/eci/c1\n", path, false));
+        assert!(!in_cgroup_everywhere(
+            "12:pids:/eci/c1\n0::/x\n",
+            path,
+            false
+        ));
+        assert!(!in_cgroup_everywhere("0::/user.slice\n", path, false));
+        assert!(!in_cgroup_everywhere("garbage\n0::/eci/c1\n", path, false));
+        for v1 in [true, false] {
+            assert!(!in_cgroup_everywhere("", path, v1));
+            assert!(!in_cgroup_everywhere("1:name=systemd:/eci/c1\n", path, v1));
+        }
     }
 
     proptest::proptest! {
@@ -875,9 +898,9 @@ mod tests {
             let path = Path::new("/eci/c1");
             proptest::prop_assume!(other != "/eci/c1");
             let text = format!("{id}:{controller}:{other}\n");
-            proptest::prop_assert!(!in_cgroup_everywhere(&text, path));
+            proptest::prop_assert!(!in_cgroup_everywhere(&text, path, true));
             let text = format!("{id}:{controller}:/eci/c1\n");
-            proptest::prop_assert!(in_cgroup_everywhere(&text, path));
+            proptest::prop_assert!(in_cgroup_everywhere(&text, path, true));
         }
     }
 

@@ -197,6 +197,9 @@ fn own_dir(
 /// cgroupfs has: a v1 hierarchy has `tasks`, cgroup2 `cgroup.threads` and
 /// `cgroup.subtree_control`). Never follows a link: these are cgroupfs's own entries.
 fn give(dir: &Path, owner: Owner, unified: bool) -> std::io::Result<()> {
+    if unified {
+        cap_descendants(dir)?;
+    }
     let files: &[&str] = if unified {
         &["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"]
     } else {
@@ -208,6 +211,25 @@ fn give(dir: &Path, owner: Owner, unified: bool) -> std::io::Result<()> {
         chown(&dir.join(file))?;
     }
     Ok(())
+}
+
+/// How many cgroups a delegated container may make below its own on cgroup v2, and how deep.
+/// Each takes kernel memory and, with the memory controller, one of the host's 65,535 memory
+/// cgroup IDs; Docker in a container makes one a container, Kubernetes about one a pod plus
+/// one a container, four levels deep, and systemd as a container's init a few levels more.
+pub(crate) const DELEGATED_DESCENDANTS: u32 = 1024;
+/// See [`DELEGATED_DESCENDANTS`].
+pub(crate) const DELEGATED_DEPTH: u32 = 32;
+
+/// Caps the cgroups that can be made below `dir` (cgroup v2). The files stay host root's, so
+/// the container cannot raise the caps; a child's own caps can only narrow them. cgroup v1 has
+/// no such limit.
+fn cap_descendants(dir: &Path) -> std::io::Result<()> {
+    std::fs::write(
+        dir.join("cgroup.max.descendants"),
+        DELEGATED_DESCENDANTS.to_string(),
+    )?;
+    std::fs::write(dir.join("cgroup.max.depth"), DELEGATED_DEPTH.to_string())
 }
 
 /// Removes the cgroups a delegated container made below its own (`cgroup_path`), deepest

@@ -88,12 +88,13 @@ pub fn orphan_init(
     let Ok(init) = PidFd::open(pid) else {
         return Ok(None);
     };
-    let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .is_ok_and(|listed| crate::cgroup::in_cgroup_everywhere(&listed, cgroup_path));
+    let cgroup = Cgroup::open(cgroup_path, id)?;
+    let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|listed| {
+        crate::cgroup::in_cgroup_everywhere(&listed, cgroup_path, cgroup.on_v1())
+    });
     // A cgroup with a live member cannot be removed: checked after the read, the identity is
     // that of the cgroup the process was in, and the process lives if it still does after.
-    let found =
-        member && is_the_containers(&Cgroup::open(cgroup_path, id)?, identity) && init.is_alive();
+    let found = member && is_the_containers(&cgroup, identity) && init.is_alive();
     Ok(found.then_some(init))
 }
 

@@ -230,20 +230,6 @@ fn the_init_is_in_its_cgroup_in_every_hierarchy_before_it_starts() {
     }
 }
 
-/// A spec's cgroup mount at /sys/fs/cgroup, read-write or read-only.
-fn with_cgroup_mount(spec: &mut eci::oci_spec::runtime::Spec, read_only: bool) {
-    let mut mount = eci::oci_spec::runtime::Mount::default();
-    mount.set_destination("/sys/fs/cgroup".into());
-    mount.set_typ(Some("cgroup".into()));
-    mount.set_source(Some("cgroup".into()));
-    let mut options = vec!["nosuid".to_string(), "noexec".into(), "nodev".into()];
-    if read_only {
-        options.push("ro".into());
-    }
-    mount.set_options(Some(options));
-    spec.mounts_mut().as_mut().unwrap().push(mount);
-}
-
 #[test]
 fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the_hosts() {
     // The pids hierarchy of cgroup v1, or the cgroup2 tree.
@@ -264,7 +250,7 @@ fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the
     );
     let runtime = common::delegating_runtime();
     let mut c = common::create_in(runtime, "delegated", &["sh", "-c", &script], |spec| {
-        with_cgroup_mount(spec, false);
+        common::with_cgroup_mount(spec, false);
     });
     let own = std::path::Path::new(pids)
         .join("eci")
@@ -299,7 +285,7 @@ fn kill_all_reaches_a_process_in_a_delegated_cgroup_deeper_than_path_max() {
     );
     let runtime = common::delegating_runtime();
     let mut c = common::create_in(runtime, "deep-kill", &["sh", "-c", &script], |spec| {
-        with_cgroup_mount(spec, false);
+        common::with_cgroup_mount(spec, false);
     });
     c.container().start().unwrap();
     assert_eq!(c.read_stdout_line(), "moved\n");
@@ -316,7 +302,7 @@ fn a_cgroup_mount_is_delegated_only_read_write_and_where_the_settings_say() {
     let delegating = common::delegating_runtime();
     for (runtime, read_only) in [(delegating, true), (runtime(), false)] {
         let mut c = common::create_in(runtime, "not-delegated", &["sh", "-c", script], |spec| {
-            with_cgroup_mount(spec, read_only);
+            common::with_cgroup_mount(spec, read_only);
         });
         let (code, out) = c.run_to_end();
         assert_eq!(code, 0, "{out}");
@@ -335,7 +321,7 @@ fn a_delegated_container_gets_no_v1_freezer_of_its_own() {
     let script = "ls /sys/fs/cgroup";
     let runtime = common::delegating_runtime();
     let mut c = common::create_in(runtime, "no-freezer", &["sh", "-c", script], |spec| {
-        with_cgroup_mount(spec, false);
+        common::with_cgroup_mount(spec, false);
     });
     let (code, out) = c.run_to_end();
     assert_eq!(code, 0, "{out}");
@@ -362,7 +348,7 @@ fn a_cgroup_that_exists_already_is_never_delegated() {
     )
     .unwrap();
     let mut spec = rootfs.spec(vec!["true".into()]);
-    with_cgroup_mount(&mut spec, false);
+    common::with_cgroup_mount(&mut spec, false);
     let mut linux = spec.linux().clone().unwrap();
     linux.set_cgroups_path(Some(format!("/{name}").into()));
     spec.set_linux(Some(linux));

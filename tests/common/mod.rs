@@ -170,6 +170,20 @@ impl Drop for TestContainer {
     }
 }
 
+/// A spec's cgroup mount at /sys/fs/cgroup, read-write or read-only.
+pub fn with_cgroup_mount(spec: &mut Spec, read_only: bool) {
+    let mut mount = Mount::default();
+    mount.set_destination("/sys/fs/cgroup".into());
+    mount.set_typ(Some("cgroup".into()));
+    mount.set_source(Some("cgroup".into()));
+    let mut options = vec!["nosuid".to_string(), "noexec".into(), "nodev".into()];
+    if read_only {
+        options.push("ro".into());
+    }
+    mount.set_options(Some(options));
+    spec.mounts_mut().as_mut().unwrap().push(mount);
+}
+
 /// A bind of eci-probe at /probe.
 pub fn probe_mount() -> Mount {
     let mut mount = Mount::default();
