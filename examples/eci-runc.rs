@@ -1304,7 +1304,7 @@ fn features() -> String {
                 ],
                 "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]
             },
-            "apparmor": {"enabled": false},
+            "apparmor": {"enabled": true},
             "selinux": {"enabled": false}
         },
         "annotations": {"org.eci.runtime": "eci-runc"}
@@ -1947,7 +1947,6 @@ fn exec_process(ctx: &Ctx, e: &liboci_cli::Exec) -> Result<String, Error> {
     let unsupported = [
         ("--cap", !e.cap.is_empty()),
         ("--process-label", e.process_label.is_some()),
-        ("--apparmor", e.apparmor.is_some()),
     ];
     if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
         return Err(format!("exec {flag} is not supported").into());
@@ -1959,6 +1958,9 @@ fn exec_process(ctx: &Ctx, e: &liboci_cli::Exec) -> Result<String, Error> {
     }
     process.set_terminal(Some(e.tty));
     process.set_console_size(None);
+    if let Some(profile) = &e.apparmor {
+        process.set_apparmor_profile(Some(profile.clone()));
+    }
     // A variable given again replaces the container's, as runc's exec leaves the last one.
     let mut env = process.env().clone().unwrap_or_default();
     for (key, value) in &e.env {

@@ -376,10 +376,13 @@ fn check_supported(spec: &Spec) -> Result<Profile> {
 
 /// Refuses what the runtime cannot apply to a process (the init's, or one added with exec).
 pub(crate) fn check_process_supported(process: &oci_spec::runtime::Process) -> Result<()> {
-    if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
-        return Err(Error::Unsupported("AppArmor or SELinux labels"));
+    if process.selinux_label().is_some() {
+        return Err(Error::Unsupported("SELinux labels"));
     }
-    Ok(())
+    match process.apparmor_profile() {
+        Some(profile) => crate::apparmor::check(profile),
+        None => Ok(()),
+    }
 }
 
 /// Resolves a path of the spec against the bundle, following symlinks on the host.

@@ -11,6 +11,8 @@ use eci_ns::failure::{Failure, Stage};
 use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 use eci_policy::caps::CapSet;
 use eci_seccomp::profile::Profile;
+
+use crate::apparmor::OnExec;
 use eci_seccomp::Filters;
 use oci_spec::runtime::{Process, Spec};
 
@@ -47,6 +49,7 @@ pub(crate) mod step {
     pub const CLOSE_FDS: u32 = 29;
     pub const EXEC: u32 = 30;
     pub const PROFILE: u32 = 31;
+    pub const APPARMOR: u32 = 32;
 }
 
 /// The spec's sysctls, written by the mounter: it is in the container's network and IPC
@@ -153,6 +156,8 @@ pub(crate) struct InitPlan {
     filters: Filters,
     /// The spec's own seccomp profile, installed after eci's filters.
     profile: Profile,
+    /// The AppArmor profile to confine the program with, from its exec on.
+    apparmor: Option<OnExec>,
     /// Sends [`MOUNTS_FINAL`] before anything else.
     announces_final_mounts: bool,
 }
@@ -250,6 +255,10 @@ impl InitPlan {
             terminal: process.terminal() == Some(true),
             filters,
             profile,
+            apparmor: process
+                .apparmor_profile()
+                .as_deref()
+                .and_then(OnExec::prepare),
             announces_final_mounts: false,
         })
     }
@@ -340,6 +349,11 @@ impl InitPlan {
         if let Some(mask) = self.umask {
             // SAFETY: umask cannot fail.
             unsafe { libc::umask(mask as libc::mode_t) };
+        }
+        // Before the identity, which may drop what the change needs (runc's order too).
+        if let Some(apparmor) = &self.apparmor {
+            let (file, request) = apparmor.request();
+            write_file(file, request).map_err(at(step::APPARMOR))?;
         }
         // The profile applies to what follows. Without no_new_privs installing it takes
         // CAP_SYS_ADMIN, which the identity may drop: first, then (runc's order too).
@@ -483,6 +497,10 @@ impl InitPlan {
             step::CLOSE_FDS => "closing the runtime's descriptors".into(),
             step::EXEC => format!("executing '{program}' in the container"),
             step::PROFILE => "installing the spec's seccomp profile".into(),
+            step::APPARMOR => match &self.apparmor {
+                Some(apparmor) => format!("applying AppArmor profile '{}'", apparmor.profile()),
+                None => "applying the AppArmor profile".into(),
+            },
             other => format!("init step {other}"),
         }
     }

@@ -35,6 +35,7 @@
 //! # Ok::<(), eci::Error>(())
 //! ```
 
+mod apparmor;
 mod cgroup;
 mod cgroupfs;
 mod container;

@@ -179,6 +179,17 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
         },
         |e| matches!(e, Error::Profile(_)) && e.to_string().contains("SCMP_ACT_NOTIFY"),
     ));
+    // An AppArmor profile this host cannot apply (it has no AppArmor): not dropped silently.
+    if !Path::new("/sys/module/apparmor").exists() {
+        ids.push(expect_error(
+            "apparmor-without-apparmor",
+            |spec| {
+                let process = spec.process_mut().as_mut().unwrap();
+                process.set_apparmor_profile(Some("docker-default".into()));
+            },
+            |e| matches!(e, Error::Unsupported(_)) && e.to_string().contains("without AppArmor"),
+        ));
+    }
     // Refused by the kernel in the mounter, after the init exists.
     ids.push(expect_error(
         "kernel-refuses-mount",
