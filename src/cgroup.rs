@@ -115,7 +115,26 @@ fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
 /// manages). A line that cannot be read counts against it, and so does a text that says
 /// nothing of the hierarchies that count.
 pub(crate) fn in_cgroup_everywhere(text: &str, path: &Path, v1: bool) -> bool {
-    let own = path.to_string_lossy();
+    in_cgroups_where(text, v1, |at| Path::new(at) == path)
+}
+
+/// [`in_cgroup_everywhere`], at `path` or in a cgroup below it (a delegated container's).
+pub(crate) fn in_cgroup_tree(text: &str, path: &Path, v1: bool) -> bool {
+    in_cgroups_where(text, v1, |at| {
+        let at = Path::new(at);
+        at.starts_with(path)
+            && at.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            })
+    })
+}
+
+/// Whether every line of a /proc/PID/cgroup `text` that counts (see [`in_cgroup_everywhere`])
+/// names a cgroup `wanted` accepts.
+fn in_cgroups_where(text: &str, v1: bool, wanted: impl Fn(&str) -> bool) -> bool {
     let mut managed_hierarchies = 0;
     let mut unified = None;
     for line in text.lines() {
@@ -132,7 +151,7 @@ pub(crate) fn in_cgroup_everywhere(text: &str, path: &Path, v1: bool) -> bool {
         if !v1 && controllers.is_empty() {
             unified = Some(at);
         } else if v1 && managed() {
-            if at != own {
+            if !wanted(at) {
                 return false;
             }
             managed_hierarchies += 1;
@@ -141,7 +160,7 @@ pub(crate) fn in_cgroup_everywhere(text: &str, path: &Path, v1: bool) -> bool {
     match v1 {
         // On the hybrid layout the v2 line is systemd's, not the container's.
         true => managed_hierarchies > 0,
-        false => unified == Some(own.as_ref()),
+        false => unified.is_some_and(wanted),
     }
 }
 
@@ -627,9 +646,10 @@ impl Cgroup {
 
     /// Whether the cgroup was delegated to its container: its directory is another user's
     /// (the container's root, [`crate::cgroupfs`]). A cgroup eci kept is this process's user's,
-    /// and its container cannot change that; nor could anyone but root make it look given
-    /// away. Only then are the cgroups below it its container's to remove with it: another
-    /// container's cgroup may lie below a cgroup that was not given away.
+    /// and its container cannot change that. Only then are the empty cgroups below it removed
+    /// with it: another container's cgroup may lie below a cgroup that was not given away. (A
+    /// cgroupsPath naming a directory the host gave some user, systemd's `user@UID.service`,
+    /// reads as given away too: its empty children would go with the container.)
     fn given_away(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         let owner = self.tree_dir().and_then(std::fs::metadata);
@@ -652,16 +672,15 @@ impl Cgroup {
 
     /// [`Cgroup::kill_everything`] with any signal; the cgroup is thawed after, whatever it was.
     pub(crate) fn signal_everything(&self, signal: nix::sys::signal::Signal) -> Result<Vec<i32>> {
-        let listed = match self.list_pids() {
-            Ok(listed) => listed,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.error("listing the processes", &e)),
-        };
-        if listed.is_empty() {
-            return Ok(Vec::new());
+        match self.tree_dir() {
+            Ok(dir) if !dir.exists() => return Ok(Vec::new()),
+            Ok(_) => {}
+            Err(e) => return Err(self.error("finding it", &e)),
         }
+        // Frozen before it is listed: a process moving between the container's own cgroups
+        // could keep out of a listing made while it runs.
         self.freeze(true)?;
-        let pids = self.pids();
+        let pids = self.pids_left();
         if let Ok(pids) = &pids {
             // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be
             // our own process group.
@@ -674,6 +693,11 @@ impl Cgroup {
         let thawed = self.freeze(false);
         let pids = pids?;
         thawed.map(|()| pids)
+    }
+
+    /// Whether the cgroup was given to its container ([`crate::cgroupfs`]).
+    pub(crate) fn delegated(&self) -> bool {
+        self.delegated
     }
 
     /// Whether the controllers are on cgroup v1 (the hybrid layout too).
@@ -795,6 +819,14 @@ impl Cgroup {
             .map_err(|e| self.error("listing the processes", &e))
     }
 
+    /// [`Cgroup::pids`], none where the cgroup no longer exists.
+    pub(crate) fn pids_left(&self) -> Result<Vec<i32>> {
+        match self.list_pids() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            listed => listed.map_err(|e| self.error("listing the processes", &e)),
+        }
+    }
+
     fn list_pids(&self) -> std::io::Result<Vec<i32>> {
         crate::cgroupfs::pids_in_tree(&self.tree_dir()?)
     }
@@ -882,6 +914,13 @@ mod tests {
         ));
         assert!(!in_cgroup_everywhere("0::/user.slice\n", path, false));
         assert!(!in_cgroup_everywhere("garbage\n0::/eci/c1\n", path, false));
+        // Below it: only where a tree is asked for, and never by way of "..".
+        assert!(!in_cgroup_everywhere("0::/eci/c1/init\n", path, false));
+        assert!(in_cgroup_tree("0::/eci/c1/init\n", path, false));
+        assert!(in_cgroup_tree("12:pids:/eci/c1/a/b\n", path, true));
+        assert!(!in_cgroup_tree("0::/eci/c10\n", path, false));
+        assert!(!in_cgroup_tree("0::/eci/c1/../c2\n", path, false));
+        assert!(!in_cgroup_tree("12:pids:/eci/c1/a\n4:cpu:/\n", path, true));
         for v1 in [true, false] {
             assert!(!in_cgroup_everywhere("", path, v1));
             assert!(!in_cgroup_everywhere("1:name=systemd:/eci/c1\n", path, v1));

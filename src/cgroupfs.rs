@@ -213,10 +213,12 @@ fn give(dir: &Path, owner: Owner, unified: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How many cgroups a delegated container may make below its own on cgroup v2, and how deep.
-/// Each takes kernel memory and, with the memory controller, one of the host's 65,535 memory
-/// cgroup IDs; Docker in a container makes one a container, Kubernetes about one a pod plus
-/// one a container, four levels deep, and systemd as a container's init a few levels more.
+/// How many cgroups a delegated container may have below its own at once on cgroup v2, and
+/// how deep. Each takes kernel memory and, with the memory controller, one of the host's
+/// 65,535 memory cgroup IDs (a removed one whose page cache is still charged keeps its ID for
+/// a while, uncounted: the cap bounds the live ones). Docker in a container makes one a
+/// container, Kubernetes about one a pod plus one a container, four levels deep, and systemd
+/// as a container's init a few levels more. runc and systemd set no such cap; eci's own.
 pub(crate) const DELEGATED_DESCENDANTS: u32 = 1024;
 /// See [`DELEGATED_DESCENDANTS`].
 pub(crate) const DELEGATED_DEPTH: u32 = 32;
@@ -349,8 +351,24 @@ pub(crate) fn pids_in_tree(dir: &Path) -> std::io::Result<Vec<i32>> {
 }
 
 /// The processes in the cgroup `dir` itself (its `cgroup.procs`); none if it was removed
-/// since it was opened.
+/// since it was opened, or if it is a threaded cgroup of cgroup2 (whose processes its
+/// threaded domain, above, lists: the kernel refuses the read with EOPNOTSUPP).
 fn pids_at(dir: &OwnedFd) -> std::io::Result<Vec<i32>> {
+    use nix::errno::Errno;
+    let gone = |e: &std::io::Error| {
+        let errno = e.raw_os_error().map(Errno::from_raw);
+        matches!(
+            errno,
+            Some(Errno::ENOENT | Errno::ENODEV | Errno::EOPNOTSUPP)
+        )
+    };
+    match read_pids_at(dir) {
+        Err(e) if gone(&e) => Ok(Vec::new()),
+        listed => listed,
+    }
+}
+
+fn read_pids_at(dir: &OwnedFd) -> std::io::Result<Vec<i32>> {
     use nix::fcntl::OFlag;
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let opened = nix::fcntl::openat(
@@ -359,11 +377,7 @@ fn pids_at(dir: &OwnedFd) -> std::io::Result<Vec<i32>> {
         flags,
         nix::sys::stat::Mode::empty(),
     );
-    let fd = match opened {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENODEV) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
+    let fd = opened?;
     // SAFETY: openat returned a new descriptor that we now own.
     let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let text = std::io::read_to_string(file)?;

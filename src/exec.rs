@@ -100,7 +100,7 @@ impl Container {
     /// Runs `process` inside the running container and returns once it has been executed. The
     /// process is hardened like the container's own (capabilities never beyond the runtime's,
     /// user within the container's IDs) and gets the same seccomp filters, with its mount calls
-    /// vetted by a helper of its own.
+    /// vetted by a helper of its own, and the container's AppArmor profile unless it names one.
     ///
     /// ```no_run
     /// # fn demo(container: &eci::Container) -> eci::Result<()> {
@@ -110,9 +110,14 @@ impl Container {
     /// exec.wait()?;
     /// # Ok(()) }
     /// ```
-    pub fn exec(&self, process: Process, stdio: Stdio) -> Result<ExecProcess> {
+    pub fn exec(&self, mut process: Process, stdio: Stdio) -> Result<ExecProcess> {
         if self.state != State::Running {
             return Err(self.state_error("exec into"));
+        }
+        // Confined as the container is unless it names a profile of its own (runc's rule).
+        if process.apparmor_profile().is_none() {
+            let containers = self.spec.process().as_ref().map(|p| p.apparmor_profile());
+            process.set_apparmor_profile(containers.cloned().flatten());
         }
         // Refused as the init's would be, rather than run without the label asked for.
         crate::container::check_process_supported(&process)?;

@@ -333,6 +333,13 @@ impl InitPlan {
         // A container that kept its listener could answer its own mount calls.
         sys::close(listener);
         sent.map_err(at(step::SEND_LISTENER))?;
+        // Before start, so that a profile the host lacks fails the create, as under runc; it
+        // takes effect at the exec. Before the identity, after which /proc/self is no longer
+        // the init's to write.
+        if let Some(apparmor) = &self.apparmor {
+            let (file, request) = apparmor.request();
+            write_proc_file(file, request).map_err(at(step::APPARMOR))?;
+        }
         match channel.recv() {
             Ok(Some((msg, _))) if msg.kind == START => {}
             Ok(_) => sys::exit(1),
@@ -349,11 +356,6 @@ impl InitPlan {
         if let Some(mask) = self.umask {
             // SAFETY: umask cannot fail.
             unsafe { libc::umask(mask as libc::mode_t) };
-        }
-        // Before the identity, which may drop what the change needs (runc's order too).
-        if let Some(apparmor) = &self.apparmor {
-            let (file, request) = apparmor.request();
-            write_file(file, request).map_err(at(step::APPARMOR))?;
         }
         // The profile applies to what follows. Without no_new_privs installing it takes
         // CAP_SYS_ADMIN, which the identity may drop: first, then (runc's order too).
@@ -598,13 +600,36 @@ fn execve(path: &CStr, args: &StringArray, env: &StringArray) -> Errno {
 }
 
 fn write_file(path: &CStr, value: &[u8]) -> SysResult<()> {
-    // SAFETY: path is NUL-terminated.
-    let fd = check_int(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
-    // SAFETY: value is a valid buffer of the given length.
-    let written =
-        check(unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) } as libc::c_long);
+    let fd = open_for_writing(path)?;
+    let written = write_to(fd, value);
     sys::close(fd);
-    written.map(drop)
+    written
+}
+
+/// [`write_file`] to a file that must be procfs's: the container's mounts could put a file of
+/// another filesystem at its path, which would take the write and apply nothing (EXDEV then).
+fn write_proc_file(path: &CStr, value: &[u8]) -> SysResult<()> {
+    let fd = open_for_writing(path)?;
+    // SAFETY: an all-zero statfs is a valid value for fstatfs to fill in.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open and fs is a valid statfs to write to.
+    let stated = check_int(unsafe { libc::fstatfs(fd, &mut fs) });
+    let written = stated.and_then(|_| match fs.f_type == libc::PROC_SUPER_MAGIC {
+        true => write_to(fd, value),
+        false => Err(Errno(libc::EXDEV)),
+    });
+    sys::close(fd);
+    written
+}
+
+fn open_for_writing(path: &CStr) -> SysResult<RawFd> {
+    // SAFETY: path is NUL-terminated.
+    check_int(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })
+}
+
+fn write_to(fd: RawFd, value: &[u8]) -> SysResult<()> {
+    // SAFETY: value is a valid buffer of the given length.
+    check(unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) } as libc::c_long).map(drop)
 }
 
 fn capset(caps: Caps) -> SysResult<()> {
@@ -637,4 +662,28 @@ fn capset(caps: Caps) -> SysResult<()> {
     // SAFETY: header and data are valid version-3 capset arguments.
     check(unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) })
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_procfs_write_lands_only_in_procfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("exec");
+        std::fs::write(&fake, "").unwrap();
+        let fake = CString::new(fake.as_os_str().as_bytes()).unwrap();
+        // A file of another filesystem where the procfs one should be takes nothing.
+        assert_eq!(write_proc_file(&fake, b"exec x"), Err(Errno(libc::EXDEV)));
+        assert_eq!(std::fs::read(fake.to_str().unwrap()).unwrap(), b"");
+        // procfs's own file takes the write (this thread's name, on a thread of its own).
+        std::thread::spawn(|| {
+            write_proc_file(c"/proc/thread-self/comm", b"eci-procfs").unwrap();
+            let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+            assert_eq!(name.trim(), "eci-procfs");
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -63,7 +63,8 @@ pub fn remove_orphan(
 
 /// The init of a container whose runtime died, if it still runs: the process `pid` (the
 /// init's pid as the runtime recorded it), provided it is in the container's cgroup (at
-/// `cgroup_path`, still the one of `identity`) in every hierarchy eci manages. Only the
+/// `cgroup_path`, still the one of `identity`, or below it if the cgroup was delegated) in
+/// every hierarchy eci manages. Only the
 /// container's processes are in that cgroup, and they all die with its init, so a pid reused
 /// since names none of them; and the pidfd, taken first, still shows its process alive after
 /// everything was read, so that what was read was that process's. `None` if it has ended.
@@ -88,10 +89,15 @@ pub fn orphan_init(
     let Ok(init) = PidFd::open(pid) else {
         return Ok(None);
     };
+    let Ok(listed) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return Ok(None);
+    };
     let cgroup = Cgroup::open(cgroup_path, id)?;
-    let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|listed| {
-        crate::cgroup::in_cgroup_everywhere(&listed, cgroup_path, cgroup.on_v1())
-    });
+    let v1 = cgroup.on_v1();
+    // A delegated container's init may have moved into a cgroup of its own below (Docker in
+    // the container does on cgroup v2, systemd as its init does).
+    let member = crate::cgroup::in_cgroup_everywhere(&listed, cgroup_path, v1)
+        || (cgroup.delegated() && crate::cgroup::in_cgroup_tree(&listed, cgroup_path, v1));
     // A cgroup with a live member cannot be removed: checked after the read, the identity is
     // that of the cgroup the process was in, and the process lives if it still does after.
     let found = member && is_the_containers(&cgroup, identity) && init.is_alive();
@@ -166,8 +172,11 @@ fn kill_what_is_left(id: &str, cgroup_path: &Path, identity: Option<u64>) -> Res
     }
     let killed = cgroup.kill_everything()?;
     let deadline = Instant::now() + DYING;
-    // A cgroup that cannot be listed no longer exists.
-    while let Some(left) = cgroup.pids().ok().filter(|pids| !pids.is_empty()) {
+    loop {
+        let left = cgroup.pids_left()?;
+        if left.is_empty() {
+            break;
+        }
         if Instant::now() > deadline {
             return Err(Error::Cgroup {
                 path: cgroup_path.to_path_buf(),

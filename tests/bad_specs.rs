@@ -180,7 +180,7 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
         |e| matches!(e, Error::Profile(_)) && e.to_string().contains("SCMP_ACT_NOTIFY"),
     ));
     // An AppArmor profile this host cannot apply (it has no AppArmor): not dropped silently.
-    if !Path::new("/sys/module/apparmor").exists() {
+    if !common::apparmor_enabled() {
         ids.push(expect_error(
             "apparmor-without-apparmor",
             |spec| {

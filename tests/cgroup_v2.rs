@@ -163,3 +163,36 @@ fn a_delegated_cgroup2_directory_is_capped_and_its_own_files_stay_the_hosts() {
     drop(c);
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
+
+#[test]
+fn kill_all_reaches_a_process_in_a_delegated_cgroup2_chain_deeper_than_path_max() {
+    if !runs_here_on_cgroup2(
+        "kill_all_reaches_a_process_in_a_delegated_cgroup2_chain_deeper_than_path_max",
+    ) {
+        return;
+    }
+    common::kill_all_reaches_a_process_past_path_max();
+}
+
+#[test]
+fn a_threaded_cgroup_the_container_made_does_not_hide_its_processes() {
+    if !runs_here_on_cgroup2("a_threaded_cgroup_the_container_made_does_not_hide_its_processes") {
+        return;
+    }
+    // The kernel refuses to read a threaded cgroup's cgroup.procs (EOPNOTSUPP); its threaded
+    // domain, the container's own directory here, lists the processes.
+    let script = "cd /sys/fs/cgroup && mkdir th && echo threaded > th/cgroup.type \
+         && cat th/cgroup.type && exec sleep 1000";
+    let runtime = common::delegating_runtime();
+    let mut c = common::create_in(runtime, "v2-threaded", &["sh", "-c", script], |spec| {
+        common::with_cgroup_mount(spec, false);
+    });
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "threaded\n");
+    let dir = cgroup_dir(c.container());
+    assert!(std::fs::read_to_string(dir.join("th/cgroup.procs")).is_err());
+    let init = c.container().pid();
+    assert_eq!(c.container().processes().unwrap(), [init]);
+    c.container().kill_all(libc::SIGKILL).unwrap();
+    assert_eq!(c.finish().0, 128 + libc::SIGKILL);
+}

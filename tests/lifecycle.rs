@@ -245,8 +245,8 @@ fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the
          && cat inner/pids.max && echo $$ > inner/cgroup.procs && grep -c /inner /proc/self/cgroup; \
          (echo 100000 > pids.max) 2>&1 | grep -c 'Permission denied'; \
          echo $$ > cgroup.procs; echo back=$?; \
-         cd inner && for i in $(seq 2100); do mkdir d && cd d 2>/dev/null || break; done; \
-         [ $i -gt 2000 ] && echo deep"
+         cd inner && {}",
+        common::DEEPER_THAN_PATH_MAX
     );
     let runtime = common::delegating_runtime();
     let mut c = common::create_in(runtime, "delegated", &["sh", "-c", &script], |spec| {
@@ -271,29 +271,7 @@ fn a_read_write_cgroup_mount_is_delegated_and_the_containers_own_limits_stay_the
 
 #[test]
 fn kill_all_reaches_a_process_in_a_delegated_cgroup_deeper_than_path_max() {
-    // The hierarchy processes are listed in: devices on cgroup v1, else the cgroup2 tree.
-    let hierarchy = if std::path::Path::new("/sys/fs/cgroup/devices").is_dir() {
-        "devices"
-    } else {
-        "."
-    };
-    // A chain until the shell's own path passes PATH_MAX, longer still on the host; a sleep at
-    // its end. The init (pid 1, no handler) ignores SIGTERM; the sleep dies of it.
-    let script = format!(
-        "cd /sys/fs/cgroup/{hierarchy} && for i in $(seq 2100); do mkdir d && cd d 2>/dev/null \
-         || break; done; sleep 1000 & echo $! > cgroup.procs && echo moved; wait $!; echo status=$?"
-    );
-    let runtime = common::delegating_runtime();
-    let mut c = common::create_in(runtime, "deep-kill", &["sh", "-c", &script], |spec| {
-        common::with_cgroup_mount(spec, false);
-    });
-    c.container().start().unwrap();
-    assert_eq!(c.read_stdout_line(), "moved\n");
-    let listed = c.container().processes().unwrap();
-    assert_eq!(listed.len(), 2, "{listed:?}");
-    c.container().kill_all(libc::SIGTERM).unwrap();
-    let (code, out) = c.finish();
-    assert_eq!((code, out.as_str()), (0, "status=143\n"));
+    common::kill_all_reaches_a_process_past_path_max();
 }
 
 #[test]

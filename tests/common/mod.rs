@@ -184,6 +184,51 @@ pub fn with_cgroup_mount(spec: &mut Spec, read_only: bool) {
     spec.mounts_mut().as_mut().unwrap().push(mount);
 }
 
+/// Shell that makes a chain of cgroups from the working directory and walks down it until the
+/// shell's own path passes PATH_MAX (longer still on the host), then prints `deep`. Names of
+/// 200 characters: cgroup v2's depth cap (32, for a delegated container) comes later.
+pub const DEEPER_THAN_PATH_MAX: &str = "n=$(printf '%0200d' 0); \
+    while mkdir $n; do cd $n 2>/dev/null || { echo deep; break; }; done";
+
+/// A process at the bottom of a cgroup chain a delegated container made, deeper than PATH_MAX:
+/// the container lists it, and `kill --all` signals it. The container's init, pid 1 without a
+/// handler, ignores SIGTERM; the process dies of it.
+pub fn kill_all_reaches_a_process_past_path_max() {
+    // The hierarchy processes are listed in: devices on cgroup v1, else the cgroup2 tree.
+    let hierarchy = if Path::new("/sys/fs/cgroup/devices").is_dir() {
+        "devices"
+    } else {
+        "."
+    };
+    let script = format!(
+        "cd /sys/fs/cgroup/{hierarchy} && {DEEPER_THAN_PATH_MAX}; \
+         sleep 1000 & echo $! > cgroup.procs && echo moved; wait $!; echo status=$?"
+    );
+    let mut c = create_in(
+        delegating_runtime(),
+        "deep-kill",
+        &["sh", "-c", &script],
+        |spec| {
+            with_cgroup_mount(spec, false);
+        },
+    );
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "deep\n");
+    assert_eq!(c.read_stdout_line(), "moved\n");
+    let listed = c.container().processes().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    c.container().kill_all(libc::SIGTERM).unwrap();
+    let (code, out) = c.finish();
+    assert_eq!((code, out.as_str()), (0, "status=143\n"));
+}
+
+/// Whether this host enforces AppArmor (runc's test, and eci's).
+pub fn apparmor_enabled() -> bool {
+    Path::new("/sys/kernel/security/apparmor").exists()
+        && std::fs::read("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|text| text.starts_with(b"Y"))
+}
+
 /// A bind of eci-probe at /probe.
 pub fn probe_mount() -> Mount {
     let mut mount = Mount::default();
