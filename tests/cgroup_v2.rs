@@ -20,27 +20,17 @@ fn on_cgroup2_alone() -> bool {
 }
 
 /// True where the test `name` is to run here: on a cgroup v2 host. Elsewhere it runs the test
-/// again in a private mount namespace with cgroup2 mounted at /sys/fs/cgroup, fails if that
-/// does, and returns false.
+/// again in a private mount namespace with cgroup2 mounted at /sys/fs/cgroup
+/// (scripts/on-cgroup2), fails if that does, and returns false.
 fn runs_here_on_cgroup2(name: &str) -> bool {
     if on_cgroup2_alone() {
         return true;
     }
-    let script = "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec \"$@\"";
-    let output = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-        ])
+    let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/on-cgroup2"))
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .output()
-        .expect("unshare");
+        .expect("scripts/on-cgroup2");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
