@@ -828,7 +828,7 @@ impl Cgroup {
     }
 
     fn list_pids(&self) -> std::io::Result<Vec<i32>> {
-        crate::cgroupfs::pids_in_tree(&self.tree_dir()?)
+        eci_mount::virt::cgroup_tree::ids_in_tree(&self.tree_dir()?, c"cgroup.procs")
     }
 
     /// The directory whose tree holds every process of the container: on cgroup v1 the one in

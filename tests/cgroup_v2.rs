@@ -181,7 +181,12 @@ fn a_threaded_cgroup_the_container_made_does_not_hide_its_processes() {
     assert_eq!(c.read_stdout_line(), "threaded\n");
     let dir = cgroup_dir(c.container());
     assert!(std::fs::read_to_string(dir.join("th/cgroup.procs")).is_err());
+    // Once cat is gone and the shell has become the sleep, the init is all there is.
     let init = c.container().pid();
+    let comm = format!("/proc/{init}/comm");
+    while std::fs::read_to_string(&comm).unwrap() != "sleep\n" {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(c.container().processes().unwrap(), [init]);
     c.container().kill_all(libc::SIGKILL).unwrap();
     assert_eq!(c.finish().0, 128 + libc::SIGKILL);

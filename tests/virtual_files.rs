@@ -339,6 +339,33 @@ fn loadavg_counts_the_containers_own_threads() {
 }
 
 #[test]
+fn a_delegated_containers_processes_in_its_own_cgroups_still_count() {
+    // Docker in a delegated container moves its processes into cgroups below the container's:
+    // they are the container's all the same, in /proc/loadavg's thread count (and /proc/stat's
+    // and sysinfo's, which count the same way).
+    let hierarchy = if std::path::Path::new("/sys/fs/cgroup/cpuacct").is_dir() {
+        "cpuacct"
+    } else {
+        "."
+    };
+    let script = format!(
+        "cd /sys/fs/cgroup/{hierarchy} && mkdir inner || exit 1; sleep 1000 & \
+         echo $! > inner/cgroup.procs && grep -c inner /proc/$!/cgroup; \
+         read -r one five fifteen threads last < /proc/loadavg; echo ${{threads#*/}}; kill $!"
+    );
+    let runtime = common::delegating_runtime();
+    let mut c = common::create_in(runtime, "delegated-load", &["sh", "-c", &script], |spec| {
+        common::with_cgroup_mount(spec, false);
+    });
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    // The sleep is in "inner"; the threads are the shell's and the sleep's (read and echo are
+    // the shell's own).
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["1", "2"], "{out}");
+}
+
+#[test]
 fn diskstats_counts_the_containers_own_io() {
     use std::os::unix::fs::MetadataExt;
     // The disk under the test's rootfs. cgroup v1 counts a device's I/O only once some cgroup

@@ -49,12 +49,13 @@
 //! ```
 
 mod cgroup;
+pub mod cgroup_tree;
 pub mod daemon;
 pub mod render;
 pub mod sysctl;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -610,27 +611,30 @@ impl Registry {
 impl CgroupDirs {
     /// The container's processes and how many run or wait on I/O, from its cgroup.
     fn tasks(&self) -> Tasks {
-        self.walk("cgroup.procs", "cgroup.procs").0
+        self.walk(c"cgroup.procs", c"cgroup.procs").0
     }
 
     /// The container's threads and how many run or wait on I/O (what load averages count),
     /// and the host TID of the newest.
     fn threads(&self) -> (Tasks, Option<u32>) {
-        self.walk("tasks", "cgroup.threads")
+        self.walk(c"tasks", c"cgroup.threads")
     }
 
-    /// Counts the IDs listed in a cgroup file (`v1_list` or `v2_list`, by hierarchy) by state.
-    fn walk(&self, v1_list: &str, v2_list: &str) -> (Tasks, Option<u32>) {
+    /// Counts the IDs listed in a cgroup file (`v1_list` or `v2_list`, by hierarchy) by state,
+    /// in the container's cgroup and the cgroups below it (where a delegated container, Docker
+    /// in it say, moves its processes), each ID once.
+    fn walk(&self, v1_list: &CStr, v2_list: &CStr) -> (Tasks, Option<u32>) {
         let Some(dir) = self.cpuacct.as_ref().or(self.memory.as_ref()) else {
             return (Tasks::default(), None);
         };
         let list = if dir.unified { v2_list } else { v1_list };
-        let procs = std::fs::read_to_string(dir.dir.join(list)).unwrap_or_default();
+        let mut ids = cgroup_tree::ids_in_tree(&dir.dir, list).unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
         let mut tasks = Tasks::default();
-        let mut newest = None;
-        for pid in procs.split_whitespace() {
+        let newest = ids.last().and_then(|id| u32::try_from(*id).ok());
+        for pid in ids {
             tasks.total += 1;
-            newest = newest.max(pid.parse::<u32>().ok());
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             match stat
                 .rsplit_once(") ")
