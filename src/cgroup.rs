@@ -108,6 +108,62 @@ fn own_thread_list(text: &str, hierarchies: &[Hierarchy]) -> Option<PathBuf> {
     })
 }
 
+/// The directory of the cgroup at `path` whose tree holds every process of it: where the
+/// controllers are on cgroup v1 (`v1`), the one in the devices hierarchy (where libcgroups
+/// lists them: a hierarchy every container has), on v2 its one directory.
+fn tree_dir(path: &Path, v1: bool) -> std::io::Result<PathBuf> {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let hierarchies = eci_mount::virt::mounted_hierarchies()?;
+    let found = hierarchies.iter().find(|h| match v1 {
+        true => !h.unified && h.controllers.iter().any(|c| c == "devices"),
+        false => h.unified,
+    });
+    let missing = || std::io::Error::other("no devices hierarchy (v1) or cgroup2 is mounted");
+    found.map(|h| h.mount.join(relative)).ok_or_else(missing)
+}
+
+/// Fails if the cgroup at `path`, or one above it, was given to a container (its directory
+/// is another user's, [`crate::cgroupfs`]): a cgroup made there would be in that container's
+/// reach, which on cgroup v2 may move the processes into cgroups of its own and limit or
+/// freeze them there. A spec may name any path (Docker's `--cgroup-parent` another
+/// container's cgroup).
+pub(crate) fn check_outside_delegated(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let v1 = matches!(
+        get_cgroup_setup(),
+        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid)
+    );
+    let refuse = |reason: String| Error::Cgroup {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dir = tree_dir(path, v1).map_err(|e| refuse(format!("finding it: {e}")))?;
+    let runtime = nix::unistd::geteuid().as_raw();
+    // The path's own directories, from the hierarchy's root down, as far as they exist.
+    let names = path
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .count();
+    let mut below_root: Vec<&Path> = dir.ancestors().take(names).collect();
+    below_root.reverse();
+    for dir in below_root {
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.uid() != runtime => {
+                return Err(refuse(format!(
+                    "{} was delegated to a container (it is uid {}'s); no other container's \
+                     cgroup may be made in it",
+                    dir.display(),
+                    meta.uid()
+                )))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(refuse(format!("reading {}: {e}", dir.display()))),
+        }
+    }
+    Ok(())
+}
+
 /// Whether a /proc/PID/cgroup `text` puts the process at `path`: where the controllers are on
 /// cgroup v1 (`v1`, the hybrid layout too), in every v1 hierarchy with a controller libcgroups
 /// manages (other v1 hierarchies do not count) and in at least one; on cgroup v2, in the v2
@@ -831,19 +887,9 @@ impl Cgroup {
         eci_mount::virt::cgroup_tree::ids_in_tree(&self.tree_dir()?, c"cgroup.procs")
     }
 
-    /// The directory whose tree holds every process of the container: on cgroup v1 the one in
-    /// the devices hierarchy (where libcgroups lists them: a hierarchy every container has),
-    /// on v2 the container's one directory.
+    /// The directory whose tree holds every process of the container ([`tree_dir`]).
     fn tree_dir(&self) -> std::io::Result<PathBuf> {
-        let relative = self.path.strip_prefix("/").unwrap_or(&self.path);
-        let hierarchies = eci_mount::virt::mounted_hierarchies()?;
-        let v1 = matches!(self.manager, AnyCgroupManager::V1(_));
-        let found = hierarchies.iter().find(|h| match v1 {
-            true => !h.unified && h.controllers.iter().any(|c| c == "devices"),
-            false => h.unified,
-        });
-        let missing = || std::io::Error::other("no devices hierarchy (v1) or cgroup2 is mounted");
-        found.map(|h| h.mount.join(relative)).ok_or_else(missing)
+        tree_dir(&self.path, self.on_v1())
     }
 
     fn error(&self, what: &str, e: &dyn std::fmt::Display) -> Error {

@@ -151,7 +151,25 @@ fn a_cgroup_that_holds_processes_is_not_shared() {
     };
     let mut first = create_with("cgroup-first", &["sleep", "1000"], with_path);
     first.container().start().unwrap();
-    let id = common::unique_id("cgroup-second");
+    let shared = first.container().cgroup_path().unwrap().to_path_buf();
+    let second = try_create_at(runtime(), "cgroup-second", &shared, |_| {});
+    match second {
+        Err(Error::Cgroup { reason, .. }) => {
+            assert!(reason.contains("already holds processes"), "{reason}")
+        }
+        other => panic!("expected a cgroup error, got {other:?}"),
+    }
+}
+
+/// Tries to create a container running `true` in `runtime` at `cgroups_path`, with the spec
+/// also edited by `edit`; its rootfs is removed again whatever the outcome.
+fn try_create_at(
+    runtime: &eci::Runtime,
+    name: &str,
+    cgroups_path: &std::path::Path,
+    edit: impl FnOnce(&mut eci::oci_spec::runtime::Spec),
+) -> Result<eci::Container, Error> {
+    let id = common::unique_id(name);
     let rootfs = eci::HostRootfs::create(
         &std::path::Path::new(common::STATE_DIR)
             .join("rootfs")
@@ -159,15 +177,13 @@ fn a_cgroup_that_holds_processes_is_not_shared() {
     )
     .unwrap();
     let mut spec = rootfs.spec(vec!["true".into()]);
-    with_path(&mut spec);
-    let second = runtime().create(eci::ContainerConfig::new(id, spec));
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_cgroups_path(Some(cgroups_path.to_path_buf()));
+    spec.set_linux(Some(linux));
+    edit(&mut spec);
+    let created = runtime.create(eci::ContainerConfig::new(id, spec));
     rootfs.remove().unwrap();
-    match second {
-        Err(Error::Cgroup { reason, .. }) => {
-            assert!(reason.contains("already holds processes"), "{reason}")
-        }
-        other => panic!("expected a cgroup error, got {other:?}"),
-    }
+    created
 }
 
 #[test]
@@ -308,6 +324,25 @@ fn a_delegated_container_gets_no_v1_freezer_of_its_own() {
 }
 
 #[test]
+fn no_container_is_made_inside_a_cgroup_delegated_to_another() {
+    // Docker's --cgroup-parent may name another container's cgroup; one given to its
+    // container is that container's to rearrange (on cgroup v2, to move processes into).
+    let runtime = common::delegating_runtime();
+    let mut owner = common::create_in(runtime, "delegator", &["sleep", "1000"], |spec| {
+        common::with_cgroup_mount(spec, false);
+    });
+    let inside = owner.container().cgroup_path().unwrap().join("guest");
+    let created = try_create_at(runtime, "guest", &inside, |_| {});
+    let Err(err) = created else {
+        panic!("a container was made in another's delegated cgroup");
+    };
+    assert!(
+        err.to_string().contains("was delegated to a container"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_cgroup_that_exists_already_is_never_delegated() {
     // A spec may name any cgroup path, a host service's among them: it is not given away.
     let hierarchy = if std::path::Path::new("/sys/fs/cgroup/pids").is_dir() {
@@ -318,20 +353,10 @@ fn a_cgroup_that_exists_already_is_never_delegated() {
     let name = format!("eci-test-existing-{}", std::process::id());
     let existing = std::path::Path::new(hierarchy).join(&name);
     std::fs::create_dir(&existing).unwrap();
-    let id = format!("existing-{}", std::process::id());
-    let rootfs = eci::HostRootfs::create(
-        &std::path::Path::new(common::STATE_DIR)
-            .join("rootfs")
-            .join(&id),
-    )
-    .unwrap();
-    let mut spec = rootfs.spec(vec!["true".into()]);
-    common::with_cgroup_mount(&mut spec, false);
-    let mut linux = spec.linux().clone().unwrap();
-    linux.set_cgroups_path(Some(format!("/{name}").into()));
-    spec.set_linux(Some(linux));
-    let created = common::delegating_runtime().create(eci::ContainerConfig::new(id, spec));
-    rootfs.remove().unwrap();
+    let path = std::path::Path::new("/").join(&name);
+    let created = try_create_at(common::delegating_runtime(), "existing", &path, |spec| {
+        common::with_cgroup_mount(spec, false)
+    });
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&existing).unwrap());
     std::fs::remove_dir(&existing).unwrap();
     let Err(err) = created else {

@@ -1085,6 +1085,11 @@ impl BindRules {
             let Ok(named) = eci_policy::paths::normalize(Path::new(&source)) else {
                 return refused("is not an absolute path".into());
             };
+            // Their links lead into the host's processes (/proc/1/cwd, /proc/PID/fd/N), and
+            // where they lead is none of the caller's business: refused before any lookup.
+            if named.starts_with("/proc") || named.starts_with("/sys") {
+                return refused("is in /proc or /sys, which are never shared".into());
+            }
             let resolved = match where_it_leads(&named) {
                 Ok(resolved) => resolved,
                 Err(err) => return refused(format!("cannot be looked up: {err}")),
@@ -1103,8 +1108,11 @@ impl BindRules {
             if let PathDecision::Shared { .. } = decision {
                 continue;
             }
-            let path = resolved.as_path().to_path_buf();
-            let why = eci_policy::harden::bind_refusal(decision, path);
+            // Where a link led is the host's to know: the caller gets the path it gave.
+            if resolved.as_path() != named {
+                return refused("leads, through a link, to a path this socket may not bind".into());
+            }
+            let why = eci_policy::harden::bind_refusal(decision, named);
             return Some(format!("eci: the bind source {source}: {why}"));
         }
         None

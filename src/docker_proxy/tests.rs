@@ -577,7 +577,8 @@ fn binds_reach_only_what_the_path_rules_share_and_are_never_made_by_the_engine()
         "is refused by the rule for /root",
     );
     forbidden(r#"{"Binds":["/var/lib:/x"]}"#, "is not in the shared paths");
-    // Through a symlink in a shared directory, where the path really leads.
+    // Through a symlink in a shared directory, by where the path really leads, which the
+    // answer does not tell (a host link's target is none of the caller's business).
     let shared_dir = tempfile::tempdir_in("/tmp").unwrap();
     std::os::unix::fs::symlink("/etc", shared_dir.path().join("etc")).unwrap();
     let linked = format!(
@@ -586,7 +587,7 @@ fn binds_reach_only_what_the_path_rules_share_and_are_never_made_by_the_engine()
     );
     forbidden(
         &linked,
-        "host path /etc/new is refused by the rule for /etc",
+        "leads, through a link, to a path this socket may not bind",
     );
     // A shared path, missing or not, read-only or not, and a volume pass; the host binds go
     // on as Mounts binds, which the engine never creates (it refuses the create of a missing
@@ -1584,4 +1585,20 @@ fn a_base_counts_only_if_the_store_vouches_for_its_digest() {
         let granted = list.decide(&image.image, image.base.as_ref(), &image.known);
         assert_eq!(granted.is_some(), vouched, "containerd store: {containerd}");
     }
+}
+
+#[test]
+fn a_refused_bind_never_says_where_a_host_link_leads() {
+    let rules = BindRules::of(&eci_policy::Policy::default());
+    // The host's processes: refused without a lookup.
+    let why = rules.refusal(["/proc/1/cwd".to_string()]).unwrap();
+    assert!(why.contains("never shared"), "{why}");
+    assert!(!why.contains("/root"), "{why}");
+    // A link elsewhere: refused, naming only the path given.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("/etc/ssh", &link).unwrap();
+    let why = rules.refusal([link.display().to_string()]).unwrap();
+    assert!(why.contains("through a link"), "{why}");
+    assert!(!why.contains("/etc"), "{why}");
 }

@@ -778,17 +778,24 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
             };
             // The engine reads the first value of each parameter.
             let first = |key: &str| values.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-            if first("version").is_some_and(|v| v == "2") {
+            let unknown = values
+                .iter()
+                .find(|(k, _)| !BUILD_PARAMETERS.contains(&k.as_str()));
+            let network = first("networkmode").map(|v| v.to_ascii_lowercase());
+            if unknown.is_some() {
+                // Each one the engine copies into the step containers' host configuration would
+                // need the checks a create gets: only those known to be harmless pass.
+                Some("a build parameter the proxy does not know is refused")
+            } else if first("cgroupparent").is_some_and(|v| !v.is_empty()) {
+                Some("builds may not choose their cgroup (cgroupparent), as creates may not")
+            } else if network
+                .is_some_and(|n| !["", "default", "bridge", "none"].contains(&n.as_str()))
+            {
+                // A named network would put every step on it, a network no check of the
+                // proxy's (it scopes networks for creates and connects) would have vetted.
+                Some("builds use the default network or none (networkmode=default, bridge or none)")
+            } else if first("version").is_some_and(|v| v == "2") {
                 Some("BuildKit builds (version=2) run outside eci, with options the proxy cannot check")
-            } else if first("networkmode").is_some_and(|v| v.eq_ignore_ascii_case("host")) {
-                Some("builds may not use the host's network")
-            } else if first("networkmode").is_some_and(|v| {
-                v.get(..10)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("container:"))
-            }) {
-                // Each step would join the named container's network, which no check of the
-                // proxy's (it looks at creates) would have vetted.
-                Some("builds may not share another container's network (networkmode=container:...)")
             } else if first("remote").is_some_and(|v| !v.is_empty()) {
                 Some(
                     "a build context fetched by the engine (remote=) comes from the host's network",
@@ -885,6 +892,45 @@ pub fn outside_runtime(api: Api) -> Option<OutsideRuntime> {
 
 /// Every parameter of `query`, decoded as the engine's form parser decodes it, in order. A
 /// query with `;` is refused: Go's parser skips pairs holding one, where this one would not.
+/// The parameters of a classic build (`POST /build`) the proxy lets through: what the image
+/// is built from and named, caching, and the step containers' resources, as a create may set
+/// them. `networkmode`, `cgroupparent`, `remote` and `version` are judged by value.
+const BUILD_PARAMETERS: &[&str] = &[
+    "dockerfile",
+    "t",
+    "extrahosts",
+    "remote",
+    "q",
+    "nocache",
+    "cachefrom",
+    "pull",
+    "rm",
+    "forcerm",
+    "memory",
+    "memswap",
+    "cpushares",
+    "cpusetcpus",
+    "cpusetmems",
+    "cpuperiod",
+    "cpuquota",
+    "buildargs",
+    "shmsize",
+    "squash",
+    "labels",
+    "networkmode",
+    "platform",
+    "target",
+    "outputs",
+    "version",
+    "ulimits",
+    "cgroupparent",
+    "buildid",
+    // As a create's HostConfig.SecurityOpt and Isolation, which pass too: the steps run with
+    // the holder's runtime (a build passes only then), which enforces its own.
+    "securityopt",
+    "isolation",
+];
+
 fn query_values(query: &str) -> Result<Vec<(String, String)>, QueryError> {
     if query.contains(';') {
         return Err(QueryError::Undecodable);

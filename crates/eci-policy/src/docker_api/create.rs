@@ -23,8 +23,8 @@
 //! And a host path in `HostConfig.Binds` would have the engine make it, as root, when missing,
 //! each time the container starts: it goes on as a `HostConfig.Mounts` bind, which the engine
 //! never creates ([`host_bind_sources`] lists the paths a proxy must then judge). `VolumesFrom`,
-//! `Links`, `Devices` beyond eci's safe set and a `CgroupParent` with `..` are refused: the
-//! engine acts on them itself, on the host.
+//! `Links`, `Devices` beyond eci's safe set and a `CgroupParent` are refused: the engine acts
+//! on them itself, on the host.
 //!
 //! ```
 //! use eci_policy::docker_api::create::{vet_create_body, CreateRefusal};
@@ -90,7 +90,7 @@ pub enum CreateRefusal {
     #[error("the container create body's top-level {0} is refused through this socket: give it in HostConfig")]
     TopLevel(&'static str),
     /// A field the engine acts on itself, on the host, outside eci.
-    #[error("HostConfig.{0} is refused through this socket: the engine acts on it itself, on the host (Links copy another container's environment, Devices look host paths up as root beyond the safe set, a CgroupParent with '..' leaves the cgroup tree)")]
+    #[error("HostConfig.{0} is refused through this socket: the engine acts on it itself, on the host (Links copy another container's environment, Devices look host paths up as root beyond the safe set, a CgroupParent places the container outside the cgroup the administrator gave the engine)")]
     EngineSide(&'static str),
     /// A network create asks for what the engine would set up on the host beyond a plain
     /// bridge with addresses of its own pools.
@@ -249,7 +249,9 @@ fn check_log_config(log_config: Option<&Value>) -> Result<(), CreateRefusal> {
 /// - `Devices`: the engine looks each `PathOnHost` up as root (following links, walking a
 ///   directory), which tells what exists on the host; only the devices eci's runtime allows
 ///   may be named ([`crate::harden::SAFE_DEVICES`]);
-/// - `CgroupParent` with `..`: the engine may make and write cgroup files outside the tree.
+/// - `CgroupParent`: it would put the container's cgroup outside the one the administrator gave
+///   the engine (`--cgroup-parent`) and its limits, at the cgroup root say, or (with `..`)
+///   have the engine make and write cgroup files outside the tree.
 fn check_engine_side_fields(host_config: &Map<String, Value>) -> Result<(), CreateRefusal> {
     match host_config.get("Links") {
         None | Some(Value::Null) => {}
@@ -279,7 +281,7 @@ fn check_engine_side_fields(host_config: &Map<String, Value>) -> Result<(), Crea
     }
     match host_config.get("CgroupParent") {
         None | Some(Value::Null) => Ok(()),
-        Some(Value::String(parent)) if !parent.split('/').any(|part| part == "..") => Ok(()),
+        Some(Value::String(parent)) if parent.is_empty() => Ok(()),
         Some(_) => Err(CreateRefusal::EngineSide("CgroupParent")),
     }
 }
@@ -733,6 +735,8 @@ mod tests {
             (r#"{"Devices":[{"PathOnHost":"/dev/sda"}]}"#, "Devices"),
             (r#"{"Devices":[{"PathOnHost":"/"}]}"#, "Devices"),
             (r#"{"CgroupParent":"/../../x"}"#, "CgroupParent"),
+            (r#"{"CgroupParent":"/"}"#, "CgroupParent"),
+            (r#"{"CgroupParent":"/ci"}"#, "CgroupParent"),
         ] {
             let body = format!(r#"{{"HostConfig":{host_config}}}"#);
             assert_eq!(
@@ -746,7 +750,7 @@ mod tests {
             vet_create_body(legacy, "eci"),
             Err(CreateRefusal::TopLevel("VolumeDriver"))
         );
-        let fine = br#"{"HostConfig":{"Links":[],"CgroupParent":"/ci",
+        let fine = br#"{"HostConfig":{"Links":[],"CgroupParent":"",
             "Devices":[{"PathOnHost":"/dev/fuse","PathInContainer":"/dev/fuse"}]}}"#;
         assert!(vet_create_body(fine, "eci").is_ok());
     }

@@ -362,7 +362,8 @@ proptest! {
 
     #[test]
     fn host_network_and_buildkit_builds_are_refused_however_spelt(
-        mode in "[hH][oO][sS][tT]", encode in any::<bool>(), before in "[a-z]{1,6}=[a-z0-9]{0,6}"
+        mode in "[hH][oO][sS][tT]", encode in any::<bool>(),
+        before in "(t|q|rm|pull|nocache|dockerfile|target)=[a-z0-9]{0,6}"
     ) {
         let key = if encode { "network%6Dode" } else { "networkmode" };
         let query = format!("{before}&{key}={mode}");
@@ -468,8 +469,19 @@ fn names_and_queries_are_read_as_the_engine_reads_them() {
     ] {
         assert!(query_refusal(Api::Build, query).is_some(), "{query}");
     }
-    assert!(query_refusal(Api::Build, "networkmode=none").is_none());
-    assert!(query_refusal(Api::Build, "networkmode=containers").is_none());
+    for fine in [
+        "networkmode=none",
+        "networkmode=default",
+        "networkmode=Bridge",
+    ] {
+        assert!(query_refusal(Api::Build, fine).is_none(), "{fine}");
+    }
+    // A named network (another project's, say), a cgroup of the build's choosing, and a
+    // parameter the proxy does not know are refused.
+    for refused in ["networkmode=containers", "cgroupparent=/", "t=a&session=x"] {
+        assert!(query_refusal(Api::Build, refused).is_some(), "{refused}");
+    }
+    assert!(query_refusal(Api::Build, "cgroupparent=").is_none());
     // The engine's exec route takes everything before the action as the ID.
     assert_eq!(
         exec_of_target("POST", "/v1.43/exec/a/b/start").as_deref(),
