@@ -1356,7 +1356,10 @@ fn vetting_config(
 ) -> Result<HelperConfig> {
     let mut config = helper_config(init, policy, spec, virtual_files, mapping)?;
     if policy.procfs.get(ProcFile::Sysinfo) {
-        config.sysinfo = virtual_files.map(crate::virt::Registration::sysinfo_source);
+        // Emulated, with figures or without (every call then fails): never the host's.
+        let unanswered = || eci_seccomp::mount::SysinfoSource(std::sync::Arc::new(|| None));
+        config.sysinfo =
+            Some(virtual_files.map_or_else(unanswered, crate::virt::Registration::sysinfo_source));
     }
     Ok(config)
 }

@@ -17,6 +17,7 @@
 //! eci-probe umount TARGET [detach]
 //! eci-probe seccomp-listener                      try to install a competing notifier
 //! eci-probe sysinfo-uptime                        sysinfo(2)'s uptime in seconds, or the errno
+//! eci-probe sysinfo-readonly                      sysinfo(2) into a read-only page: the errno
 //! eci-probe private TARGET                        make a mount private
 //! eci-probe mount-fd SOURCE TARGET FSTYPE         mount, naming TARGET as /proc/self/fd/N of
 //!                                                 an O_PATH descriptor (as runc and crun do)
@@ -258,6 +259,31 @@ fn sysinfo_uptime() -> String {
         errno_name(&std::io::Error::last_os_error())
     }
 }
+/// sysinfo(2) given a page mapped read-only: the errno name (the kernel's is EFAULT), or `ok`
+/// if the answer was written there all the same.
+fn sysinfo_readonly() -> String {
+    let size = std::mem::size_of::<libc::sysinfo>();
+    // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096.max(size),
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return errno_name(&std::io::Error::last_os_error());
+    }
+    // SAFETY: page is a mapping of at least size bytes; the kernel checks it may write there.
+    let answered = answer(unsafe { libc::sysinfo(page.cast()) } as libc::c_long);
+    // SAFETY: page was mapped above with this length.
+    unsafe { libc::munmap(page, 4096.max(size)) };
+    answered
+}
+
 fn seccomp_listener() -> String {
     answer(install_allow_all_with(
         libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
@@ -408,6 +434,7 @@ pub fn run(args: &[&str]) -> String {
             Err(err) => errno_name(&err),
         },
         ["sysinfo-uptime"] => sysinfo_uptime(),
+        ["sysinfo-readonly"] => sysinfo_readonly(),
         ["bench-getppid", n] => match n.parse() {
             Ok(n) => bench_getppid(n),
             Err(_) => format!("usage error: {n} is not a count"),

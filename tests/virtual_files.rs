@@ -63,6 +63,16 @@ fn a_memory_limit_is_the_memory_total() {
 }
 
 #[test]
+fn sysinfo_never_writes_where_the_kernel_would_not() {
+    // The answer is written through /proc/PID/mem, which ignores page protections: a
+    // read-only page gets the kernel's EFAULT, as without eci.
+    assert_eq!(
+        common::probe("sysinfo-ro", &["sysinfo-readonly", ",", "sysinfo-uptime"]),
+        ["EFAULT", "0"]
+    );
+}
+
+#[test]
 fn files_read_with_sendfile_have_their_text() {
     // busybox cat copies with sendfile(2), which reads a FUSE file through the page cache up to
     // its size: with procfs's size of 0 it printed nothing. A tunable's text grows and shrinks.

@@ -1492,14 +1492,22 @@ fn in_user_namespace(pid: u32, userns: u64) -> bool {
 /// call is gone.
 fn write_to<T>(listener: &Listener, id: u64, pid: u32, addr: u64, value: &T) -> SysResult<bool> {
     use std::os::unix::fs::FileExt;
+    let errno = |e: std::io::Error| Errno(e.raw_os_error().unwrap_or(libc::EIO));
     let mem = std::fs::OpenOptions::new()
         .write(true)
         .open(format!("/proc/{pid}/mem"))
-        .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        .map_err(errno)?;
+    // Opened with it, so of the same process: /proc/PID/mem writes through any protection,
+    // where the kernel's own sysinfo(2) fails with EFAULT on memory not mapped writable.
+    let maps = std::fs::File::open(format!("/proc/{pid}/maps")).map_err(errno)?;
     if !listener.is_valid(id) {
         return Ok(false);
     }
     let size = std::mem::size_of::<T>();
+    let maps = std::io::read_to_string(maps).map_err(errno)?;
+    if !mapped_writable(&maps, addr, size as u64) {
+        return Err(Errno(libc::EFAULT));
+    }
     // SAFETY: `value` is plain data of `size` bytes that outlives the slice.
     let bytes = unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size) };
     match mem.write_at(bytes, addr) {
@@ -1507,6 +1515,42 @@ fn write_to<T>(listener: &Listener, id: u64, pid: u32, addr: u64, value: &T) -> 
         Ok(_) => Err(Errno(libc::EFAULT)),
         Err(_) => Err(Errno(libc::EFAULT)),
     }
+}
+
+/// Whether every byte of `len` at `addr` lies in a mapping that /proc/PID/maps text `maps`
+/// shows writable.
+fn mapped_writable(maps: &str, addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    // The mappings come in rising order; walk them from `addr` until `end` is covered.
+    let mut covered = addr;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            return false;
+        };
+        let Some((start, stop)) = range.split_once('-') else {
+            return false;
+        };
+        let (Ok(start), Ok(stop)) = (
+            u64::from_str_radix(start, 16),
+            u64::from_str_radix(stop, 16),
+        ) else {
+            return false;
+        };
+        if stop <= covered {
+            continue;
+        }
+        if start > covered || perms.as_bytes().get(1) != Some(&b'w') {
+            return false;
+        }
+        covered = stop;
+        if covered >= end {
+            return true;
+        }
+    }
+    covered >= end
 }
 
 /// A mount helper forked before its container's listener and initial mounts exist
@@ -2178,6 +2222,48 @@ fn sysinfo_event_id(event: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_memory_mapped_writable_takes_a_sysinfo_answer() {
+        let maps = "00400000-00401000 r-xp 00000000 08:01 1 /bin/x\n\
+                    00600000-00602000 rw-p 00000000 00:00 0 \n\
+                    00602000-00603000 rw-p 00000000 00:00 0 [heap]\n\
+                    7f0000000000-7f0000001000 r--p 00000000 00:00 0 \n";
+        assert!(mapped_writable(maps, 0x600000, 112));
+        // Across two writable mappings that meet.
+        assert!(mapped_writable(maps, 0x601fc0, 112));
+        // Read-only code, a read-only mapping, past the heap's end, unmapped, overflowing.
+        assert!(!mapped_writable(maps, 0x400000, 112));
+        assert!(!mapped_writable(maps, 0x7f0000000000, 8));
+        assert!(!mapped_writable(maps, 0x602fc0, 112));
+        assert!(!mapped_writable(maps, 0x500000, 8));
+        assert!(!mapped_writable(maps, u64::MAX - 4, 112));
+        assert!(!mapped_writable("garbage", 0x600000, 8));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_span_is_writable_exactly_when_each_byte_is(
+            regions in proptest::collection::vec((0u64..64, 1u64..16, proptest::bool::ANY), 0..6),
+            addr in 0u64..200,
+            len in 1u64..40,
+        ) {
+            // Non-overlapping mappings in rising order, with gaps.
+            let mut maps = String::new();
+            let mut at = 0;
+            let mut writable = std::collections::BTreeSet::new();
+            for (gap, size, w) in regions {
+                let start = at + gap;
+                at = start + size;
+                maps += &format!("{start:x}-{at:x} {}-p 0 0:0 0\n", if w { "rw" } else { "r-" });
+                if w {
+                    writable.extend(start..at);
+                }
+            }
+            let expected = (addr..addr + len).all(|byte| writable.contains(&byte));
+            proptest::prop_assert_eq!(mapped_writable(&maps, addr, len), expected, "{}", maps);
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 
