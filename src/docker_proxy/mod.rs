@@ -622,6 +622,10 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
                 Some(id) => retarget(&mut request, network.with_id(&id)),
                 None => Ok(()),
             })
+        } else if let Some(collection) = api.and_then(Api::names_object_in) {
+            // Scoping is chosen by the name found: a request that names an object the proxy
+            // could not read goes no further than one it could not check.
+            Err((400, format!("eci: the request names one of the {collection} in a form the proxy does not read")))
         } else {
             Ok(())
         };

@@ -340,6 +340,27 @@ impl Api {
     pub fn is_negotiation(self) -> bool {
         matches!(self, Api::Ping | Api::PingHead)
     }
+
+    /// The collection (`containers`, `exec`, `volumes` or `networks`) one of whose objects the
+    /// request names in its path, which a proxy scoping them must find and check
+    /// ([`container_of_target`], [`exec_of_target`], [`volume_of_target`],
+    /// [`network_of_target`]); `None` for a request that names none.
+    ///
+    /// ```
+    /// use eci_policy::docker_api::Api;
+    /// assert_eq!(Api::ContainerStart.names_object_in(), Some("containers"));
+    /// assert_eq!(Api::ContainerList.names_object_in(), None);
+    /// ```
+    pub fn names_object_in(self) -> Option<&'static str> {
+        let path = self.endpoint().path;
+        ["containers", "exec", "volumes", "networks"]
+            .into_iter()
+            .find(|collection| {
+                path.strip_prefix('/')
+                    .and_then(|p| p.strip_prefix(collection))
+                    .is_some_and(|rest| rest.starts_with("/{"))
+            })
+    }
 }
 
 /// Spellings `docker --help` also accepts for a command in the table: management-command forms

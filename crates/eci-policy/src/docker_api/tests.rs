@@ -358,6 +358,17 @@ proptest! {
         }
         let exec = exec_of_target(&row.method, &target);
         prop_assert_eq!(exec.is_some(), row.path.starts_with("/exec/{"), "{}", target);
+        // What a proxy must scope it finds: a request naming an object never goes unscoped.
+        let api = classify(&row.method, &path, &query).unwrap();
+        let named = match api.names_object_in() {
+            Some("containers") => container_of_target(&row.method, &target).is_some(),
+            Some("exec") => exec.is_some(),
+            Some("volumes") => volume_of_target(&row.method, &target).is_some(),
+            Some("networks") => network_of_target(&row.method, &target).is_some(),
+            Some(other) => panic!("unknown collection {other}"),
+            None => true,
+        };
+        prop_assert!(named, "{}", target);
     }
 
     #[test]
