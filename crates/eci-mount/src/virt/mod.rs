@@ -609,9 +609,28 @@ impl Registry {
 }
 
 impl CgroupDirs {
+    /// The IDs listed in a cgroup file (`v1_list` or `v2_list`, by hierarchy) of the
+    /// container's cgroup and the cgroups below it, each once, in rising order.
+    fn ids(&self, v1_list: &CStr, v2_list: &CStr) -> Vec<i32> {
+        let Some(dir) = self.cpuacct.as_ref().or(self.memory.as_ref()) else {
+            return Vec::new();
+        };
+        let list = if dir.unified { v2_list } else { v1_list };
+        let mut ids = cgroup_tree::ids_in_tree(&dir.dir, list).unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// The container's processes and how many run or wait on I/O, from its cgroup.
     fn tasks(&self) -> Tasks {
         self.walk(c"cgroup.procs", c"cgroup.procs").0
+    }
+
+    /// How many processes the container has: [`CgroupDirs::tasks`]' total without reading
+    /// each one's state (sysinfo(2) asks only this, on the daemon's control thread).
+    fn process_count(&self) -> u64 {
+        self.ids(c"cgroup.procs", c"cgroup.procs").len() as u64
     }
 
     /// The container's threads and how many run or wait on I/O (what load averages count),
@@ -624,13 +643,7 @@ impl CgroupDirs {
     /// in the container's cgroup and the cgroups below it (where a delegated container, Docker
     /// in it say, moves its processes), each ID once.
     fn walk(&self, v1_list: &CStr, v2_list: &CStr) -> (Tasks, Option<u32>) {
-        let Some(dir) = self.cpuacct.as_ref().or(self.memory.as_ref()) else {
-            return (Tasks::default(), None);
-        };
-        let list = if dir.unified { v2_list } else { v1_list };
-        let mut ids = cgroup_tree::ids_in_tree(&dir.dir, list).unwrap_or_default();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = self.ids(v1_list, v2_list);
         let mut tasks = Tasks::default();
         let newest = ids.last().and_then(|id| u32::try_from(*id).ok());
         for pid in ids {
@@ -1438,7 +1451,7 @@ impl VirtualFs {
         info.bufferram = 0;
         info.totalswap = totals.swap_total as libc::c_ulong;
         info.freeswap = totals.swap_free as libc::c_ulong;
-        info.procs = entry.dirs.tasks().total.min(u64::from(u16::MAX)) as u16;
+        info.procs = entry.dirs.process_count().min(u64::from(u16::MAX)) as u16;
         let loads = entry.load.lock().ok()?.for_sysinfo();
         for (to, load) in info.loads.iter_mut().zip(loads) {
             *to = load as libc::c_ulong;
