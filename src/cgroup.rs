@@ -123,42 +123,41 @@ fn tree_dir(path: &Path, v1: bool) -> std::io::Result<PathBuf> {
 }
 
 /// Fails if the cgroup at `path`, or one above it, was given to a container (its directory
-/// is another user's, [`crate::cgroupfs`]): a cgroup made there would be in that container's
-/// reach, which on cgroup v2 may move the processes into cgroups of its own and limit or
-/// freeze them there. A spec may name any path (Docker's `--cgroup-parent` another
-/// container's cgroup).
+/// is another user's, [`crate::cgroupfs`]) in any hierarchy eci manages: a cgroup made there
+/// would be in that container's reach, which on cgroup v2 may move the processes into
+/// cgroups of its own and limit or freeze them there. A spec may name any path (Docker's
+/// `--cgroup-parent` another container's cgroup).
 pub(crate) fn check_outside_delegated(path: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let v1 = matches!(
-        get_cgroup_setup(),
-        Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid)
-    );
     let refuse = |reason: String| Error::Cgroup {
         path: path.to_path_buf(),
         reason,
     };
-    let dir = tree_dir(path, v1).map_err(|e| refuse(format!("finding it: {e}")))?;
+    let hierarchies = eci_mount::virt::mounted_hierarchies()
+        .map_err(|e| refuse(format!("reading the cgroup mounts: {e}")))?;
+    let relative = path.strip_prefix("/").unwrap_or(path);
     let runtime = nix::unistd::geteuid().as_raw();
-    // The path's own directories, from the hierarchy's root down, as far as they exist.
-    let names = path
-        .components()
-        .filter(|c| matches!(c, std::path::Component::Normal(_)))
-        .count();
-    let mut below_root: Vec<&Path> = dir.ancestors().take(names).collect();
-    below_root.reverse();
-    for dir in below_root {
-        match std::fs::metadata(dir) {
-            Ok(meta) if meta.uid() != runtime => {
-                return Err(refuse(format!(
-                    "{} was delegated to a container (it is uid {}'s); no other container's \
-                     cgroup may be made in it",
-                    dir.display(),
-                    meta.uid()
-                )))
+    let managed = hierarchies
+        .iter()
+        .filter(|h| crate::cgroupfs::managed(h) || h.unified);
+    for hierarchy in managed {
+        // The path's own directories, from the hierarchy's root down, as far as they exist.
+        let mut dir = hierarchy.mount.clone();
+        for name in relative.components() {
+            dir.push(name);
+            match std::fs::metadata(&dir) {
+                Ok(meta) if meta.uid() != runtime => {
+                    return Err(refuse(format!(
+                        "{} was delegated to a container or user (it is uid {}'s, not the \
+                         runtime's); no container's cgroup may be made in it",
+                        dir.display(),
+                        meta.uid()
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(refuse(format!("reading {}: {e}", dir.display()))),
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(refuse(format!("reading {}: {e}", dir.display()))),
         }
     }
     Ok(())

@@ -353,18 +353,14 @@ fn a_delegated_containers_processes_in_its_own_cgroups_still_count() {
     // Docker in a delegated container moves its processes into cgroups below the container's:
     // they are the container's all the same, in /proc/loadavg's thread count (and /proc/stat's
     // and sysinfo's, which count the same way).
-    let hierarchy = if std::path::Path::new("/sys/fs/cgroup/cpuacct").is_dir() {
-        "cpuacct"
-    } else {
-        "."
-    };
-    let script = format!(
-        "cd /sys/fs/cgroup/{hierarchy} && mkdir inner || exit 1; sleep 1000 & \
+    // The cpuacct hierarchy (cpuacct, or cpu,cpuacct mounted together) on cgroup v1, which
+    // the counts come from, else the cgroup2 tree.
+    let script = "cd /sys/fs/cgroup; for d in *cpuacct*; do [ -d \"$d\" ] && cd \"$d\" && break; \
+         done; mkdir inner || exit 1; sleep 1000 & \
          echo $! > inner/cgroup.procs && grep -c inner /proc/$!/cgroup; \
-         read -r one five fifteen threads last < /proc/loadavg; echo ${{threads#*/}}; kill $!"
-    );
+         read -r one five fifteen threads last < /proc/loadavg; echo ${threads#*/}; kill $!";
     let runtime = common::delegating_runtime();
-    let mut c = common::create_in(runtime, "delegated-load", &["sh", "-c", &script], |spec| {
+    let mut c = common::create_in(runtime, "delegated-load", &["sh", "-c", script], |spec| {
         common::with_cgroup_mount(spec, false);
     });
     let (code, out) = c.run_to_end();

@@ -1089,13 +1089,14 @@ impl BindRules {
             let Ok(named) = eci_policy::paths::normalize(Path::new(&source)) else {
                 return refused("is not an absolute path".into());
             };
-            // Their links lead into the host's processes (/proc/1/cwd, /proc/PID/fd/N), and
-            // where they lead is none of the caller's business: refused before any lookup.
-            if named.starts_with("/proc") || named.starts_with("/sys") {
-                return refused("is in /proc or /sys, which are never shared".into());
-            }
             let resolved = match where_it_leads(&named) {
                 Ok(resolved) => resolved,
+                // Their links lead into processes (/proc/1/cwd, and /dev/fd/N through
+                // /proc/self, which is the proxy's here and the engine's there): never
+                // followed, and where they lead is none of the caller's business.
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return refused("is in, or leads into, /proc or /sys, never shared".into())
+                }
                 Err(err) => return refused(format!("cannot be looked up: {err}")),
             };
             let Ok(resolved) = ResolvedPath::from_resolved(&resolved) else {
@@ -1123,22 +1124,67 @@ impl BindRules {
     }
 }
 
-/// Where the absolute, lexically clean `named` leads: its longest existing ancestor with every
-/// link followed, then the rest as named. Only a missing entry is looked past.
+/// Where the absolute, lexically clean `named` leads: followed one entry at a time, every link
+/// as the kernel would follow it (at most 40), up to the first entry that is missing, then the
+/// rest as named. An entry in /proc or /sys is never looked at: PermissionDenied, since a link
+/// there means one thing to this process and another to the engine (`/proc/self`).
 fn where_it_leads(named: &Path) -> std::io::Result<PathBuf> {
-    for existing in named.ancestors() {
-        match std::fs::canonicalize(existing) {
-            Ok(real) => {
-                let rest = named
-                    .strip_prefix(existing)
-                    .map_err(std::io::Error::other)?;
-                return Ok(real.join(rest));
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    // The entries still to follow, owned: a link's target adds its own in front.
+    let entries = |path: &Path| -> Vec<Option<OsString>> {
+        let entry = |c: Component<'_>| match c {
+            Component::Normal(name) => Some(Some(name.to_owned())),
+            Component::ParentDir => Some(None),
+            _ => None,
+        };
+        path.components().filter_map(entry).collect()
+    };
+    let mut resolved = PathBuf::from("/");
+    let mut rest: VecDeque<Option<OsString>> = entries(named).into();
+    let mut links = 0;
+    let mut missing = false;
+    while let Some(entry) = rest.pop_front() {
+        // None stands for "..".
+        let Some(name) = entry else {
+            resolved.pop();
+            continue;
+        };
+        let candidate = resolved.join(&name);
+        if candidate.starts_with("/proc") || candidate.starts_with("/sys") {
+            return Err(std::io::ErrorKind::PermissionDenied.into());
+        }
+        if missing {
+            resolved = candidate;
+            continue;
+        }
+        let meta = match std::fs::symlink_metadata(&candidate) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                missing = true;
+                resolved = candidate;
+                continue;
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(err) => return Err(err),
+        };
+        if !meta.file_type().is_symlink() {
+            resolved = candidate;
+            continue;
+        }
+        links += 1;
+        if links > 40 {
+            return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        let target = std::fs::read_link(&candidate)?;
+        if target.is_absolute() {
+            resolved = PathBuf::from("/");
+        }
+        for entry in entries(&target).into_iter().rev() {
+            rest.push_front(entry);
         }
     }
-    Err(std::io::ErrorKind::NotFound.into())
+    Ok(resolved)
 }
 
 /// Reads a volume create's body, checks the options of a `local` volume and labels it in the

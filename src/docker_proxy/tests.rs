@@ -1590,12 +1590,19 @@ fn a_base_counts_only_if_the_store_vouches_for_its_digest() {
 #[test]
 fn a_refused_bind_never_says_where_a_host_link_leads() {
     let rules = BindRules::of(&eci_policy::Policy::default());
-    // The host's processes: refused without a lookup.
-    let why = rules.refusal(["/proc/1/cwd".to_string()]).unwrap();
-    assert!(why.contains("never shared"), "{why}");
-    assert!(!why.contains("/root"), "{why}");
-    // A link elsewhere: refused, naming only the path given.
+    // The host's processes, and links into them, which mean the proxy's here and the
+    // engine's there (/dev/fd/N): refused without following them.
     let dir = tempfile::tempdir().unwrap();
+    let into_proc = dir.path().join("into-proc");
+    std::os::unix::fs::symlink("/proc/self/cwd", &into_proc).unwrap();
+    for source in ["/proc/1/cwd", "/dev/fd/0", "/dev/stdin", "/sys/fs/cgroup"] {
+        let why = rules.refusal([source.to_string()]).unwrap();
+        assert!(why.contains("never shared"), "{why}");
+        assert!(!why.contains("/root"), "{why}");
+    }
+    let why = rules.refusal([into_proc.display().to_string()]).unwrap();
+    assert!(why.contains("leads into, /proc"), "{why}");
+    // A link elsewhere: refused, naming only the path given.
     let link = dir.path().join("link");
     std::os::unix::fs::symlink("/etc/ssh", &link).unwrap();
     let why = rules.refusal([link.display().to_string()]).unwrap();

@@ -734,7 +734,9 @@ fn filter_values_as_set(values: &serde_json::Value) -> Option<serde_json::Value>
 /// - BuildKit's endpoints (`/session`, `/grpc`) and builds (`version=2`): BuildKit runs its
 ///   steps with runc whatever the engine's runtimes, and asks for entitlements such as
 ///   `network.host` inside gRPC, where the proxy cannot look;
-/// - a classic build with `networkmode=host`;
+/// - a classic build with a parameter the proxy does not know, a `cgroupparent`, or a
+///   `networkmode` other than the default network or none (the host's, a container's, a
+///   named network no scoping of the proxy's would have vetted);
 /// - a build whose context is fetched from a `remote` URL or Git repository, and an import
 ///   from a `fromSrc` URL: the engine fetches them from the host's network, where the
 ///   container could not reach (a cloud's metadata service, the host's own services), and
@@ -802,8 +804,11 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
             let unknown = values
                 .iter()
                 .find(|(k, _)| !BUILD_PARAMETERS.contains(&k.as_str()));
-            let network = first("networkmode").map(|v| v.to_ascii_lowercase());
-            if unknown.is_some() {
+            // Exactly as spelt: the engine takes "Bridge" for a user network of that name.
+            let network = first("networkmode");
+            if unknown.is_some_and(|(k, _)| k == "session") {
+                Some("BuildKit sessions (session=) run outside eci, with options the proxy cannot check")
+            } else if unknown.is_some() {
                 // Each one the engine copies into the step containers' host configuration would
                 // need the checks a create gets: only those known to be harmless pass.
                 Some("a build parameter the proxy does not know is refused")
@@ -911,8 +916,6 @@ pub fn outside_runtime(api: Api) -> Option<OutsideRuntime> {
     }
 }
 
-/// Every parameter of `query`, decoded as the engine's form parser decodes it, in order. A
-/// query with `;` is refused: Go's parser skips pairs holding one, where this one would not.
 /// The parameters of a classic build (`POST /build`) the proxy lets through: what the image
 /// is built from and named, caching, and the step containers' resources, as a create may set
 /// them. `networkmode`, `cgroupparent`, `remote` and `version` are judged by value.
@@ -947,11 +950,14 @@ const BUILD_PARAMETERS: &[&str] = &[
     "cgroupparent",
     "buildid",
     // As a create's HostConfig.SecurityOpt and Isolation, which pass too: the steps run with
-    // the holder's runtime (a build passes only then), which enforces its own.
+    // the holder's runtime (a build passes only then), which enforces its own (the engine
+    // itself refuses security options for a build on Linux).
     "securityopt",
     "isolation",
 ];
 
+/// Every parameter of `query`, decoded as the engine's form parser decodes it, in order. A
+/// query with `;` is refused: Go's parser skips pairs holding one, where this one would not.
 fn query_values(query: &str) -> Result<Vec<(String, String)>, QueryError> {
     if query.contains(';') {
         return Err(QueryError::Undecodable);

@@ -483,13 +483,18 @@ fn names_and_queries_are_read_as_the_engine_reads_them() {
     for fine in [
         "networkmode=none",
         "networkmode=default",
-        "networkmode=Bridge",
+        "networkmode=bridge",
     ] {
         assert!(query_refusal(Api::Build, fine).is_none(), "{fine}");
     }
-    // A named network (another project's, say), a cgroup of the build's choosing, and a
-    // parameter the proxy does not know are refused.
-    for refused in ["networkmode=containers", "cgroupparent=/", "t=a&session=x"] {
+    // A named network (another project's, say; "Bridge" is one to the engine), a cgroup of the
+    // build's choosing, and a parameter the proxy does not know are refused.
+    for refused in [
+        "networkmode=containers",
+        "networkmode=Bridge",
+        "cgroupparent=/",
+        "t=a&session=x",
+    ] {
         assert!(query_refusal(Api::Build, refused).is_some(), "{refused}");
     }
     assert!(query_refusal(Api::Build, "cgroupparent=").is_none());
