@@ -606,20 +606,28 @@ fn write_file(path: &CStr, value: &[u8]) -> SysResult<()> {
     written
 }
 
-/// [`write_file`] to a file that must be procfs's: the container's mounts could put a file of
-/// another filesystem at its path, which would take the write and apply nothing (EXDEV then).
+/// [`write_file`] to a file of the procfs mounted at /proc: the container's mounts could put
+/// a file of another filesystem at its path, or another procfs file (bound over it), which
+/// would take the write and apply nothing (EXDEV then).
 fn write_proc_file(path: &CStr, value: &[u8]) -> SysResult<()> {
     let fd = open_for_writing(path)?;
+    let written = on_proc_mount(fd).and_then(|()| write_to(fd, value));
+    sys::close(fd);
+    written
+}
+
+/// Fails with EXDEV unless `fd` is a procfs file on the mount at /proc itself.
+fn on_proc_mount(fd: RawFd) -> SysResult<()> {
     // SAFETY: an all-zero statfs is a valid value for fstatfs to fill in.
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: fd is open and fs is a valid statfs to write to.
-    let stated = check_int(unsafe { libc::fstatfs(fd, &mut fs) });
-    let written = stated.and_then(|_| match fs.f_type == libc::PROC_SUPER_MAGIC {
-        true => write_to(fd, value),
+    check_int(unsafe { libc::fstatfs(fd, &mut fs) })?;
+    let file_mount = sys::mount_id_at(fd, c"", libc::AT_EMPTY_PATH)?;
+    let proc_mount = sys::mount_id_at(libc::AT_FDCWD, c"/proc", 0)?;
+    match fs.f_type == libc::PROC_SUPER_MAGIC && file_mount == proc_mount {
+        true => Ok(()),
         false => Err(Errno(libc::EXDEV)),
-    });
-    sys::close(fd);
-    written
+    }
 }
 
 fn open_for_writing(path: &CStr) -> SysResult<RawFd> {
@@ -685,5 +693,54 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_procfs_file_bound_over_the_one_asked_for_takes_nothing() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        // In a child with a mount namespace of its own: its comm file bound over its
+        // attr/exec, as a container's mounts could bind one procfs file over another.
+        let (source, target) = (c"/proc/self/comm", c"/proc/self/attr/exec");
+        let bind = (libc::MS_BIND, libc::MS_PRIVATE | libc::MS_REC);
+        // SAFETY: the child makes syscalls only, on strings made before the fork, then exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: syscalls with valid NUL-terminated paths; the child exits with the result.
+            let code = unsafe {
+                let private = libc::unshare(libc::CLONE_NEWNS) == 0
+                    && libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        bind.1,
+                        std::ptr::null(),
+                    ) == 0;
+                let bound = private
+                    && libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        bind.0,
+                        std::ptr::null(),
+                    ) == 0;
+                match (bound, write_proc_file(target, b"exec x")) {
+                    (false, _) => 2,
+                    (true, Err(Errno(libc::EXDEV))) => 0,
+                    (true, _) => 1,
+                }
+            };
+            // SAFETY: ends the forked child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let status = eci_ns::sys::waitpid(pid).unwrap();
+        let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        assert_eq!(
+            code,
+            Some(0),
+            "1: the bound file took the write; 2: no bind"
+        );
     }
 }

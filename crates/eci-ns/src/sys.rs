@@ -503,6 +503,32 @@ pub const OPEN_TREE_CLONE: u32 = 1;
 /// mount_setattr(2) attribute: idmap the mount through a user namespace.
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
+/// The ID of the mount `path` (relative to `dir`; with `AT_EMPTY_PATH` in `flags` and an empty
+/// path, `dir` itself) is on, as statx reports it. Async-signal-safe.
+///
+/// ```
+/// let root = eci_ns::sys::mount_id_at(libc::AT_FDCWD, c"/", 0).unwrap();
+/// assert!(root > 0);
+/// ```
+pub fn mount_id_at(dir: RawFd, path: &CStr, flags: libc::c_int) -> SysResult<u64> {
+    // SAFETY: an all-zero statx is a valid value for the kernel to fill in.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated and stx a valid out pointer.
+    check_int(unsafe {
+        libc::statx(
+            dir,
+            path.as_ptr(),
+            flags | libc::AT_STATX_DONT_SYNC,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    })?;
+    match stx.stx_mask & libc::STATX_MNT_ID {
+        0 => Err(Errno(libc::EOPNOTSUPP)),
+        _ => Ok(stx.stx_mnt_id),
+    }
+}
+
 /// open_tree(2): `path` relative to `dir` (an empty path names `dir` itself) with
 /// [`OPEN_TREE_CLONE`] and/or `AT_RECURSIVE` in `flags`; close-on-exec. Allocation-free.
 pub fn open_tree(dir: RawFd, path: &CStr, flags: u32) -> SysResult<OwnedFd> {
