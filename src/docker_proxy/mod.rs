@@ -1090,11 +1090,11 @@ impl BindRules {
                 return refused("is not an absolute path".into());
             };
             let resolved = match where_it_leads(&named) {
-                Ok(resolved) => resolved,
+                Ok(Lead::To(resolved)) => resolved,
                 // Their links lead into processes (/proc/1/cwd, and /dev/fd/N through
                 // /proc/self, which is the proxy's here and the engine's there): never
                 // followed, and where they lead is none of the caller's business.
-                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                Ok(Lead::IntoProcOrSys) => {
                     return refused("is in, or leads into, /proc or /sys, never shared".into())
                 }
                 Err(err) => return refused(format!("cannot be looked up: {err}")),
@@ -1124,11 +1124,19 @@ impl BindRules {
     }
 }
 
+/// Where a bind source leads ([`where_it_leads`]).
+enum Lead {
+    /// This path.
+    To(PathBuf),
+    /// Into /proc or /sys, which was not followed.
+    IntoProcOrSys,
+}
+
 /// Where the absolute, lexically clean `named` leads: followed one entry at a time, every link
 /// as the kernel would follow it (at most 40), up to the first entry that is missing, then the
-/// rest as named. An entry in /proc or /sys is never looked at: PermissionDenied, since a link
-/// there means one thing to this process and another to the engine (`/proc/self`).
-fn where_it_leads(named: &Path) -> std::io::Result<PathBuf> {
+/// rest as named. An entry in /proc or /sys is never looked at, since a link there means one
+/// thing to this process and another to the engine (`/proc/self`).
+fn where_it_leads(named: &Path) -> std::io::Result<Lead> {
     use std::collections::VecDeque;
     use std::ffi::OsString;
     use std::path::Component;
@@ -1153,7 +1161,7 @@ fn where_it_leads(named: &Path) -> std::io::Result<PathBuf> {
         };
         let candidate = resolved.join(&name);
         if candidate.starts_with("/proc") || candidate.starts_with("/sys") {
-            return Err(std::io::ErrorKind::PermissionDenied.into());
+            return Ok(Lead::IntoProcOrSys);
         }
         if missing {
             resolved = candidate;
@@ -1184,7 +1192,7 @@ fn where_it_leads(named: &Path) -> std::io::Result<PathBuf> {
             rest.push_front(entry);
         }
     }
-    Ok(resolved)
+    Ok(Lead::To(resolved))
 }
 
 /// Reads a volume create's body, checks the options of a `local` volume and labels it in the
