@@ -114,6 +114,32 @@ fn one_cpu_is_one_cpu_everywhere() {
 }
 
 #[test]
+fn a_quota_on_a_parent_cgroup_is_the_containers_too() {
+    // A pod's cgroup, or Docker's --cgroup-parent, may hold the quota: the kernel holds the
+    // container to it, and so do its CPU files. Half a CPU of this host's two shows as one.
+    let cpu = std::path::Path::new("/sys/fs/cgroup/cpu");
+    if !cpu.join("cpu.cfs_quota_us").exists() {
+        return;
+    }
+    let parent = format!("eci-test-quota-{}", std::process::id());
+    std::fs::create_dir(cpu.join(&parent)).unwrap();
+    std::fs::write(cpu.join(&parent).join("cpu.cfs_quota_us"), "50000").unwrap();
+    let script = "grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online";
+    let (code, out) = create_with("parent-quota", &["sh", "-c", script], |spec| {
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_cgroups_path(Some(format!("/{parent}/c").into()));
+        spec.set_linux(Some(linux));
+    })
+    .run_to_end();
+    // The parent directory in every hierarchy (eci made it in the others).
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(&parent));
+    }
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "0"], "{out}");
+}
+
+#[test]
 fn uptime_and_process_start_times_count_from_the_containers_start() {
     // The kernel's own /proc/uptime, in the container's time namespace; a process's start time
     // (ticks since boot, field 22 of /proc/PID/stat) counts from the same start, and so does

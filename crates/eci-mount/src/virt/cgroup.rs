@@ -17,6 +17,20 @@ pub struct ControllerDir {
     pub unified: bool,
 }
 
+/// The CPU quota set on the cgroup `dir` itself as (quota, period), if any.
+fn quota_at(dir: &Path, unified: bool) -> Option<(u64, u64)> {
+    if unified {
+        let text = std::fs::read_to_string(dir.join("cpu.max")).ok()?;
+        let mut words = text.split_whitespace();
+        let quota = words.next()?.parse().ok()?;
+        Some((quota, words.next()?.parse().ok()?))
+    } else {
+        let quota: i64 = read_signed(&dir.join("cpu.cfs_quota_us"))?;
+        let period = read_number(&dir.join("cpu.cfs_period_us"))?;
+        u64::try_from(quota).ok().map(|q| (q, period))
+    }
+}
+
 /// The directories of the controllers eci reads for a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CgroupDirs {
@@ -133,19 +147,18 @@ impl CgroupDirs {
             .unwrap_or_else(|| host.to_vec())
     }
 
-    /// The CPU quota as (quota, period) in microseconds, if limited.
+    /// The CPU quota as (quota, period) in microseconds, if limited: the tightest of the
+    /// container's own and its ancestors' below the hierarchy's root (a pod's, a
+    /// `--cgroup-parent`'s), as the kernel holds the container to each.
     pub fn quota(&self) -> Option<(u64, u64)> {
         let c = self.cpu.as_ref()?;
-        if c.unified {
-            let text = std::fs::read_to_string(c.dir.join("cpu.max")).ok()?;
-            let mut words = text.split_whitespace();
-            let quota = words.next()?.parse().ok()?;
-            Some((quota, words.next()?.parse().ok()?))
-        } else {
-            let quota: i64 = read_signed(&c.dir.join("cpu.cfs_quota_us"))?;
-            let period = read_number(&c.dir.join("cpu.cfs_period_us"))?;
-            u64::try_from(quota).ok().map(|q| (q, period))
-        }
+        let below_root = c
+            .dir
+            .ancestors()
+            .take_while(|d| d.starts_with(&c.root) && *d != c.root);
+        let quotas = below_root.filter_map(|dir| quota_at(dir, c.unified));
+        // The smallest quota/period, compared without division.
+        quotas.min_by_key(|&(quota, period)| (u128::from(quota) << 64) / u128::from(period.max(1)))
     }
 
     /// CPU time used, per visible CPU, in USER_HZ ticks. v1 gives it per host CPU; v2 only in
