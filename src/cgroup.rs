@@ -126,15 +126,13 @@ fn tree_dir(path: &Path, v1: bool) -> std::io::Result<PathBuf> {
 /// is another user's, [`crate::cgroupfs`]) in any hierarchy eci manages: a cgroup made there
 /// would be in that container's reach, which on cgroup v2 may move the processes into
 /// cgroups of its own and limit or freeze them there. A spec may name any path (Docker's
-/// `--cgroup-parent` another container's cgroup).
-pub(crate) fn check_outside_delegated(path: &Path) -> Result<()> {
+/// `--cgroup-parent` another container's cgroup). `hierarchies`: the mounted ones.
+pub(crate) fn check_outside_delegated(path: &Path, hierarchies: &[Hierarchy]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |reason: String| Error::Cgroup {
         path: path.to_path_buf(),
         reason,
     };
-    let hierarchies = eci_mount::virt::mounted_hierarchies()
-        .map_err(|e| refuse(format!("reading the cgroup mounts: {e}")))?;
     let relative = path.strip_prefix("/").unwrap_or(path);
     let runtime = nix::unistd::geteuid().as_raw();
     let managed = hierarchies

@@ -88,13 +88,17 @@ pub(crate) struct Owner {
 
 /// Replaces every cgroup or cgroup2 mount of `spec` by binds of the container's cgroup at
 /// `cgroup_path`, creating its directories; true if one was delegated to `owner` (only where
-/// `delegate`, the setting, allows).
+/// `delegate`, the setting, allows). First fails if `cgroup_path` lies in a cgroup delegated
+/// to another ([`crate::cgroup::check_outside_delegated`]), from the one reading of the
+/// mount table both need.
 pub(crate) fn expand(
     spec: &mut Spec,
     cgroup_path: &Path,
     owner: Owner,
     delegate: bool,
 ) -> Result<(CreatedDirs, bool)> {
+    let hierarchies = mounted_hierarchies().map_err(Error::io("reading the cgroup mounts"))?;
+    crate::cgroup::check_outside_delegated(cgroup_path, &hierarchies)?;
     let mut created = CreatedDirs::default();
     let mut delegated = false;
     let Some(mounts) = spec.mounts().clone() else {
@@ -104,7 +108,6 @@ pub(crate) fn expand(
     if !mounts.iter().any(is_cgroup) {
         return Ok((created, delegated));
     }
-    let hierarchies = mounted_hierarchies().map_err(Error::io("reading the cgroup mounts"))?;
     let relative = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
     let v1: Vec<&Hierarchy> = hierarchies.iter().filter(|h| managed(h)).collect();
     let v2 = hierarchies.iter().find(|h| h.unified);

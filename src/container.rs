@@ -485,7 +485,6 @@ impl Container {
         if !crate::cgroup::valid_path(&cgroup_path) {
             return Err(Error::CgroupPath(cgroup_path));
         }
-        crate::cgroup::check_outside_delegated(&cgroup_path)?;
         // The binds of the virtual files are the runtime's own: they go in the mount plan, not in
         // the spec later processes are checked against (their sources are in the state
         // directory, which specs may not name).

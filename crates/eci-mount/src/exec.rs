@@ -316,9 +316,7 @@ fn open_own_root() -> SysResult<Fd> {
 
 /// The mount ID of what `fd` names, or `None`.
 fn mount_id(fd: RawFd) -> Option<u64> {
-    statx_fd(fd, libc::STATX_MNT_ID)
-        .ok()
-        .map(|stx| stx.stx_mnt_id)
+    eci_ns::sys::mount_id_at(fd, c"", libc::AT_EMPTY_PATH).ok()
 }
 
 /// Whether `fd` names the root of a mount.
