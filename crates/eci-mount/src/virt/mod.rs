@@ -156,10 +156,69 @@ struct Entry {
     recent: Mutex<[Option<Computed>; SERVED.len()]>,
     /// Its load averages, sampled by the server's sampling thread.
     load: Mutex<LoadAverage>,
+    /// Its threads as counted last (see [`Entry::threads`]).
+    threads: Mutex<Option<ThreadCount>>,
 }
+
+/// A count of a container's threads: how many run or wait on I/O, the host TID of the newest,
+/// and when and how fast it was made.
+#[derive(Debug, Clone, Copy)]
+struct ThreadCount {
+    at: Instant,
+    took: Duration,
+    tasks: Tasks,
+    newest: Option<u32>,
+}
+
+impl ThreadCount {
+    /// Whether a read may be answered with this count ([`reuse_for`]).
+    fn serves_reads(&self) -> bool {
+        self.at.elapsed() < reuse_for(self.took)
+    }
+}
+
+/// How long a read may reuse a count of the container's threads that took `took` to make:
+/// [`FRESH`], or longer for a count that costs more, so that counting for reads never takes
+/// more than a [`COUNTING_SHARE`] of one server thread's time, however many threads a
+/// container makes. A container of 100,000 threads (about 0.7 s to count) is served the
+/// sampler's counts, made every [`LoadAverage::INTERVAL`], and the two threads that serve
+/// every container's files never stop to count it.
+fn reuse_for(took: Duration) -> Duration {
+    took.saturating_mul(COUNTING_SHARE).max(FRESH)
+}
+
+/// One over the share of a server thread's time that counting a container's threads for reads
+/// may take ([`reuse_for`]).
+const COUNTING_SHARE: u32 = 20;
 
 /// A file's text and when it was computed.
 type Computed = (Instant, Arc<[u8]>);
+
+impl Entry {
+    /// The container's threads and how many run or wait on I/O (what load averages count),
+    /// and the host TID of the newest: the last count if `may_reuse` it, else one made now
+    /// and kept. Counting reads every thread's /proc/TID/stat (about 7 µs each here), so
+    /// reads reuse a count for as long as [`reuse_for`] says; the sampler counts anew every
+    /// [`LoadAverage::INTERVAL`]. One count at a time per container: a reader waiting here
+    /// takes the count just made.
+    fn threads(&self, may_reuse: impl Fn(&ThreadCount) -> bool) -> (Tasks, Option<u32>) {
+        let Ok(mut last) = self.threads.lock() else {
+            return self.dirs.count_threads();
+        };
+        if let Some(count) = last.as_ref().filter(|count| may_reuse(count)) {
+            return (count.tasks, count.newest);
+        }
+        let at = Instant::now();
+        let (tasks, newest) = self.dirs.count_threads();
+        *last = Some(ThreadCount {
+            at,
+            took: at.elapsed(),
+            tasks,
+            newest,
+        });
+        (tasks, newest)
+    }
+}
 
 /// Where a server's file handles start: the clock's nanoseconds, so two servers' handles
 /// almost never meet (and a handle counts only for its inode in any case).
@@ -418,6 +477,7 @@ impl Registry {
                 written: Mutex::new(written),
                 recent: Mutex::new(Default::default()),
                 load: Mutex::new(LoadAverage::default()),
+                threads: Mutex::new(None),
             }),
         );
         Ok(Directories {
@@ -585,14 +645,20 @@ impl Registry {
             ProcFile::Stat => {
                 let usage = entry.dirs.cpu_usage(&visible);
                 let btime = self.host.wall_secs(entry.started);
-                render::stat(&usage, uptime, btime, &entry.dirs.tasks())
+                // The kernel's procs_running and procs_blocked count threads, too.
+                let (threads, _) = entry.threads(ThreadCount::serves_reads);
+                let tasks = Tasks {
+                    total: entry.dirs.process_count(),
+                    ..threads
+                };
+                render::stat(&usage, uptime, btime, &tasks)
             }
             ProcFile::Swaps => {
                 let host_swap = render::meminfo_value(&self.host.meminfo, "SwapTotal").unwrap_or(0);
                 render::swaps(&entry.dirs.memory(), host_swap)
             }
             ProcFile::Loadavg => {
-                let (threads, newest) = entry.dirs.threads();
+                let (threads, newest) = entry.threads(ThreadCount::serves_reads);
                 let last_pid = newest.and_then(namespace_pid).unwrap_or(0);
                 let load = *entry.load.lock().ok()?;
                 render::loadavg(&load, threads.running, threads.total, last_pid)
@@ -622,28 +688,17 @@ impl CgroupDirs {
         ids
     }
 
-    /// The container's processes and how many run or wait on I/O, from its cgroup.
-    fn tasks(&self) -> Tasks {
-        self.walk(c"cgroup.procs", c"cgroup.procs").0
-    }
-
-    /// How many processes the container has: [`CgroupDirs::tasks`]' total without reading
-    /// each one's state (sysinfo(2) asks only this, on the daemon's control thread).
+    /// How many processes the container has, without reading each one's state (sysinfo(2) and
+    /// /proc/stat ask this; sysinfo on the daemon's control thread).
     fn process_count(&self) -> u64 {
         self.ids(c"cgroup.procs", c"cgroup.procs").len() as u64
     }
 
-    /// The container's threads and how many run or wait on I/O (what load averages count),
-    /// and the host TID of the newest.
-    fn threads(&self) -> (Tasks, Option<u32>) {
-        self.walk(c"tasks", c"cgroup.threads")
-    }
-
-    /// Counts the IDs listed in a cgroup file (`v1_list` or `v2_list`, by hierarchy) by state,
-    /// in the container's cgroup and the cgroups below it (where a delegated container, Docker
-    /// in it say, moves its processes), each ID once.
-    fn walk(&self, v1_list: &CStr, v2_list: &CStr) -> (Tasks, Option<u32>) {
-        let ids = self.ids(v1_list, v2_list);
+    /// Counts the container's threads by state, in its cgroup and the cgroups below it (where
+    /// a delegated container, Docker in it say, moves its processes), each once; and the
+    /// host TID of the newest. One read of /proc/TID/stat a thread: see [`Entry::threads`].
+    fn count_threads(&self) -> (Tasks, Option<u32>) {
+        let ids = self.ids(c"tasks", c"cgroup.threads");
         let mut tasks = Tasks::default();
         let newest = ids.last().and_then(|id| u32::try_from(*id).ok());
         for pid in ids {
@@ -725,7 +780,7 @@ impl Registry {
             return;
         };
         for entry in entries {
-            let (threads, _) = entry.dirs.threads();
+            let (threads, _) = entry.threads(|count| count.at.elapsed() < FRESH);
             if let Ok(mut load) = entry.load.lock() {
                 load.sample(threads.running + threads.blocked);
             }
@@ -1745,6 +1800,47 @@ impl Drop for VirtualFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bare_entry() -> Entry {
+        Entry {
+            name: "c".into(),
+            dir: "c.0".into(),
+            dirs: CgroupDirs::default(),
+            started: Instant::now(),
+            owner: 0,
+            modes: Vec::new(),
+            written: Mutex::default(),
+            recent: Mutex::default(),
+            load: Mutex::default(),
+            threads: Mutex::default(),
+        }
+    }
+
+    #[test]
+    fn a_thread_count_is_kept_and_reused_only_while_the_caller_allows() {
+        let entry = bare_entry();
+        let counted_at = || entry.threads.lock().unwrap().map(|count| count.at);
+        assert_eq!(entry.threads(|_| true), (Tasks::default(), None));
+        let first = counted_at().expect("a count is kept");
+        std::thread::sleep(Duration::from_millis(2));
+        entry.threads(|_| true);
+        assert_eq!(counted_at(), Some(first), "reused");
+        entry.threads(|count| count.at.elapsed() < Duration::from_millis(1));
+        assert!(counted_at().unwrap() > first, "counted anew once too old");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn counting_for_reads_takes_a_bounded_share_of_a_thread(micros in 0u64..3_600_000_000) {
+            let took = Duration::from_micros(micros);
+            let reuse = reuse_for(took);
+            proptest::prop_assert!(reuse >= FRESH);
+            // At most one count per reuse period, each taking `took`.
+            proptest::prop_assert!(took.as_secs_f64() * f64::from(COUNTING_SHARE)
+                <= reuse.as_secs_f64() * (1.0 + 1e-9));
+            proptest::prop_assert!(reuse_for(took + Duration::from_micros(1)) >= reuse);
+        }
+    }
 
     #[test]
     fn only_an_eci_server_at_the_very_path_names_a_connection() {

@@ -283,14 +283,14 @@ pub fn stat(usage: &[CpuTime], uptime: Duration, btime: u64, tasks: &Tasks) -> S
     out
 }
 
-/// The container's processes, for /proc/stat.
+/// The container's tasks, for /proc/stat and /proc/loadavg.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tasks {
-    /// Processes now in the container.
+    /// Processes (for /proc/stat) or threads (for /proc/loadavg) now in the container.
     pub total: u64,
-    /// Of those, running.
+    /// Threads running, as the kernel's procs_running counts them.
     pub running: u64,
-    /// Of those, in uninterruptible sleep.
+    /// Threads in uninterruptible sleep, as the kernel's procs_blocked counts them.
     pub blocked: u64,
 }
 
