@@ -105,8 +105,28 @@ fn children(dir: &OwnedFd) -> std::io::Result<Vec<CString>> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn ids_in_tree(dir: &Path, list: &CStr) -> std::io::Result<Vec<i32>> {
+    ids_in_first_cgroups(dir, list, usize::MAX)
+}
+
+/// [`ids_in_tree`] from `dir` and the first cgroups found below it, `most` cgroups in all at
+/// most: for figures that may fall short, where a tree a delegated container made without end
+/// (cgroup v1 caps none) must not cost a walk without end. Never for signalling a container's
+/// processes.
+///
+/// ```no_run
+/// use eci_mount::virt::cgroup_tree::ids_in_first_cgroups;
+/// let dir = std::path::Path::new("/sys/fs/cgroup/cpuacct/eci/web");
+/// let some = ids_in_first_cgroups(dir, c"tasks", 1025)?;
+/// println!("at least {} threads", some.len());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn ids_in_first_cgroups(dir: &Path, list: &CStr, most: usize) -> std::io::Result<Vec<i32>> {
+    if most == 0 {
+        return Ok(Vec::new());
+    }
     let mut here = open_dir(None, dir)?;
     let mut ids = ids_at(&here, list)?;
+    let mut walked = 1;
     // Per level walked down: the child cgroups of that level not listed yet.
     let mut unvisited = vec![children(&here)?];
     while let Some(level) = unvisited.last_mut() {
@@ -117,12 +137,16 @@ pub fn ids_in_tree(dir: &Path, list: &CStr) -> std::io::Result<Vec<i32>> {
             }
             continue;
         };
+        if walked == most {
+            break;
+        }
         match open_dir(Some(&here), child.as_c_str()) {
             Ok(fd) => here = fd,
             // Removed meanwhile, with nothing in it.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         }
+        walked += 1;
         ids.extend(ids_at(&here, list)?);
         unvisited.push(children(&here)?);
     }
@@ -188,6 +212,41 @@ fn remove_cgroup_at(dir: &OwnedFd, name: &CStr) -> std::io::Result<()> {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree shaped like a cgroup hierarchy: a directory per cgroup, each listing one ID.
+    fn tree(cgroups: &[&str]) -> tempfile::TempDir {
+        let top = tempfile::tempdir().unwrap();
+        for (id, cgroup) in cgroups.iter().enumerate() {
+            let dir = top.path().join(cgroup);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("cgroup.procs"), format!("{}\n", id + 1)).unwrap();
+        }
+        top
+    }
+
+    #[test]
+    fn a_capped_listing_walks_no_more_cgroups_than_it_may() {
+        let top = tree(&["", "a", "b", "a/c", "a/c/d"]);
+        let listed = |most| {
+            let mut ids = ids_in_first_cgroups(top.path(), c"cgroup.procs", most).unwrap();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(listed(usize::MAX), [1, 2, 3, 4, 5]);
+        assert_eq!(ids_in_tree(top.path(), c"cgroup.procs").unwrap().len(), 5);
+        assert_eq!(listed(5), [1, 2, 3, 4, 5]);
+        for most in 0..5 {
+            let ids = listed(most);
+            assert_eq!(ids.len(), most, "{ids:?}");
+            // The container's own cgroup always first.
+            assert!(most == 0 || ids[0] == 1, "{ids:?}");
         }
     }
 }

@@ -156,21 +156,30 @@ struct Entry {
     recent: Mutex<[Option<Computed>; SERVED.len()]>,
     /// Its load averages, sampled by the server's sampling thread.
     load: Mutex<LoadAverage>,
-    /// Its threads as counted last (see [`Entry::threads`]).
-    threads: Mutex<Option<ThreadCount>>,
+    /// Its tasks as counted last (see [`Entry::tasks`]).
+    kept_count: Mutex<Option<KeptCount>>,
 }
 
-/// A count of a container's threads: how many run or wait on I/O, the host TID of the newest,
-/// and when and how fast it was made.
-#[derive(Debug, Clone, Copy)]
-struct ThreadCount {
-    at: Instant,
-    took: Duration,
-    tasks: Tasks,
+/// A count of a container's tasks ([`CgroupDirs::count`]), and when and how fast it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct TaskCount {
+    /// Its threads, and how many of them run or wait on I/O.
+    threads: Tasks,
+    /// Its processes.
+    processes: u64,
+    /// The host TID of its newest thread.
     newest: Option<u32>,
 }
 
-impl ThreadCount {
+/// A [`TaskCount`] kept, with when and how fast it was made.
+#[derive(Debug, Clone, Copy)]
+struct KeptCount {
+    at: Instant,
+    took: Duration,
+    count: TaskCount,
+}
+
+impl KeptCount {
     /// Whether a read may be answered with this count ([`reuse_for`]).
     fn serves_reads(&self) -> bool {
         self.at.elapsed() < reuse_for(self.took)
@@ -187,6 +196,13 @@ fn reuse_for(took: Duration) -> Duration {
     took.saturating_mul(COUNTING_SHARE).max(FRESH)
 }
 
+/// How many cgroups below a container's own its counts walk. A container given its cgroup
+/// (delegated) may make cgroups without end on cgroup v1, and every count would walk them
+/// all; on cgroup2 eci caps a delegated tree at this many (`cgroup.max.descendants`). Tasks
+/// in cgroups past it are not counted: the container's own figures, never the host's, fall
+/// short.
+const MOST_CGROUPS_COUNTED: usize = 1024;
+
 /// One over the share of a server thread's time that counting a container's threads for reads
 /// may take ([`reuse_for`]).
 const COUNTING_SHARE: u32 = 20;
@@ -195,28 +211,26 @@ const COUNTING_SHARE: u32 = 20;
 type Computed = (Instant, Arc<[u8]>);
 
 impl Entry {
-    /// The container's threads and how many run or wait on I/O (what load averages count),
-    /// and the host TID of the newest: the last count if `may_reuse` it, else one made now
-    /// and kept. Counting reads every thread's /proc/TID/stat (about 7 µs each here), so
-    /// reads reuse a count for as long as [`reuse_for`] says; the sampler counts anew every
-    /// [`LoadAverage::INTERVAL`]. One count at a time per container: a reader waiting here
-    /// takes the count just made.
-    fn threads(&self, may_reuse: impl Fn(&ThreadCount) -> bool) -> (Tasks, Option<u32>) {
-        let Ok(mut last) = self.threads.lock() else {
-            return self.dirs.count_threads();
+    /// The container's tasks ([`CgroupDirs::count`]): the last count if `may_reuse` it, else
+    /// one made now and kept. Counting reads every thread's /proc/TID/stat (about 7 µs each
+    /// here), so reads reuse a count for as long as [`reuse_for`] says; the sampler counts
+    /// anew every [`LoadAverage::INTERVAL`]. One count at a time per container: a reader
+    /// waiting here takes the count just made.
+    fn tasks(&self, may_reuse: impl Fn(&KeptCount) -> bool) -> TaskCount {
+        let Ok(mut last) = self.kept_count.lock() else {
+            return self.dirs.count();
         };
-        if let Some(count) = last.as_ref().filter(|count| may_reuse(count)) {
-            return (count.tasks, count.newest);
+        if let Some(kept) = last.as_ref().filter(|kept| may_reuse(kept)) {
+            return kept.count;
         }
         let at = Instant::now();
-        let (tasks, newest) = self.dirs.count_threads();
-        *last = Some(ThreadCount {
+        let count = self.dirs.count();
+        *last = Some(KeptCount {
             at,
             took: at.elapsed(),
-            tasks,
-            newest,
+            count,
         });
-        (tasks, newest)
+        count
     }
 }
 
@@ -477,7 +491,7 @@ impl Registry {
                 written: Mutex::new(written),
                 recent: Mutex::new(Default::default()),
                 load: Mutex::new(LoadAverage::default()),
-                threads: Mutex::new(None),
+                kept_count: Mutex::new(None),
             }),
         );
         Ok(Directories {
@@ -646,10 +660,10 @@ impl Registry {
                 let usage = entry.dirs.cpu_usage(&visible);
                 let btime = self.host.wall_secs(entry.started);
                 // The kernel's procs_running and procs_blocked count threads, too.
-                let (threads, _) = entry.threads(ThreadCount::serves_reads);
+                let count = entry.tasks(KeptCount::serves_reads);
                 let tasks = Tasks {
-                    total: entry.dirs.process_count(),
-                    ..threads
+                    total: count.processes,
+                    ..count.threads
                 };
                 render::stat(&usage, uptime, btime, &tasks)
             }
@@ -658,7 +672,9 @@ impl Registry {
                 render::swaps(&entry.dirs.memory(), host_swap)
             }
             ProcFile::Loadavg => {
-                let (threads, newest) = entry.threads(ThreadCount::serves_reads);
+                let TaskCount {
+                    threads, newest, ..
+                } = entry.tasks(KeptCount::serves_reads);
                 let last_pid = newest.and_then(namespace_pid).unwrap_or(0);
                 let load = *entry.load.lock().ok()?;
                 render::loadavg(&load, threads.running, threads.total, last_pid)
@@ -676,28 +692,26 @@ impl Registry {
 
 impl CgroupDirs {
     /// The IDs listed in a cgroup file (`v1_list` or `v2_list`, by hierarchy) of the
-    /// container's cgroup and the cgroups below it, each once, in rising order.
+    /// container's cgroup and the first [`MOST_CGROUPS_COUNTED`] cgroups below it, each once,
+    /// in rising order.
     fn ids(&self, v1_list: &CStr, v2_list: &CStr) -> Vec<i32> {
         let Some(dir) = self.cpuacct.as_ref().or(self.memory.as_ref()) else {
             return Vec::new();
         };
         let list = if dir.unified { v2_list } else { v1_list };
-        let mut ids = cgroup_tree::ids_in_tree(&dir.dir, list).unwrap_or_default();
+        let most = MOST_CGROUPS_COUNTED + 1;
+        let mut ids = cgroup_tree::ids_in_first_cgroups(&dir.dir, list, most).unwrap_or_default();
         ids.sort_unstable();
         ids.dedup();
         ids
     }
 
-    /// How many processes the container has, without reading each one's state (sysinfo(2) and
-    /// /proc/stat ask this; sysinfo on the daemon's control thread).
-    fn process_count(&self) -> u64 {
-        self.ids(c"cgroup.procs", c"cgroup.procs").len() as u64
-    }
-
-    /// Counts the container's threads by state, in its cgroup and the cgroups below it (where
-    /// a delegated container, Docker in it say, moves its processes), each once; and the
-    /// host TID of the newest. One read of /proc/TID/stat a thread: see [`Entry::threads`].
-    fn count_threads(&self) -> (Tasks, Option<u32>) {
+    /// Counts the container's processes, and its threads by state, in its cgroup and the
+    /// cgroups below it (where a delegated container, Docker in it say, moves its
+    /// processes), each once; and finds the host TID of the newest thread. One read of
+    /// /proc/TID/stat a thread: see [`Entry::tasks`].
+    fn count(&self) -> TaskCount {
+        let processes = self.ids(c"cgroup.procs", c"cgroup.procs").len() as u64;
         let ids = self.ids(c"tasks", c"cgroup.threads");
         let mut tasks = Tasks::default();
         let newest = ids.last().and_then(|id| u32::try_from(*id).ok());
@@ -713,7 +727,11 @@ impl CgroupDirs {
                 _ => {}
             }
         }
-        (tasks, newest)
+        TaskCount {
+            threads: tasks,
+            processes,
+            newest,
+        }
     }
 }
 
@@ -780,7 +798,7 @@ impl Registry {
             return;
         };
         for entry in entries {
-            let (threads, _) = entry.threads(|count| count.at.elapsed() < FRESH);
+            let threads = entry.tasks(|kept| kept.at.elapsed() < FRESH).threads;
             if let Ok(mut load) = entry.load.lock() {
                 load.sample(threads.running + threads.blocked);
             }
@@ -1506,7 +1524,11 @@ impl VirtualFs {
         info.bufferram = 0;
         info.totalswap = totals.swap_total as libc::c_ulong;
         info.freeswap = totals.swap_free as libc::c_ulong;
-        info.procs = entry.dirs.process_count().min(u64::from(u16::MAX)) as u16;
+        // The kernel's procs is its number of threads. The count kept for reads, so that a
+        // container calling sysinfo in a loop does not keep this thread, which serves every
+        // container's calls and registrations, counting its threads.
+        let threads = entry.tasks(KeptCount::serves_reads).threads;
+        info.procs = threads.total.min(u64::from(u16::MAX)) as u16;
         let loads = entry.load.lock().ok()?.for_sysinfo();
         for (to, load) in info.loads.iter_mut().zip(loads) {
             *to = load as libc::c_ulong;
@@ -1812,20 +1834,20 @@ mod tests {
             written: Mutex::default(),
             recent: Mutex::default(),
             load: Mutex::default(),
-            threads: Mutex::default(),
+            kept_count: Mutex::default(),
         }
     }
 
     #[test]
     fn a_thread_count_is_kept_and_reused_only_while_the_caller_allows() {
         let entry = bare_entry();
-        let counted_at = || entry.threads.lock().unwrap().map(|count| count.at);
-        assert_eq!(entry.threads(|_| true), (Tasks::default(), None));
+        let counted_at = || entry.kept_count.lock().unwrap().map(|kept| kept.at);
+        assert_eq!(entry.tasks(|_| true), TaskCount::default());
         let first = counted_at().expect("a count is kept");
         std::thread::sleep(Duration::from_millis(2));
-        entry.threads(|_| true);
+        entry.tasks(|_| true);
         assert_eq!(counted_at(), Some(first), "reused");
-        entry.threads(|count| count.at.elapsed() < Duration::from_millis(1));
+        entry.tasks(|kept| kept.at.elapsed() < Duration::from_millis(1));
         assert!(counted_at().unwrap() > first, "counted anew once too old");
     }
 
