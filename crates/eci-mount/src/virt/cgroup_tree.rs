@@ -66,11 +66,14 @@ fn open_dir<P: nix::NixPath + ?Sized>(dir: Option<&OwnedFd>, name: &P) -> std::i
 
 /// The name of a directory (a child cgroup) in `dir`, if it has one.
 fn first_child(dir: &OwnedFd) -> std::io::Result<Option<CString>> {
-    Ok(children(dir)?.pop())
+    Ok(children(dir, 1)?.pop())
 }
 
-/// The names of the directories (child cgroups) in `dir`.
-fn children(dir: &OwnedFd) -> std::io::Result<Vec<CString>> {
+/// The names of the directories (child cgroups) in `dir`, the first `most` of them.
+fn children(dir: &OwnedFd, most: usize) -> std::io::Result<Vec<CString>> {
+    if most == 0 {
+        return Ok(Vec::new());
+    }
     // Read through a descriptor of its own: the directory stream consumes it.
     let listing = open_dir(Some(dir), c".")?;
     let mut entries = nix::dir::Dir::from_fd(listing.into_raw_fd())?;
@@ -83,6 +86,9 @@ fn children(dir: &OwnedFd) -> std::io::Result<Vec<CString>> {
         }
         if entry.file_type() == Some(nix::dir::Type::Directory) {
             names.push(name.to_owned());
+            if names.len() == most {
+                break;
+            }
         }
     }
     Ok(names)
@@ -127,8 +133,9 @@ pub fn ids_in_first_cgroups(dir: &Path, list: &CStr, most: usize) -> std::io::Re
     let mut here = open_dir(None, dir)?;
     let mut ids = ids_at(&here, list)?;
     let mut walked = 1;
-    // Per level walked down: the child cgroups of that level not listed yet.
-    let mut unvisited = vec![children(&here)?];
+    // Per level walked down: the child cgroups of that level not listed yet (no more than
+    // may still be walked: a directory of a million is not read whole).
+    let mut unvisited = vec![children(&here, most - walked)?];
     while let Some(level) = unvisited.last_mut() {
         let Some(child) = level.pop() else {
             unvisited.pop();
@@ -148,7 +155,7 @@ pub fn ids_in_first_cgroups(dir: &Path, list: &CStr, most: usize) -> std::io::Re
         }
         walked += 1;
         ids.extend(ids_at(&here, list)?);
-        unvisited.push(children(&here)?);
+        unvisited.push(children(&here, most - walked)?);
     }
     Ok(ids)
 }

@@ -59,7 +59,7 @@ use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -158,6 +158,8 @@ struct Entry {
     load: Mutex<LoadAverage>,
     /// Its tasks as counted last (see [`Entry::tasks`]).
     kept_count: Mutex<Option<KeptCount>>,
+    /// Held while its tasks are counted: one count at a time, outside `kept_count`.
+    counting: Mutex<()>,
 }
 
 /// A count of a container's tasks ([`CgroupDirs::count`]), and when and how fast it was made.
@@ -167,14 +169,16 @@ struct TaskCount {
     threads: Tasks,
     /// Its processes.
     processes: u64,
-    /// The host TID of its newest thread.
-    newest: Option<u32>,
+    /// Its newest thread's number in the container's PID namespace (0 if unknown), read
+    /// while the thread was just listed in the container's cgroup: a host TID kept instead
+    /// could be reused by a host process by the time a read turned it into a number.
+    last_pid: u64,
 }
 
-/// A [`TaskCount`] kept, with when and how fast it was made.
+/// A [`TaskCount`] kept, with when it was finished and how long it took.
 #[derive(Debug, Clone, Copy)]
 struct KeptCount {
-    at: Instant,
+    done: Instant,
     took: Duration,
     count: TaskCount,
 }
@@ -182,16 +186,21 @@ struct KeptCount {
 impl KeptCount {
     /// Whether a read may be answered with this count ([`reuse_for`]).
     fn serves_reads(&self) -> bool {
-        self.at.elapsed() < reuse_for(self.took)
+        self.done.elapsed() < reuse_for(self.took)
+    }
+
+    /// Whether it took long enough to count that a read may be served it beyond [`FRESH`].
+    fn costly(&self) -> bool {
+        reuse_for(self.took) > FRESH
     }
 }
 
 /// How long a read may reuse a count of the container's threads that took `took` to make:
-/// [`FRESH`], or longer for a count that costs more, so that counting for reads never takes
-/// more than a [`COUNTING_SHARE`] of one server thread's time, however many threads a
-/// container makes. A container of 100,000 threads (about 0.7 s to count) is served the
-/// sampler's counts, made every [`LoadAverage::INTERVAL`], and the two threads that serve
-/// every container's files never stop to count it.
+/// [`FRESH`], or longer for a count that costs more, so that counting one container's tasks
+/// for reads takes at most a [`COUNTING_SHARE`] of one server thread's time, however many
+/// threads it makes. A container of 100,000 threads (about 0.7 s to count) is served the
+/// sampler's counts, made about every [`LoadAverage::INTERVAL`], and the threads that serve
+/// every container's files count it only for its first read.
 fn reuse_for(took: Duration) -> Duration {
     took.saturating_mul(COUNTING_SHARE).max(FRESH)
 }
@@ -211,25 +220,63 @@ const COUNTING_SHARE: u32 = 20;
 type Computed = (Instant, Arc<[u8]>);
 
 impl Entry {
-    /// The container's tasks ([`CgroupDirs::count`]): the last count if `may_reuse` it, else
-    /// one made now and kept. Counting reads every thread's /proc/TID/stat (about 7 µs each
-    /// here), so reads reuse a count for as long as [`reuse_for`] says; the sampler counts
-    /// anew every [`LoadAverage::INTERVAL`]. One count at a time per container: a reader
-    /// waiting here takes the count just made.
-    fn tasks(&self, may_reuse: impl Fn(&KeptCount) -> bool) -> TaskCount {
-        let Ok(mut last) = self.kept_count.lock() else {
-            return self.dirs.count();
+    /// The container's tasks for a read ([`CgroupDirs::count`]): the last count while
+    /// [`reuse_for`] allows, else one made now and kept. Counting reads every thread's
+    /// /proc/TID/stat (about 7 µs each here).
+    fn tasks_for_read(&self) -> TaskCount {
+        self.tasks(KeptCount::serves_reads, |_| true)
+    }
+
+    /// The container's tasks for a load sample: counted anew unless counted in the last
+    /// [`FRESH`], and kept only if [`KeptCount::costly`], so that a read never gets a cheap
+    /// count made before the reader existed.
+    fn tasks_for_sample(&self) -> TaskCount {
+        self.tasks(|kept| kept.done.elapsed() < FRESH, KeptCount::costly)
+    }
+
+    /// The last count if `may_reuse` it, else one made now, kept if `keep` says so. One
+    /// count at a time, outside the kept count's lock: while a costly count is under way,
+    /// others are served the last one rather than wait for it.
+    fn tasks(
+        &self,
+        may_reuse: impl Fn(&KeptCount) -> bool,
+        keep: impl Fn(&KeptCount) -> bool,
+    ) -> TaskCount {
+        let kept = || {
+            *self
+                .kept_count
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
         };
-        if let Some(kept) = last.as_ref().filter(|kept| may_reuse(kept)) {
-            return kept.count;
+        if let Some(last) = kept().filter(&may_reuse) {
+            return last.count;
         }
-        let at = Instant::now();
+        let _counting = match self.counting.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => match kept() {
+                Some(last) if last.costly() => return last.count,
+                _ => self.counting.lock().unwrap_or_else(PoisonError::into_inner),
+            },
+        };
+        // One made while this waited may do.
+        if let Some(last) = kept().filter(&may_reuse) {
+            return last.count;
+        }
+        let start = Instant::now();
         let count = self.dirs.count();
-        *last = Some(KeptCount {
-            at,
-            took: at.elapsed(),
+        let done = Instant::now();
+        let made = KeptCount {
+            done,
+            took: done - start,
             count,
-        });
+        };
+        if keep(&made) {
+            *self
+                .kept_count
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(made);
+        }
         count
     }
 }
@@ -492,6 +539,7 @@ impl Registry {
                 recent: Mutex::new(Default::default()),
                 load: Mutex::new(LoadAverage::default()),
                 kept_count: Mutex::new(None),
+                counting: Mutex::new(()),
             }),
         );
         Ok(Directories {
@@ -660,7 +708,7 @@ impl Registry {
                 let usage = entry.dirs.cpu_usage(&visible);
                 let btime = self.host.wall_secs(entry.started);
                 // The kernel's procs_running and procs_blocked count threads, too.
-                let count = entry.tasks(KeptCount::serves_reads);
+                let count = entry.tasks_for_read();
                 let tasks = Tasks {
                     total: count.processes,
                     ..count.threads
@@ -673,9 +721,8 @@ impl Registry {
             }
             ProcFile::Loadavg => {
                 let TaskCount {
-                    threads, newest, ..
-                } = entry.tasks(KeptCount::serves_reads);
-                let last_pid = newest.and_then(namespace_pid).unwrap_or(0);
+                    threads, last_pid, ..
+                } = entry.tasks_for_read();
                 let load = *entry.load.lock().ok()?;
                 render::loadavg(&load, threads.running, threads.total, last_pid)
             }
@@ -730,8 +777,13 @@ impl CgroupDirs {
         TaskCount {
             threads: tasks,
             processes,
-            newest,
+            last_pid: newest.and_then(namespace_pid).unwrap_or(0),
         }
+    }
+
+    /// How many threads the container has, listed without reading each one's state.
+    fn thread_total(&self) -> u64 {
+        self.ids(c"tasks", c"cgroup.threads").len() as u64
     }
 }
 
@@ -798,7 +850,7 @@ impl Registry {
             return;
         };
         for entry in entries {
-            let threads = entry.tasks(|kept| kept.at.elapsed() < FRESH).threads;
+            let threads = entry.tasks_for_sample().threads;
             if let Ok(mut load) = entry.load.lock() {
                 load.sample(threads.running + threads.blocked);
             }
@@ -1506,8 +1558,8 @@ impl VirtualFs {
     }
 
     /// What sysinfo(2) tells `name`'s processes, agreeing with its meminfo and uptime: its
-    /// memory and swap totals, its uptime, its load averages and its number of processes.
-    /// `None` once `name` is unregistered.
+    /// memory and swap totals, its uptime, its load averages and its number of threads (as
+    /// the kernel's `procs` counts). `None` once `name` is unregistered.
     pub fn sysinfo(&self, name: &str) -> Option<libc::sysinfo> {
         let entry = {
             let entries = self.registry.entries.read().ok()?;
@@ -1524,11 +1576,9 @@ impl VirtualFs {
         info.bufferram = 0;
         info.totalswap = totals.swap_total as libc::c_ulong;
         info.freeswap = totals.swap_free as libc::c_ulong;
-        // The kernel's procs is its number of threads. The count kept for reads, so that a
-        // container calling sysinfo in a loop does not keep this thread, which serves every
-        // container's calls and registrations, counting its threads.
-        let threads = entry.tasks(KeptCount::serves_reads).threads;
-        info.procs = threads.total.min(u64::from(u16::MAX)) as u16;
+        // The kernel's procs is its number of threads: listed, not read one by one, on this
+        // thread that serves every container's calls and registrations.
+        info.procs = entry.dirs.thread_total().min(u64::from(u16::MAX)) as u16;
         let loads = entry.load.lock().ok()?.for_sysinfo();
         for (to, load) in info.loads.iter_mut().zip(loads) {
             *to = load as libc::c_ulong;
@@ -1835,20 +1885,47 @@ mod tests {
             recent: Mutex::default(),
             load: Mutex::default(),
             kept_count: Mutex::default(),
+            counting: Mutex::default(),
         }
     }
 
     #[test]
     fn a_thread_count_is_kept_and_reused_only_while_the_caller_allows() {
         let entry = bare_entry();
-        let counted_at = || entry.kept_count.lock().unwrap().map(|kept| kept.at);
-        assert_eq!(entry.tasks(|_| true), TaskCount::default());
+        let counted_at = || entry.kept_count.lock().unwrap().map(|kept| kept.done);
+        assert_eq!(entry.tasks(|_| true, |_| true), TaskCount::default());
         let first = counted_at().expect("a count is kept");
         std::thread::sleep(Duration::from_millis(2));
-        entry.tasks(|_| true);
+        entry.tasks(|_| true, |_| true);
         assert_eq!(counted_at(), Some(first), "reused");
-        entry.tasks(|kept| kept.at.elapsed() < Duration::from_millis(1));
-        assert!(counted_at().unwrap() > first, "counted anew once too old");
+        let young = |kept: &KeptCount| kept.done.elapsed() < Duration::from_millis(1);
+        entry.tasks(young, |_| false);
+        assert_eq!(counted_at(), Some(first), "counted anew, not kept");
+        entry.tasks(young, |_| true);
+        assert!(counted_at().unwrap() > first, "counted anew and kept");
+        // A sample's count of a container this small is never kept for reads.
+        *entry.kept_count.lock().unwrap() = None;
+        entry.tasks_for_sample();
+        assert_eq!(counted_at(), None);
+        entry.tasks_for_read();
+        assert!(counted_at().is_some());
+    }
+
+    #[test]
+    fn reads_reuse_a_count_for_as_long_as_it_cost() {
+        let kept = |age_ms: u64, took_ms: u64| KeptCount {
+            done: Instant::now() - Duration::from_millis(age_ms),
+            took: Duration::from_millis(took_ms),
+            count: TaskCount::default(),
+        };
+        // Cheap counts: 100 ms.
+        assert!(kept(50, 1).serves_reads());
+        assert!(!kept(150, 1).serves_reads());
+        assert!(!kept(1, 1).costly());
+        // A count that took 0.5 s serves reads for 10 s.
+        assert!(kept(9_000, 500).serves_reads());
+        assert!(!kept(11_000, 500).serves_reads());
+        assert!(kept(1, 500).costly());
     }
 
     proptest::proptest! {

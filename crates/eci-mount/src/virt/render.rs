@@ -290,7 +290,8 @@ pub struct Tasks {
     pub total: u64,
     /// Threads running, as the kernel's procs_running counts them.
     pub running: u64,
-    /// Threads in uninterruptible sleep, as the kernel's procs_blocked counts them.
+    /// Threads in uninterruptible sleep (the kernel's procs_blocked counts those waiting on
+    /// I/O, most of them; it keeps no such count per cgroup).
     pub blocked: u64,
 }
 
