@@ -787,7 +787,7 @@ fn mount_helpers(init: i32) -> Vec<i32> {
 }
 
 /// Kills the container's one mount helper and waits for the runtime to have started another;
-/// returns the new one's pid, or `None` if none came within a few seconds.
+/// returns the new one's pid, or `None` if none came within 10 seconds.
 fn kill_mount_helper(init: i32) -> Option<i32> {
     let helpers = mount_helpers(init);
     assert_eq!(helpers.len(), 1, "one mount helper: {helpers:?}");

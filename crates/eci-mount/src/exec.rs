@@ -642,9 +642,10 @@ const UNEXPLAINED_BIND_ATTEMPTS: u32 = 3;
 /// anew, a few times. CI met such an ENOENT three times, always on a tunable's bind over a
 /// /proc/sys file of the container's fresh procfs with both sides in place; 1,000 stress
 /// creates, and 56,000 such binds beside namespace churn, never reproduced it. A fresh lookup
-/// gives fresh dentries, so an entry above the mount point dropped from the cache (the
-/// likeliest cause) is not met again, and a failed attempt attaches nothing. Any other
-/// failure, and the last unexplained one, is the step's.
+/// gives fresh dentries, so an entry above the mount point dropped from the cache (the one
+/// cause the report cannot see; what would drop one was not found) is not met again, and a
+/// failed attempt attaches nothing. Any other failure, and the last unexplained one, is the
+/// step's.
 fn bind_resolving_again(
     root: RawFd,
     dest: &RootPath,
@@ -1196,8 +1197,8 @@ fn cause_words(action: Action) -> Option<&'static str> {
              the volume meanwhile",
         ),
         Action::MountOnUnexplained => Some(
-            "the kernel found the mount point gone, though its entry and mount read in place: \
-             perhaps a directory above it was dropped meanwhile",
+            "the kernel found the mount point gone on each of 3 tries, though its entry and \
+             mount read in place: perhaps a directory above it was dropped meanwhile",
         ),
         _ => None,
     }
@@ -1312,9 +1313,24 @@ mod tests {
             (result, calls.get())
         };
         // Two unexplained failures, as CI saw one, then the bind: the mount point (created
-        // on the first attempt) resolved anew each time.
-        let flaky = |_: &Fd| attempt((calls.get() < 2).then_some(libc::ENOENT));
+        // on the first attempt) resolved anew each time. The first is moved aside (still under
+        // the root, so its failure stays unexplained); the later ones must be /target again.
+        let flaky = |target: &Fd| {
+            let mut path = [0u8; 4096];
+            let path = fd_path(target.0, &mut path);
+            if calls.get() == 0 {
+                std::fs::rename(dir.path().join("target"), dir.path().join("moved")).unwrap();
+            } else {
+                assert!(
+                    path.ends_with(b"/target"),
+                    "{}",
+                    String::from_utf8_lossy(path)
+                );
+            }
+            attempt((calls.get() < 2).then_some(libc::ENOENT))
+        };
         assert_eq!(bind_with(&flaky), (Ok(FlagsOn::Yes), 3));
+        std::fs::remove_file(dir.path().join("moved")).unwrap();
         // One that never binds fails the step once the attempts are spent, named so.
         let never = |_: &Fd| attempt(Some(libc::ENOENT));
         let unexplained = Err((Action::MountOnUnexplained, Errno(libc::ENOENT)));
@@ -1332,6 +1348,9 @@ mod tests {
         };
         let removed = Err((Action::MountOnRemoved, Errno(libc::ENOENT)));
         assert_eq!(bind_with(&removing), (removed, 1));
+        // The report says how often it was tried.
+        let words = cause_words(Action::MountOnUnexplained).unwrap();
+        assert!(words.contains(&format!("each of {UNEXPLAINED_BIND_ATTEMPTS} tries")));
     }
 
     #[test]
