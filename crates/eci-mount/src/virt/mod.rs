@@ -162,7 +162,7 @@ struct Entry {
     counting: Mutex<()>,
 }
 
-/// A count of a container's tasks ([`CgroupDirs::count`]), and when and how fast it was made.
+/// A count of a container's tasks ([`CgroupDirs::count`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct TaskCount {
     /// Its threads, and how many of them run or wait on I/O.
