@@ -2,6 +2,7 @@
 //! FUSE, and the server's death. Needs root, /dev/fuse and the cgroup v1 or v2 memory and cpuset
 //! controllers.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -132,6 +133,17 @@ fn files_reflect_the_cgroup_and_fail_when_the_server_is_gone() {
     assert!(!dir.tunables.join("meminfo").exists());
     let panic = read(&dir.tunables.join("kernel.panic")).unwrap();
     assert_eq!(panic, read(Path::new("/proc/sys/kernel/panic")).unwrap());
+    // An open tunable reads the value of the moment, as the kernel's own do: what was
+    // written through another handle since it was opened, and its first byte and the rest
+    // from the one text.
+    let opened = std::fs::File::open(dir.tunables.join("kernel.panic")).unwrap();
+    std::fs::write(dir.tunables.join("kernel.panic"), "17").unwrap();
+    let mut buf = [0u8; 16];
+    let whole = opened.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf[..whole], b"17\n");
+    let rest = opened.read_at(&mut buf, 1).unwrap();
+    assert_eq!(&buf[..rest], b"7\n");
+    assert_eq!(opened.read_at(&mut buf, 3).unwrap(), 0);
 
     // The server dies (its connection aborted, as when its process is killed): reads fail.
     let file = dir.files.join("meminfo");

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::mpsc;
@@ -204,6 +205,8 @@ fn a_new_server_answers_the_dead_ones_callers() {
     let tunable = mnt.join(format!("tunables/limited.{LIMITED}/kernel.panic"));
     let host_panic = std::fs::read_to_string("/proc/sys/kernel/panic").unwrap();
     assert_eq!(std::fs::read_to_string(&tunable).unwrap(), host_panic);
+    // Opened now, read once the new server serves.
+    let opened_before = std::fs::File::open(&tunable).unwrap();
     let before = std::fs::read_to_string(&limited).unwrap();
     assert!(
         before.starts_with("MemTotal:         262144 kB\n"),
@@ -246,6 +249,11 @@ fn a_new_server_answers_the_dead_ones_callers() {
     let fs = adoption.serve().unwrap();
     let answer = waiting_tunable.recv_timeout(Duration::from_secs(10));
     assert_eq!(answer.expect("the waiting tunable").unwrap(), host_panic);
+    let mut buf = [0u8; 64];
+    let read = opened_before
+        .read_at(&mut buf, 0)
+        .expect("the tunable opened before");
+    assert_eq!(String::from_utf8_lossy(&buf[..read]), host_panic);
     for (what, rx) in [
         ("the resent request", stalled),
         ("the waiting read", waiting),

@@ -67,7 +67,7 @@ use eci_policy::settings::{ProcFile, SysctlMode};
 use fuser::{
     BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, Request, SessionACL,
+    ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request, SessionACL,
 };
 
 pub use cgroup::{mounted_hierarchies, CgroupDirs, ControllerDir, Hierarchy};
@@ -281,17 +281,8 @@ impl Entry {
     }
 }
 
-/// Where a server's file handles start: the clock's nanoseconds, so two servers' handles
-/// almost never meet (and a handle counts only for its inode in any case).
-fn handle_base() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    nanos.max(1)
-}
-
-/// An open tunable: the inode opened and the text it was given.
-type OpenFile = (u64, Arc<[u8]>);
+/// The handle every open tunable is given: nothing is kept per open (see `Served::open`).
+const TUNABLE_HANDLE: u64 = 1;
 
 /// How long a computed file is served again before it is computed anew. Computing reads
 /// several cgroup files (about 10 µs each here); a reader polling faster than this sees the
@@ -306,9 +297,6 @@ struct Registry {
     /// inode never changes meaning.
     entries: RwLock<BTreeMap<u64, Arc<Entry>>>,
     next_slot: AtomicU64,
-    /// Open tunables by handle.
-    open: Mutex<BTreeMap<u64, OpenFile>>,
-    next_handle: AtomicU64,
     /// Held while the host's value of a tunable is read and changed.
     reconciling: Mutex<()>,
     /// Told of every value a container writes to a tunable (see [`VirtualFs::on_write`]).
@@ -461,10 +449,6 @@ impl Registry {
             host: Host::read()?,
             entries: RwLock::new(BTreeMap::new()),
             next_slot: AtomicU64::new(0),
-            open: Mutex::new(BTreeMap::new()),
-            // Not from 1: after an adoption, the kernel still has the dead server's handles,
-            // and a release of one must not meet a new open's.
-            next_handle: AtomicU64::new(handle_base()),
             reconciling: Mutex::new(()),
             on_write: std::sync::OnceLock::new(),
         }))
@@ -1002,33 +986,28 @@ impl Filesystem for Served {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let writing = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        let content = match self.node(ino) {
+        match self.node(ino) {
             // ENOSYS tells the kernel not to send opens (nor releases) on this connection again:
             // it then opens the files itself, keeping their page cache (see the module's documentation).
             // A write is refused by the read-only mount before it gets here.
             Some(Node::File(..)) if !writing => return reply.error(Errno::ENOSYS),
             Some(Node::File(..)) => return reply.error(Errno::EACCES),
-            Some(Node::Tunable(slot, index)) => self.registry.tunable(slot, index),
+            Some(tunable @ Node::Tunable(..)) if self.registry.exists(tunable) => {}
             Some(Node::Root | Node::Dir(_)) => return reply.error(Errno::EISDIR),
-            None => return reply.error(Errno::ENOENT),
+            Some(Node::Tunable(..)) | None => return reply.error(Errno::ENOENT),
         };
-        let Some(content) = content else {
-            return reply.error(Errno::ENOENT);
-        };
-        let handle = self.registry.next_handle.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut open) = self.registry.open.lock() else {
-            return reply.error(Errno::EIO);
-        };
-        open.insert(handle, (ino.0, content));
+        // An open tunable keeps nothing here: every read is served the value of the moment,
+        // as the kernel's own tunables are. So no number of opens (a container may hold
+        // millions) costs the server memory, and a file opened before an adoption reads on.
         let flags = FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH;
-        reply.opened(FileHandle(handle), flags);
+        reply.opened(FileHandle(TUNABLE_HANDLE), flags);
     }
 
     fn read(
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
@@ -1038,12 +1017,7 @@ impl Filesystem for Served {
         let content = match self.node(ino) {
             // The kernel fills its page cache: the text whose size it was told.
             Some(Node::File(slot, file)) => self.registry.published(slot, file),
-            // A handle from before an adoption may name another open file now: it counts only
-            // for the inode it was given for (which is the same container's).
-            Some(Node::Tunable(..)) => self.registry.open.lock().ok().and_then(|open| {
-                let (opened, content) = open.get(&fh.0)?;
-                (*opened == ino.0).then(|| Arc::clone(content))
-            }),
+            Some(Node::Tunable(slot, index)) => self.registry.tunable(slot, index),
             _ => None,
         };
         let Some(content) = content else {
@@ -1052,24 +1026,6 @@ impl Filesystem for Served {
         let start = (offset as usize).min(content.len());
         let end = start.saturating_add(size as usize).min(content.len());
         reply.data(&content[start..end]);
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        if let Ok(mut open) = self.registry.open.lock() {
-            if open.get(&fh.0).is_some_and(|(opened, _)| *opened == ino.0) {
-                open.remove(&fh.0);
-            }
-        }
-        reply.ok();
     }
 
     fn readdir(
