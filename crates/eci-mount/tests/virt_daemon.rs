@@ -182,7 +182,25 @@ fn a_killed_daemon_comes_back_with_the_containers(cgroup: &LimitedCgroup) {
     assert!(std::fs::read_to_string(&meminfo)
         .unwrap()
         .starts_with(LIMITED));
-    std::fs::write(dir.tunables.join("kernel.panic"), "7").unwrap();
+    // A container writing a tunable in a loop: the daemon saves a burst of its values and
+    // then one a period, and the last value reaches the disk all the same.
+    let panic = dir.tunables.join("kernel.panic");
+    for i in 0..60 {
+        std::fs::write(&panic, if i % 2 == 0 { "8" } else { "9" }).unwrap();
+    }
+    std::fs::write(&panic, "7").unwrap();
+    let saved = |value: &str| {
+        let records = std::fs::read_dir(daemon.path().join("tenants")).unwrap();
+        records.flatten().any(|record| {
+            let text = std::fs::read_to_string(record.path()).unwrap_or_default();
+            text.contains(&format!("\"kernel.panic\":\"{value}\""))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !saved("7") {
+        assert!(Instant::now() < deadline, "the last value was never saved");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let info = client.sysinfo("web").expect("sysinfo");
     assert_eq!(info.totalram, 268435456);
 

@@ -69,6 +69,13 @@ const QUIET_BEFORE_TRIM: Duration = Duration::from_secs(2);
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Largest request or answer.
 const MAX_MESSAGE: u64 = 64 * 1024;
+/// How many saves of one container's record may follow each other at once, and how often one
+/// more may be made after that: a container writing its tunables in a loop would otherwise
+/// have the daemon write and rename a file on the host's disk for every value. What it wrote
+/// meanwhile is saved at the next turn (see [`SaveBudget`]).
+const SAVE_BURST: u32 = 16;
+/// See [`SAVE_BURST`].
+const SAVE_EVERY: Duration = Duration::from_millis(100);
 /// Set when a client starts the daemon: it then leaves its starter (a fork whose parent exits
 /// once the daemon listens), so the runtime that started it need not reap it.
 const DETACH: &str = "ECI_VIRTD_DETACH";
@@ -146,6 +153,44 @@ struct Record {
     /// The tag its directory is named by, if its runtime chose one.
     #[serde(default)]
     tag: Option<u64>,
+    /// How soon it may be saved again, and whether it holds writes not saved yet.
+    #[serde(skip)]
+    saves: SaveBudget,
+}
+
+/// A token bucket for a record's saves: [`SAVE_BURST`] at once, then one per [`SAVE_EVERY`].
+#[derive(Debug, Clone, Default)]
+struct SaveBudget {
+    /// Saves taken from the full bucket and not yet given back.
+    spent: u32,
+    /// Since when `spent` has been counted; `None` while the bucket is full.
+    since: Option<Instant>,
+    /// A write is kept that the record on disk lacks.
+    pending: bool,
+}
+
+impl SaveBudget {
+    /// Whether a save may be made at `now`, taking it if so.
+    fn take(&mut self, now: Instant) -> bool {
+        if let Some(since) = self.since {
+            let elapsed = now.saturating_duration_since(since);
+            let back = elapsed.as_nanos() / SAVE_EVERY.as_nanos();
+            if back >= u128::from(self.spent) {
+                self.spent = 0;
+                self.since = None;
+            } else {
+                // Only whole periods come back; the part of one under way still counts.
+                self.spent -= back as u32;
+                self.since = Some(since + SAVE_EVERY * back as u32);
+            }
+        }
+        if self.spent >= SAVE_BURST {
+            return false;
+        }
+        self.spent += 1;
+        self.since.get_or_insert(now);
+        true
+    }
 }
 
 impl Record {
@@ -634,10 +679,20 @@ fn write_hook(dir: &Path, records: &Arc<Mutex<BTreeMap<String, Record>>>) -> Wri
                 .insert(tunable.to_string(), value.to_string());
             // A container writing the same value in a loop costs the host no file writes.
             if before.as_deref() != Some(value) {
-                let _ = save_record(&dir, record);
+                record.saves.pending = true;
+                save_if_due(&dir, record, Instant::now());
             }
         }
     })
+}
+
+/// Saves `record` if it holds writes the disk lacks and its budget allows a save at `now`.
+/// Whether it still holds some after.
+fn save_if_due(dir: &Path, record: &mut Record, now: Instant) -> bool {
+    if record.saves.pending && record.saves.take(now) && save_record(dir, record).is_ok() {
+        record.saves.pending = false;
+    }
+    record.saves.pending
 }
 
 /// The running daemon.
@@ -673,14 +728,22 @@ impl Daemon {
         let mut quiet_since = Some(Instant::now());
         // Held from the decision to leave until the mounts are gone (see [`STAYING`]).
         let mut leaving = None;
+        let mut pending = false;
         loop {
             let mut poll = [libc::pollfd {
                 fd: listener.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             }];
+            // Writes a container's budget held back are saved within a period of it.
+            let wait_ms = if pending {
+                SAVE_EVERY.as_millis() as i32
+            } else {
+                1000
+            };
             // SAFETY: one valid pollfd.
-            unsafe { libc::poll(poll.as_mut_ptr(), 1, 1000) };
+            unsafe { libc::poll(poll.as_mut_ptr(), 1, wait_ms) };
+            pending = self.save_pending();
             if self.accept_all(&listener) {
                 quiet_since = Some(Instant::now());
             } else if quiet_since.is_some_and(|since| since.elapsed() >= QUIET_BEFORE_TRIM) {
@@ -740,6 +803,20 @@ impl Daemon {
             any = true;
         }
         any
+    }
+
+    /// Saves the records holding writes their budgets held back, where they now allow it.
+    /// Whether some still hold such writes.
+    fn save_pending(&self) -> bool {
+        let Ok(mut records) = self.records.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let mut left = false;
+        for record in records.values_mut() {
+            left |= save_if_due(&self.dir, record, now);
+        }
+        left
     }
 
     fn is_idle(&self) -> bool {
@@ -876,6 +953,7 @@ impl Daemon {
             holder,
             container: None,
             tag,
+            saves: SaveBudget::default(),
         };
         let tenant = Tenant {
             name: &name,
@@ -1356,6 +1434,7 @@ mod tests {
             holder: me,
             container: None,
             tag: Some(7),
+            saves: SaveBudget::default(),
         };
         save_record(dir.path(), &record).unwrap();
         assert_eq!(load_records(dir.path())[0].tag, Some(7), "the tag is kept");
@@ -1393,7 +1472,60 @@ mod tests {
         assert!(keeper(dir.path()).is_none());
     }
 
+    #[test]
+    fn saves_come_in_a_burst_and_then_one_a_period() {
+        let start = Instant::now();
+        let mut budget = SaveBudget::default();
+        let taken = (0..40).filter(|_| budget.take(start)).count();
+        assert_eq!(taken, SAVE_BURST as usize);
+        // A period later, one more; half a period after that, none.
+        assert!(budget.take(start + SAVE_EVERY));
+        assert!(!budget.take(start + SAVE_EVERY));
+        assert!(!budget.take(start + SAVE_EVERY * 3 / 2));
+        assert!(budget.take(start + SAVE_EVERY * 2));
+        // Long enough later, a whole burst again, and never more.
+        let later = start + SAVE_EVERY * 100;
+        let taken = (0..40).filter(|_| budget.take(later)).count();
+        assert_eq!(taken, SAVE_BURST as usize);
+    }
+
     proptest::proptest! {
+        #[test]
+        fn no_span_of_time_holds_more_saves_than_the_budget(
+            gaps_ms in proptest::collection::vec(0u64..250, 1..300),
+        ) {
+            let start = Instant::now();
+            let mut budget = SaveBudget::default();
+            let mut at = start;
+            let mut taken = Vec::new();
+            for gap in gaps_ms {
+                at += Duration::from_millis(gap);
+                if budget.take(at) {
+                    taken.push(at);
+                }
+            }
+            // Between any two saves, at most a burst plus one per whole period.
+            for (i, first) in taken.iter().enumerate() {
+                for (j, last) in taken.iter().enumerate().skip(i) {
+                    let periods = (*last - *first).as_nanos() / SAVE_EVERY.as_nanos();
+                    let most = u128::from(SAVE_BURST) + periods;
+                    proptest::prop_assert!((j - i + 1) as u128 <= most);
+                }
+            }
+        }
+
+        #[test]
+        fn saves_a_period_apart_are_never_held_back(
+            gaps_ms in proptest::collection::vec(100u64..1000, 1..100),
+        ) {
+            let mut budget = SaveBudget::default();
+            let mut at = Instant::now();
+            for gap in gaps_ms {
+                at += Duration::from_millis(gap);
+                proptest::prop_assert!(budget.take(at));
+            }
+        }
+
         #[test]
         fn keeper_records_read_back_what_was_written(
             pid in 1i32..i32::MAX,
