@@ -317,6 +317,86 @@ fn host_mounts_under_a_bind_are_never_writable_as_host_root() {
     assert!(!sub.join("new").exists());
 }
 
+/// A tmpfs (mode `mode`) mounted at `at` on the host, detached on drop.
+struct HostTmpfs(std::ffi::CString);
+
+impl HostTmpfs {
+    fn mount(at: &std::path::Path, mode: &str) -> HostTmpfs {
+        let target = std::ffi::CString::new(at.to_str().unwrap()).unwrap();
+        let data = std::ffi::CString::new(format!("size=1m,mode={mode}")).unwrap();
+        // SAFETY: NUL-terminated strings.
+        let mounted = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        assert_eq!(mounted, 0, "{}", std::io::Error::last_os_error());
+        HostTmpfs(target)
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        // SAFETY: a NUL-terminated path.
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn mounts_under_a_path_shared_read_only_are_read_only_too() {
+    // The path rules make a bind of a path shared read-only read-only on every mount of its
+    // tree (`rro`), whatever the spec asks: with `ro` on top alone, a mount the host has under
+    // the path would stay writable in the container. Here one open to all, and a spec that
+    // says `ro` and then `rw`.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let _tmpfs = HostTmpfs::mount(&sub, "1777");
+    for file in [dir.path().join("file"), sub.join("file")] {
+        std::fs::write(&file, "host\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let mut policy = runtime().policy().clone();
+    policy.paths.share(dir.path(), true).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let shared_ro = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: state.path().join("state"),
+        policy,
+        ..Default::default()
+    })
+    .unwrap();
+    let source = dir.path().to_path_buf();
+    let args = [
+        "/probe",
+        "write",
+        "/h/file",
+        "x",
+        ",",
+        "write",
+        "/h/sub/file",
+        "x",
+    ];
+    let mut c = common::create_in(&shared_ro, "shared-ro-submount", &args, |spec| {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        let mut bind = eci::oci_spec::runtime::Mount::default();
+        bind.set_destination("/h".into());
+        bind.set_typ(Some("bind".into()));
+        bind.set_source(Some(source));
+        bind.set_options(Some(vec!["rbind".into(), "ro".into(), "rw".into()]));
+        mounts.push(bind);
+        spec.set_mounts(Some(mounts));
+    });
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["EROFS", "EROFS"]);
+    assert_eq!(std::fs::read_to_string(sub.join("file")).unwrap(), "host\n");
+}
+
 #[test]
 fn masks_cannot_be_removed() {
     // Every default mask that exists on this kernel (/proc/kcore only with CONFIG_PROC_KCORE).

@@ -163,7 +163,9 @@ fn openat2(dir: RawFd, path: &CStr, flags: i32, resolve: u64) -> SysResult<Fd> {
 /// current flags need not be read first; reading them (statfs) would ask a FUSE source's
 /// server, a round trip per virtual file. Before Linux 5.12 a remount with the flags read.
 fn remount_with(fd: RawFd, flags: libc::c_ulong) -> SysResult<()> {
-    match sys::mount_setattr(fd, false, &attributes_of(flags)) {
+    match sys::mount_setattr(fd, all_through(flags), &attributes_of(flags)) {
+        // A remount reaches the top mount alone: the mounts under it would stay writable.
+        Err(Errno(libc::ENOSYS)) if all_through(flags) => Err(Errno(libc::ENOSYS)),
         Err(Errno(libc::ENOSYS)) => {
             let path = FdPath::new(fd);
             let current = mount_flags_of(fd)?;
@@ -243,7 +245,8 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
         other => other,
     }
     .map_err(fail(Action::Mount))?;
-    sys::mount_setattr(tree.0, false, &attributes_of(*flags)).map_err(fail(Action::Remount))?;
+    sys::mount_setattr(tree.0, all_through(*flags), &attributes_of(*flags))
+        .map_err(fail(Action::Remount))?;
     // A copy keeps its source's peer group or master: made private, the host's later mounts
     // under the source never reach the container (the eligible steps ask for nothing else).
     let private = sys::MountAttr {
@@ -254,6 +257,12 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
     };
     sys::mount_setattr(tree.0, *recursive, &private).map_err(fail(Action::Propagation))?;
     Ok(tree)
+}
+
+/// Whether a bind's `flags` go on every mount of its tree (`rro`, see
+/// [`crate::options::MountOptions::flags`]), not only on its top mount.
+fn all_through(flags: libc::c_ulong) -> bool {
+    flags & libc::MS_REC != 0
 }
 
 /// mount(2) flags as mount_setattr(2) attributes: set, never cleared (a bind never loses a flag
@@ -745,8 +754,9 @@ fn attach_with_flags(
     }
     let on = match flags {
         0 => FlagsOn::Yes,
-        _ => match sys::mount_setattr(tree, false, &attributes_of(flags)) {
+        _ => match sys::mount_setattr(tree, all_through(flags), &attributes_of(flags)) {
             Ok(()) => FlagsOn::Yes,
+            // The caller's remount fails the same way for flags that go all through.
             Err(Errno(libc::ENOSYS)) => FlagsOn::No,
             Err(errno) => return Err(errno),
         },
@@ -1002,11 +1012,12 @@ impl MountPlan {
                     let target = ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
                     let target_path = FdPath::new(target.0);
                     let (Source::Host(name) | Source::Name(name)) = source;
+                    // MS_REC (`rro`) means something for binds alone.
                     sys::mount(
                         Some(name),
                         target_path.as_cstr(),
                         fstype.as_deref(),
-                        *flags,
+                        *flags & !libc::MS_REC,
                         data.as_deref(),
                     )
                     .map_err(fail(Action::Mount))?;

@@ -7,7 +7,9 @@ pub const MS_NOSYMFOLLOW: libc::c_ulong = 256;
 /// Parsed mount options.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MountOptions {
-    /// mount(2) flags to set.
+    /// mount(2) flags to set. MS_REC beside MS_RDONLY (the word `rro`) makes a recursive
+    /// bind read-only all through: every mount under it too, where `ro` makes only its top
+    /// mount read-only, as a remount would.
     pub flags: libc::c_ulong,
     /// Propagation flags to apply after mounting (MS_PRIVATE, MS_SLAVE, ... with MS_REC).
     pub propagation: libc::c_ulong,
@@ -57,7 +59,15 @@ pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<MountOptions, OptionError> {
         if word.is_empty() {
             return Err(OptionError::Empty);
         }
+        if word == "rro" {
+            out.flags |= libc::MS_RDONLY | libc::MS_REC;
+            continue;
+        }
         if let Some((set, flag)) = flag_word(word) {
+            if flag == libc::MS_RDONLY {
+                // `ro` and `rw` after `rro` say again what the top mount is, and only that.
+                out.flags &= !libc::MS_REC;
+            }
             if set {
                 out.flags |= flag;
             } else {
@@ -155,6 +165,7 @@ mod tests {
     const WORDS: &[&str] = &[
         "ro",
         "rw",
+        "rro",
         "nosuid",
         "suid",
         "nodev",
@@ -180,7 +191,9 @@ mod tests {
             let last = |on: &str, off: &str| words.iter().rposition(|w| *w == on).map(|i| (i, true))
                 .max(words.iter().rposition(|w| *w == off).map(|i| (i, false)))
                 .is_some_and(|(_, set)| set);
-            prop_assert_eq!(parsed.flags & libc::MS_RDONLY != 0, last("ro", "rw"));
+            let last_access = words.iter().rev().find(|w| matches!(**w, "ro" | "rw" | "rro"));
+            prop_assert_eq!(parsed.flags & libc::MS_RDONLY != 0, matches!(last_access, Some(&"ro" | &"rro")));
+            prop_assert_eq!(parsed.flags & libc::MS_REC != 0, last_access == Some(&"rro"));
             prop_assert_eq!(parsed.flags & libc::MS_NOSUID != 0, last("nosuid", "suid"));
             prop_assert_eq!(parsed.bind, words.iter().any(|w| *w == "bind" || *w == "rbind"));
             let data: Vec<&str> = words.iter().copied().filter(|w| w.contains('=')).collect();

@@ -427,7 +427,9 @@ impl MountPlan {
                 continue;
             };
             let under_locked = LOCKED.iter().any(|p| dest.display.starts_with(p));
+            // A bind read-only all through (`rro`, what the path rules force) stays locked.
             if *flags & libc::MS_RDONLY == 0
+                || *flags & libc::MS_REC != 0
                 || under_locked
                 || matches!(idmap, Idmap::Required | Idmap::RequiredWithSubmounts)
                 || !eligible.contains(&dest.display)

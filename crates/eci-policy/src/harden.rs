@@ -927,13 +927,29 @@ fn check_bind_source(
     };
     mount.set_source(Some(host_path));
     let mut options = mount.options().clone().unwrap_or_default();
-    if read_only && !options.iter().any(|o| o == "ro") {
-        options.retain(|o| o != "rw");
-        options.push("ro".to_string());
-        report.push(Change::ForcedReadOnly(dest));
+    if read_only {
+        force_read_only_all_through(&mut options, dest, report);
     }
     mount.set_options(Some(options));
     Ok(())
+}
+
+/// The words that say whether a mount is read-only; the last one counts.
+const ACCESS_OPTIONS: [&str; 3] = ["ro", "rw", "rro"];
+
+/// Makes a bind the path rules force read-only read-only on every mount of its tree (`rro`):
+/// with `ro` alone, a recursive bind's submounts (an NFS share or automount under the shared
+/// path) would stay writable. Every other access word goes, so that no later `rw` undoes it.
+fn force_read_only_all_through(options: &mut Vec<String>, dest: PathBuf, report: &mut Vec<Change>) {
+    let last = options
+        .iter()
+        .rev()
+        .find(|o| ACCESS_OPTIONS.contains(&o.as_str()));
+    if last.map(String::as_str) != Some("rro") {
+        report.push(Change::ForcedReadOnly(dest));
+    }
+    options.retain(|o| !ACCESS_OPTIONS.contains(&o.as_str()));
+    options.push("rro".to_string());
 }
 
 /// What eci's own mount options start with (`x-` options are for userspace, as in mount(8)).

@@ -304,14 +304,15 @@ fn bind_of_a_restricted_path_names_the_rule() {
     assert!(err.to_string().contains("/etc"), "{err}");
 }
 
-#[test]
-fn shared_read_only_binds_become_read_only() {
+/// The options hardening leaves on a bind of the host's /usr (shared read-only) asked with
+/// `options`, and whether it reported making it read-only.
+fn usr_bind_options(options: &[&str]) -> (Vec<String>, bool) {
     let mut spec = Spec::default();
     spec.set_mounts(Some(vec![MountBuilder::default()
         .destination("/usr")
         .typ("bind")
         .source("/usr")
-        .options(vec!["rbind".to_string(), "rw".to_string()])
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
         .build()
         .unwrap()]));
     let hardened = run(spec).unwrap();
@@ -320,8 +321,42 @@ fn shared_read_only_binds_become_read_only() {
         .iter()
         .find(|m| m.destination() == Path::new("/usr"))
         .unwrap();
-    assert!(usr.options().clone().unwrap().contains(&"ro".to_string()));
-    assert!(!usr.options().clone().unwrap().contains(&"rw".to_string()));
+    let forced = hardened
+        .report
+        .iter()
+        .any(|c| matches!(c, Change::ForcedReadOnly(d) if d == Path::new("/usr")));
+    (usr.options().clone().unwrap(), forced)
+}
+
+#[test]
+fn shared_read_only_binds_become_read_only_all_through() {
+    let (options, forced) = usr_bind_options(&["rbind", "rw"]);
+    assert_eq!(options, ["rbind", "rro"]);
+    assert!(forced);
+    // A later `rw` does not undo an `ro` the spec gave itself.
+    let (options, forced) = usr_bind_options(&["rbind", "ro", "rw", "nosuid"]);
+    assert_eq!(options, ["rbind", "nosuid", "rro"]);
+    assert!(forced);
+    let (options, forced) = usr_bind_options(&["rbind", "rro"]);
+    assert_eq!(options, ["rbind", "rro"]);
+    assert!(!forced, "asked as it is made");
+}
+
+proptest! {
+    #[test]
+    fn a_shared_read_only_bind_ends_read_only_whatever_its_words(
+        words in proptest::collection::vec(
+            prop::sample::select(&["ro", "rw", "rro", "nosuid", "rbind", "bind", "rslave"][..]),
+            0..8,
+        ),
+    ) {
+        let (options, _) = usr_bind_options(&words);
+        let access: Vec<&String> = options
+            .iter()
+            .filter(|o| ["ro", "rw", "rro"].contains(&o.as_str()))
+            .collect();
+        prop_assert_eq!(access, vec!["rro"]);
+    }
 }
 
 #[test]
@@ -1071,7 +1106,7 @@ fn a_bind_volume_is_judged_by_the_path_it_binds() {
     let (hardened, _) = bind_volume(VOLUME, bind("/usr/share"));
     let options = data_options(hardened);
     assert!(
-        options.iter().any(|o| o == "ro"),
+        options.iter().any(|o| o == "rro"),
         "/usr is shared read-only"
     );
 
