@@ -361,15 +361,7 @@ fn mounts_under_a_path_shared_read_only_are_read_only_too() {
         std::fs::write(&file, "host\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
     }
-    let mut policy = runtime().policy().clone();
-    policy.paths.share(dir.path(), true).unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let shared_ro = eci::Runtime::new(eci::RuntimeConfig {
-        state_dir: state.path().join("state"),
-        policy,
-        ..Default::default()
-    })
-    .unwrap();
+    let (shared_ro, _state) = common::runtime_sharing(dir.path(), true);
     let source = dir.path().to_path_buf();
     let args = [
         "/probe",

@@ -41,10 +41,33 @@ fn run_with_bind(name: &str, mount: Mount, script: &str) -> (i32, String) {
 }
 
 #[test]
-fn a_read_only_bind_shows_host_root_as_root_and_foreign_ids_as_nobody() {
+fn a_path_shared_read_only_shows_host_root_as_root_and_foreign_ids_as_nobody() {
     let dir = host_dir();
+    let (shared_ro, _state) = common::runtime_sharing(dir.path(), true);
     let script =
         "stat -c %u:%g /data/root-owned /data/foreign; touch /data/new 2>/dev/null || echo refused";
+    let mount = bind(dir.path(), "/data", &["rbind"]);
+    let (code, out) = common::create_in(&shared_ro, "ro-share", &["sh", "-c", script], |spec| {
+        spec.mounts_mut().as_mut().unwrap().push(mount)
+    })
+    .run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0:0", "65534:65534", "refused"]
+    );
+}
+
+#[test]
+fn a_read_only_bind_of_a_writable_share_keeps_host_users_files_theirs() {
+    // Idmapped, container root would read every host user's private file there as its owner.
+    let dir = host_dir();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "host user's\n").unwrap();
+    std::os::unix::fs::chown(&secret, Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let script = "stat -c %u:%g /data/root-owned /data/secret; \
+                  cat /data/secret 2>/dev/null || echo refused";
     let (code, out) = run_with_bind(
         "ro-bind",
         bind(dir.path(), "/data", &["rbind", "ro"]),
@@ -53,7 +76,7 @@ fn a_read_only_bind_shows_host_root_as_root_and_foreign_ids_as_nobody() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["0:0", "65534:65534", "refused"]
+        ["65534:65534", "65534:65534", "refused"]
     );
 }
 
@@ -84,16 +107,20 @@ fn files_created_in_a_writable_bind_belong_to_the_containers_block_on_the_host()
 }
 
 #[test]
-fn the_idmap_option_idmaps_a_writable_bind() {
+fn an_idmapped_bind_of_a_writable_share_is_refused() {
+    // It would let container root write as host root there: setuid programs for host users.
     let dir = host_dir();
-    let script = "stat -c %u /data/root-owned; grep -c ' /data .*idmapped' /proc/self/mountinfo";
-    let (code, out) = run_with_bind(
-        "idmap-opt",
-        bind(dir.path(), "/data", &["rbind", "rw", "idmap"]),
-        script,
-    );
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "1"]);
+    let id = common::unique_id("idmap-opt");
+    let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
+    mounts.push(bind(dir.path(), "/data", &["rbind", "rw", "idmap"]));
+    let refused = common::runtime().create(eci::ContainerConfig::new(id, spec));
+    let Err(err) = refused else {
+        panic!("the create was not refused")
+    };
+    assert!(err.to_string().contains("idmapped mount (idmap)"), "{err}");
+    rootfs.remove().unwrap();
 }
 
 #[test]

@@ -37,6 +37,22 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
+/// A runtime like [`runtime`] whose policy also shares `path` (read-only if `read_only`), with
+/// the directory that holds its state.
+#[allow(dead_code)]
+pub fn runtime_sharing(path: &Path, read_only: bool) -> (Runtime, tempfile::TempDir) {
+    let mut policy = runtime().policy().clone();
+    policy.paths.share(path, read_only).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        state_dir: state.path().join("state"),
+        policy,
+        ..Default::default()
+    })
+    .expect("runtime");
+    (runtime, state)
+}
+
 /// A busybox bundle (scripts/busybox-bundle, running `args` if any) at `b` in a fresh
 /// directory under /tmp that the containers' root may enter, for a runtime in a container.
 #[allow(dead_code)]

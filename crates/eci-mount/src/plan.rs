@@ -253,8 +253,10 @@ pub struct MountPlan {
 /// array: it cannot allocate).
 pub const MOST_DETACHED: usize = 16;
 
-/// Mount flags a detached bind can be given (as mount_setattr attributes).
-const DETACHABLE_FLAGS: libc::c_ulong = libc::MS_RDONLY
+/// Mount flags a detached bind can be given (as mount_setattr attributes; MS_REC, `rro`, on
+/// every mount of its tree, which the kernel then locks read-only in each copy it propagates).
+const DETACHABLE_FLAGS: libc::c_ulong = libc::MS_REC
+    | libc::MS_RDONLY
     | libc::MS_NOSUID
     | libc::MS_NODEV
     | libc::MS_NOEXEC
@@ -701,9 +703,11 @@ fn plan_bind(
             what,
         });
     }
-    // Idmapping a writable bind would let container root create files owned by host root there
-    // (setuid programs a host user could run), so only read-only binds are idmapped unasked,
-    // and writable ones that hardening found out of host users' reach.
+    // Idmapped, a bind lets container root act as the owner of the files there (host root's
+    // among them): create setuid programs a host user could run, or read host users' private
+    // files. So a bind is idmapped only as asked: by `idmap` or `ridmap`, or by
+    // `x-eci.idmap-if-supported`, which hardening gives paths shared read-only and volumes
+    // out of host users' reach (and refuses a spec's `idmap` elsewhere).
     // Never the runtime's own files: their server gives them the container's owners, and FUSE
     // refuses an idmap it was not told to allow; each refused try dissolves a detached copy,
     // which waits for an RCU grace period.
@@ -711,7 +715,7 @@ fn plan_bind(
         Idmap::RequiredWithSubmounts
     } else if opts.idmap {
         Idmap::Required
-    } else if (opts.flags & libc::MS_RDONLY != 0 || opts.idmap_if_supported) && !served {
+    } else if opts.idmap_if_supported && !served {
         Idmap::Try
     } else {
         Idmap::No
@@ -944,7 +948,7 @@ mod tests {
         let mounts = [
             bind("/data", "rbind,ro"),
             bind("/rw", "rbind"),
-            bind("/policy-ro", "rbind,ro"),
+            bind("/policy-ro", "rbind,x-eci.idmap-if-supported,rro"),
             bind("/mapped", "rbind,ro,idmap"),
             bind("/proc/x", "rbind,ro"),
             bind("/dev/x", "rbind,ro"),
@@ -954,7 +958,7 @@ mod tests {
         let plan = MountPlan::from_spec(&spec, root.path(), block).unwrap();
         assert!(plan.root_readonly && plan.deferred_read_only.is_empty());
         assert!(!plan.root_may_become_writable());
-        let eligible: Vec<PathBuf> = ["/data", "/mapped", "/proc/x", "/dev/x"]
+        let eligible: Vec<PathBuf> = ["/data", "/policy-ro", "/mapped", "/proc/x", "/dev/x"]
             .iter()
             .map(PathBuf::from)
             .collect();
@@ -977,11 +981,11 @@ mod tests {
         assert_eq!(
             read_only(2),
             (true, Idmap::Try),
-            "not eligible: stays locked"
+            "read-only all through (the path rules' doing): stays locked"
         );
         assert_eq!(read_only(3), (true, Idmap::Required));
-        assert_eq!(read_only(4), (true, Idmap::Try));
-        assert_eq!(read_only(5), (true, Idmap::Try));
+        assert_eq!(read_only(4), (true, Idmap::No), "idmapped only when asked");
+        assert_eq!(read_only(5), (true, Idmap::No));
     }
 
     #[test]
@@ -991,6 +995,7 @@ mod tests {
             bind("/top", "rbind,idmap"),
             bind("/all", "rbind,ridmap"),
             bind("/ro", "rbind,ro"),
+            bind("/asked", "rbind,ro,x-eci.idmap-if-supported"),
         ];
         let spec = spec_with(root.path(), false, &mounts, "{}");
         let block = IdBlock::new(1 << 28, 65536).unwrap();
@@ -1005,7 +1010,12 @@ mod tests {
             .collect();
         assert_eq!(
             idmaps,
-            [Idmap::Required, Idmap::RequiredWithSubmounts, Idmap::Try]
+            [
+                Idmap::Required,
+                Idmap::RequiredWithSubmounts,
+                Idmap::No,
+                Idmap::Try
+            ]
         );
     }
 

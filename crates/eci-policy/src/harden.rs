@@ -233,6 +233,17 @@ pub enum HardenError {
     /// A hostname or domain name with a joined UTS namespace.
     #[error("the spec sets a hostname or domain name but joins another container's UTS namespace")]
     HostnameOfJoined,
+    /// A bind asks for an idmapped mount (`idmap`, `ridmap`) of a host path whose files may
+    /// not be shown with their owners on disk.
+    #[error("the bind at {} asks for an idmapped mount ({option}) of {}: container root would act as the owner of every file there (host root's and host users' alike); only paths shared read-only and engine volumes no host user can reach are idmapped", dest.display(), path.display())]
+    IdmapRefused {
+        /// The bind's destination.
+        dest: PathBuf,
+        /// The host path.
+        path: PathBuf,
+        /// The option that asked.
+        option: String,
+    },
     /// A namespace missing from the spec, which means sharing the host's.
     #[error("the spec shares the host's {0} namespace (no '{0}' entry in linux.namespaces); host namespaces are refused")]
     HostNamespace(&'static str),
@@ -906,8 +917,11 @@ fn check_bind_source(
         report.push(change);
         return Ok(());
     }
-    let read_only = match binds.ctx.policy.paths.decide(&resolved) {
-        PathDecision::Shared { read_only, .. } => read_only,
+    // Idmapped, a bind lets container root act as the owner of every file there whose owner
+    // is among the first 65,536 IDs: host root's, and host users'. Only a path shared
+    // read-only (read-only all through, below) and a volume no host user can reach are.
+    let (read_only, idmappable) = match binds.ctx.policy.paths.decide(&resolved) {
+        PathDecision::Shared { read_only, .. } => (read_only, read_only),
         refused => match engine_volume_access(binds, &refused, &host_path, &dest, report)? {
             Some(access) => {
                 let mut options = mount.options().clone().unwrap_or_default();
@@ -920,13 +934,27 @@ fn check_bind_source(
                     options.push(IDMAP_IF_SUPPORTED.to_string());
                 }
                 mount.set_options(Some(options));
-                access.read_only
+                (access.read_only, access.idmapped)
             }
             None => return Err(bind_refusal(refused, host_path)),
         },
     };
-    mount.set_source(Some(host_path));
     let mut options = mount.options().clone().unwrap_or_default();
+    let asked_idmap = options.iter().find(|o| *o == "idmap" || *o == "ridmap");
+    match asked_idmap {
+        Some(option) if !idmappable => {
+            return Err(HardenError::IdmapRefused {
+                dest,
+                path: host_path,
+                option: option.clone(),
+            })
+        }
+        None if idmappable && !options.iter().any(|o| o == IDMAP_IF_SUPPORTED) => {
+            options.push(IDMAP_IF_SUPPORTED.to_string());
+        }
+        _ => {}
+    }
+    mount.set_source(Some(host_path));
     if read_only {
         force_read_only_all_through(&mut options, dest, report);
     }
@@ -1083,7 +1111,7 @@ fn engine_volume_access(
             })?;
             // As a bind of the device itself would be.
             match binds.ctx.policy.paths.decide(&resolved) {
-                PathDecision::Shared { read_only, .. } => (read_only, false),
+                PathDecision::Shared { read_only, .. } => (read_only, read_only),
                 other => return Err(refused(bind_refusal(other, device.clone()))),
             }
         }

@@ -331,14 +331,14 @@ fn usr_bind_options(options: &[&str]) -> (Vec<String>, bool) {
 #[test]
 fn shared_read_only_binds_become_read_only_all_through() {
     let (options, forced) = usr_bind_options(&["rbind", "rw"]);
-    assert_eq!(options, ["rbind", "rro"]);
+    assert_eq!(options, ["rbind", IDMAP_IF_SUPPORTED, "rro"]);
     assert!(forced);
     // A later `rw` does not undo an `ro` the spec gave itself.
     let (options, forced) = usr_bind_options(&["rbind", "ro", "rw", "nosuid"]);
-    assert_eq!(options, ["rbind", "nosuid", "rro"]);
+    assert_eq!(options, ["rbind", "nosuid", IDMAP_IF_SUPPORTED, "rro"]);
     assert!(forced);
-    let (options, forced) = usr_bind_options(&["rbind", "rro"]);
-    assert_eq!(options, ["rbind", "rro"]);
+    let (options, forced) = usr_bind_options(&["rbind", "rro", "idmap"]);
+    assert_eq!(options, ["rbind", "idmap", "rro"]);
     assert!(!forced, "asked as it is made");
 }
 
@@ -1245,4 +1245,59 @@ fn only_rules_on_the_whole_data_root_give_way_to_its_volumes() {
     assert!(bind(&policy, "/srv/docker/volumes/vol/_data").is_ok());
     assert!(bind(&policy, "/data/docker/volumes/vol/_data").is_ok());
     assert!(bind(&Policy::default(), "/data/docker/volumes/vol/_data").is_err());
+}
+
+#[test]
+fn a_writable_share_is_never_idmapped() {
+    // Idmapped, container root would act as the owner of every file there: write host root's,
+    // read host users' private ones.
+    for asked in ["idmap", "ridmap"] {
+        for access in ["rw", "ro"] {
+            let (refused, _) = bind_volume_with(
+                &Policy::default(),
+                "/srv/x",
+                &["rbind", access, asked],
+                closed(Ok(None)),
+            );
+            let err = refused.unwrap_err();
+            assert!(
+                matches!(&err, HardenError::IdmapRefused { path, option, .. }
+                    if path == Path::new("/srv/x") && option == asked),
+                "{err}"
+            );
+            assert!(err.to_string().contains("/srv/x"), "{err}");
+        }
+    }
+    // Not unasked either, read-only or not.
+    for access in ["rw", "ro"] {
+        let (hardened, _) = bind_volume_with(
+            &Policy::default(),
+            "/srv/x",
+            &["rbind", access],
+            closed(Ok(None)),
+        );
+        assert_eq!(data_options(hardened), ["rbind", access]);
+    }
+}
+
+#[test]
+fn a_volume_host_users_reach_is_never_idmapped() {
+    let reached = VolumeHost {
+        volume: Ok(Some(VolumeSource::Directory)),
+        closed_to_others: false,
+        asked: 0,
+    };
+    let (refused, _) = bind_volume_with(&Policy::default(), VOLUME, &["rbind", "idmap"], reached);
+    assert!(matches!(
+        refused.unwrap_err(),
+        HardenError::IdmapRefused { .. }
+    ));
+    // Closed to them, it may be.
+    let (hardened, _) = bind_volume_with(
+        &Policy::default(),
+        VOLUME,
+        &["rbind", "idmap"],
+        closed(Ok(Some(VolumeSource::Directory))),
+    );
+    assert!(data_options(hardened).contains(&"idmap".to_string()));
 }
