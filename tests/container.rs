@@ -390,6 +390,42 @@ fn mounts_under_a_path_shared_read_only_are_read_only_too() {
 }
 
 #[test]
+fn nothing_is_created_in_a_host_directory_the_containers_root_may_not_write() {
+    // A mount point missing under a bind of a host directory: the mounter makes it with the
+    // rights the container's root has there (none over host root's 0755 directory), not with
+    // the host's capabilities it holds.
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    let source = host.clone();
+    let id = common::unique_id("host-point");
+    let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
+    let mut bind = eci::oci_spec::runtime::Mount::default();
+    bind.set_destination("/o".into());
+    bind.set_typ(Some("bind".into()));
+    bind.set_source(Some(source));
+    bind.set_options(Some(vec!["rbind".into(), "rw".into()]));
+    mounts.push(bind);
+    let mut tmpfs = eci::oci_spec::runtime::Mount::default();
+    tmpfs.set_destination("/o/made/deeper".into());
+    tmpfs.set_typ(Some("tmpfs".into()));
+    tmpfs.set_source(Some("tmpfs".into()));
+    mounts.push(tmpfs);
+    let Err(err) = runtime().create(eci::ContainerConfig::new(id, spec)) else {
+        panic!("the create was not refused")
+    };
+    assert!(
+        err.to_string()
+            .contains("/o/made/deeper: Permission denied"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&host).unwrap().count(), 0, "{err}");
+    rootfs.remove().unwrap();
+}
+
+#[test]
 fn masks_cannot_be_removed() {
     // Every default mask that exists on this kernel (/proc/kcore only with CONFIG_PROC_KCORE).
     let masked: Vec<&str> = eci::eci_policy::settings::DEFAULT_MASKED_PATHS

@@ -15,6 +15,7 @@ use eci_ns::sys::{self, check, check_int, Errno, FdPath, SysResult};
 
 use crate::plan::{Idmap, MountPlan, PointKind, RootPath, Source, Step, MOST_DETACHED};
 use eci_ns::LatePhase;
+use eci_policy::ids::IdBlock;
 use eci_policy::volume::DirIdentity;
 
 /// What a failing step was doing: the low 4 bits of a failure's step code.
@@ -201,7 +202,13 @@ fn mount_flags_of(fd: RawFd) -> SysResult<libc::c_ulong> {
 
 /// A detached copy of a bind step's host source, with the step's flags, made while the host is
 /// in view; its mount point is created too.
-fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Result<Fd, Failure> {
+fn detached_tree(
+    root: RawFd,
+    userns: RawFd,
+    block: IdBlock,
+    index: usize,
+    step: &Step,
+) -> Result<Fd, Failure> {
     let fail = |action| mount_failure(code(index, action));
     let Step::Mount {
         dest,
@@ -219,7 +226,7 @@ fn detached_tree(root: RawFd, userns: RawFd, index: usize, step: &Step) -> Resul
     // The source first: a missing one leaves no mount point behind in the rootfs.
     let source = open_vetted_host_path(path).map_err(fail(Action::Source))?;
     check_source(&source, expect.as_ref()).map_err(fail(Action::SourceChanged))?;
-    ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
+    ensure(root, block, dest, *kind).map_err(fail(Action::Resolve))?;
     let copy = |with_idmap: bool| -> SysResult<Fd> {
         if with_idmap {
             // SAFETY: both fds stay open for the duration of the call.
@@ -457,14 +464,14 @@ fn set_read_only(fd: RawFd) -> SysResult<()> {
 
 /// Resolves `dest` in the root, creating missing directories (and a file for `PointKind::File`).
 /// The mounter runs with the container's root as its filesystem IDs, so what it creates belongs
-/// to the container's root.
-fn ensure(root: RawFd, dest: &RootPath, kind: PointKind) -> SysResult<Fd> {
+/// to the container's root, and with its rights ([`create_as_container_root`]).
+fn ensure(root: RawFd, block: IdBlock, dest: &RootPath, kind: PointKind) -> SysResult<Fd> {
     match open_in_root(root, &dest.rel, libc::O_PATH) {
         Err(Errno(libc::ENOENT)) => {}
         other => return other,
     }
-    let (parent, name) = parent_of(root, dest)?;
-    let created = match kind {
+    let (parent, name) = parent_of(root, block, dest)?;
+    let created = create_as_container_root(&parent, block, || match kind {
         PointKind::File => {
             let flags =
                 libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
@@ -476,7 +483,7 @@ fn ensure(root: RawFd, dest: &RootPath, kind: PointKind) -> SysResult<Fd> {
             // SAFETY: name is NUL-terminated; parent is a directory fd.
             check_int(unsafe { libc::mkdirat(parent.0, name.as_ptr(), 0o755) }).map(drop)
         }
-    };
+    });
     match created {
         Ok(()) | Err(Errno(libc::EEXIST)) => {}
         Err(errno) => return Err(errno),
@@ -490,8 +497,40 @@ fn chown_at(dir: RawFd, name: &CStr, (uid, gid): (u32, u32)) -> SysResult<()> {
         .map(drop)
 }
 
+/// The capabilities by which the mounter could create where the container's root may not.
+/// (CAP_DAC_OVERRIDE 1, CAP_DAC_READ_SEARCH 2, CAP_FOWNER 3, CAP_MKNOD 27.)
+const OVERRIDING_CAPS: u64 = 1 << 1 | 1 << 2 | 1 << 3 | 1 << 27;
+
+/// Runs `create`, which makes an entry in directory `parent`, with the rights the container's
+/// root has there. Its capabilities count only over a directory whose owner and group its
+/// user namespace maps (the kernel's rule for capabilities in a user namespace). A host
+/// directory shown through a plain bind keeps its host owners: there the mounter creates only
+/// what the directory's permission bits give the container's root, as a runtime working in
+/// the container's user namespace would. With the host's capabilities it made mount points,
+/// device nodes and links in host directories no container may write (a second mount under a
+/// bind of /opt, say), and the container then owned them. Allocation-free.
+fn create_as_container_root<T>(
+    parent: &Fd,
+    block: IdBlock,
+    create: impl FnOnce() -> SysResult<T>,
+) -> SysResult<T> {
+    // SAFETY: an all-zero stat is valid; fstat fills it in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid out pointer; parent is an open descriptor.
+    check_int(unsafe { libc::fstat(parent.0, &mut st) })?;
+    if block.to_container(st.st_uid).is_some() && block.to_container(st.st_gid).is_some() {
+        return create();
+    }
+    let (effective, _) = sys::own_caps()?;
+    sys::set_effective_caps(effective & !OVERRIDING_CAPS)?;
+    let created = create();
+    // Failing to take them back would fail every later step, so it fails this one.
+    sys::set_effective_caps(effective)?;
+    created
+}
+
 /// The parent directory of `dest` (created, with its own parents, if missing) and its last name.
-fn parent_of(root: RawFd, dest: &RootPath) -> SysResult<(Fd, &CStr)> {
+fn parent_of(root: RawFd, block: IdBlock, dest: &RootPath) -> SysResult<(Fd, &CStr)> {
     let (last, parents) = dest.components.split_last().ok_or(Errno(libc::EINVAL))?;
     let (parent, name) = last;
     // Mostly the parent exists (every node in /dev shares one): one lookup instead of a walk.
@@ -501,8 +540,11 @@ fn parent_of(root: RawFd, dest: &RootPath) -> SysResult<(Fd, &CStr)> {
     }
     for (parent, name) in parents {
         let parent = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY)?;
-        // SAFETY: name is NUL-terminated; parent is a directory fd.
-        match check_int(unsafe { libc::mkdirat(parent.0, name.as_ptr(), 0o755) }) {
+        let made = create_as_container_root(&parent, block, || {
+            // SAFETY: name is NUL-terminated; parent is a directory fd.
+            check_int(unsafe { libc::mkdirat(parent.0, name.as_ptr(), 0o755) })
+        });
+        match made {
             Ok(_) | Err(Errno(libc::EEXIST)) => {}
             Err(errno) => return Err(errno),
         }
@@ -657,6 +699,7 @@ const UNEXPLAINED_BIND_ATTEMPTS: u32 = 3;
 /// step's.
 fn bind_resolving_again(
     root: RawFd,
+    block: IdBlock,
     dest: &RootPath,
     kind: PointKind,
     source: &Fd,
@@ -664,7 +707,7 @@ fn bind_resolving_again(
 ) -> Result<FlagsOn, (Action, Errno)> {
     let mut attempt = 1;
     loop {
-        let target = ensure(root, dest, kind).map_err(|errno| (Action::Resolve, errno))?;
+        let target = ensure(root, block, dest, kind).map_err(|errno| (Action::Resolve, errno))?;
         match bind_once(&target) {
             Ok(flags_on) => return Ok(flags_on),
             Err(Errno(libc::ENOENT)) => match why_bind_failed(root, source, &target) {
@@ -861,7 +904,7 @@ impl MountPlan {
             if self.detached.contains(&index) {
                 // The mount point now, while the host's paths are in view, and the tree too;
                 // the tree is attached once the init has its own namespace.
-                let tree = detached_tree(root.0, userns, index, step)?;
+                let tree = detached_tree(root.0, userns, self.block, index, step)?;
                 // The plan holds at most MOST_DETACHED: never drop one silently.
                 let slot = late
                     .get_mut(count)
@@ -1006,10 +1049,11 @@ impl MountPlan {
                             *propagation,
                         )
                     };
-                    bind_resolving_again(root, dest, *kind, &host_source, bind_once)
+                    bind_resolving_again(root, self.block, dest, *kind, &host_source, bind_once)
                         .map_err(|(action, errno)| fail(action)(errno))?
                 } else {
-                    let target = ensure(root, dest, *kind).map_err(fail(Action::Resolve))?;
+                    let target =
+                        ensure(root, self.block, dest, *kind).map_err(fail(Action::Resolve))?;
                     let target_path = FdPath::new(target.0);
                     let (Source::Host(name) | Source::Name(name)) = source;
                     // MS_REC (`rro`) means something for binds alone.
@@ -1057,24 +1101,30 @@ impl MountPlan {
                 uid,
                 gid,
             } => {
-                let (parent, name) = parent_of(root, dest).map_err(fail(Action::Resolve))?;
+                let (parent, name) =
+                    parent_of(root, self.block, dest).map_err(fail(Action::Resolve))?;
                 let dev = libc::makedev(*major, *minor);
-                // SAFETY: name is NUL-terminated; parent is a directory of the /dev tmpfs the
-                // plan mounted just before.
-                match check_int(unsafe {
-                    libc::mknodat(parent.0, name.as_ptr(), libc::S_IFCHR | mode, dev)
-                }) {
+                let made = create_as_container_root(&parent, self.block, || {
+                    // SAFETY: name is NUL-terminated; parent is a directory fd (mostly of the
+                    // /dev tmpfs the plan mounted just before).
+                    check_int(unsafe {
+                        libc::mknodat(parent.0, name.as_ptr(), libc::S_IFCHR | mode, dev)
+                    })
+                });
+                match made {
                     Ok(_) => chown_at(parent.0, name, (*uid, *gid)).map_err(fail(Action::Chown)),
                     Err(Errno(libc::EEXIST)) => Ok(()),
                     Err(errno) => Err(fail(Action::Create)(errno)),
                 }
             }
             Step::Symlink { dest, target } => {
-                let (parent, name) = parent_of(root, dest).map_err(fail(Action::Resolve))?;
-                // SAFETY: both strings are NUL-terminated; parent is a directory fd.
-                match check_int(unsafe {
-                    libc::symlinkat(target.as_ptr(), parent.0, name.as_ptr())
-                }) {
+                let (parent, name) =
+                    parent_of(root, self.block, dest).map_err(fail(Action::Resolve))?;
+                let made = create_as_container_root(&parent, self.block, || {
+                    // SAFETY: both strings are NUL-terminated; parent is a directory fd.
+                    check_int(unsafe { libc::symlinkat(target.as_ptr(), parent.0, name.as_ptr()) })
+                });
+                match made {
                     Ok(_) | Err(Errno(libc::EEXIST)) => Ok(()),
                     Err(errno) => Err(fail(Action::Create)(errno)),
                 }
@@ -1320,7 +1370,9 @@ mod tests {
         };
         let bind_with = |bind_once: &dyn Fn(&Fd) -> SysResult<FlagsOn>| {
             calls.set(0);
-            let result = bind_resolving_again(root.0, &dest, PointKind::File, &source, bind_once);
+            let block = IdBlock::new(0, 65536).unwrap();
+            let result =
+                bind_resolving_again(root.0, block, &dest, PointKind::File, &source, bind_once);
             (result, calls.get())
         };
         // Two unexplained failures, as CI saw one, then the bind: the mount point (created

@@ -236,6 +236,8 @@ pub struct MountPlan {
     pub(crate) root_readonly: bool,
     pub(crate) rootfs_propagation: libc::c_ulong,
     pub(crate) owner: (u32, u32),
+    /// The container's host IDs: the mounter's capabilities count only over what they own.
+    pub(crate) block: IdBlock,
     pub(crate) steps: Vec<Step>,
     /// The rootfs's overlay layers, when it is an overlay that may be rebuilt idmapped.
     pub(crate) layers: Option<Layers>,
@@ -390,6 +392,7 @@ impl MountPlan {
                 .unwrap_or(false),
             rootfs_propagation,
             owner,
+            block,
             steps,
             layers: None,
             deferred_read_only: Vec::new(),
