@@ -18,6 +18,9 @@
 //! eci-probe seccomp-listener                      try to install a competing notifier
 //! eci-probe sysinfo-uptime                        sysinfo(2)'s uptime in seconds, or the errno
 //! eci-probe sysinfo-readonly                      sysinfo(2) into a read-only page: the errno
+//! eci-probe sysinfo-fuse DIR                       sysinfo(2) into a page of a FUSE server at DIR
+//!                                                 that never answers a read: prints "mapped",
+//!                                                 then the answer
 //! eci-probe private TARGET                        make a mount private
 //! eci-probe mount-fd SOURCE TARGET FSTYPE         mount, naming TARGET as /proc/self/fd/N of
 //!                                                 an O_PATH descriptor (as runc and crun do)
@@ -158,6 +161,140 @@ fn fuse_mount(target: &str, hold: bool) -> String {
         }
     }
     answer
+}
+
+/// Mounts a FUSE filesystem at `dir` whose server (a thread here) answers everything but
+/// reads, maps its one file `f` writable and private, and asks sysinfo(2) to write there: an
+/// answer written from outside would fault the page in through the server, which never
+/// answers. Prints "mapped" before the call.
+fn sysinfo_into_stalled_fuse(dir: &str) -> String {
+    use std::os::fd::AsRawFd;
+    let device = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        Ok(device) => device,
+        Err(err) => return format!("open /dev/fuse: {err}"),
+    };
+    let data = format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0",
+        device.as_raw_fd()
+    );
+    let mounted = mount(Some("stall"), dir, Some("fuse.stall"), 0, Some(&data));
+    if mounted != "ok" {
+        return format!("mount: {mounted}");
+    }
+    std::thread::spawn(move || serve_all_but_reads(&device));
+    let file = match std::fs::File::open(format!("{dir}/f")) {
+        Ok(file) => file,
+        Err(err) => return format!("open: {err}"),
+    };
+    // SAFETY: a fresh private mapping of an open file; nothing else refers to it.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return format!("mmap: {}", std::io::Error::last_os_error());
+    }
+    println!("mapped");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: the mapping is a page, larger than a sysinfo, and stays mapped.
+    answer(unsafe { libc::sysinfo(page.cast()) } as libc::c_long)
+}
+
+/// The FUSE server of [`sysinfo_into_stalled_fuse`]: a root directory holding one 4 KiB file
+/// `f` (node 2); every read is left unanswered.
+fn serve_all_but_reads(device: &std::fs::File) {
+    use std::io::{Read, Write};
+    const LOOKUP: u32 = 1;
+    const FORGET: u32 = 2;
+    const GETATTR: u32 = 3;
+    const OPEN: u32 = 14;
+    const READ: u32 = 15;
+    const INIT: u32 = 26;
+    const INTERRUPT: u32 = 36;
+    const BATCH_FORGET: u32 = 42;
+    // fuse_attr: ino, size, blocks, three times, their nanoseconds, mode, nlink, uid, gid,
+    // rdev, blksize, flags.
+    let attr = |node: u64| -> Vec<u8> {
+        let (size, mode, nlink) = match node {
+            1 => (0u64, libc::S_IFDIR | 0o755, 2u32),
+            _ => (4096, libc::S_IFREG | 0o644, 1),
+        };
+        let mut out = Vec::new();
+        for word in [node, size, size / 512, 0, 0, 0] {
+            out.extend(word.to_ne_bytes());
+        }
+        for word in [0u32, 0, 0, mode, nlink, 0, 0, 0, 4096, 0] {
+            out.extend(word.to_ne_bytes());
+        }
+        out
+    };
+    let mut buf = vec![0u8; (1 << 20) + 4096];
+    let mut device = device;
+    loop {
+        let Ok(len) = device.read(&mut buf) else {
+            return;
+        };
+        if len < 40 {
+            return;
+        }
+        let word = |at: usize| u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap());
+        let (opcode, unique) = (word(4), u64::from_ne_bytes(buf[8..16].try_into().unwrap()));
+        let node = u64::from_ne_bytes(buf[16..24].try_into().unwrap());
+        let (error, body): (i32, Vec<u8>) = match opcode {
+            READ | FORGET | BATCH_FORGET | INTERRUPT => continue,
+            INIT => {
+                // fuse_init_out, 64 bytes: version 7.31, no flags, 4 KiB writes.
+                let mut out = Vec::new();
+                for word in [7u32, 31, 0, 0] {
+                    out.extend(word.to_ne_bytes());
+                }
+                out.extend([0u8; 4]);
+                out.extend(4096u32.to_ne_bytes());
+                out.extend(1u32.to_ne_bytes());
+                out.resize(64, 0);
+                (0, out)
+            }
+            LOOKUP if node == 1 && buf[40..len].starts_with(b"f\0") => {
+                // fuse_entry_out: node, generation, validities, then the attributes.
+                let mut out = Vec::new();
+                for word in [2u64, 0, 60, 60] {
+                    out.extend(word.to_ne_bytes());
+                }
+                out.extend([0u8; 8]);
+                out.extend(attr(2));
+                (0, out)
+            }
+            LOOKUP => (-libc::ENOENT, Vec::new()),
+            GETATTR => {
+                let mut out = Vec::new();
+                out.extend(60u64.to_ne_bytes());
+                out.extend([0u8; 8]);
+                out.extend(attr(node));
+                (0, out)
+            }
+            // fuse_open_out: handle and flags, none: reads go through the page cache.
+            OPEN => (0, vec![0u8; 16]),
+            _ => (-libc::ENOSYS, Vec::new()),
+        };
+        let mut reply = Vec::with_capacity(16 + body.len());
+        reply.extend(((16 + body.len()) as u32).to_ne_bytes());
+        reply.extend(error.to_ne_bytes());
+        reply.extend(unique.to_ne_bytes());
+        reply.extend(body);
+        if device.write(&reply).is_err() {
+            return;
+        }
+    }
 }
 
 fn syscall(name: &str) -> String {
@@ -367,6 +504,7 @@ pub fn run(args: &[&str]) -> String {
         }
         ["fuse", target] => fuse_mount(target, false),
         ["fuse-hold", target] => fuse_mount(target, true),
+        ["sysinfo-fuse", dir] => sysinfo_into_stalled_fuse(dir),
         ["bind", source, target] => mount(Some(source), target, None, bind, None),
         ["rbind", source, target] => mount(Some(source), target, None, bind | libc::MS_REC, None),
         ["move", source, target] => mount(Some(source), target, None, libc::MS_MOVE, None),

@@ -73,6 +73,49 @@ fn sysinfo_never_writes_where_the_kernel_would_not() {
 }
 
 #[test]
+fn sysinfo_into_a_page_of_the_containers_own_fuse_server_never_waits_on_it() {
+    // The runtime writes the answer into the caller's memory, on the thread that serves every
+    // container. A private mapping of a file of the container's own FUSE server, whose reads
+    // it never answers, would have that write wait for good. It does not: the fault reaches
+    // FUSE with the runtime's IDs, which the container's user namespace does not map, and
+    // FUSE refuses such a request without asking its server (EOVERFLOW): the caller gets
+    // EFAULT, and the next container is answered.
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = own_runtime(dir.path(), Policy::default());
+    let script = "mkdir -p /tmp/f && exec /probe sysinfo-fuse /tmp/f";
+    let mut fused = common::create_in(
+        &runtime,
+        "sysinfo-fuse",
+        &["sh", "-c", script],
+        common::with_fuse_device,
+    );
+    fused.container().start().unwrap();
+    assert_eq!(fused.read_stdout_line().trim(), "mapped");
+    std::thread::scope(|scope| {
+        let (sent, answered) = std::sync::mpsc::channel();
+        let runtime = &runtime;
+        scope.spawn(move || {
+            let mut other = common::create_in(
+                runtime,
+                "sysinfo-beside",
+                &["/probe", "sysinfo-uptime"],
+                |_| {},
+            );
+            let _ = sent.send(other.run_to_end());
+        });
+        let Ok((code, out)) = answered.recv_timeout(std::time::Duration::from_secs(20)) else {
+            // Its server's end frees the wait (a line read now would wait for good).
+            fused.container().kill(libc::SIGKILL).unwrap();
+            panic!("another container's sysinfo was never answered");
+        };
+        assert_eq!(fused.read_stdout_line().trim(), "EFAULT");
+        fused.container().kill(libc::SIGKILL).unwrap();
+        assert_eq!(code, 0, "{out}");
+        assert!(out.trim().parse::<u64>().is_ok(), "{out}");
+    });
+}
+
+#[test]
 fn files_read_with_sendfile_have_their_text() {
     // busybox cat copies with sendfile(2), which reads a FUSE file through the page cache up to
     // its size: with procfs's size of 0 it printed nothing. A tunable's text grows and shrinks.

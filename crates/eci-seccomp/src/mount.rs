@@ -1504,8 +1504,7 @@ fn write_to<T>(listener: &Listener, id: u64, pid: u32, addr: u64, value: &T) -> 
         return Ok(false);
     }
     let size = std::mem::size_of::<T>();
-    let maps = std::io::read_to_string(maps).map_err(errno)?;
-    if !mapped_writable(&maps, addr, size as u64) {
+    if !span_writable(&maps, addr, size as u64).map_err(errno)? {
         return Err(Errno(libc::EFAULT));
     }
     // SAFETY: `value` is plain data of `size` bytes that outlives the slice.
@@ -1515,6 +1514,85 @@ fn write_to<T>(listener: &Listener, id: u64, pid: u32, addr: u64, value: &T) -> 
         Ok(_) => Err(Errno(libc::EFAULT)),
         Err(_) => Err(Errno(libc::EFAULT)),
     }
+}
+
+/// How much of a /proc/PID/maps text is read at most, where the kernel cannot be asked for
+/// one mapping: a process makes its maps as long as it likes (65,530 mappings of files with
+/// 4 KiB names, a quarter of a GB for each call). A buffer past it gets EFAULT.
+const MAPS_READ_MOST: u64 = 4 << 20;
+
+/// Whether every byte of `len` at `addr` lies in a mapping writable by the process whose
+/// /proc/PID/maps is open as `maps`: asked of the kernel mapping by mapping (PROCMAP_QUERY,
+/// Linux 6.11), else read from its text, at most [`MAPS_READ_MOST`] of it. Either way the cost
+/// does not grow with the process's mappings past that, on a thread that serves every
+/// container.
+fn span_writable(maps: &std::fs::File, addr: u64, len: u64) -> std::io::Result<bool> {
+    use std::io::Read;
+    if let Some(writable) = queried_writable(maps, addr, len) {
+        return Ok(writable);
+    }
+    let mut text = String::new();
+    maps.take(MAPS_READ_MOST).read_to_string(&mut text)?;
+    Ok(mapped_writable(&text, addr, len))
+}
+
+/// The kernel's `struct procmap_query` (include/uapi/linux/fs.h).
+#[repr(C)]
+#[derive(Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+/// `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: libc::c_ulong = 3 << 30
+    | (std::mem::size_of::<ProcmapQuery>() as libc::c_ulong) << 16
+    | (b'f' as libc::c_ulong) << 8
+    | 17;
+/// The mapping is writable (VM_WRITE), in `vma_flags`.
+const PROCMAP_QUERY_VMA_WRITABLE: u64 = 0x02;
+
+/// [`span_writable`] asked of the kernel, one mapping at a time from `addr`; `None` if it
+/// cannot be asked (before Linux 6.11).
+fn queried_writable(maps: &std::fs::File, addr: u64, len: u64) -> Option<bool> {
+    let Some(end) = addr.checked_add(len) else {
+        return Some(false);
+    };
+    let mut covered = addr;
+    while covered < end {
+        let mut query = ProcmapQuery {
+            size: std::mem::size_of::<ProcmapQuery>() as u64,
+            query_addr: covered,
+            ..ProcmapQuery::default()
+        };
+        // SAFETY: a valid procmap_query that asks for no names (their sizes are 0).
+        let done = unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY, &mut query) };
+        if done < 0 {
+            return match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENOTTY | libc::EINVAL) if covered == addr => None,
+                // ENOENT: nothing mapped there.
+                _ => Some(false),
+            };
+        }
+        if query.vma_start > covered || query.vma_flags & PROCMAP_QUERY_VMA_WRITABLE == 0 {
+            return Some(false);
+        }
+        covered = query.vma_end;
+    }
+    Some(true)
 }
 
 /// Whether every byte of `len` at `addr` lies in a mapping that /proc/PID/maps text `maps`
@@ -2222,6 +2300,52 @@ fn sysinfo_event_id(event: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_kernel_and_the_maps_text_agree_on_what_is_writable() {
+        // Two pages read-write, the second then made read-only, and one never mapped.
+        // SAFETY: a fresh anonymous mapping of two pages, unmapped below.
+        let pages = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(pages, libc::MAP_FAILED);
+        // SAFETY: the second page of the mapping above.
+        let second = unsafe { pages.cast::<u8>().add(4096) };
+        // SAFETY: mprotect of a page of our own mapping, which nothing reads meanwhile.
+        let protected = unsafe { libc::mprotect(second.cast(), 4096, libc::PROT_READ) };
+        assert_eq!(protected, 0);
+        let first = pages as u64;
+        let on_stack = 0u64;
+        let cases = [
+            (first, 112, true),
+            (first + 4096 - 56, 112, false),
+            (first + 4096, 8, false),
+            (&on_stack as *const u64 as u64, 8, true),
+            (8, 8, false),
+            (u64::MAX - 4, 112, false),
+        ];
+        let maps = std::fs::File::open("/proc/self/maps").unwrap();
+        let asked: Vec<Option<bool>> = cases
+            .iter()
+            .map(|(addr, len, _)| queried_writable(&maps, *addr, *len))
+            .collect();
+        let text = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for ((addr, len, writable), asked) in cases.iter().zip(asked) {
+            assert_eq!(mapped_writable(&text, *addr, *len), *writable, "{addr:#x}");
+            // This kernel (6.18) answers the query.
+            assert_eq!(asked, Some(*writable), "{addr:#x}");
+            assert_eq!(span_writable(&maps, *addr, *len).unwrap(), *writable);
+        }
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(pages, 8192) };
+    }
+
     #[test]
     fn only_memory_mapped_writable_takes_a_sysinfo_answer() {
         let maps = "00400000-00401000 r-xp 00000000 08:01 1 /bin/x\n\
