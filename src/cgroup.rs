@@ -125,8 +125,12 @@ fn tree_dir(path: &Path, v1: bool) -> std::io::Result<PathBuf> {
 /// Fails if the cgroup at `path`, or one above it, was given to a container (its directory
 /// is another user's, [`crate::cgroupfs`]) in any hierarchy eci manages: a cgroup made there
 /// would be in that container's reach, which on cgroup v2 may move the processes into
-/// cgroups of its own and limit or freeze them there. A spec may name any path (Docker's
-/// `--cgroup-parent` another container's cgroup). `hierarchies`: the mounted ones.
+/// cgroups of its own and limit or freeze them there. Fails too if a cgroup above it holds
+/// processes of its own: another container's, or a host service's or session's. A container
+/// made below would count against their memory, pids and CPU limits (and so have them
+/// OOM-killed, or unable to fork), and be frozen and killed with them. A spec may name any
+/// path (Docker's `--cgroup-parent` another container's cgroup). `hierarchies`: the mounted
+/// ones; each hierarchy's root holds the host's processes and is not counted.
 pub(crate) fn check_outside_delegated(path: &Path, hierarchies: &[Hierarchy]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |reason: String| Error::Cgroup {
@@ -138,7 +142,7 @@ pub(crate) fn check_outside_delegated(path: &Path, hierarchies: &[Hierarchy]) ->
     let managed = hierarchies
         .iter()
         .filter(|h| crate::cgroupfs::managed(h) || h.unified);
-    for hierarchy in managed {
+    for hierarchy in managed.clone() {
         // The path's own directories, from the hierarchy's root down, as far as they exist.
         let mut dir = hierarchy.mount.clone();
         for name in relative.components() {
@@ -158,7 +162,36 @@ pub(crate) fn check_outside_delegated(path: &Path, hierarchies: &[Hierarchy]) ->
             }
         }
     }
+    // The directories above the path's own, as far as they exist (a delegated container's
+    // that moved its processes below is refused above).
+    let above: Vec<_> = relative.ancestors().skip(1).collect();
+    for hierarchy in managed {
+        for ancestor in above.iter().rev().filter(|a| !a.as_os_str().is_empty()) {
+            let dir = hierarchy.mount.join(ancestor);
+            if !dir.exists() {
+                break;
+            }
+            if holds_processes(&dir) {
+                return Err(refuse(format!(
+                    "{} holds processes of its own (another container's, or a service's); \
+                     no container's cgroup may be made below it",
+                    dir.display()
+                )));
+            }
+        }
+    }
     Ok(())
+}
+
+/// Whether the cgroup directory `dir` lists a process of its own (not those of the cgroups
+/// below it). A missing one holds none; one that cannot be read counts as holding some.
+fn holds_processes(dir: &Path) -> bool {
+    use std::io::Read;
+    let mut first = [0u8; 1];
+    match std::fs::File::open(dir.join("cgroup.procs")) {
+        Ok(mut procs) => !matches!(procs.read(&mut first), Ok(0)),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Whether a /proc/PID/cgroup `text` puts the process at `path`: where the controllers are on

@@ -343,6 +343,34 @@ fn no_container_is_made_inside_a_cgroup_delegated_to_another() {
 }
 
 #[test]
+fn no_container_is_made_below_a_cgroup_that_holds_processes() {
+    // Docker's --cgroup-parent may name another container's cgroup, or a host service's: a
+    // container made there would count against their limits, and be frozen and killed with
+    // them.
+    let mut running = common::create_with("parent", &["sleep", "1000"], |_| {});
+    running.container().start().unwrap();
+    let below = running.container().cgroup_path().unwrap().join("guest");
+    let Err(err) = try_create_at(common::runtime(), "guest", &below, |_| {}) else {
+        panic!("a container was made below another's cgroup");
+    };
+    assert!(
+        err.to_string().contains("holds processes of its own"),
+        "{err}"
+    );
+    // The refusal made nothing there.
+    let cgroup = running.container().cgroup_path().unwrap().to_path_buf();
+    let relative = cgroup.strip_prefix("/").unwrap();
+    for hierarchy in [
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/unified",
+    ] {
+        let dir = std::path::Path::new(hierarchy).join(relative);
+        assert!(!dir.join("guest").exists(), "{}", dir.display());
+    }
+}
+
+#[test]
 fn a_cgroup_that_exists_already_is_never_delegated() {
     // A spec may name any cgroup path, a host service's among them: it is not given away.
     let hierarchy = if std::path::Path::new("/sys/fs/cgroup/pids").is_dir() {
