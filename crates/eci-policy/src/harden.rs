@@ -1304,8 +1304,27 @@ pub fn refused_unified_key(resources: Option<&LinuxResources>) -> Option<(String
     let unified = resources?.unified().as_ref()?;
     let mut keys: Vec<&String> = unified.keys().collect();
     keys.sort();
-    keys.into_iter()
-        .find_map(|key| unified_key_refusal(key).map(|reason| (key.clone(), reason)))
+    keys.into_iter().find_map(|key| {
+        let refused =
+            unified_key_refusal(key).or_else(|| unified_value_refusal(key, &unified[key]));
+        refused.map(|reason| (key.clone(), reason))
+    })
+}
+
+/// Why a value of a file the container may write is refused: one that takes from the host
+/// more than the container's share. Real-time I/O comes ahead of every host process's (as
+/// RLIMIT_RTPRIO is clamped for CPU), and a hard memory protection has the host's processes
+/// reclaimed and OOM-killed in the container's place wherever no parent bounds it (a
+/// `cgroupsPath` at a hierarchy's top). memory.low (Docker's `--memory-reservation`) stays a
+/// best effort, and is bounded by the parents' like memory.min.
+fn unified_value_refusal(key: &str, value: &str) -> Option<&'static str> {
+    match key {
+        "io.prio.class" if !matches!(value.trim(), "no-change" | "restrict-to-be" | "idle") => {
+            Some("only no-change, restrict-to-be and idle: promote-to-rt (none-to-rt) puts the container's I/O ahead of every host process's")
+        }
+        "memory.min" => Some("a hard memory protection has host processes reclaimed and OOM-killed in the container's place"),
+        _ => None,
+    }
 }
 
 fn unified_key_refusal(key: &str) -> Option<&'static str> {

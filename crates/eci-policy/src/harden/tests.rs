@@ -791,6 +791,31 @@ fn unified_keys_are_limits_on_the_containers_own_cgroup() {
 }
 
 #[test]
+fn unified_values_that_take_from_the_host_are_refused() {
+    let with = |key: &str, value: &str| {
+        let mut resources = LinuxResources::default();
+        resources.set_unified(Some([(key.to_string(), value.to_string())].into()));
+        refused_unified_key(Some(&resources)).map(|(k, _)| k)
+    };
+    for value in ["no-change", "restrict-to-be", "idle", "idle\n"] {
+        assert_eq!(with("io.prio.class", value), None, "{value}");
+    }
+    for value in ["promote-to-rt", "none-to-rt", "rt", ""] {
+        assert_eq!(
+            with("io.prio.class", value),
+            Some("io.prio.class".to_string()),
+            "{value}"
+        );
+    }
+    assert_eq!(with("memory.min", "max"), Some("memory.min".to_string()));
+    assert_eq!(
+        with("memory.low", "1G"),
+        None,
+        "a best effort, as Docker sets it"
+    );
+}
+
+#[test]
 fn a_spec_or_update_writing_outside_its_limits_is_refused() {
     let mut spec = spec_with_namespaces(&[
         LinuxNamespaceType::Pid,
