@@ -13,8 +13,9 @@ use std::os::fd::RawFd;
 
 use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 
-/// Supplementary groups taken from a caller, at most; a caller with more is given its first
-/// ones only, which can only refuse it more than the kernel would.
+/// Supplementary groups taken from a caller, at most. A caller with more is refused (EPERM):
+/// given only its first ones, it could pass a check that one of the others fails (a mode
+/// that denies a group what it gives everyone else), where the kernel would refuse it.
 const MOST_GROUPS: usize = 64;
 
 /// The capabilities the kernel may ask of a mount(2) or umount2(2) and its path lookups:
@@ -72,7 +73,7 @@ impl Creds {
     pub(crate) fn of_caller(piddir: RawFd, effective: u64) -> SysResult<Creds> {
         let mut text = [0u8; 4096];
         let len = read_status(piddir, &mut text)?;
-        parse_status(&text[..len], effective).ok_or(Errno(libc::EIO))
+        parse_status(&text[..len], effective)
     }
 
     /// Whether acting with a caller's credentials could differ from acting as the helper
@@ -135,7 +136,10 @@ fn read_status(piddir: RawFd, out: &mut [u8]) -> SysResult<usize> {
 }
 
 /// The filesystem IDs (fourth of the Uid and Gid lines) and the groups of a status text.
-fn parse_status(text: &[u8], effective: u64) -> Option<Creds> {
+/// EIO for a text without them; EPERM for more than [`MOST_GROUPS`] groups, or a Groups line
+/// the text cuts short (its last number could be the start of another group's).
+fn parse_status(text: &[u8], effective: u64) -> SysResult<Creds> {
+    let unreadable = Errno(libc::EIO);
     let mut creds = Creds {
         fsuid: u32::MAX,
         fsgid: u32::MAX,
@@ -144,22 +148,34 @@ fn parse_status(text: &[u8], effective: u64) -> Option<Creds> {
         effective,
     };
     let mut seen = 0;
-    for line in text.split(|b| *b == b'\n') {
+    let mut lines = text.split(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.next() {
         if let Some(rest) = line.strip_prefix(b"Uid:") {
-            creds.fsuid = numbers(rest).nth(3)??;
+            creds.fsuid = numbers(rest).nth(3).flatten().ok_or(unreadable)?;
             seen |= 1;
         } else if let Some(rest) = line.strip_prefix(b"Gid:") {
-            creds.fsgid = numbers(rest).nth(3)??;
+            creds.fsgid = numbers(rest).nth(3).flatten().ok_or(unreadable)?;
             seen |= 2;
         } else if let Some(rest) = line.strip_prefix(b"Groups:") {
-            for group in numbers(rest).take(MOST_GROUPS) {
-                creds.groups[creds.group_count] = group?;
+            // The last piece of the split has no newline after it: cut short.
+            if lines.peek().is_none() {
+                return Err(Errno(libc::EPERM));
+            }
+            for group in numbers(rest) {
+                if creds.group_count == MOST_GROUPS {
+                    return Err(Errno(libc::EPERM));
+                }
+                creds.groups[creds.group_count] = group.ok_or(unreadable)?;
                 creds.group_count += 1;
             }
             seen |= 4;
         }
     }
-    (seen == 7).then_some(creds)
+    if seen == 7 {
+        Ok(creds)
+    } else {
+        Err(unreadable)
+    }
 }
 
 /// The whitespace-separated decimal numbers of `text` (None for a word that is not one).
@@ -186,8 +202,13 @@ mod tests {
         let creds = parse_status(STATUS, 1 << 21).unwrap();
         assert_eq!((creds.fsuid, creds.fsgid), (1001, 51));
         assert_eq!(&creds.groups[..creds.group_count], [4, 24, 27]);
-        assert!(parse_status(b"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n", 0).is_none());
-        assert!(parse_status(b"Uid:\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n", 0).is_none());
+        let errno = |text: &[u8]| parse_status(text, 0).err();
+        let eio = Some(Errno(libc::EIO));
+        assert_eq!(errno(b"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n"), eio);
+        assert_eq!(errno(b"Uid:\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n"), eio);
+        // A Groups line the read cut short.
+        let cut = b"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t4 24 12";
+        assert_eq!(errno(cut), Some(Errno(libc::EPERM)));
         let none = parse_status(b"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n", 0).unwrap();
         assert_eq!(none.group_count, 0);
     }
@@ -209,12 +230,16 @@ mod tests {
         }
 
         #[test]
-        fn many_groups_are_cut_to_the_first_ones(groups in proptest::collection::vec(0u32..100_000, 0..200)) {
+        fn groups_are_taken_whole_or_the_caller_is_refused(groups in proptest::collection::vec(0u32..100_000, 0..200)) {
             let list: Vec<String> = groups.iter().map(u32::to_string).collect();
             let text = format!("Uid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\t{}\n", list.join(" "));
-            let creds = parse_status(text.as_bytes(), 0).unwrap();
-            let kept = groups.len().min(MOST_GROUPS);
-            prop_assert_eq!(&creds.groups[..creds.group_count], &groups[..kept]);
+            match parse_status(text.as_bytes(), 0) {
+                Ok(creds) => prop_assert_eq!(&creds.groups[..creds.group_count], &groups[..]),
+                Err(errno) => {
+                    prop_assert!(groups.len() > MOST_GROUPS);
+                    prop_assert_eq!(errno, Errno(libc::EPERM));
+                }
+            }
         }
     }
 }
