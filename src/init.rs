@@ -61,6 +61,48 @@ pub(crate) struct Sysctls {
 /// Step codes of sysctl failures (stage Init): this plus the entry's index.
 const SYSCTL_STEP: u32 = 1000;
 
+/// The sysctls that name TCP congestion control algorithms. Set to one the kernel lacks by a
+/// writer with CAP_NET_ADMIN in the host's user namespace, as the mounter is, the kernel
+/// loads the module `tcp_NAME` for it: a module load the container could not make itself.
+const CONGESTION_CONTROLS: [&str; 2] = [
+    "net.ipv4.tcp_congestion_control",
+    "net.ipv4.tcp_allowed_congestion_control",
+];
+
+/// Fails with ENOENT (what the kernel answers the container's own root) unless every
+/// algorithm `value` names is loaded already: listed in tcp_available_congestion_control.
+/// Allocation-free.
+fn congestion_controls_loaded(value: &[u8]) -> SysResult<()> {
+    let mut buf = [0u8; 1024];
+    let path = c"/proc/sys/net/ipv4/tcp_available_congestion_control";
+    // SAFETY: a NUL-terminated path and plain flags.
+    let fd = check_int(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: buf is a valid writable buffer of its length.
+    let read = check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long);
+    sys::close(fd);
+    let available = &buf[..read? as usize];
+    if names_all_available(value, available) {
+        Ok(())
+    } else {
+        Err(Errno(libc::ENOENT))
+    }
+}
+
+/// Whether `value` names at least one algorithm, each one of `available`'s (both lists
+/// separated by whitespace).
+fn names_all_available(value: &[u8], available: &[u8]) -> bool {
+    let mut names = value
+        .split(u8::is_ascii_whitespace)
+        .filter(|word| !word.is_empty())
+        .peekable();
+    names.peek().is_some()
+        && names.all(|name| {
+            available
+                .split(u8::is_ascii_whitespace)
+                .any(|known| known == name)
+        })
+}
+
 impl Sysctls {
     pub(crate) fn from_spec(spec: &Spec) -> Result<Sysctls, ProcessError> {
         let map = spec
@@ -82,12 +124,16 @@ impl Sysctls {
 
     /// Writes them through the host's /proc. Allocation-free.
     pub(crate) fn write(&self) -> Result<(), Failure> {
-        for (i, (_, path, value)) in self.entries.iter().enumerate() {
-            write_file(path, value.as_bytes()).map_err(|errno| Failure {
+        for (i, (key, path, value)) in self.entries.iter().enumerate() {
+            let fail = |errno| Failure {
                 stage: Stage::Init,
                 step: SYSCTL_STEP + i as u32,
                 errno,
-            })?;
+            };
+            if CONGESTION_CONTROLS.contains(&key.as_str()) {
+                congestion_controls_loaded(value.as_bytes()).map_err(fail)?;
+            }
+            write_file(path, value.as_bytes()).map_err(fail)?;
         }
         Ok(())
     }
@@ -675,6 +721,31 @@ fn capset(caps: Caps) -> SysResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_congestion_control_is_set_only_to_algorithms_loaded_already() {
+        let available = b"reno cubic\n";
+        assert!(names_all_available(b"cubic", available));
+        assert!(names_all_available(b"reno cubic\n", available));
+        assert!(
+            !names_all_available(b"bbr", available),
+            "would load tcp_bbr"
+        );
+        assert!(!names_all_available(b"cubic bbr", available));
+        assert!(!names_all_available(b"cub", available));
+        assert!(!names_all_available(b"  \n", available));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_name_passes_only_if_listed(name in "[a-z]{1,8}", listed in proptest::collection::vec("[a-z]{1,8}", 0..5)) {
+            let available = listed.join(" ");
+            proptest::prop_assert_eq!(
+                names_all_available(name.as_bytes(), available.as_bytes()),
+                listed.contains(&name)
+            );
+        }
+    }
 
     #[test]
     fn a_procfs_write_lands_only_in_procfs() {

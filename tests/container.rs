@@ -683,6 +683,52 @@ fn a_writable_rootfs_that_host_users_can_reach_is_refused() {
 }
 
 #[test]
+fn a_congestion_control_sysctl_takes_only_an_algorithm_loaded_already() {
+    // Set to one the kernel lacks by a writer with the host's CAP_NET_ADMIN (the mounter),
+    // the kernel would load the module tcp_NAME: a module load the container could not make.
+    let with = |value: &str| {
+        let value = value.to_string();
+        move |spec: &mut eci::oci_spec::runtime::Spec| {
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            let key = "net.ipv4.tcp_congestion_control".to_string();
+            linux.set_sysctl(Some([(key, value)].into_iter().collect()));
+            spec.set_linux(Some(linux));
+        }
+    };
+    let host = || std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    // One a network namespace other than the host's may choose (loaded, unrestricted).
+    let allowed =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_allowed_congestion_control").unwrap();
+    let loaded = allowed.split_whitespace().last().unwrap().to_string();
+    let before = host();
+    let script = ["cat", "/proc/sys/net/ipv4/tcp_congestion_control"];
+    let (code, out) = create_with("congestion", &script, with(&loaded)).run_to_end();
+    assert_eq!((code, out.trim()), (0, loaded.as_str()));
+    assert_eq!(host(), before, "the host's algorithm is unchanged");
+
+    let id = common::unique_id("congestion-unloaded");
+    let rootfs = eci::HostRootfs::create(
+        &std::path::Path::new(common::STATE_DIR)
+            .join("rootfs")
+            .join(&id),
+    )
+    .unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    with("eci-not-loaded")(&mut spec);
+    let refused = runtime().create(eci::ContainerConfig::new(id, spec));
+    rootfs.remove().unwrap();
+    let Err(err) = refused else {
+        panic!("an algorithm nobody loaded was set")
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("net.ipv4.tcp_congestion_control=eci-not-loaded")
+            && text.contains("No such file"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_uts_sysctl_changes_the_containers_names_not_the_hosts() {
     let host = || std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
     let before = host();
