@@ -151,6 +151,27 @@ fn a_caller_mounts_with_its_own_credentials() {
 }
 
 #[test]
+fn an_overlay_copies_up_with_its_callers_capabilities() {
+    // An overlay makes every copy-up with its mounter's credentials: the copy is chowned to the
+    // lower file's owner. A caller without CAP_CHOWN (container root, its bounding set cut)
+    // cannot have a file of uid 1000 copied up, as without eci; container root can.
+    let script = "mkdir -p /tmp/o && /probe mount none /tmp/o tmpfs \
+         && mkdir /tmp/o/l /tmp/o/u /tmp/o/w /tmp/o/m /tmp/o/u2 /tmp/o/w2 /tmp/o/m2 \
+         && echo lower > /tmp/o/l/owned && chown 1000:1000 /tmp/o/l/owned && cd /tmp/o \
+         && setpriv --bounding-set=-chown /bin/sh -c \
+            '/probe mount none /tmp/o/m overlay lowerdir=l,upperdir=u,workdir=w; \
+             (echo upper >> /tmp/o/m/owned) 2>/dev/null && echo appended || echo refused' \
+         && /probe mount none /tmp/o/m2 overlay lowerdir=l,upperdir=u2,workdir=w2 \
+         && (echo upper >> /tmp/o/m2/owned) && stat -c %u /tmp/o/u2/owned";
+    let (code, out) = run("overlay-creds", &["sh", "-c", script]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "ok", "refused", "ok", "1000"]
+    );
+}
+
+#[test]
 fn relative_paths_resolve_in_each_callers_working_directory() {
     // The helper keeps the working directory it last took. Every call whose target, bind
     // source or overlay options are relative takes the caller's anew; a tmpfs's source ("none")

@@ -858,10 +858,27 @@ fn vet_and_perform(
         // Its paths are looked up as the caller's own would be: the kernel checks what it
         // would check for the caller. (Read through the directory that names the caller for
         // good since the check above.)
-        None if Creds::needed(caps) => Creds::of_caller(piddir, caps)?.acting(perform),
+        None if Creds::needed(caps) || keeps_mounters_creds(kind, call, caps)? => {
+            Creds::of_caller(piddir, caps)?.acting(perform)
+        }
         None => perform(),
     };
     Ok(Some((done.err().map_or(0, |Errno(e)| e), 0)))
+}
+
+/// Whether a new filesystem keeps its mounter's credentials for later work, and the caller,
+/// with `caps`, lacks a capability of the helper's: then it is mounted with the caller's. An
+/// overlay makes every copy-up with them (the copy chowned to the lower file's owner, its
+/// setuid bits kept), so one mounted with the helper's would do for a caller without
+/// CAP_CHOWN or CAP_FSETID what the kernel would refuse it. Allocation-free.
+fn keeps_mounters_creds(kind: MountKind, call: &Call<'_>, caps: u64) -> SysResult<bool> {
+    let overlay = matches!(kind, MountKind::NewFilesystem)
+        && call.fstype.is_some_and(|t| t.to_bytes() == b"overlay");
+    if !overlay {
+        return Ok(false);
+    }
+    let (own, _) = sys::own_caps()?;
+    Ok(own & !caps != 0)
 }
 
 /// The caller's FUSE device, for a FUSE mount that names one (`fd=N`).
