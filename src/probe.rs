@@ -18,6 +18,9 @@
 //! eci-probe seccomp-listener                      try to install a competing notifier
 //! eci-probe sysinfo-uptime                        sysinfo(2)'s uptime in seconds, or the errno
 //! eci-probe sysinfo-readonly                      sysinfo(2) into a read-only page: the errno
+//! eci-probe fuse-pid DIR                          mount a FUSE server at DIR, look a file up:
+//!                                                 "same" if the server was told this process's
+//!                                                 PID as it sees it, else both numbers
 //! eci-probe sysinfo-fuse DIR                       sysinfo(2) into a page of a FUSE server at DIR
 //!                                                 that never answers a read: prints "mapped",
 //!                                                 then the answer
@@ -185,7 +188,7 @@ fn sysinfo_into_stalled_fuse(dir: &str) -> String {
     if mounted != "ok" {
         return format!("mount: {mounted}");
     }
-    std::thread::spawn(move || serve_all_but_reads(&device));
+    std::thread::spawn(move || serve_all_but_reads(&device, None));
     let file = match std::fs::File::open(format!("{dir}/f")) {
         Ok(file) => file,
         Err(err) => return format!("open: {err}"),
@@ -210,9 +213,43 @@ fn sysinfo_into_stalled_fuse(dir: &str) -> String {
     answer(unsafe { libc::sysinfo(page.cast()) } as libc::c_long)
 }
 
-/// The FUSE server of [`sysinfo_into_stalled_fuse`]: a root directory holding one 4 KiB file
-/// `f` (node 2); every read is left unanswered.
-fn serve_all_but_reads(device: &std::fs::File) {
+/// Mounts a FUSE filesystem at `dir` and looks its file up: "same" if the server was told the
+/// PID of this process as this process sees it, else the two numbers.
+fn fuse_request_pid(dir: &str) -> String {
+    use std::os::fd::AsRawFd;
+    let device = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        Ok(device) => device,
+        Err(err) => return format!("open /dev/fuse: {err}"),
+    };
+    let data = format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0",
+        device.as_raw_fd()
+    );
+    let mounted = mount(Some("pid"), dir, Some("fuse.pid"), 0, Some(&data));
+    if mounted != "ok" {
+        return format!("mount: {mounted}");
+    }
+    let (told, lookups) = std::sync::mpsc::channel();
+    std::thread::spawn(move || serve_all_but_reads(&device, Some(told)));
+    if let Err(err) = std::fs::metadata(format!("{dir}/f")) {
+        return format!("stat: {err}");
+    }
+    let own = std::process::id();
+    match lookups.recv_timeout(std::time::Duration::from_secs(5)) {
+        Ok(pid) if pid == own => "same".to_string(),
+        Ok(pid) => format!("told {pid}, is {own}"),
+        Err(_) => "no lookup".to_string(),
+    }
+}
+
+/// The FUSE server of [`sysinfo_into_stalled_fuse`] and [`fuse_request_pid`]: a root
+/// directory holding one 4 KiB file `f` (node 2); every read is left unanswered. The PID each
+/// lookup names goes to `lookups`.
+fn serve_all_but_reads(device: &std::fs::File, lookups: Option<std::sync::mpsc::Sender<u32>>) {
     use std::io::{Read, Write};
     const LOOKUP: u32 = 1;
     const FORGET: u32 = 2;
@@ -250,6 +287,11 @@ fn serve_all_but_reads(device: &std::fs::File) {
         let word = |at: usize| u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap());
         let (opcode, unique) = (word(4), u64::from_ne_bytes(buf[8..16].try_into().unwrap()));
         let node = u64::from_ne_bytes(buf[16..24].try_into().unwrap());
+        if opcode == LOOKUP {
+            if let Some(lookups) = &lookups {
+                let _ = lookups.send(word(32));
+            }
+        }
         let (error, body): (i32, Vec<u8>) = match opcode {
             READ | FORGET | BATCH_FORGET | INTERRUPT => continue,
             INIT => {
@@ -505,6 +547,7 @@ pub fn run(args: &[&str]) -> String {
         ["fuse", target] => fuse_mount(target, false),
         ["fuse-hold", target] => fuse_mount(target, true),
         ["sysinfo-fuse", dir] => sysinfo_into_stalled_fuse(dir),
+        ["fuse-pid", dir] => fuse_request_pid(dir),
         ["bind", source, target] => mount(Some(source), target, None, bind, None),
         ["rbind", source, target] => mount(Some(source), target, None, bind | libc::MS_REC, None),
         ["move", source, target] => mount(Some(source), target, None, libc::MS_MOVE, None),

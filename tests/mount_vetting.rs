@@ -151,6 +151,16 @@ fn a_caller_mounts_with_its_own_credentials() {
 }
 
 #[test]
+fn a_fuse_server_is_told_its_callers_pids_as_the_container_sees_them() {
+    // The kernel keeps the mounting task's PID namespace with a FUSE connection, and tells the
+    // server each request's PID as seen there: mounted from the host's, host PIDs.
+    let script = "mkdir -p /tmp/f && /probe fuse-pid /tmp/f";
+    let mut c = common::create_with("fuse-pid", &["sh", "-c", script], common::with_fuse_device);
+    let (code, out) = c.run_to_end();
+    assert_eq!((code, out.trim()), (0, "same"));
+}
+
+#[test]
 fn an_overlay_copies_up_with_its_callers_capabilities() {
     // An overlay makes every copy-up with its mounter's credentials: the copy is chowned to the
     // lower file's owner. A caller without CAP_CHOWN (container root, its bounding set cut)

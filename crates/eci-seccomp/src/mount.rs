@@ -853,17 +853,57 @@ fn vet_and_perform(
         }
     }
     let descriptor_dir = descriptors.as_ref().map(|d| d.dir.as_raw_fd());
+    let new_fuse = matches!(kind, MountKind::NewFilesystem) && is_fuse;
+    let mount_it = || match new_fuse {
+        true => in_callers_pid_namespace(piddir, &perform),
+        false => perform(),
+    };
     let done = match fresh {
         Some(fresh) => mount_fresh(half, view, piddir, call, fresh, caps, descriptor_dir),
         // Its paths are looked up as the caller's own would be: the kernel checks what it
         // would check for the caller. (Read through the directory that names the caller for
         // good since the check above.)
         None if Creds::needed(caps) || keeps_mounters_creds(kind, call, caps)? => {
-            Creds::of_caller(piddir, caps)?.acting(perform)
+            Creds::of_caller(piddir, caps)?.acting(mount_it)
         }
-        None => perform(),
+        None => mount_it(),
     };
     Ok(Some((done.err().map_or(0, |Errno(e)| e), 0)))
+}
+
+/// Runs `perform` (a FUSE mount) in a process of the caller's PID namespace. The kernel keeps
+/// the mounting task's PID namespace with a FUSE connection and tells the server, in every
+/// request, the PID of the process asking as seen from there: mounted by the helper, which
+/// lives in the host's, the container's server read host PIDs. A child of the helper's joins
+/// the caller's PID namespace, which only its children enter (the helper's own could not be
+/// set back: that takes the host's CAP_SYS_ADMIN), and its child mounts. Both are undumpable,
+/// as the helper is, with a memory map owned by the host's user namespace, so the container's
+/// root can neither trace them nor take their descriptors while they live. Allocation-free.
+fn in_callers_pid_namespace(piddir: RawFd, perform: &dyn Fn() -> SysResult<()>) -> SysResult<()> {
+    let theirs = callers_namespace(piddir, c"ns/pid")?;
+    in_child(&|| {
+        sys::setns(theirs.as_raw_fd(), libc::CLONE_NEWPID)?;
+        in_child(perform)
+    })
+}
+
+/// Runs `work` in a child process and waits for it: its errno, or EINTR if it was killed
+/// (the container's root may signal a process of its PID namespace). Allocation-free.
+fn in_child(work: &dyn Fn() -> SysResult<()>) -> SysResult<()> {
+    // SAFETY: the helper and its children are single-threaded, and the child only makes
+    // system calls and exits.
+    match unsafe { sys::fork() }? {
+        sys::Forked::Child => {
+            let code = work().err().map_or(0, |Errno(errno)| errno);
+            // SAFETY: the child ends here, running nothing of the helper's on the way out.
+            unsafe { libc::_exit(code) }
+        }
+        sys::Forked::Parent { pid, .. } => match sys::waitpid(pid)? {
+            status if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => Ok(()),
+            status if libc::WIFEXITED(status) => Err(Errno(libc::WEXITSTATUS(status))),
+            _ => Err(Errno(libc::EINTR)),
+        },
+    }
 }
 
 /// Whether a new filesystem keeps its mounter's credentials for later work, and the caller,
