@@ -137,33 +137,37 @@ fn mount(
 /// `hold`, keeps it open and never answers, printing the answer first: every access under
 /// `target` then waits until this process is killed.
 fn fuse_mount(target: &str, hold: bool) -> String {
-    let device = match std::fs::OpenOptions::new()
+    match mount_fuse(target, "eci-probe") {
+        Ok(_device) if hold => {
+            println!("ok");
+            loop {
+                std::thread::park();
+            }
+        }
+        Ok(_) => "ok".to_string(),
+        Err(answer) => answer,
+    }
+}
+
+/// Opens /dev/fuse and mounts a FUSE filesystem of type `fuse.NAME` at `target` over it, as
+/// fusermount does: the device, or the mount's answer (an errno name) or why the device did
+/// not open.
+fn mount_fuse(target: &str, name: &str) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let device = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
-    {
-        Ok(device) => device,
-        Err(err) => return format!("open /dev/fuse: {err}"),
-    };
-    use std::os::fd::AsRawFd;
+        .map_err(|err| format!("open /dev/fuse: {err}"))?;
     let data = format!(
         "fd={},rootmode=40000,user_id=0,group_id=0",
         device.as_raw_fd()
     );
-    let answer = mount(
-        Some("eci-probe"),
-        target,
-        Some("fuse.eci-probe"),
-        0,
-        Some(&data),
-    );
-    if hold && answer == "ok" {
-        println!("{answer}");
-        loop {
-            std::thread::park();
-        }
+    let fstype = format!("fuse.{name}");
+    match mount(Some(name), target, Some(&fstype), 0, Some(&data)) {
+        answer if answer == "ok" => Ok(device),
+        answer => Err(answer),
     }
-    answer
 }
 
 /// Mounts a FUSE filesystem at `dir` whose server (a thread here) answers everything but
@@ -172,22 +176,10 @@ fn fuse_mount(target: &str, hold: bool) -> String {
 /// answers. Prints "mapped" before the call.
 fn sysinfo_into_stalled_fuse(dir: &str) -> String {
     use std::os::fd::AsRawFd;
-    let device = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-    {
+    let device = match mount_fuse(dir, "stall") {
         Ok(device) => device,
-        Err(err) => return format!("open /dev/fuse: {err}"),
+        Err(answer) => return format!("mount: {answer}"),
     };
-    let data = format!(
-        "fd={},rootmode=40000,user_id=0,group_id=0",
-        device.as_raw_fd()
-    );
-    let mounted = mount(Some("stall"), dir, Some("fuse.stall"), 0, Some(&data));
-    if mounted != "ok" {
-        return format!("mount: {mounted}");
-    }
     std::thread::spawn(move || serve_all_but_reads(&device, None));
     let file = match std::fs::File::open(format!("{dir}/f")) {
         Ok(file) => file,
@@ -216,23 +208,10 @@ fn sysinfo_into_stalled_fuse(dir: &str) -> String {
 /// Mounts a FUSE filesystem at `dir` and looks its file up: "same" if the server was told the
 /// PID of this process as this process sees it, else the two numbers.
 fn fuse_request_pid(dir: &str) -> String {
-    use std::os::fd::AsRawFd;
-    let device = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-    {
+    let device = match mount_fuse(dir, "pid") {
         Ok(device) => device,
-        Err(err) => return format!("open /dev/fuse: {err}"),
+        Err(answer) => return format!("mount: {answer}"),
     };
-    let data = format!(
-        "fd={},rootmode=40000,user_id=0,group_id=0",
-        device.as_raw_fd()
-    );
-    let mounted = mount(Some("pid"), dir, Some("fuse.pid"), 0, Some(&data));
-    if mounted != "ok" {
-        return format!("mount: {mounted}");
-    }
     let (told, lookups) = std::sync::mpsc::channel();
     std::thread::spawn(move || serve_all_but_reads(&device, Some(told)));
     if let Err(err) = std::fs::metadata(format!("{dir}/f")) {

@@ -398,22 +398,21 @@ fn nothing_is_created_in_a_host_directory_the_containers_root_may_not_write() {
     let host = dir.path().join("host");
     std::fs::create_dir(&host).unwrap();
     let source = host.clone();
-    let id = common::unique_id("host-point");
-    let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
-    let mut spec = rootfs.spec(vec!["true".into()]);
-    let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
-    let mut bind = eci::oci_spec::runtime::Mount::default();
-    bind.set_destination("/o".into());
-    bind.set_typ(Some("bind".into()));
-    bind.set_source(Some(source));
-    bind.set_options(Some(vec!["rbind".into(), "rw".into()]));
-    mounts.push(bind);
-    let mut tmpfs = eci::oci_spec::runtime::Mount::default();
-    tmpfs.set_destination("/o/made/deeper".into());
-    tmpfs.set_typ(Some("tmpfs".into()));
-    tmpfs.set_source(Some("tmpfs".into()));
-    mounts.push(tmpfs);
-    let Err(err) = runtime().create(eci::ContainerConfig::new(id, spec)) else {
+    let created = common::try_create(runtime(), "host-point", |spec| {
+        let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
+        let mut bind = eci::oci_spec::runtime::Mount::default();
+        bind.set_destination("/o".into());
+        bind.set_typ(Some("bind".into()));
+        bind.set_source(Some(source));
+        bind.set_options(Some(vec!["rbind".into(), "rw".into()]));
+        mounts.push(bind);
+        let mut tmpfs = eci::oci_spec::runtime::Mount::default();
+        tmpfs.set_destination("/o/made/deeper".into());
+        tmpfs.set_typ(Some("tmpfs".into()));
+        tmpfs.set_source(Some("tmpfs".into()));
+        mounts.push(tmpfs);
+    });
+    let Err(err) = created else {
         panic!("the create was not refused")
     };
     assert!(
@@ -422,7 +421,6 @@ fn nothing_is_created_in_a_host_directory_the_containers_root_may_not_write() {
         "{err}"
     );
     assert_eq!(std::fs::read_dir(&host).unwrap().count(), 0, "{err}");
-    rootfs.remove().unwrap();
 }
 
 #[test]
@@ -706,17 +704,7 @@ fn a_congestion_control_sysctl_takes_only_an_algorithm_loaded_already() {
     assert_eq!((code, out.trim()), (0, loaded.as_str()));
     assert_eq!(host(), before, "the host's algorithm is unchanged");
 
-    let id = common::unique_id("congestion-unloaded");
-    let rootfs = eci::HostRootfs::create(
-        &std::path::Path::new(common::STATE_DIR)
-            .join("rootfs")
-            .join(&id),
-    )
-    .unwrap();
-    let mut spec = rootfs.spec(vec!["true".into()]);
-    with("eci-not-loaded")(&mut spec);
-    let refused = runtime().create(eci::ContainerConfig::new(id, spec));
-    rootfs.remove().unwrap();
+    let refused = common::try_create(runtime(), "congestion-unloaded", with("eci-not-loaded"));
     let Err(err) = refused else {
         panic!("an algorithm nobody loaded was set")
     };

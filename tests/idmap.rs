@@ -110,17 +110,14 @@ fn files_created_in_a_writable_bind_belong_to_the_containers_block_on_the_host()
 fn an_idmapped_bind_of_a_writable_share_is_refused() {
     // It would let container root write as host root there: setuid programs for host users.
     let dir = host_dir();
-    let id = common::unique_id("idmap-opt");
-    let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
-    let mut spec = rootfs.spec(vec!["true".into()]);
-    let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
-    mounts.push(bind(dir.path(), "/data", &["rbind", "rw", "idmap"]));
-    let refused = common::runtime().create(eci::ContainerConfig::new(id, spec));
+    let refused = common::try_create(common::runtime(), "idmap-opt", |spec| {
+        let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
+        mounts.push(bind(dir.path(), "/data", &["rbind", "rw", "idmap"]));
+    });
     let Err(err) = refused else {
         panic!("the create was not refused")
     };
     assert!(err.to_string().contains("idmapped mount (idmap)"), "{err}");
-    rootfs.remove().unwrap();
 }
 
 #[test]

@@ -169,21 +169,12 @@ fn try_create_at(
     cgroups_path: &std::path::Path,
     edit: impl FnOnce(&mut eci::oci_spec::runtime::Spec),
 ) -> Result<eci::Container, Error> {
-    let id = common::unique_id(name);
-    let rootfs = eci::HostRootfs::create(
-        &std::path::Path::new(common::STATE_DIR)
-            .join("rootfs")
-            .join(&id),
-    )
-    .unwrap();
-    let mut spec = rootfs.spec(vec!["true".into()]);
-    let mut linux = spec.linux().clone().unwrap();
-    linux.set_cgroups_path(Some(cgroups_path.to_path_buf()));
-    spec.set_linux(Some(linux));
-    edit(&mut spec);
-    let created = runtime.create(eci::ContainerConfig::new(id, spec));
-    rootfs.remove().unwrap();
-    created
+    common::try_create(runtime, name, |spec| {
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_cgroups_path(Some(cgroups_path.to_path_buf()));
+        spec.set_linux(Some(linux));
+        edit(spec);
+    })
 }
 
 #[test]

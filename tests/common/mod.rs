@@ -306,6 +306,24 @@ pub fn create_full(
     }
 }
 
+/// Creates a container running `true` in `runtime` from a spec `edit` changes (without the
+/// probe's mount): what the create returns. Its rootfs is removed either way, so this is for
+/// creates that are to fail, or whose container is not started.
+#[allow(dead_code)]
+pub fn try_create(
+    runtime: &Runtime,
+    name: &str,
+    edit: impl FnOnce(&mut Spec),
+) -> Result<Container, eci::Error> {
+    let id = unique_id(name);
+    let rootfs = HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    edit(&mut spec);
+    let created = runtime.create(ContainerConfig::new(id, spec));
+    rootfs.remove().unwrap();
+    created
+}
+
 /// Runs `args` in a fresh container; returns (exit code, stdout).
 pub fn run(name: &str, args: &[&str]) -> (i32, String) {
     create_with(name, args, |_| {}).run_to_end()
