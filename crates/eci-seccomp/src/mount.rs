@@ -888,21 +888,36 @@ fn in_callers_pid_namespace(piddir: RawFd, perform: &dyn Fn() -> SysResult<()>) 
 }
 
 /// Runs `work` in a child process and waits for it: its errno, or EINTR if it was killed
-/// (the container's root may signal a process of its PID namespace). Allocation-free.
+/// or stopped (the container's root may signal a process of its PID namespace; a stopped one
+/// is killed, so that the helper never waits for good). A child that cannot be made is
+/// ENOMEM, as mount(2) would say. Allocation-free.
 fn in_child(work: &dyn Fn() -> SysResult<()>) -> SysResult<()> {
     // SAFETY: the helper and its children are single-threaded, and the child only makes
     // system calls and exits.
-    match unsafe { sys::fork() }? {
+    let forked = unsafe { sys::fork() }.map_err(|_| Errno(libc::ENOMEM))?;
+    let pid = match forked {
         sys::Forked::Child => {
             let code = work().err().map_or(0, |Errno(errno)| errno);
             // SAFETY: the child ends here, running nothing of the helper's on the way out.
             unsafe { libc::_exit(code) }
         }
-        sys::Forked::Parent { pid, .. } => match sys::waitpid(pid)? {
-            status if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => Ok(()),
-            status if libc::WIFEXITED(status) => Err(Errno(libc::WEXITSTATUS(status))),
-            _ => Err(Errno(libc::EINTR)),
-        },
+        sys::Forked::Parent { pid, .. } => pid,
+    };
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out pointer.
+        let waited = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::WUNTRACED) };
+        match waited {
+            -1 if Errno::last() == Errno(libc::EINTR) => continue,
+            -1 => return Err(Errno::last()),
+            _ if libc::WIFSTOPPED(status) => {
+                // SAFETY: kill takes plain integers; the child is ours and not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            _ if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => return Ok(()),
+            _ if libc::WIFEXITED(status) => return Err(Errno(libc::WEXITSTATUS(status))),
+            _ => return Err(Errno(libc::EINTR)),
+        }
     }
 }
 
@@ -1615,10 +1630,7 @@ struct ProcmapQuery {
 }
 
 /// `_IOWR('f', 17, struct procmap_query)`.
-const PROCMAP_QUERY: libc::c_ulong = 3 << 30
-    | (std::mem::size_of::<ProcmapQuery>() as libc::c_ulong) << 16
-    | (b'f' as libc::c_ulong) << 8
-    | 17;
+const PROCMAP_QUERY: libc::Ioctl = libc::_IOWR::<ProcmapQuery>(b'f' as u32, 17);
 /// The mapping is writable (VM_WRITE), in `vma_flags`.
 const PROCMAP_QUERY_VMA_WRITABLE: u64 = 0x02;
 
@@ -2395,8 +2407,8 @@ mod tests {
         let text = std::fs::read_to_string("/proc/self/maps").unwrap();
         for ((addr, len, writable), asked) in cases.iter().zip(asked) {
             assert_eq!(mapped_writable(&text, *addr, *len), *writable, "{addr:#x}");
-            // This kernel (6.18) answers the query.
-            assert_eq!(asked, Some(*writable), "{addr:#x}");
+            // A kernel before 6.11 cannot be asked (None); one that can answers the same.
+            assert!(asked.is_none_or(|asked| asked == *writable), "{addr:#x}");
             assert_eq!(span_writable(&maps, *addr, *len).unwrap(), *writable);
         }
         // SAFETY: the mapping made above, no longer used.
