@@ -64,24 +64,33 @@ const SYSCTL_STEP: u32 = 1000;
 /// The sysctls that name TCP congestion control algorithms. Set to one the kernel lacks by a
 /// writer with CAP_NET_ADMIN in the host's user namespace, as the mounter is, the kernel
 /// loads the module `tcp_NAME` for it: a module load the container could not make itself.
-const CONGESTION_CONTROLS: [&str; 2] = [
-    "net.ipv4.tcp_congestion_control",
-    "net.ipv4.tcp_allowed_congestion_control",
+/// With how many names each takes: the default takes one (the kernel looks up "reno cubic"
+/// whole, and would load `tcp_reno cubic`).
+const CONGESTION_CONTROLS: [(&str, usize); 2] = [
+    ("net.ipv4.tcp_congestion_control", 1),
+    ("net.ipv4.tcp_allowed_congestion_control", usize::MAX),
 ];
 
-/// Fails with ENOENT (what the kernel answers the container's own root) unless every
-/// algorithm `value` names is loaded already: listed in tcp_available_congestion_control.
-/// Allocation-free.
-fn congestion_controls_loaded(value: &[u8]) -> SysResult<()> {
-    let mut buf = [0u8; 1024];
+/// Fails with ENOENT (what the kernel answers the container's own root) unless `value` names
+/// at most `most` algorithms, each loaded already: listed in tcp_available_congestion_control
+/// (read whole: a list cut short could pass the first letters of a name). Allocation-free.
+fn congestion_controls_loaded(value: &[u8], most: usize) -> SysResult<()> {
+    // The kernel's TCP_CA_BUF_MAX, with room to see a longer list.
+    let mut buf = [0u8; 2048 + 1];
     let path = c"/proc/sys/net/ipv4/tcp_available_congestion_control";
     // SAFETY: a NUL-terminated path and plain flags.
     let fd = check_int(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
     // SAFETY: buf is a valid writable buffer of its length.
     let read = check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long);
     sys::close(fd);
-    let available = &buf[..read? as usize];
-    if names_all_available(value, available) {
+    let read = read? as usize;
+    let names = value
+        .split(u8::is_ascii_whitespace)
+        .filter(|w| !w.is_empty());
+    if read == buf.len() || names.count() > most {
+        return Err(Errno(libc::ENOENT));
+    }
+    if names_all_available(value, &buf[..read]) {
         Ok(())
     } else {
         Err(Errno(libc::ENOENT))
@@ -130,8 +139,8 @@ impl Sysctls {
                 step: SYSCTL_STEP + i as u32,
                 errno,
             };
-            if CONGESTION_CONTROLS.contains(&key.as_str()) {
-                congestion_controls_loaded(value.as_bytes()).map_err(fail)?;
+            if let Some(&(_, most)) = CONGESTION_CONTROLS.iter().find(|(k, _)| k == key) {
+                congestion_controls_loaded(value.as_bytes(), most).map_err(fail)?;
             }
             write_file(path, value.as_bytes()).map_err(fail)?;
         }
