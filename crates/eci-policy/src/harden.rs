@@ -316,6 +316,16 @@ pub enum HardenError {
         /// Where the rule came from.
         origin: RuleOrigin,
     },
+    /// A bind mount of a tree shared writable with a path shared read-only beneath it.
+    #[error("bind mount of host path {} is refused: it holds {}, which is shared read-only ({origin}); bind that read-only, and the paths beside it as they are shared", path.display(), rule.display())]
+    HoldsReadOnlyShare {
+        /// The resolved host path.
+        path: PathBuf,
+        /// The read-only share's path, beneath it.
+        rule: PathBuf,
+        /// Where the rule came from.
+        origin: RuleOrigin,
+    },
     /// A bind mount of the Docker socket by an image that may not mount it.
     #[error("bind mount of the Docker socket {} is refused: it is a restricted path, and image {} is not in dockerSocketMount.imageList", path.display(), image.as_deref().unwrap_or("(unknown)"))]
     DockerSocket {
@@ -911,7 +921,19 @@ fn check_bind_source(
             source: std::io::Error::other(err),
         })?;
     let host_path = resolved.as_path().to_path_buf();
+    let asked_idmap = |mount: &Mount| {
+        let mut options = mount.options().iter().flatten();
+        options.find(|o| *o == "idmap" || *o == "ridmap").cloned()
+    };
     if binds.ctx.policy.docker_socket.sockets.contains(&host_path) {
+        // The engine's socket is host root's: idmapped, container root would be its owner.
+        if let Some(option) = asked_idmap(mount) {
+            return Err(HardenError::IdmapRefused {
+                dest,
+                path: host_path,
+                option,
+            });
+        }
         let change = docker_socket_grant(binds, &host_path, dest)?;
         mount.set_source(Some(host_path));
         report.push(change);
@@ -940,13 +962,12 @@ fn check_bind_source(
         },
     };
     let mut options = mount.options().clone().unwrap_or_default();
-    let asked_idmap = options.iter().find(|o| *o == "idmap" || *o == "ridmap");
-    match asked_idmap {
+    match asked_idmap(mount) {
         Some(option) if !idmappable => {
             return Err(HardenError::IdmapRefused {
                 dest,
                 path: host_path,
-                option: option.clone(),
+                option,
             })
         }
         None if idmappable && !options.iter().any(|o| o == IDMAP_IF_SUPPORTED) => {
@@ -1027,6 +1048,11 @@ pub fn bind_refusal(decision: PathDecision<'_>, path: PathBuf) -> HardenError {
             rule: rule.to_path_buf(),
             origin,
         },
+        PathDecision::ContainsReadOnly { rule, origin } => HardenError::HoldsReadOnlyShare {
+            path,
+            rule: rule.to_path_buf(),
+            origin,
+        },
         PathDecision::NotShared | PathDecision::Shared { .. } => {
             HardenError::NotSharedSource { path }
         }
@@ -1060,7 +1086,9 @@ fn engine_volume_access(
     let refused_for_the_root = match refused {
         PathDecision::NotShared => true,
         PathDecision::Restricted { rule, .. } => data_root.starts_with(rule),
-        PathDecision::ContainsRestricted { .. } | PathDecision::Shared { .. } => false,
+        PathDecision::ContainsRestricted { .. }
+        | PathDecision::ContainsReadOnly { .. }
+        | PathDecision::Shared { .. } => false,
     };
     if !refused_for_the_root {
         return Ok(None);

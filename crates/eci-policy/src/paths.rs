@@ -174,6 +174,14 @@ pub enum PathDecision<'a> {
         /// Where the rule came from.
         origin: RuleOrigin,
     },
+    /// The path is shared writable but a path shared read-only lies beneath it, which a
+    /// writable bind of the whole tree would make writable.
+    ContainsReadOnly {
+        /// The read-only share's path, beneath the requested one.
+        rule: &'a Path,
+        /// Where the rule came from.
+        origin: RuleOrigin,
+    },
     /// No rule covers the path: it is not shared, so it is refused.
     NotShared,
 }
@@ -202,6 +210,8 @@ pub struct PathPolicy {
     /// Every strict ancestor of a restricted rule's path, with the first restricted path beneath
     /// it: "does this shared path hold a restricted one" is then a single look-up.
     holds_restricted: HashMap<Box<[u8]>, Beneath, Fnv>,
+    /// The same for the paths shared read-only.
+    holds_read_only: HashMap<Box<[u8]>, Beneath, Fnv>,
 }
 
 /// A restricted rule's path beneath another path, and the rule's origin.
@@ -237,6 +247,23 @@ fn as_path(bytes: &[u8]) -> &Path {
 }
 
 /// `path` and its ancestors, longest first, for a normalised absolute path.
+/// Notes `path` (a rule's, with its `origin`) under every strict ancestor in `holds`. The
+/// first path in path order is named, whatever order rules came in, so that equal rule sets
+/// make equal policies and decisions.
+fn note_beneath(holds: &mut HashMap<Box<[u8]>, Beneath, Fnv>, path: &[u8], origin: RuleOrigin) {
+    for ancestor in ancestors(path).skip(1) {
+        let beneath: Beneath = (path.into(), origin);
+        holds
+            .entry(ancestor.into())
+            .and_modify(|named| {
+                if as_path(path) < as_path(&named.0) {
+                    *named = beneath.clone();
+                }
+            })
+            .or_insert(beneath);
+    }
+}
+
 fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut next = Some(path);
     std::iter::from_fn(move || {
@@ -281,7 +308,14 @@ impl PathPolicy {
             scope: Scope::Subtree,
             origin,
         };
-        self.rules.entry(key(&path)).or_insert(rule);
+        let path = key(&path);
+        // The first rule at a path stands: a later one changes nothing.
+        if let std::collections::hash_map::Entry::Vacant(vacant) = self.rules.entry(path.clone()) {
+            vacant.insert(rule);
+            if read_only {
+                note_beneath(&mut self.holds_read_only, &path, origin);
+            }
+        }
         Ok(())
     }
 
@@ -293,19 +327,7 @@ impl PathPolicy {
         origin: RuleOrigin,
     ) -> Result<(), PathError> {
         let path = key(&normalize(path)?);
-        for ancestor in ancestors(&path).skip(1) {
-            let beneath = (path.clone(), origin);
-            // Name the first restricted path in path order, whatever order rules came in, so
-            // that equal rule sets make equal policies and decisions.
-            self.holds_restricted
-                .entry(ancestor.into())
-                .and_modify(|named| {
-                    if as_path(&path) < as_path(&named.0) {
-                        *named = beneath.clone();
-                    }
-                })
-                .or_insert(beneath);
-        }
+        note_beneath(&mut self.holds_restricted, &path, origin);
         let rule = Rule {
             access: Access::Restricted,
             scope,
@@ -341,17 +363,24 @@ impl PathPolicy {
                 rule: as_path(rule_path),
                 origin: rule.origin,
             },
-            Access::Shared { read_only } => match self.holds_restricted.get(path) {
-                Some((inner, origin)) => PathDecision::ContainsRestricted {
-                    rule: as_path(inner),
-                    origin: *origin,
-                },
-                None => PathDecision::Shared {
-                    rule: as_path(rule_path),
-                    read_only,
-                    origin: rule.origin,
-                },
-            },
+            Access::Shared { read_only } => {
+                let read_only_beneath = self.holds_read_only.get(path).filter(|_| !read_only);
+                match (self.holds_restricted.get(path), read_only_beneath) {
+                    (Some((inner, origin)), _) => PathDecision::ContainsRestricted {
+                        rule: as_path(inner),
+                        origin: *origin,
+                    },
+                    (None, Some((inner, origin))) => PathDecision::ContainsReadOnly {
+                        rule: as_path(inner),
+                        origin: *origin,
+                    },
+                    (None, None) => PathDecision::Shared {
+                        rule: as_path(rule_path),
+                        read_only,
+                        origin: rule.origin,
+                    },
+                }
+            }
         }
     }
 
@@ -521,8 +550,59 @@ mod tests {
             let restricted_at_or_beneath = rules
                 .iter()
                 .any(|r| r.access == Access::Restricted && r.path.starts_with(p));
+            let writable_above = covering.is_some_and(|r| r.access == Access::Shared { read_only: false });
+            let read_only_beneath = rules.iter().any(|r| {
+                r.access == Access::Shared { read_only: true } && r.path.starts_with(p) && r.path != p
+            });
             let allowed = matches!(decision, PathDecision::Shared { .. });
-            prop_assert_eq!(allowed, shared_above && !restricted_at_or_beneath);
+            prop_assert_eq!(
+                allowed,
+                shared_above && !restricted_at_or_beneath && !(writable_above && read_only_beneath)
+            );
+        }
+    }
+
+    #[test]
+    fn a_writable_share_holding_a_read_only_one_is_refused_whole() {
+        let p = |s: &str| ResolvedPath::from_resolved(Path::new(s)).unwrap();
+        for read_only_first in [false, true] {
+            let mut policy = PathPolicy::empty();
+            if read_only_first {
+                policy.share(Path::new("/srv/pub"), true).unwrap();
+            }
+            policy.share(Path::new("/srv"), false).unwrap();
+            policy.share(Path::new("/srv/pub"), true).unwrap();
+            policy.share(Path::new("/usr"), true).unwrap();
+            policy.share(Path::new("/usr/share"), true).unwrap();
+            assert_eq!(
+                policy.decide(&p("/srv")),
+                PathDecision::ContainsReadOnly {
+                    rule: Path::new("/srv/pub"),
+                    origin: RuleOrigin::Runtime,
+                }
+            );
+            assert!(matches!(
+                policy.decide(&p("/srv/pub/x")),
+                PathDecision::Shared {
+                    read_only: true,
+                    ..
+                }
+            ));
+            assert!(matches!(
+                policy.decide(&p("/srv/other")),
+                PathDecision::Shared {
+                    read_only: false,
+                    ..
+                }
+            ));
+            // Read-only all the way down is read-only.
+            assert!(matches!(
+                policy.decide(&p("/usr")),
+                PathDecision::Shared {
+                    read_only: true,
+                    ..
+                }
+            ));
         }
     }
 

@@ -581,6 +581,15 @@ mod docker_socket {
         base: Option<&ImageIdentity>,
         source: &str,
     ) -> Result<Hardened, HardenError> {
+        run_spec_as(policy, image, base, socket_spec(source))
+    }
+
+    fn run_spec_as(
+        policy: &Policy,
+        image: Option<&ImageIdentity>,
+        base: Option<&ImageIdentity>,
+        spec: Spec,
+    ) -> Result<Hardened, HardenError> {
         let ctx = HardenContext {
             policy,
             block: block(),
@@ -597,7 +606,21 @@ mod docker_socket {
             Ok(p.strip_prefix("/var/run")
                 .map_or(p.to_path_buf(), |rest| Path::new("/run").join(rest)))
         };
-        harden_with_image(socket_spec(source), &ctx, image.as_ref(), &mut resolve)
+        harden_with_image(spec, &ctx, image.as_ref(), &mut resolve)
+    }
+
+    #[test]
+    fn an_allowed_image_still_gets_no_idmapped_socket() {
+        // The engine's socket is host root's: idmapped, container root would be its owner.
+        let cli = identity("docker:cli", Some('a'));
+        let policy = policy_allowing("docker:cli");
+        let mut spec = socket_spec("/var/run/docker.sock");
+        let mut mounts = spec.mounts().clone().unwrap();
+        mounts[0].set_options(Some(vec!["rbind".to_string(), "idmap".to_string()]));
+        spec.set_mounts(Some(mounts));
+        let err = run_spec_as(&policy, Some(&cli), None, spec).unwrap_err();
+        assert!(matches!(err, HardenError::IdmapRefused { .. }), "{err}");
+        assert!(run_as(&policy, Some(&cli), None, "/var/run/docker.sock").is_ok());
     }
 
     fn identity(reference: &str, fill: Option<char>) -> ImageIdentity {
