@@ -191,6 +191,13 @@ impl SaveBudget {
         self.since.get_or_insert(now);
         true
     }
+
+    /// Whether the bucket is full again at `now` (every save taken has come back): a write
+    /// then is saved at once, so nobody needs to look for one held back.
+    fn full_at(&self, now: Instant) -> bool {
+        self.since
+            .is_none_or(|since| now.saturating_duration_since(since) >= SAVE_EVERY * self.spent)
+    }
 }
 
 impl Record {
@@ -687,12 +694,13 @@ fn write_hook(dir: &Path, records: &Arc<Mutex<BTreeMap<String, Record>>>) -> Wri
 }
 
 /// Saves `record` if it holds writes the disk lacks and its budget allows a save at `now`.
-/// Whether it still holds some after.
+/// Whether its writes may still be held back: it holds some, or its budget is not full, so
+/// that the next may be.
 fn save_if_due(dir: &Path, record: &mut Record, now: Instant) -> bool {
     if record.saves.pending && record.saves.take(now) && save_record(dir, record).is_ok() {
         record.saves.pending = false;
     }
-    record.saves.pending
+    record.saves.pending || !record.saves.full_at(now)
 }
 
 /// The running daemon.
@@ -728,22 +736,23 @@ impl Daemon {
         let mut quiet_since = Some(Instant::now());
         // Held from the decision to leave until the mounts are gone (see [`STAYING`]).
         let mut leaving = None;
-        let mut pending = false;
+        // Whether a container's write may be held back: the loop then comes round every
+        // period, so that such a write reaches the disk within about one.
+        let mut saving = false;
         loop {
             let mut poll = [libc::pollfd {
                 fd: listener.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             }];
-            // Writes a container's budget held back are saved within a period of it.
-            let wait_ms = if pending {
+            let wait_ms = if saving {
                 SAVE_EVERY.as_millis() as i32
             } else {
                 1000
             };
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(poll.as_mut_ptr(), 1, wait_ms) };
-            pending = self.save_pending();
+            saving = self.save_pending();
             if self.accept_all(&listener) {
                 quiet_since = Some(Instant::now());
             } else if quiet_since.is_some_and(|since| since.elapsed() >= QUIET_BEFORE_TRIM) {
@@ -756,8 +765,10 @@ impl Daemon {
             if self.fs.ended() {
                 // One connection was aborted (through fusectl, by hand): the containers' binds
                 // of it fail, and new ones would too. End the other as well, and leave; the
-                // next client starts a daemon with new mounts.
+                // next client starts a daemon with new mounts. What was held back is saved now,
+                // whatever the budgets say: the next daemon puts the containers back from it.
                 let _ = std::fs::remove_file(&socket);
+                self.save_held_back();
                 break;
             }
             if !self.is_idle() {
@@ -805,8 +816,19 @@ impl Daemon {
         any
     }
 
+    /// Saves every record holding writes its budget held back, budget or not.
+    fn save_held_back(&self) {
+        if let Ok(mut records) = self.records.lock() {
+            for record in records.values_mut().filter(|r| r.saves.pending) {
+                if save_record(&self.dir, record).is_ok() {
+                    record.saves.pending = false;
+                }
+            }
+        }
+    }
+
     /// Saves the records holding writes their budgets held back, where they now allow it.
-    /// Whether some still hold such writes.
+    /// Whether a record's writes may still be held back ([`save_if_due`]).
     fn save_pending(&self) -> bool {
         let Ok(mut records) = self.records.lock() else {
             return false;
@@ -1483,6 +1505,8 @@ mod tests {
         assert!(!budget.take(start + SAVE_EVERY));
         assert!(!budget.take(start + SAVE_EVERY * 3 / 2));
         assert!(budget.take(start + SAVE_EVERY * 2));
+        assert!(!budget.full_at(start + SAVE_EVERY * 2));
+        assert!(budget.full_at(start + SAVE_EVERY * 100));
         // Long enough later, a whole burst again, and never more.
         let later = start + SAVE_EVERY * 100;
         let taken = (0..40).filter(|_| budget.take(later)).count();
