@@ -424,6 +424,26 @@ fn nothing_is_created_in_a_host_directory_the_containers_root_may_not_write() {
 }
 
 #[test]
+fn a_containers_process_starts_with_none_of_the_runtimes_signal_handlers() {
+    // From its creation the container may signal its init (and an exec'd process) before the
+    // program runs: a handler of the runtime's run there (a self-pipe's write, say) would act
+    // in the runtime's name. The kernel clears them at the clone.
+    extern "C" fn noted(_: libc::c_int) {}
+    // SAFETY: a handler that does nothing, for a signal nothing else in this test binary uses.
+    unsafe { libc::signal(libc::SIGPWR, noted as *const () as libc::sighandler_t) };
+    let mut created = create_with("no-handlers", &["true"], |_| {});
+    let pid = created.container().pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(caught & 1 << (libc::SIGPWR - 1), 0, "SigCgt {caught:#x}");
+    assert_eq!(created.run_to_end().0, 0);
+}
+
+#[test]
 fn masks_cannot_be_removed() {
     // Every default mask that exists on this kernel (/proc/kcore only with CONFIG_PROC_KCORE).
     let masked: Vec<&str> = eci::eci_policy::settings::DEFAULT_MASKED_PATHS

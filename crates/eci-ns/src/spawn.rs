@@ -469,10 +469,13 @@ fn setup_process(
         InitParent::Runtime => libc::CLONE_PARENT as u64,
         InitParent::Adopter => 0,
     };
+    // Its handlers at their defaults from the start: a signal the container sends it before
+    // its program runs must not run a handler of the runtime's (a self-pipe's write, say).
     let clone_flags = (namespaces & !made_by_init | Namespaces::USER | Namespaces::PID)
         .clone_flags()
         | parent_flag
-        | libc::CLONE_PIDFD as u64;
+        | libc::CLONE_PIDFD as u64
+        | sys::CLONE_CLEAR_SIGHAND;
     let mut pipe = UnsharedPipe {
         read: -1,
         write: -1,
@@ -747,7 +750,9 @@ fn joining_process(
     if sys::setns(target, join.setns_flags()).is_err() {
         Failure::last_errno(Stage::JoinNamespaces, 0).report_and_exit(channel);
     }
-    let flags = libc::CLONE_PARENT as u64 | libc::CLONE_PIDFD as u64;
+    // Signal handlers at their defaults from the start: from here the container may signal
+    // the process, and none of the runtime's handlers may run in it.
+    let flags = libc::CLONE_PARENT as u64 | libc::CLONE_PIDFD as u64 | sys::CLONE_CLEAR_SIGHAND;
     // SAFETY: the child runs only `joined_process`, which is async-signal-safe and never returns.
     match unsafe { clone_fork(flags) } {
         Err(errno) => Failure {

@@ -96,8 +96,11 @@ pub enum Forked {
     Child,
 }
 
-/// Forks with `flags` (CLONE_NEW*, CLONE_PARENT, CLONE_PIDFD) using clone3, falling back to clone
-/// on kernels without clone3. The child continues on a copy of the caller's stack, like fork.
+/// clone3's flag that starts the child with every signal handler at its default (Linux 5.5).
+pub const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// Forks with `flags` (CLONE_NEW*, CLONE_PARENT, CLONE_PIDFD, [`CLONE_CLEAR_SIGHAND`]) using
+/// clone3, falling back to clone on kernels without clone3. The child continues on a copy of the caller's stack, like fork.
 ///
 /// # Safety
 /// The caller must treat the child like a child of fork in a multi-threaded program: only
@@ -133,7 +136,9 @@ pub unsafe fn clone_fork(flags: u64) -> SysResult<Forked> {
         }
         Err(Errno(libc::ENOSYS)) => {
             // clone(2): flags and exit signal share one word; CLONE_PIDFD returns the fd
-            // through the parent_tid argument.
+            // through the parent_tid argument. It has no CLONE_CLEAR_SIGHAND (nor has a kernel
+            // without clone3): the child keeps the caller's handlers until it resets them.
+            let flags = flags & !CLONE_CLEAR_SIGHAND;
             // SAFETY: a NULL stack makes clone behave like fork; the pointers are valid.
             check(unsafe {
                 libc::syscall(
