@@ -765,6 +765,8 @@ fn filter_values_as_set(values: &serde_json::Value) -> Option<serde_json::Value>
 /// assert_eq!(query_refusal(Api::ContainerStart, ""), None);
 /// assert!(query_refusal(Api::SwarmInspect, "").is_some());
 /// assert!(query_refusal(Api::ServiceLogs, "stdout=1").is_some());
+/// assert!(query_refusal(Api::TaskInspect, "").is_some());
+/// assert!(query_refusal(Api::ServiceList, "").is_some());
 /// ```
 pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
     match api {
@@ -791,9 +793,13 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
             Some("the swarm's join tokens and unlock key would let another node manage this one")
         }
         // A swarm's tasks run with the engine's default runtime, not the proxy's: their output
-        // is another tenant's, as a container of another runtime's is.
+        // is another tenant's, as a container of another runtime's is, and so are their specs
+        // (the environment among them, which often holds secrets).
         Api::ServiceLogs | Api::TaskLogs => Some(
             "a swarm's tasks run outside this socket's runtime; their logs are not its to read",
+        ),
+        Api::ServiceList | Api::ServiceInspect | Api::TaskList | Api::TaskInspect => Some(
+            "a swarm's services and tasks run outside this socket's runtime; their specs (their environment among them) are not its to read",
         ),
         Api::Build => {
             let Ok(values) = query_values(query) else {

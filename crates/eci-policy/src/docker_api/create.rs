@@ -42,6 +42,13 @@ use serde_json::{Map, Value};
 
 use crate::overrides::ANNOTATION_PREFIX;
 
+/// Annotations by which containerd's runc shim (and CRI) would put the container's task in
+/// another's shim: a container of another runtime's, whose lifetime the two would then share.
+const SHIM_ANNOTATIONS: [&str; 2] = [
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
+
 /// Why a create request's body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CreateRefusal {
@@ -64,8 +71,9 @@ pub enum CreateRefusal {
     /// `ſ` is `s`), and the last of two matching keys wins.
     #[error("the container create body's key '{0}' stands for '{1}' in another spelling; use '{1}' as it is spelt")]
     Spelling(String, &'static str),
-    /// The body carries an annotation that would change eci's settings.
-    #[error("the annotation '{0}' changes eci's settings, which a container created through this socket may not")]
+    /// The body carries an annotation that would change eci's settings, or put the container
+    /// in another's shim.
+    #[error("the annotation '{0}' changes eci's settings or puts the container in another's shim, which a container created through this socket may not")]
     Annotation(String),
     /// A field checked here has a type the engine would not decode either.
     #[error("the request body's {0} is malformed")]
@@ -73,6 +81,9 @@ pub enum CreateRefusal {
     /// A log driver that sends the container's output somewhere from the host.
     #[error("the log driver '{0}' ships the container's output from the host, which a container created through this socket may not use (only json-file, local, journald and none)")]
     LogDriver(String),
+    /// Log options for the engine's default driver.
+    #[error("log options (HostConfig.LogConfig.Config) without a log driver are refused through this socket: the engine's default driver would take them, an address to ship the container's output to among them; name json-file, local, journald or none")]
+    LogOptions,
     /// A `local` volume the engine would mount on the host as something other than a plain
     /// directory, a tmpfs or a bind.
     #[error("a local volume of type '{0}' would be mounted on the host by the engine (a network filesystem connects from the host's network, a disk or an overlay shows host files); only plain and tmpfs volumes may be made through this socket")]
@@ -191,10 +202,10 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     }
     host_config.insert("Runtime".into(), Value::String(runtime.into()));
     if let Some(Value::Object(annotations)) = host_config.get("Annotations") {
-        if let Some(key) = annotations
-            .keys()
-            .find(|key| key.to_ascii_lowercase().starts_with(ANNOTATION_PREFIX))
-        {
+        if let Some(key) = annotations.keys().find(|key| {
+            let key = key.to_ascii_lowercase();
+            key.starts_with(ANNOTATION_PREFIX) || SHIM_ANNOTATIONS.contains(&key.as_str())
+        }) {
             return Err(CreateRefusal::Annotation(key.clone()));
         }
     }
@@ -233,8 +244,19 @@ fn check_log_config(log_config: Option<&Value>) -> Result<(), CreateRefusal> {
         Some(Value::Object(fields)) => fields,
         Some(_) => return Err(CreateRefusal::Malformed("HostConfig.LogConfig")),
     };
-    only_exact_spellings(fields, &["Type"])?;
+    only_exact_spellings(fields, &["Type", "Config"])?;
+    let has_options = match fields.get("Config") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(options)) => !options.is_empty(),
+        Some(_) => return Err(CreateRefusal::Malformed("HostConfig.LogConfig.Config")),
+    };
     match fields.get("Type") {
+        // The engine's default driver then, with these options over the administrator's: for
+        // a driver that ships logs, an address of the container's choosing.
+        None | Some(Value::Null) if has_options => Err(CreateRefusal::LogOptions),
+        Some(Value::String(driver)) if driver.is_empty() && has_options => {
+            Err(CreateRefusal::LogOptions)
+        }
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(driver)) if driver.is_empty() => Ok(()),
         Some(Value::String(driver)) if LOCAL_LOG_DRIVERS.contains(&driver.as_str()) => Ok(()),
@@ -596,6 +618,17 @@ mod tests {
         ));
         let other = br#"{"HostConfig":{"Annotations":{"com.example":"x"}}}"#;
         assert!(vet_create_body(other, "eci").is_ok());
+        // Into another container's shim.
+        for key in [
+            "io.containerd.runc.v2.group",
+            "IO.Kubernetes.CRI.sandbox-id",
+        ] {
+            let body = format!(r#"{{"HostConfig":{{"Annotations":{{"{key}":"abc"}}}}}}"#);
+            assert_eq!(
+                vet_create_body(body.as_bytes(), "eci"),
+                Err(CreateRefusal::Annotation(key.into()))
+            );
+        }
         assert!(matches!(
             vet_create_body(b"[]", "eci"),
             Err(CreateRefusal::NotAnObject(_))
@@ -788,6 +821,26 @@ mod tests {
                 Err(CreateRefusal::LogDriver(driver.into()))
             );
         }
+        // The engine's default driver with the container's options: refused.
+        for log_config in [
+            r#"{"Config":{"syslog-address":"tcp://169.254.169.254:80"}}"#,
+            r#"{"Type":"","Config":{"gelf-address":"udp://10.0.0.1:12201"}}"#,
+            r#"{"Type":null,"Config":{"fluentd-address":"unix:///run/x.sock"}}"#,
+        ] {
+            let body = format!(r#"{{"HostConfig":{{"LogConfig":{log_config}}}}}"#);
+            assert_eq!(
+                vet_create_body(body.as_bytes(), "eci"),
+                Err(CreateRefusal::LogOptions),
+                "{log_config}"
+            );
+        }
+        let body = br#"{"HostConfig":{"LogConfig":{"Type":"local","Config":{"max-size":"1m"}}}}"#;
+        assert!(vet_create_body(body, "eci").is_ok());
+        let spelt = br#"{"HostConfig":{"LogConfig":{"config":{"a":"b"}}}}"#;
+        assert!(matches!(
+            vet_create_body(spelt, "eci"),
+            Err(CreateRefusal::Spelling(..))
+        ));
         let spelt = br#"{"HostConfig":{"LogConfig":{"type":"gelf"}}}"#;
         assert!(matches!(
             vet_create_body(spelt, "eci"),
