@@ -444,6 +444,30 @@ fn a_containers_process_starts_with_none_of_the_runtimes_signal_handlers() {
 }
 
 #[test]
+fn a_runtime_under_a_real_time_policy_runs_containers_without_it() {
+    // An administrator may run the runtime under `chrt`; its containers' processes must not
+    // take the host's CPUs ahead of every ordinary process.
+    let (code, out) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let fifo = libc::sched_param { sched_priority: 1 };
+                // SAFETY: plain system calls on this thread, with a valid sched_param.
+                let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) };
+                assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+                let policy = ["sh", "-c", "cut -d' ' -f41 /proc/self/stat"];
+                let ran = create_with("not-real-time", &policy, |_| {}).run_to_end();
+                let other = libc::sched_param { sched_priority: 0 };
+                // SAFETY: as above.
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &other) };
+                ran
+            })
+            .join()
+            .unwrap()
+    });
+    assert_eq!((code, out.trim()), (0, "0"), "SCHED_OTHER is policy 0");
+}
+
+#[test]
 fn masks_cannot_be_removed() {
     // Every default mask that exists on this kernel (/proc/kcore only with CONFIG_PROC_KCORE).
     let masked: Vec<&str> = eci::eci_policy::settings::DEFAULT_MASKED_PATHS

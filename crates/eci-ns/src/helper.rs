@@ -378,6 +378,10 @@ fn runtime_gone(spec: &HelperSpec<'_>) -> ! {
     sys::exit(0)
 }
 
+/// The helper's step (in [`Stage::Helper`]) in which it leaves a real-time policy it inherited
+/// ([`sys::leave_real_time`]).
+const HELPER_LEAVE_REAL_TIME_STEP: u32 = 20;
+
 fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     let fail = |step| Failure::last_errno(Stage::Helper, step).report_and_exit(channel);
     // The runtime's blocked signals are not the helper's (a runtime that passes signals on to
@@ -393,6 +397,11 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
         // the helper, which would die of it and leave the container's mount calls failing.
         // setsid is async-signal-safe, and a child just forked leads no group, so it succeeds.
         libc::setsid();
+    }
+    // A helper works at its container's request (every mount call): under a real-time policy
+    // inherited from its runtime it could be kept busy ahead of every host process.
+    if sys::leave_real_time().is_err() {
+        fail(HELPER_LEAVE_REAL_TIME_STEP);
     }
     // Nothing of the runtime's may stay open in here: another container's seccomp listener would
     // keep that container's mount calls waiting forever if the runtime died. The pidfd is needed

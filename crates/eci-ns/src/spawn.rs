@@ -160,6 +160,10 @@ pub enum InitParent {
 /// [`WhileMounting`]'s thread lists.
 pub const JOIN_CGROUPS_STEP: u32 = 8;
 
+/// The step (in [`Stage::InitNamespaces`]) in which a container's process leaves a real-time
+/// policy it inherited ([`sys::leave_real_time`]).
+const LEAVE_REAL_TIME_STEP: u32 = 20;
+
 /// The runtime's step while the mounter works. The files it returns (at most
 /// [`crate::channel::MAX_FDS`]) reach the init with its go-ahead: it writes `0` to each, which
 /// moves the writing thread (the whole init, single-threaded) into that cgroup. A process that
@@ -578,6 +582,9 @@ fn init_process(
     sys::close(ends.setup.raw_fd());
     let channel = ends.init;
     let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
+    if sys::leave_real_time().is_err() {
+        fail(LEAVE_REAL_TIME_STEP);
+    }
     match channel.recv() {
         Ok(Some((msg, thread_lists))) if msg.kind == GO => {
             // Into its cgroups first, before anything else runs here; the files close as
@@ -777,6 +784,9 @@ fn joining_process(
 
 fn joined_process(channel: &Channel, init: &(dyn Fn(&Channel) -> Failure + Sync)) -> ! {
     let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
+    if sys::leave_real_time().is_err() {
+        fail(LEAVE_REAL_TIME_STEP);
+    }
     match channel.recv() {
         Ok(Some((msg, thread_lists))) if msg.kind == GO => {
             // Into the container's cgroups first, as its init did.

@@ -263,6 +263,27 @@ pub fn set_effective_caps(effective: u64) -> SysResult<()> {
     .map(drop)
 }
 
+/// Leaves a real-time scheduling policy (SCHED_FIFO, SCHED_RR) for SCHED_OTHER, keeping the
+/// nice value: for a container's process forked from a runtime an administrator runs under
+/// `chrt`, which would otherwise take the host's CPUs ahead of every ordinary process (an
+/// RLIMIT_RTPRIO of 0 does not undo a policy already held), and which cgroup v1's cpu
+/// controller refuses to move into a cgroup without a real-time budget. Lowering one's own
+/// policy takes no privilege. Async-signal-safe.
+pub fn leave_real_time() -> SysResult<()> {
+    // SAFETY: plain system calls on the calling thread; `param` is a valid sched_param.
+    unsafe {
+        let policy = check_int(libc::sched_getscheduler(0))?;
+        if matches!(
+            policy & !libc::SCHED_RESET_ON_FORK,
+            libc::SCHED_FIFO | libc::SCHED_RR
+        ) {
+            let param = libc::sched_param { sched_priority: 0 };
+            check_int(libc::sched_setscheduler(0, libc::SCHED_OTHER, &param))?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes the calling process undumpable, before it joins a container's user namespace with the
 /// host's root IDs: a dumpable one could then be ptraced (or its descriptors taken with
 /// pidfd_getfd) by the container's root, which has CAP_SYS_PTRACE there (CVE-2016-9962 in
