@@ -26,6 +26,10 @@ const LOCK: &str = "lock";
 /// removed, and starting an empty one would hand out blocks live containers hold.
 const BEGUN: &str = "begun";
 
+/// The file that names the PID and time namespaces the directory's holders are judged from
+/// ([`Allocator::open`]).
+const NAMESPACES: &str = "namespaces";
+
 /// The journal of this boot. Leases only mean something within one boot (every holder dies
 /// with the machine), so each boot has a journal of its own and those of earlier boots are
 /// removed.
@@ -72,6 +76,16 @@ pub enum AllocError {
         line: usize,
         /// What is wrong.
         reason: String,
+    },
+    /// The directory's holders are judged from other PID or time namespaces than the caller's.
+    #[error("lease record directory {} is kept from {recorded}, not from this process's {ours}: from here every holder would look gone (or its start time other) and each container's block would be handed out again; give this runtime a leases directory of its own, or run it in the host's PID and time namespaces", path.parent().map_or_else(|| path.display().to_string(), |d| d.display().to_string()))]
+    OtherNamespaces {
+        /// The file that names them.
+        path: PathBuf,
+        /// What it names.
+        recorded: String,
+        /// This process's.
+        ours: String,
     },
     /// This boot's record was removed while containers may still hold blocks in it.
     #[error("lease record {path} of this boot is gone; refusing to start a new one while containers may hold blocks (restore it, or delete every container and {begun})", begun = begun.display())]
@@ -460,9 +474,60 @@ pub struct Allocator {
     inner: Arc<Inner>,
 }
 
+/// This process's PID and time namespaces, as `pid:INODE time:INODE`.
+fn own_namespaces() -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = |name: &str| std::fs::metadata(format!("/proc/self/ns/{name}")).map(|m| m.ino());
+    // A kernel without time namespaces (before 5.6) has one clock for all.
+    let time = match inode("time") {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => 0,
+        other => other?,
+    };
+    Ok(format!("pid:{} time:{time}", inode("pid")?))
+}
+
+/// Fails unless the leases in `dir` are judged from this process's PID and time namespaces.
+/// A holder is a pid and a start time read from /proc: from another PID namespace every
+/// holder's entry is missing, and from another time namespace every start time reads
+/// shifted, so opening would release every live container's block. The first opener records
+/// its own; a directory from before the record was kept takes the next opener's.
+fn check_namespaces(dir: &Path) -> Result<(), AllocError> {
+    let path = dir.join(NAMESPACES);
+    let ours = own_namespaces().map_err(io_err("reading the namespaces of", &path))?;
+    for _ in 0..2 {
+        match std::fs::read_to_string(&path) {
+            Ok(recorded) if recorded.trim() == ours => return Ok(()),
+            Ok(recorded) => {
+                return Err(AllocError::OtherNamespaces {
+                    path,
+                    recorded: recorded.trim().to_string(),
+                    ours,
+                })
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_err("reading", &path)(err)),
+        }
+        // Written whole into a file of its own and linked in: two openers at once, one wins
+        // and the other reads what it wrote.
+        let partial = dir.join(format!("{NAMESPACES}.{}", std::process::id()));
+        std::fs::write(&partial, format!("{ours}\n")).map_err(io_err("writing", &partial))?;
+        let linked = std::fs::hard_link(&partial, &path);
+        let _ = std::fs::remove_file(&partial);
+        match linked {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(io_err("writing", &path)(err)),
+        }
+    }
+    Err(io_err("writing", &path)(io::Error::other(
+        "it keeps changing",
+    )))
+}
+
 impl Allocator {
     /// Opens (creating if needed) the allocator in `dir` for `pool` with [`Durability::Sync`],
-    /// and reclaims leases whose holders are all gone.
+    /// and reclaims leases whose holders are all gone. Fails if `dir` is kept from other PID
+    /// or time namespaces than this process's ([`AllocError::OtherNamespaces`]).
     pub fn open(dir: &Path, pool: IdPool) -> Result<Allocator, AllocError> {
         Allocator::open_with(dir, pool, Durability::Sync)
     }
@@ -503,6 +568,7 @@ impl Allocator {
         seed_from_live: bool,
     ) -> Result<Allocator, AllocError> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        check_namespaces(dir)?;
         let boot = boot_id().map_err(io_err("reading the boot id for", dir))?;
         let lock_path = dir.join(LOCK);
         let lock = OpenOptions::new()

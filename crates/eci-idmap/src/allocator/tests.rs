@@ -488,3 +488,25 @@ fn a_seeded_journal_begins_with_the_blocks_live_namespaces_map() {
     assert_eq!(indexes(&seeded), [0, 2], "block 1 is the live namespace's");
     assert_eq!(indexes(&plain), [0, 1], "an unseeded journal does not look");
 }
+
+#[test]
+fn leases_kept_from_other_namespaces_are_refused_rather_than_reclaimed() {
+    // From another PID namespace every holder would look gone; from another time namespace
+    // every start time would read shifted. Either way opening would free every block.
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(3)).unwrap();
+    let lease = alloc.allocate("web", Holder::current().unwrap()).unwrap();
+    let recorded = std::fs::read_to_string(dir.path().join(NAMESPACES)).unwrap();
+    assert_eq!(recorded.trim(), own_namespaces().unwrap());
+    std::fs::write(dir.path().join(NAMESPACES), "pid:1 time:1\n").unwrap();
+    let err = Allocator::open(dir.path(), pool(3)).unwrap_err();
+    assert!(
+        matches!(&err, AllocError::OtherNamespaces { recorded, .. } if recorded == "pid:1 time:1"),
+        "{err}"
+    );
+    // The lease was not touched.
+    std::fs::write(dir.path().join(NAMESPACES), &recorded).unwrap();
+    let again = Allocator::open(dir.path(), pool(3)).unwrap();
+    assert_eq!(again.leases().unwrap().len(), 1);
+    lease.release().unwrap();
+}
