@@ -55,7 +55,16 @@ pub(crate) mod step {
 /// The spec's sysctls, written by the mounter: it is in the container's network and IPC
 /// namespaces (which namespaced sysctls resolve against) before /proc/sys is made read-only.
 pub(crate) struct Sysctls {
-    entries: Vec<(String, CString, CString)>,
+    entries: Vec<Sysctl>,
+}
+
+/// One sysctl of the spec.
+struct Sysctl {
+    key: String,
+    path: CString,
+    value: CString,
+    /// For a congestion control ([`CONGESTION_CONTROLS`]): how many names it may give.
+    most_algorithms: Option<usize>,
 }
 
 /// Step codes of sysctl failures (stage Init): this plus the entry's index.
@@ -122,27 +131,34 @@ impl Sysctls {
         let mut entries = Vec::with_capacity(map.len());
         for (key, value) in map {
             let path = format!("/proc/sys/{}", key.replace('.', "/"));
-            entries.push((
+            // Named with dots or with slashes, as the kernel's own sysctl(8) takes both.
+            let dotted = key.replace('/', ".");
+            let most_algorithms = CONGESTION_CONTROLS
+                .iter()
+                .find(|(name, _)| *name == dotted)
+                .map(|(_, most)| *most);
+            entries.push(Sysctl {
+                path: cstr(path.as_bytes(), "sysctl")?,
+                value: cstr(value.as_bytes(), "sysctl value")?,
                 key,
-                cstr(path.as_bytes(), "sysctl")?,
-                cstr(value.as_bytes(), "sysctl value")?,
-            ));
+                most_algorithms,
+            });
         }
         Ok(Sysctls { entries })
     }
 
     /// Writes them through the host's /proc. Allocation-free.
     pub(crate) fn write(&self) -> Result<(), Failure> {
-        for (i, (key, path, value)) in self.entries.iter().enumerate() {
+        for (i, sysctl) in self.entries.iter().enumerate() {
             let fail = |errno| Failure {
                 stage: Stage::Init,
                 step: SYSCTL_STEP + i as u32,
                 errno,
             };
-            if let Some(&(_, most)) = CONGESTION_CONTROLS.iter().find(|(k, _)| k == key) {
-                congestion_controls_loaded(value.as_bytes(), most).map_err(fail)?;
+            if let Some(most) = sysctl.most_algorithms {
+                congestion_controls_loaded(sysctl.value.as_bytes(), most).map_err(fail)?;
             }
-            write_file(path, value.as_bytes()).map_err(fail)?;
+            write_file(&sysctl.path, sysctl.value.as_bytes()).map_err(fail)?;
         }
         Ok(())
     }
@@ -150,9 +166,13 @@ impl Sysctls {
     /// Names the sysctl of a failure's step code, if it is one.
     pub(crate) fn explain(&self, step: u32) -> Option<String> {
         let i = step.checked_sub(SYSCTL_STEP)? as usize;
-        self.entries
-            .get(i)
-            .map(|(key, _, value)| format!("setting sysctl {key}={}", value.to_string_lossy()))
+        self.entries.get(i).map(|sysctl| {
+            format!(
+                "setting sysctl {}={}",
+                sysctl.key,
+                sysctl.value.to_string_lossy()
+            )
+        })
     }
 }
 
