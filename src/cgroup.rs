@@ -131,7 +131,7 @@ fn tree_dir(path: &Path, v1: bool) -> std::io::Result<PathBuf> {
 /// OOM-killed, or unable to fork), and be frozen and killed with them. A spec may name any
 /// path (Docker's `--cgroup-parent` another container's cgroup). `hierarchies`: the mounted
 /// ones; each hierarchy's root holds the host's processes and is not counted.
-pub(crate) fn check_outside_delegated(path: &Path, hierarchies: &[Hierarchy]) -> Result<()> {
+pub(crate) fn check_cgroup_parents(path: &Path, hierarchies: &[Hierarchy]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let refuse = |reason: String| Error::Cgroup {
         path: path.to_path_buf(),

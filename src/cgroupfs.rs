@@ -89,8 +89,9 @@ pub(crate) struct Owner {
 /// Replaces every cgroup or cgroup2 mount of `spec` by binds of the container's cgroup at
 /// `cgroup_path`, creating its directories; true if one was delegated to `owner` (only where
 /// `delegate`, the setting, allows). First fails if `cgroup_path` lies in a cgroup delegated
-/// to another ([`crate::cgroup::check_outside_delegated`]), from the one reading of the
-/// mount table both need.
+/// to another, or below one holding processes of its own
+/// ([`crate::cgroup::check_cgroup_parents`]), from the one reading of the mount table both
+/// need.
 pub(crate) fn expand(
     spec: &mut Spec,
     cgroup_path: &Path,
@@ -98,7 +99,7 @@ pub(crate) fn expand(
     delegate: bool,
 ) -> Result<(CreatedDirs, bool)> {
     let hierarchies = mounted_hierarchies().map_err(Error::io("reading the cgroup mounts"))?;
-    crate::cgroup::check_outside_delegated(cgroup_path, &hierarchies)?;
+    crate::cgroup::check_cgroup_parents(cgroup_path, &hierarchies)?;
     let mut created = CreatedDirs::default();
     let mut delegated = false;
     let Some(mounts) = spec.mounts().clone() else {
