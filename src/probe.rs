@@ -533,6 +533,8 @@ pub fn run(args: &[&str]) -> String {
         ["remount-rw", target] => mount(None, target, None, remount, None),
         ["remount-rw", target, extra] => mount(None, target, None, remount | flags(extra), None),
         ["remount-ro", target] => mount(None, target, None, remount | libc::MS_RDONLY, None),
+        // A remount of the filesystem (not of the bind), which reads new options.
+        ["remount-fs", target, data] => mount(None, target, None, libc::MS_REMOUNT, Some(data)),
         ["remount-ro", target, extra] => mount(
             None,
             target,

@@ -125,6 +125,23 @@ fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
 }
 
 #[test]
+fn security_module_label_options_are_refused() {
+    // The helper mounts, so SELinux or Smack would check its label in the caller's stead. This
+    // host has neither: without the vetter, tmpfs itself refuses the unknown options (EINVAL).
+    let script = "mkdir -p /tmp/t && /probe mount t /tmp/t tmpfs context=system_u:object_r:tmp_t:s0 \
+        , mount t /tmp/t tmpfs size=1m,seclabel , mount t /tmp/t tmpfs 'size=1m,rootcontext=\"a,b\"' \
+        , mount t /tmp/t tmpfs size=1m , remount-fs /tmp/t size=2m,smackfsroot=x \
+        , remount-fs /tmp/t size=2m";
+    let (code, out) = run("labels", &["sh", "-c", script]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["EPERM", "EPERM", "EPERM", "ok", "EPERM", "ok"],
+        "label options refused for a new tmpfs and its remount, other options kept"
+    );
+}
+
+#[test]
 fn a_caller_mounts_with_its_own_credentials() {
     // A process of uid 1000 given CAP_SYS_ADMIN alone may mount, but may not look up what its
     // uid cannot: the kernel refuses it /proc/1/root (a process of another uid) and a directory

@@ -219,6 +219,8 @@ pub enum Rule {
     InitialMove,
     /// A filesystem type the policy does not allow.
     FilesystemType,
+    /// Options that label the filesystem for a Linux security module (SELinux, Smack).
+    SecurityLabel,
 }
 
 impl Rule {
@@ -231,6 +233,7 @@ impl Rule {
             Rule::InitialUnmount => "initial mounts cannot be unmounted",
             Rule::InitialMove => "initial mounts cannot be moved",
             Rule::FilesystemType => "the filesystem type is not allowed",
+            Rule::SecurityLabel => "security label options are refused",
         }
     }
 
@@ -241,13 +244,14 @@ impl Rule {
 
     /// The rule with [`Rule::code`] `code`.
     pub fn from_code(code: u32) -> Option<Rule> {
-        const ALL: [Rule; 6] = [
+        const ALL: [Rule; 7] = [
             Rule::NotPrivileged,
             Rule::NestedUserNamespace,
             Rule::InitialReadOnly,
             Rule::InitialUnmount,
             Rule::InitialMove,
             Rule::FilesystemType,
+            Rule::SecurityLabel,
         ];
         ALL.into_iter().find(|rule| rule.code() == code)
     }
@@ -327,6 +331,64 @@ pub fn decide_mount(
         MountKind::NewFilesystem if !policy.types.allows(fstype) => deny(Rule::FilesystemType),
         _ => Verdict::Perform,
     }
+}
+
+/// Mount options a Linux security module takes for itself before the filesystem sees the rest:
+/// SELinux's labels and Smack's. The kernel checks them against the mounter's own label, and the
+/// mounter of a vetted call is the runtime's helper, not the confined caller.
+const SECURITY_LABEL_OPTIONS: [&[u8]; 11] = [
+    b"context",
+    b"fscontext",
+    b"defcontext",
+    b"rootcontext",
+    b"seclabel",
+    b"smackfsdef",
+    b"smackfsdefault",
+    b"smackfsfloor",
+    b"smackfshat",
+    b"smackfsroot",
+    b"smackfstransmute",
+];
+
+/// Whether mount(2) `data` holds an option that labels the filesystem for a security module.
+/// Every comma starts an option here, even one inside quotes (SELinux lets a quoted label hold
+/// commas): that finds every option the modules find, and a few more.
+///
+/// ```
+/// use eci_policy::mount::names_security_label;
+/// assert!(names_security_label(b"size=1m,context=\"system_u:object_r:tmp_t:s0\""));
+/// assert!(names_security_label(b"seclabel"));
+/// assert!(!names_security_label(b"size=1m,mode=755"));
+/// ```
+pub fn names_security_label(data: &[u8]) -> bool {
+    data.split(|&byte| byte == b',').any(|option| {
+        let key = option.split(|&byte| byte == b'=').next().unwrap_or(option);
+        SECURITY_LABEL_OPTIONS.contains(&key)
+    })
+}
+
+/// Decides the options (`data`) of a mount(2) call of `kind`, once [`decide_mount`] allowed
+/// it. Only a new filesystem and a remount of one read them. A security module's label options
+/// are refused: the helper that performs the call would be checked in the caller's stead, so a
+/// confined caller could label a filesystem as it is not allowed to.
+///
+/// ```
+/// use eci_policy::mount::*;
+/// let refused = decide_options(MountKind::NewFilesystem, b"rootcontext=system_u:object_r:etc_t:s0");
+/// assert!(matches!(refused, Verdict::Deny { rule: Rule::SecurityLabel, .. }));
+/// assert_eq!(decide_options(MountKind::NewFilesystem, b"size=1m"), Verdict::Perform);
+/// // A bind ignores its data.
+/// assert_eq!(decide_options(MountKind::Bind { recursive: false }, b"context=x"), Verdict::Perform);
+/// ```
+pub fn decide_options(kind: MountKind, data: &[u8]) -> Verdict {
+    let reads_data = matches!(
+        kind,
+        MountKind::NewFilesystem | MountKind::Remount { bind: false, .. }
+    );
+    if reads_data && names_security_label(data) {
+        return deny(Rule::SecurityLabel);
+    }
+    Verdict::Perform
 }
 
 /// Decides an umount2(2) call on `target`.
@@ -451,6 +513,38 @@ mod tests {
         }
 
         #[test]
+        fn a_label_option_is_found_wherever_it_stands(
+            before in proptest::collection::vec("[a-z0-9=\"]{0,8}", 0..4),
+            after in proptest::collection::vec("[a-z0-9=\"]{0,8}", 0..4),
+            label in proptest::sample::select(SECURITY_LABEL_OPTIONS.to_vec()),
+            value in proptest::option::of("[a-z0-9:_\",]{0,16}"),
+        ) {
+            let mut option = label.to_vec();
+            if let Some(value) = value {
+                option.push(b'=');
+                option.extend_from_slice(value.as_bytes());
+            }
+            let mut options: Vec<Vec<u8>> = before.into_iter().map(String::into_bytes).collect();
+            options.push(option);
+            options.extend(after.into_iter().map(String::into_bytes));
+            let data = options.join(&b',');
+            prop_assert!(names_security_label(&data));
+            let refused = matches!(decide_options(MountKind::NewFilesystem, &data), Verdict::Deny { rule: Rule::SecurityLabel, .. });
+            prop_assert!(refused);
+        }
+
+        #[test]
+        fn options_are_read_one_comma_separated_key_at_a_time(data in "[a-z0-9=,\"]{0,40}") {
+            let labelled = data.split(',').any(|option| {
+                SECURITY_LABEL_OPTIONS.contains(&option.split('=').next().unwrap_or(option).as_bytes())
+            });
+            prop_assert_eq!(names_security_label(data.as_bytes()), labelled);
+            for kind in [MountKind::Bind { recursive: true }, MountKind::Move, MountKind::Propagation, MountKind::Remount { bind: true, read_only: false }] {
+                prop_assert_eq!(decide_options(kind, data.as_bytes()), Verdict::Perform);
+            }
+        }
+
+        #[test]
         fn decisions_are_deterministic(p in policy(), c in caller(), t in target(), flags in any::<u64>()) {
             let kind = classify(flags);
             prop_assert_eq!(decide_mount(&p, kind, b"proc", &t, &c), decide_mount(&p, kind, b"proc", &t, &c));
@@ -472,6 +566,7 @@ mod tests {
             Rule::NotPrivileged,
             Rule::InitialUnmount,
             Rule::FilesystemType,
+            Rule::SecurityLabel,
         ] {
             assert_eq!(Rule::from_code(rule.code()), Some(rule));
         }

@@ -39,8 +39,8 @@ use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 use eci_ns::yielding::Yielding;
 use eci_ns::{Namespaces, PidFd};
 use eci_policy::mount::{
-    classify, decide_mount, decide_umount, descriptor_path, path_arguments, Caller, InitialMount,
-    MountKind, MountPolicy, Rule, Target, Verdict,
+    classify, decide_mount, decide_options, decide_umount, descriptor_path, path_arguments, Caller,
+    InitialMount, MountKind, MountPolicy, Rule, Target, Verdict,
 };
 
 use crate::creds::Creds;
@@ -795,7 +795,10 @@ fn vet_and_perform(
         decide_umount(&config.policy, &target, &caller)
     } else {
         let fstype = call.fstype.map_or(&[][..], CStr::to_bytes);
-        decide_mount(&config.policy, kind, fstype, &target, &caller)
+        match decide_mount(&config.policy, kind, fstype, &target, &caller) {
+            Verdict::Perform => decide_options(kind, call.data.map_or(&[][..], CStr::to_bytes)),
+            refused => refused,
+        }
     };
     if let Verdict::Deny { errno, rule } = verdict {
         return Ok(Some((errno, rule.code())));
