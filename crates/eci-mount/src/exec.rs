@@ -47,6 +47,12 @@ pub enum Action {
     MountOnUnexplained = 10,
     /// Opening a bind source that is no longer the directory that was checked.
     SourceChanged = 11,
+    /// Mounting, when the bind's source entry, or a directory above it, had been dropped from
+    /// the kernel's cache since it was opened (a FUSE server's entry invalidated, say).
+    MountSourceDropped = 12,
+    /// Mounting, when a directory above the mount point had been dropped from the kernel's
+    /// cache since it was looked up.
+    MountOnDropped = 13,
 }
 
 /// Step codes for the work around the steps.
@@ -103,6 +109,8 @@ pub fn decode(step: u32) -> Option<(usize, Action)> {
         9 => Action::MountSourceUncopied,
         10 => Action::MountOnUnexplained,
         11 => Action::SourceChanged,
+        12 => Action::MountSourceDropped,
+        13 => Action::MountOnDropped,
         _ => Action::Source,
     };
     Some(((step >> 4) as usize, action))
@@ -672,46 +680,83 @@ fn why_gone(root: RawFd, target: &Fd) -> Action {
 }
 
 /// Why binding `source` onto `target` failed with ENOENT: the source's copy, if copying it
-/// again fails so; else the mount point ([`why_gone`]), with what that cannot tell apart
-/// named as such (an entry above the mount point dropped meanwhile would look so). Only for
-/// the failure's report: a copy made here is dissolved at once. Allocation-free.
+/// again fails so; the source's entry or one above it dropped from the kernel's cache (the
+/// kernel refuses to attach such a tree, though it copies it); the mount point
+/// ([`why_gone`]); a directory above the mount point dropped. Only for the failure's report:
+/// a copy made here is dissolved at once. Allocation-free.
 fn why_bind_failed(root: RawFd, source: &Fd, target: &Fd) -> Action {
     if let Err(Errno(libc::ENOENT)) = sys::open_tree(source.0, c"", sys::OPEN_TREE_CLONE) {
         return Action::MountSourceUncopied;
     }
+    if dropped_here_or_above(source.0) {
+        return Action::MountSourceDropped;
+    }
     match why_gone(root, target) {
+        Action::Mount if dropped_here_or_above(target.0) => Action::MountOnDropped,
         Action::Mount => Action::MountOnUnexplained,
         known => known,
     }
 }
 
-/// How many times a bind is tried while its ENOENT stays unexplained.
+/// Whether the entry `fd` names, or a directory above it, has been dropped from the kernel's
+/// dentry cache (removed, or invalidated: a FUSE server's notification, a /proc/PID directory
+/// of a process that exited): its path then reads " (deleted)". Walks up through "..", which
+/// follows the entries' own parents, to the root. Allocation-free.
+fn dropped_here_or_above(fd: RawFd) -> bool {
+    let mut buf = [0u8; 4096];
+    let mut current: Option<Fd> = None;
+    // Deeper than any path the mounter binds from or onto.
+    for _ in 0..64 {
+        let at = current.as_ref().map_or(fd, |dir| dir.0);
+        let path = fd_path(at, &mut buf);
+        if path.ends_with(b" (deleted)") {
+            return true;
+        }
+        if path.is_empty() || path == b"/" {
+            return false;
+        }
+        match openat2(at, c"..", libc::O_PATH, 0) {
+            Ok(parent) => current = Some(parent),
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// How many times a bind is tried while its ENOENT is unexplained or a dropped entry's.
 const UNEXPLAINED_BIND_ATTEMPTS: u32 = 3;
 
-/// Resolves `dest` (creating it as `kind`) and binds onto it with `bind_once`. An ENOENT that
-/// [`why_bind_failed`] cannot explain is met by resolving the mount point again and binding
-/// anew, a few times. CI met such an ENOENT three times, always on a tunable's bind over a
-/// /proc/sys file of the container's fresh procfs with both sides in place; 1,000 stress
-/// creates, and 56,000 such binds beside namespace churn, never reproduced it. A fresh lookup
-/// gives fresh dentries, so an entry above the mount point dropped from the cache (the one
-/// cause the report cannot see; what would drop one was not found) is not met again, and a
-/// failed attempt attaches nothing. Any other failure, and the last unexplained one, is the
-/// step's.
+/// Opens the source with `open_source`, resolves `dest` (creating it as `kind`) and binds
+/// the one onto the other with `bind_once`. An ENOENT that [`why_bind_failed`] puts down to
+/// an entry dropped from the kernel's cache, or cannot explain, is met by opening both anew
+/// and binding again, a few times: a fresh lookup gives hashed entries, and a failed attempt
+/// attaches nothing. CI met four unexplained ENOENTs, all on a tunable's bind (a FUSE file
+/// of the files daemon) over a /proc/sys file, each on every try while the retry reused the
+/// source it had opened first; the kernel refuses to attach a copy of a source whose entry,
+/// or a directory above it, was dropped after it was opened, which the report did not look
+/// for then. Any other failure, and the last retried one, is the step's.
 fn bind_resolving_again(
     root: RawFd,
     block: IdBlock,
     dest: &RootPath,
     kind: PointKind,
-    source: &Fd,
-    bind_once: impl Fn(&Fd) -> SysResult<FlagsOn>,
+    open_source: impl Fn() -> Result<Fd, (Action, Errno)>,
+    bind_once: impl Fn(&Fd, &Fd) -> SysResult<FlagsOn>,
 ) -> Result<FlagsOn, (Action, Errno)> {
     let mut attempt = 1;
     loop {
+        let source = open_source()?;
         let target = ensure(root, block, dest, kind).map_err(|errno| (Action::Resolve, errno))?;
-        match bind_once(&target) {
+        match bind_once(&source, &target) {
             Ok(flags_on) => return Ok(flags_on),
-            Err(Errno(libc::ENOENT)) => match why_bind_failed(root, source, &target) {
-                Action::MountOnUnexplained if attempt < UNEXPLAINED_BIND_ATTEMPTS => attempt += 1,
+            Err(Errno(libc::ENOENT)) => match why_bind_failed(root, &source, &target) {
+                Action::MountOnUnexplained
+                | Action::MountSourceDropped
+                | Action::MountOnDropped
+                    if attempt < UNEXPLAINED_BIND_ATTEMPTS =>
+                {
+                    attempt += 1
+                }
                 action => return Err((action, Errno(libc::ENOENT))),
             },
             Err(errno) => return Err((Action::Mount, errno)),
@@ -1026,21 +1071,23 @@ impl MountPlan {
                 // A bind's source first: a missing one leaves no mount point behind in the
                 // rootfs.
                 let host_source = match (*bind, source) {
-                    (true, Source::Host(path)) => {
-                        let opened = open_vetted_host_path(path).map_err(fail(Action::Source))?;
-                        check_source(&opened, expect.as_ref())
-                            .map_err(fail(Action::SourceChanged))?;
-                        Some(opened)
-                    }
+                    (true, Source::Host(path)) => Some(path),
                     (true, Source::Name(_)) => {
                         return Err(fail(Action::Source)(Errno(libc::EINVAL)))
                     }
                     (false, _) => None,
                 };
-                let flags_on = if let Some(host_source) = host_source {
-                    let bind_once = |target: &Fd| {
+                let flags_on = if let Some(path) = host_source {
+                    let open_source = || {
+                        let opened =
+                            open_vetted_host_path(path).map_err(|errno| (Action::Source, errno))?;
+                        check_source(&opened, expect.as_ref())
+                            .map_err(|errno| (Action::SourceChanged, errno))?;
+                        Ok(opened)
+                    };
+                    let bind_once = |host_source: &Fd, target: &Fd| {
                         bind_host_path(
-                            &host_source,
+                            host_source,
                             target,
                             *recursive,
                             *idmap,
@@ -1049,7 +1096,7 @@ impl MountPlan {
                             *propagation,
                         )
                     };
-                    bind_resolving_again(root, self.block, dest, *kind, &host_source, bind_once)
+                    bind_resolving_again(root, self.block, dest, *kind, open_source, bind_once)
                         .map_err(|(action, errno)| fail(action)(errno))?
                 } else {
                     let target =
@@ -1243,7 +1290,9 @@ fn action_words(action: Action) -> &'static str {
         Action::MountOnRemoved
         | Action::MountOnDetached
         | Action::MountSourceUncopied
-        | Action::MountOnUnexplained => "mounting",
+        | Action::MountOnUnexplained
+        | Action::MountSourceDropped
+        | Action::MountOnDropped => "mounting",
     }
 }
 
@@ -1259,7 +1308,15 @@ fn cause_words(action: Action) -> Option<&'static str> {
         ),
         Action::MountOnUnexplained => Some(
             "the kernel found the mount point gone on each of 3 tries, though its entry and \
-             mount read in place: perhaps a directory above it was dropped meanwhile",
+             mount, the source and the directories above both read in place",
+        ),
+        Action::MountSourceDropped => Some(
+            "on each of 3 tries, the source's entry or a directory above it was dropped from \
+             the kernel's cache between its opening and the bind",
+        ),
+        Action::MountOnDropped => Some(
+            "on each of 3 tries, a directory above the mount point was dropped from the \
+             kernel's cache between its lookup and the bind",
         ),
         _ => None,
     }
@@ -1291,6 +1348,8 @@ mod tests {
             MountSourceUncopied,
             MountOnUnexplained,
             SourceChanged,
+            MountSourceDropped,
+            MountOnDropped,
         ] {
             assert_eq!(decode(code(7, action)), Some((7, action)));
         }
@@ -1361,7 +1420,8 @@ mod tests {
             ))
         };
         std::fs::write(dir.path().join("source"), "s").unwrap();
-        let (root, source) = (open(dir.path()), open(&dir.path().join("source")));
+        let root = open(dir.path());
+        let open_source = || Ok(open(&dir.path().join("source")));
         let dest = RootPath::new(std::path::Path::new("/target")).unwrap();
         let calls = std::cell::Cell::new(0);
         let attempt = |errno: Option<i32>| {
@@ -1371,8 +1431,15 @@ mod tests {
         let bind_with = |bind_once: &dyn Fn(&Fd) -> SysResult<FlagsOn>| {
             calls.set(0);
             let block = IdBlock::new(0, 65536).unwrap();
-            let result =
-                bind_resolving_again(root.0, block, &dest, PointKind::File, &source, bind_once);
+            let bind_once = |_: &Fd, target: &Fd| bind_once(target);
+            let result = bind_resolving_again(
+                root.0,
+                block,
+                &dest,
+                PointKind::File,
+                open_source,
+                bind_once,
+            );
             (result, calls.get())
         };
         // Two unexplained failures, as CI saw one, then the bind: the mount point (created
@@ -1414,6 +1481,68 @@ mod tests {
         // The report says how often it was tried.
         let words = cause_words(Action::MountOnUnexplained).unwrap();
         assert!(words.contains(&format!("each of {UNEXPLAINED_BIND_ATTEMPTS} tries")));
+    }
+
+    #[test]
+    fn entries_dropped_from_the_cache_are_named_and_a_dropped_source_is_opened_again() {
+        // In a mount namespace of this thread's own (the test thread ends with it).
+        sys::unshare(libc::CLONE_NEWNS).expect("needs root");
+        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let open = |path: &std::path::Path| {
+            Fd(std::os::fd::IntoRawFd::into_raw_fd(
+                std::fs::File::open(path).unwrap(),
+            ))
+        };
+        for name in ["target", "fresh/inside"] {
+            std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        }
+        let (root, target) = (open(dir.path()), open(&dir.path().join("target")));
+        // The kernel drops a /proc/PID directory from its cache once the process is reaped.
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let pid_dir = std::path::PathBuf::from(format!("/proc/{}", child.id()));
+        // (Its `ns` directory, unlike `task`, may still be walked up from then.)
+        let (dropped, below_dropped) = (open(&pid_dir), open(&pid_dir.join("ns")));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(dropped_here_or_above(dropped.0));
+        assert!(dropped_here_or_above(below_dropped.0));
+        assert!(!dropped_here_or_above(target.0));
+        // Such a source is copied, but its copy is not attached.
+        let bound = bind_host_path(&dropped, &target, false, Idmap::No, -1, 0, 0);
+        assert_eq!(bound.err(), Some(Errno(libc::ENOENT)));
+        assert_eq!(
+            why_bind_failed(root.0, &dropped, &target),
+            Action::MountSourceDropped
+        );
+        // Bound again from a fresh opening, the bind is made.
+        let opens = std::cell::Cell::new(0);
+        let open_source = || {
+            opens.set(opens.get() + 1);
+            match opens.get() {
+                1 => Ok(Fd(nix::unistd::dup(dropped.0).unwrap())),
+                _ => Ok(open(&dir.path().join("fresh"))),
+            }
+        };
+        let bind_once =
+            |source: &Fd, target: &Fd| bind_host_path(source, target, false, Idmap::No, -1, 0, 0);
+        let dest = RootPath::new(std::path::Path::new("/target")).unwrap();
+        let block = IdBlock::new(0, 65536).unwrap();
+        let bound =
+            bind_resolving_again(root.0, block, &dest, PointKind::Dir, open_source, bind_once);
+        assert_eq!(bound, Ok(FlagsOn::Yes));
+        assert_eq!(opens.get(), 2);
+        assert!(dir.path().join("target/inside").is_dir());
+        // A mount point below a dropped directory is named as such.
+        let proc_root = open(std::path::Path::new("/proc"));
+        let live = open(&dir.path().join("fresh"));
+        assert_eq!(
+            why_bind_failed(proc_root.0, &live, &below_dropped),
+            Action::MountOnDropped
+        );
     }
 
     #[test]
