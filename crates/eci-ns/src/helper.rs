@@ -442,6 +442,11 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
         if let Err(failure) = hook() {
             failure.report_and_exit(channel);
         }
+        // The hook may have changed IDs, which sets the flag as the host's `fs.suid_dumpable`
+        // says; the helper's children may enter the container's PID namespace.
+        if sys::set_undumpable().is_err() {
+            fail(10);
+        }
     }
     if channel.send(Message::of(READY)).is_err() {
         sys::exit(1);

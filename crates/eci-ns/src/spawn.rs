@@ -163,6 +163,9 @@ pub const JOIN_CGROUPS_STEP: u32 = 8;
 /// The step (in [`Stage::InitNamespaces`]) in which a container's process leaves a real-time
 /// policy it inherited ([`sys::leave_real_time`]).
 const LEAVE_REAL_TIME_STEP: u32 = 20;
+/// Init-stage step: staying undumpable once the process became the namespace's root (the
+/// change of IDs made it as dumpable as the host's `fs.suid_dumpable` says).
+const UNDUMPABLE_AS_ROOT_STEP: u32 = 21;
 
 /// The runtime's step while the mounter works. The files it returns (at most
 /// [`crate::channel::MAX_FDS`]) reach the init with its go-ahead: it writes `0` to each, which
@@ -624,6 +627,11 @@ fn init_process(
             fail(3);
         }
     }
+    // Until its exec, the init holds the runtime's descriptors (the listener among them) in
+    // reach of any process of the namespace: one joined to it, or a container sharing it.
+    if sys::set_undumpable().is_err() {
+        fail(UNDUMPABLE_AS_ROOT_STEP);
+    }
     if pipe.read >= 0 {
         sys::close(pipe.read);
     }
@@ -812,6 +820,11 @@ fn joined_process(channel: &Channel, init: &(dyn Fn(&Channel) -> Failure + Sync)
         if libc::setsid() == -1 {
             fail(13);
         }
+    }
+    // The container's processes see this one from here until its exec, with the runtime's
+    // descriptors in it.
+    if sys::set_undumpable().is_err() {
+        fail(UNDUMPABLE_AS_ROOT_STEP);
     }
     init(channel).report_and_exit(channel)
 }

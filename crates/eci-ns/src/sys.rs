@@ -288,7 +288,9 @@ pub fn leave_real_time() -> SysResult<()> {
 /// host's root IDs: a dumpable one could then be ptraced (or its descriptors taken with
 /// pidfd_getfd) by the container's root, which has CAP_SYS_PTRACE there (CVE-2016-9962 in
 /// runc). The flag lives in the memory map, so a child forked afterwards is undumpable too;
-/// execve of the container's program sets it again. Async-signal-safe.
+/// execve of the container's program sets it again. Every change of the process's IDs or
+/// capabilities sets it to the host's `fs.suid_dumpable`, which a host may set to 1
+/// (dumpable): call this again after each one. Async-signal-safe.
 pub fn set_undumpable() -> SysResult<()> {
     // SAFETY: prctl with integer arguments only.
     check_int(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)

@@ -527,6 +527,104 @@ fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
     assert_eq!(spawned.init.wait().unwrap().code(), 0);
 }
 
+/// The host's `fs.suid_dumpable` set to a value for as long as this lives, then put back.
+struct SuidDumpable(String);
+
+impl SuidDumpable {
+    const PATH: &str = "/proc/sys/fs/suid_dumpable";
+
+    fn set(value: &str) -> SuidDumpable {
+        let kept = std::fs::read_to_string(Self::PATH).unwrap();
+        std::fs::write(Self::PATH, value).unwrap();
+        SuidDumpable(kept)
+    }
+}
+
+impl Drop for SuidDumpable {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, self.0.trim());
+    }
+}
+
+#[test]
+fn container_processes_stay_undumpable_after_becoming_root_whatever_the_host_says() {
+    // The kernel sets a process's dumpable flag to `fs.suid_dumpable` whenever it changes its
+    // IDs. A host that sets it to 1 would leave an init (until its exec), an exec'd process
+    // (until its exec) and a helper that became the namespace's root open to the container's
+    // root, with the runtime's descriptors in them. (Put back at once: other tests of this
+    // binary do not depend on it.)
+    let dumpable = SuidDumpable::set("1");
+    let report_then_stay = |channel: &Channel| {
+        let _ = channel.send(Message::of(42));
+        stay_until_hung_up(channel)
+    };
+    let setup = |_: SetupContext<'_>| Ok(());
+    let spawned = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        joined: &[],
+        setup: &setup,
+        init: &report_then_stay,
+        prepare: &mut write_maps,
+        late_mounts: false,
+        init_parent: InitParent::Runtime,
+        boot_clock_origin: None,
+        while_mounting: None,
+    })
+    .unwrap();
+    let joined = eci_ns::spawn::spawn_into(
+        &spawned.init,
+        Namespaces::CONTAINER,
+        &report_then_stay,
+        &mut |_: &PidFd| Ok(0),
+        &[],
+    )
+    .unwrap();
+    let become_root = || {
+        // SAFETY: plain syscalls with integer arguments; a NULL list is allowed.
+        let changed = unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setresgid(0, 0, 0) == 0
+                && libc::setresuid(0, 0, 0) == 0
+        };
+        match changed {
+            true => Ok(()),
+            false => Err(Failure::last_errno(Stage::Helper, 99)),
+        }
+    };
+    let serve = |_: &[u8],
+                 _: &mut eci_ns::channel::ReceivedFds,
+                 _: &mut [u8; eci_ns::helper::MAX_RESPONSE]| None;
+    let helper = eci_ns::helper::Helper::start(&eci_ns::helper::HelperSpec {
+        target: &spawned.init,
+        join: Namespaces::USER,
+        join_via: None,
+        keep: &[],
+        before_join: None,
+        after_join: Some(&become_root),
+        serve: &serve,
+        watch: None,
+        orphaned: None,
+    })
+    .unwrap();
+    for channel in [&spawned.channel, &joined.channel] {
+        let (msg, _) = channel.recv().unwrap().unwrap();
+        assert_eq!(msg.kind, 42, "the process became root and waits");
+    }
+    let attempts = [spawned.init.pid(), joined.init.pid(), helper.pid()]
+        .map(|pid| container_root_takes_a_descriptor_of(&spawned.init, pid));
+    drop(dumpable);
+    assert_eq!(
+        attempts,
+        [libc::EPERM; 3],
+        "pidfd_getfd on the init, the exec'd process and the helper"
+    );
+    drop(helper);
+    drop(joined.channel);
+    assert_eq!(joined.init.wait().unwrap().code(), 0);
+    drop(spawned.channel);
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
+}
+
 /// The parent pid in a process's `/proc/PID/stat` (the fourth field, after the name).
 fn parent_of(pid: i32) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

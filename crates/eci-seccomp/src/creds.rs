@@ -97,13 +97,18 @@ impl Creds {
             if fs_ids() != (self.fsuid, self.fsgid) {
                 return Err(Errno(libc::EPERM));
             }
-            sys::set_effective_caps(self.effective & permitted)
+            sys::set_effective_caps(self.effective & permitted)?;
+            // Each change of IDs or capabilities leaves the helper as dumpable as the host's
+            // `fs.suid_dumpable` says; a FUSE mount's child, forked in the call, enters the
+            // caller's PID namespace.
+            sys::set_undumpable()
         });
         let result = switched.and_then(|()| call());
         let restored = sys::set_effective_caps(permitted).and_then(|()| {
             set_fs_ids(fsuid, fsgid);
             set_groups(&own_groups[..own_count])?;
-            sys::set_effective_caps(effective)
+            sys::set_effective_caps(effective)?;
+            sys::set_undumpable()
         });
         if restored.is_err() || fs_ids() != (fsuid, fsgid) {
             sys::exit(125);

@@ -900,7 +900,12 @@ fn in_child(work: &dyn Fn() -> SysResult<()>) -> SysResult<()> {
     let forked = unsafe { sys::fork() }.map_err(|_| Errno(libc::ENOMEM))?;
     let pid = match forked {
         sys::Forked::Child => {
-            let code = work().err().map_or(0, |Errno(errno)| errno);
+            // It may enter the caller's PID namespace: never dumpable there, whatever IDs
+            // changed before (see `sys::set_undumpable`).
+            let code = match sys::set_undumpable() {
+                Ok(()) => work().err().map_or(0, |Errno(errno)| errno),
+                Err(Errno(errno)) => errno,
+            };
             // SAFETY: the child ends here, running nothing of the helper's on the way out.
             unsafe { libc::_exit(code) }
         }
