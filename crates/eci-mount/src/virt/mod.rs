@@ -668,14 +668,23 @@ impl Registry {
     ) -> Option<Computed> {
         let entry = self.entry(slot)?;
         let index = SERVED.iter().position(|(f, _)| *f == file)?;
-        let mut recent = entry.recent.lock().ok()?;
-        if let Some((at, text)) = &recent[index] {
+        if let Some((at, text)) = &entry.recent.lock().ok()?[index] {
             if keep(*at) {
                 return Some((*at, Arc::clone(text)));
             }
         }
+        // Rendered without the lock: a lookup of any of the container's files takes it, and
+        // a render may wait on a count of every thread (see `Entry::tasks`).
         let at = Instant::now();
         let text: Arc<[u8]> = self.render(&entry, file)?.into();
+        let mut recent = entry.recent.lock().ok()?;
+        // One begun later by another reader and kept meanwhile is newer: it stays, and is
+        // what this reader answers too, so that a size told matches the text kept.
+        if let Some((kept_at, kept)) = &recent[index] {
+            if *kept_at > at {
+                return Some((*kept_at, Arc::clone(kept)));
+            }
+        }
         recent[index] = Some((at, Arc::clone(&text)));
         Some((at, text))
     }
@@ -740,7 +749,9 @@ impl CgroupDirs {
     /// Counts the container's processes, and its threads by state, in its cgroup and the
     /// cgroups below it (where a delegated container, Docker in it say, moves its
     /// processes), each once; and finds the host TID of the newest thread. One read of
-    /// /proc/TID/stat a thread: see [`Entry::tasks`].
+    /// /proc/TID/task/TID/stat a thread: see [`Entry::tasks`]. (Not /proc/TID/stat: for a
+    /// thread other than its process's first, that is the whole process's, which the kernel
+    /// adds up over every thread, so a process of N threads would cost N² steps.)
     fn count(&self) -> TaskCount {
         let processes = self.ids(c"cgroup.procs", c"cgroup.procs").len() as u64;
         let ids = self.ids(c"tasks", c"cgroup.threads");
@@ -748,7 +759,8 @@ impl CgroupDirs {
         let newest = ids.last().and_then(|id| u32::try_from(*id).ok());
         for pid in ids {
             tasks.total += 1;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let stat =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap_or_default();
             match stat
                 .rsplit_once(") ")
                 .and_then(|(_, rest)| rest.chars().next())
