@@ -517,6 +517,34 @@ fn the_kernel_keyrings_are_refused_as_if_absent() {
 }
 
 #[test]
+fn io_uring_and_vsock_sockets_are_refused_as_if_absent() {
+    // A ring's operations go round every seccomp rule; vsock sockets reach past the
+    // container's network namespace (a virtual machine's host, the guest's vsock services).
+    // Both work here natively. Family 40 is AF_VSOCK; 4294967336 is 40 with bit 32 set, which
+    // the kernel drops.
+    let vsock = libc::AF_VSOCK.to_string();
+    let high = (libc::AF_VSOCK as u64 | 1 << 32).to_string();
+    let inet = libc::AF_INET.to_string();
+    let answers = probe(
+        "ring-vsock",
+        &[
+            "syscall",
+            "io_uring_setup",
+            ",",
+            "socket",
+            &vsock,
+            ",",
+            "socket",
+            &high,
+            ",",
+            "socket",
+            &inet,
+        ],
+    );
+    assert_eq!(answers, ["ENOSYS", "EAFNOSUPPORT", "EAFNOSUPPORT", "ok"]);
+}
+
+#[test]
 fn a_tmpfs_mounted_inside_works_and_is_visible() {
     let (code, out) = run(
         "tmpfs",

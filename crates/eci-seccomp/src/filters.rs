@@ -2,9 +2,12 @@
 //!
 //! - The **deny filter** answers EPERM for operations on global kernel state (modules, kexec,
 //!   raw I/O ports, swap, accounting, the clock, file handles, BPF, the kernel log), and ENOSYS
-//!   for the new mount API, so that mount(8) falls back to mount(2), which is vetted, and for
+//!   for the new mount API, so that mount(8) falls back to mount(2), which is vetted, for
 //!   the kernel keyrings, so that runc and crun in the container go on without one
-//!   ([`keyring_syscalls`]).
+//!   ([`keyring_syscalls`]), and for io_uring, whose operations no seccomp filter sees
+//!   ([`io_uring_syscalls`]).
+//! - The **family filter** answers EAFNOSUPPORT to a socket of a family that reaches past the
+//!   container's network namespace ([`refused_families`]).
 //! - The **listener filter** answers EBUSY to a seccomp listener of the container's own, which
 //!   would be asked before eci's ([`listener_filter`]).
 //! - The **notify filter** sends `mount`, `umount2` and `sysinfo` to the supervisor
@@ -82,6 +85,52 @@ const SYS_OPEN_TREE_ATTR: i64 = 467;
 /// session keyring, but stop on EPERM: Docker in the container could run no container.
 pub fn keyring_syscalls() -> [i64; 3] {
     [libc::SYS_add_key, libc::SYS_request_key, libc::SYS_keyctl]
+}
+
+/// io_uring: ENOSYS, as on a kernel built without it or with `kernel.io_uring_disabled` set.
+/// The operations a ring performs (opening files, making and connecting sockets, setting
+/// extended attributes) are not syscalls, so no seccomp filter sees them: a ring would go
+/// round every rule that looks at an argument, the family filter's and a spec profile's. It is
+/// also much of the kernel's recent attack surface. Programs that use it fall back without it
+/// (liburing's users check for ENOSYS).
+pub fn io_uring_syscalls() -> [i64; 3] {
+    [
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+    ]
+}
+
+/// Socket families refused, as a kernel without them would (EAFNOSUPPORT): AF_VSOCK, whose
+/// sockets no network namespace scopes. In a virtual machine (Docker Desktop's, a CI runner's
+/// Firecracker guest) they reach the hypervisor's host and every vsock service of the guest,
+/// across the container's network namespace.
+pub fn refused_families() -> [u64; 1] {
+    [libc::AF_VSOCK as u64]
+}
+
+/// The rules of the family filter: socket(2) and socketpair(2) naming a [`refused_families`]
+/// family. The family is an `int`: compared on its low 32 bits, as the kernel reads it, so
+/// that high bits set in the register do not slip past.
+fn family_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
+    use seccompiler::{SeccompCmpArgLen::Dword, SeccompCmpOp, SeccompCondition};
+    let rules = || -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+        refused_families()
+            .into_iter()
+            .map(|family| {
+                SeccompRule::new(vec![SeccompCondition::new(
+                    0,
+                    Dword,
+                    SeccompCmpOp::Eq,
+                    family,
+                )?])
+            })
+            .collect()
+    };
+    Ok(vec![
+        (libc::SYS_socket, rules()?),
+        (libc::SYS_socketpair, rules()?),
+    ])
 }
 
 /// The new mount API: ENOSYS, so that tools fall back to the vetted mount(2).
@@ -257,8 +306,8 @@ pub(crate) fn compile_between(
     Ok(prog)
 }
 
-/// The deny filter: EPERM for global kernel operations, ENOSYS for the new mount API and the
-/// keyrings.
+/// The deny filter: EPERM for global kernel operations, ENOSYS for the new mount API, the
+/// keyrings and io_uring.
 ///
 /// It is two seccompiler filters joined (seccompiler gives one action per filter), each
 /// starting with the guard; the kernel runs them as one list where the strictest answer wins.
@@ -272,10 +321,11 @@ pub fn deny_filter() -> Result<(Program, Program), FilterError> {
         SeccompAction::Errno(libc::EPERM as u32),
     )?;
     let enosys = compile(
-        "new mount API and keyring",
+        "new mount API, keyring and io_uring",
         new_mount_api_syscalls()
             .into_iter()
             .chain(keyring_syscalls())
+            .chain(io_uring_syscalls())
             .map(|nr| (nr, vec![]))
             .collect(),
         SeccompAction::Errno(libc::ENOSYS as u32),
@@ -294,6 +344,17 @@ pub fn listener_filter() -> Result<Program, FilterError> {
         which,
         rules.into_iter().collect(),
         SeccompAction::Errno(libc::EBUSY as u32),
+    )
+}
+
+/// The family filter: EAFNOSUPPORT for a socket of a [`refused_families`] family.
+pub fn family_filter() -> Result<Program, FilterError> {
+    let which = "socket family";
+    let rules = family_rules().map_err(|source| FilterError::Build { which, source })?;
+    compile(
+        which,
+        rules.into_iter().collect(),
+        SeccompAction::Errno(libc::EAFNOSUPPORT as u32),
     )
 }
 
@@ -438,6 +499,35 @@ pub(crate) mod tests {
 
     #[test]
     #[cfg(target_arch = "x86_64")]
+    fn vsock_sockets_are_refused_whatever_the_high_bits_say() {
+        let prog = family_filter().unwrap();
+        let refused = errno_action(libc::EAFNOSUPPORT);
+        let vsock = libc::AF_VSOCK as u64;
+        let call =
+            |nr: i64, family: u64| run_with(&prog, NATIVE, nr as i32, [family, 1, 0, 0, 0, 0]);
+        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+            assert_eq!(call(nr, vsock), refused);
+            assert_eq!(
+                call(nr, vsock | 1 << 32),
+                refused,
+                "the kernel reads an int"
+            );
+            for family in [
+                libc::AF_UNIX,
+                libc::AF_INET,
+                libc::AF_INET6,
+                libc::AF_NETLINK,
+            ] {
+                assert_eq!(call(nr, family as u64), libc::SECCOMP_RET_ALLOW);
+            }
+        }
+        assert_eq!(call(libc::SYS_bind, vsock), libc::SECCOMP_RET_ALLOW);
+        // i386's socketcall and x32 numbers meet the guard.
+        assert_eq!(run(&prog, 0x4000_0003, 102), errno_action(libc::ENOSYS));
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
     fn foreign_and_x32_numbers_answer_enosys() {
         let enosys = errno_action(libc::ENOSYS);
         let (deny, _) = deny_filter().unwrap();
@@ -467,7 +557,14 @@ pub(crate) mod tests {
             run(&eperm, NATIVE, libc::SYS_read as i32),
             libc::SECCOMP_RET_ALLOW
         );
-        for nr in [libc::SYS_fsopen, libc::SYS_keyctl, libc::SYS_add_key] {
+        for nr in [
+            libc::SYS_fsopen,
+            libc::SYS_keyctl,
+            libc::SYS_add_key,
+            libc::SYS_io_uring_setup,
+            libc::SYS_io_uring_enter,
+            libc::SYS_io_uring_register,
+        ] {
             assert_eq!(run(&enosys, NATIVE, nr as i32), errno_action(libc::ENOSYS));
             assert_eq!(run(&eperm, NATIVE, nr as i32), libc::SECCOMP_RET_ALLOW);
         }

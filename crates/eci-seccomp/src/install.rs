@@ -12,6 +12,7 @@ pub struct Filters {
     notify: Program,
     deny: Program,
     new_mount_api: Program,
+    families: Program,
     listener: Program,
 }
 
@@ -25,6 +26,8 @@ pub mod step {
     pub const NEW_MOUNT_API: u32 = 3;
     /// Installing the filter that refuses a listener of the container's own.
     pub const LISTENER: u32 = 4;
+    /// Installing the filter that refuses socket families.
+    pub const FAMILIES: u32 = 5;
 }
 
 const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
@@ -43,6 +46,7 @@ impl Filters {
             notify: filters::notify_filter()?,
             deny,
             new_mount_api,
+            families: filters::family_filter()?,
             listener: filters::listener_filter()?,
         })
     }
@@ -56,6 +60,7 @@ impl Filters {
         let listener = install_notify(&self.notify).map_err(|e| (step::NOTIFY, e))?;
         install_filter(&self.deny, 0).map_err(|e| (step::DENY, e))?;
         install_filter(&self.new_mount_api, 0).map_err(|e| (step::NEW_MOUNT_API, e))?;
+        install_filter(&self.families, 0).map_err(|e| (step::FAMILIES, e))?;
         // Last, after eci's own listener: from here on nothing in the chain may add one, even
         // once eci's has closed (see filters::listener_filter).
         install_filter(&self.listener, 0).map_err(|e| (step::LISTENER, e))?;

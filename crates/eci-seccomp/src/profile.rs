@@ -829,6 +829,7 @@ mod tests {
             crate::filters::notify_filter().unwrap(),
             deny,
             new_mount_api,
+            crate::filters::family_filter().unwrap(),
             crate::filters::listener_filter().unwrap(),
         ];
         let total: usize = own.iter().map(|p| p.len() + 4).sum();
