@@ -171,12 +171,12 @@ impl Container {
         let init = |channel: &Channel| plan.run(channel);
         let lists: Vec<BorrowedFd<'_>> = thread_lists.iter().flatten().map(AsFd::as_fd).collect();
         let namespaces = namespaces_of(&self.spec);
-        let spawned = spawn_into(&self.init, namespaces, &init, &mut prepare, &lists).map_err(
-            |err| match err {
+        let keep = plan.descriptors();
+        let spawned = spawn_into(&self.init, namespaces, &init, &mut prepare, &lists, &keep)
+            .map_err(|err| match err {
                 eci_ns::SpawnError::Child(failure) => explain(failure, &plan),
                 other => Error::Spawn(other),
-            },
-        )?;
+            })?;
         drop(thread_lists);
         // From here on the process exists; dropping `guard` kills it.
         let guard = Killer(&spawned.init);

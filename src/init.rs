@@ -253,6 +253,12 @@ fn cstr(bytes: &[u8], what: &'static str) -> Result<CString, ProcessError> {
 }
 
 impl InitPlan {
+    /// The runtime's descriptors the plan uses (its standard streams'), for a process that
+    /// closes all others.
+    pub(crate) fn descriptors(&self) -> [RawFd; 3] {
+        self.stdio
+    }
+
     pub(crate) fn new(
         spec: &Spec,
         stdio: [RawFd; 3],

@@ -688,6 +688,12 @@ fn join_cgroups(thread_lists: &[RawFd]) -> Result<(), Errno> {
 /// writing, at most [`crate::channel::MAX_FDS`]; see [`WhileMounting`]), becomes root of the
 /// user namespace, starts a session of its own and runs `init`.
 ///
+/// Of the runtime's descriptors, the process keeps only `keep` (those `init` uses, at most
+/// [`MOST_KEPT`]; its standard ones, 0 to 2, stay too): it lives in the container's reach
+/// until its exec, where the container can hold it (a working directory on a FUSE mount that
+/// never answers), and another container's listener or channel held there would never read
+/// as closed.
+///
 /// `init` must be async-signal-safe, as for [`spawn`].
 pub fn spawn_into(
     target: &PidFd,
@@ -695,8 +701,13 @@ pub fn spawn_into(
     init: &(dyn Fn(&Channel) -> Failure + Sync),
     prepare: &mut Prepare<'_>,
     thread_lists: &[BorrowedFd<'_>],
+    keep: &[RawFd],
 ) -> Result<Spawned, SpawnError> {
     fit_in_a_go_ahead(thread_lists.len())?;
+    if keep.len() > MOST_KEPT {
+        let reason = format!("{} descriptors to keep, at most {MOST_KEPT}", keep.len());
+        return Err(SpawnError::Prepare(reason.into()));
+    }
     let (runtime_end, child_end) = Channel::pair().map_err(|source| SpawnError::Runtime {
         what: "creating the exec channel",
         source,
@@ -704,13 +715,7 @@ pub fn spawn_into(
     let join = namespaces | Namespaces::USER | Namespaces::MOUNT | Namespaces::PID;
     // SAFETY: the child runs only `joining_process`, which is async-signal-safe and never returns.
     let joiner = match unsafe { sys::fork() }.map_err(runtime_err("forking the joining process"))? {
-        Forked::Child => joining_process(
-            &child_end,
-            runtime_end.raw_fd(),
-            target.as_raw_fd(),
-            join,
-            init,
-        ),
+        Forked::Child => joining_process(&child_end, target.as_raw_fd(), join, init, keep),
         Forked::Parent { pid, .. } => pid,
     };
     drop(child_end);
@@ -749,14 +754,27 @@ pub fn spawn_into(
     })
 }
 
+/// How many descriptors [`spawn_into`] keeps for its `init` beside its own.
+pub const MOST_KEPT: usize = 8;
+
 fn joining_process(
     channel: &Channel,
-    runtime_end: RawFd,
     target: RawFd,
     join: Namespaces,
     init: &(dyn Fn(&Channel) -> Failure + Sync),
+    keep: &[RawFd],
 ) -> ! {
-    sys::close(runtime_end);
+    // Nothing of the runtime's beyond what this process needs (the runtime's end of the
+    // channel included, whose end of stream tells the runtime this one is gone).
+    let mut kept = [-1; MOST_KEPT + 2];
+    kept[0] = channel.raw_fd();
+    kept[1] = target;
+    for (slot, &fd) in kept[2..].iter_mut().zip(keep) {
+        *slot = fd;
+    }
+    if sys::close_fds_except(&kept).is_err() {
+        Failure::last_errno(Stage::JoinNamespaces, 3).report_and_exit(channel);
+    }
     // Until it becomes the namespace's root, the process keeps host root's IDs and every
     // descriptor of the runtime: never dumpable in the container's reach.
     if sys::set_undumpable().is_err() {

@@ -284,6 +284,7 @@ fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() 
         &report_clock,
         &mut |_: &PidFd| Ok(0),
         &[],
+        &[],
     )
     .unwrap();
     let (msg, _) = joined.channel.recv().unwrap().unwrap();
@@ -427,6 +428,7 @@ fn a_process_added_later_moves_itself_into_the_cgroups_it_is_handed() {
         &report,
         &mut |_: &PidFd| Ok(0),
         &[std::os::fd::AsFd::as_fd(&tasks)],
+        &[],
     )
     .unwrap();
     let (msg, _) = joined.channel.recv().unwrap().unwrap();
@@ -514,12 +516,71 @@ fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
             Ok(0)
         },
         &[],
+        &[],
     )
     .unwrap();
     assert_eq!(
         attempt,
         Some(libc::EPERM),
         "pidfd_getfd on the joining process"
+    );
+    drop(joined.channel);
+    assert_eq!(joined.init.wait().unwrap().code(), 0);
+    drop(spawned.channel);
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
+}
+
+#[test]
+fn a_joined_process_keeps_only_the_descriptors_it_is_given() {
+    // It lives in the container's reach until its exec, where the container can hold it: of
+    // the runtime's descriptors it keeps only those its init uses.
+    use std::os::fd::AsRawFd;
+    let setup = |_: SetupContext<'_>| Ok(());
+    let stay = |channel: &Channel| stay_until_hung_up(channel);
+    let spawned = spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        joined: &[],
+        setup: &setup,
+        init: &stay,
+        prepare: &mut write_maps,
+        late_mounts: false,
+        init_parent: InitParent::Runtime,
+        boot_clock_origin: None,
+        while_mounting: None,
+    })
+    .unwrap();
+    let (kept, other) = (
+        std::fs::File::open("/dev/null").unwrap(),
+        std::fs::File::open("/dev/null").unwrap(),
+    );
+    let (kept_fd, other_fd) = (kept.as_raw_fd(), other.as_raw_fd());
+    let open = |fd: i32| {
+        // SAFETY: fcntl with integer arguments only asks about the descriptor.
+        i32::from(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+    };
+    let report = |channel: &Channel| {
+        let _ = channel.send(Message {
+            kind: 42,
+            a: open(kept_fd),
+            b: open(other_fd),
+            c: 0,
+        });
+        stay_until_hung_up(channel)
+    };
+    let joined = eci_ns::spawn::spawn_into(
+        &spawned.init,
+        Namespaces::CONTAINER,
+        &report,
+        &mut |_: &PidFd| Ok(0),
+        &[],
+        &[kept_fd],
+    )
+    .unwrap();
+    let (msg, _) = joined.channel.recv().unwrap().unwrap();
+    assert_eq!(
+        (msg.kind, msg.a, msg.b),
+        (42, 1, 0),
+        "kept open, the other closed"
     );
     drop(joined.channel);
     assert_eq!(joined.init.wait().unwrap().code(), 0);
@@ -576,6 +637,7 @@ fn container_processes_stay_undumpable_after_becoming_root_whatever_the_host_say
         Namespaces::CONTAINER,
         &report_then_stay,
         &mut |_: &PidFd| Ok(0),
+        &[],
         &[],
     )
     .unwrap();
