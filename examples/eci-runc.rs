@@ -1003,14 +1003,23 @@ fn engine_image(
 }
 
 /// Writes a pid file as runc does, in one step (a hidden file beside it, renamed over it): an
-/// engine that polls for it never reads it half written.
+/// engine that polls for it never reads it half written. The hidden file is made anew
+/// (O_EXCL): one left there, a symlink say by whoever may write in that directory, is removed
+/// (the link, not what it names) rather than written through as root.
 fn write_pid_file(file: &Path, pid: u32) -> std::io::Result<()> {
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     let partial = file.with_file_name(format!(".{name}.{}", std::process::id()));
-    std::fs::write(&partial, pid.to_string())?;
-    std::fs::rename(&partial, file).inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })
+    let _ = std::fs::remove_file(&partial);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .and_then(|mut out| out.write_all(pid.to_string().as_bytes()));
+    written
+        .and_then(|()| std::fs::rename(&partial, file))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })
 }
 
 /// Replaces `file` with `bytes` in one step (a file beside it, renamed over it).
@@ -1845,6 +1854,10 @@ fn start_exec(container: &Container, json: &str, fds: Vec<OwnedFd>) -> Result<Ex
     let process: eci::oci_spec::runtime::Process =
         serde_json::from_value(request["process"].clone())?;
     let console = request["consoleSocket"].as_str().map(PathBuf::from);
+    // Refused before the program runs, not after (its command would have run in part).
+    if process.terminal() == Some(true) && console.is_none() {
+        return Err("a terminal needs --console-socket".into());
+    }
     // With a terminal the caller's descriptors are not the process's (and must not stay open).
     let mut fds = fds.into_iter().filter(|_| process.terminal() != Some(true));
     let stdio = Stdio {

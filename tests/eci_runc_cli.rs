@@ -843,6 +843,15 @@ fn exec_refuses_the_flags_it_does_not_apply_and_applies_additional_groups() {
             "{flag:?}: {said}"
         );
     }
+    // A terminal without a console socket is refused before the program runs.
+    let out = setup.runc(&["exec", "--tty", id, "sh", "-c", "echo ran > /tmp/ran"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("console-socket"),
+        "{said}"
+    );
+    let ran = setup.runc(&["exec", id, "cat", "/tmp/ran"]);
+    assert!(!ran.status.success(), "the program never ran: {ran:?}");
     let out = setup.runc(&["exec", "--additional-gids", "7", id, "id", "-G"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
