@@ -316,6 +316,27 @@ fn a_global_tunable_written_inside_stays_inside() {
 }
 
 #[test]
+fn a_tunable_is_written_only_by_whom_the_kernel_would_let() {
+    // The kernel's handler asks CAP_SYS_ADMIN for dmesg_restrict (root without it is refused,
+    // while panic needs only the file's permission), and a user namespace made inside the
+    // container is refused the host's tunables altogether.
+    let without_admin = "setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin /probe";
+    let script = format!(
+        "/probe write /proc/sys/kernel/dmesg_restrict 1 ; \
+         {without_admin} write /proc/sys/kernel/dmesg_restrict 0 , write /proc/sys/kernel/panic 3 ; \
+         unshare --user --map-root-user /probe write /proc/sys/kernel/panic 4 ; \
+         cat /proc/sys/kernel/dmesg_restrict /proc/sys/kernel/panic"
+    );
+    let (code, out) = run_limited("tunable-writers", &script, 1 << 30, None);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["ok", "EPERM", "ok", "EACCES", "1", "3"],
+        "root writes; root without CAP_SYS_ADMIN writes panic only; a nested namespace nothing"
+    );
+}
+
+#[test]
 fn conntrack_max_follows_largest_wins() {
     const KEY: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
     let Ok(original) = std::fs::read_to_string(KEY) else {

@@ -281,6 +281,39 @@ impl Entry {
     }
 }
 
+/// Whether process `pid` (writing, so alive until answered) may write tunable `name`, as the
+/// kernel would let it write the host's: from a user namespace host root made (the
+/// container's own; one made inside the container belongs to its root, whom the kernel
+/// refuses the host's tunables: EACCES), holding the capability the kernel's handler asks for
+/// in it (EPERM; [`sysctl::capability_to_write`]). FUSE's own check (`default_permissions`)
+/// already asked for the tunable's owner, the container's root. What cannot be read is
+/// refused.
+fn writer_may_write(pid: u32, name: &str) -> Result<(), Errno> {
+    // ioctl_ns(2): _IO(0xb7, 0x4).
+    const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+    let userns = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|_| Errno::EACCES)?;
+    let mut owner: libc::uid_t = libc::uid_t::MAX;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer, which is valid.
+    let asked = unsafe { libc::ioctl(userns.as_raw_fd(), NS_GET_OWNER_UID, &mut owner) };
+    if asked != 0 || owner != 0 {
+        return Err(Errno::EACCES);
+    }
+    let Some(capability) = sysctl::capability_to_write(name) else {
+        return Ok(());
+    };
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| Errno::EPERM)?;
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .ok_or(Errno::EPERM)?;
+    match effective & (1 << capability) {
+        0 => Err(Errno::EPERM),
+        _ => Ok(()),
+    }
+}
+
 /// The handle every open tunable is given: nothing is kept per open (see `Served::open`).
 const TUNABLE_HANDLE: u64 = 1;
 
@@ -973,7 +1006,7 @@ impl Filesystem for Served {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -989,6 +1022,10 @@ impl Filesystem for Served {
         // Like the kernel's own tunables: one whole value per write, from the start.
         if offset != 0 {
             return reply.error(Errno::EINVAL);
+        }
+        let name = sysctl::TUNABLES.get(index).map_or("", |(name, _)| name);
+        if let Err(errno) = writer_may_write(req.pid(), name) {
+            return reply.error(errno);
         }
         match self.registry.write_tunable(slot, index, data) {
             Ok(()) => reply.written(data.len() as u32),

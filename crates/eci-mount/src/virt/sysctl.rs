@@ -96,6 +96,20 @@ pub fn check(kind: Kind, written: &[u8]) -> Option<String> {
     Some(words.join("\t"))
 }
 
+/// The capability the kernel's own handler asks of a writer of tunable `name` (a number, as
+/// in capability(7)), beyond the file's permissions; `None` for the others.
+pub fn capability_to_write(name: &str) -> Option<u32> {
+    match name {
+        // CAP_SYS_ADMIN, in proc_dointvec_minmax_sysadmin
+        "kernel.kptr_restrict" | "kernel.dmesg_restrict" => Some(21),
+        // CAP_SYS_PTRACE, in Yama's own handler
+        "kernel.yama.ptrace_scope" => Some(19),
+        // CAP_SYS_RAWIO, in mmap_min_addr_handler
+        "vm.mmap_min_addr" => Some(17),
+        _ => None,
+    }
+}
+
 /// What the host's value becomes after containers wrote `values`, starting from the host's
 /// current value `original`; `None` leaves the host alone.
 pub fn host_value(mode: SysctlMode, original: &str, values: &[&str]) -> Option<String> {
@@ -120,6 +134,21 @@ pub fn host_value(mode: SysctlMode, original: &str, values: &[&str]) -> Option<S
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn writes_that_the_kernel_guards_with_a_capability_ask_for_it() {
+        assert_eq!(capability_to_write("kernel.dmesg_restrict"), Some(21));
+        assert_eq!(capability_to_write("kernel.kptr_restrict"), Some(21));
+        assert_eq!(capability_to_write("kernel.yama.ptrace_scope"), Some(19));
+        assert_eq!(capability_to_write("vm.mmap_min_addr"), Some(17));
+        assert_eq!(capability_to_write("kernel.panic"), None);
+        for (name, _) in TUNABLES {
+            assert!(
+                capability_to_write(name).is_none_or(|cap| cap <= 40),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn values_are_checked_and_normalised() {
