@@ -562,7 +562,11 @@ impl InitPlan {
             step::SECCOMP => "installing the seccomp filters".into(),
             step::SEND_LISTENER => "handing the seccomp listener to the runtime".into(),
             step::WAIT_START => "waiting for start".into(),
-            step::CONSOLE => "opening a terminal in the container's /dev/pts".into(),
+            step::CONSOLE => {
+                "opening a terminal in the container's /dev/pts (its ptmx must be a devpts \
+                 ptmx, and the pty it gives one of the same devpts)"
+                    .into()
+            }
             step::SEND_CONSOLE => "handing the terminal to the runtime".into(),
             step::CONTROLLING_TERMINAL => "making the terminal the process's own".into(),
             step::STDIO => "setting up stdin, stdout and stderr".into(),
@@ -589,8 +593,52 @@ impl InitPlan {
     }
 }
 
+/// devpts's magic number (statfs(2)).
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+
+/// The status of `fd` if it is a character device of a devpts filesystem, else ENOTTY.
+/// Async-signal-safe.
+fn devpts_node(fd: RawFd) -> SysResult<libc::stat> {
+    // SAFETY: all-zero statfs and stat are valid out-buffers for the calls that fill them.
+    let (mut fs, mut st): (libc::statfs, libc::stat) = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs and fstat write into the buffers passed.
+    unsafe {
+        check_int(libc::fstatfs(fd, &mut fs))?;
+        check_int(libc::fstat(fd, &mut st))?;
+    }
+    // f_type's type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let devpts = fs.f_type as i64 == DEVPTS_SUPER_MAGIC;
+    match devpts && st.st_mode & libc::S_IFMT == libc::S_IFCHR {
+        true => Ok(st),
+        false => Err(Errno(libc::ENOTTY)),
+    }
+}
+
+/// The pty slave TIOCGPTPEER gave for `master` (whose status is `ptmx`), checked to be a pty
+/// of the same devpts: a number the answer merely names could be any descriptor the process
+/// holds, a terminal of the host's among them. Async-signal-safe.
+fn peer_of(master: RawFd, ptmx: &libc::stat) -> SysResult<RawFd> {
+    // UNIX98 pty slaves: majors 136 to 143.
+    const SLAVE_MAJORS: std::ops::RangeInclusive<u32> = 136..=143;
+    // SAFETY: an ioctl on a descriptor we own, with the flags it takes.
+    let slave = check_int(unsafe {
+        libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY)
+    })?;
+    match devpts_node(slave) {
+        Ok(st) if st.st_dev == ptmx.st_dev && SLAVE_MAJORS.contains(&libc::major(st.st_rdev)) => {
+            Ok(slave)
+        }
+        // Not closed: the number may name a descriptor of the process's that is not this
+        // pty's (it is closed at exec, close-on-exec as all of them).
+        _ => Err(Errno(libc::ENOTTY)),
+    }
+}
+
 /// Opens a pty in the container's devpts and sends its master to the runtime; returns the
-/// slave. After fork: async-signal-safe only.
+/// slave. The container decides what /dev/pts/ptmx is (a FUSE file bound over it may answer
+/// every ioctl as it likes): the file opened must be a devpts ptmx, and the slave a pty of the
+/// same devpts (as runc checks). After fork: async-signal-safe only.
 fn open_terminal(channel: &Channel) -> Result<RawFd, (u32, Errno)> {
     let at = |step: u32| move |errno: Errno| (step, errno);
     // SAFETY: a NUL-terminated path.
@@ -601,17 +649,16 @@ fn open_terminal(channel: &Channel) -> Result<RawFd, (u32, Errno)> {
         )
     })
     .map_err(at(step::CONSOLE))?;
+    let ptmx = devpts_node(master).and_then(|st| match st.st_rdev == libc::makedev(5, 2) {
+        true => Ok(st),
+        false => Err(Errno(libc::ENOTTY)),
+    });
     let unlock: libc::c_int = 0;
-    // SAFETY: ioctls on the master we just opened, with the argument each expects.
-    let slave = unsafe {
-        check_int(libc::ioctl(master, libc::TIOCSPTLCK, &unlock)).and_then(|_| {
-            check_int(libc::ioctl(
-                master,
-                libc::TIOCGPTPEER,
-                libc::O_RDWR | libc::O_NOCTTY,
-            ))
-        })
-    };
+    let slave = ptmx.and_then(|ptmx| {
+        // SAFETY: an ioctl on the master we just opened, with the argument it expects.
+        check_int(unsafe { libc::ioctl(master, libc::TIOCSPTLCK, &unlock) })?;
+        peer_of(master, &ptmx)
+    });
     let sent = slave.and_then(|_| channel.send_with_fds(Message::of(CONSOLE), &[master]));
     sys::close(master);
     match (slave, sent) {

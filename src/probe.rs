@@ -180,7 +180,7 @@ fn sysinfo_into_stalled_fuse(dir: &str) -> String {
         Ok(device) => device,
         Err(answer) => return format!("mount: {answer}"),
     };
-    std::thread::spawn(move || serve_all_but_reads(&device, None));
+    std::thread::spawn(move || serve_all_but_reads(&device, None, None));
     let file = match std::fs::File::open(format!("{dir}/f")) {
         Ok(file) => file,
         Err(err) => return format!("open: {err}"),
@@ -213,7 +213,7 @@ fn fuse_request_pid(dir: &str) -> String {
         Err(answer) => return format!("mount: {answer}"),
     };
     let (told, lookups) = std::sync::mpsc::channel();
-    std::thread::spawn(move || serve_all_but_reads(&device, Some(told)));
+    std::thread::spawn(move || serve_all_but_reads(&device, Some(told), None));
     if let Err(err) = std::fs::metadata(format!("{dir}/f")) {
         return format!("stat: {err}");
     }
@@ -225,10 +225,44 @@ fn fuse_request_pid(dir: &str) -> String {
     }
 }
 
-/// The FUSE server of [`sysinfo_into_stalled_fuse`] and [`fuse_request_pid`]: a root
-/// directory holding one 4 KiB file `f` (node 2); every read is left unanswered. The PID each
-/// lookup names goes to `lookups`.
-fn serve_all_but_reads(device: &std::fs::File, lookups: Option<std::sync::mpsc::Sender<u32>>) {
+/// Mounts a FUSE filesystem at `dir` whose file answers every ioctl with `result`, binds the
+/// file over /dev/pts/ptmx, prints "ready" and serves until killed: a process that opens
+/// the container's ptmx and asks it for its pty's peer (TIOCGPTPEER) is told `result` as the
+/// peer's descriptor number.
+fn fake_ptmx(dir: &str, result: &str) -> String {
+    let Ok(result) = result.parse::<i32>() else {
+        return format!("bad result {result}");
+    };
+    let device = match mount_fuse(dir, "ptmx") {
+        Ok(device) => device,
+        Err(answer) => return format!("mount: {answer}"),
+    };
+    std::thread::spawn(move || serve_all_but_reads(&device, None, Some(result)));
+    let bound = mount(
+        Some(&format!("{dir}/f")),
+        "/dev/pts/ptmx",
+        None,
+        libc::MS_BIND,
+        None,
+    );
+    if bound != "ok" {
+        return format!("bind: {bound}");
+    }
+    println!("ready");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
+/// The FUSE server of [`sysinfo_into_stalled_fuse`], [`fuse_request_pid`] and [`fake_ptmx`]:
+/// a root directory holding one 4 KiB file `f` (node 2); every read is left unanswered. The
+/// PID each lookup names goes to `lookups`; an ioctl is answered `ioctl_result` if given.
+fn serve_all_but_reads(
+    device: &std::fs::File,
+    lookups: Option<std::sync::mpsc::Sender<u32>>,
+    ioctl_result: Option<i32>,
+) {
     use std::io::{Read, Write};
     const LOOKUP: u32 = 1;
     const FORGET: u32 = 2;
@@ -237,6 +271,7 @@ fn serve_all_but_reads(device: &std::fs::File, lookups: Option<std::sync::mpsc::
     const READ: u32 = 15;
     const INIT: u32 = 26;
     const INTERRUPT: u32 = 36;
+    const IOCTL: u32 = 39;
     const BATCH_FORGET: u32 = 42;
     // fuse_attr: ino, size, blocks, three times, their nanoseconds, mode, nlink, uid, gid,
     // rdev, blksize, flags.
@@ -305,6 +340,12 @@ fn serve_all_but_reads(device: &std::fs::File, lookups: Option<std::sync::mpsc::
             }
             // fuse_open_out: handle and flags, none: reads go through the page cache.
             OPEN => (0, vec![0u8; 16]),
+            // fuse_ioctl_out: the result, then no flags and no data either way.
+            IOCTL if ioctl_result.is_some() => {
+                let mut out = ioctl_result.unwrap_or(0).to_ne_bytes().to_vec();
+                out.resize(16, 0);
+                (0, out)
+            }
             _ => (-libc::ENOSYS, Vec::new()),
         };
         let mut reply = Vec::with_capacity(16 + body.len());
@@ -544,6 +585,7 @@ pub fn run(args: &[&str]) -> String {
         ["fuse-hold", target] => fuse_mount(target, true),
         ["sysinfo-fuse", dir] => sysinfo_into_stalled_fuse(dir),
         ["fuse-pid", dir] => fuse_request_pid(dir),
+        ["fuse-ptmx", dir, result] => fake_ptmx(dir, result),
         ["bind", source, target] => mount(Some(source), target, None, bind, None),
         ["rbind", source, target] => mount(Some(source), target, None, bind | libc::MS_REC, None),
         ["move", source, target] => mount(Some(source), target, None, libc::MS_MOVE, None),

@@ -234,6 +234,72 @@ fn an_exec_that_never_reaches_its_program_is_killed_and_the_container_goes_on() 
     container.kill(libc::SIGKILL).unwrap();
 }
 
+/// A pty of the host's devpts: (master, slave).
+fn host_pty() -> (OwnedFd, OwnedFd) {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // SAFETY: posix_openpt returns a new descriptor or -1; grantpt and unlockpt take it.
+    let master = unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(fd >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        OwnedFd::from_raw_fd(fd)
+    };
+    let mut name = [0 as libc::c_char; 64];
+    // SAFETY: the buffer and its length are passed together.
+    let named = unsafe {
+        libc::ptsname_r(
+            std::os::fd::AsRawFd::as_raw_fd(&master),
+            name.as_mut_ptr(),
+            name.len(),
+        )
+    };
+    assert_eq!(named, 0);
+    // SAFETY: ptsname_r wrote a NUL-terminated path.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path.to_str().unwrap())
+        .unwrap();
+    (master, OwnedFd::from(slave))
+}
+
+#[test]
+fn an_exec_terminal_is_a_pty_of_the_containers_devpts_whatever_its_ptmx_answers() {
+    // The container may bind a FUSE file over /dev/pts/ptmx whose server answers every ioctl
+    // as it likes. Taken as the pty, a number it gives for the peer that names a terminal the
+    // runtime handed the process (a host pty as its stdin, here) became the process's
+    // controlling terminal, with its output on the host's pty.
+    let (_host_master, host_slave) = host_pty();
+    let number = std::os::fd::AsRawFd::as_raw_fd(&host_slave);
+    let script = format!("mkdir -p /tmp/ptmx && exec /probe fuse-ptmx /tmp/ptmx {number}");
+    let mut c = create_with(
+        "exec-ptmx",
+        &["sh", "-c", &script],
+        common::with_fuse_device,
+    );
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ready\n", "the fake ptmx is in place");
+    let container = c.container.as_ref().unwrap();
+    let mut process = Process::default();
+    process.set_args(Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "echo on-a-host-pty".into(),
+    ]));
+    process.set_terminal(Some(true));
+    let stdio = Stdio {
+        stdin: Some(host_slave),
+        ..Default::default()
+    };
+    let err = container.exec(process, stdio).map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("must be a devpts ptmx"), "{err}");
+    container.kill(libc::SIGKILL).unwrap();
+}
+
 /// A profile that refuses mount with EACCES and packet sockets with EAFNOSUPPORT, and sends
 /// kexec_load and umount2 to a tracer (there is none: the kernel would answer ENOSYS), which
 /// eci's own answers outrank.
