@@ -384,6 +384,10 @@ const HELPER_LEAVE_REAL_TIME_STEP: u32 = 20;
 
 fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     let fail = |step| Failure::last_errno(Stage::Helper, step).report_and_exit(channel);
+    // Signal handlers at their defaults (ignored signals stay ignored): the helper's children
+    // may enter the container's PID namespace, where its root may signal them, and none of the
+    // runtime's handlers may run there.
+    sys::reset_caught_signals();
     // The runtime's blocked signals are not the helper's (a runtime that passes signals on to
     // its container blocks them in every thread): a helper blocks what it reads itself.
     // SAFETY: an empty set, initialised by sigemptyset; sigprocmask and setsid are
@@ -415,6 +419,11 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     }
     if spec.keep.len() > keep.len() - 3 || sys::close_fds_except(&keep).is_err() {
         fail(1);
+    }
+    // Nor its standard streams: a caller that waits for the end of the runtime's output (a
+    // pipe it reads to the end) would wait as long as an orphaned helper lives.
+    if sys::to_dev_null(&[0, 1, 2]).is_err() {
+        fail(11);
     }
     // Joining and setting up run code the loop never runs again: given back once idle. Its
     // smaps is opened now, while the helper's root is the runtime's: a mount helper takes

@@ -343,6 +343,59 @@ pub fn close_range(first: u32, last: u32, flags: u32) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) }).map(drop)
 }
 
+/// Gives every signal the caller catches its default action back; ignored ones stay ignored
+/// (as CLONE_CLEAR_SIGHAND does, for a child made with fork: a raw clone would leave the C
+/// library's locks as another thread held them, and a later fork by the child could wait on
+/// them for good). Async-signal-safe.
+pub fn reset_caught_signals() {
+    // The kernel's struct sigaction: the handler comes first on every architecture eci builds
+    // for (x86-64, arm64, riscv64); 32 bytes cover the whole of it on each.
+    const SIG_DFL: u64 = 0;
+    const SIG_IGN: u64 = 1;
+    let default = [0u64; 4];
+    for signal in 1..=64 {
+        let mut old = [0u64; 4];
+        // SAFETY: no new action and a 32-byte buffer for the old one, with the kernel's
+        // 8-byte signal set size.
+        let read = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                std::ptr::null::<u64>(),
+                old.as_mut_ptr(),
+                8usize,
+            )
+        };
+        if read == 0 && old[0] != SIG_DFL && old[0] != SIG_IGN {
+            // SAFETY: an all-zero sigaction (SIG_DFL, no flags, an empty mask).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
+        }
+    }
+}
+
+/// Points each of `fds` at /dev/null (read and write). Async-signal-safe.
+pub fn to_dev_null(fds: &[RawFd]) -> SysResult<()> {
+    // SAFETY: a NUL-terminated path.
+    let null =
+        check_int(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    let result = fds.iter().try_for_each(|&fd| {
+        // SAFETY: dup2 takes plain integers; the copy at `fd` is not close-on-exec.
+        check_int(unsafe { libc::dup2(null, fd) }).map(drop)
+    });
+    if !fds.contains(&null) {
+        close(null);
+    }
+    result
+}
+
 /// Closes every fd from 3 up except those in `keep` (in any order, any number of them).
 pub fn close_fds_except(keep: &[RawFd]) -> SysResult<()> {
     let mut next: u32 = 3;

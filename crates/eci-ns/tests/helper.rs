@@ -130,3 +130,45 @@ impl Drop for FreezerGroup {
         }
     }
 }
+
+/// A field of a process's status file, read as hex.
+fn status_mask(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_helper_runs_none_of_the_runtimes_handlers_and_holds_none_of_its_streams() {
+    // Its children may enter a container's PID namespace, whose root may signal them; a caller
+    // reading the runtime's output to its end would wait as long as the helper lives.
+    extern "C" fn noted(_: libc::c_int) {}
+    // SAFETY: a handler that does nothing, for a signal nothing else in this test binary uses.
+    unsafe { libc::signal(libc::SIGPWR, noted as *const () as libc::sighandler_t) };
+    let me = PidFd::open(std::process::id() as i32).unwrap();
+    let serve = |_: &[u8], _: &mut ReceivedFds, _: &mut [u8; MAX_RESPONSE]| None;
+    let helper = Helper::start(&HelperSpec {
+        target: &me,
+        join: Namespaces::UTS,
+        join_via: None,
+        keep: &[],
+        before_join: None,
+        after_join: None,
+        serve: &serve,
+        watch: None,
+        orphaned: None,
+    })
+    .unwrap();
+    let pid = helper.pid();
+    let bit = |signal: libc::c_int| 1u64 << (signal - 1);
+    assert_eq!(status_mask(pid, "SigCgt:") & bit(libc::SIGPWR), 0);
+    // Ignored signals stay ignored (Rust ignores SIGPIPE, which a helper's writes rely on).
+    assert_ne!(status_mask(pid, "SigIgn:") & bit(libc::SIGPIPE), 0);
+    for fd in 0..3 {
+        let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        assert_eq!(target, std::path::Path::new("/dev/null"), "fd {fd}");
+    }
+}
