@@ -5,12 +5,17 @@
 //! ```text
 //! eci-probe syscall init_module|finit_module|delete_module|kexec_load|iopl|ioperm|swapon|
 //!                   swapoff|acct|settimeofday|clock_settime|open_by_handle_at|bpf|keyctl|
-//!                   syslog|perf_event_open|fsopen|open_tree|mount_setattr
+//!                   syslog|perf_event_open|quotactl|quotactl_fd|lookup_dcookie|vhangup|
+//!                   fsopen|open_tree|mount_setattr|io_uring_setup
+//!                                                 the syscall with zero arguments
+//! eci-probe socket FAMILY                         socket(FAMILY, SOCK_STREAM, 0); FAMILY may
+//!                                                 carry bits above the 32 the kernel reads
 //! eci-probe mount SOURCE TARGET FSTYPE [DATA]     new filesystem
 //! eci-probe mount-ro SOURCE TARGET FSTYPE         new filesystem, read-only
 //! eci-probe bind SOURCE TARGET                    bind mount
 //! eci-probe rbind SOURCE TARGET                   recursive bind mount
 //! eci-probe move SOURCE TARGET                    move a mount
+//! eci-probe remount-fs TARGET DATA                remount the filesystem with options DATA
 //! eci-probe remount-rw TARGET [FLAGS] | remount-ro TARGET [FLAGS]
 //!                                                 per-mount flags (MS_REMOUNT|MS_BIND), plus
 //!                                                 FLAGS such as nosuid,nodev,noexec
@@ -21,6 +26,9 @@
 //! eci-probe fuse-pid DIR                          mount a FUSE server at DIR, look a file up:
 //!                                                 "same" if the server was told this process's
 //!                                                 PID as it sees it, else both numbers
+//! eci-probe fuse-ptmx DIR RESULT                 mount a FUSE server at DIR whose file answers
+//!                                                 every ioctl RESULT, bind it over /dev/pts/ptmx,
+//!                                                 print "ready" and serve until killed
 //! eci-probe sysinfo-fuse DIR                       sysinfo(2) into a page of a FUSE server at DIR
 //!                                                 that never answers a read: prints "mapped",
 //!                                                 then the answer
@@ -379,6 +387,10 @@ fn syscall(name: &str) -> String {
         "keyctl" => libc::SYS_keyctl,
         "syslog" => libc::SYS_syslog,
         "perf_event_open" => libc::SYS_perf_event_open,
+        "quotactl" => libc::SYS_quotactl,
+        "quotactl_fd" => 443,
+        "lookup_dcookie" => libc::SYS_lookup_dcookie,
+        "vhangup" => libc::SYS_vhangup,
         "fsopen" => libc::SYS_fsopen,
         "open_tree" => libc::SYS_open_tree,
         "mount_setattr" => libc::SYS_mount_setattr,

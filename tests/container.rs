@@ -511,6 +511,40 @@ fn kernel_modules_cannot_be_loaded() {
 }
 
 #[test]
+fn global_kernel_operations_are_refused() {
+    // Each with zero arguments: natively these answer EFAULT, EINVAL, EBADF, ENOSYS (this
+    // kernel has no kexec, iopl or dcookies) or even succeed; eci's filter answers EPERM first.
+    let names: &[&str] = &[
+        "kexec_load",
+        #[cfg(target_arch = "x86_64")]
+        "iopl",
+        #[cfg(target_arch = "x86_64")]
+        "ioperm",
+        "swapon",
+        "swapoff",
+        "acct",
+        "settimeofday",
+        "clock_settime",
+        "open_by_handle_at",
+        "bpf",
+        "syslog",
+        "perf_event_open",
+        "quotactl",
+        "quotactl_fd",
+        "lookup_dcookie",
+        "vhangup",
+    ];
+    let mut commands = Vec::new();
+    for name in names {
+        commands.extend(["syscall", name, ","]);
+    }
+    commands.pop();
+    let answers = probe("global", &commands);
+    let expected = vec!["EPERM"; names.len()];
+    assert_eq!(answers, expected, "{names:?}");
+}
+
+#[test]
 fn the_kernel_keyrings_are_refused_as_if_absent() {
     // ENOSYS, not EPERM: runc and crun in the container then go on without a session keyring.
     assert_eq!(probe("keyrings", &["syscall", "keyctl"]), ["ENOSYS"]);

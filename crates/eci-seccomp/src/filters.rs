@@ -60,6 +60,7 @@ fn denied_syscalls() -> Vec<i64> {
         libc::SYS_bpf,
         libc::SYS_syslog,
         libc::SYS_quotactl,
+        SYS_QUOTACTL_FD,
         libc::SYS_lookup_dcookie,
         libc::SYS_perf_event_open,
         libc::SYS_vhangup,
@@ -74,6 +75,10 @@ fn denied_syscalls() -> Vec<i64> {
     ]);
     list
 }
+
+/// quotactl_fd(2) (Linux 5.14): quotactl on a filesystem named by a descriptor, refused as
+/// quotactl is. The same number on every architecture (the unified syscall table).
+const SYS_QUOTACTL_FD: i64 = 443;
 
 /// open_tree_attr(2) (Linux 6.15): open_tree with mount_setattr's attributes in one call. The
 /// number is the same on every architecture (the unified syscall table).
@@ -550,6 +555,8 @@ pub(crate) mod tests {
             libc::SYS_finit_module,
             libc::SYS_kexec_load,
             libc::SYS_iopl,
+            libc::SYS_quotactl,
+            SYS_QUOTACTL_FD,
         ] {
             assert_eq!(run(&eperm, NATIVE, nr as i32), errno_action(libc::EPERM));
         }
