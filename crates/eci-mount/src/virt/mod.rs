@@ -818,10 +818,21 @@ impl CgroupDirs {
 
 /// A host PID's number in its own (innermost) PID namespace. PIDs are handed out in rising
 /// order in every namespace alike, so the newest thread on the host is the newest inside.
+/// None for a process of the server's own PID namespace (a runtime's process placed in the
+/// container's cgroup for a moment): its number there is a host PID.
 fn namespace_pid(host_pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{host_pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
-    line.split_whitespace().last()?.parse().ok()
+    innermost_of_nested(line)
+}
+
+/// The last number of a `NSpid:` line that names more than one PID namespace.
+fn innermost_of_nested(line: &str) -> Option<u64> {
+    let numbers: Vec<&str> = line.strip_prefix("NSpid:")?.split_whitespace().collect();
+    match numbers.as_slice() {
+        [_, .., innermost] => innermost.parse().ok(),
+        _ => None,
+    }
 }
 
 /// Samples every container's load every [`LoadAverage::INTERVAL`] until stopped.
@@ -1892,6 +1903,15 @@ mod tests {
             kept_count: Mutex::default(),
             counting: Mutex::default(),
         }
+    }
+
+    #[test]
+    fn only_a_pid_of_a_nested_namespace_is_shown() {
+        assert_eq!(innermost_of_nested("NSpid:\t4242\t7"), Some(7));
+        assert_eq!(innermost_of_nested("NSpid:\t4242\t7\t1"), Some(1));
+        assert_eq!(innermost_of_nested("NSpid:\t4242"), None, "a host PID");
+        assert_eq!(innermost_of_nested("NSpid:"), None);
+        assert_eq!(innermost_of_nested("Pid:\t4242\t7"), None);
     }
 
     #[test]
