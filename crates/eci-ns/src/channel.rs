@@ -141,7 +141,8 @@ impl Channel {
         self.send_bytes(&msg.to_bytes(), fds)
     }
 
-    /// Sends one datagram of `bytes` with up to [`MAX_FDS`] descriptors.
+    /// Sends one datagram of `bytes` with up to [`MAX_FDS`] descriptors. An empty one without
+    /// descriptors is refused (EINVAL): the other end would read it as the end of the stream.
     pub fn send_bytes(&self, bytes: &[u8], fds: &[RawFd]) -> SysResult<()> {
         self.send_bytes_with(bytes, fds, 0)
     }
@@ -152,7 +153,9 @@ impl Channel {
     }
 
     fn send_bytes_with(&self, bytes: &[u8], fds: &[RawFd], flags: libc::c_int) -> SysResult<()> {
-        if fds.len() > MAX_FDS {
+        // An empty message without descriptors reads as the end of the stream at the other end
+        // (see `recv_bytes`), which would take this end for gone.
+        if fds.len() > MAX_FDS || bytes.is_empty() && fds.is_empty() {
             return Err(Errno(libc::EINVAL));
         }
         let mut iov = libc::iovec {
@@ -362,6 +365,11 @@ mod tests {
         );
         assert_eq!(fds.len(), 1);
         assert!(fds.take().is_some());
+        assert_eq!(
+            a.send_bytes(b"", &[]),
+            Err(Errno(libc::EINVAL)),
+            "reads as an end"
+        );
         a.send_bytes(b"hello", &[]).unwrap();
         let mut buf = [0u8; 5];
         assert_eq!(b.recv_bytes(&mut buf).unwrap().map(|(n, _)| n), Some(5));

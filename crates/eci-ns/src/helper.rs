@@ -30,7 +30,8 @@ const READY: u32 = 0x2000;
 
 /// The function a helper serves requests with: the request bytes and descriptors in, the
 /// response written to the buffer and its length returned, or `None` to send nothing back (for
-/// one-way messages). Runs after fork: async-signal-safe only.
+/// one-way messages). A response is at least one byte: an empty one would read as the end of
+/// the stream, so it cannot be sent. Runs after fork: async-signal-safe only.
 pub type Serve<'a> =
     dyn Fn(&[u8], &mut ReceivedFds, &mut [u8; MAX_RESPONSE]) -> Option<usize> + Sync + 'a;
 
