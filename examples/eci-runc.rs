@@ -266,6 +266,12 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
+    // What the root holds (monitors' sockets, cgroup records, states) is acted on as host
+    // root: a root others may change is refused, whatever the command. One not made yet is
+    // made by create, root's alone.
+    if ctx.root.exists() {
+        check_root(&ctx.root)?;
+    }
     match command {
         Cmd::Standard(cmd) => match *cmd {
             StandardCmd::Create(c) => {
@@ -827,9 +833,53 @@ fn short_path(dir: &std::fs::File) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}/monitor.sock", dir.as_raw_fd()))
 }
 
+/// Connects to a container's monitor, which runs as host root: a socket whose peer is anyone
+/// else is not its, and would be told exec'd processes' environments and handed their stdio.
 fn connect(ctx: &Ctx, id: &str) -> std::io::Result<UnixStream> {
     let dir = std::fs::File::open(ctx.dir(id))?;
-    UnixStream::connect(short_path(&dir))
+    let stream = UnixStream::connect(short_path(&dir))?;
+    match from_host_root(&stream) {
+        true => Ok(stream),
+        false => Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the monitor's socket is not served by host root",
+        )),
+    }
+}
+
+/// Refuses a root directory that users other than this one (or root) could change: itself
+/// owned by this user and writable by no one else, and each directory above it letting no
+/// one else rename what it holds (writable by no one else, or sticky with the entry on the way
+/// owned by this user or root, as /tmp).
+fn check_root(root: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = nix::unistd::geteuid().as_raw();
+    let root = std::fs::canonicalize(root)?;
+    let refuse = |dir: &Path| -> Error {
+        format!(
+            "refusing the root {}: {} may be changed by other users",
+            root.display(),
+            dir.display()
+        )
+        .into()
+    };
+    let mut entry_owner = None;
+    for dir in root.ancestors() {
+        let meta = std::fs::symlink_metadata(dir)?;
+        let others_write = meta.mode() & 0o022 != 0;
+        let trusted = |uid: u32| uid == euid || uid == 0;
+        let safe = if dir == root {
+            meta.uid() == euid && !others_write
+        } else {
+            let sticky = meta.mode() & 0o1000 != 0;
+            trusted(meta.uid()) && (!others_write || sticky && entry_owner.is_some_and(trusted))
+        };
+        if !safe {
+            return Err(refuse(dir));
+        }
+        entry_owner = Some(meta.uid());
+    }
+    Ok(())
 }
 
 /// Deletes the exited container. The container's status is what the engine waits for: a

@@ -1555,3 +1555,105 @@ fn a_container_joins_only_the_namespaces_of_its_own_roots_containers() {
         assert!(deleted.status.success(), "{deleted:?}");
     }
 }
+
+/// Serves `socket` from a forked child that listens as uid 65534 (after binding as root, in a
+/// directory only root may enter) and answers every request `ok FAKE`. Killed and reaped
+/// by the returned guard.
+fn fake_monitor(socket: &Path) -> ChildGuard {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let path = socket.as_os_str().as_bytes();
+    assert!(path.len() < addr.sun_path.len());
+    for (slot, byte) in addr.sun_path.iter_mut().zip(path) {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: the child makes only async-signal-safe system calls and never returns.
+    match unsafe { libc::fork() } {
+        // SAFETY: plain system calls on buffers and an address that live through them.
+        0 => unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            let size = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+            let bound = libc::bind(fd, (&raw const addr).cast(), size) == 0;
+            // The peer's credentials are taken at listen(2).
+            if !bound || libc::setresgid(65534, 65534, 65534) != 0 {
+                libc::_exit(1);
+            }
+            if libc::setresuid(65534, 65534, 65534) != 0 || libc::listen(fd, 8) != 0 {
+                libc::_exit(1);
+            }
+            loop {
+                let conn = libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut());
+                if conn >= 0 {
+                    // The request first, as a monitor reads it.
+                    let mut request = [0u8; 256];
+                    libc::read(conn, request.as_mut_ptr().cast(), request.len());
+                    let answer = b"ok FAKE\n";
+                    libc::write(conn, answer.as_ptr().cast(), answer.len());
+                    libc::close(conn);
+                }
+            }
+        },
+        pid => {
+            assert!(pid > 0, "fork");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !socket.exists() {
+                assert!(std::time::Instant::now() < deadline, "the fake socket");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            // listen(2) follows the bind at once; give it its moment.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            ChildGuard(pid)
+        }
+    }
+}
+
+/// Kills and reaps a forked child when dropped.
+struct ChildGuard(libc::pid_t);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // SAFETY: kill and waitpid on a child of this process.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+#[test]
+fn only_a_root_of_roots_and_a_monitor_of_host_roots_are_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("eci-runc-root")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("x")).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let state = || {
+        Command::new(eci_runc())
+            .arg("--root")
+            .arg(&root)
+            .args(["state", "x"])
+            .output()
+            .unwrap()
+    };
+    // A socket someone other than host root listens on is not the monitor's.
+    let fake = fake_monitor(&root.join("x/monitor.sock"));
+    let out = state();
+    drop(fake);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("FAKE"),
+        "{out:?}"
+    );
+    // A root others may write in is refused outright.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = state();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("may be changed by other users"),
+        "{said}"
+    );
+}
