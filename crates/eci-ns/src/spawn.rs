@@ -308,7 +308,13 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     };
     // The init is our child (CLONE_PARENT) or the setup process's, which reaps nothing but the
     // mounter before it exits: its pid cannot be reused yet.
+    // Killed (and reaped if ours) should no pidfd be had: it would otherwise wait for good.
+    let mut unopened = Reaper {
+        pid: init_pid,
+        armed: true,
+    };
     let init = PidFd::open(init_pid).map_err(runtime_err("opening a pidfd for the init"))?;
+    unopened.armed = false;
     let mut init_guard = InitReaper {
         init: &init,
         armed: true,
@@ -728,7 +734,10 @@ pub fn spawn_into(
         Ok(_) | Err(SpawnError::Died { .. }) => return Err(died(&mut joiner, "joining")),
         Err(err) => return Err(err),
     };
+    // Our child (CLONE_PARENT): killed and reaped should no pidfd be had.
+    let mut unopened = Reaper { pid, armed: true };
     let process = PidFd::open(pid).map_err(runtime_err("opening a pidfd for the new process"))?;
+    unopened.armed = false;
     let mut guard = InitReaper {
         init: &process,
         armed: true,
