@@ -955,7 +955,10 @@ fn state(ctx: &Ctx, id: &str) -> Result<String, Error> {
 /// The state the monitor wrote at create.
 fn recorded_state(ctx: &Ctx, id: &str) -> Result<serde_json::Value, Error> {
     let text = std::fs::read_to_string(ctx.dir(id).join("state.json"))?;
-    Ok(serde_json::from_str(&text)?)
+    match serde_json::from_str(&text)? {
+        state @ serde_json::Value::Object(_) => Ok(state),
+        _ => Err(format!("container '{id}': its recorded state is no JSON object").into()),
+    }
 }
 
 /// The init of a container, if it runs on: found by the pid its state records and proven by
@@ -1935,6 +1938,13 @@ fn exec_through_monitor(
 ) -> Result<u8, Error> {
     let stream = connect(ctx, id).map_err(|_| format!("container not running: {id}"))?;
     let process: serde_json::Value = serde_json::from_str(process)?;
+    // A JSON string is Unicode: a path that is not cannot be told to the monitor.
+    let console = console
+        .map(|path| {
+            path.to_str()
+                .ok_or_else(|| format!("--console-socket {}: not UTF-8", path.display()))
+        })
+        .transpose()?;
     let request = serde_json::json!({"process": process, "consoleSocket": console});
     let request = format!("exec {request}\n");
     send_with_fds(&stream, request.as_bytes(), &[0, 1, 2])?;
@@ -2424,8 +2434,10 @@ fn oci_state(id: &str, bundle: &Path, container: &Container, created: &str) -> S
         "id": id,
         "status": status,
         "pid": pid,
-        "bundle": bundle,
-        "rootfs": bundle.join("rootfs"),
+        // JSON strings are Unicode: a path that is not is shown with U+FFFD in its place
+        // (serde_json refuses to write it, and the macro would panic).
+        "bundle": bundle.to_string_lossy(),
+        "rootfs": bundle.join("rootfs").to_string_lossy(),
         "created": created,
         "owner": "",
         "annotations": {}

@@ -1657,3 +1657,45 @@ fn only_a_root_of_roots_and_a_monitor_of_host_roots_are_trusted() {
         "{said}"
     );
 }
+
+#[test]
+fn a_bundle_path_that_is_not_utf8_runs_and_a_broken_state_is_an_error() {
+    // JSON strings are Unicode: the state shows such a path with U+FFFD; the monitor used to
+    // panic writing it.
+    use std::os::unix::ffi::OsStrExt;
+    let setup = Setup::new(&["sleep", "1000"]);
+    let odd = setup
+        .dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"bundle-\xff"));
+    std::fs::rename(setup.bundle(), &odd).unwrap();
+    let id = "odd-bundle";
+    let created = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["create", "--bundle"])
+        .arg(&odd)
+        .arg(id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(created.success());
+    let state = setup.runc(&["state", id]);
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["status"], "created");
+    assert!(state["bundle"]
+        .as_str()
+        .unwrap()
+        .ends_with("bundle-\u{fffd}"));
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
+    // A state file that is no JSON object (the monitor gone) is reported, not a panic.
+    std::fs::create_dir_all(setup.container_dir("broken")).unwrap();
+    std::fs::write(setup.container_dir("broken").join("state.json"), "[]").unwrap();
+    let out = setup.runc(&["state", "broken"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("no JSON object"),
+        "{said}"
+    );
+}

@@ -210,10 +210,14 @@ fn split_lower(value: &str) -> Option<Vec<PathBuf>> {
     Some(layers.iter().map(|l| PathBuf::from(unescape(l))).collect())
 }
 
-/// Reads and parses /proc/`pid`/mountinfo.
+/// Reads and parses /proc/`pid`/mountinfo. A path in it need not be UTF-8 (the kernel escapes
+/// only whitespace and backslashes): such bytes read as U+FFFD, as escaped ones do. Refusing
+/// the whole table instead would let any mount at such a path (one a container made, seen
+/// through a shared volume) fail every reader.
 pub fn read(pid: i32) -> std::io::Result<Vec<MountInfo>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
-    parse(&text).map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+    let bytes = std::fs::read(format!("/proc/{pid}/mountinfo"))?;
+    parse(&String::from_utf8_lossy(&bytes))
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
 }
 
 #[cfg(test)]
