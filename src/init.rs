@@ -50,6 +50,7 @@ pub(crate) mod step {
     pub const EXEC: u32 = 30;
     pub const PROFILE: u32 = 31;
     pub const APPARMOR: u32 = 32;
+    pub const UNDUMPABLE: u32 = 33;
 }
 
 /// The spec's sysctls, written by the mounter: it is in the container's network and IPC
@@ -516,7 +517,9 @@ impl InitPlan {
             })
             .map_err(at(step::AMBIENT))?;
         }
-        Ok(())
+        // Each change of IDs above set the dumpable flag to the host's `fs.suid_dumpable`:
+        // until its exec the process holds the runtime's channel, in the container's reach.
+        sys::set_undumpable().map_err(at(step::UNDUMPABLE))
     }
 
     /// execve, searching PATH like execvp when the program has no slash. Returns the error.
@@ -576,6 +579,7 @@ impl InitPlan {
             step::BOUNDING => "limiting the capability bounding set".into(),
             step::CAPSET => "setting capabilities".into(),
             step::AMBIENT => "raising ambient capabilities".into(),
+            step::UNDUMPABLE => "staying undumpable after taking the process's identity".into(),
             step::NO_NEW_PRIVS => "setting no_new_privs".into(),
             step::CWD => format!(
                 "changing to the working directory {}",
@@ -596,15 +600,16 @@ impl InitPlan {
 /// devpts's magic number (statfs(2)).
 const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
 
-/// The status of `fd` if it is a character device of a devpts filesystem, else ENOTTY.
-/// Async-signal-safe.
+/// The status of `fd` if it is a character device of a devpts filesystem, else ENOTTY (also
+/// when either call fails: on a FUSE file the container's server answers them, with any
+/// errno; it cannot change the magic number the kernel gives). Async-signal-safe.
 fn devpts_node(fd: RawFd) -> SysResult<libc::stat> {
     // SAFETY: all-zero statfs and stat are valid out-buffers for the calls that fill them.
     let (mut fs, mut st): (libc::statfs, libc::stat) = unsafe { std::mem::zeroed() };
     // SAFETY: fstatfs and fstat write into the buffers passed.
-    unsafe {
-        check_int(libc::fstatfs(fd, &mut fs))?;
-        check_int(libc::fstat(fd, &mut st))?;
+    let read = unsafe { libc::fstatfs(fd, &mut fs) == 0 && libc::fstat(fd, &mut st) == 0 };
+    if !read {
+        return Err(Errno(libc::ENOTTY));
     }
     // f_type's type differs between architectures.
     #[allow(clippy::unnecessary_cast)]

@@ -167,8 +167,9 @@ fn mount_fuse(target: &str, name: &str) -> Result<std::fs::File, String> {
         .write(true)
         .open("/dev/fuse")
         .map_err(|err| format!("open /dev/fuse: {err}"))?;
+    // allow_other: users other than the mounter's (a process of uid 1000) reach it too.
     let data = format!(
-        "fd={},rootmode=40000,user_id=0,group_id=0",
+        "fd={},rootmode=40000,user_id=0,group_id=0,allow_other",
         device.as_raw_fd()
     );
     let fstype = format!("fuse.{name}");

@@ -296,7 +296,13 @@ fn an_exec_terminal_is_a_pty_of_the_containers_devpts_whatever_its_ptmx_answers(
         ..Default::default()
     };
     let err = container.exec(process, stdio).map(|_| ()).unwrap_err();
-    assert!(err.to_string().contains("must be a devpts ptmx"), "{err}");
+    // ENOTTY: the checks' answer (TIOCSPTLCK, which the fake file also answers, would not
+    // have failed).
+    let said = err.to_string();
+    assert!(
+        said.contains("must be a devpts ptmx") && said.contains("Inappropriate ioctl"),
+        "{said}"
+    );
     container.kill(libc::SIGKILL).unwrap();
 }
 
@@ -382,4 +388,124 @@ fn a_spec_seccomp_profile_binds_the_init_and_execd_processes() {
             "exec, no_new_privs {no_new_privs}"
         );
     }
+}
+
+/// The host's `fs.suid_dumpable` at 1 for as long as this lives, then put back.
+struct DumpableHost(String);
+
+impl DumpableHost {
+    const PATH: &str = "/proc/sys/fs/suid_dumpable";
+
+    fn set() -> DumpableHost {
+        let kept = std::fs::read_to_string(Self::PATH).unwrap();
+        std::fs::write(Self::PATH, "1").unwrap();
+        DumpableHost(kept)
+    }
+}
+
+impl Drop for DumpableHost {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, self.0.trim());
+    }
+}
+
+/// What the container's root gets trying to take descriptor 0 of `pid` (pidfd_getfd) from a
+/// process that joins `init`'s user namespace as its root: 0, or the errno.
+fn container_root_takes_a_descriptor_of(init: i32, pid: i32) -> i32 {
+    use std::os::fd::AsRawFd;
+    let userns = std::fs::File::open(format!("/proc/{init}/ns/user")).unwrap();
+    let userns = userns.as_raw_fd();
+    // SAFETY: the child makes only async-signal-safe system calls and exits.
+    match unsafe { libc::fork() } {
+        // SAFETY: plain system calls with integer arguments; a NULL list is allowed.
+        0 => unsafe {
+            let code = if libc::setns(userns, libc::CLONE_NEWUSER) != 0
+                || libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(0, 0, 0) != 0
+                || libc::setresuid(0, 0, 0) != 0
+            {
+                100
+            } else {
+                let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+                if pidfd < 0 {
+                    101
+                } else if libc::syscall(libc::SYS_pidfd_getfd, pidfd, 0, 0) < 0 {
+                    *libc::__errno_location()
+                } else {
+                    0
+                }
+            };
+            libc::_exit(code)
+        },
+        child => {
+            let mut status = 0;
+            // SAFETY: waits for the child just forked.
+            assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+            libc::WEXITSTATUS(status)
+        }
+    }
+}
+
+#[test]
+fn an_execd_process_of_another_user_stays_undumpable_until_its_exec() {
+    // Taking the spec's user changes the process's IDs, which sets its dumpable flag to the
+    // host's `fs.suid_dumpable`; until its exec it holds the runtime's channel. Held in its
+    // chdir by a FUSE mount that never answers, it is open to the container's root there.
+    let script = "mkdir -p /tmp/hang && exec /probe fuse-hold /tmp/hang";
+    let mut c = create_with(
+        "exec-dumpable",
+        &["sh", "-c", script],
+        common::with_fuse_device,
+    );
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ok\n", "the filesystem is mounted");
+    let container = c.container.as_ref().unwrap();
+    let init = container.pid();
+    let host_uid = container.id_mapping().host_start + 1000;
+    let dumpable = DumpableHost::set();
+    let attempt = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut process = Process::default();
+            process.set_args(Some(vec!["true".into()]));
+            process.set_cwd("/tmp/hang/below".into());
+            let mut user = eci::oci_spec::runtime::User::default();
+            user.set_uid(1000);
+            user.set_gid(1000);
+            process.set_user(user);
+            let _ = container.exec(process, Stdio::default());
+        });
+        // The exec'd process is this process's child, with the user's host uid.
+        let ours = std::process::id().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+        let pid = loop {
+            let found = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .find_map(|entry| {
+                    let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+                    let field = |name: &str| {
+                        status
+                            .lines()
+                            .find_map(|l| l.strip_prefix(name))
+                            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+                    };
+                    let mine = field("PPid:")? == ours && field("Uid:")? == host_uid.to_string();
+                    mine.then(|| entry.file_name().to_str()?.parse::<i32>().ok())?
+                });
+            if let Some(pid) = found {
+                break pid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exec'd process of uid {host_uid}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // Past its identity, held in chdir.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        container_root_takes_a_descriptor_of(init, pid)
+    });
+    drop(dumpable);
+    assert_eq!(attempt, libc::EPERM, "pidfd_getfd on the exec'd process");
+    container.kill(libc::SIGKILL).unwrap();
 }
