@@ -422,8 +422,15 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
         fail(1);
     }
     // Nor its standard streams: a caller that waits for the end of the runtime's output (a
-    // pipe it reads to the end) would wait as long as an orphaned helper lives.
-    if sys::to_dev_null(&[0, 1, 2]).is_err() {
+    // pipe it reads to the end) would wait as long as an orphaned helper lives. (A runtime
+    // started with them closed may have put a kept descriptor there: that one stays.)
+    let mut streams = [-1; 3];
+    for (slot, fd) in streams.iter_mut().zip(0..3) {
+        if !keep.contains(&fd) {
+            *slot = fd;
+        }
+    }
+    if sys::to_dev_null(&streams).is_err() {
         fail(11);
     }
     // Joining and setting up run code the loop never runs again: given back once idle. Its

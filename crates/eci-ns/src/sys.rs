@@ -381,12 +381,13 @@ pub fn reset_caught_signals() {
     }
 }
 
-/// Points each of `fds` at /dev/null (read and write). Async-signal-safe.
+/// Points each of `fds` at /dev/null (read and write); negative ones are skipped.
+/// Async-signal-safe.
 pub fn to_dev_null(fds: &[RawFd]) -> SysResult<()> {
     // SAFETY: a NUL-terminated path.
     let null =
         check_int(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
-    let result = fds.iter().try_for_each(|&fd| {
+    let result = fds.iter().filter(|&&fd| fd >= 0).try_for_each(|&fd| {
         // SAFETY: dup2 takes plain integers; the copy at `fd` is not close-on-exec.
         check_int(unsafe { libc::dup2(null, fd) }).map(drop)
     });
