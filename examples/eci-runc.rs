@@ -238,6 +238,9 @@ fn main() -> ExitCode {
     // Absolute from here on: the virtual files daemon is started with it, and the directories
     // the runtime predicts for a registration must be the ones the daemon names.
     let root = std::path::absolute(&root).unwrap_or(root);
+    // And without symlinks, once it exists: what `check_root` checks is then the path every
+    // command uses, not one a symlink could point elsewhere later.
+    let root = std::fs::canonicalize(&root).unwrap_or(root);
     let ctx = Ctx {
         root,
         log: opts.global.log.clone(),
@@ -489,10 +492,13 @@ fn make_container_dir(ctx: &Ctx, id: &str) -> Result<ContainerDir, Error> {
         std::fs::create_dir_all(parent)?;
     }
     match std::fs::DirBuilder::new().mode(0o700).create(&ctx.root) {
-        // One an earlier version made with the caller's umask is closed now.
+        // One an earlier version made readable by others (0755) is closed now; one others
+        // may write in is refused below (and by every command).
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => close_to_others(&ctx.root)?,
         other => other?,
     }
+    // Made just now, or by someone else since this command's first look: checked again.
+    check_root(&ctx.root)?;
     let dir = ctx.dir(id);
     std::fs::DirBuilder::new()
         .mode(0o700)
