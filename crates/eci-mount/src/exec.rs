@@ -1311,11 +1311,11 @@ fn cause_words(action: Action) -> Option<&'static str> {
              mount, the source and the directories above both read in place",
         ),
         Action::MountSourceDropped => Some(
-            "on each of 3 tries, the source's entry or a directory above it was dropped from \
-             the kernel's cache between its opening and the bind",
+            "after 3 tries, the last found the source's entry or a directory above it dropped \
+             from the kernel's cache between its opening and the bind",
         ),
         Action::MountOnDropped => Some(
-            "on each of 3 tries, a directory above the mount point was dropped from the \
+            "after 3 tries, the last found a directory above the mount point dropped from the \
              kernel's cache between its lookup and the bind",
         ),
         _ => None,
