@@ -697,28 +697,13 @@ fn become_terminal_owner(slave: RawFd) -> Result<(), (u32, Errno)> {
     Ok(())
 }
 
-/// Gives the program default signal handling: ignored signals (Rust ignores SIGPIPE) and a
-/// blocked mask would otherwise survive exec.
+/// Gives the program default signal handling: ignored signals (Rust ignores SIGPIPE, and the
+/// runtime's caller may ignore others) and a blocked mask would otherwise survive exec.
 fn reset_signals() {
-    // The kernel's struct sigaction all zeros: SIG_DFL, no flags, an empty mask, whatever the
-    // architecture's layout (32 bytes cover every one's).
-    let default = [0u64; 4];
-    // Every signal to its default, through the system call itself: the C library's sigaction
-    // refuses the real-time signals it keeps for itself (32 and 33), and one the runtime's
-    // caller ignored would stay ignored in the container. rt_sigaction and sigprocmask are
-    // async-signal-safe; SIGKILL and SIGSTOP fail harmlessly.
-    // SAFETY: a valid (all-zero) kernel sigaction and the kernel's 8-byte signal set size; an
-    // all-zero sigset_t is a valid argument to sigemptyset.
+    sys::reset_signal_actions(sys::Keep::Nothing);
+    // SAFETY: an all-zero sigset_t is a valid argument to sigemptyset; sigprocmask is
+    // async-signal-safe.
     unsafe {
-        for signal in 1..=64 {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                signal,
-                default.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            );
-        }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

@@ -388,7 +388,7 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     // Signal handlers at their defaults (ignored signals stay ignored): the helper's children
     // may enter the container's PID namespace, where its root may signal them, and none of the
     // runtime's handlers may run there.
-    sys::reset_caught_signals();
+    sys::reset_signal_actions(sys::Keep::Ignored);
     // The runtime's blocked signals are not the helper's (a runtime that passes signals on to
     // its container blocks them in every thread): a helper blocks what it reads itself.
     // SAFETY: an empty set, initialised by sigemptyset; sigprocmask and setsid are

@@ -343,14 +343,27 @@ pub fn close_range(first: u32, last: u32, flags: u32) -> SysResult<()> {
     check(unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) }).map(drop)
 }
 
-/// Gives every signal the caller catches its default action back; ignored ones stay ignored
-/// (as CLONE_CLEAR_SIGHAND does, for a child made with fork: a raw clone would leave the C
-/// library's locks as another thread held them, and a later fork by the child could wait on
-/// them for good). Async-signal-safe.
-pub fn reset_caught_signals() {
+/// Which signal actions [`reset_signal_actions`] leaves alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// None: every signal to its default (a program about to be executed, which must not
+    /// inherit an ignored signal).
+    Nothing,
+    /// Ignored signals stay ignored; caught ones go back to their default (a forked helper,
+    /// whose writes rely on SIGPIPE being ignored).
+    Ignored,
+}
+
+/// Gives signals their default action back, through the system call itself: the C library's
+/// sigaction refuses the real-time signals it keeps for itself (32 and 33). With
+/// [`Keep::Ignored`] it does for a child made with fork what CLONE_CLEAR_SIGHAND does (a raw
+/// clone would leave the C library's locks as another thread held them, and a later fork by
+/// the child could wait on them for good). SIGKILL and SIGSTOP fail harmlessly.
+/// Async-signal-safe.
+pub fn reset_signal_actions(keep: Keep) {
     // The kernel's struct sigaction: the handler comes first on every architecture eci builds
-    // for (x86-64, arm64, riscv64); 32 bytes cover the whole of it on each.
-    const SIG_DFL: u64 = 0;
+    // for (x86-64, arm64, riscv64); 32 bytes cover the whole of it on each, and all zeros is
+    // SIG_DFL with no flags and an empty mask.
     const SIG_IGN: u64 = 1;
     let default = [0u64; 4];
     for signal in 1..=64 {
@@ -366,8 +379,9 @@ pub fn reset_caught_signals() {
                 8usize,
             )
         };
-        if read == 0 && old[0] != SIG_DFL && old[0] != SIG_IGN {
-            // SAFETY: an all-zero sigaction (SIG_DFL, no flags, an empty mask).
+        let kept = keep == Keep::Ignored && old[0] == SIG_IGN;
+        if read == 0 && old != default && !kept {
+            // SAFETY: an all-zero sigaction and the kernel's signal set size.
             unsafe {
                 libc::syscall(
                     libc::SYS_rt_sigaction,

@@ -39,7 +39,6 @@ fn children_of_this_process() -> Vec<String> {
 
 #[test]
 fn init_is_pid_one_and_root_of_its_own_user_namespace() {
-    let setup = |_: SetupContext<'_>| Ok(());
     let init = |channel: &Channel| {
         // SAFETY: getpid and getuid cannot fail.
         let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
@@ -51,18 +50,7 @@ fn init_is_pid_one_and_root_of_its_own_user_namespace() {
         });
         sys::exit(0)
     };
-    let spawned = spawn(SpawnRequest {
-        namespaces: Namespaces::CONTAINER,
-        joined: &[],
-        setup: &setup,
-        init: &init,
-        prepare: &mut write_maps,
-        late_mounts: false,
-        init_parent: InitParent::Runtime,
-        boot_clock_origin: None,
-        while_mounting: None,
-    })
-    .unwrap();
+    let spawned = spawn_plain(&init);
     let (msg, _) = spawned.channel.recv().unwrap().unwrap();
     assert_eq!((msg.kind, msg.a, msg.b), (42, 1, 0));
     assert_eq!(spawned.init.wait().unwrap().code(), 0);
@@ -229,6 +217,24 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
 /// Stays until the runtime hangs up, for a process to join. Other descriptors are closed
 /// first: forked from the multithreaded test harness, the process holds copies of other tests'
 /// channels, and two such processes would each keep the other's runtime end open for ever.
+/// A container of its own namespaces whose init runs `init`, made by the runtime with the
+/// test's ID maps and nothing to set up.
+fn spawn_plain(init: &(dyn Fn(&Channel) -> Failure + Sync)) -> eci_ns::Spawned {
+    let setup = |_: SetupContext<'_>| Ok(());
+    spawn(SpawnRequest {
+        namespaces: Namespaces::CONTAINER,
+        joined: &[],
+        setup: &setup,
+        init,
+        prepare: &mut write_maps,
+        late_mounts: false,
+        init_parent: InitParent::Runtime,
+        boot_clock_origin: None,
+        while_mounting: None,
+    })
+    .unwrap()
+}
+
 fn stay_until_hung_up(channel: &Channel) -> ! {
     let _ = sys::close_fds_except(&[channel.raw_fd()]);
     let _ = channel.recv();
@@ -397,23 +403,11 @@ fn a_process_added_later_moves_itself_into_the_cgroups_it_is_handed() {
     let Some(dir) = test_pids_cgroup("eci-ns-self-join-exec") else {
         return;
     };
-    let setup = |_: SetupContext<'_>| Ok(());
     let wait_for_end = |channel: &Channel| match channel.recv() {
         Ok(_) => sys::exit(0),
         Err(_) => sys::exit(1),
     };
-    let spawned = spawn(SpawnRequest {
-        namespaces: Namespaces::CONTAINER,
-        joined: &[],
-        setup: &setup,
-        init: &wait_for_end,
-        prepare: &mut write_maps,
-        late_mounts: false,
-        init_parent: InitParent::Runtime,
-        boot_clock_origin: None,
-        while_mounting: None,
-    })
-    .unwrap();
+    let spawned = spawn_plain(&wait_for_end);
     let tasks = std::fs::OpenOptions::new()
         .write(true)
         .open(dir.join("tasks"))
@@ -489,20 +483,8 @@ fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
     // Until it becomes the namespace's root, a process joining a container keeps host root's
     // IDs and the runtime's descriptors; the container's root has CAP_SYS_PTRACE in that
     // namespace. Undumpable, it is out of reach (runc's CVE-2016-9962).
-    let setup = |_: SetupContext<'_>| Ok(());
     let stay = |channel: &Channel| stay_until_hung_up(channel);
-    let spawned = spawn(SpawnRequest {
-        namespaces: Namespaces::CONTAINER,
-        joined: &[],
-        setup: &setup,
-        init: &stay,
-        prepare: &mut write_maps,
-        late_mounts: false,
-        init_parent: InitParent::Runtime,
-        boot_clock_origin: None,
-        while_mounting: None,
-    })
-    .unwrap();
+    let spawned = spawn_plain(&stay);
     let mut attempt = None;
     let joined = eci_ns::spawn::spawn_into(
         &spawned.init,
@@ -535,20 +517,8 @@ fn a_joined_process_keeps_only_the_descriptors_it_is_given() {
     // It lives in the container's reach until its exec, where the container can hold it: of
     // the runtime's descriptors it keeps only those its init uses.
     use std::os::fd::AsRawFd;
-    let setup = |_: SetupContext<'_>| Ok(());
     let stay = |channel: &Channel| stay_until_hung_up(channel);
-    let spawned = spawn(SpawnRequest {
-        namespaces: Namespaces::CONTAINER,
-        joined: &[],
-        setup: &setup,
-        init: &stay,
-        prepare: &mut write_maps,
-        late_mounts: false,
-        init_parent: InitParent::Runtime,
-        boot_clock_origin: None,
-        while_mounting: None,
-    })
-    .unwrap();
+    let spawned = spawn_plain(&stay);
     let (kept, other) = (
         std::fs::File::open("/dev/null").unwrap(),
         std::fs::File::open("/dev/null").unwrap(),
@@ -619,19 +589,7 @@ fn container_processes_stay_undumpable_after_becoming_root_whatever_the_host_say
         let _ = channel.send(Message::of(42));
         stay_until_hung_up(channel)
     };
-    let setup = |_: SetupContext<'_>| Ok(());
-    let spawned = spawn(SpawnRequest {
-        namespaces: Namespaces::CONTAINER,
-        joined: &[],
-        setup: &setup,
-        init: &report_then_stay,
-        prepare: &mut write_maps,
-        late_mounts: false,
-        init_parent: InitParent::Runtime,
-        boot_clock_origin: None,
-        while_mounting: None,
-    })
-    .unwrap();
+    let spawned = spawn_plain(&report_then_stay);
     let joined = eci_ns::spawn::spawn_into(
         &spawned.init,
         Namespaces::CONTAINER,
