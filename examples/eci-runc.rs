@@ -1091,6 +1091,69 @@ fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Where the monitor records the container's cgroup: its path, a newline, its identity.
 const CGROUP_FILE: &str = "cgroup";
 
+/// Where the monitor records itself as it starts: its pid and start time, as JSON.
+const MONITOR_FILE: &str = "monitor";
+
+/// The container's monitor as it recorded itself, if it did and still runs.
+fn live_monitor(ctx: &Ctx, id: &str) -> Option<eci::eci_idmap::Holder> {
+    let recorded = std::fs::read(ctx.dir(id).join(MONITOR_FILE)).ok()?;
+    let monitor: eci::eci_idmap::Holder = serde_json::from_slice(&recorded).ok()?;
+    monitor.is_alive().then_some(monitor)
+}
+
+/// What became of a delete sent to a monitor that did not answer at first.
+enum Waited {
+    /// The monitor answered: it deleted the container.
+    Answered,
+    /// No monitor runs (any more): what it ran is the caller's to take down.
+    Gone,
+}
+
+/// Waits, for a minute at most, for a monitor that runs but did not answer: one still making
+/// the container (no socket yet) or cleaning up after it (its socket removed). Removing the
+/// directory under a monitor still making the container would leave a container no command
+/// can reach. The request goes to it once it answers. Past the bound, a live monitor is killed
+/// with `force`; without, the delete fails and nothing is touched.
+fn wait_for_live_monitor(
+    ctx: &Ctx,
+    id: &str,
+    monitor: eci::eci_idmap::Holder,
+    request: &str,
+    force: bool,
+) -> Result<Waited, Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while monitor.is_alive() {
+        match ask(ctx, id, request) {
+            Ok(_) => return Ok(Waited::Answered),
+            Err(err) if connect(ctx, id).is_ok() => return Err(err),
+            Err(_) => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            if !force {
+                let pid = monitor.pid;
+                return Err(format!(
+                    "container '{id}': its monitor (pid {pid}) runs but does not answer; \
+                     not deleted (--force kills it)"
+                )
+                .into());
+            }
+            ctx.log(
+                "warning",
+                &format!("container '{id}': killing its monitor, which does not answer"),
+            );
+            if let Ok(pidfd) = eci::eci_ns::PidFd::open(monitor.pid) {
+                // The pid named the monitor when the pidfd was opened: still the same start.
+                if monitor.is_alive() {
+                    let _ = pidfd.signal(libc::SIGKILL);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(Waited::Gone)
+}
+
 fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
     let dir = match ContainerDir::existing(ctx.dir(id)) {
         Ok(dir) => dir,
@@ -1099,13 +1162,21 @@ fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
         }
         Err(err) => return Err(err.into()),
     };
-    match ask(ctx, id, if force { "delete force" } else { "delete" }) {
+    let request = if force { "delete force" } else { "delete" };
+    match ask(ctx, id, request) {
         Ok(_) => {}
         Err(err) if connect(ctx, id).is_ok() => return Err(err),
         Err(_) => {
-            // A monitor that stopped answering may still be cleaning up after its container.
-            wait_for_monitor_exit(ctx, id);
-            remove_orphan(ctx, id)?
+            let waited = match live_monitor(ctx, id) {
+                Some(monitor) => wait_for_live_monitor(ctx, id, monitor, request, force)?,
+                None => Waited::Gone,
+            };
+            if let Waited::Gone = waited {
+                // A monitor that stopped answering may still be cleaning up after its
+                // container (one of an earlier version, unrecorded, included).
+                wait_for_monitor_exit(ctx, id);
+                remove_orphan(ctx, id)?
+            }
         }
     }
     // A `run` in the foreground removes its own once its container is deleted.
@@ -1434,6 +1505,10 @@ fn monitor_container(
     caller: Caller<'_>,
 ) -> Result<u8, Error> {
     let started = rfc3339(SystemTime::now());
+    // Before anything else: a `delete` that finds no socket yet waits for a monitor recorded
+    // here rather than remove what it works in. If the directory went already, nothing starts.
+    let me = eci::eci_idmap::Holder::current()?;
+    write_whole(&ctx.dir(id).join(MONITOR_FILE), &serde_json::to_vec(&me)?)?;
     // The caller's stdio is the container's, and nothing of the monitor's may hold it: the
     // helpers forked from here would keep the caller's pipes open (containerd waits for them to
     // close), so the monitor lets go of its own before it starts anything.

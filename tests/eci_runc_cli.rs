@@ -1699,3 +1699,43 @@ fn a_bundle_path_that_is_not_utf8_runs_and_a_broken_state_is_an_error() {
         "{said}"
     );
 }
+
+#[test]
+fn delete_waits_for_a_monitor_that_runs_but_does_not_answer_yet() {
+    // A monitor still making its container has no socket yet: removing its directory then
+    // left a container no command could reach. Here a stand-in (a sleep) is recorded as the
+    // monitor; delete waits while it runs, and goes on once it is gone.
+    let dir = tempfile::Builder::new()
+        .prefix("eci-runc-wait")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let root = dir.path().join("root");
+    let container = root.join("waited");
+    std::fs::create_dir_all(&container).unwrap();
+    let mut stand_in = Command::new("sleep").arg("100").spawn().unwrap();
+    let monitor = eci::eci_idmap::Holder::of(stand_in.id() as i32).unwrap();
+    std::fs::write(
+        container.join("monitor"),
+        serde_json::to_vec(&monitor).unwrap(),
+    )
+    .unwrap();
+    let mut delete = Command::new(eci_runc())
+        .arg("--root")
+        .arg(&root)
+        .args(["delete", "waited"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(delete.try_wait().unwrap().is_none(), "delete waits");
+    assert!(container.exists(), "nothing removed meanwhile");
+    stand_in.kill().unwrap();
+    stand_in.wait().unwrap();
+    let out = delete.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!container.exists());
+}
