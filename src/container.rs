@@ -1218,11 +1218,22 @@ impl RootfsOwnership<'_> {
         if !self.writable {
             return Ok(());
         }
+        // The upper layer's path comes from the overlay's options as its engine gave them
+        // (through a symlinked data root, say): resolved here, once.
         let upper = overlay
             .and_then(|o| o.upper.as_ref())
-            .map(|(parent, upper, _)| parent.join(upper));
+            .map(|(parent, upper, _)| std::fs::canonicalize(parent.join(upper)))
+            .transpose()
+            .map_err(|source| {
+                let what = "resolving the rootfs's upper layer".to_string();
+                Box::new(Error::Io { what, source })
+            })?;
         for landing in std::iter::once(rootfs.to_path_buf()).chain(upper) {
-            let reachable = eci_idmap::reach::reachable_by_others(&landing).map_err(|source| {
+            // Read as create resolved it: resolved again, a path with a component swapped for
+            // a symlink since would be judged where the link points, and mounted where the
+            // swap back points.
+            let reachable = eci_idmap::reach::resolved_reachable_by_others(&landing);
+            let reachable = reachable.map_err(|source| {
                 let what = format!("checking who can reach {}", landing.display());
                 Box::new(Error::Io { what, source })
             })?;

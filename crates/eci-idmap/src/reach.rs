@@ -24,6 +24,29 @@ pub fn reachable_by_others(dir: &Path) -> std::io::Result<bool> {
     ))
 }
 
+/// [`reachable_by_others`] for a path resolved earlier (absolute, without symlinks, `.` or
+/// `..`: a container's rootfs as its create resolved it), read as it is now and never
+/// followed. A component that is a symlink now was swapped in since, by whoever could: the
+/// path counts as reachable. (Resolving it again, as [`reachable_by_others`] does, would judge
+/// where the symlink points, while whoever opens the path later may find the old directory
+/// back: checked closed, mounted open.)
+///
+/// ```no_run
+/// let exposed = eci_idmap::reach::resolved_reachable_by_others("/srv/bundles/web/rootfs".as_ref())?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn resolved_reachable_by_others(dir: &Path) -> std::io::Result<bool> {
+    for path in dir.ancestors() {
+        if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+            return Ok(true);
+        }
+    }
+    let ancestors = dir.ancestors().skip(1).map(ancestor);
+    Ok(eci_policy::reach::reachable_by_others(
+        ancestors.collect::<std::io::Result<Vec<_>>>()?,
+    ))
+}
+
 /// The first directory above `dir` in which a user other than root and `trusted` may rename or
 /// replace what leads to `dir` ([`eci_policy::reach::first_movable`]): whoever may do that can
 /// swap `dir` for a directory of their own after it was checked. `dir` must be a resolved path
@@ -113,6 +136,29 @@ mod tests {
         // Root's again: only root may move what is in it.
         std::os::unix::fs::chown(top.path(), Some(0), Some(0)).unwrap();
         assert!(!reachable_by_others(&rootfs).unwrap());
+    }
+
+    #[test]
+    fn a_component_swapped_for_a_symlink_since_it_was_resolved_counts_as_reachable() {
+        let top = tempfile::tempdir_in("/tmp").unwrap();
+        chmod(top.path(), 0o700);
+        for dir in ["a/rootfs", "b/rootfs"] {
+            std::fs::create_dir_all(top.path().join(dir)).unwrap();
+        }
+        let resolved = top.path().join("a/rootfs");
+        assert!(!resolved_reachable_by_others(&resolved).unwrap());
+        // `a` swapped for a symlink to a closed directory: resolved again, the path would be
+        // judged where it points; read as it was resolved, it counts as reachable.
+        std::fs::rename(top.path().join("a"), top.path().join("was-a")).unwrap();
+        std::os::unix::fs::symlink(top.path().join("b"), top.path().join("a")).unwrap();
+        assert!(!reachable_by_others(&resolved).unwrap());
+        assert!(resolved_reachable_by_others(&resolved).unwrap());
+        // The rootfs itself a symlink: the same.
+        std::fs::remove_file(top.path().join("a")).unwrap();
+        std::fs::rename(top.path().join("was-a"), top.path().join("a")).unwrap();
+        std::fs::rename(&resolved, top.path().join("a/was-rootfs")).unwrap();
+        std::os::unix::fs::symlink(top.path().join("b/rootfs"), &resolved).unwrap();
+        assert!(resolved_reachable_by_others(&resolved).unwrap());
     }
 
     #[test]
