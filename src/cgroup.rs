@@ -532,6 +532,18 @@ fn make_v1_dirs(path: &Path, made_before: &[PathBuf]) -> Result<MadeDirs> {
         for (mount, dir, cpuset) in v1_dirs(path).map_err(|e| error("finding", &e))? {
             let new = create_dirs(&dir, &mut made.dirs).map_err(|e| error("creating", &e))?;
             made.all_new &= new || made_before.contains(&dir);
+            // One found there is taken only if nothing runs in it or below, in this hierarchy
+            // too: the check after this one lists the devices hierarchy alone, where a host
+            // service's cgroup (in the memory or pids hierarchy only) has no directory, and
+            // the container's limits would then bind that service, and its end kill it.
+            if !new && !made_before.contains(&dir) {
+                let pids = eci_mount::virt::cgroup_tree::ids_in_tree(&dir, c"cgroup.procs")
+                    .map_err(|e| error("listing the processes already there", &e))?;
+                if !pids.is_empty() {
+                    let reason = format!("{} already holds processes {pids:?}", dir.display());
+                    return Err(error("creating", &reason));
+                }
+            }
             if cpuset {
                 for file in ["cpuset.cpus", "cpuset.mems"] {
                     fill_from_parents(&mount, relative, file)

@@ -161,6 +161,43 @@ fn a_cgroup_that_holds_processes_is_not_shared() {
     }
 }
 
+#[test]
+fn a_cgroup_that_holds_processes_in_one_hierarchy_only_is_not_taken() {
+    // A host service's cgroup may exist in the memory hierarchy alone (this machine's control
+    // service has one so): the container's limits would bind it there, and its delete kill it.
+    let name = format!("eci-service-{}", std::process::id());
+    let service = std::path::Path::new("/sys/fs/cgroup/memory").join(&name);
+    std::fs::create_dir(&service).unwrap();
+    let mut process = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    std::fs::write(service.join("cgroup.procs"), process.id().to_string()).unwrap();
+    let taken = try_create_at(
+        runtime(),
+        "cgroup-service",
+        std::path::Path::new(&format!("/{name}")),
+        |_| {},
+    );
+    let alive = process.try_wait().unwrap().is_none();
+    process.kill().unwrap();
+    process.wait().unwrap();
+    let _ = std::fs::remove_dir(&service);
+    match taken {
+        Err(Error::Cgroup { reason, .. }) => {
+            assert!(reason.contains("already holds processes"), "{reason}")
+        }
+        other => panic!("expected a cgroup error, got {other:?}"),
+    }
+    assert!(alive, "the service's process lives on");
+    for hierarchy in ["devices", "pids", "cpu"] {
+        let made = std::path::Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(&name);
+        assert!(!made.exists(), "{} left behind", made.display());
+    }
+}
+
 /// Tries to create a container running `true` in `runtime` at `cgroups_path`, with the spec
 /// also edited by `edit`; its rootfs is removed again whatever the outcome.
 fn try_create_at(
