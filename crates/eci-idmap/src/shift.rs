@@ -283,6 +283,15 @@ fn stat(fd: &OwnedFd) -> std::io::Result<libc::statx> {
     if unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), flags, mask, &mut stx) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // Before Linux 5.8 no mount ID comes back, and every file would read as on the rootfs's
+    // mount: the walk would go down into mounts beneath it (host ones among them) and chown
+    // what is there.
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this kernel gives no mount IDs (Linux 5.8), which the shift needs to stay on the rootfs's own mount",
+        ));
+    }
     Ok(stx)
 }
 
