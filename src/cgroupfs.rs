@@ -21,6 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use eci_mount::virt::{mounted_hierarchies, Hierarchy};
+use eci_policy::harden::{DELEGATED_DEPTH, DELEGATED_DESCENDANTS};
 use oci_spec::runtime::{Mount, Spec};
 
 use crate::error::{Error, Result};
@@ -215,17 +216,8 @@ fn give(dir: &Path, owner: Owner, unified: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How many cgroups a delegated container may have below its own at once on cgroup v2, and
-/// how deep. Each takes kernel memory and, with the memory controller, one of the host's
-/// 65,535 memory cgroup IDs (a removed one whose page cache is still charged keeps its ID for
-/// a while, uncounted: the cap bounds the live ones). Docker in a container makes one a
-/// container, Kubernetes about one a pod plus one a container, four levels deep, and systemd
-/// as a container's init a few levels more. runc and systemd set no such cap; eci's own.
-pub(crate) const DELEGATED_DESCENDANTS: u32 = 1024;
-/// See [`DELEGATED_DESCENDANTS`].
-pub(crate) const DELEGATED_DEPTH: u32 = 32;
-
-/// Caps the cgroups that can be made below `dir` (cgroup v2). The files stay host root's, so
+/// Caps the cgroups that can be made below `dir` (cgroup v2) at [`DELEGATED_DESCENDANTS`] and
+/// [`DELEGATED_DEPTH`]. The files stay host root's, so
 /// the container cannot raise the caps; a child's own caps can only narrow them. cgroup v1 has
 /// no such limit.
 fn cap_descendants(dir: &Path) -> std::io::Result<()> {

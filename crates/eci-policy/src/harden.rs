@@ -1346,7 +1346,14 @@ pub fn refused_unified_key(resources: Option<&LinuxResources>) -> Option<(String
 /// `cgroupsPath` at a hierarchy's top). memory.low (Docker's `--memory-reservation`) stays a
 /// best effort, and is bounded by the parents' like memory.min.
 fn unified_value_refusal(key: &str, value: &str) -> Option<&'static str> {
+    let at_most = |most: u32| value.trim().parse::<u32>().is_ok_and(|n| n <= most);
     match key {
+        "cgroup.max.descendants" if !at_most(DELEGATED_DESCENDANTS) => {
+            Some("at most 1024: eci caps the cgroups below a delegated container's own so, and a larger value would lift the cap")
+        }
+        "cgroup.max.depth" if !at_most(DELEGATED_DEPTH) => {
+            Some("at most 32: eci caps the depth below a delegated container's own cgroup so, and a larger value would lift the cap")
+        }
         "io.prio.class" if !matches!(value.trim(), "no-change" | "restrict-to-be" | "idle") => {
             Some("only no-change, restrict-to-be and idle: promote-to-rt (none-to-rt) puts the container's I/O ahead of every host process's")
         }
@@ -1354,6 +1361,18 @@ fn unified_value_refusal(key: &str, value: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// How many cgroups a delegated container may have below its own at once on cgroup v2, and
+/// how deep. Each takes kernel memory and, with the memory controller, one of the host's
+/// 65,535 memory cgroup IDs (a removed one whose page cache is still charged keeps its ID for
+/// a while, uncounted: the cap bounds the live ones). Docker in a container makes one a
+/// container, Kubernetes about one a pod plus one a container, four levels deep, and systemd
+/// as a container's init a few levels more. runc and systemd set no such cap; eci's own. A
+/// spec's `unified` values for these files may lower the caps, never raise them (the runtime
+/// writes them after the caps).
+pub const DELEGATED_DESCENDANTS: u32 = 1024;
+/// See [`DELEGATED_DESCENDANTS`].
+pub const DELEGATED_DEPTH: u32 = 32;
 
 fn unified_key_refusal(key: &str) -> Option<&'static str> {
     const CORE_LIMITS: [&str; 2] = ["cgroup.max.depth", "cgroup.max.descendants"];

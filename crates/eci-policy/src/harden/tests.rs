@@ -831,6 +831,16 @@ fn unified_values_that_take_from_the_host_are_refused() {
         );
     }
     assert_eq!(with("memory.min", "max"), Some("memory.min".to_string()));
+    // The delegation caps may be lowered, never lifted.
+    for (key, low, high) in [
+        ("cgroup.max.descendants", "100", "1025"),
+        ("cgroup.max.depth", "4", "33"),
+    ] {
+        assert_eq!(with(key, low), None, "{key}");
+        for value in [high, "max", "-1", ""] {
+            assert_eq!(with(key, value), Some(key.to_string()), "{key}={value}");
+        }
+    }
     assert_eq!(
         with("memory.low", "1G"),
         None,
