@@ -877,7 +877,25 @@ impl Cgroup {
         };
         self.manager
             .apply(&opt)
-            .map_err(|e| self.error("applying the limits", &e))
+            .map_err(|e| self.error("applying the limits", &e))?;
+        if matches!(self.manager, AnyCgroupManager::V1(_)) {
+            self.narrow_v1_devices()
+                .map_err(|e| self.error("narrowing the device rules", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Takes back what libcgroups adds to the v1 device rules after the spec's (eci's safe
+    /// set) on every apply: mknod of any device (`c *:* m`, `b *:* m`: the kernel asks the
+    /// host's CAP_MKNOD anyway) and the host's console (`c 5:1 rwm`, which a device node in
+    /// the image would open; a container's /dev/console is a pty of its own). cgroup v2's
+    /// program allows the safe set alone.
+    fn narrow_v1_devices(&self) -> std::io::Result<()> {
+        let deny = tree_dir(&self.path, true)?.join("devices.deny");
+        for rule in ["c *:* m", "b *:* m", "c 5:1 rwm"] {
+            std::fs::write(&deny, rule)?;
+        }
+        Ok(())
     }
 
     /// Freezes (`true`) or thaws every process in the cgroup.
