@@ -139,6 +139,19 @@ pub fn shift_rootfs(
     in_use: impl Fn(u64) -> bool,
 ) -> Result<Shifted, ShiftError> {
     std::fs::create_dir_all(marker_dir).map_err(err("creating", marker_dir))?;
+    // One shift at a time, from reading the marker to writing the last one: two creates on one
+    // rootfs would otherwise both read it free, and each walk move only the owners it read,
+    // leaving the tree split between two running containers. (Held by the descriptor: let go
+    // when it closes, also if this process dies.)
+    let lock_path = marker_dir.join(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(err("opening", &lock_path))?;
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| err("locking", &lock_path)(errno.into()))?;
     let marker = marker_path(marker_dir, rootfs);
     let target = block.host_start();
     let Marker { bases, lease: last } = read_marker(&marker)?;
