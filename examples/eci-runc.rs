@@ -1113,7 +1113,8 @@ enum Waited {
 /// the container (no socket yet) or cleaning up after it (its socket removed). Removing the
 /// directory under a monitor still making the container would leave a container no command
 /// can reach. The request goes to it once it answers. Past the bound, a live monitor is killed
-/// with `force`; without, the delete fails and nothing is touched.
+/// with `force` (and the delete fails if it has not ended ten seconds later); without, the
+/// delete fails and nothing is touched.
 fn wait_for_live_monitor(
     ctx: &Ctx,
     id: &str,
@@ -1128,7 +1129,17 @@ fn wait_for_live_monitor(
             Err(err) if connect(ctx, id).is_ok() => return Err(err),
             Err(_) => {}
         }
-        if std::time::Instant::now() >= deadline {
+        let now = std::time::Instant::now();
+        if now >= deadline + std::time::Duration::from_secs(10) {
+            // Killed and still there: held in the kernel (a FUSE request no server answers).
+            let pid = monitor.pid;
+            return Err(format!(
+                "container '{id}': its monitor (pid {pid}) was killed but has not ended; \
+                 not deleted"
+            )
+            .into());
+        }
+        if now >= deadline {
             if !force {
                 let pid = monitor.pid;
                 return Err(format!(
