@@ -477,16 +477,12 @@ impl Request {
         cgroup.made = dirs;
         // Processes already there (a container whose runtime died, another container given
         // the same path) would share the new container's limits and freezer, and be signalled
-        // and killed with it. Directories this start made hold none.
-        if !all_new {
-            // On v1 every directory exists by now (made above or found), and one that cannot be
-            // listed is refused as well: adopting it could share it. On v2 nothing has made the
-            // directory unless the spec mounts the cgroup, and a missing one holds nobody.
-            let pids = match cgroup.pids() {
-                Ok(pids) => pids,
-                Err(err) if v1 => return Err(err),
-                Err(_) => Vec::new(),
-            };
+        // and killed with it. Directories this start made hold none. On v1 each hierarchy's
+        // directory found there was listed as it was found ([`make_v1_dirs`]). On v2 nothing
+        // has made the directory unless the spec mounts the cgroup, and a missing one holds
+        // nobody.
+        if !all_new && !v1 {
+            let pids = cgroup.pids().unwrap_or_default();
             if !pids.is_empty() {
                 let reason =
                     format!("it already holds processes {pids:?}; a container left running?");
