@@ -17,11 +17,7 @@ use eci_policy::reach::Ancestor;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn reachable_by_others(dir: &Path) -> std::io::Result<bool> {
-    let dir = std::fs::canonicalize(dir)?;
-    let ancestors = dir.ancestors().skip(1).map(ancestor);
-    Ok(eci_policy::reach::reachable_by_others(
-        ancestors.collect::<std::io::Result<Vec<_>>>()?,
-    ))
+    resolved_reachable_by_others(&std::fs::canonicalize(dir)?)
 }
 
 /// [`reachable_by_others`] for a path resolved earlier (absolute, without symlinks, `.` or
