@@ -1355,21 +1355,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_bind_that_finds_its_mount_point_gone_says_which_way() {
-        // In a mount namespace of this thread's own (the test thread ends with it).
+    /// Moves the test's thread into a mount namespace of its own (the thread ends with it).
+    fn in_private_mount_namespace() {
         sys::unshare(libc::CLONE_NEWNS).expect("needs root");
         sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).unwrap();
+    }
+
+    /// Opens `path` (read-only) as an [`Fd`].
+    fn open_fd(path: &std::path::Path) -> Fd {
+        Fd(std::os::fd::IntoRawFd::into_raw_fd(
+            std::fs::File::open(path).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn a_bind_that_finds_its_mount_point_gone_says_which_way() {
+        in_private_mount_namespace();
         let dir = tempfile::tempdir().unwrap();
-        let open = |path: &std::path::Path| {
-            Fd(std::os::fd::IntoRawFd::into_raw_fd(
-                std::fs::File::open(path).unwrap(),
-            ))
-        };
         let (source_path, target_path) = (dir.path().join("source"), dir.path().join("target"));
         std::fs::write(&source_path, "s").unwrap();
         std::fs::write(&target_path, "t").unwrap();
-        let (root, source, target) = (open(dir.path()), open(&source_path), open(&target_path));
+        let (root, source, target) = (
+            open_fd(dir.path()),
+            open_fd(&source_path),
+            open_fd(&target_path),
+        );
         assert_eq!(why_gone(root.0, &target), Action::Mount);
         // Nothing to tell on a mount point in place, whose source copies.
         assert_eq!(
@@ -1391,7 +1401,7 @@ mod tests {
         let sub_c = std::ffi::CString::new(sub.as_os_str().as_encoded_bytes()).unwrap();
         sys::mount(Some(c"none"), &sub_c, Some(c"tmpfs"), 0, None).unwrap();
         std::fs::write(sub.join("target"), "t").unwrap();
-        let target = open(&sub.join("target"));
+        let target = open_fd(&sub.join("target"));
         nix::mount::umount2(&sub, nix::mount::MntFlags::MNT_DETACH).unwrap();
         // Before Linux 6.16 the kernel answered EINVAL here (a mount point outside the caller's
         // namespace), which the mounter reports as it is.
@@ -1404,9 +1414,9 @@ mod tests {
         let (near, near_target) = (dir.path().join("r"), dir.path().join("rr"));
         std::fs::create_dir(&near).unwrap();
         std::fs::write(&near_target, "t").unwrap();
-        let near_target = open(&near_target);
+        let near_target = open_fd(&near_target);
         assert_eq!(
-            why_gone(open(&near).0, &near_target),
+            why_gone(open_fd(&near).0, &near_target),
             Action::MountOnDetached
         );
     }
@@ -1414,14 +1424,9 @@ mod tests {
     #[test]
     fn only_an_unexplained_enoent_is_met_by_binding_again() {
         let dir = tempfile::tempdir().unwrap();
-        let open = |path: &std::path::Path| {
-            Fd(std::os::fd::IntoRawFd::into_raw_fd(
-                std::fs::File::open(path).unwrap(),
-            ))
-        };
         std::fs::write(dir.path().join("source"), "s").unwrap();
-        let root = open(dir.path());
-        let open_source = || Ok(open(&dir.path().join("source")));
+        let root = open_fd(dir.path());
+        let open_source = || Ok(open_fd(&dir.path().join("source")));
         let dest = RootPath::new(std::path::Path::new("/target")).unwrap();
         let calls = std::cell::Cell::new(0);
         let attempt = |errno: Option<i32>| {
@@ -1485,19 +1490,12 @@ mod tests {
 
     #[test]
     fn entries_dropped_from_the_cache_are_named_and_a_dropped_source_is_opened_again() {
-        // In a mount namespace of this thread's own (the test thread ends with it).
-        sys::unshare(libc::CLONE_NEWNS).expect("needs root");
-        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).unwrap();
+        in_private_mount_namespace();
         let dir = tempfile::tempdir().unwrap();
-        let open = |path: &std::path::Path| {
-            Fd(std::os::fd::IntoRawFd::into_raw_fd(
-                std::fs::File::open(path).unwrap(),
-            ))
-        };
         for name in ["target", "fresh/inside"] {
             std::fs::create_dir_all(dir.path().join(name)).unwrap();
         }
-        let (root, target) = (open(dir.path()), open(&dir.path().join("target")));
+        let (root, target) = (open_fd(dir.path()), open_fd(&dir.path().join("target")));
         // The kernel drops a /proc/PID directory from its cache once the process is reaped.
         let mut child = std::process::Command::new("sleep")
             .arg("100")
@@ -1505,7 +1503,7 @@ mod tests {
             .unwrap();
         let pid_dir = std::path::PathBuf::from(format!("/proc/{}", child.id()));
         // (Its `ns` directory, unlike `task`, may still be walked up from then.)
-        let (dropped, below_dropped) = (open(&pid_dir), open(&pid_dir.join("ns")));
+        let (dropped, below_dropped) = (open_fd(&pid_dir), open_fd(&pid_dir.join("ns")));
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(dropped_here_or_above(dropped.0));
@@ -1524,7 +1522,7 @@ mod tests {
             opens.set(opens.get() + 1);
             match opens.get() {
                 1 => Ok(Fd(nix::unistd::dup(dropped.0).unwrap())),
-                _ => Ok(open(&dir.path().join("fresh"))),
+                _ => Ok(open_fd(&dir.path().join("fresh"))),
             }
         };
         let bind_once =
@@ -1537,8 +1535,8 @@ mod tests {
         assert_eq!(opens.get(), 2);
         assert!(dir.path().join("target/inside").is_dir());
         // A mount point below a dropped directory is named as such.
-        let proc_root = open(std::path::Path::new("/proc"));
-        let live = open(&dir.path().join("fresh"));
+        let proc_root = open_fd(std::path::Path::new("/proc"));
+        let live = open_fd(&dir.path().join("fresh"));
         assert_eq!(
             why_bind_failed(proc_root.0, &live, &below_dropped),
             Action::MountOnDropped
@@ -1580,9 +1578,7 @@ mod tests {
 
     #[test]
     fn a_bind_source_must_be_the_directory_that_was_checked() {
-        // In a mount namespace of this thread's own (the test thread ends with it).
-        sys::unshare(libc::CLONE_NEWNS).expect("needs root");
-        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).unwrap();
+        in_private_mount_namespace();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("_data");
         std::fs::create_dir(&data).unwrap();
