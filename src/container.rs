@@ -556,6 +556,15 @@ impl Container {
         }
         // Asked once every setting that may leave it writable has had its say.
         let rootfs_writable = mount_plan.root_may_become_writable();
+        // The rootfs is idmapped (or shifted) into the block as a bind is: judged by the same
+        // rules, on the path resolved above, which the mounter opens.
+        let resolved_root = eci_policy::paths::ResolvedPath::from_resolved(&rootfs);
+        let resolved_root = resolved_root.map_err(|e| Error::Path {
+            what: "rootfs",
+            path: rootfs.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        policy.decide_root(&resolved_root, rootfs_writable)?;
         let init_plan = InitPlan::new(
             &spec,
             stdio.raw(),

@@ -75,6 +75,9 @@ pub enum Error {
     /// The spec's seccomp profile cannot be applied.
     #[error("spec refused: {0}")]
     Profile(#[from] eci_seccomp::profile::ProfileError),
+    /// The rootfs is a host directory the path rules keep from containers.
+    #[error("spec refused: {0}")]
+    Root(#[from] eci_policy::root::RootRefusal),
     /// A writable rootfs that host users other than root can reach would be idmapped: what the
     /// container's root creates there belongs to host root on disk, so a setuid binary made there
     /// would make them root.

@@ -203,6 +203,17 @@ impl Runtime {
             .map_err(|e| Error::Io {
                 what: "restricting where the engines' data roots really are".into(),
                 source: std::io::Error::other(e),
+            })?
+            // Where HostRootfs builds roots for this runtime's containers.
+            .with_engine_storage(&state_dir.join("rootfs"))
+            .map_err(|e| Error::Io {
+                what: "restricting the state directory's roots".into(),
+                source: std::io::Error::other(e),
+            })?
+            .with_resolved_engine_storage(|dir| std::fs::canonicalize(dir))
+            .map_err(|e| Error::Io {
+                what: "restricting where the engines' storage really is".into(),
+                source: std::io::Error::other(e),
             })?;
         if !policy.eci_enabled {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");

@@ -66,6 +66,34 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
                 && e.to_string().contains("/nonexistent/rootfs")
         },
     ));
+    // A host tree as the root: idmapped into the block, it would hand the container's root the
+    // host's files as their owners, as a bind of it would.
+    for (name, host_tree, readonly, refused) in [
+        ("root-etc", "/etc", true, "inside the restricted path /etc"),
+        ("root-var", "/var", true, "lies beneath it"),
+        (
+            "root-var-log",
+            "/var/log",
+            true,
+            "neither under a shared path",
+        ),
+        (
+            "root-usr-rw",
+            "/usr",
+            false,
+            "the shared path /usr (built-in default) is read-only",
+        ),
+    ] {
+        ids.push(expect_error(
+            name,
+            |spec| {
+                let root = spec.root_mut().as_mut().unwrap();
+                root.set_path(host_tree.into());
+                root.set_readonly(Some(readonly));
+            },
+            |e| matches!(e, Error::Root(_)) && e.to_string().contains(refused),
+        ));
+    }
     ids.push(expect_error(
         "overlapping-mappings",
         |spec| {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{probe_mount, STATE_DIR};
+use common::probe_mount;
 use eci::eci_policy::docker_api::{CommandList, CommandRule, ListKind};
 use eci::eci_policy::image::{Digest, ImageIdentity, ImagePattern, KnownDigests};
 use eci::oci_spec::runtime::Mount;
@@ -98,7 +98,7 @@ fn the_engine_socket_is_reached_through_the_command_list_or_not_at_all() {
                   http /var/run/docker.sock GET /v1.41/volumes; stat -c %u /var/run/docker.sock";
     let attempt_with = |name: &str, image: Option<ContainerImage>, script: &str| {
         let id = common::unique_id(name);
-        let rootfs = HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).unwrap();
+        let rootfs = HostRootfs::create(&runtime.state_dir().join("rootfs").join(&id)).unwrap();
         let mut spec = rootfs.spec(vec!["sh".into(), "-c".into(), script.into()]);
         let mut socket = Mount::default();
         socket.set_destination(PathBuf::from("/var/run/docker.sock"));

@@ -279,8 +279,7 @@ pub fn create_full(
     edit: impl FnOnce(&mut Spec),
 ) -> TestContainer {
     let id = unique_id(name);
-    let rootfs =
-        HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).expect("rootfs");
+    let rootfs = HostRootfs::create(&runtime.state_dir().join("rootfs").join(&id)).expect("rootfs");
     let mut spec = rootfs.spec(args.iter().map(|a| a.to_string()).collect());
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     mounts.push(probe_mount());
@@ -316,7 +315,7 @@ pub fn try_create(
     edit: impl FnOnce(&mut Spec),
 ) -> Result<Container, eci::Error> {
     let id = unique_id(name);
-    let rootfs = HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).unwrap();
+    let rootfs = HostRootfs::create(&runtime.state_dir().join("rootfs").join(&id)).unwrap();
     let mut spec = rootfs.spec(vec!["true".into()]);
     edit(&mut spec);
     let created = runtime.create(ContainerConfig::new(id, spec));

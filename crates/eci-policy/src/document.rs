@@ -220,6 +220,8 @@ struct RawExtensions {
     #[serde(default)]
     engine_data_roots: Vec<String>,
     #[serde(default)]
+    engine_storage: Vec<String>,
+    #[serde(default)]
     delegate_cgroups: bool,
 }
 
@@ -476,7 +478,7 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
             policy.docker_socket.sockets.push(socket);
         }
     }
-    let roots = base.key("engineDataRoots");
+    let roots = base.clone().key("engineDataRoots");
     for (i, root) in raw.engine_data_roots.iter().enumerate() {
         let root = normalize(Path::new(root)).map_err(at(roots.clone().index(i)))?;
         // Its volumes alone may be bound (see crate::volume), never the rest of it.
@@ -486,6 +488,18 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
             .map_err(at(roots.clone().index(i)))?;
         if !policy.engine_data_roots.contains(&root) {
             policy.engine_data_roots.push(root);
+        }
+    }
+    let storage = base.key("engineStorage");
+    for (i, dir) in raw.engine_storage.iter().enumerate() {
+        let dir = normalize(Path::new(dir)).map_err(at(storage.clone().index(i)))?;
+        // Containers' roots may lie inside it (see crate::root); no bind may name it.
+        policy
+            .paths
+            .restrict_as(&dir, Scope::Subtree, RuleOrigin::Settings)
+            .map_err(at(storage.clone().index(i)))?;
+        if !policy.engine_storage.contains(&dir) {
+            policy.engine_storage.push(dir);
         }
     }
     Ok(())

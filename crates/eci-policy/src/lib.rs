@@ -7,6 +7,7 @@
 //! - [`overrides`]: per-container overrides from OCI annotations, and the locks that forbid them;
 //! - [`paths`]: which host paths may be bind-mounted;
 //! - [`reach`]: whether host users other than root can reach a directory;
+//! - [`root`]: which host directories may be a container's root filesystem;
 //! - [`harden`]: turning any OCI spec into one that eci will run;
 //! - [`volume`]: which Docker volumes a container may mount, though they live in the engine's
 //!   data root;
@@ -40,6 +41,7 @@ pub mod mount;
 pub mod overrides;
 pub mod paths;
 pub mod reach;
+pub mod root;
 pub mod settings;
 pub mod volume;
 

@@ -360,6 +360,11 @@ pub const DEFAULT_RESTRICTED_PATHS: &[(&str, Scope)] = &[
 /// though the roots themselves are restricted: see [`crate::volume`].
 pub const DEFAULT_ENGINE_DATA_ROOTS: &[&str] = &["/var/lib/docker"];
 
+/// Where containerd keeps the root filesystems it hands a runtime: its root (snapshots) and its
+/// state (each task's bundle, with the rootfs mounted in it). Restricted, yet a container's root
+/// may lie inside one: see [`crate::root`].
+pub const DEFAULT_ENGINE_STORAGE: &[&str] = &["/var/lib/containerd", "/run/containerd"];
+
 /// `dockerSocketMount`: which containers may bind-mount the Docker socket, and what they may ask
 /// the engine through it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -660,6 +665,10 @@ pub struct Policy {
     /// Docker engines' data roots: [`DEFAULT_ENGINE_DATA_ROOTS`] and those the settings add
     /// (`eci.engineDataRoots`). Restricted, except for their volumes' data directories.
     pub engine_data_roots: Vec<PathBuf>,
+    /// Other trees where engines keep the root filesystems they hand the runtime:
+    /// [`DEFAULT_ENGINE_STORAGE`] and those the settings add (`eci.engineStorage`). Restricted,
+    /// though a container's root may lie inside one (as inside an engine data root).
+    pub engine_storage: Vec<PathBuf>,
     /// Which virtual procfs files reflect the container.
     pub procfs: ProcfsSwitches,
     /// How writes to global sysctls are reconciled with the host.
@@ -703,6 +712,7 @@ impl Default for Policy {
                 .iter()
                 .map(PathBuf::from)
                 .collect(),
+            engine_storage: DEFAULT_ENGINE_STORAGE.iter().map(PathBuf::from).collect(),
             procfs: ProcfsSwitches::default(),
             sysctls: SysctlRules::default(),
             delegate_cgroups: false,
@@ -791,19 +801,69 @@ impl Policy {
         mut self,
         resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
     ) -> Result<Self, crate::paths::PathError> {
-        let named = self.engine_data_roots.clone();
-        for root in named {
-            let Ok(real) = resolve(&root) else {
-                continue;
-            };
-            if real != root && !self.engine_data_roots.contains(&real) {
-                self.paths
-                    .restrict_as(&real, Scope::Subtree, RuleOrigin::Settings)?;
-                self.engine_data_roots.push(real);
-            }
+        add_resolved(&mut self.paths, &mut self.engine_data_roots, resolve)?;
+        Ok(self)
+    }
+
+    /// Adds `dir` to the engine storage and restricts it: the program embedding eci keeps the
+    /// roots it builds there (eci's own `HostRootfs` builds them in the state directory's
+    /// `rootfs`). A container's root may then lie inside it; nothing may bind it.
+    ///
+    /// ```
+    /// use eci_policy::Policy;
+    /// use std::path::{Path, PathBuf};
+    /// let policy = Policy::default().with_engine_storage(Path::new("/var/lib/containers")).unwrap();
+    /// assert!(policy.engine_storage.contains(&PathBuf::from("/var/lib/containers")));
+    /// ```
+    pub fn with_engine_storage(mut self, dir: &Path) -> Result<Self, crate::paths::PathError> {
+        let dir = crate::paths::normalize(dir)?;
+        if !self.engine_storage.contains(&dir) {
+            self.paths
+                .restrict_as(&dir, Scope::Subtree, RuleOrigin::Runtime)?;
+            self.engine_storage.push(dir);
         }
         Ok(self)
     }
+
+    /// Adds where each engine storage tree really is, as `resolve` (symlinks followed) says, and
+    /// restricts it: a container's root is judged once resolved, so one inside
+    /// `/var/lib/containerd` moved through a symlink would otherwise lie in no engine's storage.
+    /// Trees that do not resolve (no engine yet) stay as named.
+    ///
+    /// ```
+    /// use eci_policy::Policy;
+    /// use std::path::{Path, PathBuf};
+    /// let moved = |p: &Path| -> std::io::Result<PathBuf> {
+    ///     Ok(if p == Path::new("/var/lib/containerd") { "/srv/containerd".into() } else { p.into() })
+    /// };
+    /// let policy = Policy::default().with_resolved_engine_storage(moved).unwrap();
+    /// assert!(policy.engine_storage.contains(&PathBuf::from("/srv/containerd")));
+    /// ```
+    pub fn with_resolved_engine_storage(
+        mut self,
+        resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
+    ) -> Result<Self, crate::paths::PathError> {
+        add_resolved(&mut self.paths, &mut self.engine_storage, resolve)?;
+        Ok(self)
+    }
+}
+
+/// Adds to `dirs`, and restricts, where each of them really is when that differs from its name.
+fn add_resolved(
+    paths: &mut PathPolicy,
+    dirs: &mut Vec<PathBuf>,
+    resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
+) -> Result<(), crate::paths::PathError> {
+    for dir in dirs.clone() {
+        let Ok(real) = resolve(&dir) else {
+            continue;
+        };
+        if real != dir && !dirs.contains(&real) {
+            paths.restrict_as(&real, Scope::Subtree, RuleOrigin::Settings)?;
+            dirs.push(real);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -264,6 +264,30 @@ fn engine_data_roots_add_to_the_default_and_are_restricted() {
 }
 
 #[test]
+fn engine_storage_adds_to_the_default_holds_roots_and_is_restricted() {
+    let policy = parse(r#"{"eci": {"engineStorage": ["/var/lib/containers/"]}}"#).unwrap();
+    assert_eq!(
+        policy.engine_storage,
+        [
+            "/var/lib/containerd",
+            "/run/containerd",
+            "/var/lib/containers"
+        ]
+        .map(std::path::PathBuf::from)
+    );
+    let root = ResolvedPath::from_resolved(std::path::Path::new(
+        "/var/lib/containers/storage/overlay/1/merged",
+    ))
+    .unwrap();
+    assert!(matches!(
+        policy.paths.decide(&root),
+        PathDecision::Restricted { .. }
+    ));
+    assert_eq!(policy.decide_root(&root, true), Ok(()));
+    assert!(parse(r#"{"eci": {"engineStorage": ["containers"]}}"#).is_err());
+}
+
+#[test]
 fn an_engine_socket_cannot_be_reached_through_its_directory() {
     // /home is shared by default; the socket in it is reached only through the proxy.
     let socket = "/home/alice/.docker/desktop/docker.sock";
@@ -331,6 +355,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         "hookDirectories",
         "engineSockets",
         "engineDataRoots",
+        "engineStorage",
         "allowDerivedImages",
         "configurationFileVersion",
         "bogus",
