@@ -214,6 +214,12 @@ impl Runtime {
             .map_err(|e| Error::Io {
                 what: "restricting where the engines' storage really is".into(),
                 source: std::io::Error::other(e),
+            })?
+            // Last: every restriction above is resolved too.
+            .with_resolved_restrictions(|path| std::fs::canonicalize(path))
+            .map_err(|e| Error::Io {
+                what: "restricting where the restricted paths really are".into(),
+                source: std::io::Error::other(e),
             })?;
         if !policy.eci_enabled {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");

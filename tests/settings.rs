@@ -39,6 +39,49 @@ fn a_locked_setting_cannot_be_overridden_by_a_container() {
     );
 }
 
+/// A restricted path named through a symlink (a data directory moved to a bigger disk) is
+/// restricted where it really is: a bind of its real place is refused, though a shared path
+/// holds it.
+#[test]
+fn a_restricted_path_named_through_a_symlink_is_restricted_where_it_is() {
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let real = dir.path().join("disk/secrets");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = dir.path().join("secrets");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let settings = format!(
+        r#"{{"eci": {{"restrictedPaths": [{{"path": "{}"}}]}}}}"#,
+        link.display()
+    );
+    std::fs::write(dir.path().join("settings.json"), settings).unwrap();
+    let policy = eci::load_settings(&dir.path().join("settings.json")).unwrap();
+    let runtime = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: dir.path().join("state"),
+        policy,
+        ..Default::default()
+    })
+    .unwrap();
+    let rootfs = HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let mut bind = eci::oci_spec::runtime::Mount::default();
+    bind.set_destination("/secrets".into());
+    bind.set_typ(Some("bind".into()));
+    bind.set_source(Some(real.join(".")));
+    bind.set_options(Some(vec!["bind".into()]));
+    mounts.push(bind);
+    spec.set_mounts(Some(mounts));
+    let err = runtime
+        .create(ContainerConfig::new("moved-secrets", spec))
+        .unwrap_err();
+    assert!(matches!(err, Error::Spec(_)), "{err}");
+    assert!(
+        err.to_string().contains("refused by the rule for")
+            && err.to_string().contains("disk/secrets (settings)"),
+        "{err}"
+    );
+}
+
 /// An engine socket named through a symlink is still an engine socket where it really is:
 /// neither it nor the directory holding it can be bound in past the image list.
 #[test]

@@ -445,7 +445,8 @@ fn docker_socket(raw: RawSocketMount) -> Result<DockerSocketPolicy, Invalid> {
 
 fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Invalid> {
     let base = JsonPath::new(&["eci"]);
-    policy.paths = paths(&raw, &base)?;
+    let listed = ListedDirs::read(&raw, &base)?;
+    policy.paths = paths(&raw, &base, &listed.restrictions())?;
     if let Some(pool) = &raw.id_pool {
         policy.id_pool = id_pool(pool).map_err(at(base.clone().key("idPool")))?;
     }
@@ -458,56 +459,77 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
     if let Some(names) = &raw.mount_types {
         policy.mount_types = mount_types(names, &base.clone().key("mountTypes"))?;
     }
-    let hooks = base.clone().key("hookDirectories");
-    policy.hook_dirs = raw
-        .hook_directories
-        .iter()
-        .enumerate()
-        .map(|(i, dir)| normalize(Path::new(dir)).map_err(at(hooks.clone().index(i))))
-        .collect::<Result<_, _>>()?;
-    let sockets = base.clone().key("engineSockets");
-    for (i, socket) in raw.engine_sockets.iter().enumerate() {
-        let socket = normalize(Path::new(socket)).map_err(at(sockets.clone().index(i)))?;
-        // Reached only through the proxy: a bind of a directory holding it would give the
-        // engine itself, whatever the commandList says.
-        policy
-            .paths
-            .restrict_as(&socket, Scope::Exact, RuleOrigin::Settings)
-            .map_err(at(sockets.clone().index(i)))?;
-        if !policy.docker_socket.sockets.contains(&socket) {
-            policy.docker_socket.sockets.push(socket);
+    policy.hook_dirs = listed.hooks.into_iter().map(|(dir, _)| dir).collect();
+    let add = |to: &mut Vec<PathBuf>, dirs: Vec<(PathBuf, JsonPath)>| {
+        for (dir, _) in dirs {
+            if !to.contains(&dir) {
+                to.push(dir);
+            }
         }
-    }
-    let roots = base.clone().key("engineDataRoots");
-    for (i, root) in raw.engine_data_roots.iter().enumerate() {
-        let root = normalize(Path::new(root)).map_err(at(roots.clone().index(i)))?;
-        // Its volumes alone may be bound (see crate::volume), never the rest of it.
-        policy
-            .paths
-            .restrict_as(&root, Scope::Subtree, RuleOrigin::Settings)
-            .map_err(at(roots.clone().index(i)))?;
-        if !policy.engine_data_roots.contains(&root) {
-            policy.engine_data_roots.push(root);
-        }
-    }
-    let storage = base.key("engineStorage");
-    for (i, dir) in raw.engine_storage.iter().enumerate() {
-        let dir = normalize(Path::new(dir)).map_err(at(storage.clone().index(i)))?;
-        // Containers' roots may lie inside it (see crate::root); no bind may name it.
-        policy
-            .paths
-            .restrict_as(&dir, Scope::Subtree, RuleOrigin::Settings)
-            .map_err(at(storage.clone().index(i)))?;
-        if !policy.engine_storage.contains(&dir) {
-            policy.engine_storage.push(dir);
-        }
-    }
+    };
+    add(&mut policy.docker_socket.sockets, listed.sockets);
+    add(&mut policy.engine_data_roots, listed.data_roots);
+    add(&mut policy.engine_storage, listed.storage);
     Ok(())
 }
 
-/// The built-in restrictions plus the document's, then the shared paths (the document's list
-/// replaces the built-in one). A shared path may not lie inside a restricted one.
-fn paths(raw: &RawExtensions, base: &JsonPath) -> Result<PathPolicy, Invalid> {
+/// The directories and sockets the document names for other settings, each of which is also
+/// restricted: hook directories (their programs run as host root: a container that could write
+/// there would plant one), engine sockets (reached only through the proxy: a bind of a directory
+/// holding one would give the engine itself), engine data roots (their volumes alone may be
+/// bound, see crate::volume) and engine storage (containers' roots may lie inside, see
+/// crate::root).
+struct ListedDirs {
+    hooks: Vec<(PathBuf, JsonPath)>,
+    sockets: Vec<(PathBuf, JsonPath)>,
+    data_roots: Vec<(PathBuf, JsonPath)>,
+    storage: Vec<(PathBuf, JsonPath)>,
+}
+
+impl ListedDirs {
+    fn read(raw: &RawExtensions, base: &JsonPath) -> Result<ListedDirs, Invalid> {
+        let list = |key: &str, entries: &[String]| -> Result<Vec<(PathBuf, JsonPath)>, Invalid> {
+            let at_key = base.clone().key(key);
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, entry)| {
+                    let at_entry = at_key.clone().index(i);
+                    let path = normalize(Path::new(entry)).map_err(at(at_entry.clone()))?;
+                    Ok((path, at_entry))
+                })
+                .collect()
+        };
+        Ok(ListedDirs {
+            hooks: list("hookDirectories", &raw.hook_directories)?,
+            sockets: list("engineSockets", &raw.engine_sockets)?,
+            data_roots: list("engineDataRoots", &raw.engine_data_roots)?,
+            storage: list("engineStorage", &raw.engine_storage)?,
+        })
+    }
+
+    /// Each as a restriction: the sockets exact, the directories with everything beneath them.
+    fn restrictions(&self) -> Vec<(&Path, Scope, &JsonPath)> {
+        let exact = self
+            .sockets
+            .iter()
+            .map(|(p, at)| (p.as_path(), Scope::Exact, at));
+        let subtrees = [&self.hooks, &self.data_roots, &self.storage]
+            .into_iter()
+            .flatten()
+            .map(|(p, at)| (p.as_path(), Scope::Subtree, at));
+        exact.chain(subtrees).collect()
+    }
+}
+
+/// The built-in restrictions plus the document's (`restrictedPaths`, and the directories other
+/// settings name), then the shared paths (the document's list replaces the built-in one). A
+/// shared path may not lie inside a restricted one.
+fn paths(
+    raw: &RawExtensions,
+    base: &JsonPath,
+    listed: &[(&Path, Scope, &JsonPath)],
+) -> Result<PathPolicy, Invalid> {
     let mut paths = default_restricted_paths();
     let restricted = base.clone().key("restrictedPaths");
     for (i, rule) in raw.restricted_paths.iter().enumerate() {
@@ -515,6 +537,11 @@ fn paths(raw: &RawExtensions, base: &JsonPath) -> Result<PathPolicy, Invalid> {
         paths
             .restrict_as(Path::new(&rule.path), rule.scope, RuleOrigin::Settings)
             .map_err(at(path))?;
+    }
+    for (path, scope, at_entry) in listed {
+        paths
+            .restrict_as(path, *scope, RuleOrigin::Settings)
+            .map_err(at((*at_entry).clone()))?;
     }
     let Some(shared) = &raw.shared_paths else {
         for (path, read_only) in DEFAULT_SHARED_PATHS {

@@ -848,6 +848,44 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Restricts, besides each restricted path, where it really is, as `resolve` (symlinks
+    /// followed) says: bind sources are compared once resolved, so `/var/lib/containerd` moved to
+    /// a bigger disk through a symlink (to `/srv/containerd`) would otherwise be bindable there,
+    /// under the shared `/srv`. The rule keeps its scope and origin; paths that do not resolve
+    /// stay as named.
+    ///
+    /// ```
+    /// use eci_policy::paths::{PathDecision, ResolvedPath};
+    /// use eci_policy::Policy;
+    /// use std::path::{Path, PathBuf};
+    /// let moved = |p: &Path| -> std::io::Result<PathBuf> {
+    ///     Ok(if p == Path::new("/var/lib/containerd") { "/srv/containerd".into() } else { p.into() })
+    /// };
+    /// let policy = Policy::default().with_resolved_restrictions(moved).unwrap();
+    /// let real = ResolvedPath::from_resolved(Path::new("/srv/containerd/snapshots")).unwrap();
+    /// assert!(matches!(policy.paths.decide(&real), PathDecision::Restricted { .. }));
+    /// ```
+    pub fn with_resolved_restrictions(
+        mut self,
+        resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
+    ) -> Result<Self, crate::paths::PathError> {
+        let restricted: Vec<(PathBuf, Scope, RuleOrigin)> = self
+            .paths
+            .rules()
+            .filter(|rule| rule.access == crate::paths::Access::Restricted)
+            .map(|rule| (rule.path.to_path_buf(), rule.scope, rule.origin))
+            .collect();
+        for (path, scope, origin) in restricted {
+            match resolve(&path) {
+                Ok(real) if real != path => self.paths.restrict_as(&real, scope, origin)?,
+                _ => {}
+            }
+        }
+        Ok(self)
+    }
+}
+
 /// Adds to `dirs`, and restricts, where each of them really is when that differs from its name.
 fn add_resolved(
     paths: &mut PathPolicy,

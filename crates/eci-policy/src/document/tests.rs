@@ -159,6 +159,18 @@ fn semantic_errors_name_the_field_line_and_column() {
             "inside the restricted path /etc (built-in default)",
         ),
         (
+            "{\"eci\": {\"engineDataRoots\": [\"/srv/docker\"], \"sharedPaths\": [{\"path\": \"/srv/docker/overlay2\"}]}}",
+            "eci.sharedPaths[0].path",
+            "\"/srv/docker/overlay2\"",
+            "inside the restricted path /srv/docker (settings)",
+        ),
+        (
+            "{\"eci\": {\"hookDirectories\": [\"/opt/hooks\"], \"sharedPaths\": [{\"path\": \"/opt/hooks/bin\"}]}}",
+            "eci.sharedPaths[0].path",
+            "\"/opt/hooks/bin\"",
+            "inside the restricted path /opt/hooks (settings)",
+        ),
+        (
             "{\"eci\": {\"sharedPaths\": [{\"path\": \"/srv\"}, {\"path\": \"/srv/\"}]}}",
             "eci.sharedPaths[1].path",
             "\"/srv/\"",
@@ -260,6 +272,22 @@ fn engine_data_roots_add_to_the_default_and_are_restricted() {
     assert!(matches!(
         policy.paths.decide(&layers),
         PathDecision::Restricted { .. }
+    ));
+}
+
+#[test]
+fn hook_directories_are_restricted_under_the_default_shares() {
+    let policy = parse(r#"{"eci": {"hookDirectories": ["/opt/hooks/"]}}"#).unwrap();
+    assert_eq!(policy.hook_dirs, [std::path::PathBuf::from("/opt/hooks")]);
+    let inside = ResolvedPath::from_resolved(std::path::Path::new("/opt/hooks/bin")).unwrap();
+    assert!(matches!(
+        policy.paths.decide(&inside),
+        PathDecision::Restricted { .. }
+    ));
+    let beside = ResolvedPath::from_resolved(std::path::Path::new("/opt/app")).unwrap();
+    assert!(matches!(
+        policy.paths.decide(&beside),
+        PathDecision::Shared { .. }
     ));
 }
 
