@@ -179,33 +179,32 @@ impl Runtime {
         let dir = records_dir(&self.shared.state_dir, id);
         // One runtime at a time: two taking the same listener would each start a helper.
         let _lock = lock_dir(&dir)?;
-        // Every live record with its orphan first: nothing is touched unless all are there.
+        // Every live record with its orphan first: nothing is touched unless one is there (a
+        // helper becomes an orphan only once its runtime has ended). One whose orphan is gone
+        // (killed) is a failure of that process alone: no one holds its listener to take.
         let mut found = Vec::new();
+        let mut failures = Vec::new();
         for path in record_paths(&dir)? {
             let record = read_record(&path)?;
             if !record.process.is_alive() {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            let orphan =
-                wait_for_orphan(record.userns, record.listener_fd).ok_or_else(|| Error::Io {
-                    what: format!(
-                    "no orphaned mount helper holds the listener of process {}; is the runtime \
-                     that created it still alive?",
-                    record.process.pid
-                ),
-                    source: std::io::ErrorKind::NotFound.into(),
-                })?;
-            found.push((record, orphan));
+            match wait_for_orphan(record.userns, record.listener_fd) {
+                Some(orphan) => found.push((record, orphan)),
+                None => failures.push((record.process.pid, no_orphan(record.process.pid))),
+            }
         }
         if found.is_empty() {
-            return Err(Error::Io {
-                what: format!("taking over container {id}: no live vetted process is recorded"),
-                source: std::io::ErrorKind::NotFound.into(),
+            return Err(match failures.pop() {
+                Some((_, err)) => err,
+                None => Error::Io {
+                    what: format!("taking over container {id}: no live vetted process is recorded"),
+                    source: std::io::ErrorKind::NotFound.into(),
+                },
             });
         }
         let mut processes = Vec::new();
-        let mut failures = Vec::new();
         for (record, orphan) in found {
             let pid = record.process.pid;
             // A failure leaves that orphan and its record as they were, for another attempt.
@@ -215,14 +214,27 @@ impl Runtime {
             }
         }
         if processes.is_empty() {
-            let (_, err) = failures.remove(0);
-            return Err(err);
+            // The last failure is a take-over's own (the missing orphans come first).
+            if let Some((_, err)) = failures.pop() {
+                return Err(err);
+            }
         }
         Ok(TakenOver {
             id: id.to_string(),
             processes,
             failures,
         })
+    }
+}
+
+/// No orphaned helper holds the listener of `pid`'s vetting.
+fn no_orphan(pid: i32) -> Error {
+    Error::Io {
+        what: format!(
+            "no orphaned mount helper holds the listener of process {pid}; is the runtime that \
+             created it still alive?"
+        ),
+        source: std::io::ErrorKind::NotFound.into(),
     }
 }
 

@@ -583,6 +583,46 @@ fn runtime_on(state: &Path) -> eci::Runtime {
     .unwrap()
 }
 
+/// A process whose orphaned helper is gone (killed) does not keep the container's other
+/// processes from being taken over: it is listed among the failures.
+#[test]
+fn a_process_whose_orphan_is_gone_does_not_block_the_take_over() {
+    use std::io::Write;
+    let state = tempfile::tempdir().unwrap();
+    let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs";
+    let id = format!("eci-takeover-partial-{}", std::process::id());
+    let (mut go, lines, _orphan) = orphaned(state.path(), &id, script);
+    // A second record, as an exec'd process's would be, whose listener no helper holds.
+    let records = state.path().join("vetting").join(&id);
+    let real = std::fs::read_dir(&records)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(real.path()).unwrap()).unwrap();
+    record["listener_fd"] = 1000.into();
+    std::fs::write(records.join("1.json"), serde_json::to_vec(&record).unwrap()).unwrap();
+    let runtime = runtime_on(state.path());
+    let taken = runtime.take_over(&id).unwrap();
+    assert_eq!(taken.processes().len(), 1, "{taken:?}");
+    let failures = taken.failures();
+    assert_eq!(failures.len(), 1, "{taken:?}");
+    assert!(
+        failures[0]
+            .1
+            .to_string()
+            .contains("no orphaned mount helper"),
+        "{taken:?}"
+    );
+    writeln!(go, "go").unwrap();
+    let answer = lines.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(answer.unwrap(), "ok", "vetted again");
+    drop(taken);
+    let _ = std::fs::remove_file(records.join("1.json"));
+    cleanup_after_crash(state.path(), &id);
+}
+
 /// A take-over leaves no gap: a container mounting in a loop meanwhile gets ENOSYS from the
 /// orphan until the take-over and `ok` from then on, never the two interleaved (the orphan is
 /// held, answering nothing, while the new helper starts and is registered).
