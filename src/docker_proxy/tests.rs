@@ -599,7 +599,7 @@ fn binds_reach_only_what_the_path_rules_share_and_are_never_made_by_the_engine()
     let (status, _, sent) = create(&fresh);
     assert_eq!(status, "HTTP/1.1 201 Created");
     let host_config = &sent.expect("the engine got the create")["HostConfig"];
-    assert_eq!(host_config["Binds"], serde_json::json!(["data:/d"]));
+    assert_eq!(host_config["Binds"], serde_json::json!(["data:/d:nocopy"]));
     let mounts = host_config["Mounts"].as_array().unwrap();
     assert_eq!(mounts.len(), 2);
     assert!(mounts.iter().all(|m| m["Type"] == "bind"), "{mounts:?}");

@@ -187,6 +187,7 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
     check_log_config(host_config.get("LogConfig"))?;
     check_mounts(host_config.get("Mounts"))?;
     move_host_binds_to_mounts(host_config)?;
+    no_copy_into_named_volumes(host_config);
     match host_config.get("Runtime") {
         None | Some(Value::Null) => {}
         Some(Value::String(asked)) if asked.is_empty() || asked == runtime => {}
@@ -354,6 +355,67 @@ fn move_host_binds_to_mounts(host_config: &mut Map<String, Value>) -> Result<(),
     Ok(())
 }
 
+/// Marks every named volume the container mounts `nocopy`. Into an empty volume the engine
+/// copies the image's files at the mount point, as root and by path, on the host; a named volume
+/// is shared by the containers made through the socket, and one of them holding it already can
+/// swap a directory of the copy for a symlink (to `/etc/cron.d`) while the copy runs, and have
+/// the engine write there. Anonymous volumes are made for the one container and are out of
+/// every other's reach ([`volumes`](super::volumes)), so they are still filled.
+fn no_copy_into_named_volumes(host_config: &mut Map<String, Value>) {
+    if let Some(Value::Array(binds)) = host_config.get_mut("Binds") {
+        for bind in binds.iter_mut() {
+            if let Some(marked) = bind.as_str().and_then(named_volume_without_copy) {
+                *bind = Value::String(marked);
+            }
+        }
+    }
+    if let Some(Value::Array(mounts)) = host_config.get_mut("Mounts") {
+        for mount in mounts.iter_mut().filter_map(Value::as_object_mut) {
+            let named = mount.get("Type").and_then(Value::as_str) == Some("volume")
+                && mount
+                    .get("Source")
+                    .and_then(Value::as_str)
+                    .is_some_and(|source| !source.is_empty());
+            if !named {
+                continue;
+            }
+            let options = mount
+                .entry("VolumeOptions")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if options.is_null() {
+                *options = Value::Object(Map::new());
+            }
+            // check_mounts let only an object or null through.
+            if let Value::Object(options) = options {
+                options.insert("NoCopy".into(), Value::Bool(true));
+            }
+        }
+    }
+}
+
+/// A `Binds` entry naming a volume (`name:/target[:mode]`), with `nocopy` added to its mode;
+/// `None` for any other entry (a host path, an anonymous volume, one the engine refuses).
+fn named_volume_without_copy(bind: &str) -> Option<String> {
+    let parts: Vec<&str> = bind.split(':').collect();
+    let (name, target, mode) = match parts[..] {
+        [name, target] => (name, target, ""),
+        [name, target, mode] => (name, target, mode),
+        _ => return None,
+    };
+    if name.is_empty() || name.starts_with('/') {
+        return None;
+    }
+    if mode.split(',').any(|word| word == "nocopy") {
+        return Some(bind.to_string());
+    }
+    let mode = if mode.is_empty() {
+        "nocopy".to_string()
+    } else {
+        format!("{mode},nocopy")
+    };
+    Some(format!("{name}:{target}:{mode}"))
+}
+
 /// A `Binds` entry that binds a host path, as the engine splits it: (source, target, mode).
 /// One part is an anonymous volume; a source that is no absolute path names a volume.
 fn host_bind(bind: &str) -> Option<(&str, &str, &str)> {
@@ -462,7 +524,7 @@ fn check_mounts(mounts: Option<&Value>) -> Result<(), CreateRefusal> {
                 ))
             }
         };
-        only_exact_spellings(options, &["DriverConfig", "Labels"])?;
+        only_exact_spellings(options, &["DriverConfig", "Labels", "NoCopy"])?;
         let driver_config = match options.get("DriverConfig") {
             None | Some(Value::Null) => continue,
             Some(Value::Object(driver_config)) => driver_config,
@@ -549,6 +611,73 @@ mod tests {
 
     fn runtime_of(body: &[u8]) -> Value {
         serde_json::from_slice::<Value>(body).unwrap()["HostConfig"]["Runtime"].clone()
+    }
+
+    #[test]
+    fn named_volumes_are_never_filled_from_the_image() {
+        let body = br#"{"Image":"a","HostConfig":{
+            "Binds":["db:/db","logs:/l:ro","cache:/c:nocopy","/anon","/srv:/s"],
+            "Mounts":[{"Type":"volume","Source":"v","Target":"/v"},
+                      {"Type":"volume","Source":"w","Target":"/w","VolumeOptions":{"NoCopy":false}},
+                      {"Type":"volume","Target":"/anonymous"}]}}"#;
+        let vetted: Value = serde_json::from_slice(&vet_create_body(body, "eci").unwrap()).unwrap();
+        assert_eq!(
+            vetted["HostConfig"]["Binds"],
+            serde_json::json!([
+                "db:/db:nocopy",
+                "logs:/l:ro,nocopy",
+                "cache:/c:nocopy",
+                "/anon"
+            ])
+        );
+        let mounts = vetted["HostConfig"]["Mounts"].as_array().unwrap();
+        let no_copy: Vec<&Value> = mounts
+            .iter()
+            .map(|m| &m["VolumeOptions"]["NoCopy"])
+            .collect();
+        assert_eq!(
+            no_copy,
+            [
+                &Value::Bool(true),
+                &Value::Bool(true),
+                &Value::Null,
+                &Value::Null
+            ]
+        );
+        let respelt = br#"{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","VolumeOptions":{"nocopy":false}}]}}"#;
+        assert!(matches!(
+            vet_create_body(respelt, "eci"),
+            Err(CreateRefusal::Spelling(..))
+        ));
+    }
+
+    proptest! {
+        /// Whatever a Binds entry names, once vetted a named volume's carries `nocopy` and any
+        /// other entry is as it was (or moved to Mounts, for a host path).
+        #[test]
+        fn every_named_volume_bind_is_marked_nocopy(
+            name in "[a-z/]{0,3}",
+            mode in prop::sample::select(vec!["", "ro", "rw", "nocopy", "ro,nocopy", "z"]),
+        ) {
+            let bind = if mode.is_empty() { format!("{name}:/t") } else { format!("{name}:/t:{mode}") };
+            let body = serde_json::json!({"HostConfig": {"Binds": [bind.clone()]}}).to_string();
+            if let Ok(vetted) = vet_create_body(body.as_bytes(), "eci") {
+                let vetted: Value = serde_json::from_slice(&vetted).unwrap();
+                let binds: Vec<&str> = vetted["HostConfig"]["Binds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                if !name.is_empty() && !name.starts_with('/') {
+                    prop_assert_eq!(binds.len(), 1);
+                    let words = binds[0].rsplit(':').next().unwrap();
+                    prop_assert!(words.split(',').any(|w| w == "nocopy"), "{}", binds[0]);
+                } else if !name.starts_with('/') {
+                    prop_assert_eq!(binds, [bind.as_str()]);
+                }
+            }
+        }
     }
 
     #[test]
@@ -706,7 +835,7 @@ mod tests {
         let vetted: Value = serde_json::from_slice(&vet_create_body(body, "eci").unwrap()).unwrap();
         assert_eq!(
             vetted["HostConfig"]["Binds"],
-            serde_json::json!(["vol:/y", "/data"])
+            serde_json::json!(["vol:/y:nocopy", "/data"])
         );
         assert_eq!(
             vetted["HostConfig"]["Mounts"],
