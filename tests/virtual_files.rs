@@ -538,17 +538,29 @@ fn a_procfs_mounted_inside_has_the_containers_tunables() {
     // ones the container's own /proc shows; the rest of /proc/sys stays read-only.
     let host_panic = std::fs::read_to_string("/proc/sys/kernel/panic").unwrap();
     let new = if host_panic.trim() == "9" { "8" } else { "9" };
+    // The IPC and mqueue tables and nf_conntrack_max have an entry per namespace: their binds
+    // are placed where the container's namespaces look (EROFS when they hung on the host's).
+    let conntrack = "/proc/sys/net/netfilter/nf_conntrack_max";
+    let conntrack = if std::path::Path::new(conntrack).exists() {
+        conntrack
+    } else {
+        "/proc/sys/kernel/shmmax"
+    };
     let script = format!(
         "mkdir -p /tmp/p && mount -t proc proc /tmp/p \
          && /probe write /tmp/p/sys/net/ipv4/ip_forward 1 , \
-            write /tmp/p/sys/kernel/panic {new} , write /tmp/p/sys/vm/swappiness 10 \
-         && cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/panic"
+            write /tmp/p/sys/kernel/panic {new} , write /tmp/p/sys/vm/swappiness 10 , \
+            write /tmp/p/sys/kernel/shmmni 4000 , write /tmp/p/sys/fs/mqueue/msg_max 20 , \
+            write /tmp/p{} 12345 \
+         && cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/panic /proc/sys/kernel/shmmni \
+            /proc/sys/fs/mqueue/msg_max {conntrack}",
+        &conntrack["/proc".len()..]
     );
     let (code, out) = run_limited("inner-sysctl", &script, 1 << 30, None);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["ok", "ok", "EACCES", "1", new]
+        ["ok", "ok", "EACCES", "ok", "ok", "ok", "1", new, "4000", "20", "12345"]
     );
     assert_eq!(
         std::fs::read_to_string("/proc/sys/kernel/panic").unwrap(),

@@ -536,24 +536,28 @@ impl HostHalf {
         self.socket.get().is_some() && self.own_mntns.get().is_some()
     }
 
-    /// Steps 3 and 4 for one call: has the host half build the filesystem for the caller's PID
-    /// (proc) or network (sysfs) namespace `ns`, and returns a detached, locked clone of it taken
-    /// from the helper's own namespace, into which the helper has moved (its view is forgotten).
+    /// Steps 3 and 4 for one call: has the host half build the filesystem for the caller's
+    /// namespaces `ns` (proc: its PID, network and IPC namespaces; sysfs: its network
+    /// namespace), and returns a detached, locked clone of it taken from the helper's own
+    /// namespace, into which the helper has moved (its view is forgotten).
     pub fn build(
         &self,
         fresh: Fresh,
-        ns: RawFd,
+        ns: &[RawFd],
         flags: u64,
         data: Option<&CStr>,
     ) -> SysResult<OwnedFd> {
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
-        let op = match fresh {
-            Fresh::Proc => OP_PROC,
-            Fresh::Sysfs => OP_SYSFS,
+        let (op, count) = match fresh {
+            Fresh::Proc => (OP_PROC, 3),
+            Fresh::Sysfs => (OP_SYSFS, 1),
         };
-        self.ask(op, slot, flags, data, Some(ns))?;
+        if ns.len() != count {
+            return Err(Errno(libc::EINVAL));
+        }
+        self.ask(op, slot, flags, data, ns)?;
         let taken = self.take(slot);
-        let released = self.ask(OP_RELEASE, slot, 0, None, None);
+        let released = self.ask(OP_RELEASE, slot, 0, None, &[]);
         let tree = taken?;
         released?;
         Ok(tree)
@@ -579,7 +583,7 @@ impl HostHalf {
         slot: u32,
         flags: u64,
         data: Option<&CStr>,
-        fd: Option<RawFd>,
+        fds: &[RawFd],
     ) -> SysResult<()> {
         let mut request = [0u8; 4096 + 20];
         request[..4].copy_from_slice(&op.to_ne_bytes());
@@ -593,7 +597,7 @@ impl HostHalf {
         }
         request[16..16 + len].copy_from_slice(&data[..len]);
         let socket = self.socket.get().ok_or(Errno(libc::ENOSYS))?;
-        socket.send_bytes(&request[..17 + len], fd.as_slice())?;
+        socket.send_bytes(&request[..17 + len], fds)?;
         match socket.recv()? {
             Some((msg, _)) if msg.a == 0 => Ok(()),
             Some((msg, _)) => Err(Errno(msg.a)),
@@ -634,12 +638,13 @@ fn join(base: &[u8], rel: &[u8]) -> Option<[u8; 512]> {
 
 /// The host half: builds fresh filesystems in staging slots until the helper goes away.
 fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) {
-    // SAFETY: a NUL-terminated path.
-    let own_net = unsafe {
-        libc::open(
-            c"/proc/thread-self/ns/net".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
+    let own_ns = |path: &CStr| {
+        // SAFETY: a NUL-terminated path.
+        unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
+    };
+    let own = OwnNamespaces {
+        net: own_ns(c"/proc/thread-self/ns/net"),
+        ipc: own_ns(c"/proc/thread-self/ns/ipc"),
     };
     let mut request = [0u8; 4096 + 20];
     loop {
@@ -656,17 +661,35 @@ fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) {
         let data = CStr::from_bytes_until_nul(&request[16..len.max(17)])
             .ok()
             .filter(|d| !d.is_empty());
-        let ns = fds.take();
+        let ns = [fds.take(), fds.take(), fds.take()];
         let slot = word(4);
         let build = numbered(BUILD_PREFIX, slot);
         let built = match (word(0), ns) {
-            (OP_PROC, Some(ns)) => build_proc(&build, ns.as_raw_fd(), flags, data, masks, sources),
-            (OP_SYSFS, Some(ns)) => {
-                build_sysfs(&build, ns.as_raw_fd(), own_net, flags, masks, sources.sys())
+            (OP_PROC, [Some(pid), Some(net), Some(ipc)]) => {
+                let callers = CallersNamespaces {
+                    pid: pid.as_raw_fd(),
+                    net: net.as_raw_fd(),
+                    ipc: ipc.as_raw_fd(),
+                };
+                build_proc(&build, &callers, &own, flags, data, masks, sources)
             }
+            (OP_SYSFS, [Some(net), None, None]) => build_sysfs(
+                &build,
+                net.as_raw_fd(),
+                own.net,
+                flags,
+                masks,
+                sources.sys(),
+            ),
             (OP_RELEASE, _) => Ok(()),
             _ => Err(Errno(libc::EINVAL)),
         };
+        if built == Err(STRANDED) {
+            // Left in a container's namespace: nothing more is built here, and every later
+            // fresh mount of the container fails.
+            let _ = release(slot);
+            break;
+        }
         let answer = match (word(0), built) {
             (OP_RELEASE, _) => release(slot),
             (_, Ok(())) => publish(&build, &numbered(SLOT_PREFIX, slot)),
@@ -689,9 +712,51 @@ fn serve_host_half(socket: &Channel, masks: &Masks, sources: &Sources) {
             break;
         }
     }
-    if own_net >= 0 {
-        sys::close(own_net);
+    for fd in [own.net, own.ipc] {
+        if fd >= 0 {
+            sys::close(fd);
+        }
     }
+}
+
+/// The host half's own network and IPC namespaces, to go back to (-1 if they could not be
+/// opened).
+struct OwnNamespaces {
+    net: RawFd,
+    ipc: RawFd,
+}
+
+/// The namespaces of the caller a procfs is built for.
+struct CallersNamespaces {
+    pid: RawFd,
+    net: RawFd,
+    ipc: RawFd,
+}
+
+/// What a build answers when the host half could not return to its own namespaces.
+const STRANDED: Errno = Errno(libc::ENOTRECOVERABLE);
+
+/// Runs `work` in the caller's network and IPC namespaces, and returns to the host half's own:
+/// the kernel gives the /proc/sys entries of those namespaces a dentry per namespace, so a
+/// bind placed from the host's namespaces would hang on the host's entries, unseen by the
+/// container. [`STRANDED`] if the way back failed.
+fn in_callers_namespaces(
+    callers: &CallersNamespaces,
+    own: &OwnNamespaces,
+    work: impl FnOnce() -> SysResult<()>,
+) -> SysResult<()> {
+    if own.net < 0 || own.ipc < 0 {
+        return Err(STRANDED);
+    }
+    let entered = sys::setns(callers.net, libc::CLONE_NEWNET)
+        .and_then(|()| sys::setns(callers.ipc, libc::CLONE_NEWIPC));
+    let done = entered.and_then(|()| work());
+    let back = sys::setns(own.net, libc::CLONE_NEWNET)
+        .and_then(|()| sys::setns(own.ipc, libc::CLONE_NEWIPC));
+    if back.is_err() {
+        return Err(STRANDED);
+    }
+    done
 }
 
 /// mount(2) flags as mount attributes for fsmount.
@@ -736,7 +801,8 @@ fn mount_context(fs: FsContext, path: &[u8; 32], flags: u64) -> SysResult<()> {
 
 fn build_proc(
     path: &[u8; 32],
-    pidns: RawFd,
+    callers: &CallersNamespaces,
+    own: &OwnNamespaces,
     flags: u64,
     data: Option<&CStr>,
     masks: &Masks,
@@ -746,7 +812,7 @@ fn build_proc(
         return Err(Errno(libc::EPERM));
     }
     let fs = FsContext::open(c"proc")?;
-    fs.set_fd(c"pidns", pidns)?;
+    fs.set_fd(c"pidns", callers.pid)?;
     if let Some(data) = data {
         for option in data
             .to_bytes()
@@ -758,16 +824,19 @@ fn build_proc(
     }
     mount_context(fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
-    apply_masks(base, &masks.proc_masked, &masks.proc_readonly)?;
-    apply_binds(base, &masks.proc_binds, sources.proc(), false)?;
-    // Over the read-only /proc/sys: the namespaced tables first, then the emulated tunables
-    // (some of which, such as nf_conntrack_max, are under net/).
-    for rel in &masks.proc_writable {
-        let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
-        let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
-        bind(path, path, libc::MS_REC, true)?;
-    }
-    apply_binds(base, &masks.proc_rw_binds, sources.proc_writable(), true)
+    // Where the caller looks: its network and IPC namespaces' entries of /proc/sys.
+    in_callers_namespaces(callers, own, || {
+        apply_masks(base, &masks.proc_masked, &masks.proc_readonly)?;
+        apply_binds(base, &masks.proc_binds, sources.proc(), false)?;
+        // Over the read-only /proc/sys: the namespaced tables first, then the emulated
+        // tunables (some of which, such as nf_conntrack_max, are under net/).
+        for rel in &masks.proc_writable {
+            let buf = join(base, rel.to_bytes()).ok_or(Errno(libc::ENAMETOOLONG))?;
+            let path = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EINVAL))?;
+            bind(path, path, libc::MS_REC, true)?;
+        }
+        apply_binds(base, &masks.proc_rw_binds, sources.proc_writable(), true)
+    })
 }
 
 /// The procfs options a container may pass. Anything else is refused: above all `pidns`, which

@@ -1172,8 +1172,21 @@ fn mount_fresh(
         Fresh::Sysfs => c"ns/net",
     };
     let ns = callers_namespace(piddir, ns)?;
+    // A procfs's /proc/sys shows the network and IPC namespaces of whoever looks: its binds
+    // are placed from the caller's own (whatever their owner: the caller reads and writes
+    // their entries through any procfs, as the kernel allows it).
+    let (net, ipc);
+    let fds = match fresh {
+        Fresh::Proc => {
+            net = open_at(piddir, c"ns/net", libc::O_RDONLY)?;
+            ipc = open_at(piddir, c"ns/ipc", libc::O_RDONLY)?;
+            [ns.as_raw_fd(), net.as_raw_fd(), ipc.as_raw_fd()]
+        }
+        Fresh::Sysfs => [ns.as_raw_fd(), -1, -1],
+    };
+    let count = fds.iter().take_while(|fd| **fd >= 0).count();
     // Building leaves the helper in its own mount namespace: the cached view no longer holds.
-    let tree = half.build(fresh, ns.as_raw_fd(), call.flags, call.data);
+    let tree = half.build(fresh, &fds[..count], call.flags, call.data);
     view.mntns.store(0, Ordering::Relaxed);
     forget(&view.root);
     forget(&view.cwd);
