@@ -296,6 +296,19 @@ fn an_inner_procfs_gid_is_the_containers_gid() {
 }
 
 #[test]
+fn an_inner_procfs_keeps_its_flags_and_needs_a_target() {
+    // nosymfollow reaches the built procfs as a mount attribute; an empty target is looked up
+    // and fails (ENOENT) as mount(2) fails it, rather than landing on the working directory.
+    let script = "mkdir -p /tmp/q && cd /tmp/q && mount -t proc -o nosymfollow proc /tmp/q \
+                  && grep -c ' /tmp/q .*nosymfollow' /proc/self/mountinfo \
+                  && cd / && /probe mount proc '' proc , mount sysfs '' sysfs";
+    let (code, out) =
+        common::create_with("inner-proc-flags", &["sh", "-c", script], |_| {}).run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "ENOENT", "ENOENT"]);
+}
+
+#[test]
 fn a_root_from_another_mount_namespace_does_not_take_the_helper_there() {
     // The helper skips joining a caller's namespace when it stands where the caller does. A
     // process of a new mount namespace can chroot into a mount of the old one (through a

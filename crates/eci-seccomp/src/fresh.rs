@@ -761,13 +761,16 @@ fn in_callers_namespaces(
 
 /// mount(2) flags as mount attributes for fsmount.
 fn mount_attributes(flags: u64) -> u64 {
-    const ATTRS: [(u64, u64); 6] = [
+    /// MS_NOSYMFOLLOW (Linux 5.10), not in every libc yet.
+    const MS_NOSYMFOLLOW: u64 = 256;
+    const ATTRS: [(u64, u64); 7] = [
         (libc::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
         (libc::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
         (libc::MS_NODEV, libc::MOUNT_ATTR_NODEV),
         (libc::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
         (libc::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
         (libc::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+        (MS_NOSYMFOLLOW, libc::MOUNT_ATTR_NOSYMFOLLOW),
     ];
     ATTRS
         .iter()

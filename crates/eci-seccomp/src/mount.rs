@@ -1167,6 +1167,11 @@ fn mount_fresh(
     caps: u64,
     descriptor_dir: Option<RawFd>,
 ) -> SysResult<()> {
+    // mount(2) looks an empty target up and fails; attached as given, the tree would land on
+    // the caller's working directory.
+    if call.target.is_empty() {
+        return Err(Errno(libc::ENOENT));
+    }
     let ns = match fresh {
         Fresh::Proc => c"ns/pid",
         Fresh::Sysfs => c"ns/net",
