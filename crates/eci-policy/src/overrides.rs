@@ -23,7 +23,9 @@
 //! assert!(err.to_string().contains("eci.immutability.allowRemount"));
 //! ```
 
-use crate::settings::{check_global_sysctl, Policy, ProcFile, Setting, SysctlError, SysctlMode};
+use crate::settings::{
+    check_global_sysctl, check_sysctl_rule, Policy, ProcFile, Setting, SysctlError, SysctlMode,
+};
 
 /// The prefix of every annotation eci reads.
 pub const ANNOTATION_PREFIX: &str = "org.eci.";
@@ -137,15 +139,17 @@ fn parse_annotation(key: &str, value: &str) -> Result<Override, OverrideError> {
         return Ok(Override::Procfs(file, flag()?));
     }
     if let Some(sysctl) = name.strip_prefix("sysctl.") {
-        check_global_sysctl(sysctl).map_err(|source| OverrideError::Sysctl {
+        let sysctl_error = |source| OverrideError::Sysctl {
             annotation: key.to_string(),
             source,
-        })?;
+        };
+        check_global_sysctl(sysctl).map_err(sysctl_error)?;
         let mode = SysctlMode::parse(value).ok_or_else(|| OverrideError::Value {
             annotation: key.to_string(),
             value: value.to_string(),
             expected: "container-only, largest-wins, enable-wins or always-host",
         })?;
+        check_sysctl_rule(sysctl, mode).map_err(sysctl_error)?;
         return Ok(Override::Sysctl(sysctl.to_string(), mode));
     }
     Err(OverrideError::Unknown(key.to_string()))
@@ -211,7 +215,7 @@ mod tests {
                 "immutability": {"allowRemount": {"value": false, "locked": true},
                                  "allowUnmount": {"value": true, "locked": true}},
                 "procfs": {"meminfo": {"locked": true}},
-                "sysctls": {"vm.overcommit_memory": {"value": "largest-wins", "locked": true},
+                "sysctls": {"fs.file-max": {"value": "largest-wins", "locked": true},
                             "kernel.panic": {"value": "always-host"}}
             }}"#,
         )
@@ -263,6 +267,22 @@ mod tests {
             err("org.eci.sysctl.vm.swappiness", "max"),
             OverrideError::Value { .. }
         ));
+        // A rule on a sysctl eci does not emulate would do nothing; one that lets a container
+        // switch sysrq on for the host would harm it.
+        assert!(matches!(
+            err("org.eci.sysctl.vm.swappiness", "largest-wins"),
+            OverrideError::Sysctl {
+                source: SysctlError::NotEmulated(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            err("org.eci.sysctl.kernel.sysrq", "enable-wins"),
+            OverrideError::Sysctl {
+                source: SysctlError::ModeRefused { .. },
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -277,9 +297,9 @@ mod tests {
                 Setting::Procfs(ProcFile::Meminfo),
             ),
             (
-                "org.eci.sysctl.vm.overcommit_memory",
+                "org.eci.sysctl.fs.file-max",
                 "container-only",
-                Setting::Sysctl("vm.overcommit_memory".into()),
+                Setting::Sysctl("fs.file-max".into()),
             ),
         ] {
             let overrides = Overrides::from_annotations([(key, value)]).unwrap();
@@ -300,7 +320,7 @@ mod tests {
         let policy = locked_everything();
         let overrides = Overrides::from_annotations([
             ("org.eci.allowRemount", "false"),
-            ("org.eci.sysctl.kernel.panic", "enable-wins"),
+            ("org.eci.sysctl.kernel.panic", "container-only"),
             ("org.eci.procfs.uptime", "false"),
         ])
         .unwrap();
@@ -308,7 +328,7 @@ mod tests {
         assert!(!effective.immutability.allow_remount);
         assert_eq!(
             effective.sysctls.mode("kernel.panic"),
-            SysctlMode::EnableWins
+            SysctlMode::ContainerOnly
         );
         assert!(!effective.procfs.get(ProcFile::Uptime));
         assert!(effective.procfs.get(ProcFile::Meminfo));

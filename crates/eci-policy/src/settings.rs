@@ -550,6 +550,104 @@ pub enum SysctlError {
     /// The sysctl lives in a namespace the container owns, so there is nothing to reconcile.
     #[error("sysctl {0} is namespaced: the container always has its own value")]
     Namespaced(String),
+    /// eci does not emulate the sysctl: a container's write fails (its /proc/sys is read-only)
+    /// whatever the mode, so a rule or a lock on it would do nothing.
+    #[error("sysctl {0} is not one eci emulates, so no mode or lock applies to it (the container cannot write it): {list}", list = EMULATED_SYSCTLS.join(", "))]
+    NotEmulated(String),
+    /// The mode would let a container's value harm the host.
+    #[error("sysctl {name} cannot be {}: a container's value would harm the host (largest-wins is for {largest}; enable-wins for {enable})", mode.name(), largest = LARGEST_WINS_SYSCTLS.join(", "), enable = ENABLE_WINS_SYSCTLS.join(", "))]
+    ModeRefused {
+        /// The sysctl.
+        name: String,
+        /// The mode asked for.
+        mode: SysctlMode,
+    },
+}
+
+/// The global sysctls eci emulates per container (their /proc/sys files are served, writable):
+/// the only ones a reconciliation mode applies to.
+pub const EMULATED_SYSCTLS: [&str; 17] = [
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "kernel.printk",
+    "kernel.kptr_restrict",
+    "kernel.dmesg_restrict",
+    "kernel.sysrq",
+    "kernel.pid_max",
+    "kernel.yama.ptrace_scope",
+    "vm.overcommit_memory",
+    "vm.mmap_min_addr",
+    "fs.file-max",
+    "fs.nr_open",
+    "fs.protected_hardlinks",
+    "fs.protected_symlinks",
+    "fs.protected_fifos",
+    "fs.protected_regular",
+    "net.netfilter.nf_conntrack_max",
+];
+
+/// The sysctls a container's value may raise on the host ([`SysctlMode::LargestWins`]): raising
+/// them makes the host safer or only lends it capacity.
+pub const LARGEST_WINS_SYSCTLS: [&str; 9] = [
+    "kernel.pid_max",
+    "kernel.kptr_restrict",
+    "kernel.dmesg_restrict",
+    "vm.mmap_min_addr",
+    "fs.file-max",
+    "fs.nr_open",
+    "net.netfilter.nf_conntrack_max",
+    "fs.protected_fifos",
+    "fs.protected_regular",
+];
+
+/// The sysctls a container may switch on for the host ([`SysctlMode::EnableWins`]). Switching
+/// on sysrq or panic_on_oops, or raising overcommit_memory or ptrace_scope (3 cannot be undone),
+/// would let a container harm the host, whatever the settings say.
+pub const ENABLE_WINS_SYSCTLS: [&str; 5] = [
+    "kernel.dmesg_restrict",
+    "fs.protected_hardlinks",
+    "fs.protected_symlinks",
+    "fs.protected_fifos",
+    "fs.protected_regular",
+];
+
+/// Whether a container's value of `name` may reach the host under `mode`.
+///
+/// ```
+/// use eci_policy::settings::{sysctl_mode_allowed, SysctlMode};
+/// assert!(sysctl_mode_allowed("fs.file-max", SysctlMode::LargestWins));
+/// assert!(!sysctl_mode_allowed("kernel.sysrq", SysctlMode::EnableWins));
+/// ```
+pub fn sysctl_mode_allowed(name: &str, mode: SysctlMode) -> bool {
+    match mode {
+        SysctlMode::ContainerOnly | SysctlMode::AlwaysHost => true,
+        SysctlMode::LargestWins => LARGEST_WINS_SYSCTLS.contains(&name),
+        SysctlMode::EnableWins => ENABLE_WINS_SYSCTLS.contains(&name),
+    }
+}
+
+/// Checks a reconciliation rule: `name` is a sysctl eci emulates, and `mode` may apply to it.
+///
+/// ```
+/// use eci_policy::settings::{check_sysctl_rule, SysctlError, SysctlMode};
+/// assert!(check_sysctl_rule("fs.file-max", SysctlMode::LargestWins).is_ok());
+/// assert!(matches!(
+///     check_sysctl_rule("kernel.panic_on_opps", SysctlMode::AlwaysHost),
+///     Err(SysctlError::NotEmulated(_))
+/// ));
+/// ```
+pub fn check_sysctl_rule(name: &str, mode: SysctlMode) -> Result<(), SysctlError> {
+    check_global_sysctl(name)?;
+    if !EMULATED_SYSCTLS.contains(&name) {
+        return Err(SysctlError::NotEmulated(name.to_string()));
+    }
+    if !sysctl_mode_allowed(name, mode) {
+        return Err(SysctlError::ModeRefused {
+            name: name.to_string(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// Checks that `name` is a dotted name of a global sysctl.
@@ -576,9 +674,9 @@ impl SysctlRules {
         self.rules.get(name).copied().unwrap_or_default()
     }
 
-    /// Sets the mode for a global sysctl.
+    /// Sets the mode for an emulated global sysctl ([`check_sysctl_rule`]).
     pub fn set(&mut self, name: &str, mode: SysctlMode) -> Result<(), SysctlError> {
-        check_global_sysctl(name)?;
+        check_sysctl_rule(name, mode)?;
         self.rules.insert(name.to_string(), mode);
         Ok(())
     }

@@ -42,35 +42,9 @@ pub const TUNABLES: [(&str, Kind); 17] = [
     ),
 ];
 
-/// Whether a container's value may reach the host under `mode`: only where raising (or switching
-/// on) makes the host safer or only lends it capacity. Switching on sysrq or panic_on_oops, or
-/// raising overcommit_memory or ptrace_scope (3 cannot be undone), would let a container harm
-/// the host, whatever the settings say.
-pub fn mode_allowed(name: &str, mode: SysctlMode) -> bool {
-    const LARGEST: [&str; 9] = [
-        "kernel.pid_max",
-        "kernel.kptr_restrict",
-        "kernel.dmesg_restrict",
-        "vm.mmap_min_addr",
-        "fs.file-max",
-        "fs.nr_open",
-        "net.netfilter.nf_conntrack_max",
-        "fs.protected_fifos",
-        "fs.protected_regular",
-    ];
-    const ENABLE: [&str; 5] = [
-        "kernel.dmesg_restrict",
-        "fs.protected_hardlinks",
-        "fs.protected_symlinks",
-        "fs.protected_fifos",
-        "fs.protected_regular",
-    ];
-    match mode {
-        SysctlMode::ContainerOnly | SysctlMode::AlwaysHost => true,
-        SysctlMode::LargestWins => LARGEST.contains(&name),
-        SysctlMode::EnableWins => ENABLE.contains(&name),
-    }
-}
+/// Whether a container's value may reach the host under `mode` (the settings' rule, checked when
+/// they are read: [`eci_policy::settings::check_sysctl_rule`]).
+pub use eci_policy::settings::sysctl_mode_allowed as mode_allowed;
 
 /// Where a tunable lives: `kernel.panic` is `/proc/sys/kernel/panic`.
 pub fn proc_path(name: &str) -> String {
@@ -134,6 +108,12 @@ pub fn host_value(mode: SysctlMode, original: &str, values: &[&str]) -> Option<S
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_emulated_tunables_are_the_ones_the_settings_accept() {
+        let served: Vec<&str> = TUNABLES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(served, eci_policy::settings::EMULATED_SYSCTLS);
+    }
 
     #[test]
     fn writes_that_the_kernel_guards_with_a_capability_ask_for_it() {

@@ -74,10 +74,7 @@ fn the_documented_example_parses_into_what_it_says() {
     assert!(policy.locks.is_locked(&Setting::Procfs(ProcFile::Sysinfo)));
     assert!(policy.locks.is_locked(&Setting::AllowRemount));
     assert!(!policy.locks.is_locked(&Setting::AllowUnmount));
-    assert_eq!(
-        policy.sysctls.mode("vm.max_map_count"),
-        SysctlMode::LargestWins
-    );
+    assert_eq!(policy.sysctls.mode("fs.file-max"), SysctlMode::LargestWins);
     assert!(!policy.mount_types.allows(b"ramfs"));
     assert_eq!(
         policy.hook_dirs,
@@ -175,6 +172,18 @@ fn semantic_errors_name_the_field_line_and_column() {
             "eci.sharedPaths[1].path",
             "\"/srv/\"",
             "listed twice",
+        ),
+        (
+            "{\"eci\": {\"sysctls\": {\"kernel.panic_on_opps\": {\"locked\": true}}}}",
+            "eci.sysctls.kernel.panic_on_opps",
+            "opps\": {",
+            "not one eci emulates",
+        ),
+        (
+            "{\"eci\": {\"sysctls\": {\"kernel.sysrq\": {\"value\": \"enable-wins\"}}}}",
+            "eci.sysctls.kernel.sysrq",
+            "sysrq\": {",
+            "cannot be enable-wins",
         ),
         (
             "{\"eci\": {\"restrictedPaths\": [{\"path\": \"secret\"}]}}",
