@@ -49,10 +49,17 @@ pub fn remove_orphan(
     let killed = kill_what_is_left(id, cgroup_path, identity)?;
     crate::virt::sweep_dead(&state_dir.join("virtual"));
     // The orphaned mount helpers exit once the container's processes are gone; what a new
-    // runtime would have taken over from them goes too.
+    // runtime would have taken over from them goes too. When the cgroup at the path was
+    // another's, nothing was killed: only the records of ended processes go.
     if crate::valid_container_id(id) {
-        let _ = std::fs::remove_dir_all(crate::takeover::records_dir(state_dir, id));
+        match &killed {
+            Some(_) => {
+                let _ = std::fs::remove_dir_all(crate::takeover::records_dir(state_dir, id));
+            }
+            None => crate::takeover::remove_stale_records(state_dir, id),
+        }
     }
+    let killed = killed.unwrap_or_default();
     tracing::info!(
         container = id,
         killed = killed.len(),
@@ -151,14 +158,18 @@ fn is_the_containers(cgroup: &Cgroup, identity: Option<u64>) -> bool {
     now.is_some() && identity.is_none_or(|recorded| now == Some(recorded))
 }
 
-/// Kills the processes of the container's cgroup and removes it, unless it is gone or is
-/// another's now.
-fn kill_what_is_left(id: &str, cgroup_path: &Path, identity: Option<u64>) -> Result<Vec<i32>> {
+/// Kills the processes of the container's cgroup and removes it, unless it is gone (none
+/// killed) or is another's now (`None`).
+fn kill_what_is_left(
+    id: &str,
+    cgroup_path: &Path,
+    identity: Option<u64>,
+) -> Result<Option<Vec<i32>>> {
     let cgroup = Cgroup::open(cgroup_path, id)?;
     let now = cgroup.identity();
     if now.is_none() {
         // Gone already: nothing runs in it.
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     }
     if identity.is_some_and(|recorded| now != Some(recorded)) {
         // The container's own cgroup is gone, so is everything that ran in it; the one there
@@ -168,7 +179,7 @@ fn kill_what_is_left(id: &str, cgroup_path: &Path, identity: Option<u64>) -> Res
             path = %cgroup_path.display(),
             "the cgroup at the container's path is not the container's any more: nothing killed"
         );
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let killed = cgroup.kill_everything()?;
     let deadline = Instant::now() + DYING;
@@ -186,5 +197,5 @@ fn kill_what_is_left(id: &str, cgroup_path: &Path, identity: Option<u64>) -> Res
         std::thread::sleep(Duration::from_millis(10));
     }
     cgroup.remove()?;
-    Ok(killed)
+    Ok(Some(killed))
 }

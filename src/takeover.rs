@@ -81,6 +81,27 @@ impl Drop for RecordFile {
     }
 }
 
+/// Removes the vetting records of `container` whose process has ended, and the halves of records
+/// a runtime that died was writing; the directory too once nothing is left. A record of a live
+/// process (a zombie counts as one) stays: a container of the same name, under another cgroup,
+/// may still run.
+pub(crate) fn remove_stale_records(state_dir: &Path, container: &str) {
+    let dir = records_dir(state_dir, container);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for path in entries.flatten().map(|entry| entry.path()) {
+        let partial = path.extension().is_some_and(|ext| ext == "new");
+        let stale = partial
+            || path.extension().is_some_and(|ext| ext == "json")
+                && read_record(&path).map_or(true, |record| !record.process.is_alive());
+        if stale {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+}
+
 /// Where the vetting records of `container` are kept under a runtime's state directory.
 pub(crate) fn records_dir(state_dir: &Path, container: &str) -> PathBuf {
     state_dir.join("vetting").join(container)
@@ -103,7 +124,10 @@ pub(crate) fn record(
 }
 
 fn write_record(dir: &Path, record: &Record) -> Result<RecordFile> {
-    let path = dir.join(format!("{}.json", record.process.pid));
+    // Named by the process and its start: a process that reuses the pid of one whose handle
+    // is still held (reaped, not dropped) writes its own, which that handle's drop leaves.
+    let process = &record.process;
+    let path = dir.join(format!("{}-{}.json", process.pid, process.start_time));
     let io = |what: &str| Error::io(format!("{what} {}", path.display()));
     std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
     let text = serde_json::to_vec(record).map_err(|e| Error::Io {

@@ -632,8 +632,27 @@ fn a_process_whose_orphan_is_gone_does_not_block_the_take_over() {
     let answer = lines.recv_timeout(std::time::Duration::from_secs(10));
     assert_eq!(answer.unwrap(), "ok", "vetted again");
     drop(taken);
-    let _ = std::fs::remove_file(records.join("1.json"));
+    // When the cgroup at the path is not the container's (nothing is killed), only the records
+    // of ended processes and half-written ones go; removing the orphan takes them all along.
+    let me = eci::eci_idmap::Holder::current().unwrap();
+    let mut write_as = |name: &str, start_time: u64| {
+        record["process"] = serde_json::json!({"pid": me.pid, "startTime": start_time});
+        std::fs::write(records.join(name), serde_json::to_vec(&record).unwrap()).unwrap();
+    };
+    write_as("live.json", me.start_time);
+    write_as("ended.json", me.start_time + 1);
+    std::fs::write(records.join("9-9.json.new"), b"{").unwrap();
+    let cgroup = PathBuf::from(format!("/eci/{id}"));
+    let killed = eci::remove_orphan(state.path(), &id, &cgroup, Some(u64::MAX)).unwrap();
+    assert!(killed.is_empty());
+    let mut left: Vec<String> = std::fs::read_dir(&records)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["1.json", "live.json"], "the init's and ours stay");
     cleanup_after_crash(state.path(), &id);
+    assert!(!records.exists(), "records left behind");
 }
 
 /// A take-over leaves no gap: a container mounting in a loop meanwhile gets ENOSYS from the
