@@ -10,6 +10,7 @@ use eci_ns::channel::{Channel, Message};
 use eci_ns::failure::{Failure, Stage};
 use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 use eci_policy::caps::CapSet;
+use eci_policy::harden::{sysctl_file, sysctl_name};
 use eci_seccomp::profile::Profile;
 
 use crate::apparmor::OnExec;
@@ -131,12 +132,15 @@ impl Sysctls {
             .unwrap_or_default();
         let mut entries = Vec::with_capacity(map.len());
         for (key, value) in map {
-            let path = format!("/proc/sys/{}", key.replace('.', "/"));
-            // Named with dots or with slashes, as the kernel's own sysctl(8) takes both.
-            let dotted = key.replace('/', ".");
+            // Named with dots or with slashes, as the kernel's own sysctl(8) takes both; the
+            // file and the name checked are read from the same parts (hardening refused a key
+            // with an empty one, which the kernel would read as another name).
+            let (Some(path), Some(name)) = (sysctl_file(&key), sysctl_name(&key)) else {
+                return Err(ProcessError::SysctlName(key));
+            };
             let most_algorithms = CONGESTION_CONTROLS
                 .iter()
-                .find(|(name, _)| *name == dotted)
+                .find(|(congestion, _)| *congestion == name)
                 .map(|(_, most)| *most);
             entries.push(Sysctl {
                 path: cstr(path.as_bytes(), "sysctl")?,
@@ -247,6 +251,10 @@ pub enum ProcessError {
     /// No process.
     #[error("the spec has no process")]
     Missing,
+    /// A sysctl key with an empty, `.` or `..` part
+    /// ([`eci_policy::harden::sysctl_parts`]).
+    #[error("sysctl {0:?} is not a sysctl name")]
+    SysctlName(String),
 }
 
 fn cstr(bytes: &[u8], what: &'static str) -> Result<CString, ProcessError> {

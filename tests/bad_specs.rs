@@ -66,6 +66,18 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
                 && e.to_string().contains("/nonexistent/rootfs")
         },
     ));
+    // A sysctl key with an empty part names, to the kernel, a file its spelling hides: here
+    // the congestion control whose write would load a module for the container.
+    ids.push(expect_error(
+        "sysctl-empty-part",
+        |spec| {
+            let mut linux = spec.linux().clone().unwrap();
+            let key = "net.ipv4..tcp_congestion_control".to_string();
+            linux.set_sysctl(Some([(key, "bbr".to_string())].into()));
+            spec.set_linux(Some(linux));
+        },
+        |e| matches!(e, Error::Spec(_)) && e.to_string().contains("is not a sysctl name"),
+    ));
     // A host tree as the root: idmapped into the block, it would hand the container's root the
     // host's files as their owners, as a bind of it would.
     for (name, host_tree, readonly, refused) in [

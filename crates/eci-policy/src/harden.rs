@@ -371,6 +371,12 @@ pub enum HardenError {
     /// A sysctl that is not namespaced would change the host.
     #[error("sysctl {0} is not namespaced: setting it would change the host")]
     GlobalSysctl(String),
+    /// A sysctl key with an empty, `.` or `..` part, which the kernel would read as another
+    /// file than its spelling says.
+    #[error(
+        "sysctl {0:?} is not a sysctl name: each part between dots (or slashes) must be a name"
+    )]
+    SysctlName(String),
     /// A hook outside the allowed directories (hooks run on the host as root).
     #[error("hook {} is outside the allowed hook directories", .0.display())]
     HookNotAllowed(PathBuf),
@@ -449,14 +455,13 @@ fn check_joined_settings(spec: &Spec, linux: &Linux) -> Result<(), HardenError> 
     if joined.contains(&LinuxNamespaceType::Uts) && names_host {
         return Err(HardenError::HostnameOfJoined);
     }
+    // Each key as checked (hardening refused those without a name): slashes or dots.
     let sysctls = linux.sysctl().iter().flat_map(|map| map.keys());
-    if let Some(key) = sysctls
-        .into_iter()
-        .find(|key| joined.contains(&sysctl_namespace(key)))
-    {
+    let named = sysctls.filter_map(|key| Some((key, sysctl_namespace(&sysctl_name(key)?))));
+    if let Some((key, ns)) = named.into_iter().find(|(_, ns)| joined.contains(ns)) {
         return Err(HardenError::SysctlOfJoined {
             key: key.clone(),
-            ns: namespace_name(sysctl_namespace(key)),
+            ns: namespace_name(ns),
         });
     }
     Ok(())
@@ -607,8 +612,11 @@ pub fn harden_with_image(
     if let Some((key, reason)) = refused_unified_key(linux.resources().as_ref()) {
         return Err(HardenError::UnifiedKey { key, reason });
     }
-    if let Some(sysctls) = linux.sysctl() {
-        if let Some(key) = sysctls.keys().find(|key| !is_namespaced_sysctl(key)) {
+    for key in linux.sysctl().iter().flat_map(|sysctls| sysctls.keys()) {
+        let Some(name) = sysctl_name(key) else {
+            return Err(HardenError::SysctlName(key.clone()));
+        };
+        if !is_namespaced_sysctl(&name) {
             return Err(HardenError::GlobalSysctl(key.clone()));
         }
     }
@@ -1419,6 +1427,38 @@ fn merge_json(into: &mut serde_json::Value, update: serde_json::Value) {
         }
         (into, update) => *into = update,
     }
+}
+
+/// The parts of a spec's sysctl key, as the kernel's sysctl(8) reads it: separated by slashes
+/// when it has any (a dot may then be part of a name: `net/ipv4/conf/eth0.100/forwarding`), by
+/// dots otherwise. `None` for a key with an empty, `.` or `..` part, or a NUL:
+/// `net.ipv4..tcp_congestion_control` is the file `/proc/sys/net/ipv4//tcp_congestion_control`,
+/// which the kernel reads as `net.ipv4.tcp_congestion_control`, which no check spelt with one
+/// dot would recognise.
+///
+/// ```
+/// use eci_policy::harden::{sysctl_file, sysctl_name};
+/// assert_eq!(sysctl_name("net/ipv4/ip_forward").as_deref(), Some("net.ipv4.ip_forward"));
+/// assert_eq!(sysctl_file("net.ipv4.ip_forward").as_deref(), Some("/proc/sys/net/ipv4/ip_forward"));
+/// assert_eq!(sysctl_name("net.ipv4..tcp_congestion_control"), None);
+/// assert_eq!(sysctl_name("net/ipv4/../../kernel/core_pattern"), None);
+/// ```
+pub fn sysctl_parts(key: &str) -> Option<Vec<&str>> {
+    let separator = if key.contains('/') { '/' } else { '.' };
+    let parts: Vec<&str> = key.split(separator).collect();
+    let named =
+        |part: &&str| !part.is_empty() && *part != "." && *part != ".." && !part.contains('\0');
+    parts.iter().all(named).then_some(parts)
+}
+
+/// The dotted name of a spec's sysctl key ([`sysctl_parts`]), which checks compare.
+pub fn sysctl_name(key: &str) -> Option<String> {
+    sysctl_parts(key).map(|parts| parts.join("."))
+}
+
+/// The file of a spec's sysctl key ([`sysctl_parts`]) under /proc/sys.
+pub fn sysctl_file(key: &str) -> Option<String> {
+    sysctl_parts(key).map(|parts| format!("/proc/sys/{}", parts.join("/")))
 }
 
 /// True for sysctls that live in a namespace the container owns (IPC, UTS or network).

@@ -166,6 +166,11 @@ fn settings_of_a_joined_namespace_are_refused() {
             "{err}"
         );
     }
+    // Spelt with slashes, the sysctl is in the same namespace.
+    assert!(matches!(
+        run(with_sysctl(Network, "net/ipv4/ip_forward")).unwrap_err(),
+        HardenError::SysctlOfJoined { .. }
+    ));
     // A sysctl of a namespace the container owns is still its own to set.
     run(with_sysctl(Network, "kernel.shmmni")).unwrap();
     run(with_sysctl(Ipc, "net.ipv4.ip_forward")).unwrap();
@@ -457,6 +462,35 @@ fn global_sysctls_are_refused() {
     linux.set_sysctl(Some([("kernel.panic".to_string(), "1".to_string())].into()));
     spec.set_linux(Some(linux));
     assert!(matches!(run(spec).unwrap_err(), HardenError::GlobalSysctl(k) if k == "kernel.panic"));
+    // Spelt with slashes, or with a part the kernel skips, a sysctl is the same file: judged
+    // by the name the kernel reads, or refused.
+    let with = |key: &str| {
+        let mut spec = Spec::default();
+        let mut linux = spec.linux().clone().unwrap();
+        linux.set_sysctl(Some([(key.to_string(), "1".to_string())].into()));
+        spec.set_linux(Some(linux));
+        run(spec)
+    };
+    assert!(matches!(
+        with("kernel/panic"),
+        Err(HardenError::GlobalSysctl(_))
+    ));
+    assert!(matches!(
+        with("net/core/rmem_max"),
+        Err(HardenError::GlobalSysctl(_))
+    ));
+    for key in [
+        "net.ipv4..tcp_congestion_control",
+        "net/ipv4/../../kernel/core_pattern",
+        "net.ipv4.ip_forward.",
+    ] {
+        assert!(
+            matches!(with(key), Err(HardenError::SysctlName(_))),
+            "{key}"
+        );
+    }
+    with("net/ipv4/conf/eth0.100/forwarding").unwrap();
+    with("net.ipv4.ip_forward").unwrap();
     assert!(is_namespaced_sysctl("net.ipv4.ip_forward"));
     assert!(is_namespaced_sysctl("kernel.shmmax"));
     assert!(!is_namespaced_sysctl("net.core.rmem_max"));
@@ -1358,4 +1392,27 @@ fn a_volume_host_users_reach_is_never_idmapped() {
         closed(Ok(Some(VolumeSource::Directory))),
     );
     assert!(data_options(hardened).contains(&"idmap".to_string()));
+}
+
+proptest! {
+    /// A key is accepted only when the file it names, read as the kernel reads a path (empty
+    /// and `.` parts skipped, `..` going up), has the very parts of the name that is checked.
+    #[test]
+    fn a_sysctl_file_is_the_name_checked(key in "[a-z./]{1,12}") {
+        if let (Some(name), Some(file)) = (sysctl_name(&key), sysctl_file(&key)) {
+            let mut read: Vec<&str> = Vec::new();
+            for part in file.trim_start_matches("/proc/sys/").split('/') {
+                match part {
+                    "" | "." => {}
+                    ".." => {
+                        read.pop();
+                    }
+                    part => read.push(part),
+                }
+            }
+            prop_assert_eq!(read.join("."), name);
+        } else {
+            prop_assert!(sysctl_name(&key).is_none() && sysctl_file(&key).is_none());
+        }
+    }
 }
