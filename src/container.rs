@@ -17,6 +17,7 @@ use eci_ns::{
 use eci_policy::harden::{harden_with_image, Change, HardenContext, ImageContext};
 use eci_policy::ids::{IdBlock, IdMapping};
 use eci_policy::overrides::Overrides;
+use eci_policy::root::{RootAccess, RootRefusal};
 use eci_policy::settings::ProcFile;
 use eci_seccomp::mount::{HelperConfig, MountVetter, PendingVetter};
 use eci_seccomp::profile::Profile;
@@ -564,7 +565,15 @@ impl Container {
             path: rootfs.clone(),
             source: std::io::Error::other(e),
         })?;
-        policy.decide_root(&resolved_root, rootfs_writable)?;
+        if policy.decide_root(&resolved_root, rootfs_writable)? == RootAccess::IfClosedToOthers {
+            // Read as resolved above: a component swapped for a symlink since shows as one.
+            let reachable = eci_idmap::reach::resolved_reachable_by_others(&rootfs).map_err(
+                Error::io(format!("checking who can reach {}", rootfs.display())),
+            )?;
+            if reachable {
+                return Err(RootRefusal::ReachableByOthers { path: rootfs }.into());
+            }
+        }
         let init_plan = InitPlan::new(
             &spec,
             stdio.raw(),

@@ -90,6 +90,12 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
             "neither under a shared path",
         ),
         (
+            "root-home",
+            "/home",
+            true,
+            "host users other than root can reach it",
+        ),
+        (
             "root-usr-rw",
             "/usr",
             false,

@@ -726,10 +726,13 @@ fn a_second_procfs_from_the_spec_is_refused_and_nothing_is_leased() {
 }
 
 #[test]
-fn a_writable_rootfs_that_host_users_can_reach_is_refused() {
+fn a_rootfs_that_host_users_can_reach_is_refused() {
+    use eci::eci_policy::root::RootRefusal;
     use std::os::unix::fs::PermissionsExt;
-    // An idmapped rootfs stores what the container's root creates as host root: a setuid binary
-    // made in a rootfs that host users can reach would make them root.
+    // An idmapped rootfs lets the container's root act as the owner of every file there (host
+    // users' private files, read-only or not), and stores what it creates as host root (a
+    // setuid binary made there would make them root): outside an engine's storage it must be
+    // closed to host users other than root.
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
     let chmod =
@@ -755,32 +758,33 @@ fn a_writable_rootfs_that_host_users_can_reach_is_refused() {
     };
 
     chmod(0o755);
-    let id = common::unique_id("reach-refused");
-    let err = runtime()
-        .create(eci::ContainerConfig::new(id.clone(), spec(false)))
-        .unwrap_err();
-    assert!(
-        matches!(&err, eci::Error::ReachableRootfs { path } if path == rootfs.path()),
-        "{err}"
-    );
-    let leases = runtime().allocator().leases().unwrap();
-    assert!(
-        leases.iter().all(|l| l.owner != id),
-        "the lease was released"
-    );
-    // Read-only but remountable (allowRemount): the container may make it writable.
+    // Writable, read-only but remountable (allowRemount), and read-only: all refused.
     let mut remountable = spec(true);
     let annotations = [("org.eci.allowRemount".to_string(), "true".to_string())];
     remountable.set_annotations(Some(annotations.into_iter().collect()));
-    let id = common::unique_id("reach-remount");
-    let err = runtime()
-        .create(eci::ContainerConfig::new(id, remountable))
-        .unwrap_err();
-    assert!(matches!(&err, eci::Error::ReachableRootfs { .. }), "{err}");
-    // Read-only, it runs (the touch fails), and so does a writable one only root can reach.
+    for (name, spec) in [
+        ("reach-writable", spec(false)),
+        ("reach-remount", remountable),
+        ("reach-read-only", spec(true)),
+    ] {
+        let id = common::unique_id(name);
+        let err = runtime()
+            .create(eci::ContainerConfig::new(id.clone(), spec))
+            .unwrap_err();
+        assert!(
+            matches!(&err, eci::Error::Root(RootRefusal::ReachableByOthers { path }) if path == rootfs.path()),
+            "{name}: {err}"
+        );
+        let leases = runtime().allocator().leases().unwrap();
+        assert!(
+            leases.iter().all(|l| l.owner != id),
+            "{name}: lease released"
+        );
+    }
+    // Closed to others, a read-only one runs (the touch fails), and so does a writable one.
+    chmod(0o700);
     assert_eq!(run(spec(true)).unwrap(), 1);
     assert!(!rootfs.path().join("made").exists());
-    chmod(0o700);
     assert_eq!(run(spec(false)).unwrap(), 0);
     assert!(rootfs.path().join("made").exists());
     rootfs.remove().unwrap();

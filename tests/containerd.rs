@@ -112,7 +112,7 @@ fn ctr_runs_a_container_through_eci_runc() {
     assert!(map[1].parse::<u64>().unwrap() >= 65536, "{stdout}");
     assert_eq!(stdout.lines().nth(1), Some("0"));
 
-    // A writable rootfs that host users could reach is refused, and ctr says why.
+    // A rootfs that host users could reach is refused, and ctr says why.
     let open = |mode| {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::Permissions::from_mode(mode);
@@ -124,9 +124,7 @@ fn ctr_runs_a_container_through_eci_runc() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{out:?}");
     assert!(
-        stderr.contains(
-            "refused as a writable container root: host users other than root can reach it"
-        ),
+        stderr.contains("refused as a container's root: host users other than root can reach it"),
         "{stderr}"
     );
     let _ = containerd.ctr(&["container", "delete", "eci-ctr-reach"]);

@@ -22,6 +22,9 @@ impl Setup {
             .prefix("eci-runc-cli")
             .tempdir_in("/tmp")
             .unwrap();
+        // Closed to other users, as a root outside an engine's storage must be.
+        let closed = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+        std::fs::set_permissions(dir.path(), closed).unwrap();
         let status = Command::new("scripts/busybox-bundle")
             .arg(dir.path().join("bundle"))
             .arg("--")

@@ -2,23 +2,29 @@
 //!
 //! The rootfs is mounted idmapped (or its owners shifted) into the container's ID block, so the
 //! container's root acts there as the files' host owners: a root of `/etc` would hand over the
-//! host's files as a bind of `/etc` would. A root is therefore judged by the same path rules as a
-//! bind: it must be shared (read-only where the rules force it, so the container may not write
-//! to it or remount it writable) and hold no restricted path, or lie strictly inside one of the
-//! restricted trees where engines keep the roots they hand a runtime: an engine data root
-//! ([`Policy::engine_data_roots`], Docker's `/var/lib/docker/overlay2/ID/merged`) or engine
-//! storage ([`Policy::engine_storage`], containerd's `/run/containerd/.../rootfs`).
+//! host's files, and one of `/home` (even read-only) every user's private files, which a plain
+//! bind of `/home` never shows. So a root must either lie strictly inside one of the restricted
+//! trees where engines keep the roots they hand a runtime (an engine data root,
+//! [`Policy::engine_data_roots`], Docker's `/var/lib/docker/overlay2/ID/merged`; or engine
+//! storage, [`Policy::engine_storage`], containerd's `/run/containerd/.../rootfs`), or be a
+//! path the bind rules share (read-only where they force it, then for a root that stays
+//! read-only), holding no restricted path, **and** closed to host users other than root
+//! ([`RootAccess::IfClosedToOthers`], which the caller checks on the filesystem with
+//! [`crate::reach`]): then only root put its files there, and no one else can swap a directory
+//! on its path between the check and the mount.
 //!
 //! ```
 //! use eci_policy::paths::ResolvedPath;
-//! use eci_policy::root::RootRefusal;
+//! use eci_policy::root::{RootAccess, RootRefusal};
 //! use eci_policy::Policy;
 //! use std::path::Path;
 //!
 //! let policy = Policy::default();
 //! let root = |p: &str| ResolvedPath::from_resolved(Path::new(p)).unwrap();
-//! assert!(policy.decide_root(&root("/var/lib/docker/overlay2/abc/merged"), true).is_ok());
-//! assert!(policy.decide_root(&root("/srv/bundles/web/rootfs"), true).is_ok());
+//! let docker = policy.decide_root(&root("/var/lib/docker/overlay2/abc/merged"), true);
+//! assert_eq!(docker, Ok(RootAccess::EngineTree));
+//! let bundle = policy.decide_root(&root("/srv/bundles/web/rootfs"), true);
+//! assert_eq!(bundle, Ok(RootAccess::IfClosedToOthers));
 //! assert!(matches!(policy.decide_root(&root("/etc"), false), Err(RootRefusal::Restricted { .. })));
 //! assert!(matches!(policy.decide_root(&root("/usr"), true), Err(RootRefusal::ReadOnlyShare { .. })));
 //! ```
@@ -28,12 +34,22 @@ use std::path::{Path, PathBuf};
 use crate::paths::{PathDecision, ResolvedPath, RuleOrigin};
 use crate::Policy;
 
+/// On what a directory may be a container's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootAccess {
+    /// It lies in an engine's tree of roots: the engine chose it.
+    EngineTree,
+    /// Only if no host user but root can reach it or move a directory on its path
+    /// ([`crate::reach`]); otherwise [`RootRefusal::ReachableByOthers`].
+    IfClosedToOthers,
+}
+
 /// Why a directory may not be a container's root.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RootRefusal {
     /// The root is inside a restricted tree that no engine keeps roots in (or is such a tree
     /// itself, which would show every container's files).
-    #[error("{}: refused as a container's root: it is inside the restricted path {} ({origin}), which is no engine's storage", path.display(), rule.display())]
+    #[error("{}: refused as a container's root: it is inside the restricted path {} ({origin}), and not strictly inside an engine's tree of roots", path.display(), rule.display())]
     Restricted {
         /// The root.
         path: PathBuf,
@@ -63,18 +79,29 @@ pub enum RootRefusal {
         origin: RuleOrigin,
     },
     /// No rule shares the root and it is in no engine's storage.
-    #[error("{}: refused as a container's root: it is neither under a shared path nor in an engine's storage (add its tree to eci.engineStorage or eci.sharedPaths)", path.display())]
+    #[error("{}: refused as a container's root: it is neither under a shared path nor in an engine's tree of roots (keep the bundle under a shared path, in a directory only root can enter, or add the engine's tree to eci.engineStorage)", path.display())]
     NotShared {
+        /// The root.
+        path: PathBuf,
+    },
+    /// Outside an engine's tree, host users other than root can reach the root or move a
+    /// directory on its path ([`RootAccess::IfClosedToOthers`]).
+    #[error("{}: refused as a container's root: host users other than root can reach it (every directory above it lets them through, or one they may move is on its path), and the container's root would act there as the owner of every file, theirs included. Keep the bundle in a directory only root can enter or move (mode 0700, or 0710 with root's group, in root's directories)", path.display())]
+    ReachableByOthers {
         /// The root.
         path: PathBuf,
     },
 }
 
 impl Policy {
-    /// Whether `root`, resolved as the runtime will mount it, may be a container's root;
-    /// `writable` says whether the container may write to it or remount it writable. Costs a
-    /// hash look-up per path component, like a bind's decision.
-    pub fn decide_root(&self, root: &ResolvedPath, writable: bool) -> Result<(), RootRefusal> {
+    /// Whether `root`, resolved as the runtime will mount it, may be a container's root, and on
+    /// what; `writable` says whether the container may write to it or remount it writable.
+    /// Costs a hash look-up per path component, like a bind's decision.
+    pub fn decide_root(
+        &self,
+        root: &ResolvedPath,
+        writable: bool,
+    ) -> Result<RootAccess, RootRefusal> {
         let path = || root.as_path().to_path_buf();
         if let Some((rule, origin)) = self.paths.restricted_beneath(root) {
             return Err(RootRefusal::HoldsRestricted {
@@ -84,7 +111,9 @@ impl Policy {
             });
         }
         match self.paths.decide(root) {
-            PathDecision::Restricted { rule, .. } if self.keeps_roots_beneath(rule, root) => Ok(()),
+            PathDecision::Restricted { rule, .. } if self.keeps_roots_beneath(rule, root) => {
+                Ok(RootAccess::EngineTree)
+            }
             PathDecision::Restricted { rule, origin } => Err(RootRefusal::Restricted {
                 path: path(),
                 rule: rule.to_path_buf(),
@@ -111,7 +140,9 @@ impl Policy {
                     origin,
                 })
             }
-            PathDecision::Shared { .. } | PathDecision::ContainsReadOnly { .. } => Ok(()),
+            PathDecision::Shared { .. } | PathDecision::ContainsReadOnly { .. } => {
+                Ok(RootAccess::IfClosedToOthers)
+            }
             PathDecision::NotShared => Err(RootRefusal::NotShared { path: path() }),
         }
     }
@@ -147,7 +178,11 @@ mod tests {
             "/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs",
             "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/7/fs",
         ] {
-            assert_eq!(policy.decide_root(&resolved(root), true), Ok(()), "{root}");
+            assert_eq!(
+                policy.decide_root(&resolved(root), true),
+                Ok(RootAccess::EngineTree),
+                "{root}"
+            );
         }
     }
 
@@ -192,7 +227,10 @@ mod tests {
     #[test]
     fn a_read_only_share_is_a_root_only_read_only() {
         let policy = Policy::default();
-        assert_eq!(policy.decide_root(&resolved("/usr"), false), Ok(()));
+        assert_eq!(
+            policy.decide_root(&resolved("/usr"), false),
+            Ok(RootAccess::IfClosedToOthers)
+        );
         assert!(matches!(
             policy.decide_root(&resolved("/usr/share"), true),
             Err(RootRefusal::ReadOnlyShare { .. })
@@ -204,7 +242,10 @@ mod tests {
             policy.decide_root(&resolved("/data"), true),
             Err(RootRefusal::ReadOnlyShare { .. })
         ));
-        assert_eq!(policy.decide_root(&resolved("/data/scratch"), true), Ok(()));
+        assert_eq!(
+            policy.decide_root(&resolved("/data/scratch"), true),
+            Ok(RootAccess::IfClosedToOthers)
+        );
     }
 
     #[test]
@@ -218,10 +259,10 @@ mod tests {
             policy.decide_root(&resolved("/var/lib/docker/secrets/x"), false),
             Err(RootRefusal::Restricted { .. })
         ));
-        assert!(matches!(
+        assert_eq!(
             policy.decide_root(&resolved("/var/lib/docker/overlay2"), false),
-            Ok(())
-        ));
+            Ok(RootAccess::EngineTree)
+        );
     }
 
     #[test]
@@ -230,7 +271,7 @@ mod tests {
             .with_engine_storage(Path::new("/var/lib/containers/"))
             .unwrap();
         let root = resolved("/var/lib/containers/storage/overlay/1/merged");
-        assert_eq!(policy.decide_root(&root, true), Ok(()));
+        assert_eq!(policy.decide_root(&root, true), Ok(RootAccess::EngineTree));
         assert!(matches!(
             policy.paths.decide(&root),
             PathDecision::Restricted { .. }
@@ -263,7 +304,7 @@ mod tests {
         ) {
             let policy = Policy::default();
             let root = resolved(&format!("/{}", parts.join("/")));
-            if policy.decide_root(&root, writable).is_ok() {
+            if let Ok(access) = policy.decide_root(&root, writable) {
                 prop_assert!(policy.paths.restricted_beneath(&root).is_none());
                 let inside_engine = policy
                     .engine_data_roots
@@ -275,7 +316,14 @@ mod tests {
                     PathDecision::ContainsReadOnly { .. } => !writable,
                     _ => false,
                 };
+                // Every root outside an engine's tree is still to be found closed to others.
+                let expected = if inside_engine {
+                    RootAccess::EngineTree
+                } else {
+                    RootAccess::IfClosedToOthers
+                };
                 prop_assert!(inside_engine || bindable, "{}", root.as_path().display());
+                prop_assert_eq!(access, expected);
             }
         }
     }

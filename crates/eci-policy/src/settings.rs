@@ -360,10 +360,18 @@ pub const DEFAULT_RESTRICTED_PATHS: &[(&str, Scope)] = &[
 /// though the roots themselves are restricted: see [`crate::volume`].
 pub const DEFAULT_ENGINE_DATA_ROOTS: &[&str] = &["/var/lib/docker"];
 
-/// Where containerd keeps the root filesystems it hands a runtime: its root (snapshots) and its
-/// state (each task's bundle, with the rootfs mounted in it). Restricted, yet a container's root
-/// may lie inside one: see [`crate::root`].
-pub const DEFAULT_ENGINE_STORAGE: &[&str] = &["/var/lib/containerd", "/run/containerd"];
+/// Where engines other than Docker keep the root filesystems they hand a runtime, root (images,
+/// snapshots) and state (bundles, with the rootfs mounted in them): containerd's, CRI-O's and
+/// Podman's (containers/storage), and k3s's containerd. Restricted, yet a container's root may
+/// lie inside one: see [`crate::root`].
+pub const DEFAULT_ENGINE_STORAGE: &[&str] = &[
+    "/var/lib/containerd",
+    "/run/containerd",
+    "/var/lib/containers",
+    "/run/containers",
+    "/var/lib/rancher/k3s/agent/containerd",
+    "/run/k3s/containerd",
+];
 
 /// `dockerSocketMount`: which containers may bind-mount the Docker socket, and what they may ask
 /// the engine through it.
@@ -782,9 +790,16 @@ pub struct Policy {
 /// The built-in restricted paths, without any shared path.
 pub fn default_restricted_paths() -> PathPolicy {
     let mut paths = PathPolicy::empty();
-    for (path, scope) in DEFAULT_RESTRICTED_PATHS {
+    let engine_storage = DEFAULT_ENGINE_STORAGE
+        .iter()
+        .map(|dir| (*dir, Scope::Subtree));
+    for (path, scope) in DEFAULT_RESTRICTED_PATHS
+        .iter()
+        .copied()
+        .chain(engine_storage)
+    {
         paths
-            .restrict_as(Path::new(path), *scope, RuleOrigin::Default)
+            .restrict_as(Path::new(path), scope, RuleOrigin::Default)
             .expect("default paths are absolute");
     }
     paths

@@ -302,25 +302,25 @@ fn hook_directories_are_restricted_under_the_default_shares() {
 
 #[test]
 fn engine_storage_adds_to_the_default_holds_roots_and_is_restricted() {
-    let policy = parse(r#"{"eci": {"engineStorage": ["/var/lib/containers/"]}}"#).unwrap();
-    assert_eq!(
-        policy.engine_storage,
-        [
-            "/var/lib/containerd",
-            "/run/containerd",
-            "/var/lib/containers"
-        ]
+    let policy = parse(r#"{"eci": {"engineStorage": ["/srv/containers/"]}}"#).unwrap();
+    let mut expected: Vec<std::path::PathBuf> = crate::settings::DEFAULT_ENGINE_STORAGE
+        .iter()
         .map(std::path::PathBuf::from)
-    );
+        .collect();
+    expected.push("/srv/containers".into());
+    assert_eq!(policy.engine_storage, expected);
     let root = ResolvedPath::from_resolved(std::path::Path::new(
-        "/var/lib/containers/storage/overlay/1/merged",
+        "/srv/containers/storage/overlay/1/merged",
     ))
     .unwrap();
     assert!(matches!(
         policy.paths.decide(&root),
         PathDecision::Restricted { .. }
     ));
-    assert_eq!(policy.decide_root(&root, true), Ok(()));
+    assert_eq!(
+        policy.decide_root(&root, true),
+        Ok(crate::root::RootAccess::EngineTree)
+    );
     assert!(parse(r#"{"eci": {"engineStorage": ["containers"]}}"#).is_err());
 }
 
