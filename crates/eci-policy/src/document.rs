@@ -447,6 +447,7 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
     let base = JsonPath::new(&["eci"]);
     let listed = ListedDirs::read(&raw, &base)?;
     policy.paths = paths(&raw, &base, &listed.restrictions())?;
+    hooks_read_only(&mut policy.paths, &listed.hooks)?;
     if let Some(pool) = &raw.id_pool {
         policy.id_pool = id_pool(pool).map_err(at(base.clone().key("idPool")))?;
     }
@@ -473,12 +474,12 @@ fn apply_extensions(policy: &mut Policy, raw: RawExtensions) -> Result<(), Inval
     Ok(())
 }
 
-/// The directories and sockets the document names for other settings, each of which is also
-/// restricted: hook directories (their programs run as host root: a container that could write
-/// there would plant one), engine sockets (reached only through the proxy: a bind of a directory
-/// holding one would give the engine itself), engine data roots (their volumes alone may be
-/// bound, see crate::volume) and engine storage (containers' roots may lie inside, see
-/// crate::root).
+/// The directories and sockets the document names for other settings: hook directories (their
+/// programs run as host root: a container that could write there would plant one; see
+/// [`hooks_read_only`]), and, each restricted, engine sockets (reached only through the proxy: a
+/// bind of a directory holding one would give the engine itself), engine data roots (their
+/// volumes alone may be bound, see crate::volume) and engine storage (containers' roots may lie
+/// inside, see crate::root).
 struct ListedDirs {
     hooks: Vec<(PathBuf, JsonPath)>,
     sockets: Vec<(PathBuf, JsonPath)>,
@@ -508,18 +509,41 @@ impl ListedDirs {
         })
     }
 
-    /// Each as a restriction: the sockets exact, the directories with everything beneath them.
+    /// The restrictions: the sockets exact, the engines' trees with everything beneath them.
     fn restrictions(&self) -> Vec<(&Path, Scope, &JsonPath)> {
         let exact = self
             .sockets
             .iter()
             .map(|(p, at)| (p.as_path(), Scope::Exact, at));
-        let subtrees = [&self.hooks, &self.data_roots, &self.storage]
+        let subtrees = [&self.data_roots, &self.storage]
             .into_iter()
             .flatten()
             .map(|(p, at)| (p.as_path(), Scope::Subtree, at));
         exact.chain(subtrees).collect()
     }
+}
+
+/// Makes each hook directory that a writable share covers a read-only share: containers may
+/// still read the hooks (a read-only bind of /usr holds /usr/libexec/oci/hooks.d), never write
+/// one, and a writable bind of a tree holding one is refused whole.
+fn hooks_read_only(paths: &mut PathPolicy, hooks: &[(PathBuf, JsonPath)]) -> Result<(), Invalid> {
+    for (dir, at_entry) in hooks {
+        let resolved = ResolvedPath::from_resolved(dir).map_err(at(at_entry.clone()))?;
+        let writable = matches!(
+            paths.decide(&resolved),
+            PathDecision::Shared {
+                read_only: false,
+                ..
+            } | PathDecision::ContainsReadOnly { .. }
+                | PathDecision::ContainsRestricted { .. }
+        );
+        if writable {
+            paths
+                .share_as(dir, true, RuleOrigin::Settings)
+                .map_err(at(at_entry.clone()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The built-in restrictions plus the document's (`restrictedPaths`, and the directories other

@@ -75,6 +75,15 @@ fn the_documented_example_parses_into_what_it_says() {
     assert!(policy.locks.is_locked(&Setting::AllowRemount));
     assert!(!policy.locks.is_locked(&Setting::AllowUnmount));
     assert_eq!(policy.sysctls.mode("fs.file-max"), SysctlMode::LargestWins);
+    // Its hook directory is under /usr, which is still bound (read-only) whole.
+    let usr = ResolvedPath::from_resolved(std::path::Path::new("/usr")).unwrap();
+    assert!(matches!(
+        policy.paths.decide(&usr),
+        PathDecision::Shared {
+            read_only: true,
+            ..
+        }
+    ));
     assert!(!policy.mount_types.allows(b"ramfs"));
     assert_eq!(
         policy.hook_dirs,
@@ -160,12 +169,6 @@ fn semantic_errors_name_the_field_line_and_column() {
             "eci.sharedPaths[0].path",
             "\"/srv/docker/overlay2\"",
             "inside the restricted path /srv/docker (settings)",
-        ),
-        (
-            "{\"eci\": {\"hookDirectories\": [\"/opt/hooks\"], \"sharedPaths\": [{\"path\": \"/opt/hooks/bin\"}]}}",
-            "eci.sharedPaths[0].path",
-            "\"/opt/hooks/bin\"",
-            "inside the restricted path /opt/hooks (settings)",
         ),
         (
             "{\"eci\": {\"sharedPaths\": [{\"path\": \"/srv\"}, {\"path\": \"/srv/\"}]}}",
@@ -285,18 +288,46 @@ fn engine_data_roots_add_to_the_default_and_are_restricted() {
 }
 
 #[test]
-fn hook_directories_are_restricted_under_the_default_shares() {
-    let policy = parse(r#"{"eci": {"hookDirectories": ["/opt/hooks/"]}}"#).unwrap();
-    assert_eq!(policy.hook_dirs, [std::path::PathBuf::from("/opt/hooks")]);
-    let inside = ResolvedPath::from_resolved(std::path::Path::new("/opt/hooks/bin")).unwrap();
+fn hook_directories_are_never_writable_by_a_bind() {
+    let policy = parse(
+        r#"{"eci": {"hookDirectories": ["/opt/hooks/", "/usr/libexec/oci/hooks.d", "/etc/hooks"]}}"#,
+    )
+    .unwrap();
+    assert_eq!(policy.hook_dirs.len(), 3);
+    let decide = |path: &str| {
+        let path = ResolvedPath::from_resolved(std::path::Path::new(path)).unwrap();
+        policy.paths.decide(&path)
+    };
+    // Under the writable /opt: read-only, and /opt is writable no more as a whole.
     assert!(matches!(
-        policy.paths.decide(&inside),
-        PathDecision::Restricted { .. }
+        decide("/opt/hooks/bin"),
+        PathDecision::Shared {
+            read_only: true,
+            ..
+        }
     ));
-    let beside = ResolvedPath::from_resolved(std::path::Path::new("/opt/app")).unwrap();
     assert!(matches!(
-        policy.paths.decide(&beside),
-        PathDecision::Shared { .. }
+        decide("/opt"),
+        PathDecision::ContainsReadOnly { .. }
+    ));
+    assert!(matches!(
+        decide("/opt/app"),
+        PathDecision::Shared {
+            read_only: false,
+            ..
+        }
+    ));
+    // Under the read-only /usr, and the restricted /etc, nothing changes: /usr is still bound.
+    assert!(matches!(
+        decide("/usr"),
+        PathDecision::Shared {
+            read_only: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        decide("/etc/hooks"),
+        PathDecision::Restricted { .. }
     ));
 }
 
