@@ -468,6 +468,46 @@ fn a_runtime_under_a_real_time_policy_runs_containers_without_it() {
 }
 
 #[test]
+fn a_runtime_at_a_raised_priority_runs_containers_at_an_ordinary_one() {
+    // Nor may they keep a negative nice value or the real-time I/O class of a runtime run
+    // under `nice -n -5 ionice -c1`, nor lower their nice value below 0 themselves. (An
+    // RLIMIT_NICE a spec asks above 20 is clamped by the hardening; this VM's root lacks
+    // CAP_SYS_RESOURCE, so no limit above the runtime's own could be set here at all.)
+    let (code, out) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                const IOPRIO_RT: libc::c_long = 1 << 13;
+                // SAFETY: plain system calls on this thread.
+                unsafe {
+                    assert_eq!(libc::setpriority(libc::PRIO_PROCESS, 0, -5), 0);
+                    assert_eq!(libc::syscall(libc::SYS_ioprio_set, 1, 0, IOPRIO_RT), 0);
+                }
+                let script = [
+                    "sh",
+                    "-c",
+                    "cut -d' ' -f19 /proc/self/stat; ionice; grep 'Max nice' /proc/self/limits \
+                     | tr -s ' '; nice -n -1 cut -d' ' -f19 /proc/self/stat 2>/dev/null",
+                ];
+                let ran = create_with("ordinary-priority", &script, |_| {}).run_to_end();
+                // SAFETY: as above; back to an ordinary thread's priorities.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 0);
+                    libc::syscall(libc::SYS_ioprio_set, 1, 0, 0);
+                }
+                ran
+            })
+            .join()
+            .unwrap()
+    });
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0", "best-effort: prio 4", "Max nice priority 0 0 ", "0"],
+        "nice 0, best-effort I/O, RLIMIT_NICE 0 (not the runtime's), and nice stays 0"
+    );
+}
+
+#[test]
 fn masks_cannot_be_removed() {
     // Every default mask that exists on this kernel (/proc/kcore only with CONFIG_PROC_KCORE).
     let masked: Vec<&str> = eci::eci_policy::settings::DEFAULT_MASKED_PATHS

@@ -380,8 +380,8 @@ fn runtime_gone(spec: &HelperSpec<'_>) -> ! {
 }
 
 /// The helper's step (in [`Stage::Helper`]) in which it leaves a real-time policy it inherited
-/// ([`sys::leave_real_time`]).
-const HELPER_LEAVE_REAL_TIME_STEP: u32 = 20;
+/// ([`sys::leave_raised_priority`]).
+const HELPER_LEAVE_RAISED_PRIORITY_STEP: u32 = 20;
 
 fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     let fail = |step| Failure::last_errno(Stage::Helper, step).report_and_exit(channel);
@@ -405,8 +405,8 @@ fn helper_process(channel: &Channel, spec: &HelperSpec<'_>) -> ! {
     }
     // A helper works at its container's request (every mount call): under a real-time policy
     // inherited from its runtime it could be kept busy ahead of every host process.
-    if sys::leave_real_time().is_err() {
-        fail(HELPER_LEAVE_REAL_TIME_STEP);
+    if sys::leave_raised_priority().is_err() {
+        fail(HELPER_LEAVE_RAISED_PRIORITY_STEP);
     }
     // Nothing of the runtime's may stay open in here: another container's seccomp listener would
     // keep that container's mount calls waiting forever if the runtime died. The pidfd is needed

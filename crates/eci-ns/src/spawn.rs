@@ -161,8 +161,8 @@ pub enum InitParent {
 pub const JOIN_CGROUPS_STEP: u32 = 8;
 
 /// The step (in [`Stage::InitNamespaces`]) in which a container's process leaves a real-time
-/// policy it inherited ([`sys::leave_real_time`]).
-const LEAVE_REAL_TIME_STEP: u32 = 20;
+/// policy it inherited ([`sys::leave_raised_priority`]).
+const LEAVE_RAISED_PRIORITY_STEP: u32 = 20;
 /// Init-stage step: staying undumpable once the process became the namespace's root (the
 /// change of IDs made it as dumpable as the host's `fs.suid_dumpable` says).
 const UNDUMPABLE_AS_ROOT_STEP: u32 = 21;
@@ -591,8 +591,8 @@ fn init_process(
     sys::close(ends.setup.raw_fd());
     let channel = ends.init;
     let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
-    if sys::leave_real_time().is_err() {
-        fail(LEAVE_REAL_TIME_STEP);
+    if sys::leave_raised_priority().is_err() {
+        fail(LEAVE_RAISED_PRIORITY_STEP);
     }
     match channel.recv() {
         Ok(Some((msg, thread_lists))) if msg.kind == GO => {
@@ -819,8 +819,8 @@ fn joining_process(
 
 fn joined_process(channel: &Channel, init: &(dyn Fn(&Channel) -> Failure + Sync)) -> ! {
     let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
-    if sys::leave_real_time().is_err() {
-        fail(LEAVE_REAL_TIME_STEP);
+    if sys::leave_raised_priority().is_err() {
+        fail(LEAVE_RAISED_PRIORITY_STEP);
     }
     match channel.recv() {
         Ok(Some((msg, thread_lists))) if msg.kind == GO => {

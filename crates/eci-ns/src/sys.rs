@@ -263,13 +263,16 @@ pub fn set_effective_caps(effective: u64) -> SysResult<()> {
     .map(drop)
 }
 
-/// Leaves a real-time scheduling policy (SCHED_FIFO, SCHED_RR) for SCHED_OTHER, keeping the
-/// nice value: for a container's process forked from a runtime an administrator runs under
-/// `chrt`, which would otherwise take the host's CPUs ahead of every ordinary process (an
-/// RLIMIT_RTPRIO of 0 does not undo a policy already held), and which cgroup v1's cpu
-/// controller refuses to move into a cgroup without a real-time budget. Lowering one's own
-/// policy takes no privilege. Async-signal-safe.
-pub fn leave_real_time() -> SysResult<()> {
+/// Leaves every priority above an ordinary process's that the caller inherited from a runtime an
+/// administrator runs raised, none of which a container's process may keep (each would let it,
+/// or a helper working at its request, take the host's CPUs or disks ahead of ordinary
+/// processes): a real-time scheduling policy (SCHED_FIFO, SCHED_RR, under `chrt`) for
+/// SCHED_OTHER (an RLIMIT_RTPRIO of 0 does not undo a policy already held, and cgroup v1's cpu
+/// controller refuses to move a real-time task into a cgroup without a real-time budget); a
+/// negative nice value for 0 (an RLIMIT_NICE of 20 or less does not undo it either); and the
+/// real-time I/O class (`ionice -c1`) for best-effort. Lowering one's own priority takes no
+/// privilege. Async-signal-safe.
+pub fn leave_raised_priority() -> SysResult<()> {
     // SAFETY: plain system calls on the calling thread; `param` is a valid sched_param.
     unsafe {
         let policy = check_int(libc::sched_getscheduler(0))?;
@@ -279,6 +282,36 @@ pub fn leave_real_time() -> SysResult<()> {
         ) {
             let param = libc::sched_param { sched_priority: 0 };
             check_int(libc::sched_setscheduler(0, libc::SCHED_OTHER, &param))?;
+        }
+    }
+    // getpriority answers -1 for a nice value of -1 too: errno tells them apart.
+    // SAFETY: errno is the calling thread's; getpriority and setpriority take integers.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if nice == -1 && *libc::__errno_location() != 0 {
+            return Err(Errno::last());
+        }
+        if nice < 0 {
+            check_int(libc::setpriority(libc::PRIO_PROCESS, 0, 0))?;
+        }
+    }
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    const IOPRIO_CLASS_RT: libc::c_long = 1;
+    const IOPRIO_CLASS_BE: libc::c_long = 2;
+    // SAFETY: ioprio_get and ioprio_set take integers.
+    unsafe {
+        let ioprio = check(libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0))?;
+        if ioprio >> IOPRIO_CLASS_SHIFT == IOPRIO_CLASS_RT {
+            // Best-effort at the level that follows from the nice value, as unset means.
+            let best_effort = IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | 4;
+            check(libc::syscall(
+                libc::SYS_ioprio_set,
+                IOPRIO_WHO_PROCESS,
+                0,
+                best_effort,
+            ))?;
         }
     }
     Ok(())

@@ -644,33 +644,43 @@ fn settle_oom_score_adj(spec: &mut Spec, report: &mut Vec<Change>) {
     process.set_oom_score_adj(Some(asked.unwrap_or(0).max(0)));
 }
 
-/// Sets RLIMIT_RTPRIO to 0: the kernel lets any process whose limit allows it take
-/// SCHED_FIFO or SCHED_RR, with no capability in the host's user namespace, and a real-time
-/// loop starves every other process on its CPU. Set whether the spec lists it or not: a limit
-/// left out would be the runtime's own, inherited. A spec without a process is left alone
-/// (the hardening refuses it elsewhere).
+/// The most RLIMIT_NICE may be: a nice value down to 0 (`20 - limit`), an ordinary process's.
+const MOST_RLIMIT_NICE: u64 = 20;
+
+/// RLIMIT_RTPRIO at 0 and RLIMIT_NICE at most 20, whether or not the spec lists them (the
+/// process would otherwise inherit the runtime's): the kernel lets a process raise its own
+/// priority within them without CAP_SYS_NICE, which the container's root holds only in its user
+/// namespace, and a real-time policy or a negative nice value would take the host's CPUs ahead
+/// of every ordinary process. A spec without a process is left alone (the hardening refuses it
+/// elsewhere).
 fn clamp_rlimits(spec: &mut Spec, report: &mut Vec<Change>) {
     use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType};
     let Some(mut process) = spec.process().clone() else {
         return;
     };
     let mut rlimits = process.rlimits().clone().unwrap_or_default();
-    let lowered = rlimits.iter().any(|limit| {
-        limit.typ() == PosixRlimitType::RlimitRtprio && (limit.soft() > 0 || limit.hard() > 0)
-    });
-    rlimits.retain(|limit| limit.typ() != PosixRlimitType::RlimitRtprio);
-    let zero = PosixRlimitBuilder::default()
-        .typ(PosixRlimitType::RlimitRtprio)
-        .soft(0u64)
-        .hard(0u64)
-        .build();
-    // The builder fails only without a type, which it has.
-    rlimits.extend(zero.ok());
+    for (typ, most, name) in [
+        (PosixRlimitType::RlimitRtprio, 0, "RLIMIT_RTPRIO"),
+        (PosixRlimitType::RlimitNice, MOST_RLIMIT_NICE, "RLIMIT_NICE"),
+    ] {
+        let asked = rlimits.iter().filter(|limit| limit.typ() == typ);
+        let (soft, hard) = asked.fold((0, 0), |(soft, hard), limit| {
+            (limit.soft().max(soft), limit.hard().max(hard))
+        });
+        if soft > most || hard > most {
+            report.push(Change::ClampedRlimit(name));
+        }
+        rlimits.retain(|limit| limit.typ() != typ);
+        let clamped = PosixRlimitBuilder::default()
+            .typ(typ)
+            .soft(soft.min(most))
+            .hard(hard.min(most))
+            .build();
+        // The builder fails only without a type, which it has.
+        rlimits.extend(clamped.ok());
+    }
     process.set_rlimits(Some(rlimits));
     spec.set_process(Some(process));
-    if lowered {
-        report.push(Change::ClampedRlimit("RLIMIT_RTPRIO"));
-    }
 }
 
 fn to_mapping(m: &LinuxIdMapping) -> IdMapping {

@@ -503,7 +503,8 @@ fn refused(answer: Answer) -> std::io::Error {
 pub fn run(dir: &Path, command: &[OsString]) -> std::io::Result<()> {
     // It serves every container's reads: under a real-time policy inherited from the runtime
     // that started it, a container reading in a loop would keep it ahead of every host process.
-    sys::leave_real_time().map_err(|sys::Errno(errno)| std::io::Error::from_raw_os_error(errno))?;
+    sys::leave_raised_priority()
+        .map_err(|sys::Errno(errno)| std::io::Error::from_raw_os_error(errno))?;
     // Written to once the daemon listens, so that its starter returns only then.
     let mut serving: Option<std::io::PipeWriter> = None;
     if std::env::var_os(DETACH).is_some() {

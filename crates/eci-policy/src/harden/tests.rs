@@ -934,8 +934,8 @@ proptest! {
 
 proptest! {
     #[test]
-    fn real_time_priority_is_never_granted_and_other_limits_stay(
-        rtprio in (0u64..100, 0u64..100), nofile in 1u64..1_048_576
+    fn real_time_priority_and_a_negative_nice_are_never_granted_and_other_limits_stay(
+        rtprio in (0u64..100, 0u64..100), nice in (0u64..60, 0u64..60), nofile in 1u64..1_048_576
     ) {
         use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType};
         let limit = |typ, soft, hard| {
@@ -946,15 +946,23 @@ proptest! {
         process.set_rlimits(Some(vec![
             limit(PosixRlimitType::RlimitNofile, nofile, nofile),
             limit(PosixRlimitType::RlimitRtprio, rtprio.0, rtprio.1),
+            limit(PosixRlimitType::RlimitNice, nice.0, nice.1),
         ]));
         spec.set_process(Some(process));
         let hardened = run(spec).unwrap();
         let limits = hardened.spec.process().as_ref().unwrap().rlimits().clone().unwrap();
-        prop_assert_eq!((limits[0].soft(), limits[0].hard()), (nofile, nofile));
-        prop_assert_eq!(limits.len(), 2);
-        prop_assert_eq!((limits[1].soft(), limits[1].hard()), (0, 0));
-        let reported = hardened.report.contains(&Change::ClampedRlimit("RLIMIT_RTPRIO"));
-        prop_assert_eq!(reported, rtprio != (0, 0));
+        let of = |typ| {
+            let found: Vec<_> = limits.iter().filter(|l| l.typ() == typ).collect();
+            assert_eq!(found.len(), 1);
+            (found[0].soft(), found[0].hard())
+        };
+        prop_assert_eq!(limits.len(), 3);
+        prop_assert_eq!(of(PosixRlimitType::RlimitNofile), (nofile, nofile));
+        prop_assert_eq!(of(PosixRlimitType::RlimitRtprio), (0, 0));
+        prop_assert_eq!(of(PosixRlimitType::RlimitNice), (nice.0.min(20), nice.1.min(20)));
+        let reported = |name| hardened.report.contains(&Change::ClampedRlimit(name));
+        prop_assert_eq!(reported("RLIMIT_RTPRIO"), rtprio != (0, 0));
+        prop_assert_eq!(reported("RLIMIT_NICE"), nice.0 > 20 || nice.1 > 20);
     }
 }
 
@@ -976,6 +984,12 @@ fn real_time_priority_is_set_to_zero_when_the_spec_leaves_it_out() {
         .map(|l| (l.soft(), l.hard()))
         .collect();
     assert_eq!(rtprio, [(0, 0)], "not the runtime's own, inherited");
+    let nice: Vec<_> = limits
+        .iter()
+        .filter(|l| l.typ() == PosixRlimitType::RlimitNice)
+        .map(|l| (l.soft(), l.hard()))
+        .collect();
+    assert_eq!(nice, [(0, 0)], "not the runtime's own, inherited");
     assert!(!hardened
         .report
         .contains(&Change::ClampedRlimit("RLIMIT_RTPRIO")));
