@@ -1,7 +1,7 @@
 //! Taking over the mount vetting of a live container whose runtime died.
 //!
 //! For every vetted process (the init and each exec'd one) the runtime keeps a record in
-//! `STATE_DIR/vetting/ID/PID.json`: the process, the container's init, what its mount helpers
+//! `STATE_DIR/vetting/ID/PID-START.json`: the process, the container's init, what its mount helpers
 //! know, and the number at which they hold the listener. When the runtime dies, its helpers
 //! become orphans that answer ENOSYS and keep the listener; [`Runtime::take_over`] finds them by
 //! the records and puts helpers of its own on the listeners. A record is removed with the
@@ -70,6 +70,12 @@ impl Record {
 
 /// A record on disk, removed when dropped.
 pub(crate) struct RecordFile(PathBuf);
+
+impl RecordFile {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
 
 impl Drop for RecordFile {
     fn drop(&mut self) {
@@ -215,7 +221,7 @@ impl Runtime {
                 continue;
             }
             match wait_for_orphan(record.userns, record.listener_fd) {
-                Some(orphan) => found.push((record, orphan)),
+                Some(orphan) => found.push((path, record, orphan)),
                 None => failures.push((record.process.pid, no_orphan(record.process.pid))),
             }
         }
@@ -229,10 +235,10 @@ impl Runtime {
             });
         }
         let mut processes = Vec::new();
-        for (record, orphan) in found {
+        for (path, record, orphan) in found {
             let pid = record.process.pid;
             // A failure leaves that orphan and its record as they were, for another attempt.
-            match take_over_one(&self.shared, id, &dir, record, &orphan) {
+            match take_over_one(&self.shared, id, &path, record, &orphan) {
                 Ok(vetting) => processes.push(vetting),
                 Err(err) => failures.push((pid, err)),
             }
@@ -346,13 +352,15 @@ fn charge_replacements_to(init: &PidFd) -> Option<Arc<OwnedFd>> {
     }
 }
 
+/// Takes over the vetting `record` (read from `read_from`) describes from `orphan`.
 fn take_over_one(
     shared: &Shared,
     id: &str,
-    dir: &Path,
+    read_from: &Path,
     record: Record,
     orphan: &PidFd,
 ) -> Result<(i32, Vetting)> {
+    let dir = read_from.parent().unwrap_or(read_from);
     let pid = record.process.pid;
     let process = open_holder(&record.process, "the vetted process")?;
     let init = open_holder(&record.init, "the container's init")?;
@@ -395,7 +403,12 @@ fn take_over_one(
             return Err(err);
         }
     };
-    // Ours serves, is registered and recorded: only now may the orphan go.
+    // Ours serves, is registered and recorded (anew, under the name of this version: a record
+    // left by an earlier one, named otherwise, would pair a later take-over with this orphan
+    // twice): only now may the orphan go.
+    if read_from != file.path() {
+        let _ = std::fs::remove_file(read_from);
+    }
     stop_orphan(orphan);
     tracing::info!(pid, helper = vetter.helper_pid(), "took over mount vetting");
     Ok((pid, Vetting::new(registration, vetter, file)))

@@ -614,11 +614,18 @@ fn a_process_whose_orphan_is_gone_does_not_block_the_take_over() {
         .unwrap();
     let mut record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(real.path()).unwrap()).unwrap();
+    // Named as an earlier version named it: the take-over's record replaces it.
+    let earlier = records.join(format!("{}.json", record["process"]["pid"]));
+    std::fs::rename(real.path(), &earlier).unwrap();
     record["listener_fd"] = 1000.into();
     std::fs::write(records.join("1.json"), serde_json::to_vec(&record).unwrap()).unwrap();
     let runtime = runtime_on(state.path());
     let taken = runtime.take_over(&id).unwrap();
     assert_eq!(taken.processes().len(), 1, "{taken:?}");
+    assert!(
+        !earlier.exists(),
+        "the earlier version's record is replaced"
+    );
     let failures = taken.failures();
     assert_eq!(failures.len(), 1, "{taken:?}");
     assert!(
