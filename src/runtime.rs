@@ -151,6 +151,19 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Where a path a rule names really is, if only root can have made it lead there
+/// ([`eci_idmap::reach::resolve_as_root_made`]); an error otherwise, which leaves the rule as
+/// named: a user who could point it elsewhere could move a restriction onto a share (`/home`)
+/// or into an engine's tree of roots.
+fn resolve_as_root_made(path: &Path) -> std::io::Result<PathBuf> {
+    eci_idmap::reach::resolve_as_root_made(path)?.ok_or_else(|| {
+        std::io::Error::other(format!(
+            "{} leads where other users may change",
+            path.display()
+        ))
+    })
+}
+
 /// Earlier versions journaled leases in each state directory (`STATE_DIR/idmap`). Containers
 /// they started may still run, after an upgrade or for a runtime that takes them over: their
 /// blocks are adopted into the host-wide journal, or they would be handed out again.
@@ -194,12 +207,12 @@ impl Runtime {
                 what: "restricting the ID leases directory".into(),
                 source: std::io::Error::other(e),
             })?
-            .with_resolved_engine_sockets(|socket| std::fs::canonicalize(socket))
+            .with_resolved_engine_sockets(resolve_as_root_made)
             .map_err(|e| Error::Io {
                 what: "restricting where the engine sockets really are".into(),
                 source: std::io::Error::other(e),
             })?
-            .with_resolved_engine_data_roots(|root| std::fs::canonicalize(root))
+            .with_resolved_engine_data_roots(resolve_as_root_made)
             .map_err(|e| Error::Io {
                 what: "restricting where the engines' data roots really are".into(),
                 source: std::io::Error::other(e),
@@ -210,13 +223,13 @@ impl Runtime {
                 what: "restricting the state directory's roots".into(),
                 source: std::io::Error::other(e),
             })?
-            .with_resolved_engine_storage(|dir| std::fs::canonicalize(dir))
+            .with_resolved_engine_storage(resolve_as_root_made)
             .map_err(|e| Error::Io {
                 what: "restricting where the engines' storage really is".into(),
                 source: std::io::Error::other(e),
             })?
             // Last: every restriction above is resolved too.
-            .with_resolved_restrictions(|path| std::fs::canonicalize(path))
+            .with_resolved_restrictions(resolve_as_root_made)
             .map_err(|e| Error::Io {
                 what: "restricting where the restricted paths really are".into(),
                 source: std::io::Error::other(e),

@@ -64,6 +64,66 @@ pub fn movable_by_others(dir: &Path, trusted: u32) -> std::io::Result<Option<Pat
     Ok(found.and_then(|i| dir.ancestors().nth(i).map(Path::to_path_buf)))
 }
 
+/// Where `path` (absolute) really is, if only root can have made it lead there: each symlink
+/// on the way (in it, and in the links' targets) is root's, in a directory where no other user
+/// may rename or replace it, and no user other than root may move a directory of where it
+/// leads ([`movable_by_others`]). `None` otherwise: a path a user can point elsewhere names
+/// nothing an administrator's rule should follow (a restriction moved by its owner onto
+/// `/home` would take a share's place).
+///
+/// ```no_run
+/// let real = eci_idmap::reach::resolve_as_root_made("/var/run/docker.sock".as_ref())?;
+/// assert_eq!(real.as_deref(), Some(std::path::Path::new("/run/docker.sock")));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn resolve_as_root_made(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    let mut real = PathBuf::from("/");
+    let mut links_left = 40;
+    if !follow_root_made(&mut real, path, &mut links_left)? {
+        return Ok(None);
+    }
+    Ok(movable_by_others(&real, 0)?.is_none().then_some(real))
+}
+
+/// Walks `path` from `real`, following only symlinks root made where only root may change them;
+/// false at the first other one.
+fn follow_root_made(
+    real: &mut PathBuf,
+    path: &Path,
+    links_left: &mut u32,
+) -> std::io::Result<bool> {
+    use std::path::Component;
+    for component in path.components() {
+        match component {
+            Component::RootDir => *real = PathBuf::from("/"),
+            Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                real.pop();
+            }
+            Component::Normal(name) => {
+                let next = real.join(name);
+                if !std::fs::symlink_metadata(&next)?.file_type().is_symlink() {
+                    *real = next;
+                    continue;
+                }
+                if *links_left == 0 {
+                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                *links_left -= 1;
+                let (dir, link) = (ancestor(real)?, ancestor(&next)?);
+                if link.uid != 0 || dir.lets_others_move(&link) {
+                    return Ok(false);
+                }
+                // A relative target goes on from the link's directory, where `real` stands.
+                if !follow_root_made(real, &std::fs::read_link(&next)?, links_left)? {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
 fn ancestor(path: &Path) -> std::io::Result<Ancestor> {
     let meta = std::fs::symlink_metadata(path)?;
     Ok(Ancestor {
@@ -102,6 +162,32 @@ mod tests {
 
     fn chmod(path: &Path, mode: u32) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn only_links_root_made_where_only_root_may_change_them_are_followed() {
+        let top = tempfile::tempdir_in("/tmp").unwrap();
+        chmod(top.path(), 0o755);
+        let real = top.path().join("disk/containerd");
+        std::fs::create_dir_all(&real).unwrap();
+        let named = top.path().join("containerd");
+        std::os::unix::fs::symlink("disk/../disk/containerd", &named).unwrap();
+        assert_eq!(resolve_as_root_made(&named).unwrap(), Some(real.clone()));
+        // A link of a user's, or one in a directory they may write: not followed.
+        let lchown = |path: &Path, uid: u32| {
+            let path = CString::new(path.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path.
+            assert_eq!(unsafe { libc::lchown(path.as_ptr(), uid, uid) }, 0);
+        };
+        lchown(&named, 1000);
+        assert_eq!(resolve_as_root_made(&named).unwrap(), None);
+        lchown(&named, 0);
+        chmod(top.path(), 0o777);
+        assert_eq!(resolve_as_root_made(&named).unwrap(), None);
+        // Where it leads, a directory a user may move: not followed either.
+        chmod(top.path(), 0o755);
+        std::os::unix::fs::chown(top.path().join("disk"), Some(1000), None).unwrap();
+        assert_eq!(resolve_as_root_made(&named).unwrap(), None);
     }
 
     #[test]

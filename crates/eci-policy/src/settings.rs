@@ -862,17 +862,8 @@ impl Policy {
         mut self,
         resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
     ) -> Result<Self, crate::paths::PathError> {
-        let named = self.docker_socket.sockets.clone();
-        for socket in named {
-            let Ok(real) = resolve(&socket) else {
-                continue;
-            };
-            if real != socket && !self.docker_socket.sockets.contains(&real) {
-                self.paths
-                    .restrict_as(&real, Scope::Exact, RuleOrigin::Settings)?;
-                self.docker_socket.sockets.push(real);
-            }
-        }
+        let sockets = &mut self.docker_socket.sockets;
+        add_resolved(&mut self.paths, sockets, Scope::Exact, resolve)?;
         Ok(self)
     }
 
@@ -914,7 +905,12 @@ impl Policy {
         mut self,
         resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
     ) -> Result<Self, crate::paths::PathError> {
-        add_resolved(&mut self.paths, &mut self.engine_data_roots, resolve)?;
+        add_resolved(
+            &mut self.paths,
+            &mut self.engine_data_roots,
+            Scope::Subtree,
+            resolve,
+        )?;
         Ok(self)
     }
 
@@ -956,7 +952,12 @@ impl Policy {
         mut self,
         resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
     ) -> Result<Self, crate::paths::PathError> {
-        add_resolved(&mut self.paths, &mut self.engine_storage, resolve)?;
+        add_resolved(
+            &mut self.paths,
+            &mut self.engine_storage,
+            Scope::Subtree,
+            resolve,
+        )?;
         Ok(self)
     }
 }
@@ -999,19 +1000,21 @@ impl Policy {
     }
 }
 
-/// Adds to `dirs`, and restricts, where each of them really is when that differs from its name.
+/// Adds to `named`, and restricts with `scope`, where each of them really is when that differs
+/// from its name.
 fn add_resolved(
     paths: &mut PathPolicy,
-    dirs: &mut Vec<PathBuf>,
+    named: &mut Vec<PathBuf>,
+    scope: Scope,
     resolve: impl Fn(&Path) -> std::io::Result<PathBuf>,
 ) -> Result<(), crate::paths::PathError> {
-    for dir in dirs.clone() {
-        let Ok(real) = resolve(&dir) else {
+    for path in named.clone() {
+        let Ok(real) = resolve(&path) else {
             continue;
         };
-        if real != dir && !dirs.contains(&real) {
-            paths.restrict_as(&real, Scope::Subtree, RuleOrigin::Settings)?;
-            dirs.push(real);
+        if real != path && !named.contains(&real) {
+            paths.restrict_as(&real, scope, RuleOrigin::Settings)?;
+            named.push(real);
         }
     }
     Ok(())
