@@ -739,21 +739,39 @@ const STRANDED: Errno = Errno(libc::ENOTRECOVERABLE);
 /// Runs `work` in the caller's network and IPC namespaces, and returns to the host half's own:
 /// the kernel gives the /proc/sys entries of those namespaces a dentry per namespace, so a
 /// bind placed from the host's namespaces would hang on the host's entries, unseen by the
-/// container. [`STRANDED`] if the way back failed.
+/// container.
 fn in_callers_namespaces(
     callers: &CallersNamespaces,
     own: &OwnNamespaces,
     work: impl FnOnce() -> SysResult<()>,
 ) -> SysResult<()> {
-    if own.net < 0 || own.ipc < 0 {
-        return Err(STRANDED);
+    let enter = [
+        (callers.net, libc::CLONE_NEWNET),
+        (callers.ipc, libc::CLONE_NEWIPC),
+    ];
+    let back = [(own.net, libc::CLONE_NEWNET), (own.ipc, libc::CLONE_NEWIPC)];
+    in_namespaces(&enter, &back, work)
+}
+
+/// Runs `work` with the host half's thread in the namespaces `enter` (each a descriptor and
+/// its type), and returns it to those of `back`. EIO, entering nothing, without a way back
+/// (a descriptor of its own that could not be opened); [`STRANDED`] if going back failed.
+fn in_namespaces<T>(
+    enter: &[(RawFd, libc::c_int)],
+    back: &[(RawFd, libc::c_int)],
+    work: impl FnOnce() -> SysResult<T>,
+) -> SysResult<T> {
+    if back.iter().any(|(fd, _)| *fd < 0) {
+        return Err(Errno(libc::EIO));
     }
-    let entered = sys::setns(callers.net, libc::CLONE_NEWNET)
-        .and_then(|()| sys::setns(callers.ipc, libc::CLONE_NEWIPC));
+    let entered = enter
+        .iter()
+        .try_for_each(|(fd, nstype)| sys::setns(*fd, *nstype));
     let done = entered.and_then(|()| work());
-    let back = sys::setns(own.net, libc::CLONE_NEWNET)
-        .and_then(|()| sys::setns(own.ipc, libc::CLONE_NEWIPC));
-    if back.is_err() {
+    let returned = back
+        .iter()
+        .try_for_each(|(fd, nstype)| sys::setns(*fd, *nstype));
+    if returned.is_err() {
         return Err(STRANDED);
     }
     done
@@ -906,19 +924,13 @@ fn build_sysfs(
     masks: &Masks,
     sources: &[RawFd],
 ) -> SysResult<()> {
-    if own_net < 0 {
-        // Without a way back, the host half would stay in the container's network namespace.
-        return Err(Errno(libc::EIO));
-    }
     if masks.sys_read_only && flags & libc::MS_RDONLY == 0 {
         return Err(Errno(libc::EPERM));
     }
     // sysfs shows the network namespace of whoever creates it.
-    sys::setns(netns, libc::CLONE_NEWNET)?;
-    let fs = FsContext::open(c"sysfs");
-    let back = sys::setns(own_net, libc::CLONE_NEWNET);
-    let fs = fs?;
-    back?;
+    let enter = [(netns, libc::CLONE_NEWNET)];
+    let back = [(own_net, libc::CLONE_NEWNET)];
+    let fs = in_namespaces(&enter, &back, || FsContext::open(c"sysfs"))?;
     mount_context(fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
     apply_masks(base, &masks.sys_masked, &[])?;
