@@ -830,10 +830,14 @@ impl Container {
         if self.state != State::Created {
             return Err(self.state_error("start"));
         }
-        let channel = self
-            .channel
-            .take()
-            .expect("a created container has its channel");
+        // Taken by a start that failed before reaching the init (it is gone): nothing can start
+        // it now, and `delete` cleans up.
+        let Some(channel) = self.channel.take() else {
+            return Err(Error::Io {
+                what: "starting the container: an earlier start could not reach its init".into(),
+                source: std::io::ErrorKind::NotConnected.into(),
+            });
+        };
         channel
             .send(eci_ns::channel::Message::of(START))
             .map_err(|errno| Error::Io {

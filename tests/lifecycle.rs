@@ -72,6 +72,23 @@ fn pause_freezes_every_process_until_resume() {
 }
 
 #[test]
+fn a_container_whose_init_was_killed_before_its_start_fails_each_start_and_deletes() {
+    // The first start finds the init gone; a second one has nothing left to reach (it panicked
+    // once, the channel taken by the first).
+    let mut c = create_with("killed-before-start", &["true"], |_| {});
+    c.container().kill(libc::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(c.container().start().is_err(), "the init is gone");
+    let again = c.container().start().unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("an earlier start could not reach its init"),
+        "{again}"
+    );
+}
+
+#[test]
 fn a_paused_container_can_be_deleted() {
     let mut c = create_with("pause-delete", &["sleep", "1000"], |_| {});
     c.container().start().unwrap();
