@@ -52,6 +52,7 @@ pub(crate) mod step {
     pub const PROFILE: u32 = 31;
     pub const APPARMOR: u32 = 32;
     pub const UNDUMPABLE: u32 = 33;
+    pub const PERSONALITY: u32 = 34;
 }
 
 /// The spec's sysctls, written by the mounter: it is in the container's network and IPC
@@ -223,6 +224,10 @@ pub(crate) struct InitPlan {
     gid: u32,
     groups: Vec<libc::gid_t>,
     umask: Option<u32>,
+    /// The execution domain (`linux.personality`), PER_LINUX unless the spec asks LINUX32:
+    /// never the runtime's own, whose flags (ADDR_NO_RANDOMIZE, under `setarch -R`) would pass
+    /// to the container.
+    personality: libc::c_ulong,
     caps: Caps,
     last_cap: u8,
     no_new_privs: bool,
@@ -255,6 +260,30 @@ pub enum ProcessError {
     /// ([`eci_policy::harden::sysctl_parts`]).
     #[error("sysctl {0:?} is not a sysctl name")]
     SysctlName(String),
+    /// `linux.personality.flags`, which eci does not apply.
+    #[error(
+        "linux.personality flags {0:?} are not supported (only the LINUX and LINUX32 domains)"
+    )]
+    PersonalityFlags(Vec<String>),
+}
+
+/// The execution domain `linux.personality` asks for. Its flags are refused: none changes what
+/// the container may do to the host, but none is applied either, and a flag asked for and
+/// silently dropped would run the program otherwise than the spec says.
+fn personality_of(spec: &Spec) -> Result<libc::c_ulong, ProcessError> {
+    use oci_spec::runtime::LinuxPersonalityDomain;
+    const PER_LINUX: libc::c_ulong = 0x0000;
+    const PER_LINUX32: libc::c_ulong = 0x0008;
+    let Some(personality) = spec.linux().as_ref().and_then(|l| l.personality().clone()) else {
+        return Ok(PER_LINUX);
+    };
+    if let Some(flags) = personality.flags().as_ref().filter(|f| !f.is_empty()) {
+        return Err(ProcessError::PersonalityFlags(flags.clone()));
+    }
+    Ok(match personality.domain() {
+        LinuxPersonalityDomain::PerLinux => PER_LINUX,
+        LinuxPersonalityDomain::PerLinux32 => PER_LINUX32,
+    })
 }
 
 fn cstr(bytes: &[u8], what: &'static str) -> Result<CString, ProcessError> {
@@ -334,6 +363,7 @@ impl InitPlan {
             gid: user.gid(),
             groups: user.additional_gids().clone().unwrap_or_default(),
             umask: user.umask(),
+            personality: personality_of(spec)?,
             caps,
             last_cap,
             no_new_privs: process.no_new_privileges().unwrap_or(false),
@@ -447,6 +477,8 @@ impl InitPlan {
             // SAFETY: umask cannot fail.
             unsafe { libc::umask(mask as libc::mode_t) };
         }
+        // SAFETY: personality takes an integer.
+        check_int(unsafe { libc::personality(self.personality) }).map_err(at(step::PERSONALITY))?;
         // The profile applies to what follows. Without no_new_privs installing it takes
         // CAP_SYS_ADMIN, which the identity may drop: first, then (runc's order too).
         if !self.no_new_privs {
@@ -588,6 +620,7 @@ impl InitPlan {
             step::CAPSET => "setting capabilities".into(),
             step::AMBIENT => "raising ambient capabilities".into(),
             step::UNDUMPABLE => "staying undumpable after taking the process's identity".into(),
+            step::PERSONALITY => format!("setting the execution domain {:#x}", self.personality),
             step::NO_NEW_PRIVS => "setting no_new_privs".into(),
             step::CWD => format!(
                 "changing to the working directory {}",

@@ -78,6 +78,20 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
         },
         |e| matches!(e, Error::Spec(_)) && e.to_string().contains("is not a sysctl name"),
     ));
+    // Personality flags are not applied: refused rather than dropped.
+    ids.push(expect_error(
+        "personality-flags",
+        |spec| {
+            let mut linux = spec.linux().clone().unwrap();
+            let personality = eci::oci_spec::runtime::LinuxPersonalityBuilder::default()
+                .flags(vec!["ADDR_NO_RANDOMIZE".to_string()])
+                .build()
+                .unwrap();
+            linux.set_personality(Some(personality));
+            spec.set_linux(Some(linux));
+        },
+        |e| matches!(e, Error::Process(_)) && e.to_string().contains("ADDR_NO_RANDOMIZE"),
+    ));
     // A host tree as the root: idmapped into the block, it would hand the container's root the
     // host's files as their owners, as a bind of it would.
     for (name, host_tree, readonly, refused) in [

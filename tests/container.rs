@@ -508,6 +508,44 @@ fn a_runtime_at_a_raised_priority_runs_containers_at_an_ordinary_one() {
 }
 
 #[test]
+fn the_execution_domain_is_the_specs_never_the_runtimes() {
+    // A runtime run under `setarch -R` (ADDR_NO_RANDOMIZE) does not hand it to its containers;
+    // a spec's LINUX32 domain is applied.
+    const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
+    let (plain, linux32) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: personality takes an integer; it is this thread's.
+                assert_ne!(unsafe { libc::personality(ADDR_NO_RANDOMIZE) }, -1);
+                let script = ["sh", "-c", "cat /proc/self/personality; uname -m"];
+                let plain = create_with("personality", &script, |_| {}).run_to_end();
+                let linux32 = create_with("personality-32", &script, |spec| {
+                    let mut linux = spec.linux().clone().unwrap();
+                    let domain = eci::oci_spec::runtime::LinuxPersonalityDomain::PerLinux32;
+                    let personality = eci::oci_spec::runtime::LinuxPersonalityBuilder::default()
+                        .domain(domain)
+                        .build()
+                        .unwrap();
+                    linux.set_personality(Some(personality));
+                    spec.set_linux(Some(linux));
+                })
+                .run_to_end();
+                // SAFETY: as above; back to the default.
+                unsafe { libc::personality(0) };
+                (plain, linux32)
+            })
+            .join()
+            .unwrap()
+    });
+    let lines = |(code, out): &(i32, String)| {
+        assert_eq!(*code, 0, "{out}");
+        out.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(lines(&plain), ["00000000", std::env::consts::ARCH]);
+    assert_eq!(lines(&linux32)[0], "00000008");
+}
+
+#[test]
 fn masks_cannot_be_removed() {
     // Every default mask that exists on this kernel (/proc/kcore only with CONFIG_PROC_KCORE).
     let masked: Vec<&str> = eci::eci_policy::settings::DEFAULT_MASKED_PATHS
