@@ -767,6 +767,8 @@ fn filter_values_as_set(values: &serde_json::Value) -> Option<serde_json::Value>
 /// assert!(query_refusal(Api::ServiceLogs, "stdout=1").is_some());
 /// assert!(query_refusal(Api::TaskInspect, "").is_some());
 /// assert!(query_refusal(Api::ServiceList, "").is_some());
+/// assert!(query_refusal(Api::ServiceDelete, "").is_some());
+/// assert!(query_refusal(Api::PluginDisable, "force=1").is_some());
 /// ```
 pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
     match api {
@@ -800,6 +802,20 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
         ),
         Api::ServiceList | Api::ServiceInspect | Api::TaskList | Api::TaskInspect => Some(
             "a swarm's services and tasks run outside this socket's runtime; their specs (their environment among them) are not its to read",
+        ),
+        // Nor its to take away from the swarm's other tenants, or to take this node out of it.
+        Api::ServiceDelete | Api::NodeDelete | Api::SwarmLeave => Some(
+            "a swarm's services and nodes run outside this socket's runtime; they are not its to remove",
+        ),
+        // A config's data is a service's (inspect returns it), and neither a config nor a
+        // secret is this socket's to remove from the services that use it.
+        Api::ConfigInspect | Api::ConfigDelete | Api::SecretDelete => Some(
+            "a swarm's configs and secrets belong to services outside this socket's runtime",
+        ),
+        // The engine's plugins are its administrator's: disabling or removing one (an
+        // authorization plugin among them) changes what the engine does for every client.
+        Api::PluginDisable | Api::PluginDelete => Some(
+            "the engine's plugins are its administrator's: disabling or removing one (an authorization plugin, say) changes the engine for every client",
         ),
         Api::Build => {
             let Ok(values) = query_values(query) else {
