@@ -670,6 +670,7 @@ impl Container {
                 init_parent,
                 boot_clock_origin,
                 while_mounting: Some(&mut while_mounting),
+                keep: &init_plan.descriptors(),
             })
         };
         tracing::debug!(container = id, "spawned");

@@ -138,6 +138,11 @@ pub struct SpawnRequest<'a> {
     /// returns the thread lists (cgroup v1 `tasks` files, opened for writing) the init moves
     /// itself into before it unshares its cgroup namespace (see [`WhileMounting`]).
     pub while_mounting: Option<&'a mut WhileMounting<'a>>,
+    /// The runtime's descriptors `setup` and `init` use (the init's standard streams), at most
+    /// [`MOST_KEPT`]; the setup process and the init close every other one but 0 to 2 as they
+    /// start: the init lives in the container's reach until its start, and another container's
+    /// listener or channel held there would never read as closed.
+    pub keep: &'a [RawFd],
 }
 
 /// Which process a container's init is a child of, which is the process that reaps it.
@@ -260,6 +265,15 @@ impl Drop for InitReaper<'_> {
 
 /// Starts a container's init as described in the module documentation.
 pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
+    if request.keep.len() > MOST_KEPT || request.joined.len() > MOST_JOINED {
+        let reason = format!(
+            "{} descriptors to keep and {} namespaces to join, at most {MOST_KEPT} and \
+             {MOST_JOINED}",
+            request.keep.len(),
+            request.joined.len()
+        );
+        return Err(SpawnError::Prepare(reason.into()));
+    }
     let (runtime_setup, setup_end) = Channel::pair().map_err(|source| SpawnError::Runtime {
         what: "creating the setup channel",
         source,
@@ -271,7 +285,7 @@ pub fn spawn(request: SpawnRequest<'_>) -> Result<Spawned, SpawnError> {
     let ends = ChildEnds {
         setup: &setup_end,
         init: &init_end,
-        runtime_ends: [runtime_setup.as_raw_fd(), runtime_init.as_raw_fd()],
+        keep: request.keep,
     };
     let joined_kinds = request
         .joined
@@ -418,11 +432,12 @@ fn died(child: &mut Reaper, who: &'static str) -> SpawnError {
     SpawnError::Died { who, status }
 }
 
-/// The channel ends a child inherits, and the runtime's ends it must close.
+/// The channel ends a child inherits, and the other descriptors it keeps (its closures'): it
+/// closes every other descriptor of the runtime's.
 struct ChildEnds<'a> {
     setup: &'a Channel,
     init: &'a Channel,
-    runtime_ends: [RawFd; 2],
+    keep: &'a [RawFd],
 }
 
 /// The pipe on which the init tells the mounter it has unshared (late mounts only): (read,
@@ -452,11 +467,24 @@ fn setup_process(
     setup: &(dyn Fn(SetupContext<'_>) -> Result<(), Failure> + Sync),
     init: &(dyn Fn(&Channel) -> Failure + Sync),
 ) -> ! {
-    for fd in ends.runtime_ends {
-        sys::close(fd);
-    }
     let channel = ends.setup;
     let fail = |stage, step| Failure::last_errno(stage, step).report_and_exit(channel);
+    // Nothing of the runtime's beyond what this process, the mounter and the init use: the
+    // runtime's ends of these channels (whose end of stream tells the runtime they are gone),
+    // and whatever another container's create had open, go.
+    let mut kept = [-1; 2 + MOST_JOINED + MOST_KEPT];
+    kept[0] = ends.setup.raw_fd();
+    kept[1] = ends.init.raw_fd();
+    let joined_fds = joined.iter().map(|ns| ns.file().as_raw_fd());
+    for (slot, fd) in kept[2..]
+        .iter_mut()
+        .zip(joined_fds.chain(ends.keep.iter().copied()))
+    {
+        *slot = fd;
+    }
+    if sys::close_fds_except(&kept).is_err() {
+        fail(Stage::SetupNamespace, 2);
+    }
     if sys::unshare(libc::CLONE_NEWNS).is_err() {
         fail(Stage::SetupNamespace, 0);
     }
@@ -763,8 +791,11 @@ pub fn spawn_into(
     })
 }
 
-/// How many descriptors [`spawn_into`] keeps for its `init` beside its own.
+/// How many descriptors [`spawn`] and [`spawn_into`] keep for their closures beside their own.
 pub const MOST_KEPT: usize = 8;
+
+/// How many namespaces [`spawn`] joins at most (network, IPC and UTS are the joinable ones).
+const MOST_JOINED: usize = 4;
 
 fn joining_process(
     channel: &Channel,

@@ -76,6 +76,7 @@ fn a_setup_failure_comes_back_typed_and_leaves_no_process() {
         init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
+        keep: &[],
     })
     .unwrap_err();
     match err {
@@ -125,6 +126,7 @@ fn what_prepare_returns_reaches_the_mounter() {
         init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
+        keep: &[],
     })
     .unwrap_err();
     match err {
@@ -152,6 +154,7 @@ fn a_prepare_failure_kills_the_init() {
         init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
+        keep: &[],
     })
     .unwrap_err();
     assert!(matches!(err, SpawnError::Prepare(_)), "{err}");
@@ -206,6 +209,7 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
         init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
+        keep: &[],
     })
     .unwrap();
     let (msg, _) = spawned.channel.recv().unwrap().unwrap();
@@ -220,6 +224,14 @@ fn late_mounts_wait_for_the_inits_own_namespace() {
 /// A container of its own namespaces whose init runs `init`, made by the runtime with the
 /// test's ID maps and nothing to set up.
 fn spawn_plain(init: &(dyn Fn(&Channel) -> Failure + Sync)) -> eci_ns::Spawned {
+    spawn_plain_keeping(init, &[])
+}
+
+/// [`spawn_plain`] whose init keeps `keep` of the test's descriptors.
+fn spawn_plain_keeping(
+    init: &(dyn Fn(&Channel) -> Failure + Sync),
+    keep: &[std::os::fd::RawFd],
+) -> eci_ns::Spawned {
     let setup = |_: SetupContext<'_>| Ok(());
     spawn(SpawnRequest {
         namespaces: Namespaces::CONTAINER,
@@ -231,6 +243,7 @@ fn spawn_plain(init: &(dyn Fn(&Channel) -> Failure + Sync)) -> eci_ns::Spawned {
         init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: None,
+        keep,
     })
     .unwrap()
 }
@@ -273,6 +286,7 @@ fn a_boot_clock_from_start_reads_zero_in_the_init_and_in_a_process_joining_it() 
         init_parent: InitParent::Runtime,
         boot_clock_origin: Some(eci_ns::timens::boot_clock().unwrap()),
         while_mounting: None,
+        keep: &[],
     })
     .unwrap();
     let (msg, _) = spawned.channel.recv().unwrap().unwrap();
@@ -343,6 +357,7 @@ fn spawn_with_thread_lists(
         init_parent: InitParent::Runtime,
         boot_clock_origin: None,
         while_mounting: Some(&mut while_mounting),
+        keep: &[],
     })
 }
 
@@ -513,6 +528,40 @@ fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
 }
 
 #[test]
+fn an_init_keeps_only_the_descriptors_it_is_given() {
+    // Until its start it lives in the container's reach (and holds whatever another create
+    // had open when it was forked): of the runtime's descriptors it keeps only those given.
+    use std::os::fd::AsRawFd;
+    let (kept, other) = (
+        std::fs::File::open("/dev/null").unwrap(),
+        std::fs::File::open("/dev/null").unwrap(),
+    );
+    let (kept_fd, other_fd) = (kept.as_raw_fd(), other.as_raw_fd());
+    let open = |fd: i32| {
+        // SAFETY: fcntl with integer arguments only asks about the descriptor.
+        i32::from(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+    };
+    let report = |channel: &Channel| {
+        let _ = channel.send(Message {
+            kind: 42,
+            a: open(kept_fd),
+            b: open(other_fd),
+            c: 0,
+        });
+        stay_until_hung_up(channel)
+    };
+    let spawned = spawn_plain_keeping(&report, &[kept_fd]);
+    let (msg, _) = spawned.channel.recv().unwrap().unwrap();
+    assert_eq!(
+        (msg.kind, msg.a, msg.b),
+        (42, 1, 0),
+        "kept open, the other closed"
+    );
+    drop(spawned.channel);
+    assert_eq!(spawned.init.wait().unwrap().code(), 0);
+}
+
+#[test]
 fn a_joined_process_keeps_only_the_descriptors_it_is_given() {
     // It lives in the container's reach until its exec, where the container can hold it: of
     // the runtime's descriptors it keeps only those its init uses.
@@ -678,6 +727,7 @@ fn an_adopted_init_is_no_child_of_the_runtime_yet_its_end_is_known() {
         init_parent: InitParent::Adopter,
         boot_clock_origin: None,
         while_mounting: None,
+        keep: &[],
     })
     .unwrap();
     let pid = spawned.init.pid();
