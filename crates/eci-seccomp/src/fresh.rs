@@ -85,6 +85,9 @@ pub struct Masks {
     pub proc_readonly: Vec<CString>,
     /// Masked in a fresh sysfs.
     pub sys_masked: Vec<CString>,
+    /// Read-only in a fresh sysfs. A record written before this was known lists none.
+    #[serde(default)]
+    pub sys_readonly: Vec<CString>,
     /// (host file, path in a fresh procfs) to bind read-only.
     pub proc_binds: Vec<(CString, CString)>,
     /// (host file, path in a fresh sysfs) to bind read-only.
@@ -116,20 +119,26 @@ fn read_only_unless_known() -> bool {
 
 impl Masks {
     /// The masks of the container's own /proc and /sys, from absolute paths such as
-    /// `/proc/kcore`.
+    /// `/proc/kcore`, read as the kernel reads them (`//` and `.` skipped, `..` going up: a
+    /// spec's `/proc/../slots` is `/slots`, under neither, never a path beside the fresh
+    /// filesystem in the host half's workshop).
     pub fn from_paths(masked: &[String], readonly: &[String]) -> Masks {
         let under = |paths: &[String], root: &str| -> Vec<CString> {
             paths
                 .iter()
-                .filter_map(|p| p.strip_prefix(root))
-                .filter(|rest| !rest.is_empty())
-                .filter_map(|rest| CString::new(rest).ok())
+                .filter_map(|p| eci_policy::paths::normalize(Path::new(p)).ok())
+                .filter_map(|p| {
+                    let rest = p.strip_prefix(root).ok()?;
+                    let rest = rest.as_os_str().as_bytes();
+                    (!rest.is_empty()).then(|| CString::new(rest).ok())?
+                })
                 .collect()
         };
         Masks {
-            proc_masked: under(masked, "/proc/"),
-            proc_readonly: under(readonly, "/proc/"),
-            sys_masked: under(masked, "/sys/"),
+            proc_masked: under(masked, "/proc"),
+            proc_readonly: under(readonly, "/proc"),
+            sys_masked: under(masked, "/sys"),
+            sys_readonly: under(readonly, "/sys"),
             ..Masks::default()
         }
     }
@@ -933,7 +942,7 @@ fn build_sysfs(
     let fs = in_namespaces(&enter, &back, || FsContext::open(c"sysfs"))?;
     mount_context(fs, path, flags)?;
     let base = &path[..path.iter().position(|b| *b == 0).unwrap_or(path.len())];
-    apply_masks(base, &masks.sys_masked, &[])?;
+    apply_masks(base, &masks.sys_masked, &masks.sys_readonly)?;
     apply_binds(base, &masks.sys_binds, sources, false)
 }
 
@@ -976,7 +985,11 @@ fn apply_masks(base: &[u8], masked: &[CString], readonly: &[CString]) -> SysResu
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: st is a valid out pointer.
         if unsafe { libc::lstat(path.as_ptr(), &mut st) } != 0 {
-            continue;
+            // Only a path this filesystem lacks goes unmasked.
+            match Errno::last() {
+                Errno(libc::ENOENT | libc::ENOTDIR) => continue,
+                errno => return Err(errno),
+            }
         }
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -1026,11 +1039,19 @@ mod tests {
             "/sys/firmware".into(),
             "/proc".into(),
             "/etc/x".into(),
+            "/proc/../slots".into(),
+            "/proc//./timer_list/".into(),
+            "/procfs/x".into(),
         ];
-        let masks = Masks::from_paths(&masked, &["/proc/sys".to_string()]);
-        assert_eq!(masks.proc_masked, [c"kcore".to_owned()]);
+        let readonly = ["/proc/sys".to_string(), "/sys/fs/bpf".into()];
+        let masks = Masks::from_paths(&masked, &readonly);
+        assert_eq!(
+            masks.proc_masked,
+            [c"kcore".to_owned(), c"timer_list".to_owned()]
+        );
         assert_eq!(masks.sys_masked, [c"firmware".to_owned()]);
         assert_eq!(masks.proc_readonly, [c"sys".to_owned()]);
+        assert_eq!(masks.sys_readonly, [c"fs/bpf".to_owned()]);
     }
 
     #[test]
