@@ -1309,7 +1309,17 @@ pub(crate) fn set_rlimits(pid: i32, spec: &Spec) -> std::io::Result<()> {
         };
         // SAFETY: value is a valid rlimit; a NULL old-limit pointer is allowed.
         if unsafe { libc::prlimit(pid, resource, &value, std::ptr::null_mut()) } == -1 {
-            return Err(std::io::Error::last_os_error());
+            let err = std::io::Error::last_os_error();
+            // EPERM: a hard limit above the runtime's own, which takes CAP_SYS_RESOURCE.
+            return Err(std::io::Error::new(
+                err.kind(),
+                format!(
+                    "setting {} to {} (soft) and {} (hard): {err}",
+                    limit.typ(),
+                    limit.soft(),
+                    limit.hard()
+                ),
+            ));
         }
     }
     Ok(())
