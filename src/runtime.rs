@@ -151,6 +151,35 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The settings as the runtime applies them: its state and lease directories restricted, the
+/// state directory's `rootfs` (where `HostRootfs` builds roots) engine storage, and every
+/// restriction also where it really is.
+fn runtime_policy(policy: Policy, state_dir: &Path, leases_dir: &Path) -> Result<Policy> {
+    let restricting = |what: &str| {
+        let what = format!("restricting {what}");
+        move |e: eci_policy::paths::PathError| Error::Io {
+            what,
+            source: std::io::Error::other(e),
+        }
+    };
+    policy
+        .with_state_dir(state_dir)
+        .map_err(restricting("the state directory"))?
+        .with_state_dir(leases_dir)
+        .map_err(restricting("the ID leases directory"))?
+        .with_resolved_engine_sockets(resolve_as_root_made)
+        .map_err(restricting("where the engine sockets really are"))?
+        .with_resolved_engine_data_roots(resolve_as_root_made)
+        .map_err(restricting("where the engines' data roots really are"))?
+        .with_engine_storage(&state_dir.join("rootfs"))
+        .map_err(restricting("the state directory's roots"))?
+        .with_resolved_engine_storage(resolve_as_root_made)
+        .map_err(restricting("where the engines' storage really is"))?
+        // Last: every restriction above is resolved too.
+        .with_resolved_restrictions(resolve_as_root_made)
+        .map_err(restricting("where the restricted paths really are"))
+}
+
 /// Where a path a rule names really is, if only root can have made it lead there
 /// ([`eci_idmap::reach::resolve_as_root_made`]); an error otherwise, which leaves the rule as
 /// named: a user who could point it elsewhere could move a restriction onto a share (`/home`)
@@ -195,45 +224,7 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
         let state_dir = private_dir(&config.state_dir, "state")?;
         let leases_dir = private_dir(&config.leases_dir, "lease journal")?;
-        let policy = config
-            .policy
-            .with_state_dir(&state_dir)
-            .map_err(|e| Error::Io {
-                what: "restricting the state directory".into(),
-                source: std::io::Error::other(e),
-            })?
-            .with_state_dir(&leases_dir)
-            .map_err(|e| Error::Io {
-                what: "restricting the ID leases directory".into(),
-                source: std::io::Error::other(e),
-            })?
-            .with_resolved_engine_sockets(resolve_as_root_made)
-            .map_err(|e| Error::Io {
-                what: "restricting where the engine sockets really are".into(),
-                source: std::io::Error::other(e),
-            })?
-            .with_resolved_engine_data_roots(resolve_as_root_made)
-            .map_err(|e| Error::Io {
-                what: "restricting where the engines' data roots really are".into(),
-                source: std::io::Error::other(e),
-            })?
-            // Where HostRootfs builds roots for this runtime's containers.
-            .with_engine_storage(&state_dir.join("rootfs"))
-            .map_err(|e| Error::Io {
-                what: "restricting the state directory's roots".into(),
-                source: std::io::Error::other(e),
-            })?
-            .with_resolved_engine_storage(resolve_as_root_made)
-            .map_err(|e| Error::Io {
-                what: "restricting where the engines' storage really is".into(),
-                source: std::io::Error::other(e),
-            })?
-            // Last: every restriction above is resolved too.
-            .with_resolved_restrictions(resolve_as_root_made)
-            .map_err(|e| Error::Io {
-                what: "restricting where the restricted paths really are".into(),
-                source: std::io::Error::other(e),
-            })?;
+        let policy = runtime_policy(config.policy, &state_dir, &leases_dir)?;
         if !policy.eci_enabled {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");
         }

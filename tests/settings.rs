@@ -39,6 +39,32 @@ fn a_locked_setting_cannot_be_overridden_by_a_container() {
     );
 }
 
+/// A runtime of its own in `dir` (state in `dir/state`) with the settings document `settings`.
+fn runtime_with_settings(dir: &Path, settings: &str) -> eci::Runtime {
+    std::fs::write(dir.join("settings.json"), settings).unwrap();
+    let policy = eci::load_settings(&dir.join("settings.json")).unwrap();
+    eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: dir.join("state"),
+        policy,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// The spec of `rootfs` running `true`, with a bind of `source` at `dest` added.
+fn spec_binding(rootfs: &HostRootfs, source: &Path, dest: &str) -> eci::oci_spec::runtime::Spec {
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let mut bind = eci::oci_spec::runtime::Mount::default();
+    bind.set_destination(dest.into());
+    bind.set_typ(Some("bind".into()));
+    bind.set_source(Some(source.to_path_buf()));
+    bind.set_options(Some(vec!["bind".into()]));
+    mounts.push(bind);
+    spec.set_mounts(Some(mounts));
+    spec
+}
+
 /// A restricted path named through a symlink (a data directory moved to a bigger disk) is
 /// restricted where it really is: a bind of its real place is refused, though a shared path
 /// holds it.
@@ -53,24 +79,9 @@ fn a_restricted_path_named_through_a_symlink_is_restricted_where_it_is() {
         r#"{{"eci": {{"restrictedPaths": [{{"path": "{}"}}]}}}}"#,
         link.display()
     );
-    std::fs::write(dir.path().join("settings.json"), settings).unwrap();
-    let policy = eci::load_settings(&dir.path().join("settings.json")).unwrap();
-    let runtime = eci::Runtime::new(eci::RuntimeConfig {
-        state_dir: dir.path().join("state"),
-        policy,
-        ..Default::default()
-    })
-    .unwrap();
+    let runtime = runtime_with_settings(dir.path(), &settings);
     let rootfs = HostRootfs::create(&dir.path().join("rootfs")).unwrap();
-    let mut spec = rootfs.spec(vec!["true".into()]);
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    let mut bind = eci::oci_spec::runtime::Mount::default();
-    bind.set_destination("/secrets".into());
-    bind.set_typ(Some("bind".into()));
-    bind.set_source(Some(real.join(".")));
-    bind.set_options(Some(vec!["bind".into()]));
-    mounts.push(bind);
-    spec.set_mounts(Some(mounts));
+    let spec = spec_binding(&rootfs, &real.join("."), "/secrets");
     let err = runtime
         .create(ContainerConfig::new("moved-secrets", spec))
         .unwrap_err();
@@ -94,25 +105,10 @@ fn an_engine_socket_named_through_a_symlink_is_guarded_where_it_is() {
     let link = dir.path().join("docker.sock");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let settings = format!(r#"{{"eci": {{"engineSockets": ["{}"]}}}}"#, link.display());
-    std::fs::write(dir.path().join("settings.json"), settings).unwrap();
-    let policy = eci::load_settings(&dir.path().join("settings.json")).unwrap();
-    let runtime = eci::Runtime::new(eci::RuntimeConfig {
-        state_dir: dir.path().join("state"),
-        policy,
-        ..Default::default()
-    })
-    .unwrap();
+    let runtime = runtime_with_settings(dir.path(), &settings);
     let rootfs = HostRootfs::create(&dir.path().join("rootfs")).unwrap();
     for (source, id) in [(&real_dir, "socket-dir"), (&real, "socket")] {
-        let mut spec = rootfs.spec(vec!["true".into()]);
-        let mut mounts = spec.mounts().clone().unwrap_or_default();
-        let mut bind = eci::oci_spec::runtime::Mount::default();
-        bind.set_destination("/engine".into());
-        bind.set_typ(Some("bind".into()));
-        bind.set_source(Some(source.clone()));
-        bind.set_options(Some(vec!["bind".into()]));
-        mounts.push(bind);
-        spec.set_mounts(Some(mounts));
+        let spec = spec_binding(&rootfs, source, "/engine");
         let err = runtime.create(ContainerConfig::new(id, spec)).unwrap_err();
         assert!(matches!(err, Error::Spec(_)), "{id}: {err}");
         assert!(

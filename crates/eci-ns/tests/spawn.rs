@@ -527,10 +527,12 @@ fn a_joining_process_cannot_be_taken_over_by_the_containers_root() {
     assert_eq!(spawned.init.wait().unwrap().code(), 0);
 }
 
-#[test]
-fn an_init_keeps_only_the_descriptors_it_is_given() {
-    // Until its start it lives in the container's reach (and holds whatever another create
-    // had open when it was forked): of the runtime's descriptors it keeps only those given.
+/// Runs `start` with a process that reports (in a message of kind 42: `a` for the one kept,
+/// `b` for the other) whether two descriptors of the test's are open in it, the first of which
+/// `start` is asked to keep; checks that only that one is, and ends the process.
+fn keeps_only_the_descriptor_given(
+    start: impl FnOnce(&(dyn Fn(&Channel) -> Failure + Sync), std::os::fd::RawFd) -> eci_ns::Spawned,
+) {
     use std::os::fd::AsRawFd;
     let (kept, other) = (
         std::fs::File::open("/dev/null").unwrap(),
@@ -550,59 +552,42 @@ fn an_init_keeps_only_the_descriptors_it_is_given() {
         });
         stay_until_hung_up(channel)
     };
-    let spawned = spawn_plain_keeping(&report, &[kept_fd]);
-    let (msg, _) = spawned.channel.recv().unwrap().unwrap();
+    let started = start(&report, kept_fd);
+    let (msg, _) = started.channel.recv().unwrap().unwrap();
     assert_eq!(
         (msg.kind, msg.a, msg.b),
         (42, 1, 0),
         "kept open, the other closed"
     );
-    drop(spawned.channel);
-    assert_eq!(spawned.init.wait().unwrap().code(), 0);
+    drop(started.channel);
+    assert_eq!(started.init.wait().unwrap().code(), 0);
+}
+
+#[test]
+fn an_init_keeps_only_the_descriptors_it_is_given() {
+    // Until its start it lives in the container's reach (and holds whatever another create
+    // had open when it was forked): of the runtime's descriptors it keeps only those given.
+    keeps_only_the_descriptor_given(|init, kept| spawn_plain_keeping(init, &[kept]));
 }
 
 #[test]
 fn a_joined_process_keeps_only_the_descriptors_it_is_given() {
     // It lives in the container's reach until its exec, where the container can hold it: of
     // the runtime's descriptors it keeps only those its init uses.
-    use std::os::fd::AsRawFd;
     let stay = |channel: &Channel| stay_until_hung_up(channel);
     let spawned = spawn_plain(&stay);
-    let (kept, other) = (
-        std::fs::File::open("/dev/null").unwrap(),
-        std::fs::File::open("/dev/null").unwrap(),
-    );
-    let (kept_fd, other_fd) = (kept.as_raw_fd(), other.as_raw_fd());
-    let open = |fd: i32| {
-        // SAFETY: fcntl with integer arguments only asks about the descriptor.
-        i32::from(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
-    };
-    let report = |channel: &Channel| {
-        let _ = channel.send(Message {
-            kind: 42,
-            a: open(kept_fd),
-            b: open(other_fd),
-            c: 0,
-        });
-        stay_until_hung_up(channel)
-    };
-    let joined = eci_ns::spawn::spawn_into(
-        &spawned.init,
-        Namespaces::CONTAINER,
-        &report,
-        &mut |_: &PidFd| Ok(0),
-        &[],
-        &[kept_fd],
-    )
-    .unwrap();
-    let (msg, _) = joined.channel.recv().unwrap().unwrap();
-    assert_eq!(
-        (msg.kind, msg.a, msg.b),
-        (42, 1, 0),
-        "kept open, the other closed"
-    );
-    drop(joined.channel);
-    assert_eq!(joined.init.wait().unwrap().code(), 0);
+    keeps_only_the_descriptor_given(|init, kept| {
+        let no_prepare = &mut |_: &PidFd| Ok(0);
+        eci_ns::spawn::spawn_into(
+            &spawned.init,
+            Namespaces::CONTAINER,
+            init,
+            no_prepare,
+            &[],
+            &[kept],
+        )
+        .unwrap()
+    });
     drop(spawned.channel);
     assert_eq!(spawned.init.wait().unwrap().code(), 0);
 }
