@@ -557,15 +557,24 @@ impl Container {
         }
         // Asked once every setting that may leave it writable has had its say.
         let rootfs_writable = mount_plan.root_may_become_writable();
-        // The rootfs is idmapped (or shifted) into the block as a bind is: judged by the same
-        // rules, on the path resolved above, which the mounter opens.
+        // Idmapped (or shifted) into the block, the rootfs lets the container's root act as the
+        // owner of every file in it: judged (eci_policy::root) on the path resolved above, which
+        // the mounter opens, and no bind may show it as the mounter builds it.
         let resolved_root = eci_policy::paths::ResolvedPath::from_resolved(&rootfs);
         let resolved_root = resolved_root.map_err(|e| Error::Path {
             what: "rootfs",
             path: rootfs.clone(),
             source: std::io::Error::other(e),
         })?;
-        if policy.decide_root(&resolved_root, rootfs_writable)? == RootAccess::IfClosedToOthers {
+        let access = policy.decide_root(&resolved_root, rootfs_writable)?;
+        let bind_sources = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .filter(|m| eci_policy::harden::is_bind(m))
+            .filter_map(|m| m.source().as_deref());
+        eci_policy::root::check_binds_beside(&rootfs, bind_sources)?;
+        if access == RootAccess::IfClosedToOthers {
             // Read as resolved above: a component swapped for a symlink since shows as one.
             let reachable = eci_idmap::reach::resolved_reachable_by_others(&rootfs).map_err(
                 Error::io(format!("checking who can reach {}", rootfs.display())),

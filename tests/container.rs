@@ -869,6 +869,59 @@ fn a_rootfs_that_host_users_can_reach_is_refused() {
 }
 
 #[test]
+fn a_bind_of_the_rootfs_or_of_what_holds_it_is_refused() {
+    use eci::eci_policy::root::RootRefusal;
+    // The mounter builds the container's mounts in its rootfs (a fresh procfs, unmasked until
+    // the masks come last): a bind of a path in it, or of one holding it, would copy them.
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in("/tmp")
+        .unwrap();
+    let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    for (name, source) in [
+        ("bind-rootfs-proc", rootfs.path().join("proc")),
+        ("bind-rootfs-parent", dir.path().to_path_buf()),
+    ] {
+        let mut spec = rootfs.spec(vec!["true".into()]);
+        spec.mounts_mut()
+            .as_mut()
+            .unwrap()
+            .push(common::read_only_bind(&source, "/hostproc"));
+        let id = common::unique_id(name);
+        let err = runtime()
+            .create(eci::ContainerConfig::new(id, spec))
+            .unwrap_err();
+        assert!(
+            matches!(&err, eci::Error::Root(RootRefusal::BindOfRoot { bind, .. }) if *bind == source),
+            "{name}: {err}"
+        );
+    }
+    rootfs.remove().unwrap();
+}
+
+#[test]
+fn a_file_mask_is_the_null_device_whatever_the_containers_dev_holds() {
+    // A /dev bound from a host directory may hold a `null` leading to the very file to hide:
+    // the mask would bind that file over itself, and every file mask would show its contents.
+    use std::os::unix::fs::PermissionsExt;
+    let dev = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(dev.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::symlink("/proc/timer_list", dev.path().join("null")).unwrap();
+    let script = "stat -L -c '%F %t:%T' /proc/timer_list";
+    let (code, out) = create_with("mask-null", &["sh", "-c", script], |spec| {
+        let mut bind = common::read_only_bind(dev.path(), "/dev");
+        bind.set_options(Some(vec!["bind".into()]));
+        spec.mounts_mut().as_mut().unwrap().push(bind);
+    })
+    .run_to_end();
+    assert_eq!(
+        (code, out.trim()),
+        (0, "character special file 1:3"),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_congestion_control_sysctl_takes_only_an_algorithm_loaded_already() {
     // Set to one the kernel lacks by a writer with the host's CAP_NET_ADMIN (the mounter),
     // the kernel would load the module tcp_NAME: a module load the container could not make.

@@ -1204,16 +1204,36 @@ fn mask(root: RawFd, dest: &RootPath) -> SysResult<()> {
             Some(c"size=0,mode=0555"),
         );
     }
-    let null = match open_in_root(root, c"dev/null", libc::O_PATH) {
-        Ok(null) => null,
-        Err(_) => openat2(
-            libc::AT_FDCWD,
-            c"/dev/null",
-            libc::O_PATH,
-            RESOLVE_NO_SYMLINKS,
-        )?,
+    // The container's /dev/null only if it is one: a /dev bound from a host directory may hold
+    // a `null` leading anywhere in the container's tree (to the very file to hide).
+    let ours = open_in_root(root, c"dev/null", libc::O_PATH).ok();
+    let null = match ours.filter(|null| is_null_device(null.0)) {
+        Some(null) => null,
+        None => {
+            let host = openat2(
+                libc::AT_FDCWD,
+                c"/dev/null",
+                libc::O_PATH,
+                RESOLVE_NO_SYMLINKS,
+            )?;
+            if !is_null_device(host.0) {
+                return Err(Errno(libc::ENODEV));
+            }
+            host
+        }
     };
     bind(null.0, target.0, false, 0, 0).map(drop)
+}
+
+/// Whether `fd` is the null device (character device 1:3).
+fn is_null_device(fd: RawFd) -> bool {
+    // SAFETY: an all-zero stat is valid; fstat fills it in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid out pointer.
+    let stated = unsafe { libc::fstat(fd, &mut st) } == 0;
+    stated
+        && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && (libc::major(st.st_rdev), libc::minor(st.st_rdev)) == (1, 3)
 }
 
 /// Makes a path read-only with a bind of itself. Missing paths are skipped.

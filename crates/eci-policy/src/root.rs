@@ -84,6 +84,14 @@ pub enum RootRefusal {
         /// The root.
         path: PathBuf,
     },
+    /// A bind's host source is the root, lies inside it or holds it ([`check_binds_beside`]).
+    #[error("{}: refused as a bind source: it is, lies inside or holds the container's root {}, which the mounter builds there, its own procfs and sysfs included before their masks", bind.display(), path.display())]
+    BindOfRoot {
+        /// The root.
+        path: PathBuf,
+        /// The bind's source.
+        bind: PathBuf,
+    },
     /// Outside an engine's tree, host users other than root can reach the root or move a
     /// directory on its path ([`RootAccess::IfClosedToOthers`]).
     #[error("{}: refused as a container's root: host users other than root can reach it (every directory above it lets them through, or one they may move is on its path), and the container's root would act there as the owner of every file, theirs included. Keep the bundle in a directory only root can enter or move (mode 0700, or 0710 with root's group, in root's directories)", path.display())]
@@ -91,6 +99,36 @@ pub enum RootRefusal {
         /// The root.
         path: PathBuf,
     },
+}
+
+/// Refuses a bind whose resolved host `sources` is the resolved `root`, lies inside it or holds
+/// it: the mounter binds the root onto itself and builds the container's mounts there (a fresh
+/// procfs, unmasked until the masks come last), so such a bind, opened after that, would copy
+/// them into the container as they stand.
+///
+/// ```
+/// use eci_policy::root::check_binds_beside;
+/// use std::path::Path;
+/// let root = Path::new("/srv/b/rootfs");
+/// assert!(check_binds_beside(root, [Path::new("/srv/data")]).is_ok());
+/// assert!(check_binds_beside(root, [Path::new("/srv/b/rootfs/proc")]).is_err());
+/// assert!(check_binds_beside(root, [Path::new("/srv/b")]).is_err());
+/// assert!(check_binds_beside(root, [Path::new("/srv/b/rootfs2")]).is_ok());
+/// ```
+pub fn check_binds_beside<'a>(
+    root: &Path,
+    sources: impl IntoIterator<Item = &'a Path>,
+) -> Result<(), RootRefusal> {
+    match sources
+        .into_iter()
+        .find(|source| source.starts_with(root) || root.starts_with(source))
+    {
+        Some(source) => Err(RootRefusal::BindOfRoot {
+            path: root.to_path_buf(),
+            bind: source.to_path_buf(),
+        }),
+        None => Ok(()),
+    }
 }
 
 impl Policy {
