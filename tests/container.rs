@@ -922,6 +922,34 @@ fn a_file_mask_is_the_null_device_whatever_the_containers_dev_holds() {
 }
 
 #[test]
+fn a_mount_whose_destination_leads_to_the_root_changes_nothing_of_the_root() {
+    // Looked up again after the mount, a destination leading to / finds the rootfs's root, not
+    // the filesystem just mounted on it: its propagation (or devpts's owner) would be set there.
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in("/tmp")
+        .unwrap();
+    let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    std::os::unix::fs::symlink("/", rootfs.path().join("to-root")).unwrap();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    let mut tmpfs = eci::oci_spec::runtime::Mount::default();
+    tmpfs.set_destination("/to-root".into());
+    tmpfs.set_typ(Some("tmpfs".into()));
+    tmpfs.set_source(Some("tmpfs".into()));
+    tmpfs.set_options(Some(vec!["rprivate".into()]));
+    spec.mounts_mut().as_mut().unwrap().push(tmpfs);
+    let id = common::unique_id("to-root");
+    let err = runtime()
+        .create(eci::ContainerConfig::new(id, spec))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("/to-root") && err.to_string().contains("cross-device"),
+        "{err}"
+    );
+    rootfs.remove().unwrap();
+}
+
+#[test]
 fn a_congestion_control_sysctl_takes_only_an_algorithm_loaded_already() {
     // Set to one the kernel lacks by a writer with the host's CAP_NET_ADMIN (the mounter),
     // the kernel would load the module tcp_NAME: a module load the container could not make.

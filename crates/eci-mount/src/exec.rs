@@ -1118,9 +1118,14 @@ impl MountPlan {
                 if !remount && *propagation == 0 && !*chown_root {
                     return Ok(());
                 }
-                // From here on the destination names the new mount.
+                // From here on the destination names the new mount: looked up again, so checked
+                // to be a mount's root and not the rootfs's (a destination leading to / finds
+                // the root, not what was mounted on it), before anything is changed through it.
                 let mounted =
                     open_in_root(root, &dest.rel, libc::O_PATH).map_err(fail(Action::Resolve))?;
+                if !is_mount_root(mounted.0) || mount_id(mounted.0) == mount_id(root) {
+                    return Err(fail(Action::Resolve)(Errno(libc::EXDEV)));
+                }
                 if remount {
                     remount_with(mounted.0, *flags).map_err(fail(Action::Remount))?;
                 }

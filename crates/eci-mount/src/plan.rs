@@ -636,7 +636,11 @@ fn plan_mount(
             fstype,
         });
     }
-    let data = container_ids_to_host(&fstype, &opts.data, block);
+    let data =
+        container_ids_to_host(&fstype, &opts.data, block).map_err(|source| PlanError::Options {
+            dest: dest.display.clone(),
+            source,
+        })?;
     let source = mount
         .source()
         .as_ref()
@@ -744,27 +748,27 @@ fn plan_bind(
 }
 
 /// The mounter has host credentials, so ownership options written as container IDs must become
-/// host IDs, and a tmpfs without them would belong to the host's root.
-fn container_ids_to_host(fstype: &str, data: &str, block: IdBlock) -> String {
+/// host IDs, and a tmpfs without them would belong to the host's root. Every `uid=` and `gid=`
+/// is rewritten (read as the kernel reads a number: `0x` hexadecimal, a leading `0` octal), and
+/// one that does not read as a number is refused: passed on as written, the kernel could read
+/// it (`uid=0x0` after a `uid=5`, the last one winning) as a host ID.
+fn container_ids_to_host(fstype: &str, data: &str, block: IdBlock) -> Result<String, OptionError> {
     if !matches!(fstype, "tmpfs" | "devpts") {
-        return data.to_string();
+        return Ok(data.to_string());
     }
     let mut words: Vec<String> = Vec::new();
     let (mut has_uid, mut has_gid) = (false, false);
     for word in data.split(',').filter(|w| !w.is_empty()) {
-        let translated = word.split_once('=').and_then(|(key, value)| {
-            let id: u32 = value.parse().ok()?;
-            matches!(key, "uid" | "gid").then(|| {
-                has_uid |= key == "uid";
-                has_gid |= key == "gid";
-                // An ID outside the block has no host ID; nobody is the kernel's answer too.
-                format!(
-                    "{key}={}",
-                    block.to_host(id).unwrap_or(block.host_start() + 65534)
-                )
-            })
-        });
-        words.push(translated.unwrap_or_else(|| word.to_string()));
+        let Some((key @ ("uid" | "gid"), value)) = word.split_once('=') else {
+            words.push(word.to_string());
+            continue;
+        };
+        let id = kernel_number(value).ok_or_else(|| OptionError::Malformed(word.to_string()))?;
+        has_uid |= key == "uid";
+        has_gid |= key == "gid";
+        // An ID outside the block has no host ID; nobody is the kernel's answer too.
+        let host = block.to_host(id).unwrap_or(block.host_start() + 65534);
+        words.push(format!("{key}={host}"));
     }
     if fstype == "tmpfs" {
         if !has_uid {
@@ -774,7 +778,23 @@ fn container_ids_to_host(fstype: &str, data: &str, block: IdBlock) -> String {
             words.push(format!("gid={}", block.host_start()));
         }
     }
-    words.join(",")
+    Ok(words.join(","))
+}
+
+/// A number as the kernel's `kstrtouint(value, 0)` reads it: an optional `+`, then `0x`
+/// hexadecimal, a leading `0` octal, or decimal.
+fn kernel_number(value: &str) -> Option<u32> {
+    let digits = value.strip_prefix('+').unwrap_or(value);
+    let (digits, radix) = match digits.strip_prefix("0x").or(digits.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None if digits.len() > 1 && digits.starts_with('0') => (&digits[1..], 8),
+        None => (digits, 10),
+    };
+    // from_str_radix takes a sign of its own, which the kernel would not after the prefix.
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix).ok()
 }
 
 fn dev_contents(linux: &oci_spec::runtime::Linux, block: IdBlock) -> Result<Vec<Step>, PlanError> {
@@ -880,22 +900,55 @@ mod tests {
     fn ownership_options_become_host_ids() {
         let block = IdBlock::new(1 << 28, 65536).unwrap();
         let base = 1u32 << 28;
+        let host = |fstype, data| container_ids_to_host(fstype, data, block).unwrap();
         assert_eq!(
-            container_ids_to_host("devpts", "newinstance,gid=5,mode=0620", block),
+            host("devpts", "newinstance,gid=5,mode=0620"),
             format!("newinstance,gid={},mode=0620", base + 5)
         );
         assert_eq!(
-            container_ids_to_host("tmpfs", "mode=755", block),
+            host("tmpfs", "mode=755"),
             format!("mode=755,uid={base},gid={base}")
         );
+        assert_eq!(host("proc", "hidepid=2"), "hidepid=2");
         assert_eq!(
-            container_ids_to_host("proc", "hidepid=2", block),
-            "hidepid=2"
-        );
-        assert_eq!(
-            container_ids_to_host("tmpfs", "uid=70000", block),
+            host("tmpfs", "uid=70000"),
             format!("uid={},gid={base}", base + 65534)
         );
+        // Read as the kernel reads numbers, and every one rewritten: none reaches the kernel
+        // as written, where the last would win.
+        assert_eq!(
+            host("tmpfs", "uid=5,uid=0x0,gid=010"),
+            format!("uid={},uid={base},gid={}", base + 5, base + 8)
+        );
+        for refused in ["uid=0x", "uid=abc", "gid=-1", "uid=", "gid=+-1", "uid=0x+1"] {
+            assert!(
+                container_ids_to_host("tmpfs", refused, block).is_err(),
+                "{refused}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a spec writes, every ownership option that reaches a tmpfs or devpts names
+        /// a host ID of the block, in decimal: none the kernel could read as another's.
+        #[test]
+        fn ownership_options_only_ever_name_the_blocks_ids(
+            words in proptest::collection::vec("(uid|gid|mode|size)=[+0-9xXa-f-]{0,5}", 0..5),
+            fstype in proptest::sample::select(vec!["tmpfs", "devpts"]),
+        ) {
+            let block = IdBlock::new(1 << 28, 65536).unwrap();
+            if let Ok(data) = container_ids_to_host(fstype, &words.join(","), block) {
+                for word in data.split(',') {
+                    if let Some(("uid" | "gid", value)) = word.split_once('=') {
+                        let id: u32 = value.parse().unwrap();
+                        proptest::prop_assert!(
+                            (block.host_start()..block.host_start() + 65536).contains(&id),
+                            "{}", data
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// A bind of /usr at `dest` with the comma-separated `options`, as spec JSON.
