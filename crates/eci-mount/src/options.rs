@@ -39,6 +39,11 @@ pub enum OptionError {
     /// An identity option that does not read as one.
     #[error("malformed mount option '{0}'")]
     Malformed(String),
+    /// Options a bind does not apply (not mount flags, propagation or eci's own).
+    #[error(
+        "bind options '{0}' are not supported (recursive attributes such as rnosuid among them)"
+    )]
+    NotForBind(String),
 }
 
 /// Parses a spec's options.

@@ -703,6 +703,15 @@ fn plan_bind(
     }
     let served = files.contains(&source.as_path());
     let is_dir = !served && source_is_dir(&source).map_err(|err| bad(err.to_string()))?;
+    // A bind takes no filesystem data: a word that is none of the flags it knows (runc's
+    // recursive `rnosuid`, `rnodev`, `rnoexec`, say) would be dropped, and the bind made
+    // otherwise than asked.
+    if !opts.data.is_empty() {
+        return Err(PlanError::Options {
+            dest: dest.display.clone(),
+            source: OptionError::NotForBind(opts.data.clone()),
+        });
+    }
     if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
         let what = "an idmapped bind with mappings of its own (uidMappings/gidMappings)";
         return Err(PlanError::Unsupported {
@@ -969,6 +978,33 @@ mod tests {
             mounts.join(", ")
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn a_bind_option_that_would_be_dropped_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let block = IdBlock::new(1 << 28, 65536).unwrap();
+        for options in ["rbind,rnosuid", "bind,ro,size=10m"] {
+            let spec = spec_with(root.path(), true, &[bind("/usr", options)], "{}");
+            let refused = MountPlan::from_spec(&spec, root.path(), block).unwrap_err();
+            assert!(
+                matches!(
+                    refused,
+                    PlanError::Options {
+                        source: OptionError::NotForBind(_),
+                        ..
+                    }
+                ),
+                "{options}: {refused}"
+            );
+        }
+        let spec = spec_with(
+            root.path(),
+            true,
+            &[bind("/usr", "rbind,ro,nosuid,rprivate")],
+            "{}",
+        );
+        MountPlan::from_spec(&spec, root.path(), block).unwrap();
     }
 
     #[test]
