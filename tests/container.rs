@@ -950,6 +950,48 @@ fn a_mount_whose_destination_leads_to_the_root_changes_nothing_of_the_root() {
 }
 
 #[test]
+fn what_the_host_mounts_under_a_bind_later_does_not_reach_the_container() {
+    // A bind whose spec names no propagation is private (as Docker's): a slave of the host's
+    // mount, it would show what the host mounts there after the start, never vetted.
+    use nix::mount::{mount, umount, MsFlags};
+    use std::io::Write;
+    let shared = tempfile::tempdir_in("/tmp").unwrap();
+    let later = shared.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    // A shared mount of the host's (this VM's are private), as systemd makes them.
+    let none = None::<&str>;
+    mount(
+        Some(shared.path()),
+        shared.path(),
+        none,
+        MsFlags::MS_BIND,
+        none,
+    )
+    .unwrap();
+    mount(none, shared.path(), none, MsFlags::MS_SHARED, none).unwrap();
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let stdin = Some(std::os::fd::OwnedFd::from(reader));
+    let script = ["sh", "-c", "read go; ls /data/later"];
+    let mut c = common::create_full(runtime(), "bind-private", &script, stdin, |spec| {
+        let mut bind = common::read_only_bind(shared.path(), "/data");
+        bind.set_options(Some(vec!["rbind".into()]));
+        spec.mounts_mut().as_mut().unwrap().push(bind);
+    });
+    c.container().start().unwrap();
+    mount(Some("tmpfs"), &later, Some("tmpfs"), MsFlags::empty(), none).unwrap();
+    std::fs::write(later.join("host-file"), b"").unwrap();
+    writeln!(writer, "go").unwrap();
+    let (code, out) = c.finish();
+    umount(&later).unwrap();
+    umount(shared.path()).unwrap();
+    assert_eq!(
+        (code, out.as_str()),
+        (0, ""),
+        "the host's later mount is not seen"
+    );
+}
+
+#[test]
 fn a_congestion_control_sysctl_takes_only_an_algorithm_loaded_already() {
     // Set to one the kernel lacks by a writer with the host's CAP_NET_ADMIN (the mounter),
     // the kernel would load the module tcp_NAME: a module load the container could not make.

@@ -997,6 +997,14 @@ fn check_bind_source(
     if read_only {
         force_read_only_all_through(&mut options, dest, report);
     }
+    // Without a word of the spec's, private, as Docker binds: a slave of the host's mount (the
+    // runtime's namespace is one), it would show what the host mounts there later, unvetted.
+    if !options
+        .iter()
+        .any(|o| PROPAGATION_OPTIONS.contains(&o.as_str()))
+    {
+        options.push("rprivate".to_string());
+    }
     mount.set_options(Some(options));
     Ok(())
 }

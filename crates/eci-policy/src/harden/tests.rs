@@ -336,15 +336,21 @@ fn usr_bind_options(options: &[&str]) -> (Vec<String>, bool) {
 #[test]
 fn shared_read_only_binds_become_read_only_all_through() {
     let (options, forced) = usr_bind_options(&["rbind", "rw"]);
-    assert_eq!(options, ["rbind", IDMAP_IF_SUPPORTED, "rro"]);
+    assert_eq!(options, ["rbind", IDMAP_IF_SUPPORTED, "rro", "rprivate"]);
     assert!(forced);
     // A later `rw` does not undo an `ro` the spec gave itself.
     let (options, forced) = usr_bind_options(&["rbind", "ro", "rw", "nosuid"]);
-    assert_eq!(options, ["rbind", "nosuid", IDMAP_IF_SUPPORTED, "rro"]);
+    assert_eq!(
+        options,
+        ["rbind", "nosuid", IDMAP_IF_SUPPORTED, "rro", "rprivate"]
+    );
     assert!(forced);
     let (options, forced) = usr_bind_options(&["rbind", "rro", "idmap"]);
-    assert_eq!(options, ["rbind", "idmap", "rro"]);
+    assert_eq!(options, ["rbind", "idmap", "rro", "rprivate"]);
     assert!(!forced, "asked as it is made");
+    // A propagation the spec asks for stays, and is the only one.
+    let (options, _) = usr_bind_options(&["rbind", "rslave"]);
+    assert_eq!(options, ["rbind", "rslave", IDMAP_IF_SUPPORTED, "rro"]);
 }
 
 proptest! {
@@ -1181,7 +1187,7 @@ fn a_spec_cannot_give_eci_s_own_options() {
         closed(Ok(Some(VolumeSource::Directory))),
     );
     assert_eq!(asked, 0);
-    assert_eq!(data_options(hardened), ["rbind"]);
+    assert_eq!(data_options(hardened), ["rbind", "rprivate"]);
     // On a volume, eci's own replace them.
     let (hardened, _) = bind_volume_with(
         &Policy::default(),
@@ -1382,7 +1388,7 @@ fn a_writable_share_is_never_idmapped() {
             &["rbind", access],
             closed(Ok(None)),
         );
-        assert_eq!(data_options(hardened), ["rbind", access]);
+        assert_eq!(data_options(hardened), ["rbind", access, "rprivate"]);
     }
 }
 
