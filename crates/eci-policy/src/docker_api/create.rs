@@ -396,15 +396,7 @@ fn no_copy_into_named_volumes(host_config: &mut Map<String, Value>) {
 /// A `Binds` entry naming a volume (`name:/target[:mode]`), with `nocopy` added to its mode;
 /// `None` for any other entry (a host path, an anonymous volume, one the engine refuses).
 fn named_volume_without_copy(bind: &str) -> Option<String> {
-    let parts: Vec<&str> = bind.split(':').collect();
-    let (name, target, mode) = match parts[..] {
-        [name, target] => (name, target, ""),
-        [name, target, mode] => (name, target, mode),
-        _ => return None,
-    };
-    if name.is_empty() || name.starts_with('/') {
-        return None;
-    }
+    let (name, target, mode) = named_volume_bind(bind)?;
     if mode.split(',').any(|word| word == "nocopy") {
         return Some(bind.to_string());
     }
@@ -419,13 +411,26 @@ fn named_volume_without_copy(bind: &str) -> Option<String> {
 /// A `Binds` entry that binds a host path, as the engine splits it: (source, target, mode).
 /// One part is an anonymous volume; a source that is no absolute path names a volume.
 fn host_bind(bind: &str) -> Option<(&str, &str, &str)> {
+    bind_parts(bind).filter(|(source, _, _)| source.starts_with('/'))
+}
+
+/// A `Binds` entry naming a volume (`name:/target[:mode]`), as the engine splits it: (name,
+/// target, mode). An empty name is refused by the engine (and would make a volume of a random
+/// name); an absolute one is a host path.
+pub(super) fn named_volume_bind(bind: &str) -> Option<(&str, &str, &str)> {
+    bind_parts(bind).filter(|(name, _, _)| !name.is_empty() && !name.starts_with('/'))
+}
+
+/// A `Binds` entry split as the engine splits one on Linux: (source, target, mode), the mode
+/// empty when left out; `None` for any other number of parts (the engine refuses them, or one
+/// part is an anonymous volume).
+fn bind_parts(bind: &str) -> Option<(&str, &str, &str)> {
     let parts: Vec<&str> = bind.split(':').collect();
-    let (source, target, mode) = match parts[..] {
-        [source, target] => (source, target, ""),
-        [source, target, mode] => (source, target, mode),
-        _ => return None,
-    };
-    source.starts_with('/').then_some((source, target, mode))
+    match parts[..] {
+        [source, target] => Some((source, target, "")),
+        [source, target, mode] => Some((source, target, mode)),
+        _ => None,
+    }
 }
 
 /// The `Mounts` entry a host path bind with `mode` (`ro`, `rw`, a propagation, a consistency)

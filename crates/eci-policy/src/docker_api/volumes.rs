@@ -128,10 +128,8 @@ pub fn volume_claims(body: &[u8], runtime: &str) -> Result<Vec<VolumeClaim>, Cre
     };
     let binds = host_config["Binds"].as_array().into_iter().flatten();
     for bind in binds.filter_map(Value::as_str) {
-        let parts: Vec<&str> = bind.split(':').collect();
-        // An empty name is refused by the engine, and would make a volume of a random name.
-        if matches!(parts.len(), 2 | 3) && !parts[0].is_empty() && !parts[0].starts_with('/') {
-            let create = volume_create(parts[0], driver, None, None, runtime)?;
+        if let Some((name, _, _)) = super::create::named_volume_bind(bind) {
+            let create = volume_create(name, driver, None, None, runtime)?;
             claims.push(create);
         }
     }
