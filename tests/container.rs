@@ -873,10 +873,7 @@ fn a_bind_of_the_rootfs_or_of_what_holds_it_is_refused() {
     use eci::eci_policy::root::RootRefusal;
     // The mounter builds the container's mounts in its rootfs (a fresh procfs, unmasked until
     // the masks come last): a bind of a path in it, or of one holding it, would copy them.
-    let dir = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = common::closed_tempdir("eci-root");
     let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
     for (name, source) in [
         ("bind-rootfs-proc", rootfs.path().join("proc")),
@@ -925,10 +922,7 @@ fn a_file_mask_is_the_null_device_whatever_the_containers_dev_holds() {
 fn a_mount_whose_destination_leads_to_the_root_changes_nothing_of_the_root() {
     // Looked up again after the mount, a destination leading to / finds the rootfs's root, not
     // the filesystem just mounted on it: its propagation (or devpts's owner) would be set there.
-    let dir = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = common::closed_tempdir("eci-root");
     let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
     std::os::unix::fs::symlink("/", rootfs.path().join("to-root")).unwrap();
     let mut spec = rootfs.spec(vec!["true".into()]);

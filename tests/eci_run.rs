@@ -46,10 +46,7 @@ fn runs_a_command_in_the_default_host_root_and_reports_the_mapping() {
 
 #[test]
 fn runs_an_oci_bundle() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    // Closed to other users, as a root outside an engine's storage must be.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = common::closed_tempdir("eci-run-bundle");
     let bundle = dir.path().join("bundle");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/busybox-bundle");
     let built = Command::new(script)

@@ -18,13 +18,7 @@ struct Setup {
 
 impl Setup {
     fn new(args: &[&str]) -> Setup {
-        let dir = tempfile::Builder::new()
-            .prefix("eci-runc-cli")
-            .tempdir_in("/tmp")
-            .unwrap();
-        // Closed to other users, as a root outside an engine's storage must be.
-        let closed = std::os::unix::fs::PermissionsExt::from_mode(0o700);
-        std::fs::set_permissions(dir.path(), closed).unwrap();
+        let dir = common::closed_tempdir("eci-runc-cli");
         let status = Command::new("scripts/busybox-bundle")
             .arg(dir.path().join("bundle"))
             .arg("--")

@@ -101,11 +101,7 @@ fn a_rootfs_that_cannot_be_idmapped_is_shifted_once_per_block() {
         busybox.exists(),
         "install busybox-static (scripts/test does)"
     );
-    // Closed to other users, as a root outside an engine's storage must be.
-    let dir = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .unwrap();
+    let dir = common::closed_tempdir("eci-shift");
     let ramfs = Ramfs::mount(&dir.path().join("rootfs"));
     let rootfs = &ramfs.0;
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();

@@ -53,6 +53,17 @@ pub fn runtime_sharing(path: &Path, read_only: bool) -> (Runtime, tempfile::Temp
     (runtime, state)
 }
 
+/// A fresh directory under /tmp closed to other users (mode 0700), as a container's root outside
+/// an engine's storage must be ([`eci::eci_policy::root`]).
+#[allow(dead_code)]
+pub fn closed_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
 /// A busybox bundle (scripts/busybox-bundle, running `args` if any) at `b` in a fresh
 /// directory under /tmp that the containers' root may enter, for a runtime in a container.
 #[allow(dead_code)]
