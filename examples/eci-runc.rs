@@ -1410,21 +1410,49 @@ fn update_request(u: &liboci_cli::Update) -> Result<String, Error> {
     Ok(serde_json::to_string(&resources)?)
 }
 
-/// runc's signal names ("KILL", "SIGKILL") and numbers.
+/// A signal as runc takes it: a number the kernel knows (real-time ones too: Docker stops a
+/// systemd image with 37, its `SIGRTMIN+3`), or a name in any case, with or without `SIG`
+/// (`TERM`, `sigkill`, `RTMIN+3`).
 fn parse_signal(text: &str) -> Result<i32, Error> {
-    if let Ok(number) = text.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(number)
-            .map(|s| s as i32)
-            .map_err(|_| format!("unknown signal {text}").into());
-    }
-    let name = if text.starts_with("SIG") {
-        text.to_string()
-    } else {
-        format!("SIG{text}")
+    let unknown = || -> Error { format!("unknown signal {text:?}").into() };
+    let number = match text.parse::<i32>() {
+        Ok(number) => number,
+        Err(_) => signal_named(text).ok_or_else(unknown)?,
     };
-    name.parse::<nix::sys::signal::Signal>()
+    match (0..=libc::SIGRTMAX()).contains(&number) {
+        true => Ok(number),
+        false => Err(unknown()),
+    }
+}
+
+/// The number of a signal name (see [`parse_signal`]).
+fn signal_named(text: &str) -> Option<i32> {
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let offset = |rest: &str| match rest {
+        "" => Some(0),
+        _ => rest.parse::<u8>().ok().map(i32::from),
+    };
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        let rest = if rest.is_empty() {
+            rest
+        } else {
+            rest.strip_prefix('+')?
+        };
+        return Some(libc::SIGRTMIN() + offset(rest)?);
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        let rest = if rest.is_empty() {
+            rest
+        } else {
+            rest.strip_prefix('-')?
+        };
+        return Some(libc::SIGRTMAX() - offset(rest)?);
+    }
+    format!("SIG{name}")
+        .parse::<nix::sys::signal::Signal>()
+        .ok()
         .map(|s| s as i32)
-        .map_err(|_| format!("unknown signal {text}").into())
 }
 
 /// What `features` reports (the OCI runtime features document).

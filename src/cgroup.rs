@@ -761,11 +761,11 @@ impl Cgroup {
     /// and no listed pid is reused before it is signalled; the pids signalled. A cgroup that no
     /// longer exists holds nothing.
     pub(crate) fn kill_everything(&self) -> Result<Vec<i32>> {
-        self.signal_everything(nix::sys::signal::SIGKILL)
+        self.signal_everything(libc::SIGKILL)
     }
 
     /// [`Cgroup::kill_everything`] with any signal; the cgroup is thawed after, whatever it was.
-    pub(crate) fn signal_everything(&self, signal: nix::sys::signal::Signal) -> Result<Vec<i32>> {
+    pub(crate) fn signal_everything(&self, signal: i32) -> Result<Vec<i32>> {
         match self.tree_dir() {
             Ok(dir) if !dir.exists() => return Ok(Vec::new()),
             Ok(_) => {}
@@ -779,7 +779,7 @@ impl Cgroup {
             // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be
             // our own process group.
             for pid in pids.iter().filter(|pid| **pid > 0) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), signal);
+                let _ = eci_ns::sys::kill(*pid, signal);
             }
         }
         // Frozen processes die only once thawed, and those in a cgroup the container froze

@@ -939,8 +939,8 @@ impl Container {
             // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be
             // our own process group.
             for pid in pids.into_iter().filter(|pid| *pid > 0) {
-                match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
-                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                match eci_ns::sys::kill(pid, signal) {
+                    Ok(()) | Err(eci_ns::sys::Errno(libc::ESRCH)) => {}
                     Err(errno) => {
                         return Err(Error::Io {
                             what: format!("signalling process {pid} of container '{}'", self.id),
@@ -1390,12 +1390,17 @@ fn explain_spawn(err: SpawnError, plans: &Plans<'_>) -> Error {
     }
 }
 
-/// A signal number as nix names it.
-pub(crate) fn signal_of(number: i32) -> Result<nix::sys::signal::Signal> {
-    nix::sys::signal::Signal::try_from(number).map_err(|errno| Error::Io {
-        what: format!("signal {number}"),
-        source: errno.into(),
-    })
+/// `number` if the kernel knows it as a signal: 0 (no signal: only whether the target
+/// lives), a standard one or a real-time one (`SIGRTMIN+3`, which systemd takes as its stop
+/// signal).
+pub(crate) fn signal_of(number: i32) -> Result<i32> {
+    match (0..=libc::SIGRTMAX()).contains(&number) {
+        true => Ok(number),
+        false => Err(Error::Io {
+            what: format!("signal {number}"),
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        }),
+    }
 }
 
 /// The mount helpers' configuration, but the initial mounts.

@@ -960,6 +960,52 @@ fn a_container_killed_before_start_is_cleaned_up_by_its_monitor() {
 }
 
 #[test]
+fn kill_takes_real_time_signals_and_names_in_any_case() {
+    // As runc's: Docker stops a systemd image with its STOPSIGNAL, SIGRTMIN+3, sent as 37.
+    let setup = Setup::new(&[
+        "sh",
+        "-c",
+        "trap 'true' USR1; trap 'exit 9' 37; while :; do sleep 0.05; done",
+    ]);
+    let id = "real-time";
+    setup.start_with_monitor(id);
+    let status = |id: &str| -> String {
+        let state = setup.runc(&["state", id]);
+        let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+        state["status"].as_str().unwrap_or_default().to_string()
+    };
+    for (signal, refused) in [
+        ("usr1", false),
+        ("SigUsr1", false),
+        ("65", true),
+        ("RTMIN+31", true),
+    ] {
+        let out = setup.runc(&["kill", id, signal]);
+        assert_eq!(!out.status.success(), refused, "{signal}: {out:?}");
+        if refused {
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(said.contains("unknown signal"), "{said}");
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(status(id), "running", "USR1 was trapped");
+    let out = setup.runc(&["kill", id, "37"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        eventually(|| status(id) == "stopped"),
+        "37 reached the trap"
+    );
+    assert!(setup.runc(&["delete", id]).status.success());
+    // Every process of a container, with a name for the same signal.
+    let id = "real-time-all";
+    setup.start_with_monitor(id);
+    let out = setup.runc(&["kill", "--all", id, "rtmin+3"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(eventually(|| status(id) == "stopped"));
+    assert!(setup.runc(&["delete", id]).status.success());
+}
+
+#[test]
 fn the_pid_file_names_the_init_in_the_containers_cgroup_and_the_monitor_sees_its_end() {
     // containerd's shim reaps the process the pid file names for the container's exit status,
     // and reads that process's cgroup for `docker stats` and OOM events: as runc's, the pid

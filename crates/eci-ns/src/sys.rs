@@ -525,6 +525,12 @@ pub fn pidfd_send_signal(pidfd: RawFd, signal: i32) -> SysResult<()> {
     .map(drop)
 }
 
+/// kill(2) with any signal number, real-time ones included (nix's `Signal` knows only 1-31).
+pub fn kill(pid: i32, signal: i32) -> SysResult<()> {
+    // SAFETY: kill takes plain integers.
+    check_int(unsafe { libc::kill(pid, signal) }).map(drop)
+}
+
 /// waitpid(2) for one child, retried on EINTR. Returns the raw wait status.
 pub fn waitpid(pid: i32) -> SysResult<i32> {
     let mut status = 0;
