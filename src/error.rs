@@ -124,7 +124,7 @@ pub enum Error {
         reason: String,
     },
     /// Starting the container failed in one of its processes.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", kernel_words(source))]
     Setup {
         /// What was being done, in words.
         what: String,
@@ -204,4 +204,46 @@ pub fn load_settings(path: &std::path::Path) -> Result<eci_policy::Policy> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// The kernel's error as Go programs word it ("no such file or directory"): Docker's client
+/// reads a failed start's message for these words to exit 127 (no such program) or 126 (one
+/// that cannot be run) rather than 125, as it does with runc.
+fn kernel_words(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let Some(code) = err.raw_os_error() else {
+        return text;
+    };
+    let text = text
+        .strip_suffix(&format!(" (os error {code})"))
+        .unwrap_or(&text);
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_words_the_kernels_error_as_docker_reads_it() {
+        let failed = |errno| Error::Setup {
+            what: "executing 'app' in the container".into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        assert_eq!(
+            failed(libc::ENOENT).to_string(),
+            "executing 'app' in the container: no such file or directory"
+        );
+        assert!(failed(libc::EACCES)
+            .to_string()
+            .ends_with(": permission denied"));
+        let other = Error::Setup {
+            what: "step".into(),
+            source: std::io::ErrorKind::InvalidData.into(),
+        };
+        assert_eq!(other.to_string(), "step: invalid data");
+    }
 }

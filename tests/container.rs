@@ -417,7 +417,7 @@ fn nothing_is_created_in_a_host_directory_the_containers_root_may_not_write() {
     };
     assert!(
         err.to_string()
-            .contains("/o/made/deeper: Permission denied"),
+            .contains("/o/made/deeper: permission denied"),
         "{err}"
     );
     assert_eq!(std::fs::read_dir(&host).unwrap().count(), 0, "{err}");
@@ -1020,7 +1020,7 @@ fn a_congestion_control_sysctl_takes_only_an_algorithm_loaded_already() {
         let text = err.to_string();
         assert!(
             text.contains(&format!("net.ipv4.tcp_congestion_control={value}"))
-                && text.contains("No such file"),
+                && text.contains("no such file"),
             "{text}"
         );
     }

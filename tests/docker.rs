@@ -347,6 +347,11 @@ fn docker_runs_containers_through_eci_runc() {
     let (code, _, err) = docker.run(&["--read-only", "eci-busybox", "touch", "/x"]);
     assert_eq!(code, 1);
     assert!(err.contains("Read-only file system"), "{err}");
+    // A program that is not there, or cannot run: the client's codes for these, as with runc.
+    let (code, _, err) = docker.run(&["eci-busybox", "/no/such/program"]);
+    assert_eq!(code, 127, "{err}");
+    let (code, _, err) = docker.run(&["eci-busybox", "/etc/passwd"]);
+    assert_eq!(code, 126, "{err}");
 
     // A shared host directory.
     let shared = tempfile::tempdir_in("/tmp").unwrap();

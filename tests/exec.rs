@@ -300,7 +300,7 @@ fn an_exec_terminal_is_a_pty_of_the_containers_devpts_whatever_its_ptmx_answers(
     // have failed).
     let said = err.to_string();
     assert!(
-        said.contains("must be a devpts ptmx") && said.contains("Inappropriate ioctl"),
+        said.contains("must be a devpts ptmx") && said.contains("inappropriate ioctl"),
         "{said}"
     );
     container.kill(libc::SIGKILL).unwrap();
