@@ -12,8 +12,8 @@
 //! Linux 6.15, which keeps a reaped process's status for pidfds, the init stays the monitor's
 //! child and the pid file names the monitor, which exits with the container's code.) `run`
 //! without `--detach` is its container's monitor itself, as runc's `run` stays its container's
-//! parent: its pid file names it, and the signals it gets (HUP, INT, QUIT, USR1, USR2, TERM) go
-//! on to the container's init. Idle for 2 s after some work,
+//! parent: its pid file names the init, as runc's does, and the signals it gets (HUP, INT,
+//! QUIT, USR1, USR2, TERM) go on to the init. Idle for 2 s after some work,
 //! the monitor unmaps the program pages that work touched (`eci::eci_ns::footprint`).
 //!
 //! ```text
@@ -55,7 +55,7 @@ use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use eci::oci_spec::runtime::{Hook, Hooks, LinuxResources};
+use eci::oci_spec::runtime::{Hook, Hooks, LinuxResources, Spec};
 use eci::{
     Container, ContainerConfig, ExecProcess, InitParent, Runtime, RuntimeConfig, State, Stdio,
     VirtualFilesServer,
@@ -259,11 +259,29 @@ fn main() -> ExitCode {
         ctx.report("--systemd-cgroup is not supported: eci manages cgroups through cgroupfs");
         return ExitCode::from(1);
     }
+    if let Some(format) = opts
+        .global
+        .log_format
+        .as_deref()
+        .filter(|f| !["text", "json"].contains(f))
+    {
+        ctx.report(&format!(
+            "--log-format {format}: only text and json are known"
+        ));
+        return ExitCode::from(1);
+    }
+    // As runc's: an exec that fails before its process could report an exit code says 255, so
+    // that its caller can tell the runtime's failure from the process's own code.
+    let failed = match &opts.command {
+        Cmd::Common(cmd) if matches!(**cmd, CommonCmd::Exec(_)) => 255,
+        Cmd::ExecWaiter { .. } => 255,
+        _ => 1,
+    };
     match dispatch(&ctx, opts.command) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             ctx.report(&err.to_string());
-            ExitCode::from(1)
+            ExitCode::from(failed)
         }
     }
 }
@@ -278,6 +296,7 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
     match command {
         Cmd::Standard(cmd) => match *cmd {
             StandardCmd::Create(c) => {
+                creation_flags(ctx, c.preserve_fds, c.no_pivot, false)?;
                 let console = c.console_socket.as_deref();
                 create(
                     ctx,
@@ -299,62 +318,7 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
             }
             StandardCmd::Delete(d) => delete(ctx, &d.container_id, d.force).map(|_| 0),
         },
-        Cmd::Common(cmd) => match *cmd {
-            CommonCmd::Run(r) if r.detach => {
-                let console = r.console_socket.as_deref();
-                let pid_file = r.pid_file.as_deref();
-                create(ctx, &r.container_id, &r.bundle, pid_file, console)?;
-                ask(ctx, &r.container_id, "start").map(|_| 0)
-            }
-            CommonCmd::Run(r) => run_in_foreground(ctx, &r),
-            CommonCmd::Features(_) => {
-                println!("{}", features());
-                Ok(0)
-            }
-            CommonCmd::Spec(_) => {
-                let path = Path::new("config.json");
-                if path.exists() {
-                    return Err("config.json already exists".into());
-                }
-                let spec = oci_spec_default();
-                std::fs::write(path, serde_json::to_string_pretty(&spec)?)?;
-                Ok(0)
-            }
-            CommonCmd::List(l) => list(ctx, l.format == "json", l.quiet).map(|_| 0),
-            CommonCmd::Pause(p) => ask(ctx, &p.container_id, "pause").map(|_| 0),
-            CommonCmd::Resume(r) => ask(ctx, &r.container_id, "resume").map(|_| 0),
-            CommonCmd::Ps(p) => ps(ctx, &p).map(|_| 0),
-            CommonCmd::Update(u) => {
-                let request = format!("update {}", update_request(&u)?);
-                ask(ctx, &u.container_id, &request).map(|_| 0)
-            }
-            CommonCmd::Exec(e) => {
-                let process = exec_process(ctx, &e)?;
-                let console = e.console_socket.as_deref();
-                if !e.detach {
-                    return exec_through_monitor(ctx, &e.container_id, &process, console, None);
-                }
-                let mut args = vec!["exec-waiter"];
-                let console_arg = console.map(|c| c.to_string_lossy().to_string());
-                if let Some(console) = &console_arg {
-                    args.extend(["--console-socket", console]);
-                }
-                args.push(&e.container_id);
-                let process = memory_file("eci-exec-process", process.as_bytes())?;
-                let (mut waiter, _) = spawn_self_with(ctx, &args, Some(process.as_raw_fd()))?;
-                if let Some(pid_file) = &e.pid_file {
-                    // Nobody would know the process ran: it goes with its stand-in (the monitor
-                    // kills an exec'd process whose stand-in hangs up).
-                    if let Err(err) = write_pid_file(pid_file, waiter.id()) {
-                        let _ = waiter.kill();
-                        let _ = waiter.wait();
-                        return Err(err.into());
-                    }
-                }
-                Ok(0)
-            }
-            other => Err(format!("{} is not supported yet", command_name(&other)).into()),
-        },
+        Cmd::Common(cmd) => common_command(ctx, *cmd),
         Cmd::Monitor {
             bundle,
             console_socket,
@@ -378,6 +342,106 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<u8, Error> {
             exec_through_monitor(ctx, &id, &process_json, console, Some(ready))
         }
     }
+}
+
+/// The commands liboci-cli shares with other runtimes (`run`, `exec`, `ps`, ...).
+fn common_command(ctx: &Ctx, cmd: CommonCmd) -> Result<u8, Error> {
+    if let CommonCmd::Run(r) = &cmd {
+        creation_flags(ctx, r.preserve_fds, r.no_pivot, r.keep)?;
+    }
+    match cmd {
+        CommonCmd::Run(r) if r.detach => {
+            let console = r.console_socket.as_deref();
+            let pid_file = r.pid_file.as_deref();
+            let mut monitor = create(ctx, &r.container_id, &r.bundle, pid_file, console)?;
+            if let Err(err) = ask(ctx, &r.container_id, "start") {
+                // As runc's: a container that could not start is not left for a delete. Its
+                // monitor is this process's child, reaped here before the delete finds it.
+                let _ = ask(ctx, &r.container_id, "delete force");
+                let _ = monitor.wait();
+                let _ = delete(ctx, &r.container_id, true);
+                return Err(err);
+            }
+            Ok(0)
+        }
+        CommonCmd::Run(r) => run_in_foreground(ctx, &r),
+        CommonCmd::Features(_) => {
+            println!("{}", features());
+            Ok(0)
+        }
+        CommonCmd::Spec(s) => {
+            if s.rootless {
+                return Err("spec --rootless is not supported: eci's containers run \
+                            in a user namespace of their own whoever starts them"
+                    .into());
+            }
+            let path = s.bundle.unwrap_or_default().join("config.json");
+            if path.exists() {
+                return Err("config.json already exists".into());
+            }
+            let spec = oci_spec_default();
+            std::fs::write(path, serde_json::to_string_pretty(&spec)?)?;
+            Ok(0)
+        }
+        CommonCmd::List(l) => list(ctx, l.format == "json", l.quiet).map(|_| 0),
+        CommonCmd::Pause(p) => ask(ctx, &p.container_id, "pause").map(|_| 0),
+        CommonCmd::Resume(r) => ask(ctx, &r.container_id, "resume").map(|_| 0),
+        CommonCmd::Ps(p) => ps(ctx, &p).map(|_| 0),
+        CommonCmd::Update(u) => {
+            let request = format!("update {}", update_request(&u)?);
+            ask(ctx, &u.container_id, &request).map(|_| 0)
+        }
+        CommonCmd::Exec(e) => {
+            let process = exec_process(ctx, &e)?;
+            let console = e.console_socket.as_deref();
+            if !e.detach && e.pid_file.is_some() {
+                // The process is the monitor's child, and its pid is not sent back.
+                return Err("exec --pid-file is supported only with --detach".into());
+            }
+            if !e.detach {
+                return exec_through_monitor(ctx, &e.container_id, &process, console, None);
+            }
+            let mut args = vec!["exec-waiter"];
+            let console_arg = console.map(|c| c.to_string_lossy().to_string());
+            if let Some(console) = &console_arg {
+                args.extend(["--console-socket", console]);
+            }
+            args.push(&e.container_id);
+            let process = memory_file("eci-exec-process", process.as_bytes())?;
+            let (mut waiter, _) = spawn_self_with(ctx, &args, Some(process.as_raw_fd()))?;
+            if let Some(pid_file) = &e.pid_file {
+                // Nobody would know the process ran: it goes with its stand-in (the monitor
+                // kills an exec'd process whose stand-in hangs up).
+                if let Err(err) = write_pid_file(pid_file, waiter.id()) {
+                    let _ = waiter.kill();
+                    let _ = waiter.wait();
+                    return Err(err.into());
+                }
+            }
+            Ok(0)
+        }
+        other => Err(format!("{} is not supported yet", command_name(&other)).into()),
+    }
+}
+
+/// Refuses what `create` and `run` cannot do as asked, rather than drop it: passing the
+/// caller's descriptors from 3 on to the container (`--preserve-fds`) and keeping a foreground
+/// run's container after it exits (`--keep`). `--no-pivot` is taken with a warning: eci always
+/// enters the rootfs with pivot_root, which confines more than the chroot it asks for, and
+/// fails clearly on a root where it cannot. (`--no-new-keyring` and `--no-subreaper` ask for
+/// what eci does anyway: its filters keep every keyring out of the container's reach, and it
+/// is no subreaper.)
+fn creation_flags(ctx: &Ctx, preserve_fds: i32, no_pivot: bool, keep: bool) -> Result<(), Error> {
+    if preserve_fds > 0 {
+        return Err("--preserve-fds is not supported: the container gets only its stdio".into());
+    }
+    if keep {
+        return Err("run --keep is not supported: the container goes when its init exits".into());
+    }
+    if no_pivot {
+        ctx.log("warning", "--no-pivot ignored: eci always uses pivot_root");
+    }
+    Ok(())
 }
 
 fn command_name(cmd: &CommonCmd) -> &'static str {
@@ -1004,7 +1068,7 @@ fn kill(ctx: &Ctx, id: &str, signal: i32, all: bool) -> Result<(), Error> {
 /// the log) when the engine cannot say.
 fn engine_image(
     ctx: &Ctx,
-    spec: &eci::oci_spec::runtime::Spec,
+    spec: &Spec,
     id: &str,
     policy: &eci::Policy,
 ) -> Option<eci::ContainerImage> {
@@ -1168,6 +1232,8 @@ fn wait_for_live_monitor(
 fn delete(ctx: &Ctx, id: &str, force: bool) -> Result<(), Error> {
     let dir = match ContainerDir::existing(ctx.dir(id)) {
         Ok(dir) => dir,
+        // As runc's: forcing the deletion of what is not there is no error.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && force => return Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!("container '{id}' does not exist").into())
         }
@@ -1455,16 +1521,31 @@ fn signal_named(text: &str) -> Option<i32> {
         .map(|s| s as i32)
 }
 
+/// The runtime spec version eci-runc follows (its state documents, `features`).
+const OCI_VERSION: &str = "1.2.0";
+
 /// What `features` reports (the OCI runtime features document).
 fn features() -> String {
+    let mut capabilities: Vec<_> = eci::all_capabilities()
+        .bounding()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    capabilities.sort_by_key(|cap| eci::eci_policy::caps::number(*cap));
+    let capabilities: Vec<String> = capabilities
+        .into_iter()
+        .map(eci::eci_policy::caps::name)
+        .collect();
     serde_json::json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.2.0",
-        "hooks": [],
+        "ociVersionMax": OCI_VERSION,
+        // createContainer and startContainer hooks, which run inside the container, are refused.
+        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
         "mountOptions": ["bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "idmap"],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
-            "capabilities": [],
+            "capabilities": capabilities,
             "cgroup": {"v1": true, "v2": true, "systemd": false},
             "seccomp": {
                 "enabled": true,
@@ -1482,7 +1563,7 @@ fn features() -> String {
                 ],
                 "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]
             },
-            "apparmor": {"enabled": true},
+            "apparmor": {"enabled": eci::apparmor_enabled()},
             "selinux": {"enabled": false}
         },
         "annotations": {"org.eci.runtime": "eci-runc"}
@@ -1490,13 +1571,18 @@ fn features() -> String {
     .to_string()
 }
 
-fn oci_spec_default() -> eci::oci_spec::runtime::Spec {
-    eci::oci_spec::runtime::Spec::default()
+/// oci-spec's default spec (runc's `spec`: a shell in `rootfs`, the usual namespaces and
+/// masks), named for this runtime.
+fn oci_spec_default() -> Spec {
+    let mut spec = Spec::default();
+    spec.set_hostname(Some("eci".into()));
+    spec
 }
 
-/// RFC 3339 UTC time, as runc writes it.
+/// RFC 3339 UTC time to the nanosecond, as runc writes it.
 fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -1509,10 +1595,11 @@ fn rfc3339(time: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
         rem / 3600,
         rem / 60 % 60,
-        rem % 60
+        rem % 60,
+        since.subsec_nanos()
     )
 }
 
@@ -1569,20 +1656,21 @@ fn monitor_container(
         _ => InitParent::Runtime,
     };
     let created = create_container(ctx, id, bundle, caller_stdio, init_parent).and_then(
-        |(mut container, listener, hooks)| {
+        |(mut container, listener, hooks, spec)| {
+            let described = Described::of(id, bundle, &spec, started.clone());
             match (container.take_console(), console) {
                 (Some(master), Some(socket)) => send_console(socket, master)?,
                 (Some(_), None) => return Err("a terminal needs --console-socket".into()),
                 (None, _) => {}
             }
-            let state = oci_state(id, bundle, &container, &started);
+            let state = oci_state(&described, &container);
             let before = [hooks.create_runtime().clone(), hooks.prestart().clone()];
             match before
                 .into_iter()
                 .flatten()
                 .try_for_each(|h| run_hooks(&h, &state))
             {
-                Ok(()) => Ok((container, listener, hooks)),
+                Ok(()) => Ok((container, listener, hooks, described)),
                 Err(err) => {
                     let _ = container.delete();
                     Err(err)
@@ -1590,7 +1678,7 @@ fn monitor_container(
             }
         },
     );
-    let ((mut container, listener, hooks), caller) = match (created, caller) {
+    let ((mut container, listener, hooks, described), caller) = match (created, caller) {
         (Ok(created), caller) => (created, caller),
         (Err(err), Caller::Create(mut ready)) => {
             let _ = writeln!(ready, "error: {err}");
@@ -1600,7 +1688,7 @@ fn monitor_container(
     };
     let poststart = |container: &Container| {
         if let Some(hooks) = hooks.poststart() {
-            let state = oci_state(id, bundle, container, &started);
+            let state = oci_state(&described, container);
             if let Err(err) = run_hooks(hooks, &state) {
                 ctx.log("warning", &format!("poststart hook: {err}"));
             }
@@ -1633,7 +1721,7 @@ fn monitor_container(
         Caller::Foreground { signals, pid_file } => {
             let started = pid_file
                 .map_or(Ok(()), |file| {
-                    write_pid_file(file, std::process::id()).map_err(|err| {
+                    write_pid_file(file, container.pid().unsigned_abs()).map_err(|err| {
                         format!("writing the pid file {}: {err}", file.display()).into()
                     })
                 })
@@ -1648,7 +1736,7 @@ fn monitor_container(
     };
     let poststop = |container: &Container| {
         if let Some(hooks) = hooks.poststop() {
-            let state = oci_state(id, bundle, container, &started);
+            let state = oci_state(&described, container);
             if let Err(err) = run_hooks(hooks, &state) {
                 ctx.log("warning", &format!("poststop hook: {err}"));
             }
@@ -1660,10 +1748,7 @@ fn monitor_container(
     // blocks are freed: a flush and a discard), one of them on `run`'s way out. Whole or not
     // at all: the monitor may die in the middle of the write.
     let state_file = ctx.dir(id).join("state.json");
-    let _ = write_whole(
-        &state_file,
-        oci_state(id, bundle, &container, &started).as_bytes(),
-    );
+    let _ = write_whole(&state_file, oci_state(&described, &container).as_bytes());
     // Processes added with exec, each with the connection of its client.
     let mut execs: Vec<Exec> = Vec::new();
     // Whether the monitor has run code since it last gave back its footprint (creating the
@@ -1752,7 +1837,7 @@ fn monitor_container(
             // A client that stalls or goes away must not stop the monitor.
             let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
             let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(10)));
-            let describe = |c: &Container| oci_state(id, bundle, c, &started);
+            let describe = |c: &Container| oci_state(&described, c);
             let was_created = container.state() == State::Created;
             let served = match serve(&mut container, stream, &describe) {
                 Ok(served) => served,
@@ -2206,7 +2291,7 @@ fn create_container(
     bundle: &Path,
     caller_stdio: [OwnedFd; 3],
     init_parent: InitParent,
-) -> Result<(Container, UnixListener, Hooks), Error> {
+) -> Result<(Container, UnixListener, Hooks, Spec), Error> {
     let mut config = RuntimeConfig {
         state_dir: ctx.state_dir(),
         virtual_files: ctx.virtual_files()?,
@@ -2290,7 +2375,7 @@ fn create_container(
     let listener = UnixListener::bind(short_path(&dir))?;
     // The container keeps what it needs of the runtime (supervisor, helpers, virtual files).
     drop(runtime);
-    Ok((container, listener, hooks))
+    Ok((container, listener, hooks, spec))
 }
 
 /// Runs hooks one after another, each with the container's state on stdin, as the OCI runtime
@@ -2353,7 +2438,7 @@ const ENGINE_FILES: [&str; 4] = [
 /// (`ENGINE_FILES`) are under: what the engine keeps for this container alone. Only for IDs of
 /// engine length (Docker's are 64 hex digits), so that a short ID such as `etc` can never name
 /// a host directory, and only from those binds, not from a user's.
-fn own_engine_dirs(spec: &eci::oci_spec::runtime::Spec, id: &str) -> Vec<PathBuf> {
+fn own_engine_dirs(spec: &Spec, id: &str) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if id.len() < 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return dirs;
@@ -2387,7 +2472,7 @@ fn own_engine_dirs(spec: &eci::oci_spec::runtime::Spec, id: &str) -> Vec<PathBuf
 /// the spec then names the open file (`/proc/self/fd/N`, with the files returned, to be kept
 /// open until the container is created): the runtime joins what was checked here, not what
 /// the path may lead to by then.
-fn joined_owners(ctx: &Ctx, spec: &mut eci::oci_spec::runtime::Spec) -> Result<Joined, Error> {
+fn joined_owners(ctx: &Ctx, spec: &mut Spec) -> Result<Joined, Error> {
     use eci::oci_spec::runtime::LinuxNamespaceType;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
@@ -2463,11 +2548,7 @@ struct Joined {
 }
 
 /// Has `spec` name its `typ` namespace by `path`.
-fn rename_joined(
-    spec: &mut eci::oci_spec::runtime::Spec,
-    typ: eci::oci_spec::runtime::LinuxNamespaceType,
-    path: &str,
-) {
+fn rename_joined(spec: &mut Spec, typ: eci::oci_spec::runtime::LinuxNamespaceType, path: &str) {
     let Some(mut linux) = spec.linux().clone() else {
         return;
     };
@@ -2484,10 +2565,7 @@ fn rename_joined(
 /// NAME's `hosts`, `hostname` and `resolv.conf`, and with `--ipc container:NAME` NAME's
 /// `mounts/shm` at /dev/shm. Only those exact files, by clean paths, at those exact
 /// destinations: NAME's directory holds its configuration and logs too.
-fn joined_engine_files(
-    spec: &eci::oci_spec::runtime::Spec,
-    owners: &[(String, &'static str)],
-) -> Vec<PathBuf> {
+fn joined_engine_files(spec: &Spec, owners: &[(String, &'static str)]) -> Vec<PathBuf> {
     use std::path::Component;
     // The files each joined type brings: (destination, path under the container's directory).
     let files_of = |ns: &str| -> &'static [(&'static str, &'static str)] {
@@ -2536,7 +2614,31 @@ fn detach_stdio() -> Result<(), Error> {
 }
 
 /// The OCI state document.
-fn oci_state(id: &str, bundle: &Path, container: &Container, created: &str) -> String {
+/// What a container's OCI state says besides its status and pid: fixed at create.
+struct Described<'a> {
+    id: &'a str,
+    bundle: &'a Path,
+    /// `root.path`, against the bundle when relative.
+    rootfs: PathBuf,
+    /// The spec's, which hooks read here (runc copies them too).
+    annotations: serde_json::Value,
+    created: String,
+}
+
+impl Described<'_> {
+    fn of<'a>(id: &'a str, bundle: &'a Path, spec: &Spec, created: String) -> Described<'a> {
+        let root = spec.root().as_ref().map(|r| r.path().clone());
+        Described {
+            id,
+            bundle,
+            rootfs: bundle.join(root.unwrap_or_else(|| "rootfs".into())),
+            annotations: serde_json::json!(spec.annotations().clone().unwrap_or_default()),
+            created,
+        }
+    }
+}
+
+fn oci_state(described: &Described<'_>, container: &Container) -> String {
     let status = match container.state() {
         State::Created => "created",
         State::Running => "running",
@@ -2550,17 +2652,17 @@ fn oci_state(id: &str, bundle: &Path, container: &Container, created: &str) -> S
         _ => container.pid(),
     };
     serde_json::json!({
-        "ociVersion": "1.0.2",
-        "id": id,
+        "ociVersion": OCI_VERSION,
+        "id": described.id,
         "status": status,
         "pid": pid,
         // JSON strings are Unicode: a path that is not is shown with U+FFFD in its place
         // (serde_json refuses to write it, and the macro would panic).
-        "bundle": bundle.to_string_lossy(),
-        "rootfs": bundle.join("rootfs").to_string_lossy(),
-        "created": created,
+        "bundle": described.bundle.to_string_lossy(),
+        "rootfs": described.rootfs.to_string_lossy(),
+        "created": described.created,
         "owner": "",
-        "annotations": {}
+        "annotations": described.annotations
     })
     .to_string()
 }

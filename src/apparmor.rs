@@ -17,8 +17,14 @@ use crate::error::{Error, Result};
 const UNCONFINED: &str = "unconfined";
 
 /// Whether the kernel enforces AppArmor here (runc's test: securityfs has it and the module
-/// says enabled).
-fn enabled() -> bool {
+/// says enabled): whether a spec's `process.apparmorProfile` other than `unconfined` can be
+/// applied.
+///
+/// ```
+/// // A host without AppArmor applies no profile; eci then refuses specs that name one.
+/// let _ = eci::apparmor_enabled();
+/// ```
+pub fn enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| {
         std::path::Path::new("/sys/kernel/security/apparmor").exists()

@@ -53,6 +53,7 @@ mod takeover;
 mod virt;
 mod volume;
 
+pub use apparmor::enabled as apparmor_enabled;
 pub use container::{valid_container_id, Container, ContainerConfig, ContainerImage, State, Stdio};
 pub use eci_idmap::Durability;
 pub use eci_ns::{ExitStatus, InitParent};

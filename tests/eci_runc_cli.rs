@@ -321,9 +321,9 @@ fn a_containers_helpers_hold_none_of_the_hosts_mounts() {
 
 #[test]
 fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
-    // As runc's `run`: the process the caller started is the one the pid file names, it
-    // serves the other commands, the signals sent to it reach the container's init, and it
-    // exits with the container's code, leaving nothing behind.
+    // As runc's `run`: the process the caller started serves the other commands, the signals
+    // sent to it reach the container's init, and it exits with the container's code, leaving
+    // nothing behind.
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     let setup = Setup::new(&[
@@ -350,10 +350,18 @@ fn run_in_the_foreground_monitors_the_container_itself_and_passes_signals_on() {
     let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "ready\n");
-    assert_eq!(read_pid(&pid_file), run.id() as i32, "run names itself");
     let state: serde_json::Value =
         serde_json::from_slice(&setup.runc(&["state", id]).stdout).unwrap();
     assert_eq!(state["status"], "running");
+    // As runc's, the pid file names the container's init, not run.
+    let named = read_pid(&pid_file);
+    assert_eq!(state["pid"], named, "{state}");
+    let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    assert_ne!(
+        pid_ns(named),
+        pid_ns(run.id() as i32),
+        "the pid file names run"
+    );
     // The signals it passes on are blocked in it, but not in the mount helper it forked.
     let blocked = |pid: i32| {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -821,6 +829,79 @@ fn a_delete_waits_for_a_monitor_still_cleaning_up() {
 }
 
 #[test]
+fn the_command_line_keeps_runcs_contract() {
+    let setup = Setup::new(&["sleep", "1000"]);
+    // What create and run cannot do as asked is refused, not dropped.
+    for (args, refusal) in [
+        (
+            &["create", "--preserve-fds", "1"][..],
+            "--preserve-fds is not supported",
+        ),
+        (
+            &["run", "--detach", "--preserve-fds", "2"],
+            "--preserve-fds is not supported",
+        ),
+        (&["run", "--keep"], "--keep is not supported"),
+    ] {
+        let mut args = args.to_vec();
+        let bundle = setup.bundle();
+        args.extend(["--bundle", &bundle, "refused"]);
+        let out = setup.runc(&args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains(refusal),
+            "{args:?}: {said}"
+        );
+        assert!(!setup.container_dir("refused").exists());
+    }
+    let out = setup.runc(&["--log-format", "yaml", "list"]);
+    assert!(!out.status.success(), "{out:?}");
+    // Forcing the deletion of what is not there is no error; without force it is.
+    assert!(setup
+        .runc(&["delete", "--force", "never-made"])
+        .status
+        .success());
+    let out = setup.runc(&["delete", "never-made"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{out:?}"
+    );
+    // The state carries the spec's annotations, which hooks read there.
+    setup.edit_spec(|spec| spec["annotations"] = serde_json::json!({"org.example.team": "blue"}));
+    let id = "contract";
+    setup.create_named(id);
+    let state: serde_json::Value =
+        serde_json::from_slice(&setup.runc(&["state", id]).stdout).unwrap();
+    assert_eq!(state["annotations"]["org.example.team"], "blue", "{state}");
+    assert_eq!(state["rootfs"], format!("{}/rootfs", setup.bundle()));
+    assert!(state["created"].as_str().unwrap().contains('.'), "{state}");
+    assert!(setup.runc(&["delete", "--force", id]).status.success());
+    // A detached run whose start fails leaves no container behind.
+    setup.edit_spec(|spec| spec["process"]["args"] = serde_json::json!(["/no/such/program"]));
+    let run = setup.runc_detached(&["run", "--detach", "--bundle", &setup.bundle(), "no-start"]);
+    assert!(!run);
+    assert!(!setup.container_dir("no-start").exists());
+    // features names the hooks that run and every capability.
+    let features: serde_json::Value =
+        serde_json::from_slice(&setup.runc(&["features"]).stdout).unwrap();
+    assert_eq!(
+        features["hooks"],
+        serde_json::json!(["prestart", "createRuntime", "poststart", "poststop"])
+    );
+    let caps = features["linux"]["capabilities"].as_array().unwrap();
+    assert_eq!(caps.len(), 41, "{caps:?}");
+    assert_eq!(caps[21], "CAP_SYS_ADMIN");
+    // spec writes into --bundle.
+    let spec_dir = setup.dir.path().join("spec");
+    std::fs::create_dir(&spec_dir).unwrap();
+    let out = setup.runc(&["spec", "--bundle", spec_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(spec_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["hostname"], "eci");
+}
+
+#[test]
 fn exec_refuses_the_flags_it_does_not_apply_and_applies_additional_groups() {
     let setup = Setup::new(&["sleep", "1000"]);
     let id = "exec-flags";
@@ -849,6 +930,21 @@ fn exec_refuses_the_flags_it_does_not_apply_and_applies_additional_groups() {
     );
     let ran = setup.runc(&["exec", id, "cat", "/tmp/ran"]);
     assert!(!ran.status.success(), "the program never ran: {ran:?}");
+    // As runc's, an exec that fails itself says 255, whatever its process would have said.
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    let pid_file = setup.dir.path().join("foreground.pid");
+    let out = setup.runc(&["exec", "--pid-file", pid_file.to_str().unwrap(), id, "true"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("only with --detach"), "{said}");
+    assert_eq!(out.status.code(), Some(255));
+    let out = setup.runc(&["exec", id, "/no/such/program"]);
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    let out = setup.runc(&["exec", id, "sh", "-c", "exit 3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the process's own code: {out:?}"
+    );
     let out = setup.runc(&["exec", "--additional-gids", "7", id, "id", "-G"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
