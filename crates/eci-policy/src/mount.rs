@@ -108,6 +108,42 @@ pub fn classify(raw_flags: u64) -> MountKind {
     }
 }
 
+/// [`classify`], with what a remount of a filesystem also reads from its options: the kernel
+/// takes `ro` and `rw` among them as the superblock's flags, the last one winning, so a
+/// `MS_RDONLY` remount whose options end in `rw` makes the filesystem writable. (A bind
+/// remount, and every other kind, ignores its options.)
+///
+/// ```
+/// use eci_policy::mount::{classify_call, flags, MountKind};
+/// let remount_ro = flags::REMOUNT | flags::RDONLY;
+/// let writable = MountKind::Remount { bind: false, read_only: false };
+/// assert_eq!(classify_call(remount_ro, b"mode=755,rw"), writable);
+/// assert_eq!(classify_call(remount_ro, b"rw,ro"), MountKind::Remount { bind: false, read_only: true });
+/// ```
+pub fn classify_call(raw_flags: u64, data: &[u8]) -> MountKind {
+    match classify(raw_flags) {
+        MountKind::Remount {
+            bind: false,
+            read_only: true,
+        } => MountKind::Remount {
+            bind: false,
+            read_only: last_access_option(data) != Some(false),
+        },
+        kind => kind,
+    }
+}
+
+/// The last `ro` (`Some(true)`) or `rw` (`Some(false)`) among comma-separated mount options.
+fn last_access_option(data: &[u8]) -> Option<bool> {
+    data.split(|&byte| byte == b',')
+        .filter_map(|option| match option {
+            b"ro" => Some(true),
+            b"rw" => Some(false),
+            _ => None,
+        })
+        .next_back()
+}
+
 /// Which of mount(2)'s arguments other than the target the kernel looks up as paths. Whoever
 /// performs a call for another process needs that process's working directory only when one
 /// of them (or the target) is a relative path.
@@ -413,6 +449,27 @@ pub fn decide_umount(policy: &MountPolicy, target: &Target, caller: &Caller) -> 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_remount_counts_read_only_only_if_its_options_leave_it_so(
+            flags in any::<u64>(),
+            options in proptest::collection::vec(prop_oneof![
+                Just("ro"), Just("rw"), Just("size=1m"), Just("mode=755"), Just(""), Just("rwx"),
+            ], 0..6),
+        ) {
+            let data = options.join(",");
+            let kind = classify_call(flags, data.as_bytes());
+            let last = options.iter().rev().find(|o| **o == "ro" || **o == "rw");
+            match classify(flags) {
+                MountKind::Remount { bind: false, read_only: true } => prop_assert_eq!(
+                    kind,
+                    MountKind::Remount { bind: false, read_only: last != Some(&"rw") }
+                ),
+                other => prop_assert_eq!(kind, other),
+            }
+        }
+    }
 
     fn caller() -> impl Strategy<Value = Caller> {
         (any::<bool>(), any::<bool>()).prop_map(|(cap_sys_admin, in_container_userns)| Caller {

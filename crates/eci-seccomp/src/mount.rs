@@ -39,8 +39,8 @@ use eci_ns::sys::{self, check, check_int, Errno, SysResult};
 use eci_ns::yielding::Yielding;
 use eci_ns::{Namespaces, PidFd};
 use eci_policy::mount::{
-    classify, decide_mount, decide_options, decide_umount, descriptor_path, path_arguments, Caller,
-    InitialMount, MountKind, MountPolicy, Rule, Target, Verdict,
+    classify_call, decide_mount, decide_options, decide_umount, descriptor_path, path_arguments,
+    Caller, InitialMount, MountKind, MountPolicy, Rule, Target, Verdict,
 };
 
 use crate::creds::Creds;
@@ -750,7 +750,7 @@ fn vet_and_perform(
     }
     // Its lookups through the directory (which every call makes) also prove that a remembered
     // user namespace is the caller's: they fail once the directory's process has exited.
-    let kind = classify(call.flags);
+    let kind = classify_call(call.flags, call.data.map_or(&[][..], CStr::to_bytes));
     enter_callers_view(piddir, view, needs_working_directory(call, kind))?;
     let caller = Caller {
         cap_sys_admin,
@@ -2496,7 +2496,7 @@ mod tests {
             fstype: Some(fstype),
             data,
         };
-        let needs = |c: Call<'_>| needs_working_directory(&c, classify(c.flags));
+        let needs = |c: Call<'_>| needs_working_directory(&c, classify_call(c.flags, b""));
         let bind = libc::MS_BIND;
         // A tmpfs's source and options are no paths; its target is.
         assert!(!needs(call(
