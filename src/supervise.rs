@@ -163,7 +163,14 @@ pub(crate) fn helper_config(
             })
             .is_some_and(|o| o == "ro")
     };
-    let masks = masks.with_read_only_roots(read_only_at("/proc"), read_only_at("/sys"));
+    let masks = masks
+        .with_read_only_roots(read_only_at("/proc"), read_only_at("/sys"))
+        .with_spec_mounts(
+            spec.mounts()
+                .iter()
+                .flatten()
+                .map(|m| m.destination().as_path()),
+        );
     // A procfs `gid=` is translated from 0 up; a block mapped elsewhere refuses it.
     let masks = if mapping.container_start == 0 {
         masks.with_gids(mapping.host_start, mapping.size)

@@ -125,6 +125,55 @@ fn an_inner_procfs_and_sysfs_are_masked_and_locked() {
 }
 
 #[test]
+fn a_fresh_procfs_or_sysfs_never_shows_what_the_containers_own_hides() {
+    // The host half builds them with the host's privileges, so the kernel's own check (no
+    // mount in a user namespace more revealing than the one visible) does not apply: /sys
+    // made read-only by readonlyPaths keeps a fresh sysfs read-only, and a mount of the
+    // spec's under /proc or /sys, which a fresh one would not have, refuses it.
+    let tmpfs_at = |destination: &str| {
+        let mut tmpfs = eci::oci_spec::runtime::Mount::default();
+        tmpfs.set_destination(destination.into());
+        tmpfs.set_typ(Some("tmpfs".into()));
+        tmpfs.set_source(Some("tmpfs".into()));
+        tmpfs.set_options(Some(vec!["ro".into()]));
+        tmpfs
+    };
+    let script = "mkdir -p /tmp/s /tmp/p \
+                  && /probe mount sysfs /tmp/s sysfs , mount-ro sysfs /tmp/s sysfs \
+                  , mount proc /tmp/p proc";
+    let mut c = common::create_with("fresh-covered", &["sh", "-c", script], |spec| {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.retain(|m| m.destination() != Path::new("/sys"));
+        let mut sysfs = tmpfs_at("/sys");
+        sysfs.set_typ(Some("sysfs".into()));
+        sysfs.set_source(Some("sysfs".into()));
+        sysfs.set_options(Some(
+            ["nosuid", "noexec", "nodev", "rw"].map(Into::into).to_vec(),
+        ));
+        mounts.push(sysfs);
+        mounts.push(tmpfs_at("/proc/tty"));
+        spec.set_mounts(Some(mounts));
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut readonly = linux.readonly_paths().clone().unwrap_or_default();
+        readonly.push("/sys".into());
+        linux.set_readonly_paths(Some(readonly));
+        spec.set_linux(Some(linux));
+    });
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["EPERM", "ok", "EPERM"]);
+    let script = "mkdir -p /tmp/s && /probe mount-ro sysfs /tmp/s sysfs";
+    let mut c = common::create_with("fresh-sys-covered", &["sh", "-c", script], |spec| {
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.push(tmpfs_at("/sys/kernel"));
+        spec.set_mounts(Some(mounts));
+    });
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), "EPERM", "/sys/kernel's contents would show");
+}
+
+#[test]
 fn security_module_label_options_are_refused() {
     // The helper mounts, so SELinux or Smack would check its label in the caller's stead. This
     // host has neither: without the vetter, tmpfs itself refuses the unknown options (EINVAL).

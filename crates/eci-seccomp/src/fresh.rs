@@ -74,6 +74,18 @@ impl Fresh {
     }
 }
 
+/// sysfs's permanently empty directories, made for other filesystems' mounts.
+const SYSFS_MOUNT_POINTS: [&str; 8] = [
+    "/sys/fs/cgroup",
+    "/sys/fs/bpf",
+    "/sys/fs/fuse/connections",
+    "/sys/fs/pstore",
+    "/sys/kernel/config",
+    "/sys/kernel/debug",
+    "/sys/kernel/security",
+    "/sys/kernel/tracing",
+];
+
 /// What a fresh procfs and sysfs get: paths relative to their root, masked (an empty read-only
 /// tmpfs over a directory, a null device over anything else), made read-only, or covered by a
 /// read-only bind of a host file (the container's virtual files).
@@ -111,6 +123,17 @@ pub struct Masks {
     /// falls back to binding /sys when it may not mount one).
     #[serde(default = "read_only_unless_known")]
     pub sys_read_only: bool,
+    /// The container's own /proc hides what a fresh procfs would show and the host half
+    /// cannot hide again: /proc masked whole, or a mount of the spec's under it (a bind over
+    /// a file, a tmpfs over a directory). A fresh procfs is refused (EPERM), as the kernel
+    /// refuses a mount in a user namespace more revealing than the one visible.
+    #[serde(default)]
+    pub proc_refused: bool,
+    /// The same for /sys. Mounts at and below the kernel's permanently empty directories,
+    /// made for other filesystems (`/sys/fs/cgroup`, `/sys/fs/bpf`, `/sys/kernel/debug`...;
+    /// `/proc/sys/fs/binfmt_misc`), hide nothing and count for neither.
+    #[serde(default)]
+    pub sys_refused: bool,
 }
 
 fn read_only_unless_known() -> bool {
@@ -134,13 +157,47 @@ impl Masks {
                 })
                 .collect()
         };
+        let names = |paths: &[String], root: &str| {
+            paths.iter().any(|p| {
+                eci_policy::paths::normalize(Path::new(p)).is_ok_and(|p| p == Path::new(root))
+            })
+        };
         Masks {
             proc_masked: under(masked, "/proc"),
             proc_readonly: under(readonly, "/proc"),
             sys_masked: under(masked, "/sys"),
             sys_readonly: under(readonly, "/sys"),
+            proc_refused: names(masked, "/proc"),
+            sys_refused: names(masked, "/sys"),
+            proc_read_only: names(readonly, "/proc"),
+            sys_read_only: names(readonly, "/sys"),
             ..Masks::default()
         }
+    }
+
+    /// Takes account of the spec's mounts (their destinations): one under /proc, or under
+    /// /sys elsewhere than `/sys/fs/cgroup`, refuses fresh mounts of that filesystem
+    /// ([`Masks::proc_refused`]).
+    pub fn with_spec_mounts<'a>(
+        mut self,
+        destinations: impl IntoIterator<Item = &'a Path>,
+    ) -> Masks {
+        for destination in destinations {
+            let Ok(path) = eci_policy::paths::normalize(destination) else {
+                continue;
+            };
+            let strictly_under = |root: &str| path != Path::new(root) && path.starts_with(root);
+            // The kernel's permanently empty directories, where filesystems are mounted (a
+            // mount there hides nothing a fresh one would show).
+            let empty = |dirs: &[&str]| dirs.iter().any(|dir| path.starts_with(dir));
+            if strictly_under("/proc") && !empty(&["/proc/sys/fs/binfmt_misc"]) {
+                self.proc_refused = true;
+            }
+            if strictly_under("/sys") && !empty(&SYSFS_MOUNT_POINTS) {
+                self.sys_refused = true;
+            }
+        }
+        self
     }
 
     /// Adds binds of host files over absolute paths such as `/proc/meminfo` (those under
@@ -200,9 +257,10 @@ impl Masks {
     /// kernel requires of a mount in a user namespace (it may not be more permissive than the
     /// one already visible, whose read-only flag is locked). The host half builds them with
     /// the host's privileges, so the kernel's own check does not apply.
+    /// (A root listed among the spec's read-only paths is read-only already.)
     pub fn with_read_only_roots(mut self, proc: bool, sys: bool) -> Masks {
-        self.proc_read_only = proc;
-        self.sys_read_only = sys;
+        self.proc_read_only |= proc;
+        self.sys_read_only |= sys;
         self
     }
 
@@ -838,7 +896,7 @@ fn build_proc(
     masks: &Masks,
     sources: &Sources,
 ) -> SysResult<()> {
-    if masks.proc_read_only && flags & libc::MS_RDONLY == 0 {
+    if masks.proc_refused || masks.proc_read_only && flags & libc::MS_RDONLY == 0 {
         return Err(Errno(libc::EPERM));
     }
     let fs = FsContext::open(c"proc")?;
@@ -933,7 +991,7 @@ fn build_sysfs(
     masks: &Masks,
     sources: &[RawFd],
 ) -> SysResult<()> {
-    if masks.sys_read_only && flags & libc::MS_RDONLY == 0 {
+    if masks.sys_refused || masks.sys_read_only && flags & libc::MS_RDONLY == 0 {
         return Err(Errno(libc::EPERM));
     }
     // sysfs shows the network namespace of whoever creates it.
@@ -1052,6 +1110,36 @@ mod tests {
         assert_eq!(masks.sys_masked, [c"firmware".to_owned()]);
         assert_eq!(masks.proc_readonly, [c"sys".to_owned()]);
         assert_eq!(masks.sys_readonly, [c"fs/bpf".to_owned()]);
+        // /proc masked whole: no fresh procfs at all; /sys untouched.
+        assert!(masks.proc_refused && !masks.sys_refused);
+        assert!(!masks.proc_read_only && !masks.sys_read_only);
+    }
+
+    #[test]
+    fn what_a_fresh_filesystem_cannot_hide_again_refuses_it() {
+        let masks = Masks::from_paths(&["/sys/.".to_string()], &["//proc".to_string()]);
+        assert!(masks.sys_refused && !masks.proc_refused);
+        assert!(masks.proc_read_only && !masks.sys_read_only);
+        let masks = masks.with_read_only_roots(false, false);
+        assert!(masks.proc_read_only, "a read-only path stays so");
+        let mounts = |paths: &[&str]| {
+            let masks = Masks::default().with_spec_mounts(paths.iter().map(Path::new));
+            (masks.proc_refused, masks.sys_refused)
+        };
+        assert_eq!(
+            mounts(&["/proc", "/sys", "/sys/fs/cgroup", "/sys/fs/cgroup/memory"]),
+            (false, false)
+        );
+        assert_eq!(mounts(&["/proc/meminfo"]), (true, false));
+        assert_eq!(mounts(&["/sys/kernel", "/dev/shm"]), (false, true));
+        assert_eq!(mounts(&["/sys/fs/cgroup/../../kernel"]), (false, true));
+        assert_eq!(mounts(&["/sys/fs/cgroupx"]), (false, true));
+        let empty = [
+            "/sys/fs/bpf",
+            "/sys/kernel/debug/tracing",
+            "/proc/sys/fs/binfmt_misc",
+        ];
+        assert_eq!(mounts(&empty), (false, false));
     }
 
     #[test]
