@@ -174,6 +174,18 @@ fn a_fresh_procfs_or_sysfs_never_shows_what_the_containers_own_hides() {
 }
 
 #[test]
+fn the_helper_holds_no_mount_of_the_callers_busy() {
+    // The helper resolves a relative path from the caller's working directory, which it
+    // enters: staying there after the call made that mount busy to a later umount (EBUSY
+    // where the kernel answers 0).
+    let script = "mkdir -p /tmp/d && /probe mount t /tmp/d tmpfs && mkdir /tmp/d/a /tmp/d/b \
+                  && cd /tmp/d && /probe bind a b && cd / && /probe umount /tmp/d/b , umount /tmp/d";
+    let (code, out) = common::run("helper-cwd", &["sh", "-c", script]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["ok", "ok", "ok", "ok"]);
+}
+
+#[test]
 fn security_module_label_options_are_refused() {
     // The helper mounts, so SELinux or Smack would check its label in the caller's stead. This
     // host has neither: without the vetter, tmpfs itself refuses the unknown options (EINVAL).

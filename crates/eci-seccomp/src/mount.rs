@@ -707,6 +707,7 @@ fn vet_copied<'b>(
             Err(errno) => Err(errno),
         },
     };
+    leave_working_directory(view);
     match outcome {
         Ok(Some((errno, rule))) => Some((errno, rule, call.target)),
         // The caller is gone: there is nobody to answer.
@@ -1269,13 +1270,26 @@ fn enter_callers_view(piddir: RawFd, view: &View, needs_cwd: bool) -> SysResult<
         remember(&view.root, identity(dir.as_raw_fd(), c"")?);
     }
     if needs_cwd && !matches(&view.cwd, identity(piddir, c"cwd")?) {
-        forget(&view.cwd);
+        // Entered, identity unknown until read: no identity matches it, and
+        // `leave_working_directory` leaves even a directory whose identity could not be read.
+        remember(&view.cwd, [u64::MAX, u64::MAX]);
         let dir = open_at(piddir, c"cwd", libc::O_PATH | libc::O_DIRECTORY)?;
         // SAFETY: fchdir on an fd we hold.
         check_int(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
         remember(&view.cwd, identity(dir.as_raw_fd(), c"")?);
     }
     Ok(())
+}
+
+/// Leaves a working directory entered for a call for the root: staying there would keep that
+/// mount busy, and a later umount of it, which the kernel allows the caller, would fail
+/// (EBUSY). Only calls with a relative path enter one, so only they pay for entering it again.
+fn leave_working_directory(view: &View) {
+    if view.cwd[0].load(Ordering::Relaxed) != 0 {
+        forget(&view.cwd);
+        // SAFETY: chdir with a NUL-terminated path; the root is the caller's, entered above.
+        let _ = unsafe { libc::chdir(c"/".as_ptr()) };
+    }
 }
 
 /// The inode number of what `fd` names (for a namespace, the number its link shows).
@@ -1313,11 +1327,13 @@ pub fn parse_namespace_link(link: &[u8]) -> Option<u64> {
 }
 
 /// (mount ID, inode) of what `name` under `piddir` leads to (with an empty name, of what
-/// `piddir` itself names); never (0, 0).
+/// `piddir` itself names); never (0, 0). The mount's 64-bit ID where the kernel has one
+/// (Linux 6.8): never given to another mount, where a 32-bit one is reused once the mount is
+/// gone, so a remembered root cannot be mistaken for a new mount's.
 fn identity(piddir: RawFd, name: &CStr) -> SysResult<[u64; 2]> {
     // SAFETY: an all-zero statx is valid.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    let mask = libc::STATX_INO | libc::STATX_MNT_ID;
+    let mask = libc::STATX_INO | libc::STATX_MNT_ID | libc::STATX_MNT_ID_UNIQUE;
     let flags = if name.is_empty() {
         libc::AT_EMPTY_PATH
     } else {
