@@ -773,7 +773,14 @@ impl Cgroup {
         }
         // Frozen before it is listed: a process moving between the container's own cgroups
         // could keep out of a listing made while it runs.
-        self.freeze(true)?;
+        if let Err(err) = self.freeze(true) {
+            // A container that cannot be frozen still dies: SIGKILL needs no freeze to be
+            // final, and whoever kills waits for the cgroup to empty.
+            return match signal {
+                libc::SIGKILL => self.kill_unfrozen(),
+                _ => Err(err),
+            };
+        }
         let pids = self.pids_left();
         if let Ok(pids) = &pids {
             // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be
@@ -787,6 +794,31 @@ impl Cgroup {
         let thawed = self.freeze(false);
         let pids = pids?;
         thawed.map(|()| pids)
+    }
+
+    /// SIGKILLs every process listed in the cgroup's tree without freezing it, each through a
+    /// pidfd opened first and signalled only if the process it names was still in the tree
+    /// after the pidfd was opened: a listed pid reused meanwhile by a process elsewhere is left
+    /// alone. The pids signalled.
+    fn kill_unfrozen(&self) -> Result<Vec<i32>> {
+        let v1 = self.on_v1();
+        let mut killed = Vec::new();
+        for pid in self.pids_left()?.into_iter().filter(|pid| *pid > 0) {
+            let Ok(process) = eci_ns::PidFd::open(pid) else {
+                continue;
+            };
+            let Ok(listed) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+                continue;
+            };
+            // Read after the pidfd was opened: if its process still lives, the read was its.
+            if in_cgroup_tree(&listed, &self.path, v1)
+                && process.is_alive()
+                && process.signal(libc::SIGKILL).is_ok()
+            {
+                killed.push(pid);
+            }
+        }
+        Ok(killed)
     }
 
     /// Whether the cgroup was given to its container ([`crate::cgroupfs`]).
@@ -895,15 +927,20 @@ impl Cgroup {
     }
 
     /// Freezes (`true`) or thaws every process in the cgroup.
+    /// A freeze that fails (libcgroups gives up after 10 s on a task the freezer cannot stop,
+    /// one in a killable wait on a FUSE server that is frozen itself, say) is undone: cgroup
+    /// v2's freezer would stay set, leaving a container that says it runs frozen.
     pub(crate) fn freeze(&self, frozen: bool) -> Result<()> {
         let state = if frozen {
             FreezerState::Frozen
         } else {
             FreezerState::Thawed
         };
-        self.manager
-            .freeze(state)
-            .map_err(|e| self.error(if frozen { "freezing" } else { "thawing" }, &e))
+        let done = self.manager.freeze(state);
+        if done.is_err() && frozen {
+            let _ = self.manager.freeze(FreezerState::Thawed);
+        }
+        done.map_err(|e| self.error(if frozen { "freezing" } else { "thawing" }, &e))
     }
 
     /// Whether the cgroup's processes are frozen (paused, or being paused), as the freezer
@@ -1191,6 +1228,43 @@ mod tests {
         assert!(given.delegated);
         given.remove().unwrap();
         assert!(dirs.0.iter().all(|dir| !dir.exists()));
+    }
+
+    #[test]
+    fn a_cgroup_that_cannot_be_frozen_is_killed_process_by_process() {
+        let hierarchies = eci_mount::virt::mounted_hierarchies().unwrap();
+        if !nix::unistd::geteuid().is_root() || !hierarchies.iter().any(crate::cgroupfs::managed) {
+            return;
+        }
+        let name = format!("eci-test-unfrozen-{}", std::process::id());
+        let path = Path::new("/").join(&name);
+        let managed = hierarchies.iter().filter(|h| crate::cgroupfs::managed(h));
+        let dirs = TestDirs(managed.map(|h| h.mount.join(&name)).collect());
+        for dir in &dirs.0 {
+            std::fs::create_dir(dir).unwrap();
+        }
+        let cgroup = Cgroup::open(&path, "t").unwrap();
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("100")
+                .spawn()
+                .unwrap()
+        };
+        let (mut inside, mut outside) = (spawn(), spawn());
+        cgroup.add(inside.id() as i32).unwrap();
+        let killed = cgroup.kill_unfrozen().unwrap();
+        assert_eq!(killed, [inside.id() as i32]);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(inside.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert_eq!(
+            outside.try_wait().unwrap(),
+            None,
+            "a process elsewhere was signalled"
+        );
+        outside.kill().unwrap();
+        outside.wait().unwrap();
+        cgroup.remove().unwrap();
+        drop(dirs);
     }
 
     #[test]
