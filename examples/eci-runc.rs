@@ -506,6 +506,11 @@ fn create(
     let (mut child, report) = match started {
         Ok(started) => started,
         Err(err) => {
+            // A monitor that died after making the container (killed while a hook ran, say)
+            // left it to whoever finds its record: this command, before the directory goes.
+            if let Err(left) = remove_orphan(ctx, id) {
+                ctx.log("warning", &format!("container '{id}': {left}"));
+            }
             let _ = dir.remove();
             return Err(err);
         }
@@ -1694,21 +1699,6 @@ fn monitor_container(
             }
         }
     };
-    // What `delete` needs to take the container down should this monitor die before it does:
-    // the cgroup's path and what tells it from a later one there. Written before `create` is
-    // told the container exists, so that no moment leaves a container delete cannot find
-    // (a write and a rename, about 0.14 ms on this VM's ext4 /run; the state file, which
-    // only `state` after the monitor's death reads, waits until after).
-    if let Some(path) = container.cgroup_path() {
-        let mut record = path.as_os_str().as_encoded_bytes().to_vec();
-        record.extend(format!("\n{}", container.cgroup_identity().unwrap_or(0)).bytes());
-        if let Err(err) = write_whole(&ctx.dir(id).join(CGROUP_FILE), &record) {
-            ctx.log(
-                "warning",
-                &format!("recording the cgroup (delete cannot clean up if I die): {err}"),
-            );
-        }
-    }
     let signals = match caller {
         Caller::Create(mut ready) => {
             let reaped = match init_parent {
@@ -2049,12 +2039,18 @@ fn serve(
                 // Never started: deleting kills and reaps the waiting init.
                 State::Stopped(_) | State::Created => return Ok(Served::Deleted(stream)),
                 State::Running | State::Paused => {
-                    container.kill(libc::SIGKILL).map_err(|e| e.to_string())?;
-                    if container.state() == State::Paused {
+                    // An init that has ended already, its end not yet seen here (ESRCH), is
+                    // deleted all the same; a failure is answered, never a dropped request.
+                    let _ = container.kill(libc::SIGKILL);
+                    let thawed = match container.state() {
                         // A frozen init dies only once thawed.
-                        container.resume().map_err(|e| e.to_string())?;
+                        State::Paused => container.resume().map_err(|e| e.to_string()),
+                        _ => Ok(()),
+                    };
+                    match thawed {
+                        Ok(()) => return Ok(Served::Deleted(stream)),
+                        Err(err) => Err(format!("thawing the container to delete it: {err}")),
                     }
-                    return Ok(Served::Deleted(stream));
                 }
             }
         }
@@ -2371,11 +2367,31 @@ fn create_container(
         config = config.image(image);
     }
     let container = runtime.create(config)?;
+    record_cgroup(ctx, id, &container);
     let dir = std::fs::File::open(ctx.dir(id))?;
     let listener = UnixListener::bind(short_path(&dir))?;
     // The container keeps what it needs of the runtime (supervisor, helpers, virtual files).
     drop(runtime);
     Ok((container, listener, hooks, spec))
+}
+
+/// Records what `delete` needs to take the container down should this monitor die before it
+/// does: the cgroup's path and what tells it from a later one there. Written as soon as the
+/// container exists, before its hooks (which may run for minutes) and before `create` is told,
+/// so that no moment leaves a container delete cannot find (a write and a rename, about 0.14
+/// ms on this VM's ext4 /run; the state file, which only `state` after the monitor's death
+/// reads, waits until after).
+fn record_cgroup(ctx: &Ctx, id: &str, container: &Container) {
+    if let Some(path) = container.cgroup_path() {
+        let mut record = path.as_os_str().as_encoded_bytes().to_vec();
+        record.extend(format!("\n{}", container.cgroup_identity().unwrap_or(0)).bytes());
+        if let Err(err) = write_whole(&ctx.dir(id).join(CGROUP_FILE), &record) {
+            ctx.log(
+                "warning",
+                &format!("recording the cgroup (delete cannot clean up if I die): {err}"),
+            );
+        }
+    }
 }
 
 /// Runs hooks one after another, each with the container's state on stdin, as the OCI runtime

@@ -1435,6 +1435,51 @@ fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
     assert!(!state.status.success(), "no container is left");
 }
 
+#[test]
+fn a_monitor_killed_while_a_hook_runs_leaves_no_container() {
+    // The container exists while its prestart hooks run, which may take minutes: a monitor
+    // killed meanwhile (OOM, a delete --force that lost patience) leaves it to create.
+    let setup = Setup::new(&["sleep", "1000"]);
+    let started = setup.dir.path().join("hook-started");
+    let hook = format!("touch {}; exec sleep 31.7", started.display());
+    setup.with_hooks(serde_json::json!({
+        "prestart": [{ "path": "/bin/sh", "args": ["sh", "-c", hook] }]
+    }));
+    let id = "hook-monitor-killed";
+    let mut create = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["create", "--bundle", &setup.bundle(), id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(|| started.exists()), "the hook ran");
+    let record = std::fs::read(setup.container_dir(id).join("monitor")).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    let monitor = record["pid"].as_i64().unwrap() as i32;
+    // The container's cgroup in the first hierarchy that has it (memory on v1, the unified
+    // one on v2).
+    let cgroup = [
+        "/sys/fs/cgroup/memory/eci",
+        "/sys/fs/cgroup/unified/eci",
+        "/sys/fs/cgroup/eci",
+    ]
+    .iter()
+    .map(|dir| Path::new(dir).join(id))
+    .find(|dir| dir.exists())
+    .expect("the container's cgroup");
+    kill_monitor(monitor);
+    let _ = Command::new("pkill").args(["-f", "sleep 31.7"]).status();
+    assert!(!create.wait().unwrap().success());
+    assert!(!cgroup.exists(), "no cgroup is left");
+    assert!(
+        !setup.container_dir(id).exists(),
+        "no container directory is left"
+    );
+}
+
 /// A live process's resident KiB (VmRSS).
 fn resident_kib(pid: i32) -> u64 {
     common::resident_kib(pid).unwrap_or_else(|| panic!("process {pid} is gone"))
