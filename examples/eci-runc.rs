@@ -55,7 +55,7 @@ use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use eci::oci_spec::runtime::{Hook, Hooks, LinuxResources, Spec};
+use eci::oci_spec::runtime::{Box as ConsoleSize, Hook, Hooks, LinuxResources, Spec};
 use eci::{
     Container, ContainerConfig, ExecProcess, InitParent, Runtime, RuntimeConfig, State, Stdio,
     VirtualFilesServer,
@@ -455,7 +455,21 @@ fn command_name(cmd: &CommonCmd) -> &'static str {
 
 /// Hands a terminal's master to the console socket, as runc does: one message carrying the
 /// descriptor, with a name.
-fn send_console(socket: &Path, master: OwnedFd) -> Result<(), Error> {
+/// The terminal gets the process's `consoleSize` first, as runc sizes it (Docker sends the
+/// client's for `run -t` and `exec -t`): otherwise it is 0x0 until the client's first resize.
+fn send_console(socket: &Path, master: OwnedFd, size: Option<ConsoleSize>) -> Result<(), Error> {
+    if let Some(size) = size {
+        let winsize = libc::winsize {
+            ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+            ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize we own from a pty master we hold.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &winsize) } != 0 {
+            return Err(format!("sizing the terminal: {}", std::io::Error::last_os_error()).into());
+        }
+    }
     let stream = UnixStream::connect(socket)
         .map_err(|e| format!("connecting to the console socket {}: {e}", socket.display()))?;
     send_with_fds(&stream, b"/dev/ptmx", &[master.as_raw_fd()])
@@ -1658,13 +1672,25 @@ fn monitor_container(
         Caller::Create(_) if eci::eci_ns::pidfd::exit_status_outlives_reaping() => {
             InitParent::Adopter
         }
+        Caller::Create(_) => {
+            // Said every time: statistics and OOM events of the engine read the wrong cgroup.
+            ctx.log(
+                "warning",
+                "before Linux 6.15 the pid file names the monitor, not the container's init: \
+                 the engine's statistics and OOM events read the monitor's cgroup",
+            );
+            InitParent::Runtime
+        }
         _ => InitParent::Runtime,
     };
     let created = create_container(ctx, id, bundle, caller_stdio, init_parent).and_then(
         |(mut container, listener, hooks, spec)| {
             let described = Described::of(id, bundle, &spec, started.clone());
             match (container.take_console(), console) {
-                (Some(master), Some(socket)) => send_console(socket, master)?,
+                (Some(master), Some(socket)) => {
+                    let size = spec.process().as_ref().and_then(|p| p.console_size());
+                    send_console(socket, master, size)?
+                }
                 (Some(_), None) => return Err("a terminal needs --console-socket".into()),
                 (None, _) => {}
             }
@@ -2119,9 +2145,10 @@ fn start_exec(container: &Container, json: &str, fds: Vec<OwnedFd>) -> Result<Ex
         stdout: fds.next(),
         stderr: fds.next(),
     };
+    let size = process.console_size();
     let mut exec = container.exec(process, stdio)?;
     match (exec.take_console(), console) {
-        (Some(master), Some(socket)) => send_console(&socket, master)?,
+        (Some(master), Some(socket)) => send_console(&socket, master, size)?,
         (Some(_), None) => return Err("a terminal needs --console-socket".into()),
         (None, _) => {}
     }

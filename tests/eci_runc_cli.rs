@@ -901,6 +901,73 @@ fn the_command_line_keeps_runcs_contract() {
     assert_eq!(spec["hostname"], "eci");
 }
 
+/// Accepts one connection on `listener` and receives the descriptor it carries (a console).
+fn receive_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("a descriptor");
+    // SAFETY: the descriptor just came with the message and is ours alone.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+#[test]
+fn a_terminal_has_the_size_the_process_asks_for() {
+    // Docker sends the client's terminal size as consoleSize for `run -t`: without it the
+    // terminal is 0x0 until the client's first resize.
+    let setup = Setup::new(&["sh", "-c", "stty size; sleep 1"]);
+    setup.edit_spec(|spec| {
+        spec["process"]["terminal"] = true.into();
+        spec["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 77});
+    });
+    let socket = setup.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let id = "sized";
+    let console = std::thread::scope(|scope| {
+        let received = scope.spawn(|| receive_console(&listener));
+        let created = setup.runc_detached(&[
+            "create",
+            "--bundle",
+            &setup.bundle(),
+            "--console-socket",
+            socket.to_str().unwrap(),
+            id,
+        ]);
+        assert!(created, "{}", setup.detached_errors());
+        received.join().unwrap()
+    });
+    assert!(setup.runc_detached(&["start", id]));
+    let mut output = String::new();
+    let mut console = std::fs::File::from(console);
+    let mut buf = [0u8; 256];
+    while !output.contains('\n') {
+        use std::io::Read;
+        match console.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => output.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert_eq!(output.trim(), "33 77");
+    let _ = setup.runc(&["delete", "--force", id]);
+}
+
 #[test]
 fn exec_refuses_the_flags_it_does_not_apply_and_applies_additional_groups() {
     let setup = Setup::new(&["sleep", "1000"]);
