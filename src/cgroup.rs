@@ -800,7 +800,7 @@ impl Cgroup {
     /// pidfd opened first and signalled only if the process it names was still in the tree
     /// after the pidfd was opened: a listed pid reused meanwhile by a process elsewhere is left
     /// alone. The pids signalled.
-    fn kill_unfrozen(&self) -> Result<Vec<i32>> {
+    pub(crate) fn kill_unfrozen(&self) -> Result<Vec<i32>> {
         let v1 = self.on_v1();
         let mut killed = Vec::new();
         for pid in self.pids_left()?.into_iter().filter(|pid| *pid > 0) {

@@ -1016,6 +1016,28 @@ impl Container {
     /// Waits for and reaps every exec'd process. The init's exit kills them all, but completes
     /// only once they are reaped, and they are the runtime's children: waiting for the init
     /// alone would wait forever.
+    /// An init held in the kernel past its SIGKILL (executing or reading a file of a FUSE
+    /// server of the container's that has read the request and never answers) ends only once
+    /// that server does, which dies with the init's PID namespace only after the init: the
+    /// rest of the cgroup is killed then, each process through a pidfd checked to be the
+    /// container's, until the init goes (the server's end aborts the request).
+    fn kill_what_holds_the_init(&self) {
+        const ROUNDS: u32 = 20;
+        let Some(cgroup) = &self.resources.cgroup else {
+            return;
+        };
+        for _ in 0..ROUNDS {
+            if self
+                .init
+                .exits_within(std::time::Duration::from_millis(500))
+            {
+                return;
+            }
+            let _ = cgroup.kill_unfrozen();
+        }
+        tracing::warn!(container = %self.id, "the init outlives SIGKILL; waiting for it");
+    }
+
     fn reap_execs(&self) {
         let execs = std::mem::take(&mut *self.execs.lock().unwrap_or_else(|e| e.into_inner()));
         for exec in execs.iter().filter_map(std::sync::Weak::upgrade) {
@@ -1048,6 +1070,7 @@ impl Container {
                     let _ = cgroup.freeze(false);
                 }
             }
+            self.kill_what_holds_the_init();
             self.reap_execs();
             let status = self
                 .init

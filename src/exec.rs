@@ -90,11 +90,14 @@ impl ExecProcess {
 impl Drop for ExecProcess {
     fn drop(&mut self) {
         if !self.process.reaped() {
-            let _ = self.process.pidfd.signal(libc::SIGKILL);
-            let _ = self.process.wait();
+            self.process.pidfd.kill_and_reap(KILL_PATIENCE);
         }
     }
 }
+
+/// How long a killed exec'd process is waited for before a thread of its own reaps it
+/// ([`PidFd::kill_and_reap`]).
+const KILL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Container {
     /// Runs `process` inside the running container and returns once it has been executed. The
@@ -274,8 +277,7 @@ struct Killer<'a>(&'a PidFd);
 
 impl Drop for Killer<'_> {
     fn drop(&mut self) {
-        let _ = self.0.signal(libc::SIGKILL);
-        let _ = self.0.wait();
+        self.0.kill_and_reap(KILL_PATIENCE);
     }
 }
 

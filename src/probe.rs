@@ -214,6 +214,22 @@ fn sysinfo_into_stalled_fuse(dir: &str) -> String {
     answer(unsafe { libc::sysinfo(page.cast()) } as libc::c_long)
 }
 
+/// Mounts a FUSE filesystem at `dir` whose server answers everything but reads, prints "ok"
+/// and serves until killed: a process that executes its file `f` is held in the kernel for
+/// good once the server has read its request, a SIGKILL notwithstanding.
+fn stalled_fuse(dir: &str) -> String {
+    let device = match mount_fuse(dir, "stall") {
+        Ok(device) => device,
+        Err(answer) => return format!("mount: {answer}"),
+    };
+    std::thread::spawn(move || serve_all_but_reads(&device, None, None));
+    println!("ok");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    loop {
+        std::thread::park();
+    }
+}
+
 /// Mounts a FUSE filesystem at `dir` and looks its file up: "same" if the server was told the
 /// PID of this process as this process sees it, else the two numbers.
 fn fuse_request_pid(dir: &str) -> String {
@@ -287,7 +303,7 @@ fn serve_all_but_reads(
     let attr = |node: u64| -> Vec<u8> {
         let (size, mode, nlink) = match node {
             1 => (0u64, libc::S_IFDIR | 0o755, 2u32),
-            _ => (4096, libc::S_IFREG | 0o644, 1),
+            _ => (4096, libc::S_IFREG | 0o755, 1),
         };
         let mut out = Vec::new();
         for word in [node, size, size / 512, 0, 0, 0] {
@@ -596,6 +612,7 @@ pub fn run(args: &[&str]) -> String {
         }
         ["fuse", target] => fuse_mount(target, false),
         ["fuse-hold", target] => fuse_mount(target, true),
+        ["fuse-stall", dir] => stalled_fuse(dir),
         ["sysinfo-fuse", dir] => sysinfo_into_stalled_fuse(dir),
         ["fuse-pid", dir] => fuse_request_pid(dir),
         ["fuse-ptmx", dir, result] => fake_ptmx(dir, result),

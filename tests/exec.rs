@@ -234,6 +234,72 @@ fn an_exec_that_never_reaches_its_program_is_killed_and_the_container_goes_on() 
     container.kill(libc::SIGKILL).unwrap();
 }
 
+#[test]
+fn an_exec_held_in_the_kernel_past_its_kill_does_not_hold_its_caller() {
+    // Executing a file of a FUSE filesystem whose server has read the request and never
+    // answers holds the process in the kernel for good, SIGKILL or not: the exec gives up
+    // after its patience, and its killer no longer waits for the process's end (eci-runc's
+    // monitor would serve nothing again: no kill, no delete).
+    let script = "mkdir -p /tmp/stall && exec /probe fuse-stall /tmp/stall";
+    let mut c = create_with(
+        "exec-stall",
+        &["sh", "-c", script],
+        common::with_fuse_device,
+    );
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ok\n", "the filesystem is mounted");
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let container = c.container.as_ref().unwrap();
+        let mut process = Process::default();
+        process.set_args(Some(vec!["/tmp/stall/f".into()]));
+        let started = std::time::Instant::now();
+        let err = container.exec(process, Stdio::default()).map(|_| ());
+        let _ = done.send((started.elapsed(), format!("{err:?}")));
+        // Deleting the container ends its server, and with it the held process.
+        drop(c);
+    });
+    let (waited, err) = result
+        .recv_timeout(std::time::Duration::from_secs(40))
+        .expect("the exec never returned");
+    assert!(err.contains("took over 10 s"), "{err}");
+    assert!(waited < std::time::Duration::from_secs(25), "{waited:?}");
+}
+
+#[test]
+fn a_container_whose_init_is_held_in_the_kernel_is_deleted_all_the_same() {
+    // The init executes a file of the container's own stalled FUSE server: held in the
+    // kernel, it outlives its SIGKILL until that server ends, which would die with the init's
+    // PID namespace only after the init. A delete waited for good.
+    let script = "mkdir -p /tmp/stall && { /probe fuse-stall /tmp/stall & } \
+                  && sleep 0.5 && exec /tmp/stall/f";
+    let mut c = create_with(
+        "init-stall",
+        &["sh", "-c", script],
+        common::with_fuse_device,
+    );
+    c.container().start().unwrap();
+    let init = c.container().pid();
+    let held = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let wchan = std::fs::read_to_string(format!("/proc/{init}/wchan")).unwrap_or_default();
+        wchan == "request_wait_answer"
+    });
+    assert!(held, "the init is not held in the kernel");
+    let container = c.container.take().unwrap();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let deleted = container.delete().map_err(|e| e.to_string());
+        let _ = done.send((started.elapsed(), deleted));
+    });
+    let (waited, deleted) = result
+        .recv_timeout(std::time::Duration::from_secs(40))
+        .expect("the delete never returned");
+    assert_eq!(deleted, Ok(()));
+    assert!(waited < std::time::Duration::from_secs(15), "{waited:?}");
+}
+
 /// A pty of the host's devpts: (master, slave).
 fn host_pty() -> (OwnedFd, OwnedFd) {
     use std::os::fd::FromRawFd;

@@ -111,6 +111,40 @@ impl PidFd {
         .map(|s| s.expect("a blocking wait always returns a status"))
     }
 
+    /// Whether the process exits within `timeout` (at once if it has already).
+    pub fn exits_within(&self, timeout: std::time::Duration) -> bool {
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        self.poll(libc::POLLIN, ms).is_ok_and(|events| events != 0)
+    }
+
+    /// Sends SIGKILL and reaps the process, waiting `patience` at most: a SIGKILL takes effect
+    /// only when the process leaves the kernel, and a container can hold one of its processes
+    /// there without end (in a FUSE request that a server of the container has read and never
+    /// answers). One not gone by then is waited for by a thread of its own, so that whoever
+    /// kills (a monitor that serves other requests) goes on.
+    ///
+    /// ```
+    /// let child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+    /// let process = eci_ns::pidfd::PidFd::open(child.id() as i32).unwrap();
+    /// process.kill_and_reap(std::time::Duration::from_secs(1));
+    /// assert!(!process.is_alive());
+    /// ```
+    pub fn kill_and_reap(&self, patience: std::time::Duration) {
+        let _ = self.signal(libc::SIGKILL);
+        if self.exits_within(patience) {
+            let _ = self.wait();
+            return;
+        }
+        if let Ok(process) = self.try_clone() {
+            // Without a thread to wait in, a child stays a zombie until this process ends.
+            let _ = std::thread::Builder::new()
+                .name("eci-reap".into())
+                .spawn(move || {
+                    let _ = process.wait();
+                });
+        }
+    }
+
     /// [`PidFd::wait`] without blocking: `None` while the process runs (and, for a process
     /// that is not the caller's child, until how it ended can be read).
     pub fn try_wait(&self) -> SysResult<Option<ExitStatus>> {
