@@ -371,6 +371,23 @@ fn check_supported(spec: &Spec) -> Result<Profile> {
     if spec.hooks().is_some() {
         return Err(Error::Unsupported("OCI hooks"));
     }
+    // Fields eci does not apply: refused rather than dropped, which would run the container
+    // otherwise than asked (a network device left on the host, a memory policy not set).
+    let unapplied = [
+        (
+            linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+            "linux.netDevices (moving network devices into the container)",
+        ),
+        (linux.intel_rdt().is_some(), "linux.intelRdt"),
+        (linux.memory_policy().is_some(), "linux.memoryPolicy"),
+        (
+            linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()),
+            "linux.mountLabel (SELinux)",
+        ),
+    ];
+    if let Some((_, field)) = unapplied.iter().find(|(given, _)| *given) {
+        return Err(Error::Unsupported(field));
+    }
     check_process_supported(&spec.process().clone().unwrap_or_default())?;
     Ok(profile)
 }
@@ -379,6 +396,17 @@ fn check_supported(spec: &Spec) -> Result<Profile> {
 pub(crate) fn check_process_supported(process: &oci_spec::runtime::Process) -> Result<()> {
     if process.selinux_label().is_some() {
         return Err(Error::Unsupported("SELinux labels"));
+    }
+    let unapplied = [
+        (process.scheduler().is_some(), "process.scheduler"),
+        (process.io_priority().is_some(), "process.ioPriority"),
+        (
+            process.exec_cpu_affinity().is_some(),
+            "process.execCPUAffinity",
+        ),
+    ];
+    if let Some((_, field)) = unapplied.iter().find(|(given, _)| *given) {
+        return Err(Error::Unsupported(field));
     }
     match process.apparmor_profile() {
         Some(profile) => crate::apparmor::check(profile),

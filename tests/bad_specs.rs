@@ -250,6 +250,73 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
             |e| matches!(e, Error::Unsupported(_)) && e.to_string().contains("without AppArmor"),
         ));
     }
+    // OCI fields eci does not apply: refused, never dropped.
+    type Edit = fn(&mut Spec);
+    let unapplied: [(&str, Edit, &str); 5] = [
+        (
+            "net-devices",
+            |spec| {
+                let devices = [("eth9".to_string(), Default::default())]
+                    .into_iter()
+                    .collect();
+                spec.linux_mut()
+                    .as_mut()
+                    .unwrap()
+                    .set_net_devices(Some(devices));
+            },
+            "linux.netDevices",
+        ),
+        (
+            "memory-policy",
+            |spec| {
+                let policy =
+                    serde_json::from_str(r#"{"mode": "MPOL_BIND", "nodes": "0"}"#).unwrap();
+                spec.linux_mut()
+                    .as_mut()
+                    .unwrap()
+                    .set_memory_policy(Some(policy));
+            },
+            "linux.memoryPolicy",
+        ),
+        (
+            "scheduler",
+            |spec| {
+                let scheduler =
+                    serde_json::from_str(r#"{"policy": "SCHED_FIFO", "priority": 1}"#).unwrap();
+                spec.process_mut()
+                    .as_mut()
+                    .unwrap()
+                    .set_scheduler(Some(scheduler));
+            },
+            "process.scheduler",
+        ),
+        (
+            "io-priority",
+            |spec| {
+                let priority =
+                    serde_json::from_str(r#"{"class": "IOPRIO_CLASS_RT", "priority": 0}"#).unwrap();
+                spec.process_mut()
+                    .as_mut()
+                    .unwrap()
+                    .set_io_priority(Some(priority));
+            },
+            "process.ioPriority",
+        ),
+        (
+            "idmapped-tmpfs",
+            |spec| {
+                let mut mount = Mount::default();
+                mount.set_destination("/data".into());
+                mount.set_typ(Some("tmpfs".into()));
+                mount.set_options(Some(vec!["idmap".into()]));
+                spec.mounts_mut().as_mut().unwrap().push(mount);
+            },
+            "no bind",
+        ),
+    ];
+    for (name, edit, field) in unapplied {
+        ids.push(expect_error(name, edit, |e| e.to_string().contains(field)));
+    }
     // Refused by the kernel in the mounter, after the init exists.
     ids.push(expect_error(
         "kernel-refuses-mount",

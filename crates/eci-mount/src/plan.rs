@@ -629,6 +629,15 @@ fn plan_mount(
     if bind {
         return plan_bind(mount, dest, opts, files);
     }
+    // The kernel idmaps binds only: a filesystem the mounter makes has the container's owners
+    // already (its ownership options are translated below), and an idmap asked of it would be
+    // dropped.
+    if opts.idmap || mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
+        return Err(PlanError::Unsupported {
+            dest: dest.display.clone(),
+            what: "an idmapped mount that is no bind (idmap, ridmap, uidMappings, gidMappings)",
+        });
+    }
     let fstype = mount.typ().clone().unwrap_or_default();
     if !INITIAL_TYPES.contains(&fstype.as_str()) {
         return Err(PlanError::Type {
