@@ -25,6 +25,42 @@ impl HostPaths for BundlePaths<'_> {
         resolve_in_bundle(self.bundle, path)
     }
 
+    fn closed_between(&mut self, rule: &Path, path: &Path) -> std::io::Result<Option<PathBuf>> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        const OTHERS_SEARCH: u32 = 0o001;
+        let Ok(below) = path.strip_prefix(rule) else {
+            return Ok(None);
+        };
+        // The source itself is not judged: bound plain (a writable share), its own mode keeps
+        // the container out as it keeps other host users out. (In a read-only share, bound
+        // idmapped, container root is its files' owners anyway: see ARCHITECTURE.md.)
+        let Some(parent) = below.parent() else {
+            return Ok(None);
+        };
+        // A source in the container's own bundle (`bundle/data` beside its root, where the
+        // caller put them) is the container's, however closed the directories holding it.
+        let bundle = std::fs::canonicalize(self.bundle).ok();
+        if bundle.is_some_and(|bundle| path.starts_with(bundle)) {
+            return Ok(None);
+        }
+        let mut dir = rule.to_path_buf();
+        for name in parent.components() {
+            dir.push(name);
+            let meta = std::fs::symlink_metadata(&dir)?;
+            if meta.permissions().mode() & OTHERS_SEARCH != 0 {
+                continue;
+            }
+            // A user's home directory, 0700 or 0750 on most distributions, is passed: its
+            // user binds projects from it (`-v $HOME/src:/src`). Beyond it the container then
+            // reads what that user lets others read, which other host users cannot reach
+            // (eci cannot tell who asked for the container: /home is shared for its users).
+            if !is_owners_home(&dir, meta.uid()) {
+                return Ok(Some(dir));
+            }
+        }
+        Ok(None)
+    }
+
     fn engine_volume(&mut self, data: &VolumeData<'_>) -> std::io::Result<Option<EngineVolume>> {
         let Some((source, identity)) = volume_source(data)? else {
             return Ok(None);
@@ -36,6 +72,18 @@ impl HostPaths for BundlePaths<'_> {
             identity,
             closed_to_others,
         }))
+    }
+}
+
+/// Whether `dir` is the home directory, as the user database has it, of `uid`, a user other
+/// than root.
+fn is_owners_home(dir: &Path, uid: u32) -> bool {
+    if uid == 0 {
+        return false;
+    }
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => std::fs::canonicalize(&user.dir).is_ok_and(|home| home == dir),
+        _ => false,
     }
 }
 

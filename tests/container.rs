@@ -869,30 +869,109 @@ fn a_rootfs_that_host_users_can_reach_is_refused() {
 }
 
 #[test]
+fn a_shared_path_gives_only_what_any_host_user_reaches() {
+    use std::os::unix::fs::PermissionsExt;
+    // The mounter passes, as root, a directory that keeps host users out: a root service's
+    // PrivateTmp (/tmp/systemd-private-*/tmp, 1777 in a 0700 directory) is no host user's to
+    // read or fill, so it is not the container's, though /tmp is shared.
+    let private = common::closed_tempdir("eci-private");
+    let inner = private.path().join("tmp");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let binding = |source: &std::path::Path| {
+        let source = source.to_path_buf();
+        move |spec: &mut eci::oci_spec::runtime::Spec| {
+            let mut bind = common::read_only_bind(&source, "/x");
+            bind.set_options(Some(vec!["rbind".into()]));
+            spec.mounts_mut().as_mut().unwrap().push(bind);
+        }
+    };
+    let refused = common::try_create(runtime(), "private-tmp", binding(&inner));
+    let Err(err) = refused else {
+        panic!("the private tmp was bound")
+    };
+    assert!(
+        err.to_string()
+            .contains("lets only its owner and group through"),
+        "{err}"
+    );
+    // The closed directory itself is bound: its own mode keeps the container out as it keeps
+    // host users out.
+    let script = ["sh", "-c", "ls /x 2>&1; echo listed=$?"];
+    let (code, out) =
+        common::create_with("private-dir", &script, binding(private.path())).run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Permission denied") && out.ends_with("listed=2\n"),
+        "{out}"
+    );
+    // A user's closed home directory is passed: its user binds projects from it.
+    let user = format!("eci{}", std::process::id());
+    let added = std::process::Command::new("useradd")
+        .args(["--no-create-home", "--home-dir"])
+        .arg(private.path())
+        .arg(&user)
+        .status()
+        .unwrap();
+    assert!(added.success());
+    struct Removed(String);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("userdel").arg(&self.0).status();
+        }
+    }
+    let _removed = Removed(user.clone());
+    let chowned = std::process::Command::new("chown")
+        .arg(format!("{user}:{user}"))
+        .arg(private.path())
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    let script = ["sh", "-c", "test -d /x && echo bound"];
+    let (code, out) = common::create_with("home-tmp", &script, binding(&inner)).run_to_end();
+    assert_eq!((code, out.as_str()), (0, "bound\n"));
+}
+
+#[test]
 fn a_bind_of_the_rootfs_or_of_what_holds_it_is_refused() {
     use eci::eci_policy::root::RootRefusal;
     // The mounter builds the container's mounts in its rootfs (a fresh procfs, unmasked until
     // the masks come last): a bind of a path in it, or of one holding it, would copy them.
     let dir = common::closed_tempdir("eci-root");
     let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
-    for (name, source) in [
-        ("bind-rootfs-proc", rootfs.path().join("proc")),
-        ("bind-rootfs-parent", dir.path().to_path_buf()),
-    ] {
-        let mut spec = rootfs.spec(vec!["true".into()]);
-        spec.mounts_mut()
-            .as_mut()
-            .unwrap()
-            .push(common::read_only_bind(&source, "/hostproc"));
-        let id = common::unique_id(name);
-        let err = runtime()
-            .create(eci::ContainerConfig::new(id, spec))
-            .unwrap_err();
-        assert!(
-            matches!(&err, eci::Error::Root(RootRefusal::BindOfRoot { bind, .. }) if *bind == source),
-            "{name}: {err}"
-        );
-    }
+    // (A path inside a root closed to others, as one outside an engine's storage must be, is
+    // refused before that: its closed directory keeps host users out.)
+    let proc = rootfs.path().join("proc");
+    let err = runtime()
+        .create(eci::ContainerConfig::new(
+            common::unique_id("bind-rootfs-proc"),
+            {
+                let mut spec = rootfs.spec(vec!["true".into()]);
+                let mounts = spec.mounts_mut().as_mut().unwrap();
+                mounts.push(common::read_only_bind(&proc, "/hostproc"));
+                spec
+            },
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("lets only its owner and group through"),
+        "{err}"
+    );
+    let source = dir.path().to_path_buf();
+    let mut spec = rootfs.spec(vec!["true".into()]);
+    spec.mounts_mut()
+        .as_mut()
+        .unwrap()
+        .push(common::read_only_bind(&source, "/hostproc"));
+    let id = common::unique_id("bind-rootfs-parent");
+    let err = runtime()
+        .create(eci::ContainerConfig::new(id, spec))
+        .unwrap_err();
+    assert!(
+        matches!(&err, eci::Error::Root(RootRefusal::BindOfRoot { bind, .. }) if *bind == source),
+        "{err}"
+    );
     rootfs.remove().unwrap();
 }
 

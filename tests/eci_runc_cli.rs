@@ -866,8 +866,15 @@ fn the_command_line_keeps_runcs_contract() {
         String::from_utf8_lossy(&out.stderr).contains("does not exist"),
         "{out:?}"
     );
-    // The state carries the spec's annotations, which hooks read there.
-    setup.edit_spec(|spec| spec["annotations"] = serde_json::json!({"org.example.team": "blue"}));
+    // The state carries the spec's annotations, which hooks read there. (And a bind from the
+    // bundle, which lies in a directory closed to others, is the container's own.)
+    std::fs::create_dir(setup.dir.path().join("bundle/data")).unwrap();
+    let data = format!("{}/data", setup.bundle());
+    setup.edit_spec(|spec| {
+        spec["annotations"] = serde_json::json!({"org.example.team": "blue"});
+        let bind = serde_json::json!({"destination": "/data", "type": "bind", "source": data, "options": ["rbind"]});
+        spec["mounts"].as_array_mut().unwrap().push(bind);
+    });
     let id = "contract";
     setup.create_named(id);
     let state: serde_json::Value =

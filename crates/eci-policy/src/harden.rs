@@ -296,6 +296,15 @@ pub enum HardenError {
         /// Why it could not be resolved.
         source: std::io::Error,
     },
+    /// A bind mount source beyond a directory only its owner or group may pass: shared paths
+    /// give the container what any host user has there, not what the mounter (root) reaches.
+    #[error("bind mount source {}: {} lets only its owner and group through; a container gets only what any host user reaches in a shared path", path.display(), closed.display())]
+    ClosedOnTheWay {
+        /// The resolved source.
+        path: PathBuf,
+        /// The directory that keeps others out.
+        closed: PathBuf,
+    },
     /// A bind mount of a restricted host path.
     #[error("bind mount of host path {} is refused by the rule for {} ({origin})", path.display(), rule.display())]
     RestrictedSource {
@@ -522,6 +531,16 @@ pub trait HostPaths {
     /// would refuse otherwise.
     fn engine_volume(&mut self, data: &VolumeData<'_>) -> std::io::Result<Option<EngineVolume>> {
         let _ = data;
+        Ok(None)
+    }
+
+    /// The first directory strictly between `rule`, a shared path, and `path`, a resolved path
+    /// below it, that host users may not search unless they own it or are in its group (no
+    /// search bit for others): what lies beyond it is not what any host user has, though the
+    /// mounter, as root, would reach it. `None` when each lets others through (or the resolver
+    /// cannot tell: a closure knows nothing of the host's directories).
+    fn closed_between(&mut self, rule: &Path, path: &Path) -> std::io::Result<Option<PathBuf>> {
+        let _ = (rule, path);
         Ok(None)
     }
 }
@@ -961,7 +980,31 @@ fn check_bind_source(
     // is among the first 65,536 IDs: host root's, and host users'. Only a path shared
     // read-only (read-only all through, below) and a volume no host user can reach are.
     let (read_only, idmappable) = match binds.ctx.policy.paths.decide(&resolved) {
-        PathDecision::Shared { read_only, .. } => (read_only, read_only),
+        PathDecision::Shared {
+            read_only,
+            rule,
+            origin,
+        } => {
+            // An administrator's share gives what host users have there; a directory the
+            // embedding runtime shares (an engine's files for this very container) is the
+            // container's own.
+            let judged = matches!(origin, RuleOrigin::Default | RuleOrigin::Settings);
+            let closed = match judged {
+                true => binds.host.closed_between(rule, &host_path),
+                false => Ok(None),
+            };
+            let closed = closed.map_err(|err| HardenError::UnresolvableSource {
+                path: source.clone(),
+                source: err,
+            })?;
+            if let Some(closed) = closed {
+                return Err(HardenError::ClosedOnTheWay {
+                    path: host_path,
+                    closed,
+                });
+            }
+            (read_only, read_only)
+        }
         refused => match engine_volume_access(binds, &refused, &host_path, &dest, report)? {
             Some(access) => {
                 let mut options = mount.options().clone().unwrap_or_default();

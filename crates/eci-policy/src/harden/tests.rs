@@ -1436,3 +1436,54 @@ proptest! {
         }
     }
 }
+
+/// A host whose paths are already resolved and where `closed` keeps others out.
+struct ClosedHost {
+    closed: PathBuf,
+}
+
+impl HostPaths for ClosedHost {
+    fn resolve(&mut self, path: &Path) -> std::io::Result<PathBuf> {
+        Ok(path.to_path_buf())
+    }
+
+    fn closed_between(&mut self, rule: &Path, path: &Path) -> std::io::Result<Option<PathBuf>> {
+        let between = self.closed.starts_with(rule) && self.closed != rule;
+        let above = path.starts_with(&self.closed) && path != self.closed;
+        Ok((between && above).then(|| self.closed.clone()))
+    }
+}
+
+#[test]
+fn a_bind_beyond_a_directory_closed_to_others_is_refused_in_an_administrators_share() {
+    let mut host = ClosedHost {
+        closed: PathBuf::from("/tmp/systemd-private-1"),
+    };
+    let policy = Policy::default();
+    let refused = harden_bind(&policy, "/tmp/systemd-private-1/tmp", &["rbind"], &mut host);
+    assert!(
+        matches!(&refused, Err(HardenError::ClosedOnTheWay { closed, .. }) if *closed == host.closed),
+        "{refused:?}"
+    );
+    // The closed directory itself, and what lies elsewhere, are bound.
+    for source in ["/tmp/systemd-private-1", "/tmp/open/tmp"] {
+        assert!(
+            harden_bind(&policy, source, &["rbind"], &mut host).is_ok(),
+            "{source}"
+        );
+    }
+    // A directory the embedding runtime shares is the container's own: not judged.
+    let mut policy = Policy::default();
+    policy
+        .paths
+        .share(Path::new("/srv/engine/c1"), false)
+        .unwrap();
+    host.closed = PathBuf::from("/srv/engine/c1/mounts");
+    assert!(harden_bind(&policy, "/srv/engine/c1/mounts/shm", &["rbind"], &mut host).is_ok());
+    policy = Policy::default();
+    let refused = harden_bind(&policy, "/srv/engine/c1/mounts/shm", &["rbind"], &mut host);
+    assert!(
+        matches!(refused, Err(HardenError::ClosedOnTheWay { .. })),
+        "{refused:?}"
+    );
+}
