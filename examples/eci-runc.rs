@@ -2166,8 +2166,11 @@ fn exec_through_monitor(
 ) -> Result<u8, Error> {
     let stream = connect(ctx, id).map_err(|_| format!("container not running: {id}"))?;
     let process: serde_json::Value = serde_json::from_str(process)?;
-    // A JSON string is Unicode: a path that is not cannot be told to the monitor.
+    // The monitor connects from its own working directory: a relative path is the client's,
+    // as runc's exec takes it. A JSON string is Unicode: a path that is not cannot be told.
+    let console = console.map(std::path::absolute).transpose()?;
     let console = console
+        .as_deref()
         .map(|path| {
             path.to_str()
                 .ok_or_else(|| format!("--console-socket {}: not UTF-8", path.display()))

@@ -912,7 +912,20 @@ fn the_command_line_keeps_runcs_contract() {
 fn receive_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::{AsRawFd, FromRawFd};
-    let (stream, _) = listener.accept().unwrap();
+    // Ten seconds at most: a runtime that never connects fails the test rather than hang it.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "no console came");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("accepting the console: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
     let mut buf = [0u8; 64];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -939,7 +952,7 @@ fn receive_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd::
 fn a_terminal_has_the_size_the_process_asks_for() {
     // Docker sends the client's terminal size as consoleSize for `run -t`: without it the
     // terminal is 0x0 until the client's first resize.
-    let setup = Setup::new(&["sh", "-c", "stty size; sleep 1"]);
+    let setup = Setup::new(&["sh", "-c", "stty size; sleep 30"]);
     setup.edit_spec(|spec| {
         spec["process"]["terminal"] = true.into();
         spec["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 77});
@@ -961,18 +974,50 @@ fn a_terminal_has_the_size_the_process_asks_for() {
         received.join().unwrap()
     });
     assert!(setup.runc_detached(&["start", id]));
+    assert_eq!(first_line(console).trim(), "33 77");
+    // An exec's console socket named relative to the exec's working directory (the monitor,
+    // which connects, has its own).
+    std::fs::remove_file(&socket).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let console = std::thread::scope(|scope| {
+        let received = scope.spawn(|| receive_console(&listener));
+        let exec = Command::new(eci_runc())
+            .arg("--root")
+            .arg(setup.dir.path().join("root"))
+            .args([
+                "exec",
+                "--tty",
+                "--detach",
+                "--console-socket",
+                "console.sock",
+                id,
+                "tty",
+            ])
+            .current_dir(setup.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(exec.status.success(), "{exec:?}");
+        received.join().unwrap()
+    });
+    assert!(first_line(console).starts_with("/dev/pts/"));
+    let _ = setup.runc(&["delete", "--force", id]);
+}
+
+/// The first line read from a terminal's master.
+fn first_line(console: std::os::fd::OwnedFd) -> String {
+    use std::io::Read;
     let mut output = String::new();
     let mut console = std::fs::File::from(console);
     let mut buf = [0u8; 256];
     while !output.contains('\n') {
-        use std::io::Read;
         match console.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => output.push_str(&String::from_utf8_lossy(&buf[..n])),
         }
     }
-    assert_eq!(output.trim(), "33 77");
-    let _ = setup.runc(&["delete", "--force", id]);
+    output
 }
 
 #[test]
