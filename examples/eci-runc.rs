@@ -25,9 +25,9 @@
 //! ```
 //!
 //! OCI hooks run on the host as runc runs them: prestart and createRuntime once the container's
-//! namespaces exist (before `create` returns), poststart after `start`, poststop after the
-//! container is gone; createContainer and startContainer hooks (which run inside the container)
-//! are refused.
+//! namespaces exist (before `create` returns), poststart once it runs (before `start`
+//! returns), poststop after the container is gone; createContainer and startContainer hooks
+//! (which run inside the container) are refused.
 //!
 //! `exec` hands the process (`--process`, or, as runc builds it, the container's own process
 //! from its bundle with the command line's arguments, environment, directory and user over
@@ -1854,8 +1854,7 @@ fn monitor_container(
             let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
             let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(10)));
             let describe = |c: &Container| oci_state(&described, c);
-            let was_created = container.state() == State::Created;
-            let served = match serve(&mut container, stream, &describe) {
+            let served = match serve(&mut container, stream, &describe, &poststart) {
                 Ok(served) => served,
                 Err(err) => {
                     ctx.log("warning", &format!("a request failed: {err}"));
@@ -1863,11 +1862,7 @@ fn monitor_container(
                 }
             };
             match served {
-                Served::Continue => {
-                    if was_created && container.state() == State::Running {
-                        poststart(&container);
-                    }
-                }
+                Served::Continue => {}
                 Served::Exec(process, stream) => execs.push(Exec {
                     process,
                     stream,
@@ -2006,6 +2001,7 @@ fn serve(
     container: &mut Container,
     stream: UnixStream,
     describe: &dyn Fn(&Container) -> String,
+    poststart: &dyn Fn(&Container),
 ) -> Result<Served, Error> {
     let (line, fds) = receive_request(&stream)?;
     let mut words = line.split_whitespace();
@@ -2021,9 +2017,14 @@ fn serve(
                 Err(err) => Err(err.to_string()),
             }
         }
+        // The poststart hooks run before the answer, as the runtime spec has them run before
+        // `start` returns.
         Some("start") => container
             .start()
-            .map(|_| String::new())
+            .map(|_| {
+                poststart(container);
+                String::new()
+            })
             .map_err(|e| e.to_string()),
         Some("state") => Ok(describe(container)),
         Some("kill") => match words.next().and_then(|s| s.parse().ok()) {

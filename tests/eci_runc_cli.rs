@@ -1497,6 +1497,12 @@ fn oci_hooks_run_on_the_host_with_the_containers_state() {
             serde_json::json!([recording_hook(&out.join(name))]),
         );
     }
+    // A slow poststart hook: start returns only once it has run, as the runtime spec says.
+    let poststart = format!("sleep 0.3; exec tee {}", out.join("poststart").display());
+    hooks.insert(
+        "poststart".into(),
+        serde_json::json!([{ "path": "/bin/sh", "args": ["sh", "-c", poststart] }]),
+    );
     setup.with_hooks(hooks.into());
     let id = "hooked";
     assert!(setup.runc_detached(&["create", "--bundle", &setup.bundle(), id]));
@@ -1514,6 +1520,10 @@ fn oci_hooks_run_on_the_host_with_the_containers_state() {
     }
     assert!(!out.join("poststart").exists(), "poststart waits for start");
     assert!(setup.runc(&["start", id]).status.success());
+    assert!(
+        out.join("poststart").exists(),
+        "start returned before poststart ran"
+    );
     let started = recorded(&out.join("poststart"));
     assert_eq!(started["status"], "running", "{started}");
     // poststop runs once the container is gone: its init's pid is no longer its own.
