@@ -936,8 +936,10 @@ impl Cgroup {
         } else {
             FreezerState::Thawed
         };
+        // (A cgroup frozen already, paused, stays so.)
+        let was_frozen = frozen && self.frozen() == Some(true);
         let done = self.manager.freeze(state);
-        if done.is_err() && frozen {
+        if done.is_err() && frozen && !was_frozen {
             let _ = self.manager.freeze(FreezerState::Thawed);
         }
         done.map_err(|e| self.error(if frozen { "freezing" } else { "thawing" }, &e))

@@ -961,7 +961,13 @@ impl Container {
         };
         let cgroup = self.cgroup("signal every process")?;
         if !was_paused {
-            cgroup.freeze(true)?;
+            if let Err(err) = cgroup.freeze(true) {
+                // SIGKILL needs no freeze to be final (see Cgroup::kill_unfrozen).
+                return match signal {
+                    libc::SIGKILL => cgroup.kill_unfrozen().map(drop),
+                    _ => Err(err),
+                };
+            }
         }
         let signalled = cgroup.pids().and_then(|pids| {
             // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be

@@ -194,6 +194,9 @@ fn kill_what_is_left(
                 reason: format!("processes {left:?} did not die after SIGKILL"),
             });
         }
+        // Killed without a freeze (one that failed), a process may have forked past its
+        // signal: what is listed now is killed too.
+        let _ = cgroup.kill_unfrozen();
         std::thread::sleep(Duration::from_millis(10));
     }
     cgroup.remove()?;
