@@ -1203,19 +1203,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_a_cgroup_given_away_has_the_cgroups_below_it_removed_with_it() {
+    /// A cgroup made for a test in every managed hierarchy, removed with the guard: its path
+    /// and the guard. `None` where the test cannot run (not root, no managed hierarchy).
+    fn test_cgroup(kind: &str) -> Option<(PathBuf, TestDirs)> {
         let hierarchies = eci_mount::virt::mounted_hierarchies().unwrap();
         if !nix::unistd::geteuid().is_root() || !hierarchies.iter().any(crate::cgroupfs::managed) {
-            return;
+            return None;
         }
-        let name = format!("eci-test-given-{}", std::process::id());
-        let path = Path::new("/").join(&name);
+        let name = format!("eci-test-{kind}-{}", std::process::id());
         let managed = hierarchies.iter().filter(|h| crate::cgroupfs::managed(h));
         let dirs = TestDirs(managed.map(|h| h.mount.join(&name)).collect());
         for dir in &dirs.0 {
             std::fs::create_dir(dir).unwrap();
         }
+        Some((Path::new("/").join(&name), dirs))
+    }
+
+    #[test]
+    fn only_a_cgroup_given_away_has_the_cgroups_below_it_removed_with_it() {
+        let Some((path, dirs)) = test_cgroup("given") else {
+            return;
+        };
         let kept = Cgroup::open(&path, "t").unwrap();
         let tree = kept.tree_dir().unwrap();
         // Another cgroup below one eci kept (another container's, say) stays, and so does it.
@@ -1234,17 +1242,9 @@ mod tests {
 
     #[test]
     fn a_cgroup_that_cannot_be_frozen_is_killed_process_by_process() {
-        let hierarchies = eci_mount::virt::mounted_hierarchies().unwrap();
-        if !nix::unistd::geteuid().is_root() || !hierarchies.iter().any(crate::cgroupfs::managed) {
+        let Some((path, dirs)) = test_cgroup("unfrozen") else {
             return;
-        }
-        let name = format!("eci-test-unfrozen-{}", std::process::id());
-        let path = Path::new("/").join(&name);
-        let managed = hierarchies.iter().filter(|h| crate::cgroupfs::managed(h));
-        let dirs = TestDirs(managed.map(|h| h.mount.join(&name)).collect());
-        for dir in &dirs.0 {
-            std::fs::create_dir(dir).unwrap();
-        }
+        };
         let cgroup = Cgroup::open(&path, "t").unwrap();
         let spawn = || {
             std::process::Command::new("sleep")
