@@ -1047,9 +1047,6 @@ impl Container {
         Ok(())
     }
 
-    /// Waits for and reaps every exec'd process. The init's exit kills them all, but completes
-    /// only once they are reaped, and they are the runtime's children: waiting for the init
-    /// alone would wait forever.
     /// An init held in the kernel past its SIGKILL (executing or reading a file of a FUSE
     /// server of the container's that has read the request and never answers) ends only once
     /// that server does, which dies with the init's PID namespace only after the init: the
@@ -1072,6 +1069,9 @@ impl Container {
         tracing::warn!(container = %self.id, "the init outlives SIGKILL; waiting for it");
     }
 
+    /// Waits for and reaps every exec'd process. The init's exit kills them all, but completes
+    /// only once they are reaped, and they are the runtime's children: waiting for the init
+    /// alone would wait forever.
     fn reap_execs(&self) {
         let execs = std::mem::take(&mut *self.execs.lock().unwrap_or_else(|e| e.into_inner()));
         for exec in execs.iter().filter_map(std::sync::Weak::upgrade) {

@@ -175,9 +175,9 @@ impl Masks {
         }
     }
 
-    /// Takes account of the spec's mounts (their destinations): one under /proc, or under
-    /// /sys elsewhere than `/sys/fs/cgroup`, refuses fresh mounts of that filesystem
-    /// ([`Masks::proc_refused`]).
+    /// Takes account of the spec's mounts (their destinations): one under /proc or /sys,
+    /// elsewhere than at or below the kernel's empty mount points ([`Masks::sys_refused`]),
+    /// refuses fresh mounts of that filesystem ([`Masks::proc_refused`]).
     pub fn with_spec_mounts<'a>(
         mut self,
         destinations: impl IntoIterator<Item = &'a Path>,
