@@ -715,12 +715,13 @@ fn join_cgroups(thread_lists: &[RawFd]) -> Result<(), Errno> {
 }
 
 /// Starts a process inside the namespaces of a running container: a helper joins them through
-/// `target`'s pidfd (and so is single-threaded, as joining a user namespace requires), then
-/// clones the process into the container's PID namespace with `CLONE_PARENT`, so the runtime is
-/// its parent and can wait for it. The process waits for `prepare` (cgroup placement,
-/// limits), moves itself into the cgroups of `thread_lists` (v1 `tasks` files opened for
-/// writing, at most [`crate::channel::MAX_FDS`]; see [`WhileMounting`]), becomes root of the
-/// user namespace, starts a session of its own and runs `init`.
+/// `target`'s pidfd (and so is single-threaded, as joining a user namespace requires) and
+/// becomes root of the user namespace, then clones the process into the container's PID
+/// namespace with `CLONE_PARENT`, so the runtime is its parent and can wait for it. The process
+/// waits for `prepare` (cgroup placement, limits), moves itself into the cgroups of
+/// `thread_lists` (v1 `tasks` files opened for writing, at most
+/// [`crate::channel::MAX_FDS`]; see [`WhileMounting`]), starts a session of its own and runs
+/// `init`.
 ///
 /// Of the runtime's descriptors, the process keeps only `keep` (those `init` uses, at most
 /// [`MOST_KEPT`]; its standard ones, 0 to 2, stay too): it lives in the container's reach
@@ -823,6 +824,7 @@ fn joining_process(
     if sys::setns(target, join.setns_flags()).is_err() {
         Failure::last_errno(Stage::JoinNamespaces, 0).report_and_exit(channel);
     }
+    become_namespace_root(channel);
     // Signal handlers at their defaults from the start: from here the container may signal
     // the process, and none of the runtime's handlers may run in it.
     let flags = libc::CLONE_PARENT as u64 | libc::CLONE_PIDFD as u64 | sys::CLONE_CLEAR_SIGHAND;
@@ -848,6 +850,30 @@ fn joining_process(
     }
 }
 
+/// Joining kept the host's IDs, which the namespace cannot name: the joining process becomes
+/// its root before the clone, out of the container's sight (it is not in the container's PID
+/// namespace), so that the process the container sees never changes IDs. A change of IDs makes a
+/// process as dumpable as the host's `fs.suid_dumpable` says until it undoes that: in the
+/// container's sight, a tracer there could attach in between and skip the filters to come.
+fn become_namespace_root(channel: &Channel) {
+    let fail = |step| Failure::last_errno(Stage::JoinNamespaces, step).report_and_exit(channel);
+    // SAFETY: plain syscalls with integer arguments; a NULL list with size 0 is allowed.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) == -1 {
+            fail(10);
+        }
+        if libc::setresgid(0, 0, 0) == -1 {
+            fail(11);
+        }
+        if libc::setresuid(0, 0, 0) == -1 {
+            fail(12);
+        }
+    }
+    if sys::set_undumpable().is_err() {
+        fail(UNDUMPABLE_AS_ROOT_STEP);
+    }
+}
+
 fn joined_process(channel: &Channel, init: &(dyn Fn(&Channel) -> Failure + Sync)) -> ! {
     let fail = |step| Failure::last_errno(Stage::InitNamespaces, step).report_and_exit(channel);
     if sys::leave_raised_priority().is_err() {
@@ -862,27 +888,12 @@ fn joined_process(channel: &Channel, init: &(dyn Fn(&Channel) -> Failure + Sync)
         }
         _ => sys::exit(1),
     }
-    // Joining kept the host's IDs, which the namespace cannot name: become its root. A session of
-    // its own keeps the process off the runtime's terminal.
-    // SAFETY: plain syscalls with integer arguments; a NULL list with size 0 is allowed.
-    unsafe {
-        if libc::setgroups(0, std::ptr::null()) == -1 {
-            fail(10);
-        }
-        if libc::setresgid(0, 0, 0) == -1 {
-            fail(11);
-        }
-        if libc::setresuid(0, 0, 0) == -1 {
-            fail(12);
-        }
-        if libc::setsid() == -1 {
-            fail(13);
-        }
+    // A session of its own keeps the process off the runtime's terminal.
+    // SAFETY: setsid takes no arguments.
+    if unsafe { libc::setsid() } == -1 {
+        fail(13);
     }
-    // The container's processes see this one from here until its exec, with the runtime's
-    // descriptors in it.
-    if sys::set_undumpable().is_err() {
-        fail(UNDUMPABLE_AS_ROOT_STEP);
-    }
+    // Undumpable already: the flag came with the joining process's memory, and this process
+    // changes no IDs.
     init(channel).report_and_exit(channel)
 }
