@@ -231,8 +231,21 @@ impl tracing::field::Visit for EventText {
     }
 }
 
+/// The command line, with runc's default for `kill`'s signal (SIGTERM), which liboci-cli
+/// makes required: `runc kill ID` is how scripts and some shims stop a container.
+fn parse_opts() -> Opts {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Opts::command().mut_subcommand("kill", |kill| {
+        kill.mut_arg("signal", |signal| {
+            signal.required(false).default_value("SIGTERM")
+        })
+    });
+    let matches = command.get_matches();
+    Opts::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+}
+
 fn main() -> ExitCode {
-    let opts = Opts::parse();
+    let opts = parse_opts();
     let root = opts.global.root.clone();
     let root = root.unwrap_or_else(|| PathBuf::from("/run/eci-runc"));
     // Absolute from here on: the virtual files daemon is started with it, and the directories

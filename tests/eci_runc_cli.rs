@@ -1221,6 +1221,27 @@ fn kill_takes_real_time_signals_and_names_in_any_case() {
 }
 
 #[test]
+fn kill_without_a_signal_sends_term() {
+    // runc's default: `runc kill ID` is how scripts and some shims stop a container.
+    let setup = Setup::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 3' TERM; while :; do sleep 0.05; done",
+    ]);
+    let id = "default-signal";
+    setup.start_with_monitor(id);
+    let out = setup.runc(&["kill", id]);
+    assert!(out.status.success(), "{out:?}");
+    let stopped = || {
+        let state = setup.runc(&["state", id]);
+        let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+        state["status"] == "stopped"
+    };
+    assert!(eventually(stopped), "TERM reached the trap");
+    assert!(setup.runc(&["delete", id]).status.success());
+}
+
+#[test]
 fn the_pid_file_names_the_init_in_the_containers_cgroup_and_the_monitor_sees_its_end() {
     // containerd's shim reaps the process the pid file names for the container's exit status,
     // and reads that process's cgroup for `docker stats` and OOM events: as runc's, the pid
