@@ -250,6 +250,13 @@ fn in_cgroups_where(text: &str, v1: bool, wanted: impl Fn(&str) -> bool) -> bool
     }
 }
 
+/// The cgroup2 path a /proc/PID/cgroup `text` names (its line with no controllers), on a
+/// cgroup v2 host.
+fn unified_cgroup(text: &str) -> Option<&Path> {
+    let mut lines = text.lines().filter_map(|line| line.strip_prefix("0::"));
+    lines.next().map(Path::new)
+}
+
 /// The `tasks` file of the cgroup that accounts a process's memory on cgroup v1, given its
 /// /proc/PID/cgroup `text` and the `hierarchies` mounted. `None` on cgroup v2, where a
 /// process's cgroup is every controller's (joining it would list the runtime's helper among
@@ -856,6 +863,33 @@ impl Cgroup {
             .map_err(|e| self.error(&format!("adding process {pid}"), &e))
     }
 
+    /// Puts `pid`, a process added to the running container (exec), in the cgroup or, on a
+    /// delegated cgroup v2 the kernel refuses it in, in the cgroup of `init`, the container's
+    /// init, as runc does: a container that enabled controllers for the cgroups it makes
+    /// (Docker in it) must keep its processes below, and the kernel then refuses any in its
+    /// top cgroup (EBUSY). Only a cgroup of the container's own tree is taken.
+    pub(crate) fn add_exec(&self, pid: i32, init: i32) -> Result<()> {
+        let refused = match self.add(pid) {
+            Err(refused) if self.delegated && !self.on_v1() => refused,
+            added => return added,
+        };
+        let listed = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
+        let Some(at) = unified_cgroup(&listed).filter(|at| *at != self.path) else {
+            return Err(refused);
+        };
+        if !in_cgroup_tree(&listed, &self.path, false) {
+            return Err(refused);
+        }
+        let relative = at.strip_prefix("/").unwrap_or(at);
+        let procs = Path::new(libcgroups::common::DEFAULT_CGROUP_ROOT)
+            .join(relative)
+            .join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).map_err(|e| {
+            let what = format!("adding process {pid} to the init's cgroup {}", at.display());
+            self.error(&format!("{refused}; {what}"), &e)
+        })
+    }
+
     /// Puts `pid` in the cgroup and applies the limits (on cgroup v2 with the device rules,
     /// which libcgroups leaves out there: see [`crate::device_filter`]).
     pub(crate) fn join(&self, pid: i32, resources: &LinuxResources) -> Result<()> {
@@ -1009,6 +1043,19 @@ impl Cgroup {
         Err(self.error("confirming", &reason))
     }
 
+    /// [`Cgroup::confirm_member`] for a process added to the running container: in a delegated
+    /// cgroup v2 it may be below ([`Cgroup::add_exec`]).
+    pub(crate) fn confirm_exec_member(&self, pid: i32) -> Result<()> {
+        if !self.delegated || self.on_v1() {
+            return self.confirm_member(pid, "the process added");
+        }
+        let listed = std::fs::read_to_string(format!("/proc/{pid}/cgroup"));
+        if listed.is_ok_and(|text| in_cgroup_tree(&text, &self.path, false)) {
+            return Ok(());
+        }
+        Err(self.error("confirming", &"the process added is not in its tree"))
+    }
+
     pub(crate) fn remove(&self) -> Result<()> {
         if self.delegated {
             crate::cgroupfs::remove_descendants(&self.path).map_err(|e| Error::Cgroup {
@@ -1082,6 +1129,13 @@ mod tests {
             let text = format!("{id}:{controller}:/eci/c1\n");
             proptest::prop_assert!(in_cgroup_everywhere(&text, path, true));
         }
+    }
+
+    #[test]
+    fn the_unified_cgroup_is_the_line_without_a_hierarchy_number() {
+        let text = "12:memory:/eci/a\n1:name=systemd:/x\n0::/eci/a/init\n";
+        assert_eq!(unified_cgroup(text), Some(Path::new("/eci/a/init")));
+        assert_eq!(unified_cgroup("12:memory:/eci/a\n10::/b\n"), None);
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl Container {
         let thread_lists = cgroup.thread_lists_for_exec()?;
         let mut prepare = |p: &PidFd| -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
             if thread_lists.is_none() {
-                cgroup.add(p.pid())?;
+                cgroup.add_exec(p.pid(), self.init.pid())?;
             }
             set_rlimits(p.pid(), &spec)?;
             set_oom_score_adj(p.pid(), &spec)?;
@@ -197,7 +197,7 @@ impl Container {
             explain(failure, &plan)
         })
         .map_err(not_started_in_time)?;
-        cgroup.confirm_member(spawned.init.pid(), "the process added")?;
+        cgroup.confirm_exec_member(spawned.init.pid())?;
         let listener = handover.listener;
         let config = self
             .helper_config

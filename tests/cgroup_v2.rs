@@ -191,3 +191,38 @@ fn a_threaded_cgroup_the_container_made_does_not_hide_its_processes() {
     c.container().kill_all(libc::SIGKILL).unwrap();
     assert_eq!(c.finish().0, 128 + libc::SIGKILL);
 }
+
+#[test]
+fn an_exec_joins_the_inits_cgroup_where_the_container_keeps_none_at_its_top() {
+    if !runs_here_on_cgroup2(
+        "an_exec_joins_the_inits_cgroup_where_the_container_keeps_none_at_its_top",
+    ) {
+        return;
+    }
+    // Docker in the container moves its processes below its top cgroup and hands controllers
+    // down from it; the kernel then refuses any process at the top (EBUSY), and a process
+    // added later goes where the init is, as under runc.
+    let script = "cd /sys/fs/cgroup && mkdir init && echo $$ > init/cgroup.procs \
+         && echo +hugetlb > cgroup.subtree_control && echo ready && exec sleep 1000";
+    let runtime = common::delegating_runtime();
+    let mut c = common::create_in(runtime, "v2-exec-below", &["sh", "-c", script], |spec| {
+        common::with_cgroup_mount(spec, false);
+    });
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ready\n");
+    let dir = cgroup_dir(c.container());
+    assert_eq!(read(&dir, "cgroup.subtree_control").trim(), "hugetlb");
+    let mut process = eci::oci_spec::runtime::Process::default();
+    process.set_args(Some(vec!["cat".into(), "/proc/self/cgroup".into()]));
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stdio = eci::Stdio {
+        stdout: Some(writer.into()),
+        ..Default::default()
+    };
+    let mut exec = c.container().exec(process, stdio).expect("exec");
+    assert_eq!(exec.wait().unwrap().code(), 0);
+    let listed = std::io::read_to_string(reader).unwrap();
+    assert!(listed.lines().any(|l| l == "0::/init"), "{listed}");
+    c.container().kill_all(libc::SIGKILL).unwrap();
+    assert_eq!(c.finish().0, 128 + libc::SIGKILL);
+}
