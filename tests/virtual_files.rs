@@ -183,6 +183,41 @@ fn a_quota_on_a_parent_cgroup_is_the_containers_too() {
 }
 
 #[test]
+fn cpu_time_on_a_cpu_the_quota_hides_still_counts() {
+    // A quota of one CPU shows one of this host's two; the kernel still runs the container on
+    // either, and /proc/stat (top's figures) must count the time spent on the hidden one.
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: needs two CPUs");
+        return;
+    }
+    let script = "timeout 1 taskset -c 1 sh -c 'while :; do :; done'; \
+                  grep -c '^cpu[0-9]' /proc/stat; head -n 1 /proc/stat";
+    let (code, out) = create_with("hidden-cpu", &["sh", "-c", script], |spec| {
+        let cpu = LinuxCpuBuilder::default()
+            .quota(100_000i64)
+            .period(100_000u64)
+            .build()
+            .unwrap();
+        let resources = LinuxResourcesBuilder::default().cpu(cpu).build().unwrap();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_resources(Some(resources));
+        spec.set_linux(Some(linux));
+    })
+    .run_to_end();
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "{out}");
+    let fields: Vec<u64> = lines[1]
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // user + system, in ticks of 10 ms: a good part of the second spent spinning (the CPU is
+    // shared with whatever else the host runs; the hidden CPU's time alone counted 0 before).
+    assert!(fields[0] + fields[2] >= 20, "{out}");
+}
+
+#[test]
 fn uptime_and_process_start_times_count_from_the_containers_start() {
     // The kernel's own /proc/uptime, in the container's time namespace; a process's start time
     // (ticks since boot, field 22 of /proc/PID/stat) counts from the same start, and so does

@@ -162,7 +162,7 @@ impl CgroupDirs {
     }
 
     /// CPU time used, per visible CPU, in USER_HZ ticks. v1 gives it per host CPU; v2 only in
-    /// total, which is spread evenly.
+    /// total, which is spread evenly (as is, on v1, the time of CPUs a quota hides).
     pub fn cpu_usage(&self, visible: &[u32]) -> Vec<CpuTime> {
         let mut out = vec![CpuTime::default(); visible.len()];
         let Some(c) = &self.cpuacct else {
@@ -188,11 +188,7 @@ impl CgroupDirs {
                 per_cpu("cpuacct.usage_percpu_user"),
                 per_cpu("cpuacct.usage_percpu_sys"),
             );
-            for (t, cpu) in out.iter_mut().zip(visible) {
-                let ns_to_ticks = |v: Option<&u64>| v.copied().unwrap_or(0) / 10_000_000;
-                t.user = ns_to_ticks(user.get(*cpu as usize));
-                t.system = ns_to_ticks(system.get(*cpu as usize));
-            }
+            spread_per_cpu(&mut out, visible, &user, &system);
         }
         out
     }
@@ -276,6 +272,26 @@ fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
     out
 }
 
+/// Fills `out` with v1's per-host-CPU `user` and `system` nanoseconds for each `visible` CPU,
+/// in USER_HZ ticks. The container runs on CPUs a quota hides too (a quota of one CPU in a
+/// cpuset of two leaves one visible, and the kernel runs it on either): their time is spread
+/// evenly over the visible ones, so that none of it goes missing.
+fn spread_per_cpu(out: &mut [CpuTime], visible: &[u32], user: &[u64], system: &[u64]) {
+    const NS_PER_TICK: u64 = 10_000_000;
+    let hidden = |per_cpu: &[u64]| -> u64 {
+        let all: u64 = per_cpu.iter().fold(0, |sum, v| sum.saturating_add(*v));
+        let shown = visible.iter().filter_map(|cpu| per_cpu.get(*cpu as usize));
+        all.saturating_sub(shown.fold(0, |sum, v| sum.saturating_add(*v)))
+    };
+    let share = |per_cpu: &[u64]| hidden(per_cpu) / (visible.len().max(1) as u64);
+    let (user_share, system_share) = (share(user), share(system));
+    for (t, cpu) in out.iter_mut().zip(visible) {
+        let on = |per_cpu: &[u64]| per_cpu.get(*cpu as usize).copied().unwrap_or(0);
+        t.user = on(user).saturating_add(user_share) / NS_PER_TICK;
+        t.system = on(system).saturating_add(system_share) / NS_PER_TICK;
+    }
+}
+
 fn read_number(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -331,6 +347,34 @@ mod tests {
         assert_eq!(found.len(), 3);
         assert!(found[1].controllers.contains(&"memory".to_string()));
         assert!(found[2].unified);
+    }
+
+    #[test]
+    fn time_on_cpus_a_quota_hides_is_spread_over_the_visible_ones() {
+        let tick = 10_000_000;
+        let mut out = vec![CpuTime::default(); 1];
+        // Visible: CPU 0 only; the container also ran 4 ticks of user time on CPU 1.
+        spread_per_cpu(&mut out, &[0], &[2 * tick, 4 * tick], &[tick, 0]);
+        assert_eq!((out[0].user, out[0].system), (6, 1));
+        // Nothing hidden: each visible CPU keeps its own.
+        let mut out = vec![CpuTime::default(); 2];
+        spread_per_cpu(&mut out, &[0, 1], &[2 * tick, 4 * tick], &[tick, 0]);
+        assert_eq!((out[0].user, out[1].user, out[1].system), (2, 4, 0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn spreading_never_loses_more_than_rounding(
+            per_cpu in proptest::collection::vec(0u64..1 << 50, 1..8),
+            cut in 1usize..8,
+        ) {
+            let visible: Vec<u32> = (0..per_cpu.len().min(cut) as u32).collect();
+            let mut out = vec![CpuTime::default(); visible.len()];
+            spread_per_cpu(&mut out, &visible, &per_cpu, &per_cpu);
+            let total: u64 = per_cpu.iter().sum::<u64>() / 10_000_000;
+            let shown: u64 = out.iter().map(|t| t.user).sum();
+            proptest::prop_assert!(shown <= total && total - shown <= 2 * visible.len() as u64);
+        }
     }
 
     #[test]
