@@ -354,20 +354,25 @@ fn a_global_tunable_written_inside_stays_inside() {
 fn a_tunable_is_written_only_by_whom_the_kernel_would_let() {
     // The kernel's handler asks CAP_SYS_ADMIN for dmesg_restrict (root without it is refused,
     // while panic needs only the file's permission), and a user namespace made inside the
-    // container is refused the host's tunables altogether.
+    // container is refused the host's tunables altogether. The permission is asked of each
+    // writer, not only of whoever opened the file.
     let without_admin = "setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin /probe";
     let script = format!(
         "/probe write /proc/sys/kernel/dmesg_restrict 1 ; \
          {without_admin} write /proc/sys/kernel/dmesg_restrict 0 , write /proc/sys/kernel/panic 3 ; \
          unshare --user --map-root-user /probe write /proc/sys/kernel/panic 4 ; \
+         exec 3<> /proc/sys/kernel/panic; \
+         setpriv --reuid 1000 --regid 1000 --clear-groups busybox sh -c 'echo 5 >&3' 2>&1 \
+           | grep -c 'Permission denied'; \
          cat /proc/sys/kernel/dmesg_restrict /proc/sys/kernel/panic"
     );
     let (code, out) = run_limited("tunable-writers", &script, 1 << 30, None);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["ok", "EPERM", "ok", "EACCES", "1", "3"],
-        "root writes; root without CAP_SYS_ADMIN writes panic only; a nested namespace nothing"
+        ["ok", "EPERM", "ok", "EACCES", "1", "1", "3"],
+        "root writes; root without CAP_SYS_ADMIN writes panic only; a nested namespace \
+         nothing; nor another user through root's descriptor"
     );
 }
 

@@ -285,24 +285,33 @@ impl Entry {
 /// kernel would let it write the host's: from a user namespace host root made (the
 /// container's own; one made inside the container belongs to its root, whom the kernel
 /// refuses the host's tunables: EACCES), holding the capability the kernel's handler asks for
-/// in it (EPERM; [`sysctl::capability_to_write`]). FUSE's own check (`default_permissions`)
-/// already asked for the tunable's owner, the container's root. What cannot be read is
-/// refused.
-fn writer_may_write(pid: u32, name: &str) -> Result<(), Errno> {
+/// in it (EPERM; [`sysctl::capability_to_write`]), and as the tunable's `owner` (the
+/// container's root's host uid), as its effective uid, on this very write (EACCES): FUSE's own
+/// check (`default_permissions`) asked that of whoever opened the file, and the kernel asks
+/// it of every writer of its tunables again, so that a descriptor handed to another user
+/// writes nothing. What cannot be read is refused.
+fn writer_may_write(pid: u32, name: &str, owner: u32) -> Result<(), Errno> {
     // ioctl_ns(2): _IO(0xb7, 0x4).
     const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
     let userns = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|_| Errno::EACCES)?;
-    let mut owner: libc::uid_t = libc::uid_t::MAX;
+    let mut made_by: libc::uid_t = libc::uid_t::MAX;
     // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer, which is valid.
-    let asked = unsafe { libc::ioctl(userns.as_raw_fd(), NS_GET_OWNER_UID, &mut owner) };
-    if asked != 0 || owner != 0 {
+    let asked = unsafe { libc::ioctl(userns.as_raw_fd(), NS_GET_OWNER_UID, &mut made_by) };
+    if asked != 0 || made_by != 0 {
+        return Err(Errno::EACCES);
+    }
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| Errno::EACCES)?;
+    let effective_uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1)?.parse::<u32>().ok());
+    if effective_uid != Some(owner) {
         return Err(Errno::EACCES);
     }
     let Some(capability) = sysctl::capability_to_write(name) else {
         return Ok(());
     };
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| Errno::EPERM)?;
     let effective = status
         .lines()
         .find_map(|line| line.strip_prefix("CapEff:"))
@@ -1035,7 +1044,10 @@ impl Filesystem for Served {
             return reply.error(Errno::EINVAL);
         }
         let name = sysctl::TUNABLES.get(index).map_or("", |(name, _)| name);
-        if let Err(errno) = writer_may_write(req.pid(), name) {
+        let Some(owner) = self.registry.entry(slot).map(|entry| entry.owner) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if let Err(errno) = writer_may_write(req.pid(), name, owner) {
             return reply.error(errno);
         }
         match self.registry.write_tunable(slot, index, data) {
