@@ -13,6 +13,7 @@ use eci_seccomp::{Filters, Supervisor};
 
 use crate::container::{Container, ContainerConfig};
 use crate::error::{Error, Result};
+use crate::VirtualFilesServer;
 
 /// How a runtime is set up.
 #[derive(Debug, Clone)]
@@ -154,7 +155,12 @@ fn private_dir(dir: &Path, what: &'static str) -> Result<PathBuf> {
 /// The settings as the runtime applies them: its state and lease directories restricted, the
 /// state directory's `rootfs` (where `HostRootfs` builds roots) engine storage, and every
 /// restriction also where it really is.
-fn runtime_policy(policy: Policy, state_dir: &Path, leases_dir: &Path) -> Result<Policy> {
+fn runtime_policy(
+    policy: Policy,
+    state_dir: &Path,
+    leases_dir: &Path,
+    server: &VirtualFilesServer,
+) -> Result<Policy> {
     let restricting = |what: &str| {
         let what = format!("restricting {what}");
         move |e: eci_policy::paths::PathError| Error::Io {
@@ -162,11 +168,19 @@ fn runtime_policy(policy: Policy, state_dir: &Path, leases_dir: &Path) -> Result
             source: std::io::Error::other(e),
         }
     };
-    policy
+    let policy = policy
         .with_state_dir(state_dir)
         .map_err(restricting("the state directory"))?
         .with_state_dir(leases_dir)
-        .map_err(restricting("the ID leases directory"))?
+        .map_err(restricting("the ID leases directory"))?;
+    // Its mount lists every container's directory of files; its socket is host root's alone.
+    let policy = match server {
+        VirtualFilesServer::Daemon { dir, .. } => policy
+            .with_state_dir(dir)
+            .map_err(restricting("the virtual files daemon's directory"))?,
+        VirtualFilesServer::InProcess => policy,
+    };
+    policy
         .with_resolved_engine_sockets(resolve_as_root_made)
         .map_err(restricting("where the engine sockets really are"))?
         .with_resolved_engine_data_roots(resolve_as_root_made)
@@ -224,7 +238,12 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
         let state_dir = private_dir(&config.state_dir, "state")?;
         let leases_dir = private_dir(&config.leases_dir, "lease journal")?;
-        let policy = runtime_policy(config.policy, &state_dir, &leases_dir)?;
+        let policy = runtime_policy(
+            config.policy,
+            &state_dir,
+            &leases_dir,
+            &config.virtual_files,
+        )?;
         if !policy.eci_enabled {
             tracing::warn!("the settings switch Enhanced Container Isolation off; eci cannot run a container without it, so the setting is ignored");
         }

@@ -269,3 +269,31 @@ fn allow_remount_lets_the_rootfs_and_the_specs_read_only_binds_become_writable()
     );
     assert_eq!(strict, ["EPERM", "EPERM"]);
 }
+
+/// The virtual files daemon's directory, wherever the embedding program puts it, is the
+/// runtime's: its mount lists every container's directory of files.
+#[test]
+fn the_virtual_files_daemons_directory_cannot_be_bound() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    // Open to others, so that only the daemon's rule keeps a bind out (/tmp is shared).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = dir.path().join("virtd");
+    std::fs::create_dir(&daemon).unwrap();
+    let runtime = eci::Runtime::new(eci::RuntimeConfig {
+        state_dir: dir.path().join("state"),
+        virtual_files: eci::VirtualFilesServer::Daemon {
+            dir: daemon.clone(),
+            command: vec![common::example("eci-run").into_os_string()],
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let rootfs = HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+    let spec = spec_binding(&rootfs, &daemon, "/virtd");
+    let err = runtime
+        .create(ContainerConfig::new("daemon-dir", spec))
+        .unwrap_err();
+    assert!(matches!(err, Error::Spec(_)), "{err}");
+    assert!(err.to_string().contains("virtd"), "{err}");
+}
