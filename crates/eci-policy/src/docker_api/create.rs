@@ -84,6 +84,16 @@ pub enum CreateRefusal {
     /// Log options for the engine's default driver.
     #[error("log options (HostConfig.LogConfig.Config) without a log driver are refused through this socket: the engine's default driver would take them, an address to ship the container's output to among them; name json-file, local, journald or none")]
     LogOptions,
+    /// A log option the driver named is not given through this socket.
+    #[error("the log option '{option}' of the {driver} driver is refused through this socket (journald's labels and env options set the journal's own fields, the container's ID among them, which is how the engine finds a container's logs: another container's would be read; allowed: {allowed})")]
+    LogOption {
+        /// The driver.
+        driver: String,
+        /// The option refused.
+        option: String,
+        /// What the driver may be given.
+        allowed: String,
+    },
     /// A `local` volume the engine would mount on the host as something other than a plain
     /// directory, a tmpfs or a bind.
     #[error("a local volume of type '{0}' would be mounted on the host by the engine (a network filesystem connects from the host's network, a disk or an overlay shows host files); only plain and tmpfs volumes may be made through this socket")]
@@ -126,6 +136,39 @@ pub enum CreateRefusal {
 
 /// The log drivers that write the container's output on the host and connect nowhere.
 pub const LOCAL_LOG_DRIVERS: &[&str] = &["json-file", "local", "journald", "none"];
+
+/// The options each of [`LOCAL_LOG_DRIVERS`] may be given through the socket: where it keeps
+/// the output and how much, and the engine's own buffering (`mode`, `max-buffer-size`).
+/// json-file's `labels`, `env` and `tag` only add fields to the container's own file; the
+/// `labels` and `env` options of journald overwrite the journal's fields (`CONTAINER_ID_FULL`,
+/// by which the engine finds a container's logs, `PRIORITY`), so they are not; its `tag` names
+/// the container's own entries (`SYSLOG_IDENTIFIER`, `CONTAINER_TAG`; Compose files set it).
+fn log_options_of(driver: &str) -> &'static [&'static str] {
+    const BUFFERING: [&str; 2] = ["mode", "max-buffer-size"];
+    match driver {
+        "json-file" => &[
+            "mode",
+            "max-buffer-size",
+            "max-size",
+            "max-file",
+            "compress",
+            "labels",
+            "labels-regex",
+            "env",
+            "env-regex",
+            "tag",
+        ],
+        "local" => &[
+            "mode",
+            "max-buffer-size",
+            "max-size",
+            "max-file",
+            "compress",
+        ],
+        "journald" => &["mode", "max-buffer-size", "tag"],
+        _ => &BUFFERING,
+    }
+}
 
 /// Checks the body of `POST /containers/create` and returns the body to send on: the same
 /// request, run with `runtime` and labelled as made for it
@@ -246,11 +289,15 @@ fn check_log_config(log_config: Option<&Value>) -> Result<(), CreateRefusal> {
         Some(_) => return Err(CreateRefusal::Malformed("HostConfig.LogConfig")),
     };
     only_exact_spellings(fields, &["Type", "Config"])?;
-    let has_options = match fields.get("Config") {
-        None | Some(Value::Null) => false,
-        Some(Value::Object(options)) => !options.is_empty(),
+    let options = match fields.get("Config") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(options)) => Some(options),
         Some(_) => return Err(CreateRefusal::Malformed("HostConfig.LogConfig.Config")),
     };
+    let has_options = options.is_some_and(|options| !options.is_empty());
+    if let (Some(Value::String(driver)), Some(options)) = (fields.get("Type"), options) {
+        check_log_options(driver, options)?;
+    }
     match fields.get("Type") {
         // The engine's default driver then, with these options over the administrator's: for
         // a driver that ships logs, an address of the container's choosing.
@@ -263,6 +310,23 @@ fn check_log_config(log_config: Option<&Value>) -> Result<(), CreateRefusal> {
         Some(Value::String(driver)) if LOCAL_LOG_DRIVERS.contains(&driver.as_str()) => Ok(()),
         Some(Value::String(driver)) => Err(CreateRefusal::LogDriver(driver.clone())),
         Some(_) => Err(CreateRefusal::Malformed("HostConfig.LogConfig.Type")),
+    }
+}
+
+/// Each of `options` must be one [`log_options_of`] `driver` allows, spelt exactly (the
+/// engine's drivers read them so). Other drivers are refused on their own.
+fn check_log_options(driver: &str, options: &Map<String, Value>) -> Result<(), CreateRefusal> {
+    if !LOCAL_LOG_DRIVERS.contains(&driver) {
+        return Ok(());
+    }
+    let allowed = log_options_of(driver);
+    match options.keys().find(|key| !allowed.contains(&key.as_str())) {
+        None => Ok(()),
+        Some(option) => Err(CreateRefusal::LogOption {
+            driver: driver.to_string(),
+            option: option.clone(),
+            allowed: allowed.join(", "),
+        }),
     }
 }
 
@@ -969,6 +1033,34 @@ mod tests {
             );
         }
         let body = br#"{"HostConfig":{"LogConfig":{"Type":"local","Config":{"max-size":"1m"}}}}"#;
+        assert!(vet_create_body(body, "eci").is_ok());
+        let body =
+            br#"{"HostConfig":{"LogConfig":{"Type":"json-file","Config":{"env":"A","tag":"x"}}}}"#;
+        assert!(vet_create_body(body, "eci").is_ok());
+        // journald's labels and env overwrite the journal's fields, CONTAINER_ID_FULL (whose
+        // logs the engine reads back) among them.
+        for (driver, option) in [
+            ("journald", "env"),
+            ("journald", "labels"),
+            ("journald", "env-regex"),
+            ("journald", "labels-regex"),
+            ("local", "env"),
+            ("none", "max-size"),
+            ("json-file", "Max-Size"),
+        ] {
+            let body = format!(
+                r#"{{"HostConfig":{{"LogConfig":{{"Type":"{driver}","Config":{{"{option}":"x"}}}}}}}}"#
+            );
+            assert!(
+                matches!(
+                    vet_create_body(body.as_bytes(), "eci"),
+                    Err(CreateRefusal::LogOption { option: o, .. }) if o == option
+                ),
+                "{driver} {option}"
+            );
+        }
+        let body =
+            br#"{"HostConfig":{"LogConfig":{"Type":"journald","Config":{"mode":"non-blocking","tag":"{{.Name}}"}}}}"#;
         assert!(vet_create_body(body, "eci").is_ok());
         let spelt = br#"{"HostConfig":{"LogConfig":{"config":{"a":"b"}}}}"#;
         assert!(matches!(
