@@ -624,6 +624,37 @@ fn the_socket_proxy_enforces_the_command_list() {
         125,
         "a local volume of type 'nfs'",
     );
+    // journald's env option overwrites the journal's fields, the one the engine finds a
+    // container's logs by among them.
+    let journald = [
+        "run",
+        "--rm",
+        "--log-driver",
+        "journald",
+        "--log-opt",
+        "env=CONTAINER_ID_FULL",
+        "eci-busybox",
+        "true",
+    ];
+    refused(
+        &journald,
+        125,
+        "the log option 'env' of the journald driver",
+    );
+    // `docker top` runs the host's ps: only its standard formats, never a selection of host
+    // processes or a relabelled PID column.
+    let run_detached = ["run", "-d", "--network", "none", "--name", "topped"];
+    let (code, _, err) = through(
+        &[&run_detached[..], &["eci-busybox", "sleep", "100"]].concat(),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, listed, err) = through(&["top", "topped", "aux"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(listed.contains("sleep 100"), "{listed}");
+    refused(&["top", "topped", "-C", "dockerd"], 1, "top's ps options");
+    refused(&["top", "topped", "-oargs=PID", "e"], 1, "top's ps options");
+    assert_eq!(through(&["rm", "-f", "topped"], "").0, 0);
     // A bind of a host path the rules refuse, missing or not: the engine would make a missing
     // one, and `docker cp` has it mount the binds itself. And `docker cp` of a container with
     // any bind is refused: a shared source may lead elsewhere by the time of the copy.

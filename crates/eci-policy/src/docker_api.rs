@@ -852,6 +852,24 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
                 None
             }
         }
+        // The engine runs the host's ps, as root in the host's PID namespace, with these
+        // arguments, and shows what the PID column says is the container's: a renamed column
+        // (`-oargs=PID`), columns that shift it, or a selection of host processes (`-C`, `-p`)
+        // show host processes' command lines and environments.
+        Api::ContainerTop => {
+            let Ok(values) = query_values(query) else {
+                return Some("the top's query does not decode");
+            };
+            let ps_args = values.iter().find(|(k, _)| k == "ps_args");
+            match ps_args.is_none_or(|(_, args)| plain_ps_options(args)) {
+                true => None,
+                false => Some(
+                    "top's ps options may only choose among ps's standard formats (such as -ef, \
+                     -eLf, aux): the engine runs them on the host, where others select or \
+                     relabel host processes",
+                ),
+            }
+        }
         Api::ImageImport => {
             let Ok(values) = query_values(query) else {
                 return Some("the import's query does not decode");
@@ -867,6 +885,19 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// Whether `args`, a `docker top` request's `ps_args` (split on spaces by the engine), only
+/// picks among ps's standard formats: options that take no argument and neither select
+/// processes nor name columns. Empty is the engine's default, `-ef`.
+pub fn plain_ps_options(args: &str) -> bool {
+    const UNIX: &str = "AacdeFfHjLly";
+    const BSD: &str = "aefjluvwx";
+    let plain = |word: &str| match word.strip_prefix('-') {
+        Some(letters) => !letters.is_empty() && letters.chars().all(|c| UNIX.contains(c)),
+        None => !word.is_empty() && word.chars().all(|c| BSD.contains(c)),
+    };
+    args.is_empty() || args.split(' ').all(plain)
 }
 
 /// What a request makes the engine run that is not a container whose runtime the proxy sets

@@ -387,6 +387,20 @@ proptest! {
     }
 
     #[test]
+    fn top_passes_only_standard_ps_formats(
+        selector in "(-[CGgpqstUuOoNk]|[pqtUoOkN]|[0-9]{1,5}|--[a-z]+|-o[a-z]+=PID)",
+        format in "(-ef|-eLf|aux|-A|ax|-elf|auxf|-eF)",
+    ) {
+        prop_assert_eq!(query_refusal(Api::ContainerTop, ""), None);
+        let plain = format!("ps_args={format}");
+        prop_assert_eq!(query_refusal(Api::ContainerTop, &plain), None, "{}", plain);
+        let spaced = format!("ps_args={format}%20{}", selector.replace('=', "%3D"));
+        prop_assert!(query_refusal(Api::ContainerTop, &spaced).is_some(), "{}", spaced);
+        let first = format!("ps_args={}&ps_args={format}", selector.replace('=', "%3D"));
+        prop_assert!(query_refusal(Api::ContainerTop, &first).is_some(), "the engine reads the first");
+    }
+
+    #[test]
     fn what_the_engine_would_fetch_for_a_build_or_an_import_is_refused(
         url in "(https?|git)://[a-z0-9.]{1,20}(:[0-9]{1,5})?/[a-z/]{0,12}",
         before in "[a-z]{1,6}=[a-z0-9]{0,6}",
