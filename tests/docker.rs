@@ -528,7 +528,7 @@ fn the_socket_proxy_enforces_the_command_list() {
         &settings,
         r#"{"enhancedContainerIsolation": {"value": true, "dockerSocketMount": {
              "imageList": {"images": ["eci-busybox"]},
-             "commandList": {"type": "deny", "commands": ["push", "volume ls", "system df"]}}}}"#,
+             "commandList": {"type": "deny", "commands": ["push", "volume ls", "system df", "logs"]}}}}"#,
     )
     .unwrap();
     let socket = dir.path().join("proxy.sock");
@@ -654,6 +654,13 @@ fn the_socket_proxy_enforces_the_command_list() {
     assert!(listed.contains("sleep 100"), "{listed}");
     refused(&["top", "topped", "-C", "dockerd"], 1, "top's ps options");
     refused(&["top", "topped", "-oargs=PID", "e"], 1, "top's ps options");
+    // An attach that replays the output so far is `docker logs` by another door.
+    refused(&["logs", "topped"], 1, "(commandList entry \"logs\")");
+    let replay = "POST /containers/topped/attach?logs=1&stdout=1 HTTP/1.1\r\n\
+                  Host: docker\r\nConnection: close\r\n\r\n";
+    let (status, body) = raw_request(&socket, replay);
+    assert!(status.contains(" 403 "), "{status} {body}");
+    assert!(body.contains("'docker logs' is refused"), "{body}");
     assert_eq!(through(&["rm", "-f", "topped"], "").0, 0);
     // A bind of a host path the rules refuse, missing or not: the engine would make a missing
     // one, and `docker cp` has it mount the binds itself. And `docker cp` of a container with

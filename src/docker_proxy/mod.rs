@@ -574,7 +574,11 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             Err(err) => return Err(err),
         };
         let api = eci_policy::docker_api::classify_target(&request.method, &request.target);
-        let decision = api.map(|api| shared.commands.decide_endpoint(api));
+        let query = request
+            .target
+            .split_once('?')
+            .map_or("", |(_, query)| query);
+        let decision = api.map(|api| shared.commands.decide_request(api, query));
         let allowed = decision.is_some_and(|d| d.allowed);
         if !allowed {
             let message = refusal_message(&request, decision.as_ref());

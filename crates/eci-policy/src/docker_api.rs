@@ -1009,6 +1009,25 @@ const BUILD_PARAMETERS: &[&str] = &[
     "isolation",
 ];
 
+/// Whether a request classified as `api` with `query` also returns what `docker logs` would:
+/// an attach (or its websocket) whose `logs` parameter is true replays the container's output
+/// so far. The engine reads the first value as Go's `httputils.BoolValue` does: anything but
+/// empty, `0`, `no`, `false` and `none` (any case) is true. A query that does not decode
+/// counts as one that does.
+pub fn reads_logs(api: Api, query: &str) -> bool {
+    if !matches!(api, Api::ContainerAttach | Api::ContainerAttachWebsocket) {
+        return false;
+    }
+    let Ok(values) = query_values(query) else {
+        return true;
+    };
+    let logs = values.iter().find(|(key, _)| key == "logs");
+    logs.is_some_and(|(_, value)| {
+        let value = value.trim().to_lowercase();
+        !["", "0", "no", "false", "none"].contains(&value.as_str())
+    })
+}
+
 /// Every parameter of `query`, decoded as the engine's form parser decodes it, in order. A
 /// query with `;` is refused: Go's parser skips pairs holding one, where this one would not.
 fn query_values(query: &str) -> Result<Vec<(String, String)>, QueryError> {
@@ -1597,7 +1616,7 @@ impl CommandList {
     /// ```
     pub fn decide(&self, method: &str, path: &str, query: &str) -> ApiDecision<'_> {
         match classify(method, path, query) {
-            Some(api) => self.decide_endpoint(api),
+            Some(api) => self.decide_request(api, query),
             None => ApiDecision {
                 allowed: false,
                 endpoint: None,
@@ -1606,7 +1625,28 @@ impl CommandList {
         }
     }
 
-    /// Decides a request already classified.
+    /// Decides a request already classified as `api`, with its `query`: its row, and for an
+    /// attach that replays the output so far ([`reads_logs`]) the `logs` row too, which a deny
+    /// list naming `logs` refuses.
+    ///
+    /// ```
+    /// use eci_policy::docker_api::{Api, CommandList, CommandRule, ListKind};
+    /// let deny = CommandList::new(ListKind::Deny, vec![("logs".into(), CommandRule::Command("logs"))]);
+    /// assert!(deny.decide_request(Api::ContainerAttach, "stream=1&stdout=1").allowed);
+    /// assert!(!deny.decide_request(Api::ContainerAttach, "logs=1&stdout=1").allowed);
+    /// ```
+    pub fn decide_request(&self, api: Api, query: &str) -> ApiDecision<'_> {
+        let decision = self.decide_endpoint(api);
+        if decision.allowed && reads_logs(api, query) {
+            let logs = self.decide_endpoint(Api::ContainerLogs);
+            if !logs.allowed {
+                return logs;
+            }
+        }
+        decision
+    }
+
+    /// Decides a request already classified, by its row alone (see [`CommandList::decide_request`]).
     pub fn decide_endpoint(&self, api: Api) -> ApiDecision<'_> {
         let endpoint = Some(api.endpoint());
         if api.is_negotiation() {

@@ -387,6 +387,24 @@ proptest! {
     }
 
     #[test]
+    fn an_attach_that_replays_the_output_is_a_logs_request_too(
+        truthy in "(1|true|TRUE|yes|on|x|%20true)",
+        falsy in "(0|false|False|no|none|NONE|%200)",
+        other in "(stream|stdout|stderr|stdin)=[01]",
+    ) {
+        let replays = format!("{other}&logs={truthy}");
+        let streams_only = format!("{other}&logs={falsy}");
+        let first_false = format!("logs={falsy}&logs={truthy}");
+        for api in [Api::ContainerAttach, Api::ContainerAttachWebsocket] {
+            prop_assert!(reads_logs(api, &replays), "{}", replays);
+            prop_assert!(!reads_logs(api, &streams_only), "{}", streams_only);
+            prop_assert!(!reads_logs(api, &first_false), "the engine reads the first");
+            prop_assert!(!reads_logs(api, &other));
+        }
+        prop_assert!(!reads_logs(Api::ContainerLogs, &replays));
+    }
+
+    #[test]
     fn top_passes_only_standard_ps_formats(
         selector in "(-[CGgpqstUuOoNk]|[pqtUoOkN]|[0-9]{1,5}|--[a-z]+|-o[a-z]+=PID)",
         format in "(-ef|-eLf|aux|-A|ax|-elf|auxf|-eF)",
