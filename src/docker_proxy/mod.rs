@@ -209,11 +209,35 @@ impl Shared {
 
     /// Refuses a request on the engine's volume `name` unless it was made through a socket of
     /// the runtime created containers get ([`eci_policy::docker_api::volumes`]). A volume the
-    /// engine does not have is left to the engine to answer for.
+    /// engine does not have is left to the engine to make (a create's volume mount).
     fn volume_in_scope(&self, name: &str) -> std::result::Result<(), Refusal> {
+        self.volume_found_in_scope(name, Ok(()))
+    }
+
+    /// [`Shared::volume_in_scope`] for a request on the volume itself (inspect, remove): one
+    /// the engine does not have is answered here, as the engine would (404, or 204 for a
+    /// forced remove, `docker volume rm -f`). Passed on, its name could by then be a host
+    /// volume's, made meanwhile, which the request would remove.
+    fn existing_volume_in_scope(
+        &self,
+        name: &str,
+        forced_remove: bool,
+    ) -> std::result::Result<(), Refusal> {
+        let missing = match forced_remove {
+            true => Err((204, String::new())),
+            false => Err((404, format!("get {name}: no such volume"))),
+        };
+        self.volume_found_in_scope(name, missing)
+    }
+
+    fn volume_found_in_scope(
+        &self,
+        name: &str,
+        missing: std::result::Result<(), Refusal>,
+    ) -> std::result::Result<(), Refusal> {
         let runtime = self.runtime_for_creates().map_err(|why| (403, why))?;
         match engine::volume(&self.upstream, name) {
-            Ok(None) => Ok(()),
+            Ok(None) => missing,
             Ok(Some(volume)) => eci_policy::docker_api::volumes::volume_in_scope(&volume, &runtime)
                 .map_err(|refusal| (403, format!("eci: {refusal}"))),
             Err(err) => Err((403, format!("eci: the volume {name}: {err}"))),
@@ -611,7 +635,10 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         } else if let Some(volume) =
             eci_policy::docker_api::volume_of_target(&request.method, &request.target)
         {
-            shared.volume_in_scope(&volume)
+            let query = request.target.split_once('?').map_or("", |(_, q)| q);
+            let forced = request.method == "DELETE"
+                && eci_policy::docker_api::query_flag(query, "force") == Some(true);
+            shared.existing_volume_in_scope(&volume, forced)
         } else if let Some(network) =
             eci_policy::docker_api::network_of_target(&request.method, &request.target)
         {
@@ -622,9 +649,11 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             } else {
                 shared.network_in_scope(&network.name)
             };
+            // One the engine does not have is answered here: passed on by its name, the
+            // request could by then act on a host network made meanwhile.
             found.and_then(|id| match id {
                 Some(id) => retarget(&mut request, network.with_id(&id)),
-                None => Ok(()),
+                None => Err((404, format!("network {} not found", network.name))),
             })
         } else if let Some(collection) = api.and_then(Api::names_object_in) {
             // Scoping is chosen by the name found: a request that names an object the proxy
@@ -1352,9 +1381,18 @@ fn retarget(request: &mut Head, target: String) -> std::result::Result<(), Refus
     Ok(())
 }
 
-/// Answers with `status` and Docker's error body, and closes the connection (what follows the
-/// head is not read, so nothing after it can be taken for a request).
+/// Answers with `status` and Docker's error body (for 204, done already, none), and closes the
+/// connection (what follows the head is not read, so nothing after it can be taken for a
+/// request).
 fn refuse(client: &mut UnixStream, status: u16, message: &str) -> std::io::Result<()> {
+    if status == 204 {
+        // Done already, as the engine would answer: nothing to do (a forced remove of what
+        // is not there).
+        client.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")?;
+        client.flush()?;
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        return Ok(());
+    }
     let body = serde_json::json!({ "message": message }).to_string();
     let reason = match status {
         403 => "Forbidden",

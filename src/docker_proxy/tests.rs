@@ -367,6 +367,15 @@ fn volumes_reach_only_those_made_through_the_socket() {
         let status = ask("POST", "/v1.43/volumes/create", create);
         assert_eq!(status, "HTTP/1.1 403 Forbidden", "{create}");
     }
+    // One the engine does not have is answered here: passed on, its name could by then be a
+    // host volume's, made meanwhile.
+    for method in ["GET", "DELETE"] {
+        let status = ask(method, "/v1.43/volumes/never-made", "");
+        assert_eq!(status, "HTTP/1.1 404 Not Found", "{method}");
+    }
+    // As the engine answers `docker volume rm -f` of a missing one.
+    let status = ask("DELETE", "/v1.43/volumes/never-made?force=1", "");
+    assert_eq!(status, "HTTP/1.1 204 No Content");
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert!(
         bodies.lock().unwrap().is_empty(),
@@ -451,6 +460,14 @@ fn networks_reach_only_those_made_through_the_socket_and_the_engines_own() {
         (
             "POST",
             "/v1.43/networks/later-net/connect",
+            r#"{"Container":"c"}"#.to_string(),
+        ),
+        // Nor, by its name, a request on one: it could act on a host network made meanwhile.
+        ("GET", "/v1.43/networks/later-net", String::new()),
+        ("DELETE", "/v1.43/networks/later-net", String::new()),
+        (
+            "POST",
+            "/v1.43/networks/later-net/disconnect",
             r#"{"Container":"c"}"#.to_string(),
         ),
     ];

@@ -1018,14 +1018,26 @@ pub fn reads_logs(api: Api, query: &str) -> bool {
     if !matches!(api, Api::ContainerAttach | Api::ContainerAttachWebsocket) {
         return false;
     }
-    let Ok(values) = query_values(query) else {
-        return true;
-    };
-    let logs = values.iter().find(|(key, _)| key == "logs");
-    logs.is_some_and(|(_, value)| {
+    query_flag(query, "logs").unwrap_or(true)
+}
+
+/// The boolean parameter `key` of `query` as the engine reads it (Go's `httputils.BoolValue`
+/// of its first value): anything but absent, empty, `0`, `no`, `false` and `none` (any case)
+/// is true. `None` for a query that does not decode.
+///
+/// ```
+/// use eci_policy::docker_api::query_flag;
+/// assert_eq!(query_flag("force=1&v=0", "force"), Some(true));
+/// assert_eq!(query_flag("force=False", "force"), Some(false));
+/// assert_eq!(query_flag("v=1", "force"), Some(false));
+/// ```
+pub fn query_flag(query: &str, key: &str) -> Option<bool> {
+    let values = query_values(query).ok()?;
+    let first = values.iter().find(|(k, _)| k == key);
+    Some(first.is_some_and(|(_, value)| {
         let value = value.trim().to_lowercase();
         !["", "0", "no", "false", "none"].contains(&value.as_str())
-    })
+    }))
 }
 
 /// Every parameter of `query`, decoded as the engine's form parser decodes it, in order. A
