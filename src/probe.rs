@@ -214,6 +214,73 @@ fn sysinfo_into_stalled_fuse(dir: &str) -> String {
     answer(unsafe { libc::sysinfo(page.cast()) } as libc::c_long)
 }
 
+/// Calls sysinfo(2) on a page a userfaultfd of this process's own watches for missing pages and
+/// never resolves, after printing "registered": whoever writes the answer there waits until
+/// the descriptor is gone (this process with it). Needs a userfaultfd that handles faults of
+/// the kernel too, which takes CAP_SYS_PTRACE, or `vm.unprivileged_userfaultfd=1`.
+fn sysinfo_into_unresolved_userfault() -> String {
+    #[repr(C)]
+    struct UffdioApi {
+        api: u64,
+        features: u64,
+        ioctls: u64,
+    }
+    #[repr(C)]
+    struct UffdioRegister {
+        start: u64,
+        len: u64,
+        mode: u64,
+        ioctls: u64,
+    }
+    const UFFD_API: u64 = 0xAA;
+    const UFFDIO_API: libc::Ioctl = libc::_IOWR::<UffdioApi>(0xAA, 0x3F);
+    const UFFDIO_REGISTER: libc::Ioctl = libc::_IOWR::<UffdioRegister>(0xAA, 0x00);
+    const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+    // SAFETY: userfaultfd takes a flag word.
+    let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) };
+    if fd < 0 {
+        return format!("userfaultfd: {}", std::io::Error::last_os_error());
+    }
+    let fd = fd as libc::c_int;
+    let mut api = UffdioApi {
+        api: UFFD_API,
+        features: 0,
+        ioctls: 0,
+    };
+    // SAFETY: a valid uffdio_api for the descriptor just made.
+    if unsafe { libc::ioctl(fd, UFFDIO_API, &mut api) } < 0 {
+        return format!("UFFDIO_API: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh anonymous page, never touched.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return format!("mmap: {}", std::io::Error::last_os_error());
+    }
+    let mut register = UffdioRegister {
+        start: page as u64,
+        len: 4096,
+        mode: UFFDIO_REGISTER_MODE_MISSING,
+        ioctls: 0,
+    };
+    // SAFETY: a valid uffdio_register naming the page just mapped.
+    if unsafe { libc::ioctl(fd, UFFDIO_REGISTER, &mut register) } < 0 {
+        return format!("UFFDIO_REGISTER: {}", std::io::Error::last_os_error());
+    }
+    println!("registered");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: the mapping is a page, larger than a sysinfo, and stays mapped.
+    answer(unsafe { libc::sysinfo(page.cast()) } as libc::c_long)
+}
+
 /// Mounts a FUSE filesystem at `dir` whose server answers everything but reads, prints "ok"
 /// and serves until killed: a process that executes its file `f` is held in the kernel for
 /// good once the server has read its request, a SIGKILL notwithstanding.
@@ -614,6 +681,7 @@ pub fn run(args: &[&str]) -> String {
         ["fuse-hold", target] => fuse_mount(target, true),
         ["fuse-stall", dir] => stalled_fuse(dir),
         ["sysinfo-fuse", dir] => sysinfo_into_stalled_fuse(dir),
+        ["sysinfo-uffd"] => sysinfo_into_unresolved_userfault(),
         ["fuse-pid", dir] => fuse_request_pid(dir),
         ["fuse-ptmx", dir, result] => fake_ptmx(dir, result),
         ["bind", source, target] => mount(Some(source), target, None, bind, None),

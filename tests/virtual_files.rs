@@ -91,28 +91,8 @@ fn sysinfo_into_a_page_of_the_containers_own_fuse_server_never_waits_on_it() {
     );
     fused.container().start().unwrap();
     assert_eq!(fused.read_stdout_line().trim(), "mapped");
-    std::thread::scope(|scope| {
-        let (sent, answered) = std::sync::mpsc::channel();
-        let runtime = &runtime;
-        scope.spawn(move || {
-            let mut other = common::create_in(
-                runtime,
-                "sysinfo-beside",
-                &["/probe", "sysinfo-uptime"],
-                |_| {},
-            );
-            let _ = sent.send(other.run_to_end());
-        });
-        let Ok((code, out)) = answered.recv_timeout(std::time::Duration::from_secs(20)) else {
-            // Its server's end frees the wait (a line read now would wait for good).
-            fused.container().kill(libc::SIGKILL).unwrap();
-            panic!("another container's sysinfo was never answered");
-        };
-        assert_eq!(fused.read_stdout_line().trim(), "EFAULT");
-        fused.container().kill(libc::SIGKILL).unwrap();
-        assert_eq!(code, 0, "{out}");
-        assert!(out.trim().parse::<u64>().is_ok(), "{out}");
-    });
+    // Its server's end frees the wait (a line read now would wait for good).
+    another_containers_sysinfo_is_answered(&runtime, &mut fused);
 }
 
 #[test]
@@ -128,6 +108,62 @@ fn files_read_with_sendfile_have_their_text() {
         out.lines().collect::<Vec<_>>(),
         ["MemTotal:         262144 kB", "1", "123456", "7"]
     );
+}
+
+#[test]
+fn sysinfo_into_a_page_the_container_never_resolves_holds_up_only_that_call() {
+    // A page a userfaultfd of the container's watches and never resolves would hold a write
+    // through process_vm_writev until the descriptor is gone, on the runtime's thread that
+    // serves every container. (A full userfaultfd, one that catches the kernel's faults, takes
+    // vm.unprivileged_userfaultfd=1 on the host, set here for the test.) A write through
+    // /proc/PID/mem fails instead (EFAULT), and the next container is answered.
+    const KNOB: &str = "/proc/sys/vm/unprivileged_userfaultfd";
+    struct Restored(String);
+    impl Drop for Restored {
+        fn drop(&mut self) {
+            let _ = std::fs::write(KNOB, &self.0);
+        }
+    }
+    let _restored = Restored(std::fs::read_to_string(KNOB).unwrap());
+    std::fs::write(KNOB, "1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = own_runtime(dir.path(), Policy::default());
+    let mut stuck = common::create_in(
+        &runtime,
+        "sysinfo-uffd",
+        &["/probe", "sysinfo-uffd"],
+        |_| {},
+    );
+    stuck.container().start().unwrap();
+    assert_eq!(stuck.read_stdout_line().trim(), "registered");
+    // Its end closes the userfaultfd, which would free a write waiting there.
+    another_containers_sysinfo_is_answered(&runtime, &mut stuck);
+}
+
+/// While `stuck`'s sysinfo call waits on a page the runtime cannot write (it answers EFAULT,
+/// which `stuck` prints), another container of `runtime` is answered: within 20 s, or `stuck`
+/// is killed, which frees what holds the write, and the test fails.
+fn another_containers_sysinfo_is_answered(runtime: &Runtime, stuck: &mut common::TestContainer) {
+    std::thread::scope(|scope| {
+        let (sent, answered) = std::sync::mpsc::channel();
+        scope.spawn(move || {
+            let mut other = common::create_in(
+                runtime,
+                "sysinfo-beside",
+                &["/probe", "sysinfo-uptime"],
+                |_| {},
+            );
+            let _ = sent.send(other.run_to_end());
+        });
+        let Ok((code, out)) = answered.recv_timeout(std::time::Duration::from_secs(20)) else {
+            stuck.container().kill(libc::SIGKILL).unwrap();
+            panic!("another container's sysinfo was never answered");
+        };
+        assert_eq!(stuck.read_stdout_line().trim(), "EFAULT");
+        stuck.container().kill(libc::SIGKILL).unwrap();
+        assert_eq!(code, 0, "{out}");
+        assert!(out.trim().parse::<u64>().is_ok(), "{out}");
+    });
 }
 
 #[test]

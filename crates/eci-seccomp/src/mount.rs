@@ -1623,6 +1623,11 @@ fn write_to<T>(listener: &Listener, id: u64, pid: u32, addr: u64, value: &T) -> 
     }
     // SAFETY: `value` is plain data of `size` bytes that outlives the slice.
     let bytes = unsafe { std::slice::from_raw_parts(value as *const T as *const u8, size) };
+    // Through /proc/PID/mem, not process_vm_writev: this thread serves every container, and
+    // the kernel lets a fault of a mem write fail (EFAULT) where process_vm_writev's would
+    // wait (a page a userfaultfd of the container's never resolves, with
+    // vm.unprivileged_userfaultfd=1). A file on the container's own FUSE mount fails either
+    // way: FUSE refuses a request from IDs its user namespace does not map (EOVERFLOW).
     match mem.write_at(bytes, addr) {
         Ok(n) if n == size => Ok(true),
         Ok(_) => Err(Errno(libc::EFAULT)),
