@@ -201,6 +201,9 @@ pub struct Container {
 /// What a container holds that must be given back, in the order it is given back.
 pub(crate) struct Resources {
     vetting: Option<crate::supervise::Vetting>,
+    /// The mount vetting of each process added with [`Container::exec`], kept while any
+    /// process runs its filter (the exec'd process or the children it left).
+    pub(crate) exec_vettings: std::sync::Mutex<Vec<crate::supervise::Vetting>>,
     pub(crate) cgroup: Option<Cgroup>,
     pub(crate) lease: Option<Lease>,
     virtual_files: Option<crate::virt::Registration>,
@@ -215,6 +218,8 @@ impl Resources {
             self.virtual_files.take(),
             self.cgroup.take(),
         );
+        let exec_vettings =
+            std::mem::take(&mut *self.exec_vettings.lock().unwrap_or_else(|e| e.into_inner()));
         self.docker_proxies = Default::default();
         // Each waits on something else (the virtual files daemon's answer; the mount helpers'
         // exit and then the cgroup's directories in a dozen hierarchies): side by side, a
@@ -228,6 +233,7 @@ impl Resources {
             let files = beside.spawn_scoped(scope, move || drop(files));
             // The listener closes with the registration: any mount call still waiting fails.
             drop(vetting);
+            drop(exec_vettings);
             let removed = cgroup.map(|c| c.remove());
             // Joined here, so that a panic in it is not passed on by the scope.
             if let Ok(dropping) = files {
@@ -624,6 +630,7 @@ impl Container {
 
         let mut resources = Resources {
             vetting: None,
+            exec_vettings: Default::default(),
             cgroup: None,
             lease: Some(lease),
             virtual_files,

@@ -21,7 +21,6 @@ use crate::volume::BundlePaths;
 pub struct ExecProcess {
     process: Arc<Reaped>,
     console: Option<OwnedFd>,
-    _vetting: crate::supervise::Vetting,
 }
 
 /// An exec'd process and its exit status once reaped, shared between its [`ExecProcess`] and
@@ -94,6 +93,10 @@ impl Drop for ExecProcess {
         }
     }
 }
+
+/// How many exec'd processes' filters (with what they left running) are vetted at once in a
+/// container.
+const MOST_EXEC_VETTINGS: usize = 32;
 
 /// How long a killed exec'd process is waited for before a thread of its own reaps it
 /// ([`PidFd::kill_and_reap`]).
@@ -245,10 +248,27 @@ impl Container {
         let mut execs = self.execs.lock().unwrap_or_else(|e| e.into_inner());
         execs.retain(|e| e.strong_count() > 0);
         execs.push(Arc::downgrade(&process));
+        // The container's, not the handle's: the process's children (a daemon it started) run
+        // its filter after it is gone, and their mount calls are vetted until the last of
+        // them is (or the container).
+        let vettings = &self.resources.exec_vettings;
+        let mut vettings = vettings.lock().unwrap_or_else(|e| e.into_inner());
+        vettings.retain(crate::supervise::Vetting::is_active);
+        // Each holds a helper of the runtime's: a container whose execs all leave something
+        // running (or, before Linux 6.11's release of a zombie's filter, a zombie its init
+        // never reaps) ends the oldest's vetting rather than pile them up. Its processes' mount
+        // calls fail (ENOSYS) from then on.
+        if vettings.len() >= MOST_EXEC_VETTINGS {
+            tracing::warn!(
+                container = self.id,
+                "{MOST_EXEC_VETTINGS} exec'd processes still run their filters; the oldest's mount calls now fail"
+            );
+            vettings.remove(0);
+        }
+        vettings.push(vetting);
         Ok(ExecProcess {
             process,
             console: handover.console,
-            _vetting: vetting,
         })
     }
 }

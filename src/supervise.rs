@@ -210,9 +210,9 @@ pub(crate) struct Vetting {
     _record: crate::takeover::RecordFile,
 }
 
-/// Starts a mount helper in `init`'s user namespace for `listener`, registers the listener
-/// with the supervisor until `process` exits, and records what a new runtime needs to take the
-/// vetting over if this one dies.
+/// Starts a mount helper in `init`'s user namespace for `listener`, the filter of `process`,
+/// registers the listener with the supervisor until `init` exits or no process runs the filter
+/// any more, and records what a new runtime needs to take the vetting over if this one dies.
 pub(crate) fn start_vetting(
     shared: &Shared,
     container: &str,
@@ -250,20 +250,23 @@ fn finish_vetting(
     vetter: Arc<MountVetter>,
     config: &HelperConfig,
 ) -> Result<Vetting> {
-    let registration = register(shared, listener, &vetter, process)?;
+    // Until the container's init exits, or every process that runs the filter has: an exec'd
+    // process may leave children that mount (a daemon it started, Docker in the container).
+    let registration = register(shared, listener, &vetter, init)?;
     let record = crate::takeover::record(shared, container, init, process, &vetter, config)?;
     Ok(Vetting::new(registration, vetter, record))
 }
 
-/// Registers `listener` with the supervisor, handled by `vetter`, until `process` exits.
+/// Registers `listener` with the supervisor, handled by `vetter`, until `init` (the
+/// container's) exits or no process runs the filter any more.
 pub(crate) fn register(
     shared: &Shared,
     listener: Listener,
     vetter: &Arc<MountVetter>,
-    process: &PidFd,
+    init: &PidFd,
 ) -> Result<Registration> {
     let handler: Arc<dyn Handler> = vetter.clone();
-    let exit = process
+    let exit = init
         .as_fd()
         .try_clone_to_owned()
         .map_err(Error::io("duplicating a pidfd"))?;
@@ -282,6 +285,11 @@ impl std::fmt::Debug for Vetting {
 }
 
 impl Vetting {
+    /// Whether the supervisor still serves it (see [`register`]).
+    pub(crate) fn is_active(&self) -> bool {
+        self._registration.is_active()
+    }
+
     pub(crate) fn new(
         registration: Registration,
         vetter: Arc<MountVetter>,

@@ -100,7 +100,9 @@ pub(crate) fn remove_stale_records(state_dir: &Path, container: &str) {
         let partial = path.extension().is_some_and(|ext| ext == "new");
         let stale = partial
             || path.extension().is_some_and(|ext| ext == "json")
-                && read_record(&path).map_or(true, |record| !record.process.is_alive());
+                // Kept while the container lives: an exec'd process's children run its filter
+                // after it is gone.
+                && read_record(&path).map_or(true, |record| !record.init.is_alive());
         if stale {
             let _ = std::fs::remove_file(&path);
         }
@@ -216,12 +218,22 @@ impl Runtime {
         let mut failures = Vec::new();
         for path in record_paths(&dir)? {
             let record = read_record(&path)?;
-            if !record.process.is_alive() {
+            if !record.init.is_alive() {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            match wait_for_orphan(record.userns, record.listener_fd) {
+            // The vetted process may be gone and its children, which run its filter, not: the
+            // orphan serves them. Gone with no orphan, its filter is gone too.
+            let alive = record.process.is_alive();
+            let orphan = match alive {
+                true => wait_for_orphan(record.userns, record.listener_fd),
+                false => find_orphan(record.userns, record.listener_fd),
+            };
+            match orphan {
                 Some(orphan) => found.push((path, record, orphan)),
+                None if !alive => {
+                    let _ = std::fs::remove_file(&path);
+                }
                 None => failures.push((record.process.pid, no_orphan(record.process.pid))),
             }
         }
@@ -362,7 +374,8 @@ fn take_over_one(
 ) -> Result<(i32, Vetting)> {
     let dir = read_from.parent().unwrap_or(read_from);
     let pid = record.process.pid;
-    let process = open_holder(&record.process, "the vetted process")?;
+    // The vetted process itself may be gone: its filter lives on in the children it left (a
+    // daemon an exec started), whose calls the orphan holds.
     let init = open_holder(&record.init, "the container's init")?;
     let mut masks = record.masks;
     let dead = mask_dead_binds(&mut masks);
@@ -388,7 +401,7 @@ fn take_over_one(
     // From here until it is stopped or let go, the orphan is held: it answers nothing.
     let (vetter, listener) =
         MountVetter::take_over(&init, orphan, record.listener_fd, config.clone())?;
-    let registered = register(shared, listener, &vetter, &process).and_then(|registration| {
+    let registered = register(shared, listener, &vetter, &init).and_then(|registration| {
         let record = Record::of(record.process, record.init, &vetter, &config)?;
         Ok((registration, write_record(dir, &record)?))
     });

@@ -700,8 +700,9 @@ fn a_process_whose_orphan_is_gone_does_not_block_the_take_over() {
     let answer = lines.recv_timeout(std::time::Duration::from_secs(10));
     assert_eq!(answer.unwrap(), "ok", "vetted again");
     drop(taken);
-    // When the cgroup at the path is not the container's (nothing is killed), only the records
-    // of ended processes and half-written ones go; removing the orphan takes them all along.
+    // When the cgroup at the path is not the container's (nothing is killed), only half-written
+    // records go: one of an ended process stays while the container's init lives (what the
+    // process left running runs its filter); removing the orphan takes them all along.
     let me = eci::eci_idmap::Holder::current().unwrap();
     let mut write_as = |name: &str, start_time: u64| {
         record["process"] = serde_json::json!({"pid": me.pid, "startTime": start_time});
@@ -718,7 +719,11 @@ fn a_process_whose_orphan_is_gone_does_not_block_the_take_over() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, ["1.json", "live.json"], "the init's and ours stay");
+    assert_eq!(
+        left,
+        ["1.json", "ended.json", "live.json"],
+        "the init's and ours stay, and so does the ended one's"
+    );
     cleanup_after_crash(state.path(), &id);
     assert!(!records.exists(), "records left behind");
 }

@@ -157,8 +157,9 @@ impl Supervisor {
     }
 
     /// Serves `listener` with `handler` until the registration is dropped, the process behind
-    /// `exit` (a pidfd, usually the container's init) exits, or every process of the container
-    /// has exited.
+    /// `exit` (a pidfd, usually the container's init) exits, or every process that ran the
+    /// filter has exited (the listener hangs up: a process added to a container, gone, whose
+    /// children, a daemon it started, live on keep it).
     pub fn register(
         &self,
         listener: Listener,
@@ -166,12 +167,19 @@ impl Supervisor {
         exit: Option<OwnedFd>,
     ) -> std::io::Result<Registration> {
         let id = self.shared.next_entry.fetch_add(1, Ordering::Relaxed);
-        let mut fds = Vec::new();
-        if !handler.serves_itself() {
-            fds.push((listener.as_raw_fd(), Source::Listener));
-        }
-        fds.extend(handler.event_fd().map(|fd| (fd, Source::Events)));
-        fds.extend(exit.as_ref().map(|fd| (fd.as_raw_fd(), Source::Exit)));
+        // The listener is watched either way: for calls when the supervisor serves them, and
+        // for its hangup alone (no process runs the filter any more) when the handler does.
+        let listener_interest = match handler.serves_itself() {
+            false => libc::EPOLLIN as u32,
+            true => 0,
+        };
+        let mut fds = vec![(listener.as_raw_fd(), Source::Listener, listener_interest)];
+        let readable = libc::EPOLLIN as u32;
+        fds.extend(handler.event_fd().map(|fd| (fd, Source::Events, readable)));
+        fds.extend(
+            exit.as_ref()
+                .map(|fd| (fd.as_raw_fd(), Source::Exit, readable)),
+        );
         let entry = Arc::new(Entry {
             listener,
             handler,
@@ -186,8 +194,13 @@ impl Supervisor {
             shared: Arc::downgrade(&self.shared),
             entry: id,
         };
-        for (fd, source) in fds {
-            epoll_add(self.shared.epoll.as_raw_fd(), fd, token(id, source))?;
+        for (fd, source, interest) in fds {
+            epoll_watch(
+                self.shared.epoll.as_raw_fd(),
+                fd,
+                token(id, source),
+                interest,
+            )?;
         }
         Ok(registration)
     }
@@ -211,6 +224,17 @@ impl Drop for Supervisor {
     }
 }
 
+impl Registration {
+    /// Whether the listener is still served: not once its process has exited, its last
+    /// process using the filter has, or its handler is gone.
+    pub fn is_active(&self) -> bool {
+        self.shared.upgrade().is_some_and(|shared| {
+            let entries = shared.entries.lock().expect("supervisor lock");
+            entries.contains_key(&self.entry)
+        })
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
@@ -223,7 +247,7 @@ fn remove(shared: &Shared, id: u64) {
     let entry = shared.entries.lock().expect("supervisor lock").remove(&id);
     let Some(entry) = entry else { return };
     let fds = [
-        (!entry.handler.serves_itself()).then(|| entry.listener.as_raw_fd()),
+        Some(entry.listener.as_raw_fd()),
         entry.handler.event_fd(),
         entry.exit.as_ref().map(AsRawFd::as_raw_fd),
     ];
@@ -269,8 +293,14 @@ fn rewatch(shared: &Shared, id: u64, entry: &Entry) {
 }
 
 fn epoll_add(epoll: RawFd, fd: RawFd, token: u64) -> std::io::Result<()> {
+    epoll_watch(epoll, fd, token, libc::EPOLLIN as u32)
+}
+
+/// Adds `fd` to the epoll set for `interest` (0: only its hangup and errors, which epoll
+/// always reports).
+fn epoll_watch(epoll: RawFd, fd: RawFd, token: u64, interest: u32) -> std::io::Result<()> {
     let mut event = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
+        events: interest,
         u64: token,
     };
     // SAFETY: event is a valid epoll_event.
