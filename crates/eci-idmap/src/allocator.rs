@@ -183,7 +183,10 @@ impl State {
                         "block {index} is leased twice or lies outside the pool"
                     ));
                 }
-                self.next_token = self.next_token.max(token + 1);
+                let next = token
+                    .checked_add(1)
+                    .ok_or_else(|| format!("lease token {token} leaves no token after it"))?;
+                self.next_token = self.next_token.max(next);
                 let record = LeaseRecord {
                     index: *index,
                     owner: owner.clone(),

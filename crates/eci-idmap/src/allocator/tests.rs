@@ -309,6 +309,29 @@ fn an_unfinished_last_write_is_cut_and_a_corrupt_line_is_an_error() {
 }
 
 #[test]
+fn a_lease_token_with_none_after_it_is_corruption_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
+    let lease = alloc.allocate("a", Holder::current().unwrap()).unwrap();
+    let journal = dir.path().join(journal_name(&boot_id().unwrap()));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let leased = text.lines().find(|l| l.contains("\"lease\"")).unwrap();
+    let token = format!("\"token\":{}", lease.token());
+    assert!(leased.contains(&token), "{leased}");
+    let last = leased
+        .replace(&token, &format!("\"token\":{}", u64::MAX))
+        .replace("\"index\":0", "\"index\":1");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap();
+    file.write_all(format!("{last}\n").as_bytes()).unwrap();
+    let err = Allocator::open(dir.path(), pool(2)).unwrap_err();
+    assert!(matches!(err, AllocError::Corrupt { .. }), "{err}");
+    std::mem::forget(lease);
+}
+
+#[test]
 fn a_changed_pool_is_refused_while_a_block_of_the_old_one_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
