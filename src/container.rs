@@ -648,15 +648,17 @@ impl Container {
             let shifted = shared.state_dir.join("idmap").join("shifted");
             let mut prepare =
                 |init: &PidFd| -> std::result::Result<u32, eci_ns::spawn::PrepareError> {
-                    write_id_maps(init.pid(), &mapping, &mapping)?;
-                    tracing::debug!(container = id, "mapped");
-                    set_rlimits(init.pid(), &spec)?;
-                    set_oom_score_adj(init.pid(), &spec)?;
+                    // Held by the init before it has the IDs: a runtime killed in between
+                    // leaves a lease whose holder lives as long as anything with its IDs.
                     lease.add_holder(Holder::of(init.pid())?)?;
                     for joined in &joined_leases {
                         shared.allocator.hold(joined, Holder::of(init.pid())?)?;
                     }
                     tracing::debug!(container = id, "held by its init");
+                    write_id_maps(init.pid(), &mapping, &mapping)?;
+                    tracing::debug!(container = id, "mapped");
+                    set_rlimits(init.pid(), &spec)?;
+                    set_oom_score_adj(init.pid(), &spec)?;
                     // The mounter binds the virtual files once let go.
                     if let Some(files) = virtual_files {
                         files.registered()?;
