@@ -170,7 +170,24 @@ impl State {
     }
 
     /// Applies one change, checking that it is consistent with the state.
+    /// Applies one line's `entry`.
     fn apply(&mut self, entry: &Entry) -> Result<(), String> {
+        match entry {
+            Entry::Batch { entries } => {
+                for entry in entries {
+                    if matches!(entry, Entry::Batch { .. }) {
+                        return Err("a batch inside a batch".into());
+                    }
+                    self.apply_change(entry)?;
+                }
+            }
+            entry => self.apply_change(entry)?,
+        }
+        self.lines += 1;
+        Ok(())
+    }
+
+    fn apply_change(&mut self, entry: &Entry) -> Result<(), String> {
         match entry {
             Entry::Lease {
                 index,
@@ -214,8 +231,8 @@ impl State {
                 self.leases.remove(index);
                 self.table.release(*index);
             }
+            Entry::Batch { .. } => return Err("a batch inside a batch".into()),
         }
-        self.lines += 1;
         Ok(())
     }
 
@@ -797,12 +814,10 @@ impl Allocator {
                 cache.forget(self.inner.pool);
                 return Err(err);
             }
-            for entry in &entries {
-                cache
-                    .state
-                    .apply(entry)
-                    .expect("decisions are consistent with the state");
-            }
+            cache
+                .state
+                .apply(&one_line(&entries))
+                .expect("decisions are consistent with the state");
             // The change is in the journal: a compaction that fails leaves it as it was, to be
             // compacted next time, and must not report the change as failed.
             if let Err(err) = self.compact_if_large(&mut cache) {
@@ -1094,13 +1109,13 @@ impl Allocator {
         Ok(())
     }
 
+    /// Appends `entries` as one line (a batch if there are several): a write cut short (a
+    /// full file system, a kill) leaves an unfinished line, which the next reader cuts, and so
+    /// none of them, never a release without the lease that was to follow it.
     fn append(&self, cache: &mut Cache, entries: &[Entry]) -> Result<(), AllocError> {
         let path = &self.inner.journal;
-        let mut text = String::new();
-        for entry in entries {
-            text.push_str(&serde_json::to_string(entry).expect("an entry serialises"));
-            text.push('\n');
-        }
+        let mut text = serde_json::to_string(&one_line(entries)).expect("an entry serialises");
+        text.push('\n');
         let (file, _) = cache.journal.as_mut().expect("caught up before appending");
         file.write_all(text.as_bytes())
             .map_err(io_err("appending to", path))?;
@@ -1117,6 +1132,16 @@ impl Allocator {
             self.start_journal(cache)?;
         }
         Ok(())
+    }
+}
+
+/// `entries`, one or more, as the one journal line that records them.
+fn one_line(entries: &[Entry]) -> Entry {
+    match entries {
+        [entry] => entry.clone(),
+        entries => Entry::Batch {
+            entries: entries.to_vec(),
+        },
     }
 }
 

@@ -45,6 +45,9 @@ pub(crate) enum Entry {
     },
     /// The lease ended.
     Release { index: u32, token: u64 },
+    /// Changes made together, written as one line so that a write cut short loses all of
+    /// them or none (a release, and the lease that keeps the block for holders still alive).
+    Batch { entries: Vec<Entry> },
 }
 
 /// The journal version this code writes and reads.

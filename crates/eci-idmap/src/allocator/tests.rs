@@ -309,6 +309,45 @@ fn an_unfinished_last_write_is_cut_and_a_corrupt_line_is_an_error() {
 }
 
 #[test]
+fn a_release_cut_short_never_frees_a_block_another_holder_keeps() {
+    // Released while another process still holds it: the release and the lease that keeps the
+    // block for that process are one line, so a write cut short (a full /run, a kill) loses
+    // both, never the second alone.
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let lease = alloc.allocate("a", Holder::current().unwrap()).unwrap();
+    lease
+        .add_holder(Holder::of(other.id() as i32).unwrap())
+        .unwrap();
+    let journal = dir.path().join(journal_name(&boot_id().unwrap()));
+    let before = std::fs::metadata(&journal).unwrap().len();
+    lease.release().unwrap();
+    let after = std::fs::metadata(&journal).unwrap().len();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        4,
+        "header, lease, hold, then one line: {text}"
+    );
+    // Cut in the middle of what the release wrote.
+    let cut = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
+    cut.set_len(before + (after - before) / 2).unwrap();
+    let reread = Allocator::open(dir.path(), pool(2)).unwrap();
+    let leases = reread.leases().unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].index, 0);
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+#[test]
 fn a_lease_token_with_none_after_it_is_corruption_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
