@@ -627,20 +627,22 @@ impl Allocator {
     }
 
     /// Leases the lowest free block to `owner`, kept alive by `holder`. When the pool is full,
-    /// blocks whose holders are all gone are reclaimed first.
+    /// blocks whose holders are all gone are reclaimed first. A host journal skips blocks a
+    /// live user namespace maps (see [`Allocator::open_seeded`]).
     pub fn allocate(&self, owner: &str, holder: Holder) -> Result<Lease, AllocError> {
         if owner.is_empty() || owner.len() > 256 {
             return Err(AllocError::Owner(owner.to_string()));
         }
         let pool = self.inner.pool;
+        let mapped = self.mapped_elsewhere()?;
         let (index, token) = self.change(|state| {
             let mut entries = Vec::new();
-            let index = match state.table.lowest_free() {
+            let index = match state.table.lowest_free_except(&mapped) {
                 Some(index) => index,
                 None => {
                     entries = state.dead_leases();
                     let freed = entries.iter().filter_map(|e| match e {
-                        Entry::Release { index, .. } => Some(*index),
+                        Entry::Release { index, .. } if !mapped.contains(index) => Some(*index),
                         _ => None,
                     });
                     freed.min().ok_or(AllocError::Exhausted {
@@ -671,6 +673,21 @@ impl Allocator {
             token,
             allocator: Some(self.clone()),
         })
+    }
+
+    /// For the host's journal ([`Allocator::open_seeded`]): the blocks a live user namespace
+    /// maps ([`crate::live::blocks_in_use`]), which are never handed out, leased here or not:
+    /// a namespace another tool made (systemd-nspawn picks its ranges from a span that holds
+    /// the default pool, Incus's isolated maps may too), or a container whose process lives
+    /// on past its lease. Empty for a journal of its own (tests, a user's pool).
+    fn mapped_elsewhere(&self) -> Result<std::collections::BTreeSet<u32>, AllocError> {
+        if !self.inner.seed_from_live {
+            return Ok(std::collections::BTreeSet::new());
+        }
+        crate::live::blocks_mapped(self.inner.pool).map_err(io_err(
+            "reading which ID blocks live user namespaces use, for a lease in",
+            &self.inner.dir,
+        ))
     }
 
     /// Whether `dir` holds a journal of this boot (an allocator was opened there since the

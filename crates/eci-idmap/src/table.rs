@@ -36,6 +36,14 @@ impl BlockTable {
         self.free.keys().next().copied()
     }
 
+    /// The lowest free block not in `skip`, left free.
+    pub fn lowest_free_except(&self, skip: &std::collections::BTreeSet<u32>) -> Option<u32> {
+        self.free
+            .iter()
+            .flat_map(|(&start, &len)| start..start.saturating_add(len))
+            .find(|index| !skip.contains(index))
+    }
+
     /// Takes the lowest free block.
     pub fn take_lowest(&mut self) -> Option<u32> {
         let (&start, &len) = self.free.iter().next()?;
@@ -140,6 +148,20 @@ mod tests {
                 }
                 prop_assert_eq!(table.free_count() + taken.len() as u32, capacity);
             }
+        }
+
+        #[test]
+        fn the_lowest_free_block_skipped_is_none_of_the_skipped(
+            capacity in 1u32..40,
+            taken in proptest::collection::btree_set(0u32..40, 0..40),
+            skip in proptest::collection::btree_set(0u32..45, 0..20),
+        ) {
+            let mut table = BlockTable::new(capacity);
+            for index in &taken {
+                table.take(*index);
+            }
+            let usable = |i: &u32| table.is_free(*i) && !skip.contains(i);
+            prop_assert_eq!(table.lowest_free_except(&skip), (0..capacity).find(usable));
         }
 
         #[test]

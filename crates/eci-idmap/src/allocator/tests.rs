@@ -552,6 +552,27 @@ fn a_seeded_journal_begins_with_the_blocks_live_namespaces_map() {
 }
 
 #[test]
+fn a_host_journal_never_leases_a_block_a_live_namespace_maps() {
+    // Begun before the namespace existed: what another tool maps later (systemd-nspawn, a
+    // runtime journaling elsewhere) is skipped when a block is chosen, not only when a
+    // journal begins.
+    let pool = IdPool::new(0x7300_0000, 3 << 16, 1 << 16).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = Allocator::open_seeded(dir.path(), pool, Durability::Sync).unwrap();
+    let me = Holder::current().unwrap();
+    let first = seeded.allocate("x", me).unwrap();
+    assert_eq!(first.index(), 0);
+    let foreign = crate::live::MappedNamespace::new(pool.block(1).unwrap().mapping());
+    let next = seeded.allocate("y", me).unwrap();
+    assert_eq!(next.index(), 2, "block 1 is the other namespace's");
+    // Full now, block 1 included: refused rather than shared.
+    let err = seeded.allocate("z", me).unwrap_err();
+    assert!(matches!(err, AllocError::Exhausted { .. }), "{err}");
+    drop(foreign);
+    assert_eq!(seeded.allocate("z", me).unwrap().index(), 1);
+}
+
+#[test]
 fn leases_kept_from_other_namespaces_are_refused_rather_than_reclaimed() {
     // From another PID namespace every holder would look gone; from another time namespace
     // every start time would read shifted. Either way opening would free every block.
