@@ -41,11 +41,22 @@ fn run_with_bind(name: &str, mount: Mount, script: &str) -> (i32, String) {
 }
 
 #[test]
-fn a_path_shared_read_only_shows_host_root_as_root_and_foreign_ids_as_nobody() {
+fn a_path_shared_read_only_shows_host_root_as_root_and_every_host_user_as_nobody() {
+    // Host root's files are root's inside, and system groups theirs (a setgid program keeps
+    // its group); a host user's are nobody's, so container root has there what any other host
+    // user has (`/home` shared read-only: not their private keys).
     let dir = host_dir();
+    let setgid = dir.path().join("setgid");
+    std::fs::write(&setgid, b"").unwrap();
+    std::os::unix::fs::chown(&setgid, Some(0), Some(100)).unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "host user's\n").unwrap();
+    std::os::unix::fs::chown(&secret, Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (shared_ro, _state) = common::runtime_sharing(dir.path(), true);
-    let script =
-        "stat -c %u:%g /data/root-owned /data/foreign; touch /data/new 2>/dev/null || echo refused";
+    let script = "stat -c %u:%g /data/root-owned /data/setgid /data/foreign /data/secret; \
+                  cat /data/secret 2>/dev/null || echo unread; \
+                  touch /data/new 2>/dev/null || echo refused";
     let mount = bind(dir.path(), "/data", &["rbind"]);
     let (code, out) = common::create_in(&shared_ro, "ro-share", &["sh", "-c", script], |spec| {
         spec.mounts_mut().as_mut().unwrap().push(mount)
@@ -54,7 +65,14 @@ fn a_path_shared_read_only_shows_host_root_as_root_and_foreign_ids_as_nobody() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        ["0:0", "65534:65534", "refused"]
+        [
+            "0:0",
+            "0:100",
+            "65534:65534",
+            "65534:65534",
+            "unread",
+            "refused"
+        ]
     );
 }
 

@@ -118,6 +118,118 @@ fn open_dir(dir: RawFd, path: &CStr) -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// How many IDs from 0 are the host's system users and groups (root, daemon, bin, sys, ...,
+/// messagebus, crontab, shadow, utmp): Debian's, Ubuntu's and Fedora's host users start at
+/// 1000 (UID_MIN, GID_MIN).
+pub const SYSTEM_IDS: u32 = 1000;
+
+/// A user namespace that maps IDs 0 to [`SYSTEM_IDS`] - 1 (users and groups) to the host IDs
+/// from `host_start` (as the container's own namespace maps them), for idmapped mounts of host
+/// paths: through it host root's files show as the container root's, system users' and
+/// groups' as theirs (a setgid program keeps its group, which the kernel honours only where
+/// owner and group are both mapped), and every host user's as nobody, whom container root has
+/// no power over (a capability overrides a file's permissions only where its owner and group
+/// are mapped). Made by a child that is killed and reaped before this returns; the descriptor
+/// keeps the namespace. Allocation-free: the mounter calls it after fork, as host root.
+pub fn system_ids_userns(host_start: u32) -> SysResult<OwnedFd> {
+    let flags = libc::CLONE_NEWUSER as u64 | libc::CLONE_PIDFD as u64;
+    // SAFETY: the child only waits to be killed, which is async-signal-safe.
+    let (child, pidfd) = match unsafe { sys::clone_fork(flags) }? {
+        sys::Forked::Child => loop {
+            // SAFETY: pause takes nothing.
+            unsafe { libc::pause() };
+        },
+        sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    // SAFETY: clone gave us the pidfd; we own it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    // The caller's children may live in another PID namespace than its /proc shows (the
+    // mounter's are the container's): the pidfd names the child as /proc knows it.
+    let made = pid_in_proc(&pidfd).and_then(|pid| map_system_ids_and_open(pid, host_start));
+    let _ = sys::kill(child, libc::SIGKILL);
+    let _ = sys::waitpid(child);
+    made
+}
+
+/// The PID `pidfd`'s process has in the PID namespace of /proc (its fdinfo's `Pid:`).
+fn pid_in_proc(pidfd: &OwnedFd) -> SysResult<i32> {
+    let mut path = [0u8; 48];
+    let prefix = b"/proc/self/fdinfo/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let fd = u64::from(pidfd.as_raw_fd().unsigned_abs());
+    sys::write_decimal(&mut path[prefix.len()..], fd);
+    let info = open_proc(&path, libc::O_RDONLY)?;
+    let mut text = [0u8; 1024];
+    // SAFETY: a valid buffer of its length.
+    let len = check(unsafe {
+        libc::read(info.as_raw_fd(), text.as_mut_ptr().cast(), text.len()) as i64
+    })?;
+    let text = &text[..len as usize];
+    let key = b"Pid:\t";
+    let at = text
+        .windows(key.len())
+        .position(|w| w == key)
+        .ok_or(Errno(libc::ESRCH))?;
+    let digits = text[at + key.len()..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .take(10);
+    let pid = digits.fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+    i32::try_from(pid)
+        .ok()
+        .filter(|pid| *pid > 0)
+        .ok_or(Errno(libc::ESRCH))
+}
+
+/// Writes `0 host_start SYSTEM_IDS` as `pid`'s uid and gid maps and opens its user namespace.
+fn map_system_ids_and_open(pid: i32, host_start: u32) -> SysResult<OwnedFd> {
+    let mut line = [0u8; 32];
+    line[..2].copy_from_slice(b"0 ");
+    let mut len = 2 + sys::write_decimal(&mut line[2..], u64::from(host_start));
+    line[len] = b' ';
+    len += 1;
+    len += sys::write_decimal(&mut line[len..], u64::from(SYSTEM_IDS));
+    line[len] = b'\n';
+    len += 1;
+    for file in [&b"uid_map"[..], b"gid_map"] {
+        let path = proc_path(pid, file);
+        let fd = open_proc(&path, libc::O_WRONLY)?;
+        // SAFETY: a valid buffer of `len` bytes.
+        let written =
+            check(unsafe { libc::write(fd.as_raw_fd(), line.as_ptr().cast(), len) as i64 })?;
+        if written as usize != len {
+            return Err(Errno(libc::EIO));
+        }
+    }
+    open_proc(&proc_path(pid, b"ns/user"), libc::O_RDONLY)
+}
+
+/// "/proc/PID/NAME", NUL-terminated, in a stack buffer.
+fn proc_path(pid: i32, name: &[u8]) -> [u8; 48] {
+    let mut buf = [0u8; 48];
+    buf[..6].copy_from_slice(b"/proc/");
+    let mut at = 6 + sys::write_decimal(&mut buf[6..], u64::from(pid.unsigned_abs()));
+    buf[at] = b'/';
+    at += 1;
+    buf[at..at + name.len()].copy_from_slice(name);
+    buf
+}
+
+fn open_proc(path: &[u8; 48], flags: libc::c_int) -> SysResult<OwnedFd> {
+    let path = CStr::from_bytes_until_nul(path).map_err(|_| Errno(libc::EINVAL))?;
+    // SAFETY: a NUL-terminated path.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat returned a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// True for the errors of a filesystem (or kernel) that cannot idmap a mount.
 pub fn unsupported(errno: Errno) -> bool {
     matches!(
@@ -137,5 +249,44 @@ pub fn supported(
         Ok(_) => Ok(true),
         Err(errno) if unsupported(errno) => Ok(false),
         Err(errno) => Err(errno),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// The owner `name` shows under the detached tree `tree`.
+    fn owner_under(tree: &OwnedFd, name: &CStr) -> (u32, u32) {
+        // SAFETY: all-zero is a valid stat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid stat buffer and a NUL-terminated name.
+        let done = unsafe { libc::fstatat(tree.as_raw_fd(), name.as_ptr(), &mut st, 0) };
+        assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+        (st.st_uid, st.st_gid)
+    }
+
+    #[test]
+    fn through_a_system_ids_namespace_only_system_files_have_an_owner() {
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        for (name, owner) in [("roots", 0), ("messagebus", 100), ("users", 1000)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"x").unwrap();
+            std::os::unix::fs::chown(&path, Some(owner), Some(owner)).unwrap();
+        }
+        let host_start = 0x7400_0000;
+        let userns = system_ids_userns(host_start).unwrap();
+        let meta = std::fs::metadata(format!("/proc/self/fd/{}", userns.as_raw_fd())).unwrap();
+        assert_ne!(
+            meta.ino(),
+            std::fs::metadata("/proc/self/ns/user").unwrap().ino()
+        );
+        let source = std::fs::File::open(dir.path()).unwrap();
+        let tree = idmapped_copy(source.as_fd(), false, userns.as_fd()).unwrap();
+        assert_eq!(owner_under(&tree, c"roots"), (host_start, host_start));
+        let system = host_start + 100;
+        assert_eq!(owner_under(&tree, c"messagebus"), (system, system));
+        assert_eq!(owner_under(&tree, c"users"), (65534, 65534), "nobody's");
     }
 }

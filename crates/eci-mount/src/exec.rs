@@ -77,6 +77,8 @@ pub mod global {
     pub const OPEN_ROOT: u32 = u32::MAX - 9;
     /// Making the container's root a shared mount, so late mounts propagate into its namespace.
     pub const SHARE_ROOT: u32 = u32::MAX - 10;
+    /// Making the user namespace that maps the host's system IDs alone, for read-only shares.
+    pub const SYSTEM_IDS_USERNS: u32 = u32::MAX - 11;
 }
 
 /// A mount failure at step code `step`, for `map_err`.
@@ -94,7 +96,7 @@ fn code(step: usize, action: Action) -> u32 {
 
 /// Splits a step code into the step index and action.
 pub fn decode(step: u32) -> Option<(usize, Action)> {
-    if step >= global::SHARE_ROOT {
+    if step >= global::SYSTEM_IDS_USERNS {
         return None;
     }
     let action = match step & 0xF {
@@ -256,7 +258,7 @@ fn detached_tree(
         Ok(Fd(std::os::fd::IntoRawFd::into_raw_fd(tree)))
     };
     let tree = match copy(*idmap != Idmap::No) {
-        Err(errno) if *idmap == Idmap::Try && idmapped::unsupported(errno) => copy(false),
+        Err(errno) if idmap.may_fall_back() && idmapped::unsupported(errno) => copy(false),
         other => other,
     }
     .map_err(fail(Action::Mount))?;
@@ -638,7 +640,7 @@ fn bind_host_path(
         };
         match idmapped_copy_as(idmap, source_fd, recursive, userns) {
             Ok(tree) => return attach_with_flags(tree.as_raw_fd(), target.0, flags, propagation),
-            Err(errno) if idmap == Idmap::Try && idmapped::unsupported(errno) => {}
+            Err(errno) if idmap.may_fall_back() && idmapped::unsupported(errno) => {}
             Err(errno) => return Err(errno),
         }
     }
@@ -943,13 +945,28 @@ impl MountPlan {
         .map(Fd)
         .map_err(mount_failure(global::OPEN_ROOTFS))?;
         let userns = userns.as_ref().map_or(-1, |fd| fd.0);
+        // Read-only shares are idmapped through a namespace that maps the system IDs alone.
+        let system_ids = if self.needs_system_ids_userns() {
+            let made = idmapped::system_ids_userns(self.block.host_start());
+            Some(made.map_err(mount_failure(global::SYSTEM_IDS_USERNS))?)
+        } else {
+            None
+        };
+        let system_ids = system_ids.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        let userns_for = |step: &Step| match step {
+            Step::Mount {
+                idmap: Idmap::TrySystemIds,
+                ..
+            } => system_ids,
+            _ => userns,
+        };
         let mut late: [Option<(usize, Fd)>; MOST_DETACHED] = [const { None }; MOST_DETACHED];
         let mut count = 0;
         for (index, step) in self.steps.iter().enumerate() {
             if self.detached.contains(&index) {
                 // The mount point now, while the host's paths are in view, and the tree too;
                 // the tree is attached once the init has its own namespace.
-                let tree = detached_tree(root.0, userns, self.block, index, step)?;
+                let tree = detached_tree(root.0, userns_for(step), self.block, index, step)?;
                 // The plan holds at most MOST_DETACHED: never drop one silently.
                 let slot = late
                     .get_mut(count)
@@ -960,7 +977,7 @@ impl MountPlan {
                 count += 1;
                 continue;
             }
-            self.run_step(root.0, userns, index, step)?;
+            self.run_step(root.0, userns_for(step), index, step)?;
         }
         if self.root_readonly {
             remount_with(root.0, libc::MS_RDONLY).map_err(mount_failure(global::ROOT_READONLY))?;
@@ -1033,6 +1050,18 @@ impl MountPlan {
     }
 
     /// True if any bind may be idmapped.
+    fn needs_system_ids_userns(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::Mount {
+                    idmap: Idmap::TrySystemIds,
+                    ..
+                }
+            )
+        })
+    }
+
     fn needs_userns(&self) -> bool {
         self.steps.iter().any(|s| {
             matches!(
@@ -1290,6 +1319,10 @@ impl MountPlan {
             global::FSIDS => "taking the container's root as the filesystem IDs".to_string(),
             global::OPEN_ROOT => "opening the container's root".to_string(),
             global::SHARE_ROOT => "making the container's root a shared mount".to_string(),
+            global::SYSTEM_IDS_USERNS => {
+                "making the user namespace that maps the host's system IDs alone, for read-only shares"
+                    .to_string()
+            }
             code => match decode(code).and_then(|(i, action)| Some((self.steps.get(i)?, action))) {
                 Some((step, action)) => match cause_words(action) {
                     Some(cause) => format!("{} {step} ({cause})", action_words(action)),

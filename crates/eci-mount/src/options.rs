@@ -24,6 +24,9 @@ pub struct MountOptions {
     /// [`eci_policy::harden::IDMAP_IF_SUPPORTED`]: idmapped where the filesystem allows, plain
     /// otherwise.
     pub idmap_if_supported: bool,
+    /// [`eci_policy::harden::IDMAP_SYSTEM_IF_SUPPORTED`]: idmapped so that only the host's
+    /// system IDs have an owner inside, where the filesystem allows; plain otherwise.
+    pub idmap_system_if_supported: bool,
     /// [`eci_policy::volume::IDENTITY_OPTION`]: the directory a bind's source must still be.
     pub identity: Option<eci_policy::volume::DirIdentity>,
     /// Filesystem-specific options, comma-separated, in the given order.
@@ -95,6 +98,7 @@ pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<MountOptions, OptionError> {
             }
             "idmap" => out.idmap = true,
             eci_policy::harden::IDMAP_IF_SUPPORTED => out.idmap_if_supported = true,
+            eci_policy::harden::IDMAP_SYSTEM_IF_SUPPORTED => out.idmap_system_if_supported = true,
             _ if word.starts_with(eci_policy::volume::IDENTITY_OPTION) => {
                 let identity = eci_policy::volume::DirIdentity::from_option(word)
                     .ok_or_else(|| OptionError::Malformed(word.to_string()))?;

@@ -87,11 +87,25 @@ pub enum Idmap {
     /// marks [`eci_policy::harden::IDMAP_IF_SUPPORTED`] (Docker volumes out of host users'
     /// reach).
     Try,
+    /// Idmapped through a user namespace that maps the host's system IDs alone
+    /// ([`eci_idmap::idmapped::SYSTEM_IDS`]) if the filesystem supports it, plain otherwise:
+    /// paths shared read-only ([`eci_policy::harden::IDMAP_SYSTEM_IF_SUPPORTED`]). Host root's
+    /// files show as root inside and system users' and groups' as theirs (setgid programs
+    /// keep their group), host users' as nobody, so container root has over those what host
+    /// users have (the full block's map would make it their owner, capabilities and all).
+    TrySystemIds,
     /// Idmapped or an error (the spec's `idmap` option). Only the bind's own mount: mounts
     /// under it come along as they are.
     Required,
     /// Idmapped with every mount under it, or an error (the spec's `ridmap` option).
     RequiredWithSubmounts,
+}
+
+impl Idmap {
+    /// Whether a filesystem that cannot be idmapped gets a plain bind instead.
+    pub fn may_fall_back(self) -> bool {
+        matches!(self, Idmap::Try | Idmap::TrySystemIds)
+    }
 }
 
 /// Where a mount's source comes from.
@@ -742,6 +756,8 @@ fn plan_bind(
         Idmap::Required
     } else if opts.idmap_if_supported && !served {
         Idmap::Try
+    } else if opts.idmap_system_if_supported && !served {
+        Idmap::TrySystemIds
     } else {
         Idmap::No
     };

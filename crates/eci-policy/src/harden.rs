@@ -235,7 +235,7 @@ pub enum HardenError {
     HostnameOfJoined,
     /// A bind asks for an idmapped mount (`idmap`, `ridmap`) of a host path whose files may
     /// not be shown with their owners on disk.
-    #[error("the bind at {} asks for an idmapped mount ({option}) of {}: container root would act as the owner of every file there (host root's and host users' alike); only paths shared read-only and engine volumes no host user can reach are idmapped", dest.display(), path.display())]
+    #[error("the bind at {} asks for an idmapped mount ({option}) of {}: container root would act as the owner of every file there (host root's and host users' alike); only engine volumes no host user can reach are idmapped so (a path shared read-only is idmapped for the host's system IDs alone, without asking)", dest.display(), path.display())]
     IdmapRefused {
         /// The bind's destination.
         dest: PathBuf,
@@ -976,9 +976,10 @@ fn check_bind_source(
         report.push(change);
         return Ok(());
     }
-    // Idmapped, a bind lets container root act as the owner of every file there whose owner
-    // is among the first 65,536 IDs: host root's, and host users'. Only a path shared
-    // read-only (read-only all through, below) and a volume no host user can reach are.
+    // Idmapped through the container's map, a bind lets container root act as the owner of
+    // every file there whose owner is among the first 65,536 IDs: host root's, and host
+    // users'. Only a volume no host user can reach is; a path shared read-only (read-only all
+    // through, below) is idmapped for the host's system IDs alone.
     let (read_only, idmappable) = match binds.ctx.policy.paths.decide(&resolved) {
         PathDecision::Shared {
             read_only,
@@ -1003,7 +1004,19 @@ fn check_bind_source(
                     closed,
                 });
             }
-            (read_only, read_only)
+            if let Some(option) = asked_idmap(mount) {
+                return Err(HardenError::IdmapRefused {
+                    dest,
+                    path: host_path,
+                    option,
+                });
+            }
+            if read_only {
+                let mut options = mount.options().clone().unwrap_or_default();
+                options.push(IDMAP_SYSTEM_IF_SUPPORTED.to_string());
+                mount.set_options(Some(options));
+            }
+            (read_only, false)
         }
         refused => match engine_volume_access(binds, &refused, &host_path, &dest, report)? {
             Some(access) => {
@@ -1078,6 +1091,14 @@ pub const ECI_OPTION_PREFIX: &str = "x-eci.";
 /// if its filesystem can be idmapped, and bind it plain otherwise. Docker volumes get it, where
 /// an idmapped bind shows the volume's files with their owners on disk.
 pub const IDMAP_IF_SUPPORTED: &str = "x-eci.idmap-if-supported";
+
+/// A mount option of eci's own: idmap this bind through a user namespace that maps the host's
+/// system IDs alone (0 to 999, as the container's own), if its filesystem can be idmapped, and
+/// bind it plain otherwise. Paths shared read-only get it: host root's files show as root
+/// inside and system groups as theirs (a setgid program keeps its group), and every host
+/// user's as nobody, whose files container root reaches only as any host user does (through
+/// the full block's map it would be their owner, able to read their private files).
+pub const IDMAP_SYSTEM_IF_SUPPORTED: &str = "x-eci.idmap-system-if-supported";
 
 /// The mount options that set a mount's propagation.
 const PROPAGATION_OPTIONS: &[&str] = &[

@@ -336,21 +336,36 @@ fn usr_bind_options(options: &[&str]) -> (Vec<String>, bool) {
 #[test]
 fn shared_read_only_binds_become_read_only_all_through() {
     let (options, forced) = usr_bind_options(&["rbind", "rw"]);
-    assert_eq!(options, ["rbind", IDMAP_IF_SUPPORTED, "rro", "rprivate"]);
+    assert_eq!(
+        options,
+        ["rbind", IDMAP_SYSTEM_IF_SUPPORTED, "rro", "rprivate"]
+    );
     assert!(forced);
     // A later `rw` does not undo an `ro` the spec gave itself.
     let (options, forced) = usr_bind_options(&["rbind", "ro", "rw", "nosuid"]);
     assert_eq!(
         options,
-        ["rbind", "nosuid", IDMAP_IF_SUPPORTED, "rro", "rprivate"]
+        [
+            "rbind",
+            "nosuid",
+            IDMAP_SYSTEM_IF_SUPPORTED,
+            "rro",
+            "rprivate"
+        ]
     );
     assert!(forced);
-    let (options, forced) = usr_bind_options(&["rbind", "rro", "idmap"]);
-    assert_eq!(options, ["rbind", "idmap", "rro", "rprivate"]);
+    let (options, forced) = usr_bind_options(&["rbind", "rro"]);
+    assert_eq!(
+        options,
+        ["rbind", IDMAP_SYSTEM_IF_SUPPORTED, "rro", "rprivate"]
+    );
     assert!(!forced, "asked as it is made");
     // A propagation the spec asks for stays, and is the only one.
     let (options, _) = usr_bind_options(&["rbind", "rslave"]);
-    assert_eq!(options, ["rbind", "rslave", IDMAP_IF_SUPPORTED, "rro"]);
+    assert_eq!(
+        options,
+        ["rbind", "rslave", IDMAP_SYSTEM_IF_SUPPORTED, "rro"]
+    );
 }
 
 proptest! {
@@ -1360,9 +1375,9 @@ fn only_rules_on_the_whole_data_root_give_way_to_its_volumes() {
 }
 
 #[test]
-fn a_writable_share_is_never_idmapped() {
-    // Idmapped, container root would act as the owner of every file there: write host root's,
-    // read host users' private ones.
+fn a_share_is_never_idmapped_through_the_containers_map() {
+    // Idmapped so, container root would act as the owner of every file there: write host
+    // root's, read host users' private ones (read-only: `-v /home:/h:ro,idmap`).
     for asked in ["idmap", "ridmap"] {
         for access in ["rw", "ro"] {
             let (refused, _) = bind_volume_with(
@@ -1380,7 +1395,8 @@ fn a_writable_share_is_never_idmapped() {
             assert!(err.to_string().contains("/srv/x"), "{err}");
         }
     }
-    // Not unasked either, read-only or not.
+    // Not unasked either (a writable share plain, a read-only one for host root's files
+    // alone, where the policy shares it read-only).
     for access in ["rw", "ro"] {
         let (hardened, _) = bind_volume_with(
             &Policy::default(),
@@ -1390,6 +1406,19 @@ fn a_writable_share_is_never_idmapped() {
         );
         assert_eq!(data_options(hardened), ["rbind", access, "rprivate"]);
     }
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(vec![MountBuilder::default()
+        .destination("/usr")
+        .typ("bind")
+        .source("/usr")
+        .options(vec!["rbind".to_string(), "ro".into(), "idmap".into()])
+        .build()
+        .unwrap()]));
+    let err = run(spec).unwrap_err();
+    assert!(
+        matches!(&err, HardenError::IdmapRefused { path, .. } if path == Path::new("/usr")),
+        "{err}"
+    );
 }
 
 #[test]
