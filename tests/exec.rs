@@ -45,11 +45,17 @@ fn an_execd_process_is_in_the_container_and_vetted_like_its_init() {
             "-c",
             "cat /proc/self/uid_map; cat /proc/1/cmdline | tr '\\0' ' '; echo; \
              readlink /proc/self/ns/time /proc/1/ns/time | uniq | wc -l; \
-             cut -d. -f1 /proc/uptime; exit 3",
+             cut -d. -f1 /proc/uptime; grep -E '^(Uid|Gid):' /proc/self/status | tr -s '\t' ' '; \
+             exit 3",
         ],
     );
     assert_eq!(code, 3);
     let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[4..6],
+        ["Uid: 0 0 0 0", "Gid: 0 0 0 0"],
+        "all of root's: {out}"
+    );
     assert_eq!(lines[2].trim(), "1", "in the init's time namespace: {out}");
     let uptime: u64 = lines[3].parse().unwrap();
     assert!(uptime < 10, "the container's uptime: {out}");

@@ -852,9 +852,13 @@ fn joining_process(
 
 /// Joining kept the host's IDs, which the namespace cannot name: the joining process becomes
 /// its root before the clone, out of the container's sight (it is not in the container's PID
-/// namespace), so that the process the container sees never changes IDs. A change of IDs makes a
-/// process as dumpable as the host's `fs.suid_dumpable` says until it undoes that: in the
-/// container's sight, a tracer there could attach in between and skip the filters to come.
+/// namespace), so that the process the container sees never changes its effective IDs. A
+/// change of those makes a process as dumpable as the host's `fs.suid_dumpable` says until it
+/// undoes that: in the container's sight, a tracer there could attach in between and skip the
+/// filters to come. The real uid stays host root's until the clone, which RLIMIT_NPROC then
+/// does not hold back (the runtime's limit against the container root's processes); the child
+/// takes it after `prepare` set the spec's limits, as runc's process does, which the kernel
+/// checks at the exec (a real uid's change leaves the dumpable flag alone).
 fn become_namespace_root(channel: &Channel) {
     let fail = |step| Failure::last_errno(Stage::JoinNamespaces, step).report_and_exit(channel);
     // SAFETY: plain syscalls with integer arguments; a NULL list with size 0 is allowed.
@@ -865,7 +869,7 @@ fn become_namespace_root(channel: &Channel) {
         if libc::setresgid(0, 0, 0) == -1 {
             fail(11);
         }
-        if libc::setresuid(0, 0, 0) == -1 {
+        if libc::setresuid(libc::uid_t::MAX, 0, 0) == -1 {
             fail(12);
         }
     }
@@ -888,12 +892,18 @@ fn joined_process(channel: &Channel, init: &(dyn Fn(&Channel) -> Failure + Sync)
         }
         _ => sys::exit(1),
     }
-    // A session of its own keeps the process off the runtime's terminal.
-    // SAFETY: setsid takes no arguments.
-    if unsafe { libc::setsid() } == -1 {
-        fail(13);
+    // The namespace's root as its real uid too (see `become_namespace_root`), and a session
+    // of its own, which keeps the process off the runtime's terminal.
+    // SAFETY: setresuid and setsid take integers or nothing.
+    unsafe {
+        if libc::setresuid(0, libc::uid_t::MAX, libc::uid_t::MAX) == -1 {
+            fail(14);
+        }
+        if libc::setsid() == -1 {
+            fail(13);
+        }
     }
     // Undumpable already: the flag came with the joining process's memory, and this process
-    // changes no IDs.
+    // changes no effective IDs.
     init(channel).report_and_exit(channel)
 }
