@@ -16,7 +16,7 @@
 //! container was given (the marker names the lease it was shifted or kept for) is refused: the
 //! shift would take its files from it, and it could race the walk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -175,16 +175,33 @@ pub fn shift_rootfs(
     let root = open_path(libc::AT_FDCWD, &cstring(rootfs)?, libc::O_DIRECTORY)
         .map_err(err("opening", rootfs))?;
     let mount = stat(&root).map_err(err("reading", rootfs))?.stx_mnt_id;
-    let mut walking = old.clone();
-    walking.push(target);
-    write_marker(&marker, &walking, Some(lease))?;
     let mut walk = Walk {
         old,
         block,
         mount,
         seen: HashSet::new(),
         moved: 0,
+        counting: true,
+        links: HashMap::new(),
     };
+    // First every name of each file with more than one: a file linked from outside the tree
+    // (a rootfs made with `cp -al` from the host's) is the host's too, and would become the
+    // container's. Nothing is changed until none is found.
+    let again = open_path(libc::AT_FDCWD, &cstring(rootfs)?, libc::O_DIRECTORY)
+        .map_err(err("opening", rootfs))?;
+    walk.visit(again, rootfs, 0)?;
+    if let Some(outside) = walk.links.values().find(|l| l.named < l.nlink) {
+        let linked = std::io::Error::other(format!(
+            "it has {} links, {} of them in the rootfs: a file linked from outside it would \
+             become the container's (copy the rootfs rather than link it)",
+            outside.nlink, outside.named
+        ));
+        return Err(err("shifting", &outside.path)(linked));
+    }
+    walk.counting = false;
+    let mut walking = walk.old.clone();
+    walking.push(target);
+    write_marker(&marker, &walking, Some(lease))?;
     walk.visit(root, rootfs, 0)?;
     write_marker(&marker, &[target], Some(lease))?;
     Ok(Shifted::Moved(walk.moved))
@@ -205,6 +222,19 @@ struct Walk {
     mount: u64,
     seen: HashSet<(u64, u64)>,
     moved: usize,
+    /// The first pass: count the names of files with several, change nothing.
+    counting: bool,
+    links: HashMap<(u64, u64), Linked>,
+}
+
+/// A file with more than one name, as the first pass found it.
+struct Linked {
+    /// Its link count.
+    nlink: u32,
+    /// How many of its names are in the tree.
+    named: u32,
+    /// The first of them, for messages.
+    path: PathBuf,
 }
 
 impl Walk {
@@ -221,12 +251,24 @@ impl Walk {
     fn visit(&mut self, fd: OwnedFd, path: &Path, depth: usize) -> Result<(), ShiftError> {
         let stx = stat(&fd).map_err(err("reading", path))?;
         let dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
-        if stx.stx_mnt_id != self.mount || !self.seen.insert((dev, stx.stx_ino)) {
+        let kind = u32::from(stx.stx_mode) & libc::S_IFMT;
+        if stx.stx_mnt_id != self.mount {
             return Ok(());
         }
-        let kind = u32::from(stx.stx_mode) & libc::S_IFMT;
+        if self.counting {
+            if kind != libc::S_IFDIR && stx.stx_nlink > 1 {
+                let linked = self.links.entry((dev, stx.stx_ino)).or_insert(Linked {
+                    nlink: stx.stx_nlink,
+                    named: 0,
+                    path: path.to_path_buf(),
+                });
+                linked.named += 1;
+            }
+        } else if !self.seen.insert((dev, stx.stx_ino)) {
+            return Ok(());
+        }
         let (uid, gid) = (self.shifted(stx.stx_uid), self.shifted(stx.stx_gid));
-        if uid.is_some() || gid.is_some() {
+        if !self.counting && (uid.is_some() || gid.is_some()) {
             chown_fd(&fd, uid, gid).map_err(err("changing the owner of", path))?;
             self.moved += 1;
             let mode = u32::from(stx.stx_mode) & 0o7777;
@@ -290,6 +332,7 @@ fn stat(fd: &OwnedFd) -> std::io::Result<libc::statx> {
         | libc::STATX_UID
         | libc::STATX_GID
         | libc::STATX_INO
+        | libc::STATX_NLINK
         | libc::STATX_MNT_ID;
     let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH and a valid out pointer.
@@ -360,6 +403,39 @@ fn list(dir: OwnedFd) -> std::io::Result<Vec<std::ffi::CString>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn a_file_linked_from_outside_the_rootfs_stops_the_shift_before_it_changes_anything() {
+        // A rootfs made with `cp -al` shares its files with the host: chowned, the host's
+        // copy would become the container's.
+        let dir = tempfile::tempdir().unwrap();
+        let (root, markers) = (dir.path().join("rootfs"), dir.path().join("markers"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/own"), b"x").unwrap();
+        let hosts = dir.path().join("hosts-file");
+        std::fs::write(&hosts, b"host").unwrap();
+        std::fs::hard_link(&hosts, root.join("etc/linked")).unwrap();
+        let block = IdBlock::new(1 << 28, 65536).unwrap();
+        let err = shift_rootfs(&markers, &root, block, 1, |_| false).unwrap_err();
+        assert!(err.to_string().contains("linked from outside"), "{err}");
+        assert!(err.to_string().contains("etc/linked"), "{err}");
+        for path in [hosts.as_path(), &root.join("etc/own")] {
+            assert_eq!(
+                std::fs::metadata(path).unwrap().uid(),
+                0,
+                "{}",
+                path.display()
+            );
+        }
+        // Both names in the tree: shifted.
+        std::fs::remove_file(&hosts).unwrap();
+        std::fs::hard_link(root.join("etc/linked"), root.join("etc/again")).unwrap();
+        shift_rootfs(&markers, &root, block, 1, |_| false).unwrap();
+        assert_eq!(
+            std::fs::metadata(root.join("etc/again")).unwrap().uid(),
+            1 << 28
+        );
+    }
 
     #[test]
     fn shifts_once_keeps_setuid_and_moves_between_blocks() {
