@@ -250,13 +250,6 @@ fn in_cgroups_where(text: &str, v1: bool, wanted: impl Fn(&str) -> bool) -> bool
     }
 }
 
-/// The cgroup2 path a /proc/PID/cgroup `text` names (its line with no controllers), on a
-/// cgroup v2 host.
-fn unified_cgroup(text: &str) -> Option<&Path> {
-    let mut lines = text.lines().filter_map(|line| line.strip_prefix("0::"));
-    lines.next().map(Path::new)
-}
-
 /// The `tasks` file of the cgroup that accounts a process's memory on cgroup v1, given its
 /// /proc/PID/cgroup `text` and the `hierarchies` mounted. `None` on cgroup v2, where a
 /// process's cgroup is every controller's (joining it would list the runtime's helper among
@@ -874,18 +867,23 @@ impl Cgroup {
             added => return added,
         };
         let listed = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
-        let Some(at) = unified_cgroup(&listed).filter(|at| *at != self.path) else {
+        // The cgroup2 line's: the one that names no controllers.
+        let unified = cgroup_lines(&listed).find(|(controllers, _)| controllers.is_empty());
+        let own = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let Some((_, at)) = unified.filter(|(_, at)| *at != own) else {
             return Err(refused);
         };
         if !in_cgroup_tree(&listed, &self.path, false) {
             return Err(refused);
         }
-        let relative = at.strip_prefix("/").unwrap_or(at);
         let procs = Path::new(libcgroups::common::DEFAULT_CGROUP_ROOT)
-            .join(relative)
+            .join(at)
             .join("cgroup.procs");
         std::fs::write(&procs, pid.to_string()).map_err(|e| {
-            let what = format!("adding process {pid} to the init's cgroup {}", at.display());
+            let what = format!(
+                "adding process {pid} to the init's cgroup /{}",
+                at.display()
+            );
             self.error(&format!("{refused}; {what}"), &e)
         })
     }
@@ -1129,13 +1127,6 @@ mod tests {
             let text = format!("{id}:{controller}:/eci/c1\n");
             proptest::prop_assert!(in_cgroup_everywhere(&text, path, true));
         }
-    }
-
-    #[test]
-    fn the_unified_cgroup_is_the_line_without_a_hierarchy_number() {
-        let text = "12:memory:/eci/a\n1:name=systemd:/x\n0::/eci/a/init\n";
-        assert_eq!(unified_cgroup(text), Some(Path::new("/eci/a/init")));
-        assert_eq!(unified_cgroup("12:memory:/eci/a\n10::/b\n"), None);
     }
 
     #[test]

@@ -598,11 +598,13 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             Err(err) => return Err(err),
         };
         let api = eci_policy::docker_api::classify_target(&request.method, &request.target);
+        // As the client sent it: pinning a name to an ID below keeps the query.
         let query = request
             .target
             .split_once('?')
-            .map_or("", |(_, query)| query);
-        let decision = api.map(|api| shared.commands.decide_request(api, query));
+            .map_or("", |(_, query)| query)
+            .to_string();
+        let decision = api.map(|api| shared.commands.decide_request(api, &query));
         let allowed = decision.is_some_and(|d| d.allowed);
         if !allowed {
             let message = refusal_message(&request, decision.as_ref());
@@ -635,9 +637,8 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         } else if let Some(volume) =
             eci_policy::docker_api::volume_of_target(&request.method, &request.target)
         {
-            let query = request.target.split_once('?').map_or("", |(_, q)| q);
             let forced = request.method == "DELETE"
-                && eci_policy::docker_api::query_flag(query, "force") == Some(true);
+                && eci_policy::docker_api::query_flag(&query, "force") == Some(true);
             shared.existing_volume_in_scope(&volume, forced)
         } else if let Some(network) =
             eci_policy::docker_api::network_of_target(&request.method, &request.target)
@@ -676,11 +677,7 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             refuse(&mut client.stream, status, &message)?;
             return Ok(());
         }
-        let query = request
-            .target
-            .split_once('?')
-            .map_or("", |(_, query)| query);
-        if let Some(why) = api.and_then(|api| eci_policy::docker_api::query_refusal(api, query)) {
+        if let Some(why) = api.and_then(|api| eci_policy::docker_api::query_refusal(api, &query)) {
             let message = format!("eci: {why}");
             tracing::info!("docker proxy: {message}");
             refuse(&mut client.stream, 403, &message)?;

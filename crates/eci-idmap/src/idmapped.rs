@@ -111,7 +111,14 @@ const MOST_LAYERS: usize = 130;
 /// An O_PATH descriptor of the directory `path` (relative to `dir`); symlinks are followed, as
 /// the overlay's own mount followed them (Docker names its layers through links).
 fn open_dir(dir: RawFd, path: &CStr) -> SysResult<OwnedFd> {
-    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    openat(
+        dir,
+        path,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    )
+}
+
+fn openat(dir: RawFd, path: &CStr, flags: libc::c_int) -> SysResult<OwnedFd> {
     // SAFETY: a NUL-terminated path.
     let fd = check(unsafe { libc::syscall(libc::SYS_openat, dir, path.as_ptr(), flags) })?;
     // SAFETY: openat returned a new fd that we own.
@@ -153,12 +160,7 @@ pub fn system_ids_userns(host_start: u32) -> SysResult<OwnedFd> {
 
 /// The PID `pidfd`'s process has in the PID namespace of /proc (its fdinfo's `Pid:`).
 fn pid_in_proc(pidfd: &OwnedFd) -> SysResult<i32> {
-    let mut path = [0u8; 48];
-    let prefix = b"/proc/self/fdinfo/";
-    path[..prefix.len()].copy_from_slice(prefix);
-    let fd = u64::from(pidfd.as_raw_fd().unsigned_abs());
-    sys::write_decimal(&mut path[prefix.len()..], fd);
-    let info = open_proc(&path, libc::O_RDONLY)?;
+    let info = open_proc(&sys::ProcPath::fd_info(pidfd.as_raw_fd()), libc::O_RDONLY)?;
     let mut text = [0u8; 1024];
     // SAFETY: a valid buffer of its length.
     let len = check(unsafe {
@@ -192,8 +194,7 @@ fn map_system_ids_and_open(pid: i32, host_start: u32) -> SysResult<OwnedFd> {
     line[len] = b'\n';
     len += 1;
     for file in [&b"uid_map"[..], b"gid_map"] {
-        let path = proc_path(pid, file);
-        let fd = open_proc(&path, libc::O_WRONLY)?;
+        let fd = open_proc(&sys::ProcPath::of(pid, file), libc::O_WRONLY)?;
         // SAFETY: a valid buffer of `len` bytes.
         let written =
             check(unsafe { libc::write(fd.as_raw_fd(), line.as_ptr().cast(), len) as i64 })?;
@@ -201,33 +202,11 @@ fn map_system_ids_and_open(pid: i32, host_start: u32) -> SysResult<OwnedFd> {
             return Err(Errno(libc::EIO));
         }
     }
-    open_proc(&proc_path(pid, b"ns/user"), libc::O_RDONLY)
+    open_proc(&sys::ProcPath::of(pid, b"ns/user"), libc::O_RDONLY)
 }
 
-/// "/proc/PID/NAME", NUL-terminated, in a stack buffer.
-fn proc_path(pid: i32, name: &[u8]) -> [u8; 48] {
-    let mut buf = [0u8; 48];
-    buf[..6].copy_from_slice(b"/proc/");
-    let mut at = 6 + sys::write_decimal(&mut buf[6..], u64::from(pid.unsigned_abs()));
-    buf[at] = b'/';
-    at += 1;
-    buf[at..at + name.len()].copy_from_slice(name);
-    buf
-}
-
-fn open_proc(path: &[u8; 48], flags: libc::c_int) -> SysResult<OwnedFd> {
-    let path = CStr::from_bytes_until_nul(path).map_err(|_| Errno(libc::EINVAL))?;
-    // SAFETY: a NUL-terminated path.
-    let fd = check(unsafe {
-        libc::syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            flags | libc::O_CLOEXEC,
-        )
-    })?;
-    // SAFETY: openat returned a new fd that we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+fn open_proc(path: &sys::ProcPath, flags: libc::c_int) -> SysResult<OwnedFd> {
+    openat(libc::AT_FDCWD, path.as_cstr(), flags | libc::O_CLOEXEC)
 }
 
 /// True for the errors of a filesystem (or kernel) that cannot idmap a mount.

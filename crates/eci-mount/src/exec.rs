@@ -855,28 +855,14 @@ fn attach_with_flags(
     Ok(on)
 }
 
-/// "/proc/PID/ns/user" in a stack buffer.
-fn userns_path(pid: i32) -> [u8; 40] {
-    let mut buf = [0u8; 40];
-    let fd = FdPath::new(pid);
-    // "/proc/self/fd/N" -> take N.
-    let digits = &fd.as_cstr().to_bytes()[b"/proc/self/fd/".len()..];
-    let mut at = 0;
-    for part in [&b"/proc/"[..], digits, &b"/ns/user"[..]] {
-        buf[at..at + part.len()].copy_from_slice(part);
-        at += part.len();
-    }
-    buf
-}
-
 impl MountPlan {
     /// Builds the mount table and pivots into the rootfs. Returns a failure whose step code
     /// [`MountPlan::explain`] turns into words.
     pub fn execute(&self, ctx: &ExecContext<'_>) -> Result<(), Failure> {
         act_as_container_root(self.owner).map_err(mount_failure(global::FSIDS))?;
         let userns = if ctx.rootfs != RootfsMount::Bind || self.needs_userns() {
-            let path = userns_path(ctx.init_pid);
-            let path = CStr::from_bytes_until_nul(&path).expect("the buffer ends in NUL");
+            let path = sys::ProcPath::of(ctx.init_pid, b"ns/user");
+            let path = path.as_cstr();
             // SAFETY: the path is NUL-terminated.
             Some(
                 check_int(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })

@@ -168,8 +168,9 @@ pub const JOIN_CGROUPS_STEP: u32 = 8;
 /// The step (in [`Stage::InitNamespaces`]) in which a container's process leaves a real-time
 /// policy it inherited ([`sys::leave_raised_priority`]).
 const LEAVE_RAISED_PRIORITY_STEP: u32 = 20;
-/// Init-stage step: staying undumpable once the process became the namespace's root (the
-/// change of IDs made it as dumpable as the host's `fs.suid_dumpable` says).
+/// The step (the init's in [`Stage::InitNamespaces`], an exec's joining process's in
+/// [`Stage::JoinNamespaces`]) of staying undumpable once the process became the namespace's
+/// root (the change of IDs made it as dumpable as the host's `fs.suid_dumpable` says).
 const UNDUMPABLE_AS_ROOT_STEP: u32 = 21;
 
 /// The runtime's step while the mounter works. The files it returns (at most

@@ -566,6 +566,50 @@ impl FdPath {
     }
 }
 
+/// A file of a process's /proc directory ("/proc/PID/NAME") or of a descriptor's
+/// ("/proc/self/fdinfo/N") in a stack buffer, for use after fork, where nothing may allocate.
+///
+/// ```
+/// use eci_ns::sys::ProcPath;
+/// assert_eq!(ProcPath::of(42, b"ns/user").as_cstr(), c"/proc/42/ns/user");
+/// assert_eq!(ProcPath::fd_info(7).as_cstr(), c"/proc/self/fdinfo/7");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ProcPath {
+    buf: [u8; 64],
+}
+
+impl ProcPath {
+    /// "/proc/PID/NAME"; a `name` longer than the buffer holds is cut.
+    pub fn of(pid: i32, name: &[u8]) -> ProcPath {
+        let mut buf = [0u8; 64];
+        let mut at = 6;
+        buf[..at].copy_from_slice(b"/proc/");
+        at += write_decimal(&mut buf[at..], u64::from(pid.unsigned_abs()));
+        buf[at] = b'/';
+        at += 1;
+        // The last byte stays NUL.
+        let room = buf.len() - 1 - at;
+        let name = &name[..name.len().min(room)];
+        buf[at..at + name.len()].copy_from_slice(name);
+        ProcPath { buf }
+    }
+
+    /// "/proc/self/fdinfo/N": what the kernel tells of descriptor `fd`.
+    pub fn fd_info(fd: RawFd) -> ProcPath {
+        let mut buf = [0u8; 64];
+        let prefix = b"/proc/self/fdinfo/";
+        buf[..prefix.len()].copy_from_slice(prefix);
+        write_decimal(&mut buf[prefix.len()..], u64::from(fd.unsigned_abs()));
+        ProcPath { buf }
+    }
+
+    /// The path, NUL-terminated.
+    pub fn as_cstr(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.buf).unwrap_or(c"")
+    }
+}
+
 /// A filesystem context of the new mount API: created with [`FsContext::open`], configured,
 /// then made into a detached mount with [`FsContext::mount`]. Allocation-free, for use after
 /// fork.
