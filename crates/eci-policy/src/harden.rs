@@ -986,24 +986,7 @@ fn check_bind_source(
             rule,
             origin,
         } => {
-            // An administrator's share gives what host users have there; a directory the
-            // embedding runtime shares (an engine's files for this very container) is the
-            // container's own.
-            let judged = matches!(origin, RuleOrigin::Default | RuleOrigin::Settings);
-            let closed = match judged {
-                true => binds.host.closed_between(rule, &host_path),
-                false => Ok(None),
-            };
-            let closed = closed.map_err(|err| HardenError::UnresolvableSource {
-                path: source.clone(),
-                source: err,
-            })?;
-            if let Some(closed) = closed {
-                return Err(HardenError::ClosedOnTheWay {
-                    path: host_path,
-                    closed,
-                });
-            }
+            closed_on_the_way(binds.host, rule, origin, &host_path, &source)?;
             if let Some(option) = asked_idmap(mount) {
                 return Err(HardenError::IdmapRefused {
                     dest,
@@ -1028,6 +1011,9 @@ fn check_bind_source(
                 options.push(access.identity.to_option());
                 if access.idmapped && !options.iter().any(|o| o == "idmap" || o == "ridmap") {
                     options.push(IDMAP_IF_SUPPORTED.to_string());
+                }
+                if access.system_ids {
+                    options.push(IDMAP_SYSTEM_IF_SUPPORTED.to_string());
                 }
                 mount.set_options(Some(options));
                 (access.read_only, access.idmapped)
@@ -1149,12 +1135,43 @@ pub fn bind_refusal(decision: PathDecision<'_>, path: PathBuf) -> HardenError {
     }
 }
 
+/// Refuses a bind of `path`, shared by `rule`, if a directory between the two keeps others
+/// out ([`HardenError::ClosedOnTheWay`]): an administrator's share gives what host users have
+/// there. A directory the embedding runtime shares (an engine's files for this very container)
+/// is the container's own. `asked` is the path as the spec named it, for the error.
+fn closed_on_the_way(
+    host: &mut dyn HostPaths,
+    rule: &Path,
+    origin: RuleOrigin,
+    path: &Path,
+    asked: &Path,
+) -> Result<(), HardenError> {
+    if !matches!(origin, RuleOrigin::Default | RuleOrigin::Settings) {
+        return Ok(());
+    }
+    let closed =
+        host.closed_between(rule, path)
+            .map_err(|err| HardenError::UnresolvableSource {
+                path: asked.to_path_buf(),
+                source: err,
+            })?;
+    match closed {
+        Some(closed) => Err(HardenError::ClosedOnTheWay {
+            path: path.to_path_buf(),
+            closed,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// How a container may have a Docker volume.
 struct VolumeAccess {
     /// Read-only, as the path it binds is shared.
     read_only: bool,
-    /// Idmapped: its files show the owners they have on disk.
+    /// Idmapped through the container's map: its files show the owners they have on disk.
     idmapped: bool,
+    /// Idmapped for the host's system IDs alone, as a bind of a path shared read-only is.
+    system_ids: bool,
     /// The directory that was checked, which the mounter must find there.
     identity: DirIdentity,
 }
@@ -1215,6 +1232,8 @@ fn engine_volume_access(
         // A bind that is not idmapped shows host root's files as nobody's: the volume the
         // engine made (root's) would be of no use to the container's root.
         VolumeSource::Directory | VolumeSource::Tmpfs => (false, closed_to_others),
+        // As a bind of the device itself would be: a share's, with what host users have on
+        // the way there, and idmapped for the system IDs alone if shared read-only.
         VolumeSource::Bind { device } => {
             let refused = |reason| HardenError::VolumeDevice {
                 name: data.name.to_string(),
@@ -1227,9 +1246,15 @@ fn engine_volume_access(
                     source: std::io::Error::other(err),
                 })
             })?;
-            // As a bind of the device itself would be.
             match binds.ctx.policy.paths.decide(&resolved) {
-                PathDecision::Shared { read_only, .. } => (read_only, read_only),
+                PathDecision::Shared {
+                    read_only,
+                    rule,
+                    origin,
+                } => {
+                    closed_on_the_way(binds.host, rule, origin, device, device).map_err(refused)?;
+                    (read_only, false)
+                }
                 other => return Err(refused(bind_refusal(other, device.clone()))),
             }
         }
@@ -1245,6 +1270,7 @@ fn engine_volume_access(
         path: path.to_path_buf(),
         source: std::io::Error::other("the host did not say which directory it is"),
     })?;
+    let system_ids = read_only && matches!(source, VolumeSource::Bind { .. });
     report.push(Change::EngineVolume {
         destination: destination.to_path_buf(),
         name: data.name.to_string(),
@@ -1254,6 +1280,7 @@ fn engine_volume_access(
     Ok(Some(VolumeAccess {
         read_only,
         idmapped,
+        system_ids,
         identity,
     }))
 }

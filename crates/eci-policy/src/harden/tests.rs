@@ -1039,6 +1039,8 @@ struct VolumeHost {
     volume: std::io::Result<Option<VolumeSource>>,
     closed_to_others: bool,
     asked: usize,
+    /// A directory that keeps others out, as [`ClosedHost`]'s.
+    closed_dir: Option<PathBuf>,
 }
 
 impl HostPaths for VolumeHost {
@@ -1056,6 +1058,16 @@ impl HostPaths for VolumeHost {
                 closed_to_others: self.closed_to_others,
             })),
             Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
+        }
+    }
+
+    fn closed_between(&mut self, rule: &Path, path: &Path) -> std::io::Result<Option<PathBuf>> {
+        match &self.closed_dir {
+            Some(closed) => ClosedHost {
+                closed: closed.clone(),
+            }
+            .closed_between(rule, path),
+            None => Ok(None),
         }
     }
 }
@@ -1101,6 +1113,7 @@ fn closed(volume: std::io::Result<Option<VolumeSource>>) -> VolumeHost {
         volume,
         closed_to_others: true,
         asked: 0,
+        closed_dir: None,
     }
 }
 
@@ -1265,6 +1278,53 @@ fn a_bind_volume_is_judged_by_the_path_it_binds() {
 }
 
 #[test]
+fn a_bind_volume_gets_no_more_than_a_bind_of_its_device() {
+    let bind = |device: &str| {
+        Ok(Some(VolumeSource::Bind {
+            device: device.into(),
+        }))
+    };
+    // Beyond a directory closed to others in an administrator's share: refused, as the
+    // device bound straight would be.
+    let host = VolumeHost {
+        closed_dir: Some(PathBuf::from("/tmp/systemd-private-1")),
+        ..closed(bind("/tmp/systemd-private-1/tmp"))
+    };
+    let (refused, _) = bind_volume_with(&Policy::default(), VOLUME, &["rbind"], host);
+    let Err(HardenError::VolumeDevice { reason, .. }) = &refused else {
+        panic!("{refused:?}");
+    };
+    assert!(
+        matches!(**reason, HardenError::ClosedOnTheWay { .. }),
+        "{reason}"
+    );
+    // In a read-only share: idmapped for the system IDs alone, never through the container's
+    // whole map, and a spec's own idmap is refused.
+    let (hardened, _) = bind_volume(VOLUME, bind("/usr/share"));
+    let options = data_options(hardened);
+    assert!(
+        options.iter().any(|o| o == IDMAP_SYSTEM_IF_SUPPORTED),
+        "{options:?}"
+    );
+    assert!(
+        !options.iter().any(|o| o == IDMAP_IF_SUPPORTED),
+        "{options:?}"
+    );
+    for option in ["idmap", "ridmap"] {
+        let (refused, _) = bind_volume_with(
+            &Policy::default(),
+            VOLUME,
+            &["rbind", option],
+            closed(bind("/usr/share")),
+        );
+        assert!(
+            matches!(refused, Err(HardenError::IdmapRefused { .. })),
+            "{option}: {refused:?}"
+        );
+    }
+}
+
+#[test]
 fn other_volumes_and_lookalikes_are_refused() {
     let (refused, _) = bind_volume(
         VOLUME,
@@ -1284,6 +1344,7 @@ fn other_volumes_and_lookalikes_are_refused() {
         volume: Ok(Some(VolumeSource::Directory)),
         closed_to_others: true,
         asked: 0,
+        closed_dir: None,
     };
     struct NoIdentity(VolumeHost);
     impl HostPaths for NoIdentity {
@@ -1427,6 +1488,7 @@ fn a_volume_host_users_reach_is_never_idmapped() {
         volume: Ok(Some(VolumeSource::Directory)),
         closed_to_others: false,
         asked: 0,
+        closed_dir: None,
     };
     let (refused, _) = bind_volume_with(&Policy::default(), VOLUME, &["rbind", "idmap"], reached);
     assert!(matches!(
