@@ -1003,6 +1003,48 @@ fn a_file_mask_is_the_null_device_whatever_the_containers_dev_holds() {
 }
 
 #[test]
+fn a_procfs_or_sysfs_goes_where_its_path_says_or_nowhere() {
+    // An image's symlinks would move them: /sys -> /dev/shm and the image's /dev/shm ->
+    // /hidden put a sysfs mounted before /dev at /hidden; the /dev tmpfs mounted next covers
+    // the image's /dev, so /sys then names the empty /dev/shm tmpfs, and the masks
+    // (/sys/firmware) and the virtual files miss the sysfs, whole at /hidden. (The same with
+    // /proc fails later, by luck: the init needs a procfs at /proc.)
+    for fs in ["sys", "proc"] {
+        let dir = common::closed_tempdir("eci-root");
+        let rootfs = eci::HostRootfs::create(&dir.path().join("rootfs")).unwrap();
+        let root = rootfs.path();
+        std::fs::remove_dir(root.join(fs)).unwrap();
+        std::os::unix::fs::symlink("/dev/shm", root.join(fs)).unwrap();
+        std::os::unix::fs::symlink("/hidden", root.join("dev/shm")).unwrap();
+        std::fs::create_dir(root.join("hidden")).unwrap();
+        let mut spec = rootfs.spec(vec!["ls".into(), "/hidden".into()]);
+        // The spec's own mount of it first, before /dev's.
+        let mut own = eci::oci_spec::runtime::Mount::default();
+        own.set_destination(format!("/{fs}").into());
+        own.set_typ(Some(if fs == "sys" { "sysfs" } else { "proc" }.into()));
+        own.set_source(Some(own.typ().clone().unwrap().into()));
+        let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
+        mounts.retain(|m| m.destination() != own.destination());
+        mounts.insert(0, own);
+        let id = common::unique_id("kernel-fs-link");
+        let err = match runtime().create(eci::ContainerConfig::new(id, spec).bundle(dir.path())) {
+            Ok(mut container) => {
+                container.start().unwrap();
+                container.wait().unwrap();
+                container.delete().unwrap();
+                panic!("/{fs} was mounted through the image's symlinks");
+            }
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.contains(&format!("/{fs}")) && err.contains("symbolic links"),
+            "{fs}: {err}"
+        );
+        rootfs.remove().unwrap();
+    }
+}
+
+#[test]
 fn a_mount_whose_destination_leads_to_the_root_changes_nothing_of_the_root() {
     // Looked up again after the mount, a destination leading to / finds the rootfs's root, not
     // the filesystem just mounted on it: its propagation (or devpts's owner) would be set there.

@@ -143,6 +143,26 @@ fn open_in_root(root: RawFd, rel: &CStr, flags: i32) -> SysResult<Fd> {
     openat2(root, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 }
 
+/// Opens `rel` inside the tree rooted at `root` only if no component of it is a symlink.
+fn open_literally(root: RawFd, rel: &CStr) -> SysResult<Fd> {
+    openat2(
+        root,
+        rel,
+        libc::O_PATH,
+        RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// procfs and sysfs: the masks, the read-only paths and the virtual files go on them later by
+/// their paths, so each must be mounted where its path says, through no symlink. A symlink an
+/// image planted there (`/proc -> /dev/shm`, `/dev/shm -> /x`) would put it elsewhere, and a
+/// mount made later over the link's own directory (the /dev tmpfs) would turn `/proc` into
+/// an empty directory the masks then miss, leaving the real procfs unmasked at `/x` (runc
+/// refuses such a procfs too: CVE-2019-16884, CVE-2019-19921).
+fn is_kernel_fs(fstype: &CStr) -> bool {
+    matches!(fstype.to_bytes(), b"proc" | b"sysfs")
+}
+
 /// Opens a host path the policy vetted after resolving it, refusing any symlink on the way: if a
 /// component was swapped for a symlink since (by a container that shares that directory), this
 /// fails with ELOOP instead of binding wherever the link points.
@@ -1116,6 +1136,10 @@ impl MountPlan {
                 } else {
                     let target =
                         ensure(root, self.block, dest, *kind).map_err(fail(Action::Resolve))?;
+                    let target = match fstype.as_deref().is_some_and(is_kernel_fs) {
+                        true => open_literally(root, &dest.rel).map_err(fail(Action::Resolve))?,
+                        false => target,
+                    };
                     let target_path = FdPath::new(target.0);
                     let (Source::Host(name) | Source::Name(name)) = source;
                     // MS_REC (`rro`) means something for binds alone.
