@@ -2079,9 +2079,14 @@ fn serve(
                 // Never started: deleting kills and reaps the waiting init.
                 State::Stopped(_) | State::Created => return Ok(Served::Deleted(stream)),
                 State::Running | State::Paused => {
+                    // Every process of the container, as runc's: one held in the kernel (by a
+                    // FUSE server of the container's that never answers) outlives its own
+                    // SIGKILL until that server ends, and the waits below would never return.
                     // An init that has ended already, its end not yet seen here (ESRCH), is
                     // deleted all the same; a failure is answered, never a dropped request.
-                    let _ = container.kill(libc::SIGKILL);
+                    if container.kill_all(libc::SIGKILL).is_err() {
+                        let _ = container.kill(libc::SIGKILL);
+                    }
                     let thawed = match container.state() {
                         // A frozen init dies only once thawed.
                         State::Paused => container.resume().map_err(|e| e.to_string()),

@@ -959,7 +959,9 @@ impl Container {
 
     /// Sends `signal` to every process in the container, not only its init (`kill --all`).
     /// The container is frozen meanwhile, so that no process forks past the signal and no pid
-    /// is reused between being listed and being signalled.
+    /// is reused between being listed and being signalled; except for SIGKILL, which needs no
+    /// freeze (each process is signalled through a pidfd checked to be in the container's
+    /// cgroup, and what forks past it dies with the init's PID namespace).
     pub fn kill_all(&self, signal: i32) -> Result<()> {
         let signal = signal_of(signal)?;
         // A created container too, as runc allows: its init waits for start in the cgroup.
@@ -969,14 +971,14 @@ impl Container {
             State::Stopped(_) => return Err(self.state_error("signal every process")),
         };
         let cgroup = self.cgroup("signal every process")?;
+        if signal == libc::SIGKILL && !was_paused {
+            // Final without a freeze: what forks meanwhile dies with the init's PID namespace.
+            // And a process held in the kernel (by a FUSE server of the container's that never
+            // answers) never freezes, so a freeze first would wait for it in vain.
+            return cgroup.kill_unfrozen().map(drop);
+        }
         if !was_paused {
-            if let Err(err) = cgroup.freeze(true) {
-                // SIGKILL needs no freeze to be final (see Cgroup::kill_unfrozen).
-                return match signal {
-                    libc::SIGKILL => cgroup.kill_unfrozen().map(drop),
-                    _ => Err(err),
-                };
-            }
+            cgroup.freeze(true)?;
         }
         let signalled = cgroup.pids().and_then(|pids| {
             // 0 stands for a process outside our PID namespace (cgroup v2); kill(0) would be

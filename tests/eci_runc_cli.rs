@@ -232,6 +232,57 @@ fn an_exec_client_gets_the_exit_code_when_the_container_is_force_deleted() {
 }
 
 #[test]
+fn a_forced_delete_ends_a_container_whose_init_is_held_in_the_kernel() {
+    // The init executes a file of the container's own stalled FUSE server: held in the kernel,
+    // it outlives a SIGKILL of its own until that server ends. A forced delete that killed the
+    // init alone then waited for it for good, and every later command on the container with
+    // it; runc's kills every process of the container.
+    let setup = Setup::new(&["true"]);
+    let rootfs = eci::HostRootfs::create(&setup.dir.path().join("bundle/host")).unwrap();
+    let script = "mkdir -p /tmp/stall && { /probe fuse-stall /tmp/stall & } \
+                  && sleep 0.5 && exec /tmp/stall/f";
+    let mut spec = rootfs.spec(vec!["sh".into(), "-c".into(), script.into()]);
+    // The probe from the bundle: the command line's policy shares no build directory.
+    let probe = setup.dir.path().join("bundle/probe");
+    std::fs::copy(common::PROBE, &probe).unwrap();
+    let mut bind = common::probe_mount();
+    bind.set_source(Some(probe));
+    spec.mounts_mut().as_mut().unwrap().push(bind);
+    common::with_fuse_device(&mut spec);
+    let config = setup.dir.path().join("bundle/config.json");
+    std::fs::write(config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let id = "held-init";
+    let init = setup.create_named(id);
+    assert!(
+        setup.runc_detached(&["start", id]),
+        "{}",
+        setup.detached_errors()
+    );
+    let held = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let wchan = std::fs::read_to_string(format!("/proc/{init}/wchan")).unwrap_or_default();
+        wchan == "request_wait_answer"
+    });
+    assert!(held, "the init is not held in the kernel");
+    let started = std::time::Instant::now();
+    let deleted = Command::new("timeout")
+        .arg("40")
+        .arg(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["delete", "--force", id])
+        .output()
+        .unwrap();
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!setup.container_dir(id).exists());
+}
+
+#[test]
 fn the_root_and_container_directories_are_roots_alone() {
     // The monitors' sockets and the containers' records are in them; a root an earlier
     // version made open to others is closed.
