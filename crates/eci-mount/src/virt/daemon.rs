@@ -69,6 +69,10 @@ const QUIET_BEFORE_TRIM: Duration = Duration::from_secs(2);
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Largest request or answer.
 const MAX_MESSAGE: u64 = 64 * 1024;
+/// How many clients one turn of the loop answers before it saves, forgets the dead and checks
+/// its connections: containers' sysinfo calls (one client each) could otherwise keep it
+/// answering for as long as they call.
+const MOST_ANSWERED_A_TURN: usize = 32;
 /// How many saves of one container's record may follow each other at once, and how often one
 /// more may be made after that: a container writing its tunables in a loop would otherwise
 /// have the daemon write and rename a file on the host's disk for every value. What it wrote
@@ -426,6 +430,17 @@ impl DaemonClient {
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         };
+        // What it answers becomes the containers' binds (writable ones for the tunables): only
+        // root's daemon is asked, whoever made a socket there.
+        if peer(&stream).is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "the process listening at {} is not root's",
+                    socket.display()
+                ),
+            ));
+        }
         stream.set_read_timeout(Some(PATIENCE))?;
         stream.set_write_timeout(Some(PATIENCE))?;
         let bytes = serde_json::to_vec(request).map_err(std::io::Error::other)?;
@@ -757,7 +772,7 @@ impl Daemon {
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(poll.as_mut_ptr(), 1, wait_ms) };
             saving = self.save_pending();
-            if self.accept_all(&listener) {
+            if self.accept_some(&listener, MOST_ANSWERED_A_TURN) {
                 quiet_since = Some(Instant::now());
             } else if quiet_since.is_some_and(|since| since.elapsed() >= QUIET_BEFORE_TRIM) {
                 // Starting and registering ran code that serving files does not; the FUSE
@@ -786,7 +801,7 @@ impl Daemon {
                 // No new client finds the socket now; those already queued are answered, and
                 // if one registered a container the daemon stays.
                 let _ = std::fs::remove_file(&socket);
-                self.accept_all(&listener);
+                self.accept_some(&listener, usize::MAX);
                 if self.is_idle() {
                     leaving = lock;
                     break;
@@ -810,14 +825,9 @@ impl Daemon {
         Ok(listener)
     }
 
-    /// Answers every client waiting; whether there was one.
-    fn accept_all(&self, listener: &UnixListener) -> bool {
-        let mut any = false;
-        while let Ok((stream, _)) = listener.accept() {
-            self.answer(stream);
-            any = true;
-        }
-        any
+    /// Answers the clients waiting, `most` of them at most; whether there was one.
+    fn accept_some(&self, listener: &UnixListener, most: usize) -> bool {
+        answer_waiting(listener, most, |stream| self.answer(stream)) > 0
     }
 
     /// Saves every record holding writes its budget held back, budget or not.
@@ -854,16 +864,10 @@ impl Daemon {
             return;
         };
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(PATIENCE));
         let _ = stream.set_write_timeout(Some(PATIENCE));
-        let mut bytes = Vec::new();
-        if (&mut stream)
-            .take(MAX_MESSAGE)
-            .read_to_end(&mut bytes)
-            .is_err()
-        {
+        let Ok(bytes) = read_request(&mut stream, PATIENCE) else {
             return;
-        }
+        };
         let answer = match serde_json::from_slice::<Request>(&bytes) {
             Ok(request) => self.handle(request, holder),
             Err(err) => Answer::Refused(format!("not a request: {err}")),
@@ -965,6 +969,12 @@ impl Daemon {
         holder: i32,
     ) -> std::io::Result<Directories> {
         let holder = Holder::of(holder)?;
+        if !plain_cgroup_path(&cgroup) {
+            return Err(std::io::Error::other(format!(
+                "the cgroup {} is not a plain path from /",
+                cgroup.display()
+            )));
+        }
         let dirs = CgroupDirs::resolve(&cgroup)?;
         let slot = next_slot(&self.dir)?;
         let started = monotonic_now();
@@ -1022,6 +1032,64 @@ impl Daemon {
             self.forget(&name);
         }
     }
+}
+
+/// Passes up to `most` of the clients waiting on `listener` (non-blocking) to `answer`; how
+/// many there were.
+fn answer_waiting(
+    listener: &UnixListener,
+    most: usize,
+    mut answer: impl FnMut(UnixStream),
+) -> usize {
+    let mut answered = 0;
+    while answered < most {
+        let Ok((stream, _)) = listener.accept() else {
+            break;
+        };
+        answer(stream);
+        answered += 1;
+    }
+    answered
+}
+
+/// A request read to its end (the client's shutdown) within `patience` in all, and no longer
+/// than [`MAX_MESSAGE`]: a client sending a byte now and then holds the loop no longer than one
+/// sending nothing (a timeout per read would let it hold the loop for hours).
+fn read_request(stream: &mut UnixStream, patience: Duration) -> std::io::Result<Vec<u8>> {
+    let deadline = Instant::now() + patience;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        let read = match stream.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            // What a read timeout answers.
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(std::io::ErrorKind::TimedOut.into())
+            }
+            Err(err) => return Err(err),
+        };
+        if (bytes.len() + read) as u64 > MAX_MESSAGE {
+            return Err(std::io::Error::other("request too long"));
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// Whether `cgroup` names a directory plainly: from `/`, with no `.` or `..` in it, so that
+/// joined to a hierarchy's mount point it stays under it.
+fn plain_cgroup_path(cgroup: &Path) -> bool {
+    use std::path::Component;
+    cgroup.has_root()
+        && cgroup
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// The pid of the peer of `stream`, if it is root.
@@ -1388,6 +1456,112 @@ fn keep(connections: [RawFd; 2], daemon: RawFd, null: RawFd, argv: &[*const libc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_turn_answers_no_more_clients_than_its_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let clients: Vec<UnixStream> = (0..5)
+            .map(|_| UnixStream::connect(&socket).unwrap())
+            .collect();
+        assert_eq!(answer_waiting(&listener, 2, drop), 2);
+        assert_eq!(answer_waiting(&listener, usize::MAX, drop), 3);
+        assert_eq!(answer_waiting(&listener, usize::MAX, drop), 0);
+        drop(clients);
+    }
+
+    #[test]
+    fn a_request_dribbled_in_is_given_up_within_the_patience_in_all() {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        let dribbler = std::thread::spawn(move || {
+            // A byte every 100 ms: each read alone would wait for it.
+            for _ in 0..20 {
+                if theirs.write_all(b"{").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let started = Instant::now();
+        let read = read_request(&mut ours, Duration::from_millis(500));
+        assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(ours);
+        dribbler.join().unwrap();
+        // A whole request is read to its end; a longer one than the most is refused.
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(b"{\"Sysinfo\":{\"name\":\"a\"}}").unwrap();
+        drop(theirs);
+        let read = read_request(&mut ours, Duration::from_secs(5)).unwrap();
+        assert_eq!(read, b"{\"Sysinfo\":{\"name\":\"a\"}}");
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let flood = std::thread::spawn(move || {
+            let mut theirs = theirs;
+            let _ = theirs.write_all(&vec![b' '; MAX_MESSAGE as usize + 1]);
+        });
+        assert!(read_request(&mut ours, Duration::from_secs(5)).is_err());
+        drop(ours);
+        flood.join().unwrap();
+    }
+
+    #[test]
+    fn only_roots_daemon_is_asked() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let (mut listening, listened) = std::io::pipe().unwrap();
+        // SAFETY: the child makes plain syscalls on descriptors it has, then exits.
+        let child = match unsafe { sys::fork() }.unwrap() {
+            Forked::Child => {
+                // SO_PEERCRED tells the credentials the listener had at its last listen(2).
+                // SAFETY: plain syscalls; the child is single-threaded.
+                unsafe {
+                    libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534);
+                    libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534);
+                    libc::listen(listener.as_raw_fd(), 8);
+                    libc::write(listened.as_raw_fd(), b"1".as_ptr().cast(), 1);
+                    libc::pause();
+                }
+                sys::exit(0)
+            }
+            Forked::Parent { pid, .. } => pid,
+        };
+        drop(listened);
+        let mut byte = [0u8; 1];
+        listening.read_exact(&mut byte).unwrap();
+        let client = DaemonClient::new(dir.path(), Vec::new());
+        let answered = client.ask(&Request::Sysinfo { name: "a".into() }, false);
+        // SAFETY: kill and waitpid on our own child.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        let denied = answered.map(drop).unwrap_err();
+        assert_eq!(
+            denied.kind(),
+            std::io::ErrorKind::PermissionDenied,
+            "{denied}"
+        );
+    }
+
+    #[test]
+    fn a_cgroup_path_with_a_way_out_is_not_plain() {
+        for plain in ["/", "/docker/abc", "/a/b.c/..d"] {
+            assert!(plain_cgroup_path(Path::new(plain)), "{plain}");
+        }
+        for crooked in ["", "docker/abc", "/../../tmp/x", "/a/../b"] {
+            assert!(!plain_cgroup_path(Path::new(crooked)), "{crooked}");
+        }
+    }
 
     #[test]
     fn slots_are_never_handed_out_twice() {

@@ -818,11 +818,6 @@ impl CgroupDirs {
             last_pid: newest.and_then(namespace_pid).unwrap_or(0),
         }
     }
-
-    /// How many threads the container has, listed without reading each one's state.
-    fn thread_total(&self) -> u64 {
-        self.ids(c"tasks", c"cgroup.threads").len() as u64
-    }
 }
 
 /// A host PID's number in its own (innermost) PID namespace. PIDs are handed out in rising
@@ -1604,9 +1599,15 @@ impl VirtualFs {
         info.bufferram = 0;
         info.totalswap = totals.swap_total as libc::c_ulong;
         info.freeswap = totals.swap_free as libc::c_ulong;
-        // The kernel's procs is its number of threads: listed, not read one by one, on this
-        // thread that serves every container's calls and registrations.
-        info.procs = entry.dirs.thread_total().min(u64::from(u16::MAX)) as u16;
+        // The kernel's procs is its number of threads: the count the files are served, made
+        // again at most as often as theirs, on this thread that serves every container's
+        // calls and registrations (a count made per call let containers calling sysinfo in a
+        // loop keep it from anything else).
+        info.procs = entry
+            .tasks_for_read()
+            .threads
+            .total
+            .min(u64::from(u16::MAX)) as u16;
         let loads = entry.load.lock().ok()?.for_sysinfo();
         for (to, load) in info.loads.iter_mut().zip(loads) {
             *to = load as libc::c_ulong;
