@@ -389,11 +389,20 @@ fn common_command(ctx: &Ctx, cmd: CommonCmd) -> Result<u8, Error> {
                     .into());
             }
             let path = s.bundle.unwrap_or_default().join("config.json");
-            if path.exists() {
-                return Err("config.json already exists".into());
-            }
             let spec = oci_spec_default();
-            std::fs::write(path, serde_json::to_string_pretty(&spec)?)?;
+            // Made new: never written through a symlink left there (a dangling one would
+            // have root create its target anywhere).
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path);
+            let mut file = match file {
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err("config.json already exists".into())
+                }
+                other => other?,
+            };
+            file.write_all(serde_json::to_string_pretty(&spec)?.as_bytes())?;
             Ok(0)
         }
         CommonCmd::List(l) => list(ctx, l.format == "json", l.quiet).map(|_| 0),

@@ -957,6 +957,17 @@ fn the_command_line_keeps_runcs_contract() {
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(spec_dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["hostname"], "eci");
+    // Never through a symlink left at config.json, dangling or not.
+    let linked = setup.dir.path().join("linked");
+    std::fs::create_dir(&linked).unwrap();
+    std::os::unix::fs::symlink(setup.dir.path().join("made"), linked.join("config.json")).unwrap();
+    let out = setup.runc(&["spec", "--bundle", linked.to_str().unwrap()]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("config.json already exists"),
+        "{out:?}"
+    );
+    assert!(!setup.dir.path().join("made").exists());
 }
 
 /// Accepts one connection on `listener` and receives the descriptor it carries (a console).
