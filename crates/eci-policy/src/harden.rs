@@ -73,7 +73,8 @@ pub enum Change {
     },
     /// A default mount the container needs was added.
     AddedMount(PathBuf),
-    /// A bind mount of a read-only shared path was made read-only.
+    /// A bind mount of a read-only shared path was made read-only (all through, and private
+    /// where the spec asked for a slave or shared one).
     ForcedReadOnly(PathBuf),
     /// Default masked paths the spec left out were added.
     AddedMaskedPaths(Vec<String>),
@@ -1057,16 +1058,28 @@ const ACCESS_OPTIONS: [&str; 3] = ["ro", "rw", "rro"];
 /// Makes a bind the path rules force read-only read-only on every mount of its tree (`rro`):
 /// with `ro` alone, a recursive bind's submounts (an NFS share or automount under the shared
 /// path) would stay writable. Every other access word goes, so that no later `rw` undoes it.
+/// And private: `rro` covers the mounts the tree has when it is made, and a slave or shared
+/// copy would receive what the host mounts there later (a USB drive, an automount), writable.
 fn force_read_only_all_through(options: &mut Vec<String>, dest: PathBuf, report: &mut Vec<Change>) {
     let last = options
         .iter()
         .rev()
         .find(|o| ACCESS_OPTIONS.contains(&o.as_str()));
-    if last.map(String::as_str) != Some("rro") {
+    // Only a recursive private or unbindable tree receives nothing: `private` alone leaves the
+    // submounts slaves of the host's (the setup namespace is a slave of the host's).
+    let closed = ["rprivate", "runbindable"];
+    let receives = options
+        .iter()
+        .any(|o| PROPAGATION_OPTIONS.contains(&o.as_str()) && !closed.contains(&o.as_str()));
+    if last.map(String::as_str) != Some("rro") || receives {
         report.push(Change::ForcedReadOnly(dest));
     }
     options.retain(|o| !ACCESS_OPTIONS.contains(&o.as_str()));
     options.push("rro".to_string());
+    if receives {
+        options.retain(|o| !PROPAGATION_OPTIONS.contains(&o.as_str()));
+        options.push("rprivate".to_string());
+    }
 }
 
 /// What eci's own mount options start with (`x-` options are for userspace, as in mount(8)).
@@ -1514,6 +1527,9 @@ fn unified_key_refusal(key: &str) -> Option<&'static str> {
     }
     if BEYOND_OWN.contains(&key) {
         return Some("a cpuset partition takes CPUs from the parent cgroup and every sibling");
+    }
+    if key == "io.latency" {
+        return Some("an I/O latency target throttles the sibling cgroups with a looser one or none, host services among them");
     }
     None
 }

@@ -360,11 +360,29 @@ fn shared_read_only_binds_become_read_only_all_through() {
         ["rbind", IDMAP_SYSTEM_IF_SUPPORTED, "rro", "rprivate"]
     );
     assert!(!forced, "asked as it is made");
-    // A propagation the spec asks for stays, and is the only one.
-    let (options, _) = usr_bind_options(&["rbind", "rslave"]);
+    // Private whatever the spec asks: a slave would receive the host's later mounts there,
+    // writable, and so would the submounts of a tree made private or unbindable at its top
+    // alone. A recursive private or unbindable one stays.
+    for propagation in [
+        "rslave",
+        "slave",
+        "rshared",
+        "shared",
+        "private",
+        "unbindable",
+    ] {
+        let (options, forced) = usr_bind_options(&["rbind", propagation, "rro"]);
+        assert_eq!(
+            options,
+            ["rbind", IDMAP_SYSTEM_IF_SUPPORTED, "rro", "rprivate"],
+            "{propagation}"
+        );
+        assert!(forced, "{propagation}");
+    }
+    let (options, _) = usr_bind_options(&["rbind", "runbindable"]);
     assert_eq!(
         options,
-        ["rbind", "rslave", IDMAP_SYSTEM_IF_SUPPORTED, "rro"]
+        ["rbind", "runbindable", IDMAP_SYSTEM_IF_SUPPORTED, "rro"]
     );
 }
 
@@ -862,6 +880,7 @@ fn unified_keys_are_limits_on_the_containers_own_cgroup() {
         "memory.",
         "",
         "cpuset.cpus.partition",
+        "io.latency",
     ] {
         let refused = refused_unified_key(Some(&with_unified(&["memory.max", key])));
         assert_eq!(refused.map(|(k, _)| k), Some(key.to_string()), "{key}");
@@ -946,7 +965,8 @@ proptest! {
     ) {
         let key = format!("{controller}.{file}");
         let refused = refused_unified_key(Some(&with_unified(&[&key]))).is_some();
-        prop_assert_eq!(refused, key == "cpuset.cpus.partition" || key == "cpuset.cpus.exclusive");
+        let beyond_own = ["cpuset.cpus.partition", "cpuset.cpus.exclusive", "io.latency"];
+        prop_assert_eq!(refused, beyond_own.contains(&key.as_str()));
         let core = format!("cgroup.{file}");
         let core_refused = refused_unified_key(Some(&with_unified(&[&core]))).is_some();
         prop_assert_eq!(core_refused, core != "cgroup.max.depth" && core != "cgroup.max.descendants");
