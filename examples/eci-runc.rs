@@ -1016,11 +1016,17 @@ fn ask(ctx: &Ctx, id: &str, request: &str) -> Result<String, Error> {
     if !ctx.dir(id).exists() {
         return Err(format!("container '{id}' does not exist").into());
     }
-    // In runc's words, which containerd's shim looks for to tell a finished process.
-    let mut stream = connect(ctx, id).map_err(|_| format!("container not running: {id}"))?;
-    writeln!(stream, "{request}")?;
+    // In runc's words, which containerd's shim looks for to tell a finished process: also when
+    // the monitor leaves without an answer (the init ended meanwhile, and the monitor closed
+    // its socket with this request still queued: a reset, or the end of the stream).
+    let not_running = || Error::from(format!("container not running: {id}"));
+    let mut stream = connect(ctx, id).map_err(|_| not_running())?;
+    writeln!(stream, "{request}").map_err(|_| not_running())?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer)?;
+    match BufReader::new(stream).read_line(&mut answer) {
+        Ok(0) | Err(_) => return Err(not_running()),
+        Ok(_) => {}
+    }
     match answer.trim_end().strip_prefix("ok") {
         Some(rest) => Ok(rest.trim_start().to_string()),
         None => Err(answer

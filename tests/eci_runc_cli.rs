@@ -283,6 +283,40 @@ fn a_forced_delete_ends_a_container_whose_init_is_held_in_the_kernel() {
 }
 
 #[test]
+fn a_monitor_that_leaves_without_an_answer_means_the_container_is_not_running() {
+    // A kill queued on the monitor's socket as the init ends: the monitor closes its socket
+    // without answering, and containerd's shim tells an ended process only by runc's words.
+    use std::os::unix::fs::DirBuilderExt;
+    let setup = Setup::new(&["true"]);
+    let id = "leaves";
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(setup.container_dir(id))
+        .unwrap();
+    let listener =
+        std::os::unix::net::UnixListener::bind(setup.container_dir(id).join("monitor.sock"))
+            .unwrap();
+    let monitor = std::thread::spawn(move || {
+        // The first one hangs up at once; the second, queued meanwhile, is never accepted:
+        // the socket closes under it.
+        drop(listener.accept().unwrap());
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        drop(listener);
+    });
+    for attempt in ["ended", "reset"] {
+        let out = setup.runc(&["kill", id, "0"]);
+        assert!(!out.status.success(), "{attempt}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("container not running: leaves"),
+            "{attempt}: {stderr}"
+        );
+    }
+    monitor.join().unwrap();
+}
+
+#[test]
 fn the_root_and_container_directories_are_roots_alone() {
     // The monitors' sockets and the containers' records are in them; a root an earlier
     // version made open to others is closed.
