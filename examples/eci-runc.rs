@@ -2481,14 +2481,31 @@ fn run_hooks(hooks: &[Hook], state: &str) -> Result<(), Error> {
         let mut child = command
             .spawn()
             .map_err(|e| format!("hook {}: {e}", path.display()))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(state.as_bytes());
+        // Fed in the wait's turns, as much as the pipe takes each time: a hook that reads none
+        // of a state larger than a pipe holds (annotations are in it) would otherwise hold a
+        // blocking write, and the monitor, past its timeout. Closed once all is written (the
+        // hook reads its end), or once the hook has closed its own.
+        let mut stdin = child.stdin.take();
+        if let Some(pipe) = &stdin {
+            // SAFETY: fcntl on a descriptor we own; only our end of the pipe is changed.
+            unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
         }
+        let (state, mut written) = (state.as_bytes(), 0);
         let timeout = hook
             .timeout()
             .map(|t| std::time::Duration::from_secs(t.max(1) as u64));
         let start = std::time::Instant::now();
         let status = loop {
+            if let Some(pipe) = stdin.as_mut() {
+                match pipe.write(&state[written..]) {
+                    Ok(n) => written += n,
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => written = state.len(),
+                }
+                if written == state.len() {
+                    stdin = None;
+                }
+            }
             if let Some(status) = child.try_wait()? {
                 break status;
             }

@@ -1682,6 +1682,37 @@ fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
 }
 
 #[test]
+fn a_hook_that_reads_no_state_still_times_out() {
+    // A state larger than a pipe holds (an annotation of 200 KiB) written to a hook that never
+    // reads it held the monitor until the hook ended, past its timeout.
+    let setup = Setup::new(&["true"]);
+    setup.with_hooks(serde_json::json!({
+        "prestart": [{ "path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1 }]
+    }));
+    setup.edit_spec(|spec| {
+        spec["annotations"] = serde_json::json!({ "org.example.big": "x".repeat(200 * 1024) });
+    });
+    let started = std::time::Instant::now();
+    let out = Command::new(eci_runc())
+        .arg("--root")
+        .arg(setup.dir.path().join("root"))
+        .args(["create", "--bundle", &setup.bundle(), "hook-stdin"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hook /bin/sleep timed out"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_monitor_killed_while_a_hook_runs_leaves_no_container() {
     // The container exists while its prestart hooks run, which may take minutes: a monitor
     // killed meanwhile (OOM, a delete --force that lost patience) leaves it to create.
