@@ -94,7 +94,8 @@ pub enum OverrideError {
 pub struct Overrides(Vec<Override>);
 
 impl Overrides {
-    /// Overrides from explicit values.
+    /// Overrides from explicit values. A sysctl that cannot have its mode is refused when they
+    /// are applied ([`Policy::with_overrides`]).
     pub fn new(overrides: Vec<Override>) -> Overrides {
         Overrides(overrides)
     }
@@ -177,7 +178,7 @@ impl Policy {
             if self.locks.is_locked(&setting) && !self.already(wanted) {
                 return Err(OverrideError::Locked { setting });
             }
-            policy.apply(wanted);
+            policy.apply(wanted)?;
         }
         Ok(policy)
     }
@@ -192,16 +193,23 @@ impl Policy {
         }
     }
 
-    fn apply(&mut self, wanted: &Override) {
+    /// Applies one override. A sysctl is checked again: [`Overrides::new`] takes any, where
+    /// [`Overrides::from_annotations`] checked them.
+    fn apply(&mut self, wanted: &Override) -> Result<(), OverrideError> {
         match wanted {
             Override::AllowRemount(on) => self.immutability.allow_remount = *on,
             Override::AllowUnmount(on) => self.immutability.allow_unmount = *on,
             Override::Procfs(file, on) => self.procfs.set(*file, *on),
-            Override::Sysctl(name, mode) => self
-                .sysctls
-                .set(name, *mode)
-                .expect("override sysctls are checked when parsed"),
+            Override::Sysctl(name, mode) => {
+                let sysctl_error = |source| OverrideError::Sysctl {
+                    annotation: format!("{ANNOTATION_PREFIX}sysctl.{name}"),
+                    source,
+                };
+                check_global_sysctl(name).map_err(sysctl_error)?;
+                self.sysctls.set(name, *mode).map_err(sysctl_error)?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -332,5 +340,18 @@ mod tests {
         );
         assert!(!effective.procfs.get(ProcFile::Uptime));
         assert!(effective.procfs.get(ProcFile::Meminfo));
+    }
+
+    #[test]
+    fn explicit_overrides_are_checked_as_annotations_are() {
+        // Both a rule the sysctl cannot have and a namespaced sysctl: errors, never a panic.
+        for (name, mode) in [
+            ("kernel.sysrq", SysctlMode::EnableWins),
+            ("net.ipv4.ip_forward", SysctlMode::LargestWins),
+        ] {
+            let overrides = Overrides::new(vec![Override::Sysctl(name.into(), mode)]);
+            let err = Policy::default().with_overrides(&overrides).unwrap_err();
+            assert!(matches!(err, OverrideError::Sysctl { .. }), "{name}: {err}");
+        }
     }
 }
