@@ -538,8 +538,9 @@ fn hooks_read_only(paths: &mut PathPolicy, hooks: &[(PathBuf, JsonPath)]) -> Res
                 | PathDecision::ContainsRestricted { .. }
         );
         if writable {
+            // Also where the directory is itself a share (`/opt`): that rule becomes read-only.
             paths
-                .share_as(dir, true, RuleOrigin::Settings)
+                .share_read_only_as(dir, RuleOrigin::Settings)
                 .map_err(at(at_entry.clone()))?;
         }
     }

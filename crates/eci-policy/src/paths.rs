@@ -319,6 +319,33 @@ impl PathPolicy {
         Ok(())
     }
 
+    /// Makes `path` shared read-only at most: a writable share at `path` itself becomes
+    /// read-only (where [`PathPolicy::share_as`] would leave the first rule standing), no path
+    /// without a rule gets one but a read-only share, and a restriction stays.
+    ///
+    /// ```
+    /// use eci_policy::paths::{PathDecision, PathPolicy, ResolvedPath, RuleOrigin};
+    /// use std::path::Path;
+    /// let mut policy = PathPolicy::empty();
+    /// policy.share(Path::new("/opt"), false).unwrap();
+    /// policy.share_read_only_as(Path::new("/opt"), RuleOrigin::Settings).unwrap();
+    /// let p = ResolvedPath::from_resolved(Path::new("/opt/x")).unwrap();
+    /// assert!(matches!(policy.decide(&p), PathDecision::Shared { read_only: true, .. }));
+    /// ```
+    pub fn share_read_only_as(&mut self, path: &Path, origin: RuleOrigin) -> Result<(), PathError> {
+        let key_path = key(&normalize(path)?);
+        match self.rules.get_mut(&key_path) {
+            Some(rule) if rule.access == (Access::Shared { read_only: false }) => {
+                rule.access = Access::Shared { read_only: true };
+                rule.origin = origin;
+                note_beneath(&mut self.holds_read_only, &key_path, origin);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => self.share_as(path, true, origin),
+        }
+    }
+
     /// [`PathPolicy::restrict`] with the rule's origin.
     pub fn restrict_as(
         &mut self,

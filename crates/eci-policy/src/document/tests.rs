@@ -288,6 +288,23 @@ fn engine_data_roots_add_to_the_default_and_are_restricted() {
 }
 
 #[test]
+fn a_hook_directory_that_is_itself_a_share_becomes_read_only() {
+    let policy = parse(r#"{"eci": {"hookDirectories": ["/opt"]}}"#).unwrap();
+    let path = ResolvedPath::from_resolved(std::path::Path::new("/opt/hook.json")).unwrap();
+    assert!(
+        matches!(
+            policy.paths.decide(&path),
+            PathDecision::Shared {
+                read_only: true,
+                ..
+            }
+        ),
+        "{:?}",
+        policy.paths.decide(&path)
+    );
+}
+
+#[test]
 fn hook_directories_are_never_writable_by_a_bind() {
     let policy = parse(
         r#"{"eci": {"hookDirectories": ["/opt/hooks/", "/usr/libexec/oci/hooks.d", "/etc/hooks"]}}"#,
