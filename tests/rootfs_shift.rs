@@ -11,26 +11,25 @@ use std::path::{Path, PathBuf};
 
 use eci::{ContainerConfig, Runtime, RuntimeConfig, Stdio};
 
-/// A runtime with a state directory, a lease journal and an ID pool of its own, so that which block comes next
-/// depends on this test alone and not on containers elsewhere on the host.
-fn runtime() -> &'static Runtime {
-    static RUNTIME: std::sync::OnceLock<(tempfile::TempDir, Runtime)> = std::sync::OnceLock::new();
-    let (_, runtime) = RUNTIME.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        // And a pool of its own: the host-wide journal's blocks may be in use.
-        let mut policy = common::runtime().policy().clone();
-        policy.id_pool =
-            eci::eci_policy::settings::IdPool::new(0x6000_0000, 16 << 16, 1 << 16).unwrap();
-        let runtime = Runtime::new(RuntimeConfig {
-            state_dir: dir.path().join("state"),
-            leases_dir: dir.path().join("idmap"),
-            policy,
-            ..Default::default()
-        })
-        .expect("runtime");
-        (dir, runtime)
-    });
-    runtime
+/// A runtime with a state directory, a lease journal and an ID pool of its own, so that which
+/// block comes next depends on this test alone and not on containers elsewhere on the host. The
+/// test's own, dropped at its end (before the directory) with its virtual files server's mount:
+/// a runtime kept in a static was never dropped, and left that mount behind for good in a
+/// directory no later runtime looks at.
+fn own_runtime() -> (tempfile::TempDir, Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    // And a pool of its own: the host-wide journal's blocks may be in use.
+    let mut policy = common::runtime().policy().clone();
+    policy.id_pool =
+        eci::eci_policy::settings::IdPool::new(0x6000_0000, 16 << 16, 1 << 16).unwrap();
+    let runtime = Runtime::new(RuntimeConfig {
+        state_dir: dir.path().join("state"),
+        leases_dir: dir.path().join("idmap"),
+        policy,
+        ..Default::default()
+    })
+    .expect("runtime");
+    (dir, runtime)
 }
 
 /// A ramfs mounted for the test, unmounted however the test ends.
@@ -69,7 +68,7 @@ impl Drop for Ramfs {
     }
 }
 
-fn run_in(rootfs: &Path, id: &str) -> (u32, String) {
+fn run_in(runtime: &Runtime, rootfs: &Path, id: &str) -> (u32, String) {
     let spec = eci::privileged_spec(
         rootfs,
         vec![
@@ -84,7 +83,7 @@ fn run_in(rootfs: &Path, id: &str) -> (u32, String) {
         stdout: Some(writer.into()),
         ..Default::default()
     };
-    let mut container = runtime()
+    let mut container = runtime
         .create(ContainerConfig::new(id, spec).stdio(stdio))
         .expect("create");
     let block = container.id_mapping().host_start;
@@ -101,6 +100,8 @@ fn a_rootfs_that_cannot_be_idmapped_is_shifted_once_per_block() {
         busybox.exists(),
         "install busybox-static (scripts/test does)"
     );
+    let (_state, runtime) = own_runtime();
+    let runtime = &runtime;
     let dir = common::closed_tempdir("eci-shift");
     let ramfs = Ramfs::mount(&dir.path().join("rootfs"));
     let rootfs = &ramfs.0;
@@ -112,7 +113,7 @@ fn a_rootfs_that_cannot_be_idmapped_is_shifted_once_per_block() {
     std::fs::write(rootfs.join("etc/owned"), b"").unwrap();
 
     let id = format!("shift-{}", std::process::id());
-    let (block, out) = run_in(rootfs, &format!("{id}-1"));
+    let (block, out) = run_in(runtime, rootfs, &format!("{id}-1"));
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         ["0", "0"],
@@ -123,7 +124,7 @@ fn a_rootfs_that_cannot_be_idmapped_is_shifted_once_per_block() {
     let ctime = (on_host.ctime(), on_host.ctime_nsec());
 
     // Alone in its journal, the next container gets the lowest free block: the same one.
-    let (again, out) = run_in(rootfs, &format!("{id}-2"));
+    let (again, out) = run_in(runtime, rootfs, &format!("{id}-2"));
     assert_eq!(again, block);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "0"]);
     let now = std::fs::metadata(rootfs.join("bin/busybox")).unwrap();
@@ -140,13 +141,13 @@ fn a_rootfs_that_cannot_be_idmapped_is_shifted_once_per_block() {
         vec!["/bin/sh".into(), "-c".into(), "sleep 100".into()],
         &[],
     );
-    let mut running = runtime()
+    let mut running = runtime
         .create(ContainerConfig::new(format!("{id}-3"), sleeper))
         .expect("create");
     assert_eq!(running.id_mapping().host_start, block);
     running.start().unwrap();
     let second = eci::privileged_spec(rootfs, vec!["/bin/true".into()], &[]);
-    let refused = runtime()
+    let refused = runtime
         .create(ContainerConfig::new(format!("{id}-4"), second))
         .map(|_| ())
         .expect_err("a second container's shift of a rootfs in use");
