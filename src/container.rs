@@ -509,7 +509,7 @@ impl Container {
             runtime_caps: shared.runtime_caps,
         };
         let image_ctx = image.as_ref().map(ContainerImage::context);
-        let mut host = BundlePaths { bundle: &bundle };
+        let mut host = BundlePaths::new(&bundle);
         let hardened = harden_with_image(spec, &ctx, image_ctx.as_ref(), &mut host)?;
         let spec = hardened.spec;
         let cgroup_path = spec

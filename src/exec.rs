@@ -143,9 +143,7 @@ impl Container {
             runtime_caps: self.shared.runtime_caps,
         };
         let image = self.image.as_ref().map(crate::ContainerImage::context);
-        let mut host = BundlePaths {
-            bundle: &self.bundle,
-        };
+        let mut host = BundlePaths::new(&self.bundle);
         let spec = harden_with_image(spec, &ctx, image.as_ref(), &mut host)?.spec;
         // The hostname and domain name are the container's already.
         let mut process_only = spec.clone();

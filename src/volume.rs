@@ -17,7 +17,19 @@ use crate::container::resolve_in_bundle;
 /// Paths of a container's spec, as the host has them.
 pub(crate) struct BundlePaths<'a> {
     /// The bundle directory relative paths are taken against.
-    pub(crate) bundle: &'a Path,
+    bundle: &'a Path,
+    /// The runtime's mount table, read once when first asked about.
+    mounts: Option<Vec<eci_mount::mountinfo::MountInfo>>,
+}
+
+impl<'a> BundlePaths<'a> {
+    /// The paths of a spec whose bundle is `bundle`.
+    pub(crate) fn new(bundle: &'a Path) -> BundlePaths<'a> {
+        BundlePaths {
+            bundle,
+            mounts: None,
+        }
+    }
 }
 
 impl HostPaths for BundlePaths<'_> {
@@ -61,6 +73,36 @@ impl HostPaths for BundlePaths<'_> {
         Ok(None)
     }
 
+    fn kernel_mount(
+        &mut self,
+        path: &Path,
+        recursive: bool,
+    ) -> std::io::Result<Option<(PathBuf, String)>> {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+        // The mount the path shows, as the kernel resolves it: the top of what is stacked or
+        // moved there, whatever order the table lists them in.
+        let flags = libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT;
+        let id = eci_ns::sys::mount_id_at(libc::AT_FDCWD, &name, flags)?;
+        // Read once a create; again if the path's mount is newer than the table read.
+        for fresh in [false, true] {
+            if fresh || self.mounts.is_none() {
+                // This thread's namespace, in which the path was resolved.
+                let text = std::fs::read_to_string("/proc/thread-self/mountinfo")?;
+                let mounts = eci_mount::mountinfo::parse(&text).map_err(std::io::Error::other)?;
+                self.mounts = Some(mounts);
+            }
+            let mounts = self.mounts.as_deref().unwrap_or_default();
+            if let Some(found) = kernel_mount_in(mounts, path, id, recursive) {
+                return Ok(found);
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "the mount of {} is not in the mount table",
+            path.display()
+        )))
+    }
+
     fn engine_volume(&mut self, data: &VolumeData<'_>) -> std::io::Result<Option<EngineVolume>> {
         let Some((source, identity)) = volume_source(data)? else {
             return Ok(None);
@@ -73,6 +115,36 @@ impl HostPaths for BundlePaths<'_> {
             closed_to_others,
         }))
     }
+}
+
+/// In the mount table `mounts`, of which `id` is the mount `path` shows: the mount of a kernel
+/// filesystem that a bind of `path` would show, that one or, if `recursive`, one of the
+/// mounts below it under `path` (what open_tree's recursive copy takes). `None` if `id` is not
+/// in the table; `Some(None)` if no kernel filesystem is shown.
+fn kernel_mount_in(
+    mounts: &[eci_mount::mountinfo::MountInfo],
+    path: &Path,
+    id: u64,
+    recursive: bool,
+) -> Option<Option<(PathBuf, String)>> {
+    use eci_policy::harden::shows_host_kernel_objects;
+    let own = mounts.iter().find(|m| u64::from(m.id) == id)?;
+    let mut tree = vec![own];
+    let mut next = 0;
+    while recursive && next < tree.len() {
+        let parent = tree[next].id;
+        tree.extend(
+            mounts.iter().filter(|m| {
+                m.parent == parent && m.id != parent && m.mount_point.starts_with(path)
+            }),
+        );
+        next += 1;
+    }
+    Some(
+        tree.into_iter()
+            .find(|m| shows_host_kernel_objects(&m.fstype))
+            .map(|m| (m.mount_point.clone(), m.fstype.clone())),
+    )
 }
 
 /// Whether `dir` is the home directory, as the user database has it, of `uid`, a user other
@@ -336,6 +408,58 @@ fn statx_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> std::io::Result<libc
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_bind_shows_the_kernel_filesystem_it_lies_in_and_recursively_those_beneath() {
+        // A procfs moved over a tmpfs at /mnt/m is listed before it, and on top.
+        let table = "\
+1 0 8:1 / / rw - ext4 /dev/vda rw
+2 1 0:5 / /srv rw - tmpfs tmpfs rw
+3 2 0:6 / /srv/chroot/proc rw - proc proc rw
+4 2 0:7 / /srv/chroot/home rw - tmpfs tmpfs rw
+5 1 0:8 / /mnt/p rw - proc proc rw
+6 5 0:9 / /mnt/p rw - tmpfs tmpfs rw
+7 8 0:10 / /mnt/m rw - proc proc rw
+8 1 0:11 / /mnt/m rw - tmpfs tmpfs rw
+9 3 0:12 / /srv/chroot/proc/fs/nfsd rw - nfsd nfsd rw
+";
+        let mounts = eci_mount::mountinfo::parse(table).unwrap();
+        let found = |path: &str, id, recursive| {
+            let found = kernel_mount_in(&mounts, Path::new(path), id, recursive).unwrap();
+            found.map(|(at, fstype)| format!("{} {fstype}", at.display()))
+        };
+        assert_eq!(
+            found("/srv", 2, true).as_deref(),
+            Some("/srv/chroot/proc proc")
+        );
+        assert_eq!(
+            found("/srv", 2, false),
+            None,
+            "a plain bind takes no submount"
+        );
+        assert_eq!(found("/srv/chroot/home", 4, true), None);
+        assert_eq!(
+            found("/srv/chroot/proc/1", 3, false).as_deref(),
+            Some("/srv/chroot/proc proc")
+        );
+        assert_eq!(
+            found("/srv/chroot/proc/fs/nfsd", 9, false).as_deref(),
+            Some("/srv/chroot/proc/fs/nfsd nfsd")
+        );
+        // A tmpfs on top of a procfs shows no procfs; a procfs on top of a tmpfs does.
+        assert_eq!(found("/mnt/p/x", 6, false), None);
+        assert_eq!(found("/mnt/m/1", 7, false).as_deref(), Some("/mnt/m proc"));
+        assert_eq!(
+            found("/srv/chroot/procs", 2, true),
+            None,
+            "a name that only begins alike"
+        );
+        assert_eq!(
+            kernel_mount_in(&mounts, Path::new("/x"), 99, true),
+            None,
+            "not in the table"
+        );
+    }
 
     /// A data root of the engine's shape in a fresh directory under /tmp.
     fn data_root() -> (tempfile::TempDir, PathBuf) {

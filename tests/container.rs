@@ -874,6 +874,44 @@ fn a_rootfs_that_host_users_can_reach_is_refused() {
 }
 
 #[test]
+fn a_bind_never_shows_a_procfs_of_the_hosts_under_a_shared_path() {
+    use std::os::unix::fs::PermissionsExt;
+    // `arch-chroot /srv/x`, a debootstrap chroot: the host's procfs under a shared path. A
+    // recursive bind of the path would carry it into the container, unmasked (the host's
+    // processes and their command lines).
+    std::fs::create_dir_all("/srv").unwrap();
+    let chroot = tempfile::Builder::new()
+        .prefix("eci-chroot")
+        .tempdir_in("/srv")
+        .unwrap();
+    std::fs::set_permissions(chroot.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let proc = chroot.path().join("proc");
+    std::fs::create_dir(&proc).unwrap();
+    let _mounted = common::Mounted::proc_at(&proc);
+    let binding = |source: &std::path::Path, option: &str| {
+        let (source, option) = (source.to_path_buf(), option.to_string());
+        move |spec: &mut eci::oci_spec::runtime::Spec| {
+            let mut bind = common::read_only_bind(&source, "/x");
+            bind.set_options(Some(vec![option, "ro".into()]));
+            spec.mounts_mut().as_mut().unwrap().push(bind);
+        }
+    };
+    for (source, option) in [(chroot.path(), "rbind"), (proc.join("1").as_path(), "bind")] {
+        let refused = common::try_create(runtime(), "host-proc", binding(source, option));
+        let Err(err) = refused else {
+            panic!("{} was bound ({option})", source.display())
+        };
+        assert!(
+            matches!(&err, eci::Error::Spec(eci::eci_policy::harden::HardenError::KernelFilesystem { mount, fstype, .. }) if *mount == proc && fstype == "proc"),
+            "{err}"
+        );
+    }
+    // A plain bind takes no submount.
+    let plain = common::try_create(runtime(), "host-proc", binding(chroot.path(), "bind"));
+    plain.unwrap().delete().unwrap();
+}
+
+#[test]
 fn a_shared_path_gives_only_what_any_host_user_reaches() {
     use std::os::unix::fs::PermissionsExt;
     // The mounter passes, as root, a directory that keeps host users out: a root service's

@@ -105,6 +105,32 @@ pub fn read_only_bind(source: &Path, destination: &str) -> Mount {
     mount
 }
 
+/// A mount made on the host for a test, detached however the test ends.
+#[allow(dead_code)]
+pub struct Mounted(PathBuf);
+
+#[allow(dead_code)]
+impl Mounted {
+    /// A procfs of the host's at `path`.
+    pub fn proc_at(path: &Path) -> Mounted {
+        nix::mount::mount(
+            Some("proc"),
+            path,
+            Some("proc"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mounting a procfs");
+        Mounted(path.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// A runtime whose settings delegate read-write cgroup mounts (`eci.delegateCgroups`).
 #[allow(dead_code)]
 pub fn delegating_runtime() -> &'static Runtime {

@@ -306,6 +306,17 @@ pub enum HardenError {
         /// The directory that keeps others out.
         closed: PathBuf,
     },
+    /// A bind mount that would show a mount of the host's kernel objects (a procfs, a sysfs, a
+    /// devtmpfs...) made at or under a shared path: `arch-chroot /mnt`, a debootstrap chroot.
+    #[error("bind mount of host path {} is refused: it would show {}, a {fstype} mount of the host's (the host's processes, devices or kernel objects, unmasked); bind a path without it, or without rbind", path.display(), mount.display())]
+    KernelFilesystem {
+        /// The resolved source.
+        path: PathBuf,
+        /// Where the host's kernel filesystem is mounted.
+        mount: PathBuf,
+        /// Its type.
+        fstype: String,
+    },
     /// A bind mount of a restricted host path.
     #[error("bind mount of host path {} is refused by the rule for {} ({origin})", path.display(), rule.display())]
     RestrictedSource {
@@ -543,6 +554,82 @@ pub trait HostPaths {
     fn closed_between(&mut self, rule: &Path, path: &Path) -> std::io::Result<Option<PathBuf>> {
         let _ = (rule, path);
         Ok(None)
+    }
+
+    /// A mount of a kernel filesystem ([`shows_host_kernel_objects`]) that a bind of `path`, a
+    /// resolved path, would show: (its mount point, its type). The mount `path` lies in, and,
+    /// for a `recursive` bind, any mount beneath it. `None` when there is none (or the
+    /// resolver cannot tell).
+    fn kernel_mount(
+        &mut self,
+        path: &Path,
+        recursive: bool,
+    ) -> std::io::Result<Option<(PathBuf, String)>> {
+        let _ = (path, recursive);
+        Ok(None)
+    }
+}
+
+/// Filesystems whose files are the kernel's objects as the mounting namespace sees them (the
+/// host's, for a mount of the host's): processes, devices, kernel state, other namespaces.
+/// A container gets its own, masked, from the runtime; one of the host's reached through a
+/// shared path would show it all. (tmpfs, FUSE, disks and network filesystems hold files.)
+///
+/// ```
+/// use eci_policy::harden::shows_host_kernel_objects;
+/// assert!(shows_host_kernel_objects("proc"));
+/// assert!(shows_host_kernel_objects("devtmpfs"));
+/// assert!(!shows_host_kernel_objects("tmpfs"));
+/// ```
+pub fn shows_host_kernel_objects(fstype: &str) -> bool {
+    const KERNEL: [&str; 22] = [
+        "nfsd",
+        "resctrl",
+        "smackfs",
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "debugfs",
+        "tracefs",
+        "securityfs",
+        "cgroup",
+        "cgroup2",
+        "bpf",
+        "configfs",
+        "efivarfs",
+        "pstore",
+        "fusectl",
+        "mqueue",
+        "binfmt_misc",
+        "nsfs",
+        "rpc_pipefs",
+        "selinuxfs",
+    ];
+    KERNEL.contains(&fstype)
+}
+
+/// Refuses a bind of the resolved `path` that would show a host kernel filesystem
+/// ([`HostPaths::kernel_mount`]); `asked` is the path as the spec named it.
+fn refuse_kernel_mount(
+    host: &mut dyn HostPaths,
+    path: &Path,
+    recursive: bool,
+    asked: &Path,
+) -> Result<(), HardenError> {
+    let found =
+        host.kernel_mount(path, recursive)
+            .map_err(|err| HardenError::UnresolvableSource {
+                path: asked.to_path_buf(),
+                source: err,
+            })?;
+    match found {
+        Some((mount, fstype)) => Err(HardenError::KernelFilesystem {
+            path: path.to_path_buf(),
+            mount,
+            fstype,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -988,6 +1075,8 @@ fn check_bind_source(
             origin,
         } => {
             closed_on_the_way(binds.host, rule, origin, &host_path, &source)?;
+            let recursive = mount.options().iter().flatten().any(|o| o == "rbind");
+            refuse_kernel_mount(binds.host, &host_path, recursive, &source)?;
             if let Some(option) = asked_idmap(mount) {
                 return Err(HardenError::IdmapRefused {
                     dest,
@@ -1266,6 +1355,8 @@ fn engine_volume_access(
                     origin,
                 } => {
                     closed_on_the_way(binds.host, rule, origin, device, device).map_err(refused)?;
+                    // The driver's bind may be recursive (o=rbind), and so is the container's.
+                    refuse_kernel_mount(binds.host, device, true, device).map_err(refused)?;
                     (read_only, false)
                 }
                 other => return Err(refused(bind_refusal(other, device.clone()))),

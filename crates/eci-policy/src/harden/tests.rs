@@ -1297,6 +1297,54 @@ fn a_bind_volume_is_judged_by_the_path_it_binds() {
     );
 }
 
+/// A [`VolumeHost`] with the host's procfs mounted at /srv/chroot/proc.
+struct ChrootHost(VolumeHost);
+
+impl HostPaths for ChrootHost {
+    fn resolve(&mut self, path: &Path) -> std::io::Result<PathBuf> {
+        self.0.resolve(path)
+    }
+
+    fn engine_volume(&mut self, data: &VolumeData<'_>) -> std::io::Result<Option<EngineVolume>> {
+        self.0.engine_volume(data)
+    }
+
+    fn kernel_mount(
+        &mut self,
+        path: &Path,
+        recursive: bool,
+    ) -> std::io::Result<Option<(PathBuf, String)>> {
+        let proc = Path::new("/srv/chroot/proc");
+        let shows = path.starts_with(proc) || (recursive && proc.starts_with(path));
+        Ok(shows.then(|| (proc.to_path_buf(), "proc".to_string())))
+    }
+}
+
+#[test]
+fn a_bind_that_would_show_a_kernel_filesystem_of_the_hosts_is_refused() {
+    let host = || {
+        ChrootHost(closed(Ok(Some(VolumeSource::Bind {
+            device: "/srv/chroot".into(),
+        }))))
+    };
+    let policy = Policy::default();
+    let refused = harden_bind(&policy, "/srv/chroot", &["rbind"], &mut host());
+    assert!(
+        matches!(&refused, Err(HardenError::KernelFilesystem { mount, fstype, .. }) if mount == Path::new("/srv/chroot/proc") && fstype == "proc"),
+        "{refused:?}"
+    );
+    assert!(harden_bind(&policy, "/srv/chroot", &["bind"], &mut host()).is_ok());
+    // A volume binding it, whatever its own options.
+    let refused = harden_bind(&policy, VOLUME, &["bind"], &mut host());
+    let Err(HardenError::VolumeDevice { reason, .. }) = &refused else {
+        panic!("{refused:?}");
+    };
+    assert!(
+        matches!(**reason, HardenError::KernelFilesystem { .. }),
+        "{reason}"
+    );
+}
+
 #[test]
 fn a_bind_volume_gets_no_more_than_a_bind_of_its_device() {
     let bind = |device: &str| {
