@@ -744,7 +744,7 @@ impl Container {
         let holding = resources
             .virtual_files
             .as_ref()
-            .map(|files| files.hold_while(spawned.init.pid()));
+            .map(|files| files.hold_while(&spawned.init));
         // From here on the init exists: any error kills it before giving everything back.
         let mut container = Container {
             id: id.to_string(),

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use eci_idmap::Holder;
 use eci_mount::virt::daemon::DaemonClient;
 use eci_mount::virt::{sysctl, CgroupDirs, VirtualFs, SERVED};
+use eci_ns::PidFd;
 use eci_policy::Policy;
 use eci_seccomp::mount::SysinfoSource;
 use oci_spec::runtime::{Mount, Spec};
@@ -189,16 +191,22 @@ impl Registration {
         &self.tunables
     }
 
-    /// Asks the daemon, on a thread of its own, to serve the container while its init (`pid`)
-    /// lives, even if this runtime dies first; the round trip (the daemon records it on disk)
-    /// then overlaps the rest of the start. An in-process server dies with the runtime anyway.
-    pub(crate) fn hold_while(&self, pid: i32) -> Holding {
+    /// Asks the daemon, on a thread of its own, to serve the container while its `init` lives,
+    /// even if this runtime dies first; the round trip (the daemon records it on disk) then
+    /// overlaps the rest of the start. An in-process server dies with the runtime anyway.
+    pub(crate) fn hold_while(&self, init: &PidFd) -> Holding {
         let Backend::Daemon(client) = &self.backend else {
             return Holding(None);
         };
+        // Its start time counts only if read while its pidfd shows it alive: the pid then
+        // named it, whoever its parent is (an adopter may have reaped it already).
+        let init = match Holder::of(init.pid()) {
+            Ok(holder) if init.is_alive() => holder,
+            _ => return Holding(None),
+        };
         let (client, name) = (client.clone(), self.name.clone());
         let hold = move || {
-            if let Err(err) = client.hold(&name, pid) {
+            if let Err(err) = client.hold(&name, init) {
                 tracing::warn!(
                     "virtual files of {name}: the daemon will stop serving them with this \
                      runtime: {err}"

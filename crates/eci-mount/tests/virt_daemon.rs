@@ -44,7 +44,8 @@ fn main() {
                 SysctlMode::ContainerOnly
             })
             .unwrap();
-        client.hold("held", init.parse().unwrap()).unwrap();
+        let init = eci_idmap::Holder::of(init.parse().unwrap()).unwrap();
+        client.hold("held", init).unwrap();
         println!("{}", served.files.display());
         return;
     }
@@ -399,7 +400,7 @@ fn a_container_is_served_while_its_init_lives(cgroup: &LimitedCgroup) {
     );
     let err = daemon
         .client()
-        .hold("held", std::process::id() as i32)
+        .hold("held", eci_idmap::Holder::current().unwrap())
         .unwrap_err();
     assert!(err.to_string().contains("another process"), "{err}");
     // Nor may another process unregister it (one whose own registration of the name was

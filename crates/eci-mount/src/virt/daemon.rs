@@ -108,6 +108,11 @@ enum Request {
     Hold {
         name: String,
         pid: i32,
+        /// The init's start time, as the runtime read it while the init's pidfd showed it alive:
+        /// a pid reused before the daemon reads it is told apart. (Absent from earlier
+        /// runtimes.)
+        #[serde(default)]
+        start_time: Option<u64>,
     },
 }
 
@@ -378,12 +383,14 @@ impl DaemonClient {
         Some(info)
     }
 
-    /// Keeps serving `name` while process `pid` (the container's init) lives, even after the
-    /// registering process is gone. Only the process that registered `name` may ask.
-    pub fn hold(&self, name: &str, pid: i32) -> std::io::Result<()> {
+    /// Keeps serving `name` while `init` (the container's init, as a pid and start time) lives,
+    /// even after the registering process is gone. Only the process that registered `name`
+    /// may ask.
+    pub fn hold(&self, name: &str, init: Holder) -> std::io::Result<()> {
         let request = Request::Hold {
             name: name.to_string(),
-            pid,
+            pid: init.pid,
+            start_time: Some(init.start_time),
         };
         match self.ask(&request, false)? {
             Answer::Done => Ok(()),
@@ -860,16 +867,17 @@ impl Daemon {
     }
 
     fn answer(&self, mut stream: UnixStream) {
-        let Some(holder) = peer(&stream) else {
+        let Some(pid) = peer(&stream) else {
             return;
         };
+        let asker = Asker::of(&stream, pid);
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(Some(PATIENCE));
         let Ok(bytes) = read_request(&mut stream, PATIENCE) else {
             return;
         };
         let answer = match serde_json::from_slice::<Request>(&bytes) {
-            Ok(request) => self.handle(request, holder),
+            Ok(request) => self.handle(request, &asker),
             Err(err) => Answer::Refused(format!("not a request: {err}")),
         };
         if let Ok(bytes) = serde_json::to_vec(&answer) {
@@ -877,7 +885,9 @@ impl Daemon {
         }
     }
 
-    fn handle(&self, request: Request, holder: i32) -> Answer {
+    /// Answers `request`; who asks is asked of `asker` only by the requests that record it.
+    fn handle(&self, request: Request, asker: &Asker) -> Answer {
+        let refused = |err: std::io::Error| Answer::Refused(err.to_string());
         match request {
             Request::Register {
                 name,
@@ -885,9 +895,12 @@ impl Daemon {
                 owner,
                 modes,
                 tag,
-            } => match self.register(name, cgroup, owner, modes, tag, holder) {
+            } => match asker
+                .holder()
+                .and_then(|holder| self.register(name, cgroup, owner, modes, tag, holder))
+            {
                 Ok(dirs) => Answer::Registered(dirs),
-                Err(err) => Answer::Refused(err.to_string()),
+                Err(err) => refused(err),
             },
             Request::Sysinfo { name } => match self.fs.sysinfo(&name) {
                 Some(info) => Answer::Sysinfo(Figures {
@@ -902,13 +915,25 @@ impl Daemon {
                 }),
                 None => Answer::Refused(format!("'{name}' is not served")),
             },
-            Request::Unregister { name } => match self.unregister(&name, holder) {
+            Request::Unregister { name } => {
+                match asker
+                    .holder()
+                    .and_then(|holder| self.unregister(&name, holder))
+                {
+                    Ok(()) => Answer::Done,
+                    Err(err) => refused(err),
+                }
+            }
+            Request::Hold {
+                name,
+                pid,
+                start_time,
+            } => match asker
+                .holder()
+                .and_then(|holder| self.hold(&name, pid, start_time, holder))
+            {
                 Ok(()) => Answer::Done,
-                Err(err) => Answer::Refused(err.to_string()),
-            },
-            Request::Hold { name, pid } => match self.hold(&name, pid, holder) {
-                Ok(()) => Answer::Done,
-                Err(err) => Answer::Refused(err.to_string()),
+                Err(err) => refused(err),
             },
         }
     }
@@ -916,8 +941,7 @@ impl Daemon {
     /// Forgets the container `name` for the process that registered it. Another process may
     /// not: its own registration of the name refused, it would otherwise take away a live
     /// container's files. (What nobody holds any more is forgotten without asking.)
-    fn unregister(&self, name: &str, asker: i32) -> std::io::Result<()> {
-        let asker = Holder::of(asker)?;
+    fn unregister(&self, name: &str, asker: Holder) -> std::io::Result<()> {
         let holder = match self.records.lock() {
             Ok(records) => records.get(name).map(|record| record.holder),
             Err(_) => return Err(std::io::Error::other("records poisoned")),
@@ -936,9 +960,14 @@ impl Daemon {
     }
 
     /// Records `pid` as the container `name`'s init, for the process that registered it.
-    fn hold(&self, name: &str, pid: i32, asker: i32) -> std::io::Result<()> {
-        let asker = Holder::of(asker)?;
-        let container = Holder::of(pid)?;
+    fn hold(
+        &self,
+        name: &str,
+        pid: i32,
+        start_time: Option<u64>,
+        asker: Holder,
+    ) -> std::io::Result<()> {
+        let container = init_holder(pid, start_time)?;
         let mut records = self
             .records
             .lock()
@@ -966,9 +995,8 @@ impl Daemon {
         owner: u32,
         modes: BTreeMap<String, SysctlMode>,
         tag: Option<u64>,
-        holder: i32,
+        holder: Holder,
     ) -> std::io::Result<Directories> {
-        let holder = Holder::of(holder)?;
         if !plain_cgroup_path(&cgroup) {
             return Err(std::io::Error::other(format!(
                 "the cgroup {} is not a plain path from /",
@@ -1031,6 +1059,70 @@ impl Daemon {
         for name in dead {
             self.forget(&name);
         }
+    }
+}
+
+/// A process that connected: the pid SO_PEERCRED gave, and the pidfd SO_PEERPIDFD gave as it
+/// was accepted (Linux 6.5; none on older kernels), before its request was read and its turn
+/// came.
+struct Asker {
+    pid: i32,
+    pidfd: Result<Option<PidFd>, sys::Errno>,
+}
+
+impl Asker {
+    fn of(stream: &UnixStream, pid: i32) -> Asker {
+        let mut fd: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: fd and len are valid for an int option's output.
+        let got = sys::check_int(unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERPIDFD,
+                (&mut fd as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        });
+        let pidfd = match got {
+            // SAFETY: SO_PEERPIDFD returned a new pidfd for the peer, which we now own.
+            Ok(_) if fd >= 0 => Ok(Some(unsafe { PidFd::from_raw(fd, pid) })),
+            Ok(_) => Err(sys::Errno(libc::EBADF)),
+            // A kernel before 6.5, which has none to give.
+            Err(sys::Errno(libc::ENOPROTOOPT)) => Ok(None),
+            // Before 6.16, a peer already reaped (its pid free for another) has none either.
+            Err(errno) => Err(errno),
+        };
+        Asker { pid, pidfd }
+    }
+
+    /// As a holder: its pid and start time, counted only if the process its pidfd names still
+    /// lives once the start time is read, so that a process that reused the pid meanwhile is
+    /// never taken for it. (On a kernel without SO_PEERPIDFD, read as it stands.)
+    fn holder(&self) -> std::io::Result<Holder> {
+        let pidfd = match &self.pidfd {
+            Ok(pidfd) => pidfd,
+            Err(sys::Errno(errno)) => return Err(std::io::Error::from_raw_os_error(*errno)),
+        };
+        let holder = Holder::of(self.pid)?;
+        match pidfd {
+            Some(pidfd) if !pidfd.is_alive() => {
+                Err(std::io::Error::other("the asking process has ended"))
+            }
+            _ => Ok(holder),
+        }
+    }
+}
+
+/// The container's init `pid` as a holder, if it started at `start_time` (when the runtime
+/// said): a pid reused since is refused rather than held for the container.
+fn init_holder(pid: i32, start_time: Option<u64>) -> std::io::Result<Holder> {
+    let holder = Holder::of(pid)?;
+    match start_time {
+        Some(expected) if expected != holder.start_time => Err(std::io::Error::other(format!(
+            "process {pid} is no longer the container's init"
+        ))),
+        _ => Ok(holder),
     }
 }
 
@@ -1551,6 +1643,47 @@ mod tests {
             std::io::ErrorKind::PermissionDenied,
             "{denied}"
         );
+    }
+
+    #[test]
+    fn an_asker_gone_by_its_turn_is_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        // A live asker is itself.
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let me = std::process::id() as i32;
+        assert_eq!(
+            Asker::of(&ours, me).holder().unwrap(),
+            Holder::of(me).unwrap()
+        );
+        // One that connected and has gone (its pid free for another) is no one.
+        // SAFETY: the child connects and exits.
+        let child = match unsafe { sys::fork() }.unwrap() {
+            Forked::Child => {
+                let connected = UnixStream::connect(&socket);
+                std::mem::forget(connected);
+                sys::exit(0)
+            }
+            Forked::Parent { pid, .. } => pid,
+        };
+        // SAFETY: reaps our own child.
+        unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+        let (stream, _) = listener.accept().unwrap();
+        assert_eq!(peer(&stream), Some(child));
+        assert!(Asker::of(&stream, child).holder().is_err());
+    }
+
+    #[test]
+    fn an_init_is_held_only_if_it_started_when_the_runtime_said() {
+        let me = std::process::id() as i32;
+        let started = Holder::of(me).unwrap().start_time;
+        assert!(init_holder(me, Some(started)).is_ok());
+        assert!(
+            init_holder(me, None).is_ok(),
+            "an earlier runtime's request"
+        );
+        assert!(init_holder(me, Some(started + 1)).is_err());
     }
 
     #[test]
