@@ -76,6 +76,20 @@ impl Setup {
         std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
     }
 
+    /// `create` of container `id` that is to fail: its output once it has, stderr kept (no
+    /// container process is left to hold it open).
+    fn create_failing(&self, id: &str) -> Output {
+        Command::new(eci_runc())
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .args(["create", "--bundle", &self.bundle(), id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
     /// Creates container `id`; its monitor's pid.
     fn create_with_monitor(&self, id: &str) -> i32 {
         self.create_named(id);
@@ -1657,15 +1671,7 @@ fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
         "prestart": [{ "path": "/bin/false", "args": ["false"] }]
     }));
     let id = "hook-fails";
-    let out = Command::new(eci_runc())
-        .arg("--root")
-        .arg(setup.dir.path().join("root"))
-        .args(["create", "--bundle", &setup.bundle(), id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = setup.create_failing(id);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hook /bin/false failed"), "{err}");
@@ -1693,15 +1699,7 @@ fn a_hook_that_reads_no_state_still_times_out() {
         spec["annotations"] = serde_json::json!({ "org.example.big": "x".repeat(200 * 1024) });
     });
     let started = std::time::Instant::now();
-    let out = Command::new(eci_runc())
-        .arg("--root")
-        .arg(setup.dir.path().join("root"))
-        .args(["create", "--bundle", &setup.bundle(), "hook-stdin"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = setup.create_failing("hook-stdin");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hook /bin/sleep timed out"), "{err}");

@@ -609,6 +609,15 @@ pub fn shows_host_kernel_objects(fstype: &str) -> bool {
     KERNEL.contains(&fstype)
 }
 
+/// The error for a question about the host that the source the spec named `asked` raised and
+/// that could not be answered.
+fn unresolvable(asked: &Path) -> impl FnOnce(std::io::Error) -> HardenError + '_ {
+    move |source| HardenError::UnresolvableSource {
+        path: asked.to_path_buf(),
+        source,
+    }
+}
+
 /// Refuses a bind of the resolved `path` that would show a host kernel filesystem
 /// ([`HostPaths::kernel_mount`]); `asked` is the path as the spec named it.
 fn refuse_kernel_mount(
@@ -617,12 +626,9 @@ fn refuse_kernel_mount(
     recursive: bool,
     asked: &Path,
 ) -> Result<(), HardenError> {
-    let found =
-        host.kernel_mount(path, recursive)
-            .map_err(|err| HardenError::UnresolvableSource {
-                path: asked.to_path_buf(),
-                source: err,
-            })?;
+    let found = host
+        .kernel_mount(path, recursive)
+        .map_err(unresolvable(asked))?;
     match found {
         Some((mount, fstype)) => Err(HardenError::KernelFilesystem {
             path: path.to_path_buf(),
@@ -1251,12 +1257,9 @@ fn closed_on_the_way(
     if !matches!(origin, RuleOrigin::Default | RuleOrigin::Settings) {
         return Ok(());
     }
-    let closed =
-        host.closed_between(rule, path)
-            .map_err(|err| HardenError::UnresolvableSource {
-                path: asked.to_path_buf(),
-                source: err,
-            })?;
+    let closed = host
+        .closed_between(rule, path)
+        .map_err(unresolvable(asked))?;
     match closed {
         Some(closed) => Err(HardenError::ClosedOnTheWay {
             path: path.to_path_buf(),
