@@ -282,10 +282,9 @@ fn detached_tree(
         other => other,
     }
     .map_err(fail(Action::Mount))?;
-    sys::mount_setattr(tree.0, all_through(*flags), &attributes_of(*flags))
-        .map_err(fail(Action::Remount))?;
     // A copy keeps its source's peer group or master: made private, the host's later mounts
     // under the source never reach the container (the eligible steps ask for nothing else).
+    // Private first: a mount propagated in before the flags are set would escape them.
     let private = sys::MountAttr {
         attr_set: 0,
         attr_clr: 0,
@@ -293,6 +292,8 @@ fn detached_tree(
         userns_fd: 0,
     };
     sys::mount_setattr(tree.0, *recursive, &private).map_err(fail(Action::Propagation))?;
+    sys::mount_setattr(tree.0, all_through(*flags), &attributes_of(*flags))
+        .map_err(fail(Action::Remount))?;
     Ok(tree)
 }
 
