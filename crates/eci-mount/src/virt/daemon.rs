@@ -702,11 +702,12 @@ fn mode_in(modes: &BTreeMap<String, SysctlMode>, name: &str) -> SysctlMode {
 fn write_hook(dir: &Path, records: &Arc<Mutex<BTreeMap<String, Record>>>) -> WriteHook {
     let records = Arc::clone(records);
     let dir = dir.to_path_buf();
-    Box::new(move |name, tunable, value| {
+    Box::new(move |name, slot, tunable, value| {
         let Ok(mut records) = records.lock() else {
             return;
         };
-        if let Some(record) = records.get_mut(name) {
+        // The record of the container that wrote, not one registered under its name since.
+        if let Some(record) = records.get_mut(name).filter(|r| r.slot == slot) {
             let before = record
                 .written
                 .insert(tunable.to_string(), value.to_string());
@@ -1749,6 +1750,33 @@ mod tests {
         std::fs::write(&counter, "damaged by hand, longer than twenty").unwrap();
         raise_next_slot(dir.path(), 700).unwrap();
         assert_eq!(next_slot(dir.path()).unwrap(), 701);
+    }
+
+    #[test]
+    fn a_write_is_kept_in_the_record_of_the_container_that_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tenants")).unwrap();
+        let record = Record {
+            name: "web".into(),
+            slot: 5,
+            cgroup: "/eci/web".into(),
+            owner: 100_000,
+            modes: BTreeMap::new(),
+            written: BTreeMap::new(),
+            started: 1,
+            holder: Holder::current().unwrap(),
+            container: None,
+            tag: None,
+            saves: SaveBudget::default(),
+        };
+        let records = Arc::new(Mutex::new(BTreeMap::from([("web".to_string(), record)])));
+        let hook = write_hook(dir.path(), &records);
+        // An earlier "web", served in slot 4, writes as the name is served again in slot 5.
+        hook("web", 4, "kernel.panic", "1");
+        assert!(records.lock().unwrap()["web"].written.is_empty());
+        hook("web", 5, "kernel.panic", "2");
+        let written = &records.lock().unwrap()["web"].written;
+        assert_eq!(written.get("kernel.panic").map(String::as_str), Some("2"));
     }
 
     #[test]

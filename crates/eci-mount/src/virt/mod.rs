@@ -354,8 +354,10 @@ impl std::fmt::Debug for Hook {
     }
 }
 
-/// Called with a container's name, a tunable's dotted name and the value it wrote.
-pub type WriteHook = Box<dyn Fn(&str, &str, &str) + Send + Sync>;
+/// Called with a container's name and the slot it is served in (a name may be served again,
+/// in another slot, while a write of the earlier container's is under way), a tunable's dotted
+/// name and the value it wrote.
+pub type WriteHook = Box<dyn Fn(&str, u64, &str, &str) + Send + Sync>;
 
 /// Where an inode points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -650,7 +652,7 @@ impl Registry {
             self.reconcile(name, mode, &value)?;
         }
         if let Some(Hook(hook)) = self.on_write.get() {
-            hook(&entry.name, name, &value);
+            hook(&entry.name, slot, name, &value);
         }
         entry
             .written
