@@ -16,18 +16,6 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
 
-/// True for a cgroup path a container may have: absolute, at least one name below the root,
-/// no `.` or `..`. A relative path would mean "below the runtime's own cgroup", which differs
-/// between the process that creates a container and one that cleans up after it.
-pub(crate) fn valid_path(path: &Path) -> bool {
-    use std::path::Component;
-    path.is_absolute()
-        && path.components().any(|c| matches!(c, Component::Normal(_)))
-        && path
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-}
-
 /// Starts, on a thread of its own, the wait the kernel makes the first cgroup migration after
 /// a quiet spell pay, so that it passes while the container is planned and its init made.
 ///

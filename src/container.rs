@@ -517,7 +517,7 @@ impl Container {
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
             .unwrap_or_else(|| PathBuf::from(format!("/eci/{id}")));
-        if !crate::cgroup::valid_path(&cgroup_path) {
+        if !eci_policy::paths::is_container_cgroup_path(&cgroup_path) {
             return Err(Error::CgroupPath(cgroup_path));
         }
         // The binds of the virtual files are the runtime's own: they go in the mount plan, not in

@@ -43,7 +43,7 @@ pub fn remove_orphan(
     cgroup_path: &Path,
     identity: Option<u64>,
 ) -> Result<Vec<i32>> {
-    if !crate::cgroup::valid_path(cgroup_path) {
+    if !eci_policy::paths::is_container_cgroup_path(cgroup_path) {
         return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
     }
     let killed = kill_what_is_left(id, cgroup_path, identity)?;
@@ -90,7 +90,7 @@ pub fn orphan_init(
     identity: Option<u64>,
     pid: i32,
 ) -> Result<Option<PidFd>> {
-    if !crate::cgroup::valid_path(cgroup_path) {
+    if !eci_policy::paths::is_container_cgroup_path(cgroup_path) {
         return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
     }
     let Ok(init) = PidFd::open(pid) else {
@@ -121,7 +121,7 @@ pub fn orphan_init(
 /// # Ok::<(), eci::Error>(())
 /// ```
 pub fn orphan_paused(id: &str, cgroup_path: &Path, identity: Option<u64>) -> Result<bool> {
-    if !crate::cgroup::valid_path(cgroup_path) {
+    if !eci_policy::paths::is_container_cgroup_path(cgroup_path) {
         return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
     }
     let cgroup = Cgroup::open(cgroup_path, id)?;
@@ -140,7 +140,7 @@ pub fn signal_orphan(
     identity: Option<u64>,
     signal: i32,
 ) -> Result<Vec<i32>> {
-    if !crate::cgroup::valid_path(cgroup_path) {
+    if !eci_policy::paths::is_container_cgroup_path(cgroup_path) {
         return Err(Error::CgroupPath(cgroup_path.to_path_buf()));
     }
     let signal = crate::container::signal_of(signal)?;

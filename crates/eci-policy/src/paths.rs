@@ -30,6 +30,27 @@ pub enum PathError {
     Empty,
 }
 
+/// True for a cgroup path a container may have: absolute, at least one name below the root,
+/// no `.` or `..`. A relative path would mean "below the runtime's own cgroup", which differs
+/// between the process that creates a container and one that cleans up after it; joined to a
+/// hierarchy's mount point, a plain one stays under it.
+///
+/// ```
+/// use eci_policy::paths::is_container_cgroup_path;
+/// use std::path::Path;
+/// assert!(is_container_cgroup_path(Path::new("/eci/web")));
+/// assert!(!is_container_cgroup_path(Path::new("/")));
+/// assert!(!is_container_cgroup_path(Path::new("/../../tmp/x")));
+/// assert!(!is_container_cgroup_path(Path::new("eci/web")));
+/// ```
+pub fn is_container_cgroup_path(path: &Path) -> bool {
+    path.is_absolute()
+        && path.components().any(|c| matches!(c, Component::Normal(_)))
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
 /// Normalises an absolute path lexically: repeated and trailing slashes and `.` go, `..` removes
 /// the previous component and never climbs above `/`.
 ///
@@ -457,6 +478,22 @@ mod tests {
             0..8,
         )
         .prop_map(|parts| format!("/{}", parts.join("/")))
+    }
+
+    proptest! {
+        #[test]
+        fn a_container_cgroup_path_joined_to_a_mount_point_stays_below_it(path in messy_path()) {
+            let mount = Path::new("/sys/fs/cgroup/memory");
+            if is_container_cgroup_path(Path::new(&path)) {
+                let joined = mount.join(path.trim_start_matches('/'));
+                let normal = normalize(&joined).unwrap();
+                prop_assert!(normal.starts_with(mount) && normal != mount, "{path}");
+            } else {
+                let climbs = path.split('/').any(|part| part == "..");
+                let names = path.split('/').any(|part| !part.is_empty() && part != "." && part != "..");
+                prop_assert!(climbs || !names || path.split('/').any(|part| part == "."), "{path}");
+            }
+        }
     }
 
     proptest! {
