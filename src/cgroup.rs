@@ -905,8 +905,18 @@ impl Cgroup {
             .map_err(|e| self.error("restricting devices", &e))
     }
 
-    /// Applies `resources` (at creation, and on an update).
+    /// Applies `resources` before the container runs (on v1 with eci's device rules alone).
     pub(crate) fn apply(&self, resources: &LinuxResources) -> Result<()> {
+        self.apply_limits(resources)?;
+        if matches!(self.manager, AnyCgroupManager::V1(_)) {
+            self.narrow_v1_devices()
+                .map_err(|e| self.error("narrowing the device rules", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Has libcgroups write `resources` (on v1 with its own device rules after them).
+    fn apply_limits(&self, resources: &LinuxResources) -> Result<()> {
         // libcgroups leaves `unified` out on v1 without a word: say the limits cannot be had,
         // as runc does, rather than run the container without them.
         let unified = resources.unified().as_ref().is_some_and(|u| !u.is_empty());
@@ -925,12 +935,41 @@ impl Cgroup {
         };
         self.manager
             .apply(&opt)
-            .map_err(|e| self.error("applying the limits", &e))?;
-        if matches!(self.manager, AnyCgroupManager::V1(_)) {
-            self.narrow_v1_devices()
-                .map_err(|e| self.error("narrowing the device rules", &e))?;
+            .map_err(|e| self.error("applying the limits", &e))
+    }
+
+    /// Changes a running container's limits to `resources` (the device rules among them stay
+    /// as they were made: see [`eci_policy::harden::updated_resources`]).
+    ///
+    /// On cgroup v1, libcgroups writes the device rules on every apply, whatever changes: the
+    /// given ones (eci's safe set, which begins by denying everything, a reset the kernel
+    /// refuses in a delegated container's cgroup, which has children) and then its own
+    /// defaults, the host's console among them, in the order of its map of controllers. So
+    /// none is handed to it here, the container stays frozen while the limits are written
+    /// (nothing it runs can open a device meanwhile), and the defaults are taken back
+    /// whether or not every limit could be written. If that fails, the container stays
+    /// frozen: it is not to run with the host's console allowed.
+    pub(crate) fn update(&self, resources: &LinuxResources) -> Result<()> {
+        if matches!(self.manager, AnyCgroupManager::V2(_)) {
+            return self.apply(resources);
         }
-        Ok(())
+        let mut limits = resources.clone();
+        limits.set_devices(Some(Vec::new()));
+        let paused = self.frozen() == Some(true);
+        if !paused {
+            self.freeze(true)?;
+        }
+        let applied = self.apply_limits(&limits);
+        self.narrow_v1_devices().map_err(|e| {
+            self.error(
+                "narrowing the device rules after the update (the container stays frozen)",
+                &e,
+            )
+        })?;
+        if !paused {
+            self.freeze(false)?;
+        }
+        applied
     }
 
     /// Takes back what libcgroups adds to the v1 device rules after the spec's (eci's safe

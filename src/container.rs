@@ -1052,7 +1052,7 @@ impl Container {
         let mut linux = self.spec.linux().clone().unwrap_or_default();
         let current = linux.resources().clone().unwrap_or_default();
         let updated = eci_policy::harden::updated_resources(&current, resources)?;
-        self.cgroup("update")?.apply(&updated)?;
+        self.cgroup("update")?.update(&updated)?;
         linux.set_resources(Some(updated));
         self.spec.set_linux(Some(linux));
         Ok(())

@@ -161,6 +161,56 @@ fn an_update_changes_limits_but_not_the_device_rules() {
     );
 }
 
+/// On cgroup v1 an update never lets the container at more devices, not even for a moment:
+/// libcgroups writes its own rules (the host's console among them) on every apply, in an order
+/// of its choosing, and an update that fails part way once left them in place. Nor does it
+/// reset the rules, which the kernel refuses where the container made cgroups of its own.
+#[test]
+fn an_update_never_widens_the_v1_device_rules_even_when_it_fails() {
+    let mut c = create_with("update-devices", &["sleep", "1000"], |_| {});
+    let id = c.container().id().to_string();
+    let cgroup = std::path::Path::new("/sys/fs/cgroup/devices/eci").join(&id);
+    if !cgroup.is_dir() {
+        eprintln!("skipped: no cgroup v1 devices hierarchy");
+        return;
+    }
+    let rules = std::fs::read_to_string(cgroup.join("devices.list")).unwrap();
+    c.container().start().unwrap();
+    // As Docker inside a delegated container does; gone before the container is deleted.
+    let inner = common::MadeDir::create(cgroup.join("inner"));
+    let freezer = format!("/sys/fs/cgroup/freezer/eci/{id}/freezer.state");
+    let failing = {
+        let mut memory = LinuxMemoryBuilder::default().build().unwrap();
+        memory.set_swappiness(Some(200));
+        LinuxResourcesBuilder::default()
+            .memory(memory)
+            .build()
+            .unwrap()
+    };
+    for round in 0..10 {
+        let error = c.container().update(&failing).unwrap_err().to_string();
+        assert!(error.contains("swappiness"), "round {round}: {error}");
+        let after = std::fs::read_to_string(cgroup.join("devices.list")).unwrap();
+        assert_eq!(after, rules, "round {round}: after a failed update");
+        let limit = memory_limit((200 + round) << 20);
+        c.container().update(&limit).unwrap();
+        let after = std::fs::read_to_string(cgroup.join("devices.list")).unwrap();
+        assert_eq!(after, rules, "round {round}: after an update");
+        let state = std::fs::read_to_string(&freezer).unwrap();
+        assert_eq!(state.trim(), "THAWED", "round {round}: runs on");
+    }
+    let limit = format!("/sys/fs/cgroup/memory/eci/{id}/memory.limit_in_bytes");
+    let limit = std::fs::read_to_string(limit).unwrap();
+    assert_eq!(limit.trim(), (209u64 << 20).to_string());
+    // A paused container stays paused.
+    c.container().pause().unwrap();
+    c.container().update(&memory_limit(300 << 20)).unwrap();
+    let state = std::fs::read_to_string(&freezer).unwrap();
+    assert_eq!(state.trim(), "FROZEN");
+    c.container().resume().unwrap();
+    drop(inner);
+}
+
 #[test]
 fn a_cgroup_that_holds_processes_is_not_shared() {
     // Two containers given one cgroup path: the second would share the first's limits and

@@ -131,6 +131,23 @@ impl Drop for Mounted {
     }
 }
 
+/// A directory a test makes (a cgroup below a container's, as Docker inside would), removed
+/// however the test ends: left, it would keep the container's own from being removed.
+pub struct MadeDir(PathBuf);
+
+impl MadeDir {
+    pub fn create(path: PathBuf) -> MadeDir {
+        std::fs::create_dir(&path).expect("making the directory");
+        MadeDir(path)
+    }
+}
+
+impl Drop for MadeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// A runtime whose settings delegate read-write cgroup mounts (`eci.delegateCgroups`).
 #[allow(dead_code)]
 pub fn delegating_runtime() -> &'static Runtime {
