@@ -38,8 +38,10 @@
 //! eci-probe bind-fd SOURCE TARGET                 bind, naming both so
 //! eci-probe umount-fd TARGET                      umount2, naming TARGET so
 //! eci-probe remount-rw-fd TARGET                  bind remount read-write, naming TARGET so
-//! eci-probe bench-mount N DIR                     time N tmpfs mount+umount pairs on DIR:
-//!                                                 "p50 p99 mean" in microseconds
+//! eci-probe bench-mount N DIR [relay]             time N tmpfs mount+umount pairs on DIR:
+//!                                                 "p50 p99 mean" in microseconds; with
+//!                                                 `relay`, a forked child makes each call
+//!                                                 for the prober, asked through a pipe
 //! eci-probe bench-getppid N [allow-all]          median ns per getppid over 21 rounds of N
 //!                                                 calls, optionally under an extra allow-all
 //!                                                 seccomp filter
@@ -802,8 +804,13 @@ pub fn run(args: &[&str]) -> String {
             Err(_) => format!("usage error: {millis} is not a number of milliseconds"),
         },
         ["bench-mount", n, dir] => match n.parse() {
-            Ok(n) => bench_mount(n, dir),
+            Ok(n) => bench_mount(n, dir, &mut MountCalls::Own),
             Err(_) => format!("usage error: {n} is not a count"),
+        },
+        ["bench-mount", n, dir, "relay"] => match (n.parse(), Relay::start(dir)) {
+            (Ok(n), Ok(mut relay)) => bench_mount(n, dir, &mut MountCalls::Relayed(&mut relay)),
+            (Err(_), _) => format!("usage error: {n} is not a count"),
+            (_, Err(err)) => errno_name(&err),
         },
         ["stack-mounts", n, dir] => match n.parse() {
             Ok(n) => stack_mounts(n, dir),
@@ -825,29 +832,134 @@ fn stack_mounts(n: usize, dir: &str) -> String {
     format!("{n} ok")
 }
 
-/// Times `n` mount+umount pairs of a tmpfs on `dir`: "p50 p99 mean" of the pairs, then the p50
-/// of the mount alone and of an umount that fails at once, in microseconds; or the first error.
-fn bench_mount(n: usize, dir: &str) -> String {
+/// Who makes the benchmark's mount calls.
+enum MountCalls<'r> {
+    /// The prober itself.
+    Own,
+    /// A child, asked through a pipe: what any design that mounts out of process pays for
+    /// the hand-over and for the scheduler's placement, with no seccomp and no vetting.
+    Relayed(&'r mut Relay),
+}
+
+impl MountCalls<'_> {
+    /// Mounts a tmpfs on `target` (`true`) or unmounts it; errno 0 on success.
+    fn call(&mut self, target: &CString, mount: bool) -> i32 {
+        match self {
+            MountCalls::Own => mount_or_unmount(target, mount),
+            MountCalls::Relayed(relay) => relay.call(mount),
+        }
+    }
+}
+
+/// Mounts a tmpfs on `target` or unmounts it: errno 0 on success. Allocation-free.
+fn mount_or_unmount(target: &CString, mount: bool) -> i32 {
+    // SAFETY: NUL-terminated strings and a null data pointer.
+    let done = unsafe {
+        if mount {
+            libc::mount(
+                c"none".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        } else {
+            libc::umount2(target.as_ptr(), 0)
+        }
+    };
+    if done == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    }
+}
+
+/// A forked child that mounts or unmounts one target on request: one byte asks (`m` or `u`),
+/// four bytes answer the errno. It ends when the prober's end of the request pipe closes.
+struct Relay {
+    /// `None` once dropped, which ends the child.
+    ask: Option<std::io::PipeWriter>,
+    answers: std::io::PipeReader,
+    child: libc::pid_t,
+}
+
+impl Relay {
+    fn start(dir: &str) -> std::io::Result<Relay> {
+        let target = c(dir);
+        let (requests, ask) = std::io::pipe()?;
+        let (answers, answer) = std::io::pipe()?;
+        // SAFETY: eci-probe is single-threaded; the child makes only read, mount, umount2,
+        // write and _exit calls on what was made before the fork.
+        let child = unsafe { libc::fork() };
+        if child < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if child == 0 {
+            // SAFETY: the descriptors are open; the child exits without unwinding.
+            unsafe {
+                libc::close(ask.as_raw_fd());
+                let mut byte = 0u8;
+                while libc::read(requests.as_raw_fd(), (&raw mut byte).cast(), 1) == 1 {
+                    let errno = mount_or_unmount(&target, byte == b'm');
+                    libc::write(answer.as_raw_fd(), (&raw const errno).cast(), 4);
+                }
+                libc::_exit(0)
+            }
+        }
+        Ok(Relay {
+            ask: Some(ask),
+            answers,
+            child,
+        })
+    }
+
+    fn call(&mut self, mount: bool) -> i32 {
+        use std::io::{Read, Write};
+        let mut errno = [0u8; 4];
+        let Some(ask) = self.ask.as_mut() else {
+            return libc::EPIPE;
+        };
+        let asked = ask.write_all(if mount { b"m" } else { b"u" });
+        match asked.and_then(|()| self.answers.read_exact(&mut errno)) {
+            Ok(()) => i32::from_ne_bytes(errno),
+            Err(err) => err.raw_os_error().unwrap_or(libc::EPIPE),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // The child ends when the request pipe closes.
+        drop(self.ask.take());
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(self.child, &mut status, 0) };
+    }
+}
+
+/// Times `n` mount+umount pairs of a tmpfs on `dir`, made by `calls`: "p50 p99 mean" of the
+/// pairs, then the p50 of the mount alone and of an umount that fails at once, in
+/// microseconds; or the first error.
+fn bench_mount(n: usize, dir: &str, calls: &mut MountCalls<'_>) -> String {
     let micros = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1e6;
     let target = c(dir);
+    let failed = |errno: i32| format!("{:?}", nix::errno::Errno::from_raw(errno));
     let (mut pairs, mut mounts, mut refused) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n.max(1) {
         let start = std::time::Instant::now();
-        let mounted = mount(Some("none"), dir, Some("tmpfs"), 0, None);
-        if mounted != "ok" {
-            return mounted;
+        match calls.call(&target, true) {
+            0 => mounts.push(micros(start)),
+            errno => return failed(errno),
         }
-        mounts.push(micros(start));
-        // SAFETY: a valid NUL-terminated path.
-        let unmounted = answer(unsafe { libc::umount2(target.as_ptr(), 0) } as libc::c_long);
-        if unmounted != "ok" {
-            return unmounted;
+        match calls.call(&target, false) {
+            0 => pairs.push(micros(start)),
+            errno => return failed(errno),
         }
-        pairs.push(micros(start));
         // Unmounting what is no mount fails at once (EINVAL): the cost of the call alone.
         let start = std::time::Instant::now();
-        // SAFETY: a valid NUL-terminated path.
-        unsafe { libc::umount2(target.as_ptr(), 0) };
+        calls.call(&target, false);
         refused.push(micros(start));
     }
     let mean = pairs.iter().sum::<f64>() / pairs.len() as f64;
