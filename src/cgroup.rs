@@ -110,6 +110,25 @@ fn tree_dir(path: &Path, v1: bool) -> std::io::Result<PathBuf> {
     found.map(|h| h.mount.join(relative)).ok_or_else(missing)
 }
 
+/// Where the processes of the v1 cgroup at `path` are listed: its directory in the freezer
+/// hierarchy, which no container is given ([`crate::cgroupfs`]), so that it has no cgroups
+/// below it and its one `cgroup.procs` lists every process of the container's. In a hierarchy
+/// given to a delegated container, the container may rename its cgroups while they are
+/// walked (cgroup v1 allows a rename within a parent), and a process whose cgroup keeps
+/// changing its name is missed by a walk, and so by `kill --all` and by the kill of what holds
+/// a dying init. Without a freezer hierarchy: the devices one, walked ([`tree_dir`]).
+fn listing_dir_v1(path: &Path) -> std::io::Result<PathBuf> {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let hierarchies = eci_mount::virt::mounted_hierarchies()?;
+    let freezer = hierarchies
+        .iter()
+        .find(|h| !h.unified && h.controllers.iter().any(|c| c == "freezer"));
+    match freezer {
+        Some(h) => Ok(h.mount.join(relative)),
+        None => tree_dir(path, true),
+    }
+}
+
 /// Fails if the cgroup at `path`, or one above it, was given to a container (its directory
 /// is another user's, [`crate::cgroupfs`]) in any hierarchy eci manages: a cgroup made there
 /// would be in that container's reach, which on cgroup v2 may move the processes into
@@ -1038,7 +1057,11 @@ impl Cgroup {
     }
 
     fn list_pids(&self) -> std::io::Result<Vec<i32>> {
-        eci_mount::virt::cgroup_tree::ids_in_tree(&self.tree_dir()?, c"cgroup.procs")
+        let dir = match self.on_v1() {
+            true => listing_dir_v1(&self.path)?,
+            false => self.tree_dir()?,
+        };
+        eci_mount::virt::cgroup_tree::ids_in_tree(&dir, c"cgroup.procs")
     }
 
     /// The directory whose tree holds every process of the container ([`tree_dir`]).

@@ -67,6 +67,8 @@
 //! eci-probe tcp-accept PORT                      listen on 127.0.0.1:PORT, print "listening",
 //!                                                 then accept one connection: "accepted"
 //! eci-probe tcp-connect PORT                     connect to 127.0.0.1:PORT
+//! eci-probe keep-renaming DIR NAME               rename DIR/NAME to NAME.1, NAME.2, ... until
+//!                                                 killed (or a rename fails: its errno)
 //! eci-probe stack-mounts N DIR                   up to N tmpfs mounts stacked on DIR, kept:
 //!                                                 "COUNT ok", or "COUNT ERRNO" at the first
 //!                                                 that failed
@@ -812,12 +814,28 @@ pub fn run(args: &[&str]) -> String {
             (Err(_), _) => format!("usage error: {n} is not a count"),
             (_, Err(err)) => errno_name(&err),
         },
+        ["keep-renaming", dir, name] => keep_renaming(dir, name),
         ["stack-mounts", n, dir] => match n.parse() {
             Ok(n) => stack_mounts(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
         },
         other => format!("usage error: {other:?}"),
     }
+}
+
+/// Renames `dir/name` to `name.1`, `name.2`, ... without end: a cgroup whose name never holds
+/// still. Returns only when a rename fails.
+fn keep_renaming(dir: &str, name: &str) -> String {
+    let dir = std::path::Path::new(dir);
+    let mut current = dir.join(name);
+    for n in 1u64.. {
+        let next = dir.join(format!("{name}.{n}"));
+        if let Err(err) = std::fs::rename(&current, &next) {
+            return errno_name(&err);
+        }
+        current = next;
+    }
+    "ok".into()
 }
 
 /// Stacks up to `n` tmpfs mounts on `dir` (each a superblock of its own the kernel allocates),

@@ -390,6 +390,44 @@ fn kill_all_reaches_a_process_in_a_delegated_cgroup_deeper_than_path_max() {
     common::kill_all_reaches_a_process_past_path_max();
 }
 
+/// cgroup v1 lets a delegated container rename its cgroups (within their parent), and a walk
+/// of its tree reads a level's names before it enters them: a process whose cgroup keeps
+/// changing its name, among many siblings, was missed, by the process list and by `kill
+/// --all` (and by the kill of whatever holds a dying init, so a delete could wait for good).
+#[test]
+fn a_delegated_container_renaming_its_v1_cgroups_hides_no_process() {
+    if !std::path::Path::new("/sys/fs/cgroup/devices/eci").is_dir() {
+        eprintln!("skipped: no cgroup v1 devices hierarchy");
+        return;
+    }
+    let script = "cd /sys/fs/cgroup/devices && seq 3000 | xargs mkdir && mkdir h \
+         && { sleep 1000 & echo $! > h/cgroup.procs; } && echo ready \
+         && exec /probe keep-renaming /sys/fs/cgroup/devices h";
+    let runtime = common::delegating_runtime();
+    let mut c = common::create_in(runtime, "v1-renaming", &["sh", "-c", script], |spec| {
+        common::with_cgroup_mount(spec, false);
+    });
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ready\n");
+    // The shell has become the renamer (named after the file it runs).
+    let comm = format!("/proc/{}/comm", c.container().pid());
+    let waited = std::time::Instant::now();
+    while std::fs::read_to_string(&comm).unwrap() != "probe\n" {
+        assert!(waited.elapsed() < Duration::from_secs(10), "no renamer");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for round in 0..20 {
+        let listed = c.container().processes().unwrap();
+        assert_eq!(
+            listed.len(),
+            2,
+            "round {round}: the sleep is listed: {listed:?}"
+        );
+    }
+    c.container().kill_all(libc::SIGKILL).unwrap();
+    assert_eq!(c.finish().0, 128 + libc::SIGKILL);
+}
+
 #[test]
 fn a_cgroup_mount_is_delegated_only_read_write_and_where_the_settings_say() {
     let script = "cd /sys/fs/cgroup; [ -d pids ] && cd pids; mkdir inner 2>&1; echo made=$?";
