@@ -137,10 +137,14 @@ pub unsafe fn clone_fork(flags: u64) -> SysResult<Forked> {
         Err(Errno(libc::ENOSYS)) => {
             // clone(2): flags and exit signal share one word; CLONE_PIDFD returns the fd
             // through the parent_tid argument. It has no CLONE_CLEAR_SIGHAND (nor has a kernel
-            // without clone3): the child keeps the caller's handlers until it resets them.
+            // without clone3, or a seccomp profile answering clone3 ENOSYS so that the C
+            // library falls back): the child resets the handlers itself, with every signal
+            // blocked until then, so that none of the caller's runs in it meanwhile.
+            let clear = flags & CLONE_CLEAR_SIGHAND != 0;
             let flags = flags & !CLONE_CLEAR_SIGHAND;
+            let unblock = clear.then(block_all_signals);
             // SAFETY: a NULL stack makes clone behave like fork; the pointers are valid.
-            check(unsafe {
+            let ret = check(unsafe {
                 libc::syscall(
                     libc::SYS_clone,
                     flags | exit_signal,
@@ -149,7 +153,14 @@ pub unsafe fn clone_fork(flags: u64) -> SysResult<Forked> {
                     std::ptr::null_mut::<libc::c_void>(),
                     0usize,
                 )
-            })?
+            });
+            if ret == Ok(0) {
+                reset_signal_actions(Keep::Ignored);
+            }
+            if let Some(mask) = unblock {
+                restore_signal_mask(&mask);
+            }
+            ret?
         }
         other => other?,
     };
@@ -161,6 +172,25 @@ pub unsafe fn clone_fork(flags: u64) -> SysResult<Forked> {
             pidfd,
         }
     })
+}
+
+/// Blocks every signal the kernel lets a process block; the mask before, for
+/// [`restore_signal_mask`]. Async-signal-safe.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigfillset and sigprocmask fill and read valid sets.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut before);
+        before
+    }
+}
+
+/// Sets the signal mask back to `mask`. Async-signal-safe.
+fn restore_signal_mask(mask: &libc::sigset_t) {
+    // SAFETY: a valid signal set; no old one is asked for.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
 }
 
 /// Plain fork through the C library, which keeps its own state (and its allocator's locks)

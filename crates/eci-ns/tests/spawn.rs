@@ -724,3 +724,105 @@ fn an_adopted_init_is_no_child_of_the_runtime_yet_its_end_is_known() {
     spawned.init.signal(libc::SIGKILL).unwrap();
     assert_eq!(spawned.init.wait(), Ok(ExitStatus::Signaled(libc::SIGKILL)));
 }
+
+/// A handler of the runtime's, for the test below: it must never run in a child.
+extern "C" fn runtimes_handler(_: libc::c_int) {}
+
+/// Where clone3 answers ENOSYS (an old kernel, or a seccomp profile that makes the C library
+/// fall back to clone), the clone(2) that replaces it cannot clear the signal handlers: the
+/// child clears them itself, with every signal held off until then, and gets the caller's
+/// signal mask back.
+#[test]
+fn a_child_made_by_the_clone_fallback_keeps_none_of_the_callers_handlers() {
+    // Allows everything but clone3, which gets ENOSYS (the architecture is the build's own).
+    let allow_but_clone3 = [
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_clone3 as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let program = libc::sock_fprog {
+        len: allow_but_clone3.len() as u16,
+        filter: allow_but_clone3.as_ptr().cast_mut(),
+    };
+    // SAFETY: the forked child makes only async-signal-safe calls and exits.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: sigaction with a valid handler; prctl and seccomp with a valid program.
+            let code = unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = runtimes_handler as *const () as usize;
+                libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut());
+                let mut usr2: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut usr2);
+                libc::sigaddset(&mut usr2, libc::SIGUSR2);
+                libc::sigprocmask(libc::SIG_SETMASK, &usr2, std::ptr::null_mut());
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                if libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0u32,
+                    &program,
+                ) != 0
+                {
+                    sys::exit(10);
+                }
+                match sys::clone_fork(sys::CLONE_CLEAR_SIGHAND) {
+                    Ok(sys::Forked::Child) => {
+                        let mut now: libc::sigaction = std::mem::zeroed();
+                        libc::sigaction(libc::SIGUSR1, std::ptr::null(), &mut now);
+                        let mut mask: libc::sigset_t = std::mem::zeroed();
+                        libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask);
+                        let kept_mask = libc::sigismember(&mask, libc::SIGUSR2) == 1
+                            && libc::sigismember(&mask, libc::SIGUSR1) == 0;
+                        sys::exit(match (now.sa_sigaction, kept_mask) {
+                            (libc::SIG_DFL, true) => 0,
+                            (libc::SIG_DFL, false) => 2,
+                            _ => 1,
+                        })
+                    }
+                    Ok(sys::Forked::Parent { pid, .. }) => {
+                        let mut status = 0;
+                        libc::waitpid(pid, &mut status, 0);
+                        let mut mask: libc::sigset_t = std::mem::zeroed();
+                        libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask);
+                        match libc::sigismember(&mask, libc::SIGUSR1) {
+                            0 => libc::WEXITSTATUS(status),
+                            _ => 3,
+                        }
+                    }
+                    Err(_) => 11,
+                }
+            };
+            sys::exit(code)
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waits for the child just forked.
+            assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+            assert!(libc::WIFEXITED(status), "the prober exited");
+            let code = libc::WEXITSTATUS(status);
+            assert_eq!(code, 0, "1: handler kept; 2/3: signal mask not restored");
+        }
+    }
+}
