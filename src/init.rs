@@ -522,6 +522,14 @@ impl InitPlan {
     /// Groups, then the bounding set (dropping needs CAP_SETPCAP, which a switch to a non-root
     /// uid clears from the effective set), then the uid with capabilities kept, then the final
     /// capability sets.
+    ///
+    /// Each change of the effective gid or uid sets the dumpable flag to the host's
+    /// `fs.suid_dumpable`; where that is 1, the process (in the container's PID namespace,
+    /// holding the runtime's channel and a copy of its memory, its seccomp profile not yet
+    /// installed) could be traced by container root until the flag is cleared again. So it is
+    /// cleared right after each change, not once at the end: the window is the return from
+    /// one system call. (Root's identity is taken out of the container's sight, see
+    /// `eci_ns::spawn`; this path is for a process given another user.)
     fn set_identity(&self) -> Result<(), (u32, Errno)> {
         let at = |step: u32| move |errno: Errno| (step, errno);
         // SAFETY: plain syscalls; groups is a valid array of the given length.
@@ -530,6 +538,7 @@ impl InitPlan {
                 .map_err(at(step::GROUPS))?;
             check_int(libc::setresgid(self.gid, self.gid, self.gid)).map_err(at(step::GID))?;
         }
+        sys::set_undumpable().map_err(at(step::UNDUMPABLE))?;
         for cap in (0..=self.last_cap).filter(|cap| !self.caps.bounding.has(*cap)) {
             // SAFETY: prctl with integer arguments.
             check_int(unsafe {
@@ -541,8 +550,11 @@ impl InitPlan {
         unsafe {
             check_int(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0)).map_err(at(step::UID))?;
             check_int(libc::setresuid(self.uid, self.uid, self.uid)).map_err(at(step::UID))?;
-            check_int(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0)).map_err(at(step::UID))?;
         }
+        sys::set_undumpable().map_err(at(step::UNDUMPABLE))?;
+        // SAFETY: prctl with integer arguments.
+        check_int(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) })
+            .map_err(at(step::UID))?;
         capset(self.caps).map_err(at(step::CAPSET))?;
         for cap in (0..=self.last_cap).filter(|cap| self.caps.ambient.has(*cap)) {
             // SAFETY: prctl with integer arguments.
@@ -557,9 +569,7 @@ impl InitPlan {
             })
             .map_err(at(step::AMBIENT))?;
         }
-        // Each change of IDs above set the dumpable flag to the host's `fs.suid_dumpable`:
-        // until its exec the process holds the runtime's channel, in the container's reach.
-        sys::set_undumpable().map_err(at(step::UNDUMPABLE))
+        Ok(())
     }
 
     /// execve, searching PATH like execvp when the program has no slash. Returns the error.
