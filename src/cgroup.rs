@@ -116,17 +116,27 @@ fn tree_dir(path: &Path, v1: bool) -> std::io::Result<PathBuf> {
 /// given to a delegated container, the container may rename its cgroups while they are
 /// walked (cgroup v1 allows a rename within a parent), and a process whose cgroup keeps
 /// changing its name is missed by a walk, and so by `kill --all` and by the kill of what holds
-/// a dying init. Without a freezer hierarchy: the devices one, walked ([`tree_dir`]).
+/// a dying init. Without a freezer hierarchy or directory there: the devices one, walked
+/// ([`tree_dir`]).
 fn listing_dir_v1(path: &Path) -> std::io::Result<PathBuf> {
+    match freezer_dir_v1(path)? {
+        Some(dir) => Ok(dir),
+        None => tree_dir(path, true),
+    }
+}
+
+/// The directory of the cgroup at `path` in the v1 freezer hierarchy libcgroups manages, if
+/// there is one and the directory exists.
+fn freezer_dir_v1(path: &Path) -> std::io::Result<Option<PathBuf>> {
     let relative = path.strip_prefix("/").unwrap_or(path);
     let hierarchies = eci_mount::virt::mounted_hierarchies()?;
     let freezer = hierarchies
         .iter()
-        .find(|h| !h.unified && h.controllers.iter().any(|c| c == "freezer"));
-    match freezer {
-        Some(h) => Ok(h.mount.join(relative)),
-        None => tree_dir(path, true),
-    }
+        .filter(|h| crate::cgroupfs::managed(h))
+        .find(|h| h.controllers.iter().any(|c| c == "freezer"));
+    Ok(freezer
+        .map(|h| h.mount.join(relative))
+        .filter(|dir| dir.is_dir()))
 }
 
 /// Fails if the cgroup at `path`, or one above it, was given to a container (its directory
@@ -966,11 +976,20 @@ impl Cgroup {
     /// defaults, the host's console among them, in the order of its map of controllers. So
     /// none is handed to it here, the container stays frozen while the limits are written
     /// (nothing it runs can open a device meanwhile), and the defaults are taken back
-    /// whether or not every limit could be written. If that fails, the container stays
-    /// frozen: it is not to run with the host's console allowed.
+    /// whether or not every limit could be written. An update that cannot freeze the
+    /// container (no v1 freezer cgroup of its own; a process the freezer cannot stop) is
+    /// refused; one whose narrowing fails kills the container's processes before they run
+    /// again.
     pub(crate) fn update(&self, resources: &LinuxResources) -> Result<()> {
         if matches!(self.manager, AnyCgroupManager::V2(_)) {
             return self.apply(resources);
+        }
+        // libcgroups would make a missing one and freeze that, empty.
+        if freezer_dir_v1(&self.path).ok().flatten().is_none() {
+            let reason = "the container has no v1 freezer cgroup, so its processes could not be \
+                          held while libcgroups writes its own device rules (the host's \
+                          console among them)";
+            return Err(self.error("updating", &reason));
         }
         let mut limits = resources.clone();
         limits.set_devices(Some(Vec::new()));
@@ -979,16 +998,29 @@ impl Cgroup {
             self.freeze(true)?;
         }
         let applied = self.apply_limits(&limits);
-        self.narrow_v1_devices().map_err(|e| {
-            self.error(
-                "narrowing the device rules after the update (the container stays frozen)",
-                &e,
-            )
-        })?;
-        if !paused {
-            self.freeze(false)?;
+        if let Err(narrowing) = self.narrow_v1_devices() {
+            return Err(self.kill_frozen_after(&narrowing, applied.err()));
         }
-        applied
+        let thawed = if paused { Ok(()) } else { self.freeze(false) };
+        applied.and(thawed)
+    }
+
+    /// Fails closed after an update whose device rules could not be narrowed again: every
+    /// process of the (frozen) container gets SIGKILL, which ends it before it returns to its
+    /// own code once thawed, so none runs with libcgroups' rules. The error names both
+    /// failures.
+    fn kill_frozen_after(&self, narrowing: &std::io::Error, applying: Option<Error>) -> Error {
+        if let Ok(pids) = self.pids_left() {
+            for pid in pids.into_iter().filter(|pid| *pid > 0) {
+                let _ = eci_ns::sys::kill(pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.freeze(false);
+        let applying = applying.map_or_else(String::new, |e| format!(" (and before: {e})"));
+        self.error(
+            "narrowing the device rules after an update; the container was killed",
+            &format!("{narrowing}{applying}"),
+        )
     }
 
     /// Takes back what libcgroups adds to the v1 device rules after the spec's (eci's safe

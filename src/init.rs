@@ -525,11 +525,12 @@ impl InitPlan {
     ///
     /// Each change of the effective gid or uid sets the dumpable flag to the host's
     /// `fs.suid_dumpable`; where that is 1, the process (in the container's PID namespace,
-    /// holding the runtime's channel and a copy of its memory, its seccomp profile not yet
-    /// installed) could be traced by container root until the flag is cleared again. So it is
-    /// cleared right after each change, not once at the end: the window is the return from
-    /// one system call. (Root's identity is taken out of the container's sight, see
-    /// `eci_ns::spawn`; this path is for a process given another user.)
+    /// holding the runtime's channel and a copy of its memory, and with no_new_privileges
+    /// before its seccomp profile) could be traced by container root until the flag is
+    /// cleared again. So it is cleared right after each change, not once at the end, which
+    /// narrows the window to the return from one system call but does not close it: a tracer
+    /// that attaches in it stays attached. (Root's identity is taken out of the container's
+    /// sight, see `eci_ns::spawn`; this path is for a process given another user.)
     fn set_identity(&self) -> Result<(), (u32, Errno)> {
         let at = |step: u32| move |errno: Errno| (step, errno);
         // SAFETY: plain syscalls; groups is a valid array of the given length.

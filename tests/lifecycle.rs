@@ -170,8 +170,8 @@ fn an_update_never_widens_the_v1_device_rules_even_when_it_fails() {
     let mut c = create_with("update-devices", &["sleep", "1000"], |_| {});
     let id = c.container().id().to_string();
     let cgroup = std::path::Path::new("/sys/fs/cgroup/devices/eci").join(&id);
-    if !cgroup.is_dir() {
-        eprintln!("skipped: no cgroup v1 devices hierarchy");
+    if !cgroup.is_dir() || !std::path::Path::new("/sys/fs/cgroup/freezer/eci").is_dir() {
+        eprintln!("skipped: no cgroup v1 devices and freezer hierarchies");
         return;
     }
     let rules = std::fs::read_to_string(cgroup.join("devices.list")).unwrap();
@@ -396,8 +396,9 @@ fn kill_all_reaches_a_process_in_a_delegated_cgroup_deeper_than_path_max() {
 /// --all` (and by the kill of whatever holds a dying init, so a delete could wait for good).
 #[test]
 fn a_delegated_container_renaming_its_v1_cgroups_hides_no_process() {
-    if !std::path::Path::new("/sys/fs/cgroup/devices/eci").is_dir() {
-        eprintln!("skipped: no cgroup v1 devices hierarchy");
+    let v1 = ["devices", "freezer"].map(|h| std::path::Path::new("/sys/fs/cgroup").join(h));
+    if !v1.iter().all(|h| h.join("eci").is_dir()) {
+        eprintln!("skipped: no cgroup v1 devices and freezer hierarchies");
         return;
     }
     let script = "cd /sys/fs/cgroup/devices && seq 3000 | xargs mkdir && mkdir h \

@@ -174,8 +174,9 @@ pub unsafe fn clone_fork(flags: u64) -> SysResult<Forked> {
     })
 }
 
-/// Blocks every signal the kernel lets a process block; the mask before, for
-/// [`restore_signal_mask`]. Async-signal-safe.
+/// Blocks every signal the C library lets a program block (it keeps two of its own, which
+/// only it sends, to its own threads); the mask before, for [`restore_signal_mask`].
+/// Async-signal-safe.
 fn block_all_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigfillset and sigprocmask fill and read valid sets.
     unsafe {
