@@ -1303,6 +1303,28 @@ fn paths_that_name_descriptors_are_vetted_and_served_as_runtimes_give_them() {
 }
 
 #[test]
+fn the_helper_leaves_the_descriptor_directory_it_looked_names_up_in() {
+    // A call naming /proc/self/fd/N is served from the helper's own descriptor directory, a
+    // host procfs one: staying there, a later call's relative path (misjudged as needing no
+    // working directory) would be looked up in the host's /proc.
+    let script = "mkdir -p /tmp/x && /probe mount-fd none /tmp/x tmpfs && exec sleep 1000";
+    let mut c = common::create_with("fd-cwd", &["sh", "-c", script], |_| {});
+    c.container().start().unwrap();
+    assert_eq!(c.read_stdout_line(), "ok\n");
+    let init = c.container().pid();
+    let helpers = mount_helpers(init);
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", helpers[0])).unwrap();
+    assert!(
+        !cwd.starts_with("/proc"),
+        "the helper works in {}",
+        cwd.display()
+    );
+    c.container().kill_all(libc::SIGKILL).unwrap();
+    c.finish();
+}
+
+#[test]
 fn an_inner_ipc_namespace_gets_its_own_message_queues_and_no_cgroupfs() {
     // The helper mounts mqueue from the caller's IPC namespace, not its own (the host's,
     // which the kernel would refuse it): a queue made there is not the container's.

@@ -770,8 +770,9 @@ fn vet_and_perform(
         Ok(ByDescriptor::No) => None,
         Ok(ByDescriptor::Gone) => return Ok(None),
         Ok(ByDescriptor::Copied(descriptors)) => {
-            // Their names are looked up in the helper's own descriptor directory.
-            forget(&view.cwd);
+            // Their names are looked up in the helper's own descriptor directory, a host
+            // procfs one, left again once the call is done.
+            left_elsewhere(&view.cwd);
             // SAFETY: fchdir on a descriptor we hold.
             check_int(unsafe { libc::fchdir(descriptors.dir.as_raw_fd()) })?;
             Some(descriptors)
@@ -1203,7 +1204,7 @@ fn mount_fresh(
         descriptor_dir.is_none() && is_relative(call.target),
     )?;
     if let Some(dir) = descriptor_dir {
-        forget(&view.cwd);
+        left_elsewhere(&view.cwd);
         // SAFETY: fchdir on a descriptor the caller holds.
         check_int(unsafe { libc::fchdir(dir) })?;
     }
@@ -1272,7 +1273,7 @@ fn enter_callers_view(piddir: RawFd, view: &View, needs_cwd: bool) -> SysResult<
     if needs_cwd && !matches(&view.cwd, identity(piddir, c"cwd")?) {
         // Entered, identity unknown until read: no identity matches it, and
         // `leave_working_directory` leaves even a directory whose identity could not be read.
-        remember(&view.cwd, [u64::MAX, u64::MAX]);
+        left_elsewhere(&view.cwd);
         let dir = open_at(piddir, c"cwd", libc::O_PATH | libc::O_DIRECTORY)?;
         // SAFETY: fchdir on an fd we hold.
         check_int(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
@@ -1355,6 +1356,13 @@ fn remember(slot: &[AtomicU64; 2], id: [u64; 2]) {
 
 fn forget(slot: &[AtomicU64; 2]) {
     remember(slot, [0, 0]);
+}
+
+/// Records that the helper's working directory is one no caller's identity matches (a
+/// descriptor directory, a directory of unknown identity): [`leave_working_directory`] then
+/// leaves it after the call, so that no later call starts in it.
+fn left_elsewhere(slot: &[AtomicU64; 2]) {
+    remember(slot, [u64::MAX, u64::MAX]);
 }
 
 fn open_at(dir: RawFd, name: &CStr, flags: i32) -> SysResult<OwnedFd> {
