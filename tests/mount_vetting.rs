@@ -1325,6 +1325,26 @@ fn the_helper_leaves_the_descriptor_directory_it_looked_names_up_in() {
 }
 
 #[test]
+fn a_helper_held_by_the_containers_fuse_server_is_freed() {
+    // The helper reads a caller's strings as container root, whose IDs the container's FUSE
+    // mounts map: strings in a page of a server that never answers held it, every later mount
+    // call waited behind it, and deleting the container hung (the server's process could not
+    // finish exiting while the helper's read held its memory). The supervisor aborts the
+    // connection once the helper has been on one call for `HELD_AFTER`.
+    let script = "mkdir -p /tmp/f /tmp/y && { /probe mount-fuse-page /tmp/f & } && sleep 1 \
+        && timeout -s KILL 60 /probe mount none /tmp/y tmpfs; echo later=$?";
+    let mut c = common::create_with("fuse-held", &["sh", "-c", script], common::with_fuse_device);
+    let started = std::time::Instant::now();
+    let (code, out) = c.run_to_end();
+    assert_eq!(code, 0, "{out}");
+    // The held call fails (its strings cannot be read); the later one is served.
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["EFAULT", "later=0", "mapped", "ok"], "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(40));
+}
+
+#[test]
 fn an_inner_ipc_namespace_gets_its_own_message_queues_and_no_cgroupfs() {
     // The helper mounts mqueue from the caller's IPC namespace, not its own (the host's,
     // which the kernel would refuse it): a queue made there is not the container's.

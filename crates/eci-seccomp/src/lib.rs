@@ -10,6 +10,7 @@
 //!   caller's memory;
 //! - [`supervisor`]: one thread watching every container: its listener, its init, its helper;
 //! - [`fresh`]: procfs and sysfs that the container mounts itself, built masked outside it;
+//! - [`held`]: freeing a helper that the container's own FUSE server holds;
 //! - [`mount`]: the vetting of `mount` and `umount2` by a helper in the container's namespaces,
 //!   which receives from the listener itself.
 //!
@@ -40,6 +41,7 @@ mod creds;
 pub mod filters;
 pub mod fresh;
 mod fuse_fd;
+pub mod held;
 pub mod install;
 pub mod mount;
 pub mod notify;

@@ -1452,6 +1452,9 @@ pub struct MountVetter {
     restarts: std::sync::Mutex<Vec<std::time::Instant>>,
     /// Whether its helpers may remember callers' user namespaces (not after a take-over).
     remember_userns: bool,
+    /// The call the helper was last seen on, since when, and whether the FUSE connections that
+    /// may hold it were aborted already ([`crate::held`]).
+    seen_on: std::sync::Mutex<Option<(u64, std::time::Instant, bool)>>,
 }
 
 /// A helper may be replaced this many times within [`RESTART_WINDOW`]; one more death and the
@@ -1875,6 +1878,7 @@ impl MountVetter {
             in_flight,
             restarts: std::sync::Mutex::new(Vec::new()),
             remember_userns,
+            seen_on: std::sync::Mutex::new(None),
         }
     }
 
@@ -1961,6 +1965,28 @@ impl MountVetter {
     /// The pid of the helper serving now (0 once it is gone for good).
     pub fn helper_pid(&self) -> i32 {
         self.lock_helper().as_ref().map_or(0, Helper::pid)
+    }
+
+    /// The helper has been on one call for [`crate::held::HELD_AFTER`]: aborts the FUSE
+    /// connections that may hold it (see [`crate::held`]).
+    fn free_held_helper(&self) {
+        let Some(pid) = self.lock_helper().as_ref().map(Helper::pid) else {
+            return;
+        };
+        match crate::held::abort_waiting_connections(pid) {
+            Ok(0) => tracing::warn!(
+                helper = pid,
+                "a mount helper has been on one call for {:?}; no FUSE connection with \
+                 requests waiting found where it is",
+                crate::held::HELD_AFTER
+            ),
+            Ok(aborted) => tracing::warn!(
+                helper = pid,
+                "a mount helper held by the container's FUSE server: {aborted} connection(s) \
+                 aborted"
+            ),
+            Err(err) => tracing::warn!(helper = pid, "freeing a held mount helper: {err}"),
+        }
     }
 
     fn lock_helper(&self) -> std::sync::MutexGuard<'_, Option<Helper>> {
@@ -2379,6 +2405,27 @@ impl Handler for MountVetter {
             }
         }
         EventOutcome::Served
+    }
+
+    fn watch(&self) {
+        let pending = self.in_flight.pending();
+        let mut seen = self.seen_on.lock().unwrap_or_else(|p| p.into_inner());
+        let held = match *seen {
+            _ if pending == 0 => None,
+            Some((id, since, aborted)) if id == pending => Some((since, aborted)),
+            _ => None,
+        };
+        match held {
+            None => *seen = (pending != 0).then(|| (pending, std::time::Instant::now(), false)),
+            Some((since, false)) if since.elapsed() >= crate::held::HELD_AFTER => {
+                if let Some(seen) = seen.as_mut() {
+                    seen.2 = true;
+                }
+                drop(seen);
+                self.free_held_helper();
+            }
+            Some(_) => {}
+        }
     }
 
     fn retire(&self) {

@@ -282,6 +282,11 @@ impl InFlight {
             .store(result, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The id of the call the helper is on, 0 between calls.
+    pub fn pending(&self) -> u64 {
+        self.call_id().load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The helper answered the call, or handed it on. Allocation-free.
     pub fn end(&self) {
         self.call_id().store(0, std::sync::atomic::Ordering::SeqCst);

@@ -42,6 +42,10 @@ pub trait Handler: Send + Sync {
         EventOutcome::Served
     }
 
+    /// Called about once a second: a handler whose calls are served elsewhere (a helper) may
+    /// check that they make progress. It must not block.
+    fn watch(&self) {}
+
     /// The supervisor stopped watching this handler (its registration ended, or watching it
     /// failed): whatever still serves the listener must stop, so that nothing answers calls
     /// unwatched.
@@ -308,14 +312,27 @@ fn epoll_watch(epoll: RawFd, fd: RawFd, token: u64, interest: u32) -> std::io::R
     Ok(())
 }
 
+/// How often every handler's [`Handler::watch`] is called.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn serve(shared: &Shared) {
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 32];
+    let mut watched = std::time::Instant::now();
     while !shared.stopping.load(Ordering::SeqCst) {
+        if watched.elapsed() >= WATCH_EVERY {
+            watch_all(shared);
+            watched = std::time::Instant::now();
+        }
         let epoll = shared.epoll.as_raw_fd();
         let ready = retry(|| {
             // SAFETY: events is a valid buffer of the given length.
             check_int(unsafe {
-                libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, -1)
+                libc::epoll_wait(
+                    epoll,
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    WATCH_EVERY.as_millis() as i32,
+                )
             })
         });
         let ready = match ready {
@@ -362,6 +379,20 @@ fn serve(shared: &Shared) {
                 Source::Exit => remove(shared, id),
             }
         }
+    }
+}
+
+/// Calls every registered handler's [`Handler::watch`], outside the lock.
+fn watch_all(shared: &Shared) {
+    let entries: Vec<_> = shared
+        .entries
+        .lock()
+        .expect("supervisor lock")
+        .values()
+        .cloned()
+        .collect();
+    for entry in entries {
+        entry.handler.watch();
     }
 }
 
