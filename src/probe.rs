@@ -29,9 +29,10 @@
 //! eci-probe fuse-ptmx DIR RESULT                 mount a FUSE server at DIR whose file answers
 //!                                                 every ioctl RESULT, bind it over /dev/pts/ptmx,
 //!                                                 print "ready" and serve until killed
-//! eci-probe mount-fuse-page DIR                  mount(2) whose every string lies in a page of
+//! eci-probe mount-fuse-page DIR [GO]             mount(2) whose every string lies in a page of
 //!                                                 a FUSE server at DIR that never answers a
-//!                                                 read: prints "mapped", then the answer
+//!                                                 read: prints "mapped", waits for file GO to
+//!                                                 exist if named, then calls; the answer
 //! eci-probe sysinfo-fuse DIR                       sysinfo(2) into a page of a FUSE server at DIR
 //!                                                 that never answers a read: prints "mapped",
 //!                                                 then the answer
@@ -187,74 +188,59 @@ fn mount_fuse(target: &str, name: &str) -> Result<std::fs::File, String> {
 }
 
 /// Mounts a FUSE filesystem at `dir` whose server (a thread here) answers everything but
-/// reads, maps its one file `f` writable and private, and asks sysinfo(2) to write there: an
-/// answer written from outside would fault the page in through the server, which never
-/// answers. Prints "mapped" before the call.
-fn sysinfo_into_stalled_fuse(dir: &str) -> String {
+/// reads, and maps a page of its one file `f` private, with `protection`: whoever faults the
+/// page in waits for the server, which never answers. Prints "mapped" once done; the reason
+/// as the error otherwise.
+fn map_stalled_fuse_page(dir: &str, protection: libc::c_int) -> Result<*mut libc::c_void, String> {
     use std::os::fd::AsRawFd;
-    let device = match mount_fuse(dir, "stall") {
-        Ok(device) => device,
-        Err(answer) => return format!("mount: {answer}"),
-    };
+    let device = mount_fuse(dir, "stall").map_err(|answer| format!("mount: {answer}"))?;
     std::thread::spawn(move || serve_all_but_reads(&device, None, None));
-    let file = match std::fs::File::open(format!("{dir}/f")) {
-        Ok(file) => file,
-        Err(err) => return format!("open: {err}"),
-    };
+    let file = std::fs::File::open(format!("{dir}/f")).map_err(|err| format!("open: {err}"))?;
     // SAFETY: a fresh private mapping of an open file; nothing else refers to it.
     let page = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             4096,
-            libc::PROT_READ | libc::PROT_WRITE,
+            protection,
             libc::MAP_PRIVATE,
             file.as_raw_fd(),
             0,
         )
     };
     if page == libc::MAP_FAILED {
-        return format!("mmap: {}", std::io::Error::last_os_error());
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
     }
     println!("mapped");
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    // SAFETY: the mapping is a page, larger than a sysinfo, and stays mapped.
-    answer(unsafe { libc::sysinfo(page.cast()) } as libc::c_long)
+    Ok(page)
 }
 
-/// Mounts a FUSE filesystem at `dir` whose server (a thread here) answers everything but
-/// reads, maps its one file `f` and calls mount(2) with every string in that page: reading
-/// them from outside faults the page in through the server, which never answers. Prints
-/// "mapped" before the call.
-fn mount_from_stalled_fuse(dir: &str) -> String {
-    use std::os::fd::AsRawFd;
-    let device = match mount_fuse(dir, "stall") {
-        Ok(device) => device,
-        Err(answer) => return format!("mount: {answer}"),
-    };
-    std::thread::spawn(move || serve_all_but_reads(&device, None, None));
-    let file = match std::fs::File::open(format!("{dir}/f")) {
-        Ok(file) => file,
-        Err(err) => return format!("open: {err}"),
-    };
-    // SAFETY: a fresh private mapping of an open file; nothing else refers to it.
-    let page = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if page == libc::MAP_FAILED {
-        return format!("mmap: {}", std::io::Error::last_os_error());
+/// Asks sysinfo(2) to write into a page of a stalled FUSE server ([`map_stalled_fuse_page`]):
+/// an answer written from outside would wait for the server.
+fn sysinfo_into_stalled_fuse(dir: &str) -> String {
+    match map_stalled_fuse_page(dir, libc::PROT_READ | libc::PROT_WRITE) {
+        // SAFETY: the mapping is a page, larger than a sysinfo, and stays mapped.
+        Ok(page) => answer(unsafe { libc::sysinfo(page.cast()) } as libc::c_long),
+        Err(why) => why,
     }
-    println!("mapped");
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    let strings = page as *const libc::c_char;
-    // SAFETY: the pointers name a mapped page; what they hold is the kernel's to judge.
-    answer(unsafe { libc::mount(strings, strings, strings, 0, std::ptr::null()) } as libc::c_long)
+}
+
+/// Calls mount(2) with every string in a page of a stalled FUSE server
+/// ([`map_stalled_fuse_page`]), once file `go` exists if named: reading them from outside
+/// waits for the server.
+fn mount_from_stalled_fuse(dir: &str, go: Option<&str>) -> String {
+    match map_stalled_fuse_page(dir, libc::PROT_READ) {
+        Ok(page) => {
+            while go.is_some_and(|go| !std::path::Path::new(go).exists()) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let strings = page as *const libc::c_char;
+            // SAFETY: the pointers name a mapped page; what they hold is the kernel's to judge.
+            let mounted = unsafe { libc::mount(strings, strings, strings, 0, std::ptr::null()) };
+            answer(mounted as libc::c_long)
+        }
+        Err(why) => why,
+    }
 }
 
 /// Calls sysinfo(2) on a page a userfaultfd of this process's own watches for missing pages and
@@ -724,7 +710,8 @@ pub fn run(args: &[&str]) -> String {
         ["fuse-hold", target] => fuse_mount(target, true),
         ["fuse-stall", dir] => stalled_fuse(dir),
         ["sysinfo-fuse", dir] => sysinfo_into_stalled_fuse(dir),
-        ["mount-fuse-page", dir] => mount_from_stalled_fuse(dir),
+        ["mount-fuse-page", dir] => mount_from_stalled_fuse(dir, None),
+        ["mount-fuse-page", dir, go] => mount_from_stalled_fuse(dir, Some(go)),
         ["sysinfo-uffd"] => sysinfo_into_unresolved_userfault(),
         ["fuse-pid", dir] => fuse_request_pid(dir),
         ["fuse-ptmx", dir, result] => fake_ptmx(dir, result),

@@ -6,15 +6,15 @@
 //! once the server has read the request not even SIGKILL ends that wait. Every later trapped
 //! call of the container then waits behind it, and deleting the container hangs too (the
 //! server's process, killed, cannot finish exiting while the helper's read holds its memory
-//! map). The supervisor therefore watches how long the helper has been on one call; past
-//! [`HELD_AFTER`] it aborts, through the host's FUSE control filesystem, every FUSE connection
-//! with requests waiting that is mounted where the helper is and not in the runtime's own
-//! mount namespace (eci's virtual files and the host's FUSE mounts are there), if the helper
-//! waits for a FUSE answer at all. The helper's wait then ends with an error, and it answers
-//! the call and goes on. Another FUSE filesystem of the container's that has requests waiting
-//! at that moment is aborted as well (the helper's wait does not say which connection holds
-//! it). A FUSE mount the caller has already unmounted (its file still mapped) is not found
-//! this way: the call stays held.
+//! map). The supervisor therefore watches how long the helper has been on one call; every
+//! [`HELD_AFTER`] on the same call it aborts, through the host's FUSE control filesystem,
+//! every FUSE connection with requests waiting that is mounted where the caller or the helper
+//! is and not in the runtime's own mount namespace (eci's virtual files and the host's FUSE
+//! mounts are there). The helper's wait then ends with an error, and it answers the call and
+//! goes on. Another FUSE filesystem of the container's that has requests waiting at that
+//! moment is aborted as well (nothing says which connection holds the helper). Not found this
+//! way, so the call stays held: a FUSE mount neither the caller's nor the helper's namespace
+//! shows (unmounted first, its file still mapped; or outside the caller's root).
 //!
 //! ```
 //! use eci_seccomp::held::fuse_devices;
@@ -23,21 +23,26 @@
 //! assert_eq!(fuse_devices(mountinfo), [(0, 51)]);
 //! ```
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
 /// How long the helper may be on one call before the FUSE connections that may hold it are
-/// aborted: far longer than any mount takes that does not wait on a server.
+/// aborted (and again after as long, while it stays on that call): far longer than any mount
+/// takes that does not wait on a server.
 pub const HELD_AFTER: Duration = Duration::from_secs(10);
 
 /// Where the host's FUSE control filesystem is mounted.
 const FUSECTL: &str = "/sys/fs/fuse/connections";
+/// The control filesystem's magic number (statfs).
+const FUSECTL_SUPER_MAGIC: i64 = 0x6573_5543;
 
 /// The device numbers (major, minor) of the FUSE filesystems (`fuse`, `fuse.*`, `fuseblk`)
 /// in a `/proc/PID/mountinfo` text, each once, in the order found. Lines that do not parse
 /// are skipped.
 pub fn fuse_devices(mountinfo: &str) -> Vec<(u32, u32)> {
     let mut devices = Vec::new();
+    let mut seen = HashSet::new();
     for line in mountinfo.lines() {
         let Some((mount, filesystem)) = line.split_once(" - ") else {
             continue;
@@ -48,7 +53,7 @@ pub fn fuse_devices(mountinfo: &str) -> Vec<(u32, u32)> {
         let device =
             device.and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)));
         if let (true, Some(device)) = (is_fuse, device) {
-            if !devices.contains(&device) {
+            if seen.insert(device) {
                 devices.push(device);
             }
         }
@@ -57,23 +62,49 @@ pub fn fuse_devices(mountinfo: &str) -> Vec<(u32, u32)> {
 }
 
 /// Aborts the FUSE connections with requests waiting that are mounted in the mount namespace
-/// of process `pid` (the held helper) and not in this process's: how many were aborted. Only
-/// while `pid` waits for a FUSE answer (its wait channel says so): a helper held by anything
-/// else is no reason to end a filesystem.
-pub fn abort_waiting_connections(pid: i32) -> std::io::Result<usize> {
-    let waits_on = std::fs::read_to_string(format!("/proc/{pid}/wchan"))?;
-    if waits_on != "request_wait_answer" {
-        return Ok(0);
+/// of the held call's `caller` or of the `helper` holding it, and not in this process's: how
+/// many were aborted. Fails, saying so, where the host has no FUSE control filesystem at its
+/// place: then nothing can be freed.
+pub fn abort_waiting_connections(helper: i32, caller: u32) -> std::io::Result<usize> {
+    if !is_fusectl(Path::new(FUSECTL)) {
+        return Err(std::io::Error::other(format!(
+            "no FUSE control filesystem at {FUSECTL}: a held helper cannot be freed"
+        )));
     }
-    let own = fuse_devices(&std::fs::read_to_string("/proc/self/mountinfo")?);
-    let theirs = fuse_devices(&std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?);
+    let own: HashSet<_> = fuse_devices(&std::fs::read_to_string("/proc/self/mountinfo")?)
+        .into_iter()
+        .collect();
+    // Either may have ended meanwhile.
+    let devices_of = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .map_or_else(|_| Vec::new(), |text| fuse_devices(&text))
+    };
+    let mut candidates = devices_of(&caller.to_string());
+    candidates.extend(devices_of(&helper.to_string()));
+    let mut tried = HashSet::new();
     let mut aborted = 0;
-    for device in theirs.into_iter().filter(|d| !own.contains(d)) {
+    for device in candidates {
+        if own.contains(&device) || !tried.insert(device) {
+            continue;
+        }
         if abort_if_waiting(Path::new(FUSECTL), device)? {
             aborted += 1;
         }
     }
     Ok(aborted)
+}
+
+/// Whether `dir` is a FUSE control filesystem.
+fn is_fusectl(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero statfs is valid; statfs fills it in from a NUL-terminated path.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let stated = unsafe { libc::statfs(path.as_ptr(), &mut fs) } == 0;
+    stated && fs.f_type as i64 == FUSECTL_SUPER_MAGIC
 }
 
 /// Aborts connection `device` under the control filesystem at `fusectl` if it has requests

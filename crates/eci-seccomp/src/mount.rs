@@ -1452,9 +1452,11 @@ pub struct MountVetter {
     restarts: std::sync::Mutex<Vec<std::time::Instant>>,
     /// Whether its helpers may remember callers' user namespaces (not after a take-over).
     remember_userns: bool,
-    /// The call the helper was last seen on, since when, and whether the FUSE connections that
-    /// may hold it were aborted already ([`crate::held`]).
-    seen_on: std::sync::Mutex<Option<(u64, std::time::Instant, bool)>>,
+    /// The call the helper was last seen on, and since when (or since the FUSE connections that
+    /// may hold it were last aborted: [`crate::held`]).
+    seen_on: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// Whether a thread is aborting connections for a held helper (one at a time).
+    freeing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A helper may be replaced this many times within [`RESTART_WINDOW`]; one more death and the
@@ -1879,6 +1881,7 @@ impl MountVetter {
             restarts: std::sync::Mutex::new(Vec::new()),
             remember_userns,
             seen_on: std::sync::Mutex::new(None),
+            freeing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -1967,25 +1970,40 @@ impl MountVetter {
         self.lock_helper().as_ref().map_or(0, Helper::pid)
     }
 
-    /// The helper has been on one call for [`crate::held::HELD_AFTER`]: aborts the FUSE
-    /// connections that may hold it (see [`crate::held`]).
-    fn free_held_helper(&self) {
-        let Some(pid) = self.lock_helper().as_ref().map(Helper::pid) else {
+    /// The helper has been on one call of `caller`'s for [`crate::held::HELD_AFTER`]: aborts
+    /// the FUSE connections that may hold it (see [`crate::held`]), on a thread of its own
+    /// (reading mount tables and the control filesystem takes time that grows with what the
+    /// container mounted, which the supervisor's thread, serving every container, must not
+    /// spend), one at a time.
+    fn free_held_helper(&self, caller: u32) {
+        let Some(helper) = self.lock_helper().as_ref().map(Helper::pid) else {
             return;
         };
-        match crate::held::abort_waiting_connections(pid) {
-            Ok(0) => tracing::warn!(
-                helper = pid,
-                "a mount helper has been on one call for {:?}; no FUSE connection with \
-                 requests waiting found where it is",
-                crate::held::HELD_AFTER
-            ),
-            Ok(aborted) => tracing::warn!(
-                helper = pid,
-                "a mount helper held by the container's FUSE server: {aborted} connection(s) \
-                 aborted"
-            ),
-            Err(err) => tracing::warn!(helper = pid, "freeing a held mount helper: {err}"),
+        if self.freeing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let freeing = Arc::clone(&self.freeing);
+        let spawned = std::thread::Builder::new()
+            .name("eci-held-helper".into())
+            .spawn(move || {
+                match crate::held::abort_waiting_connections(helper, caller) {
+                    Ok(0) => tracing::warn!(
+                        helper,
+                        "a mount helper has been on one call for {:?}; no FUSE connection with \
+                         requests waiting found where it or its caller is",
+                        crate::held::HELD_AFTER
+                    ),
+                    Ok(aborted) => tracing::warn!(
+                        helper,
+                        "a mount helper held by the container's FUSE server: {aborted} \
+                         connection(s) aborted"
+                    ),
+                    Err(err) => tracing::warn!(helper, "freeing a held mount helper: {err}"),
+                }
+                freeing.store(false, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            self.freeing.store(false, Ordering::SeqCst);
         }
     }
 
@@ -2410,21 +2428,20 @@ impl Handler for MountVetter {
     fn watch(&self) {
         let pending = self.in_flight.pending();
         let mut seen = self.seen_on.lock().unwrap_or_else(|p| p.into_inner());
-        let held = match *seen {
-            _ if pending == 0 => None,
-            Some((id, since, aborted)) if id == pending => Some((since, aborted)),
-            _ => None,
+        let Some((id, caller)) = pending else {
+            *seen = None;
+            return;
         };
-        match held {
-            None => *seen = (pending != 0).then(|| (pending, std::time::Instant::now(), false)),
-            Some((since, false)) if since.elapsed() >= crate::held::HELD_AFTER => {
-                if let Some(seen) = seen.as_mut() {
-                    seen.2 = true;
+        match *seen {
+            Some((seen_id, since)) if seen_id == id => {
+                if since.elapsed() >= crate::held::HELD_AFTER {
+                    // Again after as long, while it stays held.
+                    *seen = Some((id, std::time::Instant::now()));
+                    drop(seen);
+                    self.free_held_helper(caller);
                 }
-                drop(seen);
-                self.free_held_helper();
             }
-            Some(_) => {}
+            _ => *seen = Some((id, std::time::Instant::now())),
         }
     }
 

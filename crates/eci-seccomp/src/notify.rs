@@ -282,9 +282,12 @@ impl InFlight {
             .store(result, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// The id of the call the helper is on, 0 between calls.
-    pub fn pending(&self) -> u64 {
-        self.call_id().load(std::sync::atomic::Ordering::SeqCst)
+    /// The call the helper is on: its id and its caller's pid; `None` between calls.
+    pub fn pending(&self) -> Option<(u64, u32)> {
+        let id = self.call_id().load(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: a place within the valid mapping; the kernel wrote it with the id.
+        let pid = unsafe { std::ptr::read_volatile(&raw const (*self.call_ptr()).pid) };
+        (id != 0).then_some((id, pid))
     }
 
     /// The helper answered the call, or handed it on. Allocation-free.
