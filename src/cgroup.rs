@@ -1009,18 +1009,20 @@ impl Cgroup {
     /// process of the (frozen) container gets SIGKILL, which ends it before it returns to its
     /// own code once thawed, so none runs with libcgroups' rules. The error names both
     /// failures.
+    /// If its processes cannot even be listed, it stays frozen.
     fn kill_frozen_after(&self, narrowing: &std::io::Error, applying: Option<Error>) -> Error {
-        if let Ok(pids) = self.pids_left() {
-            for pid in pids.into_iter().filter(|pid| *pid > 0) {
-                let _ = eci_ns::sys::kill(pid, libc::SIGKILL);
+        let what = match self.pids_left() {
+            Ok(pids) => {
+                for pid in pids.into_iter().filter(|pid| *pid > 0) {
+                    let _ = eci_ns::sys::kill(pid, libc::SIGKILL);
+                }
+                let _ = self.freeze(false);
+                "narrowing the device rules after an update; the container was killed"
             }
-        }
-        let _ = self.freeze(false);
+            Err(_) => "narrowing the device rules after an update; the container stays frozen",
+        };
         let applying = applying.map_or_else(String::new, |e| format!(" (and before: {e})"));
-        self.error(
-            "narrowing the device rules after an update; the container was killed",
-            &format!("{narrowing}{applying}"),
-        )
+        self.error(what, &format!("{narrowing}{applying}"))
     }
 
     /// Takes back what libcgroups adds to the v1 device rules after the spec's (eci's safe
