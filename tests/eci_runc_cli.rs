@@ -79,15 +79,23 @@ impl Setup {
     /// `create` of container `id` that is to fail: its output once it has, stderr kept (no
     /// container process is left to hold it open).
     fn create_failing(&self, id: &str) -> Output {
-        Command::new(eci_runc())
+        self.create_command(id)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
+    /// `eci-runc create` of container `id` from the bundle, with no stdin or stdout (a
+    /// process left running would hold a pipe open).
+    fn create_command(&self, id: &str) -> Command {
+        let mut command = Command::new(eci_runc());
+        command
             .arg("--root")
             .arg(self.dir.path().join("root"))
             .args(["create", "--bundle", &self.bundle(), id])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap()
+            .stdout(Stdio::null());
+        command
     }
 
     /// Creates container `id`; its monitor's pid.
@@ -1721,12 +1729,8 @@ fn a_monitor_killed_while_a_hook_runs_leaves_no_container() {
         "prestart": [{ "path": "/bin/sh", "args": ["sh", "-c", hook] }]
     }));
     let id = "hook-monitor-killed";
-    let mut create = Command::new(eci_runc())
-        .arg("--root")
-        .arg(setup.dir.path().join("root"))
-        .args(["create", "--bundle", &setup.bundle(), id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let mut create = setup
+        .create_command(id)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
