@@ -26,8 +26,9 @@
 //!
 //! OCI hooks run on the host as runc runs them: prestart and createRuntime once the container's
 //! namespaces exist (before `create` returns), poststart once it runs (before `start`
-//! returns), poststop after the container is gone; createContainer and startContainer hooks
-//! (which run inside the container) are refused.
+//! returns, while the monitor goes on answering other commands), poststop after the container
+//! is gone; createContainer and startContainer hooks (which run inside the container) are
+//! refused.
 //!
 //! `exec` hands the process (`--process`, or, as runc builds it, the container's own process
 //! from its bundle with the command line's arguments, environment, directory and user over
@@ -1798,6 +1799,10 @@ fn monitor_container(
     // Whether the monitor has run code since it last gave back its footprint (creating the
     // container is most of its program; exec and the requests add more).
     let mut worked = true;
+    // A started container's poststart hooks, run beside the loop: a hook with no timeout may
+    // take as long as it likes, and `state`, `kill` and `delete` are answered meanwhile (as
+    // runc's are: its hooks run in `start`'s own process).
+    let mut poststarting: Option<std::thread::JoinHandle<()>> = None;
     loop {
         let watch = |fd: std::os::fd::BorrowedFd<'_>, events| libc::pollfd {
             fd: fd.as_raw_fd(),
@@ -1861,6 +1866,11 @@ fn monitor_container(
             let code = exit_code(ctx, &mut container);
             let _cleaning = hold_while_cleaning(ctx, id);
             let _ = std::fs::remove_file(ctx.socket(id));
+            // `start` returns before the container's end is dealt with, as it would have
+            // had the hooks run in the loop.
+            if let Some(hooks) = poststarting.take() {
+                let _ = hooks.join();
+            }
             poststop(&container);
             let _ = finish(ctx, id, container);
             return Ok(code);
@@ -1882,7 +1892,7 @@ fn monitor_container(
             let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
             let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(10)));
             let describe = |c: &Container| oci_state(&described, c);
-            let served = match serve(&mut container, stream, &describe, &poststart) {
+            let served = match serve(&mut container, stream, &describe) {
                 Ok(served) => served,
                 Err(err) => {
                     ctx.log("warning", &format!("a request failed: {err}"));
@@ -1891,6 +1901,14 @@ fn monitor_container(
             };
             match served {
                 Served::Continue => {}
+                Served::Started(stream) => {
+                    poststarting = Some(answer_after_poststart(
+                        ctx,
+                        hooks.poststart().clone(),
+                        oci_state(&described, &container),
+                        stream,
+                    ))
+                }
                 Served::Exec(process, stream) => execs.push(Exec {
                     process,
                     stream,
@@ -1921,6 +1939,26 @@ fn monitor_container(
             }
         }
     }
+}
+
+/// Runs a started container's poststart `hooks` with its `state` on a thread of their own and
+/// then tells the client of `start`. A hook that fails is logged, not the start's failure: the
+/// container runs.
+fn answer_after_poststart(
+    ctx: &Ctx,
+    hooks: Option<Vec<Hook>>,
+    state: String,
+    mut stream: UnixStream,
+) -> std::thread::JoinHandle<()> {
+    let log = ctx.log.clone().map(|file| (file, ctx.json));
+    std::thread::spawn(move || {
+        if let Some(hooks) = hooks {
+            if let (Err(err), Some((file, json))) = (run_hooks(&hooks, &state), &log) {
+                append_log(file, *json, "warning", &format!("poststart hook: {err}"));
+            }
+        }
+        let _ = writeln!(stream, "ok ");
+    })
 }
 
 /// The ended container's exit code for the monitor's own, 255 (logged) if it cannot be had.
@@ -2020,6 +2058,8 @@ fn report_exits(execs: &mut Vec<Exec>) {
 
 enum Served {
     Continue,
+    /// Started: the client hears so once the poststart hooks have run.
+    Started(UnixStream),
     Exec(ExecProcess, UnixStream),
     Deleted(UnixStream),
 }
@@ -2029,7 +2069,6 @@ fn serve(
     container: &mut Container,
     stream: UnixStream,
     describe: &dyn Fn(&Container) -> String,
-    poststart: &dyn Fn(&Container),
 ) -> Result<Served, Error> {
     let (line, fds) = receive_request(&stream)?;
     let mut words = line.split_whitespace();
@@ -2046,14 +2085,11 @@ fn serve(
             }
         }
         // The poststart hooks run before the answer, as the runtime spec has them run before
-        // `start` returns.
-        Some("start") => container
-            .start()
-            .map(|_| {
-                poststart(container);
-                String::new()
-            })
-            .map_err(|e| e.to_string()),
+        // `start` returns: the loop has them run beside it ([`Served::Started`]).
+        Some("start") => match container.start() {
+            Ok(_) => return Ok(Served::Started(stream)),
+            Err(err) => Err(err.to_string()),
+        },
         Some("state") => Ok(describe(container)),
         Some("kill") => match words.next().and_then(|s| s.parse().ok()) {
             Some(signal) if words.next() == Some("all") => container

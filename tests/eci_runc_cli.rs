@@ -1673,6 +1673,65 @@ fn oci_hooks_run_on_the_host_with_the_containers_state() {
 }
 
 #[test]
+fn a_poststart_hook_that_never_ends_holds_only_start() {
+    // runc runs poststart hooks in `start`'s own process. eci-runc's monitor ran them in its
+    // request loop, so a hook without a timeout that never ended held every later `state`,
+    // `kill` and `delete` of the container as well.
+    let setup = Setup::new(&["sleep", "1000"]);
+    let started = setup.dir.path().join("hook-started");
+    let hook = format!("touch {}; exec sleep 32.3", started.display());
+    setup.with_hooks(serde_json::json!({
+        "poststart": [{ "path": "/bin/sh", "args": ["sh", "-c", hook] }]
+    }));
+    let id = "poststart-hangs";
+    assert!(setup.runc_detached(&["create", "--bundle", &setup.bundle(), id]));
+    let mut start = setup.command(&["start", id]).spawn().unwrap();
+    assert!(eventually(|| started.exists()), "the hook ran");
+    let state = finished_within(setup.command(&["state", id]), 10).expect("state answered");
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["status"], "running", "{state}");
+    let delete =
+        finished_within(setup.command(&["delete", "--force", id]), 10).expect("delete answered");
+    assert!(delete.status.success(), "{delete:?}");
+    // The container went before its start was answered: `start` hears it is not running.
+    let ended = (0..100).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        start.try_wait().unwrap()
+    });
+    let _ = Command::new("pkill").args(["-f", "sleep 32.3"]).status();
+    assert!(!ended.expect("start returned").success());
+}
+
+impl Setup {
+    /// `eci-runc ARGS` on this root, output piped.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(eci_runc());
+        command
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+}
+
+/// `command`'s output if it ends within `seconds`; else it is killed and there is none.
+fn finished_within(mut command: Command, seconds: u64) -> Option<Output> {
+    let mut child = command.spawn().unwrap();
+    for _ in 0..seconds * 10 {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
 fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
     let setup = Setup::new(&["true"]);
     setup.with_hooks(serde_json::json!({
