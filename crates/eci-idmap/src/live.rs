@@ -3,8 +3,9 @@
 //! that starts empty while containers run (its directory was removed, or an engine's runtime
 //! of an earlier version kept its own) would otherwise hand their blocks out again. Read only
 //! from the host's user namespace (elsewhere the maps do not read exactly, and nothing is
-//! found); namespaces that no process is in (kept by a bind mount or a descriptor) are not
-//! seen.
+//! found); namespaces that no process is in (kept by a bind mount or a descriptor), and those of
+//! processes the runtime may not inspect (outside its Landlock domain or its security module's
+//! reach), are not seen. Any other failure to read a process fails the scan.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -95,7 +96,11 @@ fn scan(proc: &Path, pool: IdPool, with_holders: bool) -> io::Result<Namespaces>
             continue;
         };
         let dir = proc.join(pid.to_string());
-        let Ok(ns) = namespace_of(&dir) else { continue };
+        let ns = match namespace_of(&dir) {
+            Ok(ns) => ns,
+            Err(err) if gone_or_hidden(&err) => continue,
+            Err(err) => return Err(unreadable(&dir, err)),
+        };
         if ns == own {
             continue;
         }
@@ -103,8 +108,11 @@ fn scan(proc: &Path, pool: IdPool, with_holders: bool) -> io::Result<Namespaces>
             std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => match blocks_of(&dir, pool) {
                 Ok(blocks) => slot.insert((blocks, Vec::new())),
-                // Gone meanwhile: the next process of the namespace, if any, tells.
-                Err(_) => continue,
+                // Gone meanwhile (or hidden): the next process of the namespace, if any, tells.
+                Err(err) if gone_or_hidden(&err) => continue,
+                // Anything else (no descriptor or memory left) would make a namespace's blocks
+                // look free: no answer rather than a wrong one.
+                Err(err) => return Err(unreadable(&dir, err)),
             },
         };
         if blocks.is_empty() || !with_holders {
@@ -115,6 +123,23 @@ fn scan(proc: &Path, pool: IdPool, with_holders: bool) -> io::Result<Namespaces>
         }
     }
     Ok(namespaces)
+}
+
+/// Whether `err`, from a process's /proc directory, means the process has ended, or that the
+/// runtime may not look at it: a runtime confined by Landlock or a security module cannot read
+/// the namespaces of processes outside its confinement (this VM's own init, for one), and
+/// refusing every allocation for that would leave such a runtime with none. The containers it
+/// made are inside its confinement, and what it cannot see it cannot tell apart anyway.
+fn gone_or_hidden(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENOENT | libc::ESRCH | libc::EACCES | libc::EPERM)
+    )
+}
+
+/// `err` from reading `dir`, naming it.
+fn unreadable(dir: &Path, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("reading {}: {err}", dir.display()))
 }
 
 /// Whether the process reading `proc` is in the initial user namespace: its map is the
@@ -194,6 +219,33 @@ impl Drop for MappedNamespace {
 mod tests {
     use super::*;
     use eci_policy::ids::IdMapping;
+
+    #[test]
+    fn a_process_whose_maps_cannot_be_read_fails_the_scan_and_an_ended_one_is_skipped() {
+        // A /proc of files: the reader in the initial namespace, process 10 in another user
+        // namespace whose uid_map cannot be read (a directory: EISDIR, as EMFILE or ENOMEM
+        // would be), process 11 gone (no ns/user). Skipping 10 as if it had ended made every
+        // block it maps look free.
+        let proc = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = proc.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("self/uid_map", "0 0 4294967295\n");
+        write("self/ns/user", "");
+        write("10/ns/user", "");
+        std::fs::create_dir_all(proc.path().join("10/uid_map")).unwrap();
+        std::fs::create_dir_all(proc.path().join("11")).unwrap();
+        let pool = IdPool::default();
+        let err = blocks_in_use_under(proc.path(), pool).unwrap_err();
+        assert!(err.to_string().contains("/10"), "{err}");
+        // With 10's maps readable and mapping nothing of the pool, nothing is in use.
+        std::fs::remove_dir(proc.path().join("10/uid_map")).unwrap();
+        write("10/uid_map", "0 1000 1\n");
+        write("10/gid_map", "0 1000 1\n");
+        assert_eq!(blocks_in_use_under(proc.path(), pool).unwrap(), vec![]);
+    }
 
     #[test]
     fn a_live_namespace_mapping_a_block_holds_it_and_the_callers_own_does_not() {
