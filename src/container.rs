@@ -323,7 +323,10 @@ fn open_joined_namespaces(
 /// The lease whose block the user namespace identified by `owner` (device and inode) maps: one
 /// of its live holders (a container's init) is in that namespace, and the namespace maps that
 /// block and nothing else. (A container that joined another's namespaces holds that one's
-/// lease too, from its own user namespace, which maps its own block.)
+/// lease too, from its own user namespace, which maps its own block.) Never a lease the journal
+/// took over from a scan of live namespaces at its start: whoever made those (another runtime, a
+/// host user's tool) is not known to be this runtime's, and whether a namespace could be
+/// joined would depend on whether it existed before the journal did.
 fn lease_owning(
     allocator: &eci_idmap::Allocator,
     owner: (u64, u64),
@@ -332,6 +335,9 @@ fn lease_owning(
     let pool = allocator.pool();
     let leases = allocator.leases()?;
     Ok(leases.into_iter().find(|lease| {
+        if lease.found_live() {
+            return false;
+        }
         let Some(block) = pool.block(lease.index) else {
             return false;
         };

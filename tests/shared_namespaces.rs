@@ -152,6 +152,45 @@ fn a_namespace_no_container_of_the_runtime_owns_is_refused() {
 }
 
 #[test]
+fn a_namespace_the_journal_found_mapping_its_pool_is_refused() {
+    // A journal that begins while other user namespaces map blocks of its pool (after a boot,
+    // under another runtime's containers or a host tool's) takes those blocks as leases of
+    // their own (`userns:INODE`, held by their processes), as here. Joining such a namespace
+    // was accepted, where the same namespace made after the journal began was refused.
+    use std::os::unix::fs::MetadataExt;
+    let foreign = Unshared::start(&["-U", "-n"]);
+    let pid = foreign.0.id() as i32;
+    let allocator = runtime().allocator();
+    let pool = allocator.pool();
+    let leased: Vec<u32> = allocator
+        .leases()
+        .unwrap()
+        .iter()
+        .map(|l| l.index)
+        .collect();
+    let index = (0..pool.block_count())
+        .rev()
+        .find(|i| !leased.contains(i))
+        .expect("a free block");
+    let block = pool.block(index).unwrap().mapping();
+    eci::eci_idmap::write_id_maps(pid, &[block], &[block]).unwrap();
+    let user_ns = std::fs::metadata(format!("/proc/{pid}/ns/user")).unwrap();
+    let found = eci::eci_idmap::LeaseRecord {
+        index,
+        owner: format!(
+            "{}{}",
+            eci::eci_idmap::live::FOUND_LIVE_PREFIX,
+            user_ns.ino()
+        ),
+        token: 0,
+        holders: vec![eci::eci_idmap::Holder::of(pid).unwrap()],
+    };
+    assert_eq!(allocator.adopt(&[found]).unwrap(), 1);
+    let err = join_refused("ns-found", foreign.0.id());
+    assert!(matches!(&err, Error::JoinForeign(_)), "{err}");
+}
+
+#[test]
 fn a_joiner_of_a_joiner_holds_the_block_of_the_namespace_it_joined() {
     // web; j joins web's network (and holds web's block); c joins j's IPC namespace, which
     // j's own block owns: c must hold j's block, not web's.

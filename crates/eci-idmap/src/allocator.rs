@@ -113,8 +113,11 @@ pub enum AllocError {
         /// Owner named at allocation.
         owner: String,
     },
-    /// An owner name the record cannot hold.
-    #[error("lease owner '{0}' is empty or longer than 256 bytes")]
+    /// An owner name the record cannot hold, or one kept for blocks found in use.
+    #[error(
+        "lease owner '{0}' is empty, longer than 256 bytes or begins with \"userns:\" (kept for \
+         blocks found mapped by live user namespaces)"
+    )]
     Owner(String),
     /// A filesystem operation failed.
     #[error("{what} {}: {source}", path.display())]
@@ -147,6 +150,24 @@ pub struct LeaseRecord {
     pub token: u64,
     /// The lease is alive while any holder is.
     pub holders: Vec<Holder>,
+}
+
+impl LeaseRecord {
+    /// Whether this lease records a block found mapped by a live user namespace
+    /// ([`crate::live::blocks_in_use`]), rather than one leased to an owner that asked.
+    ///
+    /// ```
+    /// let found = eci_idmap::LeaseRecord {
+    ///     index: 3,
+    ///     owner: "userns:4026532281".into(),
+    ///     token: 7,
+    ///     holders: vec![],
+    /// };
+    /// assert!(found.found_live());
+    /// ```
+    pub fn found_live(&self) -> bool {
+        self.owner.starts_with(crate::live::FOUND_LIVE_PREFIX)
+    }
 }
 
 /// The leases as of the last read of the journal.
@@ -200,10 +221,13 @@ impl State {
                         "block {index} is leased twice or lies outside the pool"
                     ));
                 }
-                let next = token
-                    .checked_add(1)
-                    .ok_or_else(|| format!("lease token {token} leaves no token after it"))?;
-                self.next_token = self.next_token.max(next);
+                if *token >= crate::journal::TOKEN_LIMIT {
+                    return Err(format!(
+                        "lease token {token} is not below {}",
+                        crate::journal::TOKEN_LIMIT
+                    ));
+                }
+                self.next_token = self.next_token.max(token + 1);
                 let record = LeaseRecord {
                     index: *index,
                     owner: owner.clone(),
@@ -630,7 +654,10 @@ impl Allocator {
     /// blocks whose holders are all gone are reclaimed first. A host journal skips blocks a
     /// live user namespace maps (see [`Allocator::open_seeded`]).
     pub fn allocate(&self, owner: &str, holder: Holder) -> Result<Lease, AllocError> {
-        if owner.is_empty() || owner.len() > 256 {
+        if owner.is_empty()
+            || owner.len() > 256
+            || owner.starts_with(crate::live::FOUND_LIVE_PREFIX)
+        {
             return Err(AllocError::Owner(owner.to_string()));
         }
         let pool = self.inner.pool;
@@ -1024,6 +1051,13 @@ impl Allocator {
                 recorded: pool(&header),
                 requested: pool(&requested),
             });
+        }
+        if header.next_token >= crate::journal::TOKEN_LIMIT {
+            return Err(corrupt(format!(
+                "next token {} is not below {}",
+                header.next_token,
+                crate::journal::TOKEN_LIMIT
+            )));
         }
         let boot = boot_id().map_err(io_err("reading the boot id for", path))?;
         if header.boot_id != boot {

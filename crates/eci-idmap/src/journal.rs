@@ -26,6 +26,11 @@ pub(crate) struct Header {
     pub next_token: u64,
 }
 
+/// Lease tokens (in lines and as a header's next one) are below this; a journal naming one
+/// that is not is corrupt. Counting one a lease, no journal reaches it, and every token handed
+/// out after the largest read (by a lease or an adoption) still has one after it.
+pub(crate) const TOKEN_LIMIT: u64 = 1 << 62;
+
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]

@@ -15,6 +15,12 @@ use eci_policy::settings::IdPool;
 
 use crate::{Holder, LeaseRecord};
 
+/// How the owner of a lease [`blocks_in_use`] found begins (`userns:INODE`): no container's.
+/// [`crate::Allocator::allocate`] refuses owners that begin so, so that
+/// [`LeaseRecord::found_live`] tells these leases apart: whoever mapped them (another runtime, a
+/// host user's tool) is not known to be a container of this journal's.
+pub const FOUND_LIVE_PREFIX: &str = "userns:";
+
 /// At most this many processes of one user namespace hold its blocks: the longest-running ones
 /// (a container's init first, whose end ends its PID namespace).
 const HOLDERS_PER_NAMESPACE: usize = 4;
@@ -47,7 +53,7 @@ fn blocks_in_use_under(proc: &Path, pool: IdPool) -> io::Result<Vec<LeaseRecord>
         }
         records.extend(blocks.into_iter().map(|index| LeaseRecord {
             index,
-            owner: format!("userns:{ns}"),
+            owner: format!("{FOUND_LIVE_PREFIX}{ns}"),
             token: 0,
             holders: holders.clone(),
         }));

@@ -348,6 +348,36 @@ fn a_release_cut_short_never_frees_a_block_another_holder_keeps() {
 }
 
 #[test]
+fn a_header_whose_next_token_has_none_after_it_is_corruption_not_a_panic() {
+    // The header's next token was taken as read: the next lease got u64::MAX, which its own
+    // line then refused, and `allocate` panicked with that line in the journal.
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
+    drop(alloc);
+    let journal = dir.path().join(journal_name(&boot_id().unwrap()));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
+    assert!(header["nextToken"].is_u64(), "{header}");
+    header["nextToken"] = u64::MAX.into();
+    std::fs::write(&journal, format!("{header}\n{rest}")).unwrap();
+    let err = Allocator::open(dir.path(), pool(2)).unwrap_err();
+    assert!(matches!(err, AllocError::Corrupt { line: 1, .. }), "{err}");
+}
+
+#[test]
+fn lease_owners_that_name_a_user_namespace_are_kept_for_blocks_found_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
+    let me = Holder::current().unwrap();
+    let err = alloc.allocate("userns:4026531837", me).unwrap_err();
+    assert!(matches!(err, AllocError::Owner(_)), "{err}");
+    assert!(alloc.leases().unwrap().is_empty());
+    let _web = alloc.allocate("web", me).unwrap();
+    assert!(!alloc.leases().unwrap()[0].found_live());
+}
+
+#[test]
 fn a_lease_token_with_none_after_it_is_corruption_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::open(dir.path(), pool(2)).unwrap();
