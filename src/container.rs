@@ -241,9 +241,17 @@ impl Resources {
             }
             removed
         });
-        let lease = self.lease.take().map(|l| l.release());
-        cgroup.transpose()?;
-        lease.transpose()?;
+        let lease = self.lease.take();
+        if let Err(err) = cgroup.transpose() {
+            // Processes of the container may be left, with its IDs: the block stays leased
+            // while this runtime lives (and a new lease's scan of live namespaces sees it as
+            // long as they do).
+            if let Some(lease) = lease {
+                lease.keep();
+            }
+            return Err(err);
+        }
+        lease.map(Lease::release).transpose()?;
         Ok(())
     }
 }

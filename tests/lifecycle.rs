@@ -270,6 +270,47 @@ fn a_cgroup_that_holds_processes_in_one_hierarchy_only_is_not_taken() {
     }
 }
 
+#[test]
+fn a_container_whose_cgroup_cannot_be_removed_keeps_its_id_block() {
+    // A process left below the container's cgroup (a host process put in a cgroup made below
+    // its memory cgroup alone, where neither the container's kill nor the cgroup manager's
+    // reach) keeps the cgroup from being removed.
+    // The delete failed, but gave the container's ID block back all the same, for the next
+    // container while processes with its IDs may be left.
+    let memory = std::path::Path::new("/sys/fs/cgroup/memory");
+    if !memory.join("eci").exists() {
+        eprintln!("skipped: no cgroup v1 memory hierarchy");
+        return;
+    }
+    let mut test = create_with("cgroup-busy", &["true"], |_| {});
+    let id = test.container().id().to_string();
+    let path = test.container().cgroup_path().unwrap().to_path_buf();
+    assert_eq!(test.run_to_end().0, 0);
+    let relative = path.strip_prefix("/").unwrap();
+    let mut process = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let below = memory.join(relative).join("left");
+    std::fs::create_dir(&below).unwrap();
+    std::fs::write(below.join("cgroup.procs"), process.id().to_string()).unwrap();
+    let deleted = test.container.take().unwrap().delete();
+    let kept = runtime()
+        .allocator()
+        .leases()
+        .unwrap()
+        .iter()
+        .any(|lease| lease.owner == id);
+    process.kill().unwrap();
+    process.wait().unwrap();
+    let _ = std::fs::remove_dir(&below);
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(relative));
+    }
+    let err = deleted.expect_err("a cgroup with a process in it was removed");
+    assert!(kept, "the ID block went back to the pool: {err}");
+}
+
 /// Tries to create a container running `true` in `runtime` at `cgroups_path`, with the spec
 /// also edited by `edit`; its rootfs is removed again whatever the outcome.
 fn try_create_at(

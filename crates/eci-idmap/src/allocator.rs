@@ -427,6 +427,22 @@ impl Lease {
         allocator.add_hold(self.index, self.token, &self.owner, holder)
     }
 
+    /// Leaves the block leased for as long as any of its holders lives (the process that
+    /// leased it is one, and it gives it back only by [`Lease::release`] or a drop): for a
+    /// container that may have left processes behind with its IDs.
+    ///
+    /// ```no_run
+    /// use eci_idmap::{Allocator, Holder};
+    /// let allocator = Allocator::open("/run/eci/idmap".as_ref(), Default::default())?;
+    /// let lease = allocator.allocate("web", Holder::current()?)?;
+    /// // The container's cgroup could not be removed: some of its processes may be left.
+    /// lease.keep();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keep(mut self) {
+        self.allocator = None;
+    }
+
     /// Returns the block to the pool.
     pub fn release(mut self) -> Result<(), AllocError> {
         let allocator = self
