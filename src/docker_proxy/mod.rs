@@ -597,6 +597,23 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
             }
             Err(err) => return Err(err),
         };
+        // Passed on in origin form, as the engine reads it: everything below then reads the
+        // path and query the engine will. A target the two could read apart goes no further.
+        let mut request = request;
+        match eci_policy::docker_api::origin_form(&request.target).map(str::to_string) {
+            Some(origin) if origin == request.target => {}
+            Some(origin) => {
+                if let Err((status, message)) = retarget(&mut request, origin) {
+                    refuse(&mut client.stream, status, &message)?;
+                    return Ok(());
+                }
+            }
+            None => {
+                let message = "eci: a request target that is no path, or a URL with more than a host and port before its path";
+                refuse(&mut client.stream, 400, message)?;
+                return Ok(());
+            }
+        }
         let api = eci_policy::docker_api::classify_target(&request.method, &request.target);
         // As the client sent it: pinning a name to an ID below keeps the query.
         let query = request
@@ -623,7 +640,6 @@ fn serve(client: UnixStream, slot: &Slot) -> ProxyResult<()> {
         // runs with runc would be host root. The request then names the container by its
         // full ID, which the engine matches first: a name or ID prefix could be made to mean
         // another container (by a rename) between the question and the request.
-        let mut request = request;
         let scope = if let Some(container) =
             eci_policy::docker_api::container_of_target(&request.method, &request.target)
         {

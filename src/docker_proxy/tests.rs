@@ -755,6 +755,43 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
         status(&format!("POST /v1.43/containers/a1a1/kill {close}")),
         "HTTP/1.1 404 Not Found"
     );
+    // An absolute URL whose authority Go's parser ends at a `?`: the query checked was not
+    // the one the container's request went on with (by its full ID, in origin form), so a
+    // `docker top` with ps options that list the host's processes got through.
+    let before = seen.lock().unwrap().len();
+    for target in [
+        "http://d?x/v1.43/containers/web/top?ps_args=-oargs",
+        "http://d#x/v1.43/containers/web/top?ps_args=-oargs",
+        "http://u@d/v1.43/containers/web/top",
+        "http://d",
+        "*",
+    ] {
+        assert_eq!(
+            status(&format!("GET {target} {close}")),
+            "HTTP/1.1 400 Bad Request",
+            "{target}"
+        );
+    }
+    assert_eq!(
+        status(&format!(
+            "GET http://d/v1.43/containers/web/top?ps_args=-oargs {close}"
+        )),
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(
+        status(&format!(
+            "POST http://docker:2375/v1.43/containers/web/kill {close}"
+        )),
+        "HTTP/1.1 200 OK"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut passed = seen.lock().unwrap();
+    assert_eq!(
+        passed[before..],
+        [format!("POST /v1.43/containers/{ECI_ID}/kill")]
+    );
+    passed.truncate(before);
+    drop(passed);
     // `docker cp` has the engine mount the container's binds itself: not with any.
     let copy = |name: &str| {
         status(&format!(

@@ -447,7 +447,7 @@ pub fn classify(method: &str, path: &str, query: &str) -> Option<Api> {
 /// Classifies a request target as it appears in an HTTP request line: a path with an optional
 /// query (`/v1.45/containers/json?all=1`), or an absolute URL (`http://docker/v1.45/info`).
 pub fn classify_target(method: &str, target: &str) -> Option<Api> {
-    let target = strip_authority(target);
+    let target = origin_form(target)?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     classify(method, path, query)
 }
@@ -1060,7 +1060,7 @@ fn query_values(query: &str) -> Result<Vec<(String, String)>, QueryError> {
 
 /// The request target's path, decoded as the engine decodes it, and its query as it came.
 fn decoded_path(target: &str) -> Option<(String, Option<String>)> {
-    let target = strip_authority(target);
+    let target = origin_form(target)?;
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query.to_string())),
         None => (target, None),
@@ -1073,14 +1073,30 @@ fn decoded_path(target: &str) -> Option<(String, Option<String>)> {
     Some((decoded, query))
 }
 
-fn strip_authority(target: &str) -> &str {
-    let Some(rest) = target
+/// A request target in origin form (`/path?query`), as the engine reads it: an origin-form
+/// target itself, or an absolute URL's path and query. `None` for anything else, and for an
+/// absolute URL whose authority is more than a host and port or that has no path: Go's parser
+/// ends the authority at the first `?`, so for `http://d?x/containers/web/top?ps_args=...` the
+/// engine's query is not the one after the first `/`.
+///
+/// ```
+/// use eci_policy::docker_api::origin_form;
+/// assert_eq!(origin_form("/v1.45/info?x=1"), Some("/v1.45/info?x=1"));
+/// assert_eq!(origin_form("http://docker:2375/v1.45/info"), Some("/v1.45/info"));
+/// assert_eq!(origin_form("http://d?x/containers/web/top?ps_args=-e"), None);
+/// assert_eq!(origin_form("http://docker"), None);
+/// assert_eq!(origin_form("*"), None);
+/// ```
+pub fn origin_form(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return Some(target);
+    }
+    let rest = target
         .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    else {
-        return target;
-    };
-    rest.find('/').map_or("/", |slash| &rest[slash..])
+        .or_else(|| target.strip_prefix("https://"))?;
+    let (authority, path) = rest.split_at(rest.find('/')?);
+    let host_and_port = |b: u8| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b);
+    authority.bytes().all(host_and_port).then_some(path)
 }
 
 fn classify_decoded(method: Method, path: &str, query: &str) -> Option<Api> {

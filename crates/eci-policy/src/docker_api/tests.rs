@@ -591,7 +591,27 @@ fn a_label_filter_is_added_to_what_the_query_filters() {
     }
 }
 
+/// A request target's path and query as Go's `url.ParseRequestURI` reads an absolute URL: the
+/// query after the target's first `?`, the path from the first `/` of the authority and path
+/// before it.
+fn go_path_and_query(target: &str) -> (&str, &str) {
+    let rest = target.strip_prefix("http://").unwrap();
+    let (before, query) = rest.split_once('?').unwrap_or((rest, ""));
+    (before.find('/').map_or("", |slash| &before[slash..]), query)
+}
+
 proptest! {
+    #[test]
+    fn an_absolute_url_is_read_in_origin_form_as_the_engine_reads_it_or_not_at_all(
+        authority in "[a-z0-9.:?#@/%\\[\\]-]{0,8}",
+        path in "(/[a-z?#=&/]{0,8}){0,3}",
+    ) {
+        let target = format!("http://{authority}{path}");
+        if let Some(origin) = origin_form(&target) {
+            let ours = origin.split_once('?').unwrap_or((origin, ""));
+            prop_assert_eq!(ours, go_path_and_query(&target), "{}", target);
+        }
+    }
     #[test]
     fn a_filtered_query_always_carries_the_label(query in "[a-z=&%{}\":,\\[\\]0-9]{0,40}") {
         if let Ok(sent) = with_label_filter(&query, "org.eci.runtime=eci") {
