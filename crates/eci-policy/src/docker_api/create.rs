@@ -111,7 +111,7 @@ pub enum CreateRefusal {
     #[error("the container create body's top-level {0} is refused through this socket: give it in HostConfig")]
     TopLevel(&'static str),
     /// A field the engine acts on itself, on the host, outside eci.
-    #[error("HostConfig.{0} is refused through this socket: the engine acts on it itself, on the host (Links copy another container's environment, Devices look host paths up as root beyond the safe set, a CgroupParent places the container outside the cgroup the administrator gave the engine)")]
+    #[error("HostConfig.{0} is refused through this socket: the engine acts on it itself, on the host (Links copy another container's environment, Devices and the Blkio device limits look host paths up as root, a CgroupParent places the container outside the cgroup the administrator gave the engine)")]
     EngineSide(&'static str),
     /// A network create asks for what the engine would set up on the host beyond a plain
     /// bridge with addresses of its own pools.
@@ -213,6 +213,11 @@ pub fn vet_create_body(body: &[u8], runtime: &str) -> Result<Vec<u8>, CreateRefu
             "VolumesFrom",
             "Links",
             "Devices",
+            "BlkioWeightDevice",
+            "BlkioDeviceReadBps",
+            "BlkioDeviceWriteBps",
+            "BlkioDeviceReadIOps",
+            "BlkioDeviceWriteIOps",
             "CgroupParent",
             "VolumeDriver",
             "NetworkMode",
@@ -336,6 +341,10 @@ fn check_log_options(driver: &str, options: &Map<String, Value>) -> Result<(), C
 /// - `Devices`: the engine looks each `PathOnHost` up as root (following links, walking a
 ///   directory), which tells what exists on the host; only the devices eci's runtime allows
 ///   may be named ([`crate::harden::SAFE_DEVICES`]);
+/// - the block I/O limits per device (`BlkioWeightDevice`, `BlkioDevice{Read,Write}{Bps,IOps}`):
+///   the engine looks each `Path` up on the host as root when the container starts, and its
+///   error tells whether a host path exists; no block device is in the safe set, so none may
+///   be named;
 /// - `CgroupParent`: it would put the container's cgroup outside the one the administrator gave
 ///   the engine (`--cgroup-parent`) and its limits, at the cgroup root say, or (with `..`)
 ///   have the engine make and write cgroup files outside the tree.
@@ -366,12 +375,28 @@ fn check_engine_side_fields(host_config: &Map<String, Value>) -> Result<(), Crea
         }
         Some(_) => return Err(CreateRefusal::Malformed("HostConfig.Devices")),
     }
+    for field in BLKIO_DEVICE_FIELDS {
+        match host_config.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(devices)) if devices.is_empty() => {}
+            Some(_) => return Err(CreateRefusal::EngineSide(field)),
+        }
+    }
     match host_config.get("CgroupParent") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(parent)) if parent.is_empty() => Ok(()),
         Some(_) => Err(CreateRefusal::EngineSide("CgroupParent")),
     }
 }
+
+/// The block I/O limits that name a device by its host path.
+const BLKIO_DEVICE_FIELDS: [&str; 5] = [
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+];
 
 /// `HostConfig.Mounts[].BindOptions`: `CreateMountpoint` would have the engine make a missing
 /// source on the host, as root, every time the container starts.
@@ -968,6 +993,23 @@ mod tests {
             (r#"{"CgroupParent":"/../../x"}"#, "CgroupParent"),
             (r#"{"CgroupParent":"/"}"#, "CgroupParent"),
             (r#"{"CgroupParent":"/ci"}"#, "CgroupParent"),
+            (
+                r#"{"BlkioDeviceReadBps":[{"Path":"/root/.ssh/id_rsa","Rate":1}]}"#,
+                "BlkioDeviceReadBps",
+            ),
+            (
+                r#"{"BlkioWeightDevice":[{"Path":"/dev/sda","Weight":10}]}"#,
+                "BlkioWeightDevice",
+            ),
+            (r#"{"BlkioDeviceWriteBps":{}}"#, "BlkioDeviceWriteBps"),
+            (
+                r#"{"BlkioDeviceReadIOps":[{"Path":"/etc/shadow","Rate":1}]}"#,
+                "BlkioDeviceReadIOps",
+            ),
+            (
+                r#"{"BlkioDeviceWriteIOps":[{"Path":"/x","Rate":1}]}"#,
+                "BlkioDeviceWriteIOps",
+            ),
         ] {
             let body = format!(r#"{{"HostConfig":{host_config}}}"#);
             assert_eq!(
@@ -981,7 +1023,13 @@ mod tests {
             vet_create_body(legacy, "eci"),
             Err(CreateRefusal::TopLevel("VolumeDriver"))
         );
-        let fine = br#"{"HostConfig":{"Links":[],"CgroupParent":"",
+        let spelt = br#"{"HostConfig":{"blkiodevicereadbps":[{"Path":"/x","Rate":1}]}}"#;
+        assert!(matches!(
+            vet_create_body(spelt, "eci"),
+            Err(CreateRefusal::Spelling(..))
+        ));
+        let fine = br#"{"HostConfig":{"Links":[],"CgroupParent":"","BlkioWeightDevice":[],
+            "BlkioDeviceReadBps":null,
             "Devices":[{"PathOnHost":"/dev/fuse","PathInContainer":"/dev/fuse"}]}}"#;
         assert!(vet_create_body(fine, "eci").is_ok());
     }
