@@ -993,6 +993,7 @@ fn plugins_swarm_and_builds_with_another_default_runtime_are_refused() {
         "DELETE /v1.43/nodes/n1",
         "POST /v1.43/swarm/leave",
         "GET /v1.43/configs/c1",
+        "GET /v1.43/configs",
         "DELETE /v1.43/secrets/s1",
     ] {
         assert_eq!(

@@ -769,6 +769,7 @@ fn filter_values_as_set(values: &serde_json::Value) -> Option<serde_json::Value>
 /// assert!(query_refusal(Api::ServiceList, "").is_some());
 /// assert!(query_refusal(Api::ServiceDelete, "").is_some());
 /// assert!(query_refusal(Api::PluginDisable, "force=1").is_some());
+/// assert!(query_refusal(Api::ConfigList, "").is_some());
 /// ```
 pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
     match api {
@@ -807,9 +808,9 @@ pub fn query_refusal(api: Api, query: &str) -> Option<&'static str> {
         Api::ServiceDelete | Api::NodeDelete | Api::SwarmLeave => Some(
             "a swarm's services and nodes run outside this socket's runtime; they are not its to remove",
         ),
-        // A config's data is a service's (inspect returns it), and neither a config nor a
-        // secret is this socket's to remove from the services that use it.
-        Api::ConfigInspect | Api::ConfigDelete | Api::SecretDelete => Some(
+        // A config's data is a service's (inspect and the list return it), and neither a
+        // config nor a secret is this socket's to remove from the services that use it.
+        Api::ConfigList | Api::ConfigInspect | Api::ConfigDelete | Api::SecretDelete => Some(
             "a swarm's configs and secrets belong to services outside this socket's runtime",
         ),
         // The engine's plugins are its administrator's: disabling or removing one (an
