@@ -64,8 +64,10 @@ const MOST_CREATE_BODY: u64 = 1 << 20;
 pub enum CreateRuntime {
     /// This one, by the engine's name for it.
     Named(String),
-    /// The one the engine's container with this ID runs with (the container the socket is
-    /// given to), asked of the engine at the first create.
+    /// The one the engine's container with this full ID runs with (the container the socket
+    /// is given to), asked of the engine at the first create. The engine must answer for that
+    /// very ID: it also takes names and ID prefixes, so an ID that is neither its container's
+    /// full ID could find another container (a host tool's, run with runc).
     OfContainer(String),
 }
 
@@ -153,10 +155,16 @@ impl Shared {
         let name = match &self.create_runtime {
             CreateRuntime::Named(name) => name.clone(),
             CreateRuntime::OfContainer(id) => {
-                engine::container_facts(&self.upstream, id)
+                let facts = engine::container_facts(&self.upstream, id)
                     .map_err(|err| format!("eci: which runtime this container runs with: {err}"))?
-                    .ok_or_else(|| format!("eci: the engine does not know container {id}"))?
-                    .runtime
+                    .ok_or_else(|| format!("eci: the engine does not know container {id}"))?;
+                if facts.id != *id {
+                    return Err(format!(
+                        "eci: this container ({id}) is not the engine's container of that full ID: the engine found {}",
+                        facts.id
+                    ));
+                }
+                facts.runtime
             }
         };
         Ok(known.insert(name).clone())

@@ -958,6 +958,44 @@ fn a_request_on_a_container_reaches_only_the_holders_runtime_by_full_id() {
 }
 
 #[test]
+fn the_holders_runtime_is_that_of_the_engines_container_of_its_full_id() {
+    // A holder named by something other than its engine container's full ID (a library user's
+    // own name for it): the engine resolves a name too, and a container of that name run with
+    // runc made every create through the socket run with runc.
+    const ECI_ID: &str = "e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2";
+    const RUNC_ID: &str = "a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2";
+    static CONTAINERS: [(&str, &str, &str); 2] =
+        [("web", ECI_ID, "eci"), ("web-1", RUNC_ID, "runc")];
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = dir.path().join("engine.sock");
+    let seen = engine_with(&upstream, &CONTAINERS, "runc");
+    let create = "POST /v1.43/containers/create HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\
+                  Content-Length: 2\r\n\r\n{}";
+    for (holder, expected) in [
+        ("web-1", "HTTP/1.1 403 Forbidden"),
+        (&RUNC_ID[..12], "HTTP/1.1 403 Forbidden"),
+        (ECI_ID, "HTTP/1.1 200 OK"),
+    ] {
+        let shared = Arc::new(Shared::new(
+            &upstream,
+            CommandList::default(),
+            CreateRuntime::OfContainer(holder.to_string()),
+        ));
+        let back = exchange(&shared, create.as_bytes());
+        let status = String::from_utf8_lossy(&back)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(status, expected, "{holder}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains(r#""Runtime":"eci""#), "{seen:?}");
+}
+
+#[test]
 fn plugins_swarm_and_builds_with_another_default_runtime_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let close = "HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n";
