@@ -223,17 +223,13 @@ impl Runtime {
                 continue;
             }
             // The vetted process may be gone and its children, which run its filter, not: the
-            // orphan serves them. Gone with no orphan, its filter is gone too.
-            let alive = record.process.is_alive();
-            let orphan = match alive {
-                true => wait_for_orphan(record.userns, record.listener_fd),
-                false => find_orphan(record.userns, record.listener_fd),
-            };
-            match orphan {
+            // orphan serves them. Gone with no orphan, its filter may be gone too, or its
+            // runtime may live on (or its helper not have seen it end yet): the record is left
+            // alone either way, for that runtime or a later take-over (the init's end, or
+            // `remove_orphan`, clears it).
+            match wait_for_orphan(record.userns, record.listener_fd) {
                 Some(orphan) => found.push((path, record, orphan)),
-                None if !alive => {
-                    let _ = std::fs::remove_file(&path);
-                }
+                None if !record.process.is_alive() => {}
                 None => failures.push((record.process.pid, no_orphan(record.process.pid))),
             }
         }

@@ -576,9 +576,26 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     let (mut runner, mut stdout) =
         run_until_ready(eci_run(state.path()), &id, script, stdin.into());
     let userns = next_lines(&mut stdout, 1).remove(0);
+    // The record of an exec'd process that has ended while its runtime lives (children it
+    // left may run its filter, and the runtime keeps the record for them): a take-over tried
+    // meanwhile removed it, so once the runtime died those children could not be vetted again.
+    let records = state.path().join("vetting").join(&id);
+    let real = std::fs::read_dir(&records)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(real.path()).unwrap()).unwrap();
+    let me = eci::eci_idmap::Holder::current().unwrap();
+    record["process"] = serde_json::json!({"pid": me.pid, "startTime": me.start_time + 1});
+    record["listener_fd"] = 1000.into();
+    let ended = records.join("ended.json");
+    std::fs::write(&ended, serde_json::to_vec(&record).unwrap()).unwrap();
     let runtime = runtime_on(state.path());
     let err = runtime.take_over(&id).unwrap_err().to_string();
     assert!(err.contains("no orphaned mount helper"), "{err}");
+    assert!(ended.exists(), "a take-over refused changed nothing");
     runner.kill().unwrap();
     runner.wait().unwrap();
     // The helper vets until it sees its runtime gone, which takes it a moment.
