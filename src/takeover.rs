@@ -477,4 +477,19 @@ mod tests {
         assert_eq!(masks.proc_readonly, proc);
         assert_eq!(masks.sys_masked, [c"devices/system/cpu/online".to_owned()]);
     }
+
+    #[test]
+    fn a_record_from_before_the_refusals_were_known_refuses_fresh_filesystems() {
+        // Records written before a fresh procfs or sysfs could be refused for what the spec
+        // mounted under /proc or /sys do not say: read as "not refused", a new runtime let a
+        // fresh procfs show what such a mount hid.
+        let mut json = serde_json::to_value(Masks::default()).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        assert!(fields.remove("proc_refused").is_some() && fields.remove("sys_refused").is_some());
+        let masks: Masks = serde_json::from_value(json).unwrap();
+        assert!(masks.proc_refused && masks.sys_refused);
+        let known: Masks =
+            serde_json::from_value(serde_json::to_value(Masks::default()).unwrap()).unwrap();
+        assert!(!known.proc_refused && !known.sys_refused);
+    }
 }

@@ -126,17 +126,23 @@ pub struct Masks {
     /// The container's own /proc hides what a fresh procfs would show and the host half
     /// cannot hide again: /proc masked whole, or a mount of the spec's under it (a bind over
     /// a file, a tmpfs over a directory). A fresh procfs is refused (EPERM), as the kernel
-    /// refuses a mount in a user namespace more revealing than the one visible.
-    #[serde(default)]
+    /// refuses a mount in a user namespace more revealing than the one visible. A record
+    /// written before this was known says refused: what the spec mounted under /proc is not in
+    /// it, and a fresh procfs could show what one of those mounts hid.
+    #[serde(default = "refused_unless_known")]
     pub proc_refused: bool,
     /// The same for /sys. Mounts at and below the kernel's permanently empty directories,
     /// made for other filesystems (`/sys/fs/cgroup`, `/sys/fs/bpf`, `/sys/kernel/debug`...;
     /// `/proc/sys/fs/binfmt_misc`), hide nothing and count for neither.
-    #[serde(default)]
+    #[serde(default = "refused_unless_known")]
     pub sys_refused: bool,
 }
 
 fn read_only_unless_known() -> bool {
+    true
+}
+
+fn refused_unless_known() -> bool {
     true
 }
 
