@@ -2212,13 +2212,16 @@ pub fn find_orphan(userns: u64, listener_fd: RawFd) -> Option<PidFd> {
     pids.flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         .find_map(|pid| {
+            // Opened first: every read below, the name among them, is then of this process if
+            // it is alive after them (the name is all that tells an orphan from a live
+            // runtime's helper).
+            let process = PidFd::open(pid).ok()?;
             let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
             // A held one too: a runtime that died while taking over may have left it so.
             let name = comm.strip_suffix(b"\n");
             if name != Some(ORPHAN_NAME.to_bytes()) && name != Some(HELD_ORPHAN_NAME.to_bytes()) {
                 return None;
             }
-            let process = PidFd::open(pid).ok()?;
             let fd = std::fs::read_link(format!("/proc/{pid}/fd/{listener_fd}")).ok()?;
             let matches = fd.as_os_str() == "anon_inode:seccomp notify"
                 && ino(format!("/proc/{pid}/ns/user")) == Some(userns)
