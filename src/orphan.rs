@@ -49,15 +49,11 @@ pub fn remove_orphan(
     let killed = kill_what_is_left(id, cgroup_path, identity)?;
     crate::virt::sweep_dead(&state_dir.join("virtual"));
     // The orphaned mount helpers exit once the container's processes are gone; what a new
-    // runtime would have taken over from them goes too. When the cgroup at the path was
-    // another's, nothing was killed: only the records of ended processes go.
+    // runtime would have taken over from them goes too: the records whose container's init
+    // has ended (killed just now, it may still be a zombie). Those of a live init stay: a
+    // container of the same name made since, under another cgroup, may run.
     if crate::valid_container_id(id) {
-        match &killed {
-            Some(_) => {
-                let _ = std::fs::remove_dir_all(crate::takeover::records_dir(state_dir, id));
-            }
-            None => crate::takeover::remove_stale_records(state_dir, id),
-        }
+        crate::takeover::remove_stale_records(state_dir, id);
     }
     let killed = killed.unwrap_or_default();
     tracing::info!(

@@ -87,10 +87,10 @@ impl Drop for RecordFile {
     }
 }
 
-/// Removes the vetting records of `container` whose process has ended, and the halves of records
-/// a runtime that died was writing; the directory too once nothing is left. A record of a live
-/// process (a zombie counts as one) stays: a container of the same name, under another cgroup,
-/// may still run.
+/// Removes the vetting records of `container` whose container's init has ended (a zombie, not
+/// yet reaped, has), and the halves of records a runtime that died was writing; the directory
+/// too once nothing is left. A record of a live init stays: a container of the same name made
+/// since, under another cgroup, may run.
 pub(crate) fn remove_stale_records(state_dir: &Path, container: &str) {
     let dir = records_dir(state_dir, container);
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -102,7 +102,7 @@ pub(crate) fn remove_stale_records(state_dir: &Path, container: &str) {
             || path.extension().is_some_and(|ext| ext == "json")
                 // Kept while the container lives: an exec'd process's children run its filter
                 // after it is gone.
-                && read_record(&path).map_or(true, |record| !record.init.is_alive());
+                && read_record(&path).map_or(true, |record| record.init.has_exited());
         if stale {
             let _ = std::fs::remove_file(&path);
         }

@@ -680,7 +680,9 @@ fn runtime_on(state: &Path) -> eci::Runtime {
 fn a_process_whose_orphan_is_gone_does_not_block_the_take_over() {
     use std::io::Write;
     let state = tempfile::tempdir().unwrap();
-    let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs";
+    // The init lives on after its call, until the container is removed at the end.
+    let script = "mkdir /tmp/x; echo ready; read go; eci-probe mount tmpfs /tmp/x tmpfs; \
+                  exec sleep 1000";
     let id = format!("eci-takeover-partial-{}", std::process::id());
     let (mut go, lines, _orphan) = orphaned(state.path(), &id, script);
     // A second record, as an exec'd process's would be, whose listener no helper holds.
@@ -741,8 +743,22 @@ fn a_process_whose_orphan_is_gone_does_not_block_the_take_over() {
         ["1.json", "ended.json", "live.json"],
         "the init's and ours stay, and so does the ended one's"
     );
+    // A container of the same name made since, under another cgroup (its init is this live
+    // process): removing the orphan took its record along with the orphan's.
+    record["init"] = serde_json::json!({"pid": me.pid, "startTime": me.start_time});
+    std::fs::write(
+        records.join("same-name.json"),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
     cleanup_after_crash(state.path(), &id);
-    assert!(!records.exists(), "records left behind");
+    let left: Vec<_> = std::fs::read_dir(&records)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["same-name.json"], "only the orphan's records go");
+    std::fs::remove_dir_all(&records).unwrap();
 }
 
 /// A take-over leaves no gap: a container mounting in a loop meanwhile gets ENOSYS from the

@@ -37,6 +37,24 @@ impl Holder {
     pub fn is_alive(&self) -> bool {
         alive_by(start_time(self.pid), self.start_time)
     }
+
+    /// True once the process has ended: gone, its pid taken by another process since, or a
+    /// zombie (ended and not yet reaped, which [`Holder::is_alive`] still counts as alive). A
+    /// read that fails otherwise counts as not ended.
+    ///
+    /// ```
+    /// let me = eci_idmap::Holder::current()?;
+    /// assert!(!me.has_exited());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn has_exited(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => {
+                parse_start_time(&stat) != Some(self.start_time) || parse_state(&stat) == Some('Z')
+            }
+            Err(err) => !alive_by(Err(err), self.start_time),
+        }
+    }
 }
 
 /// Whether a holder that started at `expected` lives, given what reading its start time gave.
@@ -61,6 +79,15 @@ pub fn start_time(pid: i32) -> io::Result<u64> {
     })
 }
 
+/// Field 3 of /proc/PID/stat: the process's state (`Z` for a zombie).
+fn parse_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
 fn parse_start_time(stat: &str) -> Option<u64> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     // Fields after the command start at field 3 (state); start time is field 22.
@@ -82,7 +109,24 @@ mod tests {
     fn parses_start_time_past_awkward_command_names() {
         let stat = "42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_state(stat), Some('S'));
         assert_eq!(parse_start_time("garbage"), None);
+        assert_eq!(parse_state("garbage"), None);
+    }
+
+    #[test]
+    fn a_zombie_has_exited_though_it_counts_as_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let holder = Holder::of(child.id() as i32).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !holder.has_exited() {
+            assert!(std::time::Instant::now() < deadline, "true never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(holder.is_alive(), "a zombie keeps its lease");
+        child.wait().unwrap();
+        assert!(holder.has_exited() && !holder.is_alive());
+        assert!(!Holder::current().unwrap().has_exited());
     }
 
     #[test]
