@@ -218,7 +218,7 @@ impl Runtime {
         let mut failures = Vec::new();
         for path in record_paths(&dir)? {
             let record = read_record(&path)?;
-            if !record.init.is_alive() {
+            if record.init.has_exited() {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
