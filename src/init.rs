@@ -492,6 +492,7 @@ impl InitPlan {
         }
         // SAFETY: cwd is NUL-terminated.
         check_int(unsafe { libc::chdir(self.cwd.as_ptr()) }).map_err(at(step::CWD))?;
+        inside_root().map_err(at(step::CWD))?;
         // With no_new_privs, as late as may be: only the exec follows.
         if self.no_new_privs {
             self.profile.install().map_err(at(step::PROFILE))?;
@@ -774,6 +775,21 @@ fn write_file(path: &CStr, value: &[u8]) -> SysResult<()> {
     let written = write_to(fd, value);
     sys::close(fd);
     written
+}
+
+/// Fails (ENOENT, as runc answers) when the working directory is not under the root: the
+/// kernel's getcwd(2) then begins the path with "(unreachable)". The process never runs in a
+/// directory outside its root, however its `cwd` got there (a magic link of /proc).
+/// Allocation-free, for use after fork.
+fn inside_root() -> SysResult<()> {
+    let mut path = [0u8; libc::PATH_MAX as usize];
+    // SAFETY: getcwd writes at most `path.len()` bytes into the buffer.
+    let length = unsafe { libc::syscall(libc::SYS_getcwd, path.as_mut_ptr(), path.len()) };
+    check(length)?;
+    match path[0] {
+        b'/' => Ok(()),
+        _ => Err(Errno(libc::ENOENT)),
+    }
 }
 
 /// [`write_file`] to a file of the procfs mounted at /proc: the container's mounts could put

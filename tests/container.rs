@@ -1019,6 +1019,35 @@ fn a_bind_of_the_rootfs_or_of_what_holds_it_is_refused() {
 }
 
 #[test]
+fn the_init_never_starts_in_the_runtimes_working_directory() {
+    // runc's CVE-2024-21626, another way in: the init kept the runtime's working directory, a
+    // host directory (pivot_root moves only one that is the old root), until it changed to
+    // the spec's cwd by path; a cwd of /proc/self/cwd named that very directory, so the
+    // process started on the host's file system (here the package's, with Cargo.toml).
+    use std::os::unix::fs::PermissionsExt;
+    let here = std::env::current_dir().unwrap();
+    let mode = std::fs::metadata(&here).unwrap().permissions().mode();
+    assert!(
+        here.join("Cargo.toml").exists() && mode & 0o005 == 0o005,
+        "the test runs in a directory anyone may search: {}",
+        here.display()
+    );
+    let (code, out) = create_with("cwd-magic", &["sh", "-c", "ls; pwd"], |spec| {
+        let mut process = spec.process().clone().unwrap();
+        process.set_cwd("/proc/self/cwd".into());
+        spec.set_process(Some(process));
+    })
+    .run_to_end();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("Cargo.toml"),
+        "started in the host's {}: {out}",
+        here.display()
+    );
+    assert!(out.ends_with("\n/\n"), "started in its root: {out}");
+}
+
+#[test]
 fn a_file_mask_is_the_null_device_whatever_the_containers_dev_holds() {
     // A /dev bound from a host directory may hold a `null` leading to the very file to hide:
     // the mask would bind that file over itself, and every file mask would show its contents.

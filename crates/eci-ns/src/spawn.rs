@@ -486,6 +486,14 @@ fn setup_process(
     if sys::close_fds_except(&kept).is_err() {
         fail(Stage::SetupNamespace, 2);
     }
+    // Nor the runtime's working directory, a host directory the init would otherwise keep:
+    // pivot_root carries along only a working directory that is the old root, and a process
+    // whose `cwd` is a magic link to its own (`/proc/self/cwd`) would start there, with the
+    // host's file system above it (runc's CVE-2024-21626 reached it through a leaked fd).
+    // SAFETY: a NUL-terminated path.
+    if unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        fail(Stage::SetupNamespace, 3);
+    }
     if sys::unshare(libc::CLONE_NEWNS).is_err() {
         fail(Stage::SetupNamespace, 0);
     }
