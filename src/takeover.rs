@@ -18,7 +18,9 @@ use eci_idmap::Holder;
 use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
 use eci_seccomp::fresh::Masks;
-use eci_seccomp::mount::{find_orphan, release_orphan, stop_orphan, HelperConfig, MountVetter};
+use eci_seccomp::mount::{
+    find_orphan, orphans_sharing, release_orphan, stop_orphan, HelperConfig, MountVetter,
+};
 use eci_seccomp::supervisor::Handler;
 use serde::{Deserialize, Serialize};
 
@@ -397,6 +399,9 @@ fn take_over_one(
     // From here until it is stopped or let go, the orphan is held: it answers nothing.
     let (vetter, listener) =
         MountVetter::take_over(&init, orphan, record.listener_fd, config.clone())?;
+    // Any other orphan on the same listener (a runtime that died taking over left it) goes
+    // with this one: left, it would answer calls with ENOSYS beside ours.
+    let others = orphans_sharing(&listener, record.userns, orphan);
     let registered = register(shared, listener, &vetter, &init).and_then(|registration| {
         let record = Record::of(record.process, record.init, &vetter, &config)?;
         Ok((registration, write_record(dir, &record)?))
@@ -419,6 +424,14 @@ fn take_over_one(
         let _ = std::fs::remove_file(read_from);
     }
     stop_orphan(orphan);
+    for other in &others {
+        tracing::warn!(
+            pid,
+            orphan = other.pid(),
+            "a second orphan on the listener: stopped"
+        );
+        stop_orphan(other);
+    }
     tracing::info!(pid, helper = vetter.helper_pid(), "took over mount vetting");
     Ok((pid, Vetting::new(registration, vetter, file)))
 }

@@ -541,6 +541,15 @@ pub fn pidfd_getfd(pidfd: RawFd, fd: RawFd) -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(copy as RawFd) })
 }
 
+/// kcmp(2) with KCMP_FILE: whether descriptor `fd1` of process `pid1` and `fd2` of `pid2` are
+/// the same open file. False when that cannot be told (a process gone, no such descriptor).
+pub fn same_file(pid1: i32, fd1: RawFd, pid2: i32, fd2: RawFd) -> bool {
+    const KCMP_FILE: libc::c_long = 0;
+    // SAFETY: kcmp takes plain integers.
+    let order = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILE, fd1, fd2) };
+    order == 0
+}
+
 /// pidfd_send_signal(2).
 pub fn pidfd_send_signal(pidfd: RawFd, signal: i32) -> SysResult<()> {
     // SAFETY: a NULL siginfo is allowed; the rest are integers.
@@ -831,4 +840,23 @@ fn move_tree(tree: RawFd, dir: RawFd, path: &CStr, follow: u32) -> SysResult<()>
         )
     })
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_file_tells_a_copied_descriptor_from_another_open_file() {
+        let me = std::process::id() as i32;
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        let copy = file.try_clone().unwrap();
+        let other = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(same_file(me, file.as_raw_fd(), me, copy.as_raw_fd()));
+        assert!(!same_file(me, file.as_raw_fd(), me, other.as_raw_fd()));
+        assert!(
+            !same_file(me, file.as_raw_fd(), me, 9999),
+            "no such descriptor"
+        );
+    }
 }

@@ -2205,30 +2205,72 @@ fn is_seccomp_listener(fd: RawFd) -> bool {
 /// and in our own PID namespace (so no process of the container's can pose as one: none is in
 /// ours, and none can hold a listener).
 pub fn find_orphan(userns: u64, listener_fd: RawFd) -> Option<PidFd> {
+    orphans_in(userns)?.find_map(|(pid, process)| {
+        let fd = std::fs::read_link(format!("/proc/{pid}/fd/{listener_fd}")).ok()?;
+        // Alive after the read: it was of this process.
+        (fd.as_os_str() == "anon_inode:seccomp notify" && process.is_alive()).then_some(process)
+    })
+}
+
+/// The orphaned mount helpers in user namespace `userns` (as [`find_orphan`] finds them) other
+/// than `except` that hold `listener` itself, the same open listener, at any number. A runtime
+/// that dies while it takes over leaves two: the orphan it held (whose hold runs out) and its
+/// own new helper, orphaned in turn. A take-over that stops only the one it found leaves the
+/// other answering the container's calls with ENOSYS beside the new helper, for good.
+pub fn orphans_sharing(listener: &impl AsRawFd, userns: u64, except: &PidFd) -> Vec<PidFd> {
+    let Some(orphans) = orphans_in(userns) else {
+        return Vec::new();
+    };
+    let me = std::process::id() as libc::pid_t;
+    orphans
+        .filter(|(pid, _)| *pid != except.pid())
+        .filter(|(pid, process)| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            let shares = fds.flatten().any(|entry| {
+                let is_listener = std::fs::read_link(entry.path())
+                    .is_ok_and(|link| link.as_os_str() == "anon_inode:seccomp notify");
+                let fd = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<RawFd>().ok());
+                is_listener
+                    && fd.is_some_and(|fd| sys::same_file(me, listener.as_raw_fd(), *pid, fd))
+            });
+            // Alive after the reads: they were of this process.
+            shares && process.is_alive()
+        })
+        .map(|(_, process)| process)
+        .collect()
+}
+
+/// Each process named as an orphan (held or not) in user namespace `userns` and in our PID
+/// namespace, with a pidfd opened before anything of it was read: whatever a caller reads of
+/// it after is of that process if it is alive after the reads. `None` if /proc cannot be read.
+fn orphans_in(userns: u64) -> Option<impl Iterator<Item = (i32, PidFd)>> {
     use std::os::unix::fs::MetadataExt;
     let ino = |path: String| std::fs::metadata(path).map(|m| m.ino()).ok();
     let own_pidns = ino("/proc/self/ns/pid".into())?;
     let pids = std::fs::read_dir("/proc").ok()?;
-    pids.flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .find_map(|pid| {
-            // Opened first: every read below, the name among them, is then of this process if
-            // it is alive after them (the name is all that tells an orphan from a live
-            // runtime's helper).
-            let process = PidFd::open(pid).ok()?;
-            let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
-            // A held one too: a runtime that died while taking over may have left it so.
-            let name = comm.strip_suffix(b"\n");
-            if name != Some(ORPHAN_NAME.to_bytes()) && name != Some(HELD_ORPHAN_NAME.to_bytes()) {
-                return None;
-            }
-            let fd = std::fs::read_link(format!("/proc/{pid}/fd/{listener_fd}")).ok()?;
-            let matches = fd.as_os_str() == "anon_inode:seccomp notify"
-                && ino(format!("/proc/{pid}/ns/user")) == Some(userns)
-                && ino(format!("/proc/{pid}/ns/pid")) == Some(own_pidns);
-            // Alive after the reads: they were of this process.
-            (matches && process.is_alive()).then_some(process)
-        })
+    Some(
+        pids.flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(move |pid| {
+                // Opened first (the name is all that tells an orphan from a live runtime's
+                // helper, so it must be this process's too).
+                let process = PidFd::open(pid).ok()?;
+                let comm = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+                // A held one too: a runtime that died while taking over may have left it so.
+                let name = comm.strip_suffix(b"\n");
+                let named = name == Some(ORPHAN_NAME.to_bytes())
+                    || name == Some(HELD_ORPHAN_NAME.to_bytes());
+                let placed = named
+                    && ino(format!("/proc/{pid}/ns/user")) == Some(userns)
+                    && ino(format!("/proc/{pid}/ns/pid")) == Some(own_pidns);
+                placed.then_some((pid, process))
+            }),
+    )
 }
 
 /// Forks a mount helper that joins `init`'s user namespace as its root and serves the listener
