@@ -53,6 +53,7 @@ pub(crate) mod step {
     pub const APPARMOR: u32 = 32;
     pub const UNDUMPABLE: u32 = 33;
     pub const PERSONALITY: u32 = 34;
+    pub const CWD_INSIDE_ROOT: u32 = 35;
 }
 
 /// The spec's sysctls, written by the mounter: it is in the container's network and IPC
@@ -492,7 +493,7 @@ impl InitPlan {
         }
         // SAFETY: cwd is NUL-terminated.
         check_int(unsafe { libc::chdir(self.cwd.as_ptr()) }).map_err(at(step::CWD))?;
-        inside_root().map_err(at(step::CWD))?;
+        inside_root().map_err(at(step::CWD_INSIDE_ROOT))?;
         // With no_new_privs, as late as may be: only the exec follows.
         if self.no_new_privs {
             self.profile.install().map_err(at(step::PROFILE))?;
@@ -638,6 +639,11 @@ impl InitPlan {
                 "changing to the working directory {}",
                 self.cwd.to_string_lossy()
             ),
+            step::CWD_INSIDE_ROOT => format!(
+                "checking that the working directory {} is inside the container's root (it is \
+                 not, or its directory was removed: refused, as a way out of the container)",
+                self.cwd.to_string_lossy()
+            ),
             step::CLOSE_FDS => "closing the runtime's descriptors".into(),
             step::EXEC => format!("executing '{program}' in the container"),
             step::PROFILE => "installing the spec's seccomp profile".into(),
@@ -777,8 +783,9 @@ fn write_file(path: &CStr, value: &[u8]) -> SysResult<()> {
     written
 }
 
-/// Fails (ENOENT, as runc answers) when the working directory is not under the root: the
-/// kernel's getcwd(2) then begins the path with "(unreachable)". The process never runs in a
+/// Fails (ENOENT) when the working directory is not under the root: the kernel's getcwd(2)
+/// then begins the path with "(unreachable)", or fails with ENOENT if the directory has been
+/// removed (where it is cannot be told; runc refuses both too). The process never runs in a
 /// directory outside its root, however its `cwd` got there (a magic link of /proc).
 /// Allocation-free, for use after fork.
 fn inside_root() -> SysResult<()> {

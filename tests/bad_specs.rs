@@ -13,6 +13,16 @@ use eci::oci_spec::runtime::{
 use eci::{ContainerConfig, Error, HostRootfs};
 
 fn attempt(name: &str, edit: impl FnOnce(&mut Spec)) -> (String, Result<eci::Container, Error>) {
+    let (id, result, rootfs) = attempt_keeping(name, edit);
+    rootfs.remove().unwrap();
+    (id, result)
+}
+
+/// [`attempt`], with the rootfs kept (for the caller to remove).
+fn attempt_keeping(
+    name: &str,
+    edit: impl FnOnce(&mut Spec),
+) -> (String, Result<eci::Container, Error>, HostRootfs) {
     let id = format!("bad-{}-{name}", std::process::id());
     let rootfs = HostRootfs::create(&Path::new(STATE_DIR).join("rootfs").join(&id)).unwrap();
     let mut spec = rootfs.spec(vec!["true".into()]);
@@ -21,8 +31,7 @@ fn attempt(name: &str, edit: impl FnOnce(&mut Spec)) -> (String, Result<eci::Con
     spec.set_mounts(Some(mounts));
     edit(&mut spec);
     let result = runtime().create(ContainerConfig::new(id.clone(), spec));
-    rootfs.remove().unwrap();
-    (id, result)
+    (id, result, rootfs)
 }
 
 fn expect_error(
@@ -330,7 +339,7 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
         |e| matches!(e, Error::Setup { .. }) && e.to_string().contains("mounting tmpfs at /data"),
     ));
     // Created, but the program does not exist: start fails, delete cleans up.
-    let (id, created) = attempt("no-such-program", |spec| {
+    let (id, created, rootfs) = attempt_keeping("no-such-program", |spec| {
         spec.process_mut()
             .as_mut()
             .unwrap()
@@ -340,6 +349,18 @@ fn bad_specs_are_refused_with_clear_errors_and_leave_nothing_behind() {
     let err = container.start().unwrap_err();
     assert!(
         err.to_string().contains("executing '/no/such/program'"),
+        "{err}"
+    );
+    container.delete().unwrap();
+    rootfs.remove().unwrap();
+    ids.push(id);
+    // Created, then its rootfs directory removed: the root is an unlinked directory, of which
+    // getcwd(2) cannot say where it is, so start refuses to run there (as runc does).
+    let (id, created) = attempt("rootfs-removed", |_| {});
+    let mut container = created.expect("creating succeeds");
+    let err = container.start().unwrap_err();
+    assert!(
+        err.to_string().contains("is inside the container's root"),
         "{err}"
     );
     container.delete().unwrap();
