@@ -53,6 +53,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
@@ -1728,7 +1730,7 @@ fn monitor_container(
             match before
                 .into_iter()
                 .flatten()
-                .try_for_each(|h| run_hooks(&h, &state))
+                .try_for_each(|h| run_hooks(&h, &state, None))
             {
                 Ok(()) => Ok((container, listener, hooks, described)),
                 Err(err) => {
@@ -1749,7 +1751,7 @@ fn monitor_container(
     let poststart = |container: &Container| {
         if let Some(hooks) = hooks.poststart() {
             let state = oci_state(&described, container);
-            if let Err(err) = run_hooks(hooks, &state) {
+            if let Err(err) = run_hooks(hooks, &state, None) {
                 ctx.log("warning", &format!("poststart hook: {err}"));
             }
         }
@@ -1782,7 +1784,7 @@ fn monitor_container(
     let poststop = |container: &Container| {
         if let Some(hooks) = hooks.poststop() {
             let state = oci_state(&described, container);
-            if let Err(err) = run_hooks(hooks, &state) {
+            if let Err(err) = run_hooks(hooks, &state, None) {
                 ctx.log("warning", &format!("poststop hook: {err}"));
             }
         }
@@ -1802,15 +1804,21 @@ fn monitor_container(
     // A started container's poststart hooks, run beside the loop: a hook with no timeout may
     // take as long as it likes, and `state`, `kill` and `delete` are answered meanwhile (as
     // runc's are: its hooks run in `start`'s own process).
-    let mut poststarting: Option<std::thread::JoinHandle<()>> = None;
+    let mut poststarting: Option<Poststart> = None;
+    // The container's exit code once its end is seen while its poststart hooks still run: it
+    // is dealt with once they have (poststop after them), and until then it reads stopped and
+    // may be deleted, which ends the hooks.
+    let mut ended: Option<u8> = None;
     loop {
         let watch = |fd: std::os::fd::BorrowedFd<'_>, events| libc::pollfd {
             fd: fd.as_raw_fd(),
             events,
             revents: 0,
         };
+        // An end already seen is not watched again (its pidfd would stay readable).
+        let init_events = if ended.is_some() { 0 } else { libc::POLLIN };
         let mut fds = vec![
-            watch(container.pidfd().as_fd(), libc::POLLIN),
+            watch(container.pidfd().as_fd(), init_events),
             watch(listener.as_fd(), libc::POLLIN),
         ];
         for exec in &execs {
@@ -1827,6 +1835,9 @@ fn monitor_container(
         if let Some(signals) = &signals {
             fds.push(watch(signals.0.as_fd(), libc::POLLIN));
         }
+        if let Some(poststart) = &poststarting {
+            fds.push(watch(poststart.done.as_fd(), libc::POLLIN));
+        }
         let waited = if worked {
             wait_then_trim(&mut fds, ctx)
         } else {
@@ -1841,9 +1852,11 @@ fn monitor_container(
         let ready: Vec<bool> = fds.iter().map(|f| f.revents != 0).collect();
         drop(fds);
         let (exited, asked) = (ready[0], ready[1]);
-        if let Some(signals) = signals.as_ref().filter(|_| ready[2 + 2 * execs.len()]) {
+        let after_execs = 2 + 2 * execs.len();
+        if let Some(signals) = signals.as_ref().filter(|_| ready[after_execs]) {
             signals.forward(&container);
         }
+        let hooks_done = poststarting.is_some() && ready[after_execs + signals.is_some() as usize];
         for index in (0..execs.len()).rev() {
             if ready[3 + 2 * index] && execs[index].connected {
                 execs[index].relay();
@@ -1858,19 +1871,22 @@ fn monitor_container(
                 let _ = writeln!(stream, "exited {code}");
             }
         }
-        if exited {
+        if exited && ended.is_none() {
             // The container's PID namespace is gone, and every exec'd process with it.
             report_exits(&mut execs);
             // Also a container killed before it was started. A status that cannot be had
             // (logged) leaves the cleanup to do all the same.
-            let code = exit_code(ctx, &mut container);
+            ended = Some(exit_code(ctx, &mut container));
+        }
+        if hooks_done {
+            if let Some(poststart) = poststarting.take() {
+                poststart.finish();
+            }
+        }
+        // `start` is answered before the container's end is dealt with.
+        if let Some(code) = ended.filter(|_| poststarting.is_none()) {
             let _cleaning = hold_while_cleaning(ctx, id);
             let _ = std::fs::remove_file(ctx.socket(id));
-            // `start` returns before the container's end is dealt with, as it would have
-            // had the hooks run in the loop.
-            if let Some(hooks) = poststarting.take() {
-                let _ = hooks.join();
-            }
             poststop(&container);
             let _ = finish(ctx, id, container);
             return Ok(code);
@@ -1901,14 +1917,15 @@ fn monitor_container(
             };
             match served {
                 Served::Continue => {}
-                Served::Started(stream) => {
-                    poststarting = Some(answer_after_poststart(
-                        ctx,
-                        hooks.poststart().clone(),
-                        oci_state(&described, &container),
-                        stream,
-                    ))
-                }
+                Served::Started(mut stream) => match hooks.poststart() {
+                    Some(hooks) if !hooks.is_empty() => {
+                        let state = oci_state(&described, &container);
+                        poststarting = Some(Poststart::run(ctx, hooks.clone(), state, stream)?);
+                    }
+                    _ => {
+                        let _ = writeln!(stream, "ok ");
+                    }
+                },
                 Served::Exec(process, stream) => execs.push(Exec {
                     process,
                     stream,
@@ -1916,6 +1933,11 @@ fn monitor_container(
                     pending: Vec::new(),
                 }),
                 Served::Deleted(stream) => {
+                    // Poststart hooks still running end with the container (the `start` they
+                    // hold is answered, the hook logged as killed), before its poststop hooks.
+                    if let Some(poststart) = poststarting.take() {
+                        poststart.stop();
+                    }
                     // Exec'd processes die with the container; their clients get their codes
                     // (the facade's wait would reap them too, but tells no one).
                     report_exits(&mut execs);
@@ -1941,24 +1963,53 @@ fn monitor_container(
     }
 }
 
-/// Runs a started container's poststart `hooks` with its `state` on a thread of their own and
-/// then tells the client of `start`. A hook that fails is logged, not the start's failure: the
-/// container runs.
-fn answer_after_poststart(
-    ctx: &Ctx,
-    hooks: Option<Vec<Hook>>,
-    state: String,
-    mut stream: UnixStream,
-) -> std::thread::JoinHandle<()> {
-    let log = ctx.log.clone().map(|file| (file, ctx.json));
-    std::thread::spawn(move || {
-        if let Some(hooks) = hooks {
-            if let (Err(err), Some((file, json))) = (run_hooks(&hooks, &state), &log) {
-                append_log(file, *json, "warning", &format!("poststart hook: {err}"));
-            }
-        }
-        let _ = writeln!(stream, "ok ");
-    })
+/// A started container's poststart hooks, running on a thread of their own; the client of
+/// `start` is answered once they have run. A hook that fails is logged, not the start's
+/// failure: the container runs.
+struct Poststart {
+    thread: std::thread::JoinHandle<()>,
+    /// Reads its end of stream once the thread is done.
+    done: std::io::PipeReader,
+    /// Set to end the hooks early.
+    stop: Arc<AtomicBool>,
+}
+
+impl Poststart {
+    /// Starts running `hooks` with the container's `state`.
+    fn run(
+        ctx: &Ctx,
+        hooks: Vec<Hook>,
+        state: String,
+        mut stream: UnixStream,
+    ) -> Result<Poststart, Error> {
+        let log = ctx.log.clone().map(|file| (file, ctx.json));
+        let (done, finished) = std::io::pipe()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("poststart".into())
+            .spawn(move || {
+                if let (Err(err), Some((file, json))) =
+                    (run_hooks(&hooks, &state, Some(&stopping)), &log)
+                {
+                    append_log(file, *json, "warning", &format!("poststart hook: {err}"));
+                }
+                let _ = writeln!(stream, "ok ");
+                drop(finished);
+            })?;
+        Ok(Poststart { thread, done, stop })
+    }
+
+    /// Waits for the hooks, done or nearly (their thread has answered `start`).
+    fn finish(self) {
+        let _ = self.thread.join();
+    }
+
+    /// Kills the hook running, runs no other, and waits for the thread to answer `start`.
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.finish();
+    }
 }
 
 /// The ended container's exit code for the monitor's own, 255 (logged) if it cannot be had.
@@ -2495,10 +2546,17 @@ fn record_cgroup(ctx: &Ctx, id: &str, container: &Container) {
 }
 
 /// Runs hooks one after another, each with the container's state on stdin, as the OCI runtime
-/// spec says: a hook that fails or outlives its timeout is an error.
-fn run_hooks(hooks: &[Hook], state: &str) -> Result<(), Error> {
+/// spec says: a hook that fails or outlives its timeout is an error. Once `stop` is set, the
+/// hook running is killed and no other starts (an error too).
+fn run_hooks(hooks: &[Hook], state: &str, stop: Option<&AtomicBool>) -> Result<(), Error> {
+    let stopped = || stop.is_some_and(|stop| stop.load(Ordering::SeqCst));
     for hook in hooks {
         let path = hook.path();
+        if stopped() {
+            return Err(
+                format!("hook {} not run: the container was deleted", path.display()).into(),
+            );
+        }
         let mut command = Command::new(path);
         if let Some(args) = hook.args() {
             if let Some(arg0) = args.first() {
@@ -2549,6 +2607,13 @@ fn run_hooks(hooks: &[Hook], state: &str) -> Result<(), Error> {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!("hook {} timed out", path.display()).into());
+            }
+            if stopped() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(
+                    format!("hook {} killed: the container was deleted", path.display()).into(),
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         };

@@ -1676,30 +1676,82 @@ fn oci_hooks_run_on_the_host_with_the_containers_state() {
 fn a_poststart_hook_that_never_ends_holds_only_start() {
     // runc runs poststart hooks in `start`'s own process. eci-runc's monitor ran them in its
     // request loop, so a hook without a timeout that never ended held every later `state`,
-    // `kill` and `delete` of the container as well.
-    let setup = Setup::new(&["sleep", "1000"]);
-    let started = setup.dir.path().join("hook-started");
-    let hook = format!("touch {}; exec sleep 32.3", started.display());
-    setup.with_hooks(serde_json::json!({
-        "poststart": [{ "path": "/bin/sh", "args": ["sh", "-c", hook] }]
-    }));
-    let id = "poststart-hangs";
-    assert!(setup.runc_detached(&["create", "--bundle", &setup.bundle(), id]));
-    let mut start = setup.command(&["start", id]).spawn().unwrap();
-    assert!(eventually(|| started.exists()), "the hook ran");
+    // `kill` and `delete` of the container as well; then, run beside the loop, a forced delete
+    // left the hook running and `start` without an answer.
+    let (setup, id, hook, mut start) = poststart_that_hangs("poststart-hangs", &["sleep", "1000"]);
     let state = finished_within(setup.command(&["state", id]), 10).expect("state answered");
     let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
     assert_eq!(state["status"], "running", "{state}");
     let delete =
         finished_within(setup.command(&["delete", "--force", id]), 10).expect("delete answered");
     assert!(delete.status.success(), "{delete:?}");
-    // The container went before its start was answered: `start` hears it is not running.
-    let ended = (0..100).find_map(|_| {
+    assert_hook_ended_and_start_answered(hook, &mut start);
+}
+
+#[test]
+fn a_container_that_ends_while_its_poststart_hook_runs_can_be_deleted() {
+    // The container's end was dealt with only once the hook had run: the monitor gave up its
+    // socket and waited, so `delete` waited a minute for it and then went on beside it.
+    let (setup, id, hook, mut start) = poststart_that_hangs("poststart-ended", &["true"]);
+    let stopped = || {
+        let state = setup.runc(&["state", id]);
+        serde_json::from_slice::<serde_json::Value>(&state.stdout)
+            .is_ok_and(|state| state["status"] == "stopped")
+    };
+    assert!(eventually(stopped), "the container reads stopped");
+    let delete = finished_within(setup.command(&["delete", id]), 10).expect("delete answered");
+    assert!(delete.status.success(), "{delete:?}");
+    assert_hook_ended_and_start_answered(hook, &mut start);
+}
+
+/// A container created from a bundle running `args` whose poststart hook never ends, and
+/// started: the setup, the container's ID, the hook's pid and the `start` still waiting.
+fn poststart_that_hangs(
+    id: &'static str,
+    args: &[&str],
+) -> (Setup, &'static str, i32, std::process::Child) {
+    let setup = Setup::new(args);
+    let pid_file = setup.dir.path().join("hook.pid");
+    let hook = format!(
+        "echo $$ > {}.new; mv {0}.new {0}; exec sleep 1000",
+        pid_file.display()
+    );
+    setup.with_hooks(serde_json::json!({
+        "poststart": [{ "path": "/bin/sh", "args": ["sh", "-c", hook] }]
+    }));
+    assert!(setup.runc_detached(&["create", "--bundle", &setup.bundle(), id]));
+    let start = setup.command(&["start", id]).spawn().unwrap();
+    assert!(eventually(|| pid_file.exists()), "the hook ran");
+    let pid = read_pid(&pid_file);
+    (setup, id, pid, start)
+}
+
+/// The hook `pid` is killed, and `start` answered as a start whose container ran.
+fn assert_hook_ended_and_start_answered(pid: i32, start: &mut std::process::Child) {
+    // SAFETY: kill takes plain integers (signal 0 only asks whether the process exists).
+    let hook_lives = || unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
+    let hook_ended = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !hook_lives()
+    });
+    if !hook_ended {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let answered = (0..100).find_map(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         start.try_wait().unwrap()
     });
-    let _ = Command::new("pkill").args(["-f", "sleep 32.3"]).status();
-    assert!(!ended.expect("start returned").success());
+    assert!(hook_ended, "the hook was left running");
+    assert!(answered.expect("start returned").success(), "start failed");
+}
+
+/// Whether process `pid` has exited but is not reaped yet.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 impl Setup {
