@@ -19,7 +19,8 @@ use eci_ns::PidFd;
 use eci_policy::mount::MountPolicy;
 use eci_seccomp::fresh::Masks;
 use eci_seccomp::mount::{
-    find_orphan, orphans_sharing, release_orphan, stop_orphan, HelperConfig, MountVetter,
+    find_orphan, hold_orphan, orphans_sharing, release_orphan, stop_orphan, HelperConfig,
+    MountVetter,
 };
 use eci_seccomp::supervisor::Handler;
 use serde::{Deserialize, Serialize};
@@ -218,6 +219,9 @@ impl Runtime {
         // (killed) is a failure of that process alone: no one holds its listener to take.
         let mut found = Vec::new();
         let mut failures = Vec::new();
+        // One wait for all: a helper of a runtime that just died becomes an orphan within it,
+        // and records without one (an ended process's) must not each cost it again.
+        let deadline = std::time::Instant::now() + ORPHAN_WAIT;
         for path in record_paths(&dir)? {
             let record = read_record(&path)?;
             if record.init.has_exited() {
@@ -229,7 +233,7 @@ impl Runtime {
             // runtime may live on (or its helper not have seen it end yet): the record is left
             // alone either way, for that runtime or a later take-over (the init's end, or
             // `remove_orphan`, clears it).
-            match wait_for_orphan(record.userns, record.listener_fd) {
+            match wait_for_orphan(record.userns, record.listener_fd, deadline) {
                 Some(orphan) => found.push((path, record, orphan)),
                 None if !record.process.is_alive() => {}
                 None => failures.push((record.process.pid, no_orphan(record.process.pid))),
@@ -281,11 +285,10 @@ fn no_orphan(pid: i32) -> Error {
 /// How long a helper may take to notice that its runtime died and become an orphan.
 const ORPHAN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The orphan holding listener `fd` in user namespace `userns`, waiting up to [`ORPHAN_WAIT`]
-/// for it: a helper becomes one only once it sees its runtime's end, which on a busy machine
-/// may come a little after a new runtime was started.
-fn wait_for_orphan(userns: u64, fd: i32) -> Option<PidFd> {
-    let deadline = std::time::Instant::now() + ORPHAN_WAIT;
+/// The orphan holding listener `fd` in user namespace `userns`, waiting until `deadline` for
+/// it: a helper becomes one only once it sees its runtime's end, which on a busy machine may
+/// come a little after a new runtime was started.
+fn wait_for_orphan(userns: u64, fd: i32, deadline: std::time::Instant) -> Option<PidFd> {
     loop {
         let found = find_orphan(userns, fd);
         if found.is_some() || std::time::Instant::now() >= deadline {
@@ -400,8 +403,14 @@ fn take_over_one(
     let (vetter, listener) =
         MountVetter::take_over(&init, orphan, record.listener_fd, config.clone())?;
     // Any other orphan on the same listener (a runtime that died taking over left it) goes
-    // with this one: left, it would answer calls with ENOSYS beside ours.
+    // with this one: left, it would answer calls with ENOSYS beside ours. Held meanwhile, as
+    // this one is, so that none answers a call before ours is registered.
     let others = orphans_sharing(&listener, record.userns, orphan);
+    for other in &others {
+        if let Err(err) = hold_orphan(other) {
+            tracing::warn!(pid, orphan = other.pid(), "holding a second orphan: {err}");
+        }
+    }
     let registered = register(shared, listener, &vetter, &init).and_then(|registration| {
         let record = Record::of(record.process, record.init, &vetter, &config)?;
         Ok((registration, write_record(dir, &record)?))
@@ -414,6 +423,7 @@ fn take_over_one(
             // its record, stay for another attempt.
             vetter.retire();
             release_orphan(orphan);
+            others.iter().for_each(release_orphan);
             return Err(err);
         }
     };
