@@ -73,6 +73,9 @@
 //! eci-probe tcp-connect PORT                     connect to 127.0.0.1:PORT
 //! eci-probe keep-renaming DIR NAME               rename DIR/NAME to NAME.1, NAME.2, ... until
 //!                                                 killed (or a rename fails: its errno)
+//! eci-probe leader-exits SECONDS                  print "ok", then end the main thread alone
+//!                                                 while another sleeps SECONDS (a zombie
+//!                                                 leader of a live process)
 //! eci-probe stack-mounts N DIR                   up to N tmpfs mounts stacked on DIR, kept:
 //!                                                 "COUNT ok", or "COUNT ERRNO" at the first
 //!                                                 that failed
@@ -842,6 +845,10 @@ pub fn run(args: &[&str]) -> String {
             (_, Err(err)) => errno_name(&err),
         },
         ["keep-renaming", dir, name] => keep_renaming(dir, name),
+        ["leader-exits", seconds] => match seconds.parse() {
+            Ok(seconds) => leader_exits(seconds),
+            Err(_) => format!("usage error: {seconds} is not a number of seconds"),
+        },
         ["stack-mounts", n, dir] => match n.parse() {
             Ok(n) => stack_mounts(n, dir),
             Err(_) => format!("usage error: {n} is not a count"),
@@ -863,6 +870,20 @@ fn keep_renaming(dir: &str, name: &str) -> String {
         current = next;
     }
     "ok".into()
+}
+
+/// Ends the main thread alone (exit(2), not exit_group) once another thread that sleeps
+/// `seconds` runs: the process lives on with a zombie leader. Prints "ok" first.
+fn leader_exits(seconds: u64) -> String {
+    let _sleeper = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(seconds));
+        std::process::exit(0);
+    });
+    println!("ok");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: exit(2) ends this thread only; nothing of it is used after.
+    unsafe { libc::syscall(libc::SYS_exit, 0) };
+    unreachable!("exit(2) returned")
 }
 
 /// Stacks up to `n` tmpfs mounts on `dir` (each a superblock of its own the kernel allocates),

@@ -146,3 +146,39 @@ fn the_rootfs_and_host_programs_appear_owned_by_container_root() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.lines().collect::<Vec<_>>(), ["0:0", "0:0", "1"]);
 }
+
+#[test]
+fn a_process_whose_main_thread_ended_alone_has_not_exited() {
+    // Its leader reads as a zombie while its other threads run: counted as exited, a live
+    // container's init that did so had its vetting records removed by a take-over.
+    use std::io::BufRead;
+    let mut process = std::process::Command::new(common::PROBE)
+        .args(["leader-exits", "30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(process.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ok\n");
+    let pid = process.id() as i32;
+    let zombie_leader = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit_once(") ").unwrap().1.starts_with('Z')
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !zombie_leader() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the main thread never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let holder = eci::eci_idmap::Holder::of(pid).unwrap();
+    let exited = holder.has_exited();
+    process.kill().unwrap();
+    process.wait().unwrap();
+    assert!(!exited, "a process whose other thread runs has not exited");
+    assert!(holder.has_exited());
+}

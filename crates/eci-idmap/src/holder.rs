@@ -39,8 +39,9 @@ impl Holder {
     }
 
     /// True once the process has ended: gone, its pid taken by another process since, or a
-    /// zombie (ended and not yet reaped, which [`Holder::is_alive`] still counts as alive). A
-    /// read that fails otherwise counts as not ended.
+    /// zombie (ended and not yet reaped, which [`Holder::is_alive`] still counts as alive) with
+    /// no other thread left (a main thread that ended alone reads as a zombie while the
+    /// process's other threads run on). A read that fails otherwise counts as not ended.
     ///
     /// ```
     /// let me = eci_idmap::Holder::current()?;
@@ -49,9 +50,8 @@ impl Holder {
     /// ```
     pub fn has_exited(&self) -> bool {
         match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Ok(stat) => {
-                parse_start_time(&stat) != Some(self.start_time) || parse_state(&stat) == Some('Z')
-            }
+            Ok(stat) if parse_start_time(&stat) != Some(self.start_time) => true,
+            Ok(stat) => parse_state(&stat) == Some('Z') && !has_other_threads(self.pid),
             Err(err) => !alive_by(Err(err), self.start_time),
         }
     }
@@ -77,6 +77,11 @@ pub fn start_time(pid: i32) -> io::Result<u64> {
             format!("malformed /proc/{pid}/stat"),
         )
     })
+}
+
+/// Whether process `pid` has threads besides its leader (true when that cannot be read).
+fn has_other_threads(pid: i32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(true, |tasks| tasks.count() > 1)
 }
 
 /// Field 3 of /proc/PID/stat: the process's state (`Z` for a zombie).
