@@ -3,9 +3,10 @@
 //! that starts empty while containers run (its directory was removed, or an engine's runtime
 //! of an earlier version kept its own) would otherwise hand their blocks out again. Read only
 //! from the host's user namespace (elsewhere the maps do not read exactly, and nothing is
-//! found); namespaces that no process is in (kept by a bind mount or a descriptor), and those of
-//! processes the runtime may not inspect (outside its Landlock domain or its security module's
-//! reach), are not seen. Any other failure to read a process fails the scan.
+//! found); namespaces that no process is in (kept by a bind mount or a descriptor) are not
+//! seen. A process the runtime may not inspect (outside its Landlock domain or its security
+//! module's reach) is known by its maps, which anyone may read; any other failure to read a
+//! process fails the scan.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -27,7 +28,8 @@ const HOLDERS_PER_NAMESPACE: usize = 4;
 
 /// One lease record per block of `pool` that some live user namespace other than the caller's
 /// maps host IDs of, held by the namespace's longest-running processes (owner
-/// `userns:INODE`), for [`crate::Allocator::adopt`]. Processes that end during the scan are
+/// `userns:INODE`, or a number from its maps above 2^63 for a namespace the runtime may not
+/// name), for [`crate::Allocator::adopt`]. Processes that end during the scan are
 /// skipped; a /proc that cannot be listed is an error.
 ///
 /// ```no_run
@@ -104,7 +106,15 @@ fn scan(proc: &Path, pool: IdPool, with_holders: bool) -> io::Result<Namespaces>
         let dir = proc.join(pid.to_string());
         let ns = match namespace_of(&dir) {
             Ok(ns) => ns,
-            Err(err) if gone_or_hidden(&err) => continue,
+            Err(err) if gone(&err) => continue,
+            // Its namespace cannot be named, but its maps can be read, and they tell the
+            // blocks it uses: keyed by them instead.
+            Err(err) if hidden(&err) => match hidden_namespace(&dir) {
+                Ok(Some(key)) => key,
+                Ok(None) => continue,
+                Err(err) if gone(&err) => continue,
+                Err(err) => return Err(unreadable(&dir, err)),
+            },
             Err(err) => return Err(unreadable(&dir, err)),
         };
         if ns == own {
@@ -115,7 +125,7 @@ fn scan(proc: &Path, pool: IdPool, with_holders: bool) -> io::Result<Namespaces>
             std::collections::btree_map::Entry::Vacant(slot) => match blocks_of(&dir, pool) {
                 Ok(blocks) => slot.insert((blocks, Vec::new())),
                 // Gone meanwhile (or hidden): the next process of the namespace, if any, tells.
-                Err(err) if gone_or_hidden(&err) => continue,
+                Err(err) if gone(&err) || hidden(&err) => continue,
                 // Anything else (no descriptor or memory left) would make a namespace's blocks
                 // look free: no answer rather than a wrong one.
                 Err(err) => return Err(unreadable(&dir, err)),
@@ -131,16 +141,42 @@ fn scan(proc: &Path, pool: IdPool, with_holders: bool) -> io::Result<Namespaces>
     Ok(namespaces)
 }
 
-/// Whether `err`, from a process's /proc directory, means the process has ended, or that the
-/// runtime may not look at it: a runtime confined by Landlock or a security module cannot read
-/// the namespaces of processes outside its confinement (this VM's own init, for one), and
-/// refusing every allocation for that would leave such a runtime with none. The containers it
-/// made are inside its confinement, and what it cannot see it cannot tell apart anyway.
-fn gone_or_hidden(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::ENOENT | libc::ESRCH | libc::EACCES | libc::EPERM)
-    )
+/// Whether `err`, from a process's /proc directory, means the process has ended.
+fn gone(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ESRCH))
+}
+
+/// Whether `err`, from a process's /proc directory, means the runtime may not look at it: a
+/// runtime confined by Landlock or a security module cannot name the namespaces of processes
+/// outside its confinement (this VM's own init, for one). Refusing every allocation for that
+/// would leave such a runtime with none; their maps are read instead ([`hidden_namespace`]).
+fn hidden(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EACCES | libc::EPERM))
+}
+
+/// A key for the user namespace of the process at `dir`, whose namespace file the runtime may
+/// not read: made from its maps, which anyone may read (two namespaces with the same maps
+/// share a key, and their blocks are the same), with the top bit set, which no namespace's
+/// inode number has. `None` for the initial namespace (its maps are the whole range).
+fn hidden_namespace(dir: &Path) -> io::Result<Option<u64>> {
+    use std::hash::{Hash, Hasher};
+    let uid_map = std::fs::read_to_string(dir.join("uid_map"))?;
+    if eci_policy::ids::parse_map_file(&uid_map) == Some(vec![whole_range()]) {
+        return Ok(None);
+    }
+    let gid_map = std::fs::read_to_string(dir.join("gid_map"))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (&uid_map, &gid_map).hash(&mut hasher);
+    Ok(Some(hasher.finish() | 1 << 63))
+}
+
+/// The initial user namespace's one extent: every ID onto itself.
+fn whole_range() -> eci_policy::ids::IdMapping {
+    eci_policy::ids::IdMapping {
+        container_start: 0,
+        host_start: 0,
+        size: u32::MAX,
+    }
 }
 
 /// `err` from reading `dir`, naming it.
@@ -152,12 +188,7 @@ fn unreadable(dir: &Path, err: io::Error) -> io::Error {
 /// whole ID range onto itself.
 fn in_initial_namespace(proc: &Path) -> io::Result<bool> {
     let text = std::fs::read_to_string(proc.join("self/uid_map"))?;
-    let whole = eci_policy::ids::IdMapping {
-        container_start: 0,
-        host_start: 0,
-        size: u32::MAX,
-    };
-    Ok(eci_policy::ids::parse_map_file(&text) == Some(vec![whole]))
+    Ok(eci_policy::ids::parse_map_file(&text) == Some(vec![whole_range()]))
 }
 
 /// The inode number of the user namespace of the process at `dir`.
@@ -251,6 +282,25 @@ mod tests {
         write("10/uid_map", "0 1000 1\n");
         write("10/gid_map", "0 1000 1\n");
         assert_eq!(blocks_in_use_under(proc.path(), pool).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_hidden_namespace_is_known_by_its_maps_and_the_initial_one_is_skipped() {
+        // A process whose namespace file the runtime may not read (outside its Landlock
+        // domain) was skipped whole, so the blocks its maps reach looked free.
+        let dir = tempfile::tempdir().unwrap();
+        let write = |uid: &str, gid: &str| {
+            std::fs::write(dir.path().join("uid_map"), uid).unwrap();
+            std::fs::write(dir.path().join("gid_map"), gid).unwrap();
+        };
+        write("0 0 4294967295\n", "0 0 4294967295\n");
+        assert_eq!(hidden_namespace(dir.path()).unwrap(), None);
+        write("0 268435456 65536\n", "0 268435456 65536\n");
+        let key = hidden_namespace(dir.path()).unwrap().expect("a key");
+        assert!(key >= 1 << 63, "no inode number is that large");
+        assert_eq!(hidden_namespace(dir.path()).unwrap(), Some(key));
+        write("0 268500992 65536\n", "0 268500992 65536\n");
+        assert_ne!(hidden_namespace(dir.path()).unwrap(), Some(key));
     }
 
     #[test]
