@@ -73,6 +73,9 @@
 //! eci-probe tcp-connect PORT                     connect to 127.0.0.1:PORT
 //! eci-probe keep-renaming DIR NAME               rename DIR/NAME to NAME.1, NAME.2, ... until
 //!                                                 killed (or a rename fails: its errno)
+//! eci-probe i386-mount DIR                        mount a tmpfs on DIR through the i386 entry
+//!                                                 (`int 0x80`, number 21: access(2) in the
+//!                                                 x86-64 numbering); "unsupported" elsewhere
 //! eci-probe leader-exits SECONDS                  print "ok", then end the main thread alone
 //!                                                 while another sleeps SECONDS (a zombie
 //!                                                 leader of a live process)
@@ -845,6 +848,7 @@ pub fn run(args: &[&str]) -> String {
             (_, Err(err)) => errno_name(&err),
         },
         ["keep-renaming", dir, name] => keep_renaming(dir, name),
+        ["i386-mount", dir] => i386_mount(dir),
         ["leader-exits", seconds] => match seconds.parse() {
             Ok(seconds) => leader_exits(seconds),
             Err(_) => format!("usage error: {seconds} is not a number of seconds"),
@@ -870,6 +874,78 @@ fn keep_renaming(dir: &str, name: &str) -> String {
         current = next;
     }
     "ok".into()
+}
+
+/// mount(2) of a tmpfs on `dir` through the i386 system call entry, whose numbers a filter
+/// that read them as x86-64 ones would take for others (21 is access(2) there): "ok" or the
+/// errno.
+#[cfg(target_arch = "x86_64")]
+fn i386_mount(dir: &str) -> String {
+    const I386_MOUNT: i32 = 21;
+    // The i386 entry takes 32-bit pointers: the strings go in a page below 4 GiB.
+    // SAFETY: an anonymous mapping, checked below before use.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return errno_name(&std::io::Error::last_os_error());
+    }
+    let strings = [b"none".as_slice(), dir.as_bytes(), b"tmpfs"];
+    if strings.iter().map(|s| s.len() + 1).sum::<usize>() > 4096 {
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(page, 4096) };
+        return "usage error: the path is too long".into();
+    }
+    let mut addresses = [0u64; 3];
+    let mut offset = 0;
+    for (string, address) in strings.iter().zip(&mut addresses) {
+        // SAFETY: the page is 4096 writable bytes and the strings with their NULs fit (checked
+        // above); the mapping is zeroed, so each string ends with a NUL.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                string.as_ptr(),
+                page.cast::<u8>().add(offset),
+                string.len(),
+            )
+        };
+        *address = page as u64 + offset as u64;
+        offset += string.len() + 1;
+    }
+    let result: i32;
+    // SAFETY: int 0x80 with the i386 mount's arguments: three NUL-terminated strings in the
+    // page below 4 GiB, no flags, no data. rbx, which the compiler reserves, is swapped in and
+    // back around the call.
+    unsafe {
+        std::arch::asm!(
+            "xchg {source}, rbx",
+            "int 0x80",
+            "xchg {source}, rbx",
+            source = inout(reg) addresses[0] => _,
+            inlateout("eax") I386_MOUNT => result,
+            in("ecx") addresses[1] as u32,
+            in("edx") addresses[2] as u32,
+            in("esi") 0u32,
+            in("edi") 0u32,
+        );
+    }
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(page, 4096) };
+    match result {
+        0 => "ok".into(),
+        negative => format!("{:?}", nix::errno::Errno::from_raw(-negative)),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn i386_mount(_dir: &str) -> String {
+    "unsupported".into()
 }
 
 /// Ends the main thread alone (exit(2), not exit_group) once another thread that sleeps

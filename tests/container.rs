@@ -594,6 +594,30 @@ fn kernel_modules_cannot_be_loaded() {
 }
 
 #[test]
+fn a_mount_through_the_i386_entry_meets_enosys() {
+    // x86-64 runs i386 programs' system calls (int 0x80) with the i386 numbers: a filter that
+    // read them as x86-64 ones would take this mount (21) for access(2) and let it through,
+    // unvetted. Natively, in a private mount namespace, the very call mounts.
+    let dir = tempfile::tempdir().unwrap();
+    let native = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(common::PROBE)
+        .arg("i386-mount")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let native = String::from_utf8_lossy(&native.stdout);
+    if native.trim() != "ok" {
+        eprintln!("skipped: the i386 entry does not mount here ({native:?})");
+        return;
+    }
+    let script = "mkdir -p /tmp/x && /probe i386-mount /tmp/x; \
+                  grep -c ' /tmp/x ' /proc/self/mountinfo || true";
+    let (code, out) = run("i386-mount", &["sh", "-c", script]);
+    assert_eq!((code, out.as_str()), (0, "ENOSYS\n0\n"));
+}
+
+#[test]
 fn global_kernel_operations_are_refused() {
     // Each with zero arguments: natively these answer EFAULT, EINVAL, EBADF, ENOSYS (this
     // kernel has no kexec, iopl or dcookies) or even succeed; eci's filter answers EPERM first.
