@@ -618,6 +618,38 @@ fn a_mount_through_the_i386_entry_meets_enosys() {
 }
 
 #[test]
+fn the_hosts_global_tunables_cannot_be_written() {
+    // The classic ways out through procfs and sysfs, from a container with every capability:
+    // a core_pattern the host kernel runs as root, a /sys or /proc/sys made writable again, a
+    // global memory setting. (This kernel has no modprobe path and no magic SysRq file, so
+    // those cannot be tried here.)
+    let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let answers = probe(
+        "tunables",
+        &[
+            "write",
+            "/proc/sys/kernel/core_pattern",
+            "|/tmp/x",
+            ",",
+            "remount-rw",
+            "/sys",
+            ",",
+            "remount-rw",
+            "/proc/sys",
+            ",",
+            "write",
+            "/sys/kernel/mm/transparent_hugepage/enabled",
+            "never",
+        ],
+    );
+    // core_pattern is the host root's, whom the container's IDs cannot name (EACCES); the
+    // remounts are the mount vetter's refusals; /sys is read-only.
+    assert_eq!(answers, ["EACCES", "EPERM", "EPERM", "EROFS"]);
+    let after = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
 fn global_kernel_operations_are_refused() {
     // Each with zero arguments: natively these answer EFAULT, EINVAL, EBADF, ENOSYS (this
     // kernel has no kexec, iopl or dcookies) or even succeed; eci's filter answers EPERM first.
