@@ -650,6 +650,47 @@ fn the_hosts_global_tunables_cannot_be_written() {
 }
 
 #[test]
+fn the_hosts_disk_cannot_be_read_or_mounted_through_a_node_of_the_image() {
+    // An image may ship device nodes anywhere in its tree (here one of the host's root disk,
+    // read-only attempts only): opened or mounted, it would be the host's file system.
+    use std::os::unix::fs::MetadataExt;
+    let disk = std::fs::metadata("/").unwrap().dev();
+    let (major, minor) = (libc::major(disk), libc::minor(disk));
+    if major == 0 {
+        eprintln!("skipped: the host's root is on no block device");
+        return;
+    }
+    let script = format!(
+        "head -c 1 /disk >/dev/null 2>/tmp/err; echo $? $(cut -d: -f3 /tmp/err); \
+         mkdir -p /tmp/m && /probe mount-ro /disk /tmp/m ext4; \
+         mknod /tmp/b b {major} {minor} 2>/tmp/err; echo $? $(cut -d: -f3 /tmp/err)"
+    );
+    let (code, out) = create_with("block-node", &["sh", "-c", &script], |spec| {
+        let root = spec.root().as_ref().unwrap().path().clone();
+        let node =
+            std::ffi::CString::new(root.join("disk").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path; the node is made in the test's own rootfs.
+        let made = unsafe {
+            libc::mknod(
+                node.as_ptr(),
+                libc::S_IFBLK | 0o666,
+                libc::makedev(major, minor),
+            )
+        };
+        assert_eq!(made, 0, "{}", std::io::Error::last_os_error());
+    })
+    .run_to_end();
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "1 Operation not permitted\nEPERM\n1 Operation not permitted\n"
+        ),
+        "the disk read, mounted, or a node of it made"
+    );
+}
+
+#[test]
 fn global_kernel_operations_are_refused() {
     // Each with zero arguments: natively these answer EFAULT, EINVAL, EBADF, ENOSYS (this
     // kernel has no kexec, iopl or dcookies) or even succeed; eci's filter answers EPERM first.
