@@ -557,6 +557,76 @@ fn when_the_runtime_dies_mount_calls_fail_and_nothing_is_mounted() {
     cleanup_after_crash(state.path(), &id);
 }
 
+/// A runtime killed while its container runs leaves that container's ID block to it alone: a
+/// new runtime on the same state directory gives the next container another block, and the
+/// block comes free once the container has gone.
+#[test]
+fn a_runtime_that_dies_leaves_its_containers_id_block_to_no_other() {
+    use std::io::Write;
+    let state = tempfile::tempdir().unwrap();
+    let script = "echo ready; cat /proc/self/uid_map; read go";
+    let id = format!("eci-crash-ids-{}", std::process::id());
+    let (stdin, mut go) = std::io::pipe().unwrap();
+    let (mut runner, mut stdout) =
+        run_until_ready(eci_run(state.path()), &id, script, stdin.into());
+    let first = host_start(&next_lines(&mut stdout, 1)[0]);
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let after = eci_run(state.path())
+        .args([
+            "--id",
+            &format!("{id}-after"),
+            "--",
+            "cat",
+            "/proc/self/uid_map",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&after.stdout);
+    assert!(after.status.success(), "{out}");
+    let second = host_start(out.trim());
+    let runtime = runtime_on(state.path());
+    assert!(
+        second.abs_diff(first) >= 65536,
+        "blocks at {first} and {second} overlap"
+    );
+    let leased = |start: u64| {
+        let pool = runtime.allocator().pool();
+        runtime.allocator().leases().unwrap().iter().any(|lease| {
+            pool.block(lease.index)
+                .is_some_and(|block| u64::from(block.host_start()) == start)
+        })
+    };
+    assert!(leased(first), "the dead runtime's container lost its block");
+    writeln!(go, "go").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    cleanup_after_crash(state.path(), &id);
+    drop(runtime);
+    // Once its processes are reaped (by whoever adopted them: a zombie still holds its IDs),
+    // a runtime opening the state directory gives it back.
+    let given_back = (0..100).any(|_| {
+        let reopened = runtime_on(state.path());
+        let pool = reopened.allocator().pool();
+        let still = reopened.allocator().leases().unwrap().iter().any(|lease| {
+            pool.block(lease.index)
+                .is_some_and(|block| u64::from(block.host_start()) == first)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !still
+    });
+    assert!(
+        given_back,
+        "the ended container's block was never given back"
+    );
+}
+
+/// The host ID a one-line uid_map maps the container's first ID to.
+fn host_start(uid_map: &str) -> u64 {
+    uid_map.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// A runtime that dies leaves its container's mount calls failing (ENOSYS) and nothing mounted;
 /// a new runtime on the same state directory takes the vetting over, and the calls are vetted
 /// again, with the container's initial mounts still protected.
