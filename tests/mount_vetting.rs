@@ -650,13 +650,7 @@ fn a_new_runtime_takes_over_the_vetting_of_a_container_whose_runtime_died() {
     // left may run its filter, and the runtime keeps the record for them): a take-over tried
     // meanwhile removed it, so once the runtime died those children could not be vetted again.
     let records = state.path().join("vetting").join(&id);
-    let real = std::fs::read_dir(&records)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(real.path()).unwrap()).unwrap();
+    let mut record = first_record(state.path(), &id);
     let me = eci::eci_idmap::Holder::current().unwrap();
     record["process"] = serde_json::json!({"pid": me.pid, "startTime": me.start_time + 1});
     record["listener_fd"] = 1000.into();
