@@ -493,6 +493,8 @@ fn syscall(name: &str) -> String {
         "delete_module" => libc::SYS_delete_module,
         "kexec_load" => libc::SYS_kexec_load,
         #[cfg(target_arch = "x86_64")]
+        "kexec_file_load" => libc::SYS_kexec_file_load,
+        #[cfg(target_arch = "x86_64")]
         "iopl" => libc::SYS_iopl,
         #[cfg(target_arch = "x86_64")]
         "ioperm" => libc::SYS_ioperm,
@@ -504,6 +506,8 @@ fn syscall(name: &str) -> String {
         "open_by_handle_at" => libc::SYS_open_by_handle_at,
         "bpf" => libc::SYS_bpf,
         "keyctl" => libc::SYS_keyctl,
+        "add_key" => libc::SYS_add_key,
+        "request_key" => libc::SYS_request_key,
         "syslog" => libc::SYS_syslog,
         "perf_event_open" => libc::SYS_perf_event_open,
         "quotactl" => libc::SYS_quotactl,
@@ -513,6 +517,10 @@ fn syscall(name: &str) -> String {
         "fsopen" => libc::SYS_fsopen,
         "open_tree" => libc::SYS_open_tree,
         "mount_setattr" => libc::SYS_mount_setattr,
+        "fsconfig" => libc::SYS_fsconfig,
+        "fsmount" => libc::SYS_fsmount,
+        "fspick" => libc::SYS_fspick,
+        "move_mount" => libc::SYS_move_mount,
         "io_uring_setup" => libc::SYS_io_uring_setup,
         other => return format!("unknown syscall {other}"),
     };
