@@ -576,6 +576,26 @@ fn masks_cannot_be_removed() {
 }
 
 #[test]
+fn the_tests_containers_hold_every_capability_the_runtime_may_give() {
+    // What the refusals in these tests prove rests on it: a container that lacked
+    // CAP_SYS_ADMIN or CAP_SYS_MODULE would be refused by the kernel, not by eci. Every
+    // capability the runtime's own bounding set has (this machine's runtime lacks one).
+    let line = |status: &str, key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+            .unwrap()
+    };
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let (code, out) = run("capeff", &["cat", "/proc/self/status"]);
+    assert_eq!(code, 0, "{out}");
+    let bounding = line(&host, "CapBnd:");
+    assert_eq!(line(&out, "CapEff:"), bounding);
+    assert_eq!(line(&out, "CapBnd:"), bounding);
+}
+
+#[test]
 fn kernel_modules_cannot_be_loaded() {
     let answers = probe(
         "modules",
