@@ -74,11 +74,13 @@ fn initial_mounts_hold_in_all_eight_scenarios() {
             ("move", undo),
             ("tmpfs", "ok"),
             ("umount-tmpfs", "ok"),
+            ("bind-proc", "EINVAL"),
+            ("proc-copy", "masked"),
             ("kallsyms", "masked"),
         ];
         assert_eq!(answers, expected, "{scenario}: {lines:?}");
     }
-    assert_eq!(lines.len(), scenarios.len() * 12, "{lines:?}");
+    assert_eq!(lines.len(), scenarios.len() * 14, "{lines:?}");
 }
 
 #[test]

@@ -22,6 +22,14 @@ ops() { # $1: scenario; the current root shows the initial mounts, or copies of 
     say move move /usr "/tmp/t-$s"
     say tmpfs mount tmpfs "/tmp/t-$s" tmpfs size=1m
     say umount-tmpfs umount "/tmp/t-$s"
+    # A bind of /proc without its submounts would show what the masks on it cover.
+    mkdir -p "/tmp/p-$s"
+    say bind-proc bind /proc "/tmp/p-$s"
+    if [ "$(head -c 1 "/tmp/p-$s/kallsyms" 2>/dev/null | wc -c)" = 0 ]; then
+        echo "$s proc-copy masked"
+    else
+        echo "$s proc-copy REVEALED"
+    fi
     if [ "$(head -c 1 /proc/kallsyms | wc -c)" = 0 ]; then
         echo "$s kallsyms masked"
     else
