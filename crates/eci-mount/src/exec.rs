@@ -366,6 +366,27 @@ fn mount_id(fd: RawFd) -> Option<u64> {
     eci_ns::sys::mount_id_at(fd, c"", libc::AT_EMPTY_PATH).ok()
 }
 
+/// Whether what `fd` names is on a filesystem of type `fstype`, one of those whose root a plan
+/// gives the container (devpts, mqueue); false for any other type.
+fn is_filesystem(fd: RawFd, fstype: &CStr) -> bool {
+    const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+    const MQUEUE_MAGIC: i64 = 0x1980_0202;
+    let magic = match fstype.to_bytes() {
+        b"devpts" => DEVPTS_SUPER_MAGIC,
+        b"mqueue" => MQUEUE_MAGIC,
+        _ => return false,
+    };
+    let mut fs = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: fstatfs writes into the zeroed buffer, read only if it succeeded.
+    let stated = unsafe { libc::fstatfs(fd, fs.as_mut_ptr()) } == 0;
+    // SAFETY: initialised (zeroed, then written by fstatfs).
+    let fs = unsafe { fs.assume_init() };
+    // f_type's type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let found = fs.f_type as i64;
+    stated && found == magic
+}
+
 /// Whether `fd` names the root of a mount.
 fn is_mount_root(fd: RawFd) -> bool {
     statx_fd(fd, libc::STATX_MNT_ID)
@@ -1175,6 +1196,16 @@ impl MountPlan {
                         .map_err(fail(Action::Propagation))?;
                 }
                 if *chown_root {
+                    // Found by a second lookup, which a container sharing a volume the
+                    // destination is in could have led to another of this container's mounts
+                    // (a host bind, whose root would be the host's to lose): only a root of the
+                    // type just mounted is given to the container.
+                    if !fstype
+                        .as_deref()
+                        .is_some_and(|t| is_filesystem(mounted.0, t))
+                    {
+                        return Err(fail(Action::Resolve)(Errno(libc::EXDEV)));
+                    }
                     let (uid, gid) = self.owner;
                     // SAFETY: an empty path with AT_EMPTY_PATH names the fd itself: the root of
                     // the filesystem just mounted, never a bind of anything else.
@@ -1394,6 +1425,24 @@ fn cause_words(action: Action) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_root_of_the_type_just_mounted_is_given_to_the_container() {
+        let open = |path: &CStr| {
+            // SAFETY: a NUL-terminated path.
+            Fd(unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })
+        };
+        let pts = open(c"/dev/pts");
+        let tmp = open(c"/tmp");
+        assert!(pts.0 >= 0 && tmp.0 >= 0);
+        assert!(is_filesystem(pts.0, c"devpts"));
+        assert!(!is_filesystem(pts.0, c"mqueue"));
+        assert!(!is_filesystem(tmp.0, c"devpts"), "a host directory");
+        assert!(
+            !is_filesystem(pts.0, c"tmpfs"),
+            "not a type whose root is given away"
+        );
+    }
 
     #[test]
     fn fd_paths_are_spelled_out() {
