@@ -1920,7 +1920,12 @@ fn monitor_container(
                 Served::Started(mut stream) => match hooks.poststart() {
                     Some(hooks) if !hooks.is_empty() => {
                         let state = oci_state(&described, &container);
-                        poststarting = Some(Poststart::run(ctx, hooks.clone(), state, stream)?);
+                        // Without a thread (none to be had) the hooks do not run and the
+                        // client hears of it as its connection closes; the container runs on.
+                        match Poststart::run(ctx, hooks.clone(), state, stream) {
+                            Ok(running) => poststarting = Some(running),
+                            Err(err) => ctx.log("warning", &format!("poststart hooks: {err}")),
+                        }
                     }
                     _ => {
                         let _ = writeln!(stream, "ok ");
