@@ -1729,7 +1729,7 @@ fn poststart_that_hangs(
 /// The hook `pid` is killed, and `start` answered as a start whose container ran.
 fn assert_hook_ended_and_start_answered(pid: i32, start: &mut std::process::Child) {
     // SAFETY: kill takes plain integers (signal 0 only asks whether the process exists).
-    let hook_lives = || unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid);
+    let hook_lives = || unsafe { libc::kill(pid, 0) } == 0 && !common::is_zombie(pid);
     let hook_ended = (0..50).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         !hook_lives()
@@ -1744,14 +1744,6 @@ fn assert_hook_ended_and_start_answered(pid: i32, start: &mut std::process::Chil
     });
     assert!(hook_ended, "the hook was left running");
     assert!(answered.expect("start returned").success(), "start failed");
-}
-
-/// Whether process `pid` has exited but is not reaped yet.
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('Z')))
-        .unwrap_or(false)
 }
 
 impl Setup {

@@ -163,12 +163,8 @@ fn a_process_whose_main_thread_ended_alone_has_not_exited() {
         .unwrap();
     assert_eq!(line, "ok\n");
     let pid = process.id() as i32;
-    let zombie_leader = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        stat.rsplit_once(") ").unwrap().1.starts_with('Z')
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !zombie_leader() {
+    while !common::is_zombie(pid) {
         assert!(
             std::time::Instant::now() < deadline,
             "the main thread never ended"

@@ -927,9 +927,8 @@ fn orphans_in(userns: u64) -> Vec<i32> {
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
             let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
             let ns = std::fs::metadata(entry.path().join("ns/user")).ok()?.ino();
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let zombie = stat.rsplit_once(") ")?.1.starts_with('Z');
-            (comm.starts_with("eci-orphan") && ns == userns && !zombie).then_some(pid)
+            let running = !common::is_zombie(pid);
+            (comm.starts_with("eci-orphan") && ns == userns && running).then_some(pid)
         })
         .collect()
 }

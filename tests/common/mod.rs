@@ -391,6 +391,15 @@ pub fn probe(name: &str, commands: &[&str]) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
+/// Whether process `pid` (or, for a leader, its main thread) has exited and is not reaped
+/// yet: a zombie. False once it is gone.
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('Z')))
+        .unwrap_or(false)
+}
+
 /// A process's resident KiB (VmRSS); None once it is gone.
 pub fn resident_kib(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
